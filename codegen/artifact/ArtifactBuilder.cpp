@@ -1,0 +1,450 @@
+//===- ArtifactBuilder.cpp - launch program, memory plan, .kiln file ------===//
+#include "codegen/artifact/ArtifactBuilder.h"
+
+#include "codegen/artifact/MemoryPlanner.h"
+#include "dialects/kiln/KilnDialect.h"
+#include "kiln/artifact_format.h"
+#include "manifest.pb.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstring>
+
+using namespace mlir;
+
+namespace kiln::codegen {
+
+ArtifactContents::ArtifactContents()
+    : manifest(std::make_unique<artifact::Manifest>()) {}
+ArtifactContents::~ArtifactContents() = default;
+ArtifactContents::ArtifactContents(ArtifactContents &&) = default;
+
+namespace {
+
+artifact::DType toDType(Type type) {
+  if (type.isF32()) return artifact::F32;
+  if (type.isF16()) return artifact::F16;
+  if (type.isBF16()) return artifact::BF16;
+  if (type.isF64()) return artifact::F64;
+  if (type.isInteger(1)) return artifact::BOOL;
+  if (type.isInteger(8)) return artifact::I8;
+  if (type.isInteger(16)) return artifact::I16;
+  if (type.isInteger(32)) return artifact::I32;
+  if (type.isInteger(64)) return artifact::I64;
+  return artifact::DTYPE_INVALID;
+}
+
+/// Bytes of a tensor as the kernels store it (i1 takes a byte).
+uint64_t byteSize(RankedTensorType type) {
+  unsigned bits = type.getElementType().getIntOrFloatBitWidth();
+  return static_cast<uint64_t>(type.getNumElements()) * std::max(1u, bits / 8);
+}
+
+void fillSpec(artifact::TensorSpec *spec, StringRef name,
+              RankedTensorType type) {
+  spec->set_name(name.str());
+  spec->set_dtype(toDType(type.getElementType()));
+  for (int64_t dim : type.getShape())
+    spec->add_shape(dim);
+}
+
+/// The bytes of a constant as the kernels read them.
+std::optional<std::string> constantBytes(ElementsAttr attr) {
+  auto type = cast<RankedTensorType>(attr.getType());
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr)) {
+    AsmResourceBlob *blob = resource.getRawHandle().getBlob();
+    if (!blob)
+      return std::nullopt;
+    ArrayRef<char> data = blob->getData();
+    return std::string(data.data(), data.size());
+  }
+  auto dense = dyn_cast<DenseElementsAttr>(attr);
+  if (!dense)
+    return std::nullopt;
+  if (type.getElementType().isInteger(1)) {
+    std::string bytes;
+    for (bool value : dense.getValues<bool>())
+      bytes.push_back(value ? 1 : 0);
+    return bytes;
+  }
+  ArrayRef<char> raw = dense.getRawData();
+  if (!dense.isSplat())
+    return std::string(raw.data(), raw.size());
+  uint64_t elementBytes = byteSize(type) / std::max<int64_t>(1, type.getNumElements());
+  std::string bytes;
+  bytes.reserve(byteSize(type));
+  for (int64_t i = 0; i < type.getNumElements(); ++i)
+    bytes.append(raw.data(), elementBytes);
+  return bytes;
+}
+
+/// Where a value's bytes live before the arena is planned.
+struct Storage {
+  artifact::BufferRef::Kind kind = artifact::BufferRef::KIND_INVALID;
+  uint32_t index = 0; // input, output, weight, or virtual arena buffer
+};
+
+struct EntryBuilder {
+  ModuleOp module;
+  ArtifactContents &contents;
+  int weightSection;
+  std::string &weightBytes;
+  llvm::DenseMap<Attribute, uint32_t> &weightIndex;
+  llvm::StringMap<uint32_t> &kernelIndex;
+
+  llvm::DenseMap<Value, Storage> storage;
+  std::vector<BufferLifetime> virtualBuffers;
+  // Output bound to a virtual buffer, if any (-1: none).
+  std::vector<int64_t> virtualToOutput;
+
+  Storage virtualBuffer(uint64_t size, int64_t step) {
+    virtualBuffers.push_back({size, step, step});
+    virtualToOutput.push_back(-1);
+    return {artifact::BufferRef::ARENA,
+            static_cast<uint32_t>(virtualBuffers.size() - 1)};
+  }
+
+  void touch(const Storage &s, int64_t step) {
+    if (s.kind == artifact::BufferRef::ARENA)
+      virtualBuffers[s.index].lastStep =
+          std::max(virtualBuffers[s.index].lastStep, step);
+  }
+
+  FailureOr<uint32_t> addWeight(arith::ConstantOp op) {
+    auto attr = dyn_cast<ElementsAttr>(op.getValue());
+    auto type = dyn_cast<RankedTensorType>(op.getType());
+    if (!attr || !type) {
+      op.emitError() << "a non-tensor constant cannot be a weight";
+      return failure();
+    }
+    auto it = weightIndex.find(attr);
+    if (it != weightIndex.end())
+      return it->second;
+    std::optional<std::string> bytes = constantBytes(attr);
+    if (!bytes || bytes->size() != byteSize(type)) {
+      op.emitError() << "cannot serialize the constant of type " << type;
+      return failure();
+    }
+    std::string name;
+    if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr))
+      name = resource.getRawHandle().getKey().str();
+    else
+      name = "constant_" + std::to_string(contents.manifest->weights_size());
+    // Each weight starts 64-byte aligned within its section.
+    weightBytes.resize((weightBytes.size() + 63) / 64 * 64, '\0');
+    artifact::Weight *weight = contents.manifest->add_weights();
+    fillSpec(weight->mutable_spec(), name, type);
+    weight->set_section(weightSection);
+    weight->set_offset(weightBytes.size());
+    weight->set_size(bytes->size());
+    weightBytes += *bytes;
+    uint32_t index = contents.manifest->weights_size() - 1;
+    weightIndex[attr] = index;
+    return index;
+  }
+
+  FailureOr<Storage> lookup(Value value, Operation *user) {
+    auto it = storage.find(value);
+    if (it != storage.end())
+      return it->second;
+    if (auto constant = value.getDefiningOp<arith::ConstantOp>()) {
+      FailureOr<uint32_t> index = addWeight(constant);
+      if (failed(index))
+        return failure();
+      Storage s{artifact::BufferRef::WEIGHT, *index};
+      storage[value] = s;
+      return s;
+    }
+    Operation *def = value.getDefiningOp();
+    InFlightDiagnostic diag = user->emitError()
+                              << "cannot place an operand produced by ";
+    if (def)
+      diag << "'" << def->getName() << "' outside of any dispatch";
+    else
+      diag << "a block argument of a nested region";
+    diag << " in the launch program";
+    return failure();
+  }
+
+  void fillRef(artifact::BufferRef *ref, const Storage &s, uint64_t size) {
+    ref->set_kind(s.kind);
+    ref->set_index(s.index);
+    ref->set_size(size);
+  }
+
+  LogicalResult build(func::FuncOp func, artifact::EntryPoint *entry) {
+    entry->set_name(func.getSymName().str());
+    for (auto [i, arg] : llvm::enumerate(func.getArguments())) {
+      auto type = dyn_cast<RankedTensorType>(arg.getType());
+      if (!type || !type.hasStaticShape() ||
+          toDType(type.getElementType()) == artifact::DTYPE_INVALID)
+        return func.emitError() << "entry argument #" << i << " of type "
+                                << arg.getType()
+                                << " is not a static tensor of a supported "
+                                   "element type";
+      auto name = func.getArgAttrOfType<StringAttr>(i, "kiln.name");
+      fillSpec(entry->add_inputs(),
+               name ? name.getValue() : ("input" + Twine(i)).str(), type);
+      storage[arg] = {artifact::BufferRef::INPUT, static_cast<uint32_t>(i)};
+    }
+
+    // Launches, in program order; reshapes are views of their source.
+    struct PendingLaunch {
+      uint32_t kernel;
+      SmallVector<std::pair<Storage, uint64_t>> args;
+    };
+    std::vector<PendingLaunch> launches;
+    for (Operation &op : func.getBody().front()) {
+      if (isa<tensor::CollapseShapeOp, tensor::ExpandShapeOp>(op)) {
+        FailureOr<Storage> s = lookup(op.getOperand(0), &op);
+        if (failed(s))
+          return failure();
+        storage[op.getResult(0)] = *s;
+        continue;
+      }
+      if (isa<arith::ConstantOp, func::ReturnOp>(op) || isOpTriviallyDead(&op))
+        continue;
+      auto dispatch = dyn_cast<DispatchOp>(op);
+      if (!dispatch)
+        return op.emitError() << "'" << op.getName()
+                              << "' is not inside a dispatch; it cannot be "
+                                 "compiled for this target yet";
+      auto kernelRef = dispatch->getAttrOfType<SymbolRefAttr>("kernel");
+      if (!kernelRef)
+        return op.emitError() << "dispatch was not outlined into a kernel";
+      std::string kernelName = kernelRef.getLeafReference().str();
+      auto known = kernelIndex.find(kernelName);
+      if (known == kernelIndex.end())
+        return op.emitError() << "kernel '" << kernelName << "' is missing";
+      int64_t step = launches.size();
+      PendingLaunch launch{known->second, {}};
+      for (Value input : dispatch.getInputs()) {
+        FailureOr<Storage> s = lookup(input, &op);
+        if (failed(s))
+          return failure();
+        touch(*s, step);
+        launch.args.push_back(
+            {*s, byteSize(cast<RankedTensorType>(input.getType()))});
+      }
+      for (Value result : dispatch.getResults()) {
+        uint64_t size = byteSize(cast<RankedTensorType>(result.getType()));
+        Storage s = virtualBuffer(size, step);
+        storage[result] = s;
+        launch.args.push_back({s, size});
+      }
+      launches.push_back(std::move(launch));
+    }
+
+    // Outputs: a dispatch result is written straight into the caller's
+    // output buffer when nothing else claims it; anything else is copied.
+    auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+    std::vector<std::pair<uint32_t, Storage>> copies;
+    for (auto [i, value] : llvm::enumerate(ret.getOperands())) {
+      auto type = dyn_cast<RankedTensorType>(value.getType());
+      if (!type || !type.hasStaticShape() ||
+          toDType(type.getElementType()) == artifact::DTYPE_INVALID)
+        return func.emitError() << "result #" << i << " of type "
+                                << value.getType()
+                                << " is not a static tensor of a supported "
+                                   "element type";
+      auto name = func.getResultAttrOfType<StringAttr>(i, "kiln.name");
+      fillSpec(entry->add_outputs(),
+               name ? name.getValue() : ("output" + Twine(i)).str(), type);
+      FailureOr<Storage> s = lookup(value, ret);
+      if (failed(s))
+        return failure();
+      if (s->kind == artifact::BufferRef::ARENA &&
+          virtualToOutput[s->index] < 0) {
+        virtualToOutput[s->index] = i;
+        continue;
+      }
+      copies.push_back({static_cast<uint32_t>(i), *s});
+    }
+
+    // Arena offsets for the buffers no output claimed.
+    std::vector<BufferLifetime> arenaBuffers;
+    std::vector<int64_t> arenaSlot(virtualBuffers.size(), -1);
+    for (size_t v = 0; v < virtualBuffers.size(); ++v) {
+      if (virtualToOutput[v] >= 0)
+        continue;
+      arenaSlot[v] = arenaBuffers.size();
+      arenaBuffers.push_back(virtualBuffers[v]);
+    }
+    ArenaPlan plan = planArena(arenaBuffers);
+    contents.manifest->set_arena_bytes(
+        std::max(contents.manifest->arena_bytes(), plan.arenaBytes));
+
+    auto emitRef = [&](artifact::BufferRef *ref, const Storage &s,
+                       uint64_t size) {
+      if (s.kind != artifact::BufferRef::ARENA) {
+        fillRef(ref, s, size);
+        return;
+      }
+      if (virtualToOutput[s.index] >= 0) {
+        fillRef(ref,
+                {artifact::BufferRef::OUTPUT,
+                 static_cast<uint32_t>(virtualToOutput[s.index])},
+                size);
+        return;
+      }
+      fillRef(ref, {artifact::BufferRef::ARENA, 0}, size);
+      ref->set_offset(plan.offsets[arenaSlot[s.index]]);
+    };
+    for (const PendingLaunch &pending : launches) {
+      artifact::Launch *launch = entry->add_launches();
+      launch->set_kind(artifact::Launch::KERNEL);
+      launch->set_kernel(pending.kernel);
+      for (const auto &[s, size] : pending.args)
+        emitRef(launch->add_args(), s, size);
+    }
+    for (const auto &[output, source] : copies) {
+      artifact::Launch *launch = entry->add_launches();
+      launch->set_kind(artifact::Launch::COPY);
+      uint64_t size = byteSize(cast<RankedTensorType>(
+          ret.getOperand(output).getType()));
+      fillRef(launch->add_args(), {artifact::BufferRef::OUTPUT, output}, size);
+      emitRef(launch->add_args(), source, size);
+    }
+    return success();
+  }
+};
+
+} // namespace
+
+FailureOr<ArtifactContents>
+buildArtifactContents(ModuleOp module, std::vector<KernelCode> code) {
+  ArtifactContents contents;
+  artifact::Manifest &manifest = *contents.manifest;
+  for (KernelCode &c : code) {
+    artifact::Section *section = manifest.add_sections();
+    section->set_name("kernels." + c.arch);
+    section->set_kind(static_cast<artifact::SectionKind>(c.kind));
+    section->set_arch(c.arch);
+    contents.sections.push_back(
+        {manifest.sections_size() - 1, std::move(c.bytes)});
+  }
+  int weightSection = manifest.sections_size();
+  artifact::Section *weights = manifest.add_sections();
+  weights->set_name("weights");
+  weights->set_kind(artifact::WEIGHTS);
+  std::string weightBytes;
+
+  // Kernels, in the order the kernel module defines them.
+  llvm::StringMap<uint32_t> kernelIndex;
+  for (auto nested : module.getOps<ModuleOp>()) {
+    for (auto func : nested.getOps<FunctionOpInterface>()) {
+      if (!func->hasAttr("kiln.kernel"))
+        continue;
+      artifact::Kernel *kernel = manifest.add_kernels();
+      std::string name = func.getName().str();
+      kernel->set_name(name);
+      kernel->set_section(0);
+      kernel->set_symbol(code.empty() ? name : code[0].symbolOf(name));
+      kernel->set_num_args(func.getNumArguments());
+      if (auto strategy = func->getAttrOfType<StringAttr>("kiln.strategy"))
+        kernel->set_strategy(strategy.str());
+      kernelIndex[name] = manifest.kernels_size() - 1;
+    }
+  }
+
+  llvm::DenseMap<Attribute, uint32_t> weightIndex;
+  for (auto func : module.getOps<func::FuncOp>()) {
+    if (func.isExternal())
+      continue;
+    EntryBuilder builder{module,      contents,    weightSection,
+                         weightBytes, weightIndex, kernelIndex};
+    if (failed(builder.build(func, manifest.add_entry_points())))
+      return failure();
+  }
+  contents.sections.push_back({weightSection, std::move(weightBytes)});
+  return contents;
+}
+
+std::string writeArtifact(ArtifactContents &contents,
+                          const std::string &path) {
+  artifact::Manifest &manifest = *contents.manifest;
+  auto align = [](uint64_t x) {
+    return (x + KILN_ARTIFACT_SECTION_ALIGNMENT - 1) /
+           KILN_ARTIFACT_SECTION_ALIGNMENT * KILN_ARTIFACT_SECTION_ALIGNMENT;
+  };
+  // Sections first, manifest last: the manifest then knows every offset.
+  uint64_t offset = sizeof(kiln_artifact_header);
+  for (SectionPayload &payload : contents.sections) {
+    offset = align(offset);
+    artifact::Section *section =
+        manifest.mutable_sections(payload.manifestIndex);
+    section->set_offset(offset);
+    section->set_size(payload.bytes.size());
+    offset += payload.bytes.size();
+  }
+  std::string manifestBytes;
+  if (!manifest.SerializeToString(&manifestBytes))
+    return "cannot serialize the artifact manifest";
+  offset = align(offset);
+  kiln_artifact_header header;
+  std::memset(&header, 0, sizeof(header));
+  std::memcpy(header.magic, KILN_ARTIFACT_MAGIC, 8);
+  header.format_version = KILN_ARTIFACT_FORMAT_VERSION;
+  header.header_size = sizeof(header);
+  header.manifest_offset = offset;
+  header.manifest_size = manifestBytes.size();
+  header.file_size = offset + manifestBytes.size();
+
+  // Write beside the target and rename, so `-o` never holds half a file.
+  llvm::SmallString<256> tempPath;
+  int fd;
+  if (std::error_code ec = llvm::sys::fs::createUniqueFile(
+          path + ".tmp-%%%%%%", fd, tempPath))
+    return "cannot create '" + path + "': " + ec.message();
+  {
+    llvm::raw_fd_ostream out(fd, /*shouldClose=*/true);
+    auto pad = [&](uint64_t to) {
+      while (out.tell() < to)
+        out << '\0';
+    };
+    out.write(reinterpret_cast<const char *>(&header), sizeof(header));
+    for (SectionPayload &payload : contents.sections) {
+      pad(manifest.sections(payload.manifestIndex).offset());
+      out.write(payload.bytes.data(), payload.bytes.size());
+    }
+    pad(header.manifest_offset);
+    out.write(manifestBytes.data(), manifestBytes.size());
+    out.close();
+    if (out.has_error()) {
+      out.clear_error();
+      llvm::sys::fs::remove(tempPath);
+      return "cannot write '" + path + "' (disk full?)";
+    }
+  }
+  if (std::error_code ec = llvm::sys::fs::rename(tempPath, path)) {
+    llvm::sys::fs::remove(tempPath);
+    return "cannot write '" + path + "': " + ec.message();
+  }
+  return "";
+}
+
+std::string hashFile(const std::string &path) {
+  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false);
+  if (!buffer)
+    return "";
+  uint64_t hash = 1469598103934665603ull;
+  for (char c : (*buffer)->getBuffer()) {
+    hash ^= static_cast<uint8_t>(c);
+    hash *= 1099511628211ull;
+  }
+  char text[17];
+  snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(hash));
+  return text;
+}
+
+} // namespace kiln::codegen

@@ -1,0 +1,59 @@
+//===- ArtifactBuilder.h - launch program, memory plan, .kiln file -*- C++ -*-===//
+#ifndef KILN_CODEGEN_ARTIFACT_ARTIFACTBUILDER_H
+#define KILN_CODEGEN_ARTIFACT_ARTIFACTBUILDER_H
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kiln::artifact {
+class Manifest;
+}
+
+namespace kiln::codegen {
+
+/// A section payload and where the manifest describes it.
+struct SectionPayload {
+  int manifestIndex = 0;
+  std::string bytes;
+};
+
+/// The manifest under construction and the bytes of its sections.
+struct ArtifactContents {
+  std::unique_ptr<artifact::Manifest> manifest;
+  std::vector<SectionPayload> sections;
+  ArtifactContents();
+  ~ArtifactContents();
+  ArtifactContents(ArtifactContents &&);
+};
+
+/// Compiled kernel code for one architecture.
+struct KernelCode {
+  int kind = 0;       // artifact::SectionKind
+  std::string arch;   // "x86_64", "sm_80", ...
+  std::string bytes;
+  /// Per kernel name, the symbol the runtime looks up.
+  std::function<std::string(const std::string &)> symbolOf;
+};
+
+/// Builds the manifest's entry points, launch programs, weights and arena
+/// plan from `module`: its entry functions hold `kiln.dispatch` ops whose
+/// `kernel` attributes name outlined kernels in `module @kernels`. Kernels
+/// point at the first code section. Reports errors on `module`.
+mlir::FailureOr<ArtifactContents>
+buildArtifactContents(mlir::ModuleOp module, std::vector<KernelCode> code);
+
+/// Writes `contents` to `path` atomically (a temporary file renamed into
+/// place); on failure nothing is left at `path`. Returns an error message,
+/// empty on success.
+std::string writeArtifact(ArtifactContents &contents, const std::string &path);
+
+/// FNV-1a 64 of a file, as 16 hex digits ("" if unreadable).
+std::string hashFile(const std::string &path);
+
+} // namespace kiln::codegen
+
+#endif // KILN_CODEGEN_ARTIFACT_ARTIFACTBUILDER_H

@@ -1,0 +1,107 @@
+//===- ImportContext.h - what an ONNX op handler sees -----------*- C++ -*-===//
+//
+// Each ONNX op is imported by a handler registered under its op type and the
+// opset version it starts at (`registry.on("Softmax", 13, ...)`). The
+// importer picks, for a node, the handler with the newest version that is not
+// newer than the model's opset, so a semantic change across versions is a
+// second registration, not an `if` in the handler.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_FRONTEND_ONNX_IMPORTCONTEXT_H
+#define KILN_FRONTEND_ONNX_IMPORTCONTEXT_H
+
+#include "onnx.pb.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/Value.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <vector>
+
+namespace kiln::onnx {
+
+class GraphImporter;
+
+/// One node being imported: its inputs, attributes and a place to put its
+/// outputs.
+class NodeContext {
+public:
+  NodeContext(GraphImporter &importer, const kiln_onnx::NodeProto &node,
+              int64_t opset, mlir::OpBuilder &builder, mlir::Location loc)
+      : importer(importer), node(node), opset(opset), builder(builder),
+        loc(loc) {}
+
+  const kiln_onnx::NodeProto &getNode() const { return node; }
+  int64_t getOpset() const { return opset; }
+  mlir::OpBuilder &b() { return builder; }
+  mlir::Location getLoc() const { return loc; }
+
+  /// Number of inputs, counting omitted optional ones ("" names).
+  int numInputs() const { return node.input_size(); }
+  /// Whether optional input `i` is present.
+  bool hasInput(int i) const {
+    return i < node.input_size() && !node.input(i).empty();
+  }
+  /// The value of input `i`; reports an error and returns null if missing.
+  mlir::Value input(int i);
+  /// The ranked tensor type of input `i` (input must be present).
+  mlir::RankedTensorType inputType(int i);
+
+  /// Input `i` as a list of integers, if it is a constant (an initializer or
+  /// the output of a Constant node); otherwise an error naming the input.
+  std::optional<std::vector<int64_t>> constantInts(int i);
+  /// Input `i` as a constant elements attribute, or null.
+  mlir::ElementsAttr constantElements(int i);
+
+  bool hasAttr(llvm::StringRef name) const;
+  const kiln_onnx::AttributeProto *attr(llvm::StringRef name) const;
+  int64_t intAttr(llvm::StringRef name, int64_t defaultValue) const;
+  float floatAttr(llvm::StringRef name, float defaultValue) const;
+  std::optional<std::vector<int64_t>> intsAttr(llvm::StringRef name) const;
+
+  /// Starts an error about this node: "node 'n' (Op, opset N): ...".
+  mlir::InFlightDiagnostic error();
+
+  /// Binds the node's outputs, in order. Missing trailing values are fine
+  /// only for optional outputs the graph does not use.
+  mlir::LogicalResult setOutputs(mlir::ValueRange values);
+
+  GraphImporter &getImporter() { return importer; }
+
+private:
+  GraphImporter &importer;
+  const kiln_onnx::NodeProto &node;
+  int64_t opset;
+  mlir::OpBuilder &builder;
+  mlir::Location loc;
+};
+
+using OpHandler = std::function<mlir::LogicalResult(NodeContext &)>;
+
+/// Handlers keyed by op type and the opset version they start at.
+class OpRegistry {
+public:
+  void on(llvm::StringRef opType, int64_t sinceVersion, OpHandler handler) {
+    handlers[opType.str()][sinceVersion] = std::move(handler);
+  }
+  /// The handler for `opType` at `opset`, or null. `oldest` receives the
+  /// oldest version with a handler, for the error message.
+  const OpHandler *lookup(llvm::StringRef opType, int64_t opset,
+                          int64_t *oldest) const;
+
+private:
+  std::map<std::string, std::map<int64_t, OpHandler>> handlers;
+};
+
+void registerElementwiseOps(OpRegistry &registry);
+void registerShapeOps(OpRegistry &registry);
+void registerLinalgOps(OpRegistry &registry);
+
+} // namespace kiln::onnx
+
+#endif // KILN_FRONTEND_ONNX_IMPORTCONTEXT_H

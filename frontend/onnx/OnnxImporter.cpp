@@ -1,0 +1,410 @@
+//===- OnnxImporter.cpp - ONNX ModelProto -> Kiln graph IR ----------------===//
+#include "frontend/onnx/OnnxImporter.h"
+
+#include "dialects/kiln/KilnDialect.h"
+#include "frontend/onnx/ImportContext.h"
+#include "frontend/onnx/Tensors.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Verifier.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+
+#include <google/protobuf/io/coded_stream.h>
+
+using namespace mlir;
+
+namespace kiln::onnx {
+
+/// Initializers and Constant nodes with at most this many elements stay
+/// inline (dense attributes the compiler can fold); larger ones become
+/// named `dense_resource` weights.
+static constexpr int64_t kInlineConstantLimit = 64;
+
+const OpHandler *OpRegistry::lookup(StringRef opType, int64_t opset,
+                                    int64_t *oldest) const {
+  auto it = handlers.find(opType.str());
+  if (it == handlers.end())
+    return nullptr;
+  *oldest = it->second.begin()->first;
+  auto version = it->second.upper_bound(opset);
+  if (version == it->second.begin())
+    return nullptr;
+  return &std::prev(version)->second;
+}
+
+static const OpRegistry &getRegistry() {
+  static const OpRegistry registry = [] {
+    OpRegistry r;
+    registerElementwiseOps(r);
+    registerShapeOps(r);
+    registerLinalgOps(r);
+    return r;
+  }();
+  return registry;
+}
+
+/// Imports one GraphProto into one func.func.
+class GraphImporter {
+public:
+  GraphImporter(MLIRContext &context, StringRef path,
+                const ImportOptions &options)
+      : context(context), path(path), options(options),
+        baseDir(llvm::sys::path::parent_path(path).str()) {}
+
+  OwningOpRef<ModuleOp> import(const kiln_onnx::ModelProto &model);
+
+  InFlightDiagnostic fileError() {
+    return emitError(FileLineColLoc::get(&context, path, 0, 0));
+  }
+
+  Value lookup(const std::string &name) const {
+    auto it = values.find(name);
+    return it == values.end() ? Value() : it->second;
+  }
+  void bind(const std::string &name, Value value) { values[name] = value; }
+  const std::string &getBaseDir() const { return baseDir; }
+  StringRef getPath() const { return path; }
+
+  /// A constant op for `tensor`, named after it when it becomes a weight.
+  Value importTensor(OpBuilder &b, Location loc,
+                     const kiln_onnx::TensorProto &tensor, StringRef what);
+
+private:
+  LogicalResult importNode(OpBuilder &b, const kiln_onnx::NodeProto &node,
+                           int nodeIndex);
+  std::optional<RankedTensorType> importValueType(
+      const kiln_onnx::ValueInfoProto &info, StringRef role);
+
+  MLIRContext &context;
+  std::string path;
+  const ImportOptions &options;
+  std::string baseDir;
+  llvm::StringMap<Value> values;
+  int64_t opset = 0;
+  unsigned resourceCounter = 0;
+};
+
+Value GraphImporter::importTensor(OpBuilder &b, Location loc,
+                                  const kiln_onnx::TensorProto &tensor,
+                                  StringRef what) {
+  Type element = toElementType(&context, tensor.data_type());
+  if (!element) {
+    emitError(loc) << path << ": " << what << " '" << tensor.name()
+                   << "' has unsupported " << dataTypeName(tensor.data_type());
+    return {};
+  }
+  std::vector<char> bytes;
+  if (std::string error = readTensorBytes(tensor, baseDir, bytes);
+      !error.empty()) {
+    emitError(loc) << path << ": " << error;
+    return {};
+  }
+  auto type = RankedTensorType::get(tensorShape(tensor), element);
+  std::string resourceName =
+      tensor.name().empty() ? "constant_" + std::to_string(resourceCounter++)
+                            : tensor.name();
+  ElementsAttr attr =
+      makeElementsAttr(type, bytes, resourceName, kInlineConstantLimit);
+  return arith::ConstantOp::create(b, loc, cast<TypedAttr>(attr));
+}
+
+std::optional<RankedTensorType>
+GraphImporter::importValueType(const kiln_onnx::ValueInfoProto &info,
+                               StringRef role) {
+  if (!info.type().has_tensor_type()) {
+    fileError() << path << ": graph " << role << " '" << info.name()
+                << "' is not a tensor; only tensor inputs and outputs are "
+                   "supported";
+    return std::nullopt;
+  }
+  const auto &tensorType = info.type().tensor_type();
+  Type element = toElementType(&context, tensorType.elem_type());
+  if (!element) {
+    fileError() << path << ": graph " << role << " '" << info.name()
+                << "' has unsupported " << dataTypeName(tensorType.elem_type());
+    return std::nullopt;
+  }
+  if (!tensorType.has_shape()) {
+    fileError() << path << ": graph " << role << " '" << info.name()
+                << "' has no shape; Kiln needs the rank and dims of inputs";
+    return std::nullopt;
+  }
+  SmallVector<int64_t> shape;
+  for (const auto &dim : tensorType.shape().dim()) {
+    if (dim.has_dim_value()) {
+      shape.push_back(dim.dim_value());
+      continue;
+    }
+    std::string name = dim.has_dim_param() ? dim.dim_param() : "";
+    auto it = options.dims.find(name);
+    if (name.empty() || it == options.dims.end()) {
+      fileError() << path << ": graph " << role << " '" << info.name()
+                  << "' has a symbolic dim"
+                  << (name.empty() ? std::string(" without a name")
+                                   : " '" + name + "'")
+                  << "; give it a value with --dim "
+                  << (name.empty() ? "NAME" : name) << "=VALUE";
+      return std::nullopt;
+    }
+    shape.push_back(it->second);
+  }
+  return RankedTensorType::get(shape, element);
+}
+
+LogicalResult GraphImporter::importNode(OpBuilder &b,
+                                        const kiln_onnx::NodeProto &node,
+                                        int nodeIndex) {
+  std::string name = node.name().empty()
+                         ? node.op_type() + "_" + std::to_string(nodeIndex)
+                         : node.name();
+  Location loc = NameLoc::get(StringAttr::get(&context, name),
+                              FileLineColLoc::get(&context, path, 0, 0));
+  std::string domain = node.domain().empty() ? "ai.onnx" : node.domain();
+  if (domain != "ai.onnx") {
+    emitError(loc) << path << ": node '" << name << "' (op '" << node.op_type()
+                   << "', domain '" << domain << "'): ops of domain '"
+                   << domain << "' are not supported; Kiln imports the "
+                   << "ai.onnx domain";
+    return failure();
+  }
+  int64_t oldest = 0;
+  const OpHandler *handler =
+      getRegistry().lookup(node.op_type(), opset, &oldest);
+  if (!handler) {
+    InFlightDiagnostic diag = emitError(loc);
+    diag << path << ": node '" << name << "' (op '" << node.op_type()
+         << "', domain 'ai.onnx', opset " << opset << "): ";
+    if (oldest)
+      diag << "op '" << node.op_type() << "' is supported from opset "
+           << oldest << " on; re-export the model with a newer opset";
+    else
+      diag << "unsupported op '" << node.op_type()
+           << "'; see docs/onnx-coverage.md for the supported ops";
+    return failure();
+  }
+  NodeContext ctx(*this, node, opset, b, loc);
+  return (*handler)(ctx);
+}
+
+OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) {
+  for (const auto &entry : model.opset_import())
+    if (entry.domain().empty() || entry.domain() == "ai.onnx")
+      opset = entry.version();
+  if (opset == 0) {
+    fileError() << path << ": the model imports no ai.onnx opset";
+    return {};
+  }
+  if (opset < 7 || opset > 23) {
+    fileError() << path << ": ai.onnx opset " << opset
+                << " is not supported; Kiln supports opsets 7 to 23";
+    return {};
+  }
+  const kiln_onnx::GraphProto &graph = model.graph();
+  Location fileLoc = FileLineColLoc::get(&context, path, 0, 0);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(fileLoc);
+  OpBuilder b(module->getBodyRegion());
+
+  llvm::StringSet<> initializerNames;
+  for (const auto &init : graph.initializer())
+    initializerNames.insert(init.name());
+
+  SmallVector<Type> argTypes;
+  SmallVector<std::string> argNames;
+  for (const auto &input : graph.input()) {
+    if (initializerNames.contains(input.name()))
+      continue; // an initializer listed as an input (IR version < 4)
+    auto type = importValueType(input, "input");
+    if (!type)
+      return {};
+    argTypes.push_back(*type);
+    argNames.push_back(input.name());
+  }
+  auto func = func::FuncOp::create(b, fileLoc, options.entryName,
+                                   b.getFunctionType(argTypes, {}));
+  Block *entry = func.addEntryBlock();
+  for (auto [i, name] : llvm::enumerate(argNames)) {
+    func.setArgAttr(i, "kiln.name", b.getStringAttr(name));
+    bind(name, entry->getArgument(i));
+  }
+  b.setInsertionPointToStart(entry);
+  for (const auto &init : graph.initializer()) {
+    Value value = importTensor(b, fileLoc, init, "initializer");
+    if (!value)
+      return {};
+    bind(init.name(), value);
+  }
+  for (int i = 0; i < graph.node_size(); ++i)
+    if (failed(importNode(b, graph.node(i), i)))
+      return {};
+
+  SmallVector<Value> results;
+  for (const auto &output : graph.output()) {
+    Value value = lookup(output.name());
+    if (!value) {
+      fileError() << path << ": graph output '" << output.name()
+                  << "' is not produced by any node";
+      return {};
+    }
+    results.push_back(value);
+  }
+  func::ReturnOp::create(b, fileLoc, results);
+  func.setType(b.getFunctionType(argTypes, ValueRange(results).getTypes()));
+  for (auto [i, output] : llvm::enumerate(graph.output()))
+    func.setResultAttr(i, "kiln.name", b.getStringAttr(output.name()));
+  if (failed(verify(*module)))
+    return {};
+  return module;
+}
+
+//===----------------------------------------------------------------------===//
+// NodeContext
+//===----------------------------------------------------------------------===//
+
+Value NodeContext::input(int i) {
+  if (!hasInput(i)) {
+    error() << "required input #" << i << " is missing";
+    return {};
+  }
+  Value value = importer.lookup(node.input(i));
+  if (!value)
+    error() << "input #" << i << " '" << node.input(i)
+            << "' is not produced by any earlier node, initializer or graph "
+               "input (the graph must be topologically sorted)";
+  return value;
+}
+
+RankedTensorType NodeContext::inputType(int i) {
+  return cast<RankedTensorType>(importer.lookup(node.input(i)).getType());
+}
+
+ElementsAttr NodeContext::constantElements(int i) {
+  if (!hasInput(i))
+    return {};
+  Value value = importer.lookup(node.input(i));
+  if (!value)
+    return {};
+  auto constant = value.getDefiningOp<arith::ConstantOp>();
+  return constant ? dyn_cast<ElementsAttr>(constant.getValue())
+                  : ElementsAttr();
+}
+
+std::optional<std::vector<int64_t>> NodeContext::constantInts(int i) {
+  if (!input(i))
+    return std::nullopt;
+  ElementsAttr attr = constantElements(i);
+  if (!attr || !attr.getElementType().isInteger()) {
+    error() << "input #" << i << " '" << node.input(i)
+            << "' must be a constant integer tensor (an initializer or a "
+               "Constant node); computed shapes are not supported yet";
+    return std::nullopt;
+  }
+  std::vector<int64_t> values;
+  for (APInt v : attr.getValues<APInt>())
+    values.push_back(v.getSExtValue());
+  return values;
+}
+
+const kiln_onnx::AttributeProto *NodeContext::attr(StringRef name) const {
+  for (const auto &a : node.attribute())
+    if (a.name() == name)
+      return &a;
+  return nullptr;
+}
+
+bool NodeContext::hasAttr(StringRef name) const { return attr(name); }
+
+int64_t NodeContext::intAttr(StringRef name, int64_t defaultValue) const {
+  const auto *a = attr(name);
+  return a ? a->i() : defaultValue;
+}
+
+float NodeContext::floatAttr(StringRef name, float defaultValue) const {
+  const auto *a = attr(name);
+  return a ? a->f() : defaultValue;
+}
+
+std::optional<std::vector<int64_t>>
+NodeContext::intsAttr(StringRef name) const {
+  const auto *a = attr(name);
+  if (!a)
+    return std::nullopt;
+  return std::vector<int64_t>(a->ints().begin(), a->ints().end());
+}
+
+InFlightDiagnostic NodeContext::error() {
+  std::string name = node.name().empty() ? "<unnamed>" : node.name();
+  return emitError(loc) << importer.getPath() << ": node '" << name
+                        << "' (op '" << node.op_type() << "', opset " << opset
+                        << "): ";
+}
+
+LogicalResult NodeContext::setOutputs(ValueRange values) {
+  if (static_cast<int>(values.size()) < node.output_size()) {
+    for (int i = values.size(); i < node.output_size(); ++i)
+      if (!node.output(i).empty())
+        return error() << "optional output #" << i << " '" << node.output(i)
+                       << "' is not supported";
+  }
+  for (int i = 0; i < node.output_size() && i < (int)values.size(); ++i)
+    if (!node.output(i).empty())
+      importer.bind(node.output(i), values[i]);
+  return success();
+}
+
+Value importConstantTensor(NodeContext &ctx,
+                           const kiln_onnx::TensorProto &tensor) {
+  return ctx.getImporter().importTensor(ctx.b(), ctx.getLoc(), tensor,
+                                        "Constant");
+}
+
+//===----------------------------------------------------------------------===//
+// Entry points
+//===----------------------------------------------------------------------===//
+
+OwningOpRef<ModuleOp> importModelFile(MLIRContext &context, StringRef path,
+                                      const ImportOptions &options) {
+  context.loadDialect<KilnDialect, func::FuncDialect, arith::ArithDialect,
+                      linalg::LinalgDialect, tensor::TensorDialect,
+                      math::MathDialect>();
+  Location fileLoc = FileLineColLoc::get(&context, path, 0, 0);
+  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                            /*RequiresNullTerminator=*/false);
+  if (!buffer) {
+    emitError(fileLoc) << "cannot read model file '" << path
+                       << "': " << buffer.getError().message();
+    return {};
+  }
+  kiln_onnx::ModelProto model;
+  google::protobuf::io::CodedInputStream stream(
+      reinterpret_cast<const uint8_t *>((*buffer)->getBufferStart()),
+      static_cast<int>((*buffer)->getBufferSize()));
+  stream.SetTotalBytesLimit(INT32_MAX);
+  if ((*buffer)->getBufferSize() > INT32_MAX ||
+      !model.ParseFromCodedStream(&stream) || !stream.ConsumedEntireMessage()) {
+    emitError(fileLoc) << "'" << path
+                       << "' is not a valid ONNX model (protobuf parsing "
+                          "failed); check that it is an .onnx file and not "
+                          "truncated";
+    return {};
+  }
+  if (!model.has_graph()) {
+    emitError(fileLoc) << "'" << path << "' holds no graph";
+    return {};
+  }
+  GraphImporter importer(context, path, options);
+  return importer.import(model);
+}
+
+void registerImporterDialects(DialectRegistry &registry) {
+  registry.insert<KilnDialect, func::FuncDialect, arith::ArithDialect,
+                  linalg::LinalgDialect, tensor::TensorDialect,
+                  math::MathDialect>();
+}
+
+} // namespace kiln::onnx

@@ -1,0 +1,33 @@
+//===- OnnxImporter.h - ONNX ModelProto -> Kiln graph IR --------*- C++ -*-===//
+#ifndef KILN_FRONTEND_ONNX_ONNXIMPORTER_H
+#define KILN_FRONTEND_ONNX_ONNXIMPORTER_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <string>
+
+namespace kiln::onnx {
+
+struct ImportOptions {
+  /// Values for symbolic input dims (`--dim NAME=VALUE`).
+  llvm::StringMap<int64_t> dims;
+  /// Name of the function the graph becomes.
+  std::string entryName = "main";
+};
+
+/// Reads the ONNX model at `path` and builds graph IR. Every problem (an
+/// unreadable or malformed file, an unsupported op, a shape error) is
+/// reported through the context's diagnostic engine, naming the file and
+/// node; the result is then null.
+mlir::OwningOpRef<mlir::ModuleOp> importModelFile(mlir::MLIRContext &context,
+                                                  llvm::StringRef path,
+                                                  const ImportOptions &options);
+
+/// Registers the dialects the importer emits.
+void registerImporterDialects(mlir::DialectRegistry &registry);
+
+} // namespace kiln::onnx
+
+#endif // KILN_FRONTEND_ONNX_ONNXIMPORTER_H

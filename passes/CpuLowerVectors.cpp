@@ -1,0 +1,63 @@
+//===- CpuLowerVectors.cpp - vector ops to LLVM-ready form ----------------===//
+#include "passes/Passes.h"
+
+#include "mlir/Conversion/VectorToSCF/VectorToSCF.h"
+#include "mlir/Dialect/Linalg/Transforms/Hoisting.h"
+#include "mlir/Dialect/Math/Transforms/Passes.h"
+#include "mlir/Dialect/Vector/Transforms/LoweringPatterns.h"
+#include "mlir/Dialect/Vector/Transforms/VectorRewritePatterns.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNCPULOWERVECTORS
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+struct KilnCpuLowerVectorsPass final
+    : kiln::impl::KilnCpuLowerVectorsBase<KilnCpuLowerVectorsPass> {
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    // Keep matmul accumulators in registers across the reduction loop.
+    linalg::hoistRedundantVectorTransfers(func);
+
+    MLIRContext *ctx = &getContext();
+    {
+      RewritePatternSet patterns(ctx);
+      vector::populateVectorContractLoweringPatterns(
+          patterns, vector::VectorContractLowering::OuterProduct);
+      vector::populateVectorTransferPermutationMapLoweringPatterns(patterns);
+      vector::populateVectorReductionToContractPatterns(patterns);
+      if (failed(applyPatternsGreedily(func, std::move(patterns))))
+        return signalPassFailure();
+    }
+    {
+      RewritePatternSet patterns(ctx);
+      vector::populateVectorOuterProductLoweringPatterns(patterns);
+      vector::populateVectorMultiReductionLoweringPatterns(
+          patterns, vector::VectorMultiReductionLowering::InnerParallel);
+      vector::populateVectorBroadcastLoweringPatterns(patterns);
+      // n-D transfers become unrolled 1-D ones, which become loads/stores.
+      populateVectorToSCFConversionPatterns(
+          patterns,
+          VectorTransferToSCFOptions().enableFullUnroll().setTargetRank(1));
+      vector::populateVectorTransferLoweringPatterns(patterns,
+                                                     /*maxTransferRank=*/1);
+      vector::populateVectorTransposeLoweringPatterns(
+          patterns, vector::VectorTransposeLowering::EltWise);
+      vector::populateVectorShapeCastLoweringPatterns(patterns);
+      vector::populateVectorMaskOpLoweringPatterns(patterns);
+      // exp/tanh/erf/log as vectorizable polynomials instead of scalarized
+      // libm calls.
+      populateMathPolynomialApproximationPatterns(patterns);
+      if (failed(applyPatternsGreedily(func, std::move(patterns))))
+        return signalPassFailure();
+    }
+  }
+};
+
+} // namespace

@@ -1,0 +1,112 @@
+//===- CpuTileAndVectorize.cpp - register tiles and vectors for CPU kernels ===//
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
+#include "mlir/IR/PatternMatch.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNCPUTILEANDVECTORIZE
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+/// The largest divisor of `extent` that is at most `limit`. Tiles that divide
+/// their loop evenly need no masks and no remainder loops.
+int64_t largestDivisorAtMost(int64_t extent, int64_t limit) {
+  for (int64_t size = std::min(extent, limit); size > 1; --size)
+    if (extent % size == 0)
+      return size;
+  return 1;
+}
+
+struct KilnCpuTileAndVectorizePass final
+    : kiln::impl::KilnCpuTileAndVectorizeBase<KilnCpuTileAndVectorizePass> {
+  using Base::Base;
+
+  /// Tile sizes for `op`, one per loop, or nothing if the op is not tiled.
+  std::optional<SmallVector<int64_t>> chooseTileSizes(linalg::LinalgOp op) {
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    if (ranges.empty() || llvm::any_of(ranges, ShapedType::isDynamic) ||
+        llvm::is_contained(ranges, 0))
+      return std::nullopt;
+    SmallVector<int64_t> sizes(ranges.size(), 1);
+    if (linalg::isaContractionOpInterface(op)) {
+      FailureOr<linalg::ContractionDimensions> dims =
+          linalg::inferContractionDims(op);
+      if (succeeded(dims) && !dims->m.empty() && !dims->n.empty()) {
+        unsigned m = dims->m.back(), n = dims->n.back();
+        sizes[m] = largestDivisorAtMost(ranges[m], mTile);
+        sizes[n] = largestDivisorAtMost(ranges[n], nTile);
+        return sizes;
+      }
+    }
+    sizes.back() = largestDivisorAtMost(ranges.back(), vectorWidth);
+    return sizes;
+  }
+
+  void tileAndVectorize(RewriterBase &rewriter, linalg::LinalgOp op) {
+    std::optional<SmallVector<int64_t>> sizes = chooseTileSizes(op);
+    if (!sizes)
+      return;
+    rewriter.setInsertionPoint(op);
+    scf::SCFTilingOptions options;
+    options.setTileSizes(getAsIndexOpFoldResult(op.getContext(), *sizes));
+    SmallVector<unsigned> reductionDims;
+    op.getReductionDims(reductionDims);
+    options.setReductionDims(reductionDims);
+    FailureOr<scf::SCFTilingResult> tiled = scf::tileUsingSCF(
+        rewriter, cast<TilingInterface>(op.getOperation()), options);
+    if (failed(tiled))
+      return;
+    if (op->getNumResults())
+      rewriter.replaceOp(op, tiled->replacements);
+    else
+      rewriter.eraseOp(op);
+    for (Operation *tiledOp : tiled->tiledOps) {
+      rewriter.setInsertionPoint(tiledOp);
+      FailureOr<linalg::VectorizationResult> vectorized =
+          linalg::vectorize(rewriter, tiledOp);
+      if (failed(vectorized))
+        continue; // stays a tiled linalg op and becomes scalar loops
+      if (tiledOp->getNumResults())
+        rewriter.replaceOp(tiledOp, vectorized->replacements);
+      else
+        rewriter.eraseOp(tiledOp);
+    }
+  }
+
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    if (!func->hasAttr(kKernelAttrName))
+      return;
+    IRRewriter rewriter(&getContext());
+
+    // Aggregates (softmax) first become the generics they stand for.
+    SmallVector<linalg::AggregatedOpInterface> aggregates;
+    func.walk([&](linalg::AggregatedOpInterface op) {
+      aggregates.push_back(op);
+    });
+    for (linalg::AggregatedOpInterface op : aggregates) {
+      rewriter.setInsertionPoint(op);
+      FailureOr<SmallVector<Value>> replacements =
+          op.decomposeOperation(rewriter);
+      if (failed(replacements)) {
+        op.emitError() << "cannot decompose for the CPU target";
+        return signalPassFailure();
+      }
+      rewriter.replaceOp(op, *replacements);
+    }
+
+    SmallVector<linalg::LinalgOp> ops;
+    func.walk([&](linalg::LinalgOp op) { ops.push_back(op); });
+    for (linalg::LinalgOp op : ops)
+      tileAndVectorize(rewriter, op);
+  }
+};
+
+} // namespace

@@ -1,0 +1,143 @@
+//===- FormDispatches.cpp - one kiln.dispatch per kernel ------------------===//
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
+#include "llvm/ADT/SetVector.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNFORMDISPATCHES
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+bool isReshapeView(Operation *op) {
+  return isa<tensor::CollapseShapeOp, tensor::ExpandShapeOp>(op);
+}
+
+/// Ops that never become the root of a dispatch.
+bool isNonCompute(Operation *op) {
+  return op->hasTrait<OpTrait::ConstantLike>() || isa<tensor::EmptyOp>(op) ||
+         isReshapeView(op) || op->hasTrait<OpTrait::IsTerminator>() ||
+         isa<DispatchOp>(op) || !op->getBlock() ||
+         llvm::none_of(op->getResultTypes(), llvm::IsaPred<RankedTensorType>);
+}
+
+/// Names the kernel strategy the dispatch's root calls for.
+StringRef classifyRoot(Operation *root) {
+  if (auto linalgOp = dyn_cast<linalg::LinalgOp>(root)) {
+    if (linalg::isaContractionOpInterface(linalgOp))
+      return "gemm";
+    if (linalgOp.getNumReductionLoops() == 0)
+      return "elementwise";
+    return "reduction";
+  }
+  if (isa<linalg::SoftmaxOp>(root))
+    return "reduction";
+  return "generic";
+}
+
+struct KilnFormDispatchesPass final
+    : kiln::impl::KilnFormDispatchesBase<KilnFormDispatchesPass> {
+  using Base::Base;
+
+  /// Whether `value`'s producer is cheap enough to clone into a dispatch.
+  bool isClonable(Value value) {
+    Operation *def = value.getDefiningOp();
+    if (!def)
+      return false;
+    if (isa<tensor::EmptyOp>(def))
+      return true;
+    if (isReshapeView(def))
+      return isClonable(def->getOperand(0));
+    if (auto constant = dyn_cast<arith::ConstantOp>(def)) {
+      auto dense = dyn_cast<DenseElementsAttr>(constant.getValue());
+      if (!isa<ShapedType>(constant.getType()))
+        return true; // scalar
+      return dense && (dense.isSplat() ||
+                       dense.getNumElements() <= maxInlineConstantElements);
+    }
+    if (auto fill = dyn_cast<linalg::FillOp>(def))
+      return isClonable(fill.getOutputs()[0]) &&
+             !isa<ShapedType>(fill.getInputs()[0].getType());
+    return false;
+  }
+
+  void formDispatch(Operation *root) {
+    // Collect the producers to clone (transitively, in def order) and the
+    // values that become operands.
+    llvm::SetVector<Operation *> cloned;
+    llvm::SetVector<Value> operands;
+    std::function<void(Value)> visit = [&](Value value) {
+      if (isClonable(value)) {
+        Operation *def = value.getDefiningOp();
+        if (cloned.contains(def))
+          return;
+        for (Value operand : def->getOperands())
+          visit(operand);
+        cloned.insert(def);
+        return;
+      }
+      operands.insert(value);
+    };
+    for (Value operand : root->getOperands())
+      visit(operand);
+    // Values the root's regions capture from above (e.g. a scalar).
+    root->walk([&](Operation *nested) {
+      if (nested == root)
+        return;
+      for (Value operand : nested->getOperands())
+        if (!root->isAncestor(operand.getParentRegion()->getParentOp()))
+          visit(operand);
+    });
+
+    OpBuilder builder(root);
+    SmallVector<Value> inputs(operands.begin(), operands.end());
+    auto dispatch = DispatchOp::create(
+        builder, root->getLoc(), root->getResultTypes(), inputs,
+        builder.getStringAttr(classifyRoot(root)));
+    Block *body = builder.createBlock(&dispatch.getBody());
+    IRMapping mapping;
+    for (Value input : inputs)
+      mapping.map(input, body->addArgument(input.getType(), input.getLoc()));
+    builder.setInsertionPointToStart(body);
+    for (Operation *op : cloned)
+      builder.clone(*op, mapping);
+    Operation *newRoot = builder.clone(*root, mapping);
+    YieldOp::create(builder, root->getLoc(), newRoot->getResults());
+    root->replaceAllUsesWith(dispatch.getResults());
+    root->erase();
+  }
+
+  void runOnOperation() override {
+    SmallVector<Operation *> roots;
+    for (Operation &op : getOperation().getBody().front())
+      if (!isNonCompute(&op))
+        roots.push_back(&op);
+    for (Operation *root : roots) {
+      // A fill that only initializes other roots' outputs is cloned into
+      // those dispatches instead of becoming a kernel of its own.
+      if (auto fill = dyn_cast<linalg::FillOp>(root))
+        if (isClonable(fill.getResult(0)) &&
+            llvm::all_of(fill->getUsers(), [](Operation *user) {
+              return isa<linalg::LinalgOp, linalg::SoftmaxOp>(user);
+            }) &&
+            !fill->use_empty())
+          continue;
+      formDispatch(root);
+    }
+    // Producers that were cloned into every user are now dead.
+    for (Operation &op : llvm::make_early_inc_range(
+             llvm::reverse(getOperation().getBody().front())))
+      if (isOpTriviallyDead(&op))
+        op.erase();
+  }
+};
+
+} // namespace

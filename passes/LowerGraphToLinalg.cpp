@@ -1,0 +1,203 @@
+//===- LowerGraphToLinalg.cpp - kiln.matmul / kiln.softmax to linalg ------===//
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNLOWERGRAPHTOLINALG
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+/// A zero-filled tensor of `type`, the init of a contraction.
+Value createZeroInit(OpBuilder &b, Location loc, RankedTensorType type) {
+  Value empty = tensor::EmptyOp::create(b, loc, type.getShape(),
+                                        type.getElementType());
+  Value zero = arith::ConstantOp::create(
+      b, loc, b.getZeroAttr(type.getElementType()));
+  return linalg::FillOp::create(b, loc, zero, empty).getResult(0);
+}
+
+/// Collapses all leading dims of `value` into one, keeping the last
+/// `keep` dims: [a, b, c, d] with keep = 2 -> [a*b, c, d].
+Value collapseLeading(OpBuilder &b, Location loc, Value value, int64_t keep) {
+  auto type = cast<RankedTensorType>(value.getType());
+  int64_t rank = type.getRank();
+  if (rank - keep == 1)
+    return value;
+  SmallVector<ReassociationIndices> groups;
+  ReassociationIndices lead;
+  for (int64_t i = 0; i <= rank - keep - 1; ++i)
+    lead.push_back(i);
+  if (lead.empty())
+    lead.push_back(0);
+  groups.push_back(lead);
+  for (int64_t i = lead.back() + 1; i < rank; ++i)
+    groups.push_back({i});
+  return tensor::CollapseShapeOp::create(b, loc, value, groups);
+}
+
+/// Expands the leading dim of `value` back to the leading dims of `type`.
+Value expandLeading(OpBuilder &b, Location loc, Value value,
+                    RankedTensorType type, int64_t keep) {
+  if (value.getType() == type)
+    return value;
+  int64_t rank = type.getRank();
+  SmallVector<ReassociationIndices> groups;
+  ReassociationIndices lead;
+  for (int64_t i = 0; i < rank - keep; ++i)
+    lead.push_back(i);
+  groups.push_back(lead);
+  for (int64_t i = rank - keep; i < rank; ++i)
+    groups.push_back({i});
+  return tensor::ExpandShapeOp::create(b, loc, type, value, groups);
+}
+
+struct LowerMatmul final : OpRewritePattern<MatmulOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(MatmulOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value lhs = op.getLhs(), rhs = op.getRhs();
+    auto lhsType = cast<RankedTensorType>(lhs.getType());
+    auto rhsType = cast<RankedTensorType>(rhs.getType());
+    RankedTensorType resultType = op.getType();
+    if (!lhsType.hasStaticShape() || !rhsType.hasStaticShape())
+      return rewriter.notifyMatchFailure(op, "dynamic shapes");
+    int64_t resultRank = resultType.getRank();
+    ArrayRef<int64_t> lhsBatch = lhsType.getShape().drop_back(2);
+    ArrayRef<int64_t> rhsBatch = rhsType.getShape().drop_back(2);
+    int64_t m = lhsType.getShape()[lhsType.getRank() - 2];
+    int64_t n = rhsType.getShape().back();
+    Type elementType = resultType.getElementType();
+
+    // [..., M, K] x [K, N]: fold the batch into M (a view) and use one GEMM.
+    if (rhsType.getRank() == 2) {
+      Value flatLhs = collapseLeading(rewriter, loc, lhs, 1);
+      int64_t rows = cast<RankedTensorType>(flatLhs.getType()).getShape()[0];
+      auto flatType = RankedTensorType::get({rows, n}, elementType);
+      Value product =
+          linalg::MatmulOp::create(rewriter, loc, ValueRange{flatLhs, rhs},
+                                   createZeroInit(rewriter, loc, flatType))
+              .getResult(0);
+      rewriter.replaceOp(op,
+                         expandLeading(rewriter, loc, product, resultType, 1));
+      return success();
+    }
+
+    // Identical batch dims: fold them into one and use a batched GEMM.
+    if (lhsBatch == rhsBatch) {
+      Value flatLhs = collapseLeading(rewriter, loc, lhs, 2);
+      Value flatRhs = collapseLeading(rewriter, loc, rhs, 2);
+      int64_t batch = cast<RankedTensorType>(flatLhs.getType()).getShape()[0];
+      auto flatType = RankedTensorType::get({batch, m, n}, elementType);
+      Value product = linalg::BatchMatmulOp::create(
+                          rewriter, loc, ValueRange{flatLhs, flatRhs},
+                          createZeroInit(rewriter, loc, flatType))
+                          .getResult(0);
+      rewriter.replaceOp(op,
+                         expandLeading(rewriter, loc, product, resultType, 2));
+      return success();
+    }
+
+    // Broadcasting batch dims: a generic contraction whose indexing maps
+    // read a size-1 batch dim at index 0, so nothing is materialized.
+    MLIRContext *ctx = rewriter.getContext();
+    int64_t numLoops = resultRank + 1; // batch..., m, n, k
+    AffineExpr mDim = getAffineDimExpr(resultRank - 2, ctx);
+    AffineExpr nDim = getAffineDimExpr(resultRank - 1, ctx);
+    AffineExpr kDim = getAffineDimExpr(resultRank, ctx);
+    auto operandMap = [&](ArrayRef<int64_t> batch, AffineExpr row,
+                          AffineExpr col) {
+      SmallVector<AffineExpr> exprs;
+      int64_t offset = (resultRank - 2) - static_cast<int64_t>(batch.size());
+      for (auto [i, size] : llvm::enumerate(batch)) {
+        int64_t resultDim = offset + static_cast<int64_t>(i);
+        bool broadcast =
+            size == 1 && resultType.getShape()[resultDim] != 1;
+        exprs.push_back(broadcast ? getAffineConstantExpr(0, ctx)
+                                  : getAffineDimExpr(resultDim, ctx));
+      }
+      exprs.push_back(row);
+      exprs.push_back(col);
+      return AffineMap::get(numLoops, 0, exprs, ctx);
+    };
+    SmallVector<AffineExpr> resultExprs;
+    for (int64_t i = 0; i < resultRank; ++i)
+      resultExprs.push_back(getAffineDimExpr(i, ctx));
+    SmallVector<AffineMap> maps = {operandMap(lhsBatch, mDim, kDim),
+                                   operandMap(rhsBatch, kDim, nDim),
+                                   AffineMap::get(numLoops, 0, resultExprs, ctx)};
+    SmallVector<utils::IteratorType> iterators(numLoops,
+                                               utils::IteratorType::parallel);
+    iterators.back() = utils::IteratorType::reduction;
+    bool isFloat = isa<FloatType>(elementType);
+    auto generic = linalg::GenericOp::create(
+        rewriter, loc, TypeRange{resultType}, ValueRange{lhs, rhs},
+        ValueRange{createZeroInit(rewriter, loc, resultType)}, maps, iterators,
+        [&](OpBuilder &b, Location nested, ValueRange args) {
+          Value product =
+              isFloat ? arith::MulFOp::create(b, nested, args[0], args[1])
+                            .getResult()
+                      : arith::MulIOp::create(b, nested, args[0], args[1])
+                            .getResult();
+          Value sum =
+              isFloat ? arith::AddFOp::create(b, nested, args[2], product)
+                            .getResult()
+                      : arith::AddIOp::create(b, nested, args[2], product)
+                            .getResult();
+          linalg::YieldOp::create(b, nested, sum);
+        });
+    rewriter.replaceOp(op, generic.getResults());
+    return success();
+  }
+};
+
+struct LowerSoftmax final : OpRewritePattern<SoftmaxOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(SoftmaxOp op,
+                                PatternRewriter &rewriter) const override {
+    RankedTensorType type = op.getType();
+    Value empty = tensor::EmptyOp::create(rewriter, op.getLoc(),
+                                          type.getShape(),
+                                          type.getElementType());
+    rewriter.replaceOpWithNewOp<linalg::SoftmaxOp>(
+        op, type, op.getInput(), empty, op.getNormalizedAxis());
+    return success();
+  }
+};
+
+struct KilnLowerGraphToLinalgPass final
+    : kiln::impl::KilnLowerGraphToLinalgBase<KilnLowerGraphToLinalgPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    patterns.add<LowerMatmul, LowerSoftmax>(&getContext());
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      return signalPassFailure();
+    // Whatever is left has dynamic shapes, which this lowering does not
+    // handle yet: say so instead of leaving kiln ops for codegen to trip on.
+    WalkResult result = getOperation().walk([](Operation *op) {
+      if (isa<MatmulOp, SoftmaxOp>(op)) {
+        op->emitError() << "cannot lower '" << op->getName()
+                        << "' with dynamic shapes yet; specialize the "
+                           "model's symbolic dims with --dim NAME=VALUE";
+        return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    });
+    if (result.wasInterrupted())
+      signalPassFailure();
+  }
+};
+
+} // namespace

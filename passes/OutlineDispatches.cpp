@@ -1,0 +1,117 @@
+//===- OutlineDispatches.cpp - kiln.dispatch bodies into kernel functions -===//
+#include "passes/Passes.h"
+
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/SymbolTable.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNOUTLINEDISPATCHES
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+MemRefType toMemRef(Type type) {
+  auto tensorType = cast<RankedTensorType>(type);
+  return MemRefType::get(tensorType.getShape(), tensorType.getElementType());
+}
+
+struct KilnOutlineDispatchesPass final
+    : kiln::impl::KilnOutlineDispatchesBase<KilnOutlineDispatchesPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<func::FuncOp> entries;
+    for (auto func : module.getOps<func::FuncOp>())
+      if (!func.isExternal())
+        entries.push_back(func);
+    if (entries.empty())
+      return;
+    // The kernels live in their own module, as GPU kernels live in a
+    // gpu.module: codegen takes it whole, entry functions stay outside.
+    ModuleOp kernels = getOrCreateKernelModule(module);
+    SymbolTable symbols(kernels);
+
+    for (func::FuncOp entry : entries) {
+      unsigned index = 0;
+      WalkResult result = entry.walk([&](DispatchOp dispatch) {
+        if (dispatch->hasAttr("kernel"))
+          return WalkResult::advance(); // outlined already
+        for (Type type : llvm::concat<Type>(dispatch.getInputs().getTypes(),
+                                            dispatch.getResultTypes()))
+          if (!cast<RankedTensorType>(type).hasStaticShape()) {
+            dispatch.emitError()
+                << "cannot outline a dispatch with dynamic shape " << type
+                << "; specialize the model's symbolic dims with --dim";
+            return WalkResult::interrupt();
+          }
+        outline(symbols, kernels, entry, dispatch, index++);
+        return WalkResult::advance();
+      });
+      if (result.wasInterrupted())
+        return signalPassFailure();
+    }
+  }
+
+  static ModuleOp getOrCreateKernelModule(ModuleOp module) {
+    for (auto nested : module.getOps<ModuleOp>())
+      if (nested.getSymName() == kKernelModuleName)
+        return nested;
+    OpBuilder builder = OpBuilder::atBlockEnd(module.getBody());
+    auto nested = ModuleOp::create(builder, module.getLoc(), kKernelModuleName);
+    return nested;
+  }
+
+  void outline(SymbolTable &symbols, ModuleOp kernels, func::FuncOp entry,
+               DispatchOp dispatch, unsigned index) {
+    Location loc = dispatch.getLoc();
+    SmallVector<Type> argTypes;
+    for (Type type : dispatch.getInputs().getTypes())
+      argTypes.push_back(toMemRef(type));
+    for (Type type : dispatch.getResultTypes())
+      argTypes.push_back(toMemRef(type));
+
+    OpBuilder builder = OpBuilder::atBlockEnd(kernels.getBody());
+    std::string name =
+        (entry.getSymName() + "_dispatch_" + llvm::Twine(index)).str();
+    auto kernel = func::FuncOp::create(
+        builder, loc, name, builder.getFunctionType(argTypes, {}));
+    kernel->setAttr(kKernelAttrName, builder.getUnitAttr());
+    if (auto strategy = dispatch.getStrategyAttr())
+      kernel->setAttr("kiln.strategy", strategy);
+    symbols.insert(kernel); // renames on a clash
+    Block *block = kernel.addEntryBlock();
+    builder.setInsertionPointToStart(block);
+
+    IRMapping mapping;
+    Block &body = dispatch.getBody().front();
+    for (auto [bodyArg, kernelArg] :
+         llvm::zip(body.getArguments(), block->getArguments())) {
+      // `restrict`: nothing else in the kernel aliases the buffer;
+      // not `writable`: inputs may be weights or values read later.
+      Value tensor = bufferization::ToTensorOp::create(
+          builder, loc, bodyArg.getType(), kernelArg, /*restrict=*/true,
+          /*writable=*/false);
+      mapping.map(bodyArg, tensor);
+    }
+    for (Operation &op : body.without_terminator())
+      builder.clone(op, mapping);
+    auto yield = cast<YieldOp>(body.getTerminator());
+    unsigned numInputs = dispatch.getInputs().size();
+    for (auto [i, value] : llvm::enumerate(yield.getValues())) {
+      bufferization::MaterializeInDestinationOp::create(
+          builder, loc, /*result=*/Type(), mapping.lookup(value),
+          block->getArgument(numInputs + i), /*restrict=*/true,
+          /*writable=*/true);
+    }
+    func::ReturnOp::create(builder, loc);
+    dispatch->setAttr(
+        "kernel", SymbolRefAttr::get(
+                      builder.getStringAttr(kKernelModuleName),
+                      {FlatSymbolRefAttr::get(kernel.getSymNameAttr())}));
+  }
+};
+
+} // namespace

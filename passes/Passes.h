@@ -1,0 +1,52 @@
+//===- Passes.h - Kiln's passes and pipelines -------------------*- C++ -*-===//
+#ifndef KILN_PASSES_PASSES_H
+#define KILN_PASSES_PASSES_H
+
+#include "dialects/kiln/KilnDialect.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassManager.h"
+
+namespace kiln {
+
+#define GEN_PASS_DECL
+#include "passes/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "passes/Passes.h.inc"
+
+/// The attribute that marks an outlined kernel function.
+inline constexpr llvm::StringLiteral kKernelAttrName = "kiln.kernel";
+/// The name of the module that holds the outlined kernels.
+inline constexpr llvm::StringLiteral kKernelModuleName = "kernels";
+
+/// Graph IR -> optimized graph IR on linalg: lowering of the kiln ops that
+/// have no kernel strategy yet, canonicalization and elementwise fusion.
+void buildGraphPipeline(mlir::OpPassManager &pm);
+
+/// Graph IR -> dispatch IR: the graph pipeline, then dispatch formation.
+void buildDispatchPipeline(mlir::OpPassManager &pm);
+
+/// Outlined kernel functions (kiln-outline-dispatches, entry functions
+/// split off) -> CPU kernel IR: tiling and vectorization on tensors,
+/// bufferization, and vector lowering. Stops before LLVM.
+void buildCpuKernelPipeline(mlir::OpPassManager &pm);
+
+/// Kernel IR -> LLVM dialect for the CPU.
+void buildCpuToLLVMPipeline(mlir::OpPassManager &pm);
+
+/// Registers the named pipelines above with the pass registry
+/// (kiln-graph-pipeline, kiln-dispatch-pipeline, kiln-cpu-kernel-pipeline,
+/// kiln-cpu-to-llvm-pipeline).
+void registerPipelines();
+
+} // namespace kiln
+
+#endif // KILN_PASSES_PASSES_H

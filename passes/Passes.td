@@ -1,0 +1,145 @@
+//===- Passes.td - Kiln's graph-, dispatch- and kernel-level passes -*- tablegen -*-===//
+#ifndef KILN_PASSES
+#define KILN_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def KilnLowerGraphToLinalg : Pass<"kiln-lower-graph-to-linalg", "mlir::func::FuncOp"> {
+  let summary = "lower kiln graph ops without a dedicated kernel strategy to linalg";
+  let description = [{
+    Rewrites `kiln.matmul` into `linalg.matmul` / `linalg.batch_matmul` when
+    the batch dimensions line up (collapsing them with reshapes, which are
+    views), and into a `linalg.generic` contraction with broadcasting indexing
+    maps otherwise; rewrites `kiln.softmax` into `linalg.softmax`.
+
+    Before:
+    ```mlir
+    %y = kiln.matmul %x, %w : tensor<2x8x16xf32>, tensor<16x4xf32> -> tensor<2x8x4xf32>
+    ```
+    After:
+    ```mlir
+    %c = tensor.collapse_shape %x [[0, 1], [2]] : tensor<2x8x16xf32> into tensor<16x16xf32>
+    %z = linalg.fill ins(%zero : f32) outs(%e : tensor<16x4xf32>) -> tensor<16x4xf32>
+    %m = linalg.matmul ins(%c, %w : ...) outs(%z : tensor<16x4xf32>) -> tensor<16x4xf32>
+    %y = tensor.expand_shape %m [[0, 1], [2]] output_shape [2, 8, 4] : ...
+    ```
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect",
+                           "mlir::tensor::TensorDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
+def KilnFormDispatches : Pass<"kiln-form-dispatches", "mlir::func::FuncOp"> {
+  let summary = "wrap every kernel's worth of work into a kiln.dispatch region";
+  let description = [{
+    Every compute op (a linalg op, `linalg.softmax`, or any other op that is
+    neither a constant, a `tensor.empty` nor a reshape) becomes the root of
+    one `kiln.dispatch`. Producers that cost nothing to recompute are cloned
+    into the region: `tensor.empty`, `linalg.fill` of a scalar, and small
+    constants (at most `max-inline-constant-elements` elements, or splats).
+    Large constants (weights) and reshapes stay outside: weights become
+    dispatch operands, and reshapes of contiguous tensors are views the
+    launch program resolves without a kernel.
+
+    Before:
+    ```mlir
+    %e = tensor.empty() : tensor<8xf32>
+    %r = linalg.generic {...} ins(%x : tensor<8xf32>) outs(%e : tensor<8xf32>) {...}
+    ```
+    After:
+    ```mlir
+    %r = kiln.dispatch(%x) {strategy = "elementwise"} : (tensor<8xf32>) -> tensor<8xf32> {
+    ^bb0(%a: tensor<8xf32>):
+      %e = tensor.empty() : tensor<8xf32>
+      %g = linalg.generic {...} ins(%a : tensor<8xf32>) outs(%e : tensor<8xf32>) {...}
+      kiln.yield %g : tensor<8xf32>
+    }
+    ```
+  }];
+  let options = [
+    Option<"maxInlineConstantElements", "max-inline-constant-elements",
+           "int64_t", /*default=*/"64",
+           "Constants with at most this many elements are cloned into dispatches">
+  ];
+  let dependentDialects = ["kiln::KilnDialect"];
+}
+
+def KilnOutlineDispatches : Pass<"kiln-outline-dispatches", "mlir::ModuleOp"> {
+  let summary = "outline each kiln.dispatch into a kernel function on buffers";
+  let description = [{
+    For every `kiln.dispatch` in every function, creates a kernel function
+    `@<function>_dispatch_<n>` in the nested `module @kernels` (created on
+    first use; codegen compiles that module whole) that takes one memref per dispatch input and
+    one per result (destination-passing style) and marks it `kiln.kernel`.
+    Inputs enter the tensor world through `bufferization.to_tensor restrict`
+    (read-only); results leave it through
+    `bufferization.materialize_in_destination`, so that empty-tensor
+    elimination makes the kernel compute straight into its output buffer.
+    The dispatch op stays where it was and records the kernel's name in its
+    `kernel` attribute (`@kernels::@main_dispatch_0`); the launch program is
+    built from it.
+
+    After:
+    ```mlir
+    module @kernels {
+    func.func @main_dispatch_0(%arg0: memref<8xf32>, %arg1: memref<8xf32>) attributes {kiln.kernel} {
+      %x = bufferization.to_tensor %arg0 restrict : memref<8xf32> to tensor<8xf32>
+      ...
+      bufferization.materialize_in_destination %r in restrict writable %arg1 : (tensor<8xf32>, memref<8xf32>) -> ()
+      return
+    }
+    }
+    ```
+  }];
+  let dependentDialects = ["mlir::func::FuncDialect",
+                           "mlir::bufferization::BufferizationDialect",
+                           "mlir::memref::MemRefDialect"];
+}
+
+def KilnCpuTileAndVectorize : Pass<"kiln-cpu-tile-and-vectorize", "mlir::func::FuncOp"> {
+  let summary = "tile linalg ops of a CPU kernel to register-sized tiles and vectorize them";
+  let description = [{
+    Runs on kernel functions (marked `kiln.kernel`) while they are still on
+    tensors. Aggregate ops (`linalg.softmax`) are first decomposed into
+    `linalg.generic`s. Contractions (matmul, batch matmul, and generics
+    with one reduction loop whose operands are all projected permutations)
+    are tiled to an `m-tile` x `n-tile` register block with the reduction
+    dimension tiled by 1, then vectorized into `vector.contract`; the
+    accumulator read/write pair is later hoisted out of the reduction loop,
+    so the block stays in registers. Other linalg ops are tiled to 1 on all
+    but the innermost loop, which is tiled to the largest divisor of its
+    extent that is at most `vector-width`, then vectorized. Tile sizes always
+    divide the (static) extents, so no masking is needed. An op that the
+    vectorizer rejects is left alone and lowered to scalar loops later.
+  }];
+  let options = [
+    Option<"mTile", "m-tile", "int64_t", /*default=*/"6", "Rows of the matmul register block">,
+    Option<"nTile", "n-tile", "int64_t", /*default=*/"16", "Columns of the matmul register block">,
+    Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"16",
+           "Largest innermost tile for elementwise and reduction ops">
+  ];
+  let dependentDialects = ["mlir::scf::SCFDialect",
+                           "mlir::vector::VectorDialect",
+                           "mlir::tensor::TensorDialect",
+                           "mlir::linalg::LinalgDialect"];
+}
+
+def KilnCpuLowerVectors : Pass<"kiln-cpu-lower-vectors", "mlir::func::FuncOp"> {
+  let summary = "lower high-level vector ops to what the LLVM conversion accepts";
+  let description = [{
+    Lowers `vector.contract` into outer products (one FMA per row of the
+    register block), `vector.multi_reduction` into inner-parallel
+    reductions, transfers into plain loads and stores, and broadcasts,
+    transposes and shape casts into their LLVM-friendly forms, and math
+    functions (exp, tanh, erf, log) into polynomial approximations that stay
+    vectorized instead of scalarized libm calls. Runs after
+    bufferization and after the accumulator transfers are hoisted.
+  }];
+  let dependentDialects = ["mlir::vector::VectorDialect",
+                           "mlir::scf::SCFDialect",
+                           "mlir::memref::MemRefDialect",
+                           "mlir::math::MathDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
+#endif // KILN_PASSES

@@ -1,0 +1,105 @@
+/* Kiln runtime: C API with a stable ABI.
+ *
+ * Load an artifact written by `kiln compile`, create a session on a device,
+ * and run an entry point on host tensors. Every function that can fail
+ * returns a kiln_status: NULL on success, otherwise an error whose message
+ * says what went wrong and what to do; free it with kiln_status_free. */
+#ifndef KILN_RUNTIME_H
+#define KILN_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define KILN_API __attribute__((visibility("default")))
+#else
+#define KILN_API
+#endif
+
+typedef struct kiln_status_t *kiln_status;
+typedef struct kiln_module_t kiln_module;
+typedef struct kiln_session_t kiln_session;
+
+typedef enum kiln_dtype {
+  KILN_DTYPE_INVALID = 0,
+  KILN_DTYPE_F32 = 1,
+  KILN_DTYPE_F16 = 2,
+  KILN_DTYPE_BF16 = 3,
+  KILN_DTYPE_F64 = 4,
+  KILN_DTYPE_I8 = 5,
+  KILN_DTYPE_I16 = 6,
+  KILN_DTYPE_I32 = 7,
+  KILN_DTYPE_I64 = 8,
+  KILN_DTYPE_BOOL = 9,
+} kiln_dtype;
+
+#define KILN_MAX_RANK 16
+
+/* A tensor in host memory, dense and row-major. */
+typedef struct kiln_tensor {
+  kiln_dtype dtype;
+  int32_t rank;
+  int64_t shape[KILN_MAX_RANK];
+  void *data;
+  size_t size_bytes;
+} kiln_tensor;
+
+KILN_API const char *kiln_status_message(kiln_status status);
+KILN_API void kiln_status_free(kiln_status status);
+
+/* Bytes per element of `dtype`, 0 if invalid. */
+KILN_API size_t kiln_dtype_size(kiln_dtype dtype);
+KILN_API const char *kiln_dtype_name(kiln_dtype dtype);
+
+/* Loads and validates the artifact at `path`. */
+KILN_API kiln_status kiln_module_load_file(const char *path,
+                                           kiln_module **out_module);
+/* Same, from memory; the bytes are copied. */
+KILN_API kiln_status kiln_module_load_memory(const void *data, size_t size,
+                                             kiln_module **out_module);
+KILN_API void kiln_module_free(kiln_module *module);
+
+KILN_API const char *kiln_module_target(const kiln_module *module);
+KILN_API size_t kiln_module_entry_count(const kiln_module *module);
+KILN_API const char *kiln_module_entry_name(const kiln_module *module,
+                                            size_t entry);
+KILN_API size_t kiln_module_input_count(const kiln_module *module,
+                                        size_t entry);
+KILN_API size_t kiln_module_output_count(const kiln_module *module,
+                                         size_t entry);
+/* Name, dtype and shape of an input or output; data is NULL. */
+KILN_API kiln_status kiln_module_input_info(const kiln_module *module,
+                                            size_t entry, size_t index,
+                                            kiln_tensor *info,
+                                            const char **name);
+KILN_API kiln_status kiln_module_output_info(const kiln_module *module,
+                                             size_t entry, size_t index,
+                                             kiln_tensor *info,
+                                             const char **name);
+
+/* `device`: "cpu" (also NULL), "cuda:N". The module must outlive the
+ * session. */
+KILN_API kiln_status kiln_session_create(kiln_module *module,
+                                         const char *device,
+                                         kiln_session **out_session);
+KILN_API void kiln_session_free(kiln_session *session);
+
+/* Runs entry point `entry` (a name; NULL for the first). `inputs` and
+ * `outputs` are in the entry point's order; outputs must have the declared
+ * dtype and shape and point to writable memory of size_bytes. */
+KILN_API kiln_status kiln_session_run(kiln_session *session,
+                                      const char *entry,
+                                      const kiln_tensor *inputs,
+                                      size_t input_count,
+                                      kiln_tensor *outputs,
+                                      size_t output_count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_RUNTIME_H */

@@ -1,0 +1,109 @@
+// Kiln runtime: header-only C++ wrapper over runtime.h. Owns handles with
+// RAII and turns a kiln_status into a std::string (empty on success).
+#ifndef KILN_RUNTIME_HPP
+#define KILN_RUNTIME_HPP
+
+#include "kiln/runtime.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kiln::rt {
+
+inline std::string take(kiln_status status) {
+  if (!status)
+    return {};
+  std::string message = kiln_status_message(status);
+  kiln_status_free(status);
+  return message;
+}
+
+struct TensorInfo {
+  std::string name;
+  kiln_tensor tensor{};  // data is null
+  size_t numElements() const {
+    size_t n = 1;
+    for (int i = 0; i < tensor.rank; ++i)
+      n *= static_cast<size_t>(tensor.shape[i]);
+    return n;
+  }
+};
+
+class Module {
+public:
+  /// Loads `path`; on failure returns null and sets `error`.
+  static std::unique_ptr<Module> load(const std::string &path,
+                                      std::string &error) {
+    kiln_module *raw = nullptr;
+    error = take(kiln_module_load_file(path.c_str(), &raw));
+    if (!error.empty())
+      return nullptr;
+    return std::unique_ptr<Module>(new Module(raw));
+  }
+  ~Module() { kiln_module_free(module_); }
+  Module(const Module &) = delete;
+  Module &operator=(const Module &) = delete;
+
+  kiln_module *get() const { return module_; }
+  std::string target() const { return kiln_module_target(module_); }
+  size_t entryCount() const { return kiln_module_entry_count(module_); }
+  std::string entryName(size_t e) const {
+    return kiln_module_entry_name(module_, e);
+  }
+  std::vector<TensorInfo> inputs(size_t e) const {
+    return infos(e, kiln_module_input_count(module_, e), true);
+  }
+  std::vector<TensorInfo> outputs(size_t e) const {
+    return infos(e, kiln_module_output_count(module_, e), false);
+  }
+
+private:
+  explicit Module(kiln_module *m) : module_(m) {}
+  std::vector<TensorInfo> infos(size_t e, size_t n, bool input) const {
+    std::vector<TensorInfo> result(n);
+    for (size_t i = 0; i < n; ++i) {
+      const char *name = nullptr;
+      take(input ? kiln_module_input_info(module_, e, i, &result[i].tensor,
+                                          &name)
+                 : kiln_module_output_info(module_, e, i, &result[i].tensor,
+                                           &name));
+      result[i].name = name ? name : "";
+    }
+    return result;
+  }
+  kiln_module *module_;
+};
+
+class Session {
+public:
+  static std::unique_ptr<Session> create(Module &module,
+                                         const std::string &device,
+                                         std::string &error) {
+    kiln_session *raw = nullptr;
+    error = take(kiln_session_create(module.get(), device.c_str(), &raw));
+    if (!error.empty())
+      return nullptr;
+    return std::unique_ptr<Session>(new Session(raw));
+  }
+  ~Session() { kiln_session_free(session_); }
+  Session(const Session &) = delete;
+  Session &operator=(const Session &) = delete;
+
+  std::string run(const std::string &entry,
+                  const std::vector<kiln_tensor> &inputs,
+                  std::vector<kiln_tensor> &outputs) {
+    return take(kiln_session_run(session_,
+                                 entry.empty() ? nullptr : entry.c_str(),
+                                 inputs.data(), inputs.size(), outputs.data(),
+                                 outputs.size()));
+  }
+
+private:
+  explicit Session(kiln_session *s) : session_(s) {}
+  kiln_session *session_;
+};
+
+} // namespace kiln::rt
+
+#endif // KILN_RUNTIME_HPP

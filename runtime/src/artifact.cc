@@ -1,0 +1,256 @@
+#include "artifact.h"
+
+#include "kiln/artifact_format.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace kiln::runtime {
+
+using artifact::BufferRef;
+using artifact::Manifest;
+
+namespace {
+
+constexpr uint64_t kMaxTensorBytes = uint64_t(1) << 46;  // 64 TiB
+
+absl::Status corrupt(const std::string &origin, const std::string &what) {
+  return absl::DataLossError(absl::StrCat(
+      "'", origin, "' is not a valid Kiln artifact: ", what,
+      ". The file is corrupted or truncated; compile the model again with "
+      "`kiln compile`."));
+}
+
+// a + b <= limit, without overflow.
+bool fits(uint64_t a, uint64_t b, uint64_t limit) {
+  return a <= limit && b <= limit - a;
+}
+
+}  // namespace
+
+size_t dtypeSize(artifact::DType dtype) {
+  switch (dtype) {
+  case artifact::F64:
+  case artifact::I64: return 8;
+  case artifact::F32:
+  case artifact::I32: return 4;
+  case artifact::F16:
+  case artifact::BF16:
+  case artifact::I16: return 2;
+  case artifact::I8:
+  case artifact::BOOL: return 1;
+  default: return 0;
+  }
+}
+
+absl::StatusOr<uint64_t> tensorBytes(const artifact::TensorSpec &spec) {
+  uint64_t bytes = dtypeSize(spec.dtype());
+  if (bytes == 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", spec.name(), "' has an invalid dtype"));
+  if (spec.shape_size() > 16)
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", spec.name(), "' has rank ",
+                     spec.shape_size(), "; at most 16 is supported"));
+  for (int64_t dim : spec.shape()) {
+    if (dim < 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", spec.name(), "' has a negative dim"));
+    if (dim != 0 && bytes > kMaxTensorBytes / static_cast<uint64_t>(dim))
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", spec.name(), "' is too large"));
+    bytes *= static_cast<uint64_t>(dim);
+  }
+  return bytes;
+}
+
+Artifact::~Artifact() {
+  if (mapping_)
+    munmap(mapping_, size_);
+}
+
+absl::StatusOr<std::unique_ptr<Artifact>>
+Artifact::loadFile(const std::string &path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return absl::NotFoundError(absl::StrCat("cannot open artifact '", path,
+                                            "': ", std::strerror(errno)));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", path, "' is not a regular file"));
+  }
+  std::unique_ptr<Artifact> result(new Artifact());
+  result->origin_ = path;
+  result->size_ = static_cast<size_t>(st.st_size);
+  if (result->size_ > 0) {
+    void *mapping =
+        mmap(nullptr, result->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (mapping == MAP_FAILED) {
+      close(fd);
+      return absl::InternalError(absl::StrCat("cannot map '", path,
+                                              "': ", std::strerror(errno)));
+    }
+    result->mapping_ = mapping;
+    result->data_ = static_cast<const uint8_t *>(mapping);
+  }
+  close(fd);
+  if (absl::Status status = result->validate(); !status.ok())
+    return status;
+  return result;
+}
+
+absl::StatusOr<std::unique_ptr<Artifact>>
+Artifact::loadMemory(const void *data, size_t size,
+                     const std::string &origin) {
+  std::unique_ptr<Artifact> result(new Artifact());
+  result->origin_ = origin;
+  result->size_ = size;
+  // Over-align so weights keep their 64-byte alignment.
+  result->owned_.reset(new (std::align_val_t(64)) uint8_t[size ? size : 1]);
+  if (size)
+    std::memcpy(result->owned_.get(), data, size);
+  result->data_ = result->owned_.get();
+  if (absl::Status status = result->validate(); !status.ok())
+    return status;
+  return result;
+}
+
+absl::Status Artifact::validate() {
+  const std::string &o = origin_;
+  if (size_ < sizeof(kiln_artifact_header))
+    return corrupt(o, absl::StrCat("it is ", size_,
+                                   " bytes, shorter than the 64-byte header"));
+  kiln_artifact_header header;
+  std::memcpy(&header, data_, sizeof(header));
+  if (std::memcmp(header.magic, KILN_ARTIFACT_MAGIC, 8) != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", o, "' is not a Kiln artifact (bad magic); pass a file written "
+        "by `kiln compile`"));
+  if (header.format_version > KILN_ARTIFACT_FORMAT_VERSION)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "'", o, "' has artifact format version ", header.format_version,
+        ", newer than this runtime's ", KILN_ARTIFACT_FORMAT_VERSION,
+        "; update the Kiln runtime or compile with a matching `kiln`"));
+  if (header.format_version == 0)
+    return corrupt(o, "format version 0");
+  if (header.header_size != sizeof(kiln_artifact_header))
+    return corrupt(o, absl::StrCat("header size ", header.header_size));
+  if (header.file_size != size_)
+    return corrupt(o, absl::StrCat("the header says ", header.file_size,
+                                   " bytes but the file has ", size_));
+  if (!fits(header.manifest_offset, header.manifest_size, size_) ||
+      header.manifest_offset < sizeof(header) ||
+      header.manifest_size > INT32_MAX)
+    return corrupt(o, "the manifest lies outside the file");
+  if (!manifest_.ParseFromArray(data_ + header.manifest_offset,
+                                static_cast<int>(header.manifest_size)))
+    return corrupt(o, "the manifest cannot be parsed");
+
+  const Manifest &m = manifest_;
+  for (int i = 0; i < m.sections_size(); ++i) {
+    const auto &s = m.sections(i);
+    if (!fits(s.offset(), s.size(), size_))
+      return corrupt(o, absl::StrCat("section '", s.name(), "' (offset ",
+                                     s.offset(), ", ", s.size(),
+                                     " bytes) lies past the end of the file (",
+                                     size_, " bytes)"));
+    if (s.offset() % KILN_ARTIFACT_SECTION_ALIGNMENT != 0)
+      return corrupt(o, absl::StrCat("section '", s.name(),
+                                     "' is not 64-byte aligned"));
+  }
+  for (int i = 0; i < m.kernels_size(); ++i) {
+    const auto &k = m.kernels(i);
+    if (k.section() >= static_cast<uint32_t>(m.sections_size()))
+      return corrupt(o, absl::StrCat("kernel '", k.name(),
+                                     "' refers to a missing section"));
+    if (k.symbol().empty())
+      return corrupt(o, absl::StrCat("kernel '", k.name(), "' has no symbol"));
+  }
+  for (int i = 0; i < m.weights_size(); ++i) {
+    const auto &w = m.weights(i);
+    absl::StatusOr<uint64_t> bytes = tensorBytes(w.spec());
+    if (!bytes.ok())
+      return corrupt(o, std::string(bytes.status().message()));
+    if (w.section() >= static_cast<uint32_t>(m.sections_size()) ||
+        m.sections(w.section()).kind() != artifact::WEIGHTS)
+      return corrupt(o, absl::StrCat("weight '", w.spec().name(),
+                                     "' refers to a missing section"));
+    if (w.size() != *bytes ||
+        !fits(w.offset(), w.size(), m.sections(w.section()).size()))
+      return corrupt(o, absl::StrCat("weight '", w.spec().name(),
+                                     "' lies outside its section"));
+  }
+  if (m.arena_bytes() > kMaxTensorBytes)
+    return corrupt(o, "the arena is implausibly large");
+
+  for (const auto &entry : m.entry_points()) {
+    std::vector<uint64_t> inputBytes, outputBytes;
+    for (const auto &spec : entry.inputs()) {
+      absl::StatusOr<uint64_t> bytes = tensorBytes(spec);
+      if (!bytes.ok())
+        return corrupt(o, std::string(bytes.status().message()));
+      inputBytes.push_back(*bytes);
+    }
+    for (const auto &spec : entry.outputs()) {
+      absl::StatusOr<uint64_t> bytes = tensorBytes(spec);
+      if (!bytes.ok())
+        return corrupt(o, std::string(bytes.status().message()));
+      outputBytes.push_back(*bytes);
+    }
+    auto checkRef = [&](const BufferRef &ref) -> bool {
+      switch (ref.kind()) {
+      case BufferRef::INPUT:
+        return ref.index() < inputBytes.size() &&
+               fits(ref.offset(), ref.size(), inputBytes[ref.index()]);
+      case BufferRef::OUTPUT:
+        return ref.index() < outputBytes.size() &&
+               fits(ref.offset(), ref.size(), outputBytes[ref.index()]);
+      case BufferRef::WEIGHT:
+        return ref.index() < static_cast<uint32_t>(m.weights_size()) &&
+               fits(ref.offset(), ref.size(), m.weights(ref.index()).size());
+      case BufferRef::ARENA:
+        return fits(ref.offset(), ref.size(), m.arena_bytes());
+      default:
+        return false;
+      }
+    };
+    for (const auto &launch : entry.launches()) {
+      if (launch.kind() == artifact::Launch::KERNEL) {
+        if (launch.kernel() >= static_cast<uint32_t>(m.kernels_size()))
+          return corrupt(o, absl::StrCat("entry point '", entry.name(),
+                                         "' launches a missing kernel"));
+        if (static_cast<uint32_t>(launch.args_size()) !=
+            m.kernels(launch.kernel()).num_args())
+          return corrupt(o, absl::StrCat("entry point '", entry.name(),
+                                         "' passes the wrong number of "
+                                         "buffers to kernel '",
+                                         m.kernels(launch.kernel()).name(),
+                                         "'"));
+      } else if (launch.kind() == artifact::Launch::COPY) {
+        if (launch.args_size() != 2 ||
+            launch.args(0).size() != launch.args(1).size() ||
+            launch.args(0).kind() == BufferRef::WEIGHT ||
+            launch.args(0).kind() == BufferRef::INPUT)
+          return corrupt(o, absl::StrCat("entry point '", entry.name(),
+                                         "' has a malformed copy"));
+      } else {
+        return corrupt(o, "unknown launch kind");
+      }
+      for (const auto &ref : launch.args())
+        if (!checkRef(ref))
+          return corrupt(o, absl::StrCat("entry point '", entry.name(),
+                                         "' refers to a buffer range outside "
+                                         "its input, output, weight or arena"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kiln::runtime

@@ -1,0 +1,65 @@
+// Loading and validating a Kiln artifact. Nothing here trusts the file:
+// every offset, size and index is checked before anything uses it.
+#ifndef KILN_RUNTIME_SRC_ARTIFACT_H
+#define KILN_RUNTIME_SRC_ARTIFACT_H
+
+#include "manifest.pb.h"
+
+#include "absl/status/statusor.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace kiln::runtime {
+
+/// An artifact's bytes (mapped read-only, or owned) and its parsed manifest.
+class Artifact {
+public:
+  ~Artifact();
+  Artifact(const Artifact &) = delete;
+  Artifact &operator=(const Artifact &) = delete;
+
+  /// Maps `path` and validates it.
+  static absl::StatusOr<std::unique_ptr<Artifact>>
+  loadFile(const std::string &path);
+  /// Copies `size` bytes and validates them. `origin` names them in errors.
+  static absl::StatusOr<std::unique_ptr<Artifact>>
+  loadMemory(const void *data, size_t size, const std::string &origin);
+
+  const artifact::Manifest &manifest() const { return manifest_; }
+  const uint8_t *data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string &origin() const { return origin_; }
+
+  /// The bytes of section `index` (validated at load time).
+  const uint8_t *sectionData(uint32_t index) const {
+    return data_ + manifest_.sections(index).offset();
+  }
+  /// The bytes of weight `index` (validated at load time).
+  const uint8_t *weightData(uint32_t index) const {
+    const auto &w = manifest_.weights(index);
+    return sectionData(w.section()) + w.offset();
+  }
+
+private:
+  Artifact() = default;
+  absl::Status validate();
+
+  std::string origin_;
+  const uint8_t *data_ = nullptr;
+  size_t size_ = 0;
+  void *mapping_ = nullptr;        // from mmap, or
+  std::unique_ptr<uint8_t[]> owned_;  // a copy
+  artifact::Manifest manifest_;
+};
+
+/// Bytes per element of a manifest dtype; 0 if invalid.
+size_t dtypeSize(artifact::DType dtype);
+
+/// Byte size of a tensor spec; fails on overflow or invalid dtype.
+absl::StatusOr<uint64_t> tensorBytes(const artifact::TensorSpec &spec);
+
+} // namespace kiln::runtime
+
+#endif // KILN_RUNTIME_SRC_ARTIFACT_H

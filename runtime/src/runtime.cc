@@ -1,0 +1,304 @@
+// The C API of the Kiln runtime.
+#include "kiln/runtime.h"
+
+#include "artifact.h"
+#include "cpu_backend.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+struct kiln_status_t {
+  std::string message;
+};
+
+struct kiln_module_t {
+  std::unique_ptr<kiln::runtime::Artifact> artifact;
+};
+
+struct kiln_session_t {
+  kiln_module *module = nullptr;
+  std::unique_ptr<kiln::runtime::CpuKernels> kernels;
+  uint8_t *arena = nullptr;
+  ~kiln_session_t() { std::free(arena); }
+};
+
+namespace {
+
+using kiln::runtime::Artifact;
+using kiln::artifact::BufferRef;
+
+kiln_status makeStatus(std::string message) {
+  return new (std::nothrow) kiln_status_t{std::move(message)};
+}
+
+kiln_status fromAbsl(const absl::Status &status) {
+  return status.ok() ? nullptr : makeStatus(std::string(status.message()));
+}
+
+std::string describe(kiln_dtype dtype, const int64_t *shape, int rank) {
+  std::string s = absl::StrCat(kiln_dtype_name(dtype), "[");
+  for (int i = 0; i < rank; ++i)
+    absl::StrAppend(&s, i ? "," : "", shape[i]);
+  return s + "]";
+}
+
+std::string describe(const kiln::artifact::TensorSpec &spec) {
+  return describe(static_cast<kiln_dtype>(spec.dtype()), spec.shape().data(),
+                  spec.shape_size());
+}
+
+const kiln::artifact::EntryPoint *findEntry(const kiln_module *module,
+                                            const char *name) {
+  const auto &m = module->artifact->manifest();
+  if (m.entry_points_size() == 0)
+    return nullptr;
+  if (!name)
+    return &m.entry_points(0);
+  for (const auto &entry : m.entry_points())
+    if (entry.name() == name)
+      return &entry;
+  return nullptr;
+}
+
+kiln_status fillInfo(const kiln::artifact::TensorSpec &spec, kiln_tensor *info,
+                     const char **name) {
+  if (!info)
+    return makeStatus("kiln_module_*_info: info must not be NULL");
+  std::memset(info, 0, sizeof(*info));
+  info->dtype = static_cast<kiln_dtype>(spec.dtype());
+  info->rank = spec.shape_size();
+  for (int i = 0; i < spec.shape_size(); ++i)
+    info->shape[i] = spec.shape(i);
+  info->size_bytes = *kiln::runtime::tensorBytes(spec);
+  if (name)
+    *name = spec.name().c_str();
+  return nullptr;
+}
+
+// Checks that a caller's tensor matches the entry point's spec.
+kiln_status checkTensor(const char *role, size_t index,
+                        const kiln::artifact::TensorSpec &spec,
+                        const kiln_tensor &tensor) {
+  bool same = tensor.dtype == static_cast<kiln_dtype>(spec.dtype()) &&
+              tensor.rank == spec.shape_size();
+  for (int i = 0; same && i < spec.shape_size(); ++i)
+    same = tensor.shape[i] == spec.shape(i);
+  if (!same)
+    return makeStatus(absl::StrCat(
+        role, " #", index, " '", spec.name(), "' must be ", describe(spec),
+        ", got ",
+        describe(tensor.dtype, tensor.shape,
+                 std::min<int>(std::max(tensor.rank, 0), KILN_MAX_RANK))));
+  uint64_t bytes = *kiln::runtime::tensorBytes(spec);
+  if (tensor.size_bytes < bytes || (!tensor.data && bytes))
+    return makeStatus(absl::StrCat(role, " #", index, " '", spec.name(),
+                                   "' needs ", bytes, " bytes of data, got ",
+                                   tensor.size_bytes));
+  return nullptr;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char *kiln_status_message(kiln_status status) {
+  return status ? status->message.c_str() : "ok";
+}
+
+void kiln_status_free(kiln_status status) { delete status; }
+
+size_t kiln_dtype_size(kiln_dtype dtype) {
+  return kiln::runtime::dtypeSize(static_cast<kiln::artifact::DType>(dtype));
+}
+
+const char *kiln_dtype_name(kiln_dtype dtype) {
+  switch (dtype) {
+  case KILN_DTYPE_F32: return "f32";
+  case KILN_DTYPE_F16: return "f16";
+  case KILN_DTYPE_BF16: return "bf16";
+  case KILN_DTYPE_F64: return "f64";
+  case KILN_DTYPE_I8: return "i8";
+  case KILN_DTYPE_I16: return "i16";
+  case KILN_DTYPE_I32: return "i32";
+  case KILN_DTYPE_I64: return "i64";
+  case KILN_DTYPE_BOOL: return "bool";
+  default: return "invalid";
+  }
+}
+
+kiln_status kiln_module_load_file(const char *path, kiln_module **out) {
+  if (!path || !out)
+    return makeStatus("kiln_module_load_file: path and out must not be NULL");
+  *out = nullptr;
+  auto artifact = Artifact::loadFile(path);
+  if (!artifact.ok())
+    return fromAbsl(artifact.status());
+  *out = new kiln_module_t{std::move(*artifact)};
+  return nullptr;
+}
+
+kiln_status kiln_module_load_memory(const void *data, size_t size,
+                                    kiln_module **out) {
+  if ((!data && size) || !out)
+    return makeStatus("kiln_module_load_memory: data and out must not be "
+                      "NULL");
+  *out = nullptr;
+  auto artifact = Artifact::loadMemory(data, size, "<memory>");
+  if (!artifact.ok())
+    return fromAbsl(artifact.status());
+  *out = new kiln_module_t{std::move(*artifact)};
+  return nullptr;
+}
+
+void kiln_module_free(kiln_module *module) { delete module; }
+
+const char *kiln_module_target(const kiln_module *module) {
+  return module->artifact->manifest().target().c_str();
+}
+
+size_t kiln_module_entry_count(const kiln_module *module) {
+  return module->artifact->manifest().entry_points_size();
+}
+
+const char *kiln_module_entry_name(const kiln_module *module, size_t entry) {
+  const auto &m = module->artifact->manifest();
+  return entry < static_cast<size_t>(m.entry_points_size())
+             ? m.entry_points(entry).name().c_str()
+             : nullptr;
+}
+
+size_t kiln_module_input_count(const kiln_module *module, size_t entry) {
+  const auto &m = module->artifact->manifest();
+  return entry < static_cast<size_t>(m.entry_points_size())
+             ? m.entry_points(entry).inputs_size()
+             : 0;
+}
+
+size_t kiln_module_output_count(const kiln_module *module, size_t entry) {
+  const auto &m = module->artifact->manifest();
+  return entry < static_cast<size_t>(m.entry_points_size())
+             ? m.entry_points(entry).outputs_size()
+             : 0;
+}
+
+kiln_status kiln_module_input_info(const kiln_module *module, size_t entry,
+                                   size_t index, kiln_tensor *info,
+                                   const char **name) {
+  if (index >= kiln_module_input_count(module, entry))
+    return makeStatus(absl::StrCat("no input #", index, " in entry point #",
+                                   entry));
+  return fillInfo(module->artifact->manifest().entry_points(entry).inputs(index),
+                  info, name);
+}
+
+kiln_status kiln_module_output_info(const kiln_module *module, size_t entry,
+                                    size_t index, kiln_tensor *info,
+                                    const char **name) {
+  if (index >= kiln_module_output_count(module, entry))
+    return makeStatus(absl::StrCat("no output #", index, " in entry point #",
+                                   entry));
+  return fillInfo(
+      module->artifact->manifest().entry_points(entry).outputs(index), info,
+      name);
+}
+
+kiln_status kiln_session_create(kiln_module *module, const char *device,
+                                kiln_session **out) {
+  if (!module || !out)
+    return makeStatus("kiln_session_create: module and out must not be NULL");
+  *out = nullptr;
+  std::string dev = device ? device : "cpu";
+  const auto &m = module->artifact->manifest();
+  if (dev != "cpu") {
+    if (dev.rfind("cuda", 0) == 0 || dev == "sim")
+      return makeStatus(absl::StrCat(
+          "'", module->artifact->origin(), "' targets '", m.target(),
+          "' and cannot run on device '", dev,
+          "': this runtime executes cpu artifacts; run with --device cpu"));
+    return makeStatus(absl::StrCat("unknown device '", dev,
+                                   "'; use cpu, sim or cuda:N"));
+  }
+  if (m.target() != "cpu")
+    return makeStatus(absl::StrCat(
+        "'", module->artifact->origin(), "' was compiled for '", m.target(),
+        "', not for the CPU; compile it with --target cpu to run it here"));
+  auto kernels = kiln::runtime::CpuKernels::load(*module->artifact);
+  if (!kernels.ok())
+    return fromAbsl(kernels.status());
+  auto session = std::make_unique<kiln_session_t>();
+  session->module = module;
+  session->kernels = std::move(*kernels);
+  if (m.arena_bytes() > 0) {
+    size_t bytes = (m.arena_bytes() + 63) / 64 * 64;
+    session->arena = static_cast<uint8_t *>(std::aligned_alloc(64, bytes));
+    if (!session->arena)
+      return makeStatus(absl::StrCat("cannot allocate the ", m.arena_bytes(),
+                                     "-byte arena for intermediates"));
+  }
+  *out = session.release();
+  return nullptr;
+}
+
+void kiln_session_free(kiln_session *session) { delete session; }
+
+kiln_status kiln_session_run(kiln_session *session, const char *entryName,
+                             const kiln_tensor *inputs, size_t inputCount,
+                             kiln_tensor *outputs, size_t outputCount) {
+  if (!session)
+    return makeStatus("kiln_session_run: session must not be NULL");
+  const Artifact &artifact = *session->module->artifact;
+  const auto *entry = findEntry(session->module, entryName);
+  if (!entry)
+    return makeStatus(absl::StrCat("no entry point named '",
+                                   entryName ? entryName : "<first>",
+                                   "' in '", artifact.origin(), "'"));
+  if (inputCount != static_cast<size_t>(entry->inputs_size()) ||
+      outputCount != static_cast<size_t>(entry->outputs_size()))
+    return makeStatus(absl::StrCat(
+        "entry point '", entry->name(), "' takes ", entry->inputs_size(),
+        " inputs and ", entry->outputs_size(), " outputs, got ", inputCount,
+        " and ", outputCount));
+  for (size_t i = 0; i < inputCount; ++i)
+    if (kiln_status s = checkTensor("input", i, entry->inputs(i), inputs[i]))
+      return s;
+  for (size_t i = 0; i < outputCount; ++i)
+    if (kiln_status s =
+            checkTensor("output", i, entry->outputs(i), outputs[i]))
+      return s;
+
+  auto resolve = [&](const BufferRef &ref) -> uint8_t * {
+    switch (ref.kind()) {
+    case BufferRef::INPUT:
+      return static_cast<uint8_t *>(inputs[ref.index()].data) + ref.offset();
+    case BufferRef::OUTPUT:
+      return static_cast<uint8_t *>(outputs[ref.index()].data) + ref.offset();
+    case BufferRef::WEIGHT:
+      return const_cast<uint8_t *>(artifact.weightData(ref.index())) +
+             ref.offset();
+    case BufferRef::ARENA:
+      return session->arena + ref.offset();
+    default:
+      return nullptr;  // rejected at load time
+    }
+  };
+  std::vector<void *> args;
+  for (const auto &launch : entry->launches()) {
+    args.clear();
+    for (const auto &ref : launch.args())
+      args.push_back(resolve(ref));
+    if (launch.kind() == kiln::artifact::Launch::COPY) {
+      std::memmove(args[0], args[1], launch.args(0).size());
+      continue;
+    }
+    session->kernels->kernel(launch.kernel())(args.data());
+  }
+  return nullptr;
+}
+
+}  // extern "C"

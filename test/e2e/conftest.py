@@ -1,0 +1,64 @@
+"""Helpers for end-to-end tests: compile an ONNX model with `kiln compile`,
+run it with `kiln run`, and compare against onnxruntime on the same inputs."""
+import os
+import subprocess
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KILN = os.environ.get("KILN_BIN", os.path.join(ROOT, "build", "bin", "kiln"))
+
+# Tolerances per dtype, in one place.
+TOLERANCES = {
+    np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+}
+
+
+def kiln(*args, check=True):
+    result = subprocess.run([KILN, *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"kiln {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+def run_kiln(model_path, inputs, tmp_path, target="cpu"):
+    """Compiles and runs `model_path` on `inputs` (name -> array); returns
+    the outputs as name -> array."""
+    artifact = str(tmp_path / "model.kiln")
+    kiln("compile", str(model_path), "-o", artifact, "--target", target)
+    args = ["run", artifact, "--output-dir", str(tmp_path / "out")]
+    for name, value in inputs.items():
+        path = tmp_path / f"in_{name}.npy"
+        np.save(path, value)
+        args += ["--input", f"{name}=@{path}"]
+    kiln(*args)
+    model = onnx.load(str(model_path))
+    return {o.name: np.load(tmp_path / "out" / f"{o.name}.npy")
+            for o in model.graph.output}
+
+
+def run_reference(model_path, inputs):
+    session = ort.InferenceSession(str(model_path),
+                                   providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, inputs)))
+
+
+def assert_matches(model_path, inputs, tmp_path):
+    expected = run_reference(model_path, inputs)
+    actual = run_kiln(model_path, inputs, tmp_path)
+    for name, want in expected.items():
+        got = actual[name]
+        assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
+        assert got.dtype == want.dtype, f"{name}: dtype {got.dtype} != {want.dtype}"
+        tol = TOLERANCES.get(want.dtype)
+        if tol is None:
+            np.testing.assert_array_equal(got, want, err_msg=name)
+        else:
+            np.testing.assert_allclose(got, want, err_msg=name, **tol)

@@ -1,0 +1,181 @@
+"""One end-to-end case per ONNX op handler (and per version where the
+semantics changed), built with the onnx package and checked against
+onnxruntime on random inputs."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import assert_matches
+
+F = TensorProto.FLOAT
+
+
+def model(nodes, inputs, outputs, opset=13, inits=()):
+    graph = helper.make_graph(
+        nodes, "t",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+        list(inits))
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.checker.check_model(m)
+    return m
+
+
+def const(name, array):
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def node(op, ins, outs, **attrs):
+    return helper.make_node(op, ins, outs, **attrs)
+
+
+rng = np.random.default_rng(0)
+
+
+def randn(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+CASES = {
+    # Broadcasting binaries, both directions and rank-0.
+    "add_broadcast": (model([node("Add", ["a", "b"], ["y"])],
+                            [("a", F, [2, 3, 4]), ("b", F, [3, 1])],
+                            [("y", F, [2, 3, 4])]),
+                      {"a": randn(2, 3, 4), "b": randn(3, 1)}),
+    "sub_scalar": (model([node("Sub", ["a", "s"], ["y"])],
+                         [("a", F, [5, 6])], [("y", F, [5, 6])],
+                         inits=[const("s", np.float32(0.5))]),
+                   {"a": randn(5, 6)}),
+    "mul_left_broadcast": (model([node("Mul", ["b", "a"], ["y"])],
+                                 [("a", F, [4, 8]), ("b", F, [8])],
+                                 [("y", F, [4, 8])]),
+                           {"a": randn(4, 8), "b": randn(8)}),
+    "div": (model([node("Div", ["a", "b"], ["y"])],
+                  [("a", F, [3, 7]), ("b", F, [3, 7])], [("y", F, [3, 7])]),
+            {"a": randn(3, 7), "b": randn(3, 7) + 4}),
+    "pow_square": (model([node("Pow", ["a", "e"], ["y"])],
+                         [("a", F, [4, 5])], [("y", F, [4, 5])],
+                         inits=[const("e", np.float32(2.0))]),
+                   {"a": randn(4, 5)}),
+    "pow_general": (model([node("Pow", ["a", "e"], ["y"])],
+                          [("a", F, [4, 5]), ("e", F, [5])],
+                          [("y", F, [4, 5])]),
+                    {"a": np.abs(randn(4, 5)) + 0.1, "e": randn(5)}),
+    "relu": (model([node("Relu", ["a"], ["y"])], [("a", F, [33])],
+                   [("y", F, [33])]), {"a": randn(33)}),
+    "sigmoid": (model([node("Sigmoid", ["a"], ["y"])], [("a", F, [4, 17])],
+                      [("y", F, [4, 17])]), {"a": randn(4, 17) * 4}),
+    "tanh": (model([node("Tanh", ["a"], ["y"])], [("a", F, [64])],
+                   [("y", F, [64])]), {"a": randn(64) * 3}),
+    "erf": (model([node("Erf", ["a"], ["y"])], [("a", F, [8, 8])],
+                  [("y", F, [8, 8])]), {"a": randn(8, 8) * 2}),
+    "sqrt": (model([node("Sqrt", ["a"], ["y"])], [("a", F, [10])],
+                   [("y", F, [10])]), {"a": np.abs(randn(10))}),
+    "gelu_chain": (model([node("Div", ["a", "r2"], ["t0"]),
+                          node("Erf", ["t0"], ["t1"]),
+                          node("Add", ["t1", "one"], ["t2"]),
+                          node("Mul", ["a", "t2"], ["t3"]),
+                          node("Mul", ["t3", "half"], ["y"])],
+                         [("a", F, [4, 32])], [("y", F, [4, 32])],
+                         inits=[const("r2", np.float32(np.sqrt(2))),
+                                const("one", np.float32(1)),
+                                const("half", np.float32(0.5))]),
+                   {"a": randn(4, 32)}),
+    "softmax13_axis1": (model([node("Softmax", ["a"], ["y"], axis=1)],
+                              [("a", F, [2, 5, 3])], [("y", F, [2, 5, 3])]),
+                        {"a": randn(2, 5, 3)}),
+    "softmax11_flatten": (model([node("Softmax", ["a"], ["y"])],
+                                [("a", F, [2, 3, 4])], [("y", F, [2, 3, 4])],
+                                opset=11),
+                          {"a": randn(2, 3, 4)}),
+    "reshape": (model([node("Reshape", ["a", "s"], ["y"])],
+                      [("a", F, [2, 3, 4])], [("y", F, [4, 6])],
+                      inits=[const("s", np.array([0, -1], np.int64) + [4, 0])]),
+                {"a": randn(2, 3, 4)}),
+    "reshape_zero_copies_dim": (model([node("Reshape", ["a", "s"], ["y"])],
+                                      [("a", F, [2, 3, 4])],
+                                      [("y", F, [2, 12])],
+                                      inits=[const("s", np.array([0, -1]))]),
+                                {"a": randn(2, 3, 4)}),
+    "transpose_default": (model([node("Transpose", ["a"], ["y"])],
+                                [("a", F, [2, 3, 4])], [("y", F, [4, 3, 2])]),
+                          {"a": randn(2, 3, 4)}),
+    "transpose_perm": (model([node("Transpose", ["a"], ["y"], perm=[1, 0, 2])],
+                             [("a", F, [2, 3, 4])], [("y", F, [3, 2, 4])]),
+                       {"a": randn(2, 3, 4)}),
+    "constant_identity": (model([node("Constant", [], ["c"],
+                                      value=const("v", randn(3, 4))),
+                                 node("Identity", ["c"], ["i"]),
+                                 node("Add", ["a", "i"], ["y"])],
+                                [("a", F, [3, 4])], [("y", F, [3, 4])]),
+                          {"a": randn(3, 4)}),
+    "constant_value_float": (model([node("Constant", [], ["c"], value_float=2.5),
+                                    node("Mul", ["a", "c"], ["y"])],
+                                   [("a", F, [6])], [("y", F, [6])]),
+                             {"a": randn(6)}),
+    "cast_int_roundtrip": (model([node("Cast", ["a"], ["i"], to=TensorProto.INT32),
+                                  node("Cast", ["i"], ["y"], to=TensorProto.FLOAT)],
+                                 [("a", F, [16])], [("y", F, [16])]),
+                           {"a": randn(16) * 10}),
+    "cast_to_double": (model([node("Cast", ["a"], ["y"], to=TensorProto.DOUBLE)],
+                             [("a", F, [5])], [("y", TensorProto.DOUBLE, [5])]),
+                       {"a": randn(5)}),
+    "unsqueeze11": (model([node("Unsqueeze", ["a"], ["y"], axes=[0, -1])],
+                          [("a", F, [3, 4])], [("y", F, [1, 3, 4, 1])],
+                          opset=11),
+                    {"a": randn(3, 4)}),
+    "unsqueeze13": (model([node("Unsqueeze", ["a", "ax"], ["y"])],
+                          [("a", F, [3, 4])], [("y", F, [3, 1, 4])],
+                          inits=[const("ax", np.array([1], np.int64))]),
+                    {"a": randn(3, 4)}),
+    "reducemean13_keepdims": (model([node("ReduceMean", ["a"], ["y"], axes=[-1])],
+                                    [("a", F, [4, 6])], [("y", F, [4, 1])]),
+                              {"a": randn(4, 6)}),
+    "reducemean13_all": (model([node("ReduceMean", ["a"], ["y"], keepdims=0)],
+                               [("a", F, [4, 6])], [("y", F, [])]),
+                         {"a": randn(4, 6)}),
+    "reducemean18_axes_input": (model([node("ReduceMean", ["a", "ax"], ["y"])],
+                                      [("a", F, [2, 3, 4])], [("y", F, [2, 1, 4])],
+                                      opset=18,
+                                      inits=[const("ax", np.array([1], np.int64))]),
+                                {"a": randn(2, 3, 4)}),
+    "matmul_2d": (model([node("MatMul", ["a", "b"], ["y"])],
+                        [("a", F, [13, 37]), ("b", F, [37, 29])],
+                        [("y", F, [13, 29])]),
+                  {"a": randn(13, 37), "b": randn(37, 29)}),
+    "matmul_batched": (model([node("MatMul", ["a", "b"], ["y"])],
+                             [("a", F, [2, 3, 8, 16]), ("b", F, [2, 3, 16, 12])],
+                             [("y", F, [2, 3, 8, 12])]),
+                       {"a": randn(2, 3, 8, 16), "b": randn(2, 3, 16, 12)}),
+    "matmul_broadcast_batch": (model([node("MatMul", ["a", "b"], ["y"])],
+                                     [("a", F, [2, 1, 4, 5]), ("b", F, [3, 5, 6])],
+                                     [("y", F, [2, 3, 4, 6])]),
+                               {"a": randn(2, 1, 4, 5), "b": randn(3, 5, 6)}),
+    "matmul_vector": (model([node("MatMul", ["v", "b"], ["y"])],
+                            [("v", F, [7]), ("b", F, [2, 7, 3])],
+                            [("y", F, [2, 3])]),
+                      {"v": randn(7), "b": randn(2, 7, 3)}),
+    "gemm_all_attrs": (model([node("Gemm", ["a", "b", "c"], ["y"], alpha=0.5,
+                                   beta=2.0, transA=1, transB=1)],
+                             [("a", F, [6, 4]), ("b", F, [5, 6]),
+                              ("c", F, [1, 5])], [("y", F, [4, 5])]),
+                       {"a": randn(6, 4), "b": randn(5, 6), "c": randn(1, 5)}),
+    "gemm_no_c": (model([node("Gemm", ["a", "b"], ["y"])],
+                        [("a", F, [3, 4]), ("b", F, [4, 5])], [("y", F, [3, 5])]),
+                  {"a": randn(3, 4), "b": randn(4, 5)}),
+    "two_outputs_same_value": (model([node("Relu", ["a"], ["r"]),
+                                      node("Identity", ["r"], ["y"]),
+                                      node("Identity", ["a"], ["z"])],
+                                     [("a", F, [4])],
+                                     [("r", F, [4]), ("y", F, [4]), ("z", F, [4])]),
+                               {"a": randn(4)}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_op(name, tmp_path):
+    m, inputs = CASES[name]
+    path = tmp_path / "model.onnx"
+    onnx.save(m, path)
+    assert_matches(path, inputs, tmp_path)

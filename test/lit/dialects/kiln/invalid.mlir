@@ -1,0 +1,107 @@
+// RUN: kiln-opt %s --split-input-file --verify-diagnostics
+
+func.func @matmul_rank1(%a: tensor<4xf32>, %b: tensor<4x2xf32>) -> tensor<2xf32> {
+  // expected-error @+1 {{operands must have rank >= 2 (reshape rank-1 operands first), got lhs (operand #0) 'tensor<4xf32>' and rhs (operand #1) 'tensor<4x2xf32>'}}
+  %y = kiln.matmul %a, %b : tensor<4xf32>, tensor<4x2xf32> -> tensor<2xf32>
+  return %y : tensor<2xf32>
+}
+
+// -----
+
+func.func @matmul_k_mismatch(%a: tensor<3x4xf32>, %b: tensor<5x2xf32>) -> tensor<3x2xf32> {
+  // expected-error @+1 {{contraction dimension mismatch: lhs (operand #0) 'tensor<3x4xf32>' has 4 columns but rhs (operand #1) 'tensor<5x2xf32>' has 5 rows}}
+  %y = kiln.matmul %a, %b : tensor<3x4xf32>, tensor<5x2xf32> -> tensor<3x2xf32>
+  return %y : tensor<3x2xf32>
+}
+
+// -----
+
+func.func @matmul_elem_types(%a: tensor<3x4xf32>, %b: tensor<4x2xf16>) -> tensor<3x2xf32> {
+  // expected-error @+1 {{element types must match: lhs (operand #0) 'tensor<3x4xf32>', rhs (operand #1) 'tensor<4x2xf16>', result 'tensor<3x2xf32>'}}
+  %y = kiln.matmul %a, %b : tensor<3x4xf32>, tensor<4x2xf16> -> tensor<3x2xf32>
+  return %y : tensor<3x2xf32>
+}
+
+// -----
+
+func.func @matmul_batch(%a: tensor<2x3x4xf32>, %b: tensor<3x4x2xf32>) -> tensor<2x3x2xf32> {
+  // expected-error @+1 {{batch dimensions of lhs (operand #0) 'tensor<2x3x4xf32>' and rhs (operand #1) 'tensor<3x4x2xf32>' do not broadcast}}
+  %y = kiln.matmul %a, %b : tensor<2x3x4xf32>, tensor<3x4x2xf32> -> tensor<2x3x2xf32>
+  return %y : tensor<2x3x2xf32>
+}
+
+// -----
+
+func.func @matmul_result(%a: tensor<3x4xf32>, %b: tensor<4x2xf32>) -> tensor<3x3xf32> {
+  // expected-error @+1 {{result type 'tensor<3x3xf32>' does not match the broadcast product shape of 'tensor<3x4xf32>' and 'tensor<4x2xf32>'}}
+  %y = kiln.matmul %a, %b : tensor<3x4xf32>, tensor<4x2xf32> -> tensor<3x3xf32>
+  return %y : tensor<3x3xf32>
+}
+
+// -----
+
+func.func @softmax_axis(%s: tensor<4x16xf32>) -> tensor<4x16xf32> {
+  // expected-error @+1 {{axis 2 is out of range for input (operand #0) of type 'tensor<4x16xf32>'; expected [-2, 1]}}
+  %p = kiln.softmax %s {axis = 2 : i64} : tensor<4x16xf32>
+  return %p : tensor<4x16xf32>
+}
+
+// -----
+
+func.func @softmax_int(%s: tensor<4xi32>) -> tensor<4xi32> {
+  // expected-error @+1 {{operand #0 must be ranked tensor of floating-point values}}
+  %p = kiln.softmax %s {axis = 0 : i64} : tensor<4xi32>
+  return %p : tensor<4xi32>
+}
+
+// -----
+
+func.func @dispatch_arg_types(%x: tensor<8xf32>) -> tensor<8xf32> {
+  // expected-error @+1 {{input #0 has type 'tensor<8xf32>' but body argument #0 has type 'tensor<4xf32>'}}
+  %r = kiln.dispatch(%x) : (tensor<8xf32>) -> tensor<8xf32> {
+  ^bb0(%a: tensor<4xf32>):
+    %e = tensor.empty() : tensor<8xf32>
+    kiln.yield %e : tensor<8xf32>
+  }
+  return %r : tensor<8xf32>
+}
+
+// -----
+
+func.func @dispatch_yield_types(%x: tensor<8xf32>) -> tensor<8xf32> {
+  // expected-error @+1 {{result #0 has type 'tensor<8xf32>' but kiln.yield operand #0 has type 'tensor<4xf32>'}}
+  %r = kiln.dispatch(%x) : (tensor<8xf32>) -> tensor<8xf32> {
+  ^bb0(%a: tensor<8xf32>):
+    %e = tensor.empty() : tensor<4xf32>
+    kiln.yield %e : tensor<4xf32>
+  }
+  return %r : tensor<8xf32>
+}
+
+// -----
+
+func.func @dispatch_yield_count(%x: tensor<8xf32>) -> tensor<8xf32> {
+  // expected-error @+1 {{kiln.yield returns 2 values but the dispatch has 1 results}}
+  %r = kiln.dispatch(%x) : (tensor<8xf32>) -> tensor<8xf32> {
+  ^bb0(%a: tensor<8xf32>):
+    kiln.yield %a, %a : tensor<8xf32>, tensor<8xf32>
+  }
+  return %r : tensor<8xf32>
+}
+
+// -----
+
+func.func @dispatch_isolated(%x: tensor<8xf32>) -> tensor<8xf32> {
+  %r = kiln.dispatch() : () -> tensor<8xf32> {
+    // expected-error @+1 {{using value defined outside the region}}
+    kiln.yield %x : tensor<8xf32>
+  }
+  return %r : tensor<8xf32>
+}
+
+// -----
+
+func.func @yield_outside(%x: tensor<8xf32>) -> tensor<8xf32> {
+  // expected-error @+1 {{expects parent op 'kiln.dispatch'}}
+  kiln.yield %x : tensor<8xf32>
+}

@@ -1,0 +1,262 @@
+// The artifact loader and the C API on hand-built artifacts: valid ones run,
+// malformed ones fail with a clear message and never crash.
+#include "kiln/artifact_format.h"
+#include "kiln/runtime.h"
+#include "manifest.pb.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+namespace {
+
+using kiln::artifact::BufferRef;
+using kiln::artifact::Launch;
+using kiln::artifact::Manifest;
+
+std::string align64(std::string bytes) {
+  bytes.resize((bytes.size() + 63) / 64 * 64, '\0');
+  return bytes;
+}
+
+/// header + [weights section] + manifest, with offsets filled in.
+std::string serialize(Manifest manifest, const std::string &weights) {
+  std::string body = align64(std::string(sizeof(kiln_artifact_header), '\0'));
+  auto *section = manifest.add_sections();
+  section->set_name("weights");
+  section->set_kind(kiln::artifact::WEIGHTS);
+  section->set_offset(body.size());
+  section->set_size(weights.size());
+  body = align64(body + weights);
+  std::string manifestBytes;
+  manifest.SerializeToString(&manifestBytes);
+  kiln_artifact_header header;
+  std::memset(&header, 0, sizeof(header));
+  std::memcpy(header.magic, KILN_ARTIFACT_MAGIC, 8);
+  header.format_version = KILN_ARTIFACT_FORMAT_VERSION;
+  header.header_size = sizeof(header);
+  header.manifest_offset = body.size();
+  header.manifest_size = manifestBytes.size();
+  header.file_size = body.size() + manifestBytes.size();
+  std::memcpy(body.data(), &header, sizeof(header));
+  return body + manifestBytes;
+}
+
+void addSpec(kiln::artifact::TensorSpec *spec, const char *name,
+             std::initializer_list<int64_t> shape) {
+  spec->set_name(name);
+  spec->set_dtype(kiln::artifact::F32);
+  for (int64_t d : shape)
+    spec->add_shape(d);
+}
+
+/// y = copy of weight w (4 floats), z = copy of input x via the arena.
+Manifest copyModel() {
+  Manifest m;
+  m.set_target("cpu");
+  m.set_arena_bytes(64);
+  auto *w = m.add_weights();
+  addSpec(w->mutable_spec(), "w", {4});
+  w->set_section(0);
+  w->set_offset(0);
+  w->set_size(16);
+  auto *entry = m.add_entry_points();
+  entry->set_name("main");
+  addSpec(entry->add_inputs(), "x", {4});
+  addSpec(entry->add_outputs(), "y", {4});
+  addSpec(entry->add_outputs(), "z", {4});
+  auto ref = [](Launch *l, BufferRef::Kind kind, uint32_t index,
+                uint64_t offset = 0) {
+    auto *r = l->add_args();
+    r->set_kind(kind);
+    r->set_index(index);
+    r->set_offset(offset);
+    r->set_size(16);
+  };
+  Launch *copyW = entry->add_launches();
+  copyW->set_kind(Launch::COPY);
+  ref(copyW, BufferRef::OUTPUT, 0);
+  ref(copyW, BufferRef::WEIGHT, 0);
+  Launch *toArena = entry->add_launches();
+  toArena->set_kind(Launch::COPY);
+  ref(toArena, BufferRef::ARENA, 0, 16);
+  ref(toArena, BufferRef::INPUT, 0);
+  Launch *fromArena = entry->add_launches();
+  fromArena->set_kind(Launch::COPY);
+  ref(fromArena, BufferRef::OUTPUT, 1);
+  ref(fromArena, BufferRef::ARENA, 0, 16);
+  return m;
+}
+
+std::string weightsBytes() {
+  float w[4] = {1.5f, -2.0f, 3.25f, 0.0f};
+  return std::string(reinterpret_cast<const char *>(w), sizeof(w));
+}
+
+/// Loads `bytes`; returns the error message, or "" on success.
+std::string loadError(const std::string &bytes) {
+  kiln_module *module = nullptr;
+  kiln_status status =
+      kiln_module_load_memory(bytes.data(), bytes.size(), &module);
+  std::string message = status ? kiln_status_message(status) : "";
+  kiln_status_free(status);
+  if (module)
+    kiln_module_free(module);
+  EXPECT_EQ(module == nullptr, !message.empty());
+  return message;
+}
+
+kiln_tensor tensor4(float *data) {
+  kiln_tensor t;
+  std::memset(&t, 0, sizeof(t));
+  t.dtype = KILN_DTYPE_F32;
+  t.rank = 1;
+  t.shape[0] = 4;
+  t.data = data;
+  t.size_bytes = 16;
+  return t;
+}
+
+TEST(RuntimeLoader, ValidArtifactRuns) {
+  std::string bytes = serialize(copyModel(), weightsBytes());
+  kiln_module *module = nullptr;
+  ASSERT_EQ(kiln_module_load_memory(bytes.data(), bytes.size(), &module),
+            nullptr);
+  EXPECT_STREQ(kiln_module_target(module), "cpu");
+  ASSERT_EQ(kiln_module_entry_count(module), 1u);
+  EXPECT_STREQ(kiln_module_entry_name(module, 0), "main");
+  kiln_session *session = nullptr;
+  ASSERT_EQ(kiln_session_create(module, "cpu", &session), nullptr);
+  float x[4] = {9, 8, 7, 6}, y[4] = {}, z[4] = {};
+  kiln_tensor in = tensor4(x);
+  kiln_tensor out[2] = {tensor4(y), tensor4(z)};
+  kiln_status status = kiln_session_run(session, "main", &in, 1, out, 2);
+  EXPECT_EQ(status, nullptr) << kiln_status_message(status);
+  EXPECT_EQ(y[0], 1.5f);
+  EXPECT_EQ(y[2], 3.25f);
+  EXPECT_EQ(z[0], 9.0f);
+  EXPECT_EQ(z[3], 6.0f);
+  kiln_session_free(session);
+  kiln_module_free(module);
+}
+
+TEST(RuntimeLoader, TruncatedFile) {
+  std::string bytes = serialize(copyModel(), weightsBytes());
+  EXPECT_NE(loadError(bytes.substr(0, 10)).find("shorter than the 64-byte header"),
+            std::string::npos);
+  // Every strict prefix fails cleanly (the header records the file size).
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    std::string error = loadError(bytes.substr(0, n));
+    EXPECT_FALSE(error.empty()) << "prefix of " << n << " bytes loaded";
+  }
+  EXPECT_NE(loadError(bytes.substr(0, bytes.size() - 1)).find("truncated"),
+            std::string::npos);
+}
+
+TEST(RuntimeLoader, BadMagic) {
+  std::string bytes = serialize(copyModel(), weightsBytes());
+  bytes[0] = 'X';
+  EXPECT_NE(loadError(bytes).find("not a Kiln artifact (bad magic)"),
+            std::string::npos);
+}
+
+TEST(RuntimeLoader, NewerFormatVersion) {
+  std::string bytes = serialize(copyModel(), weightsBytes());
+  uint32_t version = KILN_ARTIFACT_FORMAT_VERSION + 1;
+  std::memcpy(&bytes[8], &version, 4);
+  std::string error = loadError(bytes);
+  EXPECT_NE(error.find("newer than this runtime"), std::string::npos) << error;
+  EXPECT_NE(error.find("update the Kiln runtime"), std::string::npos);
+}
+
+TEST(RuntimeLoader, SectionPastTheEnd) {
+  Manifest m = copyModel();
+  auto *section = m.add_sections();
+  section->set_name("kernels.x86_64");
+  section->set_kind(kiln::artifact::HOST_SHARED_OBJECT);
+  section->set_offset(64);
+  section->set_size(1u << 30);
+  std::string error = loadError(serialize(m, weightsBytes()));
+  EXPECT_NE(error.find("section 'kernels.x86_64'"), std::string::npos) << error;
+  EXPECT_NE(error.find("lies past the end of the file"), std::string::npos);
+}
+
+TEST(RuntimeLoader, CorruptManifest) {
+  std::string bytes = serialize(copyModel(), weightsBytes());
+  kiln_artifact_header header;
+  std::memcpy(&header, bytes.data(), sizeof(header));
+  for (uint64_t i = header.manifest_offset; i < bytes.size(); ++i)
+    bytes[i] = static_cast<char>(0xff);
+  EXPECT_NE(loadError(bytes).find("manifest cannot be parsed"),
+            std::string::npos);
+}
+
+TEST(RuntimeLoader, WeightOutsideItsSection) {
+  Manifest m = copyModel();
+  m.mutable_weights(0)->set_offset(1024);
+  EXPECT_NE(loadError(serialize(m, weightsBytes()))
+                .find("weight 'w' lies outside its section"),
+            std::string::npos);
+}
+
+TEST(RuntimeLoader, LaunchOutsideTheArena) {
+  Manifest m = copyModel();
+  m.mutable_entry_points(0)->mutable_launches(1)->mutable_args(0)->set_offset(
+      1u << 20);
+  EXPECT_NE(loadError(serialize(m, weightsBytes())).find("outside"),
+            std::string::npos);
+}
+
+TEST(RuntimeLoader, MissingKernel) {
+  Manifest m = copyModel();
+  Launch *launch = m.mutable_entry_points(0)->add_launches();
+  launch->set_kind(Launch::KERNEL);
+  launch->set_kernel(3);
+  EXPECT_NE(loadError(serialize(m, weightsBytes())).find("missing kernel"),
+            std::string::npos);
+}
+
+TEST(RuntimeLoader, MissingFile) {
+  kiln_module *module = nullptr;
+  kiln_status status =
+      kiln_module_load_file("/nonexistent/model.kiln", &module);
+  ASSERT_NE(status, nullptr);
+  EXPECT_NE(std::string(kiln_status_message(status)).find("cannot open"),
+            std::string::npos);
+  kiln_status_free(status);
+  EXPECT_EQ(module, nullptr);
+}
+
+TEST(RuntimeSession, WrongDeviceAndShapes) {
+  std::string bytes = serialize(copyModel(), weightsBytes());
+  kiln_module *module = nullptr;
+  ASSERT_EQ(kiln_module_load_memory(bytes.data(), bytes.size(), &module),
+            nullptr);
+  kiln_session *session = nullptr;
+  kiln_status status = kiln_session_create(module, "cuda:0", &session);
+  ASSERT_NE(status, nullptr);
+  EXPECT_NE(std::string(kiln_status_message(status)).find("--device cpu"),
+            std::string::npos);
+  kiln_status_free(status);
+
+  ASSERT_EQ(kiln_session_create(module, "cpu", &session), nullptr);
+  float x[4] = {}, y[4] = {}, z[4] = {};
+  kiln_tensor in = tensor4(x);
+  in.shape[0] = 3;
+  kiln_tensor out[2] = {tensor4(y), tensor4(z)};
+  status = kiln_session_run(session, nullptr, &in, 1, out, 2);
+  ASSERT_NE(status, nullptr);
+  EXPECT_NE(std::string(kiln_status_message(status))
+                .find("input #0 'x' must be f32[4], got f32[3]"),
+            std::string::npos)
+      << kiln_status_message(status);
+  kiln_status_free(status);
+  status = kiln_session_run(session, nullptr, &in, 1, out, 1);
+  ASSERT_NE(status, nullptr);
+  kiln_status_free(status);
+  kiln_session_free(session);
+  kiln_module_free(module);
+}
+
+} // namespace

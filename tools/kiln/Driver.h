@@ -1,0 +1,27 @@
+//===- Driver.h - the kiln command's subcommands ----------------*- C++ -*-===//
+#ifndef KILN_TOOLS_KILN_DRIVER_H
+#define KILN_TOOLS_KILN_DRIVER_H
+
+#include <string>
+#include <vector>
+
+namespace kiln::driver {
+
+using Args = std::vector<std::string>;
+
+int runCompile(const Args &args);
+int runRun(const Args &args);
+int runBench(const Args &args);
+int runInspect(const Args &args);
+
+/// Prints "kiln: error: <message>" to stderr and returns 1.
+int fail(const std::string &message);
+
+/// Splits "--name=value" or "--name value" (advancing `i`). Returns false
+/// if args[i] is not `name`.
+bool takeOption(const Args &args, size_t &i, const std::string &name,
+                std::string &value, std::string &error);
+
+} // namespace kiln::driver
+
+#endif // KILN_TOOLS_KILN_DRIVER_H

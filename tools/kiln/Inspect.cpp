@@ -1,0 +1,190 @@
+//===- Inspect.cpp - kiln inspect -----------------------------------------===//
+#include "artifact.h"
+#include "kiln/runtime.h"
+#include "tools/kiln/Driver.h"
+
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstdio>
+
+namespace kiln::driver {
+namespace {
+
+using kiln::artifact::BufferRef;
+
+std::string dtypeName(artifact::DType dtype) {
+  return kiln_dtype_name(static_cast<kiln_dtype>(dtype));
+}
+
+std::string specText(const artifact::TensorSpec &spec) {
+  std::string s = dtypeName(spec.dtype()) + "[";
+  for (int i = 0; i < spec.shape_size(); ++i)
+    s += (i ? "," : "") + std::to_string(spec.shape(i));
+  return s + "]";
+}
+
+std::string refText(const BufferRef &ref, const artifact::Manifest &m,
+                    const artifact::EntryPoint &entry) {
+  switch (ref.kind()) {
+  case BufferRef::INPUT: return "input:" + entry.inputs(ref.index()).name();
+  case BufferRef::OUTPUT: return "output:" + entry.outputs(ref.index()).name();
+  case BufferRef::WEIGHT: return "weight:" + m.weights(ref.index()).spec().name();
+  case BufferRef::ARENA: return "arena+" + std::to_string(ref.offset());
+  default: return "?";
+  }
+}
+
+llvm::json::Object specJson(const artifact::TensorSpec &spec) {
+  llvm::json::Array shape;
+  for (int64_t d : spec.shape())
+    shape.push_back(d);
+  return llvm::json::Object{{"name", spec.name()},
+                            {"dtype", dtypeName(spec.dtype())},
+                            {"shape", std::move(shape)}};
+}
+
+uint64_t weightBytes(const artifact::Manifest &m) {
+  uint64_t total = 0;
+  for (const auto &w : m.weights())
+    total += w.size();
+  return total;
+}
+
+void printJson(const runtime::Artifact &a) {
+  const artifact::Manifest &m = a.manifest();
+  llvm::json::Array kernels, weights, entries, sections;
+  for (const auto &s : m.sections())
+    sections.push_back(llvm::json::Object{{"name", s.name()},
+                                          {"offset", s.offset()},
+                                          {"size", s.size()},
+                                          {"arch", s.arch()}});
+  for (const auto &k : m.kernels())
+    kernels.push_back(llvm::json::Object{{"name", k.name()},
+                                         {"symbol", k.symbol()},
+                                         {"strategy", k.strategy()},
+                                         {"args", k.num_args()}});
+  for (const auto &w : m.weights()) {
+    llvm::json::Object o = specJson(w.spec());
+    o["bytes"] = w.size();
+    weights.push_back(std::move(o));
+  }
+  for (const auto &e : m.entry_points()) {
+    llvm::json::Array inputs, outputs, launches;
+    for (const auto &s : e.inputs())
+      inputs.push_back(specJson(s));
+    for (const auto &s : e.outputs())
+      outputs.push_back(specJson(s));
+    for (const auto &l : e.launches()) {
+      llvm::json::Array args;
+      for (const auto &r : l.args())
+        args.push_back(refText(r, m, e));
+      launches.push_back(llvm::json::Object{
+          {"kind", l.kind() == artifact::Launch::COPY ? "copy" : "kernel"},
+          {"kernel", l.kind() == artifact::Launch::COPY
+                         ? std::string()
+                         : m.kernels(l.kernel()).name()},
+          {"args", std::move(args)}});
+    }
+    entries.push_back(llvm::json::Object{{"name", e.name()},
+                                         {"inputs", std::move(inputs)},
+                                         {"outputs", std::move(outputs)},
+                                         {"launches", std::move(launches)}});
+  }
+  llvm::json::Object root{{"file", a.origin()},
+                          {"bytes", a.size()},
+                          {"target", m.target()},
+                          {"compiler_version", m.compiler_version()},
+                          {"source_model", m.source_model()},
+                          {"model_hash", m.model_hash()},
+                          {"host_triple", m.host_triple()},
+                          {"host_cpu", m.host_cpu()},
+                          {"arena_bytes", m.arena_bytes()},
+                          {"weight_bytes", weightBytes(m)},
+                          {"sections", std::move(sections)},
+                          {"kernels", std::move(kernels)},
+                          {"weights", std::move(weights)},
+                          {"entry_points", std::move(entries)}};
+  llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(root)))
+               << "\n";
+}
+
+void printText(const runtime::Artifact &a) {
+  const artifact::Manifest &m = a.manifest();
+  std::printf("artifact   %s (%zu bytes)\n", a.origin().c_str(), a.size());
+  std::printf("target     %s (%s, cpu %s)\n", m.target().c_str(),
+              m.host_triple().c_str(), m.host_cpu().c_str());
+  std::printf("compiler   kiln %s from %s (hash %s)\n",
+              m.compiler_version().c_str(), m.source_model().c_str(),
+              m.model_hash().c_str());
+  std::printf("memory     arena %llu bytes, weights %llu bytes in %d tensors\n",
+              static_cast<unsigned long long>(m.arena_bytes()),
+              static_cast<unsigned long long>(weightBytes(m)),
+              m.weights_size());
+  std::printf("\nkernels (%d)\n", m.kernels_size());
+  for (const auto &k : m.kernels())
+    std::printf("  %-28s %-12s %u buffers\n", k.name().c_str(),
+                k.strategy().c_str(), k.num_args());
+  std::printf("\nweights (%d)\n", m.weights_size());
+  for (const auto &w : m.weights())
+    std::printf("  %-28s %-20s %llu bytes\n", w.spec().name().c_str(),
+                specText(w.spec()).c_str(),
+                static_cast<unsigned long long>(w.size()));
+  for (const auto &e : m.entry_points()) {
+    std::printf("\nentry point '%s'\n", e.name().c_str());
+    for (const auto &s : e.inputs())
+      std::printf("  input  %-20s %s\n", s.name().c_str(), specText(s).c_str());
+    for (const auto &s : e.outputs())
+      std::printf("  output %-20s %s\n", s.name().c_str(), specText(s).c_str());
+    std::printf("  launches (%d)\n", e.launches_size());
+    for (const auto &l : e.launches()) {
+      std::string args;
+      for (const auto &r : l.args())
+        args += (args.empty() ? "" : ", ") + refText(r, m, e);
+      std::printf("    %-26s (%s)\n",
+                  l.kind() == artifact::Launch::COPY
+                      ? "copy"
+                      : m.kernels(l.kernel()).name().c_str(),
+                  args.c_str());
+    }
+  }
+  std::printf("\nsections (%d)\n", m.sections_size());
+  for (const auto &s : m.sections())
+    std::printf("  %-20s offset %-10llu %llu bytes\n", s.name().c_str(),
+                static_cast<unsigned long long>(s.offset()),
+                static_cast<unsigned long long>(s.size()));
+}
+
+} // namespace
+
+int runInspect(const Args &args) {
+  std::string path;
+  bool json = false;
+  for (const std::string &arg : args) {
+    if (arg == "--json")
+      json = true;
+    else if (arg == "--help" || arg == "-h") {
+      std::puts("usage: kiln inspect OUT.kiln [--json]\n\nPrints the entry "
+                "points, kernels, launches, memory and weights of an "
+                "artifact.");
+      return 0;
+    } else if (!arg.empty() && arg[0] == '-')
+      return fail("unknown option '" + arg + "' for kiln inspect");
+    else if (path.empty())
+      path = arg;
+    else
+      return fail("unexpected argument '" + arg + "'");
+  }
+  if (path.empty())
+    return fail("no artifact given; usage: kiln inspect OUT.kiln [--json]");
+  auto artifact = runtime::Artifact::loadFile(path);
+  if (!artifact.ok())
+    return fail(std::string(artifact.status().message()));
+  if (json)
+    printJson(**artifact);
+  else
+    printText(**artifact);
+  return 0;
+}
+
+} // namespace kiln::driver

@@ -1,0 +1,255 @@
+//===- Run.cpp - kiln run and kiln bench ----------------------------------===//
+#include "kiln/runtime.hpp"
+#include "tools/kiln/Driver.h"
+#include "tools/kiln/HostTensor.h"
+
+#include <algorithm>
+#include <optional>
+#include <cstring>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <sys/stat.h>
+
+namespace kiln::driver {
+namespace {
+
+const char *kRunHelp = R"(usage: kiln run OUT.kiln [options]
+
+Runs an entry point of a compiled artifact and prints its outputs.
+
+  --device cpu               where to run
+  --input NAME=@FILE         an input from a .npy or ONNX TensorProto .pb
+                             file (repeatable; every input is needed)
+  --output-dir DIR           write every output as DIR/NAME.npy
+  --entry NAME               entry point (default: the first)
+)";
+
+const char *kBenchHelp = R"(usage: kiln bench OUT.kiln [options]
+
+Times an entry point: latency percentiles over --iterations runs after
+--warmup runs. Inputs not given with --input are filled with random values.
+
+  --device cpu
+  --iterations N       (default 50)
+  --warmup N           (default 5)
+  --input NAME=@FILE   (repeatable)
+  --entry NAME
+)";
+
+struct RunOptions {
+  std::string artifact, device = "cpu", outputDir, entry;
+  std::map<std::string, std::string> inputs;
+  int iterations = 50, warmup = 5;
+};
+
+double msSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+std::optional<RunOptions> parse(const Args &args, bool bench,
+                                std::string &error) {
+  RunOptions o;
+  for (size_t i = 0; i < args.size() && error.empty(); ++i) {
+    std::string value;
+    const std::string &arg = args[i];
+    if (takeOption(args, i, "--device", value, error)) {
+      o.device = value;
+    } else if (takeOption(args, i, "--output-dir", value, error)) {
+      o.outputDir = value;
+    } else if (takeOption(args, i, "--entry", value, error)) {
+      o.entry = value;
+    } else if (takeOption(args, i, "--iterations", value, error)) {
+      o.iterations = std::atoi(value.c_str());
+      if (o.iterations <= 0)
+        error = "--iterations must be a positive number";
+    } else if (takeOption(args, i, "--warmup", value, error)) {
+      o.warmup = std::max(0, std::atoi(value.c_str()));
+    } else if (takeOption(args, i, "--input", value, error)) {
+      size_t at = value.find("=@");
+      if (at == std::string::npos || at == 0) {
+        error = "--input expects NAME=@FILE, got '" + value + "'";
+        break;
+      }
+      o.inputs[value.substr(0, at)] = value.substr(at + 2);
+    } else if (arg == "--help" || arg == "-h") {
+      std::fputs(bench ? kBenchHelp : kRunHelp, stdout);
+      std::exit(0);
+    } else if (!arg.empty() && arg[0] == '-') {
+      error = "unknown option '" + arg + "'";
+    } else if (o.artifact.empty()) {
+      o.artifact = arg;
+    } else {
+      error = "unexpected argument '" + arg + "'";
+    }
+  }
+  if (error.empty() && o.artifact.empty())
+    error = std::string("no artifact given; usage: kiln ") +
+            (bench ? "bench" : "run") + " OUT.kiln";
+  if (!error.empty())
+    return std::nullopt;
+  return o;
+}
+
+struct Prepared {
+  std::unique_ptr<rt::Module> module;
+  std::unique_ptr<rt::Session> session;
+  size_t entry = 0;
+  std::vector<rt::TensorInfo> inputInfo, outputInfo;
+  std::vector<HostTensor> inputs, outputs;
+  double loadMs = 0, sessionMs = 0;
+};
+
+/// Loads the artifact, creates the session and reads or makes the inputs.
+int prepare(const RunOptions &o, bool randomMissing, Prepared &p) {
+  std::string error;
+  auto start = std::chrono::steady_clock::now();
+  p.module = rt::Module::load(o.artifact, error);
+  if (!p.module)
+    return fail(error);
+  p.loadMs = msSince(start);
+  bool found = o.entry.empty() && p.module->entryCount() > 0;
+  for (size_t e = 0; e < p.module->entryCount() && !o.entry.empty(); ++e)
+    if (p.module->entryName(e) == o.entry) {
+      p.entry = e;
+      found = true;
+    }
+  if (!found)
+    return fail("no entry point '" + o.entry + "' in '" + o.artifact + "'");
+  p.inputInfo = p.module->inputs(p.entry);
+  p.outputInfo = p.module->outputs(p.entry);
+
+  std::mt19937 rng(0);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (const auto &[name, file] : o.inputs)
+    if (std::none_of(p.inputInfo.begin(), p.inputInfo.end(),
+                     [&](const rt::TensorInfo &i) { return i.name == name; }))
+      return fail("--input " + name + ": the entry point has no input named '" +
+                  name + "'");
+  for (const rt::TensorInfo &info : p.inputInfo) {
+    HostTensor tensor;
+    tensor.dtype = info.tensor.dtype;
+    tensor.shape.assign(info.tensor.shape, info.tensor.shape + info.tensor.rank);
+    auto it = o.inputs.find(info.name);
+    if (it != o.inputs.end()) {
+      if (std::string readError = readTensorFile(it->second, tensor);
+          !readError.empty())
+        return fail("input '" + info.name + "': " + readError);
+      HostTensor expected;
+      expected.dtype = info.tensor.dtype;
+      expected.shape.assign(info.tensor.shape,
+                            info.tensor.shape + info.tensor.rank);
+      if (tensor.dtype != expected.dtype || tensor.shape != expected.shape)
+        return fail("input '" + info.name + "' from '" + it->second +
+                    "' is " + tensor.describe() + " but the model expects " +
+                    expected.describe());
+    } else if (randomMissing) {
+      tensor.data.resize(info.tensor.size_bytes);
+      if (tensor.dtype == KILN_DTYPE_F32)
+        for (size_t i = 0; i < info.numElements(); ++i) {
+          float v = uniform(rng);
+          std::memcpy(tensor.data.data() + 4 * i, &v, 4);
+        }
+    } else {
+      HostTensor expected = tensor;
+      return fail("missing input '" + info.name + "' (" +
+                  expected.describe() + "); pass --input " + info.name +
+                  "=@FILE.npy");
+    }
+    p.inputs.push_back(std::move(tensor));
+  }
+  for (const rt::TensorInfo &info : p.outputInfo) {
+    HostTensor tensor;
+    tensor.dtype = info.tensor.dtype;
+    tensor.shape.assign(info.tensor.shape, info.tensor.shape + info.tensor.rank);
+    tensor.data.resize(info.tensor.size_bytes);
+    p.outputs.push_back(std::move(tensor));
+  }
+  start = std::chrono::steady_clock::now();
+  p.session = rt::Session::create(*p.module, o.device, error);
+  if (!p.session)
+    return fail(error);
+  p.sessionMs = msSince(start);
+  return 0;
+}
+
+std::string runOnce(Prepared &p) {
+  std::vector<kiln_tensor> in, out;
+  for (HostTensor &t : p.inputs)
+    in.push_back(t.view());
+  for (HostTensor &t : p.outputs)
+    out.push_back(t.view());
+  return p.session->run(p.module->entryName(p.entry), in, out);
+}
+
+} // namespace
+
+int runRun(const Args &args) {
+  std::string error;
+  std::optional<RunOptions> o = parse(args, /*bench=*/false, error);
+  if (!o)
+    return fail(error);
+  Prepared p;
+  if (int rc = prepare(*o, /*randomMissing=*/false, p))
+    return rc;
+  auto start = std::chrono::steady_clock::now();
+  if (std::string runError = runOnce(p); !runError.empty())
+    return fail(runError);
+  double runMs = msSince(start);
+
+  if (!o->outputDir.empty()) {
+    mkdir(o->outputDir.c_str(), 0755);
+    for (size_t i = 0; i < p.outputs.size(); ++i) {
+      std::string path = o->outputDir + "/" + p.outputInfo[i].name + ".npy";
+      if (std::string writeError = writeNpy(path, p.outputs[i]);
+          !writeError.empty())
+        return fail(writeError);
+    }
+  }
+  for (size_t i = 0; i < p.outputs.size(); ++i)
+    std::printf("output '%s' %s = %s\n", p.outputInfo[i].name.c_str(),
+                p.outputs[i].describe().c_str(),
+                previewValues(p.outputs[i], 8).c_str());
+  std::printf("timing: load %.3f ms, session %.3f ms, run %.3f ms (device %s)\n",
+              p.loadMs, p.sessionMs, runMs, o->device.c_str());
+  return 0;
+}
+
+int runBench(const Args &args) {
+  std::string error;
+  std::optional<RunOptions> o = parse(args, /*bench=*/true, error);
+  if (!o)
+    return fail(error);
+  Prepared p;
+  if (int rc = prepare(*o, /*randomMissing=*/true, p))
+    return rc;
+  for (int i = 0; i < o->warmup; ++i)
+    if (std::string runError = runOnce(p); !runError.empty())
+      return fail(runError);
+  std::vector<double> times;
+  for (int i = 0; i < o->iterations; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    if (std::string runError = runOnce(p); !runError.empty())
+      return fail(runError);
+    times.push_back(msSince(start));
+  }
+  std::sort(times.begin(), times.end());
+  auto pct = [&](double q) {
+    return times[std::min(times.size() - 1,
+                          static_cast<size_t>(q * (times.size() - 1) + 0.5))];
+  };
+  double mean = 0;
+  for (double t : times)
+    mean += t / times.size();
+  std::printf("%s on %s: %d iterations (%d warm-up)\n", o->artifact.c_str(),
+              o->device.c_str(), o->iterations, o->warmup);
+  std::printf("latency ms: min %.4f  p50 %.4f  p90 %.4f  p99 %.4f  max %.4f  "
+              "mean %.4f\n",
+              times.front(), pct(0.5), pct(0.9), pct(0.99), times.back(), mean);
+  return 0;
+}
+
+} // namespace kiln::driver
