@@ -15,12 +15,18 @@ using namespace kiln;
 
 namespace {
 
-/// The largest divisor of `extent` that is at most `limit`. Tiles that divide
-/// their loop evenly need no masks and no remainder loops.
-int64_t largestDivisorAtMost(int64_t extent, int64_t limit) {
-  for (int64_t size = std::min(extent, limit); size > 1; --size)
-    if (extent % size == 0)
-      return size;
+/// A divisor of `extent` that is at most `limit`. For vector dims, the
+/// largest multiple of 8 (whole AVX registers) if there is one, else of 4;
+/// otherwise the largest. Tiles that divide their loop evenly need no masks
+/// and no remainder loops.
+int64_t largestDivisorAtMost(int64_t extent, int64_t limit,
+                             bool vectorDim = true) {
+  static constexpr int64_t kVectorMultiples[] = {8, 4, 1};
+  ArrayRef<int64_t> multiples(kVectorMultiples);
+  for (int64_t multiple : vectorDim ? multiples : multiples.take_back())
+    for (int64_t size = std::min(extent, limit); size >= multiple; --size)
+      if (extent % size == 0 && size % multiple == 0)
+        return size;
   return 1;
 }
 
@@ -40,7 +46,7 @@ struct KilnCpuTileAndVectorizePass final
           linalg::inferContractionDims(op);
       if (succeeded(dims) && !dims->m.empty() && !dims->n.empty()) {
         unsigned m = dims->m.back(), n = dims->n.back();
-        sizes[m] = largestDivisorAtMost(ranges[m], mTile);
+        sizes[m] = largestDivisorAtMost(ranges[m], mTile, /*vectorDim=*/false);
         sizes[n] = largestDivisorAtMost(ranges[n], nTile);
         return sizes;
       }
@@ -69,8 +75,13 @@ struct KilnCpuTileAndVectorizePass final
       rewriter.eraseOp(op);
     for (Operation *tiledOp : tiled->tiledOps) {
       rewriter.setInsertionPoint(tiledOp);
-      FailureOr<linalg::VectorizationResult> vectorized =
-          linalg::vectorize(rewriter, tiledOp);
+      // Contractions go straight to vector.contract.
+      FailureOr<linalg::VectorizationResult> vectorized = linalg::vectorize(
+          rewriter, tiledOp, /*inputVectorSizes=*/{},
+          /*inputScalableVecDims=*/{}, /*vectorizeNDExtract=*/false,
+          /*flatten1DDepthwiseConv=*/false,
+          /*assumeDynamicDimsMatchVecSizes=*/false,
+          /*createNamedContraction=*/true);
       if (failed(vectorized))
         continue; // stays a tiled linalg op and becomes scalar loops
       if (tiledOp->getNumResults())

@@ -69,7 +69,7 @@ struct KilnFormDispatchesPass final
     return false;
   }
 
-  void formDispatch(Operation *root) {
+  LogicalResult formDispatch(Operation *root) {
     // Collect the producers to clone (transitively, in def order) and the
     // values that become operands.
     llvm::SetVector<Operation *> cloned;
@@ -97,6 +97,13 @@ struct KilnFormDispatchesPass final
           visit(operand);
     });
 
+    for (Value operand : operands)
+      if (!isa<RankedTensorType>(operand.getType()))
+        return root->emitError()
+               << "uses the scalar value of type " << operand.getType()
+               << " defined outside it; only tensors and constants can cross "
+                  "a dispatch boundary";
+
     OpBuilder builder(root);
     SmallVector<Value> inputs(operands.begin(), operands.end());
     auto dispatch = DispatchOp::create(
@@ -113,6 +120,7 @@ struct KilnFormDispatchesPass final
     YieldOp::create(builder, root->getLoc(), newRoot->getResults());
     root->replaceAllUsesWith(dispatch.getResults());
     root->erase();
+    return success();
   }
 
   void runOnOperation() override {
@@ -130,7 +138,8 @@ struct KilnFormDispatchesPass final
             }) &&
             !fill->use_empty())
           continue;
-      formDispatch(root);
+      if (failed(formDispatch(root)))
+        return signalPassFailure();
     }
     // Producers that were cloned into every user are now dead.
     for (Operation &op : llvm::make_early_inc_range(

@@ -226,8 +226,12 @@ int runCompile(const Args &args) {
         buildCpuKernelPipeline(pm.nest<ModuleOp>());
       }
     }
-    if (failed(pm.run(*module)))
+    if (failed(pm.run(*module))) {
+      if (!failedDiag)
+        return fail("internal error: a compiler pass failed without saying "
+                    "why; rerun with --mlir-print-ir-after-all and report it");
       return 1;
+    }
     return emitText(*module, o.output);
   }
 
@@ -240,8 +244,12 @@ int runCompile(const Args &args) {
   OpPassManager &kernelPm = pm.nest<ModuleOp>();
   buildCpuKernelPipeline(kernelPm);
   buildCpuToLLVMPipeline(kernelPm);
-  if (failed(pm.run(*module)))
+  if (failed(pm.run(*module))) {
+    if (!failedDiag)
+      return fail("internal error: a compiler pass failed without saying "
+                  "why; rerun with --mlir-print-ir-after-all and report it");
     return 1;
+  }
   double passSeconds = secondsSince(start) - importSeconds;
 
   ModuleOp kernels;

@@ -92,6 +92,7 @@ func.func @dispatch_yield_count(%x: tensor<8xf32>) -> tensor<8xf32> {
 // -----
 
 func.func @dispatch_isolated(%x: tensor<8xf32>) -> tensor<8xf32> {
+  // expected-note @+1 {{required by region isolation constraints}}
   %r = kiln.dispatch() : () -> tensor<8xf32> {
     // expected-error @+1 {{using value defined outside the region}}
     kiln.yield %x : tensor<8xf32>

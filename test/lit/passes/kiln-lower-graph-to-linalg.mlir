@@ -1,0 +1,69 @@
+// RUN: kiln-opt %s --split-input-file --kiln-lower-graph-to-linalg | FileCheck %s
+
+// COM: [.., M, K] x [K, N]: the batch folds into M through views and one
+// COM: linalg.matmul does the work.
+// CHECK-LABEL: func.func @matmul_rank2_rhs
+// CHECK-SAME: (%[[X:.*]]: tensor<2x8x16xf32>, %[[W:.*]]: tensor<16x4xf32>)
+// CHECK: %[[FLAT:.*]] = tensor.collapse_shape %[[X]] {{\[\[}}0, 1], [2]] : tensor<2x8x16xf32> into tensor<16x16xf32>
+// CHECK: %[[ZERO:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%{{.*}} : tensor<16x4xf32>)
+// CHECK: %[[MM:.*]] = linalg.matmul ins(%[[FLAT]], %[[W]] : tensor<16x16xf32>, tensor<16x4xf32>) outs(%[[ZERO]] : tensor<16x4xf32>)
+// CHECK: %[[Y:.*]] = tensor.expand_shape %[[MM]] {{\[\[}}0, 1], [2]] output_shape [2, 8, 4]
+// CHECK: return %[[Y]]
+func.func @matmul_rank2_rhs(%x: tensor<2x8x16xf32>, %w: tensor<16x4xf32>) -> tensor<2x8x4xf32> {
+  %y = kiln.matmul %x, %w : tensor<2x8x16xf32>, tensor<16x4xf32> -> tensor<2x8x4xf32>
+  return %y : tensor<2x8x4xf32>
+}
+
+// -----
+
+// COM: Identical batch dims fold into one and use linalg.batch_matmul.
+// CHECK-LABEL: func.func @matmul_same_batch
+// CHECK: %[[A:.*]] = tensor.collapse_shape %{{.*}} {{\[\[}}0, 1], [2], [3]] : tensor<2x3x4x5xf32> into tensor<6x4x5xf32>
+// CHECK: %[[B:.*]] = tensor.collapse_shape %{{.*}} {{\[\[}}0, 1], [2], [3]] : tensor<2x3x5x6xf32> into tensor<6x5x6xf32>
+// CHECK: %[[BMM:.*]] = linalg.batch_matmul ins(%[[A]], %[[B]] : tensor<6x4x5xf32>, tensor<6x5x6xf32>)
+// CHECK: tensor.expand_shape %[[BMM]] {{\[\[}}0, 1], [2], [3]] output_shape [2, 3, 4, 6]
+func.func @matmul_same_batch(%a: tensor<2x3x4x5xf32>, %b: tensor<2x3x5x6xf32>) -> tensor<2x3x4x6xf32> {
+  %y = kiln.matmul %a, %b : tensor<2x3x4x5xf32>, tensor<2x3x5x6xf32> -> tensor<2x3x4x6xf32>
+  return %y : tensor<2x3x4x6xf32>
+}
+
+// -----
+
+// COM: Broadcasting batch dims read the size-1 dim at index 0: nothing is
+// COM: materialized.
+// CHECK-DAG: #[[$LHS:.*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, 0, d2, d4)>
+// CHECK-DAG: #[[$RHS:.*]] = affine_map<(d0, d1, d2, d3, d4) -> (d1, d4, d3)>
+// CHECK-DAG: #[[$OUT:.*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2, d3)>
+// CHECK-LABEL: func.func @matmul_broadcast_batch
+// CHECK: linalg.generic {indexing_maps = [#[[$LHS]], #[[$RHS]], #[[$OUT]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]}
+// CHECK: arith.mulf
+// CHECK: arith.addf
+func.func @matmul_broadcast_batch(%a: tensor<2x1x4x5xf32>, %b: tensor<3x5x6xf32>) -> tensor<2x3x4x6xf32> {
+  %y = kiln.matmul %a, %b : tensor<2x1x4x5xf32>, tensor<3x5x6xf32> -> tensor<2x3x4x6xf32>
+  return %y : tensor<2x3x4x6xf32>
+}
+
+// -----
+
+// COM: Integer contractions multiply and add with integer ops.
+// CHECK-LABEL: func.func @matmul_int_broadcast
+// CHECK: linalg.generic
+// CHECK: arith.muli
+// CHECK: arith.addi
+func.func @matmul_int_broadcast(%a: tensor<3x4xi32>, %b: tensor<5x4x2xi32>) -> tensor<5x3x2xi32> {
+  %y = kiln.matmul %a, %b : tensor<3x4xi32>, tensor<5x4x2xi32> -> tensor<5x3x2xi32>
+  return %y : tensor<5x3x2xi32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @softmax
+// CHECK-SAME: (%[[X:.*]]: tensor<4x16xf32>)
+// CHECK: %[[E:.*]] = tensor.empty() : tensor<4x16xf32>
+// CHECK: %[[S:.*]] = linalg.softmax dimension(1) ins(%[[X]] : tensor<4x16xf32>) outs(%[[E]] : tensor<4x16xf32>)
+// CHECK: return %[[S]]
+func.func @softmax(%x: tensor<4x16xf32>) -> tensor<4x16xf32> {
+  %p = kiln.softmax %x {axis = -1 : i64} : tensor<4x16xf32>
+  return %p : tensor<4x16xf32>
+}
+
