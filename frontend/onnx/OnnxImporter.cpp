@@ -99,13 +99,31 @@ Value GraphImporter::importTensor(OpBuilder &b, Location loc,
                    << "' has unsupported " << dataTypeName(tensor.data_type());
     return {};
   }
-  std::vector<char> bytes;
-  if (std::string error = readTensorBytes(tensor, baseDir, bytes);
-      !error.empty()) {
-    emitError(loc) << path << ": " << error;
-    return {};
-  }
+  for (int64_t dim : tensor.dims())
+    if (dim < 0) {
+      emitError(loc) << path << ": " << what << " '" << tensor.name()
+                     << "' has a negative dimension " << dim;
+      return {};
+    }
   auto type = RankedTensorType::get(tensorShape(tensor), element);
+  // raw_data is used in place: the one copy of the bytes is into the IR.
+  std::vector<char> converted;
+  ArrayRef<char> bytes;
+  bool inPlace = tensor.has_raw_data() &&
+                 tensor.data_location() != kiln_onnx::TensorProto::EXTERNAL &&
+                 !element.isInteger(1) &&
+                 static_cast<int64_t>(tensor.raw_data().size()) ==
+                     type.getNumElements() * dataTypeSize(tensor.data_type());
+  if (inPlace) {
+    bytes = ArrayRef<char>(tensor.raw_data().data(), tensor.raw_data().size());
+  } else {
+    if (std::string error = readTensorBytes(tensor, baseDir, converted);
+        !error.empty()) {
+      emitError(loc) << path << ": " << error;
+      return {};
+    }
+    bytes = converted;
+  }
   std::string resourceName =
       tensor.name().empty() ? "constant_" + std::to_string(resourceCounter++)
                             : tensor.name();
@@ -138,6 +156,11 @@ GraphImporter::importValueType(const kiln_onnx::ValueInfoProto &info,
   SmallVector<int64_t> shape;
   for (const auto &dim : tensorType.shape().dim()) {
     if (dim.has_dim_value()) {
+      if (dim.dim_value() < 0) {
+        fileError() << path << ": graph " << role << " '" << info.name()
+                    << "' has a negative dimension " << dim.dim_value();
+        return std::nullopt;
+      }
       shape.push_back(dim.dim_value());
       continue;
     }

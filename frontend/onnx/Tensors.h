@@ -36,7 +36,7 @@ std::vector<int64_t> tensorShape(const kiln_onnx::TensorProto &tensor);
 /// `inlineLimit` elements become a `dense_resource` blob keyed by
 /// `resourceName` (one copy of the bytes); smaller ones a dense attribute.
 mlir::ElementsAttr makeElementsAttr(mlir::RankedTensorType type,
-                                    const std::vector<char> &bytes,
+                                    llvm::ArrayRef<char> bytes,
                                     llvm::StringRef resourceName,
                                     int64_t inlineLimit);
 

@@ -38,7 +38,7 @@ struct NpyType {
 constexpr NpyType kNpyTypes[] = {
     {"<f4", KILN_DTYPE_F32}, {"<f8", KILN_DTYPE_F64}, {"<f2", KILN_DTYPE_F16},
     {"|i1", KILN_DTYPE_I8},  {"<i2", KILN_DTYPE_I16}, {"<i4", KILN_DTYPE_I32},
-    {"<i8", KILN_DTYPE_I64}, {"|b1", KILN_DTYPE_BOOL}, {"|u1", KILN_DTYPE_I8},
+    {"<i8", KILN_DTYPE_I64}, {"|b1", KILN_DTYPE_BOOL},
 };
 
 // The value of `key` in a .npy header dict ("{'descr': '<f4', ...}").
@@ -174,8 +174,7 @@ std::string readTensorProto(const std::string &path, HostTensor &tensor) {
   case TensorProto::DOUBLE: tensor.dtype = KILN_DTYPE_F64; break;
   case TensorProto::FLOAT16: tensor.dtype = KILN_DTYPE_F16; break;
   case TensorProto::BFLOAT16: tensor.dtype = KILN_DTYPE_BF16; break;
-  case TensorProto::INT8:
-  case TensorProto::UINT8: tensor.dtype = KILN_DTYPE_I8; break;
+  case TensorProto::INT8: tensor.dtype = KILN_DTYPE_I8; break;
   case TensorProto::INT16: tensor.dtype = KILN_DTYPE_I16; break;
   case TensorProto::INT32: tensor.dtype = KILN_DTYPE_I32; break;
   case TensorProto::INT64: tensor.dtype = KILN_DTYPE_I64; break;
