@@ -35,7 +35,9 @@ struct KilnCpuTileAndVectorizePass final
   using Base::Base;
 
   /// Tile sizes for `op`, one per loop, or nothing if the op is not tiled.
-  std::optional<SmallVector<int64_t>> chooseTileSizes(linalg::LinalgOp op) {
+  /// Sets `interchange` to the order of the tile loops (empty: as is).
+  std::optional<SmallVector<int64_t>>
+  chooseTileSizes(linalg::LinalgOp op, SmallVector<int64_t> &interchange) {
     SmallVector<int64_t> ranges = op.getStaticLoopRanges();
     if (ranges.empty() || llvm::any_of(ranges, ShapedType::isDynamic) ||
         llvm::is_contained(ranges, 0))
@@ -48,6 +50,14 @@ struct KilnCpuTileAndVectorizePass final
         unsigned m = dims->m.back(), n = dims->n.back();
         sizes[m] = largestDivisorAtMost(ranges[m], mTile, /*vectorDim=*/false);
         sizes[n] = largestDivisorAtMost(ranges[n], nTile);
+        // Column strips outermost: one strip of the rhs (K x n-tile) stays
+        // in cache while every row block of the lhs passes over it.
+        interchange.clear();
+        for (ArrayRef<unsigned> group : {ArrayRef<unsigned>(dims->batch),
+                                         ArrayRef<unsigned>(dims->n),
+                                         ArrayRef<unsigned>(dims->m),
+                                         ArrayRef<unsigned>(dims->k)})
+          interchange.append(group.begin(), group.end());
         return sizes;
       }
     }
@@ -56,12 +66,15 @@ struct KilnCpuTileAndVectorizePass final
   }
 
   void tileAndVectorize(RewriterBase &rewriter, linalg::LinalgOp op) {
-    std::optional<SmallVector<int64_t>> sizes = chooseTileSizes(op);
+    SmallVector<int64_t> interchange;
+    std::optional<SmallVector<int64_t>> sizes = chooseTileSizes(op, interchange);
     if (!sizes)
       return;
     rewriter.setInsertionPoint(op);
     scf::SCFTilingOptions options;
     options.setTileSizes(getAsIndexOpFoldResult(op.getContext(), *sizes));
+    if (interchange.size() == sizes->size())
+      options.setInterchange(interchange);
     SmallVector<unsigned> reductionDims;
     op.getReductionDims(reductionDims);
     options.setReductionDims(reductionDims);

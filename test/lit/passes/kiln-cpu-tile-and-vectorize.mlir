@@ -2,10 +2,11 @@
 
 // COM: A 12x32x8 matmul: 6x16 register blocks (m-tile=6 divides 12, n-tile
 // COM: 16 divides 32), the reduction tiled by 1, each tile one
-// COM: vector.contract.
+// COM: vector.contract. Column strips are the outer loop so that one strip
+// COM: of the rhs stays in cache across the row blocks.
 // CHECK-LABEL: func.func @matmul
-// CHECK: scf.for %{{.*}} = %c0 to %c12 step %c6
-// CHECK: scf.for %{{.*}} = %{{.*}} to %c32 step %c16
+// CHECK: scf.for %{{.*}} = %c0 to %c32 step %c16
+// CHECK: scf.for %{{.*}} = %{{.*}} to %c12 step %c6
 // CHECK: scf.for %{{.*}} = %{{.*}} to %c8 step %c1
 // CHECK: vector.transfer_read {{.*}} : tensor<6x1xf32>, vector<6x1xf32>
 // CHECK: vector.transfer_read {{.*}} : tensor<1x16xf32>, vector<1x16xf32>
