@@ -29,6 +29,30 @@ def KilnLowerGraphToLinalg : Pass<"kiln-lower-graph-to-linalg", "mlir::func::Fun
                            "mlir::arith::ArithDialect"];
 }
 
+def KilnFoldConstantTransposes : Pass<"kiln-fold-constant-transposes", "mlir::func::FuncOp"> {
+  let summary = "transpose constant weights at compile time";
+  let description = [{
+    Exporters write `Linear` layers as `Gemm(transB=1)` or as `MatMul` of a
+    `Transpose`d weight, which would otherwise transpose every weight on
+    every run. This pass replaces a `linalg.transpose` of a constant (a
+    `dense_resource` weight or a dense attribute) with a constant holding
+    the transposed bytes. A new resource is named after the old one with a
+    `.T` suffix; the original disappears with its last use.
+
+    Before:
+    ```mlir
+    %w = arith.constant dense_resource<fc.weight> : tensor<10x128xf32>
+    %e = tensor.empty() : tensor<128x10xf32>
+    %t = linalg.transpose ins(%w : tensor<10x128xf32>) outs(%e : tensor<128x10xf32>) permutation = [1, 0]
+    ```
+    After:
+    ```mlir
+    %t = arith.constant dense_resource<fc.weight.T> : tensor<128x10xf32>
+    ```
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect"];
+}
+
 def KilnFormDispatches : Pass<"kiln-form-dispatches", "mlir::func::FuncOp"> {
   let summary = "wrap every kernel's worth of work into a kiln.dispatch region";
   let description = [{

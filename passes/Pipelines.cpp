@@ -24,6 +24,8 @@ void buildGraphPipeline(OpPassManager &pm) {
   // kiln ops without a kernel strategy of their own become linalg first, so
   // that elementwise fusion sees through them.
   pm.addNestedPass<func::FuncOp>(createKilnLowerGraphToLinalg());
+  // Weights are laid out once, here, instead of on every run.
+  pm.addNestedPass<func::FuncOp>(createKilnFoldConstantTransposes());
   pm.addPass(createCanonicalizerPass());
   // Elementwise chains (bias + GELU, scale + mask) collapse into one generic
   // each, which is what makes them one kernel later.
