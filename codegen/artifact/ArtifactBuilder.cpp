@@ -182,19 +182,30 @@ struct EntryBuilder {
     ref->set_size(size);
   }
 
+  /// Describes entry input or output #index (named `name`, else role+index)
+  /// in `spec`; it must be a static tensor of a dtype the runtime knows.
+  static LogicalResult addIOSpec(func::FuncOp func, artifact::TensorSpec *spec,
+                                 StringRef role, unsigned index, Type type,
+                                 StringAttr name) {
+    auto tensor = dyn_cast<RankedTensorType>(type);
+    if (!tensor || !tensor.hasStaticShape() ||
+        toDType(tensor.getElementType()) == artifact::DTYPE_INVALID)
+      return func.emitError() << "entry " << role << " #" << index
+                              << " of type " << type
+                              << " is not a static tensor of a supported "
+                                 "element type";
+    fillSpec(spec, name ? name.getValue() : (role + Twine(index)).str(),
+             tensor);
+    return success();
+  }
+
   LogicalResult build(func::FuncOp func, artifact::EntryPoint *entry) {
     entry->set_name(func.getSymName().str());
     for (auto [i, arg] : llvm::enumerate(func.getArguments())) {
-      auto type = dyn_cast<RankedTensorType>(arg.getType());
-      if (!type || !type.hasStaticShape() ||
-          toDType(type.getElementType()) == artifact::DTYPE_INVALID)
-        return func.emitError() << "entry argument #" << i << " of type "
-                                << arg.getType()
-                                << " is not a static tensor of a supported "
-                                   "element type";
-      auto name = func.getArgAttrOfType<StringAttr>(i, "kiln.name");
-      fillSpec(entry->add_inputs(),
-               name ? name.getValue() : ("input" + Twine(i)).str(), type);
+      if (failed(addIOSpec(func, entry->add_inputs(), "input", i,
+                           arg.getType(),
+                           func.getArgAttrOfType<StringAttr>(i, "kiln.name"))))
+        return failure();
       storage[arg] = {artifact::BufferRef::INPUT, static_cast<uint32_t>(i)};
     }
 
@@ -250,16 +261,10 @@ struct EntryBuilder {
     auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
     std::vector<std::pair<uint32_t, Storage>> copies;
     for (auto [i, value] : llvm::enumerate(ret.getOperands())) {
-      auto type = dyn_cast<RankedTensorType>(value.getType());
-      if (!type || !type.hasStaticShape() ||
-          toDType(type.getElementType()) == artifact::DTYPE_INVALID)
-        return func.emitError() << "result #" << i << " of type "
-                                << value.getType()
-                                << " is not a static tensor of a supported "
-                                   "element type";
-      auto name = func.getResultAttrOfType<StringAttr>(i, "kiln.name");
-      fillSpec(entry->add_outputs(),
-               name ? name.getValue() : ("output" + Twine(i)).str(), type);
+      if (failed(addIOSpec(
+              func, entry->add_outputs(), "output", i, value.getType(),
+              func.getResultAttrOfType<StringAttr>(i, "kiln.name"))))
+        return failure();
       FailureOr<Storage> s = lookup(value, ret);
       if (failed(s))
         return failure();

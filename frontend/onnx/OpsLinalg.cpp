@@ -150,35 +150,45 @@ LogicalResult importGemm(NodeContext &ctx) {
   return ctx.setOutputs(result);
 }
 
-LogicalResult importSoftmax13(NodeContext &ctx) {
+/// The float input of a Softmax node and its normalized `axis` attribute
+/// (`defaultAxis` when absent); reports an error on the node otherwise.
+std::optional<std::pair<Value, int64_t>> softmaxOperands(NodeContext &ctx,
+                                                         int64_t defaultAxis) {
   Value x = ctx.input(0);
   if (!x)
-    return failure();
+    return std::nullopt;
   RankedTensorType type = ctx.inputType(0);
-  if (!isa<FloatType>(type.getElementType()))
-    return ctx.error() << "Softmax supports float inputs only, got " << type;
-  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", -1), type.getRank());
+  if (!isa<FloatType>(type.getElementType())) {
+    ctx.error() << "Softmax supports float inputs only, got " << type;
+    return std::nullopt;
+  }
+  auto axis =
+      normalizeAxis(ctx, ctx.intAttr("axis", defaultAxis), type.getRank());
   if (!axis)
+    return std::nullopt;
+  return std::make_pair(x, *axis);
+}
+
+LogicalResult importSoftmax13(NodeContext &ctx) {
+  auto operands = softmaxOperands(ctx, /*defaultAxis=*/-1);
+  if (!operands)
     return failure();
+  auto [x, axis] = *operands;
   return ctx.setOutputs(
-      SoftmaxOp::create(ctx.b(), ctx.getLoc(), x, *axis).getResult());
+      SoftmaxOp::create(ctx.b(), ctx.getLoc(), x, axis).getResult());
 }
 
 /// Softmax before opset 13: the input is flattened to 2-D at `axis`
 /// (default 1) and normalized over the second dim.
 LogicalResult importSoftmax1(NodeContext &ctx) {
-  Value x = ctx.input(0);
-  if (!x)
+  auto operands = softmaxOperands(ctx, /*defaultAxis=*/1);
+  if (!operands)
     return failure();
+  auto [x, axis] = *operands;
   RankedTensorType type = ctx.inputType(0);
-  if (!isa<FloatType>(type.getElementType()))
-    return ctx.error() << "Softmax supports float inputs only, got " << type;
-  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", 1), type.getRank());
-  if (!axis)
-    return failure();
   int64_t outer = 1, inner = 1;
   for (int64_t i = 0; i < type.getRank(); ++i)
-    (i < *axis ? outer : inner) *= type.getShape()[i];
+    (i < axis ? outer : inner) *= type.getShape()[i];
   OpBuilder &b = ctx.b();
   Location loc = ctx.getLoc();
   Value flat = buildReshape(b, loc, x, {outer, inner});
