@@ -1,7 +1,9 @@
 //===- OutlineDispatches.cpp - kiln.dispatch bodies into kernel functions -===//
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/Tensor/Transforms/Transforms.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "mlir/IR/SymbolTable.h"
 
 namespace kiln {
@@ -107,6 +109,14 @@ struct KilnOutlineDispatchesPass final
           /*writable=*/true);
     }
     func::ReturnOp::create(builder, loc);
+
+    // A reshape of tensor.empty is an empty tensor of the new shape; folding
+    // it lets empty-tensor elimination compute results straight into the
+    // output buffer instead of a temporary that is copied.
+    RewritePatternSet patterns(kernel.getContext());
+    tensor::populateFoldTensorEmptyPatterns(patterns);
+    (void)applyPatternsGreedily(kernel, std::move(patterns));
+
     dispatch->setAttr(
         "kernel", SymbolRefAttr::get(
                       builder.getStringAttr(kKernelModuleName),
