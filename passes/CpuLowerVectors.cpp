@@ -65,9 +65,6 @@ struct KilnCpuLowerVectorsPass final
           patterns, vector::VectorTransposeLowering::EltWise);
       vector::populateVectorShapeCastLoweringPatterns(patterns);
       vector::populateVectorMaskOpLoweringPatterns(patterns);
-      // exp/tanh/erf/log as vectorizable polynomials instead of scalarized
-      // libm calls.
-      populateMathPolynomialApproximationPatterns(patterns);
       // Not converging within the iteration limit is not an error here: what
       // is left unlowered is caught by the LLVM conversion, with a message.
       (void)applyPatternsGreedily(func, std::move(patterns));

@@ -110,22 +110,6 @@ struct KilnCpuTileAndVectorizePass final
       return;
     IRRewriter rewriter(&getContext());
 
-    // Aggregates (softmax) first become the generics they stand for.
-    SmallVector<linalg::AggregatedOpInterface> aggregates;
-    func.walk([&](linalg::AggregatedOpInterface op) {
-      aggregates.push_back(op);
-    });
-    for (linalg::AggregatedOpInterface op : aggregates) {
-      rewriter.setInsertionPoint(op);
-      FailureOr<SmallVector<Value>> replacements =
-          op.decomposeOperation(rewriter);
-      if (failed(replacements)) {
-        op.emitError() << "cannot decompose for the CPU target";
-        return signalPassFailure();
-      }
-      rewriter.replaceOp(op, *replacements);
-    }
-
     SmallVector<linalg::LinalgOp> ops;
     func.walk([&](linalg::LinalgOp op) { ops.push_back(op); });
     for (linalg::LinalgOp op : ops)

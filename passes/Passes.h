@@ -7,6 +7,7 @@
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -41,6 +42,18 @@ void buildCpuKernelPipeline(mlir::OpPassManager &pm);
 
 /// Kernel IR -> LLVM dialect for the CPU.
 void buildCpuToLLVMPipeline(mlir::OpPassManager &pm);
+
+/// Outlined kernel functions -> GPU kernel IR: aggregates decomposed,
+/// bufferization, linalg to parallel loops, the generic block/thread
+/// mapping, and outlining into a gpu.module. The kernel functions keep the
+/// host side (allocations, views, gpu.launch_func).
+void buildGpuKernelPipeline(mlir::OpPassManager &pm);
+
+/// GPU kernel IR -> gpu.binary holding PTX for every architecture in
+/// `chips` (e.g. {"sm_80", "sm_90a"}).
+void buildGpuToBinaryPipeline(mlir::OpPassManager &pm,
+                              llvm::ArrayRef<std::string> chips,
+                              const std::string &cudaPath);
 
 /// Registers the named pipelines above with the pass registry
 /// (kiln-graph-pipeline, kiln-dispatch-pipeline, kiln-cpu-kernel-pipeline,

@@ -120,12 +120,24 @@ def KilnOutlineDispatches : Pass<"kiln-outline-dispatches", "mlir::ModuleOp"> {
                            "mlir::memref::MemRefDialect"];
 }
 
+def KilnDecomposeAggregates : Pass<"kiln-decompose-aggregates", "mlir::func::FuncOp"> {
+  let summary = "decompose aggregate linalg ops (softmax) in kernels into generics";
+  let description = [{
+    Ops implementing `AggregatedOpInterface` (today `linalg.softmax`) become
+    the `linalg.generic`s they stand for (max, exp-sum, divide) in kernel
+    functions, so that the tiling and mapping strategies only see
+    structured ops. Functions without `kiln.kernel` are left alone.
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect",
+                           "mlir::arith::ArithDialect",
+                           "mlir::math::MathDialect"];
+}
+
 def KilnCpuTileAndVectorize : Pass<"kiln-cpu-tile-and-vectorize", "mlir::func::FuncOp"> {
   let summary = "tile linalg ops of a CPU kernel to register-sized tiles and vectorize them";
   let description = [{
     Runs on kernel functions (marked `kiln.kernel`) while they are still on
-    tensors. Aggregate ops (`linalg.softmax`) are first decomposed into
-    `linalg.generic`s. Contractions (matmul, batch matmul, and generics
+    tensors, after `kiln-decompose-aggregates`. Contractions (matmul, batch matmul, and generics
     with one reduction loop whose operands are all projected permutations)
     are tiled to an `m-tile` x `n-tile` register block with the reduction
     dimension tiled by 1, then vectorized into `vector.contract`; the
@@ -154,15 +166,59 @@ def KilnCpuLowerVectors : Pass<"kiln-cpu-lower-vectors", "mlir::func::FuncOp"> {
     Lowers `vector.contract` into outer products (one FMA per row of the
     register block), `vector.multi_reduction` into inner-parallel
     reductions, transfers into plain loads and stores, and broadcasts,
-    transposes and shape casts into their LLVM-friendly forms, and math
-    functions (exp, tanh, erf, log) into polynomial approximations that stay
-    vectorized instead of scalarized libm calls. Runs after
+    transposes and shape casts into their LLVM-friendly forms. Runs after
     bufferization and after the accumulator transfers are hoisted.
   }];
   let dependentDialects = ["mlir::vector::VectorDialect",
                            "mlir::scf::SCFDialect",
                            "mlir::memref::MemRefDialect",
                            "mlir::math::MathDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
+def KilnExpandMath : Pass<"kiln-expand-math"> {
+  let summary = "math functions as polynomials (no libm or libdevice calls)";
+  let description = [{
+    Rewrites exp, tanh, erf, log and friends into the polynomial
+    approximations of the math dialect, on scalars and vectors. GPU kernels
+    then need no libdevice, and CPU kernels stay vectorized. Runs on any op
+    (a func.func, a gpu.module).
+  }];
+  let dependentDialects = ["mlir::math::MathDialect", "mlir::arith::ArithDialect",
+                           "mlir::vector::VectorDialect"];
+}
+
+def KilnGpuMapToThreads : Pass<"kiln-gpu-map-to-threads", "mlir::func::FuncOp"> {
+  let summary = "generic GPU fallback: map every parallel loop nest onto blocks and threads";
+  let description = [{
+    Runs on bufferized kernel functions (marked `kiln.kernel`) whose linalg
+    ops became `scf.parallel` nests. Each top-level `scf.parallel` with
+    static bounds becomes one `gpu.launch`: its iteration space is
+    linearized, `block-size` threads per block (fewer for small spaces,
+    rounded up to a warp) and as many blocks as needed; each thread
+    delinearizes its global id into the loop's induction variables and runs
+    the body under an `id < count` guard. Reduction loops inside the body
+    stay sequential per thread. Straight-line work left outside any loop
+    (rank-0 ops, copies) runs in a single-thread launch, so the host side of
+    a kernel function holds only allocations, views and launches.
+
+    This is the strategy every dispatch can take; the elementwise,
+    row-reduction and GEMM strategies replace it where they apply.
+
+    After (for a 2x1000 elementwise loop nest):
+    ```mlir
+    gpu.launch blocks(%bx, %by, %bz) in (%gx = %c8, ...) threads(%tx, %ty, %tz) in (%nx = %c256, ...) {
+      %id = ... %bx * 256 + %tx
+      scf.if (%id < 2000) { %i = %id / 1000; %j = %id % 1000; ...body... }
+      gpu.terminator
+    }
+    ```
+  }];
+  let options = [
+    Option<"blockSize", "block-size", "int64_t", /*default=*/"256",
+           "Threads per block for the fallback mapping">
+  ];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
                            "mlir::arith::ArithDialect"];
 }
 

@@ -11,6 +11,7 @@
 #include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/OneShotAnalysis.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Pass/PassRegistry.h"
@@ -41,6 +42,7 @@ void buildDispatchPipeline(OpPassManager &pm) {
 }
 
 void buildCpuKernelPipeline(OpPassManager &pm) {
+  pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
   // Tiling and vectorization work on tensors, where slices are values and
   // the register block is plain to see.
   pm.addNestedPass<func::FuncOp>(createKilnCpuTileAndVectorize());
@@ -56,6 +58,8 @@ void buildCpuKernelPipeline(OpPassManager &pm) {
   // Temporaries inside a kernel (softmax's row max and sum) get freed.
   bufferization::buildBufferDeallocationPipeline(pm);
   pm.addNestedPass<func::FuncOp>(createKilnCpuLowerVectors());
+  // exp/tanh/erf/log as vectorizable polynomials, not scalarized libm calls.
+  pm.addNestedPass<func::FuncOp>(createKilnExpandMath());
   // What the vectorizer left (ops it rejects) becomes scalar loops.
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   pm.addPass(createCanonicalizerPass());
@@ -81,7 +85,77 @@ void buildCpuToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createReconcileUnrealizedCastsPass());
 }
 
+void buildGpuKernelPipeline(OpPassManager &pm) {
+  pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
+  pm.addPass(bufferization::createEmptyTensorEliminationPass());
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = false;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  pm.addPass(createCanonicalizerPass());
+  bufferization::buildBufferDeallocationPipeline(pm);
+  // Every linalg op becomes a parallel loop nest (reductions stay sequential
+  // inside), which the generic strategy maps onto blocks and threads.
+  pm.addNestedPass<func::FuncOp>(createConvertLinalgToParallelLoopsPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addNestedPass<func::FuncOp>(createKilnGpuMapToThreads());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  // Constants and index math go into the kernels instead of becoming
+  // kernel arguments.
+  pm.addPass(createGpuLaunchSinkIndexComputationsPass());
+  pm.addPass(createGpuKernelOutliningPass());
+}
+
+void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,
+                              const std::string &cudaPath) {
+  OpPassManager &device = pm.nest<gpu::GPUModuleOp>();
+  device.addPass(memref::createExpandStridedMetadataPass());
+  device.addPass(createLowerAffinePass());
+  device.addPass(createSCFToControlFlowPass());
+  // exp/tanh/erf as polynomials: no libdevice calls to link.
+  device.addPass(createKilnExpandMath());
+  device.addPass(createConvertGpuOpsToNVVMOps());
+  device.addPass(createCanonicalizerPass());
+  device.addPass(createCSEPass());
+  device.addPass(createReconcileUnrealizedCastsPass());
+  for (const std::string &chip : chips) {
+    GpuNVVMAttachTargetOptions target;
+    target.chip = chip;
+    // sm_80 and sm_90a need a newer PTX ISA than LLVM's default.
+    target.features = "+ptx80";
+    target.optLevel = 3;
+    pm.addPass(createGpuNVVMAttachTarget(target));
+  }
+  GpuModuleToBinaryPassOptions binary;
+  binary.toolkitPath = cudaPath;
+  binary.compilationTarget = "isa"; // PTX; ptxas runs in codegen/gpu
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+}
+
+namespace {
+struct GpuBinaryPipelineOptions
+    : public PassPipelineOptions<GpuBinaryPipelineOptions> {
+  ListOption<std::string> chips{*this, "chips",
+                                llvm::cl::desc("GPU architectures"),
+                                llvm::cl::list_init<std::string>(
+                                    {"sm_80", "sm_90a"})};
+  Option<std::string> cudaPath{*this, "cuda-path",
+                               llvm::cl::desc("CUDA toolkit"),
+                               llvm::cl::init("/usr/local/cuda")};
+};
+} // namespace
+
 void registerPipelines() {
+  PassPipelineRegistration<GpuBinaryPipelineOptions>(
+      "kiln-gpu-to-binary-pipeline",
+      "GPU kernel IR -> gpu.binary with PTX per architecture",
+      [](OpPassManager &pm, const GpuBinaryPipelineOptions &options) {
+        buildGpuToBinaryPipeline(
+            pm, SmallVector<std::string>(options.chips.begin(),
+                                         options.chips.end()),
+            options.cudaPath);
+      });
   PassPipelineRegistration<>(
       "kiln-graph-pipeline",
       "Graph IR -> optimized graph IR (kiln op lowering, elementwise fusion)",
@@ -94,6 +168,10 @@ void registerPipelines() {
       "kiln-cpu-kernel-pipeline",
       "Dispatch IR -> CPU kernel IR (outline, tile, vectorize, bufferize)",
       buildCpuKernelPipeline);
+  PassPipelineRegistration<>(
+      "kiln-gpu-kernel-pipeline",
+      "Outlined kernels -> GPU kernel IR (generic block/thread mapping)",
+      buildGpuKernelPipeline);
   PassPipelineRegistration<>("kiln-cpu-to-llvm-pipeline",
                              "CPU kernel IR -> LLVM dialect",
                              buildCpuToLLVMPipeline);

@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --split-input-file --pass-pipeline="builtin.module(func.func(kiln-cpu-tile-and-vectorize))" | FileCheck %s
+// RUN: kiln-opt %s --split-input-file --pass-pipeline="builtin.module(func.func(kiln-decompose-aggregates,kiln-cpu-tile-and-vectorize))" | FileCheck %s
 
 // COM: A 12x32x8 matmul: 6x16 register blocks (m-tile=6 divides 12, n-tile
 // COM: 16 divides 32), the reduction tiled by 1, each tile one
