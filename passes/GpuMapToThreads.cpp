@@ -16,7 +16,8 @@ namespace {
 
 /// Ops that may stay on the host side of a GPU kernel function.
 bool isHostSide(Operation *op) {
-  return isa<arith::ConstantOp, memref::AllocOp, memref::AllocaOp,
+  return isa<arith::ConstantOp, memref::GetGlobalOp, memref::AllocOp,
+             memref::AllocaOp,
              memref::DeallocOp, memref::ExpandShapeOp, memref::CollapseShapeOp,
              memref::CastOp, gpu::LaunchOp, func::ReturnOp>(op);
 }
@@ -182,6 +183,27 @@ struct KilnGpuMapToThreadsPass final
                                       in.getInsertionBlock()->end());
                    });
     }
+
+    // Small constants became memref globals: each launch reads its own
+    // memref.get_global, so outlining copies the global into the kernel's
+    // module instead of passing a host address.
+    func.walk([](gpu::LaunchOp launch) {
+      Block &body = launch.getBody().front();
+      llvm::SmallDenseMap<Operation *, Value> cloned;
+      launch.getBody().walk([&](Operation *op) {
+        for (OpOperand &use : op->getOpOperands()) {
+          auto global = use.get().getDefiningOp<memref::GetGlobalOp>();
+          if (!global || launch->isProperAncestor(global))
+            continue;
+          Value &local = cloned[global];
+          if (!local) {
+            OpBuilder b = OpBuilder::atBlockBegin(&body);
+            local = b.clone(*global)->getResult(0);
+          }
+          use.set(local);
+        }
+      });
+    });
   }
 };
 

@@ -8,6 +8,9 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
@@ -101,6 +104,16 @@ struct EntryBuilder {
   std::string &weightBytes;
   llvm::DenseMap<Attribute, uint32_t> &weightIndex;
   llvm::StringMap<uint32_t> &kernelIndex;
+  /// GPU targets: a dispatch's kernel function is host code whose
+  /// gpu.launch_func ops become launches.
+  bool gpu = false;
+
+  struct PendingLaunch {
+    uint32_t kernel;
+    SmallVector<std::pair<Storage, uint64_t>> args;
+    SmallVector<uint32_t, 3> grid, block;
+  };
+  std::vector<PendingLaunch> launches;
 
   llvm::DenseMap<Value, Storage> storage;
   std::vector<BufferLifetime> virtualBuffers;
@@ -182,6 +195,88 @@ struct EntryBuilder {
     ref->set_size(size);
   }
 
+  /// Turns the host side of a GPU dispatch (allocations, views,
+  /// gpu.launch_func) into launches. `args` are the storages of the kernel
+  /// function's arguments (dispatch inputs, then results).
+  LogicalResult
+  expandGpuDispatch(DispatchOp dispatch, StringRef hostName,
+                    ArrayRef<std::pair<Storage, uint64_t>> args) {
+    func::FuncOp host;
+    for (auto nested : module.getOps<ModuleOp>())
+      if (auto f = nested.lookupSymbol<func::FuncOp>(hostName))
+        host = f;
+    if (!host)
+      return dispatch.emitError() << "kernel '" << hostName << "' is missing";
+    llvm::DenseMap<Value, Storage> local;
+    for (auto [arg, s] : llvm::zip(host.getArguments(), args))
+      local[arg] = s.first;
+    int64_t firstStep = launches.size();
+    std::vector<uint32_t> scratch;
+    for (Operation &op : host.getBody().front()) {
+      if (auto alloc = dyn_cast<memref::AllocOp>(op)) {
+        MemRefType type = alloc.getType();
+        uint64_t bytes = type.getNumElements() *
+                         std::max(1u, type.getElementTypeBitWidth() / 8);
+        Storage s = virtualBuffer(bytes, launches.size());
+        local[alloc] = s;
+        scratch.push_back(s.index);
+        continue;
+      }
+      if (isa<memref::ExpandShapeOp, memref::CollapseShapeOp, memref::CastOp>(
+              op)) {
+        local[op.getResult(0)] = local.lookup(op.getOperand(0));
+        continue;
+      }
+      if (isa<arith::ConstantOp, memref::DeallocOp, func::ReturnOp>(op))
+        continue;
+      auto launch = dyn_cast<gpu::LaunchFuncOp>(op);
+      if (!launch)
+        return op.emitError() << "'" << op.getName()
+                              << "' cannot run on the host side of a GPU "
+                                 "kernel";
+      auto index = kernelIndex.find(launch.getKernelModuleName().getValue());
+      if (index == kernelIndex.end())
+        return op.emitError() << "GPU kernel '"
+                              << launch.getKernelModuleName().getValue()
+                              << "' was not compiled";
+      PendingLaunch pending{index->second, {}, {}, {}};
+      gpu::KernelDim3 grid = launch.getGridSizeOperandValues();
+      gpu::KernelDim3 block = launch.getBlockSizeOperandValues();
+      for (Value v : {grid.x, grid.y, grid.z, block.x, block.y, block.z}) {
+        APInt size;
+        if (!matchPattern(v, m_ConstantInt(&size)))
+          return op.emitError() << "launch sizes must be static";
+        (pending.grid.size() < 3 ? pending.grid : pending.block)
+            .push_back(size.getZExtValue());
+      }
+      int64_t step = launches.size();
+      for (Value operand : launch.getKernelOperands()) {
+        auto type = dyn_cast<MemRefType>(operand.getType());
+        auto it = local.find(operand);
+        if (!type || it == local.end())
+          return op.emitError() << "kernel argument of type "
+                                << operand.getType()
+                                << " is not a buffer of this dispatch";
+        touch(it->second, step);
+        pending.args.push_back(
+            {it->second, static_cast<uint64_t>(type.getNumElements()) *
+                             std::max(1u, type.getElementTypeBitWidth() / 8)});
+      }
+      launches.push_back(std::move(pending));
+    }
+    // Everything the dispatch touches lives across all of its launches.
+    int64_t lastStep = std::max<int64_t>(firstStep, launches.size() - 1);
+    for (const auto &[s, size] : args)
+      touch(s, lastStep);
+    for (uint32_t v : scratch)
+      virtualBuffers[v].firstStep = firstStep;
+    for (const auto &[s, size] : args)
+      if (s.kind == artifact::BufferRef::ARENA &&
+          virtualBuffers[s.index].firstStep > firstStep)
+        virtualBuffers[s.index].firstStep = firstStep;
+    return success();
+  }
+
   /// Describes entry input or output #index (named `name`, else role+index)
   /// in `spec`; it must be a static tensor of a dtype the runtime knows.
   static LogicalResult addIOSpec(func::FuncOp func, artifact::TensorSpec *spec,
@@ -210,11 +305,6 @@ struct EntryBuilder {
     }
 
     // Launches, in program order; reshapes are views of their source.
-    struct PendingLaunch {
-      uint32_t kernel;
-      SmallVector<std::pair<Storage, uint64_t>> args;
-    };
-    std::vector<PendingLaunch> launches;
     for (Operation &op : func.getBody().front()) {
       if (isa<tensor::CollapseShapeOp, tensor::ExpandShapeOp>(op)) {
         FailureOr<Storage> s = lookup(op.getOperand(0), &op);
@@ -235,25 +325,29 @@ struct EntryBuilder {
         return op.emitError() << "dispatch was not outlined into a kernel";
       std::string kernelName = kernelRef.getLeafReference().str();
       auto known = kernelIndex.find(kernelName);
-      if (known == kernelIndex.end())
+      if (!gpu && known == kernelIndex.end())
         return op.emitError() << "kernel '" << kernelName << "' is missing";
       int64_t step = launches.size();
-      PendingLaunch launch{known->second, {}};
+      SmallVector<std::pair<Storage, uint64_t>> args;
       for (Value input : dispatch.getInputs()) {
         FailureOr<Storage> s = lookup(input, &op);
         if (failed(s))
           return failure();
         touch(*s, step);
-        launch.args.push_back(
-            {*s, byteSize(cast<RankedTensorType>(input.getType()))});
+        args.push_back({*s, byteSize(cast<RankedTensorType>(input.getType()))});
       }
       for (Value result : dispatch.getResults()) {
         uint64_t size = byteSize(cast<RankedTensorType>(result.getType()));
         Storage s = virtualBuffer(size, step);
         storage[result] = s;
-        launch.args.push_back({s, size});
+        args.push_back({s, size});
       }
-      launches.push_back(std::move(launch));
+      if (gpu) {
+        if (failed(expandGpuDispatch(dispatch, kernelName, args)))
+          return failure();
+        continue;
+      }
+      launches.push_back({known->second, std::move(args), {}, {}});
     }
 
     // Outputs: a dispatch result is written straight into the caller's
@@ -309,6 +403,10 @@ struct EntryBuilder {
       artifact::Launch *launch = entry->add_launches();
       launch->set_kind(artifact::Launch::KERNEL);
       launch->set_kernel(pending.kernel);
+      for (uint32_t g : pending.grid)
+        launch->add_grid(g);
+      for (uint32_t b : pending.block)
+        launch->add_block(b);
       for (const auto &[s, size] : pending.args)
         emitRef(launch->add_args(), s, size);
     }
@@ -326,6 +424,42 @@ struct EntryBuilder {
 
 } // namespace
 
+namespace {
+
+/// Entry points and weights (the part every target shares). `contents` has
+/// the code sections and kernels already; the weights section comes last.
+LogicalResult addEntriesAndWeights(ModuleOp module, ArtifactContents &contents,
+                                   llvm::StringMap<uint32_t> &kernelIndex,
+                                   bool gpu) {
+  artifact::Manifest &manifest = *contents.manifest;
+  int weightSection = manifest.sections_size();
+  artifact::Section *weights = manifest.add_sections();
+  weights->set_name("weights");
+  weights->set_kind(artifact::WEIGHTS);
+  std::string weightBytes;
+  llvm::DenseMap<Attribute, uint32_t> weightIndex;
+  for (auto func : module.getOps<func::FuncOp>()) {
+    if (func.isExternal())
+      continue;
+    EntryBuilder builder{module,      contents,    weightSection,
+                         weightBytes, weightIndex, kernelIndex, gpu};
+    if (failed(builder.build(func, manifest.add_entry_points())))
+      return failure();
+  }
+  contents.sections.push_back({weightSection, std::move(weightBytes)});
+  return success();
+}
+
+/// Appends `bytes` to `blob` at a 64-byte aligned offset; returns it.
+uint64_t appendAligned(std::string &blob, const std::string &bytes) {
+  blob.resize((blob.size() + 63) / 64 * 64, '\0');
+  uint64_t offset = blob.size();
+  blob += bytes;
+  return offset;
+}
+
+} // namespace
+
 FailureOr<ArtifactContents>
 buildArtifactContents(ModuleOp module, std::vector<KernelCode> code) {
   ArtifactContents contents;
@@ -338,11 +472,6 @@ buildArtifactContents(ModuleOp module, std::vector<KernelCode> code) {
     contents.sections.push_back(
         {manifest.sections_size() - 1, std::move(c.bytes)});
   }
-  int weightSection = manifest.sections_size();
-  artifact::Section *weights = manifest.add_sections();
-  weights->set_name("weights");
-  weights->set_kind(artifact::WEIGHTS);
-  std::string weightBytes;
 
   // Kernels, in the order the kernel module defines them.
   llvm::StringMap<uint32_t> kernelIndex;
@@ -361,17 +490,61 @@ buildArtifactContents(ModuleOp module, std::vector<KernelCode> code) {
       kernelIndex[name] = manifest.kernels_size() - 1;
     }
   }
+  if (failed(addEntriesAndWeights(module, contents, kernelIndex, false)))
+    return failure();
+  return contents;
+}
 
-  llvm::DenseMap<Attribute, uint32_t> weightIndex;
-  for (auto func : module.getOps<func::FuncOp>()) {
-    if (func.isExternal())
-      continue;
-    EntryBuilder builder{module,      contents,    weightSection,
-                         weightBytes, weightIndex, kernelIndex};
-    if (failed(builder.build(func, manifest.add_entry_points())))
-      return failure();
+FailureOr<ArtifactContents>
+buildGpuArtifactContents(ModuleOp module, std::vector<GpuKernelCode> kernels,
+                         ArrayRef<std::string> archs) {
+  ArtifactContents contents;
+  artifact::Manifest &manifest = *contents.manifest;
+  // Per architecture one cubin section and one PTX section, each holding
+  // every kernel's image at an aligned offset.
+  llvm::StringMap<std::pair<int, int>> sectionsOf;
+  std::vector<std::string> blobs;
+  for (const std::string &arch : archs) {
+    for (auto [kind, prefix] :
+         {std::pair{artifact::CUBIN, "cubin."}, std::pair{artifact::PTX, "ptx."}}) {
+      artifact::Section *section = manifest.add_sections();
+      section->set_name(prefix + arch);
+      section->set_kind(kind);
+      section->set_arch(arch);
+      blobs.emplace_back();
+    }
+    sectionsOf[arch] = {manifest.sections_size() - 2,
+                        manifest.sections_size() - 1};
   }
-  contents.sections.push_back({weightSection, std::move(weightBytes)});
+  llvm::StringMap<uint32_t> kernelIndex;
+  for (GpuKernelCode &code : kernels) {
+    artifact::Kernel *kernel = manifest.add_kernels();
+    kernel->set_name(code.name);
+    kernel->set_symbol(code.entry);
+    kernel->set_num_args(code.numArgs);
+    kernel->set_strategy(code.strategy);
+    for (GpuKernelImage &image : code.images) {
+      auto [cubinSection, ptxSection] = sectionsOf.lookup(image.arch);
+      artifact::KernelImage *out = kernel->add_images();
+      out->set_arch(image.arch);
+      out->set_cubin_section(cubinSection);
+      out->set_cubin_offset(appendAligned(blobs[cubinSection], image.cubin));
+      out->set_cubin_size(image.cubin.size());
+      out->set_ptx_section(ptxSection);
+      out->set_ptx_offset(appendAligned(blobs[ptxSection], image.ptx));
+      out->set_ptx_size(image.ptx.size());
+      out->set_registers(image.registers);
+      out->set_shared_bytes(image.sharedBytes);
+      out->set_spill_store_bytes(image.spillStoreBytes);
+      out->set_spill_load_bytes(image.spillLoadBytes);
+      out->set_stack_bytes(image.stackBytes);
+    }
+    kernelIndex[code.name] = manifest.kernels_size() - 1;
+  }
+  for (size_t i = 0; i < blobs.size(); ++i)
+    contents.sections.push_back({static_cast<int>(i), std::move(blobs[i])});
+  if (failed(addEntriesAndWeights(module, contents, kernelIndex, true)))
+    return failure();
   return contents;
 }
 

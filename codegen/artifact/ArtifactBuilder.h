@@ -46,6 +46,28 @@ struct KernelCode {
 mlir::FailureOr<ArtifactContents>
 buildArtifactContents(mlir::ModuleOp module, std::vector<KernelCode> code);
 
+/// A GPU kernel compiled for one architecture, with what ptxas reported.
+struct GpuKernelImage {
+  std::string arch, ptx, cubin;
+  uint32_t registers = 0, sharedBytes = 0, spillStoreBytes = 0,
+           spillLoadBytes = 0, stackBytes = 0;
+};
+
+/// A GPU kernel: `name` is its gpu.module, `entry` the kernel function.
+struct GpuKernelCode {
+  std::string name, entry, strategy;
+  unsigned numArgs = 0;
+  std::vector<GpuKernelImage> images;
+};
+
+/// As buildArtifactContents, for GPU targets: the dispatches' kernel
+/// functions are host code whose gpu.launch_func ops become launches with
+/// static grids and blocks; kernels carry one image per architecture.
+mlir::FailureOr<ArtifactContents>
+buildGpuArtifactContents(mlir::ModuleOp module,
+                         std::vector<GpuKernelCode> kernels,
+                         llvm::ArrayRef<std::string> archs);
+
 /// Writes `contents` to `path` atomically (a temporary file renamed into
 /// place); on failure nothing is left at `path`. Returns an error message,
 /// empty on success.

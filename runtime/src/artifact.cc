@@ -165,11 +165,23 @@ absl::Status Artifact::validate() {
       return corrupt(o, absl::StrCat("section '", s.name(),
                                      "' is not 64-byte aligned"));
   }
+  auto inSection = [&](uint32_t section, uint64_t offset, uint64_t size) {
+    return section < static_cast<uint32_t>(m.sections_size()) &&
+           fits(offset, size, m.sections(section).size());
+  };
   for (int i = 0; i < m.kernels_size(); ++i) {
     const auto &k = m.kernels(i);
-    if (k.section() >= static_cast<uint32_t>(m.sections_size()))
+    if (k.images_size() == 0 &&
+        k.section() >= static_cast<uint32_t>(m.sections_size()))
       return corrupt(o, absl::StrCat("kernel '", k.name(),
                                      "' refers to a missing section"));
+    for (const auto &image : k.images())
+      if (!inSection(image.cubin_section(), image.cubin_offset(),
+                     image.cubin_size()) ||
+          !inSection(image.ptx_section(), image.ptx_offset(),
+                     image.ptx_size()))
+        return corrupt(o, absl::StrCat("the ", image.arch(), " image of kernel '",
+                                       k.name(), "' lies outside its section"));
     if (k.symbol().empty())
       return corrupt(o, absl::StrCat("kernel '", k.name(), "' has no symbol"));
   }
@@ -226,6 +238,11 @@ absl::Status Artifact::validate() {
         if (launch.kernel() >= static_cast<uint32_t>(m.kernels_size()))
           return corrupt(o, absl::StrCat("entry point '", entry.name(),
                                          "' launches a missing kernel"));
+        if ((launch.grid_size() != 0 && launch.grid_size() != 3) ||
+            launch.block_size() != launch.grid_size())
+          return corrupt(o, absl::StrCat("entry point '", entry.name(),
+                                         "' has a launch with a malformed "
+                                         "grid or block"));
         if (static_cast<uint32_t>(launch.args_size()) !=
             m.kernels(launch.kernel()).num_args())
           return corrupt(o, absl::StrCat("entry point '", entry.name(),

@@ -3,6 +3,7 @@
 
 #include "artifact.h"
 #include "cpu_backend.h"
+#include "cuda_driver.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -215,19 +216,28 @@ kiln_status kiln_session_create(kiln_module *module, const char *device,
   *out = nullptr;
   std::string dev = device ? device : "cpu";
   const auto &m = module->artifact->manifest();
-  if (dev != "cpu") {
-    if (dev.rfind("cuda", 0) == 0 || dev == "sim")
+  const std::string &origin = module->artifact->origin();
+  bool cudaTarget = m.target().rfind("cuda", 0) == 0;
+  if (dev.rfind("cuda", 0) == 0) {
+    if (!cudaTarget)
       return makeStatus(absl::StrCat(
-          "'", module->artifact->origin(), "' targets '", m.target(),
+          "'", origin, "' targets '", m.target(),
           "' and cannot run on device '", dev,
-          "': this runtime executes cpu artifacts; run with --device cpu"));
+          "'; run it with --device cpu, or compile with --target cuda:sm_80"));
+    return fromAbsl(kiln::runtime::loadCudaDriver());
+  }
+  if (dev == "sim")
+    return makeStatus(absl::StrCat(
+        "device 'sim' (the GPU-kernel simulator) runs in the kiln tool, not "
+        "in the runtime library; use `kiln run --device sim`"));
+  if (dev != "cpu")
     return makeStatus(absl::StrCat("unknown device '", dev,
                                    "'; use cpu, sim or cuda:N"));
-  }
   if (m.target() != "cpu")
     return makeStatus(absl::StrCat(
-        "'", module->artifact->origin(), "' was compiled for '", m.target(),
-        "', not for the CPU; compile it with --target cpu to run it here"));
+        "'", origin, "' was compiled for '", m.target(),
+        "', not for the CPU; run it with --device cuda:0 (or sim), or "
+        "compile with --target cpu"));
   auto kernels = kiln::runtime::CpuKernels::load(*module->artifact);
   if (!kernels.ok())
     return fromAbsl(kernels.status());

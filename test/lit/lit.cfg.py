@@ -24,3 +24,10 @@ llvm_config.add_tool_substitutions(["not", "count"], [config.llvm_tools_dir])
 
 if config.cuda_home and os.path.exists(os.path.join(config.cuda_home, "bin", "ptxas")):
     config.available_features.add("ptxas")
+
+import ctypes
+try:
+    ctypes.CDLL("libcuda.so.1")  # the driver, not the toolkit's stub
+    config.available_features.add("cuda-driver")
+except OSError:
+    pass

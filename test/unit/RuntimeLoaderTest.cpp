@@ -2,6 +2,7 @@
 // malformed ones fail with a clear message and never crash.
 #include "kiln/artifact_format.h"
 #include "kiln/runtime.h"
+#include "cuda_driver.h"
 #include "manifest.pb.h"
 
 #include <gtest/gtest.h>
@@ -257,6 +258,37 @@ TEST(RuntimeSession, WrongDeviceAndShapes) {
   kiln_status_free(status);
   kiln_session_free(session);
   kiln_module_free(module);
+}
+
+} // namespace
+
+namespace {
+
+TEST(CudaDriver, MissingDriverIsAClearError) {
+  absl::Status status =
+      kiln::runtime::loadCudaDriver("libkiln-no-such-driver.so.1");
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(std::string(status.message()).find("no CUDA driver: cannot load "
+                                               "libkiln-no-such-driver.so.1"),
+            std::string::npos)
+      << status.message();
+}
+
+TEST(RuntimeLoader, GpuImageOutsideItsSection) {
+  Manifest m = copyModel();
+  auto *kernel = m.add_kernels();
+  kernel->set_name("k");
+  kernel->set_symbol("k");
+  auto *image = kernel->add_images();
+  image->set_arch("sm_80");
+  image->set_cubin_section(0);
+  image->set_cubin_offset(0);
+  image->set_cubin_size(1u << 20);
+  image->set_ptx_section(0);
+  std::string error = loadError(serialize(m, weightsBytes()));
+  EXPECT_NE(error.find("the sm_80 image of kernel 'k' lies outside its section"),
+            std::string::npos)
+      << error;
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 //===- Compile.cpp - kiln compile -----------------------------------------===//
 #include "codegen/artifact/ArtifactBuilder.h"
 #include "codegen/cpu/HostCodegen.h"
+#include "codegen/gpu/GpuCodegen.h"
 #include "frontend/onnx/OnnxImporter.h"
 #include "manifest.pb.h"
 #include "passes/Passes.h"
@@ -9,6 +10,8 @@
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/AsmState.h"
 #include "mlir/Support/FileUtilities.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
@@ -30,13 +33,17 @@ const char *kCompileHelp = R"(usage: kiln compile MODEL -o OUT [options]
 Compiles an ONNX model into a Kiln artifact (or prints an IR level).
 
   -o OUT                 output file (the artifact, or the IR for --emit)
-  --target cpu           target (cuda targets are not built yet)
+  --target T             cpu (default), cuda:sm_80, cuda:sm_90a, or several
+                         architectures in one artifact: cuda:sm_80,sm_90a
+  --cuda-path DIR        CUDA toolkit with bin/ptxas (default: CUDA_HOME,
+                         CUDA_PATH, PATH, /usr/local/cuda)
   --precision fp32       compute precision
   --dim NAME=VALUE       value of a symbolic input dim (repeatable)
   --cpu host|NAME        CPU to generate code for (default: this machine's)
   --emit KIND            artifact (default), mlir (graph IR as imported),
                          dispatch-mlir (dispatch IR), kernel-mlir (kernel
-                         IR: the outlined kernels after bufferization)
+                         IR: the outlined kernels after bufferization; for
+                         cuda the gpu.func kernels), ptx (cuda only)
   --mlir-print-ir-after-all    print the IR after every pass (stderr)
   --mlir-print-ir-after=PASS   print the IR after the pass with that flag
   --mlir-timing                print the time each pass took
@@ -44,7 +51,8 @@ Compiles an ONNX model into a Kiln artifact (or prints an IR level).
 
 struct CompileOptions {
   std::string model, output, target = "cpu", precision = "fp32";
-  std::string emit = "artifact", cpu = "host", printAfter;
+  std::string emit = "artifact", cpu = "host", printAfter, cudaPath;
+  std::vector<std::string> chips; // cuda targets
   bool printAfterAll = false, timing = false;
   onnx::ImportOptions import;
 };
@@ -62,6 +70,8 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
       o.precision = value;
     } else if (takeOption(args, i, "--emit", value, error)) {
       o.emit = value;
+    } else if (takeOption(args, i, "--cuda-path", value, error)) {
+      o.cudaPath = value;
     } else if (takeOption(args, i, "--cpu", value, error)) {
       o.cpu = value;
     } else if (takeOption(args, i, "--mlir-print-ir-after", value, error)) {
@@ -110,24 +120,40 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
     return std::nullopt;
   }
   if (o.emit != "artifact" && o.emit != "mlir" && o.emit != "dispatch-mlir" &&
-      o.emit != "kernel-mlir") {
+      o.emit != "kernel-mlir" && o.emit != "ptx") {
     error = "--emit " + o.emit +
-            " is not one of artifact, mlir, dispatch-mlir, kernel-mlir";
+            " is not one of artifact, mlir, dispatch-mlir, kernel-mlir, ptx";
     return std::nullopt;
   }
   if (o.emit == "artifact" && o.output.empty()) {
     error = "no output file; pass -o OUT.kiln";
     return std::nullopt;
   }
-  if (o.target != "cpu") {
-    error = "target '" + o.target +
-            "' is not available in this build: only --target cpu compiles "
-            "yet (the cuda:sm_80/sm_90a targets are in progress)";
+  if (o.target.rfind("cuda:", 0) == 0) {
+    static const char *kKnownChips[] = {"sm_80", "sm_86", "sm_89", "sm_90",
+                                        "sm_90a"};
+    llvm::SmallVector<llvm::StringRef> parts;
+    llvm::StringRef(o.target).drop_front(5).split(parts, ',');
+    for (llvm::StringRef chip : parts) {
+      if (!llvm::is_contained(kKnownChips, chip)) {
+        error = "unknown GPU architecture '" + chip.str() + "' in --target " +
+                o.target + "; use sm_80, sm_86, sm_89, sm_90 or sm_90a";
+        return std::nullopt;
+      }
+      if (!llvm::is_contained(o.chips, chip.str()))
+        o.chips.push_back(chip.str());
+    }
+  } else if (o.target != "cpu") {
+    error = "unknown target '" + o.target +
+            "'; use cpu, cuda:sm_80, cuda:sm_90a or cuda:sm_80,sm_90a";
+    return std::nullopt;
+  }
+  if (o.emit == "ptx" && o.chips.empty()) {
+    error = "--emit ptx needs a cuda target, e.g. --target cuda:sm_80";
     return std::nullopt;
   }
   if (o.precision != "fp32") {
-    error = "--precision " + o.precision +
-            " is not supported yet for the cpu target; use fp32";
+    error = "--precision " + o.precision + " is not supported yet; use fp32";
     return std::nullopt;
   }
   return o;
@@ -166,6 +192,81 @@ int emitText(ModuleOp module, const std::string &output) {
   return 0;
 }
 
+/// The cuda targets: kernels to PTX per architecture, ptxas to cubins, and
+/// the artifact (or the PTX, for --emit ptx).
+int compileForCuda(MLIRContext &context, ModuleOp module,
+                   const CompileOptions &o,
+                   std::chrono::steady_clock::time_point start,
+                   double importSeconds, bool &failedDiag) {
+  std::string error;
+  std::string ptxas = codegen::findPtxas(o.cudaPath, error);
+  if (ptxas.empty())
+    return fail(error);
+  PassManager pm(&context);
+  configurePassManager(pm, o);
+  buildDispatchPipeline(pm);
+  pm.addPass(createKilnOutlineDispatches());
+  OpPassManager &kernelPm = pm.nest<ModuleOp>();
+  buildGpuKernelPipeline(kernelPm);
+  buildGpuToBinaryPipeline(kernelPm, o.chips, codegen::toolkitOfPtxas(ptxas));
+  if (failed(pm.run(module))) {
+    if (!failedDiag)
+      return fail("internal error: a compiler pass failed without saying "
+                  "why; rerun with --mlir-print-ir-after-all and report it");
+    return 1;
+  }
+  double passSeconds = secondsSince(start) - importSeconds;
+  ModuleOp kernels;
+  for (auto nested : module.getOps<ModuleOp>())
+    kernels = nested;
+  if (!kernels)
+    return fail("the model has no work to compile into kernels");
+
+  if (o.emit == "ptx") {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    for (auto binary : kernels.getOps<gpu::BinaryOp>())
+      for (Attribute attr : binary.getObjects()) {
+        auto object = cast<gpu::ObjectAttr>(attr);
+        os << "// kernel " << binary.getName() << ", target "
+           << object.getTarget() << "\n"
+           << object.getObject().getValue() << "\n";
+      }
+    auto file = openOutputFile(o.output.empty() ? "-" : o.output, &error);
+    if (!file)
+      return fail(error);
+    file->os() << text;
+    file->keep();
+    return 0;
+  }
+
+  FailureOr<std::vector<codegen::GpuKernelCode>> compiled =
+      codegen::compileGpuKernels(kernels, ptxas);
+  if (failed(compiled))
+    return 1;
+  double codegenSeconds = secondsSince(start) - importSeconds - passSeconds;
+  FailureOr<codegen::ArtifactContents> contents =
+      codegen::buildGpuArtifactContents(module, std::move(*compiled), o.chips);
+  if (failed(contents) || failedDiag)
+    return 1;
+  artifact::Manifest &manifest = *contents->manifest;
+  manifest.set_target(o.target);
+  manifest.set_compiler_version(KILN_VERSION);
+  manifest.set_source_model(o.model);
+  manifest.set_model_hash(codegen::hashFile(o.model));
+  if (std::string writeError = codegen::writeArtifact(*contents, o.output);
+      !writeError.empty())
+    return fail(writeError);
+  std::fprintf(stderr,
+               "kiln: compiled %s -> %s for %s (%d kernels, %d weights) in "
+               "%.2f s (import %.2f s, passes %.2f s, ptxas %.2f s)\n",
+               o.model.c_str(), o.output.c_str(), o.target.c_str(),
+               manifest.kernels_size(), manifest.weights_size(),
+               secondsSince(start), importSeconds, passSeconds,
+               codegenSeconds);
+  return 0;
+}
+
 } // namespace
 
 int runCompile(const Args &args) {
@@ -180,6 +281,7 @@ int runCompile(const Args &args) {
   registerAllDialects(registry);
   registerAllExtensions(registry);
   registry.insert<KilnDialect>();
+  registerAllGPUToLLVMIRTranslations(registry);
   MLIRContext context(registry);
   // Diagnostics name the node or op; dumping whole functions helps nobody.
   context.printOpOnDiagnostic(false);
@@ -215,6 +317,11 @@ int runCompile(const Args &args) {
     return 1;
   double importSeconds = secondsSince(start);
 
+  if (!o.chips.empty() && o.emit != "mlir" && o.emit != "dispatch-mlir" &&
+      o.emit != "kernel-mlir")
+    return compileForCuda(context, *module, o, start, importSeconds,
+                          failedDiag);
+
   if (o.emit != "artifact") {
     PassManager pm(&context);
     configurePassManager(pm, o);
@@ -223,7 +330,10 @@ int runCompile(const Args &args) {
       buildDispatchPipeline(pm);
       if (o.emit == "kernel-mlir") {
         pm.addPass(createKilnOutlineDispatches());
-        buildCpuKernelPipeline(pm.nest<ModuleOp>());
+        if (o.chips.empty())
+          buildCpuKernelPipeline(pm.nest<ModuleOp>());
+        else
+          buildGpuKernelPipeline(pm.nest<ModuleOp>());
       }
     }
     if (failed(pm.run(*module))) {

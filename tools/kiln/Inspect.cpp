@@ -59,11 +59,24 @@ void printJson(const runtime::Artifact &a) {
                                           {"offset", s.offset()},
                                           {"size", s.size()},
                                           {"arch", s.arch()}});
-  for (const auto &k : m.kernels())
+  for (const auto &k : m.kernels()) {
+    llvm::json::Array images;
+    for (const auto &image : k.images())
+      images.push_back(llvm::json::Object{
+          {"arch", image.arch()},
+          {"registers", image.registers()},
+          {"shared_bytes", image.shared_bytes()},
+          {"stack_bytes", image.stack_bytes()},
+          {"spill_store_bytes", image.spill_store_bytes()},
+          {"spill_load_bytes", image.spill_load_bytes()},
+          {"cubin_bytes", image.cubin_size()},
+          {"ptx_bytes", image.ptx_size()}});
     kernels.push_back(llvm::json::Object{{"name", k.name()},
                                          {"symbol", k.symbol()},
                                          {"strategy", k.strategy()},
-                                         {"args", k.num_args()}});
+                                         {"args", k.num_args()},
+                                         {"images", std::move(images)}});
+  }
   for (const auto &w : m.weights()) {
     llvm::json::Object o = specJson(w.spec());
     o["bytes"] = w.size();
@@ -84,7 +97,9 @@ void printJson(const runtime::Artifact &a) {
           {"kernel", l.kind() == artifact::Launch::COPY
                          ? std::string()
                          : m.kernels(l.kernel()).name()},
-          {"args", std::move(args)}});
+          {"args", std::move(args)},
+          {"grid", llvm::json::Array(l.grid())},
+          {"block", llvm::json::Array(l.block())}});
     }
     entries.push_back(llvm::json::Object{{"name", e.name()},
                                          {"inputs", std::move(inputs)},
@@ -112,8 +127,11 @@ void printJson(const runtime::Artifact &a) {
 void printText(const runtime::Artifact &a) {
   const artifact::Manifest &m = a.manifest();
   std::printf("artifact   %s (%zu bytes)\n", a.origin().c_str(), a.size());
-  std::printf("target     %s (%s, cpu %s)\n", m.target().c_str(),
-              m.host_triple().c_str(), m.host_cpu().c_str());
+  if (m.host_triple().empty())
+    std::printf("target     %s\n", m.target().c_str());
+  else
+    std::printf("target     %s (%s, cpu %s)\n", m.target().c_str(),
+                m.host_triple().c_str(), m.host_cpu().c_str());
   std::printf("compiler   kiln %s from %s (hash %s)\n",
               m.compiler_version().c_str(), m.source_model().c_str(),
               m.model_hash().c_str());
@@ -122,9 +140,18 @@ void printText(const runtime::Artifact &a) {
               static_cast<unsigned long long>(weightBytes(m)),
               m.weights_size());
   std::printf("\nkernels (%d)\n", m.kernels_size());
-  for (const auto &k : m.kernels())
+  for (const auto &k : m.kernels()) {
     std::printf("  %-28s %-12s %u buffers\n", k.name().c_str(),
                 k.strategy().c_str(), k.num_args());
+    for (const auto &image : k.images())
+      std::printf("    %-7s %3u registers, %6u B shared, %4u B stack, "
+                  "spills %u B stored / %u B loaded, cubin %llu B, ptx %llu B\n",
+                  image.arch().c_str(), image.registers(),
+                  image.shared_bytes(), image.stack_bytes(),
+                  image.spill_store_bytes(), image.spill_load_bytes(),
+                  static_cast<unsigned long long>(image.cubin_size()),
+                  static_cast<unsigned long long>(image.ptx_size()));
+  }
   std::printf("\nweights (%d)\n", m.weights_size());
   for (const auto &w : m.weights())
     std::printf("  %-28s %-20s %llu bytes\n", w.spec().name().c_str(),
@@ -141,11 +168,17 @@ void printText(const runtime::Artifact &a) {
       std::string args;
       for (const auto &r : l.args())
         args += (args.empty() ? "" : ", ") + refText(r, m, e);
-      std::printf("    %-26s (%s)\n",
+      std::string dims;
+      if (l.grid_size() == 3)
+        dims = " grid " + std::to_string(l.grid(0)) + "x" +
+               std::to_string(l.grid(1)) + "x" + std::to_string(l.grid(2)) +
+               " block " + std::to_string(l.block(0)) + "x" +
+               std::to_string(l.block(1)) + "x" + std::to_string(l.block(2));
+      std::printf("    %-26s (%s)%s\n",
                   l.kind() == artifact::Launch::COPY
                       ? "copy"
                       : m.kernels(l.kernel()).name().c_str(),
-                  args.c_str());
+                  args.c_str(), dims.c_str());
     }
   }
   std::printf("\nsections (%d)\n", m.sections_size());

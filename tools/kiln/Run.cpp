@@ -192,6 +192,10 @@ int runRun(const Args &args) {
   std::optional<RunOptions> o = parse(args, /*bench=*/false, error);
   if (!o)
     return fail(error);
+  if (o->device == "sim")
+    return fail("the GPU-kernel simulator (--device sim) is not built yet; "
+                "cuda artifacts can be inspected with `kiln inspect` and run "
+                "on a machine with an NVIDIA GPU");
   Prepared p;
   if (int rc = prepare(*o, /*randomMissing=*/false, p))
     return rc;
