@@ -98,6 +98,9 @@ void buildGpuKernelPipeline(OpPassManager &pm) {
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToParallelLoopsPass());
   pm.addPass(createCanonicalizerPass());
   pm.addNestedPass<func::FuncOp>(createKilnGpuMapToThreads());
+  // exp/tanh/erf as polynomials: no libdevice calls to link, and the kernel
+  // IR the simulator runs is the one that is compiled.
+  pm.addNestedPass<func::FuncOp>(createKilnExpandMath());
   pm.addPass(createLowerAffinePass());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
@@ -113,8 +116,6 @@ void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,
   device.addPass(memref::createExpandStridedMetadataPass());
   device.addPass(createLowerAffinePass());
   device.addPass(createSCFToControlFlowPass());
-  // exp/tanh/erf as polynomials: no libdevice calls to link.
-  device.addPass(createKilnExpandMath());
   device.addPass(createConvertGpuOpsToNVVMOps());
   device.addPass(createCanonicalizerPass());
   device.addPass(createCSEPass());

@@ -27,12 +27,14 @@ def kiln(*args, check=True):
     return result
 
 
-def run_kiln(model_path, inputs, tmp_path, target="cpu"):
+def run_kiln(model_path, inputs, tmp_path, target="cpu", device="cpu"):
     """Compiles and runs `model_path` on `inputs` (name -> array); returns
     the outputs as name -> array."""
     artifact = str(tmp_path / "model.kiln")
-    kiln("compile", str(model_path), "-o", artifact, "--target", target)
-    args = ["run", artifact, "--output-dir", str(tmp_path / "out")]
+    extra = ["--embed-kernel-ir"] if device == "sim" else []
+    kiln("compile", str(model_path), "-o", artifact, "--target", target, *extra)
+    args = ["run", artifact, "--device", device, "--output-dir",
+            str(tmp_path / "out")]
     for name, value in inputs.items():
         path = tmp_path / f"in_{name}.npy"
         np.save(path, value)
@@ -50,9 +52,9 @@ def run_reference(model_path, inputs):
     return dict(zip(names, session.run(names, inputs)))
 
 
-def assert_matches(model_path, inputs, tmp_path):
+def assert_matches(model_path, inputs, tmp_path, target="cpu", device="cpu"):
     expected = run_reference(model_path, inputs)
-    actual = run_kiln(model_path, inputs, tmp_path)
+    actual = run_kiln(model_path, inputs, tmp_path, target, device)
     for name, want in expected.items():
         got = actual[name]
         assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"

@@ -1,4 +1,5 @@
 //===- kiln-opt.cpp - mlir-opt with every Kiln dialect and pass -----------===//
+#include "codegen/sim/Simulator.h"
 #include "dialects/kiln/KilnDialect.h"
 #include "passes/Passes.h"
 
@@ -13,6 +14,7 @@ int main(int argc, char **argv) {
   mlir::registerAllPasses();
   kiln::registerKilnPasses();
   kiln::registerPipelines();
+  kiln::sim::registerTestSimulatePass();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

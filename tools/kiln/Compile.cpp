@@ -8,6 +8,7 @@
 #include "tools/kiln/Driver.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Bytecode/BytecodeWriter.h"
 #include "mlir/IR/AsmState.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
@@ -44,6 +45,8 @@ Compiles an ONNX model into a Kiln artifact (or prints an IR level).
                          dispatch-mlir (dispatch IR), kernel-mlir (kernel
                          IR: the outlined kernels after bufferization; for
                          cuda the gpu.func kernels), ptx (cuda only)
+  --embed-kernel-ir      cuda: also store the kernels' IR (MLIR bytecode),
+                         which `kiln run --device sim` executes
   --mlir-print-ir-after-all    print the IR after every pass (stderr)
   --mlir-print-ir-after=PASS   print the IR after the pass with that flag
   --mlir-timing                print the time each pass took
@@ -53,7 +56,7 @@ struct CompileOptions {
   std::string model, output, target = "cpu", precision = "fp32";
   std::string emit = "artifact", cpu = "host", printAfter, cudaPath;
   std::vector<std::string> chips; // cuda targets
-  bool printAfterAll = false, timing = false;
+  bool printAfterAll = false, timing = false, embedKernelIR = false;
   onnx::ImportOptions import;
 };
 
@@ -78,6 +81,8 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
       o.printAfter = value;
     } else if (arg == "--mlir-print-ir-after-all") {
       o.printAfterAll = true;
+    } else if (arg == "--embed-kernel-ir") {
+      o.embedKernelIR = true;
     } else if (arg == "--mlir-timing") {
       o.timing = true;
     } else if (takeOption(args, i, "--dim", value, error)) {
@@ -206,21 +211,36 @@ int compileForCuda(MLIRContext &context, ModuleOp module,
   configurePassManager(pm, o);
   buildDispatchPipeline(pm);
   pm.addPass(createKilnOutlineDispatches());
-  OpPassManager &kernelPm = pm.nest<ModuleOp>();
-  buildGpuKernelPipeline(kernelPm);
-  buildGpuToBinaryPipeline(kernelPm, o.chips, codegen::toolkitOfPtxas(ptxas));
-  if (failed(pm.run(module))) {
+  buildGpuKernelPipeline(pm.nest<ModuleOp>());
+  auto runPasses = [&](PassManager &passes) -> int {
+    if (succeeded(passes.run(module)))
+      return 0;
     if (!failedDiag)
       return fail("internal error: a compiler pass failed without saying "
                   "why; rerun with --mlir-print-ir-after-all and report it");
     return 1;
-  }
-  double passSeconds = secondsSince(start) - importSeconds;
+  };
+  if (int rc = runPasses(pm))
+    return rc;
   ModuleOp kernels;
   for (auto nested : module.getOps<ModuleOp>())
     kernels = nested;
   if (!kernels)
     return fail("the model has no work to compile into kernels");
+  // The kernel IR the simulator runs: gpu.funcs before NVVM lowering.
+  std::string kernelIR;
+  if (o.embedKernelIR) {
+    llvm::raw_string_ostream os(kernelIR);
+    if (failed(writeBytecodeToFile(kernels, os)))
+      return fail("cannot serialize the kernel IR");
+  }
+  PassManager binaryPm(&context);
+  configurePassManager(binaryPm, o);
+  buildGpuToBinaryPipeline(binaryPm.nest<ModuleOp>(), o.chips,
+                           codegen::toolkitOfPtxas(ptxas));
+  if (int rc = runPasses(binaryPm))
+    return rc;
+  double passSeconds = secondsSince(start) - importSeconds;
 
   if (o.emit == "ptx") {
     std::string text;
@@ -250,6 +270,13 @@ int compileForCuda(MLIRContext &context, ModuleOp module,
   if (failed(contents) || failedDiag)
     return 1;
   artifact::Manifest &manifest = *contents->manifest;
+  if (o.embedKernelIR) {
+    artifact::Section *section = manifest.add_sections();
+    section->set_name("kernel_ir");
+    section->set_kind(artifact::KERNEL_IR);
+    contents->sections.push_back(
+        {manifest.sections_size() - 1, std::move(kernelIR)});
+  }
   manifest.set_target(o.target);
   manifest.set_compiler_version(KILN_VERSION);
   manifest.set_source_model(o.model);

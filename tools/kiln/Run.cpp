@@ -2,6 +2,7 @@
 #include "kiln/runtime.hpp"
 #include "tools/kiln/Driver.h"
 #include "tools/kiln/HostTensor.h"
+#include "tools/kiln/SimRun.h"
 
 #include <algorithm>
 #include <optional>
@@ -19,7 +20,9 @@ const char *kRunHelp = R"(usage: kiln run OUT.kiln [options]
 
 Runs an entry point of a compiled artifact and prints its outputs.
 
-  --device cpu               where to run
+  --device cpu|sim|cuda:N    where to run; sim runs a cuda artifact's
+                             kernels in the GPU-kernel simulator (compile
+                             with --embed-kernel-ir)
   --input NAME=@FILE         an input from a .npy or ONNX TensorProto .pb
                              file (repeatable; every input is needed)
   --output-dir DIR           write every output as DIR/NAME.npy
@@ -168,6 +171,8 @@ int prepare(const RunOptions &o, bool randomMissing, Prepared &p) {
     tensor.data.resize(info.tensor.size_bytes);
     p.outputs.push_back(std::move(tensor));
   }
+  if (o.device == "sim")
+    return 0; // no runtime session: the simulator runs the launch program
   start = std::chrono::steady_clock::now();
   p.session = rt::Session::create(*p.module, o.device, error);
   if (!p.session)
@@ -192,15 +197,16 @@ int runRun(const Args &args) {
   std::optional<RunOptions> o = parse(args, /*bench=*/false, error);
   if (!o)
     return fail(error);
-  if (o->device == "sim")
-    return fail("the GPU-kernel simulator (--device sim) is not built yet; "
-                "cuda artifacts can be inspected with `kiln inspect` and run "
-                "on a machine with an NVIDIA GPU");
   Prepared p;
   if (int rc = prepare(*o, /*randomMissing=*/false, p))
     return rc;
   auto start = std::chrono::steady_clock::now();
-  if (std::string runError = runOnce(p); !runError.empty())
+  SimReport report;
+  std::string runError =
+      o->device == "sim"
+          ? runOnSimulator(o->artifact, p.entry, p.inputs, p.outputs, report)
+          : runOnce(p);
+  if (!runError.empty())
     return fail(runError);
   double runMs = msSince(start);
 
@@ -219,6 +225,13 @@ int runRun(const Args &args) {
                 previewValues(p.outputs[i], 8).c_str());
   std::printf("timing: load %.3f ms, session %.3f ms, run %.3f ms (device %s)\n",
               p.loadMs, p.sessionMs, runMs, o->device.c_str());
+  if (o->device == "sim")
+    std::printf("simulator: %llu launches, %llu blocks, %llu thread-ops "
+                "(%.1f M thread-ops/s)\n",
+                static_cast<unsigned long long>(report.launches),
+                static_cast<unsigned long long>(report.blocks),
+                static_cast<unsigned long long>(report.threadOps),
+                report.threadOps / (runMs * 1e3));
   return 0;
 }
 

@@ -1,0 +1,584 @@
+//===- Simulator.cpp - GPU kernels run on the CPU with CUDA semantics -----===//
+#include "codegen/sim/Simulator.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+
+using namespace mlir;
+
+namespace kiln::sim {
+namespace {
+
+using Lanes = std::vector<uint64_t>;
+using Mask = std::vector<char>;
+
+struct MemDesc {
+  uint8_t *base = nullptr;
+  uint64_t bytes = 0;
+  SmallVector<int64_t> shape, strides;
+  int64_t offset = 0;
+  unsigned elementBytes = 0;
+  std::string name;
+};
+
+unsigned bitWidth(Type type) {
+  return type.isIndex() ? 64 : type.getIntOrFloatBitWidth();
+}
+uint64_t truncTo(uint64_t v, unsigned w) {
+  return w >= 64 ? v : (v & ((uint64_t(1) << w) - 1));
+}
+int64_t sext(uint64_t v, unsigned w) {
+  if (w >= 64)
+    return static_cast<int64_t>(v);
+  uint64_t sign = uint64_t(1) << (w - 1);
+  return static_cast<int64_t>((truncTo(v, w) ^ sign) - sign);
+}
+double toDouble(uint64_t bits, Type type) {
+  if (type.isF32()) {
+    float f;
+    uint32_t b = static_cast<uint32_t>(bits);
+    std::memcpy(&f, &b, 4);
+    return f;
+  }
+  double d;
+  std::memcpy(&d, &bits, 8);
+  return d;
+}
+uint64_t fromDouble(double value, Type type) {
+  if (type.isF32()) {
+    float f = static_cast<float>(value);
+    uint32_t b;
+    std::memcpy(&b, &f, 4);
+    return b;
+  }
+  uint64_t b;
+  std::memcpy(&b, &value, 8);
+  return b;
+}
+float asFloat(uint64_t bits) {
+  float f;
+  uint32_t b = static_cast<uint32_t>(bits);
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+class BlockRunner {
+public:
+  BlockRunner(gpu::GPUFuncOp kernel, const LaunchConfig &config,
+              const std::vector<SimBuffer> &args,
+              std::vector<std::vector<uint8_t>> &globals, SimStats *stats)
+      : kernel(kernel), config(config), args(args), globals(globals),
+        stats(stats) {
+    threads = config.block[0] * config.block[1] * config.block[2];
+  }
+
+  std::string run(std::array<uint32_t, 3> blockId) {
+    this->blockId = blockId;
+    values.clear();
+    mems.clear();
+    Block &entry = kernel.getBody().front();
+    for (auto [i, arg] : llvm::enumerate(entry.getArguments())) {
+      auto type = dyn_cast<MemRefType>(arg.getType());
+      if (!type)
+        return fail(kernel, "kernel argument #" + std::to_string(i) +
+                                " is not a buffer");
+      if (i >= args.size())
+        return fail(kernel, "the launch passes fewer buffers than the kernel "
+                            "takes");
+      if (failed(describe(type, args[i].data, args[i].bytes,
+                          "argument #" + std::to_string(i), mems[arg])))
+        return error;
+    }
+    Mask all(threads, 1);
+    runBlock(entry, all, nullptr);
+    return error;
+  }
+
+private:
+  std::string fail(Operation *op, const std::string &message) {
+    if (error.empty()) {
+      std::string name;
+      llvm::raw_string_ostream os(name);
+      os << "kernel '" << kernel.getName() << "', block (" << blockId[0] << ","
+         << blockId[1] << "," << blockId[2] << "), '" << op->getName()
+         << "': " << message;
+      error = name;
+    }
+    return error;
+  }
+
+  LogicalResult describe(MemRefType type, uint8_t *base, uint64_t bytes,
+                         const std::string &name, MemDesc &desc) {
+    desc.base = base;
+    desc.bytes = bytes;
+    desc.name = name;
+    desc.shape.assign(type.getShape().begin(), type.getShape().end());
+    if (failed(type.getStridesAndOffset(desc.strides, desc.offset)) ||
+        !type.hasStaticShape() || ShapedType::isDynamic(desc.offset) ||
+        llvm::any_of(desc.strides, ShapedType::isDynamic)) {
+      fail(kernel, name + " has a dynamic or non-strided layout");
+      return failure();
+    }
+    desc.elementBytes = std::max(1u, bitWidth(type.getElementType()) / 8);
+    return success();
+  }
+
+  Lanes &def(Value v) {
+    Lanes &lanes = values[v];
+    lanes.assign(threads, 0);
+    return lanes;
+  }
+  const Lanes &get(Value v) { return values[v]; }
+
+  uint32_t threadCoord(unsigned t, int dim) {
+    uint32_t x = t % config.block[0];
+    uint32_t y = (t / config.block[0]) % config.block[1];
+    uint32_t z = t / (config.block[0] * config.block[1]);
+    return dim == 0 ? x : dim == 1 ? y : z;
+  }
+  static int dimIndex(gpu::Dimension d) {
+    return d == gpu::Dimension::x ? 0 : d == gpu::Dimension::y ? 1 : 2;
+  }
+
+  /// Runs the ops of `block` for the threads in `mask`; the terminator's
+  /// operands are copied to `yielded` (scf.yield) when given.
+  bool runBlock(Block &block, const Mask &mask,
+                SmallVectorImpl<Value> *yielded) {
+    for (Operation &op : block) {
+      if (!error.empty())
+        return false;
+      if (stats)
+        stats->threadOps +=
+            static_cast<uint64_t>(std::count(mask.begin(), mask.end(), 1));
+      if (isa<scf::YieldOp>(op)) {
+        if (yielded)
+          yielded->assign(op.getOperands().begin(), op.getOperands().end());
+        return true;
+      }
+      if (isa<gpu::ReturnOp, scf::ReduceOp>(op))
+        return true;
+      if (!step(op, mask))
+        return false;
+    }
+    return true;
+  }
+
+  bool step(Operation &op, const Mask &mask) {
+    unsigned n = threads;
+    auto forActive = [&](auto fn) {
+      for (unsigned t = 0; t < n; ++t)
+        if (mask[t])
+          fn(t);
+    };
+    // Constants and ids.
+    if (auto c = dyn_cast<arith::ConstantOp>(op)) {
+      uint64_t bits = 0;
+      if (auto i = dyn_cast<IntegerAttr>(c.getValue()))
+        bits = i.getValue().getZExtValue();
+      else if (auto f = dyn_cast<FloatAttr>(c.getValue()))
+        bits = fromDouble(f.getValueAsDouble(), f.getType());
+      else {
+        fail(&op, "only scalar constants are modelled");
+        return false;
+      }
+      def(c).assign(n, bits);
+      return true;
+    }
+    if (auto id = dyn_cast<gpu::ThreadIdOp>(op)) {
+      Lanes &out = def(id);
+      forActive([&](unsigned t) { out[t] = threadCoord(t, dimIndex(id.getDimension())); });
+      return true;
+    }
+    if (auto id = dyn_cast<gpu::BlockIdOp>(op)) {
+      def(id).assign(n, blockId[dimIndex(id.getDimension())]);
+      return true;
+    }
+    if (auto dim = dyn_cast<gpu::BlockDimOp>(op)) {
+      def(dim).assign(n, config.block[dimIndex(dim.getDimension())]);
+      return true;
+    }
+    if (auto dim = dyn_cast<gpu::GridDimOp>(op)) {
+      def(dim).assign(n, config.grid[dimIndex(dim.getDimension())]);
+      return true;
+    }
+    if (isa<gpu::BarrierOp>(op)) {
+      if (std::count(mask.begin(), mask.end(), 1) != static_cast<long>(n)) {
+        fail(&op, "gpu.barrier reached by only some threads of the block "
+                  "(barrier in divergent code)");
+        return false;
+      }
+      return true;
+    }
+
+    // Control flow.
+    if (auto ifOp = dyn_cast<scf::IfOp>(op)) {
+      const Lanes &cond = get(ifOp.getCondition());
+      Mask thenMask(n, 0), elseMask(n, 0);
+      forActive([&](unsigned t) { (cond[t] & 1 ? thenMask : elseMask)[t] = 1; });
+      SmallVector<Value> thenValues, elseValues;
+      if (llvm::is_contained(thenMask, 1) &&
+          !runBlock(ifOp.getThenRegion().front(), thenMask, &thenValues))
+        return false;
+      if (!ifOp.getElseRegion().empty() && llvm::is_contained(elseMask, 1) &&
+          !runBlock(ifOp.getElseRegion().front(), elseMask, &elseValues))
+        return false;
+      for (auto [i, result] : llvm::enumerate(ifOp.getResults())) {
+        Lanes merged(n, 0);
+        for (unsigned t = 0; t < n; ++t) {
+          if (thenMask[t] && i < thenValues.size())
+            merged[t] = get(thenValues[i])[t];
+          else if (elseMask[t] && i < elseValues.size())
+            merged[t] = get(elseValues[i])[t];
+        }
+        values[result] = std::move(merged);
+      }
+      return true;
+    }
+    if (auto forOp = dyn_cast<scf::ForOp>(op)) {
+      Block &body = *forOp.getBody();
+      Value iv = forOp.getInductionVar();
+      Lanes ivLanes = get(forOp.getLowerBound());
+      const Lanes ub = get(forOp.getUpperBound());
+      const Lanes stepLanes = get(forOp.getStep());
+      unsigned w = bitWidth(iv.getType());
+      for (auto [arg, init] :
+           llvm::zip(forOp.getRegionIterArgs(), forOp.getInitArgs()))
+        values[arg] = get(init);
+      Mask active = mask;
+      while (true) {
+        bool any = false;
+        for (unsigned t = 0; t < n; ++t) {
+          if (active[t] && sext(ivLanes[t], w) >= sext(ub[t], w))
+            active[t] = 0;
+          any |= active[t] != 0;
+        }
+        if (!any)
+          break;
+        values[iv] = ivLanes;
+        SmallVector<Value> next;
+        if (!runBlock(body, active, &next))
+          return false;
+        for (auto [arg, value] : llvm::zip(forOp.getRegionIterArgs(), next)) {
+          Lanes updated = get(value);
+          Lanes &current = values[arg];
+          for (unsigned t = 0; t < n; ++t)
+            if (active[t])
+              current[t] = updated[t];
+        }
+        for (unsigned t = 0; t < n; ++t)
+          if (active[t])
+            ivLanes[t] = truncTo(ivLanes[t] + stepLanes[t], w);
+      }
+      for (auto [result, arg] :
+           llvm::zip(forOp.getResults(), forOp.getRegionIterArgs()))
+        values[result] = get(arg);
+      return true;
+    }
+
+    if (auto parallel = dyn_cast<scf::ParallelOp>(op)) {
+      // Inside a thread a parallel loop (without reductions) runs as a
+      // sequential nest, as it does after lowering to the GPU.
+      if (parallel.getNumResults() != 0) {
+        fail(&op, "parallel loops with reductions are not modelled");
+        return false;
+      }
+      return runParallelDim(parallel, 0, mask);
+    }
+
+    // Memory.
+    if (auto global = dyn_cast<memref::GetGlobalOp>(op)) {
+      auto symbol = SymbolTable::lookupNearestSymbolFrom<memref::GlobalOp>(
+          &op, global.getNameAttr());
+      auto init = symbol ? dyn_cast_or_null<DenseElementsAttr>(
+                               symbol.getInitialValueAttr())
+                         : DenseElementsAttr();
+      if (!init || init.getElementType().isInteger(1)) {
+        fail(&op, "the global has no initial value the simulator can read");
+        return false;
+      }
+      std::vector<uint8_t> bytes;
+      ArrayRef<char> raw = init.getRawData();
+      uint64_t elementBytes = std::max(1u, bitWidth(init.getElementType()) / 8);
+      for (int64_t i = 0; i < init.getNumElements(); ++i)
+        bytes.insert(bytes.end(),
+                     raw.begin() + (init.isSplat() ? 0 : i * elementBytes),
+                     raw.begin() + (init.isSplat() ? 0 : i * elementBytes) +
+                         elementBytes);
+      globals.push_back(std::move(bytes));
+      return succeeded(describe(global.getType(), globals.back().data(),
+                                globals.back().size(),
+                                "global @" + global.getName().str(),
+                                mems[global.getResult()]));
+    }
+    if (isa<memref::LoadOp, memref::StoreOp>(op)) {
+      bool isLoad = isa<memref::LoadOp>(op);
+      Value memref = isLoad ? cast<memref::LoadOp>(op).getMemRef()
+                            : cast<memref::StoreOp>(op).getMemRef();
+      ValueRange indices = isLoad ? cast<memref::LoadOp>(op).getIndices()
+                                  : cast<memref::StoreOp>(op).getIndices();
+      auto it = mems.find(memref);
+      if (it == mems.end()) {
+        fail(&op, "accesses a buffer the simulator does not know");
+        return false;
+      }
+      const MemDesc &m = it->second;
+      Lanes *out = isLoad ? &def(op.getResult(0)) : nullptr;
+      const Lanes *stored =
+          isLoad ? nullptr : &get(cast<memref::StoreOp>(op).getValue());
+      for (unsigned t = 0; t < n && error.empty(); ++t) {
+        if (!mask[t])
+          continue;
+        int64_t linear = m.offset;
+        std::string where;
+        for (auto [d, index] : llvm::enumerate(indices)) {
+          int64_t i = static_cast<int64_t>(get(index)[t]);
+          if (i < 0 || i >= m.shape[d]) {
+            std::string text;
+            llvm::raw_string_ostream os(text);
+            os << "out-of-bounds " << (isLoad ? "load" : "store")
+               << " by thread (" << threadCoord(t, 0) << ","
+               << threadCoord(t, 1) << "," << threadCoord(t, 2) << ") of "
+               << m.name << " at index [";
+            for (auto [k, idx] : llvm::enumerate(indices))
+              os << (k ? ", " : "") << static_cast<int64_t>(get(idx)[t]);
+            os << "]; its shape is [";
+            for (auto [k, s] : llvm::enumerate(m.shape))
+              os << (k ? ", " : "") << s;
+            os << "]";
+            fail(&op, text);
+            return false;
+          }
+          linear += i * m.strides[d];
+        }
+        uint64_t byte = static_cast<uint64_t>(linear) * m.elementBytes;
+        if (byte + m.elementBytes > m.bytes) {
+          fail(&op, "access past the end of " + m.name + " (byte " +
+                        std::to_string(byte) + " of " +
+                        std::to_string(m.bytes) + ")");
+          return false;
+        }
+        if (isLoad) {
+          uint64_t bits = 0;
+          std::memcpy(&bits, m.base + byte, m.elementBytes);
+          (*out)[t] = bits;
+        } else {
+          uint64_t bits = (*stored)[t];
+          std::memcpy(m.base + byte, &bits, m.elementBytes);
+        }
+      }
+      return error.empty();
+    }
+
+    return elementwise(op, mask);
+  }
+
+  bool runParallelDim(scf::ParallelOp loop, unsigned dim, const Mask &mask) {
+    if (dim == loop.getNumLoops())
+      return runBlock(*loop.getBody(), mask, nullptr);
+    Value iv = loop.getInductionVars()[dim];
+    Lanes ivLanes = get(loop.getLowerBound()[dim]);
+    const Lanes ub = get(loop.getUpperBound()[dim]);
+    const Lanes step = get(loop.getStep()[dim]);
+    Mask active = mask;
+    while (true) {
+      bool any = false;
+      for (unsigned t = 0; t < threads; ++t) {
+        if (active[t] && sext(ivLanes[t], 64) >= sext(ub[t], 64))
+          active[t] = 0;
+        any |= active[t] != 0;
+      }
+      if (!any)
+        return true;
+      values[iv] = ivLanes;
+      if (!runParallelDim(loop, dim + 1, active))
+        return false;
+      for (unsigned t = 0; t < threads; ++t)
+        if (active[t])
+          ivLanes[t] += step[t];
+    }
+  }
+
+  /// Scalar arith/math ops, lane by lane.
+  bool elementwise(Operation &op, const Mask &mask) {
+    if (op.getNumResults() != 1) {
+      fail(&op, "is not modelled by the simulator");
+      return false;
+    }
+    Type type = op.getResult(0).getType();
+    if (!type.isIntOrIndexOrFloat() || type.isF16() || type.isBF16()) {
+      fail(&op, "has a result type the simulator does not model");
+      return false;
+    }
+    unsigned w = bitWidth(type);
+    SmallVector<const Lanes *> in;
+    for (Value operand : op.getOperands())
+      in.push_back(&get(operand));
+    Type inType = op.getNumOperands() ? op.getOperand(0).getType() : type;
+    unsigned inW = inType.isIntOrIndexOrFloat() ? bitWidth(inType) : 64;
+    Lanes out(threads, 0);
+    auto f = [&](unsigned k, unsigned t) { return toDouble((*in[k])[t], inType); };
+    auto s = [&](unsigned k, unsigned t) { return sext((*in[k])[t], inW); };
+    auto u = [&](unsigned k, unsigned t) { return truncTo((*in[k])[t], inW); };
+    // f32 arithmetic rounds to f32 after every op, as the GPU does.
+    auto fr = [&](double v) { return fromDouble(v, type); };
+    auto f32op = [&](unsigned t, auto fn) -> uint64_t {
+      if (inType.isF32())
+        return fr(fn(asFloat((*in[0])[t]),
+                     in.size() > 1 ? asFloat((*in[1])[t]) : 0.0f));
+      return fr(fn(f(0, t), in.size() > 1 ? f(1, t) : 0.0));
+    };
+    std::function<uint64_t(unsigned)> fn;
+    if (isa<arith::AddIOp>(op)) fn = [&](unsigned t) { return truncTo(u(0, t) + u(1, t), w); };
+    else if (isa<arith::SubIOp>(op)) fn = [&](unsigned t) { return truncTo(u(0, t) - u(1, t), w); };
+    else if (isa<arith::MulIOp>(op)) fn = [&](unsigned t) { return truncTo(u(0, t) * u(1, t), w); };
+    else if (isa<arith::DivUIOp>(op)) fn = [&](unsigned t) { return u(1, t) ? u(0, t) / u(1, t) : 0; };
+    else if (isa<arith::RemUIOp>(op)) fn = [&](unsigned t) { return u(1, t) ? u(0, t) % u(1, t) : 0; };
+    else if (isa<arith::DivSIOp>(op)) fn = [&](unsigned t) { return truncTo(s(1, t) ? s(0, t) / s(1, t) : 0, w); };
+    else if (isa<arith::RemSIOp>(op)) fn = [&](unsigned t) { return truncTo(s(1, t) ? s(0, t) % s(1, t) : 0, w); };
+    else if (isa<arith::AndIOp>(op)) fn = [&](unsigned t) { return u(0, t) & u(1, t); };
+    else if (isa<arith::OrIOp>(op)) fn = [&](unsigned t) { return u(0, t) | u(1, t); };
+    else if (isa<arith::XOrIOp>(op)) fn = [&](unsigned t) { return u(0, t) ^ u(1, t); };
+    else if (isa<arith::ShLIOp>(op)) fn = [&](unsigned t) { return u(1, t) >= w ? 0 : truncTo(u(0, t) << u(1, t), w); };
+    else if (isa<arith::ShRUIOp>(op)) fn = [&](unsigned t) { return u(1, t) >= w ? 0 : u(0, t) >> u(1, t); };
+    else if (isa<arith::ShRSIOp>(op)) fn = [&](unsigned t) { return truncTo(s(0, t) >> std::min<uint64_t>(u(1, t), w - 1), w); };
+    else if (isa<arith::MaxSIOp>(op)) fn = [&](unsigned t) { return truncTo(std::max(s(0, t), s(1, t)), w); };
+    else if (isa<arith::MinSIOp>(op)) fn = [&](unsigned t) { return truncTo(std::min(s(0, t), s(1, t)), w); };
+    else if (isa<arith::MaxUIOp>(op)) fn = [&](unsigned t) { return std::max(u(0, t), u(1, t)); };
+    else if (isa<arith::MinUIOp>(op)) fn = [&](unsigned t) { return std::min(u(0, t), u(1, t)); };
+    else if (isa<arith::AddFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return a + b; }); };
+    else if (isa<arith::SubFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return a - b; }); };
+    else if (isa<arith::MulFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return a * b; }); };
+    else if (isa<arith::DivFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return a / b; }); };
+    else if (isa<arith::NegFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return -a; }); };
+    else if (isa<arith::MaximumFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return std::isnan(a) || std::isnan(b) ? NAN : std::max(a, b); }); };
+    else if (isa<arith::MinimumFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return std::isnan(a) || std::isnan(b) ? NAN : std::min(a, b); }); };
+    else if (isa<arith::MaxNumFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return std::fmax(a, b); }); };
+    else if (isa<arith::MinNumFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return std::fmin(a, b); }); };
+    else if (isa<math::AbsFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::fabs(a); }); };
+    else if (isa<math::SqrtOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::sqrt(a); }); };
+    else if (isa<math::FloorOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::floor(a); }); };
+    else if (isa<math::CeilOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::ceil(a); }); };
+    else if (isa<math::RoundEvenOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::nearbyint(a); }); };
+    else if (isa<math::ExpOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::exp(a); }); };
+    else if (isa<math::LogOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::log(a); }); };
+    else if (isa<math::TanhOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::tanh(a); }); };
+    else if (isa<math::ErfOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::erf(a); }); };
+    else if (isa<math::PowFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return std::pow(a, b); }); };
+    else if (isa<math::CopySignOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return std::copysign(a, b); }); };
+    else if (isa<math::FmaOp>(op)) fn = [&](unsigned t) {
+      if (type.isF32())
+        return fr(std::fmaf(asFloat((*in[0])[t]), asFloat((*in[1])[t]), asFloat((*in[2])[t])));
+      return fr(std::fma(f(0, t), f(1, t), f(2, t)));
+    };
+    else if (auto cmp = dyn_cast<arith::CmpIOp>(op)) fn = [&, pred = cmp.getPredicate()](unsigned t) -> uint64_t {
+      switch (pred) {
+      case arith::CmpIPredicate::eq: return u(0, t) == u(1, t);
+      case arith::CmpIPredicate::ne: return u(0, t) != u(1, t);
+      case arith::CmpIPredicate::slt: return s(0, t) < s(1, t);
+      case arith::CmpIPredicate::sle: return s(0, t) <= s(1, t);
+      case arith::CmpIPredicate::sgt: return s(0, t) > s(1, t);
+      case arith::CmpIPredicate::sge: return s(0, t) >= s(1, t);
+      case arith::CmpIPredicate::ult: return u(0, t) < u(1, t);
+      case arith::CmpIPredicate::ule: return u(0, t) <= u(1, t);
+      case arith::CmpIPredicate::ugt: return u(0, t) > u(1, t);
+      case arith::CmpIPredicate::uge: return u(0, t) >= u(1, t);
+      }
+      return 0;
+    };
+    else if (auto cmp = dyn_cast<arith::CmpFOp>(op)) fn = [&, pred = cmp.getPredicate()](unsigned t) -> uint64_t {
+      double a = f(0, t), b = f(1, t);
+      bool unordered = std::isnan(a) || std::isnan(b);
+      using P = arith::CmpFPredicate;
+      switch (pred) {
+      case P::AlwaysFalse: return 0;
+      case P::OEQ: return !unordered && a == b;
+      case P::OGT: return !unordered && a > b;
+      case P::OGE: return !unordered && a >= b;
+      case P::OLT: return !unordered && a < b;
+      case P::OLE: return !unordered && a <= b;
+      case P::ONE: return !unordered && a != b;
+      case P::ORD: return !unordered;
+      case P::UEQ: return unordered || a == b;
+      case P::UGT: return unordered || a > b;
+      case P::UGE: return unordered || a >= b;
+      case P::ULT: return unordered || a < b;
+      case P::ULE: return unordered || a <= b;
+      case P::UNE: return unordered || a != b;
+      case P::UNO: return unordered;
+      case P::AlwaysTrue: return 1;
+      }
+      return 0;
+    };
+    else if (isa<arith::SelectOp>(op)) fn = [&](unsigned t) { return ((*in[0])[t] & 1) ? (*in[1])[t] : (*in[2])[t]; };
+    else if (isa<arith::ExtFOp, arith::TruncFOp>(op)) fn = [&](unsigned t) { return fr(f(0, t)); };
+    else if (isa<arith::SIToFPOp>(op)) fn = [&](unsigned t) { return fr(static_cast<double>(s(0, t))); };
+    else if (isa<arith::UIToFPOp>(op)) fn = [&](unsigned t) { return fr(static_cast<double>(u(0, t))); };
+    else if (isa<arith::FPToSIOp>(op)) fn = [&](unsigned t) { return truncTo(static_cast<uint64_t>(static_cast<int64_t>(f(0, t))), w); };
+    else if (isa<arith::FPToUIOp>(op)) fn = [&](unsigned t) { return truncTo(static_cast<uint64_t>(f(0, t)), w); };
+    else if (isa<arith::ExtSIOp, arith::IndexCastOp>(op)) fn = [&](unsigned t) { return truncTo(static_cast<uint64_t>(s(0, t)), w); };
+    else if (isa<arith::ExtUIOp, arith::TruncIOp, arith::IndexCastUIOp>(op)) fn = [&](unsigned t) { return truncTo(u(0, t), w); };
+    else if (isa<arith::BitcastOp>(op)) fn = [&](unsigned t) { return truncTo((*in[0])[t], w); };
+    else {
+      fail(&op, "is not modelled by the simulator");
+      return false;
+    }
+    for (unsigned t = 0; t < threads; ++t)
+      if (mask[t])
+        out[t] = fn(t);
+    values[op.getResult(0)] = std::move(out);
+    return true;
+  }
+
+  gpu::GPUFuncOp kernel;
+  const LaunchConfig &config;
+  const std::vector<SimBuffer> &args;
+  std::vector<std::vector<uint8_t>> &globals;
+  SimStats *stats;
+  unsigned threads = 1;
+  std::array<uint32_t, 3> blockId{0, 0, 0};
+  llvm::DenseMap<Value, Lanes> values;
+  llvm::DenseMap<Value, MemDesc> mems;
+  std::string error;
+};
+
+} // namespace
+
+std::string simulate(gpu::GPUFuncOp kernel, const LaunchConfig &config,
+                     const std::vector<SimBuffer> &args, SimStats *stats) {
+  uint64_t threads =
+      uint64_t(config.block[0]) * config.block[1] * config.block[2];
+  if (threads == 0 || threads > 1024)
+    return "kernel '" + kernel.getName().str() + "': a block of " +
+           std::to_string(threads) + " threads is not launchable (1..1024)";
+  std::vector<std::array<uint32_t, 3>> blocks;
+  for (uint32_t z = 0; z < config.grid[2]; ++z)
+    for (uint32_t y = 0; y < config.grid[1]; ++y)
+      for (uint32_t x = 0; x < config.grid[0]; ++x)
+        blocks.push_back({x, y, z});
+  // Blocks in a shuffled (but reproducible) order: correct kernels do not
+  // depend on the order in which blocks run.
+  std::mt19937 rng(static_cast<uint32_t>(blocks.size()) * 2654435761u);
+  std::shuffle(blocks.begin(), blocks.end(), rng);
+  std::vector<std::vector<uint8_t>> globals;
+  BlockRunner runner(kernel, config, args, globals, stats);
+  for (const auto &block : blocks) {
+    if (std::string error = runner.run(block); !error.empty())
+      return error;
+    if (stats)
+      ++stats->blocks;
+  }
+  return "";
+}
+
+} // namespace kiln::sim

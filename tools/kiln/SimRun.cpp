@@ -1,0 +1,110 @@
+//===- SimRun.cpp - kiln run --device sim ---------------------------------===//
+#include "tools/kiln/SimRun.h"
+
+#include "artifact.h"
+#include "codegen/sim/Simulator.h"
+
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/Parser/Parser.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <cstring>
+
+using namespace mlir;
+
+namespace kiln::driver {
+
+std::string runOnSimulator(const std::string &path, size_t entryIndex,
+                           std::vector<HostTensor> &inputs,
+                           std::vector<HostTensor> &outputs,
+                           SimReport &report) {
+  auto loaded = runtime::Artifact::loadFile(path);
+  if (!loaded.ok())
+    return std::string(loaded.status().message());
+  const runtime::Artifact &artifact = **loaded;
+  const artifact::Manifest &m = artifact.manifest();
+  if (m.target().rfind("cuda", 0) != 0)
+    return "'" + path + "' targets '" + m.target() +
+           "'; the simulator runs cuda artifacts (use --device cpu)";
+  int irSection = -1;
+  for (int i = 0; i < m.sections_size(); ++i)
+    if (m.sections(i).kind() == artifact::KERNEL_IR)
+      irSection = i;
+  if (irSection < 0)
+    return "'" + path + "' carries no kernel IR; compile it with "
+           "--embed-kernel-ir to run it with --device sim";
+
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  MLIRContext context(registry);
+  context.printOpOnDiagnostic(false);
+  std::string parseError;
+  ScopedDiagnosticHandler handler(&context, [&](Diagnostic &d) {
+    parseError += d.str() + "\n";
+    return success();
+  });
+  StringRef bytes(reinterpret_cast<const char *>(artifact.sectionData(irSection)),
+                  m.sections(irSection).size());
+  OwningOpRef<ModuleOp> kernels = parseSourceString<ModuleOp>(
+      bytes, ParserConfig(&context));
+  if (!kernels)
+    return "the kernel IR in '" + path + "' cannot be read: " + parseError;
+  llvm::StringMap<gpu::GPUFuncOp> byModule;
+  kernels->walk([&](gpu::GPUFuncOp func) {
+    if (func.isKernel())
+      if (auto module = func->getParentOfType<gpu::GPUModuleOp>())
+        byModule[module.getName()] = func;
+  });
+
+  const artifact::EntryPoint &entry = m.entry_points(entryIndex);
+  std::vector<uint8_t> arena(m.arena_bytes() + 64);
+  // Weights are copied so that a kernel that writes one corrupts nothing.
+  std::vector<std::vector<uint8_t>> weights;
+  for (int i = 0; i < m.weights_size(); ++i)
+    weights.emplace_back(artifact.weightData(i),
+                         artifact.weightData(i) + m.weights(i).size());
+  auto resolve = [&](const artifact::BufferRef &ref) -> uint8_t * {
+    switch (ref.kind()) {
+    case artifact::BufferRef::INPUT:
+      return inputs[ref.index()].data.data() + ref.offset();
+    case artifact::BufferRef::OUTPUT:
+      return outputs[ref.index()].data.data() + ref.offset();
+    case artifact::BufferRef::WEIGHT:
+      return weights[ref.index()].data() + ref.offset();
+    case artifact::BufferRef::ARENA:
+      return arena.data() + ref.offset();
+    default:
+      return nullptr;
+    }
+  };
+  for (const auto &launch : entry.launches()) {
+    if (launch.kind() == artifact::Launch::COPY) {
+      std::memmove(resolve(launch.args(0)), resolve(launch.args(1)),
+                   launch.args(0).size());
+      continue;
+    }
+    const artifact::Kernel &kernel = m.kernels(launch.kernel());
+    auto it = byModule.find(kernel.name());
+    if (it == byModule.end())
+      return "kernel '" + kernel.name() + "' is missing from the kernel IR";
+    sim::LaunchConfig config;
+    for (int d = 0; d < 3 && d < launch.grid_size(); ++d) {
+      config.grid[d] = launch.grid(d);
+      config.block[d] = launch.block(d);
+    }
+    std::vector<sim::SimBuffer> args;
+    for (const auto &ref : launch.args())
+      args.push_back({resolve(ref), ref.size()});
+    sim::SimStats stats;
+    if (std::string error = sim::simulate(it->second, config, args, &stats);
+        !error.empty())
+      return "simulator: " + error;
+    ++report.launches;
+    report.blocks += stats.blocks;
+    report.threadOps += stats.threadOps;
+  }
+  return "";
+}
+
+} // namespace kiln::driver
