@@ -30,6 +30,20 @@ struct MemDesc {
   int64_t offset = 0;
   unsigned elementBytes = 0;
   std::string name;
+  /// Workgroup (shared) memory: per-element shadow state for the hazard
+  /// checker (index into BlockRunner::shadows), or -1.
+  int shadow = -1;
+};
+
+/// What the hazard checker knows about one element of shared memory: the
+/// last thread that wrote it and in which barrier epoch, and the thread that
+/// read it in the current epoch (kMany when several did).
+struct ShadowCell {
+  static constexpr int64_t kNone = -1, kMany = -2;
+  int64_t writer = kNone;
+  int64_t writeEpoch = -1;
+  int64_t reader = kNone;
+  int64_t readEpoch = -1;
 };
 
 unsigned bitWidth(Type type) {
@@ -87,8 +101,28 @@ public:
     this->blockId = blockId;
     values.clear();
     mems.clear();
+    shared.reserve(kernel.getNumWorkgroupAttributions());
     Block &entry = kernel.getBody().front();
-    for (auto [i, arg] : llvm::enumerate(entry.getArguments())) {
+    epoch = 0;
+    shared.clear();
+    shadows.clear();
+    if (kernel.getNumPrivateAttributions() != 0)
+      return fail(kernel, "private memory attributions are not modelled");
+    for (BlockArgument arg : kernel.getWorkgroupAttributions()) {
+      auto type = cast<MemRefType>(arg.getType());
+      uint64_t bytes = type.getNumElements() *
+                       std::max(1u, bitWidth(type.getElementType()) / 8);
+      shared.emplace_back(bytes, 0);
+      shadows.emplace_back(type.getNumElements());
+      if (failed(describe(type, shared.back().data(), bytes,
+                          "shared buffer #" + std::to_string(shared.size() - 1),
+                          mems[arg])))
+        return error;
+      mems[arg].shadow = static_cast<int>(shadows.size() - 1);
+    }
+    for (unsigned i = 0, e = kernel.getFunctionType().getNumInputs(); i < e;
+         ++i) {
+      BlockArgument arg = entry.getArgument(i);
       auto type = dyn_cast<MemRefType>(arg.getType());
       if (!type)
         return fail(kernel, "kernel argument #" + std::to_string(i) +
@@ -218,6 +252,7 @@ private:
                   "(barrier in divergent code)");
         return false;
       }
+      ++epoch; // accesses on either side are now ordered
       return true;
     }
 
@@ -368,6 +403,9 @@ private:
                         std::to_string(m.bytes) + ")");
           return false;
         }
+        if (m.shadow >= 0 &&
+            !checkHazard(op, m, static_cast<uint64_t>(linear), t, isLoad))
+          return false;
         if (isLoad) {
           uint64_t bits = 0;
           std::memcpy(&bits, m.base + byte, m.elementBytes);
@@ -381,6 +419,51 @@ private:
     }
 
     return elementwise(op, mask);
+  }
+
+  std::string threadText(unsigned t) {
+    return "(" + std::to_string(threadCoord(t, 0)) + "," +
+           std::to_string(threadCoord(t, 1)) + "," +
+           std::to_string(threadCoord(t, 2)) + ")";
+  }
+
+  /// The shared-memory race checker: within one barrier epoch, an element
+  /// written by one thread must not be read or written by another, and an
+  /// element read by one thread must not be written by another.
+  bool checkHazard(Operation &op, const MemDesc &m, uint64_t element,
+                   unsigned t, bool isLoad) {
+    ShadowCell &cell = shadows[m.shadow][element];
+    auto report = [&](const std::string &what, int64_t other) {
+      fail(&op, what + " on " + m.name + " element " +
+                    std::to_string(element) + ": thread " + threadText(t) +
+                    (other >= 0 ? " and thread " + threadText(other)
+                                : std::string(" and several threads")) +
+                    " with no gpu.barrier in between");
+      return false;
+    };
+    if (isLoad) {
+      if (cell.writeEpoch < 0) {
+        fail(&op, "read of uninitialized " + m.name + " element " +
+                      std::to_string(element) + " by thread " + threadText(t));
+        return false;
+      }
+      if (cell.writeEpoch == epoch && cell.writer != t)
+        return report("read-after-write race", cell.writer);
+      if (cell.readEpoch != epoch) {
+        cell.readEpoch = epoch;
+        cell.reader = t;
+      } else if (cell.reader != t) {
+        cell.reader = ShadowCell::kMany;
+      }
+      return true;
+    }
+    if (cell.writeEpoch == epoch && cell.writer != t)
+      return report("write-after-write race", cell.writer);
+    if (cell.readEpoch == epoch && cell.reader != t)
+      return report("write-after-read race", cell.reader);
+    cell.writer = t;
+    cell.writeEpoch = epoch;
+    return true;
   }
 
   bool runParallelDim(scf::ParallelOp loop, unsigned dim, const Mask &mask) {
@@ -549,6 +632,9 @@ private:
   std::array<uint32_t, 3> blockId{0, 0, 0};
   llvm::DenseMap<Value, Lanes> values;
   llvm::DenseMap<Value, MemDesc> mems;
+  std::vector<std::vector<uint8_t>> shared;
+  std::vector<std::vector<ShadowCell>> shadows;
+  int64_t epoch = 0;
   std::string error;
 };
 

@@ -83,3 +83,61 @@ module attributes {gpu.container_module} {
     }
   }
 }
+
+// -----
+
+// COM: A block-wide reversal through shared memory, correctly synchronized.
+module attributes {gpu.container_module} {
+  gpu.module @m {
+    // expected-remark @+1 {{ok, checksum}}
+    gpu.func @reverse(%a: memref<32xf32>) workgroup(%tile: memref<32xf32, #gpu.address_space<workgroup>>) kernel attributes {kiln.test_launch = {grid = array<i32: 1, 1, 1>, block = array<i32: 32, 1, 1>}} {
+      %tid = gpu.thread_id x
+      %c31 = arith.constant 31 : index
+      %v = memref.load %a[%tid] : memref<32xf32>
+      memref.store %v, %tile[%tid] : memref<32xf32, #gpu.address_space<workgroup>>
+      gpu.barrier
+      %j = arith.subi %c31, %tid : index
+      %w = memref.load %tile[%j] : memref<32xf32, #gpu.address_space<workgroup>>
+      memref.store %w, %a[%tid] : memref<32xf32>
+      gpu.return
+    }
+  }
+}
+
+// -----
+
+// COM: The same kernel with the barrier missing: thread 0 reads what thread
+// COM: 31 wrote in the same epoch. On hardware this may or may not work;
+// COM: the simulator always reports it.
+module attributes {gpu.container_module} {
+  gpu.module @m {
+    // expected-error @+1 {{kernel 'missing_barrier', block (0,0,0), 'memref.load': read-after-write race on shared buffer #0 element 31: thread (0,0,0) and thread (31,0,0) with no gpu.barrier in between}}
+    gpu.func @missing_barrier(%a: memref<32xf32>) workgroup(%tile: memref<32xf32, #gpu.address_space<workgroup>>) kernel attributes {kiln.test_launch = {grid = array<i32: 1, 1, 1>, block = array<i32: 32, 1, 1>}} {
+      %tid = gpu.thread_id x
+      %c31 = arith.constant 31 : index
+      %v = memref.load %a[%tid] : memref<32xf32>
+      memref.store %v, %tile[%tid] : memref<32xf32, #gpu.address_space<workgroup>>
+      %j = arith.subi %c31, %tid : index
+      %w = memref.load %tile[%j] : memref<32xf32, #gpu.address_space<workgroup>>
+      memref.store %w, %a[%tid] : memref<32xf32>
+      gpu.return
+    }
+  }
+}
+
+// -----
+
+// COM: Reading shared memory nobody wrote.
+module attributes {gpu.container_module} {
+  gpu.module @m {
+    // expected-error @+1 {{read of uninitialized shared buffer #0 element 1 by thread (0,0,0)}}
+    gpu.func @uninitialized(%a: memref<32xf32>) workgroup(%tile: memref<64xf32, #gpu.address_space<workgroup>>) kernel attributes {kiln.test_launch = {grid = array<i32: 1, 1, 1>, block = array<i32: 32, 1, 1>}} {
+      %tid = gpu.thread_id x
+      %c1 = arith.constant 1 : index
+      %j = arith.addi %tid, %c1 : index
+      %w = memref.load %tile[%j] : memref<64xf32, #gpu.address_space<workgroup>>
+      memref.store %w, %a[%tid] : memref<32xf32>
+      gpu.return
+    }
+  }
+}
