@@ -116,7 +116,11 @@ void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,
   device.addPass(memref::createExpandStridedMetadataPass());
   device.addPass(createLowerAffinePass());
   device.addPass(createSCFToControlFlowPass());
-  device.addPass(createConvertGpuOpsToNVVMOps());
+  // Kernels take one plain device pointer per buffer (shapes are static),
+  // which is what the runtime passes to cuLaunchKernel.
+  ConvertGpuOpsToNVVMOpsOptions nvvm;
+  nvvm.useBarePtrCallConv = true;
+  device.addPass(createConvertGpuOpsToNVVMOps(nvvm));
   device.addPass(createCanonicalizerPass());
   device.addPass(createCSEPass());
   device.addPass(createReconcileUnrealizedCastsPass());

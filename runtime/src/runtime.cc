@@ -25,6 +25,7 @@ struct kiln_module_t {
 struct kiln_session_t {
   kiln_module *module = nullptr;
   std::unique_ptr<kiln::runtime::CpuKernels> kernels;
+  std::unique_ptr<kiln::runtime::CudaSession> cuda;
   uint8_t *arena = nullptr;
   ~kiln_session_t() { std::free(arena); }
 };
@@ -224,7 +225,22 @@ kiln_status kiln_session_create(kiln_module *module, const char *device,
           "'", origin, "' targets '", m.target(),
           "' and cannot run on device '", dev,
           "'; run it with --device cpu, or compile with --target cuda:sm_80"));
-    return fromAbsl(kiln::runtime::loadCudaDriver());
+    char *end = nullptr;
+    long ordinal = dev.size() > 5 && dev[4] == ':'
+                       ? std::strtol(dev.c_str() + 5, &end, 10)
+                       : -1;
+    if (ordinal < 0 || !end || *end)
+      return makeStatus(absl::StrCat("device '", dev,
+                                     "' is not of the form cuda:N"));
+    auto cuda = kiln::runtime::CudaSession::create(*module->artifact,
+                                                   static_cast<int>(ordinal));
+    if (!cuda.ok())
+      return fromAbsl(cuda.status());
+    auto session = std::make_unique<kiln_session_t>();
+    session->module = module;
+    session->cuda = std::move(*cuda);
+    *out = session.release();
+    return nullptr;
   }
   if (dev == "sim")
     return makeStatus(absl::StrCat(
@@ -281,6 +297,9 @@ kiln_status kiln_session_run(kiln_session *session, const char *entryName,
     if (kiln_status s =
             checkTensor("output", i, entry->outputs(i), outputs[i]))
       return s;
+
+  if (session->cuda)
+    return fromAbsl(session->cuda->run(*entry, inputs, outputs));
 
   auto resolve = [&](const BufferRef &ref) -> uint8_t * {
     switch (ref.kind()) {

@@ -266,7 +266,7 @@ namespace {
 
 TEST(CudaDriver, MissingDriverIsAClearError) {
   absl::Status status =
-      kiln::runtime::loadCudaDriver("libkiln-no-such-driver.so.1");
+      kiln::runtime::loadCudaDriver("libkiln-no-such-driver.so.1").status();
   ASSERT_FALSE(status.ok());
   EXPECT_NE(std::string(status.message()).find("no CUDA driver: cannot load "
                                                "libkiln-no-such-driver.so.1"),
