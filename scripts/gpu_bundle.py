@@ -1,0 +1,90 @@
+"""Builds the GPU test bundle: everything a GPU machine with the NVIDIA driver,
+Python, numpy (and nothing of Kiln's toolchain, no network) needs to check
+Kiln's GPU kernels and time them.
+
+    .venv/bin/python scripts/gpu_bundle.py OUT_DIR [--target cuda:sm_80,sm_90a]
+
+OUT_DIR gets:
+  bin/kiln-runner          runs an artifact with the runtime library alone
+  cases/NAME/              model.kiln, in_*.npy inputs, want_*.npy outputs
+                           (onnxruntime's), case.json
+  run.py                   the runner (see scripts/gpu_bundle_run.py)
+and OUT_DIR.tar.gz (at most 60 MB). On the GPU machine:
+
+    tar xzf bundle.tar.gz && python3 bundle/run.py
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
+from test_ops import CASES  # noqa: E402
+
+LIMIT_BYTES = 60 * 1024 * 1024
+
+
+def cases():
+    for name in ("mlp", "attention"):
+        folder = os.path.join(ROOT, "test", "fixtures", name)
+        yield ("fixture_" + name, onnx.load(os.path.join(folder, "model.onnx")),
+               {"x": np.load(os.path.join(folder, "x.npy"))}, True)
+    for name in sorted(CASES):
+        model, inputs = CASES[name]
+        yield "op_" + name, model, inputs, False
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--target", default="cuda:sm_80,sm_90a")
+    parser.add_argument("--kiln", default=os.path.join(ROOT, "build", "bin", "kiln"))
+    parser.add_argument("--only", nargs="*", help="case names to include")
+    args = parser.parse_args()
+    out = os.path.abspath(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(os.path.join(out, "bin"))
+    shutil.copy2(os.path.join(os.path.dirname(args.kiln), "kiln-runner"),
+                 os.path.join(out, "bin", "kiln-runner"))
+    shutil.copy2(os.path.join(ROOT, "scripts", "gpu_bundle_run.py"),
+                 os.path.join(out, "run.py"))
+    for name, model, inputs, bench in cases():
+        if args.only and name not in args.only:
+            continue
+        folder = os.path.join(out, "cases", name)
+        os.makedirs(folder)
+        onnx.save(model, os.path.join(folder, "model.onnx"))
+        subprocess.run([args.kiln, "compile", os.path.join(folder, "model.onnx"),
+                        "--target", args.target, "--embed-kernel-ir",
+                        "-o", os.path.join(folder, "model.kiln")],
+                       check=True, capture_output=True)
+        session = ort.InferenceSession(os.path.join(folder, "model.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        for key, value in inputs.items():
+            np.save(os.path.join(folder, f"in_{key}.npy"), value)
+        for key, value in zip(names, session.run(names, inputs)):
+            np.save(os.path.join(folder, f"want_{key}.npy"), value)
+        os.remove(os.path.join(folder, "model.onnx"))
+        with open(os.path.join(folder, "case.json"), "w") as f:
+            json.dump({"inputs": sorted(inputs), "outputs": names,
+                       "bench": bench}, f)
+    archive = out + ".tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(out, arcname=os.path.basename(out))
+    size = os.path.getsize(archive)
+    print(f"bundle: {out} ({size / 1e6:.1f} MB as {archive})")
+    if size > LIMIT_BYTES:
+        sys.exit(f"the bundle is {size / 1e6:.1f} MB, over the 60 MB limit")
+
+
+if __name__ == "__main__":
+    main()
