@@ -41,13 +41,8 @@ void buildDispatchPipeline(OpPassManager &pm) {
   pm.addPass(createCSEPass());
 }
 
-void buildCpuKernelPipeline(OpPassManager &pm) {
-  pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
-  // Tiling and vectorization work on tensors, where slices are values and
-  // the register block is plain to see.
-  pm.addNestedPass<func::FuncOp>(createKilnCpuTileAndVectorize());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+/// Kernels from tensors to their buffers, shared by the CPU and GPU paths.
+static void addKernelBufferization(OpPassManager &pm) {
   // tensor.empty feeding a result is replaced by the kernel's output buffer,
   // so the kernel writes its result in place.
   pm.addPass(bufferization::createEmptyTensorEliminationPass());
@@ -57,6 +52,16 @@ void buildCpuKernelPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
   // Temporaries inside a kernel (softmax's row max and sum) get freed.
   bufferization::buildBufferDeallocationPipeline(pm);
+}
+
+void buildCpuKernelPipeline(OpPassManager &pm) {
+  pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
+  // Tiling and vectorization work on tensors, where slices are values and
+  // the register block is plain to see.
+  pm.addNestedPass<func::FuncOp>(createKilnCpuTileAndVectorize());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  addKernelBufferization(pm);
   pm.addNestedPass<func::FuncOp>(createKilnCpuLowerVectors());
   // exp/tanh/erf/log as vectorizable polynomials, not scalarized libm calls.
   pm.addNestedPass<func::FuncOp>(createKilnExpandMath());
@@ -87,12 +92,7 @@ void buildCpuToLLVMPipeline(OpPassManager &pm) {
 
 void buildGpuKernelPipeline(OpPassManager &pm) {
   pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
-  pm.addPass(bufferization::createEmptyTensorEliminationPass());
-  bufferization::OneShotBufferizePassOptions bufferize;
-  bufferize.bufferizeFunctionBoundaries = false;
-  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
-  pm.addPass(createCanonicalizerPass());
-  bufferization::buildBufferDeallocationPipeline(pm);
+  addKernelBufferization(pm);
   // Every linalg op becomes a parallel loop nest (reductions stay sequential
   // inside), which the generic strategy maps onto blocks and threads.
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToParallelLoopsPass());
