@@ -246,6 +246,8 @@ private:
       def(dim).assign(n, config.grid[dimIndex(dim.getDimension())]);
       return true;
     }
+    if (auto shuffle = dyn_cast<gpu::ShuffleOp>(op))
+      return runShuffle(shuffle, mask);
     if (isa<gpu::BarrierOp>(op)) {
       if (std::count(mask.begin(), mask.end(), 1) != static_cast<long>(n)) {
         fail(&op, "gpu.barrier reached by only some threads of the block "
@@ -463,6 +465,52 @@ private:
       return report("write-after-read race", cell.reader);
     cell.writer = t;
     cell.writeEpoch = epoch;
+    return true;
+  }
+
+  /// gpu.shuffle as a collective over each warp (32 consecutive threads of
+  /// the block): every lane's value is available in lock step. Reading a
+  /// lane that is not executing the shuffle is undefined on the GPU and is
+  /// reported.
+  bool runShuffle(gpu::ShuffleOp op, const Mask &mask) {
+    const Lanes &value = get(op.getValue());
+    const Lanes &offset = get(op.getOffset());
+    const Lanes &width = get(op.getWidth());
+    Lanes result(threads, 0), valid(threads, 0);
+    for (unsigned t = 0; t < threads; ++t) {
+      if (!mask[t])
+        continue;
+      unsigned w = static_cast<unsigned>(width[t]);
+      if (w == 0 || w > 32 || (w & (w - 1))) {
+        fail(op, "shuffle width " + std::to_string(w) +
+                     " is not a power of two up to 32");
+        return false;
+      }
+      unsigned lane = t % 32, base = t - lane % w, inSegment = lane % w;
+      int64_t src;
+      uint64_t o = offset[t];
+      switch (op.getMode()) {
+      case gpu::ShuffleMode::XOR: src = inSegment ^ o; break;
+      case gpu::ShuffleMode::UP: src = static_cast<int64_t>(inSegment) - static_cast<int64_t>(o); break;
+      case gpu::ShuffleMode::DOWN: src = inSegment + o; break;
+      case gpu::ShuffleMode::IDX: src = o; break;
+      }
+      if (src < 0 || src >= static_cast<int64_t>(w)) {
+        result[t] = value[t];
+        continue;
+      }
+      unsigned from = base + static_cast<unsigned>(src);
+      if (from >= threads || !mask[from]) {
+        fail(op, "thread " + threadText(t) + " reads lane " +
+                     std::to_string(from % 32) +
+                     " of its warp, which is not executing the shuffle");
+        return false;
+      }
+      result[t] = value[from];
+      valid[t] = 1;
+    }
+    values[op.getShuffleResult()] = std::move(result);
+    values[op.getValid()] = std::move(valid);
     return true;
   }
 

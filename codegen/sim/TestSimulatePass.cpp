@@ -74,7 +74,7 @@ struct TestSimulatePass final
       for (const auto &buffer : storage)
         for (size_t i = 0; i < buffer.size(); ++i)
           checksum += buffer[i] * static_cast<double>(i % 7 + 1);
-      func.emitRemark() << "ok, checksum " << checksum;
+      func.emitRemark() << "ok, checksum " << std::to_string(checksum);
     });
   }
 };
