@@ -188,6 +188,23 @@ def KilnExpandMath : Pass<"kiln-expand-math"> {
                            "mlir::vector::VectorDialect"];
 }
 
+def KilnGpuRowReduce : Pass<"kiln-gpu-row-reduce", "mlir::func::FuncOp"> {
+  let summary = "GPU row-reduction strategy: one warp per row, warp shuffles";
+  let description = [{
+    Runs on bufferized kernel functions. A `linalg.generic` whose last loop
+    is its only reduction (the output indexed by the parallel loops in
+    order), whose body yields `combine(out, f(inputs))` with `combine` one of
+    add, mul, max, min, becomes a `gpu.launch` with one warp per output row
+    (8 rows per 256-thread block): each lane folds every 32nd element of the
+    row (the prologue `f` fused in, loads coalesced across the warp), the
+    warp combines the 32 partials with an xor-shuffle butterfly, and lane 0
+    folds in the output's initial value and stores it. Generics that do not
+    match are left for the generic strategy.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
+}
+
 def KilnGpuMapToThreads : Pass<"kiln-gpu-map-to-threads", "mlir::func::FuncOp"> {
   let summary = "generic GPU fallback: map every parallel loop nest onto blocks and threads";
   let description = [{

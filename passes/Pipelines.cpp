@@ -93,8 +93,11 @@ void buildCpuToLLVMPipeline(OpPassManager &pm) {
 void buildGpuKernelPipeline(OpPassManager &pm) {
   pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
   addKernelBufferization(pm);
-  // Every linalg op becomes a parallel loop nest (reductions stay sequential
-  // inside), which the generic strategy maps onto blocks and threads.
+  // Row reductions (softmax's max and sum, ReduceMean) get a warp per row.
+  pm.addNestedPass<func::FuncOp>(createKilnGpuRowReduce());
+  // Every other linalg op becomes a parallel loop nest (reductions stay
+  // sequential inside), which the generic strategy maps onto blocks and
+  // threads.
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToParallelLoopsPass());
   pm.addPass(createCanonicalizerPass());
   pm.addNestedPass<func::FuncOp>(createKilnGpuMapToThreads());

@@ -1,0 +1,204 @@
+//===- GpuRowReduce.cpp - one warp per row, warp-shuffle combine ----------===//
+#include "passes/Passes.h"
+
+#include "mlir/IR/IRMapping.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNGPUROWREDUCE
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+constexpr int64_t kWarp = 32;
+constexpr int64_t kRowsPerBlock = 8;
+
+/// The combiner of a reduction body and its identity, or nothing.
+struct Combiner {
+  Operation *op = nullptr;
+  Value contribution; // the operand that is not the accumulator
+};
+
+std::optional<Combiner> matchCombiner(linalg::GenericOp op) {
+  auto yield = cast<linalg::YieldOp>(op.getBody()->getTerminator());
+  if (yield.getNumOperands() != 1)
+    return std::nullopt;
+  Operation *combine = yield.getOperand(0).getDefiningOp();
+  if (!combine || combine->getBlock() != op.getBody() ||
+      !isa<arith::AddFOp, arith::MulFOp, arith::MaxNumFOp, arith::MaximumFOp,
+           arith::MinNumFOp, arith::MinimumFOp>(combine))
+    return std::nullopt;
+  BlockArgument acc = op.getBody()->getArguments().back();
+  Value lhs = combine->getOperand(0), rhs = combine->getOperand(1);
+  Value contribution = lhs == acc ? rhs : rhs == acc ? lhs : Value();
+  if (!contribution)
+    return std::nullopt;
+  // The accumulator feeds only the combiner.
+  if (!acc.hasOneUse())
+    return std::nullopt;
+  return Combiner{combine, contribution};
+}
+
+Value identityOf(OpBuilder &b, Location loc, Operation *combine, Type type) {
+  auto floatType = cast<FloatType>(type);
+  APFloat value = APFloat::getZero(floatType.getFloatSemantics());
+  if (isa<arith::MulFOp>(combine))
+    value = APFloat::getOne(floatType.getFloatSemantics());
+  else if (isa<arith::MaxNumFOp, arith::MaximumFOp>(combine))
+    value = APFloat::getInf(floatType.getFloatSemantics(), /*Negative=*/true);
+  else if (isa<arith::MinNumFOp, arith::MinimumFOp>(combine))
+    value = APFloat::getInf(floatType.getFloatSemantics());
+  return arith::ConstantOp::create(b, loc, FloatAttr::get(type, value));
+}
+
+Value combineWith(OpBuilder &b, Location loc, Operation *combine, Value a,
+                  Value c) {
+  OperationState state(loc, combine->getName());
+  state.addOperands({a, c});
+  state.addTypes(a.getType());
+  return b.create(state)->getResult(0);
+}
+
+struct KilnGpuRowReducePass final
+    : kiln::impl::KilnGpuRowReduceBase<KilnGpuRowReducePass> {
+  LogicalResult rewrite(linalg::GenericOp op) {
+    if (!op.hasPureBufferSemantics() || op.getNumDpsInits() != 1)
+      return failure();
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    unsigned loops = ranges.size();
+    if (loops < 1 || llvm::any_of(ranges, ShapedType::isDynamic))
+      return failure();
+    auto iterators = op.getIteratorTypesArray();
+    for (unsigned i = 0; i + 1 < loops; ++i)
+      if (iterators[i] != utils::IteratorType::parallel)
+        return failure();
+    if (iterators.back() != utils::IteratorType::reduction)
+      return failure();
+    AffineMap outMap = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
+    if (outMap.getNumResults() != loops - 1)
+      return failure();
+    for (unsigned i = 0; i + 1 < loops; ++i)
+      if (outMap.getResult(i) != getAffineDimExpr(i, op.getContext()))
+        return failure();
+    for (OpOperand *input : op.getDpsInputOperands())
+      for (AffineExpr e : op.getMatchingIndexingMap(input).getResults())
+        if (!isa<AffineDimExpr, AffineConstantExpr>(e))
+          return failure();
+    std::optional<Combiner> combiner = matchCombiner(op);
+    Type elementType = op.getBody()->getArguments().back().getType();
+    if (!combiner || !isa<FloatType>(elementType))
+      return failure();
+
+    int64_t rows = 1;
+    for (unsigned i = 0; i + 1 < loops; ++i)
+      rows *= ranges[i];
+    int64_t reduction = ranges.back();
+    Location loc = op.getLoc();
+    OpBuilder b(op);
+    auto idx = [&](OpBuilder &builder, int64_t v) {
+      return arith::ConstantIndexOp::create(builder, loc, v).getResult();
+    };
+    Value one = idx(b, 1);
+    auto launch = gpu::LaunchOp::create(
+        b, loc, idx(b, llvm::divideCeil(rows, kRowsPerBlock)), one, one,
+        idx(b, kRowsPerBlock * kWarp), one, one);
+    OpBuilder in = OpBuilder::atBlockEnd(&launch.getBody().front());
+    Value tid = launch.getThreadIds().x;
+    Value lane = arith::RemUIOp::create(in, loc, tid, idx(in, kWarp));
+    Value warp = arith::DivUIOp::create(in, loc, tid, idx(in, kWarp));
+    Value row = arith::AddIOp::create(
+        in, loc,
+        arith::MulIOp::create(in, loc, launch.getBlockIds().x,
+                              idx(in, kRowsPerBlock)),
+        warp);
+    // Warp-uniform guard: whole warps skip, so the shuffles below always
+    // run with all 32 lanes.
+    Value inRange = arith::CmpIOp::create(in, loc, arith::CmpIPredicate::ult,
+                                          row, idx(in, rows));
+    auto guard = scf::IfOp::create(in, loc, inRange, /*else=*/false);
+    OpBuilder body = guard.getThenBodyBuilder();
+    SmallVector<Value> ivs;
+    int64_t stride = rows;
+    for (unsigned i = 0; i + 1 < loops; ++i) {
+      stride /= ranges[i];
+      ivs.push_back(arith::RemUIOp::create(
+          body, loc, arith::DivUIOp::create(body, loc, row, idx(body, stride)),
+          idx(body, ranges[i])));
+    }
+    auto indicesFor = [&](OpBuilder &builder, AffineMap map, Value k) {
+      SmallVector<Value> indices;
+      for (AffineExpr e : map.getResults()) {
+        if (auto d = dyn_cast<AffineDimExpr>(e))
+          indices.push_back(d.getPosition() + 1 == loops ? k
+                                                         : ivs[d.getPosition()]);
+        else
+          indices.push_back(
+              idx(builder, cast<AffineConstantExpr>(e).getValue()));
+      }
+      return indices;
+    };
+
+    // Each lane folds every 32nd element of the row.
+    Value init = identityOf(body, loc, combiner->op, elementType);
+    auto loop = scf::ForOp::create(body, loc, lane, idx(body, reduction),
+                                   idx(body, kWarp), ValueRange{init});
+    {
+      OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
+      Value k = loop.getInductionVar();
+      IRMapping mapping;
+      for (OpOperand *input : op.getDpsInputOperands()) {
+        Value loaded = memref::LoadOp::create(
+            lb, loc, input->get(),
+            indicesFor(lb, op.getMatchingIndexingMap(input), k));
+        mapping.map(op.getMatchingBlockArgument(input), loaded);
+      }
+      for (Operation &inner : op.getBody()->without_terminator())
+        if (&inner != combiner->op)
+          lb.clone(inner, mapping);
+      Value next =
+          combineWith(lb, loc, combiner->op, loop.getRegionIterArgs()[0],
+                      mapping.lookupOrDefault(combiner->contribution));
+      scf::YieldOp::create(lb, loc, next);
+    }
+    // Butterfly: after log2(32) xor shuffles every lane holds the total.
+    Value partial = loop.getResult(0);
+    Value width = arith::ConstantIntOp::create(body, loc, kWarp, 32);
+    for (int64_t offset = kWarp / 2; offset >= 1; offset /= 2) {
+      auto shuffle = gpu::ShuffleOp::create(
+          body, loc, partial,
+          arith::ConstantIntOp::create(body, loc, offset, 32), width,
+          gpu::ShuffleMode::XOR);
+      partial = combineWith(body, loc, combiner->op, partial,
+                            shuffle.getShuffleResult());
+    }
+    Value isLeader = arith::CmpIOp::create(
+        body, loc, arith::CmpIPredicate::eq, lane, idx(body, 0));
+    auto store = scf::IfOp::create(body, loc, isLeader, /*else=*/false);
+    {
+      OpBuilder sb = store.getThenBodyBuilder();
+      Value out = op.getDpsInitOperand(0)->get();
+      SmallVector<Value> outIndices(ivs.begin(), ivs.end());
+      Value initial = memref::LoadOp::create(sb, loc, out, outIndices);
+      Value total = combineWith(sb, loc, combiner->op, initial, partial);
+      memref::StoreOp::create(sb, loc, total, out, outIndices);
+    }
+    gpu::TerminatorOp::create(in, loc);
+    op.erase();
+    return success();
+  }
+
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    if (!func->hasAttr(kKernelAttrName))
+      return;
+    SmallVector<linalg::GenericOp> generics;
+    func.walk([&](linalg::GenericOp op) { generics.push_back(op); });
+    for (linalg::GenericOp op : generics)
+      (void)rewrite(op);
+  }
+};
+
+} // namespace
