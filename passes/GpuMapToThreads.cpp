@@ -88,14 +88,9 @@ struct KilnGpuMapToThreadsPass final
       auto guard = scf::IfOp::create(in, loc, inBounds, /*else=*/false);
       OpBuilder body = guard.getThenBodyBuilder();
       IRMapping mapping;
-      int64_t stride = count;
+      SmallVector<Value> positions = delinearize(body, loc, id, extents);
       for (auto [i, iv] : llvm::enumerate(loop.getInductionVars())) {
-        stride /= extents[i];
-        Value q = arith::DivUIOp::create(
-            body, loc, id, arith::ConstantIndexOp::create(body, loc, stride));
-        Value r = arith::RemUIOp::create(
-            body, loc, q,
-            arith::ConstantIndexOp::create(body, loc, extents[i]));
+        Value r = positions[i];
         Value scaled = arith::MulIOp::create(
             body, loc, r, arith::ConstantIndexOp::create(body, loc, steps[i]));
         mapping.map(iv, arith::AddIOp::create(
@@ -119,7 +114,8 @@ struct KilnGpuMapToThreadsPass final
     for (memref::CopyOp copy : copies) {
       auto type = cast<MemRefType>(copy.getTarget().getType());
       if (!type.hasStaticShape()) {
-        copy.emitError() << "the GPU fallback needs static shapes";
+        copy.emitError() << "the GPU fallback needs static shapes; specialize "
+                            "the model's symbolic dims with --dim";
         return signalPassFailure();
       }
       OpBuilder b(copy);
@@ -208,3 +204,19 @@ struct KilnGpuMapToThreadsPass final
 };
 
 } // namespace
+
+SmallVector<Value> kiln::delinearize(OpBuilder &b, Location loc, Value linear,
+                                     ArrayRef<int64_t> extents) {
+  int64_t stride = 1;
+  for (int64_t extent : extents)
+    stride *= extent;
+  SmallVector<Value> indices;
+  for (int64_t extent : extents) {
+    stride /= extent;
+    Value quotient = arith::DivUIOp::create(
+        b, loc, linear, arith::ConstantIndexOp::create(b, loc, stride));
+    indices.push_back(arith::RemUIOp::create(
+        b, loc, quotient, arith::ConstantIndexOp::create(b, loc, extent)));
+  }
+  return indices;
+}

@@ -120,14 +120,8 @@ struct KilnGpuRowReducePass final
                                           row, idx(in, rows));
     auto guard = scf::IfOp::create(in, loc, inRange, /*else=*/false);
     OpBuilder body = guard.getThenBodyBuilder();
-    SmallVector<Value> ivs;
-    int64_t stride = rows;
-    for (unsigned i = 0; i + 1 < loops; ++i) {
-      stride /= ranges[i];
-      ivs.push_back(arith::RemUIOp::create(
-          body, loc, arith::DivUIOp::create(body, loc, row, idx(body, stride)),
-          idx(body, ranges[i])));
-    }
+    SmallVector<Value> ivs = delinearize(
+        body, loc, row, ArrayRef<int64_t>(ranges).drop_back());
     auto indicesFor = [&](OpBuilder &builder, AffineMap map, Value k) {
       SmallVector<Value> indices;
       for (AffineExpr e : map.getResults()) {

@@ -28,6 +28,14 @@ inline constexpr llvm::StringLiteral kKernelAttrName = "kiln.kernel";
 /// The name of the module that holds the outlined kernels.
 inline constexpr llvm::StringLiteral kKernelModuleName = "kernels";
 
+/// Splits a linear index over a row-major space of `extents` into one
+/// index per dimension ((linear / stride_i) % extent_i); shared by the GPU
+/// strategies that linearize loop nests onto threads or warps.
+llvm::SmallVector<mlir::Value> delinearize(mlir::OpBuilder &b,
+                                           mlir::Location loc,
+                                           mlir::Value linear,
+                                           llvm::ArrayRef<int64_t> extents);
+
 /// Graph IR -> optimized graph IR on linalg: lowering of the kiln ops that
 /// have no kernel strategy yet, canonicalization and elementwise fusion.
 void buildGraphPipeline(mlir::OpPassManager &pm);
