@@ -211,12 +211,17 @@ SmallVector<Value> kiln::delinearize(OpBuilder &b, Location loc, Value linear,
   for (int64_t extent : extents)
     stride *= extent;
   SmallVector<Value> indices;
-  for (int64_t extent : extents) {
+  for (auto [i, extent] : llvm::enumerate(extents)) {
     stride /= extent;
-    Value quotient = arith::DivUIOp::create(
-        b, loc, linear, arith::ConstantIndexOp::create(b, loc, stride));
-    indices.push_back(arith::RemUIOp::create(
-        b, loc, quotient, arith::ConstantIndexOp::create(b, loc, extent)));
+    Value index = linear;
+    if (stride != 1)
+      index = arith::DivUIOp::create(
+          b, loc, index, arith::ConstantIndexOp::create(b, loc, stride));
+    // The outermost index needs no remainder: linear < the product.
+    if (i != 0)
+      index = arith::RemUIOp::create(
+          b, loc, index, arith::ConstantIndexOp::create(b, loc, extent));
+    indices.push_back(index);
   }
   return indices;
 }

@@ -30,7 +30,9 @@ inline constexpr llvm::StringLiteral kKernelModuleName = "kernels";
 
 /// Splits a linear index over a row-major space of `extents` into one
 /// index per dimension ((linear / stride_i) % extent_i); shared by the GPU
-/// strategies that linearize loop nests onto threads or warps.
+/// strategies that linearize loop nests onto threads or warps. `linear`
+/// must be below the product of the extents (callers guard it), so the
+/// outermost index takes no remainder and unit strides no division.
 llvm::SmallVector<mlir::Value> delinearize(mlir::OpBuilder &b,
                                            mlir::Location loc,
                                            mlir::Value linear,

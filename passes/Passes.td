@@ -188,6 +188,25 @@ def KilnExpandMath : Pass<"kiln-expand-math"> {
                            "mlir::vector::VectorDialect"];
 }
 
+def KilnGpuGemm : Pass<"kiln-gpu-gemm", "mlir::func::FuncOp"> {
+  let summary = "GPU GEMM strategy: shared-memory tiles, 4x4 register blocks";
+  let description = [{
+    Runs on bufferized kernel functions. Every contraction (a linalg op with
+    two inputs whose loops split into batch, M, N and K roles, e.g.
+    `linalg.matmul`, `linalg.batch_matmul`, and broadcasting generics) with
+    static loop ranges becomes a `gpu.launch`: one 256-thread block per
+    64x64 output tile (grid z over the batch), the K loop in steps of 16
+    with both operand slices staged in shared memory between barriers
+    (coalesced loads along each operand's innermost dimension, zero-filled
+    past the edges), and a strided 4x4 register block per thread computed
+    by cloning the contraction's body. Several M, N or K loops are
+    linearized. A `linalg.fill` of the output by a constant right before the
+    contraction becomes the accumulators' initial value.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
+}
+
 def KilnGpuRowReduce : Pass<"kiln-gpu-row-reduce", "mlir::func::FuncOp"> {
   let summary = "GPU row-reduction strategy: one warp per row, warp shuffles";
   let description = [{

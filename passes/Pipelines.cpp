@@ -95,6 +95,8 @@ void buildGpuKernelPipeline(OpPassManager &pm) {
   addKernelBufferization(pm);
   // Row reductions (softmax's max and sum, ReduceMean) get a warp per row.
   pm.addNestedPass<func::FuncOp>(createKilnGpuRowReduce());
+  // Contractions get shared-memory tiles and register blocks.
+  pm.addNestedPass<func::FuncOp>(createKilnGpuGemm());
   // Every other linalg op becomes a parallel loop nest (reductions stay
   // sequential inside), which the generic strategy maps onto blocks and
   // threads.

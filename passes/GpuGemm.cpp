@@ -1,0 +1,367 @@
+//===- GpuGemm.cpp - tiled SIMT GEMM through shared memory ----------------===//
+//
+// The GEMM strategy for contractions (matmul, batch_matmul, and the generic
+// contractions the importer writes for broadcasting MatMul). One block of
+// 256 threads computes a 64x64 tile of the output; the K dimension is walked
+// in steps of 16: the block stages a 64x16 slice of A and a 16x64 slice of B
+// in shared memory (coalesced global loads, zero-filled past the edges),
+// synchronizes, and every thread accumulates a 4x4 register block from it.
+// The register block is strided (rows ty + 16*i, columns tx + 16*j), so a
+// warp's shared-memory reads of B hit 16 consecutive banks and its global
+// stores of C are coalesced.
+//
+// The kernel is written in scf/memref/gpu ops, the form the simulator runs.
+// A tensor-core strategy replaces the inner k loop (the shared-memory tiles
+// and the loop structure stay), which is why the staging and the compute
+// are built by separate functions.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
+#include "mlir/IR/IRMapping.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNGPUGEMM
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+constexpr int64_t kTileM = 64, kTileN = 64, kTileK = 16;
+constexpr int64_t kThreadsX = 16, kThreadsY = 16;
+constexpr int64_t kThreads = kThreadsX * kThreadsY;
+constexpr int64_t kRegM = kTileM / kThreadsY, kRegN = kTileN / kThreadsX;
+static_assert(kTileM == kTileN, "A and B tiles share one staging shape");
+
+/// A contraction's loops grouped by role, with their extents.
+struct GemmShape {
+  SmallVector<unsigned> batch, m, n, k;
+  SmallVector<int64_t> ranges;
+  int64_t extent(ArrayRef<unsigned> dims) const {
+    int64_t product = 1;
+    for (unsigned d : dims)
+      product *= ranges[d];
+    return product;
+  }
+  SmallVector<int64_t> extents(ArrayRef<unsigned> dims) const {
+    SmallVector<int64_t> result;
+    for (unsigned d : dims)
+      result.push_back(ranges[d]);
+    return result;
+  }
+};
+
+struct KilnGpuGemmPass final : kiln::impl::KilnGpuGemmBase<KilnGpuGemmPass> {
+  using Base::Base;
+
+  static Value idx(OpBuilder &b, Location loc, int64_t v) {
+    return arith::ConstantIndexOp::create(b, loc, v);
+  }
+
+  /// Indices into an operand for loop values `loopValues` (one per loop;
+  /// null for loops the operand does not use).
+  static SmallVector<Value> indicesFor(OpBuilder &b, Location loc,
+                                       AffineMap map,
+                                       ArrayRef<Value> loopValues) {
+    SmallVector<Value> indices;
+    for (AffineExpr e : map.getResults()) {
+      if (auto d = dyn_cast<AffineDimExpr>(e))
+        indices.push_back(loopValues[d.getPosition()]);
+      else
+        indices.push_back(
+            idx(b, loc, cast<AffineConstantExpr>(e).getValue()));
+    }
+    return indices;
+  }
+
+  /// Whether the operand's innermost index walks one of `dims`.
+  static bool innermostIn(AffineMap map, ArrayRef<unsigned> dims) {
+    if (map.getNumResults() == 0)
+      return false;
+    auto d = dyn_cast<AffineDimExpr>(map.getResults().back());
+    return d && llvm::is_contained(dims, d.getPosition());
+  }
+
+  /// Stages one operand's tile in shared memory: `rows` (the K slice) x
+  /// `cols` (the M or N slice). Each thread copies rows*cols/256 elements;
+  /// consecutive threads take consecutive elements of the operand's
+  /// innermost dimension, so the global loads coalesce. Elements past the
+  /// edges are zero.
+  void stageTile(OpBuilder &b, Location loc, Value tid, Value kBase,
+                 Value colBase, const GemmShape &shape, OpOperand *operand,
+                 ArrayRef<unsigned> colDims, Value tile,
+                 ArrayRef<Value> batchValues, bool kInnermost) {
+    int64_t perThread = kTileK * kTileM / kThreads;
+    int64_t cols = kTileM;
+    AffineMap map = cast<linalg::LinalgOp>(operand->getOwner())
+                        .getMatchingIndexingMap(operand);
+    Type elementType = getElementTypeOrSelf(operand->get().getType());
+    Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(elementType));
+    for (int64_t r = 0; r < perThread; ++r) {
+      Value e = arith::AddIOp::create(b, loc, tid, idx(b, loc, r * kThreads));
+      Value kk, cc;
+      if (kInnermost) {
+        kk = arith::RemUIOp::create(b, loc, e, idx(b, loc, kTileK));
+        cc = arith::DivUIOp::create(b, loc, e, idx(b, loc, kTileK));
+      } else {
+        cc = arith::RemUIOp::create(b, loc, e, idx(b, loc, cols));
+        kk = arith::DivUIOp::create(b, loc, e, idx(b, loc, cols));
+      }
+      Value gk = arith::AddIOp::create(b, loc, kBase, kk);
+      Value gc = arith::AddIOp::create(b, loc, colBase, cc);
+      Value inK = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, gk,
+                                        idx(b, loc, shape.extent(shape.k)));
+      Value inC = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, gc,
+                                        idx(b, loc, shape.extent(colDims)));
+      Value inside = arith::AndIOp::create(b, loc, inK, inC);
+      auto load = scf::IfOp::create(b, loc, elementType, inside,
+                                    /*withElse=*/true);
+      {
+        OpBuilder tb = load.getThenBodyBuilder();
+        SmallVector<Value> loopValues(shape.ranges.size());
+        for (auto [d, v] : llvm::zip(shape.batch, batchValues))
+          loopValues[d] = v;
+        for (auto [d, v] :
+             llvm::zip(colDims, delinearize(tb, loc, gc, shape.extents(colDims))))
+          loopValues[d] = v;
+        for (auto [d, v] : llvm::zip(
+                 shape.k, delinearize(tb, loc, gk, shape.extents(shape.k))))
+          loopValues[d] = v;
+        Value v = memref::LoadOp::create(tb, loc, operand->get(),
+                                         indicesFor(tb, loc, map, loopValues));
+        scf::YieldOp::create(tb, loc, v);
+        OpBuilder eb = load.getElseBodyBuilder();
+        scf::YieldOp::create(eb, loc, zero);
+      }
+      memref::StoreOp::create(b, loc, load.getResult(0), tile,
+                              ValueRange{kk, cc});
+    }
+  }
+
+  /// One k step of the register block: acc[i][j] = body(a[i], b[j], acc).
+  SmallVector<Value> computeStep(OpBuilder &b, Location loc,
+                                 linalg::LinalgOp op, OpOperand *lhs,
+                                 OpOperand *rhs, Value tileA, Value tileB,
+                                 Value kk, Value tx, Value ty,
+                                 ValueRange accs) {
+    SmallVector<Value> a, bv;
+    for (int64_t i = 0; i < kRegM; ++i) {
+      Value row = arith::AddIOp::create(b, loc, ty,
+                                        idx(b, loc, i * kThreadsY));
+      a.push_back(memref::LoadOp::create(b, loc, tileA, ValueRange{kk, row}));
+    }
+    for (int64_t j = 0; j < kRegN; ++j) {
+      Value col = arith::AddIOp::create(b, loc, tx,
+                                        idx(b, loc, j * kThreadsX));
+      bv.push_back(memref::LoadOp::create(b, loc, tileB, ValueRange{kk, col}));
+    }
+    Block *body = op.getBlock();
+    BlockArgument accArg = op.getMatchingBlockArgument(op.getDpsInitOperand(0));
+    SmallVector<Value> next;
+    for (int64_t i = 0; i < kRegM; ++i) {
+      for (int64_t j = 0; j < kRegN; ++j) {
+        IRMapping mapping;
+        mapping.map(op.getMatchingBlockArgument(lhs), a[i]);
+        mapping.map(op.getMatchingBlockArgument(rhs), bv[j]);
+        mapping.map(accArg, accs[i * kRegN + j]);
+        for (Operation &inner : body->without_terminator())
+          b.clone(inner, mapping);
+        next.push_back(
+            mapping.lookupOrDefault(body->getTerminator()->getOperand(0)));
+      }
+    }
+    return next;
+  }
+
+  LogicalResult rewrite(linalg::LinalgOp op) {
+    if (!op.hasPureBufferSemantics() || op.getNumDpsInputs() != 2 ||
+        op.getNumDpsInits() != 1 || !linalg::isaContractionOpInterface(op))
+      return failure();
+    GemmShape shape;
+    shape.ranges = op.getStaticLoopRanges();
+    if (llvm::any_of(shape.ranges, ShapedType::isDynamic))
+      return failure();
+    FailureOr<linalg::ContractionDimensions> dims =
+        linalg::inferContractionDims(op);
+    if (failed(dims) || dims->m.empty() || dims->n.empty() || dims->k.empty())
+      return failure();
+    shape.batch.assign(dims->batch.begin(), dims->batch.end());
+    shape.m.assign(dims->m.begin(), dims->m.end());
+    shape.n.assign(dims->n.begin(), dims->n.end());
+    shape.k.assign(dims->k.begin(), dims->k.end());
+    for (AffineMap map : op.getIndexingMapsArray())
+      for (AffineExpr e : map.getResults())
+        if (!isa<AffineDimExpr, AffineConstantExpr>(e))
+          return failure();
+    // A is the input indexed by the M loops, B the one indexed by N.
+    OpOperand *lhs = op.getDpsInputOperand(0), *rhs = op.getDpsInputOperand(1);
+    if (!op.getMatchingIndexingMap(lhs).isFunctionOfDim(shape.m.front()))
+      std::swap(lhs, rhs);
+    if (!op.getMatchingIndexingMap(lhs).isFunctionOfDim(shape.m.front()) ||
+        !op.getMatchingIndexingMap(rhs).isFunctionOfDim(shape.n.front()))
+      return failure();
+    OpOperand *out = op.getDpsInitOperand(0);
+    Type accType = getElementTypeOrSelf(out->get().getType());
+    if (getElementTypeOrSelf(lhs->get().getType()).isInteger(1))
+      return failure();
+
+    Location loc = op.getLoc();
+    OpBuilder b(op);
+    // A fill of the output right before the contraction becomes the
+    // accumulators' initial value instead of a launch of its own.
+    Value fillValue;
+    if (auto fill = dyn_cast_or_null<linalg::FillOp>(op->getPrevNode())) {
+      if (fill.getOutputs().front() == out->get() &&
+          fill.getInputs().front().getDefiningOp<arith::ConstantOp>()) {
+        fillValue = fill.getInputs().front();
+        fill.erase();
+      }
+    }
+
+    int64_t mExtent = shape.extent(shape.m), nExtent = shape.extent(shape.n);
+    int64_t batchCount = shape.extent(shape.batch);
+    auto sharedSpace = gpu::AddressSpaceAttr::get(
+        op.getContext(), gpu::GPUDialect::getWorkgroupAddressSpace());
+    auto tileType = [&](OpOperand *operand) {
+      return MemRefType::get({kTileK, kTileM},
+                             getElementTypeOrSelf(operand->get().getType()),
+                             MemRefLayoutAttrInterface(), sharedSpace);
+    };
+    auto launch = gpu::LaunchOp::create(
+        b, loc, idx(b, loc, llvm::divideCeil(nExtent, kTileN)),
+        idx(b, loc, llvm::divideCeil(mExtent, kTileM)),
+        idx(b, loc, batchCount), idx(b, loc, kThreads), idx(b, loc, 1),
+        idx(b, loc, 1));
+    Value tileA = launch.addWorkgroupAttribution(tileType(lhs), loc);
+    Value tileB = launch.addWorkgroupAttribution(tileType(rhs), loc);
+    OpBuilder in = OpBuilder::atBlockEnd(&launch.getBody().front());
+    Value tid = launch.getThreadIds().x;
+    Value tx = arith::RemUIOp::create(in, loc, tid, idx(in, loc, kThreadsX));
+    Value ty = arith::DivUIOp::create(in, loc, tid, idx(in, loc, kThreadsX));
+    Value nBase = arith::MulIOp::create(in, loc, launch.getBlockIds().x,
+                                        idx(in, loc, kTileN));
+    Value mBase = arith::MulIOp::create(in, loc, launch.getBlockIds().y,
+                                        idx(in, loc, kTileM));
+    SmallVector<Value> batchValues = delinearize(
+        in, loc, launch.getBlockIds().z, shape.extents(shape.batch));
+
+    // The output element each accumulator belongs to, and whether it exists.
+    AffineMap outMap = op.getMatchingIndexingMap(out);
+    auto outIndices = [&](OpBuilder &ob, int64_t i, int64_t j,
+                          Value &inside) {
+      Value gm = arith::AddIOp::create(
+          ob, loc, mBase,
+          arith::AddIOp::create(ob, loc, ty, idx(ob, loc, i * kThreadsY)));
+      Value gn = arith::AddIOp::create(
+          ob, loc, nBase,
+          arith::AddIOp::create(ob, loc, tx, idx(ob, loc, j * kThreadsX)));
+      inside = arith::AndIOp::create(
+          ob, loc,
+          arith::CmpIOp::create(ob, loc, arith::CmpIPredicate::ult, gm,
+                                idx(ob, loc, mExtent)),
+          arith::CmpIOp::create(ob, loc, arith::CmpIPredicate::ult, gn,
+                                idx(ob, loc, nExtent)));
+      return std::make_pair(gm, gn);
+    };
+    auto loopValuesAt = [&](OpBuilder &ob, Value gm, Value gn) {
+      SmallVector<Value> loopValues(shape.ranges.size());
+      for (auto [d, v] : llvm::zip(shape.batch, batchValues))
+        loopValues[d] = v;
+      for (auto [d, v] :
+           llvm::zip(shape.m, delinearize(ob, loc, gm, shape.extents(shape.m))))
+        loopValues[d] = v;
+      for (auto [d, v] :
+           llvm::zip(shape.n, delinearize(ob, loc, gn, shape.extents(shape.n))))
+        loopValues[d] = v;
+      return loopValues;
+    };
+
+    // Initial accumulators: the fill value, else the output's contents.
+    SmallVector<Value> inits;
+    for (int64_t i = 0; i < kRegM; ++i) {
+      for (int64_t j = 0; j < kRegN; ++j) {
+        if (fillValue) {
+          inits.push_back(in.clone(*fillValue.getDefiningOp())->getResult(0));
+          continue;
+        }
+        Value inside;
+        auto [gm, gn] = outIndices(in, i, j, inside);
+        auto load = scf::IfOp::create(in, loc, accType, inside, true);
+        OpBuilder tb = load.getThenBodyBuilder();
+        scf::YieldOp::create(
+            tb, loc,
+            memref::LoadOp::create(
+                tb, loc, out->get(),
+                indicesFor(tb, loc, outMap, loopValuesAt(tb, gm, gn)))
+                .getResult());
+        OpBuilder eb = load.getElseBodyBuilder();
+        scf::YieldOp::create(
+            eb, loc,
+            arith::ConstantOp::create(eb, loc, eb.getZeroAttr(accType))
+                .getResult());
+        inits.push_back(load.getResult(0));
+      }
+    }
+
+    int64_t kExtent = shape.extent(shape.k);
+    auto kLoop = scf::ForOp::create(in, loc, idx(in, loc, 0),
+                                    idx(in, loc, kExtent),
+                                    idx(in, loc, kTileK), inits);
+    {
+      OpBuilder kb = OpBuilder::atBlockBegin(kLoop.getBody());
+      Value kBase = kLoop.getInductionVar();
+      bool aKInner = innermostIn(op.getMatchingIndexingMap(lhs), shape.k);
+      bool bKInner = innermostIn(op.getMatchingIndexingMap(rhs), shape.k);
+      stageTile(kb, loc, tid, kBase, mBase, shape, lhs, shape.m, tileA,
+                batchValues, aKInner);
+      stageTile(kb, loc, tid, kBase, nBase, shape, rhs, shape.n, tileB,
+                batchValues, bKInner);
+      gpu::BarrierOp::create(kb, loc);
+      auto inner = scf::ForOp::create(kb, loc, idx(kb, loc, 0),
+                                      idx(kb, loc, kTileK), idx(kb, loc, 1),
+                                      kLoop.getRegionIterArgs());
+      {
+        OpBuilder ib = OpBuilder::atBlockBegin(inner.getBody());
+        SmallVector<Value> next =
+            computeStep(ib, loc, op, lhs, rhs, tileA, tileB,
+                        inner.getInductionVar(), tx, ty,
+                        inner.getRegionIterArgs());
+        scf::YieldOp::create(ib, loc, next);
+      }
+      // The next k step overwrites the tiles.
+      gpu::BarrierOp::create(kb, loc);
+      scf::YieldOp::create(kb, loc, inner.getResults());
+    }
+
+    for (int64_t i = 0; i < kRegM; ++i) {
+      for (int64_t j = 0; j < kRegN; ++j) {
+        Value inside;
+        auto [gm, gn] = outIndices(in, i, j, inside);
+        auto store = scf::IfOp::create(in, loc, inside, false);
+        OpBuilder sb = store.getThenBodyBuilder();
+        memref::StoreOp::create(
+            sb, loc, kLoop.getResult(i * kRegN + j), out->get(),
+            indicesFor(sb, loc, outMap, loopValuesAt(sb, gm, gn)));
+      }
+    }
+    gpu::TerminatorOp::create(in, loc);
+    op.erase();
+    return success();
+  }
+
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    if (!func->hasAttr(kKernelAttrName))
+      return;
+    SmallVector<linalg::LinalgOp> ops;
+    func.walk([&](linalg::LinalgOp op) { ops.push_back(op); });
+    for (linalg::LinalgOp op : ops)
+      (void)rewrite(op);
+  }
+};
+
+} // namespace
