@@ -211,6 +211,11 @@ struct KilnGpuGemmPass final : kiln::impl::KilnGpuGemmBase<KilnGpuGemmPass> {
 
     Location loc = op.getLoc();
     OpBuilder b(op);
+    int64_t mExtent = shape.extent(shape.m), nExtent = shape.extent(shape.n);
+    // A matrix-vector product would use one row or column of a 64x64
+    // tile; the row-reduction strategy (a warp per dot product) fits it.
+    if (mExtent == 1 || nExtent == 1)
+      return failure();
     // A fill of the output right before the contraction becomes the
     // accumulators' initial value instead of a launch of its own.
     Value fillValue;
@@ -222,7 +227,6 @@ struct KilnGpuGemmPass final : kiln::impl::KilnGpuGemmBase<KilnGpuGemmPass> {
       }
     }
 
-    int64_t mExtent = shape.extent(shape.m), nExtent = shape.extent(shape.n);
     int64_t batchCount = shape.extent(shape.batch);
     auto sharedSpace = gpu::AddressSpaceAttr::get(
         op.getContext(), gpu::GPUDialect::getWorkgroupAddressSpace());

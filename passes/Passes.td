@@ -207,6 +207,25 @@ def KilnGpuGemm : Pass<"kiln-gpu-gemm", "mlir::func::FuncOp"> {
                            "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
 }
 
+def KilnGpuElementwise : Pass<"kiln-gpu-elementwise", "mlir::func::FuncOp"> {
+  let summary = "GPU elementwise strategy: 4 elements per thread, 128-bit accesses";
+  let description = [{
+    Runs on bufferized kernel functions. An all-parallel `linalg.generic`
+    with static loop ranges, an identity-mapped output with the identity
+    layout, and an innermost extent that is a multiple of 4 becomes a
+    `gpu.launch` in which every thread computes 4 consecutive elements
+    along the innermost loop: operands indexed contiguously by that loop
+    are read with one aligned `vector.load` of 4 elements, operands
+    broadcast along it with one scalar load, other operands element by
+    element; the body is cloned per element and the results leave in one
+    aligned `vector.store`. Boolean (i1) operands and other generics are
+    left for the generic strategy.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
+                           "mlir::vector::VectorDialect"];
+}
+
 def KilnGpuRowReduce : Pass<"kiln-gpu-row-reduce", "mlir::func::FuncOp"> {
   let summary = "GPU row-reduction strategy: one warp per row, warp shuffles";
   let description = [{

@@ -93,10 +93,13 @@ void buildCpuToLLVMPipeline(OpPassManager &pm) {
 void buildGpuKernelPipeline(OpPassManager &pm) {
   pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
   addKernelBufferization(pm);
+  // Contractions get shared-memory tiles and register blocks (matrix-vector
+  // products are left to the row reduction).
+  pm.addNestedPass<func::FuncOp>(createKilnGpuGemm());
   // Row reductions (softmax's max and sum, ReduceMean) get a warp per row.
   pm.addNestedPass<func::FuncOp>(createKilnGpuRowReduce());
-  // Contractions get shared-memory tiles and register blocks.
-  pm.addNestedPass<func::FuncOp>(createKilnGpuGemm());
+  // Elementwise chains: 4 elements per thread, 128-bit loads and stores.
+  pm.addNestedPass<func::FuncOp>(createKilnGpuElementwise());
   // Every other linalg op becomes a parallel loop nest (reductions stay
   // sequential inside), which the generic strategy maps onto blocks and
   // threads.

@@ -5,6 +5,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/raw_ostream.h"
@@ -100,6 +101,7 @@ public:
   std::string run(std::array<uint32_t, 3> blockId) {
     this->blockId = blockId;
     values.clear();
+    vectors.clear();
     mems.clear();
     shared.reserve(kernel.getNumWorkgroupAttributions());
     Block &entry = kernel.getBody().front();
@@ -358,69 +360,264 @@ private:
                                 "global @" + global.getName().str(),
                                 mems[global.getResult()]));
     }
-    if (isa<memref::LoadOp, memref::StoreOp>(op)) {
-      bool isLoad = isa<memref::LoadOp>(op);
-      Value memref = isLoad ? cast<memref::LoadOp>(op).getMemRef()
-                            : cast<memref::StoreOp>(op).getMemRef();
-      ValueRange indices = isLoad ? cast<memref::LoadOp>(op).getIndices()
-                                  : cast<memref::StoreOp>(op).getIndices();
-      auto it = mems.find(memref);
-      if (it == mems.end()) {
-        fail(&op, "accesses a buffer the simulator does not know");
+    if (isa<memref::LoadOp, memref::StoreOp>(op))
+      return runScalarAccess(op, mask);
+    if (isa<vector::LoadOp, vector::StoreOp>(op))
+      return runVectorAccess(op, mask);
+    if (auto atomic = dyn_cast<memref::AtomicRMWOp>(op))
+      return runAtomic(atomic, mask);
+    if (auto extract = dyn_cast<vector::ExtractOp>(op)) {
+      auto it = vectors.find(extract.getSource());
+      if (it == vectors.end() || extract.hasDynamicPosition() ||
+          extract.getStaticPosition().size() != 1) {
+        fail(&op, "only extracts of one element at a constant position "
+                  "from a 1-D vector are modelled");
         return false;
       }
-      const MemDesc &m = it->second;
-      Lanes *out = isLoad ? &def(op.getResult(0)) : nullptr;
-      const Lanes *stored =
-          isLoad ? nullptr : &get(cast<memref::StoreOp>(op).getValue());
-      for (unsigned t = 0; t < n && error.empty(); ++t) {
-        if (!mask[t])
-          continue;
-        int64_t linear = m.offset;
-        std::string where;
-        for (auto [d, index] : llvm::enumerate(indices)) {
-          int64_t i = static_cast<int64_t>(get(index)[t]);
-          if (i < 0 || i >= m.shape[d]) {
-            std::string text;
-            llvm::raw_string_ostream os(text);
-            os << "out-of-bounds " << (isLoad ? "load" : "store")
-               << " by thread (" << threadCoord(t, 0) << ","
-               << threadCoord(t, 1) << "," << threadCoord(t, 2) << ") of "
-               << m.name << " at index [";
-            for (auto [k, idx] : llvm::enumerate(indices))
-              os << (k ? ", " : "") << static_cast<int64_t>(get(idx)[t]);
-            os << "]; its shape is [";
-            for (auto [k, s] : llvm::enumerate(m.shape))
-              os << (k ? ", " : "") << s;
-            os << "]";
-            fail(&op, text);
-            return false;
-          }
-          linear += i * m.strides[d];
-        }
-        uint64_t byte = static_cast<uint64_t>(linear) * m.elementBytes;
-        if (byte + m.elementBytes > m.bytes) {
-          fail(&op, "access past the end of " + m.name + " (byte " +
-                        std::to_string(byte) + " of " +
-                        std::to_string(m.bytes) + ")");
-          return false;
-        }
-        if (m.shadow >= 0 &&
-            !checkHazard(op, m, static_cast<uint64_t>(linear), t, isLoad))
-          return false;
-        if (isLoad) {
-          uint64_t bits = 0;
-          std::memcpy(&bits, m.base + byte, m.elementBytes);
-          (*out)[t] = bits;
-        } else {
-          uint64_t bits = (*stored)[t];
-          std::memcpy(m.base + byte, &bits, m.elementBytes);
-        }
-      }
-      return error.empty();
+      values[extract.getResult()] =
+          it->second[extract.getStaticPosition().front()];
+      return true;
     }
+    if (auto build = dyn_cast<vector::FromElementsOp>(op)) {
+      std::vector<Lanes> elements;
+      for (Value element : build.getElements())
+        elements.push_back(get(element));
+      vectors[build.getResult()] = std::move(elements);
+      return true;
+    }
+    if (auto splat = dyn_cast<vector::BroadcastOp>(op)) {
+      auto type = cast<VectorType>(splat.getResult().getType());
+      if (isa<VectorType>(splat.getSource().getType()) || type.getRank() != 1) {
+        fail(&op, "only broadcasts of a scalar to a 1-D vector are modelled");
+        return false;
+      }
+      vectors[splat.getResult()] =
+          std::vector<Lanes>(type.getNumElements(), get(splat.getSource()));
+      return true;
+    }
+    for (Type type : llvm::concat<const Type>(op.getOperandTypes(),
+                                              op.getResultTypes()))
+      if (isa<VectorType>(type)) {
+        fail(&op, "vector operands and results are modelled only for "
+                  "vector.load/store/extract/from_elements/broadcast");
+        return false;
+      }
 
     return elementwise(op, mask);
+  }
+
+  /// The byte offset of element `indices` (plus `count` - 1 consecutive
+  /// elements along the innermost dimension) of `m` for thread `t`, after
+  /// the bounds checks; nullopt (and the error set) when out of bounds.
+  std::optional<uint64_t> addressOf(Operation &op, const MemDesc &m,
+                                    ValueRange indices, unsigned t,
+                                    const char *what, int64_t count = 1) {
+    int64_t linear = m.offset;
+    for (auto [d, index] : llvm::enumerate(indices)) {
+      int64_t i = static_cast<int64_t>(get(index)[t]);
+      int64_t last = d + 1 == indices.size() ? i + count - 1 : i;
+      if (i < 0 || last >= m.shape[d]) {
+        std::string text;
+        llvm::raw_string_ostream os(text);
+        os << "out-of-bounds " << what << " by thread " << threadText(t)
+           << " of " << m.name << " at index [";
+        for (auto [k, idx] : llvm::enumerate(indices))
+          os << (k ? ", " : "") << static_cast<int64_t>(get(idx)[t]);
+        os << "]";
+        if (count > 1)
+          os << " (" << count << " elements along the last dimension)";
+        os << "; its shape is [";
+        for (auto [k, extent] : llvm::enumerate(m.shape))
+          os << (k ? ", " : "") << extent;
+        os << "]";
+        fail(&op, text);
+        return std::nullopt;
+      }
+      linear += i * m.strides[d];
+    }
+    uint64_t byte = static_cast<uint64_t>(linear) * m.elementBytes;
+    if (byte + count * m.elementBytes > m.bytes) {
+      fail(&op, "access past the end of " + m.name + " (byte " +
+                    std::to_string(byte) + " of " + std::to_string(m.bytes) +
+                    ")");
+      return std::nullopt;
+    }
+    return byte;
+  }
+
+  const MemDesc *memOf(Operation &op, Value memref) {
+    auto it = mems.find(memref);
+    if (it == mems.end()) {
+      fail(&op, "accesses a buffer the simulator does not know");
+      return nullptr;
+    }
+    return &it->second;
+  }
+
+  bool runScalarAccess(Operation &op, const Mask &mask) {
+    auto load = dyn_cast<memref::LoadOp>(op);
+    auto store = dyn_cast<memref::StoreOp>(op);
+    const MemDesc *m =
+        memOf(op, load ? load.getMemRef() : store.getMemRef());
+    if (!m)
+      return false;
+    ValueRange indices = load ? load.getIndices() : store.getIndices();
+    Lanes *out = load ? &def(load.getResult()) : nullptr;
+    const Lanes *stored = load ? nullptr : &get(store.getValue());
+    for (unsigned t = 0; t < threads; ++t) {
+      if (!mask[t])
+        continue;
+      std::optional<uint64_t> byte =
+          addressOf(op, *m, indices, t, load ? "load" : "store");
+      if (!byte)
+        return false;
+      if (m->shadow >= 0 &&
+          !checkHazard(op, *m, *byte / m->elementBytes, t, bool(load)))
+        return false;
+      if (load) {
+        uint64_t bits = 0;
+        std::memcpy(&bits, m->base + *byte, m->elementBytes);
+        (*out)[t] = bits;
+      } else {
+        uint64_t bits = (*stored)[t];
+        std::memcpy(m->base + *byte, &bits, m->elementBytes);
+      }
+    }
+    return true;
+  }
+
+  /// vector.load/store of a 1-D vector along the innermost (unit-stride)
+  /// dimension. The GPU faults on a vector access that is not aligned to
+  /// its declared alignment; buffers start 64-byte aligned (the runtime's
+  /// arena and weights guarantee it), so the check is on the offset.
+  bool runVectorAccess(Operation &op, const Mask &mask) {
+    auto load = dyn_cast<vector::LoadOp>(op);
+    auto store = dyn_cast<vector::StoreOp>(op);
+    VectorType type = load ? load.getVectorType() : store.getVectorType();
+    const MemDesc *m = memOf(op, load ? load.getBase() : store.getBase());
+    if (!m)
+      return false;
+    if (type.getRank() != 1 || m->shape.empty() || m->strides.back() != 1) {
+      fail(&op, "only 1-D vector accesses along a unit-stride innermost "
+                "dimension are modelled");
+      return false;
+    }
+    int64_t count = type.getNumElements();
+    std::optional<uint64_t> alignment =
+        load ? load.getAlignment() : store.getAlignment();
+    ValueRange indices = load ? load.getIndices() : store.getIndices();
+    std::vector<Lanes> loaded;
+    const std::vector<Lanes> *stored = nullptr;
+    if (load) {
+      loaded.assign(count, Lanes(threads, 0));
+    } else {
+      auto it = vectors.find(store.getValueToStore());
+      if (it == vectors.end()) {
+        fail(&op, "stores a vector the simulator did not build");
+        return false;
+      }
+      stored = &it->second;
+    }
+    for (unsigned t = 0; t < threads; ++t) {
+      if (!mask[t])
+        continue;
+      std::optional<uint64_t> byte = addressOf(
+          op, *m, indices, t, load ? "vector load" : "vector store", count);
+      if (!byte)
+        return false;
+      if (alignment && *byte % *alignment != 0) {
+        fail(&op, "misaligned " + std::string(load ? "vector load" : "vector store") +
+                      " by thread " + threadText(t) + " of " + m->name +
+                      ": byte offset " + std::to_string(*byte) +
+                      " is not a multiple of its alignment " +
+                      std::to_string(*alignment));
+        return false;
+      }
+      for (int64_t e = 0; e < count; ++e) {
+        uint64_t at = *byte + e * m->elementBytes;
+        if (m->shadow >= 0 &&
+            !checkHazard(op, *m, at / m->elementBytes, t, bool(load)))
+          return false;
+        if (load) {
+          uint64_t bits = 0;
+          std::memcpy(&bits, m->base + at, m->elementBytes);
+          loaded[e][t] = bits;
+        } else {
+          uint64_t bits = (*stored)[e][t];
+          std::memcpy(m->base + at, &bits, m->elementBytes);
+        }
+      }
+    }
+    if (load)
+      vectors[load.getResult()] = std::move(loaded);
+    return true;
+  }
+
+  /// memref.atomic_rmw: the active threads update the element one after
+  /// another (in thread order; any order is a valid CUDA execution) and each
+  /// gets the value it replaced. Atomics never race with each other; a plain
+  /// access of the element by another thread in the same barrier epoch does.
+  bool runAtomic(memref::AtomicRMWOp op, const Mask &mask) {
+    const MemDesc *m = memOf(*op, op.getMemref());
+    if (!m)
+      return false;
+    Type type = op.getValue().getType();
+    if (!type.isF32() && !type.isF64() && !type.isInteger(32) &&
+        !type.isInteger(64)) {
+      fail(op, "atomics are modelled on f32, f64, i32 and i64");
+      return false;
+    }
+    unsigned w = bitWidth(type);
+    const Lanes &operand = get(op.getValue());
+    Lanes &out = def(op.getResult());
+    for (unsigned t = 0; t < threads; ++t) {
+      if (!mask[t])
+        continue;
+      std::optional<uint64_t> byte =
+          addressOf(*op, *m, op.getIndices(), t, "atomic");
+      if (!byte)
+        return false;
+      uint64_t old = 0;
+      std::memcpy(&old, m->base + *byte, m->elementBytes);
+      uint64_t v = operand[t];
+      double a = toDouble(old, type), b = toDouble(v, type);
+      int64_t sa = sext(old, w), sb = sext(v, w);
+      uint64_t ua = truncTo(old, w), ub = truncTo(v, w);
+      uint64_t result;
+      switch (op.getKind()) {
+      case arith::AtomicRMWKind::addf: result = fromDouble(a + b, type); break;
+      case arith::AtomicRMWKind::mulf: result = fromDouble(a * b, type); break;
+      case arith::AtomicRMWKind::maximumf:
+      case arith::AtomicRMWKind::maxnumf:
+        result = fromDouble(std::fmax(a, b), type); break;
+      case arith::AtomicRMWKind::minimumf:
+      case arith::AtomicRMWKind::minnumf:
+        result = fromDouble(std::fmin(a, b), type); break;
+      case arith::AtomicRMWKind::addi: result = truncTo(ua + ub, w); break;
+      case arith::AtomicRMWKind::muli: result = truncTo(ua * ub, w); break;
+      case arith::AtomicRMWKind::maxs: result = truncTo(std::max(sa, sb), w); break;
+      case arith::AtomicRMWKind::mins: result = truncTo(std::min(sa, sb), w); break;
+      case arith::AtomicRMWKind::maxu: result = std::max(ua, ub); break;
+      case arith::AtomicRMWKind::minu: result = std::min(ua, ub); break;
+      case arith::AtomicRMWKind::andi: result = ua & ub; break;
+      case arith::AtomicRMWKind::ori: result = ua | ub; break;
+      case arith::AtomicRMWKind::xori: result = ua ^ ub; break;
+      case arith::AtomicRMWKind::assign: result = ub; break;
+      }
+      std::memcpy(m->base + *byte, &result, m->elementBytes);
+      out[t] = old;
+      if (m->shadow >= 0) {
+        ShadowCell &cell = shadows[m->shadow][*byte / m->elementBytes];
+        if (cell.writeEpoch < 0 && cell.readEpoch < 0) {
+          fail(op, "atomic on uninitialized " + m->name + " element " +
+                       std::to_string(*byte / m->elementBytes));
+          return false;
+        }
+        cell.writer = ShadowCell::kMany;
+        cell.writeEpoch = epoch;
+      }
+    }
+    return true;
   }
 
   std::string threadText(unsigned t) {
@@ -679,6 +876,8 @@ private:
   unsigned threads = 1;
   std::array<uint32_t, 3> blockId{0, 0, 0};
   llvm::DenseMap<Value, Lanes> values;
+  /// 1-D vector values: one Lanes per element.
+  llvm::DenseMap<Value, std::vector<Lanes>> vectors;
   llvm::DenseMap<Value, MemDesc> mems;
   std::vector<std::vector<uint8_t>> shared;
   std::vector<std::vector<ShadowCell>> shadows;
