@@ -22,16 +22,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOLERANCE = {np.dtype(np.float32): (1e-4, 1e-5), np.dtype(np.float64): (1e-10, 1e-12)}
 
 
-def run_case(command, folder, spec, device, out, repeat):
+def run_case(command, folder, spec, device, out, repeat, kernels=None):
+    """Runs one case; with `kernels` (a list), also times every kernel
+    (kiln-runner --profile) and appends (name, launches, ms per run)."""
     args = [*command, os.path.join(folder, "model.kiln"), "--device", device,
             "--output-dir", out]
     for name in spec["inputs"]:
         args += ["--input", f"{name}=@{os.path.join(folder, f'in_{name}.npy')}"]
     if repeat > 1:
         args += ["--repeat", str(repeat)]
+    if kernels is not None:
+        args += ["--profile", "20"]
     result = subprocess.run(args, capture_output=True, text=True)
     if result.returncode != 0:
         return None, None, (result.stderr or result.stdout).strip().splitlines()[-1]
+    if kernels is not None:
+        for line in result.stdout.splitlines():
+            if line.startswith("kernel "):
+                _, kernel, launches, ms = line.split()
+                kernels.append((kernel, int(launches), float(ms)))
     ms = re.search(r"run ([0-9.]+) ms", result.stdout)
     worst = 0.0
     for name in spec["outputs"]:
@@ -72,14 +81,20 @@ def main():
             if not ok:
                 print(f"    {info}")
             if ok and spec.get("bench") and not args.kiln:
+                kernels = []
                 _, _, p50 = run_case(command, folder, spec, args.device,
-                                     os.path.join(tmp, name + "_bench"), 50)
-                bench.append((name, p50))
+                                     os.path.join(tmp, name + "_bench"), 50,
+                                     kernels)
+                bench.append((name, p50, kernels))
     print(f"\n{len(names) - failures} passed, {failures} failed")
     if bench:
         print(f"\n{'bench':<40}{'p50 ms (50 runs)':>18}")
-        for name, p50 in bench:
+        for name, p50, _ in bench:
             print(f"{name:<40}{p50 if p50 is not None else float('nan'):>18.4f}")
+        print(f"\n{'bench kernels (CUDA events, 20 runs)':<56}{'launches':>9}{'ms/run':>12}")
+        for name, _, kernels in bench:
+            for kernel, launches, ms in sorted(kernels, key=lambda k: -k[2]):
+                print(f"{name + ' ' + kernel:<56}{launches:>9}{ms:>12.4f}")
     sys.exit(1 if failures else 0)
 
 

@@ -238,7 +238,9 @@ absl::Status Artifact::validate() {
         if (launch.kernel() >= static_cast<uint32_t>(m.kernels_size()))
           return corrupt(o, absl::StrCat("entry point '", entry.name(),
                                          "' launches a missing kernel"));
+        bool gpu = m.target().rfind("cuda", 0) == 0;
         if ((launch.grid_size() != 0 && launch.grid_size() != 3) ||
+            (gpu && launch.grid_size() != 3) ||
             launch.block_size() != launch.grid_size())
           return corrupt(o, absl::StrCat("entry point '", entry.name(),
                                          "' has a launch with a malformed "

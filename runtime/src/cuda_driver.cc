@@ -2,8 +2,11 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
+#include <map>
+#include <mutex>
 
 namespace kiln::runtime {
 
@@ -12,7 +15,8 @@ using CUdevice = int;
 using CUdeviceptr = unsigned long long;
 using Handle = void *;
 
-// The subset of the driver API the backend uses, resolved by name.
+// The subset of the driver API the backend uses, resolved by name (the
+// versioned names cuda.h maps the plain ones to).
 struct CudaApi {
   CUresult (*cuInit)(unsigned);
   CUresult (*cuDeviceGetCount)(int *);
@@ -21,19 +25,33 @@ struct CudaApi {
   CUresult (*cuDevicePrimaryCtxRetain)(Handle *, CUdevice);
   CUresult (*cuDevicePrimaryCtxRelease)(CUdevice);
   CUresult (*cuCtxSetCurrent)(Handle);
-  CUresult (*cuCtxSynchronize)();
   CUresult (*cuModuleLoadData)(Handle *, const void *);
   CUresult (*cuModuleUnload)(Handle);
   CUresult (*cuModuleGetFunction)(Handle *, Handle, const char *);
   CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
   CUresult (*cuMemFree)(CUdeviceptr);
   CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
-  CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
-  CUresult (*cuMemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
+  CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, Handle);
+  CUresult (*cuMemcpyDtoHAsync)(void *, CUdeviceptr, size_t, Handle);
+  CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, Handle);
   CUresult (*cuLaunchKernel)(Handle, unsigned, unsigned, unsigned, unsigned,
                              unsigned, unsigned, unsigned, Handle, void **,
                              void **);
+  CUresult (*cuStreamCreate)(Handle *, unsigned);
+  CUresult (*cuStreamDestroy)(Handle);
+  CUresult (*cuStreamSynchronize)(Handle);
+  CUresult (*cuEventCreate)(Handle *, unsigned);
+  CUresult (*cuEventDestroy)(Handle);
+  CUresult (*cuEventRecord)(Handle, Handle);
+  CUresult (*cuEventElapsedTime)(float *, Handle, Handle);
   CUresult (*cuGetErrorString)(CUresult, const char **);
+  // CUDA graphs; null when the driver lacks them (runs launch directly).
+  CUresult (*cuStreamBeginCapture)(Handle, int) = nullptr;
+  CUresult (*cuStreamEndCapture)(Handle, Handle *) = nullptr;
+  CUresult (*cuGraphInstantiate)(Handle *, Handle, unsigned long long) = nullptr;
+  CUresult (*cuGraphLaunch)(Handle, Handle) = nullptr;
+  CUresult (*cuGraphExecDestroy)(Handle) = nullptr;
+  CUresult (*cuGraphDestroy)(Handle) = nullptr;
 };
 
 namespace {
@@ -41,6 +59,8 @@ namespace {
 constexpr int kComputeCapabilityMajor = 75;
 constexpr int kComputeCapabilityMinor = 76;
 constexpr CUresult kOutOfMemory = 2;
+constexpr unsigned kStreamNonBlocking = 1;
+constexpr int kCaptureModeThreadLocal = 1;
 
 template <typename Fn>
 bool resolve(void *library, const char *name, Fn &fn) {
@@ -50,7 +70,18 @@ bool resolve(void *library, const char *name, Fn &fn) {
 
 }  // namespace
 
+std::string cudaDriverLibrary() {
+  const char *override = std::getenv("KILN_CUDA_DRIVER");
+  return override && *override ? override : "libcuda.so.1";
+}
+
 absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
+  // A driver is loaded and initialized once per process and stays loaded.
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<CudaApi>> loaded;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = loaded.find(libraryName); it != loaded.end())
+    return it->second.get();
   void *library = dlopen(libraryName.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!library)
     return absl::UnavailableError(absl::StrCat(
@@ -66,16 +97,24 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
             resolve(library, "cuDevicePrimaryCtxRelease_v2",
                     api->cuDevicePrimaryCtxRelease) &&
             resolve(library, "cuCtxSetCurrent", api->cuCtxSetCurrent) &&
-            resolve(library, "cuCtxSynchronize", api->cuCtxSynchronize) &&
             resolve(library, "cuModuleLoadData", api->cuModuleLoadData) &&
             resolve(library, "cuModuleUnload", api->cuModuleUnload) &&
             resolve(library, "cuModuleGetFunction", api->cuModuleGetFunction) &&
             resolve(library, "cuMemAlloc_v2", api->cuMemAlloc) &&
             resolve(library, "cuMemFree_v2", api->cuMemFree) &&
             resolve(library, "cuMemcpyHtoD_v2", api->cuMemcpyHtoD) &&
-            resolve(library, "cuMemcpyDtoH_v2", api->cuMemcpyDtoH) &&
-            resolve(library, "cuMemcpyDtoD_v2", api->cuMemcpyDtoD) &&
+            resolve(library, "cuMemcpyHtoDAsync_v2", api->cuMemcpyHtoDAsync) &&
+            resolve(library, "cuMemcpyDtoHAsync_v2", api->cuMemcpyDtoHAsync) &&
+            resolve(library, "cuMemcpyDtoDAsync_v2", api->cuMemcpyDtoDAsync) &&
             resolve(library, "cuLaunchKernel", api->cuLaunchKernel) &&
+            resolve(library, "cuStreamCreate", api->cuStreamCreate) &&
+            resolve(library, "cuStreamDestroy_v2", api->cuStreamDestroy) &&
+            resolve(library, "cuStreamSynchronize", api->cuStreamSynchronize) &&
+            resolve(library, "cuEventCreate", api->cuEventCreate) &&
+            resolve(library, "cuEventDestroy_v2", api->cuEventDestroy) &&
+            resolve(library, "cuEventRecord", api->cuEventRecord) &&
+            (resolve(library, "cuEventElapsedTime_v2", api->cuEventElapsedTime) ||
+             resolve(library, "cuEventElapsedTime", api->cuEventElapsedTime)) &&
             resolve(library, "cuGetErrorString", api->cuGetErrorString);
   if (!ok) {
     dlclose(library);
@@ -83,6 +122,15 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
         libraryName, " lacks driver API functions Kiln needs; the NVIDIA "
                      "driver is too old or broken"));
   }
+  bool graphApi =
+      resolve(library, "cuStreamBeginCapture_v2", api->cuStreamBeginCapture) &&
+      resolve(library, "cuStreamEndCapture", api->cuStreamEndCapture) &&
+      resolve(library, "cuGraphInstantiateWithFlags", api->cuGraphInstantiate) &&
+      resolve(library, "cuGraphLaunch", api->cuGraphLaunch) &&
+      resolve(library, "cuGraphExecDestroy", api->cuGraphExecDestroy) &&
+      resolve(library, "cuGraphDestroy", api->cuGraphDestroy);
+  if (!graphApi)
+    api->cuStreamBeginCapture = nullptr;
   if (CUresult rc = api->cuInit(0); rc != 0) {
     dlclose(library);
     return absl::UnavailableError(absl::StrCat(
@@ -92,10 +140,7 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
                  : "",
         "); check that a GPU is visible (nvidia-smi)"));
   }
-  // The driver stays loaded for the life of the process.
-  static std::unique_ptr<CudaApi> loaded;
-  loaded = std::move(api);
-  return loaded.get();
+  return (loaded[libraryName] = std::move(api)).get();
 }
 
 absl::Status CudaSession::check(CUresult result, const char *what) const {
@@ -151,6 +196,14 @@ CudaSession::create(const Artifact &artifact, int ordinal) {
           s->check(s->api->cuCtxSetCurrent(s->context), "cuCtxSetCurrent");
       !st.ok())
     return st;
+  if (absl::Status st = s->check(
+          s->api->cuStreamCreate(&s->stream, kStreamNonBlocking),
+          "cuStreamCreate");
+      !st.ok())
+    return st;
+  const char *graphSetting = std::getenv("KILN_CUDA_GRAPHS");
+  s->graphs = s->api->cuStreamBeginCapture &&
+              !(graphSetting && std::string(graphSetting) == "0");
 
   // One module per kernel: the cubin built for this exact architecture
   // (sm_90a on a 9.0 device before sm_90), else the newest PTX the device
@@ -164,10 +217,11 @@ CudaSession::create(const Artifact &artifact, int ordinal) {
     const artifact::KernelImage *cubin = nullptr, *ptx = nullptr;
     for (const auto &image : kernel.images()) {
       int arch = archNumber(image.arch());
-      if (arch == deviceArch &&
+      if (image.cubin_size() > 0 && arch == deviceArch &&
           (!cubin || image.arch().back() == 'a'))
         cubin = &image;
-      if (arch <= deviceArch && (!ptx || arch > archNumber(ptx->arch())))
+      if (image.ptx_size() > 0 && arch <= deviceArch &&
+          (!ptx || arch > archNumber(ptx->arch())))
         ptx = &image;
     }
     std::string text;
@@ -225,6 +279,19 @@ CudaSession::create(const Artifact &artifact, int ordinal) {
 CudaSession::~CudaSession() {
   if (!api)
     return;
+  api->cuCtxSetCurrent(context);
+  if (stream)
+    api->cuStreamSynchronize(stream);
+  for (auto &[entry, state] : entries) {
+    if (state.graph)
+      api->cuGraphExecDestroy(state.graph);
+    for (CUdeviceptr p : state.inputs)
+      api->cuMemFree(p);
+    for (CUdeviceptr p : state.outputs)
+      api->cuMemFree(p);
+  }
+  if (stream)
+    api->cuStreamDestroy(stream);
   for (CUdeviceptr w : weights)
     api->cuMemFree(w);
   if (arena)
@@ -235,93 +302,225 @@ CudaSession::~CudaSession() {
     api->cuDevicePrimaryCtxRelease(device);
 }
 
-absl::Status CudaSession::run(const artifact::EntryPoint &entry,
-                              const kiln_tensor *inputs, kiln_tensor *outputs) {
+absl::StatusOr<CudaSession::EntryState *>
+CudaSession::prepare(const artifact::EntryPoint &entry) {
   if (absl::Status st = check(api->cuCtxSetCurrent(context), "cuCtxSetCurrent");
       !st.ok())
     return st;
-  std::vector<CUdeviceptr> in, out;
-  auto release = [&] {
-    for (CUdeviceptr p : in)
-      api->cuMemFree(p);
-    for (CUdeviceptr p : out)
-      api->cuMemFree(p);
-  };
-  auto fail = [&](absl::Status st) {
-    release();
-    return st;
-  };
-  for (int i = 0; i < entry.inputs_size(); ++i) {
-    CUdeviceptr p = 0;
-    size_t bytes = inputs[i].size_bytes;
-    if (absl::Status st = check(api->cuMemAlloc(&p, bytes ? bytes : 1),
-                                "cuMemAlloc (input)");
-        !st.ok())
-      return fail(st);
-    in.push_back(p);
-    if (bytes)
-      if (absl::Status st = check(api->cuMemcpyHtoD(p, inputs[i].data, bytes),
-                                  "cuMemcpyHtoD (input)");
+  auto [it, inserted] = entries.try_emplace(&entry);
+  EntryState &state = it->second;
+  if (!inserted)
+    return &state;
+  // Device buffers for the entry point's inputs and outputs live as long as
+  // the session: a captured graph refers to them.
+  auto allocate = [&](const auto &specs, std::vector<CUdeviceptr> &out,
+                      const char *what) -> absl::Status {
+    for (const auto &spec : specs) {
+      size_t bytes = kiln_dtype_size(static_cast<kiln_dtype>(spec.dtype()));
+      for (int64_t d : spec.shape())
+        bytes *= static_cast<size_t>(d);
+      CUdeviceptr p = 0;
+      if (absl::Status st = check(api->cuMemAlloc(&p, bytes ? bytes : 1), what);
           !st.ok())
-        return fail(st);
+        return st;
+      out.push_back(p);
+    }
+    return absl::OkStatus();
+  };
+  absl::Status st = allocate(entry.inputs(), state.inputs, "cuMemAlloc (inputs)");
+  if (st.ok())
+    st = allocate(entry.outputs(), state.outputs, "cuMemAlloc (outputs)");
+  if (!st.ok()) {
+    for (CUdeviceptr p : state.inputs)
+      api->cuMemFree(p);
+    for (CUdeviceptr p : state.outputs)
+      api->cuMemFree(p);
+    entries.erase(it);
+    return st;
   }
-  for (int i = 0; i < entry.outputs_size(); ++i) {
-    CUdeviceptr p = 0;
-    size_t bytes = outputs[i].size_bytes;
-    if (absl::Status st = check(api->cuMemAlloc(&p, bytes ? bytes : 1),
-                                "cuMemAlloc (output)");
-        !st.ok())
-      return fail(st);
-    out.push_back(p);
-  }
+  return &state;
+}
+
+absl::Status CudaSession::enqueueLaunches(const artifact::EntryPoint &entry,
+                                          EntryState &state,
+                                          std::vector<double> *launchMs) {
   auto resolve = [&](const artifact::BufferRef &ref) -> CUdeviceptr {
     switch (ref.kind()) {
-    case artifact::BufferRef::INPUT: return in[ref.index()] + ref.offset();
-    case artifact::BufferRef::OUTPUT: return out[ref.index()] + ref.offset();
+    case artifact::BufferRef::INPUT: return state.inputs[ref.index()] + ref.offset();
+    case artifact::BufferRef::OUTPUT: return state.outputs[ref.index()] + ref.offset();
     case artifact::BufferRef::WEIGHT: return weights[ref.index()] + ref.offset();
     case artifact::BufferRef::ARENA: return arena + ref.offset();
-    default: return 0;
+    default: return 0;  // rejected at load time
     }
   };
+  // Timing: an event pair around every launch.
+  std::vector<Handle> events;
+  auto destroyEvents = [&] {
+    for (Handle e : events)
+      api->cuEventDestroy(e);
+  };
+  if (launchMs) {
+    events.resize(2 * entry.launches_size(), nullptr);
+    for (Handle &e : events)
+      if (absl::Status st = check(api->cuEventCreate(&e, 0), "cuEventCreate");
+          !st.ok()) {
+        destroyEvents();
+        return st;
+      }
+  }
   std::vector<CUdeviceptr> pointers;
   std::vector<void *> params;
-  for (const auto &launch : entry.launches()) {
+  absl::Status status;
+  for (int i = 0; i < entry.launches_size() && status.ok(); ++i) {
+    const artifact::Launch &launch = entry.launches(i);
+    if (launchMs)
+      status = check(api->cuEventRecord(events[2 * i], stream), "cuEventRecord");
+    if (!status.ok())
+      break;
     if (launch.kind() == artifact::Launch::COPY) {
-      if (absl::Status st = check(
-              api->cuMemcpyDtoD(resolve(launch.args(0)), resolve(launch.args(1)),
-                                launch.args(0).size()),
-              "cuMemcpyDtoD");
-          !st.ok())
-        return fail(st);
-      continue;
+      status = check(api->cuMemcpyDtoDAsync(resolve(launch.args(0)),
+                                            resolve(launch.args(1)),
+                                            launch.args(0).size(), stream),
+                     "cuMemcpyDtoDAsync");
+    } else {
+      pointers.clear();
+      for (const auto &ref : launch.args())
+        pointers.push_back(resolve(ref));
+      params.clear();
+      for (CUdeviceptr &p : pointers)
+        params.push_back(&p);
+      status = check(
+          api->cuLaunchKernel(functions[launch.kernel()], launch.grid(0),
+                              launch.grid(1), launch.grid(2), launch.block(0),
+                              launch.block(1), launch.block(2), 0, stream,
+                              params.data(), nullptr),
+          "cuLaunchKernel");
     }
-    pointers.clear();
-    for (const auto &ref : launch.args())
-      pointers.push_back(resolve(ref));
-    params.clear();
-    for (CUdeviceptr &p : pointers)
-      params.push_back(&p);
-    if (absl::Status st = check(
-            api->cuLaunchKernel(functions[launch.kernel()], launch.grid(0),
-                                launch.grid(1), launch.grid(2), launch.block(0),
-                                launch.block(1), launch.block(2), 0, nullptr,
-                                params.data(), nullptr),
-            "cuLaunchKernel");
-        !st.ok())
-      return fail(st);
+    if (status.ok() && launchMs)
+      status = check(api->cuEventRecord(events[2 * i + 1], stream),
+                     "cuEventRecord");
   }
-  if (absl::Status st = check(api->cuCtxSynchronize(), "kernel execution");
-      !st.ok())
-    return fail(st);
+  if (status.ok() && launchMs) {
+    status = check(api->cuStreamSynchronize(stream), "kernel execution");
+    for (int i = 0; i < entry.launches_size() && status.ok(); ++i) {
+      float ms = 0;
+      status = check(api->cuEventElapsedTime(&ms, events[2 * i], events[2 * i + 1]),
+                     "cuEventElapsedTime");
+      (*launchMs)[i] += ms;
+    }
+  }
+  destroyEvents();
+  return status;
+}
+
+absl::Status CudaSession::enqueue(const artifact::EntryPoint &entry,
+                                  const kiln_tensor *inputs,
+                                  kiln_tensor *outputs) {
+  absl::StatusOr<EntryState *> prepared = prepare(entry);
+  if (!prepared.ok())
+    return prepared.status();
+  EntryState &state = **prepared;
+  for (int i = 0; i < entry.inputs_size(); ++i)
+    if (inputs[i].size_bytes)
+      if (absl::Status st = check(
+              api->cuMemcpyHtoDAsync(state.inputs[i], inputs[i].data,
+                                     inputs[i].size_bytes, stream),
+              "cuMemcpyHtoDAsync (input)");
+          !st.ok())
+        return st;
+  if (graphs && !state.graph) {
+    // First run of this entry point: capture its launches into a graph.
+    if (absl::Status st = check(
+            api->cuStreamBeginCapture(stream, kCaptureModeThreadLocal),
+            "cuStreamBeginCapture");
+        !st.ok())
+      return st;
+    absl::Status launched = enqueueLaunches(entry, state, nullptr);
+    Handle graph = nullptr;
+    absl::Status ended =
+        check(api->cuStreamEndCapture(stream, &graph), "cuStreamEndCapture");
+    if (!launched.ok() || !ended.ok()) {
+      if (graph)
+        api->cuGraphDestroy(graph);
+      return launched.ok() ? ended : launched;
+    }
+    absl::Status instantiated = check(
+        api->cuGraphInstantiate(&state.graph, graph, 0), "cuGraphInstantiate");
+    api->cuGraphDestroy(graph);
+    if (!instantiated.ok())
+      return instantiated;
+  }
+  if (state.graph) {
+    if (absl::Status st =
+            check(api->cuGraphLaunch(state.graph, stream), "cuGraphLaunch");
+        !st.ok())
+      return st;
+  } else if (absl::Status st = enqueueLaunches(entry, state, nullptr);
+             !st.ok()) {
+    return st;
+  }
   for (int i = 0; i < entry.outputs_size(); ++i)
     if (outputs[i].size_bytes)
-      if (absl::Status st = check(api->cuMemcpyDtoH(outputs[i].data, out[i],
-                                                    outputs[i].size_bytes),
-                                  "cuMemcpyDtoH (output)");
+      if (absl::Status st = check(
+              api->cuMemcpyDtoHAsync(outputs[i].data, state.outputs[i],
+                                     outputs[i].size_bytes, stream),
+              "cuMemcpyDtoHAsync (output)");
           !st.ok())
-        return fail(st);
-  release();
+        return st;
   return absl::OkStatus();
+}
+
+absl::Status CudaSession::runAsync(const artifact::EntryPoint &entry,
+                                   const kiln_tensor *inputs,
+                                   kiln_tensor *outputs) {
+  return enqueue(entry, inputs, outputs);
+}
+
+absl::Status CudaSession::synchronize() {
+  if (absl::Status st = check(api->cuCtxSetCurrent(context), "cuCtxSetCurrent");
+      !st.ok())
+    return st;
+  return check(api->cuStreamSynchronize(stream), "kernel execution");
+}
+
+absl::Status CudaSession::run(const artifact::EntryPoint &entry,
+                              const kiln_tensor *inputs, kiln_tensor *outputs) {
+  if (absl::Status st = enqueue(entry, inputs, outputs); !st.ok()) {
+    api->cuStreamSynchronize(stream);
+    return st;
+  }
+  return synchronize();
+}
+
+absl::Status CudaSession::profile(const artifact::EntryPoint &entry,
+                                  const kiln_tensor *inputs,
+                                  kiln_tensor *outputs, int iterations,
+                                  std::vector<double> &launchMs) {
+  absl::StatusOr<EntryState *> prepared = prepare(entry);
+  if (!prepared.ok())
+    return prepared.status();
+  EntryState &state = **prepared;
+  launchMs.assign(entry.launches_size(), 0.0);
+  for (int i = 0; i < entry.inputs_size(); ++i)
+    if (inputs[i].size_bytes)
+      if (absl::Status st = check(
+              api->cuMemcpyHtoDAsync(state.inputs[i], inputs[i].data,
+                                     inputs[i].size_bytes, stream),
+              "cuMemcpyHtoDAsync (input)");
+          !st.ok())
+        return st;
+  for (int it = 0; it < iterations; ++it)
+    if (absl::Status st = enqueueLaunches(entry, state, &launchMs); !st.ok())
+      return st;
+  for (int i = 0; i < entry.outputs_size(); ++i)
+    if (outputs[i].size_bytes)
+      if (absl::Status st = check(
+              api->cuMemcpyDtoHAsync(outputs[i].data, state.outputs[i],
+                                     outputs[i].size_bytes, stream),
+              "cuMemcpyDtoHAsync (output)");
+          !st.ok())
+        return st;
+  return synchronize();
 }
 
 }  // namespace kiln::runtime

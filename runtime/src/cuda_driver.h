@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,14 +19,22 @@ namespace kiln::runtime {
 
 struct CudaApi;
 
-/// Loads libcuda.so.1 and initializes the driver; the error says what is
-/// missing and what to do. `libraryName` is for tests.
-absl::StatusOr<const CudaApi *>
-loadCudaDriver(const std::string &libraryName = "libcuda.so.1");
+/// The driver library: libcuda.so.1, or $KILN_CUDA_DRIVER when set (a
+/// driver in a non-standard place, or the test suite's mock driver).
+std::string cudaDriverLibrary();
 
-/// A session on one GPU: the primary context, one module per kernel (the
-/// cubin for the device's architecture, else PTX for the driver to JIT),
-/// weights uploaded once, and the arena.
+/// Loads `libraryName` (default: cudaDriverLibrary()) and initializes the
+/// driver; the error says what is missing and what to do. A library loads
+/// once per process.
+absl::StatusOr<const CudaApi *>
+loadCudaDriver(const std::string &libraryName = cudaDriverLibrary());
+
+/// A session on one GPU: the primary context, a stream of its own, one
+/// module per kernel (the cubin for the device's architecture, else PTX for
+/// the driver to JIT), weights uploaded once, the arena, and per entry
+/// point device buffers for its inputs and outputs plus the CUDA graph of
+/// its launches. Shapes are static, so an entry point has one input shape
+/// and one graph: captured on its first run, replayed afterwards.
 class CudaSession {
 public:
   ~CudaSession();
@@ -35,23 +44,53 @@ public:
   static absl::StatusOr<std::unique_ptr<CudaSession>>
   create(const Artifact &artifact, int ordinal);
 
-  /// Runs `entry` synchronously: inputs are copied to the device, the
-  /// launches run in order, outputs are copied back.
+  /// Runs `entry` and waits: inputs are copied to the device, the launches
+  /// run (as a graph), outputs are copied back.
   absl::Status run(const artifact::EntryPoint &entry,
                    const kiln_tensor *inputs, kiln_tensor *outputs);
 
+  /// Enqueues the same work on the session's stream and returns; the
+  /// outputs are valid, and the inputs may be reused, after synchronize().
+  absl::Status runAsync(const artifact::EntryPoint &entry,
+                        const kiln_tensor *inputs, kiln_tensor *outputs);
+  absl::Status synchronize();
+
+  /// Runs `entry` `iterations` times launch by launch (no graph) with an
+  /// event pair around every launch; adds each launch's device time in ms
+  /// to `launchMs` (one slot per launch of the entry point).
+  absl::Status profile(const artifact::EntryPoint &entry,
+                       const kiln_tensor *inputs, kiln_tensor *outputs,
+                       int iterations, std::vector<double> &launchMs);
+
+  /// Whether runs replay CUDA graphs ($KILN_CUDA_GRAPHS=0 turns them off).
+  bool usesGraphs() const { return graphs; }
+
 private:
+  struct EntryState {
+    std::vector<unsigned long long> inputs, outputs;
+    void *graph = nullptr;  // CUgraphExec, once captured
+  };
+
   CudaSession() = default;
   absl::Status check(int result, const char *what) const;
+  absl::StatusOr<EntryState *> prepare(const artifact::EntryPoint &entry);
+  absl::Status enqueueLaunches(const artifact::EntryPoint &entry,
+                               EntryState &state,
+                               std::vector<double> *launchMs);
+  absl::Status enqueue(const artifact::EntryPoint &entry,
+                       const kiln_tensor *inputs, kiln_tensor *outputs);
 
   const CudaApi *api = nullptr;
   const Artifact *artifact = nullptr;
   int device = 0;
   void *context = nullptr;
+  void *stream = nullptr;
+  bool graphs = true;
   std::vector<void *> modules;
   std::vector<void *> functions;
   std::vector<unsigned long long> weights;
   unsigned long long arena = 0;
+  std::map<const artifact::EntryPoint *, EntryState> entries;
 };
 
 }  // namespace kiln::runtime

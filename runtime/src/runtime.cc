@@ -8,11 +8,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 struct kiln_status_t {
   std::string message;
@@ -273,9 +275,13 @@ kiln_status kiln_session_create(kiln_module *module, const char *device,
 
 void kiln_session_free(kiln_session *session) { delete session; }
 
-kiln_status kiln_session_run(kiln_session *session, const char *entryName,
-                             const kiln_tensor *inputs, size_t inputCount,
-                             kiln_tensor *outputs, size_t outputCount) {
+namespace {
+
+/// Checks a run's arguments; returns the entry point or the error.
+kiln_status validateRun(kiln_session *session, const char *entryName,
+                        const kiln_tensor *inputs, size_t inputCount,
+                        kiln_tensor *outputs, size_t outputCount,
+                        const kiln::artifact::EntryPoint **out) {
   if (!session)
     return makeStatus("kiln_session_run: session must not be NULL");
   const Artifact &artifact = *session->module->artifact;
@@ -297,10 +303,16 @@ kiln_status kiln_session_run(kiln_session *session, const char *entryName,
     if (kiln_status s =
             checkTensor("output", i, entry->outputs(i), outputs[i]))
       return s;
+  *out = entry;
+  return nullptr;
+}
 
-  if (session->cuda)
-    return fromAbsl(session->cuda->run(*entry, inputs, outputs));
-
+/// Runs the launch program on the CPU; with `launchMs`, adds each launch's
+/// wall-clock time to it.
+void runOnCpu(kiln_session *session, const kiln::artifact::EntryPoint &entry,
+              const kiln_tensor *inputs, kiln_tensor *outputs,
+              std::vector<double> *launchMs) {
+  const Artifact &artifact = *session->module->artifact;
   auto resolve = [&](const BufferRef &ref) -> uint8_t * {
     switch (ref.kind()) {
     case BufferRef::INPUT:
@@ -317,17 +329,102 @@ kiln_status kiln_session_run(kiln_session *session, const char *entryName,
     }
   };
   std::vector<void *> args;
-  for (const auto &launch : entry->launches()) {
+  for (int i = 0; i < entry.launches_size(); ++i) {
+    const auto &launch = entry.launches(i);
+    auto start = std::chrono::steady_clock::now();
     args.clear();
     for (const auto &ref : launch.args())
       args.push_back(resolve(ref));
-    if (launch.kind() == kiln::artifact::Launch::COPY) {
+    if (launch.kind() == kiln::artifact::Launch::COPY)
       std::memmove(args[0], args[1], launch.args(0).size());
-      continue;
-    }
-    session->kernels->kernel(launch.kernel())(args.data());
+    else
+      session->kernels->kernel(launch.kernel())(args.data());
+    if (launchMs)
+      (*launchMs)[i] += std::chrono::duration<double, std::milli>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
   }
+}
+
+}  // namespace
+
+kiln_status kiln_session_run(kiln_session *session, const char *entryName,
+                             const kiln_tensor *inputs, size_t inputCount,
+                             kiln_tensor *outputs, size_t outputCount) {
+  const kiln::artifact::EntryPoint *entry = nullptr;
+  if (kiln_status s = validateRun(session, entryName, inputs, inputCount,
+                                  outputs, outputCount, &entry))
+    return s;
+  if (session->cuda)
+    return fromAbsl(session->cuda->run(*entry, inputs, outputs));
+  runOnCpu(session, *entry, inputs, outputs, nullptr);
   return nullptr;
+}
+
+kiln_status kiln_session_run_async(kiln_session *session,
+                                   const char *entryName,
+                                   const kiln_tensor *inputs,
+                                   size_t inputCount, kiln_tensor *outputs,
+                                   size_t outputCount) {
+  const kiln::artifact::EntryPoint *entry = nullptr;
+  if (kiln_status s = validateRun(session, entryName, inputs, inputCount,
+                                  outputs, outputCount, &entry))
+    return s;
+  if (session->cuda)
+    return fromAbsl(session->cuda->runAsync(*entry, inputs, outputs));
+  runOnCpu(session, *entry, inputs, outputs, nullptr);
+  return nullptr;
+}
+
+kiln_status kiln_session_synchronize(kiln_session *session) {
+  if (!session)
+    return makeStatus("kiln_session_synchronize: session must not be NULL");
+  return session->cuda ? fromAbsl(session->cuda->synchronize()) : nullptr;
+}
+
+kiln_status kiln_session_profile(kiln_session *session, const char *entryName,
+                                 const kiln_tensor *inputs, size_t inputCount,
+                                 kiln_tensor *outputs, size_t outputCount,
+                                 int iterations, double *launchMs,
+                                 size_t capacity, size_t *launchCount) {
+  const kiln::artifact::EntryPoint *entry = nullptr;
+  if (kiln_status s = validateRun(session, entryName, inputs, inputCount,
+                                  outputs, outputCount, &entry))
+    return s;
+  if (iterations < 1 || !launchCount || (capacity && !launchMs))
+    return makeStatus("kiln_session_profile: iterations must be positive "
+                      "and launch_count (and launch_ms) not NULL");
+  std::vector<double> times(entry->launches_size(), 0.0);
+  if (session->cuda) {
+    if (absl::Status st =
+            session->cuda->profile(*entry, inputs, outputs, iterations, times);
+        !st.ok())
+      return fromAbsl(st);
+  } else {
+    for (int i = 0; i < iterations; ++i)
+      runOnCpu(session, *entry, inputs, outputs, &times);
+  }
+  *launchCount = times.size();
+  for (size_t i = 0; i < times.size() && i < capacity; ++i)
+    launchMs[i] = times[i] / iterations;
+  return nullptr;
+}
+
+size_t kiln_module_launch_count(const kiln_module *module, size_t entry) {
+  if (!module || entry >= kiln_module_entry_count(module))
+    return 0;
+  return module->artifact->manifest().entry_points(entry).launches_size();
+}
+
+const char *kiln_module_launch_kernel(const kiln_module *module, size_t entry,
+                                      size_t launch) {
+  if (launch >= kiln_module_launch_count(module, entry))
+    return nullptr;
+  const auto &m = module->artifact->manifest();
+  const auto &l = m.entry_points(entry).launches(launch);
+  if (l.kind() == kiln::artifact::Launch::COPY)
+    return "(copy)";
+  return m.kernels(l.kernel()).name().c_str();
 }
 
 }  // extern "C"

@@ -1,5 +1,6 @@
 // The artifact loader and the C API on hand-built artifacts: valid ones run,
 // malformed ones fail with a clear message and never crash.
+#include "ArtifactTestUtil.h"
 #include "kiln/artifact_format.h"
 #include "kiln/runtime.h"
 #include "cuda_driver.h"
@@ -16,41 +17,9 @@ using kiln::artifact::BufferRef;
 using kiln::artifact::Launch;
 using kiln::artifact::Manifest;
 
-std::string align64(std::string bytes) {
-  bytes.resize((bytes.size() + 63) / 64 * 64, '\0');
-  return bytes;
-}
-
-/// header + [weights section] + manifest, with offsets filled in.
-std::string serialize(Manifest manifest, const std::string &weights) {
-  std::string body = align64(std::string(sizeof(kiln_artifact_header), '\0'));
-  auto *section = manifest.add_sections();
-  section->set_name("weights");
-  section->set_kind(kiln::artifact::WEIGHTS);
-  section->set_offset(body.size());
-  section->set_size(weights.size());
-  body = align64(body + weights);
-  std::string manifestBytes;
-  manifest.SerializeToString(&manifestBytes);
-  kiln_artifact_header header;
-  std::memset(&header, 0, sizeof(header));
-  std::memcpy(header.magic, KILN_ARTIFACT_MAGIC, 8);
-  header.format_version = KILN_ARTIFACT_FORMAT_VERSION;
-  header.header_size = sizeof(header);
-  header.manifest_offset = body.size();
-  header.manifest_size = manifestBytes.size();
-  header.file_size = body.size() + manifestBytes.size();
-  std::memcpy(body.data(), &header, sizeof(header));
-  return body + manifestBytes;
-}
-
-void addSpec(kiln::artifact::TensorSpec *spec, const char *name,
-             std::initializer_list<int64_t> shape) {
-  spec->set_name(name);
-  spec->set_dtype(kiln::artifact::F32);
-  for (int64_t d : shape)
-    spec->add_shape(d);
-}
+using kiln::test::addSpec;
+using kiln::test::serialize;
+using kiln::test::tensor4;
 
 /// y = copy of weight w (4 floats), z = copy of input x via the arena.
 Manifest copyModel() {
@@ -108,16 +77,6 @@ std::string loadError(const std::string &bytes) {
   return message;
 }
 
-kiln_tensor tensor4(float *data) {
-  kiln_tensor t;
-  std::memset(&t, 0, sizeof(t));
-  t.dtype = KILN_DTYPE_F32;
-  t.rank = 1;
-  t.shape[0] = 4;
-  t.data = data;
-  t.size_bytes = 16;
-  return t;
-}
 
 TEST(RuntimeLoader, ValidArtifactRuns) {
   std::string bytes = serialize(copyModel(), weightsBytes());

@@ -6,7 +6,10 @@
 // bundle ships it.
 //
 //   kiln-runner OUT.kiln [--device cuda:0|cpu] [--input NAME=@FILE.npy ...]
-//               [--output-dir DIR] [--repeat N]
+//               [--output-dir DIR] [--repeat N] [--profile N]
+//
+// --profile N times every launch over N more runs (CUDA events on a GPU)
+// and prints one line per kernel: "kernel NAME LAUNCHES MS-PER-RUN".
 //
 //===----------------------------------------------------------------------===//
 #include "kiln/runtime.hpp"
@@ -29,7 +32,7 @@ static int fail(const std::string &message) {
 int main(int argc, char **argv) {
   std::string artifact, device = "cuda:0", outputDir;
   std::map<std::string, std::string> files;
-  int repeat = 1;
+  int repeat = 1, profile = 0;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -41,6 +44,8 @@ int main(int argc, char **argv) {
       outputDir = value();
     else if (arg == "--repeat")
       repeat = std::max(1, std::atoi(value().c_str()));
+    else if (arg == "--profile")
+      profile = std::max(1, std::atoi(value().c_str()));
     else if (arg == "--input") {
       std::string spec = value();
       size_t at = spec.find("=@");
@@ -54,7 +59,7 @@ int main(int argc, char **argv) {
   }
   if (artifact.empty())
     return fail("usage: kiln-runner OUT.kiln [--device D] [--input N=@F.npy]"
-                " [--output-dir DIR] [--repeat N]");
+                " [--output-dir DIR] [--repeat N] [--profile N]");
 
   std::string error;
   auto module = kiln::rt::Module::load(artifact, error);
@@ -102,6 +107,21 @@ int main(int argc, char **argv) {
               writeNpy(outputDir + "/" + infos[i].name + ".npy", outputs[i]);
           !e.empty())
         return fail(e);
+  }
+  if (profile) {
+    std::vector<double> launchMs;
+    if (std::string e = session->profile(module->entryName(0), in, out,
+                                         profile, launchMs);
+        !e.empty())
+      return fail(e);
+    std::vector<std::string> kernels = module->launchKernels(0);
+    std::map<std::string, std::pair<int, double>> perKernel;
+    for (size_t i = 0; i < launchMs.size() && i < kernels.size(); ++i) {
+      ++perKernel[kernels[i]].first;
+      perKernel[kernels[i]].second += launchMs[i];
+    }
+    for (const auto &[name, row] : perKernel)
+      std::printf("kernel %s %d %.6f\n", name.c_str(), row.first, row.second);
   }
   std::sort(times.begin(), times.end());
   std::printf("timing: run %.4f ms (p50 of %d, device %s)\n",

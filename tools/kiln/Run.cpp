@@ -32,9 +32,12 @@ Runs an entry point of a compiled artifact and prints its outputs.
 const char *kBenchHelp = R"(usage: kiln bench OUT.kiln [options]
 
 Times an entry point: latency percentiles over --iterations runs after
---warmup runs. Inputs not given with --input are filled with random values.
+--warmup runs (wall clock around each synchronous run, copies included),
+then a table of the time each kernel takes per run (CUDA events around
+every launch on a GPU, the wall clock on the CPU). Inputs not given with
+--input are filled with random values.
 
-  --device cpu
+  --device cpu|cuda:N
   --iterations N       (default 50)
   --warmup N           (default 5)
   --input NAME=@FILE   (repeatable)
@@ -235,11 +238,57 @@ int runRun(const Args &args) {
   return 0;
 }
 
+/// Per-kernel time per run, heaviest first, from launch-by-launch timing.
+int printKernelTable(Prepared &p, int iterations) {
+  std::vector<kiln_tensor> in, out;
+  for (HostTensor &t : p.inputs)
+    in.push_back(t.view());
+  for (HostTensor &t : p.outputs)
+    out.push_back(t.view());
+  std::vector<double> launchMs;
+  if (std::string error = p.session->profile(p.module->entryName(p.entry), in,
+                                             out, iterations, launchMs);
+      !error.empty())
+    return fail(error);
+  std::vector<std::string> kernels = p.module->launchKernels(p.entry);
+  struct Row {
+    std::string kernel;
+    int launches = 0;
+    double ms = 0;
+  };
+  std::vector<Row> rows;
+  double total = 0;
+  for (size_t i = 0; i < launchMs.size() && i < kernels.size(); ++i) {
+    auto it = std::find_if(rows.begin(), rows.end(),
+                           [&](const Row &r) { return r.kernel == kernels[i]; });
+    if (it == rows.end())
+      it = rows.insert(rows.end(), Row{kernels[i]});
+    ++it->launches;
+    it->ms += launchMs[i];
+    total += launchMs[i];
+  }
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const Row &a, const Row &b) { return a.ms > b.ms; });
+  std::printf("\nper kernel (mean per run over %d runs, launch by launch%s):\n",
+              iterations,
+              p.module->target().rfind("cuda", 0) == 0 ? ", CUDA events" : "");
+  std::printf("  %-32s %8s %12s %7s\n", "kernel", "launches", "ms", "share");
+  for (const Row &r : rows)
+    std::printf("  %-32s %8d %12.4f %6.1f%%\n", r.kernel.c_str(), r.launches,
+                r.ms, total > 0 ? 100.0 * r.ms / total : 0.0);
+  std::printf("  %-32s %8zu %12.4f\n", "total", launchMs.size(), total);
+  return 0;
+}
+
 int runBench(const Args &args) {
   std::string error;
   std::optional<RunOptions> o = parse(args, /*bench=*/true, error);
   if (!o)
     return fail(error);
+  if (o->device == "sim")
+    return fail("kiln bench times real hardware; the simulator's speed says "
+                "nothing about a GPU's. Use `kiln run --device sim` to check "
+                "a cuda artifact, and bench it with --device cuda:N");
   Prepared p;
   if (int rc = prepare(*o, /*randomMissing=*/true, p))
     return rc;
@@ -266,7 +315,7 @@ int runBench(const Args &args) {
   std::printf("latency ms: min %.4f  p50 %.4f  p90 %.4f  p99 %.4f  max %.4f  "
               "mean %.4f\n",
               times.front(), pct(0.5), pct(0.9), pct(0.99), times.back(), mean);
-  return 0;
+  return printKernelTable(p, o->iterations);
 }
 
 } // namespace kiln::driver

@@ -98,6 +98,43 @@ KILN_API kiln_status kiln_session_run(kiln_session *session,
                                       kiln_tensor *outputs,
                                       size_t output_count);
 
+/* Enqueues a run of `entry` and returns without waiting: on cuda:N the
+ * copies and the entry point's CUDA graph go on the session's stream; on
+ * the CPU the run completes before it returns. Inputs and outputs must stay
+ * valid until kiln_session_synchronize returns; outputs are valid then. */
+KILN_API kiln_status kiln_session_run_async(kiln_session *session,
+                                            const char *entry,
+                                            const kiln_tensor *inputs,
+                                            size_t input_count,
+                                            kiln_tensor *outputs,
+                                            size_t output_count);
+
+/* Waits for the session's enqueued work; reports errors of kernels that ran
+ * since the last wait. */
+KILN_API kiln_status kiln_session_synchronize(kiln_session *session);
+
+/* Runs `entry` `iterations` times launch by launch and writes the mean time
+ * per run of each launch of its launch program (milliseconds; on cuda:N
+ * device time from CUDA events, on the CPU wall-clock time) to
+ * launch_ms[0 .. min(*launch_count, capacity)). */
+KILN_API kiln_status kiln_session_profile(kiln_session *session,
+                                          const char *entry,
+                                          const kiln_tensor *inputs,
+                                          size_t input_count,
+                                          kiln_tensor *outputs,
+                                          size_t output_count,
+                                          int iterations, double *launch_ms,
+                                          size_t capacity,
+                                          size_t *launch_count);
+
+/* The number of launches of entry point #entry, and the name of the kernel
+ * launch #launch runs ("(copy)" for a buffer copy; NULL when out of
+ * range). */
+KILN_API size_t kiln_module_launch_count(const kiln_module *module,
+                                         size_t entry);
+KILN_API const char *kiln_module_launch_kernel(const kiln_module *module,
+                                               size_t entry, size_t launch);
+
 #ifdef __cplusplus
 }
 #endif

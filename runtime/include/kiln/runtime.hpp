@@ -57,6 +57,13 @@ public:
   std::vector<TensorInfo> outputs(size_t e) const {
     return infos(e, kiln_module_output_count(module_, e), false);
   }
+  /// The kernel each launch of entry point `e` runs ("(copy)" for copies).
+  std::vector<std::string> launchKernels(size_t e) const {
+    std::vector<std::string> names;
+    for (size_t i = 0, n = kiln_module_launch_count(module_, e); i < n; ++i)
+      names.push_back(kiln_module_launch_kernel(module_, e, i));
+    return names;
+  }
 
 private:
   explicit Module(kiln_module *m) : module_(m) {}
@@ -97,6 +104,26 @@ public:
                                  entry.empty() ? nullptr : entry.c_str(),
                                  inputs.data(), inputs.size(), outputs.data(),
                                  outputs.size()));
+  }
+
+  /// Mean time per run of each launch over `iterations` runs (ms; CUDA
+  /// events on a GPU, wall clock on the CPU).
+  std::string profile(const std::string &entry,
+                      const std::vector<kiln_tensor> &inputs,
+                      std::vector<kiln_tensor> &outputs, int iterations,
+                      std::vector<double> &launchMs) {
+    size_t count = 0;
+    std::string error = take(kiln_session_profile(
+        session_, entry.empty() ? nullptr : entry.c_str(), inputs.data(),
+        inputs.size(), outputs.data(), outputs.size(), iterations, nullptr, 0,
+        &count));
+    if (!error.empty())
+      return error;
+    launchMs.assign(count, 0.0);
+    return take(kiln_session_profile(
+        session_, entry.empty() ? nullptr : entry.c_str(), inputs.data(),
+        inputs.size(), outputs.data(), outputs.size(), iterations,
+        launchMs.data(), launchMs.size(), &count));
   }
 
 private:

@@ -1,0 +1,93 @@
+// Hand-built artifacts for the runtime's tests.
+#ifndef KILN_TEST_UNIT_ARTIFACTTESTUTIL_H
+#define KILN_TEST_UNIT_ARTIFACTTESTUTIL_H
+
+#include "kiln/artifact_format.h"
+#include "kiln/runtime.h"
+#include "manifest.pb.h"
+
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kiln::test {
+
+inline std::string align64(std::string bytes) {
+  bytes.resize((bytes.size() + 63) / 64 * 64, '\0');
+  return bytes;
+}
+
+struct SectionBytes {
+  std::string name;
+  artifact::SectionKind kind;
+  std::string arch;
+  std::string bytes;
+};
+
+/// header + sections (in order; the manifest's section indices follow it)
+/// + manifest, with offsets and sizes filled in.
+inline std::string serialize(artifact::Manifest manifest,
+                             const std::vector<SectionBytes> &sections) {
+  std::string body = align64(std::string(sizeof(kiln_artifact_header), '\0'));
+  for (const SectionBytes &s : sections) {
+    auto *section = manifest.add_sections();
+    section->set_name(s.name);
+    section->set_kind(s.kind);
+    section->set_arch(s.arch);
+    section->set_offset(body.size());
+    section->set_size(s.bytes.size());
+    body = align64(body + s.bytes);
+  }
+  std::string manifestBytes;
+  manifest.SerializeToString(&manifestBytes);
+  kiln_artifact_header header;
+  std::memset(&header, 0, sizeof(header));
+  std::memcpy(header.magic, KILN_ARTIFACT_MAGIC, 8);
+  header.format_version = KILN_ARTIFACT_FORMAT_VERSION;
+  header.header_size = sizeof(header);
+  header.manifest_offset = body.size();
+  header.manifest_size = manifestBytes.size();
+  header.file_size = body.size() + manifestBytes.size();
+  std::memcpy(body.data(), &header, sizeof(header));
+  return body + manifestBytes;
+}
+
+/// The same with one weights section.
+inline std::string serialize(artifact::Manifest manifest,
+                             const std::string &weights) {
+  return serialize(std::move(manifest),
+                   {{"weights", artifact::WEIGHTS, "", weights}});
+}
+
+inline void addSpec(artifact::TensorSpec *spec, const char *name,
+                    std::initializer_list<int64_t> shape) {
+  spec->set_name(name);
+  spec->set_dtype(artifact::F32);
+  for (int64_t d : shape)
+    spec->add_shape(d);
+}
+
+inline void addRef(artifact::Launch *launch, artifact::BufferRef::Kind kind,
+                   uint32_t index, uint64_t offset = 0, uint64_t size = 16) {
+  auto *r = launch->add_args();
+  r->set_kind(kind);
+  r->set_index(index);
+  r->set_offset(offset);
+  r->set_size(size);
+}
+
+inline kiln_tensor tensor4(float *data) {
+  kiln_tensor t;
+  std::memset(&t, 0, sizeof(t));
+  t.dtype = KILN_DTYPE_F32;
+  t.rank = 1;
+  t.shape[0] = 4;
+  t.data = data;
+  t.size_bytes = 16;
+  return t;
+}
+
+} // namespace kiln::test
+
+#endif // KILN_TEST_UNIT_ARTIFACTTESTUTIL_H

@@ -1,0 +1,305 @@
+// The CUDA backend against the mock driver (MockCudaDriver.cpp): image
+// selection per architecture, the error paths (no binary for the device,
+// out of device memory), the stream, CUDA graph capture and replay, the
+// asynchronous run, and per-launch event timing.
+#include "ArtifactTestUtil.h"
+#include "cuda_driver.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <dlfcn.h>
+#include <string>
+
+namespace {
+
+using kiln::artifact::BufferRef;
+using kiln::artifact::Launch;
+using kiln::artifact::Manifest;
+using kiln::test::addRef;
+using kiln::test::addSpec;
+using kiln::test::SectionBytes;
+using kiln::test::tensor4;
+
+/// The mock's counters, through the library the runtime loaded.
+long counter(const char *name) {
+  static auto fn = reinterpret_cast<long (*)(const char *)>(dlsym(
+      dlopen(KILN_MOCK_CUDA_PATH, RTLD_NOW | RTLD_NOLOAD),
+      "kiln_mock_cuda_counter"));
+  return fn ? fn(name) : -1;
+}
+void resetCounters() {
+  auto fn = reinterpret_cast<void (*)()>(
+      dlsym(dlopen(KILN_MOCK_CUDA_PATH, RTLD_NOW | RTLD_NOLOAD),
+            "kiln_mock_cuda_reset"));
+  if (fn)
+    fn();
+}
+
+class CudaRuntime : public ::testing::Test {
+protected:
+  void SetUp() override {
+    setenv("KILN_CUDA_DRIVER", KILN_MOCK_CUDA_PATH, 1);
+    unsetenv("KILN_MOCK_CUDA_CC");
+    unsetenv("KILN_MOCK_CUDA_MEMORY_BYTES");
+    unsetenv("KILN_CUDA_GRAPHS");
+    resetCounters();
+  }
+  void TearDown() override {
+    if (session)
+      kiln_session_free(session);
+    if (module)
+      kiln_module_free(module);
+    unsetenv("KILN_CUDA_DRIVER");
+  }
+
+  /// y = x + 1 through the arena: a copy of x into the arena, then the
+  /// add_one kernel from the arena into y. `archs` get an image each, with
+  /// a cubin and/or PTX.
+  std::string artifact(std::vector<std::string> archs, bool cubins = true,
+                       bool ptx = true) {
+    Manifest m;
+    m.set_target("cuda:sm_80");
+    m.set_arena_bytes(64);
+    auto *kernel = m.add_kernels();
+    kernel->set_name("add_one");
+    kernel->set_symbol("add_one");
+    kernel->set_num_args(2);
+    kernel->set_strategy("elementwise");
+    std::vector<SectionBytes> sections = {
+        {"weights", kiln::artifact::WEIGHTS, "", ""}};
+    for (const std::string &arch : archs) {
+      auto *image = kernel->add_images();
+      image->set_arch(arch);
+      std::string cubin = std::string("\x7f" "ELF fake cubin for ") + arch;
+      std::string ptxText = "// fake PTX for " + arch + "\n";
+      image->set_cubin_section(sections.size());
+      image->set_cubin_size(cubins ? cubin.size() : 0);
+      sections.push_back({"cubin." + arch, kiln::artifact::CUBIN, arch, cubin});
+      image->set_ptx_section(sections.size());
+      image->set_ptx_size(ptx ? ptxText.size() : 0);
+      sections.push_back({"ptx." + arch, kiln::artifact::PTX, arch, ptxText});
+    }
+    auto *entry = m.add_entry_points();
+    entry->set_name("main");
+    addSpec(entry->add_inputs(), "x", {4});
+    addSpec(entry->add_outputs(), "y", {4});
+    Launch *copy = entry->add_launches();
+    copy->set_kind(Launch::COPY);
+    addRef(copy, BufferRef::ARENA, 0, 0);
+    addRef(copy, BufferRef::INPUT, 0);
+    Launch *add = entry->add_launches();
+    add->set_kind(Launch::KERNEL);
+    add->set_kernel(0);
+    for (int d = 0; d < 3; ++d) {
+      add->add_grid(1);
+      add->add_block(d == 0 ? 32 : 1);
+    }
+    addRef(add, BufferRef::ARENA, 0, 0);
+    addRef(add, BufferRef::OUTPUT, 0);
+    return kiln::test::serialize(m, sections);
+  }
+
+  /// Loads `bytes` and creates a cuda:0 session; returns the error or "".
+  std::string open(const std::string &bytes) {
+    if (kiln_status s =
+            kiln_module_load_memory(bytes.data(), bytes.size(), &module)) {
+      std::string message = kiln_status_message(s);
+      kiln_status_free(s);
+      return message;
+    }
+    kiln_status s = kiln_session_create(module, "cuda:0", &session);
+    std::string message = s ? kiln_status_message(s) : "";
+    kiln_status_free(s);
+    return message;
+  }
+
+  std::string run(float x0, float *y, bool async = false) {
+    float x[4] = {x0, x0 + 1, x0 + 2, x0 + 3};
+    kiln_tensor in = tensor4(x), out = tensor4(y);
+    kiln_status s =
+        async ? kiln_session_run_async(session, nullptr, &in, 1, &out, 1)
+              : kiln_session_run(session, nullptr, &in, 1, &out, 1);
+    if (!s && async)
+      s = kiln_session_synchronize(session);
+    std::string message = s ? kiln_status_message(s) : "";
+    kiln_status_free(s);
+    return message;
+  }
+
+  kiln_module *module = nullptr;
+  kiln_session *session = nullptr;
+};
+
+TEST_F(CudaRuntime, LoadsTheCubinForTheDeviceArchitecture) {
+  setenv("KILN_MOCK_CUDA_CC", "90", 1);
+  ASSERT_EQ(open(artifact({"sm_80", "sm_90a"})), "");
+  EXPECT_EQ(counter("cubin_loads"), 1);
+  EXPECT_EQ(counter("ptx_loads"), 0);
+  EXPECT_EQ(counter("streams"), 1);
+  float y[4] = {};
+  ASSERT_EQ(run(1.0f, y), "");
+  EXPECT_EQ(y[0], 2.0f);
+  EXPECT_EQ(y[3], 5.0f);
+}
+
+TEST_F(CudaRuntime, JitsThePtxOnANewerDevice) {
+  setenv("KILN_MOCK_CUDA_CC", "89", 1);
+  ASSERT_EQ(open(artifact({"sm_80", "sm_90a"})), "");
+  EXPECT_EQ(counter("cubin_loads"), 0);
+  EXPECT_EQ(counter("ptx_loads"), 1);
+}
+
+TEST_F(CudaRuntime, WrongArchitectureWithoutPtxIsAClearError) {
+  setenv("KILN_MOCK_CUDA_CC", "80", 1);
+  std::string error = open(artifact({"sm_90a"}, /*cubins=*/true, /*ptx=*/false));
+  EXPECT_NE(error.find("kernel 'add_one' has no cubin for sm_80 and no PTX an "
+                       "sm_80 device can JIT; compile with --target cuda:sm_80"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(session, nullptr);
+}
+
+TEST_F(CudaRuntime, PtxForANewerArchitectureIsNotUsed) {
+  setenv("KILN_MOCK_CUDA_CC", "80", 1);
+  std::string error = open(artifact({"sm_90a"}, /*cubins=*/false));
+  EXPECT_NE(error.find("no cubin for sm_80"), std::string::npos) << error;
+}
+
+TEST_F(CudaRuntime, OutOfDeviceMemoryIsAClearError) {
+  // The arena (64 bytes) does not fit.
+  setenv("KILN_MOCK_CUDA_MEMORY_BYTES", "32", 1);
+  std::string error = open(artifact({"sm_80"}));
+  EXPECT_NE(error.find("cuMemAlloc (arena) failed: out of memory"),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find("needs more device memory than is free on cuda:0"),
+            std::string::npos)
+      << error;
+}
+
+TEST_F(CudaRuntime, OutOfMemoryOnTheFirstRunLeavesTheSessionUsable) {
+  // The arena fits; the entry point's 16-byte input and output buffers,
+  // allocated on its first run, do not.
+  setenv("KILN_MOCK_CUDA_MEMORY_BYTES", "80", 1);
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  float y[4] = {};
+  std::string error = run(1.0f, y);
+  EXPECT_NE(error.find("cuMemAlloc (outputs) failed: out of memory"),
+            std::string::npos)
+      << error;
+  setenv("KILN_MOCK_CUDA_MEMORY_BYTES", "1000", 1);
+  EXPECT_EQ(run(1.0f, y), "");
+  EXPECT_EQ(y[0], 2.0f);
+}
+
+TEST_F(CudaRuntime, CapturesOneGraphPerEntryPointAndReplaysIt) {
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  for (float x0 : {1.0f, 10.0f, 100.0f}) {
+    float y[4] = {};
+    ASSERT_EQ(run(x0, y), "");
+    EXPECT_EQ(y[0], x0 + 1) << "run with x0 = " << x0;
+    EXPECT_EQ(y[3], x0 + 4);
+  }
+  EXPECT_EQ(counter("captures"), 1);
+  EXPECT_EQ(counter("graph_launches"), 3);
+  EXPECT_EQ(counter("kernels_run"), 3);
+}
+
+TEST_F(CudaRuntime, GraphsCanBeTurnedOff) {
+  setenv("KILN_CUDA_GRAPHS", "0", 1);
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  float y[4] = {};
+  ASSERT_EQ(run(1.0f, y), "");
+  ASSERT_EQ(run(2.0f, y), "");
+  EXPECT_EQ(y[0], 3.0f);
+  EXPECT_EQ(counter("captures"), 0);
+  EXPECT_EQ(counter("graph_launches"), 0);
+  EXPECT_EQ(counter("kernels_run"), 2);
+}
+
+TEST_F(CudaRuntime, AsynchronousRunThenSynchronize) {
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  float y[4] = {};
+  ASSERT_EQ(run(7.0f, y, /*async=*/true), "");
+  EXPECT_EQ(y[0], 8.0f);
+  EXPECT_EQ(y[3], 11.0f);
+}
+
+TEST_F(CudaRuntime, ProfileTimesEveryLaunchWithEvents) {
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  ASSERT_EQ(kiln_module_launch_count(module, 0), 2u);
+  EXPECT_STREQ(kiln_module_launch_kernel(module, 0, 0), "(copy)");
+  EXPECT_STREQ(kiln_module_launch_kernel(module, 0, 1), "add_one");
+  EXPECT_EQ(kiln_module_launch_kernel(module, 0, 2), nullptr);
+  float x[4] = {1, 2, 3, 4}, y[4] = {};
+  kiln_tensor in = tensor4(x), out = tensor4(y);
+  double ms[4] = {-1, -1, -1, -1};
+  size_t count = 0;
+  kiln_status s = kiln_session_profile(session, nullptr, &in, 1, &out, 1, 5,
+                                       ms, 4, &count);
+  ASSERT_EQ(s, nullptr) << kiln_status_message(s);
+  ASSERT_EQ(count, 2u);
+  EXPECT_EQ(ms[0], 0.0);   // the copy: the mock's clock advances on kernels
+  EXPECT_EQ(ms[1], 0.25);  // per run, averaged over 5
+  EXPECT_EQ(y[3], 5.0f);
+  EXPECT_EQ(counter("kernels_run"), 5);
+}
+
+TEST_F(CudaRuntime, ProfileOnTheCpuTimesEveryLaunch) {
+  // The same API on a CPU session (no kernels: a copy-only artifact).
+  Manifest m;
+  m.set_target("cpu");
+  m.set_arena_bytes(0);
+  auto *entry = m.add_entry_points();
+  entry->set_name("main");
+  addSpec(entry->add_inputs(), "x", {4});
+  addSpec(entry->add_outputs(), "y", {4});
+  Launch *copy = entry->add_launches();
+  copy->set_kind(Launch::COPY);
+  addRef(copy, BufferRef::OUTPUT, 0);
+  addRef(copy, BufferRef::INPUT, 0);
+  std::string bytes = kiln::test::serialize(m, std::string());
+  ASSERT_EQ(kiln_module_load_memory(bytes.data(), bytes.size(), &module),
+            nullptr);
+  ASSERT_EQ(kiln_session_create(module, "cpu", &session), nullptr);
+  float x[4] = {1, 2, 3, 4}, y[4] = {};
+  kiln_tensor in = tensor4(x), out = tensor4(y);
+  double ms[1] = {-1};
+  size_t count = 0;
+  ASSERT_EQ(kiln_session_profile(session, nullptr, &in, 1, &out, 1, 3, ms, 1,
+                                 &count),
+            nullptr);
+  EXPECT_EQ(count, 1u);
+  EXPECT_GE(ms[0], 0.0);
+  EXPECT_EQ(y[2], 3.0f);
+  ASSERT_EQ(kiln_session_run_async(session, nullptr, &in, 1, &out, 1), nullptr);
+  EXPECT_EQ(kiln_session_synchronize(session), nullptr);
+}
+
+TEST_F(CudaRuntime, GpuLaunchWithoutAGridIsRejectedAtLoad) {
+  Manifest m;
+  kiln::artifact::Manifest parsed;
+  std::string bytes = artifact({"sm_80"});
+  // Drop the grid and block of the kernel launch.
+  kiln_artifact_header header;
+  std::memcpy(&header, bytes.data(), sizeof(header));
+  ASSERT_TRUE(parsed.ParseFromArray(bytes.data() + header.manifest_offset,
+                                    header.manifest_size));
+  Launch *add = parsed.mutable_entry_points(0)->mutable_launches(1);
+  add->clear_grid();
+  add->clear_block();
+  std::string manifestBytes;
+  parsed.SerializeToString(&manifestBytes);
+  bytes.resize(header.manifest_offset);
+  header.manifest_size = manifestBytes.size();
+  header.file_size = bytes.size() + manifestBytes.size();
+  std::memcpy(bytes.data(), &header, sizeof(header));
+  bytes += manifestBytes;
+  std::string error = open(bytes);
+  EXPECT_NE(error.find("has a launch with a malformed grid or block"),
+            std::string::npos)
+      << error;
+}
+
+} // namespace
