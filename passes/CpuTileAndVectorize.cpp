@@ -66,6 +66,11 @@ struct KilnCpuTileAndVectorizePass final
   }
 
   void tileAndVectorize(RewriterBase &rewriter, linalg::LinalgOp op) {
+    // Bool tensors are one byte per element in memory, but vectors of i1
+    // are bit-packed: such ops stay scalar.
+    for (Value operand : op->getOperands())
+      if (getElementTypeOrSelf(operand.getType()).isInteger(1))
+        return;
     SmallVector<int64_t> interchange;
     std::optional<SmallVector<int64_t>> sizes = chooseTileSizes(op, interchange);
     if (!sizes)

@@ -101,6 +101,8 @@ private:
 void registerElementwiseOps(OpRegistry &registry);
 void registerShapeOps(OpRegistry &registry);
 void registerLinalgOps(OpRegistry &registry);
+void registerMathOps(OpRegistry &registry);
+void registerReduceOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

@@ -38,12 +38,46 @@ const OpHandler *OpRegistry::lookup(StringRef opType, int64_t opset,
   return &std::prev(version)->second;
 }
 
+namespace {
+/// The ai.onnx schema versions of every op (OpVersions.inc).
+struct OpVersionTable {
+  int64_t maxOpset = 0;
+  llvm::StringMap<std::vector<int64_t>> versions;
+  OpVersionTable() {
+#define KILN_ONNX_MAX_OPSET(n) maxOpset = n;
+#define KILN_ONNX_OP(name, ...) versions[name] = std::vector<int64_t> __VA_ARGS__;
+#include "frontend/onnx/OpVersions.inc"
+#undef KILN_ONNX_OP
+#undef KILN_ONNX_MAX_OPSET
+  }
+};
+const OpVersionTable &opVersions() {
+  static const OpVersionTable table;
+  return table;
+}
+} // namespace
+
+int64_t maxSupportedOpset() { return opVersions().maxOpset; }
+
+int64_t onnxOpVersion(StringRef opType, int64_t opset) {
+  auto it = opVersions().versions.find(opType);
+  if (it == opVersions().versions.end())
+    return 0;
+  int64_t version = 0;
+  for (int64_t v : it->second)
+    if (v <= opset)
+      version = v;
+  return version;
+}
+
 static const OpRegistry &getRegistry() {
   static const OpRegistry registry = [] {
     OpRegistry r;
     registerElementwiseOps(r);
     registerShapeOps(r);
     registerLinalgOps(r);
+    registerMathOps(r);
+    registerReduceOps(r);
     return r;
   }();
   return registry;
@@ -137,8 +171,8 @@ GraphImporter::importValueType(const kiln_onnx::ValueInfoProto &info,
                                StringRef role) {
   if (!info.type().has_tensor_type()) {
     fileError() << path << ": graph " << role << " '" << info.name()
-                << "' is not a tensor; only tensor inputs and outputs are "
-                   "supported";
+                << "' is not a tensor; sequence, map and optional values are "
+                   "not supported (only tensor inputs and outputs are)";
     return std::nullopt;
   }
   const auto &tensorType = info.type().tensor_type();
@@ -203,7 +237,10 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
     InFlightDiagnostic diag = emitError(loc);
     diag << path << ": node '" << name << "' (op '" << node.op_type()
          << "', domain 'ai.onnx', opset " << opset << "): ";
-    if (oldest)
+    if (!onnxOpVersion(node.op_type(), opset))
+      diag << "'" << node.op_type() << "' is not an ai.onnx op at opset "
+           << opset << "; check the op type and the model's opset imports";
+    else if (oldest)
       diag << "op '" << node.op_type() << "' is supported from opset "
            << oldest << " on; re-export the model with a newer opset";
     else
@@ -220,12 +257,20 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
     if (entry.domain().empty() || entry.domain() == "ai.onnx")
       opset = entry.version();
   if (opset == 0) {
-    fileError() << path << ": the model imports no ai.onnx opset";
+    InFlightDiagnostic diag = fileError();
+    diag << path << ": the model imports no ai.onnx opset";
+    for (const auto &entry : model.opset_import())
+      diag << (&entry == &model.opset_import(0) ? " (only '" : "', '")
+           << entry.domain();
+    if (model.opset_import_size())
+      diag << "')";
+    diag << "; ops outside the ai.onnx domain are not supported";
     return {};
   }
-  if (opset < 7 || opset > 23) {
+  if (opset < 7 || opset > maxSupportedOpset()) {
     fileError() << path << ": ai.onnx opset " << opset
-                << " is not supported; Kiln supports opsets 7 to 23";
+                << " is not supported; Kiln supports opsets 7 to "
+                << maxSupportedOpset();
     return {};
   }
   const kiln_onnx::GraphProto &graph = model.graph();

@@ -1,4 +1,4 @@
-//===- OpsLinalg.cpp - ONNX contractions, softmax and reductions ----------===//
+//===- OpsLinalg.cpp - ONNX contractions and softmax ----------===//
 #include "dialects/kiln/KilnDialect.h"
 #include "frontend/onnx/Builders.h"
 
@@ -196,80 +196,6 @@ LogicalResult importSoftmax1(NodeContext &ctx) {
   return ctx.setOutputs(buildReshape(b, loc, softmax, type.getShape()));
 }
 
-/// ReduceMean over `axes` (all when empty, unless `noopWithEmptyAxes`).
-LogicalResult importReduceMean(NodeContext &ctx, std::vector<int64_t> axes,
-                               bool noopWithEmptyAxes) {
-  Value x = ctx.input(0);
-  if (!x)
-    return failure();
-  RankedTensorType type = ctx.inputType(0);
-  Type element = type.getElementType();
-  if (!isa<FloatType>(element))
-    return ctx.error() << "ReduceMean supports float inputs only, got "
-                       << type;
-  int64_t rank = type.getRank();
-  if (axes.empty()) {
-    if (noopWithEmptyAxes)
-      return ctx.setOutputs(x);
-    for (int64_t i = 0; i < rank; ++i)
-      axes.push_back(i);
-  }
-  SmallVector<bool> reduced(rank, false);
-  for (int64_t axis : axes) {
-    auto normalized = normalizeAxis(ctx, axis, rank);
-    if (!normalized)
-      return failure();
-    reduced[*normalized] = true;
-  }
-  bool keepDims = ctx.intAttr("keepdims", 1) != 0;
-
-  OpBuilder &b = ctx.b();
-  Location loc = ctx.getLoc();
-  MLIRContext *mctx = b.getContext();
-  SmallVector<int64_t> outShape, keptShape;
-  SmallVector<AffineExpr> outExprs;
-  SmallVector<utils::IteratorType> iterators;
-  int64_t count = 1;
-  for (int64_t i = 0; i < rank; ++i) {
-    if (reduced[i]) {
-      count *= type.getShape()[i];
-      iterators.push_back(utils::IteratorType::reduction);
-      keptShape.push_back(1);
-      continue;
-    }
-    iterators.push_back(utils::IteratorType::parallel);
-    outShape.push_back(type.getShape()[i]);
-    keptShape.push_back(type.getShape()[i]);
-    outExprs.push_back(getAffineDimExpr(i, mctx));
-  }
-  auto outType = RankedTensorType::get(outShape, element);
-  Value init = linalg::FillOp::create(
-                   b, loc, scalarConstant(b, loc, element, 0.0),
-                   tensor::EmptyOp::create(b, loc, outShape, element).getResult())
-                   .getResult(0);
-  SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, mctx),
-                                 AffineMap::get(rank, 0, outExprs, mctx)};
-  Value sum =
-      linalg::GenericOp::create(
-          b, loc, TypeRange{outType}, ValueRange{x}, ValueRange{init}, maps,
-          iterators,
-          [&](OpBuilder &nb, Location nl, ValueRange args) {
-            linalg::YieldOp::create(
-                nb, nl, arith::AddFOp::create(nb, nl, args[1], args[0]).getResult());
-          })
-          .getResult(0);
-  Value mean = buildElementwise(
-      ctx, {sum}, element, [&](OpBuilder &nb, Location nl, ValueRange args) {
-        return arith::DivFOp::create(
-            nb, nl, args[0],
-            scalarConstant(nb, nl, element, static_cast<double>(count)));
-      });
-  if (!mean)
-    return failure();
-  return ctx.setOutputs(keepDims ? buildReshape(b, loc, mean, keptShape)
-                                 : mean);
-}
-
 } // namespace
 
 void registerLinalgOps(OpRegistry &registry) {
@@ -277,24 +203,6 @@ void registerLinalgOps(OpRegistry &registry) {
   registry.on("Gemm", 7, importGemm);
   registry.on("Softmax", 1, importSoftmax1);
   registry.on("Softmax", 13, importSoftmax13);
-  // ReduceMean: axes is an attribute before opset 18 and an optional input
-  // from 18 on, where noop_with_empty_axes also appears.
-  registry.on("ReduceMean", 1, [](NodeContext &ctx) -> LogicalResult {
-    auto axes = ctx.intsAttr("axes");
-    return importReduceMean(ctx, axes ? *axes : std::vector<int64_t>{},
-                            /*noopWithEmptyAxes=*/false);
-  });
-  registry.on("ReduceMean", 18, [](NodeContext &ctx) -> LogicalResult {
-    std::vector<int64_t> axes;
-    if (ctx.hasInput(1)) {
-      auto constant = ctx.constantInts(1);
-      if (!constant)
-        return failure();
-      axes = *constant;
-    }
-    return importReduceMean(ctx, axes,
-                            ctx.intAttr("noop_with_empty_axes", 0) != 0);
-  });
 }
 
 } // namespace kiln::onnx
