@@ -7,6 +7,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/BuiltinTypes.h"
+#include "llvm/ADT/APFloat.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -66,6 +67,10 @@ double toDouble(uint64_t bits, Type type) {
     std::memcpy(&f, &b, 4);
     return f;
   }
+  if (type.isF16() || type.isBF16())
+    return APFloat(cast<FloatType>(type).getFloatSemantics(),
+                   APInt(16, bits & 0xffff))
+        .convertToDouble();
   double d;
   std::memcpy(&d, &bits, 8);
   return d;
@@ -76,6 +81,15 @@ uint64_t fromDouble(double value, Type type) {
     uint32_t b;
     std::memcpy(&b, &f, 4);
     return b;
+  }
+  if (type.isF16() || type.isBF16()) {
+    // Rounded once, from double, to nearest even: what the GPU's
+    // conversion instructions do.
+    APFloat f(value);
+    bool lost = false;
+    f.convert(cast<FloatType>(type).getFloatSemantics(),
+              APFloat::rmNearestTiesToEven, &lost);
+    return f.bitcastToAPInt().getZExtValue();
   }
   uint64_t b;
   std::memcpy(&b, &value, 8);
@@ -744,7 +758,7 @@ private:
       return false;
     }
     Type type = op.getResult(0).getType();
-    if (!type.isIntOrIndexOrFloat() || type.isF16() || type.isBF16()) {
+    if (!type.isIntOrIndexOrFloat()) {
       fail(&op, "has a result type the simulator does not model");
       return false;
     }
@@ -802,6 +816,24 @@ private:
     else if (isa<math::LogOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::log(a); }); };
     else if (isa<math::TanhOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::tanh(a); }); };
     else if (isa<math::ErfOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::erf(a); }); };
+    else if (isa<math::SinOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::sin(a); }); };
+    else if (isa<math::CosOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::cos(a); }); };
+    else if (isa<math::TanOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::tan(a); }); };
+    else if (isa<math::AsinOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::asin(a); }); };
+    else if (isa<math::AcosOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::acos(a); }); };
+    else if (isa<math::AtanOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::atan(a); }); };
+    else if (isa<math::SinhOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::sinh(a); }); };
+    else if (isa<math::CoshOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::cosh(a); }); };
+    else if (isa<math::Log1pOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::log1p(a); }); };
+    else if (isa<math::ExpM1Op>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::expm1(a); }); };
+    else if (isa<math::Log2Op>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::log2(a); }); };
+    else if (isa<math::Exp2Op>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::exp2(a); }); };
+    else if (isa<math::TruncOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::trunc(a); }); };
+    else if (isa<math::RoundOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return std::round(a); }); };
+    else if (isa<math::RsqrtOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto) { return 1 / std::sqrt(a); }); };
+    else if (isa<math::Atan2Op>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return std::atan2(a, b); }); };
+    else if (isa<arith::RemFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return std::fmod(a, b); }); };
+    else if (isa<math::AbsIOp>(op)) fn = [&](unsigned t) { return truncTo(static_cast<uint64_t>(s(0, t) < 0 ? -s(0, t) : s(0, t)), w); };
     else if (isa<math::PowFOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return std::pow(a, b); }); };
     else if (isa<math::CopySignOp>(op)) fn = [&](unsigned t) { return f32op(t, [](auto a, auto b) { return std::copysign(a, b); }); };
     else if (isa<math::FmaOp>(op)) fn = [&](unsigned t) {

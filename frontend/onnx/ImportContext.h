@@ -103,6 +103,7 @@ void registerShapeOps(OpRegistry &registry);
 void registerLinalgOps(OpRegistry &registry);
 void registerMathOps(OpRegistry &registry);
 void registerReduceOps(OpRegistry &registry);
+void registerTensorOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

@@ -78,6 +78,7 @@ static const OpRegistry &getRegistry() {
     registerLinalgOps(r);
     registerMathOps(r);
     registerReduceOps(r);
+    registerTensorOps(r);
     return r;
   }();
   return registry;
@@ -284,15 +285,55 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
 
   SmallVector<Type> argTypes;
   SmallVector<std::string> argNames;
+  // Inputs frozen to constants, imported like initializers below.
+  std::vector<kiln_onnx::TensorProto> frozen;
+  llvm::StringSet<> graphInputs;
   for (const auto &input : graph.input()) {
+    graphInputs.insert(input.name());
     if (initializerNames.contains(input.name()))
       continue; // an initializer listed as an input (IR version < 4)
     auto type = importValueType(input, "input");
     if (!type)
       return {};
+    auto constant = options.constantInputs.find(input.name());
+    if (constant != options.constantInputs.end()) {
+      auto buffer = llvm::MemoryBuffer::getFile(constant->second);
+      kiln_onnx::TensorProto tensor;
+      if (!buffer || !tensor.ParseFromArray((*buffer)->getBufferStart(),
+                                            (*buffer)->getBufferSize())) {
+        fileError() << path << ": --constant-input " << input.name()
+                    << ": cannot read an ONNX TensorProto from '"
+                    << constant->second << "'";
+        return {};
+      }
+      tensor.set_name(input.name());
+      Type element = toElementType(&context, tensor.data_type());
+      auto shape = tensorShape(tensor);
+      if (element != type->getElementType() ||
+          static_cast<int64_t>(shape.size()) != type->getRank() ||
+          !llvm::all_of(llvm::zip(shape, type->getShape()), [](auto p) {
+            return std::get<1>(p) == ShapedType::kDynamic ||
+                   std::get<0>(p) == std::get<1>(p);
+          })) {
+        fileError() << path << ": --constant-input " << input.name()
+                    << ": the tensor in '" << constant->second << "' is "
+                    << dataTypeName(tensor.data_type()) << "["
+                    << llvm::make_range(shape.begin(), shape.end())
+                    << "] but the input is " << *type;
+        return {};
+      }
+      frozen.push_back(std::move(tensor));
+      continue;
+    }
     argTypes.push_back(*type);
     argNames.push_back(input.name());
   }
+  for (const auto &entry : options.constantInputs)
+    if (!graphInputs.contains(entry.getKey())) {
+      fileError() << path << ": --constant-input " << entry.getKey().str()
+                  << ": the graph has no input of that name";
+      return {};
+    }
   auto func = func::FuncOp::create(b, fileLoc, options.entryName,
                                    b.getFunctionType(argTypes, {}));
   Block *entry = func.addEntryBlock();
@@ -306,6 +347,12 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
     if (!value)
       return {};
     bind(init.name(), value);
+  }
+  for (const auto &tensor : frozen) {
+    Value value = importTensor(b, fileLoc, tensor, "constant input");
+    if (!value)
+      return {};
+    bind(tensor.name(), value);
   }
   for (int i = 0; i < graph.node_size(); ++i)
     if (failed(importNode(b, graph.node(i), i)))

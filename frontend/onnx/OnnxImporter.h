@@ -13,6 +13,9 @@ namespace kiln::onnx {
 struct ImportOptions {
   /// Values for symbolic input dims (`--dim NAME=VALUE`).
   llvm::StringMap<int64_t> dims;
+  /// Graph inputs frozen to constants (`--constant-input NAME=@FILE.pb`):
+  /// input name -> path of a serialized TensorProto.
+  llvm::StringMap<std::string> constantInputs;
   /// Name of the function the graph becomes.
   std::string entryName = "main";
 };

@@ -40,6 +40,11 @@ Compiles an ONNX model into a Kiln artifact (or prints an IR level).
                          CUDA_PATH, PATH, /usr/local/cuda)
   --precision fp32       compute precision
   --dim NAME=VALUE       value of a symbolic input dim (repeatable)
+  --constant-input NAME=@FILE.pb
+                         freeze graph input NAME to the ONNX TensorProto in
+                         FILE: it becomes a constant of the model (for
+                         inputs that decide shapes, such as axes, pads or
+                         target shapes), and the artifact no longer takes it
   --cpu host|NAME        CPU to generate code for (default: this machine's)
   --emit KIND            artifact (default), mlir (graph IR as imported),
                          dispatch-mlir (dispatch IR), kernel-mlir (kernel
@@ -107,6 +112,13 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
         break;
       }
       o.import.dims[name] = n;
+    } else if (takeOption(args, i, "--constant-input", value, error)) {
+      size_t at = value.find("=@");
+      if (at == std::string::npos || at == 0 || at + 2 == value.size()) {
+        error = "--constant-input expects NAME=@FILE.pb, got '" + value + "'";
+        break;
+      }
+      o.import.constantInputs[value.substr(0, at)] = value.substr(at + 2);
     } else if (arg == "--help" || arg == "-h") {
       std::fputs(kCompileHelp, stdout);
       std::exit(0);
