@@ -142,6 +142,13 @@ Value scalarConstant(OpBuilder &b, Location loc, Type type, double value) {
       b, loc, b.getIntegerAttr(type, static_cast<int64_t>(value)));
 }
 
+Value buildEmptyConstant(OpBuilder &b, Location loc, ArrayRef<int64_t> shape,
+                         Type element) {
+  auto type = RankedTensorType::get(shape, element);
+  return arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::getFromRawBuffer(type, ArrayRef<char>()));
+}
+
 std::optional<int64_t> normalizeAxis(NodeContext &ctx, int64_t axis,
                                      int64_t rank) {
   if (axis < -rank || axis >= rank) {

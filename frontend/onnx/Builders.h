@@ -36,6 +36,24 @@ mlir::Value scalarConstant(mlir::OpBuilder &b, mlir::Location loc,
 std::optional<int64_t> normalizeAxis(NodeContext &ctx, int64_t axis,
                                      int64_t rank);
 
+enum class ReduceKind {
+  Sum, Mean, Max, Min, Prod, SumSquare, L1, L2, LogSum, LogSumExp
+};
+
+/// A linalg reduction of `x` over the dims marked in `reduced` (which are
+/// dropped from the result) with the combiner and prologue of `kind` (Sum,
+/// Max, Min, Prod, SumSquare, L1; the other kinds' epilogues are the
+/// caller's). With `broadcastOperand` (shaped like the result), each element
+/// contributes exp(x - operand) instead: the sum of a stable softmax.
+mlir::Value buildReduce(NodeContext &ctx, mlir::Value x,
+                        llvm::ArrayRef<bool> reduced, ReduceKind kind,
+                        mlir::Value broadcastOperand = {});
+
+/// A zero-element constant of `shape` (which has a 0 dim).
+mlir::Value buildEmptyConstant(mlir::OpBuilder &b, mlir::Location loc,
+                               llvm::ArrayRef<int64_t> shape,
+                               mlir::Type element);
+
 } // namespace kiln::onnx
 
 #endif // KILN_FRONTEND_ONNX_BUILDERS_H

@@ -104,6 +104,7 @@ void registerLinalgOps(OpRegistry &registry);
 void registerMathOps(OpRegistry &registry);
 void registerReduceOps(OpRegistry &registry);
 void registerTensorOps(OpRegistry &registry);
+void registerNormOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

@@ -79,6 +79,7 @@ static const OpRegistry &getRegistry() {
     registerMathOps(r);
     registerReduceOps(r);
     registerTensorOps(r);
+    registerNormOps(r);
     return r;
   }();
   return registry;

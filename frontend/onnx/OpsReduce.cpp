@@ -19,7 +19,7 @@ using namespace mlir;
 namespace kiln::onnx {
 namespace {
 
-enum class Kind { Sum, Mean, Max, Min, Prod, SumSquare, L1, L2, LogSum, LogSumExp };
+using Kind = ReduceKind;
 
 struct ReduceSpec {
   const char *name;
@@ -35,12 +35,16 @@ Value identity(OpBuilder &b, Location loc, Kind kind, Type type) {
   case Kind::Max:
     if (isFloat(type))
       return scalarConstant(b, loc, type, -INFINITY);
+    if (type.isInteger(1))
+      return arith::ConstantOp::create(b, loc, b.getBoolAttr(false));
     return arith::ConstantOp::create(
         b, loc, b.getIntegerAttr(type, APInt::getSignedMinValue(
                                            type.getIntOrFloatBitWidth())));
   case Kind::Min:
     if (isFloat(type))
       return scalarConstant(b, loc, type, INFINITY);
+    if (type.isInteger(1))
+      return arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
     return arith::ConstantOp::create(
         b, loc, b.getIntegerAttr(type, APInt::getSignedMaxValue(
                                            type.getIntOrFloatBitWidth())));
@@ -57,9 +61,13 @@ Value combine(OpBuilder &b, Location loc, Kind kind, Value acc, Value x) {
   bool f = isFloat(acc.getType());
   switch (kind) {
   case Kind::Max:
+    if (acc.getType().isInteger(1))
+      return arith::OrIOp::create(b, loc, acc, x);
     return f ? arith::MaximumFOp::create(b, loc, acc, x).getResult()
              : arith::MaxSIOp::create(b, loc, acc, x).getResult();
   case Kind::Min:
+    if (acc.getType().isInteger(1))
+      return arith::AndIOp::create(b, loc, acc, x);
     return f ? arith::MinimumFOp::create(b, loc, acc, x).getResult()
              : arith::MinSIOp::create(b, loc, acc, x).getResult();
   case Kind::Prod:
@@ -86,10 +94,10 @@ Value prologue(OpBuilder &b, Location loc, Kind kind, Value x) {
   }
 }
 
-/// A reduction of `x` over `reduced` dims; `pre` maps each element first
-/// (it also receives the other inputs' elements, broadcast like `x`).
-Value reduce(NodeContext &ctx, Value x, ArrayRef<bool> reduced, Kind kind,
-             Value broadcastOperand = {}) {
+} // namespace
+
+Value buildReduce(NodeContext &ctx, Value x, ArrayRef<bool> reduced,
+                  ReduceKind kind, Value broadcastOperand) {
   OpBuilder &b = ctx.b();
   Location loc = ctx.getLoc();
   MLIRContext *mctx = b.getContext();
@@ -114,6 +122,13 @@ Value reduce(NodeContext &ctx, Value x, ArrayRef<bool> reduced, Kind kind,
                              tensor::EmptyOp::create(b, loc, outShape, element)
                                  .getResult())
           .getResult(0);
+  // Nothing to fold over an empty slice: the identity is the result.
+  if (type.getNumElements() == 0) {
+    auto outType = RankedTensorType::get(outShape, element);
+    Attribute fill =
+        identity(b, loc, kind, element).getDefiningOp<arith::ConstantOp>().getValue();
+    return arith::ConstantOp::create(b, loc, DenseElementsAttr::get(outType, fill));
+  }
   SmallVector<Value> inputs = {x};
   SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, mctx)};
   if (broadcastOperand) {
@@ -136,6 +151,8 @@ Value reduce(NodeContext &ctx, Value x, ArrayRef<bool> reduced, Kind kind,
       .getResult(0);
 }
 
+namespace {
+
 LogicalResult importReduce(NodeContext &ctx, const ReduceSpec &spec,
                            std::vector<int64_t> axes, bool noopWithEmptyAxes) {
   Value x = ctx.input(0);
@@ -145,7 +162,8 @@ LogicalResult importReduce(NodeContext &ctx, const ReduceSpec &spec,
   Type element = type.getElementType();
   bool floatOnly = spec.kind == Kind::Mean || spec.kind == Kind::L2 ||
                    spec.kind == Kind::LogSum || spec.kind == Kind::LogSumExp;
-  if (element.isInteger(1) || (floatOnly && !isFloat(element)))
+  bool boolOk = spec.kind == Kind::Max || spec.kind == Kind::Min;
+  if ((element.isInteger(1) && !boolOk) || (floatOnly && !isFloat(element)))
     return ctx.error() << spec.name << " takes "
                        << (floatOnly ? "float" : "float or integer")
                        << " inputs, got " << type;
@@ -176,8 +194,8 @@ LogicalResult importReduce(NodeContext &ctx, const ReduceSpec &spec,
   if (spec.kind == Kind::LogSumExp) {
     // log(sum(exp(x - m))) + m with m the max, so that large inputs do not
     // overflow; an all -inf (or empty) slice gives -inf.
-    Value max = reduce(ctx, x, reduced, Kind::Max);
-    Value sum = reduce(ctx, x, reduced, Kind::Sum, max);
+    Value max = buildReduce(ctx, x, reduced, Kind::Max);
+    Value sum = buildReduce(ctx, x, reduced, Kind::Sum, max);
     result = buildElementwise(
         ctx, {sum, max}, element,
         [&](OpBuilder &nb, Location nl, ValueRange args) -> Value {
@@ -190,7 +208,7 @@ LogicalResult importReduce(NodeContext &ctx, const ReduceSpec &spec,
                                        m);
         });
   } else {
-    result = reduce(ctx, x, reduced, spec.kind);
+    result = buildReduce(ctx, x, reduced, spec.kind);
     if (spec.kind == Kind::Mean || spec.kind == Kind::L2 ||
         spec.kind == Kind::LogSum)
       result = buildElementwise(

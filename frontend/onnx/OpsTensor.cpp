@@ -146,9 +146,7 @@ LogicalResult importConcat(NodeContext &ctx) {
     if (cast<RankedTensorType>(v.getType()).getNumElements() > 0)
       parts.emplace_back(v, offset);
   if (parts.empty() || llvm::is_contained(shape, 0))
-    return ctx.setOutputs(tensor::EmptyOp::create(ctx.b(), ctx.getLoc(), shape,
-                                                  first.getElementType())
-                              .getResult());
+    return ctx.setOutputs(buildEmptyConstant(ctx.b(), ctx.getLoc(), shape, first.getElementType()));
   Value out = buildIndexed(
       ctx.b(), ctx.getLoc(), shape, first.getElementType(),
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
@@ -262,7 +260,7 @@ LogicalResult importSlice(NodeContext &ctx, bool fromInputs) {
   }
   if (llvm::is_contained(shape, 0))
     return ctx.setOutputs(
-        tensor::EmptyOp::create(ctx.b(), ctx.getLoc(), shape, element).getResult());
+        buildEmptyConstant(ctx.b(), ctx.getLoc(), shape, element));
   Value out = buildIndexed(
       ctx.b(), ctx.getLoc(), shape, element,
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
@@ -322,9 +320,7 @@ LogicalResult importGather(NodeContext &ctx) {
     return ctx.setOutputs(int64Constant(ctx.b(), ctx.getLoc(), values, shape));
   }
   if (llvm::is_contained(shape, 0))
-    return ctx.setOutputs(tensor::EmptyOp::create(ctx.b(), ctx.getLoc(), shape,
-                                                  type.getElementType())
-                              .getResult());
+    return ctx.setOutputs(buildEmptyConstant(ctx.b(), ctx.getLoc(), shape, type.getElementType()));
   int64_t indexRank = indexType.getRank();
   Value out = buildIndexed(
       ctx.b(), ctx.getLoc(), shape, type.getElementType(),
@@ -453,9 +449,7 @@ LogicalResult importTile(NodeContext &ctx) {
     shape.push_back(type.getShape()[d] * (*repeats)[d]);
   }
   if (llvm::is_contained(shape, 0))
-    return ctx.setOutputs(tensor::EmptyOp::create(ctx.b(), ctx.getLoc(), shape,
-                                                  type.getElementType())
-                              .getResult());
+    return ctx.setOutputs(buildEmptyConstant(ctx.b(), ctx.getLoc(), shape, type.getElementType()));
   Value out = buildIndexed(
       ctx.b(), ctx.getLoc(), shape, type.getElementType(),
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
@@ -593,8 +587,8 @@ LogicalResult importSplit(NodeContext &ctx, bool splitIsInput) {
     int64_t begin = offset;
     offset += size;
     if (size == 0) {
-      results.push_back(tensor::EmptyOp::create(ctx.b(), ctx.getLoc(), shape,
-                                                type.getElementType()));
+      results.push_back(buildEmptyConstant(ctx.b(), ctx.getLoc(), shape,
+                                           type.getElementType()));
       continue;
     }
     results.push_back(buildIndexed(

@@ -1,0 +1,403 @@
+//===- OpsNorm.cpp - ONNX normalizations and softmax relatives ------------===//
+//
+// Each is built from reductions (buildReduce) over the normalized axes and
+// elementwise ops that broadcast the reduced statistics back; the generic
+// fusion of the graph pipeline merges the elementwise parts.
+//
+//===----------------------------------------------------------------------===//
+#include "frontend/onnx/Builders.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+
+using namespace mlir;
+
+namespace kiln::onnx {
+namespace {
+
+/// `reduced` marks the dims from `axis` on (softmax family) or listed.
+SmallVector<bool> fromAxis(int64_t rank, int64_t axis) {
+  SmallVector<bool> reduced(rank, false);
+  for (int64_t d = axis; d < rank; ++d)
+    reduced[d] = true;
+  return reduced;
+}
+
+/// The reduced result reshaped so that it broadcasts against the input.
+Value keepDims(NodeContext &ctx, Value reducedValue, RankedTensorType type,
+               ArrayRef<bool> reduced) {
+  SmallVector<int64_t> shape;
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    shape.push_back(reduced[d] ? 1 : type.getShape()[d]);
+  return buildReshape(ctx.b(), ctx.getLoc(), reducedValue, shape);
+}
+
+Value cst(OpBuilder &b, Location loc, Type type, double v) {
+  return scalarConstant(b, loc, type, v);
+}
+
+/// mean and 1/sqrt(var + epsilon) over `reduced`, both kept-dims shaped.
+std::pair<Value, Value> moments(NodeContext &ctx, Value x, ArrayRef<bool> reduced,
+                                double epsilon) {
+  auto type = cast<RankedTensorType>(x.getType());
+  Type element = type.getElementType();
+  int64_t count = 1;
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    if (reduced[d])
+      count *= type.getShape()[d];
+  Value sum = keepDims(ctx, buildReduce(ctx, x, reduced, ReduceKind::Sum), type,
+                       reduced);
+  Value mean = buildElementwise(
+      ctx, {sum}, element, [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        return arith::DivFOp::create(b, l, a[0], cst(b, l, element, count));
+      });
+  Value centered = buildElementwise(
+      ctx, {x, mean}, element, [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        Value d = arith::SubFOp::create(b, l, a[0], a[1]);
+        return arith::MulFOp::create(b, l, d, d);
+      });
+  Value sq = keepDims(ctx, buildReduce(ctx, centered, reduced, ReduceKind::Sum),
+                      type, reduced);
+  Value invStd = buildElementwise(
+      ctx, {sq}, element, [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        Value var = arith::DivFOp::create(b, l, a[0], cst(b, l, element, count));
+        return math::RsqrtOp::create(
+            b, l, arith::AddFOp::create(b, l, var, cst(b, l, element, epsilon)));
+      });
+  return {mean, invStd};
+}
+
+bool checkFloat(NodeContext &ctx, const char *op) {
+  if (!isa<FloatType>(ctx.inputType(0).getElementType())) {
+    ctx.error() << op << " takes float inputs, got " << ctx.inputType(0);
+    return false;
+  }
+  return true;
+}
+
+/// LogSoftmax and the softmax-family ops over `reduced`.
+Value logSoftmax(NodeContext &ctx, Value x, ArrayRef<bool> reduced) {
+  auto type = cast<RankedTensorType>(x.getType());
+  Type element = type.getElementType();
+  Value maxR = buildReduce(ctx, x, reduced, ReduceKind::Max);
+  Value sum = buildReduce(ctx, x, reduced, ReduceKind::Sum, maxR);
+  Value max = keepDims(ctx, maxR, type, reduced);
+  Value logSum = keepDims(ctx, sum, type, reduced);
+  return buildElementwise(
+      ctx, {x, max, logSum}, element,
+      [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        return arith::SubFOp::create(b, l, arith::SubFOp::create(b, l, a[0], a[1]),
+                                     math::LogOp::create(b, l, a[2]));
+      });
+}
+
+LogicalResult importLogSoftmax(NodeContext &ctx, bool flattenSemantics) {
+  Value x = ctx.input(0);
+  if (!x || !checkFloat(ctx, "LogSoftmax"))
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", flattenSemantics ? 1 : -1),
+                            type.getRank());
+  if (!axis)
+    return failure();
+  SmallVector<bool> reduced(type.getRank(), false);
+  if (flattenSemantics)
+    reduced = fromAxis(type.getRank(), *axis);
+  else
+    reduced[*axis] = true;
+  Value out = logSoftmax(ctx, x, reduced);
+  return out ? ctx.setOutputs(out) : failure();
+}
+
+LogicalResult importHardmax(NodeContext &ctx, bool flattenSemantics) {
+  Value x = ctx.input(0);
+  if (!x || !checkFloat(ctx, "Hardmax"))
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", flattenSemantics ? 1 : -1),
+                            type.getRank());
+  if (!axis)
+    return failure();
+  // Flattened semantics: treat dims from axis on as one row.
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  Value data = x;
+  int64_t rowAxis = *axis;
+  if (flattenSemantics) {
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < type.getRank(); ++d)
+      (d < *axis ? outer : inner) *= type.getShape()[d];
+    data = buildReshape(b, loc, x, {outer, inner});
+    rowAxis = 1;
+  }
+  auto dataType = cast<RankedTensorType>(data.getType());
+  // The first index of the maximum: a max reduction, then the smallest index
+  // holding it (a min reduction over "index if equal else size").
+  SmallVector<bool> reduced(dataType.getRank(), false);
+  reduced[rowAxis] = true;
+  Value max = keepDims(ctx, buildReduce(ctx, data, reduced, ReduceKind::Max),
+                       dataType, reduced);
+  int64_t size = dataType.getShape()[rowAxis];
+  Type i64 = b.getI64Type();
+  SmallVector<int64_t> shape(dataType.getShape());
+  Value positions = buildElementwise(
+      ctx, {data, max}, i64, [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        Value i = arith::IndexCastOp::create(
+            nb, l, i64, linalg::IndexOp::create(nb, l, rowAxis));
+        Value eq = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ, a[0], a[1]);
+        return arith::SelectOp::create(nb, l, eq, i, cst(nb, l, i64, size));
+      });
+  Value first = keepDims(ctx, buildReduce(ctx, positions, reduced, ReduceKind::Min),
+                         cast<RankedTensorType>(positions.getType()), reduced);
+  Value out = buildElementwise(
+      ctx, {positions, first}, dataType.getElementType(),
+      [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        Value i = arith::IndexCastOp::create(
+            nb, l, i64, linalg::IndexOp::create(nb, l, rowAxis));
+        Value hit = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, i, a[1]);
+        return arith::SelectOp::create(nb, l, hit,
+                                       cst(nb, l, dataType.getElementType(), 1),
+                                       cst(nb, l, dataType.getElementType(), 0));
+      });
+  if (!out)
+    return failure();
+  return ctx.setOutputs(buildReshape(b, loc, out, type.getShape()));
+}
+
+/// LayerNormalization (17): normalize over dims from `axis`, scale, bias;
+/// the optional Mean and InvStdDev outputs too.
+LogicalResult importLayerNorm(NodeContext &ctx) {
+  Value x = ctx.input(0), scale = ctx.input(1);
+  if (!x || !scale || !checkFloat(ctx, "LayerNormalization"))
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", -1), type.getRank());
+  if (!axis)
+    return failure();
+  if (ctx.hasAttr("stash_type") && ctx.intAttr("stash_type", 1) != 1)
+    return ctx.error() << "stash_type other than 1 (float) is not supported";
+  SmallVector<bool> reduced = fromAxis(type.getRank(), *axis);
+  Type element = type.getElementType();
+  // Statistics in f32 for f16/bf16 inputs, as stash_type=1 asks.
+  Value xs = x;
+  Type stash = element;
+  if (element.getIntOrFloatBitWidth() < 32) {
+    stash = ctx.b().getF32Type();
+    xs = buildElementwise(ctx, {x}, stash, [&](OpBuilder &b, Location l, ValueRange a) {
+      return castScalar(b, l, a[0], stash);
+    });
+  }
+  auto [mean, invStd] = moments(ctx, xs, reduced, ctx.floatAttr("epsilon", 1e-5f));
+  SmallVector<Value> inputs = {xs, mean, invStd, scale};
+  Value bias = ctx.hasInput(2) ? ctx.input(2) : Value();
+  if (bias)
+    inputs.push_back(bias);
+  Value y = buildElementwise(
+      ctx, inputs, element, [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        Value n = arith::MulFOp::create(b, l, arith::SubFOp::create(b, l, a[0], a[1]),
+                                        a[2]);
+        Value r = arith::MulFOp::create(b, l, castScalar(b, l, n, element), a[3]);
+        return bias ? arith::AddFOp::create(b, l, r, a[4]).getResult() : r;
+      });
+  if (!y)
+    return failure();
+  SmallVector<Value> outs = {y};
+  int outputs = ctx.getNode().output_size();
+  if (outputs > 1)
+    outs.push_back(mean);
+  if (outputs > 2)
+    outs.push_back(invStd);
+  return ctx.setOutputs(outs);
+}
+
+/// RMSNormalization (23): x / sqrt(mean(x^2) + epsilon) * scale.
+LogicalResult importRMSNorm(NodeContext &ctx) {
+  Value x = ctx.input(0), scale = ctx.input(1);
+  if (!x || !scale || !checkFloat(ctx, "RMSNormalization"))
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", -1), type.getRank());
+  if (!axis)
+    return failure();
+  SmallVector<bool> reduced = fromAxis(type.getRank(), *axis);
+  Type element = type.getElementType();
+  Type stash = ctx.b().getF32Type();
+  if (element.getIntOrFloatBitWidth() > 32)
+    stash = element;
+  Value xs = buildElementwise(ctx, {x}, stash, [&](OpBuilder &b, Location l, ValueRange a) {
+    return castScalar(b, l, a[0], stash);
+  });
+  int64_t count = 1;
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    if (reduced[d])
+      count *= type.getShape()[d];
+  Value sq = keepDims(ctx, buildReduce(ctx, xs, reduced, ReduceKind::SumSquare),
+                      cast<RankedTensorType>(xs.getType()), reduced);
+  double epsilon = ctx.floatAttr("epsilon", 1e-5f);
+  Value y = buildElementwise(
+      ctx, {xs, sq, scale}, element,
+      [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        Value ms = arith::DivFOp::create(b, l, a[1], cst(b, l, stash, count));
+        Value inv = math::RsqrtOp::create(
+            b, l, arith::AddFOp::create(b, l, ms, cst(b, l, stash, epsilon)));
+        Value n = castScalar(b, l, arith::MulFOp::create(b, l, a[0], inv), element);
+        return arith::MulFOp::create(b, l, n, a[2]);
+      });
+  return y ? ctx.setOutputs(y) : failure();
+}
+
+/// MeanVarianceNormalization: over `axes` (default 0, 2, 3), epsilon 1e-9.
+LogicalResult importMVN(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x || !checkFloat(ctx, "MeanVarianceNormalization"))
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  std::vector<int64_t> axes = ctx.intsAttr("axes").value_or(std::vector<int64_t>{0, 2, 3});
+  SmallVector<bool> reduced(type.getRank(), false);
+  for (int64_t a : axes) {
+    auto axis = normalizeAxis(ctx, a, type.getRank());
+    if (!axis)
+      return failure();
+    reduced[*axis] = true;
+  }
+  auto [mean, invStd] = moments(ctx, x, reduced, 1e-9);
+  Value y = buildElementwise(
+      ctx, {x, mean, invStd}, type.getElementType(),
+      [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        return arith::MulFOp::create(b, l, arith::SubFOp::create(b, l, a[0], a[1]),
+                                     a[2]);
+      });
+  return y ? ctx.setOutputs(y) : failure();
+}
+
+/// scale and bias of shape [C] as [C, 1, ..., 1] for an NC... input.
+Value perChannel(NodeContext &ctx, Value v, int64_t rank) {
+  auto t = cast<RankedTensorType>(v.getType());
+  SmallVector<int64_t> shape = {t.getNumElements()};
+  for (int64_t d = 2; d < rank; ++d)
+    shape.push_back(1);
+  return buildReshape(ctx.b(), ctx.getLoc(), v, shape);
+}
+
+LogicalResult importInstanceNorm(NodeContext &ctx) {
+  Value x = ctx.input(0), scale = ctx.input(1), bias = ctx.input(2);
+  if (!x || !scale || !bias || !checkFloat(ctx, "InstanceNormalization"))
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (type.getRank() < 3)
+    return ctx.error() << "InstanceNormalization needs an N x C x D... input";
+  SmallVector<bool> reduced = fromAxis(type.getRank(), 2);
+  auto [mean, invStd] = moments(ctx, x, reduced, ctx.floatAttr("epsilon", 1e-5f));
+  Value y = buildElementwise(
+      ctx, {x, mean, invStd, perChannel(ctx, scale, type.getRank()),
+            perChannel(ctx, bias, type.getRank())},
+      type.getElementType(), [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        Value n = arith::MulFOp::create(b, l, arith::SubFOp::create(b, l, a[0], a[1]),
+                                        a[2]);
+        return arith::AddFOp::create(b, l, arith::MulFOp::create(b, l, n, a[3]), a[4]);
+      });
+  return y ? ctx.setOutputs(y) : failure();
+}
+
+/// BatchNormalization in inference mode (training_mode = 0).
+LogicalResult importBatchNorm(NodeContext &ctx) {
+  if (ctx.intAttr("training_mode", 0) != 0)
+    return ctx.error() << "BatchNormalization with training_mode=1 is not "
+                          "supported (Kiln compiles inference)";
+  Value x = ctx.input(0);
+  if (!x || !checkFloat(ctx, "BatchNormalization"))
+    return failure();
+  int64_t rank = ctx.inputType(0).getRank();
+  if (rank < 2)
+    return ctx.error() << "BatchNormalization needs an N x C... input";
+  SmallVector<Value> inputs = {x};
+  for (int i = 1; i <= 4; ++i) {
+    Value v = ctx.input(i);
+    if (!v)
+      return failure();
+    inputs.push_back(perChannel(ctx, v, rank));
+  }
+  double epsilon = ctx.floatAttr("epsilon", 1e-5f);
+  Type element = ctx.inputType(0).getElementType();
+  Value y = buildElementwise(
+      ctx, inputs, element, [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        Type t = a[0].getType();
+        Value inv = math::RsqrtOp::create(
+            b, l, arith::AddFOp::create(b, l, castScalar(b, l, a[4], t),
+                                        cst(b, l, t, epsilon)));
+        Value n = arith::MulFOp::create(
+            b, l, arith::SubFOp::create(b, l, a[0], castScalar(b, l, a[3], t)), inv);
+        return arith::AddFOp::create(
+            b, l, arith::MulFOp::create(b, l, n, castScalar(b, l, a[1], t)),
+            castScalar(b, l, a[2], t));
+      });
+  return y ? ctx.setOutputs(y) : failure();
+}
+
+LogicalResult importLpNorm(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x || !checkFloat(ctx, "LpNormalization"))
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", -1), type.getRank());
+  if (!axis)
+    return failure();
+  int64_t p = ctx.intAttr("p", 2);
+  if (p != 1 && p != 2)
+    return ctx.error() << "LpNormalization p must be 1 or 2, got " << p;
+  SmallVector<bool> reduced(type.getRank(), false);
+  reduced[*axis] = true;
+  Value norm = keepDims(
+      ctx, buildReduce(ctx, x, reduced, p == 1 ? ReduceKind::L1 : ReduceKind::SumSquare),
+      type, reduced);
+  Value y = buildElementwise(
+      ctx, {x, norm}, type.getElementType(),
+      [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        Value n = p == 2 ? math::SqrtOp::create(b, l, a[1]).getResult() : a[1];
+        return arith::DivFOp::create(b, l, a[0], n);
+      });
+  return y ? ctx.setOutputs(y) : failure();
+}
+
+LogicalResult importGlobalPool(NodeContext &ctx, bool isMax) {
+  Value x = ctx.input(0);
+  if (!x || !checkFloat(ctx, isMax ? "GlobalMaxPool" : "GlobalAveragePool"))
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (type.getRank() < 3)
+    return ctx.error() << "global pooling needs an N x C x D... input";
+  SmallVector<bool> reduced = fromAxis(type.getRank(), 2);
+  int64_t count = 1;
+  for (int64_t d = 2; d < type.getRank(); ++d)
+    count *= type.getShape()[d];
+  Value r = keepDims(ctx, buildReduce(ctx, x, reduced,
+                                      isMax ? ReduceKind::Max : ReduceKind::Sum),
+                     type, reduced);
+  if (!isMax)
+    r = buildElementwise(ctx, {r}, type.getElementType(),
+                         [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+                           return arith::DivFOp::create(
+                               b, l, a[0], cst(b, l, a[0].getType(), count));
+                         });
+  return r ? ctx.setOutputs(r) : failure();
+}
+
+} // namespace
+
+void registerNormOps(OpRegistry &registry) {
+  registry.on("LogSoftmax", 1, [](NodeContext &c) { return importLogSoftmax(c, true); });
+  registry.on("LogSoftmax", 13, [](NodeContext &c) { return importLogSoftmax(c, false); });
+  registry.on("Hardmax", 1, [](NodeContext &c) { return importHardmax(c, true); });
+  registry.on("Hardmax", 13, [](NodeContext &c) { return importHardmax(c, false); });
+  registry.on("LayerNormalization", 17, importLayerNorm);
+  registry.on("RMSNormalization", 23, importRMSNorm);
+  registry.on("MeanVarianceNormalization", 9, importMVN);
+  registry.on("InstanceNormalization", 6, importInstanceNorm);
+  registry.on("BatchNormalization", 9, importBatchNorm);
+  registry.on("LpNormalization", 1, importLpNorm);
+  registry.on("GlobalAveragePool", 1, [](NodeContext &c) { return importGlobalPool(c, false); });
+  registry.on("GlobalMaxPool", 1, [](NodeContext &c) { return importGlobalPool(c, true); });
+}
+
+} // namespace kiln::onnx
