@@ -238,8 +238,25 @@ private:
         bits = i.getValue().getZExtValue();
       else if (auto f = dyn_cast<FloatAttr>(c.getValue()))
         bits = fromDouble(f.getValueAsDouble(), f.getType());
-      else {
-        fail(&op, "only scalar constants are modelled");
+      else if (auto dense = dyn_cast<DenseElementsAttr>(c.getValue());
+               dense && isa<VectorType>(dense.getType()) &&
+               cast<VectorType>(dense.getType()).getRank() == 1) {
+        // A 1-D vector constant: one uniform Lanes per element.
+        std::vector<Lanes> elements;
+        Type element = dense.getElementType();
+        for (int64_t e = 0; e < dense.getNumElements(); ++e) {
+          uint64_t v = 0;
+          if (isa<FloatType>(element))
+            v = fromDouble(dense.getValues<APFloat>()[e].convertToDouble(),
+                           element);
+          else
+            v = dense.getValues<APInt>()[e].getZExtValue();
+          elements.push_back(Lanes(n, v));
+        }
+        vectors[c.getResult()] = std::move(elements);
+        return true;
+      } else {
+        fail(&op, "only scalar and 1-D vector constants are modelled");
         return false;
       }
       def(c).assign(n, bits);

@@ -105,6 +105,7 @@ void registerMathOps(OpRegistry &registry);
 void registerReduceOps(OpRegistry &registry);
 void registerTensorOps(OpRegistry &registry);
 void registerNormOps(OpRegistry &registry);
+void registerMoreTensorOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

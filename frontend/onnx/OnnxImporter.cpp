@@ -80,6 +80,7 @@ static const OpRegistry &getRegistry() {
     registerReduceOps(r);
     registerTensorOps(r);
     registerNormOps(r);
+    registerMoreTensorOps(r);
     return r;
   }();
   return registry;

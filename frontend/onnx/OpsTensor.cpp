@@ -16,6 +16,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
 using namespace mlir;
@@ -629,6 +630,438 @@ void registerTensorOps(OpRegistry &registry) {
   registry.on("Range", 11, importRange);
   registry.on("Split", 2, [](NodeContext &ctx) { return importSplit(ctx, false); });
   registry.on("Split", 13, [](NodeContext &ctx) { return importSplit(ctx, true); });
+}
+
+} // namespace kiln::onnx
+
+namespace kiln::onnx {
+namespace {
+
+/// Trilu: keep the upper (or lower) triangle of the last two dims from
+/// diagonal k; zero elsewhere.
+LogicalResult importTrilu(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  int64_t rank = type.getRank();
+  if (rank < 2)
+    return ctx.error() << "Trilu needs an input of rank >= 2, got " << type;
+  int64_t k = 0;
+  if (ctx.hasInput(1)) {
+    auto values = ctx.constantInts(1);
+    if (!values)
+      return failure();
+    k = values->empty() ? 0 : (*values)[0];
+  }
+  bool upper = ctx.intAttr("upper", 1) != 0;
+  if (type.getNumElements() == 0)
+    return ctx.setOutputs(x);
+  Type element = type.getElementType();
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), type.getShape(), element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Value v = tensor::ExtractOp::create(b, loc, x, ivs);
+        // keep when j - i >= k (upper) or j - i <= k (lower)
+        Value diff = arith::SubIOp::create(b, loc, ivs[rank - 1], ivs[rank - 2]);
+        Value kk = idx(b, loc, k);
+        Value keep = arith::CmpIOp::create(
+            b, loc, upper ? arith::CmpIPredicate::sge : arith::CmpIPredicate::sle,
+            diff, kk);
+        Value zero = element.isInteger(1)
+                         ? arith::ConstantOp::create(b, loc, b.getBoolAttr(false))
+                               .getResult()
+                         : scalarConstant(b, loc, element, 0);
+        return arith::SelectOp::create(b, loc, keep, v, zero);
+      });
+  return ctx.setOutputs(out);
+}
+
+LogicalResult importGatherElements(NodeContext &ctx) {
+  Value data = ctx.input(0), indices = ctx.input(1);
+  if (!data || !indices)
+    return failure();
+  RankedTensorType type = ctx.inputType(0), indexType = ctx.inputType(1);
+  if (indexType.getRank() != type.getRank())
+    return ctx.error() << "GatherElements indices " << indexType
+                       << " must have the rank of the data " << type;
+  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", 0), type.getRank());
+  if (!axis)
+    return failure();
+  int64_t dim = type.getShape()[*axis];
+  if (indexType.getNumElements() == 0)
+    return ctx.setOutputs(buildEmptyConstant(ctx.b(), ctx.getLoc(),
+                                             indexType.getShape(),
+                                             type.getElementType()));
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), indexType.getShape(), type.getElementType(),
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Value i = arith::IndexCastOp::create(
+            b, loc, b.getIndexType(), tensor::ExtractOp::create(b, loc, indices, ivs));
+        Value negative = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i,
+                                               idx(b, loc, 0));
+        i = arith::SelectOp::create(b, loc, negative,
+                                    arith::AddIOp::create(b, loc, i, idx(b, loc, dim)),
+                                    i);
+        i = arith::MinSIOp::create(
+            b, loc, arith::MaxSIOp::create(b, loc, i, idx(b, loc, 0)),
+            idx(b, loc, dim - 1));
+        SmallVector<Value> at(ivs.begin(), ivs.end());
+        at[*axis] = i;
+        return tensor::ExtractOp::create(b, loc, data, at);
+      });
+  return ctx.setOutputs(out);
+}
+
+/// Pad with constant pads (input from 11, attribute before) in constant,
+/// reflect, edge or wrap mode; negative pads crop.
+LogicalResult importPad(NodeContext &ctx, bool padsAreInputs) {
+  Value data = ctx.input(0);
+  if (!data)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  int64_t rank = type.getRank();
+  std::vector<int64_t> pads;
+  if (padsAreInputs) {
+    auto p = ctx.constantInts(1);
+    if (!p)
+      return failure();
+    pads = *p;
+  } else {
+    pads = ctx.intsAttr("pads").value_or(std::vector<int64_t>{});
+  }
+  std::vector<int64_t> axes;
+  if (padsAreInputs && ctx.hasInput(3)) {
+    auto a = ctx.constantInts(3);
+    if (!a)
+      return failure();
+    axes = *a;
+  } else {
+    for (int64_t d = 0; d < rank; ++d)
+      axes.push_back(d);
+  }
+  if (pads.size() != 2 * axes.size())
+    return ctx.error() << "Pad needs 2 pads per padded axis, got " << pads.size()
+                       << " for " << axes.size() << " axes";
+  SmallVector<int64_t> before(rank, 0), after(rank, 0);
+  for (size_t i = 0; i < axes.size(); ++i) {
+    auto axis = normalizeAxis(ctx, axes[i], rank);
+    if (!axis)
+      return failure();
+    before[*axis] = pads[i];
+    after[*axis] = pads[i + axes.size()];
+  }
+  std::string mode = "constant";
+  if (const kiln_onnx::AttributeProto *m = ctx.attr("mode"))
+    mode = m->s();
+  if (mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap")
+    return ctx.error() << "Pad mode '" << mode << "' is not supported";
+  Type element = type.getElementType();
+  Value fill;
+  OpBuilder &b0 = ctx.b();
+  Location loc0 = ctx.getLoc();
+  if (mode == "constant") {
+    if (padsAreInputs && ctx.hasInput(2)) {
+      Value v = ctx.input(2);
+      if (!v)
+        return failure();
+      fill = v;
+    } else {
+      fill = arith::ConstantOp::create(
+          b0, loc0,
+          DenseElementsAttr::get(
+              RankedTensorType::get({}, element),
+              element.isInteger(1)
+                  ? Attribute(b0.getBoolAttr(false))
+                  : isa<FloatType>(element)
+                        ? Attribute(b0.getFloatAttr(element, ctx.floatAttr("value", 0)))
+                        : Attribute(b0.getIntegerAttr(element, 0))));
+    }
+  }
+  SmallVector<int64_t> shape;
+  for (int64_t d = 0; d < rank; ++d) {
+    shape.push_back(type.getShape()[d] + before[d] + after[d]);
+    if (shape.back() < 0)
+      return ctx.error() << "Pad crops axis " << d << " below zero";
+    if (mode != "constant" && type.getShape()[d] == 0 && shape.back() > 0)
+      return ctx.error() << "Pad mode '" << mode << "' on an empty axis";
+  }
+  if (llvm::is_contained(shape, 0))
+    return ctx.setOutputs(buildEmptyConstant(b0, loc0, shape, element));
+  Value out = buildIndexed(
+      b0, loc0, shape, element, [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        SmallVector<Value> at;
+        Value inside = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+        for (int64_t d = 0; d < rank; ++d) {
+          int64_t n = type.getShape()[d];
+          Value i = arith::SubIOp::create(b, loc, ivs[d], idx(b, loc, before[d]));
+          if (mode == "constant" || n == 0) {
+            Value ok = arith::AndIOp::create(
+                b, loc,
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, idx(b, loc, 0)),
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, idx(b, loc, n)));
+            inside = arith::AndIOp::create(b, loc, inside, ok);
+            i = arith::MinSIOp::create(
+                b, loc, arith::MaxSIOp::create(b, loc, i, idx(b, loc, 0)),
+                idx(b, loc, std::max<int64_t>(n - 1, 0)));
+          } else if (mode == "edge") {
+            i = arith::MinSIOp::create(
+                b, loc, arith::MaxSIOp::create(b, loc, i, idx(b, loc, 0)),
+                idx(b, loc, n - 1));
+          } else if (mode == "wrap") {
+            // ((i % n) + n) % n
+            Value r = arith::RemSIOp::create(b, loc, i, idx(b, loc, n));
+            i = arith::RemSIOp::create(b, loc, arith::AddIOp::create(b, loc, r, idx(b, loc, n)),
+                                       idx(b, loc, n));
+          } else { // reflect: period 2(n-1)
+            if (n == 1) {
+              i = idx(b, loc, 0);
+            } else {
+              int64_t period = 2 * (n - 1);
+              Value r = arith::RemSIOp::create(b, loc, i, idx(b, loc, period));
+              r = arith::RemSIOp::create(
+                  b, loc, arith::AddIOp::create(b, loc, r, idx(b, loc, period)),
+                  idx(b, loc, period));
+              Value mirrored = arith::SubIOp::create(b, loc, idx(b, loc, period), r);
+              Value high = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, r,
+                                                 idx(b, loc, n));
+              i = arith::SelectOp::create(b, loc, high, mirrored, r);
+            }
+          }
+          at.push_back(i);
+        }
+        Value v = tensor::ExtractOp::create(b, loc, data, at);
+        if (mode != "constant")
+          return v;
+        Value f = tensor::ExtractOp::create(b, loc, fill, ValueRange{});
+        return arith::SelectOp::create(b, loc, inside, v, f);
+      });
+  return ctx.setOutputs(out);
+}
+
+/// CumSum along a constant axis: each output element sums its prefix (a
+/// loop over the axis inside the element's computation).
+LogicalResult importCumSum(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  auto axisValues = ctx.constantInts(1);
+  if (!axisValues || axisValues->size() != 1)
+    return axisValues ? ctx.error() << "CumSum axis must be one value"
+                      : failure();
+  RankedTensorType type = ctx.inputType(0);
+  Type element = type.getElementType();
+  if (element.isInteger(1))
+    return ctx.error() << "CumSum takes numeric inputs, got " << type;
+  auto axis = normalizeAxis(ctx, (*axisValues)[0], type.getRank());
+  if (!axis)
+    return failure();
+  bool exclusive = ctx.intAttr("exclusive", 0) != 0;
+  bool reverse = ctx.intAttr("reverse", 0) != 0;
+  int64_t n = type.getShape()[*axis];
+  if (type.getNumElements() == 0)
+    return ctx.setOutputs(x);
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), type.getShape(), element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        // Sum over k in [lo, hi) of x[..., k, ...].
+        Value i = ivs[*axis];
+        Value lo, hi;
+        if (!reverse) {
+          lo = idx(b, loc, 0);
+          hi = exclusive ? i : arith::AddIOp::create(b, loc, i, idx(b, loc, 1)).getResult();
+        } else {
+          lo = exclusive ? arith::AddIOp::create(b, loc, i, idx(b, loc, 1)).getResult() : i;
+          hi = idx(b, loc, n);
+        }
+        Value zero = scalarConstant(b, loc, element, 0);
+        auto loop = scf::ForOp::create(b, loc, lo, hi, idx(b, loc, 1), ValueRange{zero});
+        OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
+        SmallVector<Value> at(ivs.begin(), ivs.end());
+        at[*axis] = loop.getInductionVar();
+        Value v = tensor::ExtractOp::create(lb, loc, x, at);
+        Value acc = loop.getRegionIterArgs()[0];
+        Value next = isa<FloatType>(element)
+                         ? arith::AddFOp::create(lb, loc, acc, v).getResult()
+                         : arith::AddIOp::create(lb, loc, acc, v).getResult();
+        scf::YieldOp::create(lb, loc, next);
+        return loop.getResult(0);
+      });
+  return ctx.setOutputs(out);
+}
+
+LogicalResult importOneHot(NodeContext &ctx) {
+  Value indices = ctx.input(0), values = ctx.input(2);
+  if (!indices || !values)
+    return failure();
+  DenseElementsAttr depthAttr = denseInput(ctx, 1);
+  if (!depthAttr)
+    return ctx.error() << "input #1 '" << ctx.getNode().input(1)
+                       << "' must be a constant (an initializer or a Constant "
+                          "node); a computed depth is not supported";
+  double depthValue = isa<FloatType>(depthAttr.getElementType())
+                          ? depthAttr.getSplatValue<APFloat>().convertToDouble()
+                          : depthAttr.getSplatValue<APInt>().getSExtValue();
+  int64_t depth = static_cast<int64_t>(depthValue);
+  RankedTensorType type = ctx.inputType(0);
+  int64_t rank = type.getRank();
+  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", -1), rank + 1);
+  if (!axis)
+    return failure();
+  if (ctx.inputType(2).getNumElements() != 2)
+    return ctx.error() << "OneHot values must hold [off, on]";
+  SmallVector<int64_t> shape(type.getShape());
+  shape.insert(shape.begin() + *axis, depth);
+  Type element = ctx.inputType(2).getElementType();
+  Type indexElement = type.getElementType();
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), shape, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        SmallVector<Value> at;
+        for (int64_t d = 0; d <= rank; ++d)
+          if (d != *axis)
+            at.push_back(ivs[d]);
+        Value raw = tensor::ExtractOp::create(b, loc, indices, at);
+        Value i;
+        if (isa<FloatType>(indexElement))
+          i = arith::FPToSIOp::create(b, loc, b.getI64Type(), raw);
+        else
+          i = castScalar(b, loc, raw, b.getI64Type());
+        Value negative = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::slt, i, scalarConstant(b, loc, b.getI64Type(), 0));
+        i = arith::SelectOp::create(
+            b, loc, negative,
+            arith::AddIOp::create(b, loc, i, scalarConstant(b, loc, b.getI64Type(), depth)),
+            i);
+        Value here = arith::IndexCastOp::create(b, loc, b.getI64Type(), ivs[*axis]);
+        Value hot = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, i, here);
+        Value off = tensor::ExtractOp::create(b, loc, values, ValueRange{idx(b, loc, 0)});
+        Value on = tensor::ExtractOp::create(b, loc, values, ValueRange{idx(b, loc, 1)});
+        return arith::SelectOp::create(b, loc, hot, on, off);
+      });
+  return ctx.setOutputs(out);
+}
+
+LogicalResult importEyeLike(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (type.getRank() != 2)
+    return ctx.error() << "EyeLike needs a 2-D input, got " << type;
+  Type element = type.getElementType();
+  if (ctx.hasAttr("dtype")) {
+    element = toElementType(ctx.b().getContext(), ctx.intAttr("dtype", 1));
+    if (!element)
+      return ctx.error() << "EyeLike dtype "
+                         << dataTypeName(ctx.intAttr("dtype", 1))
+                         << " is not supported";
+  }
+  int64_t k = ctx.intAttr("k", 0);
+  SmallVector<int64_t> shape(type.getShape());
+  if (type.getNumElements() == 0)
+    return ctx.setOutputs(buildEmptyConstant(ctx.b(), ctx.getLoc(), shape, element));
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), shape, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Value diag = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::eq,
+            arith::SubIOp::create(b, loc, ivs[1], ivs[0]), idx(b, loc, k));
+        if (element.isInteger(1))
+          return diag;
+        return arith::SelectOp::create(b, loc, diag, scalarConstant(b, loc, element, 1),
+                                       scalarConstant(b, loc, element, 0));
+      });
+  return ctx.setOutputs(out);
+}
+
+/// DepthToSpace (DCR or CRD) and SpaceToDepth as index arithmetic.
+LogicalResult importDepthSpace(NodeContext &ctx, bool toSpace) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (type.getRank() != 4)
+    return ctx.error() << "needs an NCHW input, got " << type;
+  int64_t bs = ctx.intAttr("blocksize", 0);
+  if (bs <= 0)
+    return ctx.error() << "missing or invalid blocksize";
+  int64_t n = type.getShape()[0], c = type.getShape()[1], h = type.getShape()[2],
+          w = type.getShape()[3];
+  bool crd = false;
+  if (const kiln_onnx::AttributeProto *m = ctx.attr("mode"))
+    crd = m->s() == "CRD";
+  SmallVector<int64_t> shape;
+  if (toSpace) {
+    if (c % (bs * bs))
+      return ctx.error() << "channels " << c << " not divisible by blocksize^2";
+    shape = {n, c / (bs * bs), h * bs, w * bs};
+  } else {
+    if (h % bs || w % bs)
+      return ctx.error() << "H and W must be divisible by blocksize";
+    shape = {n, c * bs * bs, h / bs, w / bs};
+  }
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), shape, type.getElementType(),
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        auto mul = [&](Value a, int64_t k) { return arith::MulIOp::create(b, loc, a, idx(b, loc, k)).getResult(); };
+        auto add = [&](Value a, Value v) { return arith::AddIOp::create(b, loc, a, v).getResult(); };
+        auto div = [&](Value a, int64_t k) { return arith::DivUIOp::create(b, loc, a, idx(b, loc, k)).getResult(); };
+        auto rem = [&](Value a, int64_t k) { return arith::RemUIOp::create(b, loc, a, idx(b, loc, k)).getResult(); };
+        if (toSpace) {
+          int64_t oc = c / (bs * bs);
+          Value hi = div(ivs[2], bs), bh = rem(ivs[2], bs);
+          Value wi = div(ivs[3], bs), bw = rem(ivs[3], bs);
+          Value ch = crd ? add(mul(ivs[1], bs * bs), add(mul(bh, bs), bw))
+                         : add(mul(add(mul(bh, bs), bw), oc), ivs[1]);
+          return tensor::ExtractOp::create(b, loc, x, ValueRange{ivs[0], ch, hi, wi});
+        }
+        // SpaceToDepth: out channel = (bh * bs + bw) * C + c (DCR), or
+        // c * bs^2 + bh * bs + bw (CRD, from version 28).
+        Value cc = crd ? div(ivs[1], bs * bs) : rem(ivs[1], c);
+        Value blk = crd ? rem(ivs[1], bs * bs) : div(ivs[1], c);
+        Value bh = div(blk, bs), bw = rem(blk, bs);
+        return tensor::ExtractOp::create(
+            b, loc, x,
+            ValueRange{ivs[0], cc, add(mul(ivs[2], bs), bh), add(mul(ivs[3], bs), bw)});
+      });
+  return ctx.setOutputs(out);
+}
+
+} // namespace
+
+void registerMoreTensorOps(OpRegistry &registry) {
+  registry.on("Trilu", 14, importTrilu);
+  registry.on("GatherElements", 11, importGatherElements);
+  registry.on("Pad", 2, [](NodeContext &c) { return importPad(c, false); });
+  registry.on("Pad", 11, [](NodeContext &c) { return importPad(c, true); });
+  registry.on("CumSum", 11, importCumSum);
+  registry.on("OneHot", 9, importOneHot);
+  registry.on("EyeLike", 9, importEyeLike);
+  registry.on("DepthToSpace", 1, [](NodeContext &c) { return importDepthSpace(c, true); });
+  registry.on("SpaceToDepth", 1, [](NodeContext &c) { return importDepthSpace(c, false); });
+  // Inference: Dropout is the identity (and an all-true mask if asked).
+  registry.on("Dropout", 1, [](NodeContext &ctx) -> LogicalResult {
+    Value x = ctx.input(0);
+    if (!x)
+      return failure();
+    if (ctx.hasInput(2)) {
+      DenseElementsAttr training = denseInput(ctx, 2);
+      if (!training || training.getSplatValue<bool>())
+        return ctx.error() << "Dropout in training mode is not supported "
+                              "(Kiln compiles inference)";
+    }
+    SmallVector<Value> outs = {x};
+    if (ctx.getNode().output_size() > 1) {
+      auto type = ctx.inputType(0);
+      outs.push_back(arith::ConstantOp::create(
+          ctx.b(), ctx.getLoc(),
+          DenseElementsAttr::get(RankedTensorType::get(type.getShape(),
+                                                       ctx.b().getI1Type()),
+                                 true)));
+    }
+    return ctx.setOutputs(outs);
+  });
 }
 
 } // namespace kiln::onnx

@@ -124,7 +124,21 @@ std::string readNpy(const std::string &path, HostTensor &tensor) {
   return "";
 }
 
-std::string writeNpy(const std::string &path, const HostTensor &tensor) {
+std::string writeNpy(const std::string &path, const HostTensor &input) {
+  // numpy has no bfloat16: bf16 tensors are written as float32, which holds
+  // every bf16 value exactly (the upper half of the float's bits).
+  HostTensor widened;
+  if (input.dtype == KILN_DTYPE_BF16) {
+    widened.dtype = KILN_DTYPE_F32;
+    widened.shape = input.shape;
+    widened.data.resize(input.data.size() * 2);
+    for (size_t i = 0; i < input.data.size() / 2; ++i) {
+      uint32_t bits = static_cast<uint32_t>(input.data[2 * i]) << 16 |
+                      static_cast<uint32_t>(input.data[2 * i + 1]) << 24;
+      std::memcpy(widened.data.data() + 4 * i, &bits, 4);
+    }
+  }
+  const HostTensor &tensor = input.dtype == KILN_DTYPE_BF16 ? widened : input;
   const char *descr = nullptr;
   for (const NpyType &t : kNpyTypes)
     if (t.dtype == tensor.dtype && !descr)
