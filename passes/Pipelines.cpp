@@ -9,6 +9,7 @@
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
+#include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/OneShotAnalysis.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
@@ -64,6 +65,12 @@ void buildCpuKernelPipeline(OpPassManager &pm) {
   pm.addPass(createCSEPass());
   addKernelBufferization(pm);
   pm.addNestedPass<func::FuncOp>(createKilnCpuLowerVectors());
+  // bf16 (and f16) math and bf16 arithmetic run in f32: x86 has no bf16
+  // arithmetic, and LLVM would call compiler-rt helpers for it.
+  pm.addPass(math::createMathExtendToSupportedTypes());
+  arith::ArithEmulateUnsupportedFloatsOptions emulate;
+  emulate.sourceTypeStrs = {"bf16"};
+  pm.addPass(arith::createArithEmulateUnsupportedFloats(emulate));
   // exp/tanh/erf/log as vectorizable polynomials, not scalarized libm calls.
   pm.addNestedPass<func::FuncOp>(createKilnExpandMath());
   // What the vectorizer left (ops it rejects) becomes scalar loops.

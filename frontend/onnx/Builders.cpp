@@ -142,6 +142,27 @@ Value scalarConstant(OpBuilder &b, Location loc, Type type, double value) {
       b, loc, b.getIntegerAttr(type, static_cast<int64_t>(value)));
 }
 
+Value buildIndexed(
+    OpBuilder &b, Location loc, ArrayRef<int64_t> shape, Type element,
+    function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
+  int64_t rank = shape.size();
+  auto type = RankedTensorType::get(shape, element);
+  Value init = tensor::EmptyOp::create(b, loc, shape, element);
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             b, loc, TypeRange{type}, ValueRange{}, ValueRange{init},
+             {AffineMap::getMultiDimIdentityMap(rank, b.getContext())},
+             iterators,
+             [&](OpBuilder &nb, Location nl, ValueRange) {
+               SmallVector<Value> ivs;
+               for (int64_t d = 0; d < rank; ++d)
+                 ivs.push_back(linalg::IndexOp::create(nb, nl, d));
+               linalg::YieldOp::create(nb, nl, body(nb, nl, ivs));
+             })
+      .getResult(0);
+}
+
 Value buildEmptyConstant(OpBuilder &b, Location loc, ArrayRef<int64_t> shape,
                          Type element) {
   auto type = RankedTensorType::get(shape, element);

@@ -49,6 +49,21 @@ mlir::Value buildReduce(NodeContext &ctx, mlir::Value x,
                         llvm::ArrayRef<bool> reduced, ReduceKind kind,
                         mlir::Value broadcastOperand = {});
 
+/// A linalg.generic producing `shape` x `element` whose body computes each
+/// element from the output indices (linalg.index values), typically by
+/// tensor.extract from other tensors: gathers, concatenation, padding.
+mlir::Value buildIndexed(
+    mlir::OpBuilder &b, mlir::Location loc, llvm::ArrayRef<int64_t> shape,
+    mlir::Type element,
+    llvm::function_ref<mlir::Value(mlir::OpBuilder &, mlir::Location,
+                                   mlir::ValueRange)>
+        body);
+
+/// `value` as an arith.constant when it can be evaluated at compile time (a
+/// small all-parallel generic over constants, a reshape or fill of
+/// constants); otherwise `value` itself.
+mlir::Value foldToConstant(mlir::OpBuilder &b, mlir::Value value);
+
 /// A zero-element constant of `shape` (which has a 0 dim).
 mlir::Value buildEmptyConstant(mlir::OpBuilder &b, mlir::Location loc,
                                llvm::ArrayRef<int64_t> shape,

@@ -106,6 +106,7 @@ void registerReduceOps(OpRegistry &registry);
 void registerTensorOps(OpRegistry &registry);
 void registerNormOps(OpRegistry &registry);
 void registerMoreTensorOps(OpRegistry &registry);
+void registerAttentionOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

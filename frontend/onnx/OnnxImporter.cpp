@@ -2,6 +2,7 @@
 #include "frontend/onnx/OnnxImporter.h"
 
 #include "dialects/kiln/KilnDialect.h"
+#include "frontend/onnx/Builders.h"
 #include "frontend/onnx/ImportContext.h"
 #include "frontend/onnx/Tensors.h"
 
@@ -81,6 +82,7 @@ static const OpRegistry &getRegistry() {
     registerTensorOps(r);
     registerNormOps(r);
     registerMoreTensorOps(r);
+    registerAttentionOps(r);
     return r;
   }();
   return registry;
@@ -252,7 +254,19 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
     return failure();
   }
   NodeContext ctx(*this, node, opset, b, loc);
-  return (*handler)(ctx);
+  if (failed((*handler)(ctx)))
+    return failure();
+  // Small all-constant results (shape arithmetic) become constants, so that
+  // the nodes reading them see constants.
+  for (const std::string &output : node.output()) {
+    if (output.empty())
+      continue;
+    Value value = lookup(output);
+    Value folded = value ? foldToConstant(b, value) : value;
+    if (folded != value)
+      bind(output, folded);
+  }
+  return success();
 }
 
 OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) {

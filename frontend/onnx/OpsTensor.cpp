@@ -37,29 +37,6 @@ DenseElementsAttr denseInput(NodeContext &ctx, int i) {
   return dyn_cast_or_null<DenseElementsAttr>(ctx.constantElements(i));
 }
 
-/// A generic producing `shape` x `element` whose body computes each element
-/// from the output indices.
-Value buildIndexed(
-    OpBuilder &b, Location loc, ArrayRef<int64_t> shape, Type element,
-    function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
-  int64_t rank = shape.size();
-  auto type = RankedTensorType::get(shape, element);
-  Value init = tensor::EmptyOp::create(b, loc, shape, element);
-  SmallVector<utils::IteratorType> iterators(rank,
-                                             utils::IteratorType::parallel);
-  return linalg::GenericOp::create(
-             b, loc, TypeRange{type}, ValueRange{}, ValueRange{init},
-             {AffineMap::getMultiDimIdentityMap(rank, b.getContext())},
-             iterators,
-             [&](OpBuilder &nb, Location nl, ValueRange) {
-               SmallVector<Value> ivs;
-               for (int64_t d = 0; d < rank; ++d)
-                 ivs.push_back(linalg::IndexOp::create(nb, nl, d));
-               linalg::YieldOp::create(nb, nl, body(nb, nl, ivs));
-             })
-      .getResult(0);
-}
-
 Value idx(OpBuilder &b, Location loc, int64_t v) {
   return arith::ConstantIndexOp::create(b, loc, v);
 }
@@ -833,7 +810,9 @@ LogicalResult importPad(NodeContext &ctx, bool padsAreInputs) {
         Value v = tensor::ExtractOp::create(b, loc, data, at);
         if (mode != "constant")
           return v;
-        Value f = tensor::ExtractOp::create(b, loc, fill, ValueRange{});
+        SmallVector<Value> first(cast<RankedTensorType>(fill.getType()).getRank(),
+                                 idx(b, loc, 0));
+        Value f = tensor::ExtractOp::create(b, loc, fill, first);
         return arith::SelectOp::create(b, loc, inside, v, f);
       });
   return ctx.setOutputs(out);
