@@ -204,6 +204,11 @@ struct KilnGpuGemmPass final : kiln::impl::KilnGpuGemmBase<KilnGpuGemmPass> {
     if (!op.getMatchingIndexingMap(lhs).isFunctionOfDim(shape.m.front()) ||
         !op.getMatchingIndexingMap(rhs).isFunctionOfDim(shape.n.front()))
       return failure();
+    // The body is cloned into the kernel per register: only scalar ops.
+    for (Operation &inner : op.getBlock()->without_terminator())
+      if (inner.getNumRegions() || !isa<arith::ArithDialect, math::MathDialect>(
+                                       inner.getDialect()))
+        return failure();
     OpOperand *out = op.getDpsInitOperand(0);
     Type accType = getElementTypeOrSelf(out->get().getType());
     if (getElementTypeOrSelf(lhs->get().getType()).isInteger(1))

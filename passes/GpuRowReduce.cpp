@@ -89,8 +89,14 @@ struct KilnGpuRowReducePass final
           return failure();
     std::optional<Combiner> combiner = matchCombiner(op);
     Type elementType = op.getBody()->getArguments().back().getType();
-    if (!combiner || !isa<FloatType>(elementType))
+    // Warp shuffles move 32-bit values.
+    if (!combiner || !elementType.isF32())
       return failure();
+    // The body is cloned into the kernel: only scalar ops may be in it.
+    for (Operation &inner : op.getBody()->without_terminator())
+      if (inner.getNumRegions() || !isa<arith::ArithDialect, math::MathDialect>(
+                                       inner.getDialect()))
+        return failure();
 
     int64_t rows = 1;
     for (unsigned i = 0; i + 1 < loops; ++i)

@@ -324,7 +324,7 @@ private:
       unsigned w = bitWidth(iv.getType());
       for (auto [arg, init] :
            llvm::zip(forOp.getRegionIterArgs(), forOp.getInitArgs()))
-        values[arg] = get(init);
+        values[arg] = Lanes(get(init)); // copy first: insertion may rehash
       Mask active = mask;
       while (true) {
         bool any = false;
@@ -352,7 +352,7 @@ private:
       }
       for (auto [result, arg] :
            llvm::zip(forOp.getResults(), forOp.getRegionIterArgs()))
-        values[result] = get(arg);
+        values[result] = Lanes(get(arg)); // copy first: insertion may rehash
       return true;
     }
 
@@ -373,11 +373,21 @@ private:
       auto init = symbol ? dyn_cast_or_null<DenseElementsAttr>(
                                symbol.getInitialValueAttr())
                          : DenseElementsAttr();
-      if (!init || init.getElementType().isInteger(1)) {
+      if (!init) {
         fail(&op, "the global has no initial value the simulator can read");
         return false;
       }
       std::vector<uint8_t> bytes;
+      if (init.getElementType().isInteger(1)) {
+        // Booleans are one byte each in memory.
+        for (bool v : init.getValues<bool>())
+          bytes.push_back(v ? 1 : 0);
+        globals.push_back(std::move(bytes));
+        return succeeded(describe(global.getType(), globals.back().data(),
+                                  globals.back().size(),
+                                  "global @" + global.getName().str(),
+                                  mems[global.getResult()]));
+      }
       ArrayRef<char> raw = init.getRawData();
       uint64_t elementBytes = std::max(1u, bitWidth(init.getElementType()) / 8);
       for (int64_t i = 0; i < init.getNumElements(); ++i)

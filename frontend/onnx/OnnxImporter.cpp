@@ -242,9 +242,9 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
     InFlightDiagnostic diag = emitError(loc);
     diag << path << ": node '" << name << "' (op '" << node.op_type()
          << "', domain 'ai.onnx', opset " << opset << "): ";
-    if (!onnxOpVersion(node.op_type(), opset))
-      diag << "'" << node.op_type() << "' is not an ai.onnx op at opset "
-           << opset << "; check the op type and the model's opset imports";
+    if (!opVersions().versions.count(node.op_type()))
+      diag << "'" << node.op_type() << "' is not an ai.onnx op; check the "
+           << "op type and the model's opset imports";
     else if (oldest)
       diag << "op '" << node.op_type() << "' is supported from opset "
            << oldest << " on; re-export the model with a newer opset";
@@ -432,7 +432,8 @@ std::optional<std::vector<int64_t>> NodeContext::constantInts(int i) {
   if (!attr || !attr.getElementType().isInteger()) {
     error() << "input #" << i << " '" << node.input(i)
             << "' must be a constant integer tensor (an initializer or a "
-               "Constant node); computed shapes are not supported yet";
+               "Constant node, or a graph input frozen with "
+               "--constant-input); computed shapes are not supported yet";
     return std::nullopt;
   }
   std::vector<int64_t> values;
