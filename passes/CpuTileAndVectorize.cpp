@@ -1,5 +1,9 @@
 //===- CpuTileAndVectorize.cpp - register tiles and vectors for CPU kernels ===//
 #include "passes/Passes.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
+#include "mlir/Dialect/SCF/Transforms/Transforms.h"
 
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
@@ -14,6 +18,9 @@ using namespace mlir;
 using namespace kiln;
 
 namespace {
+
+/// Marks the tiled ops the pass vectorizes once their shapes are known.
+constexpr llvm::StringLiteral kVectorizeMark = "kiln.cpu_vectorize";
 
 /// A divisor of `extent` that is at most `limit`. For vector dims, the
 /// largest multiple of 8 (whole AVX registers) if there is one, else of 4;
@@ -65,7 +72,12 @@ struct KilnCpuTileAndVectorizePass final
     return sizes;
   }
 
-  void tileAndVectorize(RewriterBase &rewriter, linalg::LinalgOp op) {
+  /// Tiles `op` (register blocks for contractions, vector-width tiles
+  /// otherwise) and marks the tiled ops for vectorization. A contraction
+  /// whose N extent has no multiple-of-8 divisor (GPT-2's 50,257-token
+  /// vocabulary) takes full register-width tiles anyway, with its tile loop
+  /// peeled: full tiles are static and vectorize, the remainder stays scalar.
+  void tile(RewriterBase &rewriter, linalg::LinalgOp op) {
     // Bool tensors are one byte per element in memory, but vectors of i1
     // are bit-packed: such ops stay scalar.
     for (Value operand : op->getOperands())
@@ -75,6 +87,20 @@ struct KilnCpuTileAndVectorizePass final
     std::optional<SmallVector<int64_t>> sizes = chooseTileSizes(op, interchange);
     if (!sizes)
       return;
+    // Which tile loop to peel, if any (its position among the tile loops).
+    std::optional<unsigned> peelDim;
+    if (linalg::isaContractionOpInterface(op)) {
+      FailureOr<linalg::ContractionDimensions> dims =
+          linalg::inferContractionDims(op);
+      SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+      if (succeeded(dims) && !dims->n.empty()) {
+        unsigned n = dims->n.back();
+        if ((*sizes)[n] < 8 && ranges[n] > nTile) {
+          (*sizes)[n] = nTile;
+          peelDim = n;
+        }
+      }
+    }
     rewriter.setInsertionPoint(op);
     scf::SCFTilingOptions options;
     options.setTileSizes(getAsIndexOpFoldResult(op.getContext(), *sizes));
@@ -91,21 +117,52 @@ struct KilnCpuTileAndVectorizePass final
       rewriter.replaceOp(op, tiled->replacements);
     else
       rewriter.eraseOp(op);
-    for (Operation *tiledOp : tiled->tiledOps) {
-      rewriter.setInsertionPoint(tiledOp);
-      // Contractions go straight to vector.contract.
+    for (Operation *tiledOp : tiled->tiledOps)
+      tiledOp->setAttr(kVectorizeMark, rewriter.getUnitAttr());
+    if (!peelDim)
+      return;
+    // The tile loops are the non-unit tile sizes, in interchange order.
+    SmallVector<unsigned> order;
+    for (unsigned d : interchange.empty()
+                          ? llvm::to_vector(llvm::seq<unsigned>(0, sizes->size()))
+                          : SmallVector<unsigned>(interchange.begin(), interchange.end()))
+      if ((*sizes)[d] != 0)
+        order.push_back(d);
+    auto position = llvm::find(order, *peelDim) - order.begin();
+    if (position >= static_cast<long>(tiled->loops.size()))
+      return;
+    auto loop = dyn_cast<scf::ForOp>(tiled->loops[position].getOperation());
+    if (!loop)
+      return;
+    scf::ForOp remainder;
+    (void)scf::peelForLoopAndSimplifyBounds(rewriter, loop, remainder);
+  }
+
+  /// Vectorizes the marked ops whose shapes are static after peeling and
+  /// canonicalization; contractions go straight to vector.contract.
+  void vectorizeMarked(RewriterBase &rewriter, func::FuncOp func) {
+    SmallVector<linalg::LinalgOp> marked;
+    func.walk([&](linalg::LinalgOp op) {
+      if (op->hasAttr(kVectorizeMark))
+        marked.push_back(op);
+    });
+    for (linalg::LinalgOp op : marked) {
+      op->removeAttr(kVectorizeMark);
+      if (llvm::any_of(op.getStaticLoopRanges(), ShapedType::isDynamic))
+        continue; // a peeled remainder: scalar loops
+      rewriter.setInsertionPoint(op);
       FailureOr<linalg::VectorizationResult> vectorized = linalg::vectorize(
-          rewriter, tiledOp, /*inputVectorSizes=*/{},
+          rewriter, op, /*inputVectorSizes=*/{},
           /*inputScalableVecDims=*/{}, /*vectorizeNDExtract=*/false,
           /*flatten1DDepthwiseConv=*/false,
           /*assumeDynamicDimsMatchVecSizes=*/false,
           /*createNamedContraction=*/true);
       if (failed(vectorized))
         continue; // stays a tiled linalg op and becomes scalar loops
-      if (tiledOp->getNumResults())
-        rewriter.replaceOp(tiledOp, vectorized->replacements);
+      if (op->getNumResults())
+        rewriter.replaceOp(op, vectorized->replacements);
       else
-        rewriter.eraseOp(tiledOp);
+        rewriter.eraseOp(op);
     }
   }
 
@@ -118,7 +175,18 @@ struct KilnCpuTileAndVectorizePass final
     SmallVector<linalg::LinalgOp> ops;
     func.walk([&](linalg::LinalgOp op) { ops.push_back(op); });
     for (linalg::LinalgOp op : ops)
-      tileAndVectorize(rewriter, op);
+      tile(rewriter, op);
+    // Peeled full tiles get static slice shapes.
+    RewritePatternSet patterns(&getContext());
+    tensor::ExtractSliceOp::getCanonicalizationPatterns(patterns, &getContext());
+    tensor::InsertSliceOp::getCanonicalizationPatterns(patterns, &getContext());
+    affine::AffineMinOp::getCanonicalizationPatterns(patterns, &getContext());
+    affine::AffineApplyOp::getCanonicalizationPatterns(patterns, &getContext());
+    tensor::CastOp::getCanonicalizationPatterns(patterns, &getContext());
+    getContext().getLoadedDialect<linalg::LinalgDialect>()
+        ->getCanonicalizationPatterns(patterns);
+    (void)applyPatternsGreedily(func, std::move(patterns));
+    vectorizeMarked(rewriter, func);
   }
 };
 

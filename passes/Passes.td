@@ -188,6 +188,22 @@ def KilnExpandMath : Pass<"kiln-expand-math"> {
                            "mlir::vector::VectorDialect"];
 }
 
+def KilnFuseElementwise : Pass<"kiln-fuse-elementwise"> {
+  let summary = "Elementwise fusion that never recomputes a producer";
+  let description = [{
+    Upstream's linalg elementwise fusion (with its reshape propagation,
+    canonicalization and constant folding), except that a producer is fused
+    into a consumer only when the consumer reads each produced element once:
+    the operand's indexing map is a permutation of the consumer's loops. A
+    GELU feeding a broadcasting MatMul stays a kernel of its own instead of
+    being evaluated once per multiply-add; a prologue feeding a row
+    reduction, or a chain of elementwise ops, still fuses.
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect",
+                           "mlir::affine::AffineDialect",
+                           "mlir::tensor::TensorDialect"];
+}
+
 def KilnGpuGemm : Pass<"kiln-gpu-gemm", "mlir::func::FuncOp"> {
   let summary = "GPU GEMM strategy: shared-memory tiles, 4x4 register blocks";
   let description = [{

@@ -32,7 +32,7 @@ void buildGraphPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
   // Elementwise chains (bias + GELU, scale + mask) collapse into one generic
   // each, which is what makes them one kernel later.
-  pm.addPass(createLinalgElementwiseOpFusionPass());
+  pm.addPass(createKilnFuseElementwise());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }

@@ -62,7 +62,19 @@ Value buildMatmul(NodeContext &ctx, Value lhs, Value rhs) {
   shape.push_back(lhsType.getShape()[lhsType.getRank() - 2]);
   shape.push_back(rhsType.getShape().back());
   auto resultType = RankedTensorType::get(shape, lhsType.getElementType());
-  Value result = MatmulOp::create(b, loc, resultType, lhs, rhs);
+  Value result;
+  if (rhsType.getRank() == 2 && lhsType.getRank() > 2) {
+    // [..., M, K] x [K, N]: the batch dims fold into M, and the product is
+    // one 2-D matmul (the projections of every transformer layer).
+    int64_t rows = lhsType.getNumElements() / k0;
+    Value flat = buildReshape(b, loc, lhs, {rows, k0});
+    auto flatType = RankedTensorType::get({rows, rhsType.getShape().back()},
+                                          lhsType.getElementType());
+    result = buildReshape(b, loc, MatmulOp::create(b, loc, flatType, flat, rhs),
+                          shape);
+  } else {
+    result = MatmulOp::create(b, loc, resultType, lhs, rhs);
+  }
 
   if (lhsVector || rhsVector) {
     SmallVector<int64_t> squeezed(shape.begin(), shape.end() - 2);
