@@ -79,10 +79,13 @@ struct KilnCpuTileAndVectorizePass final
   /// peeled: full tiles are static and vectorize, the remainder stays scalar.
   void tile(RewriterBase &rewriter, linalg::LinalgOp op) {
     // Bool tensors are one byte per element in memory, but vectors of i1
-    // are bit-packed: such ops stay scalar.
-    for (Value operand : op->getOperands())
-      if (getElementTypeOrSelf(operand.getType()).isInteger(1))
+    // are bit-packed; bf16 arithmetic is emulated in f32 op by op, which
+    // vector contractions escape: such ops stay scalar.
+    for (Value operand : op->getOperands()) {
+      Type element = getElementTypeOrSelf(operand.getType());
+      if (element.isInteger(1) || element.isBF16())
         return;
+    }
     SmallVector<int64_t> interchange;
     std::optional<SmallVector<int64_t>> sizes = chooseTileSizes(op, interchange);
     if (!sizes)
