@@ -199,13 +199,8 @@ struct KilnGpuElementwisePass final
   }
 
   void runOnOperation() override {
-    func::FuncOp func = getOperation();
-    if (!func->hasAttr(kKernelAttrName))
-      return;
-    SmallVector<linalg::GenericOp> generics;
-    func.walk([&](linalg::GenericOp op) { generics.push_back(op); });
-    for (linalg::GenericOp op : generics)
-      (void)rewrite(op);
+    rewriteKernelOps<linalg::GenericOp>(getOperation(),
+                         [&](linalg::GenericOp op) { return rewrite(op); });
   }
 };
 

@@ -363,13 +363,8 @@ struct KilnGpuGemmPass final : kiln::impl::KilnGpuGemmBase<KilnGpuGemmPass> {
   }
 
   void runOnOperation() override {
-    func::FuncOp func = getOperation();
-    if (!func->hasAttr(kKernelAttrName))
-      return;
-    SmallVector<linalg::LinalgOp> ops;
-    func.walk([&](linalg::LinalgOp op) { ops.push_back(op); });
-    for (linalg::LinalgOp op : ops)
-      (void)rewrite(op);
+    rewriteKernelOps<linalg::LinalgOp>(getOperation(),
+                         [&](linalg::LinalgOp op) { return rewrite(op); });
   }
 };
 

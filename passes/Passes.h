@@ -38,6 +38,18 @@ llvm::SmallVector<mlir::Value> delinearize(mlir::OpBuilder &b,
                                            mlir::Value linear,
                                            llvm::ArrayRef<int64_t> extents);
 
+/// Applies `rewrite` to every op of type OpT in `func` if it is a kernel
+/// (kiln.kernel); ops the strategy does not take are left for the next one.
+template <typename OpT, typename Fn>
+void rewriteKernelOps(mlir::func::FuncOp func, Fn rewrite) {
+  if (!func->hasAttr(kKernelAttrName))
+    return;
+  llvm::SmallVector<OpT> ops;
+  func.walk([&](OpT op) { ops.push_back(op); });
+  for (OpT op : ops)
+    (void)rewrite(op);
+}
+
 /// Graph IR -> optimized graph IR on linalg: lowering of the kiln ops that
 /// have no kernel strategy yet, canonicalization and elementwise fusion.
 void buildGraphPipeline(mlir::OpPassManager &pm);

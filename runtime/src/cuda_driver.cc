@@ -413,13 +413,9 @@ absl::Status CudaSession::enqueueLaunches(const artifact::EntryPoint &entry,
   return status;
 }
 
-absl::Status CudaSession::enqueue(const artifact::EntryPoint &entry,
-                                  const kiln_tensor *inputs,
-                                  kiln_tensor *outputs) {
-  absl::StatusOr<EntryState *> prepared = prepare(entry);
-  if (!prepared.ok())
-    return prepared.status();
-  EntryState &state = **prepared;
+absl::Status CudaSession::copyInputs(const artifact::EntryPoint &entry,
+                                     EntryState &state,
+                                     const kiln_tensor *inputs) {
   for (int i = 0; i < entry.inputs_size(); ++i)
     if (inputs[i].size_bytes)
       if (absl::Status st = check(
@@ -428,6 +424,32 @@ absl::Status CudaSession::enqueue(const artifact::EntryPoint &entry,
               "cuMemcpyHtoDAsync (input)");
           !st.ok())
         return st;
+  return absl::OkStatus();
+}
+
+absl::Status CudaSession::copyOutputs(const artifact::EntryPoint &entry,
+                                      EntryState &state,
+                                      kiln_tensor *outputs) {
+  for (int i = 0; i < entry.outputs_size(); ++i)
+    if (outputs[i].size_bytes)
+      if (absl::Status st = check(
+              api->cuMemcpyDtoHAsync(outputs[i].data, state.outputs[i],
+                                     outputs[i].size_bytes, stream),
+              "cuMemcpyDtoHAsync (output)");
+          !st.ok())
+        return st;
+  return absl::OkStatus();
+}
+
+absl::Status CudaSession::enqueue(const artifact::EntryPoint &entry,
+                                  const kiln_tensor *inputs,
+                                  kiln_tensor *outputs) {
+  absl::StatusOr<EntryState *> prepared = prepare(entry);
+  if (!prepared.ok())
+    return prepared.status();
+  EntryState &state = **prepared;
+  if (absl::Status st = copyInputs(entry, state, inputs); !st.ok())
+    return st;
   if (graphs && !state.graph) {
     // First run of this entry point: capture its launches into a graph.
     if (absl::Status st = check(
@@ -459,14 +481,8 @@ absl::Status CudaSession::enqueue(const artifact::EntryPoint &entry,
              !st.ok()) {
     return st;
   }
-  for (int i = 0; i < entry.outputs_size(); ++i)
-    if (outputs[i].size_bytes)
-      if (absl::Status st = check(
-              api->cuMemcpyDtoHAsync(outputs[i].data, state.outputs[i],
-                                     outputs[i].size_bytes, stream),
-              "cuMemcpyDtoHAsync (output)");
-          !st.ok())
-        return st;
+  if (absl::Status st = copyOutputs(entry, state, outputs); !st.ok())
+    return st;
   return absl::OkStatus();
 }
 
@@ -501,25 +517,13 @@ absl::Status CudaSession::profile(const artifact::EntryPoint &entry,
     return prepared.status();
   EntryState &state = **prepared;
   launchMs.assign(entry.launches_size(), 0.0);
-  for (int i = 0; i < entry.inputs_size(); ++i)
-    if (inputs[i].size_bytes)
-      if (absl::Status st = check(
-              api->cuMemcpyHtoDAsync(state.inputs[i], inputs[i].data,
-                                     inputs[i].size_bytes, stream),
-              "cuMemcpyHtoDAsync (input)");
-          !st.ok())
-        return st;
+  if (absl::Status st = copyInputs(entry, state, inputs); !st.ok())
+    return st;
   for (int it = 0; it < iterations; ++it)
     if (absl::Status st = enqueueLaunches(entry, state, &launchMs); !st.ok())
       return st;
-  for (int i = 0; i < entry.outputs_size(); ++i)
-    if (outputs[i].size_bytes)
-      if (absl::Status st = check(
-              api->cuMemcpyDtoHAsync(outputs[i].data, state.outputs[i],
-                                     outputs[i].size_bytes, stream),
-              "cuMemcpyDtoHAsync (output)");
-          !st.ok())
-        return st;
+  if (absl::Status st = copyOutputs(entry, state, outputs); !st.ok())
+    return st;
   return synchronize();
 }
 

@@ -77,6 +77,11 @@ private:
   absl::Status enqueueLaunches(const artifact::EntryPoint &entry,
                                EntryState &state,
                                std::vector<double> *launchMs);
+  /// Asynchronous copies between the host tensors and the entry's buffers.
+  absl::Status copyInputs(const artifact::EntryPoint &entry, EntryState &state,
+                          const kiln_tensor *inputs);
+  absl::Status copyOutputs(const artifact::EntryPoint &entry, EntryState &state,
+                           kiln_tensor *outputs);
   absl::Status enqueue(const artifact::EntryPoint &entry,
                        const kiln_tensor *inputs, kiln_tensor *outputs);
 
