@@ -168,7 +168,9 @@ Value foldToConstant(OpBuilder &b, Value value) {
   if (auto generic = dyn_cast<linalg::GenericOp>(def)) {
     folded = evaluate(generic);
   } else if (isa<tensor::ExpandShapeOp, tensor::CollapseShapeOp>(def)) {
-    if (DenseElementsAttr source = constantOf(def->getOperand(0)))
+    // buildReshape goes through rank 1: fold the inner reshape first.
+    if (DenseElementsAttr source =
+            constantOf(foldToConstant(b, def->getOperand(0))))
       folded = source.reshape(type);
   } else if (auto fill = dyn_cast<linalg::FillOp>(def)) {
     Attribute scalar;

@@ -204,6 +204,9 @@ LogicalResult importAttention(NodeContext &ctx) {
   Value mask = ctx.hasInput(3) ? ctx.input(3) : Value();
   if (ctx.hasInput(3) && !mask)
     return failure();
+  if (mask && !elementOf(mask).isInteger(1) && !isa<FloatType>(elementOf(mask)))
+    return ctx.error() << "the attention mask must be bool or float, got "
+                       << mask.getType();
   SmallVector<int64_t> full = {batch, qHeads, sq, skv};
   Value bias = buildIndexed(
       b, loc, full, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
@@ -245,9 +248,6 @@ LogicalResult importAttention(NodeContext &ctx) {
         }
         return total;
       });
-  if (mask && !elementOf(mask).isInteger(1) && elementOf(mask) != element &&
-      !isa<FloatType>(elementOf(mask)))
-    return ctx.error() << "the attention mask must be bool or float";
   Value withBias = buildElementwise(
       ctx, {scores, bias}, element, [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
         return arith::AddFOp::create(nb, nl, a[0], a[1]);

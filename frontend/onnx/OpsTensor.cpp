@@ -4,11 +4,11 @@
 // (linalg.index), where each element comes from and reads it with
 // tensor.extract: one kernel, no copies through intermediate buffers.
 //
-// Shapes are static, so Shape and Size are constants, and the ops of shape
-// arithmetic (Gather, Concat, Slice, Squeeze, Unsqueeze, Cast, Range,
-// ConstantOfShape, ...) fold when their inputs are constants: the
-// Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains exporters write
-// become one constant shape for Reshape.
+// Shapes are static, so Shape and Size are constants; Range and
+// ConstantOfShape fold here, and the importer evaluates every other small
+// all-constant result (ConstantFold.cpp), so the Shape -> Gather ->
+// Unsqueeze -> Concat -> Reshape chains exporters write become one constant
+// shape for Reshape.
 //
 //===----------------------------------------------------------------------===//
 #include "frontend/onnx/Builders.h"
@@ -100,23 +100,6 @@ LogicalResult importConcat(NodeContext &ctx) {
                            << " outside axis " << *axis;
     offsets.push_back(shape[*axis]);
     shape[*axis] += type.getShape()[*axis];
-  }
-  // Constant integer vectors (shape arithmetic) fold.
-  if (rank == 1 && first.getElementType().isInteger(64)) {
-    SmallVector<int64_t> values;
-    bool allConstant = true;
-    for (int i = 0; i < ctx.numInputs() && allConstant; ++i) {
-      DenseElementsAttr c = denseInput(ctx, i);
-      if (!c) {
-        allConstant = false;
-        break;
-      }
-      for (APInt v : c.getValues<APInt>())
-        values.push_back(v.getSExtValue());
-    }
-    if (allConstant)
-      return ctx.setOutputs(
-          int64Constant(ctx.b(), ctx.getLoc(), values, {shape[0]}));
   }
   // Drop empty inputs; select the source by the position along the axis.
   SmallVector<std::pair<Value, int64_t>> parts;
@@ -227,15 +210,6 @@ LogicalResult importSlice(NodeContext &ctx, bool fromInputs) {
     shape[*axis] = count;
   }
   Type element = type.getElementType();
-  if (DenseElementsAttr c = denseInput(ctx, 0);
-      c && rank == 1 && element.isInteger(64)) {
-    SmallVector<int64_t> values;
-    auto all = llvm::to_vector(c.getValues<APInt>());
-    for (int64_t i = 0; i < shape[0]; ++i)
-      values.push_back(all[c.isSplat() ? 0 : begin[0] + i * step[0]].getSExtValue());
-    return ctx.setOutputs(
-        int64Constant(ctx.b(), ctx.getLoc(), values, {shape[0]}));
-  }
   if (llvm::is_contained(shape, 0))
     return ctx.setOutputs(
         buildEmptyConstant(ctx.b(), ctx.getLoc(), shape, element));
@@ -276,7 +250,6 @@ LogicalResult importGather(NodeContext &ctx) {
     shape.push_back(d);
   for (int64_t d = *axis + 1; d < rank; ++d)
     shape.push_back(type.getShape()[d]);
-  DenseElementsAttr constData = denseInput(ctx, 0);
   DenseElementsAttr constIndices = denseInput(ctx, 1);
   // Constant indices are checked here, where the error can name the node.
   if (constIndices)
@@ -285,18 +258,6 @@ LogicalResult importGather(NodeContext &ctx) {
         return ctx.error() << "index " << v.getSExtValue()
                            << " is out of range for axis " << *axis
                            << " of size " << dim;
-  // Shape arithmetic: a constant vector gathered with constant indices.
-  if (constData && constIndices && rank == 1 &&
-      type.getElementType().isInteger(64)) {
-    auto all = llvm::to_vector(constData.getValues<APInt>());
-    SmallVector<int64_t> values;
-    for (APInt v : constIndices.getValues<APInt>()) {
-      int64_t i = v.getSExtValue();
-      values.push_back(all[constData.isSplat() ? 0 : (i < 0 ? i + dim : i)]
-                           .getSExtValue());
-    }
-    return ctx.setOutputs(int64Constant(ctx.b(), ctx.getLoc(), values, shape));
-  }
   if (llvm::is_contained(shape, 0))
     return ctx.setOutputs(buildEmptyConstant(ctx.b(), ctx.getLoc(), shape, type.getElementType()));
   int64_t indexRank = indexType.getRank();
@@ -351,11 +312,6 @@ LogicalResult importSqueeze(NodeContext &ctx, std::optional<std::vector<int64_t>
   for (int64_t d = 0; d < rank; ++d)
     if (!drop[d])
       shape.push_back(type.getShape()[d]);
-  if (DenseElementsAttr c = denseInput(ctx, 0))
-    return ctx.setOutputs(arith::ConstantOp::create(
-        ctx.b(), ctx.getLoc(),
-        c.reshape(RankedTensorType::get(shape, type.getElementType())))
-                            .getResult());
   return ctx.setOutputs(buildReshape(ctx.b(), ctx.getLoc(), data, shape));
 }
 
