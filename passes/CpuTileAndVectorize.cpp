@@ -37,108 +37,183 @@ int64_t largestDivisorAtMost(int64_t extent, int64_t limit,
   return 1;
 }
 
+/// Marks the column panels of contractions (the first tiling level), which
+/// the second level packs and tiles into register blocks.
+constexpr llvm::StringLiteral kPanelMark = "kiln.cpu_panel";
+
+/// Tiles `op` with `sizes` (0: not tiled) in `interchange` order and
+/// replaces it; returns the tiling result.
+FailureOr<scf::SCFTilingResult> tileAndReplace(RewriterBase &rewriter,
+                                               linalg::LinalgOp op,
+                                               ArrayRef<int64_t> sizes,
+                                               ArrayRef<int64_t> interchange) {
+  rewriter.setInsertionPoint(op);
+  scf::SCFTilingOptions options;
+  options.setTileSizes(getAsIndexOpFoldResult(op.getContext(), sizes));
+  if (!interchange.empty())
+    options.setInterchange(interchange);
+  SmallVector<unsigned> reductionDims;
+  op.getReductionDims(reductionDims);
+  options.setReductionDims(reductionDims);
+  FailureOr<scf::SCFTilingResult> tiled = scf::tileUsingSCF(
+      rewriter, cast<TilingInterface>(op.getOperation()), options);
+  if (failed(tiled))
+    return failure();
+  if (op->getNumResults())
+    rewriter.replaceOp(op, tiled->replacements);
+  else
+    rewriter.eraseOp(op);
+  return tiled;
+}
+
+/// The contraction's loop roles, when it has at least one M and one N loop.
+std::optional<linalg::ContractionDimensions>
+contractionRoles(linalg::LinalgOp op) {
+  if (!linalg::isaContractionOpInterface(op))
+    return std::nullopt;
+  FailureOr<linalg::ContractionDimensions> dims =
+      linalg::inferContractionDims(op);
+  if (failed(dims) || dims->m.empty() || dims->n.empty())
+    return std::nullopt;
+  return *dims;
+}
+
+/// Loop order batch, N, M, K: column panels outermost, so that one panel of
+/// the rhs serves every row block of the lhs.
+SmallVector<int64_t> panelOrder(const linalg::ContractionDimensions &dims) {
+  SmallVector<int64_t> order;
+  for (ArrayRef<unsigned> group : {ArrayRef<unsigned>(dims.batch),
+                                   ArrayRef<unsigned>(dims.n),
+                                   ArrayRef<unsigned>(dims.m),
+                                   ArrayRef<unsigned>(dims.k)})
+    order.append(group.begin(), group.end());
+  return order;
+}
+
 struct KilnCpuTileAndVectorizePass final
     : kiln::impl::KilnCpuTileAndVectorizeBase<KilnCpuTileAndVectorizePass> {
   using Base::Base;
 
-  /// Tile sizes for `op`, one per loop, or nothing if the op is not tiled.
-  /// Sets `interchange` to the order of the tile loops (empty: as is).
-  std::optional<SmallVector<int64_t>>
-  chooseTileSizes(linalg::LinalgOp op, SmallVector<int64_t> &interchange) {
-    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
-    if (ranges.empty() || llvm::any_of(ranges, ShapedType::isDynamic) ||
-        llvm::is_contained(ranges, 0))
-      return std::nullopt;
-    SmallVector<int64_t> sizes(ranges.size(), 1);
-    if (linalg::isaContractionOpInterface(op)) {
-      FailureOr<linalg::ContractionDimensions> dims =
-          linalg::inferContractionDims(op);
-      if (succeeded(dims) && !dims->m.empty() && !dims->n.empty()) {
-        unsigned m = dims->m.back(), n = dims->n.back();
-        sizes[m] = largestDivisorAtMost(ranges[m], mTile, /*vectorDim=*/false);
-        sizes[n] = largestDivisorAtMost(ranges[n], nTile);
-        // Column strips outermost: one strip of the rhs (K x n-tile) stays
-        // in cache while every row block of the lhs passes over it.
-        interchange.clear();
-        for (ArrayRef<unsigned> group : {ArrayRef<unsigned>(dims->batch),
-                                         ArrayRef<unsigned>(dims->n),
-                                         ArrayRef<unsigned>(dims->m),
-                                         ArrayRef<unsigned>(dims->k)})
-          interchange.append(group.begin(), group.end());
-        return sizes;
-      }
-    }
-    sizes.back() = largestDivisorAtMost(ranges.back(), vectorWidth);
-    return sizes;
+  /// Whether `op` stays scalar. Bool tensors are one byte per element in
+  /// memory, but vectors of i1 are bit-packed; bf16 arithmetic is emulated
+  /// in f32 op by op, which vector contractions escape.
+  static bool staysScalar(linalg::LinalgOp op) {
+    return llvm::any_of(op->getOperands(), [](Value operand) {
+      Type element = getElementTypeOrSelf(operand.getType());
+      return element.isInteger(1) || element.isBF16();
+    });
   }
 
-  /// Tiles `op` (register blocks for contractions, vector-width tiles
-  /// otherwise) and marks the tiled ops for vectorization. A contraction
-  /// whose N extent has no multiple-of-8 divisor (GPT-2's 50,257-token
-  /// vocabulary) takes full register-width tiles anyway, with its tile loop
-  /// peeled: full tiles are static and vectorize, the remainder stays scalar.
-  void tile(RewriterBase &rewriter, linalg::LinalgOp op) {
-    // Bool tensors are one byte per element in memory, but vectors of i1
-    // are bit-packed; bf16 arithmetic is emulated in f32 op by op, which
-    // vector contractions escape: such ops stay scalar.
-    for (Value operand : op->getOperands()) {
-      Type element = getElementTypeOrSelf(operand.getType());
-      if (element.isInteger(1) || element.isBF16())
-        return;
-    }
-    SmallVector<int64_t> interchange;
-    std::optional<SmallVector<int64_t>> sizes = chooseTileSizes(op, interchange);
-    if (!sizes)
-      return;
-    // Which tile loop to peel, if any (its position among the tile loops).
-    std::optional<unsigned> peelDim;
-    if (linalg::isaContractionOpInterface(op)) {
-      FailureOr<linalg::ContractionDimensions> dims =
-          linalg::inferContractionDims(op);
-      SmallVector<int64_t> ranges = op.getStaticLoopRanges();
-      if (succeeded(dims) && !dims->n.empty()) {
-        unsigned n = dims->n.back();
-        if ((*sizes)[n] < 8 && ranges[n] > nTile) {
-          (*sizes)[n] = nTile;
-          peelDim = n;
-        }
-      }
-    }
-    rewriter.setInsertionPoint(op);
-    scf::SCFTilingOptions options;
-    options.setTileSizes(getAsIndexOpFoldResult(op.getContext(), *sizes));
-    if (interchange.size() == sizes->size())
-      options.setInterchange(interchange);
-    SmallVector<unsigned> reductionDims;
-    op.getReductionDims(reductionDims);
-    options.setReductionDims(reductionDims);
-    FailureOr<scf::SCFTilingResult> tiled = scf::tileUsingSCF(
-        rewriter, cast<TilingInterface>(op.getOperation()), options);
+  static bool hasStaticNonEmptyRanges(linalg::LinalgOp op) {
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    return !ranges.empty() && !llvm::any_of(ranges, ShapedType::isDynamic) &&
+           !llvm::is_contained(ranges, 0);
+  }
+
+  /// Non-contractions: 1 on every loop but the innermost, which gets the
+  /// largest divisor of its extent up to the vector width.
+  void tileForVectors(RewriterBase &rewriter, linalg::LinalgOp op) {
+    SmallVector<int64_t> sizes(op.getNumLoops(), 1);
+    sizes.back() =
+        largestDivisorAtMost(op.getStaticLoopRanges().back(), vectorWidth);
+    FailureOr<scf::SCFTilingResult> tiled =
+        tileAndReplace(rewriter, op, sizes, /*interchange=*/{});
+    if (succeeded(tiled))
+      for (Operation *tiledOp : tiled->tiledOps)
+        tiledOp->setAttr(kVectorizeMark, rewriter.getUnitAttr());
+  }
+
+  /// First level for contractions: column panels, `n-tile` wide, batch
+  /// loops by 1, M and K whole. An N extent without a multiple-of-8 divisor
+  /// (GPT-2's 50,257-token vocabulary) takes full-width panels anyway, with
+  /// the panel loop peeled: full panels are static and vectorize.
+  void tilePanels(RewriterBase &rewriter, linalg::LinalgOp op,
+                  const linalg::ContractionDimensions &dims) {
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    SmallVector<int64_t> sizes(ranges.size(), 0);
+    for (unsigned d : dims.batch)
+      sizes[d] = 1;
+    for (unsigned d : dims.n)
+      sizes[d] = 1;
+    unsigned n = dims.n.back();
+    sizes[n] = largestDivisorAtMost(ranges[n], nTile);
+    bool peel = sizes[n] < 8 && ranges[n] > nTile;
+    if (peel)
+      sizes[n] = nTile;
+    FailureOr<scf::SCFTilingResult> tiled =
+        tileAndReplace(rewriter, op, sizes, panelOrder(dims));
     if (failed(tiled))
       return;
-    if (op->getNumResults())
-      rewriter.replaceOp(op, tiled->replacements);
-    else
-      rewriter.eraseOp(op);
     for (Operation *tiledOp : tiled->tiledOps)
-      tiledOp->setAttr(kVectorizeMark, rewriter.getUnitAttr());
-    if (!peelDim)
+      tiledOp->setAttr(kPanelMark, rewriter.getUnitAttr());
+    // The panel loop of the last N dimension is the innermost tile loop.
+    if (!peel || tiled->loops.empty())
       return;
-    // The tile loops are the non-unit tile sizes, in interchange order.
-    SmallVector<unsigned> order;
-    for (unsigned d : interchange.empty()
-                          ? llvm::to_vector(llvm::seq<unsigned>(0, sizes->size()))
-                          : SmallVector<unsigned>(interchange.begin(), interchange.end()))
-      if ((*sizes)[d] != 0)
-        order.push_back(d);
-    auto position = llvm::find(order, *peelDim) - order.begin();
-    if (position >= static_cast<long>(tiled->loops.size()))
+    if (auto loop = dyn_cast<scf::ForOp>(tiled->loops.back().getOperation())) {
+      scf::ForOp remainder;
+      (void)scf::peelForLoopAndSimplifyBounds(rewriter, loop, remainder);
+    }
+  }
+
+  /// Second level for a column panel: its rhs slice is copied into a
+  /// contiguous buffer when more than one row block reads it (one stride
+  /// through memory instead of one per row block, and no TLB miss per
+  /// reduction step), then the panel is tiled into `m-tile` x panel-width
+  /// register blocks with the reduction tiled by 1.
+  void tileRegisterBlocks(RewriterBase &rewriter, linalg::LinalgOp op) {
+    std::optional<linalg::ContractionDimensions> dims = contractionRoles(op);
+    if (!dims || !hasStaticNonEmptyRanges(op))
+      return; // a peeled remainder of unknown width: scalar loops
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    unsigned m = dims->m.back();
+    int64_t mTileHere = largestDivisorAtMost(ranges[m], mTile,
+                                             /*vectorDim=*/false);
+    int64_t rowBlocks = ranges[m] / mTileHere;
+    for (unsigned d : ArrayRef<unsigned>(dims->m).drop_back())
+      rowBlocks *= ranges[d];
+    if (rowBlocks > 1)
+      packRhs(rewriter, op, *dims);
+
+    SmallVector<int64_t> sizes(ranges.size(), 0);
+    for (unsigned d : dims->m)
+      sizes[d] = 1;
+    sizes[m] = mTileHere;
+    for (unsigned d : dims->k)
+      sizes[d] = 1;
+    FailureOr<scf::SCFTilingResult> tiled =
+        tileAndReplace(rewriter, op, sizes, panelOrder(*dims));
+    if (succeeded(tiled))
+      for (Operation *tiledOp : tiled->tiledOps)
+        tiledOp->setAttr(kVectorizeMark, rewriter.getUnitAttr());
+  }
+
+  /// Replaces the rhs of the panel `op` (the input indexed by N loops and
+  /// no M loop) by a copy into a fresh tensor, which bufferizes to a
+  /// contiguous buffer per panel. The copy is tiled for vectors.
+  void packRhs(RewriterBase &rewriter, linalg::LinalgOp op,
+               const linalg::ContractionDimensions &dims) {
+    for (OpOperand *input : op.getDpsInputOperands()) {
+      AffineMap map = op.getMatchingIndexingMap(input);
+      auto uses = [&](ArrayRef<unsigned> loops) {
+        return llvm::any_of(loops, [&](unsigned d) {
+          return map.isFunctionOfDim(d);
+        });
+      };
+      if (!uses(dims.n) || uses(dims.m))
+        continue;
+      auto type = dyn_cast<RankedTensorType>(input->get().getType());
+      if (!type || !type.hasStaticShape() || type.getRank() == 0)
+        return;
+      rewriter.setInsertionPoint(op);
+      Location loc = op.getLoc();
+      Value empty = tensor::EmptyOp::create(rewriter, loc, type.getShape(),
+                                            type.getElementType());
+      auto copy = linalg::CopyOp::create(rewriter, loc, input->get(), empty);
+      rewriter.modifyOpInPlace(op, [&] { input->set(copy.getResult(0)); });
+      if (type.getNumElements() > 1)
+        tileForVectors(rewriter, cast<linalg::LinalgOp>(copy.getOperation()));
       return;
-    auto loop = dyn_cast<scf::ForOp>(tiled->loops[position].getOperation());
-    if (!loop)
-      return;
-    scf::ForOp remainder;
-    (void)scf::peelForLoopAndSimplifyBounds(rewriter, loop, remainder);
+    }
   }
 
   /// Vectorizes the marked ops whose shapes are static after peeling and
@@ -169,6 +244,22 @@ struct KilnCpuTileAndVectorizePass final
     }
   }
 
+  /// Folds the constant bounds that peeling and tiling leave into static
+  /// slice shapes.
+  void canonicalizeSlices(func::FuncOp func) {
+    MLIRContext *ctx = &getContext();
+    RewritePatternSet patterns(ctx);
+    tensor::ExtractSliceOp::getCanonicalizationPatterns(patterns, ctx);
+    tensor::InsertSliceOp::getCanonicalizationPatterns(patterns, ctx);
+    affine::AffineMinOp::getCanonicalizationPatterns(patterns, ctx);
+    affine::AffineApplyOp::getCanonicalizationPatterns(patterns, ctx);
+    tensor::CastOp::getCanonicalizationPatterns(patterns, ctx);
+    scf::ForOp::getCanonicalizationPatterns(patterns, ctx);
+    ctx->getLoadedDialect<linalg::LinalgDialect>()->getCanonicalizationPatterns(
+        patterns);
+    (void)applyPatternsGreedily(func, std::move(patterns));
+  }
+
   void runOnOperation() override {
     func::FuncOp func = getOperation();
     if (!func->hasAttr(kKernelAttrName))
@@ -177,18 +268,27 @@ struct KilnCpuTileAndVectorizePass final
 
     SmallVector<linalg::LinalgOp> ops;
     func.walk([&](linalg::LinalgOp op) { ops.push_back(op); });
-    for (linalg::LinalgOp op : ops)
-      tile(rewriter, op);
-    // Peeled full tiles get static slice shapes.
-    RewritePatternSet patterns(&getContext());
-    tensor::ExtractSliceOp::getCanonicalizationPatterns(patterns, &getContext());
-    tensor::InsertSliceOp::getCanonicalizationPatterns(patterns, &getContext());
-    affine::AffineMinOp::getCanonicalizationPatterns(patterns, &getContext());
-    affine::AffineApplyOp::getCanonicalizationPatterns(patterns, &getContext());
-    tensor::CastOp::getCanonicalizationPatterns(patterns, &getContext());
-    getContext().getLoadedDialect<linalg::LinalgDialect>()
-        ->getCanonicalizationPatterns(patterns);
-    (void)applyPatternsGreedily(func, std::move(patterns));
+    for (linalg::LinalgOp op : ops) {
+      if (staysScalar(op) || !hasStaticNonEmptyRanges(op))
+        continue;
+      if (std::optional<linalg::ContractionDimensions> dims =
+              contractionRoles(op))
+        tilePanels(rewriter, op, *dims);
+      else
+        tileForVectors(rewriter, op);
+    }
+    canonicalizeSlices(func);
+
+    SmallVector<linalg::LinalgOp> panels;
+    func.walk([&](linalg::LinalgOp op) {
+      if (op->hasAttr(kPanelMark))
+        panels.push_back(op);
+    });
+    for (linalg::LinalgOp op : panels) {
+      op->removeAttr(kPanelMark);
+      tileRegisterBlocks(rewriter, op);
+    }
+    canonicalizeSlices(func);
     vectorizeMarked(rewriter, func);
   }
 };

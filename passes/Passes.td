@@ -137,15 +137,21 @@ def KilnCpuTileAndVectorize : Pass<"kiln-cpu-tile-and-vectorize", "mlir::func::F
   let summary = "tile linalg ops of a CPU kernel to register-sized tiles and vectorize them";
   let description = [{
     Runs on kernel functions (marked `kiln.kernel`) while they are still on
-    tensors, after `kiln-decompose-aggregates`. Contractions (matmul, batch matmul, and generics
-    with one reduction loop whose operands are all projected permutations)
-    are tiled to an `m-tile` x `n-tile` register block with the reduction
-    dimension tiled by 1, then vectorized into `vector.contract`; the
-    accumulator read/write pair is later hoisted out of the reduction loop,
-    so the block stays in registers. Other linalg ops are tiled to 1 on all
-    but the innermost loop, which is tiled to the largest divisor of its
-    extent that is at most `vector-width`, then vectorized. Tile sizes always
-    divide the (static) extents, so no masking is needed. An op that the
+    tensors, after `kiln-decompose-aggregates`. Contractions (matmul, batch
+    matmul, and generics with one reduction loop whose operands are all
+    projected permutations) are tiled in two levels. First into column
+    panels `n-tile` wide (batch loops by 1; an N extent with no
+    multiple-of-8 divisor takes full-width panels with the remainder
+    peeled). Then, when more than one row block reads a panel, the panel's
+    rhs is copied into a contiguous buffer (packing: one pass over memory
+    instead of a strided walk per row block), and the panel is tiled into
+    `m-tile` x `n-tile` register blocks with the reduction tiled by 1 and
+    vectorized into `vector.contract`; the accumulator read/write pair is
+    later hoisted out of the reduction loop, so the block stays in
+    registers. Other linalg ops are tiled to 1 on all but the innermost
+    loop, which is tiled to the largest divisor of its extent that is at
+    most `vector-width`, then vectorized. Tile sizes divide the (static)
+    extents, so no masking is needed. An op that the
     vectorizer rejects is left alone and lowered to scalar loops later.
   }];
   let options = [

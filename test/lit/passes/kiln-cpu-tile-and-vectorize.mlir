@@ -1,15 +1,23 @@
 // RUN: kiln-opt %s --split-input-file --pass-pipeline="builtin.module(func.func(kiln-decompose-aggregates,kiln-cpu-tile-and-vectorize))" | FileCheck %s
 
-// COM: A 12x32x8 matmul: 6x16 register blocks (m-tile=6 divides 12, n-tile
-// COM: 16 divides 32), the reduction tiled by 1, each tile one
-// COM: vector.contract. Column strips are the outer loop so that one strip
-// COM: of the rhs stays in cache across the row blocks.
+// COM: A 12x32x8 matmul: column panels 16 wide (n-tile 16 divides 32) are
+// COM: the outer loop; each panel's rhs slice (8x16) is first copied into a
+// COM: fresh tensor (a contiguous buffer after bufferization) because two
+// COM: row blocks read it; then 6x16 register blocks (m-tile 6 divides 12),
+// COM: the reduction tiled by 1, each tile one vector.contract that reads
+// COM: the packed panel, not the rhs.
 // CHECK-LABEL: func.func @matmul
-// CHECK: scf.for %{{.*}} = %c0 to %c32 step %c16
+// CHECK-SAME: %[[A:[a-z0-9]+]]: tensor<12x8xf32>, %[[B:[a-z0-9]+]]: tensor<8x32xf32>
+// CHECK: scf.for %[[N:.*]] = %c0 to %c32 step %c16
+// CHECK: %[[PANEL:.*]] = tensor.extract_slice %[[B]][0, %[[N]]] [8, 16] [1, 1]
+// CHECK: %[[EMPTY:.*]] = tensor.empty() : tensor<8x16xf32>
+// CHECK: %[[PACKED:.*]] = scf.for {{.*}} iter_args(%{{.*}} = %[[EMPTY]])
+// CHECK: tensor.extract_slice %[[PANEL]]
 // CHECK: scf.for %{{.*}} = %{{.*}} to %c12 step %c6
-// CHECK: scf.for %{{.*}} = %{{.*}} to %c8 step %c1
+// CHECK: scf.for %[[K:.*]] = %{{.*}} to %c8 step %c1
+// CHECK: %[[ROW:.*]] = tensor.extract_slice %[[PACKED]][%[[K]], 0] [1, 16]
 // CHECK: vector.transfer_read {{.*}} : tensor<6x1xf32>, vector<6x1xf32>
-// CHECK: vector.transfer_read {{.*}} : tensor<1x16xf32>, vector<1x16xf32>
+// CHECK: vector.transfer_read %[[ROW]]{{.*}} : tensor<1x16xf32>, vector<1x16xf32>
 // CHECK: vector.transfer_read {{.*}} : tensor<6x16xf32>, vector<6x16xf32>
 // CHECK: vector.contract {{.*}} : vector<6x1xf32>, vector<1x16xf32> into vector<6x16xf32>
 // CHECK: vector.transfer_write {{.*}} : vector<6x16xf32>, tensor<6x16xf32>
@@ -65,4 +73,31 @@ func.func @softmax(%x: tensor<4x16xf32>, %o: tensor<4x16xf32>) -> tensor<4x16xf3
 func.func @not_a_kernel(%a: tensor<6x8xf32>, %b: tensor<8x16xf32>, %c: tensor<6x16xf32>) -> tensor<6x16xf32> {
   %m = linalg.matmul ins(%a, %b : tensor<6x8xf32>, tensor<8x16xf32>) outs(%c : tensor<6x16xf32>) -> tensor<6x16xf32>
   return %m : tensor<6x16xf32>
+}
+
+// -----
+
+// COM: One row block per panel: nothing to reuse, so the rhs is read in
+// COM: place, not packed.
+// CHECK-LABEL: func.func @matmul_one_row_block
+// CHECK-NOT: tensor.empty
+// CHECK: vector.contract {{.*}} : vector<4x1xf32>, vector<1x16xf32> into vector<4x16xf32>
+func.func @matmul_one_row_block(%a: tensor<4x8xf32>, %b: tensor<8x32xf32>, %c: tensor<4x32xf32>) -> tensor<4x32xf32> attributes {kiln.kernel} {
+  %m = linalg.matmul ins(%a, %b : tensor<4x8xf32>, tensor<8x32xf32>) outs(%c : tensor<4x32xf32>) -> tensor<4x32xf32>
+  return %m : tensor<4x32xf32>
+}
+
+// -----
+
+// COM: N = 35 has no multiple-of-8 divisor: full 16-wide panels up to 32,
+// COM: and the last three columns peeled off; their static 8x3 panel is
+// COM: packed and vectorized too.
+// CHECK-LABEL: func.func @matmul_peeled_panel
+// CHECK: scf.for %{{.*}} = %c0 to %c32 step %c16
+// CHECK: vector.contract {{.*}} : vector<6x1xf32>, vector<1x16xf32> into vector<6x16xf32>
+// CHECK: tensor.extract_slice %{{.*}}[0, 32] [8, 3] [1, 1]
+// CHECK: vector.contract {{.*}} : vector<6x1xf32>, vector<1x3xf32> into vector<6x3xf32>
+func.func @matmul_peeled_panel(%a: tensor<12x8xf32>, %b: tensor<8x35xf32>, %c: tensor<12x35xf32>) -> tensor<12x35xf32> attributes {kiln.kernel} {
+  %m = linalg.matmul ins(%a, %b : tensor<12x8xf32>, tensor<8x35xf32>) outs(%c : tensor<12x35xf32>) -> tensor<12x35xf32>
+  return %m : tensor<12x35xf32>
 }
