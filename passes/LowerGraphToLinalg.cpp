@@ -1,5 +1,7 @@
-//===- LowerGraphToLinalg.cpp - kiln.matmul / kiln.softmax to linalg ------===//
+//===- LowerGraphToLinalg.cpp - kiln graph ops to linalg ------------------===//
 #include "passes/Passes.h"
+
+#include "dialects/kiln/Decompositions.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Utils/Utils.h"
@@ -177,17 +179,45 @@ struct LowerSoftmax final : OpRewritePattern<SoftmaxOp> {
   }
 };
 
+/// A transformer op replaced by its decomposition (Decompositions.cpp).
+template <typename OpT, auto Decompose>
+struct LowerByDecomposition final : OpRewritePattern<OpT> {
+  using OpRewritePattern<OpT>::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(OpT op,
+                                PatternRewriter &rewriter) const override {
+    for (Type type : op->getOperandTypes())
+      if (!cast<RankedTensorType>(type).hasStaticShape())
+        return rewriter.notifyMatchFailure(op, "dynamic shapes");
+    rewriter.replaceOp(op, resultOf(Decompose(rewriter, op)));
+    return success();
+  }
+
+  static Value resultOf(Value value) { return value; }
+  template <typename Parts>
+  static Value resultOf(const Parts &parts) {
+    return parts.result;
+  }
+};
+
 struct KilnLowerGraphToLinalgPass final
     : kiln::impl::KilnLowerGraphToLinalgBase<KilnLowerGraphToLinalgPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<LowerMatmul, LowerSoftmax>(&getContext());
+    patterns.add<LowerMatmul, LowerSoftmax,
+                 LowerByDecomposition<GeluOp, decomposeGelu>,
+                 LowerByDecomposition<LayerNormOp, decomposeLayerNorm>,
+                 LowerByDecomposition<RmsNormOp, decomposeRmsNorm>,
+                 LowerByDecomposition<RotaryEmbeddingOp, decomposeRotaryEmbedding>,
+                 LowerByDecomposition<AttentionOp, decomposeAttention>>(
+        &getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();
     // Whatever is left has dynamic shapes, which this lowering does not
     // handle yet: say so instead of leaving kiln ops for codegen to trip on.
     WalkResult result = getOperation().walk([](Operation *op) {
-      if (isa<MatmulOp, SoftmaxOp>(op)) {
+      if (isa<MatmulOp, SoftmaxOp, GeluOp, LayerNormOp, RmsNormOp,
+              RotaryEmbeddingOp, AttentionOp>(op)) {
         op->emitError() << "cannot lower '" << op->getName()
                         << "' with dynamic shapes yet; specialize the "
                            "model's symbolic dims with --dim NAME=VALUE";

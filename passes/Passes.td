@@ -10,7 +10,10 @@ def KilnLowerGraphToLinalg : Pass<"kiln-lower-graph-to-linalg", "mlir::func::Fun
     Rewrites `kiln.matmul` into `linalg.matmul` / `linalg.batch_matmul` when
     the batch dimensions line up (collapsing them with reshapes, which are
     views), and into a `linalg.generic` contraction with broadcasting indexing
-    maps otherwise; rewrites `kiln.softmax` into `linalg.softmax`.
+    maps otherwise; rewrites `kiln.softmax` into `linalg.softmax`; replaces
+    the transformer ops (`kiln.gelu`, `kiln.layer_norm`, `kiln.rms_norm`,
+    `kiln.rotary_embedding`, `kiln.attention`) by their decompositions
+    (dialects/kiln/Decompositions.cpp).
 
     Before:
     ```mlir

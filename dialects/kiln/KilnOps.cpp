@@ -70,6 +70,125 @@ LogicalResult SoftmaxOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// Transformer ops
+//===----------------------------------------------------------------------===//
+
+/// Checks a norm's axis against `input` and that `param` (operand
+/// `position`, named `name`) has its element type and broadcasts to the
+/// normalized dims.
+static LogicalResult verifyNormOperand(Operation *op, RankedTensorType input,
+                                       int64_t axis, Value param,
+                                       unsigned position, StringRef name) {
+  int64_t rank = input.getRank();
+  if (axis < -rank || axis >= rank)
+    return op->emitOpError() << "axis " << axis << " is out of range for input "
+                             << "(operand #0) of type " << input << "; expected ["
+                             << -rank << ", " << rank - 1 << "]";
+  int64_t first = axis < 0 ? axis + rank : axis;
+  auto type = cast<RankedTensorType>(param.getType());
+  if (type.getElementType() != input.getElementType())
+    return op->emitOpError() << name << " (operand #" << position << ") "
+                             << type << " must have the element type of input "
+                             << input;
+  ArrayRef<int64_t> normalized = input.getShape().drop_front(first);
+  ArrayRef<int64_t> shape = type.getShape();
+  bool fits = shape.size() <= normalized.size();
+  for (size_t i = 0; fits && i < shape.size(); ++i) {
+    int64_t want = normalized[normalized.size() - shape.size() + i];
+    fits = shape[i] == 1 || shape[i] == want;
+  }
+  if (!fits)
+    return op->emitOpError() << name << " (operand #" << position << ") " << type
+                             << " does not broadcast to the normalized dims ["
+                             << normalized << "] of input " << input;
+  return success();
+}
+
+LogicalResult LayerNormOp::verify() {
+  RankedTensorType input = getInput().getType();
+  if (failed(verifyNormOperand(*this, input, getAxis(), getScale(), 1, "scale")))
+    return failure();
+  if (getBias())
+    return verifyNormOperand(*this, input, getAxis(), getBias(), 2, "bias");
+  return success();
+}
+
+LogicalResult RmsNormOp::verify() {
+  return verifyNormOperand(*this, getInput().getType(), getAxis(), getScale(), 1,
+                           "scale");
+}
+
+LogicalResult RotaryEmbeddingOp::verify() {
+  auto input = cast<RankedTensorType>(getInput().getType());
+  auto cos = cast<RankedTensorType>(getCos().getType());
+  if (input.getRank() != 4 || cos.getRank() != 3)
+    return emitOpError() << "expects input (operand #0) [batch, heads, seq, "
+                            "head] and cos/sin [batch, seq, rotary/2], got "
+                         << input << " and " << cos;
+  if (cos.getElementType() != input.getElementType())
+    return emitOpError() << "cos (operand #1) " << cos
+                         << " must have the element type of input " << input;
+  ArrayRef<int64_t> x = input.getShape(), c = cos.getShape();
+  if (c[0] != x[0] || c[1] != x[2])
+    return emitOpError() << "cos/sin " << cos << " do not match the batch and "
+                         << "sequence of input " << input;
+  if (2 * c[2] > x[3])
+    return emitOpError() << "rotates " << 2 * c[2] << " elements of heads of "
+                         << x[3];
+  return success();
+}
+
+LogicalResult AttentionOp::verify() {
+  auto q = cast<RankedTensorType>(getQuery().getType());
+  auto k = cast<RankedTensorType>(getKey().getType());
+  auto v = cast<RankedTensorType>(getValue().getType());
+  auto result = cast<RankedTensorType>(getResult().getType());
+  if (q.getRank() != 4 || k.getRank() != 4 || v.getRank() != 4)
+    return emitOpError() << "expects 4-D [batch, heads, seq, head] query, key "
+                            "and value, got "
+                         << q << ", " << k << " and " << v;
+  Type element = q.getElementType();
+  if (k.getElementType() != element || v.getElementType() != element ||
+      result.getElementType() != element)
+    return emitOpError() << "query, key, value and result must share one "
+                            "element type";
+  ArrayRef<int64_t> qs = q.getShape(), ks = k.getShape(), vs = v.getShape();
+  if (ks[0] != qs[0] || vs[0] != qs[0])
+    return emitOpError() << "batch sizes differ: " << q << ", " << k << ", " << v;
+  if (ks[1] != vs[1] || ks[2] != vs[2])
+    return emitOpError() << "key " << k << " and value " << v
+                         << " must have the same heads and length";
+  if (ks[1] == 0 || qs[1] % ks[1])
+    return emitOpError() << qs[1] << " query heads do not group over " << ks[1]
+                         << " key/value heads";
+  if (ks[3] != qs[3])
+    return emitOpError() << "query " << q << " and key " << k
+                         << " head sizes differ";
+  SmallVector<int64_t> expected = {qs[0], qs[1], qs[2], vs[3]};
+  if (result.getShape() != ArrayRef<int64_t>(expected))
+    return emitOpError() << "result " << result << " must be [" << expected
+                         << "]";
+  if (Value bias = getBias()) {
+    auto b = cast<RankedTensorType>(bias.getType());
+    SmallVector<int64_t> full = {qs[0], qs[1], qs[2], ks[2]};
+    bool fits = b.getRank() <= 4 && b.getElementType() == element;
+    for (int64_t i = 0; fits && i < b.getRank(); ++i) {
+      int64_t dim = b.getShape()[i];
+      fits = dim == 1 || dim == full[4 - b.getRank() + i];
+    }
+    if (!fits)
+      return emitOpError() << "bias " << b << " does not broadcast to the "
+                           << "scores [" << full << "] of element type "
+                           << element;
+  }
+  if (std::optional<Type> softmax = getSoftmaxType())
+    if (!isa<FloatType>(*softmax))
+      return emitOpError() << "softmax_type must be a float type, got "
+                           << *softmax;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // DispatchOp
 //===----------------------------------------------------------------------===//
 

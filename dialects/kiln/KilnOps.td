@@ -95,6 +95,161 @@ def Kiln_SoftmaxOp : Kiln_Op<"softmax", [Pure, SameOperandsAndResultType]> {
 }
 
 //===----------------------------------------------------------------------===//
+// Transformer ops
+//
+// What ONNX's transformer ops (LayerNormalization, Gelu, RMSNormalization,
+// RotaryEmbedding, Attention) mean, whole, so that a kernel strategy can
+// take one as a unit (a fused norm, a flash-attention kernel). Each has a
+// decomposition into linalg (dialects/kiln/Decompositions.cpp), which
+// `kiln-lower-graph-to-linalg` applies to those no strategy claims.
+//===----------------------------------------------------------------------===//
+
+def Kiln_GeluOp : Kiln_Op<"gelu", [Pure, SameOperandsAndResultType]> {
+  let summary = "Gaussian error linear unit";
+  let description = [{
+    `0.5 x (1 + erf(x / sqrt(2)))`, or with `tanh_approximation`
+    `0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))`: ONNX `Gelu` (20)
+    with `approximate = "none"` or `"tanh"`.
+
+    ```mlir
+    %y = kiln.gelu %x {tanh_approximation} : tensor<8x3072xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, UnitAttr:$tanh_approximation);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def Kiln_LayerNormOp : Kiln_Op<"layer_norm", [Pure,
+    AllTypesMatch<["input", "result"]>]> {
+  let summary = "layer normalization over the dims from `axis` on";
+  let description = [{
+    `(x - mean) / sqrt(var + epsilon) * scale + bias`, the mean and the
+    (biased) variance taken over dims `axis`..rank-1 of `input`: ONNX
+    `LayerNormalization` (17) with stash_type 1, whose statistics are
+    computed in f32 for f16/bf16 inputs. `scale` and the optional `bias` are
+    broadcast (aligned on the right) to the normalized dims.
+
+    ```mlir
+    %y = kiln.layer_norm %x, %gamma, %beta {axis = -1 : i64, epsilon = 1.0e-05 : f32}
+        : tensor<128x768xf32>, tensor<768xf32>, tensor<768xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, Kiln_FloatTensor:$scale,
+                       Optional<Kiln_FloatTensor>:$bias, I64Attr:$axis,
+                       F32Attr:$epsilon);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $scale (`,` $bias^)? attr-dict `:` type($input) `,` type($scale)
+    (`,` type($bias)^)?
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    int64_t getNormalizedAxis() {
+      int64_t axis = getAxis();
+      return axis < 0 ? axis + getInput().getType().getRank() : axis;
+    }
+  }];
+}
+
+def Kiln_RmsNormOp : Kiln_Op<"rms_norm", [Pure,
+    AllTypesMatch<["input", "result"]>]> {
+  let summary = "root-mean-square normalization over the dims from `axis` on";
+  let description = [{
+    `x / sqrt(mean(x^2) + epsilon) * scale`, the mean over dims
+    `axis`..rank-1, computed in f32 (f64 for f64 inputs): ONNX
+    `RMSNormalization` (23). `scale` broadcasts to the normalized dims.
+
+    ```mlir
+    %y = kiln.rms_norm %x, %w {axis = -1 : i64, epsilon = 1.0e-06 : f32}
+        : tensor<16x64xf32>, tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, Kiln_FloatTensor:$scale,
+                       I64Attr:$axis, F32Attr:$epsilon);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $scale attr-dict `:` type($input) `,` type($scale)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    int64_t getNormalizedAxis() {
+      int64_t axis = getAxis();
+      return axis < 0 ? axis + getInput().getType().getRank() : axis;
+    }
+  }];
+}
+
+def Kiln_RotaryEmbeddingOp : Kiln_Op<"rotary_embedding", [Pure,
+    AllTypesMatch<["input", "result"]>, AllTypesMatch<["cos", "sin"]>]> {
+  let summary = "rotary position embedding of [batch, heads, seq, head] inputs";
+  let description = [{
+    Rotates the first `2 * R` elements of every head vector of `input`
+    (`[B, H, S, D]`) by the angles whose cosines and sines `cos` and `sin`
+    (`[B, S, R]`) hold for each batch and position; elements from `2 * R` on
+    pass through. Pairs are (i, i + R) (the halves), or (2i, 2i + 1) with
+    `interleaved`:
+    `out_a = x_a cos_i - x_b sin_i`, `out_b = x_b cos_i + x_a sin_i`.
+    ONNX `RotaryEmbedding` (23) after its importer has gathered the caches
+    by position id and moved the heads in front of the sequence.
+
+    ```mlir
+    %y = kiln.rotary_embedding %x, %cos, %sin : tensor<1x4x8x16xf32>, tensor<1x8x8xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, Kiln_FloatTensor:$cos,
+                       Kiln_FloatTensor:$sin, UnitAttr:$interleaved);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $cos `,` $sin attr-dict `:` type($input) `,` type($cos)
+  }];
+  let hasVerifier = 1;
+}
+
+def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
+  let summary = "scaled dot-product attention with grouped KV heads";
+  let description = [{
+    `softmax(scale * q k^T [capped] + bias [causal]) v` per batch and query
+    head, for `query` `[B, Hq, S, D]`, `key` `[B, Hkv, L, D]` and `value`
+    `[B, Hkv, L, Dv]`; query head `h` reads KV head `h / (Hq / Hkv)`
+    (grouped-query attention; Hkv divides Hq). The result is
+    `[B, Hq, S, Dv]`.
+
+    - `scale` multiplies the scores; the decomposition scales q and k by
+      `sqrt(scale)` each, as ONNX's reference does.
+    - `softcap` > 0 caps the scores: `softcap * tanh(scores / softcap)`.
+    - `bias` (optional, broadcast to `[B, Hq, S, L]`) is added; `-inf`
+      masks a key out.
+    - `causal_offset` (optional) masks key `j` for query `i` when
+      `j > i + causal_offset` (0: upper-left aligned; the past length with
+      a KV cache).
+    - the softmax runs in `softmax_type` when given (else the element type)
+      and gives 0, not NaN, for a row whose keys are all masked.
+
+    ONNX `Attention` (23) after its importer has split heads, concatenated
+    the past KV and turned boolean or short masks into `bias`.
+
+    ```mlir
+    %o = kiln.attention %q, %k, %v {scale = 0.125 : f64, causal_offset = 0 : i64}
+        : tensor<1x4x8x64xf32>, tensor<1x2x8x64xf32>, tensor<1x2x8x64xf32>
+        -> tensor<1x4x8x64xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$query, Kiln_FloatTensor:$key,
+                       Kiln_FloatTensor:$value,
+                       Optional<Kiln_FloatTensor>:$bias, F64Attr:$scale,
+                       DefaultValuedAttr<F64Attr, "0.0">:$softcap,
+                       OptionalAttr<I64Attr>:$causal_offset,
+                       OptionalAttr<TypeAttr>:$softmax_type);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value (`,` $bias^)? attr-dict `:` type($query) `,`
+    type($key) `,` type($value) (`,` type($bias)^)? `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // Dispatch ops
 //===----------------------------------------------------------------------===//
 

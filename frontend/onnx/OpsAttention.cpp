@@ -1,15 +1,15 @@
-//===- OpsAttention.cpp - ONNX Attention (opset 23) -----------------------===//
+//===- OpsAttention.cpp - ONNX Attention and RotaryEmbedding (opset 23) ---===//
 //
-// Attention as the reference computes it, in 4-D (batch, heads, sequence,
-// head size): 3-D inputs are split into heads, past keys and values are
-// concatenated in front, grouped-query heads share K/V heads, Q and K are
-// each scaled by sqrt(scale), the scores optionally soft-capped, the bias
-// (attention mask, boolean or additive, padded to the key length; causal
-// masking offset by the past length) added, a softmax that gives zero for
-// fully masked rows, and the weighted sum of V. The two matmuls are
-// contractions the GEMM strategies pick up; the rest fuses elementwise.
+// Both become kiln ops in the layout kernels want ([batch, heads, sequence,
+// head size]); what is ONNX-specific stays here: 3-D inputs are split into
+// heads, past keys and values are concatenated in front, boolean and short
+// masks become an additive bias padded with -inf to the key length, causal
+// masking is offset by the past length, and RotaryEmbedding's caches are
+// gathered by position id. kiln.attention and kiln.rotary_embedding carry
+// the math (dialects/kiln/Decompositions.cpp).
 //
 //===----------------------------------------------------------------------===//
+#include "dialects/kiln/Decompositions.h"
 #include "frontend/onnx/Builders.h"
 #include "frontend/onnx/Tensors.h"
 
@@ -45,39 +45,6 @@ Value splitHeads(OpBuilder &b, Location loc, Value x, int64_t heads) {
       .getResult()[0];
 }
 
-/// A contraction out[b,h,i,j] = sum_k lhs[b,h,i,k] * rhs(b,h,k,j), with rhs
-/// indexed [b,h,j,k] when `rhsTransposed`.
-Value batchedMatmul(OpBuilder &b, Location loc, Value lhs, Value rhs,
-                    bool rhsTransposed) {
-  ArrayRef<int64_t> l = shapeOf(lhs), r = shapeOf(rhs);
-  int64_t n = rhsTransposed ? r[2] : r[3];
-  Type element = elementOf(lhs);
-  SmallVector<int64_t> out = {l[0], l[1], l[2], n};
-  MLIRContext *ctx = b.getContext();
-  auto d = [&](unsigned i) { return getAffineDimExpr(i, ctx); };
-  // loops: b, h, i, j, k
-  AffineMap lhsMap = AffineMap::get(5, 0, {d(0), d(1), d(2), d(4)}, ctx);
-  AffineMap rhsMap = rhsTransposed
-                         ? AffineMap::get(5, 0, {d(0), d(1), d(3), d(4)}, ctx)
-                         : AffineMap::get(5, 0, {d(0), d(1), d(4), d(3)}, ctx);
-  AffineMap outMap = AffineMap::get(5, 0, {d(0), d(1), d(2), d(3)}, ctx);
-  Value init = linalg::FillOp::create(
-                   b, loc, scalarConstant(b, loc, element, 0),
-                   tensor::EmptyOp::create(b, loc, out, element).getResult())
-                   .getResult(0);
-  SmallVector<utils::IteratorType> iterators(4, utils::IteratorType::parallel);
-  iterators.push_back(utils::IteratorType::reduction);
-  return linalg::GenericOp::create(
-             b, loc, TypeRange{RankedTensorType::get(out, element)},
-             ValueRange{lhs, rhs}, ValueRange{init},
-             {lhsMap, rhsMap, outMap}, iterators,
-             [&](OpBuilder &nb, Location nl, ValueRange a) {
-               Value p = arith::MulFOp::create(nb, nl, a[0], a[1]);
-               linalg::YieldOp::create(nb, nl,
-                                       arith::AddFOp::create(nb, nl, a[2], p).getResult());
-             })
-      .getResult(0);
-}
 
 /// Along axis 2: [a; b].
 Value concatSeq(OpBuilder &b, Location loc, Value first, Value second) {
@@ -104,19 +71,15 @@ Value concatSeq(OpBuilder &b, Location loc, Value first, Value second) {
       });
 }
 
-/// K or V with `groups` query heads per KV head: head h reads h / groups.
-Value repeatHeads(OpBuilder &b, Location loc, Value x, int64_t groups) {
-  if (groups == 1)
-    return x;
+
+/// [B, H, S, D] -> [B, S, H*D].
+Value mergeHeads(OpBuilder &b, Location loc, Value x) {
   ArrayRef<int64_t> s = shapeOf(x);
-  SmallVector<int64_t> out = {s[0], s[1] * groups, s[2], s[3]};
-  return buildIndexed(
-      b, loc, out, elementOf(x),
-      [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
-        Value h = arith::DivUIOp::create(nb, nl, ivs[1], idx(nb, nl, groups));
-        return tensor::ExtractOp::create(nb, nl, x,
-                                         ValueRange{ivs[0], h, ivs[2], ivs[3]});
-      });
+  SmallVector<int64_t> t = {s[0], s[2], s[1], s[3]};
+  Value init = tensor::EmptyOp::create(b, loc, t, elementOf(x));
+  Value y = linalg::TransposeOp::create(b, loc, x, init, ArrayRef<int64_t>{0, 2, 1, 3})
+                .getResult()[0];
+  return buildReshape(b, loc, y, {s[0], s[2], s[1] * s[3]});
 }
 
 LogicalResult importAttention(NodeContext &ctx) {
@@ -171,36 +134,18 @@ LogicalResult importAttention(NodeContext &ctx) {
   int64_t batch = shapeOf(q)[0], qHeads = shapeOf(q)[1], sq = shapeOf(q)[2],
           headSize = shapeOf(q)[3];
   int64_t kvHeads = shapeOf(presentKey)[1], skv = shapeOf(presentKey)[2];
-  if (qHeads % kvHeads)
+  if (kvHeads == 0 || qHeads % kvHeads)
     return ctx.error() << qHeads << " query heads do not group over " << kvHeads
                        << " key/value heads";
-  Value kr = repeatHeads(b, loc, presentKey, qHeads / kvHeads);
-  Value vr = repeatHeads(b, loc, presentValue, qHeads / kvHeads);
+  if (shapeOf(presentKey)[3] != headSize || shapeOf(presentValue)[2] != skv ||
+      shapeOf(presentValue)[1] != kvHeads || shapeOf(presentKey)[0] != batch ||
+      shapeOf(presentValue)[0] != batch)
+    return ctx.error() << "key " << presentKey.getType() << " and value "
+                       << presentValue.getType() << " do not fit query "
+                       << q.getType();
 
-  double scale = ctx.hasAttr("scale") ? ctx.floatAttr("scale", 1.0f)
-                                      : 1.0 / std::sqrt(static_cast<double>(headSize));
-  double sqrtScale = std::sqrt(scale);
-  auto scaled = [&](Value x) {
-    return buildElementwise(ctx, {x}, element,
-                            [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
-                              return arith::MulFOp::create(
-                                  nb, nl, a[0], scalarConstant(nb, nl, element, sqrtScale));
-                            });
-  };
-  Value scores = batchedMatmul(b, loc, scaled(q), scaled(kr), /*rhsTransposed=*/true);
-  double softcap = ctx.floatAttr("softcap", 0.0f);
-  if (softcap > 0)
-    scores = buildElementwise(
-        ctx, {scores}, element, [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
-          Value c = scalarConstant(nb, nl, element, softcap);
-          return arith::MulFOp::create(
-              nb, nl, math::TanhOp::create(nb, nl, arith::DivFOp::create(nb, nl, a[0], c)),
-              c);
-        });
-
-  // The bias over [B, H, Sq, Skv]: the mask (bool: 0 or -inf; float: added;
-  // padded with -inf past its length) plus causal masking.
-  bool causal = ctx.intAttr("is_causal", 0) != 0;
+  // The mask as an additive bias over [B, H, Sq, Skv] (bool: 0 or -inf;
+  // float: added; padded with -inf past its length).
   Value mask = ctx.hasInput(3) ? ctx.input(3) : Value();
   if (ctx.hasInput(3) && !mask)
     return failure();
@@ -208,114 +153,178 @@ LogicalResult importAttention(NodeContext &ctx) {
     return ctx.error() << "the attention mask must be bool or float, got "
                        << mask.getType();
   SmallVector<int64_t> full = {batch, qHeads, sq, skv};
-  Value bias = buildIndexed(
-      b, loc, full, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
-        Value zero = scalarConstant(nb, nl, element, 0);
-        Value negInf = scalarConstant(nb, nl, element, -INFINITY);
-        Value total = zero;
-        if (mask) {
-          ArrayRef<int64_t> ms = shapeOf(mask);
-          int64_t mr = ms.size();
+  Value bias;
+  if (mask) {
+    ArrayRef<int64_t> ms = shapeOf(mask);
+    int64_t mr = ms.size();
+    if (mr > 4 || mr == 0)
+      return ctx.error() << "the attention mask must have rank 1 to 4, got "
+                         << mask.getType();
+    for (int64_t d = 0; d + 1 < mr; ++d)
+      if (ms[d] != 1 && ms[d] != full[4 - mr + d])
+        return ctx.error() << "the attention mask " << mask.getType()
+                           << " does not broadcast to the scores [" << full << "]";
+    if (ms.back() > skv)
+      return ctx.error() << "the attention mask covers " << ms.back()
+                         << " keys, more than the " << skv << " there are";
+    bias = buildIndexed(
+        b, loc, full, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+          Value zero = scalarConstant(nb, nl, element, 0);
+          Value negInf = scalarConstant(nb, nl, element, -INFINITY);
           SmallVector<Value> at;
-          for (int64_t d = 0; d < mr; ++d) {
-            int64_t outDim = 4 - mr + d;
-            at.push_back(ms[d] == 1 ? idx(nb, nl, 0) : ivs[outDim]);
-          }
+          for (int64_t d = 0; d < mr; ++d)
+            at.push_back(ms[d] == 1 ? idx(nb, nl, 0) : ivs[4 - mr + d]);
           int64_t maskLen = ms.back();
-          Value inMask = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::slt,
-                                               ivs[3], idx(nb, nl, maskLen));
-          at.back() = ms.back() == 1
-                          ? idx(nb, nl, 0)
-                          : arith::MinSIOp::create(nb, nl, ivs[3],
-                                                   idx(nb, nl, maskLen - 1))
-                                .getResult();
+          at.back() = maskLen == 1 ? idx(nb, nl, 0)
+                                   : arith::MinSIOp::create(nb, nl, ivs[3],
+                                                            idx(nb, nl, maskLen - 1))
+                                         .getResult();
           Value m = tensor::ExtractOp::create(nb, nl, mask, at);
-          Value term;
-          if (elementOf(mask).isInteger(1))
-            term = arith::SelectOp::create(nb, nl, m, zero, negInf);
-          else
-            term = castScalar(nb, nl, m, element);
-          if (ms.back() != 1 || maskLen < skv)
+          Value term = elementOf(mask).isInteger(1)
+                           ? arith::SelectOp::create(nb, nl, m, zero, negInf).getResult()
+                           : castScalar(nb, nl, m, element);
+          if (maskLen != 1 || maskLen < skv) {
+            Value inMask = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::slt,
+                                                 ivs[3], idx(nb, nl, maskLen));
             term = arith::SelectOp::create(nb, nl, inMask, term, negInf);
-          total = term;
-        }
-        if (causal) {
-          Value limit = arith::AddIOp::create(nb, nl, ivs[2], idx(nb, nl, pastLength));
-          Value allowed = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::sle,
-                                                ivs[3], limit);
-          total = arith::AddFOp::create(
-              nb, nl, total, arith::SelectOp::create(nb, nl, allowed, zero, negInf));
-        }
-        return total;
-      });
-  Value withBias = buildElementwise(
-      ctx, {scores, bias}, element, [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
-        return arith::AddFOp::create(nb, nl, a[0], a[1]);
-      });
+          }
+          return term;
+        });
+  }
 
-  // Softmax over the keys, in softmax_precision when given; rows whose bias
-  // is -inf everywhere give 0.
-  Type softmaxType = element;
+  double scale = ctx.hasAttr("scale") ? ctx.floatAttr("scale", 1.0f)
+                                      : 1.0 / std::sqrt(static_cast<double>(headSize));
+  auto resultType = RankedTensorType::get(
+      {batch, qHeads, sq, shapeOf(presentValue)[3]}, element);
+  auto op = AttentionOp::create(b, loc, resultType, q, presentKey, presentValue, bias,
+                                b.getF64FloatAttr(scale),
+                                b.getF64FloatAttr(ctx.floatAttr("softcap", 0.0f)),
+                                /*causal_offset=*/nullptr, /*softmax_type=*/nullptr);
+  if (ctx.intAttr("is_causal", 0) != 0)
+    op.setCausalOffset(pastLength);
   if (ctx.hasAttr("softmax_precision")) {
-    softmaxType = toElementType(b.getContext(), ctx.intAttr("softmax_precision", 1));
-    if (!softmaxType || !isa<FloatType>(softmaxType))
+    Type softmaxType =
+        toElementType(b.getContext(), ctx.intAttr("softmax_precision", 1));
+    if (!softmaxType || !isa<FloatType>(softmaxType)) {
+      op.erase();
       return ctx.error() << "unsupported softmax_precision";
+    }
+    op.setSoftmaxType(softmaxType);
   }
-  Value x = withBias;
-  if (softmaxType != element)
-    x = buildElementwise(ctx, {x}, softmaxType,
-                         [&](OpBuilder &nb, Location nl, ValueRange a) {
-                           return castScalar(nb, nl, a[0], softmaxType);
-                         });
-  SmallVector<bool> lastAxis = {false, false, false, true};
-  auto keep = [&](Value r) { return buildReshape(b, loc, r, {batch, qHeads, sq, 1}); };
-  Value rowMax = keep(buildReduce(ctx, x, lastAxis, ReduceKind::Max));
-  Value biasMax = keep(buildReduce(ctx, bias, lastAxis, ReduceKind::Max));
-  Value exps = buildElementwise(
-      ctx, {x, rowMax}, softmaxType, [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
-        Value negInf = scalarConstant(nb, nl, softmaxType, -INFINITY);
-        Value masked = arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OEQ, a[1], negInf);
-        Value safe = arith::SelectOp::create(nb, nl, masked,
-                                             scalarConstant(nb, nl, softmaxType, 0), a[1]);
-        return math::ExpOp::create(nb, nl, arith::SubFOp::create(nb, nl, a[0], safe));
-      });
-  Value sums = keep(buildReduce(ctx, exps, lastAxis, ReduceKind::Sum));
-  Value probs = buildElementwise(
-      ctx, {exps, sums, biasMax}, element,
-      [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
-        Value zero = scalarConstant(nb, nl, softmaxType, 0);
-        Value one = scalarConstant(nb, nl, softmaxType, 1);
-        Value s = arith::SelectOp::create(
-            nb, nl, arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OEQ, a[1], zero),
-            one, a[1]);
-        Value p = arith::DivFOp::create(nb, nl, a[0], s);
-        Value rowMasked = arith::CmpFOp::create(
-            nb, nl, arith::CmpFPredicate::OEQ, a[2],
-            scalarConstant(nb, nl, element, -INFINITY));
-        p = arith::SelectOp::create(nb, nl, rowMasked, zero, p);
-        return castScalar(nb, nl, p, element);
-      });
-  Value y = batchedMatmul(b, loc, probs, vr, /*rhsTransposed=*/false);
-  if (rank == 3) {
-    ArrayRef<int64_t> s = shapeOf(y);
-    SmallVector<int64_t> t = {s[0], s[2], s[1], s[3]};
-    Value init = tensor::EmptyOp::create(b, loc, t, element);
-    y = linalg::TransposeOp::create(b, loc, y, init, ArrayRef<int64_t>{0, 2, 1, 3})
-            .getResult()[0];
-    y = buildReshape(b, loc, y, {s[0], s[2], s[1] * s[3]});
+  // The qk output (modes 0-3: scores, after the bias, after the softmax)
+  // needs the op's intermediates: decompose it here.
+  bool wantsQk = ctx.getNode().output_size() > 3 && !ctx.getNode().output(3).empty();
+  AttentionParts parts;
+  if (wantsQk) {
+    parts = decomposeAttention(b, op);
+    op.erase();
+  } else {
+    parts.result = op.getResult();
   }
+  Value y = parts.result;
+  if (rank == 3)
+    y = mergeHeads(b, loc, y);
   SmallVector<Value> outs = {y, presentKey, presentValue};
   int64_t mode = ctx.intAttr("qk_matmul_output_mode", 0);
-  Value qk = mode == 2 ? withBias : mode == 3 ? probs : scores;
-  outs.push_back(qk);
+  if (wantsQk) {
+    if (mode < 0 || mode > 3)
+      return ctx.error() << "qk_matmul_output_mode " << mode << " is not 0-3";
+    // 0: scaled scores; 1: soft-capped (the same value here); 2: with the
+    // bias; 3: after the softmax.
+    outs.push_back(mode == 2   ? parts.biasedScores
+                   : mode == 3 ? parts.probabilities
+                               : parts.scores);
+  }
   outs.resize(std::min<size_t>(outs.size(), ctx.getNode().output_size()));
   return ctx.setOutputs(outs);
+}
+
+
+/// RotaryEmbedding (23): X is [B, S, hidden] with num_heads, or
+/// [B, H, S, D]; the caches are [max_position, R/2] indexed by
+/// position_ids [B, S], or [B, S, R/2] without position ids.
+LogicalResult importRotaryEmbedding(NodeContext &ctx) {
+  Value x = ctx.input(0), cos = ctx.input(1), sin = ctx.input(2);
+  if (!x || !cos || !sin)
+    return failure();
+  Type element = elementOf(x);
+  if (!isa<FloatType>(element) || elementOf(cos) != element ||
+      elementOf(sin) != element)
+    return ctx.error() << "RotaryEmbedding takes a float input and caches of "
+                          "its type, got "
+                       << x.getType() << ", " << cos.getType() << " and "
+                       << sin.getType();
+  if (cos.getType() != sin.getType())
+    return ctx.error() << "cos_cache " << cos.getType() << " and sin_cache "
+                       << sin.getType() << " must have the same shape";
+  int64_t rank = shapeOf(x).size();
+  if (rank != 3 && rank != 4)
+    return ctx.error() << "RotaryEmbedding takes a 3-D or 4-D input, got "
+                       << x.getType();
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  Value x4 = x;
+  if (rank == 3) {
+    int64_t heads = ctx.intAttr("num_heads", 0);
+    if (heads <= 0 || shapeOf(x)[2] % heads)
+      return ctx.error() << "a 3-D input needs num_heads that divides its "
+                            "hidden size "
+                         << shapeOf(x)[2];
+    x4 = splitHeads(b, loc, x, heads);
+  }
+  int64_t batch = shapeOf(x4)[0], seq = shapeOf(x4)[2], head = shapeOf(x4)[3];
+  int64_t rotary = ctx.intAttr("rotary_embedding_dim", 0);
+  if (rotary == 0)
+    rotary = head;
+  if (rotary < 0 || rotary % 2 || rotary > head)
+    return ctx.error() << "rotary_embedding_dim " << rotary
+                       << " must be even and at most the head size " << head;
+  int64_t half = rotary / 2;
+  ArrayRef<int64_t> cacheShape = shapeOf(cos);
+  if (cacheShape.empty() || cacheShape.back() != half)
+    return ctx.error() << "the caches' last dim must be rotary_embedding_dim / 2 = "
+                       << half << ", got " << cos.getType();
+  SmallVector<int64_t> angles = {batch, seq, half};
+  if (ctx.hasInput(3)) {
+    Value positions = ctx.input(3);
+    if (!positions)
+      return failure();
+    if (cacheShape.size() != 2 || shapeOf(positions) != ArrayRef<int64_t>({batch, seq}) ||
+        !elementOf(positions).isInteger(64))
+      return ctx.error() << "with position_ids (int64 [" << batch << ", " << seq
+                         << "], got " << positions.getType()
+                         << ") the caches must be 2-D, got " << cos.getType();
+    // Positions outside the cache are clamped into it (ONNX leaves them
+    // undefined; reading past the cache is not an option).
+    int64_t last = cacheShape[0] - 1;
+    auto gather = [&](Value cache) {
+      return buildIndexed(
+          b, loc, angles, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+            Value p = tensor::ExtractOp::create(nb, nl, positions,
+                                                ValueRange{ivs[0], ivs[1]});
+            Value at = arith::IndexCastOp::create(nb, nl, nb.getIndexType(), p);
+            at = arith::MaxSIOp::create(nb, nl, at, idx(nb, nl, 0));
+            at = arith::MinSIOp::create(nb, nl, at, idx(nb, nl, last));
+            return tensor::ExtractOp::create(nb, nl, cache, ValueRange{at, ivs[2]});
+          });
+    };
+    cos = gather(cos);
+    sin = gather(sin);
+  } else if (cacheShape != ArrayRef<int64_t>(angles)) {
+    return ctx.error() << "without position_ids the caches must be [" << angles
+                       << "], got " << cos.getType();
+  }
+  auto op = RotaryEmbeddingOp::create(b, loc, x4.getType(), x4, cos, sin);
+  op.setInterleaved(ctx.intAttr("interleaved", 0) != 0);
+  Value y = op.getResult();
+  return ctx.setOutputs(rank == 3 ? mergeHeads(b, loc, y) : y);
 }
 
 } // namespace
 
 void registerAttentionOps(OpRegistry &registry) {
   registry.on("Attention", 23, importAttention);
+  registry.on("RotaryEmbedding", 23, importRotaryEmbedding);
 }
 
 } // namespace kiln::onnx

@@ -5,6 +5,7 @@
 // checked first and named in the error.
 //
 //===----------------------------------------------------------------------===//
+#include "dialects/kiln/KilnDialect.h"
 #include "frontend/onnx/Builders.h"
 #include "frontend/onnx/Tensors.h"
 
@@ -491,24 +492,21 @@ void registerMathOps(OpRegistry &registry) {
         arith::SelectOp::create(b, l, above, arith::SubFOp::create(b, l, x, bias),
                                 zero));
   });
-  attrOp("Gelu", 20, [](NodeContext &c, OpBuilder &b, Location l, Value x) -> Value {
-    const kiln_onnx::AttributeProto *approx = c.attr("approximate");
-    Value half = constant(b, l, x, 0.5), one = constant(b, l, x, 1);
-    if (approx && approx->s() == "tanh") {
-      // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-      Value x3 = arith::MulFOp::create(b, l, x, arith::MulFOp::create(b, l, x, x));
-      Value inner = arith::MulFOp::create(
-          b, l, constant(b, l, x, 0.7978845608028654),
-          arith::AddFOp::create(
-              b, l, x, arith::MulFOp::create(b, l, constant(b, l, x, 0.044715), x3)));
-      return arith::MulFOp::create(
-          b, l, arith::MulFOp::create(b, l, half, x),
-          arith::AddFOp::create(b, l, one, math::TanhOp::create(b, l, inner)));
-    }
-    Value erf = math::ErfOp::create(
-        b, l, arith::MulFOp::create(b, l, x, constant(b, l, x, 0.7071067811865476)));
-    return arith::MulFOp::create(b, l, arith::MulFOp::create(b, l, half, x),
-                                 arith::AddFOp::create(b, l, one, erf));
+  registry.on("Gelu", 20, [](NodeContext &ctx) -> LogicalResult {
+    Value x = ctx.input(0);
+    if (!x)
+      return failure();
+    if (!isa<FloatType>(ctx.inputType(0).getElementType()))
+      return ctx.error() << "Gelu takes float inputs, got " << x.getType();
+    std::string approximate = "none";
+    if (const kiln_onnx::AttributeProto *attr = ctx.attr("approximate"))
+      approximate = attr->s();
+    if (approximate != "none" && approximate != "tanh")
+      return ctx.error() << "approximate must be \"none\" or \"tanh\", got \""
+                         << approximate << "\"";
+    auto gelu = GeluOp::create(ctx.b(), ctx.getLoc(), x);
+    gelu.setTanhApproximation(approximate == "tanh");
+    return ctx.setOutputs(gelu.getResult());
   });
 
   // Numeric unary ops that also take integers.

@@ -5,6 +5,7 @@
 // fusion of the graph pipeline merges the elementwise parts.
 //
 //===----------------------------------------------------------------------===//
+#include "dialects/kiln/Decompositions.h"
 #include "frontend/onnx/Builders.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -27,10 +28,8 @@ SmallVector<bool> fromAxis(int64_t rank, int64_t axis) {
 /// The reduced result reshaped so that it broadcasts against the input.
 Value keepDims(NodeContext &ctx, Value reducedValue, RankedTensorType type,
                ArrayRef<bool> reduced) {
-  SmallVector<int64_t> shape;
-  for (int64_t d = 0; d < type.getRank(); ++d)
-    shape.push_back(reduced[d] ? 1 : type.getShape()[d]);
-  return buildReshape(ctx.b(), ctx.getLoc(), reducedValue, shape);
+  return keepReducedDims(ctx.b(), ctx.getLoc(), reducedValue, type.getShape(),
+                         reduced);
 }
 
 Value cst(OpBuilder &b, Location loc, Type type, double v) {
@@ -40,32 +39,7 @@ Value cst(OpBuilder &b, Location loc, Type type, double v) {
 /// mean and 1/sqrt(var + epsilon) over `reduced`, both kept-dims shaped.
 std::pair<Value, Value> moments(NodeContext &ctx, Value x, ArrayRef<bool> reduced,
                                 double epsilon) {
-  auto type = cast<RankedTensorType>(x.getType());
-  Type element = type.getElementType();
-  int64_t count = 1;
-  for (int64_t d = 0; d < type.getRank(); ++d)
-    if (reduced[d])
-      count *= type.getShape()[d];
-  Value sum = keepDims(ctx, buildReduce(ctx, x, reduced, ReduceKind::Sum), type,
-                       reduced);
-  Value mean = buildElementwise(
-      ctx, {sum}, element, [&](OpBuilder &b, Location l, ValueRange a) -> Value {
-        return arith::DivFOp::create(b, l, a[0], cst(b, l, element, count));
-      });
-  Value centered = buildElementwise(
-      ctx, {x, mean}, element, [&](OpBuilder &b, Location l, ValueRange a) -> Value {
-        Value d = arith::SubFOp::create(b, l, a[0], a[1]);
-        return arith::MulFOp::create(b, l, d, d);
-      });
-  Value sq = keepDims(ctx, buildReduce(ctx, centered, reduced, ReduceKind::Sum),
-                      type, reduced);
-  Value invStd = buildElementwise(
-      ctx, {sq}, element, [&](OpBuilder &b, Location l, ValueRange a) -> Value {
-        Value var = arith::DivFOp::create(b, l, a[0], cst(b, l, element, count));
-        return math::RsqrtOp::create(
-            b, l, arith::AddFOp::create(b, l, var, cst(b, l, element, epsilon)));
-      });
-  return {mean, invStd};
+  return buildMoments(ctx.b(), ctx.getLoc(), x, reduced, epsilon);
 }
 
 bool checkFloat(NodeContext &ctx, const char *op) {
@@ -74,6 +48,24 @@ bool checkFloat(NodeContext &ctx, const char *op) {
     return false;
   }
   return true;
+}
+
+/// Whether a norm's scale or bias `param` has the input's element type and
+/// broadcasts to the normalized dims (from `axis`); reports on the node.
+bool checkNormParam(NodeContext &ctx, Value param, RankedTensorType input,
+                    int64_t axis, const char *name) {
+  auto type = cast<RankedTensorType>(param.getType());
+  ArrayRef<int64_t> normalized = input.getShape().drop_front(axis);
+  bool fits = type.getElementType() == input.getElementType() &&
+              type.getRank() <= static_cast<int64_t>(normalized.size());
+  for (int64_t i = 0; fits && i < type.getRank(); ++i) {
+    int64_t dim = type.getShape()[i];
+    fits = dim == 1 || dim == normalized[normalized.size() - type.getRank() + i];
+  }
+  if (!fits)
+    ctx.error() << name << " " << type << " must have the element type of X "
+                << input << " and broadcast to its normalized dims";
+  return fits;
 }
 
 /// LogSoftmax and the softmax-family ops over `reduced`.
@@ -165,11 +157,19 @@ LogicalResult importHardmax(NodeContext &ctx, bool flattenSemantics) {
   return ctx.setOutputs(buildReshape(b, loc, out, type.getShape()));
 }
 
-/// LayerNormalization (17): normalize over dims from `axis`, scale, bias;
-/// the optional Mean and InvStdDev outputs too.
+/// Whether output `i` of the node is requested (listed with a name).
+bool wantsOutput(NodeContext &ctx, int i) {
+  return i < ctx.getNode().output_size() && !ctx.getNode().output(i).empty();
+}
+
+/// LayerNormalization (17) as kiln.layer_norm; when the optional Mean and
+/// InvStdDev outputs are requested, the op is decomposed here for them.
 LogicalResult importLayerNorm(NodeContext &ctx) {
   Value x = ctx.input(0), scale = ctx.input(1);
   if (!x || !scale || !checkFloat(ctx, "LayerNormalization"))
+    return failure();
+  Value bias = ctx.hasInput(2) ? ctx.input(2) : Value();
+  if (ctx.hasInput(2) && !bias)
     return failure();
   RankedTensorType type = ctx.inputType(0);
   auto axis = normalizeAxis(ctx, ctx.intAttr("axis", -1), type.getRank());
@@ -177,74 +177,35 @@ LogicalResult importLayerNorm(NodeContext &ctx) {
     return failure();
   if (ctx.hasAttr("stash_type") && ctx.intAttr("stash_type", 1) != 1)
     return ctx.error() << "stash_type other than 1 (float) is not supported";
-  SmallVector<bool> reduced = fromAxis(type.getRank(), *axis);
-  Type element = type.getElementType();
-  // Statistics in f32 for f16/bf16 inputs, as stash_type=1 asks.
-  Value xs = x;
-  Type stash = element;
-  if (element.getIntOrFloatBitWidth() < 32) {
-    stash = ctx.b().getF32Type();
-    xs = buildElementwise(ctx, {x}, stash, [&](OpBuilder &b, Location l, ValueRange a) {
-      return castScalar(b, l, a[0], stash);
-    });
-  }
-  auto [mean, invStd] = moments(ctx, xs, reduced, ctx.floatAttr("epsilon", 1e-5f));
-  SmallVector<Value> inputs = {xs, mean, invStd, scale};
-  Value bias = ctx.hasInput(2) ? ctx.input(2) : Value();
-  if (bias)
-    inputs.push_back(bias);
-  Value y = buildElementwise(
-      ctx, inputs, element, [&](OpBuilder &b, Location l, ValueRange a) -> Value {
-        Value n = arith::MulFOp::create(b, l, arith::SubFOp::create(b, l, a[0], a[1]),
-                                        a[2]);
-        Value r = arith::MulFOp::create(b, l, castScalar(b, l, n, element), a[3]);
-        return bias ? arith::AddFOp::create(b, l, r, a[4]).getResult() : r;
-      });
-  if (!y)
+  if (!checkNormParam(ctx, scale, type, *axis, "Scale") ||
+      (bias && !checkNormParam(ctx, bias, type, *axis, "B")))
     return failure();
-  SmallVector<Value> outs = {y};
-  int outputs = ctx.getNode().output_size();
-  if (outputs > 1)
-    outs.push_back(mean);
-  if (outputs > 2)
-    outs.push_back(invStd);
-  return ctx.setOutputs(outs);
+  auto op = LayerNormOp::create(ctx.b(), ctx.getLoc(), type, x, scale, bias,
+                                ctx.b().getI64IntegerAttr(*axis),
+                                ctx.b().getF32FloatAttr(ctx.floatAttr("epsilon", 1e-5f)));
+  if (!wantsOutput(ctx, 1) && !wantsOutput(ctx, 2))
+    return ctx.setOutputs(op.getResult());
+  LayerNormParts parts = decomposeLayerNorm(ctx.b(), op);
+  op.erase();
+  return ctx.setOutputs({parts.result, parts.mean, parts.invStdDev});
 }
 
-/// RMSNormalization (23): x / sqrt(mean(x^2) + epsilon) * scale.
+/// RMSNormalization (23) as kiln.rms_norm.
 LogicalResult importRMSNorm(NodeContext &ctx) {
   Value x = ctx.input(0), scale = ctx.input(1);
   if (!x || !scale || !checkFloat(ctx, "RMSNormalization"))
     return failure();
   RankedTensorType type = ctx.inputType(0);
   auto axis = normalizeAxis(ctx, ctx.intAttr("axis", -1), type.getRank());
-  if (!axis)
+  if (!axis || !checkNormParam(ctx, scale, type, *axis, "scale"))
     return failure();
-  SmallVector<bool> reduced = fromAxis(type.getRank(), *axis);
-  Type element = type.getElementType();
-  Type stash = ctx.b().getF32Type();
-  if (element.getIntOrFloatBitWidth() > 32)
-    stash = element;
-  Value xs = buildElementwise(ctx, {x}, stash, [&](OpBuilder &b, Location l, ValueRange a) {
-    return castScalar(b, l, a[0], stash);
-  });
-  int64_t count = 1;
-  for (int64_t d = 0; d < type.getRank(); ++d)
-    if (reduced[d])
-      count *= type.getShape()[d];
-  Value sq = keepDims(ctx, buildReduce(ctx, xs, reduced, ReduceKind::SumSquare),
-                      cast<RankedTensorType>(xs.getType()), reduced);
-  double epsilon = ctx.floatAttr("epsilon", 1e-5f);
-  Value y = buildElementwise(
-      ctx, {xs, sq, scale}, element,
-      [&](OpBuilder &b, Location l, ValueRange a) -> Value {
-        Value ms = arith::DivFOp::create(b, l, a[1], cst(b, l, stash, count));
-        Value inv = math::RsqrtOp::create(
-            b, l, arith::AddFOp::create(b, l, ms, cst(b, l, stash, epsilon)));
-        Value n = castScalar(b, l, arith::MulFOp::create(b, l, a[0], inv), element);
-        return arith::MulFOp::create(b, l, n, a[2]);
-      });
-  return y ? ctx.setOutputs(y) : failure();
+  if (ctx.hasAttr("stash_type") && ctx.intAttr("stash_type", 1) != 1)
+    return ctx.error() << "stash_type other than 1 (float) is not supported";
+  return ctx.setOutputs(RmsNormOp::create(
+                            ctx.b(), ctx.getLoc(), type, x, scale,
+                            ctx.b().getI64IntegerAttr(*axis),
+                            ctx.b().getF32FloatAttr(ctx.floatAttr("epsilon", 1e-5f)))
+                            .getResult());
 }
 
 /// MeanVarianceNormalization: over `axes` (default 0, 2, 3), epsilon 1e-9.

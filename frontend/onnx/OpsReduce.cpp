@@ -29,127 +29,11 @@ struct ReduceSpec {
 
 bool isFloat(Type t) { return isa<FloatType>(t); }
 
-/// The identity of the combiner, as a scalar of `type`.
-Value identity(OpBuilder &b, Location loc, Kind kind, Type type) {
-  switch (kind) {
-  case Kind::Max:
-    if (isFloat(type))
-      return scalarConstant(b, loc, type, -INFINITY);
-    if (type.isInteger(1))
-      return arith::ConstantOp::create(b, loc, b.getBoolAttr(false));
-    return arith::ConstantOp::create(
-        b, loc, b.getIntegerAttr(type, APInt::getSignedMinValue(
-                                           type.getIntOrFloatBitWidth())));
-  case Kind::Min:
-    if (isFloat(type))
-      return scalarConstant(b, loc, type, INFINITY);
-    if (type.isInteger(1))
-      return arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
-    return arith::ConstantOp::create(
-        b, loc, b.getIntegerAttr(type, APInt::getSignedMaxValue(
-                                           type.getIntOrFloatBitWidth())));
-  case Kind::Prod:
-    return scalarConstant(b, loc, type, 1);
-  case Kind::LogSumExp:
-    // Sum of exp(x - max) needs the max first; handled by the caller.
-  default:
-    return scalarConstant(b, loc, type, 0);
-  }
-}
 
-Value combine(OpBuilder &b, Location loc, Kind kind, Value acc, Value x) {
-  bool f = isFloat(acc.getType());
-  switch (kind) {
-  case Kind::Max:
-    if (acc.getType().isInteger(1))
-      return arith::OrIOp::create(b, loc, acc, x);
-    return f ? arith::MaximumFOp::create(b, loc, acc, x).getResult()
-             : arith::MaxSIOp::create(b, loc, acc, x).getResult();
-  case Kind::Min:
-    if (acc.getType().isInteger(1))
-      return arith::AndIOp::create(b, loc, acc, x);
-    return f ? arith::MinimumFOp::create(b, loc, acc, x).getResult()
-             : arith::MinSIOp::create(b, loc, acc, x).getResult();
-  case Kind::Prod:
-    return f ? arith::MulFOp::create(b, loc, acc, x).getResult()
-             : arith::MulIOp::create(b, loc, acc, x).getResult();
-  default:
-    return f ? arith::AddFOp::create(b, loc, acc, x).getResult()
-             : arith::AddIOp::create(b, loc, acc, x).getResult();
-  }
-}
 
-Value prologue(OpBuilder &b, Location loc, Kind kind, Value x) {
-  bool f = isFloat(x.getType());
-  switch (kind) {
-  case Kind::SumSquare:
-  case Kind::L2:
-    return f ? arith::MulFOp::create(b, loc, x, x).getResult()
-             : arith::MulIOp::create(b, loc, x, x).getResult();
-  case Kind::L1:
-    return f ? math::AbsFOp::create(b, loc, x).getResult()
-             : math::AbsIOp::create(b, loc, x).getResult();
-  default:
-    return x;
-  }
-}
 
 } // namespace
 
-Value buildReduce(NodeContext &ctx, Value x, ArrayRef<bool> reduced,
-                  ReduceKind kind, Value broadcastOperand) {
-  OpBuilder &b = ctx.b();
-  Location loc = ctx.getLoc();
-  MLIRContext *mctx = b.getContext();
-  auto type = cast<RankedTensorType>(x.getType());
-  int64_t rank = type.getRank();
-  Type element = type.getElementType();
-  SmallVector<int64_t> outShape;
-  SmallVector<AffineExpr> outExprs;
-  SmallVector<utils::IteratorType> iterators;
-  for (int64_t i = 0; i < rank; ++i) {
-    if (reduced[i]) {
-      iterators.push_back(utils::IteratorType::reduction);
-      continue;
-    }
-    iterators.push_back(utils::IteratorType::parallel);
-    outShape.push_back(type.getShape()[i]);
-    outExprs.push_back(getAffineDimExpr(i, mctx));
-  }
-  AffineMap outMap = AffineMap::get(rank, 0, outExprs, mctx);
-  Value init =
-      linalg::FillOp::create(b, loc, identity(b, loc, kind, element),
-                             tensor::EmptyOp::create(b, loc, outShape, element)
-                                 .getResult())
-          .getResult(0);
-  // Nothing to fold over an empty slice: the identity is the result.
-  if (type.getNumElements() == 0) {
-    auto outType = RankedTensorType::get(outShape, element);
-    Attribute fill =
-        identity(b, loc, kind, element).getDefiningOp<arith::ConstantOp>().getValue();
-    return arith::ConstantOp::create(b, loc, DenseElementsAttr::get(outType, fill));
-  }
-  SmallVector<Value> inputs = {x};
-  SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, mctx)};
-  if (broadcastOperand) {
-    inputs.push_back(broadcastOperand);
-    maps.push_back(outMap);
-  }
-  maps.push_back(outMap);
-  return linalg::GenericOp::create(
-             b, loc, TypeRange{RankedTensorType::get(outShape, element)}, inputs,
-             ValueRange{init}, maps, iterators,
-             [&](OpBuilder &nb, Location nl, ValueRange args) {
-               Value v = args[0];
-               if (broadcastOperand) // exp(x - max) for LogSumExp
-                 v = math::ExpOp::create(
-                     nb, nl, arith::SubFOp::create(nb, nl, v, args[1]));
-               v = prologue(nb, nl, kind, v);
-               linalg::YieldOp::create(
-                   nb, nl, combine(nb, nl, kind, args.back(), v));
-             })
-      .getResult(0);
-}
 
 namespace {
 
@@ -271,7 +155,7 @@ LogicalResult importArg(NodeContext &ctx, bool isMax) {
   Type i64 = b.getI64Type();
   Value bestInit =
       linalg::FillOp::create(b, loc,
-                             identity(b, loc, isMax ? Kind::Max : Kind::Min, element),
+                             reduceIdentity(b, loc, isMax ? Kind::Max : Kind::Min, element),
                              tensor::EmptyOp::create(b, loc, outShape, element)
                                  .getResult())
           .getResult(0);

@@ -67,3 +67,91 @@ func.func @softmax(%x: tensor<4x16xf32>) -> tensor<4x16xf32> {
   return %p : tensor<4x16xf32>
 }
 
+
+// -----
+
+// COM: The transformer ops become their decompositions. LayerNorm: two
+// COM: sum reductions (mean, then centred squares), rsqrt, and one
+// COM: elementwise generic that normalizes, scales and shifts.
+// CHECK-LABEL: func.func @layer_norm
+// CHECK-NOT: kiln.layer_norm
+// CHECK: iterator_types = ["parallel", "reduction"]
+// CHECK: iterator_types = ["parallel", "reduction"]
+// CHECK: math.rsqrt
+// CHECK: %[[Y:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<4x8xf32>, tensor<4x1xf32>, tensor<4x1xf32>, tensor<8xf32>, tensor<8xf32>)
+// CHECK: arith.subf
+// CHECK: arith.addf
+// CHECK: return %[[Y]]
+func.func @layer_norm(%x: tensor<4x8xf32>, %s: tensor<8xf32>, %b: tensor<8xf32>) -> tensor<4x8xf32> {
+  %y = kiln.layer_norm %x, %s, %b {axis = 1 : i64, epsilon = 1.0e-05 : f32} : tensor<4x8xf32>, tensor<8xf32>, tensor<8xf32>
+  return %y : tensor<4x8xf32>
+}
+
+// -----
+
+// COM: RMSNorm of f16 runs in f32: the input is extended, the sum of
+// COM: squares reduced, and the result truncated back before the scale.
+// CHECK-LABEL: func.func @rms_norm_f16
+// CHECK: arith.extf {{.*}} : f16 to f32
+// CHECK: iterator_types = ["parallel", "reduction"]
+// CHECK: math.rsqrt {{.*}} : f32
+// CHECK: arith.truncf {{.*}} : f32 to f16
+// CHECK: arith.mulf {{.*}} : f16
+func.func @rms_norm_f16(%x: tensor<4x8xf16>, %s: tensor<8xf16>) -> tensor<4x8xf16> {
+  %y = kiln.rms_norm %x, %s {axis = -1 : i64, epsilon = 1.0e-05 : f32} : tensor<4x8xf16>, tensor<8xf16>
+  return %y : tensor<4x8xf16>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @gelu
+// CHECK: math.erf
+// CHECK-NOT: math.tanh
+// CHECK-LABEL: func.func @gelu_tanh
+// CHECK: math.tanh
+// CHECK-NOT: math.erf
+func.func @gelu(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %y = kiln.gelu %x : tensor<4x8xf32>
+  return %y : tensor<4x8xf32>
+}
+func.func @gelu_tanh(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %y = kiln.gelu %x {tanh_approximation} : tensor<4x8xf32>
+  return %y : tensor<4x8xf32>
+}
+
+// -----
+
+// COM: Rotary embedding: one indexed generic that reads each element, its
+// COM: partner (i +- R for halves) and the angle's cos and sin.
+// CHECK-LABEL: func.func @rotary
+// CHECK: linalg.generic
+// CHECK-COUNT-2: tensor.extract %arg0
+// CHECK: tensor.extract %arg1
+// CHECK: tensor.extract %arg2
+// CHECK-DAG: arith.subf
+// CHECK-DAG: arith.addf
+func.func @rotary(%x: tensor<1x2x4x8xf32>, %c: tensor<1x4x2xf32>, %s: tensor<1x4x2xf32>) -> tensor<1x2x4x8xf32> {
+  %y = kiln.rotary_embedding %x, %c, %s : tensor<1x2x4x8xf32>, tensor<1x4x2xf32>
+  return %y : tensor<1x2x4x8xf32>
+}
+
+// -----
+
+// COM: Attention with grouped heads and causal masking: K and V repeated to
+// COM: the 4 query heads, q and k scaled by sqrt(scale) each, the scores
+// COM: contraction (K indexed transposed), the causal bias, the softmax's
+// COM: max and sum, and the contraction with V.
+// CHECK-LABEL: func.func @attention
+// CHECK-NOT: kiln.attention
+// CHECK: arith.divui
+// CHECK: iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]
+// CHECK: arith.cmpi sle
+// CHECK: arith.maximumf
+// CHECK: math.exp
+// CHECK: arith.divf
+// CHECK: iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]
+// CHECK: return %{{.*}} : tensor<1x4x3x8xf32>
+func.func @attention(%q: tensor<1x4x3x8xf32>, %k: tensor<1x2x3x8xf32>, %v: tensor<1x2x3x8xf32>) -> tensor<1x4x3x8xf32> {
+  %o = kiln.attention %q, %k, %v {scale = 0.125 : f64, causal_offset = 0 : i64} : tensor<1x4x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32> -> tensor<1x4x3x8xf32>
+  return %o : tensor<1x4x3x8xf32>
+}

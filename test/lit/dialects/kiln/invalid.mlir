@@ -106,3 +106,67 @@ func.func @yield_outside(%x: tensor<8xf32>) -> tensor<8xf32> {
   // expected-error @+1 {{expects parent op 'kiln.dispatch'}}
   kiln.yield %x : tensor<8xf32>
 }
+
+// -----
+
+func.func @layer_norm_axis(%x: tensor<4x8xf32>, %s: tensor<8xf32>) -> tensor<4x8xf32> {
+  // expected-error @+1 {{axis 2 is out of range for input (operand #0) of type 'tensor<4x8xf32>'; expected [-2, 1]}}
+  %y = kiln.layer_norm %x, %s {axis = 2 : i64, epsilon = 1.0e-05 : f32} : tensor<4x8xf32>, tensor<8xf32>
+  return %y : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @layer_norm_bias_shape(%x: tensor<4x8xf32>, %s: tensor<8xf32>, %b: tensor<4xf32>) -> tensor<4x8xf32> {
+  // expected-error @+1 {{bias (operand #2) 'tensor<4xf32>' does not broadcast to the normalized dims [8] of input 'tensor<4x8xf32>'}}
+  %y = kiln.layer_norm %x, %s, %b {axis = 1 : i64, epsilon = 1.0e-05 : f32} : tensor<4x8xf32>, tensor<8xf32>, tensor<4xf32>
+  return %y : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @rms_norm_scale_type(%x: tensor<4x8xf32>, %s: tensor<8xf16>) -> tensor<4x8xf32> {
+  // expected-error @+1 {{scale (operand #1) 'tensor<8xf16>' must have the element type of input 'tensor<4x8xf32>'}}
+  %y = kiln.rms_norm %x, %s {axis = 1 : i64, epsilon = 1.0e-05 : f32} : tensor<4x8xf32>, tensor<8xf16>
+  return %y : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @rotary_too_wide(%x: tensor<1x2x4x8xf32>, %c: tensor<1x4x5xf32>) -> tensor<1x2x4x8xf32> {
+  // expected-error @+1 {{rotates 10 elements of heads of 8}}
+  %y = kiln.rotary_embedding %x, %c, %c : tensor<1x2x4x8xf32>, tensor<1x4x5xf32>
+  return %y : tensor<1x2x4x8xf32>
+}
+
+// -----
+
+func.func @rotary_sequence(%x: tensor<1x2x4x8xf32>, %c: tensor<1x3x4xf32>) -> tensor<1x2x4x8xf32> {
+  // expected-error @+1 {{cos/sin 'tensor<1x3x4xf32>' do not match the batch and sequence of input 'tensor<1x2x4x8xf32>'}}
+  %y = kiln.rotary_embedding %x, %c, %c : tensor<1x2x4x8xf32>, tensor<1x3x4xf32>
+  return %y : tensor<1x2x4x8xf32>
+}
+
+// -----
+
+func.func @attention_groups(%q: tensor<1x3x4x8xf32>, %k: tensor<1x2x4x8xf32>) -> tensor<1x3x4x8xf32> {
+  // expected-error @+1 {{3 query heads do not group over 2 key/value heads}}
+  %o = kiln.attention %q, %k, %k {scale = 1.0 : f64} : tensor<1x3x4x8xf32>, tensor<1x2x4x8xf32>, tensor<1x2x4x8xf32> -> tensor<1x3x4x8xf32>
+  return %o : tensor<1x3x4x8xf32>
+}
+
+// -----
+
+func.func @attention_bias(%q: tensor<1x2x4x8xf32>, %k: tensor<1x2x6x8xf32>, %m: tensor<4x4xf32>) -> tensor<1x2x4x8xf32> {
+  // expected-error @+1 {{bias 'tensor<4x4xf32>' does not broadcast to the scores [1, 2, 4, 6] of element type 'f32'}}
+  %o = kiln.attention %q, %k, %k, %m {scale = 1.0 : f64} : tensor<1x2x4x8xf32>, tensor<1x2x6x8xf32>, tensor<1x2x6x8xf32>, tensor<4x4xf32> -> tensor<1x2x4x8xf32>
+  return %o : tensor<1x2x4x8xf32>
+}
+
+// -----
+
+func.func @attention_result(%q: tensor<1x2x4x8xf32>, %k: tensor<1x2x6x8xf32>, %v: tensor<1x2x6x5xf32>) -> tensor<1x2x4x8xf32> {
+  // expected-error @+1 {{result 'tensor<1x2x4x8xf32>' must be [1, 2, 4, 5]}}
+  %o = kiln.attention %q, %k, %v {scale = 1.0 : f64} : tensor<1x2x4x8xf32>, tensor<1x2x6x8xf32>, tensor<1x2x6x5xf32> -> tensor<1x2x4x8xf32>
+  return %o : tensor<1x2x4x8xf32>
+}

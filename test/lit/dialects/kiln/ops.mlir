@@ -41,3 +41,28 @@ func.func @dispatch(%x: tensor<8xf32>, %y: tensor<8xf32>) -> (tensor<8xf32>, ten
   }
   return %r#0, %r#1 : tensor<8xf32>, tensor<8xf32>
 }
+
+// -----
+
+// COM: The transformer ops round-trip, optional operands and attributes
+// COM: included.
+// CHECK-LABEL: func.func @transformer_ops
+// CHECK: kiln.gelu %{{.*}} {tanh_approximation} : tensor<4x8xf32>
+// CHECK: kiln.layer_norm %{{.*}}, %{{.*}}, %{{.*}} {axis = -1 : i64, epsilon = 9.99999974E-6 : f32} : tensor<4x8xf32>, tensor<8xf32>, tensor<8xf32>
+// CHECK: kiln.layer_norm %{{.*}}, %{{.*}} {axis = 0 : i64, epsilon = 1.000000e-03 : f32} : tensor<4x8xf32>, tensor<1x8xf32>
+// CHECK: kiln.rms_norm %{{.*}}, %{{.*}} {axis = 1 : i64, epsilon = 9.99999997E-7 : f32} : tensor<4x8xf32>, tensor<8xf32>
+// CHECK: kiln.rotary_embedding %{{.*}}, %{{.*}}, %{{.*}} {interleaved} : tensor<1x2x4x8xf32>, tensor<1x4x2xf32>
+// CHECK: kiln.attention %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {causal_offset = 2 : i64, scale = 1.250000e-01 : f64, softmax_type = f32} : tensor<1x4x3x8xf16>, tensor<1x2x5x8xf16>, tensor<1x2x5x6xf16>, tensor<3x5xf16> -> tensor<1x4x3x6xf16>
+func.func @transformer_ops(%x: tensor<4x8xf32>, %s: tensor<8xf32>, %s2: tensor<1x8xf32>,
+                           %r: tensor<1x2x4x8xf32>, %c: tensor<1x4x2xf32>,
+                           %q: tensor<1x4x3x8xf16>, %k: tensor<1x2x5x8xf16>,
+                           %v: tensor<1x2x5x6xf16>, %m: tensor<3x5xf16>) {
+  %0 = kiln.gelu %x {tanh_approximation} : tensor<4x8xf32>
+  %1 = kiln.layer_norm %x, %s, %s {axis = -1 : i64, epsilon = 1.0e-05 : f32} : tensor<4x8xf32>, tensor<8xf32>, tensor<8xf32>
+  %2 = kiln.layer_norm %x, %s2 {axis = 0 : i64, epsilon = 1.0e-03 : f32} : tensor<4x8xf32>, tensor<1x8xf32>
+  %3 = kiln.rms_norm %x, %s {axis = 1 : i64, epsilon = 1.0e-06 : f32} : tensor<4x8xf32>, tensor<8xf32>
+  %4 = kiln.rotary_embedding %r, %c, %c {interleaved} : tensor<1x2x4x8xf32>, tensor<1x4x2xf32>
+  %5 = kiln.attention %q, %k, %v, %m {scale = 0.125 : f64, causal_offset = 2 : i64, softmax_type = f32}
+      : tensor<1x4x3x8xf16>, tensor<1x2x5x8xf16>, tensor<1x2x5x6xf16>, tensor<3x5xf16> -> tensor<1x4x3x6xf16>
+  return
+}
