@@ -4,7 +4,9 @@
 // head size]); what is ONNX-specific stays here: 3-D inputs are split into
 // heads, past keys and values are concatenated in front, boolean and short
 // masks become an additive bias padded with -inf to the key length, causal
-// masking is offset by the past length, and RotaryEmbedding's caches are
+// masking is offset by the past length (an attribute of the op) or by each
+// batch's valid length with a static cache (then, like sliding windows, part
+// of the bias), and RotaryEmbedding's caches are
 // gathered by position id. kiln.attention and kiln.rotary_embedding carry
 // the math (dialects/kiln/Decompositions.cpp).
 //
@@ -86,13 +88,12 @@ LogicalResult importAttention(NodeContext &ctx) {
   Value q = ctx.input(0), k = ctx.input(1), v = ctx.input(2);
   if (!q || !k || !v)
     return failure();
-  if (ctx.hasInput(6))
-    return ctx.error() << "the nonpad_kv_seqlen input (Attention 24) is not "
-                          "supported";
-  for (const char *unsupported : {"left_window_size", "right_window_size"})
-    if (ctx.hasAttr(unsupported))
-      return ctx.error() << "attribute '" << unsupported
-                         << "' (sliding-window attention) is not supported";
+  int64_t leftWindow = ctx.intAttr("left_window_size", -1),
+          rightWindow = ctx.intAttr("right_window_size", -1);
+  if (leftWindow < -1 || rightWindow < -1)
+    return ctx.error() << "left_window_size and right_window_size must be -1 "
+                          "(unbounded) or nonnegative, got "
+                       << leftWindow << " and " << rightWindow;
   Type element = elementOf(q);
   if (!isa<FloatType>(element) || elementOf(k) != element ||
       elementOf(v) != element)
@@ -153,7 +154,21 @@ LogicalResult importAttention(NodeContext &ctx) {
     return ctx.error() << "the attention mask must be bool or float, got "
                        << mask.getType();
   SmallVector<int64_t> full = {batch, qHeads, sq, skv};
-  Value bias;
+  // nonpad_kv_seqlen (24): keys from nonpad[b] on are padding, and the
+  // causal and window frontiers of batch b end at nonpad[b] (a static
+  // cache); it excludes a past.
+  Value nonpad = ctx.hasInput(6) ? ctx.input(6) : Value();
+  if (ctx.hasInput(6) && !nonpad)
+    return failure();
+  if (nonpad) {
+    if (pastLength || ctx.hasInput(4))
+      return ctx.error() << "nonpad_kv_seqlen cannot be combined with "
+                            "past_key and past_value";
+    if (shapeOf(nonpad) != ArrayRef<int64_t>({batch}) ||
+        !elementOf(nonpad).isInteger(64))
+      return ctx.error() << "nonpad_kv_seqlen must be int64 [" << batch
+                         << "], got " << nonpad.getType();
+  }
   if (mask) {
     ArrayRef<int64_t> ms = shapeOf(mask);
     int64_t mr = ms.size();
@@ -167,30 +182,75 @@ LogicalResult importAttention(NodeContext &ctx) {
     if (ms.back() > skv)
       return ctx.error() << "the attention mask covers " << ms.back()
                          << " keys, more than the " << skv << " there are";
+  }
+  bool causal = ctx.intAttr("is_causal", 0) != 0;
+  bool window = leftWindow >= 0 || rightWindow >= 0;
+  // Causal masking with one frontier for all batches stays an attribute of
+  // the op; per-batch frontiers and windows go into the bias.
+  bool causalInBias = causal && nonpad;
+  Value bias;
+  if (mask || nonpad || window)
     bias = buildIndexed(
         b, loc, full, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
           Value zero = scalarConstant(nb, nl, element, 0);
           Value negInf = scalarConstant(nb, nl, element, -INFINITY);
-          SmallVector<Value> at;
-          for (int64_t d = 0; d < mr; ++d)
-            at.push_back(ms[d] == 1 ? idx(nb, nl, 0) : ivs[4 - mr + d]);
-          int64_t maskLen = ms.back();
-          at.back() = maskLen == 1 ? idx(nb, nl, 0)
-                                   : arith::MinSIOp::create(nb, nl, ivs[3],
-                                                            idx(nb, nl, maskLen - 1))
-                                         .getResult();
-          Value m = tensor::ExtractOp::create(nb, nl, mask, at);
-          Value term = elementOf(mask).isInteger(1)
-                           ? arith::SelectOp::create(nb, nl, m, zero, negInf).getResult()
-                           : castScalar(nb, nl, m, element);
-          if (maskLen != 1 || maskLen < skv) {
-            Value inMask = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::slt,
-                                                 ivs[3], idx(nb, nl, maskLen));
-            term = arith::SelectOp::create(nb, nl, inMask, term, negInf);
+          auto allow = [&](Value allowed) -> Value {
+            return arith::SelectOp::create(nb, nl, allowed, zero, negInf);
+          };
+          auto cmp = [&](arith::CmpIPredicate predicate, Value l, Value r) -> Value {
+            return arith::CmpIOp::create(nb, nl, predicate, l, r);
+          };
+          Value total = zero;
+          auto add = [&](Value term) {
+            total = total == zero ? term
+                                  : arith::AddFOp::create(nb, nl, total, term).getResult();
+          };
+          if (mask) {
+            ArrayRef<int64_t> ms = shapeOf(mask);
+            int64_t mr = ms.size();
+            SmallVector<Value> at;
+            for (int64_t d = 0; d < mr; ++d)
+              at.push_back(ms[d] == 1 ? idx(nb, nl, 0) : ivs[4 - mr + d]);
+            int64_t maskLen = ms.back();
+            at.back() = maskLen == 1 ? idx(nb, nl, 0)
+                                     : arith::MinSIOp::create(nb, nl, ivs[3],
+                                                              idx(nb, nl, maskLen - 1))
+                                           .getResult();
+            Value m = tensor::ExtractOp::create(nb, nl, mask, at);
+            Value term = elementOf(mask).isInteger(1) ? allow(m)
+                                                      : castScalar(nb, nl, m, element);
+            // A mask shorter than the keys is padded with -inf.
+            if (maskLen < skv)
+              term = arith::SelectOp::create(
+                  nb, nl, cmp(arith::CmpIPredicate::slt, ivs[3], idx(nb, nl, maskLen)),
+                  term, negInf);
+            add(term);
           }
-          return term;
+          // The query's absolute position: i + past length, or
+          // i + nonpad[b] - S with a static cache.
+          Value position = arith::AddIOp::create(nb, nl, ivs[2], idx(nb, nl, pastLength));
+          Value valid;
+          if (nonpad) {
+            valid = arith::IndexCastOp::create(
+                nb, nl, nb.getIndexType(),
+                tensor::ExtractOp::create(nb, nl, nonpad, ValueRange{ivs[0]}));
+            position = arith::SubIOp::create(
+                nb, nl, arith::AddIOp::create(nb, nl, ivs[2], valid), idx(nb, nl, sq));
+          }
+          if (causalInBias)
+            add(allow(cmp(arith::CmpIPredicate::sle, ivs[3], position)));
+          if (leftWindow >= 0) // position - j <= left
+            add(allow(cmp(arith::CmpIPredicate::sle,
+                          arith::SubIOp::create(nb, nl, position, ivs[3]),
+                          idx(nb, nl, leftWindow))));
+          if (rightWindow >= 0) // j - position <= right
+            add(allow(cmp(arith::CmpIPredicate::sle,
+                          arith::SubIOp::create(nb, nl, ivs[3], position),
+                          idx(nb, nl, rightWindow))));
+          if (nonpad)
+            add(allow(cmp(arith::CmpIPredicate::slt, ivs[3], valid)));
+          return total;
         });
-  }
 
   double scale = ctx.hasAttr("scale") ? ctx.floatAttr("scale", 1.0f)
                                       : 1.0 / std::sqrt(static_cast<double>(headSize));
@@ -200,7 +260,7 @@ LogicalResult importAttention(NodeContext &ctx) {
                                 b.getF64FloatAttr(scale),
                                 b.getF64FloatAttr(ctx.floatAttr("softcap", 0.0f)),
                                 /*causal_offset=*/nullptr, /*softmax_type=*/nullptr);
-  if (ctx.intAttr("is_causal", 0) != 0)
+  if (causal && !causalInBias)
     op.setCausalOffset(pastLength);
   if (ctx.hasAttr("softmax_precision")) {
     Type softmaxType =
