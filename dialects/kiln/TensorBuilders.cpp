@@ -263,6 +263,12 @@ Value buildIndexed(
       .getResult(0);
 }
 
+Value scalarSigmoid(OpBuilder &b, Location loc, Value x) {
+  Value one = scalarConstant(b, loc, x.getType(), 1);
+  Value e = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, x));
+  return arith::DivFOp::create(b, loc, one, arith::AddFOp::create(b, loc, one, e));
+}
+
 Value keepReducedDims(OpBuilder &b, Location loc, Value reducedValue,
                       ArrayRef<int64_t> shape, ArrayRef<bool> reduced) {
   SmallVector<int64_t> kept;

@@ -45,6 +45,10 @@ mlir::Value castScalar(mlir::OpBuilder &b, mlir::Location loc,
 mlir::Value scalarConstant(mlir::OpBuilder &b, mlir::Location loc,
                            mlir::Type type, double value);
 
+/// 1 / (1 + exp(-x)) of a float scalar.
+mlir::Value scalarSigmoid(mlir::OpBuilder &b, mlir::Location loc,
+                          mlir::Value x);
+
 enum class ReduceKind {
   Sum, Mean, Max, Min, Prod, SumSquare, L1, L2, LogSum, LogSumExp
 };

@@ -128,10 +128,7 @@ void registerElementwiseOps(OpRegistry &registry) {
                                      scalarConstant(b, loc, x.getType(), 0));
   });
   onUnaryFloat(registry, "Sigmoid", 6, [](OpBuilder &b, Location loc, Value x) {
-    Value one = scalarConstant(b, loc, x.getType(), 1);
-    Value e = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, x));
-    return arith::DivFOp::create(b, loc, one,
-                                 arith::AddFOp::create(b, loc, one, e));
+    return scalarSigmoid(b, loc, x);
   });
   onUnaryFloat(registry, "Tanh", 6, [](OpBuilder &b, Location loc, Value x) {
     return math::TanhOp::create(b, loc, x);

@@ -492,6 +492,29 @@ void registerMathOps(OpRegistry &registry) {
         arith::SelectOp::create(b, l, above, arith::SubFOp::create(b, l, x, bias),
                                 zero));
   });
+  // Swish (24): x * sigmoid(alpha x).
+  attrOp("Swish", 24, [](NodeContext &c, OpBuilder &b, Location l, Value x) -> Value {
+    Value ax = arith::MulFOp::create(b, l, constant(b, l, x, c.floatAttr("alpha", 1.0f)), x);
+    return arith::MulFOp::create(b, l, x, scalarSigmoid(b, l, ax));
+  });
+  // SwiGLU (28): swish_alpha(a) * b, a and b of one shape (no broadcasting).
+  registry.on("SwiGLU", 28, [](NodeContext &ctx) -> LogicalResult {
+    Value a = ctx.input(0), g = ctx.input(1);
+    if (!a || !g)
+      return failure();
+    if (a.getType() != g.getType() ||
+        !isa<FloatType>(ctx.inputType(0).getElementType()))
+      return ctx.error() << "SwiGLU takes two float inputs of one type and shape, got "
+                         << a.getType() << " and " << g.getType();
+    double alpha = ctx.floatAttr("alpha", 1.0f);
+    return ctx.setOutputs(buildElementwise(
+        ctx, {a, g}, ctx.inputType(0).getElementType(),
+        [&](OpBuilder &b, Location l, ValueRange v) -> Value {
+          Value ax = arith::MulFOp::create(b, l, constant(b, l, v[0], alpha), v[0]);
+          Value swish = arith::MulFOp::create(b, l, v[0], scalarSigmoid(b, l, ax));
+          return arith::MulFOp::create(b, l, swish, v[1]);
+        }));
+  });
   registry.on("Gelu", 20, [](NodeContext &ctx) -> LogicalResult {
     Value x = ctx.input(0);
     if (!x)

@@ -774,20 +774,21 @@ LogicalResult importPad(NodeContext &ctx, bool padsAreInputs) {
   return ctx.setOutputs(out);
 }
 
-/// CumSum along a constant axis: each output element sums its prefix (a
-/// loop over the axis inside the element's computation).
-LogicalResult importCumSum(NodeContext &ctx) {
+/// CumSum (11) and CumProd (26) along a constant axis: each output element
+/// folds its prefix (a loop over the axis inside the element's computation).
+LogicalResult importCumulative(NodeContext &ctx, bool product) {
+  const char *name = product ? "CumProd" : "CumSum";
   Value x = ctx.input(0);
   if (!x)
     return failure();
   auto axisValues = ctx.constantInts(1);
   if (!axisValues || axisValues->size() != 1)
-    return axisValues ? ctx.error() << "CumSum axis must be one value"
+    return axisValues ? ctx.error() << name << " axis must be one value"
                       : failure();
   RankedTensorType type = ctx.inputType(0);
   Type element = type.getElementType();
   if (element.isInteger(1))
-    return ctx.error() << "CumSum takes numeric inputs, got " << type;
+    return ctx.error() << name << " takes numeric inputs, got " << type;
   auto axis = normalizeAxis(ctx, (*axisValues)[0], type.getRank());
   if (!axis)
     return failure();
@@ -799,7 +800,7 @@ LogicalResult importCumSum(NodeContext &ctx) {
   Value out = buildIndexed(
       ctx.b(), ctx.getLoc(), type.getShape(), element,
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
-        // Sum over k in [lo, hi) of x[..., k, ...].
+        // Fold x[..., k, ...] over k in [lo, hi).
         Value i = ivs[*axis];
         Value lo, hi;
         if (!reverse) {
@@ -809,16 +810,20 @@ LogicalResult importCumSum(NodeContext &ctx) {
           lo = exclusive ? arith::AddIOp::create(b, loc, i, idx(b, loc, 1)).getResult() : i;
           hi = idx(b, loc, n);
         }
-        Value zero = scalarConstant(b, loc, element, 0);
-        auto loop = scf::ForOp::create(b, loc, lo, hi, idx(b, loc, 1), ValueRange{zero});
+        Value identity = scalarConstant(b, loc, element, product ? 1 : 0);
+        auto loop =
+            scf::ForOp::create(b, loc, lo, hi, idx(b, loc, 1), ValueRange{identity});
         OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
         SmallVector<Value> at(ivs.begin(), ivs.end());
         at[*axis] = loop.getInductionVar();
         Value v = tensor::ExtractOp::create(lb, loc, x, at);
         Value acc = loop.getRegionIterArgs()[0];
-        Value next = isa<FloatType>(element)
-                         ? arith::AddFOp::create(lb, loc, acc, v).getResult()
-                         : arith::AddIOp::create(lb, loc, acc, v).getResult();
+        bool isFloat = isa<FloatType>(element);
+        Value next =
+            product ? (isFloat ? arith::MulFOp::create(lb, loc, acc, v).getResult()
+                               : arith::MulIOp::create(lb, loc, acc, v).getResult())
+                    : (isFloat ? arith::AddFOp::create(lb, loc, acc, v).getResult()
+                               : arith::AddIOp::create(lb, loc, acc, v).getResult());
         scf::YieldOp::create(lb, loc, next);
         return loop.getResult(0);
       });
@@ -970,7 +975,10 @@ void registerMoreTensorOps(OpRegistry &registry) {
   registry.on("GatherElements", 11, importGatherElements);
   registry.on("Pad", 2, [](NodeContext &c) { return importPad(c, false); });
   registry.on("Pad", 11, [](NodeContext &c) { return importPad(c, true); });
-  registry.on("CumSum", 11, importCumSum);
+  registry.on("CumSum", 11,
+              [](NodeContext &ctx) { return importCumulative(ctx, /*product=*/false); });
+  registry.on("CumProd", 26,
+              [](NodeContext &ctx) { return importCumulative(ctx, /*product=*/true); });
   registry.on("OneHot", 9, importOneHot);
   registry.on("EyeLike", 9, importEyeLike);
   registry.on("DepthToSpace", 1, [](NodeContext &c) { return importDepthSpace(c, true); });
