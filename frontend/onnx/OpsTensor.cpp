@@ -646,6 +646,195 @@ LogicalResult importGatherElements(NodeContext &ctx) {
   return ctx.setOutputs(out);
 }
 
+/// ScatterElements/ScatterND's reduction (16: none, add, mul; 18: max, min).
+enum class ScatterReduction { None, Add, Mul, Max, Min };
+
+std::optional<ScatterReduction> scatterReduction(NodeContext &ctx) {
+  std::string name = "none";
+  if (const kiln_onnx::AttributeProto *attr = ctx.attr("reduction"))
+    name = attr->s();
+  if (name == "none")
+    return ScatterReduction::None;
+  if (name == "add")
+    return ScatterReduction::Add;
+  if (name == "mul")
+    return ScatterReduction::Mul;
+  if (name == "max")
+    return ScatterReduction::Max;
+  if (name == "min")
+    return ScatterReduction::Min;
+  ctx.error() << "unknown reduction '" << name
+              << "' (expected none, add, mul, max or min)";
+  return std::nullopt;
+}
+
+/// `acc` combined with the update `u`.
+Value scatterCombine(OpBuilder &b, Location loc, ScatterReduction reduction,
+                     Value acc, Value u) {
+  bool isFloat = isa<FloatType>(acc.getType());
+  switch (reduction) {
+  case ScatterReduction::None:
+    return u;
+  case ScatterReduction::Add:
+    return isFloat ? arith::AddFOp::create(b, loc, acc, u).getResult()
+                   : arith::AddIOp::create(b, loc, acc, u).getResult();
+  case ScatterReduction::Mul:
+    return isFloat ? arith::MulFOp::create(b, loc, acc, u).getResult()
+                   : arith::MulIOp::create(b, loc, acc, u).getResult();
+  case ScatterReduction::Max:
+    return isFloat ? arith::MaximumFOp::create(b, loc, acc, u).getResult()
+                   : arith::MaxSIOp::create(b, loc, acc, u).getResult();
+  case ScatterReduction::Min:
+    return isFloat ? arith::MinimumFOp::create(b, loc, acc, u).getResult()
+                   : arith::MinSIOp::create(b, loc, acc, u).getResult();
+  }
+  llvm_unreachable("unknown scatter reduction");
+}
+
+/// An index read from an integer tensor, negative values counted from `dim`.
+Value loadIndex(OpBuilder &b, Location loc, Value indices, ValueRange at,
+                int64_t dim) {
+  Value i = arith::IndexCastOp::create(b, loc, b.getIndexType(),
+                                       tensor::ExtractOp::create(b, loc, indices, at));
+  Value negative =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, idx(b, loc, 0));
+  return arith::SelectOp::create(
+      b, loc, negative, arith::AddIOp::create(b, loc, i, idx(b, loc, dim)), i);
+}
+
+/// Folds the updates that land on one output element into `init`, in
+/// update order (so with reduction none the last one wins, as in the
+/// reference): a loop over `count` updates whose body gives, for update
+/// `u`, whether it hits and its value.
+Value foldUpdates(OpBuilder &b, Location loc, Value init, Value count,
+                  ScatterReduction reduction,
+                  function_ref<std::pair<Value, Value>(OpBuilder &, Value)> update) {
+  auto loop = scf::ForOp::create(b, loc, idx(b, loc, 0), count, idx(b, loc, 1),
+                                 ValueRange{init});
+  OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
+  Value acc = loop.getRegionIterArgs()[0];
+  auto [hit, u] = update(lb, loop.getInductionVar());
+  Value next = arith::SelectOp::create(lb, loc, hit,
+                                       scatterCombine(lb, loc, reduction, acc, u), acc);
+  scf::YieldOp::create(lb, loc, next);
+  return loop.getResult(0);
+}
+
+/// ScatterElements (11; reduction from 16): out = data, with
+/// out[.., indices[.., k, ..], ..] (axis) combined with updates[.., k, ..].
+/// Computed per output element: it folds the updates in its line along the
+/// axis whose index points at it.
+LogicalResult importScatterElements(NodeContext &ctx) {
+  Value data = ctx.input(0), indices = ctx.input(1), updates = ctx.input(2);
+  if (!data || !indices || !updates)
+    return failure();
+  RankedTensorType type = ctx.inputType(0), indexType = ctx.inputType(1),
+                   updateType = ctx.inputType(2);
+  if (indexType.getShape() != updateType.getShape() ||
+      indexType.getRank() != type.getRank() ||
+      updateType.getElementType() != type.getElementType())
+    return ctx.error() << "ScatterElements needs indices and updates of one shape "
+                          "and the data's rank and element type, got data "
+                       << type << ", indices " << indexType << ", updates "
+                       << updateType;
+  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", 0), type.getRank());
+  std::optional<ScatterReduction> reduction = scatterReduction(ctx);
+  if (!axis || !reduction)
+    return failure();
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    if (d != *axis && updateType.getShape()[d] > type.getShape()[d])
+      return ctx.error() << "updates " << updateType << " exceed the data " << type
+                         << " in dimension " << d;
+  if (type.getNumElements() == 0 || updateType.getNumElements() == 0)
+    return ctx.setOutputs(data);
+  int64_t dim = type.getShape()[*axis];
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), type.getShape(), type.getElementType(),
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Value init = tensor::ExtractOp::create(b, loc, data, ivs);
+        // Outside the updates' extent in another dim: no update applies.
+        Value inside = arith::ConstantIntOp::create(b, loc, 1, 1);
+        for (int64_t d = 0; d < type.getRank(); ++d)
+          if (d != *axis && updateType.getShape()[d] < type.getShape()[d])
+            inside = arith::AndIOp::create(
+                b, loc, inside,
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, ivs[d],
+                                      idx(b, loc, updateType.getShape()[d])));
+        Value count = arith::SelectOp::create(
+            b, loc, inside, idx(b, loc, updateType.getShape()[*axis]), idx(b, loc, 0));
+        return foldUpdates(b, loc, init, count, *reduction,
+                           [&](OpBuilder &lb, Value k) -> std::pair<Value, Value> {
+                             SmallVector<Value> at(ivs.begin(), ivs.end());
+                             at[*axis] = k;
+                             Value target = loadIndex(lb, loc, indices, at, dim);
+                             Value hit = arith::CmpIOp::create(
+                                 lb, loc, arith::CmpIPredicate::eq, target, ivs[*axis]);
+                             return {hit, tensor::ExtractOp::create(lb, loc, updates, at)};
+                           });
+      });
+  return ctx.setOutputs(out);
+}
+
+/// ScatterND (11; reduction from 16): indices [U..., m] address slices of
+/// the data's first m dims; updates [U..., data dims m..]. Computed per
+/// output element: it folds the updates whose index tuple is its prefix.
+LogicalResult importScatterND(NodeContext &ctx) {
+  Value data = ctx.input(0), indices = ctx.input(1), updates = ctx.input(2);
+  if (!data || !indices || !updates)
+    return failure();
+  RankedTensorType type = ctx.inputType(0), indexType = ctx.inputType(1),
+                   updateType = ctx.inputType(2);
+  std::optional<ScatterReduction> reduction = scatterReduction(ctx);
+  if (!reduction)
+    return failure();
+  int64_t rank = type.getRank();
+  int64_t m = indexType.getRank() ? indexType.getShape().back() : 0;
+  SmallVector<int64_t> expected(indexType.getShape().drop_back());
+  if (indexType.getRank() >= 1 && m <= rank)
+    llvm::append_range(expected, type.getShape().drop_front(m));
+  if (indexType.getRank() < 1 || m > rank ||
+      updateType.getShape() != ArrayRef<int64_t>(expected) ||
+      updateType.getElementType() != type.getElementType())
+    return ctx.error() << "ScatterND needs indices [..., m <= " << rank
+                       << "] and updates [indices dims..., data dims m..] of the "
+                          "data's element type, got data "
+                       << type << ", indices " << indexType << ", updates "
+                       << updateType;
+  int64_t count = indexType.getNumElements() / std::max<int64_t>(m, 1);
+  if (type.getNumElements() == 0 || count == 0)
+    return ctx.setOutputs(data);
+  OpBuilder &b0 = ctx.b();
+  Location loc0 = ctx.getLoc();
+  // Updates listed flat: indices [U, m], updates [U, data dims m..].
+  Value flatIndices = buildReshape(b0, loc0, indices, {count, m});
+  SmallVector<int64_t> flatUpdateShape = {count};
+  llvm::append_range(flatUpdateShape, type.getShape().drop_front(m));
+  Value flatUpdates = buildReshape(b0, loc0, updates, flatUpdateShape);
+  Value out = buildIndexed(
+      b0, loc0, type.getShape(), type.getElementType(),
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Value init = tensor::ExtractOp::create(b, loc, data, ivs);
+        return foldUpdates(
+            b, loc, init, idx(b, loc, count), *reduction,
+            [&](OpBuilder &lb, Value u) -> std::pair<Value, Value> {
+              Value hit = arith::ConstantIntOp::create(lb, loc, 1, 1);
+              for (int64_t t = 0; t < m; ++t) {
+                Value target = loadIndex(lb, loc, flatIndices,
+                                         ValueRange{u, idx(lb, loc, t)},
+                                         type.getShape()[t]);
+                hit = arith::AndIOp::create(
+                    lb, loc, hit,
+                    arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::eq, target,
+                                          ivs[t]));
+              }
+              SmallVector<Value> at = {u};
+              at.append(ivs.begin() + m, ivs.end());
+              return {hit, tensor::ExtractOp::create(lb, loc, flatUpdates, at)};
+            });
+      });
+  return ctx.setOutputs(out);
+}
+
 /// Pad with constant pads (input from 11, attribute before) in constant,
 /// reflect, edge or wrap mode; negative pads crop.
 LogicalResult importPad(NodeContext &ctx, bool padsAreInputs) {
@@ -975,6 +1164,10 @@ void registerMoreTensorOps(OpRegistry &registry) {
   registry.on("GatherElements", 11, importGatherElements);
   registry.on("Pad", 2, [](NodeContext &c) { return importPad(c, false); });
   registry.on("Pad", 11, [](NodeContext &c) { return importPad(c, true); });
+  // Scatter (9) is ScatterElements under its old name.
+  registry.on("Scatter", 9, importScatterElements);
+  registry.on("ScatterElements", 11, importScatterElements);
+  registry.on("ScatterND", 11, importScatterND);
   registry.on("CumSum", 11,
               [](NodeContext &ctx) { return importCumulative(ctx, /*product=*/false); });
   registry.on("CumProd", 26,
