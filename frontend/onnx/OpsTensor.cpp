@@ -835,6 +835,114 @@ LogicalResult importScatterND(NodeContext &ctx) {
   return ctx.setOutputs(out);
 }
 
+/// TopK (1: k attribute; 10: k input; 11: largest, sorted): the k largest
+/// (or smallest) elements along `axis` and their int64 indices, sorted,
+/// equal values in index order. Each output slot r selects its element by
+/// r + 1 rounds of "the best element after the previous one" (O(k^2 n) per
+/// line: for the small k of sampling and beam search, no sort needed).
+LogicalResult importTopK(NodeContext &ctx, bool kIsInput) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  Type element = type.getElementType();
+  if (element.isInteger(1) || type.getRank() == 0)
+    return ctx.error() << "TopK takes a numeric tensor of rank >= 1, got " << type;
+  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", -1), type.getRank());
+  if (!axis)
+    return failure();
+  int64_t k;
+  if (kIsInput) {
+    auto ks = ctx.constantInts(1);
+    if (!ks)
+      return failure();
+    if (ks->size() != 1)
+      return ctx.error() << "K must hold one value";
+    k = (*ks)[0];
+  } else {
+    k = ctx.intAttr("k", -1);
+  }
+  int64_t n = type.getShape()[*axis];
+  if (k < 0 || k > n)
+    return ctx.error() << "K = " << k << " is outside [0, " << n
+                       << "], the size of axis " << *axis;
+  bool largest = ctx.intAttr("largest", 1) != 0;
+  SmallVector<int64_t> shape(type.getShape());
+  shape[*axis] = k;
+  OpBuilder &b0 = ctx.b();
+  Type i64 = b0.getI64Type();
+  if (ShapedType::getNumElements(shape) == 0)
+    return ctx.setOutputs({buildEmptyConstant(b0, ctx.getLoc(), shape, element),
+                           buildEmptyConstant(b0, ctx.getLoc(), shape, i64)});
+  bool isFloat = isa<FloatType>(element);
+  Value indices = buildIndexed(
+      b0, ctx.getLoc(), shape, i64, [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        // Whether (v, i) comes before (w, j) in the output order.
+        auto precedes = [&](OpBuilder &lb, Value v, Value i, Value w, Value j) -> Value {
+          Value better =
+              isFloat ? arith::CmpFOp::create(lb, loc,
+                                              largest ? arith::CmpFPredicate::OGT
+                                                      : arith::CmpFPredicate::OLT,
+                                              v, w)
+                            .getResult()
+                      : arith::CmpIOp::create(lb, loc,
+                                              largest ? arith::CmpIPredicate::sgt
+                                                      : arith::CmpIPredicate::slt,
+                                              v, w)
+                            .getResult();
+          Value equal =
+              isFloat ? arith::CmpFOp::create(lb, loc, arith::CmpFPredicate::OEQ, v, w)
+                            .getResult()
+                      : arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::eq, v, w)
+                            .getResult();
+          Value earlier = arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::slt, i, j);
+          return arith::OrIOp::create(lb, loc, better,
+                                      arith::AndIOp::create(lb, loc, equal, earlier));
+        };
+        // The sentinel every element comes after, and the one that comes
+        // after every element.
+        Value first = reduceIdentity(b, loc, largest ? ReduceKind::Min : ReduceKind::Max,
+                                     element);
+        Value last = reduceIdentity(b, loc, largest ? ReduceKind::Max : ReduceKind::Min,
+                                    element);
+        Value slot = ivs[*axis];
+        auto rounds = scf::ForOp::create(
+            b, loc, idx(b, loc, 0), arith::AddIOp::create(b, loc, slot, idx(b, loc, 1)),
+            idx(b, loc, 1), ValueRange{first, idx(b, loc, -1)});
+        {
+          OpBuilder rb = OpBuilder::atBlockBegin(rounds.getBody());
+          Value prevV = rounds.getRegionIterArgs()[0];
+          Value prevI = rounds.getRegionIterArgs()[1];
+          auto scan = scf::ForOp::create(rb, loc, idx(rb, loc, 0), idx(rb, loc, n),
+                                         idx(rb, loc, 1),
+                                         ValueRange{last, idx(rb, loc, n)});
+          OpBuilder sb = OpBuilder::atBlockBegin(scan.getBody());
+          Value j = scan.getInductionVar();
+          Value bestV = scan.getRegionIterArgs()[0];
+          Value bestI = scan.getRegionIterArgs()[1];
+          SmallVector<Value> at(ivs.begin(), ivs.end());
+          at[*axis] = j;
+          Value v = tensor::ExtractOp::create(sb, loc, x, at);
+          Value after = precedes(sb, prevV, prevI, v, j);
+          Value take = arith::AndIOp::create(sb, loc, after,
+                                             precedes(sb, v, j, bestV, bestI));
+          scf::YieldOp::create(sb, loc,
+                               ValueRange{arith::SelectOp::create(sb, loc, take, v, bestV),
+                                          arith::SelectOp::create(sb, loc, take, j, bestI)});
+          scf::YieldOp::create(rb, loc, scan.getResults());
+        }
+        return arith::IndexCastOp::create(b, loc, i64, rounds.getResult(1));
+      });
+  Value values = buildIndexed(
+      b0, ctx.getLoc(), shape, element, [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        SmallVector<Value> at(ivs.begin(), ivs.end());
+        at[*axis] = arith::IndexCastOp::create(
+            b, loc, b.getIndexType(), tensor::ExtractOp::create(b, loc, indices, ivs));
+        return tensor::ExtractOp::create(b, loc, x, at);
+      });
+  return ctx.setOutputs({values, indices});
+}
+
 /// Pad with constant pads (input from 11, attribute before) in constant,
 /// reflect, edge or wrap mode; negative pads crop.
 LogicalResult importPad(NodeContext &ctx, bool padsAreInputs) {
@@ -1164,6 +1272,8 @@ void registerMoreTensorOps(OpRegistry &registry) {
   registry.on("GatherElements", 11, importGatherElements);
   registry.on("Pad", 2, [](NodeContext &c) { return importPad(c, false); });
   registry.on("Pad", 11, [](NodeContext &c) { return importPad(c, true); });
+  registry.on("TopK", 1, [](NodeContext &ctx) { return importTopK(ctx, false); });
+  registry.on("TopK", 10, [](NodeContext &ctx) { return importTopK(ctx, true); });
   // Scatter (9) is ScatterElements under its old name.
   registry.on("Scatter", 9, importScatterElements);
   registry.on("ScatterElements", 11, importScatterElements);
