@@ -5,6 +5,8 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 
+#include <cmath>
+
 using namespace mlir;
 
 namespace kiln::onnx {
@@ -63,8 +65,9 @@ LogicalResult importPow(NodeContext &ctx) {
   if (!isFloat(element))
     return ctx.error() << "Pow supports float bases only, got "
                        << base.getType();
-  // x^2 (variance in decomposed norms) and x^0.5 are common enough to
-  // deserve exact, cheap forms.
+  // Constant small integer exponents (x^2 in decomposed variances, x^3 in
+  // GPT-2's tanh GELU) become multiplications, and x^0.5 a square root:
+  // exact, cheap and vectorizable where powf is a scalar libm call.
   if (auto constant = ctx.constantElements(1)) {
     auto dense = dyn_cast<DenseElementsAttr>(constant);
     // Only when the exponent cannot grow the result by broadcasting.
@@ -72,15 +75,31 @@ LogicalResult importPow(NodeContext &ctx) {
         dense.getNumElements() == 1 &&
         ctx.inputType(1).getRank() <= ctx.inputType(0).getRank()) {
       double value = dense.getSplatValue<APFloat>().convertToDouble();
-      if (value == 2.0 || value == 1.0 || value == 0.5) {
+      bool smallInteger = value == std::trunc(value) && std::abs(value) <= 16;
+      if (smallInteger || value == 0.5) {
         Value result = buildElementwise(
             ctx, {base}, element,
             [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
-              if (value == 2.0)
-                return arith::MulFOp::create(b, loc, args[0], args[0]);
+              Value x = args[0];
               if (value == 0.5)
-                return math::SqrtOp::create(b, loc, args[0]);
-              return args[0];
+                return math::SqrtOp::create(b, loc, x);
+              // Square-and-multiply over |n|; 1 / x^|n| for negative n.
+              auto n = static_cast<int64_t>(std::abs(value));
+              Value result = scalarConstant(b, loc, element, 1), square = x;
+              bool first = true;
+              for (; n; n >>= 1) {
+                if (n & 1) {
+                  result = first ? square
+                                 : arith::MulFOp::create(b, loc, result, square).getResult();
+                  first = false;
+                }
+                if (n > 1)
+                  square = arith::MulFOp::create(b, loc, square, square);
+              }
+              if (value < 0)
+                result = arith::DivFOp::create(
+                    b, loc, scalarConstant(b, loc, element, 1), result);
+              return result;
             });
         return result ? ctx.setOutputs(result) : failure();
       }
