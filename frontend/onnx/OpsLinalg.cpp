@@ -1,4 +1,4 @@
-//===- OpsLinalg.cpp - ONNX contractions and softmax ----------===//
+//===- OpsLinalg.cpp - ONNX contractions (MatMul, Gemm, Einsum), softmax ----===//
 #include "dialects/kiln/KilnDialect.h"
 #include "frontend/onnx/Builders.h"
 
@@ -208,11 +208,212 @@ LogicalResult importSoftmax1(NodeContext &ctx) {
   return ctx.setOutputs(buildReshape(b, loc, softmax, type.getShape()));
 }
 
+/// One Einsum operand's subscripts: letters, with the ellipsis (if any)
+/// standing at `ellipsisAt` among them.
+struct Subscripts {
+  std::string letters;
+  std::optional<size_t> ellipsisAt;
+};
+
+/// Parses "ab...c" (spaces already removed); nullopt on a bad character or
+/// a second ellipsis.
+std::optional<Subscripts> parseSubscripts(StringRef term) {
+  Subscripts s;
+  for (size_t i = 0; i < term.size(); ++i) {
+    if (term.substr(i).starts_with("...")) {
+      if (s.ellipsisAt)
+        return std::nullopt;
+      s.ellipsisAt = s.letters.size();
+      i += 2;
+      continue;
+    }
+    if (!std::isalpha(static_cast<unsigned char>(term[i])))
+      return std::nullopt;
+    s.letters.push_back(term[i]);
+  }
+  return s;
+}
+
+/// Einsum (12): one linalg.generic whose loops are the equation's labels
+/// (ellipsis dims first, broadcast numpy-style), the labels missing from
+/// the output reduced, the body the product of the operands. Repeated
+/// labels within an operand read its diagonal.
+LogicalResult importEinsum(NodeContext &ctx) {
+  const kiln_onnx::AttributeProto *attr = ctx.attr("equation");
+  if (!attr)
+    return ctx.error() << "missing required attribute 'equation'";
+  std::string equation;
+  for (char c : attr->s())
+    if (!std::isspace(static_cast<unsigned char>(c)))
+      equation.push_back(c);
+  StringRef lhs = equation, rhs;
+  bool explicitOutput = false;
+  if (size_t arrow = lhs.find("->"); arrow != StringRef::npos) {
+    rhs = lhs.substr(arrow + 2);
+    lhs = lhs.substr(0, arrow);
+    explicitOutput = true;
+  }
+  SmallVector<StringRef> terms;
+  lhs.split(terms, ',');
+  int numInputs = ctx.numInputs();
+  if (static_cast<int>(terms.size()) != numInputs)
+    return ctx.error() << "equation '" << attr->s() << "' has " << terms.size()
+                       << " operands but the node has " << numInputs << " inputs";
+  SmallVector<Value> inputs;
+  SmallVector<Subscripts> subs;
+  Type element;
+  for (int i = 0; i < numInputs; ++i) {
+    Value input = ctx.input(i);
+    if (!input)
+      return failure();
+    Type e = ctx.inputType(i).getElementType();
+    if (e.isInteger(1) || (element && e != element))
+      return ctx.error() << "Einsum takes numeric inputs of one element type, got "
+                         << input.getType();
+    element = e;
+    std::optional<Subscripts> s = parseSubscripts(terms[i]);
+    int64_t rank = ctx.inputType(i).getRank();
+    if (!s || (s->ellipsisAt ? static_cast<int64_t>(s->letters.size()) > rank
+                             : static_cast<int64_t>(s->letters.size()) != rank))
+      return ctx.error() << "subscripts '" << terms[i] << "' do not fit input #"
+                         << i << " of type " << input.getType();
+    inputs.push_back(input);
+    subs.push_back(*s);
+  }
+  // Ellipsis dims: as many as the widest operand's, right-aligned.
+  int64_t ellipsisRank = 0;
+  for (int i = 0; i < numInputs; ++i)
+    if (subs[i].ellipsisAt)
+      ellipsisRank = std::max<int64_t>(
+          ellipsisRank, ctx.inputType(i).getRank() - subs[i].letters.size());
+  // Loop dims: the ellipsis dims, then each letter in order of appearance.
+  llvm::DenseMap<char, int64_t> letterDim;
+  llvm::DenseMap<char, int> letterCount;
+  SmallVector<int64_t> ranges(ellipsisRank, 1);
+  for (int i = 0; i < numInputs; ++i) {
+    ArrayRef<int64_t> shape = ctx.inputType(i).getShape();
+    const Subscripts &s = subs[i];
+    int64_t own = shape.size() - s.letters.size();
+    size_t pos = 0;
+    for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
+      bool inEllipsis = s.ellipsisAt && d >= static_cast<int64_t>(*s.ellipsisAt) &&
+                        d < static_cast<int64_t>(*s.ellipsisAt) + own;
+      if (inEllipsis) {
+        int64_t loop = ellipsisRank - own + (d - *s.ellipsisAt);
+        if (shape[d] != 1 && ranges[loop] != 1 && ranges[loop] != shape[d])
+          return ctx.error() << "ellipsis dims of input #" << i
+                             << " do not broadcast with the other inputs";
+        if (shape[d] != 1)
+          ranges[loop] = shape[d];
+        continue;
+      }
+      char c = s.letters[pos++];
+      ++letterCount[c];
+      auto [it, inserted] = letterDim.try_emplace(c, ranges.size());
+      if (inserted)
+        ranges.push_back(shape[d]);
+      else if (ranges[it->second] != shape[d])
+        return ctx.error() << "label '" << c << "' has sizes " << ranges[it->second]
+                           << " and " << shape[d];
+    }
+  }
+  // Output subscripts: given, or the ellipsis then the labels used once,
+  // alphabetically.
+  Subscripts out;
+  if (explicitOutput) {
+    std::optional<Subscripts> s = parseSubscripts(rhs);
+    if (!s)
+      return ctx.error() << "bad output subscripts '" << rhs << "'";
+    out = *s;
+    if (ellipsisRank && !out.ellipsisAt)
+      return ctx.error() << "the output subscripts must keep the ellipsis";
+  } else {
+    if (ellipsisRank)
+      out.ellipsisAt = 0;
+    for (auto &[c, count] : letterCount)
+      if (count == 1)
+        out.letters.push_back(c);
+    llvm::sort(out.letters);
+  }
+  SmallVector<int64_t> outDims;
+  for (size_t pos = 0; pos <= out.letters.size(); ++pos) {
+    if (out.ellipsisAt && *out.ellipsisAt == pos)
+      for (int64_t e = 0; e < ellipsisRank; ++e)
+        outDims.push_back(e);
+    if (pos == out.letters.size())
+      break;
+    char c = out.letters[pos];
+    auto it = letterDim.find(c);
+    if (it == letterDim.end() || llvm::is_contained(outDims, it->second))
+      return ctx.error() << "output label '" << c
+                         << "' is missing from the inputs or repeated";
+    outDims.push_back(it->second);
+  }
+
+  MLIRContext *mctx = ctx.b().getContext();
+  int64_t loops = ranges.size();
+  SmallVector<AffineMap> maps;
+  for (int i = 0; i < numInputs; ++i) {
+    ArrayRef<int64_t> shape = ctx.inputType(i).getShape();
+    const Subscripts &s = subs[i];
+    int64_t own = shape.size() - s.letters.size();
+    SmallVector<AffineExpr> exprs;
+    size_t pos = 0;
+    for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
+      bool inEllipsis = s.ellipsisAt && d >= static_cast<int64_t>(*s.ellipsisAt) &&
+                        d < static_cast<int64_t>(*s.ellipsisAt) + own;
+      int64_t loop = inEllipsis ? ellipsisRank - own + (d - *s.ellipsisAt)
+                                : letterDim[s.letters[pos++]];
+      exprs.push_back(shape[d] == 1 && ranges[loop] != 1
+                          ? getAffineConstantExpr(0, mctx)
+                          : getAffineDimExpr(loop, mctx));
+    }
+    maps.push_back(AffineMap::get(loops, 0, exprs, mctx));
+  }
+  SmallVector<AffineExpr> outExprs;
+  SmallVector<int64_t> outShape;
+  for (int64_t loop : outDims) {
+    outExprs.push_back(getAffineDimExpr(loop, mctx));
+    outShape.push_back(ranges[loop]);
+  }
+  maps.push_back(AffineMap::get(loops, 0, outExprs, mctx));
+  SmallVector<utils::IteratorType> iterators;
+  bool reduces = false;
+  for (int64_t loop = 0; loop < loops; ++loop) {
+    bool parallel = llvm::is_contained(outDims, loop);
+    reduces |= !parallel;
+    iterators.push_back(parallel ? utils::IteratorType::parallel
+                                 : utils::IteratorType::reduction);
+  }
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  Value init = tensor::EmptyOp::create(b, loc, outShape, element);
+  if (reduces)
+    init = linalg::FillOp::create(b, loc, scalarConstant(b, loc, element, 0), init)
+               .getResult(0);
+  bool isFloat = isa<FloatType>(element);
+  auto generic = linalg::GenericOp::create(
+      b, loc, TypeRange{RankedTensorType::get(outShape, element)}, inputs,
+      ValueRange{init}, maps, iterators,
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value product = args[0];
+        for (Value v : args.drop_front().drop_back())
+          product = isFloat ? arith::MulFOp::create(nb, nl, product, v).getResult()
+                            : arith::MulIOp::create(nb, nl, product, v).getResult();
+        if (reduces)
+          product = isFloat ? arith::AddFOp::create(nb, nl, args.back(), product).getResult()
+                            : arith::AddIOp::create(nb, nl, args.back(), product).getResult();
+        linalg::YieldOp::create(nb, nl, product);
+      });
+  return ctx.setOutputs(generic.getResult(0));
+}
+
 } // namespace
 
 void registerLinalgOps(OpRegistry &registry) {
   registry.on("MatMul", 1, importMatMul);
   registry.on("Gemm", 7, importGemm);
+  registry.on("Einsum", 12, importEinsum);
   registry.on("Softmax", 1, importSoftmax1);
   registry.on("Softmax", 13, importSoftmax13);
 }
