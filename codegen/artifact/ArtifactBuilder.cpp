@@ -53,10 +53,23 @@ uint64_t byteSize(RankedTensorType type) {
   return static_cast<uint64_t>(type.getNumElements()) * std::max(1u, bits / 8);
 }
 
+/// Integers are signless in the IR; entry inputs and outputs the importer
+/// marks `kiln.unsigned` get the unsigned dtype of their width.
+artifact::DType toUnsigned(artifact::DType dtype) {
+  switch (dtype) {
+  case artifact::I8: return artifact::U8;
+  case artifact::I16: return artifact::U16;
+  case artifact::I32: return artifact::U32;
+  case artifact::I64: return artifact::U64;
+  default: return dtype;
+  }
+}
+
 void fillSpec(artifact::TensorSpec *spec, StringRef name,
-              RankedTensorType type) {
+              RankedTensorType type, bool isUnsigned = false) {
   spec->set_name(name.str());
-  spec->set_dtype(toDType(type.getElementType()));
+  artifact::DType dtype = toDType(type.getElementType());
+  spec->set_dtype(isUnsigned ? toUnsigned(dtype) : dtype);
   for (int64_t dim : type.getShape())
     spec->add_shape(dim);
 }
@@ -281,7 +294,7 @@ struct EntryBuilder {
   /// in `spec`; it must be a static tensor of a dtype the runtime knows.
   static LogicalResult addIOSpec(func::FuncOp func, artifact::TensorSpec *spec,
                                  StringRef role, unsigned index, Type type,
-                                 StringAttr name) {
+                                 StringAttr name, bool isUnsigned) {
     auto tensor = dyn_cast<RankedTensorType>(type);
     if (!tensor || !tensor.hasStaticShape() ||
         toDType(tensor.getElementType()) == artifact::DTYPE_INVALID)
@@ -290,7 +303,7 @@ struct EntryBuilder {
                               << " is not a static tensor of a supported "
                                  "element type";
     fillSpec(spec, name ? name.getValue() : (role + Twine(index)).str(),
-             tensor);
+             tensor, isUnsigned);
     return success();
   }
 
@@ -299,7 +312,8 @@ struct EntryBuilder {
     for (auto [i, arg] : llvm::enumerate(func.getArguments())) {
       if (failed(addIOSpec(func, entry->add_inputs(), "input", i,
                            arg.getType(),
-                           func.getArgAttrOfType<StringAttr>(i, "kiln.name"))))
+                           func.getArgAttrOfType<StringAttr>(i, "kiln.name"),
+                           static_cast<bool>(func.getArgAttr(i, "kiln.unsigned")))))
         return failure();
       storage[arg] = {artifact::BufferRef::INPUT, static_cast<uint32_t>(i)};
     }
@@ -357,7 +371,8 @@ struct EntryBuilder {
     for (auto [i, value] : llvm::enumerate(ret.getOperands())) {
       if (failed(addIOSpec(
               func, entry->add_outputs(), "output", i, value.getType(),
-              func.getResultAttrOfType<StringAttr>(i, "kiln.name"))))
+              func.getResultAttrOfType<StringAttr>(i, "kiln.name"),
+              static_cast<bool>(func.getResultAttr(i, "kiln.unsigned")))))
         return failure();
       FailureOr<Storage> s = lookup(value, ret);
       if (failed(s))

@@ -203,7 +203,8 @@ Value buildReshape(OpBuilder &b, Location loc, Value value,
   return tensor::CollapseShapeOp::create(b, loc, target, flat, groups);
 }
 
-Value castScalar(OpBuilder &b, Location loc, Value value, Type to) {
+Value castScalar(OpBuilder &b, Location loc, Value value, Type to,
+                 bool fromUnsigned, bool toUnsigned) {
   Type from = value.getType();
   if (from == to)
     return value;
@@ -217,10 +218,11 @@ Value castScalar(OpBuilder &b, Location loc, Value value, Type to) {
     if (to.isInteger(1)) // nonzero -> true
       return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNE, value,
                                    scalarConstant(b, loc, from, 0.0));
-    return arith::FPToSIOp::create(b, loc, to, value);
+    return toUnsigned ? arith::FPToUIOp::create(b, loc, to, value).getResult()
+                      : arith::FPToSIOp::create(b, loc, to, value).getResult();
   }
   if (toFloat)
-    return from.isInteger(1)
+    return from.isInteger(1) || fromUnsigned
                ? arith::UIToFPOp::create(b, loc, to, value).getResult()
                : arith::SIToFPOp::create(b, loc, to, value).getResult();
   unsigned fromWidth = from.getIntOrFloatBitWidth();
@@ -229,7 +231,7 @@ Value castScalar(OpBuilder &b, Location loc, Value value, Type to) {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, value,
                                  scalarConstant(b, loc, from, 0));
   if (fromWidth < toWidth)
-    return from.isInteger(1)
+    return from.isInteger(1) || fromUnsigned
                ? arith::ExtUIOp::create(b, loc, to, value).getResult()
                : arith::ExtSIOp::create(b, loc, to, value).getResult();
   return arith::TruncIOp::create(b, loc, to, value);

@@ -37,9 +37,11 @@ mlir::Value buildReshape(mlir::OpBuilder &b, mlir::Location loc,
                          mlir::Value value, llvm::ArrayRef<int64_t> shape);
 
 /// A scalar conversion with ONNX Cast semantics between float, signless
-/// integer and i1 types.
+/// integer and i1 types; integers are read and written as unsigned when
+/// `fromUnsigned` / `toUnsigned`.
 mlir::Value castScalar(mlir::OpBuilder &b, mlir::Location loc,
-                       mlir::Value value, mlir::Type to);
+                       mlir::Value value, mlir::Type to,
+                       bool fromUnsigned = false, bool toUnsigned = false);
 
 /// A scalar constant of `type` (float or integer) holding `value`.
 mlir::Value scalarConstant(mlir::OpBuilder &b, mlir::Location loc,

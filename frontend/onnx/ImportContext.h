@@ -64,6 +64,18 @@ public:
   float floatAttr(llvm::StringRef name, float defaultValue) const;
   std::optional<std::vector<int64_t>> intsAttr(llvm::StringRef name) const;
 
+  /// Whether input `i` holds unsigned integers (integers are signless in the
+  /// IR; the importer tracks which ONNX values are unsigned).
+  bool inputIsUnsigned(int i) const;
+  /// Sets whether output `i` holds unsigned integers, overriding the
+  /// default (unsigned when an unsigned input has its element type).
+  void setOutputUnsigned(int i, bool isUnsigned) {
+    outputSignedness[i] = isUnsigned;
+  }
+  const std::map<int, bool> &getOutputSignedness() const {
+    return outputSignedness;
+  }
+
   /// Starts an error about this node: "node 'n' (Op, opset N): ...".
   mlir::InFlightDiagnostic error();
 
@@ -79,6 +91,7 @@ private:
   int64_t opset;
   mlir::OpBuilder &builder;
   mlir::Location loc;
+  std::map<int, bool> outputSignedness;
 };
 
 using OpHandler = std::function<mlir::LogicalResult(NodeContext &)>;

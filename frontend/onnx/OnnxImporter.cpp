@@ -107,6 +107,8 @@ public:
     return it == values.end() ? Value() : it->second;
   }
   void bind(const std::string &name, Value value) { values[name] = value; }
+  bool isUnsigned(StringRef name) const { return unsignedNames.contains(name); }
+  void markUnsigned(StringRef name) { unsignedNames.insert(name); }
   const std::string &getBaseDir() const { return baseDir; }
   StringRef getPath() const { return path; }
 
@@ -117,6 +119,7 @@ public:
 private:
   LogicalResult importNode(OpBuilder &b, const kiln_onnx::NodeProto &node,
                            int nodeIndex);
+  void propagateSignedness(NodeContext &ctx);
   std::optional<RankedTensorType> importValueType(
       const kiln_onnx::ValueInfoProto &info, StringRef role);
 
@@ -125,6 +128,8 @@ private:
   const ImportOptions &options;
   std::string baseDir;
   llvm::StringMap<Value> values;
+  /// The ONNX values holding unsigned integers (signless in the IR).
+  llvm::StringSet<> unsignedNames;
   int64_t opset = 0;
   unsigned resourceCounter = 0;
 };
@@ -132,7 +137,10 @@ private:
 Value GraphImporter::importTensor(OpBuilder &b, Location loc,
                                   const kiln_onnx::TensorProto &tensor,
                                   StringRef what) {
-  Type element = toElementType(&context, tensor.data_type());
+  bool isUnsignedType = false;
+  Type element = toElementType(&context, tensor.data_type(), &isUnsignedType);
+  if (isUnsignedType && !tensor.name().empty())
+    markUnsigned(tensor.name());
   if (!element) {
     emitError(loc) << path << ": " << what << " '" << tensor.name()
                    << "' has unsupported " << dataTypeName(tensor.data_type());
@@ -181,7 +189,10 @@ GraphImporter::importValueType(const kiln_onnx::ValueInfoProto &info,
     return std::nullopt;
   }
   const auto &tensorType = info.type().tensor_type();
-  Type element = toElementType(&context, tensorType.elem_type());
+  bool isUnsignedType = false;
+  Type element = toElementType(&context, tensorType.elem_type(), &isUnsignedType);
+  if (isUnsignedType)
+    markUnsigned(info.name());
   if (!element) {
     fileError() << path << ": graph " << role << " '" << info.name()
                 << "' has unsupported " << dataTypeName(tensorType.elem_type());
@@ -219,6 +230,50 @@ GraphImporter::importValueType(const kiln_onnx::ValueInfoProto &info,
   return RankedTensorType::get(shape, element);
 }
 
+/// Ops that take unsigned integer inputs: those whose integer semantics do
+/// not depend on signedness (data movement, add/sub/mul, bitwise,
+/// equality) and those whose handlers pick unsigned arithmetic.
+bool takesUnsignedInputs(StringRef opType) {
+  static const llvm::StringSet<> ops = {
+      // Signedness-agnostic.
+      "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten",
+      "Concat", "Slice", "Gather", "GatherElements", "Expand", "Tile", "Split",
+      "Where", "Equal", "Add", "Sub", "Mul", "Sum", "BitwiseAnd", "BitwiseOr",
+      "BitwiseXor", "BitwiseNot", "Shape", "Size", "CumSum",
+      // Unsigned-aware.
+      "Div", "Mod", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Max",
+      "Min", "Cast", "CastLike", "BitShift"};
+  return ops.contains(opType);
+}
+
+/// Marks the node's unsigned outputs: as the handler said, else those of an
+/// unsigned input's element type (Shape and Size give signed int64).
+void GraphImporter::propagateSignedness(NodeContext &ctx) {
+  const kiln_onnx::NodeProto &node = ctx.getNode();
+  bool indexOutputs = node.op_type() == "Shape" || node.op_type() == "Size";
+  for (int i = 0; i < node.output_size(); ++i) {
+    const std::string &output = node.output(i);
+    Value value = output.empty() ? Value() : lookup(output);
+    if (!value)
+      continue;
+    auto explicitSign = ctx.getOutputSignedness().find(i);
+    if (explicitSign != ctx.getOutputSignedness().end()) {
+      if (explicitSign->second)
+        markUnsigned(output);
+      continue;
+    }
+    Type element = getElementTypeOrSelf(value.getType());
+    if (indexOutputs || !element.isInteger() || element.isInteger(1))
+      continue;
+    for (int j = 0; j < ctx.numInputs(); ++j)
+      if (ctx.hasInput(j) && ctx.inputIsUnsigned(j) &&
+          ctx.inputType(j).getElementType() == element) {
+        markUnsigned(output);
+        break;
+      }
+  }
+}
+
 LogicalResult GraphImporter::importNode(OpBuilder &b,
                                         const kiln_onnx::NodeProto &node,
                                         int nodeIndex) {
@@ -254,8 +309,21 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
     return failure();
   }
   NodeContext ctx(*this, node, opset, b, loc);
+  // Integers are signless in the IR: only ops whose handlers are the same
+  // for unsigned values, or pick unsigned arithmetic, take them.
+  for (int i = 0; i < ctx.numInputs(); ++i)
+    if (ctx.hasInput(i) && ctx.inputIsUnsigned(i) &&
+        !takesUnsignedInputs(node.op_type())) {
+      emitError(loc) << path << ": node '" << name << "' (op '"
+                     << node.op_type() << "', opset " << opset << "): input #"
+                     << i << " '" << node.input(i)
+                     << "' is an unsigned integer; unsigned inputs are not "
+                        "supported by this op yet (see docs/onnx-coverage.md)";
+      return failure();
+    }
   if (failed((*handler)(ctx)))
     return failure();
+  propagateSignedness(ctx);
   // Small all-constant results (shape arithmetic) become constants, so that
   // the nodes reading them see constants.
   for (const std::string &output : node.output()) {
@@ -323,7 +391,8 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
         return {};
       }
       tensor.set_name(input.name());
-      Type element = toElementType(&context, tensor.data_type());
+      bool frozenUnsigned = false;
+      Type element = toElementType(&context, tensor.data_type(), &frozenUnsigned);
       auto shape = tensorShape(tensor);
       if (element != type->getElementType() ||
           static_cast<int64_t>(shape.size()) != type->getRank() ||
@@ -355,6 +424,8 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
   Block *entry = func.addEntryBlock();
   for (auto [i, name] : llvm::enumerate(argNames)) {
     func.setArgAttr(i, "kiln.name", b.getStringAttr(name));
+    if (isUnsigned(name))
+      func.setArgAttr(i, "kiln.unsigned", b.getUnitAttr());
     bind(name, entry->getArgument(i));
   }
   b.setInsertionPointToStart(entry);
@@ -386,8 +457,16 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
   }
   func::ReturnOp::create(b, fileLoc, results);
   func.setType(b.getFunctionType(argTypes, ValueRange(results).getTypes()));
-  for (auto [i, output] : llvm::enumerate(graph.output()))
+  for (auto [i, output] : llvm::enumerate(graph.output())) {
     func.setResultAttr(i, "kiln.name", b.getStringAttr(output.name()));
+    // The declared type decides an output's dtype.
+    bool declaredUnsigned = false;
+    if (output.type().has_tensor_type())
+      (void)toElementType(&context, output.type().tensor_type().elem_type(),
+                          &declaredUnsigned);
+    if (declaredUnsigned || isUnsigned(output.name()))
+      func.setResultAttr(i, "kiln.unsigned", b.getUnitAttr());
+  }
   if (failed(verify(*module)))
     return {};
   return module;
@@ -491,8 +570,15 @@ LogicalResult NodeContext::setOutputs(ValueRange values) {
 
 Value importConstantTensor(NodeContext &ctx,
                            const kiln_onnx::TensorProto &tensor) {
+  bool isUnsignedType = false;
+  (void)toElementType(ctx.b().getContext(), tensor.data_type(), &isUnsignedType);
+  ctx.setOutputUnsigned(0, isUnsignedType);
   return ctx.getImporter().importTensor(ctx.b(), ctx.getLoc(), tensor,
                                         "Constant");
+}
+
+bool NodeContext::inputIsUnsigned(int i) const {
+  return hasInput(i) && importer.isUnsigned(node.input(i));
 }
 
 //===----------------------------------------------------------------------===//

@@ -14,8 +14,9 @@ namespace {
 
 bool isFloat(Type type) { return isa<FloatType>(type); }
 
-/// Registers a binary op that has one float and one integer form.
-template <typename FloatOp, typename IntOp>
+/// Registers a binary op that has one float and one (signed and unsigned)
+/// integer form.
+template <typename FloatOp, typename IntOp, typename UnsignedOp = IntOp>
 void onBinary(OpRegistry &registry, StringRef opType, int64_t since) {
   registry.on(opType, since, [opType](NodeContext &ctx) -> LogicalResult {
     Value lhs = ctx.input(0), rhs = ctx.input(1);
@@ -27,11 +28,14 @@ void onBinary(OpRegistry &registry, StringRef opType, int64_t since) {
                          << lhs.getType() << " and " << rhs.getType();
     if (element.isInteger(1))
       return ctx.error() << opType << " does not accept bool inputs";
+    bool isUnsigned = ctx.inputIsUnsigned(0) || ctx.inputIsUnsigned(1);
     Value result = buildElementwise(
         ctx, {lhs, rhs}, element,
         [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
           if (isFloat(element))
             return FloatOp::create(b, loc, args[0], args[1]);
+          if (isUnsigned)
+            return UnsignedOp::create(b, loc, args[0], args[1]);
           return IntOp::create(b, loc, args[0], args[1]);
         });
     return result ? ctx.setOutputs(result) : failure();
@@ -121,14 +125,17 @@ LogicalResult importCast(NodeContext &ctx) {
   if (!ctx.hasAttr("to"))
     return ctx.error() << "missing required attribute 'to'";
   int64_t to = ctx.intAttr("to", 0);
-  Type target = toElementType(ctx.b().getContext(), to);
+  bool toUnsigned = false;
+  Type target = toElementType(ctx.b().getContext(), to, &toUnsigned);
   if (!target)
     return ctx.error() << "cast to " << dataTypeName(to)
                        << " is not supported";
+  bool fromUnsigned = ctx.inputIsUnsigned(0);
   Value result = buildElementwise(
       ctx, {x}, target, [&](OpBuilder &b, Location loc, ValueRange args) {
-        return castScalar(b, loc, args[0], target);
+        return castScalar(b, loc, args[0], target, fromUnsigned, toUnsigned);
       });
+  ctx.setOutputUnsigned(0, toUnsigned);
   return result ? ctx.setOutputs(result) : failure();
 }
 
@@ -138,7 +145,7 @@ void registerElementwiseOps(OpRegistry &registry) {
   onBinary<arith::AddFOp, arith::AddIOp>(registry, "Add", 7);
   onBinary<arith::SubFOp, arith::SubIOp>(registry, "Sub", 7);
   onBinary<arith::MulFOp, arith::MulIOp>(registry, "Mul", 7);
-  onBinary<arith::DivFOp, arith::DivSIOp>(registry, "Div", 7);
+  onBinary<arith::DivFOp, arith::DivSIOp, arith::DivUIOp>(registry, "Div", 7);
   registry.on("Pow", 7, importPow);
   registry.on("Cast", 6, importCast);
 

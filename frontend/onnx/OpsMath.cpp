@@ -78,10 +78,11 @@ using BinaryBody = std::function<Value(OpBuilder &, Location, Value, Value)>;
 /// Registers a binary op with numpy broadcasting; both inputs share an
 /// element type in `classes`.
 void onBinary(OpRegistry &registry, StringRef opType, int64_t since,
-              unsigned classes, BinaryBody body, bool resultBool = false) {
+              unsigned classes, BinaryBody body, bool resultBool = false,
+              BinaryBody unsignedBody = {}) {
   registry.on(opType, since,
-              [opType = opType.str(), classes, body,
-               resultBool](NodeContext &ctx) -> LogicalResult {
+              [opType = opType.str(), classes, body, resultBool,
+               unsignedBody](NodeContext &ctx) -> LogicalResult {
                 Value lhs = ctx.input(0), rhs = ctx.input(1);
                 if (!lhs || !rhs)
                   return failure();
@@ -95,10 +96,14 @@ void onBinary(OpRegistry &registry, StringRef opType, int64_t since,
                   return ctx.error()
                          << opType << " takes " << describeClasses(classes)
                          << " inputs, got " << lhs.getType();
+                const BinaryBody &chosen =
+                    unsignedBody && (ctx.inputIsUnsigned(0) || ctx.inputIsUnsigned(1))
+                        ? unsignedBody
+                        : body;
                 Value out = buildElementwise(
                     ctx, {lhs, rhs}, resultBool ? ctx.b().getI1Type() : element,
                     [&](OpBuilder &b, Location loc, ValueRange args) {
-                      return body(b, loc, args[0], args[1]);
+                      return chosen(b, loc, args[0], args[1]);
                     });
                 return out ? ctx.setOutputs(out) : failure();
               });
@@ -134,10 +139,11 @@ Value softplus(OpBuilder &b, Location loc, Value x) {
 
 /// Variadic Max/Min/Sum/Mean with broadcasting over all inputs.
 void onVariadic(OpRegistry &registry, StringRef opType, int64_t since,
-                bool mean, BinaryBody combine, unsigned classes) {
+                bool mean, BinaryBody combine, unsigned classes,
+                BinaryBody unsignedCombine = {}) {
   registry.on(opType, since,
-              [opType = opType.str(), mean, combine,
-               classes](NodeContext &ctx) -> LogicalResult {
+              [opType = opType.str(), mean, combine, classes,
+               unsignedCombine](NodeContext &ctx) -> LogicalResult {
                 SmallVector<Value> inputs;
                 for (int i = 0; i < ctx.numInputs(); ++i) {
                   Value v = ctx.input(i);
@@ -156,12 +162,17 @@ void onVariadic(OpRegistry &registry, StringRef opType, int64_t since,
                   return ctx.error()
                          << opType << " takes " << describeClasses(classes)
                          << " inputs, got " << inputs[0].getType();
+                bool anyUnsigned = false;
+                for (int i = 0; i < ctx.numInputs(); ++i)
+                  anyUnsigned |= ctx.inputIsUnsigned(i);
+                const BinaryBody &chosen =
+                    unsignedCombine && anyUnsigned ? unsignedCombine : combine;
                 Value out = buildElementwise(
                     ctx, inputs, element,
                     [&](OpBuilder &b, Location loc, ValueRange args) {
                       Value acc = args[0];
                       for (Value v : args.drop_front())
-                        acc = combine(b, loc, acc, v);
+                        acc = chosen(b, loc, acc, v);
                       if (mean)
                         acc = arith::DivFOp::create(
                             b, loc, acc,
@@ -288,6 +299,7 @@ LogicalResult importMod(NodeContext &ctx) {
     return ctx.error() << "Mod takes two numeric inputs of one type, got "
                        << a.getType() << " and " << d.getType();
   bool fmod = ctx.intAttr("fmod", 0) != 0;
+  bool isUnsigned = ctx.inputIsUnsigned(0) || ctx.inputIsUnsigned(1);
   Value out = buildElementwise(
       ctx, {a, d}, element,
       [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
@@ -308,6 +320,8 @@ LogicalResult importMod(NodeContext &ctx) {
           return arith::SelectOp::create(
               b, loc, fix, arith::AddFOp::create(b, loc, r, args[1]), r);
         }
+        if (isUnsigned) // no signs to fix up
+          return arith::RemUIOp::create(b, loc, args[0], args[1]);
         Value r = arith::RemSIOp::create(b, loc, args[0], args[1]);
         if (fmod)
           return r; // sign of the dividend, as C's fmod
@@ -330,10 +344,12 @@ LogicalResult importCastLike(NodeContext &ctx) {
   if (!x || !like)
     return failure();
   Type target = ctx.inputType(1).getElementType();
+  bool fromUnsigned = ctx.inputIsUnsigned(0), toUnsigned = ctx.inputIsUnsigned(1);
   Value out = buildElementwise(
       ctx, {x}, target, [&](OpBuilder &b, Location loc, ValueRange args) {
-        return castScalar(b, loc, args[0], target);
+        return castScalar(b, loc, args[0], target, fromUnsigned, toUnsigned);
       });
+  ctx.setOutputUnsigned(0, toUnsigned);
   return out ? ctx.setOutputs(out) : failure();
 }
 
@@ -576,10 +592,14 @@ void registerMathOps(OpRegistry &registry) {
 
   // Comparisons and logic.
   onBinary(registry, "Equal", 7, kAny, compare(P::OEQ, I::eq, I::eq), true);
-  onBinary(registry, "Less", 7, kNumeric, compare(P::OLT, I::slt, I::ult), true);
-  onBinary(registry, "Greater", 7, kNumeric, compare(P::OGT, I::sgt, I::ugt), true);
-  onBinary(registry, "LessOrEqual", 12, kNumeric, compare(P::OLE, I::sle, I::ule), true);
-  onBinary(registry, "GreaterOrEqual", 12, kNumeric, compare(P::OGE, I::sge, I::uge), true);
+  onBinary(registry, "Less", 7, kNumeric, compare(P::OLT, I::slt, I::ult), true,
+           compare(P::OLT, I::ult, I::ult));
+  onBinary(registry, "Greater", 7, kNumeric, compare(P::OGT, I::sgt, I::ugt), true,
+           compare(P::OGT, I::ugt, I::ugt));
+  onBinary(registry, "LessOrEqual", 12, kNumeric, compare(P::OLE, I::sle, I::ule), true,
+           compare(P::OLE, I::ule, I::ule));
+  onBinary(registry, "GreaterOrEqual", 12, kNumeric, compare(P::OGE, I::sge, I::uge),
+           true, compare(P::OGE, I::uge, I::uge));
   auto logic = [](auto op) {
     return [op](OpBuilder &b, Location l, Value x, Value y) -> Value {
       return decltype(op)::create(b, l, x, y);
@@ -592,8 +612,55 @@ void registerMathOps(OpRegistry &registry) {
   onBinary(registry, "BitwiseOr", 18, kSignedInt, logic(arith::OrIOp()));
   onBinary(registry, "BitwiseXor", 18, kSignedInt, logic(arith::XOrIOp()));
 
-  onVariadic(registry, "Max", 8, false, maxOf, kNumeric);
-  onVariadic(registry, "Min", 8, false, minOf, kNumeric);
+  onVariadic(registry, "Max", 8, false, maxOf, kNumeric,
+             [](OpBuilder &b, Location loc, Value x, Value y) -> Value {
+               return arith::MaxUIOp::create(b, loc, x, y);
+             });
+  onVariadic(registry, "Min", 8, false, minOf, kNumeric,
+             [](OpBuilder &b, Location loc, Value x, Value y) -> Value {
+               return arith::MinUIOp::create(b, loc, x, y);
+             });
+  // BitShift (11; signed integers from 26): x shifted left or right by the
+  // other input, arithmetically for signed x.
+  registry.on("BitShift", 11, [](NodeContext &ctx) -> LogicalResult {
+    Value x = ctx.input(0), s = ctx.input(1);
+    if (!x || !s)
+      return failure();
+    Type element = ctx.inputType(0).getElementType();
+    if (element != ctx.inputType(1).getElementType() || !element.isInteger() ||
+        element.isInteger(1))
+      return ctx.error() << "BitShift takes two integer inputs of one type, got "
+                         << x.getType() << " and " << s.getType();
+    std::string direction;
+    if (const kiln_onnx::AttributeProto *attr = ctx.attr("direction"))
+      direction = attr->s();
+    if (direction != "LEFT" && direction != "RIGHT")
+      return ctx.error() << "direction must be \"LEFT\" or \"RIGHT\", got \""
+                         << direction << "\"";
+    bool left = direction == "LEFT";
+    bool isSigned = !ctx.inputIsUnsigned(0);
+    unsigned width = element.getIntOrFloatBitWidth();
+    Value out = buildElementwise(
+        ctx, {x, s}, element, [&](OpBuilder &b, Location loc, ValueRange a) -> Value {
+          Value shifted =
+              left ? arith::ShLIOp::create(b, loc, a[0], a[1]).getResult()
+              : isSigned ? arith::ShRSIOp::create(b, loc, a[0], a[1]).getResult()
+                         : arith::ShRUIOp::create(b, loc, a[0], a[1]).getResult();
+          // Shifts by a negative amount or by the width or more (undefined
+          // in arith) give 0, or -1 for a negative value shifted right.
+          Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, a[1],
+                                                scalarConstant(b, loc, element, width));
+          Value zero = scalarConstant(b, loc, element, 0);
+          Value outside = zero;
+          if (!left && isSigned)
+            outside = arith::SelectOp::create(
+                b, loc,
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, a[0], zero),
+                scalarConstant(b, loc, element, -1), zero);
+          return arith::SelectOp::create(b, loc, inRange, shifted, outside);
+        });
+    return out ? ctx.setOutputs(out) : failure();
+  });
   onVariadic(registry, "Sum", 8, false, addOf, kNumeric);
   onVariadic(registry, "Mean", 8, true, addOf, kFloat);
 

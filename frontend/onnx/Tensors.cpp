@@ -14,15 +14,23 @@ using kiln_onnx::TensorProto;
 
 namespace kiln::onnx {
 
-Type toElementType(MLIRContext *ctx, int32_t dataType) {
+Type toElementType(MLIRContext *ctx, int32_t dataType, bool *isUnsigned) {
   Builder b(ctx);
+  if (isUnsigned) {
+    *isUnsigned = true;
+    switch (dataType) {
+    case TensorProto::UINT8: return b.getIntegerType(8);
+    case TensorProto::UINT16: return b.getIntegerType(16);
+    case TensorProto::UINT32: return b.getIntegerType(32);
+    case TensorProto::UINT64: return b.getIntegerType(64);
+    default: *isUnsigned = false;
+    }
+  }
   switch (dataType) {
   case TensorProto::FLOAT: return b.getF32Type();
   case TensorProto::DOUBLE: return b.getF64Type();
   case TensorProto::FLOAT16: return b.getF16Type();
   case TensorProto::BFLOAT16: return b.getBF16Type();
-  // Unsigned types need unsigned arithmetic and casts, which the handlers
-  // do not emit yet: they are rejected by name instead of miscomputed.
   case TensorProto::INT8: return b.getIntegerType(8);
   case TensorProto::INT16: return b.getIntegerType(16);
   case TensorProto::INT32: return b.getIntegerType(32);

@@ -13,8 +13,11 @@
 namespace kiln::onnx {
 
 /// The MLIR element type of an ONNX `TensorProto.DataType`, or null when
-/// Kiln does not support it.
-mlir::Type toElementType(mlir::MLIRContext *context, int32_t dataType);
+/// Kiln does not support it. Integers are signless in the IR: unsigned types
+/// map to the integer of their width only for callers that track
+/// signedness (`isUnsigned` given, set to whether the type is unsigned).
+mlir::Type toElementType(mlir::MLIRContext *context, int32_t dataType,
+                         bool *isUnsigned = nullptr);
 
 /// The ONNX name of a data type ("FLOAT", "INT64", ...).
 std::string dataTypeName(int32_t dataType);

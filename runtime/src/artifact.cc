@@ -36,13 +36,17 @@ bool fits(uint64_t a, uint64_t b, uint64_t limit) {
 size_t dtypeSize(artifact::DType dtype) {
   switch (dtype) {
   case artifact::F64:
-  case artifact::I64: return 8;
+  case artifact::I64:
+  case artifact::U64: return 8;
   case artifact::F32:
-  case artifact::I32: return 4;
+  case artifact::I32:
+  case artifact::U32: return 4;
   case artifact::F16:
   case artifact::BF16:
-  case artifact::I16: return 2;
+  case artifact::I16:
+  case artifact::U16: return 2;
   case artifact::I8:
+  case artifact::U8:
   case artifact::BOOL: return 1;
   default: return 0;
   }

@@ -132,6 +132,10 @@ const char *kiln_dtype_name(kiln_dtype dtype) {
   case KILN_DTYPE_I32: return "i32";
   case KILN_DTYPE_I64: return "i64";
   case KILN_DTYPE_BOOL: return "bool";
+  case KILN_DTYPE_U8: return "u8";
+  case KILN_DTYPE_U16: return "u16";
+  case KILN_DTYPE_U32: return "u32";
+  case KILN_DTYPE_U64: return "u64";
   default: return "invalid";
   }
 }

@@ -34,6 +34,10 @@ std::string readTensorProto(const std::string &path, HostTensor &tensor) {
   case TensorProto::INT32: tensor.dtype = KILN_DTYPE_I32; break;
   case TensorProto::INT64: tensor.dtype = KILN_DTYPE_I64; break;
   case TensorProto::BOOL: tensor.dtype = KILN_DTYPE_BOOL; break;
+  case TensorProto::UINT8: tensor.dtype = KILN_DTYPE_U8; break;
+  case TensorProto::UINT16: tensor.dtype = KILN_DTYPE_U16; break;
+  case TensorProto::UINT32: tensor.dtype = KILN_DTYPE_U32; break;
+  case TensorProto::UINT64: tensor.dtype = KILN_DTYPE_U64; break;
   default:
     return "'" + path + "' holds " +
            kiln::onnx::dataTypeName(proto.data_type()) +
@@ -70,6 +74,9 @@ std::string previewValues(const HostTensor &tensor, size_t count) {
     case KILN_DTYPE_I32: { int32_t v; std::memcpy(&v, p, 4); out << v; break; }
     case KILN_DTYPE_I64: { int64_t v; std::memcpy(&v, p, 8); out << v; break; }
     case KILN_DTYPE_I8: out << static_cast<int>(static_cast<int8_t>(*p)); break;
+    case KILN_DTYPE_U8: out << static_cast<unsigned>(*p); break;
+    case KILN_DTYPE_U32: { uint32_t v; std::memcpy(&v, p, 4); out << v; break; }
+    case KILN_DTYPE_U64: { uint64_t v; std::memcpy(&v, p, 8); out << v; break; }
     case KILN_DTYPE_BOOL: out << (*p ? "true" : "false"); break;
     default: out << "?"; break;
     }

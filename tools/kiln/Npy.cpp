@@ -39,7 +39,8 @@ struct NpyType {
 constexpr NpyType kNpyTypes[] = {
     {"<f4", KILN_DTYPE_F32}, {"<f8", KILN_DTYPE_F64}, {"<f2", KILN_DTYPE_F16},
     {"|i1", KILN_DTYPE_I8},  {"<i2", KILN_DTYPE_I16}, {"<i4", KILN_DTYPE_I32},
-    {"<i8", KILN_DTYPE_I64}, {"|b1", KILN_DTYPE_BOOL},
+    {"<i8", KILN_DTYPE_I64}, {"|b1", KILN_DTYPE_BOOL}, {"|u1", KILN_DTYPE_U8},
+    {"<u2", KILN_DTYPE_U16}, {"<u4", KILN_DTYPE_U32}, {"<u8", KILN_DTYPE_U64},
 };
 
 // The value of `key` in a .npy header dict ("{'descr': '<f4', ...}").

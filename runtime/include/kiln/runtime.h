@@ -35,6 +35,10 @@ typedef enum kiln_dtype {
   KILN_DTYPE_I32 = 7,
   KILN_DTYPE_I64 = 8,
   KILN_DTYPE_BOOL = 9,
+  KILN_DTYPE_U8 = 10,
+  KILN_DTYPE_U16 = 11,
+  KILN_DTYPE_U32 = 12,
+  KILN_DTYPE_U64 = 13,
 } kiln_dtype;
 
 #define KILN_MAX_RANK 16
