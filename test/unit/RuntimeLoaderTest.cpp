@@ -251,3 +251,25 @@ TEST(RuntimeLoader, GpuImageOutsideItsSection) {
 }
 
 } // namespace
+
+TEST(RuntimeDtypes, NamesAndSizesOfEveryDtype) {
+  struct Expected {
+    kiln_dtype dtype;
+    const char *name;
+    size_t size;
+  };
+  const Expected all[] = {
+      {KILN_DTYPE_F32, "f32", 4},  {KILN_DTYPE_F16, "f16", 2},
+      {KILN_DTYPE_BF16, "bf16", 2}, {KILN_DTYPE_F64, "f64", 8},
+      {KILN_DTYPE_I8, "i8", 1},    {KILN_DTYPE_I16, "i16", 2},
+      {KILN_DTYPE_I32, "i32", 4},  {KILN_DTYPE_I64, "i64", 8},
+      {KILN_DTYPE_BOOL, "bool", 1}, {KILN_DTYPE_U8, "u8", 1},
+      {KILN_DTYPE_U16, "u16", 2},  {KILN_DTYPE_U32, "u32", 4},
+      {KILN_DTYPE_U64, "u64", 8}};
+  for (const Expected &e : all) {
+    EXPECT_STREQ(kiln_dtype_name(e.dtype), e.name);
+    EXPECT_EQ(kiln_dtype_size(e.dtype), e.size) << e.name;
+  }
+  EXPECT_STREQ(kiln_dtype_name(KILN_DTYPE_INVALID), "invalid");
+  EXPECT_EQ(kiln_dtype_size(KILN_DTYPE_INVALID), 0u);
+}
