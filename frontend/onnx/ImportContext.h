@@ -120,6 +120,7 @@ void registerTensorOps(OpRegistry &registry);
 void registerNormOps(OpRegistry &registry);
 void registerMoreTensorOps(OpRegistry &registry);
 void registerAttentionOps(OpRegistry &registry);
+void registerQuantOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

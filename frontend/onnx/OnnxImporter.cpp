@@ -83,6 +83,7 @@ static const OpRegistry &getRegistry() {
     registerNormOps(r);
     registerMoreTensorOps(r);
     registerAttentionOps(r);
+    registerQuantOps(r);
     return r;
   }();
   return registry;
@@ -242,7 +243,8 @@ bool takesUnsignedInputs(StringRef opType) {
       "BitwiseXor", "BitwiseNot", "Shape", "Size", "CumSum",
       // Unsigned-aware.
       "Div", "Mod", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Max",
-      "Min", "Cast", "CastLike", "BitShift"};
+      "Min", "Cast", "CastLike", "BitShift", "DequantizeLinear",
+      "QuantizeLinear"};
   return ops.contains(opType);
 }
 

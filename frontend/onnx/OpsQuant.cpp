@@ -1,0 +1,258 @@
+//===- OpsQuant.cpp - ONNX QuantizeLinear and DequantizeLinear ------------===//
+//
+// Linear (de)quantization between floats and 8/16-bit integers with a
+// scale and zero point per tensor, per slice along `axis`, or per block of
+// `block_size` elements along it (21). Each is one indexed kernel reading
+// the scale and zero point that cover the element. The arithmetic runs in
+// f32, as the reference does: dequantize (x - zero_point) * scale,
+// quantize clamp(round_half_even(x / scale) + zero_point).
+//
+//===----------------------------------------------------------------------===//
+#include "frontend/onnx/Builders.h"
+#include "frontend/onnx/Tensors.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
+using namespace mlir;
+
+namespace kiln::onnx {
+namespace {
+
+Value idx(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantIndexOp::create(b, loc, v);
+}
+
+/// How a scale or zero point covers the data: one value, one per slice
+/// along the axis, or one per block along it.
+struct Granularity {
+  int64_t axis = 0;
+  int64_t blockSize = 0; // 0: not blocked
+};
+
+/// Checks `param` (input #`position`) against the data's shape and works
+/// out its granularity; reports on the node.
+std::optional<Granularity> granularity(NodeContext &ctx, int position,
+                                       RankedTensorType data) {
+  RankedTensorType param = ctx.inputType(position);
+  Granularity g;
+  int64_t blockSize = ctx.intAttr("block_size", 0);
+  if (param.getNumElements() == 1 && param.getRank() <= 1 && blockSize == 0)
+    return g; // per tensor
+  auto axis = normalizeAxis(ctx, ctx.intAttr("axis", 1), data.getRank());
+  if (!axis)
+    return std::nullopt;
+  g.axis = *axis;
+  int64_t extent = data.getShape()[*axis];
+  if (blockSize <= 0) {
+    if (param.getRank() != 1 || param.getShape()[0] != extent) {
+      ctx.error() << "input #" << position << " " << param
+                  << " must be a scalar or hold one value per slice along axis "
+                  << *axis << " (" << extent << ")";
+      return std::nullopt;
+    }
+    return g;
+  }
+  g.blockSize = blockSize;
+  bool fits = param.getRank() == data.getRank();
+  for (int64_t d = 0; fits && d < data.getRank(); ++d)
+    fits = param.getShape()[d] == (d == *axis ? (extent + blockSize - 1) / blockSize
+                                              : data.getShape()[d]);
+  if (!fits) {
+    ctx.error() << "input #" << position << " " << param << " must hold one value per "
+                << blockSize << "-element block along axis " << *axis << " of "
+                << data;
+    return std::nullopt;
+  }
+  return g;
+}
+
+/// The element of `param` covering the data element at `ivs`.
+Value paramAt(OpBuilder &b, Location loc, Value param, const Granularity &g,
+              ValueRange ivs) {
+  auto type = cast<RankedTensorType>(param.getType());
+  SmallVector<Value> at;
+  if (type.getNumElements() == 1 && g.blockSize == 0 && type.getRank() <= 1) {
+    at.assign(type.getRank(), idx(b, loc, 0));
+  } else if (g.blockSize == 0) {
+    at.push_back(ivs[g.axis]);
+  } else {
+    at.assign(ivs.begin(), ivs.end());
+    at[g.axis] = arith::DivUIOp::create(b, loc, ivs[g.axis], idx(b, loc, g.blockSize));
+  }
+  return tensor::ExtractOp::create(b, loc, param, at);
+}
+
+/// The integer types quantization targets, with their ranges.
+std::optional<std::pair<double, double>> quantRange(Type type, bool isUnsigned) {
+  if (!type.isInteger() || type.isInteger(1))
+    return std::nullopt;
+  unsigned width = type.getIntOrFloatBitWidth();
+  if (width != 8 && width != 16)
+    return std::nullopt;
+  double span = std::ldexp(1.0, width);
+  return isUnsigned ? std::make_pair(0.0, span - 1)
+                    : std::make_pair(-span / 2, span / 2 - 1);
+}
+
+LogicalResult importDequantize(NodeContext &ctx) {
+  Value x = ctx.input(0), scale = ctx.input(1);
+  if (!x || !scale)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  Type element = type.getElementType();
+  bool xUnsigned = ctx.inputIsUnsigned(0);
+  if (!element.isInteger() || element.isInteger(1) ||
+      element.getIntOrFloatBitWidth() > 32)
+    return ctx.error() << "DequantizeLinear takes 8, 16 or 32-bit integers, got "
+                       << x.getType();
+  Type scaleType = ctx.inputType(1).getElementType();
+  if (!isa<FloatType>(scaleType))
+    return ctx.error() << "x_scale must be float, got " << scale.getType();
+  Value zeroPoint = ctx.hasInput(2) ? ctx.input(2) : Value();
+  if (ctx.hasInput(2) && !zeroPoint)
+    return failure();
+  if (zeroPoint && ctx.inputType(2).getElementType() != element)
+    return ctx.error() << "x_zero_point " << zeroPoint.getType()
+                       << " must have the element type of x " << x.getType();
+  Type out = scaleType;
+  if (ctx.hasAttr("output_dtype")) {
+    out = toElementType(ctx.b().getContext(), ctx.intAttr("output_dtype", 1));
+    if (!out || !isa<FloatType>(out))
+      return ctx.error() << "output_dtype must be a float type";
+  }
+  std::optional<Granularity> g = granularity(ctx, 1, type);
+  if (!g || (zeroPoint && !granularity(ctx, 2, type)))
+    return failure();
+  Type f32 = ctx.b().getF32Type();
+  Value y = buildIndexed(
+      ctx.b(), ctx.getLoc(), type.getShape(), out,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Value v = castScalar(b, loc, tensor::ExtractOp::create(b, loc, x, ivs), f32,
+                             xUnsigned);
+        if (zeroPoint)
+          v = arith::SubFOp::create(
+              b, loc, v,
+              castScalar(b, loc, paramAt(b, loc, zeroPoint, *g, ivs), f32, xUnsigned));
+        Value s = castScalar(b, loc, paramAt(b, loc, scale, *g, ivs), f32);
+        return castScalar(b, loc, arith::MulFOp::create(b, loc, v, s), out);
+      });
+  return ctx.setOutputs(y);
+}
+
+LogicalResult importQuantize(NodeContext &ctx) {
+  Value x = ctx.input(0), scale = ctx.input(1);
+  if (!x || !scale)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (!isa<FloatType>(type.getElementType()) ||
+      ctx.inputType(1).getElementType() != type.getElementType())
+    return ctx.error() << "QuantizeLinear takes a float x and a scale of its type, got "
+                       << x.getType() << " and " << scale.getType();
+  Value zeroPoint = ctx.hasInput(2) ? ctx.input(2) : Value();
+  if (ctx.hasInput(2) && !zeroPoint)
+    return failure();
+  // The output type: the zero point's, else output_dtype, else uint8.
+  Type out;
+  bool outUnsigned = true;
+  if (zeroPoint) {
+    out = ctx.inputType(2).getElementType();
+    outUnsigned = ctx.inputIsUnsigned(2);
+  } else {
+    int64_t dtype = ctx.intAttr("output_dtype", kiln_onnx::TensorProto::UINT8);
+    out = toElementType(ctx.b().getContext(), dtype, &outUnsigned);
+  }
+  std::optional<std::pair<double, double>> range =
+      out ? quantRange(out, outUnsigned) : std::nullopt;
+  if (!range)
+    return ctx.error() << "QuantizeLinear to "
+                       << (out ? "this type" : "this output_dtype")
+                       << " is not supported (int8, uint8, int16 and uint16 are)";
+  if (ctx.hasAttr("precision"))
+    return ctx.error() << "the precision attribute is not supported";
+  std::optional<Granularity> g = granularity(ctx, 1, type);
+  if (!g || (zeroPoint && !granularity(ctx, 2, type)))
+    return failure();
+  Type f32 = ctx.b().getF32Type();
+  Value y = buildIndexed(
+      ctx.b(), ctx.getLoc(), type.getShape(), out,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Value v = castScalar(b, loc, tensor::ExtractOp::create(b, loc, x, ivs), f32);
+        Value s = castScalar(b, loc, paramAt(b, loc, scale, *g, ivs), f32);
+        Value q = math::RoundEvenOp::create(b, loc, arith::DivFOp::create(b, loc, v, s));
+        if (zeroPoint)
+          q = arith::AddFOp::create(
+              b, loc, q,
+              castScalar(b, loc, paramAt(b, loc, zeroPoint, *g, ivs), f32, outUnsigned));
+        q = arith::MaximumFOp::create(b, loc, q, scalarConstant(b, loc, f32, range->first));
+        q = arith::MinimumFOp::create(b, loc, q, scalarConstant(b, loc, f32, range->second));
+        return castScalar(b, loc, q, out, /*fromUnsigned=*/false, outUnsigned);
+      });
+  ctx.setOutputUnsigned(0, outUnsigned);
+  return ctx.setOutputs(y);
+}
+
+/// DynamicQuantizeLinear (11): uint8 quantization with the scale and zero
+/// point that map [min(x, 0), max(x, 0)] onto [0, 255].
+LogicalResult importDynamicQuantize(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (!type.getElementType().isF32())
+    return ctx.error() << "DynamicQuantizeLinear takes f32, got " << x.getType();
+  OpBuilder &b0 = ctx.b();
+  Location loc0 = ctx.getLoc();
+  Type f32 = b0.getF32Type(), u8 = b0.getIntegerType(8);
+  SmallVector<bool> all(type.getRank(), true);
+  Value lo = buildReduce(ctx, x, all, ReduceKind::Min);
+  Value hi = buildReduce(ctx, x, all, ReduceKind::Max);
+  auto scalarOf = [&](ValueRange inputs, Type element, ScalarBodyFn body) {
+    return buildBroadcast(b0, loc0, inputs, {}, element, body);
+  };
+  auto clampRound = [](OpBuilder &b, Location loc, Value v) -> Value {
+    Value r = math::RoundEvenOp::create(b, loc, v);
+    r = arith::MaximumFOp::create(b, loc, r, scalarConstant(b, loc, r.getType(), 0));
+    return arith::MinimumFOp::create(b, loc, r, scalarConstant(b, loc, r.getType(), 255));
+  };
+  // The range always includes 0, so that 0 is exact.
+  Value scale = scalarOf({lo, hi}, f32, [&](OpBuilder &b, Location loc, ValueRange a) -> Value {
+    Value zero = scalarConstant(b, loc, f32, 0);
+    Value span = arith::SubFOp::create(b, loc, arith::MaximumFOp::create(b, loc, a[1], zero),
+                                       arith::MinimumFOp::create(b, loc, a[0], zero));
+    return arith::DivFOp::create(b, loc, span, scalarConstant(b, loc, f32, 255));
+  });
+  Value zeroPointF = scalarOf({lo, scale}, f32, [&](OpBuilder &b, Location loc, ValueRange a) -> Value {
+    Value zero = scalarConstant(b, loc, f32, 0);
+    Value minimum = arith::MinimumFOp::create(b, loc, a[0], zero);
+    return clampRound(b, loc,
+                      arith::SubFOp::create(b, loc, zero,
+                                            arith::DivFOp::create(b, loc, minimum, a[1])));
+  });
+  Value zeroPoint = scalarOf({zeroPointF}, u8, [&](OpBuilder &b, Location loc, ValueRange a) {
+    return castScalar(b, loc, a[0], u8, false, /*toUnsigned=*/true);
+  });
+  Value y = buildBroadcast(
+      b0, loc0, {x, scale, zeroPointF}, type.getShape(), u8,
+      [&](OpBuilder &b, Location loc, ValueRange a) -> Value {
+        Value q = math::RoundEvenOp::create(b, loc, arith::DivFOp::create(b, loc, a[0], a[1]));
+        q = clampRound(b, loc, arith::AddFOp::create(b, loc, q, a[2]));
+        return castScalar(b, loc, q, u8, false, /*toUnsigned=*/true);
+      });
+  ctx.setOutputUnsigned(0, true);
+  ctx.setOutputUnsigned(1, false);
+  ctx.setOutputUnsigned(2, true);
+  return ctx.setOutputs({y, scale, zeroPoint});
+}
+
+} // namespace
+
+void registerQuantOps(OpRegistry &registry) {
+  registry.on("DynamicQuantizeLinear", 11, importDynamicQuantize);
+  registry.on("DequantizeLinear", 10, importDequantize);
+  registry.on("QuantizeLinear", 10, importQuantize);
+}
+
+} // namespace kiln::onnx
