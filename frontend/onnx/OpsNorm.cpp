@@ -11,6 +11,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 
 using namespace mlir;
 
@@ -344,6 +345,122 @@ LogicalResult importGlobalPool(NodeContext &ctx, bool isMax) {
   return r ? ctx.setOutputs(r) : failure();
 }
 
+/// NegativeLogLikelihoodLoss (12) on `logProb` [N, C, d...] (input #0's
+/// node position decides the error messages) with the node's target,
+/// optional weight and `ignore_index` / `reduction` attributes: the loss
+/// per element is -logProb[n, target, d...] times the target's weight (0
+/// where the target is ignored); "mean" divides the sum by the summed
+/// weights.
+FailureOr<Value> buildNllLoss(NodeContext &ctx, Value logProb, const char *op) {
+  Value target = ctx.input(1);
+  if (!target)
+    return failure();
+  auto type = cast<RankedTensorType>(logProb.getType());
+  RankedTensorType targetType = ctx.inputType(1);
+  Type element = type.getElementType();
+  if (!isa<FloatType>(element) || type.getRank() < 2) {
+    ctx.error() << op << " takes float scores of rank >= 2, got " << logProb.getType();
+    return failure();
+  }
+  SmallVector<int64_t> expected = {type.getShape()[0]};
+  llvm::append_range(expected, type.getShape().drop_front(2));
+  if (targetType.getShape() != ArrayRef<int64_t>(expected) ||
+      !targetType.getElementType().isInteger() || targetType.getElementType().isInteger(1)) {
+    ctx.error() << "the target must be an integer tensor [" << expected << "], got "
+                << target.getType();
+    return failure();
+  }
+  int64_t classes = type.getShape()[1];
+  Value weight = ctx.hasInput(2) ? ctx.input(2) : Value();
+  if (ctx.hasInput(2) && !weight)
+    return failure();
+  if (weight && ctx.inputType(2) != RankedTensorType::get({classes}, element)) {
+    ctx.error() << "the weight must be " << RankedTensorType::get({classes}, element)
+                << ", got " << weight.getType();
+    return failure();
+  }
+  std::string reduction = "mean";
+  if (const kiln_onnx::AttributeProto *attr = ctx.attr("reduction"))
+    reduction = attr->s();
+  if (reduction != "none" && reduction != "sum" && reduction != "mean") {
+    ctx.error() << "reduction must be none, sum or mean, got '" << reduction << "'";
+    return failure();
+  }
+  std::optional<int64_t> ignore;
+  if (ctx.hasAttr("ignore_index"))
+    ignore = ctx.intAttr("ignore_index", 0);
+  OpBuilder &b0 = ctx.b();
+  Location loc0 = ctx.getLoc();
+  // Each element's weight: weight[target] (target clamped into range), or
+  // 1; 0 where the target is ignored.
+  auto classAt = [&](OpBuilder &b, Location loc, ValueRange ivs) {
+    Value t = tensor::ExtractOp::create(b, loc, target, ivs);
+    Value ignored = arith::ConstantIntOp::create(b, loc, 0, 1);
+    if (ignore)
+      ignored = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, t,
+                                      scalarConstant(b, loc, t.getType(), *ignore));
+    Value c = arith::IndexCastOp::create(b, loc, b.getIndexType(), t);
+    c = arith::MaxSIOp::create(b, loc, c, arith::ConstantIndexOp::create(b, loc, 0));
+    c = arith::MinSIOp::create(b, loc, c, arith::ConstantIndexOp::create(b, loc, classes - 1));
+    return std::make_pair(c, ignored);
+  };
+  Value weights = buildIndexed(
+      b0, loc0, expected, element, [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        auto [c, ignored] = classAt(b, loc, ivs);
+        Value w = weight ? tensor::ExtractOp::create(b, loc, weight, ValueRange{c}).getResult()
+                         : scalarConstant(b, loc, element, 1);
+        return arith::SelectOp::create(b, loc, ignored, scalarConstant(b, loc, element, 0), w);
+      });
+  Value loss = buildIndexed(
+      b0, loc0, expected, element, [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        auto [c, ignored] = classAt(b, loc, ivs);
+        SmallVector<Value> at = {ivs[0], c};
+        at.append(ivs.begin() + 1, ivs.end());
+        Value p = tensor::ExtractOp::create(b, loc, logProb, at);
+        Value w = tensor::ExtractOp::create(b, loc, weights, ivs);
+        Value l = arith::MulFOp::create(b, loc, w, arith::NegFOp::create(b, loc, p));
+        return arith::SelectOp::create(b, loc, ignored, scalarConstant(b, loc, element, 0), l);
+      });
+  if (reduction == "none")
+    return loss;
+  SmallVector<bool> all(expected.size(), true);
+  Value sum = buildReduce(ctx, loss, all, ReduceKind::Sum);
+  if (reduction == "sum")
+    return sum;
+  Value total = buildReduce(ctx, weights, all, ReduceKind::Sum);
+  return buildBroadcast(b0, loc0, {sum, total}, {}, element,
+                        [](OpBuilder &b, Location loc, ValueRange a) -> Value {
+                          return arith::DivFOp::create(b, loc, a[0], a[1]);
+                        });
+}
+
+LogicalResult importNllLoss(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  FailureOr<Value> loss = buildNllLoss(ctx, x, "NegativeLogLikelihoodLoss");
+  return failed(loss) ? failure() : ctx.setOutputs(*loss);
+}
+
+/// SoftmaxCrossEntropyLoss (12): the NLL loss of the log-softmax over the
+/// classes (dim 1); the log-probabilities are the optional second output.
+LogicalResult importSoftmaxCrossEntropy(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (!isa<FloatType>(type.getElementType()) || type.getRank() < 2)
+    return ctx.error() << "SoftmaxCrossEntropyLoss takes float scores of rank >= 2, got "
+                       << x.getType();
+  SmallVector<bool> classAxis(type.getRank(), false);
+  classAxis[1] = true;
+  Value logProb = logSoftmax(ctx, x, classAxis);
+  FailureOr<Value> loss = buildNllLoss(ctx, logProb, "SoftmaxCrossEntropyLoss");
+  if (failed(loss))
+    return failure();
+  return ctx.setOutputs({*loss, logProb});
+}
+
 } // namespace
 
 void registerNormOps(OpRegistry &registry) {
@@ -352,6 +469,8 @@ void registerNormOps(OpRegistry &registry) {
   registry.on("Hardmax", 1, [](NodeContext &c) { return importHardmax(c, true); });
   registry.on("Hardmax", 13, [](NodeContext &c) { return importHardmax(c, false); });
   registry.on("LayerNormalization", 17, importLayerNorm);
+  registry.on("NegativeLogLikelihoodLoss", 12, importNllLoss);
+  registry.on("SoftmaxCrossEntropyLoss", 12, importSoftmaxCrossEntropy);
   registry.on("RMSNormalization", 23, importRMSNorm);
   registry.on("MeanVarianceNormalization", 9, importMVN);
   registry.on("InstanceNormalization", 6, importInstanceNorm);
