@@ -208,6 +208,10 @@ LogicalResult importSoftmax1(NodeContext &ctx) {
   return ctx.setOutputs(buildReshape(b, loc, softmax, type.getShape()));
 }
 
+Value idx(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantIndexOp::create(b, loc, v);
+}
+
 /// One Einsum operand's subscripts: letters, with the ellipsis (if any)
 /// standing at `ellipsisAt` among them.
 struct Subscripts {
@@ -408,12 +412,170 @@ LogicalResult importEinsum(NodeContext &ctx) {
   return ctx.setOutputs(generic.getResult(0));
 }
 
+/// Conv (11): N-d convolution with strides, dilations, groups, explicit or
+/// automatic padding and an optional bias. The padded input is one indexed
+/// kernel; the convolution one linalg.generic over
+/// (n, group, out channel, out positions..., in channel, kernel positions...)
+/// reading input[n, group, c, o * stride + k * dilation], with channels
+/// split into groups by views.
+LogicalResult importConv(NodeContext &ctx) {
+  Value x = ctx.input(0), w = ctx.input(1);
+  if (!x || !w)
+    return failure();
+  RankedTensorType xType = ctx.inputType(0), wType = ctx.inputType(1);
+  Type element = xType.getElementType();
+  int64_t rank = xType.getRank(), spatial = rank - 2;
+  if (!isa<FloatType>(element) || wType.getElementType() != element || rank < 3 ||
+      wType.getRank() != rank)
+    return ctx.error() << "Conv takes float X [N, C, spatial...] and W [M, C/group, "
+                          "kernel...] of one type and rank, got "
+                       << x.getType() << " and " << w.getType();
+  ArrayRef<int64_t> xs = xType.getShape(), ws = wType.getShape();
+  int64_t group = ctx.intAttr("group", 1);
+  int64_t channels = xs[1], filters = ws[0];
+  if (group <= 0 || channels % group || filters % group || ws[1] != channels / group)
+    return ctx.error() << "group " << group << " does not split X's " << channels
+                       << " channels and W's " << filters << " filters (W has "
+                       << ws[1] << " channels per group)";
+  auto listAttr = [&](const char *name, int64_t size, int64_t fill) {
+    std::vector<int64_t> v = ctx.intsAttr(name).value_or(std::vector<int64_t>());
+    if (v.empty())
+      v.assign(size, fill);
+    return v;
+  };
+  std::vector<int64_t> strides = listAttr("strides", spatial, 1);
+  std::vector<int64_t> dilations = listAttr("dilations", spatial, 1);
+  std::vector<int64_t> pads = listAttr("pads", 2 * spatial, 0);
+  std::vector<int64_t> kernel(ws.begin() + 2, ws.end());
+  if (auto given = ctx.intsAttr("kernel_shape"); given && *given != kernel)
+    return ctx.error() << "kernel_shape does not match W " << w.getType();
+  if (static_cast<int64_t>(strides.size()) != spatial ||
+      static_cast<int64_t>(dilations.size()) != spatial ||
+      static_cast<int64_t>(pads.size()) != 2 * spatial)
+    return ctx.error() << "strides, dilations and pads must have " << spatial
+                       << ", " << spatial << " and " << 2 * spatial << " values";
+  std::string autoPad = "NOTSET";
+  if (const kiln_onnx::AttributeProto *attr = ctx.attr("auto_pad"))
+    autoPad = attr->s();
+  SmallVector<int64_t> outShape = {xs[0], filters};
+  for (int64_t i = 0; i < spatial; ++i) {
+    int64_t extent = dilations[i] * (kernel[i] - 1) + 1;
+    if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
+      int64_t out = (xs[2 + i] + strides[i] - 1) / strides[i];
+      int64_t total = std::max<int64_t>(0, (out - 1) * strides[i] + extent - xs[2 + i]);
+      int64_t small = total / 2;
+      pads[i] = autoPad == "SAME_UPPER" ? small : total - small;
+      pads[spatial + i] = total - pads[i];
+    } else if (autoPad == "VALID") {
+      pads[i] = pads[spatial + i] = 0;
+    } else if (autoPad != "NOTSET") {
+      return ctx.error() << "unknown auto_pad '" << autoPad << "'";
+    }
+    int64_t padded = xs[2 + i] + pads[i] + pads[spatial + i];
+    if (strides[i] <= 0 || dilations[i] <= 0 || padded < extent)
+      return ctx.error() << "spatial dim " << i << " (" << xs[2 + i]
+                         << " padded to " << padded << ") is smaller than the "
+                         << "dilated kernel (" << extent << ") or the strides "
+                            "or dilations are not positive";
+    outShape.push_back((padded - extent) / strides[i] + 1);
+  }
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  // The zero-padded input.
+  Value input = x;
+  if (llvm::any_of(pads, [](int64_t p) { return p != 0; })) {
+    SmallVector<int64_t> padded(xs.begin(), xs.end());
+    for (int64_t i = 0; i < spatial; ++i)
+      padded[2 + i] += pads[i] + pads[spatial + i];
+    input = buildIndexed(
+        b, loc, padded, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+          Value inside = arith::ConstantIntOp::create(nb, nl, 1, 1);
+          SmallVector<Value> at = {ivs[0], ivs[1]};
+          for (int64_t i = 0; i < spatial; ++i) {
+            Value p = arith::SubIOp::create(nb, nl, ivs[2 + i], idx(nb, nl, pads[i]));
+            Value lo = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::sge, p,
+                                             idx(nb, nl, 0));
+            Value hi = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::slt, p,
+                                             idx(nb, nl, xs[2 + i]));
+            inside = arith::AndIOp::create(
+                nb, nl, inside, arith::AndIOp::create(nb, nl, lo, hi));
+            at.push_back(arith::MinSIOp::create(
+                nb, nl, arith::MaxSIOp::create(nb, nl, p, idx(nb, nl, 0)),
+                idx(nb, nl, xs[2 + i] - 1)));
+          }
+          Value v = tensor::ExtractOp::create(nb, nl, x, at);
+          return arith::SelectOp::create(nb, nl, inside, v,
+                                         scalarConstant(nb, nl, element, 0));
+        });
+  }
+  // Channels split into groups (views): input [N, G, C/G, ...], weights
+  // [G, M/G, C/G, ...], output [N, G, M/G, ...].
+  ArrayRef<int64_t> ps = cast<RankedTensorType>(input.getType()).getShape();
+  SmallVector<int64_t> inGrouped = {ps[0], group, channels / group};
+  inGrouped.append(ps.begin() + 2, ps.end());
+  SmallVector<int64_t> wGrouped = {group, filters / group, ws[1]};
+  wGrouped.append(kernel.begin(), kernel.end());
+  SmallVector<int64_t> outGrouped = {xs[0], group, filters / group};
+  outGrouped.append(outShape.begin() + 2, outShape.end());
+  Value in = buildReshape(b, loc, input, inGrouped);
+  Value wt = buildReshape(b, loc, w, wGrouped);
+  // Loops: n, g, m, o..., c, k...
+  MLIRContext *mctx = b.getContext();
+  int64_t loops = 3 + 2 * spatial + 1;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, mctx); };
+  int64_t oFirst = 3, cDim = 3 + spatial, kFirst = 4 + spatial;
+  SmallVector<AffineExpr> inExprs = {d(0), d(1), d(cDim)};
+  SmallVector<AffineExpr> wExprs = {d(1), d(2), d(cDim)};
+  SmallVector<AffineExpr> outExprs = {d(0), d(1), d(2)};
+  for (int64_t i = 0; i < spatial; ++i) {
+    inExprs.push_back(d(oFirst + i) * strides[i] + d(kFirst + i) * dilations[i]);
+    wExprs.push_back(d(kFirst + i));
+    outExprs.push_back(d(oFirst + i));
+  }
+  SmallVector<AffineMap> maps = {AffineMap::get(loops, 0, inExprs, mctx),
+                                 AffineMap::get(loops, 0, wExprs, mctx),
+                                 AffineMap::get(loops, 0, outExprs, mctx)};
+  SmallVector<utils::IteratorType> iterators(cDim, utils::IteratorType::parallel);
+  iterators.append(1 + spatial, utils::IteratorType::reduction);
+  Value init = linalg::FillOp::create(
+                   b, loc, scalarConstant(b, loc, element, 0),
+                   tensor::EmptyOp::create(b, loc, outGrouped, element).getResult())
+                   .getResult(0);
+  Value conv = linalg::GenericOp::create(
+                   b, loc, TypeRange{init.getType()}, ValueRange{in, wt}, ValueRange{init},
+                   maps, iterators,
+                   [&](OpBuilder &nb, Location nl, ValueRange a) {
+                     Value p = arith::MulFOp::create(nb, nl, a[0], a[1]);
+                     linalg::YieldOp::create(nb, nl,
+                                             arith::AddFOp::create(nb, nl, a[2], p).getResult());
+                   })
+                   .getResult(0);
+  Value y = buildReshape(b, loc, conv, outShape);
+  if (ctx.hasInput(2)) {
+    Value bias = ctx.input(2);
+    if (!bias)
+      return failure();
+    if (ctx.inputType(2) != RankedTensorType::get({filters}, element))
+      return ctx.error() << "the bias must be " << RankedTensorType::get({filters}, element)
+                         << ", got " << bias.getType();
+    SmallVector<int64_t> biasShape(rank - 1, 1);
+    biasShape[0] = filters;
+    Value column = buildReshape(b, loc, bias, biasShape);
+    y = buildElementwise(ctx, {y, column}, element,
+                         [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+                           return arith::AddFOp::create(nb, nl, a[0], a[1]);
+                         });
+  }
+  return y ? ctx.setOutputs(y) : failure();
+}
+
 } // namespace
 
 void registerLinalgOps(OpRegistry &registry) {
   registry.on("MatMul", 1, importMatMul);
   registry.on("Gemm", 7, importGemm);
   registry.on("Einsum", 12, importEinsum);
+  registry.on("Conv", 1, importConv);
   registry.on("Softmax", 1, importSoftmax1);
   registry.on("Softmax", 13, importSoftmax13);
 }

@@ -221,6 +221,18 @@ CASES = {
                              "s": np.array([1, 7, 0, 3, 2, 4], np.uint8),
                              "c": np.array([2**63 + 5, 17, 2**64 - 1], np.uint64),
                              "d": np.array([10, 2**63, 3], np.uint64)}),
+    # Conv beyond the node tests: 1-D with groups, dilation and bias (as in
+    # Whisper's front end), 2-D SAME_UPPER with strides.
+    "conv1d_groups_dilation_bias": (model([node("Conv", ["x", "w", "b"], ["y"], group=2,
+                                                dilations=[2], pads=[2, 1])],
+                                          [("x", F, [2, 4, 9]), ("w", F, [6, 2, 3]),
+                                           ("b", F, [6])], [("y", F, [2, 6, 8])]),
+                                    {"x": randn(2, 4, 9), "w": randn(6, 2, 3), "b": randn(6)}),
+    "conv2d_same_upper_strides": (model([node("Conv", ["x", "w"], ["y"],
+                                              auto_pad="SAME_UPPER", strides=[2, 3])],
+                                        [("x", F, [1, 3, 7, 8]), ("w", F, [4, 3, 2, 3])],
+                                        [("y", F, [1, 4, 4, 3])]),
+                                  {"x": randn(1, 3, 7, 8), "w": randn(4, 3, 2, 3)}),
     "two_outputs_same_value": (model([node("Relu", ["a"], ["r"]),
                                       node("Identity", ["r"], ["y"]),
                                       node("Identity", ["a"], ["z"])],
