@@ -121,6 +121,7 @@ void registerNormOps(OpRegistry &registry);
 void registerMoreTensorOps(OpRegistry &registry);
 void registerAttentionOps(OpRegistry &registry);
 void registerQuantOps(OpRegistry &registry);
+void registerPoolOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

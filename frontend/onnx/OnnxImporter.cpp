@@ -84,6 +84,7 @@ static const OpRegistry &getRegistry() {
     registerMoreTensorOps(r);
     registerAttentionOps(r);
     registerQuantOps(r);
+    registerPoolOps(r);
     return r;
   }();
   return registry;
@@ -244,7 +245,7 @@ bool takesUnsignedInputs(StringRef opType) {
       // Unsigned-aware.
       "Div", "Mod", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Max",
       "Min", "Cast", "CastLike", "BitShift", "DequantizeLinear",
-      "QuantizeLinear"};
+      "QuantizeLinear", "MaxPool"};
   return ops.contains(opType);
 }
 

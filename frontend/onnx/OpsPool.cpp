@@ -1,0 +1,204 @@
+//===- OpsPool.cpp - ONNX MaxPool, AveragePool and LpPool -----------------===//
+//
+// Each output element folds its window: a loop over the kernel positions
+// inside one indexed kernel, skipping positions outside the input (padding
+// never contributes to a maximum or a p-norm; an average divides by the
+// positions inside the input, or inside the padded extent with
+// count_include_pad). Output sizes follow the floor or ceil rule, a last
+// window that would start in the end padding dropped.
+//
+//===----------------------------------------------------------------------===//
+#include "frontend/onnx/Builders.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
+using namespace mlir;
+
+namespace kiln::onnx {
+namespace {
+
+enum class PoolKind { Max, Average, Lp };
+
+Value idx(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantIndexOp::create(b, loc, v);
+}
+
+LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  Type element = type.getElementType();
+  int64_t rank = type.getRank(), spatial = rank - 2;
+  bool isFloat = isa<FloatType>(element);
+  if (rank < 3 || (!isFloat && (kind != PoolKind::Max || element.isInteger(1))))
+    return ctx.error() << op << " takes a float" << (kind == PoolKind::Max ? " or integer" : "")
+                       << " tensor [N, C, spatial...], got " << x.getType();
+  if (ctx.getNode().output_size() > 1 && !ctx.getNode().output(1).empty())
+    return ctx.error() << "the Indices output is not supported";
+  ArrayRef<int64_t> xs = type.getShape();
+  auto kernelAttr = ctx.intsAttr("kernel_shape");
+  if (!kernelAttr || static_cast<int64_t>(kernelAttr->size()) != spatial)
+    return ctx.error() << "kernel_shape must list " << spatial << " sizes";
+  std::vector<int64_t> kernel = *kernelAttr;
+  auto listAttr = [&](const char *name, int64_t size, int64_t fill) {
+    std::vector<int64_t> v = ctx.intsAttr(name).value_or(std::vector<int64_t>());
+    if (v.empty())
+      v.assign(size, fill);
+    return v;
+  };
+  std::vector<int64_t> strides = listAttr("strides", spatial, 1);
+  std::vector<int64_t> dilations = listAttr("dilations", spatial, 1);
+  std::vector<int64_t> pads = listAttr("pads", 2 * spatial, 0);
+  if (static_cast<int64_t>(strides.size()) != spatial ||
+      static_cast<int64_t>(dilations.size()) != spatial ||
+      static_cast<int64_t>(pads.size()) != 2 * spatial)
+    return ctx.error() << "strides, dilations and pads must have " << spatial << ", "
+                       << spatial << " and " << 2 * spatial << " values";
+  bool ceilMode = ctx.intAttr("ceil_mode", 0) != 0;
+  bool countPad = ctx.intAttr("count_include_pad", 0) != 0;
+  double p = kind == PoolKind::Lp ? static_cast<double>(ctx.intAttr("p", 2)) : 0;
+  std::string autoPad = "NOTSET";
+  if (const kiln_onnx::AttributeProto *attr = ctx.attr("auto_pad"))
+    autoPad = attr->s();
+  SmallVector<int64_t> outShape = {xs[0], xs[1]};
+  for (int64_t i = 0; i < spatial; ++i) {
+    if (kernel[i] <= 0 || strides[i] <= 0 || dilations[i] <= 0)
+      return ctx.error() << "kernel sizes, strides and dilations must be positive";
+    int64_t extent = dilations[i] * (kernel[i] - 1) + 1;
+    if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
+      int64_t out = (xs[2 + i] + strides[i] - 1) / strides[i];
+      int64_t total = std::max<int64_t>(0, (out - 1) * strides[i] + extent - xs[2 + i]);
+      int64_t small = total / 2;
+      pads[i] = autoPad == "SAME_UPPER" ? small : total - small;
+      pads[spatial + i] = total - pads[i];
+    } else if (autoPad == "VALID") {
+      pads[i] = pads[spatial + i] = 0;
+    } else if (autoPad != "NOTSET") {
+      return ctx.error() << "unknown auto_pad '" << autoPad << "'";
+    }
+    int64_t span = xs[2 + i] + pads[i] + pads[spatial + i] - extent;
+    if (span < 0)
+      return ctx.error() << "spatial dim " << i << " is smaller than the window";
+    int64_t out = (ceilMode ? (span + strides[i] - 1) / strides[i] : span / strides[i]) + 1;
+    // A window may not start in the end padding.
+    if (ceilMode && (out - 1) * strides[i] >= xs[2 + i] + pads[i])
+      --out;
+    outShape.push_back(out);
+  }
+  int64_t windowSize = 1;
+  for (int64_t k : kernel)
+    windowSize *= k;
+  Type f = isFloat ? element : Type();
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), outShape, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        // The maximum starts from the lowest value (0 when unsigned).
+        Value init = kind == PoolKind::Max && !ctx.inputIsUnsigned(0)
+                         ? reduceIdentity(b, loc, ReduceKind::Max, element)
+                         : scalarConstant(b, loc, element, 0);
+        Value zeroCount = scalarConstant(b, loc, b.getIndexType(), 0);
+        auto loop = scf::ForOp::create(b, loc, idx(b, loc, 0), idx(b, loc, windowSize),
+                                       idx(b, loc, 1), ValueRange{init, zeroCount});
+        {
+          OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
+          Value acc = loop.getRegionIterArgs()[0];
+          Value count = loop.getRegionIterArgs()[1];
+          // The window position of this step, innermost dim fastest.
+          Value rest = loop.getInductionVar();
+          SmallVector<Value> at = {ivs[0], ivs[1]};
+          Value inside = arith::ConstantIntOp::create(lb, loc, 1, 1);
+          Value inPadded = inside;
+          SmallVector<Value> positions(spatial);
+          for (int64_t i = spatial - 1; i >= 0; --i) {
+            Value k = arith::RemUIOp::create(lb, loc, rest, idx(lb, loc, kernel[i]));
+            rest = arith::DivUIOp::create(lb, loc, rest, idx(lb, loc, kernel[i]));
+            // o * stride - pad_begin + k * dilation
+            Value pos = arith::AddIOp::create(
+                lb, loc,
+                arith::SubIOp::create(
+                    lb, loc,
+                    arith::MulIOp::create(lb, loc, ivs[2 + i], idx(lb, loc, strides[i])),
+                    idx(lb, loc, pads[i])),
+                arith::MulIOp::create(lb, loc, k, idx(lb, loc, dilations[i])));
+            auto between = [&](int64_t lo, int64_t hi) -> Value {
+              return arith::AndIOp::create(
+                  lb, loc,
+                  arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sge, pos,
+                                        idx(lb, loc, lo)),
+                  arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::slt, pos,
+                                        idx(lb, loc, hi)));
+            };
+            inside = arith::AndIOp::create(lb, loc, inside, between(0, xs[2 + i]));
+            inPadded = arith::AndIOp::create(
+                lb, loc, inPadded, between(-pads[i], xs[2 + i] + pads[spatial + i]));
+            positions[i] = arith::MinSIOp::create(
+                lb, loc, arith::MaxSIOp::create(lb, loc, pos, idx(lb, loc, 0)),
+                idx(lb, loc, xs[2 + i] - 1));
+          }
+          at.append(positions.begin(), positions.end());
+          Value v = tensor::ExtractOp::create(lb, loc, x, at);
+          Value next;
+          switch (kind) {
+          case PoolKind::Max:
+            next = isFloat ? arith::MaximumFOp::create(lb, loc, acc, v).getResult()
+                   : ctx.inputIsUnsigned(0)
+                       ? arith::MaxUIOp::create(lb, loc, acc, v).getResult()
+                       : arith::MaxSIOp::create(lb, loc, acc, v).getResult();
+            break;
+          case PoolKind::Average:
+            next = arith::AddFOp::create(lb, loc, acc, v);
+            break;
+          case PoolKind::Lp: {
+            Value a = math::AbsFOp::create(lb, loc, v);
+            Value term = p == 2 ? arith::MulFOp::create(lb, loc, a, a).getResult()
+                         : p == 1 ? a
+                                  : math::PowFOp::create(lb, loc, a,
+                                                         scalarConstant(lb, loc, f, p))
+                                        .getResult();
+            next = arith::AddFOp::create(lb, loc, acc, term);
+            break;
+          }
+          }
+          next = arith::SelectOp::create(lb, loc, inside, next, acc);
+          Value counted = countPad ? inPadded : inside;
+          Value nextCount = arith::SelectOp::create(
+              lb, loc, counted, arith::AddIOp::create(lb, loc, count, idx(lb, loc, 1)),
+              count);
+          scf::YieldOp::create(lb, loc, ValueRange{next, nextCount});
+        }
+        Value acc = loop.getResult(0);
+        if (kind == PoolKind::Average) {
+          Value count = arith::IndexCastOp::create(b, loc, b.getI64Type(), loop.getResult(1));
+          return arith::DivFOp::create(b, loc, acc,
+                                       arith::SIToFPOp::create(b, loc, element, count));
+        }
+        if (kind == PoolKind::Lp)
+          return p == 2 ? math::SqrtOp::create(b, loc, acc).getResult()
+                 : p == 1 ? acc
+                          : math::PowFOp::create(b, loc, acc,
+                                                 scalarConstant(b, loc, f, 1.0 / p))
+                                .getResult();
+        return acc;
+      });
+  return ctx.setOutputs(out);
+}
+
+} // namespace
+
+void registerPoolOps(OpRegistry &registry) {
+  registry.on("MaxPool", 1, [](NodeContext &ctx) {
+    return importPool(ctx, PoolKind::Max, "MaxPool");
+  });
+  registry.on("AveragePool", 1, [](NodeContext &ctx) {
+    return importPool(ctx, PoolKind::Average, "AveragePool");
+  });
+  registry.on("LpPool", 2, [](NodeContext &ctx) {
+    return importPool(ctx, PoolKind::Lp, "LpPool");
+  });
+}
+
+} // namespace kiln::onnx
