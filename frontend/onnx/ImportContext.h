@@ -122,6 +122,7 @@ void registerMoreTensorOps(OpRegistry &registry);
 void registerAttentionOps(OpRegistry &registry);
 void registerQuantOps(OpRegistry &registry);
 void registerPoolOps(OpRegistry &registry);
+void registerResizeOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

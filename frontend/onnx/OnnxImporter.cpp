@@ -85,6 +85,7 @@ static const OpRegistry &getRegistry() {
     registerAttentionOps(r);
     registerQuantOps(r);
     registerPoolOps(r);
+    registerResizeOps(r);
     return r;
   }();
   return registry;
