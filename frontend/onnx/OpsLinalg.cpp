@@ -4,6 +4,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
 using namespace mlir;
@@ -569,6 +570,146 @@ LogicalResult importConv(NodeContext &ctx) {
   return y ? ctx.setOutputs(y) : failure();
 }
 
+/// ConvTranspose (1, 11): each output element gathers the inputs that
+/// scatter onto it, y[n, m, o] = sum over c, k of x[n, c, i] * w[c, m, k]
+/// where o + pad_begin = i * stride + k * dilation; one indexed kernel with
+/// a loop over the group's channels and the kernel positions.
+LogicalResult importConvTranspose(NodeContext &ctx) {
+  Value x = ctx.input(0), w = ctx.input(1);
+  if (!x || !w)
+    return failure();
+  RankedTensorType xType = ctx.inputType(0), wType = ctx.inputType(1);
+  Type element = xType.getElementType();
+  int64_t rank = xType.getRank(), spatial = rank - 2;
+  if (!isa<FloatType>(element) || wType.getElementType() != element || rank < 3 ||
+      wType.getRank() != rank)
+    return ctx.error() << "ConvTranspose takes float X [N, C, spatial...] and W [C, "
+                          "M/group, kernel...] of one type and rank, got "
+                       << x.getType() << " and " << w.getType();
+  ArrayRef<int64_t> xs = xType.getShape(), ws = wType.getShape();
+  int64_t group = ctx.intAttr("group", 1);
+  int64_t channels = xs[1];
+  if (group <= 0 || channels % group || ws[0] != channels)
+    return ctx.error() << "group " << group << " does not split X's " << channels
+                       << " channels, or W's first dim " << ws[0] << " is not "
+                       << channels;
+  int64_t perGroupOut = ws[1], filters = perGroupOut * group, perGroupIn = channels / group;
+  auto listAttr = [&](const char *name, int64_t size, int64_t fill) {
+    std::vector<int64_t> v = ctx.intsAttr(name).value_or(std::vector<int64_t>());
+    if (v.empty())
+      v.assign(size, fill);
+    return v;
+  };
+  std::vector<int64_t> strides = listAttr("strides", spatial, 1);
+  std::vector<int64_t> dilations = listAttr("dilations", spatial, 1);
+  std::vector<int64_t> pads = listAttr("pads", 2 * spatial, 0);
+  std::vector<int64_t> outputPadding = listAttr("output_padding", spatial, 0);
+  std::vector<int64_t> kernel(ws.begin() + 2, ws.end());
+  std::vector<int64_t> outputShape = ctx.intsAttr("output_shape").value_or(std::vector<int64_t>());
+  if (static_cast<int64_t>(strides.size()) != spatial ||
+      static_cast<int64_t>(dilations.size()) != spatial ||
+      static_cast<int64_t>(pads.size()) != 2 * spatial ||
+      static_cast<int64_t>(outputPadding.size()) != spatial ||
+      (!outputShape.empty() && static_cast<int64_t>(outputShape.size()) != spatial))
+    return ctx.error() << "strides, dilations, output_padding and output_shape must "
+                          "have one value per spatial dim, pads two";
+  std::string autoPad = "NOTSET";
+  if (const kiln_onnx::AttributeProto *attr = ctx.attr("auto_pad"))
+    autoPad = attr->s();
+  SmallVector<int64_t> outShape = {xs[0], filters};
+  for (int64_t i = 0; i < spatial; ++i) {
+    int64_t full = strides[i] * (xs[2 + i] - 1) + outputPadding[i] +
+                   (kernel[i] - 1) * dilations[i] + 1;
+    // With SAME padding the pads make the output the requested shape (by
+    // default input * stride); otherwise the given pads apply and an
+    // output_shape only sizes the output (the reference's canvas).
+    bool same = autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER";
+    if (same) {
+      int64_t target = outputShape.empty() ? xs[2 + i] * strides[i] : outputShape[i];
+      int64_t total = full - target;
+      pads[i] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      pads[spatial + i] = total - pads[i];
+    } else if (autoPad != "NOTSET" && autoPad != "VALID") {
+      return ctx.error() << "unknown auto_pad '" << autoPad << "'";
+    }
+    int64_t out = !same && !outputShape.empty() ? outputShape[i]
+                                                : full - pads[i] - pads[spatial + i];
+    if (out <= 0)
+      return ctx.error() << "spatial dim " << i << " of the output would be " << out;
+    outShape.push_back(out);
+  }
+  int64_t window = 1;
+  for (int64_t k : kernel)
+    window *= k;
+  Value y = buildIndexed(
+      ctx.b(), ctx.getLoc(), outShape, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        // Output channel m = g * perGroupOut + mm reads input channels
+        // g * perGroupIn + c.
+        Value g = arith::DivUIOp::create(b, loc, ivs[1], idx(b, loc, perGroupOut));
+        Value mm = arith::RemUIOp::create(b, loc, ivs[1], idx(b, loc, perGroupOut));
+        Value steps = idx(b, loc, perGroupIn * window);
+        auto loop = scf::ForOp::create(b, loc, idx(b, loc, 0), steps, idx(b, loc, 1),
+                                       ValueRange{scalarConstant(b, loc, element, 0)});
+        OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
+        Value rest = loop.getInductionVar();
+        Value hit = arith::ConstantIntOp::create(lb, loc, 1, 1);
+        SmallVector<Value> xAt(spatial), wAt(spatial);
+        for (int64_t i = spatial - 1; i >= 0; --i) {
+          Value k = arith::RemUIOp::create(lb, loc, rest, idx(lb, loc, kernel[i]));
+          rest = arith::DivUIOp::create(lb, loc, rest, idx(lb, loc, kernel[i]));
+          // i * stride = o + pad_begin - k * dilation
+          Value scaled = arith::SubIOp::create(
+              lb, loc, arith::AddIOp::create(lb, loc, ivs[2 + i], idx(lb, loc, pads[i])),
+              arith::MulIOp::create(lb, loc, k, idx(lb, loc, dilations[i])));
+          Value in = arith::DivSIOp::create(lb, loc, scaled, idx(lb, loc, strides[i]));
+          Value exact = arith::CmpIOp::create(
+              lb, loc, arith::CmpIPredicate::eq,
+              arith::RemSIOp::create(lb, loc, scaled, idx(lb, loc, strides[i])),
+              idx(lb, loc, 0));
+          Value inRange = arith::AndIOp::create(
+              lb, loc,
+              arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sge, scaled, idx(lb, loc, 0)),
+              arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::slt, in,
+                                    idx(lb, loc, xs[2 + i])));
+          hit = arith::AndIOp::create(lb, loc, hit, arith::AndIOp::create(lb, loc, exact, inRange));
+          xAt[i] = arith::MinSIOp::create(
+              lb, loc, arith::MaxSIOp::create(lb, loc, in, idx(lb, loc, 0)),
+              idx(lb, loc, xs[2 + i] - 1));
+          wAt[i] = k;
+        }
+        Value c = rest; // the channel within the group
+        Value channel = arith::AddIOp::create(
+            lb, loc, arith::MulIOp::create(lb, loc, g, idx(lb, loc, perGroupIn)), c);
+        SmallVector<Value> xi = {ivs[0], channel};
+        xi.append(xAt.begin(), xAt.end());
+        SmallVector<Value> wi = {channel, mm};
+        wi.append(wAt.begin(), wAt.end());
+        Value prod = arith::MulFOp::create(lb, loc, tensor::ExtractOp::create(lb, loc, x, xi),
+                                           tensor::ExtractOp::create(lb, loc, w, wi));
+        Value acc = loop.getRegionIterArgs()[0];
+        Value next = arith::SelectOp::create(lb, loc, hit,
+                                             arith::AddFOp::create(lb, loc, acc, prod), acc);
+        scf::YieldOp::create(lb, loc, next);
+        return loop.getResult(0);
+      });
+  if (ctx.hasInput(2)) {
+    Value bias = ctx.input(2);
+    if (!bias)
+      return failure();
+    if (ctx.inputType(2) != RankedTensorType::get({filters}, element))
+      return ctx.error() << "the bias must be " << RankedTensorType::get({filters}, element)
+                         << ", got " << bias.getType();
+    SmallVector<int64_t> biasShape(rank - 1, 1);
+    biasShape[0] = filters;
+    y = buildElementwise(ctx, {y, buildReshape(ctx.b(), ctx.getLoc(), bias, biasShape)},
+                         element, [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+                           return arith::AddFOp::create(nb, nl, a[0], a[1]);
+                         });
+  }
+  return y ? ctx.setOutputs(y) : failure();
+}
+
 } // namespace
 
 void registerLinalgOps(OpRegistry &registry) {
@@ -576,6 +717,7 @@ void registerLinalgOps(OpRegistry &registry) {
   registry.on("Gemm", 7, importGemm);
   registry.on("Einsum", 12, importEinsum);
   registry.on("Conv", 1, importConv);
+  registry.on("ConvTranspose", 1, importConvTranspose);
   registry.on("Softmax", 1, importSoftmax1);
   registry.on("Softmax", 13, importSoftmax13);
 }
