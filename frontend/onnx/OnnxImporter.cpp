@@ -236,7 +236,7 @@ GraphImporter::importValueType(const kiln_onnx::ValueInfoProto &info,
 /// Ops that take unsigned integer inputs: those whose integer semantics do
 /// not depend on signedness (data movement, add/sub/mul, bitwise,
 /// equality) and those whose handlers pick unsigned arithmetic.
-bool takesUnsignedInputs(StringRef opType) {
+static bool takesUnsignedInputs(StringRef opType) {
   static const llvm::StringSet<> ops = {
       // Signedness-agnostic.
       "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten",
@@ -399,6 +399,7 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
       Type element = toElementType(&context, tensor.data_type(), &frozenUnsigned);
       auto shape = tensorShape(tensor);
       if (element != type->getElementType() ||
+          frozenUnsigned != isUnsigned(input.name()) ||
           static_cast<int64_t>(shape.size()) != type->getRank() ||
           !llvm::all_of(llvm::zip(shape, type->getShape()), [](auto p) {
             return std::get<1>(p) == ShapedType::kDynamic ||
