@@ -52,6 +52,59 @@ Value buildEmptyConstant(OpBuilder &b, Location loc, ArrayRef<int64_t> shape,
       b, loc, DenseElementsAttr::getFromRawBuffer(type, ArrayRef<char>()));
 }
 
+void WindowAttrs::splitPads(int64_t i, int64_t total) {
+  int64_t spatial = strides.size();
+  pads[i] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2;
+  pads[spatial + i] = total - pads[i];
+}
+
+std::optional<WindowAttrs> readWindowAttrs(NodeContext &ctx, int64_t spatial) {
+  auto list = [&](const char *name, int64_t size, int64_t fill) {
+    std::vector<int64_t> v = ctx.intsAttr(name).value_or(std::vector<int64_t>());
+    if (v.empty())
+      v.assign(size, fill);
+    return v;
+  };
+  WindowAttrs w;
+  w.strides = list("strides", spatial, 1);
+  w.dilations = list("dilations", spatial, 1);
+  w.pads = list("pads", 2 * spatial, 0);
+  w.autoPad = "NOTSET";
+  if (const kiln_onnx::AttributeProto *attr = ctx.attr("auto_pad"))
+    w.autoPad = attr->s();
+  if (static_cast<int64_t>(w.strides.size()) != spatial ||
+      static_cast<int64_t>(w.dilations.size()) != spatial ||
+      static_cast<int64_t>(w.pads.size()) != 2 * spatial) {
+    ctx.error() << "strides, dilations and pads must have " << spatial << ", "
+                << spatial << " and " << 2 * spatial << " values";
+    return std::nullopt;
+  }
+  if (llvm::any_of(w.strides, [](int64_t s) { return s <= 0; }) ||
+      llvm::any_of(w.dilations, [](int64_t d) { return d <= 0; })) {
+    ctx.error() << "strides and dilations must be positive";
+    return std::nullopt;
+  }
+  if (!w.same() && w.autoPad != "NOTSET" && w.autoPad != "VALID") {
+    ctx.error() << "unknown auto_pad '" << w.autoPad
+                << "' (NOTSET, SAME_UPPER, SAME_LOWER or VALID)";
+    return std::nullopt;
+  }
+  return w;
+}
+
+void applyForwardAutoPad(WindowAttrs &w, ArrayRef<int64_t> in,
+                         ArrayRef<int64_t> kernel) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (w.same()) {
+      int64_t extent = w.dilations[i] * (kernel[i] - 1) + 1;
+      int64_t out = (in[i] + w.strides[i] - 1) / w.strides[i];
+      w.splitPads(i, std::max<int64_t>(0, (out - 1) * w.strides[i] + extent - in[i]));
+    } else if (w.autoPad == "VALID") {
+      w.pads[i] = w.pads[in.size() + i] = 0;
+    }
+  }
+}
+
 std::optional<int64_t> normalizeAxis(NodeContext &ctx, int64_t axis,
                                      int64_t rank) {
   if (axis < -rank || axis >= rank) {

@@ -28,6 +28,25 @@ inline mlir::Value buildReduce(NodeContext &ctx, mlir::Value x,
                            broadcastOperand);
 }
 
+/// The sliding-window attributes of Conv, ConvTranspose and the pools over
+/// `spatial` dims, defaults filled in (strides and dilations 1, pads 0),
+/// checked for their lengths and signs; `pads` lists the begins, then the
+/// ends. `autoPad` is NOTSET, SAME_UPPER, SAME_LOWER or VALID.
+struct WindowAttrs {
+  std::vector<int64_t> strides, dilations, pads;
+  std::string autoPad;
+  bool same() const { return autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER"; }
+  /// Sets dim `i`'s pads to `total` split for auto_pad: SAME_UPPER puts the
+  /// smaller half first, SAME_LOWER the larger.
+  void splitPads(int64_t i, int64_t total);
+};
+std::optional<WindowAttrs> readWindowAttrs(NodeContext &ctx, int64_t spatial);
+
+/// Resolves auto_pad for a forward window (Conv, pools) on input dims `in`
+/// with `kernel`: SAME pads give ceil(in / stride) outputs, VALID none.
+void applyForwardAutoPad(WindowAttrs &w, llvm::ArrayRef<int64_t> in,
+                         llvm::ArrayRef<int64_t> kernel);
+
 /// `value` as an arith.constant when it can be evaluated at compile time (a
 /// small all-parallel generic over constants, a reshape or fill of
 /// constants); otherwise `value` itself.

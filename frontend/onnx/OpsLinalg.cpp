@@ -413,6 +413,28 @@ LogicalResult importEinsum(NodeContext &ctx) {
   return ctx.setOutputs(generic.getResult(0));
 }
 
+/// Binds a convolution's output `y` [N, filters, spatial...], plus the
+/// optional bias input #2 ([filters]) added along the channels.
+LogicalResult setOutputWithBias(NodeContext &ctx, Value y, int64_t filters) {
+  if (!ctx.hasInput(2))
+    return ctx.setOutputs(y);
+  Value bias = ctx.input(2);
+  if (!bias)
+    return failure();
+  auto type = cast<RankedTensorType>(y.getType());
+  auto expected = RankedTensorType::get({filters}, type.getElementType());
+  if (ctx.inputType(2) != expected)
+    return ctx.error() << "the bias must be " << expected << ", got " << bias.getType();
+  SmallVector<int64_t> column(type.getRank() - 1, 1);
+  column[0] = filters;
+  Value out = buildElementwise(
+      ctx, {y, buildReshape(ctx.b(), ctx.getLoc(), bias, column)}, type.getElementType(),
+      [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+        return arith::AddFOp::create(nb, nl, a[0], a[1]);
+      });
+  return out ? ctx.setOutputs(out) : failure();
+}
+
 /// Conv (11): N-d convolution with strides, dilations, groups, explicit or
 /// automatic padding and an optional bias. The padded input is one indexed
 /// kernel; the convolution one linalg.generic over
@@ -438,46 +460,23 @@ LogicalResult importConv(NodeContext &ctx) {
     return ctx.error() << "group " << group << " does not split X's " << channels
                        << " channels and W's " << filters << " filters (W has "
                        << ws[1] << " channels per group)";
-  auto listAttr = [&](const char *name, int64_t size, int64_t fill) {
-    std::vector<int64_t> v = ctx.intsAttr(name).value_or(std::vector<int64_t>());
-    if (v.empty())
-      v.assign(size, fill);
-    return v;
-  };
-  std::vector<int64_t> strides = listAttr("strides", spatial, 1);
-  std::vector<int64_t> dilations = listAttr("dilations", spatial, 1);
-  std::vector<int64_t> pads = listAttr("pads", 2 * spatial, 0);
   std::vector<int64_t> kernel(ws.begin() + 2, ws.end());
   if (auto given = ctx.intsAttr("kernel_shape"); given && *given != kernel)
     return ctx.error() << "kernel_shape does not match W " << w.getType();
-  if (static_cast<int64_t>(strides.size()) != spatial ||
-      static_cast<int64_t>(dilations.size()) != spatial ||
-      static_cast<int64_t>(pads.size()) != 2 * spatial)
-    return ctx.error() << "strides, dilations and pads must have " << spatial
-                       << ", " << spatial << " and " << 2 * spatial << " values";
-  std::string autoPad = "NOTSET";
-  if (const kiln_onnx::AttributeProto *attr = ctx.attr("auto_pad"))
-    autoPad = attr->s();
+  std::optional<WindowAttrs> window = readWindowAttrs(ctx, spatial);
+  if (!window)
+    return failure();
+  applyForwardAutoPad(*window, xs.drop_front(2), kernel);
+  const std::vector<int64_t> &strides = window->strides, &dilations = window->dilations,
+                             &pads = window->pads;
   SmallVector<int64_t> outShape = {xs[0], filters};
   for (int64_t i = 0; i < spatial; ++i) {
     int64_t extent = dilations[i] * (kernel[i] - 1) + 1;
-    if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
-      int64_t out = (xs[2 + i] + strides[i] - 1) / strides[i];
-      int64_t total = std::max<int64_t>(0, (out - 1) * strides[i] + extent - xs[2 + i]);
-      int64_t small = total / 2;
-      pads[i] = autoPad == "SAME_UPPER" ? small : total - small;
-      pads[spatial + i] = total - pads[i];
-    } else if (autoPad == "VALID") {
-      pads[i] = pads[spatial + i] = 0;
-    } else if (autoPad != "NOTSET") {
-      return ctx.error() << "unknown auto_pad '" << autoPad << "'";
-    }
     int64_t padded = xs[2 + i] + pads[i] + pads[spatial + i];
-    if (strides[i] <= 0 || dilations[i] <= 0 || padded < extent)
+    if (padded < extent)
       return ctx.error() << "spatial dim " << i << " (" << xs[2 + i]
                          << " padded to " << padded << ") is smaller than the "
-                         << "dilated kernel (" << extent << ") or the strides "
-                            "or dilations are not positive";
+                         << "dilated kernel (" << extent << ")";
     outShape.push_back((padded - extent) / strides[i] + 1);
   }
   OpBuilder &b = ctx.b();
@@ -552,22 +551,7 @@ LogicalResult importConv(NodeContext &ctx) {
                    })
                    .getResult(0);
   Value y = buildReshape(b, loc, conv, outShape);
-  if (ctx.hasInput(2)) {
-    Value bias = ctx.input(2);
-    if (!bias)
-      return failure();
-    if (ctx.inputType(2) != RankedTensorType::get({filters}, element))
-      return ctx.error() << "the bias must be " << RankedTensorType::get({filters}, element)
-                         << ", got " << bias.getType();
-    SmallVector<int64_t> biasShape(rank - 1, 1);
-    biasShape[0] = filters;
-    Value column = buildReshape(b, loc, bias, biasShape);
-    y = buildElementwise(ctx, {y, column}, element,
-                         [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
-                           return arith::AddFOp::create(nb, nl, a[0], a[1]);
-                         });
-  }
-  return y ? ctx.setOutputs(y) : failure();
+  return setOutputWithBias(ctx, y, filters);
 }
 
 /// ConvTranspose (1, 11): each output element gathers the inputs that
@@ -594,28 +578,19 @@ LogicalResult importConvTranspose(NodeContext &ctx) {
                        << " channels, or W's first dim " << ws[0] << " is not "
                        << channels;
   int64_t perGroupOut = ws[1], filters = perGroupOut * group, perGroupIn = channels / group;
-  auto listAttr = [&](const char *name, int64_t size, int64_t fill) {
-    std::vector<int64_t> v = ctx.intsAttr(name).value_or(std::vector<int64_t>());
-    if (v.empty())
-      v.assign(size, fill);
-    return v;
-  };
-  std::vector<int64_t> strides = listAttr("strides", spatial, 1);
-  std::vector<int64_t> dilations = listAttr("dilations", spatial, 1);
-  std::vector<int64_t> pads = listAttr("pads", 2 * spatial, 0);
-  std::vector<int64_t> outputPadding = listAttr("output_padding", spatial, 0);
+  std::optional<WindowAttrs> window = readWindowAttrs(ctx, spatial);
+  if (!window)
+    return failure();
+  const std::vector<int64_t> &strides = window->strides, &dilations = window->dilations;
+  std::vector<int64_t> &pads = window->pads;
   std::vector<int64_t> kernel(ws.begin() + 2, ws.end());
+  std::vector<int64_t> outputPadding =
+      ctx.intsAttr("output_padding").value_or(std::vector<int64_t>(spatial, 0));
   std::vector<int64_t> outputShape = ctx.intsAttr("output_shape").value_or(std::vector<int64_t>());
-  if (static_cast<int64_t>(strides.size()) != spatial ||
-      static_cast<int64_t>(dilations.size()) != spatial ||
-      static_cast<int64_t>(pads.size()) != 2 * spatial ||
-      static_cast<int64_t>(outputPadding.size()) != spatial ||
+  if (static_cast<int64_t>(outputPadding.size()) != spatial ||
       (!outputShape.empty() && static_cast<int64_t>(outputShape.size()) != spatial))
-    return ctx.error() << "strides, dilations, output_padding and output_shape must "
-                          "have one value per spatial dim, pads two";
-  std::string autoPad = "NOTSET";
-  if (const kiln_onnx::AttributeProto *attr = ctx.attr("auto_pad"))
-    autoPad = attr->s();
+    return ctx.error() << "output_padding and output_shape must have one value per "
+                          "spatial dim";
   SmallVector<int64_t> outShape = {xs[0], filters};
   for (int64_t i = 0; i < spatial; ++i) {
     int64_t full = strides[i] * (xs[2 + i] - 1) + outputPadding[i] +
@@ -623,24 +598,19 @@ LogicalResult importConvTranspose(NodeContext &ctx) {
     // With SAME padding the pads make the output the requested shape (by
     // default input * stride); otherwise the given pads apply and an
     // output_shape only sizes the output (the reference's canvas).
-    bool same = autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER";
-    if (same) {
-      int64_t target = outputShape.empty() ? xs[2 + i] * strides[i] : outputShape[i];
-      int64_t total = full - target;
-      pads[i] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      pads[spatial + i] = total - pads[i];
-    } else if (autoPad != "NOTSET" && autoPad != "VALID") {
-      return ctx.error() << "unknown auto_pad '" << autoPad << "'";
-    }
+    bool same = window->same();
+    if (same)
+      window->splitPads(i, full - (outputShape.empty() ? xs[2 + i] * strides[i]
+                                                       : outputShape[i]));
     int64_t out = !same && !outputShape.empty() ? outputShape[i]
                                                 : full - pads[i] - pads[spatial + i];
     if (out <= 0)
       return ctx.error() << "spatial dim " << i << " of the output would be " << out;
     outShape.push_back(out);
   }
-  int64_t window = 1;
+  int64_t windowSize = 1;
   for (int64_t k : kernel)
-    window *= k;
+    windowSize *= k;
   Value y = buildIndexed(
       ctx.b(), ctx.getLoc(), outShape, element,
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
@@ -648,7 +618,7 @@ LogicalResult importConvTranspose(NodeContext &ctx) {
         // g * perGroupIn + c.
         Value g = arith::DivUIOp::create(b, loc, ivs[1], idx(b, loc, perGroupOut));
         Value mm = arith::RemUIOp::create(b, loc, ivs[1], idx(b, loc, perGroupOut));
-        Value steps = idx(b, loc, perGroupIn * window);
+        Value steps = idx(b, loc, perGroupIn * windowSize);
         auto loop = scf::ForOp::create(b, loc, idx(b, loc, 0), steps, idx(b, loc, 1),
                                        ValueRange{scalarConstant(b, loc, element, 0)});
         OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
@@ -693,21 +663,7 @@ LogicalResult importConvTranspose(NodeContext &ctx) {
         scf::YieldOp::create(lb, loc, next);
         return loop.getResult(0);
       });
-  if (ctx.hasInput(2)) {
-    Value bias = ctx.input(2);
-    if (!bias)
-      return failure();
-    if (ctx.inputType(2) != RankedTensorType::get({filters}, element))
-      return ctx.error() << "the bias must be " << RankedTensorType::get({filters}, element)
-                         << ", got " << bias.getType();
-    SmallVector<int64_t> biasShape(rank - 1, 1);
-    biasShape[0] = filters;
-    y = buildElementwise(ctx, {y, buildReshape(ctx.b(), ctx.getLoc(), bias, biasShape)},
-                         element, [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
-                           return arith::AddFOp::create(nb, nl, a[0], a[1]);
-                         });
-  }
-  return y ? ctx.setOutputs(y) : failure();
+  return setOutputWithBias(ctx, y, filters);
 }
 
 } // namespace

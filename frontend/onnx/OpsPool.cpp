@@ -44,42 +44,20 @@ LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
   if (!kernelAttr || static_cast<int64_t>(kernelAttr->size()) != spatial)
     return ctx.error() << "kernel_shape must list " << spatial << " sizes";
   std::vector<int64_t> kernel = *kernelAttr;
-  auto listAttr = [&](const char *name, int64_t size, int64_t fill) {
-    std::vector<int64_t> v = ctx.intsAttr(name).value_or(std::vector<int64_t>());
-    if (v.empty())
-      v.assign(size, fill);
-    return v;
-  };
-  std::vector<int64_t> strides = listAttr("strides", spatial, 1);
-  std::vector<int64_t> dilations = listAttr("dilations", spatial, 1);
-  std::vector<int64_t> pads = listAttr("pads", 2 * spatial, 0);
-  if (static_cast<int64_t>(strides.size()) != spatial ||
-      static_cast<int64_t>(dilations.size()) != spatial ||
-      static_cast<int64_t>(pads.size()) != 2 * spatial)
-    return ctx.error() << "strides, dilations and pads must have " << spatial << ", "
-                       << spatial << " and " << 2 * spatial << " values";
+  if (llvm::any_of(kernel, [](int64_t k) { return k <= 0; }))
+    return ctx.error() << "kernel sizes must be positive";
+  std::optional<WindowAttrs> window = readWindowAttrs(ctx, spatial);
+  if (!window)
+    return failure();
+  applyForwardAutoPad(*window, xs.drop_front(2), kernel);
+  const std::vector<int64_t> &strides = window->strides, &dilations = window->dilations,
+                             &pads = window->pads;
   bool ceilMode = ctx.intAttr("ceil_mode", 0) != 0;
   bool countPad = ctx.intAttr("count_include_pad", 0) != 0;
   double p = kind == PoolKind::Lp ? static_cast<double>(ctx.intAttr("p", 2)) : 0;
-  std::string autoPad = "NOTSET";
-  if (const kiln_onnx::AttributeProto *attr = ctx.attr("auto_pad"))
-    autoPad = attr->s();
   SmallVector<int64_t> outShape = {xs[0], xs[1]};
   for (int64_t i = 0; i < spatial; ++i) {
-    if (kernel[i] <= 0 || strides[i] <= 0 || dilations[i] <= 0)
-      return ctx.error() << "kernel sizes, strides and dilations must be positive";
     int64_t extent = dilations[i] * (kernel[i] - 1) + 1;
-    if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
-      int64_t out = (xs[2 + i] + strides[i] - 1) / strides[i];
-      int64_t total = std::max<int64_t>(0, (out - 1) * strides[i] + extent - xs[2 + i]);
-      int64_t small = total / 2;
-      pads[i] = autoPad == "SAME_UPPER" ? small : total - small;
-      pads[spatial + i] = total - pads[i];
-    } else if (autoPad == "VALID") {
-      pads[i] = pads[spatial + i] = 0;
-    } else if (autoPad != "NOTSET") {
-      return ctx.error() << "unknown auto_pad '" << autoPad << "'";
-    }
     int64_t span = xs[2 + i] + pads[i] + pads[spatial + i] - extent;
     if (span < 0)
       return ctx.error() << "spatial dim " << i << " is smaller than the window";
