@@ -25,17 +25,8 @@ Value cst(OpBuilder &b, Location loc, Type type, double v) {
   return scalarConstant(b, loc, type, v);
 }
 
-Value idx(OpBuilder &b, Location loc, int64_t v) {
-  return arith::ConstantIndexOp::create(b, loc, v);
-}
 
-ArrayRef<int64_t> shapeOf(Value v) {
-  return cast<RankedTensorType>(v.getType()).getShape();
-}
 
-Type elementOf(Value v) {
-  return cast<RankedTensorType>(v.getType()).getElementType();
-}
 
 /// Marks dims `axis`..rank-1.
 SmallVector<bool> fromAxis(int64_t rank, int64_t axis) {
@@ -47,7 +38,7 @@ SmallVector<bool> fromAxis(int64_t rank, int64_t axis) {
 
 /// `x` converted elementwise to `to` (itself if it has that type).
 Value convert(OpBuilder &b, Location loc, Value x, Type to) {
-  if (elementOf(x) == to)
+  if (elementTypeOf(x) == to)
     return x;
   return buildBroadcast(b, loc, {x}, shapeOf(x), to,
                         [&](OpBuilder &nb, Location l, ValueRange a) {
@@ -61,7 +52,7 @@ Value batchedMatmul(OpBuilder &b, Location loc, Value lhs, Value rhs,
                     bool rhsTransposed) {
   ArrayRef<int64_t> l = shapeOf(lhs), r = shapeOf(rhs);
   int64_t n = rhsTransposed ? r[2] : r[3];
-  Type element = elementOf(lhs);
+  Type element = elementTypeOf(lhs);
   SmallVector<int64_t> out = {l[0], l[1], l[2], n};
   MLIRContext *ctx = b.getContext();
   auto d = [&](unsigned i) { return getAffineDimExpr(i, ctx); };
@@ -95,10 +86,10 @@ Value repeatHeads(OpBuilder &b, Location loc, Value x, int64_t groups) {
     return x;
   ArrayRef<int64_t> s = shapeOf(x);
   SmallVector<int64_t> out = {s[0], s[1] * groups, s[2], s[3]};
-  return buildIndexed(b, loc, out, elementOf(x),
+  return buildIndexed(b, loc, out, elementTypeOf(x),
                       [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
                         Value h = arith::DivUIOp::create(nb, nl, ivs[1],
-                                                         idx(nb, nl, groups));
+                                                         indexConstant(nb, nl, groups));
                         return tensor::ExtractOp::create(
                             nb, nl, x, ValueRange{ivs[0], h, ivs[2], ivs[3]});
                       });
@@ -109,7 +100,7 @@ Value repeatHeads(OpBuilder &b, Location loc, Value x, int64_t groups) {
 Value decomposeGelu(OpBuilder &b, GeluOp op) {
   Value x = op.getInput();
   bool tanhApproximation = op.getTanhApproximation();
-  Type element = elementOf(x);
+  Type element = elementTypeOf(x);
   return buildBroadcast(
       b, op.getLoc(), {x}, shapeOf(x), element,
       [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
@@ -139,7 +130,7 @@ LayerNormParts decomposeLayerNorm(OpBuilder &b, LayerNormOp op) {
   Location loc = op.getLoc();
   Value x = op.getInput(), scale = op.getScale(), bias = op.getBias();
   ArrayRef<int64_t> shape = shapeOf(x);
-  Type element = elementOf(x);
+  Type element = elementTypeOf(x);
   SmallVector<bool> reduced = fromAxis(shape.size(), op.getNormalizedAxis());
   // Statistics in f32 for f16/bf16 inputs (stash_type 1).
   Type stash = element.getIntOrFloatBitWidth() < 32 ? b.getF32Type() : element;
@@ -164,7 +155,7 @@ Value decomposeRmsNorm(OpBuilder &b, RmsNormOp op) {
   Location loc = op.getLoc();
   Value x = op.getInput(), scale = op.getScale();
   ArrayRef<int64_t> shape = shapeOf(x);
-  Type element = elementOf(x);
+  Type element = elementTypeOf(x);
   SmallVector<bool> reduced = fromAxis(shape.size(), op.getNormalizedAxis());
   Type stash = element.getIntOrFloatBitWidth() > 32 ? element : b.getF32Type();
   Value xs = convert(b, loc, x, stash);
@@ -194,30 +185,30 @@ Value decomposeRotaryEmbedding(OpBuilder &b, RotaryEmbeddingOp op) {
     return x;
   bool interleaved = op.getInterleaved();
   return buildIndexed(
-      b, op.getLoc(), shapeOf(x), elementOf(x),
+      b, op.getLoc(), shapeOf(x), elementTypeOf(x),
       [&](OpBuilder &nb, Location l, ValueRange ivs) -> Value {
         Value d = ivs[3];
         Value rotated = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, d,
-                                              idx(nb, l, 2 * half));
+                                              indexConstant(nb, l, 2 * half));
         // The angle index, the partner element and which of the pair d is.
         Value angle, partner, isFirst;
         if (interleaved) {
-          angle = arith::DivUIOp::create(nb, l, d, idx(nb, l, 2));
-          Value odd = arith::RemUIOp::create(nb, l, d, idx(nb, l, 2));
+          angle = arith::DivUIOp::create(nb, l, d, indexConstant(nb, l, 2));
+          Value odd = arith::RemUIOp::create(nb, l, d, indexConstant(nb, l, 2));
           isFirst = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, odd,
-                                          idx(nb, l, 0));
-          partner = arith::XOrIOp::create(nb, l, d, idx(nb, l, 1));
+                                          indexConstant(nb, l, 0));
+          partner = arith::XOrIOp::create(nb, l, d, indexConstant(nb, l, 1));
         } else {
           isFirst = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ult, d,
-                                          idx(nb, l, half));
-          Value up = arith::AddIOp::create(nb, l, d, idx(nb, l, half));
-          Value down = arith::SubIOp::create(nb, l, d, idx(nb, l, half));
+                                          indexConstant(nb, l, half));
+          Value up = arith::AddIOp::create(nb, l, d, indexConstant(nb, l, half));
+          Value down = arith::SubIOp::create(nb, l, d, indexConstant(nb, l, half));
           partner = arith::SelectOp::create(nb, l, isFirst, up, down);
           angle = arith::SelectOp::create(nb, l, isFirst, d, down);
         }
         // Elements past the rotated ones read themselves and angle 0.
         partner = arith::SelectOp::create(nb, l, rotated, partner, d);
-        angle = arith::SelectOp::create(nb, l, rotated, angle, idx(nb, l, 0));
+        angle = arith::SelectOp::create(nb, l, rotated, angle, indexConstant(nb, l, 0));
         Value self = tensor::ExtractOp::create(nb, l, x, ivs);
         Value other = tensor::ExtractOp::create(
             nb, l, x, ValueRange{ivs[0], ivs[1], ivs[2], partner});
@@ -235,7 +226,7 @@ Value decomposeRotaryEmbedding(OpBuilder &b, RotaryEmbeddingOp op) {
 AttentionParts decomposeAttention(OpBuilder &b, AttentionOp op) {
   Location loc = op.getLoc();
   Value q = op.getQuery(), k = op.getKey(), v = op.getValue();
-  Type element = elementOf(q);
+  Type element = elementTypeOf(q);
   int64_t batch = shapeOf(q)[0], heads = shapeOf(q)[1], sq = shapeOf(q)[2];
   int64_t skv = shapeOf(k)[2];
   int64_t groups = heads / shapeOf(k)[1];
@@ -269,7 +260,7 @@ AttentionParts decomposeAttention(OpBuilder &b, AttentionOp op) {
   if (causalOffset) {
     Value causal = buildIndexed(
         b, loc, full, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
-          Value limit = arith::AddIOp::create(nb, nl, ivs[2], idx(nb, nl, *causalOffset));
+          Value limit = arith::AddIOp::create(nb, nl, ivs[2], indexConstant(nb, nl, *causalOffset));
           Value allowed = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::sle,
                                                 ivs[3], limit);
           return arith::SelectOp::create(nb, nl, allowed, cst(nb, nl, element, 0),

@@ -265,6 +265,18 @@ Value buildIndexed(
       .getResult(0);
 }
 
+Value indexConstant(OpBuilder &b, Location loc, int64_t value) {
+  return arith::ConstantIndexOp::create(b, loc, value);
+}
+
+ArrayRef<int64_t> shapeOf(Value tensor) {
+  return cast<RankedTensorType>(tensor.getType()).getShape();
+}
+
+Type elementTypeOf(Value tensor) {
+  return cast<RankedTensorType>(tensor.getType()).getElementType();
+}
+
 Value scalarSigmoid(OpBuilder &b, Location loc, Value x) {
   Value one = scalarConstant(b, loc, x.getType(), 1);
   Value e = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, x));

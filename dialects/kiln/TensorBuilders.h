@@ -43,6 +43,13 @@ mlir::Value castScalar(mlir::OpBuilder &b, mlir::Location loc,
                        mlir::Value value, mlir::Type to,
                        bool fromUnsigned = false, bool toUnsigned = false);
 
+/// An index constant.
+mlir::Value indexConstant(mlir::OpBuilder &b, mlir::Location loc, int64_t value);
+
+/// The shape and element type of a ranked tensor value.
+llvm::ArrayRef<int64_t> shapeOf(mlir::Value tensor);
+mlir::Type elementTypeOf(mlir::Value tensor);
+
 /// A scalar constant of `type` (float or integer) holding `value`.
 mlir::Value scalarConstant(mlir::OpBuilder &b, mlir::Location loc,
                            mlir::Type type, double value);

@@ -25,23 +25,14 @@ using namespace mlir;
 namespace kiln::onnx {
 namespace {
 
-Value idx(OpBuilder &b, Location loc, int64_t v) {
-  return arith::ConstantIndexOp::create(b, loc, v);
-}
 
-ArrayRef<int64_t> shapeOf(Value v) {
-  return cast<RankedTensorType>(v.getType()).getShape();
-}
-Type elementOf(Value v) {
-  return cast<RankedTensorType>(v.getType()).getElementType();
-}
 
 /// [B, S, H*D] -> [B, H, S, D].
 Value splitHeads(OpBuilder &b, Location loc, Value x, int64_t heads) {
   ArrayRef<int64_t> s = shapeOf(x);
   Value r = buildReshape(b, loc, x, {s[0], s[1], heads, s[2] / heads});
   SmallVector<int64_t> out = {s[0], heads, s[1], s[2] / heads};
-  Value init = tensor::EmptyOp::create(b, loc, out, elementOf(x));
+  Value init = tensor::EmptyOp::create(b, loc, out, elementTypeOf(x));
   return linalg::TransposeOp::create(b, loc, r, init,
                                      ArrayRef<int64_t>{0, 2, 1, 3})
       .getResult()[0];
@@ -54,15 +45,15 @@ Value concatSeq(OpBuilder &b, Location loc, Value first, Value second) {
   SmallVector<int64_t> out = {f[0], f[1], f[2] + s[2], f[3]};
   int64_t split = f[2];
   return buildIndexed(
-      b, loc, out, elementOf(first),
+      b, loc, out, elementTypeOf(first),
       [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
         Value inFirst = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::slt,
-                                              ivs[2], idx(nb, nl, split));
+                                              ivs[2], indexConstant(nb, nl, split));
         Value i1 = arith::MinSIOp::create(nb, nl, ivs[2],
-                                          idx(nb, nl, std::max<int64_t>(split - 1, 0)));
+                                          indexConstant(nb, nl, std::max<int64_t>(split - 1, 0)));
         Value i2 = arith::MaxSIOp::create(
-            nb, nl, arith::SubIOp::create(nb, nl, ivs[2], idx(nb, nl, split)),
-            idx(nb, nl, 0));
+            nb, nl, arith::SubIOp::create(nb, nl, ivs[2], indexConstant(nb, nl, split)),
+            indexConstant(nb, nl, 0));
         Value a = split > 0 ? tensor::ExtractOp::create(
                                   nb, nl, first, ValueRange{ivs[0], ivs[1], i1, ivs[3]})
                                   .getResult()
@@ -78,7 +69,7 @@ Value concatSeq(OpBuilder &b, Location loc, Value first, Value second) {
 Value mergeHeads(OpBuilder &b, Location loc, Value x) {
   ArrayRef<int64_t> s = shapeOf(x);
   SmallVector<int64_t> t = {s[0], s[2], s[1], s[3]};
-  Value init = tensor::EmptyOp::create(b, loc, t, elementOf(x));
+  Value init = tensor::EmptyOp::create(b, loc, t, elementTypeOf(x));
   Value y = linalg::TransposeOp::create(b, loc, x, init, ArrayRef<int64_t>{0, 2, 1, 3})
                 .getResult()[0];
   return buildReshape(b, loc, y, {s[0], s[2], s[1] * s[3]});
@@ -94,9 +85,9 @@ LogicalResult importAttention(NodeContext &ctx) {
     return ctx.error() << "left_window_size and right_window_size must be -1 "
                           "(unbounded) or nonnegative, got "
                        << leftWindow << " and " << rightWindow;
-  Type element = elementOf(q);
-  if (!isa<FloatType>(element) || elementOf(k) != element ||
-      elementOf(v) != element)
+  Type element = elementTypeOf(q);
+  if (!isa<FloatType>(element) || elementTypeOf(k) != element ||
+      elementTypeOf(v) != element)
     return ctx.error() << "Attention takes float Q, K and V of one type, got "
                        << q.getType() << ", " << k.getType() << " and "
                        << v.getType();
@@ -150,7 +141,7 @@ LogicalResult importAttention(NodeContext &ctx) {
   Value mask = ctx.hasInput(3) ? ctx.input(3) : Value();
   if (ctx.hasInput(3) && !mask)
     return failure();
-  if (mask && !elementOf(mask).isInteger(1) && !isa<FloatType>(elementOf(mask)))
+  if (mask && !elementTypeOf(mask).isInteger(1) && !isa<FloatType>(elementTypeOf(mask)))
     return ctx.error() << "the attention mask must be bool or float, got "
                        << mask.getType();
   SmallVector<int64_t> full = {batch, qHeads, sq, skv};
@@ -165,7 +156,7 @@ LogicalResult importAttention(NodeContext &ctx) {
       return ctx.error() << "nonpad_kv_seqlen cannot be combined with "
                             "past_key and past_value";
     if (shapeOf(nonpad) != ArrayRef<int64_t>({batch}) ||
-        !elementOf(nonpad).isInteger(64))
+        !elementTypeOf(nonpad).isInteger(64))
       return ctx.error() << "nonpad_kv_seqlen must be int64 [" << batch
                          << "], got " << nonpad.getType();
   }
@@ -210,43 +201,43 @@ LogicalResult importAttention(NodeContext &ctx) {
             int64_t mr = ms.size();
             SmallVector<Value> at;
             for (int64_t d = 0; d < mr; ++d)
-              at.push_back(ms[d] == 1 ? idx(nb, nl, 0) : ivs[4 - mr + d]);
+              at.push_back(ms[d] == 1 ? indexConstant(nb, nl, 0) : ivs[4 - mr + d]);
             int64_t maskLen = ms.back();
-            at.back() = maskLen == 1 ? idx(nb, nl, 0)
+            at.back() = maskLen == 1 ? indexConstant(nb, nl, 0)
                                      : arith::MinSIOp::create(nb, nl, ivs[3],
-                                                              idx(nb, nl, maskLen - 1))
+                                                              indexConstant(nb, nl, maskLen - 1))
                                            .getResult();
             Value m = tensor::ExtractOp::create(nb, nl, mask, at);
-            Value term = elementOf(mask).isInteger(1) ? allow(m)
+            Value term = elementTypeOf(mask).isInteger(1) ? allow(m)
                                                       : castScalar(nb, nl, m, element);
             // A mask shorter than the keys is padded with -inf.
             if (maskLen < skv)
               term = arith::SelectOp::create(
-                  nb, nl, cmp(arith::CmpIPredicate::slt, ivs[3], idx(nb, nl, maskLen)),
+                  nb, nl, cmp(arith::CmpIPredicate::slt, ivs[3], indexConstant(nb, nl, maskLen)),
                   term, negInf);
             add(term);
           }
           // The query's absolute position: i + past length, or
           // i + nonpad[b] - S with a static cache.
-          Value position = arith::AddIOp::create(nb, nl, ivs[2], idx(nb, nl, pastLength));
+          Value position = arith::AddIOp::create(nb, nl, ivs[2], indexConstant(nb, nl, pastLength));
           Value valid;
           if (nonpad) {
             valid = arith::IndexCastOp::create(
                 nb, nl, nb.getIndexType(),
                 tensor::ExtractOp::create(nb, nl, nonpad, ValueRange{ivs[0]}));
             position = arith::SubIOp::create(
-                nb, nl, arith::AddIOp::create(nb, nl, ivs[2], valid), idx(nb, nl, sq));
+                nb, nl, arith::AddIOp::create(nb, nl, ivs[2], valid), indexConstant(nb, nl, sq));
           }
           if (causalInBias)
             add(allow(cmp(arith::CmpIPredicate::sle, ivs[3], position)));
           if (leftWindow >= 0) // position - j <= left
             add(allow(cmp(arith::CmpIPredicate::sle,
                           arith::SubIOp::create(nb, nl, position, ivs[3]),
-                          idx(nb, nl, leftWindow))));
+                          indexConstant(nb, nl, leftWindow))));
           if (rightWindow >= 0) // j - position <= right
             add(allow(cmp(arith::CmpIPredicate::sle,
                           arith::SubIOp::create(nb, nl, ivs[3], position),
-                          idx(nb, nl, rightWindow))));
+                          indexConstant(nb, nl, rightWindow))));
           if (nonpad)
             add(allow(cmp(arith::CmpIPredicate::slt, ivs[3], valid)));
           return total;
@@ -307,9 +298,9 @@ LogicalResult importRotaryEmbedding(NodeContext &ctx) {
   Value x = ctx.input(0), cos = ctx.input(1), sin = ctx.input(2);
   if (!x || !cos || !sin)
     return failure();
-  Type element = elementOf(x);
-  if (!isa<FloatType>(element) || elementOf(cos) != element ||
-      elementOf(sin) != element)
+  Type element = elementTypeOf(x);
+  if (!isa<FloatType>(element) || elementTypeOf(cos) != element ||
+      elementTypeOf(sin) != element)
     return ctx.error() << "RotaryEmbedding takes a float input and caches of "
                           "its type, got "
                        << x.getType() << ", " << cos.getType() << " and "
@@ -350,7 +341,7 @@ LogicalResult importRotaryEmbedding(NodeContext &ctx) {
     if (!positions)
       return failure();
     if (cacheShape.size() != 2 || shapeOf(positions) != ArrayRef<int64_t>({batch, seq}) ||
-        !elementOf(positions).isInteger(64))
+        !elementTypeOf(positions).isInteger(64))
       return ctx.error() << "with position_ids (int64 [" << batch << ", " << seq
                          << "], got " << positions.getType()
                          << ") the caches must be 2-D, got " << cos.getType();
@@ -363,8 +354,8 @@ LogicalResult importRotaryEmbedding(NodeContext &ctx) {
             Value p = tensor::ExtractOp::create(nb, nl, positions,
                                                 ValueRange{ivs[0], ivs[1]});
             Value at = arith::IndexCastOp::create(nb, nl, nb.getIndexType(), p);
-            at = arith::MaxSIOp::create(nb, nl, at, idx(nb, nl, 0));
-            at = arith::MinSIOp::create(nb, nl, at, idx(nb, nl, last));
+            at = arith::MaxSIOp::create(nb, nl, at, indexConstant(nb, nl, 0));
+            at = arith::MinSIOp::create(nb, nl, at, indexConstant(nb, nl, last));
             return tensor::ExtractOp::create(nb, nl, cache, ValueRange{at, ivs[2]});
           });
     };

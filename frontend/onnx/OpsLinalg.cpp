@@ -209,9 +209,6 @@ LogicalResult importSoftmax1(NodeContext &ctx) {
   return ctx.setOutputs(buildReshape(b, loc, softmax, type.getShape()));
 }
 
-Value idx(OpBuilder &b, Location loc, int64_t v) {
-  return arith::ConstantIndexOp::create(b, loc, v);
-}
 
 /// One Einsum operand's subscripts: letters, with the ellipsis (if any)
 /// standing at `ellipsisAt` among them.
@@ -492,16 +489,16 @@ LogicalResult importConv(NodeContext &ctx) {
           Value inside = arith::ConstantIntOp::create(nb, nl, 1, 1);
           SmallVector<Value> at = {ivs[0], ivs[1]};
           for (int64_t i = 0; i < spatial; ++i) {
-            Value p = arith::SubIOp::create(nb, nl, ivs[2 + i], idx(nb, nl, pads[i]));
+            Value p = arith::SubIOp::create(nb, nl, ivs[2 + i], indexConstant(nb, nl, pads[i]));
             Value lo = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::sge, p,
-                                             idx(nb, nl, 0));
+                                             indexConstant(nb, nl, 0));
             Value hi = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::slt, p,
-                                             idx(nb, nl, xs[2 + i]));
+                                             indexConstant(nb, nl, xs[2 + i]));
             inside = arith::AndIOp::create(
                 nb, nl, inside, arith::AndIOp::create(nb, nl, lo, hi));
             at.push_back(arith::MinSIOp::create(
-                nb, nl, arith::MaxSIOp::create(nb, nl, p, idx(nb, nl, 0)),
-                idx(nb, nl, xs[2 + i] - 1)));
+                nb, nl, arith::MaxSIOp::create(nb, nl, p, indexConstant(nb, nl, 0)),
+                indexConstant(nb, nl, xs[2 + i] - 1)));
           }
           Value v = tensor::ExtractOp::create(nb, nl, x, at);
           return arith::SelectOp::create(nb, nl, inside, v,
@@ -616,41 +613,41 @@ LogicalResult importConvTranspose(NodeContext &ctx) {
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
         // Output channel m = g * perGroupOut + mm reads input channels
         // g * perGroupIn + c.
-        Value g = arith::DivUIOp::create(b, loc, ivs[1], idx(b, loc, perGroupOut));
-        Value mm = arith::RemUIOp::create(b, loc, ivs[1], idx(b, loc, perGroupOut));
-        Value steps = idx(b, loc, perGroupIn * windowSize);
-        auto loop = scf::ForOp::create(b, loc, idx(b, loc, 0), steps, idx(b, loc, 1),
+        Value g = arith::DivUIOp::create(b, loc, ivs[1], indexConstant(b, loc, perGroupOut));
+        Value mm = arith::RemUIOp::create(b, loc, ivs[1], indexConstant(b, loc, perGroupOut));
+        Value steps = indexConstant(b, loc, perGroupIn * windowSize);
+        auto loop = scf::ForOp::create(b, loc, indexConstant(b, loc, 0), steps, indexConstant(b, loc, 1),
                                        ValueRange{scalarConstant(b, loc, element, 0)});
         OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
         Value rest = loop.getInductionVar();
         Value hit = arith::ConstantIntOp::create(lb, loc, 1, 1);
         SmallVector<Value> xAt(spatial), wAt(spatial);
         for (int64_t i = spatial - 1; i >= 0; --i) {
-          Value k = arith::RemUIOp::create(lb, loc, rest, idx(lb, loc, kernel[i]));
-          rest = arith::DivUIOp::create(lb, loc, rest, idx(lb, loc, kernel[i]));
+          Value k = arith::RemUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
+          rest = arith::DivUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
           // i * stride = o + pad_begin - k * dilation
           Value scaled = arith::SubIOp::create(
-              lb, loc, arith::AddIOp::create(lb, loc, ivs[2 + i], idx(lb, loc, pads[i])),
-              arith::MulIOp::create(lb, loc, k, idx(lb, loc, dilations[i])));
-          Value in = arith::DivSIOp::create(lb, loc, scaled, idx(lb, loc, strides[i]));
+              lb, loc, arith::AddIOp::create(lb, loc, ivs[2 + i], indexConstant(lb, loc, pads[i])),
+              arith::MulIOp::create(lb, loc, k, indexConstant(lb, loc, dilations[i])));
+          Value in = arith::DivSIOp::create(lb, loc, scaled, indexConstant(lb, loc, strides[i]));
           Value exact = arith::CmpIOp::create(
               lb, loc, arith::CmpIPredicate::eq,
-              arith::RemSIOp::create(lb, loc, scaled, idx(lb, loc, strides[i])),
-              idx(lb, loc, 0));
+              arith::RemSIOp::create(lb, loc, scaled, indexConstant(lb, loc, strides[i])),
+              indexConstant(lb, loc, 0));
           Value inRange = arith::AndIOp::create(
               lb, loc,
-              arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sge, scaled, idx(lb, loc, 0)),
+              arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sge, scaled, indexConstant(lb, loc, 0)),
               arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::slt, in,
-                                    idx(lb, loc, xs[2 + i])));
+                                    indexConstant(lb, loc, xs[2 + i])));
           hit = arith::AndIOp::create(lb, loc, hit, arith::AndIOp::create(lb, loc, exact, inRange));
           xAt[i] = arith::MinSIOp::create(
-              lb, loc, arith::MaxSIOp::create(lb, loc, in, idx(lb, loc, 0)),
-              idx(lb, loc, xs[2 + i] - 1));
+              lb, loc, arith::MaxSIOp::create(lb, loc, in, indexConstant(lb, loc, 0)),
+              indexConstant(lb, loc, xs[2 + i] - 1));
           wAt[i] = k;
         }
         Value c = rest; // the channel within the group
         Value channel = arith::AddIOp::create(
-            lb, loc, arith::MulIOp::create(lb, loc, g, idx(lb, loc, perGroupIn)), c);
+            lb, loc, arith::MulIOp::create(lb, loc, g, indexConstant(lb, loc, perGroupIn)), c);
         SmallVector<Value> xi = {ivs[0], channel};
         xi.append(xAt.begin(), xAt.end());
         SmallVector<Value> wi = {channel, mm};

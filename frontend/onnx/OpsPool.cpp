@@ -22,9 +22,6 @@ namespace {
 
 enum class PoolKind { Max, Average, Lp };
 
-Value idx(OpBuilder &b, Location loc, int64_t v) {
-  return arith::ConstantIndexOp::create(b, loc, v);
-}
 
 LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
   Value x = ctx.input(0);
@@ -79,8 +76,8 @@ LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
                          ? reduceIdentity(b, loc, ReduceKind::Max, element)
                          : scalarConstant(b, loc, element, 0);
         Value zeroCount = scalarConstant(b, loc, b.getIndexType(), 0);
-        auto loop = scf::ForOp::create(b, loc, idx(b, loc, 0), idx(b, loc, windowSize),
-                                       idx(b, loc, 1), ValueRange{init, zeroCount});
+        auto loop = scf::ForOp::create(b, loc, indexConstant(b, loc, 0), indexConstant(b, loc, windowSize),
+                                       indexConstant(b, loc, 1), ValueRange{init, zeroCount});
         {
           OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
           Value acc = loop.getRegionIterArgs()[0];
@@ -92,30 +89,30 @@ LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
           Value inPadded = inside;
           SmallVector<Value> positions(spatial);
           for (int64_t i = spatial - 1; i >= 0; --i) {
-            Value k = arith::RemUIOp::create(lb, loc, rest, idx(lb, loc, kernel[i]));
-            rest = arith::DivUIOp::create(lb, loc, rest, idx(lb, loc, kernel[i]));
+            Value k = arith::RemUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
+            rest = arith::DivUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
             // o * stride - pad_begin + k * dilation
             Value pos = arith::AddIOp::create(
                 lb, loc,
                 arith::SubIOp::create(
                     lb, loc,
-                    arith::MulIOp::create(lb, loc, ivs[2 + i], idx(lb, loc, strides[i])),
-                    idx(lb, loc, pads[i])),
-                arith::MulIOp::create(lb, loc, k, idx(lb, loc, dilations[i])));
+                    arith::MulIOp::create(lb, loc, ivs[2 + i], indexConstant(lb, loc, strides[i])),
+                    indexConstant(lb, loc, pads[i])),
+                arith::MulIOp::create(lb, loc, k, indexConstant(lb, loc, dilations[i])));
             auto between = [&](int64_t lo, int64_t hi) -> Value {
               return arith::AndIOp::create(
                   lb, loc,
                   arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sge, pos,
-                                        idx(lb, loc, lo)),
+                                        indexConstant(lb, loc, lo)),
                   arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::slt, pos,
-                                        idx(lb, loc, hi)));
+                                        indexConstant(lb, loc, hi)));
             };
             inside = arith::AndIOp::create(lb, loc, inside, between(0, xs[2 + i]));
             inPadded = arith::AndIOp::create(
                 lb, loc, inPadded, between(-pads[i], xs[2 + i] + pads[spatial + i]));
             positions[i] = arith::MinSIOp::create(
-                lb, loc, arith::MaxSIOp::create(lb, loc, pos, idx(lb, loc, 0)),
-                idx(lb, loc, xs[2 + i] - 1));
+                lb, loc, arith::MaxSIOp::create(lb, loc, pos, indexConstant(lb, loc, 0)),
+                indexConstant(lb, loc, xs[2 + i] - 1));
           }
           at.append(positions.begin(), positions.end());
           Value v = tensor::ExtractOp::create(lb, loc, x, at);
@@ -144,7 +141,7 @@ LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
           next = arith::SelectOp::create(lb, loc, inside, next, acc);
           Value counted = countPad ? inPadded : inside;
           Value nextCount = arith::SelectOp::create(
-              lb, loc, counted, arith::AddIOp::create(lb, loc, count, idx(lb, loc, 1)),
+              lb, loc, counted, arith::AddIOp::create(lb, loc, count, indexConstant(lb, loc, 1)),
               count);
           scf::YieldOp::create(lb, loc, ValueRange{next, nextCount});
         }

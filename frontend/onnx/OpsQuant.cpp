@@ -21,9 +21,6 @@ using namespace mlir;
 namespace kiln::onnx {
 namespace {
 
-Value idx(OpBuilder &b, Location loc, int64_t v) {
-  return arith::ConstantIndexOp::create(b, loc, v);
-}
 
 /// How a scale or zero point covers the data: one value, one per slice
 /// along the axis, or one per block along it.
@@ -75,12 +72,12 @@ Value paramAt(OpBuilder &b, Location loc, Value param, const Granularity &g,
   auto type = cast<RankedTensorType>(param.getType());
   SmallVector<Value> at;
   if (type.getNumElements() == 1 && g.blockSize == 0 && type.getRank() <= 1) {
-    at.assign(type.getRank(), idx(b, loc, 0));
+    at.assign(type.getRank(), indexConstant(b, loc, 0));
   } else if (g.blockSize == 0) {
     at.push_back(ivs[g.axis]);
   } else {
     at.assign(ivs.begin(), ivs.end());
-    at[g.axis] = arith::DivUIOp::create(b, loc, ivs[g.axis], idx(b, loc, g.blockSize));
+    at[g.axis] = arith::DivUIOp::create(b, loc, ivs[g.axis], indexConstant(b, loc, g.blockSize));
   }
   return tensor::ExtractOp::create(b, loc, param, at);
 }

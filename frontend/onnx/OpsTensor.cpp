@@ -37,9 +37,6 @@ DenseElementsAttr denseInput(NodeContext &ctx, int i) {
   return dyn_cast_or_null<DenseElementsAttr>(ctx.constantElements(i));
 }
 
-Value idx(OpBuilder &b, Location loc, int64_t v) {
-  return arith::ConstantIndexOp::create(b, loc, v);
-}
 
 LogicalResult importShape(NodeContext &ctx) {
   if (!ctx.input(0))
@@ -119,11 +116,11 @@ LogicalResult importConcat(NodeContext &ctx) {
                              .getShape()[*axis];
           SmallVector<Value> at(ivs.begin(), ivs.end());
           Value local = arith::SubIOp::create(b, loc, ivs[*axis],
-                                              idx(b, loc, parts[p].second));
+                                              indexConstant(b, loc, parts[p].second));
           local = arith::MinSIOp::create(
               b, loc,
-              arith::MaxSIOp::create(b, loc, local, idx(b, loc, 0)),
-              idx(b, loc, size - 1));
+              arith::MaxSIOp::create(b, loc, local, indexConstant(b, loc, 0)),
+              indexConstant(b, loc, size - 1));
           at[*axis] = local;
           Value v = tensor::ExtractOp::create(b, loc, parts[p].first, at);
           if (!result) {
@@ -132,7 +129,7 @@ LogicalResult importConcat(NodeContext &ctx) {
           }
           Value inPart = arith::CmpIOp::create(
               b, loc, arith::CmpIPredicate::slt, ivs[*axis],
-              idx(b, loc, parts[p + 1].second));
+              indexConstant(b, loc, parts[p + 1].second));
           result = arith::SelectOp::create(b, loc, inPart, v, result);
         }
         return result;
@@ -219,8 +216,8 @@ LogicalResult importSlice(NodeContext &ctx, bool fromInputs) {
         SmallVector<Value> at;
         for (int64_t d = 0; d < rank; ++d) {
           // begin + i * step, in index arithmetic (step may be negative).
-          Value scaled = arith::MulIOp::create(b, loc, ivs[d], idx(b, loc, step[d]));
-          at.push_back(arith::AddIOp::create(b, loc, scaled, idx(b, loc, begin[d])));
+          Value scaled = arith::MulIOp::create(b, loc, ivs[d], indexConstant(b, loc, step[d]));
+          at.push_back(arith::AddIOp::create(b, loc, scaled, indexConstant(b, loc, begin[d])));
         }
         return tensor::ExtractOp::create(b, loc, data, at);
       });
@@ -270,15 +267,15 @@ LogicalResult importGather(NodeContext &ctx) {
         Value asIndex = arith::IndexCastOp::create(b, loc, b.getIndexType(), i);
         // Negative indices count from the end.
         Value negative = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                               asIndex, idx(b, loc, 0));
+                                               asIndex, indexConstant(b, loc, 0));
         asIndex = arith::SelectOp::create(
             b, loc, negative,
-            arith::AddIOp::create(b, loc, asIndex, idx(b, loc, dim)), asIndex);
+            arith::AddIOp::create(b, loc, asIndex, indexConstant(b, loc, dim)), asIndex);
         // Out-of-range indices are undefined in ONNX; clamp rather than
         // read out of bounds.
         asIndex = arith::MinSIOp::create(
-            b, loc, arith::MaxSIOp::create(b, loc, asIndex, idx(b, loc, 0)),
-            idx(b, loc, dim - 1));
+            b, loc, arith::MaxSIOp::create(b, loc, asIndex, indexConstant(b, loc, 0)),
+            indexConstant(b, loc, dim - 1));
         SmallVector<Value> at(ivs.begin(), ivs.begin() + *axis);
         at.push_back(asIndex);
         at.append(ivs.begin() + *axis + indexRank, ivs.end());
@@ -390,7 +387,7 @@ LogicalResult importTile(NodeContext &ctx) {
         SmallVector<Value> at;
         for (int64_t d = 0; d < rank; ++d)
           at.push_back(arith::RemUIOp::create(b, loc, ivs[d],
-                                              idx(b, loc, type.getShape()[d])));
+                                              indexConstant(b, loc, type.getShape()[d])));
         return tensor::ExtractOp::create(b, loc, data, at);
       });
   return ctx.setOutputs(out);
@@ -529,7 +526,7 @@ LogicalResult importSplit(NodeContext &ctx, bool splitIsInput) {
         ctx.b(), ctx.getLoc(), shape, type.getElementType(),
         [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
           SmallVector<Value> at(ivs.begin(), ivs.end());
-          at[*axis] = arith::AddIOp::create(b, loc, ivs[*axis], idx(b, loc, begin));
+          at[*axis] = arith::AddIOp::create(b, loc, ivs[*axis], indexConstant(b, loc, begin));
           return tensor::ExtractOp::create(b, loc, data, at);
         }));
   }
@@ -597,7 +594,7 @@ LogicalResult importTrilu(NodeContext &ctx) {
         Value v = tensor::ExtractOp::create(b, loc, x, ivs);
         // keep when j - i >= k (upper) or j - i <= k (lower)
         Value diff = arith::SubIOp::create(b, loc, ivs[rank - 1], ivs[rank - 2]);
-        Value kk = idx(b, loc, k);
+        Value kk = indexConstant(b, loc, k);
         Value keep = arith::CmpIOp::create(
             b, loc, upper ? arith::CmpIPredicate::sge : arith::CmpIPredicate::sle,
             diff, kk);
@@ -632,13 +629,13 @@ LogicalResult importGatherElements(NodeContext &ctx) {
         Value i = arith::IndexCastOp::create(
             b, loc, b.getIndexType(), tensor::ExtractOp::create(b, loc, indices, ivs));
         Value negative = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i,
-                                               idx(b, loc, 0));
+                                               indexConstant(b, loc, 0));
         i = arith::SelectOp::create(b, loc, negative,
-                                    arith::AddIOp::create(b, loc, i, idx(b, loc, dim)),
+                                    arith::AddIOp::create(b, loc, i, indexConstant(b, loc, dim)),
                                     i);
         i = arith::MinSIOp::create(
-            b, loc, arith::MaxSIOp::create(b, loc, i, idx(b, loc, 0)),
-            idx(b, loc, dim - 1));
+            b, loc, arith::MaxSIOp::create(b, loc, i, indexConstant(b, loc, 0)),
+            indexConstant(b, loc, dim - 1));
         SmallVector<Value> at(ivs.begin(), ivs.end());
         at[*axis] = i;
         return tensor::ExtractOp::create(b, loc, data, at);
@@ -697,9 +694,9 @@ Value loadIndex(OpBuilder &b, Location loc, Value indices, ValueRange at,
   Value i = arith::IndexCastOp::create(b, loc, b.getIndexType(),
                                        tensor::ExtractOp::create(b, loc, indices, at));
   Value negative =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, idx(b, loc, 0));
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, indexConstant(b, loc, 0));
   return arith::SelectOp::create(
-      b, loc, negative, arith::AddIOp::create(b, loc, i, idx(b, loc, dim)), i);
+      b, loc, negative, arith::AddIOp::create(b, loc, i, indexConstant(b, loc, dim)), i);
 }
 
 /// Folds the updates that land on one output element into `init`, in
@@ -709,7 +706,7 @@ Value loadIndex(OpBuilder &b, Location loc, Value indices, ValueRange at,
 Value foldUpdates(OpBuilder &b, Location loc, Value init, Value count,
                   ScatterReduction reduction,
                   function_ref<std::pair<Value, Value>(OpBuilder &, Value)> update) {
-  auto loop = scf::ForOp::create(b, loc, idx(b, loc, 0), count, idx(b, loc, 1),
+  auto loop = scf::ForOp::create(b, loc, indexConstant(b, loc, 0), count, indexConstant(b, loc, 1),
                                  ValueRange{init});
   OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
   Value acc = loop.getRegionIterArgs()[0];
@@ -759,9 +756,9 @@ LogicalResult importScatterElements(NodeContext &ctx) {
             inside = arith::AndIOp::create(
                 b, loc, inside,
                 arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, ivs[d],
-                                      idx(b, loc, updateType.getShape()[d])));
+                                      indexConstant(b, loc, updateType.getShape()[d])));
         Value count = arith::SelectOp::create(
-            b, loc, inside, idx(b, loc, updateType.getShape()[*axis]), idx(b, loc, 0));
+            b, loc, inside, indexConstant(b, loc, updateType.getShape()[*axis]), indexConstant(b, loc, 0));
         return foldUpdates(b, loc, init, count, *reduction,
                            [&](OpBuilder &lb, Value k) -> std::pair<Value, Value> {
                              SmallVector<Value> at(ivs.begin(), ivs.end());
@@ -815,12 +812,12 @@ LogicalResult importScatterND(NodeContext &ctx) {
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
         Value init = tensor::ExtractOp::create(b, loc, data, ivs);
         return foldUpdates(
-            b, loc, init, idx(b, loc, count), *reduction,
+            b, loc, init, indexConstant(b, loc, count), *reduction,
             [&](OpBuilder &lb, Value u) -> std::pair<Value, Value> {
               Value hit = arith::ConstantIntOp::create(lb, loc, 1, 1);
               for (int64_t t = 0; t < m; ++t) {
                 Value target = loadIndex(lb, loc, flatIndices,
-                                         ValueRange{u, idx(lb, loc, t)},
+                                         ValueRange{u, indexConstant(lb, loc, t)},
                                          type.getShape()[t]);
                 hit = arith::AndIOp::create(
                     lb, loc, hit,
@@ -907,15 +904,15 @@ LogicalResult importTopK(NodeContext &ctx, bool kIsInput) {
                                     element);
         Value slot = ivs[*axis];
         auto rounds = scf::ForOp::create(
-            b, loc, idx(b, loc, 0), arith::AddIOp::create(b, loc, slot, idx(b, loc, 1)),
-            idx(b, loc, 1), ValueRange{first, idx(b, loc, -1)});
+            b, loc, indexConstant(b, loc, 0), arith::AddIOp::create(b, loc, slot, indexConstant(b, loc, 1)),
+            indexConstant(b, loc, 1), ValueRange{first, indexConstant(b, loc, -1)});
         {
           OpBuilder rb = OpBuilder::atBlockBegin(rounds.getBody());
           Value prevV = rounds.getRegionIterArgs()[0];
           Value prevI = rounds.getRegionIterArgs()[1];
-          auto scan = scf::ForOp::create(rb, loc, idx(rb, loc, 0), idx(rb, loc, n),
-                                         idx(rb, loc, 1),
-                                         ValueRange{last, idx(rb, loc, n)});
+          auto scan = scf::ForOp::create(rb, loc, indexConstant(rb, loc, 0), indexConstant(rb, loc, n),
+                                         indexConstant(rb, loc, 1),
+                                         ValueRange{last, indexConstant(rb, loc, n)});
           OpBuilder sb = OpBuilder::atBlockBegin(scan.getBody());
           Value j = scan.getInductionVar();
           Value bestV = scan.getRegionIterArgs()[0];
@@ -1024,37 +1021,37 @@ LogicalResult importPad(NodeContext &ctx, bool padsAreInputs) {
         Value inside = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
         for (int64_t d = 0; d < rank; ++d) {
           int64_t n = type.getShape()[d];
-          Value i = arith::SubIOp::create(b, loc, ivs[d], idx(b, loc, before[d]));
+          Value i = arith::SubIOp::create(b, loc, ivs[d], indexConstant(b, loc, before[d]));
           if (mode == "constant" || n == 0) {
             Value ok = arith::AndIOp::create(
                 b, loc,
-                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, idx(b, loc, 0)),
-                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, idx(b, loc, n)));
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, indexConstant(b, loc, 0)),
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, indexConstant(b, loc, n)));
             inside = arith::AndIOp::create(b, loc, inside, ok);
             i = arith::MinSIOp::create(
-                b, loc, arith::MaxSIOp::create(b, loc, i, idx(b, loc, 0)),
-                idx(b, loc, std::max<int64_t>(n - 1, 0)));
+                b, loc, arith::MaxSIOp::create(b, loc, i, indexConstant(b, loc, 0)),
+                indexConstant(b, loc, std::max<int64_t>(n - 1, 0)));
           } else if (mode == "edge") {
             i = arith::MinSIOp::create(
-                b, loc, arith::MaxSIOp::create(b, loc, i, idx(b, loc, 0)),
-                idx(b, loc, n - 1));
+                b, loc, arith::MaxSIOp::create(b, loc, i, indexConstant(b, loc, 0)),
+                indexConstant(b, loc, n - 1));
           } else if (mode == "wrap") {
             // ((i % n) + n) % n
-            Value r = arith::RemSIOp::create(b, loc, i, idx(b, loc, n));
-            i = arith::RemSIOp::create(b, loc, arith::AddIOp::create(b, loc, r, idx(b, loc, n)),
-                                       idx(b, loc, n));
+            Value r = arith::RemSIOp::create(b, loc, i, indexConstant(b, loc, n));
+            i = arith::RemSIOp::create(b, loc, arith::AddIOp::create(b, loc, r, indexConstant(b, loc, n)),
+                                       indexConstant(b, loc, n));
           } else { // reflect: period 2(n-1)
             if (n == 1) {
-              i = idx(b, loc, 0);
+              i = indexConstant(b, loc, 0);
             } else {
               int64_t period = 2 * (n - 1);
-              Value r = arith::RemSIOp::create(b, loc, i, idx(b, loc, period));
+              Value r = arith::RemSIOp::create(b, loc, i, indexConstant(b, loc, period));
               r = arith::RemSIOp::create(
-                  b, loc, arith::AddIOp::create(b, loc, r, idx(b, loc, period)),
-                  idx(b, loc, period));
-              Value mirrored = arith::SubIOp::create(b, loc, idx(b, loc, period), r);
+                  b, loc, arith::AddIOp::create(b, loc, r, indexConstant(b, loc, period)),
+                  indexConstant(b, loc, period));
+              Value mirrored = arith::SubIOp::create(b, loc, indexConstant(b, loc, period), r);
               Value high = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, r,
-                                                 idx(b, loc, n));
+                                                 indexConstant(b, loc, n));
               i = arith::SelectOp::create(b, loc, high, mirrored, r);
             }
           }
@@ -1064,7 +1061,7 @@ LogicalResult importPad(NodeContext &ctx, bool padsAreInputs) {
         if (mode != "constant")
           return v;
         SmallVector<Value> first(cast<RankedTensorType>(fill.getType()).getRank(),
-                                 idx(b, loc, 0));
+                                 indexConstant(b, loc, 0));
         Value f = tensor::ExtractOp::create(b, loc, fill, first);
         return arith::SelectOp::create(b, loc, inside, v, f);
       });
@@ -1101,15 +1098,15 @@ LogicalResult importCumulative(NodeContext &ctx, bool product) {
         Value i = ivs[*axis];
         Value lo, hi;
         if (!reverse) {
-          lo = idx(b, loc, 0);
-          hi = exclusive ? i : arith::AddIOp::create(b, loc, i, idx(b, loc, 1)).getResult();
+          lo = indexConstant(b, loc, 0);
+          hi = exclusive ? i : arith::AddIOp::create(b, loc, i, indexConstant(b, loc, 1)).getResult();
         } else {
-          lo = exclusive ? arith::AddIOp::create(b, loc, i, idx(b, loc, 1)).getResult() : i;
-          hi = idx(b, loc, n);
+          lo = exclusive ? arith::AddIOp::create(b, loc, i, indexConstant(b, loc, 1)).getResult() : i;
+          hi = indexConstant(b, loc, n);
         }
         Value identity = scalarConstant(b, loc, element, product ? 1 : 0);
         auto loop =
-            scf::ForOp::create(b, loc, lo, hi, idx(b, loc, 1), ValueRange{identity});
+            scf::ForOp::create(b, loc, lo, hi, indexConstant(b, loc, 1), ValueRange{identity});
         OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
         SmallVector<Value> at(ivs.begin(), ivs.end());
         at[*axis] = loop.getInductionVar();
@@ -1172,8 +1169,8 @@ LogicalResult importOneHot(NodeContext &ctx) {
             i);
         Value here = arith::IndexCastOp::create(b, loc, b.getI64Type(), ivs[*axis]);
         Value hot = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, i, here);
-        Value off = tensor::ExtractOp::create(b, loc, values, ValueRange{idx(b, loc, 0)});
-        Value on = tensor::ExtractOp::create(b, loc, values, ValueRange{idx(b, loc, 1)});
+        Value off = tensor::ExtractOp::create(b, loc, values, ValueRange{indexConstant(b, loc, 0)});
+        Value on = tensor::ExtractOp::create(b, loc, values, ValueRange{indexConstant(b, loc, 1)});
         return arith::SelectOp::create(b, loc, hot, on, off);
       });
   return ctx.setOutputs(out);
@@ -1203,7 +1200,7 @@ LogicalResult importEyeLike(NodeContext &ctx) {
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
         Value diag = arith::CmpIOp::create(
             b, loc, arith::CmpIPredicate::eq,
-            arith::SubIOp::create(b, loc, ivs[1], ivs[0]), idx(b, loc, k));
+            arith::SubIOp::create(b, loc, ivs[1], ivs[0]), indexConstant(b, loc, k));
         if (element.isInteger(1))
           return diag;
         return arith::SelectOp::create(b, loc, diag, scalarConstant(b, loc, element, 1),
@@ -1241,10 +1238,10 @@ LogicalResult importDepthSpace(NodeContext &ctx, bool toSpace) {
   Value out = buildIndexed(
       ctx.b(), ctx.getLoc(), shape, type.getElementType(),
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
-        auto mul = [&](Value a, int64_t k) { return arith::MulIOp::create(b, loc, a, idx(b, loc, k)).getResult(); };
+        auto mul = [&](Value a, int64_t k) { return arith::MulIOp::create(b, loc, a, indexConstant(b, loc, k)).getResult(); };
         auto add = [&](Value a, Value v) { return arith::AddIOp::create(b, loc, a, v).getResult(); };
-        auto div = [&](Value a, int64_t k) { return arith::DivUIOp::create(b, loc, a, idx(b, loc, k)).getResult(); };
-        auto rem = [&](Value a, int64_t k) { return arith::RemUIOp::create(b, loc, a, idx(b, loc, k)).getResult(); };
+        auto div = [&](Value a, int64_t k) { return arith::DivUIOp::create(b, loc, a, indexConstant(b, loc, k)).getResult(); };
+        auto rem = [&](Value a, int64_t k) { return arith::RemUIOp::create(b, loc, a, indexConstant(b, loc, k)).getResult(); };
         if (toSpace) {
           int64_t oc = c / (bs * bs);
           Value hi = div(ivs[2], bs), bh = rem(ivs[2], bs);
