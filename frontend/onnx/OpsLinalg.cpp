@@ -410,6 +410,19 @@ LogicalResult importEinsum(NodeContext &ctx) {
   return ctx.setOutputs(generic.getResult(0));
 }
 
+/// Whether a convolution's X (input #0, [N, C, spatial...]) and W (input
+/// #1, laid out as `weightLayout`) are float tensors of one type and rank;
+/// reports on the node.
+bool checkConvOperands(NodeContext &ctx, const char *op, const char *weightLayout) {
+  RankedTensorType x = ctx.inputType(0), w = ctx.inputType(1);
+  if (isa<FloatType>(x.getElementType()) && w.getElementType() == x.getElementType() &&
+      x.getRank() >= 3 && w.getRank() == x.getRank())
+    return true;
+  ctx.error() << op << " takes float X [N, C, spatial...] and W " << weightLayout
+              << " of one type and rank, got " << x << " and " << w;
+  return false;
+}
+
 /// Binds a convolution's output `y` [N, filters, spatial...], plus the
 /// optional bias input #2 ([filters]) added along the channels.
 LogicalResult setOutputWithBias(NodeContext &ctx, Value y, int64_t filters) {
@@ -440,16 +453,11 @@ LogicalResult setOutputWithBias(NodeContext &ctx, Value y, int64_t filters) {
 /// split into groups by views.
 LogicalResult importConv(NodeContext &ctx) {
   Value x = ctx.input(0), w = ctx.input(1);
-  if (!x || !w)
+  if (!x || !w || !checkConvOperands(ctx, "Conv", "[M, C/group, kernel...]"))
     return failure();
   RankedTensorType xType = ctx.inputType(0), wType = ctx.inputType(1);
   Type element = xType.getElementType();
   int64_t rank = xType.getRank(), spatial = rank - 2;
-  if (!isa<FloatType>(element) || wType.getElementType() != element || rank < 3 ||
-      wType.getRank() != rank)
-    return ctx.error() << "Conv takes float X [N, C, spatial...] and W [M, C/group, "
-                          "kernel...] of one type and rank, got "
-                       << x.getType() << " and " << w.getType();
   ArrayRef<int64_t> xs = xType.getShape(), ws = wType.getShape();
   int64_t group = ctx.intAttr("group", 1);
   int64_t channels = xs[1], filters = ws[0];
@@ -557,16 +565,11 @@ LogicalResult importConv(NodeContext &ctx) {
 /// a loop over the group's channels and the kernel positions.
 LogicalResult importConvTranspose(NodeContext &ctx) {
   Value x = ctx.input(0), w = ctx.input(1);
-  if (!x || !w)
+  if (!x || !w || !checkConvOperands(ctx, "ConvTranspose", "[C, M/group, kernel...]"))
     return failure();
   RankedTensorType xType = ctx.inputType(0), wType = ctx.inputType(1);
   Type element = xType.getElementType();
   int64_t rank = xType.getRank(), spatial = rank - 2;
-  if (!isa<FloatType>(element) || wType.getElementType() != element || rank < 3 ||
-      wType.getRank() != rank)
-    return ctx.error() << "ConvTranspose takes float X [N, C, spatial...] and W [C, "
-                          "M/group, kernel...] of one type and rank, got "
-                       << x.getType() << " and " << w.getType();
   ArrayRef<int64_t> xs = xType.getShape(), ws = wType.getShape();
   int64_t group = ctx.intAttr("group", 1);
   int64_t channels = xs[1];

@@ -35,7 +35,8 @@ LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
     return ctx.error() << op << " takes a float" << (kind == PoolKind::Max ? " or integer" : "")
                        << " tensor [N, C, spatial...], got " << x.getType();
   if (ctx.getNode().output_size() > 1 && !ctx.getNode().output(1).empty())
-    return ctx.error() << "the Indices output is not supported";
+    return ctx.error() << "the Indices output is not supported; leave it "
+                          "unnamed (compute indices with ArgMax if needed)";
   ArrayRef<int64_t> xs = type.getShape();
   auto kernelAttr = ctx.intsAttr("kernel_shape");
   if (!kernelAttr || static_cast<int64_t>(kernelAttr->size()) != spatial)

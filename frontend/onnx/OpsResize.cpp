@@ -146,7 +146,7 @@ LogicalResult importResize(NodeContext &ctx) {
   if (p.mode != "nearest" && p.mode != "linear" && p.mode != "cubic")
     return ctx.error() << "unknown mode '" << p.mode << "'";
   if (ctx.intAttr("antialias", 0) != 0)
-    return ctx.error() << "antialias is not supported";
+    return ctx.error() << "antialias is not supported; export with antialias=0";
   static const char *transforms[] = {"half_pixel", "half_pixel_symmetric",
                                      "pytorch_half_pixel", "align_corners",
                                      "asymmetric", "tf_crop_and_resize"};
