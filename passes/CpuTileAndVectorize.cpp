@@ -110,6 +110,12 @@ struct KilnCpuTileAndVectorizePass final
            !llvm::is_contained(ranges, 0);
   }
 
+  static bool hasStaticInnermostRange(linalg::LinalgOp op) {
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    return !ranges.empty() && !ShapedType::isDynamic(ranges.back()) &&
+           ranges.back() != 0;
+  }
+
   /// Non-contractions: 1 on every loop but the innermost, which gets the
   /// largest divisor of its extent up to the vector width.
   void tileForVectors(RewriterBase &rewriter, linalg::LinalgOp op) {
@@ -269,13 +275,19 @@ struct KilnCpuTileAndVectorizePass final
     SmallVector<linalg::LinalgOp> ops;
     func.walk([&](linalg::LinalgOp op) { ops.push_back(op); });
     for (linalg::LinalgOp op : ops) {
-      if (staysScalar(op) || !hasStaticNonEmptyRanges(op))
+      if (staysScalar(op))
         continue;
-      if (std::optional<linalg::ContractionDimensions> dims =
-              contractionRoles(op))
-        tilePanels(rewriter, op, *dims);
-      else
+      std::optional<linalg::ContractionDimensions> dims = contractionRoles(op);
+      if (hasStaticNonEmptyRanges(op)) {
+        if (dims)
+          tilePanels(rewriter, op, *dims);
+        else
+          tileForVectors(rewriter, op);
+      } else if (!dims && hasStaticInnermostRange(op)) {
+        // Symbolic dims on the outer loops: tiles of 1 there leave static
+        // vector tiles.
         tileForVectors(rewriter, op);
+      }
     }
     canonicalizeSlices(func);
 

@@ -2,9 +2,11 @@
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/Transforms/Transforms.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/Matchers.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "llvm/ADT/SetVector.h"
 
 namespace kiln {
@@ -53,6 +55,11 @@ struct KilnFormDispatchesPass final
     if (!def)
       return false;
     if (isa<tensor::EmptyOp>(def))
+      return true;
+    // Sizes of symbolic dims: computed inside from the tensors they read.
+    if (isa<tensor::DimOp>(def) ||
+        (def->getNumResults() == 1 && def->getResult(0).getType().isIndex() &&
+         isPure(def)))
       return true;
     if (isReshapeView(def))
       return isClonable(def->getOperand(0));
@@ -141,6 +148,16 @@ struct KilnFormDispatchesPass final
       if (failed(formDispatch(root)))
         return signalPassFailure();
     }
+    // Sizes of symbolic dims read from reshapes and empty tensors fold to
+    // the sizes those were built from, so that nothing but dispatches and
+    // views is left to compute between kernels.
+    MLIRContext *ctx = &getContext();
+    RewritePatternSet patterns(ctx);
+    tensor::DimOp::getCanonicalizationPatterns(patterns, ctx);
+    memref::populateResolveRankedShapedTypeResultDimsPatterns(patterns);
+    tensor::ExpandShapeOp::getCanonicalizationPatterns(patterns, ctx);
+    tensor::CollapseShapeOp::getCanonicalizationPatterns(patterns, ctx);
+    (void)applyPatternsGreedily(getOperation(), std::move(patterns));
     // Producers that were cloned into every user are now dead.
     for (Operation &op : llvm::make_early_inc_range(
              llvm::reverse(getOperation().getBody().front())))

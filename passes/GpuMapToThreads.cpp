@@ -1,6 +1,8 @@
 //===- GpuMapToThreads.cpp - generic block/thread mapping of loop nests ---===//
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/Matchers.h"
 
@@ -14,12 +16,55 @@ using namespace kiln;
 
 namespace {
 
-/// Ops that may stay on the host side of a GPU kernel function.
+/// Ops that may stay on the host side of a GPU kernel function: buffers and
+/// their views, and the index arithmetic of symbolic dims (sizes, grids).
 bool isHostSide(Operation *op) {
-  return isa<arith::ConstantOp, memref::GetGlobalOp, memref::AllocOp,
-             memref::AllocaOp,
-             memref::DeallocOp, memref::ExpandShapeOp, memref::CollapseShapeOp,
-             memref::CastOp, gpu::LaunchOp, func::ReturnOp>(op);
+  if (isa<arith::ConstantOp, memref::GetGlobalOp, memref::AllocOp,
+          memref::AllocaOp, memref::DeallocOp, memref::ExpandShapeOp,
+          memref::CollapseShapeOp, memref::CastOp, memref::ReinterpretCastOp,
+          memref::DimOp, gpu::LaunchOp, func::ReturnOp>(op))
+    return true;
+  return op->getNumResults() == 1 && op->getResult(0).getType().isIndex() &&
+         isPure(op);
+}
+
+/// Views whose shape has symbolic dims are rebuilt inside each launch that
+/// reads them: a kernel takes the base pointer (a static rank-0 memref) and
+/// the sizes, never a memref descriptor.
+void sinkDynamicViews(gpu::LaunchOp launch) {
+  Block &body = launch.getBody().front();
+  llvm::SmallDenseMap<Value, Value> sunk;
+  std::function<Value(OpBuilder &, Value)> sinkView =
+      [&](OpBuilder &b, Value view) -> Value {
+    if (Value local = sunk.lookup(view))
+      return local;
+    Operation *def = view.getDefiningOp();
+    if (!def || launch->isAncestor(def) ||
+        !isa<memref::ReinterpretCastOp, memref::ExpandShapeOp,
+             memref::CollapseShapeOp, memref::CastOp>(def))
+      return view;
+    IRMapping mapping;
+    for (Value operand : def->getOperands())
+      if (auto type = dyn_cast<MemRefType>(operand.getType());
+          type && !type.hasStaticShape())
+        mapping.map(operand, sinkView(b, operand));
+    Value local = b.clone(*def, mapping)->getResult(0);
+    sunk[view] = local;
+    return local;
+  };
+  OpBuilder b = OpBuilder::atBlockBegin(&body);
+  // The clones go before every op the walk visits.
+  launch.getBody().walk([&](Operation *op) {
+    for (OpOperand &use : op->getOpOperands()) {
+      auto type = dyn_cast<MemRefType>(use.get().getType());
+      if (!type || type.hasStaticShape())
+        continue;
+      Operation *def = use.get().getDefiningOp();
+      if (!def || launch->isAncestor(def))
+        continue;
+      use.set(sinkView(b, use.get()));
+    }
+  });
 }
 
 struct KilnGpuMapToThreadsPass final
@@ -28,14 +73,13 @@ struct KilnGpuMapToThreadsPass final
 
   /// A gpu.launch of `blocks` x `threads` whose body gets the linear global
   /// thread id from `buildBody` (which must not add the terminator).
-  void createLaunch(OpBuilder &b, Location loc, int64_t blocks,
-                    int64_t threads,
+  void createLaunch(OpBuilder &b, Location loc, Value blocks, int64_t threads,
                     function_ref<void(OpBuilder &, Value)> buildBody) {
     auto idx = [&](int64_t v) {
       return arith::ConstantIndexOp::create(b, loc, v).getResult();
     };
     Value one = idx(1);
-    auto launch = gpu::LaunchOp::create(b, loc, idx(blocks), one, one,
+    auto launch = gpu::LaunchOp::create(b, loc, blocks, one, one,
                                         idx(threads), one, one);
     OpBuilder inner = OpBuilder::atBlockEnd(&launch.getBody().front());
     Value blockId = launch.getBlockIds().x;
@@ -47,61 +91,131 @@ struct KilnGpuMapToThreadsPass final
     buildBody(inner, id);
     gpu::TerminatorOp::create(inner, loc);
   }
+  void createLaunch(OpBuilder &b, Location loc, int64_t blocks,
+                    int64_t threads,
+                    function_ref<void(OpBuilder &, Value)> buildBody) {
+    createLaunch(b, loc, arith::ConstantIndexOp::create(b, loc, blocks),
+                 threads, buildBody);
+  }
 
+  /// Maps a parallel loop nest onto a 1-D grid of threads, one iteration
+  /// each. Bounds that depend on symbolic dims are computed on the host
+  /// side: the grid size becomes a launch argument, the trip count a kernel
+  /// argument.
   LogicalResult mapParallel(scf::ParallelOp loop) {
     Location loc = loop.getLoc();
-    SmallVector<int64_t> lbs, steps, extents;
+    if (loop.getNumResults() != 0)
+      return loop.emitError() << "parallel loops with reductions are not "
+                                 "mapped by the GPU fallback";
+    OpBuilder b(loop);
+    SmallVector<int64_t> steps;
+    SmallVector<OpFoldResult> extents;
+    bool isStatic = true;
     for (auto [lb, ub, step] : llvm::zip(loop.getLowerBound(),
                                          loop.getUpperBound(),
                                          loop.getStep())) {
       APInt l, u, s;
-      if (!matchPattern(lb, m_ConstantInt(&l)) ||
-          !matchPattern(ub, m_ConstantInt(&u)) ||
-          !matchPattern(step, m_ConstantInt(&s)) || s.getSExtValue() <= 0)
-        return loop.emitError()
-               << "the GPU fallback needs static loop bounds; specialize the "
-                  "model's symbolic dims with --dim";
-      lbs.push_back(l.getSExtValue());
+      if (!matchPattern(step, m_ConstantInt(&s)) || s.getSExtValue() <= 0)
+        return loop.emitError() << "the GPU fallback needs constant positive "
+                                   "loop steps";
       steps.push_back(s.getSExtValue());
-      extents.push_back(std::max<int64_t>(
-          0, llvm::divideCeil(u.getSExtValue() - l.getSExtValue(),
-                              s.getSExtValue())));
+      if (matchPattern(lb, m_ConstantInt(&l)) &&
+          matchPattern(ub, m_ConstantInt(&u))) {
+        extents.push_back(b.getIndexAttr(std::max<int64_t>(
+            0, llvm::divideCeil(u.getSExtValue() - l.getSExtValue(),
+                                s.getSExtValue()))));
+        continue;
+      }
+      // ceil((ub - lb) / step) on the host; sizes are never negative here.
+      isStatic = false;
+      Value extent = arith::SubIOp::create(b, loc, ub, lb);
+      if (s.getSExtValue() != 1)
+        extent = arith::CeilDivUIOp::create(
+            b, loc, extent,
+            arith::ConstantIndexOp::create(b, loc, s.getSExtValue()));
+      extents.push_back(extent);
     }
-    if (loop.getNumResults() != 0)
-      return loop.emitError() << "parallel loops with reductions are not "
-                                 "mapped by the GPU fallback";
-    int64_t count = 1;
-    for (int64_t e : extents)
-      count *= e;
-    OpBuilder b(loop);
-    if (count == 0) {
+    if (isStatic) {
+      int64_t count = 1;
+      SmallVector<int64_t> staticExtents;
+      for (OpFoldResult e : extents) {
+        staticExtents.push_back(*getConstantIntValue(e));
+        count *= staticExtents.back();
+      }
+      if (count == 0) {
+        loop.erase();
+        return success();
+      }
+      int64_t threads = std::min<int64_t>(blockSize, llvm::alignTo(count, 32));
+      int64_t blocks = llvm::divideCeil(count, threads);
+      createLaunch(b, loc, blocks, threads, [&](OpBuilder &in, Value id) {
+        Value inBounds = arith::CmpIOp::create(
+            in, loc, arith::CmpIPredicate::ult, id,
+            arith::ConstantIndexOp::create(in, loc, count));
+        mapBody(in, loc, loop, inBounds,
+                [&](OpBuilder &body) {
+                  return delinearize(body, loc, id, staticExtents);
+                },
+                steps);
+      });
       loop.erase();
       return success();
     }
-    int64_t threads =
-        std::min<int64_t>(blockSize, llvm::alignTo(count, 32));
-    int64_t blocks = llvm::divideCeil(count, threads);
-    createLaunch(b, loc, blocks, threads, [&](OpBuilder &in, Value id) {
-      Value inBounds = arith::CmpIOp::create(
-          in, loc, arith::CmpIPredicate::ult, id,
-          arith::ConstantIndexOp::create(in, loc, count));
-      auto guard = scf::IfOp::create(in, loc, inBounds, /*else=*/false);
-      OpBuilder body = guard.getThenBodyBuilder();
-      IRMapping mapping;
-      SmallVector<Value> positions = delinearize(body, loc, id, extents);
-      for (auto [i, iv] : llvm::enumerate(loop.getInductionVars())) {
-        Value r = positions[i];
-        Value scaled = arith::MulIOp::create(
-            body, loc, r, arith::ConstantIndexOp::create(body, loc, steps[i]));
-        mapping.map(iv, arith::AddIOp::create(
-                            body, loc, scaled,
-                            arith::ConstantIndexOp::create(body, loc, lbs[i])));
-      }
-      for (Operation &op : loop.getBody()->without_terminator())
-        body.clone(op, mapping);
+    // Symbolic trip counts: a fixed block size and as many blocks as the
+    // count needs (at least one, so that the launch is valid at size 0).
+    Value count = arith::ConstantIndexOp::create(b, loc, 1);
+    for (OpFoldResult e : extents)
+      count = arith::MulIOp::create(b, loc, count,
+                                    getValueOrCreateConstantIndexOp(b, loc, e));
+    Value threads = arith::ConstantIndexOp::create(b, loc, blockSize);
+    Value blocks = arith::MaxUIOp::create(
+        b, loc, arith::CeilDivUIOp::create(b, loc, count, threads),
+        arith::ConstantIndexOp::create(b, loc, 1));
+    createLaunch(b, loc, blocks, blockSize, [&](OpBuilder &in, Value id) {
+      Value inBounds =
+          arith::CmpIOp::create(in, loc, arith::CmpIPredicate::ult, id, count);
+      mapBody(in, loc, loop, inBounds,
+              [&](OpBuilder &body) {
+                // Delinearize over the (host-computed) extents.
+                SmallVector<Value> positions(extents.size());
+                Value rest = id;
+                for (int64_t i = extents.size() - 1; i >= 0; --i) {
+                  Value e = getValueOrCreateConstantIndexOp(body, loc,
+                                                            extents[i]);
+                  positions[i] =
+                      i == 0 ? rest
+                             : arith::RemUIOp::create(body, loc, rest, e)
+                                   .getResult();
+                  if (i != 0)
+                    rest = arith::DivUIOp::create(body, loc, rest, e);
+                }
+                return positions;
+              },
+              steps);
     });
     loop.erase();
     return success();
+  }
+
+  /// The guarded body of a mapped loop: its induction variables are
+  /// lb + position * step.
+  void mapBody(OpBuilder &in, Location loc, scf::ParallelOp loop,
+               Value inBounds,
+               function_ref<SmallVector<Value>(OpBuilder &)> positionsOf,
+               ArrayRef<int64_t> steps) {
+    auto guard = scf::IfOp::create(in, loc, inBounds, /*else=*/false);
+    OpBuilder body = guard.getThenBodyBuilder();
+    IRMapping mapping;
+    SmallVector<Value> positions = positionsOf(body);
+    for (auto [i, iv] : llvm::enumerate(loop.getInductionVars())) {
+      Value scaled = arith::MulIOp::create(
+          body, loc, positions[i],
+          arith::ConstantIndexOp::create(body, loc, steps[i]));
+      mapping.map(iv, arith::AddIOp::create(body, loc, scaled,
+                                            loop.getLowerBound()[i]));
+    }
+    for (Operation &op : loop.getBody()->without_terminator())
+      body.clone(op, mapping);
   }
 
   void runOnOperation() override {
@@ -113,11 +227,6 @@ struct KilnGpuMapToThreadsPass final
     func.walk([&](memref::CopyOp copy) { copies.push_back(copy); });
     for (memref::CopyOp copy : copies) {
       auto type = cast<MemRefType>(copy.getTarget().getType());
-      if (!type.hasStaticShape()) {
-        copy.emitError() << "the GPU fallback needs static shapes; specialize "
-                            "the model's symbolic dims with --dim";
-        return signalPassFailure();
-      }
       OpBuilder b(copy);
       Location loc = copy.getLoc();
       if (type.getRank() == 0) {
@@ -125,9 +234,14 @@ struct KilnGpuMapToThreadsPass final
         memref::StoreOp::create(b, loc, v, copy.getTarget());
       } else {
         SmallVector<Value> lbs, ubs, steps;
-        for (int64_t dim : type.getShape()) {
+        for (int64_t d = 0; d < type.getRank(); ++d) {
           lbs.push_back(arith::ConstantIndexOp::create(b, loc, 0));
-          ubs.push_back(arith::ConstantIndexOp::create(b, loc, dim));
+          ubs.push_back(
+              type.isDynamicDim(d)
+                  ? memref::DimOp::create(b, loc, copy.getTarget(), d)
+                        .getResult()
+                  : arith::ConstantIndexOp::create(b, loc, type.getDimSize(d))
+                        .getResult());
           steps.push_back(arith::ConstantIndexOp::create(b, loc, 1));
         }
         scf::ParallelOp::create(
@@ -179,6 +293,8 @@ struct KilnGpuMapToThreadsPass final
                                       in.getInsertionBlock()->end());
                    });
     }
+
+    func.walk([](gpu::LaunchOp launch) { sinkDynamicViews(launch); });
 
     // Small constants became memref globals: each launch reads its own
     // memref.get_global, so outlining copies the global into the kernel's

@@ -2,6 +2,7 @@
 #include "passes/Passes.h"
 
 #include "dialects/kiln/Decompositions.h"
+#include "dialects/kiln/TensorBuilders.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Utils/Utils.h"
@@ -19,10 +20,16 @@ using namespace kiln;
 
 namespace {
 
-/// A zero-filled tensor of `type`, the init of a contraction.
-Value createZeroInit(OpBuilder &b, Location loc, RankedTensorType type) {
+/// A zero-filled tensor of `type`, the init of a contraction; `sizes` has
+/// one value per dim (only the dynamic ones are read).
+Value createZeroInit(OpBuilder &b, Location loc, RankedTensorType type,
+                     ArrayRef<OpFoldResult> sizes = {}) {
+  SmallVector<Value> dynamic;
+  for (int64_t i = 0; i < type.getRank(); ++i)
+    if (type.isDynamicDim(i))
+      dynamic.push_back(cast<Value>(sizes[i]));
   Value empty = tensor::EmptyOp::create(b, loc, type.getShape(),
-                                        type.getElementType());
+                                        type.getElementType(), dynamic);
   Value zero = arith::ConstantOp::create(
       b, loc, b.getZeroAttr(type.getElementType()));
   return linalg::FillOp::create(b, loc, zero, empty).getResult(0);
@@ -47,9 +54,11 @@ Value collapseLeading(OpBuilder &b, Location loc, Value value, int64_t keep) {
   return tensor::CollapseShapeOp::create(b, loc, value, groups);
 }
 
-/// Expands the leading dim of `value` back to the leading dims of `type`.
+/// Expands the leading dim of `value` back to the leading dims of `type`,
+/// whose sizes are `sizes`.
 Value expandLeading(OpBuilder &b, Location loc, Value value,
-                    RankedTensorType type, int64_t keep) {
+                    RankedTensorType type, int64_t keep,
+                    ArrayRef<OpFoldResult> sizes) {
   if (value.getType() == type)
     return value;
   int64_t rank = type.getRank();
@@ -60,7 +69,38 @@ Value expandLeading(OpBuilder &b, Location loc, Value value,
   groups.push_back(lead);
   for (int64_t i = rank - keep; i < rank; ++i)
     groups.push_back({i});
-  return tensor::ExpandShapeOp::create(b, loc, type, value, groups);
+  return tensor::ExpandShapeOp::create(b, loc, type, value, groups, sizes);
+}
+
+/// The sizes of `op`'s result: static dims as attributes, symbolic ones
+/// as tensor.dim of the operand dim they come from (batch dims from the
+/// operand that does not broadcast them, M from lhs, N from rhs).
+SmallVector<OpFoldResult> matmulResultSizes(OpBuilder &b, Location loc,
+                                            MatmulOp op) {
+  RankedTensorType resultType = op.getType();
+  int64_t rank = resultType.getRank();
+  SmallVector<OpFoldResult> sizes;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (!resultType.isDynamicDim(d)) {
+      sizes.push_back(b.getIndexAttr(resultType.getDimSize(d)));
+      continue;
+    }
+    Value size;
+    for (Value operand : {op.getLhs(), op.getRhs()}) {
+      auto type = cast<RankedTensorType>(operand.getType());
+      int64_t j = d - (rank - type.getRank());
+      if (d == rank - 1 && operand == op.getLhs())
+        continue; // N comes from rhs
+      if (d == rank - 2 && operand == op.getRhs())
+        continue; // M comes from lhs
+      if (j >= 0 && type.isDynamicDim(j)) {
+        size = tensor::DimOp::create(b, loc, operand, j);
+        break;
+      }
+    }
+    sizes.push_back(size);
+  }
+  return sizes;
 }
 
 struct LowerMatmul final : OpRewritePattern<MatmulOp> {
@@ -73,9 +113,8 @@ struct LowerMatmul final : OpRewritePattern<MatmulOp> {
     auto lhsType = cast<RankedTensorType>(lhs.getType());
     auto rhsType = cast<RankedTensorType>(rhs.getType());
     RankedTensorType resultType = op.getType();
-    if (!lhsType.hasStaticShape() || !rhsType.hasStaticShape())
-      return rewriter.notifyMatchFailure(op, "dynamic shapes");
     int64_t resultRank = resultType.getRank();
+    SmallVector<OpFoldResult> sizes = matmulResultSizes(rewriter, loc, op);
     ArrayRef<int64_t> lhsBatch = lhsType.getShape().drop_back(2);
     ArrayRef<int64_t> rhsBatch = rhsType.getShape().drop_back(2);
     int64_t m = lhsType.getShape()[lhsType.getRank() - 2];
@@ -87,12 +126,15 @@ struct LowerMatmul final : OpRewritePattern<MatmulOp> {
       Value flatLhs = collapseLeading(rewriter, loc, lhs, 1);
       int64_t rows = cast<RankedTensorType>(flatLhs.getType()).getShape()[0];
       auto flatType = RankedTensorType::get({rows, n}, elementType);
+      SmallVector<OpFoldResult> flatSizes = {
+          tensor::getMixedSize(rewriter, loc, flatLhs, 0), sizes.back()};
       Value product =
-          linalg::MatmulOp::create(rewriter, loc, ValueRange{flatLhs, rhs},
-                                   createZeroInit(rewriter, loc, flatType))
+          linalg::MatmulOp::create(
+              rewriter, loc, ValueRange{flatLhs, rhs},
+              createZeroInit(rewriter, loc, flatType, flatSizes))
               .getResult(0);
-      rewriter.replaceOp(op,
-                         expandLeading(rewriter, loc, product, resultType, 1));
+      rewriter.replaceOp(
+          op, expandLeading(rewriter, loc, product, resultType, 1, sizes));
       return success();
     }
 
@@ -102,12 +144,15 @@ struct LowerMatmul final : OpRewritePattern<MatmulOp> {
       Value flatRhs = collapseLeading(rewriter, loc, rhs, 2);
       int64_t batch = cast<RankedTensorType>(flatLhs.getType()).getShape()[0];
       auto flatType = RankedTensorType::get({batch, m, n}, elementType);
+      SmallVector<OpFoldResult> flatSizes = {
+          tensor::getMixedSize(rewriter, loc, flatLhs, 0),
+          sizes[resultRank - 2], sizes[resultRank - 1]};
       Value product = linalg::BatchMatmulOp::create(
                           rewriter, loc, ValueRange{flatLhs, flatRhs},
-                          createZeroInit(rewriter, loc, flatType))
+                          createZeroInit(rewriter, loc, flatType, flatSizes))
                           .getResult(0);
-      rewriter.replaceOp(op,
-                         expandLeading(rewriter, loc, product, resultType, 2));
+      rewriter.replaceOp(
+          op, expandLeading(rewriter, loc, product, resultType, 2, sizes));
       return success();
     }
 
@@ -145,7 +190,8 @@ struct LowerMatmul final : OpRewritePattern<MatmulOp> {
     bool isFloat = isa<FloatType>(elementType);
     auto generic = linalg::GenericOp::create(
         rewriter, loc, TypeRange{resultType}, ValueRange{lhs, rhs},
-        ValueRange{createZeroInit(rewriter, loc, resultType)}, maps, iterators,
+        ValueRange{createZeroInit(rewriter, loc, resultType, sizes)}, maps,
+        iterators,
         [&](OpBuilder &b, Location nested, ValueRange args) {
           Value product =
               isFloat ? arith::MulFOp::create(b, nested, args[0], args[1])
@@ -170,14 +216,36 @@ struct LowerSoftmax final : OpRewritePattern<SoftmaxOp> {
   LogicalResult matchAndRewrite(SoftmaxOp op,
                                 PatternRewriter &rewriter) const override {
     RankedTensorType type = op.getType();
-    Value empty = tensor::EmptyOp::create(rewriter, op.getLoc(),
-                                          type.getShape(),
-                                          type.getElementType());
+    Value empty = emptyFor(rewriter, op.getLoc(), type.getShape(),
+                           type.getElementType(), op.getInput());
     rewriter.replaceOpWithNewOp<linalg::SoftmaxOp>(
         op, type, op.getInput(), empty, op.getNormalizedAxis());
     return success();
   }
 };
+
+/// Whether the decomposition of `op` handles its operands' shapes: static
+/// ones always; symbolic dims only outside the normalized dims of the
+/// norms (whose element count the decomposition divides by) and anywhere
+/// for GELU.
+bool decomposesWithShapes(Operation *op) {
+  if (isa<GeluOp>(op))
+    return true;
+  std::optional<int64_t> axis;
+  if (auto norm = dyn_cast<LayerNormOp>(op))
+    axis = norm.getNormalizedAxis();
+  else if (auto norm = dyn_cast<RmsNormOp>(op))
+    axis = norm.getNormalizedAxis();
+  for (OpOperand &operand : op->getOpOperands()) {
+    auto type = cast<RankedTensorType>(operand.get().getType());
+    // The input of a norm may have symbolic dims before the axis.
+    int64_t first = axis && operand.getOperandNumber() == 0 ? *axis : 0;
+    for (int64_t d = first; d < type.getRank(); ++d)
+      if (type.isDynamicDim(d))
+        return false;
+  }
+  return true;
+}
 
 /// A transformer op replaced by its decomposition (Decompositions.cpp).
 template <typename OpT, auto Decompose>
@@ -186,9 +254,8 @@ struct LowerByDecomposition final : OpRewritePattern<OpT> {
 
   LogicalResult matchAndRewrite(OpT op,
                                 PatternRewriter &rewriter) const override {
-    for (Type type : op->getOperandTypes())
-      if (!cast<RankedTensorType>(type).hasStaticShape())
-        return rewriter.notifyMatchFailure(op, "dynamic shapes");
+    if (!decomposesWithShapes(op))
+      return rewriter.notifyMatchFailure(op, "dynamic shapes");
     rewriter.replaceOp(op, resultOf(Decompose(rewriter, op)));
     return success();
   }

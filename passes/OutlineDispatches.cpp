@@ -1,6 +1,8 @@
 //===- OutlineDispatches.cpp - kiln.dispatch bodies into kernel functions -===//
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Tensor/Transforms/Transforms.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
@@ -16,9 +18,56 @@ using namespace kiln;
 
 namespace {
 
+/// The kernel argument for a tensor: a static memref, or for a tensor with
+/// symbolic dims a rank-0 memref that only carries the base pointer (the
+/// kernel rebuilds the shape from its size arguments). Kernels thus take
+/// one bare pointer per buffer on every target.
 MemRefType toMemRef(Type type) {
   auto tensorType = cast<RankedTensorType>(type);
+  if (!tensorType.hasStaticShape())
+    return MemRefType::get({}, tensorType.getElementType());
   return MemRefType::get(tensorType.getShape(), tensorType.getElementType());
+}
+
+/// The row-major memref of `type` (a tensor type with symbolic dims) at the
+/// base pointer `base`, its dynamic sizes taken from `sizes` in order.
+Value viewWithSizes(OpBuilder &b, Location loc, Value base,
+                    RankedTensorType type, ValueRange sizes) {
+  int64_t rank = type.getRank();
+  SmallVector<OpFoldResult> mixedSizes;
+  unsigned next = 0;
+  for (int64_t d = 0; d < rank; ++d)
+    mixedSizes.push_back(type.isDynamicDim(d)
+                             ? OpFoldResult(sizes[next++])
+                             : OpFoldResult(b.getIndexAttr(type.getDimSize(d))));
+  SmallVector<OpFoldResult> strides(rank);
+  int64_t staticStride = 1;
+  Value dynamicStride;
+  for (int64_t d = rank - 1; d >= 0; --d) {
+    strides[d] = dynamicStride ? OpFoldResult(dynamicStride)
+                               : OpFoldResult(b.getIndexAttr(staticStride));
+    if (d == 0)
+      break;
+    if (!type.isDynamicDim(d) && !dynamicStride) {
+      staticStride *= type.getDimSize(d);
+      continue;
+    }
+    Value current = dynamicStride
+                        ? dynamicStride
+                        : arith::ConstantIndexOp::create(b, loc, staticStride)
+                              .getResult();
+    Value size = type.isDynamicDim(d)
+                     ? cast<Value>(mixedSizes[d])
+                     : arith::ConstantIndexOp::create(b, loc,
+                                                      type.getDimSize(d))
+                           .getResult();
+    dynamicStride = arith::MulIOp::create(b, loc, current, size);
+  }
+  auto memrefType =
+      MemRefType::get(type.getShape(), type.getElementType());
+  return memref::ReinterpretCastOp::create(b, loc, memrefType, base,
+                                           b.getIndexAttr(0), mixedSizes,
+                                           strides);
 }
 
 struct KilnOutlineDispatchesPass final
@@ -41,14 +90,6 @@ struct KilnOutlineDispatchesPass final
       WalkResult result = entry.walk([&](DispatchOp dispatch) {
         if (dispatch->hasAttr("kernel"))
           return WalkResult::advance(); // outlined already
-        for (Type type : llvm::concat<Type>(dispatch.getInputs().getTypes(),
-                                            dispatch.getResultTypes()))
-          if (!cast<RankedTensorType>(type).hasStaticShape()) {
-            dispatch.emitError()
-                << "cannot outline a dispatch with dynamic shape " << type
-                << "; specialize the model's symbolic dims with --dim";
-            return WalkResult::interrupt();
-          }
         outline(symbols, kernels, entry, dispatch, index++);
         return WalkResult::advance();
       });
@@ -69,13 +110,19 @@ struct KilnOutlineDispatchesPass final
   void outline(SymbolTable &symbols, ModuleOp kernels, func::FuncOp entry,
                DispatchOp dispatch, unsigned index) {
     Location loc = dispatch.getLoc();
-    SmallVector<Type> argTypes;
-    for (Type type : dispatch.getInputs().getTypes())
-      argTypes.push_back(toMemRef(type));
-    for (Type type : dispatch.getResultTypes())
-      argTypes.push_back(toMemRef(type));
-
     OpBuilder builder = OpBuilder::atBlockEnd(kernels.getBody());
+    // One argument per buffer (inputs, then results), then one index per
+    // symbolic dim of those buffers, in the same order.
+    SmallVector<Type> bufferTypes(dispatch.getInputs().getTypes());
+    llvm::append_range(bufferTypes, dispatch.getResultTypes());
+    SmallVector<Type> argTypes;
+    unsigned numSizes = 0;
+    for (Type type : bufferTypes) {
+      argTypes.push_back(toMemRef(type));
+      numSizes += cast<RankedTensorType>(type).getNumDynamicDims();
+    }
+    argTypes.append(numSizes, builder.getIndexType());
+
     std::string name =
         (entry.getSymName() + "_dispatch_" + llvm::Twine(index)).str();
     auto kernel = func::FuncOp::create(
@@ -87,14 +134,24 @@ struct KilnOutlineDispatchesPass final
     Block *block = kernel.addEntryBlock();
     builder.setInsertionPointToStart(block);
 
+    // The buffers as memrefs of their tensor types.
+    SmallVector<Value> views;
+    ValueRange sizeArgs = block->getArguments().take_back(numSizes);
+    for (auto [type, arg] : llvm::zip(bufferTypes, block->getArguments())) {
+      auto tensorType = cast<RankedTensorType>(type);
+      unsigned n = tensorType.getNumDynamicDims();
+      views.push_back(n ? viewWithSizes(builder, loc, arg, tensorType,
+                                        sizeArgs.take_front(n))
+                        : Value(arg));
+      sizeArgs = sizeArgs.drop_front(n);
+    }
     IRMapping mapping;
     Block &body = dispatch.getBody().front();
-    for (auto [bodyArg, kernelArg] :
-         llvm::zip(body.getArguments(), block->getArguments())) {
+    for (auto [bodyArg, view] : llvm::zip(body.getArguments(), views)) {
       // `restrict`: nothing else in the kernel aliases the buffer;
       // not `writable`: inputs may be weights or values read later.
       Value tensor = bufferization::ToTensorOp::create(
-          builder, loc, bodyArg.getType(), kernelArg, /*restrict=*/true,
+          builder, loc, bodyArg.getType(), view, /*restrict=*/true,
           /*writable=*/false);
       mapping.map(bodyArg, tensor);
     }
@@ -105,8 +162,7 @@ struct KilnOutlineDispatchesPass final
     for (auto [i, value] : llvm::enumerate(yield.getValues())) {
       bufferization::MaterializeInDestinationOp::create(
           builder, loc, /*result=*/Type(), mapping.lookup(value),
-          block->getArgument(numInputs + i), /*restrict=*/true,
-          /*writable=*/true);
+          views[numInputs + i], /*restrict=*/true, /*writable=*/true);
     }
     func::ReturnOp::create(builder, loc);
 

@@ -97,8 +97,12 @@ def KilnOutlineDispatches : Pass<"kiln-outline-dispatches", "mlir::ModuleOp"> {
   let description = [{
     For every `kiln.dispatch` in every function, creates a kernel function
     `@<function>_dispatch_<n>` in the nested `module @kernels` (created on
-    first use; codegen compiles that module whole) that takes one memref per dispatch input and
-    one per result (destination-passing style) and marks it `kiln.kernel`.
+    first use; codegen compiles that module whole) that takes one memref per
+    dispatch input and one per result (destination-passing style), then one
+    `index` per symbolic dim of those buffers, and marks it `kiln.kernel`.
+    A buffer with symbolic dims is passed as a rank-0 memref (its base
+    pointer) and viewed inside with `memref.reinterpret_cast` at its row-major
+    shape, so kernels take one bare pointer per buffer on every target.
     Inputs enter the tensor world through `bufferization.to_tensor restrict`
     (read-only); results leave it through
     `bufferization.materialize_in_destination`, so that empty-tensor
@@ -120,6 +124,7 @@ def KilnOutlineDispatches : Pass<"kiln-outline-dispatches", "mlir::ModuleOp"> {
     ```
   }];
   let dependentDialects = ["mlir::func::FuncDialect",
+                           "mlir::arith::ArithDialect",
                            "mlir::bufferization::BufferizationDialect",
                            "mlir::memref::MemRefDialect"];
 }

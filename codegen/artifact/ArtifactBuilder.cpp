@@ -1,6 +1,7 @@
 //===- ArtifactBuilder.cpp - launch program, memory plan, .kiln file ------===//
 #include "codegen/artifact/ArtifactBuilder.h"
 
+#include "codegen/artifact/DimProgram.h"
 #include "codegen/artifact/MemoryPlanner.h"
 #include "dialects/kiln/KilnDialect.h"
 #include "kiln/artifact_format.h"
@@ -47,10 +48,15 @@ artifact::DType toDType(Type type) {
   return artifact::DTYPE_INVALID;
 }
 
-/// Bytes of a tensor as the kernels store it (i1 takes a byte).
+/// Bytes of an element as the kernels store it (i1 takes a byte).
+uint64_t elementBytes(Type element) {
+  return std::max(1u, element.getIntOrFloatBitWidth() / 8);
+}
+
+/// Bytes of a static tensor as the kernels store it.
 uint64_t byteSize(RankedTensorType type) {
-  unsigned bits = type.getElementType().getIntOrFloatBitWidth();
-  return static_cast<uint64_t>(type.getNumElements()) * std::max(1u, bits / 8);
+  return static_cast<uint64_t>(type.getNumElements()) *
+         elementBytes(type.getElementType());
 }
 
 /// Integers are signless in the IR; entry inputs and outputs the importer
@@ -71,7 +77,7 @@ void fillSpec(artifact::TensorSpec *spec, StringRef name,
   artifact::DType dtype = toDType(type.getElementType());
   spec->set_dtype(isUnsigned ? toUnsigned(dtype) : dtype);
   for (int64_t dim : type.getShape())
-    spec->add_shape(dim);
+    spec->add_shape(ShapedType::isDynamic(dim) ? -1 : dim);
 }
 
 /// The bytes of a constant as the kernels read them.
@@ -121,11 +127,57 @@ struct EntryBuilder {
   /// gpu.launch_func ops become launches.
   bool gpu = false;
 
+  /// A buffer argument: where it lives, its size in bytes (its capacity
+  /// when it has symbolic dims) and 1 + the dim expression of its size for
+  /// a run (0: `size` is exact).
+  struct LaunchArg {
+    Storage storage;
+    uint64_t size = 0;
+    uint32_t sizeExpr = 0;
+  };
   struct PendingLaunch {
     uint32_t kernel;
-    SmallVector<std::pair<Storage, uint64_t>> args;
+    SmallVector<LaunchArg> args;
     SmallVector<uint32_t, 3> grid, block;
+    /// Dim expressions passed after the buffers; grid dims from
+    /// expressions (1 + index, 0: static).
+    SmallVector<uint32_t> scalarArgs;
+    SmallVector<uint32_t, 3> gridExprs;
   };
+  std::optional<DimProgram> dimProgram;
+
+  /// The size of the tensor `value` as a launch argument stored at `s`.
+  FailureOr<LaunchArg> argOf(Value value, Storage s) {
+    auto type = cast<ShapedType>(value.getType());
+    if (type.hasStaticShape())
+      return LaunchArg{s,
+                       static_cast<uint64_t>(type.getNumElements()) *
+                           elementBytes(type.getElementType()),
+                       0};
+    FailureOr<uint32_t> bytes =
+        dimProgram->bytesOf(value, elementBytes(type.getElementType()));
+    if (failed(bytes))
+      return failure();
+    return LaunchArg{s, dimProgram->upperBound(*bytes), *bytes + 1};
+  }
+
+  /// Appends the sizes of the symbolic dims of `values` (in order) to
+  /// `scalars`: the index arguments of an outlined kernel.
+  LogicalResult appendDimArgs(ValueRange values,
+                              SmallVectorImpl<uint32_t> &scalars) {
+    for (Value value : values) {
+      auto type = cast<ShapedType>(value.getType());
+      for (int64_t d = 0; d < type.getRank(); ++d) {
+        if (!type.isDynamicDim(d))
+          continue;
+        FailureOr<uint32_t> e = dimProgram->dimOf(value, d);
+        if (failed(e))
+          return failure();
+        scalars.push_back(*e);
+      }
+    }
+    return success();
+  }
   std::vector<PendingLaunch> launches;
 
   llvm::DenseMap<Value, Storage> storage;
@@ -211,9 +263,8 @@ struct EntryBuilder {
   /// Turns the host side of a GPU dispatch (allocations, views,
   /// gpu.launch_func) into launches. `args` are the storages of the kernel
   /// function's arguments (dispatch inputs, then results).
-  LogicalResult
-  expandGpuDispatch(DispatchOp dispatch, StringRef hostName,
-                    ArrayRef<std::pair<Storage, uint64_t>> args) {
+  LogicalResult expandGpuDispatch(DispatchOp dispatch, StringRef hostName,
+                                  ArrayRef<LaunchArg> args) {
     func::FuncOp host;
     for (auto nested : module.getOps<ModuleOp>())
       if (auto f = nested.lookupSymbol<func::FuncOp>(hostName))
@@ -221,8 +272,8 @@ struct EntryBuilder {
     if (!host)
       return dispatch.emitError() << "kernel '" << hostName << "' is missing";
     llvm::DenseMap<Value, Storage> local;
-    for (auto [arg, s] : llvm::zip(host.getArguments(), args))
-      local[arg] = s.first;
+    for (auto [arg, a] : llvm::zip(host.getArguments(), args))
+      local[arg] = a.storage;
     int64_t firstStep = launches.size();
     std::vector<uint32_t> scratch;
     for (Operation &op : host.getBody().front()) {
@@ -252,7 +303,7 @@ struct EntryBuilder {
         return op.emitError() << "GPU kernel '"
                               << launch.getKernelModuleName().getValue()
                               << "' was not compiled";
-      PendingLaunch pending{index->second, {}, {}, {}};
+      PendingLaunch pending{index->second, {}, {}, {}, {}, {}};
       gpu::KernelDim3 grid = launch.getGridSizeOperandValues();
       gpu::KernelDim3 block = launch.getBlockSizeOperandValues();
       for (Value v : {grid.x, grid.y, grid.z, block.x, block.y, block.z}) {
@@ -272,46 +323,71 @@ struct EntryBuilder {
                                 << " is not a buffer of this dispatch";
         touch(it->second, step);
         pending.args.push_back(
-            {it->second, static_cast<uint64_t>(type.getNumElements()) *
-                             std::max(1u, type.getElementTypeBitWidth() / 8)});
+            {it->second,
+             static_cast<uint64_t>(type.getNumElements()) *
+                 std::max(1u, type.getElementTypeBitWidth() / 8),
+             0});
       }
       launches.push_back(std::move(pending));
     }
     // Everything the dispatch touches lives across all of its launches.
     int64_t lastStep = std::max<int64_t>(firstStep, launches.size() - 1);
-    for (const auto &[s, size] : args)
-      touch(s, lastStep);
+    for (const LaunchArg &a : args)
+      touch(a.storage, lastStep);
     for (uint32_t v : scratch)
       virtualBuffers[v].firstStep = firstStep;
-    for (const auto &[s, size] : args)
-      if (s.kind == artifact::BufferRef::ARENA &&
-          virtualBuffers[s.index].firstStep > firstStep)
-        virtualBuffers[s.index].firstStep = firstStep;
+    for (const LaunchArg &a : args)
+      if (a.storage.kind == artifact::BufferRef::ARENA &&
+          virtualBuffers[a.storage.index].firstStep > firstStep)
+        virtualBuffers[a.storage.index].firstStep = firstStep;
     return success();
   }
 
   /// Describes entry input or output #index (named `name`, else role+index)
-  /// in `spec`; it must be a static tensor of a dtype the runtime knows.
-  static LogicalResult addIOSpec(func::FuncOp func, artifact::TensorSpec *spec,
-                                 StringRef role, unsigned index, Type type,
-                                 StringAttr name, bool isUnsigned) {
+  /// in `spec`; it must be a tensor of a dtype the runtime knows, whose
+  /// symbolic dims the dim program computes.
+  LogicalResult addIOSpec(func::FuncOp func, artifact::TensorSpec *spec,
+                          StringRef role, unsigned index, Value value,
+                          StringAttr name, bool isUnsigned) {
+    Type type = value.getType();
     auto tensor = dyn_cast<RankedTensorType>(type);
-    if (!tensor || !tensor.hasStaticShape() ||
-        toDType(tensor.getElementType()) == artifact::DTYPE_INVALID)
+    if (!tensor || toDType(tensor.getElementType()) == artifact::DTYPE_INVALID)
       return func.emitError() << "entry " << role << " #" << index
                               << " of type " << type
-                              << " is not a static tensor of a supported "
-                                 "element type";
+                              << " is not a tensor of a supported element "
+                                 "type";
     fillSpec(spec, name ? name.getValue() : (role + Twine(index)).str(),
              tensor, isUnsigned);
+    if (tensor.hasStaticShape())
+      return success();
+    for (int64_t d = 0; d < tensor.getRank(); ++d) {
+      if (!tensor.isDynamicDim(d)) {
+        spec->add_dim_exprs(-1);
+        continue;
+      }
+      FailureOr<uint32_t> e = dimProgram->dimOf(value, d);
+      if (failed(e))
+        return failure();
+      spec->add_dim_exprs(static_cast<int32_t>(*e));
+    }
     return success();
+  }
+
+  /// Index arithmetic in the entry function (sizes of symbolic dims) is
+  /// evaluated by the dim program where it is used.
+  static bool isSizeComputation(Operation &op) {
+    return op.getNumResults() == 1 && op.getResult(0).getType().isIndex() &&
+           isPure(&op);
   }
 
   LogicalResult build(func::FuncOp func, artifact::EntryPoint *entry) {
     entry->set_name(func.getSymName().str());
+    FailureOr<DimProgram> program = DimProgram::create(func, entry);
+    if (failed(program))
+      return failure();
+    dimProgram.emplace(std::move(*program));
     for (auto [i, arg] : llvm::enumerate(func.getArguments())) {
-      if (failed(addIOSpec(func, entry->add_inputs(), "input", i,
-                           arg.getType(),
+      if (failed(addIOSpec(func, entry->add_inputs(), "input", i, arg,
                            func.getArgAttrOfType<StringAttr>(i, "kiln.name"),
                            static_cast<bool>(func.getArgAttr(i, "kiln.unsigned")))))
         return failure();
@@ -327,7 +403,8 @@ struct EntryBuilder {
         storage[op.getResult(0)] = *s;
         continue;
       }
-      if (isa<arith::ConstantOp, func::ReturnOp>(op) || isOpTriviallyDead(&op))
+      if (isa<arith::ConstantOp, func::ReturnOp>(op) ||
+          isOpTriviallyDead(&op) || isSizeComputation(op))
         continue;
       auto dispatch = dyn_cast<DispatchOp>(op);
       if (!dispatch)
@@ -342,35 +419,49 @@ struct EntryBuilder {
       if (!gpu && known == kernelIndex.end())
         return op.emitError() << "kernel '" << kernelName << "' is missing";
       int64_t step = launches.size();
-      SmallVector<std::pair<Storage, uint64_t>> args;
+      SmallVector<LaunchArg> args;
       for (Value input : dispatch.getInputs()) {
         FailureOr<Storage> s = lookup(input, &op);
         if (failed(s))
           return failure();
         touch(*s, step);
-        args.push_back({*s, byteSize(cast<RankedTensorType>(input.getType()))});
+        FailureOr<LaunchArg> arg = argOf(input, *s);
+        if (failed(arg))
+          return failure();
+        args.push_back(*arg);
       }
       for (Value result : dispatch.getResults()) {
-        uint64_t size = byteSize(cast<RankedTensorType>(result.getType()));
-        Storage s = virtualBuffer(size, step);
-        storage[result] = s;
-        args.push_back({s, size});
+        FailureOr<LaunchArg> arg = argOf(result, Storage());
+        if (failed(arg))
+          return failure();
+        arg->storage = virtualBuffer(arg->size, step);
+        storage[result] = arg->storage;
+        args.push_back(*arg);
       }
+      SmallVector<uint32_t> scalars;
+      if (failed(appendDimArgs(dispatch.getInputs(), scalars)) ||
+          failed(appendDimArgs(dispatch.getResults(), scalars)))
+        return failure();
       if (gpu) {
+        if (!scalars.empty())
+          return dispatch.emitError()
+                 << "symbolic dims are compiled for the cpu target only so "
+                    "far; give each dim a value with --dim NAME=VALUE";
         if (failed(expandGpuDispatch(dispatch, kernelName, args)))
           return failure();
         continue;
       }
-      launches.push_back({known->second, std::move(args), {}, {}});
+      launches.push_back(
+          {known->second, std::move(args), {}, {}, std::move(scalars), {}});
     }
 
     // Outputs: a dispatch result is written straight into the caller's
     // output buffer when nothing else claims it; anything else is copied.
     auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
-    std::vector<std::pair<uint32_t, Storage>> copies;
+    std::vector<std::pair<uint32_t, LaunchArg>> copies;
     for (auto [i, value] : llvm::enumerate(ret.getOperands())) {
       if (failed(addIOSpec(
-              func, entry->add_outputs(), "output", i, value.getType(),
+              func, entry->add_outputs(), "output", i, value,
               func.getResultAttrOfType<StringAttr>(i, "kiln.name"),
               static_cast<bool>(func.getResultAttr(i, "kiln.unsigned")))))
         return failure();
@@ -382,7 +473,10 @@ struct EntryBuilder {
         virtualToOutput[s->index] = i;
         continue;
       }
-      copies.push_back({static_cast<uint32_t>(i), *s});
+      FailureOr<LaunchArg> arg = argOf(value, *s);
+      if (failed(arg))
+        return failure();
+      copies.push_back({static_cast<uint32_t>(i), *arg});
     }
 
     // Arena offsets for the buffers no output claimed.
@@ -399,7 +493,8 @@ struct EntryBuilder {
         std::max(contents.manifest->arena_bytes(), plan.arenaBytes));
 
     auto emitRef = [&](artifact::BufferRef *ref, const Storage &s,
-                       uint64_t size) {
+                       uint64_t size, uint32_t sizeExpr) {
+      ref->set_size_expr(sizeExpr);
       if (s.kind != artifact::BufferRef::ARENA) {
         fillRef(ref, s, size);
         return;
@@ -422,16 +517,20 @@ struct EntryBuilder {
         launch->add_grid(g);
       for (uint32_t b : pending.block)
         launch->add_block(b);
-      for (const auto &[s, size] : pending.args)
-        emitRef(launch->add_args(), s, size);
+      for (uint32_t g : pending.gridExprs)
+        launch->add_grid_exprs(g);
+      for (uint32_t e : pending.scalarArgs)
+        launch->add_scalar_args(e);
+      for (const LaunchArg &a : pending.args)
+        emitRef(launch->add_args(), a.storage, a.size, a.sizeExpr);
     }
     for (const auto &[output, source] : copies) {
       artifact::Launch *launch = entry->add_launches();
       launch->set_kind(artifact::Launch::COPY);
-      uint64_t size = byteSize(cast<RankedTensorType>(
-          ret.getOperand(output).getType()));
-      fillRef(launch->add_args(), {artifact::BufferRef::OUTPUT, output}, size);
-      emitRef(launch->add_args(), source, size);
+      emitRef(launch->add_args(), {artifact::BufferRef::OUTPUT, output},
+              source.size, source.sizeExpr);
+      emitRef(launch->add_args(), source.storage, source.size,
+              source.sizeExpr);
     }
     return success();
   }

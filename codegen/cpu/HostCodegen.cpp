@@ -52,8 +52,10 @@ std::string archOfTriple(const std::string &triple) {
 
 namespace {
 
-/// void <kernel>_entry(void **buffers): loads one pointer per parameter and
-/// calls the kernel, so the runtime needs a single calling convention.
+/// void <kernel>_entry(void **args): loads one pointer per parameter (a
+/// buffer, or for an integer parameter a pointer to its int64 value: the
+/// sizes of symbolic dims) and calls the kernel, so the runtime needs a
+/// single calling convention.
 void addEntryWrapper(llvm::Module &module, llvm::Function &kernel) {
   llvm::LLVMContext &ctx = module.getContext();
   llvm::Type *ptr = llvm::PointerType::getUnqual(ctx);
@@ -66,7 +68,11 @@ void addEntryWrapper(llvm::Module &module, llvm::Function &kernel) {
   llvm::SmallVector<llvm::Value *> args;
   for (unsigned i = 0; i < kernel.arg_size(); ++i) {
     llvm::Value *slot = b.CreateConstGEP1_64(ptr, wrapper->getArg(0), i);
-    args.push_back(b.CreateLoad(ptr, slot));
+    llvm::Value *arg = b.CreateLoad(ptr, slot);
+    llvm::Type *param = kernel.getFunctionType()->getParamType(i);
+    if (param->isIntegerTy())
+      arg = b.CreateTrunc(b.CreateLoad(b.getInt64Ty(), arg), param);
+    args.push_back(arg);
   }
   b.CreateCall(&kernel, args);
   b.CreateRetVoid();

@@ -100,13 +100,18 @@ Value buildReduce(OpBuilder &b, Location loc, Value x, ArrayRef<bool> reduced,
     outExprs.push_back(getAffineDimExpr(i, mctx));
   }
   AffineMap outMap = AffineMap::get(rank, 0, outExprs, mctx);
+  SmallVector<Value> outSizes;
+  for (int64_t i = 0; i < rank; ++i)
+    if (!reduced[i] && type.isDynamicDim(i))
+      outSizes.push_back(tensor::DimOp::create(b, loc, x, i));
   Value init =
-      linalg::FillOp::create(b, loc, reduceIdentity(b, loc, kind, element),
-                             tensor::EmptyOp::create(b, loc, outShape, element)
-                                 .getResult())
+      linalg::FillOp::create(
+          b, loc, reduceIdentity(b, loc, kind, element),
+          tensor::EmptyOp::create(b, loc, outShape, element, outSizes)
+              .getResult())
           .getResult(0);
   // Nothing to fold over an empty slice: the identity is the result.
-  if (type.getNumElements() == 0) {
+  if (type.hasStaticShape() && type.getNumElements() == 0) {
     auto outType = RankedTensorType::get(outShape, element);
     Attribute fill =
         reduceIdentity(b, loc, kind, element).getDefiningOp<arith::ConstantOp>().getValue();
@@ -153,7 +158,7 @@ Value buildBroadcast(OpBuilder &b, Location loc, ValueRange inputs,
   }
   maps.push_back(AffineMap::getMultiDimIdentityMap(rank, mctx));
   auto resultType = RankedTensorType::get(shape, resultElementType);
-  Value init = tensor::EmptyOp::create(b, loc, shape, resultElementType);
+  Value init = emptyFor(b, loc, shape, resultElementType, inputs);
   SmallVector<utils::IteratorType> iterators(rank,
                                              utils::IteratorType::parallel);
   auto generic = linalg::GenericOp::create(
@@ -170,6 +175,19 @@ Value buildReshape(OpBuilder &b, Location loc, Value value,
   auto type = cast<RankedTensorType>(value.getType());
   if (type.getShape() == shape)
     return value;
+  if (!type.hasStaticShape()) {
+    // Symbolic dims: one collapse or expand whose groups each hold at most
+    // one of them (the callers reshape only between such shapes).
+    auto target = RankedTensorType::get(shape, type.getElementType());
+    if (target.getRank() < type.getRank()) {
+      auto groups = getReassociationIndicesForCollapse(type.getShape(), shape);
+      assert(groups && "no collapse between the shapes");
+      return tensor::CollapseShapeOp::create(b, loc, target, value, *groups);
+    }
+    auto groups = getReassociationIndicesForCollapse(shape, type.getShape());
+    assert(groups && "no expand between the shapes");
+    return tensor::ExpandShapeOp::create(b, loc, target, value, *groups);
+  }
   // Through a rank-1 tensor: collapse all, then expand all. Canonicalization
   // folds the pair into a single reshape where one exists.
   int64_t count = type.getNumElements();
@@ -263,6 +281,28 @@ Value buildIndexed(
                linalg::YieldOp::create(nb, nl, body(nb, nl, ivs));
              })
       .getResult(0);
+}
+
+Value emptyFor(OpBuilder &b, Location loc, ArrayRef<int64_t> shape,
+               Type element, ValueRange sources) {
+  SmallVector<Value> sizes;
+  int64_t rank = shape.size();
+  for (int64_t i = 0; i < rank; ++i) {
+    if (!ShapedType::isDynamic(shape[i]))
+      continue;
+    Value size;
+    for (Value source : sources) {
+      ArrayRef<int64_t> srcShape = shapeOf(source);
+      int64_t j = i - (rank - static_cast<int64_t>(srcShape.size()));
+      if (j >= 0 && ShapedType::isDynamic(srcShape[j])) {
+        size = tensor::DimOp::create(b, loc, source, j);
+        break;
+      }
+    }
+    assert(size && "a dynamic dim without a source");
+    sizes.push_back(size);
+  }
+  return tensor::EmptyOp::create(b, loc, shape, element, sizes);
 }
 
 Value indexConstant(OpBuilder &b, Location loc, int64_t value) {

@@ -1,9 +1,11 @@
 //===- TensorBuilders.h - linalg building blocks for kiln ops ---*- C++ -*-===//
 //
-// Small builders of linalg on static tensors, shared by the ONNX importer
-// (which checks shapes and reports errors on the node first) and by the
+// Small builders of linalg on tensors, shared by the ONNX importer (which
+// checks shapes and reports errors on the node first) and by the
 // decompositions of the kiln transformer ops (whose verifiers have checked
-// them). None of them reports errors: callers pass shapes that fit.
+// them). None of them reports errors: callers pass shapes that fit. A
+// symbolic dim is a `?` dim whose size comes from an operand (tensor.dim);
+// it is never broadcast.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_DIALECTS_KILN_TENSORBUILDERS_H
@@ -42,6 +44,13 @@ mlir::Value buildReshape(mlir::OpBuilder &b, mlir::Location loc,
 mlir::Value castScalar(mlir::OpBuilder &b, mlir::Location loc,
                        mlir::Value value, mlir::Type to,
                        bool fromUnsigned = false, bool toUnsigned = false);
+
+/// A tensor.empty of `shape` x `element` whose dynamic dims take their
+/// sizes (tensor.dim) from the first of `sources` with a dynamic dim at the
+/// same position, shapes aligned on the right (numpy broadcasting).
+mlir::Value emptyFor(mlir::OpBuilder &b, mlir::Location loc,
+                     llvm::ArrayRef<int64_t> shape, mlir::Type element,
+                     mlir::ValueRange sources);
 
 /// An index constant.
 mlir::Value indexConstant(mlir::OpBuilder &b, mlir::Location loc, int64_t value);

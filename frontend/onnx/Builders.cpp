@@ -28,10 +28,23 @@ Value buildElementwise(NodeContext &ctx, ValueRange inputs,
       if (dim == out || dim == 1)
         continue;
       if (out != 1) {
-        ctx.error() << "input #" << index << " of type " << input.getType()
-                    << " does not broadcast with the other inputs "
-                    << "(dimension " << offset + i << ": " << dim << " vs "
-                    << out << ")";
+        InFlightDiagnostic diag = ctx.error();
+        diag << "input #" << index << " of type " << input.getType()
+             << " does not broadcast with the other inputs (dimension "
+             << offset + i << ": ";
+        auto show = [&](int64_t d) {
+          if (ShapedType::isDynamic(d))
+            diag << "a symbolic dim";
+          else
+            diag << d;
+        };
+        show(dim);
+        diag << " vs ";
+        show(out);
+        diag << ")";
+        if (ShapedType::isDynamic(dim) || ShapedType::isDynamic(out))
+          diag << "; a symbolic dim is never broadcast: give it a fixed "
+                  "value with --dim NAME=VALUE";
         return {};
       }
       out = dim;

@@ -124,7 +124,9 @@ private:
                            int nodeIndex);
   void propagateSignedness(NodeContext &ctx);
   std::optional<RankedTensorType> importValueType(
-      const kiln_onnx::ValueInfoProto &info, StringRef role);
+      const kiln_onnx::ValueInfoProto &info, StringRef role,
+      SmallVectorImpl<Attribute> *dimNames = nullptr);
+  bool checkSymbolicInputs(NodeContext &ctx);
 
   MLIRContext &context;
   std::string path;
@@ -184,7 +186,8 @@ Value GraphImporter::importTensor(OpBuilder &b, Location loc,
 
 std::optional<RankedTensorType>
 GraphImporter::importValueType(const kiln_onnx::ValueInfoProto &info,
-                               StringRef role) {
+                               StringRef role,
+                               SmallVectorImpl<Attribute> *dimNames) {
   if (!info.type().has_tensor_type()) {
     fileError() << path << ": graph " << role << " '" << info.name()
                 << "' is not a tensor; sequence, map and optional values are "
@@ -215,9 +218,18 @@ GraphImporter::importValueType(const kiln_onnx::ValueInfoProto &info,
         return std::nullopt;
       }
       shape.push_back(dim.dim_value());
+      if (dimNames)
+        dimNames->push_back(StringAttr::get(&context, ""));
       continue;
     }
     std::string name = dim.has_dim_param() ? dim.dim_param() : "";
+    if (dimNames && !name.empty() && options.dimRanges.count(name)) {
+      shape.push_back(ShapedType::kDynamic);
+      dimNames->push_back(StringAttr::get(&context, name));
+      continue;
+    }
+    if (dimNames)
+      dimNames->push_back(StringAttr::get(&context, ""));
     auto it = options.dims.find(name);
     if (name.empty() || it == options.dims.end()) {
       fileError() << path << ": graph " << role << " '" << info.name()
@@ -225,7 +237,9 @@ GraphImporter::importValueType(const kiln_onnx::ValueInfoProto &info,
                   << (name.empty() ? std::string(" without a name")
                                    : " '" + name + "'")
                   << "; give it a value with --dim "
-                  << (name.empty() ? "NAME" : name) << "=VALUE";
+                  << (name.empty() ? "NAME" : name)
+                  << "=VALUE, or bounds with --dim "
+                  << (name.empty() ? "NAME" : name) << "=MIN..MAX";
       return std::nullopt;
     }
     shape.push_back(it->second);
@@ -248,6 +262,49 @@ static bool takesUnsignedInputs(StringRef opType) {
       "Min", "Cast", "CastLike", "BitShift", "DequantizeLinear",
       "QuantizeLinear", "MaxPool"};
   return ops.contains(opType);
+}
+
+/// Ops whose handlers build IR for inputs with symbolic dims (`?` dims
+/// from `--dim NAME=MIN..MAX`). The others need static shapes: their shape
+/// arithmetic happens at import time.
+static bool takesSymbolicDims(StringRef opType) {
+  static const llvm::StringSet<> ops = {
+      // Elementwise (numpy broadcasting; a symbolic dim is never broadcast).
+      "Identity", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum",
+      "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Tanh", "Sigmoid",
+      "Relu", "LeakyRelu", "Erf", "Gelu", "Cast", "Where", "Equal", "Less",
+      "Greater", "Not", "And", "Or", "Clip", "Softplus", "Swish", "HardSigmoid",
+      "Floor", "Ceil", "Sin", "Cos",
+      // Row-wise over static trailing dims.
+      "Softmax", "LogSoftmax", "LayerNormalization",
+      "MatMul"};
+  return ops.contains(opType);
+}
+
+/// Inputs with symbolic dims reach only ops that handle them; the others
+/// get an error naming the dim and the way out (a fixed value).
+bool GraphImporter::checkSymbolicInputs(NodeContext &ctx) {
+  const kiln_onnx::NodeProto &node = ctx.getNode();
+  if (takesSymbolicDims(node.op_type()))
+    return true;
+  for (int i = 0; i < ctx.numInputs(); ++i) {
+    if (!ctx.hasInput(i) || !lookup(node.input(i)))
+      continue;
+    auto type = dyn_cast<RankedTensorType>(lookup(node.input(i)).getType());
+    if (!type || type.hasStaticShape())
+      continue;
+    std::string names;
+    for (const auto &range : options.dimRanges)
+      names += (names.empty() ? "" : ", ") + range.getKey().str();
+    ctx.error() << "input #" << i << " '" << node.input(i) << "' has type "
+                << type << ", with a symbolic dim (" << names
+                << "); op '" << node.op_type()
+                << "' is not supported with symbolic dims yet: give each "
+                   "dim a fixed value with --dim NAME=VALUE (see "
+                   "docs/onnx-coverage.md)";
+    return false;
+  }
+  return true;
 }
 
 /// Marks the node's unsigned outputs: as the handler said, else those of an
@@ -325,6 +382,8 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
                         "supported by this op yet (see docs/onnx-coverage.md)";
       return failure();
     }
+  if (!checkSymbolicInputs(ctx))
+    return failure();
   if (failed((*handler)(ctx)))
     return failure();
   propagateSignedness(ctx);
@@ -373,6 +432,8 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
 
   SmallVector<Type> argTypes;
   SmallVector<std::string> argNames;
+  SmallVector<ArrayAttr> argDimNames;
+  llvm::StringSet<> usedRanges;
   // Inputs frozen to constants, imported like initializers below.
   std::vector<kiln_onnx::TensorProto> frozen;
   llvm::StringSet<> graphInputs;
@@ -380,7 +441,8 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
     graphInputs.insert(input.name());
     if (initializerNames.contains(input.name()))
       continue; // an initializer listed as an input (IR version < 4)
-    auto type = importValueType(input, "input");
+    SmallVector<Attribute> dimNames;
+    auto type = importValueType(input, "input", &dimNames);
     if (!type)
       return {};
     auto constant = options.constantInputs.find(input.name());
@@ -417,7 +479,20 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
     }
     argTypes.push_back(*type);
     argNames.push_back(input.name());
+    argDimNames.push_back(type->hasStaticShape() ? ArrayAttr()
+                                                 : b.getArrayAttr(dimNames));
+    for (Attribute name : dimNames)
+      if (!cast<StringAttr>(name).getValue().empty())
+        usedRanges.insert(cast<StringAttr>(name).getValue());
   }
+  for (const auto &range : options.dimRanges)
+    if (!usedRanges.contains(range.getKey())) {
+      fileError() << path << ": --dim " << range.getKey().str() << "="
+                  << range.getValue().first << ".." << range.getValue().second
+                  << ": no graph input has a dim named '"
+                  << range.getKey().str() << "'";
+      return {};
+    }
   for (const auto &entry : options.constantInputs)
     if (!graphInputs.contains(entry.getKey())) {
       fileError() << path << ": --constant-input " << entry.getKey().str()
@@ -431,7 +506,18 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
     func.setArgAttr(i, "kiln.name", b.getStringAttr(name));
     if (isUnsigned(name))
       func.setArgAttr(i, "kiln.unsigned", b.getUnitAttr());
+    if (argDimNames[i])
+      func.setArgAttr(i, "kiln.dims", argDimNames[i]);
     bind(name, entry->getArgument(i));
+  }
+  if (!usedRanges.empty()) {
+    // The bounds of the symbolic dims: {name = array<i64: min, max>}.
+    SmallVector<NamedAttribute> bounds;
+    for (const auto &range : options.dimRanges)
+      bounds.push_back(b.getNamedAttr(
+          range.getKey(), b.getDenseI64ArrayAttr({range.getValue().first,
+                                                  range.getValue().second})));
+    func->setAttr("kiln.dim_bounds", b.getDictionaryAttr(bounds));
   }
   b.setInsertionPointToStart(entry);
   for (const auto &init : graph.initializer()) {

@@ -13,6 +13,9 @@ namespace kiln::onnx {
 struct ImportOptions {
   /// Values for symbolic input dims (`--dim NAME=VALUE`).
   llvm::StringMap<int64_t> dims;
+  /// Symbolic input dims kept symbolic, with their bounds
+  /// (`--dim NAME=MIN..MAX`, MIN < MAX).
+  llvm::StringMap<std::pair<int64_t, int64_t>> dimRanges;
   /// Graph inputs frozen to constants (`--constant-input NAME=@FILE.pb`):
   /// input name -> path of a serialized TensorProto.
   llvm::StringMap<std::string> constantInputs;

@@ -64,7 +64,8 @@ Value buildMatmul(NodeContext &ctx, Value lhs, Value rhs) {
   shape.push_back(rhsType.getShape().back());
   auto resultType = RankedTensorType::get(shape, lhsType.getElementType());
   Value result;
-  if (rhsType.getRank() == 2 && lhsType.getRank() > 2) {
+  if (rhsType.getRank() == 2 && lhsType.getRank() > 2 &&
+      lhsType.hasStaticShape()) {
     // [..., M, K] x [K, N]: the batch dims fold into M, and the product is
     // one 2-D matmul (the projections of every transformer layer).
     int64_t rows = lhsType.getNumElements() / k0;
@@ -199,6 +200,11 @@ LogicalResult importSoftmax1(NodeContext &ctx) {
     return failure();
   auto [x, axis] = *operands;
   RankedTensorType type = ctx.inputType(0);
+  if (!type.hasStaticShape())
+    return ctx.error() << "opset " << ctx.getOpset()
+                       << " Softmax flattens its input " << type
+                       << ", which has a symbolic dim; give the dim a value "
+                          "with --dim NAME=VALUE or export with opset 13+";
   int64_t outer = 1, inner = 1;
   for (int64_t i = 0; i < type.getRank(); ++i)
     (i < axis ? outer : inner) *= type.getShape()[i];

@@ -238,7 +238,8 @@ LogicalResult importClip(NodeContext &ctx, bool boundsAreInputs) {
       if (!bound)
         return failure();
       if (ctx.inputType(i).getRank() != 0 &&
-          ctx.inputType(i).getNumElements() != 1)
+          (!ctx.inputType(i).hasStaticShape() ||
+           ctx.inputType(i).getNumElements() != 1))
         return ctx.error() << "Clip's bounds must be scalars, got "
                            << bound.getType();
       if (ctx.inputType(i).getRank() != 0)

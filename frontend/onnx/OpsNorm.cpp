@@ -178,6 +178,12 @@ LogicalResult importLayerNorm(NodeContext &ctx) {
     return failure();
   if (ctx.hasAttr("stash_type") && ctx.intAttr("stash_type", 1) != 1)
     return ctx.error() << "stash_type other than 1 (float) is not supported";
+  for (int64_t d = *axis; d < type.getRank(); ++d)
+    if (type.isDynamicDim(d))
+      return ctx.error() << "input " << type << " has a symbolic dim among "
+                         << "the normalized dims (from axis " << *axis
+                         << " on); only the dims before the axis may be "
+                            "symbolic: give it a value with --dim NAME=VALUE";
   if (!checkNormParam(ctx, scale, type, *axis, "Scale") ||
       (bias && !checkNormParam(ctx, bias, type, *axis, "B")))
     return failure();

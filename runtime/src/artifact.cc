@@ -1,4 +1,5 @@
 #include "artifact.h"
+#include "dims.h"
 
 #include "kiln/artifact_format.h"
 
@@ -52,7 +53,8 @@ size_t dtypeSize(artifact::DType dtype) {
   }
 }
 
-absl::StatusOr<uint64_t> tensorBytes(const artifact::TensorSpec &spec) {
+absl::StatusOr<uint64_t> tensorBytes(const artifact::TensorSpec &spec,
+                                     const std::vector<int64_t> &dimValues) {
   uint64_t bytes = dtypeSize(spec.dtype());
   if (bytes == 0)
     return absl::InvalidArgumentError(
@@ -61,7 +63,11 @@ absl::StatusOr<uint64_t> tensorBytes(const artifact::TensorSpec &spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor '", spec.name(), "' has rank ",
                      spec.shape_size(), "; at most 16 is supported"));
-  for (int64_t dim : spec.shape()) {
+  for (int i = 0; i < spec.shape_size(); ++i) {
+    int64_t dim = spec.shape(i);
+    if (dim < 0 && i < spec.dim_exprs_size() && spec.dim_exprs(i) >= 0 &&
+        static_cast<size_t>(spec.dim_exprs(i)) < dimValues.size())
+      dim = dimValues[spec.dim_exprs(i)];
     if (dim < 0)
       return absl::InvalidArgumentError(
           absl::StrCat("tensor '", spec.name(), "' has a negative dim"));
@@ -207,19 +213,25 @@ absl::Status Artifact::validate() {
     return corrupt(o, "the arena is implausibly large");
 
   for (const auto &entry : m.entry_points()) {
+    // Inputs and outputs with symbolic dims hold at most their size at the
+    // dims' upper bounds.
+    absl::StatusOr<std::vector<int64_t>> maxima = checkDimProgram(entry);
+    if (!maxima.ok())
+      return corrupt(o, std::string(maxima.status().message()));
     std::vector<uint64_t> inputBytes, outputBytes;
     for (const auto &spec : entry.inputs()) {
-      absl::StatusOr<uint64_t> bytes = tensorBytes(spec);
+      absl::StatusOr<uint64_t> bytes = tensorBytes(spec, *maxima);
       if (!bytes.ok())
         return corrupt(o, std::string(bytes.status().message()));
       inputBytes.push_back(*bytes);
     }
     for (const auto &spec : entry.outputs()) {
-      absl::StatusOr<uint64_t> bytes = tensorBytes(spec);
+      absl::StatusOr<uint64_t> bytes = tensorBytes(spec, *maxima);
       if (!bytes.ok())
         return corrupt(o, std::string(bytes.status().message()));
       outputBytes.push_back(*bytes);
     }
+    uint32_t numExprs = entry.dim_exprs_size();
     auto checkRef = [&](const BufferRef &ref) -> bool {
       switch (ref.kind()) {
       case BufferRef::INPUT:
@@ -249,7 +261,23 @@ absl::Status Artifact::validate() {
           return corrupt(o, absl::StrCat("entry point '", entry.name(),
                                          "' has a launch with a malformed "
                                          "grid or block"));
-        if (static_cast<uint32_t>(launch.args_size()) !=
+        if (launch.grid_exprs_size() != 0 &&
+            launch.grid_exprs_size() != launch.grid_size())
+          return corrupt(o, absl::StrCat("entry point '", entry.name(),
+                                         "' has a launch with a malformed "
+                                         "grid"));
+        for (uint32_t e : launch.grid_exprs())
+          if (e > numExprs)
+            return corrupt(o, absl::StrCat("entry point '", entry.name(),
+                                           "' has a grid of a missing dim "
+                                           "expression"));
+        for (uint32_t e : launch.scalar_args())
+          if (e >= numExprs)
+            return corrupt(o, absl::StrCat("entry point '", entry.name(),
+                                           "' passes a missing dim "
+                                           "expression"));
+        if (static_cast<uint32_t>(launch.args_size() +
+                                  launch.scalar_args_size()) !=
             m.kernels(launch.kernel()).num_args())
           return corrupt(o, absl::StrCat("entry point '", entry.name(),
                                          "' passes the wrong number of "
@@ -267,7 +295,7 @@ absl::Status Artifact::validate() {
         return corrupt(o, "unknown launch kind");
       }
       for (const auto &ref : launch.args())
-        if (!checkRef(ref))
+        if (!checkRef(ref) || ref.size_expr() > numExprs)
           return corrupt(o, absl::StrCat("entry point '", entry.name(),
                                          "' refers to a buffer range outside "
                                          "its input, output, weight or arena"));

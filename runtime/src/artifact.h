@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 
 #include <cstdint>
+#include <vector>
 #include <memory>
 #include <string>
 
@@ -57,8 +58,12 @@ private:
 /// Bytes per element of a manifest dtype; 0 if invalid.
 size_t dtypeSize(artifact::DType dtype);
 
-/// Byte size of a tensor spec; fails on overflow or invalid dtype.
-absl::StatusOr<uint64_t> tensorBytes(const artifact::TensorSpec &spec);
+/// Byte size of a tensor spec, its symbolic dims taken from `dimValues`
+/// (an entry point's evaluated dim program); fails on overflow or an
+/// invalid dtype.
+absl::StatusOr<uint64_t>
+tensorBytes(const artifact::TensorSpec &spec,
+            const std::vector<int64_t> &dimValues = {});
 
 } // namespace kiln::runtime
 

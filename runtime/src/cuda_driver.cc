@@ -1,4 +1,5 @@
 #include "cuda_driver.h"
+#include "dims.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -283,8 +284,8 @@ CudaSession::~CudaSession() {
   if (stream)
     api->cuStreamSynchronize(stream);
   for (auto &[entry, state] : entries) {
-    if (state.graph)
-      api->cuGraphExecDestroy(state.graph);
+    for (auto &[dims, graph] : state.graphs)
+      api->cuGraphExecDestroy(graph);
     for (CUdeviceptr p : state.inputs)
       api->cuMemFree(p);
     for (CUdeviceptr p : state.outputs)
@@ -313,12 +314,12 @@ CudaSession::prepare(const artifact::EntryPoint &entry) {
     return &state;
   // Device buffers for the entry point's inputs and outputs live as long as
   // the session: a captured graph refers to them.
+  // Sized for the symbolic dims' upper bounds (checked at load).
+  std::vector<int64_t> maxima = *checkDimProgram(entry);
   auto allocate = [&](const auto &specs, std::vector<CUdeviceptr> &out,
                       const char *what) -> absl::Status {
     for (const auto &spec : specs) {
-      size_t bytes = kiln_dtype_size(static_cast<kiln_dtype>(spec.dtype()));
-      for (int64_t d : spec.shape())
-        bytes *= static_cast<size_t>(d);
+      size_t bytes = *tensorBytes(spec, maxima);
       CUdeviceptr p = 0;
       if (absl::Status st = check(api->cuMemAlloc(&p, bytes ? bytes : 1), what);
           !st.ok())
@@ -342,6 +343,7 @@ CudaSession::prepare(const artifact::EntryPoint &entry) {
 }
 
 absl::Status CudaSession::enqueueLaunches(const artifact::EntryPoint &entry,
+                                          const std::vector<int64_t> &dims,
                                           EntryState &state,
                                           std::vector<double> *launchMs) {
   auto resolve = [&](const artifact::BufferRef &ref) -> CUdeviceptr {
@@ -369,6 +371,7 @@ absl::Status CudaSession::enqueueLaunches(const artifact::EntryPoint &entry,
       }
   }
   std::vector<CUdeviceptr> pointers;
+  std::vector<int64_t> scalars;
   std::vector<void *> params;
   absl::Status status;
   for (int i = 0; i < entry.launches_size() && status.ok(); ++i) {
@@ -380,18 +383,27 @@ absl::Status CudaSession::enqueueLaunches(const artifact::EntryPoint &entry,
     if (launch.kind() == artifact::Launch::COPY) {
       status = check(api->cuMemcpyDtoDAsync(resolve(launch.args(0)),
                                             resolve(launch.args(1)),
-                                            launch.args(0).size(), stream),
+                                            refBytes(launch.args(0), dims),
+                                            stream),
                      "cuMemcpyDtoDAsync");
     } else {
       pointers.clear();
       for (const auto &ref : launch.args())
         pointers.push_back(resolve(ref));
+      scalars.clear();
+      for (uint32_t e : launch.scalar_args())
+        scalars.push_back(dims[e]);
       params.clear();
       for (CUdeviceptr &p : pointers)
         params.push_back(&p);
+      for (int64_t &v : scalars)
+        params.push_back(&v);
       status = check(
-          api->cuLaunchKernel(functions[launch.kernel()], launch.grid(0),
-                              launch.grid(1), launch.grid(2), launch.block(0),
+          api->cuLaunchKernel(functions[launch.kernel()],
+                              static_cast<unsigned>(gridDim(launch, 0, dims)),
+                              static_cast<unsigned>(gridDim(launch, 1, dims)),
+                              static_cast<unsigned>(gridDim(launch, 2, dims)),
+                              launch.block(0),
                               launch.block(1), launch.block(2), 0, stream,
                               params.data(), nullptr),
           "cuLaunchKernel");
@@ -428,13 +440,14 @@ absl::Status CudaSession::copyInputs(const artifact::EntryPoint &entry,
 }
 
 absl::Status CudaSession::copyOutputs(const artifact::EntryPoint &entry,
+                                      const std::vector<int64_t> &dims,
                                       EntryState &state,
                                       kiln_tensor *outputs) {
   for (int i = 0; i < entry.outputs_size(); ++i)
-    if (outputs[i].size_bytes)
+    if (uint64_t bytes = *tensorBytes(entry.outputs(i), dims))
       if (absl::Status st = check(
               api->cuMemcpyDtoHAsync(outputs[i].data, state.outputs[i],
-                                     outputs[i].size_bytes, stream),
+                                     bytes, stream),
               "cuMemcpyDtoHAsync (output)");
           !st.ok())
         return st;
@@ -442,6 +455,7 @@ absl::Status CudaSession::copyOutputs(const artifact::EntryPoint &entry,
 }
 
 absl::Status CudaSession::enqueue(const artifact::EntryPoint &entry,
+                                  const std::vector<int64_t> &dims,
                                   const kiln_tensor *inputs,
                                   kiln_tensor *outputs) {
   absl::StatusOr<EntryState *> prepared = prepare(entry);
@@ -450,14 +464,15 @@ absl::Status CudaSession::enqueue(const artifact::EntryPoint &entry,
   EntryState &state = **prepared;
   if (absl::Status st = copyInputs(entry, state, inputs); !st.ok())
     return st;
-  if (graphs && !state.graph) {
-    // First run of this entry point: capture its launches into a graph.
+  void *&graphExec = state.graphs[dims];
+  if (graphs && !graphExec) {
+    // First run with these dims: capture the launches into a graph.
     if (absl::Status st = check(
             api->cuStreamBeginCapture(stream, kCaptureModeThreadLocal),
             "cuStreamBeginCapture");
         !st.ok())
       return st;
-    absl::Status launched = enqueueLaunches(entry, state, nullptr);
+    absl::Status launched = enqueueLaunches(entry, dims, state, nullptr);
     Handle graph = nullptr;
     absl::Status ended =
         check(api->cuStreamEndCapture(stream, &graph), "cuStreamEndCapture");
@@ -467,29 +482,30 @@ absl::Status CudaSession::enqueue(const artifact::EntryPoint &entry,
       return launched.ok() ? ended : launched;
     }
     absl::Status instantiated = check(
-        api->cuGraphInstantiate(&state.graph, graph, 0), "cuGraphInstantiate");
+        api->cuGraphInstantiate(&graphExec, graph, 0), "cuGraphInstantiate");
     api->cuGraphDestroy(graph);
     if (!instantiated.ok())
       return instantiated;
   }
-  if (state.graph) {
+  if (graphExec) {
     if (absl::Status st =
-            check(api->cuGraphLaunch(state.graph, stream), "cuGraphLaunch");
+            check(api->cuGraphLaunch(graphExec, stream), "cuGraphLaunch");
         !st.ok())
       return st;
-  } else if (absl::Status st = enqueueLaunches(entry, state, nullptr);
+  } else if (absl::Status st = enqueueLaunches(entry, dims, state, nullptr);
              !st.ok()) {
     return st;
   }
-  if (absl::Status st = copyOutputs(entry, state, outputs); !st.ok())
+  if (absl::Status st = copyOutputs(entry, dims, state, outputs); !st.ok())
     return st;
   return absl::OkStatus();
 }
 
 absl::Status CudaSession::runAsync(const artifact::EntryPoint &entry,
+                                   const std::vector<int64_t> &dims,
                                    const kiln_tensor *inputs,
                                    kiln_tensor *outputs) {
-  return enqueue(entry, inputs, outputs);
+  return enqueue(entry, dims, inputs, outputs);
 }
 
 absl::Status CudaSession::synchronize() {
@@ -500,8 +516,9 @@ absl::Status CudaSession::synchronize() {
 }
 
 absl::Status CudaSession::run(const artifact::EntryPoint &entry,
+                              const std::vector<int64_t> &dims,
                               const kiln_tensor *inputs, kiln_tensor *outputs) {
-  if (absl::Status st = enqueue(entry, inputs, outputs); !st.ok()) {
+  if (absl::Status st = enqueue(entry, dims, inputs, outputs); !st.ok()) {
     api->cuStreamSynchronize(stream);
     return st;
   }
@@ -509,6 +526,7 @@ absl::Status CudaSession::run(const artifact::EntryPoint &entry,
 }
 
 absl::Status CudaSession::profile(const artifact::EntryPoint &entry,
+                                  const std::vector<int64_t> &dims,
                                   const kiln_tensor *inputs,
                                   kiln_tensor *outputs, int iterations,
                                   std::vector<double> &launchMs) {
@@ -520,9 +538,10 @@ absl::Status CudaSession::profile(const artifact::EntryPoint &entry,
   if (absl::Status st = copyInputs(entry, state, inputs); !st.ok())
     return st;
   for (int it = 0; it < iterations; ++it)
-    if (absl::Status st = enqueueLaunches(entry, state, &launchMs); !st.ok())
+    if (absl::Status st = enqueueLaunches(entry, dims, state, &launchMs);
+        !st.ok())
       return st;
-  if (absl::Status st = copyOutputs(entry, state, outputs); !st.ok())
+  if (absl::Status st = copyOutputs(entry, dims, state, outputs); !st.ok())
     return st;
   return synchronize();
 }

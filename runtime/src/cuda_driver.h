@@ -33,8 +33,9 @@ loadCudaDriver(const std::string &libraryName = cudaDriverLibrary());
 /// module per kernel (the cubin for the device's architecture, else PTX for
 /// the driver to JIT), weights uploaded once, the arena, and per entry
 /// point device buffers for its inputs and outputs plus the CUDA graph of
-/// its launches. Shapes are static, so an entry point has one input shape
-/// and one graph: captured on its first run, replayed afterwards.
+/// its launches: captured on the first run with a given set of symbolic dim
+/// values (one set for a static entry point), replayed afterwards. Buffers
+/// are sized for the dims' upper bounds.
 class CudaSession {
 public:
   ~CudaSession();
@@ -46,12 +47,15 @@ public:
 
   /// Runs `entry` and waits: inputs are copied to the device, the launches
   /// run (as a graph), outputs are copied back.
+  /// `dims` is the entry point's evaluated dim program for these inputs.
   absl::Status run(const artifact::EntryPoint &entry,
+                   const std::vector<int64_t> &dims,
                    const kiln_tensor *inputs, kiln_tensor *outputs);
 
   /// Enqueues the same work on the session's stream and returns; the
   /// outputs are valid, and the inputs may be reused, after synchronize().
   absl::Status runAsync(const artifact::EntryPoint &entry,
+                        const std::vector<int64_t> &dims,
                         const kiln_tensor *inputs, kiln_tensor *outputs);
   absl::Status synchronize();
 
@@ -59,6 +63,7 @@ public:
   /// event pair around every launch; adds each launch's device time in ms
   /// to `launchMs` (one slot per launch of the entry point).
   absl::Status profile(const artifact::EntryPoint &entry,
+                       const std::vector<int64_t> &dims,
                        const kiln_tensor *inputs, kiln_tensor *outputs,
                        int iterations, std::vector<double> &launchMs);
 
@@ -68,21 +73,25 @@ public:
 private:
   struct EntryState {
     std::vector<unsigned long long> inputs, outputs;
-    void *graph = nullptr;  // CUgraphExec, once captured
+    // CUgraphExec per set of dim values, once captured.
+    std::map<std::vector<int64_t>, void *> graphs;
   };
 
   CudaSession() = default;
   absl::Status check(int result, const char *what) const;
   absl::StatusOr<EntryState *> prepare(const artifact::EntryPoint &entry);
   absl::Status enqueueLaunches(const artifact::EntryPoint &entry,
+                               const std::vector<int64_t> &dims,
                                EntryState &state,
                                std::vector<double> *launchMs);
   /// Asynchronous copies between the host tensors and the entry's buffers.
   absl::Status copyInputs(const artifact::EntryPoint &entry, EntryState &state,
                           const kiln_tensor *inputs);
-  absl::Status copyOutputs(const artifact::EntryPoint &entry, EntryState &state,
+  absl::Status copyOutputs(const artifact::EntryPoint &entry,
+                           const std::vector<int64_t> &dims, EntryState &state,
                            kiln_tensor *outputs);
   absl::Status enqueue(const artifact::EntryPoint &entry,
+                       const std::vector<int64_t> &dims,
                        const kiln_tensor *inputs, kiln_tensor *outputs);
 
   const CudaApi *api = nullptr;

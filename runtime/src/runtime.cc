@@ -4,6 +4,7 @@
 #include "artifact.h"
 #include "cpu_backend.h"
 #include "cuda_driver.h"
+#include "dims.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -70,7 +71,8 @@ const kiln::artifact::EntryPoint *findEntry(const kiln_module *module,
   return nullptr;
 }
 
-kiln_status fillInfo(const kiln::artifact::TensorSpec &spec, kiln_tensor *info,
+kiln_status fillInfo(const kiln::artifact::EntryPoint &entry,
+                     const kiln::artifact::TensorSpec &spec, kiln_tensor *info,
                      const char **name) {
   if (!info)
     return makeStatus("kiln_module_*_info: info must not be NULL");
@@ -79,7 +81,9 @@ kiln_status fillInfo(const kiln::artifact::TensorSpec &spec, kiln_tensor *info,
   info->rank = spec.shape_size();
   for (int i = 0; i < spec.shape_size(); ++i)
     info->shape[i] = spec.shape(i);
-  info->size_bytes = *kiln::runtime::tensorBytes(spec);
+  // Checked when the artifact loaded.
+  info->size_bytes = *kiln::runtime::tensorBytes(
+      spec, *kiln::runtime::checkDimProgram(entry));
   if (name)
     *name = spec.name().c_str();
   return nullptr;
@@ -88,18 +92,27 @@ kiln_status fillInfo(const kiln::artifact::TensorSpec &spec, kiln_tensor *info,
 // Checks that a caller's tensor matches the entry point's spec.
 kiln_status checkTensor(const char *role, size_t index,
                         const kiln::artifact::TensorSpec &spec,
-                        const kiln_tensor &tensor) {
+                        const kiln_tensor &tensor,
+                        const std::vector<int64_t> &dims) {
+  std::vector<int64_t> shape;
+  for (int i = 0; i < spec.shape_size(); ++i)
+    shape.push_back(kiln::runtime::specDim(spec, i, dims));
   bool same = tensor.dtype == static_cast<kiln_dtype>(spec.dtype()) &&
               tensor.rank == spec.shape_size();
   for (int i = 0; same && i < spec.shape_size(); ++i)
-    same = tensor.shape[i] == spec.shape(i);
+    same = tensor.shape[i] == shape[i];
   if (!same)
     return makeStatus(absl::StrCat(
-        role, " #", index, " '", spec.name(), "' must be ", describe(spec),
+        role, " #", index, " '", spec.name(), "' must be ",
+        describe(static_cast<kiln_dtype>(spec.dtype()), shape.data(),
+                 spec.shape_size()),
         ", got ",
         describe(tensor.dtype, tensor.shape,
                  std::min<int>(std::max(tensor.rank, 0), KILN_MAX_RANK))));
-  uint64_t bytes = *kiln::runtime::tensorBytes(spec);
+  absl::StatusOr<uint64_t> specBytes = kiln::runtime::tensorBytes(spec, dims);
+  if (!specBytes.ok())
+    return fromAbsl(specBytes.status());
+  uint64_t bytes = *specBytes;
   if (tensor.size_bytes < bytes || (!tensor.data && bytes))
     return makeStatus(absl::StrCat(role, " #", index, " '", spec.name(),
                                    "' needs ", bytes, " bytes of data, got ",
@@ -201,8 +214,8 @@ kiln_status kiln_module_input_info(const kiln_module *module, size_t entry,
   if (index >= kiln_module_input_count(module, entry))
     return makeStatus(absl::StrCat("no input #", index, " in entry point #",
                                    entry));
-  return fillInfo(module->artifact->manifest().entry_points(entry).inputs(index),
-                  info, name);
+  const auto &e = module->artifact->manifest().entry_points(entry);
+  return fillInfo(e, e.inputs(index), info, name);
 }
 
 kiln_status kiln_module_output_info(const kiln_module *module, size_t entry,
@@ -211,9 +224,79 @@ kiln_status kiln_module_output_info(const kiln_module *module, size_t entry,
   if (index >= kiln_module_output_count(module, entry))
     return makeStatus(absl::StrCat("no output #", index, " in entry point #",
                                    entry));
-  return fillInfo(
-      module->artifact->manifest().entry_points(entry).outputs(index), info,
-      name);
+  const auto &e = module->artifact->manifest().entry_points(entry);
+  return fillInfo(e, e.outputs(index), info, name);
+}
+
+kiln_status kiln_module_output_shapes(const kiln_module *module,
+                                      const char *entryName,
+                                      const kiln_tensor *inputs,
+                                      size_t inputCount, kiln_tensor *outputs,
+                                      size_t outputCount) {
+  if (!module || (inputCount && !inputs) || (outputCount && !outputs))
+    return makeStatus("kiln_module_output_shapes: module, inputs and outputs "
+                      "must not be NULL");
+  const auto *entry = findEntry(module, entryName);
+  if (!entry)
+    return makeStatus(absl::StrCat("no entry point named '",
+                                   entryName ? entryName : "<first>", "'"));
+  if (inputCount != static_cast<size_t>(entry->inputs_size()) ||
+      outputCount != static_cast<size_t>(entry->outputs_size()))
+    return makeStatus(absl::StrCat(
+        "entry point '", entry->name(), "' takes ", entry->inputs_size(),
+        " inputs and ", entry->outputs_size(), " outputs, got ", inputCount,
+        " and ", outputCount));
+  auto values = kiln::runtime::bindDims(*entry, inputs);
+  if (!values.ok())
+    return fromAbsl(values.status());
+  for (size_t k = 0; k < outputCount; ++k) {
+    const auto &spec = entry->outputs(k);
+    outputs[k].dtype = static_cast<kiln_dtype>(spec.dtype());
+    outputs[k].rank = spec.shape_size();
+    for (int i = 0; i < spec.shape_size(); ++i)
+      outputs[k].shape[i] = kiln::runtime::specDim(spec, i, *values);
+    auto bytes = kiln::runtime::tensorBytes(spec, *values);
+    if (!bytes.ok())
+      return fromAbsl(bytes.status());
+    outputs[k].size_bytes = *bytes;
+  }
+  return nullptr;
+}
+
+size_t kiln_module_dim_count(const kiln_module *module, size_t entry) {
+  const auto &m = module->artifact->manifest();
+  return entry < static_cast<size_t>(m.entry_points_size())
+             ? m.entry_points(entry).dims_size()
+             : 0;
+}
+
+int kiln_module_input_dim_symbol(const kiln_module *module, size_t entry,
+                                 size_t input, int axis) {
+  if (input >= kiln_module_input_count(module, entry))
+    return -1;
+  const auto &e = module->artifact->manifest().entry_points(entry);
+  const auto &spec = e.inputs(input);
+  if (axis < 0 || axis >= spec.dim_exprs_size() || spec.dim_exprs(axis) < 0)
+    return -1;
+  // Inputs' symbolic dims are SYMBOL expressions (checked at load).
+  return static_cast<int>(e.dim_exprs(spec.dim_exprs(axis)).value());
+}
+
+kiln_status kiln_module_dim_info(const kiln_module *module, size_t entry,
+                                 size_t index, const char **name, int64_t *min,
+                                 int64_t *max) {
+  if (index >= kiln_module_dim_count(module, entry))
+    return makeStatus(absl::StrCat("no symbolic dim #", index,
+                                   " in entry point #", entry));
+  const auto &dim =
+      module->artifact->manifest().entry_points(entry).dims(index);
+  if (name)
+    *name = dim.name().c_str();
+  if (min)
+    *min = dim.min();
+  if (max)
+    *max = dim.max();
+  return nullptr;
 }
 
 kiln_status kiln_session_create(kiln_module *module, const char *device,
@@ -285,7 +368,8 @@ namespace {
 kiln_status validateRun(kiln_session *session, const char *entryName,
                         const kiln_tensor *inputs, size_t inputCount,
                         kiln_tensor *outputs, size_t outputCount,
-                        const kiln::artifact::EntryPoint **out) {
+                        const kiln::artifact::EntryPoint **out,
+                        std::vector<int64_t> *dims) {
   if (!session)
     return makeStatus("kiln_session_run: session must not be NULL");
   const Artifact &artifact = *session->module->artifact;
@@ -300,12 +384,26 @@ kiln_status validateRun(kiln_session *session, const char *entryName,
         "entry point '", entry->name(), "' takes ", entry->inputs_size(),
         " inputs and ", entry->outputs_size(), " outputs, got ", inputCount,
         " and ", outputCount));
+  if (entry->dim_exprs_size() > 0) {
+    // Symbolic dims: bound from the inputs' shapes, then every input and
+    // output is checked against its shape for this run.
+    if (inputCount && !inputs)
+      return makeStatus("kiln_session_run: inputs must not be NULL");
+    auto values = kiln::runtime::bindDims(*entry, inputs);
+    if (!values.ok())
+      return fromAbsl(values.status());
+    if (absl::Status st = kiln::runtime::checkRunFits(*entry, *values);
+        !st.ok())
+      return fromAbsl(st);
+    *dims = std::move(*values);
+  }
   for (size_t i = 0; i < inputCount; ++i)
-    if (kiln_status s = checkTensor("input", i, entry->inputs(i), inputs[i]))
+    if (kiln_status s =
+            checkTensor("input", i, entry->inputs(i), inputs[i], *dims))
       return s;
   for (size_t i = 0; i < outputCount; ++i)
     if (kiln_status s =
-            checkTensor("output", i, entry->outputs(i), outputs[i]))
+            checkTensor("output", i, entry->outputs(i), outputs[i], *dims))
       return s;
   *out = entry;
   return nullptr;
@@ -314,8 +412,8 @@ kiln_status validateRun(kiln_session *session, const char *entryName,
 /// Runs the launch program on the CPU; with `launchMs`, adds each launch's
 /// wall-clock time to it.
 void runOnCpu(kiln_session *session, const kiln::artifact::EntryPoint &entry,
-              const kiln_tensor *inputs, kiln_tensor *outputs,
-              std::vector<double> *launchMs) {
+              const std::vector<int64_t> &dims, const kiln_tensor *inputs,
+              kiln_tensor *outputs, std::vector<double> *launchMs) {
   const Artifact &artifact = *session->module->artifact;
   auto resolve = [&](const BufferRef &ref) -> uint8_t * {
     switch (ref.kind()) {
@@ -339,8 +437,12 @@ void runOnCpu(kiln_session *session, const kiln::artifact::EntryPoint &entry,
     args.clear();
     for (const auto &ref : launch.args())
       args.push_back(resolve(ref));
+    // Scalar arguments: a pointer to each int64.
+    for (uint32_t e : launch.scalar_args())
+      args.push_back(const_cast<int64_t *>(&dims[e]));
     if (launch.kind() == kiln::artifact::Launch::COPY)
-      std::memmove(args[0], args[1], launch.args(0).size());
+      std::memmove(args[0], args[1],
+                   kiln::runtime::refBytes(launch.args(0), dims));
     else
       session->kernels->kernel(launch.kernel())(args.data());
     if (launchMs)
@@ -356,12 +458,13 @@ kiln_status kiln_session_run(kiln_session *session, const char *entryName,
                              const kiln_tensor *inputs, size_t inputCount,
                              kiln_tensor *outputs, size_t outputCount) {
   const kiln::artifact::EntryPoint *entry = nullptr;
+  std::vector<int64_t> dims;
   if (kiln_status s = validateRun(session, entryName, inputs, inputCount,
-                                  outputs, outputCount, &entry))
+                                  outputs, outputCount, &entry, &dims))
     return s;
   if (session->cuda)
-    return fromAbsl(session->cuda->run(*entry, inputs, outputs));
-  runOnCpu(session, *entry, inputs, outputs, nullptr);
+    return fromAbsl(session->cuda->run(*entry, dims, inputs, outputs));
+  runOnCpu(session, *entry, dims, inputs, outputs, nullptr);
   return nullptr;
 }
 
@@ -371,12 +474,13 @@ kiln_status kiln_session_run_async(kiln_session *session,
                                    size_t inputCount, kiln_tensor *outputs,
                                    size_t outputCount) {
   const kiln::artifact::EntryPoint *entry = nullptr;
+  std::vector<int64_t> dims;
   if (kiln_status s = validateRun(session, entryName, inputs, inputCount,
-                                  outputs, outputCount, &entry))
+                                  outputs, outputCount, &entry, &dims))
     return s;
   if (session->cuda)
-    return fromAbsl(session->cuda->runAsync(*entry, inputs, outputs));
-  runOnCpu(session, *entry, inputs, outputs, nullptr);
+    return fromAbsl(session->cuda->runAsync(*entry, dims, inputs, outputs));
+  runOnCpu(session, *entry, dims, inputs, outputs, nullptr);
   return nullptr;
 }
 
@@ -392,8 +496,9 @@ kiln_status kiln_session_profile(kiln_session *session, const char *entryName,
                                  int iterations, double *launchMs,
                                  size_t capacity, size_t *launchCount) {
   const kiln::artifact::EntryPoint *entry = nullptr;
+  std::vector<int64_t> dims;
   if (kiln_status s = validateRun(session, entryName, inputs, inputCount,
-                                  outputs, outputCount, &entry))
+                                  outputs, outputCount, &entry, &dims))
     return s;
   if (iterations < 1 || !launchCount || (capacity && !launchMs))
     return makeStatus("kiln_session_profile: iterations must be positive "
@@ -401,12 +506,13 @@ kiln_status kiln_session_profile(kiln_session *session, const char *entryName,
   std::vector<double> times(entry->launches_size(), 0.0);
   if (session->cuda) {
     if (absl::Status st =
-            session->cuda->profile(*entry, inputs, outputs, iterations, times);
+            session->cuda->profile(*entry, dims, inputs, outputs, iterations,
+                                   times);
         !st.ok())
       return fromAbsl(st);
   } else {
     for (int i = 0; i < iterations; ++i)
-      runOnCpu(session, *entry, inputs, outputs, &times);
+      runOnCpu(session, *entry, dims, inputs, outputs, &times);
   }
   *launchCount = times.size();
   for (size_t i = 0; i < times.size() && i < capacity; ++i)

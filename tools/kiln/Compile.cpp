@@ -40,6 +40,8 @@ Compiles an ONNX model into a Kiln artifact (or prints an IR level).
                          CUDA_PATH, PATH, /usr/local/cuda)
   --precision fp32       compute precision
   --dim NAME=VALUE       value of a symbolic input dim (repeatable)
+  --dim NAME=MIN..MAX    keep the dim symbolic, with these bounds: the
+                         artifact runs any size in the range
   --constant-input NAME=@FILE.pb
                          freeze graph input NAME to the ONNX TensorProto in
                          FILE: it becomes a constant of the model (for
@@ -94,21 +96,29 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
       size_t eq = value.find('=');
       std::string name = value.substr(0, eq);
       std::string number = eq == std::string::npos ? "" : value.substr(eq + 1);
-      if (number.find("..") != std::string::npos) {
-        std::string lo = number.substr(0, number.find(".."));
-        std::string hi = number.substr(number.find("..") + 2);
-        if (lo != hi) {
-          error = "--dim " + value + ": dynamic ranges are not compiled "
-                  "yet; give one value, e.g. --dim " + name + "=" + hi;
+      auto parse = [](const std::string &text, long long &n) {
+        char *end = nullptr;
+        n = std::strtoll(text.c_str(), &end, 10);
+        return !text.empty() && !*end;
+      };
+      if (size_t dots = number.find(".."); dots != std::string::npos) {
+        long long lo = 0, hi = 0;
+        if (name.empty() || !parse(number.substr(0, dots), lo) ||
+            !parse(number.substr(dots + 2), hi) || lo < 1 || hi < lo) {
+          error = "--dim expects NAME=MIN..MAX with 1 <= MIN <= MAX, got '" +
+                  value + "'";
           break;
         }
-        number = lo;
+        if (lo == hi)
+          o.import.dims[name] = lo;
+        else
+          o.import.dimRanges[name] = {lo, hi};
+        continue;
       }
-      char *end = nullptr;
-      long long n = std::strtoll(number.c_str(), &end, 10);
-      if (name.empty() || number.empty() || *end || n <= 0) {
-        error = "--dim expects NAME=VALUE with a positive VALUE, got '" +
-                value + "'";
+      long long n = 0;
+      if (name.empty() || !parse(number, n) || n <= 0) {
+        error = "--dim expects NAME=VALUE with a positive VALUE, or "
+                "NAME=MIN..MAX, got '" + value + "'";
         break;
       }
       o.import.dims[name] = n;

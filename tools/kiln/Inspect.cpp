@@ -17,10 +17,41 @@ std::string dtypeName(artifact::DType dtype) {
   return kiln_dtype_name(static_cast<kiln_dtype>(dtype));
 }
 
-std::string specText(const artifact::TensorSpec &spec) {
+/// Dim expression #e of `entry` as text: "seq", "batch*seq", "(seq+63)/64".
+std::string exprText(const artifact::EntryPoint &entry, uint32_t e) {
+  using artifact::DimExpr;
+  const DimExpr &x = entry.dim_exprs(e);
+  switch (x.op()) {
+  case DimExpr::SYMBOL: return entry.dims(x.value()).name();
+  case DimExpr::CONST: return std::to_string(x.value());
+  default: break;
+  }
+  std::string a = exprText(entry, x.lhs()), b = exprText(entry, x.rhs());
+  switch (x.op()) {
+  case DimExpr::ADD: return "(" + a + "+" + b + ")";
+  case DimExpr::SUB: return "(" + a + "-" + b + ")";
+  case DimExpr::MUL: return a + "*" + b;
+  case DimExpr::FLOORDIV: return "floor(" + a + "/" + b + ")";
+  case DimExpr::CEILDIV: return "ceil(" + a + "/" + b + ")";
+  case DimExpr::REM: return "(" + a + " mod " + b + ")";
+  case DimExpr::MIN: return "min(" + a + "," + b + ")";
+  case DimExpr::MAX: return "max(" + a + "," + b + ")";
+  default: return "?";
+  }
+}
+
+std::string dimText(const artifact::TensorSpec &spec, int i,
+                    const artifact::EntryPoint *entry) {
+  if (entry && i < spec.dim_exprs_size() && spec.dim_exprs(i) >= 0)
+    return exprText(*entry, spec.dim_exprs(i));
+  return std::to_string(spec.shape(i));
+}
+
+std::string specText(const artifact::TensorSpec &spec,
+                     const artifact::EntryPoint *entry = nullptr) {
   std::string s = dtypeName(spec.dtype()) + "[";
   for (int i = 0; i < spec.shape_size(); ++i)
-    s += (i ? "," : "") + std::to_string(spec.shape(i));
+    s += (i ? "," : "") + dimText(spec, i, entry);
   return s + "]";
 }
 
@@ -35,10 +66,16 @@ std::string refText(const BufferRef &ref, const artifact::Manifest &m,
   }
 }
 
-llvm::json::Object specJson(const artifact::TensorSpec &spec) {
+/// A spec as JSON; a symbolic dim's shape entry is its expression text.
+llvm::json::Object specJson(const artifact::TensorSpec &spec,
+                            const artifact::EntryPoint *entry = nullptr) {
   llvm::json::Array shape;
-  for (int64_t d : spec.shape())
-    shape.push_back(d);
+  for (int i = 0; i < spec.shape_size(); ++i) {
+    if (spec.shape(i) >= 0)
+      shape.push_back(spec.shape(i));
+    else
+      shape.push_back(dimText(spec, i, entry));
+  }
   return llvm::json::Object{{"name", spec.name()},
                             {"dtype", dtypeName(spec.dtype())},
                             {"shape", std::move(shape)}};
@@ -83,17 +120,24 @@ void printJson(const runtime::Artifact &a) {
     weights.push_back(std::move(o));
   }
   for (const auto &e : m.entry_points()) {
-    llvm::json::Array inputs, outputs, launches;
+    llvm::json::Array inputs, outputs, launches, dims;
     for (const auto &s : e.inputs())
-      inputs.push_back(specJson(s));
+      inputs.push_back(specJson(s, &e));
     for (const auto &s : e.outputs())
-      outputs.push_back(specJson(s));
+      outputs.push_back(specJson(s, &e));
+    for (const auto &d : e.dims())
+      dims.push_back(llvm::json::Object{
+          {"name", d.name()}, {"min", d.min()}, {"max", d.max()}});
     for (const auto &l : e.launches()) {
       llvm::json::Array args;
       for (const auto &r : l.args())
         args.push_back(refText(r, m, e));
+      llvm::json::Array sizes;
+      for (uint32_t x : l.scalar_args())
+        sizes.push_back(exprText(e, x));
       launches.push_back(llvm::json::Object{
           {"kind", l.kind() == artifact::Launch::COPY ? "copy" : "kernel"},
+          {"sizes", std::move(sizes)},
           {"kernel", l.kind() == artifact::Launch::COPY
                          ? std::string()
                          : m.kernels(l.kernel()).name()},
@@ -102,6 +146,7 @@ void printJson(const runtime::Artifact &a) {
           {"block", llvm::json::Array(l.block())}});
     }
     entries.push_back(llvm::json::Object{{"name", e.name()},
+                                         {"dims", std::move(dims)},
                                          {"inputs", std::move(inputs)},
                                          {"outputs", std::move(outputs)},
                                          {"launches", std::move(launches)}});
@@ -141,7 +186,7 @@ void printText(const runtime::Artifact &a) {
               m.weights_size());
   std::printf("\nkernels (%d)\n", m.kernels_size());
   for (const auto &k : m.kernels()) {
-    std::printf("  %-28s %-12s %u buffers\n", k.name().c_str(),
+    std::printf("  %-28s %-12s %u args\n", k.name().c_str(),
                 k.strategy().c_str(), k.num_args());
     for (const auto &image : k.images())
       std::printf("    %-7s %3u registers, %6u B shared, %4u B stack, "
@@ -159,20 +204,31 @@ void printText(const runtime::Artifact &a) {
                 static_cast<unsigned long long>(w.size()));
   for (const auto &e : m.entry_points()) {
     std::printf("\nentry point '%s'\n", e.name().c_str());
+    for (const auto &d : e.dims())
+      std::printf("  dim    %-20s %lld..%lld\n", d.name().c_str(),
+                  static_cast<long long>(d.min()),
+                  static_cast<long long>(d.max()));
     for (const auto &s : e.inputs())
-      std::printf("  input  %-20s %s\n", s.name().c_str(), specText(s).c_str());
+      std::printf("  input  %-20s %s\n", s.name().c_str(),
+                  specText(s, &e).c_str());
     for (const auto &s : e.outputs())
-      std::printf("  output %-20s %s\n", s.name().c_str(), specText(s).c_str());
+      std::printf("  output %-20s %s\n", s.name().c_str(),
+                  specText(s, &e).c_str());
     std::printf("  launches (%d)\n", e.launches_size());
     for (const auto &l : e.launches()) {
       std::string args;
       for (const auto &r : l.args())
         args += (args.empty() ? "" : ", ") + refText(r, m, e);
+      for (uint32_t x : l.scalar_args())
+        args += (args.empty() ? "" : ", ") + exprText(e, x);
       std::string dims;
+      auto gridText = [&](int i) {
+        uint32_t x = i < l.grid_exprs_size() ? l.grid_exprs(i) : 0;
+        return x ? exprText(e, x - 1) : std::to_string(l.grid(i));
+      };
       if (l.grid_size() == 3)
-        dims = " grid " + std::to_string(l.grid(0)) + "x" +
-               std::to_string(l.grid(1)) + "x" + std::to_string(l.grid(2)) +
-               " block " + std::to_string(l.block(0)) + "x" +
+        dims = " grid " + gridText(0) + "x" + gridText(1) + "x" +
+               gridText(2) + " block " + std::to_string(l.block(0)) + "x" +
                std::to_string(l.block(1)) + "x" + std::to_string(l.block(2));
       std::printf("    %-26s (%s)%s\n",
                   l.kind() == artifact::Launch::COPY

@@ -100,6 +100,24 @@ std::optional<RunOptions> parse(const Args &args, bool bench,
   return o;
 }
 
+/// An input's dtype and shape as the model declares it, symbolic dims
+/// with their bounds: "f32[batch=1..8,128]".
+std::string describeInput(const rt::Module &module, size_t entry,
+                          size_t input, const rt::TensorInfo &info) {
+  std::string s = kiln_dtype_name(info.tensor.dtype);
+  s += "[";
+  for (int d = 0; d < info.tensor.rank; ++d) {
+    std::string name;
+    int64_t lo = 0, hi = 0;
+    s += d ? "," : "";
+    if (module.inputDim(entry, input, d, name, lo, hi))
+      s += name + "=" + std::to_string(lo) + ".." + std::to_string(hi);
+    else
+      s += std::to_string(info.tensor.shape[d]);
+  }
+  return s + "]";
+}
+
 struct Prepared {
   std::unique_ptr<rt::Module> module;
   std::unique_ptr<rt::Session> session;
@@ -148,25 +166,44 @@ int prepare(const RunOptions &o, bool randomMissing, Prepared &p) {
       expected.dtype = info.tensor.dtype;
       expected.shape.assign(info.tensor.shape,
                             info.tensor.shape + info.tensor.rank);
-      if (tensor.dtype != expected.dtype || tensor.shape != expected.shape)
+      // A symbolic dim (-1) takes the file's size; the runtime checks it
+      // against the dim's bounds.
+      bool fits = tensor.dtype == expected.dtype &&
+                  tensor.shape.size() == expected.shape.size();
+      for (size_t d = 0; fits && d < tensor.shape.size(); ++d)
+        fits = expected.shape[d] < 0 || tensor.shape[d] == expected.shape[d];
+      if (!fits)
         return fail("input '" + info.name + "' from '" + it->second +
                     "' is " + tensor.describe() + " but the model expects " +
-                    expected.describe());
+                    describeInput(*p.module, p.entry, p.inputs.size(), info));
     } else if (randomMissing) {
+      // Random data at the symbolic dims' upper bounds.
+      for (int d = 0; d < info.tensor.rank; ++d) {
+        std::string dimName;
+        int64_t lo = 0, hi = 0;
+        if (p.module->inputDim(p.entry, p.inputs.size(), d, dimName, lo, hi))
+          tensor.shape[d] = hi;
+      }
       tensor.data.resize(info.tensor.size_bytes);
       if (tensor.dtype == KILN_DTYPE_F32)
-        for (size_t i = 0; i < info.numElements(); ++i) {
+        for (size_t i = 0; i < info.tensor.size_bytes / 4; ++i) {
           float v = uniform(rng);
           std::memcpy(tensor.data.data() + 4 * i, &v, 4);
         }
     } else {
-      HostTensor expected = tensor;
       return fail("missing input '" + info.name + "' (" +
-                  expected.describe() + "); pass --input " + info.name +
-                  "=@FILE.npy");
+                  describeInput(*p.module, p.entry, p.inputs.size(), info) +
+                  "); pass --input " + info.name + "=@FILE.npy");
     }
     p.inputs.push_back(std::move(tensor));
   }
+  // Output shapes follow the inputs' symbolic dims.
+  std::vector<kiln_tensor> views;
+  for (HostTensor &t : p.inputs)
+    views.push_back(t.view());
+  p.outputInfo = p.module->outputShapes(p.entry, views, error);
+  if (!error.empty())
+    return fail(error);
   for (const rt::TensorInfo &info : p.outputInfo) {
     HostTensor tensor;
     tensor.dtype = info.tensor.dtype;

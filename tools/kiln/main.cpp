@@ -36,7 +36,7 @@ static const char *kUsage = R"(usage: kiln <command> [options]
 
 commands:
   compile MODEL -o OUT.kiln [--target cpu] [--precision fp32]
-          [--dim NAME=VALUE ...] [--cpu host|NAME]
+          [--dim NAME=VALUE|NAME=MIN..MAX ...] [--cpu host|NAME]
           [--emit mlir|dispatch-mlir|kernel-mlir|artifact]
           [--mlir-print-ir-after-all | --mlir-print-ir-after=PASS]
           [--mlir-timing]

@@ -75,7 +75,9 @@ KILN_API size_t kiln_module_input_count(const kiln_module *module,
                                         size_t entry);
 KILN_API size_t kiln_module_output_count(const kiln_module *module,
                                          size_t entry);
-/* Name, dtype and shape of an input or output; data is NULL. */
+/* Name, dtype and shape of an input or output; data is NULL. A symbolic
+ * dim (compiled with `--dim NAME=MIN..MAX`) has shape -1, and size_bytes
+ * is then the size at the dims' upper bounds. */
 KILN_API kiln_status kiln_module_input_info(const kiln_module *module,
                                             size_t entry, size_t index,
                                             kiln_tensor *info,
@@ -84,6 +86,32 @@ KILN_API kiln_status kiln_module_output_info(const kiln_module *module,
                                              size_t entry, size_t index,
                                              kiln_tensor *info,
                                              const char **name);
+
+/* The dtypes and shapes of `entry`'s outputs for these inputs (only their
+ * dtype, rank and shape are read): fills dtype, rank, shape and size_bytes
+ * of each of `outputs`, leaving data alone. Fails, naming the input and the
+ * dim, when an input does not fit the entry point (a symbolic dim outside
+ * its bounds, one dim with two values). */
+KILN_API kiln_status kiln_module_output_shapes(const kiln_module *module,
+                                               const char *entry,
+                                               const kiln_tensor *inputs,
+                                               size_t input_count,
+                                               kiln_tensor *outputs,
+                                               size_t output_count);
+
+/* Number of symbolic dims of entry point #entry, and each one's name and
+ * bounds (index < count). */
+KILN_API size_t kiln_module_dim_count(const kiln_module *module,
+                                      size_t entry);
+/* The symbolic dim (an index below kiln_module_dim_count) at `axis` of
+ * input #input, or -1 for a static dim. */
+KILN_API int kiln_module_input_dim_symbol(const kiln_module *module,
+                                          size_t entry, size_t input,
+                                          int axis);
+KILN_API kiln_status kiln_module_dim_info(const kiln_module *module,
+                                          size_t entry, size_t index,
+                                          const char **name, int64_t *min,
+                                          int64_t *max);
 
 /* `device`: "cpu" (also NULL), "cuda:N". The module must outlive the
  * session. */
@@ -94,7 +122,8 @@ KILN_API void kiln_session_free(kiln_session *session);
 
 /* Runs entry point `entry` (a name; NULL for the first). `inputs` and
  * `outputs` are in the entry point's order; outputs must have the declared
- * dtype and shape and point to writable memory of size_bytes. */
+ * dtype and shape (for symbolic dims, the one kiln_module_output_shapes
+ * gives) and point to writable memory of size_bytes. */
 KILN_API kiln_status kiln_session_run(kiln_session *session,
                                       const char *entry,
                                       const kiln_tensor *inputs,

@@ -57,6 +57,37 @@ public:
   std::vector<TensorInfo> outputs(size_t e) const {
     return infos(e, kiln_module_output_count(module_, e), false);
   }
+  /// The outputs of entry point `e` for these inputs (dtype, shape and
+  /// size; their symbolic dims resolved); empty with `error` set when the
+  /// inputs do not fit.
+  std::vector<TensorInfo> outputShapes(size_t e,
+                                       const std::vector<kiln_tensor> &inputs,
+                                       std::string &error) const {
+    std::vector<TensorInfo> result = outputs(e);
+    std::vector<kiln_tensor> raw;
+    for (const TensorInfo &info : result)
+      raw.push_back(info.tensor);
+    error = take(kiln_module_output_shapes(
+        module_, kiln_module_entry_name(module_, e), inputs.data(),
+        inputs.size(), raw.data(), raw.size()));
+    if (!error.empty())
+      return {};
+    for (size_t i = 0; i < raw.size(); ++i)
+      result[i].tensor = raw[i];
+    return result;
+  }
+  /// Name and bounds of the symbolic dim at `axis` of input `input`;
+  /// false for a static dim.
+  bool inputDim(size_t e, size_t input, int axis, std::string &name,
+                int64_t &min, int64_t &max) const {
+    int symbol = kiln_module_input_dim_symbol(module_, e, input, axis);
+    const char *raw = nullptr;
+    if (symbol < 0 ||
+        kiln_module_dim_info(module_, e, symbol, &raw, &min, &max))
+      return false;
+    name = raw ? raw : "";
+    return true;
+  }
   /// The kernel each launch of entry point `e` runs ("(copy)" for copies).
   std::vector<std::string> launchKernels(size_t e) const {
     std::vector<std::string> names;

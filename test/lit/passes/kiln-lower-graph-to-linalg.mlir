@@ -155,3 +155,36 @@ func.func @attention(%q: tensor<1x4x3x8xf32>, %k: tensor<1x2x3x8xf32>, %v: tenso
   %o = kiln.attention %q, %k, %v {scale = 0.125 : f64, causal_offset = 0 : i64} : tensor<1x4x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32> -> tensor<1x4x3x8xf32>
   return %o : tensor<1x4x3x8xf32>
 }
+
+// -----
+
+// COM: Symbolic dims: the product's empty tensor and the expanded result
+// COM: take their sizes from the lhs (tensor.dim), never a static guess.
+// CHECK-LABEL: func.func @matmul_symbolic
+// CHECK-SAME: (%[[X:.*]]: tensor<?x?x16xf32>, %[[W:.*]]: tensor<16x4xf32>)
+// CHECK-DAG: %[[B:.*]] = tensor.dim %[[X]], %c0
+// CHECK-DAG: %[[S:.*]] = tensor.dim %[[X]], %c1
+// CHECK: %[[FLAT:.*]] = tensor.collapse_shape %[[X]] {{\[\[}}0, 1], [2]] : tensor<?x?x16xf32> into tensor<?x16xf32>
+// CHECK: %[[ROWS:.*]] = tensor.dim %[[FLAT]], %c0
+// CHECK: %[[E:.*]] = tensor.empty(%[[ROWS]]) : tensor<?x4xf32>
+// CHECK: %[[MM:.*]] = linalg.matmul ins(%[[FLAT]], %[[W]] : tensor<?x16xf32>, tensor<16x4xf32>)
+// CHECK: %[[Y:.*]] = tensor.expand_shape %[[MM]] {{\[\[}}0, 1], [2]] output_shape [%[[B]], %[[S]], 4]
+// CHECK: return %[[Y]]
+func.func @matmul_symbolic(%x: tensor<?x?x16xf32>, %w: tensor<16x4xf32>) -> tensor<?x?x4xf32> {
+  %y = kiln.matmul %x, %w : tensor<?x?x16xf32>, tensor<16x4xf32> -> tensor<?x?x4xf32>
+  return %y : tensor<?x?x4xf32>
+}
+
+// -----
+
+// COM: A layer norm whose leading dim is symbolic: the statistics are
+// COM: sized from the input.
+// CHECK-LABEL: func.func @layer_norm_symbolic_rows
+// CHECK-NOT: kiln.layer_norm
+// CHECK: %[[R:.*]] = tensor.dim %arg0, %c0 : tensor<?x8xf32>
+// CHECK: tensor.empty(%[[R]]) : tensor<?xf32>
+// CHECK: } -> tensor<?x8xf32>
+func.func @layer_norm_symbolic_rows(%x: tensor<?x8xf32>, %s: tensor<8xf32>) -> tensor<?x8xf32> {
+  %y = kiln.layer_norm %x, %s {axis = 1 : i64, epsilon = 1.0e-05 : f32} : tensor<?x8xf32>, tensor<8xf32>
+  return %y : tensor<?x8xf32>
+}
