@@ -28,45 +28,6 @@ bool isHostSide(Operation *op) {
          isPure(op);
 }
 
-/// Views whose shape has symbolic dims are rebuilt inside each launch that
-/// reads them: a kernel takes the base pointer (a static rank-0 memref) and
-/// the sizes, never a memref descriptor.
-void sinkDynamicViews(gpu::LaunchOp launch) {
-  Block &body = launch.getBody().front();
-  llvm::SmallDenseMap<Value, Value> sunk;
-  std::function<Value(OpBuilder &, Value)> sinkView =
-      [&](OpBuilder &b, Value view) -> Value {
-    if (Value local = sunk.lookup(view))
-      return local;
-    Operation *def = view.getDefiningOp();
-    if (!def || launch->isAncestor(def) ||
-        !isa<memref::ReinterpretCastOp, memref::ExpandShapeOp,
-             memref::CollapseShapeOp, memref::CastOp>(def))
-      return view;
-    IRMapping mapping;
-    for (Value operand : def->getOperands())
-      if (auto type = dyn_cast<MemRefType>(operand.getType());
-          type && !type.hasStaticShape())
-        mapping.map(operand, sinkView(b, operand));
-    Value local = b.clone(*def, mapping)->getResult(0);
-    sunk[view] = local;
-    return local;
-  };
-  OpBuilder b = OpBuilder::atBlockBegin(&body);
-  // The clones go before every op the walk visits.
-  launch.getBody().walk([&](Operation *op) {
-    for (OpOperand &use : op->getOpOperands()) {
-      auto type = dyn_cast<MemRefType>(use.get().getType());
-      if (!type || type.hasStaticShape())
-        continue;
-      Operation *def = use.get().getDefiningOp();
-      if (!def || launch->isAncestor(def))
-        continue;
-      use.set(sinkView(b, use.get()));
-    }
-  });
-}
-
 struct KilnGpuMapToThreadsPass final
     : kiln::impl::KilnGpuMapToThreadsBase<KilnGpuMapToThreadsPass> {
   using Base::Base;
@@ -293,8 +254,6 @@ struct KilnGpuMapToThreadsPass final
                                       in.getInsertionBlock()->end());
                    });
     }
-
-    func.walk([](gpu::LaunchOp launch) { sinkDynamicViews(launch); });
 
     // Small constants became memref globals: each launch reads its own
     // memref.get_global, so outlining copies the global into the kernel's

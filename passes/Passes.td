@@ -278,10 +278,12 @@ def KilnGpuMapToThreads : Pass<"kiln-gpu-map-to-threads", "mlir::func::FuncOp"> 
   let summary = "generic GPU fallback: map every parallel loop nest onto blocks and threads";
   let description = [{
     Runs on bufferized kernel functions (marked `kiln.kernel`) whose linalg
-    ops became `scf.parallel` nests. Each top-level `scf.parallel` with
-    static bounds becomes one `gpu.launch`: its iteration space is
-    linearized, `block-size` threads per block (fewer for small spaces,
-    rounded up to a warp) and as many blocks as needed; each thread
+    ops became `scf.parallel` nests. Each top-level `scf.parallel` becomes
+    one `gpu.launch`: its iteration space is linearized, `block-size`
+    threads per block (fewer for small static spaces, rounded up to a warp)
+    and as many blocks as needed. Bounds that depend on symbolic dims are
+    computed on the host side of the kernel function, so the grid size is a
+    launch operand and the trip count a kernel argument; each thread
     delinearizes its global id into the loop's induction variables and runs
     the body under an `id < count` guard. Reduction loops inside the body
     stay sequential per thread. Straight-line work left outside any loop
@@ -306,6 +308,37 @@ def KilnGpuMapToThreads : Pass<"kiln-gpu-map-to-threads", "mlir::func::FuncOp"> 
   ];
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
                            "mlir::arith::ArithDialect"];
+}
+
+def KilnGpuSinkViews : Pass<"kiln-gpu-sink-views", "mlir::func::FuncOp"> {
+  let summary = "rebuild memref views with symbolic dims inside the GPU launches that read them";
+  let description = [{
+    A buffer with symbolic dims reaches a kernel function as a rank-0 memref
+    (its base pointer) and is viewed at its shape with
+    `memref.reinterpret_cast` (see kiln-outline-dispatches); reshapes of it
+    are views too. A `gpu.launch` that captured such a view would become a
+    kernel taking a memref descriptor, which the bare-pointer calling
+    convention cannot pass. This pass clones the chain of views (of memrefs
+    with dynamic shapes) into each launch that uses it, so the launch
+    captures the base pointer and the index sizes instead: kernels take one
+    pointer per buffer and one integer per size, on every target.
+  }];
+  let dependentDialects = ["mlir::memref::MemRefDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
+def KilnGpuOrderKernelArgs : Pass<"kiln-gpu-order-kernel-args", "mlir::ModuleOp"> {
+  let summary = "put an outlined GPU kernel's buffer arguments before its scalars";
+  let description = [{
+    Runs after `gpu-kernel-outlining`, which orders a kernel's arguments by
+    first use. The launch program passes a launch's buffers first and then
+    its sizes (int64), so this pass permutes each kernel's arguments (and
+    the operands of every `gpu.launch_func` of it) to memrefs first, then
+    the other arguments, each group in its original order.
+
+    Before: `gpu.func @k(%a: memref<f32>, %n: index, %b: memref<f32>)`
+    After:  `gpu.func @k(%a: memref<f32>, %b: memref<f32>, %n: index)`
+  }];
 }
 
 #endif // KILN_PASSES

@@ -128,7 +128,12 @@ void buildGpuKernelPipeline(OpPassManager &pm) {
   // Constants and index math go into the kernels instead of becoming
   // kernel arguments.
   pm.addPass(createGpuLaunchSinkIndexComputationsPass());
+  // Views of buffers with symbolic dims go inside the launches, so kernels
+  // take base pointers and sizes; then buffers come first, as the launch
+  // program passes them.
+  pm.addNestedPass<func::FuncOp>(createKilnGpuSinkViews());
   pm.addPass(createGpuKernelOutliningPass());
+  pm.addPass(createKilnGpuOrderKernelArgs());
 }
 
 void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,

@@ -264,34 +264,53 @@ struct EntryBuilder {
   /// gpu.launch_func) into launches. `args` are the storages of the kernel
   /// function's arguments (dispatch inputs, then results).
   LogicalResult expandGpuDispatch(DispatchOp dispatch, StringRef hostName,
-                                  ArrayRef<LaunchArg> args) {
+                                  ArrayRef<LaunchArg> args,
+                                  ArrayRef<uint32_t> scalars) {
     func::FuncOp host;
     for (auto nested : module.getOps<ModuleOp>())
       if (auto f = nested.lookupSymbol<func::FuncOp>(hostName))
         host = f;
     if (!host)
       return dispatch.emitError() << "kernel '" << hostName << "' is missing";
-    llvm::DenseMap<Value, Storage> local;
+    // Buffers of the host side: the dispatch's, its temporaries, and views
+    // of them (which pass the whole buffer).
+    llvm::DenseMap<Value, LaunchArg> local;
     for (auto [arg, a] : llvm::zip(host.getArguments(), args))
-      local[arg] = a.storage;
+      local[arg] = a;
+    // The kernel function's size arguments are the dispatch's.
+    for (auto [arg, e] :
+         llvm::zip(host.getArguments().drop_front(args.size()), scalars))
+      dimProgram->bindIndex(arg, e);
     int64_t firstStep = launches.size();
     std::vector<uint32_t> scratch;
     for (Operation &op : host.getBody().front()) {
       if (auto alloc = dyn_cast<memref::AllocOp>(op)) {
         MemRefType type = alloc.getType();
-        uint64_t bytes = type.getNumElements() *
-                         std::max(1u, type.getElementTypeBitWidth() / 8);
-        Storage s = virtualBuffer(bytes, launches.size());
-        local[alloc] = s;
-        scratch.push_back(s.index);
+        FailureOr<LaunchArg> a = argOf(alloc, Storage());
+        if (failed(a))
+          return failure();
+        a->storage = virtualBuffer(a->size, launches.size());
+        local[alloc] = *a;
+        scratch.push_back(a->storage.index);
+        (void)type;
         continue;
       }
-      if (isa<memref::ExpandShapeOp, memref::CollapseShapeOp, memref::CastOp>(
-              op)) {
-        local[op.getResult(0)] = local.lookup(op.getOperand(0));
+      if (auto cast = dyn_cast<memref::ReinterpretCastOp>(op)) {
+        if (cast.getStaticOffsets().front() != 0)
+          return op.emitError() << "a host-side view with an offset cannot be "
+                                   "passed to a GPU kernel";
+      }
+      if (isa<memref::ExpandShapeOp, memref::CollapseShapeOp, memref::CastOp,
+              memref::ReinterpretCastOp>(op)) {
+        auto it = local.find(op.getOperand(0));
+        if (it == local.end())
+          return op.emitError() << "views a buffer that is not one of this "
+                                   "dispatch's";
+        local[op.getResult(0)] = it->second;
         continue;
       }
-      if (isa<arith::ConstantOp, memref::DeallocOp, func::ReturnOp>(op))
+      if (isa<arith::ConstantOp, memref::DeallocOp, func::ReturnOp>(op) ||
+          isSizeComputation(op))
         continue;
       auto launch = dyn_cast<gpu::LaunchFuncOp>(op);
       if (!launch)
@@ -306,27 +325,50 @@ struct EntryBuilder {
       PendingLaunch pending{index->second, {}, {}, {}, {}, {}};
       gpu::KernelDim3 grid = launch.getGridSizeOperandValues();
       gpu::KernelDim3 block = launch.getBlockSizeOperandValues();
-      for (Value v : {grid.x, grid.y, grid.z, block.x, block.y, block.z}) {
+      bool dynamicGrid = false;
+      for (Value v : {grid.x, grid.y, grid.z}) {
+        APInt size;
+        if (matchPattern(v, m_ConstantInt(&size))) {
+          pending.grid.push_back(size.getZExtValue());
+          pending.gridExprs.push_back(0);
+          continue;
+        }
+        // Blocks from symbolic dims: planned at the dims' upper bounds.
+        FailureOr<uint32_t> e = dimProgram->exprOf(v);
+        if (failed(e))
+          return failure();
+        pending.grid.push_back(
+            static_cast<uint32_t>(dimProgram->upperBound(*e)));
+        pending.gridExprs.push_back(*e + 1);
+        dynamicGrid = true;
+      }
+      if (!dynamicGrid)
+        pending.gridExprs.clear();
+      for (Value v : {block.x, block.y, block.z}) {
         APInt size;
         if (!matchPattern(v, m_ConstantInt(&size)))
-          return op.emitError() << "launch sizes must be static";
-        (pending.grid.size() < 3 ? pending.grid : pending.block)
-            .push_back(size.getZExtValue());
+          return op.emitError() << "block sizes must be static";
+        pending.block.push_back(size.getZExtValue());
       }
       int64_t step = launches.size();
       for (Value operand : launch.getKernelOperands()) {
-        auto type = dyn_cast<MemRefType>(operand.getType());
+        if (!isa<MemRefType>(operand.getType())) {
+          // Sizes: the kernel arguments after the buffers.
+          FailureOr<uint32_t> e = dimProgram->exprOf(operand);
+          if (failed(e))
+            return failure();
+          pending.scalarArgs.push_back(*e);
+          continue;
+        }
+        if (!pending.scalarArgs.empty())
+          return op.emitError() << "kernel buffers must come before its sizes";
         auto it = local.find(operand);
-        if (!type || it == local.end())
+        if (it == local.end())
           return op.emitError() << "kernel argument of type "
                                 << operand.getType()
                                 << " is not a buffer of this dispatch";
-        touch(it->second, step);
-        pending.args.push_back(
-            {it->second,
-             static_cast<uint64_t>(type.getNumElements()) *
-                 std::max(1u, type.getElementTypeBitWidth() / 8),
-             0});
+        touch(it->second.storage, step);
+        pending.args.push_back(it->second);
       }
       launches.push_back(std::move(pending));
     }
@@ -443,11 +485,7 @@ struct EntryBuilder {
           failed(appendDimArgs(dispatch.getResults(), scalars)))
         return failure();
       if (gpu) {
-        if (!scalars.empty())
-          return dispatch.emitError()
-                 << "symbolic dims are compiled for the cpu target only so "
-                    "far; give each dim a value with --dim NAME=VALUE";
-        if (failed(expandGpuDispatch(dispatch, kernelName, args)))
+        if (failed(expandGpuDispatch(dispatch, kernelName, args, scalars)))
           return failure();
         continue;
       }

@@ -159,6 +159,8 @@ FailureOr<uint32_t> DimProgram::binary(int op, Value lhs, Value rhs) {
 }
 
 FailureOr<uint32_t> DimProgram::exprOf(Value index) {
+  if (auto it = indices.find(index); it != indices.end())
+    return it->second;
   APInt constantInt;
   if (matchPattern(index, m_ConstantInt(&constantInt)))
     return constant(constantInt.getSExtValue());
@@ -282,6 +284,32 @@ FailureOr<uint32_t> DimProgram::dimOf(Value value, unsigned d) {
         product = mul(product, *e);
       }
       result = product;
+    } else if (auto alloc = dyn_cast<memref::AllocOp>(def)) {
+      result = exprOf(alloc.getDynamicSizes()[alloc.getType()
+                                                  .getDynamicDimIndex(d)]);
+    } else if (auto view = dyn_cast<memref::ReinterpretCastOp>(def)) {
+      OpFoldResult size = view.getMixedSizes()[d];
+      if (auto v = dyn_cast<Value>(size))
+        result = exprOf(v);
+      else
+        result = constant(cast<IntegerAttr>(cast<Attribute>(size)).getInt());
+    } else if (auto expand = dyn_cast<memref::ExpandShapeOp>(def)) {
+      OpFoldResult size = expand.getMixedOutputShape()[d];
+      if (auto v = dyn_cast<Value>(size))
+        result = exprOf(v);
+      else
+        result = constant(cast<IntegerAttr>(cast<Attribute>(size)).getInt());
+    } else if (auto collapse = dyn_cast<memref::CollapseShapeOp>(def)) {
+      uint32_t product = constant(1);
+      for (int64_t j : collapse.getReassociationIndices()[d]) {
+        FailureOr<uint32_t> e = dimOf(collapse.getSrc(), j);
+        if (failed(e))
+          return failure();
+        product = mul(product, *e);
+      }
+      result = product;
+    } else if (auto cast = dyn_cast<memref::CastOp>(def)) {
+      result = dimOf(cast.getSource(), d);
     } else if (auto cast = dyn_cast<tensor::CastOp>(def)) {
       result = dimOf(cast.getSource(), d);
     } else if (auto toTensor = dyn_cast<bufferization::ToTensorOp>(def)) {

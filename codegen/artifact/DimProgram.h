@@ -35,12 +35,16 @@ public:
   static mlir::FailureOr<DimProgram> create(mlir::func::FuncOp func,
                                             artifact::EntryPoint *entry);
 
-  /// The expression of dim `d` of the tensor `value` (an entry value or a
-  /// value inside a dispatch body). Reports an error when the size is not
+  /// The expression of dim `d` of the tensor or memref `value` (an entry
+  /// value, a value inside a dispatch body, or a buffer on the host side of
+  /// a GPU kernel function). Reports an error when the size is not
   /// computable from the symbolic dims.
   mlir::FailureOr<uint32_t> dimOf(mlir::Value value, unsigned d);
   /// The expression of an index value.
   mlir::FailureOr<uint32_t> exprOf(mlir::Value index);
+
+  /// Makes `index` (a kernel function's size argument) stand for `expr`.
+  void bindIndex(mlir::Value index, uint32_t expr) { indices[index] = expr; }
 
   /// The number of elements of the tensor `value` times `elementBytes`.
   mlir::FailureOr<uint32_t> bytesOf(mlir::Value value, uint64_t elementBytes);
@@ -67,6 +71,7 @@ private:
   std::map<std::tuple<int, int64_t, uint32_t, uint32_t>, uint32_t> interned;
   std::vector<std::pair<int64_t, int64_t>> ranges; // per expression
   llvm::DenseMap<std::pair<mlir::Value, unsigned>, uint32_t> dims;
+  llvm::DenseMap<mlir::Value, uint32_t> indices;
 };
 
 } // namespace kiln::codegen

@@ -106,9 +106,10 @@ class BlockRunner {
 public:
   BlockRunner(gpu::GPUFuncOp kernel, const LaunchConfig &config,
               const std::vector<SimBuffer> &args,
+              const std::vector<int64_t> &scalars,
               std::vector<std::vector<uint8_t>> &globals, SimStats *stats)
-      : kernel(kernel), config(config), args(args), globals(globals),
-        stats(stats) {
+      : kernel(kernel), config(config), args(args), scalars(scalars),
+        globals(globals), stats(stats) {
     threads = config.block[0] * config.block[1] * config.block[2];
   }
 
@@ -136,13 +137,27 @@ public:
         return error;
       mems[arg].shadow = static_cast<int>(shadows.size() - 1);
     }
+    unsigned numScalars = 0;
     for (unsigned i = 0, e = kernel.getFunctionType().getNumInputs(); i < e;
          ++i) {
       BlockArgument arg = entry.getArgument(i);
       auto type = dyn_cast<MemRefType>(arg.getType());
-      if (!type)
+      if (!type) {
+        // Sizes follow the buffers, one int64 each.
+        if (!arg.getType().isIntOrIndex())
+          return fail(kernel, "kernel argument #" + std::to_string(i) +
+                                  " is neither a buffer nor an integer");
+        if (numScalars >= scalars.size())
+          return fail(kernel, "the launch passes fewer sizes than the kernel "
+                              "takes");
+        values[arg] = Lanes(threads, truncTo(static_cast<uint64_t>(
+                                                 scalars[numScalars++]),
+                                             bitWidth(arg.getType())));
+        continue;
+      }
+      if (numScalars)
         return fail(kernel, "kernel argument #" + std::to_string(i) +
-                                " is not a buffer");
+                                " is a buffer after a size");
       if (i >= args.size())
         return fail(kernel, "the launch passes fewer buffers than the kernel "
                             "takes");
@@ -401,6 +416,20 @@ private:
                                 "global @" + global.getName().str(),
                                 mems[global.getResult()]));
     }
+    if (isa<memref::ReinterpretCastOp, memref::ExpandShapeOp,
+            memref::CollapseShapeOp, memref::CastOp>(op))
+      return runView(op, mask);
+    if (auto dim = dyn_cast<memref::DimOp>(op)) {
+      const MemDesc *m = memOf(op, dim.getSource());
+      std::optional<int64_t> d = dim.getConstantIndex();
+      if (!m || !d || *d < 0 || *d >= static_cast<int64_t>(m->shape.size())) {
+        fail(&op, "only memref.dim at a constant, valid index is modelled");
+        return false;
+      }
+      values[dim.getResult()] =
+          Lanes(threads, static_cast<uint64_t>(m->shape[*d]));
+      return true;
+    }
     if (isa<memref::LoadOp, memref::StoreOp>(op))
       return runScalarAccess(op, mask);
     if (isa<vector::LoadOp, vector::StoreOp>(op))
@@ -493,6 +522,88 @@ private:
       return nullptr;
     }
     return &it->second;
+  }
+
+  /// The value of `v` in the first active thread; fails unless every
+  /// active thread agrees (view sizes are uniform across a block).
+  std::optional<int64_t> uniform(Operation &op, Value v, const Mask &mask) {
+    const Lanes &lanes = get(v);
+    std::optional<int64_t> value;
+    for (unsigned t = 0; t < threads; ++t) {
+      if (!mask[t])
+        continue;
+      int64_t x = sext(lanes[t], bitWidth(v.getType()));
+      if (value && *value != x) {
+        fail(&op, "a view's size or stride differs between threads");
+        return std::nullopt;
+      }
+      value = x;
+    }
+    if (!value)
+      value = sext(lanes.empty() ? 0 : lanes[0], bitWidth(v.getType()));
+    return value;
+  }
+
+  /// Views: a new shape, strides and offset over the source's bytes (the
+  /// bounds check stays against the whole buffer).
+  bool runView(Operation &op, const Mask &mask) {
+    const MemDesc *source = memOf(op, op.getOperand(0));
+    if (!source)
+      return false;
+    MemDesc view = *source;
+    auto mixed = [&](ArrayRef<OpFoldResult> values,
+                     SmallVectorImpl<int64_t> &out) {
+      out.clear();
+      for (OpFoldResult v : values) {
+        if (auto attr = dyn_cast<Attribute>(v)) {
+          out.push_back(cast<IntegerAttr>(attr).getInt());
+          continue;
+        }
+        std::optional<int64_t> x = uniform(op, cast<Value>(v), mask);
+        if (!x)
+          return false;
+        out.push_back(*x);
+      }
+      return true;
+    };
+    if (auto cast = dyn_cast<memref::ReinterpretCastOp>(op)) {
+      SmallVector<int64_t> offsets;
+      if (!mixed(cast.getMixedSizes(), view.shape) ||
+          !mixed(cast.getMixedStrides(), view.strides) ||
+          !mixed(cast.getMixedOffsets(), offsets))
+        return false;
+      view.offset = offsets.empty() ? 0 : offsets.front();
+    } else if (auto expand = dyn_cast<memref::ExpandShapeOp>(op)) {
+      SmallVector<int64_t> shape;
+      if (!mixed(expand.getMixedOutputShape(), shape))
+        return false;
+      SmallVector<int64_t> strides(shape.size());
+      for (auto [group, indices] :
+           llvm::enumerate(expand.getReassociationIndices())) {
+        int64_t stride = source->strides[group];
+        for (int64_t j = indices.size() - 1; j >= 0; --j) {
+          strides[indices[j]] = stride;
+          stride *= shape[indices[j]];
+        }
+      }
+      view.shape.assign(shape);
+      view.strides.assign(strides);
+    } else if (auto collapse = dyn_cast<memref::CollapseShapeOp>(op)) {
+      SmallVector<int64_t> shape, strides;
+      for (const auto &indices : collapse.getReassociationIndices()) {
+        int64_t size = 1;
+        for (int64_t j : indices)
+          size *= source->shape[j];
+        shape.push_back(size);
+        strides.push_back(indices.empty() ? 1
+                                          : source->strides[indices.back()]);
+      }
+      view.shape.assign(shape);
+      view.strides.assign(strides);
+    }
+    view.shadow = source->shadow;
+    mems[op.getResult(0)] = view;
+    return true;
   }
 
   bool runScalarAccess(Operation &op, const Mask &mask) {
@@ -930,6 +1041,7 @@ private:
   gpu::GPUFuncOp kernel;
   const LaunchConfig &config;
   const std::vector<SimBuffer> &args;
+  const std::vector<int64_t> &scalars;
   std::vector<std::vector<uint8_t>> &globals;
   SimStats *stats;
   unsigned threads = 1;
@@ -947,7 +1059,8 @@ private:
 } // namespace
 
 std::string simulate(gpu::GPUFuncOp kernel, const LaunchConfig &config,
-                     const std::vector<SimBuffer> &args, SimStats *stats) {
+                     const std::vector<SimBuffer> &args, SimStats *stats,
+                     const std::vector<int64_t> &scalars) {
   uint64_t threads =
       uint64_t(config.block[0]) * config.block[1] * config.block[2];
   if (threads == 0 || threads > 1024)
@@ -963,7 +1076,7 @@ std::string simulate(gpu::GPUFuncOp kernel, const LaunchConfig &config,
   std::mt19937 rng(static_cast<uint32_t>(blocks.size()) * 2654435761u);
   std::shuffle(blocks.begin(), blocks.end(), rng);
   std::vector<std::vector<uint8_t>> globals;
-  BlockRunner runner(kernel, config, args, globals, stats);
+  BlockRunner runner(kernel, config, args, scalars, globals, stats);
   for (const auto &block : blocks) {
     if (std::string error = runner.run(block); !error.empty())
       return error;

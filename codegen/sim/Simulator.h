@@ -36,12 +36,14 @@ struct SimStats {
   uint64_t threadOps = 0; // ops executed, summed over threads
 };
 
-/// Runs `kernel` on `args` (one per memref argument). Returns an empty
-/// string, or the error: an out-of-bounds access (kernel, block, thread,
-/// buffer, index), a barrier in divergent code, or an op the simulator does
-/// not model.
+/// Runs `kernel` on `args` (one per memref argument) and `scalars` (one per
+/// integer argument, which follow the memrefs: the sizes of symbolic dims).
+/// Returns an empty string, or the error: an out-of-bounds access (kernel,
+/// block, thread, buffer, index), a barrier in divergent code, or an op the
+/// simulator does not model.
 std::string simulate(mlir::gpu::GPUFuncOp kernel, const LaunchConfig &config,
-                     const std::vector<SimBuffer> &args, SimStats *stats);
+                     const std::vector<SimBuffer> &args, SimStats *stats,
+                     const std::vector<int64_t> &scalars = {});
 
 /// Registers `kiln-test-simulate` (kiln-opt only; for lit tests).
 void registerTestSimulatePass();

@@ -2,6 +2,7 @@
 #include "tools/kiln/SimRun.h"
 
 #include "artifact.h"
+#include "dims.h"
 #include "codegen/sim/Simulator.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -58,6 +59,15 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
   });
 
   const artifact::EntryPoint &entry = m.entry_points(entryIndex);
+  // Symbolic dims: bound from the inputs, as the runtime does.
+  std::vector<kiln_tensor> views;
+  for (HostTensor &t : inputs)
+    views.push_back(t.view());
+  auto dims = runtime::bindDims(entry, views.data());
+  if (!dims.ok())
+    return std::string(dims.status().message());
+  if (absl::Status fits = runtime::checkRunFits(entry, *dims); !fits.ok())
+    return std::string(fits.message());
   std::vector<uint8_t> arena(m.arena_bytes() + 64);
   // Weights are copied so that a kernel that writes one corrupts nothing.
   std::vector<std::vector<uint8_t>> weights;
@@ -81,7 +91,7 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
   for (const auto &launch : entry.launches()) {
     if (launch.kind() == artifact::Launch::COPY) {
       std::memmove(resolve(launch.args(0)), resolve(launch.args(1)),
-                   launch.args(0).size());
+                   runtime::refBytes(launch.args(0), *dims));
       continue;
     }
     const artifact::Kernel &kernel = m.kernels(launch.kernel());
@@ -90,14 +100,19 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
       return "kernel '" + kernel.name() + "' is missing from the kernel IR";
     sim::LaunchConfig config;
     for (int d = 0; d < 3 && d < launch.grid_size(); ++d) {
-      config.grid[d] = launch.grid(d);
+      config.grid[d] = static_cast<uint32_t>(runtime::gridDim(launch, d, *dims));
       config.block[d] = launch.block(d);
     }
+    // A buffer's bounds for the checks are its bytes in this run.
     std::vector<sim::SimBuffer> args;
     for (const auto &ref : launch.args())
-      args.push_back({resolve(ref), ref.size()});
+      args.push_back({resolve(ref), runtime::refBytes(ref, *dims)});
+    std::vector<int64_t> scalars;
+    for (uint32_t e : launch.scalar_args())
+      scalars.push_back((*dims)[e]);
     sim::SimStats stats;
-    if (std::string error = sim::simulate(it->second, config, args, &stats);
+    if (std::string error =
+            sim::simulate(it->second, config, args, &stats, scalars);
         !error.empty())
       return "simulator: " + error;
     ++report.launches;

@@ -1,0 +1,173 @@
+//===- GpuKernelAbi.cpp - GPU kernels take pointers and sizes -------------===//
+//
+// Two small passes around gpu-kernel-outlining that keep the GPU kernels'
+// calling convention what the launch program passes: one bare pointer per
+// buffer, then one int64 per symbolic size.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
+#include "mlir/IR/IRMapping.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNGPUSINKVIEWS
+#define GEN_PASS_DEF_KILNGPUORDERKERNELARGS
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+bool isDynamicMemRef(Value value) {
+  auto type = dyn_cast<MemRefType>(value.getType());
+  return type && !type.hasStaticShape();
+}
+
+bool isView(Operation *op) {
+  return isa<memref::ReinterpretCastOp, memref::ExpandShapeOp,
+             memref::CollapseShapeOp, memref::CastOp>(op);
+}
+
+struct KilnGpuSinkViewsPass final
+    : kiln::impl::KilnGpuSinkViewsBase<KilnGpuSinkViewsPass> {
+  void runOnOperation() override {
+    getOperation().walk([](gpu::LaunchOp launch) { sink(launch); });
+  }
+
+  static void sink(gpu::LaunchOp launch) {
+    Block &body = launch.getBody().front();
+    OpBuilder b = OpBuilder::atBlockBegin(&body);
+    llvm::SmallDenseMap<Value, Value> sunk;
+    // The clone of `view` (defined above the launch) inside it, with the
+    // views it is built from cloned first.
+    std::function<Value(Value)> sinkView = [&](Value view) -> Value {
+      if (Value local = sunk.lookup(view))
+        return local;
+      Operation *def = view.getDefiningOp();
+      if (def && launch->isAncestor(def))
+        return view;
+      if (!def || !isView(def)) {
+        // A buffer of dynamic shape made on the host side (a temporary the
+        // kernel function allocates): the launch takes its base pointer (a
+        // rank-0 view on the host side) and its sizes, and views it at its
+        // row-major shape inside.
+        auto type = cast<MemRefType>(view.getType());
+        if (!type.getLayout().isIdentity())
+          return view; // left for the NVVM lowering to reject
+        Location loc = view.getLoc();
+        OpBuilder host(launch);
+        Value base = memref::ReinterpretCastOp::create(
+            host, loc, MemRefType::get({}, type.getElementType(), nullptr,
+                                       type.getMemorySpace()),
+            view, host.getIndexAttr(0), ArrayRef<OpFoldResult>{},
+            ArrayRef<OpFoldResult>{});
+        SmallVector<OpFoldResult> sizes;
+        for (int64_t d = 0; d < type.getRank(); ++d)
+          sizes.push_back(type.isDynamicDim(d)
+                              ? OpFoldResult(memref::DimOp::create(host, loc,
+                                                                   view, d)
+                                                 .getResult())
+                              : OpFoldResult(host.getIndexAttr(
+                                    type.getDimSize(d))));
+        SmallVector<OpFoldResult> strides(type.getRank());
+        OpFoldResult stride = b.getIndexAttr(1);
+        for (int64_t d = type.getRank() - 1; d >= 0; --d) {
+          strides[d] = stride;
+          if (d == 0)
+            break;
+          std::optional<int64_t> s = getConstantIntValue(stride);
+          std::optional<int64_t> n = getConstantIntValue(sizes[d]);
+          stride = s && n ? OpFoldResult(b.getIndexAttr(*s * *n))
+                          : OpFoldResult(arith::MulIOp::create(
+                                b, loc,
+                                getValueOrCreateConstantIndexOp(b, loc, stride),
+                                getValueOrCreateConstantIndexOp(b, loc,
+                                                                sizes[d])));
+        }
+        Value local = memref::ReinterpretCastOp::create(
+            b, loc, type, base, b.getIndexAttr(0), sizes, strides);
+        sunk[view] = local;
+        return local;
+      }
+      IRMapping mapping;
+      for (Value operand : def->getOperands())
+        if (isDynamicMemRef(operand))
+          mapping.map(operand, sinkView(operand));
+      Value local = b.clone(*def, mapping)->getResult(0);
+      sunk[view] = local;
+      return local;
+    };
+    // Clones go to the start of the body, before every op the walk visits.
+    launch.getBody().walk([&](Operation *op) {
+      for (OpOperand &use : op->getOpOperands())
+        if (isDynamicMemRef(use.get()) &&
+            !launch->isAncestor(use.get().getParentBlock()->getParentOp()))
+          use.set(sinkView(use.get()));
+    });
+  }
+};
+
+struct KilnGpuOrderKernelArgsPass final
+    : kiln::impl::KilnGpuOrderKernelArgsBase<KilnGpuOrderKernelArgsPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SymbolTableCollection symbols;
+    // New argument order per kernel: buffers, then the rest.
+    llvm::DenseMap<Operation *, SmallVector<unsigned>> orders;
+    module.walk([&](gpu::GPUFuncOp func) {
+      if (!func.isKernel())
+        return;
+      SmallVector<unsigned> order;
+      unsigned n = func.getNumArguments();
+      for (unsigned i = 0; i < n; ++i)
+        if (isa<MemRefType>(func.getArgument(i).getType()))
+          order.push_back(i);
+      for (unsigned i = 0; i < n; ++i)
+        if (!isa<MemRefType>(func.getArgument(i).getType()))
+          order.push_back(i);
+      if (llvm::equal(order, llvm::seq<unsigned>(0, n)))
+        return;
+      permute(func, order);
+      orders[func] = std::move(order);
+    });
+    if (orders.empty())
+      return;
+    module.walk([&](gpu::LaunchFuncOp launch) {
+      auto func = symbols.lookupNearestSymbolFrom<gpu::GPUFuncOp>(
+          launch, launch.getKernel());
+      auto it = orders.find(func);
+      if (it == orders.end())
+        return;
+      SmallVector<Value> operands(launch.getKernelOperands());
+      SmallVector<Value> permuted;
+      for (unsigned i : it->second)
+        permuted.push_back(operands[i]);
+      launch.getKernelOperandsMutable().assign(permuted);
+    });
+  }
+
+  static void permute(gpu::GPUFuncOp func, ArrayRef<unsigned> order) {
+    Block &entry = func.getBody().front();
+    unsigned n = order.size();
+    SmallVector<Type> types;
+    for (unsigned i : order)
+      types.push_back(entry.getArgument(i).getType());
+    // New arguments right after the old ones (workgroup and private
+    // attributions follow the inputs in the block), then the old ones go.
+    for (auto [k, i] : llvm::enumerate(order)) {
+      BlockArgument old = entry.getArgument(i);
+      BlockArgument fresh =
+          entry.insertArgument(n + k, old.getType(), old.getLoc());
+      old.replaceAllUsesWith(fresh);
+    }
+    entry.eraseArguments(0, n);
+    func.setFunctionType(FunctionType::get(func.getContext(), types, {}));
+  }
+};
+
+} // namespace
