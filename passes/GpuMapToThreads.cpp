@@ -89,7 +89,9 @@ struct KilnGpuMapToThreadsPass final
       }
       // ceil((ub - lb) / step) on the host; sizes are never negative here.
       isStatic = false;
-      Value extent = arith::SubIOp::create(b, loc, ub, lb);
+      Value extent = matchPattern(lb, m_Zero())
+                         ? ub
+                         : arith::SubIOp::create(b, loc, ub, lb).getResult();
       if (s.getSExtValue() != 1)
         extent = arith::CeilDivUIOp::create(
             b, loc, extent,
@@ -124,10 +126,11 @@ struct KilnGpuMapToThreadsPass final
     }
     // Symbolic trip counts: a fixed block size and as many blocks as the
     // count needs (at least one, so that the launch is valid at size 0).
-    Value count = arith::ConstantIndexOp::create(b, loc, 1);
-    for (OpFoldResult e : extents)
-      count = arith::MulIOp::create(b, loc, count,
-                                    getValueOrCreateConstantIndexOp(b, loc, e));
+    Value count;
+    for (OpFoldResult e : extents) {
+      Value v = getValueOrCreateConstantIndexOp(b, loc, e);
+      count = count ? arith::MulIOp::create(b, loc, count, v).getResult() : v;
+    }
     Value threads = arith::ConstantIndexOp::create(b, loc, blockSize);
     Value blocks = arith::MaxUIOp::create(
         b, loc, arith::CeilDivUIOp::create(b, loc, count, threads),

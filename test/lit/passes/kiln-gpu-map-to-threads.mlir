@@ -62,3 +62,32 @@ func.func @not_a_kernel(%out: memref<4xf32>) {
   }
   return
 }
+
+// -----
+
+// COM: Symbolic bounds: the trip count and the grid are computed on the
+// COM: host side (the grid is at least one block), the block size is fixed,
+// COM: and each thread delinearizes its id over the runtime extents.
+// CHECK-LABEL: func.func @symbolic
+// CHECK-SAME: (%[[BASE:.*]]: memref<f32>, %[[R:.*]]: index, %[[C:.*]]: index)
+// CHECK: %[[VIEW:.*]] = memref.reinterpret_cast %[[BASE]]
+// CHECK: %[[COUNT:.*]] = arith.muli %{{.*}}, %[[C]] : index
+// CHECK: %[[CEIL:.*]] = arith.ceildivui %[[COUNT]], %{{.*}} : index
+// CHECK: %[[BLOCKS:.*]] = arith.maxui %[[CEIL]], %{{.*}} : index
+// CHECK: gpu.launch blocks(%[[BX:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[BLOCKS]],
+// CHECK: %[[IN:.*]] = arith.cmpi ult, %{{.*}}, %[[COUNT]] : index
+// CHECK: scf.if %[[IN]]
+// CHECK: %[[J:.*]] = arith.remui %{{.*}}, %[[C]] : index
+// CHECK: %[[I:.*]] = arith.divui %{{.*}}, %[[C]] : index
+// CHECK: memref.store %{{.*}}, %[[VIEW]][%{{.*}}, %{{.*}}] : memref<?x?xf32>
+func.func @symbolic(%base: memref<f32>, %rows: index, %cols: index) attributes {kiln.kernel} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %zero = arith.constant 0.0 : f32
+  %view = memref.reinterpret_cast %base to offset: [0], sizes: [%rows, %cols], strides: [%cols, 1] : memref<f32> to memref<?x?xf32>
+  scf.parallel (%i, %j) = (%c0, %c0) to (%rows, %cols) step (%c1, %c1) {
+    memref.store %zero, %view[%i, %j] : memref<?x?xf32>
+    scf.reduce
+  }
+  return
+}
