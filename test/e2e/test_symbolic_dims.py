@@ -1,0 +1,128 @@
+"""Symbolic dims (`kiln compile --dim NAME=MIN..MAX`): one artifact runs
+every shape in the bounds. A block of a transformer layer (LayerNorm,
+projections, GELU, softmax, a residual add) with symbolic batch and
+sequence is compiled once per target and run at several shapes against
+onnxruntime: the CPU artifact directly, the cuda one under the simulator.
+Inputs outside the bounds, or two inputs that disagree on a dim, are
+refused with an error naming the input and the dim."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import TOLERANCES, kiln, run_reference
+
+SHAPES = [(1, 1), (2, 5), (4, 16), (3, 7)]
+BOUNDS = ["--dim", "batch=1..4", "--dim", "seq=1..16"]
+
+
+def block_model(path):
+    rng = np.random.default_rng(7)
+    weights = {
+        "w1": rng.standard_normal((64, 32)).astype(np.float32) / 8,
+        "b1": rng.standard_normal((32,)).astype(np.float32),
+        "w2": rng.standard_normal((32, 16)).astype(np.float32) / 8,
+        "scale": rng.standard_normal((64,)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "scale"], ["n"], axis=-1),
+        helper.make_node("MatMul", ["n", "w1"], ["m1"]),
+        helper.make_node("Add", ["m1", "b1"], ["a1"]),
+        helper.make_node("Gelu", ["a1"], ["g"]),
+        helper.make_node("MatMul", ["g", "w2"], ["m2"]),
+        helper.make_node("Add", ["m2", "residual"], ["r"]),
+        helper.make_node("Softmax", ["r"], ["y"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes, "block",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                       ["batch", "seq", 64]),
+         helper.make_tensor_value_info("residual", TensorProto.FLOAT,
+                                       ["batch", "seq", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                       ["batch", "seq", 16])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()])
+    model = helper.make_model(graph,
+                              opset_imports=[helper.make_opsetid("", 20)])
+    onnx.save(model, path)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("symbolic") / "block.onnx"
+    block_model(str(path))
+    return path
+
+
+def inputs_for(batch, seq):
+    rng = np.random.default_rng(batch * 100 + seq)
+    return {"x": rng.standard_normal((batch, seq, 64)).astype(np.float32),
+            "residual": rng.standard_normal((batch, seq, 16))
+                           .astype(np.float32)}
+
+
+def run(artifact, inputs, tmp_path, device, check=True):
+    args = ["run", str(artifact), "--device", device, "--output-dir",
+            str(tmp_path / "out")]
+    for name, value in inputs.items():
+        np.save(tmp_path / f"{name}.npy", value)
+        args += ["--input", f"{name}=@{tmp_path / (name + '.npy')}"]
+    return kiln(*args, check=check)
+
+
+@pytest.mark.parametrize("target,device", [("cpu", "cpu"),
+                                           ("cuda:sm_80,sm_90a", "sim")])
+def test_one_artifact_runs_every_shape_in_bounds(model, target, device,
+                                                 tmp_path):
+    artifact = tmp_path / "block.kiln"
+    kiln("compile", str(model), "-o", str(artifact), "--target", target,
+         "--embed-kernel-ir", *BOUNDS)
+    inspect = kiln("inspect", str(artifact)).stdout
+    assert "f32[batch,seq,64]" in inspect and "batch" in inspect
+    for batch, seq in SHAPES:
+        inputs = inputs_for(batch, seq)
+        run(artifact, inputs, tmp_path, device)
+        got = np.load(tmp_path / "out" / "y.npy")
+        want = run_reference(model, inputs)["y"]
+        assert got.shape == want.shape == (batch, seq, 16)
+        np.testing.assert_allclose(got, want, err_msg=f"{batch}x{seq}",
+                                   **TOLERANCES[want.dtype])
+
+
+def test_shapes_outside_the_bounds_are_refused(model, tmp_path):
+    artifact = tmp_path / "block.kiln"
+    kiln("compile", str(model), "-o", str(artifact), *BOUNDS)
+    result = run(artifact, inputs_for(5, 3), tmp_path, "cpu", check=False)
+    assert result.returncode == 1
+    assert ("dim 'batch' is 5, outside the bounds 1..4 it was compiled for"
+            in result.stderr), result.stderr
+    assert not (tmp_path / "out" / "y.npy").exists()
+
+    inputs = inputs_for(2, 5)
+    inputs["residual"] = inputs["residual"][:, :3]
+    result = run(artifact, inputs, tmp_path, "cpu", check=False)
+    assert result.returncode == 1
+    assert ("input #1 'residual' must be f32[batch=1..4,seq=1..16,16], got "
+            "f32[2,3,16]: dim 'seq' is 5 in input #0 'x' but 3 here"
+            in result.stderr), result.stderr
+
+
+def test_ops_without_symbolic_support_say_so(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["y"])], "flat",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                       ["batch", 4, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                       ["batch", 8])])
+    path = tmp_path / "flat.onnx"
+    onnx.save(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    result = kiln("compile", str(path), "-o", str(tmp_path / "f.kiln"),
+                  "--dim", "batch=1..8", check=False)
+    assert result.returncode == 1
+    assert "op 'Flatten' is not supported with symbolic dims yet" in \
+        result.stderr
+    assert not (tmp_path / "f.kiln").exists()
+    # Given a value, the same model compiles.
+    kiln("compile", str(path), "-o", str(tmp_path / "f.kiln"),
+         "--dim", "batch=8")
