@@ -24,6 +24,20 @@ struct KilnCpuLowerVectorsPass final
     : kiln::impl::KilnCpuLowerVectorsBase<KilnCpuLowerVectorsPass> {
   void runOnOperation() override {
     func::FuncOp func = getOperation();
+    // Copies of buffers with symbolic dims or strided layouts would become
+    // calls to a runtime library (memrefCopy) that kernels do not link:
+    // they become linalg.copy, which is lowered to loops with the rest.
+    func.walk([](memref::CopyOp copy) {
+      auto source = cast<MemRefType>(copy.getSource().getType());
+      auto target = cast<MemRefType>(copy.getTarget().getType());
+      if (source.hasStaticShape() && target.hasStaticShape() &&
+          source.getLayout().isIdentity() && target.getLayout().isIdentity())
+        return;
+      OpBuilder b(copy);
+      linalg::CopyOp::create(b, copy.getLoc(), copy.getSource(),
+                             copy.getTarget());
+      copy.erase();
+    });
     // Keep matmul accumulators in registers across the reduction loop. The
     // hoisting wants transfers on the base buffer (not on subviews) with
     // loop-invariant indices: fold the subviews into the transfers' indices,

@@ -30,13 +30,20 @@ bool isDynamicMemRef(Value value) {
 
 bool isView(Operation *op) {
   return isa<memref::ReinterpretCastOp, memref::ExpandShapeOp,
-             memref::CollapseShapeOp, memref::CastOp>(op);
+             memref::CollapseShapeOp, memref::CastOp, memref::SubViewOp>(op);
 }
 
 struct KilnGpuSinkViewsPass final
     : kiln::impl::KilnGpuSinkViewsBase<KilnGpuSinkViewsPass> {
   void runOnOperation() override {
-    getOperation().walk([](gpu::LaunchOp launch) { sink(launch); });
+    func::FuncOp func = getOperation();
+    func.walk([](gpu::LaunchOp launch) { sink(launch); });
+    // Host-side views (and the globals and sizes they read) that only the
+    // launches used are gone.
+    Block &body = func.getBody().front();
+    for (Operation &op : llvm::make_early_inc_range(llvm::reverse(body)))
+      if (isOpTriviallyDead(&op))
+        op.erase();
   }
 
   static void sink(gpu::LaunchOp launch) {
@@ -108,6 +115,20 @@ struct KilnGpuSinkViewsPass final
         if (isDynamicMemRef(use.get()) &&
             !launch->isAncestor(use.get().getParentBlock()->getParentOp()))
           use.set(sinkView(use.get()));
+    });
+    // Constants the sunk views read (memref.get_global) go with them: the
+    // kernel's module gets its own copy of the global. They go first.
+    OpBuilder top = OpBuilder::atBlockBegin(&body);
+    launch.getBody().walk([&](Operation *op) {
+      for (OpOperand &use : op->getOpOperands()) {
+        auto global = use.get().getDefiningOp<memref::GetGlobalOp>();
+        if (!global || launch->isAncestor(global))
+          continue;
+        Value &local = sunk[use.get()];
+        if (!local)
+          local = top.clone(*global)->getResult(0);
+        use.set(local);
+      }
     });
   }
 };

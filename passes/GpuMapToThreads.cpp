@@ -22,7 +22,8 @@ bool isHostSide(Operation *op) {
   if (isa<arith::ConstantOp, memref::GetGlobalOp, memref::AllocOp,
           memref::AllocaOp, memref::DeallocOp, memref::ExpandShapeOp,
           memref::CollapseShapeOp, memref::CastOp, memref::ReinterpretCastOp,
-          memref::DimOp, gpu::LaunchOp, func::ReturnOp>(op))
+          memref::SubViewOp, memref::DimOp, gpu::LaunchOp, func::ReturnOp>(
+          op))
     return true;
   return op->getNumResults() == 1 && op->getResult(0).getType().isIndex() &&
          isPure(op);

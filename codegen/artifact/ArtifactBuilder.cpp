@@ -301,7 +301,7 @@ struct EntryBuilder {
                                    "passed to a GPU kernel";
       }
       if (isa<memref::ExpandShapeOp, memref::CollapseShapeOp, memref::CastOp,
-              memref::ReinterpretCastOp>(op)) {
+              memref::ReinterpretCastOp, memref::SubViewOp>(op)) {
         auto it = local.find(op.getOperand(0));
         if (it == local.end())
           return op.emitError() << "views a buffer that is not one of this "

@@ -312,6 +312,15 @@ FailureOr<uint32_t> DimProgram::dimOf(Value value, unsigned d) {
       result = dimOf(cast.getSource(), d);
     } else if (auto cast = dyn_cast<tensor::CastOp>(def)) {
       result = dimOf(cast.getSource(), d);
+    } else if (auto slice = dyn_cast<tensor::ExtractSliceOp>(def);
+               slice && slice.getType().getRank() ==
+                            slice.getSourceType().getRank()) {
+      OpFoldResult size = slice.getMixedSizes()[d];
+      if (auto v = dyn_cast<Value>(size))
+        result = exprOf(v);
+      else
+        result = constant(
+            llvm::cast<IntegerAttr>(llvm::cast<Attribute>(size)).getInt());
     } else if (auto toTensor = dyn_cast<bufferization::ToTensorOp>(def)) {
       result = dimOf(toTensor.getBuffer(), d);
     } else if (auto dps = dyn_cast<DestinationStyleOpInterface>(def)) {

@@ -417,7 +417,7 @@ private:
                                 mems[global.getResult()]));
     }
     if (isa<memref::ReinterpretCastOp, memref::ExpandShapeOp,
-            memref::CollapseShapeOp, memref::CastOp>(op))
+            memref::CollapseShapeOp, memref::CastOp, memref::SubViewOp>(op))
       return runView(op, mask);
     if (auto dim = dyn_cast<memref::DimOp>(op)) {
       const MemDesc *m = memOf(op, dim.getSource());
@@ -573,6 +573,21 @@ private:
           !mixed(cast.getMixedOffsets(), offsets))
         return false;
       view.offset = offsets.empty() ? 0 : offsets.front();
+    } else if (auto subview = dyn_cast<memref::SubViewOp>(op)) {
+      SmallVector<int64_t> offsets, sizes, steps;
+      if (!mixed(subview.getMixedOffsets(), offsets) ||
+          !mixed(subview.getMixedSizes(), sizes) ||
+          !mixed(subview.getMixedStrides(), steps))
+        return false;
+      if (subview.getType().getRank() != subview.getSourceType().getRank()) {
+        fail(&op, "rank-reducing subviews are not modelled");
+        return false;
+      }
+      for (size_t d = 0; d < offsets.size(); ++d) {
+        view.offset += offsets[d] * source->strides[d];
+        view.strides[d] = source->strides[d] * steps[d];
+      }
+      view.shape.assign(sizes);
     } else if (auto expand = dyn_cast<memref::ExpandShapeOp>(op)) {
       SmallVector<int64_t> shape;
       if (!mixed(expand.getMixedOutputShape(), shape))

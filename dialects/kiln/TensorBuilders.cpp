@@ -264,10 +264,11 @@ Value scalarConstant(OpBuilder &b, Location loc, Type type, double value) {
 
 Value buildIndexed(
     OpBuilder &b, Location loc, ArrayRef<int64_t> shape, Type element,
-    function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
+    function_ref<Value(OpBuilder &, Location, ValueRange)> body,
+    ValueRange dynamicSizes) {
   int64_t rank = shape.size();
   auto type = RankedTensorType::get(shape, element);
-  Value init = tensor::EmptyOp::create(b, loc, shape, element);
+  Value init = tensor::EmptyOp::create(b, loc, shape, element, dynamicSizes);
   SmallVector<utils::IteratorType> iterators(rank,
                                              utils::IteratorType::parallel);
   return linalg::GenericOp::create(

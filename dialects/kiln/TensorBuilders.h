@@ -29,9 +29,11 @@ mlir::Value buildBroadcast(mlir::OpBuilder &b, mlir::Location loc,
 /// A linalg.generic producing `shape` x `element` whose body computes each
 /// element from the output indices (linalg.index values), typically by
 /// tensor.extract from other tensors: gathers, concatenation, padding.
+/// `dynamicSizes` gives the sizes of `shape`'s dynamic dims, in order.
 mlir::Value buildIndexed(mlir::OpBuilder &b, mlir::Location loc,
                          llvm::ArrayRef<int64_t> shape, mlir::Type element,
-                         ScalarBodyFn body);
+                         ScalarBodyFn body,
+                         mlir::ValueRange dynamicSizes = {});
 
 /// `value` reshaped to `shape` (same element count) with collapse/expand
 /// reshapes, which are views of contiguous tensors.

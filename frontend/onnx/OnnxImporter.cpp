@@ -1,5 +1,6 @@
 //===- OnnxImporter.cpp - ONNX ModelProto -> Kiln graph IR ----------------===//
 #include "frontend/onnx/OnnxImporter.h"
+#include "frontend/onnx/SymbolicShapes.h"
 
 #include "dialects/kiln/KilnDialect.h"
 #include "frontend/onnx/Builders.h"
@@ -135,6 +136,8 @@ private:
   llvm::StringMap<Value> values;
   /// The ONNX values holding unsigned integers (signless in the IR).
   llvm::StringSet<> unsignedNames;
+  /// Symbolic shape arithmetic, with `--dim NAME=MIN..MAX`.
+  std::optional<SymbolicShapes> symbolic;
   int64_t opset = 0;
   unsigned resourceCounter = 0;
 };
@@ -277,7 +280,9 @@ static bool takesSymbolicDims(StringRef opType) {
       "Floor", "Ceil", "Sin", "Cos",
       // Row-wise over static trailing dims.
       "Softmax", "LogSoftmax", "LayerNormalization",
-      "MatMul"};
+      "MatMul",
+      // Data movement whose sizes come from the operands.
+      "Transpose", "Gather", "Unsqueeze", "Squeeze"};
   return ops.contains(opType);
 }
 
@@ -382,6 +387,17 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
                         "supported by this op yet (see docs/onnx-coverage.md)";
       return failure();
     }
+  // Shape arithmetic on symbolic dims, and the ops that take its results
+  // as shapes.
+  if (symbolic) {
+    bool handled = false;
+    if (failed(importSymbolicNode(ctx, *symbolic, handled)))
+      return failure();
+    if (handled) {
+      propagateSignedness(ctx);
+      return success();
+    }
+  }
   if (!checkSymbolicInputs(ctx))
     return failure();
   if (failed((*handler)(ctx)))
@@ -518,8 +534,11 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
           range.getKey(), b.getDenseI64ArrayAttr({range.getValue().first,
                                                   range.getValue().second})));
     func->setAttr("kiln.dim_bounds", b.getDictionaryAttr(bounds));
+    symbolic.emplace(options.dimRanges);
   }
   b.setInsertionPointToStart(entry);
+  if (symbolic)
+    symbolic->beginFunction(func, b);
   for (const auto &init : graph.initializer()) {
     Value value = importTensor(b, fileLoc, init, "initializer");
     if (!value)

@@ -147,10 +147,15 @@ LogicalResult importTranspose(NodeContext &ctx) {
     seen[p] = true;
   }
   SmallVector<int64_t> shape;
-  for (int64_t p : perm)
+  SmallVector<Value> dynamicSizes;
+  for (int64_t p : perm) {
     shape.push_back(type.getShape()[p]);
+    if (type.isDynamicDim(p))
+      dynamicSizes.push_back(
+          tensor::DimOp::create(ctx.b(), ctx.getLoc(), data, p));
+  }
   Value init = tensor::EmptyOp::create(ctx.b(), ctx.getLoc(), shape,
-                                       type.getElementType());
+                                       type.getElementType(), dynamicSizes);
   auto transpose =
       linalg::TransposeOp::create(ctx.b(), ctx.getLoc(), data, init, perm);
   return ctx.setOutputs(transpose.getResult());

@@ -240,13 +240,25 @@ LogicalResult importGather(NodeContext &ctx) {
   if (!axis)
     return failure();
   int64_t dim = type.getShape()[*axis];
+  if (ShapedType::isDynamic(dim))
+    return ctx.error() << "Gather along the symbolic dim " << *axis << " of "
+                       << type << " is not supported; give the dim a value "
+                          "with --dim NAME=VALUE";
   SmallVector<int64_t> shape;
+  SmallVector<Value> dynamicSizes;
+  auto addDim = [&](Value source, int64_t d) {
+    int64_t size = cast<RankedTensorType>(source.getType()).getShape()[d];
+    shape.push_back(size);
+    if (ShapedType::isDynamic(size))
+      dynamicSizes.push_back(
+          tensor::DimOp::create(ctx.b(), ctx.getLoc(), source, d));
+  };
   for (int64_t d = 0; d < *axis; ++d)
-    shape.push_back(type.getShape()[d]);
-  for (int64_t d : indexType.getShape())
-    shape.push_back(d);
+    addDim(data, d);
+  for (int64_t d = 0; d < indexType.getRank(); ++d)
+    addDim(indices, d);
   for (int64_t d = *axis + 1; d < rank; ++d)
-    shape.push_back(type.getShape()[d]);
+    addDim(data, d);
   DenseElementsAttr constIndices = denseInput(ctx, 1);
   // Constant indices are checked here, where the error can name the node.
   if (constIndices)
@@ -280,7 +292,8 @@ LogicalResult importGather(NodeContext &ctx) {
         at.push_back(asIndex);
         at.append(ivs.begin() + *axis + indexRank, ivs.end());
         return tensor::ExtractOp::create(b, loc, data, at);
-      });
+      },
+      dynamicSizes);
   return ctx.setOutputs(out);
 }
 
