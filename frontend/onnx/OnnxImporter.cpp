@@ -281,8 +281,9 @@ static bool takesSymbolicDims(StringRef opType) {
       // Row-wise over static trailing dims.
       "Softmax", "LogSoftmax", "LayerNormalization",
       "MatMul",
+      "Gemm",
       // Data movement whose sizes come from the operands.
-      "Transpose", "Gather", "Unsqueeze", "Squeeze"};
+      "Transpose", "Gather", "Unsqueeze", "Squeeze", "Split", "Trilu"};
   return ops.contains(opType);
 }
 

@@ -99,8 +99,13 @@ LogicalResult importMatMul(NodeContext &ctx) {
 
 Value transpose2D(OpBuilder &b, Location loc, Value value) {
   auto type = cast<RankedTensorType>(value.getType());
+  SmallVector<Value> sizes;
+  for (int64_t d : {1, 0})
+    if (type.isDynamicDim(d))
+      sizes.push_back(tensor::DimOp::create(b, loc, value, d));
   Value init = tensor::EmptyOp::create(
-      b, loc, {type.getShape()[1], type.getShape()[0]}, type.getElementType());
+      b, loc, {type.getShape()[1], type.getShape()[0]}, type.getElementType(),
+      sizes);
   return linalg::TransposeOp::create(b, loc, value, init,
                                      ArrayRef<int64_t>{1, 0})
       .getResult()[0];

@@ -499,6 +499,16 @@ LogicalResult importSplit(NodeContext &ctx, bool splitIsInput) {
   if (!axis)
     return failure();
   int64_t dim = type.getShape()[*axis];
+  if (ShapedType::isDynamic(dim))
+    return ctx.error() << "Split along the symbolic dim " << *axis << " of "
+                       << type << " is not supported; give the dim a value "
+                          "with --dim NAME=VALUE";
+  // The other dims keep the input's sizes.
+  SmallVector<Value> dynamicSizes;
+  for (int64_t d = 0; d < rank; ++d)
+    if (type.isDynamicDim(d))
+      dynamicSizes.push_back(
+          tensor::DimOp::create(ctx.b(), ctx.getLoc(), data, d));
   int64_t outputs = ctx.getNode().output_size();
   std::vector<int64_t> sizes;
   if (splitIsInput && ctx.hasInput(1)) {
@@ -541,7 +551,8 @@ LogicalResult importSplit(NodeContext &ctx, bool splitIsInput) {
           SmallVector<Value> at(ivs.begin(), ivs.end());
           at[*axis] = arith::AddIOp::create(b, loc, ivs[*axis], indexConstant(b, loc, begin));
           return tensor::ExtractOp::create(b, loc, data, at);
-        }));
+        },
+        dynamicSizes));
   }
   return ctx.setOutputs(results);
 }
@@ -598,9 +609,14 @@ LogicalResult importTrilu(NodeContext &ctx) {
     k = values->empty() ? 0 : (*values)[0];
   }
   bool upper = ctx.intAttr("upper", 1) != 0;
-  if (type.getNumElements() == 0)
+  if (type.hasStaticShape() && type.getNumElements() == 0)
     return ctx.setOutputs(x);
   Type element = type.getElementType();
+  SmallVector<Value> dynamicSizes;
+  for (int64_t d = 0; d < rank; ++d)
+    if (type.isDynamicDim(d))
+      dynamicSizes.push_back(
+          tensor::DimOp::create(ctx.b(), ctx.getLoc(), x, d));
   Value out = buildIndexed(
       ctx.b(), ctx.getLoc(), type.getShape(), element,
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
@@ -616,7 +632,8 @@ LogicalResult importTrilu(NodeContext &ctx) {
                                .getResult()
                          : scalarConstant(b, loc, element, 0);
         return arith::SelectOp::create(b, loc, keep, v, zero);
-      });
+      },
+      dynamicSizes);
   return ctx.setOutputs(out);
 }
 
