@@ -281,9 +281,11 @@ static bool takesSymbolicDims(StringRef opType) {
       // Row-wise over static trailing dims.
       "Softmax", "LogSoftmax", "LayerNormalization",
       "MatMul",
-      "Gemm",
+      "Gemm", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
+      "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum",
+      "ReduceLogSumExp",
       // Data movement whose sizes come from the operands.
-      "Transpose", "Gather", "Unsqueeze", "Squeeze", "Split", "Trilu"};
+      "Transpose", "Gather", "Unsqueeze", "Squeeze", "Split", "Trilu", "Concat"};
   return ops.contains(opType);
 }
 

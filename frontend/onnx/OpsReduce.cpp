@@ -65,6 +65,11 @@ LogicalResult importReduce(NodeContext &ctx, const ReduceSpec &spec,
       return failure();
     reduced[*normalized] = true;
   }
+  for (int64_t i = 0; i < rank; ++i)
+    if (reduced[i] && type.isDynamicDim(i))
+      return ctx.error() << spec.name << " over the symbolic dim " << i
+                         << " of " << type << " is not supported; give the "
+                         << "dim a value with --dim NAME=VALUE";
   int64_t count = 1;
   SmallVector<int64_t> keptShape;
   for (int64_t i = 0; i < rank; ++i) {

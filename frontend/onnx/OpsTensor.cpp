@@ -95,14 +95,27 @@ LogicalResult importConcat(NodeContext &ctx) {
         return ctx.error() << "Concat input #" << i << " " << type
                            << " differs from input #0 " << first
                            << " outside axis " << *axis;
+    if (type.isDynamicDim(*axis))
+      return ctx.error() << "Concat along the symbolic dim " << *axis
+                         << " of input #" << i << " " << type
+                         << " is not supported; give the dim a value with "
+                            "--dim NAME=VALUE";
     offsets.push_back(shape[*axis]);
     shape[*axis] += type.getShape()[*axis];
   }
+  // The other dims take input #0's sizes.
+  SmallVector<Value> dynamicSizes;
+  for (int64_t d = 0; d < rank; ++d)
+    if (first.isDynamicDim(d))
+      dynamicSizes.push_back(
+          tensor::DimOp::create(ctx.b(), ctx.getLoc(), inputs[0], d));
   // Drop empty inputs; select the source by the position along the axis.
   SmallVector<std::pair<Value, int64_t>> parts;
-  for (auto [v, offset] : llvm::zip(inputs, offsets))
-    if (cast<RankedTensorType>(v.getType()).getNumElements() > 0)
+  for (auto [v, offset] : llvm::zip(inputs, offsets)) {
+    auto type = cast<RankedTensorType>(v.getType());
+    if (!type.hasStaticShape() || type.getNumElements() > 0)
       parts.emplace_back(v, offset);
+  }
   if (parts.empty() || llvm::is_contained(shape, 0))
     return ctx.setOutputs(buildEmptyConstant(ctx.b(), ctx.getLoc(), shape, first.getElementType()));
   Value out = buildIndexed(
@@ -133,7 +146,8 @@ LogicalResult importConcat(NodeContext &ctx) {
           result = arith::SelectOp::create(b, loc, inPart, v, result);
         }
         return result;
-      });
+      },
+      dynamicSizes);
   return ctx.setOutputs(out);
 }
 

@@ -666,6 +666,11 @@ LogicalResult SymbolicImporter::sliceTensor() {
         return dim;
       if (p == dim)
         return p;
+      // Within the dim for every value of the symbolic dims.
+      if (std::optional<int64_t> gap = (dim - p).asConstant(); gap && *gap >= 0)
+        return p;
+      if (auto gr = shapes.range(dim - p); gr && gr->first >= 0)
+        return p;
       // A symbolic bound within a static dim, or a constant within every
       // value of a symbolic dim.
       auto pr = shapes.range(p), dr = shapes.range(dim);
