@@ -10,13 +10,18 @@ import os
 import numpy as np
 import pytest
 
-from conftest import ROOT, kiln, run_kiln
+from conftest import ROOT, kiln, run_kiln, run_reference
 
 FIXTURES = os.path.join(ROOT, "test", "fixtures", "transformers")
 # Logits of a 2-layer model: f32 with reassociated sums.
 RTOL, ATOL = 1e-3, 1e-4
 
-MODELS = sorted(glob.glob(os.path.join(FIXTURES, "*", "model*.onnx")))
+MODELS = sorted(p for p in glob.glob(os.path.join(FIXTURES, "*", "model*.onnx"))
+                if not p.endswith("model_dynamic.onnx"))
+# Exports with symbolic batch and sequence dims, compiled once with bounds.
+DYNAMIC = sorted(glob.glob(os.path.join(FIXTURES, "*", "model_dynamic.onnx")))
+BOUNDS = ["--dim", "batch=1..2", "--dim", "sequence=1..16"]
+SHAPES = [(1, 3), (2, 11), (2, 16)]
 # What the dynamo exporter writes for GPT-2 uses sequence ops; Kiln says so.
 UNSUPPORTED = {"gpt2/model_dynamo.onnx": "unsupported op 'SplitToSequence'"}
 
@@ -54,3 +59,52 @@ def test_transformer_matches_onnxruntime(path, target, device, tmp_path):
     got = run_kiln(path, inputs, tmp_path, target, device)["output"]
     assert got.shape == want.shape and got.dtype == want.dtype
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+def dynamic_inputs(path, batch, seq):
+    """Token ids (and a padding mask and token types where the model takes
+    them) of one shape."""
+    rng = np.random.default_rng(batch * 100 + seq)
+    folder = os.path.dirname(path)
+    inputs = {}
+    for name in sorted(os.path.basename(p)[3:-4]
+                       for p in glob.glob(os.path.join(folder, "in_*.npy"))):
+        if name == "attention_mask":
+            mask = np.ones((batch, seq), dtype=np.int64)
+            mask[0, seq - seq // 3:] = 0
+            inputs[name] = mask
+        elif name == "token_type_ids":
+            inputs[name] = rng.integers(0, 2, (batch, seq), dtype=np.int64)
+        else:
+            inputs[name] = rng.integers(0, 256, (batch, seq), dtype=np.int64)
+    return inputs
+
+
+def test_every_family_has_a_dynamic_export():
+    names = {case_id(p) for p in DYNAMIC}
+    assert {"gpt2/model_dynamic.onnx", "bert/model_dynamic.onnx",
+            "llama/model_dynamic.onnx"} <= names
+
+
+@pytest.mark.parametrize("path", DYNAMIC, ids=case_id)
+@pytest.mark.parametrize("target,device", [("cpu", "cpu"),
+                                           ("cuda:sm_80,sm_90a", "sim")])
+def test_dynamic_export_runs_every_shape(path, target, device, tmp_path):
+    """One artifact with symbolic batch and sequence against onnxruntime at
+    several shapes."""
+    artifact = tmp_path / "m.kiln"
+    kiln("compile", path, "-o", str(artifact), "--target", target,
+         "--embed-kernel-ir", *BOUNDS)
+    for batch, seq in SHAPES:
+        inputs = dynamic_inputs(path, batch, seq)
+        want = run_reference(path, inputs)["output"]
+        args = ["run", str(artifact), "--device", device, "--output-dir",
+                str(tmp_path / "out")]
+        for name, value in inputs.items():
+            np.save(tmp_path / f"{name}.npy", value)
+            args += ["--input", f"{name}=@{tmp_path / (name + '.npy')}"]
+        kiln(*args)
+        got = np.load(tmp_path / "out" / "output.npy")
+        assert got.shape == want.shape, (batch, seq)
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL,
+                                   err_msg=f"{batch}x{seq}")
