@@ -116,6 +116,19 @@ struct KilnCpuTileAndVectorizePass final
            ranges.back() != 0;
   }
 
+  /// Whether the contraction's only symbolic loops are M and batch loops
+  /// (N and K static and non-empty).
+  static bool onlyRowsAreSymbolic(linalg::LinalgOp op,
+                                  const linalg::ContractionDimensions &dims) {
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    for (ArrayRef<unsigned> group : {ArrayRef<unsigned>(dims.n),
+                                     ArrayRef<unsigned>(dims.k)})
+      for (unsigned d : group)
+        if (ShapedType::isDynamic(ranges[d]) || ranges[d] == 0)
+          return false;
+    return true;
+  }
+
   /// Non-contractions: 1 on every loop but the innermost, which gets the
   /// largest divisor of its extent up to the vector width.
   void tileForVectors(RewriterBase &rewriter, linalg::LinalgOp op) {
@@ -168,10 +181,16 @@ struct KilnCpuTileAndVectorizePass final
   /// register blocks with the reduction tiled by 1.
   void tileRegisterBlocks(RewriterBase &rewriter, linalg::LinalgOp op) {
     std::optional<linalg::ContractionDimensions> dims = contractionRoles(op);
-    if (!dims || !hasStaticNonEmptyRanges(op))
-      return; // a peeled remainder of unknown width: scalar loops
+    if (!dims)
+      return;
     SmallVector<int64_t> ranges = op.getStaticLoopRanges();
     unsigned m = dims->m.back();
+    if (ShapedType::isDynamic(ranges[m])) {
+      tileSymbolicRows(rewriter, op, *dims);
+      return;
+    }
+    if (!hasStaticNonEmptyRanges(op))
+      return; // a peeled remainder of unknown width: scalar loops
     int64_t mTileHere = largestDivisorAtMost(ranges[m], mTile,
                                              /*vectorDim=*/false);
     int64_t rowBlocks = ranges[m] / mTileHere;
@@ -191,6 +210,62 @@ struct KilnCpuTileAndVectorizePass final
     if (succeeded(tiled))
       for (Operation *tiledOp : tiled->tiledOps)
         tiledOp->setAttr(kVectorizeMark, rewriter.getUnitAttr());
+  }
+
+  /// Register blocks for a panel whose M is symbolic: `m-tile` rows per
+  /// block with the block loop peeled, so that full blocks are static and
+  /// vectorize; the rows left over are blocks of one row each. Other loops
+  /// must be static (outer M loops, batch: tiles of 1).
+  void tileSymbolicRows(RewriterBase &rewriter, linalg::LinalgOp op,
+                        const linalg::ContractionDimensions &dims) {
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    unsigned m = dims.m.back();
+    for (unsigned d = 0; d < ranges.size(); ++d)
+      if (d != m && !llvm::is_contained(dims.m, d) &&
+          !llvm::is_contained(dims.batch, d) &&
+          (ShapedType::isDynamic(ranges[d]) || ranges[d] == 0))
+        return;
+    SmallVector<int64_t> sizes(ranges.size(), 0);
+    for (unsigned d : dims.batch)
+      sizes[d] = 1;
+    for (unsigned d : dims.m)
+      sizes[d] = 1;
+    sizes[m] = mTile;
+    for (unsigned d : dims.k)
+      sizes[d] = 1;
+    FailureOr<scf::SCFTilingResult> tiled =
+        tileAndReplace(rewriter, op, sizes, panelOrder(dims));
+    if (failed(tiled))
+      return;
+    // The loop over row blocks: the last M loop among the tile loops, which
+    // come in panel order (batch, M, K; N is not tiled here).
+    unsigned rowLoop = dims.batch.size() + dims.m.size() - 1;
+    auto loop = rowLoop < tiled->loops.size()
+                    ? dyn_cast<scf::ForOp>(tiled->loops[rowLoop].getOperation())
+                    : scf::ForOp();
+    for (Operation *tiledOp : tiled->tiledOps)
+      tiledOp->setAttr(kVectorizeMark, rewriter.getUnitAttr());
+    if (!loop)
+      return;
+    scf::ForOp remainder;
+    if (failed(scf::peelForLoopAndSimplifyBounds(rewriter, loop, remainder)) ||
+        !remainder)
+      return;
+    // The remainder's block has fewer than m-tile rows: one row at a time.
+    SmallVector<linalg::LinalgOp> partial;
+    remainder.walk([&](linalg::LinalgOp inner) {
+      if (inner->hasAttr(kVectorizeMark))
+        partial.push_back(inner);
+    });
+    for (linalg::LinalgOp inner : partial) {
+      SmallVector<int64_t> rowSizes(inner.getNumLoops(), 0);
+      rowSizes[m] = 1;
+      FailureOr<scf::SCFTilingResult> rows =
+          tileAndReplace(rewriter, inner, rowSizes, /*interchange=*/{});
+      if (succeeded(rows))
+        for (Operation *rowOp : rows->tiledOps)
+          rowOp->setAttr(kVectorizeMark, rewriter.getUnitAttr());
+    }
   }
 
   /// Replaces the rhs of the panel `op` (the input indexed by N loops and
@@ -283,6 +358,10 @@ struct KilnCpuTileAndVectorizePass final
           tilePanels(rewriter, op, *dims);
         else
           tileForVectors(rewriter, op);
+      } else if (dims && onlyRowsAreSymbolic(op, *dims)) {
+        // Symbolic M (tokens) or batch: panels as usual; the register
+        // blocks peel the rows that do not fill a block.
+        tilePanels(rewriter, op, *dims);
       } else if (!dims && hasStaticInnermostRange(op)) {
         // Symbolic dims on the outer loops: tiles of 1 there leave static
         // vector tiles.
