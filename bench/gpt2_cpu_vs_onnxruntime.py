@@ -7,10 +7,13 @@ The model is Hugging Face's GPT-2 configuration (12 layers, 768 wide, 12
 heads, 50,257-token vocabulary) with random weights (seed 0), exported with
 torch.onnx.export (opset 17, batch 1, 128 tokens) at benchmark time, not
 committed. Latency is the median of --iterations runs after 3 warm-ups.
+With --dynamic the export has a symbolic sequence dim and Kiln compiles it
+with `--dim sequence=1..TOKENS` (one artifact for every prompt length up to
+TOKENS), run at TOKENS tokens.
 Needs the export tools (scripts/requirements-export.txt):
 
     python3 -m venv .venv-export && .venv-export/bin/pip install -r scripts/requirements-export.txt
-    .venv-export/bin/python bench/gpt2_cpu_vs_onnxruntime.py [--iterations 10] [--tokens 128]
+    .venv-export/bin/python bench/gpt2_cpu_vs_onnxruntime.py [--iterations 10] [--tokens 128] [--dynamic]
 """
 import argparse
 import os
@@ -38,12 +41,15 @@ class Logits(torch.nn.Module):
         return self.model(input_ids, use_cache=False, return_dict=False)[0]
 
 
-def export(path, tokens):
+def export(path, tokens, dynamic):
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(transformers.GPT2Config()).eval()
     ids = torch.randint(0, 50257, (1, tokens), generator=torch.Generator().manual_seed(0))
+    axes = ({"input_ids": {1: "sequence"}, "logits": {1: "sequence"}}
+            if dynamic else None)
     torch.onnx.export(Logits(model), (ids,), path, input_names=["input_ids"],
-                      output_names=["logits"], opset_version=17)
+                      output_names=["logits"], opset_version=17,
+                      dynamic_axes=axes, dynamo=False)
     return ids.numpy()
 
 
@@ -51,17 +57,21 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--dynamic", action="store_true",
+                        help="symbolic sequence dim, compiled for 1..tokens")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "gpt2.onnx")
-        ids = export(model, args.tokens)
+        ids = export(model, args.tokens, args.dynamic)
         ids_path = os.path.join(tmp, "ids.npy")
         np.save(ids_path, ids)
 
         artifact = os.path.join(tmp, "gpt2.kiln")
         start = time.perf_counter()
-        subprocess.run([KILN, "compile", model, "-o", artifact], check=True,
-                       capture_output=True)
+        dims = (["--dim", f"sequence=1..{args.tokens}"] if args.dynamic
+                else [])
+        subprocess.run([KILN, "compile", model, "-o", artifact, *dims],
+                       check=True, capture_output=True)
         compile_s = time.perf_counter() - start
         out_dir = os.path.join(tmp, "out")
         subprocess.run([KILN, "run", artifact, "--input", f"input_ids=@{ids_path}",
@@ -89,8 +99,10 @@ def main():
         got = np.load(os.path.join(out_dir, "logits.npy"))
         error = float(np.max(np.abs(got - want)))
 
-    print(f"GPT-2-124M prefill, {args.tokens} tokens, batch 1, 1 thread each, "
-          f"median of {args.iterations} runs")
+    shape = (f"symbolic sequence 1..{args.tokens}" if args.dynamic
+             else "static shapes")
+    print(f"GPT-2-124M prefill, {args.tokens} tokens, batch 1, {shape}, "
+          f"1 thread each, median of {args.iterations} runs")
     print(f"  kiln        {kiln_ms:10.1f} ms   (compile {compile_s:.1f} s; "
           f"max |logit error| vs onnxruntime {error:.2e})")
     print(f"  onnxruntime {ort_ms:10.1f} ms")

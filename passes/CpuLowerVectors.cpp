@@ -4,6 +4,7 @@
 #include "mlir/Conversion/VectorToSCF/VectorToSCF.h"
 #include "mlir/Dialect/Linalg/Transforms/Hoisting.h"
 #include "mlir/Dialect/MemRef/Transforms/Transforms.h"
+#include "mlir/Dialect/MemRef/Utils/MemRefUtils.h"
 #include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Dialect/Vector/Transforms/LoweringPatterns.h"
 #include "mlir/Dialect/Vector/Transforms/VectorRewritePatterns.h"
@@ -24,14 +25,16 @@ struct KilnCpuLowerVectorsPass final
     : kiln::impl::KilnCpuLowerVectorsBase<KilnCpuLowerVectorsPass> {
   void runOnOperation() override {
     func::FuncOp func = getOperation();
-    // Copies of buffers with symbolic dims or strided layouts would become
-    // calls to a runtime library (memrefCopy) that kernels do not link:
-    // they become linalg.copy, which is lowered to loops with the rest.
+    // Copies of buffers with symbolic dims or non-contiguous layouts would
+    // become calls to a runtime library (memrefCopy) that kernels do not
+    // link: they become linalg.copy, which is lowered to loops with the
+    // rest.
     func.walk([](memref::CopyOp copy) {
       auto source = cast<MemRefType>(copy.getSource().getType());
       auto target = cast<MemRefType>(copy.getTarget().getType());
-      if (source.hasStaticShape() && target.hasStaticShape() &&
-          source.getLayout().isIdentity() && target.getLayout().isIdentity())
+      // Contiguous static copies become memcpy in the LLVM lowering.
+      if (memref::isStaticShapeAndContiguousRowMajor(source) &&
+          memref::isStaticShapeAndContiguousRowMajor(target))
         return;
       OpBuilder b(copy);
       linalg::CopyOp::create(b, copy.getLoc(), copy.getSource(),

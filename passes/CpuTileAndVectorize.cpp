@@ -116,19 +116,6 @@ struct KilnCpuTileAndVectorizePass final
            ranges.back() != 0;
   }
 
-  /// Whether the contraction's only symbolic loops are M and batch loops
-  /// (N and K static and non-empty).
-  static bool onlyRowsAreSymbolic(linalg::LinalgOp op,
-                                  const linalg::ContractionDimensions &dims) {
-    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
-    for (ArrayRef<unsigned> group : {ArrayRef<unsigned>(dims.n),
-                                     ArrayRef<unsigned>(dims.k)})
-      for (unsigned d : group)
-        if (ShapedType::isDynamic(ranges[d]) || ranges[d] == 0)
-          return false;
-    return true;
-  }
-
   /// Non-contractions: 1 on every loop but the innermost, which gets the
   /// largest divisor of its extent up to the vector width.
   void tileForVectors(RewriterBase &rewriter, linalg::LinalgOp op) {
@@ -155,8 +142,11 @@ struct KilnCpuTileAndVectorizePass final
     for (unsigned d : dims.n)
       sizes[d] = 1;
     unsigned n = dims.n.back();
-    sizes[n] = largestDivisorAtMost(ranges[n], nTile);
-    bool peel = sizes[n] < 8 && ranges[n] > nTile;
+    // A symbolic N (attention's keys) takes full-width panels and a peeled
+    // remainder, as an N without a multiple-of-8 divisor does.
+    bool symbolicN = ShapedType::isDynamic(ranges[n]);
+    sizes[n] = symbolicN ? nTile : largestDivisorAtMost(ranges[n], nTile);
+    bool peel = symbolicN || (sizes[n] < 8 && ranges[n] > nTile);
     if (peel)
       sizes[n] = nTile;
     FailureOr<scf::SCFTilingResult> tiled =
@@ -185,12 +175,15 @@ struct KilnCpuTileAndVectorizePass final
       return;
     SmallVector<int64_t> ranges = op.getStaticLoopRanges();
     unsigned m = dims->m.back();
-    if (ShapedType::isDynamic(ranges[m])) {
+    if (llvm::any_of(dims->n, [&](unsigned d) {
+          return ShapedType::isDynamic(ranges[d]);
+        }))
+      return; // a peeled remainder of unknown width: scalar loops
+    if (!hasStaticNonEmptyRanges(op)) {
+      // Symbolic M, batch or K.
       tileSymbolicRows(rewriter, op, *dims);
       return;
     }
-    if (!hasStaticNonEmptyRanges(op))
-      return; // a peeled remainder of unknown width: scalar loops
     int64_t mTileHere = largestDivisorAtMost(ranges[m], mTile,
                                              /*vectorDim=*/false);
     int64_t rowBlocks = ranges[m] / mTileHere;
@@ -212,19 +205,22 @@ struct KilnCpuTileAndVectorizePass final
         tiledOp->setAttr(kVectorizeMark, rewriter.getUnitAttr());
   }
 
-  /// Register blocks for a panel whose M is symbolic: `m-tile` rows per
-  /// block with the block loop peeled, so that full blocks are static and
-  /// vectorize; the rows left over are blocks of one row each. Other loops
-  /// must be static (outer M loops, batch: tiles of 1).
+  /// Register blocks for a panel with symbolic M, batch or K loops: `m-tile`
+  /// rows per block with the block loop peeled, so that full blocks are
+  /// static and vectorize; the rows left over are blocks of one row each.
+  /// Outer M and batch loops are tiles of 1, K steps of 1; N (the panel
+  /// width) must be static.
   void tileSymbolicRows(RewriterBase &rewriter, linalg::LinalgOp op,
                         const linalg::ContractionDimensions &dims) {
     SmallVector<int64_t> ranges = op.getStaticLoopRanges();
     unsigned m = dims.m.back();
-    for (unsigned d = 0; d < ranges.size(); ++d)
-      if (d != m && !llvm::is_contained(dims.m, d) &&
-          !llvm::is_contained(dims.batch, d) &&
-          (ShapedType::isDynamic(ranges[d]) || ranges[d] == 0))
+    for (unsigned d : dims.n)
+      if (ShapedType::isDynamic(ranges[d]) || ranges[d] == 0)
         return;
+    // How many row blocks read the panel is known only at run time: the
+    // panel's rhs is packed whenever it is a slice of a wider matrix (a
+    // weight's columns), which prefill needs and decode pays once per panel.
+    packRhs(rewriter, op, dims);
     SmallVector<int64_t> sizes(ranges.size(), 0);
     for (unsigned d : dims.batch)
       sizes[d] = 1;
@@ -358,9 +354,10 @@ struct KilnCpuTileAndVectorizePass final
           tilePanels(rewriter, op, *dims);
         else
           tileForVectors(rewriter, op);
-      } else if (dims && onlyRowsAreSymbolic(op, *dims)) {
-        // Symbolic M (tokens) or batch: panels as usual; the register
-        // blocks peel the rows that do not fill a block.
+      } else if (dims && !llvm::is_contained(op.getStaticLoopRanges(), 0)) {
+        // Symbolic dims: panels as usual (a symbolic N peeled); the register
+        // blocks peel the rows that do not fill a block, and a symbolic K
+        // is a loop of steps of 1 anyway.
         tilePanels(rewriter, op, *dims);
       } else if (!dims && hasStaticInnermostRange(op)) {
         // Symbolic dims on the outer loops: tiles of 1 there leave static

@@ -18,56 +18,12 @@ using namespace kiln;
 
 namespace {
 
-/// The kernel argument for a tensor: a static memref, or for a tensor with
-/// symbolic dims a rank-0 memref that only carries the base pointer (the
-/// kernel rebuilds the shape from its size arguments). Kernels thus take
-/// one bare pointer per buffer on every target.
+/// The kernel argument for a tensor: a memref of its shape (symbolic dims
+/// stay `?`; kiln-kernel-bare-abi makes them base pointers late, after the
+/// kernel's loops are optimized).
 MemRefType toMemRef(Type type) {
   auto tensorType = cast<RankedTensorType>(type);
-  if (!tensorType.hasStaticShape())
-    return MemRefType::get({}, tensorType.getElementType());
   return MemRefType::get(tensorType.getShape(), tensorType.getElementType());
-}
-
-/// The row-major memref of `type` (a tensor type with symbolic dims) at the
-/// base pointer `base`, its dynamic sizes taken from `sizes` in order.
-Value viewWithSizes(OpBuilder &b, Location loc, Value base,
-                    RankedTensorType type, ValueRange sizes) {
-  int64_t rank = type.getRank();
-  SmallVector<OpFoldResult> mixedSizes;
-  unsigned next = 0;
-  for (int64_t d = 0; d < rank; ++d)
-    mixedSizes.push_back(type.isDynamicDim(d)
-                             ? OpFoldResult(sizes[next++])
-                             : OpFoldResult(b.getIndexAttr(type.getDimSize(d))));
-  SmallVector<OpFoldResult> strides(rank);
-  int64_t staticStride = 1;
-  Value dynamicStride;
-  for (int64_t d = rank - 1; d >= 0; --d) {
-    strides[d] = dynamicStride ? OpFoldResult(dynamicStride)
-                               : OpFoldResult(b.getIndexAttr(staticStride));
-    if (d == 0)
-      break;
-    if (!type.isDynamicDim(d) && !dynamicStride) {
-      staticStride *= type.getDimSize(d);
-      continue;
-    }
-    Value current = dynamicStride
-                        ? dynamicStride
-                        : arith::ConstantIndexOp::create(b, loc, staticStride)
-                              .getResult();
-    Value size = type.isDynamicDim(d)
-                     ? cast<Value>(mixedSizes[d])
-                     : arith::ConstantIndexOp::create(b, loc,
-                                                      type.getDimSize(d))
-                           .getResult();
-    dynamicStride = arith::MulIOp::create(b, loc, current, size);
-  }
-  auto memrefType =
-      MemRefType::get(type.getShape(), type.getElementType());
-  return memref::ReinterpretCastOp::create(b, loc, memrefType, base,
-                                           b.getIndexAttr(0), mixedSizes,
-                                           strides);
 }
 
 struct KilnOutlineDispatchesPass final
@@ -134,17 +90,7 @@ struct KilnOutlineDispatchesPass final
     Block *block = kernel.addEntryBlock();
     builder.setInsertionPointToStart(block);
 
-    // The buffers as memrefs of their tensor types.
-    SmallVector<Value> views;
-    ValueRange sizeArgs = block->getArguments().take_back(numSizes);
-    for (auto [type, arg] : llvm::zip(bufferTypes, block->getArguments())) {
-      auto tensorType = cast<RankedTensorType>(type);
-      unsigned n = tensorType.getNumDynamicDims();
-      views.push_back(n ? viewWithSizes(builder, loc, arg, tensorType,
-                                        sizeArgs.take_front(n))
-                        : Value(arg));
-      sizeArgs = sizeArgs.drop_front(n);
-    }
+    SmallVector<Value> views(block->getArguments().drop_back(numSizes));
     IRMapping mapping;
     Block &body = dispatch.getBody().front();
     for (auto [bodyArg, view] : llvm::zip(body.getArguments(), views)) {

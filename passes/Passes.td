@@ -100,9 +100,8 @@ def KilnOutlineDispatches : Pass<"kiln-outline-dispatches", "mlir::ModuleOp"> {
     first use; codegen compiles that module whole) that takes one memref per
     dispatch input and one per result (destination-passing style), then one
     `index` per symbolic dim of those buffers, and marks it `kiln.kernel`.
-    A buffer with symbolic dims is passed as a rank-0 memref (its base
-    pointer) and viewed inside with `memref.reinterpret_cast` at its row-major
-    shape, so kernels take one bare pointer per buffer on every target.
+    (kiln-kernel-bare-abi later turns memrefs with symbolic dims into base
+    pointers viewed at their shape from those sizes.)
     Inputs enter the tensor world through `bufferization.to_tensor restrict`
     (read-only); results leave it through
     `bufferization.materialize_in_destination`, so that empty-tensor
@@ -307,6 +306,25 @@ def KilnGpuMapToThreads : Pass<"kiln-gpu-map-to-threads", "mlir::func::FuncOp"> 
            "Threads per block for the fallback mapping">
   ];
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
+def KilnKernelBareAbi : Pass<"kiln-kernel-bare-abi", "mlir::func::FuncOp"> {
+  let summary = "kernel buffers with symbolic dims become base pointers viewed at their shape";
+  let description = [{
+    An outlined kernel (`kiln.kernel`) takes one memref per buffer, then one
+    `index` per symbolic dim of those buffers, in order. Each memref argument
+    with symbolic dims becomes a rank-0 memref (its base pointer; bare-pointer
+    calling convention) and is viewed at its row-major shape with
+    `memref.reinterpret_cast` from its sizes. The CPU pipeline runs this
+    after vector hoisting (which a view in front of the accumulator would
+    block), the GPU pipeline first.
+
+    Before: `func.func @k(%x: memref<?x8xf32>, %n: index)`
+    After:  `func.func @k(%x: memref<f32>, %n: index)` with
+    `%v = memref.reinterpret_cast %x to offset: [0], sizes: [%n, 8], strides: [8, 1]`
+  }];
+  let dependentDialects = ["mlir::memref::MemRefDialect",
                            "mlir::arith::ArithDialect"];
 }
 

@@ -75,6 +75,8 @@ void buildCpuKernelPipeline(OpPassManager &pm) {
   pm.addNestedPass<func::FuncOp>(createKilnExpandMath());
   // What the vectorizer left (ops it rejects) becomes scalar loops.
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  // Buffers with symbolic dims: base pointers viewed at their shape.
+  pm.addNestedPass<func::FuncOp>(createKilnKernelBareAbi());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }
@@ -104,6 +106,9 @@ void buildCpuToLLVMPipeline(OpPassManager &pm) {
 }
 
 void buildGpuKernelPipeline(OpPassManager &pm) {
+  // Buffers with symbolic dims: base pointers viewed at their shape, which
+  // kiln-gpu-sink-views moves into the launches.
+  pm.addNestedPass<func::FuncOp>(createKilnKernelBareAbi());
   pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
   addKernelBufferization(pm);
   // Contractions get shared-memory tiles and register blocks (matrix-vector

@@ -19,12 +19,31 @@ Value buildElementwise(NodeContext &ctx, ValueRange inputs,
   for (Value input : inputs)
     rank = std::max(rank, cast<RankedTensorType>(input.getType()).getRank());
   SmallVector<int64_t> shape(rank, 1);
+  // The input that gave each symbolic result dim.
+  SmallVector<Value> owners(rank);
   for (auto [index, input] : llvm::enumerate(inputs)) {
     ArrayRef<int64_t> inShape =
         cast<RankedTensorType>(input.getType()).getShape();
     int64_t offset = rank - static_cast<int64_t>(inShape.size());
     for (auto [i, dim] : llvm::enumerate(inShape)) {
       int64_t &out = shape[offset + i];
+      if (ShapedType::isDynamic(dim) && ShapedType::isDynamic(out)) {
+        // Two symbolic dims meet: they must be the same one.
+        Value first = owners[offset + i];
+        if (first && ctx.sameSize(first, offset + i - (rank - shapeOf(first).size()),
+                                  input, i) == false) {
+          ctx.error() << "input #" << index << " of type " << input.getType()
+                      << " does not broadcast with the other inputs "
+                         "(dimension "
+                      << offset + i
+                      << ": two different symbolic dims; a symbolic dim is "
+                         "never broadcast)";
+          return {};
+        }
+        continue;
+      }
+      if (ShapedType::isDynamic(dim))
+        owners[offset + i] = input;
       if (dim == out || dim == 1)
         continue;
       if (out != 1) {

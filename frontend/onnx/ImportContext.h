@@ -85,6 +85,13 @@ public:
 
   GraphImporter &getImporter() { return importer; }
 
+  /// Whether dim `da` of `a` and dim `db` of `b` (at least one symbolic)
+  /// have the same size for every value of the symbolic dims: true, false
+  /// (an error to report), or unknown (no symbolic dims being followed, or
+  /// a size not followed).
+  std::optional<bool> sameSize(mlir::Value a, unsigned da, mlir::Value b,
+                               unsigned db);
+
 private:
   GraphImporter &importer;
   const kiln_onnx::NodeProto &node;

@@ -114,6 +114,9 @@ public:
   bool isUnsigned(StringRef name) const { return unsignedNames.contains(name); }
   void markUnsigned(StringRef name) { unsignedNames.insert(name); }
   const std::string &getBaseDir() const { return baseDir; }
+  SymbolicShapes *getSymbolicShapes() {
+    return symbolic ? &*symbolic : nullptr;
+  }
   StringRef getPath() const { return path; }
 
   /// A constant op for `tensor`, named after it when it becomes a weight.
@@ -604,6 +607,17 @@ Value NodeContext::input(int i) {
 
 RankedTensorType NodeContext::inputType(int i) {
   return cast<RankedTensorType>(importer.lookup(node.input(i)).getType());
+}
+
+std::optional<bool> NodeContext::sameSize(Value a, unsigned da, Value b,
+                                          unsigned db) {
+  SymbolicShapes *shapes = importer.getSymbolicShapes();
+  if (!shapes)
+    return std::nullopt;
+  FailureOr<SymPoly> pa = shapes->dimPoly(a, da), pb = shapes->dimPoly(b, db);
+  if (failed(pa) || failed(pb))
+    return std::nullopt;
+  return *pa == *pb;
 }
 
 ElementsAttr NodeContext::constantElements(int i) {

@@ -39,6 +39,13 @@ Value buildMatmul(NodeContext &ctx, Value lhs, Value rhs) {
 
   int64_t k0 = lhsType.getShape().back();
   int64_t k1 = rhsType.getShape()[rhsType.getRank() - 2];
+  if (ShapedType::isDynamic(k0) && ShapedType::isDynamic(k1) &&
+      ctx.sameSize(lhs, lhsType.getRank() - 1, rhs, rhsType.getRank() - 2) ==
+          false) {
+    ctx.error() << "MatMul contraction dims of " << lhs.getType() << " and "
+                << rhs.getType() << " are different symbolic dims";
+    return {};
+  }
   if (k0 != k1) {
     ctx.error() << "MatMul contraction dims differ: " << lhs.getType()
                 << " has " << k0 << " columns, " << rhs.getType() << " has "

@@ -367,7 +367,8 @@ FailureOr<Value> SymbolicImporter::reshapeTo(Value x, ArrayRef<SymPoly> in,
                                              ArrayRef<SymPoly> out) {
   auto type = cast<RankedTensorType>(x.getType());
   RankedTensorType target = typeOf(out, type.getElementType());
-  if (type == target)
+  // Types alone cannot tell [batch, seq] from [seq, batch]: the sizes can.
+  if (llvm::equal(in, out))
     return x;
   if (in.empty() || out.empty())
     return buildReshape(b, loc, x, target.getShape());

@@ -60,18 +60,15 @@ func.func @second(%x: tensor<4xf32>) -> tensor<4xf32> {
 
 // -----
 
-// COM: Symbolic dims: a buffer with `?` dims is passed as a rank-0 memref
-// COM: (its base pointer) and viewed at its row-major shape from the index
-// COM: arguments that follow the buffers, one per symbolic dim in order
+// COM: Symbolic dims: buffers keep their `?` dims; the index arguments
+// COM: that follow the buffers carry one size per symbolic dim, in order
 // COM: (input dims, then result dims).
 // CHECK-LABEL: func.func @dynamic
 // CHECK: kiln.dispatch(%{{.*}}, %{{.*}}) {kernel = @kernels::@dynamic_dispatch_0}
 // CHECK-LABEL: module @kernels
-// CHECK: func.func @dynamic_dispatch_0(%[[X:.*]]: memref<f32>, %[[W:.*]]: memref<4x8xf32>, %[[OUT:.*]]: memref<f32>, %[[R:.*]]: index, %[[S:.*]]: index, %[[ROUT:.*]]: index, %[[SOUT:.*]]: index)
-// CHECK: %[[XV:.*]] = memref.reinterpret_cast %[[X]] to offset: [0], sizes: [%[[R]], %[[S]], 4], strides: [%[[XS:.*]], 4, 1] : memref<f32> to memref<?x?x4xf32>
-// CHECK: %[[OV:.*]] = memref.reinterpret_cast %[[OUT]] to offset: [0], sizes: [%[[ROUT]], %[[SOUT]], 8], strides: [%{{.*}}, 8, 1] : memref<f32> to memref<?x?x8xf32>
-// CHECK: bufferization.to_tensor %[[XV]] restrict : memref<?x?x4xf32> to tensor<?x?x4xf32>
-// CHECK: bufferization.materialize_in_destination %{{.*}} in restrict writable %[[OV]] : (tensor<?x?x8xf32>, memref<?x?x8xf32>) -> ()
+// CHECK: func.func @dynamic_dispatch_0(%[[X:.*]]: memref<?x?x4xf32>, %[[W:.*]]: memref<4x8xf32>, %[[OUT:.*]]: memref<?x?x8xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index)
+// CHECK: bufferization.to_tensor %[[X]] restrict : memref<?x?x4xf32> to tensor<?x?x4xf32>
+// CHECK: bufferization.materialize_in_destination %{{.*}} in restrict writable %[[OUT]] : (tensor<?x?x8xf32>, memref<?x?x8xf32>) -> ()
 func.func @dynamic(%x: tensor<?x?x4xf32>, %w: tensor<4x8xf32>) -> tensor<?x?x8xf32> {
   %r = kiln.dispatch(%x, %w) : (tensor<?x?x4xf32>, tensor<4x8xf32>) -> tensor<?x?x8xf32> {
   ^bb0(%a: tensor<?x?x4xf32>, %b: tensor<4x8xf32>):

@@ -1,8 +1,12 @@
-//===- GpuKernelAbi.cpp - GPU kernels take pointers and sizes -------------===//
+//===- KernelAbi.cpp - kernels take pointers and sizes --------------------===//
 //
-// Two small passes around gpu-kernel-outlining that keep the GPU kernels'
-// calling convention what the launch program passes: one bare pointer per
-// buffer, then one int64 per symbolic size.
+// The kernels' calling convention is what the launch program passes: one
+// bare pointer per buffer, then one int64 per symbolic size. Outlined
+// kernels take memrefs of their buffers' shapes (symbolic dims `?`) and the
+// sizes; kiln-kernel-bare-abi turns each memref with symbolic dims into a
+// base pointer viewed at its shape, late in the CPU pipeline (after loop
+// optimizations, which views would block) and early in the GPU one. Two
+// passes around gpu-kernel-outlining keep GPU kernels to that convention.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
@@ -13,6 +17,7 @@
 #include "mlir/IR/IRMapping.h"
 
 namespace kiln {
+#define GEN_PASS_DEF_KILNKERNELBAREABI
 #define GEN_PASS_DEF_KILNGPUSINKVIEWS
 #define GEN_PASS_DEF_KILNGPUORDERKERNELARGS
 #include "passes/Passes.h.inc"
@@ -32,6 +37,80 @@ bool isView(Operation *op) {
   return isa<memref::ReinterpretCastOp, memref::ExpandShapeOp,
              memref::CollapseShapeOp, memref::CastOp, memref::SubViewOp>(op);
 }
+
+/// The row-major memref of `type` at the base pointer `base`, its dynamic
+/// sizes taken from `sizes` in order.
+Value viewWithSizes(OpBuilder &b, Location loc, Value base, MemRefType type,
+                    ValueRange sizes) {
+  int64_t rank = type.getRank();
+  SmallVector<OpFoldResult> mixedSizes;
+  unsigned next = 0;
+  for (int64_t d = 0; d < rank; ++d)
+    mixedSizes.push_back(type.isDynamicDim(d)
+                             ? OpFoldResult(sizes[next++])
+                             : OpFoldResult(b.getIndexAttr(type.getDimSize(d))));
+  SmallVector<OpFoldResult> strides(rank);
+  OpFoldResult stride = b.getIndexAttr(1);
+  for (int64_t d = rank - 1; d >= 0; --d) {
+    strides[d] = stride;
+    if (d == 0)
+      break;
+    std::optional<int64_t> s = getConstantIntValue(stride);
+    std::optional<int64_t> n = getConstantIntValue(mixedSizes[d]);
+    stride = s && n ? OpFoldResult(b.getIndexAttr(*s * *n))
+                    : OpFoldResult(arith::MulIOp::create(
+                          b, loc, getValueOrCreateConstantIndexOp(b, loc, stride),
+                          getValueOrCreateConstantIndexOp(b, loc,
+                                                          mixedSizes[d])));
+  }
+  return memref::ReinterpretCastOp::create(b, loc, type, base,
+                                           b.getIndexAttr(0), mixedSizes,
+                                           strides);
+}
+
+struct KilnKernelBareAbiPass final
+    : kiln::impl::KilnKernelBareAbiBase<KilnKernelBareAbiPass> {
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    if (!func->hasAttr(kKernelAttrName) || func.isExternal())
+      return;
+    Block &entry = func.getBody().front();
+    // The sizes follow the buffers: one index per symbolic dim of each.
+    unsigned numSizes = 0;
+    SmallVector<unsigned> dynamicArgs;
+    for (BlockArgument arg : func.getArguments())
+      if (isDynamicMemRef(arg)) {
+        dynamicArgs.push_back(arg.getArgNumber());
+        numSizes += cast<MemRefType>(arg.getType()).getNumDynamicDims();
+      }
+    if (dynamicArgs.empty())
+      return;
+    if (numSizes > func.getNumArguments()) {
+      func.emitError() << "kernel takes fewer sizes than its buffers have "
+                          "symbolic dims";
+      return signalPassFailure();
+    }
+    ValueRange sizes =
+        entry.getArguments().take_back(numSizes);
+    OpBuilder b = OpBuilder::atBlockBegin(&entry);
+    SmallVector<Type> types(func.getArgumentTypes());
+    for (unsigned i : dynamicArgs) {
+      BlockArgument arg = entry.getArgument(i);
+      auto type = cast<MemRefType>(arg.getType());
+      unsigned n = type.getNumDynamicDims();
+      auto pointer = MemRefType::get({}, type.getElementType(), nullptr,
+                                     type.getMemorySpace());
+      arg.setType(pointer);
+      types[i] = pointer;
+      Value view =
+          viewWithSizes(b, func.getLoc(), arg, type, sizes.take_front(n));
+      arg.replaceAllUsesExcept(view, view.getDefiningOp());
+      sizes = sizes.drop_front(n);
+    }
+    func.setFunctionType(
+        FunctionType::get(func.getContext(), types, func.getResultTypes()));
+  }
+};
 
 struct KilnGpuSinkViewsPass final
     : kiln::impl::KilnGpuSinkViewsBase<KilnGpuSinkViewsPass> {
