@@ -32,11 +32,28 @@ from test_ops import CASES  # noqa: E402
 LIMIT_BYTES = 60 * 1024 * 1024
 
 
+# Compile flags per case (default: none).
+FLAGS = {"bert_dynamic_2x11": ["--dim", "batch=1..2", "--dim",
+                               "sequence=1..16"]}
+
+
 def cases():
     for name in ("mlp", "attention"):
         folder = os.path.join(ROOT, "test", "fixtures", name)
         yield ("fixture_" + name, onnx.load(os.path.join(folder, "model.onnx")),
                {"x": np.load(os.path.join(folder, "x.npy"))}, True)
+    # Symbolic dims on the GPU: one artifact for batch 1..2 and sequence
+    # 1..16, run at 2x11 (kernels take the sizes as arguments).
+    folder = os.path.join(ROOT, "test", "fixtures", "transformers", "bert")
+    rng = np.random.default_rng(0)
+    mask = np.ones((2, 11), dtype=np.int64)
+    mask[0, 8:] = 0
+    yield ("bert_dynamic_2x11",
+           onnx.load(os.path.join(folder, "model_dynamic.onnx")),
+           {"input_ids": rng.integers(0, 256, (2, 11), dtype=np.int64),
+            "attention_mask": mask,
+            "token_type_ids": rng.integers(0, 2, (2, 11), dtype=np.int64)},
+           False)
     for name in sorted(CASES):
         model, inputs = CASES[name]
         yield "op_" + name, model, inputs, False
@@ -64,7 +81,8 @@ def main():
         onnx.save(model, os.path.join(folder, "model.onnx"))
         subprocess.run([args.kiln, "compile", os.path.join(folder, "model.onnx"),
                         "--target", args.target, "--embed-kernel-ir",
-                        "-o", os.path.join(folder, "model.kiln")],
+                        "-o", os.path.join(folder, "model.kiln"),
+                        *FLAGS.get(name, [])],
                        check=True, capture_output=True)
         session = ort.InferenceSession(os.path.join(folder, "model.onnx"),
                                        providers=["CPUExecutionProvider"])

@@ -25,14 +25,16 @@ def test_bundle_runner_passes_under_the_simulator(tmp_path):
     bundle = tmp_path / "bundle"
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_bundle.py"),
                     str(bundle), "--kiln", KILN, "--only", "fixture_mlp",
-                    "fixture_attention", "op_gemm_all_attrs", "op_softmax11_flatten"],
+                    "fixture_attention", "op_gemm_all_attrs", "op_softmax11_flatten",
+                    "bert_dynamic_2x11"],
                    check=True, capture_output=True)
     assert os.path.getsize(str(bundle) + ".tar.gz") < 60 * 1024 * 1024
     result = subprocess.run([sys.executable, str(bundle / "run.py"), "--kiln", KILN,
                              "--device", "sim"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed, 0 failed" in result.stdout
+    assert "5 passed, 0 failed" in result.stdout
     assert "fixture_attention" in result.stdout
+    assert "bert_dynamic_2x11" in result.stdout
 
     if not has_driver():
         runner = subprocess.run(

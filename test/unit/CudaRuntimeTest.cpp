@@ -303,3 +303,100 @@ TEST_F(CudaRuntime, GpuLaunchWithoutAGridIsRejectedAtLoad) {
 }
 
 } // namespace
+
+namespace {
+
+using kiln::artifact::DimExpr;
+
+/// y[n] = x[n] + 1 with n in 1..8: the add_one_n kernel takes n as an
+/// int64 after its buffers and runs a grid of n blocks.
+std::string symbolicArtifact() {
+  Manifest m;
+  m.set_target("cuda:sm_80");
+  m.set_arena_bytes(0);
+  auto *kernel = m.add_kernels();
+  kernel->set_name("add_one_n");
+  kernel->set_symbol("add_one_n");
+  kernel->set_num_args(3);
+  kernel->set_strategy("generic");
+  std::vector<SectionBytes> sections = {
+      {"weights", kiln::artifact::WEIGHTS, "", ""}};
+  auto *image = kernel->add_images();
+  image->set_arch("sm_80");
+  std::string cubin = "\x7f" "ELF fake cubin";
+  image->set_cubin_section(sections.size());
+  image->set_cubin_size(cubin.size());
+  sections.push_back({"cubin.sm_80", kiln::artifact::CUBIN, "sm_80", cubin});
+  image->set_ptx_section(sections.size());
+  sections.push_back({"ptx.sm_80", kiln::artifact::PTX, "sm_80", ""});
+  auto *entry = m.add_entry_points();
+  entry->set_name("main");
+  auto *dim = entry->add_dims();
+  dim->set_name("n");
+  dim->set_min(1);
+  dim->set_max(8);
+  auto expr = [&](DimExpr::Op op, int64_t value, uint32_t l = 0,
+                  uint32_t r = 0) {
+    DimExpr *e = entry->add_dim_exprs();
+    e->set_op(op);
+    e->set_value(value);
+    e->set_lhs(l);
+    e->set_rhs(r);
+    return static_cast<uint32_t>(entry->dim_exprs_size() - 1);
+  };
+  uint32_t n = expr(DimExpr::SYMBOL, 0);
+  uint32_t bytes = expr(DimExpr::MUL, 0, n, expr(DimExpr::CONST, 4));
+  for (auto *spec : {entry->add_inputs(), entry->add_outputs()}) {
+    spec->set_name(spec == &entry->inputs(0) ? "x" : "y");
+    spec->set_dtype(kiln::artifact::F32);
+    spec->add_shape(-1);
+    spec->add_dim_exprs(n);
+  }
+  Launch *add = entry->add_launches();
+  add->set_kind(Launch::KERNEL);
+  add->set_kernel(0);
+  for (int d = 0; d < 3; ++d) {
+    add->add_grid(d == 0 ? 8 : 1);
+    add->add_grid_exprs(d == 0 ? n + 1 : 0);
+    add->add_block(1);
+  }
+  addRef(add, BufferRef::INPUT, 0, 0, 32);
+  addRef(add, BufferRef::OUTPUT, 0, 0, 32);
+  for (int a = 0; a < 2; ++a)
+    add->mutable_args(a)->set_size_expr(bytes + 1);
+  add->add_scalar_args(n);
+  return kiln::test::serialize(m, sections);
+}
+
+TEST_F(CudaRuntime, SymbolicDimsAreKernelArgumentsAndGrids) {
+  setenv("KILN_MOCK_CUDA_CC", "80", 1);
+  ASSERT_EQ(open(symbolicArtifact()), "");
+  for (int64_t n : {3, 6, 3}) {
+    bool replay = n == 3 && counter("captures") == 2;
+    std::vector<float> x(n), y(n, 0.0f);
+    for (int64_t i = 0; i < n; ++i)
+      x[i] = static_cast<float>(i);
+    kiln_tensor in{}, out{};
+    for (auto [t, data] : {std::pair{&in, x.data()}, std::pair{&out, y.data()}}) {
+      t->dtype = KILN_DTYPE_F32;
+      t->rank = 1;
+      t->shape[0] = n;
+      t->data = data;
+      t->size_bytes = 4 * n;
+    }
+    kiln_status s = kiln_session_run(session, nullptr, &in, 1, &out, 1);
+    ASSERT_EQ(s, nullptr) << kiln_status_message(s);
+    // Launch arguments are seen when a graph is captured; a replay reuses
+    // them.
+    if (!replay) {
+      EXPECT_EQ(counter("last_size_arg"), n);
+      EXPECT_EQ(counter("last_grid_x"), n);
+    }
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_EQ(y[i], x[i] + 1.0f) << "n = " << n << ", i = " << i;
+  }
+  // One graph per distinct set of dim values: n = 3 replays its graph.
+  EXPECT_EQ(counter("captures"), 2);
+}
+
+} // namespace

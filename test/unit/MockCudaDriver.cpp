@@ -189,14 +189,26 @@ CUresult cuMemcpyDtoDAsync_v2(Ptr dst, Ptr src, size_t bytes, void *stream) {
   });
 }
 
-CUresult cuLaunchKernel(void *function, unsigned, unsigned, unsigned,
+CUresult cuLaunchKernel(void *function, unsigned gridX, unsigned, unsigned,
                         unsigned, unsigned, unsigned, unsigned, void *stream,
                         void **params, void **) {
   std::string symbol = static_cast<Function *>(function)->symbol;
   Ptr in = 0, out = 0;
-  if (symbol == "add_one") {
+  if (symbol == "add_one" || symbol == "add_one_n") {
     in = *static_cast<Ptr *>(params[0]);
     out = *static_cast<Ptr *>(params[1]);
+  }
+  if (symbol == "add_one_n") {
+    // Symbolic size: y[i] = x[i] + 1 for i < n, one block per element.
+    int64_t n = *static_cast<int64_t *>(params[2]);
+    state.counters["last_grid_x"] = gridX;
+    state.counters["last_size_arg"] = n;
+    return submit(stream, [=] {
+      ++state.counters["kernels_run"];
+      for (int64_t i = 0; i < n && i < static_cast<int64_t>(gridX); ++i)
+        reinterpret_cast<float *>(out)[i] =
+            reinterpret_cast<const float *>(in)[i] + 1.0f;
+    });
   }
   return submit(stream, [=] {
     ++state.counters["kernels_run"];

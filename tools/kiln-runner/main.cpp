@@ -75,7 +75,15 @@ int main(int argc, char **argv) {
       return fail(e);
     inputs.push_back(std::move(t));
   }
-  for (const auto &info : module->outputs(0)) {
+  // Output shapes follow the inputs' symbolic dims.
+  std::vector<kiln_tensor> views;
+  for (auto &t : inputs)
+    views.push_back(t.view());
+  std::vector<kiln::rt::TensorInfo> outputInfo =
+      module->outputShapes(0, views, error);
+  if (!error.empty())
+    return fail(error);
+  for (const auto &info : outputInfo) {
     HostTensor t;
     t.dtype = info.tensor.dtype;
     t.shape.assign(info.tensor.shape, info.tensor.shape + info.tensor.rank);
