@@ -218,9 +218,44 @@ struct KilnCpuTileAndVectorizePass final
       if (ShapedType::isDynamic(ranges[d]) || ranges[d] == 0)
         return;
     // How many row blocks read the panel is known only at run time: the
-    // panel's rhs is packed whenever it is a slice of a wider matrix (a
-    // weight's columns), which prefill needs and decode pays once per panel.
-    packRhs(rewriter, op, dims);
+    // panel is versioned on it, packing its rhs when more than one row
+    // reads it (prefill), not for a single row (decode), where the copy
+    // would only add traffic over the weights.
+    if (ShapedType::isDynamic(ranges[m]) && op->getNumResults() == 1) {
+      Location loc = op.getLoc();
+      rewriter.setInsertionPoint(op);
+      SmallVector<Range> loopRanges = op.createLoopRanges(rewriter, loc);
+      Value rows =
+          getValueOrCreateConstantIndexOp(rewriter, loc, loopRanges[m].size);
+      Value many = arith::CmpIOp::create(
+          rewriter, loc, arith::CmpIPredicate::ugt, rows,
+          arith::ConstantIndexOp::create(rewriter, loc, 1));
+      Operation *packed = nullptr, *plain = nullptr;
+      auto ifOp = scf::IfOp::create(
+          rewriter, loc, many,
+          [&](OpBuilder &b, Location l) {
+            packed = b.clone(*op);
+            scf::YieldOp::create(b, l, packed->getResults());
+          },
+          [&](OpBuilder &b, Location l) {
+            plain = b.clone(*op);
+            scf::YieldOp::create(b, l, plain->getResults());
+          });
+      rewriter.replaceOp(op, ifOp.getResults());
+      tileRows(rewriter, cast<linalg::LinalgOp>(packed), dims, /*pack=*/true);
+      tileRows(rewriter, cast<linalg::LinalgOp>(plain), dims, /*pack=*/false);
+      return;
+    }
+    tileRows(rewriter, op, dims, /*pack=*/true);
+  }
+
+  /// The row blocks of tileSymbolicRows, the rhs packed first with `pack`.
+  void tileRows(RewriterBase &rewriter, linalg::LinalgOp op,
+                const linalg::ContractionDimensions &dims, bool pack) {
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    unsigned m = dims.m.back();
+    if (pack)
+      packRhs(rewriter, op, dims);
     SmallVector<int64_t> sizes(ranges.size(), 0);
     for (unsigned d : dims.batch)
       sizes[d] = 1;
