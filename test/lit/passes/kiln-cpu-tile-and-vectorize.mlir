@@ -101,3 +101,48 @@ func.func @matmul_peeled_panel(%a: tensor<12x8xf32>, %b: tensor<8x35xf32>, %c: t
   %m = linalg.matmul ins(%a, %b : tensor<12x8xf32>, tensor<8x35xf32>) outs(%c : tensor<12x35xf32>) -> tensor<12x35xf32>
   return %m : tensor<12x35xf32>
 }
+
+// -----
+
+// COM: Symbolic rows (tokens): column panels as usual; each panel is
+// COM: versioned on the row count, its rhs packed only when more than one
+// COM: row reads it. In both versions the row blocks (m-tile 6) are peeled:
+// COM: full blocks are 6x16 vector.contracts, the rows left over one at a
+// COM: time (1x16).
+// CHECK-LABEL: func.func @matmul_symbolic_rows
+// CHECK: %[[ROWS:.*]] = tensor.dim %arg0, %c0 : tensor<?x8xf32>
+// CHECK: scf.for %{{.*}} = %c0 to %c32 step %c16
+// CHECK: %[[MANY:.*]] = arith.cmpi ugt, %[[ROWS]], %c1 : index
+// CHECK: scf.if %[[MANY]] -> (tensor<?x16xf32>)
+// CHECK: tensor.empty() : tensor<8x16xf32>
+// CHECK: %[[FULL:.*]] = affine.apply #{{.*}}()[%[[ROWS]]]
+// CHECK: scf.for %{{.*}} = %c0 to %[[FULL]] step %c6
+// CHECK: vector.contract {{.*}} : vector<6x1xf32>, vector<1x16xf32> into vector<6x16xf32>
+// CHECK: scf.for %{{.*}} = %[[FULL]] to %[[ROWS]] step %c6
+// CHECK: vector.contract {{.*}} : vector<1x1xf32>, vector<1x16xf32> into vector<1x16xf32>
+// CHECK: } else {
+// CHECK-NOT: tensor.empty() : tensor<8x16xf32>
+// CHECK: vector.contract {{.*}} : vector<6x1xf32>, vector<1x16xf32> into vector<6x16xf32>
+// CHECK: vector.contract {{.*}} : vector<1x1xf32>, vector<1x16xf32> into vector<1x16xf32>
+// CHECK-NOT: linalg.matmul
+func.func @matmul_symbolic_rows(%a: tensor<?x8xf32>, %b: tensor<8x32xf32>, %c: tensor<?x32xf32>) -> tensor<?x32xf32> attributes {kiln.kernel} {
+  %m = linalg.matmul ins(%a, %b : tensor<?x8xf32>, tensor<8x32xf32>) outs(%c : tensor<?x32xf32>) -> tensor<?x32xf32>
+  return %m : tensor<?x32xf32>
+}
+
+// -----
+
+// COM: A symbolic N (attention's keys): 16-wide panels with the panel loop
+// COM: peeled; the full panels vectorize, the last partial one stays a
+// COM: matmul (scalar loops).
+// CHECK-LABEL: func.func @matmul_symbolic_columns
+// CHECK: %[[COLS:.*]] = tensor.dim %arg1, %c1 : tensor<8x?xf32>
+// CHECK: %[[FULL:.*]] = affine.apply #{{.*}}()[%[[COLS]]]
+// CHECK: scf.for %{{.*}} = %c0 to %[[FULL]] step %c16
+// CHECK: vector.contract {{.*}} into vector<6x16xf32>
+// CHECK: scf.for %{{.*}} = %[[FULL]] to %[[COLS]] step %c16
+// CHECK: linalg.matmul {{.*}} -> tensor<12x?xf32>
+func.func @matmul_symbolic_columns(%a: tensor<12x8xf32>, %b: tensor<8x?xf32>, %c: tensor<12x?xf32>) -> tensor<12x?xf32> attributes {kiln.kernel} {
+  %m = linalg.matmul ins(%a, %b : tensor<12x8xf32>, tensor<8x?xf32>) outs(%c : tensor<12x?xf32>) -> tensor<12x?xf32>
+  return %m : tensor<12x?xf32>
+}
