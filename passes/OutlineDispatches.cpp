@@ -1,8 +1,6 @@
 //===- OutlineDispatches.cpp - kiln.dispatch bodies into kernel functions -===//
 #include "passes/Passes.h"
 
-#include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Tensor/Transforms/Transforms.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
@@ -90,14 +88,14 @@ struct KilnOutlineDispatchesPass final
     Block *block = kernel.addEntryBlock();
     builder.setInsertionPointToStart(block);
 
-    SmallVector<Value> views(block->getArguments().drop_back(numSizes));
+    ValueRange buffers = block->getArguments().drop_back(numSizes);
     IRMapping mapping;
     Block &body = dispatch.getBody().front();
-    for (auto [bodyArg, view] : llvm::zip(body.getArguments(), views)) {
+    for (auto [bodyArg, buffer] : llvm::zip(body.getArguments(), buffers)) {
       // `restrict`: nothing else in the kernel aliases the buffer;
       // not `writable`: inputs may be weights or values read later.
       Value tensor = bufferization::ToTensorOp::create(
-          builder, loc, bodyArg.getType(), view, /*restrict=*/true,
+          builder, loc, bodyArg.getType(), buffer, /*restrict=*/true,
           /*writable=*/false);
       mapping.map(bodyArg, tensor);
     }
@@ -108,7 +106,7 @@ struct KilnOutlineDispatchesPass final
     for (auto [i, value] : llvm::enumerate(yield.getValues())) {
       bufferization::MaterializeInDestinationOp::create(
           builder, loc, /*result=*/Type(), mapping.lookup(value),
-          views[numInputs + i], /*restrict=*/true, /*writable=*/true);
+          buffers[numInputs + i], /*restrict=*/true, /*writable=*/true);
     }
     func::ReturnOp::create(builder, loc);
 
