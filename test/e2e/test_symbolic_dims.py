@@ -126,3 +126,56 @@ def test_ops_without_symbolic_support_say_so(tmp_path):
     # Given a value, the same model compiles.
     kiln("compile", str(path), "-o", str(tmp_path / "f.kiln"),
          "--dim", "batch=8")
+
+
+def kv_cache_model(path):
+    """Attention over a cache of past keys and values plus the new ones:
+    Concat along the symbolic `past` and `seq` dims."""
+    nodes = [
+        helper.make_node("Concat", ["past", "new"], ["cat"], axis=2),
+        helper.make_node("Transpose", ["cat"], ["kt"], perm=[0, 1, 3, 2]),
+        helper.make_node("MatMul", ["q", "kt"], ["s"]),
+        helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "cat"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "kv",
+        [helper.make_tensor_value_info("past", TensorProto.FLOAT,
+                                       ["batch", 2, "past", 4]),
+         helper.make_tensor_value_info("new", TensorProto.FLOAT,
+                                       ["batch", 2, "seq", 4]),
+         helper.make_tensor_value_info("q", TensorProto.FLOAT,
+                                       ["batch", 2, "seq", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                       ["batch", 2, "seq", 4]),
+         helper.make_tensor_value_info("cat", TensorProto.FLOAT,
+                                       ["batch", 2, "total", 4])])
+    onnx.save(helper.make_model(graph,
+                                opset_imports=[helper.make_opsetid("", 17)]),
+              path)
+
+
+@pytest.mark.parametrize("target,device", [("cpu", "cpu"),
+                                           ("cuda:sm_80,sm_90a", "sim")])
+def test_a_cache_grows_along_a_symbolic_dim(target, device, tmp_path):
+    model = tmp_path / "kv.onnx"
+    kv_cache_model(str(model))
+    artifact = tmp_path / "kv.kiln"
+    kiln("compile", str(model), "-o", str(artifact), "--target", target,
+         "--embed-kernel-ir", "--dim", "batch=1..2", "--dim", "past=1..8",
+         "--dim", "seq=1..4")
+    for batch, past, seq in [(1, 3, 1), (2, 8, 4), (2, 1, 2)]:
+        rng = np.random.default_rng(batch * 100 + past * 10 + seq)
+        inputs = {
+            "past": rng.standard_normal((batch, 2, past, 4)).astype(np.float32),
+            "new": rng.standard_normal((batch, 2, seq, 4)).astype(np.float32),
+            "q": rng.standard_normal((batch, 2, seq, 4)).astype(np.float32),
+        }
+        run(artifact, inputs, tmp_path, device)
+        want = run_reference(model, inputs)
+        for name in ("y", "cat"):
+            got = np.load(tmp_path / "out" / f"{name}.npy")
+            assert got.shape == want[name].shape
+            np.testing.assert_allclose(got, want[name],
+                                       err_msg=f"{name} {batch}/{past}/{seq}",
+                                       **TOLERANCES[want[name].dtype])
