@@ -56,10 +56,11 @@ struct KilnFormDispatchesPass final
       return false;
     if (isa<tensor::EmptyOp>(def))
       return true;
-    // Sizes of symbolic dims: computed inside from the tensors they read.
+    // Sizes of symbolic dims, and scalars computed from them (the element
+    // count a mean divides by): computed inside from the tensors they read.
     if (isa<tensor::DimOp>(def) ||
-        (def->getNumResults() == 1 && def->getResult(0).getType().isIndex() &&
-         isPure(def)))
+        (def->getNumResults() == 1 &&
+         def->getResult(0).getType().isIntOrIndexOrFloat() && isPure(def)))
       return true;
     if (isReshapeView(def))
       return isClonable(def->getOperand(0));

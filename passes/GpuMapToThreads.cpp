@@ -25,8 +25,10 @@ bool isHostSide(Operation *op) {
           memref::SubViewOp, memref::DimOp, gpu::LaunchOp, func::ReturnOp>(
           op))
     return true;
-  return op->getNumResults() == 1 && op->getResult(0).getType().isIndex() &&
-         isPure(op);
+  // Scalars computed from sizes (kiln-gpu-sink-views moves the non-index
+  // ones into the launches that read them).
+  return op->getNumResults() == 1 &&
+         op->getResult(0).getType().isIntOrIndexOrFloat() && isPure(op);
 }
 
 struct KilnGpuMapToThreadsPass final

@@ -195,6 +195,30 @@ struct KilnGpuSinkViewsPass final
             !launch->isAncestor(use.get().getParentBlock()->getParentOp()))
           use.set(sinkView(use.get()));
     });
+    // Scalars other than sizes computed on the host side (a mean's element
+    // count as a float) are recomputed inside from the sizes: kernels take
+    // only buffers and int64 sizes.
+    std::function<Value(Value)> sinkScalar = [&](Value v) -> Value {
+      if (Value local = sunk.lookup(v))
+        return local;
+      Operation *def = v.getDefiningOp();
+      if (!def || launch->isAncestor(def) || v.getType().isIndex() ||
+          !isPure(def) || def->getNumResults() != 1 ||
+          def->getNumRegions() != 0)
+        return v;
+      IRMapping mapping;
+      for (Value operand : def->getOperands())
+        mapping.map(operand, sinkScalar(operand));
+      Value local = b.clone(*def, mapping)->getResult(0);
+      sunk[v] = local;
+      return local;
+    };
+    launch.getBody().walk([&](Operation *op) {
+      for (OpOperand &use : op->getOpOperands())
+        if (use.get().getType().isIntOrFloat() &&
+            !launch->isAncestor(use.get().getParentBlock()->getParentOp()))
+          use.set(sinkScalar(use.get()));
+    });
     // Constants the sunk views read (memref.get_global) go with them: the
     // kernel's module gets its own copy of the global. They go first.
     OpBuilder top = OpBuilder::atBlockBegin(&body);

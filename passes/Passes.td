@@ -338,7 +338,9 @@ def KilnGpuSinkViews : Pass<"kiln-gpu-sink-views", "mlir::func::FuncOp"> {
     convention cannot pass. This pass clones the chain of views (of memrefs
     with dynamic shapes) into each launch that uses it, so the launch
     captures the base pointer and the index sizes instead: kernels take one
-    pointer per buffer and one integer per size, on every target.
+    pointer per buffer and one integer per size, on every target. Other
+    scalars computed on the host side from sizes (a mean's element count as
+    a float) are recomputed inside the launch from the sizes.
   }];
   let dependentDialects = ["mlir::memref::MemRefDialect",
                            "mlir::arith::ArithDialect"];

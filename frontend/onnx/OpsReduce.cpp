@@ -65,20 +65,36 @@ LogicalResult importReduce(NodeContext &ctx, const ReduceSpec &spec,
       return failure();
     reduced[*normalized] = true;
   }
-  for (int64_t i = 0; i < rank; ++i)
-    if (reduced[i] && type.isDynamicDim(i))
-      return ctx.error() << spec.name << " over the symbolic dim " << i
-                         << " of " << type << " is not supported; give the "
-                         << "dim a value with --dim NAME=VALUE";
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  // The element count of the reduced dims; over symbolic dims (mean
+  // pooling over tokens) it is computed at run time.
   int64_t count = 1;
+  Value symbolicCount;
   SmallVector<int64_t> keptShape;
   for (int64_t i = 0; i < rank; ++i) {
     keptShape.push_back(reduced[i] ? 1 : type.getShape()[i]);
-    if (reduced[i])
+    if (!reduced[i])
+      continue;
+    if (!type.isDynamicDim(i)) {
       count *= type.getShape()[i];
+      continue;
+    }
+    Value size = tensor::DimOp::create(b, loc, x, i);
+    symbolicCount = symbolicCount
+                        ? arith::MulIOp::create(b, loc, symbolicCount, size)
+                              .getResult()
+                        : size;
   }
-  OpBuilder &b = ctx.b();
-  Location loc = ctx.getLoc();
+  Value divisor;
+  if (symbolicCount && isFloat(element)) {
+    if (count != 1)
+      symbolicCount = arith::MulIOp::create(
+          b, loc, symbolicCount, arith::ConstantIndexOp::create(b, loc, count));
+    divisor = arith::UIToFPOp::create(
+        b, loc, element,
+        arith::IndexCastOp::create(b, loc, b.getI64Type(), symbolicCount));
+  }
   Value result;
   if (spec.kind == Kind::LogSumExp) {
     // log(sum(exp(x - m))) + m with m the max, so that large inputs do not
@@ -109,7 +125,9 @@ LogicalResult importReduce(NodeContext &ctx, const ReduceSpec &spec,
               return math::LogOp::create(nb, nl, args[0]);
             return arith::DivFOp::create(
                 nb, nl, args[0],
-                scalarConstant(nb, nl, element, static_cast<double>(count)));
+                divisor ? divisor
+                        : scalarConstant(nb, nl, element,
+                                         static_cast<double>(count)));
           });
   }
   if (!result)

@@ -179,3 +179,41 @@ def test_a_cache_grows_along_a_symbolic_dim(target, device, tmp_path):
             np.testing.assert_allclose(got, want[name],
                                        err_msg=f"{name} {batch}/{past}/{seq}",
                                        **TOLERANCES[want[name].dtype])
+
+
+@pytest.mark.parametrize("target,device", [("cpu", "cpu"),
+                                           ("cuda:sm_80,sm_90a", "sim")])
+def test_reductions_over_a_symbolic_dim(target, device, tmp_path):
+    """Mean pooling over tokens: the mean divides by a count known at run
+    time."""
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1]),
+        helper.make_node("ReduceSum", ["x", "axes"], ["sum"], keepdims=0),
+        helper.make_node("ReduceMax", ["x"], ["max"], axes=[-2], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                       ["batch", "seq", 8])],
+        [helper.make_tensor_value_info("mean", TensorProto.FLOAT,
+                                       ["batch", 1, 8]),
+         helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["batch", 8]),
+         helper.make_tensor_value_info("max", TensorProto.FLOAT,
+                                       ["batch", 8])],
+        [numpy_helper.from_array(np.array([1], np.int64), "axes")])
+    model = tmp_path / "pool.onnx"
+    onnx.save(helper.make_model(graph,
+                                opset_imports=[helper.make_opsetid("", 17)]),
+              str(model))
+    artifact = tmp_path / "pool.kiln"
+    kiln("compile", str(model), "-o", str(artifact), "--target", target,
+         "--embed-kernel-ir", "--dim", "batch=1..3", "--dim", "seq=1..9")
+    for batch, seq in [(1, 1), (3, 9), (2, 5)]:
+        x = np.random.default_rng(batch * 10 + seq).standard_normal(
+            (batch, seq, 8)).astype(np.float32)
+        run(artifact, {"x": x}, tmp_path, device)
+        want = run_reference(model, {"x": x})
+        for name in ("mean", "sum", "max"):
+            np.testing.assert_allclose(np.load(tmp_path / "out" / f"{name}.npy"),
+                                       want[name], err_msg=name,
+                                       **TOLERANCES[want[name].dtype])

@@ -67,3 +67,27 @@ func.func @alloc(%n: index) {
   memref.dealloc %a : memref<?x3xf32>
   return
 }
+
+// -----
+
+// COM: A float computed on the host side from a size (a mean's element
+// COM: count) is recomputed inside the launch: the kernel takes the size.
+// CHECK-LABEL: func.func @scalar
+// CHECK-SAME: (%[[N:.*]]: index, %[[OUT:.*]]: memref<4xf32>)
+// CHECK-NOT: arith.uitofp
+// CHECK: gpu.launch
+// CHECK: %[[I:.*]] = arith.index_cast %[[N]] : index to i64
+// CHECK: %[[F:.*]] = arith.uitofp %[[I]] : i64 to f32
+// CHECK: memref.store %[[F]], %[[OUT]]
+func.func @scalar(%n: index, %out: memref<4xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %i = arith.index_cast %n : index to i64
+  %f = arith.uitofp %i : i64 to f32
+  gpu.launch blocks(%bx, %by, %bz) in (%gx = %c1, %gy = %c1, %gz = %c1)
+             threads(%tx, %ty, %tz) in (%sx = %c1, %sy = %c1, %sz = %c1) {
+    memref.store %f, %out[%c0] : memref<4xf32>
+    gpu.terminator
+  }
+  return
+}
