@@ -18,7 +18,9 @@ namespace {
 
 /// Ops that may stay on the host side of a GPU kernel function: buffers and
 /// their views, and the index arithmetic of symbolic dims (sizes, grids).
-bool isHostSide(Operation *op) {
+/// `onHost` tells whether an earlier op stays on the host side.
+bool isHostSide(Operation *op,
+                llvm::function_ref<bool(Operation *)> onHost) {
   if (isa<arith::ConstantOp, memref::GetGlobalOp, memref::AllocOp,
           memref::AllocaOp, memref::DeallocOp, memref::ExpandShapeOp,
           memref::CollapseShapeOp, memref::CastOp, memref::ReinterpretCastOp,
@@ -26,9 +28,15 @@ bool isHostSide(Operation *op) {
           op))
     return true;
   // Scalars computed from sizes (kiln-gpu-sink-views moves the non-index
-  // ones into the launches that read them).
-  return op->getNumResults() == 1 &&
-         op->getResult(0).getType().isIntOrIndexOrFloat() && isPure(op);
+  // ones into the launches that read them); not scalars computed from
+  // device work (a value loaded from a buffer).
+  if (op->getNumResults() != 1 ||
+      !op->getResult(0).getType().isIntOrIndexOrFloat() || !isPure(op))
+    return false;
+  return llvm::all_of(op->getOperands(), [&](Value operand) {
+    Operation *def = operand.getDefiningOp();
+    return !def || onHost(def);
+  });
 }
 
 struct KilnGpuMapToThreadsPass final
@@ -233,8 +241,11 @@ struct KilnGpuMapToThreadsPass final
     // parallel dims) each go into a single-thread launch, in order.
     Block &block = func.getBody().front();
     SmallVector<SmallVector<Operation *>> runs(1);
+    llvm::SmallPtrSet<Operation *, 16> hostOps;
+    auto onHost = [&](Operation *op) { return hostOps.contains(op); };
     for (Operation &op : block) {
-      if (isHostSide(&op)) {
+      if (isHostSide(&op, onHost)) {
+        hostOps.insert(&op);
         if (!runs.back().empty())
           runs.emplace_back();
         continue;
