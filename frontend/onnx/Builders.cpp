@@ -1,5 +1,6 @@
 //===- Builders.cpp - IR building helpers shared by the op handlers -------===//
 #include "frontend/onnx/Builders.h"
+#include "frontend/onnx/Tensors.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -76,6 +77,27 @@ Value buildElementwise(NodeContext &ctx, ValueRange inputs,
 
 
 
+
+FailureOr<TypedAttr> constantOfShapeValue(NodeContext &ctx) {
+  OpBuilder &b = ctx.b();
+  const kiln_onnx::AttributeProto *value = ctx.attr("value");
+  if (!value)
+    return cast<TypedAttr>(b.getF32FloatAttr(0.0f));
+  Type element = toElementType(b.getContext(), value->t().data_type());
+  if (!element)
+    return ctx.error() << "ConstantOfShape value of "
+                       << dataTypeName(value->t().data_type())
+                       << " is not supported";
+  std::vector<char> bytes;
+  if (std::string err = readTensorBytes(value->t(), "", bytes); !err.empty())
+    return ctx.error() << err;
+  auto one = RankedTensorType::get({}, element);
+  DenseElementsAttr attr =
+      element.isInteger(1)
+          ? DenseElementsAttr::get(one, !bytes.empty() && bytes[0] != 0)
+          : DenseElementsAttr::getFromRawBuffer(one, ArrayRef<char>(bytes));
+  return cast<TypedAttr>(attr.getSplatValue<Attribute>());
+}
 
 Value buildEmptyConstant(OpBuilder &b, Location loc, ArrayRef<int64_t> shape,
                          Type element) {

@@ -52,6 +52,10 @@ void applyForwardAutoPad(WindowAttrs &w, llvm::ArrayRef<int64_t> in,
 /// constants); otherwise `value` itself.
 mlir::Value foldToConstant(mlir::OpBuilder &b, mlir::Value value);
 
+/// The fill value of a ConstantOfShape node (its `value` attribute, else a
+/// float 0), typed; reports an error on the node for an unsupported type.
+mlir::FailureOr<mlir::TypedAttr> constantOfShapeValue(NodeContext &ctx);
+
 /// A zero-element constant of `shape` (which has a 0 dim).
 mlir::Value buildEmptyConstant(mlir::OpBuilder &b, mlir::Location loc,
                                llvm::ArrayRef<int64_t> shape,

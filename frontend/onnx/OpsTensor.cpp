@@ -457,28 +457,14 @@ LogicalResult importConstantOfShape(NodeContext &ctx) {
     if (d < 0)
       return ctx.error() << "ConstantOfShape dims must be >= 0";
   OpBuilder &b = ctx.b();
-  Attribute fill = b.getF32FloatAttr(0.0f);
-  Type element = b.getF32Type();
-  if (const kiln_onnx::AttributeProto *value = ctx.attr("value")) {
-    element = toElementType(b.getContext(), value->t().data_type());
-    if (!element)
-      return ctx.error() << "ConstantOfShape value of "
-                         << dataTypeName(value->t().data_type())
-                         << " is not supported";
-    std::vector<char> bytes;
-    if (std::string err = readTensorBytes(value->t(), "", bytes); !err.empty())
-      return ctx.error() << err;
-    auto one = RankedTensorType::get({}, element);
-    DenseElementsAttr attr;
-    if (element.isInteger(1))
-      attr = DenseElementsAttr::get(one, bytes.empty() ? false : bytes[0] != 0);
-    else
-      attr = DenseElementsAttr::getFromRawBuffer(one, ArrayRef<char>(bytes));
-    fill = attr.getSplatValue<Attribute>();
-  }
+  FailureOr<TypedAttr> fill = constantOfShapeValue(ctx);
+  if (failed(fill))
+    return failure();
+  Type element = fill->getType();
   auto type = RankedTensorType::get(*shape, element);
   return ctx.setOutputs(arith::ConstantOp::create(
-      b, ctx.getLoc(), DenseElementsAttr::get(type, fill)).getResult());
+      b, ctx.getLoc(), DenseElementsAttr::get(type, Attribute(*fill)))
+                            .getResult());
 }
 
 LogicalResult importRange(NodeContext &ctx) {

@@ -549,24 +549,10 @@ LogicalResult SymbolicImporter::expand() {
 
 LogicalResult SymbolicImporter::constantOfShape() {
   SymTensor shape = *symInput(0);
-  Attribute fill = b.getF32FloatAttr(0.0f);
-  Type element = b.getF32Type();
-  if (const kiln_onnx::AttributeProto *value = ctx.attr("value")) {
-    element = toElementType(b.getContext(), value->t().data_type());
-    if (!element)
-      return ctx.error() << "ConstantOfShape value of "
-                         << dataTypeName(value->t().data_type())
-                         << " is not supported";
-    std::vector<char> bytes;
-    if (std::string err = readTensorBytes(value->t(), "", bytes); !err.empty())
-      return ctx.error() << err;
-    auto one = RankedTensorType::get({}, element);
-    DenseElementsAttr attr =
-        element.isInteger(1)
-            ? DenseElementsAttr::get(one, !bytes.empty() && bytes[0] != 0)
-            : DenseElementsAttr::getFromRawBuffer(one, ArrayRef<char>(bytes));
-    fill = attr.getSplatValue<Attribute>();
-  }
+  FailureOr<TypedAttr> fill = constantOfShapeValue(ctx);
+  if (failed(fill))
+    return failure();
+  Type element = fill->getType();
   SmallVector<SymPoly> dims;
   for (const SymInt &e : shape.elements)
     dims.push_back(e.poly);
@@ -577,7 +563,7 @@ LogicalResult SymbolicImporter::constantOfShape() {
       dynamic.push_back(shapes.materialize(b, loc, p));
   Value empty = tensor::EmptyOp::create(b, loc, type.getShape(), element,
                                         dynamic);
-  Value scalar = arith::ConstantOp::create(b, loc, cast<TypedAttr>(fill));
+  Value scalar = arith::ConstantOp::create(b, loc, *fill);
   return ctx.setOutputs(
       linalg::FillOp::create(b, loc, scalar, empty).getResult(0));
 }
