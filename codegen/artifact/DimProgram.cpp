@@ -233,6 +233,24 @@ FailureOr<uint32_t> DimProgram::exprOf(Value index) {
   return failure();
 }
 
+FailureOr<uint32_t> DimProgram::sizeOf(OpFoldResult size) {
+  if (auto v = dyn_cast<Value>(size))
+    return exprOf(v);
+  return constant(cast<IntegerAttr>(cast<Attribute>(size)).getInt());
+}
+
+FailureOr<uint32_t> DimProgram::productOf(Value source,
+                                          ArrayRef<int64_t> dims) {
+  uint32_t product = constant(1);
+  for (int64_t j : dims) {
+    FailureOr<uint32_t> e = dimOf(source, j);
+    if (failed(e))
+      return failure();
+    product = mul(product, *e);
+  }
+  return product;
+}
+
 FailureOr<uint32_t> DimProgram::dimOf(Value value, unsigned d) {
   auto shaped = cast<ShapedType>(value.getType());
   if (!shaped.isDynamicDim(d))
@@ -270,44 +288,20 @@ FailureOr<uint32_t> DimProgram::dimOf(Value value, unsigned d) {
     } else if (auto empty = dyn_cast<tensor::EmptyOp>(def)) {
       result = exprOf(empty.getDynamicSize(d));
     } else if (auto expand = dyn_cast<tensor::ExpandShapeOp>(def)) {
-      OpFoldResult size = expand.getMixedOutputShape()[d];
-      if (auto v = dyn_cast<Value>(size))
-        result = exprOf(v);
-      else
-        result = constant(cast<IntegerAttr>(cast<Attribute>(size)).getInt());
+      result = sizeOf(expand.getMixedOutputShape()[d]);
     } else if (auto collapse = dyn_cast<tensor::CollapseShapeOp>(def)) {
-      uint32_t product = constant(1);
-      for (int64_t j : collapse.getReassociationIndices()[d]) {
-        FailureOr<uint32_t> e = dimOf(collapse.getSrc(), j);
-        if (failed(e))
-          return failure();
-        product = mul(product, *e);
-      }
-      result = product;
+      result = productOf(collapse.getSrc(),
+                         collapse.getReassociationIndices()[d]);
     } else if (auto alloc = dyn_cast<memref::AllocOp>(def)) {
       result = exprOf(alloc.getDynamicSizes()[alloc.getType()
                                                   .getDynamicDimIndex(d)]);
     } else if (auto view = dyn_cast<memref::ReinterpretCastOp>(def)) {
-      OpFoldResult size = view.getMixedSizes()[d];
-      if (auto v = dyn_cast<Value>(size))
-        result = exprOf(v);
-      else
-        result = constant(cast<IntegerAttr>(cast<Attribute>(size)).getInt());
+      result = sizeOf(view.getMixedSizes()[d]);
     } else if (auto expand = dyn_cast<memref::ExpandShapeOp>(def)) {
-      OpFoldResult size = expand.getMixedOutputShape()[d];
-      if (auto v = dyn_cast<Value>(size))
-        result = exprOf(v);
-      else
-        result = constant(cast<IntegerAttr>(cast<Attribute>(size)).getInt());
+      result = sizeOf(expand.getMixedOutputShape()[d]);
     } else if (auto collapse = dyn_cast<memref::CollapseShapeOp>(def)) {
-      uint32_t product = constant(1);
-      for (int64_t j : collapse.getReassociationIndices()[d]) {
-        FailureOr<uint32_t> e = dimOf(collapse.getSrc(), j);
-        if (failed(e))
-          return failure();
-        product = mul(product, *e);
-      }
-      result = product;
+      result = productOf(collapse.getSrc(),
+                         collapse.getReassociationIndices()[d]);
     } else if (auto cast = dyn_cast<memref::CastOp>(def)) {
       result = dimOf(cast.getSource(), d);
     } else if (auto cast = dyn_cast<tensor::CastOp>(def)) {
@@ -315,12 +309,7 @@ FailureOr<uint32_t> DimProgram::dimOf(Value value, unsigned d) {
     } else if (auto slice = dyn_cast<tensor::ExtractSliceOp>(def);
                slice && slice.getType().getRank() ==
                             slice.getSourceType().getRank()) {
-      OpFoldResult size = slice.getMixedSizes()[d];
-      if (auto v = dyn_cast<Value>(size))
-        result = exprOf(v);
-      else
-        result = constant(
-            llvm::cast<IntegerAttr>(llvm::cast<Attribute>(size)).getInt());
+      result = sizeOf(slice.getMixedSizes()[d]);
     } else if (auto toTensor = dyn_cast<bufferization::ToTensorOp>(def)) {
       result = dimOf(toTensor.getBuffer(), d);
     } else if (auto dps = dyn_cast<DestinationStyleOpInterface>(def)) {

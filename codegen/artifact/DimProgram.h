@@ -64,6 +64,11 @@ private:
   DimProgram(artifact::EntryPoint *entry) : entry(entry) {}
   uint32_t add(int op, int64_t value, uint32_t lhs, uint32_t rhs);
   mlir::FailureOr<uint32_t> binary(int op, mlir::Value lhs, mlir::Value rhs);
+  /// A static or dynamic size (an attribute or an index value).
+  mlir::FailureOr<uint32_t> sizeOf(mlir::OpFoldResult size);
+  /// The product of dims `dims` of `source` (a collapsed group).
+  mlir::FailureOr<uint32_t> productOf(mlir::Value source,
+                                      llvm::ArrayRef<int64_t> dims);
 
   artifact::EntryPoint *entry;
   mlir::func::FuncOp func;
