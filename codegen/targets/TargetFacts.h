@@ -1,0 +1,69 @@
+//===- TargetFacts.h - what a compilation target is ------------*- C++ -*-===//
+//
+// The facts a kernel strategy or a pipeline may ask of a target, in one
+// place: warp size, shared memory, registers, the tensor-core generations a
+// GPU has, the PTX ISA it needs. Pure data with no MLIR in it, so passes,
+// the driver and the runtime-side tools can all read it. A new GPU is one
+// more row in TargetFacts.cpp; a new kind of target (AMD) is a new `Kind`
+// and its rows.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_CODEGEN_TARGETS_TARGETFACTS_H
+#define KILN_CODEGEN_TARGETS_TARGETFACTS_H
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kiln::targets {
+
+/// The tensor-core instruction families a GPU architecture has.
+enum class MmaGeneration : uint8_t {
+  None,
+  MmaSync,  ///< warp-level mma.sync (sm_80+: m16n8k16 f16/bf16, m16n8k8 tf32)
+  Wgmma,    ///< warpgroup wgmma.mma_async with TMA (sm_90a only)
+};
+
+/// One GPU architecture (`sm_80`, `sm_90a`, ...).
+struct GpuArchFacts {
+  llvm::StringRef chip;          ///< the name ptxas and NVVM take
+  unsigned computeCapability;    ///< 80, 86, 89, 90
+  unsigned warpSize;             ///< threads in a warp
+  unsigned maxThreadsPerBlock;
+  unsigned sharedBytesPerBlock;  ///< the opt-in maximum per block
+  unsigned sharedBytesPerSM;
+  unsigned registersPerSM;       ///< 32-bit registers
+  unsigned maxRegistersPerThread;
+  unsigned smCount;              ///< of the flagship part (A100, H100)
+  llvm::ArrayRef<MmaGeneration> mma; ///< best first
+  llvm::StringRef ptxFeatures;   ///< NVVM target features (PTX ISA version)
+  bool hasAsyncCopy;             ///< cp.async
+  bool hasTma;                   ///< cp.async.bulk.tensor and mbarrier tx
+  /// Whether the architecture has tensor-core generation `g`.
+  bool has(MmaGeneration g) const;
+};
+
+/// The host CPU facts the CPU strategies use.
+struct CpuFacts {
+  unsigned vectorBits = 256;  ///< the widest vector register used
+  unsigned registerBlockRows = 6, panelColumns = 16;
+};
+
+/// The GPU architectures Kiln compiles for, in a stable order.
+llvm::ArrayRef<GpuArchFacts> knownGpuArchs();
+
+/// The facts of `chip`, or null when Kiln does not know it.
+const GpuArchFacts *lookupGpuArch(llvm::StringRef chip);
+
+/// "sm_80, sm_86, sm_89, sm_90 or sm_90a": for error messages.
+std::string knownGpuArchList();
+
+/// The name of a tensor-core generation (`mma.sync`, `wgmma`, `none`).
+llvm::StringRef mmaGenerationName(MmaGeneration g);
+
+} // namespace kiln::targets
+
+#endif // KILN_CODEGEN_TARGETS_TARGETFACTS_H
