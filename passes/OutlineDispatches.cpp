@@ -24,9 +24,27 @@ MemRefType toMemRef(Type type) {
   return MemRefType::get(tensorType.getShape(), tensorType.getElementType());
 }
 
+constexpr llvm::StringLiteral kUnnamed = "__kiln_unnamed_kernel";
+
+/// A kernel's text with its name left out: two kernels with the same key
+/// compute the same thing from the same kinds of buffers.
+std::string bodyKey(func::FuncOp kernel) {
+  std::string key;
+  llvm::raw_string_ostream os(key);
+  StringAttr name = kernel.getSymNameAttr();
+  kernel.setSymName(kUnnamed);
+  kernel->print(os, OpPrintingFlags().useLocalScope());
+  kernel.setSymNameAttr(name);
+  return key;
+}
+
 struct KilnOutlineDispatchesPass final
     : kiln::impl::KilnOutlineDispatchesBase<KilnOutlineDispatchesPass> {
+  /// Outlined kernels by their text without the name.
+  llvm::StringMap<func::FuncOp> byBody;
+
   void runOnOperation() override {
+    byBody.clear();
     ModuleOp module = getOperation();
     SmallVector<func::FuncOp> entries;
     for (auto func : module.getOps<func::FuncOp>())
@@ -38,6 +56,10 @@ struct KilnOutlineDispatchesPass final
     // gpu.module: codegen takes it whole, entry functions stay outside.
     ModuleOp kernels = getOrCreateKernelModule(module);
     SymbolTable symbols(kernels);
+    // Kernels outlined before this run take part in sharing too.
+    for (auto kernel : kernels.getOps<func::FuncOp>())
+      if (kernel->hasAttr(kKernelAttrName))
+        byBody.try_emplace(bodyKey(kernel), kernel);
 
     for (func::FuncOp entry : entries) {
       unsigned index = 0;
@@ -77,14 +99,12 @@ struct KilnOutlineDispatchesPass final
     }
     argTypes.append(numSizes, builder.getIndexType());
 
-    std::string name =
-        (entry.getSymName() + "_dispatch_" + llvm::Twine(index)).str();
-    auto kernel = func::FuncOp::create(
-        builder, loc, name, builder.getFunctionType(argTypes, {}));
+    // Named later: a kernel identical to one outlined before is not kept.
+    auto kernel = func::FuncOp::create(builder, loc, kUnnamed,
+                                       builder.getFunctionType(argTypes, {}));
     kernel->setAttr(kKernelAttrName, builder.getUnitAttr());
     if (auto strategy = dispatch.getStrategyAttr())
       kernel->setAttr("kiln.strategy", strategy);
-    symbols.insert(kernel); // renames on a clash
     Block *block = kernel.addEntryBlock();
     builder.setInsertionPointToStart(block);
 
@@ -116,6 +136,19 @@ struct KilnOutlineDispatchesPass final
     RewritePatternSet patterns(kernel.getContext());
     tensor::populateFoldTensorEmptyPatterns(patterns);
     (void)applyPatternsGreedily(kernel, std::move(patterns));
+
+    // The twelve layers of a transformer give twelve identical kernels per
+    // dispatch of a layer: the first one serves every launch, so each is
+    // compiled once.
+    auto [it, inserted] = byBody.try_emplace(bodyKey(kernel), kernel);
+    if (!inserted) {
+      kernel.erase();
+      kernel = it->second;
+    } else {
+      kernel.setSymName(
+          (entry.getSymName() + "_dispatch_" + llvm::Twine(index)).str());
+      symbols.insert(kernel); // renames on a clash
+    }
 
     dispatch->setAttr(
         "kernel", SymbolRefAttr::get(

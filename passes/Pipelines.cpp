@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
+#include "codegen/targets/TargetFacts.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
@@ -158,8 +159,10 @@ void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,
   for (const std::string &chip : chips) {
     GpuNVVMAttachTargetOptions target;
     target.chip = chip;
-    // sm_80 and sm_90a need a newer PTX ISA than LLVM's default.
-    target.features = "+ptx80";
+    // sm_80 and sm_90a need a newer PTX ISA than LLVM's default; the
+    // architecture's facts say which.
+    if (const targets::GpuArchFacts *facts = targets::lookupGpuArch(chip))
+      target.features = facts->ptxFeatures.str();
     target.optLevel = 3;
     pm.addPass(createGpuNVVMAttachTarget(target));
   }

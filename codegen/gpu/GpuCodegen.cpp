@@ -10,6 +10,7 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/Regex.h"
+#include "llvm/Support/ThreadPool.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstdlib>
@@ -60,16 +61,18 @@ unsigned firstNumber(StringRef text, StringRef pattern) {
   return value;
 }
 
-/// Runs ptxas on `ptx` for `arch`; fills the cubin and the figures.
-LogicalResult runPtxas(Operation *anchor, const std::string &ptxas,
-                       StringRef kernel, GpuKernelImage &image) {
+/// Runs ptxas on `image.ptx` for `image.arch`; fills the cubin and the
+/// figures. Returns the error, empty on success. Safe to call from several
+/// threads: it touches nothing but its own files and `image`.
+std::string runPtxas(const std::string &ptxas, StringRef kernel,
+                     GpuKernelImage &image) {
   llvm::SmallString<128> ptxPath, cubinPath, logPath;
   int fd;
   if (llvm::sys::fs::createTemporaryFile("kiln-kernel", "ptx", fd, ptxPath) ||
       llvm::sys::fs::createTemporaryFile("kiln-kernel", "cubin", cubinPath) ||
       llvm::sys::fs::createTemporaryFile("kiln-ptxas", "log", logPath))
-    return anchor->emitError() << "cannot create temporary files for ptxas";
-  auto cleanup = llvm::make_scope_exit([&] {
+    return "cannot create temporary files for ptxas";
+  llvm::scope_exit cleanup([&] {
     llvm::sys::fs::remove(ptxPath);
     llvm::sys::fs::remove(cubinPath);
     llvm::sys::fs::remove(logPath);
@@ -89,27 +92,26 @@ LogicalResult runPtxas(Operation *anchor, const std::string &ptxas,
   auto log = llvm::MemoryBuffer::getFile(logPath);
   StringRef logText = log ? (*log)->getBuffer() : StringRef();
   if (rc != 0)
-    return anchor->emitError()
-           << "ptxas rejected kernel '" << kernel << "' for " << image.arch
-           << " (exit " << rc << ") " << message << "\n"
-           << logText;
+    return ("ptxas rejected kernel '" + kernel + "' for " + image.arch +
+            " (exit " + Twine(rc) + ") " + message + "\n" + logText)
+        .str();
   auto cubin = llvm::MemoryBuffer::getFile(cubinPath, /*IsText=*/false);
   if (!cubin)
-    return anchor->emitError() << "ptxas wrote no cubin for '" << kernel
-                               << "'";
+    return ("ptxas wrote no cubin for '" + kernel + "'").str();
   image.cubin = (*cubin)->getBuffer().str();
   image.registers = firstNumber(logText, "Used ([0-9]+) registers");
   image.sharedBytes = firstNumber(logText, "([0-9]+) bytes smem");
   image.stackBytes = firstNumber(logText, "([0-9]+) bytes stack frame");
   image.spillStoreBytes = firstNumber(logText, "([0-9]+) bytes spill stores");
   image.spillLoadBytes = firstNumber(logText, "([0-9]+) bytes spill loads");
-  return success();
+  return "";
 }
 
 } // namespace
 
 FailureOr<std::vector<GpuKernelCode>>
-compileGpuKernels(ModuleOp kernels, const std::string &ptxas) {
+compileGpuKernels(ModuleOp kernels, const std::string &ptxas,
+                  unsigned maxProcesses) {
   // Entry, argument count and strategy of each gpu.module, from its launch.
   llvm::StringMap<GpuKernelCode> byModule;
   kernels.walk([&](gpu::LaunchFuncOp launch) {
@@ -122,6 +124,7 @@ compileGpuKernels(ModuleOp kernels, const std::string &ptxas) {
         code.strategy = strategy.str();
   });
   std::vector<GpuKernelCode> result;
+  SmallVector<gpu::BinaryOp> binaries;
   for (auto binary : kernels.getOps<gpu::BinaryOp>()) {
     auto it = byModule.find(binary.getName());
     if (it == byModule.end())
@@ -135,12 +138,34 @@ compileGpuKernels(ModuleOp kernels, const std::string &ptxas) {
       GpuKernelImage image;
       image.arch = target.getChip().str();
       image.ptx = object.getObject().getValue().str();
-      if (failed(runPtxas(binary, ptxas, code.name, image)))
-        return failure();
       code.images.push_back(std::move(image));
     }
     result.push_back(std::move(code));
+    binaries.push_back(binary);
   }
+  // One ptxas process per kernel and architecture, as many at a time as
+  // there are cores: ptxas itself is single-threaded.
+  struct Job {
+    size_t kernel, image;
+    std::string error;
+  };
+  std::vector<Job> jobs;
+  for (size_t k = 0; k < result.size(); ++k)
+    for (size_t i = 0; i < result[k].images.size(); ++i)
+      jobs.push_back({k, i, ""});
+  {
+    llvm::DefaultThreadPool pool(
+        llvm::heavyweight_hardware_concurrency(maxProcesses));
+    for (Job &job : jobs)
+      pool.async([&ptxas, &result, job = &job] {
+        job->error = runPtxas(ptxas, result[job->kernel].name,
+                              result[job->kernel].images[job->image]);
+      });
+    pool.wait();
+  }
+  for (const Job &job : jobs)
+    if (!job.error.empty())
+      return binaries[job.kernel].emitError() << job.error;
   return result;
 }
 

@@ -22,9 +22,11 @@ std::string toolkitOfPtxas(const std::string &ptxas);
 /// Compiles every gpu.binary of `kernels` (PTX per architecture) to cubins
 /// with `ptxas`, collecting the register, shared-memory and spill figures.
 /// Kernel names, entries and argument counts come from the gpu.launch_func
-/// ops of the host functions. Reports errors on `kernels`.
+/// ops of the host functions. Up to `jobs` ptxas processes run at a time
+/// (0: one per core). Reports errors on `kernels`.
 mlir::FailureOr<std::vector<GpuKernelCode>>
-compileGpuKernels(mlir::ModuleOp kernels, const std::string &ptxas);
+compileGpuKernels(mlir::ModuleOp kernels, const std::string &ptxas,
+                  unsigned jobs = 0);
 
 } // namespace kiln::codegen
 

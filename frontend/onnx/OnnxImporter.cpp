@@ -100,7 +100,8 @@ public:
       : context(context), path(path), options(options),
         baseDir(llvm::sys::path::parent_path(path).str()) {}
 
-  OwningOpRef<ModuleOp> import(const kiln_onnx::ModelProto &model);
+  /// Imports `model`; frees each initializer's bytes once the IR holds them.
+  OwningOpRef<ModuleOp> import(kiln_onnx::ModelProto &model);
 
   InFlightDiagnostic fileError() {
     return emitError(FileLineColLoc::get(&context, path, 0, 0));
@@ -422,7 +423,7 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
   return success();
 }
 
-OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) {
+OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
   for (const auto &entry : model.opset_import())
     if (entry.domain().empty() || entry.domain() == "ai.onnx")
       opset = entry.version();
@@ -545,11 +546,14 @@ OwningOpRef<ModuleOp> GraphImporter::import(const kiln_onnx::ModelProto &model) 
   b.setInsertionPointToStart(entry);
   if (symbolic)
     symbolic->beginFunction(func, b);
-  for (const auto &init : graph.initializer()) {
+  for (auto &init : *model.mutable_graph()->mutable_initializer()) {
     Value value = importTensor(b, fileLoc, init, "initializer");
     if (!value)
       return {};
     bind(init.name(), value);
+    // The IR has its own copy now: a model's weights are held once, not
+    // twice, for the rest of the import.
+    std::string().swap(*init.mutable_raw_data());
   }
   for (const auto &tensor : frozen) {
     Value value = importTensor(b, fileLoc, tensor, "constant input");
@@ -738,6 +742,9 @@ OwningOpRef<ModuleOp> importModelFile(MLIRContext &context, StringRef path,
                           "truncated";
     return {};
   }
+  // The parsed model holds its own copy of every byte; the file's pages
+  // need not stay resident through the import.
+  buffer->reset();
   if (!model.has_graph()) {
     emitError(fileLoc) << "'" << path << "' holds no graph";
     return {};

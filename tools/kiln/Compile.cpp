@@ -1,18 +1,14 @@
 //===- Compile.cpp - kiln compile -----------------------------------------===//
 #include "codegen/artifact/ArtifactBuilder.h"
-#include "codegen/cpu/HostCodegen.h"
-#include "codegen/gpu/GpuCodegen.h"
+#include "codegen/targets/Target.h"
 #include "frontend/onnx/OnnxImporter.h"
 #include "manifest.pb.h"
 #include "passes/Passes.h"
 #include "tools/kiln/Driver.h"
 
-#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
-#include "mlir/Bytecode/BytecodeWriter.h"
 #include "mlir/IR/AsmState.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
-#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
@@ -48,6 +44,8 @@ Compiles an ONNX model into a Kiln artifact (or prints an IR level).
                          inputs that decide shapes, such as axes, pads or
                          target shapes), and the artifact no longer takes it
   --cpu host|NAME        CPU to generate code for (default: this machine's)
+  --jobs N               tool processes run at a time (ptxas; default: one
+                         per core)
   --emit KIND            artifact (default), mlir (graph IR as imported),
                          dispatch-mlir (dispatch IR), kernel-mlir (kernel
                          IR: the outlined kernels after bufferization; for
@@ -62,8 +60,8 @@ Compiles an ONNX model into a Kiln artifact (or prints an IR level).
 struct CompileOptions {
   std::string model, output, target = "cpu", precision = "fp32";
   std::string emit = "artifact", cpu = "host", printAfter, cudaPath;
-  std::vector<std::string> chips; // cuda targets
   bool printAfterAll = false, timing = false, embedKernelIR = false;
+  unsigned jobs = 0;
   onnx::ImportOptions import;
 };
 
@@ -84,6 +82,11 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
       o.cudaPath = value;
     } else if (takeOption(args, i, "--cpu", value, error)) {
       o.cpu = value;
+    } else if (takeOption(args, i, "--jobs", value, error)) {
+      if (!llvm::to_integer(value, o.jobs, 10) || o.jobs == 0) {
+        error = "--jobs expects a positive number, got '" + value + "'";
+        break;
+      }
     } else if (takeOption(args, i, "--mlir-print-ir-after", value, error)) {
       o.printAfter = value;
     } else if (arg == "--mlir-print-ir-after-all") {
@@ -146,37 +149,8 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
     error = "no model given; usage: kiln compile MODEL -o OUT.kiln";
     return std::nullopt;
   }
-  if (o.emit != "artifact" && o.emit != "mlir" && o.emit != "dispatch-mlir" &&
-      o.emit != "kernel-mlir" && o.emit != "ptx") {
-    error = "--emit " + o.emit +
-            " is not one of artifact, mlir, dispatch-mlir, kernel-mlir, ptx";
-    return std::nullopt;
-  }
   if (o.emit == "artifact" && o.output.empty()) {
     error = "no output file; pass -o OUT.kiln";
-    return std::nullopt;
-  }
-  if (o.target.rfind("cuda:", 0) == 0) {
-    static const char *kKnownChips[] = {"sm_80", "sm_86", "sm_89", "sm_90",
-                                        "sm_90a"};
-    llvm::SmallVector<llvm::StringRef> parts;
-    llvm::StringRef(o.target).drop_front(5).split(parts, ',');
-    for (llvm::StringRef chip : parts) {
-      if (!llvm::is_contained(kKnownChips, chip)) {
-        error = "unknown GPU architecture '" + chip.str() + "' in --target " +
-                o.target + "; use sm_80, sm_86, sm_89, sm_90 or sm_90a";
-        return std::nullopt;
-      }
-      if (!llvm::is_contained(o.chips, chip.str()))
-        o.chips.push_back(chip.str());
-    }
-  } else if (o.target != "cpu") {
-    error = "unknown target '" + o.target +
-            "'; use cpu, cuda:sm_80, cuda:sm_90a or cuda:sm_80,sm_90a";
-    return std::nullopt;
-  }
-  if (o.emit == "ptx" && o.chips.empty()) {
-    error = "--emit ptx needs a cuda target, e.g. --target cuda:sm_80";
     return std::nullopt;
   }
   if (o.precision != "fp32") {
@@ -219,103 +193,6 @@ int emitText(ModuleOp module, const std::string &output) {
   return 0;
 }
 
-/// The cuda targets: kernels to PTX per architecture, ptxas to cubins, and
-/// the artifact (or the PTX, for --emit ptx).
-int compileForCuda(MLIRContext &context, ModuleOp module,
-                   const CompileOptions &o,
-                   std::chrono::steady_clock::time_point start,
-                   double importSeconds, bool &failedDiag) {
-  std::string error;
-  std::string ptxas = codegen::findPtxas(o.cudaPath, error);
-  if (ptxas.empty())
-    return fail(error);
-  PassManager pm(&context);
-  configurePassManager(pm, o);
-  buildDispatchPipeline(pm);
-  pm.addPass(createKilnOutlineDispatches());
-  buildGpuKernelPipeline(pm.nest<ModuleOp>());
-  auto runPasses = [&](PassManager &passes) -> int {
-    if (succeeded(passes.run(module)))
-      return 0;
-    if (!failedDiag)
-      return fail("internal error: a compiler pass failed without saying "
-                  "why; rerun with --mlir-print-ir-after-all and report it");
-    return 1;
-  };
-  if (int rc = runPasses(pm))
-    return rc;
-  ModuleOp kernels;
-  for (auto nested : module.getOps<ModuleOp>())
-    kernels = nested;
-  if (!kernels)
-    return fail("the model has no work to compile into kernels");
-  // The kernel IR the simulator runs: gpu.funcs before NVVM lowering.
-  std::string kernelIR;
-  if (o.embedKernelIR) {
-    llvm::raw_string_ostream os(kernelIR);
-    if (failed(writeBytecodeToFile(kernels, os)))
-      return fail("cannot serialize the kernel IR");
-  }
-  PassManager binaryPm(&context);
-  configurePassManager(binaryPm, o);
-  buildGpuToBinaryPipeline(binaryPm.nest<ModuleOp>(), o.chips,
-                           codegen::toolkitOfPtxas(ptxas));
-  if (int rc = runPasses(binaryPm))
-    return rc;
-  double passSeconds = secondsSince(start) - importSeconds;
-
-  if (o.emit == "ptx") {
-    std::string text;
-    llvm::raw_string_ostream os(text);
-    for (auto binary : kernels.getOps<gpu::BinaryOp>())
-      for (Attribute attr : binary.getObjects()) {
-        auto object = cast<gpu::ObjectAttr>(attr);
-        os << "// kernel " << binary.getName() << ", target "
-           << object.getTarget() << "\n"
-           << object.getObject().getValue() << "\n";
-      }
-    auto file = openOutputFile(o.output.empty() ? "-" : o.output, &error);
-    if (!file)
-      return fail(error);
-    file->os() << text;
-    file->keep();
-    return 0;
-  }
-
-  FailureOr<std::vector<codegen::GpuKernelCode>> compiled =
-      codegen::compileGpuKernels(kernels, ptxas);
-  if (failed(compiled))
-    return 1;
-  double codegenSeconds = secondsSince(start) - importSeconds - passSeconds;
-  FailureOr<codegen::ArtifactContents> contents =
-      codegen::buildGpuArtifactContents(module, std::move(*compiled), o.chips);
-  if (failed(contents) || failedDiag)
-    return 1;
-  artifact::Manifest &manifest = *contents->manifest;
-  if (o.embedKernelIR) {
-    artifact::Section *section = manifest.add_sections();
-    section->set_name("kernel_ir");
-    section->set_kind(artifact::KERNEL_IR);
-    contents->sections.push_back(
-        {manifest.sections_size() - 1, std::move(kernelIR)});
-  }
-  manifest.set_target(o.target);
-  manifest.set_compiler_version(KILN_VERSION);
-  manifest.set_source_model(o.model);
-  manifest.set_model_hash(codegen::hashFile(o.model));
-  if (std::string writeError = codegen::writeArtifact(*contents, o.output);
-      !writeError.empty())
-    return fail(writeError);
-  std::fprintf(stderr,
-               "kiln: compiled %s -> %s for %s (%d kernels, %d weights) in "
-               "%.2f s (import %.2f s, passes %.2f s, ptxas %.2f s)\n",
-               o.model.c_str(), o.output.c_str(), o.target.c_str(),
-               manifest.kernels_size(), manifest.weights_size(),
-               secondsSince(start), importSeconds, passSeconds,
-               codegenSeconds);
-  return 0;
-}
-
 } // namespace
 
 int runCompile(const Args &args) {
@@ -324,6 +201,20 @@ int runCompile(const Args &args) {
   if (!parsed)
     return fail(error);
   const CompileOptions &o = *parsed;
+  std::unique_ptr<targets::Target> target =
+      targets::createTarget(o.target, error);
+  if (!target)
+    return fail(error);
+  static const llvm::StringRef kCommonEmits[] = {
+      "artifact", "mlir", "dispatch-mlir", "kernel-mlir"};
+  bool extraEmit = llvm::is_contained(target->extraEmitKinds(), o.emit);
+  if (!llvm::is_contained(kCommonEmits, o.emit) && !extraEmit) {
+    if (o.emit == "ptx")
+      return fail("--emit ptx needs a cuda target, e.g. --target cuda:sm_80");
+    return fail("--emit " + o.emit +
+                " is not one of artifact, mlir, dispatch-mlir, kernel-mlir, "
+                "ptx");
+  }
   auto start = std::chrono::steady_clock::now();
 
   DialectRegistry registry;
@@ -366,23 +257,35 @@ int runCompile(const Args &args) {
     return 1;
   double importSeconds = secondsSince(start);
 
-  if (!o.chips.empty() && o.emit != "mlir" && o.emit != "dispatch-mlir" &&
-      o.emit != "kernel-mlir")
-    return compileForCuda(context, *module, o, start, importSeconds,
-                          failedDiag);
+  targets::CompileOptions options;
+  options.model = o.model;
+  options.cudaPath = o.cudaPath;
+  options.hostCpu = o.cpu;
+  options.embedKernelIR = o.embedKernelIR;
+  options.jobs = o.jobs;
+  options.configure = [&o](PassManager &pm) { configurePassManager(pm, o); };
 
+  if (extraEmit) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    if (failed(target->emit(*module, o.emit, options, os)) || failedDiag)
+      return 1;
+    auto file = openOutputFile(o.output.empty() ? "-" : o.output, &error);
+    if (!file)
+      return fail(error);
+    file->os() << text;
+    file->keep();
+    return 0;
+  }
   if (o.emit != "artifact") {
     PassManager pm(&context);
     configurePassManager(pm, o);
     // mlir: the graph IR as imported, the input of every pipeline.
     if (o.emit != "mlir") {
-      buildDispatchPipeline(pm);
+      target->buildDispatchPipeline(pm);
       if (o.emit == "kernel-mlir") {
         pm.addPass(createKilnOutlineDispatches());
-        if (o.chips.empty())
-          buildCpuKernelPipeline(pm.nest<ModuleOp>());
-        else
-          buildGpuKernelPipeline(pm.nest<ModuleOp>());
+        target->buildKernelPipeline(pm.nest<ModuleOp>());
       }
     }
     if (failed(pm.run(*module))) {
@@ -394,70 +297,25 @@ int runCompile(const Args &args) {
     return emitText(*module, o.output);
   }
 
-  // Graph -> dispatch -> kernels, then kernels -> LLVM, all in one run so
-  // that the printing and timing flags see every pass.
-  PassManager pm(&context);
-  configurePassManager(pm, o);
-  buildDispatchPipeline(pm);
-  pm.addPass(createKilnOutlineDispatches());
-  OpPassManager &kernelPm = pm.nest<ModuleOp>();
-  buildCpuKernelPipeline(kernelPm);
-  buildCpuToLLVMPipeline(kernelPm);
-  if (failed(pm.run(*module))) {
-    if (!failedDiag)
-      return fail("internal error: a compiler pass failed without saying "
-                  "why; rerun with --mlir-print-ir-after-all and report it");
-    return 1;
-  }
-  double passSeconds = secondsSince(start) - importSeconds;
-
-  ModuleOp kernels;
-  for (auto nested : module->getOps<ModuleOp>())
-    kernels = nested;
-  std::vector<std::string> kernelNames;
-  if (kernels)
-    for (auto func : kernels.getOps<LLVM::LLVMFuncOp>())
-      if (!func.isExternal())
-        kernelNames.push_back(func.getSymName().str());
-
-  codegen::HostTarget target = codegen::resolveHostTarget(
-      {/*triple=*/"", /*cpu=*/o.cpu, /*features=*/""});
-  std::string sharedObject;
-  if (kernels) {
-    sharedObject = codegen::emitHostSharedObject(kernels, kernelNames, target);
-    if (sharedObject.empty())
-      return 1;
-  }
-  double codegenSeconds = secondsSince(start) - importSeconds - passSeconds;
-
-  codegen::KernelCode code;
-  code.kind = artifact::HOST_SHARED_OBJECT;
-  code.arch = codegen::archOfTriple(target.triple);
-  code.bytes = std::move(sharedObject);
-  code.symbolOf = codegen::hostEntrySymbol;
-  std::vector<codegen::KernelCode> codes;
-  codes.push_back(std::move(code));
+  targets::CompileTimes times;
   FailureOr<codegen::ArtifactContents> contents =
-      codegen::buildArtifactContents(*module, std::move(codes));
+      target->compile(*module, options, times);
   if (failed(contents) || failedDiag)
     return 1;
   artifact::Manifest &manifest = *contents->manifest;
-  manifest.set_target("cpu");
   manifest.set_compiler_version(KILN_VERSION);
   manifest.set_source_model(o.model);
   manifest.set_model_hash(codegen::hashFile(o.model));
-  manifest.set_host_triple(target.triple);
-  manifest.set_host_cpu(target.cpu);
   if (std::string writeError = codegen::writeArtifact(*contents, o.output);
       !writeError.empty())
     return fail(writeError);
-
   std::fprintf(stderr,
-               "kiln: compiled %s -> %s (%d kernels, %d weights) in %.2f s "
-               "(import %.2f s, passes %.2f s, codegen %.2f s)\n",
-               o.model.c_str(), o.output.c_str(), manifest.kernels_size(),
-               manifest.weights_size(), secondsSince(start), importSeconds,
-               passSeconds, codegenSeconds);
+               "kiln: compiled %s -> %s for %s (%d kernels, %d weights) in "
+               "%.2f s (import %.2f s, passes %.2f s, %s %.2f s)\n",
+               o.model.c_str(), o.output.c_str(), manifest.target().c_str(),
+               manifest.kernels_size(), manifest.weights_size(),
+               secondsSince(start), importSeconds, times.passes,
+               times.codegenName, times.codegen);
   return 0;
 }
 

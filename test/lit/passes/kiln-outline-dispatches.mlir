@@ -36,26 +36,39 @@ func.func @main(%x: tensor<8xf32>, %y: tensor<8xf32>) -> tensor<2x4xf32> {
 
 // -----
 
-// COM: Two entry functions share one kernel module; names stay unique.
+// COM: Two entry functions share one kernel module. Identical dispatches
+// COM: (the layers of a transformer) share one kernel, across functions
+// COM: too; the others get unique names.
 // CHECK-LABEL: func.func @first
 // CHECK: kernel = @kernels::@first_dispatch_0
+// CHECK: kernel = @kernels::@first_dispatch_0
 // CHECK-LABEL: func.func @second
-// CHECK: kernel = @kernels::@second_dispatch_0
+// CHECK: kernel = @kernels::@first_dispatch_0
+// CHECK: kernel = @kernels::@second_dispatch_1
 // CHECK: module @kernels
 // CHECK-COUNT-2: attributes {kiln.kernel}
+// CHECK-NOT: attributes {kiln.kernel}
 func.func @first(%x: tensor<4xf32>) -> tensor<4xf32> {
   %r = kiln.dispatch(%x) : (tensor<4xf32>) -> tensor<4xf32> {
   ^bb0(%a: tensor<4xf32>):
     kiln.yield %a : tensor<4xf32>
   }
-  return %r : tensor<4xf32>
+  %s = kiln.dispatch(%r) : (tensor<4xf32>) -> tensor<4xf32> {
+  ^bb0(%a: tensor<4xf32>):
+    kiln.yield %a : tensor<4xf32>
+  }
+  return %s : tensor<4xf32>
 }
-func.func @second(%x: tensor<4xf32>) -> tensor<4xf32> {
+func.func @second(%x: tensor<4xf32>, %y: tensor<8xf32>) -> (tensor<4xf32>, tensor<8xf32>) {
   %r = kiln.dispatch(%x) : (tensor<4xf32>) -> tensor<4xf32> {
   ^bb0(%a: tensor<4xf32>):
     kiln.yield %a : tensor<4xf32>
   }
-  return %r : tensor<4xf32>
+  %s = kiln.dispatch(%y) : (tensor<8xf32>) -> tensor<8xf32> {
+  ^bb0(%a: tensor<8xf32>):
+    kiln.yield %a : tensor<8xf32>
+  }
+  return %r, %s : tensor<4xf32>, tensor<8xf32>
 }
 
 // -----

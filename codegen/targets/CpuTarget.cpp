@@ -1,0 +1,105 @@
+//===- CpuTarget.cpp - the cpu target: host shared objects ----------------===//
+//
+// Kernels are tiled and vectorized for the host (passes/Pipelines.cpp
+// `buildCpuKernelPipeline`), lowered to the LLVM dialect, compiled in
+// process at O3 for the host CPU (or `--cpu NAME`) and linked into one
+// shared object that travels in the artifact's `kernels.<arch>` section.
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/cpu/HostCodegen.h"
+#include "codegen/targets/Target.h"
+#include "manifest.pb.h"
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+
+#include <chrono>
+
+using namespace mlir;
+
+namespace kiln::targets {
+
+namespace {
+
+double secondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                       start)
+      .count();
+}
+
+class CpuTarget final : public Target {
+public:
+  std::string spec() const override { return "cpu"; }
+
+  void buildKernelPipeline(OpPassManager &pm) const override {
+    buildCpuKernelPipeline(pm);
+  }
+
+  FailureOr<codegen::ArtifactContents>
+  compile(ModuleOp module, const CompileOptions &options,
+          CompileTimes &times) const override {
+    auto start = std::chrono::steady_clock::now();
+    // Graph -> dispatch -> kernels -> LLVM in one run, so that the printing
+    // and timing flags see every pass.
+    PassManager pm(module.getContext());
+    if (options.configure)
+      options.configure(pm);
+    buildDispatchPipeline(pm);
+    pm.addPass(createKilnOutlineDispatches());
+    OpPassManager &kernelPm = pm.nest<ModuleOp>();
+    buildKernelPipeline(kernelPm);
+    buildCpuToLLVMPipeline(kernelPm);
+    if (failed(runPipeline(pm, module)))
+      return failure();
+    times.passes = secondsSince(start);
+    start = std::chrono::steady_clock::now();
+
+    ModuleOp kernels = kernelModule(module);
+    std::vector<std::string> kernelNames;
+    if (kernels)
+      for (auto func : kernels.getOps<LLVM::LLVMFuncOp>())
+        if (!func.isExternal())
+          kernelNames.push_back(func.getSymName().str());
+    codegen::HostTarget host = codegen::resolveHostTarget(
+        {/*triple=*/"", /*cpu=*/options.hostCpu, /*features=*/""});
+    std::string sharedObject;
+    if (kernels) {
+      sharedObject =
+          codegen::emitHostSharedObject(kernels, kernelNames, host);
+      if (sharedObject.empty())
+        return failure();
+    }
+    times.codegen = secondsSince(start);
+
+    codegen::KernelCode code;
+    code.kind = artifact::HOST_SHARED_OBJECT;
+    code.arch = codegen::archOfTriple(host.triple);
+    code.bytes = std::move(sharedObject);
+    code.symbolOf = codegen::hostEntrySymbol;
+    std::vector<codegen::KernelCode> codes;
+    codes.push_back(std::move(code));
+    FailureOr<codegen::ArtifactContents> contents =
+        codegen::buildArtifactContents(module, std::move(codes));
+    if (failed(contents))
+      return failure();
+    artifact::Manifest &manifest = *contents->manifest;
+    manifest.set_target(spec());
+    manifest.set_host_triple(host.triple);
+    manifest.set_host_cpu(host.cpu);
+    return contents;
+  }
+};
+
+} // namespace
+
+std::unique_ptr<Target> createCpuTarget(llvm::StringRef options,
+                                        std::string &error) {
+  if (!options.empty()) {
+    error = "the cpu target takes no options (got 'cpu:" + options.str() +
+            "'); pick the CPU with --cpu NAME";
+    return nullptr;
+  }
+  return std::make_unique<CpuTarget>();
+}
+
+} // namespace kiln::targets

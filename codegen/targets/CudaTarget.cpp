@@ -1,0 +1,162 @@
+//===- CudaTarget.cpp - the cuda target: cubins and PTX per architecture --===//
+//
+// Kernels take the GPU strategies (passes/Pipelines.cpp
+// `buildGpuKernelPipeline`), are outlined into gpu.modules, lowered to NVVM
+// and to PTX once per architecture (`buildGpuToBinaryPipeline`, with the PTX
+// ISA each architecture's facts name), and ptxas turns each PTX into a
+// cubin (codegen/gpu/GpuCodegen.cpp). The artifact gets one cubin and one
+// PTX section per architecture and, with --embed-kernel-ir, the kernel IR
+// the simulator runs.
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/gpu/GpuCodegen.h"
+#include "codegen/targets/Target.h"
+#include "codegen/targets/TargetFacts.h"
+#include "manifest.pb.h"
+#include "passes/Passes.h"
+
+#include "mlir/Bytecode/BytecodeWriter.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+
+#include <chrono>
+
+using namespace mlir;
+
+namespace kiln::targets {
+
+namespace {
+
+double secondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                       start)
+      .count();
+}
+
+class CudaTarget final : public Target {
+public:
+  explicit CudaTarget(std::vector<std::string> chips)
+      : chips(std::move(chips)) {}
+
+  std::string spec() const override {
+    std::string spec = "cuda:";
+    for (size_t i = 0; i < chips.size(); ++i)
+      spec += (i ? "," : "") + chips[i];
+    return spec;
+  }
+
+  void buildKernelPipeline(OpPassManager &pm) const override {
+    buildGpuKernelPipeline(pm);
+  }
+
+  llvm::ArrayRef<llvm::StringRef> extraEmitKinds() const override {
+    static const llvm::StringRef kinds[] = {"ptx"};
+    return kinds;
+  }
+
+  /// Kernel IR -> gpu.binary ops holding PTX per architecture.
+  LogicalResult lowerToPtx(ModuleOp module, const CompileOptions &options,
+                           const std::string &ptxas,
+                           std::string *kernelIR) const {
+    if (failed(lowerToKernels(module, options)))
+      return failure();
+    ModuleOp kernels = kernelModule(module);
+    if (!kernels)
+      return module.emitError("the model has no work to compile into kernels");
+    // The kernel IR the simulator runs: gpu.funcs before NVVM lowering.
+    if (kernelIR) {
+      llvm::raw_string_ostream os(*kernelIR);
+      if (failed(writeBytecodeToFile(kernels, os)))
+        return module.emitError("cannot serialize the kernel IR");
+    }
+    PassManager pm(module.getContext());
+    if (options.configure)
+      options.configure(pm);
+    buildGpuToBinaryPipeline(pm.nest<ModuleOp>(), chips,
+                             codegen::toolkitOfPtxas(ptxas));
+    return runPipeline(pm, module);
+  }
+
+  LogicalResult emit(ModuleOp module, StringRef kind,
+                     const CompileOptions &options,
+                     llvm::raw_ostream &os) const override {
+    if (kind != "ptx")
+      return Target::emit(module, kind, options, os);
+    std::string error;
+    std::string ptxas = codegen::findPtxas(options.cudaPath, error);
+    if (ptxas.empty())
+      return module.emitError(error);
+    if (failed(lowerToPtx(module, options, ptxas, nullptr)))
+      return failure();
+    for (auto binary : kernelModule(module).getOps<gpu::BinaryOp>())
+      for (Attribute attr : binary.getObjects()) {
+        auto object = cast<gpu::ObjectAttr>(attr);
+        os << "// kernel " << binary.getName() << ", target "
+           << object.getTarget() << "\n"
+           << object.getObject().getValue() << "\n";
+      }
+    return success();
+  }
+
+  FailureOr<codegen::ArtifactContents>
+  compile(ModuleOp module, const CompileOptions &options,
+          CompileTimes &times) const override {
+    std::string error;
+    std::string ptxas = codegen::findPtxas(options.cudaPath, error);
+    if (ptxas.empty())
+      return module.emitError(error);
+    auto start = std::chrono::steady_clock::now();
+    std::string kernelIR;
+    if (failed(lowerToPtx(module, options, ptxas,
+                          options.embedKernelIR ? &kernelIR : nullptr)))
+      return failure();
+    times.passes = secondsSince(start);
+    start = std::chrono::steady_clock::now();
+    FailureOr<std::vector<codegen::GpuKernelCode>> compiled =
+        codegen::compileGpuKernels(kernelModule(module), ptxas, options.jobs);
+    if (failed(compiled))
+      return failure();
+    times.codegen = secondsSince(start);
+    times.codegenName = "ptxas";
+    FailureOr<codegen::ArtifactContents> contents =
+        codegen::buildGpuArtifactContents(module, std::move(*compiled), chips);
+    if (failed(contents))
+      return failure();
+    artifact::Manifest &manifest = *contents->manifest;
+    if (options.embedKernelIR) {
+      artifact::Section *section = manifest.add_sections();
+      section->set_name("kernel_ir");
+      section->set_kind(artifact::KERNEL_IR);
+      codegen::SectionPayload payload;
+      payload.manifestIndex = manifest.sections_size() - 1;
+      payload.bytes = std::move(kernelIR);
+      contents->sections.push_back(std::move(payload));
+    }
+    manifest.set_target(spec());
+    return contents;
+  }
+
+private:
+  std::vector<std::string> chips;
+};
+
+} // namespace
+
+std::unique_ptr<Target> createCudaTarget(llvm::StringRef options,
+                                         std::string &error) {
+  std::vector<std::string> chips;
+  llvm::SmallVector<llvm::StringRef> parts;
+  options.split(parts, ',');
+  for (llvm::StringRef chip : parts) {
+    if (!lookupGpuArch(chip)) {
+      error = "unknown GPU architecture '" + chip.str() +
+              "' in --target cuda:" + options.str() + "; use " +
+              knownGpuArchList();
+      return nullptr;
+    }
+    if (!llvm::is_contained(chips, chip.str()))
+      chips.push_back(chip.str());
+  }
+  return std::make_unique<CudaTarget>(std::move(chips));
+}
+
+} // namespace kiln::targets
