@@ -318,6 +318,29 @@ struct KilnCpuTileAndVectorizePass final
         return;
       rewriter.setInsertionPoint(op);
       Location loc = op.getLoc();
+      // A rhs read transposed (W[n, k], a tied embedding read in place) is
+      // packed as [k, n], so the register blocks read it as any other.
+      auto generic = dyn_cast<linalg::GenericOp>(op.getOperation());
+      if (generic && map.getNumResults() == 2 &&
+          llvm::is_contained(dims.k, map.getDimPosition(1)) &&
+          llvm::is_contained(dims.n, map.getDimPosition(0))) {
+        Value empty = tensor::EmptyOp::create(
+            rewriter, loc, {type.getDimSize(1), type.getDimSize(0)},
+            type.getElementType());
+        auto transpose = linalg::TransposeOp::create(
+            rewriter, loc, input->get(), empty, ArrayRef<int64_t>{1, 0});
+        SmallVector<AffineMap> maps = generic.getIndexingMapsArray();
+        maps[input->getOperandNumber()] = AffineMap::get(
+            map.getNumDims(), 0, {map.getResult(1), map.getResult(0)},
+            map.getContext());
+        rewriter.modifyOpInPlace(op, [&] {
+          input->set(transpose->getResult(0));
+          generic.setIndexingMapsAttr(rewriter.getAffineMapArrayAttr(maps));
+        });
+        tileForVectors(rewriter,
+                       cast<linalg::LinalgOp>(transpose.getOperation()));
+        return;
+      }
       Value empty = tensor::EmptyOp::create(rewriter, loc, type.getShape(),
                                             type.getElementType());
       auto copy = linalg::CopyOp::create(rewriter, loc, input->get(), empty);

@@ -1,6 +1,8 @@
 //===- FoldConstantTransposes.cpp - lay out weights at compile time -------===//
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/AffineExpr.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
@@ -98,10 +100,148 @@ struct FoldTransposeOfConstant final : OpRewritePattern<linalg::TransposeOp> {
   }
 };
 
+/// The bytes of a weight held as a resource blob (empty when it is not).
+ArrayRef<char> resourceBytes(arith::ConstantOp constant) {
+  auto resource = dyn_cast<DenseResourceElementsAttr>(constant.getValue());
+  if (!resource)
+    return {};
+  AsmResourceBlob *blob = resource.getRawHandle().getBlob();
+  return blob ? blob->getData() : ArrayRef<char>();
+}
+
+/// Whether the row-major [rows x cols] `a` is the transpose of `b`.
+bool isTransposeOf(ArrayRef<char> a, ArrayRef<char> b, int64_t rows,
+                   int64_t cols, size_t elementBytes) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      if (std::memcmp(a.data() + (i * cols + j) * elementBytes,
+                      b.data() + (j * rows + i) * elementBytes,
+                      elementBytes) != 0)
+        return false;
+  return true;
+}
+
+/// A weight that is the transpose of another weight (the exporter's copy
+/// of a tied embedding for the lm_head) becomes a transpose of it, so the
+/// bytes are stored once.
+void shareTransposedWeights(func::FuncOp func) {
+  SmallVector<arith::ConstantOp> matrices;
+  func.walk([&](arith::ConstantOp constant) {
+    auto type = dyn_cast<RankedTensorType>(constant.getType());
+    if (type && type.getRank() == 2 && type.hasStaticShape() &&
+        type.getElementType().isIntOrFloat() &&
+        type.getElementType().getIntOrFloatBitWidth() % 8 == 0 &&
+        !resourceBytes(constant).empty())
+      matrices.push_back(constant);
+  });
+  for (size_t i = 0; i < matrices.size(); ++i) {
+    auto a = cast<RankedTensorType>(matrices[i].getType());
+    for (size_t j = i + 1; j < matrices.size(); ++j) {
+      arith::ConstantOp copy = matrices[j];
+      auto b = cast<RankedTensorType>(copy.getType());
+      if (copy.use_empty() || a.getElementType() != b.getElementType() ||
+          a.getDimSize(0) != b.getDimSize(1) ||
+          a.getDimSize(1) != b.getDimSize(0) ||
+          !isTransposeOf(resourceBytes(copy), resourceBytes(matrices[i]),
+                         b.getDimSize(0), b.getDimSize(1),
+                         a.getElementType().getIntOrFloatBitWidth() / 8))
+        continue;
+      OpBuilder builder(copy);
+      builder.setInsertionPointAfter(matrices[i]->isBeforeInBlock(copy)
+                                         ? copy.getOperation()
+                                         : matrices[i].getOperation());
+      Value empty = tensor::EmptyOp::create(builder, copy.getLoc(),
+                                            b.getShape(), b.getElementType());
+      auto transpose = linalg::TransposeOp::create(
+          builder, copy.getLoc(), matrices[i].getResult(), empty,
+          ArrayRef<int64_t>{1, 0});
+      copy.getResult().replaceAllUsesWith(transpose->getResult(0));
+    }
+  }
+}
+
+/// `linalg.matmul(x, transpose(w))` as a contraction that reads `w` where it
+/// is: C[m, n] += A[m, k] * W[n, k]. Null when the matmul is not a plain
+/// floating-point one.
+Operation *contractWithTransposed(OpBuilder &builder, linalg::MatmulOp matmul,
+                                  Value weight) {
+  auto resultType = cast<RankedTensorType>(matmul->getResult(0).getType());
+  Type element = resultType.getElementType();
+  if (!isa<FloatType>(element) || !matmul.hasPureTensorSemantics() ||
+      getElementTypeOrSelf(matmul.getInputs()[0].getType()) != element ||
+      getElementTypeOrSelf(weight.getType()) != element ||
+      !matmul.getIndexingMapsArray()[1].isProjectedPermutation() ||
+      matmul.getIndexingMapsArray() !=
+          matmul.getDefaultIndexingMaps(matmul.getContext()))
+    return nullptr;
+  MLIRContext *context = matmul.getContext();
+  AffineExpr m, n, k;
+  bindDims(context, m, n, k);
+  auto map = [&](ArrayRef<AffineExpr> results) {
+    return AffineMap::get(3, 0, results, context);
+  };
+  SmallVector<AffineMap> maps = {map({m, k}), map({n, k}), map({m, n})};
+  SmallVector<utils::IteratorType> iterators = {
+      utils::IteratorType::parallel, utils::IteratorType::parallel,
+      utils::IteratorType::reduction};
+  builder.setInsertionPoint(matmul);
+  auto generic = linalg::GenericOp::create(
+      builder, matmul.getLoc(), TypeRange{resultType},
+      ValueRange{matmul.getInputs()[0], weight}, matmul.getOutputs(), maps,
+      iterators, [](OpBuilder &b, Location loc, ValueRange args) {
+        Value product = arith::MulFOp::create(b, loc, args[0], args[1]);
+        Value sum = arith::AddFOp::create(b, loc, args[2], product);
+        linalg::YieldOp::create(b, loc, sum);
+      });
+  return generic;
+}
+
+/// A transpose of a weight that is also read as it is (a tied embedding):
+/// its matmuls read the weight in place. Returns whether it did.
+bool readTransposeInPlace(linalg::TransposeOp transpose) {
+  auto constant = transpose.getInput().getDefiningOp<arith::ConstantOp>();
+  if (!constant || transpose.getPermutation() != ArrayRef<int64_t>{1, 0} ||
+      llvm::all_of(constant->getUsers(), llvm::IsaPred<linalg::TransposeOp>))
+    return false;
+  Value result = transpose->getResult(0);
+  for (OpOperand &use : result.getUses()) {
+    auto matmul = dyn_cast<linalg::MatmulOp>(use.getOwner());
+    if (!matmul || use.getOperandNumber() != 1)
+      return false;
+  }
+  SmallVector<linalg::MatmulOp> matmuls;
+  for (Operation *user : result.getUsers())
+    matmuls.push_back(cast<linalg::MatmulOp>(user));
+  OpBuilder builder(transpose);
+  SmallVector<std::pair<linalg::MatmulOp, Operation *>> rewrites;
+  for (linalg::MatmulOp matmul : matmuls) {
+    Operation *generic =
+        contractWithTransposed(builder, matmul, constant.getResult());
+    if (!generic) {
+      for (auto &[_, made] : rewrites)
+        made->erase();
+      return false;
+    }
+    rewrites.push_back({matmul, generic});
+  }
+  for (auto &[matmul, generic] : rewrites) {
+    matmul->replaceAllUsesWith(generic->getResults());
+    matmul->erase();
+  }
+  transpose->erase();
+  return true;
+}
+
 struct KilnFoldConstantTransposesPass final
     : kiln::impl::KilnFoldConstantTransposesBase<
           KilnFoldConstantTransposesPass> {
   void runOnOperation() override {
+    shareTransposedWeights(getOperation());
+    SmallVector<linalg::TransposeOp> transposes;
+    getOperation().walk(
+        [&](linalg::TransposeOp op) { transposes.push_back(op); });
+    for (linalg::TransposeOp transpose : transposes)
+      (void)readTransposeInPlace(transpose);
     RewritePatternSet patterns(&getContext());
     patterns.add<FoldTransposeOfConstant>(&getContext());
     (void)applyPatternsGreedily(getOperation(), std::move(patterns));

@@ -19,9 +19,11 @@
 #include "mlir/Interfaces/FunctionInterfaces.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/xxhash.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <unordered_map>
 #include <cstring>
 
 using namespace mlir;
@@ -120,8 +122,11 @@ struct EntryBuilder {
   ModuleOp module;
   ArtifactContents &contents;
   int weightSection;
-  std::string &weightBytes;
+  SectionPayload &weightBytes;
   llvm::DenseMap<Attribute, uint32_t> &weightIndex;
+  /// Weights by the hash of their bytes: two constants with the same bytes
+  /// (the exporter's copies of a tied or shared tensor) are stored once.
+  std::unordered_multimap<uint64_t, uint32_t> &weightsByContent;
   llvm::StringMap<uint32_t> &kernelIndex;
   /// GPU targets: a dispatch's kernel function is host code whose
   /// gpu.launch_func ops become launches.
@@ -208,27 +213,65 @@ struct EntryBuilder {
     auto it = weightIndex.find(attr);
     if (it != weightIndex.end())
       return it->second;
-    std::optional<std::string> bytes = constantBytes(attr);
-    if (!bytes || bytes->size() != byteSize(type)) {
+    // A weight blob is written from where the IR holds it; other constants
+    // (splats, booleans, small inline ones) are serialized first.
+    ArrayRef<char> data;
+    std::optional<std::string> made;
+    if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr)) {
+      if (AsmResourceBlob *blob = resource.getRawHandle().getBlob())
+        data = blob->getData();
+    } else if ((made = constantBytes(attr))) {
+      data = ArrayRef<char>(made->data(), made->size());
+    }
+    if (data.size() != byteSize(type) || (!made && !data.data())) {
       op.emitError() << "cannot serialize the constant of type " << type;
       return failure();
+    }
+    uint64_t hash = llvm::xxh3_64bits(
+        ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(data.data()),
+                          data.size()));
+    auto [first, last] = weightsByContent.equal_range(hash);
+    for (auto it = first; it != last; ++it) {
+      const artifact::Weight &same = contents.manifest->weights(it->second);
+      artifact::TensorSpec spec;
+      fillSpec(&spec, "", type);
+      if (same.size() != data.size() ||
+          same.spec().dtype() != spec.dtype() ||
+          !std::equal(spec.shape().begin(), spec.shape().end(),
+                      same.spec().shape().begin(), same.spec().shape().end()))
+        continue;
+      ArrayRef<char> sameData = weightData(it->second);
+      if (sameData.size() != data.size() ||
+          !std::equal(data.begin(), data.end(), sameData.begin()))
+        continue;
+      weightIndex[attr] = it->second;
+      return it->second;
     }
     std::string name;
     if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr))
       name = resource.getRawHandle().getKey().str();
     else
       name = "constant_" + std::to_string(contents.manifest->weights_size());
-    // Each weight starts 64-byte aligned within its section.
-    weightBytes.resize((weightBytes.size() + 63) / 64 * 64, '\0');
     artifact::Weight *weight = contents.manifest->add_weights();
     fillSpec(weight->mutable_spec(), name, type);
     weight->set_section(weightSection);
-    weight->set_offset(weightBytes.size());
-    weight->set_size(bytes->size());
-    weightBytes += *bytes;
+    // Each weight starts 64-byte aligned within its section.
+    weight->set_offset(made ? weightBytes.appendOwnedPiece(std::move(*made))
+                            : weightBytes.appendPiece(data));
+    weight->set_size(data.size());
     uint32_t index = contents.manifest->weights_size() - 1;
     weightIndex[attr] = index;
+    weightsByContent.emplace(hash, index);
     return index;
+  }
+
+  /// The bytes of weight `index` as the section will hold them.
+  ArrayRef<char> weightData(uint32_t index) const {
+    const artifact::Weight &weight = contents.manifest->weights(index);
+    for (const SectionPayload::Piece &piece : weightBytes.pieces)
+      if (piece.offset == weight.offset())
+        return piece.data;
+    return {};
   }
 
   FailureOr<Storage> lookup(Value value, Operation *user) {
@@ -588,17 +631,20 @@ LogicalResult addEntriesAndWeights(ModuleOp module, ArtifactContents &contents,
   artifact::Section *weights = manifest.add_sections();
   weights->set_name("weights");
   weights->set_kind(artifact::WEIGHTS);
-  std::string weightBytes;
+  SectionPayload weightBytes;
+  weightBytes.manifestIndex = weightSection;
   llvm::DenseMap<Attribute, uint32_t> weightIndex;
+  std::unordered_multimap<uint64_t, uint32_t> weightsByContent;
   for (auto func : module.getOps<func::FuncOp>()) {
     if (func.isExternal())
       continue;
     EntryBuilder builder{module,      contents,    weightSection,
-                         weightBytes, weightIndex, kernelIndex, gpu};
+                         weightBytes, weightIndex, weightsByContent,
+                         kernelIndex, gpu};
     if (failed(builder.build(func, manifest.add_entry_points())))
       return failure();
   }
-  contents.sections.push_back({weightSection, std::move(weightBytes)});
+  contents.sections.push_back(std::move(weightBytes));
   return success();
 }
 
@@ -714,8 +760,8 @@ std::string writeArtifact(ArtifactContents &contents,
     artifact::Section *section =
         manifest.mutable_sections(payload.manifestIndex);
     section->set_offset(offset);
-    section->set_size(payload.bytes.size());
-    offset += payload.bytes.size();
+    section->set_size(payload.size());
+    offset += payload.size();
   }
   std::string manifestBytes;
   if (!manifest.SerializeToString(&manifestBytes))
@@ -744,8 +790,13 @@ std::string writeArtifact(ArtifactContents &contents,
     };
     out.write(reinterpret_cast<const char *>(&header), sizeof(header));
     for (SectionPayload &payload : contents.sections) {
-      pad(manifest.sections(payload.manifestIndex).offset());
+      uint64_t start = manifest.sections(payload.manifestIndex).offset();
+      pad(start);
       out.write(payload.bytes.data(), payload.bytes.size());
+      for (const SectionPayload::Piece &piece : payload.pieces) {
+        pad(start + piece.offset);
+        out.write(piece.data.data(), piece.data.size());
+      }
     }
     pad(header.manifest_offset);
     out.write(manifestBytes.data(), manifestBytes.size());
@@ -764,17 +815,29 @@ std::string writeArtifact(ArtifactContents &contents,
 }
 
 std::string hashFile(const std::string &path) {
-  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false);
+  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                            /*RequiresNullTerminator=*/false);
   if (!buffer)
     return "";
-  uint64_t hash = 1469598103934665603ull;
-  for (char c : (*buffer)->getBuffer()) {
-    hash ^= static_cast<uint8_t>(c);
-    hash *= 1099511628211ull;
-  }
+  StringRef bytes = (*buffer)->getBuffer();
+  uint64_t hash = llvm::xxh3_64bits(ArrayRef<uint8_t>(
+      reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size()));
   char text[17];
   snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(hash));
   return text;
+}
+
+uint64_t SectionPayload::appendPiece(ArrayRef<char> data) {
+  uint64_t offset = (pieceBytes + 63) / 64 * 64;
+  pieces.push_back({offset, data});
+  pieceBytes = offset + data.size();
+  return offset;
+}
+
+uint64_t SectionPayload::appendOwnedPiece(std::string data) {
+  ownedPieces.push_back(std::move(data));
+  const std::string &owned = ownedPieces.back();
+  return appendPiece(ArrayRef<char>(owned.data(), owned.size()));
 }
 
 } // namespace kiln::codegen

@@ -4,6 +4,9 @@
 
 #include "mlir/IR/BuiltinOps.h"
 
+#include "llvm/ADT/ArrayRef.h"
+
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -15,10 +18,26 @@ class Manifest;
 
 namespace kiln::codegen {
 
-/// A section payload and where the manifest describes it.
+/// A section payload and where the manifest describes it: its `bytes`, or,
+/// when `pieces` is not empty, pieces at offsets within the section whose
+/// bytes live elsewhere (the IR's weight blobs, which outlive the write),
+/// so that a model's weights are not copied once more on their way out.
 struct SectionPayload {
   int manifestIndex = 0;
   std::string bytes;
+  struct Piece {
+    uint64_t offset;
+    llvm::ArrayRef<char> data;
+  };
+  std::vector<Piece> pieces;
+  /// Bytes of pieces that had to be made (a splat expanded, booleans).
+  std::deque<std::string> ownedPieces;
+  uint64_t pieceBytes = 0;
+
+  uint64_t size() const { return pieces.empty() ? bytes.size() : pieceBytes; }
+  /// Appends a piece at the next 64-byte aligned offset; returns it.
+  uint64_t appendPiece(llvm::ArrayRef<char> data);
+  uint64_t appendOwnedPiece(std::string data);
 };
 
 /// The manifest under construction and the bytes of its sections.
@@ -73,7 +92,7 @@ buildGpuArtifactContents(mlir::ModuleOp module,
 /// empty on success.
 std::string writeArtifact(ArtifactContents &contents, const std::string &path);
 
-/// FNV-1a 64 of a file, as 16 hex digits ("" if unreadable).
+/// XXH3-64 of a file, as 16 hex digits ("" if unreadable).
 std::string hashFile(const std::string &path);
 
 } // namespace kiln::codegen

@@ -146,3 +146,32 @@ func.func @matmul_symbolic_columns(%a: tensor<12x8xf32>, %b: tensor<8x?xf32>, %c
   %m = linalg.matmul ins(%a, %b : tensor<12x8xf32>, tensor<8x?xf32>) outs(%c : tensor<12x?xf32>) -> tensor<12x?xf32>
   return %m : tensor<12x?xf32>
 }
+
+// -----
+
+// COM: A rhs read transposed (W[n, k]: a tied embedding the lm_head reads in
+// COM: place): each panel's rhs slice (16x8 of W) is packed transposed into
+// COM: an 8x16 buffer, and the register blocks read the packed panel row by
+// COM: row as for any other matmul.
+// CHECK-LABEL: func.func @matmul_transposed_rhs
+// CHECK-SAME: %[[A:[a-z0-9]+]]: tensor<12x8xf32>, %[[W:[a-z0-9]+]]: tensor<32x8xf32>
+// CHECK: scf.for %[[N:.*]] = %c0 to %c32 step %c16
+// CHECK: %[[PANEL:.*]] = tensor.extract_slice %[[W]][%[[N]], 0] [16, 8] [1, 1]
+// CHECK: %[[EMPTY:.*]] = tensor.empty() : tensor<8x16xf32>
+// CHECK: %[[PACKED:.*]] = scf.for {{.*}} iter_args(%{{.*}} = %[[EMPTY]])
+// CHECK: scf.for %{{.*}} = %{{.*}} to %c12 step %c6
+// CHECK: scf.for %[[K:.*]] = %{{.*}} to %c8 step %c1
+// CHECK: %[[ROW:.*]] = tensor.extract_slice %[[PACKED]][%[[K]], 0] [1, 16]
+// CHECK: vector.transfer_read %[[ROW]]{{.*}} : tensor<1x16xf32>, vector<6x16x1xf32>
+// CHECK: arith.mulf {{.*}} : vector<6x16x1xf32>
+// CHECK: vector.multi_reduction <add>, {{.*}} [2] : vector<6x16x1xf32> to vector<6x16xf32>
+// CHECK-NOT: linalg.generic
+func.func @matmul_transposed_rhs(%a: tensor<12x8xf32>, %w: tensor<32x8xf32>, %c: tensor<12x32xf32>) -> tensor<12x32xf32> attributes {kiln.kernel} {
+  %m = linalg.generic {indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (n, k)>, affine_map<(m, n, k) -> (m, n)>], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %w : tensor<12x8xf32>, tensor<32x8xf32>) outs(%c : tensor<12x32xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  } -> tensor<12x32xf32>
+  return %m : tensor<12x32xf32>
+}

@@ -44,3 +44,67 @@ func.func @not_constant(%x: tensor<2x3xf32>) -> tensor<3x2xf32> {
   %t = linalg.transpose ins(%x : tensor<2x3xf32>) outs(%e : tensor<3x2xf32>) permutation = [1, 0]
   return %t : tensor<3x2xf32>
 }
+
+// -----
+
+// COM: A tied embedding: the exporter stores the lm_head weight as a second
+// COM: initializer holding the transpose of the token embedding. It becomes
+// COM: a transpose of the embedding, which the matmul reads in place: the
+// COM: bytes are stored once and nothing is transposed at run time.
+// CHECK-DAG: #[[$A:.*]] = affine_map<(d0, d1, d2) -> (d0, d2)>
+// CHECK-DAG: #[[$B:.*]] = affine_map<(d0, d1, d2) -> (d1, d2)>
+// CHECK-DAG: #[[$C:.*]] = affine_map<(d0, d1, d2) -> (d0, d1)>
+// CHECK-LABEL: func.func @tied
+// CHECK-SAME: (%[[X:.*]]: tensor<4x2xf32>
+// CHECK: %[[W:.*]] = arith.constant dense_resource<wte> : tensor<3x2xf32>
+// CHECK-NOT: dense_resource<wte_t>
+// CHECK-NOT: linalg.transpose
+// CHECK: %[[Y:.*]] = linalg.generic {indexing_maps = [#[[$A]], #[[$B]], #[[$C]]], iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[X]], %[[W]] : tensor<4x2xf32>, tensor<3x2xf32>)
+// CHECK: arith.mulf
+// CHECK: arith.addf
+// CHECK: return %[[W]], %[[Y]]
+// CHECK-NOT: wte_t:
+func.func @tied(%x: tensor<4x2xf32>) -> (tensor<3x2xf32>, tensor<4x3xf32>) {
+  %wte = arith.constant dense_resource<wte> : tensor<3x2xf32>
+  %wte_t = arith.constant dense_resource<wte_t> : tensor<2x3xf32>
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<4x3xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<4x3xf32>) -> tensor<4x3xf32>
+  %y = linalg.matmul ins(%x, %wte_t : tensor<4x2xf32>, tensor<2x3xf32>) outs(%init : tensor<4x3xf32>) -> tensor<4x3xf32>
+  return %wte, %y : tensor<3x2xf32>, tensor<4x3xf32>
+}
+{-#
+  dialect_resources: {
+    builtin: {
+      wte: "0x040000000000803F0000004000004040000080400000A0400000C040",
+      wte_t: "0x040000000000803F000040400000A04000000040000080400000C040"
+    }
+  }
+#-}
+
+// -----
+
+// COM: A weight that only looks like a transpose (same shape, other bytes)
+// COM: keeps its own bytes.
+// CHECK-LABEL: func.func @not_tied
+// CHECK-DAG: dense_resource<a>
+// CHECK-DAG: dense_resource<b>
+// CHECK-NOT: linalg.transpose
+// CHECK: linalg.matmul
+func.func @not_tied(%x: tensor<4x2xf32>) -> (tensor<3x2xf32>, tensor<4x3xf32>) {
+  %a = arith.constant dense_resource<a> : tensor<3x2xf32>
+  %b = arith.constant dense_resource<b> : tensor<2x3xf32>
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<4x3xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<4x3xf32>) -> tensor<4x3xf32>
+  %y = linalg.matmul ins(%x, %b : tensor<4x2xf32>, tensor<2x3xf32>) outs(%init : tensor<4x3xf32>) -> tensor<4x3xf32>
+  return %a, %y : tensor<3x2xf32>, tensor<4x3xf32>
+}
+{-#
+  dialect_resources: {
+    builtin: {
+      a: "0x040000000000803F0000004000004040000080400000A0400000C040",
+      b: "0x040000000000803F000040400000A04000000040000080400000E040"
+    }
+  }
+#-}
