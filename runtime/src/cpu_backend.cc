@@ -1,8 +1,10 @@
 #include "cpu_backend.h"
+#include "dims.h"
 
 #include "absl/strings/str_cat.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <dlfcn.h>
 #include <map>
@@ -97,6 +99,99 @@ CpuKernels::load(const Artifact &artifact) {
     result->kernels_.push_back(reinterpret_cast<HostKernelFn>(symbol));
   }
   return result;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>>
+CpuBackend::create(const Artifact &artifact, const std::string & /*cpu*/) {
+  const auto &m = artifact.manifest();
+  if (m.target() != "cpu")
+    return absl::FailedPreconditionError(absl::StrCat(
+        "'", artifact.origin(), "' was compiled for '", m.target(),
+        "', not for the CPU; run it with --device cuda:0 (or sim), or "
+        "compile with --target cpu"));
+  auto kernels = CpuKernels::load(artifact);
+  if (!kernels.ok())
+    return kernels.status();
+  std::unique_ptr<CpuBackend> backend(
+      new CpuBackend(artifact, std::move(*kernels)));
+  if (m.arena_bytes() > 0) {
+    size_t bytes = (m.arena_bytes() + 63) / 64 * 64;
+    backend->arena_.reset(
+        static_cast<uint8_t *>(std::aligned_alloc(64, bytes)));
+    if (!backend->arena_)
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot allocate the ", m.arena_bytes(),
+                       "-byte arena for intermediates"));
+  }
+  return backend;
+}
+
+void CpuBackend::runLaunches(const artifact::EntryPoint &entry,
+                             const std::vector<int64_t> &dims,
+                             const kiln_tensor *inputs, kiln_tensor *outputs,
+                             std::vector<double> *launchMs) {
+  using artifact::BufferRef;
+  auto resolve = [&](const BufferRef &ref) -> uint8_t * {
+    switch (ref.kind()) {
+    case BufferRef::INPUT:
+      return static_cast<uint8_t *>(inputs[ref.index()].data) + ref.offset();
+    case BufferRef::OUTPUT:
+      return static_cast<uint8_t *>(outputs[ref.index()].data) + ref.offset();
+    case BufferRef::WEIGHT:
+      return const_cast<uint8_t *>(artifact_.weightData(ref.index())) +
+             ref.offset();
+    case BufferRef::ARENA:
+      return arena_.get() + ref.offset();
+    default:
+      return nullptr;  // rejected at load time
+    }
+  };
+  std::vector<void *> args;
+  for (int i = 0; i < entry.launches_size(); ++i) {
+    const auto &launch = entry.launches(i);
+    auto start = std::chrono::steady_clock::now();
+    args.clear();
+    for (const auto &ref : launch.args())
+      args.push_back(resolve(ref));
+    // Scalar arguments: a pointer to each int64.
+    for (uint32_t e : launch.scalar_args())
+      args.push_back(const_cast<int64_t *>(&dims[e]));
+    if (launch.kind() == artifact::Launch::COPY)
+      std::memmove(args[0], args[1], refBytes(launch.args(0), dims));
+    else
+      kernels_->kernel(launch.kernel())(args.data());
+    if (launchMs)
+      (*launchMs)[i] += std::chrono::duration<double, std::milli>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
+  }
+}
+
+absl::Status CpuBackend::run(const artifact::EntryPoint &entry,
+                             const std::vector<int64_t> &dims,
+                             const kiln_tensor *inputs, kiln_tensor *outputs) {
+  runLaunches(entry, dims, inputs, outputs, nullptr);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::runAsync(const artifact::EntryPoint &entry,
+                                  const std::vector<int64_t> &dims,
+                                  const kiln_tensor *inputs,
+                                  kiln_tensor *outputs) {
+  return run(entry, dims, inputs, outputs);
+}
+
+absl::Status CpuBackend::synchronize() { return absl::OkStatus(); }
+
+absl::Status CpuBackend::profile(const artifact::EntryPoint &entry,
+                                 const std::vector<int64_t> &dims,
+                                 const kiln_tensor *inputs,
+                                 kiln_tensor *outputs, int iterations,
+                                 std::vector<double> &launchMs) {
+  launchMs.assign(entry.launches_size(), 0.0);
+  for (int i = 0; i < iterations; ++i)
+    runLaunches(entry, dims, inputs, outputs, &launchMs);
+  return absl::OkStatus();
 }
 
 }  // namespace kiln::runtime

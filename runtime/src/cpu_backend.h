@@ -1,13 +1,17 @@
 // The CPU backend: host kernels compiled into a shared object that travels in
-// the artifact, loaded through an anonymous in-memory file.
+// the artifact, loaded through an anonymous in-memory file, and run in the
+// calling thread, launch after launch.
 #ifndef KILN_RUNTIME_SRC_CPU_BACKEND_H
 #define KILN_RUNTIME_SRC_CPU_BACKEND_H
 
 #include "artifact.h"
+#include "backend.h"
 
 #include "absl/status/statusor.h"
 
+#include <cstdlib>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace kiln::runtime {
@@ -30,6 +34,46 @@ private:
   CpuKernels() = default;
   std::vector<void *> handles_;
   std::vector<HostKernelFn> kernels_;
+};
+
+/// A session's side on the CPU: the host kernels and an arena of its own.
+/// Runs are synchronous (runAsync finishes before it returns), and profile
+/// times every launch with the wall clock.
+class CpuBackend final : public Backend {
+public:
+  /// `device` is "cpu"; refuses an artifact compiled for another target.
+  static absl::StatusOr<std::unique_ptr<Backend>>
+  create(const Artifact &artifact, const std::string &device);
+
+  absl::Status run(const artifact::EntryPoint &entry,
+                   const std::vector<int64_t> &dims, const kiln_tensor *inputs,
+                   kiln_tensor *outputs) override;
+  absl::Status runAsync(const artifact::EntryPoint &entry,
+                        const std::vector<int64_t> &dims,
+                        const kiln_tensor *inputs,
+                        kiln_tensor *outputs) override;
+  absl::Status synchronize() override;
+  absl::Status profile(const artifact::EntryPoint &entry,
+                       const std::vector<int64_t> &dims,
+                       const kiln_tensor *inputs, kiln_tensor *outputs,
+                       int iterations, std::vector<double> &launchMs) override;
+
+private:
+  struct FreeDeleter {
+    void operator()(uint8_t *p) const { std::free(p); }
+  };
+
+  CpuBackend(const Artifact &artifact, std::unique_ptr<CpuKernels> kernels)
+      : artifact_(artifact), kernels_(std::move(kernels)) {}
+  /// Runs the launch program; with `launchMs`, adds each launch's
+  /// wall-clock time to its slot.
+  void runLaunches(const artifact::EntryPoint &entry,
+                   const std::vector<int64_t> &dims, const kiln_tensor *inputs,
+                   kiln_tensor *outputs, std::vector<double> *launchMs);
+
+  const Artifact &artifact_;
+  std::unique_ptr<CpuKernels> kernels_;
+  std::unique_ptr<uint8_t, FreeDeleter> arena_;
 };
 
 /// The architecture name this runtime was built for ("x86_64", "aarch64").

@@ -144,7 +144,7 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
   return (loaded[libraryName] = std::move(api)).get();
 }
 
-absl::Status CudaSession::check(CUresult result, const char *what) const {
+absl::Status CudaBackend::check(CUresult result, const char *what) const {
   if (result == 0)
     return absl::OkStatus();
   const char *text = nullptr;
@@ -159,12 +159,30 @@ absl::Status CudaSession::check(CUresult result, const char *what) const {
   return absl::InternalError(message);
 }
 
-absl::StatusOr<std::unique_ptr<CudaSession>>
-CudaSession::create(const Artifact &artifact, int ordinal) {
+absl::StatusOr<std::unique_ptr<Backend>>
+CudaBackend::create(const Artifact &artifact, const std::string &device) {
+  const auto &m = artifact.manifest();
+  if (m.target().rfind("cuda", 0) != 0)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "'", artifact.origin(), "' targets '", m.target(),
+        "' and cannot run on device '", device,
+        "'; run it with --device cpu, or compile with --target cuda:sm_80"));
+  absl::StatusOr<int> ordinal = deviceOrdinal(device, "cuda");
+  if (!ordinal.ok())
+    return ordinal.status();
+  absl::StatusOr<std::unique_ptr<CudaBackend>> backend =
+      open(artifact, *ordinal);
+  if (!backend.ok())
+    return backend.status();
+  return std::unique_ptr<Backend>(std::move(*backend));
+}
+
+absl::StatusOr<std::unique_ptr<CudaBackend>>
+CudaBackend::open(const Artifact &artifact, int ordinal) {
   auto api = loadCudaDriver();
   if (!api.ok())
     return api.status();
-  std::unique_ptr<CudaSession> s(new CudaSession());
+  std::unique_ptr<CudaBackend> s(new CudaBackend());
   s->api = *api;
   s->artifact = &artifact;
   int count = 0;
@@ -277,7 +295,7 @@ CudaSession::create(const Artifact &artifact, int ordinal) {
   return s;
 }
 
-CudaSession::~CudaSession() {
+CudaBackend::~CudaBackend() {
   if (!api)
     return;
   api->cuCtxSetCurrent(context);
@@ -303,8 +321,8 @@ CudaSession::~CudaSession() {
     api->cuDevicePrimaryCtxRelease(device);
 }
 
-absl::StatusOr<CudaSession::EntryState *>
-CudaSession::prepare(const artifact::EntryPoint &entry) {
+absl::StatusOr<CudaBackend::EntryState *>
+CudaBackend::prepare(const artifact::EntryPoint &entry) {
   if (absl::Status st = check(api->cuCtxSetCurrent(context), "cuCtxSetCurrent");
       !st.ok())
     return st;
@@ -342,7 +360,7 @@ CudaSession::prepare(const artifact::EntryPoint &entry) {
   return &state;
 }
 
-absl::Status CudaSession::enqueueLaunches(const artifact::EntryPoint &entry,
+absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
                                           const std::vector<int64_t> &dims,
                                           EntryState &state,
                                           std::vector<double> *launchMs) {
@@ -425,7 +443,7 @@ absl::Status CudaSession::enqueueLaunches(const artifact::EntryPoint &entry,
   return status;
 }
 
-absl::Status CudaSession::copyInputs(const artifact::EntryPoint &entry,
+absl::Status CudaBackend::copyInputs(const artifact::EntryPoint &entry,
                                      EntryState &state,
                                      const kiln_tensor *inputs) {
   for (int i = 0; i < entry.inputs_size(); ++i)
@@ -439,7 +457,7 @@ absl::Status CudaSession::copyInputs(const artifact::EntryPoint &entry,
   return absl::OkStatus();
 }
 
-absl::Status CudaSession::copyOutputs(const artifact::EntryPoint &entry,
+absl::Status CudaBackend::copyOutputs(const artifact::EntryPoint &entry,
                                       const std::vector<int64_t> &dims,
                                       EntryState &state,
                                       kiln_tensor *outputs) {
@@ -454,7 +472,7 @@ absl::Status CudaSession::copyOutputs(const artifact::EntryPoint &entry,
   return absl::OkStatus();
 }
 
-absl::Status CudaSession::enqueue(const artifact::EntryPoint &entry,
+absl::Status CudaBackend::enqueue(const artifact::EntryPoint &entry,
                                   const std::vector<int64_t> &dims,
                                   const kiln_tensor *inputs,
                                   kiln_tensor *outputs) {
@@ -501,21 +519,21 @@ absl::Status CudaSession::enqueue(const artifact::EntryPoint &entry,
   return absl::OkStatus();
 }
 
-absl::Status CudaSession::runAsync(const artifact::EntryPoint &entry,
+absl::Status CudaBackend::runAsync(const artifact::EntryPoint &entry,
                                    const std::vector<int64_t> &dims,
                                    const kiln_tensor *inputs,
                                    kiln_tensor *outputs) {
   return enqueue(entry, dims, inputs, outputs);
 }
 
-absl::Status CudaSession::synchronize() {
+absl::Status CudaBackend::synchronize() {
   if (absl::Status st = check(api->cuCtxSetCurrent(context), "cuCtxSetCurrent");
       !st.ok())
     return st;
   return check(api->cuStreamSynchronize(stream), "kernel execution");
 }
 
-absl::Status CudaSession::run(const artifact::EntryPoint &entry,
+absl::Status CudaBackend::run(const artifact::EntryPoint &entry,
                               const std::vector<int64_t> &dims,
                               const kiln_tensor *inputs, kiln_tensor *outputs) {
   if (absl::Status st = enqueue(entry, dims, inputs, outputs); !st.ok()) {
@@ -525,7 +543,7 @@ absl::Status CudaSession::run(const artifact::EntryPoint &entry,
   return synchronize();
 }
 
-absl::Status CudaSession::profile(const artifact::EntryPoint &entry,
+absl::Status CudaBackend::profile(const artifact::EntryPoint &entry,
                                   const std::vector<int64_t> &dims,
                                   const kiln_tensor *inputs,
                                   kiln_tensor *outputs, int iterations,

@@ -5,6 +5,7 @@
 #define KILN_RUNTIME_SRC_CUDA_DRIVER_H
 
 #include "artifact.h"
+#include "backend.h"
 #include "kiln/runtime.h"
 
 #include "absl/status/status.h"
@@ -29,43 +30,43 @@ std::string cudaDriverLibrary();
 absl::StatusOr<const CudaApi *>
 loadCudaDriver(const std::string &libraryName = cudaDriverLibrary());
 
-/// A session on one GPU: the primary context, a stream of its own, one
-/// module per kernel (the cubin for the device's architecture, else PTX for
-/// the driver to JIT), weights uploaded once, the arena, and per entry
+/// A session's side on one GPU: the primary context, a stream of its own,
+/// one module per kernel (the cubin for the device's architecture, else PTX
+/// for the driver to JIT), weights uploaded once, the arena, and per entry
 /// point device buffers for its inputs and outputs plus the CUDA graph of
 /// its launches: captured on the first run with a given set of symbolic dim
 /// values (one set for a static entry point), replayed afterwards. Buffers
 /// are sized for the dims' upper bounds.
-class CudaSession {
+class CudaBackend final : public Backend {
 public:
-  ~CudaSession();
-  CudaSession(const CudaSession &) = delete;
-  CudaSession &operator=(const CudaSession &) = delete;
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend &) = delete;
+  CudaBackend &operator=(const CudaBackend &) = delete;
 
-  static absl::StatusOr<std::unique_ptr<CudaSession>>
-  create(const Artifact &artifact, int ordinal);
+  /// `device` is "cuda:N"; refuses an artifact of another target (before
+  /// it looks at N or loads the driver).
+  static absl::StatusOr<std::unique_ptr<Backend>>
+  create(const Artifact &artifact, const std::string &device);
 
   /// Runs `entry` and waits: inputs are copied to the device, the launches
   /// run (as a graph), outputs are copied back.
-  /// `dims` is the entry point's evaluated dim program for these inputs.
   absl::Status run(const artifact::EntryPoint &entry,
                    const std::vector<int64_t> &dims,
-                   const kiln_tensor *inputs, kiln_tensor *outputs);
+                   const kiln_tensor *inputs, kiln_tensor *outputs) override;
 
-  /// Enqueues the same work on the session's stream and returns; the
-  /// outputs are valid, and the inputs may be reused, after synchronize().
+  /// Enqueues the same work on the session's stream and returns.
   absl::Status runAsync(const artifact::EntryPoint &entry,
                         const std::vector<int64_t> &dims,
-                        const kiln_tensor *inputs, kiln_tensor *outputs);
-  absl::Status synchronize();
+                        const kiln_tensor *inputs,
+                        kiln_tensor *outputs) override;
+  absl::Status synchronize() override;
 
-  /// Runs `entry` `iterations` times launch by launch (no graph) with an
-  /// event pair around every launch; adds each launch's device time in ms
-  /// to `launchMs` (one slot per launch of the entry point).
+  /// Launch by launch (no graph), with an event pair around every launch:
+  /// device time.
   absl::Status profile(const artifact::EntryPoint &entry,
                        const std::vector<int64_t> &dims,
                        const kiln_tensor *inputs, kiln_tensor *outputs,
-                       int iterations, std::vector<double> &launchMs);
+                       int iterations, std::vector<double> &launchMs) override;
 
   /// Whether runs replay CUDA graphs ($KILN_CUDA_GRAPHS=0 turns them off).
   bool usesGraphs() const { return graphs; }
@@ -77,7 +78,10 @@ private:
     std::map<std::vector<int64_t>, void *> graphs;
   };
 
-  CudaSession() = default;
+  CudaBackend() = default;
+  /// Opens device cuda:`ordinal` and loads the artifact's kernels for it.
+  static absl::StatusOr<std::unique_ptr<CudaBackend>>
+  open(const Artifact &artifact, int ordinal);
   absl::Status check(int result, const char *what) const;
   absl::StatusOr<EntryState *> prepare(const artifact::EntryPoint &entry);
   absl::Status enqueueLaunches(const artifact::EntryPoint &entry,

@@ -2,15 +2,12 @@
 #include "kiln/runtime.h"
 
 #include "artifact.h"
-#include "cpu_backend.h"
-#include "cuda_driver.h"
+#include "backend.h"
 #include "dims.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-#include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -27,16 +24,12 @@ struct kiln_module_t {
 
 struct kiln_session_t {
   kiln_module *module = nullptr;
-  std::unique_ptr<kiln::runtime::CpuKernels> kernels;
-  std::unique_ptr<kiln::runtime::CudaSession> cuda;
-  uint8_t *arena = nullptr;
-  ~kiln_session_t() { std::free(arena); }
+  std::unique_ptr<kiln::runtime::Backend> backend;
 };
 
 namespace {
 
 using kiln::runtime::Artifact;
-using kiln::artifact::BufferRef;
 
 kiln_status makeStatus(std::string message) {
   return new (std::nothrow) kiln_status_t{std::move(message)};
@@ -304,59 +297,11 @@ kiln_status kiln_session_create(kiln_module *module, const char *device,
   if (!module || !out)
     return makeStatus("kiln_session_create: module and out must not be NULL");
   *out = nullptr;
-  std::string dev = device ? device : "cpu";
-  const auto &m = module->artifact->manifest();
-  const std::string &origin = module->artifact->origin();
-  bool cudaTarget = m.target().rfind("cuda", 0) == 0;
-  if (dev.rfind("cuda", 0) == 0) {
-    if (!cudaTarget)
-      return makeStatus(absl::StrCat(
-          "'", origin, "' targets '", m.target(),
-          "' and cannot run on device '", dev,
-          "'; run it with --device cpu, or compile with --target cuda:sm_80"));
-    char *end = nullptr;
-    long ordinal = dev.size() > 5 && dev[4] == ':'
-                       ? std::strtol(dev.c_str() + 5, &end, 10)
-                       : -1;
-    if (ordinal < 0 || !end || *end)
-      return makeStatus(absl::StrCat("device '", dev,
-                                     "' is not of the form cuda:N"));
-    auto cuda = kiln::runtime::CudaSession::create(*module->artifact,
-                                                   static_cast<int>(ordinal));
-    if (!cuda.ok())
-      return fromAbsl(cuda.status());
-    auto session = std::make_unique<kiln_session_t>();
-    session->module = module;
-    session->cuda = std::move(*cuda);
-    *out = session.release();
-    return nullptr;
-  }
-  if (dev == "sim")
-    return makeStatus(absl::StrCat(
-        "device 'sim' (the GPU-kernel simulator) runs in the kiln tool, not "
-        "in the runtime library; use `kiln run --device sim`"));
-  if (dev != "cpu")
-    return makeStatus(absl::StrCat("unknown device '", dev,
-                                   "'; use cpu, sim or cuda:N"));
-  if (m.target() != "cpu")
-    return makeStatus(absl::StrCat(
-        "'", origin, "' was compiled for '", m.target(),
-        "', not for the CPU; run it with --device cuda:0 (or sim), or "
-        "compile with --target cpu"));
-  auto kernels = kiln::runtime::CpuKernels::load(*module->artifact);
-  if (!kernels.ok())
-    return fromAbsl(kernels.status());
-  auto session = std::make_unique<kiln_session_t>();
-  session->module = module;
-  session->kernels = std::move(*kernels);
-  if (m.arena_bytes() > 0) {
-    size_t bytes = (m.arena_bytes() + 63) / 64 * 64;
-    session->arena = static_cast<uint8_t *>(std::aligned_alloc(64, bytes));
-    if (!session->arena)
-      return makeStatus(absl::StrCat("cannot allocate the ", m.arena_bytes(),
-                                     "-byte arena for intermediates"));
-  }
-  *out = session.release();
+  auto backend = kiln::runtime::createBackend(*module->artifact,
+                                              device ? device : "cpu");
+  if (!backend.ok())
+    return fromAbsl(backend.status());
+  *out = new kiln_session_t{module, std::move(*backend)};
   return nullptr;
 }
 
@@ -409,49 +354,6 @@ kiln_status validateRun(kiln_session *session, const char *entryName,
   return nullptr;
 }
 
-/// Runs the launch program on the CPU; with `launchMs`, adds each launch's
-/// wall-clock time to it.
-void runOnCpu(kiln_session *session, const kiln::artifact::EntryPoint &entry,
-              const std::vector<int64_t> &dims, const kiln_tensor *inputs,
-              kiln_tensor *outputs, std::vector<double> *launchMs) {
-  const Artifact &artifact = *session->module->artifact;
-  auto resolve = [&](const BufferRef &ref) -> uint8_t * {
-    switch (ref.kind()) {
-    case BufferRef::INPUT:
-      return static_cast<uint8_t *>(inputs[ref.index()].data) + ref.offset();
-    case BufferRef::OUTPUT:
-      return static_cast<uint8_t *>(outputs[ref.index()].data) + ref.offset();
-    case BufferRef::WEIGHT:
-      return const_cast<uint8_t *>(artifact.weightData(ref.index())) +
-             ref.offset();
-    case BufferRef::ARENA:
-      return session->arena + ref.offset();
-    default:
-      return nullptr;  // rejected at load time
-    }
-  };
-  std::vector<void *> args;
-  for (int i = 0; i < entry.launches_size(); ++i) {
-    const auto &launch = entry.launches(i);
-    auto start = std::chrono::steady_clock::now();
-    args.clear();
-    for (const auto &ref : launch.args())
-      args.push_back(resolve(ref));
-    // Scalar arguments: a pointer to each int64.
-    for (uint32_t e : launch.scalar_args())
-      args.push_back(const_cast<int64_t *>(&dims[e]));
-    if (launch.kind() == kiln::artifact::Launch::COPY)
-      std::memmove(args[0], args[1],
-                   kiln::runtime::refBytes(launch.args(0), dims));
-    else
-      session->kernels->kernel(launch.kernel())(args.data());
-    if (launchMs)
-      (*launchMs)[i] += std::chrono::duration<double, std::milli>(
-                            std::chrono::steady_clock::now() - start)
-                            .count();
-  }
-}
-
 }  // namespace
 
 kiln_status kiln_session_run(kiln_session *session, const char *entryName,
@@ -462,10 +364,7 @@ kiln_status kiln_session_run(kiln_session *session, const char *entryName,
   if (kiln_status s = validateRun(session, entryName, inputs, inputCount,
                                   outputs, outputCount, &entry, &dims))
     return s;
-  if (session->cuda)
-    return fromAbsl(session->cuda->run(*entry, dims, inputs, outputs));
-  runOnCpu(session, *entry, dims, inputs, outputs, nullptr);
-  return nullptr;
+  return fromAbsl(session->backend->run(*entry, dims, inputs, outputs));
 }
 
 kiln_status kiln_session_run_async(kiln_session *session,
@@ -478,16 +377,13 @@ kiln_status kiln_session_run_async(kiln_session *session,
   if (kiln_status s = validateRun(session, entryName, inputs, inputCount,
                                   outputs, outputCount, &entry, &dims))
     return s;
-  if (session->cuda)
-    return fromAbsl(session->cuda->runAsync(*entry, dims, inputs, outputs));
-  runOnCpu(session, *entry, dims, inputs, outputs, nullptr);
-  return nullptr;
+  return fromAbsl(session->backend->runAsync(*entry, dims, inputs, outputs));
 }
 
 kiln_status kiln_session_synchronize(kiln_session *session) {
   if (!session)
     return makeStatus("kiln_session_synchronize: session must not be NULL");
-  return session->cuda ? fromAbsl(session->cuda->synchronize()) : nullptr;
+  return fromAbsl(session->backend->synchronize());
 }
 
 kiln_status kiln_session_profile(kiln_session *session, const char *entryName,
@@ -503,17 +399,11 @@ kiln_status kiln_session_profile(kiln_session *session, const char *entryName,
   if (iterations < 1 || !launchCount || (capacity && !launchMs))
     return makeStatus("kiln_session_profile: iterations must be positive "
                       "and launch_count (and launch_ms) not NULL");
-  std::vector<double> times(entry->launches_size(), 0.0);
-  if (session->cuda) {
-    if (absl::Status st =
-            session->cuda->profile(*entry, dims, inputs, outputs, iterations,
-                                   times);
-        !st.ok())
-      return fromAbsl(st);
-  } else {
-    for (int i = 0; i < iterations; ++i)
-      runOnCpu(session, *entry, dims, inputs, outputs, &times);
-  }
+  std::vector<double> times;
+  if (absl::Status st = session->backend->profile(*entry, dims, inputs,
+                                                  outputs, iterations, times);
+      !st.ok())
+    return fromAbsl(st);
   *launchCount = times.size();
   for (size_t i = 0; i < times.size() && i < capacity; ++i)
     launchMs[i] = times[i] / iterations;

@@ -219,6 +219,66 @@ TEST(RuntimeSession, WrongDeviceAndShapes) {
   kiln_module_free(module);
 }
 
+/// Creates a session on `device` for an artifact of `target`; returns the
+/// error message, or "" on success.
+std::string sessionError(const char *target, const char *device) {
+  Manifest m = copyModel();
+  m.set_target(target);
+  std::string bytes = serialize(m, weightsBytes());
+  kiln_module *module = nullptr;
+  if (kiln_status status =
+          kiln_module_load_memory(bytes.data(), bytes.size(), &module)) {
+    std::string message = kiln_status_message(status);
+    kiln_status_free(status);
+    return "load: " + message;
+  }
+  kiln_session *session = nullptr;
+  kiln_status status = kiln_session_create(module, device, &session);
+  std::string message = status ? kiln_status_message(status) : "";
+  kiln_status_free(status);
+  EXPECT_EQ(session == nullptr, !message.empty());
+  kiln_session_free(session);
+  kiln_module_free(module);
+  return message;
+}
+
+// COM: the device string picks the backend (runtime/src/backend.cc); every
+// refusal keeps its exact wording, which tools and users match on.
+TEST(RuntimeSession, DeviceStringsPickABackend) {
+  EXPECT_EQ(sessionError("cpu", "cpu"), "");
+  EXPECT_EQ(sessionError("cpu", nullptr), "");
+  EXPECT_EQ(sessionError("cpu", "tpu:0"),
+            "unknown device 'tpu:0'; use cpu, sim or cuda:N");
+  EXPECT_EQ(sessionError("cpu", "cpu:0"),
+            "unknown device 'cpu:0'; use cpu, sim or cuda:N");
+  EXPECT_EQ(sessionError("cpu", ""),
+            "unknown device ''; use cpu, sim or cuda:N");
+  EXPECT_EQ(sessionError("cpu", "sim"),
+            "device 'sim' (the GPU-kernel simulator) runs in the kiln tool, "
+            "not in the runtime library; use `kiln run --device sim`");
+  EXPECT_EQ(sessionError("cuda:sm_80", "sim"),
+            "device 'sim' (the GPU-kernel simulator) runs in the kiln tool, "
+            "not in the runtime library; use `kiln run --device sim`");
+  EXPECT_EQ(sessionError("cpu", "cuda:0"),
+            "'<memory>' targets 'cpu' and cannot run on device 'cuda:0'; run "
+            "it with --device cpu, or compile with --target cuda:sm_80");
+  // The target is checked before the ordinal's form.
+  EXPECT_EQ(sessionError("cpu", "cuda:x"),
+            "'<memory>' targets 'cpu' and cannot run on device 'cuda:x'; run "
+            "it with --device cpu, or compile with --target cuda:sm_80");
+  EXPECT_EQ(sessionError("cpu", "cudax"),
+            "'<memory>' targets 'cpu' and cannot run on device 'cudax'; run "
+            "it with --device cpu, or compile with --target cuda:sm_80");
+  EXPECT_EQ(sessionError("cuda:sm_80", "cpu"),
+            "'<memory>' was compiled for 'cuda:sm_80', not for the CPU; run "
+            "it with --device cuda:0 (or sim), or compile with --target cpu");
+  for (const char *device : {"cuda", "cuda:", "cuda:x", "cuda:-1", "cuda:0x",
+                             "cuda0", "cudax"})
+    EXPECT_EQ(sessionError("cuda:sm_80", device),
+              std::string("device '") + device +
+                  "' is not of the form cuda:N");
+}
+
 } // namespace
 
 namespace {
