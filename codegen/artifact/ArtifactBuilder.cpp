@@ -360,10 +360,15 @@ struct EntryBuilder {
         return op.emitError() << "'" << op.getName()
                               << "' cannot run on the host side of a GPU "
                                  "kernel";
-      auto index = kernelIndex.find(launch.getKernelModuleName().getValue());
+      // The kernel's own name: the module it was outlined into, which
+      // launches keep when the modules are merged for ptxas.
+      StringRef kernelName = launch.getKernelModuleName().getValue();
+      if (auto original =
+              launch->getAttrOfType<StringAttr>("kiln.kernel_module"))
+        kernelName = original.getValue();
+      auto index = kernelIndex.find(kernelName);
       if (index == kernelIndex.end())
-        return op.emitError() << "GPU kernel '"
-                              << launch.getKernelModuleName().getValue()
+        return op.emitError() << "GPU kernel '" << kernelName
                               << "' was not compiled";
       PendingLaunch pending{index->second, {}, {}, {}, {}, {}};
       gpu::KernelDim3 grid = launch.getGridSizeOperandValues();
@@ -715,6 +720,14 @@ buildGpuArtifactContents(ModuleOp module, std::vector<GpuKernelCode> kernels,
                         manifest.sections_size() - 1};
   }
   llvm::StringMap<uint32_t> kernelIndex;
+  // Kernels share their modules: each module's bytes go in once.
+  llvm::DenseMap<const std::string *, uint64_t> offsetOf;
+  auto place = [&](int section, const std::string &bytes) {
+    auto [it, inserted] = offsetOf.try_emplace(&bytes, 0);
+    if (inserted)
+      it->second = appendAligned(blobs[section], bytes);
+    return it->second;
+  };
   for (GpuKernelCode &code : kernels) {
     artifact::Kernel *kernel = manifest.add_kernels();
     kernel->set_name(code.name);
@@ -726,11 +739,11 @@ buildGpuArtifactContents(ModuleOp module, std::vector<GpuKernelCode> kernels,
       artifact::KernelImage *out = kernel->add_images();
       out->set_arch(image.arch);
       out->set_cubin_section(cubinSection);
-      out->set_cubin_offset(appendAligned(blobs[cubinSection], image.cubin));
-      out->set_cubin_size(image.cubin.size());
+      out->set_cubin_offset(place(cubinSection, *image.cubin));
+      out->set_cubin_size(image.cubin->size());
       out->set_ptx_section(ptxSection);
-      out->set_ptx_offset(appendAligned(blobs[ptxSection], image.ptx));
-      out->set_ptx_size(image.ptx.size());
+      out->set_ptx_offset(place(ptxSection, *image.ptx));
+      out->set_ptx_size(image.ptx->size());
       out->set_registers(image.registers);
       out->set_shared_bytes(image.sharedBytes);
       out->set_spill_store_bytes(image.spillStoreBytes);

@@ -67,7 +67,10 @@ buildArtifactContents(mlir::ModuleOp module, std::vector<KernelCode> code);
 
 /// A GPU kernel compiled for one architecture, with what ptxas reported.
 struct GpuKernelImage {
-  std::string arch, ptx, cubin;
+  std::string arch;
+  /// The PTX and cubin holding this kernel: one module per architecture
+  /// that every kernel shares (stored once in the artifact).
+  std::shared_ptr<const std::string> ptx, cubin;
   uint32_t registers = 0, sharedBytes = 0, spillStoreBytes = 0,
            spillLoadBytes = 0, stackBytes = 0;
 };

@@ -68,6 +68,9 @@ public:
       if (failed(writeBytecodeToFile(kernels, os)))
         return module.emitError("cannot serialize the kernel IR");
     }
+    // One module for all kernels: one ptxas run per architecture.
+    if (failed(codegen::mergeGpuModules(kernels)))
+      return failure();
     PassManager pm(module.getContext());
     if (options.configure)
       options.configure(pm);
@@ -90,7 +93,7 @@ public:
     for (auto binary : kernelModule(module).getOps<gpu::BinaryOp>())
       for (Attribute attr : binary.getObjects()) {
         auto object = cast<gpu::ObjectAttr>(attr);
-        os << "// kernel " << binary.getName() << ", target "
+        os << "// module " << binary.getName() << ", target "
            << object.getTarget() << "\n"
            << object.getObject().getValue() << "\n";
       }
@@ -143,6 +146,12 @@ private:
 
 std::unique_ptr<Target> createCudaTarget(llvm::StringRef options,
                                          std::string &error) {
+  if (options.empty()) {
+    error = "--target cuda needs the GPU architectures to compile for, e.g. "
+            "cuda:sm_80 or cuda:sm_80,sm_90a (known: " +
+            knownGpuArchList() + ")";
+    return nullptr;
+  }
   std::vector<std::string> chips;
   llvm::SmallVector<llvm::StringRef> parts;
   options.split(parts, ',');

@@ -224,7 +224,7 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
   s->graphs = s->api->cuStreamBeginCapture &&
               !(graphSetting && std::string(graphSetting) == "0");
 
-  // One module per kernel: the cubin built for this exact architecture
+  // Per kernel the cubin built for this exact architecture
   // (sm_90a on a 9.0 device before sm_90), else the newest PTX the device
   // can JIT.
   const auto &m = artifact.manifest();
@@ -232,6 +232,7 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
   auto archNumber = [](const std::string &arch) {
     return std::atoi(arch.c_str() + 3);  // "sm_90a" -> 90
   };
+  std::map<const void *, void *> loaded;
   for (const auto &kernel : m.kernels()) {
     const artifact::KernelImage *cubin = nullptr, *ptx = nullptr;
     for (const auto &image : kernel.images()) {
@@ -257,12 +258,18 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
           " and no PTX an sm_", deviceArch, " device can JIT; compile with "
           "--target cuda:sm_", deviceArch));
     }
-    void *module = nullptr;
-    if (absl::Status st = s->check(s->api->cuModuleLoadData(&module, data),
-                                   "cuModuleLoadData");
-        !st.ok())
-      return st;
-    s->modules.push_back(module);
+    // Kernels share one module per architecture: it is loaded once.
+    void *&module = loaded[cubin ? data : static_cast<const void *>(
+                                              artifact.sectionData(
+                                                  ptx->ptx_section()) +
+                                              ptx->ptx_offset())];
+    if (!module) {
+      if (absl::Status st = s->check(s->api->cuModuleLoadData(&module, data),
+                                     "cuModuleLoadData");
+          !st.ok())
+        return st;
+      s->modules.push_back(module);
+    }
     void *function = nullptr;
     if (absl::Status st = s->check(
             s->api->cuModuleGetFunction(&function, module,
