@@ -121,7 +121,7 @@ struct KilnCpuTileAndVectorizePass final
   void tileForVectors(RewriterBase &rewriter, linalg::LinalgOp op) {
     SmallVector<int64_t> sizes(op.getNumLoops(), 1);
     sizes.back() =
-        largestDivisorAtMost(op.getStaticLoopRanges().back(), vectorWidth);
+        largestDivisorAtMost(op.getStaticLoopRanges().back(), vecWidth);
     FailureOr<scf::SCFTilingResult> tiled =
         tileAndReplace(rewriter, op, sizes, /*interchange=*/{});
     if (succeeded(tiled))
@@ -145,10 +145,10 @@ struct KilnCpuTileAndVectorizePass final
     // A symbolic N (attention's keys) takes full-width panels and a peeled
     // remainder, as an N without a multiple-of-8 divisor does.
     bool symbolicN = ShapedType::isDynamic(ranges[n]);
-    sizes[n] = symbolicN ? nTile : largestDivisorAtMost(ranges[n], nTile);
-    bool peel = symbolicN || (sizes[n] < 8 && ranges[n] > nTile);
+    sizes[n] = symbolicN ? blockCols : largestDivisorAtMost(ranges[n], blockCols);
+    bool peel = symbolicN || (sizes[n] < 8 && ranges[n] > blockCols);
     if (peel)
-      sizes[n] = nTile;
+      sizes[n] = blockCols;
     FailureOr<scf::SCFTilingResult> tiled =
         tileAndReplace(rewriter, op, sizes, panelOrder(dims));
     if (failed(tiled))
@@ -184,7 +184,7 @@ struct KilnCpuTileAndVectorizePass final
       tileSymbolicRows(rewriter, op, *dims);
       return;
     }
-    int64_t mTileHere = largestDivisorAtMost(ranges[m], mTile,
+    int64_t mTileHere = largestDivisorAtMost(ranges[m], blockRows,
                                              /*vectorDim=*/false);
     int64_t rowBlocks = ranges[m] / mTileHere;
     for (unsigned d : ArrayRef<unsigned>(dims->m).drop_back())
@@ -261,7 +261,7 @@ struct KilnCpuTileAndVectorizePass final
       sizes[d] = 1;
     for (unsigned d : dims.m)
       sizes[d] = 1;
-    sizes[m] = mTile;
+    sizes[m] = blockRows;
     for (unsigned d : dims.k)
       sizes[d] = 1;
     FailureOr<scf::SCFTilingResult> tiled =
@@ -395,10 +395,40 @@ struct KilnCpuTileAndVectorizePass final
     (void)applyPatternsGreedily(func, std::move(patterns));
   }
 
+  /// This kernel's register block and vector width: its configuration's
+  /// (`cpu-gemm`: register_block, vector_width; `cpu-vector`:
+  /// vector_width), else the pass options.
+  int64_t blockRows = 0, blockCols = 0, vecWidth = 0;
+
+  LogicalResult readConfig(func::FuncOp func) {
+    blockRows = mTile;
+    blockCols = nTile;
+    vecWidth = vectorWidth;
+    auto config = func->getAttrOfType<DictionaryAttr>("kiln.config");
+    if (!config)
+      return success();
+    auto positive = [](int64_t v) { return v > 0; };
+    if (auto width = config.getAs<IntegerAttr>("vector_width")) {
+      if (!positive(width.getInt()))
+        return func.emitError() << "kiln.config: vector_width must be positive";
+      vecWidth = width.getInt();
+    }
+    if (auto block = config.getAs<DenseI64ArrayAttr>("register_block")) {
+      if (block.size() != 2 || !llvm::all_of(block.asArrayRef(), positive))
+        return func.emitError()
+               << "kiln.config: register_block must be two positive sizes";
+      blockRows = block[0];
+      blockCols = block[1];
+    }
+    return success();
+  }
+
   void runOnOperation() override {
     func::FuncOp func = getOperation();
     if (!func->hasAttr(kKernelAttrName))
       return;
+    if (failed(readConfig(func)))
+      return signalPassFailure();
     IRRewriter rewriter(&getContext());
 
     SmallVector<linalg::LinalgOp> ops;

@@ -31,20 +31,6 @@ bool isNonCompute(Operation *op) {
          llvm::none_of(op->getResultTypes(), llvm::IsaPred<RankedTensorType>);
 }
 
-/// Names the kernel strategy the dispatch's root calls for.
-StringRef classifyRoot(Operation *root) {
-  if (auto linalgOp = dyn_cast<linalg::LinalgOp>(root)) {
-    if (linalg::isaContractionOpInterface(linalgOp))
-      return "gemm";
-    if (linalgOp.getNumReductionLoops() == 0)
-      return "elementwise";
-    return "reduction";
-  }
-  if (isa<linalg::SoftmaxOp>(root))
-    return "reduction";
-  return "generic";
-}
-
 struct KilnFormDispatchesPass final
     : kiln::impl::KilnFormDispatchesBase<KilnFormDispatchesPass> {
   using Base::Base;
@@ -114,9 +100,10 @@ struct KilnFormDispatchesPass final
 
     OpBuilder builder(root);
     SmallVector<Value> inputs(operands.begin(), operands.end());
-    auto dispatch = DispatchOp::create(
-        builder, root->getLoc(), root->getResultTypes(), inputs,
-        builder.getStringAttr(classifyRoot(root)));
+    // The kernel strategy is chosen later, by kiln-select-strategies.
+    auto dispatch = DispatchOp::create(builder, root->getLoc(),
+                                       root->getResultTypes(), inputs,
+                                       /*config=*/nullptr);
     Block *body = builder.createBlock(&dispatch.getBody());
     IRMapping mapping;
     for (Value input : inputs)

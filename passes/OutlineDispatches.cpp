@@ -103,8 +103,8 @@ struct KilnOutlineDispatchesPass final
     auto kernel = func::FuncOp::create(builder, loc, kUnnamed,
                                        builder.getFunctionType(argTypes, {}));
     kernel->setAttr(kKernelAttrName, builder.getUnitAttr());
-    if (auto strategy = dispatch.getStrategyAttr())
-      kernel->setAttr("kiln.strategy", strategy);
+    if (auto config = dispatch.getConfigAttr())
+      kernel->setAttr("kiln.config", config);
     Block *block = kernel.addEntryBlock();
     builder.setInsertionPointToStart(block);
 

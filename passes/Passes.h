@@ -28,28 +28,6 @@ inline constexpr llvm::StringLiteral kKernelAttrName = "kiln.kernel";
 /// The name of the module that holds the outlined kernels.
 inline constexpr llvm::StringLiteral kKernelModuleName = "kernels";
 
-/// Splits a linear index over a row-major space of `extents` into one
-/// index per dimension ((linear / stride_i) % extent_i); shared by the GPU
-/// strategies that linearize loop nests onto threads or warps. `linear`
-/// must be below the product of the extents (callers guard it), so the
-/// outermost index takes no remainder and unit strides no division.
-llvm::SmallVector<mlir::Value> delinearize(mlir::OpBuilder &b,
-                                           mlir::Location loc,
-                                           mlir::Value linear,
-                                           llvm::ArrayRef<int64_t> extents);
-
-/// Applies `rewrite` to every op of type OpT in `func` if it is a kernel
-/// (kiln.kernel); ops the strategy does not take are left for the next one.
-template <typename OpT, typename Fn>
-void rewriteKernelOps(mlir::func::FuncOp func, Fn rewrite) {
-  if (!func->hasAttr(kKernelAttrName))
-    return;
-  llvm::SmallVector<OpT> ops;
-  func.walk([&](OpT op) { ops.push_back(op); });
-  for (OpT op : ops)
-    (void)rewrite(op);
-}
-
 /// Graph IR -> optimized graph IR on linalg: lowering of the kiln ops that
 /// have no kernel strategy yet, canonicalization and elementwise fusion.
 void buildGraphPipeline(mlir::OpPassManager &pm);
@@ -62,14 +40,12 @@ void buildDispatchPipeline(mlir::OpPassManager &pm);
 /// bufferization, and vector lowering. Stops before LLVM.
 void buildCpuKernelPipeline(mlir::OpPassManager &pm);
 
+/// Kernels from tensors to their buffers (outputs written in place,
+/// temporaries freed), shared by the CPU and GPU kernel pipelines.
+void addKernelBufferization(mlir::OpPassManager &pm);
+
 /// Kernel IR -> LLVM dialect for the CPU.
 void buildCpuToLLVMPipeline(mlir::OpPassManager &pm);
-
-/// Outlined kernel functions -> GPU kernel IR: aggregates decomposed,
-/// bufferization, linalg to parallel loops, the generic block/thread
-/// mapping, and outlining into a gpu.module. The kernel functions keep the
-/// host side (allocations, views, gpu.launch_func).
-void buildGpuKernelPipeline(mlir::OpPassManager &pm);
 
 /// GPU kernel IR -> gpu.binary holding PTX for every architecture in
 /// `chips` (e.g. {"sm_80", "sm_90a"}).

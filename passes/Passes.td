@@ -67,7 +67,8 @@ def KilnFormDispatches : Pass<"kiln-form-dispatches", "mlir::func::FuncOp"> {
     constants (at most `max-inline-constant-elements` elements, or splats).
     Large constants (weights) and reshapes stay outside: weights become
     dispatch operands, and reshapes of contiguous tensors are views the
-    launch program resolves without a kernel.
+    launch program resolves without a kernel. The kernel strategy is left
+    to kiln-select-strategies, which needs the target.
 
     Before:
     ```mlir
@@ -76,7 +77,7 @@ def KilnFormDispatches : Pass<"kiln-form-dispatches", "mlir::func::FuncOp"> {
     ```
     After:
     ```mlir
-    %r = kiln.dispatch(%x) {strategy = "elementwise"} : (tensor<8xf32>) -> tensor<8xf32> {
+    %r = kiln.dispatch(%x) : (tensor<8xf32>) -> tensor<8xf32> {
     ^bb0(%a: tensor<8xf32>):
       %e = tensor.empty() : tensor<8xf32>
       %g = linalg.generic {...} ins(%a : tensor<8xf32>) outs(%e : tensor<8xf32>) {...}
@@ -99,7 +100,8 @@ def KilnOutlineDispatches : Pass<"kiln-outline-dispatches", "mlir::ModuleOp"> {
     `@<function>_dispatch_<n>` in the nested `module @kernels` (created on
     first use; codegen compiles that module whole) that takes one memref per
     dispatch input and one per result (destination-passing style), then one
-    `index` per symbolic dim of those buffers, and marks it `kiln.kernel`.
+    `index` per symbolic dim of those buffers, and marks it `kiln.kernel`
+    (with the dispatch's strategy configuration as `kiln.config`).
     (kiln-kernel-bare-abi later turns memrefs with symbolic dims into base
     pointers viewed at their shape from those sizes.)
     Inputs enter the tensor world through `bufferization.to_tensor restrict`
@@ -215,97 +217,6 @@ def KilnFuseElementwise : Pass<"kiln-fuse-elementwise"> {
   let dependentDialects = ["mlir::linalg::LinalgDialect",
                            "mlir::affine::AffineDialect",
                            "mlir::tensor::TensorDialect"];
-}
-
-def KilnGpuGemm : Pass<"kiln-gpu-gemm", "mlir::func::FuncOp"> {
-  let summary = "GPU GEMM strategy: shared-memory tiles, 4x4 register blocks";
-  let description = [{
-    Runs on bufferized kernel functions. Every contraction (a linalg op with
-    two inputs whose loops split into batch, M, N and K roles, e.g.
-    `linalg.matmul`, `linalg.batch_matmul`, and broadcasting generics) with
-    static loop ranges becomes a `gpu.launch`: one 256-thread block per
-    64x64 output tile (grid z over the batch), the K loop in steps of 16
-    with both operand slices staged in shared memory between barriers
-    (coalesced loads along each operand's innermost dimension, zero-filled
-    past the edges), and a strided 4x4 register block per thread computed
-    by cloning the contraction's body. Several M, N or K loops are
-    linearized. A `linalg.fill` of the output by a constant right before the
-    contraction becomes the accumulators' initial value.
-  }];
-  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
-                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
-}
-
-def KilnGpuElementwise : Pass<"kiln-gpu-elementwise", "mlir::func::FuncOp"> {
-  let summary = "GPU elementwise strategy: 4 elements per thread, 128-bit accesses";
-  let description = [{
-    Runs on bufferized kernel functions. An all-parallel `linalg.generic`
-    with static loop ranges, an identity-mapped output with the identity
-    layout, and an innermost extent that is a multiple of 4 becomes a
-    `gpu.launch` in which every thread computes 4 consecutive elements
-    along the innermost loop: operands indexed contiguously by that loop
-    are read with one aligned `vector.load` of 4 elements, operands
-    broadcast along it with one scalar load, other operands element by
-    element; the body is cloned per element and the results leave in one
-    aligned `vector.store`. Boolean (i1) operands and other generics are
-    left for the generic strategy.
-  }];
-  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
-                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
-                           "mlir::vector::VectorDialect"];
-}
-
-def KilnGpuRowReduce : Pass<"kiln-gpu-row-reduce", "mlir::func::FuncOp"> {
-  let summary = "GPU row-reduction strategy: one warp per row, warp shuffles";
-  let description = [{
-    Runs on bufferized kernel functions. A `linalg.generic` whose last loop
-    is its only reduction (the output indexed by the parallel loops in
-    order), whose body yields `combine(out, f(inputs))` with `combine` one of
-    add, mul, max, min, becomes a `gpu.launch` with one warp per output row
-    (8 rows per 256-thread block): each lane folds every 32nd element of the
-    row (the prologue `f` fused in, loads coalesced across the warp), the
-    warp combines the 32 partials with an xor-shuffle butterfly, and lane 0
-    folds in the output's initial value and stores it. Generics that do not
-    match are left for the generic strategy.
-  }];
-  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
-                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
-}
-
-def KilnGpuMapToThreads : Pass<"kiln-gpu-map-to-threads", "mlir::func::FuncOp"> {
-  let summary = "generic GPU fallback: map every parallel loop nest onto blocks and threads";
-  let description = [{
-    Runs on bufferized kernel functions (marked `kiln.kernel`) whose linalg
-    ops became `scf.parallel` nests. Each top-level `scf.parallel` becomes
-    one `gpu.launch`: its iteration space is linearized, `block-size`
-    threads per block (fewer for small static spaces, rounded up to a warp)
-    and as many blocks as needed. Bounds that depend on symbolic dims are
-    computed on the host side of the kernel function, so the grid size is a
-    launch operand and the trip count a kernel argument; each thread
-    delinearizes its global id into the loop's induction variables and runs
-    the body under an `id < count` guard. Reduction loops inside the body
-    stay sequential per thread. Straight-line work left outside any loop
-    (rank-0 ops, copies) runs in a single-thread launch, so the host side of
-    a kernel function holds only allocations, views and launches.
-
-    This is the strategy every dispatch can take; the elementwise,
-    row-reduction and GEMM strategies replace it where they apply.
-
-    After (for a 2x1000 elementwise loop nest):
-    ```mlir
-    gpu.launch blocks(%bx, %by, %bz) in (%gx = %c8, ...) threads(%tx, %ty, %tz) in (%nx = %c256, ...) {
-      %id = ... %bx * 256 + %tx
-      scf.if (%id < 2000) { %i = %id / 1000; %j = %id % 1000; ...body... }
-      gpu.terminator
-    }
-    ```
-  }];
-  let options = [
-    Option<"blockSize", "block-size", "int64_t", /*default=*/"256",
-           "Threads per block for the fallback mapping">
-  ];
-  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
-                           "mlir::arith::ArithDialect"];
 }
 
 def KilnKernelBareAbi : Pass<"kiln-kernel-bare-abi", "mlir::func::FuncOp"> {

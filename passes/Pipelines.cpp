@@ -44,8 +44,7 @@ void buildDispatchPipeline(OpPassManager &pm) {
   pm.addPass(createCSEPass());
 }
 
-/// Kernels from tensors to their buffers, shared by the CPU and GPU paths.
-static void addKernelBufferization(OpPassManager &pm) {
+void addKernelBufferization(OpPassManager &pm) {
   // tensor.empty feeding a result is replaced by the kernel's output buffer,
   // so the kernel writes its result in place.
   pm.addPass(bufferization::createEmptyTensorEliminationPass());
@@ -104,42 +103,6 @@ void buildCpuToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createConvertFuncToLLVMPass(funcOptions));
   pm.addPass(createConvertControlFlowToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
-}
-
-void buildGpuKernelPipeline(OpPassManager &pm) {
-  // Buffers with symbolic dims: base pointers viewed at their shape, which
-  // kiln-gpu-sink-views moves into the launches.
-  pm.addNestedPass<func::FuncOp>(createKilnKernelBareAbi());
-  pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
-  addKernelBufferization(pm);
-  // Contractions get shared-memory tiles and register blocks (matrix-vector
-  // products are left to the row reduction).
-  pm.addNestedPass<func::FuncOp>(createKilnGpuGemm());
-  // Row reductions (softmax's max and sum, ReduceMean) get a warp per row.
-  pm.addNestedPass<func::FuncOp>(createKilnGpuRowReduce());
-  // Elementwise chains: 4 elements per thread, 128-bit loads and stores.
-  pm.addNestedPass<func::FuncOp>(createKilnGpuElementwise());
-  // Every other linalg op becomes a parallel loop nest (reductions stay
-  // sequential inside), which the generic strategy maps onto blocks and
-  // threads.
-  pm.addNestedPass<func::FuncOp>(createConvertLinalgToParallelLoopsPass());
-  pm.addPass(createCanonicalizerPass());
-  pm.addNestedPass<func::FuncOp>(createKilnGpuMapToThreads());
-  // exp/tanh/erf as polynomials: no libdevice calls to link, and the kernel
-  // IR the simulator runs is the one that is compiled.
-  pm.addNestedPass<func::FuncOp>(createKilnExpandMath());
-  pm.addPass(createLowerAffinePass());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
-  // Constants and index math go into the kernels instead of becoming
-  // kernel arguments.
-  pm.addPass(createGpuLaunchSinkIndexComputationsPass());
-  // Views of buffers with symbolic dims go inside the launches, so kernels
-  // take base pointers and sizes; then buffers come first, as the launch
-  // program passes them.
-  pm.addNestedPass<func::FuncOp>(createKilnGpuSinkViews());
-  pm.addPass(createGpuKernelOutliningPass());
-  pm.addPass(createKilnGpuOrderKernelArgs());
 }
 
 void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,
@@ -207,10 +170,6 @@ void registerPipelines() {
       "kiln-cpu-kernel-pipeline",
       "Dispatch IR -> CPU kernel IR (outline, tile, vectorize, bufferize)",
       buildCpuKernelPipeline);
-  PassPipelineRegistration<>(
-      "kiln-gpu-kernel-pipeline",
-      "Outlined kernels -> GPU kernel IR (generic block/thread mapping)",
-      buildGpuKernelPipeline);
   PassPipelineRegistration<>("kiln-cpu-to-llvm-pipeline",
                              "CPU kernel IR -> LLVM dialect",
                              buildCpuToLLVMPipeline);

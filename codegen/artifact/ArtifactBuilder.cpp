@@ -19,6 +19,7 @@
 #include "mlir/Interfaces/FunctionInterfaces.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
 #include "llvm/Support/xxhash.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
@@ -653,6 +654,43 @@ LogicalResult addEntriesAndWeights(ModuleOp module, ArtifactContents &contents,
   return success();
 }
 
+/// A strategy configuration as JSON: integers and arrays of them as
+/// numbers, strings as strings, parts as objects.
+llvm::json::Value configToJson(DictionaryAttr config) {
+  llvm::json::Object object;
+  for (NamedAttribute entry : config) {
+    Attribute value = entry.getValue();
+    if (auto integer = dyn_cast<IntegerAttr>(value))
+      object[entry.getName().str()] = integer.getInt();
+    else if (auto array = dyn_cast<DenseI64ArrayAttr>(value))
+      object[entry.getName().str()] =
+          llvm::json::Array(array.asArrayRef());
+    else if (auto string = dyn_cast<StringAttr>(value))
+      object[entry.getName().str()] = string.str();
+    else if (auto nested = dyn_cast<DictionaryAttr>(value))
+      object[entry.getName().str()] = configToJson(nested);
+    else {
+      std::string text;
+      llvm::raw_string_ostream os(text);
+      value.print(os);
+      object[entry.getName().str()] = text;
+    }
+  }
+  return object;
+}
+
+/// Sets a manifest kernel's strategy and configuration.
+void setStrategy(artifact::Kernel &kernel, DictionaryAttr config) {
+  if (!config)
+    return;
+  if (auto strategy = config.getAs<StringAttr>("strategy"))
+    kernel.set_strategy(strategy.str());
+  std::string json;
+  llvm::raw_string_ostream os(json);
+  os << configToJson(config);
+  kernel.set_config(json);
+}
+
 /// Appends `bytes` to `blob` at a 64-byte aligned offset; returns it.
 uint64_t appendAligned(std::string &blob, const std::string &bytes) {
   blob.resize((blob.size() + 63) / 64 * 64, '\0');
@@ -688,8 +726,7 @@ buildArtifactContents(ModuleOp module, std::vector<KernelCode> code) {
       kernel->set_section(0);
       kernel->set_symbol(code.empty() ? name : code[0].symbolOf(name));
       kernel->set_num_args(func.getNumArguments());
-      if (auto strategy = func->getAttrOfType<StringAttr>("kiln.strategy"))
-        kernel->set_strategy(strategy.str());
+      setStrategy(*kernel, func->getAttrOfType<DictionaryAttr>("kiln.config"));
       kernelIndex[name] = manifest.kernels_size() - 1;
     }
   }
@@ -733,7 +770,7 @@ buildGpuArtifactContents(ModuleOp module, std::vector<GpuKernelCode> kernels,
     kernel->set_name(code.name);
     kernel->set_symbol(code.entry);
     kernel->set_num_args(code.numArgs);
-    kernel->set_strategy(code.strategy);
+    setStrategy(*kernel, code.config);
     for (GpuKernelImage &image : code.images) {
       auto [cubinSection, ptxSection] = sectionsOf.lookup(image.arch);
       artifact::KernelImage *out = kernel->add_images();

@@ -77,7 +77,10 @@ struct GpuKernelImage {
 
 /// A GPU kernel: `name` is its gpu.module, `entry` the kernel function.
 struct GpuKernelCode {
-  std::string name, entry, strategy;
+  std::string name, entry;
+  /// The configuration of the strategy that built the launch
+  /// (`{strategy = "gemm-simt", tile = ...}`).
+  mlir::DictionaryAttr config;
   unsigned numArgs = 0;
   std::vector<GpuKernelImage> images;
 };

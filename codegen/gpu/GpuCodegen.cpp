@@ -214,6 +214,7 @@ compileGpuKernels(ModuleOp kernels, const std::string &ptxas,
   llvm::StringMap<GpuKernelCode> byName;
   llvm::StringMap<std::string> binaryOf;
   SmallVector<std::string> order;
+  llvm::DenseMap<Operation *, unsigned> launchesSeen;
   kernels.walk([&](gpu::LaunchFuncOp launch) {
     StringRef module = launch.getKernelModuleName().getValue();
     StringRef name = module;
@@ -227,9 +228,14 @@ compileGpuKernels(ModuleOp kernels, const std::string &ptxas,
     code.entry = launch.getKernelName().getValue().str();
     code.numArgs = launch.getKernelOperands().size();
     binaryOf[name] = module.str();
-    if (auto host = launch->getParentOfType<func::FuncOp>())
-      if (auto strategy = host->getAttrOfType<StringAttr>("kiln.strategy"))
-        code.strategy = strategy.str();
+    // The strategy that built the launch: kernel functions list their
+    // launches' configurations in order.
+    if (auto host = launch->getParentOfType<func::FuncOp>()) {
+      unsigned position = launchesSeen[host]++;
+      auto configs = host->getAttrOfType<ArrayAttr>("kiln.launch_configs");
+      if (configs && position < configs.size())
+        code.config = dyn_cast<DictionaryAttr>(configs[position]);
+    }
   });
   // One ptxas run per module and architecture: with the modules merged,
   // one per architecture, as many at a time as there are cores.

@@ -1,13 +1,15 @@
 //===- CpuTarget.cpp - the cpu target: host shared objects ----------------===//
 //
-// Kernels are tiled and vectorized for the host (passes/Pipelines.cpp
-// `buildCpuKernelPipeline`), lowered to the LLVM dialect, compiled in
+// Contractions get the `cpu-gemm` strategy, everything else `cpu-vector`;
+// kernels are tiled and vectorized for the host as their configuration says
+// (passes/CpuTileAndVectorize.cpp in `buildCpuKernelPipeline`), lowered to the LLVM dialect, compiled in
 // process at O3 for the host CPU (or `--cpu NAME`) and linked into one
 // shared object that travels in the artifact's `kernels.<arch>` section.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/cpu/HostCodegen.h"
 #include "codegen/targets/Target.h"
+#include "codegen/targets/TargetFacts.h"
 #include "manifest.pb.h"
 #include "passes/Passes.h"
 
@@ -33,6 +35,28 @@ public:
 
   void buildKernelPipeline(OpPassManager &pm) const override {
     buildCpuKernelPipeline(pm);
+  }
+
+  /// Contractions take packed column panels and register blocks
+  /// (`cpu-gemm`); everything else is tiled for vectors (`cpu-vector`).
+  DictionaryAttr selectStrategy(Operation *root) const override {
+    Builder b(root->getContext());
+    CpuFacts facts;
+    SmallVector<NamedAttribute> config = {
+        // The innermost tile: two vector registers of f32.
+        b.getNamedAttr("vector_width",
+                       b.getI64IntegerAttr(2 * facts.vectorBits / 32))};
+    auto op = dyn_cast<linalg::LinalgOp>(root);
+    bool gemm = op && linalg::isaContractionOpInterface(op);
+    if (gemm)
+      config.push_back(b.getNamedAttr(
+          "register_block",
+          b.getDenseI64ArrayAttr({int64_t(facts.registerBlockRows),
+                                  int64_t(facts.panelColumns)})));
+    config.push_back(
+        b.getNamedAttr("strategy", b.getStringAttr(gemm ? "cpu-gemm"
+                                                        : "cpu-vector")));
+    return b.getDictionaryAttr(config);
   }
 
   FailureOr<codegen::ArtifactContents>

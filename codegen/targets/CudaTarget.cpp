@@ -1,7 +1,9 @@
 //===- CudaTarget.cpp - the cuda target: cubins and PTX per architecture --===//
 //
-// Kernels take the GPU strategies (passes/Pipelines.cpp
-// `buildGpuKernelPipeline`), are outlined into gpu.modules, lowered to NVVM
+// Every dispatch gets a GPU kernel strategy chosen from the facts that hold
+// for all the target's architectures (codegen/gpu/Select.cpp); kernels take
+// the strategies (codegen/gpu/Pipeline.cpp `buildGpuKernelPipeline`), are
+// outlined into gpu.modules, lowered to NVVM
 // and to PTX once per architecture (`buildGpuToBinaryPipeline`, with the PTX
 // ISA each architecture's facts name), and ptxas turns each PTX into a
 // cubin (codegen/gpu/GpuCodegen.cpp). The artifact gets one cubin and one
@@ -10,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/GpuCodegen.h"
+#include "codegen/gpu/Strategy.h"
 #include "codegen/targets/Target.h"
 #include "codegen/targets/TargetFacts.h"
 #include "manifest.pb.h"
@@ -46,6 +49,25 @@ public:
 
   void buildKernelPipeline(OpPassManager &pm) const override {
     buildGpuKernelPipeline(pm);
+  }
+
+  /// One kernel IR serves every architecture of the target, so the choice
+  /// uses the facts all of them share: the smallest limits.
+  DictionaryAttr selectStrategy(Operation *root) const override {
+    GpuArchFacts common = *lookupGpuArch(chips.front());
+    for (const std::string &chip : chips) {
+      const GpuArchFacts &f = *lookupGpuArch(chip);
+      common.maxThreadsPerBlock =
+          std::min(common.maxThreadsPerBlock, f.maxThreadsPerBlock);
+      common.sharedBytesPerBlock =
+          std::min(common.sharedBytesPerBlock, f.sharedBytesPerBlock);
+      common.sharedBytesPerSM =
+          std::min(common.sharedBytesPerSM, f.sharedBytesPerSM);
+      common.maxRegistersPerThread =
+          std::min(common.maxRegistersPerThread, f.maxRegistersPerThread);
+      common.smCount = std::min(common.smCount, f.smCount);
+    }
+    return selectGpuStrategy(root, common);
   }
 
   llvm::ArrayRef<llvm::StringRef> extraEmitKinds() const override {

@@ -30,6 +30,7 @@ Target::~Target() = default;
 
 void Target::buildDispatchPipeline(OpPassManager &pm) const {
   kiln::buildDispatchPipeline(pm);
+  pm.addPass(createSelectStrategiesPass(spec()));
 }
 
 LogicalResult Target::emit(ModuleOp module, StringRef kind,

@@ -52,8 +52,13 @@ public:
   virtual std::string spec() const = 0;
 
   /// Graph IR -> dispatch IR: the graph pipeline, dispatch formation and
-  /// the kernel-strategy selection for this target.
+  /// the kernel-strategy selection for this target (kiln-select-strategies
+  /// with this target's spec).
   virtual void buildDispatchPipeline(mlir::OpPassManager &pm) const;
+
+  /// The kernel strategy and its configuration (`{strategy = ..., ...}`)
+  /// for a dispatch whose root op is `root`, from this target's facts.
+  virtual mlir::DictionaryAttr selectStrategy(mlir::Operation *root) const = 0;
 
   /// Outlined kernels (`module @kernels`) -> kernel IR, the level
   /// `--emit kernel-mlir` prints.
@@ -95,6 +100,12 @@ std::unique_ptr<Target> createTarget(llvm::StringRef spec, std::string &error);
 
 /// The targets for `--help` and error messages.
 std::string targetHelp();
+
+/// kiln-select-strategies: sets `config` on every kiln.dispatch from the
+/// target `spec`'s selectStrategy (kiln-opt: `--kiln-select-strategies=
+/// target=cuda:sm_80`).
+std::unique_ptr<mlir::Pass> createSelectStrategiesPass(llvm::StringRef spec);
+void registerSelectStrategiesPass();
 
 /// The two targets Kiln has; createTarget is how the driver reaches them.
 std::unique_ptr<Target> createCpuTarget(llvm::StringRef options,

@@ -221,6 +221,11 @@ LogicalResult DispatchOp::verify() {
                            << result.getType() << " but kiln.yield operand #"
                            << index << " has type " << yielded.getType();
   }
+  if (std::optional<DictionaryAttr> config = getConfig())
+    if (!config->getAs<StringAttr>("strategy"))
+      return emitOpError() << "config must name its kernel strategy as "
+                              "'strategy' (a string), got "
+                           << *config;
   return success();
 }
 

@@ -264,13 +264,20 @@ def Kiln_DispatchOp : Kiln_Op<"dispatch", [
     tensor it reads is an operand, which the region sees as the block
     argument at the same position; small constants are cloned inside. The
     `kiln.yield` terminator returns the tensors the kernel writes. The
-    `strategy` attribute, when present, names the kernel strategy chosen for
-    it (for example `"gemm"`, `"elementwise"`, `"reduction"`).
+    `config` attribute, set by `kiln-select-strategies` from the target's
+    facts and the dispatch's shapes, names the kernel strategy chosen for it
+    (`strategy`, for example `"gemm-simt"`, `"row-reduce"`, `"elementwise"`,
+    `"generic"`, `"cpu-gemm"`) and the numbers the strategy builds it with
+    (tile sizes, threads, vector width); the strategies implement what it
+    says. Composite strategies hold their parts' configurations as nested
+    dictionaries.
 
     Example:
 
     ```mlir
-    %r = kiln.dispatch(%x, %w) {strategy = "gemm"}
+    %r = kiln.dispatch(%x, %w) {config = {strategy = "gemm-simt",
+        tile = array<i64: 64, 64, 16>, threads = array<i64: 16, 16>,
+        register_block = array<i64: 4, 4>}}
         : (tensor<16x64xf32>, tensor<64x32xf32>) -> tensor<16x32xf32> {
     ^bb0(%a: tensor<16x64xf32>, %b: tensor<64x32xf32>):
       %e = tensor.empty() : tensor<16x32xf32>
@@ -283,7 +290,7 @@ def Kiln_DispatchOp : Kiln_Op<"dispatch", [
     ```
   }];
   let arguments = (ins Variadic<AnyRankedTensor>:$inputs,
-                       OptionalAttr<StrAttr>:$strategy);
+                       OptionalAttr<DictionaryAttr>:$config);
   let results = (outs Variadic<AnyRankedTensor>:$results);
   let regions = (region SizedRegion<1>:$body);
   let assemblyFormat = [{

@@ -1,5 +1,7 @@
 //===- kiln-opt.cpp - mlir-opt with every Kiln dialect and pass -----------===//
+#include "codegen/gpu/Strategy.h"
 #include "codegen/sim/Simulator.h"
+#include "codegen/targets/Target.h"
 #include "dialects/kiln/KilnDialect.h"
 #include "passes/Passes.h"
 
@@ -14,6 +16,9 @@ int main(int argc, char **argv) {
   mlir::registerAllPasses();
   kiln::registerKilnPasses();
   kiln::registerPipelines();
+  kiln::registerKilnGpuPasses();
+  kiln::registerGpuKernelPipeline();
+  kiln::targets::registerSelectStrategiesPass();
   kiln::sim::registerTestSimulatePass();
 
   mlir::DialectRegistry registry;

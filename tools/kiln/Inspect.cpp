@@ -88,6 +88,21 @@ uint64_t weightBytes(const artifact::Manifest &m) {
   return total;
 }
 
+/// A kernel's strategy configuration (stored as a JSON object), without
+/// the strategy's name, which is printed beside it.
+llvm::json::Value configOf(const artifact::Kernel &k) {
+  if (k.config().empty())
+    return llvm::json::Object{};
+  llvm::Expected<llvm::json::Value> parsed = llvm::json::parse(k.config());
+  if (!parsed) {
+    llvm::consumeError(parsed.takeError());
+    return k.config(); // written by a newer compiler: shown as it is
+  }
+  if (llvm::json::Object *object = parsed->getAsObject())
+    object->erase("strategy");
+  return std::move(*parsed);
+}
+
 void printJson(const runtime::Artifact &a) {
   const artifact::Manifest &m = a.manifest();
   llvm::json::Array kernels, weights, entries, sections;
@@ -111,6 +126,7 @@ void printJson(const runtime::Artifact &a) {
     kernels.push_back(llvm::json::Object{{"name", k.name()},
                                          {"symbol", k.symbol()},
                                          {"strategy", k.strategy()},
+                                         {"config", configOf(k)},
                                          {"args", k.num_args()},
                                          {"images", std::move(images)}});
   }
@@ -186,8 +202,11 @@ void printText(const runtime::Artifact &a) {
               m.weights_size());
   std::printf("\nkernels (%d)\n", m.kernels_size());
   for (const auto &k : m.kernels()) {
-    std::printf("  %-28s %-12s %u args\n", k.name().c_str(),
-                k.strategy().c_str(), k.num_args());
+    std::string config;
+    llvm::raw_string_ostream os(config);
+    os << configOf(k);
+    std::printf("  %-28s %-12s %u args  %s\n", k.name().c_str(),
+                k.strategy().c_str(), k.num_args(), config.c_str());
     for (const auto &image : k.images())
       std::printf("    %-7s %3u registers, %6u B shared, %4u B stack, "
                   "spills %u B stored / %u B loaded, cubin %llu B, ptx %llu B\n",

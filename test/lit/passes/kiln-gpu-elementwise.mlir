@@ -15,7 +15,7 @@
 // CHECK-NOT: linalg.generic
 #id = affine_map<(d0, d1) -> (d0, d1)>
 #row = affine_map<(d0, d1) -> (d1)>
-func.func @bias_relu(%x: memref<8x128xf32>, %b: memref<128xf32>, %y: memref<8x128xf32>) attributes {kiln.kernel} {
+func.func @bias_relu(%x: memref<8x128xf32>, %b: memref<128xf32>, %y: memref<8x128xf32>) attributes {kiln.kernel, kiln.config = {strategy = "elementwise", vector_width = 4, threads = 256}} {
   %zero = arith.constant 0.0 : f32
   linalg.generic {indexing_maps = [#id, #row, #id], iterator_types = ["parallel", "parallel"]}
       ins(%x, %b : memref<8x128xf32>, memref<128xf32>) outs(%y : memref<8x128xf32>) {
@@ -39,7 +39,7 @@ func.func @bias_relu(%x: memref<8x128xf32>, %b: memref<128xf32>, %y: memref<8x12
 // CHECK-COUNT-4: memref.load %arg1[{{.*}}] : memref<4x6xf32>
 // CHECK-NOT: memref.load
 // CHECK: vector.store
-func.func @splat_and_gather(%s: memref<6xf32>, %t: memref<4x6xf32>, %y: memref<6x4xf32>) attributes {kiln.kernel} {
+func.func @splat_and_gather(%s: memref<6xf32>, %t: memref<4x6xf32>, %y: memref<6x4xf32>) attributes {kiln.kernel, kiln.config = {strategy = "elementwise", vector_width = 4, threads = 256}} {
   linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0)>, affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]}
       ins(%s, %t : memref<6xf32>, memref<4x6xf32>) outs(%y : memref<6x4xf32>) {
   ^bb0(%a: f32, %b: f32, %o: f32):
@@ -56,7 +56,7 @@ func.func @splat_and_gather(%s: memref<6xf32>, %t: memref<4x6xf32>, %y: memref<6
 // CHECK-LABEL: func.func @odd_extent
 // CHECK: linalg.generic
 // CHECK-NOT: gpu.launch
-func.func @odd_extent(%x: memref<3x5xf32>, %y: memref<3x5xf32>) attributes {kiln.kernel} {
+func.func @odd_extent(%x: memref<3x5xf32>, %y: memref<3x5xf32>) attributes {kiln.kernel, kiln.config = {strategy = "elementwise", vector_width = 4, threads = 256}} {
   linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]}
       ins(%x : memref<3x5xf32>) outs(%y : memref<3x5xf32>) {
   ^bb0(%a: f32, %o: f32):
@@ -71,7 +71,7 @@ func.func @odd_extent(%x: memref<3x5xf32>, %y: memref<3x5xf32>) attributes {kiln
 // CHECK-LABEL: func.func @bool_operand
 // CHECK: linalg.generic
 // CHECK-NOT: gpu.launch
-func.func @bool_operand(%c: memref<8xi1>, %x: memref<8xf32>, %y: memref<8xf32>) attributes {kiln.kernel} {
+func.func @bool_operand(%c: memref<8xi1>, %x: memref<8xf32>, %y: memref<8xf32>) attributes {kiln.kernel, kiln.config = {strategy = "elementwise", vector_width = 4, threads = 256}} {
   %zero = arith.constant 0.0 : f32
   linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]}
       ins(%c, %x : memref<8xi1>, memref<8xf32>) outs(%y : memref<8xf32>) {

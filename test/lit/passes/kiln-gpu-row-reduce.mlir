@@ -21,7 +21,7 @@
 // CHECK-NOT: linalg.generic
 #in = affine_map<(d0, d1) -> (d0, d1)>
 #out = affine_map<(d0, d1) -> (d0)>
-func.func @row_sum_exp(%x: memref<6x100xf32>, %s: memref<6xf32>) attributes {kiln.kernel} {
+func.func @row_sum_exp(%x: memref<6x100xf32>, %s: memref<6xf32>) attributes {kiln.kernel, kiln.config = {strategy = "row-reduce", warp = 32, rows_per_block = 8}} {
   linalg.generic {indexing_maps = [#in, #out], iterator_types = ["parallel", "reduction"]}
       ins(%x : memref<6x100xf32>) outs(%s : memref<6xf32>) {
   ^bb0(%a: f32, %acc: f32):
@@ -39,7 +39,7 @@ func.func @row_sum_exp(%x: memref<6x100xf32>, %s: memref<6xf32>) attributes {kil
 // CHECK: arith.constant 0xFF800000 : f32
 // CHECK: arith.maxnumf
 // CHECK-COUNT-5: gpu.shuffle  xor
-func.func @row_max(%x: memref<4x64xf32>, %m: memref<4xf32>) attributes {kiln.kernel} {
+func.func @row_max(%x: memref<4x64xf32>, %m: memref<4xf32>) attributes {kiln.kernel, kiln.config = {strategy = "row-reduce", warp = 32, rows_per_block = 8}} {
   linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0)>], iterator_types = ["parallel", "reduction"]}
       ins(%x : memref<4x64xf32>) outs(%m : memref<4xf32>) {
   ^bb0(%a: f32, %acc: f32):
@@ -56,7 +56,7 @@ func.func @row_max(%x: memref<4x64xf32>, %m: memref<4xf32>) attributes {kiln.ker
 // CHECK-LABEL: func.func @middle_dim
 // CHECK: linalg.generic
 // CHECK-NOT: gpu.launch
-func.func @middle_dim(%x: memref<2x3x4xf32>, %o: memref<2x4xf32>) attributes {kiln.kernel} {
+func.func @middle_dim(%x: memref<2x3x4xf32>, %o: memref<2x4xf32>) attributes {kiln.kernel, kiln.config = {strategy = "row-reduce", warp = 32, rows_per_block = 8}} {
   linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d2)>], iterator_types = ["parallel", "reduction", "parallel"]}
       ins(%x : memref<2x3x4xf32>) outs(%o : memref<2x4xf32>) {
   ^bb0(%a: f32, %acc: f32):

@@ -3,10 +3,10 @@
 // COM: Each dispatch becomes a kernel in `module @kernels` taking one memref
 // COM: per input and per result; the dispatch records the kernel's name.
 // CHECK-LABEL: func.func @main
-// CHECK: kiln.dispatch(%{{.*}}, %{{.*}}) {kernel = @kernels::@main_dispatch_0, strategy = "elementwise"}
+// CHECK: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}, kernel = @kernels::@main_dispatch_0}
 // CHECK: kiln.dispatch(%{{.*}}) {kernel = @kernels::@main_dispatch_1}
 // CHECK-LABEL: module @kernels
-// CHECK: func.func @main_dispatch_0(%[[A:.*]]: memref<8xf32>, %[[B:.*]]: memref<8xf32>, %[[OUT:.*]]: memref<8xf32>) attributes {kiln.kernel, kiln.strategy = "elementwise"}
+// CHECK: func.func @main_dispatch_0(%[[A:.*]]: memref<8xf32>, %[[B:.*]]: memref<8xf32>, %[[OUT:.*]]: memref<8xf32>) attributes {kiln.config = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}, kiln.kernel}
 // CHECK-DAG: %[[TA:.*]] = bufferization.to_tensor %[[A]] restrict : memref<8xf32> to tensor<8xf32>
 // CHECK-DAG: %[[TB:.*]] = bufferization.to_tensor %[[B]] restrict : memref<8xf32> to tensor<8xf32>
 // CHECK: %[[G:.*]] = linalg.generic {{.*}} ins(%[[TA]], %[[TB]] : tensor<8xf32>, tensor<8xf32>)
@@ -15,7 +15,7 @@
 // CHECK: func.func @main_dispatch_1(%{{.*}}: memref<8xf32>, %{{.*}}: memref<2x4xf32>) attributes {kiln.kernel}
 #id = affine_map<(d0) -> (d0)>
 func.func @main(%x: tensor<8xf32>, %y: tensor<8xf32>) -> tensor<2x4xf32> {
-  %r = kiln.dispatch(%x, %y) {strategy = "elementwise"} : (tensor<8xf32>, tensor<8xf32>) -> tensor<8xf32> {
+  %r = kiln.dispatch(%x, %y) {config = {strategy = "elementwise", vector_width = 4, threads = 256}} : (tensor<8xf32>, tensor<8xf32>) -> tensor<8xf32> {
   ^bb0(%a: tensor<8xf32>, %b: tensor<8xf32>):
     %e = tensor.empty() : tensor<8xf32>
     %g = linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel"]}

@@ -170,3 +170,15 @@ func.func @attention_result(%q: tensor<1x2x4x8xf32>, %k: tensor<1x2x6x8xf32>, %v
   %o = kiln.attention %q, %k, %v {scale = 1.0 : f64} : tensor<1x2x4x8xf32>, tensor<1x2x6x8xf32>, tensor<1x2x6x5xf32> -> tensor<1x2x4x8xf32>
   return %o : tensor<1x2x4x8xf32>
 }
+
+// -----
+
+// COM: A dispatch's config must say which kernel strategy it configures.
+func.func @dispatch_config_without_strategy(%x: tensor<8xf32>) -> tensor<8xf32> {
+  // expected-error @below {{config must name its kernel strategy as 'strategy' (a string)}}
+  %r = kiln.dispatch(%x) {config = {threads = 256}} : (tensor<8xf32>) -> tensor<8xf32> {
+  ^bb0(%a: tensor<8xf32>):
+    kiln.yield %a : tensor<8xf32>
+  }
+  return %r : tensor<8xf32>
+}

@@ -31,11 +31,11 @@ func.func @softmax(%s: tensor<4x16x16xf32>) -> tensor<4x16x16xf32> {
 // -----
 
 // CHECK-LABEL: func.func @dispatch
-// CHECK: %[[R:.*]]:2 = kiln.dispatch(%{{.*}}, %{{.*}}) {strategy = "elementwise"} : (tensor<8xf32>, tensor<8xf32>) -> (tensor<8xf32>, tensor<8xf32>) {
+// CHECK: %[[R:.*]]:2 = kiln.dispatch(%{{.*}}, %{{.*}}) {config = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}} : (tensor<8xf32>, tensor<8xf32>) -> (tensor<8xf32>, tensor<8xf32>) {
 // CHECK-NEXT: ^bb0(%[[A:.*]]: tensor<8xf32>, %[[B:.*]]: tensor<8xf32>):
 // CHECK: kiln.yield %[[B]], %[[A]] : tensor<8xf32>, tensor<8xf32>
 func.func @dispatch(%x: tensor<8xf32>, %y: tensor<8xf32>) -> (tensor<8xf32>, tensor<8xf32>) {
-  %r:2 = kiln.dispatch(%x, %y) {strategy = "elementwise"} : (tensor<8xf32>, tensor<8xf32>) -> (tensor<8xf32>, tensor<8xf32>) {
+  %r:2 = kiln.dispatch(%x, %y) {config = {strategy = "elementwise", vector_width = 4, threads = 256}} : (tensor<8xf32>, tensor<8xf32>) -> (tensor<8xf32>, tensor<8xf32>) {
   ^bb0(%a: tensor<8xf32>, %b: tensor<8xf32>):
     kiln.yield %b, %a : tensor<8xf32>, tensor<8xf32>
   }

@@ -1,5 +1,11 @@
-//===- GpuMapToThreads.cpp - generic block/thread mapping of loop nests ---===//
-#include "passes/Passes.h"
+//===- Generic.cpp - generic block/thread mapping of loop nests -----------===//
+//
+// The generic strategy: every dispatch can take it, and it takes whatever
+// the other strategies left in their kernels. Configured by `threads` (per
+// block).
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/gpu/Strategy.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
@@ -8,7 +14,7 @@
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNGPUMAPTOTHREADS
-#include "passes/Passes.h.inc"
+#include "codegen/gpu/Strategies.h.inc"
 } // namespace kiln
 
 using namespace mlir;
@@ -53,6 +59,14 @@ struct KilnGpuMapToThreadsPass final
     Value one = idx(1);
     auto launch = gpu::LaunchOp::create(b, loc, blocks, one, one,
                                         idx(threads), one, one);
+    launch->setAttr(kConfigAttrName,
+                    threads == threadsPerBlock || !launchConfig
+                        ? launchConfig
+                        : b.getDictionaryAttr(
+                              {b.getNamedAttr("strategy",
+                                              b.getStringAttr(kGeneric)),
+                               b.getNamedAttr("threads",
+                                              b.getI64IntegerAttr(threads))}));
     OpBuilder inner = OpBuilder::atBlockEnd(&launch.getBody().front());
     Value blockId = launch.getBlockIds().x;
     Value threadId = launch.getThreadIds().x;
@@ -120,7 +134,8 @@ struct KilnGpuMapToThreadsPass final
         loop.erase();
         return success();
       }
-      int64_t threads = std::min<int64_t>(blockSize, llvm::alignTo(count, 32));
+      int64_t threads =
+          std::min<int64_t>(threadsPerBlock, llvm::alignTo(count, 32));
       int64_t blocks = llvm::divideCeil(count, threads);
       createLaunch(b, loc, blocks, threads, [&](OpBuilder &in, Value id) {
         Value inBounds = arith::CmpIOp::create(
@@ -142,11 +157,11 @@ struct KilnGpuMapToThreadsPass final
       Value v = getValueOrCreateConstantIndexOp(b, loc, e);
       count = count ? arith::MulIOp::create(b, loc, count, v).getResult() : v;
     }
-    Value threads = arith::ConstantIndexOp::create(b, loc, blockSize);
+    Value threads = arith::ConstantIndexOp::create(b, loc, threadsPerBlock);
     Value blocks = arith::MaxUIOp::create(
         b, loc, arith::CeilDivUIOp::create(b, loc, count, threads),
         arith::ConstantIndexOp::create(b, loc, 1));
-    createLaunch(b, loc, blocks, blockSize, [&](OpBuilder &in, Value id) {
+    createLaunch(b, loc, blocks, threadsPerBlock, [&](OpBuilder &in, Value id) {
       Value inBounds =
           arith::CmpIOp::create(in, loc, arith::CmpIPredicate::ult, id, count);
       mapBody(in, loc, loop, inBounds,
@@ -193,10 +208,29 @@ struct KilnGpuMapToThreadsPass final
       body.clone(op, mapping);
   }
 
+  /// The configuration launches of full blocks carry, and its threads.
+  DictionaryAttr launchConfig;
+  int64_t threadsPerBlock = 0;
+
   void runOnOperation() override {
     func::FuncOp func = getOperation();
     if (!func->hasAttr(kKernelAttrName))
       return;
+    Builder builder(&getContext());
+    threadsPerBlock = blockSize;
+    launchConfig = configFor(func, kGeneric);
+    if (launchConfig) {
+      FailureOr<int64_t> threads =
+          StrategyConfig(launchConfig, func).getInt("threads");
+      if (failed(threads))
+        return signalPassFailure();
+      threadsPerBlock = *threads;
+    } else {
+      launchConfig = builder.getDictionaryAttr(
+          {builder.getNamedAttr("strategy", builder.getStringAttr(kGeneric)),
+           builder.getNamedAttr("threads",
+                                builder.getI64IntegerAttr(threadsPerBlock))});
+    }
     // Copies bufferization left become loop nests like everything else.
     SmallVector<memref::CopyOp> copies;
     func.walk([&](memref::CopyOp copy) { copies.push_back(copy); });
@@ -296,24 +330,3 @@ struct KilnGpuMapToThreadsPass final
 };
 
 } // namespace
-
-SmallVector<Value> kiln::delinearize(OpBuilder &b, Location loc, Value linear,
-                                     ArrayRef<int64_t> extents) {
-  int64_t stride = 1;
-  for (int64_t extent : extents)
-    stride *= extent;
-  SmallVector<Value> indices;
-  for (auto [i, extent] : llvm::enumerate(extents)) {
-    stride /= extent;
-    Value index = linear;
-    if (stride != 1)
-      index = arith::DivUIOp::create(
-          b, loc, index, arith::ConstantIndexOp::create(b, loc, stride));
-    // The outermost index needs no remainder: linear < the product.
-    if (i != 0)
-      index = arith::RemUIOp::create(
-          b, loc, index, arith::ConstantIndexOp::create(b, loc, extent));
-    indices.push_back(index);
-  }
-  return indices;
-}

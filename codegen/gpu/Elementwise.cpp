@@ -1,22 +1,24 @@
-//===- GpuElementwise.cpp - elementwise chains with 128-bit accesses ------===//
+//===- Elementwise.cpp - elementwise chains with vector accesses ----------===//
 //
-// The elementwise strategy: a fused elementwise/broadcast generic where
-// every thread produces 4 consecutive elements along the innermost loop.
+// The elementwise strategy, configured by `vector_width` (W) and `threads`
+// per block: a fused elementwise/broadcast generic where every thread
+// produces W consecutive elements along the innermost loop (the default
+// selection: 4, which is 128 bits of f32).
 // Operands that walk that loop contiguously are read with one aligned
 // vector load (ld.v4.f32: 128 bits for 32-bit types), operands broadcast
 // along it are read once and reused, and anything else (a transposed
 // operand) is gathered element by element. The result leaves in one vector
-// store. Rows start aligned because the innermost extent is a multiple of 4
+// store. Rows start aligned because the innermost extent is a multiple of W
 // and buffers are 64-byte aligned.
 //
 //===----------------------------------------------------------------------===//
-#include "passes/Passes.h"
+#include "codegen/gpu/Strategy.h"
 
 #include "mlir/IR/IRMapping.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNGPUELEMENTWISE
-#include "passes/Passes.h.inc"
+#include "codegen/gpu/Strategies.h.inc"
 } // namespace kiln
 
 using namespace mlir;
@@ -24,15 +26,51 @@ using namespace kiln;
 
 namespace {
 
-constexpr int64_t kWidth = 4;
-constexpr int64_t kBlock = 256;
-
 enum class Access { Vector, Splat, Gather };
+
+/// How an operand indexed by `map` is read along innermost loop `last`
+/// (a vector read needs the identity layout, checked on buffers).
+std::optional<Access> accessFor(AffineMap map, unsigned last) {
+  bool usesLast = false;
+  for (AffineExpr e : map.getResults()) {
+    if (auto d = dyn_cast<AffineDimExpr>(e))
+      usesLast |= d.getPosition() == last;
+    else if (!isa<AffineConstantExpr>(e))
+      return std::nullopt;
+  }
+  if (!usesLast)
+    return Access::Splat;
+  auto d = dyn_cast<AffineDimExpr>(map.getResults().back());
+  return d && d.getPosition() == last ? Access::Vector : Access::Gather;
+}
+
+/// The shape checks, on tensors or buffers.
+bool accepts(linalg::LinalgOp op, int64_t width) {
+  if (!isa<linalg::GenericOp>(op) || op.getNumDpsInits() != 1 ||
+      op.getNumParallelLoops() != op.getNumLoops() || op.getNumLoops() == 0)
+    return false;
+  SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+  if (llvm::any_of(ranges, ShapedType::isDynamic) || ranges.back() % width ||
+      llvm::is_contained(ranges, 0))
+    return false;
+  OpOperand *out = op.getDpsInitOperand(0);
+  if (!op.getMatchingIndexingMap(out).isIdentity())
+    return false;
+  unsigned last = op.getNumLoops() - 1;
+  for (OpOperand &operand : op->getOpOperands()) {
+    Type elementType = getElementTypeOrSelf(operand.get().getType());
+    if (!elementType.isIntOrFloat() || elementType.isInteger(1))
+      return false;
+    if (&operand != out && !accessFor(op.getMatchingIndexingMap(&operand), last))
+      return false;
+  }
+  return true;
+}
 
 struct KilnGpuElementwisePass final
     : kiln::impl::KilnGpuElementwiseBase<KilnGpuElementwisePass> {
   static Value idx(OpBuilder &b, Location loc, int64_t v) {
-    return arith::ConstantIndexOp::create(b, loc, v);
+    return constantIndex(b, loc, v);
   }
 
   static bool hasIdentityLayout(Value memref) {
@@ -40,68 +78,31 @@ struct KilnGpuElementwisePass final
     return type.getLayout().isIdentity() && type.hasStaticShape();
   }
 
-  /// How an operand indexed by `map` is read along innermost loop `last`.
-  static std::optional<Access> accessFor(AffineMap map, Value memref,
-                                         unsigned last) {
-    bool usesLast = false;
-    for (AffineExpr e : map.getResults()) {
-      if (auto d = dyn_cast<AffineDimExpr>(e))
-        usesLast |= d.getPosition() == last;
-      else if (!isa<AffineConstantExpr>(e))
-        return std::nullopt;
-    }
-    if (!usesLast)
-      return Access::Splat;
-    auto d = dyn_cast<AffineDimExpr>(map.getResults().back());
-    if (d && d.getPosition() == last && hasIdentityLayout(memref))
-      return Access::Vector;
-    return Access::Gather;
-  }
-
-  static SmallVector<Value> indicesFor(OpBuilder &b, Location loc,
-                                       AffineMap map, ArrayRef<Value> ivs) {
-    SmallVector<Value> indices;
-    for (AffineExpr e : map.getResults()) {
-      if (auto d = dyn_cast<AffineDimExpr>(e))
-        indices.push_back(ivs[d.getPosition()]);
-      else
-        indices.push_back(
-            idx(b, loc, cast<AffineConstantExpr>(e).getValue()));
-    }
-    return indices;
-  }
-
-  LogicalResult rewrite(linalg::GenericOp op) {
-    if (!op.hasPureBufferSemantics() || op.getNumDpsInits() != 1 ||
-        op.getNumParallelLoops() != op.getNumLoops() || op.getNumLoops() == 0)
+  FailureOr<bool> rewrite(linalg::GenericOp op, const StrategyConfig &config) {
+    FailureOr<int64_t> width = config.getInt("vector_width");
+    FailureOr<int64_t> block = config.getInt("threads");
+    if (failed(width) || failed(block))
       return failure();
+    const int64_t kWidth = *width, kBlock = *block;
+    if (!op.hasPureBufferSemantics() || !accepts(op, kWidth))
+      return false;
     SmallVector<int64_t> ranges = op.getStaticLoopRanges();
-    if (llvm::any_of(ranges, ShapedType::isDynamic) ||
-        ranges.back() % kWidth != 0)
-      return failure();
     int64_t count = 1;
     for (int64_t r : ranges)
       count *= r;
-    if (count == 0)
-      return failure();
     OpOperand *out = op.getDpsInitOperand(0);
-    if (!op.getMatchingIndexingMap(out).isIdentity() ||
-        !hasIdentityLayout(out->get()))
-      return failure();
+    if (!hasIdentityLayout(out->get()))
+      return false;
     unsigned last = op.getNumLoops() - 1;
     SmallVector<std::pair<OpOperand *, Access>> reads;
     for (OpOperand &operand : op->getOpOperands()) {
-      Type elementType = getElementTypeOrSelf(operand.get().getType());
-      if (!elementType.isIntOrFloat() || elementType.isInteger(1))
-        return failure();
       if (&operand == out &&
           op.getMatchingBlockArgument(out).use_empty())
         continue;
-      std::optional<Access> access =
-          accessFor(op.getMatchingIndexingMap(&operand), operand.get(), last);
-      if (!access)
-        return failure();
-      reads.emplace_back(&operand, *access);
+      Access access = *accessFor(op.getMatchingIndexingMap(&operand), last);
+      if (access == Access::Vector && !hasIdentityLayout(operand.get()))
+        access = Access::Gather;
+      reads.emplace_back(&operand, access);
     }
 
     Location loc = op.getLoc();
@@ -109,10 +110,11 @@ struct KilnGpuElementwisePass final
     int64_t groups = count / kWidth;
     int64_t threads = std::min<int64_t>(kBlock, llvm::alignTo(groups, 32));
     Value one = idx(b, loc, 1);
-    auto launch = gpu::LaunchOp::create(
-        b, loc, idx(b, loc, llvm::divideCeil(groups, threads)), one, one,
-        idx(b, loc, threads), one, one);
-    OpBuilder in = OpBuilder::atBlockEnd(&launch.getBody().front());
+    Launch built =
+        createLaunch(b, loc, {idx(b, loc, llvm::divideCeil(groups, threads)), one, one},
+                     {threads, 1, 1}, config);
+    gpu::LaunchOp launch = built.op;
+    OpBuilder &in = built.body;
     Value id = arith::AddIOp::create(
         in, loc,
         arith::MulIOp::create(in, loc, launch.getBlockIds().x,
@@ -138,7 +140,7 @@ struct KilnGpuElementwisePass final
                                                idx(body, loc, lane));
       return shifted;
     };
-    auto vectorAlignment = [](Type elementType) {
+    auto vectorAlignment = [&](Type elementType) {
       return std::min<int64_t>(16, kWidth * elementType.getIntOrFloatBitWidth() / 8);
     };
 
@@ -195,13 +197,21 @@ struct KilnGpuElementwisePass final
     auto store = vector::StoreOp::create(body, loc, packed, out->get(), ivs);
     store.setAlignment(vectorAlignment(outType));
     op.erase();
-    return success();
+    return true;
   }
 
   void runOnOperation() override {
-    rewriteKernelOps<linalg::GenericOp>(getOperation(),
-                         [&](linalg::GenericOp op) { return rewrite(op); });
+    if (failed(applyStrategy<linalg::GenericOp>(
+            getOperation(), kElementwise,
+            [&](linalg::GenericOp op, const StrategyConfig &config) {
+              return rewrite(op, config);
+            })))
+      signalPassFailure();
   }
 };
 
 } // namespace
+
+bool kiln::elementwiseAccepts(linalg::LinalgOp op, int64_t vectorWidth) {
+  return accepts(op, vectorWidth);
+}

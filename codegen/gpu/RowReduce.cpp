@@ -1,20 +1,22 @@
-//===- GpuRowReduce.cpp - one warp per row, warp-shuffle combine ----------===//
-#include "passes/Passes.h"
+//===- RowReduce.cpp - one warp per row, warp-shuffle combine -------------===//
+//
+// The row-reduction strategy, configured by `warp` (lanes per row: the
+// target's warp size) and `rows_per_block`.
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/gpu/Strategy.h"
 
 #include "mlir/IR/IRMapping.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNGPUROWREDUCE
-#include "passes/Passes.h.inc"
+#include "codegen/gpu/Strategies.h.inc"
 } // namespace kiln
 
 using namespace mlir;
 using namespace kiln;
 
 namespace {
-
-constexpr int64_t kWarp = 32;
-constexpr int64_t kRowsPerBlock = 8;
 
 /// The combiner of a reduction body and its identity, or nothing.
 struct Combiner {
@@ -62,41 +64,55 @@ Value combineWith(OpBuilder &b, Location loc, Operation *combine, Value a,
   return b.create(state)->getResult(0);
 }
 
+/// Whether `op` is a row reduction this strategy builds: the last loop is
+/// the only reduction, the output is indexed by the others in order, and
+/// the body folds f32 values with one add, mul, max or min.
+bool accepts(linalg::LinalgOp linalgOp) {
+  auto op = dyn_cast<linalg::GenericOp>(linalgOp.getOperation());
+  if (!op || op.getNumDpsInits() != 1)
+    return false;
+  SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+  unsigned loops = ranges.size();
+  if (loops < 1 || llvm::any_of(ranges, ShapedType::isDynamic))
+    return false;
+  auto iterators = op.getIteratorTypesArray();
+  for (unsigned i = 0; i + 1 < loops; ++i)
+    if (iterators[i] != utils::IteratorType::parallel)
+      return false;
+  if (iterators.back() != utils::IteratorType::reduction)
+    return false;
+  AffineMap outMap = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
+  if (outMap.getNumResults() != loops - 1)
+    return false;
+  for (unsigned i = 0; i + 1 < loops; ++i)
+    if (outMap.getResult(i) != getAffineDimExpr(i, op.getContext()))
+      return false;
+  for (OpOperand *input : op.getDpsInputOperands())
+    for (AffineExpr e : op.getMatchingIndexingMap(input).getResults())
+      if (!isa<AffineDimExpr, AffineConstantExpr>(e))
+        return false;
+  // Warp shuffles move 32-bit values; the body is cloned into the kernel.
+  Type elementType = op.getBody()->getArguments().back().getType();
+  return matchCombiner(op) && elementType.isF32() && hasScalarBody(op);
+}
+
 struct KilnGpuRowReducePass final
     : kiln::impl::KilnGpuRowReduceBase<KilnGpuRowReducePass> {
-  LogicalResult rewrite(linalg::GenericOp op) {
-    if (!op.hasPureBufferSemantics() || op.getNumDpsInits() != 1)
+  FailureOr<bool> rewrite(linalg::GenericOp op, const StrategyConfig &config) {
+    if (!op.hasPureBufferSemantics() || !accepts(op))
+      return false;
+    FailureOr<int64_t> warpSize = config.getInt("warp");
+    FailureOr<int64_t> rowsPerBlock = config.getInt("rows_per_block");
+    if (failed(warpSize) || failed(rowsPerBlock))
       return failure();
+    const int64_t kWarp = *warpSize, kRowsPerBlock = *rowsPerBlock;
+    if (!llvm::isPowerOf2_64(kWarp))
+      return config.error() << "'warp' must be a power of two (the shuffle "
+                               "butterfly halves it)";
     SmallVector<int64_t> ranges = op.getStaticLoopRanges();
     unsigned loops = ranges.size();
-    if (loops < 1 || llvm::any_of(ranges, ShapedType::isDynamic))
-      return failure();
-    auto iterators = op.getIteratorTypesArray();
-    for (unsigned i = 0; i + 1 < loops; ++i)
-      if (iterators[i] != utils::IteratorType::parallel)
-        return failure();
-    if (iterators.back() != utils::IteratorType::reduction)
-      return failure();
-    AffineMap outMap = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
-    if (outMap.getNumResults() != loops - 1)
-      return failure();
-    for (unsigned i = 0; i + 1 < loops; ++i)
-      if (outMap.getResult(i) != getAffineDimExpr(i, op.getContext()))
-        return failure();
-    for (OpOperand *input : op.getDpsInputOperands())
-      for (AffineExpr e : op.getMatchingIndexingMap(input).getResults())
-        if (!isa<AffineDimExpr, AffineConstantExpr>(e))
-          return failure();
     std::optional<Combiner> combiner = matchCombiner(op);
     Type elementType = op.getBody()->getArguments().back().getType();
-    // Warp shuffles move 32-bit values.
-    if (!combiner || !elementType.isF32())
-      return failure();
-    // The body is cloned into the kernel: only scalar ops may be in it.
-    for (Operation &inner : op.getBody()->without_terminator())
-      if (inner.getNumRegions() || !isa<arith::ArithDialect, math::MathDialect>(
-                                       inner.getDialect()))
-        return failure();
 
     int64_t rows = 1;
     for (unsigned i = 0; i + 1 < loops; ++i)
@@ -108,10 +124,11 @@ struct KilnGpuRowReducePass final
       return arith::ConstantIndexOp::create(builder, loc, v).getResult();
     };
     Value one = idx(b, 1);
-    auto launch = gpu::LaunchOp::create(
-        b, loc, idx(b, llvm::divideCeil(rows, kRowsPerBlock)), one, one,
-        idx(b, kRowsPerBlock * kWarp), one, one);
-    OpBuilder in = OpBuilder::atBlockEnd(&launch.getBody().front());
+    Launch built =
+        createLaunch(b, loc, {idx(b, llvm::divideCeil(rows, kRowsPerBlock)), one, one},
+                     {kRowsPerBlock * kWarp, 1, 1}, config);
+    gpu::LaunchOp launch = built.op;
+    OpBuilder &in = built.body;
     Value tid = launch.getThreadIds().x;
     Value lane = arith::RemUIOp::create(in, loc, tid, idx(in, kWarp));
     Value warp = arith::DivUIOp::create(in, loc, tid, idx(in, kWarp));
@@ -187,13 +204,19 @@ struct KilnGpuRowReducePass final
     }
     gpu::TerminatorOp::create(in, loc);
     op.erase();
-    return success();
+    return true;
   }
 
   void runOnOperation() override {
-    rewriteKernelOps<linalg::GenericOp>(getOperation(),
-                         [&](linalg::GenericOp op) { return rewrite(op); });
+    if (failed(applyStrategy<linalg::GenericOp>(
+            getOperation(), kRowReduce,
+            [&](linalg::GenericOp op, const StrategyConfig &config) {
+              return rewrite(op, config);
+            })))
+      signalPassFailure();
   }
 };
 
 } // namespace
+
+bool kiln::rowReduceAccepts(linalg::LinalgOp op) { return accepts(op); }

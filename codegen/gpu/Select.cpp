@@ -1,0 +1,125 @@
+//===- Select.cpp - which GPU kernel strategy a dispatch gets -------------===//
+//
+// The choice is made once, here, from the dispatch's root op (its shapes,
+// types and loop structure) and the target architecture's facts; the
+// strategies build what the configuration says. The default numbers are
+// the ones the strategies were tuned with; they are derived from the facts
+// where a fact bounds them (warp size, threads per block, shared memory).
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/gpu/Strategy.h"
+#include "codegen/targets/TargetFacts.h"
+
+using namespace mlir;
+
+namespace kiln {
+namespace {
+
+class Selector {
+public:
+  Selector(MLIRContext *ctx, const targets::GpuArchFacts &facts)
+      : b(ctx), facts(facts) {}
+
+  DictionaryAttr select(Operation *root) {
+    if (isa<AttentionOp>(root))
+      return attentionFallback();
+    if (auto softmax = dyn_cast<linalg::SoftmaxOp>(root)) {
+      // Max and sum are row reductions, the rest elementwise steps.
+      if (softmax.getInputOperandType().getElementType().isF32())
+        return rowReduce(/*withElementwise=*/true);
+      return generic();
+    }
+    auto op = dyn_cast<linalg::LinalgOp>(root);
+    if (!op)
+      return generic();
+    if (gemmSimtAccepts(op))
+      if (DictionaryAttr config = gemmSimt(op))
+        return config;
+    if (rowReduceAccepts(op))
+      return rowReduce(/*withElementwise=*/false);
+    if (elementwiseAccepts(op, vectorWidth()))
+      return elementwise();
+    return generic();
+  }
+
+private:
+  NamedAttribute named(StringRef key, Attribute value) {
+    return b.getNamedAttr(key, value);
+  }
+  NamedAttribute named(StringRef key, int64_t value) {
+    return named(key, b.getI64IntegerAttr(value));
+  }
+  NamedAttribute named(StringRef key, ArrayRef<int64_t> values) {
+    return named(key, b.getDenseI64ArrayAttr(values));
+  }
+  DictionaryAttr config(StringRef strategy, SmallVector<NamedAttribute> rest) {
+    rest.push_back(named("strategy", b.getStringAttr(strategy)));
+    return b.getDictionaryAttr(rest);
+  }
+
+  /// Threads per block for the strategies that use full blocks.
+  int64_t blockThreads() const {
+    return std::min<int64_t>(256, facts.maxThreadsPerBlock);
+  }
+  /// Elements per thread of the elementwise strategy (128 bits of f32).
+  int64_t vectorWidth() const { return 4; }
+
+  DictionaryAttr generic() {
+    return config(kGeneric, {named("threads", blockThreads())});
+  }
+  DictionaryAttr elementwise() {
+    return config(kElementwise, {named("vector_width", vectorWidth()),
+                                 named("threads", blockThreads())});
+  }
+  DictionaryAttr rowReduce(bool withElementwise) {
+    SmallVector<NamedAttribute> rest = {
+        named("warp", int64_t(facts.warpSize)),
+        named("rows_per_block", blockThreads() / facts.warpSize)};
+    if (withElementwise)
+      rest.push_back(named(kElementwise, elementwise()));
+    return config(kRowReduce, rest);
+  }
+  /// 64x64x16 tiles, 16x16 threads with 4x4 register blocks, when both
+  /// operands' tiles fit the shared memory of a block; else nothing.
+  DictionaryAttr gemmSimt(linalg::LinalgOp op) {
+    const int64_t tileM = 64, tileN = 64, tileK = 16;
+    int64_t bytes = 0;
+    for (Value input : op.getDpsInputs())
+      bytes += tileK * tileM *
+               llvm::divideCeil(
+                   getElementTypeOrSelf(input.getType()).getIntOrFloatBitWidth(),
+                   8);
+    if (bytes > facts.sharedBytesPerBlock || blockThreads() < 256)
+      return nullptr;
+    return config(kGemmSimt,
+                  {named("tile", ArrayRef<int64_t>{tileM, tileN, tileK}),
+                   named("threads", ArrayRef<int64_t>{16, 16}),
+                   named("register_block", ArrayRef<int64_t>{4, 4})});
+  }
+  /// Attention's decomposition: GEMMs, row reductions, elementwise steps,
+  /// each with its own part of the configuration.
+  DictionaryAttr attentionFallback() {
+    const int64_t tile[] = {64, 64, 16};
+    DictionaryAttr gemm = config(
+        kGemmSimt, {named("tile", ArrayRef<int64_t>(tile)),
+                    named("threads", ArrayRef<int64_t>{16, 16}),
+                    named("register_block", ArrayRef<int64_t>{4, 4})});
+    return config(kAttentionFallback,
+                  {named(kGemmSimt, gemm),
+                   named(kRowReduce, rowReduce(/*withElementwise=*/false)),
+                   named(kElementwise, elementwise()),
+                   named(kGeneric, generic())});
+  }
+
+  Builder b;
+  const targets::GpuArchFacts &facts;
+};
+
+} // namespace
+
+DictionaryAttr selectGpuStrategy(Operation *root,
+                                 const targets::GpuArchFacts &facts) {
+  return Selector(root->getContext(), facts).select(root);
+}
+
+} // namespace kiln

@@ -1,0 +1,127 @@
+//===- Strategies.td - GPU kernel strategies and their selection -*- tablegen -*-===//
+//
+// One pass per kernel strategy. Each applies to the kernel functions whose
+// `kiln.config` (chosen by kiln-select-strategies) names it, with the
+// numbers that configuration gives; nothing else decides.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_GPU_STRATEGIES
+#define KILN_GPU_STRATEGIES
+
+include "mlir/Pass/PassBase.td"
+
+def KilnGpuGemm : Pass<"kiln-gpu-gemm", "mlir::func::FuncOp"> {
+  let summary = "GPU GEMM strategy (gemm-simt): shared-memory tiles, register blocks";
+  let description = [{
+    Runs on bufferized kernel functions whose `kiln.config` selects
+    `gemm-simt` (or names it as a part of a composite strategy), with the
+    configuration's `tile` (M, N, K), `threads` (x, y) and `register_block`
+    (rows, columns); the numbers below are the default configuration. Every
+    contraction (a linalg op with
+    two inputs whose loops split into batch, M, N and K roles, e.g.
+    `linalg.matmul`, `linalg.batch_matmul`, and broadcasting generics) with
+    static loop ranges becomes a `gpu.launch`: one 256-thread block per
+    64x64 output tile (grid z over the batch), the K loop in steps of 16
+    with both operand slices staged in shared memory between barriers
+    (coalesced loads along each operand's innermost dimension, zero-filled
+    past the edges), and a strided 4x4 register block per thread computed
+    by cloning the contraction's body. Several M, N or K loops are
+    linearized. A `linalg.fill` of the output by a constant right before the
+    contraction becomes the accumulators' initial value.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
+}
+
+def KilnGpuElementwise : Pass<"kiln-gpu-elementwise", "mlir::func::FuncOp"> {
+  let summary = "GPU elementwise strategy: vector_width elements per thread, vector accesses";
+  let description = [{
+    Runs on bufferized kernel functions whose `kiln.config` selects
+    `elementwise` (or names it as a part), with the configuration's
+    `vector_width` and `threads`; the numbers below are the default
+    configuration. An all-parallel `linalg.generic`
+    with static loop ranges, an identity-mapped output with the identity
+    layout, and an innermost extent that is a multiple of 4 becomes a
+    `gpu.launch` in which every thread computes 4 consecutive elements
+    along the innermost loop: operands indexed contiguously by that loop
+    are read with one aligned `vector.load` of 4 elements, operands
+    broadcast along it with one scalar load, other operands element by
+    element; the body is cloned per element and the results leave in one
+    aligned `vector.store`. Boolean (i1) operands and other generics are
+    left for the generic strategy.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
+                           "mlir::vector::VectorDialect"];
+}
+
+def KilnGpuRowReduce : Pass<"kiln-gpu-row-reduce", "mlir::func::FuncOp"> {
+  let summary = "GPU row-reduction strategy: one warp per row, warp shuffles";
+  let description = [{
+    Runs on bufferized kernel functions whose `kiln.config` selects
+    `row-reduce` (or names it as a part), with the configuration's `warp`
+    and `rows_per_block`; the numbers below are the default configuration. A `linalg.generic` whose last loop
+    is its only reduction (the output indexed by the parallel loops in
+    order), whose body yields `combine(out, f(inputs))` with `combine` one of
+    add, mul, max, min, becomes a `gpu.launch` with one warp per output row
+    (8 rows per 256-thread block): each lane folds every 32nd element of the
+    row (the prologue `f` fused in, loads coalesced across the warp), the
+    warp combines the 32 partials with an xor-shuffle butterfly, and lane 0
+    folds in the output's initial value and stores it. Generics that do not
+    match are left for the generic strategy.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
+}
+
+def KilnGpuMapToThreads : Pass<"kiln-gpu-map-to-threads", "mlir::func::FuncOp"> {
+  let summary = "generic GPU fallback: map every parallel loop nest onto blocks and threads";
+  let description = [{
+    Runs on bufferized kernel functions (marked `kiln.kernel`) whose linalg
+    ops became `scf.parallel` nests: the kernels whose `kiln.config` selects
+    `generic`, and whatever the other strategies left in theirs. The
+    threads per block come from the `generic` configuration (the kernel's
+    own, or the `generic` part of a composite one), else `block-size`. Each top-level `scf.parallel` becomes
+    one `gpu.launch`: its iteration space is linearized, `block-size`
+    threads per block (fewer for small static spaces, rounded up to a warp)
+    and as many blocks as needed. Bounds that depend on symbolic dims are
+    computed on the host side of the kernel function, so the grid size is a
+    launch operand and the trip count a kernel argument; each thread
+    delinearizes its global id into the loop's induction variables and runs
+    the body under an `id < count` guard. Reduction loops inside the body
+    stay sequential per thread. Straight-line work left outside any loop
+    (rank-0 ops, copies) runs in a single-thread launch, so the host side of
+    a kernel function holds only allocations, views and launches.
+
+    This is the strategy every dispatch can take; the elementwise,
+    row-reduction and GEMM strategies replace it where they apply.
+
+    After (for a 2x1000 elementwise loop nest):
+    ```mlir
+    gpu.launch blocks(%bx, %by, %bz) in (%gx = %c8, ...) threads(%tx, %ty, %tz) in (%nx = %c256, ...) {
+      %id = ... %bx * 256 + %tx
+      scf.if (%id < 2000) { %i = %id / 1000; %j = %id % 1000; ...body... }
+      gpu.terminator
+    }
+    ```
+  }];
+  let options = [
+    Option<"blockSize", "block-size", "int64_t", /*default=*/"256",
+           "Threads per block for the fallback mapping">
+  ];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
+def KilnGpuRecordLaunchConfigs : Pass<"kiln-gpu-record-launch-configs", "mlir::func::FuncOp"> {
+  let summary = "record each gpu.launch's strategy configuration on its kernel function";
+  let description = [{
+    Runs right before kernel outlining: the `kiln.config` each strategy put
+    on the `gpu.launch` ops it built is collected, in order, into the
+    kernel function's `kiln.launch_configs` array, so that the artifact can
+    say per GPU kernel which strategy built it and with which numbers.
+    Launches without one (none are left by the strategies) get `generic`.
+  }];
+}
+
+#endif // KILN_GPU_STRATEGIES

@@ -1,0 +1,189 @@
+//===- Strategy.h - GPU kernel strategies: configs, selection, helpers -*- C++ -*-===//
+//
+// A kernel strategy turns the linalg ops of a bufferized kernel function
+// into gpu.launch ops. Which strategy a dispatch gets, and with which
+// numbers (tiles, threads, vector width), is decided once, by
+// kiln-select-strategies from the target's facts and the dispatch's shapes,
+// and recorded as the dispatch's `config` (the outlined kernel's
+// `kiln.config`):
+//
+//   {strategy = "gemm-simt", tile = array<i64: 64, 64, 16>,
+//    threads = array<i64: 16, 16>, register_block = array<i64: 4, 4>}
+//
+// A composite strategy names the configurations of its parts as nested
+// dictionaries (a softmax is a row reduction with elementwise steps;
+// attention-fallback is GEMMs, row reductions and elementwise steps):
+//
+//   {strategy = "row-reduce", warp = 32, rows_per_block = 8,
+//    elementwise = {strategy = "elementwise", vector_width = 4, threads = 256}}
+//
+// Each strategy pass applies where the kernel's configuration names it
+// (its own or a part's), with those numbers; the generic mapping takes
+// whatever is left. Every launch a strategy builds carries the
+// configuration it applied (`kiln.config` on the gpu.launch), which ends up
+// in the artifact per GPU kernel.
+//
+// Adding a strategy: a file in this folder with its pass (Strategies.td),
+// its `accepts` predicate below, a case in selectGpuStrategy
+// (Select.cpp), and its place in buildGpuKernelPipeline (Pipeline.cpp).
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_CODEGEN_GPU_STRATEGY_H
+#define KILN_CODEGEN_GPU_STRATEGY_H
+
+#include "passes/Passes.h"
+
+#include "mlir/IR/BuiltinAttributes.h"
+
+#include <array>
+
+namespace kiln::targets {
+struct GpuArchFacts;
+} // namespace kiln::targets
+
+namespace kiln {
+
+#define GEN_PASS_DECL
+#include "codegen/gpu/Strategies.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "codegen/gpu/Strategies.h.inc"
+
+/// The strategies' names, as `strategy` in a configuration says them.
+inline constexpr llvm::StringLiteral kGemmSimt = "gemm-simt";
+inline constexpr llvm::StringLiteral kRowReduce = "row-reduce";
+inline constexpr llvm::StringLiteral kElementwise = "elementwise";
+inline constexpr llvm::StringLiteral kGeneric = "generic";
+inline constexpr llvm::StringLiteral kAttentionFallback = "attention-fallback";
+
+/// The kernel function attribute with the dispatch's configuration, and
+/// the launch attribute with the configuration a strategy applied.
+inline constexpr llvm::StringLiteral kConfigAttrName = "kiln.config";
+/// The kernel function attribute listing its launches' configurations.
+inline constexpr llvm::StringLiteral kLaunchConfigsAttrName =
+    "kiln.launch_configs";
+
+/// Typed reads of a configuration; a missing or ill-typed key is an error
+/// on `op` that names the strategy and the key.
+class StrategyConfig {
+public:
+  StrategyConfig(mlir::DictionaryAttr dict, mlir::Operation *op)
+      : dict(dict), op(op) {}
+  llvm::StringRef strategy() const;
+  mlir::FailureOr<int64_t> getInt(llvm::StringRef key) const;
+  /// An `array<i64>` of exactly `size` positive values.
+  mlir::FailureOr<llvm::SmallVector<int64_t>> getInts(llvm::StringRef key,
+                                                      size_t size) const;
+  mlir::DictionaryAttr attr() const { return dict; }
+  /// An error about this configuration.
+  mlir::InFlightDiagnostic error() const;
+
+private:
+  mlir::DictionaryAttr dict;
+  mlir::Operation *op;
+};
+
+/// The configuration strategy `name` applies in `kernel`: the kernel's own
+/// when it selects `name`, the part named `name` of a composite one, or
+/// null when `name` has no business in this kernel.
+mlir::DictionaryAttr configFor(mlir::func::FuncOp kernel, llvm::StringRef name);
+
+/// The end every strategy pass shares: for each op of type OpT in a kernel
+/// function that `name` applies to, `rewrite(op, config)` returns true
+/// when it built launches for the op, false when the op is not its kind
+/// (left for the next strategy), failure after an error (a configuration
+/// the strategy cannot build).
+template <typename OpT, typename Fn>
+mlir::LogicalResult applyStrategy(mlir::func::FuncOp func,
+                                  llvm::StringRef name, Fn rewrite) {
+  if (!func->hasAttr(kKernelAttrName))
+    return mlir::success();
+  mlir::DictionaryAttr dict = configFor(func, name);
+  if (!dict)
+    return mlir::success();
+  llvm::SmallVector<OpT> ops;
+  func.walk([&](OpT op) { ops.push_back(op); });
+  for (OpT op : ops) {
+    mlir::FailureOr<bool> rewritten =
+        rewrite(op, StrategyConfig(dict, func));
+    if (mlir::failed(rewritten))
+      return mlir::failure();
+  }
+  return mlir::success();
+}
+
+//===----------------------------------------------------------------------===//
+// What each strategy takes. Selection asks these on the dispatch's root
+// (tensors); the strategies ask them again on buffers, where they also
+// check layouts.
+//===----------------------------------------------------------------------===//
+
+/// A contraction with static loops, dim-or-constant maps, a scalar body,
+/// no i1 operands, and M and N extents above 1 (a matrix-vector product
+/// is a row reduction's work).
+bool gemmSimtAccepts(mlir::linalg::LinalgOp op);
+/// A generic whose last loop is its only reduction, with an f32 add, mul,
+/// max or min combiner and a scalar body.
+bool rowReduceAccepts(mlir::linalg::LinalgOp op);
+/// An all-parallel generic with static loops, an innermost extent that is
+/// a multiple of `vectorWidth`, an identity-mapped output and no i1.
+bool elementwiseAccepts(mlir::linalg::LinalgOp op, int64_t vectorWidth);
+
+/// The configuration for a dispatch whose root is `root`, for the
+/// architectures whose common facts are `facts`.
+mlir::DictionaryAttr selectGpuStrategy(mlir::Operation *root,
+                                       const targets::GpuArchFacts &facts);
+
+//===----------------------------------------------------------------------===//
+// Code every strategy writes.
+//===----------------------------------------------------------------------===//
+
+mlir::Value constantIndex(mlir::OpBuilder &b, mlir::Location loc, int64_t v);
+
+/// The indices into an operand indexed by `map` for one value per loop
+/// (null for loops the operand does not use); results of `map` are loop
+/// dims or constants.
+llvm::SmallVector<mlir::Value> indicesFor(mlir::OpBuilder &b,
+                                          mlir::Location loc,
+                                          mlir::AffineMap map,
+                                          llvm::ArrayRef<mlir::Value> loops);
+
+/// Splits a linear index over a row-major space of `extents` into one
+/// index per dimension ((linear / stride_i) % extent_i). `linear` must be
+/// below the product of the extents (callers guard it), so the outermost
+/// index takes no remainder and unit strides no division.
+llvm::SmallVector<mlir::Value> delinearize(mlir::OpBuilder &b,
+                                           mlir::Location loc,
+                                           mlir::Value linear,
+                                           llvm::ArrayRef<int64_t> extents);
+
+/// Whether every op of the body is a scalar arith or math op (the body is
+/// cloned into the kernel per element or per register).
+bool hasScalarBody(mlir::linalg::LinalgOp op);
+
+/// A gpu.launch of `grid` blocks of `block` threads, tagged with the
+/// configuration that built it; `body` is a builder at the end of its
+/// region, before which the caller adds a gpu.terminator when done.
+struct Launch {
+  mlir::gpu::LaunchOp op;
+  mlir::OpBuilder body;
+};
+Launch createLaunch(mlir::OpBuilder &b, mlir::Location loc,
+                    std::array<mlir::Value, 3> grid,
+                    std::array<int64_t, 3> block, const StrategyConfig &config);
+
+/// `scf.if (value < bound)` with no else; returns the then-builder.
+mlir::OpBuilder guardBelow(mlir::OpBuilder &b, mlir::Location loc,
+                           mlir::Value value, mlir::Value bound);
+
+/// The GPU kernel pipeline: outlined kernels -> kernel IR with gpu.launch
+/// ops, outlined into gpu.modules (the level `--emit kernel-mlir` shows).
+void buildGpuKernelPipeline(mlir::OpPassManager &pm);
+
+/// Registers `kiln-gpu-kernel-pipeline` (the passes register with
+/// registerKilnGpuPasses()).
+void registerGpuKernelPipeline();
+
+} // namespace kiln
+
+#endif // KILN_CODEGEN_GPU_STRATEGY_H

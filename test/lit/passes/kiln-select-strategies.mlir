@@ -1,0 +1,139 @@
+// RUN: kiln-opt %s --split-input-file --kiln-select-strategies=target=cuda:sm_80,sm_90a | FileCheck %s --check-prefix=CUDA
+// RUN: kiln-opt %s --split-input-file --kiln-select-strategies=target=cpu | FileCheck %s --check-prefix=CPU
+
+// COM: Selection only: every dispatch gets one configuration from its root
+// COM: op and the target's facts (the strategies' own tests apply
+// COM: hand-written ones). A 70x45 @ 45x130 matmul: gemm-simt with 64x64x16
+// COM: tiles on cuda; packed panels with a 6x16 register block on the cpu.
+// CUDA-LABEL: func.func @gemm
+// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {register_block = array<i64: 4, 4>, strategy = "gemm-simt", threads = array<i64: 16, 16>, tile = array<i64: 64, 64, 16>}}
+// CPU-LABEL: func.func @gemm
+// CPU: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {register_block = array<i64: 6, 16>, strategy = "cpu-gemm", vector_width = 16 : i64}}
+func.func @gemm(%a: tensor<70x45xf32>, %b: tensor<45x130xf32>) -> tensor<70x130xf32> {
+  %r = kiln.dispatch(%a, %b) : (tensor<70x45xf32>, tensor<45x130xf32>) -> tensor<70x130xf32> {
+  ^bb0(%x: tensor<70x45xf32>, %y: tensor<45x130xf32>):
+    %e = tensor.empty() : tensor<70x130xf32>
+    %zero = arith.constant 0.0 : f32
+    %f = linalg.fill ins(%zero : f32) outs(%e : tensor<70x130xf32>) -> tensor<70x130xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<70x45xf32>, tensor<45x130xf32>) outs(%f : tensor<70x130xf32>) -> tensor<70x130xf32>
+    kiln.yield %m : tensor<70x130xf32>
+  }
+  return %r : tensor<70x130xf32>
+}
+
+// -----
+
+// COM: A matrix-vector product (M = 1) would fill one row of a 64x64
+// COM: tile: not gemm-simt.
+// CUDA-LABEL: func.func @matvec
+// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {strategy = "generic", threads = 256 : i64}}
+// CPU-LABEL: func.func @matvec
+// CPU: strategy = "cpu-gemm"
+func.func @matvec(%a: tensor<1x45xf32>, %b: tensor<45x130xf32>) -> tensor<1x130xf32> {
+  %r = kiln.dispatch(%a, %b) : (tensor<1x45xf32>, tensor<45x130xf32>) -> tensor<1x130xf32> {
+  ^bb0(%x: tensor<1x45xf32>, %y: tensor<45x130xf32>):
+    %e = tensor.empty() : tensor<1x130xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<1x45xf32>, tensor<45x130xf32>) outs(%e : tensor<1x130xf32>) -> tensor<1x130xf32>
+    kiln.yield %m : tensor<1x130xf32>
+  }
+  return %r : tensor<1x130xf32>
+}
+
+// -----
+
+// COM: A row sum in f32: a warp (the architecture's warp size) per row, 8
+// COM: rows per 256-thread block.
+// CUDA-LABEL: func.func @row_sum
+// CUDA: {config = {rows_per_block = 8 : i64, strategy = "row-reduce", warp = 32 : i64}}
+// CPU-LABEL: func.func @row_sum
+// CPU: {config = {strategy = "cpu-vector", vector_width = 16 : i64}}
+func.func @row_sum(%a: tensor<6x100xf32>) -> tensor<6xf32> {
+  %r = kiln.dispatch(%a) : (tensor<6x100xf32>) -> tensor<6xf32> {
+  ^bb0(%x: tensor<6x100xf32>):
+    %e = tensor.empty() : tensor<6xf32>
+    %zero = arith.constant 0.0 : f32
+    %f = linalg.fill ins(%zero : f32) outs(%e : tensor<6xf32>) -> tensor<6xf32>
+    %s = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0)>], iterator_types = ["parallel", "reduction"]}
+        ins(%x : tensor<6x100xf32>) outs(%f : tensor<6xf32>) {
+    ^bb0(%in: f32, %acc: f32):
+      %sum = arith.addf %acc, %in : f32
+      linalg.yield %sum : f32
+    } -> tensor<6xf32>
+    kiln.yield %s : tensor<6xf32>
+  }
+  return %r : tensor<6xf32>
+}
+
+// -----
+
+// COM: A softmax in f32 is a row reduction whose elementwise steps are a
+// COM: part of its configuration; in f16 (warp shuffles move 32 bits) it
+// COM: takes the generic mapping.
+// CUDA-LABEL: func.func @softmaxes
+// CUDA: {config = {elementwise = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}, rows_per_block = 8 : i64, strategy = "row-reduce", warp = 32 : i64}}
+// CUDA: {config = {strategy = "generic", threads = 256 : i64}}
+func.func @softmaxes(%a: tensor<4x64xf32>, %b: tensor<4x64xf16>) -> (tensor<4x64xf32>, tensor<4x64xf16>) {
+  %r = kiln.dispatch(%a) : (tensor<4x64xf32>) -> tensor<4x64xf32> {
+  ^bb0(%x: tensor<4x64xf32>):
+    %e = tensor.empty() : tensor<4x64xf32>
+    %s = linalg.softmax dimension(1) ins(%x : tensor<4x64xf32>) outs(%e : tensor<4x64xf32>) -> tensor<4x64xf32>
+    kiln.yield %s : tensor<4x64xf32>
+  }
+  %h = kiln.dispatch(%b) : (tensor<4x64xf16>) -> tensor<4x64xf16> {
+  ^bb0(%x: tensor<4x64xf16>):
+    %e = tensor.empty() : tensor<4x64xf16>
+    %s = linalg.softmax dimension(1) ins(%x : tensor<4x64xf16>) outs(%e : tensor<4x64xf16>) -> tensor<4x64xf16>
+    kiln.yield %s : tensor<4x64xf16>
+  }
+  return %r, %h : tensor<4x64xf32>, tensor<4x64xf16>
+}
+
+// -----
+
+// COM: Elementwise with an innermost extent divisible by the vector width
+// COM: gets vector accesses; an odd extent (5) the generic mapping.
+// CUDA-LABEL: func.func @elementwise
+// CUDA: {config = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}}
+// CUDA: {config = {strategy = "generic", threads = 256 : i64}}
+#id = affine_map<(d0, d1) -> (d0, d1)>
+func.func @elementwise(%a: tensor<8x128xf32>, %b: tensor<3x5xf32>) -> (tensor<8x128xf32>, tensor<3x5xf32>) {
+  %r = kiln.dispatch(%a) : (tensor<8x128xf32>) -> tensor<8x128xf32> {
+  ^bb0(%x: tensor<8x128xf32>):
+    %e = tensor.empty() : tensor<8x128xf32>
+    %g = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]}
+        ins(%x : tensor<8x128xf32>) outs(%e : tensor<8x128xf32>) {
+    ^bb0(%in: f32, %o: f32):
+      %n = arith.negf %in : f32
+      linalg.yield %n : f32
+    } -> tensor<8x128xf32>
+    kiln.yield %g : tensor<8x128xf32>
+  }
+  %s = kiln.dispatch(%b) : (tensor<3x5xf32>) -> tensor<3x5xf32> {
+  ^bb0(%x: tensor<3x5xf32>):
+    %e = tensor.empty() : tensor<3x5xf32>
+    %g = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]}
+        ins(%x : tensor<3x5xf32>) outs(%e : tensor<3x5xf32>) {
+    ^bb0(%in: f32, %o: f32):
+      %n = arith.negf %in : f32
+      linalg.yield %n : f32
+    } -> tensor<3x5xf32>
+    kiln.yield %g : tensor<3x5xf32>
+  }
+  return %r, %s : tensor<8x128xf32>, tensor<3x5xf32>
+}
+
+// -----
+
+// COM: kiln.attention is a dispatch root of its own; with no attention
+// COM: kernel yet, it takes its decomposition (attention-fallback), whose
+// COM: GEMMs, row reductions and elementwise steps each have a part.
+// CUDA-LABEL: func.func @attention
+// CUDA: {config = {elementwise = {{{.*}}}, "gemm-simt" = {{{.*}}}, generic = {{{.*}}}, "row-reduce" = {{{.*}}}, strategy = "attention-fallback"}}
+func.func @attention(%q: tensor<1x2x8x16xf32>, %k: tensor<1x2x8x16xf32>, %v: tensor<1x2x8x16xf32>) -> tensor<1x2x8x16xf32> {
+  %r = kiln.dispatch(%q, %k, %v) : (tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32>) -> tensor<1x2x8x16xf32> {
+  ^bb0(%a: tensor<1x2x8x16xf32>, %b: tensor<1x2x8x16xf32>, %c: tensor<1x2x8x16xf32>):
+    %o = kiln.attention %a, %b, %c {scale = 0.25 : f64} : tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32> -> tensor<1x2x8x16xf32>
+    kiln.yield %o : tensor<1x2x8x16xf32>
+  }
+  return %r : tensor<1x2x8x16xf32>
+}
