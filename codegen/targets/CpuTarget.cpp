@@ -38,7 +38,8 @@ public:
   }
 
   /// Contractions take packed column panels and register blocks
-  /// (`cpu-gemm`); everything else is tiled for vectors (`cpu-vector`).
+  /// (`cpu-gemm`, and `cpu-attention-fallback` for attention's
+  /// decomposition); everything else is tiled for vectors (`cpu-vector`).
   DictionaryAttr selectStrategy(Operation *root) const override {
     Builder b(root->getContext());
     CpuFacts facts;
@@ -47,15 +48,18 @@ public:
         b.getNamedAttr("vector_width",
                        b.getI64IntegerAttr(2 * facts.vectorBits / 32))};
     auto op = dyn_cast<linalg::LinalgOp>(root);
-    bool gemm = op && linalg::isaContractionOpInterface(op);
-    if (gemm)
+    StringRef strategy = "cpu-vector";
+    if (op && linalg::isaContractionOpInterface(op))
+      strategy = "cpu-gemm";
+    // Attention's decomposition: its GEMMs take register blocks too.
+    else if (isa<AttentionOp>(root))
+      strategy = "cpu-attention-fallback";
+    if (strategy != "cpu-vector")
       config.push_back(b.getNamedAttr(
           "register_block",
           b.getDenseI64ArrayAttr({int64_t(facts.registerBlockRows),
                                   int64_t(facts.panelColumns)})));
-    config.push_back(
-        b.getNamedAttr("strategy", b.getStringAttr(gemm ? "cpu-gemm"
-                                                        : "cpu-vector")));
+    config.push_back(b.getNamedAttr("strategy", b.getStringAttr(strategy)));
     return b.getDictionaryAttr(config);
   }
 

@@ -209,7 +209,7 @@ void printText(const runtime::Artifact &a) {
                 k.strategy().c_str(), k.num_args(), config.c_str());
     for (const auto &image : k.images())
       std::printf("    %-7s %3u registers, %6u B shared, %4u B stack, "
-                  "spills %u B stored / %u B loaded, cubin %llu B, ptx %llu B\n",
+                  "spills %u B stored / %u B loaded, module cubin %llu B, ptx %llu B\n",
                   image.arch().c_str(), image.registers(),
                   image.shared_bytes(), image.stack_bytes(),
                   image.spill_store_bytes(), image.spill_load_bytes(),

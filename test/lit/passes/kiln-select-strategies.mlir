@@ -129,6 +129,8 @@ func.func @elementwise(%a: tensor<8x128xf32>, %b: tensor<3x5xf32>) -> (tensor<8x
 // COM: GEMMs, row reductions and elementwise steps each have a part.
 // CUDA-LABEL: func.func @attention
 // CUDA: {config = {elementwise = {{{.*}}}, "gemm-simt" = {{{.*}}}, generic = {{{.*}}}, "row-reduce" = {{{.*}}}, strategy = "attention-fallback"}}
+// CPU-LABEL: func.func @attention
+// CPU: {config = {register_block = array<i64: 6, 16>, strategy = "cpu-attention-fallback", vector_width = 16 : i64}}
 func.func @attention(%q: tensor<1x2x8x16xf32>, %k: tensor<1x2x8x16xf32>, %v: tensor<1x2x8x16xf32>) -> tensor<1x2x8x16xf32> {
   %r = kiln.dispatch(%q, %k, %v) : (tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32>) -> tensor<1x2x8x16xf32> {
   ^bb0(%a: tensor<1x2x8x16xf32>, %b: tensor<1x2x8x16xf32>, %c: tensor<1x2x8x16xf32>):
