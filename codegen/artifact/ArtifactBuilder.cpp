@@ -31,6 +31,12 @@ using namespace mlir;
 
 namespace kiln::codegen {
 
+/// How a dispatch's outlined kernel function becomes launches.
+enum class DispatchCode {
+  HostFunction,   ///< the function is the kernel: one launch (cpu)
+  DeviceLaunches, ///< host code whose gpu.launch_func ops are the launches
+};
+
 ArtifactContents::ArtifactContents()
     : manifest(std::make_unique<artifact::Manifest>()) {}
 ArtifactContents::~ArtifactContents() = default;
@@ -129,9 +135,10 @@ struct EntryBuilder {
   /// (the exporter's copies of a tied or shared tensor) are stored once.
   std::unordered_multimap<uint64_t, uint32_t> &weightsByContent;
   llvm::StringMap<uint32_t> &kernelIndex;
-  /// GPU targets: a dispatch's kernel function is host code whose
-  /// gpu.launch_func ops become launches.
-  bool gpu = false;
+  /// What a dispatch's kernel function is: one launch of a host function
+  /// (cpu), or host code whose gpu.launch_func ops become the launches
+  /// (cuda).
+  DispatchCode code = DispatchCode::HostFunction;
 
   /// A buffer argument: where it lives, its size in bytes (its capacity
   /// when it has symbolic dims) and 1 + the dim expression of its size for
@@ -507,7 +514,7 @@ struct EntryBuilder {
         return op.emitError() << "dispatch was not outlined into a kernel";
       std::string kernelName = kernelRef.getLeafReference().str();
       auto known = kernelIndex.find(kernelName);
-      if (!gpu && known == kernelIndex.end())
+      if (code == DispatchCode::HostFunction && known == kernelIndex.end())
         return op.emitError() << "kernel '" << kernelName << "' is missing";
       int64_t step = launches.size();
       SmallVector<LaunchArg> args;
@@ -533,7 +540,7 @@ struct EntryBuilder {
       if (failed(appendDimArgs(dispatch.getInputs(), scalars)) ||
           failed(appendDimArgs(dispatch.getResults(), scalars)))
         return failure();
-      if (gpu) {
+      if (code == DispatchCode::DeviceLaunches) {
         if (failed(expandGpuDispatch(dispatch, kernelName, args, scalars)))
           return failure();
         continue;
@@ -631,7 +638,7 @@ namespace {
 /// the code sections and kernels already; the weights section comes last.
 LogicalResult addEntriesAndWeights(ModuleOp module, ArtifactContents &contents,
                                    llvm::StringMap<uint32_t> &kernelIndex,
-                                   bool gpu) {
+                                   DispatchCode code) {
   artifact::Manifest &manifest = *contents.manifest;
   int weightSection = manifest.sections_size();
   artifact::Section *weights = manifest.add_sections();
@@ -646,7 +653,7 @@ LogicalResult addEntriesAndWeights(ModuleOp module, ArtifactContents &contents,
       continue;
     EntryBuilder builder{module,      contents,    weightSection,
                          weightBytes, weightIndex, weightsByContent,
-                         kernelIndex, gpu};
+                         kernelIndex, code};
     if (failed(builder.build(func, manifest.add_entry_points())))
       return failure();
   }
@@ -730,7 +737,8 @@ buildArtifactContents(ModuleOp module, std::vector<KernelCode> code) {
       kernelIndex[name] = manifest.kernels_size() - 1;
     }
   }
-  if (failed(addEntriesAndWeights(module, contents, kernelIndex, false)))
+  if (failed(addEntriesAndWeights(module, contents, kernelIndex,
+                                  DispatchCode::HostFunction)))
     return failure();
   return contents;
 }
@@ -791,7 +799,8 @@ buildGpuArtifactContents(ModuleOp module, std::vector<GpuKernelCode> kernels,
   }
   for (size_t i = 0; i < blobs.size(); ++i)
     contents.sections.push_back({static_cast<int>(i), std::move(blobs[i])});
-  if (failed(addEntriesAndWeights(module, contents, kernelIndex, true)))
+  if (failed(addEntriesAndWeights(module, contents, kernelIndex,
+                                  DispatchCode::DeviceLaunches)))
     return failure();
   return contents;
 }
