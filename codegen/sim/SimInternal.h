@@ -1,0 +1,218 @@
+//===- SimInternal.h - the simulator's state and its table of op handlers -===//
+//
+// Shared by the files of codegen/sim, not used outside it. The simulator is
+// one interpreter loop (Simulator.cpp) over a table of handlers, one per op,
+// split by family:
+//
+//   SimArith.cpp       arith and math (lane by lane), constants, vector values
+//   SimMemory.cpp      memref and vector loads, stores, atomics, views, globals;
+//                      the bounds checks and the shared-memory race checker
+//   SimControl.cpp     scf.if, scf.for, scf.parallel
+//   SimGpu.cpp         thread and block ids and sizes, gpu.barrier
+//   SimWarp.cpp        collectives over the 32 lanes of a warp (gpu.shuffle)
+//   SimTensorCore.cpp  the place for nvgpu (mma.sync, ldmatrix, cp.async),
+//                      wgmma, TMA and mbarrier
+//
+// A new op is one handler in its family's file, added to the table by that
+// file's register...Handlers function. An op with no handler is an error
+// that names it.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_CODEGEN_SIM_SIMINTERNAL_H
+#define KILN_CODEGEN_SIM_SIMINTERNAL_H
+
+#include "codegen/sim/Simulator.h"
+
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Operation.h"
+#include "mlir/Support/TypeID.h"
+#include "llvm/ADT/DenseMap.h"
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kiln::sim {
+
+/// One scalar value per thread of the block (its bits, zero-extended).
+using Lanes = std::vector<uint64_t>;
+/// The threads an op runs for (1 = active).
+using Mask = std::vector<char>;
+
+/// A buffer as an op sees it: bytes, shape and strides in elements.
+struct MemDesc {
+  uint8_t *base = nullptr;
+  uint64_t bytes = 0;
+  llvm::SmallVector<int64_t> shape, strides;
+  int64_t offset = 0;
+  unsigned elementBytes = 0;
+  std::string name;
+  /// Workgroup (shared) memory: per-element shadow state for the hazard
+  /// checker (index into BlockRunner::shadows), or -1.
+  int shadow = -1;
+};
+
+/// What the hazard checker knows about one element of shared memory: the
+/// last thread that wrote it and in which barrier epoch, and the thread that
+/// read it in the current epoch (kMany when several did).
+struct ShadowCell {
+  static constexpr int64_t kNone = -1, kMany = -2;
+  int64_t writer = kNone;
+  int64_t writeEpoch = -1;
+  int64_t reader = kNone;
+  int64_t readEpoch = -1;
+};
+
+//===----------------------------------------------------------------------===//
+// Bits and numbers
+//===----------------------------------------------------------------------===//
+
+inline unsigned bitWidth(mlir::Type type) {
+  return type.isIndex() ? 64 : type.getIntOrFloatBitWidth();
+}
+inline uint64_t truncTo(uint64_t v, unsigned w) {
+  return w >= 64 ? v : (v & ((uint64_t(1) << w) - 1));
+}
+inline int64_t sext(uint64_t v, unsigned w) {
+  if (w >= 64)
+    return static_cast<int64_t>(v);
+  uint64_t sign = uint64_t(1) << (w - 1);
+  return static_cast<int64_t>((truncTo(v, w) ^ sign) - sign);
+}
+/// The value of float bits of `type` (f16, bf16, f32, f64).
+double toDouble(uint64_t bits, mlir::Type type);
+/// `value` rounded once to `type`, to nearest even, as the GPU converts.
+uint64_t fromDouble(double value, mlir::Type type);
+float asFloat(uint64_t bits);
+
+//===----------------------------------------------------------------------===//
+// The table of handlers
+//===----------------------------------------------------------------------===//
+
+class BlockRunner;
+
+/// Executes one op for the threads in the mask; returns false after
+/// BlockRunner::fail.
+using Handler =
+    std::function<bool(BlockRunner &, mlir::Operation &, const Mask &)>;
+
+/// Op handlers keyed by the op's TypeID: one hash lookup per executed op.
+/// Built once per process, then only read.
+class HandlerTable {
+public:
+  /// Registers `handler` for each of `Ops`; an op registered twice is a
+  /// programming error and aborts.
+  template <typename... Ops> void add(const Handler &handler) {
+    (insert(mlir::TypeID::get<Ops>(), Ops::getOperationName(), handler), ...);
+  }
+  /// The handler of `op`, or null.
+  const Handler *lookup(mlir::Operation &op) const {
+    auto it = handlers.find(op.getName().getTypeID());
+    return it == handlers.end() ? nullptr : &it->second;
+  }
+
+private:
+  void insert(mlir::TypeID id, llvm::StringRef name, const Handler &handler);
+  llvm::DenseMap<mlir::TypeID, Handler> handlers;
+};
+
+//===----------------------------------------------------------------------===//
+// The state of one block
+//===----------------------------------------------------------------------===//
+
+/// Runs the blocks of one launch, one at a time. Handlers read and write its
+/// state directly: SSA values as Lanes, 1-D vectors as one Lanes per
+/// element, buffers as MemDescs, shared memory with its shadow state.
+class BlockRunner {
+public:
+  BlockRunner(mlir::gpu::GPUFuncOp kernel, const LaunchConfig &config,
+              const std::vector<SimBuffer> &args,
+              const std::vector<int64_t> &scalars,
+              std::vector<std::vector<uint8_t>> &globals, SimStats *stats);
+
+  /// Runs block `blockId`; returns the error, or an empty string.
+  std::string run(std::array<uint32_t, 3> blockId);
+
+  // Interpreter (Simulator.cpp).
+
+  /// Runs the ops of `block` for the threads in `mask`; the terminator's
+  /// operands are copied to `yielded` (scf.yield) when given.
+  bool runBlock(mlir::Block &block, const Mask &mask,
+                llvm::SmallVectorImpl<mlir::Value> *yielded);
+  /// Records the first error, prefixed with the kernel, the block and the
+  /// op; returns it.
+  std::string fail(mlir::Operation *op, const std::string &message);
+
+  /// The lanes of `v`, zeroed, for an op to write.
+  Lanes &def(mlir::Value v) {
+    Lanes &lanes = values[v];
+    lanes.assign(threads, 0);
+    return lanes;
+  }
+  const Lanes &get(mlir::Value v) { return values[v]; }
+  template <typename Fn> void forActive(const Mask &mask, Fn fn) {
+    for (unsigned t = 0; t < threads; ++t)
+      if (mask[t])
+        fn(t);
+  }
+
+  uint32_t threadCoord(unsigned t, int dim) const;
+  /// "(x,y,z)" of thread `t`, for messages.
+  std::string threadText(unsigned t) const;
+
+  // Memory (SimMemory.cpp).
+
+  /// Fills `desc` for a buffer of `type` at `base`; fails on layouts the
+  /// simulator cannot address.
+  mlir::LogicalResult describe(mlir::MemRefType type, uint8_t *base,
+                               uint64_t bytes, const std::string &name,
+                               MemDesc &desc);
+  const MemDesc *memOf(mlir::Operation &op, mlir::Value memref);
+  /// The byte offset of element `indices` (plus `count` - 1 consecutive
+  /// elements along the innermost dimension) of `m` for thread `t`, after
+  /// the bounds checks; nullopt (and the error set) when out of bounds.
+  std::optional<uint64_t> addressOf(mlir::Operation &op, const MemDesc &m,
+                                    mlir::ValueRange indices, unsigned t,
+                                    const char *what, int64_t count = 1);
+  /// The shared-memory race checker, for one access of `element` of `m`
+  /// (shared) by thread `t`.
+  bool checkHazard(mlir::Operation &op, const MemDesc &m, uint64_t element,
+                   unsigned t, bool isLoad);
+
+  mlir::gpu::GPUFuncOp kernel;
+  const LaunchConfig &config;
+  const std::vector<SimBuffer> &args;
+  const std::vector<int64_t> &scalars;
+  /// memref.get_global copies, alive for the launch.
+  std::vector<std::vector<uint8_t>> &globals;
+  SimStats *stats;
+  unsigned threads = 1;
+  std::array<uint32_t, 3> blockId{0, 0, 0};
+  llvm::DenseMap<mlir::Value, Lanes> values;
+  /// 1-D vector values: one Lanes per element.
+  llvm::DenseMap<mlir::Value, std::vector<Lanes>> vectors;
+  llvm::DenseMap<mlir::Value, MemDesc> mems;
+  std::vector<std::vector<uint8_t>> shared;
+  std::vector<std::vector<ShadowCell>> shadows;
+  /// Barrier epoch: accesses in different epochs are ordered.
+  int64_t epoch = 0;
+  std::string error;
+  /// Every family's handlers (built once, shared by all launches).
+  const HandlerTable &table;
+};
+
+void registerArithHandlers(HandlerTable &table);
+void registerMemoryHandlers(HandlerTable &table);
+void registerControlHandlers(HandlerTable &table);
+void registerGpuHandlers(HandlerTable &table);
+void registerWarpHandlers(HandlerTable &table);
+void registerTensorCoreHandlers(HandlerTable &table);
+
+/// True when no operand or result of `op` is a vector; otherwise fails
+/// (vectors are modelled only by the vector handlers) and returns false.
+bool scalarOnly(BlockRunner &runner, mlir::Operation &op);
+
+} // namespace kiln::sim
+
+#endif // KILN_CODEGEN_SIM_SIMINTERNAL_H
