@@ -42,6 +42,10 @@ StringRef classifyRoot(Operation *root) {
   }
   if (isa<linalg::SoftmaxOp>(root))
     return "reduction";
+  // Attention is one dispatch; today no strategy takes it whole, so the
+  // kernel pipelines decompose it (kiln-decompose-attention).
+  if (isa<AttentionOp>(root))
+    return "attention-fallback";
   return "generic";
 }
 
