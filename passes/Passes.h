@@ -58,16 +58,17 @@ void buildGraphPipeline(mlir::OpPassManager &pm);
 void buildDispatchPipeline(mlir::OpPassManager &pm);
 
 /// Outlined kernel functions (kiln-outline-dispatches, entry functions
-/// split off) -> CPU kernel IR: tiling and vectorization on tensors,
-/// bufferization, and vector lowering. Stops before LLVM.
+/// split off) -> CPU kernel IR: attention's fallback decomposition, tiling
+/// and vectorization on tensors, bufferization, and vector lowering. Stops
+/// before LLVM.
 void buildCpuKernelPipeline(mlir::OpPassManager &pm);
 
 /// Kernel IR -> LLVM dialect for the CPU.
 void buildCpuToLLVMPipeline(mlir::OpPassManager &pm);
 
-/// Outlined kernel functions -> GPU kernel IR: aggregates decomposed,
-/// bufferization, linalg to parallel loops, the generic block/thread
-/// mapping, and outlining into a gpu.module. The kernel functions keep the
+/// Outlined kernel functions -> GPU kernel IR: attention and aggregates
+/// decomposed, bufferization, linalg to parallel loops, the generic
+/// block/thread mapping, and outlining into a gpu.module. The kernel functions keep the
 /// host side (allocations, views, gpu.launch_func).
 void buildGpuKernelPipeline(mlir::OpPassManager &pm);
 
