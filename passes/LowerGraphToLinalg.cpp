@@ -103,6 +103,16 @@ SmallVector<OpFoldResult> matmulResultSizes(OpBuilder &b, Location loc,
   return sizes;
 }
 
+/// `sum` (accumulated in a wider float type) rounded to `element`, once.
+Value roundTo(OpBuilder &b, Location loc, Value sum, Type element) {
+  if (elementTypeOf(sum) == element)
+    return sum;
+  return buildBroadcast(b, loc, {sum}, shapeOf(sum), element,
+                        [&](OpBuilder &nb, Location nl, ValueRange args) {
+                          return castScalar(nb, nl, args[0], element);
+                        });
+}
+
 struct LowerMatmul final : OpRewritePattern<MatmulOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -120,12 +130,17 @@ struct LowerMatmul final : OpRewritePattern<MatmulOp> {
     int64_t m = lhsType.getShape()[lhsType.getRank() - 2];
     int64_t n = rhsType.getShape().back();
     Type elementType = resultType.getElementType();
+    // Products are summed in the accumulator type (linalg's named
+    // contractions extend their operands to the init's element type), then
+    // rounded to the element type.
+    Type accType = op.getAccumulatorType();
+    auto accResultType = RankedTensorType::get(resultType.getShape(), accType);
 
     // [..., M, K] x [K, N]: fold the batch into M (a view) and use one GEMM.
     if (rhsType.getRank() == 2) {
       Value flatLhs = collapseLeading(rewriter, loc, lhs, 1);
       int64_t rows = cast<RankedTensorType>(flatLhs.getType()).getShape()[0];
-      auto flatType = RankedTensorType::get({rows, n}, elementType);
+      auto flatType = RankedTensorType::get({rows, n}, accType);
       SmallVector<OpFoldResult> flatSizes = {
           tensor::getMixedSize(rewriter, loc, flatLhs, 0), sizes.back()};
       Value product =
@@ -133,6 +148,7 @@ struct LowerMatmul final : OpRewritePattern<MatmulOp> {
               rewriter, loc, ValueRange{flatLhs, rhs},
               createZeroInit(rewriter, loc, flatType, flatSizes))
               .getResult(0);
+      product = roundTo(rewriter, loc, product, elementType);
       rewriter.replaceOp(
           op, expandLeading(rewriter, loc, product, resultType, 1, sizes));
       return success();
@@ -143,7 +159,7 @@ struct LowerMatmul final : OpRewritePattern<MatmulOp> {
       Value flatLhs = collapseLeading(rewriter, loc, lhs, 2);
       Value flatRhs = collapseLeading(rewriter, loc, rhs, 2);
       int64_t batch = cast<RankedTensorType>(flatLhs.getType()).getShape()[0];
-      auto flatType = RankedTensorType::get({batch, m, n}, elementType);
+      auto flatType = RankedTensorType::get({batch, m, n}, accType);
       SmallVector<OpFoldResult> flatSizes = {
           tensor::getMixedSize(rewriter, loc, flatLhs, 0),
           sizes[resultRank - 2], sizes[resultRank - 1]};
@@ -151,6 +167,7 @@ struct LowerMatmul final : OpRewritePattern<MatmulOp> {
                           rewriter, loc, ValueRange{flatLhs, flatRhs},
                           createZeroInit(rewriter, loc, flatType, flatSizes))
                           .getResult(0);
+      product = roundTo(rewriter, loc, product, elementType);
       rewriter.replaceOp(
           op, expandLeading(rewriter, loc, product, resultType, 2, sizes));
       return success();
@@ -189,15 +206,15 @@ struct LowerMatmul final : OpRewritePattern<MatmulOp> {
     iterators.back() = utils::IteratorType::reduction;
     bool isFloat = isa<FloatType>(elementType);
     auto generic = linalg::GenericOp::create(
-        rewriter, loc, TypeRange{resultType}, ValueRange{lhs, rhs},
-        ValueRange{createZeroInit(rewriter, loc, resultType, sizes)}, maps,
+        rewriter, loc, TypeRange{accResultType}, ValueRange{lhs, rhs},
+        ValueRange{createZeroInit(rewriter, loc, accResultType, sizes)}, maps,
         iterators,
         [&](OpBuilder &b, Location nested, ValueRange args) {
+          Value l = castScalar(b, nested, args[0], accType);
+          Value r = castScalar(b, nested, args[1], accType);
           Value product =
-              isFloat ? arith::MulFOp::create(b, nested, args[0], args[1])
-                            .getResult()
-                      : arith::MulIOp::create(b, nested, args[0], args[1])
-                            .getResult();
+              isFloat ? arith::MulFOp::create(b, nested, l, r).getResult()
+                      : arith::MulIOp::create(b, nested, l, r).getResult();
           Value sum =
               isFloat ? arith::AddFOp::create(b, nested, args[2], product)
                             .getResult()
@@ -205,7 +222,8 @@ struct LowerMatmul final : OpRewritePattern<MatmulOp> {
                             .getResult();
           linalg::YieldOp::create(b, nested, sum);
         });
-    rewriter.replaceOp(op, generic.getResults());
+    rewriter.replaceOp(
+        op, roundTo(rewriter, loc, generic.getResult(0), elementType));
     return success();
   }
 };
@@ -224,29 +242,6 @@ struct LowerSoftmax final : OpRewritePattern<SoftmaxOp> {
   }
 };
 
-/// Whether the decomposition of `op` handles its operands' shapes: static
-/// ones always; symbolic dims only outside the normalized dims of the
-/// norms (whose element count the decomposition divides by) and anywhere
-/// for GELU.
-bool decomposesWithShapes(Operation *op) {
-  if (isa<GeluOp>(op))
-    return true;
-  std::optional<int64_t> axis;
-  if (auto norm = dyn_cast<LayerNormOp>(op))
-    axis = norm.getNormalizedAxis();
-  else if (auto norm = dyn_cast<RmsNormOp>(op))
-    axis = norm.getNormalizedAxis();
-  for (OpOperand &operand : op->getOpOperands()) {
-    auto type = cast<RankedTensorType>(operand.get().getType());
-    // The input of a norm may have symbolic dims before the axis.
-    int64_t first = axis && operand.getOperandNumber() == 0 ? *axis : 0;
-    for (int64_t d = first; d < type.getRank(); ++d)
-      if (type.isDynamicDim(d))
-        return false;
-  }
-  return true;
-}
-
 /// A transformer op replaced by its decomposition (Decompositions.cpp).
 template <typename OpT, auto Decompose>
 struct LowerByDecomposition final : OpRewritePattern<OpT> {
@@ -254,7 +249,7 @@ struct LowerByDecomposition final : OpRewritePattern<OpT> {
 
   LogicalResult matchAndRewrite(OpT op,
                                 PatternRewriter &rewriter) const override {
-    if (!decomposesWithShapes(op))
+    if (!decompositionHandlesShapes(op))
       return rewriter.notifyMatchFailure(op, "dynamic shapes");
     rewriter.replaceOp(op, resultOf(Decompose(rewriter, op)));
     return success();
@@ -275,16 +270,19 @@ struct KilnLowerGraphToLinalgPass final
                  LowerByDecomposition<GeluOp, decomposeGelu>,
                  LowerByDecomposition<LayerNormOp, decomposeLayerNorm>,
                  LowerByDecomposition<RmsNormOp, decomposeRmsNorm>,
-                 LowerByDecomposition<RotaryEmbeddingOp, decomposeRotaryEmbedding>,
-                 LowerByDecomposition<AttentionOp, decomposeAttention>>(
+                 LowerByDecomposition<RotaryEmbeddingOp, decomposeRotaryEmbedding>>(
         &getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();
     // Whatever is left has dynamic shapes, which this lowering does not
     // handle yet: say so instead of leaving kiln ops for codegen to trip on.
+    // Attention stays whole (its own dispatch; kiln-decompose-attention is
+    // its fallback in the kernel), but that fallback needs static shapes.
     WalkResult result = getOperation().walk([](Operation *op) {
+      auto attention = dyn_cast<AttentionOp>(op);
       if (isa<MatmulOp, SoftmaxOp, GeluOp, LayerNormOp, RmsNormOp,
-              RotaryEmbeddingOp, AttentionOp>(op)) {
+              RotaryEmbeddingOp>(op) ||
+          (attention && !decompositionHandlesShapes(attention))) {
         op->emitError() << "cannot lower '" << op->getName()
                         << "' with dynamic shapes yet; specialize the "
                            "model's symbolic dims with --dim NAME=VALUE";

@@ -36,8 +36,9 @@ void buildGraphPipeline(mlir::OpPassManager &pm);
 void buildDispatchPipeline(mlir::OpPassManager &pm);
 
 /// Outlined kernel functions (kiln-outline-dispatches, entry functions
-/// split off) -> CPU kernel IR: tiling and vectorization on tensors,
-/// bufferization, and vector lowering. Stops before LLVM.
+/// split off) -> CPU kernel IR: attention's fallback decomposition, tiling
+/// and vectorization on tensors, bufferization, and vector lowering. Stops
+/// before LLVM.
 void buildCpuKernelPipeline(mlir::OpPassManager &pm);
 
 /// Kernels from tensors to their buffers (outputs written in place,

@@ -12,8 +12,12 @@ def KilnLowerGraphToLinalg : Pass<"kiln-lower-graph-to-linalg", "mlir::func::Fun
     views), and into a `linalg.generic` contraction with broadcasting indexing
     maps otherwise; rewrites `kiln.softmax` into `linalg.softmax`; replaces
     the transformer ops (`kiln.gelu`, `kiln.layer_norm`, `kiln.rms_norm`,
-    `kiln.rotary_embedding`, `kiln.attention`) by their decompositions
-    (dialects/kiln/Decompositions.cpp).
+    `kiln.rotary_embedding`) by their decompositions
+    (dialects/kiln/Decompositions.cpp). `kiln.attention` stays whole: it
+    becomes its own dispatch, and `kiln-decompose-attention` is its
+    fallback inside the kernel. A `kiln.matmul` with an `acc_type` sums in
+    that type (the init of the contraction) and rounds the result to the
+    element type after.
 
     Before:
     ```mlir
@@ -60,9 +64,11 @@ def KilnFoldConstantTransposes : Pass<"kiln-fold-constant-transposes", "mlir::fu
 def KilnFormDispatches : Pass<"kiln-form-dispatches", "mlir::func::FuncOp"> {
   let summary = "wrap every kernel's worth of work into a kiln.dispatch region";
   let description = [{
-    Every compute op (a linalg op, `linalg.softmax`, or any other op that is
-    neither a constant, a `tensor.empty` nor a reshape) becomes the root of
-    one `kiln.dispatch`. Producers that cost nothing to recompute are cloned
+    Every compute op (a linalg op, `linalg.softmax`, `kiln.attention`, or
+    any other op that is neither a constant, a `tensor.empty` nor a
+    reshape) becomes the root of one `kiln.dispatch`, whose `strategy`
+    names the kind of kernel the root calls for (`"gemm"`,
+    `"elementwise"`, `"reduction"`, `"attention-fallback"`, `"generic"`). Producers that cost nothing to recompute are cloned
     into the region: `tensor.empty`, `linalg.fill` of a scalar, and small
     constants (at most `max-inline-constant-elements` elements, or splats).
     Large constants (weights) and reshapes stay outside: weights become
@@ -140,6 +146,44 @@ def KilnDecomposeAggregates : Pass<"kiln-decompose-aggregates", "mlir::func::Fun
   let dependentDialects = ["mlir::linalg::LinalgDialect",
                            "mlir::arith::ArithDialect",
                            "mlir::math::MathDialect"];
+}
+
+def KilnDecomposeAttention : Pass<"kiln-decompose-attention", "mlir::func::FuncOp"> {
+  let summary = "attention's fallback strategy: kiln.attention in kernels into linalg";
+  let description = [{
+    `kiln.attention` stays one op through dispatch formation and is the root
+    of its own dispatch (strategy `"attention-fallback"`). In kernel
+    functions (`kiln.kernel`), still on tensors, this pass replaces it by
+    its decomposition (dialects/kiln/Decompositions.cpp: K and V repeated
+    over the query heads, q and k scaled by sqrt(scale) each, the scores
+    contraction, softcap, bias and causal mask, a softmax that gives 0 for
+    fully masked rows, the contraction with V), then runs on that kernel
+    the stages the graph pipeline ran on the decomposition when it
+    happened there (canonicalize, `kiln-fuse-elementwise`, canonicalize,
+    CSE), so the kernel holds the same linalg ops, with the same numerics,
+    that the graph-level lowering gave as separate dispatches. Runs first in the CPU and GPU kernel pipelines. Attention with
+    symbolic dims is an error. Functions without `kiln.kernel` are left
+    alone.
+
+    Before:
+    ```mlir
+    func.func @main_dispatch_0(...) attributes {kiln.kernel, kiln.strategy = "attention-fallback"} {
+      %o = kiln.attention %q, %k, %v {causal_offset = 0 : i64, scale = 0.125 : f64}
+          : tensor<1x4x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32> -> tensor<1x4x3x8xf32>
+    ```
+    After:
+    ```mlir
+      %kr = linalg.generic {...} ins(...) outs(...)   // K repeated and scaled
+      %s = linalg.generic {... "reduction"]} ins(%qs, %kr ...)   // q k^T
+      ...                                          // mask, max, exp, sum
+      %o = linalg.generic {... "reduction"]} ins(%p, %vr ...)   // p v
+    ```
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect",
+                           "mlir::tensor::TensorDialect",
+                           "mlir::arith::ArithDialect",
+                           "mlir::math::MathDialect",
+                           "mlir::affine::AffineDialect"];
 }
 
 def KilnCpuTileAndVectorize : Pass<"kiln-cpu-tile-and-vectorize", "mlir::func::FuncOp"> {

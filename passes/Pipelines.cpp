@@ -26,7 +26,8 @@ namespace kiln {
 
 void buildGraphPipeline(OpPassManager &pm) {
   // kiln ops without a kernel strategy of their own become linalg first, so
-  // that elementwise fusion sees through them.
+  // that elementwise fusion sees through them; kiln.attention stays whole
+  // and becomes a dispatch of its own.
   pm.addNestedPass<func::FuncOp>(createKilnLowerGraphToLinalg());
   // Weights are laid out once, here, instead of on every run.
   pm.addNestedPass<func::FuncOp>(createKilnFoldConstantTransposes());
@@ -57,6 +58,10 @@ void addKernelBufferization(OpPassManager &pm) {
 }
 
 void buildCpuKernelPipeline(OpPassManager &pm) {
+  // Attention kernels that no strategy took whole fall back to linalg
+  // first, while the kernel is on tensors, so every later stage sees the
+  // contractions, reductions and elementwise generics it knows.
+  pm.addNestedPass<func::FuncOp>(createKilnDecomposeAttention());
   pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
   // Tiling and vectorization work on tensors, where slices are values and
   // the register block is plain to see.

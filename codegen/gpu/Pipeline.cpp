@@ -20,6 +20,8 @@ using namespace mlir;
 namespace kiln {
 
 void buildGpuKernelPipeline(OpPassManager &pm) {
+  // Attention's fallback (attention-fallback), on tensors, as on the CPU.
+  pm.addNestedPass<func::FuncOp>(createKilnDecomposeAttention());
   // Buffers with symbolic dims: base pointers viewed at their shape, which
   // kiln-gpu-sink-views moves into the launches.
   pm.addNestedPass<func::FuncOp>(createKilnKernelBareAbi());

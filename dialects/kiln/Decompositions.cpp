@@ -97,6 +97,25 @@ Value repeatHeads(OpBuilder &b, Location loc, Value x, int64_t groups) {
 
 } // namespace
 
+bool decompositionHandlesShapes(Operation *op) {
+  if (isa<GeluOp>(op))
+    return true;
+  std::optional<int64_t> axis;
+  if (auto norm = dyn_cast<LayerNormOp>(op))
+    axis = norm.getNormalizedAxis();
+  else if (auto norm = dyn_cast<RmsNormOp>(op))
+    axis = norm.getNormalizedAxis();
+  for (OpOperand &operand : op->getOpOperands()) {
+    auto type = cast<RankedTensorType>(operand.get().getType());
+    // The input of a norm may have symbolic dims before the axis.
+    int64_t first = axis && operand.getOperandNumber() == 0 ? *axis : 0;
+    for (int64_t d = first; d < type.getRank(); ++d)
+      if (type.isDynamicDim(d))
+        return false;
+  }
+  return true;
+}
+
 Value decomposeGelu(OpBuilder &b, GeluOp op) {
   Value x = op.getInput();
   bool tanhApproximation = op.getTanhApproximation();

@@ -1,10 +1,12 @@
 //===- Decompositions.h - kiln transformer ops as linalg --------*- C++ -*-===//
 //
 // Each kiln transformer op has one decomposition into linalg on tensors,
-// used by `kiln-lower-graph-to-linalg` for the ops no kernel strategy takes
-// whole, and by the importer when an ONNX node also asks for an
-// intermediate (LayerNormalization's Mean, Attention's qk output). The
-// builder's insertion point must be before the op; the op is not touched.
+// used by `kiln-lower-graph-to-linalg` for the norms, GELU and rotary
+// embedding, by `kiln-decompose-attention` for attention (its fallback
+// strategy, inside the kernel), and by the importer when an ONNX node also
+// asks for an intermediate (LayerNormalization's Mean, Attention's qk
+// output). The builder's insertion point must be before the op; the op is
+// not touched.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_DIALECTS_KILN_DECOMPOSITIONS_H
@@ -13,6 +15,13 @@
 #include "dialects/kiln/KilnDialect.h"
 
 namespace kiln {
+
+/// Whether the decomposition of the transformer op `op` handles its
+/// operands' shapes: static ones always; symbolic dims only outside the
+/// normalized dims of the norms (whose element count the decomposition
+/// divides by) and anywhere for GELU. Rotary embedding and attention need
+/// static shapes.
+bool decompositionHandlesShapes(mlir::Operation *op);
 
 mlir::Value decomposeGelu(mlir::OpBuilder &b, GeluOp op);
 

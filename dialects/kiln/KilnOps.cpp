@@ -49,6 +49,25 @@ LogicalResult MatmulOp::verify() {
     return emitOpError() << "result type " << resultType
                          << " does not match the broadcast product shape of "
                          << lhsType << " and " << rhsType;
+
+  if (std::optional<Type> acc = getAccType()) {
+    auto element = dyn_cast<FloatType>(lhsType.getElementType());
+    auto accFloat = dyn_cast<FloatType>(*acc);
+    if (!element || !accFloat)
+      return emitOpError() << "acc_type " << *acc << " needs float operands "
+                           << "and a float accumulator; lhs (operand #0) is "
+                           << lhsType;
+    // The accumulator must hold every operand value exactly: f16 and bf16
+    // sum in f32; f32 never sums in f16, nor f16 in bf16.
+    if (!llvm::APFloatBase::isRepresentableBy(element.getFloatSemantics(),
+                                              accFloat.getFloatSemantics()))
+      return emitOpError() << "acc_type " << *acc
+                           << " cannot hold every value of the element type "
+                           << element << " of lhs (operand #0) " << lhsType
+                           << " and rhs (operand #1) " << rhsType
+                           << "; accumulate in " << element
+                           << " or a wider float type";
+  }
   return success();
 }
 

@@ -50,21 +50,44 @@ def Kiln_MatmulOp : Kiln_Op<"matmul", [Pure]> {
     the leading (batch) dimensions broadcast against each other
     (right-aligned; a dimension of 1 stretches), the last two are the matrix
     dimensions. Importers reshape rank-1 operands to rank 2 before building
-    this op. Accumulation happens in the element type.
+    this op.
+
+    Products are summed in the element type, or in `acc_type` when given: a
+    float type that holds every value of the (float) element type, so that
+    f16 and bf16 operands can accumulate in f32 as tensor cores do. The sum
+    is rounded to the element type once, at the end.
 
     Example:
 
     ```mlir
     %y = kiln.matmul %x, %w : tensor<2x16x64xf32>, tensor<64x128xf32>
                                 -> tensor<2x16x128xf32>
+    %z = kiln.matmul %a, %b {acc_type = f32}
+        : tensor<16x64xf16>, tensor<64x32xf16> -> tensor<16x32xf16>
     ```
   }];
-  let arguments = (ins Kiln_NumericTensor:$lhs, Kiln_NumericTensor:$rhs);
+  let arguments = (ins Kiln_NumericTensor:$lhs, Kiln_NumericTensor:$rhs,
+                       OptionalAttr<TypeAttr>:$acc_type);
   let results = (outs Kiln_NumericTensor:$result);
+  let builders = [
+    // Accumulation in the element type.
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$lhs,
+                   "::mlir::Value":$rhs), [{
+      build($_builder, $_state, result, lhs, rhs, ::mlir::TypeAttr());
+    }]>
+  ];
   let assemblyFormat = [{
     $lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)
   }];
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The type products are summed in: `acc_type`, else the element type.
+    ::mlir::Type getAccumulatorType() {
+      if (std::optional<::mlir::Type> acc = getAccType())
+        return *acc;
+      return getType().getElementType();
+    }
+  }];
 }
 
 def Kiln_SoftmaxOp : Kiln_Op<"softmax", [Pure, SameOperandsAndResultType]> {
@@ -101,7 +124,10 @@ def Kiln_SoftmaxOp : Kiln_Op<"softmax", [Pure, SameOperandsAndResultType]> {
 // RotaryEmbedding, Attention) mean, whole, so that a kernel strategy can
 // take one as a unit (a fused norm, a flash-attention kernel). Each has a
 // decomposition into linalg (dialects/kiln/Decompositions.cpp), which
-// `kiln-lower-graph-to-linalg` applies to those no strategy claims.
+// `kiln-lower-graph-to-linalg` applies to the norms, GELU and rotary
+// embedding; attention stays whole into its own dispatch, and
+// `kiln-decompose-attention` applies its decomposition inside the kernel
+// when no strategy takes it whole.
 //===----------------------------------------------------------------------===//
 
 def Kiln_GeluOp : Kiln_Op<"gelu", [Pure, SameOperandsAndResultType]> {
@@ -228,6 +254,12 @@ def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
 
     ONNX `Attention` (23) after its importer has split heads, concatenated
     the past KV and turned boolean or short masks into `bias`.
+
+    The op stays whole through the graph pipeline and is the root of a
+    dispatch of its own (strategy `"attention-fallback"`), so that a kernel
+    strategy can take it as a unit. The fallback, `kiln-decompose-attention`
+    at the start of the kernel pipelines, replaces it by the linalg above
+    (two batched contractions around the masked softmax) inside that kernel.
 
     ```mlir
     %o = kiln.attention %q, %k, %v {scale = 0.125 : f64, causal_offset = 0 : i64}

@@ -57,6 +57,32 @@ func.func @elementwise_then_reshape(%x: tensor<2x4xf32>) -> tensor<8xf32> {
 
 // -----
 
+// COM: kiln.attention is the root of a dispatch of its own (selection
+// COM: later gives it the fallback strategy); the elementwise producer
+// COM: of its query stays a dispatch apart (neither cloned in nor fused).
+// CHECK-LABEL: func.func @attention
+// CHECK-SAME: (%[[Q:.*]]: tensor<1x4x3x8xf32>, %[[K:.*]]: tensor<1x2x3x8xf32>, %[[V:.*]]: tensor<1x2x3x8xf32>)
+// CHECK: %[[QS:.*]] = kiln.dispatch(%[[Q]])
+// CHECK: %[[O:.*]] = kiln.dispatch(%[[QS]], %[[K]], %[[V]]) : (tensor<1x4x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32>) -> tensor<1x4x3x8xf32> {
+// CHECK-NEXT: ^bb0(%[[A:.*]]: tensor<1x4x3x8xf32>, %[[B:.*]]: tensor<1x2x3x8xf32>, %[[C:.*]]: tensor<1x2x3x8xf32>):
+// CHECK-NEXT: %[[R:.*]] = kiln.attention %[[A]], %[[B]], %[[C]] {causal_offset = 0 : i64, scale = 1.250000e-01 : f64}
+// CHECK-NEXT: kiln.yield %[[R]] : tensor<1x4x3x8xf32>
+// CHECK: return %[[O]]
+#id4 = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+func.func @attention(%q: tensor<1x4x3x8xf32>, %k: tensor<1x2x3x8xf32>, %v: tensor<1x2x3x8xf32>) -> tensor<1x4x3x8xf32> {
+  %e = tensor.empty() : tensor<1x4x3x8xf32>
+  %qs = linalg.generic {indexing_maps = [#id4, #id4], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%q : tensor<1x4x3x8xf32>) outs(%e : tensor<1x4x3x8xf32>) {
+  ^bb0(%a: f32, %o: f32):
+    %t = arith.addf %a, %a : f32
+    linalg.yield %t : f32
+  } -> tensor<1x4x3x8xf32>
+  %o = kiln.attention %qs, %k, %v {scale = 0.125 : f64, causal_offset = 0 : i64} : tensor<1x4x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32> -> tensor<1x4x3x8xf32>
+  return %o : tensor<1x4x3x8xf32>
+}
+
+// -----
+
 // COM: A reduction root and a linalg.softmax root, each a dispatch of its
 // COM: own; no strategy is chosen yet (kiln-select-strategies does that).
 // CHECK-LABEL: func.func @reductions

@@ -45,6 +45,64 @@ func.func @matmul_broadcast_batch(%a: tensor<2x1x4x5xf32>, %b: tensor<3x5x6xf32>
 
 // -----
 
+// COM: f16 operands with an f32 accumulator: the contraction's init is f32
+// COM: (linalg.matmul extends its operands to it), and the sum is rounded
+// COM: to f16 once, after.
+// CHECK-LABEL: func.func @matmul_acc_f32
+// CHECK: %[[ZERO:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%{{.*}} : tensor<16x4xf32>)
+// CHECK: %[[MM:.*]] = linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<16x16xf16>, tensor<16x4xf16>) outs(%[[ZERO]] : tensor<16x4xf32>)
+// CHECK: %[[T:.*]] = linalg.generic {{.*}} ins(%[[MM]] : tensor<16x4xf32>) outs(%{{.*}} : tensor<16x4xf16>)
+// CHECK: arith.truncf %{{.*}} : f32 to f16
+// CHECK: %[[Y:.*]] = tensor.expand_shape %[[T]] {{\[\[}}0, 1], [2]] output_shape [2, 8, 4] : tensor<16x4xf16> into tensor<2x8x4xf16>
+// CHECK: return %[[Y]]
+func.func @matmul_acc_f32(%x: tensor<2x8x16xf16>, %w: tensor<16x4xf16>) -> tensor<2x8x4xf16> {
+  %y = kiln.matmul %x, %w {acc_type = f32} : tensor<2x8x16xf16>, tensor<16x4xf16> -> tensor<2x8x4xf16>
+  return %y : tensor<2x8x4xf16>
+}
+
+// -----
+
+// COM: The batched GEMM accumulates in f32 the same way.
+// CHECK-LABEL: func.func @matmul_acc_same_batch
+// CHECK: %[[BMM:.*]] = linalg.batch_matmul ins(%{{.*}}, %{{.*}} : tensor<2x4x5xbf16>, tensor<2x5x6xbf16>) outs(%{{.*}} : tensor<2x4x6xf32>)
+// CHECK: linalg.generic {{.*}} ins(%[[BMM]] : tensor<2x4x6xf32>) outs(%{{.*}} : tensor<2x4x6xbf16>)
+// CHECK: arith.truncf %{{.*}} : f32 to bf16
+func.func @matmul_acc_same_batch(%a: tensor<2x4x5xbf16>, %b: tensor<2x5x6xbf16>) -> tensor<2x4x6xbf16> {
+  %y = kiln.matmul %a, %b {acc_type = f32} : tensor<2x4x5xbf16>, tensor<2x5x6xbf16> -> tensor<2x4x6xbf16>
+  return %y : tensor<2x4x6xbf16>
+}
+
+// -----
+
+// COM: The broadcasting contraction extends each operand, multiplies and
+// COM: adds in f32, then rounds.
+// CHECK-LABEL: func.func @matmul_acc_broadcast
+// CHECK: %[[G:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %{{.*}} : tensor<2x1x4x5xf16>, tensor<3x5x6xf16>) outs(%{{.*}} : tensor<2x3x4x6xf32>)
+// CHECK: ^bb0(%[[L:.*]]: f16, %[[R:.*]]: f16, %[[ACC:.*]]: f32):
+// CHECK: %[[LE:.*]] = arith.extf %[[L]] : f16 to f32
+// CHECK: %[[RE:.*]] = arith.extf %[[R]] : f16 to f32
+// CHECK: %[[P:.*]] = arith.mulf %[[LE]], %[[RE]] : f32
+// CHECK: arith.addf %[[ACC]], %[[P]] : f32
+// CHECK: linalg.generic {{.*}} ins(%[[G]] : tensor<2x3x4x6xf32>) outs(%{{.*}} : tensor<2x3x4x6xf16>)
+// CHECK: arith.truncf %{{.*}} : f32 to f16
+func.func @matmul_acc_broadcast(%a: tensor<2x1x4x5xf16>, %b: tensor<3x5x6xf16>) -> tensor<2x3x4x6xf16> {
+  %y = kiln.matmul %a, %b {acc_type = f32} : tensor<2x1x4x5xf16>, tensor<3x5x6xf16> -> tensor<2x3x4x6xf16>
+  return %y : tensor<2x3x4x6xf16>
+}
+
+// -----
+
+// COM: An accumulator of the element type changes nothing.
+// CHECK-LABEL: func.func @matmul_acc_same_type
+// CHECK: %[[MM:.*]] = linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<3x4xf32>, tensor<4x2xf32>) outs(%{{.*}} : tensor<3x2xf32>)
+// CHECK-NEXT: return %[[MM]]
+func.func @matmul_acc_same_type(%a: tensor<3x4xf32>, %b: tensor<4x2xf32>) -> tensor<3x2xf32> {
+  %y = kiln.matmul %a, %b {acc_type = f32} : tensor<3x4xf32>, tensor<4x2xf32> -> tensor<3x2xf32>
+  return %y : tensor<3x2xf32>
+}
+
+// -----
+
 // COM: Integer contractions multiply and add with integer ops.
 // CHECK-LABEL: func.func @matmul_int_broadcast
 // CHECK: linalg.generic
@@ -137,20 +195,11 @@ func.func @rotary(%x: tensor<1x2x4x8xf32>, %c: tensor<1x4x2xf32>, %s: tensor<1x4
 
 // -----
 
-// COM: Attention with grouped heads and causal masking: K and V repeated to
-// COM: the 4 query heads, q and k scaled by sqrt(scale) each, the scores
-// COM: contraction (K indexed transposed), the causal bias, the softmax's
-// COM: max and sum, and the contraction with V.
+// COM: Attention stays one op: it becomes a dispatch of its own, and
+// COM: kiln-decompose-attention is its fallback inside the kernel.
 // CHECK-LABEL: func.func @attention
-// CHECK-NOT: kiln.attention
-// CHECK: arith.divui
-// CHECK: iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]
-// CHECK: arith.cmpi sle
-// CHECK: arith.maximumf
-// CHECK: math.exp
-// CHECK: arith.divf
-// CHECK: iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]
-// CHECK: return %{{.*}} : tensor<1x4x3x8xf32>
+// CHECK-NEXT: %[[O:.*]] = kiln.attention %arg0, %arg1, %arg2 {causal_offset = 0 : i64, scale = 1.250000e-01 : f64}
+// CHECK-NEXT: return %[[O]] : tensor<1x4x3x8xf32>
 func.func @attention(%q: tensor<1x4x3x8xf32>, %k: tensor<1x2x3x8xf32>, %v: tensor<1x2x3x8xf32>) -> tensor<1x4x3x8xf32> {
   %o = kiln.attention %q, %k, %v {scale = 0.125 : f64, causal_offset = 0 : i64} : tensor<1x4x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32> -> tensor<1x4x3x8xf32>
   return %o : tensor<1x4x3x8xf32>

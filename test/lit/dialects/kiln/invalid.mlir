@@ -24,6 +24,39 @@ func.func @matmul_elem_types(%a: tensor<3x4xf32>, %b: tensor<4x2xf16>) -> tensor
 
 // -----
 
+func.func @matmul_acc_narrower(%a: tensor<3x4xf32>, %b: tensor<4x2xf32>) -> tensor<3x2xf32> {
+  // expected-error @+1 {{acc_type 'f16' cannot hold every value of the element type 'f32' of lhs (operand #0) 'tensor<3x4xf32>' and rhs (operand #1) 'tensor<4x2xf32>'; accumulate in 'f32' or a wider float type}}
+  %y = kiln.matmul %a, %b {acc_type = f16} : tensor<3x4xf32>, tensor<4x2xf32> -> tensor<3x2xf32>
+  return %y : tensor<3x2xf32>
+}
+
+// -----
+
+// COM: bf16 is as wide as f16 but has fewer mantissa bits.
+func.func @matmul_acc_bf16_for_f16(%a: tensor<3x4xf16>, %b: tensor<4x2xf16>) -> tensor<3x2xf16> {
+  // expected-error @+1 {{acc_type 'bf16' cannot hold every value of the element type 'f16'}}
+  %y = kiln.matmul %a, %b {acc_type = bf16} : tensor<3x4xf16>, tensor<4x2xf16> -> tensor<3x2xf16>
+  return %y : tensor<3x2xf16>
+}
+
+// -----
+
+func.func @matmul_acc_int(%a: tensor<3x4xi8>, %b: tensor<4x2xi8>) -> tensor<3x2xi8> {
+  // expected-error @+1 {{acc_type 'i32' needs float operands and a float accumulator; lhs (operand #0) is 'tensor<3x4xi8>'}}
+  %y = kiln.matmul %a, %b {acc_type = i32} : tensor<3x4xi8>, tensor<4x2xi8> -> tensor<3x2xi8>
+  return %y : tensor<3x2xi8>
+}
+
+// -----
+
+func.func @matmul_acc_not_a_type(%a: tensor<3x4xf16>, %b: tensor<4x2xf16>) -> tensor<3x2xf16> {
+  // expected-error @+1 {{attribute 'acc_type' failed to satisfy constraint: any type attribute}}
+  %y = kiln.matmul %a, %b {acc_type = 32 : i64} : tensor<3x4xf16>, tensor<4x2xf16> -> tensor<3x2xf16>
+  return %y : tensor<3x2xf16>
+}
+
+// -----
+
 func.func @matmul_batch(%a: tensor<2x3x4xf32>, %b: tensor<3x4x2xf32>) -> tensor<2x3x2xf32> {
   // expected-error @+1 {{batch dimensions of lhs (operand #0) 'tensor<2x3x4xf32>' and rhs (operand #1) 'tensor<3x4x2xf32>' do not broadcast}}
   %y = kiln.matmul %a, %b : tensor<2x3x4xf32>, tensor<3x4x2xf32> -> tensor<2x3x2xf32>

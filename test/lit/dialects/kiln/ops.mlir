@@ -21,6 +21,21 @@ func.func @matmul_int(%a: tensor<1x3x4xi32>, %b: tensor<5x4x2xi32>) -> tensor<5x
 
 // -----
 
+// COM: f16 and bf16 operands may accumulate in f32; the attribute
+// COM: round-trips, and is absent when not given (above).
+// CHECK-LABEL: func.func @matmul_acc
+// CHECK: kiln.matmul %{{.*}}, %{{.*}} {acc_type = f32} : tensor<16x64xf16>, tensor<64x32xf16> -> tensor<16x32xf16>
+// CHECK: kiln.matmul %{{.*}}, %{{.*}} {acc_type = f32} : tensor<2x4x8xbf16>, tensor<2x8x4xbf16> -> tensor<2x4x4xbf16>
+// CHECK: kiln.matmul %{{.*}}, %{{.*}} {acc_type = f32} : tensor<3x4xf32>, tensor<4x2xf32> -> tensor<3x2xf32>
+func.func @matmul_acc(%a: tensor<16x64xf16>, %b: tensor<64x32xf16>, %c: tensor<2x4x8xbf16>, %d: tensor<2x8x4xbf16>, %e: tensor<3x4xf32>, %f: tensor<4x2xf32>) -> (tensor<16x32xf16>, tensor<2x4x4xbf16>, tensor<3x2xf32>) {
+  %y = kiln.matmul %a, %b {acc_type = f32} : tensor<16x64xf16>, tensor<64x32xf16> -> tensor<16x32xf16>
+  %z = kiln.matmul %c, %d {acc_type = f32} : tensor<2x4x8xbf16>, tensor<2x8x4xbf16> -> tensor<2x4x4xbf16>
+  %w = kiln.matmul %e, %f {acc_type = f32} : tensor<3x4xf32>, tensor<4x2xf32> -> tensor<3x2xf32>
+  return %y, %z, %w : tensor<16x32xf16>, tensor<2x4x4xbf16>, tensor<3x2xf32>
+}
+
+// -----
+
 // CHECK-LABEL: func.func @softmax
 // CHECK: kiln.softmax %{{.*}} {axis = -1 : i64} : tensor<4x16x16xf32>
 func.func @softmax(%s: tensor<4x16x16xf32>) -> tensor<4x16x16xf32> {
