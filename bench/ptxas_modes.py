@@ -1,8 +1,9 @@
 """ptxas three ways on the kernels of one model: one process per kernel and
-architecture one at a time, the same processes --jobs at a time (what
-`kiln compile` does), and one process per architecture on a single PTX
-module holding every kernel. Prints the wall time of each on this machine.
-Not a test.
+architecture one at a time, the same processes --jobs at a time, and one
+process per architecture on the single PTX module holding every kernel
+(what `kiln compile` does, --jobs at a time). The per-kernel modules are
+cut from `kiln compile --emit ptx` (everything but the other entries).
+Prints the wall time of each on this machine. Not a test.
 
     .venv/bin/python bench/ptxas_modes.py MODEL.onnx [--target cuda:sm_80,sm_90a] [--jobs 2]
 """
@@ -38,18 +39,30 @@ def main():
         text = subprocess.run([KILN, "compile", args.model, "--target", args.target,
                                "--emit", "ptx"], check=True, capture_output=True,
                               text=True).stdout
-        # "// kernel NAME, target #nvvm.target<..., chip = "sm_80", ...>" then PTX.
-        parts = re.split(r"^// kernel (\S+), target .*chip = \"(\w+)\".*$", text,
+        # "// module NAME, target #nvvm.target<..., chip = "sm_80", ...>" then
+        # the PTX of one module holding every kernel (what kiln compiles).
+        parts = re.split(r"^// module (\S+), target .*chip = \"(\w+)\".*$", text,
                          flags=re.M)
-        jobs, by_arch = [], {}
+        jobs, modules = [], {}
         for i in range(1, len(parts), 3):
-            name, arch, ptx = parts[i].rstrip(","), parts[i + 1], parts[i + 2]
-            path = os.path.join(tmp, f"{name}.{arch}.ptx")
+            arch, ptx = parts[i + 1], parts[i + 2]
+            path = os.path.join(tmp, f"all.{arch}.ptx")
             with open(path, "w") as f:
                 f.write(ptx)
-            jobs.append((path, arch))
-            by_arch.setdefault(arch, []).append(ptx)
-        print(f"{len(jobs)} PTX modules ({len(by_arch)} architectures)")
+            modules[arch] = path
+            # One module per kernel: everything that is not an entry (the
+            # header, globals, device functions) and that entry.
+            entries = list(re.finditer(
+                r"(?ms)^(?:\.visible )?\.entry (\w+)\(.*?^\}\s*$", ptx))
+            common = ptx
+            for entry in reversed(entries):
+                common = common[:entry.start()] + common[entry.end():]
+            for entry in entries:
+                path = os.path.join(tmp, f"{entry.group(1)}.{arch}.ptx")
+                with open(path, "w") as f:
+                    f.write(common + "\n" + entry.group(0) + "\n")
+                jobs.append((path, arch))
+        print(f"{len(jobs)} kernels, {len(modules)} architectures")
 
         start = time.perf_counter()
         for path, arch in jobs:
@@ -62,26 +75,14 @@ def main():
         parallel = time.perf_counter() - start
 
         start = time.perf_counter()
-        for arch, ptxs in by_arch.items():
-            # One module: the first kernel's header, every kernel's body.
-            header = re.match(r"(?s)(.*?\.address_size \d+\s*)", ptxs[0]).group(1)
-            bodies = []
-            for i, ptx in enumerate(ptxs):
-                body = re.sub(r"(?s)^.*?\.address_size \d+\s*", "", ptx)
-                # Several launches of one host function share an entry name
-                # (each in its own gpu.module): number them.
-                entry = re.search(r"\.entry (\w+)", body).group(1)
-                bodies.append(re.sub(rf"\b{entry}", f"{entry}_m{i}", body))
-            path = os.path.join(tmp, f"all.{arch}.ptx")
-            with open(path, "w") as f:
-                f.write(header + "\n".join(bodies))
-            ptxas(path, arch)
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda item: ptxas(item[1], item[0]), modules.items()))
         merged = time.perf_counter() - start
 
         print(f"| ptxas mode | wall (s) |\n| --- | --- |")
         print(f"| one process per kernel and arch, serial | {serial:.2f} |")
-        print(f"| the same, {args.jobs} at a time (kiln compile) | {parallel:.2f} |")
-        print(f"| one module per arch ({len(by_arch)} processes) | {merged:.2f} |")
+        print(f"| the same, {args.jobs} at a time | {parallel:.2f} |")
+        print(f"| one module per arch, {len(modules)} processes, {args.jobs} at a time (kiln compile) | {merged:.2f} |")
 
 
 if __name__ == "__main__":
