@@ -3,10 +3,12 @@
 #include "cpu_backend.h"
 #include "cuda_driver.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
-#include <cstdlib>
+#include <algorithm>
 #include <iterator>
+#include <string_view>
 
 namespace kiln::runtime {
 
@@ -66,16 +68,20 @@ createBackend(const Artifact &artifact, const std::string &device) {
 
 absl::StatusOr<int> deviceOrdinal(const std::string &device,
                                   const std::string &kind) {
-  size_t prefix = kind.size() + 1;  // "<kind>:"
-  char *end = nullptr;
-  long ordinal = device.size() > prefix && device.rfind(kind, 0) == 0 &&
-                         device[kind.size()] == ':'
-                     ? std::strtol(device.c_str() + prefix, &end, 10)
-                     : -1;
-  if (ordinal < 0 || !end || *end)
+  // "<kind>:" then decimal digits only, within int (no sign, no spaces).
+  std::string_view digits;
+  if (device.size() > kind.size() + 1 && device.rfind(kind, 0) == 0 &&
+      device[kind.size()] == ':')
+    digits = std::string_view(device).substr(kind.size() + 1);
+  int ordinal = -1;
+  if (digits.empty() ||
+      !std::all_of(digits.begin(), digits.end(),
+                   [](char c) { return c >= '0' && c <= '9'; }) ||
+      !absl::SimpleAtoi(absl::string_view(digits.data(), digits.size()),
+                        &ordinal))
     return absl::InvalidArgumentError(absl::StrCat(
         "device '", device, "' is not of the form ", kind, ":N"));
-  return static_cast<int>(ordinal);
+  return ordinal;
 }
 
 }  // namespace kiln::runtime

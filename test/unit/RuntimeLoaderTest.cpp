@@ -273,7 +273,8 @@ TEST(RuntimeSession, DeviceStringsPickABackend) {
             "'<memory>' was compiled for 'cuda:sm_80', not for the CPU; run "
             "it with --device cuda:0 (or sim), or compile with --target cpu");
   for (const char *device : {"cuda", "cuda:", "cuda:x", "cuda:-1", "cuda:0x",
-                             "cuda0", "cudax"})
+                             "cuda0", "cudax", "cuda:+1", "cuda: 1",
+                             "cuda:3000000000"})
     EXPECT_EQ(sessionError("cuda:sm_80", device),
               std::string("device '") + device +
                   "' is not of the form cuda:N");
