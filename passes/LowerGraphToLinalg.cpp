@@ -105,12 +105,7 @@ SmallVector<OpFoldResult> matmulResultSizes(OpBuilder &b, Location loc,
 
 /// `sum` (accumulated in a wider float type) rounded to `element`, once.
 Value roundTo(OpBuilder &b, Location loc, Value sum, Type element) {
-  if (elementTypeOf(sum) == element)
-    return sum;
-  return buildBroadcast(b, loc, {sum}, shapeOf(sum), element,
-                        [&](OpBuilder &nb, Location nl, ValueRange args) {
-                          return castScalar(nb, nl, args[0], element);
-                        });
+  return convertElements(b, loc, sum, element);
 }
 
 struct LowerMatmul final : OpRewritePattern<MatmulOp> {

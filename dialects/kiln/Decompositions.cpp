@@ -36,15 +36,6 @@ SmallVector<bool> fromAxis(int64_t rank, int64_t axis) {
   return reduced;
 }
 
-/// `x` converted elementwise to `to` (itself if it has that type).
-Value convert(OpBuilder &b, Location loc, Value x, Type to) {
-  if (elementTypeOf(x) == to)
-    return x;
-  return buildBroadcast(b, loc, {x}, shapeOf(x), to,
-                        [&](OpBuilder &nb, Location l, ValueRange a) {
-                          return castScalar(nb, l, a[0], to);
-                        });
-}
 
 /// out[b,h,i,j] = sum_k lhs[b,h,i,k] * rhs(b,h,k,j), with rhs indexed
 /// [b,h,j,k] when `rhsTransposed`.
@@ -153,7 +144,7 @@ LayerNormParts decomposeLayerNorm(OpBuilder &b, LayerNormOp op) {
   SmallVector<bool> reduced = fromAxis(shape.size(), op.getNormalizedAxis());
   // Statistics in f32 for f16/bf16 inputs (stash_type 1).
   Type stash = element.getIntOrFloatBitWidth() < 32 ? b.getF32Type() : element;
-  Value xs = convert(b, loc, x, stash);
+  Value xs = convertElements(b, loc, x, stash);
   auto [mean, invStd] =
       buildMoments(b, loc, xs, reduced, op.getEpsilon().convertToFloat());
   SmallVector<Value> inputs = {xs, mean, invStd, scale};
@@ -177,7 +168,7 @@ Value decomposeRmsNorm(OpBuilder &b, RmsNormOp op) {
   Type element = elementTypeOf(x);
   SmallVector<bool> reduced = fromAxis(shape.size(), op.getNormalizedAxis());
   Type stash = element.getIntOrFloatBitWidth() > 32 ? element : b.getF32Type();
-  Value xs = convert(b, loc, x, stash);
+  Value xs = convertElements(b, loc, x, stash);
   int64_t count = 1;
   for (auto [dim, isReduced] : llvm::zip(shape, reduced))
     if (isReduced)
@@ -301,7 +292,7 @@ AttentionParts decomposeAttention(OpBuilder &b, AttentionOp op) {
   // Softmax over the keys in softmax_type; a row whose bias is -inf
   // everywhere gives 0.
   Type softmaxType = op.getSoftmaxType().value_or(element);
-  Value x = convert(b, loc, biased, softmaxType);
+  Value x = convertElements(b, loc, biased, softmaxType);
   SmallVector<bool> lastAxis = {false, false, false, true};
   auto rowReduce = [&](Value value, ReduceKind kind) {
     return keepReducedDims(b, loc, buildReduce(b, loc, value, lastAxis, kind),

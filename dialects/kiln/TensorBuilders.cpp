@@ -221,6 +221,15 @@ Value buildReshape(OpBuilder &b, Location loc, Value value,
   return tensor::CollapseShapeOp::create(b, loc, target, flat, groups);
 }
 
+Value convertElements(OpBuilder &b, Location loc, Value x, Type to) {
+  if (elementTypeOf(x) == to)
+    return x;
+  return buildBroadcast(b, loc, {x}, shapeOf(x), to,
+                        [&](OpBuilder &nb, Location l, ValueRange a) {
+                          return castScalar(nb, l, a[0], to);
+                        });
+}
+
 Value castScalar(OpBuilder &b, Location loc, Value value, Type to,
                  bool fromUnsigned, bool toUnsigned) {
   Type from = value.getType();

@@ -47,6 +47,11 @@ mlir::Value castScalar(mlir::OpBuilder &b, mlir::Location loc,
                        mlir::Value value, mlir::Type to,
                        bool fromUnsigned = false, bool toUnsigned = false);
 
+/// `x` converted elementwise to `to` with castScalar (`x` itself when it
+/// has that element type already).
+mlir::Value convertElements(mlir::OpBuilder &b, mlir::Location loc,
+                            mlir::Value x, mlir::Type to);
+
 /// A tensor.empty of `shape` x `element` whose dynamic dims take their
 /// sizes (tensor.dim) from the first of `sources` with a dynamic dim at the
 /// same position, shapes aligned on the right (numpy broadcasting).
