@@ -49,10 +49,12 @@ void addKernelBufferization(mlir::OpPassManager &pm);
 void buildCpuToLLVMPipeline(mlir::OpPassManager &pm);
 
 /// GPU kernel IR -> gpu.binary holding PTX for every architecture in
-/// `chips` (e.g. {"sm_80", "sm_90a"}).
+/// `chips` (e.g. {"sm_80", "sm_90a"}), in PTX ISA `ptxIsa` (x10; 0: each
+/// architecture's default from its facts).
 void buildGpuToBinaryPipeline(mlir::OpPassManager &pm,
                               llvm::ArrayRef<std::string> chips,
-                              const std::string &cudaPath);
+                              const std::string &cudaPath,
+                              unsigned ptxIsa = 0);
 
 /// Registers the named pipelines above with the pass registry
 /// (kiln-graph-pipeline, kiln-dispatch-pipeline, kiln-cpu-kernel-pipeline,

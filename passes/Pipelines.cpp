@@ -111,7 +111,7 @@ void buildCpuToLLVMPipeline(OpPassManager &pm) {
 }
 
 void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,
-                              const std::string &cudaPath) {
+                              const std::string &cudaPath, unsigned ptxIsa) {
   OpPassManager &device = pm.nest<gpu::GPUModuleOp>();
   device.addPass(memref::createExpandStridedMetadataPass());
   device.addPass(createLowerAffinePass());
@@ -128,9 +128,9 @@ void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,
     GpuNVVMAttachTargetOptions target;
     target.chip = chip;
     // sm_80 and sm_90a need a newer PTX ISA than LLVM's default; the
-    // architecture's facts say which.
+    // architecture's facts say which, unless the caller chose one.
     if (const targets::GpuArchFacts *facts = targets::lookupGpuArch(chip))
-      target.features = facts->ptxFeatures.str();
+      target.features = "+ptx" + std::to_string(ptxIsa ? ptxIsa : facts->ptxIsa);
     target.optLevel = 3;
     pm.addPass(createGpuNVVMAttachTarget(target));
   }

@@ -52,6 +52,24 @@ std::string toolkitOfPtxas(const std::string &ptxas) {
       .str();
 }
 
+std::string ptxasRelease(const std::string &ptxas) {
+  llvm::SmallString<128> logPath;
+  if (llvm::sys::fs::createTemporaryFile("kiln-ptxas-version", "txt", logPath))
+    return "";
+  llvm::scope_exit cleanup([&] { llvm::sys::fs::remove(logPath); });
+  std::optional<StringRef> redirects[] = {std::nullopt, StringRef(logPath),
+                                          StringRef(logPath)};
+  StringRef args[] = {ptxas, "--version"};
+  if (llvm::sys::ExecuteAndWait(ptxas, args, std::nullopt, redirects) != 0)
+    return "";
+  auto log = llvm::MemoryBuffer::getFile(logPath);
+  SmallVector<StringRef> groups;
+  if (!log || !llvm::Regex("release ([0-9]+\\.[0-9]+)")
+                   .match((*log)->getBuffer(), &groups))
+    return "";
+  return groups[1].str();
+}
+
 namespace {
 
 unsigned firstNumber(StringRef text, StringRef pattern) {

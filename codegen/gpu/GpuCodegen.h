@@ -19,6 +19,10 @@ std::string findPtxas(const std::string &cudaPath, std::string &error);
 /// The CUDA toolkit folder a ptxas path lives in.
 std::string toolkitOfPtxas(const std::string &ptxas);
 
+/// The CUDA release of `ptxas` ("13.0", from `ptxas --version`), or empty
+/// when it does not say.
+std::string ptxasRelease(const std::string &ptxas);
+
 /// The attribute on each gpu.launch_func naming the gpu.module its kernel
 /// was outlined into, and the module mergeGpuModules makes.
 inline constexpr llvm::StringLiteral kKernelModuleAttr = "kiln.kernel_module";

@@ -66,6 +66,9 @@ public:
   FailureOr<codegen::ArtifactContents>
   compile(ModuleOp module, const CompileOptions &options,
           CompileTimes &times) const override {
+    if (options.ptxIsa)
+      return module.emitError("--ptx-isa applies to cuda targets; the cpu "
+                              "target has no PTX");
     auto start = std::chrono::steady_clock::now();
     // Graph -> dispatch -> kernels -> LLVM in one run, so that the printing
     // and timing flags see every pass.

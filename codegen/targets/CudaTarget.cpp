@@ -75,11 +75,42 @@ public:
     return kinds;
   }
 
+  /// `--ptx-isa`: one LLVM can emit and every architecture has.
+  LogicalResult checkPtxIsa(ModuleOp module, unsigned isa) const {
+    if (!isa)
+      return success();
+    if (!lookupPtxIsa(isa))
+      return module.emitError() << "--ptx-isa " << isa / 10 << "." << isa % 10
+                                << " is not a PTX ISA Kiln can emit; use one of "
+                                << knownPtxIsaList();
+    for (const std::string &chip : chips) {
+      const GpuArchFacts &facts = *lookupGpuArch(chip);
+      if (isa < facts.minPtxIsa)
+        return module.emitError()
+               << "--ptx-isa " << isa / 10 << "." << isa % 10 << " has no "
+               << chip << "; " << chip << " needs PTX ISA "
+               << facts.minPtxIsa / 10 << "." << facts.minPtxIsa % 10
+               << " or newer";
+    }
+    return success();
+  }
+
+  /// The PTX ISA the artifact's PTX is in.
+  unsigned ptxIsaOf(const CompileOptions &options) const {
+    if (options.ptxIsa)
+      return options.ptxIsa;
+    unsigned isa = 0;
+    for (const std::string &chip : chips)
+      isa = std::max(isa, lookupGpuArch(chip)->ptxIsa);
+    return isa;
+  }
+
   /// Kernel IR -> gpu.binary ops holding PTX per architecture.
   LogicalResult lowerToPtx(ModuleOp module, const CompileOptions &options,
                            const std::string &ptxas,
                            std::string *kernelIR) const {
-    if (failed(lowerToKernels(module, options)))
+    if (failed(checkPtxIsa(module, options.ptxIsa)) ||
+        failed(lowerToKernels(module, options)))
       return failure();
     ModuleOp kernels = kernelModule(module);
     if (!kernels)
@@ -97,7 +128,7 @@ public:
     if (options.configure)
       options.configure(pm);
     buildGpuToBinaryPipeline(pm.nest<ModuleOp>(), chips,
-                             codegen::toolkitOfPtxas(ptxas));
+                             codegen::toolkitOfPtxas(ptxas), options.ptxIsa);
     return runPipeline(pm, module);
   }
 
@@ -157,6 +188,9 @@ public:
       contents->sections.push_back(std::move(payload));
     }
     manifest.set_target(spec());
+    // What the images need from the driver (kiln inspect says it).
+    manifest.set_cubin_cuda_release(codegen::ptxasRelease(ptxas));
+    manifest.set_ptx_isa(ptxIsaOf(options));
     return contents;
   }
 

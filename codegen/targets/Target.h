@@ -33,6 +33,7 @@ struct CompileOptions {
   std::string hostCpu = "host";    ///< cpu: the CPU to generate code for
   bool embedKernelIR = false;      ///< cuda: store the kernel IR (sim)
   unsigned jobs = 0;               ///< parallel tool processes; 0: cores
+  unsigned ptxIsa = 0;             ///< cuda: PTX ISA x10 (78: 7.8); 0: default
   /// Applies the driver's printing and timing flags to a pass manager.
   std::function<void(mlir::PassManager &)> configure;
 };

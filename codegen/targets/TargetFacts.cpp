@@ -1,9 +1,11 @@
 //===- TargetFacts.cpp - the GPU architectures Kiln knows -----------------===//
 //
 // Figures from NVIDIA's CUDA C++ Programming Guide (compute capabilities
-// table) and the PTX ISA guide. `ptxFeatures` is the PTX ISA the NVVM
-// backend must emit for the architecture: LLVM's default is older than
-// what sm_80 and sm_90a kernels (cp.async.bulk, wgmma) need.
+// table) and the PTX ISA guide. `ptxIsa` is the PTX ISA the NVVM backend
+// emits for the architecture by default (LLVM's own default is older than
+// what sm_80 and sm_90a kernels (cp.async.bulk, wgmma) need); `minPtxIsa`
+// the oldest that has the architecture, which `--ptx-isa` may choose to
+// reach older drivers.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/targets/TargetFacts.h"
@@ -21,18 +23,56 @@ constexpr MmaGeneration kHopperA[] = {MmaGeneration::Wgmma,
 // SMs, mma, ptx features, cp.async, TMA.
 const GpuArchFacts kArchs[] = {
     {"sm_80", 80, 32, 1024, 163 * 1024, 164 * 1024, 65536, 255, 108, kAmpere,
-     "+ptx80", true, false},
+     80, 70, true, false},
     {"sm_86", 86, 32, 1024, 99 * 1024, 100 * 1024, 65536, 255, 84, kAmpere,
-     "+ptx80", true, false},
+     80, 71, true, false},
     {"sm_89", 89, 32, 1024, 99 * 1024, 100 * 1024, 65536, 255, 128, kAmpere,
-     "+ptx80", true, false},
+     80, 78, true, false},
     // sm_90 without the `a` has no wgmma: mma.sync only.
     {"sm_90", 90, 32, 1024, 227 * 1024, 228 * 1024, 65536, 255, 132, kAmpere,
-     "+ptx80", true, true},
+     80, 78, true, true},
     {"sm_90a", 90, 32, 1024, 227 * 1024, 228 * 1024, 65536, 255, 132,
-     kHopperA, "+ptx80", true, true},
+     kHopperA, 80, 80, true, true},
+};
+
+// PTX ISA versions and the CUDA releases that brought them (the PTX ISA
+// manual's release notes).
+const PtxIsaFacts kPtxIsas[] = {
+    {70, "11.0"}, {71, "11.1"}, {72, "11.2"}, {73, "11.3"}, {74, "11.4"},
+    {75, "11.5"}, {76, "11.6"}, {77, "11.7"}, {78, "11.8"}, {80, "12.0"},
+    {81, "12.1"}, {82, "12.2"}, {83, "12.3"}, {84, "12.4"}, {85, "12.5"},
+    {86, "12.7"}, {87, "12.8"}, {88, "12.9"}, {90, "13.0"},
 };
 } // namespace
+
+llvm::ArrayRef<PtxIsaFacts> knownPtxIsas() { return kPtxIsas; }
+
+const PtxIsaFacts *lookupPtxIsa(unsigned version) {
+  for (const PtxIsaFacts &isa : kPtxIsas)
+    if (isa.version == version)
+      return &isa;
+  return nullptr;
+}
+
+std::string knownPtxIsaList() {
+  std::string list;
+  for (const PtxIsaFacts &isa : kPtxIsas)
+    list += (list.empty() ? "" : ", ") + std::to_string(isa.version / 10) +
+            "." + std::to_string(isa.version % 10);
+  return list;
+}
+
+unsigned driverBranchForCuda(unsigned major) {
+  switch (major) {
+  case 11:
+    return 450;
+  case 12:
+    return 525;
+  case 13:
+    return 580;
+  }
+  return 0;
+}
 
 bool GpuArchFacts::has(MmaGeneration g) const {
   return llvm::is_contained(mma, g);

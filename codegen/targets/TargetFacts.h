@@ -39,7 +39,8 @@ struct GpuArchFacts {
   unsigned maxRegistersPerThread;
   unsigned smCount;              ///< of the flagship part (A100, H100)
   llvm::ArrayRef<MmaGeneration> mma; ///< best first
-  llvm::StringRef ptxFeatures;   ///< NVVM target features (PTX ISA version)
+  unsigned ptxIsa;               ///< the PTX ISA emitted by default, x10 (80: 8.0)
+  unsigned minPtxIsa;            ///< the oldest PTX ISA with this target, x10
   bool hasAsyncCopy;             ///< cp.async
   bool hasTma;                   ///< cp.async.bulk.tensor and mbarrier tx
   /// Whether the architecture has tensor-core generation `g`.
@@ -63,6 +64,22 @@ std::string knownGpuArchList();
 
 /// The name of a tensor-core generation (`mma.sync`, `wgmma`, `none`).
 llvm::StringRef mmaGenerationName(MmaGeneration g);
+
+/// A PTX ISA version (x10: 80 is 8.0) and the CUDA release that brought
+/// it: a driver must support that release (or a newer one) to JIT the PTX.
+struct PtxIsaFacts {
+  unsigned version;
+  llvm::StringRef cudaRelease;
+};
+/// The PTX ISA versions Kiln can emit (those LLVM's NVPTX backend has).
+llvm::ArrayRef<PtxIsaFacts> knownPtxIsas();
+const PtxIsaFacts *lookupPtxIsa(unsigned version);
+/// "7.0, 7.1, ..., 9.0".
+std::string knownPtxIsaList();
+
+/// The Linux driver branch that first supports CUDA `major` (11: R450,
+/// 12: R525, 13: R580); 0 for a major it does not know.
+unsigned driverBranchForCuda(unsigned major);
 
 } // namespace kiln::targets
 

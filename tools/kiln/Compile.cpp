@@ -46,6 +46,9 @@ Compiles an ONNX model into a Kiln artifact (or prints an IR level).
   --cpu host|NAME        CPU to generate code for (default: this machine's)
   --jobs N               tool processes run at a time (ptxas; default: one
                          per core)
+  --ptx-isa X.Y          cuda: the PTX ISA of the embedded PTX (default 8.0);
+                         an older one (7.0 for sm_80) lets older drivers JIT
+                         the PTX when they cannot load the cubins
   --emit KIND            artifact (default), mlir (graph IR as imported),
                          dispatch-mlir (dispatch IR), kernel-mlir (kernel
                          IR: the outlined kernels after bufferization; for
@@ -61,7 +64,7 @@ struct CompileOptions {
   std::string model, output, target = "cpu", precision = "fp32";
   std::string emit = "artifact", cpu = "host", printAfter, cudaPath;
   bool printAfterAll = false, timing = false, embedKernelIR = false;
-  unsigned jobs = 0;
+  unsigned jobs = 0, ptxIsa = 0;
   onnx::ImportOptions import;
 };
 
@@ -87,6 +90,16 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
         error = "--jobs expects a positive number, got '" + value + "'";
         break;
       }
+    } else if (takeOption(args, i, "--ptx-isa", value, error)) {
+      llvm::StringRef major, minor;
+      std::tie(major, minor) = llvm::StringRef(value).split('.');
+      unsigned x = 0, y = 0;
+      if (major.getAsInteger(10, x) || minor.size() != 1 ||
+          minor.getAsInteger(10, y) || x == 0) {
+        error = "--ptx-isa expects a version like 8.0, got '" + value + "'";
+        break;
+      }
+      o.ptxIsa = x * 10 + y;
     } else if (takeOption(args, i, "--mlir-print-ir-after", value, error)) {
       o.printAfter = value;
     } else if (arg == "--mlir-print-ir-after-all") {
@@ -263,6 +276,7 @@ int runCompile(const Args &args) {
   options.hostCpu = o.cpu;
   options.embedKernelIR = o.embedKernelIR;
   options.jobs = o.jobs;
+  options.ptxIsa = o.ptxIsa;
   options.configure = [&o](PassManager &pm) { configurePassManager(pm, o); };
 
   if (extraEmit) {

@@ -1,6 +1,7 @@
 //===- Inspect.cpp - kiln inspect -----------------------------------------===//
 #include "artifact.h"
 #include "kiln/runtime.h"
+#include "codegen/targets/TargetFacts.h"
 #include "tools/kiln/Driver.h"
 
 #include "llvm/Support/JSON.h"
@@ -103,6 +104,31 @@ llvm::json::Value configOf(const artifact::Kernel &k) {
   return std::move(*parsed);
 }
 
+/// What a cuda artifact's images need from the driver, in words; empty for
+/// other artifacts.
+std::string driverNeeds(const artifact::Manifest &m) {
+  std::string text;
+  if (!m.cubin_cuda_release().empty()) {
+    unsigned major = 0;
+    llvm::StringRef(m.cubin_cuda_release()).split('.').first.getAsInteger(10,
+                                                                          major);
+    text = "cubins from the CUDA " + m.cubin_cuda_release() +
+           " ptxas need a CUDA " + std::to_string(major) + ".x driver";
+    if (unsigned branch = kiln::targets::driverBranchForCuda(major))
+      text += " (R" + std::to_string(branch) + " or newer)";
+  }
+  if (m.ptx_isa()) {
+    std::string isa =
+        std::to_string(m.ptx_isa() / 10) + "." + std::to_string(m.ptx_isa() % 10);
+    text += (text.empty() ? "" : "; ") + std::string("PTX ISA ") + isa;
+    if (const kiln::targets::PtxIsaFacts *facts =
+            kiln::targets::lookupPtxIsa(m.ptx_isa()))
+      text += ", which drivers for CUDA " + facts->cudaRelease.str() +
+              " or newer JIT";
+  }
+  return text;
+}
+
 void printJson(const runtime::Artifact &a) {
   const artifact::Manifest &m = a.manifest();
   llvm::json::Array kernels, weights, entries, sections;
@@ -175,6 +201,11 @@ void printJson(const runtime::Artifact &a) {
                           {"model_hash", m.model_hash()},
                           {"host_triple", m.host_triple()},
                           {"host_cpu", m.host_cpu()},
+                          {"cubin_cuda_release", m.cubin_cuda_release()},
+                          {"ptx_isa", m.ptx_isa() ? std::to_string(m.ptx_isa() / 10) +
+                                                        "." + std::to_string(m.ptx_isa() % 10)
+                                                  : std::string()},
+                          {"driver", driverNeeds(m)},
                           {"arena_bytes", m.arena_bytes()},
                           {"weight_bytes", weightBytes(m)},
                           {"sections", std::move(sections)},
@@ -193,6 +224,8 @@ void printText(const runtime::Artifact &a) {
   else
     std::printf("target     %s (%s, cpu %s)\n", m.target().c_str(),
                 m.host_triple().c_str(), m.host_cpu().c_str());
+  if (std::string needs = driverNeeds(m); !needs.empty())
+    std::printf("driver     %s\n", needs.c_str());
   std::printf("compiler   kiln %s from %s (hash %s)\n",
               m.compiler_version().c_str(), m.source_model().c_str(),
               m.model_hash().c_str());
