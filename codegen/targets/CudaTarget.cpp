@@ -191,6 +191,8 @@ public:
     // What the images need from the driver (kiln inspect says it).
     manifest.set_cubin_cuda_release(codegen::ptxasRelease(ptxas));
     manifest.set_ptx_isa(ptxIsaOf(options));
+    if (const PtxIsaFacts *isa = lookupPtxIsa(ptxIsaOf(options)))
+      manifest.set_ptx_cuda_release(isa->cudaRelease.str());
     return contents;
   }
 
