@@ -1,11 +1,15 @@
 #include "cuda_driver.h"
+
+#include "cuda_images.h"
 #include "dims.h"
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
+#include <iterator>
 #include <map>
 #include <mutex>
 
@@ -53,6 +57,8 @@ struct CudaApi {
   CUresult (*cuGraphLaunch)(Handle, Handle) = nullptr;
   CUresult (*cuGraphExecDestroy)(Handle) = nullptr;
   CUresult (*cuGraphDestroy)(Handle) = nullptr;
+  // Null on drivers without it: image selection then trusts the images.
+  CUresult (*cuDriverGetVersion)(int *) = nullptr;
 };
 
 namespace {
@@ -123,6 +129,7 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
         libraryName, " lacks driver API functions Kiln needs; the NVIDIA "
                      "driver is too old or broken"));
   }
+  resolve(library, "cuDriverGetVersion", api->cuDriverGetVersion);
   bool graphApi =
       resolve(library, "cuStreamBeginCapture_v2", api->cuStreamBeginCapture) &&
       resolve(library, "cuStreamEndCapture", api->cuStreamEndCapture) &&
@@ -224,52 +231,66 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
   s->graphs = s->api->cuStreamBeginCapture &&
               !(graphSetting && std::string(graphSetting) == "0");
 
-  // Per kernel the cubin built for this exact architecture
-  // (sm_90a on a 9.0 device before sm_90), else the newest PTX the device
-  // can JIT.
+  // Per kernel the images this device and driver can load, best first
+  // (cuda_images.h has the rules); an image the driver still refuses (a
+  // cubin from a newer toolkit than it knows) falls back to the next one.
   const auto &m = artifact.manifest();
-  int deviceArch = major * 10 + minor;
-  auto archNumber = [](const std::string &arch) {
-    return std::atoi(arch.c_str() + 3);  // "sm_90a" -> 90
-  };
+  CudaDeviceInfo info{major, minor, 0};
+  if (s->api->cuDriverGetVersion &&
+      s->api->cuDriverGetVersion(&info.driverVersion) != 0)
+    info.driverVersion = 0;
   std::map<const void *, void *> loaded;
   for (const auto &kernel : m.kernels()) {
-    const artifact::KernelImage *cubin = nullptr, *ptx = nullptr;
-    for (const auto &image : kernel.images()) {
-      int arch = archNumber(image.arch());
-      if (image.cubin_size() > 0 && arch == deviceArch &&
-          (!cubin || image.arch().back() == 'a'))
-        cubin = &image;
-      if (image.ptx_size() > 0 && arch <= deviceArch &&
-          (!ptx || arch > archNumber(ptx->arch())))
-        ptx = &image;
+    std::vector<CudaImageChoice> choices =
+        cudaImageCandidates(m, kernel, info);
+    if (choices.empty())
+      return absl::FailedPreconditionError(
+          noCudaImageMessage(m, kernel, info));
+    void *module = nullptr;
+    std::string refusals;
+    for (const CudaImageChoice &choice : choices) {
+      const artifact::KernelImage &image = *choice.image;
+      const void *bytes =
+          choice.ptx ? artifact.sectionData(image.ptx_section()) +
+                           image.ptx_offset()
+                     : artifact.sectionData(image.cubin_section()) +
+                           image.cubin_offset();
+      // Kernels share one module per architecture: it is loaded once.
+      if (void *known = loaded[bytes]) {
+        module = known;
+        break;
+      }
+      std::string text;
+      const void *data = bytes;
+      if (choice.ptx) {
+        text.assign(reinterpret_cast<const char *>(bytes), image.ptx_size());
+        data = text.c_str();  // the driver wants NUL-terminated PTX
+      }
+      CUresult rc = s->api->cuModuleLoadData(&module, data);
+      if (rc == 0) {
+        loaded[bytes] = module;
+        s->modules.push_back(module);
+        break;
+      }
+      module = nullptr;
+      // Images the driver cannot use: try the next candidate.
+      constexpr CUresult kImageRefusals[] = {200 /*INVALID_IMAGE*/,
+                                             209 /*NO_BINARY_FOR_GPU*/,
+                                             218 /*INVALID_PTX*/,
+                                             221 /*JIT_COMPILER_NOT_FOUND*/,
+                                             222 /*UNSUPPORTED_PTX_VERSION*/};
+      if (std::find(std::begin(kImageRefusals), std::end(kImageRefusals),
+                    rc) == std::end(kImageRefusals))
+        return s->check(rc, "cuModuleLoadData");
+      absl::StrAppend(&refusals, refusals.empty() ? "" : "; ",
+                      choice.ptx ? "PTX " : "cubin ", image.arch(), ": ",
+                      s->check(rc, "cuModuleLoadData").message());
     }
-    std::string text;
-    const void *data = nullptr;
-    if (cubin) {
-      data = artifact.sectionData(cubin->cubin_section()) + cubin->cubin_offset();
-    } else if (ptx) {
-      const uint8_t *p = artifact.sectionData(ptx->ptx_section()) + ptx->ptx_offset();
-      text.assign(reinterpret_cast<const char *>(p), ptx->ptx_size());
-      data = text.c_str();  // the driver wants NUL-terminated PTX
-    } else {
+    if (!module)
       return absl::FailedPreconditionError(absl::StrCat(
-          "kernel '", kernel.name(), "' has no cubin for sm_", deviceArch,
-          " and no PTX an sm_", deviceArch, " device can JIT; compile with "
-          "--target cuda:sm_", deviceArch));
-    }
-    // Kernels share one module per architecture: it is loaded once.
-    void *&module = loaded[cubin ? data : static_cast<const void *>(
-                                              artifact.sectionData(
-                                                  ptx->ptx_section()) +
-                                              ptx->ptx_offset())];
-    if (!module) {
-      if (absl::Status st = s->check(s->api->cuModuleLoadData(&module, data),
-                                     "cuModuleLoadData");
-          !st.ok())
-        return st;
-      s->modules.push_back(module);
-    }
+          "the driver refused every image of kernel '", kernel.name(),
+          "' for ", describeDevice(info), " (", refusals,
+          "); install a newer driver or recompile with an older --ptx-isa"));
     void *function = nullptr;
     if (absl::Status st = s->check(
             s->api->cuModuleGetFunction(&function, module,

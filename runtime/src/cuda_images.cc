@@ -117,16 +117,16 @@ std::string noCudaImageMessage(const artifact::Manifest &manifest,
     if (image.cubin_size() > 0) {
       absl::StrAppend(&images, images.empty() ? "" : ", ", "cubin ",
                       image.arch());
-      if (!manifest.cubin_cuda_release().empty())
-        absl::StrAppend(&images, " (CUDA ", manifest.cubin_cuda_release(),
+      if (int release = parseRelease(manifest.cubin_cuda_release()))
+        absl::StrAppend(&images, " (needs a CUDA ", release / 1000,
                         " driver)");
       archMatches |= cubinArchFits(arch, device);
     }
     if (image.ptx_size() > 0) {
       absl::StrAppend(&images, images.empty() ? "" : ", ", "PTX ",
                       image.arch());
-      if (!manifest.ptx_cuda_release().empty())
-        absl::StrAppend(&images, " (CUDA ", manifest.ptx_cuda_release(),
+      if (int release = parseRelease(manifest.ptx_cuda_release()))
+        absl::StrAppend(&images, " (needs a CUDA ", releaseText(release),
                         " driver)");
       archMatches |= ptxArchFits(arch, device);
     }

@@ -88,8 +88,8 @@ TEST(CudaImages, AnOlderDriverThanThePtxNeedsLoadsNothing) {
   EXPECT_EQ(firstChoice(m, device), "none");
   EXPECT_EQ(kiln::runtime::noCudaImageMessage(m, m.kernels(0), device),
             "kernel 'k' has no image sm_80 (driver for CUDA 12.4) can load "
-            "(the artifact has cubin sm_80 (CUDA 13.0 driver), PTX sm_80 "
-            "(CUDA 12.5 driver)); install a newer driver, or recompile with a "
+            "(the artifact has cubin sm_80 (needs a CUDA 13 driver), PTX sm_80 "
+            "(needs a CUDA 12.5 driver)); install a newer driver, or recompile with a "
             "PTX ISA this driver can JIT (kiln compile --ptx-isa; CUDA 12.4 "
             "drivers JIT PTX ISA up to the one CUDA 12.4 brought)");
 }
@@ -100,8 +100,8 @@ TEST(CudaImages, AnArchSpecificArtifactOnAnotherDeviceSaysWhatToCompile) {
   EXPECT_EQ(firstChoice(m, device), "none");
   EXPECT_EQ(kiln::runtime::noCudaImageMessage(m, m.kernels(0), device),
             "kernel 'k' has no image sm_86 (driver for CUDA 13.0) can load "
-            "(the artifact has cubin sm_90a (CUDA 13.0 driver), PTX sm_90a "
-            "(CUDA 12.0 driver)); recompile for it (kiln compile --target "
+            "(the artifact has cubin sm_90a (needs a CUDA 13 driver), PTX sm_90a "
+            "(needs a CUDA 12.0 driver)); recompile for it (kiln compile --target "
             "cuda:sm_86), or for an older architecture without the 'a', whose "
             "PTX newer devices JIT");
 }

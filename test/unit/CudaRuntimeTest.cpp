@@ -41,6 +41,7 @@ protected:
   void SetUp() override {
     setenv("KILN_CUDA_DRIVER", KILN_MOCK_CUDA_PATH, 1);
     unsetenv("KILN_MOCK_CUDA_CC");
+    unsetenv("KILN_MOCK_CUDA_DRIVER_VERSION");
     unsetenv("KILN_MOCK_CUDA_MEMORY_BYTES");
     unsetenv("KILN_CUDA_GRAPHS");
     resetCounters();
@@ -143,18 +144,53 @@ TEST_F(CudaRuntime, LoadsTheCubinForTheDeviceArchitecture) {
   EXPECT_EQ(y[3], 5.0f);
 }
 
-TEST_F(CudaRuntime, JitsThePtxOnANewerDevice) {
+TEST_F(CudaRuntime, RunsTheCubinOfAnOlderMinorOfTheSameMajor) {
+  // An sm_80 cubin runs on sm_89 (binary compatibility); the sm_90a one
+  // does not.
   setenv("KILN_MOCK_CUDA_CC", "89", 1);
+  ASSERT_EQ(open(artifact({"sm_80", "sm_90a"})), "");
+  EXPECT_EQ(counter("cubin_loads"), 1);
+  EXPECT_EQ(counter("ptx_loads"), 0);
+}
+
+TEST_F(CudaRuntime, JitsThePtxOnANewerMajor) {
+  // sm_100 runs no sm_80 or sm_90a cubin: the generic sm_80 PTX.
+  setenv("KILN_MOCK_CUDA_CC", "100", 1);
   ASSERT_EQ(open(artifact({"sm_80", "sm_90a"})), "");
   EXPECT_EQ(counter("cubin_loads"), 0);
   EXPECT_EQ(counter("ptx_loads"), 1);
 }
 
+TEST_F(CudaRuntime, ACubinAnOlderDriverRefusesFallsBackToThePtx) {
+  // A CUDA 12.4 driver refuses the (CUDA 13) cubin; the PTX is JIT-compiled.
+  setenv("KILN_MOCK_CUDA_CC", "80", 1);
+  setenv("KILN_MOCK_CUDA_DRIVER_VERSION", "12040", 1);
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  EXPECT_EQ(counter("cubin_refusals"), 1);
+  EXPECT_EQ(counter("ptx_loads"), 1);
+  float y[4] = {};
+  ASSERT_EQ(run(1.0f, y), "");
+  EXPECT_EQ(y[0], 2.0f);
+}
+
+TEST_F(CudaRuntime, ADriverThatRefusesEveryImageIsAClearError) {
+  setenv("KILN_MOCK_CUDA_CC", "80", 1);
+  setenv("KILN_MOCK_CUDA_DRIVER_VERSION", "12040", 1);
+  std::string error = open(artifact({"sm_80"}, /*cubins=*/true, /*ptx=*/false));
+  EXPECT_NE(error.find("the driver refused every image of kernel 'add_one' "
+                       "for sm_80 (driver for CUDA 12.4) (cubin sm_80: "
+                       "cuModuleLoadData failed"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(session, nullptr);
+}
+
 TEST_F(CudaRuntime, WrongArchitectureWithoutPtxIsAClearError) {
   setenv("KILN_MOCK_CUDA_CC", "80", 1);
   std::string error = open(artifact({"sm_90a"}, /*cubins=*/true, /*ptx=*/false));
-  EXPECT_NE(error.find("kernel 'add_one' has no cubin for sm_80 and no PTX an "
-                       "sm_80 device can JIT; compile with --target cuda:sm_80"),
+  EXPECT_NE(error.find("kernel 'add_one' has no image sm_80 (driver for CUDA "
+                       "13.0) can load (the artifact has cubin sm_90a); "
+                       "recompile for it (kiln compile --target cuda:sm_80)"),
             std::string::npos)
       << error;
   EXPECT_EQ(session, nullptr);
@@ -163,7 +199,7 @@ TEST_F(CudaRuntime, WrongArchitectureWithoutPtxIsAClearError) {
 TEST_F(CudaRuntime, PtxForANewerArchitectureIsNotUsed) {
   setenv("KILN_MOCK_CUDA_CC", "80", 1);
   std::string error = open(artifact({"sm_90a"}, /*cubins=*/false));
-  EXPECT_NE(error.find("no cubin for sm_80"), std::string::npos) << error;
+  EXPECT_NE(error.find("has no image sm_80"), std::string::npos) << error;
 }
 
 TEST_F(CudaRuntime, OutOfDeviceMemoryIsAClearError) {

@@ -3,7 +3,8 @@
 //
 // Device memory is host memory with a budget (KILN_MOCK_CUDA_MEMORY_BYTES,
 // default 1 GiB) so that out-of-memory paths can be reached; the device's
-// compute capability is KILN_MOCK_CUDA_CC (default 80). Modules are cubins
+// compute capability is KILN_MOCK_CUDA_CC (default 80), its driver version
+// KILN_MOCK_CUDA_DRIVER_VERSION (default 13000: CUDA 13.0). Modules are cubins
 // (ELF) or PTX text. Kernels do nothing, except `add_one`, which reads 4
 // floats from its first parameter and writes them plus one to its second.
 // Stream capture records launches and device-to-device copies into a graph
@@ -115,8 +116,20 @@ CUresult cuDevicePrimaryCtxRetain(void **context, int) {
 CUresult cuDevicePrimaryCtxRelease_v2(int) { return kSuccess; }
 CUresult cuCtxSetCurrent(void *) { return kSuccess; }
 
+CUresult cuDriverGetVersion(int *version) {
+  *version = static_cast<int>(envNumber("KILN_MOCK_CUDA_DRIVER_VERSION", 13000));
+  return 0;
+}
+
 CUresult cuModuleLoadData(void **module, const void *image) {
   const char *bytes = static_cast<const char *>(image);
+  // The fake cubins stand for CUDA 13 ptxas output, which older drivers
+  // refuse (CUDA_ERROR_UNSUPPORTED_PTX_VERSION).
+  if (std::memcmp(bytes, "\x7f" "ELF", 4) == 0 &&
+      envNumber("KILN_MOCK_CUDA_DRIVER_VERSION", 13000) < 13000) {
+    ++state.counters["cubin_refusals"];
+    return 222;
+  }
   if (std::memcmp(bytes, "\x7f" "ELF", 4) == 0)
     ++state.counters["cubin_loads"];
   else if (std::strncmp(bytes, "//", 2) == 0 ||
