@@ -4,6 +4,7 @@ a clear error where there is no driver and for the glibc it needs."""
 import ctypes
 import importlib.util
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from conftest import KILN, ROOT, TOLERANCES
 from test_cuda import needs_ptxas
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from glibc_needed import glibc_versions, newest  # noqa: E402
+from glibc_needed import glibc_versions, newest, version_key  # noqa: E402
 
 BUNDLE = os.path.join(ROOT, "scripts", "gpu_bundle.py")
 RUNNER = os.path.join(os.path.dirname(KILN), "kiln-runner")
@@ -64,6 +65,10 @@ def test_bundle_reports_the_glibc_its_runner_needs(tmp_path):
                          result.stdout, re.M)
     assert reported, result.stdout
     assert reported.group(1) == newest(glibc_versions(RUNNER))
+    if platform.system() == "Linux" and platform.machine() == "x86_64":
+        # tools/kiln-runner/GlibcCompat.cpp's floor: hosts with glibc 2.28
+        # run it.
+        assert version_key(reported.group(1)) <= (2, 28), result.stdout
 
 
 def test_bundle_runner_tolerances_are_the_e2e_tests():
