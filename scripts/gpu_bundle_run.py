@@ -58,7 +58,10 @@ def run_process(args, timeout):
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # all of it ended meanwhile
+            pass
         process.communicate()
         return None
     return process.returncode, stdout, stderr
