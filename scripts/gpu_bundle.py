@@ -9,7 +9,8 @@ OUT_DIR gets:
   cases/NAME/              model.kiln, in_*.npy inputs, want_*.npy outputs
                            (onnxruntime's), case.json
   run.py                   the runner (see scripts/gpu_bundle_run.py)
-and OUT_DIR.tar.gz (at most 60 MB). On the GPU machine:
+and OUT_DIR.tar.gz (at most 60 MB). It prints the glibc bin/kiln-runner
+needs, read from the binary (scripts/glibc_needed.py). On the GPU machine:
 
     tar xzf bundle.tar.gz && python3 bundle/run.py
 """
@@ -28,6 +29,9 @@ import onnxruntime as ort
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 from test_ops import CASES  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from glibc_needed import describe  # noqa: E402
 
 LIMIT_BYTES = 60 * 1024 * 1024
 
@@ -69,8 +73,9 @@ def main():
     out = os.path.abspath(args.out)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(os.path.join(out, "bin"))
-    shutil.copy2(os.path.join(os.path.dirname(args.kiln), "kiln-runner"),
-                 os.path.join(out, "bin", "kiln-runner"))
+    runner = os.path.join(out, "bin", "kiln-runner")
+    shutil.copy2(os.path.join(os.path.dirname(args.kiln), "kiln-runner"), runner)
+    print("glibc: " + describe(runner).replace(out + os.sep, ""), flush=True)
     shutil.copy2(os.path.join(ROOT, "scripts", "gpu_bundle_run.py"),
                  os.path.join(out, "run.py"))
     for name, model, inputs, bench in cases():

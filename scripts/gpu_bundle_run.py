@@ -1,28 +1,103 @@
 """Runs the GPU test bundle (built by scripts/gpu_bundle.py) and prints a
-table: test, pass/fail, max error, time; then the bench table. Needs Python
+table: test, result, max error, time; then the bench table. Needs Python 3
 and numpy only.
 
-    python3 run.py [--device cuda:0]          # on the GPU machine
-    python3 run.py --kiln build/bin/kiln --device sim   # here, to test it
+    python3 run.py [--device cuda:0] [--timeout 120]   # on the GPU machine
+    python3 run.py --kiln build/bin/kiln --device sim  # here, to test it
 
 With --kiln, `kiln run` (which has the simulator) replaces bin/kiln-runner.
-Exit status 1 if any case fails.
+Every case runs in its own process with a time limit: a case that crashes
+(its exit code or signal is printed), hangs (killed after --timeout
+seconds) or errors is reported and the run goes on to the next. Each line
+is printed as soon as it is known, so a run killed half way keeps its
+table. Exit status 1 if any case does not pass.
 """
 import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:
+    sys.exit("run.py needs numpy for python3 (python3 -m pip install numpy, "
+             "or run it with a Python that has numpy)")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOLERANCE = {np.dtype(np.float32): (1e-4, 1e-5), np.dtype(np.float64): (1e-10, 1e-12)}
+DEFAULT_TIMEOUT_S = 120
+# (rtol, atol) per output dtype, the one place they are stated here: the
+# e2e tests' (test/e2e/conftest.py) for float32 and float64, test/onnx_node's
+# for float16. Other dtypes (integers, bool) must match exactly.
+TOLERANCES = {
+    np.dtype(np.float64): (1e-10, 1e-12),
+    np.dtype(np.float32): (1e-4, 1e-5),
+    np.dtype(np.float16): (1e-2, 1e-3),
+}
 
 
-def run_case(command, folder, spec, device, out, repeat, kernels=None):
+class CaseResult:
+    """status is pass, FAIL (wrong numbers), ERROR (the runner said why),
+    CRASH (killed by a signal or an unexpected exit code) or TIMEOUT."""
+
+    def __init__(self, status, detail="", max_error=None, ms=None):
+        self.status, self.detail = status, detail
+        self.max_error, self.ms = max_error, ms
+
+
+def run_process(args, timeout):
+    """(returncode, stdout, stderr), or None on timeout. The runner gets a
+    process group of its own so that a timeout kills everything it started
+    (a leftover child would hold the pipes open)."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # all of it ended meanwhile
+            pass
+        process.communicate()
+        return None
+    return process.returncode, stdout, stderr
+
+
+def exit_text(returncode):
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name} ({returncode})"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def last_line(text):
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def compare(name, got, want):
+    """(max error, problem or None) of one output."""
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return None, f"{name}: {got.dtype}{got.shape} != {want.dtype}{want.shape}"
+    if not want.size:
+        return 0.0, None
+    error = float(np.nanmax(np.abs(got.astype(np.float64) - want.astype(np.float64))))
+    tolerance = TOLERANCES.get(want.dtype)
+    if tolerance is None:
+        same = np.array_equal(got, want)
+    else:
+        same = np.allclose(got, want, rtol=tolerance[0], atol=tolerance[1],
+                           equal_nan=True)
+    return error, None if same else f"{name} differs (max error {error:.3g})"
+
+
+def run_case(command, folder, spec, device, out, repeat, timeout, kernels=None):
     """Runs one case; with `kernels` (a list), also times every kernel
     (kiln-runner --profile) and appends (name, launches, ms per run)."""
     args = [*command, os.path.join(folder, "model.kiln"), "--device", device,
@@ -33,60 +108,86 @@ def run_case(command, folder, spec, device, out, repeat, kernels=None):
         args += ["--repeat", str(repeat)]
     if kernels is not None:
         args += ["--profile", "20"]
-    result = subprocess.run(args, capture_output=True, text=True)
-    if result.returncode != 0:
-        return None, None, (result.stderr or result.stdout).strip().splitlines()[-1]
+    finished = run_process(args, timeout)
+    if finished is None:
+        return CaseResult("TIMEOUT", f"timeout after {timeout:g} s")
+    returncode, stdout, stderr = finished
+    message = last_line(stderr) or last_line(stdout)
+    if returncode == 1:  # the runner's own error, with its message
+        return CaseResult("ERROR", message or "exit code 1")
+    if returncode != 0:
+        return CaseResult("CRASH", exit_text(returncode) +
+                          (f": {message}" if message else ""))
     if kernels is not None:
-        for line in result.stdout.splitlines():
+        for line in stdout.splitlines():
             if line.startswith("kernel "):
                 _, kernel, launches, ms = line.split()
                 kernels.append((kernel, int(launches), float(ms)))
-    ms = re.search(r"run ([0-9.]+) ms", result.stdout)
+    ms = re.search(r"run ([0-9.]+) ms", stdout)
+    ms = float(ms.group(1)) if ms else None
     worst = 0.0
     for name in spec["outputs"]:
         want = np.load(os.path.join(folder, f"want_{name}.npy"))
-        got = np.load(os.path.join(out, f"{name}.npy"))
-        if got.shape != want.shape or got.dtype != want.dtype:
-            return False, None, f"{name}: {got.dtype}{got.shape} != {want.dtype}{want.shape}"
-        if want.size:
-            err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
-            worst = max(worst, err)
-            rtol, atol = TOLERANCE.get(want.dtype, (0, 0))
-            if not np.allclose(got, want, rtol=rtol, atol=atol):
-                return False, worst, f"{name} differs"
-    return True, worst, float(ms.group(1)) if ms else None
+        got_path = os.path.join(out, f"{name}.npy")
+        if not os.path.exists(got_path):
+            return CaseResult("ERROR", f"the runner wrote no {name}.npy", ms=ms)
+        error, problem = compare(name, np.load(got_path), want)
+        if error is not None:
+            worst = max(worst, error)
+        if problem:
+            return CaseResult("FAIL", problem, worst, ms)
+    return CaseResult("pass", "", worst, ms)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda:0")
     parser.add_argument("--kiln", help="use `KILN run` instead of bin/kiln-runner")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help="seconds each runner call may take (default "
+                        f"{DEFAULT_TIMEOUT_S})")
+    parser.add_argument("--only", nargs="+", help="case names to run")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
     command = [args.kiln, "run"] if args.kiln else [os.path.join(HERE, "bin", "kiln-runner")]
     names = sorted(os.listdir(os.path.join(HERE, "cases")))
-    failures, bench = 0, []
+    if args.only:
+        names = [name for name in names if name in args.only]
+    results, bench = {}, []
     print(f"{'test':<40}{'result':<8}{'max error':>12}{'time ms':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             folder = os.path.join(HERE, "cases", name)
-            with open(os.path.join(folder, "case.json")) as f:
-                spec = json.load(f)
-            ok, err, info = run_case(command, folder, spec, args.device,
-                                     os.path.join(tmp, name), 1)
-            status = "pass" if ok else "FAIL"
-            failures += not ok
-            err_text = f"{err:.2e}" if err is not None else "-"
-            time_text = f"{info:.3f}" if isinstance(info, float) else "-"
-            print(f"{name:<40}{status:<8}{err_text:>12}{time_text:>12}")
-            if not ok:
-                print(f"    {info}")
-            if ok and spec.get("bench") and not args.kiln:
+            try:
+                with open(os.path.join(folder, "case.json")) as f:
+                    spec = json.load(f)
+                result = run_case(command, folder, spec, args.device,
+                                  os.path.join(tmp, name), 1, args.timeout)
+            except Exception as e:  # a broken case folder stops only itself
+                spec, result = {}, CaseResult("ERROR", f"{type(e).__name__}: {e}")
+            results[name] = result
+            err_text = f"{result.max_error:.2e}" if result.max_error is not None else "-"
+            time_text = f"{result.ms:.3f}" if result.ms is not None else "-"
+            print(f"{name:<40}{result.status:<8}{err_text:>12}{time_text:>12}")
+            if result.detail:
+                print(f"    {result.detail}")
+            if result.status == "pass" and spec.get("bench") and not args.kiln:
                 kernels = []
-                _, _, p50 = run_case(command, folder, spec, args.device,
-                                     os.path.join(tmp, name + "_bench"), 50,
-                                     kernels)
-                bench.append((name, p50, kernels))
-    print(f"\n{len(names) - failures} passed, {failures} failed")
+                timed = run_case(command, folder, spec, args.device,
+                                 os.path.join(tmp, name + "_bench"), 50,
+                                 args.timeout, kernels)
+                if timed.status != "pass":
+                    print(f"    bench: {timed.status} {timed.detail}")
+                bench.append((name, timed.ms, kernels))
+    failed = {name: r for name, r in results.items() if r.status != "pass"}
+    counts = {}
+    for result in failed.values():
+        counts[result.status] = counts.get(result.status, 0) + 1
+    print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed" +
+          (" (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"
+           if counts else ""))
+    for name, result in failed.items():
+        print(f"  {result.status:<8} {name}: {result.detail}")
     if bench:
         print(f"\n{'bench':<40}{'p50 ms (50 runs)':>18}")
         for name, p50, _ in bench:
@@ -95,7 +196,7 @@ def main():
         for name, _, kernels in bench:
             for kernel, launches, ms in sorted(kernels, key=lambda k: -k[2]):
                 print(f"{name + ' ' + kernel:<56}{launches:>9}{ms:>12.4f}")
-    sys.exit(1 if failures else 0)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
