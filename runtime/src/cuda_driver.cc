@@ -26,12 +26,12 @@ struct CudaApi {
   CUresult (*cuDevicePrimaryCtxRetain)(Handle *, CUdevice);
   CUresult (*cuDevicePrimaryCtxRelease)(CUdevice);
   CUresult (*cuCtxSetCurrent)(Handle);
-  CUresult (*cuModuleLoadData)(Handle *, const void *);
+  CUresult (*cuModuleLoadDataEx)(Handle *, const void *, unsigned, int *,
+                                 void **);
   CUresult (*cuModuleUnload)(Handle);
   CUresult (*cuModuleGetFunction)(Handle *, Handle, const char *);
   CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
   CUresult (*cuMemFree)(CUdeviceptr);
-  CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
   CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, Handle);
   CUresult (*cuMemcpyDtoHAsync)(void *, CUdeviceptr, size_t, Handle);
   CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, Handle);
@@ -46,6 +46,7 @@ struct CudaApi {
   CUresult (*cuEventRecord)(Handle, Handle);
   CUresult (*cuEventElapsedTime)(float *, Handle, Handle);
   CUresult (*cuGetErrorString)(CUresult, const char **);
+  CUresult (*cuGetErrorName)(CUresult, const char **);
   // CUDA graphs; null when the driver lacks them (runs launch directly).
   CUresult (*cuStreamBeginCapture)(Handle, int) = nullptr;
   CUresult (*cuStreamEndCapture)(Handle, Handle *) = nullptr;
@@ -60,6 +61,17 @@ namespace {
 constexpr int kComputeCapabilityMajor = 75;
 constexpr int kComputeCapabilityMinor = 76;
 constexpr CUresult kOutOfMemory = 2;
+// CUDA_ERROR_ILLEGAL_ADDRESS and the other errors after which the context
+// is lost: every later call in the process fails with them.
+bool isStickyError(CUresult rc) {
+  return rc == 700 || rc == 702 || (rc >= 714 && rc <= 720);
+}
+constexpr int kJitErrorLogBuffer = 5, kJitErrorLogBufferSize = 6;
+constexpr size_t kJitLogBytes = 8192;
+// The per-axis limits of every architecture Kiln targets (sm_50 on).
+constexpr uint64_t kMaxBlock[3] = {1024, 1024, 64};
+constexpr uint64_t kMaxBlockThreads = 1024;
+constexpr uint64_t kMaxGrid[3] = {0x7fffffff, 65535, 65535};
 constexpr unsigned kStreamNonBlocking = 1;
 constexpr int kCaptureModeThreadLocal = 1;
 
@@ -98,12 +110,11 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
             resolve(library, "cuDevicePrimaryCtxRelease_v2",
                     api->cuDevicePrimaryCtxRelease) &&
             resolve(library, "cuCtxSetCurrent", api->cuCtxSetCurrent) &&
-            resolve(library, "cuModuleLoadData", api->cuModuleLoadData) &&
+            resolve(library, "cuModuleLoadDataEx", api->cuModuleLoadDataEx) &&
             resolve(library, "cuModuleUnload", api->cuModuleUnload) &&
             resolve(library, "cuModuleGetFunction", api->cuModuleGetFunction) &&
             resolve(library, "cuMemAlloc_v2", api->cuMemAlloc) &&
             resolve(library, "cuMemFree_v2", api->cuMemFree) &&
-            resolve(library, "cuMemcpyHtoD_v2", api->cuMemcpyHtoD) &&
             resolve(library, "cuMemcpyHtoDAsync_v2", api->cuMemcpyHtoDAsync) &&
             resolve(library, "cuMemcpyDtoHAsync_v2", api->cuMemcpyDtoHAsync) &&
             resolve(library, "cuMemcpyDtoDAsync_v2", api->cuMemcpyDtoDAsync) &&
@@ -116,7 +127,8 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
             resolve(library, "cuEventRecord", api->cuEventRecord) &&
             (resolve(library, "cuEventElapsedTime_v2", api->cuEventElapsedTime) ||
              resolve(library, "cuEventElapsedTime", api->cuEventElapsedTime)) &&
-            resolve(library, "cuGetErrorString", api->cuGetErrorString);
+            resolve(library, "cuGetErrorString", api->cuGetErrorString) &&
+            resolve(library, "cuGetErrorName", api->cuGetErrorName);
   if (!ok) {
     dlclose(library);
     return absl::UnavailableError(absl::StrCat(
@@ -144,18 +156,28 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
   return (loaded[libraryName] = std::move(api)).get();
 }
 
-absl::Status CudaBackend::check(CUresult result, const char *what) const {
+absl::Status CudaBackend::check(CUresult result, const char *what,
+                                const std::string &detail) const {
   if (result == 0)
     return absl::OkStatus();
-  const char *text = nullptr;
-  api->cuGetErrorString(result, &text);
-  std::string message = absl::StrCat(what, " failed: ",
-                                     text ? text : "unknown CUDA error",
-                                     " (", result, ")");
+  const char *text = nullptr, *name = nullptr;
+  if (api->cuGetErrorString(result, &text) != 0)
+    text = nullptr;
+  if (api->cuGetErrorName(result, &name) != 0)
+    name = nullptr;
+  std::string message = absl::StrCat(
+      what, " failed: ", text ? text : "unknown CUDA error", " (",
+      name ? name : "CUDA error", ", ", result, ")",
+      detail.empty() ? "" : "; ", detail);
   if (result == kOutOfMemory)
     return absl::ResourceExhaustedError(
         absl::StrCat(message, "; the model needs more device memory than "
                               "is free on cuda:", device));
+  if (isStickyError(result))
+    return absl::InternalError(absl::StrCat(
+        message, "; a kernel faulted and the CUDA context of cuda:", device,
+        " is lost: every later call in this process fails. Find the kernel "
+        "with KILN_CUDA_GRAPHS=0 CUDA_LAUNCH_BLOCKING=1 or compute-sanitizer"));
   return absl::InternalError(message);
 }
 
@@ -264,10 +286,23 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
                                                   ptx->ptx_section()) +
                                               ptx->ptx_offset())];
     if (!module) {
-      if (absl::Status st = s->check(s->api->cuModuleLoadData(&module, data),
-                                     "cuModuleLoadData");
-          !st.ok())
+      // The JIT's log says what in the PTX (or cubin) it refused.
+      std::string log(kJitLogBytes, '\0');
+      int options[] = {kJitErrorLogBuffer, kJitErrorLogBufferSize};
+      void *values[] = {log.data(), reinterpret_cast<void *>(log.size())};
+      CUresult rc = s->api->cuModuleLoadDataEx(&module, data, 2, options,
+                                               values);
+      log.resize(std::strlen(log.c_str()));
+      if (absl::Status st = s->check(
+              rc, "cuModuleLoadDataEx",
+              absl::StrCat("kernel '", kernel.name(), "' (",
+                           cubin ? "cubin " : "PTX ",
+                           (cubin ? cubin : ptx)->arch(), ")",
+                           log.empty() ? "" : "; JIT log: ", log));
+          !st.ok()) {
+        module = nullptr;
         return st;
+      }
       s->modules.push_back(module);
     }
     void *function = nullptr;
@@ -279,21 +314,32 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
       return st;
     s->functions.push_back(function);
   }
-  // Weights go to the device once per session.
+  // Weights go to the device once per session, on the session's stream:
+  // a synchronous cuMemcpyHtoD from pageable memory may return before the
+  // data lands, and the non-blocking stream would not wait for it. The
+  // artifact's bytes outlive the session; the wait below makes upload
+  // errors load errors. Zero-size weights have no buffer.
   for (int i = 0; i < m.weights_size(); ++i) {
     CUdeviceptr ptr = 0;
-    if (absl::Status st = s->check(s->api->cuMemAlloc(&ptr, m.weights(i).size()),
-                                   "cuMemAlloc (weights)");
-        !st.ok())
-      return st;
+    size_t bytes = m.weights(i).size();
+    if (bytes)
+      if (absl::Status st = s->check(s->api->cuMemAlloc(&ptr, bytes),
+                                     "cuMemAlloc (weights)");
+          !st.ok())
+        return st;
     s->weights.push_back(ptr);
-    if (absl::Status st = s->check(
-            s->api->cuMemcpyHtoD(ptr, artifact.weightData(i),
-                                 m.weights(i).size()),
-            "cuMemcpyHtoD (weights)");
-        !st.ok())
-      return st;
+    if (bytes)
+      if (absl::Status st = s->check(
+              s->api->cuMemcpyHtoDAsync(ptr, artifact.weightData(i), bytes,
+                                        s->stream),
+              "cuMemcpyHtoDAsync (weights)");
+          !st.ok())
+        return st;
   }
+  if (absl::Status st = s->check(s->api->cuStreamSynchronize(s->stream),
+                                 "cuStreamSynchronize (weights)");
+      !st.ok())
+    return st;
   if (m.arena_bytes() > 0)
     if (absl::Status st = s->check(s->api->cuMemAlloc(&s->arena, m.arena_bytes()),
                                    "cuMemAlloc (arena)");
@@ -308,18 +354,24 @@ CudaBackend::~CudaBackend() {
   api->cuCtxSetCurrent(context);
   if (stream)
     api->cuStreamSynchronize(stream);
+  // Only what was created: graphs hold instantiated executables only, and
+  // zero-size buffers have no allocation.
+  auto release = [&](CUdeviceptr p) {
+    if (p)
+      api->cuMemFree(p);
+  };
   for (auto &[entry, state] : entries) {
     for (auto &[dims, graph] : state.graphs)
       api->cuGraphExecDestroy(graph);
     for (CUdeviceptr p : state.inputs)
-      api->cuMemFree(p);
+      release(p);
     for (CUdeviceptr p : state.outputs)
-      api->cuMemFree(p);
+      release(p);
   }
   if (stream)
     api->cuStreamDestroy(stream);
   for (CUdeviceptr w : weights)
-    api->cuMemFree(w);
+    release(w);
   if (arena)
     api->cuMemFree(arena);
   for (void *module : modules)
@@ -346,9 +398,10 @@ CudaBackend::prepare(const artifact::EntryPoint &entry) {
     for (const auto &spec : specs) {
       size_t bytes = *tensorBytes(spec, maxima);
       CUdeviceptr p = 0;
-      if (absl::Status st = check(api->cuMemAlloc(&p, bytes ? bytes : 1), what);
-          !st.ok())
-        return st;
+      if (bytes)
+        if (absl::Status st = check(api->cuMemAlloc(&p, bytes), what);
+            !st.ok())
+          return st;
       out.push_back(p);
     }
     return absl::OkStatus();
@@ -357,10 +410,10 @@ CudaBackend::prepare(const artifact::EntryPoint &entry) {
   if (st.ok())
     st = allocate(entry.outputs(), state.outputs, "cuMemAlloc (outputs)");
   if (!st.ok()) {
-    for (CUdeviceptr p : state.inputs)
-      api->cuMemFree(p);
-    for (CUdeviceptr p : state.outputs)
-      api->cuMemFree(p);
+    for (const auto *buffers : {&state.inputs, &state.outputs})
+      for (CUdeviceptr p : *buffers)
+        if (p)
+          api->cuMemFree(p);
     entries.erase(it);
     return st;
   }
@@ -406,12 +459,35 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
     if (!status.ok())
       break;
     if (launch.kind() == artifact::Launch::COPY) {
-      status = check(api->cuMemcpyDtoDAsync(resolve(launch.args(0)),
-                                            resolve(launch.args(1)),
-                                            refBytes(launch.args(0), dims),
-                                            stream),
-                     "cuMemcpyDtoDAsync");
+      if (uint64_t bytes = refBytes(launch.args(0), dims))
+        status = check(api->cuMemcpyDtoDAsync(resolve(launch.args(0)),
+                                              resolve(launch.args(1)), bytes,
+                                              stream),
+                       "cuMemcpyDtoDAsync",
+                       absl::StrCat("copy launch #", i, ", ", bytes, " bytes"));
     } else {
+      uint64_t grid[3], block[3];
+      for (int d = 0; d < 3; ++d) {
+        grid[d] = gridDim(launch, d, dims);
+        block[d] = launch.block(d);
+      }
+      const std::string &kernel =
+          artifact->manifest().kernels(launch.kernel()).name();
+      std::string shape = absl::StrCat(
+          "kernel '", kernel, "' (launch #", i, ") grid (", grid[0], ", ",
+          grid[1], ", ", grid[2], ") block (", block[0], ", ", block[1], ", ",
+          block[2], ")");
+      // An empty grid (a symbolic dim of 0) has no work: nothing to launch.
+      if (!grid[0] || !grid[1] || !grid[2]) {
+        if (status.ok() && launchMs)
+          status = check(api->cuEventRecord(events[2 * i + 1], stream),
+                         "cuEventRecord");
+        continue;
+      }
+      if (absl::Status st = checkLaunchShape(grid, block, shape); !st.ok()) {
+        status = st;
+        break;
+      }
       pointers.clear();
       for (const auto &ref : launch.args())
         pointers.push_back(resolve(ref));
@@ -425,13 +501,14 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
         params.push_back(&v);
       status = check(
           api->cuLaunchKernel(functions[launch.kernel()],
-                              static_cast<unsigned>(gridDim(launch, 0, dims)),
-                              static_cast<unsigned>(gridDim(launch, 1, dims)),
-                              static_cast<unsigned>(gridDim(launch, 2, dims)),
-                              launch.block(0),
-                              launch.block(1), launch.block(2), 0, stream,
+                              static_cast<unsigned>(grid[0]),
+                              static_cast<unsigned>(grid[1]),
+                              static_cast<unsigned>(grid[2]),
+                              static_cast<unsigned>(block[0]),
+                              static_cast<unsigned>(block[1]),
+                              static_cast<unsigned>(block[2]), 0, stream,
                               params.data(), nullptr),
-          "cuLaunchKernel");
+          "cuLaunchKernel", shape);
     }
     if (status.ok() && launchMs)
       status = check(api->cuEventRecord(events[2 * i + 1], stream),
@@ -451,16 +528,42 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
 }
 
 absl::Status CudaBackend::copyInputs(const artifact::EntryPoint &entry,
+                                     const std::vector<int64_t> &dims,
                                      EntryState &state,
                                      const kiln_tensor *inputs) {
+  // The spec's bytes for these dims, never the caller's size_bytes (which
+  // may be larger): the device buffer holds exactly the planned tensor.
   for (int i = 0; i < entry.inputs_size(); ++i)
-    if (inputs[i].size_bytes)
+    if (uint64_t bytes = *tensorBytes(entry.inputs(i), dims))
       if (absl::Status st = check(
-              api->cuMemcpyHtoDAsync(state.inputs[i], inputs[i].data,
-                                     inputs[i].size_bytes, stream),
-              "cuMemcpyHtoDAsync (input)");
+              api->cuMemcpyHtoDAsync(state.inputs[i], inputs[i].data, bytes,
+                                     stream),
+              "cuMemcpyHtoDAsync (input)",
+              absl::StrCat("input '", entry.inputs(i).name(), "'"));
           !st.ok())
         return st;
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::checkLaunchShape(const uint64_t grid[3],
+                                           const uint64_t block[3],
+                                           const std::string &shape) const {
+  static const char *axis[3] = {"x", "y", "z"};
+  for (int d = 0; d < 3; ++d) {
+    if (!block[d] || block[d] > kMaxBlock[d])
+      return absl::InvalidArgumentError(absl::StrCat(
+          shape, ": block ", axis[d], " must be 1..", kMaxBlock[d],
+          "; the artifact is malformed, compile it again"));
+    if (grid[d] > kMaxGrid[d])
+      return absl::InvalidArgumentError(absl::StrCat(
+          shape, ": grid ", axis[d], " exceeds the device limit of ",
+          kMaxGrid[d], " blocks; the kernel was compiled for a problem this "
+          "large without splitting it (reduce the batch or dims)"));
+  }
+  if (block[0] * block[1] * block[2] > kMaxBlockThreads)
+    return absl::InvalidArgumentError(absl::StrCat(
+        shape, ": a block of more than ", kMaxBlockThreads,
+        " threads; the artifact is malformed, compile it again"));
   return absl::OkStatus();
 }
 
@@ -487,9 +590,10 @@ absl::Status CudaBackend::enqueue(const artifact::EntryPoint &entry,
   if (!prepared.ok())
     return prepared.status();
   EntryState &state = **prepared;
-  if (absl::Status st = copyInputs(entry, state, inputs); !st.ok())
+  if (absl::Status st = copyInputs(entry, dims, state, inputs); !st.ok())
     return st;
-  void *&graphExec = state.graphs[dims];
+  auto captured = state.graphs.find(dims);
+  Handle graphExec = captured == state.graphs.end() ? nullptr : captured->second;
   if (graphs && !graphExec) {
     // First run with these dims: capture the launches into a graph.
     if (absl::Status st = check(
@@ -506,11 +610,13 @@ absl::Status CudaBackend::enqueue(const artifact::EntryPoint &entry,
         api->cuGraphDestroy(graph);
       return launched.ok() ? ended : launched;
     }
+    Handle exec = nullptr;
     absl::Status instantiated = check(
-        api->cuGraphInstantiate(&graphExec, graph, 0), "cuGraphInstantiate");
+        api->cuGraphInstantiate(&exec, graph, 0), "cuGraphInstantiate");
     api->cuGraphDestroy(graph);
     if (!instantiated.ok())
       return instantiated;
+    state.graphs[dims] = graphExec = exec;
   }
   if (graphExec) {
     if (absl::Status st =
@@ -560,7 +666,7 @@ absl::Status CudaBackend::profile(const artifact::EntryPoint &entry,
     return prepared.status();
   EntryState &state = **prepared;
   launchMs.assign(entry.launches_size(), 0.0);
-  if (absl::Status st = copyInputs(entry, state, inputs); !st.ok())
+  if (absl::Status st = copyInputs(entry, dims, state, inputs); !st.ok())
     return st;
   for (int it = 0; it < iterations; ++it)
     if (absl::Status st = enqueueLaunches(entry, dims, state, &launchMs);

@@ -74,7 +74,8 @@ public:
 private:
   struct EntryState {
     std::vector<unsigned long long> inputs, outputs;
-    // CUgraphExec per set of dim values, once captured.
+    // CUgraphExec per set of dim values, once captured and instantiated
+    // (a failed capture leaves no entry). A zero-size buffer is 0.
     std::map<std::vector<int64_t>, void *> graphs;
   };
 
@@ -82,14 +83,22 @@ private:
   /// Opens device cuda:`ordinal` and loads the artifact's kernels for it.
   static absl::StatusOr<std::unique_ptr<CudaBackend>>
   open(const Artifact &artifact, int ordinal);
-  absl::Status check(int result, const char *what) const;
+  /// OK, or the error "<what> failed: <text> (<CUDA_ERROR_NAME>, <code>)",
+  /// then `detail` (the kernel, its grid and block; the JIT log).
+  absl::Status check(int result, const char *what,
+                     const std::string &detail = "") const;
+  /// Checks a launch's grid and block against the per-axis limits; the
+  /// error starts with `shape` (the kernel, its grid and block).
+  absl::Status checkLaunchShape(const uint64_t grid[3], const uint64_t block[3],
+                                const std::string &shape) const;
   absl::StatusOr<EntryState *> prepare(const artifact::EntryPoint &entry);
   absl::Status enqueueLaunches(const artifact::EntryPoint &entry,
                                const std::vector<int64_t> &dims,
                                EntryState &state,
                                std::vector<double> *launchMs);
   /// Asynchronous copies between the host tensors and the entry's buffers.
-  absl::Status copyInputs(const artifact::EntryPoint &entry, EntryState &state,
+  absl::Status copyInputs(const artifact::EntryPoint &entry,
+                          const std::vector<int64_t> &dims, EntryState &state,
                           const kiln_tensor *inputs);
   absl::Status copyOutputs(const artifact::EntryPoint &entry,
                            const std::vector<int64_t> &dims, EntryState &state,
