@@ -25,7 +25,8 @@ struct CudaApi {
   CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice);
   CUresult (*cuDevicePrimaryCtxRetain)(Handle *, CUdevice);
   CUresult (*cuDevicePrimaryCtxRelease)(CUdevice);
-  CUresult (*cuCtxSetCurrent)(Handle);
+  CUresult (*cuCtxPushCurrent)(Handle);
+  CUresult (*cuCtxPopCurrent)(Handle *);
   CUresult (*cuModuleLoadDataEx)(Handle *, const void *, unsigned, int *,
                                  void **);
   CUresult (*cuModuleUnload)(Handle);
@@ -109,7 +110,8 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
                     api->cuDevicePrimaryCtxRetain) &&
             resolve(library, "cuDevicePrimaryCtxRelease_v2",
                     api->cuDevicePrimaryCtxRelease) &&
-            resolve(library, "cuCtxSetCurrent", api->cuCtxSetCurrent) &&
+            resolve(library, "cuCtxPushCurrent_v2", api->cuCtxPushCurrent) &&
+            resolve(library, "cuCtxPopCurrent_v2", api->cuCtxPopCurrent) &&
             resolve(library, "cuModuleLoadDataEx", api->cuModuleLoadDataEx) &&
             resolve(library, "cuModuleUnload", api->cuModuleUnload) &&
             resolve(library, "cuModuleGetFunction", api->cuModuleGetFunction) &&
@@ -181,6 +183,27 @@ absl::Status CudaBackend::check(CUresult result, const char *what,
   return absl::InternalError(message);
 }
 
+/// The session's context, current on the calling thread for one call into
+/// the backend: pushed on entry and popped on exit, so the thread's own
+/// context (another library's, or none) is as it was afterwards.
+class CudaBackend::CurrentContext {
+public:
+  explicit CurrentContext(const CudaBackend &backend)
+      : backend(backend),
+        status(backend.check(backend.api->cuCtxPushCurrent(backend.context),
+                             "cuCtxPushCurrent")) {}
+  ~CurrentContext() {
+    Handle popped = nullptr;
+    if (status.ok())
+      backend.api->cuCtxPopCurrent(&popped);
+  }
+  CurrentContext(const CurrentContext &) = delete;
+  CurrentContext &operator=(const CurrentContext &) = delete;
+
+  const CudaBackend &backend;
+  const absl::Status status;
+};
+
 absl::StatusOr<std::unique_ptr<Backend>>
 CudaBackend::create(const Artifact &artifact, const std::string &device) {
   const auto &m = artifact.manifest();
@@ -233,10 +256,9 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
           "cuDevicePrimaryCtxRetain");
       !st.ok())
     return st;
-  if (absl::Status st =
-          s->check(s->api->cuCtxSetCurrent(s->context), "cuCtxSetCurrent");
-      !st.ok())
-    return st;
+  CurrentContext current(*s);
+  if (!current.status.ok())
+    return current.status;
   if (absl::Status st = s->check(
           s->api->cuStreamCreate(&s->stream, kStreamNonBlocking),
           "cuStreamCreate");
@@ -351,7 +373,17 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
 CudaBackend::~CudaBackend() {
   if (!api)
     return;
-  api->cuCtxSetCurrent(context);
+  if (!context)
+    return;
+  {
+    CurrentContext current(*this);
+    if (current.status.ok())
+      destroyOnDevice();
+  }  // popped before the context is released
+  api->cuDevicePrimaryCtxRelease(device);
+}
+
+void CudaBackend::destroyOnDevice() {
   if (stream)
     api->cuStreamSynchronize(stream);
   // Only what was created: graphs hold instantiated executables only, and
@@ -376,15 +408,10 @@ CudaBackend::~CudaBackend() {
     api->cuMemFree(arena);
   for (void *module : modules)
     api->cuModuleUnload(module);
-  if (context)
-    api->cuDevicePrimaryCtxRelease(device);
 }
 
 absl::StatusOr<CudaBackend::EntryState *>
 CudaBackend::prepare(const artifact::EntryPoint &entry) {
-  if (absl::Status st = check(api->cuCtxSetCurrent(context), "cuCtxSetCurrent");
-      !st.ok())
-    return st;
   auto [it, inserted] = entries.try_emplace(&entry);
   EntryState &state = it->second;
   if (!inserted)
@@ -636,19 +663,25 @@ absl::Status CudaBackend::runAsync(const artifact::EntryPoint &entry,
                                    const std::vector<int64_t> &dims,
                                    const kiln_tensor *inputs,
                                    kiln_tensor *outputs) {
+  CurrentContext current(*this);
+  if (!current.status.ok())
+    return current.status;
   return enqueue(entry, dims, inputs, outputs);
 }
 
 absl::Status CudaBackend::synchronize() {
-  if (absl::Status st = check(api->cuCtxSetCurrent(context), "cuCtxSetCurrent");
-      !st.ok())
-    return st;
+  CurrentContext current(*this);
+  if (!current.status.ok())
+    return current.status;
   return check(api->cuStreamSynchronize(stream), "kernel execution");
 }
 
 absl::Status CudaBackend::run(const artifact::EntryPoint &entry,
                               const std::vector<int64_t> &dims,
                               const kiln_tensor *inputs, kiln_tensor *outputs) {
+  CurrentContext current(*this);
+  if (!current.status.ok())
+    return current.status;
   if (absl::Status st = enqueue(entry, dims, inputs, outputs); !st.ok()) {
     api->cuStreamSynchronize(stream);
     return st;
@@ -661,6 +694,9 @@ absl::Status CudaBackend::profile(const artifact::EntryPoint &entry,
                                   const kiln_tensor *inputs,
                                   kiln_tensor *outputs, int iterations,
                                   std::vector<double> &launchMs) {
+  CurrentContext current(*this);
+  if (!current.status.ok())
+    return current.status;
   absl::StatusOr<EntryState *> prepared = prepare(entry);
   if (!prepared.ok())
     return prepared.status();

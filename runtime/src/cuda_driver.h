@@ -37,6 +37,13 @@ loadCudaDriver(const std::string &libraryName = cudaDriverLibrary());
 /// its launches: captured on the first run with a given set of symbolic dim
 /// values (one set for a static entry point), replayed afterwards. Buffers
 /// are sized for the dims' upper bounds.
+///
+/// Threads: a session may be called from any thread, one call at a time
+/// (calls on one session must not overlap; sessions are independent). Each
+/// call pushes the device's primary context for its duration and pops it
+/// before it returns, so the calling thread's current context (none, or
+/// another library's) is unchanged; work enqueued by runAsync belongs to
+/// the session's stream, not to the thread that enqueued it.
 class CudaBackend final : public Backend {
 public:
   ~CudaBackend() override;
@@ -79,7 +86,12 @@ private:
     std::map<std::vector<int64_t>, void *> graphs;
   };
 
+  class CurrentContext;
+
   CudaBackend() = default;
+  /// Waits for the stream and frees what the session created on the
+  /// device; the context is current.
+  void destroyOnDevice();
   /// Opens device cuda:`ordinal` and loads the artifact's kernels for it.
   static absl::StatusOr<std::unique_ptr<CudaBackend>>
   open(const Artifact &artifact, int ordinal);

@@ -492,6 +492,37 @@ TEST_F(CudaRuntime, MockRefusesCallsWithoutACurrentContext) {
   EXPECT_EQ(rc, 201);  // CUDA_ERROR_INVALID_CONTEXT
 }
 
+TEST_F(CudaRuntime, CallsLeaveTheThreadsCurrentContextAsItWas) {
+  ASSERT_EQ(open(artifact({"sm_80"})), "");  // loads the mock
+  using GetCurrent = int (*)(void **);
+  auto getCurrent = mock<GetCurrent>("cuCtxGetCurrent");
+  auto push = mock<int (*)(void *)>("cuCtxPushCurrent_v2");
+  auto pop = mock<int (*)(void **)>("cuCtxPopCurrent_v2");
+  ASSERT_TRUE(getCurrent && push && pop);
+  // A thread without a context, and one with another library's.
+  int otherLibrarysContext = 0;
+  for (void *own : {static_cast<void *>(nullptr),
+                    static_cast<void *>(&otherLibrarysContext)}) {
+    std::thread([&] {
+      if (own)
+        ASSERT_EQ(push(own), 0);
+      float y[4] = {};
+      EXPECT_EQ(run(1.0f, y), "");
+      EXPECT_EQ(y[0], 2.0f);
+      EXPECT_EQ(run(2.0f, y, /*async=*/true), "");
+      void *current = reinterpret_cast<void *>(1);
+      getCurrent(&current);
+      EXPECT_EQ(current, own);
+      if (own)
+        pop(&current);
+    }).join();
+  }
+  // Freed from a thread that never ran it.
+  std::thread([&] { close(); }).join();
+  EXPECT_EQ(counter("live_allocations"), 0);
+  EXPECT_EQ(counter("invalid_context"), 0);
+}
+
 TEST_F(CudaRuntime, MockDeviceAndDriverVersionAreSetByTheTests) {
   ASSERT_EQ(open(artifact({"sm_80"})), "");
   close();
