@@ -76,6 +76,17 @@ constexpr uint64_t kMaxGrid[3] = {0x7fffffff, 65535, 65535};
 constexpr unsigned kStreamNonBlocking = 1;
 constexpr int kCaptureModeThreadLocal = 1;
 
+/// "kernel 'k' (launch #i) grid (x, y, z) block (x, y, z)": what an error
+/// about a launch names.
+std::string describeLaunch(const artifact::Manifest &m,
+                           const artifact::Launch &launch, int index,
+                           const uint64_t grid[3], const uint64_t block[3]) {
+  return absl::StrCat("kernel '", m.kernels(launch.kernel()).name(),
+                      "' (launch #", index, ") grid (", grid[0], ", ",
+                      grid[1], ", ", grid[2], ") block (", block[0], ", ",
+                      block[1], ", ", block[2], ")");
+}
+
 template <typename Fn>
 bool resolve(void *library, const char *name, Fn &fn) {
   fn = reinterpret_cast<Fn>(dlsym(library, name));
@@ -267,6 +278,30 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
   const char *graphSetting = std::getenv("KILN_CUDA_GRAPHS");
   s->graphs = s->api->cuStreamBeginCapture &&
               !(graphSetting && std::string(graphSetting) == "0");
+
+  // A static grid or block beyond the limits can never launch: the
+  // session is refused now rather than on the first run.
+  for (const auto &entry : artifact.manifest().entry_points())
+    for (int i = 0; i < entry.launches_size(); ++i) {
+      const artifact::Launch &launch = entry.launches(i);
+      bool symbolic = false;
+      for (uint32_t e : launch.grid_exprs())
+        symbolic |= e != 0;
+      if (launch.kind() != artifact::Launch::KERNEL || symbolic)
+        continue;
+      uint64_t grid[3], block[3];
+      for (int d = 0; d < 3; ++d) {
+        grid[d] = launch.grid(d);
+        block[d] = launch.block(d);
+      }
+      if (absl::Status st = s->checkLaunchShape(
+              grid, block,
+              absl::StrCat("entry point '", entry.name(), "': ",
+                           describeLaunch(artifact.manifest(), launch, i,
+                                          grid, block)));
+          !st.ok())
+        return st;
+    }
 
   // Per kernel the cubin built for this exact architecture
   // (sm_90a on a 9.0 device before sm_90), else the newest PTX the device
@@ -498,12 +533,8 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
         grid[d] = gridDim(launch, d, dims);
         block[d] = launch.block(d);
       }
-      const std::string &kernel =
-          artifact->manifest().kernels(launch.kernel()).name();
-      std::string shape = absl::StrCat(
-          "kernel '", kernel, "' (launch #", i, ") grid (", grid[0], ", ",
-          grid[1], ", ", grid[2], ") block (", block[0], ", ", block[1], ", ",
-          block[2], ")");
+      std::string shape =
+          describeLaunch(artifact->manifest(), launch, i, grid, block);
       // An empty grid (a symbolic dim of 0) has no work: nothing to launch.
       if (!grid[0] || !grid[1] || !grid[2]) {
         if (status.ok() && launchMs)

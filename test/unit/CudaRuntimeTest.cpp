@@ -381,6 +381,8 @@ TEST_F(CudaRuntime, ZeroSizeWeightsAreNotAllocated) {
   EXPECT_EQ(counter("zero_size_calls"), 0);
 }
 
+// Static grids are checked when the session is created; symbolic ones
+// (SymbolicDimsAreKernelArgumentsAndGrids) before every launch.
 TEST_F(CudaRuntime, LaunchLimitsAreCheckedNamingTheKernelGridAndBlock) {
   struct Case {
     std::vector<uint32_t> grid, block;
@@ -403,10 +405,9 @@ TEST_F(CudaRuntime, LaunchLimitsAreCheckedNamingTheKernelGridAndBlock) {
         add->set_block(d, c.block[d]);
       }
     });
-    ASSERT_EQ(open(bytes), "");
-    float y[4] = {};
-    std::string error = run(1.0f, y);
+    std::string error = open(bytes);
     EXPECT_NE(error.find(c.error), std::string::npos) << error;
+    EXPECT_NE(error.find("entry point 'main': "), std::string::npos) << error;
     EXPECT_EQ(counter("invalid_launches"), 0) << c.error;
     close();
   }
@@ -655,6 +656,50 @@ TEST_F(CudaRuntime, AnEmptyGridIsNotLaunched) {
   }
   EXPECT_EQ(counter("kernels_run"), 0);
   EXPECT_EQ(counter("zero_size_calls"), 0);
+}
+
+} // namespace
+
+namespace {
+
+TEST_F(CudaRuntime, ASymbolicGridIsCheckedBeforeItsLaunch) {
+  // n up to 100000 blocks on grid z, whose limit is 65535.
+  std::string bytes = editManifest(symbolicArtifact(), [](Manifest &m) {
+    auto *entry = m.mutable_entry_points(0);
+    entry->mutable_dims(0)->set_max(100000);
+    Launch *add = entry->mutable_launches(0);
+    add->set_grid(0, 1);
+    add->set_grid(2, 100000);
+    add->set_grid_exprs(2, add->grid_exprs(0));
+    add->set_grid_exprs(0, 0);
+    for (int a = 0; a < 2; ++a)
+      add->mutable_args(a)->set_size(400000);
+  });
+  ASSERT_EQ(open(bytes), "");
+  for (int64_t n : {4, 70000}) {
+    std::vector<float> x(n), y(n);
+    kiln_tensor in{}, out{};
+    for (auto [t, data] : {std::pair{&in, x.data()}, std::pair{&out, y.data()}}) {
+      t->dtype = KILN_DTYPE_F32;
+      t->rank = 1;
+      t->shape[0] = n;
+      t->data = data;
+      t->size_bytes = 4 * n;
+    }
+    kiln_status s = kiln_session_run(session, nullptr, &in, 1, &out, 1);
+    std::string error = s ? kiln_status_message(s) : "";
+    kiln_status_free(s);
+    if (n == 4) {
+      EXPECT_EQ(error, "");
+      continue;
+    }
+    EXPECT_NE(error.find("kernel 'add_one_n' (launch #0) grid (1, 1, 70000) "
+                         "block (1, 1, 1): grid z exceeds the device limit "
+                         "of 65535 blocks"),
+              std::string::npos)
+        << error;
+  }
+  EXPECT_EQ(counter("invalid_launches"), 0);
 }
 
 } // namespace
