@@ -62,10 +62,12 @@ namespace {
 constexpr int kComputeCapabilityMajor = 75;
 constexpr int kComputeCapabilityMinor = 76;
 constexpr CUresult kOutOfMemory = 2;
-// CUDA_ERROR_ILLEGAL_ADDRESS and the other errors after which the context
-// is lost: every later call in the process fails with them.
+// The errors after which the context is lost and every later call in the
+// process fails with them: CUDA_ERROR_ILLEGAL_ADDRESS (700),
+// CUDA_ERROR_LAUNCH_TIMEOUT (702), and CUDA_ERROR_HARDWARE_STACK_ERROR to
+// CUDA_ERROR_LAUNCH_FAILED (714-719).
 bool isStickyError(CUresult rc) {
-  return rc == 700 || rc == 702 || (rc >= 714 && rc <= 720);
+  return rc == 700 || rc == 702 || (rc >= 714 && rc <= 719);
 }
 constexpr int kJitErrorLogBuffer = 5, kJitErrorLogBufferSize = 6;
 constexpr size_t kJitLogBytes = 8192;

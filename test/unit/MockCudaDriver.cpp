@@ -95,7 +95,7 @@ long envNumber(const char *name, long fallback) {
 }
 
 bool isSticky(CUresult rc) {
-  return rc == kIllegalAddress || rc == 702 || (rc >= 714 && rc <= 720);
+  return rc == kIllegalAddress || rc == 702 || (rc >= 714 && rc <= 719);
 }
 
 /// What every call but the context-free ones checks first: a sticky error,
