@@ -243,6 +243,20 @@ struct KilnGpuGemmPass final : kiln::impl::KilnGpuGemmBase<KilnGpuGemmPass> {
     Location loc = op.getLoc();
     OpBuilder b(op);
     int64_t mExtent = shape.extent(shape.m), nExtent = shape.extent(shape.n);
+    int64_t batchCount = shape.extent(shape.batch);
+    // Grid y and z hold at most 65,535 blocks, x 2^31 - 1: a larger batch
+    // is folded into x with the N tiles instead of going on z.
+    constexpr int64_t kMaxGridX = 0x7fffffff, kMaxGridYZ = 65535;
+    int64_t nTiles = llvm::divideCeil(nExtent, c.tileN);
+    int64_t mTiles = llvm::divideCeil(mExtent, c.tileM);
+    bool foldBatch = batchCount > kMaxGridYZ;
+    if (mTiles > kMaxGridYZ ||
+        (foldBatch && nTiles > kMaxGridX / batchCount))
+      return config.error()
+             << "the grid of " << nTiles << " x " << mTiles << " tiles x "
+             << batchCount << " batches exceeds the device's limits (x < "
+                "2^31 blocks, y and z <= 65535; a batch over 65535 shares x "
+                "with the N tiles); use larger tiles or split the operation";
     // A fill of the output right before the contraction becomes the
     // accumulators' initial value instead of a launch of its own.
     Value fillValue;
@@ -254,7 +268,6 @@ struct KilnGpuGemmPass final : kiln::impl::KilnGpuGemmBase<KilnGpuGemmPass> {
       }
     }
 
-    int64_t batchCount = shape.extent(shape.batch);
     auto sharedSpace = gpu::AddressSpaceAttr::get(
         op.getContext(), gpu::GPUDialect::getWorkgroupAddressSpace());
     auto tileType = [&](OpOperand *operand, int64_t cols) {
@@ -264,9 +277,8 @@ struct KilnGpuGemmPass final : kiln::impl::KilnGpuGemmBase<KilnGpuGemmPass> {
     };
     Launch built = createLaunch(
         b, loc,
-        {idx(b, loc, llvm::divideCeil(nExtent, c.tileN)),
-         idx(b, loc, llvm::divideCeil(mExtent, c.tileM)),
-         idx(b, loc, batchCount)},
+        {idx(b, loc, foldBatch ? nTiles * batchCount : nTiles),
+         idx(b, loc, mTiles), idx(b, loc, foldBatch ? 1 : batchCount)},
         {c.threads(), 1, 1}, config);
     gpu::LaunchOp launch = built.op;
     OpBuilder &in = built.body;
@@ -275,12 +287,17 @@ struct KilnGpuGemmPass final : kiln::impl::KilnGpuGemmBase<KilnGpuGemmPass> {
     Value tid = launch.getThreadIds().x;
     Value tx = arith::RemUIOp::create(in, loc, tid, idx(in, loc, c.threadsX));
     Value ty = arith::DivUIOp::create(in, loc, tid, idx(in, loc, c.threadsX));
-    Value nBase = arith::MulIOp::create(in, loc, launch.getBlockIds().x,
-                                        idx(in, loc, c.tileN));
+    Value nTile = launch.getBlockIds().x, batchId = launch.getBlockIds().z;
+    if (foldBatch) {
+      batchId = arith::DivUIOp::create(in, loc, nTile, idx(in, loc, nTiles));
+      nTile = arith::RemUIOp::create(in, loc, nTile, idx(in, loc, nTiles));
+    }
+    Value nBase =
+        arith::MulIOp::create(in, loc, nTile, idx(in, loc, c.tileN));
     Value mBase = arith::MulIOp::create(in, loc, launch.getBlockIds().y,
                                         idx(in, loc, c.tileM));
-    SmallVector<Value> batchValues = delinearize(
-        in, loc, launch.getBlockIds().z, shape.extents(shape.batch));
+    SmallVector<Value> batchValues =
+        delinearize(in, loc, batchId, shape.extents(shape.batch));
 
     // The output element each accumulator belongs to, and whether it exists.
     AffineMap outMap = op.getMatchingIndexingMap(out);

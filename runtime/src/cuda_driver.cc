@@ -29,13 +29,14 @@ struct CudaApi {
   CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice);
   CUresult (*cuDevicePrimaryCtxRetain)(Handle *, CUdevice);
   CUresult (*cuDevicePrimaryCtxRelease)(CUdevice);
-  CUresult (*cuCtxSetCurrent)(Handle);
-  CUresult (*cuModuleLoadData)(Handle *, const void *);
+  CUresult (*cuCtxPushCurrent)(Handle);
+  CUresult (*cuCtxPopCurrent)(Handle *);
+  CUresult (*cuModuleLoadDataEx)(Handle *, const void *, unsigned, int *,
+                                 void **);
   CUresult (*cuModuleUnload)(Handle);
   CUresult (*cuModuleGetFunction)(Handle *, Handle, const char *);
   CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
   CUresult (*cuMemFree)(CUdeviceptr);
-  CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
   CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, Handle);
   CUresult (*cuMemcpyDtoHAsync)(void *, CUdeviceptr, size_t, Handle);
   CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, Handle);
@@ -50,6 +51,7 @@ struct CudaApi {
   CUresult (*cuEventRecord)(Handle, Handle);
   CUresult (*cuEventElapsedTime)(float *, Handle, Handle);
   CUresult (*cuGetErrorString)(CUresult, const char **);
+  CUresult (*cuGetErrorName)(CUresult, const char **);
   // CUDA graphs; null when the driver lacks them (runs launch directly).
   CUresult (*cuStreamBeginCapture)(Handle, int) = nullptr;
   CUresult (*cuStreamEndCapture)(Handle, Handle *) = nullptr;
@@ -66,8 +68,32 @@ namespace {
 constexpr int kComputeCapabilityMajor = 75;
 constexpr int kComputeCapabilityMinor = 76;
 constexpr CUresult kOutOfMemory = 2;
+// The errors after which the context is lost and every later call in the
+// process fails with them: CUDA_ERROR_ILLEGAL_ADDRESS (700),
+// CUDA_ERROR_LAUNCH_TIMEOUT (702), and CUDA_ERROR_HARDWARE_STACK_ERROR to
+// CUDA_ERROR_LAUNCH_FAILED (714-719).
+bool isStickyError(CUresult rc) {
+  return rc == 700 || rc == 702 || (rc >= 714 && rc <= 719);
+}
+constexpr int kJitErrorLogBuffer = 5, kJitErrorLogBufferSize = 6;
+constexpr size_t kJitLogBytes = 8192;
+// The per-axis limits of every architecture Kiln targets (sm_50 on).
+constexpr uint64_t kMaxBlock[3] = {1024, 1024, 64};
+constexpr uint64_t kMaxBlockThreads = 1024;
+constexpr uint64_t kMaxGrid[3] = {0x7fffffff, 65535, 65535};
 constexpr unsigned kStreamNonBlocking = 1;
 constexpr int kCaptureModeThreadLocal = 1;
+
+/// "kernel 'k' (launch #i) grid (x, y, z) block (x, y, z)": what an error
+/// about a launch names.
+std::string describeLaunch(const artifact::Manifest &m,
+                           const artifact::Launch &launch, int index,
+                           const uint64_t grid[3], const uint64_t block[3]) {
+  return absl::StrCat("kernel '", m.kernels(launch.kernel()).name(),
+                      "' (launch #", index, ") grid (", grid[0], ", ",
+                      grid[1], ", ", grid[2], ") block (", block[0], ", ",
+                      block[1], ", ", block[2], ")");
+}
 
 template <typename Fn>
 bool resolve(void *library, const char *name, Fn &fn) {
@@ -103,13 +129,13 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
                     api->cuDevicePrimaryCtxRetain) &&
             resolve(library, "cuDevicePrimaryCtxRelease_v2",
                     api->cuDevicePrimaryCtxRelease) &&
-            resolve(library, "cuCtxSetCurrent", api->cuCtxSetCurrent) &&
-            resolve(library, "cuModuleLoadData", api->cuModuleLoadData) &&
+            resolve(library, "cuCtxPushCurrent_v2", api->cuCtxPushCurrent) &&
+            resolve(library, "cuCtxPopCurrent_v2", api->cuCtxPopCurrent) &&
+            resolve(library, "cuModuleLoadDataEx", api->cuModuleLoadDataEx) &&
             resolve(library, "cuModuleUnload", api->cuModuleUnload) &&
             resolve(library, "cuModuleGetFunction", api->cuModuleGetFunction) &&
             resolve(library, "cuMemAlloc_v2", api->cuMemAlloc) &&
             resolve(library, "cuMemFree_v2", api->cuMemFree) &&
-            resolve(library, "cuMemcpyHtoD_v2", api->cuMemcpyHtoD) &&
             resolve(library, "cuMemcpyHtoDAsync_v2", api->cuMemcpyHtoDAsync) &&
             resolve(library, "cuMemcpyDtoHAsync_v2", api->cuMemcpyDtoHAsync) &&
             resolve(library, "cuMemcpyDtoDAsync_v2", api->cuMemcpyDtoDAsync) &&
@@ -122,7 +148,8 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
             resolve(library, "cuEventRecord", api->cuEventRecord) &&
             (resolve(library, "cuEventElapsedTime_v2", api->cuEventElapsedTime) ||
              resolve(library, "cuEventElapsedTime", api->cuEventElapsedTime)) &&
-            resolve(library, "cuGetErrorString", api->cuGetErrorString);
+            resolve(library, "cuGetErrorString", api->cuGetErrorString) &&
+            resolve(library, "cuGetErrorName", api->cuGetErrorName);
   if (!ok) {
     dlclose(library);
     return absl::UnavailableError(absl::StrCat(
@@ -151,20 +178,51 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
   return (loaded[libraryName] = std::move(api)).get();
 }
 
-absl::Status CudaBackend::check(CUresult result, const char *what) const {
+absl::Status CudaBackend::check(CUresult result, const char *what,
+                                const std::string &detail) const {
   if (result == 0)
     return absl::OkStatus();
-  const char *text = nullptr;
-  api->cuGetErrorString(result, &text);
-  std::string message = absl::StrCat(what, " failed: ",
-                                     text ? text : "unknown CUDA error",
-                                     " (", result, ")");
+  const char *text = nullptr, *name = nullptr;
+  if (api->cuGetErrorString(result, &text) != 0)
+    text = nullptr;
+  if (api->cuGetErrorName(result, &name) != 0)
+    name = nullptr;
+  std::string message = absl::StrCat(
+      what, " failed: ", text ? text : "unknown CUDA error", " (",
+      name ? name : "CUDA error", ", ", result, ")",
+      detail.empty() ? "" : "; ", detail);
   if (result == kOutOfMemory)
     return absl::ResourceExhaustedError(
         absl::StrCat(message, "; the model needs more device memory than "
                               "is free on cuda:", device));
+  if (isStickyError(result))
+    return absl::InternalError(absl::StrCat(
+        message, "; a kernel faulted and the CUDA context of cuda:", device,
+        " is lost: every later call in this process fails. Find the kernel "
+        "with KILN_CUDA_GRAPHS=0 CUDA_LAUNCH_BLOCKING=1 or compute-sanitizer"));
   return absl::InternalError(message);
 }
+
+/// The session's context, current on the calling thread for one call into
+/// the backend: pushed on entry and popped on exit, so the thread's own
+/// context (another library's, or none) is as it was afterwards.
+class CudaBackend::CurrentContext {
+public:
+  explicit CurrentContext(const CudaBackend &backend)
+      : backend(backend),
+        status(backend.check(backend.api->cuCtxPushCurrent(backend.context),
+                             "cuCtxPushCurrent")) {}
+  ~CurrentContext() {
+    Handle popped = nullptr;
+    if (status.ok())
+      backend.api->cuCtxPopCurrent(&popped);
+  }
+  CurrentContext(const CurrentContext &) = delete;
+  CurrentContext &operator=(const CurrentContext &) = delete;
+
+  const CudaBackend &backend;
+  const absl::Status status;
+};
 
 absl::StatusOr<std::unique_ptr<Backend>>
 CudaBackend::create(const Artifact &artifact, const std::string &device) {
@@ -218,10 +276,9 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
           "cuDevicePrimaryCtxRetain");
       !st.ok())
     return st;
-  if (absl::Status st =
-          s->check(s->api->cuCtxSetCurrent(s->context), "cuCtxSetCurrent");
-      !st.ok())
-    return st;
+  CurrentContext current(*s);
+  if (!current.status.ok())
+    return current.status;
   if (absl::Status st = s->check(
           s->api->cuStreamCreate(&s->stream, kStreamNonBlocking),
           "cuStreamCreate");
@@ -230,6 +287,30 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
   const char *graphSetting = std::getenv("KILN_CUDA_GRAPHS");
   s->graphs = s->api->cuStreamBeginCapture &&
               !(graphSetting && std::string(graphSetting) == "0");
+
+  // A static grid or block beyond the limits can never launch: the
+  // session is refused now rather than on the first run.
+  for (const auto &entry : artifact.manifest().entry_points())
+    for (int i = 0; i < entry.launches_size(); ++i) {
+      const artifact::Launch &launch = entry.launches(i);
+      bool symbolic = false;
+      for (uint32_t e : launch.grid_exprs())
+        symbolic |= e != 0;
+      if (launch.kind() != artifact::Launch::KERNEL || symbolic)
+        continue;
+      uint64_t grid[3], block[3];
+      for (int d = 0; d < 3; ++d) {
+        grid[d] = launch.grid(d);
+        block[d] = launch.block(d);
+      }
+      if (absl::Status st = s->checkLaunchShape(
+              grid, block,
+              absl::StrCat("entry point '", entry.name(), "': ",
+                           describeLaunch(artifact.manifest(), launch, i,
+                                          grid, block)));
+          !st.ok())
+        return st;
+    }
 
   // Per kernel the images this device and driver can load, best first
   // (cuda_images.h has the rules); an image the driver still refuses (a
@@ -266,13 +347,24 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
         text.assign(reinterpret_cast<const char *>(bytes), image.ptx_size());
         data = text.c_str();  // the driver wants NUL-terminated PTX
       }
-      CUresult rc = s->api->cuModuleLoadData(&module, data);
+      // The JIT's log says what in the PTX (or cubin) it refused.
+      std::string log(kJitLogBytes, '\0');
+      int options[] = {kJitErrorLogBuffer, kJitErrorLogBufferSize};
+      void *values[] = {log.data(), reinterpret_cast<void *>(log.size())};
+      CUresult rc =
+          s->api->cuModuleLoadDataEx(&module, data, 2, options, values);
+      log.resize(std::strlen(log.c_str()));
       if (rc == 0) {
         loaded[bytes] = module;
         s->modules.push_back(module);
         break;
       }
       module = nullptr;
+      absl::Status refused = s->check(
+          rc, "cuModuleLoadDataEx",
+          absl::StrCat("kernel '", kernel.name(), "' (",
+                       choice.ptx ? "PTX " : "cubin ", image.arch(), ")",
+                       log.empty() ? "" : "; JIT log: ", log));
       // Images the driver cannot use: try the next candidate.
       constexpr CUresult kImageRefusals[] = {200 /*INVALID_IMAGE*/,
                                              209 /*NO_BINARY_FOR_GPU*/,
@@ -281,10 +373,9 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
                                              222 /*UNSUPPORTED_PTX_VERSION*/};
       if (std::find(std::begin(kImageRefusals), std::end(kImageRefusals),
                     rc) == std::end(kImageRefusals))
-        return s->check(rc, "cuModuleLoadData");
+        return refused;
       absl::StrAppend(&refusals, refusals.empty() ? "" : "; ",
-                      choice.ptx ? "PTX " : "cubin ", image.arch(), ": ",
-                      s->check(rc, "cuModuleLoadData").message());
+                      refused.message());
     }
     if (!module)
       return absl::FailedPreconditionError(absl::StrCat(
@@ -300,21 +391,32 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
       return st;
     s->functions.push_back(function);
   }
-  // Weights go to the device once per session.
+  // Weights go to the device once per session, on the session's stream:
+  // a synchronous cuMemcpyHtoD from pageable memory may return before the
+  // data lands, and the non-blocking stream would not wait for it. The
+  // artifact's bytes outlive the session; the wait below makes upload
+  // errors load errors. Zero-size weights have no buffer.
   for (int i = 0; i < m.weights_size(); ++i) {
     CUdeviceptr ptr = 0;
-    if (absl::Status st = s->check(s->api->cuMemAlloc(&ptr, m.weights(i).size()),
-                                   "cuMemAlloc (weights)");
-        !st.ok())
-      return st;
+    size_t bytes = m.weights(i).size();
+    if (bytes)
+      if (absl::Status st = s->check(s->api->cuMemAlloc(&ptr, bytes),
+                                     "cuMemAlloc (weights)");
+          !st.ok())
+        return st;
     s->weights.push_back(ptr);
-    if (absl::Status st = s->check(
-            s->api->cuMemcpyHtoD(ptr, artifact.weightData(i),
-                                 m.weights(i).size()),
-            "cuMemcpyHtoD (weights)");
-        !st.ok())
-      return st;
+    if (bytes)
+      if (absl::Status st = s->check(
+              s->api->cuMemcpyHtoDAsync(ptr, artifact.weightData(i), bytes,
+                                        s->stream),
+              "cuMemcpyHtoDAsync (weights)");
+          !st.ok())
+        return st;
   }
+  if (absl::Status st = s->check(s->api->cuStreamSynchronize(s->stream),
+                                 "cuStreamSynchronize (weights)");
+      !st.ok())
+    return st;
   if (m.arena_bytes() > 0)
     if (absl::Status st = s->check(s->api->cuMemAlloc(&s->arena, m.arena_bytes()),
                                    "cuMemAlloc (arena)");
@@ -326,34 +428,45 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
 CudaBackend::~CudaBackend() {
   if (!api)
     return;
-  api->cuCtxSetCurrent(context);
+  if (!context)
+    return;
+  {
+    CurrentContext current(*this);
+    if (current.status.ok())
+      destroyOnDevice();
+  }  // popped before the context is released
+  api->cuDevicePrimaryCtxRelease(device);
+}
+
+void CudaBackend::destroyOnDevice() {
   if (stream)
     api->cuStreamSynchronize(stream);
+  // Only what was created: graphs hold instantiated executables only, and
+  // zero-size buffers have no allocation.
+  auto release = [&](CUdeviceptr p) {
+    if (p)
+      api->cuMemFree(p);
+  };
   for (auto &[entry, state] : entries) {
     for (auto &[dims, graph] : state.graphs)
       api->cuGraphExecDestroy(graph);
     for (CUdeviceptr p : state.inputs)
-      api->cuMemFree(p);
+      release(p);
     for (CUdeviceptr p : state.outputs)
-      api->cuMemFree(p);
+      release(p);
   }
   if (stream)
     api->cuStreamDestroy(stream);
   for (CUdeviceptr w : weights)
-    api->cuMemFree(w);
+    release(w);
   if (arena)
     api->cuMemFree(arena);
   for (void *module : modules)
     api->cuModuleUnload(module);
-  if (context)
-    api->cuDevicePrimaryCtxRelease(device);
 }
 
 absl::StatusOr<CudaBackend::EntryState *>
 CudaBackend::prepare(const artifact::EntryPoint &entry) {
-  if (absl::Status st = check(api->cuCtxSetCurrent(context), "cuCtxSetCurrent");
-      !st.ok())
-    return st;
   auto [it, inserted] = entries.try_emplace(&entry);
   EntryState &state = it->second;
   if (!inserted)
@@ -367,9 +480,10 @@ CudaBackend::prepare(const artifact::EntryPoint &entry) {
     for (const auto &spec : specs) {
       size_t bytes = *tensorBytes(spec, maxima);
       CUdeviceptr p = 0;
-      if (absl::Status st = check(api->cuMemAlloc(&p, bytes ? bytes : 1), what);
-          !st.ok())
-        return st;
+      if (bytes)
+        if (absl::Status st = check(api->cuMemAlloc(&p, bytes), what);
+            !st.ok())
+          return st;
       out.push_back(p);
     }
     return absl::OkStatus();
@@ -378,10 +492,10 @@ CudaBackend::prepare(const artifact::EntryPoint &entry) {
   if (st.ok())
     st = allocate(entry.outputs(), state.outputs, "cuMemAlloc (outputs)");
   if (!st.ok()) {
-    for (CUdeviceptr p : state.inputs)
-      api->cuMemFree(p);
-    for (CUdeviceptr p : state.outputs)
-      api->cuMemFree(p);
+    for (const auto *buffers : {&state.inputs, &state.outputs})
+      for (CUdeviceptr p : *buffers)
+        if (p)
+          api->cuMemFree(p);
     entries.erase(it);
     return st;
   }
@@ -427,12 +541,31 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
     if (!status.ok())
       break;
     if (launch.kind() == artifact::Launch::COPY) {
-      status = check(api->cuMemcpyDtoDAsync(resolve(launch.args(0)),
-                                            resolve(launch.args(1)),
-                                            refBytes(launch.args(0), dims),
-                                            stream),
-                     "cuMemcpyDtoDAsync");
+      if (uint64_t bytes = refBytes(launch.args(0), dims))
+        status = check(api->cuMemcpyDtoDAsync(resolve(launch.args(0)),
+                                              resolve(launch.args(1)), bytes,
+                                              stream),
+                       "cuMemcpyDtoDAsync",
+                       absl::StrCat("copy launch #", i, ", ", bytes, " bytes"));
     } else {
+      uint64_t grid[3], block[3];
+      for (int d = 0; d < 3; ++d) {
+        grid[d] = gridDim(launch, d, dims);
+        block[d] = launch.block(d);
+      }
+      std::string shape =
+          describeLaunch(artifact->manifest(), launch, i, grid, block);
+      // An empty grid (a symbolic dim of 0) has no work: nothing to launch.
+      if (!grid[0] || !grid[1] || !grid[2]) {
+        if (status.ok() && launchMs)
+          status = check(api->cuEventRecord(events[2 * i + 1], stream),
+                         "cuEventRecord");
+        continue;
+      }
+      if (absl::Status st = checkLaunchShape(grid, block, shape); !st.ok()) {
+        status = st;
+        break;
+      }
       pointers.clear();
       for (const auto &ref : launch.args())
         pointers.push_back(resolve(ref));
@@ -446,13 +579,14 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
         params.push_back(&v);
       status = check(
           api->cuLaunchKernel(functions[launch.kernel()],
-                              static_cast<unsigned>(gridDim(launch, 0, dims)),
-                              static_cast<unsigned>(gridDim(launch, 1, dims)),
-                              static_cast<unsigned>(gridDim(launch, 2, dims)),
-                              launch.block(0),
-                              launch.block(1), launch.block(2), 0, stream,
+                              static_cast<unsigned>(grid[0]),
+                              static_cast<unsigned>(grid[1]),
+                              static_cast<unsigned>(grid[2]),
+                              static_cast<unsigned>(block[0]),
+                              static_cast<unsigned>(block[1]),
+                              static_cast<unsigned>(block[2]), 0, stream,
                               params.data(), nullptr),
-          "cuLaunchKernel");
+          "cuLaunchKernel", shape);
     }
     if (status.ok() && launchMs)
       status = check(api->cuEventRecord(events[2 * i + 1], stream),
@@ -472,16 +606,42 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
 }
 
 absl::Status CudaBackend::copyInputs(const artifact::EntryPoint &entry,
+                                     const std::vector<int64_t> &dims,
                                      EntryState &state,
                                      const kiln_tensor *inputs) {
+  // The spec's bytes for these dims, never the caller's size_bytes (which
+  // may be larger): the device buffer holds exactly the planned tensor.
   for (int i = 0; i < entry.inputs_size(); ++i)
-    if (inputs[i].size_bytes)
+    if (uint64_t bytes = *tensorBytes(entry.inputs(i), dims))
       if (absl::Status st = check(
-              api->cuMemcpyHtoDAsync(state.inputs[i], inputs[i].data,
-                                     inputs[i].size_bytes, stream),
-              "cuMemcpyHtoDAsync (input)");
+              api->cuMemcpyHtoDAsync(state.inputs[i], inputs[i].data, bytes,
+                                     stream),
+              "cuMemcpyHtoDAsync (input)",
+              absl::StrCat("input '", entry.inputs(i).name(), "'"));
           !st.ok())
         return st;
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::checkLaunchShape(const uint64_t grid[3],
+                                           const uint64_t block[3],
+                                           const std::string &shape) const {
+  static const char *axis[3] = {"x", "y", "z"};
+  for (int d = 0; d < 3; ++d) {
+    if (!block[d] || block[d] > kMaxBlock[d])
+      return absl::InvalidArgumentError(absl::StrCat(
+          shape, ": block ", axis[d], " must be 1..", kMaxBlock[d],
+          "; the artifact is malformed, compile it again"));
+    if (grid[d] > kMaxGrid[d])
+      return absl::InvalidArgumentError(absl::StrCat(
+          shape, ": grid ", axis[d], " exceeds the device limit of ",
+          kMaxGrid[d], " blocks; the kernel was compiled for a problem this "
+          "large without splitting it (reduce the batch or dims)"));
+  }
+  if (block[0] * block[1] * block[2] > kMaxBlockThreads)
+    return absl::InvalidArgumentError(absl::StrCat(
+        shape, ": a block of more than ", kMaxBlockThreads,
+        " threads; the artifact is malformed, compile it again"));
   return absl::OkStatus();
 }
 
@@ -508,9 +668,10 @@ absl::Status CudaBackend::enqueue(const artifact::EntryPoint &entry,
   if (!prepared.ok())
     return prepared.status();
   EntryState &state = **prepared;
-  if (absl::Status st = copyInputs(entry, state, inputs); !st.ok())
+  if (absl::Status st = copyInputs(entry, dims, state, inputs); !st.ok())
     return st;
-  void *&graphExec = state.graphs[dims];
+  auto captured = state.graphs.find(dims);
+  Handle graphExec = captured == state.graphs.end() ? nullptr : captured->second;
   if (graphs && !graphExec) {
     // First run with these dims: capture the launches into a graph.
     if (absl::Status st = check(
@@ -527,11 +688,13 @@ absl::Status CudaBackend::enqueue(const artifact::EntryPoint &entry,
         api->cuGraphDestroy(graph);
       return launched.ok() ? ended : launched;
     }
+    Handle exec = nullptr;
     absl::Status instantiated = check(
-        api->cuGraphInstantiate(&graphExec, graph, 0), "cuGraphInstantiate");
+        api->cuGraphInstantiate(&exec, graph, 0), "cuGraphInstantiate");
     api->cuGraphDestroy(graph);
     if (!instantiated.ok())
       return instantiated;
+    state.graphs[dims] = graphExec = exec;
   }
   if (graphExec) {
     if (absl::Status st =
@@ -551,19 +714,25 @@ absl::Status CudaBackend::runAsync(const artifact::EntryPoint &entry,
                                    const std::vector<int64_t> &dims,
                                    const kiln_tensor *inputs,
                                    kiln_tensor *outputs) {
+  CurrentContext current(*this);
+  if (!current.status.ok())
+    return current.status;
   return enqueue(entry, dims, inputs, outputs);
 }
 
 absl::Status CudaBackend::synchronize() {
-  if (absl::Status st = check(api->cuCtxSetCurrent(context), "cuCtxSetCurrent");
-      !st.ok())
-    return st;
+  CurrentContext current(*this);
+  if (!current.status.ok())
+    return current.status;
   return check(api->cuStreamSynchronize(stream), "kernel execution");
 }
 
 absl::Status CudaBackend::run(const artifact::EntryPoint &entry,
                               const std::vector<int64_t> &dims,
                               const kiln_tensor *inputs, kiln_tensor *outputs) {
+  CurrentContext current(*this);
+  if (!current.status.ok())
+    return current.status;
   if (absl::Status st = enqueue(entry, dims, inputs, outputs); !st.ok()) {
     api->cuStreamSynchronize(stream);
     return st;
@@ -576,12 +745,15 @@ absl::Status CudaBackend::profile(const artifact::EntryPoint &entry,
                                   const kiln_tensor *inputs,
                                   kiln_tensor *outputs, int iterations,
                                   std::vector<double> &launchMs) {
+  CurrentContext current(*this);
+  if (!current.status.ok())
+    return current.status;
   absl::StatusOr<EntryState *> prepared = prepare(entry);
   if (!prepared.ok())
     return prepared.status();
   EntryState &state = **prepared;
   launchMs.assign(entry.launches_size(), 0.0);
-  if (absl::Status st = copyInputs(entry, state, inputs); !st.ok())
+  if (absl::Status st = copyInputs(entry, dims, state, inputs); !st.ok())
     return st;
   for (int it = 0; it < iterations; ++it)
     if (absl::Status st = enqueueLaunches(entry, dims, state, &launchMs);

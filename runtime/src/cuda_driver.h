@@ -37,6 +37,13 @@ loadCudaDriver(const std::string &libraryName = cudaDriverLibrary());
 /// its launches: captured on the first run with a given set of symbolic dim
 /// values (one set for a static entry point), replayed afterwards. Buffers
 /// are sized for the dims' upper bounds.
+///
+/// Threads: a session may be called from any thread, one call at a time
+/// (calls on one session must not overlap; sessions are independent). Each
+/// call pushes the device's primary context for its duration and pops it
+/// before it returns, so the calling thread's current context (none, or
+/// another library's) is unchanged; work enqueued by runAsync belongs to
+/// the session's stream, not to the thread that enqueued it.
 class CudaBackend final : public Backend {
 public:
   ~CudaBackend() override;
@@ -74,22 +81,36 @@ public:
 private:
   struct EntryState {
     std::vector<unsigned long long> inputs, outputs;
-    // CUgraphExec per set of dim values, once captured.
+    // CUgraphExec per set of dim values, once captured and instantiated
+    // (a failed capture leaves no entry). A zero-size buffer is 0.
     std::map<std::vector<int64_t>, void *> graphs;
   };
 
+  class CurrentContext;
+
   CudaBackend() = default;
+  /// Waits for the stream and frees what the session created on the
+  /// device; the context is current.
+  void destroyOnDevice();
   /// Opens device cuda:`ordinal` and loads the artifact's kernels for it.
   static absl::StatusOr<std::unique_ptr<CudaBackend>>
   open(const Artifact &artifact, int ordinal);
-  absl::Status check(int result, const char *what) const;
+  /// OK, or the error "<what> failed: <text> (<CUDA_ERROR_NAME>, <code>)",
+  /// then `detail` (the kernel, its grid and block; the JIT log).
+  absl::Status check(int result, const char *what,
+                     const std::string &detail = "") const;
+  /// Checks a launch's grid and block against the per-axis limits; the
+  /// error starts with `shape` (the kernel, its grid and block).
+  absl::Status checkLaunchShape(const uint64_t grid[3], const uint64_t block[3],
+                                const std::string &shape) const;
   absl::StatusOr<EntryState *> prepare(const artifact::EntryPoint &entry);
   absl::Status enqueueLaunches(const artifact::EntryPoint &entry,
                                const std::vector<int64_t> &dims,
                                EntryState &state,
                                std::vector<double> *launchMs);
   /// Asynchronous copies between the host tensors and the entry's buffers.
-  absl::Status copyInputs(const artifact::EntryPoint &entry, EntryState &state,
+  absl::Status copyInputs(const artifact::EntryPoint &entry,
+                          const std::vector<int64_t> &dims, EntryState &state,
                           const kiln_tensor *inputs);
   absl::Status copyOutputs(const artifact::EntryPoint &entry,
                            const std::vector<int64_t> &dims, EntryState &state,

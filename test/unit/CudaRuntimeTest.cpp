@@ -1,7 +1,9 @@
 // The CUDA backend against the mock driver (MockCudaDriver.cpp): image
 // selection per architecture, the error paths (no binary for the device,
 // out of device memory), the stream, CUDA graph capture and replay, the
-// asynchronous run, and per-launch event timing.
+// asynchronous run, and per-launch event timing; and what the mock's
+// strictness (a current context per thread, launch limits, bounds-checked
+// copies, pageable uploads that land late, sticky errors) catches.
 #include "ArtifactTestUtil.h"
 #include "cuda_driver.h"
 
@@ -9,7 +11,10 @@
 
 #include <cstdlib>
 #include <dlfcn.h>
+#include <functional>
+#include <optional>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -28,12 +33,37 @@ long counter(const char *name) {
       "kiln_mock_cuda_counter"));
   return fn ? fn(name) : -1;
 }
+/// A function of the mock's control API (or of its driver API), or null
+/// before the runtime loaded the mock.
+template <typename Fn> Fn mock(const char *name) {
+  void *library = dlopen(KILN_MOCK_CUDA_PATH, RTLD_NOW | RTLD_NOLOAD);
+  return library ? reinterpret_cast<Fn>(dlsym(library, name)) : nullptr;
+}
 void resetCounters() {
-  auto fn = reinterpret_cast<void (*)()>(
-      dlsym(dlopen(KILN_MOCK_CUDA_PATH, RTLD_NOW | RTLD_NOLOAD),
-            "kiln_mock_cuda_reset"));
-  if (fn)
+  if (auto fn = mock<void (*)()>("kiln_mock_cuda_reset"))
     fn();
+}
+/// The next call of the mock's `call` returns `code`.
+void failNext(const char *call, int code) {
+  mock<void (*)(const char *, int)>("kiln_mock_cuda_fail")(call, code);
+}
+
+/// `bytes` with its manifest changed by `edit`.
+std::string editManifest(std::string bytes,
+                         const std::function<void(Manifest &)> &edit) {
+  kiln_artifact_header header;
+  std::memcpy(&header, bytes.data(), sizeof(header));
+  Manifest parsed;
+  EXPECT_TRUE(parsed.ParseFromArray(bytes.data() + header.manifest_offset,
+                                    header.manifest_size));
+  edit(parsed);
+  std::string manifestBytes;
+  parsed.SerializeToString(&manifestBytes);
+  bytes.resize(header.manifest_offset);
+  header.manifest_size = manifestBytes.size();
+  header.file_size = bytes.size() + manifestBytes.size();
+  std::memcpy(bytes.data(), &header, sizeof(header));
+  return bytes + manifestBytes;
 }
 
 class CudaRuntime : public ::testing::Test {
@@ -60,6 +90,12 @@ protected:
   std::string artifact(std::vector<std::string> archs, bool cubins = true,
                        bool ptx = true) {
     Manifest m;
+    if (weight) {
+      auto *w = m.add_weights();
+      addSpec(w->mutable_spec(), "w", {static_cast<int64_t>(weight->size())});
+      w->set_section(0);
+      w->set_size(4 * weight->size());
+    }
     m.set_target("cuda:sm_80");
     m.set_arena_bytes(64);
     auto *kernel = m.add_kernels();
@@ -68,12 +104,15 @@ protected:
     kernel->set_num_args(2);
     kernel->set_strategy("elementwise");
     std::vector<SectionBytes> sections = {
-        {"weights", kiln::artifact::WEIGHTS, "", ""}};
+        {"weights", kiln::artifact::WEIGHTS, "",
+         weight ? std::string(reinterpret_cast<const char *>(weight->data()),
+                              4 * weight->size())
+                : ""}};
     for (const std::string &arch : archs) {
       auto *image = kernel->add_images();
       image->set_arch(arch);
       std::string cubin = std::string("\x7f" "ELF fake cubin for ") + arch;
-      std::string ptxText = "// fake PTX for " + arch + "\n";
+      std::string ptxText = "// fake PTX for " + arch + "\n" + ptxBody;
       image->set_cubin_section(sections.size());
       image->set_cubin_size(cubins ? cubin.size() : 0);
       sections.push_back({"cubin." + arch, kiln::artifact::CUBIN, arch, cubin});
@@ -88,7 +127,10 @@ protected:
     Launch *copy = entry->add_launches();
     copy->set_kind(Launch::COPY);
     addRef(copy, BufferRef::ARENA, 0, 0);
-    addRef(copy, BufferRef::INPUT, 0);
+    if (weight && weight->size() == 4)
+      addRef(copy, BufferRef::WEIGHT, 0);
+    else
+      addRef(copy, BufferRef::INPUT, 0);
     Launch *add = entry->add_launches();
     add->set_kind(Launch::KERNEL);
     add->set_kernel(0);
@@ -128,8 +170,20 @@ protected:
     return message;
   }
 
+  /// Frees the session and the module.
+  void close() {
+    kiln_session_free(session);
+    session = nullptr;
+    kiln_module_free(module);
+    module = nullptr;
+  }
+
   kiln_module *module = nullptr;
   kiln_session *session = nullptr;
+  // A weight for artifact(): with 4 floats the copy into the arena reads
+  // it instead of x.
+  std::optional<std::vector<float>> weight;
+  std::string ptxBody;  // appended to artifact()'s PTX
 };
 
 TEST_F(CudaRuntime, LoadsTheCubinForTheDeviceArchitecture) {
@@ -178,8 +232,11 @@ TEST_F(CudaRuntime, ADriverThatRefusesEveryImageIsAClearError) {
   setenv("KILN_MOCK_CUDA_DRIVER_VERSION", "12040", 1);
   std::string error = open(artifact({"sm_80"}, /*cubins=*/true, /*ptx=*/false));
   EXPECT_NE(error.find("the driver refused every image of kernel 'add_one' "
-                       "for sm_80 (driver for CUDA 12.4) (cubin sm_80: "
-                       "cuModuleLoadData failed"),
+                       "for sm_80 (driver for CUDA 12.4) (cuModuleLoadDataEx "
+                       "failed: the provided PTX was compiled with an "
+                       "unsupported toolchain. (CUDA_ERROR_UNSUPPORTED_PTX_"
+                       "VERSION, 222); kernel 'add_one' (cubin sm_80)); "
+                       "install a newer driver"),
             std::string::npos)
       << error;
   EXPECT_EQ(session, nullptr);
@@ -314,28 +371,210 @@ TEST_F(CudaRuntime, ProfileOnTheCpuTimesEveryLaunch) {
 }
 
 TEST_F(CudaRuntime, GpuLaunchWithoutAGridIsRejectedAtLoad) {
-  Manifest m;
-  kiln::artifact::Manifest parsed;
-  std::string bytes = artifact({"sm_80"});
   // Drop the grid and block of the kernel launch.
-  kiln_artifact_header header;
-  std::memcpy(&header, bytes.data(), sizeof(header));
-  ASSERT_TRUE(parsed.ParseFromArray(bytes.data() + header.manifest_offset,
-                                    header.manifest_size));
-  Launch *add = parsed.mutable_entry_points(0)->mutable_launches(1);
-  add->clear_grid();
-  add->clear_block();
-  std::string manifestBytes;
-  parsed.SerializeToString(&manifestBytes);
-  bytes.resize(header.manifest_offset);
-  header.manifest_size = manifestBytes.size();
-  header.file_size = bytes.size() + manifestBytes.size();
-  std::memcpy(bytes.data(), &header, sizeof(header));
-  bytes += manifestBytes;
+  std::string bytes = editManifest(artifact({"sm_80"}), [](Manifest &m) {
+    Launch *add = m.mutable_entry_points(0)->mutable_launches(1);
+    add->clear_grid();
+    add->clear_block();
+  });
   std::string error = open(bytes);
   EXPECT_NE(error.find("has a launch with a malformed grid or block"),
             std::string::npos)
       << error;
+}
+
+// Item 2 of "the CUDA runtime ready for real GPUs": what a lenient driver
+// let through.
+
+TEST_F(CudaRuntime, WeightsLandBeforeTheFirstKernel) {
+  // The mock's synchronous cuMemcpyHtoD returns before the data lands, as
+  // a GPU's does from pageable memory; the kernel's stream must not see
+  // the weights before they are there.
+  weight = std::vector<float>{10, 20, 30, 40};
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  float y[4] = {};
+  ASSERT_EQ(run(1.0f, y), "");
+  EXPECT_EQ(y[0], 11.0f);
+  EXPECT_EQ(y[3], 41.0f);
+}
+
+TEST_F(CudaRuntime, InputCopiesAreBoundedByTheSpecNotTheCaller) {
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  // The caller's buffer is larger than the 4-float input: only the spec's
+  // 16 bytes go to the 16-byte device buffer.
+  float x[16] = {1, 2, 3, 4}, y[4] = {};
+  kiln_tensor in = tensor4(x), out = tensor4(y);
+  in.size_bytes = sizeof(x);
+  kiln_status s = kiln_session_run(session, nullptr, &in, 1, &out, 1);
+  ASSERT_EQ(s, nullptr) << kiln_status_message(s);
+  EXPECT_EQ(y[3], 5.0f);
+  EXPECT_EQ(counter("out_of_bounds_copies"), 0);
+}
+
+TEST_F(CudaRuntime, ZeroSizeWeightsAreNotAllocated) {
+  weight = std::vector<float>{};
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  float y[4] = {};
+  ASSERT_EQ(run(1.0f, y), "");
+  EXPECT_EQ(y[0], 2.0f);
+  EXPECT_EQ(counter("zero_size_calls"), 0);
+}
+
+// Static grids are checked when the session is created; symbolic ones
+// (SymbolicDimsAreKernelArgumentsAndGrids) before every launch.
+TEST_F(CudaRuntime, LaunchLimitsAreCheckedNamingTheKernelGridAndBlock) {
+  struct Case {
+    std::vector<uint32_t> grid, block;
+    const char *error;
+  } cases[] = {
+      {{1, 1, 70000}, {32, 1, 1},
+       "kernel 'add_one' (launch #1) grid (1, 1, 70000) block (32, 1, 1): "
+       "grid z exceeds the device limit of 65535 blocks"},
+      {{1, 1, 1}, {2048, 1, 1},
+       "kernel 'add_one' (launch #1) grid (1, 1, 1) block (2048, 1, 1): "
+       "block x must be 1..1024"},
+      {{1, 1, 1}, {32, 1, 128}, "block z must be 1..64"},
+      {{1, 1, 1}, {64, 32, 1}, "a block of more than 1024 threads"},
+  };
+  for (const Case &c : cases) {
+    std::string bytes = editManifest(artifact({"sm_80"}), [&](Manifest &m) {
+      Launch *add = m.mutable_entry_points(0)->mutable_launches(1);
+      for (int d = 0; d < 3; ++d) {
+        add->set_grid(d, c.grid[d]);
+        add->set_block(d, c.block[d]);
+      }
+    });
+    std::string error = open(bytes);
+    EXPECT_NE(error.find(c.error), std::string::npos) << error;
+    EXPECT_NE(error.find("entry point 'main': "), std::string::npos) << error;
+    EXPECT_EQ(counter("invalid_launches"), 0) << c.error;
+    close();
+  }
+}
+
+TEST_F(CudaRuntime, DriverErrorsNameTheErrorTheKernelGridAndBlock) {
+  setenv("KILN_CUDA_GRAPHS", "0", 1);
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  failNext("cuLaunchKernel", 1);
+  float y[4] = {};
+  std::string error = run(1.0f, y);
+  EXPECT_NE(error.find("cuLaunchKernel failed: invalid argument "
+                       "(CUDA_ERROR_INVALID_VALUE, 1); kernel 'add_one' "
+                       "(launch #1) grid (1, 1, 1) block (32, 1, 1)"),
+            std::string::npos)
+      << error;
+  // Not sticky: the next run works.
+  EXPECT_EQ(run(1.0f, y), "");
+}
+
+TEST_F(CudaRuntime, AnIllegalAddressIsStickyAndSaysSo) {
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  failNext("cuStreamSynchronize", 700);
+  float y[4] = {};
+  std::string error = run(1.0f, y);
+  EXPECT_NE(error.find("an illegal memory access was encountered "
+                       "(CUDA_ERROR_ILLEGAL_ADDRESS, 700); a kernel faulted "
+                       "and the CUDA context of cuda:0 is lost"),
+            std::string::npos)
+      << error;
+  error = run(1.0f, y);
+  EXPECT_NE(error.find("CUDA_ERROR_ILLEGAL_ADDRESS"), std::string::npos)
+      << error;
+}
+
+TEST_F(CudaRuntime, PtxJitErrorsCarryTheJitLog) {
+  setenv("KILN_MOCK_CUDA_CC", "89", 1);
+  ptxBody = "mock-invalid-ptx;\n";
+  std::string error = open(artifact({"sm_80"}, /*cubins=*/false));
+  EXPECT_NE(error.find("cuModuleLoadDataEx failed: a PTX JIT compilation "
+                       "failed (CUDA_ERROR_INVALID_PTX, 218); kernel "
+                       "'add_one' (PTX sm_80); JIT log: ptxas application "
+                       "ptx input, line 1; error   : mock-invalid-ptx"),
+            std::string::npos)
+      << error;
+}
+
+TEST_F(CudaRuntime, TeardownFreesWhatWasCreatedAndNothingElse) {
+  for (const char *graphs : {"1", "0"}) {
+    setenv("KILN_CUDA_GRAPHS", graphs, 1);
+    resetCounters();
+    ASSERT_EQ(open(artifact({"sm_80"})), "");
+    float y[4] = {};
+    ASSERT_EQ(run(1.0f, y), "");
+    close();
+    EXPECT_EQ(counter("invalid_handles"), 0) << "graphs " << graphs;
+    EXPECT_EQ(counter("live_allocations"), 0) << "graphs " << graphs;
+  }
+  // A capture that fails to instantiate leaves nothing to destroy.
+  setenv("KILN_CUDA_GRAPHS", "1", 1);
+  resetCounters();
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  failNext("cuGraphInstantiate", 2);
+  float y[4] = {};
+  EXPECT_NE(run(1.0f, y), "");
+  close();
+  EXPECT_EQ(counter("invalid_handles"), 0);
+  EXPECT_EQ(counter("live_allocations"), 0);
+}
+
+// The mock itself (item 6): strict where the driver is.
+
+TEST_F(CudaRuntime, MockRefusesCallsWithoutACurrentContext) {
+  ASSERT_EQ(open(artifact({"sm_80"})), "");  // loads the mock
+  using Alloc = int (*)(unsigned long long *, size_t);
+  auto alloc = mock<Alloc>("cuMemAlloc_v2");
+  ASSERT_NE(alloc, nullptr);
+  int rc = -1;
+  std::thread([&] {
+    unsigned long long p = 0;
+    rc = alloc(&p, 16);
+  }).join();
+  EXPECT_EQ(rc, 201);  // CUDA_ERROR_INVALID_CONTEXT
+}
+
+TEST_F(CudaRuntime, CallsLeaveTheThreadsCurrentContextAsItWas) {
+  ASSERT_EQ(open(artifact({"sm_80"})), "");  // loads the mock
+  using GetCurrent = int (*)(void **);
+  auto getCurrent = mock<GetCurrent>("cuCtxGetCurrent");
+  auto push = mock<int (*)(void *)>("cuCtxPushCurrent_v2");
+  auto pop = mock<int (*)(void **)>("cuCtxPopCurrent_v2");
+  ASSERT_TRUE(getCurrent && push && pop);
+  // A thread without a context, and one with another library's.
+  int otherLibrarysContext = 0;
+  for (void *own : {static_cast<void *>(nullptr),
+                    static_cast<void *>(&otherLibrarysContext)}) {
+    std::thread([&] {
+      if (own)
+        ASSERT_EQ(push(own), 0);
+      float y[4] = {};
+      EXPECT_EQ(run(1.0f, y), "");
+      EXPECT_EQ(y[0], 2.0f);
+      EXPECT_EQ(run(2.0f, y, /*async=*/true), "");
+      void *current = reinterpret_cast<void *>(1);
+      getCurrent(&current);
+      EXPECT_EQ(current, own);
+      if (own)
+        pop(&current);
+    }).join();
+  }
+  // Freed from a thread that never ran it.
+  std::thread([&] { close(); }).join();
+  EXPECT_EQ(counter("live_allocations"), 0);
+  EXPECT_EQ(counter("invalid_context"), 0);
+}
+
+TEST_F(CudaRuntime, MockDeviceAndDriverVersionAreSetByTheTests) {
+  ASSERT_EQ(open(artifact({"sm_80"})), "");
+  close();
+  resetCounters();
+  mock<void (*)(int, int)>("kiln_mock_cuda_set_device")(9, 0);
+  mock<void (*)(int)>("kiln_mock_cuda_set_driver_version")(13000);
+  int version = 0;
+  mock<int (*)(int *)>("cuDriverGetVersion")(&version);
+  EXPECT_EQ(version, 13000);
+  ASSERT_EQ(open(artifact({"sm_80", "sm_90a"})), "");
+  EXPECT_EQ(counter("cubin_loads"), 1);
+  EXPECT_EQ(counter("ptx_loads"), 0);
 }
 
 } // namespace
@@ -346,7 +585,7 @@ using kiln::artifact::DimExpr;
 
 /// y[n] = x[n] + 1 with n in 1..8: the add_one_n kernel takes n as an
 /// int64 after its buffers and runs a grid of n blocks.
-std::string symbolicArtifact() {
+std::string symbolicArtifact(int64_t minN = 1) {
   Manifest m;
   m.set_target("cuda:sm_80");
   m.set_arena_bytes(0);
@@ -369,7 +608,7 @@ std::string symbolicArtifact() {
   entry->set_name("main");
   auto *dim = entry->add_dims();
   dim->set_name("n");
-  dim->set_min(1);
+  dim->set_min(minN);
   dim->set_max(8);
   auto expr = [&](DimExpr::Op op, int64_t value, uint32_t l = 0,
                   uint32_t r = 0) {
@@ -433,6 +672,73 @@ TEST_F(CudaRuntime, SymbolicDimsAreKernelArgumentsAndGrids) {
   }
   // One graph per distinct set of dim values: n = 3 replays its graph.
   EXPECT_EQ(counter("captures"), 2);
+}
+
+} // namespace
+
+namespace {
+
+TEST_F(CudaRuntime, AnEmptyGridIsNotLaunched) {
+  ASSERT_EQ(open(symbolicArtifact(/*minN=*/0)), "");
+  kiln_tensor in{}, out{};
+  float unused = 0;
+  for (kiln_tensor *t : {&in, &out}) {
+    t->dtype = KILN_DTYPE_F32;
+    t->rank = 1;
+    t->shape[0] = 0;
+    t->data = &unused;
+    t->size_bytes = 0;
+  }
+  for (int run = 0; run < 2; ++run) {  // captured, then replayed
+    kiln_status s = kiln_session_run(session, nullptr, &in, 1, &out, 1);
+    ASSERT_EQ(s, nullptr) << kiln_status_message(s);
+  }
+  EXPECT_EQ(counter("kernels_run"), 0);
+  EXPECT_EQ(counter("zero_size_calls"), 0);
+}
+
+} // namespace
+
+namespace {
+
+TEST_F(CudaRuntime, ASymbolicGridIsCheckedBeforeItsLaunch) {
+  // n up to 100000 blocks on grid z, whose limit is 65535.
+  std::string bytes = editManifest(symbolicArtifact(), [](Manifest &m) {
+    auto *entry = m.mutable_entry_points(0);
+    entry->mutable_dims(0)->set_max(100000);
+    Launch *add = entry->mutable_launches(0);
+    add->set_grid(0, 1);
+    add->set_grid(2, 100000);
+    add->set_grid_exprs(2, add->grid_exprs(0));
+    add->set_grid_exprs(0, 0);
+    for (int a = 0; a < 2; ++a)
+      add->mutable_args(a)->set_size(400000);
+  });
+  ASSERT_EQ(open(bytes), "");
+  for (int64_t n : {4, 70000}) {
+    std::vector<float> x(n), y(n);
+    kiln_tensor in{}, out{};
+    for (auto [t, data] : {std::pair{&in, x.data()}, std::pair{&out, y.data()}}) {
+      t->dtype = KILN_DTYPE_F32;
+      t->rank = 1;
+      t->shape[0] = n;
+      t->data = data;
+      t->size_bytes = 4 * n;
+    }
+    kiln_status s = kiln_session_run(session, nullptr, &in, 1, &out, 1);
+    std::string error = s ? kiln_status_message(s) : "";
+    kiln_status_free(s);
+    if (n == 4) {
+      EXPECT_EQ(error, "");
+      continue;
+    }
+    EXPECT_NE(error.find("kernel 'add_one_n' (launch #0) grid (1, 1, 70000) "
+                         "block (1, 1, 1): grid z exceeds the device limit "
+                         "of 65535 blocks"),
+              std::string::npos)
+        << error;
+  }
+  EXPECT_EQ(counter("invalid_launches"), 0);
 }
 
 } // namespace

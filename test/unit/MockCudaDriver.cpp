@@ -1,23 +1,51 @@
 // A stand-in for libcuda.so.1 that runs on the CPU, for the CUDA backend's
 // tests on machines without a GPU (KILN_CUDA_DRIVER=<this library>).
 //
-// Device memory is host memory with a budget (KILN_MOCK_CUDA_MEMORY_BYTES,
-// default 1 GiB) so that out-of-memory paths can be reached; the device's
-// compute capability is KILN_MOCK_CUDA_CC (default 80), its driver version
-// KILN_MOCK_CUDA_DRIVER_VERSION (default 13000: CUDA 13.0). Modules are cubins
-// (ELF) or PTX text. Kernels do nothing, except `add_one`, which reads 4
-// floats from its first parameter and writes them plus one to its second.
-// Stream capture records launches and device-to-device copies into a graph
-// that cuGraphLaunch replays; host copies during capture fail as they do on
-// a GPU with pageable memory. Every kernel advances a fake clock by 0.25 ms,
-// which is what events measure. kiln_mock_cuda_counter(name) reports what
-// happened.
+// It is strict where the real driver is strict, so that code that only
+// works on a lenient driver fails here first:
+// - a current context per thread (cuCtxSetCurrent, cuCtxPushCurrent/
+//   cuCtxPopCurrent); calls that need one fail with
+//   CUDA_ERROR_INVALID_CONTEXT without it;
+// - launches are checked against the block (x, y <= 1024, z <= 64,
+//   x*y*z <= 1024), grid (x < 2^31, y, z <= 65535) and shared-memory
+//   (48 KiB) limits; a zero dimension is CUDA_ERROR_INVALID_VALUE;
+// - copies are bounds-checked against their allocations, and zero-byte
+//   allocations and copies are refused (stricter than the driver, which
+//   accepts a zero-byte copy: the backend must skip them);
+// - cuMemcpyHtoD from pageable memory returns before the data lands: it
+//   lands at the next cuCtxSynchronize or legacy-stream synchronize, so a
+//   kernel on a non-blocking stream that does not wait sees stale memory;
+// - after an error of the illegal-address class every later call fails
+//   with it (sticky), as the context is lost on a GPU;
+// - destroying a handle that was never created is CUDA_ERROR_INVALID_HANDLE
+//   (and counted as "invalid_handles").
+//
+// Device memory is host memory (zeroed) with a budget
+// (KILN_MOCK_CUDA_MEMORY_BYTES, default 1 GiB) so that out-of-memory paths
+// can be reached; the device's compute capability is KILN_MOCK_CUDA_CC
+// (default 80) or kiln_mock_cuda_set_device(major, minor); the driver
+// version is KILN_MOCK_CUDA_DRIVER_VERSION (default 13000: CUDA 13.0) or
+// kiln_mock_cuda_set_driver_version(v); the fake cubins stand for CUDA 13
+// ptxas output, which drivers before 13.0 refuse.
+// kiln_mock_cuda_fail(call, code) makes the next call of `call` return
+// `code`. Modules are cubins (ELF) or PTX text; PTX that contains
+// "mock-invalid-ptx" fails to JIT with a log. Kernels do nothing, except
+// `add_one`, which reads 4 floats from its first parameter and writes them
+// plus one to its second. Stream capture records launches and
+// device-to-device copies into a graph that cuGraphLaunch replays; host
+// copies during capture fail as they do on a GPU with pageable memory.
+// Every kernel advances a fake clock by 0.25 ms, which is what events
+// measure. kiln_mock_cuda_counter(name) reports what happened.
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,7 +55,10 @@ using CUresult = int;
 using Ptr = unsigned long long;
 
 constexpr CUresult kSuccess = 0, kInvalidValue = 1, kOutOfMemory = 2,
-                   kInvalidImage = 200, kNotFound = 500,
+                   kInvalidImage = 200, kInvalidContext = 201,
+                   kInvalidPtx = 218, kUnsupportedPtxVersion = 222,
+                   kInvalidHandle = 400, kNotFound = 500,
+                   kIllegalAddress = 700, kLaunchFailed = 719,
                    kCaptureUnsupported = 900;
 
 struct Function {
@@ -45,16 +76,83 @@ struct Event {
 };
 
 struct State {
-  std::mutex mutex;
+  std::recursive_mutex mutex;
   std::map<Ptr, size_t> allocations;
   size_t used = 0;
   double clockMs = 0;
   std::map<std::string, long> counters;
+  int ccOverride = 0;
+  int driverVersion = 0;  // 0: KILN_MOCK_CUDA_DRIVER_VERSION or 13000
+  CUresult sticky = kSuccess;
+  std::map<std::string, CUresult> failNext;
+  // Pageable host-to-device copies not yet landed: destination and bytes.
+  std::vector<std::pair<Ptr, std::string>> pendingUploads;
+  std::set<void *> graphs, graphExecs, streams, events;
 } state;
+
+thread_local std::vector<void *> contextStack;
 
 long envNumber(const char *name, long fallback) {
   const char *v = std::getenv(name);
   return v && *v ? std::strtol(v, nullptr, 10) : fallback;
+}
+
+bool isSticky(CUresult rc) {
+  return rc == kIllegalAddress || rc == 702 || (rc >= 714 && rc <= 719);
+}
+
+/// What every call but the context-free ones checks first: a sticky error,
+/// an injected failure, and (when `needsContext`) a current context.
+CUresult enter(const char *call, bool needsContext = true) {
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  if (state.sticky)
+    return state.sticky;
+  if (auto it = state.failNext.find(call); it != state.failNext.end()) {
+    CUresult rc = it->second;
+    state.failNext.erase(it);
+    if (isSticky(rc))
+      state.sticky = rc;
+    return rc;
+  }
+  if (needsContext && (contextStack.empty() || !contextStack.back())) {
+    ++state.counters["invalid_context"];
+    return kInvalidContext;
+  }
+  return kSuccess;
+}
+
+#define ENTER(call, ...)                                                       \
+  if (CUresult rc_ = enter(call, ##__VA_ARGS__); rc_ != kSuccess)              \
+  return rc_
+
+/// Whether [ptr, ptr + bytes) lies in one allocation.
+bool inBounds(Ptr ptr, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  auto it = state.allocations.upper_bound(ptr);
+  if (it == state.allocations.begin())
+    return false;
+  --it;
+  return ptr >= it->first && ptr - it->first <= it->second &&
+         bytes <= it->second - (ptr - it->first);
+}
+
+CUresult checkCopy(Ptr ptr, size_t bytes) {
+  if (bytes == 0) {
+    ++state.counters["zero_size_calls"];
+    return kInvalidValue;
+  }
+  if (!inBounds(ptr, bytes)) {
+    ++state.counters["out_of_bounds_copies"];
+    return kInvalidValue;
+  }
+  return kSuccess;
+}
+
+void landUploads() {
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  for (auto &[dst, bytes] : state.pendingUploads)
+    std::memcpy(reinterpret_cast<void *>(dst), bytes.data(), bytes.size());
+  state.pendingUploads.clear();
 }
 
 /// Runs `op` now, or records it when the stream is capturing.
@@ -72,22 +170,77 @@ bool capturing(void *stream) {
   return stream && static_cast<Stream *>(stream)->capturing;
 }
 
+CUresult destroyHandle(std::set<void *> &live, void *handle) {
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  if (!live.erase(handle)) {
+    ++state.counters["invalid_handles"];
+    return kInvalidHandle;
+  }
+  return kSuccess;
+}
+
+int computeCapability() {
+  return state.ccOverride ? state.ccOverride
+                          : static_cast<int>(envNumber("KILN_MOCK_CUDA_CC", 80));
+}
+
 } // namespace
 
 extern "C" {
 
 __attribute__((visibility("default"))) long
 kiln_mock_cuda_counter(const char *name) {
-  std::lock_guard<std::mutex> lock(state.mutex);
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  if (std::string(name) == "live_allocations")
+    return static_cast<long>(state.allocations.size());
   return state.counters[name];
 }
 
+/// Forgets counters, overrides, injected failures and the sticky error,
+/// and frees what the last test leaked (a lost context frees nothing).
 __attribute__((visibility("default"))) void kiln_mock_cuda_reset() {
-  std::lock_guard<std::mutex> lock(state.mutex);
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  for (auto &[ptr, bytes] : state.allocations)
+    std::free(reinterpret_cast<void *>(ptr));
+  state.allocations.clear();
+  state.used = 0;
   state.counters.clear();
+  state.ccOverride = 0;
+  state.driverVersion = 0;
+  state.sticky = kSuccess;
+  state.failNext.clear();
+  state.pendingUploads.clear();
+}
+
+__attribute__((visibility("default"))) void
+kiln_mock_cuda_set_device(int major, int minor) {
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  state.ccOverride = major * 10 + minor;
+}
+
+__attribute__((visibility("default"))) void
+kiln_mock_cuda_set_driver_version(int version) {
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  state.driverVersion = version;
+}
+
+/// The next call of the driver function `call` returns `code`.
+__attribute__((visibility("default"))) void
+kiln_mock_cuda_fail(const char *call, int code) {
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  state.failNext[call] = code;
 }
 
 CUresult cuInit(unsigned) { return kSuccess; }
+static int mockDriverVersion() {
+  return state.driverVersion
+             ? state.driverVersion
+             : static_cast<int>(envNumber("KILN_MOCK_CUDA_DRIVER_VERSION", 13000));
+}
+CUresult cuDriverGetVersion(int *version) {
+  *version = mockDriverVersion();
+  return kSuccess;
+}
 CUresult cuDeviceGetCount(int *count) {
   *count = 1;
   return kSuccess;
@@ -99,11 +252,11 @@ CUresult cuDeviceGet(int *device, int ordinal) {
   return kSuccess;
 }
 CUresult cuDeviceGetAttribute(int *value, int attribute, int) {
-  long cc = envNumber("KILN_MOCK_CUDA_CC", 80);
+  int cc = computeCapability();
   if (attribute == 75)
-    *value = static_cast<int>(cc / 10);
+    *value = cc / 10;
   else if (attribute == 76)
-    *value = static_cast<int>(cc % 10);
+    *value = cc % 10;
   else
     *value = 0;
   return kSuccess;
@@ -114,37 +267,85 @@ CUresult cuDevicePrimaryCtxRetain(void **context, int) {
   return kSuccess;
 }
 CUresult cuDevicePrimaryCtxRelease_v2(int) { return kSuccess; }
-CUresult cuCtxSetCurrent(void *) { return kSuccess; }
-
-CUresult cuDriverGetVersion(int *version) {
-  *version = static_cast<int>(envNumber("KILN_MOCK_CUDA_DRIVER_VERSION", 13000));
-  return 0;
+CUresult cuCtxSetCurrent(void *context) {
+  ENTER("cuCtxSetCurrent", false);
+  if (contextStack.empty())
+    contextStack.push_back(context);
+  else
+    contextStack.back() = context;
+  return kSuccess;
+}
+CUresult cuCtxGetCurrent(void **context) {
+  *context = contextStack.empty() ? nullptr : contextStack.back();
+  return kSuccess;
+}
+CUresult cuCtxPushCurrent_v2(void *context) {
+  ENTER("cuCtxPushCurrent", false);
+  if (!context)
+    return kInvalidContext;
+  contextStack.push_back(context);
+  return kSuccess;
+}
+CUresult cuCtxPopCurrent_v2(void **context) {
+  ENTER("cuCtxPopCurrent", false);
+  if (contextStack.empty())
+    return kInvalidContext;
+  if (context)
+    *context = contextStack.back();
+  contextStack.pop_back();
+  return kSuccess;
+}
+CUresult cuCtxSynchronize() {
+  ENTER("cuCtxSynchronize");
+  landUploads();
+  return kSuccess;
 }
 
-CUresult cuModuleLoadData(void **module, const void *image) {
+CUresult cuModuleLoadDataEx(void **module, const void *image,
+                            unsigned numOptions, int *options,
+                            void **optionValues) {
+  ENTER("cuModuleLoadData");
   const char *bytes = static_cast<const char *>(image);
-  // The fake cubins stand for CUDA 13 ptxas output, which older drivers
-  // refuse (CUDA_ERROR_UNSUPPORTED_PTX_VERSION).
-  if (std::memcmp(bytes, "\x7f" "ELF", 4) == 0 &&
-      envNumber("KILN_MOCK_CUDA_DRIVER_VERSION", 13000) < 13000) {
+  if (std::memcmp(bytes, "\x7f" "ELF", 4) == 0 && mockDriverVersion() < 13000) {
     ++state.counters["cubin_refusals"];
-    return 222;
+    return kUnsupportedPtxVersion;
   }
-  if (std::memcmp(bytes, "\x7f" "ELF", 4) == 0)
+  if (std::memcmp(bytes, "\x7f" "ELF", 4) == 0) {
     ++state.counters["cubin_loads"];
-  else if (std::strncmp(bytes, "//", 2) == 0 ||
-           std::strncmp(bytes, ".version", 8) == 0)
+  } else if (std::strncmp(bytes, "//", 2) == 0 ||
+             std::strncmp(bytes, ".version", 8) == 0) {
     ++state.counters["ptx_loads"];
-  else
+    if (std::strstr(bytes, "mock-invalid-ptx")) {
+      char *log = nullptr;
+      size_t logSize = 0;
+      for (unsigned i = 0; i < numOptions; ++i) {
+        if (options[i] == 5)  // CU_JIT_ERROR_LOG_BUFFER
+          log = static_cast<char *>(optionValues[i]);
+        if (options[i] == 6)  // CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES
+          logSize = reinterpret_cast<uintptr_t>(optionValues[i]);
+      }
+      if (log && logSize)
+        std::snprintf(log, logSize,
+                      "ptxas application ptx input, line 1; error   : "
+                      "mock-invalid-ptx is not a PTX instruction");
+      return kInvalidPtx;
+    }
+  } else {
     return kInvalidImage;
+  }
   *module = new int(0);
   return kSuccess;
 }
+CUresult cuModuleLoadData(void **module, const void *image) {
+  return cuModuleLoadDataEx(module, image, 0, nullptr, nullptr);
+}
 CUresult cuModuleUnload(void *module) {
+  ENTER("cuModuleUnload");
   delete static_cast<int *>(module);
   return kSuccess;
 }
 CUresult cuModuleGetFunction(void **function, void *, const char *name) {
+  ENTER("cuModuleGetFunction");
   if (!name || !*name)
     return kNotFound;
   *function = new Function{name}; // leaked with the module, as on a GPU
@@ -152,14 +353,19 @@ CUresult cuModuleGetFunction(void **function, void *, const char *name) {
 }
 
 CUresult cuMemAlloc_v2(Ptr *ptr, size_t bytes) {
-  std::lock_guard<std::mutex> lock(state.mutex);
+  ENTER("cuMemAlloc");
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
   size_t budget = static_cast<size_t>(
       envNumber("KILN_MOCK_CUDA_MEMORY_BYTES", 1l << 30));
-  if (bytes == 0)
+  if (bytes == 0) {
+    ++state.counters["zero_size_calls"];
     return kInvalidValue;
+  }
   if (state.used + bytes > budget)
     return kOutOfMemory;
-  void *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  size_t rounded = (bytes + 255) / 256 * 256;
+  void *p = std::aligned_alloc(256, rounded);
+  std::memset(p, 0, rounded);
   *ptr = reinterpret_cast<Ptr>(p);
   state.allocations[*ptr] = bytes;
   state.used += bytes;
@@ -167,49 +373,99 @@ CUresult cuMemAlloc_v2(Ptr *ptr, size_t bytes) {
   return kSuccess;
 }
 CUresult cuMemFree_v2(Ptr ptr) {
-  std::lock_guard<std::mutex> lock(state.mutex);
+  ENTER("cuMemFree");
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
   auto it = state.allocations.find(ptr);
-  if (it == state.allocations.end())
+  if (it == state.allocations.end()) {
+    ++state.counters["invalid_handles"];
     return kInvalidValue;
+  }
   state.used -= it->second;
+  auto &pending = state.pendingUploads;
+  pending.erase(std::remove_if(pending.begin(), pending.end(),
+                               [&](const auto &upload) {
+                                 return upload.first >= ptr &&
+                                        upload.first - ptr < it->second;
+                               }),
+                pending.end());
   state.allocations.erase(it);
   std::free(reinterpret_cast<void *>(ptr));
   return kSuccess;
 }
 CUresult cuMemcpyHtoD_v2(Ptr dst, const void *src, size_t bytes) {
-  std::memcpy(reinterpret_cast<void *>(dst), src, bytes);
+  ENTER("cuMemcpyHtoD");
+  if (CUresult rc = checkCopy(dst, bytes))
+    return rc;
+  // Staged, not landed: see the file comment.
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  state.pendingUploads.emplace_back(
+      dst, std::string(static_cast<const char *>(src), bytes));
   return kSuccess;
 }
 CUresult cuMemcpyHtoDAsync_v2(Ptr dst, const void *src, size_t bytes,
                               void *stream) {
+  ENTER("cuMemcpyHtoDAsync");
   if (capturing(stream))
     return kCaptureUnsupported;
+  if (CUresult rc = checkCopy(dst, bytes))
+    return rc;
   return submit(stream, [=] {
     std::memcpy(reinterpret_cast<void *>(dst), src, bytes);
   });
 }
 CUresult cuMemcpyDtoHAsync_v2(void *dst, Ptr src, size_t bytes, void *stream) {
+  ENTER("cuMemcpyDtoHAsync");
   if (capturing(stream))
     return kCaptureUnsupported;
+  if (CUresult rc = checkCopy(src, bytes))
+    return rc;
   return submit(stream, [=] {
     std::memcpy(dst, reinterpret_cast<const void *>(src), bytes);
   });
 }
 CUresult cuMemcpyDtoDAsync_v2(Ptr dst, Ptr src, size_t bytes, void *stream) {
+  ENTER("cuMemcpyDtoDAsync");
+  if (CUresult rc = checkCopy(dst, bytes))
+    return rc;
+  if (CUresult rc = checkCopy(src, bytes))
+    return rc;
   return submit(stream, [=] {
     std::memmove(reinterpret_cast<void *>(dst),
                  reinterpret_cast<const void *>(src), bytes);
   });
 }
 
-CUresult cuLaunchKernel(void *function, unsigned gridX, unsigned, unsigned,
-                        unsigned, unsigned, unsigned, unsigned, void *stream,
-                        void **params, void **) {
+CUresult cuLaunchKernel(void *function, unsigned gridX, unsigned gridY,
+                        unsigned gridZ, unsigned blockX, unsigned blockY,
+                        unsigned blockZ, unsigned sharedBytes, void *stream,
+                        void **params, void **extra) {
+  ENTER("cuLaunchKernel");
+  if (!function)
+    return kInvalidHandle;
+  bool zero = !gridX || !gridY || !gridZ || !blockX || !blockY || !blockZ;
+  bool tooBig = blockX > 1024 || blockY > 1024 || blockZ > 64 ||
+                uint64_t(blockX) * blockY * blockZ > 1024 ||
+                gridX > 0x7fffffffu || gridY > 65535 || gridZ > 65535 ||
+                sharedBytes > 48 * 1024 || (params && extra);
+  if (zero || tooBig) {
+    std::lock_guard<std::recursive_mutex> lock(state.mutex);
+    ++state.counters[zero ? "zero_size_calls" : "invalid_launches"];
+    return kInvalidValue;
+  }
   std::string symbol = static_cast<Function *>(function)->symbol;
   Ptr in = 0, out = 0;
   if (symbol == "add_one" || symbol == "add_one_n") {
+    if (!params)
+      return kInvalidValue;
     in = *static_cast<Ptr *>(params[0]);
     out = *static_cast<Ptr *>(params[1]);
+    // A kernel that reads or writes outside its buffers faults on a GPU.
+    size_t bytes = symbol == "add_one" ? 16 : 4 * size_t(gridX);
+    if (!inBounds(in, bytes) || !inBounds(out, bytes)) {
+      std::lock_guard<std::recursive_mutex> lock(state.mutex);
+      state.sticky = kIllegalAddress;
+      return kIllegalAddress;
+    }
   }
   if (symbol == "add_one_n") {
     // Symbolic size: y[i] = x[i] + 1 for i < n, one block per element.
@@ -234,18 +490,28 @@ CUresult cuLaunchKernel(void *function, unsigned gridX, unsigned, unsigned,
 }
 
 CUresult cuStreamCreate(void **stream, unsigned) {
+  ENTER("cuStreamCreate");
   *stream = new Stream();
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  state.streams.insert(*stream);
   ++state.counters["streams"];
   return kSuccess;
 }
 CUresult cuStreamDestroy_v2(void *stream) {
+  ENTER("cuStreamDestroy");
+  if (CUresult rc = destroyHandle(state.streams, stream))
+    return rc;
   delete static_cast<Stream *>(stream);
   return kSuccess;
 }
 CUresult cuStreamSynchronize(void *stream) {
+  ENTER("cuStreamSynchronize");
+  if (!stream)
+    landUploads();  // the legacy stream
   return capturing(stream) ? kCaptureUnsupported : kSuccess;
 }
 CUresult cuStreamBeginCapture_v2(void *stream, int) {
+  ENTER("cuStreamBeginCapture");
   auto *s = static_cast<Stream *>(stream);
   if (!s || s->capturing)
     return kInvalidValue;
@@ -255,19 +521,33 @@ CUresult cuStreamBeginCapture_v2(void *stream, int) {
   return kSuccess;
 }
 CUresult cuStreamEndCapture(void *stream, void **graph) {
+  ENTER("cuStreamEndCapture");
   auto *s = static_cast<Stream *>(stream);
   if (!s || !s->capturing)
     return kInvalidValue;
   s->capturing = false;
   *graph = new Graph{std::move(s->captured)};
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  state.graphs.insert(*graph);
   return kSuccess;
 }
 CUresult cuGraphInstantiateWithFlags(void **exec, void *graph,
                                      unsigned long long) {
+  ENTER("cuGraphInstantiate");
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  if (!state.graphs.count(graph))
+    return kInvalidHandle;
   *exec = new Graph(*static_cast<Graph *>(graph));
+  state.graphExecs.insert(*exec);
   return kSuccess;
 }
 CUresult cuGraphLaunch(void *exec, void *stream) {
+  ENTER("cuGraphLaunch");
+  {
+    std::lock_guard<std::recursive_mutex> lock(state.mutex);
+    if (!state.graphExecs.count(exec))
+      return kInvalidHandle;
+  }
   ++state.counters["graph_launches"];
   const auto &ops = static_cast<Graph *>(exec)->ops;
   return submit(stream, [ops] {
@@ -276,39 +556,88 @@ CUresult cuGraphLaunch(void *exec, void *stream) {
   });
 }
 CUresult cuGraphExecDestroy(void *exec) {
+  ENTER("cuGraphExecDestroy");
+  if (CUresult rc = destroyHandle(state.graphExecs, exec))
+    return rc;
   delete static_cast<Graph *>(exec);
   return kSuccess;
 }
 CUresult cuGraphDestroy(void *graph) {
+  ENTER("cuGraphDestroy");
+  if (CUresult rc = destroyHandle(state.graphs, graph))
+    return rc;
   delete static_cast<Graph *>(graph);
   return kSuccess;
 }
 
 CUresult cuEventCreate(void **event, unsigned) {
+  ENTER("cuEventCreate");
   *event = new Event();
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  state.events.insert(*event);
   return kSuccess;
 }
 CUresult cuEventDestroy_v2(void *event) {
+  ENTER("cuEventDestroy");
+  if (CUresult rc = destroyHandle(state.events, event))
+    return rc;
   delete static_cast<Event *>(event);
   return kSuccess;
 }
 CUresult cuEventRecord(void *event, void *stream) {
+  ENTER("cuEventRecord");
   return submit(stream, [event] {
     static_cast<Event *>(event)->ms = state.clockMs;
   });
 }
 CUresult cuEventElapsedTime_v2(float *ms, void *start, void *end) {
+  ENTER("cuEventElapsedTime");
   *ms = static_cast<float>(static_cast<Event *>(end)->ms -
                            static_cast<Event *>(start)->ms);
   return kSuccess;
 }
 
+CUresult cuGetErrorName(CUresult result, const char **text) {
+  switch (result) {
+  case kSuccess: *text = "CUDA_SUCCESS"; break;
+  case kInvalidValue: *text = "CUDA_ERROR_INVALID_VALUE"; break;
+  case kOutOfMemory: *text = "CUDA_ERROR_OUT_OF_MEMORY"; break;
+  case kInvalidImage: *text = "CUDA_ERROR_INVALID_IMAGE"; break;
+  case kInvalidContext: *text = "CUDA_ERROR_INVALID_CONTEXT"; break;
+  case kInvalidPtx: *text = "CUDA_ERROR_INVALID_PTX"; break;
+  case kUnsupportedPtxVersion:
+    *text = "CUDA_ERROR_UNSUPPORTED_PTX_VERSION";
+    break;
+  case kInvalidHandle: *text = "CUDA_ERROR_INVALID_HANDLE"; break;
+  case kNotFound: *text = "CUDA_ERROR_NOT_FOUND"; break;
+  case kIllegalAddress: *text = "CUDA_ERROR_ILLEGAL_ADDRESS"; break;
+  case kLaunchFailed: *text = "CUDA_ERROR_LAUNCH_FAILED"; break;
+  case kCaptureUnsupported:
+    *text = "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED";
+    break;
+  default: *text = nullptr; return kInvalidValue;
+  }
+  return kSuccess;
+}
 CUresult cuGetErrorString(CUresult result, const char **text) {
   switch (result) {
+  case kSuccess: *text = "no error"; break;
+  case kInvalidValue: *text = "invalid argument"; break;
   case kOutOfMemory: *text = "out of memory"; break;
   case kInvalidImage: *text = "device kernel image is invalid"; break;
+  case kInvalidContext: *text = "invalid device context"; break;
+  case kInvalidPtx: *text = "a PTX JIT compilation failed"; break;
+  case kUnsupportedPtxVersion:
+    *text = "the provided PTX was compiled with an unsupported toolchain.";
+    break;
+  case kInvalidHandle: *text = "invalid resource handle"; break;
+  case kNotFound: *text = "named symbol not found"; break;
+  case kIllegalAddress:
+    *text = "an illegal memory access was encountered";
+    break;
+  case kLaunchFailed: *text = "unspecified launch failure"; break;
   case kCaptureUnsupported: *text = "operation not permitted when stream is capturing"; break;
-  default: *text = "mock CUDA error"; break;
+  default: *text = nullptr; return kInvalidValue;
   }
   return kSuccess;
 }

@@ -115,3 +115,17 @@ func.func @as_a_part(%a: memref<70x45xf32>, %b: memref<45x130xf32>, %c: memref<7
   linalg.matmul ins(%a, %b : memref<70x45xf32>, memref<45x130xf32>) outs(%c : memref<70x130xf32>)
   return
 }
+
+// -----
+
+// COM: A batch over 65,535 (grid z's limit) shares grid x with the N tiles:
+// COM: 70000 batches x 3 N tiles, the batch and N tile read back from
+// COM: block x.
+// CHECK-LABEL: func.func @batch_over_grid_z
+// CHECK: gpu.launch blocks(%[[BX:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %c210000, %{{.*}} = %c1, %{{.*}} = %c1)
+// CHECK-DAG: arith.divui %[[BX]], %c3
+// CHECK-DAG: arith.remui %[[BX]], %c3
+func.func @batch_over_grid_z(%a: memref<70000x8x16xf32>, %b: memref<70000x16x130xf32>, %c: memref<70000x8x130xf32>) attributes {kiln.kernel, kiln.config = {strategy = "gemm-simt", tile = array<i64: 64, 64, 16>, threads = array<i64: 16, 16>, register_block = array<i64: 4, 4>}} {
+  linalg.batch_matmul ins(%a, %b : memref<70000x8x16xf32>, memref<70000x16x130xf32>) outs(%c : memref<70000x8x130xf32>)
+  return
+}
