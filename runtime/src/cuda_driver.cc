@@ -287,6 +287,8 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
   const char *graphSetting = std::getenv("KILN_CUDA_GRAPHS");
   s->graphs = s->api->cuStreamBeginCapture &&
               !(graphSetting && std::string(graphSetting) == "0");
+  if (const char *cache = std::getenv("KILN_CUDA_GRAPH_CACHE"))
+    s->graphCacheSize = std::max(1, std::atoi(cache));
 
   // A static grid or block beyond the limits can never launch: the
   // session is refused now rather than on the first run.
@@ -449,7 +451,7 @@ void CudaBackend::destroyOnDevice() {
   };
   for (auto &[entry, state] : entries) {
     for (auto &[dims, graph] : state.graphs)
-      api->cuGraphExecDestroy(graph);
+      api->cuGraphExecDestroy(graph.exec);
     for (CUdeviceptr p : state.inputs)
       release(p);
     for (CUdeviceptr p : state.outputs)
@@ -671,8 +673,27 @@ absl::Status CudaBackend::enqueue(const artifact::EntryPoint &entry,
   if (absl::Status st = copyInputs(entry, dims, state, inputs); !st.ok())
     return st;
   auto captured = state.graphs.find(dims);
-  Handle graphExec = captured == state.graphs.end() ? nullptr : captured->second;
+  Handle graphExec = nullptr;
+  if (captured != state.graphs.end()) {
+    graphExec = captured->second.exec;
+    captured->second.lastUse = ++runs;
+  }
   if (graphs && !graphExec) {
+    // A full cache gives up its least recently used graph first (after the
+    // stream is done with it).
+    if (state.graphs.size() >= graphCacheSize) {
+      auto oldest = std::min_element(
+          state.graphs.begin(), state.graphs.end(),
+          [](const auto &a, const auto &b) {
+            return a.second.lastUse < b.second.lastUse;
+          });
+      if (absl::Status st = check(api->cuStreamSynchronize(stream),
+                                  "cuStreamSynchronize");
+          !st.ok())
+        return st;
+      api->cuGraphExecDestroy(oldest->second.exec);
+      state.graphs.erase(oldest);
+    }
     // First run with these dims: capture the launches into a graph.
     if (absl::Status st = check(
             api->cuStreamBeginCapture(stream, kCaptureModeThreadLocal),
@@ -694,7 +715,8 @@ absl::Status CudaBackend::enqueue(const artifact::EntryPoint &entry,
     api->cuGraphDestroy(graph);
     if (!instantiated.ok())
       return instantiated;
-    state.graphs[dims] = graphExec = exec;
+    state.graphs[dims] = {exec, ++runs};
+    graphExec = exec;
   }
   if (graphExec) {
     if (absl::Status st =

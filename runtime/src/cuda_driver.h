@@ -82,8 +82,14 @@ private:
   struct EntryState {
     std::vector<unsigned long long> inputs, outputs;
     // CUgraphExec per set of dim values, once captured and instantiated
-    // (a failed capture leaves no entry). A zero-size buffer is 0.
-    std::map<std::vector<int64_t>, void *> graphs;
+    // (a failed capture leaves no entry), with the run that last used it:
+    // at most graphCacheSize of them, the least recently used evicted. A
+    // zero-size buffer is 0.
+    struct CachedGraph {
+      void *exec = nullptr;
+      uint64_t lastUse = 0;
+    };
+    std::map<std::vector<int64_t>, CachedGraph> graphs;
   };
 
   class CurrentContext;
@@ -125,6 +131,11 @@ private:
   void *context = nullptr;
   void *stream = nullptr;
   bool graphs = true;
+  /// Instantiated graphs kept per entry point ($KILN_CUDA_GRAPH_CACHE,
+  /// default 8): an artifact with symbolic dims captures one per set of
+  /// dim values, and each holds device resources.
+  size_t graphCacheSize = 8;
+  uint64_t runs = 0;
   std::vector<void *> modules;
   std::vector<void *> functions;
   std::vector<unsigned long long> weights;

@@ -674,6 +674,38 @@ TEST_F(CudaRuntime, SymbolicDimsAreKernelArgumentsAndGrids) {
   EXPECT_EQ(counter("captures"), 2);
 }
 
+TEST_F(CudaRuntime, GraphsPerDimValuesAreABoundedCache) {
+  // Two graphs at most: cycling through three sizes evicts the least
+  // recently used one, and a size still cached is replayed.
+  setenv("KILN_CUDA_GRAPH_CACHE", "2", 1);
+  ASSERT_EQ(open(symbolicArtifact()), "");
+  unsetenv("KILN_CUDA_GRAPH_CACHE");
+  auto runWith = [&](int64_t n) {
+    std::vector<float> x(n, 1.0f), y(n, 0.0f);
+    kiln_tensor in{}, out{};
+    for (auto [t, data] : {std::pair{&in, x.data()}, std::pair{&out, y.data()}}) {
+      t->dtype = KILN_DTYPE_F32;
+      t->rank = 1;
+      t->shape[0] = n;
+      t->data = data;
+      t->size_bytes = 4 * n;
+    }
+    kiln_status s = kiln_session_run(session, nullptr, &in, 1, &out, 1);
+    EXPECT_EQ(s, nullptr) << kiln_status_message(s);
+    for (float v : y)
+      EXPECT_EQ(v, 2.0f) << "n = " << n;
+  };
+  for (int64_t n : {3, 5, 3, 6})  // 6 evicts 5, the least recently used
+    runWith(n);
+  EXPECT_EQ(counter("captures"), 3);
+  EXPECT_EQ(counter("graph_exec_destroys"), 1);
+  runWith(3);  // still cached
+  EXPECT_EQ(counter("captures"), 3);
+  runWith(5);  // evicted: captured again, evicting 6
+  EXPECT_EQ(counter("captures"), 4);
+  EXPECT_EQ(counter("graph_exec_destroys"), 2);
+}
+
 } // namespace
 
 namespace {

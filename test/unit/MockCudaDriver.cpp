@@ -559,6 +559,7 @@ CUresult cuGraphExecDestroy(void *exec) {
   ENTER("cuGraphExecDestroy");
   if (CUresult rc = destroyHandle(state.graphExecs, exec))
     return rc;
+  ++state.counters["graph_exec_destroys"];
   delete static_cast<Graph *>(exec);
   return kSuccess;
 }
