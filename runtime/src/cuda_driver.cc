@@ -35,6 +35,7 @@ struct CudaApi {
                                  void **);
   CUresult (*cuModuleUnload)(Handle);
   CUresult (*cuModuleGetFunction)(Handle *, Handle, const char *);
+  CUresult (*cuFuncSetAttribute)(Handle, int, int);
   CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
   CUresult (*cuMemFree)(CUdeviceptr);
   CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, Handle);
@@ -66,6 +67,9 @@ struct CudaApi {
 namespace {
 
 constexpr int kComputeCapabilityMajor = 75;
+constexpr int kMaxSharedMemoryPerBlockOptin = 97;
+constexpr int kFuncMaxDynamicSharedBytes = 8;
+constexpr uint32_t kDefaultDynamicSharedBytes = 48 * 1024;
 constexpr int kComputeCapabilityMinor = 76;
 constexpr CUresult kOutOfMemory = 2;
 // The errors after which the context is lost and every later call in the
@@ -134,6 +138,7 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
             resolve(library, "cuModuleLoadDataEx", api->cuModuleLoadDataEx) &&
             resolve(library, "cuModuleUnload", api->cuModuleUnload) &&
             resolve(library, "cuModuleGetFunction", api->cuModuleGetFunction) &&
+            resolve(library, "cuFuncSetAttribute", api->cuFuncSetAttribute) &&
             resolve(library, "cuMemAlloc_v2", api->cuMemAlloc) &&
             resolve(library, "cuMemFree_v2", api->cuMemFree) &&
             resolve(library, "cuMemcpyHtoDAsync_v2", api->cuMemcpyHtoDAsync) &&
@@ -391,7 +396,35 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
             "cuModuleGetFunction");
         !st.ok())
       return st;
+    // Dynamic shared memory beyond the default 48 KiB is opted into once
+    // per function, up to what the device allows a block.
+    uint32_t dynamicShared = kernel.dynamic_shared_bytes();
+    if (dynamicShared > kDefaultDynamicSharedBytes) {
+      int limit = 0;
+      if (absl::Status st = s->check(
+              s->api->cuDeviceGetAttribute(
+                  &limit, kMaxSharedMemoryPerBlockOptin, device),
+              "cuDeviceGetAttribute");
+          !st.ok())
+        return st;
+      if (dynamicShared > static_cast<uint32_t>(limit))
+        return absl::FailedPreconditionError(absl::StrCat(
+            "kernel '", kernel.name(), "' needs ", dynamicShared,
+            " bytes of dynamic shared memory per block; ",
+            describeDevice(info), " allows ", limit,
+            "; recompile for this architecture (kiln compile --target "
+            "cuda:sm_", major, minor, ")"));
+      if (absl::Status st = s->check(
+              s->api->cuFuncSetAttribute(function, kFuncMaxDynamicSharedBytes,
+                                         static_cast<int>(dynamicShared)),
+              "cuFuncSetAttribute",
+              absl::StrCat("kernel '", kernel.name(), "' asks for ",
+                           dynamicShared, " bytes of dynamic shared memory"));
+          !st.ok())
+        return st;
+    }
     s->functions.push_back(function);
+    s->dynamicShared.push_back(dynamicShared);
   }
   // Weights go to the device once per session, on the session's stream:
   // a synchronous cuMemcpyHtoD from pageable memory may return before the
@@ -586,7 +619,8 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
                               static_cast<unsigned>(grid[2]),
                               static_cast<unsigned>(block[0]),
                               static_cast<unsigned>(block[1]),
-                              static_cast<unsigned>(block[2]), 0, stream,
+                              static_cast<unsigned>(block[2]),
+                              dynamicShared[launch.kernel()], stream,
                               params.data(), nullptr),
           "cuLaunchKernel", shape);
     }

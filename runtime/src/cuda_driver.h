@@ -138,6 +138,7 @@ private:
   uint64_t runs = 0;
   std::vector<void *> modules;
   std::vector<void *> functions;
+  std::vector<uint32_t> dynamicShared;  // per function, bytes per launch
   std::vector<unsigned long long> weights;
   unsigned long long arena = 0;
   std::map<const artifact::EntryPoint *, EntryState> entries;

@@ -88,7 +88,7 @@ protected:
   /// add_one kernel from the arena into y. `archs` get an image each, with
   /// a cubin and/or PTX.
   std::string artifact(std::vector<std::string> archs, bool cubins = true,
-                       bool ptx = true) {
+                       bool ptx = true, uint32_t dynamicShared = 0) {
     Manifest m;
     if (weight) {
       auto *w = m.add_weights();
@@ -103,6 +103,7 @@ protected:
     kernel->set_symbol("add_one");
     kernel->set_num_args(2);
     kernel->set_strategy("elementwise");
+    kernel->set_dynamic_shared_bytes(dynamicShared);
     std::vector<SectionBytes> sections = {
         {"weights", kiln::artifact::WEIGHTS, "",
          weight ? std::string(reinterpret_cast<const char *>(weight->data()),
@@ -196,6 +197,31 @@ TEST_F(CudaRuntime, LoadsTheCubinForTheDeviceArchitecture) {
   ASSERT_EQ(run(1.0f, y), "");
   EXPECT_EQ(y[0], 2.0f);
   EXPECT_EQ(y[3], 5.0f);
+}
+
+TEST_F(CudaRuntime, DynamicSharedMemoryAbove48KiBIsOptedIntoAtLoad) {
+  // 96 KiB per block: the function is opted in once, and every launch
+  // asks for it (the strict mock refuses more than 48 KiB otherwise).
+  setenv("KILN_MOCK_CUDA_CC", "90", 1);
+  ASSERT_EQ(open(artifact({"sm_90a"}, true, true, 96 * 1024)), "");
+  EXPECT_EQ(counter("shared_opt_ins"), 1);
+  float y[4] = {};
+  ASSERT_EQ(run(1.0f, y), "");
+  EXPECT_EQ(counter("last_shared_bytes"), 96 * 1024);
+  EXPECT_EQ(y[0], 2.0f);
+}
+
+TEST_F(CudaRuntime, MoreDynamicSharedMemoryThanTheDeviceHasIsAClearError) {
+  // 200 KiB fits a 9.0 block, not an 8.6 one (99 KiB).
+  setenv("KILN_MOCK_CUDA_CC", "86", 1);
+  std::string error = open(artifact({"sm_80"}, true, true, 200 * 1024));
+  EXPECT_NE(error.find("kernel 'add_one' needs 204800 bytes of dynamic shared "
+                       "memory per block; sm_86 (driver for CUDA 13.0) allows "
+                       "101376; recompile for this architecture (kiln compile "
+                       "--target cuda:sm_86)"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(session, nullptr);
 }
 
 TEST_F(CudaRuntime, RunsTheCubinOfAnOlderMinorOfTheSameMajor) {
