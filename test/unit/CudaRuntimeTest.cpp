@@ -611,6 +611,17 @@ using kiln::artifact::DimExpr;
 
 /// y[n] = x[n] + 1 with n in 1..8: the add_one_n kernel takes n as an
 /// int64 after its buffers and runs a grid of n blocks.
+/// A rank-1 f32 tensor of `n` elements over `data`.
+kiln_tensor vectorF32(float *data, int64_t n) {
+  kiln_tensor t{};
+  t.dtype = KILN_DTYPE_F32;
+  t.rank = 1;
+  t.shape[0] = n;
+  t.data = data;
+  t.size_bytes = 4 * n;
+  return t;
+}
+
 std::string symbolicArtifact(int64_t minN = 1) {
   Manifest m;
   m.set_target("cuda:sm_80");
@@ -677,14 +688,7 @@ TEST_F(CudaRuntime, SymbolicDimsAreKernelArgumentsAndGrids) {
     std::vector<float> x(n), y(n, 0.0f);
     for (int64_t i = 0; i < n; ++i)
       x[i] = static_cast<float>(i);
-    kiln_tensor in{}, out{};
-    for (auto [t, data] : {std::pair{&in, x.data()}, std::pair{&out, y.data()}}) {
-      t->dtype = KILN_DTYPE_F32;
-      t->rank = 1;
-      t->shape[0] = n;
-      t->data = data;
-      t->size_bytes = 4 * n;
-    }
+    kiln_tensor in = vectorF32(x.data(), n), out = vectorF32(y.data(), n);
     kiln_status s = kiln_session_run(session, nullptr, &in, 1, &out, 1);
     ASSERT_EQ(s, nullptr) << kiln_status_message(s);
     // Launch arguments are seen when a graph is captured; a replay reuses
@@ -708,14 +712,7 @@ TEST_F(CudaRuntime, GraphsPerDimValuesAreABoundedCache) {
   unsetenv("KILN_CUDA_GRAPH_CACHE");
   auto runWith = [&](int64_t n) {
     std::vector<float> x(n, 1.0f), y(n, 0.0f);
-    kiln_tensor in{}, out{};
-    for (auto [t, data] : {std::pair{&in, x.data()}, std::pair{&out, y.data()}}) {
-      t->dtype = KILN_DTYPE_F32;
-      t->rank = 1;
-      t->shape[0] = n;
-      t->data = data;
-      t->size_bytes = 4 * n;
-    }
+    kiln_tensor in = vectorF32(x.data(), n), out = vectorF32(y.data(), n);
     kiln_status s = kiln_session_run(session, nullptr, &in, 1, &out, 1);
     EXPECT_EQ(s, nullptr) << kiln_status_message(s);
     for (float v : y)
@@ -775,14 +772,7 @@ TEST_F(CudaRuntime, ASymbolicGridIsCheckedBeforeItsLaunch) {
   ASSERT_EQ(open(bytes), "");
   for (int64_t n : {4, 70000}) {
     std::vector<float> x(n), y(n);
-    kiln_tensor in{}, out{};
-    for (auto [t, data] : {std::pair{&in, x.data()}, std::pair{&out, y.data()}}) {
-      t->dtype = KILN_DTYPE_F32;
-      t->rank = 1;
-      t->shape[0] = n;
-      t->data = data;
-      t->size_bytes = 4 * n;
-    }
+    kiln_tensor in = vectorF32(x.data(), n), out = vectorF32(y.data(), n);
     kiln_status s = kiln_session_run(session, nullptr, &in, 1, &out, 1);
     std::string error = s ? kiln_status_message(s) : "";
     kiln_status_free(s);
