@@ -77,16 +77,19 @@ inline void addRef(artifact::Launch *launch, artifact::BufferRef::Kind kind,
   r->set_size(size);
 }
 
-inline kiln_tensor tensor4(float *data) {
+/// A rank-1 f32 tensor of `n` elements over `data`.
+inline kiln_tensor vectorF32(float *data, int64_t n) {
   kiln_tensor t;
   std::memset(&t, 0, sizeof(t));
   t.dtype = KILN_DTYPE_F32;
   t.rank = 1;
-  t.shape[0] = 4;
+  t.shape[0] = n;
   t.data = data;
-  t.size_bytes = 16;
+  t.size_bytes = 4 * n;
   return t;
 }
+
+inline kiln_tensor tensor4(float *data) { return vectorF32(data, 4); }
 
 } // namespace kiln::test
 

@@ -25,6 +25,7 @@ using kiln::test::addRef;
 using kiln::test::addSpec;
 using kiln::test::SectionBytes;
 using kiln::test::tensor4;
+using kiln::test::vectorF32;
 
 /// The mock's counters, through the library the runtime loaded.
 long counter(const char *name) {
@@ -611,17 +612,6 @@ using kiln::artifact::DimExpr;
 
 /// y[n] = x[n] + 1 with n in 1..8: the add_one_n kernel takes n as an
 /// int64 after its buffers and runs a grid of n blocks.
-/// A rank-1 f32 tensor of `n` elements over `data`.
-kiln_tensor vectorF32(float *data, int64_t n) {
-  kiln_tensor t{};
-  t.dtype = KILN_DTYPE_F32;
-  t.rank = 1;
-  t.shape[0] = n;
-  t.data = data;
-  t.size_bytes = 4 * n;
-  return t;
-}
-
 std::string symbolicArtifact(int64_t minN = 1) {
   Manifest m;
   m.set_target("cuda:sm_80");

@@ -19,6 +19,7 @@ using kiln::artifact::EntryPoint;
 using kiln::artifact::Launch;
 using kiln::artifact::Manifest;
 using kiln::test::serialize;
+using kiln::test::vectorF32;
 
 uint32_t addExpr(EntryPoint *e, DimExpr::Op op, int64_t value,
                  uint32_t lhs = 0, uint32_t rhs = 0) {
@@ -65,16 +66,6 @@ Manifest copyModel() {
   ref(out, BufferRef::OUTPUT);
   ref(out, BufferRef::ARENA);
   return m;
-}
-
-kiln_tensor vector(float *data, int64_t n) {
-  kiln_tensor t{};
-  t.dtype = KILN_DTYPE_F32;
-  t.rank = 1;
-  t.shape[0] = n;
-  t.data = data;
-  t.size_bytes = 4 * n;
-  return t;
 }
 
 std::string loadError(const Manifest &m) {
@@ -129,14 +120,14 @@ TEST(SymbolicDims, OneArtifactRunsEverySizeInBounds) {
     std::vector<float> x(n), y(n, -1.0f);
     for (int64_t i = 0; i < n; ++i)
       x[i] = 1.5f * i;
-    kiln_tensor in = vector(x.data(), n), out{};
+    kiln_tensor in = vectorF32(x.data(), n), out{};
     ASSERT_EQ(kiln_module_output_shapes(loaded.module, nullptr, &in, 1, &out,
                                         1),
               nullptr);
     EXPECT_EQ(out.rank, 1);
     EXPECT_EQ(out.shape[0], n);
     EXPECT_EQ(out.size_bytes, static_cast<size_t>(4 * n));
-    EXPECT_EQ(loaded.run(in, vector(y.data(), n)), "");
+    EXPECT_EQ(loaded.run(in, vectorF32(y.data(), n)), "");
     EXPECT_EQ(x, y);
   }
 }
@@ -144,13 +135,13 @@ TEST(SymbolicDims, OneArtifactRunsEverySizeInBounds) {
 TEST(SymbolicDims, SizesOutsideTheBoundsAreRefused) {
   Loaded loaded(copyModel());
   std::vector<float> x(9), y(9);
-  std::string error = loaded.run(vector(x.data(), 9), vector(y.data(), 9));
+  std::string error = loaded.run(vectorF32(x.data(), 9), vectorF32(y.data(), 9));
   EXPECT_NE(error.find("input #0 'x' must be f32[n=1..8], got f32[9]: dim "
                        "'n' is 9, outside the bounds 1..8"),
             std::string::npos)
       << error;
   // The output must have the size the inputs give it.
-  error = loaded.run(vector(x.data(), 3), vector(y.data(), 4));
+  error = loaded.run(vectorF32(x.data(), 3), vectorF32(y.data(), 4));
   EXPECT_NE(error.find("output #0 'y' must be f32[3], got f32[4]"),
             std::string::npos)
       << error;
@@ -190,8 +181,8 @@ TEST(SymbolicDims, ArtifactWithATooSmallPlanIsRefusedAtRun) {
           16);
   Loaded loaded(m);
   std::vector<float> x(8), y(8);
-  EXPECT_EQ(loaded.run(vector(x.data(), 4), vector(y.data(), 4)), "");
-  std::string error = loaded.run(vector(x.data(), 8), vector(y.data(), 8));
+  EXPECT_EQ(loaded.run(vectorF32(x.data(), 4), vectorF32(y.data(), 4)), "");
+  std::string error = loaded.run(vectorF32(x.data(), 8), vectorF32(y.data(), 8));
   EXPECT_NE(error.find("needs 32 bytes of a buffer planned for 16"),
             std::string::npos)
       << error;
