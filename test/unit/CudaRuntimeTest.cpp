@@ -225,6 +225,36 @@ TEST_F(CudaRuntime, MoreDynamicSharedMemoryThanTheDeviceHasIsAClearError) {
   EXPECT_EQ(session, nullptr);
 }
 
+TEST_F(CudaRuntime, DeviceAndDriverMatrixThroughTheMockDriver) {
+  // The whole backend (selection, loading, refusal fallback) on each device
+  // and driver the mock can be: what it loads for an sm_80 + sm_90a
+  // artifact, as CudaImages.DeviceAndDriverMatrix predicts.
+  struct Row {
+    const char *cc, *driver124, *driver130;
+  } rows[] = {{"80", "PTX", "cubin"},  {"86", "PTX", "cubin"},
+              {"89", "PTX", "cubin"},  {"90", "PTX", "cubin"},
+              {"100", "PTX", "PTX"},   {"120", "PTX", "PTX"}};
+  for (const Row &row : rows)
+    for (auto [driver, want] :
+         {std::pair{"12040", row.driver124}, std::pair{"13000", row.driver130}}) {
+      TearDown();
+      session = nullptr;
+      module = nullptr;
+      SetUp();
+      setenv("KILN_MOCK_CUDA_CC", row.cc, 1);
+      setenv("KILN_MOCK_CUDA_DRIVER_VERSION", driver, 1);
+      ASSERT_EQ(open(artifact({"sm_80", "sm_90a"})), "")
+          << "cc " << row.cc << ", driver " << driver;
+      std::string loaded = counter("cubin_loads") == 1 ? "cubin"
+                           : counter("ptx_loads") == 1 ? "PTX"
+                                                       : "?";
+      EXPECT_EQ(loaded, want) << "cc " << row.cc << ", driver " << driver;
+      float y[4] = {};
+      ASSERT_EQ(run(1.0f, y), "");
+      EXPECT_EQ(y[0], 2.0f);
+    }
+}
+
 TEST_F(CudaRuntime, RunsTheCubinOfAnOlderMinorOfTheSameMajor) {
   // An sm_80 cubin runs on sm_89 (binary compatibility); the sm_90a one
   // does not.
