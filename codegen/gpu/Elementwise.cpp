@@ -120,14 +120,9 @@ struct KilnGpuElementwisePass final
         arith::MulIOp::create(in, loc, launch.getBlockIds().x,
                               idx(in, loc, threads)),
         launch.getThreadIds().x);
-    auto guard = scf::IfOp::create(
-        in, loc,
-        arith::CmpIOp::create(in, loc, arith::CmpIPredicate::ult, id,
-                              idx(in, loc, groups)),
-        /*withElseRegion=*/false);
+    OpBuilder body = guardBelow(in, loc, id, idx(in, loc, groups));
     gpu::TerminatorOp::create(in, loc);
 
-    OpBuilder body = guard.getThenBodyBuilder();
     SmallVector<int64_t> groupExtents(ranges);
     groupExtents.back() /= kWidth;
     SmallVector<Value> ivs = delinearize(body, loc, id, groupExtents);

@@ -139,37 +139,23 @@ struct KilnGpuRowReducePass final
         warp);
     // Warp-uniform guard: whole warps skip, so the shuffles below always
     // run with all 32 lanes.
-    Value inRange = arith::CmpIOp::create(in, loc, arith::CmpIPredicate::ult,
-                                          row, idx(in, rows));
-    auto guard = scf::IfOp::create(in, loc, inRange, /*else=*/false);
-    OpBuilder body = guard.getThenBodyBuilder();
+    OpBuilder body = guardBelow(in, loc, row, idx(in, rows));
     SmallVector<Value> ivs = delinearize(
         body, loc, row, ArrayRef<int64_t>(ranges).drop_back());
-    auto indicesFor = [&](OpBuilder &builder, AffineMap map, Value k) {
-      SmallVector<Value> indices;
-      for (AffineExpr e : map.getResults()) {
-        if (auto d = dyn_cast<AffineDimExpr>(e))
-          indices.push_back(d.getPosition() + 1 == loops ? k
-                                                         : ivs[d.getPosition()]);
-        else
-          indices.push_back(
-              idx(builder, cast<AffineConstantExpr>(e).getValue()));
-      }
-      return indices;
-    };
-
     // Each lane folds every 32nd element of the row.
     Value init = identityOf(body, loc, combiner->op, elementType);
     auto loop = scf::ForOp::create(body, loc, lane, idx(body, reduction),
                                    idx(body, kWarp), ValueRange{init});
     {
       OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
-      Value k = loop.getInductionVar();
+      // The row's indices, then the reduction loop's.
+      SmallVector<Value> loopValues(ivs);
+      loopValues.push_back(loop.getInductionVar());
       IRMapping mapping;
       for (OpOperand *input : op.getDpsInputOperands()) {
         Value loaded = memref::LoadOp::create(
             lb, loc, input->get(),
-            indicesFor(lb, op.getMatchingIndexingMap(input), k));
+            indicesFor(lb, loc, op.getMatchingIndexingMap(input), loopValues));
         mapping.map(op.getMatchingBlockArgument(input), loaded);
       }
       for (Operation &inner : op.getBody()->without_terminator())

@@ -79,33 +79,32 @@ private:
       rest.push_back(named(kElementwise, elementwise()));
     return config(kRowReduce, rest);
   }
-  /// 64x64x16 tiles, 16x16 threads with 4x4 register blocks, when both
-  /// operands' tiles fit the shared memory of a block; else nothing.
+  /// 64x64x16 tiles, 16x16 threads with 4x4 register blocks.
+  static constexpr int64_t kTile[] = {64, 64, 16};
+  DictionaryAttr gemmSimtConfig() {
+    return config(kGemmSimt,
+                  {named("tile", ArrayRef<int64_t>(kTile)),
+                   named("threads", ArrayRef<int64_t>{16, 16}),
+                   named("register_block", ArrayRef<int64_t>{4, 4})});
+  }
+  /// The GEMM configuration when both operands' tiles fit the shared memory
+  /// of a block; else nothing.
   DictionaryAttr gemmSimt(linalg::LinalgOp op) {
-    const int64_t tileM = 64, tileN = 64, tileK = 16;
     int64_t bytes = 0;
     for (Value input : op.getDpsInputs())
-      bytes += tileK * tileM *
+      bytes += kTile[2] * kTile[0] *
                llvm::divideCeil(
                    getElementTypeOrSelf(input.getType()).getIntOrFloatBitWidth(),
                    8);
     if (bytes > facts.sharedBytesPerBlock || blockThreads() < 256)
       return nullptr;
-    return config(kGemmSimt,
-                  {named("tile", ArrayRef<int64_t>{tileM, tileN, tileK}),
-                   named("threads", ArrayRef<int64_t>{16, 16}),
-                   named("register_block", ArrayRef<int64_t>{4, 4})});
+    return gemmSimtConfig();
   }
   /// Attention's decomposition: GEMMs, row reductions, elementwise steps,
   /// each with its own part of the configuration.
   DictionaryAttr attentionFallback() {
-    const int64_t tile[] = {64, 64, 16};
-    DictionaryAttr gemm = config(
-        kGemmSimt, {named("tile", ArrayRef<int64_t>(tile)),
-                    named("threads", ArrayRef<int64_t>{16, 16}),
-                    named("register_block", ArrayRef<int64_t>{4, 4})});
     return config(kAttentionFallback,
-                  {named(kGemmSimt, gemm),
+                  {named(kGemmSimt, gemmSimtConfig()),
                    named(kRowReduce, rowReduce(/*withElementwise=*/false)),
                    named(kElementwise, elementwise()),
                    named(kGeneric, generic())});

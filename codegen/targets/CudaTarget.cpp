@@ -38,7 +38,7 @@ double secondsSince(std::chrono::steady_clock::time_point start) {
 class CudaTarget final : public Target {
 public:
   explicit CudaTarget(std::vector<std::string> chips)
-      : chips(std::move(chips)) {}
+      : chips(std::move(chips)), common(commonFacts(this->chips)) {}
 
   std::string spec() const override {
     std::string spec = "cuda:";
@@ -52,21 +52,8 @@ public:
   }
 
   /// One kernel IR serves every architecture of the target, so the choice
-  /// uses the facts all of them share: the smallest limits.
+  /// uses the facts all of them share (commonFacts).
   DictionaryAttr selectStrategy(Operation *root) const override {
-    GpuArchFacts common = *lookupGpuArch(chips.front());
-    for (const std::string &chip : chips) {
-      const GpuArchFacts &f = *lookupGpuArch(chip);
-      common.maxThreadsPerBlock =
-          std::min(common.maxThreadsPerBlock, f.maxThreadsPerBlock);
-      common.sharedBytesPerBlock =
-          std::min(common.sharedBytesPerBlock, f.sharedBytesPerBlock);
-      common.sharedBytesPerSM =
-          std::min(common.sharedBytesPerSM, f.sharedBytesPerSM);
-      common.maxRegistersPerThread =
-          std::min(common.maxRegistersPerThread, f.maxRegistersPerThread);
-      common.smCount = std::min(common.smCount, f.smCount);
-    }
     return selectGpuStrategy(root, common);
   }
 
@@ -197,7 +184,27 @@ public:
   }
 
 private:
+  /// The facts that hold for every architecture in `chips`: the smallest
+  /// limits.
+  static GpuArchFacts commonFacts(const std::vector<std::string> &chips) {
+    GpuArchFacts common = *lookupGpuArch(chips.front());
+    for (const std::string &chip : chips) {
+      const GpuArchFacts &f = *lookupGpuArch(chip);
+      common.maxThreadsPerBlock =
+          std::min(common.maxThreadsPerBlock, f.maxThreadsPerBlock);
+      common.sharedBytesPerBlock =
+          std::min(common.sharedBytesPerBlock, f.sharedBytesPerBlock);
+      common.sharedBytesPerSM =
+          std::min(common.sharedBytesPerSM, f.sharedBytesPerSM);
+      common.maxRegistersPerThread =
+          std::min(common.maxRegistersPerThread, f.maxRegistersPerThread);
+      common.smCount = std::min(common.smCount, f.smCount);
+    }
+    return common;
+  }
+
   std::vector<std::string> chips;
+  GpuArchFacts common;
 };
 
 } // namespace
