@@ -1,4 +1,5 @@
 #include "artifact.h"
+#include "cuda_tensor_maps.h"
 #include "dims.h"
 
 #include "kiln/artifact_format.h"
@@ -194,6 +195,15 @@ absl::Status Artifact::validate() {
                                        k.name(), "' lies outside its section"));
     if (k.symbol().empty())
       return corrupt(o, absl::StrCat("kernel '", k.name(), "' has no symbol"));
+    if (k.cluster_size()) {
+      uint64_t blocks = 1;
+      for (uint32_t c : k.cluster())
+        blocks *= c ? c : 1u << 31;
+      if (k.cluster_size() != 3 || blocks > 8)
+        return corrupt(o, absl::StrCat("kernel '", k.name(),
+                                       "' has a malformed cluster (3 dims, "
+                                       "1 to 8 blocks in all)"));
+    }
   }
   for (int i = 0; i < m.weights_size(); ++i) {
     const auto &w = m.weights(i);
@@ -276,7 +286,34 @@ absl::Status Artifact::validate() {
             return corrupt(o, absl::StrCat("entry point '", entry.name(),
                                            "' passes a missing dim "
                                            "expression"));
+        for (const artifact::TensorMap &map : launch.tensor_maps()) {
+          std::string defect = tensorMapDefect(map, numExprs);
+          if (defect.empty() && !checkRef(map.buffer()))
+            defect = "refers to a buffer range outside its input, output, "
+                     "weight or arena";
+          // A static descriptor is checked whole now; one with symbolic
+          // dims when a run gives them.
+          if (defect.empty() && !tensorMapIsSymbolic(map))
+            if (auto enc = encodingFor(map, {}, map.buffer().size()); !enc.ok())
+              defect = absl::StrCat("is invalid: ", enc.status().message());
+          if (!defect.empty())
+            return corrupt(o, absl::StrCat("entry point '", entry.name(),
+                                           "' passes kernel '",
+                                           m.kernels(launch.kernel()).name(),
+                                           "' a TMA descriptor that ",
+                                           defect));
+        }
+        const artifact::Kernel &kernel = m.kernels(launch.kernel());
+        if (kernel.cluster_size() && launch.grid_exprs_size() == 0)
+          for (int d = 0; d < 3; ++d)
+            if (launch.grid(d) % kernel.cluster(d))
+              return corrupt(o, absl::StrCat(
+                                    "entry point '", entry.name(),
+                                    "' launches kernel '", kernel.name(),
+                                    "' on a grid that is not a multiple of "
+                                    "its cluster"));
         if (static_cast<uint32_t>(launch.args_size() +
+                                  launch.tensor_maps_size() +
                                   launch.scalar_args_size()) !=
             m.kernels(launch.kernel()).num_args())
           return corrupt(o, absl::StrCat("entry point '", entry.name(),

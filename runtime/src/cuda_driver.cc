@@ -1,6 +1,7 @@
 #include "cuda_driver.h"
 
 #include "cuda_images.h"
+#include "cuda_tensor_maps.h"
 #include "dims.h"
 
 #include "absl/strings/str_cat.h"
@@ -62,6 +63,16 @@ struct CudaApi {
   CUresult (*cuGraphDestroy)(Handle) = nullptr;
   // Null on drivers without it: image selection then trusts the images.
   CUresult (*cuDriverGetVersion)(int *) = nullptr;
+  // CUDA 12.0: TMA descriptors and cluster launches; null on older drivers
+  // (an artifact that needs them is refused with what to install).
+  CUresult (*cuTensorMapEncodeTiled)(void *, int, uint32_t, void *,
+                                     const uint64_t *, const uint64_t *,
+                                     const uint32_t *, const uint32_t *, int,
+                                     int, int, int) = nullptr;
+  CUresult (*cuLaunchKernelEx)(const void *, Handle, void **, void **) = nullptr;
+  // CUDA 12.4: the kernel's parameters, checked against the manifest at
+  // load; null on older drivers (no check).
+  CUresult (*cuFuncGetParamInfo)(Handle, size_t, size_t *, size_t *) = nullptr;
 };
 
 namespace {
@@ -87,6 +98,31 @@ constexpr uint64_t kMaxBlockThreads = 1024;
 constexpr uint64_t kMaxGrid[3] = {0x7fffffff, 65535, 65535};
 constexpr unsigned kStreamNonBlocking = 1;
 constexpr int kCaptureModeThreadLocal = 1;
+constexpr CUresult kInvalidValue = 1;
+
+// cuLaunchKernelEx's configuration with one attribute, laid out as cuda.h
+// lays out CUlaunchConfig and CUlaunchAttribute (checked by the sizes).
+struct LaunchAttribute {
+  int id;
+  char pad[4];
+  union {
+    char bytes[64];
+    struct {
+      unsigned x, y, z;
+    } clusterDim;
+  } value;
+};
+static_assert(sizeof(LaunchAttribute) == 72, "CUlaunchAttribute layout");
+struct LaunchConfig {
+  unsigned gridDimX, gridDimY, gridDimZ;
+  unsigned blockDimX, blockDimY, blockDimZ;
+  unsigned sharedMemBytes;
+  Handle hStream;
+  LaunchAttribute *attrs;
+  unsigned numAttrs;
+};
+static_assert(sizeof(LaunchConfig) == 56, "CUlaunchConfig layout");
+constexpr int kLaunchAttributeClusterDimension = 4;
 
 /// "kernel 'k' (launch #i) grid (x, y, z) block (x, y, z)": what an error
 /// about a launch names.
@@ -162,6 +198,9 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
                      "driver is too old or broken"));
   }
   resolve(library, "cuDriverGetVersion", api->cuDriverGetVersion);
+  resolve(library, "cuTensorMapEncodeTiled", api->cuTensorMapEncodeTiled);
+  resolve(library, "cuLaunchKernelEx", api->cuLaunchKernelEx);
+  resolve(library, "cuFuncGetParamInfo", api->cuFuncGetParamInfo);
   bool graphApi =
       resolve(library, "cuStreamBeginCapture_v2", api->cuStreamBeginCapture) &&
       resolve(library, "cuStreamEndCapture", api->cuStreamEndCapture) &&
@@ -327,6 +366,8 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
   if (s->api->cuDriverGetVersion &&
       s->api->cuDriverGetVersion(&info.driverVersion) != 0)
     info.driverVersion = 0;
+  if (absl::Status st = s->checkHopperFeatures(info); !st.ok())
+    return st;
   std::map<const void *, void *> loaded;
   for (const auto &kernel : m.kernels()) {
     std::vector<CudaImageChoice> choices =
@@ -423,6 +464,8 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
           !st.ok())
         return st;
     }
+    if (absl::Status st = s->checkParameters(kernel, function); !st.ok())
+      return st;
     s->functions.push_back(function);
     s->dynamicShared.push_back(dynamicShared);
   }
@@ -489,6 +532,7 @@ void CudaBackend::destroyOnDevice() {
       release(p);
     for (CUdeviceptr p : state.outputs)
       release(p);
+    release(state.mapTable);
   }
   if (stream)
     api->cuStreamDestroy(stream);
@@ -526,15 +570,158 @@ CudaBackend::prepare(const artifact::EntryPoint &entry) {
   absl::Status st = allocate(entry.inputs(), state.inputs, "cuMemAlloc (inputs)");
   if (st.ok())
     st = allocate(entry.outputs(), state.outputs, "cuMemAlloc (outputs)");
+  for (const artifact::Launch &launch : entry.launches()) {
+    state.firstMap.push_back(state.numMaps);
+    state.numMaps += launch.tensor_maps_size();
+    for (const artifact::TensorMap &map : launch.tensor_maps())
+      state.symbolicMaps |= tensorMapIsSymbolic(map);
+  }
+  if (st.ok() && state.numMaps) {
+    size_t bytes = state.numMaps * kTensorMapBytes;
+    state.mapHost.reset(
+        static_cast<uint8_t *>(std::aligned_alloc(kTensorMapAlign, bytes)),
+        std::free);
+    st = state.mapHost ? check(api->cuMemAlloc(&state.mapTable, bytes),
+                               "cuMemAlloc (TMA descriptors)")
+                       : absl::ResourceExhaustedError(
+                             "out of host memory for TMA descriptors");
+  }
   if (!st.ok()) {
     for (const auto *buffers : {&state.inputs, &state.outputs})
       for (CUdeviceptr p : *buffers)
         if (p)
           api->cuMemFree(p);
+    if (state.mapTable)
+      api->cuMemFree(state.mapTable);
     entries.erase(it);
     return st;
   }
   return &state;
+}
+
+absl::Status CudaBackend::checkHopperFeatures(const CudaDeviceInfo &info) const {
+  const artifact::Manifest &m = artifact->manifest();
+  for (const artifact::Kernel &kernel : m.kernels())
+    if (kernel.cluster_size()) {
+      if (info.major < 9)
+        return absl::FailedPreconditionError(absl::StrCat(
+            "kernel '", kernel.name(), "' runs in thread-block clusters, "
+            "which ", describeDevice(info), " lacks (sm_90 and newer); "
+            "recompile with --target cuda:sm_", info.major, info.minor));
+      if (!api->cuLaunchKernelEx)
+        return absl::FailedPreconditionError(absl::StrCat(
+            "kernel '", kernel.name(), "' runs in thread-block clusters and "
+            "the driver lacks cuLaunchKernelEx; install a driver for CUDA "
+            "12.0 or newer"));
+    }
+  for (const artifact::EntryPoint &entry : m.entry_points())
+    for (const artifact::Launch &launch : entry.launches())
+      if (launch.tensor_maps_size()) {
+        const std::string &name = m.kernels(launch.kernel()).name();
+        if (info.major < 9)
+          return absl::FailedPreconditionError(absl::StrCat(
+              "kernel '", name, "' loads with TMA descriptors, which ",
+              describeDevice(info), " lacks (sm_90 and newer); recompile "
+              "with --target cuda:sm_", info.major, info.minor));
+        if (!api->cuTensorMapEncodeTiled)
+          return absl::FailedPreconditionError(absl::StrCat(
+              "kernel '", name, "' loads with TMA descriptors and the driver "
+              "lacks cuTensorMapEncodeTiled; install a driver for CUDA 12.0 "
+              "or newer"));
+      }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::checkParameters(const artifact::Kernel &kernel,
+                                          void *function) const {
+  if (!api->cuFuncGetParamInfo)
+    return absl::OkStatus();
+  // Parameters are counted up to the first index the driver refuses; a
+  // driver that cannot tell (an error other than an invalid index on the
+  // first parameter) is not second-guessed.
+  size_t count = 0;
+  for (; count <= kernel.num_args(); ++count) {
+    size_t offset = 0, size = 0;
+    CUresult rc = api->cuFuncGetParamInfo(function, count, &offset, &size);
+    if (rc == kInvalidValue)
+      break;
+    if (rc != 0)
+      return count == 0 ? absl::OkStatus()
+                        : check(rc, "cuFuncGetParamInfo",
+                                absl::StrCat("kernel '", kernel.name(), "'"));
+    if (size != 8)
+      return absl::FailedPreconditionError(absl::StrCat(
+          "kernel '", kernel.name(), "' takes a ", size,
+          "-byte parameter #", count, " where the artifact passes a pointer "
+          "or an int64: the artifact does not match its kernels; recompile "
+          "it"));
+  }
+  if (count != kernel.num_args())
+    return absl::FailedPreconditionError(absl::StrCat(
+        "kernel '", kernel.name(), "' takes ",
+        count > kernel.num_args() ? "more than " : "", count,
+        " parameters and the artifact passes ", kernel.num_args(),
+        ": the artifact does not match its kernels; recompile it"));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::uploadTensorMaps(const artifact::EntryPoint &entry,
+                                           const std::vector<int64_t> &dims,
+                                           EntryState &state) {
+  if (!state.numMaps ||
+      (state.mapsUploaded && (!state.symbolicMaps || state.mapDims == dims)))
+    return absl::OkStatus();
+  auto resolve = [&](const artifact::BufferRef &ref) -> CUdeviceptr {
+    switch (ref.kind()) {
+    case artifact::BufferRef::INPUT: return state.inputs[ref.index()];
+    case artifact::BufferRef::OUTPUT: return state.outputs[ref.index()];
+    case artifact::BufferRef::WEIGHT: return weights[ref.index()];
+    case artifact::BufferRef::ARENA: return arena;
+    default: return 0;
+    }
+  };
+  for (int i = 0; i < entry.launches_size(); ++i) {
+    const artifact::Launch &launch = entry.launches(i);
+    for (int t = 0; t < launch.tensor_maps_size(); ++t) {
+      const artifact::TensorMap &map = launch.tensor_maps(t);
+      uint8_t *slot =
+          state.mapHost.get() + (state.firstMap[i] + t) * kTensorMapBytes;
+      std::memset(slot, 0, kTensorMapBytes);
+      CUdeviceptr base = resolve(map.buffer());
+      // A zero-size buffer has no address; its launches have no work.
+      if (!base)
+        continue;
+      std::string what = absl::StrCat(
+          "kernel '", artifact->manifest().kernels(launch.kernel()).name(),
+          "' (launch #", i, ") TMA descriptor #", t, " ",
+          describeTensorMap(map));
+      absl::StatusOr<TensorMapEncoding> enc =
+          encodingFor(map, dims, refBytes(map.buffer(), dims));
+      if (!enc.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, ": ", enc.status().message()));
+      if (absl::Status st = check(
+              api->cuTensorMapEncodeTiled(
+                  slot, enc->dataType, enc->rank,
+                  reinterpret_cast<void *>(base + enc->byteOffset), enc->dims,
+                  enc->strides, enc->box, enc->elementStrides, enc->interleave,
+                  enc->swizzle, enc->l2Promotion, enc->oobFill),
+              "cuTensorMapEncodeTiled", what);
+          !st.ok())
+        return st;
+    }
+  }
+  // Pageable host memory: the copy takes the bytes before it returns, so
+  // the next encoding may reuse mapHost.
+  if (absl::Status st = check(
+          api->cuMemcpyHtoDAsync(state.mapTable, state.mapHost.get(),
+                                 state.numMaps * kTensorMapBytes, stream),
+          "cuMemcpyHtoDAsync (TMA descriptors)");
+      !st.ok())
+    return st;
+  state.mapsUploaded = true;
+  state.mapDims = dims;
+  return absl::OkStatus();
 }
 
 absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
@@ -604,6 +791,9 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
       pointers.clear();
       for (const auto &ref : launch.args())
         pointers.push_back(resolve(ref));
+      for (int t = 0; t < launch.tensor_maps_size(); ++t)
+        pointers.push_back(state.mapTable +
+                           (state.firstMap[i] + t) * kTensorMapBytes);
       scalars.clear();
       for (uint32_t e : launch.scalar_args())
         scalars.push_back(dims[e]);
@@ -612,17 +802,51 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
         params.push_back(&p);
       for (int64_t &v : scalars)
         params.push_back(&v);
-      status = check(
-          api->cuLaunchKernel(functions[launch.kernel()],
-                              static_cast<unsigned>(grid[0]),
-                              static_cast<unsigned>(grid[1]),
-                              static_cast<unsigned>(grid[2]),
-                              static_cast<unsigned>(block[0]),
-                              static_cast<unsigned>(block[1]),
-                              static_cast<unsigned>(block[2]),
-                              dynamicShared[launch.kernel()], stream,
-                              params.data(), nullptr),
-          "cuLaunchKernel", shape);
+      const artifact::Kernel &kernel = artifact->manifest().kernels(launch.kernel());
+      if (kernel.cluster_size() == 0) {
+        status = check(
+            api->cuLaunchKernel(functions[launch.kernel()],
+                                static_cast<unsigned>(grid[0]),
+                                static_cast<unsigned>(grid[1]),
+                                static_cast<unsigned>(grid[2]),
+                                static_cast<unsigned>(block[0]),
+                                static_cast<unsigned>(block[1]),
+                                static_cast<unsigned>(block[2]),
+                                dynamicShared[launch.kernel()], stream,
+                                params.data(), nullptr),
+            "cuLaunchKernel", shape);
+      } else {
+        // Thread-block clusters: the grid must be a multiple of the
+        // cluster in every dim (a symbolic grid is checked here).
+        for (int d = 0; d < 3 && status.ok(); ++d)
+          if (grid[d] % kernel.cluster(d))
+            status = absl::InvalidArgumentError(absl::StrCat(
+                shape, ": the grid is not a multiple of the kernel's cluster (",
+                kernel.cluster(0), ", ", kernel.cluster(1), ", ",
+                kernel.cluster(2), ")"));
+        if (!status.ok())
+          break;
+        LaunchAttribute cluster = {};
+        cluster.id = kLaunchAttributeClusterDimension;
+        cluster.value.clusterDim = {kernel.cluster(0), kernel.cluster(1),
+                                    kernel.cluster(2)};
+        LaunchConfig config = {static_cast<unsigned>(grid[0]),
+                               static_cast<unsigned>(grid[1]),
+                               static_cast<unsigned>(grid[2]),
+                               static_cast<unsigned>(block[0]),
+                               static_cast<unsigned>(block[1]),
+                               static_cast<unsigned>(block[2]),
+                               dynamicShared[launch.kernel()],
+                               stream,
+                               &cluster,
+                               1};
+        status = check(api->cuLaunchKernelEx(&config, functions[launch.kernel()],
+                                             params.data(), nullptr),
+                       "cuLaunchKernelEx",
+                       absl::StrCat(shape, " cluster (", kernel.cluster(0),
+                                    ", ", kernel.cluster(1), ", ",
+                                    kernel.cluster(2), ")"));
+      }
     }
     if (status.ok() && launchMs)
       status = check(api->cuEventRecord(events[2 * i + 1], stream),
@@ -705,6 +929,8 @@ absl::Status CudaBackend::enqueue(const artifact::EntryPoint &entry,
     return prepared.status();
   EntryState &state = **prepared;
   if (absl::Status st = copyInputs(entry, dims, state, inputs); !st.ok())
+    return st;
+  if (absl::Status st = uploadTensorMaps(entry, dims, state); !st.ok())
     return st;
   auto captured = state.graphs.find(dims);
   Handle graphExec = nullptr;
@@ -810,6 +1036,8 @@ absl::Status CudaBackend::profile(const artifact::EntryPoint &entry,
   EntryState &state = **prepared;
   launchMs.assign(entry.launches_size(), 0.0);
   if (absl::Status st = copyInputs(entry, dims, state, inputs); !st.ok())
+    return st;
+  if (absl::Status st = uploadTensorMaps(entry, dims, state); !st.ok())
     return st;
   for (int it = 0; it < iterations; ++it)
     if (absl::Status st = enqueueLaunches(entry, dims, state, &launchMs);

@@ -19,6 +19,7 @@
 namespace kiln::runtime {
 
 struct CudaApi;
+struct CudaDeviceInfo;
 
 /// The driver library: libcuda.so.1, or $KILN_CUDA_DRIVER when set (a
 /// driver in a non-standard place, or the test suite's mock driver).
@@ -90,6 +91,20 @@ private:
       uint64_t lastUse = 0;
     };
     std::map<std::vector<int64_t>, CachedGraph> graphs;
+    // The TMA descriptors of the entry's launches: encoded in host memory
+    // (mapHost, kTensorMapAlign-aligned), copied to one device table that
+    // the kernels get pointers into, per launch the index of its first
+    // descriptor. Encoded when the entry is first run, and again when the
+    // run's dims differ from those of the last upload and some descriptor
+    // depends on them (the upload is ordered on the stream before the
+    // launches, so a replayed graph reads the descriptors of its dims).
+    std::vector<uint32_t> firstMap;
+    size_t numMaps = 0;
+    bool symbolicMaps = false;
+    std::shared_ptr<uint8_t> mapHost;
+    unsigned long long mapTable = 0;
+    bool mapsUploaded = false;
+    std::vector<int64_t> mapDims;
   };
 
   class CurrentContext;
@@ -110,6 +125,18 @@ private:
   absl::Status checkLaunchShape(const uint64_t grid[3], const uint64_t block[3],
                                 const std::string &shape) const;
   absl::StatusOr<EntryState *> prepare(const artifact::EntryPoint &entry);
+  /// Refuses, with what to do, an artifact that needs what the device or
+  /// driver lacks: clusters and TMA descriptors (sm_90, CUDA 12.0).
+  absl::Status checkHopperFeatures(const CudaDeviceInfo &device) const;
+  /// Checks the kernel's parameters (cuFuncGetParamInfo, CUDA 12.4) against
+  /// what the manifest passes it: as many, each 8 bytes.
+  absl::Status checkParameters(const artifact::Kernel &kernel,
+                               void *function) const;
+  /// Encodes the entry's TMA descriptors for `dims` and enqueues their
+  /// upload, unless the table already holds them.
+  absl::Status uploadTensorMaps(const artifact::EntryPoint &entry,
+                                const std::vector<int64_t> &dims,
+                                EntryState &state);
   absl::Status enqueueLaunches(const artifact::EntryPoint &entry,
                                const std::vector<int64_t> &dims,
                                EntryState &state,

@@ -5,6 +5,7 @@
 // strictness (a current context per thread, launch limits, bounds-checked
 // copies, pageable uploads that land late, sticky errors) catches.
 #include "ArtifactTestUtil.h"
+#include "MockCudaControl.h"
 #include "cuda_driver.h"
 
 #include <gtest/gtest.h>
@@ -22,32 +23,14 @@ using kiln::artifact::BufferRef;
 using kiln::artifact::Launch;
 using kiln::artifact::Manifest;
 using kiln::test::addRef;
+using kiln::test::counter;
+using kiln::test::failNext;
+using kiln::test::mock;
+using kiln::test::resetCounters;
 using kiln::test::addSpec;
 using kiln::test::SectionBytes;
 using kiln::test::tensor4;
 using kiln::test::vectorF32;
-
-/// The mock's counters, through the library the runtime loaded.
-long counter(const char *name) {
-  static auto fn = reinterpret_cast<long (*)(const char *)>(dlsym(
-      dlopen(KILN_MOCK_CUDA_PATH, RTLD_NOW | RTLD_NOLOAD),
-      "kiln_mock_cuda_counter"));
-  return fn ? fn(name) : -1;
-}
-/// A function of the mock's control API (or of its driver API), or null
-/// before the runtime loaded the mock.
-template <typename Fn> Fn mock(const char *name) {
-  void *library = dlopen(KILN_MOCK_CUDA_PATH, RTLD_NOW | RTLD_NOLOAD);
-  return library ? reinterpret_cast<Fn>(dlsym(library, name)) : nullptr;
-}
-void resetCounters() {
-  if (auto fn = mock<void (*)()>("kiln_mock_cuda_reset"))
-    fn();
-}
-/// The next call of the mock's `call` returns `code`.
-void failNext(const char *call, int code) {
-  mock<void (*)(const char *, int)>("kiln_mock_cuda_fail")(call, code);
-}
 
 /// `bytes` with its manifest changed by `edit`.
 std::string editManifest(std::string bytes,
@@ -601,8 +584,9 @@ TEST_F(CudaRuntime, CallsLeaveTheThreadsCurrentContextAsItWas) {
   for (void *own : {static_cast<void *>(nullptr),
                     static_cast<void *>(&otherLibrarysContext)}) {
     std::thread([&] {
-      if (own)
+      if (own) {
         ASSERT_EQ(push(own), 0);
+      }
       float y[4] = {};
       EXPECT_EQ(run(1.0f, y), "");
       EXPECT_EQ(y[0], 2.0f);

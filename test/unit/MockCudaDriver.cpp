@@ -19,6 +19,15 @@
 //   with it (sticky), as the context is lost on a GPU;
 // - destroying a handle that was never created is CUDA_ERROR_INVALID_HANDLE
 //   (and counted as "invalid_handles").
+// - a kernel is looked up in its image: a real cubin's .nv.info sections or
+//   PTX's .entry list (MockKernelParams.h) give its parameters, which
+//   cuFuncGetParamInfo reports (drivers from 12.4) and launches check
+//   (all given, within the 4 KiB / 32,764-byte limit);
+// - cuTensorMapEncodeTiled checks what the driver checks (alignment of the
+//   map and the address, ranks, extents, 16-byte strides, box sizes, the
+//   inner box against the swizzle span) and, stricter, that the tensor
+//   lies in one allocation; cuLaunchKernelEx checks cluster launches
+//   (sm_90+, the grid a multiple of the cluster, at most 8 blocks).
 //
 // Device memory is host memory (zeroed) with a budget
 // (KILN_MOCK_CUDA_MEMORY_BYTES, default 1 GiB) so that out-of-memory paths
@@ -31,11 +40,15 @@
 // `code`. Modules are cubins (ELF) or PTX text; PTX that contains
 // "mock-invalid-ptx" fails to JIT with a log. Kernels do nothing, except
 // `add_one`, which reads 4 floats from its first parameter and writes them
-// plus one to its second. Stream capture records launches and
+// plus one to its second (`add_one_n`: n of them, n its third), and
+// `tma_copy`, which reads the tensor its second parameter's TMA descriptor
+// describes and writes it densely to its first. Stream capture records launches and
 // device-to-device copies into a graph that cuGraphLaunch replays; host
 // copies during capture fail as they do on a GPU with pageable memory.
 // Every kernel advances a fake clock by 0.25 ms, which is what events
 // measure. kiln_mock_cuda_counter(name) reports what happened.
+#include "MockKernelParams.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -44,6 +57,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -59,12 +73,36 @@ constexpr CUresult kSuccess = 0, kInvalidValue = 1, kOutOfMemory = 2,
                    kInvalidPtx = 218, kUnsupportedPtxVersion = 222,
                    kInvalidHandle = 400, kNotFound = 500,
                    kIllegalAddress = 700, kLaunchFailed = 719,
+                   kNotSupported = 801,
                    kCaptureUnsupported = 900;
 
+struct Module {
+  // The kernels of a real cubin or PTX image; nullopt for the unit tests'
+  // fake images, whose kernels are the mock's own (kFakeKernels).
+  std::optional<kiln::mock::KernelParams> kernels;
+};
 struct Function {
   std::string symbol;
   unsigned maxDynamicShared = 48 * 1024;  // cuFuncSetAttribute raises it
+  std::optional<std::vector<size_t>> params;  // sizes, when known
 };
+// The parameters of the mock's own kernels (see the file comment).
+const std::map<std::string, std::vector<size_t>> kFakeKernels = {
+    {"add_one", {8, 8}}, {"add_one_n", {8, 8, 8}}, {"tma_copy", {8, 8}}};
+
+// The mock's encoding of a CUtensorMap (the real one is opaque): what
+// cuTensorMapEncodeTiled was given, behind a magic number.
+struct MockTensorMap {
+  uint32_t magic;
+  uint8_t dataType, rank, swizzle, elementBytes;
+  Ptr address;
+  uint64_t dims[5];
+  uint64_t strides[4];
+  uint16_t box[5];
+  uint8_t elementStrides[5];
+};
+static_assert(sizeof(MockTensorMap) <= 128, "a CUtensorMap is 128 bytes");
+constexpr uint32_t kTensorMapMagic = 0x544d4150;  // TMAP
 struct Stream {
   bool capturing = false;
   std::vector<std::function<void()>> captured;
@@ -348,7 +386,7 @@ CUresult cuModuleLoadDataEx(void **module, const void *image,
   } else {
     return kInvalidImage;
   }
-  *module = new int(0);
+  *module = new Module{kiln::mock::readKernelParams(image)};
   return kSuccess;
 }
 CUresult cuModuleLoadData(void **module, const void *image) {
@@ -356,7 +394,7 @@ CUresult cuModuleLoadData(void **module, const void *image) {
 }
 CUresult cuModuleUnload(void *module) {
   ENTER("cuModuleUnload");
-  delete static_cast<int *>(module);
+  delete static_cast<Module *>(module);
   return kSuccess;
 }
 CUresult cuFuncSetAttribute(void *function, int attribute, int value) {
@@ -372,11 +410,116 @@ CUresult cuFuncSetAttribute(void *function, int attribute, int value) {
   return kSuccess;
 }
 
-CUresult cuModuleGetFunction(void **function, void *, const char *name) {
+CUresult cuModuleGetFunction(void **function, void *module, const char *name) {
   ENTER("cuModuleGetFunction");
+  if (!module)
+    return kInvalidHandle;
   if (!name || !*name)
     return kNotFound;
-  *function = new Function{name}; // leaked with the module, as on a GPU
+  // A real image must define the kernel; a fake one has the mock's own.
+  const auto &kernels = static_cast<Module *>(module)->kernels;
+  std::optional<std::vector<size_t>> params;
+  if (kernels) {
+    auto it = kernels->find(name);
+    if (it == kernels->end())
+      return kNotFound;
+    params = it->second;
+  } else if (auto it = kFakeKernels.find(name); it != kFakeKernels.end()) {
+    params = it->second;
+  }
+  *function = new Function{name, 48 * 1024, params};  // leaked with the module
+  return kSuccess;
+}
+
+/// CUDA 12.4: a parameter's offset and size; CUDA_ERROR_INVALID_VALUE past
+/// the last one; CUDA_ERROR_NOT_SUPPORTED for a fake kernel the mock does
+/// not know.
+CUresult cuFuncGetParamInfo(void *function, size_t index, size_t *offset,
+                            size_t *size) {
+  ENTER("cuFuncGetParamInfo");
+  if (!function)
+    return kInvalidHandle;
+  if (mockDriverVersion() < 12040)
+    return kNotSupported;
+  const auto &params = static_cast<Function *>(function)->params;
+  if (!params)
+    return kNotSupported;
+  if (index >= params->size())
+    return kInvalidValue;
+  size_t at = 0;
+  for (size_t i = 0;; ++i) {
+    size_t bytes = (*params)[i];
+    size_t align = std::max<size_t>(1, std::min<size_t>(bytes, 8));
+    at = (at + align - 1) / align * align;
+    if (i == index) {
+      *offset = at;
+      *size = bytes;
+      return kSuccess;
+    }
+    at += bytes;
+  }
+}
+
+CUresult cuTensorMapEncodeTiled(void *tensorMap, int dataType, uint32_t rank,
+                                void *address, const uint64_t *dims,
+                                const uint64_t *strides, const uint32_t *box,
+                                const uint32_t *elementStrides, int interleave,
+                                int swizzle, int l2Promotion, int oobFill) {
+  ENTER("cuTensorMapEncodeTiled", false);
+  static const uint8_t kElementBytes[] = {1, 2, 4, 4, 8, 8, 2, 4, 8, 2};
+  Ptr base = reinterpret_cast<Ptr>(address);
+  auto refuse = [](const char *why) {
+    std::lock_guard<std::recursive_mutex> lock(state.mutex);
+    ++state.counters["invalid_tensor_maps"];
+    ++state.counters[std::string("invalid_tensor_maps.") + why];
+    return kInvalidValue;
+  };
+  if (!tensorMap || reinterpret_cast<uintptr_t>(tensorMap) % 64)
+    return refuse("map_alignment");
+  if (dataType < 0 || dataType > 9 || rank < 1 || rank > 5 || interleave != 0 ||
+      swizzle < 0 || swizzle > 3 || l2Promotion < 0 || l2Promotion > 3 ||
+      oobFill < 0 || oobFill > 1)
+    return refuse("enum");
+  if (base % 16)
+    return refuse("address_alignment");
+  unsigned elementBytes = kElementBytes[dataType];
+  uint64_t lastByte = elementBytes;  // one past the farthest element
+  for (uint32_t i = 0; i < rank; ++i) {
+    if (dims[i] == 0 || dims[i] > (uint64_t(1) << 32))
+      return refuse("dim");
+    if (box[i] == 0 || box[i] > 256 || elementStrides[i] == 0 ||
+        elementStrides[i] > 8)
+      return refuse("box");
+    uint64_t stride = i == 0 ? elementBytes : strides[i - 1];
+    if (i > 0 && (stride % 16 || stride >= (uint64_t(1) << 40)))
+      return refuse("stride");
+    lastByte += (dims[i] - 1) * stride;
+  }
+  uint64_t innerBytes = uint64_t(box[0]) * elementBytes;
+  if (innerBytes % 16 || (swizzle && innerBytes > (16u << swizzle)))
+    return refuse("inner_box");
+  // Stricter than the driver, which cannot know: the tensor lies in one
+  // allocation (a TMA load outside it faults on a GPU).
+  if (!inBounds(base, lastByte))
+    return refuse("out_of_bounds");
+  MockTensorMap map = {};
+  map.magic = kTensorMapMagic;
+  map.dataType = uint8_t(dataType);
+  map.rank = uint8_t(rank);
+  map.swizzle = uint8_t(swizzle);
+  map.elementBytes = uint8_t(elementBytes);
+  map.address = base;
+  for (uint32_t i = 0; i < rank; ++i) {
+    map.dims[i] = dims[i];
+    map.box[i] = uint16_t(box[i]);
+    map.elementStrides[i] = uint8_t(elementStrides[i]);
+    if (i > 0)
+      map.strides[i - 1] = strides[i - 1];
+  }
+  std::memset(tensorMap, 0, 128);
+  std::memcpy(tensorMap, &map, sizeof(map));
+  std::lock_guard<std::recursive_mutex> lock(state.mutex);
+  ++state.counters["tensor_maps_encoded"];
   return kSuccess;
 }
 
@@ -463,51 +606,109 @@ CUresult cuMemcpyDtoDAsync_v2(Ptr dst, Ptr src, size_t bytes, void *stream) {
   });
 }
 
-CUresult cuLaunchKernel(void *function, unsigned gridX, unsigned gridY,
-                        unsigned gridZ, unsigned blockX, unsigned blockY,
-                        unsigned blockZ, unsigned sharedBytes, void *stream,
-                        void **params, void **extra) {
-  ENTER("cuLaunchKernel");
+namespace {
+
+/// What cuLaunchKernel and cuLaunchKernelEx share: the checks a GPU makes
+/// of a launch, then the kernel (most do nothing; see the file comment).
+CUresult launch(void *function, const unsigned grid[3], const unsigned block[3],
+                unsigned sharedBytes, void *stream, void **params,
+                void **extra) {
   if (!function)
     return kInvalidHandle;
-  bool zero = !gridX || !gridY || !gridZ || !blockX || !blockY || !blockZ;
-  bool tooBig = blockX > 1024 || blockY > 1024 || blockZ > 64 ||
-                uint64_t(blockX) * blockY * blockZ > 1024 ||
-                gridX > 0x7fffffffu || gridY > 65535 || gridZ > 65535 ||
-                sharedBytes > static_cast<Function *>(function)->maxDynamicShared ||
-                (params && extra);
-  if (zero || tooBig) {
+  auto *f = static_cast<Function *>(function);
+  bool zero = !grid[0] || !grid[1] || !grid[2] || !block[0] || !block[1] ||
+              !block[2];
+  bool tooBig = block[0] > 1024 || block[1] > 1024 || block[2] > 64 ||
+                uint64_t(block[0]) * block[1] * block[2] > 1024 ||
+                grid[0] > 0x7fffffffu || grid[1] > 65535 || grid[2] > 65535 ||
+                sharedBytes > f->maxDynamicShared || (params && extra);
+  // Kernel parameters: all of them given, within the driver's limit (4 KiB;
+  // 32,764 bytes from CUDA 12.1 on sm_70 and newer).
+  size_t paramBytes = 0;
+  if (f->params)
+    for (size_t bytes : *f->params)
+      paramBytes += bytes;
+  size_t paramLimit = mockDriverVersion() >= 12010 ? 32764 : 4096;
+  bool badParams = f->params && ((!f->params->empty() && !params && !extra) ||
+                                 paramBytes > paramLimit);
+  if (zero || tooBig || badParams) {
     std::lock_guard<std::recursive_mutex> lock(state.mutex);
-    ++state.counters[zero ? "zero_size_calls" : "invalid_launches"];
+    ++state.counters[zero     ? "zero_size_calls"
+                     : tooBig ? "invalid_launches"
+                              : "invalid_parameters"];
     return kInvalidValue;
   }
-  std::string symbol = static_cast<Function *>(function)->symbol;
+  std::string symbol = f->symbol;
   {
     std::lock_guard<std::recursive_mutex> lock(state.mutex);
     state.counters["last_shared_bytes"] = sharedBytes;
   }
   Ptr in = 0, out = 0;
-  if (symbol == "add_one" || symbol == "add_one_n") {
+  if (symbol == "add_one" || symbol == "add_one_n" || symbol == "tma_copy") {
     if (!params)
       return kInvalidValue;
     in = *static_cast<Ptr *>(params[0]);
     out = *static_cast<Ptr *>(params[1]);
+    if (symbol == "tma_copy")  // (out, descriptor): buffers come first
+      std::swap(in, out);
+  }
+  auto fault = [] {
+    std::lock_guard<std::recursive_mutex> lock(state.mutex);
+    state.sticky = kIllegalAddress;
+    return kIllegalAddress;
+  };
+  if (symbol == "add_one" || symbol == "add_one_n") {
     // A kernel that reads or writes outside its buffers faults on a GPU.
-    size_t bytes = symbol == "add_one" ? 16 : 4 * size_t(gridX);
-    if (!inBounds(in, bytes) || !inBounds(out, bytes)) {
+    size_t bytes = symbol == "add_one" ? 16 : 4 * size_t(grid[0]);
+    if (!inBounds(in, bytes) || !inBounds(out, bytes))
+      return fault();
+  }
+  if (symbol == "tma_copy") {
+    // Reads the whole tensor its descriptor (in device memory) describes
+    // and writes it densely to its second parameter; a descriptor that is
+    // not in device memory, misaligned or not encoded faults.
+    if (in % 64 || !inBounds(in, 128))
+      return fault();
+    return submit(stream, [=] {
+      MockTensorMap map;
+      std::memcpy(&map, reinterpret_cast<const void *>(in), sizeof(map));
       std::lock_guard<std::recursive_mutex> lock(state.mutex);
-      state.sticky = kIllegalAddress;
-      return kIllegalAddress;
-    }
+      ++state.counters["kernels_run"];
+      if (map.magic != kTensorMapMagic) {
+        ++state.counters["unencoded_tensor_maps"];
+        state.sticky = kIllegalAddress;
+        return;
+      }
+      uint64_t count = 1;
+      for (unsigned i = 0; i < map.rank; ++i)
+        count *= map.dims[i];
+      if (!inBounds(out, count * map.elementBytes)) {
+        state.sticky = kIllegalAddress;
+        return;
+      }
+      for (uint64_t e = 0; e < count; ++e) {
+        uint64_t rest = e, at = 0;
+        for (unsigned i = 0; i < map.rank; ++i) {
+          at += (rest % map.dims[i]) *
+                (i == 0 ? map.elementBytes : map.strides[i - 1]);
+          rest /= map.dims[i];
+        }
+        std::memcpy(reinterpret_cast<char *>(out) + e * map.elementBytes,
+                    reinterpret_cast<const char *>(map.address) + at,
+                    map.elementBytes);
+      }
+      state.counters["last_tensor_map_elements"] = long(count);
+    });
   }
   if (symbol == "add_one_n") {
     // Symbolic size: y[i] = x[i] + 1 for i < n, one block per element.
     int64_t n = *static_cast<int64_t *>(params[2]);
-    state.counters["last_grid_x"] = gridX;
+    state.counters["last_grid_x"] = grid[0];
     state.counters["last_size_arg"] = n;
+    unsigned blocks = grid[0];
     return submit(stream, [=] {
       ++state.counters["kernels_run"];
-      for (int64_t i = 0; i < n && i < static_cast<int64_t>(gridX); ++i)
+      for (int64_t i = 0; i < n && i < static_cast<int64_t>(blocks); ++i)
         reinterpret_cast<float *>(out)[i] =
             reinterpret_cast<const float *>(in)[i] + 1.0f;
     });
@@ -520,6 +721,70 @@ CUresult cuLaunchKernel(void *function, unsigned gridX, unsigned gridY,
         reinterpret_cast<float *>(out)[i] =
             reinterpret_cast<const float *>(in)[i] + 1.0f;
   });
+}
+
+// CUlaunchConfig and CUlaunchAttribute as cuda.h lays them out.
+struct LaunchAttribute {
+  int id;
+  char pad[4];
+  union {
+    char bytes[64];
+    struct {
+      unsigned x, y, z;
+    } clusterDim;
+  } value;
+};
+struct LaunchConfig {
+  unsigned grid[3], block[3];
+  unsigned sharedMemBytes;
+  void *stream;
+  LaunchAttribute *attrs;
+  unsigned numAttrs;
+};
+static_assert(sizeof(LaunchAttribute) == 72 && sizeof(LaunchConfig) == 56,
+              "cuda.h layouts");
+
+}  // namespace
+
+CUresult cuLaunchKernel(void *function, unsigned gridX, unsigned gridY,
+                        unsigned gridZ, unsigned blockX, unsigned blockY,
+                        unsigned blockZ, unsigned sharedBytes, void *stream,
+                        void **params, void **extra) {
+  ENTER("cuLaunchKernel");
+  unsigned grid[3] = {gridX, gridY, gridZ}, block[3] = {blockX, blockY, blockZ};
+  return launch(function, grid, block, sharedBytes, stream, params, extra);
+}
+
+/// CUDA 12.0: a launch with attributes; the mock knows the cluster
+/// dimension (4): sm_90 and newer, the grid a multiple of the cluster, at
+/// most 8 blocks per cluster (the portable size).
+CUresult cuLaunchKernelEx(const void *configBytes, void *function,
+                          void **params, void **extra) {
+  ENTER("cuLaunchKernelEx");
+  if (!configBytes)
+    return kInvalidValue;
+  const auto *config = static_cast<const LaunchConfig *>(configBytes);
+  if (config->numAttrs && !config->attrs)
+    return kInvalidValue;
+  for (unsigned a = 0; a < config->numAttrs; ++a) {
+    if (config->attrs[a].id != 4)
+      continue;
+    const auto &c = config->attrs[a].value.clusterDim;
+    unsigned cluster[3] = {c.x, c.y, c.z};
+    bool bad = computeCapability() < 90;
+    for (int d = 0; d < 3; ++d)
+      bad |= cluster[d] == 0 || config->grid[d] % cluster[d] != 0;
+    bad |= uint64_t(c.x) * c.y * c.z > 8;
+    std::lock_guard<std::recursive_mutex> lock(state.mutex);
+    if (bad) {
+      ++state.counters["invalid_clusters"];
+      return kInvalidValue;
+    }
+    ++state.counters["cluster_launches"];
+    state.counters["last_cluster_blocks"] = long(c.x) * c.y * c.z;
+  }
+  return launch(function, config->grid, config->block, config->sharedMemBytes,
+                config->stream, params, extra);
 }
 
 CUresult cuStreamCreate(void **stream, unsigned) {

@@ -1,5 +1,6 @@
 //===- Inspect.cpp - kiln inspect -----------------------------------------===//
 #include "artifact.h"
+#include "cuda_tensor_maps.h"
 #include "kiln/runtime.h"
 #include "codegen/targets/TargetFacts.h"
 #include "tools/kiln/Driver.h"
@@ -154,6 +155,7 @@ void printJson(const runtime::Artifact &a) {
                                          {"strategy", k.strategy()},
                                          {"config", configOf(k)},
                                          {"args", k.num_args()},
+                                         {"cluster", llvm::json::Array(k.cluster())},
                                          {"images", std::move(images)}});
   }
   for (const auto &w : m.weights()) {
@@ -174,9 +176,13 @@ void printJson(const runtime::Artifact &a) {
       llvm::json::Array args;
       for (const auto &r : l.args())
         args.push_back(refText(r, m, e));
-      llvm::json::Array sizes;
+      llvm::json::Array sizes, maps;
       for (uint32_t x : l.scalar_args())
         sizes.push_back(exprText(e, x));
+      for (const auto &t : l.tensor_maps())
+        maps.push_back(llvm::json::Object{
+            {"buffer", refText(t.buffer(), m, e)},
+            {"tensor", runtime::describeTensorMap(t)}});
       launches.push_back(llvm::json::Object{
           {"kind", l.kind() == artifact::Launch::COPY ? "copy" : "kernel"},
           {"sizes", std::move(sizes)},
@@ -184,6 +190,7 @@ void printJson(const runtime::Artifact &a) {
                          ? std::string()
                          : m.kernels(l.kernel()).name()},
           {"args", std::move(args)},
+          {"tensor_maps", std::move(maps)},
           {"grid", llvm::json::Array(l.grid())},
           {"block", llvm::json::Array(l.block())}});
     }
@@ -238,8 +245,14 @@ void printText(const runtime::Artifact &a) {
     std::string config;
     llvm::raw_string_ostream os(config);
     os << configOf(k);
-    std::printf("  %-28s %-12s %u args  %s\n", k.name().c_str(),
-                k.strategy().c_str(), k.num_args(), config.c_str());
+    std::string cluster;
+    if (k.cluster_size() == 3)
+      cluster = "  cluster " + std::to_string(k.cluster(0)) + "x" +
+                std::to_string(k.cluster(1)) + "x" +
+                std::to_string(k.cluster(2));
+    std::printf("  %-28s %-12s %u args  %s%s\n", k.name().c_str(),
+                k.strategy().c_str(), k.num_args(), config.c_str(),
+                cluster.c_str());
     for (const auto &image : k.images())
       std::printf("    %-7s %3u registers, %6u B shared, %4u B stack, "
                   "spills %u B stored / %u B loaded, module cubin %llu B, ptx %llu B\n",
@@ -271,6 +284,10 @@ void printText(const runtime::Artifact &a) {
       std::string args;
       for (const auto &r : l.args())
         args += (args.empty() ? "" : ", ") + refText(r, m, e);
+      for (const auto &t : l.tensor_maps())
+        args += (args.empty() ? "" : ", ") + std::string("tma(") +
+                refText(t.buffer(), m, e) + " " +
+                runtime::describeTensorMap(t) + ")";
       for (uint32_t x : l.scalar_args())
         args += (args.empty() ? "" : ", ") + exprText(e, x);
       std::string dims;

@@ -98,6 +98,12 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
     auto it = byModule.find(kernel.name());
     if (it == byModule.end())
       return "kernel '" + kernel.name() + "' is missing from the kernel IR";
+    // TMA descriptors come with the sm_90a GEMM strategy, which gives the
+    // simulator its own encoding of them.
+    if (launch.tensor_maps_size())
+      return "kernel '" + kernel.name() +
+             "' takes TMA descriptors, which the simulator does not model "
+             "yet; run it on a GPU (--device cuda:0)";
     sim::LaunchConfig config;
     for (int d = 0; d < 3 && d < launch.grid_size(); ++d) {
       config.grid[d] = static_cast<uint32_t>(runtime::gridDim(launch, d, *dims));
