@@ -41,6 +41,22 @@ FLAGS = {"bert_dynamic_2x11": ["--dim", "batch=1..2", "--dim",
                                "sequence=1..16"]}
 
 
+def bert_inputs(batch, seq, seed):
+    rng = np.random.default_rng(seed)
+    mask = np.ones((batch, seq), dtype=np.int64)
+    mask[0, seq * 3 // 4:] = 0
+    return {"input_ids": rng.integers(0, 256, (batch, seq), dtype=np.int64),
+            "attention_mask": mask,
+            "token_type_ids": rng.integers(0, 2, (batch, seq), dtype=np.int64)}
+
+
+# Input sets of other shapes that run.py cycles through with the case's
+# (kiln-runner --cycle): the CUDA graph cache against recapturing every
+# run and against launching without graphs.
+CYCLES = {"bert_dynamic_2x11": [bert_inputs(1, 5, 1), bert_inputs(2, 16, 2),
+                                bert_inputs(1, 11, 3)]}
+
+
 def cases():
     for name in ("mlp", "attention"):
         folder = os.path.join(ROOT, "test", "fixtures", name)
@@ -49,15 +65,9 @@ def cases():
     # Symbolic dims on the GPU: one artifact for batch 1..2 and sequence
     # 1..16, run at 2x11 (kernels take the sizes as arguments).
     folder = os.path.join(ROOT, "test", "fixtures", "transformers", "bert")
-    rng = np.random.default_rng(0)
-    mask = np.ones((2, 11), dtype=np.int64)
-    mask[0, 8:] = 0
     yield ("bert_dynamic_2x11",
            onnx.load(os.path.join(folder, "model_dynamic.onnx")),
-           {"input_ids": rng.integers(0, 256, (2, 11), dtype=np.int64),
-            "attention_mask": mask,
-            "token_type_ids": rng.integers(0, 2, (2, 11), dtype=np.int64)},
-           False)
+           bert_inputs(2, 11, 0), False)
     for name in sorted(CASES):
         model, inputs = CASES[name]
         yield "op_" + name, model, inputs, False
@@ -97,9 +107,15 @@ def main():
         for key, value in zip(names, session.run(names, inputs)):
             np.save(os.path.join(folder, f"want_{key}.npy"), value)
         os.remove(os.path.join(folder, "model.onnx"))
+        cycle = []
+        for i, extra in enumerate(CYCLES.get(name, []), 1):
+            cycle.append(f"cycle{i}")
+            os.makedirs(os.path.join(folder, cycle[-1]))
+            for key, value in extra.items():
+                np.save(os.path.join(folder, cycle[-1], f"in_{key}.npy"), value)
         with open(os.path.join(folder, "case.json"), "w") as f:
             json.dump({"inputs": sorted(inputs), "outputs": names,
-                       "bench": bench}, f)
+                       "bench": bench, "cycle": cycle}, f)
     archive = out + ".tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(out, arcname=os.path.basename(out))

@@ -48,13 +48,14 @@ class CaseResult:
         self.max_error, self.ms = max_error, ms
 
 
-def run_process(args, timeout):
+def run_process(args, timeout, env=None):
     """(returncode, stdout, stderr), or None on timeout. The runner gets a
     process group of its own so that a timeout kills everything it started
     (a leftover child would hold the pipes open)."""
     process = subprocess.Popen(args, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True,
+                               env=None if env is None else {**os.environ, **env})
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -139,6 +140,32 @@ def run_case(command, folder, spec, device, out, repeat, timeout, kernels=None):
     return CaseResult("pass", "", worst, ms)
 
 
+# How a session runs shapes that change from run to run (case.json
+# "cycle"): the default graph cache, a cache of one graph (a capture and
+# instantiation on every run) and no graphs (launch by launch).
+CYCLE_SETTINGS = [("graph cache (default 8)", {}),
+                  ("graph cache of 1", {"KILN_CUDA_GRAPH_CACHE": "1"}),
+                  ("no graphs", {"KILN_CUDA_GRAPHS": "0"})]
+
+
+def run_cycle(command, folder, spec, device, timeout, env):
+    """ms per run over the case's input sets in turn, or an error text."""
+    args = [*command, os.path.join(folder, "model.kiln"), "--device", device,
+            "--repeat", "20"]
+    for name in spec["inputs"]:
+        args += ["--input", f"{name}=@{os.path.join(folder, f'in_{name}.npy')}"]
+    for sub in spec["cycle"]:
+        args += ["--cycle", os.path.join(folder, sub)]
+    finished = run_process(args, timeout, env)
+    if finished is None:
+        return f"timeout after {timeout:g} s"
+    returncode, stdout, stderr = finished
+    ms = re.search(r"cycle \d+ sets ([0-9.]+) ms per run", stdout)
+    if returncode != 0 or not ms:
+        return exit_text(returncode) + ": " + (last_line(stderr) or last_line(stdout))
+    return float(ms.group(1))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda:0")
@@ -153,7 +180,7 @@ def main():
     names = sorted(os.listdir(os.path.join(HERE, "cases")))
     if args.only:
         names = [name for name in names if name in args.only]
-    results, bench = {}, []
+    results, bench, cycles = {}, [], []
     print(f"{'test':<40}{'result':<8}{'max error':>12}{'time ms':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -171,6 +198,11 @@ def main():
             print(f"{name:<40}{result.status:<8}{err_text:>12}{time_text:>12}")
             if result.detail:
                 print(f"    {result.detail}")
+            if result.status == "pass" and spec.get("cycle") and not args.kiln:
+                for label, env in CYCLE_SETTINGS:
+                    cycles.append((name, len(spec["cycle"]) + 1, label,
+                                   run_cycle(command, folder, spec, args.device,
+                                             args.timeout, env)))
             if result.status == "pass" and spec.get("bench") and not args.kiln:
                 kernels = []
                 timed = run_case(command, folder, spec, args.device,
@@ -196,6 +228,12 @@ def main():
         for name, _, kernels in bench:
             for kernel, launches, ms in sorted(kernels, key=lambda k: -k[2]):
                 print(f"{name + ' ' + kernel:<56}{launches:>9}{ms:>12.4f}")
+    if cycles:
+        print(f"\n{'changing shapes (runs in turn, 20 rounds)':<56}{'ms/run':>12}")
+        for name, sets, label, ms in cycles:
+            row = f"{name} x{sets} shapes, {label}"
+            print(f"{row:<56}{ms:>12.4f}" if isinstance(ms, float)
+                  else f"{row:<56}  {ms}")
     sys.exit(1 if failed else 0)
 
 

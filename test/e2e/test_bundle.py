@@ -47,6 +47,22 @@ def test_bundle_runner_passes_under_the_simulator(tmp_path):
     assert "fixture_attention" in result.stdout
     assert "bert_dynamic_2x11" in result.stdout
 
+    # The changing-shapes measurement, with the mock driver standing in for
+    # a GPU (its kernels do nothing; the plumbing is what is checked).
+    spec = importlib.util.spec_from_file_location("bundle_run", bundle / "run.py")
+    bundle_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundle_run)
+    case = bundle / "cases" / "bert_dynamic_2x11"
+    with open(case / "case.json") as f:
+        case_spec = __import__("json").load(f)
+    assert case_spec["cycle"] == ["cycle1", "cycle2", "cycle3"]
+    mock = os.path.join(os.path.dirname(KILN), "..", "lib", "libkiln-mock-cuda.so")
+    for label, env in bundle_run.CYCLE_SETTINGS:
+        ms = bundle_run.run_cycle([str(bundle / "bin" / "kiln-runner")],
+                                  str(case), case_spec, "cuda:0", 60,
+                                  {**env, "KILN_CUDA_DRIVER": mock})
+        assert isinstance(ms, float), f"{label}: {ms}"
+
     if not has_driver():
         runner = subprocess.run(
             [str(bundle / "bin" / "kiln-runner"),

@@ -5,6 +5,10 @@ sequence is compiled once per target and run at several shapes against
 onnxruntime: the CPU artifact directly, the cuda one under the simulator.
 Inputs outside the bounds, or two inputs that disagree on a dim, are
 refused with an error naming the input and the dim."""
+import os
+import re
+import subprocess
+
 import numpy as np
 import onnx
 import pytest
@@ -217,3 +221,37 @@ def test_reductions_over_a_symbolic_dim(target, device, tmp_path):
             np.testing.assert_allclose(np.load(tmp_path / "out" / f"{name}.npy"),
                                        want[name], err_msg=name,
                                        **TOLERANCES[want[name].dtype])
+
+
+def test_the_runner_cycles_input_shapes(model, tmp_path):
+    """kiln-runner --cycle runs several input sets of other shapes in turn
+    (what the GPU bundle measures the CUDA graph cache with)."""
+    artifact = tmp_path / "block.kiln"
+    kiln("compile", str(model), "-o", str(artifact), *BOUNDS)
+    runner = os.path.join(os.environ["KILN_BUILD_DIR"], "bin", "kiln-runner")
+    args = [runner, str(artifact), "--device", "cpu", "--repeat", "3"]
+    for i, (batch, seq) in enumerate(SHAPES):
+        folder = tmp_path / f"set{i}"
+        folder.mkdir()
+        for name, value in inputs_for(batch, seq).items():
+            np.save(folder / f"in_{name}.npy", value)
+            if i == 0:
+                args += ["--input", f"{name}=@{folder / f'in_{name}.npy'}"]
+        if i:
+            args += ["--cycle", str(folder)]
+    result = subprocess.run(args, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"timing: cycle {len(SHAPES)} sets [0-9.]+ ms per run "
+                     r"\(p50 of 3 rounds, device cpu\)", result.stdout), \
+        result.stdout
+    # A set that does not fit the bounds is an error naming it.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name, value in inputs_for(5, 3).items():
+        np.save(bad / f"in_{name}.npy", value)
+    result = subprocess.run(args + ["--cycle", str(bad)], capture_output=True,
+                            text=True)
+    assert result.returncode == 1
+    assert (f"cycle set {len(SHAPES)}: input #0 'x' must be "
+            "f32[batch=1..4,seq=1..16,64], got f32[5,3,64]: dim 'batch' is 5, "
+            "outside the bounds" in result.stderr), result.stderr

@@ -6,10 +6,15 @@
 // bundle ships it.
 //
 //   kiln-runner OUT.kiln [--device cuda:0|cpu] [--input NAME=@FILE.npy ...]
-//               [--output-dir DIR] [--repeat N] [--profile N]
+//               [--output-dir DIR] [--repeat N] [--profile N] [--cycle DIR ...]
 //
 // --profile N times every launch over N more runs (CUDA events on a GPU)
 // and prints one line per kernel: "kernel NAME LAUNCHES MS-PER-RUN".
+// --cycle DIR adds a set of inputs (DIR/in_NAME.npy for every input), of
+// other shapes for an artifact with symbolic dims: after the runs above,
+// the runner runs the --input set and every cycle set in turn, --repeat
+// rounds, and prints "timing: cycle S sets X ms per run (p50 ...)": what
+// a server that sees changing shapes gets from the CUDA graph cache.
 //
 //===----------------------------------------------------------------------===//
 #include "kiln/runtime.hpp"
@@ -32,6 +37,7 @@ static int fail(const std::string &message) {
 int main(int argc, char **argv) {
   std::string artifact, device = "cuda:0", outputDir;
   std::map<std::string, std::string> files;
+  std::vector<std::string> cycleDirs;
   int repeat = 1, profile = 0;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -46,6 +52,8 @@ int main(int argc, char **argv) {
       repeat = std::max(1, std::atoi(value().c_str()));
     else if (arg == "--profile")
       profile = std::max(1, std::atoi(value().c_str()));
+    else if (arg == "--cycle")
+      cycleDirs.push_back(value());
     else if (arg == "--input") {
       std::string spec = value();
       size_t at = spec.find("=@");
@@ -65,31 +73,44 @@ int main(int argc, char **argv) {
   auto module = kiln::rt::Module::load(artifact, error);
   if (!module)
     return fail(error);
-  std::vector<HostTensor> inputs, outputs;
-  for (const auto &info : module->inputs(0)) {
-    auto it = files.find(info.name);
-    if (it == files.end())
-      return fail("missing input '" + info.name + "'");
-    HostTensor t;
-    if (std::string e = readNpy(it->second, t); !e.empty())
-      return fail(e);
-    inputs.push_back(std::move(t));
+  // The --input set, then the --cycle sets: inputs read, outputs sized
+  // for them (output shapes follow the inputs' symbolic dims).
+  struct RunSet {
+    std::vector<HostTensor> inputs, outputs;
+  };
+  std::vector<RunSet> sets(1 + cycleDirs.size());
+  for (size_t s = 0; s < sets.size(); ++s) {
+    for (const auto &info : module->inputs(0)) {
+      std::string path;
+      if (s == 0) {
+        auto it = files.find(info.name);
+        if (it == files.end())
+          return fail("missing input '" + info.name + "'");
+        path = it->second;
+      } else {
+        path = cycleDirs[s - 1] + "/in_" + info.name + ".npy";
+      }
+      HostTensor t;
+      if (std::string e = readNpy(path, t); !e.empty())
+        return fail(e);
+      sets[s].inputs.push_back(std::move(t));
+    }
+    std::vector<kiln_tensor> views;
+    for (auto &t : sets[s].inputs)
+      views.push_back(t.view());
+    std::vector<kiln::rt::TensorInfo> outputInfo =
+        module->outputShapes(0, views, error);
+    if (!error.empty())
+      return fail((s ? "cycle set " + std::to_string(s) + ": " : "") + error);
+    for (const auto &info : outputInfo) {
+      HostTensor t;
+      t.dtype = info.tensor.dtype;
+      t.shape.assign(info.tensor.shape, info.tensor.shape + info.tensor.rank);
+      t.data.resize(info.tensor.size_bytes);
+      sets[s].outputs.push_back(std::move(t));
+    }
   }
-  // Output shapes follow the inputs' symbolic dims.
-  std::vector<kiln_tensor> views;
-  for (auto &t : inputs)
-    views.push_back(t.view());
-  std::vector<kiln::rt::TensorInfo> outputInfo =
-      module->outputShapes(0, views, error);
-  if (!error.empty())
-    return fail(error);
-  for (const auto &info : outputInfo) {
-    HostTensor t;
-    t.dtype = info.tensor.dtype;
-    t.shape.assign(info.tensor.shape, info.tensor.shape + info.tensor.rank);
-    t.data.resize(info.tensor.size_bytes);
-    outputs.push_back(std::move(t));
-  }
+  std::vector<HostTensor> &inputs = sets[0].inputs, &outputs = sets[0].outputs;
   auto session = kiln::rt::Session::create(*module, device, error);
   if (!session)
     return fail(error);
@@ -134,5 +155,33 @@ int main(int argc, char **argv) {
   std::sort(times.begin(), times.end());
   std::printf("timing: run %.4f ms (p50 of %d, device %s)\n",
               times[times.size() / 2], repeat, device.c_str());
+  if (!cycleDirs.empty()) {
+    // Round robin over the sets; a run's time is a round's over its runs.
+    std::vector<std::vector<kiln_tensor>> setIn(sets.size()), setOut(sets.size());
+    for (size_t s = 0; s < sets.size(); ++s) {
+      for (auto &t : sets[s].inputs)
+        setIn[s].push_back(t.view());
+      for (auto &t : sets[s].outputs)
+        setOut[s].push_back(t.view());
+    }
+    std::vector<double> rounds;
+    for (int r = 0; r < repeat; ++r) {
+      auto start = std::chrono::steady_clock::now();
+      for (size_t s = 0; s < sets.size(); ++s)
+        if (std::string e =
+                session->run(module->entryName(0), setIn[s], setOut[s]);
+            !e.empty())
+          return fail("cycle set " + std::to_string(s) + ": " + e);
+      rounds.push_back(std::chrono::duration<double, std::milli>(
+                           std::chrono::steady_clock::now() - start)
+                           .count() /
+                       double(sets.size()));
+    }
+    std::sort(rounds.begin(), rounds.end());
+    std::printf("timing: cycle %zu sets %.4f ms per run (p50 of %d rounds, "
+                "device %s)\n",
+                sets.size(), rounds[rounds.size() / 2], repeat,
+                device.c_str());
+  }
   return 0;
 }
