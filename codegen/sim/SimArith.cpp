@@ -2,9 +2,10 @@
 //
 // Scalar arith and math ops run lane by lane for the active threads; f32
 // arithmetic computes in float and rounds to f32 after every op, as the GPU
-// does. Constants (scalar and 1-D vector) and the vector value ops
-// (extract, from_elements, broadcast) are here too; vector memory accesses
-// are in SimMemory.cpp.
+// does. Constants (scalar and vector) and the vector value ops (extract,
+// insert, from_elements, broadcast, shape_cast; n-D vectors are held
+// flattened in row-major order, one Lanes per element) are here too;
+// vector memory accesses are in SimMemory.cpp.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/sim/SimInternal.h"
@@ -190,8 +191,8 @@ template <typename CmpOp> void addCompare(HandlerTable &table) {
   });
 }
 
-/// Scalar constants, and 1-D vector constants as one uniform Lanes per
-/// element.
+/// Scalar constants, and vector constants as one uniform Lanes per element
+/// (row-major for n-D vectors).
 bool runConstant(BlockRunner &runner, Operation &op, const Mask &) {
   auto c = cast<arith::ConstantOp>(op);
   unsigned n = runner.threads;
@@ -201,8 +202,7 @@ bool runConstant(BlockRunner &runner, Operation &op, const Mask &) {
   } else if (auto f = dyn_cast<FloatAttr>(c.getValue())) {
     bits = fromDouble(f.getValueAsDouble(), f.getType());
   } else if (auto dense = dyn_cast<DenseElementsAttr>(c.getValue());
-             dense && isa<VectorType>(dense.getType()) &&
-             cast<VectorType>(dense.getType()).getRank() == 1) {
+             dense && isa<VectorType>(dense.getType())) {
     std::vector<Lanes> elements;
     Type element = dense.getElementType();
     for (int64_t e = 0; e < dense.getNumElements(); ++e) {
@@ -217,24 +217,95 @@ bool runConstant(BlockRunner &runner, Operation &op, const Mask &) {
     runner.vectors[c.getResult()] = std::move(elements);
     return true;
   } else {
-    runner.fail(&op, "only scalar and 1-D vector constants are modelled");
+    runner.fail(&op, "only scalar and vector constants are modelled");
     return false;
   }
   runner.def(c).assign(n, bits);
   return true;
 }
 
+/// The first flattened element and the element count of the slice of a
+/// vector of `type` at a constant `position` (a prefix of its indices).
+std::pair<int64_t, int64_t> sliceOf(VectorType type,
+                                    ArrayRef<int64_t> position) {
+  int64_t first = 0, count = 1;
+  ArrayRef<int64_t> shape = type.getShape();
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (d < position.size())
+      first = first * shape[d] + position[d];
+    else {
+      first *= shape[d];
+      count *= shape[d];
+    }
+  }
+  return {first, count};
+}
+
+/// vector.extract at a constant position: an element (scalar) or a
+/// sub-vector of an n-D vector.
 bool runExtract(BlockRunner &runner, Operation &op, const Mask &) {
   auto extract = cast<vector::ExtractOp>(op);
   auto it = runner.vectors.find(extract.getSource());
-  if (it == runner.vectors.end() || extract.hasDynamicPosition() ||
-      extract.getStaticPosition().size() != 1) {
-    runner.fail(&op, "only extracts of one element at a constant position "
-                     "from a 1-D vector are modelled");
+  if (it == runner.vectors.end() || extract.hasDynamicPosition()) {
+    runner.fail(&op, "only extracts at a constant position from a vector the "
+                     "simulator built are modelled");
     return false;
   }
-  runner.values[extract.getResult()] =
-      it->second[extract.getStaticPosition().front()];
+  auto [first, count] = sliceOf(extract.getSourceVectorType(),
+                                extract.getStaticPosition());
+  if (!isa<VectorType>(extract.getResult().getType())) {
+    runner.values[extract.getResult()] = it->second[first];
+    return true;
+  }
+  runner.vectors[extract.getResult()] = std::vector<Lanes>(
+      it->second.begin() + first, it->second.begin() + first + count);
+  return true;
+}
+
+/// vector.insert of an element or a sub-vector at a constant position.
+bool runInsert(BlockRunner &runner, Operation &op, const Mask &mask) {
+  auto insert = cast<vector::InsertOp>(op);
+  auto dest = runner.vectors.find(insert.getDest());
+  if (dest == runner.vectors.end() || insert.hasDynamicPosition()) {
+    runner.fail(&op, "only inserts at a constant position into a vector the "
+                     "simulator built are modelled");
+    return false;
+  }
+  std::vector<Lanes> result = dest->second;
+  auto [first, count] =
+      sliceOf(insert.getDestVectorType(), insert.getStaticPosition());
+  std::vector<const Lanes *> source;
+  if (isa<VectorType>(insert.getValueToStore().getType())) {
+    auto it = runner.vectors.find(insert.getValueToStore());
+    if (it == runner.vectors.end()) {
+      runner.fail(&op, "inserts a vector the simulator did not build");
+      return false;
+    }
+    for (const Lanes &lanes : it->second)
+      source.push_back(&lanes);
+  } else {
+    source.push_back(&runner.get(insert.getValueToStore()));
+  }
+  // Only the active threads' lanes change: an insert under a mask leaves
+  // the others' values as they were.
+  for (int64_t e = 0; e < count; ++e)
+    runner.forActive(mask, [&](unsigned t) {
+      result[first + e][t] = (*source[e])[t];
+    });
+  runner.vectors[insert.getResult()] = std::move(result);
+  return true;
+}
+
+/// vector.shape_cast: the same elements in the same (row-major) order.
+bool runShapeCast(BlockRunner &runner, Operation &op, const Mask &) {
+  auto cast_ = cast<vector::ShapeCastOp>(op);
+  auto it = runner.vectors.find(cast_.getSource());
+  if (it == runner.vectors.end()) {
+    runner.fail(&op, "casts a vector the simulator did not build");
+    return false;
+  }
+  std::vector<Lanes> copy = it->second;
+  runner.vectors[cast_.getResult()] = std::move(copy);
   return true;
 }
 
@@ -250,9 +321,8 @@ bool runFromElements(BlockRunner &runner, Operation &op, const Mask &) {
 bool runBroadcast(BlockRunner &runner, Operation &op, const Mask &) {
   auto splat = cast<vector::BroadcastOp>(op);
   auto type = cast<VectorType>(splat.getResult().getType());
-  if (isa<VectorType>(splat.getSource().getType()) || type.getRank() != 1) {
-    runner.fail(&op, "only broadcasts of a scalar to a 1-D vector are "
-                     "modelled");
+  if (isa<VectorType>(splat.getSource().getType())) {
+    runner.fail(&op, "only broadcasts of a scalar to a vector are modelled");
     return false;
   }
   runner.vectors[splat.getResult()] =
@@ -265,6 +335,8 @@ bool runBroadcast(BlockRunner &runner, Operation &op, const Mask &) {
 void registerArithHandlers(HandlerTable &table) {
   table.add<arith::ConstantOp>(runConstant);
   table.add<vector::ExtractOp>(runExtract);
+  table.add<vector::InsertOp>(runInsert);
+  table.add<vector::ShapeCastOp>(runShapeCast);
   table.add<vector::FromElementsOp>(runFromElements);
   table.add<vector::BroadcastOp>(runBroadcast);
 

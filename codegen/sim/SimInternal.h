@@ -62,6 +62,19 @@ struct ShadowCell {
   int64_t writeEpoch = -1;
   int64_t reader = kNone;
   int64_t readEpoch = -1;
+  /// cp.async copies into this element issued and not yet landed: any
+  /// access before their nvgpu.device_async_wait is a hazard.
+  int32_t pendingAsync = 0;
+};
+
+/// One cp.async (nvgpu.device_async_copy) in flight: its bytes, read from
+/// global memory when it was issued, land in shared memory when an
+/// nvgpu.device_async_wait retires its group.
+struct AsyncCopy {
+  uint8_t *dest = nullptr;
+  std::vector<uint8_t> bytes;
+  int shadow = -1;
+  uint64_t firstElement = 0, elements = 0;
 };
 
 //===----------------------------------------------------------------------===//
@@ -180,6 +193,9 @@ public:
   bool checkHazard(mlir::Operation &op, const MemDesc &m, uint64_t element,
                    unsigned t, bool isLoad);
 
+  /// Lands `copy` in shared memory, as written by thread `t` now.
+  void landAsyncCopy(const AsyncCopy &copy, unsigned t);
+
   mlir::gpu::GPUFuncOp kernel;
   const LaunchConfig &config;
   const std::vector<SimBuffer> &args;
@@ -197,6 +213,10 @@ public:
   std::vector<std::vector<ShadowCell>> shadows;
   /// Barrier epoch: accesses in different epochs are ordered.
   int64_t epoch = 0;
+  /// Per thread, the cp.async copies not yet committed to a group, then
+  /// its committed groups, oldest first (PTX: groups are per thread).
+  std::vector<std::vector<AsyncCopy>> asyncOpen;
+  std::vector<std::vector<std::vector<AsyncCopy>>> asyncGroups;
   std::string error;
   /// Every family's handlers (built once, shared by all launches).
   const HandlerTable &table;

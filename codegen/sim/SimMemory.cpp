@@ -90,6 +90,13 @@ std::optional<uint64_t> BlockRunner::addressOf(Operation &op, const MemDesc &m,
 bool BlockRunner::checkHazard(Operation &op, const MemDesc &m,
                               uint64_t element, unsigned t, bool isLoad) {
   ShadowCell &cell = shadows[m.shadow][element];
+  if (cell.pendingAsync) {
+    fail(&op, std::string(isLoad ? "read" : "write") + " of " + m.name +
+                  " element " + std::to_string(element) + " by thread " +
+                  threadText(t) + " while a cp.async into it is in flight "
+                  "(no nvgpu.device_async_wait has retired its group)");
+    return false;
+  }
   auto report = [&](const std::string &what, int64_t other) {
     fail(&op, what + " on " + m.name + " element " + std::to_string(element) +
                   ": thread " + threadText(t) +
@@ -121,6 +128,16 @@ bool BlockRunner::checkHazard(Operation &op, const MemDesc &m,
   cell.writer = t;
   cell.writeEpoch = epoch;
   return true;
+}
+
+void BlockRunner::landAsyncCopy(const AsyncCopy &copy, unsigned t) {
+  std::memcpy(copy.dest, copy.bytes.data(), copy.bytes.size());
+  for (uint64_t e = 0; e < copy.elements; ++e) {
+    ShadowCell &cell = shadows[copy.shadow][copy.firstElement + e];
+    --cell.pendingAsync;
+    cell.writer = t;
+    cell.writeEpoch = epoch;
+  }
 }
 
 namespace {

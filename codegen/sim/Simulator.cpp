@@ -59,7 +59,8 @@ bool scalarOnly(BlockRunner &runner, Operation &op) {
        llvm::concat<const Type>(op.getOperandTypes(), op.getResultTypes()))
     if (isa<VectorType>(type)) {
       runner.fail(&op, "vector operands and results are modelled only for "
-                       "vector.load/store/extract/from_elements/broadcast");
+                       "vector.load/store/extract/insert/from_elements/broadcast/"
+                       "shape_cast and the nvgpu collectives");
       return false;
     }
   return true;
@@ -83,6 +84,8 @@ std::string BlockRunner::run(std::array<uint32_t, 3> blockId) {
   shared.reserve(kernel.getNumWorkgroupAttributions());
   Block &entry = kernel.getBody().front();
   epoch = 0;
+  asyncOpen.assign(threads, {});
+  asyncGroups.assign(threads, {});
   shared.clear();
   shadows.clear();
   if (kernel.getNumPrivateAttributions() != 0)

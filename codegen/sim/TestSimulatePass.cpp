@@ -7,6 +7,13 @@
 // lit tests can plant bugs in kernels and check that the simulator catches
 // them.
 //
+// With `data-dir=DIR`, argument N of kernel K is read from DIR/K.argN.bin
+// (its raw bytes, when the file exists) and written back to
+// DIR/K.argN.out.bin after the run: the e2e tests check the tensor-core
+// collectives against NumPy on random data that way. Arguments are static
+// memrefs of any int or float element type; without data, f32 elements
+// hold 0, 1, 2, ... and others zero.
+//
 //   gpu.func @k(%a: memref<64xf32>) kernel attributes {
 //       kiln.test_launch = {grid = array<i32: 2, 1, 1>,
 //                           block = array<i32: 32, 1, 1>}} { ... }
@@ -18,6 +25,8 @@
 #include "mlir/Pass/PassRegistry.h"
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 using namespace mlir;
 
@@ -27,7 +36,13 @@ namespace {
 struct TestSimulatePass final
     : PassWrapper<TestSimulatePass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(TestSimulatePass)
+  TestSimulatePass() = default;
+  TestSimulatePass(const TestSimulatePass &other) : PassWrapper(other) {}
   StringRef getArgument() const override { return "kiln-test-simulate"; }
+  Option<std::string> dataDir{
+      *this, "data-dir",
+      llvm::cl::desc("read arguments from DIR/KERNEL.argN.bin and write "
+                     "them back to DIR/KERNEL.argN.out.bin")};
   StringRef getDescription() const override {
     return "run gpu.func kernels with kiln.test_launch in the simulator "
            "(testing only)";
@@ -50,30 +65,65 @@ struct TestSimulatePass final
         config.grid[d] = grid[d];
         config.block[d] = block[d];
       }
-      std::vector<std::vector<float>> storage;
+      std::vector<std::vector<uint8_t>> storage;
       std::vector<SimBuffer> args;
-      for (Type type : func.getArgumentTypes()) {
+      std::string prefix =
+          dataDir.empty() ? "" : dataDir + "/" + func.getName().str() + ".arg";
+      for (auto [i, type] : llvm::enumerate(func.getArgumentTypes())) {
         auto memref = dyn_cast<MemRefType>(type);
         if (!memref || !memref.hasStaticShape() ||
-            !memref.getElementType().isF32()) {
-          func.emitError() << "test kernels take static f32 memrefs only";
+            !memref.getElementType().isIntOrFloat()) {
+          func.emitError() << "test kernels take static memrefs of ints or "
+                              "floats only";
           return signalPassFailure();
         }
-        storage.emplace_back(memref.getNumElements());
-        for (size_t i = 0; i < storage.back().size(); ++i)
-          storage.back()[i] = static_cast<float>(i);
-        args.push_back({reinterpret_cast<uint8_t *>(storage.back().data()),
-                        storage.back().size() * sizeof(float)});
+        unsigned bytes =
+            std::max(1u, memref.getElementType().getIntOrFloatBitWidth() / 8);
+        storage.emplace_back(memref.getNumElements() * bytes, 0);
+        std::vector<uint8_t> &data = storage.back();
+        if (memref.getElementType().isF32())
+          for (size_t e = 0; e < data.size() / 4; ++e) {
+            float v = static_cast<float>(e);
+            std::memcpy(data.data() + 4 * e, &v, 4);
+          }
+        if (!prefix.empty()) {
+          std::ifstream in(prefix + std::to_string(i) + ".bin",
+                           std::ios::binary);
+          if (in) {
+            std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)),
+                                      std::istreambuf_iterator<char>());
+            if (file.size() != data.size()) {
+              func.emitError() << "argument #" << i << " needs "
+                               << data.size() << " bytes; its file has "
+                               << file.size();
+              return signalPassFailure();
+            }
+            data = std::move(file);
+          }
+        }
+        args.push_back({data.data(), data.size()});
       }
       std::string error = simulate(func, config, args, nullptr);
       if (!error.empty()) {
         func.emitError() << error;
         return;
       }
+      if (!prefix.empty())
+        for (auto [i, data] : llvm::enumerate(storage)) {
+          std::ofstream out(prefix + std::to_string(i) + ".out.bin",
+                            std::ios::binary);
+          out.write(reinterpret_cast<const char *>(data.data()), data.size());
+        }
       double checksum = 0;
-      for (const auto &buffer : storage)
-        for (size_t i = 0; i < buffer.size(); ++i)
-          checksum += buffer[i] * static_cast<double>(i % 7 + 1);
+      for (auto [buffer, type] : llvm::zip(storage, func.getArgumentTypes())) {
+        if (!cast<MemRefType>(type).getElementType().isF32())
+          continue;
+        for (size_t e = 0; e < buffer.size() / 4; ++e) {
+          float v;
+          std::memcpy(&v, buffer.data() + 4 * e, 4);
+          checksum += v * static_cast<double>(e % 7 + 1);
+        }
+      }
       func.emitRemark() << "ok, checksum " << std::to_string(checksum);
     });
   }

@@ -20,7 +20,7 @@ module attributes {gpu.container_module} {
 // COM: arith op the simulator runs on scalars.
 module attributes {gpu.container_module} {
   gpu.module @m {
-    // expected-error @+1 {{kernel 'vector_add', block (0,0,0), 'arith.addf': vector operands and results are modelled only for vector.load/store/extract/from_elements/broadcast}}
+    // expected-error @+1 {{kernel 'vector_add', block (0,0,0), 'arith.addf': vector operands and results are modelled only for vector.load/store/extract/insert/from_elements/broadcast/shape_cast and the nvgpu collectives}}
     gpu.func @vector_add(%a: memref<4x4xf32>) kernel attributes {kiln.test_launch = {grid = array<i32: 1, 1, 1>, block = array<i32: 4, 1, 1>}} {
       %tid = gpu.thread_id x
       %c0 = arith.constant 0 : index
