@@ -37,6 +37,48 @@ def KilnLowerGraphToLinalg : Pass<"kiln-lower-graph-to-linalg", "mlir::func::Fun
                            "mlir::math::MathDialect"];
 }
 
+def KilnConvertPrecision : Pass<"kiln-convert-precision", "mlir::func::FuncOp"> {
+  let summary = "run contractions on f16 or bf16 operands (kiln compile --precision)";
+  let description = [{
+    Every f32 `kiln.matmul` becomes a matmul of f16 or bf16 operands that
+    accumulates in f32 (`acc_type = f32`), as tensor cores do, rounding its
+    result to the narrow type once; an `arith`-free elementwise extension
+    gives its users f32 again, so softmax, normalization statistics and
+    everything else still compute in f32, and the model's inputs and outputs
+    keep their types. Weights are converted here, once: a constant operand
+    (a `dense_resource` weight, a dense attribute, or a `linalg.transpose`
+    of one, which `kiln-fold-constant-transposes` folds later) becomes a
+    constant of the narrow type, rounded to nearest even, under a resource
+    named after the old one with a `.bf16` / `.f16` suffix; activations get
+    an elementwise conversion that fusion puts in their producer's kernel.
+    Contractions of other types (f16 or bf16 models, f64, integers) are left
+    as they are, and so are contractions over fewer than 16 elements (no sum
+    for a tensor core to speed up; rotary embeddings' outer product of
+    positions and frequencies, whose angles need f32 at long positions). `kiln.attention` keeps f32 operands until the flash
+    attention strategy takes narrow ones.
+
+    Before (`precision=bf16`):
+    ```mlir
+    %w = arith.constant dense_resource<fc.weight> : tensor<64x10xf32>
+    %y = kiln.matmul %x, %w : tensor<8x64xf32>, tensor<64x10xf32> -> tensor<8x10xf32>
+    ```
+    After:
+    ```mlir
+    %w = arith.constant dense_resource<fc.weight.bf16> : tensor<64x10xbf16>
+    %xn = linalg.generic ... arith.truncf ... -> tensor<8x64xbf16>
+    %p = kiln.matmul %xn, %w {acc_type = f32} : tensor<8x64xbf16>, tensor<64x10xbf16> -> tensor<8x10xbf16>
+    %y = linalg.generic ... arith.extf ... -> tensor<8x10xf32>
+    ```
+  }];
+  let options = [
+    Option<"precision", "precision", "std::string", "\"bf16\"",
+           "the operand type of contractions: fp16 or bf16">
+  ];
+  let dependentDialects = ["mlir::linalg::LinalgDialect",
+                           "mlir::tensor::TensorDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
 def KilnFoldConstantTransposes : Pass<"kiln-fold-constant-transposes", "mlir::func::FuncOp"> {
   let summary = "transpose constant weights at compile time";
   let description = [{

@@ -70,11 +70,12 @@ void buildCpuKernelPipeline(OpPassManager &pm) {
   pm.addPass(createCSEPass());
   addKernelBufferization(pm);
   pm.addNestedPass<func::FuncOp>(createKilnCpuLowerVectors());
-  // bf16 (and f16) math and bf16 arithmetic run in f32: x86 has no bf16
-  // arithmetic, and LLVM would call compiler-rt helpers for it.
+  // bf16 and f16 math and arithmetic run in f32 (exact for the products
+  // of --precision's contractions): x86 has no bf16 arithmetic, and LLVM
+  // would call compiler-rt helpers for it.
   pm.addPass(math::createMathExtendToSupportedTypes());
   arith::ArithEmulateUnsupportedFloatsOptions emulate;
-  emulate.sourceTypeStrs = {"bf16"};
+  emulate.sourceTypeStrs = {"bf16", "f16"};
   pm.addPass(arith::createArithEmulateUnsupportedFloats(emulate));
   // exp/tanh/erf/log as vectorizable polynomials, not scalarized libm calls.
   pm.addNestedPass<func::FuncOp>(createKilnExpandMath());

@@ -17,6 +17,21 @@ TOLERANCES = {
     np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
 }
 
+# `kiln compile --precision P` against the model's f32 reference: the
+# largest |got - want| over the output, relative to the largest |want|, at
+# most five units of roundoff of P's operand type (bf16 keeps 8 significant
+# bits: 5 * 2^-8; f16 keeps 11: 5 * 2^-11). Products are exact and sums
+# f32, so the error is the rounding of the operands and of each product,
+# amplified a little by the layers after it.
+PRECISION_TOLERANCES = {"bf16": 5 * 2.0 ** -8, "fp16": 5 * 2.0 ** -11}
+
+
+def normwise_error(got, want):
+    """max |got - want| / max |want|."""
+    want = want.astype(np.float64)
+    return float(np.abs(got.astype(np.float64) - want).max() /
+                 max(np.abs(want).max(), np.finfo(np.float64).tiny))
+
 
 def kiln(*args, check=True):
     result = subprocess.run([KILN, *args], capture_output=True, text=True)
@@ -27,12 +42,14 @@ def kiln(*args, check=True):
     return result
 
 
-def run_kiln(model_path, inputs, tmp_path, target="cpu", device="cpu"):
+def run_kiln(model_path, inputs, tmp_path, target="cpu", device="cpu",
+             precision="fp32"):
     """Compiles and runs `model_path` on `inputs` (name -> array); returns
     the outputs as name -> array."""
     artifact = str(tmp_path / "model.kiln")
     extra = ["--embed-kernel-ir"] if device == "sim" else []
-    kiln("compile", str(model_path), "-o", artifact, "--target", target, *extra)
+    kiln("compile", str(model_path), "-o", artifact, "--target", target,
+         "--precision", precision, *extra)
     args = ["run", artifact, "--device", device, "--output-dir",
             str(tmp_path / "out")]
     for name, value in inputs.items():

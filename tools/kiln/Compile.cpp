@@ -34,7 +34,10 @@ Compiles an ONNX model into a Kiln artifact (or prints an IR level).
                          architectures in one artifact: cuda:sm_80,sm_90a
   --cuda-path DIR        CUDA toolkit with bin/ptxas (default: CUDA_HOME,
                          CUDA_PATH, PATH, /usr/local/cuda)
-  --precision fp32       compute precision
+  --precision P          fp32 (default), fp16 or bf16: the operands of
+                         matrix products (weights converted once, here;
+                         sums, softmax and norms stay in f32; inputs and
+                         outputs keep their types)
   --dim NAME=VALUE       value of a symbolic input dim (repeatable)
   --dim NAME=MIN..MAX    keep the dim symbolic, with these bounds: the
                          artifact runs any size in the range
@@ -166,8 +169,9 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
     error = "no output file; pass -o OUT.kiln";
     return std::nullopt;
   }
-  if (o.precision != "fp32") {
-    error = "--precision " + o.precision + " is not supported yet; use fp32";
+  if (o.precision != "fp32" && o.precision != "fp16" &&
+      o.precision != "bf16") {
+    error = "--precision " + o.precision + " is not one of fp32, fp16, bf16";
     return std::nullopt;
   }
   return o;
@@ -268,6 +272,17 @@ int runCompile(const Args &args) {
       onnx::importModelFile(context, o.model, o.import);
   if (!module)
     return 1;
+  // --precision: a graph-level rewrite, so every target and every --emit
+  // level sees the same numbers.
+  if (o.precision != "fp32") {
+    PassManager pm(&context);
+    configurePassManager(pm, o);
+    KilnConvertPrecisionOptions precision;
+    precision.precision = o.precision;
+    pm.addNestedPass<func::FuncOp>(createKilnConvertPrecision(precision));
+    if (failed(pm.run(*module)) || failedDiag)
+      return 1;
+  }
   double importSeconds = secondsSince(start);
 
   targets::CompileOptions options;

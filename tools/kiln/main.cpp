@@ -35,7 +35,7 @@ bool takeOption(const Args &args, size_t &i, const std::string &name,
 static const char *kUsage = R"(usage: kiln <command> [options]
 
 commands:
-  compile MODEL -o OUT.kiln [--target cpu] [--precision fp32]
+  compile MODEL -o OUT.kiln [--target cpu] [--precision fp32|fp16|bf16]
           [--dim NAME=VALUE|NAME=MIN..MAX ...] [--cpu host|NAME]
           [--emit mlir|dispatch-mlir|kernel-mlir|artifact]
           [--mlir-print-ir-after-all | --mlir-print-ir-after=PASS]

@@ -1,0 +1,188 @@
+//===- ConvertPrecision.cpp - contractions on f16/bf16 operands -----------===//
+//
+// `kiln compile --precision fp16|bf16`. See Passes.td for the contract. The
+// conversion is at the graph level so that every target sees the same
+// numbers: the CPU computes the narrow products in f32 (exact), the GPU's
+// tensor cores do the same in hardware.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/Passes.h"
+
+#include "dialects/kiln/KilnDialect.h"
+#include "dialects/kiln/TensorBuilders.h"
+
+#include "mlir/IR/DialectResourceBlobManager.h"
+
+#include <cstring>
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNCONVERTPRECISION
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+/// Contractions over fewer elements stay f32 (see runOnOperation).
+constexpr int64_t kMinNarrowK = 16;
+
+/// f32 bits -> bf16 bits, rounded to nearest even; NaN stays NaN.
+uint16_t toBF16(uint32_t bits) {
+  if ((bits & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<uint16_t>((bits >> 16) | 0x40);
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);
+}
+
+/// f32 -> f16 bits, rounded to nearest even (the compiler's conversion,
+/// which is the IEEE one); beyond the range is infinity.
+uint16_t toF16(float value) {
+  _Float16 h = static_cast<_Float16>(value);
+  uint16_t bits;
+  std::memcpy(&bits, &h, 2);
+  return bits;
+}
+
+/// `count` f32 values at `source` as `narrow` (f16 or bf16) bytes.
+std::vector<char> narrowBytes(const char *source, size_t count, Type narrow) {
+  std::vector<char> result(2 * count);
+  for (size_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, source + 4 * i, 4);
+    float value;
+    std::memcpy(&value, &bits, 4);
+    uint16_t out = narrow.isBF16() ? toBF16(bits) : toF16(value);
+    std::memcpy(result.data() + 2 * i, &out, 2);
+  }
+  return result;
+}
+
+class ConvertPrecision final
+    : public kiln::impl::KilnConvertPrecisionBase<ConvertPrecision> {
+public:
+  using Base::Base;
+
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    MLIRContext *ctx = &getContext();
+    converted.clear();
+    if (precision == "bf16")
+      narrow = BFloat16Type::get(ctx);
+    else if (precision == "fp16")
+      narrow = Float16Type::get(ctx);
+    else {
+      func.emitError() << "precision '" << precision
+                       << "' is not fp16 or bf16";
+      return signalPassFailure();
+    }
+    SmallVector<MatmulOp> matmuls;
+    func.walk([&](MatmulOp op) {
+      // A contraction over fewer than 16 elements (k16 is the tensor
+      // cores' step) has no sum to speed up; rotary embeddings build their
+      // angles as such an outer product of positions and frequencies,
+      // which must stay f32 to stay accurate at long positions.
+      int64_t k = op.getLhs().getType().getShape().back();
+      if (op.getType().getElementType().isF32() &&
+          (ShapedType::isDynamic(k) || k >= kMinNarrowK))
+        matmuls.push_back(op);
+    });
+    for (MatmulOp op : matmuls) {
+      OpBuilder b(op);
+      Location loc = op.getLoc();
+      Value lhs = narrowed(b, op.getLhs());
+      Value rhs = narrowed(b, op.getRhs());
+      if (!lhs || !rhs)
+        return signalPassFailure();
+      RankedTensorType type = op.getType();
+      auto narrowType = RankedTensorType::get(type.getShape(), narrow);
+      Value product = MatmulOp::create(b, loc, narrowType, lhs, rhs,
+                                       TypeAttr::get(b.getF32Type()));
+      op.replaceAllUsesWith(convertElements(b, loc, product, type.getElementType()));
+      op.erase();
+    }
+  }
+
+private:
+  /// `value` (f32) as the narrow type: a new constant for a weight, a
+  /// transpose of one for a transposed weight, else an elementwise
+  /// conversion. Null after an error.
+  Value narrowed(OpBuilder &b, Value value) {
+    if (auto it = converted.find(value); it != converted.end())
+      return it->second;
+    Location loc = value.getLoc();
+    Value result;
+    if (auto constant = value.getDefiningOp<arith::ConstantOp>()) {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointAfter(constant);
+      result = narrowedConstant(b, constant);
+      if (!result)
+        return nullptr;
+    } else if (auto transpose = value.getDefiningOp<linalg::TransposeOp>();
+               transpose && transpose->getNumResults() == 1 &&
+               transpose.getInput().getDefiningOp<arith::ConstantOp>()) {
+      Value input = narrowed(b, transpose.getInput());
+      if (!input)
+        return nullptr;
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointAfter(transpose);
+      auto type = cast<RankedTensorType>(transpose->getResult(0).getType());
+      Value init = tensor::EmptyOp::create(b, loc, type.getShape(), narrow);
+      result = linalg::TransposeOp::create(b, loc, input, init,
+                                           transpose.getPermutation())
+                   ->getResult(0);
+    }
+    if (!result)
+      result = convertElements(b, loc, value, narrow);
+    converted[value] = result;
+    return result;
+  }
+
+  Value narrowedConstant(OpBuilder &b, arith::ConstantOp constant) {
+    auto type = cast<RankedTensorType>(constant.getType());
+    auto narrowType = RankedTensorType::get(type.getShape(), narrow);
+    Attribute value;
+    if (auto dense = dyn_cast<DenseElementsAttr>(constant.getValue())) {
+      if (dense.isSplat()) {
+        float v = dense.getSplatValue<APFloat>().convertToFloat();
+        uint32_t bits;
+        std::memcpy(&bits, &v, 4);
+        std::vector<char> one = narrowBytes(reinterpret_cast<char *>(&bits), 1,
+                                            narrow);
+        value = DenseElementsAttr::getFromRawBuffer(
+            RankedTensorType::get({}, narrow), one)
+                    .resizeSplat(narrowType);
+      } else {
+        std::vector<char> bytes = narrowBytes(
+            dense.getRawData().data(), dense.getNumElements(), narrow);
+        value = DenseElementsAttr::getFromRawBuffer(narrowType, bytes);
+      }
+    } else if (auto resource =
+                   dyn_cast<DenseResourceElementsAttr>(constant.getValue())) {
+      AsmResourceBlob *blob = resource.getRawHandle().getBlob();
+      if (!blob) {
+        constant.emitError() << "weight '" << resource.getRawHandle().getKey()
+                             << "' has no data to convert to " << narrow;
+        return nullptr;
+      }
+      std::vector<char> bytes =
+          narrowBytes(blob->getData().data(), type.getNumElements(), narrow);
+      value = DenseResourceElementsAttr::get(
+          narrowType,
+          (resource.getRawHandle().getKey() +
+           (narrow.isBF16() ? ".bf16" : ".f16"))
+              .str(),
+          HeapAsmResourceBlob::allocateAndCopyWithAlign(
+              ArrayRef<char>(bytes.data(), bytes.size()), alignof(uint64_t)));
+    } else {
+      return convertElements(b, constant.getLoc(), constant, narrow);
+    }
+    return arith::ConstantOp::create(b, constant.getLoc(), narrowType,
+                                     cast<TypedAttr>(value));
+  }
+
+  Type narrow;
+  llvm::DenseMap<Value, Value> converted;
+};
+
+} // namespace

@@ -1,0 +1,80 @@
+// RUN: kiln-opt %s --split-input-file --pass-pipeline='builtin.module(func.func(kiln-convert-precision{precision=bf16}))' | FileCheck %s
+// RUN: kiln-opt %s --split-input-file --pass-pipeline='builtin.module(func.func(kiln-convert-precision{precision=fp16}))' | FileCheck %s --check-prefix=F16
+
+// COM: A resource weight becomes a bf16 resource, rounded to nearest even
+// COM: (1 + 2^-8 -> 1.0, 1 + 3*2^-8 -> 1 + 2^-7); the activation gets an
+// COM: elementwise truncation, the product sums in f32 and is widened back.
+// CHECK-LABEL: func.func @weight
+// CHECK-DAG: %[[W:.*]] = arith.constant dense_resource<w.bf16> : tensor<16x1xbf16>
+// CHECK-DAG: %[[X:.*]] = linalg.generic {{.*}} ins(%arg0 : tensor<4x16xf32>)
+// CHECK: arith.truncf {{.*}} : f32 to bf16
+// CHECK: %[[P:.*]] = kiln.matmul %[[X]], %[[W]] {acc_type = f32} : tensor<4x16xbf16>, tensor<16x1xbf16> -> tensor<4x1xbf16>
+// CHECK: %[[Y:.*]] = linalg.generic {{.*}} ins(%[[P]] : tensor<4x1xbf16>)
+// CHECK: arith.extf {{.*}} : bf16 to f32
+// CHECK: return %[[Y]] : tensor<4x1xf32>
+// CHECK: w.bf16: "0x08000000803F0040C0BF4040803F823F003F003F003F003F003F003F003F003F003F003F"
+// F16-LABEL: func.func @weight
+// F16: arith.constant dense_resource<w.f16> : tensor<16x1xf16>
+// F16: kiln.matmul {{.*}} {acc_type = f32} : tensor<4x16xf16>, tensor<16x1xf16> -> tensor<4x1xf16>
+// F16: w.f16: "0x08000000003C0040
+func.func @weight(%x: tensor<4x16xf32>) -> tensor<4x1xf32> {
+  %w = arith.constant dense_resource<w> : tensor<16x1xf32>
+  %y = kiln.matmul %x, %w : tensor<4x16xf32>, tensor<16x1xf32> -> tensor<4x1xf32>
+  return %y : tensor<4x1xf32>
+}
+{-#
+  dialect_resources: {
+    builtin: {
+      w: "0x040000000000803f000000400000c0bf000040400080803f0080813f0000003f0000003f0000003f0000003f0000003f0000003f0000003f0000003f0000003f0000003f"
+    }
+  }
+#-}
+
+// -----
+
+// COM: A transposed weight: the transpose moves onto the converted
+// COM: constant, where kiln-fold-constant-transposes folds it. A splat
+// COM: weight stays a splat. A weight used twice is converted once.
+// CHECK-LABEL: func.func @transposed
+// CHECK: %[[C:.*]] = arith.constant dense<1.000000e+00> : tensor<2x16xbf16>
+// CHECK-NOT: arith.constant dense<1.000000e+00> : tensor<2x16xbf16>
+// CHECK: %[[T:.*]] = linalg.transpose ins(%[[C]] : tensor<2x16xbf16>)
+// CHECK: kiln.matmul %{{.*}}, %[[T]] {acc_type = f32}
+// CHECK: kiln.matmul %{{.*}}, %[[T]] {acc_type = f32}
+func.func @transposed(%x: tensor<4x16xf32>, %z: tensor<3x16xf32>) -> (tensor<4x2xf32>, tensor<3x2xf32>) {
+  %w = arith.constant dense<1.0> : tensor<2x16xf32>
+  %e = tensor.empty() : tensor<16x2xf32>
+  %t = linalg.transpose ins(%w : tensor<2x16xf32>) outs(%e : tensor<16x2xf32>) permutation = [1, 0]
+  %y = kiln.matmul %x, %t : tensor<4x16xf32>, tensor<16x2xf32> -> tensor<4x2xf32>
+  %v = kiln.matmul %z, %t : tensor<3x16xf32>, tensor<16x2xf32> -> tensor<3x2xf32>
+  return %y, %v : tensor<4x2xf32>, tensor<3x2xf32>
+}
+
+// -----
+
+// COM: Left alone: an outer product (K = 1: rotary angles), an f16 model's
+// COM: contraction, and an f64 one.
+// CHECK-LABEL: func.func @left_alone
+// CHECK: kiln.matmul %arg0, %arg1 : tensor<8x1xf32>, tensor<1x4xf32> -> tensor<8x4xf32>
+// CHECK: kiln.matmul %arg2, %arg3 : tensor<8x16xf16>, tensor<16x4xf16> -> tensor<8x4xf16>
+// CHECK: kiln.matmul %arg4, %arg5 : tensor<8x16xf64>, tensor<16x4xf64> -> tensor<8x4xf64>
+func.func @left_alone(%p: tensor<8x1xf32>, %f: tensor<1x4xf32>,
+                      %a: tensor<8x16xf16>, %b: tensor<16x4xf16>,
+                      %c: tensor<8x16xf64>, %d: tensor<16x4xf64>)
+    -> (tensor<8x4xf32>, tensor<8x4xf16>, tensor<8x4xf64>) {
+  %angles = kiln.matmul %p, %f : tensor<8x1xf32>, tensor<1x4xf32> -> tensor<8x4xf32>
+  %h = kiln.matmul %a, %b : tensor<8x16xf16>, tensor<16x4xf16> -> tensor<8x4xf16>
+  %g = kiln.matmul %c, %d : tensor<8x16xf64>, tensor<16x4xf64> -> tensor<8x4xf64>
+  return %angles, %h, %g : tensor<8x4xf32>, tensor<8x4xf16>, tensor<8x4xf64>
+}
+
+// -----
+
+// COM: Batched operands with symbolic dims keep their shapes.
+// CHECK-LABEL: func.func @batched
+// CHECK: kiln.matmul %{{.*}}, %{{.*}} {acc_type = f32} : tensor<?x8x32xbf16>, tensor<?x32x8xbf16> -> tensor<?x8x8xbf16>
+// CHECK: return %{{.*}} : tensor<?x8x8xf32>
+func.func @batched(%a: tensor<?x8x32xf32>, %b: tensor<?x32x8xf32>) -> tensor<?x8x8xf32> {
+  %y = kiln.matmul %a, %b : tensor<?x8x32xf32>, tensor<?x32x8xf32> -> tensor<?x8x8xf32>
+  return %y : tensor<?x8x8xf32>
+}
