@@ -79,6 +79,21 @@ def KilnConvertPrecision : Pass<"kiln-convert-precision", "mlir::func::FuncOp"> 
                            "mlir::arith::ArithDialect"];
 }
 
+def KilnLowerBf16MmaSync : Pass<"kiln-lower-bf16-mma-sync"> {
+  let summary = "bf16 nvgpu.mma.sync -> nvvm.mma.sync (MLIR 22's conversion lacks it)";
+  let description = [{
+    MLIR 22's `convert-nvgpu-to-nvvm` fails on bf16 `nvgpu.mma.sync`. This
+    pass rewrites m16n8k16 bf16 ones with f32 accumulators into
+    `nvvm.mma.sync` with bf16 multiplicand types: each fragment register
+    (`vector<2xbf16>`) bitcast to i32, the accumulator's four f32 elements
+    extracted and the result struct's put back into a `vector<2x2xf32>`.
+    It runs first in the GPU binary pipeline; the kernel IR the simulator
+    runs keeps `nvgpu.mma.sync`.
+  }];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect", "mlir::NVVM::NVVMDialect",
+                           "mlir::vector::VectorDialect"];
+}
+
 def KilnFoldConstantTransposes : Pass<"kiln-fold-constant-transposes", "mlir::func::FuncOp"> {
   let summary = "transpose constant weights at compile time";
   let description = [{

@@ -114,6 +114,10 @@ void buildCpuToLLVMPipeline(OpPassManager &pm) {
 void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,
                               const std::string &cudaPath, unsigned ptxIsa) {
   OpPassManager &device = pm.nest<gpu::GPUModuleOp>();
+  // Tensor-core collectives (ldmatrix, mma.sync, cp.async) to NVVM first,
+  // on memrefs, as upstream's GPU-to-NVVM pipeline orders it.
+  device.addPass(createKilnLowerBf16MmaSync());
+  device.addPass(createConvertNVGPUToNVVMPass());
   device.addPass(memref::createExpandStridedMetadataPass());
   device.addPass(createLowerAffinePass());
   device.addPass(createSCFToControlFlowPass());

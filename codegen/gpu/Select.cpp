@@ -32,6 +32,9 @@ public:
     auto op = dyn_cast<linalg::LinalgOp>(root);
     if (!op)
       return generic();
+    if (facts.has(targets::MmaGeneration::MmaSync) && gemmMmaSyncAccepts(op))
+      if (DictionaryAttr config = gemmMmaSync(op))
+        return config;
     if (gemmSimtAccepts(op))
       if (DictionaryAttr config = gemmSimt(op))
         return config;
@@ -99,6 +102,29 @@ private:
     if (bytes > facts.sharedBytesPerBlock || blockThreads() < 256)
       return nullptr;
     return gemmSimtConfig();
+  }
+  /// Tensor-core tiles: 128x128x32 over 2x2 warps when the output has
+  /// enough of them to fill the SMs, else 64x64x32 (four times as many
+  /// blocks); 3 stages, which keeps the ring in the 48 KiB of static shared
+  /// memory a block gets everywhere.
+  DictionaryAttr gemmMmaSync(linalg::LinalgOp op) {
+    FailureOr<linalg::ContractionDimensions> dims =
+        linalg::inferContractionDims(op);
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    int64_t m = ranges[dims->m.front()], n = ranges[dims->n.front()];
+    int64_t batch = 1;
+    for (unsigned d : dims->batch)
+      batch *= ranges[d];
+    int64_t bigTiles = llvm::divideCeil(m, 128) * llvm::divideCeil(n, 128) * batch;
+    int64_t tile = bigTiles >= int64_t(facts.smCount) ? 128 : 64;
+    constexpr int64_t kBk = 32, kStages = 3;
+    int64_t bytes = kStages * 2 * tile * kBk * 2;
+    if (bytes > facts.sharedBytesPerBlock || bytes > 48 * 1024)
+      return nullptr;
+    return config(kGemmMmaSync,
+                  {named("tile", ArrayRef<int64_t>{tile, tile, kBk}),
+                   named("warps", ArrayRef<int64_t>{2, 2}),
+                   named("stages", kStages)});
   }
   /// Attention's decomposition: GEMMs, row reductions, elementwise steps,
   /// each with its own part of the configuration.

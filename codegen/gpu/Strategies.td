@@ -33,6 +33,26 @@ def KilnGpuGemm : Pass<"kiln-gpu-gemm", "mlir::func::FuncOp"> {
                            "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
 }
 
+def KilnGpuGemmMmaSync : Pass<"kiln-gpu-gemm-mma-sync", "mlir::func::FuncOp"> {
+  let summary = "GPU GEMM strategy (gemm-mma-sync): tensor cores through mma.sync, a cp.async ring";
+  let description = [{
+    Runs on bufferized kernel functions whose `kiln.config` selects
+    `gemm-mma-sync`, with the configuration's `tile` (BM, BN, BK), `warps`
+    (WM, WN) and `stages`. A contraction of f16 or bf16 operands summed in
+    f32 becomes a `gpu.launch` of 32*WM*WN threads per BMxBN output tile:
+    BK-deep slices of both operands go global -> shared through an S-stage
+    ring of `nvgpu.device_async_copy` (16-byte chunks, zero-filled past the
+    edges) with a commit group per slice, in each operand's own orientation
+    with XOR-swizzled 16-byte chunks; `nvgpu.ldmatrix` (transposed where
+    needed) feeds `nvgpu.mma.sync` m16n8k16 with f32 accumulators held in
+    registers; the epilogue stores them, guarded at the edges.
+    GemmMmaSync.cpp has the details.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
+                           "mlir::vector::VectorDialect", "mlir::nvgpu::NVGPUDialect"];
+}
+
 def KilnGpuElementwise : Pass<"kiln-gpu-elementwise", "mlir::func::FuncOp"> {
   let summary = "GPU elementwise strategy: vector_width elements per thread, vector accesses";
   let description = [{

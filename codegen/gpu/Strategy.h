@@ -33,6 +33,7 @@
 
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/IR/BuiltinAttributes.h"
 
 #include <array>
@@ -51,6 +52,7 @@ namespace kiln {
 
 /// The strategies' names, as `strategy` in a configuration says them.
 inline constexpr llvm::StringLiteral kGemmSimt = "gemm-simt";
+inline constexpr llvm::StringLiteral kGemmMmaSync = "gemm-mma-sync";
 inline constexpr llvm::StringLiteral kRowReduce = "row-reduce";
 inline constexpr llvm::StringLiteral kElementwise = "elementwise";
 inline constexpr llvm::StringLiteral kGeneric = "generic";
@@ -122,6 +124,11 @@ mlir::LogicalResult applyStrategy(mlir::func::FuncOp func,
 /// no i1 operands, and M and N extents above 1 (a matrix-vector product
 /// is a row reduction's work).
 bool gemmSimtAccepts(mlir::linalg::LinalgOp op);
+/// A contraction of f16 x f16 or bf16 x bf16 summed in f32, with one M, N
+/// and K loop, static loops, M > 16, N >= 8, K >= 16, each operand's
+/// innermost dimension one of its two matrix loops, and layouts that allow
+/// aligned 16-byte chunks along it.
+bool gemmMmaSyncAccepts(mlir::linalg::LinalgOp op);
 /// A generic whose last loop is its only reduction, with an f32 add, mul,
 /// max or min combiner and a scalar body.
 bool rowReduceAccepts(mlir::linalg::LinalgOp op);

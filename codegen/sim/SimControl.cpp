@@ -16,6 +16,41 @@ using namespace mlir;
 namespace kiln::sim {
 namespace {
 
+// Loop-carried and branch values may be scalars (one Lanes) or vectors
+// (one Lanes per element, BlockRunner::vectors): these move either.
+
+/// `to` = `from` for every thread.
+void copyValue(BlockRunner &runner, Value to, Value from) {
+  if (isa<VectorType>(from.getType())) {
+    std::vector<Lanes> copy = runner.vectors[from];  // may rehash
+    runner.vectors[to] = std::move(copy);
+  } else {
+    Lanes copy = runner.get(from);
+    runner.values[to] = std::move(copy);
+  }
+}
+
+/// `to` = `from` for the threads in `mask`; `to` keeps the others'.
+void updateValue(BlockRunner &runner, Value to, Value from, const Mask &mask) {
+  auto update = [&](Lanes &current, const Lanes &updated) {
+    if (current.size() != updated.size())
+      current.assign(updated.size(), 0);
+    for (unsigned t = 0; t < runner.threads; ++t)
+      if (mask[t])
+        current[t] = updated[t];
+  };
+  if (isa<VectorType>(from.getType())) {
+    std::vector<Lanes> updated = runner.vectors[from];
+    std::vector<Lanes> &current = runner.vectors[to];
+    current.resize(updated.size());
+    for (size_t e = 0; e < updated.size(); ++e)
+      update(current[e], updated[e]);
+  } else {
+    Lanes updated = runner.get(from);
+    update(runner.values[to], updated);
+  }
+}
+
 bool runIf(BlockRunner &runner, Operation &op, const Mask &mask) {
   auto ifOp = cast<scf::IfOp>(op);
   unsigned n = runner.threads;
@@ -32,6 +67,13 @@ bool runIf(BlockRunner &runner, Operation &op, const Mask &mask) {
       !runner.runBlock(ifOp.getElseRegion().front(), elseMask, &elseValues))
     return false;
   for (auto [i, result] : llvm::enumerate(ifOp.getResults())) {
+    if (isa<VectorType>(result.getType())) {
+      if (i < thenValues.size() && llvm::is_contained(thenMask, 1))
+        updateValue(runner, result, thenValues[i], thenMask);
+      if (i < elseValues.size() && llvm::is_contained(elseMask, 1))
+        updateValue(runner, result, elseValues[i], elseMask);
+      continue;
+    }
     Lanes merged(n, 0);
     for (unsigned t = 0; t < n; ++t) {
       if (thenMask[t] && i < thenValues.size())
@@ -55,7 +97,7 @@ bool runFor(BlockRunner &runner, Operation &op, const Mask &mask) {
   unsigned w = bitWidth(iv.getType());
   for (auto [arg, init] :
        llvm::zip(forOp.getRegionIterArgs(), forOp.getInitArgs()))
-    runner.values[arg] = Lanes(runner.get(init)); // copy: insertion may rehash
+    copyValue(runner, arg, init);
   Mask active = mask;
   while (true) {
     bool any = false;
@@ -70,20 +112,15 @@ bool runFor(BlockRunner &runner, Operation &op, const Mask &mask) {
     SmallVector<Value> next;
     if (!runner.runBlock(body, active, &next))
       return false;
-    for (auto [arg, value] : llvm::zip(forOp.getRegionIterArgs(), next)) {
-      Lanes updated = runner.get(value);
-      Lanes &current = runner.values[arg];
-      for (unsigned t = 0; t < n; ++t)
-        if (active[t])
-          current[t] = updated[t];
-    }
+    for (auto [arg, value] : llvm::zip(forOp.getRegionIterArgs(), next))
+      updateValue(runner, arg, value, active);
     for (unsigned t = 0; t < n; ++t)
       if (active[t])
         ivLanes[t] = truncTo(ivLanes[t] + stepLanes[t], w);
   }
   for (auto [result, arg] :
        llvm::zip(forOp.getResults(), forOp.getRegionIterArgs()))
-    runner.values[result] = Lanes(runner.get(arg)); // copy: may rehash
+    copyValue(runner, result, arg);
   return true;
 }
 

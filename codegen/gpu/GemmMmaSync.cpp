@@ -1,0 +1,530 @@
+//===- GemmMmaSync.cpp - tensor-core GEMM with mma.sync (sm_80) -----------===//
+//
+// The GEMM strategy for contractions of f16 or bf16 operands that sum in
+// f32 (what `--precision fp16|bf16` makes of every MatMul), configured by
+// `tile` (BM, BN, BK), `warps` (WM, WN) and `stages` (S):
+//
+// - one block of 32*WM*WN threads computes a BMxBN tile of the output (grid
+//   x over N tiles, y over M tiles, z over the batch, as gemm-simt); each
+//   warp a (BM/WM)x(BN/WN) part of it, as m16n8k16 tiles whose f32
+//   accumulators stay in registers for the whole K loop;
+// - the K loop walks BK-deep slices through an S-stage ring in shared
+//   memory: slice t+S-1 is loaded with cp.async (16-byte chunks along each
+//   operand's innermost dimension, coalesced; chunks past an edge
+//   zero-filled through the source size) while slice t is computed; a
+//   commit group per slice, `device_async_wait` for all but the S-2 newest
+//   and one barrier per slice order it;
+// - shared tiles are stored in the operand's own orientation (a transposed
+//   operand is read in place), with the 16-byte chunks of each row XORed
+//   with the row so that the 8 rows an ldmatrix reads sit in 8 different
+//   bank groups (no conflicts); `ldmatrix` (transposed where the operand's
+//   orientation needs it) fills the fragments, `mma.sync` accumulates;
+// - the epilogue stores the accumulators from registers, guarded at the
+//   M and N edges. A `linalg.fill` by a constant right before the
+//   contraction becomes the accumulators' initial value.
+//
+// mma.sync exists on every architecture from sm_80 (sm_90a too), so the
+// strategy serves both of Kiln's GPU targets; the sm_90a strategy with
+// TMA and wgmma comes next to it.
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/gpu/Strategy.h"
+
+#include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNGPUGEMMMMASYNC
+#include "codegen/gpu/Strategies.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+constexpr int64_t kWarp = 32;
+constexpr int64_t kChunk = 8;  // 16-byte chunks of 16-bit elements
+
+struct MmaConfig {
+  int64_t bm, bn, bk, wm, wn, stages;
+  int64_t threads() const { return kWarp * wm * wn; }
+  int64_t warpM() const { return bm / wm; }
+  int64_t warpN() const { return bn / wn; }
+
+  static FailureOr<MmaConfig> read(const StrategyConfig &config) {
+    FailureOr<SmallVector<int64_t>> tile = config.getInts("tile", 3);
+    FailureOr<SmallVector<int64_t>> warps = config.getInts("warps", 2);
+    FailureOr<int64_t> stages = config.getInt("stages");
+    if (failed(tile) || failed(warps) || failed(stages))
+      return failure();
+    MmaConfig c{(*tile)[0], (*tile)[1], (*tile)[2], (*warps)[0], (*warps)[1],
+                *stages};
+    if (c.bm % (16 * c.wm) || c.bn % (8 * c.wn) || c.bk % 16)
+      return config.error() << "each warp's part of the tile must be whole "
+                               "m16n8k16 tiles (BM a multiple of 16 * WM, BN "
+                               "of 8 * WN, BK of 16)";
+    if (c.stages < 2)
+      return config.error() << "the pipeline needs at least 2 stages";
+    for (int64_t rows : {c.bm, c.bn})
+      if ((rows * c.bk / kChunk) % c.threads())
+        return config.error() << "every thread must copy the same number of "
+                                 "16-byte chunks: BM * BK / 8 and BN * BK / 8 "
+                                 "must be multiples of the threads per block";
+    return c;
+  }
+};
+
+/// A contraction with one M, one N and one K loop (and any batch loops).
+struct MmaShape {
+  SmallVector<unsigned> batch;
+  unsigned m = 0, n = 0, k = 0;
+  SmallVector<int64_t> ranges;
+  OpOperand *a = nullptr, *b = nullptr;
+  bool aKInner = true;   // A's innermost dimension is K (else M)
+  bool bNInner = true;   // B's innermost dimension is N (else K)
+  int64_t extent(unsigned d) const { return ranges[d]; }
+  int64_t batchCount() const {
+    int64_t p = 1;
+    for (unsigned d : batch)
+      p *= ranges[d];
+    return p;
+  }
+};
+
+/// The innermost loop an operand's map walks, if its last result is a loop.
+std::optional<unsigned> innermostLoop(AffineMap map) {
+  if (map.getNumResults() == 0)
+    return std::nullopt;
+  if (auto d = dyn_cast<AffineDimExpr>(map.getResults().back()))
+    return d.getPosition();
+  return std::nullopt;
+}
+
+/// Whether a 16-bit operand of this type can be copied in aligned 16-byte
+/// chunks along its innermost dimension: unit innermost stride, the other
+/// strides and the offset multiples of 8 elements (buffers themselves are
+/// at least 64-byte aligned). Tensors have the identity layout.
+bool chunkable(Type type) {
+  auto shaped = dyn_cast<ShapedType>(type);
+  if (!shaped || !shaped.hasStaticShape() || shaped.getRank() < 1)
+    return false;
+  if (auto memref = dyn_cast<MemRefType>(type)) {
+    SmallVector<int64_t> strides;
+    int64_t offset;
+    if (failed(memref.getStridesAndOffset(strides, offset)) ||
+        strides.back() != 1 || ShapedType::isDynamic(offset) ||
+        offset % kChunk)
+      return false;
+    for (int64_t s : ArrayRef<int64_t>(strides).drop_back())
+      if (ShapedType::isDynamic(s) || s % kChunk)
+        return false;
+    return true;
+  }
+  return shaped.getShape().back() % kChunk == 0;
+}
+
+FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
+  if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
+      !linalg::isaContractionOpInterface(op))
+    return failure();
+  MmaShape shape;
+  shape.ranges = op.getStaticLoopRanges();
+  if (llvm::any_of(shape.ranges, ShapedType::isDynamic))
+    return failure();
+  FailureOr<linalg::ContractionDimensions> dims =
+      linalg::inferContractionDims(op);
+  if (failed(dims) || dims->m.size() != 1 || dims->n.size() != 1 ||
+      dims->k.size() != 1)
+    return failure();
+  shape.batch.assign(dims->batch.begin(), dims->batch.end());
+  shape.m = dims->m.front();
+  shape.n = dims->n.front();
+  shape.k = dims->k.front();
+  for (AffineMap map : op.getIndexingMapsArray())
+    for (AffineExpr e : map.getResults())
+      if (!isa<AffineDimExpr, AffineConstantExpr>(e))
+        return failure();
+  shape.a = op.getDpsInputOperand(0);
+  shape.b = op.getDpsInputOperand(1);
+  if (!op.getMatchingIndexingMap(shape.a).isFunctionOfDim(shape.m))
+    std::swap(shape.a, shape.b);
+  if (!op.getMatchingIndexingMap(shape.a).isFunctionOfDim(shape.m) ||
+      !op.getMatchingIndexingMap(shape.b).isFunctionOfDim(shape.n))
+    return failure();
+  // f16 x f16 or bf16 x bf16, summed in f32.
+  Type aType = getElementTypeOrSelf(shape.a->get().getType());
+  Type bType = getElementTypeOrSelf(shape.b->get().getType());
+  Type cType = getElementTypeOrSelf(op.getDpsInitOperand(0)->get().getType());
+  if (aType != bType || !(aType.isF16() || aType.isBF16()) || !cType.isF32())
+    return failure();
+  std::optional<unsigned> aInner =
+      innermostLoop(op.getMatchingIndexingMap(shape.a));
+  std::optional<unsigned> bInner =
+      innermostLoop(op.getMatchingIndexingMap(shape.b));
+  if (!aInner || !bInner || (*aInner != shape.k && *aInner != shape.m) ||
+      (*bInner != shape.k && *bInner != shape.n))
+    return failure();
+  shape.aKInner = *aInner == shape.k;
+  shape.bNInner = *bInner == shape.n;
+  if (!chunkable(shape.a->get().getType()) ||
+      !chunkable(shape.b->get().getType()))
+    return failure();
+  // Tensor-core tiles need at least one m16n8k16 step; smaller products,
+  // and M <= 16 (decode: a matrix-vector stream), go elsewhere.
+  if (shape.extent(shape.m) <= 16 || shape.extent(shape.n) < 8 ||
+      shape.extent(shape.k) < 16)
+    return failure();
+  return shape;
+}
+
+/// Index arithmetic on one builder.
+struct Ix {
+  OpBuilder &b;
+  Location loc;
+  Value c(int64_t v) { return constantIndex(b, loc, v); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value add(Value x, int64_t y) { return y ? add(x, c(y)) : x; }
+  Value mul(Value x, int64_t y) { return arith::MulIOp::create(b, loc, x, c(y)); }
+  Value div(Value x, int64_t y) { return arith::DivUIOp::create(b, loc, x, c(y)); }
+  Value rem(Value x, int64_t y) { return arith::RemUIOp::create(b, loc, x, c(y)); }
+  Value xorI(Value x, Value y) { return arith::XOrIOp::create(b, loc, x, y); }
+  Value lt(Value x, int64_t y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, x, c(y));
+  }
+  Value andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
+  Value select(Value cond, Value x, Value y) {
+    return arith::SelectOp::create(b, loc, cond, x, y);
+  }
+};
+
+/// The physical 16-byte chunk of logical chunk `chunk` in row `row` of a
+/// shared tile whose rows hold `chunks` chunks: XORed so that the 8 rows an
+/// ldmatrix reads at one logical chunk land in 8 different 16-byte bank
+/// groups of a 128-byte line.
+Value swizzle(Ix &ix, Value row, Value chunk, int64_t chunks) {
+  Value pattern = chunks >= 8 ? ix.rem(row, 8)
+                              : ix.rem(ix.div(row, 8 / chunks), chunks);
+  return ix.xorI(chunk, pattern);
+}
+
+struct KilnGpuGemmMmaSyncPass final
+    : kiln::impl::KilnGpuGemmMmaSyncBase<KilnGpuGemmMmaSyncPass> {
+  using Base::Base;
+
+  /// One operand's shared ring: [stages][rows][cols], rows the operand's
+  /// outer tile dimension, cols its innermost (contiguous) one.
+  struct Ring {
+    Value buffer;
+    OpOperand *operand;
+    int64_t rows, cols;
+    unsigned rowLoop, colLoop;  // the loops rows and cols walk
+  };
+
+  /// cp.async of the slice of `ring` at K offset `kBase` into `stage`:
+  /// each thread copies rows*cols/8/threads chunks; consecutive threads
+  /// take consecutive chunks of a row.
+  void loadSlice(Ix &ix, const MmaConfig &c, const MmaShape &shape,
+                 linalg::LinalgOp op, const Ring &ring, Value stage,
+                 Value tid, Value kBase, Value rowBase, Value colBase,
+                 ArrayRef<Value> batchValues, Value enabled,
+                 SmallVectorImpl<Value> &tokens) {
+    int64_t chunksPerRow = ring.cols / kChunk;
+    int64_t perThread = ring.rows * chunksPerRow / c.threads();
+    AffineMap map = op.getMatchingIndexingMap(ring.operand);
+    for (int64_t i = 0; i < perThread; ++i) {
+      Value e = ix.add(tid, i * c.threads());
+      Value r = ix.div(e, chunksPerRow);
+      Value chunk = ix.rem(e, chunksPerRow);
+      // Global position of the chunk: the row's loop value and the first
+      // column's; one of them is K.
+      Value gRow = ix.add(ring.rowLoop == shape.k ? kBase : rowBase, r);
+      Value gCol = ix.add(ring.colLoop == shape.k ? kBase : colBase,
+                          ix.mul(chunk, kChunk));
+      Value inside = ix.andI(ix.lt(gRow, shape.extent(ring.rowLoop)),
+                             ix.lt(gCol, shape.extent(ring.colLoop)));
+      if (enabled)
+        inside = ix.andI(inside, enabled);
+      // Outside: no bytes read (zero fill), from a clamped address.
+      Value zero = ix.c(0);
+      SmallVector<Value> loops(shape.ranges.size());
+      for (auto [d, v] : llvm::zip(shape.batch, batchValues))
+        loops[d] = v;
+      loops[ring.rowLoop] = ix.select(inside, gRow, zero);
+      loops[ring.colLoop] = ix.select(inside, gCol, zero);
+      Value srcElements = ix.select(inside, ix.c(kChunk), zero);
+      Value physical = ix.mul(swizzle(ix, r, chunk, chunksPerRow), kChunk);
+      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+          ix.b, ix.loc, nvgpu::DeviceAsyncTokenType::get(ix.b.getContext()),
+          /*dst=*/ring.buffer, ValueRange{stage, r, physical},
+          /*src=*/ring.operand->get(), indicesFor(ix.b, ix.loc, map, loops),
+          ix.b.getIndexAttr(kChunk), srcElements,
+          /*bypassL1=*/ix.b.getUnitAttr()));
+    }
+  }
+
+  /// ldmatrix of `tiles` 8x8 matrices from `ring` at `stage`: lane l gives
+  /// the address of stored row `row(l)`, logical chunk `chunk(l)`.
+  Value ldmatrix(Ix &ix, const Ring &ring, Value stage, Value row,
+                 Value chunk, int64_t tiles, bool transpose, Type element) {
+    Value physical =
+        ix.mul(swizzle(ix, row, chunk, ring.cols / kChunk), kChunk);
+    auto type = VectorType::get({tiles, 2}, element);
+    return nvgpu::LdMatrixOp::create(ix.b, ix.loc, type, ring.buffer,
+                                     ValueRange{stage, row, physical},
+                                     transpose, tiles);
+  }
+
+  FailureOr<bool> rewrite(linalg::LinalgOp op, const StrategyConfig &config) {
+    if (!op.hasPureBufferSemantics())
+      return false;
+    FailureOr<MmaShape> analyzed = analyze(op);
+    if (failed(analyzed))
+      return false;
+    FailureOr<MmaConfig> parsed = MmaConfig::read(config);
+    if (failed(parsed))
+      return failure();
+    const MmaConfig &c = *parsed;
+    const MmaShape &shape = *analyzed;
+    OpOperand *out = op.getDpsInitOperand(0);
+    Type element = getElementTypeOrSelf(shape.a->get().getType());
+    Location loc = op.getLoc();
+    OpBuilder b(op);
+
+    int64_t M = shape.extent(shape.m), N = shape.extent(shape.n),
+            K = shape.extent(shape.k);
+    int64_t batchCount = shape.batchCount();
+    int64_t nTiles = llvm::divideCeil(N, c.bn), mTiles = llvm::divideCeil(M, c.bm);
+    int64_t kTiles = llvm::divideCeil(K, c.bk);
+    constexpr int64_t kMaxGridX = 0x7fffffff, kMaxGridYZ = 65535;
+    bool foldBatch = batchCount > kMaxGridYZ;
+    if (mTiles > kMaxGridYZ || (foldBatch && nTiles > kMaxGridX / batchCount))
+      return config.error() << "the grid of " << nTiles << " x " << mTiles
+                            << " tiles x " << batchCount
+                            << " batches exceeds the device's limits";
+    // Fewer slices than the ring: a shorter ring does the same.
+    int64_t stages = std::min(c.stages, kTiles + 1);
+
+    Value fillValue;
+    if (auto fill = dyn_cast_or_null<linalg::FillOp>(op->getPrevNode()))
+      if (fill.getOutputs().front() == out->get() &&
+          fill.getInputs().front().getDefiningOp<arith::ConstantOp>()) {
+        fillValue = fill.getInputs().front();
+        fill.erase();
+      }
+
+    auto shared = gpu::AddressSpaceAttr::get(
+        op.getContext(), gpu::GPUDialect::getWorkgroupAddressSpace());
+    Launch built = createLaunch(
+        b, loc,
+        {constantIndex(b, loc, foldBatch ? nTiles * batchCount : nTiles),
+         constantIndex(b, loc, mTiles),
+         constantIndex(b, loc, foldBatch ? 1 : batchCount)},
+        {c.threads(), 1, 1}, config);
+    gpu::LaunchOp launch = built.op;
+    OpBuilder &in = built.body;
+    Ix ix{in, loc};
+
+    // The rings, in each operand's orientation.
+    Ring ringA{nullptr, shape.a, shape.aKInner ? c.bm : c.bk,
+               shape.aKInner ? c.bk : c.bm, shape.aKInner ? shape.m : shape.k,
+               shape.aKInner ? shape.k : shape.m};
+    Ring ringB{nullptr, shape.b, shape.bNInner ? c.bk : c.bn,
+               shape.bNInner ? c.bn : c.bk, shape.bNInner ? shape.k : shape.n,
+               shape.bNInner ? shape.n : shape.k};
+    for (Ring *ring : {&ringA, &ringB})
+      ring->buffer = launch.addWorkgroupAttribution(
+          MemRefType::get({stages, ring->rows, ring->cols}, element,
+                          MemRefLayoutAttrInterface(), shared),
+          loc);
+
+    Value tid = launch.getThreadIds().x;
+    Value lane = ix.rem(tid, kWarp);
+    Value warp = ix.div(tid, kWarp);
+    Value warpRow = ix.mul(ix.div(warp, c.wn), c.warpM());
+    Value warpCol = ix.mul(ix.rem(warp, c.wn), c.warpN());
+    Value nTile = launch.getBlockIds().x, batchId = launch.getBlockIds().z;
+    if (foldBatch) {
+      batchId = ix.div(nTile, nTiles);
+      nTile = ix.rem(nTile, nTiles);
+    }
+    Value nBase = ix.mul(nTile, c.bn);
+    Value mBase = ix.mul(launch.getBlockIds().y, c.bm);
+    SmallVector<int64_t> batchExtents;
+    for (unsigned d : shape.batch)
+      batchExtents.push_back(shape.ranges[d]);
+    SmallVector<Value> batchValues = delinearize(in, loc, batchId, batchExtents);
+    auto rowColBase = [&](const Ring &ring) {
+      auto base = [&](unsigned loop) {
+        return loop == shape.m ? mBase : loop == shape.n ? nBase : Value();
+      };
+      return std::make_pair(base(ring.rowLoop), base(ring.colLoop));
+    };
+    auto tokenType = nvgpu::DeviceAsyncTokenType::get(op.getContext());
+    // Loads slice kt into `stage` and commits its group; with `enabled`
+    // false (past the last slice) the copies read nothing and zero-fill,
+    // so every iteration commits one group and the waits count right.
+    auto loadStage = [&](Ix &lx, Value kt, Value stage, Value enabled) {
+      Value kBase = lx.mul(kt, c.bk);
+      SmallVector<Value> tokens;
+      for (const Ring *ring : {&ringA, &ringB}) {
+        auto [rowBase, colBase] = rowColBase(*ring);
+        loadSlice(lx, c, shape, op, *ring, stage, tid, kBase, rowBase,
+                  colBase, batchValues, enabled, tokens);
+      }
+      return nvgpu::DeviceAsyncCreateGroupOp::create(lx.b, loc, tokenType,
+                                                     tokens)
+          .getResult();
+    };
+
+    // The output element of accumulator element i of tile (mt, nt) of this
+    // lane: row groupID + 8*(i/2), column 2*threadID_in_group + i%2.
+    int64_t mt = c.warpM() / 16, nt = c.warpN() / 8;
+    Value group = ix.div(lane, 4), inGroup = ix.rem(lane, 4);
+    AffineMap outMap = op.getMatchingIndexingMap(out);
+    auto outAt = [&](Ix &ox, int64_t i, int64_t j, int64_t e, Value &inside) {
+      Value row = ox.add(ox.add(mBase, warpRow), ox.add(group, i * 16 + 8 * (e / 2)));
+      Value col = ox.add(ox.add(nBase, warpCol),
+                         ox.add(ox.mul(inGroup, 2), j * 8 + e % 2));
+      inside = ox.andI(ox.lt(row, M), ox.lt(col, N));
+      SmallVector<Value> loops(shape.ranges.size());
+      for (auto [d, v] : llvm::zip(shape.batch, batchValues))
+        loops[d] = v;
+      loops[shape.m] = row;
+      loops[shape.n] = col;
+      return loops;
+    };
+
+    // Initial accumulators: the fill value, else the output's contents.
+    auto accType = VectorType::get({2, 2}, in.getF32Type());
+    SmallVector<Value> inits;
+    for (int64_t i = 0; i < mt; ++i)
+      for (int64_t j = 0; j < nt; ++j) {
+        if (fillValue) {
+          auto attr = cast<FloatAttr>(
+              fillValue.getDefiningOp<arith::ConstantOp>().getValue());
+          inits.push_back(arith::ConstantOp::create(
+              in, loc, DenseElementsAttr::get(accType, attr.getValue())));
+          continue;
+        }
+        SmallVector<Value> elements;
+        for (int64_t e = 0; e < 4; ++e) {
+          Value inside;
+          SmallVector<Value> loops = outAt(ix, i, j, e, inside);
+          auto load = scf::IfOp::create(in, loc, in.getF32Type(), inside, true);
+          OpBuilder tb = load.getThenBodyBuilder();
+          scf::YieldOp::create(
+              tb, loc,
+              memref::LoadOp::create(tb, loc, out->get(),
+                                     indicesFor(tb, loc, outMap, loops))
+                  .getResult());
+          OpBuilder eb = load.getElseBodyBuilder();
+          scf::YieldOp::create(
+              eb, loc,
+              arith::ConstantOp::create(eb, loc, eb.getF32FloatAttr(0.0f))
+                  .getResult());
+          elements.push_back(load.getResult(0));
+        }
+        inits.push_back(
+            vector::FromElementsOp::create(in, loc, accType, elements));
+      }
+
+    // Prologue: slices 0 .. S-2, a commit group each.
+    Value token;
+    for (int64_t s = 0; s + 1 < stages; ++s)
+      token = loadStage(ix, ix.c(s), ix.c(s), Value());
+    SmallVector<Value> carried(inits);
+    carried.push_back(token);
+    auto kLoop = scf::ForOp::create(in, loc, ix.c(0), ix.c(kTiles), ix.c(1),
+                                    carried);
+    {
+      OpBuilder kb = OpBuilder::atBlockBegin(kLoop.getBody());
+      Ix kx{kb, loc};
+      Value kt = kLoop.getInductionVar();
+      ValueRange iter = kLoop.getRegionIterArgs();
+      // Slice kt has landed (all but the S-2 newest groups are complete),
+      // for every thread (barrier); the barrier also ends the reads of the
+      // stage the next load overwrites.
+      nvgpu::DeviceAsyncWaitOp::create(kb, loc, iter.back(),
+                                       kb.getI32IntegerAttr(stages - 2));
+      gpu::BarrierOp::create(kb, loc);
+      Value next = kx.add(kt, stages - 1);
+      Value nextToken =
+          loadStage(kx, next, kx.rem(next, stages), kx.lt(next, kTiles));
+      Value stage = kx.rem(kt, stages);
+      SmallVector<Value> accs(iter.drop_back());
+      for (int64_t kk = 0; kk < c.bk / 16; ++kk) {
+        SmallVector<Value> aFrag, bFrag;
+        for (int64_t i = 0; i < mt; ++i) {
+          Value m0 = kx.add(warpRow, i * 16);
+          Value row, chunk;
+          if (shape.aKInner) {  // stored [m][k]: rows m, chunks of k
+            row = kx.add(m0, kx.rem(lane, 16));
+            chunk = kx.add(kx.div(lane, 16), kk * 2);
+          } else {  // stored [k][m]: transposed loads
+            row = kx.add(kx.add(kx.rem(lane, 8), kx.mul(kx.div(lane, 16), 8)),
+                         kk * 16);
+            chunk = kx.add(kx.div(m0, 8), kx.rem(kx.div(lane, 8), 2));
+          }
+          aFrag.push_back(ldmatrix(kx, ringA, stage, row, chunk, 4,
+                                   !shape.aKInner, element));
+        }
+        for (int64_t j = 0; j < nt; ++j) {
+          Value n0 = kx.add(warpCol, j * 8);
+          Value row, chunk;
+          if (shape.bNInner) {  // stored [k][n]: transposed loads
+            row = kx.add(kx.rem(lane, 16), kk * 16);
+            chunk = kx.div(n0, 8);
+          } else {  // stored [n][k]
+            row = kx.add(n0, kx.rem(lane, 8));
+            chunk = kx.add(kx.rem(kx.div(lane, 8), 2), kk * 2);
+          }
+          bFrag.push_back(ldmatrix(kx, ringB, stage, row, chunk, 2,
+                                   shape.bNInner, element));
+        }
+        for (int64_t i = 0; i < mt; ++i)
+          for (int64_t j = 0; j < nt; ++j) {
+            Value &acc = accs[i * nt + j];
+            acc = nvgpu::MmaSyncOp::create(
+                kb, loc, aFrag[i], bFrag[j], acc,
+                kb.getI64ArrayAttr({16, 8, 16}));
+          }
+      }
+      accs.push_back(nextToken);
+      scf::YieldOp::create(kb, loc, accs);
+    }
+
+    // Epilogue: the accumulators to the output, guarded at the edges.
+    for (int64_t i = 0; i < mt; ++i)
+      for (int64_t j = 0; j < nt; ++j)
+        for (int64_t e = 0; e < 4; ++e) {
+          Value inside;
+          SmallVector<Value> loops = outAt(ix, i, j, e, inside);
+          Value v = vector::ExtractOp::create(
+              in, loc, kLoop.getResult(i * nt + j),
+              ArrayRef<int64_t>{e / 2, e % 2});
+          OpBuilder sb = scf::IfOp::create(in, loc, inside, false)
+                             .getThenBodyBuilder();
+          memref::StoreOp::create(sb, loc, v, out->get(),
+                                  indicesFor(sb, loc, outMap, loops));
+        }
+    gpu::TerminatorOp::create(in, loc);
+    op.erase();
+    return true;
+  }
+
+  void runOnOperation() override {
+    if (failed(applyStrategy<linalg::LinalgOp>(
+            getOperation(), kGemmMmaSync,
+            [&](linalg::LinalgOp op, const StrategyConfig &config) {
+              return rewrite(op, config);
+            })))
+      signalPassFailure();
+  }
+};
+
+} // namespace
+
+bool kiln::gemmMmaSyncAccepts(linalg::LinalgOp op) {
+  return succeeded(analyze(op));
+}
