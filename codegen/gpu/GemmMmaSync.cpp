@@ -124,34 +124,93 @@ bool chunkable(Type type) {
   return shaped.getShape().back() % kChunk == 0;
 }
 
+/// Whether the body is `out + ext(a) * ext(b)` (in either order), the
+/// multiply-accumulate a tensor core performs.
+bool isMultiplyAccumulate(linalg::LinalgOp op) {
+  Block *body = op.getBlock();
+  auto yield = cast<linalg::YieldOp>(body->getTerminator());
+  auto add = yield.getValues().front().getDefiningOp<arith::AddFOp>();
+  if (!add)
+    return false;
+  Value acc = body->getArgument(2);
+  Value product = add.getLhs() == acc ? add.getRhs() : add.getLhs();
+  if (add.getLhs() != acc && add.getRhs() != acc)
+    return false;
+  auto mul = product.getDefiningOp<arith::MulFOp>();
+  if (!mul)
+    return false;
+  auto input = [&](Value v) {
+    if (auto ext = v.getDefiningOp<arith::ExtFOp>())
+      v = ext.getIn();
+    auto arg = dyn_cast<BlockArgument>(v);
+    return arg && arg.getOwner() == body ? int(arg.getArgNumber()) : -1;
+  };
+  int x = input(mul.getLhs()), y = input(mul.getRhs());
+  return (x == 0 && y == 1) || (x == 1 && y == 0);
+}
+
+/// The contraction's loops by role: K the one reduction, read by both
+/// inputs; M a loop of A's two matrix dims that B does not read; N one of
+/// B's that A does not read; every other loop a batch loop (a batch that
+/// one operand broadcasts is indexed by a constant 0 there, which linalg's
+/// contraction interface does not accept, so the roles are found here).
 FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
   if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
-      !linalg::isaContractionOpInterface(op))
+      op.getNumReductionLoops() != 1 || !isMultiplyAccumulate(op))
     return failure();
   MmaShape shape;
   shape.ranges = op.getStaticLoopRanges();
   if (llvm::any_of(shape.ranges, ShapedType::isDynamic))
     return failure();
-  FailureOr<linalg::ContractionDimensions> dims =
-      linalg::inferContractionDims(op);
-  if (failed(dims) || dims->m.size() != 1 || dims->n.size() != 1 ||
-      dims->k.size() != 1)
-    return failure();
-  shape.batch.assign(dims->batch.begin(), dims->batch.end());
-  shape.m = dims->m.front();
-  shape.n = dims->n.front();
-  shape.k = dims->k.front();
   for (AffineMap map : op.getIndexingMapsArray())
-    for (AffineExpr e : map.getResults())
-      if (!isa<AffineDimExpr, AffineConstantExpr>(e))
+    for (AffineExpr e : map.getResults()) {
+      auto c = dyn_cast<AffineConstantExpr>(e);
+      if (!isa<AffineDimExpr>(e) && !(c && c.getValue() == 0))
         return failure();
-  shape.a = op.getDpsInputOperand(0);
-  shape.b = op.getDpsInputOperand(1);
-  if (!op.getMatchingIndexingMap(shape.a).isFunctionOfDim(shape.m))
-    std::swap(shape.a, shape.b);
-  if (!op.getMatchingIndexingMap(shape.a).isFunctionOfDim(shape.m) ||
-      !op.getMatchingIndexingMap(shape.b).isFunctionOfDim(shape.n))
+    }
+  SmallVector<utils::IteratorType> iterators = op.getIteratorTypesArray();
+  shape.k = std::distance(iterators.begin(),
+                          llvm::find(iterators, utils::IteratorType::reduction));
+  OpOperand *x = op.getDpsInputOperand(0), *y = op.getDpsInputOperand(1);
+  AffineMap out = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
+  if (!out.isProjectedPermutation() || out.isFunctionOfDim(shape.k))
     return failure();
+  auto reads = [&](OpOperand *operand, unsigned d) {
+    return op.getMatchingIndexingMap(operand).isFunctionOfDim(d);
+  };
+  // A loop among the operand's two matrix dims that the other does not read.
+  auto matrixLoop = [&](OpOperand *operand,
+                        OpOperand *other) -> std::optional<unsigned> {
+    ArrayRef<AffineExpr> results =
+        op.getMatchingIndexingMap(operand).getResults();
+    for (AffineExpr e : results.take_back(std::min<size_t>(2, results.size())))
+      if (auto d = dyn_cast<AffineDimExpr>(e);
+          d && d.getPosition() != shape.k && !reads(other, d.getPosition()) &&
+          out.isFunctionOfDim(d.getPosition()))
+        return d.getPosition();
+    return std::nullopt;
+  };
+  std::optional<unsigned> mx = matrixLoop(x, y), ny = matrixLoop(y, x);
+  if (!mx || !ny || !reads(x, shape.k) || !reads(y, shape.k))
+    return failure();
+  // A is the operand whose matrix rows are the output's second-innermost.
+  auto outDim = [&](unsigned d) {
+    for (auto [i, e] : llvm::enumerate(out.getResults()))
+      if (cast<AffineDimExpr>(e).getPosition() == d)
+        return int64_t(i);
+    return int64_t(-1);
+  };
+  shape.a = x;
+  shape.b = y;
+  shape.m = *mx;
+  shape.n = *ny;
+  if (outDim(shape.m) > outDim(shape.n)) {
+    std::swap(shape.a, shape.b);
+    std::swap(shape.m, shape.n);
+  }
+  for (unsigned d = 0; d < shape.ranges.size(); ++d)
+    if (d != shape.m && d != shape.n && d != shape.k)
+      shape.batch.push_back(d);
   // f16 x f16 or bf16 x bf16, summed in f32.
   Type aType = getElementTypeOrSelf(shape.a->get().getType());
   Type bType = getElementTypeOrSelf(shape.b->get().getType());
@@ -525,6 +584,11 @@ struct KilnGpuGemmMmaSyncPass final
 
 } // namespace
 
-bool kiln::gemmMmaSyncAccepts(linalg::LinalgOp op) {
-  return succeeded(analyze(op));
+std::optional<std::array<int64_t, 3>>
+kiln::gemmMmaSyncShape(linalg::LinalgOp op) {
+  FailureOr<MmaShape> shape = analyze(op);
+  if (failed(shape))
+    return std::nullopt;
+  return std::array<int64_t, 3>{shape->extent(shape->m),
+                                shape->extent(shape->n), shape->batchCount()};
 }

@@ -32,9 +32,10 @@ public:
     auto op = dyn_cast<linalg::LinalgOp>(root);
     if (!op)
       return generic();
-    if (facts.has(targets::MmaGeneration::MmaSync) && gemmMmaSyncAccepts(op))
-      if (DictionaryAttr config = gemmMmaSync(op))
-        return config;
+    if (facts.has(targets::MmaGeneration::MmaSync))
+      if (auto shape = gemmMmaSyncShape(op))
+        if (DictionaryAttr config = gemmMmaSync(*shape))
+          return config;
     if (gemmSimtAccepts(op))
       if (DictionaryAttr config = gemmSimt(op))
         return config;
@@ -107,14 +108,8 @@ private:
   /// enough of them to fill the SMs, else 64x64x32 (four times as many
   /// blocks); 3 stages, which keeps the ring in the 48 KiB of static shared
   /// memory a block gets everywhere.
-  DictionaryAttr gemmMmaSync(linalg::LinalgOp op) {
-    FailureOr<linalg::ContractionDimensions> dims =
-        linalg::inferContractionDims(op);
-    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
-    int64_t m = ranges[dims->m.front()], n = ranges[dims->n.front()];
-    int64_t batch = 1;
-    for (unsigned d : dims->batch)
-      batch *= ranges[d];
+  DictionaryAttr gemmMmaSync(std::array<int64_t, 3> shape) {
+    auto [m, n, batch] = shape;
     int64_t bigTiles = llvm::divideCeil(m, 128) * llvm::divideCeil(n, 128) * batch;
     int64_t tile = bigTiles >= int64_t(facts.smCount) ? 128 : 64;
     constexpr int64_t kBk = 32, kStages = 3;

@@ -127,8 +127,10 @@ bool gemmSimtAccepts(mlir::linalg::LinalgOp op);
 /// A contraction of f16 x f16 or bf16 x bf16 summed in f32, with one M, N
 /// and K loop, static loops, M > 16, N >= 8, K >= 16, each operand's
 /// innermost dimension one of its two matrix loops, and layouts that allow
-/// aligned 16-byte chunks along it.
-bool gemmMmaSyncAccepts(mlir::linalg::LinalgOp op);
+/// aligned 16-byte chunks along it: its M, N and batch count (a
+/// broadcast batch counts as batch); nothing when the op does not fit.
+std::optional<std::array<int64_t, 3>>
+gemmMmaSyncShape(mlir::linalg::LinalgOp op);
 /// A generic whose last loop is its only reduction, with an f32 add, mul,
 /// max or min combiner and a scalar body.
 bool rowReduceAccepts(mlir::linalg::LinalgOp op);
