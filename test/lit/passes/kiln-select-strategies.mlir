@@ -139,3 +139,35 @@ func.func @attention(%q: tensor<1x2x8x16xf32>, %k: tensor<1x2x8x16xf32>, %v: ten
   }
   return %r : tensor<1x2x8x16xf32>
 }
+
+// -----
+
+// COM: bf16 operands summed in f32 (--precision bf16) on architectures that
+// COM: all have mma.sync: gemm-mma-sync, 64x64x32 tiles when 128x128 ones
+// COM: would leave SMs idle (a 4x4 grid of them here), 128x128x32 when there
+// COM: are at least as many as the SMs (12x12 = 144 >= 108). The CPU
+// COM: computes them with its own GEMM.
+// CUDA-LABEL: func.func @tensor_core_gemms
+// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 3 : i64, strategy = "gemm-mma-sync", tile = array<i64: 64, 64, 32>, warps = array<i64: 2, 2>}}
+// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 3 : i64, strategy = "gemm-mma-sync", tile = array<i64: 128, 128, 32>, warps = array<i64: 2, 2>}}
+// CPU-LABEL: func.func @tensor_core_gemms
+// CPU-COUNT-2: strategy = "cpu-gemm"
+func.func @tensor_core_gemms(%a: tensor<512x64xbf16>, %b: tensor<64x512xbf16>, %c: tensor<1536x64xbf16>, %d: tensor<64x1536xbf16>) -> (tensor<512x512xf32>, tensor<1536x1536xf32>) {
+  %r = kiln.dispatch(%a, %b) : (tensor<512x64xbf16>, tensor<64x512xbf16>) -> tensor<512x512xf32> {
+  ^bb0(%x: tensor<512x64xbf16>, %y: tensor<64x512xbf16>):
+    %e = tensor.empty() : tensor<512x512xf32>
+    %zero = arith.constant 0.0 : f32
+    %f = linalg.fill ins(%zero : f32) outs(%e : tensor<512x512xf32>) -> tensor<512x512xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<512x64xbf16>, tensor<64x512xbf16>) outs(%f : tensor<512x512xf32>) -> tensor<512x512xf32>
+    kiln.yield %m : tensor<512x512xf32>
+  }
+  %s = kiln.dispatch(%c, %d) : (tensor<1536x64xbf16>, tensor<64x1536xbf16>) -> tensor<1536x1536xf32> {
+  ^bb0(%x: tensor<1536x64xbf16>, %y: tensor<64x1536xbf16>):
+    %e = tensor.empty() : tensor<1536x1536xf32>
+    %zero = arith.constant 0.0 : f32
+    %f = linalg.fill ins(%zero : f32) outs(%e : tensor<1536x1536xf32>) -> tensor<1536x1536xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<1536x64xbf16>, tensor<64x1536xbf16>) outs(%f : tensor<1536x1536xf32>) -> tensor<1536x1536xf32>
+    kiln.yield %m : tensor<1536x1536xf32>
+  }
+  return %r, %s : tensor<512x512xf32>, tensor<1536x1536xf32>
+}
