@@ -1,20 +1,23 @@
-"""Kiln's GEMM kernels against cuBLAS (through PyTorch) on a GPU machine.
-Not a test: it prints a table.
+"""Kiln's GEMM kernels against cuBLAS (torch.matmul) on a GPU machine, in
+fp16 and bf16. Not a test: it prints a table.
 
-Here (no GPU needed): writes one MatMul model per shape, compiles each for
-the GPU and packs them with kiln-runner into a folder:
+Here (no GPU needed): writes one MatMul model per shape (x @ w, both
+inputs, so no artifact holds GB of weights), compiles each with
+`--precision fp16` and `--precision bf16`, and packs them with kiln-runner
+into a folder (a few MB):
 
     .venv/bin/python bench/gpu_gemm.py prepare OUT [--target cuda:sm_90a]
 
 On the GPU machine (python3 with numpy and torch):
 
-    python3 OUT/gpu_gemm.py run
+    python3 OUT/gpu_gemm.py run [--only M,N,K ...]
 
-For each shape (y = x @ W, fp32, W a weight) it times kiln-runner's kernel
-(CUDA events, `--profile`) and torch.matmul in the same process family, with
-TF32 off (the same arithmetic as Kiln's fp32 SIMT kernel) and with bf16
-(what tensor cores give, the figure the tensor-core issue aims at), and
-prints ms, TFLOP/s and the ratios.
+For each shape and precision it makes the inputs there, times kiln-runner's
+kernels (CUDA events, `--profile 20`) and torch.matmul on operands of that
+precision in the same run, and prints a table: the GEMM kernel's ms (the
+slowest launch; the conversions of x and w to the operand type and of the
+product back to f32 are separate kernels, in "all ms"), its TFLOP/s, and
+the ratio to cuBLAS (above 1: Kiln is slower).
 """
 import argparse
 import os
@@ -23,62 +26,85 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# (M, N, K): GPT-2-124M's projections at 128 tokens, a decode step (M=1),
-# and a large square GEMM.
-SHAPES = [(128, 768, 768), (128, 3072, 768), (128, 768, 3072),
-          (128, 2304, 768), (1, 3072, 768), (1024, 1024, 1024)]
+PRECISIONS = ["bf16", "fp16"]
+
+
+def shapes():
+    """(M, N, K): two squares; the projections of GPT-2-124M (d 768),
+    GPT-2-1.5B (d 1600) and a LLaMA-3-8B layer (d 4096, GQA kv 1024, MLP
+    14336) at M = 1 (decode), 16, 128 and 2048 tokens."""
+    result = [(4096, 4096, 4096), (8192, 8192, 8192)]
+    layers = {
+        "gpt2-124m": [(2304, 768), (768, 768), (3072, 768), (768, 3072)],
+        "gpt2-1.5b": [(4800, 1600), (1600, 1600), (6400, 1600), (1600, 6400)],
+        "llama3-8b": [(4096, 4096), (1024, 4096), (14336, 4096), (4096, 14336)],
+    }
+    for projections in layers.values():
+        for m in (1, 16, 128, 2048):
+            result += [(m, n, k) for n, k in projections]
+    return result
 
 
 def prepare(out, target, kiln):
-    import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
     os.makedirs(os.path.join(out, "bin"), exist_ok=True)
     shutil.copy(os.path.join(ROOT, "build", "bin", "kiln-runner"),
                 os.path.join(out, "bin", "kiln-runner"))
     shutil.copy(os.path.abspath(__file__), os.path.join(out, "gpu_gemm.py"))
-    rng = np.random.default_rng(0)
-    for m, n, k in SHAPES:
+    for m, n, k in shapes():
         name = f"gemm_{m}x{n}x{k}"
-        w = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
         graph = helper.make_graph(
             [helper.make_node("MatMul", ["x", "w"], ["y"])], name,
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
-            [numpy_helper.from_array(w, "w")])
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k]),
+             helper.make_tensor_value_info("w", TensorProto.FLOAT, [k, n])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         onnx_path = os.path.join(out, "models", name + ".onnx")
         onnx.save(model, onnx_path)
-        subprocess.run([kiln, "compile", onnx_path, "--target", target, "-o",
-                        os.path.join(out, "models", name + ".kiln")], check=True)
+        for precision in PRECISIONS:
+            subprocess.run([kiln, "compile", onnx_path, "--target", target,
+                            "--precision", precision, "-o",
+                            os.path.join(out, "models",
+                                         f"{name}.{precision}.kiln")],
+                           check=True, capture_output=True)
         os.remove(onnx_path)
-        np.save(os.path.join(out, "models", name + ".x.npy"),
-                rng.standard_normal((m, k), dtype=np.float32))
-    print(f"prepared {out} for {target}")
+    print(f"prepared {out} for {target}: {len(shapes())} shapes x "
+          f"{len(PRECISIONS)} precisions")
 
 
-def run(folder):
+def run(folder, only):
+    import numpy as np
     import torch
     runner = os.path.join(folder, "bin", "kiln-runner")
     print(f"device: {torch.cuda.get_device_name(0)}", flush=True)
-    print("| M x N x K | kiln fp32 SIMT ms | cuBLAS fp32 ms | cuBLAS bf16 ms "
-          "| kiln TFLOP/s | kiln / cuBLAS fp32 | kiln / cuBLAS bf16 |")
-    print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
-    for m, n, k in SHAPES:
+    print("| M x N x K | precision | kiln GEMM ms | kiln all ms | cuBLAS ms "
+          "| kiln TFLOP/s | cuBLAS TFLOP/s | kiln / cuBLAS |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    rng = np.random.default_rng(0)
+    for m, n, k in shapes():
+        if only and f"{m},{n},{k}" not in only:
+            continue
         name = f"gemm_{m}x{n}x{k}"
         base = os.path.join(folder, "models", name)
-        r = subprocess.run([runner, base + ".kiln", "--device", "cuda:0",
-                            "--input", f"x=@{base}.x.npy", "--profile", "50"],
-                           capture_output=True, text=True, timeout=120)
-        if r.returncode:
-            print(f"| {m} x {n} x {k} | error: {r.stderr.strip()[-200:]} |")
-            continue
-        kiln_ms = sum(float(line.split()[3]) for line in r.stdout.splitlines()
-                      if line.startswith("kernel "))
-
-        def torch_ms(dtype):
-            torch.backends.cuda.matmul.allow_tf32 = False
+        np.save(base + ".x.npy", rng.standard_normal((m, k), dtype=np.float32))
+        np.save(base + ".w.npy",
+                (rng.standard_normal((k, n), dtype=np.float32) / np.sqrt(k)))
+        for precision in PRECISIONS:
+            flops = 2 * m * n * k
+            r = subprocess.run([runner, f"{base}.{precision}.kiln", "--device",
+                                "cuda:0", "--input", f"x=@{base}.x.npy",
+                                "--input", f"w=@{base}.w.npy", "--profile", "20"],
+                               capture_output=True, text=True, timeout=300)
+            if r.returncode:
+                print(f"| {m} x {n} x {k} | {precision} | error: "
+                      f"{r.stderr.strip()[-200:]} |", flush=True)
+                continue
+            times = [float(line.split()[3]) for line in r.stdout.splitlines()
+                     if line.startswith("kernel ")]
+            gemm_ms, all_ms = max(times), sum(times)
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
             x = torch.randn(m, k, device="cuda", dtype=dtype)
             w = torch.randn(k, n, device="cuda", dtype=dtype)
             for _ in range(5):
@@ -86,17 +112,17 @@ def run(folder):
             start, end = (torch.cuda.Event(enable_timing=True),
                           torch.cuda.Event(enable_timing=True))
             start.record()
-            for _ in range(50):
+            for _ in range(20):
                 x @ w
             end.record()
             torch.cuda.synchronize()
-            return start.elapsed_time(end) / 50
-
-        fp32, bf16 = torch_ms(torch.float32), torch_ms(torch.bfloat16)
-        tflops = 2 * m * n * k / (kiln_ms * 1e-3) / 1e12
-        print(f"| {m} x {n} x {k} | {kiln_ms:.4f} | {fp32:.4f} | {bf16:.4f} "
-              f"| {tflops:.2f} | {kiln_ms / fp32:.1f}x | {kiln_ms / bf16:.1f}x |",
-              flush=True)
+            cublas_ms = start.elapsed_time(end) / 20
+            print(f"| {m} x {n} x {k} | {precision} | {gemm_ms:.4f} | "
+                  f"{all_ms:.4f} | {cublas_ms:.4f} | "
+                  f"{flops / gemm_ms / 1e9:.1f} | {flops / cublas_ms / 1e9:.1f} | "
+                  f"{gemm_ms / cublas_ms:.2f}x |", flush=True)
+        for suffix in (".x.npy", ".w.npy"):
+            os.remove(base + suffix)
 
 
 def main():
@@ -106,12 +132,13 @@ def main():
     p.add_argument("out")
     p.add_argument("--target", default="cuda:sm_90a")
     p.add_argument("--kiln", default=os.path.join(ROOT, "build", "bin", "kiln"))
-    sub.add_parser("run")
+    r = sub.add_parser("run")
+    r.add_argument("--only", nargs="*", help="shapes as M,N,K")
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.out, args.target, args.kiln)
     else:
-        run(os.path.dirname(os.path.abspath(__file__)))
+        run(os.path.dirname(os.path.abspath(__file__)), args.only)
 
 
 if __name__ == "__main__":
