@@ -553,8 +553,30 @@ struct KilnGpuGemmMmaSyncPass final
       scf::YieldOp::create(kb, loc, accs);
     }
 
-    // Epilogue: the accumulators to the output, guarded at the edges.
-    for (int64_t i = 0; i < mt; ++i)
+    // Epilogue: the accumulators to the output, guarded at the edges. A
+    // lane's two elements of a row are adjacent columns: where the output's
+    // innermost dimension is N (contiguous, N even, so a pair never
+    // straddles the edge) they leave as one 8-byte store, and a quad of
+    // lanes fills a 32-byte sector.
+    auto outType = cast<MemRefType>(out->get().getType());
+    SmallVector<int64_t> outStrides;
+    int64_t outOffset;
+    bool pairs = N % 2 == 0 && innermostLoop(outMap) == shape.n &&
+                 succeeded(outType.getStridesAndOffset(outStrides, outOffset)) &&
+                 outStrides.back() == 1;
+    for (int64_t i = 0; pairs && i < mt; ++i)
+      for (int64_t j = 0; j < nt; ++j)
+        for (int64_t half = 0; half < 2; ++half) {
+          Value inside;
+          SmallVector<Value> loops = outAt(ix, i, j, 2 * half, inside);
+          Value v = vector::ExtractOp::create(
+              in, loc, kLoop.getResult(i * nt + j), ArrayRef<int64_t>{half});
+          OpBuilder sb = scf::IfOp::create(in, loc, inside, false)
+                             .getThenBodyBuilder();
+          vector::StoreOp::create(sb, loc, v, out->get(),
+                                  indicesFor(sb, loc, outMap, loops));
+        }
+    for (int64_t i = 0; !pairs && i < mt; ++i)
       for (int64_t j = 0; j < nt; ++j)
         for (int64_t e = 0; e < 4; ++e) {
           Value inside;

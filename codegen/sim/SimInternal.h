@@ -193,6 +193,24 @@ public:
   bool checkHazard(mlir::Operation &op, const MemDesc &m, uint64_t element,
                    unsigned t, bool isLoad);
 
+  // Performance counters (SimCounters.cpp). A memory handler records each
+  // thread's access of the op it runs; countAccesses folds them into the
+  // counters warp by warp and forgets them.
+  struct Access {
+    unsigned thread;
+    const uint8_t *base;
+    uint64_t offset;
+    unsigned bytes;
+  };
+  void record(const MemDesc &m, unsigned t, uint64_t byte, unsigned bytes) {
+    if (stats)
+      accesses.push_back({t, m.base, byte, bytes});
+  }
+  /// `shared`: bank-conflict wavefronts (phases of 128 bytes of lanes, one
+  /// 8x8 matrix a phase for ldmatrix); else 32-byte sectors.
+  void countAccesses(bool shared);
+  std::vector<Access> accesses;
+
   /// Lands `copy` in shared memory, as written by thread `t` now.
   void landAsyncCopy(const AsyncCopy &copy, unsigned t);
 

@@ -302,6 +302,7 @@ bool runScalarAccess(BlockRunner &runner, Operation &op, const Mask &mask) {
         runner.addressOf(op, *m, indices, t, load ? "load" : "store");
     if (!byte)
       return false;
+    runner.record(*m, t, *byte, m->elementBytes);
     if (m->shadow >= 0 && !runner.checkHazard(op, *m, *byte / m->elementBytes,
                                               t, bool(load)))
       return false;
@@ -314,6 +315,7 @@ bool runScalarAccess(BlockRunner &runner, Operation &op, const Mask &mask) {
       std::memcpy(m->base + *byte, &bits, m->elementBytes);
     }
   }
+  runner.countAccesses(m->shadow >= 0);
   return true;
 }
 
@@ -365,6 +367,7 @@ bool runVectorAccess(BlockRunner &runner, Operation &op, const Mask &mask) {
                            std::to_string(*alignment));
       return false;
     }
+    runner.record(*m, t, *byte, unsigned(count * m->elementBytes));
     for (int64_t e = 0; e < count; ++e) {
       uint64_t at = *byte + e * m->elementBytes;
       if (m->shadow >= 0 && !runner.checkHazard(op, *m, at / m->elementBytes,
@@ -382,6 +385,7 @@ bool runVectorAccess(BlockRunner &runner, Operation &op, const Mask &mask) {
   }
   if (load)
     runner.vectors[load.getResult()] = std::move(loaded);
+  runner.countAccesses(m->shadow >= 0);
   return true;
 }
 
@@ -410,6 +414,7 @@ bool runAtomic(BlockRunner &runner, Operation &operation, const Mask &mask) {
         runner.addressOf(operation, *m, op.getIndices(), t, "atomic");
     if (!byte)
       return false;
+    runner.record(*m, t, *byte, m->elementBytes);
     uint64_t old = 0;
     std::memcpy(&old, m->base + *byte, m->elementBytes);
     uint64_t v = operand[t];
@@ -450,6 +455,7 @@ bool runAtomic(BlockRunner &runner, Operation &operation, const Mask &mask) {
       cell.writeEpoch = runner.epoch;
     }
   }
+  runner.countAccesses(m->shadow >= 0);
   return true;
 }
 

@@ -195,6 +195,10 @@ bool runMmaSync(BlockRunner &runner, Operation &operation, const Mask &mask) {
       }
   }
   runner.vectors[op.getRes()] = std::move(d);
+  if (runner.stats) {
+    runner.stats->mmaInstructions += warps.size();
+    runner.stats->tensorFlops += warps.size() * 2 * 16 * 8 * a.cols;
+  }
   return true;
 }
 
@@ -235,6 +239,7 @@ bool runLdMatrix(BlockRunner &runner, Operation &operation, const Mask &mask) {
           operation, *m, op.getIndices(), t, "ldmatrix", perRow);
       if (!byte)
         return false;
+      runner.record(*m, t, *byte, 16);
       if (*byte % 16) {
         runner.fail(&operation,
                     "misaligned ldmatrix row address by thread " +
@@ -261,6 +266,7 @@ bool runLdMatrix(BlockRunner &runner, Operation &operation, const Mask &mask) {
                   : rows[8 * tile + l / 4][perLane * (l % 4) + c];
   }
   runner.vectors[op.getRes()] = std::move(result);
+  runner.countAccesses(/*shared=*/true);
   return true;
 }
 
@@ -284,6 +290,8 @@ bool runAsyncCopy(BlockRunner &runner, Operation &operation, const Mask &mask) {
   }
   Value srcElements = op.getSrcElements();
   bool ok = true;
+  // The destination side, counted after the source side.
+  std::vector<std::pair<unsigned, uint64_t>> written;
   runner.forActive(mask, [&](unsigned t) {
     if (!ok)
       return;
@@ -312,6 +320,7 @@ bool runAsyncCopy(BlockRunner &runner, Operation &operation, const Mask &mask) {
       }
       std::memcpy(copy.bytes.data(), src->base + *from,
                   reads * src->elementBytes);
+      runner.record(*src, t, *from, unsigned(reads * src->elementBytes));
     }
     std::optional<uint64_t> to = runner.addressOf(
         operation, *dst, op.getDstIndices(), t, "cp.async destination",
@@ -326,6 +335,7 @@ bool runAsyncCopy(BlockRunner &runner, Operation &operation, const Mask &mask) {
       ok = false;
       return;
     }
+    written.emplace_back(t, *to);
     copy.dest = dst->base + *to;
     copy.shadow = dst->shadow;
     copy.firstElement = *to / dst->elementBytes;
@@ -354,6 +364,10 @@ bool runAsyncCopy(BlockRunner &runner, Operation &operation, const Mask &mask) {
   });
   if (!ok)
     return false;
+  runner.countAccesses(/*shared=*/false);
+  for (auto [t, offset] : written)
+    runner.record(*dst, t, offset, unsigned(bytes));
+  runner.countAccesses(/*shared=*/true);
   runner.def(op.getAsyncToken());
   return true;
 }

@@ -7,6 +7,8 @@
 //===----------------------------------------------------------------------===//
 #include "codegen/sim/SimInternal.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "llvm/Support/ErrorHandling.h"
 #include "llvm/Support/raw_ostream.h"
@@ -140,9 +142,15 @@ bool BlockRunner::runBlock(Block &block, const Mask &mask,
   for (Operation &op : block) {
     if (!error.empty())
       return false;
-    if (stats)
-      stats->threadOps +=
+    if (stats) {
+      uint64_t active =
           static_cast<uint64_t>(std::count(mask.begin(), mask.end(), 1));
+      stats->threadOps += active;
+      if (isa<arith::AddFOp, arith::SubFOp, arith::MulFOp>(op))
+        stats->fpFlops += active;
+      else if (isa<math::FmaOp>(op))
+        stats->fpFlops += 2 * active;
+    }
     if (isa<scf::YieldOp>(op)) {
       if (yielded)
         yielded->assign(op.getOperands().begin(), op.getOperands().end());
@@ -184,7 +192,8 @@ std::string BlockRunner::threadText(unsigned t) const {
 
 std::string simulate(gpu::GPUFuncOp kernel, const LaunchConfig &config,
                      const std::vector<SimBuffer> &args, SimStats *stats,
-                     const std::vector<int64_t> &scalars) {
+                     const std::vector<int64_t> &scalars,
+                     uint32_t sampleBlocks) {
   uint64_t threads =
       uint64_t(config.block[0]) * config.block[1] * config.block[2];
   if (threads == 0 || threads > 1024)
@@ -197,6 +206,19 @@ std::string simulate(gpu::GPUFuncOp kernel, const LaunchConfig &config,
         blocks.push_back({x, y, z});
   // Blocks in a shuffled (but reproducible) order: correct kernels do not
   // depend on the order in which blocks run.
+  if (stats)
+    stats->totalBlocks += blocks.size();
+  // A sample: evenly spaced blocks, the first and the last among them (the
+  // edge tiles are the ones that differ).
+  if (sampleBlocks && blocks.size() > sampleBlocks) {
+    std::vector<std::array<uint32_t, 3>> sample;
+    for (uint32_t i = 0; i < sampleBlocks; ++i)
+      sample.push_back(
+          blocks[sampleBlocks == 1 ? 0
+                                   : uint64_t(i) * (blocks.size() - 1) /
+                                         (sampleBlocks - 1)]);
+    blocks = std::move(sample);
+  }
   std::mt19937 rng(static_cast<uint32_t>(blocks.size()) * 2654435761u);
   std::shuffle(blocks.begin(), blocks.end(), rng);
   std::vector<std::vector<uint8_t>> globals;

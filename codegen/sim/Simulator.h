@@ -16,6 +16,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace kiln::sim {
@@ -31,9 +32,26 @@ struct LaunchConfig {
   std::array<uint32_t, 3> block{1, 1, 1};
 };
 
+/// What a launch did, counted as the simulator runs it: a model of the
+/// work and the traffic, not a measurement of a GPU. With sampling, the
+/// counters cover the simulated blocks only (scale them by
+/// totalBlocks / blocks).
 struct SimStats {
-  uint64_t blocks = 0;
-  uint64_t threadOps = 0; // ops executed, summed over threads
+  uint64_t blocks = 0;      // blocks simulated
+  uint64_t totalBlocks = 0; // blocks in the grid
+  uint64_t threadOps = 0;   // ops executed, summed over threads
+  // Global memory, per warp-level instruction: the 32-byte sectors its
+  // active lanes touch (what moves between L2/DRAM and the SM), and the
+  // bytes they asked for; uniqueSectors is every sector touched at all.
+  uint64_t globalRequests = 0, globalSectors = 0, globalBytes = 0;
+  std::unordered_set<uint64_t> uniqueSectors;
+  // Shared memory, per warp-level instruction: the wavefronts its bank
+  // conflicts cost, against the fewest its width allows (conflict-free).
+  uint64_t sharedRequests = 0, sharedWavefronts = 0, sharedIdealWavefronts = 0;
+  // Tensor cores: warp-level mma.sync instructions and their flops.
+  uint64_t mmaInstructions = 0, tensorFlops = 0;
+  // Float adds, subtracts and multiplies (FMA: 2), summed over threads.
+  uint64_t fpFlops = 0;
 };
 
 /// Runs `kernel` on `args` (one per memref argument) and `scalars` (one per
@@ -41,9 +59,14 @@ struct SimStats {
 /// Returns an empty string, or the error: an out-of-bounds access (kernel,
 /// block, thread, buffer, index), a barrier in divergent code, or an op the
 /// simulator does not model.
+///
+/// `sampleBlocks` > 0 runs at most that many blocks, evenly spaced over the
+/// grid (the first and the last among them), for `kiln profile`: the
+/// outputs are then incomplete, the counters a sample.
 std::string simulate(mlir::gpu::GPUFuncOp kernel, const LaunchConfig &config,
                      const std::vector<SimBuffer> &args, SimStats *stats,
-                     const std::vector<int64_t> &scalars = {});
+                     const std::vector<int64_t> &scalars = {},
+                     uint32_t sampleBlocks = 0);
 
 /// Registers `kiln-test-simulate` (kiln-opt only; for lit tests).
 void registerTestSimulatePass();

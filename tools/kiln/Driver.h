@@ -2,6 +2,7 @@
 #ifndef KILN_TOOLS_KILN_DRIVER_H
 #define KILN_TOOLS_KILN_DRIVER_H
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,14 @@ int runCompile(const Args &args);
 int runRun(const Args &args);
 int runBench(const Args &args);
 int runInspect(const Args &args);
+int runProfile(const Args &args);
+
+struct SimReport;
+/// kiln profile's table (Profile.cpp) for `report`, on GPU model `gpu`.
+int printProfile(const std::string &path, const SimReport &report,
+                 const std::string &gpu, uint32_t sampleBlocks);
+bool knownProfileGpu(const std::string &name);
+const char *profileGpuNames();
 
 /// Prints "kiln: error: <message>" to stderr and returns 1.
 int fail(const std::string &message);

@@ -44,11 +44,32 @@ every launch on a GPU, the wall clock on the CPU). Inputs not given with
   --entry NAME
 )";
 
+const char *kProfileHelp = R"(usage: kiln profile OUT.kiln --device sim [options]
+
+Runs a cuda artifact's kernels in the GPU-kernel simulator (compile with
+--embed-kernel-ir) and prints, per kernel, what the simulator counts: the
+32-byte sectors its warps move against the bytes it touches at all,
+shared-memory bank conflicts, tensor-core (mma.sync) and fp32 work,
+occupancy from ptxas's registers and shared memory, and a roofline bound of
+its time on a named GPU. A model, not a measurement. Inputs not given with
+--input are filled with random values.
+
+  --gpu h100|h200|a100   the GPU of the roofline (default h200)
+  --sample-blocks N      simulate at most N blocks per launch, evenly
+                         spaced, and scale the counters to the grid
+                         (default 16; 0: every block)
+  --input NAME=@FILE     (repeatable)
+  --entry NAME
+)";
+
 struct RunOptions {
-  std::string artifact, device = "cpu", outputDir, entry;
+  std::string artifact, device = "cpu", outputDir, entry, gpu = "h200";
   std::map<std::string, std::string> inputs;
   int iterations = 50, warmup = 5;
+  uint32_t sampleBlocks = 16;
 };
+
+enum class Mode { Run, Bench, Profile };
 
 double msSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(
@@ -56,9 +77,10 @@ double msSince(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
-std::optional<RunOptions> parse(const Args &args, bool bench,
+std::optional<RunOptions> parse(const Args &args, Mode mode,
                                 std::string &error) {
   RunOptions o;
+  bool bench = mode == Mode::Bench;
   for (size_t i = 0; i < args.size() && error.empty(); ++i) {
     std::string value;
     const std::string &arg = args[i];
@@ -72,6 +94,14 @@ std::optional<RunOptions> parse(const Args &args, bool bench,
       o.iterations = std::atoi(value.c_str());
       if (o.iterations <= 0)
         error = "--iterations must be a positive number";
+    } else if (mode == Mode::Profile &&
+               takeOption(args, i, "--gpu", value, error)) {
+      o.gpu = value;
+      if (!knownProfileGpu(value))
+        error = "--gpu " + value + " is not one of " + profileGpuNames();
+    } else if (mode == Mode::Profile &&
+               takeOption(args, i, "--sample-blocks", value, error)) {
+      o.sampleBlocks = uint32_t(std::max(0, std::atoi(value.c_str())));
     } else if (takeOption(args, i, "--warmup", value, error)) {
       o.warmup = std::max(0, std::atoi(value.c_str()));
     } else if (takeOption(args, i, "--input", value, error)) {
@@ -82,7 +112,10 @@ std::optional<RunOptions> parse(const Args &args, bool bench,
       }
       o.inputs[value.substr(0, at)] = value.substr(at + 2);
     } else if (arg == "--help" || arg == "-h") {
-      std::fputs(bench ? kBenchHelp : kRunHelp, stdout);
+      std::fputs(mode == Mode::Profile ? kProfileHelp
+                 : bench                 ? kBenchHelp
+                                         : kRunHelp,
+                 stdout);
       std::exit(0);
     } else if (!arg.empty() && arg[0] == '-') {
       error = "unknown option '" + arg + "'";
@@ -94,7 +127,13 @@ std::optional<RunOptions> parse(const Args &args, bool bench,
   }
   if (error.empty() && o.artifact.empty())
     error = std::string("no artifact given; usage: kiln ") +
-            (bench ? "bench" : "run") + " OUT.kiln";
+            (mode == Mode::Profile ? "profile"
+             : bench               ? "bench"
+                                   : "run") +
+            " OUT.kiln";
+  if (error.empty() && mode == Mode::Profile && o.device != "sim")
+    error = "kiln profile runs on the simulator: pass --device sim (on a "
+            "GPU, kiln bench times the kernels)";
   if (!error.empty())
     return std::nullopt;
   return o;
@@ -234,7 +273,7 @@ std::string runOnce(Prepared &p) {
 
 int runRun(const Args &args) {
   std::string error;
-  std::optional<RunOptions> o = parse(args, /*bench=*/false, error);
+  std::optional<RunOptions> o = parse(args, Mode::Run, error);
   if (!o)
     return fail(error);
   Prepared p;
@@ -319,7 +358,7 @@ int printKernelTable(Prepared &p, int iterations) {
 
 int runBench(const Args &args) {
   std::string error;
-  std::optional<RunOptions> o = parse(args, /*bench=*/true, error);
+  std::optional<RunOptions> o = parse(args, Mode::Bench, error);
   if (!o)
     return fail(error);
   if (o->device == "sim")
@@ -353,6 +392,28 @@ int runBench(const Args &args) {
               "mean %.4f\n",
               times.front(), pct(0.5), pct(0.9), pct(0.99), times.back(), mean);
   return printKernelTable(p, o->iterations);
+}
+
+} // namespace kiln::driver
+
+namespace kiln::driver {
+
+int runProfile(const Args &args) {
+  std::string error;
+  std::optional<RunOptions> o = parse(args, Mode::Profile, error);
+  if (!o)
+    return fail(error);
+  Prepared p;
+  if (int rc = prepare(*o, /*randomMissing=*/true, p))
+    return rc;
+  SimReport report;
+  SimOptions options;
+  options.sampleBlocks = o->sampleBlocks;
+  if (std::string runError = runOnSimulator(o->artifact, p.entry, p.inputs,
+                                            p.outputs, report, options);
+      !runError.empty())
+    return fail(runError);
+  return printProfile(o->artifact, report, o->gpu, o->sampleBlocks);
 }
 
 } // namespace kiln::driver

@@ -19,7 +19,7 @@ namespace kiln::driver {
 std::string runOnSimulator(const std::string &path, size_t entryIndex,
                            std::vector<HostTensor> &inputs,
                            std::vector<HostTensor> &outputs,
-                           SimReport &report) {
+                           SimReport &report, const SimOptions &options) {
   auto loaded = runtime::Artifact::loadFile(path);
   if (!loaded.ok())
     return std::string(loaded.status().message());
@@ -117,13 +117,34 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
     for (uint32_t e : launch.scalar_args())
       scalars.push_back((*dims)[e]);
     sim::SimStats stats;
-    if (std::string error =
-            sim::simulate(it->second, config, args, &stats, scalars);
+    if (std::string error = sim::simulate(it->second, config, args, &stats,
+                                          scalars, options.sampleBlocks);
         !error.empty())
       return "simulator: " + error;
     ++report.launches;
     report.blocks += stats.blocks;
     report.threadOps += stats.threadOps;
+    auto profile = llvm::find_if(report.kernels, [&](const KernelProfile &k) {
+      return k.name == kernel.name();
+    });
+    if (profile == report.kernels.end()) {
+      report.kernels.push_back({kernel.name(), kernel.strategy()});
+      profile = report.kernels.end() - 1;
+    }
+    double scale = stats.blocks ? double(stats.totalBlocks) / stats.blocks : 0;
+    ++profile->launches;
+    profile->blocks += stats.totalBlocks;
+    profile->simulatedBlocks += stats.blocks;
+    profile->globalRequests += scale * stats.globalRequests;
+    profile->globalSectors += scale * stats.globalSectors;
+    profile->globalBytes += scale * stats.globalBytes;
+    profile->uniqueSectors += scale * stats.uniqueSectors.size();
+    profile->sharedRequests += scale * stats.sharedRequests;
+    profile->sharedWavefronts += scale * stats.sharedWavefronts;
+    profile->sharedIdealWavefronts += scale * stats.sharedIdealWavefronts;
+    profile->mmaInstructions += scale * stats.mmaInstructions;
+    profile->tensorFlops += scale * stats.tensorFlops;
+    profile->fpFlops += scale * stats.fpFlops;
   }
   return "";
 }

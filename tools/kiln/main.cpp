@@ -45,6 +45,8 @@ commands:
   bench OUT.kiln [--device cpu] [--iterations N] [--warmup N]
           [--input NAME=@file ...]
   inspect OUT.kiln [--json]
+  profile OUT.kiln --device sim [--gpu h100|h200|a100] [--sample-blocks N]
+          [--input NAME=@file ...]
 
 `kiln <command> --help` describes a command. Docs: docs/ in the repository.
 )";
@@ -69,6 +71,8 @@ int main(int argc, char **argv) {
     return kiln::driver::runBench(args);
   if (command == "inspect")
     return kiln::driver::runInspect(args);
+  if (command == "profile")
+    return kiln::driver::runProfile(args);
   std::fprintf(stderr, "kiln: error: unknown command '%s'\n\n%s",
                command.c_str(), kUsage);
   return 2;

@@ -8,7 +8,8 @@
 // COM: slice k+2 (zero-filled past K), and runs 2 k16 steps of 2 A
 // COM: fragments (ldmatrix x4) and 4 B fragments (transposed ldmatrix x2)
 // COM: into 2x4 m16n8k16 tiles with f32 accumulators in registers; the
-// COM: zero fill becomes the accumulators' start; 32 guarded stores.
+// COM: zero fill becomes the accumulators' start; the epilogue stores each
+// COM: lane's adjacent column pairs as 16 guarded 8-byte vector stores.
 // CHECK-LABEL: func.func @matmul
 // CHECK-NOT: linalg.fill
 // CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %c2, %{{.*}} = %c2, %{{.*}} = %c1) threads({{.*}}) in (%{{.*}} = %c128, %{{.*}} = %c1, %{{.*}} = %c1) workgroup(%[[A:.*]] : memref<3x64x32xbf16, #gpu.address_space<workgroup>>, %[[B:.*]] : memref<3x32x64xbf16, #gpu.address_space<workgroup>>)
@@ -28,7 +29,7 @@
 // CHECK-COUNT-4: nvgpu.ldmatrix %[[B]]
 // CHECK-COUNT-8: nvgpu.mma.sync({{.*}}) {mmaShape = [16, 8, 16]} : (vector<4x2xbf16>, vector<2x2xbf16>, vector<2x2xf32>) -> vector<2x2xf32>
 // CHECK: scf.yield
-// CHECK-COUNT-32: memref.store %{{.*}}, %arg2
+// CHECK-COUNT-16: vector.store %{{.*}}, %arg2{{.*}} : memref<96x80xf32>, vector<2xf32>
 // CHECK-NOT: linalg.matmul
 func.func @matmul(%a: memref<96x40xbf16>, %b: memref<40x80xbf16>, %c: memref<96x80xf32>) attributes {kiln.kernel, kiln.config = {strategy = "gemm-mma-sync", tile = array<i64: 64, 64, 32>, warps = array<i64: 2, 2>, stages = 3 : i64}} {
   %zero = arith.constant 0.0 : f32
