@@ -1,0 +1,98 @@
+"""`kiln profile M.kiln --device sim`: the simulator's per-kernel counters
+(a model, not a measurement) and the roofline bound, asserted where the
+strategies promise something: the tensor-core GEMM's global accesses are
+fully coalesced, its ldmatrix and cp.async cause no bank conflicts, and it
+runs on the tensor cores; sampled blocks scale to the grid."""
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from conftest import ROOT, kiln
+from test_gemm_mma_sync import build
+from test_sass import needs_ptxas
+
+COLUMNS = ["kernel", "strategy", "runs", "blocks", "occ", "moved MB",
+           "unique MB", "reuse", "coal", "smem x", "mma.sync", "TC GFLOP",
+           "FP GFLOP", "bound us", "limit"]
+
+
+def profile(artifact, *extra):
+    out = kiln("profile", artifact, "--device", "sim", *extra).stdout
+    assert "a model of the work and the traffic, not a measurement" in out
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == len(COLUMNS) and parts[0] != "kernel":
+            rows[parts[0]] = dict(zip(COLUMNS, parts))
+    return out, rows
+
+
+def gemm_artifact(tmp_path, kind, precision):
+    graph, _, _ = build(kind, np.random.default_rng(0))
+    path = str(tmp_path / f"{kind}.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              path)
+    artifact = str(tmp_path / f"{kind}.{precision}.kiln")
+    kiln("compile", path, "--target", "cuda:sm_80,sm_90a", "--precision",
+         precision, "--embed-kernel-ir", "-o", artifact)
+    return artifact
+
+
+@needs_ptxas
+def test_tensor_core_gemm_is_coalesced_conflict_free_and_on_tensor_cores(tmp_path):
+    out, rows = profile(gemm_artifact(tmp_path, "aligned", "bf16"), "--gpu", "h100")
+    assert "H100 SXM5" in out
+    (gemm,) = [r for r in rows.values() if r["strategy"] == "gemm-mma-sync"]
+    assert gemm["coal"] == "1.00", out
+    assert gemm["smem x"] == "1.00", out
+    # 64x96x128 on 64x64 tiles: 2 blocks x 4 warps x (2x4 tiles) x 8 k16 steps.
+    assert float(gemm["mma.sync"]) == 2 * 4 * 8 * 8, out
+    assert gemm["limit"] == "tensor"
+    # The f32 SIMT GEMM of the same model does no tensor-core work.
+    _, simt = profile(gemm_artifact(tmp_path, "aligned", "fp32"))
+    (row,) = [r for r in simt.values() if r["strategy"] == "gemm-simt"]
+    assert float(row["mma.sync"]) == 0 and float(row["FP GFLOP"]) > 0
+
+
+@needs_ptxas
+def test_sampled_blocks_scale_to_the_grid(tmp_path):
+    artifact = gemm_artifact(tmp_path, "large", "bf16")
+    _, sampled = profile(artifact, "--sample-blocks", "8")
+    _, full = profile(artifact, "--sample-blocks", "0")
+    (name,) = [n for n, r in full.items() if r["strategy"] == "gemm-mma-sync"]
+    assert full[name]["blocks"] == sampled[name]["blocks"] == "144"
+    # Every tile of this GEMM does the same work: the scaled sample is exact
+    # for the tensor-core work and close for the traffic.
+    assert sampled[name]["mma.sync"] == full[name]["mma.sync"]
+    moved = [float(r[name]["moved MB"]) for r in (sampled, full)]
+    assert abs(moved[0] - moved[1]) <= 0.1 * moved[1], moved
+
+
+@needs_ptxas
+def test_a_transformer_profiles_kernel_by_kernel(tmp_path):
+    path = os.path.join(ROOT, "test", "fixtures", "transformers", "gpt2", "model.onnx")
+    artifact = str(tmp_path / "gpt2.kiln")
+    kiln("compile", path, "--target", "cuda:sm_80,sm_90a", "--precision", "bf16",
+         "--embed-kernel-ir", "-o", artifact)
+    out, rows = profile(artifact)
+    strategies = {r["strategy"] for r in rows.values()}
+    assert {"gemm-simt", "row-reduce", "elementwise"} <= strategies, out
+    assert "roofline bound" in out and "H200 SXM" in out
+
+
+def test_profile_needs_the_simulator_and_a_known_gpu(tmp_path):
+    path = os.path.join(ROOT, "test", "fixtures", "mlp", "model.onnx")
+    artifact = str(tmp_path / "mlp.kiln")
+    kiln("compile", path, "-o", artifact)
+    result = kiln("profile", artifact, "--device", "cpu", check=False)
+    assert result.returncode == 1
+    assert "kiln profile runs on the simulator: pass --device sim" in result.stderr
+    result = kiln("profile", artifact, "--device", "sim", "--gpu", "v100", check=False)
+    assert result.returncode == 1
+    assert "--gpu v100 is not one of h100, h200, a100" in result.stderr
+    result = kiln("profile", artifact, "--device", "sim", check=False)
+    assert result.returncode == 1
+    assert "targets 'cpu'; the simulator runs cuda artifacts" in result.stderr
