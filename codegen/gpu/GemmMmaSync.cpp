@@ -32,6 +32,7 @@
 
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "llvm/ADT/Sequence.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNGPUGEMMMMASYNC
@@ -78,12 +79,30 @@ struct MmaConfig {
 /// A contraction with one M, one N and one K loop (and any batch loops).
 struct MmaShape {
   SmallVector<unsigned> batch;
+  // K may be several reduction loops, adjacent and in the same order in
+  // both operands (a reshape of the contraction dim propagated into the
+  // contraction): one linearized K; `k` is the innermost of them and stands
+  // for the group.
   unsigned m = 0, n = 0, k = 0;
+  SmallVector<unsigned> kLoops;
   SmallVector<int64_t> ranges;
   OpOperand *a = nullptr, *b = nullptr;
   bool aKInner = true;   // A's innermost dimension is K (else M)
   bool bNInner = true;   // B's innermost dimension is N (else K)
-  int64_t extent(unsigned d) const { return ranges[d]; }
+  int64_t extent(unsigned d) const {
+    if (d != k)
+      return ranges[d];
+    int64_t product = 1;
+    for (unsigned l : kLoops)
+      product *= ranges[l];
+    return product;
+  }
+  SmallVector<int64_t> kExtents() const {
+    SmallVector<int64_t> result;
+    for (unsigned l : kLoops)
+      result.push_back(ranges[l]);
+    return result;
+  }
   int64_t batchCount() const {
     int64_t p = 1;
     for (unsigned d : batch)
@@ -156,7 +175,7 @@ bool isMultiplyAccumulate(linalg::LinalgOp op) {
 /// contraction interface does not accept, so the roles are found here).
 FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
   if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
-      op.getNumReductionLoops() != 1 || !isMultiplyAccumulate(op))
+      op.getNumReductionLoops() < 1 || !isMultiplyAccumulate(op))
     return failure();
   MmaShape shape;
   shape.ranges = op.getStaticLoopRanges();
@@ -168,12 +187,39 @@ FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
       if (!isa<AffineDimExpr>(e) && !(c && c.getValue() == 0))
         return failure();
     }
-  SmallVector<utils::IteratorType> iterators = op.getIteratorTypesArray();
-  shape.k = std::distance(iterators.begin(),
-                          llvm::find(iterators, utils::IteratorType::reduction));
   OpOperand *x = op.getDpsInputOperand(0), *y = op.getDpsInputOperand(1);
+  // The reduction loops in the order x's map reads them; y must read them
+  // as the same run of adjacent results.
+  auto kRun = [&](OpOperand *operand) {
+    SmallVector<unsigned> run;
+    for (AffineExpr e : op.getMatchingIndexingMap(operand).getResults())
+      if (auto d = dyn_cast<AffineDimExpr>(e);
+          d && op.getIteratorTypesArray()[d.getPosition()] ==
+                   utils::IteratorType::reduction)
+        run.push_back(d.getPosition());
+    return run;
+  };
+  auto adjacent = [&](OpOperand *operand, ArrayRef<unsigned> loops) {
+    ArrayRef<AffineExpr> results =
+        op.getMatchingIndexingMap(operand).getResults();
+    for (size_t i = 0; i + loops.size() <= results.size(); ++i)
+      if (llvm::all_of(llvm::seq<size_t>(0, loops.size()), [&](size_t j) {
+            auto d = dyn_cast<AffineDimExpr>(results[i + j]);
+            return d && d.getPosition() == loops[j];
+          }))
+        return true;
+    return false;
+  };
+  shape.kLoops = kRun(x);
+  if (shape.kLoops.size() != op.getNumReductionLoops() ||
+      kRun(y) != shape.kLoops || !adjacent(x, shape.kLoops) ||
+      !adjacent(y, shape.kLoops))
+    return failure();
+  shape.k = shape.kLoops.back();
   AffineMap out = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
-  if (!out.isProjectedPermutation() || out.isFunctionOfDim(shape.k))
+  if (!out.isProjectedPermutation() ||
+      llvm::any_of(shape.kLoops,
+                   [&](unsigned d) { return out.isFunctionOfDim(d); }))
     return failure();
   auto reads = [&](OpOperand *operand, unsigned d) {
     return op.getMatchingIndexingMap(operand).isFunctionOfDim(d);
@@ -181,11 +227,19 @@ FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
   // A loop among the operand's two matrix dims that the other does not read.
   auto matrixLoop = [&](OpOperand *operand,
                         OpOperand *other) -> std::optional<unsigned> {
-    ArrayRef<AffineExpr> results =
-        op.getMatchingIndexingMap(operand).getResults();
-    for (AffineExpr e : results.take_back(std::min<size_t>(2, results.size())))
+    // Its results without the K run: the matrix dim is among the last two.
+    SmallVector<AffineExpr> results;
+    for (AffineExpr e : op.getMatchingIndexingMap(operand).getResults())
       if (auto d = dyn_cast<AffineDimExpr>(e);
-          d && d.getPosition() != shape.k && !reads(other, d.getPosition()) &&
+          !d || !llvm::is_contained(shape.kLoops, d.getPosition()))
+        results.push_back(e);
+    // The innermost such dim first: (b, m, k), (b, k, m) and broadcast
+    // batches before them all give m.
+    for (AffineExpr e : llvm::reverse(
+             ArrayRef<AffineExpr>(results).take_back(std::min<size_t>(2, results.size()))))
+      if (auto d = dyn_cast<AffineDimExpr>(e);
+          d && !llvm::is_contained(shape.kLoops, d.getPosition()) &&
+          !reads(other, d.getPosition()) &&
           out.isFunctionOfDim(d.getPosition()))
         return d.getPosition();
     return std::nullopt;
@@ -209,7 +263,7 @@ FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
     std::swap(shape.m, shape.n);
   }
   for (unsigned d = 0; d < shape.ranges.size(); ++d)
-    if (d != shape.m && d != shape.n && d != shape.k)
+    if (d != shape.m && d != shape.n && !llvm::is_contained(shape.kLoops, d))
       shape.batch.push_back(d);
   // f16 x f16 or bf16 x bf16, summed in f32.
   Type aType = getElementTypeOrSelf(shape.a->get().getType());
@@ -309,8 +363,19 @@ struct KilnGpuGemmMmaSyncPass final
       SmallVector<Value> loops(shape.ranges.size());
       for (auto [d, v] : llvm::zip(shape.batch, batchValues))
         loops[d] = v;
-      loops[ring.rowLoop] = ix.select(inside, gRow, zero);
-      loops[ring.colLoop] = ix.select(inside, gCol, zero);
+      for (auto [loop, value] : {std::pair{ring.rowLoop, gRow},
+                                 std::pair{ring.colLoop, gCol}}) {
+        Value clamped = ix.select(inside, value, zero);
+        if (loop != shape.k) {
+          loops[loop] = clamped;
+          continue;
+        }
+        // A linearized K: one index per reduction loop.
+        for (auto [d, v] : llvm::zip(shape.kLoops,
+                                     delinearize(ix.b, ix.loc, clamped,
+                                                 shape.kExtents())))
+          loops[d] = v;
+      }
       Value srcElements = ix.select(inside, ix.c(kChunk), zero);
       Value physical = ix.mul(swizzle(ix, r, chunk, chunksPerRow), kChunk);
       tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(

@@ -57,6 +57,16 @@ def build(kind, rng):
         inputs = {"x": rng.standard_normal((64, 48)).astype(np.float32),
                   "y": rng.standard_normal((64, 40)).astype(np.float32)}
         return graph, inputs, lambda p: narrow(inputs["x"], p).T @ narrow(inputs["y"], p)
+    if kind == "heads":  # [M, heads, dim] reshaped to [M, heads*dim] @ W
+        w = rng.standard_normal((64, 40)).astype(np.float32)
+        shape = numpy_helper.from_array(np.array([48, 64], np.int64), "shape")
+        graph = helper.make_graph(
+            [helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "w"], ["y"])], kind,
+            [vi("x", f, [48, 4, 16])], [vi("y", f, [48, 40])],
+            [numpy_helper.from_array(w, "w"), shape])
+        inputs = {"x": rng.standard_normal((48, 4, 16)).astype(np.float32)}
+        return graph, inputs, lambda p: narrow(inputs["x"].reshape(48, 64), p) @ narrow(w, p)
     if kind in ("batched", "broadcast"):
         a_shape, b_shape = {"batched": ([2, 3, 32, 48], [2, 3, 48, 40]),
                             "broadcast": ([2, 1, 32, 48], [1, 3, 48, 40])}[kind]
@@ -90,7 +100,7 @@ def mma_kernels(artifact):
 @needs_ptxas
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("kind", ["aligned", "edges", "trans_a", "trans_b",
-                                  "batched", "broadcast", "large"])
+                                  "batched", "broadcast", "heads", "large"])
 def test_gemm_mma_sync_under_the_simulator(kind, precision, tmp_path):
     if kind == "large" and precision == "fp16":
         pytest.skip("one precision of the 128x128 tile is enough")
