@@ -15,6 +15,8 @@
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassManager.h"
 
+#include <functional>
+
 namespace kiln {
 
 #define GEN_PASS_DECL
@@ -33,7 +35,11 @@ inline constexpr llvm::StringLiteral kKernelModuleName = "kernels";
 void buildGraphPipeline(mlir::OpPassManager &pm);
 
 /// Graph IR -> dispatch IR: the graph pipeline, then dispatch formation.
-void buildDispatchPipeline(mlir::OpPassManager &pm);
+/// `beforeDispatch` adds a target's own graph passes after the graph
+/// pipeline, before dispatch formation.
+void buildDispatchPipeline(
+    mlir::OpPassManager &pm,
+    const std::function<void(mlir::OpPassManager &)> &beforeDispatch = {});
 
 /// Outlined kernel functions (kiln-outline-dispatches, entry functions
 /// split off) -> CPU kernel IR: attention's fallback decomposition, tiling

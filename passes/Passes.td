@@ -94,6 +94,21 @@ def KilnLowerBf16MmaSync : Pass<"kiln-lower-bf16-mma-sync"> {
                            "mlir::vector::VectorDialect"];
 }
 
+def KilnTransposeUnalignedWeights : Pass<"kiln-transpose-unaligned-weights", "mlir::func::FuncOp"> {
+  let summary = "store f16/bf16 matmul weights [N, K] where [K, N] rows cannot be copied in 16-byte chunks (cuda)";
+  let description = [{
+    A `linalg.matmul(A, W)` whose W is a constant f16/bf16 [K, N] with N not
+    a multiple of 8 and K a multiple of 8 (GPT-2's lm_head, 768 x 50257)
+    becomes a contraction reading `linalg.transpose(W)` ([N, K]) with the
+    map (m, n, k) -> (n, k), so that the tensor-core GEMM can copy W in
+    16-byte chunks along K; `kiln-fold-constant-transposes`, run after it,
+    stores the transposed bytes. Part of the cuda target's dispatch
+    pipeline.
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect",
+                           "mlir::tensor::TensorDialect"];
+}
+
 def KilnFoldConstantTransposes : Pass<"kiln-fold-constant-transposes", "mlir::func::FuncOp"> {
   let summary = "transpose constant weights at compile time";
   let description = [{

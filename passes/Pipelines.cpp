@@ -39,8 +39,12 @@ void buildGraphPipeline(OpPassManager &pm) {
   pm.addPass(createCSEPass());
 }
 
-void buildDispatchPipeline(OpPassManager &pm) {
+void buildDispatchPipeline(
+    OpPassManager &pm,
+    const std::function<void(OpPassManager &)> &beforeDispatch) {
   buildGraphPipeline(pm);
+  if (beforeDispatch)
+    beforeDispatch(pm);
   pm.addNestedPass<func::FuncOp>(createKilnFormDispatches());
   pm.addPass(createCSEPass());
 }
@@ -175,7 +179,7 @@ void registerPipelines() {
   PassPipelineRegistration<>(
       "kiln-dispatch-pipeline",
       "Graph IR -> dispatch IR (graph pipeline, then dispatch formation)",
-      buildDispatchPipeline);
+      [](OpPassManager &pm) { buildDispatchPipeline(pm); });
   PassPipelineRegistration<>(
       "kiln-cpu-kernel-pipeline",
       "Dispatch IR -> CPU kernel IR (outline, tile, vectorize, bufferize)",

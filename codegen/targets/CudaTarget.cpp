@@ -47,6 +47,16 @@ public:
     return spec;
   }
 
+  /// Weights whose [K, N] rows cannot be copied in 16-byte chunks are
+  /// stored [N, K] for the tensor-core GEMM (then folded to constants).
+  void buildDispatchPipeline(OpPassManager &pm) const override {
+    kiln::buildDispatchPipeline(pm, [](OpPassManager &graph) {
+      graph.addNestedPass<func::FuncOp>(createKilnTransposeUnalignedWeights());
+      graph.addNestedPass<func::FuncOp>(createKilnFoldConstantTransposes());
+    });
+    pm.addPass(createSelectStrategiesPass(spec()));
+  }
+
   void buildKernelPipeline(OpPassManager &pm) const override {
     buildGpuKernelPipeline(pm);
   }

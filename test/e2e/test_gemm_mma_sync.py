@@ -33,9 +33,11 @@ def build(kind, rng):
     """(model, inputs, reference(precision)) for one contraction shape."""
     f = TensorProto.FLOAT
     vi = helper.make_tensor_value_info
-    if kind in ("aligned", "edges", "large"):
+    if kind in ("aligned", "edges", "large", "unaligned_n"):
+        # unaligned_n: a weight whose rows (N = 100) cannot be copied in
+        # 16-byte chunks; the cuda target stores it [N, K] instead.
         m, k, n = {"aligned": (64, 128, 96), "edges": (40, 72, 24),
-                   "large": (1536, 32, 1536)}[kind]
+                   "large": (1536, 32, 1536), "unaligned_n": (48, 72, 100)}[kind]
         w = rng.standard_normal((k, n)).astype(np.float32)
         graph = helper.make_graph(
             [helper.make_node("MatMul", ["x", "w"], ["y"])], kind,
@@ -100,7 +102,8 @@ def mma_kernels(artifact):
 @needs_ptxas
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("kind", ["aligned", "edges", "trans_a", "trans_b",
-                                  "batched", "broadcast", "heads", "large"])
+                                  "batched", "broadcast", "heads",
+                                  "unaligned_n", "large"])
 def test_gemm_mma_sync_under_the_simulator(kind, precision, tmp_path):
     if kind == "large" and precision == "fp16":
         pytest.skip("one precision of the 128x128 tile is enough")

@@ -1,0 +1,100 @@
+//===- TransposeUnalignedWeights.cpp - K-innermost weights for the GPU ----===//
+//
+// Tensor-core GEMMs copy operands in 16-byte chunks along their innermost
+// dimension, which needs rows that are multiples of 8 16-bit elements. A
+// weight stored [K, N] with N not a multiple of 8 (GPT-2's tied lm_head:
+// 768 x 50257) has no such rows, but stored [N, K] it does when K is: this
+// pass rewrites `linalg.matmul(A, W)` with such a constant f16/bf16 W into
+// a contraction that reads `transpose(W)` ([N, K], K innermost) with the
+// transposed indexing map; kiln-fold-constant-transposes then stores the
+// transposed bytes. The cuda target runs it after the graph pipeline.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/AffineExpr.h"
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/IR/PatternMatch.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNTRANSPOSEUNALIGNEDWEIGHTS
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+
+namespace {
+
+constexpr int64_t kChunkElements = 8;  // 16 bytes of 16-bit elements
+
+struct TransposeUnalignedWeights final
+    : kiln::impl::KilnTransposeUnalignedWeightsBase<TransposeUnalignedWeights> {
+  /// The input of `op` that is such a weight, read [k, n] with n innermost.
+  static std::optional<unsigned> unalignedWeight(linalg::LinalgOp op) {
+    if (op->getNumResults() != 1 || !op.hasPureTensorSemantics() ||
+        op.getNumDpsInputs() != 2 || op.getNumReductionLoops() == 0)
+      return std::nullopt;
+    for (unsigned i = 0; i < 2; ++i) {
+      OpOperand *operand = op.getDpsInputOperand(i);
+      auto type = dyn_cast<RankedTensorType>(operand->get().getType());
+      AffineMap map = op.getMatchingIndexingMap(operand);
+      if (!operand->get().getDefiningOp<arith::ConstantOp>() || !type ||
+          !type.hasStaticShape() || type.getRank() != 2 ||
+          !(type.getElementType().isF16() || type.getElementType().isBF16()) ||
+          type.getDimSize(1) % kChunkElements == 0 ||
+          type.getDimSize(0) % kChunkElements != 0 || !map.isProjectedPermutation())
+        continue;
+      // Its outer dim is a reduction loop (K), its inner one is not.
+      auto iterators = op.getIteratorTypesArray();
+      unsigned outer = cast<AffineDimExpr>(map.getResult(0)).getPosition();
+      unsigned inner = cast<AffineDimExpr>(map.getResult(1)).getPosition();
+      if (iterators[outer] == utils::IteratorType::reduction &&
+          iterators[inner] == utils::IteratorType::parallel)
+        return i;
+    }
+    return std::nullopt;
+  }
+
+  void runOnOperation() override {
+    SmallVector<linalg::LinalgOp> ops;
+    getOperation().walk([&](linalg::LinalgOp op) {
+      if (isa<linalg::MatmulOp, linalg::GenericOp>(op) && unalignedWeight(op))
+        ops.push_back(op);
+    });
+    IRRewriter rewriter(&getContext());
+    for (linalg::LinalgOp named : ops) {
+      rewriter.setInsertionPoint(named);
+      FailureOr<linalg::GenericOp> generic =
+          isa<linalg::GenericOp>(named)
+              ? FailureOr<linalg::GenericOp>(cast<linalg::GenericOp>(named))
+              : linalg::generalizeNamedOp(rewriter, named);
+      if (failed(generic))
+        continue;
+      linalg::GenericOp op = *generic;
+      unsigned input = *unalignedWeight(op);
+      OpOperand *operand = op.getDpsInputOperand(input);
+      Location loc = op.getLoc();
+      auto type = cast<RankedTensorType>(operand->get().getType());
+      rewriter.setInsertionPoint(op);
+      Value init = tensor::EmptyOp::create(
+          rewriter, loc, ArrayRef<int64_t>{type.getDimSize(1), type.getDimSize(0)},
+          type.getElementType());
+      Value transposed = linalg::TransposeOp::create(rewriter, loc, operand->get(),
+                                                     init, ArrayRef<int64_t>{1, 0})
+                             ->getResult(0);
+      // The same loops read the transposed bytes: swap the map's results.
+      SmallVector<AffineMap> maps = op.getIndexingMapsArray();
+      AffineMap map = maps[operand->getOperandNumber()];
+      maps[operand->getOperandNumber()] =
+          AffineMap::get(map.getNumDims(), 0,
+                         {map.getResult(1), map.getResult(0)}, &getContext());
+      rewriter.modifyOpInPlace(op, [&] {
+        operand->set(transposed);
+        op.setIndexingMapsAttr(rewriter.getAffineMapArrayAttr(maps));
+      });
+    }
+  }
+};
+
+} // namespace

@@ -1,0 +1,41 @@
+// RUN: kiln-opt %s --split-input-file --kiln-transpose-unaligned-weights | FileCheck %s
+
+// COM: A bf16 weight [72, 100]: rows of 100 elements cannot be copied in
+// COM: 16-byte chunks, its transpose's rows of 72 can; the contraction reads
+// COM: the transpose with the swapped map (kiln-fold-constant-transposes
+// COM: then stores it).
+// CHECK: #map = affine_map<(d0, d1, d2) -> (d0, d2)>
+// CHECK-NEXT: #map1 = affine_map<(d0, d1, d2) -> (d1, d2)>
+// CHECK-NEXT: #map2 = affine_map<(d0, d1, d2) -> (d0, d1)>
+// CHECK-LABEL: func.func @unaligned
+// CHECK: %[[T:.*]] = linalg.transpose ins(%{{.*}} : tensor<72x100xbf16>) outs(%{{.*}} : tensor<100x72xbf16>) permutation = [1, 0]
+// CHECK: linalg.generic {indexing_maps = [#map, #map1, #map2], iterator_types = ["parallel", "parallel", "reduction"]} ins(%arg0, %[[T]] : tensor<48x72xbf16>, tensor<100x72xbf16>)
+// CHECK: arith.extf
+// CHECK-NOT: linalg.matmul
+func.func @unaligned(%x: tensor<48x72xbf16>) -> tensor<48x100xf32> {
+  %w = arith.constant dense<1.0> : tensor<72x100xbf16>
+  %e = tensor.empty() : tensor<48x100xf32>
+  %z = arith.constant 0.0 : f32
+  %f = linalg.fill ins(%z : f32) outs(%e : tensor<48x100xf32>) -> tensor<48x100xf32>
+  %y = linalg.matmul ins(%x, %w : tensor<48x72xbf16>, tensor<72x100xbf16>) outs(%f : tensor<48x100xf32>) -> tensor<48x100xf32>
+  return %y : tensor<48x100xf32>
+}
+
+// -----
+
+// COM: Left alone: aligned rows (N = 96), f32 weights, and a weight whose K
+// COM: (36) would not give aligned rows either.
+// CHECK-LABEL: func.func @left_alone
+// CHECK-NOT: linalg.transpose
+// CHECK-COUNT-3: linalg.matmul
+func.func @left_alone(%x: tensor<48x72xbf16>, %y: tensor<48x72xf32>, %z: tensor<48x36xbf16>) -> (tensor<48x96xf32>, tensor<48x100xf32>, tensor<48x100xf32>) {
+  %w1 = arith.constant dense<1.0> : tensor<72x96xbf16>
+  %w2 = arith.constant dense<1.0> : tensor<72x100xf32>
+  %w3 = arith.constant dense<1.0> : tensor<36x100xbf16>
+  %e1 = tensor.empty() : tensor<48x96xf32>
+  %e2 = tensor.empty() : tensor<48x100xf32>
+  %a = linalg.matmul ins(%x, %w1 : tensor<48x72xbf16>, tensor<72x96xbf16>) outs(%e1 : tensor<48x96xf32>) -> tensor<48x96xf32>
+  %b = linalg.matmul ins(%y, %w2 : tensor<48x72xf32>, tensor<72x100xf32>) outs(%e2 : tensor<48x100xf32>) -> tensor<48x100xf32>
+  %c = linalg.matmul ins(%z, %w3 : tensor<48x36xbf16>, tensor<36x100xbf16>) outs(%e2 : tensor<48x100xf32>) -> tensor<48x100xf32>
+  return %a, %b, %c : tensor<48x96xf32>, tensor<48x100xf32>, tensor<48x100xf32>
+}
