@@ -19,6 +19,32 @@ LAUNCH = ("kiln.test_launch = {grid = array<i32: 1, 1, 1>, "
           "block = array<i32: 32, 1, 1>}")
 
 
+def accumulate(shape, a_type, b_type, row1, tf32=False):
+    """The C fragment loaded, one mma.sync, and D stored: c_i at row
+    groupID + 8*(i/2) (`%grp` or `row1`), column 2*threadID_in_group + i%2."""
+    flag = ", tf32Enabled" if tf32 else ""
+    return f"""
+      %col0 = arith.muli %tig, %c2 : index
+      %col1 = arith.addi %col0, %c1 : index
+      %x0 = memref.load %C[%grp, %col0] : memref<16x8xf32>
+      %x1 = memref.load %C[%grp, %col1] : memref<16x8xf32>
+      %x2 = memref.load %C[{row1}, %col0] : memref<16x8xf32>
+      %x3 = memref.load %C[{row1}, %col1] : memref<16x8xf32>
+      %fc = vector.from_elements %x0, %x1, %x2, %x3 : vector<2x2xf32>
+      %fd = nvgpu.mma.sync (%fa, %fb, %fc) {{mmaShape = {shape}{flag}}}
+          : ({a_type}, {b_type}, vector<2x2xf32>) -> vector<2x2xf32>
+      %d0 = vector.extract %fd[0, 0] : f32 from vector<2x2xf32>
+      %d1 = vector.extract %fd[0, 1] : f32 from vector<2x2xf32>
+      %d2 = vector.extract %fd[1, 0] : f32 from vector<2x2xf32>
+      %d3 = vector.extract %fd[1, 1] : f32 from vector<2x2xf32>
+      memref.store %d0, %D[%grp, %col0] : memref<16x8xf32>
+      memref.store %d1, %D[%grp, %col1] : memref<16x8xf32>
+      memref.store %d2, %D[{row1}, %col0] : memref<16x8xf32>
+      memref.store %d3, %D[{row1}, %col1] : memref<16x8xf32>
+      gpu.return
+    }}"""
+
+
 def mma_kernel(name, t, wrong=False):
     """D = A @ B + C for one m16n8k16 tile: A and B go global -> shared with
     cp.async, then to registers with ldmatrix (A x4; B x2 transposed), C
@@ -74,26 +100,8 @@ def mma_kernel(name, t, wrong=False):
       // C and D: c_i at row groupID + 8*(i/2), column 2*threadID_in_group + i%2.
       %grp = arith.divui %l, %c4 : index
       %tig = arith.remui %l, %c4 : index
-      %col0 = arith.muli %tig, %c2 : index
-      %col1 = arith.addi %col0, %c1 : index
-      %row1 = arith.addi %grp, %c8 : index
-      %x0 = memref.load %C[%grp, %col0] : memref<16x8xf32>
-      %x1 = memref.load %C[%grp, %col1] : memref<16x8xf32>
-      %x2 = memref.load %C[%row1, %col0] : memref<16x8xf32>
-      %x3 = memref.load %C[%row1, %col1] : memref<16x8xf32>
-      %fc = vector.from_elements %x0, %x1, %x2, %x3 : vector<2x2xf32>
-      %fd = nvgpu.mma.sync (%fa, %fb, %fc) {{mmaShape = [16, 8, 16]}}
-          : (vector<4x2x{t}>, vector<2x2x{t}>, vector<2x2xf32>) -> vector<2x2xf32>
-      %d0 = vector.extract %fd[0, 0] : f32 from vector<2x2xf32>
-      %d1 = vector.extract %fd[0, 1] : f32 from vector<2x2xf32>
-      %d2 = vector.extract %fd[1, 0] : f32 from vector<2x2xf32>
-      %d3 = vector.extract %fd[1, 1] : f32 from vector<2x2xf32>
-      memref.store %d0, %D[%grp, %col0] : memref<16x8xf32>
-      memref.store %d1, %D[%grp, %col1] : memref<16x8xf32>
-      memref.store %d2, %D[%row1, %col0] : memref<16x8xf32>
-      memref.store %d3, %D[%row1, %col1] : memref<16x8xf32>
-      gpu.return
-    }}"""
+      %row1 = arith.addi %grp, %c8 : index""" + accumulate(
+        "[16, 8, 16]", f"vector<4x2x{t}>", f"vector<2x2x{t}>", "%row1")
 
 
 TF32_KERNEL = f"""
@@ -118,26 +126,8 @@ TF32_KERNEL = f"""
       %fa = vector.from_elements %a0, %a1, %a2, %a3 : vector<4x1xf32>
       %b0 = memref.load %B[%tig, %grp] : memref<8x8xf32>
       %b1 = memref.load %B[%t4, %grp] : memref<8x8xf32>
-      %fb = vector.from_elements %b0, %b1 : vector<2x1xf32>
-      %col0 = arith.muli %tig, %c2 : index
-      %col1 = arith.addi %col0, %c1 : index
-      %x0 = memref.load %C[%grp, %col0] : memref<16x8xf32>
-      %x1 = memref.load %C[%grp, %col1] : memref<16x8xf32>
-      %x2 = memref.load %C[%g8, %col0] : memref<16x8xf32>
-      %x3 = memref.load %C[%g8, %col1] : memref<16x8xf32>
-      %fc = vector.from_elements %x0, %x1, %x2, %x3 : vector<2x2xf32>
-      %fd = nvgpu.mma.sync (%fa, %fb, %fc) {{mmaShape = [16, 8, 8], tf32Enabled}}
-          : (vector<4x1xf32>, vector<2x1xf32>, vector<2x2xf32>) -> vector<2x2xf32>
-      %d0 = vector.extract %fd[0, 0] : f32 from vector<2x2xf32>
-      %d1 = vector.extract %fd[0, 1] : f32 from vector<2x2xf32>
-      %d2 = vector.extract %fd[1, 0] : f32 from vector<2x2xf32>
-      %d3 = vector.extract %fd[1, 1] : f32 from vector<2x2xf32>
-      memref.store %d0, %D[%grp, %col0] : memref<16x8xf32>
-      memref.store %d1, %D[%grp, %col1] : memref<16x8xf32>
-      memref.store %d2, %D[%g8, %col0] : memref<16x8xf32>
-      memref.store %d3, %D[%g8, %col1] : memref<16x8xf32>
-      gpu.return
-    }}"""
+      %fb = vector.from_elements %b0, %b1 : vector<2x1xf32>""" + accumulate(
+    "[16, 8, 8]", "vector<4x1xf32>", "vector<2x1xf32>", "%g8", tf32=True)
 
 
 def ldmatrix_kernel(name, transpose, tiles):

@@ -77,6 +77,59 @@ inline void addRef(artifact::Launch *launch, artifact::BufferRef::Kind kind,
   r->set_size(size);
 }
 
+/// Appends a dim expression to `entry`'s dim program; returns its index.
+inline uint32_t addDimExpr(artifact::EntryPoint *entry,
+                           artifact::DimExpr::Op op, int64_t value,
+                           uint32_t lhs = 0, uint32_t rhs = 0) {
+  artifact::DimExpr *e = entry->add_dim_exprs();
+  e->set_op(op);
+  e->set_value(value);
+  e->set_lhs(lhs);
+  e->set_rhs(rhs);
+  return static_cast<uint32_t>(entry->dim_exprs_size() - 1);
+}
+
+/// Symbolic dim `name` in min..max of `entry`, and the expression that
+/// reads it (a SYMBOL): its index.
+inline uint32_t addSymbolicDim(artifact::EntryPoint *entry, const char *name,
+                               int64_t min, int64_t max) {
+  auto *dim = entry->add_dims();
+  dim->set_name(name);
+  dim->set_min(min);
+  dim->set_max(max);
+  return addDimExpr(entry, artifact::DimExpr::SYMBOL,
+                    entry->dims_size() - 1);
+}
+
+/// An f32 tensor [n, inner...] whose first dim is expression `n`.
+inline void addSymbolicSpec(artifact::TensorSpec *spec, const char *name,
+                            uint32_t n, std::initializer_list<int64_t> inner) {
+  spec->set_name(name);
+  spec->set_dtype(artifact::F32);
+  spec->add_shape(-1);
+  spec->add_dim_exprs(static_cast<int32_t>(n));
+  for (int64_t d : inner) {
+    spec->add_shape(d);
+    spec->add_dim_exprs(-1);
+  }
+}
+
+/// Loads `bytes` into `*module` and creates a session on `device` in
+/// `*session`; returns the error message, or "".
+inline std::string openSession(const std::string &bytes, const char *device,
+                               kiln_module **module, kiln_session **session) {
+  if (kiln_status s =
+          kiln_module_load_memory(bytes.data(), bytes.size(), module)) {
+    std::string message = kiln_status_message(s);
+    kiln_status_free(s);
+    return message;
+  }
+  kiln_status s = kiln_session_create(*module, device, session);
+  std::string message = s ? kiln_status_message(s) : "";
+  kiln_status_free(s);
+  return message;
+}
+
 /// A rank-1 f32 tensor of `n` elements over `data`.
 inline kiln_tensor vectorF32(float *data, int64_t n) {
   kiln_tensor t;

@@ -130,16 +130,7 @@ protected:
 
   /// Loads `bytes` and creates a cuda:0 session; returns the error or "".
   std::string open(const std::string &bytes) {
-    if (kiln_status s =
-            kiln_module_load_memory(bytes.data(), bytes.size(), &module)) {
-      std::string message = kiln_status_message(s);
-      kiln_status_free(s);
-      return message;
-    }
-    kiln_status s = kiln_session_create(module, "cuda:0", &session);
-    std::string message = s ? kiln_status_message(s) : "";
-    kiln_status_free(s);
-    return message;
+    return kiln::test::openSession(bytes, "cuda:0", &module, &session);
   }
 
   std::string run(float x0, float *y, bool async = false) {
@@ -647,27 +638,12 @@ std::string symbolicArtifact(int64_t minN = 1) {
   sections.push_back({"ptx.sm_80", kiln::artifact::PTX, "sm_80", ""});
   auto *entry = m.add_entry_points();
   entry->set_name("main");
-  auto *dim = entry->add_dims();
-  dim->set_name("n");
-  dim->set_min(minN);
-  dim->set_max(8);
-  auto expr = [&](DimExpr::Op op, int64_t value, uint32_t l = 0,
-                  uint32_t r = 0) {
-    DimExpr *e = entry->add_dim_exprs();
-    e->set_op(op);
-    e->set_value(value);
-    e->set_lhs(l);
-    e->set_rhs(r);
-    return static_cast<uint32_t>(entry->dim_exprs_size() - 1);
-  };
-  uint32_t n = expr(DimExpr::SYMBOL, 0);
-  uint32_t bytes = expr(DimExpr::MUL, 0, n, expr(DimExpr::CONST, 4));
-  for (auto *spec : {entry->add_inputs(), entry->add_outputs()}) {
-    spec->set_name(spec == &entry->inputs(0) ? "x" : "y");
-    spec->set_dtype(kiln::artifact::F32);
-    spec->add_shape(-1);
-    spec->add_dim_exprs(n);
-  }
+  using kiln::test::addDimExpr;
+  uint32_t n = kiln::test::addSymbolicDim(entry, "n", minN, 8);
+  uint32_t bytes = addDimExpr(entry, DimExpr::MUL, 0, n,
+                              addDimExpr(entry, DimExpr::CONST, 4));
+  kiln::test::addSymbolicSpec(entry->add_inputs(), "x", n, {});
+  kiln::test::addSymbolicSpec(entry->add_outputs(), "y", n, {});
   Launch *add = entry->add_launches();
   add->set_kind(Launch::KERNEL);
   add->set_kernel(0);

@@ -723,7 +723,8 @@ CUresult launch(void *function, const unsigned grid[3], const unsigned block[3],
   });
 }
 
-// CUlaunchConfig and CUlaunchAttribute as cuda.h lays them out.
+// CUlaunchConfig and CUlaunchAttribute as cuda.h lays them out: the mock's
+// own copy, not the runtime's, so that a layout mistake in either shows.
 struct LaunchAttribute {
   int id;
   char pad[4];
