@@ -28,6 +28,7 @@ import onnxruntime as ort
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
+from test_gemm_mma_sync import build as gemm_case  # noqa: E402
 from test_ops import CASES  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -71,6 +72,32 @@ def cases():
     for name in sorted(CASES):
         model, inputs = CASES[name]
         yield "op_" + name, model, inputs, False
+    # The tensor-core GEMM (gemm-mma-sync) on every shape the e2e tests give
+    # it, and the transformer fixtures, at --precision (PRECISION below).
+    for kind in TENSOR_CORE_KINDS:
+        graph, inputs, _ = gemm_case(kind, np.random.default_rng(len(kind)))
+        model = onnx.helper.make_model(
+            graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+        for precision in ("bf16", "fp16"):
+            yield f"tc_{kind}_{precision}", model, inputs, kind == "large"
+    for name in ("gpt2", "bert", "llama"):
+        folder = os.path.join(ROOT, "test", "fixtures", "transformers", name)
+        inputs = {os.path.basename(p)[3:-4]: np.load(os.path.join(folder, p))
+                  for p in sorted(os.listdir(folder)) if p.startswith("in_")}
+        yield (f"{name}_bf16", onnx.load(os.path.join(folder, "model.onnx")),
+               inputs, False)
+
+
+TENSOR_CORE_KINDS = ["aligned", "edges", "trans_a", "trans_b", "batched",
+                     "broadcast", "heads", "unaligned_n", "large"]
+
+
+def precision_of(name):
+    """The --precision a case is compiled with (its name says it)."""
+    for precision in ("bf16", "fp16"):
+        if name.endswith("_" + precision):
+            return precision
+    return "fp32"
 
 
 def main():
@@ -97,6 +124,7 @@ def main():
         subprocess.run([args.kiln, "compile", os.path.join(folder, "model.onnx"),
                         "--target", args.target, "--embed-kernel-ir",
                         "-o", os.path.join(folder, "model.kiln"),
+                        "--precision", precision_of(name),
                         *FLAGS.get(name, [])],
                        check=True, capture_output=True)
         session = ort.InferenceSession(os.path.join(folder, "model.onnx"),
@@ -115,7 +143,8 @@ def main():
                 np.save(os.path.join(folder, cycle[-1], f"in_{key}.npy"), value)
         with open(os.path.join(folder, "case.json"), "w") as f:
             json.dump({"inputs": sorted(inputs), "outputs": names,
-                       "bench": bench, "cycle": cycle}, f)
+                       "bench": bench, "cycle": cycle,
+                       "precision": precision_of(name)}, f)
     archive = out + ".tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(out, arcname=os.path.basename(out))

@@ -37,6 +37,10 @@ TOLERANCES = {
     np.dtype(np.float32): (1e-4, 1e-5),
     np.dtype(np.float16): (1e-2, 1e-3),
 }
+# A case compiled with --precision (case.json "precision") against its f32
+# reference: max |got - want| / max |want| at most five units of roundoff of
+# the operand type (test/e2e/conftest.py's PRECISION_TOLERANCES).
+PRECISION_TOLERANCES = {"bf16": 5 * 2.0 ** -8, "fp16": 5 * 2.0 ** -11}
 
 
 class CaseResult:
@@ -82,13 +86,18 @@ def last_line(text):
     return lines[-1].strip() if lines else ""
 
 
-def compare(name, got, want):
+def compare(name, got, want, precision="fp32"):
     """(max error, problem or None) of one output."""
     if got.shape != want.shape or got.dtype != want.dtype:
         return None, f"{name}: {got.dtype}{got.shape} != {want.dtype}{want.shape}"
     if not want.size:
         return 0.0, None
     error = float(np.nanmax(np.abs(got.astype(np.float64) - want.astype(np.float64))))
+    if precision in PRECISION_TOLERANCES:
+        scale = float(np.nanmax(np.abs(want.astype(np.float64)))) or 1.0
+        normwise = error / scale
+        return error, None if normwise <= PRECISION_TOLERANCES[precision] else (
+            f"{name} differs at {precision} (normwise error {normwise:.3g})")
     tolerance = TOLERANCES.get(want.dtype)
     if tolerance is None:
         same = np.array_equal(got, want)
@@ -132,7 +141,8 @@ def run_case(command, folder, spec, device, out, repeat, timeout, kernels=None):
         got_path = os.path.join(out, f"{name}.npy")
         if not os.path.exists(got_path):
             return CaseResult("ERROR", f"the runner wrote no {name}.npy", ms=ms)
-        error, problem = compare(name, np.load(got_path), want)
+        error, problem = compare(name, np.load(got_path), want,
+                                 spec.get("precision", "fp32"))
         if error is not None:
             worst = max(worst, error)
         if problem:

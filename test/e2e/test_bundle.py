@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import KILN, ROOT, TOLERANCES
+from conftest import KILN, PRECISION_TOLERANCES, ROOT, TOLERANCES
 from test_cuda import needs_ptxas
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -37,13 +37,15 @@ def test_bundle_runner_passes_under_the_simulator(tmp_path):
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_bundle.py"),
                     str(bundle), "--kiln", KILN, "--only", "fixture_mlp",
                     "fixture_attention", "op_gemm_all_attrs", "op_softmax11_flatten",
-                    "bert_dynamic_2x11"],
+                    "bert_dynamic_2x11", "tc_aligned_bf16", "tc_unaligned_n_fp16",
+                    "gpt2_bf16"],
                    check=True, capture_output=True)
     assert os.path.getsize(str(bundle) + ".tar.gz") < 60 * 1024 * 1024
     result = subprocess.run([sys.executable, str(bundle / "run.py"), "--kiln", KILN,
                              "--device", "sim"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed, 0 failed" in result.stdout
+    assert "8 passed, 0 failed" in result.stdout
+    assert "tc_aligned_bf16" in result.stdout and "gpt2_bf16" in result.stdout
     assert "fixture_attention" in result.stdout
     assert "bert_dynamic_2x11" in result.stdout
 
@@ -95,6 +97,7 @@ def test_bundle_runner_tolerances_are_the_e2e_tests():
     for dtype, tolerance in TOLERANCES.items():
         assert run.TOLERANCES[dtype] == (tolerance["rtol"], tolerance["atol"])
     assert np.dtype(np.int64) not in run.TOLERANCES  # integers match exactly
+    assert run.PRECISION_TOLERANCES == PRECISION_TOLERANCES
 
 
 @needs_ptxas
