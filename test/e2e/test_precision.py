@@ -75,3 +75,30 @@ def test_an_unknown_precision_is_refused(tmp_path):
     assert result.returncode == 1
     assert "--precision fp8 is not one of fp32, fp16, bf16" in result.stderr
     assert not (tmp_path / "m.kiln").exists()
+
+
+@pytest.mark.parametrize("target,device", [("cpu", "cpu"),
+                                           ("cuda:sm_80,sm_90a", "sim")])
+def test_narrow_precision_with_symbolic_dims(target, device, tmp_path):
+    """One bf16 artifact for batch 1..2 and sequence 1..16, run at 2x11."""
+    path = os.path.join(FIXTURES, "transformers", "bert", "model_dynamic.onnx")
+    rng = np.random.default_rng(3)
+    mask = np.ones((2, 11), dtype=np.int64)
+    mask[0, 8:] = 0
+    inputs = {"input_ids": rng.integers(0, 256, (2, 11), dtype=np.int64),
+              "attention_mask": mask,
+              "token_type_ids": rng.integers(0, 2, (2, 11), dtype=np.int64)}
+    artifact = str(tmp_path / "bert.kiln")
+    kiln("compile", path, "-o", artifact, "--target", target, "--precision",
+         "bf16", "--dim", "batch=1..2", "--dim", "sequence=1..16",
+         "--embed-kernel-ir")
+    args = ["run", artifact, "--device", device, "--output-dir", str(tmp_path / "out")]
+    for name, value in inputs.items():
+        np.save(tmp_path / f"{name}.npy", value)
+        args += ["--input", f"{name}=@{tmp_path / (name + '.npy')}"]
+    kiln(*args)
+    want = run_reference(path, inputs)["output"]
+    got = np.load(tmp_path / "out" / "output.npy")
+    assert got.shape == want.shape == (2, 11, want.shape[-1])
+    error = normwise_error(got, want)
+    assert 1e-6 < error <= PRECISION_TOLERANCES["bf16"], error
