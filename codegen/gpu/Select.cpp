@@ -104,14 +104,21 @@ private:
       return nullptr;
     return gemmSimtConfig();
   }
-  /// Tensor-core tiles: 128x128x32 over 2x2 warps when the output has
-  /// enough of them to fill the SMs, else 64x64x32 (four times as many
-  /// blocks); 3 stages, which keeps the ring in the 48 KiB of static shared
-  /// memory a block gets everywhere.
+  /// Tensor-core tiles: the largest square tile of 128, 64 or 32 whose
+  /// blocks fill the SMs (at least one block each), else 32 (the most
+  /// blocks), so a small output does not leave most SMs idle; 2x2 warps
+  /// and 3 stages (the ring fits the 48 KiB of static shared memory).
   DictionaryAttr gemmMmaSync(std::array<int64_t, 3> shape) {
     auto [m, n, batch] = shape;
-    int64_t bigTiles = llvm::divideCeil(m, 128) * llvm::divideCeil(n, 128) * batch;
-    int64_t tile = bigTiles >= int64_t(facts.smCount) ? 128 : 64;
+    int64_t tile = 32;
+    for (int64_t candidate : {128, 64}) {
+      int64_t blocks = llvm::divideCeil(m, candidate) *
+                       llvm::divideCeil(n, candidate) * batch;
+      if (blocks >= int64_t(facts.smCount)) {
+        tile = candidate;
+        break;
+      }
+    }
     constexpr int64_t kBk = 32, kStages = 3;
     int64_t bytes = kStages * 2 * tile * kBk * 2;
     if (bytes > facts.sharedBytesPerBlock || bytes > 48 * 1024)

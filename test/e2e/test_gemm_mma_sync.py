@@ -33,11 +33,13 @@ def build(kind, rng):
     """(model, inputs, reference(precision)) for one contraction shape."""
     f = TensorProto.FLOAT
     vi = helper.make_tensor_value_info
-    if kind in ("aligned", "edges", "large", "unaligned_n"):
+    if kind in ("aligned", "edges", "mid", "large", "unaligned_n"):
         # unaligned_n: a weight whose rows (N = 100) cannot be copied in
-        # 16-byte chunks; the cuda target stores it [N, K] instead.
+        # 16-byte chunks; the cuda target stores it [N, K] instead. mid and
+        # large fill the SMs with 64x64 and 128x128 tiles.
         m, k, n = {"aligned": (64, 128, 96), "edges": (40, 72, 24),
-                   "large": (1536, 32, 1536), "unaligned_n": (48, 72, 100)}[kind]
+                   "mid": (704, 32, 704), "large": (1536, 32, 1536),
+                   "unaligned_n": (48, 72, 100)}[kind]
         w = rng.standard_normal((k, n)).astype(np.float32)
         graph = helper.make_graph(
             [helper.make_node("MatMul", ["x", "w"], ["y"])], kind,
@@ -103,15 +105,18 @@ def mma_kernels(artifact):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("kind", ["aligned", "edges", "trans_a", "trans_b",
                                   "batched", "broadcast", "heads",
-                                  "unaligned_n", "large"])
+                                  "unaligned_n", "mid", "large"])
 def test_gemm_mma_sync_under_the_simulator(kind, precision, tmp_path):
-    if kind == "large" and precision == "fp16":
-        pytest.skip("one precision of the 128x128 tile is enough")
+    if kind in ("mid", "large") and precision == "fp16":
+        pytest.skip("one precision of the 64x64 and 128x128 tiles is enough")
     artifact, inputs, reference = compile_case(kind, precision, tmp_path)
     _, kernels = mma_kernels(artifact)
     assert len(kernels) == 1, "the contraction did not take gemm-mma-sync"
     config = kernels[0]["config"]
-    assert config["tile"] == ([128, 128, 32] if kind == "large" else [64, 64, 32])
+    # The largest tile whose blocks fill the SMs (108 on the A100, the
+    # fewest of the two architectures), else the smallest.
+    tile = {"large": 128, "mid": 64}.get(kind, 32)
+    assert config["tile"] == [tile, tile, 32]
     assert config["warps"] == [2, 2] and config["stages"] == 3
     args = ["run", artifact, "--device", "sim", "--output-dir", str(tmp_path / "out")]
     for name, value in inputs.items():

@@ -143,12 +143,12 @@ func.func @attention(%q: tensor<1x2x8x16xf32>, %k: tensor<1x2x8x16xf32>, %v: ten
 // -----
 
 // COM: bf16 operands summed in f32 (--precision bf16) on architectures that
-// COM: all have mma.sync: gemm-mma-sync, 64x64x32 tiles when 128x128 ones
-// COM: would leave SMs idle (a 4x4 grid of them here), 128x128x32 when there
-// COM: are at least as many as the SMs (12x12 = 144 >= 108). The CPU
-// COM: computes them with its own GEMM.
+// COM: all have mma.sync: gemm-mma-sync with the largest square tile whose
+// COM: blocks fill the SMs (108 on the A100): 512x512 has 16 blocks of 128
+// COM: and 64 of 64, too few, so 32x32x32 (256 blocks); 1536x1536 has 144
+// COM: of 128. The CPU computes them with its own GEMM.
 // CUDA-LABEL: func.func @tensor_core_gemms
-// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 3 : i64, strategy = "gemm-mma-sync", tile = array<i64: 64, 64, 32>, warps = array<i64: 2, 2>}}
+// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 3 : i64, strategy = "gemm-mma-sync", tile = array<i64: 32, 32, 32>, warps = array<i64: 2, 2>}}
 // CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 3 : i64, strategy = "gemm-mma-sync", tile = array<i64: 128, 128, 32>, warps = array<i64: 2, 2>}}
 // CPU-LABEL: func.func @tensor_core_gemms
 // CPU-COUNT-2: strategy = "cpu-gemm"
