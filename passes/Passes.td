@@ -42,7 +42,7 @@ def KilnConvertPrecision : Pass<"kiln-convert-precision", "mlir::func::FuncOp"> 
   let description = [{
     Every f32 `kiln.matmul` becomes a matmul of f16 or bf16 operands that
     accumulates in f32 (`acc_type = f32`), as tensor cores do, rounding its
-    result to the narrow type once; an `arith`-free elementwise extension
+    result to the narrow type once; an elementwise extension
     gives its users f32 again, so softmax, normalization statistics and
     everything else still compute in f32, and the model's inputs and outputs
     keep their types. Weights are converted here, once: a constant operand
