@@ -32,6 +32,7 @@
 
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/Sequence.h"
 
 namespace kiln {
@@ -321,6 +322,48 @@ Value swizzle(Ix &ix, Value row, Value chunk, int64_t chunks) {
   return ix.xorI(chunk, pattern);
 }
 
+/// The elementwise generic that kiln-gpu-fuse-epilogues put after `op`
+/// in its kernel: the contraction's output is a temporary that only the
+/// contraction (and a fill of it), this generic and deallocations use.
+linalg::GenericOp fusedEpilogue(linalg::LinalgOp op) {
+  Value acc = op.getDpsInitOperand(0)->get();
+  if (!acc.getDefiningOp<memref::AllocOp>())
+    return nullptr;
+  linalg::GenericOp epilogue;
+  for (Operation *user : acc.getUsers()) {
+    if (user == op.getOperation() || isa<memref::DeallocOp>(user))
+      continue;
+    if (auto fill = dyn_cast<linalg::FillOp>(user);
+        fill && fill->getNextNode() == op.getOperation())
+      continue;
+    auto generic = dyn_cast<linalg::GenericOp>(user);
+    if (!generic || epilogue || generic->getBlock() != op->getBlock() ||
+        !op->isBeforeInBlock(generic))
+      return nullptr;
+    epilogue = generic;
+  }
+  if (!epilogue || !epilogueAccepts(epilogue, acc) ||
+      !epilogue.hasPureBufferSemantics())
+    return nullptr;
+  return epilogue;
+}
+
+/// Whether two adjacent elements of `buffer` along the loop `inner` can
+/// move as one aligned vector: `map`'s innermost result is that loop, the
+/// innermost stride is 1, and the other strides and the offset are even.
+bool pairable(Value buffer, AffineMap map, unsigned inner) {
+  auto type = dyn_cast<MemRefType>(buffer.getType());
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (!type || innermostLoop(map) != inner ||
+      failed(type.getStridesAndOffset(strides, offset)) ||
+      strides.back() != 1 || ShapedType::isDynamic(offset) || offset % 2)
+    return false;
+  return llvm::all_of(ArrayRef<int64_t>(strides).drop_back(), [](int64_t s) {
+    return !ShapedType::isDynamic(s) && s % 2 == 0;
+  });
+}
+
 struct KilnGpuGemmMmaSyncPass final
     : kiln::impl::KilnGpuGemmMmaSyncBase<KilnGpuGemmMmaSyncPass> {
   using Base::Base;
@@ -436,6 +479,10 @@ struct KilnGpuGemmMmaSyncPass final
         fillValue = fill.getInputs().front();
         fill.erase();
       }
+    // A fused epilogue needs the accumulators' initial value from a
+    // constant fill: the temporary it replaces is never read.
+    linalg::GenericOp epilogue = fillValue ? fusedEpilogue(op) : nullptr;
+    Value temporary = out->get();
 
     auto shared = gpu::AddressSpaceAttr::get(
         op.getContext(), gpu::GPUDialect::getWorkgroupAddressSpace());
@@ -618,54 +665,143 @@ struct KilnGpuGemmMmaSyncPass final
       scf::YieldOp::create(kb, loc, accs);
     }
 
-    // Epilogue: the accumulators to the output, guarded at the edges. A
-    // lane's two elements of a row are adjacent columns: where the output's
-    // innermost dimension is N (contiguous, N even, so a pair never
-    // straddles the edge) they leave as one 8-byte store, and a quad of
-    // lanes fills a 32-byte sector.
-    auto outType = cast<MemRefType>(out->get().getType());
-    SmallVector<int64_t> outStrides;
-    int64_t outOffset;
+    // Epilogue: the accumulators to the output, guarded at the edges, or
+    // through the fused elementwise generic (bias, activation, residual,
+    // cast) to its output. A lane's two elements of a row are adjacent
+    // columns: where the destination's innermost dimension is N
+    // (contiguous, N even, so a pair never straddles the edge) they leave
+    // as one 8-byte (f32) or 4-byte (16-bit) store, and a quad of lanes
+    // fills a 32-byte sector; the epilogue's other operands are read in
+    // pairs where their layout allows.
+    Value dest = out->get();
+    AffineMap destMap = outMap;
+    // The epilogue's loops are the output's dims, in order.
+    auto epilogueLoops = [&](ArrayRef<Value> loops) {
+      SmallVector<Value> result;
+      for (unsigned i = 0; i < outMap.getNumResults(); ++i)
+        result.push_back(loops[outMap.getDimPosition(i)]);
+      return result;
+    };
+    unsigned destInner = shape.n;
+    if (epilogue) {
+      dest = epilogue.getDpsInitOperand(0)->get();
+      destMap = epilogue.getMatchingIndexingMap(epilogue.getDpsInitOperand(0));
+      destInner = outMap.getNumResults() - 1;
+    }
     bool pairs = N % 2 == 0 && innermostLoop(outMap) == shape.n &&
-                 succeeded(outType.getStridesAndOffset(outStrides, outOffset)) &&
-                 outStrides.back() == 1;
+                 pairable(dest, destMap, destInner);
+    // The values to store for `count` adjacent accumulator elements at
+    // `loops` (the first of them).
+    auto finish = [&](OpBuilder &sb, ArrayRef<Value> loops,
+                      SmallVector<Value> accs) -> SmallVector<Value> {
+      if (!epilogue)
+        return accs;
+      Ix sx{sb, loc};
+      SmallVector<Value> eLoops = epilogueLoops(loops);
+      SmallVector<SmallVector<Value>> operands(accs.size());
+      for (OpOperand *input : epilogue.getDpsInputOperands()) {
+        if (input->get() == temporary) {
+          for (auto [i, acc] : llvm::enumerate(accs))
+            operands[i].push_back(acc);
+          continue;
+        }
+        AffineMap map = epilogue.getMatchingIndexingMap(input);
+        Type type = getElementTypeOrSelf(input->get().getType());
+        if (accs.size() == 2 &&
+            pairable(input->get(), map, eLoops.size() - 1)) {
+          Value pair = vector::LoadOp::create(
+              sb, loc, VectorType::get({2}, type), input->get(),
+              indicesFor(sb, loc, map, eLoops));
+          for (int64_t i = 0; i < 2; ++i)
+            operands[i].push_back(vector::ExtractOp::create(
+                sb, loc, pair, ArrayRef<int64_t>{i}));
+          continue;
+        }
+        for (size_t i = 0; i < accs.size(); ++i) {
+          SmallVector<Value> at(eLoops);
+          at.back() = sx.add(at.back(), int64_t(i));
+          operands[i].push_back(memref::LoadOp::create(
+              sb, loc, input->get(), indicesFor(sb, loc, map, at)));
+        }
+      }
+      SmallVector<Value> results;
+      Block *body = epilogue.getBlock();
+      for (SmallVector<Value> &values : operands) {
+        IRMapping mapping;
+        for (auto [arg, value] : llvm::zip(body->getArguments(), values))
+          mapping.map(arg, value);
+        for (Operation &bodyOp : body->without_terminator())
+          sb.clone(bodyOp, mapping);
+        results.push_back(
+            mapping.lookup(body->getTerminator()->getOperand(0)));
+      }
+      return results;
+    };
+    auto destIndices = [&](OpBuilder &sb, ArrayRef<Value> loops) {
+      return epilogue ? indicesFor(sb, loc, destMap, epilogueLoops(loops))
+                      : indicesFor(sb, loc, destMap, loops);
+    };
+    Type destElement = getElementTypeOrSelf(dest.getType());
     for (int64_t i = 0; pairs && i < mt; ++i)
       for (int64_t j = 0; j < nt; ++j)
         for (int64_t half = 0; half < 2; ++half) {
           Value inside;
           SmallVector<Value> loops = outAt(ix, i, j, 2 * half, inside);
-          Value v = vector::ExtractOp::create(
-              in, loc, kLoop.getResult(i * nt + j), ArrayRef<int64_t>{half});
           OpBuilder sb = scf::IfOp::create(in, loc, inside, false)
                              .getThenBodyBuilder();
-          vector::StoreOp::create(sb, loc, v, out->get(),
-                                  indicesFor(sb, loc, outMap, loops));
+          SmallVector<Value> accs;
+          for (int64_t e = 0; e < 2; ++e)
+            accs.push_back(vector::ExtractOp::create(
+                sb, loc, kLoop.getResult(i * nt + j),
+                ArrayRef<int64_t>{half, e}));
+          SmallVector<Value> values = finish(sb, loops, accs);
+          Value v = vector::FromElementsOp::create(
+              sb, loc, VectorType::get({2}, destElement), values);
+          vector::StoreOp::create(sb, loc, v, dest, destIndices(sb, loops));
         }
     for (int64_t i = 0; !pairs && i < mt; ++i)
       for (int64_t j = 0; j < nt; ++j)
         for (int64_t e = 0; e < 4; ++e) {
           Value inside;
           SmallVector<Value> loops = outAt(ix, i, j, e, inside);
-          Value v = vector::ExtractOp::create(
-              in, loc, kLoop.getResult(i * nt + j),
-              ArrayRef<int64_t>{e / 2, e % 2});
           OpBuilder sb = scf::IfOp::create(in, loc, inside, false)
                              .getThenBodyBuilder();
-          memref::StoreOp::create(sb, loc, v, out->get(),
-                                  indicesFor(sb, loc, outMap, loops));
+          Value v = vector::ExtractOp::create(
+              sb, loc, kLoop.getResult(i * nt + j),
+              ArrayRef<int64_t>{e / 2, e % 2});
+          memref::StoreOp::create(sb, loc, finish(sb, loops, {v}).front(),
+                                  dest, destIndices(sb, loops));
         }
     gpu::TerminatorOp::create(in, loc);
     op.erase();
+    // The epilogue and the temporary go once every op of the kernel has
+    // been seen (applyStrategy holds them).
+    if (epilogue)
+      fused.push_back({epilogue, temporary});
     return true;
   }
 
+  /// Epilogues applied in registers, and the temporaries they read.
+  SmallVector<std::pair<linalg::GenericOp, Value>> fused;
+
   void runOnOperation() override {
+    fused.clear();
     if (failed(applyStrategy<linalg::LinalgOp>(
             getOperation(), kGemmMmaSync,
             [&](linalg::LinalgOp op, const StrategyConfig &config) {
+              if (llvm::any_of(fused, [&](auto &f) {
+                    return f.first.getOperation() == op.getOperation();
+                  }))
+                return FailureOr<bool>(true);
               return rewrite(op, config);
             })))
-      signalPassFailure();
+      return signalPassFailure();
+    for (auto [epilogue, temporary] : fused) {
+      epilogue.erase();
+      for (Operation *user : llvm::make_early_inc_range(temporary.getUsers()))
+        user->erase(); // deallocations
+      temporary.getDefiningOp()->erase();
+    }
   }
 };
 

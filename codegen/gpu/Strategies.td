@@ -53,6 +53,21 @@ def KilnGpuGemmMmaSync : Pass<"kiln-gpu-gemm-mma-sync", "mlir::func::FuncOp"> {
                            "mlir::vector::VectorDialect", "mlir::nvgpu::NVGPUDialect"];
 }
 
+def KilnGpuFuseEpilogues : Pass<"kiln-gpu-fuse-epilogues", "mlir::func::FuncOp"> {
+  let summary = "move a GEMM's elementwise consumer into the GEMM's dispatch (a fused epilogue)";
+  let description = [{
+    Runs on dispatch IR after kiln-select-strategies. A dispatch whose
+    strategy applies epilogues in registers (`gemm-mma-sync`) and whose one
+    result has one user, a dispatch holding a single elementwise generic
+    that reads it with the identity map (bias, GELU, SiLU, residual add,
+    scale, cast: `epilogueAccepts`), becomes one dispatch with both bodies,
+    at the consumer's place, with the GEMM's configuration. The strategy
+    then evaluates the generic's body on the accumulators before the store,
+    so the f32 product never goes to memory.
+  }];
+  let dependentDialects = ["kiln::KilnDialect", "mlir::linalg::LinalgDialect"];
+}
+
 def KilnGpuElementwise : Pass<"kiln-gpu-elementwise", "mlir::func::FuncOp"> {
   let summary = "GPU elementwise strategy: vector_width elements per thread, vector accesses";
   let description = [{

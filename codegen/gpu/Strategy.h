@@ -137,6 +137,11 @@ bool rowReduceAccepts(mlir::linalg::LinalgOp op);
 /// An all-parallel generic with static loops, an innermost extent that is
 /// a multiple of `vectorWidth`, an identity-mapped output and no i1.
 bool elementwiseAccepts(mlir::linalg::LinalgOp op, int64_t vectorWidth);
+/// An elementwise generic a GEMM strategy can apply to its accumulators
+/// before the store (a fused epilogue): all-parallel, static, one output
+/// with the identity map whose old value it does not read, a scalar body,
+/// maps of dims or constant 0, and `acc` read once, with the identity map.
+bool epilogueAccepts(mlir::linalg::GenericOp consumer, mlir::Value acc);
 
 /// The configuration for a dispatch whose root is `root`, for the
 /// architectures whose common facts are `facts`.

@@ -49,6 +49,13 @@ void BlockRunner::countAccesses(bool shared) {
     if (!shared) {
       llvm::DenseSet<uint64_t> sectors;
       for (size_t i = first; i < last; ++i) {
+        const Access &a = accesses[i];
+        std::unordered_set<uint64_t> &unique = stats->uniqueSectors[a.base];
+        for (uint64_t s = a.offset / kSector;
+             s <= (a.offset + a.bytes - 1) / kSector; ++s)
+          unique.insert(s);
+      }
+      for (size_t i = first; i < last; ++i) {
         // Sectors are counted from each buffer's start, which is 64-byte
         // aligned on the GPU (allocations, arena offsets, weights); the
         // host copies the simulator runs on need not be.
@@ -61,8 +68,6 @@ void BlockRunner::countAccesses(bool shared) {
       }
       ++stats->globalRequests;
       stats->globalSectors += sectors.size();
-      for (uint64_t s : sectors)
-        stats->uniqueSectors.insert(s);
     } else {
       unsigned width = 4;
       for (size_t i = first; i < last; ++i)

@@ -16,6 +16,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -42,9 +43,11 @@ struct SimStats {
   uint64_t threadOps = 0;   // ops executed, summed over threads
   // Global memory, per warp-level instruction: the 32-byte sectors its
   // active lanes touch (what moves between L2/DRAM and the SM), and the
-  // bytes they asked for; uniqueSectors is every sector touched at all.
+  // bytes they asked for; uniqueSectors is every sector touched at all,
+  // per buffer (keyed by its base address), so that a sample scaled to the
+  // grid can be capped at each buffer's size.
   uint64_t globalRequests = 0, globalSectors = 0, globalBytes = 0;
-  std::unordered_set<uint64_t> uniqueSectors;
+  std::unordered_map<const void *, std::unordered_set<uint64_t>> uniqueSectors;
   // Shared memory, per warp-level instruction: the wavefronts its bank
   // conflicts cost, against the fewest its width allows (conflict-free).
   uint64_t sharedRequests = 0, sharedWavefronts = 0, sharedIdealWavefronts = 0;

@@ -55,6 +55,8 @@ public:
       graph.addNestedPass<func::FuncOp>(createKilnFoldConstantTransposes());
     });
     pm.addPass(createSelectStrategiesPass(spec()));
+    // A GEMM's bias, activation, residual and cast run in its epilogue.
+    pm.addNestedPass<func::FuncOp>(createKilnGpuFuseEpilogues());
   }
 
   void buildKernelPipeline(OpPassManager &pm) const override {

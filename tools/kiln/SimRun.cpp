@@ -138,7 +138,16 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
     profile->globalRequests += scale * stats.globalRequests;
     profile->globalSectors += scale * stats.globalSectors;
     profile->globalBytes += scale * stats.globalBytes;
-    profile->uniqueSectors += scale * stats.uniqueSectors.size();
+    // A sample scaled to the grid overcounts the tiles that many blocks
+    // share (a GEMM's weight columns), so each buffer's unique sectors are
+    // capped at the sectors the buffer has.
+    for (const auto &[base, sectors] : stats.uniqueSectors) {
+      double scaled = scale * sectors.size();
+      for (const sim::SimBuffer &arg : args)
+        if (arg.data == base)
+          scaled = std::min(scaled, double((arg.bytes + 31) / 32));
+      profile->uniqueSectors += scaled;
+    }
     profile->sharedRequests += scale * stats.sharedRequests;
     profile->sharedWavefronts += scale * stats.sharedWavefronts;
     profile->sharedIdealWavefronts += scale * stats.sharedIdealWavefronts;

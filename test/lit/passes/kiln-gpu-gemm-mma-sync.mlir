@@ -77,3 +77,92 @@ func.func @not_taken(%a: memref<32x32xf32>, %b: memref<32x32xf32>, %c: memref<32
   linalg.matmul ins(%d, %e : memref<32x36xf16>, memref<36x16xf16>) outs(%f : memref<32x16xf32>)
   return
 }
+
+// -----
+
+// COM: A fused epilogue (kiln-gpu-fuse-epilogues): the product goes to a
+// COM: temporary that one elementwise generic reads. Its body runs on the
+// COM: accumulators in registers: each lane's column pair reads the bias
+// COM: as one 8-byte vector, adds, applies GELU's tanh, narrows and stores
+// COM: the pair as one bf16x2 vector; the temporary and the generic are
+// COM: gone.
+// CHECK-LABEL: func.func @epilogue
+// CHECK-NOT: memref.alloc
+// CHECK: gpu.launch
+// CHECK: scf.for
+// CHECK: nvgpu.mma.sync
+// CHECK: scf.yield
+// CHECK: scf.if
+// CHECK: vector.load %arg2[{{.*}}] : memref<80xf32>, vector<2xf32>
+// CHECK: arith.addf
+// CHECK: math.tanh
+// CHECK: arith.truncf {{.*}} : f32 to bf16
+// CHECK: vector.store %{{.*}}, %arg3[{{.*}}] : memref<96x80xbf16>, vector<2xbf16>
+// CHECK-NOT: linalg.generic
+// CHECK-NOT: memref.dealloc
+#id = affine_map<(m, n) -> (m, n)>
+#row = affine_map<(m, n) -> (n)>
+func.func @epilogue(%a: memref<96x40xbf16>, %b: memref<40x80xbf16>, %bias: memref<80xf32>, %c: memref<96x80xbf16>) attributes {kiln.kernel, kiln.config = {strategy = "gemm-mma-sync", tile = array<i64: 64, 64, 32>, warps = array<i64: 2, 2>, stages = 3 : i64}} {
+  %zero = arith.constant 0.0 : f32
+  %t = memref.alloc() : memref<96x80xf32>
+  linalg.fill ins(%zero : f32) outs(%t : memref<96x80xf32>)
+  linalg.matmul ins(%a, %b : memref<96x40xbf16>, memref<40x80xbf16>) outs(%t : memref<96x80xf32>)
+  linalg.generic {indexing_maps = [#id, #row, #id], iterator_types = ["parallel", "parallel"]} ins(%t, %bias : memref<96x80xf32>, memref<80xf32>) outs(%c : memref<96x80xbf16>) {
+  ^bb0(%v: f32, %bv: f32, %o: bf16):
+    %s = arith.addf %v, %bv : f32
+    %g = math.tanh %s : f32
+    %n = arith.truncf %g : f32 to bf16
+    linalg.yield %n : bf16
+  }
+  memref.dealloc %t : memref<96x80xf32>
+  return
+}
+
+// -----
+
+// COM: N odd: no pairs; every element is finished and stored alone,
+// COM: guarded at the edge. A fill by a non-constant leaves the product in
+// COM: memory: the epilogue stays a generic of its own.
+// CHECK-LABEL: func.func @epilogue_odd_n
+// CHECK-NOT: memref.alloc
+// CHECK: gpu.launch
+// CHECK: memref.load %arg2
+// CHECK: arith.mulf
+// CHECK: memref.store %{{.*}}, %arg3[{{.*}}] : memref<40x25xf32>
+// CHECK-NOT: vector.store
+// CHECK-NOT: linalg.generic
+#id = affine_map<(m, n) -> (m, n)>
+func.func @epilogue_odd_n(%a: memref<40x32xbf16>, %b: memref<25x32xbf16>, %s: memref<40x25xf32>, %c: memref<40x25xf32>) attributes {kiln.kernel, kiln.config = {strategy = "gemm-mma-sync", tile = array<i64: 32, 32, 32>, warps = array<i64: 2, 2>, stages = 3 : i64}} {
+  %zero = arith.constant 0.0 : f32
+  %t = memref.alloc() : memref<40x25xf32>
+  linalg.fill ins(%zero : f32) outs(%t : memref<40x25xf32>)
+  linalg.matmul indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (n, k)>, affine_map<(m, n, k) -> (m, n)>] ins(%a, %b : memref<40x32xbf16>, memref<25x32xbf16>) outs(%t : memref<40x25xf32>)
+  linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel"]} ins(%t, %s : memref<40x25xf32>, memref<40x25xf32>) outs(%c : memref<40x25xf32>) {
+  ^bb0(%v: f32, %sv: f32, %o: f32):
+    %m = arith.mulf %v, %sv : f32
+    linalg.yield %m : f32
+  }
+  memref.dealloc %t : memref<40x25xf32>
+  return
+}
+
+// -----
+
+// CHECK-LABEL: func.func @epilogue_without_constant_fill
+// CHECK: memref.alloc
+// CHECK: gpu.launch
+// CHECK: nvgpu.mma.sync
+// CHECK: linalg.generic
+#id = affine_map<(m, n) -> (m, n)>
+func.func @epilogue_without_constant_fill(%a: memref<64x32xbf16>, %b: memref<32x64xbf16>, %init: f32, %c: memref<64x64xf32>) attributes {kiln.kernel, kiln.config = {strategy = "gemm-mma-sync", tile = array<i64: 32, 32, 32>, warps = array<i64: 2, 2>, stages = 3 : i64}} {
+  %t = memref.alloc() : memref<64x64xf32>
+  linalg.fill ins(%init : f32) outs(%t : memref<64x64xf32>)
+  linalg.matmul ins(%a, %b : memref<64x32xbf16>, memref<32x64xbf16>) outs(%t : memref<64x64xf32>)
+  linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%t : memref<64x64xf32>) outs(%c : memref<64x64xf32>) {
+  ^bb0(%v: f32, %o: f32):
+    %n = arith.negf %v : f32
+    linalg.yield %n : f32
+  }
+  memref.dealloc %t : memref<64x64xf32>
+  return
+}
