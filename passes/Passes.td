@@ -95,15 +95,19 @@ def KilnLowerBf16MmaSync : Pass<"kiln-lower-bf16-mma-sync"> {
 }
 
 def KilnTransposeUnalignedWeights : Pass<"kiln-transpose-unaligned-weights", "mlir::func::FuncOp"> {
-  let summary = "store f16/bf16 matmul weights [N, K] where [K, N] rows cannot be copied in 16-byte chunks (cuda)";
+  let summary = "store matmul weights [N, K] where a GPU GEMM strategy reads them along K (cuda)";
   let description = [{
-    A `linalg.matmul(A, W)` whose W is a constant f16/bf16 [K, N] with N not
-    a multiple of 8 and K a multiple of 8 (GPT-2's lm_head, 768 x 50257)
-    becomes a contraction reading `linalg.transpose(W)` ([N, K]) with the
-    map (m, n, k) -> (n, k), so that the tensor-core GEMM can copy W in
-    16-byte chunks along K; `kiln-fold-constant-transposes`, run after it,
-    stores the transposed bytes. Part of the cuda target's dispatch
-    pipeline.
+    A `linalg.matmul(A, W)` whose W is a constant [K, N] becomes a
+    contraction reading `linalg.transpose(W)` ([N, K]) with the map
+    (m, n, k) -> (n, k) when
+    - W is f16/bf16 with N not a multiple of 8 and K a multiple of 8
+      (GPT-2's lm_head, 768 x 50257), so that the tensor-core GEMM can copy
+      W in 16-byte chunks along K; or
+    - the product has at most 16 rows (M: the loops the output reads and W
+      does not) and K is a multiple of a 16-byte chunk (f16, bf16 or f32),
+      so that gemm-small-m streams each column of W along K.
+    `kiln-fold-constant-transposes`, run after it, stores the transposed
+    bytes. Part of the cuda target's dispatch pipeline.
   }];
   let dependentDialects = ["mlir::linalg::LinalgDialect",
                            "mlir::tensor::TensorDialect"];

@@ -1,13 +1,21 @@
 //===- TransposeUnalignedWeights.cpp - K-innermost weights for the GPU ----===//
 //
-// Tensor-core GEMMs copy operands in 16-byte chunks along their innermost
-// dimension, which needs rows that are multiples of 8 16-bit elements. A
-// weight stored [K, N] with N not a multiple of 8 (GPT-2's tied lm_head:
-// 768 x 50257) has no such rows, but stored [N, K] it does when K is: this
-// pass rewrites `linalg.matmul(A, W)` with such a constant f16/bf16 W into
-// a contraction that reads `transpose(W)` ([N, K], K innermost) with the
-// transposed indexing map; kiln-fold-constant-transposes then stores the
-// transposed bytes. The cuda target runs it after the graph pipeline.
+// Two GPU GEMM strategies want a constant weight W stored [N, K] (K
+// innermost) rather than the [K, N] that MatMul reads:
+//
+// - tensor-core GEMMs copy operands in 16-byte chunks along their
+//   innermost dimension, which needs rows that are multiples of 8 16-bit
+//   elements. A [K, N] weight with N not a multiple of 8 (GPT-2's tied
+//   lm_head: 768 x 50257) has no such rows, but stored [N, K] it does when
+//   K is;
+// - the small-M GEMM (M <= 16, decoding) streams each weight column along
+//   K in 16-byte chunks, so every small-M product's weight (f16, bf16 or
+//   f32, K a multiple of the chunk) is stored [N, K].
+//
+// This pass rewrites `linalg.matmul(A, W)` with such a W into a
+// contraction that reads `transpose(W)` with the transposed indexing map;
+// kiln-fold-constant-transposes then stores the transposed bytes. The cuda
+// target runs it after the graph pipeline.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
@@ -27,6 +35,24 @@ using namespace mlir;
 namespace {
 
 constexpr int64_t kChunkElements = 8;  // 16 bytes of 16-bit elements
+constexpr int64_t kChunkBytes = 16;
+constexpr int64_t kSmallRows = 16;     // gemm-small-m's M
+
+/// The product of the ranges of the loops that `op`'s output reads and
+/// input `weight` does not (M, with batches the weight broadcasts).
+int64_t rowsBesides(linalg::LinalgOp op, unsigned weight) {
+  AffineMap w = op.getMatchingIndexingMap(op.getDpsInputOperand(weight));
+  AffineMap out = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
+  SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+  int64_t rows = 1;
+  for (unsigned d = 0; d < ranges.size(); ++d)
+    if (out.isFunctionOfDim(d) && !w.isFunctionOfDim(d)) {
+      if (ShapedType::isDynamic(ranges[d]))
+        return ShapedType::kDynamic;
+      rows *= ranges[d];
+    }
+  return rows;
+}
 
 struct TransposeUnalignedWeights final
     : kiln::impl::KilnTransposeUnalignedWeightsBase<TransposeUnalignedWeights> {
@@ -41,9 +67,19 @@ struct TransposeUnalignedWeights final
       AffineMap map = op.getMatchingIndexingMap(operand);
       if (!operand->get().getDefiningOp<arith::ConstantOp>() || !type ||
           !type.hasStaticShape() || type.getRank() != 2 ||
-          !(type.getElementType().isF16() || type.getElementType().isBF16()) ||
-          type.getDimSize(1) % kChunkElements == 0 ||
-          type.getDimSize(0) % kChunkElements != 0 || !map.isProjectedPermutation())
+          !map.isProjectedPermutation())
+        continue;
+      Type element = type.getElementType();
+      bool narrow = element.isF16() || element.isBF16();
+      int64_t rows = rowsBesides(op, i);
+      bool smallM = (narrow || element.isF32()) &&
+                    !ShapedType::isDynamic(rows) && rows <= kSmallRows &&
+                    type.getDimSize(0) %
+                            (kChunkBytes / (element.getIntOrFloatBitWidth() / 8)) ==
+                        0;
+      bool unaligned = narrow && type.getDimSize(1) % kChunkElements != 0 &&
+                       type.getDimSize(0) % kChunkElements == 0;
+      if (!smallM && !unaligned)
         continue;
       // Its outer dim is a reduction loop (K), its inner one is not.
       auto iterators = op.getIteratorTypesArray();

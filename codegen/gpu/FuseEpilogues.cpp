@@ -3,7 +3,7 @@
 // After dispatch formation a GEMM's bias, activation, residual add and
 // output cast are a second kernel that reads the GEMM's f32 result back
 // from memory. When the GEMM's strategy applies an epilogue in registers
-// (gemm-mma-sync), that consumer moves into the GEMM's dispatch: one
+// (gemm-mma-sync, gemm-small-m), that consumer moves into the GEMM's dispatch: one
 // kernel, and the f32 intermediate never reaches memory.
 //
 // The consumer must be one elementwise generic (epilogueAccepts) that is
@@ -95,7 +95,8 @@ struct KilnGpuFuseEpiloguesPass final
   void runOnOperation() override {
     SmallVector<DispatchOp> gemms;
     getOperation().walk([&](DispatchOp dispatch) {
-      if (strategyOf(dispatch) == kGemmMmaSync &&
+      StringRef strategy = strategyOf(dispatch);
+      if ((strategy == kGemmMmaSync || strategy == kGemmSmallM) &&
           dispatch->getNumResults() == 1)
         gemms.push_back(dispatch);
     });

@@ -112,63 +112,6 @@ struct MmaShape {
   }
 };
 
-/// The innermost loop an operand's map walks, if its last result is a loop.
-std::optional<unsigned> innermostLoop(AffineMap map) {
-  if (map.getNumResults() == 0)
-    return std::nullopt;
-  if (auto d = dyn_cast<AffineDimExpr>(map.getResults().back()))
-    return d.getPosition();
-  return std::nullopt;
-}
-
-/// Whether a 16-bit operand of this type can be copied in aligned 16-byte
-/// chunks along its innermost dimension: unit innermost stride, the other
-/// strides and the offset multiples of 8 elements (buffers themselves are
-/// at least 64-byte aligned). Tensors have the identity layout.
-bool chunkable(Type type) {
-  auto shaped = dyn_cast<ShapedType>(type);
-  if (!shaped || !shaped.hasStaticShape() || shaped.getRank() < 1)
-    return false;
-  if (auto memref = dyn_cast<MemRefType>(type)) {
-    SmallVector<int64_t> strides;
-    int64_t offset;
-    if (failed(memref.getStridesAndOffset(strides, offset)) ||
-        strides.back() != 1 || ShapedType::isDynamic(offset) ||
-        offset % kChunk)
-      return false;
-    for (int64_t s : ArrayRef<int64_t>(strides).drop_back())
-      if (ShapedType::isDynamic(s) || s % kChunk)
-        return false;
-    return true;
-  }
-  return shaped.getShape().back() % kChunk == 0;
-}
-
-/// Whether the body is `out + ext(a) * ext(b)` (in either order), the
-/// multiply-accumulate a tensor core performs.
-bool isMultiplyAccumulate(linalg::LinalgOp op) {
-  Block *body = op.getBlock();
-  auto yield = cast<linalg::YieldOp>(body->getTerminator());
-  auto add = yield.getValues().front().getDefiningOp<arith::AddFOp>();
-  if (!add)
-    return false;
-  Value acc = body->getArgument(2);
-  Value product = add.getLhs() == acc ? add.getRhs() : add.getLhs();
-  if (add.getLhs() != acc && add.getRhs() != acc)
-    return false;
-  auto mul = product.getDefiningOp<arith::MulFOp>();
-  if (!mul)
-    return false;
-  auto input = [&](Value v) {
-    if (auto ext = v.getDefiningOp<arith::ExtFOp>())
-      v = ext.getIn();
-    auto arg = dyn_cast<BlockArgument>(v);
-    return arg && arg.getOwner() == body ? int(arg.getArgNumber()) : -1;
-  };
-  int x = input(mul.getLhs()), y = input(mul.getRhs());
-  return (x == 0 && y == 1) || (x == 1 && y == 0);
-}
-
 /// The contraction's loops by role: K the one reduction, read by both
 /// inputs; M a loop of A's two matrix dims that B does not read; N one of
 /// B's that A does not read; every other loop a batch loop (a batch that
@@ -281,8 +224,8 @@ FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
     return failure();
   shape.aKInner = *aInner == shape.k;
   shape.bNInner = *bInner == shape.n;
-  if (!chunkable(shape.a->get().getType()) ||
-      !chunkable(shape.b->get().getType()))
+  if (!chunkable(shape.a->get().getType(), kChunk) ||
+      !chunkable(shape.b->get().getType(), kChunk))
     return failure();
   // Tensor-core tiles need at least one m16n8k16 step; smaller products,
   // and M <= 16 (decode: a matrix-vector stream), go elsewhere.
@@ -320,48 +263,6 @@ Value swizzle(Ix &ix, Value row, Value chunk, int64_t chunks) {
   Value pattern = chunks >= 8 ? ix.rem(row, 8)
                               : ix.rem(ix.div(row, 8 / chunks), chunks);
   return ix.xorI(chunk, pattern);
-}
-
-/// The elementwise generic that kiln-gpu-fuse-epilogues put after `op`
-/// in its kernel: the contraction's output is a temporary that only the
-/// contraction (and a fill of it), this generic and deallocations use.
-linalg::GenericOp fusedEpilogue(linalg::LinalgOp op) {
-  Value acc = op.getDpsInitOperand(0)->get();
-  if (!acc.getDefiningOp<memref::AllocOp>())
-    return nullptr;
-  linalg::GenericOp epilogue;
-  for (Operation *user : acc.getUsers()) {
-    if (user == op.getOperation() || isa<memref::DeallocOp>(user))
-      continue;
-    if (auto fill = dyn_cast<linalg::FillOp>(user);
-        fill && fill->getNextNode() == op.getOperation())
-      continue;
-    auto generic = dyn_cast<linalg::GenericOp>(user);
-    if (!generic || epilogue || generic->getBlock() != op->getBlock() ||
-        !op->isBeforeInBlock(generic))
-      return nullptr;
-    epilogue = generic;
-  }
-  if (!epilogue || !epilogueAccepts(epilogue, acc) ||
-      !epilogue.hasPureBufferSemantics())
-    return nullptr;
-  return epilogue;
-}
-
-/// Whether two adjacent elements of `buffer` along the loop `inner` can
-/// move as one aligned vector: `map`'s innermost result is that loop, the
-/// innermost stride is 1, and the other strides and the offset are even.
-bool pairable(Value buffer, AffineMap map, unsigned inner) {
-  auto type = dyn_cast<MemRefType>(buffer.getType());
-  SmallVector<int64_t> strides;
-  int64_t offset;
-  if (!type || innermostLoop(map) != inner ||
-      failed(type.getStridesAndOffset(strides, offset)) ||
-      strides.back() != 1 || ShapedType::isDynamic(offset) || offset % 2)
-    return false;
-  return llvm::all_of(ArrayRef<int64_t>(strides).drop_back(), [](int64_t s) {
-    return !ShapedType::isDynamic(s) && s % 2 == 0;
-  });
 }
 
 struct KilnGpuGemmMmaSyncPass final
@@ -690,52 +591,14 @@ struct KilnGpuGemmMmaSyncPass final
     }
     bool pairs = N % 2 == 0 && innermostLoop(outMap) == shape.n &&
                  pairable(dest, destMap, destInner);
-    // The values to store for `count` adjacent accumulator elements at
-    // `loops` (the first of them).
+    // The values to store for adjacent accumulator elements at `loops`
+    // (the first of them).
     auto finish = [&](OpBuilder &sb, ArrayRef<Value> loops,
                       SmallVector<Value> accs) -> SmallVector<Value> {
       if (!epilogue)
         return accs;
-      Ix sx{sb, loc};
-      SmallVector<Value> eLoops = epilogueLoops(loops);
-      SmallVector<SmallVector<Value>> operands(accs.size());
-      for (OpOperand *input : epilogue.getDpsInputOperands()) {
-        if (input->get() == temporary) {
-          for (auto [i, acc] : llvm::enumerate(accs))
-            operands[i].push_back(acc);
-          continue;
-        }
-        AffineMap map = epilogue.getMatchingIndexingMap(input);
-        Type type = getElementTypeOrSelf(input->get().getType());
-        if (accs.size() == 2 &&
-            pairable(input->get(), map, eLoops.size() - 1)) {
-          Value pair = vector::LoadOp::create(
-              sb, loc, VectorType::get({2}, type), input->get(),
-              indicesFor(sb, loc, map, eLoops));
-          for (int64_t i = 0; i < 2; ++i)
-            operands[i].push_back(vector::ExtractOp::create(
-                sb, loc, pair, ArrayRef<int64_t>{i}));
-          continue;
-        }
-        for (size_t i = 0; i < accs.size(); ++i) {
-          SmallVector<Value> at(eLoops);
-          at.back() = sx.add(at.back(), int64_t(i));
-          operands[i].push_back(memref::LoadOp::create(
-              sb, loc, input->get(), indicesFor(sb, loc, map, at)));
-        }
-      }
-      SmallVector<Value> results;
-      Block *body = epilogue.getBlock();
-      for (SmallVector<Value> &values : operands) {
-        IRMapping mapping;
-        for (auto [arg, value] : llvm::zip(body->getArguments(), values))
-          mapping.map(arg, value);
-        for (Operation &bodyOp : body->without_terminator())
-          sb.clone(bodyOp, mapping);
-        results.push_back(
-            mapping.lookup(body->getTerminator()->getOperand(0)));
-      }
-      return results;
+      return applyEpilogue(sb, loc, epilogue, temporary, epilogueLoops(loops),
+                           accs);
     };
     auto destIndices = [&](OpBuilder &sb, ArrayRef<Value> loops) {
       return epilogue ? indicesFor(sb, loc, destMap, epilogueLoops(loops))
@@ -757,7 +620,9 @@ struct KilnGpuGemmMmaSyncPass final
           SmallVector<Value> values = finish(sb, loops, accs);
           Value v = vector::FromElementsOp::create(
               sb, loc, VectorType::get({2}, destElement), values);
-          vector::StoreOp::create(sb, loc, v, dest, destIndices(sb, loops));
+          vector::StoreOp::create(
+              sb, loc, v, dest, destIndices(sb, loops), /*nontemporal=*/false,
+              llvm::MaybeAlign(2 * destElement.getIntOrFloatBitWidth() / 8));
         }
     for (int64_t i = 0; !pairs && i < mt; ++i)
       for (int64_t j = 0; j < nt; ++j)
@@ -796,12 +661,8 @@ struct KilnGpuGemmMmaSyncPass final
               return rewrite(op, config);
             })))
       return signalPassFailure();
-    for (auto [epilogue, temporary] : fused) {
-      epilogue.erase();
-      for (Operation *user : llvm::make_early_inc_range(temporary.getUsers()))
-        user->erase(); // deallocations
-      temporary.getDefiningOp()->erase();
-    }
+    for (auto [epilogue, temporary] : fused)
+      eraseFusedEpilogue(epilogue, temporary);
   }
 };
 

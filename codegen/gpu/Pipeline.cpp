@@ -32,6 +32,7 @@ void buildGpuKernelPipeline(OpPassManager &pm) {
   // blocks, row reductions (softmax's max and sum, ReduceMean) a warp per
   // row, elementwise chains vector loads and stores.
   pm.addNestedPass<func::FuncOp>(createKilnGpuGemmMmaSync());
+  pm.addNestedPass<func::FuncOp>(createKilnGpuGemmSmallM());
   pm.addNestedPass<func::FuncOp>(createKilnGpuGemm());
   pm.addNestedPass<func::FuncOp>(createKilnGpuRowReduce());
   pm.addNestedPass<func::FuncOp>(createKilnGpuElementwise());

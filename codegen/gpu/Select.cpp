@@ -32,6 +32,8 @@ public:
     auto op = dyn_cast<linalg::LinalgOp>(root);
     if (!op)
       return generic();
+    if (auto shape = gemmSmallMShape(op))
+      return gemmSmallM(*shape);
     if (facts.has(targets::MmaGeneration::MmaSync))
       if (auto shape = gemmMmaSyncShape(op))
         if (DictionaryAttr config = gemmMmaSync(*shape))
@@ -127,6 +129,14 @@ private:
                   {named("tile", ArrayRef<int64_t>{tile, tile, kBk}),
                    named("warps", ArrayRef<int64_t>{2, 2}),
                    named("stages", kStages)});
+  }
+  /// Few rows: 4 warps per block; 2 columns per warp (two 16-byte loads of
+  /// the weights in flight per lane) while the accumulators (rows x
+  /// columns per lane) stay few, else 1.
+  DictionaryAttr gemmSmallM(std::array<int64_t, 3> shape) {
+    int64_t rows = shape[0];
+    return config(kGemmSmallM, {named("warps", int64_t(4)),
+                                named("columns", rows <= 4 ? 2 : 1)});
   }
   /// Attention's decomposition: GEMMs, row reductions, elementwise steps,
   /// each with its own part of the configuration.

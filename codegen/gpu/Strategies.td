@@ -53,11 +53,31 @@ def KilnGpuGemmMmaSync : Pass<"kiln-gpu-gemm-mma-sync", "mlir::func::FuncOp"> {
                            "mlir::vector::VectorDialect", "mlir::nvgpu::NVGPUDialect"];
 }
 
+def KilnGpuGemmSmallM : Pass<"kiln-gpu-gemm-small-m", "mlir::func::FuncOp"> {
+  let summary = "GPU GEMM strategy for M <= 16 (gemm-small-m): stream the weights in 16-byte chunks";
+  let description = [{
+    Runs on bufferized kernel functions whose `kiln.config` selects
+    `gemm-small-m`, with the configuration's `warps` (per block) and
+    `columns` (per warp). A contraction with at most 16 rows whose inputs
+    are both K-innermost (the cuda target stores small-M weights [N, K])
+    becomes a `gpu.launch` in which each warp computes `columns` output
+    columns: its lanes walk K in 16-byte vector loads of B (512 contiguous
+    bytes per warp and column, every byte read once) and of A's rows,
+    accumulate in f32 registers, sum across lanes with an xor-shuffle
+    butterfly, and lane m stores row m, through the fused epilogue when
+    there is one. GemmSmallM.cpp has the details.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
+                           "mlir::vector::VectorDialect"];
+}
+
 def KilnGpuFuseEpilogues : Pass<"kiln-gpu-fuse-epilogues", "mlir::func::FuncOp"> {
   let summary = "move a GEMM's elementwise consumer into the GEMM's dispatch (a fused epilogue)";
   let description = [{
     Runs on dispatch IR after kiln-select-strategies. A dispatch whose
-    strategy applies epilogues in registers (`gemm-mma-sync`) and whose one
+    strategy applies epilogues in registers (`gemm-mma-sync`,
+    `gemm-small-m`) and whose one
     result has one user, a dispatch holding a single elementwise generic
     that reads it with the identity map (bias, GELU, SiLU, residual add,
     scale, cast: `epilogueAccepts`), becomes one dispatch with both bodies,

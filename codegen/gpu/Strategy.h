@@ -53,6 +53,7 @@ namespace kiln {
 /// The strategies' names, as `strategy` in a configuration says them.
 inline constexpr llvm::StringLiteral kGemmSimt = "gemm-simt";
 inline constexpr llvm::StringLiteral kGemmMmaSync = "gemm-mma-sync";
+inline constexpr llvm::StringLiteral kGemmSmallM = "gemm-small-m";
 inline constexpr llvm::StringLiteral kRowReduce = "row-reduce";
 inline constexpr llvm::StringLiteral kElementwise = "elementwise";
 inline constexpr llvm::StringLiteral kGeneric = "generic";
@@ -131,6 +132,12 @@ bool gemmSimtAccepts(mlir::linalg::LinalgOp op);
 /// broadcast batch counts as batch); nothing when the op does not fit.
 std::optional<std::array<int64_t, 3>>
 gemmMmaSyncShape(mlir::linalg::LinalgOp op);
+/// A contraction with at most 16 rows (M, several loops linearized), one
+/// N loop, one K loop that is both inputs' innermost dimension with 16-byte
+/// chunks along it, f16, bf16 or f32 operands summed in f32, static loops:
+/// its M, N and batch count; nothing when the op does not fit.
+std::optional<std::array<int64_t, 3>>
+gemmSmallMShape(mlir::linalg::LinalgOp op);
 /// A generic whose last loop is its only reduction, with an f32 add, mul,
 /// max or min combiner and a scalar body.
 bool rowReduceAccepts(mlir::linalg::LinalgOp op);
@@ -142,6 +149,43 @@ bool elementwiseAccepts(mlir::linalg::LinalgOp op, int64_t vectorWidth);
 /// with the identity map whose old value it does not read, a scalar body,
 /// maps of dims or constant 0, and `acc` read once, with the identity map.
 bool epilogueAccepts(mlir::linalg::GenericOp consumer, mlir::Value acc);
+
+//===----------------------------------------------------------------------===//
+// What the GEMM strategies share (GemmCommon.cpp).
+//===----------------------------------------------------------------------===//
+
+/// The innermost loop an operand's map walks, if its last result is a loop.
+std::optional<unsigned> innermostLoop(mlir::AffineMap map);
+/// Whether an operand of this type can be read in aligned chunks of
+/// `elements` along its innermost dimension: unit innermost stride, the
+/// other strides and the offset multiples of `elements` (buffers
+/// themselves are at least 64-byte aligned). Tensors have the identity
+/// layout.
+bool chunkable(mlir::Type type, int64_t elements);
+/// Whether the body is `out + ext(a) * ext(b)` (in either order; the
+/// extensions optional).
+bool isMultiplyAccumulate(mlir::linalg::LinalgOp op);
+/// The elementwise generic that kiln-gpu-fuse-epilogues put after the
+/// contraction `op` in its kernel: `op`'s output is a temporary that only
+/// `op` (and a fill of it right before), this generic and deallocations
+/// use. Null when there is none.
+mlir::linalg::GenericOp fusedEpilogue(mlir::linalg::LinalgOp op);
+/// Whether two adjacent elements of `buffer` along the loop `inner` can
+/// move as one aligned vector: `map`'s innermost result is that loop, the
+/// innermost stride is 1, and the other strides and the offset are even.
+bool pairable(mlir::Value buffer, mlir::AffineMap map, unsigned inner);
+/// The epilogue's results for the accumulators `accs` (one, or two
+/// adjacent along the output's last dim) at `loops` (the epilogue's loops,
+/// which are the output's dims, of the first): its other operands loaded
+/// (a pair as one vector where pairable), its body cloned once per value.
+llvm::SmallVector<mlir::Value>
+applyEpilogue(mlir::OpBuilder &b, mlir::Location loc,
+              mlir::linalg::GenericOp epilogue, mlir::Value temporary,
+              llvm::ArrayRef<mlir::Value> loops,
+              llvm::ArrayRef<mlir::Value> accs);
+/// Erases an applied epilogue, the temporary and its deallocations.
+void eraseFusedEpilogue(mlir::linalg::GenericOp epilogue,
+                        mlir::Value temporary);
 
 /// The configuration for a dispatch whose root is `root`, for the
 /// architectures whose common facts are `facts`.

@@ -6,7 +6,8 @@ cubin section is cut from the artifact and disassembled with cuobjdump
 (PyPI's nvidia-cuda-cuobjdump and -nvdisasm), and each kernel's SASS is
 checked for what its strategy and configuration promise: shared-memory
 staging between barriers for gemm-simt, a shuffle butterfly of log2(warp)
-steps for row-reduce, 128-bit global loads and stores for elementwise.
+steps for row-reduce, 128-bit global loads and stores for elementwise,
+128-bit loads and a shuffle butterfly for gemm-small-m.
 """
 import glob
 import json
@@ -93,11 +94,18 @@ def test_sass_of_every_strategy(fixture, arch, tmp_path):
             assert config["vector_width"] == 4
             assert count(code, "STG.E.128") == 1, kernel["name"]
             assert count(code, "LDG.E.128") >= 1, kernel["name"]
+        elif strategy == "gemm-small-m":
+            # 128-bit loads of the activation rows and the weights, and a
+            # butterfly of log2(32) xor shuffles per partial sum.
+            assert count(code, "LDG.E.128") >= 2, kernel["name"]
+            assert count(code, "SHFL.BFLY") >= 5, kernel["name"]
         assert count(code, "STL") == 0, f"{kernel['name']} spills"
-    # The MLP (GEMM, bias + ReLU, softmax) holds every strategy these checks
-    # know.
-    if fixture == "mlp":
-        assert {"gemm-simt", "row-reduce", "elementwise"} <= seen
+    # Together the fixtures hold every strategy these checks know: the MLP
+    # (8 rows: two small-M GEMMs, bias + ReLU fused; softmax) and the
+    # attention block (128-row GEMMs on SIMT at fp32, elementwise chains).
+    expected = {"mlp": {"gemm-small-m", "row-reduce"},
+                "attention": {"gemm-simt", "row-reduce", "elementwise"}}
+    assert expected[fixture] <= seen, sorted(seen)
 
 
 def attention23(path):

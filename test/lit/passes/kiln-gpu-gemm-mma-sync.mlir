@@ -29,7 +29,7 @@
 // CHECK-COUNT-4: nvgpu.ldmatrix %[[B]]
 // CHECK-COUNT-8: nvgpu.mma.sync({{.*}}) {mmaShape = [16, 8, 16]} : (vector<4x2xbf16>, vector<2x2xbf16>, vector<2x2xf32>) -> vector<2x2xf32>
 // CHECK: scf.yield
-// CHECK-COUNT-16: vector.store %{{.*}}, %arg2{{.*}} : memref<96x80xf32>, vector<2xf32>
+// CHECK-COUNT-16: vector.store %{{.*}}, %arg2[{{.*}}] {alignment = 8 : i64} : memref<96x80xf32>, vector<2xf32>
 // CHECK-NOT: linalg.matmul
 func.func @matmul(%a: memref<96x40xbf16>, %b: memref<40x80xbf16>, %c: memref<96x80xf32>) attributes {kiln.kernel, kiln.config = {strategy = "gemm-mma-sync", tile = array<i64: 64, 64, 32>, warps = array<i64: 2, 2>, stages = 3 : i64}} {
   %zero = arith.constant 0.0 : f32
@@ -93,11 +93,11 @@ func.func @not_taken(%a: memref<32x32xf32>, %b: memref<32x32xf32>, %c: memref<32
 // CHECK: nvgpu.mma.sync
 // CHECK: scf.yield
 // CHECK: scf.if
-// CHECK: vector.load %arg2[{{.*}}] : memref<80xf32>, vector<2xf32>
+// CHECK: vector.load %arg2[{{.*}}] {alignment = 8 : i64} : memref<80xf32>, vector<2xf32>
 // CHECK: arith.addf
 // CHECK: math.tanh
 // CHECK: arith.truncf {{.*}} : f32 to bf16
-// CHECK: vector.store %{{.*}}, %arg3[{{.*}}] : memref<96x80xbf16>, vector<2xbf16>
+// CHECK: vector.store %{{.*}}, %arg3[{{.*}}] {alignment = 4 : i64} : memref<96x80xbf16>, vector<2xbf16>
 // CHECK-NOT: linalg.generic
 // CHECK-NOT: memref.dealloc
 #id = affine_map<(m, n) -> (m, n)>

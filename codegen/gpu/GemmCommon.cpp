@@ -1,0 +1,153 @@
+//===- GemmCommon.cpp - what the GEMM strategies share --------------------===//
+//
+// Operand layouts (16-byte chunks along the innermost dimension), the
+// multiply-accumulate body, and fused epilogues: the elementwise generic
+// kiln-gpu-fuse-epilogues put after a contraction, found on buffers and
+// evaluated on accumulators in registers.
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/gpu/Strategy.h"
+
+#include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
+#include "mlir/IR/IRMapping.h"
+
+using namespace mlir;
+using namespace kiln;
+
+std::optional<unsigned> kiln::innermostLoop(AffineMap map) {
+  if (map.getNumResults() == 0)
+    return std::nullopt;
+  if (auto d = dyn_cast<AffineDimExpr>(map.getResults().back()))
+    return d.getPosition();
+  return std::nullopt;
+}
+
+bool kiln::chunkable(Type type, int64_t elements) {
+  auto shaped = dyn_cast<ShapedType>(type);
+  if (!shaped || !shaped.hasStaticShape() || shaped.getRank() < 1)
+    return false;
+  if (auto memref = dyn_cast<MemRefType>(type)) {
+    SmallVector<int64_t> strides;
+    int64_t offset;
+    if (failed(memref.getStridesAndOffset(strides, offset)) ||
+        strides.back() != 1 || ShapedType::isDynamic(offset) ||
+        offset % elements)
+      return false;
+    for (int64_t s : ArrayRef<int64_t>(strides).drop_back())
+      if (ShapedType::isDynamic(s) || s % elements)
+        return false;
+    return true;
+  }
+  return shaped.getShape().back() % elements == 0;
+}
+
+bool kiln::isMultiplyAccumulate(linalg::LinalgOp op) {
+  Block *body = op.getBlock();
+  auto yield = cast<linalg::YieldOp>(body->getTerminator());
+  auto add = yield.getValues().front().getDefiningOp<arith::AddFOp>();
+  if (!add)
+    return false;
+  Value acc = body->getArgument(2);
+  Value product = add.getLhs() == acc ? add.getRhs() : add.getLhs();
+  if (add.getLhs() != acc && add.getRhs() != acc)
+    return false;
+  auto mul = product.getDefiningOp<arith::MulFOp>();
+  if (!mul)
+    return false;
+  auto input = [&](Value v) {
+    if (auto ext = v.getDefiningOp<arith::ExtFOp>())
+      v = ext.getIn();
+    auto arg = dyn_cast<BlockArgument>(v);
+    return arg && arg.getOwner() == body ? int(arg.getArgNumber()) : -1;
+  };
+  int x = input(mul.getLhs()), y = input(mul.getRhs());
+  return (x == 0 && y == 1) || (x == 1 && y == 0);
+}
+
+linalg::GenericOp kiln::fusedEpilogue(linalg::LinalgOp op) {
+  Value acc = op.getDpsInitOperand(0)->get();
+  if (!acc.getDefiningOp<memref::AllocOp>())
+    return nullptr;
+  linalg::GenericOp epilogue;
+  for (Operation *user : acc.getUsers()) {
+    if (user == op.getOperation() || isa<memref::DeallocOp>(user))
+      continue;
+    if (auto fill = dyn_cast<linalg::FillOp>(user);
+        fill && fill->getNextNode() == op.getOperation())
+      continue;
+    auto generic = dyn_cast<linalg::GenericOp>(user);
+    if (!generic || epilogue || generic->getBlock() != op->getBlock() ||
+        !op->isBeforeInBlock(generic))
+      return nullptr;
+    epilogue = generic;
+  }
+  if (!epilogue || !epilogueAccepts(epilogue, acc) ||
+      !epilogue.hasPureBufferSemantics())
+    return nullptr;
+  return epilogue;
+}
+
+bool kiln::pairable(Value buffer, AffineMap map, unsigned inner) {
+  auto type = dyn_cast<MemRefType>(buffer.getType());
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (!type || innermostLoop(map) != inner ||
+      failed(type.getStridesAndOffset(strides, offset)) ||
+      strides.back() != 1 || ShapedType::isDynamic(offset) || offset % 2)
+    return false;
+  return llvm::all_of(ArrayRef<int64_t>(strides).drop_back(), [](int64_t s) {
+    return !ShapedType::isDynamic(s) && s % 2 == 0;
+  });
+}
+
+SmallVector<Value> kiln::applyEpilogue(OpBuilder &b, Location loc,
+                                       linalg::GenericOp epilogue,
+                                       Value temporary, ArrayRef<Value> loops,
+                                       ArrayRef<Value> accs) {
+  SmallVector<SmallVector<Value>> operands(accs.size());
+  for (OpOperand *input : epilogue.getDpsInputOperands()) {
+    if (input->get() == temporary) {
+      for (auto [i, acc] : llvm::enumerate(accs))
+        operands[i].push_back(acc);
+      continue;
+    }
+    AffineMap map = epilogue.getMatchingIndexingMap(input);
+    Type type = getElementTypeOrSelf(input->get().getType());
+    if (accs.size() == 2 && pairable(input->get(), map, loops.size() - 1)) {
+      Value pair = vector::LoadOp::create(
+          b, loc, VectorType::get({2}, type), input->get(),
+          indicesFor(b, loc, map, loops), /*nontemporal=*/false,
+          llvm::MaybeAlign(2 * type.getIntOrFloatBitWidth() / 8));
+      for (int64_t i = 0; i < 2; ++i)
+        operands[i].push_back(
+            vector::ExtractOp::create(b, loc, pair, ArrayRef<int64_t>{i}));
+      continue;
+    }
+    for (size_t i = 0; i < accs.size(); ++i) {
+      SmallVector<Value> at(loops);
+      if (i)
+        at.back() = arith::AddIOp::create(b, loc, at.back(),
+                                          constantIndex(b, loc, i));
+      operands[i].push_back(memref::LoadOp::create(
+          b, loc, input->get(), indicesFor(b, loc, map, at)));
+    }
+  }
+  SmallVector<Value> results;
+  Block *body = epilogue.getBlock();
+  for (SmallVector<Value> &values : operands) {
+    IRMapping mapping;
+    for (auto [arg, value] : llvm::zip(body->getArguments(), values))
+      mapping.map(arg, value);
+    for (Operation &bodyOp : body->without_terminator())
+      b.clone(bodyOp, mapping);
+    results.push_back(mapping.lookup(body->getTerminator()->getOperand(0)));
+  }
+  return results;
+}
+
+void kiln::eraseFusedEpilogue(linalg::GenericOp epilogue, Value temporary) {
+  epilogue.erase();
+  for (Operation *user : llvm::make_early_inc_range(temporary.getUsers()))
+    user->erase(); // deallocations
+  temporary.getDefiningOp()->erase();
+}
