@@ -104,8 +104,8 @@ public:
   }
 
 private:
-  /// `value` (f32) as the narrow type: a new constant for a weight, a
-  /// transpose of one for a transposed weight, else an elementwise
+  /// `value` (f32) as the narrow type: a new constant for a weight, the
+  /// transpose of the narrowed input for a transpose, else an elementwise
   /// conversion. Null after an error.
   Value narrowed(OpBuilder &b, Value value) {
     if (auto it = converted.find(value); it != converted.end())
@@ -119,15 +119,24 @@ private:
       if (!result)
         return nullptr;
     } else if (auto transpose = value.getDefiningOp<linalg::TransposeOp>();
-               transpose && transpose->getNumResults() == 1 &&
-               transpose.getInput().getDefiningOp<arith::ConstantOp>()) {
+               transpose && transpose->getNumResults() == 1) {
+      // Narrow first, then transpose: the transpose stays data movement
+      // that the consumer can read in place (kiln-fuse-elementwise), and a
+      // weight's stays foldable to a constant.
       Value input = narrowed(b, transpose.getInput());
       if (!input)
         return nullptr;
       OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointAfter(transpose);
-      auto type = cast<RankedTensorType>(transpose->getResult(0).getType());
-      Value init = tensor::EmptyOp::create(b, loc, type.getShape(), narrow);
+      // After the transpose, and after the narrowed input when it is newer
+      // (an activation's conversion sits in front of the first product).
+      Operation *after = transpose;
+      if (Operation *def = input.getDefiningOp();
+          def && def->getBlock() == transpose->getBlock() &&
+          transpose->isBeforeInBlock(def))
+        after = def;
+      b.setInsertionPointAfter(after);
+      Value init = tensor::EmptyOp::create(
+          b, loc, tensor::getMixedSizes(b, loc, transpose.getInit()), narrow);
       result = linalg::TransposeOp::create(b, loc, input, init,
                                            transpose.getPermutation())
                    ->getResult(0);

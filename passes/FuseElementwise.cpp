@@ -9,6 +9,11 @@
 // of upstream's pass (reshape propagation, canonicalization, constant
 // folding) is kept.
 //
+// A transpose is data movement, never arithmetic: it folds into every
+// generic that reads it, whatever the reads (a contraction reads the
+// transposed operand in place, through the composed indexing map), so
+// `q @ k^T` needs no kernel, and no buffer, for `k^T`.
+//
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
 
@@ -25,6 +30,40 @@ namespace kiln {
 using namespace mlir;
 
 namespace {
+
+/// generic(transpose(x)) -> generic(x) with the operand's indexing map
+/// composed with the permutation.
+struct FoldTransposeIntoGeneric final : OpRewritePattern<linalg::GenericOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(linalg::GenericOp op,
+                                PatternRewriter &rewriter) const override {
+    for (OpOperand *operand : op.getDpsInputOperands()) {
+      auto transpose = operand->get().getDefiningOp<linalg::TransposeOp>();
+      if (!transpose || !transpose.hasPureTensorSemantics())
+        continue;
+      // Result dim i is input dim perm[i]: the input's index perm[i] is
+      // what the consumer's map gives for result dim i.
+      ArrayRef<int64_t> perm = transpose.getPermutation();
+      AffineMap map = op.getMatchingIndexingMap(operand);
+      SmallVector<AffineExpr> results(perm.size());
+      for (auto [i, p] : llvm::enumerate(perm))
+        results[p] = map.getResult(i);
+      SmallVector<AffineMap> maps = op.getIndexingMapsArray();
+      maps[operand->getOperandNumber()] =
+          AffineMap::get(map.getNumDims(), map.getNumSymbols(), results,
+                         op.getContext());
+      rewriter.modifyOpInPlace(op, [&] {
+        operand->set(transpose.getInput());
+        op.setIndexingMapsAttr(rewriter.getAffineMapArrayAttr(maps));
+      });
+      if (transpose->use_empty())
+        rewriter.eraseOp(transpose);
+      return success();
+    }
+    return failure();
+  }
+};
 
 struct KilnFuseElementwisePass final
     : kiln::impl::KilnFuseElementwiseBase<KilnFuseElementwisePass> {
@@ -44,6 +83,7 @@ struct KilnFuseElementwisePass final
              consumer.getMatchingIndexingMap(fused).isPermutation();
     };
     linalg::populateElementwiseOpsFusionPatterns(patterns, readOnce);
+    patterns.add<FoldTransposeIntoGeneric>(context);
     linalg::populateFoldReshapeOpsByExpansionPatterns(patterns, singleUse);
     tensor::populateBubbleUpExpandShapePatterns(patterns);
     affine::AffineApplyOp::getCanonicalizationPatterns(patterns, context);

@@ -332,7 +332,11 @@ def KilnFuseElementwise : Pass<"kiln-fuse-elementwise"> {
     the operand's indexing map is a permutation of the consumer's loops. A
     GELU feeding a broadcasting MatMul stays a kernel of its own instead of
     being evaluated once per multiply-add; a prologue feeding a row
-    reduction, or a chain of elementwise ops, still fuses.
+    reduction, or a chain of elementwise ops, still fuses. A
+    `linalg.transpose` (data movement, no arithmetic) folds into every
+    `linalg.generic` that reads it, through the composed indexing map: a
+    contraction reads the transposed operand in place, and `q @ k^T` has no
+    kernel or buffer for `k^T`.
   }];
   let dependentDialects = ["mlir::linalg::LinalgDialect",
                            "mlir::affine::AffineDialect",

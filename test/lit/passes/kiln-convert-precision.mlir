@@ -52,6 +52,23 @@ func.func @transposed(%x: tensor<4x16xf32>, %z: tensor<3x16xf32>) -> (tensor<4x2
 
 // -----
 
+// COM: A transposed activation (k^T of attention scores): k is narrowed
+// COM: first and the transpose moves after its conversion, so that
+// COM: kiln-fuse-elementwise can fold it into the product's reads.
+// CHECK-LABEL: func.func @transposed_activation
+// CHECK: %[[Q:.*]] = linalg.generic {{.*}} ins(%arg0 : tensor<8x1x64xf32>)
+// CHECK: %[[K:.*]] = linalg.generic {{.*}} ins(%arg1 : tensor<8x37x64xf32>)
+// CHECK: %[[T:.*]] = linalg.transpose ins(%[[K]] : tensor<8x37x64xbf16>) outs(%{{.*}} : tensor<8x64x37xbf16>) permutation = [0, 2, 1]
+// CHECK: kiln.matmul %[[Q]], %[[T]] {acc_type = f32}
+func.func @transposed_activation(%q: tensor<8x1x64xf32>, %k: tensor<8x37x64xf32>) -> tensor<8x1x37xf32> {
+  %e = tensor.empty() : tensor<8x64x37xf32>
+  %t = linalg.transpose ins(%k : tensor<8x37x64xf32>) outs(%e : tensor<8x64x37xf32>) permutation = [0, 2, 1]
+  %y = kiln.matmul %q, %t : tensor<8x1x64xf32>, tensor<8x64x37xf32> -> tensor<8x1x37xf32>
+  return %y : tensor<8x1x37xf32>
+}
+
+// -----
+
 // COM: Left alone: an outer product (K = 1: rotary angles), an f16 model's
 // COM: contraction, and an f64 one.
 // CHECK-LABEL: func.func @left_alone

@@ -171,3 +171,49 @@ func.func @tensor_core_gemms(%a: tensor<512x64xbf16>, %b: tensor<64x512xbf16>, %
   }
   return %r, %s : tensor<512x512xf32>, tensor<1536x1536xf32>
 }
+
+// -----
+
+// COM: At most 16 rows with both operands K-innermost and K whole 16-byte
+// COM: chunks (decoding with the weight stored [N, K]): gemm-small-m, 4
+// COM: warps of 2 columns for up to 4 rows, of 1 column for more (their
+// COM: sums are held in registers).
+// CUDA-LABEL: func.func @small_m
+// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {columns = 2 : i64, strategy = "gemm-small-m", warps = 4 : i64}}
+// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {columns = 1 : i64, strategy = "gemm-small-m", warps = 4 : i64}}
+// CPU-LABEL: func.func @small_m
+// CPU-COUNT-2: strategy = "cpu-gemm"
+#xs = affine_map<(m, n, k) -> (m, k)>
+#ws = affine_map<(m, n, k) -> (n, k)>
+#ys = affine_map<(m, n, k) -> (m, n)>
+func.func @small_m(%a: tensor<4x64xbf16>, %b: tensor<96x64xbf16>, %c: tensor<16x64xf32>, %d: tensor<96x64xf32>) -> (tensor<4x96xf32>, tensor<16x96xf32>) {
+  %r = kiln.dispatch(%a, %b) : (tensor<4x64xbf16>, tensor<96x64xbf16>) -> tensor<4x96xf32> {
+  ^bb0(%x: tensor<4x64xbf16>, %y: tensor<96x64xbf16>):
+    %e = tensor.empty() : tensor<4x96xf32>
+    %zero = arith.constant 0.0 : f32
+    %f = linalg.fill ins(%zero : f32) outs(%e : tensor<4x96xf32>) -> tensor<4x96xf32>
+    %m = linalg.generic {indexing_maps = [#xs, #ws, #ys], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %y : tensor<4x64xbf16>, tensor<96x64xbf16>) outs(%f : tensor<4x96xf32>) {
+    ^bb0(%p: bf16, %q: bf16, %acc: f32):
+      %pe = arith.extf %p : bf16 to f32
+      %qe = arith.extf %q : bf16 to f32
+      %pq = arith.mulf %pe, %qe : f32
+      %s = arith.addf %acc, %pq : f32
+      linalg.yield %s : f32
+    } -> tensor<4x96xf32>
+    kiln.yield %m : tensor<4x96xf32>
+  }
+  %t = kiln.dispatch(%c, %d) : (tensor<16x64xf32>, tensor<96x64xf32>) -> tensor<16x96xf32> {
+  ^bb0(%x: tensor<16x64xf32>, %y: tensor<96x64xf32>):
+    %e = tensor.empty() : tensor<16x96xf32>
+    %zero = arith.constant 0.0 : f32
+    %f = linalg.fill ins(%zero : f32) outs(%e : tensor<16x96xf32>) -> tensor<16x96xf32>
+    %m = linalg.generic {indexing_maps = [#xs, #ws, #ys], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %y : tensor<16x64xf32>, tensor<96x64xf32>) outs(%f : tensor<16x96xf32>) {
+    ^bb0(%p: f32, %q: f32, %acc: f32):
+      %pq = arith.mulf %p, %q : f32
+      %s = arith.addf %acc, %pq : f32
+      linalg.yield %s : f32
+    } -> tensor<16x96xf32>
+    kiln.yield %m : tensor<16x96xf32>
+  }
+  return %r, %t : tensor<4x96xf32>, tensor<16x96xf32>
+}

@@ -39,3 +39,43 @@ func.func @left_alone(%x: tensor<48x72xbf16>, %y: tensor<48x72xf32>, %z: tensor<
   %c = linalg.matmul ins(%z, %w3 : tensor<48x36xbf16>, tensor<36x100xbf16>) outs(%e2 : tensor<48x100xf32>) -> tensor<48x100xf32>
   return %a, %b, %c : tensor<48x96xf32>, tensor<48x100xf32>, tensor<48x100xf32>
 }
+
+// -----
+
+// COM: Small-M products (at most 16 rows besides the weight's: decoding)
+// COM: read their weight K-innermost whatever its alignment, for
+// COM: gemm-small-m's 16-byte chunks along K: an f32 weight [64, 96] under
+// COM: 4 rows, and a bf16 one [64, 96] under 2 x 8 = 16 rows. Left alone:
+// COM: 17 rows, and K = 30, which is not whole 16-byte chunks of f32.
+// CHECK-LABEL: func.func @small_m
+// CHECK: linalg.transpose ins(%{{.*}} : tensor<64x96xf32>) outs(%{{.*}} : tensor<96x64xf32>) permutation = [1, 0]
+// CHECK: linalg.generic {{.*}} ins(%arg0, %{{.*}} : tensor<4x64xf32>, tensor<96x64xf32>)
+// CHECK: linalg.transpose ins(%{{.*}} : tensor<64x96xbf16>) outs(%{{.*}} : tensor<96x64xbf16>) permutation = [1, 0]
+// CHECK: linalg.generic {{.*}} ins(%arg1, %{{.*}} : tensor<2x8x64xbf16>, tensor<96x64xbf16>)
+// CHECK-NOT: linalg.transpose
+// CHECK: linalg.matmul ins(%arg2, %{{.*}} : tensor<17x64xf32>, tensor<64x96xf32>)
+// CHECK: linalg.matmul ins(%arg3, %{{.*}} : tensor<4x30xf32>, tensor<30x96xf32>)
+#x3 = affine_map<(b, m, n, k) -> (b, m, k)>
+#w3 = affine_map<(b, m, n, k) -> (k, n)>
+#y3 = affine_map<(b, m, n, k) -> (b, m, n)>
+func.func @small_m(%x: tensor<4x64xf32>, %z: tensor<2x8x64xbf16>, %u: tensor<17x64xf32>, %v: tensor<4x30xf32>) -> (tensor<4x96xf32>, tensor<2x8x96xf32>, tensor<17x96xf32>, tensor<4x96xf32>) {
+  %w1 = arith.constant dense<1.0> : tensor<64x96xf32>
+  %w2 = arith.constant dense<2.0> : tensor<64x96xbf16>
+  %w3 = arith.constant dense<3.0> : tensor<64x96xf32>
+  %w4 = arith.constant dense<4.0> : tensor<30x96xf32>
+  %e1 = tensor.empty() : tensor<4x96xf32>
+  %e2 = tensor.empty() : tensor<2x8x96xf32>
+  %e3 = tensor.empty() : tensor<17x96xf32>
+  %a = linalg.matmul ins(%x, %w1 : tensor<4x64xf32>, tensor<64x96xf32>) outs(%e1 : tensor<4x96xf32>) -> tensor<4x96xf32>
+  %b = linalg.generic {indexing_maps = [#x3, #w3, #y3], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%z, %w2 : tensor<2x8x64xbf16>, tensor<64x96xbf16>) outs(%e2 : tensor<2x8x96xf32>) {
+  ^bb0(%p: bf16, %q: bf16, %acc: f32):
+    %pe = arith.extf %p : bf16 to f32
+    %qe = arith.extf %q : bf16 to f32
+    %m = arith.mulf %pe, %qe : f32
+    %s = arith.addf %acc, %m : f32
+    linalg.yield %s : f32
+  } -> tensor<2x8x96xf32>
+  %c = linalg.matmul ins(%u, %w3 : tensor<17x64xf32>, tensor<64x96xf32>) outs(%e3 : tensor<17x96xf32>) -> tensor<17x96xf32>
+  %d = linalg.matmul ins(%v, %w4 : tensor<4x30xf32>, tensor<30x96xf32>) outs(%e1 : tensor<4x96xf32>) -> tensor<4x96xf32>
+  return %a, %b, %c, %d : tensor<4x96xf32>, tensor<2x8x96xf32>, tensor<17x96xf32>, tensor<4x96xf32>
+}
