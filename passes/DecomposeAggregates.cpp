@@ -1,6 +1,9 @@
 //===- DecomposeAggregates.cpp - softmax and friends into generics --------===//
 #include "passes/Passes.h"
 
+#include "dialects/kiln/Decompositions.h"
+#include "dialects/kiln/KilnDialect.h"
+
 #include "mlir/IR/PatternMatch.h"
 
 namespace kiln {
@@ -34,6 +37,20 @@ struct KilnDecomposeAggregatesPass final
         return signalPassFailure();
       }
       rewriter.replaceOp(op, *replacements);
+    }
+    // Norms a target kept whole (kiln-lower-graph-to-linalg keep-norms):
+    // their generics, for the kernel's strategy to run together.
+    SmallVector<Operation *> norms;
+    func.walk([&](Operation *op) {
+      if (isa<LayerNormOp, RmsNormOp>(op))
+        norms.push_back(op);
+    });
+    for (Operation *op : norms) {
+      rewriter.setInsertionPoint(op);
+      Value result = isa<LayerNormOp>(op)
+                         ? decomposeLayerNorm(rewriter, cast<LayerNormOp>(op)).result
+                         : decomposeRmsNorm(rewriter, cast<RmsNormOp>(op));
+      rewriter.replaceOp(op, result);
     }
   }
 };

@@ -240,12 +240,17 @@ struct LowerSoftmax final : OpRewritePattern<SoftmaxOp> {
 /// A transformer op replaced by its decomposition (Decompositions.cpp).
 template <typename OpT, auto Decompose>
 struct LowerByDecomposition final : OpRewritePattern<OpT> {
-  using OpRewritePattern<OpT>::OpRewritePattern;
+  LowerByDecomposition(MLIRContext *context, bool keepNorms)
+      : OpRewritePattern<OpT>(context), keepNorms(keepNorms) {}
+
+  bool keepNorms;
 
   LogicalResult matchAndRewrite(OpT op,
                                 PatternRewriter &rewriter) const override {
     if (!decompositionHandlesShapes(op))
       return rewriter.notifyMatchFailure(op, "dynamic shapes");
+    if (keepNorms && isLastDimNorm(op))
+      return rewriter.notifyMatchFailure(op, "kept whole for its kernel");
     rewriter.replaceOp(op, resultOf(Decompose(rewriter, op)));
     return success();
   }
@@ -259,22 +264,26 @@ struct LowerByDecomposition final : OpRewritePattern<OpT> {
 
 struct KilnLowerGraphToLinalgPass final
     : kiln::impl::KilnLowerGraphToLinalgBase<KilnLowerGraphToLinalgPass> {
+  using Base::Base;
+
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<LowerMatmul, LowerSoftmax,
-                 LowerByDecomposition<GeluOp, decomposeGelu>,
+    patterns.add<LowerMatmul, LowerSoftmax>(&getContext());
+    patterns.add<LowerByDecomposition<GeluOp, decomposeGelu>,
                  LowerByDecomposition<LayerNormOp, decomposeLayerNorm>,
                  LowerByDecomposition<RmsNormOp, decomposeRmsNorm>,
                  LowerByDecomposition<RotaryEmbeddingOp, decomposeRotaryEmbedding>>(
-        &getContext());
+        &getContext(), keepNorms.getValue());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();
     // Whatever is left has dynamic shapes, which this lowering does not
     // handle yet: say so instead of leaving kiln ops for codegen to trip on.
     // Attention stays whole (its own dispatch; kiln-decompose-attention is
     // its fallback in the kernel), but that fallback needs static shapes.
-    WalkResult result = getOperation().walk([](Operation *op) {
+    WalkResult result = getOperation().walk([&](Operation *op) {
       auto attention = dyn_cast<AttentionOp>(op);
+      if (keepNorms && isLastDimNorm(op))
+        return WalkResult::advance();
       if (isa<MatmulOp, SoftmaxOp, GeluOp, LayerNormOp, RmsNormOp,
               RotaryEmbeddingOp>(op) ||
           (attention && !decompositionHandlesShapes(attention))) {

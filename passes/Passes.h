@@ -32,14 +32,17 @@ inline constexpr llvm::StringLiteral kKernelModuleName = "kernels";
 
 /// Graph IR -> optimized graph IR on linalg: lowering of the kiln ops that
 /// have no kernel strategy yet, canonicalization and elementwise fusion.
-void buildGraphPipeline(mlir::OpPassManager &pm);
+/// `keepNorms`: last-dim layer and RMS norms stay whole (a target with a
+/// kernel strategy for them).
+void buildGraphPipeline(mlir::OpPassManager &pm, bool keepNorms = false);
 
 /// Graph IR -> dispatch IR: the graph pipeline, then dispatch formation.
 /// `beforeDispatch` adds a target's own graph passes after the graph
 /// pipeline, before dispatch formation.
 void buildDispatchPipeline(
     mlir::OpPassManager &pm,
-    const std::function<void(mlir::OpPassManager &)> &beforeDispatch = {});
+    const std::function<void(mlir::OpPassManager &)> &beforeDispatch = {},
+    bool keepNorms = false);
 
 /// Outlined kernel functions (kiln-outline-dispatches, entry functions
 /// split off) -> CPU kernel IR: attention's fallback decomposition, tiling

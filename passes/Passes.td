@@ -19,6 +19,11 @@ def KilnLowerGraphToLinalg : Pass<"kiln-lower-graph-to-linalg", "mlir::func::Fun
     that type (the init of the contraction) and rounds the result to the
     element type after.
 
+    With `keep-norms` (the cuda target), `kiln.layer_norm` and
+    `kiln.rms_norm` over the last dim with static shapes stay whole: each
+    becomes its own dispatch, which the `row-fused` strategy runs as one
+    kernel (decomposed inside it by `kiln-decompose-aggregates`).
+
     Before:
     ```mlir
     %y = kiln.matmul %x, %w : tensor<2x8x16xf32>, tensor<16x4xf32> -> tensor<2x8x4xf32>
@@ -31,6 +36,10 @@ def KilnLowerGraphToLinalg : Pass<"kiln-lower-graph-to-linalg", "mlir::func::Fun
     %y = tensor.expand_shape %m [[0, 1], [2]] output_shape [2, 8, 4] : ...
     ```
   }];
+  let options = [
+    Option<"keepNorms", "keep-norms", "bool", /*default=*/"false",
+           "Keep last-dim layer and RMS norms with static shapes whole">
+  ];
   let dependentDialects = ["mlir::linalg::LinalgDialect",
                            "mlir::tensor::TensorDialect",
                            "mlir::arith::ArithDialect",
@@ -217,9 +226,13 @@ def KilnDecomposeAggregates : Pass<"kiln-decompose-aggregates", "mlir::func::Fun
     Ops implementing `AggregatedOpInterface` (today `linalg.softmax`) become
     the `linalg.generic`s they stand for (max, exp-sum, divide) in kernel
     functions, so that the tiling and mapping strategies only see
-    structured ops. Functions without `kiln.kernel` are left alone.
+    structured ops; so do the `kiln.layer_norm` and `kiln.rms_norm` that a
+    target kept whole (`kiln-lower-graph-to-linalg` with `keep-norms`),
+    whose generics the `row-fused` strategy then runs as one kernel.
+    Functions without `kiln.kernel` are left alone.
   }];
   let dependentDialects = ["mlir::linalg::LinalgDialect",
+                           "mlir::tensor::TensorDialect",
                            "mlir::arith::ArithDialect",
                            "mlir::math::MathDialect"];
 }

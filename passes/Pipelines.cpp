@@ -24,11 +24,14 @@ using namespace mlir;
 
 namespace kiln {
 
-void buildGraphPipeline(OpPassManager &pm) {
+void buildGraphPipeline(OpPassManager &pm, bool keepNorms) {
   // kiln ops without a kernel strategy of their own become linalg first, so
-  // that elementwise fusion sees through them; kiln.attention stays whole
-  // and becomes a dispatch of its own.
-  pm.addNestedPass<func::FuncOp>(createKilnLowerGraphToLinalg());
+  // that elementwise fusion sees through them; kiln.attention (and the
+  // norms, for a target that asks) stays whole and becomes a dispatch of
+  // its own.
+  KilnLowerGraphToLinalgOptions lower;
+  lower.keepNorms = keepNorms;
+  pm.addNestedPass<func::FuncOp>(createKilnLowerGraphToLinalg(lower));
   // Weights are laid out once, here, instead of on every run.
   pm.addNestedPass<func::FuncOp>(createKilnFoldConstantTransposes());
   pm.addPass(createCanonicalizerPass());
@@ -41,8 +44,9 @@ void buildGraphPipeline(OpPassManager &pm) {
 
 void buildDispatchPipeline(
     OpPassManager &pm,
-    const std::function<void(OpPassManager &)> &beforeDispatch) {
-  buildGraphPipeline(pm);
+    const std::function<void(OpPassManager &)> &beforeDispatch,
+    bool keepNorms) {
+  buildGraphPipeline(pm, keepNorms);
   if (beforeDispatch)
     beforeDispatch(pm);
   pm.addNestedPass<func::FuncOp>(createKilnFormDispatches());
@@ -175,7 +179,7 @@ void registerPipelines() {
   PassPipelineRegistration<>(
       "kiln-graph-pipeline",
       "Graph IR -> optimized graph IR (kiln op lowering, elementwise fusion)",
-      buildGraphPipeline);
+      [](OpPassManager &pm) { buildGraphPipeline(pm); });
   PassPipelineRegistration<>(
       "kiln-dispatch-pipeline",
       "Graph IR -> dispatch IR (graph pipeline, then dispatch formation)",

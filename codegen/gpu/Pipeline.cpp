@@ -34,6 +34,8 @@ void buildGpuKernelPipeline(OpPassManager &pm) {
   pm.addNestedPass<func::FuncOp>(createKilnGpuGemmMmaSync());
   pm.addNestedPass<func::FuncOp>(createKilnGpuGemmSmallM());
   pm.addNestedPass<func::FuncOp>(createKilnGpuGemm());
+  // Norms (and other row-wise kernels): one launch, the row on chip.
+  pm.addNestedPass<func::FuncOp>(createKilnGpuRowFused());
   pm.addNestedPass<func::FuncOp>(createKilnGpuRowReduce());
   pm.addNestedPass<func::FuncOp>(createKilnGpuElementwise());
   // Every other linalg op becomes a parallel loop nest (reductions stay

@@ -18,52 +18,6 @@ using namespace kiln;
 
 namespace {
 
-/// The combiner of a reduction body and its identity, or nothing.
-struct Combiner {
-  Operation *op = nullptr;
-  Value contribution; // the operand that is not the accumulator
-};
-
-std::optional<Combiner> matchCombiner(linalg::GenericOp op) {
-  auto yield = cast<linalg::YieldOp>(op.getBody()->getTerminator());
-  if (yield.getNumOperands() != 1)
-    return std::nullopt;
-  Operation *combine = yield.getOperand(0).getDefiningOp();
-  if (!combine || combine->getBlock() != op.getBody() ||
-      !isa<arith::AddFOp, arith::MulFOp, arith::MaxNumFOp, arith::MaximumFOp,
-           arith::MinNumFOp, arith::MinimumFOp>(combine))
-    return std::nullopt;
-  BlockArgument acc = op.getBody()->getArguments().back();
-  Value lhs = combine->getOperand(0), rhs = combine->getOperand(1);
-  Value contribution = lhs == acc ? rhs : rhs == acc ? lhs : Value();
-  if (!contribution)
-    return std::nullopt;
-  // The accumulator feeds only the combiner.
-  if (!acc.hasOneUse())
-    return std::nullopt;
-  return Combiner{combine, contribution};
-}
-
-Value identityOf(OpBuilder &b, Location loc, Operation *combine, Type type) {
-  auto floatType = cast<FloatType>(type);
-  APFloat value = APFloat::getZero(floatType.getFloatSemantics());
-  if (isa<arith::MulFOp>(combine))
-    value = APFloat::getOne(floatType.getFloatSemantics());
-  else if (isa<arith::MaxNumFOp, arith::MaximumFOp>(combine))
-    value = APFloat::getInf(floatType.getFloatSemantics(), /*Negative=*/true);
-  else if (isa<arith::MinNumFOp, arith::MinimumFOp>(combine))
-    value = APFloat::getInf(floatType.getFloatSemantics());
-  return arith::ConstantOp::create(b, loc, FloatAttr::get(type, value));
-}
-
-Value combineWith(OpBuilder &b, Location loc, Operation *combine, Value a,
-                  Value c) {
-  OperationState state(loc, combine->getName());
-  state.addOperands({a, c});
-  state.addTypes(a.getType());
-  return b.create(state)->getResult(0);
-}
-
 /// Whether `op` is a row reduction this strategy builds: the last loop is
 /// the only reduction, the output is indexed by the others in order, and
 /// the body folds f32 values with one add, mul, max or min.

@@ -9,6 +9,8 @@
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/Strategy.h"
 #include "codegen/targets/TargetFacts.h"
+#include "dialects/kiln/Decompositions.h"
+#include "dialects/kiln/KilnDialect.h"
 
 using namespace mlir;
 
@@ -23,11 +25,21 @@ public:
   DictionaryAttr select(Operation *root) {
     if (isa<AttentionOp>(root))
       return attentionFallback();
+    if (isLastDimNorm(root))
+      return rowFused(cast<ShapedType>(root->getResult(0).getType())
+                          .getShape()
+                          .back());
     if (auto softmax = dyn_cast<linalg::SoftmaxOp>(root)) {
-      // Max and sum are row reductions, the rest elementwise steps.
-      if (softmax.getInputOperandType().getElementType().isF32())
-        return rowReduce(/*withElementwise=*/true);
-      return generic();
+      // Max and sum are row reductions, the rest elementwise steps: over
+      // the last dim with static shapes, one kernel with the row on chip;
+      // else a kernel per step.
+      ShapedType type = softmax.getInputOperandType();
+      if (!type.getElementType().isF32())
+        return generic();
+      if (type.hasStaticShape() &&
+          softmax.getDimension() == uint64_t(type.getRank() - 1))
+        return rowFused(type.getShape().back());
+      return rowReduce(/*withElementwise=*/true);
     }
     auto op = dyn_cast<linalg::LinalgOp>(root);
     if (!op)
@@ -137,6 +149,19 @@ private:
     int64_t rows = shape[0];
     return config(kGemmSmallM, {named("warps", int64_t(4)),
                                 named("columns", rows <= 4 ? 2 : 1)});
+  }
+  /// A row of `length` elements spread over the lanes of `warps_per_row`
+  /// warps, at most kMaxPerLane elements per lane (they stay in registers
+  /// through the kernel): one warp for rows up to 1024 elements, more for
+  /// longer ones; 256-thread blocks while a row takes fewer.
+  static constexpr int64_t kMaxPerLane = 32;
+  DictionaryAttr rowFused(int64_t length) {
+    int64_t warp = facts.warpSize, warps = 1;
+    while (warps < 32 && llvm::divideCeil(length, warp * warps) > kMaxPerLane)
+      warps *= 2;
+    int64_t rows = std::max<int64_t>(1, blockThreads() / (warp * warps));
+    return config(kRowFused, {named("warps_per_row", warps),
+                              named("rows_per_block", rows)});
   }
   /// Attention's decomposition: GEMMs, row reductions, elementwise steps,
   /// each with its own part of the configuration.

@@ -129,6 +129,40 @@ def KilnGpuRowReduce : Pass<"kiln-gpu-row-reduce", "mlir::func::FuncOp"> {
                            "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
 }
 
+def KilnGpuRowFused : Pass<"kiln-gpu-row-fused", "mlir::func::FuncOp"> {
+  let summary = "GPU row-fused strategy: a kernel of row-wise steps as one launch, the row on chip";
+  let description = [{
+    Runs on bufferized kernel functions whose `kiln.config` selects
+    `row-fused`, with its `warps_per_row` and `rows_per_block` (selection:
+    1 warp per row up to 1024 elements, doubling until a thread holds at
+    most 32; 256-thread blocks). The kernel's generics must all work on the
+    rows of one [R, D] space: reductions over the last loop (D) with an f32
+    add, mul, max or min combiner, elementwise steps over whole rows (the
+    last loop is D), and steps on per-row values; fills, temporaries and
+    views besides. A layer or RMS norm kept whole by the cuda target
+    decomposes into such a kernel. They become one `gpu.launch`: thread t
+    of a row holds elements t + i * 32 * warps_per_row; each body is cloned
+    per element held (or once per row); temporaries stay in registers; the
+    kernel's inputs are loaded where read and its outputs stored where
+    written (guarded at the row's end and the last block's rows); a
+    reduction folds per thread, combines a warp with an xor-shuffle
+    butterfly and the warps of a row through shared memory after a
+    barrier, and every thread gets the row's value. A kernel with anything
+    else is left to the generic mapping.
+
+    Before (bufferized RMS norm, rows of 64):
+    ```mlir
+    linalg.fill ins(%zero : f32) outs(%sum : memref<8x1xf32>)
+    linalg.generic {... ["parallel", "reduction"]} ins(%x : memref<8x64xf32>) outs(%sum ...)
+    linalg.generic {... ["parallel", "parallel"]} ins(%x, %sum, %w ...) outs(%y : memref<8x64xf32>)
+    ```
+    After: one `gpu.launch` of 256 threads, 2 loads of x per thread, one
+    butterfly of 5 `gpu.shuffle xor`, 2 guarded stores of y per thread.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
+}
+
 def KilnGpuMapToThreads : Pass<"kiln-gpu-map-to-threads", "mlir::func::FuncOp"> {
   let summary = "generic GPU fallback: map every parallel loop nest onto blocks and threads";
   let description = [{

@@ -55,6 +55,7 @@ inline constexpr llvm::StringLiteral kGemmSimt = "gemm-simt";
 inline constexpr llvm::StringLiteral kGemmMmaSync = "gemm-mma-sync";
 inline constexpr llvm::StringLiteral kGemmSmallM = "gemm-small-m";
 inline constexpr llvm::StringLiteral kRowReduce = "row-reduce";
+inline constexpr llvm::StringLiteral kRowFused = "row-fused";
 inline constexpr llvm::StringLiteral kElementwise = "elementwise";
 inline constexpr llvm::StringLiteral kGeneric = "generic";
 inline constexpr llvm::StringLiteral kAttentionFallback = "attention-fallback";
@@ -186,6 +187,21 @@ applyEpilogue(mlir::OpBuilder &b, mlir::Location loc,
 /// Erases an applied epilogue, the temporary and its deallocations.
 void eraseFusedEpilogue(mlir::linalg::GenericOp epilogue,
                         mlir::Value temporary);
+
+/// A reduction body `yield combine(acc, contribution)` whose combiner is
+/// one float add, mul, max or min and whose accumulator feeds only it.
+struct Combiner {
+  mlir::Operation *op = nullptr;
+  mlir::Value contribution; // the operand that is not the accumulator
+};
+std::optional<Combiner> matchCombiner(mlir::linalg::GenericOp op);
+/// The combiner's identity (0, 1, -inf, +inf) of float type `type`.
+mlir::Value identityOf(mlir::OpBuilder &b, mlir::Location loc,
+                       mlir::Operation *combine, mlir::Type type);
+/// `combine`'s kind applied to `a` and `c`.
+mlir::Value combineWith(mlir::OpBuilder &b, mlir::Location loc,
+                        mlir::Operation *combine, mlir::Value a,
+                        mlir::Value c);
 
 /// The configuration for a dispatch whose root is `root`, for the
 /// architectures whose common facts are `facts`.

@@ -50,10 +50,16 @@ public:
   /// Weights whose [K, N] rows cannot be copied in 16-byte chunks are
   /// stored [N, K] for the tensor-core GEMM (then folded to constants).
   void buildDispatchPipeline(OpPassManager &pm) const override {
-    kiln::buildDispatchPipeline(pm, [](OpPassManager &graph) {
-      graph.addNestedPass<func::FuncOp>(createKilnTransposeUnalignedWeights());
-      graph.addNestedPass<func::FuncOp>(createKilnFoldConstantTransposes());
-    });
+    // Layer and RMS norms stay whole: the row-fused strategy runs each as
+    // one kernel.
+    kiln::buildDispatchPipeline(
+        pm,
+        [](OpPassManager &graph) {
+          graph.addNestedPass<func::FuncOp>(
+              createKilnTransposeUnalignedWeights());
+          graph.addNestedPass<func::FuncOp>(createKilnFoldConstantTransposes());
+        },
+        /*keepNorms=*/true);
     pm.addPass(createSelectStrategiesPass(spec()));
     // A GEMM's bias, activation, residual and cast run in its epilogue.
     pm.addNestedPass<func::FuncOp>(createKilnGpuFuseEpilogues());

@@ -161,6 +161,24 @@ LayerNormParts decomposeLayerNorm(OpBuilder &b, LayerNormOp op) {
   return {y, mean, invStd};
 }
 
+bool isLastDimNorm(Operation *op) {
+  int64_t axis;
+  if (auto norm = dyn_cast<LayerNormOp>(op))
+    axis = norm.getNormalizedAxis();
+  else if (auto norm = dyn_cast<RmsNormOp>(op))
+    axis = norm.getNormalizedAxis();
+  else
+    return false;
+  auto type = cast<RankedTensorType>(op->getResult(0).getType());
+  Type element = type.getElementType();
+  if (axis != type.getRank() - 1 ||
+      !(element.isF16() || element.isBF16() || element.isF32()))
+    return false;
+  return llvm::all_of(op->getOperandTypes(), [](Type t) {
+    return cast<RankedTensorType>(t).hasStaticShape();
+  });
+}
+
 Value decomposeRmsNorm(OpBuilder &b, RmsNormOp op) {
   Location loc = op.getLoc();
   Value x = op.getInput(), scale = op.getScale();

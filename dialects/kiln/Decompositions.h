@@ -35,6 +35,11 @@ LayerNormParts decomposeLayerNorm(mlir::OpBuilder &b, LayerNormOp op);
 
 mlir::Value decomposeRmsNorm(mlir::OpBuilder &b, RmsNormOp op);
 
+/// A layer or RMS norm that a target with a row kernel can keep whole:
+/// normalized over the last dim only, every operand static, f16, bf16 or
+/// f32 elements.
+bool isLastDimNorm(mlir::Operation *op);
+
 mlir::Value decomposeRotaryEmbedding(mlir::OpBuilder &b, RotaryEmbeddingOp op);
 
 struct AttentionParts {

@@ -80,7 +80,7 @@ def test_a_transformer_profiles_kernel_by_kernel(tmp_path):
          "--embed-kernel-ir", "-o", artifact)
     out, rows = profile(artifact)
     strategies = {r["strategy"] for r in rows.values()}
-    assert {"gemm-simt", "row-reduce", "elementwise"} <= strategies, out
+    assert {"gemm-simt", "gemm-small-m", "row-fused", "elementwise"} <= strategies, out
     assert "roofline bound" in out and "H200 SXM" in out
 
 

@@ -7,7 +7,8 @@ cubin section is cut from the artifact and disassembled with cuobjdump
 checked for what its strategy and configuration promise: shared-memory
 staging between barriers for gemm-simt, a shuffle butterfly of log2(warp)
 steps for row-reduce, 128-bit global loads and stores for elementwise,
-128-bit loads and a shuffle butterfly for gemm-small-m.
+128-bit loads and a shuffle butterfly for gemm-small-m, a butterfly per
+row reduction for row-fused.
 """
 import glob
 import json
@@ -94,6 +95,9 @@ def test_sass_of_every_strategy(fixture, arch, tmp_path):
             assert config["vector_width"] == 4
             assert count(code, "STG.E.128") == 1, kernel["name"]
             assert count(code, "LDG.E.128") >= 1, kernel["name"]
+        elif strategy == "row-fused":
+            # A softmax's max and sum: a butterfly of log2(32) shuffles each.
+            assert count(code, "SHFL.BFLY") == 10, kernel["name"]
         elif strategy == "gemm-small-m":
             # 128-bit loads of the activation rows and the weights, and a
             # butterfly of log2(32) xor shuffles per partial sum.
@@ -101,10 +105,11 @@ def test_sass_of_every_strategy(fixture, arch, tmp_path):
             assert count(code, "SHFL.BFLY") >= 5, kernel["name"]
         assert count(code, "STL") == 0, f"{kernel['name']} spills"
     # Together the fixtures hold every strategy these checks know: the MLP
-    # (8 rows: two small-M GEMMs, bias + ReLU fused; softmax) and the
-    # attention block (128-row GEMMs on SIMT at fp32, elementwise chains).
-    expected = {"mlp": {"gemm-small-m", "row-reduce"},
-                "attention": {"gemm-simt", "row-reduce", "elementwise"}}
+    # (8 rows: two small-M GEMMs, bias + ReLU fused; softmax as one row-fused
+    # kernel) and the attention block (128-row GEMMs on SIMT at fp32,
+    # elementwise chains, its softmax row-fused).
+    expected = {"mlp": {"gemm-small-m", "row-fused"},
+                "attention": {"gemm-simt", "row-fused", "elementwise"}}
     assert expected[fixture] <= seen, sorted(seen)
 
 
@@ -124,15 +129,31 @@ def attention23(path):
     return {n: rng.standard_normal(s, dtype=np.float32) for n, s in shapes.items()}
 
 
+def softmax_axis1(path):
+    """A softmax over a middle axis: row reductions with elementwise steps,
+    each a kernel (row-fused takes last-axis softmaxes only)."""
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["y"], axis=1)], "softmax_axis1",
+        [helper.make_tensor_value_info("x", f, [2, 8, 16])],
+        [helper.make_tensor_value_info("y", f, [2, 8, 16])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              path)
+    return {"x": np.random.default_rng(1).standard_normal((2, 8, 16),
+                                                          dtype=np.float32)}
+
+
 # Models whose kernels, together, take every configuration GPU selection
-# chooses (kiln-select-strategies on cuda): gemm-simt, row-reduce with and
-# without an elementwise part, elementwise, generic, and attention-fallback
-# with its parts.
+# chooses (kiln-select-strategies on cuda): gemm-simt, gemm-small-m,
+# row-fused (the MLP's softmax), row-reduce with and without an
+# elementwise part, elementwise, generic, and attention-fallback with its
+# parts.
 SELECTION_MODELS = {
     "mlp": lambda p: (os.path.join(ROOT, "test", "fixtures", "mlp", "model.onnx"),
                       {"x": np.load(os.path.join(ROOT, "test", "fixtures", "mlp",
                                                  "x.npy"))}),
     "attention23": lambda p: (p, attention23(p)),
+    "softmax_axis1": lambda p: (p, softmax_axis1(p)),
 }
 
 
@@ -149,9 +170,13 @@ def test_every_selected_configuration_runs_under_the_simulator(tmp_path):
         dispatch = kiln("compile", path, "--target", "cuda:sm_80,sm_90a",
                         "--emit", "dispatch-mlir").stdout
         configs |= set(re.findall(r'strategy = "([\w-]+)"\}\}', dispatch))
+        if re.search(r'config = \{elementwise = \{[^}]*\}, [^}]*strategy = "row-reduce"',
+                     dispatch):
+            configs.add("row-reduce+elementwise")
         for kernel in json.loads(kiln("inspect", artifact, "--json").stdout)["kernels"]:
             configs.add(kernel["strategy"])
             if "elementwise" in kernel["config"]:
                 configs.add(kernel["strategy"] + "+elementwise")
-    assert {"gemm-simt", "row-reduce", "row-reduce+elementwise", "elementwise",
-            "generic", "attention-fallback"} <= configs, sorted(configs)
+    assert {"gemm-simt", "gemm-small-m", "row-fused", "row-reduce",
+            "row-reduce+elementwise", "elementwise", "generic",
+            "attention-fallback"} <= configs, sorted(configs)

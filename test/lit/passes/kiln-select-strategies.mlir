@@ -66,13 +66,15 @@ func.func @row_sum(%a: tensor<6x100xf32>) -> tensor<6xf32> {
 
 // -----
 
-// COM: A softmax in f32 is a row reduction whose elementwise steps are a
-// COM: part of its configuration; in f16 (warp shuffles move 32 bits) it
-// COM: takes the generic mapping.
+// COM: A softmax in f32 over the last dim is one row-fused kernel (a warp
+// COM: per row of 64); over another dim, a row reduction whose elementwise
+// COM: steps are a part of its configuration; in f16 (warp shuffles move 32
+// COM: bits) it takes the generic mapping.
 // CUDA-LABEL: func.func @softmaxes
-// CUDA: {config = {elementwise = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}, rows_per_block = 8 : i64, strategy = "row-reduce", warp = 32 : i64}}
+// CUDA: {config = {rows_per_block = 8 : i64, strategy = "row-fused", warps_per_row = 1 : i64}}
 // CUDA: {config = {strategy = "generic", threads = 256 : i64}}
-func.func @softmaxes(%a: tensor<4x64xf32>, %b: tensor<4x64xf16>) -> (tensor<4x64xf32>, tensor<4x64xf16>) {
+// CUDA: {config = {elementwise = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}, rows_per_block = 8 : i64, strategy = "row-reduce", warp = 32 : i64}}
+func.func @softmaxes(%a: tensor<4x64xf32>, %b: tensor<4x64xf16>, %c: tensor<4x64xf32>) -> (tensor<4x64xf32>, tensor<4x64xf16>, tensor<4x64xf32>) {
   %r = kiln.dispatch(%a) : (tensor<4x64xf32>) -> tensor<4x64xf32> {
   ^bb0(%x: tensor<4x64xf32>):
     %e = tensor.empty() : tensor<4x64xf32>
@@ -85,7 +87,41 @@ func.func @softmaxes(%a: tensor<4x64xf32>, %b: tensor<4x64xf16>) -> (tensor<4x64
     %s = linalg.softmax dimension(1) ins(%x : tensor<4x64xf16>) outs(%e : tensor<4x64xf16>) -> tensor<4x64xf16>
     kiln.yield %s : tensor<4x64xf16>
   }
-  return %r, %h : tensor<4x64xf32>, tensor<4x64xf16>
+  %m = kiln.dispatch(%c) : (tensor<4x64xf32>) -> tensor<4x64xf32> {
+  ^bb0(%x: tensor<4x64xf32>):
+    %e = tensor.empty() : tensor<4x64xf32>
+    %s = linalg.softmax dimension(0) ins(%x : tensor<4x64xf32>) outs(%e : tensor<4x64xf32>) -> tensor<4x64xf32>
+    kiln.yield %s : tensor<4x64xf32>
+  }
+  return %r, %h, %m : tensor<4x64xf32>, tensor<4x64xf16>, tensor<4x64xf32>
+}
+
+// -----
+
+// COM: Layer and RMS norms kept whole (cuda): row-fused, one warp per row
+// COM: up to 1024 elements, doubling the warps until a thread holds at
+// COM: most 32 (1600: 2 warps, 4 rows per block; 4096: 4 warps, 2 rows).
+// CUDA-LABEL: func.func @norms
+// CUDA: {config = {rows_per_block = 8 : i64, strategy = "row-fused", warps_per_row = 1 : i64}}
+// CUDA: {config = {rows_per_block = 4 : i64, strategy = "row-fused", warps_per_row = 2 : i64}}
+// CUDA: {config = {rows_per_block = 2 : i64, strategy = "row-fused", warps_per_row = 4 : i64}}
+func.func @norms(%a: tensor<4x768xf32>, %g: tensor<768xf32>, %b: tensor<4x1600xf32>, %h: tensor<1600xf32>, %c: tensor<4x4096xf16>, %w: tensor<4096xf16>) -> (tensor<4x768xf32>, tensor<4x1600xf32>, tensor<4x4096xf16>) {
+  %r = kiln.dispatch(%a, %g) : (tensor<4x768xf32>, tensor<768xf32>) -> tensor<4x768xf32> {
+  ^bb0(%x: tensor<4x768xf32>, %y: tensor<768xf32>):
+    %n = kiln.layer_norm %x, %y, %y {axis = -1 : i64, epsilon = 1.0e-05 : f32} : tensor<4x768xf32>, tensor<768xf32>, tensor<768xf32>
+    kiln.yield %n : tensor<4x768xf32>
+  }
+  %s = kiln.dispatch(%b, %h) : (tensor<4x1600xf32>, tensor<1600xf32>) -> tensor<4x1600xf32> {
+  ^bb0(%x: tensor<4x1600xf32>, %y: tensor<1600xf32>):
+    %n = kiln.layer_norm %x, %y {axis = 1 : i64, epsilon = 1.0e-05 : f32} : tensor<4x1600xf32>, tensor<1600xf32>
+    kiln.yield %n : tensor<4x1600xf32>
+  }
+  %t = kiln.dispatch(%c, %w) : (tensor<4x4096xf16>, tensor<4096xf16>) -> tensor<4x4096xf16> {
+  ^bb0(%x: tensor<4x4096xf16>, %y: tensor<4096xf16>):
+    %n = kiln.rms_norm %x, %y {axis = -1 : i64, epsilon = 1.0e-06 : f32} : tensor<4x4096xf16>, tensor<4096xf16>
+    kiln.yield %n : tensor<4x4096xf16>
+  }
+  return %r, %s, %t : tensor<4x768xf32>, tensor<4x1600xf32>, tensor<4x4096xf16>
 }
 
 // -----

@@ -1,0 +1,145 @@
+"""row-fused: a layer or RMS norm as one kernel on the cuda target, the row
+held on chip (the cuda target keeps kiln.layer_norm whole, the kernel
+decomposes it, kiln-gpu-row-fused runs all its steps in one launch).
+Numerics under the simulator against onnxruntime at every row length the
+selection treats differently (one warp per row, several, a partial last
+slot), in f32 and f16; SASS of the shuffle butterflies without spills; the
+GPT-2 fixture's five LayerNorms and two softmaxes are seven launches
+(last-axis softmaxes take the strategy too)."""
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import (PRECISION_TOLERANCES, ROOT, TOLERANCES, kiln, run_kiln,
+                      run_reference)
+from test_gemm_epilogues import kernels_of
+from test_sass import count, needs_ptxas, sass_by_function
+
+TARGET = "cuda:sm_80,sm_90a"
+
+
+def layer_norm(shape, dtype, rng, bias=True):
+    d = shape[-1]
+    elem = TensorProto.FLOAT16 if dtype == np.float16 else TensorProto.FLOAT
+    consts = [numpy_helper.from_array(
+        (1 + 0.1 * rng.standard_normal(d)).astype(dtype), "gamma")]
+    inputs = ["x", "gamma"]
+    if bias:
+        consts.append(numpy_helper.from_array(
+            rng.standard_normal(d).astype(dtype), "beta"))
+        inputs.append("beta")
+    graph = helper.make_graph(
+        [helper.make_node("LayerNormalization", inputs, ["y"], axis=-1,
+                          epsilon=1e-5)], "ln",
+        [helper.make_tensor_value_info("x", elem, shape)],
+        [helper.make_tensor_value_info("y", elem, shape)], consts)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def launches_of(artifact):
+    info = json.loads(kiln("inspect", artifact, "--json").stdout)
+    return info["entry_points"][0]["launches"]
+
+
+@pytest.mark.parametrize("shape,warps", [
+    ([8, 64], 1),         # two elements per thread
+    ([2, 5, 768], 1),     # GPT-2's width; 10 rows over two blocks
+    ([3, 1000], 1),       # the last slot exists for some threads only
+    ([4, 1600], 2),       # GPT-2 XL: two warps meet in shared memory
+    ([2, 4096], 4),       # LLaMA's width
+])
+def test_layer_norm_is_one_kernel_and_matches(shape, warps, tmp_path):
+    rng = np.random.default_rng(shape[-1])
+    path = tmp_path / "ln.onnx"
+    onnx.save(layer_norm(shape, np.float32, rng, bias=shape[-1] != 1000),
+              str(path))
+    x = (3 + 2 * rng.standard_normal(shape)).astype(np.float32)
+    got = run_kiln(path, {"x": x}, tmp_path, TARGET, "sim")["y"]
+    want = run_reference(path, {"x": x})["y"]
+    np.testing.assert_allclose(got, want, **TOLERANCES[np.dtype(np.float32)])
+    artifact = str(tmp_path / "model.kiln")
+    (kernel,) = kernels_of(artifact)
+    assert kernel["strategy"] == "row-fused"
+    assert kernel["config"]["warps_per_row"] == warps
+    assert len(launches_of(artifact)) == 1
+
+
+def test_f16_layer_norm_keeps_f32_statistics(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "ln16.onnx"
+    onnx.save(layer_norm([6, 256], np.float16, rng), str(path))
+    x = (1 + rng.standard_normal((6, 256))).astype(np.float16)
+    got = run_kiln(path, {"x": x}, tmp_path, TARGET, "sim")["y"]
+    want = run_reference(path, {"x": x})["y"]
+    assert got.dtype == np.float16
+    error = np.abs(got.astype(np.float64) - want).max() / np.abs(want).max()
+    assert error <= PRECISION_TOLERANCES["fp16"], error
+    (kernel,) = kernels_of(str(tmp_path / "model.kiln"))
+    assert kernel["strategy"] == "row-fused"
+
+
+@needs_ptxas
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+def test_sass_of_row_fused_layer_norms(arch, tmp_path):
+    """Two sums per row, each a butterfly of 5 shuffles; with two warps per
+    row a barrier between the warps' partials; no local memory."""
+    for d, warps in ((768, 1), (1600, 2)):
+        path = tmp_path / f"ln{d}.onnx"
+        onnx.save(layer_norm([16, d], np.float32, np.random.default_rng(0)),
+                  str(path))
+        artifact = str(tmp_path / f"ln{d}.kiln")
+        kiln("compile", str(path), "--target", TARGET, "-o", artifact)
+        _, sass = sass_by_function(artifact, arch)
+        (kernel,) = kernels_of(artifact)
+        code = sass[kernel["symbol"]]
+        assert count(code, "SHFL.BFLY") == 10, kernel
+        assert (count(code, "BAR.SYNC.DEFER_BLOCKING") >= 1) == (warps > 1), kernel
+        assert count(code, "STL") == 0 and count(code, "LDL") == 0, kernel
+
+
+def test_gpt2_layer_norms_and_softmaxes_are_one_launch_each(tmp_path):
+    path = os.path.join(ROOT, "test", "fixtures", "transformers", "gpt2",
+                        "model.onnx")
+    artifact = str(tmp_path / "gpt2.kiln")
+    kiln("compile", path, "--target", TARGET, "--precision", "bf16", "-o",
+         artifact)
+    strategy = {k["name"]: k["strategy"] for k in kernels_of(artifact)}
+    norms = [l for l in launches_of(artifact)
+             if strategy[l["kernel"]] == "row-fused"]
+    # Two layers of two LayerNorms each, the final one, and each layer's
+    # softmax.
+    model = onnx.load(path)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("LayerNormalization") == 5 and ops.count("Softmax") == 2
+    assert len(norms) == 7
+
+
+@pytest.mark.parametrize("d", [4096, 3000])
+def test_rms_norm_is_one_kernel_and_matches(d, tmp_path):
+    """ONNX RMSNormalization (23) over LLaMA's width (4 warps per row) and
+    over 3000 (the last slot partial), against NumPy in f64."""
+    rng = np.random.default_rng(d)
+    w = (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node("RMSNormalization", ["x", "w"], ["y"], axis=-1,
+                          epsilon=1e-6)], "rms",
+        [helper.make_tensor_value_info("x", f, [3, d])],
+        [helper.make_tensor_value_info("y", f, [3, d])],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = 10
+    path = tmp_path / "rms.onnx"
+    onnx.save(model, str(path))
+    x = rng.standard_normal((3, d)).astype(np.float32)
+    got = run_kiln(path, {"x": x}, tmp_path, TARGET, "sim")["y"]
+    x64 = x.astype(np.float64)
+    want = x64 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + 1e-6) * w
+    np.testing.assert_allclose(got, want, **TOLERANCES[np.dtype(np.float32)])
+    (kernel,) = kernels_of(str(tmp_path / "model.kiln"))
+    assert kernel["strategy"] == "row-fused"
+    assert kernel["config"]["warps_per_row"] == 4
