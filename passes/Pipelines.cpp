@@ -134,6 +134,9 @@ void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,
   ConvertGpuOpsToNVVMOpsOptions nvvm;
   nvvm.useBarePtrCallConv = true;
   device.addPass(createConvertGpuOpsToNVVMOps(nvvm));
+  // NVVM ops that are PTX templates (mbarrier waits, wgmma fences, TMA
+  // copies) become inline assembly.
+  device.addPass(createConvertNVVMToLLVMPass());
   device.addPass(createCanonicalizerPass());
   device.addPass(createCSEPass());
   device.addPass(createReconcileUnrealizedCastsPass());

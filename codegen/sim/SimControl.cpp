@@ -9,6 +9,8 @@
 //===----------------------------------------------------------------------===//
 #include "codegen/sim/SimInternal.h"
 
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
 using namespace mlir;
@@ -17,11 +19,16 @@ namespace kiln::sim {
 namespace {
 
 // Loop-carried and branch values may be scalars (one Lanes) or vectors
-// (one Lanes per element, BlockRunner::vectors): these move either.
+// (one Lanes per element, BlockRunner::vectors; wgmma accumulators too):
+// these move either.
+
+bool heldAsVectors(Value v) {
+  return isa<VectorType, nvgpu::WarpgroupAccumulatorType>(v.getType());
+}
 
 /// `to` = `from` for every thread.
 void copyValue(BlockRunner &runner, Value to, Value from) {
-  if (isa<VectorType>(from.getType())) {
+  if (heldAsVectors(from)) {
     std::vector<Lanes> copy = runner.vectors[from];  // may rehash
     runner.vectors[to] = std::move(copy);
   } else {
@@ -39,7 +46,7 @@ void updateValue(BlockRunner &runner, Value to, Value from, const Mask &mask) {
       if (mask[t])
         current[t] = updated[t];
   };
-  if (isa<VectorType>(from.getType())) {
+  if (heldAsVectors(from)) {
     std::vector<Lanes> updated = runner.vectors[from];
     std::vector<Lanes> &current = runner.vectors[to];
     current.resize(updated.size());

@@ -10,8 +10,8 @@
 //   SimControl.cpp     scf.if, scf.for, scf.parallel
 //   SimGpu.cpp         thread and block ids and sizes, gpu.barrier
 //   SimWarp.cpp        collectives over the 32 lanes of a warp (gpu.shuffle)
-//   SimTensorCore.cpp  the place for nvgpu (mma.sync, ldmatrix, cp.async),
-//                      wgmma, TMA and mbarrier
+//   SimTensorCore.cpp  the sm_80 collectives (mma.sync, ldmatrix, cp.async)
+//   SimHopper.cpp      the sm_90a ones: mbarriers, TMA tile loads, wgmma
 //
 // A new op is one handler in its family's file, added to the table by that
 // file's register...Handlers function. An op with no handler is an error
@@ -57,7 +57,9 @@ struct MemDesc {
 /// last thread that wrote it and in which barrier epoch, and the thread that
 /// read it in the current epoch (kMany when several did).
 struct ShadowCell {
-  static constexpr int64_t kNone = -1, kMany = -2;
+  /// kVisible: landed by an asynchronous copy (TMA) whose mbarrier phase
+  /// completed; the wait made it visible to every thread.
+  static constexpr int64_t kNone = -1, kMany = -2, kVisible = -3;
   int64_t writer = kNone;
   int64_t writeEpoch = -1;
   int64_t reader = kNone;
@@ -75,6 +77,23 @@ struct AsyncCopy {
   std::vector<uint8_t> bytes;
   int shadow = -1;
   uint64_t firstElement = 0, elements = 0;
+};
+
+/// One mbarrier object (sm_90): the arrivals its current phase still waits
+/// for, the transaction bytes it expects and has not received, the parity
+/// of that phase, and the TMA copies in flight on it (they land, and
+/// complete their bytes, when a thread waits on the phase).
+struct Mbarrier {
+  bool initialized = false;
+  int64_t count = 0, pending = 0, txPending = 0;
+  unsigned phase = 0;
+  std::vector<AsyncCopy> copies;
+};
+
+/// Shared memory a wgmma read: cells [first, last] of one allocation.
+struct ReadRange {
+  int shadow = -1;
+  uint64_t first = 0, last = 0;
 };
 
 //===----------------------------------------------------------------------===//
@@ -142,6 +161,7 @@ public:
   BlockRunner(mlir::gpu::GPUFuncOp kernel, const LaunchConfig &config,
               const std::vector<SimBuffer> &args,
               const std::vector<int64_t> &scalars,
+              const std::vector<SimTensorMap> &tensorMapArgs,
               std::vector<std::vector<uint8_t>> &globals, SimStats *stats);
 
   /// Runs block `blockId`; returns the error, or an empty string.
@@ -229,6 +249,18 @@ public:
   llvm::DenseMap<mlir::Value, MemDesc> mems;
   std::vector<std::vector<uint8_t>> shared;
   std::vector<std::vector<ShadowCell>> shadows;
+  /// Per shared allocation, its address in the block's shared window: in
+  /// order, each 1024-byte aligned, as kiln-gpu-dynamic-shared lays them
+  /// out (wgmma descriptors and TMA swizzles use these addresses).
+  std::vector<uint64_t> sharedBase;
+  /// The TMA descriptor arguments, by argument.
+  llvm::DenseMap<mlir::Value, const SimTensorMap *> tensorMaps;
+  const std::vector<SimTensorMap> &tensorMapArgs;
+  /// mbarrier groups (nvgpu.mbarrier.create), indexed by the group value.
+  std::vector<std::vector<Mbarrier>> mbarriers;
+  /// Per warpgroup, the shared memory of its wgmma groups not yet retired
+  /// by a wait, oldest first: writing there is a hazard.
+  std::vector<std::vector<std::vector<ReadRange>>> wgmmaInFlight;
   /// Barrier epoch: accesses in different epochs are ordered.
   int64_t epoch = 0;
   /// Per thread, the cp.async copies not yet committed to a group, then
@@ -246,6 +278,7 @@ void registerControlHandlers(HandlerTable &table);
 void registerGpuHandlers(HandlerTable &table);
 void registerWarpHandlers(HandlerTable &table);
 void registerTensorCoreHandlers(HandlerTable &table);
+void registerHopperHandlers(HandlerTable &table);
 
 /// True when no operand or result of `op` is a vector; otherwise fails
 /// (vectors are modelled only by the vector handlers) and returns false.

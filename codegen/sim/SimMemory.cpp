@@ -111,7 +111,8 @@ bool BlockRunner::checkHazard(Operation &op, const MemDesc &m,
                     std::to_string(element) + " by thread " + threadText(t));
       return false;
     }
-    if (cell.writeEpoch == epoch && cell.writer != t)
+    if (cell.writeEpoch == epoch && cell.writer != t &&
+        cell.writer != ShadowCell::kVisible)
       return report("read-after-write race", cell.writer);
     if (cell.readEpoch != epoch) {
       cell.readEpoch = epoch;
@@ -121,7 +122,8 @@ bool BlockRunner::checkHazard(Operation &op, const MemDesc &m,
     }
     return true;
   }
-  if (cell.writeEpoch == epoch && cell.writer != t)
+  if (cell.writeEpoch == epoch && cell.writer != t &&
+      cell.writer != ShadowCell::kVisible)
     return report("write-after-write race", cell.writer);
   if (cell.readEpoch == epoch && cell.reader != t)
     return report("write-after-read race", cell.reader);
@@ -231,15 +233,17 @@ bool runView(BlockRunner &runner, Operation &op, const Mask &mask) {
         !mixed(subview.getMixedSizes(), sizes) ||
         !mixed(subview.getMixedStrides(), steps))
       return false;
-    if (subview.getType().getRank() != subview.getSourceType().getRank()) {
-      runner.fail(&op, "rank-reducing subviews are not modelled");
-      return false;
-    }
+    // A rank-reducing subview drops unit dims.
+    llvm::SmallBitVector dropped = subview.getDroppedDims();
+    view.shape.clear();
+    view.strides.clear();
     for (size_t d = 0; d < offsets.size(); ++d) {
       view.offset += offsets[d] * source->strides[d];
-      view.strides[d] = source->strides[d] * steps[d];
+      if (dropped.test(d))
+        continue;
+      view.strides.push_back(source->strides[d] * steps[d]);
+      view.shape.push_back(sizes[d]);
     }
-    view.shape.assign(sizes);
   } else if (auto expand = dyn_cast<memref::ExpandShapeOp>(op)) {
     SmallVector<int64_t> shape;
     if (!mixed(expand.getMixedOutputShape(), shape))

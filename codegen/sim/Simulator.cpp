@@ -9,6 +9,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "llvm/Support/ErrorHandling.h"
 #include "llvm/Support/raw_ostream.h"
@@ -37,6 +38,7 @@ const HandlerTable &handlerTable() {
     registerGpuHandlers(table);
     registerWarpHandlers(table);
     registerTensorCoreHandlers(table);
+    registerHopperHandlers(table);
     return table;
   }();
   return table;
@@ -71,10 +73,12 @@ bool scalarOnly(BlockRunner &runner, Operation &op) {
 BlockRunner::BlockRunner(gpu::GPUFuncOp kernel, const LaunchConfig &config,
                          const std::vector<SimBuffer> &args,
                          const std::vector<int64_t> &scalars,
+                         const std::vector<SimTensorMap> &tensorMapArgs,
                          std::vector<std::vector<uint8_t>> &globals,
                          SimStats *stats)
     : kernel(kernel), config(config), args(args), scalars(scalars),
-      globals(globals), stats(stats), table(handlerTable()) {
+      globals(globals), stats(stats), tensorMapArgs(tensorMapArgs),
+      table(handlerTable()) {
   threads = config.block[0] * config.block[1] * config.block[2];
 }
 
@@ -90,6 +94,12 @@ std::string BlockRunner::run(std::array<uint32_t, 3> blockId) {
   asyncGroups.assign(threads, {});
   shared.clear();
   shadows.clear();
+  sharedBase.clear();
+  tensorMaps.clear();
+  mbarriers.clear();
+  wgmmaInFlight.assign((threads + 127) / 128, {});
+  // The first KiB of the window is reserved on sm_90, as on the GPU.
+  uint64_t sharedEnd = 1024;
   if (kernel.getNumPrivateAttributions() != 0)
     return fail(kernel, "private memory attributions are not modelled");
   for (BlockArgument arg : kernel.getWorkgroupAttributions()) {
@@ -98,17 +108,30 @@ std::string BlockRunner::run(std::array<uint32_t, 3> blockId) {
                      std::max(1u, bitWidth(type.getElementType()) / 8);
     shared.emplace_back(bytes, 0);
     shadows.emplace_back(type.getNumElements());
+    sharedBase.push_back(sharedEnd);
+    sharedEnd = llvm::alignTo(sharedEnd + bytes, 1024);
     if (failed(describe(type, shared.back().data(), bytes,
                         "shared buffer #" + std::to_string(shared.size() - 1),
                         mems[arg])))
       return error;
     mems[arg].shadow = static_cast<int>(shadows.size() - 1);
   }
-  unsigned numScalars = 0;
+  unsigned numScalars = 0, numMaps = 0;
   for (unsigned i = 0, e = kernel.getFunctionType().getNumInputs(); i < e;
        ++i) {
     BlockArgument arg = entry.getArgument(i);
     auto type = dyn_cast<MemRefType>(arg.getType());
+    if (isa<nvgpu::TensorMapDescriptorType>(arg.getType())) {
+      // TMA descriptors follow the buffers.
+      if (numScalars)
+        return fail(kernel, "kernel argument #" + std::to_string(i) +
+                                " is a TMA descriptor after a size");
+      if (numMaps >= tensorMapArgs.size())
+        return fail(kernel, "the launch passes fewer TMA descriptors than "
+                            "the kernel takes");
+      tensorMaps[arg] = &tensorMapArgs[numMaps++];
+      continue;
+    }
     if (!type) {
       // Sizes follow the buffers, one int64 each.
       if (!arg.getType().isIntOrIndex())
@@ -122,9 +145,10 @@ std::string BlockRunner::run(std::array<uint32_t, 3> blockId) {
                                            bitWidth(arg.getType())));
       continue;
     }
-    if (numScalars)
+    if (numScalars || numMaps)
       return fail(kernel, "kernel argument #" + std::to_string(i) +
-                              " is a buffer after a size");
+                              " is a buffer after a size or a TMA "
+                              "descriptor");
     if (i >= args.size())
       return fail(kernel, "the launch passes fewer buffers than the kernel "
                           "takes");
@@ -193,7 +217,8 @@ std::string BlockRunner::threadText(unsigned t) const {
 std::string simulate(gpu::GPUFuncOp kernel, const LaunchConfig &config,
                      const std::vector<SimBuffer> &args, SimStats *stats,
                      const std::vector<int64_t> &scalars,
-                     uint32_t sampleBlocks) {
+                     uint32_t sampleBlocks,
+                     const std::vector<SimTensorMap> &tensorMaps) {
   uint64_t threads =
       uint64_t(config.block[0]) * config.block[1] * config.block[2];
   if (threads == 0 || threads > 1024)
@@ -222,7 +247,8 @@ std::string simulate(gpu::GPUFuncOp kernel, const LaunchConfig &config,
   std::mt19937 rng(static_cast<uint32_t>(blocks.size()) * 2654435761u);
   std::shuffle(blocks.begin(), blocks.end(), rng);
   std::vector<std::vector<uint8_t>> globals;
-  BlockRunner runner(kernel, config, args, scalars, globals, stats);
+  BlockRunner runner(kernel, config, args, scalars, tensorMaps, globals,
+                     stats);
   for (const auto &block : blocks) {
     if (std::string error = runner.run(block); !error.empty())
       return error;

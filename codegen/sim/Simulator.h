@@ -28,6 +28,17 @@ struct SimBuffer {
   uint64_t bytes = 0;
 };
 
+/// A TMA descriptor argument (sm_90a): the tensor a kernel's
+/// !nvgpu.tensormap.descriptor argument describes, as the runtime encodes it
+/// with cuTensorMapEncodeTiled. Dims, strides and box run innermost first;
+/// strides are in bytes for dims after the first (the first is dense).
+/// The box's shape and the swizzle come from the argument's type.
+struct SimTensorMap {
+  uint8_t *data = nullptr;
+  uint64_t bytes = 0;  // the buffer the tensor lies in, for bounds checks
+  std::vector<uint64_t> dims, strides;
+};
+
 struct LaunchConfig {
   std::array<uint32_t, 3> grid{1, 1, 1};
   std::array<uint32_t, 3> block{1, 1, 1};
@@ -51,14 +62,16 @@ struct SimStats {
   // Shared memory, per warp-level instruction: the wavefronts its bank
   // conflicts cost, against the fewest its width allows (conflict-free).
   uint64_t sharedRequests = 0, sharedWavefronts = 0, sharedIdealWavefronts = 0;
-  // Tensor cores: warp-level mma.sync instructions and their flops.
+  // Tensor cores: warp-level mma.sync instructions (warpgroup-level wgmma
+  // ones count once per warpgroup) and their flops.
   uint64_t mmaInstructions = 0, tensorFlops = 0;
   // Float adds, subtracts and multiplies (FMA: 2), summed over threads.
   uint64_t fpFlops = 0;
 };
 
-/// Runs `kernel` on `args` (one per memref argument) and `scalars` (one per
-/// integer argument, which follow the memrefs: the sizes of symbolic dims).
+/// Runs `kernel` on `args` (one per memref argument), `tensorMaps` (one per
+/// TMA descriptor argument, which follow the memrefs) and `scalars` (one per
+/// integer argument, which come last: the sizes of symbolic dims).
 /// Returns an empty string, or the error: an out-of-bounds access (kernel,
 /// block, thread, buffer, index), a barrier in divergent code, or an op the
 /// simulator does not model.
@@ -69,7 +82,8 @@ struct SimStats {
 std::string simulate(mlir::gpu::GPUFuncOp kernel, const LaunchConfig &config,
                      const std::vector<SimBuffer> &args, SimStats *stats,
                      const std::vector<int64_t> &scalars = {},
-                     uint32_t sampleBlocks = 0);
+                     uint32_t sampleBlocks = 0,
+                     const std::vector<SimTensorMap> &tensorMaps = {});
 
 /// Registers `kiln-test-simulate` (kiln-opt only; for lit tests).
 void registerTestSimulatePass();

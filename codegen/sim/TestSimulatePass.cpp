@@ -12,7 +12,9 @@
 // DIR/K.argN.out.bin after the run: the e2e tests check the tensor-core
 // collectives against NumPy on random data that way. Arguments are static
 // memrefs of any int or float element type; without data, f32 elements
-// hold 0, 1, 2, ... and others zero.
+// hold 0, 1, 2, ... and others zero. A TMA descriptor argument names the
+// memref argument its tensor is with `kiln.test_tma_source = N` (the whole
+// row-major buffer; the box and swizzle come from its type).
 //
 //   gpu.func @k(%a: memref<64xf32>) kernel attributes {
 //       kiln.test_launch = {grid = array<i32: 2, 1, 1>,
@@ -21,6 +23,7 @@
 //===----------------------------------------------------------------------===//
 #include "codegen/sim/Simulator.h"
 
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassRegistry.h"
 
@@ -69,7 +72,36 @@ struct TestSimulatePass final
       std::vector<SimBuffer> args;
       std::string prefix =
           dataDir.empty() ? "" : dataDir + "/" + func.getName().str() + ".arg";
+      std::vector<SimTensorMap> maps;
       for (auto [i, type] : llvm::enumerate(func.getArgumentTypes())) {
+        if (isa<nvgpu::TensorMapDescriptorType>(type)) {
+          auto source = func.getArgAttrOfType<IntegerAttr>(
+              i, "kiln.test_tma_source");
+          auto sourceType =
+              source && source.getInt() < int64_t(i)
+                  ? dyn_cast<MemRefType>(
+                        func.getArgumentTypes()[source.getInt()])
+                  : MemRefType();
+          if (!sourceType) {
+            func.emitError() << "TMA descriptor argument #" << i
+                             << " needs kiln.test_tma_source naming an "
+                                "earlier memref argument";
+            return signalPassFailure();
+          }
+          SimTensorMap map;
+          map.data = args[source.getInt()].data;
+          map.bytes = args[source.getInt()].bytes;
+          uint64_t stride =
+              std::max(1u, sourceType.getElementTypeBitWidth() / 8);
+          for (int64_t d = sourceType.getRank() - 1; d >= 0; --d) {
+            if (d != sourceType.getRank() - 1)
+              map.strides.push_back(stride);
+            map.dims.push_back(sourceType.getDimSize(d));
+            stride *= sourceType.getDimSize(d);
+          }
+          maps.push_back(std::move(map));
+          continue;
+        }
         auto memref = dyn_cast<MemRefType>(type);
         if (!memref || !memref.hasStaticShape() ||
             !memref.getElementType().isIntOrFloat()) {
@@ -103,7 +135,8 @@ struct TestSimulatePass final
         }
         args.push_back({data.data(), data.size()});
       }
-      std::string error = simulate(func, config, args, nullptr);
+      std::string error =
+          simulate(func, config, args, nullptr, {}, 0, maps);
       if (!error.empty()) {
         func.emitError() << error;
         return;
@@ -115,7 +148,8 @@ struct TestSimulatePass final
           out.write(reinterpret_cast<const char *>(data.data()), data.size());
         }
       double checksum = 0;
-      for (auto [buffer, type] : llvm::zip(storage, func.getArgumentTypes())) {
+      for (auto [buffer, type] :
+           llvm::zip(storage, func.getArgumentTypes())) {
         if (!cast<MemRefType>(type).getElementType().isF32())
           continue;
         for (size_t e = 0; e < buffer.size() / 4; ++e) {

@@ -2,6 +2,7 @@
 #include "tools/kiln/SimRun.h"
 
 #include "artifact.h"
+#include "cuda_tensor_maps.h"
 #include "dims.h"
 #include "codegen/sim/Simulator.h"
 
@@ -98,12 +99,23 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
     auto it = byModule.find(kernel.name());
     if (it == byModule.end())
       return "kernel '" + kernel.name() + "' is missing from the kernel IR";
-    // TMA descriptors come with the sm_90a GEMM strategy, which gives the
-    // simulator its own encoding of them.
-    if (launch.tensor_maps_size())
-      return "kernel '" + kernel.name() +
-             "' takes TMA descriptors, which the simulator does not model "
-             "yet; run it on a GPU (--device cuda:0)";
+    // TMA descriptors: encoded (and checked) as the CUDA backend encodes
+    // them for this run's dims.
+    std::vector<sim::SimTensorMap> maps;
+    for (const artifact::TensorMap &map : launch.tensor_maps()) {
+      uint64_t bytes = runtime::refBytes(map.buffer(), *dims);
+      absl::StatusOr<runtime::TensorMapEncoding> enc =
+          runtime::encodingFor(map, *dims, bytes);
+      if (!enc.ok())
+        return "kernel '" + kernel.name() + "': " +
+               std::string(enc.status().message());
+      sim::SimTensorMap sm;
+      sm.data = resolve(map.buffer());
+      sm.bytes = bytes;
+      sm.dims.assign(enc->dims, enc->dims + enc->rank);
+      sm.strides.assign(enc->strides, enc->strides + enc->rank - 1);
+      maps.push_back(std::move(sm));
+    }
     sim::LaunchConfig config;
     for (int d = 0; d < 3 && d < launch.grid_size(); ++d) {
       config.grid[d] = static_cast<uint32_t>(runtime::gridDim(launch, d, *dims));
@@ -118,7 +130,7 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
       scalars.push_back((*dims)[e]);
     sim::SimStats stats;
     if (std::string error = sim::simulate(it->second, config, args, &stats,
-                                          scalars, options.sampleBlocks);
+                                          scalars, options.sampleBlocks, maps);
         !error.empty())
       return "simulator: " + error;
     ++report.launches;

@@ -1,0 +1,178 @@
+"""The simulator's sm_90a collectives (TMA tile loads, mbarriers with
+transaction counts and phases, wgmma through shared-memory descriptors with
+the 128-byte swizzle) against NumPy on random data, in
+`kiln-opt --kiln-test-simulate=data-dir=DIR` as test_sim_tensor_core.py does
+for sm_80. The kernel is the shape of the sm_90a GEMM: thread 0 loads each
+K slice with TMA into a stage of a ring (A as one [128][64] box, B as two
+[64][64] boxes, N-major), every thread waits on the stage's mbarrier, one
+warpgroup multiplies with nvgpu.warpgroup.mma, and mma.store writes D. The
+edges (A has 100 rows, B 120 columns) come from TMA's zero fill. Planted
+mistakes must be caught: a descriptor with the wrong leading byte offset
+gives a different product, and the synchronization errors are reported."""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import KILN
+from test_sim_tensor_core import bf16
+
+KILN_OPT = os.path.join(os.path.dirname(KILN), "kiln-opt")
+
+WG = "#gpu.address_space<workgroup>"
+BAR = f"!nvgpu.mbarrier.group<memorySpace = {WG}, num_barriers = 2>"
+MAP_A = ("!nvgpu.tensormap.descriptor<tensor = memref<128x64xbf16, 3>, "
+         "swizzle = swizzle_128b, l2promo = none, oob = zero, interleave = none>")
+MAP_B = ("!nvgpu.tensormap.descriptor<tensor = memref<64x64xbf16, 3>, "
+         "swizzle = swizzle_128b, l2promo = none, oob = zero, interleave = none>")
+ACC = "!nvgpu.warpgroup.accumulator<fragmented = vector<128x128xf32>>"
+DESC_A = "!nvgpu.warpgroup.descriptor<tensor = memref<128x64xbf16, 3>>"
+DESC_B = "!nvgpu.warpgroup.descriptor<tensor = memref<64x128xbf16, 3>>"
+M, N, K = 100, 120, 128
+
+
+def kernel(name, wrong_lead=False, swap_halves=False, no_wait=False,
+           tx=32768, wait_group=0):
+    """D = A @ B through TMA, mbarriers and wgmma, 2 slices of K = 64.
+    Planted mistakes: `wrong_lead` builds B's descriptor from A's tensor map
+    (leading byte offset 16 KiB instead of 8), `swap_halves` loads B's
+    column halves into each other's place, `no_wait` skips the mbarrier
+    wait, `tx` expects other than the boxes' 32 KiB."""
+    b_map, b_map_type = ("%mA", MAP_A) if wrong_lead else ("%mB", MAP_B)
+    first, second = ("%c64", "%c0") if swap_halves else ("%c0", "%c64")
+    wait = "" if no_wait else (
+        f"nvgpu.mbarrier.try_wait.parity %bar[%s], %false, %ticks : {BAR}")
+    return f"""
+    gpu.func @{name}(%A: memref<{M}x{K}xbf16>, %B: memref<{K}x{N}xbf16>,
+        %D: memref<128x128xf32>,
+        %mA: {MAP_A} {{kiln.test_tma_source = 0 : i64}},
+        %mB: {MAP_B} {{kiln.test_tma_source = 1 : i64}})
+        workgroup(%sa: memref<2x128x64xbf16, {WG}>,
+                  %sb: memref<2x2x64x64xbf16, {WG}>)
+        kernel attributes {{kiln.test_launch = {{grid = array<i32: 1, 1, 1>,
+                                                block = array<i32: 128, 1, 1>}}}} {{
+      %c0 = arith.constant 0 : index
+      %c1 = arith.constant 1 : index
+      %c2 = arith.constant 2 : index
+      %c64 = arith.constant 64 : index
+      %c8192 = arith.constant 8192 : index
+      %tx = arith.constant {tx} : index
+      %ticks = arith.constant 10000000 : index
+      %false = arith.constant false
+      %tid = gpu.thread_id x
+      %first = arith.cmpi eq, %tid, %c0 : index
+      %bar = nvgpu.mbarrier.create -> {BAR}
+      scf.if %first {{
+        nvgpu.mbarrier.init %bar[%c0], %c1 : {BAR}
+        nvgpu.mbarrier.init %bar[%c1], %c1 : {BAR}
+      }}
+      gpu.barrier
+      scf.for %s = %c0 to %c2 step %c1 {{
+        scf.if %first {{
+          %k0 = arith.muli %s, %c64 : index
+          nvgpu.mbarrier.arrive.expect_tx %bar[%s], %tx : {BAR}
+          %da = memref.subview %sa[%s, 0, 0] [1, 128, 64] [1, 1, 1]
+              : memref<2x128x64xbf16, {WG}>
+              to memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          nvgpu.tma.async.load %mA[%k0, %c0], %bar[%s] to %da
+              : {MAP_A}, {BAR}
+              -> memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          %db0 = memref.subview %sb[%s, 0, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1]
+              : memref<2x2x64x64xbf16, {WG}>
+              to memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          %db1 = memref.subview %sb[%s, 1, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1]
+              : memref<2x2x64x64xbf16, {WG}>
+              to memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          nvgpu.tma.async.load %mB[{first}, %k0], %bar[%s] to %db0
+              : {MAP_B}, {BAR}
+              -> memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          nvgpu.tma.async.load %mB[{second}, %k0], %bar[%s] to %db1
+              : {MAP_B}, {BAR}
+              -> memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+        }}
+      }}
+      %acc0 = nvgpu.warpgroup.mma.init.accumulator -> {ACC}
+      %acc = scf.for %s = %c0 to %c2 step %c1 iter_args(%acc1 = %acc0) -> ({ACC}) {{
+        {wait}
+        %va = memref.subview %sa[%s, 0, 0] [1, 128, 64] [1, 1, 1]
+            : memref<2x128x64xbf16, {WG}>
+            to memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+        %off = arith.muli %s, %c8192 : index
+        %vb = memref.reinterpret_cast %sb to offset: [%off], sizes: [64, 128],
+            strides: [128, 1] : memref<2x2x64x64xbf16, {WG}>
+            to memref<64x128xbf16, strided<[128, 1], offset: ?>, {WG}>
+        %dA = nvgpu.warpgroup.generate.descriptor %va, %mA
+            : memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>, {MAP_A}
+            -> {DESC_A}
+        %dB = nvgpu.warpgroup.generate.descriptor %vb, {b_map}
+            : memref<64x128xbf16, strided<[128, 1], offset: ?>, {WG}>, {b_map_type}
+            -> {DESC_B}
+        %r = nvgpu.warpgroup.mma %dA, %dB, %acc1 {{transposeB, waitGroup = {wait_group} : i64}}
+            : {DESC_A}, {DESC_B}, {ACC} -> {ACC}
+        scf.yield %r : {ACC}
+      }}
+      nvvm.wgmma.wait.group.sync.aligned 0
+      nvgpu.warpgroup.mma.store %acc, %D : {ACC} to memref<128x128xf32>
+      gpu.return
+    }}"""
+
+
+def run(tmp_path, kernels, data):
+    source = ("module attributes {gpu.container_module} {\n  gpu.module @m {"
+              + "".join(kernels) + "\n  }\n}\n")
+    (tmp_path / "k.mlir").write_text(source)
+    for name, args in data.items():
+        for i, a in enumerate(args):
+            a.tofile(tmp_path / f"{name}.arg{i}.bin")
+    return subprocess.run(
+        [KILN_OPT, str(tmp_path / "k.mlir"),
+         f"--kiln-test-simulate=data-dir={tmp_path}", "-o", os.devnull],
+        capture_output=True, text=True)
+
+
+def inputs(seed):
+    rng = np.random.default_rng(seed)
+    a_bits, a = bf16(rng.standard_normal((M, K)))
+    b_bits, b = bf16(rng.standard_normal((K, N)))
+    return a_bits, a, b_bits, b
+
+
+def test_tma_mbarrier_wgmma_against_numpy(tmp_path):
+    a_bits, a, b_bits, b = inputs(0)
+    d = np.zeros((128, 128), np.float32)
+    names = ["wg", "wg_swapped"]
+    result = run(tmp_path, [kernel("wg"), kernel("wg_swapped", swap_halves=True)],
+                 {n: [a_bits, b_bits, d] for n in names})
+    assert result.returncode == 0, result.stderr
+    assert "error" not in result.stderr, result.stderr
+    out = {n: np.fromfile(tmp_path / f"{n}.arg2.out.bin", np.float32)
+           .reshape(128, 128) for n in names}
+    want = np.zeros((128, 128))
+    # Rows past A's 100 and columns past B's 120 were zero-filled by TMA.
+    want[:M, :N] = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(out["wg"], want, rtol=1e-5, atol=1e-4)
+    # B's two 64-column boxes landed in each other's place: the descriptor
+    # (leading byte offset 8 KiB) then reads the columns swapped, which the
+    # comparison above would catch.
+    swapped = out["wg_swapped"]
+    assert not np.allclose(swapped, want, atol=1e-2)
+    b_wide = np.zeros((K, 128))
+    b_wide[:, :N] = b
+    want_swapped = np.zeros((128, 128))
+    want_swapped[:M] = a.astype(np.float64) @ np.concatenate(
+        [b_wide[:, 64:], b_wide[:, :64]], axis=1)
+    np.testing.assert_allclose(swapped, want_swapped, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant, message", [
+    (dict(no_wait=True), "while an asynchronous copy into it is in flight"),
+    (dict(tx=40000), "waits forever"),
+    # The second half of B 16 KiB on: in the stage whose copy is in flight.
+    (dict(wrong_lead=True), "while an asynchronous copy into it is in flight"),
+])
+def test_synchronization_mistakes_are_reported(tmp_path, variant, message):
+    a_bits, _, b_bits, _ = inputs(1)
+    result = run(tmp_path, [kernel("bad", **variant)],
+                 {"bad": [a_bits, b_bits, np.zeros((128, 128), np.float32)]})
+    assert message in result.stderr, result.stderr
