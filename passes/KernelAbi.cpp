@@ -13,6 +13,7 @@
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/IRMapping.h"
 
@@ -241,19 +242,24 @@ struct KilnGpuOrderKernelArgsPass final
   void runOnOperation() override {
     ModuleOp module = getOperation();
     SymbolTableCollection symbols;
-    // New argument order per kernel: buffers, then the rest.
+    // New argument order per kernel: buffers, TMA descriptors, then the
+    // sizes (the order the launch program passes them in).
     llvm::DenseMap<Operation *, SmallVector<unsigned>> orders;
     module.walk([&](gpu::GPUFuncOp func) {
       if (!func.isKernel())
         return;
       SmallVector<unsigned> order;
       unsigned n = func.getNumArguments();
-      for (unsigned i = 0; i < n; ++i)
-        if (isa<MemRefType>(func.getArgument(i).getType()))
-          order.push_back(i);
-      for (unsigned i = 0; i < n; ++i)
-        if (!isa<MemRefType>(func.getArgument(i).getType()))
-          order.push_back(i);
+      auto rank = [&](unsigned i) {
+        Type type = func.getArgument(i).getType();
+        return isa<MemRefType>(type)                         ? 0
+               : isa<nvgpu::TensorMapDescriptorType>(type) ? 1
+                                                           : 2;
+      };
+      for (int r = 0; r < 3; ++r)
+        for (unsigned i = 0; i < n; ++i)
+          if (rank(i) == r)
+            order.push_back(i);
       if (llvm::equal(order, llvm::seq<unsigned>(0, n)))
         return;
       permute(func, order);

@@ -408,4 +408,25 @@ def KilnGpuOrderKernelArgs : Pass<"kiln-gpu-order-kernel-args", "mlir::ModuleOp"
   }];
 }
 
+def KilnGpuHopperAbi : Pass<"kiln-gpu-hopper-abi", "mlir::ModuleOp"> {
+  let summary = "large shared memory and TMA descriptors as the runtime passes them";
+  let description = [{
+    Runs on the kernel module (host functions with `gpu.launch_func` and
+    their `gpu.module`s) before the NVVM lowering, after the simulator's
+    kernel IR has been taken:
+
+    - a kernel whose workgroup buffers take more than the 48 KiB of static
+      shared memory gets them as views of `gpu.dynamic_shared_memory`
+      instead, each 1024-byte aligned (the base rounded up at run time, the
+      layout the simulator models), and its launches ask for the bytes
+      (`dynamic_shared_memory_size`, which the artifact records);
+    - a `!nvgpu.tensormap.descriptor` kernel argument becomes an
+      `!llvm.ptr` (the device address of the 128-byte descriptor the
+      runtime encodes) cast back to the descriptor type, which
+      convert-nvgpu-to-nvvm resolves.
+  }];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect", "mlir::arith::ArithDialect",
+                           "mlir::memref::MemRefDialect"];
+}
+
 #endif // KILN_PASSES

@@ -121,6 +121,8 @@ void buildCpuToLLVMPipeline(OpPassManager &pm) {
 
 void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,
                               const std::string &cudaPath, unsigned ptxIsa) {
+  // Large shared memory as dynamic, TMA descriptors as pointers.
+  pm.addPass(createKilnGpuHopperAbi());
   OpPassManager &device = pm.nest<gpu::GPUModuleOp>();
   // Tensor-core collectives (ldmatrix, mma.sync, cp.async) to NVVM first,
   // on memrefs, as upstream's GPU-to-NVVM pipeline orders it.

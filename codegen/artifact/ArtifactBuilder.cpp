@@ -11,6 +11,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/IR/Matchers.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -148,6 +149,15 @@ struct EntryBuilder {
     uint64_t size = 0;
     uint32_t sizeExpr = 0;
   };
+  /// A TMA descriptor the host side creates (nvgpu.tma.create.descriptor):
+  /// the buffer its tensor lies in and the tensor map's fields.
+  struct PendingTensorMap {
+    LaunchArg buffer;
+    artifact::DType dtype = artifact::DTYPE_INVALID;
+    SmallVector<uint64_t> dims, strides;  // innermost first; strides bytes
+    SmallVector<uint32_t> box;             // innermost first
+    artifact::TensorMap::Swizzle swizzle = artifact::TensorMap::SWIZZLE_NONE;
+  };
   struct PendingLaunch {
     uint32_t kernel;
     SmallVector<LaunchArg> args;
@@ -156,6 +166,8 @@ struct EntryBuilder {
     /// expressions (1 + index, 0: static).
     SmallVector<uint32_t> scalarArgs;
     SmallVector<uint32_t, 3> gridExprs;
+    /// TMA descriptors, passed between the buffers and the sizes.
+    SmallVector<PendingTensorMap> tensorMaps = {};
   };
   std::optional<DimProgram> dimProgram;
 
@@ -311,6 +323,48 @@ struct EntryBuilder {
     ref->set_size(size);
   }
 
+  /// The tensor map of `create`: its source buffer (through the cast to an
+  /// unranked memref), the dims the strategy recorded (`kiln.tma_dims`,
+  /// innermost first: the buffer seen as a dense row-major tensor of those
+  /// extents), the box and swizzle of its type.
+  FailureOr<PendingTensorMap>
+  tensorMapOf(nvgpu::TmaCreateDescriptorOp create,
+              const llvm::DenseMap<Value, LaunchArg> &local) {
+    auto it = local.find(create.getTensor());
+    auto dims = create->getAttrOfType<DenseI64ArrayAttr>("kiln.tma_dims");
+    auto type = create.getTensorMap().getType();
+    if (it == local.end() || !dims)
+      return create.emitError() << "a TMA descriptor of a buffer that is not "
+                                   "this dispatch's, or without kiln.tma_dims";
+    PendingTensorMap map;
+    map.buffer = it->second;
+    MemRefType box = type.getTensor();
+    map.dtype = toDType(box.getElementType());
+    uint64_t stride = std::max(1u, box.getElementTypeBitWidth() / 8);
+    for (auto [i, d] : llvm::enumerate(dims.asArrayRef())) {
+      if (i)
+        map.strides.push_back(stride);
+      map.dims.push_back(d);
+      stride *= d;
+    }
+    for (int64_t d = box.getRank() - 1; d >= 0; --d)
+      map.box.push_back(box.getDimSize(d));
+    switch (type.getSwizzle()) {
+    case nvgpu::TensorMapSwizzleKind::SWIZZLE_32B:
+      map.swizzle = artifact::TensorMap::SWIZZLE_32B; break;
+    case nvgpu::TensorMapSwizzleKind::SWIZZLE_64B:
+      map.swizzle = artifact::TensorMap::SWIZZLE_64B; break;
+    case nvgpu::TensorMapSwizzleKind::SWIZZLE_128B:
+      map.swizzle = artifact::TensorMap::SWIZZLE_128B; break;
+    default: break;
+    }
+    if (map.dtype == artifact::DTYPE_INVALID || map.box.size() != map.dims.size() ||
+        stride > map.buffer.size)
+      return create.emitError() << "a TMA descriptor whose tensor does not "
+                                   "fit its buffer";
+    return map;
+  }
+
   /// Turns the host side of a GPU dispatch (allocations, views,
   /// gpu.launch_func) into launches. `args` are the storages of the kernel
   /// function's arguments (dispatch inputs, then results).
@@ -334,7 +388,26 @@ struct EntryBuilder {
       dimProgram->bindIndex(arg, e);
     int64_t firstStep = launches.size();
     std::vector<uint32_t> scratch;
+    llvm::DenseMap<Value, PendingTensorMap> tensorMaps;
     for (Operation &op : host.getBody().front()) {
+      if (auto create = dyn_cast<nvgpu::TmaCreateDescriptorOp>(op)) {
+        FailureOr<PendingTensorMap> map = tensorMapOf(create, local);
+        if (failed(map))
+          return failure();
+        tensorMaps[create.getResult()] = *map;
+        continue;
+      }
+      if (auto cast = dyn_cast<UnrealizedConversionCastOp>(op)) {
+        // The descriptor as the kernel's pointer argument.
+        auto it = cast.getNumOperands() == 1
+                      ? tensorMaps.find(cast.getOperand(0))
+                      : tensorMaps.end();
+        if (it == tensorMaps.end())
+          return op.emitError() << "a cast the launch program cannot follow";
+        PendingTensorMap map = it->second;
+        tensorMaps[cast.getResult(0)] = map;
+        continue;
+      }
       if (auto alloc = dyn_cast<memref::AllocOp>(op)) {
         MemRefType type = alloc.getType();
         FailureOr<LaunchArg> a = argOf(alloc, Storage());
@@ -408,6 +481,15 @@ struct EntryBuilder {
       }
       int64_t step = launches.size();
       for (Value operand : launch.getKernelOperands()) {
+        if (auto map = tensorMaps.find(operand); map != tensorMaps.end()) {
+          // Descriptors: after the buffers, before the sizes.
+          if (!pending.scalarArgs.empty())
+            return op.emitError()
+                   << "kernel TMA descriptors must come before its sizes";
+          touch(map->second.buffer.storage, step);
+          pending.tensorMaps.push_back(map->second);
+          continue;
+        }
         if (!isa<MemRefType>(operand.getType())) {
           // Sizes: the kernel arguments after the buffers.
           FailureOr<uint32_t> e = dimProgram->exprOf(operand);
@@ -416,8 +498,9 @@ struct EntryBuilder {
           pending.scalarArgs.push_back(*e);
           continue;
         }
-        if (!pending.scalarArgs.empty())
-          return op.emitError() << "kernel buffers must come before its sizes";
+        if (!pending.scalarArgs.empty() || !pending.tensorMaps.empty())
+          return op.emitError() << "kernel buffers must come before its TMA "
+                                   "descriptors and sizes";
         auto it = local.find(operand);
         if (it == local.end())
           return op.emitError() << "kernel argument of type "
@@ -617,6 +700,19 @@ struct EntryBuilder {
         launch->add_scalar_args(e);
       for (const LaunchArg &a : pending.args)
         emitRef(launch->add_args(), a.storage, a.size, a.sizeExpr);
+      for (const PendingTensorMap &t : pending.tensorMaps) {
+        artifact::TensorMap *map = launch->add_tensor_maps();
+        emitRef(map->mutable_buffer(), t.buffer.storage, t.buffer.size,
+                t.buffer.sizeExpr);
+        map->set_dtype(t.dtype);
+        for (uint64_t d : t.dims)
+          map->add_dims(d);
+        for (uint64_t s : t.strides)
+          map->add_strides(s);
+        for (uint32_t b : t.box)
+          map->add_box(b);
+        map->set_swizzle(t.swizzle);
+      }
     }
     for (const auto &[output, source] : copies) {
       artifact::Launch *launch = entry->add_launches();
@@ -778,6 +874,7 @@ buildGpuArtifactContents(ModuleOp module, std::vector<GpuKernelCode> kernels,
     kernel->set_name(code.name);
     kernel->set_symbol(code.entry);
     kernel->set_num_args(code.numArgs);
+    kernel->set_dynamic_shared_bytes(code.dynamicSharedBytes);
     setStrategy(*kernel, code.config);
     for (GpuKernelImage &image : code.images) {
       auto [cubinSection, ptxSection] = sectionsOf.lookup(image.arch);

@@ -82,6 +82,8 @@ struct GpuKernelCode {
   /// (`{strategy = "gemm-simt", tile = ...}`).
   mlir::DictionaryAttr config;
   unsigned numArgs = 0;
+  /// Dynamic shared memory each launch asks for (kiln-gpu-hopper-abi).
+  uint32_t dynamicSharedBytes = 0;
   std::vector<GpuKernelImage> images;
 };
 

@@ -96,7 +96,8 @@ struct KilnGpuFuseEpiloguesPass final
     SmallVector<DispatchOp> gemms;
     getOperation().walk([&](DispatchOp dispatch) {
       StringRef strategy = strategyOf(dispatch);
-      if ((strategy == kGemmMmaSync || strategy == kGemmSmallM) &&
+      if ((strategy == kGemmMmaSync || strategy == kGemmSmallM ||
+           strategy == kGemmWgmma) &&
           dispatch->getNumResults() == 1)
         gemms.push_back(dispatch);
     });

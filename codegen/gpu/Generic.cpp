@@ -7,6 +7,8 @@
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/Strategy.h"
 
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/IRMapping.h"
@@ -30,8 +32,8 @@ bool isHostSide(Operation *op,
   if (isa<arith::ConstantOp, memref::GetGlobalOp, memref::AllocOp,
           memref::AllocaOp, memref::DeallocOp, memref::ExpandShapeOp,
           memref::CollapseShapeOp, memref::CastOp, memref::ReinterpretCastOp,
-          memref::SubViewOp, memref::DimOp, gpu::LaunchOp, func::ReturnOp>(
-          op))
+          memref::SubViewOp, memref::DimOp, gpu::LaunchOp, func::ReturnOp,
+          nvgpu::TmaCreateDescriptorOp>(op))
     return true;
   // Scalars computed from sizes (kiln-gpu-sink-views moves the non-index
   // ones into the launches that read them); not scalars computed from

@@ -12,6 +12,7 @@
 #include "llvm/Support/Regex.h"
 #include "llvm/Support/ThreadPool.h"
 #include "llvm/Support/raw_ostream.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/IR/SymbolTable.h"
 
 #include <cstdlib>
@@ -245,6 +246,10 @@ compileGpuKernels(ModuleOp kernels, const std::string &ptxas,
     code.name = name.str();
     code.entry = launch.getKernelName().getValue().str();
     code.numArgs = launch.getKernelOperands().size();
+    APInt dynamicShared;
+    if (Value size = launch.getDynamicSharedMemorySize();
+        size && matchPattern(size, m_ConstantInt(&dynamicShared)))
+      code.dynamicSharedBytes = uint32_t(dynamicShared.getZExtValue());
     binaryOf[name] = module.str();
     // The strategy that built the launch: kernel functions list their
     // launches' configurations in order.

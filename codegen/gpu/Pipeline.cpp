@@ -31,6 +31,7 @@ void buildGpuKernelPipeline(OpPassManager &pm) {
   // own or a part's): contractions get shared-memory tiles and register
   // blocks, row reductions (softmax's max and sum, ReduceMean) a warp per
   // row, elementwise chains vector loads and stores.
+  pm.addNestedPass<func::FuncOp>(createKilnGpuGemmWgmma());
   pm.addNestedPass<func::FuncOp>(createKilnGpuGemmMmaSync());
   pm.addNestedPass<func::FuncOp>(createKilnGpuGemmSmallM());
   pm.addNestedPass<func::FuncOp>(createKilnGpuGemm());

@@ -46,6 +46,10 @@ public:
       return generic();
     if (auto shape = gemmSmallMShape(op))
       return gemmSmallM(*shape);
+    if (facts.has(targets::MmaGeneration::Wgmma))
+      if (auto shape = gemmWgmmaShape(op))
+        if (DictionaryAttr config = gemmWgmma(*shape))
+          return config;
     if (facts.has(targets::MmaGeneration::MmaSync))
       if (auto shape = gemmMmaSyncShape(op))
         if (DictionaryAttr config = gemmMmaSync(*shape))
@@ -141,6 +145,25 @@ private:
                   {named("tile", ArrayRef<int64_t>{tile, tile, kBk}),
                    named("warps", ArrayRef<int64_t>{2, 2}),
                    named("stages", kStages)});
+  }
+  /// Hopper: 128x128x64 tiles (what the nvgpu lowering of wgmma takes)
+  /// through a ring of as many stages as the shared memory holds next to
+  /// the 64 KiB f32 epilogue tile, up to 4; only where the tiles fill the
+  /// SMs and K has a few slices (smaller products go to mma.sync's smaller
+  /// tiles).
+  DictionaryAttr gemmWgmma(std::array<int64_t, 3> shape) {
+    auto [m, n, k] = shape;
+    constexpr int64_t kStageBytes = 32 * 1024, kTileBytes = 64 * 1024,
+                      kAlignSlack = 3 * 1024;
+    int64_t stages = std::min<int64_t>(
+        4, (int64_t(facts.sharedBytesPerBlock) - kTileBytes - kAlignSlack) /
+               kStageBytes);
+    int64_t blocks = llvm::divideCeil(m, 128) * llvm::divideCeil(n, 128);
+    if (stages < 2 || blocks < int64_t(facts.smCount) / 2 || k < 128)
+      return nullptr;
+    return config(kGemmWgmma,
+                  {named("tile", ArrayRef<int64_t>{128, 128, 64}),
+                   named("stages", stages)});
   }
   /// Few rows: 4 warps per block; 2 columns per warp (two 16-byte loads of
   /// the weights in flight per lane) while the accumulators (rows x

@@ -54,6 +54,7 @@ namespace kiln {
 inline constexpr llvm::StringLiteral kGemmSimt = "gemm-simt";
 inline constexpr llvm::StringLiteral kGemmMmaSync = "gemm-mma-sync";
 inline constexpr llvm::StringLiteral kGemmSmallM = "gemm-small-m";
+inline constexpr llvm::StringLiteral kGemmWgmma = "gemm-wgmma";
 inline constexpr llvm::StringLiteral kRowReduce = "row-reduce";
 inline constexpr llvm::StringLiteral kRowFused = "row-fused";
 inline constexpr llvm::StringLiteral kElementwise = "elementwise";
@@ -133,6 +134,12 @@ bool gemmSimtAccepts(mlir::linalg::LinalgOp op);
 /// broadcast batch counts as batch); nothing when the op does not fit.
 std::optional<std::array<int64_t, 3>>
 gemmMmaSyncShape(mlir::linalg::LinalgOp op);
+/// A contraction C[batch.., m, n] = A[batch.., m, k] * B[k, n] of f16 x f16
+/// or bf16 x bf16 summed in f32, static, with K and N multiples of 8 (TMA's
+/// 16-byte strides): its M (the batch folded in), N and K; nothing when
+/// the op does not fit (the buffers must also be row-major).
+std::optional<std::array<int64_t, 3>>
+gemmWgmmaShape(mlir::linalg::LinalgOp op);
 /// A contraction with at most 16 rows (M, several loops linearized), one
 /// N loop, one K loop that is both inputs' innermost dimension with 16-byte
 /// chunks along it, f16, bf16 or f32 operands summed in f32, static loops:

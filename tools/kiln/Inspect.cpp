@@ -155,6 +155,8 @@ void printJson(const runtime::Artifact &a) {
                                          {"strategy", k.strategy()},
                                          {"config", configOf(k)},
                                          {"args", k.num_args()},
+                                         {"dynamic_shared_bytes",
+                                          k.dynamic_shared_bytes()},
                                          {"cluster", llvm::json::Array(k.cluster())},
                                          {"images", std::move(images)}});
   }
@@ -250,6 +252,9 @@ void printText(const runtime::Artifact &a) {
       cluster = "  cluster " + std::to_string(k.cluster(0)) + "x" +
                 std::to_string(k.cluster(1)) + "x" +
                 std::to_string(k.cluster(2));
+    if (k.dynamic_shared_bytes())
+      cluster += "  dynamic shared " +
+                 std::to_string(k.dynamic_shared_bytes()) + " B";
     std::printf("  %-28s %-12s %u args  %s%s\n", k.name().c_str(),
                 k.strategy().c_str(), k.num_args(), config.c_str(),
                 cluster.c_str());
