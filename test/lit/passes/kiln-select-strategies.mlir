@@ -1,5 +1,6 @@
 // RUN: kiln-opt %s --split-input-file --kiln-select-strategies=target=cuda:sm_80,sm_90a | FileCheck %s --check-prefix=CUDA
 // RUN: kiln-opt %s --split-input-file --kiln-select-strategies=target=cpu | FileCheck %s --check-prefix=CPU
+// RUN: kiln-opt %s --split-input-file --kiln-select-strategies=target=cuda:sm_90a | FileCheck %s --check-prefix=HOPPER
 
 // COM: Selection only: every dispatch gets one configuration from its root
 // COM: op and the target's facts (the strategies' own tests apply
@@ -252,4 +253,45 @@ func.func @small_m(%a: tensor<4x64xbf16>, %b: tensor<96x64xbf16>, %c: tensor<16x
     kiln.yield %m : tensor<16x96xf32>
   }
   return %r, %t : tensor<4x96xf32>, tensor<16x96xf32>
+}
+
+// -----
+
+// COM: On a target of sm_90a alone, the products whose 128x128 tiles fill
+// COM: at least half of its 132 SMs and whose K has a few 64-deep slices
+// COM: take gemm-wgmma (TMA, wgmma), 4 stages (128 KiB of ring next to the
+// COM: 64 KiB epilogue tile); 512x512 (16 tiles) keeps mma.sync's smaller
+// COM: tiles, as does a K of 64.
+// HOPPER-LABEL: func.func @hopper_gemms
+// HOPPER: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 4 : i64, strategy = "gemm-wgmma", tile = array<i64: 128, 128, 64>}}
+// HOPPER: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {{{.*}}strategy = "gemm-mma-sync"{{.*}}}}
+// HOPPER: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {{{.*}}strategy = "gemm-mma-sync"{{.*}}}}
+// CUDA-LABEL: func.func @hopper_gemms
+// CUDA-NOT: gemm-wgmma
+func.func @hopper_gemms(%a: tensor<1536x256xbf16>, %b: tensor<256x1536xbf16>, %c: tensor<512x256xbf16>, %d: tensor<256x512xbf16>, %e: tensor<1536x64xbf16>, %g: tensor<64x1536xbf16>) -> (tensor<1536x1536xf32>, tensor<512x512xf32>, tensor<1536x1536xf32>) {
+  %r = kiln.dispatch(%a, %b) : (tensor<1536x256xbf16>, tensor<256x1536xbf16>) -> tensor<1536x1536xf32> {
+  ^bb0(%x: tensor<1536x256xbf16>, %y: tensor<256x1536xbf16>):
+    %t = tensor.empty() : tensor<1536x1536xf32>
+    %zero = arith.constant 0.0 : f32
+    %f = linalg.fill ins(%zero : f32) outs(%t : tensor<1536x1536xf32>) -> tensor<1536x1536xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<1536x256xbf16>, tensor<256x1536xbf16>) outs(%f : tensor<1536x1536xf32>) -> tensor<1536x1536xf32>
+    kiln.yield %m : tensor<1536x1536xf32>
+  }
+  %s = kiln.dispatch(%c, %d) : (tensor<512x256xbf16>, tensor<256x512xbf16>) -> tensor<512x512xf32> {
+  ^bb0(%x: tensor<512x256xbf16>, %y: tensor<256x512xbf16>):
+    %t = tensor.empty() : tensor<512x512xf32>
+    %zero = arith.constant 0.0 : f32
+    %f = linalg.fill ins(%zero : f32) outs(%t : tensor<512x512xf32>) -> tensor<512x512xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<512x256xbf16>, tensor<256x512xbf16>) outs(%f : tensor<512x512xf32>) -> tensor<512x512xf32>
+    kiln.yield %m : tensor<512x512xf32>
+  }
+  %u = kiln.dispatch(%e, %g) : (tensor<1536x64xbf16>, tensor<64x1536xbf16>) -> tensor<1536x1536xf32> {
+  ^bb0(%x: tensor<1536x64xbf16>, %y: tensor<64x1536xbf16>):
+    %t = tensor.empty() : tensor<1536x1536xf32>
+    %zero = arith.constant 0.0 : f32
+    %f = linalg.fill ins(%zero : f32) outs(%t : tensor<1536x1536xf32>) -> tensor<1536x1536xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<1536x64xbf16>, tensor<64x1536xbf16>) outs(%f : tensor<1536x1536xf32>) -> tensor<1536x1536xf32>
+    kiln.yield %m : tensor<1536x1536xf32>
+  }
+  return %r, %s, %u : tensor<1536x1536xf32>, tensor<512x512xf32>, tensor<1536x1536xf32>
 }

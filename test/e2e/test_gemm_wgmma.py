@@ -1,0 +1,161 @@
+"""The sm_90a tensor-core GEMM strategy (gemm-wgmma: TMA, mbarriers,
+wgmma): the contractions it takes on a `cuda:sm_90a` target (activations x
+weights, edges in M, N and K, a batch folded into M, a fused bias and
+activation), run under the simulator against NumPy on the same bf16/f16-
+rounded operands, with the descriptors the runtime encodes from the
+manifest's tensor maps; the contractions that go elsewhere; and its SASS:
+HGMMA (wgmma), UTMALDG (TMA), SYNCS (mbarriers), no local memory."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import kiln
+from test_gemm_mma_sync import narrow
+from test_sass import count, needs_ptxas, sass_by_function
+
+F = TensorProto.FLOAT
+# M x N tiles of 128 that fill at least half of the H100's 132 SMs.
+SHAPES = {"aligned": (1024, 256, 1152), "edges": (1000, 200, 1160),
+          "batched": ((4, 256), 128, 1152), "gelu": (1024, 128, 1152)}
+
+
+def build(kind, rng):
+    """(graph, inputs, reference(precision)) for one case."""
+    vi = helper.make_tensor_value_info
+    m, k, n = SHAPES.get(kind, (1024, 256, 1152))
+    rows = list(m) if isinstance(m, tuple) else [m]
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    x = rng.standard_normal(rows + [k]).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["t"])]
+    inits = [numpy_helper.from_array(w, "w")]
+    out = "t"
+    if kind in ("edges", "batched", "gelu"):
+        nodes.append(helper.make_node("Add", ["t", "b"], ["u"]))
+        inits.append(numpy_helper.from_array(b, "b"))
+        out = "u"
+    if kind == "gelu":
+        nodes.append(helper.make_node("Gelu", ["u"], ["v"]))
+        out = "v"
+    nodes.append(helper.make_node("Identity", [out], ["y"]))
+    graph = helper.make_graph(nodes, kind, [vi("x", F, rows + [k])],
+                              [vi("y", F, rows + [n])], inits)
+
+    def reference(p):
+        y = narrow(x, p) @ narrow(w, p)
+        if kind in ("edges", "batched", "gelu"):
+            y = y + narrow(b, p)
+        if kind == "gelu":
+            from math import erf, sqrt
+            y = 0.5 * y * (1 + np.vectorize(erf)(y / sqrt(2)))
+        return y
+    # The sum of |terms| bounds what one rounding of each intermediate to
+    # the narrow type can move the result by.
+    scale = np.abs(narrow(x, "bf16")) @ np.abs(narrow(w, "bf16")) + np.abs(b)
+    return graph, {"x": x}, reference, scale
+
+
+def compile_case(kind, precision, tmp_path, target="cuda:sm_90a", graph=None):
+    inputs = reference = scale = None
+    if graph is None:
+        graph, inputs, reference, scale = build(kind, np.random.default_rng(7))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    path = str(tmp_path / f"{kind}.onnx")
+    onnx.save(model, path)
+    artifact = str(tmp_path / f"{kind}.kiln")
+    kiln("compile", path, "--target", target, "--precision", precision,
+         "--embed-kernel-ir", "-o", artifact)
+    info = json.loads(kiln("inspect", artifact, "--json").stdout)
+    return artifact, info, inputs, reference, scale
+
+
+def strategies(info):
+    return [k["strategy"] for k in info["kernels"]]
+
+
+@needs_ptxas
+@pytest.mark.parametrize("kind, precision", [
+    ("aligned", "bf16"), ("aligned", "fp16"), ("edges", "bf16"),
+    ("batched", "bf16"), ("gelu", "fp16")])
+def test_gemm_wgmma_under_the_simulator(kind, precision, tmp_path):
+    artifact, info, inputs, reference, scale = compile_case(kind, precision,
+                                                            tmp_path)
+    (kernel,) = [k for k in info["kernels"] if k["strategy"] == "gemm-wgmma"]
+    assert kernel["config"] == {"tile": [128, 128, 64], "stages": 4}
+    # The ring (no more stages than K has slices, plus one), the f32 tile
+    # and the slack that aligns them to 1 KiB.
+    k = SHAPES[kind][1]
+    stages = min(4, -(-k // 64) + 1)
+    assert kernel["dynamic_shared_bytes"] == stages * 32768 + 65536 + 1024
+    # The epilogue (bias, GELU, the output cast) ran in the GEMM's kernel.
+    assert strategies(info).count("gemm-wgmma") == 1
+    launch = next(l for l in info["entry_points"][0]["launches"]
+                  if l.get("tensor_maps"))
+    assert len(launch["tensor_maps"]) == 2
+    args = ["run", artifact, "--device", "sim", "--output-dir",
+            str(tmp_path / "out")]
+    np.save(tmp_path / "x.npy", inputs["x"])
+    args += ["--input", f"x=@{tmp_path / 'x.npy'}"]
+    kiln(*args)
+    got = np.load(next((tmp_path / "out").glob("*.npy")))
+    want = reference(precision)
+    # The product of the rounded operands is exact up to the f32 sums; the
+    # intermediates (the GEMM's result, the sum with the bias) are rounded
+    # to the narrow type once each: within two units of its last place of
+    # the sum of the terms' magnitudes.
+    ulp = 2.0 ** -8 if precision == "bf16" else 2.0 ** -11
+    err = np.abs(got - want) / (scale + 1e-30)
+    assert err.max() <= 2 * ulp, err.max()
+    # And the rows past M and columns past N were never written past the
+    # output (the simulator's bounds checks would have failed the run).
+    assert got.shape == want.shape
+
+
+@needs_ptxas
+def test_what_gemm_wgmma_leaves_to_other_strategies(tmp_path):
+    # Both architectures in one artifact share their kernels: mma.sync.
+    _, info, *_ = compile_case("aligned", "bf16", tmp_path,
+                               target="cuda:sm_80,sm_90a")
+    assert "gemm-mma-sync" in strategies(info)
+    assert "gemm-wgmma" not in strategies(info)
+    # Too few 128x128 tiles to fill the SMs: mma.sync's smaller tiles.
+    vi = helper.make_tensor_value_info
+    rng = np.random.default_rng(3)
+    small = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "small",
+        [vi("x", F, [128, 256])], [vi("y", F, [128, 768])],
+        [numpy_helper.from_array(rng.standard_normal((256, 768)).astype(
+            np.float32), "w")])
+    _, info, *_ = compile_case("small", "bf16", tmp_path, graph=small)
+    assert "gemm-mma-sync" in strategies(info)
+    assert "gemm-wgmma" not in strategies(info)
+    # A batched B (a product of two activations, as attention's P @ V):
+    # each batch has its own B, which the TMA maps here do not walk.
+    batched = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "batched_b",
+        [vi("a", F, [4, 512, 256]), vi("b", F, [4, 256, 640])],
+        [vi("c", F, [4, 512, 640])])
+    _, info, *_ = compile_case("batched_b", "bf16", tmp_path, graph=batched)
+    assert "gemm-wgmma" not in strategies(info)
+    assert "gemm-mma-sync" in strategies(info)
+
+
+@needs_ptxas
+def test_sass_of_gemm_wgmma(tmp_path):
+    artifact, info, *_ = compile_case("gelu", "bf16", tmp_path)
+    _, sass = sass_by_function(artifact, "sm_90a")
+    (kernel,) = [k for k in info["kernels"] if k["strategy"] == "gemm-wgmma"]
+    code = sass[kernel["symbol"]]
+    # Per 64-deep slice: 2 (rows of 64) x 4 (k16) wgmma.m64n128k16.
+    hgmma = count(code, "HGMMA.64x128x16.F32.BF16")
+    assert hgmma >= 8 and hgmma % 8 == 0, hgmma
+    assert count(code, "UTMALDG.2D") >= 3          # A and B's two boxes
+    assert count(code, "SYNCS.ARRIVE.TRANS64") >= 1  # expect_tx
+    assert count(code, "SYNCS.PHASECHK.TRANS64.TRYWAIT") >= 1
+    assert count(code, "STL") == 0 and count(code, "LDL") == 0
+    (image,) = kernel["images"]
+    assert image["registers"] <= 255
+    assert image["spill_store_bytes"] == 0
