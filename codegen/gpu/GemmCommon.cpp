@@ -151,3 +151,23 @@ void kiln::eraseFusedEpilogue(linalg::GenericOp epilogue, Value temporary) {
     user->erase(); // deallocations
   temporary.getDefiningOp()->erase();
 }
+
+LogicalResult kiln::applyGemmStrategy(
+    func::FuncOp func, StringRef name,
+    function_ref<FailureOr<bool>(linalg::LinalgOp, const StrategyConfig &,
+                                 FusedEpilogues &)>
+        rewrite) {
+  FusedEpilogues fused;
+  if (failed(applyStrategy<linalg::LinalgOp>(
+          func, name, [&](linalg::LinalgOp op, const StrategyConfig &config) {
+            if (llvm::any_of(fused, [&](auto &f) {
+                  return f.first.getOperation() == op.getOperation();
+                }))
+              return FailureOr<bool>(true);
+            return rewrite(op, config, fused);
+          })))
+    return failure();
+  for (auto [epilogue, temporary] : fused)
+    eraseFusedEpilogue(epilogue, temporary);
+  return success();
+}

@@ -343,7 +343,8 @@ struct KilnGpuGemmMmaSyncPass final
                                      transpose, tiles);
   }
 
-  FailureOr<bool> rewrite(linalg::LinalgOp op, const StrategyConfig &config) {
+  FailureOr<bool> rewrite(linalg::LinalgOp op, const StrategyConfig &config,
+                          FusedEpilogues &fused) {
     if (!op.hasPureBufferSemantics())
       return false;
     FailureOr<MmaShape> analyzed = analyze(op);
@@ -646,23 +647,13 @@ struct KilnGpuGemmMmaSyncPass final
     return true;
   }
 
-  /// Epilogues applied in registers, and the temporaries they read.
-  SmallVector<std::pair<linalg::GenericOp, Value>> fused;
 
   void runOnOperation() override {
-    fused.clear();
-    if (failed(applyStrategy<linalg::LinalgOp>(
+    if (failed(applyGemmStrategy(
             getOperation(), kGemmMmaSync,
-            [&](linalg::LinalgOp op, const StrategyConfig &config) {
-              if (llvm::any_of(fused, [&](auto &f) {
-                    return f.first.getOperation() == op.getOperation();
-                  }))
-                return FailureOr<bool>(true);
-              return rewrite(op, config);
-            })))
+            [&](linalg::LinalgOp op, const StrategyConfig &config,
+                FusedEpilogues &fused) { return rewrite(op, config, fused); })))
       return signalPassFailure();
-    for (auto [epilogue, temporary] : fused)
-      eraseFusedEpilogue(epilogue, temporary);
   }
 };
 

@@ -145,9 +145,9 @@ struct KilnGpuGemmSmallMPass final
     : kiln::impl::KilnGpuGemmSmallMBase<KilnGpuGemmSmallMPass> {
   using Base::Base;
 
-  SmallVector<std::pair<linalg::GenericOp, Value>> fused;
 
-  FailureOr<bool> rewrite(linalg::LinalgOp op, const StrategyConfig &config) {
+  FailureOr<bool> rewrite(linalg::LinalgOp op, const StrategyConfig &config,
+                          FusedEpilogues &fused) {
     if (!op.hasPureBufferSemantics())
       return false;
     FailureOr<SmallMShape> analyzed = analyze(op);
@@ -319,19 +319,11 @@ struct KilnGpuGemmSmallMPass final
   }
 
   void runOnOperation() override {
-    fused.clear();
-    if (failed(applyStrategy<linalg::LinalgOp>(
+    if (failed(applyGemmStrategy(
             getOperation(), kGemmSmallM,
-            [&](linalg::LinalgOp op, const StrategyConfig &config) {
-              if (llvm::any_of(fused, [&](auto &f) {
-                    return f.first.getOperation() == op.getOperation();
-                  }))
-                return FailureOr<bool>(true);
-              return rewrite(op, config);
-            })))
+            [&](linalg::LinalgOp op, const StrategyConfig &config,
+                FusedEpilogues &fused) { return rewrite(op, config, fused); })))
       return signalPassFailure();
-    for (auto [epilogue, temporary] : fused)
-      eraseFusedEpilogue(epilogue, temporary);
   }
 };
 

@@ -152,7 +152,8 @@ struct KilnGpuGemmWgmmaPass final
     : kiln::impl::KilnGpuGemmWgmmaBase<KilnGpuGemmWgmmaPass> {
   using Base::Base;
 
-  FailureOr<bool> rewrite(linalg::LinalgOp op, const StrategyConfig &config) {
+  FailureOr<bool> rewrite(linalg::LinalgOp op, const StrategyConfig &config,
+                          FusedEpilogues &fused) {
     if (!op.hasPureBufferSemantics())
       return false;
     FailureOr<WgmmaShape> analyzed = analyze(op, /*needLayouts=*/true);
@@ -436,22 +437,13 @@ struct KilnGpuGemmWgmmaPass final
     return true;
   }
 
-  SmallVector<std::pair<linalg::GenericOp, Value>> fused;
 
   void runOnOperation() override {
-    fused.clear();
-    if (failed(applyStrategy<linalg::LinalgOp>(
+    if (failed(applyGemmStrategy(
             getOperation(), kGemmWgmma,
-            [&](linalg::LinalgOp op, const StrategyConfig &config) {
-              if (llvm::any_of(fused, [&](auto &f) {
-                    return f.first.getOperation() == op.getOperation();
-                  }))
-                return FailureOr<bool>(true);
-              return rewrite(op, config);
-            })))
+            [&](linalg::LinalgOp op, const StrategyConfig &config,
+                FusedEpilogues &fused) { return rewrite(op, config, fused); })))
       return signalPassFailure();
-    for (auto [epilogue, temporary] : fused)
-      eraseFusedEpilogue(epilogue, temporary);
   }
 };
 

@@ -194,6 +194,19 @@ applyEpilogue(mlir::OpBuilder &b, mlir::Location loc,
 /// Erases an applied epilogue, the temporary and its deallocations.
 void eraseFusedEpilogue(mlir::linalg::GenericOp epilogue,
                         mlir::Value temporary);
+/// The epilogues a GEMM strategy applied in registers, with the
+/// temporaries they read.
+using FusedEpilogues =
+    llvm::SmallVector<std::pair<mlir::linalg::GenericOp, mlir::Value>>;
+/// applyStrategy for the GEMM strategies: `rewrite` may apply the
+/// contraction's epilogue and record it in its FusedEpilogues; such an
+/// epilogue is then not offered to `rewrite`, and once every op of the
+/// kernel has been seen it is erased with its temporary.
+mlir::LogicalResult applyGemmStrategy(
+    mlir::func::FuncOp func, llvm::StringRef name,
+    llvm::function_ref<mlir::FailureOr<bool>(
+        mlir::linalg::LinalgOp, const StrategyConfig &, FusedEpilogues &)>
+        rewrite);
 
 /// A reduction body `yield combine(acc, contribution)` whose combiner is
 /// one float add, mul, max or min and whose accumulator feeds only it.
