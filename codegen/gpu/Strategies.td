@@ -92,6 +92,19 @@ def KilnGpuGemmSmallM : Pass<"kiln-gpu-gemm-small-m", "mlir::func::FuncOp"> {
                            "mlir::vector::VectorDialect"];
 }
 
+def KilnGpuFuseRows : Pass<"kiln-gpu-fuse-rows", "mlir::ModuleOp"> {
+  let summary = "move elementwise producers and consumers into row-fused dispatches";
+  let description = [{
+    Runs on dispatch IR after kiln-select-strategies. A row-fused dispatch
+    (a layer norm, an RMS norm, a softmax) absorbs the elementwise
+    dispatches that produce its inputs (a residual add; a scale and mask),
+    yielding the produced value as an extra result when others read it,
+    and the elementwise dispatch that is the only reader of a result (the
+    cast to the GEMMs' operand type): one kernel with the row on chip
+    instead of three. FuseRows.cpp has the details.
+  }];
+}
+
 def KilnGpuFuseEpilogues : Pass<"kiln-gpu-fuse-epilogues", "mlir::func::FuncOp"> {
   let summary = "move a GEMM's elementwise consumer into the GEMM's dispatch (a fused epilogue)";
   let description = [{

@@ -63,6 +63,9 @@ public:
     pm.addPass(createSelectStrategiesPass(spec()));
     // A GEMM's bias, activation, residual and cast run in its epilogue.
     pm.addNestedPass<func::FuncOp>(createKilnGpuFuseEpilogues());
+    // A norm's residual add before it and cast after it, a softmax's scale
+    // and mask: in the row-fused kernel.
+    pm.addPass(createKilnGpuFuseRows());
   }
 
   void buildKernelPipeline(OpPassManager &pm) const override {

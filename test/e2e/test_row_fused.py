@@ -14,8 +14,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import (PRECISION_TOLERANCES, ROOT, TOLERANCES, kiln, run_kiln,
-                      run_reference)
+from conftest import (PRECISION_TOLERANCES, ROOT, TOLERANCES, kiln,
+                      normwise_error, run_kiln, run_reference)
 from test_gemm_epilogues import kernels_of
 from test_sass import count, needs_ptxas, sass_by_function
 
@@ -143,3 +143,44 @@ def test_rms_norm_is_one_kernel_and_matches(d, tmp_path):
     (kernel,) = kernels_of(str(tmp_path / "model.kiln"))
     assert kernel["strategy"] == "row-fused"
     assert kernel["config"]["warps_per_row"] == 4
+
+
+def test_residual_add_norm_and_cast_are_one_kernel(tmp_path):
+    """A pre-norm block's `h = x + y; n = LayerNorm(h)` where h also feeds
+    the next residual add, at bf16 (so n is cast for the GEMM after it):
+    the add, the norm and the cast are one row-fused launch that stores
+    both h and n (kiln-gpu-fuse-rows), against onnxruntime."""
+    rng = np.random.default_rng(11)
+    d, f = 768, TensorProto.FLOAT
+    w = (rng.standard_normal((d, d)) / np.sqrt(d)).astype(np.float32)
+    gamma = (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)
+    beta = rng.standard_normal(d).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "y"], ["h"]),
+         helper.make_node("LayerNormalization", ["h", "gamma", "beta"], ["n"],
+                          axis=-1, epsilon=1e-5),
+         helper.make_node("MatMul", ["n", "w"], ["m"]),
+         helper.make_node("Add", ["h", "m"], ["out"])], "block",
+        [helper.make_tensor_value_info("x", f, [1, 6, d]),
+         helper.make_tensor_value_info("y", f, [1, 6, d])],
+        [helper.make_tensor_value_info("out", f, [1, 6, d])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(gamma, "gamma"),
+         numpy_helper.from_array(beta, "beta")])
+    path = tmp_path / "block.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(path))
+    inputs = {"x": rng.standard_normal((1, 6, d)).astype(np.float32),
+              "y": rng.standard_normal((1, 6, d)).astype(np.float32)}
+    got = run_kiln(path, inputs, tmp_path, TARGET, "sim", precision="bf16")["out"]
+    want = run_reference(path, inputs)["out"]
+    assert normwise_error(got, want) <= PRECISION_TOLERANCES["bf16"]
+    artifact = str(tmp_path / "model.kiln")
+    kernels = {k["name"]: k for k in kernels_of(artifact)}
+    launches = launches_of(artifact)
+    # The row-fused kernel reads x and y, writes h and n: nothing else runs
+    # before the GEMM, whose epilogue adds h.
+    assert [kernels[l["kernel"]]["strategy"] for l in launches] == [
+        "row-fused", "gemm-small-m"]
+    args = launches[0]["args"]
+    assert args[:2] == ["input:x", "input:y"]
+    assert sum(a.startswith("arena") for a in args) == 2  # h and n

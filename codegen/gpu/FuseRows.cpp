@@ -1,0 +1,231 @@
+//===- FuseRows.cpp - elementwise neighbours into row-fused dispatches ----===//
+//
+// A transformer's residual add, the layer norm after it and the cast of the
+// norm's output to the GEMMs' operand type are three kernels after dispatch
+// formation: the sum goes to memory and is read back by the norm, whose
+// output is read back by the cast. The row-fused strategy holds a row on
+// chip through any sequence of row-wise steps, so the elementwise
+// neighbours of a row-fused dispatch move into it:
+//
+// - its elementwise producers (one generic each): the merged dispatch reads
+//   the producer's inputs and computes the value in registers; when others
+//   read the value too (the residual stream), the dispatch yields it as an
+//   extra result, stored from registers as the row goes by;
+// - its elementwise consumer (one generic reading the result with the
+//   identity map, its only user), as fuse-epilogues does for GEMMs.
+//
+// Softmax's scale and mask before it fold the same way. The merged dispatch
+// sits where the row-fused one was (or where the consumer was) and keeps
+// the row-fused configuration; a producer is merged only when its other
+// users come after that place.
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/gpu/Strategy.h"
+
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/SetVector.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNGPUFUSEROWS
+#include "codegen/gpu/Strategies.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+StringRef strategyOf(DispatchOp dispatch) {
+  DictionaryAttr config = dispatch.getConfigAttr();
+  auto name = config ? config.getAs<StringAttr>("strategy") : StringAttr();
+  return name ? name.getValue() : "";
+}
+
+/// The dispatch's one elementwise generic (static, all-parallel, identity
+/// output map, scalar body), yielded as its only result; the rest of its
+/// body is what dispatch formation clones. Null otherwise.
+linalg::GenericOp elementwiseOf(DispatchOp dispatch) {
+  if (dispatch->getNumResults() != 1)
+    return nullptr;
+  linalg::GenericOp generic;
+  for (Operation &op : dispatch.getBody().front().without_terminator()) {
+    if (auto g = dyn_cast<linalg::GenericOp>(op)) {
+      if (generic)
+        return nullptr;
+      generic = g;
+      continue;
+    }
+    if (op.getNumRegions() || isa<linalg::LinalgOp>(op))
+      return nullptr;
+  }
+  if (!generic || generic.getNumDpsInits() != 1 ||
+      generic.getNumParallelLoops() != generic.getNumLoops() ||
+      !hasScalarBody(generic) ||
+      llvm::any_of(generic.getStaticLoopRanges(), ShapedType::isDynamic) ||
+      !generic.getMatchingIndexingMap(generic.getDpsInitOperand(0))
+           .isIdentity() ||
+      !generic.getMatchingBlockArgument(generic.getDpsInitOperand(0))
+           .use_empty())
+    return nullptr;
+  auto yield = cast<YieldOp>(dispatch.getBody().front().getTerminator());
+  if (yield->getOperand(0) != generic.getResult(0))
+    return nullptr;
+  return generic;
+}
+
+/// A dispatch whose body is `first`'s then `second`'s, `second`'s reads of
+/// `first`'s results (`link`) taking the values `first` computes. It yields
+/// `second`'s results, then `first`'s results that `keep` says others
+/// still read. Built before `at`; returns it.
+DispatchOp merge(DispatchOp first, DispatchOp second, Operation *at,
+                 ArrayRef<bool> keep, DictionaryAttr config) {
+  llvm::SetVector<Value> inputs;
+  inputs.insert(first.getInputs().begin(), first.getInputs().end());
+  for (Value input : second.getInputs())
+    if (input.getDefiningOp() != first.getOperation())
+      inputs.insert(input);
+  SmallVector<Type> types(second->getResultTypes());
+  for (auto [result, kept] : llvm::zip(first->getResults(), keep))
+    if (kept)
+      types.push_back(result.getType());
+  OpBuilder builder(at);
+  auto merged = DispatchOp::create(builder, second.getLoc(), types,
+                                   inputs.getArrayRef(), config);
+  Block *body = builder.createBlock(&merged.getBody());
+  for (Value input : inputs)
+    body->addArgument(input.getType(), input.getLoc());
+  auto argFor = [&](Value outer) {
+    return body->getArgument(llvm::find(inputs, outer) - inputs.begin());
+  };
+  IRMapping mapping;
+  Block &firstBody = first.getBody().front();
+  for (auto [arg, outer] : llvm::zip(firstBody.getArguments(), first.getInputs()))
+    mapping.map(arg, argFor(outer));
+  builder.setInsertionPointToStart(body);
+  for (Operation &op : firstBody.without_terminator())
+    builder.clone(op, mapping);
+  SmallVector<Value> firstValues;
+  for (Value v : firstBody.getTerminator()->getOperands())
+    firstValues.push_back(mapping.lookup(v));
+  Block &secondBody = second.getBody().front();
+  for (auto [arg, outer] :
+       llvm::zip(secondBody.getArguments(), second.getInputs()))
+    mapping.map(arg, outer.getDefiningOp() == first.getOperation()
+                         ? firstValues[cast<OpResult>(outer).getResultNumber()]
+                         : argFor(outer));
+  for (Operation &op : secondBody.without_terminator())
+    builder.clone(op, mapping);
+  SmallVector<Value> yields;
+  for (Value v : secondBody.getTerminator()->getOperands())
+    yields.push_back(mapping.lookup(v));
+  for (auto [value, kept] : llvm::zip(firstValues, keep))
+    if (kept)
+      yields.push_back(value);
+  YieldOp::create(builder, second.getLoc(), yields);
+  return merged;
+}
+
+struct KilnGpuFuseRowsPass final
+    : kiln::impl::KilnGpuFuseRowsBase<KilnGpuFuseRowsPass> {
+  void runOnOperation() override {
+    SmallVector<DispatchOp> rows;
+    getOperation().walk([&](DispatchOp dispatch) {
+      if (strategyOf(dispatch) == kRowFused)
+        rows.push_back(dispatch);
+    });
+    for (DispatchOp row : rows) {
+      row = fuseProducers(row);
+      fuseConsumer(row);
+    }
+  }
+
+  /// Merges the elementwise dispatches that produce `row`'s inputs; returns
+  /// the dispatch that now does `row`'s work.
+  DispatchOp fuseProducers(DispatchOp row) {
+    bool changed = true;
+    while (changed) {
+      changed = false;
+      for (Value input : row.getInputs()) {
+        auto producer = input.getDefiningOp<DispatchOp>();
+        if (!producer || producer->getBlock() != row->getBlock() ||
+            !elementwiseOf(producer) ||
+            strategyOf(producer) != kElementwise)
+          continue;
+        // Others that read the value must come after the merged dispatch.
+        bool others = false, ordered = true;
+        for (Operation *user : input.getUsers()) {
+          if (user == row.getOperation())
+            continue;
+          others = true;
+          ordered &= row->isBeforeInBlock(user);
+        }
+        if (!ordered)
+          continue;
+        unsigned rowResults = row->getNumResults();
+        DispatchOp merged =
+            merge(producer, row, row, {others}, row.getConfigAttr());
+        row->replaceAllUsesWith(
+            merged->getResults().take_front(rowResults));
+        if (others)
+          input.replaceAllUsesWith(merged->getResult(rowResults));
+        row->erase();
+        producer->erase();
+        row = merged;
+        changed = true;
+        break;
+      }
+    }
+    return row;
+  }
+
+  /// Merges the elementwise dispatch that is the only reader of one of
+  /// `row`'s results.
+  void fuseConsumer(DispatchOp row) {
+    for (OpResult result : row->getResults()) {
+      if (!result.hasOneUse())
+        continue;
+      auto consumer = dyn_cast<DispatchOp>(*result.user_begin());
+      if (!consumer || consumer->getBlock() != row->getBlock() ||
+          strategyOf(consumer) != kElementwise || !elementwiseOf(consumer) ||
+          llvm::count(consumer.getInputs(), result) != 1)
+        continue;
+      // The consumer's other inputs must not come from `row`, and it reads
+      // the result with the identity map.
+      if (llvm::any_of(consumer.getInputs(), [&](Value v) {
+            return v != result && v.getDefiningOp() == row.getOperation();
+          }))
+        continue;
+      unsigned position =
+          llvm::find(consumer.getInputs(), result) - consumer.getInputs().begin();
+      BlockArgument arg = consumer.getBody().front().getArgument(position);
+      linalg::GenericOp generic = elementwiseOf(consumer);
+      if (!arg.hasOneUse() || *arg.user_begin() != generic.getOperation() ||
+          !epilogueAccepts(generic, arg))
+        continue;
+      // Row's other results are read after the merged dispatch.
+      if (llvm::any_of(row->getResults(), [&](OpResult r) {
+            return r != result &&
+                   llvm::any_of(r.getUsers(), [&](Operation *user) {
+                     return !consumer->isBeforeInBlock(user);
+                   });
+          }))
+        continue;
+      // Yields: the consumer's result, then row's other results.
+      SmallVector<bool> keep;
+      for (OpResult r : row->getResults())
+        keep.push_back(r != result);
+      DispatchOp merged =
+          merge(row, consumer, consumer, keep, row.getConfigAttr());
+      consumer->replaceAllUsesWith(merged->getResults().take_front(1));
+      unsigned next = 1;
+      for (OpResult r : row->getResults())
+        if (r != result)
+          r.replaceAllUsesWith(merged->getResult(next++));
+      consumer->erase();
+      row->erase();
+      return;
+    }
+  }
+};
+
+} // namespace
