@@ -50,7 +50,15 @@ struct KilnGpuHopperAbiPass final
       offsets.push_back(end);
       end += bytesOf(cast<MemRefType>(arg.getType()));
     }
-    if (end <= kStaticSharedLimit)
+    // Kernels that swizzle (TMA, wgmma) need their buffers 1024-byte
+    // aligned, as the simulator lays them out: dynamic shared memory,
+    // aligned at run time, whatever their size.
+    bool swizzles = false;
+    func.walk([&](Operation *op) {
+      swizzles |= isa<nvgpu::TmaAsyncLoadOp,
+                      nvgpu::WarpgroupGenerateDescriptorOp>(op);
+    });
+    if (end <= kStaticSharedLimit && !swizzles)
       return 0;
     Block &entry = func.getBody().front();
     OpBuilder b = OpBuilder::atBlockBegin(&entry);

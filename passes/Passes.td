@@ -416,7 +416,9 @@ def KilnGpuHopperAbi : Pass<"kiln-gpu-hopper-abi", "mlir::ModuleOp"> {
     kernel IR has been taken:
 
     - a kernel whose workgroup buffers take more than the 48 KiB of static
-      shared memory gets them as views of `gpu.dynamic_shared_memory`
+      shared memory, or that swizzles them (TMA loads, wgmma descriptors:
+      the swizzle is defined on addresses), gets them as views of
+      `gpu.dynamic_shared_memory`
       instead, each 1024-byte aligned (the base rounded up at run time, the
       layout the simulator models), and its launches ask for the bytes
       (`dynamic_shared_memory_size`, which the artifact records);

@@ -153,6 +153,8 @@ struct EntryBuilder {
   /// the buffer its tensor lies in and the tensor map's fields.
   struct PendingTensorMap {
     LaunchArg buffer;
+    /// Where the tensor starts in the buffer (a view's offset).
+    uint64_t byteOffset = 0;
     artifact::DType dtype = artifact::DTYPE_INVALID;
     SmallVector<uint64_t> dims, strides;  // innermost first; strides bytes
     SmallVector<uint32_t> box;             // innermost first
@@ -341,6 +343,20 @@ struct EntryBuilder {
     MemRefType box = type.getTensor();
     map.dtype = toDType(box.getElementType());
     uint64_t stride = std::max(1u, box.getElementTypeBitWidth() / 8);
+    // A view's offset (buffers map to the whole allocation): where the
+    // tensor starts.
+    Value ranked = create.getTensor();
+    if (auto cast = ranked.getDefiningOp<memref::CastOp>())
+      ranked = cast.getSource();
+    if (auto view = dyn_cast<MemRefType>(ranked.getType())) {
+      SmallVector<int64_t> strides;
+      int64_t offset = 0;
+      if (failed(view.getStridesAndOffset(strides, offset)) ||
+          ShapedType::isDynamic(offset))
+        return create.emitError() << "a TMA descriptor of a view whose "
+                                     "offset is not static";
+      map.byteOffset = uint64_t(offset) * stride;
+    }
     for (auto [i, d] : llvm::enumerate(dims.asArrayRef())) {
       if (i)
         map.strides.push_back(stride);
@@ -359,7 +375,7 @@ struct EntryBuilder {
     default: break;
     }
     if (map.dtype == artifact::DTYPE_INVALID || map.box.size() != map.dims.size() ||
-        stride > map.buffer.size)
+        map.byteOffset + stride > map.buffer.size)
       return create.emitError() << "a TMA descriptor whose tensor does not "
                                    "fit its buffer";
     return map;
@@ -704,6 +720,11 @@ struct EntryBuilder {
         artifact::TensorMap *map = launch->add_tensor_maps();
         emitRef(map->mutable_buffer(), t.buffer.storage, t.buffer.size,
                 t.buffer.sizeExpr);
+        if (t.byteOffset) {
+          map->mutable_buffer()->set_offset(map->buffer().offset() +
+                                            t.byteOffset);
+          map->mutable_buffer()->set_size(t.buffer.size - t.byteOffset);
+        }
         map->set_dtype(t.dtype);
         for (uint64_t d : t.dims)
           map->add_dims(d);

@@ -148,12 +148,12 @@ private:
   }
   /// Hopper: 128x128x64 tiles (what the nvgpu lowering of wgmma takes)
   /// through a ring of as many stages as the shared memory holds next to
-  /// the 64 KiB f32 epilogue tile, up to 4; only where the tiles fill the
+  /// the 68 KiB f32 epilogue tile (rows padded), up to 4; only where the tiles fill the
   /// SMs and K has a few slices (smaller products go to mma.sync's smaller
   /// tiles).
   DictionaryAttr gemmWgmma(std::array<int64_t, 3> shape) {
     auto [m, n, k] = shape;
-    constexpr int64_t kStageBytes = 32 * 1024, kTileBytes = 64 * 1024,
+    constexpr int64_t kStageBytes = 32 * 1024, kTileBytes = 128 * 136 * 4,
                       kAlignSlack = 3 * 1024;
     int64_t stages = std::min<int64_t>(
         4, (int64_t(facts.sharedBytesPerBlock) - kTileBytes - kAlignSlack) /

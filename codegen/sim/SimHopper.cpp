@@ -43,9 +43,12 @@
 //                    block holds, per 64-row struct s, element e at row
 //                    16 (t / 32) + t % 32 / 4 + 8 (e % 4 / 2) + s N / 2 and
 //                    column 8 (e / 4) + 2 (t % 4) + e % 2 (the store's
-//                    lowering uses the block's thread id as is)
-//   nvgpu.tma.prefetch.descriptor, nvgpu.tma.fence.descriptor
-//                    no effect on the results
+//                    lowering uses the block's thread id as is); reading
+//                    them while a wgmma group is in flight is an error
+//   nvgpu.tma.prefetch.descriptor, nvgpu.tma.fence.descriptor,
+//   nvvm.fence.mbarrier.init
+//                    no effect on the results (the proxy fences are not
+//                    modelled: a missing one is not caught)
 //
 // Not modelled (an error names them): multicast, TMA stores, im2col, tf32
 // and 8-bit wgmma, operands without swizzle, producer/consumer kernels
@@ -141,9 +144,8 @@ void maybeComplete(Mbarrier &b) {
 }
 
 /// Lands the copies in flight on `b` (they complete their bytes) and
-/// completes the phase when it can; false (the error set) when the phase
-/// can never complete.
-bool settle(BlockRunner &runner, Operation &op, Mbarrier &b) {
+/// completes the phase when it can.
+void land(BlockRunner &runner, Mbarrier &b) {
   for (AsyncCopy &copy : b.copies) {
     std::memcpy(copy.dest, copy.bytes.data(), copy.bytes.size());
     for (uint64_t e = 0; e < copy.elements; ++e) {
@@ -155,8 +157,14 @@ bool settle(BlockRunner &runner, Operation &op, Mbarrier &b) {
     b.txPending -= int64_t(copy.bytes.size());
   }
   b.copies.clear();
-  unsigned before = b.phase;
   maybeComplete(b);
+}
+
+/// land(), for a wait; false (the error set) when the phase can never
+/// complete.
+bool settle(BlockRunner &runner, Operation &op, Mbarrier &b) {
+  unsigned before = b.phase;
+  land(runner, b);
   if (b.phase != before)
     return true;
   runner.fail(&op, "waits forever: the mbarrier's phase still needs " +
@@ -268,6 +276,9 @@ bool runTestWait(BlockRunner &runner, Operation &operation, const Mask &mask) {
       ok = false;
       return;
     }
+    // With every arrival in, the copies in flight land eventually.
+    if (b->phase == token[t] && b->pending == 0)
+      land(runner, *b);
     done[t] = b->phase != token[t];
   });
   return ok;
@@ -295,8 +306,8 @@ bool runTryWaitParity(BlockRunner &runner, Operation &operation,
   return ok;
 }
 
-/// Fails when [first, last] of allocation `shadow` is read by a wgmma that
-/// no wait has retired.
+} // namespace
+
 bool checkWgmmaReads(BlockRunner &runner, Operation &op, int shadow,
                      uint64_t first, uint64_t last) {
   for (const auto &groups : runner.wgmmaInFlight)
@@ -308,6 +319,14 @@ bool checkWgmmaReads(BlockRunner &runner, Operation &op, int shadow,
           return false;
         }
   return true;
+}
+
+namespace {
+
+/// Bytes per shadow cell of shared allocation `shadow` (its element size).
+uint64_t cellBytes(const BlockRunner &runner, int shadow) {
+  return runner.shared[shadow].size() /
+         std::max<size_t>(1, runner.shadows[shadow].size());
 }
 
 bool runTmaLoad(BlockRunner &runner, Operation &operation, const Mask &mask) {
@@ -600,7 +619,7 @@ bool runWarpgroupMma(BlockRunner &runner, Operation &operation,
         return false;
       }
       auto [shadow, offset] = *where;
-      uint64_t cell = offset / eb;
+      uint64_t cell = offset / cellBytes(runner, shadow);
       ShadowCell &c = runner.shadows[shadow][cell];
       if (c.pendingAsync) {
         runner.fail(&operation, "wgmma reads shared memory while an "
@@ -736,6 +755,18 @@ bool runMmaStore(BlockRunner &runner, Operation &operation, const Mask &mask) {
     return false;
   }
   const std::vector<Lanes> &d = it->second;
+  // The registers are the wgmma's only once its group has retired.
+  std::vector<unsigned> groups;
+  if (!activeWarpgroups(runner, operation, mask, groups))
+    return false;
+  for (unsigned g : groups)
+    if (!runner.wgmmaInFlight[g].empty()) {
+      runner.fail(&operation, "reads the accumulators while a wgmma group of "
+                              "warpgroup " + std::to_string(g) +
+                              " is in flight (wait for it with "
+                              "nvvm.wgmma.wait.group.sync.aligned 0)");
+      return false;
+    }
   bool ok = true;
   // Every thread's elements, in the order the lowering stores them.
   runner.forActive(mask, [&](unsigned t) {
@@ -780,7 +811,8 @@ void registerHopperHandlers(HandlerTable &table) {
   table.add<nvgpu::MBarrierTestWaitOp>(runTestWait);
   table.add<nvgpu::MBarrierTryWaitParityOp>(runTryWaitParity);
   table.add<nvgpu::TmaAsyncLoadOp>(runTmaLoad);
-  table.add<nvgpu::TmaPrefetchOp, nvgpu::TmaFenceOp>(runNoEffect);
+  table.add<nvgpu::TmaPrefetchOp, nvgpu::TmaFenceOp,
+            NVVM::FenceMbarrierInitOp>(runNoEffect);
   table.add<nvgpu::WarpgroupGenerateDescriptorOp>(runGenerateDescriptor);
   table.add<nvgpu::WarpgroupMmaInitAccumulatorOp>(runInitAccumulator);
   table.add<nvgpu::WarpgroupMmaOp>(runWarpgroupMma);

@@ -250,7 +250,7 @@ public:
   std::vector<std::vector<uint8_t>> shared;
   std::vector<std::vector<ShadowCell>> shadows;
   /// Per shared allocation, its address in the block's shared window: in
-  /// order, each 1024-byte aligned, as kiln-gpu-dynamic-shared lays them
+  /// order, each 1024-byte aligned, as kiln-gpu-hopper-abi lays them
   /// out (wgmma descriptors and TMA swizzles use these addresses).
   std::vector<uint64_t> sharedBase;
   /// The TMA descriptor arguments, by argument.
@@ -279,6 +279,11 @@ void registerGpuHandlers(HandlerTable &table);
 void registerWarpHandlers(HandlerTable &table);
 void registerTensorCoreHandlers(HandlerTable &table);
 void registerHopperHandlers(HandlerTable &table);
+
+/// Fails (false) when cells [first, last] of shared allocation `shadow`
+/// are read by a wgmma group that no wait has retired (SimHopper.cpp).
+bool checkWgmmaReads(BlockRunner &runner, mlir::Operation &op, int shadow,
+                     uint64_t first, uint64_t last);
 
 /// True when no operand or result of `op` is a vector; otherwise fails
 /// (vectors are modelled only by the vector handlers) and returns false.

@@ -125,6 +125,8 @@ bool BlockRunner::checkHazard(Operation &op, const MemDesc &m,
   if (cell.writeEpoch == epoch && cell.writer != t &&
       cell.writer != ShadowCell::kVisible)
     return report("write-after-write race", cell.writer);
+  if (!checkWgmmaReads(*this, op, m.shadow, element, element))
+    return false;
   if (cell.readEpoch == epoch && cell.reader != t)
     return report("write-after-read race", cell.reader);
   cell.writer = t;

@@ -33,14 +33,21 @@ M, N, K = 100, 120, 128
 
 
 def kernel(name, wrong_lead=False, swap_halves=False, no_wait=False,
-           tx=32768, wait_group=0):
+           tx=32768, wait_group=0, final_wait=True, overwrite=False):
     """D = A @ B through TMA, mbarriers and wgmma, 2 slices of K = 64.
     Planted mistakes: `wrong_lead` builds B's descriptor from A's tensor map
     (leading byte offset 16 KiB instead of 8), `swap_halves` loads B's
     column halves into each other's place, `no_wait` skips the mbarrier
-    wait, `tx` expects other than the boxes' 32 KiB."""
+    wait, `tx` expects other than the boxes' 32 KiB, `final_wait=False`
+    stores the accumulators without retiring the last wgmma group,
+    `overwrite` stores into the stage a wgmma group in flight reads."""
     b_map, b_map_type = ("%mA", MAP_A) if wrong_lead else ("%mB", MAP_B)
     first, second = ("%c64", "%c0") if swap_halves else ("%c0", "%c64")
+    retire = "nvvm.wgmma.wait.group.sync.aligned 0" if final_wait else ""
+    clobber = (f"""scf.if %first {{
+          %z = arith.constant 0.0 : bf16
+          memref.store %z, %sa[%s, %c0, %c0] : memref<2x128x64xbf16, {WG}>
+        }}""" if overwrite else "")
     wait = "" if no_wait else (
         f"nvgpu.mbarrier.try_wait.parity %bar[%s], %false, %ticks : {BAR}")
     return f"""
@@ -110,9 +117,10 @@ def kernel(name, wrong_lead=False, swap_halves=False, no_wait=False,
             -> {DESC_B}
         %r = nvgpu.warpgroup.mma %dA, %dB, %acc1 {{transposeB, waitGroup = {wait_group} : i64}}
             : {DESC_A}, {DESC_B}, {ACC} -> {ACC}
+        {clobber}
         scf.yield %r : {ACC}
       }}
-      nvvm.wgmma.wait.group.sync.aligned 0
+      {retire}
       nvgpu.warpgroup.mma.store %acc, %D : {ACC} to memref<128x128xf32>
       gpu.return
     }}"""
@@ -141,8 +149,11 @@ def inputs(seed):
 def test_tma_mbarrier_wgmma_against_numpy(tmp_path):
     a_bits, a, b_bits, b = inputs(0)
     d = np.zeros((128, 128), np.float32)
-    names = ["wg", "wg_swapped"]
-    result = run(tmp_path, [kernel("wg"), kernel("wg_swapped", swap_halves=True)],
+    names = ["wg", "wg_in_flight", "wg_swapped"]
+    # wg_in_flight leaves each slice's wgmma group in flight over the next
+    # (waitGroup 1) and retires the last before the store.
+    result = run(tmp_path, [kernel("wg"), kernel("wg_in_flight", wait_group=1),
+                            kernel("wg_swapped", swap_halves=True)],
                  {n: [a_bits, b_bits, d] for n in names})
     assert result.returncode == 0, result.stderr
     assert "error" not in result.stderr, result.stderr
@@ -152,6 +163,7 @@ def test_tma_mbarrier_wgmma_against_numpy(tmp_path):
     # Rows past A's 100 and columns past B's 120 were zero-filled by TMA.
     want[:M, :N] = a.astype(np.float64) @ b.astype(np.float64)
     np.testing.assert_allclose(out["wg"], want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(out["wg_in_flight"], out["wg"])
     # B's two 64-column boxes landed in each other's place: the descriptor
     # (leading byte offset 8 KiB) then reads the columns swapped, which the
     # comparison above would catch.
@@ -170,6 +182,10 @@ def test_tma_mbarrier_wgmma_against_numpy(tmp_path):
     (dict(tx=40000), "waits forever"),
     # The second half of B 16 KiB on: in the stage whose copy is in flight.
     (dict(wrong_lead=True), "while an asynchronous copy into it is in flight"),
+    # Registers read before the last wgmma group retired.
+    (dict(wait_group=1, final_wait=False), "while a wgmma group of warpgroup 0"),
+    # A plain store into the stage the group in flight reads.
+    (dict(wait_group=1, overwrite=True), "writes shared memory that a wgmma still reads"),
 ])
 def test_synchronization_mistakes_are_reported(tmp_path, variant, message):
     a_bits, _, b_bits, _ = inputs(1)

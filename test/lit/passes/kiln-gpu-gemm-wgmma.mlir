@@ -5,7 +5,7 @@
 // COM: operand, dims innermost first (A: K x M, box 128 rows x 64; B: N x K,
 // COM: box 64 x 64). Grid 3 x 2 tiles of 128 x 128, one warpgroup each;
 // COM: the ring: 4 stages of A [128][64] and B [2][64][64], and the f32
-// COM: epilogue tile. K = 136 has 3 slices: the prologue loads all three
+// COM: epilogue tile (rows padded by 8 floats against bank conflicts). K = 136 has 3 slices: the prologue loads all three
 // COM: (thread 0: expect 32 KiB per stage, one box of A, two of B), the
 // COM: loop waits on each stage's phase, multiplies (B transposed, one
 // COM: wgmma group left in flight), and reloads nothing more.
@@ -13,9 +13,11 @@
 // CHECK: %[[UA:.*]] = memref.cast %arg0 : memref<200x136xbf16> to memref<*xbf16>
 // CHECK: %[[MA:.*]] = nvgpu.tma.create.descriptor %[[UA]] box[%c128, %c64] {kiln.tma_dims = array<i64: 136, 200>} : memref<*xbf16> -> <tensor = memref<128x64xbf16, 3>, swizzle = swizzle_128b
 // CHECK: %[[MB:.*]] = nvgpu.tma.create.descriptor %{{.*}} box[%c64, %c64] {kiln.tma_dims = array<i64: 264, 136>} : memref<*xbf16> -> <tensor = memref<64x64xbf16, 3>, swizzle = swizzle_128b
-// CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %c3, %{{.*}} = %c2, %{{.*}} = %c1) threads({{.*}}) in (%{{.*}} = %c128, %{{.*}} = %c1, %{{.*}} = %c1) workgroup(%[[RA:.*]] : memref<4x128x64xbf16, #gpu.address_space<workgroup>>, %[[RB:.*]] : memref<4x2x64x64xbf16, #gpu.address_space<workgroup>>, %[[TILE:.*]] : memref<128x128xf32, #gpu.address_space<workgroup>>)
+// CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %c3, %{{.*}} = %c2, %{{.*}} = %c1) threads({{.*}}) in (%{{.*}} = %c128, %{{.*}} = %c1, %{{.*}} = %c1) workgroup(%[[RA:.*]] : memref<4x128x64xbf16, #gpu.address_space<workgroup>>, %[[RB:.*]] : memref<4x2x64x64xbf16, #gpu.address_space<workgroup>>, %[[PADDED:.*]] : memref<128x136xf32, #gpu.address_space<workgroup>>)
+// CHECK: %[[TILE:.*]] = memref.subview %[[PADDED]][0, 0] [128, 128] [1, 1]
 // CHECK: %[[BARS:.*]] = nvgpu.mbarrier.create -> <memorySpace = #gpu.address_space<workgroup>, num_barriers = 4>
 // CHECK-COUNT-4: nvgpu.mbarrier.init %[[BARS]][%{{.*}}], %c1
+// CHECK: nvvm.fence.mbarrier.init
 // CHECK: gpu.barrier
 // CHECK-COUNT-3: nvgpu.mbarrier.arrive.expect_tx %[[BARS]][%{{.*}}], %c32768
 // CHECK: nvgpu.warpgroup.mma.init.accumulator -> <fragmented = vector<128x128xf32>>
