@@ -27,10 +27,10 @@ using namespace mlir;
 using namespace kiln;
 
 bool kiln::epilogueAccepts(linalg::GenericOp consumer, Value acc) {
+  // Loops may be symbolic (a GEMM with a symbolic M guards its stores).
   if (consumer.getNumDpsInits() != 1 ||
       consumer.getNumParallelLoops() != consumer.getNumLoops() ||
-      !hasScalarBody(consumer) ||
-      llvm::any_of(consumer.getStaticLoopRanges(), ShapedType::isDynamic))
+      !hasScalarBody(consumer))
     return false;
   OpOperand *init = consumer.getDpsInitOperand(0);
   if (!consumer.getMatchingIndexingMap(init).isIdentity() ||

@@ -24,7 +24,8 @@ std::optional<unsigned> kiln::innermostLoop(AffineMap map) {
 
 bool kiln::chunkable(Type type, int64_t elements) {
   auto shaped = dyn_cast<ShapedType>(type);
-  if (!shaped || !shaped.hasStaticShape() || shaped.getRank() < 1)
+  if (!shaped || shaped.getRank() < 1 ||
+      ShapedType::isDynamic(shaped.getShape().back()))
     return false;
   if (auto memref = dyn_cast<MemRefType>(type)) {
     SmallVector<int64_t> strides;
@@ -33,9 +34,23 @@ bool kiln::chunkable(Type type, int64_t elements) {
         strides.back() != 1 || ShapedType::isDynamic(offset) ||
         offset % elements)
       return false;
-    for (int64_t s : ArrayRef<int64_t>(strides).drop_back())
-      if (ShapedType::isDynamic(s) || s % elements)
+    // A symbolic stride is the next inner stride times that dim's extent
+    // (buffers with symbolic dims are row-major views of base pointers):
+    // a multiple of `elements` when either factor is.
+    int64_t rank = memref.getRank();
+    bool innerMultiple = elements == 1;  // of the innermost stride, 1
+    for (int64_t d = rank - 2; d >= 0; --d) {
+      bool multiple;
+      if (!ShapedType::isDynamic(strides[d]))
+        multiple = strides[d] % elements == 0;
+      else
+        multiple = innerMultiple ||
+                   (!memref.isDynamicDim(d + 1) &&
+                    memref.getDimSize(d + 1) % elements == 0);
+      if (!multiple)
         return false;
+      innerMultiple = multiple;
+    }
     return true;
   }
   return shaped.getShape().back() % elements == 0;

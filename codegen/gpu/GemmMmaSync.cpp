@@ -110,7 +110,79 @@ struct MmaShape {
       p *= ranges[d];
     return p;
   }
+  /// With symbolic sizes, the batch loops that B does not read are folded
+  /// into M: rows are (folded..., m), outer first, linearized.
+  SmallVector<unsigned> folded;
+  /// M is a symbolic size (known when the kernel runs).
+  bool dynamicM() const {
+    return ShapedType::isDynamic(ranges[m]) ||
+           llvm::any_of(folded, [&](unsigned d) {
+             return ShapedType::isDynamic(ranges[d]);
+           });
+  }
+  /// The loops a linear row index walks, outer first.
+  SmallVector<unsigned> rowLoops() const {
+    SmallVector<unsigned> loops(folded);
+    loops.push_back(m);
+    return loops;
+  }
 };
+
+/// The extents of the row loops at run time (memref.dim of the operand
+/// that reads each, a constant where static), outer first; empty when one
+/// has no operand to measure it by.
+SmallVector<Value> rowExtentsOf(OpBuilder &b, Location loc,
+                                linalg::LinalgOp op, const MmaShape &shape) {
+  SmallVector<Value> extents;
+  for (unsigned loop : shape.rowLoops()) {
+    if (!ShapedType::isDynamic(shape.ranges[loop])) {
+      extents.push_back(constantIndex(b, loc, shape.ranges[loop]));
+      continue;
+    }
+    Value size;
+    for (OpOperand &operand : op->getOpOperands()) {
+      AffineMap map = op.getMatchingIndexingMap(&operand);
+      for (auto [i, e] : llvm::enumerate(map.getResults()))
+        if (auto d = dyn_cast<AffineDimExpr>(e);
+            !size && d && d.getPosition() == loop)
+          size = memref::DimOp::create(b, loc, operand.get(), i);
+    }
+    if (!size)
+      return {};
+    extents.push_back(size);
+  }
+  return extents;
+}
+
+SmallVector<Value> delinearizeBy(OpBuilder &b, Location loc, Value linear,
+                                 ArrayRef<Value> extents);
+
+/// loops[row loops] for the linear row `row` (the M loop itself unless
+/// batch loops were folded into it).
+void assignRows(OpBuilder &b, Location loc, const MmaShape &shape,
+                SmallVectorImpl<Value> &loops, Value row,
+                ArrayRef<Value> extents) {
+  if (shape.folded.empty()) {
+    loops[shape.m] = row;
+    return;
+  }
+  for (auto [d, v] :
+       llvm::zip(shape.rowLoops(), delinearizeBy(b, loc, row, extents)))
+    loops[d] = v;
+}
+
+/// One index per extent of a row-major space for `linear` (below the
+/// product of the extents, which callers guard).
+SmallVector<Value> delinearizeBy(OpBuilder &b, Location loc, Value linear,
+                                 ArrayRef<Value> extents) {
+  SmallVector<Value> indices(extents.size());
+  for (size_t i = extents.size(); i-- > 1;) {
+    indices[i] = arith::RemUIOp::create(b, loc, linear, extents[i]);
+    linear = arith::DivUIOp::create(b, loc, linear, extents[i]);
+  }
+  indices[0] = linear;
+  return indices;
+}
 
 /// The contraction's loops by role: K the one reduction, read by both
 /// inputs; M a loop of A's two matrix dims that B does not read; N one of
@@ -123,8 +195,7 @@ FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
     return failure();
   MmaShape shape;
   shape.ranges = op.getStaticLoopRanges();
-  if (llvm::any_of(shape.ranges, ShapedType::isDynamic))
-    return failure();
+  // Symbolic extents are allowed for the rows (checked below).
   for (AffineMap map : op.getIndexingMapsArray())
     for (AffineExpr e : map.getResults()) {
       auto c = dyn_cast<AffineConstantExpr>(e);
@@ -209,6 +280,22 @@ FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
   for (unsigned d = 0; d < shape.ranges.size(); ++d)
     if (d != shape.m && d != shape.n && !llvm::is_contained(shape.kLoops, d))
       shape.batch.push_back(d);
+  // Symbolic sizes (a batch, a sequence length): the batch loops that B
+  // does not read (A and the output do) fold into M, outer first as the
+  // output has them; every loop outside the rows must be static.
+  if (llvm::any_of(shape.ranges, ShapedType::isDynamic)) {
+    for (unsigned d : shape.batch)
+      if (reads(shape.b, d) || !reads(shape.a, d))
+        return failure();
+    shape.folded = shape.batch;
+    llvm::sort(shape.folded,
+               [&](unsigned p, unsigned q) { return outDim(p) < outDim(q); });
+    shape.batch.clear();
+    for (unsigned d = 0; d < shape.ranges.size(); ++d)
+      if (ShapedType::isDynamic(shape.ranges[d]) &&
+          !llvm::is_contained(shape.rowLoops(), d))
+        return failure();
+  }
   // f16 x f16 or bf16 x bf16, summed in f32.
   Type aType = getElementTypeOrSelf(shape.a->get().getType());
   Type bType = getElementTypeOrSelf(shape.b->get().getType());
@@ -224,13 +311,16 @@ FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
     return failure();
   shape.aKInner = *aInner == shape.k;
   shape.bNInner = *bInner == shape.n;
+  // Folded rows: A's 16-byte chunks run along K, never across rows.
+  if (!shape.folded.empty() && !shape.aKInner)
+    return failure();
   if (!chunkable(shape.a->get().getType(), kChunk) ||
       !chunkable(shape.b->get().getType(), kChunk))
     return failure();
   // Tensor-core tiles need at least one m16n8k16 step; smaller products,
   // and M <= 16 (decode: a matrix-vector stream), go elsewhere.
-  if (shape.extent(shape.m) <= 16 || shape.extent(shape.n) < 8 ||
-      shape.extent(shape.k) < 16)
+  if ((!shape.dynamicM() && shape.extent(shape.m) <= 16) ||
+      shape.extent(shape.n) < 8 || shape.extent(shape.k) < 16)
     return failure();
   return shape;
 }
@@ -246,8 +336,9 @@ struct Ix {
   Value div(Value x, int64_t y) { return arith::DivUIOp::create(b, loc, x, c(y)); }
   Value rem(Value x, int64_t y) { return arith::RemUIOp::create(b, loc, x, c(y)); }
   Value xorI(Value x, Value y) { return arith::XOrIOp::create(b, loc, x, y); }
-  Value lt(Value x, int64_t y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, x, c(y));
+  Value lt(Value x, int64_t y) { return ltV(x, c(y)); }
+  Value ltV(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, x, y);
   }
   Value andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
   Value select(Value cond, Value x, Value y) {
@@ -284,8 +375,13 @@ struct KilnGpuGemmMmaSyncPass final
   void loadSlice(Ix &ix, const MmaConfig &c, const MmaShape &shape,
                  linalg::LinalgOp op, const Ring &ring, Value stage,
                  Value tid, Value kBase, Value rowBase, Value colBase,
-                 ArrayRef<Value> batchValues, Value enabled,
+                 ArrayRef<Value> batchValues, Value enabled, Value mSize,
+                 ArrayRef<Value> rowExtents,
                  SmallVectorImpl<Value> &tokens) {
+    auto below = [&](Value index, unsigned loop) {
+      return loop == shape.m ? ix.ltV(index, mSize)
+                             : ix.lt(index, shape.extent(loop));
+    };
     int64_t chunksPerRow = ring.cols / kChunk;
     int64_t perThread = ring.rows * chunksPerRow / c.threads();
     AffineMap map = op.getMatchingIndexingMap(ring.operand);
@@ -298,8 +394,8 @@ struct KilnGpuGemmMmaSyncPass final
       Value gRow = ix.add(ring.rowLoop == shape.k ? kBase : rowBase, r);
       Value gCol = ix.add(ring.colLoop == shape.k ? kBase : colBase,
                           ix.mul(chunk, kChunk));
-      Value inside = ix.andI(ix.lt(gRow, shape.extent(ring.rowLoop)),
-                             ix.lt(gCol, shape.extent(ring.colLoop)));
+      Value inside = ix.andI(below(gRow, ring.rowLoop),
+                             below(gCol, ring.colLoop));
       if (enabled)
         inside = ix.andI(inside, enabled);
       // Outside: no bytes read (zero fill), from a clamped address.
@@ -310,6 +406,10 @@ struct KilnGpuGemmMmaSyncPass final
       for (auto [loop, value] : {std::pair{ring.rowLoop, gRow},
                                  std::pair{ring.colLoop, gCol}}) {
         Value clamped = ix.select(inside, value, zero);
+        if (loop == shape.m) {
+          assignRows(ix.b, ix.loc, shape, loops, clamped, rowExtents);
+          continue;
+        }
         if (loop != shape.k) {
           loops[loop] = clamped;
           continue;
@@ -360,10 +460,14 @@ struct KilnGpuGemmMmaSyncPass final
     Location loc = op.getLoc();
     OpBuilder b(op);
 
-    int64_t M = shape.extent(shape.m), N = shape.extent(shape.n),
-            K = shape.extent(shape.k);
+    int64_t N = shape.extent(shape.n), K = shape.extent(shape.k);
     int64_t batchCount = shape.batchCount();
-    int64_t nTiles = llvm::divideCeil(N, c.bn), mTiles = llvm::divideCeil(M, c.bm);
+    int64_t nTiles = llvm::divideCeil(N, c.bn);
+    // A symbolic M: the grid's y is an expression of it (the runtime checks
+    // the limit per run).
+    int64_t mTiles = shape.dynamicM()
+                         ? 1
+                         : llvm::divideCeil(shape.extent(shape.m), c.bm);
     int64_t kTiles = llvm::divideCeil(K, c.bk);
     constexpr int64_t kMaxGridX = 0x7fffffff, kMaxGridYZ = 65535;
     bool foldBatch = batchCount > kMaxGridYZ;
@@ -388,10 +492,21 @@ struct KilnGpuGemmMmaSyncPass final
 
     auto shared = gpu::AddressSpaceAttr::get(
         op.getContext(), gpu::GPUDialect::getWorkgroupAddressSpace());
+    SmallVector<Value> rowExtents = rowExtentsOf(b, loc, op, shape);
+    if (rowExtents.empty())
+      return false;
+    Value mSize = rowExtents.front();
+    for (Value e : ArrayRef<Value>(rowExtents).drop_front())
+      mSize = arith::MulIOp::create(b, loc, mSize, e);
+    Value mGrid = shape.dynamicM()
+                      ? arith::CeilDivUIOp::create(b, loc, mSize,
+                                                   constantIndex(b, loc, c.bm))
+                            .getResult()
+                      : constantIndex(b, loc, mTiles);
     Launch built = createLaunch(
         b, loc,
         {constantIndex(b, loc, foldBatch ? nTiles * batchCount : nTiles),
-         constantIndex(b, loc, mTiles),
+         mGrid,
          constantIndex(b, loc, foldBatch ? 1 : batchCount)},
         {c.threads(), 1, 1}, config);
     gpu::LaunchOp launch = built.op;
@@ -443,7 +558,7 @@ struct KilnGpuGemmMmaSyncPass final
       for (const Ring *ring : {&ringA, &ringB}) {
         auto [rowBase, colBase] = rowColBase(*ring);
         loadSlice(lx, c, shape, op, *ring, stage, tid, kBase, rowBase,
-                  colBase, batchValues, enabled, tokens);
+                  colBase, batchValues, enabled, mSize, rowExtents, tokens);
       }
       return nvgpu::DeviceAsyncCreateGroupOp::create(lx.b, loc, tokenType,
                                                      tokens)
@@ -459,11 +574,11 @@ struct KilnGpuGemmMmaSyncPass final
       Value row = ox.add(ox.add(mBase, warpRow), ox.add(group, i * 16 + 8 * (e / 2)));
       Value col = ox.add(ox.add(nBase, warpCol),
                          ox.add(ox.mul(inGroup, 2), j * 8 + e % 2));
-      inside = ox.andI(ox.lt(row, M), ox.lt(col, N));
+      inside = ox.andI(ox.ltV(row, mSize), ox.lt(col, N));
       SmallVector<Value> loops(shape.ranges.size());
       for (auto [d, v] : llvm::zip(shape.batch, batchValues))
         loops[d] = v;
-      loops[shape.m] = row;
+      assignRows(ox.b, ox.loc, shape, loops, row, rowExtents);
       loops[shape.n] = col;
       return loops;
     };
@@ -664,6 +779,7 @@ kiln::gemmMmaSyncShape(linalg::LinalgOp op) {
   FailureOr<MmaShape> shape = analyze(op);
   if (failed(shape))
     return std::nullopt;
-  return std::array<int64_t, 3>{shape->extent(shape->m),
-                                shape->extent(shape->n), shape->batchCount()};
+  return std::array<int64_t, 3>{
+      shape->dynamicM() ? ShapedType::kDynamic : shape->extent(shape->m),
+      shape->extent(shape->n), shape->batchCount()};
 }

@@ -129,7 +129,12 @@ private:
   DictionaryAttr gemmMmaSync(std::array<int64_t, 3> shape) {
     auto [m, n, batch] = shape;
     int64_t tile = 32;
+    // A symbolic M (a sequence length): the middle tile.
+    if (ShapedType::isDynamic(m))
+      tile = 64;
     for (int64_t candidate : {128, 64}) {
+      if (ShapedType::isDynamic(m))
+        break;
       int64_t blocks = llvm::divideCeil(m, candidate) *
                        llvm::divideCeil(n, candidate) * batch;
       if (blocks >= int64_t(facts.smCount)) {

@@ -128,7 +128,8 @@ mlir::LogicalResult applyStrategy(mlir::func::FuncOp func,
 /// is a row reduction's work).
 bool gemmSimtAccepts(mlir::linalg::LinalgOp op);
 /// A contraction of f16 x f16 or bf16 x bf16 summed in f32, with one M, N
-/// and K loop, static loops, M > 16, N >= 8, K >= 16, each operand's
+/// and K loop, static loops but M (which may be symbolic: its extent is
+/// then ShapedType::kDynamic), M > 16, N >= 8, K >= 16, each operand's
 /// innermost dimension one of its two matrix loops, and layouts that allow
 /// aligned 16-byte chunks along it: its M, N and batch count (a
 /// broadcast batch counts as batch); nothing when the op does not fit.
@@ -153,7 +154,8 @@ bool rowReduceAccepts(mlir::linalg::LinalgOp op);
 /// a multiple of `vectorWidth`, an identity-mapped output and no i1.
 bool elementwiseAccepts(mlir::linalg::LinalgOp op, int64_t vectorWidth);
 /// An elementwise generic a GEMM strategy can apply to its accumulators
-/// before the store (a fused epilogue): all-parallel, static, one output
+/// before the store (a fused epilogue): all-parallel (loops may be
+/// symbolic), one output
 /// with the identity map whose old value it does not read, a scalar body,
 /// maps of dims or constant 0, and `acc` read once, with the identity map.
 bool epilogueAccepts(mlir::linalg::GenericOp consumer, mlir::Value acc);

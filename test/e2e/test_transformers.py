@@ -5,12 +5,14 @@ cuda:sm_80,sm_90a, and compared with onnxruntime's outputs stored next to
 them: the CPU artifact runs here, the cuda one under the GPU-kernel
 simulator."""
 import glob
+import json
 import os
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, kiln, run_kiln, run_reference
+from conftest import (PRECISION_TOLERANCES, ROOT, kiln, normwise_error,
+                      run_kiln, run_reference)
 
 FIXTURES = os.path.join(ROOT, "test", "fixtures", "transformers")
 # Logits of a 2-layer model: f32 with reassociated sums.
@@ -108,3 +110,30 @@ def test_dynamic_export_runs_every_shape(path, target, device, tmp_path):
         assert got.shape == want.shape, (batch, seq)
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL,
                                    err_msg=f"{batch}x{seq}")
+
+
+@pytest.mark.parametrize("path", DYNAMIC, ids=case_id)
+def test_dynamic_export_on_tensor_cores(path, tmp_path):
+    """The dynamic exports at bf16 on cuda: their projections, whose rows
+    (batch x sequence) are symbolic, run on gemm-mma-sync (the batch folded
+    into M, the grid's y an expression of both dims, the edges guarded by
+    the run's sizes) with their epilogues fused; under the simulator
+    against onnxruntime at several shapes, within the bf16 tolerance."""
+    artifact = tmp_path / "m.kiln"
+    kiln("compile", path, "-o", str(artifact), "--target", "cuda:sm_80,sm_90a",
+         "--precision", "bf16", "--embed-kernel-ir", *BOUNDS)
+    info = json.loads(kiln("inspect", str(artifact), "--json").stdout)
+    assert any(k["strategy"] == "gemm-mma-sync" for k in info["kernels"])
+    for batch, seq in SHAPES:
+        inputs = dynamic_inputs(path, batch, seq)
+        want = run_reference(path, inputs)["output"]
+        args = ["run", str(artifact), "--device", "sim", "--output-dir",
+                str(tmp_path / "out")]
+        for name, value in inputs.items():
+            np.save(tmp_path / f"{name}.npy", value)
+            args += ["--input", f"{name}=@{tmp_path / (name + '.npy')}"]
+        kiln(*args)
+        got = np.load(tmp_path / "out" / "output.npy")
+        assert got.shape == want.shape, (batch, seq)
+        assert normwise_error(got, want) <= PRECISION_TOLERANCES["bf16"], (
+            batch, seq, normwise_error(got, want))

@@ -166,3 +166,38 @@ func.func @epilogue_without_constant_fill(%a: memref<64x32xbf16>, %b: memref<32x
   memref.dealloc %t : memref<64x64xf32>
   return
 }
+
+// -----
+
+// COM: Symbolic rows (a batch and a sequence length, as a dynamic export
+// COM: has them) with weights shared by every batch: the batch folds into
+// COM: M = dim0 x dim1, the grid's y is ceil(M / 64), a row splits back into
+// COM: (batch, position) for the loads and stores, and the guards compare
+// COM: with M.
+// CHECK-LABEL: func.func @symbolic_rows
+// CHECK: %[[B:.*]] = memref.dim %arg0, %c0 : memref<?x?x64xbf16>
+// CHECK: %[[S:.*]] = memref.dim %arg0, %c1 : memref<?x?x64xbf16>
+// CHECK: %[[M:.*]] = arith.muli %[[B]], %[[S]] : index
+// CHECK: %[[TILES:.*]] = arith.ceildivui %[[M]], %c64 : index
+// CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %c2, %{{.*}} = %[[TILES]], %{{.*}} = %c1)
+// CHECK: arith.cmpi ult, %{{.*}}, %[[M]] : index
+// CHECK: arith.remui %{{.*}}, %[[S]] : index
+// CHECK: arith.divui %{{.*}}, %[[S]] : index
+// CHECK: nvgpu.device_async_copy
+// CHECK: nvgpu.mma.sync
+#a = affine_map<(b, m, n, k) -> (b, m, k)>
+#w = affine_map<(b, m, n, k) -> (k, n)>
+#c = affine_map<(b, m, n, k) -> (b, m, n)>
+func.func @symbolic_rows(%a: memref<?x?x64xbf16>, %w: memref<64x96xbf16>, %c: memref<?x?x96xf32>) attributes {kiln.kernel, kiln.config = {strategy = "gemm-mma-sync", tile = array<i64: 64, 64, 32>, warps = array<i64: 2, 2>, stages = 3 : i64}} {
+  %zero = arith.constant 0.0 : f32
+  linalg.fill ins(%zero : f32) outs(%c : memref<?x?x96xf32>)
+  linalg.generic {indexing_maps = [#a, #w, #c], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%a, %w : memref<?x?x64xbf16>, memref<64x96xbf16>) outs(%c : memref<?x?x96xf32>) {
+  ^bb0(%p: bf16, %q: bf16, %acc: f32):
+    %pe = arith.extf %p : bf16 to f32
+    %qe = arith.extf %q : bf16 to f32
+    %m = arith.mulf %pe, %qe : f32
+    %s = arith.addf %acc, %m : f32
+    linalg.yield %s : f32
+  }
+  return
+}

@@ -295,3 +295,23 @@ func.func @hopper_gemms(%a: tensor<1536x256xbf16>, %b: tensor<256x1536xbf16>, %c
   }
   return %r, %s, %u : tensor<1536x1536xf32>, tensor<512x512xf32>, tensor<1536x1536xf32>
 }
+
+// -----
+
+// COM: A symbolic M (rows from a batch and a sequence length): the middle
+// COM: tensor-core tile, whatever the run's M turns out to be.
+// CUDA-LABEL: func.func @symbolic_m
+// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 3 : i64, strategy = "gemm-mma-sync", tile = array<i64: 64, 64, 32>, warps = array<i64: 2, 2>}}
+func.func @symbolic_m(%a: tensor<?x64xbf16>, %b: tensor<64x96xbf16>) -> tensor<?x96xf32> {
+  %r = kiln.dispatch(%a, %b) : (tensor<?x64xbf16>, tensor<64x96xbf16>) -> tensor<?x96xf32> {
+  ^bb0(%x: tensor<?x64xbf16>, %y: tensor<64x96xbf16>):
+    %c0 = arith.constant 0 : index
+    %d = tensor.dim %x, %c0 : tensor<?x64xbf16>
+    %e = tensor.empty(%d) : tensor<?x96xf32>
+    %zero = arith.constant 0.0 : f32
+    %f = linalg.fill ins(%zero : f32) outs(%e : tensor<?x96xf32>) -> tensor<?x96xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<?x64xbf16>, tensor<64x96xbf16>) outs(%f : tensor<?x96xf32>) -> tensor<?x96xf32>
+    kiln.yield %m : tensor<?x96xf32>
+  }
+  return %r : tensor<?x96xf32>
+}
