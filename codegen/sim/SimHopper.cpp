@@ -768,9 +768,12 @@ bool runMmaStore(BlockRunner &runner, Operation &operation, const Mask &mask) {
       return false;
     }
   bool ok = true;
-  // Every thread's elements, in the order the lowering stores them.
-  runner.forActive(mask, [&](unsigned t) {
-    for (size_t e = 0; e < d.size() && ok; ++e) {
+  // One store instruction per element: every thread's element e (the
+  // counters see each instruction's lanes together).
+  for (size_t e = 0; e < d.size() && ok; ++e) {
+    runner.forActive(mask, [&](unsigned t) {
+      if (!ok)
+        return;
       auto [r, c] = fragmentAt(t, e % perStruct);
       // The lowering offsets struct s by s * (N / 2) rows.
       int64_t row = r + e / perStruct * perStruct, col = c;
@@ -785,20 +788,17 @@ bool runMmaStore(BlockRunner &runner, Operation &operation, const Mask &mask) {
       int64_t element = m->offset + row * m->strides[0] + col * m->strides[1];
       uint64_t byte = uint64_t(element) * m->elementBytes;
       if (m->shadow >= 0 &&
-          !(runner.checkHazard(operation, *m, element, t, false) &&
-            checkWgmmaReads(runner, operation, m->shadow, element, element))) {
+          !runner.checkHazard(operation, *m, element, t, false)) {
         ok = false;
         return;
       }
       runner.record(*m, t, byte, m->elementBytes);
       uint32_t bits = uint32_t(d[e][t]);
       std::memcpy(m->base + byte, &bits, 4);
-    }
-  });
-  if (!ok)
-    return false;
-  runner.countAccesses(m->shadow >= 0);
-  return true;
+    });
+    runner.countAccesses(m->shadow >= 0);
+  }
+  return ok;
 }
 
 } // namespace

@@ -159,3 +159,23 @@ def test_sass_of_gemm_wgmma(tmp_path):
     (image,) = kernel["images"]
     assert image["registers"] <= 255
     assert image["spill_store_bytes"] == 0
+
+
+@needs_ptxas
+def test_profile_of_gemm_wgmma(tmp_path):
+    """`kiln profile`: the wgmma kernel's tensor-core work is the product's
+    (2 x 64 x 128 x 16 per instruction, one instruction per 64 rows and 16
+    of K per block), its TMA loads read each operand tile once per block in
+    whole sectors, and its epilogue tile's stores have no more than 2-way
+    bank conflicts (the padded rows)."""
+    from test_profile import profile
+    artifact, info, *_ = compile_case("aligned", "bf16", tmp_path)
+    out, rows = profile(artifact, "--gpu", "h100", "--sample-blocks", "4")
+    (row,) = [r for r in rows.values() if r["strategy"] == "gemm-wgmma"]
+    m, k, n = SHAPES["aligned"]
+    blocks = (m // 128) * (n // 128)
+    assert int(row["blocks"]) == blocks
+    assert float(row["TC inst"]) == blocks * 2 * (k // 16), out
+    assert abs(float(row["TC GFLOP"]) - 2 * m * n * k / 1e9) < 0.01, out
+    assert float(row["coal"]) <= 1.01, out
+    assert float(row["smem x"]) <= 2.0, out

@@ -15,7 +15,7 @@ from test_gemm_mma_sync import build
 from test_sass import needs_ptxas
 
 COLUMNS = ["kernel", "strategy", "runs", "blocks", "occ", "moved MB",
-           "unique MB", "reuse", "coal", "smem x", "mma.sync", "TC GFLOP",
+           "unique MB", "reuse", "coal", "smem x", "TC inst", "TC GFLOP",
            "FP GFLOP", "bound us", "limit"]
 
 
@@ -50,12 +50,12 @@ def test_tensor_core_gemm_is_coalesced_conflict_free_and_on_tensor_cores(tmp_pat
     assert gemm["smem x"] == "1.00", out
     # 64x96x128 on 32x32 tiles: 6 blocks x 4 warps x (1x2 tiles) x 8 k16
     # steps.
-    assert float(gemm["mma.sync"]) == 6 * 4 * 2 * 8, out
+    assert float(gemm["TC inst"]) == 6 * 4 * 2 * 8, out
     assert gemm["limit"] == "tensor"
     # The f32 SIMT GEMM of the same model does no tensor-core work.
     _, simt = profile(gemm_artifact(tmp_path, "aligned", "fp32"))
     (row,) = [r for r in simt.values() if r["strategy"] == "gemm-simt"]
-    assert float(row["mma.sync"]) == 0 and float(row["FP GFLOP"]) > 0
+    assert float(row["TC inst"]) == 0 and float(row["FP GFLOP"]) > 0
 
 
 @needs_ptxas
@@ -67,7 +67,7 @@ def test_sampled_blocks_scale_to_the_grid(tmp_path):
     assert full[name]["blocks"] == sampled[name]["blocks"] == "144"
     # Every tile of this GEMM does the same work: the scaled sample is exact
     # for the tensor-core work and close for the traffic.
-    assert sampled[name]["mma.sync"] == full[name]["mma.sync"]
+    assert sampled[name]["TC inst"] == full[name]["TC inst"]
     moved = [float(r[name]["moved MB"]) for r in (sampled, full)]
     assert abs(moved[0] - moved[1]) <= 0.1 * moved[1], moved
 

@@ -71,7 +71,7 @@ int printProfile(const std::string &path, const SimReport &report,
   std::printf("%-28s %-14s %4s %7s %5s %9s %9s %6s %6s %6s %9s %9s %9s "
               "%10s %s\n",
               "kernel", "strategy", "runs", "blocks", "occ", "moved MB",
-              "unique MB", "reuse", "coal", "smem x", "mma.sync", "TC GFLOP",
+              "unique MB", "reuse", "coal", "smem x", "TC inst", "TC GFLOP",
               "FP GFLOP", "bound us", "limit");
   double totalUs = 0, totalBytes = 0, totalTensor = 0, totalFp = 0;
   for (const KernelProfile &k : report.kernels) {
