@@ -29,6 +29,7 @@ import onnxruntime as ort
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 from test_gemm_mma_sync import build as gemm_case  # noqa: E402
+from test_gemm_wgmma import build as wgmma_case  # noqa: E402
 from test_ops import CASES  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -40,6 +41,10 @@ LIMIT_BYTES = 60 * 1024 * 1024
 # Compile flags per case (default: none).
 FLAGS = {"bert_dynamic_2x11": ["--dim", "batch=1..2", "--dim",
                                "sequence=1..16"]}
+# Cases compiled for one architecture alone (sm_90a: gemm-wgmma with TMA);
+# run.py skips them on other GPUs.
+TARGETS = {f"hopper_{kind}_bf16": "cuda:sm_90a"
+           for kind in ("aligned", "edges", "batched", "gelu")}
 
 
 def bert_inputs(batch, seq, seed):
@@ -80,6 +85,11 @@ def cases():
             graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
         for precision in ("bf16", "fp16"):
             yield f"tc_{kind}_{precision}", model, inputs, kind == "large"
+    for kind in ("aligned", "edges", "batched", "gelu"):
+        graph, inputs, _, _ = wgmma_case(kind, np.random.default_rng(7))
+        model = onnx.helper.make_model(
+            graph, opset_imports=[onnx.helper.make_opsetid("", 20)])
+        yield f"hopper_{kind}_bf16", model, inputs, kind == "aligned"
     for name in ("gpt2", "bert", "llama"):
         folder = os.path.join(ROOT, "test", "fixtures", "transformers", name)
         inputs = {os.path.basename(p)[3:-4]: np.load(os.path.join(folder, p))
@@ -122,7 +132,8 @@ def main():
         os.makedirs(folder)
         onnx.save(model, os.path.join(folder, "model.onnx"))
         subprocess.run([args.kiln, "compile", os.path.join(folder, "model.onnx"),
-                        "--target", args.target, "--embed-kernel-ir",
+                        "--target", TARGETS.get(name, args.target),
+                        "--embed-kernel-ir",
                         "-o", os.path.join(folder, "model.kiln"),
                         "--precision", precision_of(name),
                         *FLAGS.get(name, [])],
@@ -144,7 +155,8 @@ def main():
         with open(os.path.join(folder, "case.json"), "w") as f:
             json.dump({"inputs": sorted(inputs), "outputs": names,
                        "bench": bench, "cycle": cycle,
-                       "precision": precision_of(name)}, f)
+                       "precision": precision_of(name),
+                       "requires": "sm_90a" if name in TARGETS else ""}, f)
     archive = out + ".tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(out, arcname=os.path.basename(out))

@@ -45,11 +45,28 @@ PRECISION_TOLERANCES = {"bf16": 5 * 2.0 ** -8, "fp16": 5 * 2.0 ** -11}
 
 class CaseResult:
     """status is pass, FAIL (wrong numbers), ERROR (the runner said why),
-    CRASH (killed by a signal or an unexpected exit code) or TIMEOUT."""
+    CRASH (killed by a signal or an unexpected exit code), TIMEOUT, or skip
+    (a case for another GPU generation)."""
 
     def __init__(self, status, detail="", max_error=None, ms=None):
         self.status, self.detail = status, detail
         self.max_error, self.ms = max_error, ms
+
+
+_CAPABILITY = []
+
+
+def compute_capability():
+    """The first GPU's compute capability ("9.0"), from nvidia-smi."""
+    if not _CAPABILITY:
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap",
+                                  "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=30).stdout.split()
+            _CAPABILITY.append(out[0] if out else "unknown")
+        except (OSError, subprocess.SubprocessError):
+            _CAPABILITY.append("unknown")
+    return _CAPABILITY[0]
 
 
 def run_process(args, timeout, env=None):
@@ -198,8 +215,13 @@ def main():
             try:
                 with open(os.path.join(folder, "case.json")) as f:
                     spec = json.load(f)
-                result = run_case(command, folder, spec, args.device,
-                                  os.path.join(tmp, name), 1, args.timeout)
+                if (spec.get("requires") == "sm_90a" and args.device != "sim"
+                        and compute_capability() != "9.0"):
+                    result = CaseResult("skip", "compiled for sm_90a alone; "
+                                        f"this GPU is {compute_capability()}")
+                else:
+                    result = run_case(command, folder, spec, args.device,
+                                      os.path.join(tmp, name), 1, args.timeout)
             except Exception as e:  # a broken case folder stops only itself
                 spec, result = {}, CaseResult("ERROR", f"{type(e).__name__}: {e}")
             results[name] = result
@@ -221,7 +243,8 @@ def main():
                 if timed.status != "pass":
                     print(f"    bench: {timed.status} {timed.detail}")
                 bench.append((name, timed.ms, kernels))
-    failed = {name: r for name, r in results.items() if r.status != "pass"}
+    failed = {name: r for name, r in results.items()
+              if r.status not in ("pass", "skip")}
     counts = {}
     for result in failed.values():
         counts[result.status] = counts.get(result.status, 0) + 1
