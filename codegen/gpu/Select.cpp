@@ -125,7 +125,8 @@ private:
   /// Tensor-core tiles: the largest square tile of 128, 64 or 32 whose
   /// blocks fill the SMs (at least one block each), else 32 (the most
   /// blocks), so a small output does not leave most SMs idle; 2x2 warps
-  /// and 3 stages (the ring fits the 48 KiB of static shared memory).
+  /// (2x4 for 128) and 3 stages (the ring fits the 48 KiB of static shared
+  /// memory).
   DictionaryAttr gemmMmaSync(std::array<int64_t, 3> shape) {
     auto [m, n, batch] = shape;
     int64_t tile = 32;
@@ -146,9 +147,13 @@ private:
     int64_t bytes = kStages * 2 * tile * kBk * 2;
     if (bytes > facts.sharedBytesPerBlock || bytes > 48 * 1024)
       return nullptr;
+    // 128x128 tiles over 2x4 warps (64x32 each): 2x2 warps of 64x64 hold
+    // 128 accumulators per lane and need over 200 registers, which leaves
+    // an SM 2 blocks of 4 warps.
+    SmallVector<int64_t, 2> warps = {2, tile == 128 ? 4 : 2};
     return config(kGemmMmaSync,
                   {named("tile", ArrayRef<int64_t>{tile, tile, kBk}),
-                   named("warps", ArrayRef<int64_t>{2, 2}),
+                   named("warps", ArrayRef<int64_t>(warps)),
                    named("stages", kStages)});
   }
   /// Hopper: 128x128x64 tiles (what the nvgpu lowering of wgmma takes)

@@ -186,7 +186,7 @@ func.func @attention(%q: tensor<1x2x8x16xf32>, %k: tensor<1x2x8x16xf32>, %v: ten
 // COM: of 128. The CPU computes them with its own GEMM.
 // CUDA-LABEL: func.func @tensor_core_gemms
 // CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 3 : i64, strategy = "gemm-mma-sync", tile = array<i64: 32, 32, 32>, warps = array<i64: 2, 2>}}
-// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 3 : i64, strategy = "gemm-mma-sync", tile = array<i64: 128, 128, 32>, warps = array<i64: 2, 2>}}
+// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 3 : i64, strategy = "gemm-mma-sync", tile = array<i64: 128, 128, 32>, warps = array<i64: 2, 4>}}
 // CPU-LABEL: func.func @tensor_core_gemms
 // CPU-COUNT-2: strategy = "cpu-gemm"
 func.func @tensor_core_gemms(%a: tensor<512x64xbf16>, %b: tensor<64x512xbf16>, %c: tensor<1536x64xbf16>, %d: tensor<64x1536xbf16>) -> (tensor<512x512xf32>, tensor<1536x1536xf32>) {
