@@ -178,4 +178,10 @@ def test_profile_of_gemm_wgmma(tmp_path):
     assert float(row["TC inst"]) == blocks * 2 * (k // 16), out
     assert abs(float(row["TC GFLOP"]) - 2 * m * n * k / 1e9) < 0.01, out
     assert float(row["coal"]) <= 1.01, out
+    # Every block reads its tiles of A and B (moved), each byte of A, B
+    # and the output comes from DRAM once (unique, the TMA-read operands
+    # counted by their buffers too).
+    unique = (m * k + k * n) * 2 + m * n * 4
+    assert float(row["unique MB"]) <= unique * 1.01 / 1e6, out
+    assert float(row["moved MB"]) > 2 * float(row["unique MB"]), out
     assert float(row["smem x"]) <= 2.0, out

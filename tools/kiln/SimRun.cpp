@@ -158,6 +158,10 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
       for (const sim::SimBuffer &arg : args)
         if (arg.data == base)
           scaled = std::min(scaled, double((arg.bytes + 31) / 32));
+      // Buffers a kernel reads only through TMA descriptors.
+      for (const sim::SimTensorMap &map : maps)
+        if (map.data == base)
+          scaled = std::min(scaled, double((map.bytes + 31) / 32));
       profile->uniqueSectors += scaled;
     }
     profile->sharedRequests += scale * stats.sharedRequests;
