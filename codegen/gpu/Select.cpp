@@ -158,9 +158,10 @@ private:
   }
   /// Hopper: 128x128x64 tiles (what the nvgpu lowering of wgmma takes)
   /// through a ring of as many stages as the shared memory holds next to
-  /// the 68 KiB f32 epilogue tile (rows padded), up to 4; only where the tiles fill the
-  /// SMs and K has a few slices (smaller products go to mma.sync's smaller
-  /// tiles).
+  /// the 68 KiB f32 epilogue tile (rows padded), up to 4; only where the
+  /// tiles make at least one full wave over the SMs (one block per SM: the
+  /// ring takes the shared memory) and K has a few slices; smaller products
+  /// go to mma.sync's smaller tiles, which fill the SMs.
   DictionaryAttr gemmWgmma(std::array<int64_t, 3> shape) {
     auto [m, n, k] = shape;
     constexpr int64_t kStageBytes = 32 * 1024, kTileBytes = 128 * 136 * 4,
@@ -169,7 +170,7 @@ private:
         4, (int64_t(facts.sharedBytesPerBlock) - kTileBytes - kAlignSlack) /
                kStageBytes);
     int64_t blocks = llvm::divideCeil(m, 128) * llvm::divideCeil(n, 128);
-    if (stages < 2 || blocks < int64_t(facts.smCount) / 2 || k < 128)
+    if (stages < 2 || blocks < int64_t(facts.smCount) || k < 128)
       return nullptr;
     return config(kGemmWgmma,
                   {named("tile", ArrayRef<int64_t>{128, 128, 64}),

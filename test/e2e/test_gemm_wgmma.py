@@ -17,15 +17,15 @@ from test_gemm_mma_sync import narrow
 from test_sass import count, needs_ptxas, sass_by_function
 
 F = TensorProto.FLOAT
-# M x N tiles of 128 that fill at least half of the H100's 132 SMs.
-SHAPES = {"aligned": (1024, 256, 1152), "edges": (1000, 200, 1160),
-          "batched": ((4, 256), 128, 1152), "gelu": (1024, 128, 1152)}
+# M x N tiles of 128 that make a full wave on the H100's 132 SMs.
+SHAPES = {"aligned": (2048, 256, 1152), "edges": (2000, 200, 1160),
+          "batched": ((8, 256), 128, 1152), "gelu": (2048, 128, 1152)}
 
 
 def build(kind, rng):
     """(graph, inputs, reference(precision)) for one case."""
     vi = helper.make_tensor_value_info
-    m, k, n = SHAPES.get(kind, (1024, 256, 1152))
+    m, k, n = SHAPES.get(kind, (2048, 256, 1152))
     rows = list(m) if isinstance(m, tuple) else [m]
     w = rng.standard_normal((k, n)).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32)

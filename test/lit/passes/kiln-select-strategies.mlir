@@ -257,8 +257,8 @@ func.func @small_m(%a: tensor<4x64xbf16>, %b: tensor<96x64xbf16>, %c: tensor<16x
 
 // -----
 
-// COM: On a target of sm_90a alone, the products whose 128x128 tiles fill
-// COM: at least half of its 132 SMs and whose K has a few 64-deep slices
+// COM: On a target of sm_90a alone, the products whose 128x128 tiles make a
+// COM: full wave on its 132 SMs and whose K has a few 64-deep slices
 // COM: take gemm-wgmma (TMA, wgmma), 4 stages (128 KiB of ring next to the
 // COM: 64 KiB epilogue tile); 512x512 (16 tiles) keeps mma.sync's smaller
 // COM: tiles, as does a K of 64.
