@@ -53,6 +53,26 @@ bool kiln::epilogueAccepts(linalg::GenericOp consumer, Value acc) {
   return reads == 1;
 }
 
+linalg::GenericOp kiln::soleGenericOf(DispatchOp dispatch) {
+  if (dispatch->getNumResults() != 1)
+    return nullptr;
+  linalg::GenericOp generic;
+  for (Operation &op : dispatch.getBody().front().without_terminator()) {
+    if (auto g = dyn_cast<linalg::GenericOp>(op)) {
+      if (generic)
+        return nullptr;
+      generic = g;
+      continue;
+    }
+    if (op.getNumRegions() || isa<linalg::LinalgOp>(op))
+      return nullptr;
+  }
+  auto yield = cast<YieldOp>(dispatch.getBody().front().getTerminator());
+  if (!generic || yield->getOperand(0) != generic.getResult(0))
+    return nullptr;
+  return generic;
+}
+
 namespace {
 
 /// The dispatch's strategy name, or "".
@@ -65,27 +85,11 @@ StringRef strategyOf(DispatchOp dispatch) {
 }
 
 /// The single generic of `dispatch`'s body that takes the place of the
-/// block argument `arg` in an epilogue, if the rest of the body is what
-/// dispatch formation clones (no other linalg op, no regions).
+/// block argument `arg` in an epilogue.
 linalg::GenericOp epilogueOf(DispatchOp dispatch, BlockArgument arg) {
-  linalg::GenericOp generic;
-  for (Operation &op : dispatch.getBody().front().without_terminator()) {
-    if (auto g = dyn_cast<linalg::GenericOp>(op)) {
-      if (generic)
-        return nullptr;
-      generic = g;
-      continue;
-    }
-    if (op.getNumRegions() || isa<linalg::LinalgOp>(op))
-      return nullptr;
-  }
+  linalg::GenericOp generic = soleGenericOf(dispatch);
   if (!generic || !arg.hasOneUse() || *arg.user_begin() != generic ||
       !epilogueAccepts(generic, arg))
-    return nullptr;
-  // The generic's result is what the dispatch yields.
-  auto yield = cast<YieldOp>(dispatch.getBody().front().getTerminator());
-  if (yield->getNumOperands() != 1 ||
-      yield->getOperand(0) != generic.getResult(0))
     return nullptr;
   return generic;
 }

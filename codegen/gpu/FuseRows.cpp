@@ -45,19 +45,7 @@ StringRef strategyOf(DispatchOp dispatch) {
 /// output map, scalar body), yielded as its only result; the rest of its
 /// body is what dispatch formation clones. Null otherwise.
 linalg::GenericOp elementwiseOf(DispatchOp dispatch) {
-  if (dispatch->getNumResults() != 1)
-    return nullptr;
-  linalg::GenericOp generic;
-  for (Operation &op : dispatch.getBody().front().without_terminator()) {
-    if (auto g = dyn_cast<linalg::GenericOp>(op)) {
-      if (generic)
-        return nullptr;
-      generic = g;
-      continue;
-    }
-    if (op.getNumRegions() || isa<linalg::LinalgOp>(op))
-      return nullptr;
-  }
+  linalg::GenericOp generic = soleGenericOf(dispatch);
   if (!generic || generic.getNumDpsInits() != 1 ||
       generic.getNumParallelLoops() != generic.getNumLoops() ||
       !hasScalarBody(generic) ||
@@ -66,9 +54,6 @@ linalg::GenericOp elementwiseOf(DispatchOp dispatch) {
            .isIdentity() ||
       !generic.getMatchingBlockArgument(generic.getDpsInitOperand(0))
            .use_empty())
-    return nullptr;
-  auto yield = cast<YieldOp>(dispatch.getBody().front().getTerminator());
-  if (yield->getOperand(0) != generic.getResult(0))
     return nullptr;
   return generic;
 }

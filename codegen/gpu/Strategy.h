@@ -196,6 +196,10 @@ applyEpilogue(mlir::OpBuilder &b, mlir::Location loc,
 /// Erases an applied epilogue, the temporary and its deallocations.
 void eraseFusedEpilogue(mlir::linalg::GenericOp epilogue,
                         mlir::Value temporary);
+/// The one generic of a single-result dispatch whose body is otherwise
+/// what dispatch formation clones (no other linalg op, no regions), and
+/// whose result the dispatch yields; null otherwise.
+mlir::linalg::GenericOp soleGenericOf(DispatchOp dispatch);
 /// The epilogues a GEMM strategy applied in registers, with the
 /// temporaries they read.
 using FusedEpilogues =

@@ -228,82 +228,68 @@ bool arrive(BlockRunner &runner, Operation &op, Mbarrier &b, int64_t tx) {
   return true;
 }
 
+/// `fn(barrier, thread)` for each active thread whose predicate holds, on
+/// the barrier it names; false after an error.
+template <typename Fn>
+bool forEachBarrier(BlockRunner &runner, Operation &op, const Mask &mask,
+                    Value group, Value id, Value predicate, Fn fn) {
+  bool ok = true;
+  runner.forActive(mask, [&](unsigned t) {
+    if (!ok || !predicated(runner, predicate, t))
+      return;
+    Mbarrier *b = barrierOf(runner, op, group, id, t);
+    ok = b && fn(*b, t);
+  });
+  return ok;
+}
+
 bool runArriveExpectTx(BlockRunner &runner, Operation &operation,
                        const Mask &mask) {
   auto op = cast<nvgpu::MBarrierArriveExpectTxOp>(operation);
-  bool ok = true;
-  runner.forActive(mask, [&](unsigned t) {
-    if (!ok || !predicated(runner, op.getPredicate(), t))
-      return;
-    Mbarrier *b = barrierOf(runner, operation, op.getBarriers(),
-                            op.getMbarId(), t);
-    ok = b && arrive(runner, operation, *b,
-                     int64_t(runner.get(op.getTxcount())[t]));
-  });
-  return ok;
+  return forEachBarrier(
+      runner, operation, mask, op.getBarriers(), op.getMbarId(),
+      op.getPredicate(), [&](Mbarrier &b, unsigned t) {
+        return arrive(runner, operation, b,
+                      int64_t(runner.get(op.getTxcount())[t]));
+      });
 }
 
 bool runArrive(BlockRunner &runner, Operation &operation, const Mask &mask) {
   auto op = cast<nvgpu::MBarrierArriveOp>(operation);
   Lanes &token = runner.def(op.getToken());
-  bool ok = true;
-  runner.forActive(mask, [&](unsigned t) {
-    if (!ok)
-      return;
-    Mbarrier *b = barrierOf(runner, operation, op.getBarriers(),
-                            op.getMbarId(), t);
-    if (!b) {
-      ok = false;
-      return;
-    }
-    token[t] = b->phase;  // the phase this arrival belongs to
-    ok = arrive(runner, operation, *b, 0);
-  });
-  return ok;
+  return forEachBarrier(runner, operation, mask, op.getBarriers(),
+                        op.getMbarId(), Value(), [&](Mbarrier &b, unsigned t) {
+                          token[t] = b.phase;  // the phase it arrives on
+                          return arrive(runner, operation, b, 0);
+                        });
 }
 
 bool runTestWait(BlockRunner &runner, Operation &operation, const Mask &mask) {
   auto op = cast<nvgpu::MBarrierTestWaitOp>(operation);
   const Lanes &token = runner.get(op.getToken());
   Lanes &done = runner.def(op.getWaitComplete());
-  bool ok = true;
-  runner.forActive(mask, [&](unsigned t) {
-    if (!ok)
-      return;
-    Mbarrier *b = barrierOf(runner, operation, op.getBarriers(),
-                            op.getMbarId(), t);
-    if (!b) {
-      ok = false;
-      return;
-    }
-    // With every arrival in, the copies in flight land eventually.
-    if (b->phase == token[t] && b->pending == 0)
-      land(runner, *b);
-    done[t] = b->phase != token[t];
-  });
-  return ok;
+  return forEachBarrier(runner, operation, mask, op.getBarriers(),
+                        op.getMbarId(), Value(), [&](Mbarrier &b, unsigned t) {
+                          // With every arrival in, the copies in flight
+                          // land eventually.
+                          if (b.phase == token[t] && b.pending == 0)
+                            land(runner, b);
+                          done[t] = b.phase != token[t];
+                          return true;
+                        });
 }
 
 bool runTryWaitParity(BlockRunner &runner, Operation &operation,
                       const Mask &mask) {
   auto op = cast<nvgpu::MBarrierTryWaitParityOp>(operation);
-  bool ok = true;
-  runner.forActive(mask, [&](unsigned t) {
-    if (!ok)
-      return;
-    Mbarrier *b = barrierOf(runner, operation, op.getBarriers(),
-                            op.getMbarId(), t);
-    if (!b) {
-      ok = false;
-      return;
-    }
-    // The phase of that parity completed: the current one has the other.
-    unsigned parity = runner.get(op.getPhaseParity())[t] & 1;
-    if (b->phase != parity)
-      return;
-    ok = settle(runner, operation, *b);
-  });
-  return ok;
+  return forEachBarrier(
+      runner, operation, mask, op.getBarriers(), op.getMbarId(), Value(),
+      [&](Mbarrier &b, unsigned t) {
+        // The phase of that parity completed: the current one has the
+        // other.
+        unsigned parity = runner.get(op.getPhaseParity())[t] & 1;
+        return b.phase != parity || settle(runner, operation, b);
+      });
 }
 
 } // namespace
