@@ -33,8 +33,11 @@ inline constexpr llvm::StringLiteral kKernelModuleName = "kernels";
 /// Graph IR -> optimized graph IR on linalg: lowering of the kiln ops that
 /// have no kernel strategy yet, canonicalization and elementwise fusion.
 /// `keepNorms`: last-dim layer and RMS norms stay whole (a target with a
-/// kernel strategy for them).
-void buildGraphPipeline(mlir::OpPassManager &pm, bool keepNorms = false);
+/// kernel strategy for them). `raiseAttention`: exporters' decomposed
+/// attention becomes kiln.attention first (kiln-raise-attention), for a
+/// target that runs it well whole.
+void buildGraphPipeline(mlir::OpPassManager &pm, bool keepNorms = false,
+                        bool raiseAttention = true);
 
 /// Graph IR -> dispatch IR: the graph pipeline, then dispatch formation.
 /// `beforeDispatch` adds a target's own graph passes after the graph
@@ -42,7 +45,7 @@ void buildGraphPipeline(mlir::OpPassManager &pm, bool keepNorms = false);
 void buildDispatchPipeline(
     mlir::OpPassManager &pm,
     const std::function<void(mlir::OpPassManager &)> &beforeDispatch = {},
-    bool keepNorms = false);
+    bool keepNorms = false, bool raiseAttention = true);
 
 /// Outlined kernel functions (kiln-outline-dispatches, entry functions
 /// split off) -> CPU kernel IR: attention's fallback decomposition, tiling

@@ -237,6 +237,40 @@ def KilnDecomposeAggregates : Pass<"kiln-decompose-aggregates", "mlir::func::Fun
                            "mlir::math::MathDialect"];
 }
 
+def KilnRaiseAttention : Pass<"kiln-raise-attention", "mlir::func::FuncOp"> {
+  let summary = "decomposed attention from exports into kiln.attention";
+  let description = [{
+    Finds scaled dot-product attention as exporters write it (the scores
+    contraction of q and a transposed k, scaled by constants, masked by
+    additive terms or a Where against a very negative fill, a softmax over
+    the keys, the contraction with v) and replaces the chain by one
+    `kiln.attention`: constant scales fold into `scale`, a mask the graph
+    computes from constants that is the causal pattern becomes
+    `causal_offset`, other masks become `bias`, a transposed k is
+    transposed back (folding transposes), and K and V repeated over query
+    heads (grouped-query attention) are read before the repetition. Masks
+    and scales are recognized by value: a constant-only subgraph is
+    evaluated (passes/ConstantEval.cpp). A chain that differs in any step,
+    or whose intermediate values are used elsewhere, is left alone. The
+    function records how many it raised as `kiln.raised = {attention = N}`.
+
+    Before:
+    ```mlir
+    %s = kiln.matmul %q, %kt : tensor<1x4x8x16xf32>, tensor<1x4x16x8xf32> -> tensor<1x4x8x8xf32>
+    %m = linalg.generic ... ins(%s, %mask) { arith.addf } -> tensor<1x4x8x8xf32>
+    %p = kiln.softmax %m {axis = 3 : i64} : tensor<1x4x8x8xf32>
+    %o = kiln.matmul %p, %v : tensor<1x4x8x8xf32>, tensor<1x4x8x16xf32> -> tensor<1x4x8x16xf32>
+    ```
+    After (a causal mask):
+    ```mlir
+    %o = kiln.attention %q, %k, %v {causal_offset = 0 : i64, scale = 1.0 : f64, ...}
+    ```
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect",
+                           "mlir::tensor::TensorDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
 def KilnDecomposeAttention : Pass<"kiln-decompose-attention", "mlir::func::FuncOp"> {
   let summary = "attention's fallback strategy: kiln.attention in kernels into linalg";
   let description = [{

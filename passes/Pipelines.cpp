@@ -24,7 +24,15 @@ using namespace mlir;
 
 namespace kiln {
 
-void buildGraphPipeline(OpPassManager &pm, bool keepNorms) {
+void buildGraphPipeline(OpPassManager &pm, bool keepNorms,
+                        bool raiseAttention) {
+  // Exporters' decomposed attention becomes kiln.attention first, while
+  // the chain is still the importer's ops (the canonicalizer folds the
+  // copies the importer wrote for Expand and the like out of its way).
+  if (raiseAttention) {
+    pm.addPass(createCanonicalizerPass());
+    pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention());
+  }
   // kiln ops without a kernel strategy of their own become linalg first, so
   // that elementwise fusion sees through them; kiln.attention (and the
   // norms, for a target that asks) stays whole and becomes a dispatch of
@@ -45,8 +53,8 @@ void buildGraphPipeline(OpPassManager &pm, bool keepNorms) {
 void buildDispatchPipeline(
     OpPassManager &pm,
     const std::function<void(OpPassManager &)> &beforeDispatch,
-    bool keepNorms) {
-  buildGraphPipeline(pm, keepNorms);
+    bool keepNorms, bool raiseAttention) {
+  buildGraphPipeline(pm, keepNorms, raiseAttention);
   if (beforeDispatch)
     beforeDispatch(pm);
   pm.addNestedPass<func::FuncOp>(createKilnFormDispatches());

@@ -47,6 +47,12 @@ public:
     return spec;
   }
 
+  /// Not yet: attention-fallback runs the op as SIMT GEMMs and generic
+  /// kernels, where the pieces of a decomposed attention get tensor-core
+  /// GEMMs and a row-fused softmax. The flash-attention strategy changes
+  /// this.
+  bool raisesAttention() const override { return false; }
+
   /// Weights whose [K, N] rows cannot be copied in 16-byte chunks are
   /// stored [N, K] for the tensor-core GEMM (then folded to constants).
   void buildDispatchPipeline(OpPassManager &pm) const override {
@@ -59,7 +65,7 @@ public:
               createKilnTransposeUnalignedWeights());
           graph.addNestedPass<func::FuncOp>(createKilnFoldConstantTransposes());
         },
-        /*keepNorms=*/true);
+        /*keepNorms=*/true, raisesAttention());
     pm.addPass(createSelectStrategiesPass(spec()));
     // A GEMM's bias, activation, residual and cast run in its epilogue.
     pm.addNestedPass<func::FuncOp>(createKilnGpuFuseEpilogues());

@@ -57,6 +57,11 @@ public:
   /// with this target's spec).
   virtual void buildDispatchPipeline(mlir::OpPassManager &pm) const;
 
+  /// Whether the target raises exporters' decomposed attention into
+  /// kiln.attention (kiln-raise-attention): where it has a strategy that
+  /// runs the op whole at least as well as the pieces' strategies.
+  virtual bool raisesAttention() const { return true; }
+
   /// The kernel strategy and its configuration (`{strategy = ..., ...}`)
   /// for a dispatch whose root op is `root`, from this target's facts.
   virtual mlir::DictionaryAttr selectStrategy(mlir::Operation *root) const = 0;

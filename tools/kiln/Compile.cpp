@@ -13,6 +13,7 @@
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
@@ -277,6 +278,13 @@ int runCompile(const Args &args) {
   if (o.precision != "fp32") {
     PassManager pm(&context);
     configurePassManager(pm, o);
+    // Attention is raised before its contractions are narrowed (the
+    // conversions would split its chain); the graph pipeline's raising
+    // then finds nothing left to do.
+    if (target->raisesAttention()) {
+      pm.addPass(createCanonicalizerPass());
+      pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention());
+    }
     KilnConvertPrecisionOptions precision;
     precision.precision = o.precision;
     pm.addNestedPass<func::FuncOp>(createKilnConvertPrecision(precision));

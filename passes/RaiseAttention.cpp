@@ -1,0 +1,581 @@
+//===- RaiseAttention.cpp - decomposed attention into kiln.attention ------===//
+//
+// Exporters write attention as its pieces: the TorchScript exporter's
+// scaled_dot_product_attention is
+//
+//   scores = (q * s1) @ (transpose(k) * s2)      (or q @ kT / sqrt(d))
+//   scores = scores + mask                        (Add; or Where(cond, scores, -big))
+//   probs  = Softmax(scores, axis = -1)
+//   out    = probs @ v
+//
+// with the heads split by Reshape/Transpose around it, and LLaMA-family
+// models repeat K and V over the query heads (Unsqueeze, Expand, Reshape)
+// for grouped-query attention. This pass finds that chain, from the scores
+// contraction forward, and replaces it by one kiln.attention, so that a
+// kernel strategy can run it without writing the scores to memory:
+//
+// - scale: every multiplication or division by a uniform constant of q, of
+//   kT or of the scores before the first mask;
+// - key: kT transposed back (a transpose of a transpose is folded into one
+//   permutation of the source, usually the identity); K and V repeated over
+//   heads are replaced by the tensors before the repetition (the op groups
+//   query heads over KV heads itself);
+// - masks: additive terms and Where(cond, scores, fill) with a fill below
+//   kMaskedBelow; a term whose value the graph computes from constants and
+//   that is the causal pattern (0 on and below a diagonal, masked above)
+//   becomes `causal_offset`, a term of zeros is dropped, the rest are summed
+//   into `bias`.
+//
+// Anything else in the chain (a subtraction, a mask after a scale, a value
+// used outside the chain) leaves the chain alone: an attention that almost
+// matches is not raised. The number raised is recorded on the function as
+// `kiln.raised = {attention = N}`.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/ConstantEval.h"
+#include "passes/Passes.h"
+
+#include "dialects/kiln/KilnDialect.h"
+#include "dialects/kiln/TensorBuilders.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/IR/Verifier.h"
+
+#include <cmath>
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNRAISEATTENTION
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+/// A Where's fill, or a mask term's masked value, must be at most this to
+/// count as masking a key out (HF uses finfo.min, older exports -1e4).
+constexpr double kMaskedBelow = -1.0e4;
+
+/// One elementwise step between the scores and the softmax.
+struct Step {
+  enum Kind { Scale, AddBias, SelectBias } kind;
+  linalg::GenericOp op;
+  double factor = 1;      // Scale
+  Value side;             // AddBias: the term; SelectBias: the condition
+  double fill = 0;        // SelectBias: the value of a masked score
+  bool maskWhenTrue = false; // SelectBias: cond true masks (Where(c, fill, s))
+};
+
+bool isAllParallelElementwise(linalg::GenericOp g) {
+  return g.getNumDpsInits() == 1 && g->getNumResults() == 1 &&
+         g.getNumParallelLoops() == g.getNumLoops() &&
+         g.getMatchingIndexingMap(g.getDpsInitOperand(0)).isIdentity();
+}
+
+/// Whether `map` reads an operand of shape `shape` right-aligned against
+/// the loops (dims of size 1 may read 0).
+bool isRightAligned(AffineMap map, ArrayRef<int64_t> shape) {
+  int64_t offset = int64_t(map.getNumDims()) - int64_t(map.getNumResults());
+  if (offset < 0 || int64_t(shape.size()) != int64_t(map.getNumResults()))
+    return false;
+  for (auto [i, expr] : llvm::enumerate(map.getResults())) {
+    if (auto dim = dyn_cast<AffineDimExpr>(expr)) {
+      if (int64_t(dim.getPosition()) != offset + int64_t(i))
+        return false;
+    } else if (auto c = dyn_cast<AffineConstantExpr>(expr)) {
+      if (c.getValue() != 0 || shape[i] != 1)
+        return false;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// The one computing op of a generic's body (constants aside), if the body
+/// is that op and the yield of its result.
+Operation *soleBodyOp(linalg::GenericOp g) {
+  Operation *found = nullptr;
+  for (Operation &op : g.getBlock()->without_terminator()) {
+    if (isa<arith::ConstantOp>(op))
+      continue;
+    if (found)
+      return nullptr;
+    found = &op;
+  }
+  auto yield = cast<linalg::YieldOp>(g.getBlock()->getTerminator());
+  if (!found || yield.getNumOperands() != 1 ||
+      yield.getOperand(0) != found->getResult(0))
+    return nullptr;
+  return found;
+}
+
+class Raiser {
+public:
+  explicit Raiser(func::FuncOp func) : func(func) {}
+
+  int64_t run() {
+    SmallVector<MatmulOp> candidates;
+    func.walk([&](MatmulOp op) { candidates.push_back(op); });
+    int64_t raised = 0;
+    for (MatmulOp op : candidates)
+      if (!erased.contains(op) && raise(op))
+        ++raised;
+    return raised;
+  }
+
+private:
+  /// A uniform constant's value (an operand the evaluator can compute and
+  /// whose elements are all equal, or a scalar constant in the body).
+  std::optional<double> uniformValue(Value v) {
+    if (const ConstTensor *t = eval.evaluate(v))
+      return t->uniform();
+    return std::nullopt;
+  }
+
+  /// The value a body argument or scalar stands for: operand `n` of `g`.
+  std::optional<double> scalarOperand(linalg::GenericOp g, Value v) {
+    if (auto arg = dyn_cast<BlockArgument>(v)) {
+      if (arg.getOwner() != g.getBlock())
+        return std::nullopt;
+      return uniformValue(g->getOperand(arg.getArgNumber()));
+    }
+    if (auto c = v.getDefiningOp<arith::ConstantOp>())
+      if (auto f = dyn_cast<FloatAttr>(c.getValue()))
+        return f.getValueAsDouble();
+    return std::nullopt;
+  }
+
+  /// `g` as one step of the chain, reading the chain's value as input
+  /// `mainIndex`.
+  std::optional<Step> classify(linalg::GenericOp g, unsigned mainIndex) {
+    if (!isAllParallelElementwise(g))
+      return std::nullopt;
+    auto resultType = cast<RankedTensorType>(g->getResult(0).getType());
+    OpOperand &main = g->getOpOperand(mainIndex);
+    if (main.get().getType() != resultType ||
+        !g.getMatchingIndexingMap(&main).isIdentity())
+      return std::nullopt;
+    Operation *op = soleBodyOp(g);
+    if (!op)
+      return std::nullopt;
+    Value mainArg = g.getBlock()->getArgument(mainIndex);
+    // The operand of `g` that a body value other than the chain reads, if it
+    // is a right-aligned broadcast input.
+    auto sideOperand = [&](Value v) -> Value {
+      auto arg = dyn_cast<BlockArgument>(v);
+      if (!arg || arg.getOwner() != g.getBlock() || arg == mainArg ||
+          arg.getArgNumber() >= g.getNumDpsInputs())
+        return {};
+      OpOperand &operand = g->getOpOperand(arg.getArgNumber());
+      auto type = dyn_cast<RankedTensorType>(operand.get().getType());
+      if (!type || !isRightAligned(g.getMatchingIndexingMap(&operand),
+                                   type.getShape()))
+        return {};
+      return operand.get();
+    };
+    Step step;
+    step.op = g;
+    auto other = [&](Operation *binary) -> std::optional<Value> {
+      if (binary->getOperand(0) == mainArg)
+        return binary->getOperand(1);
+      if (binary->getOperand(1) == mainArg)
+        return binary->getOperand(0);
+      return std::nullopt;
+    };
+    if (isa<arith::MulFOp, arith::AddFOp>(op)) {
+      std::optional<Value> x = other(op);
+      if (!x)
+        return std::nullopt;
+      if (isa<arith::MulFOp>(op)) {
+        std::optional<double> c = scalarOperand(g, *x);
+        if (!c)
+          return std::nullopt;
+        step.kind = Step::Scale;
+        step.factor = *c;
+        return step;
+      }
+      Value side = sideOperand(*x);
+      if (!side || cast<ShapedType>(side.getType()).getElementType() !=
+                       resultType.getElementType())
+        return std::nullopt;
+      step.kind = Step::AddBias;
+      step.side = side;
+      return step;
+    }
+    if (auto div = dyn_cast<arith::DivFOp>(op)) {
+      if (div.getLhs() != mainArg)
+        return std::nullopt;
+      std::optional<double> c = scalarOperand(g, div.getRhs());
+      if (!c || *c == 0)
+        return std::nullopt;
+      step.kind = Step::Scale;
+      step.factor = 1 / *c;
+      return step;
+    }
+    if (auto select = dyn_cast<arith::SelectOp>(op)) {
+      Value cond = sideOperand(select.getCondition());
+      if (!cond)
+        return std::nullopt;
+      Value fill;
+      if (select.getTrueValue() == mainArg) {
+        fill = select.getFalseValue();
+        step.maskWhenTrue = false;
+      } else if (select.getFalseValue() == mainArg) {
+        fill = select.getTrueValue();
+        step.maskWhenTrue = true;
+      } else {
+        return std::nullopt;
+      }
+      std::optional<double> f = scalarOperand(g, fill);
+      if (!f || !(*f <= kMaskedBelow))
+        return std::nullopt;
+      step.kind = Step::SelectBias;
+      step.side = cond;
+      step.fill = *f;
+      return step;
+    }
+    return std::nullopt;
+  }
+
+  /// `v` with its multiplications by uniform constants peeled off (each
+  /// used only here), their product folded into `scale`.
+  Value peelScale(Value v, double &scale, SmallVector<Operation *> &dead) {
+    while (auto g = v.getDefiningOp<linalg::GenericOp>()) {
+      if (!v.hasOneUse() || g.getNumDpsInputs() == 0)
+        break;
+      std::optional<Step> step;
+      for (unsigned i = 0; i < g.getNumDpsInputs() && !step; ++i)
+        if (auto s = classify(g, i); s && s->kind == Step::Scale)
+          step = s;
+      if (!step)
+        break;
+      scale *= step->factor;
+      dead.push_back(g);
+      for (unsigned i = 0; i < g.getNumDpsInputs(); ++i)
+        if (g.getMatchingIndexingMap(g.getDpsInputOperand(i)).isIdentity() &&
+            g.getDpsInputOperand(i)->get().getType() == v.getType()) {
+          v = g.getDpsInputOperand(i)->get();
+          break;
+        }
+    }
+    return v;
+  }
+
+  /// K ([.., L, D]) from kT ([.., D, L]).
+  Value untranspose(OpBuilder &b, Location loc, Value kT,
+                    SmallVector<Operation *> &dead) {
+    auto type = cast<RankedTensorType>(kT.getType());
+    int64_t rank = type.getRank();
+    SmallVector<int64_t> swap = llvm::to_vector(llvm::seq<int64_t>(0, rank));
+    std::swap(swap[rank - 1], swap[rank - 2]);
+    if (auto t = kT.getDefiningOp<linalg::TransposeOp>(); t && kT.hasOneUse()) {
+      ArrayRef<int64_t> p = t.getPermutation();
+      SmallVector<int64_t> composed;
+      for (int64_t i = 0; i < rank; ++i)
+        composed.push_back(p[swap[i]]);
+      dead.push_back(t);
+      Value source = t.getInput();
+      if (llvm::equal(composed, llvm::seq<int64_t>(0, rank)))
+        return source;
+      return transpose(b, loc, source, composed);
+    }
+    // [B, H, D, L] = expand(transpose3(collapse([B, H, L, D]))): the dynamo
+    // exporter's K^T through a 3-D transpose.
+    if (auto expand = kT.getDefiningOp<tensor::ExpandShapeOp>();
+        expand && rank == 4 && kT.hasOneUse()) {
+      auto t = expand.getSrc().getDefiningOp<linalg::TransposeOp>();
+      if (t && t.getPermutation() == ArrayRef<int64_t>{0, 2, 1} &&
+          expand.getReassociationIndices() ==
+              SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}})
+        if (auto collapse = t.getInput().getDefiningOp<tensor::CollapseShapeOp>())
+          if (collapse.getReassociationIndices() ==
+                  SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}} &&
+              shapeOf(collapse.getSrc()).take_front(2) ==
+                  type.getShape().take_front(2)) {
+            dead.append({expand, t});
+            return collapse.getSrc();
+          }
+    }
+    return transpose(b, loc, kT, swap);
+  }
+
+  Value transpose(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> perm) {
+    ArrayRef<int64_t> s = shapeOf(x);
+    SmallVector<int64_t> shape;
+    for (int64_t p : perm)
+      shape.push_back(s[p]);
+    Value init = tensor::EmptyOp::create(b, loc, shape, elementTypeOf(x));
+    return linalg::TransposeOp::create(b, loc, x, init, perm)->getResult(0);
+  }
+
+  /// For K or V repeated over query heads ([B, Hkv * g, L, D] as
+  /// collapse(broadcast([B, Hkv, 1, L, D]))): the tensor before the
+  /// repetition and g.
+  std::optional<std::pair<Value, int64_t>> stripRepeat(Value x) {
+    auto collapse = x.getDefiningOp<tensor::CollapseShapeOp>();
+    if (!collapse || collapse.getReassociationIndices() !=
+                         SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}, {4}})
+      return std::nullopt;
+    auto g = collapse.getSrc().getDefiningOp<linalg::GenericOp>();
+    if (!g || !isAllParallelElementwise(g) ||
+        !isa<BlockArgument>(
+            cast<linalg::YieldOp>(g.getBlock()->getTerminator()).getOperand(0)))
+      return std::nullopt;
+    auto arg = cast<BlockArgument>(
+        cast<linalg::YieldOp>(g.getBlock()->getTerminator()).getOperand(0));
+    if (arg.getArgNumber() >= g.getNumDpsInputs())
+      return std::nullopt;
+    OpOperand &input = g->getOpOperand(arg.getArgNumber());
+    ArrayRef<int64_t> rep = shapeOf(g->getResult(0));
+    ArrayRef<int64_t> in = shapeOf(input.get());
+    if (rep.size() != 5 || in.size() != 5 || in[2] != 1 ||
+        !isRightAligned(g.getMatchingIndexingMap(&input), in))
+      return std::nullopt;
+    auto expand = input.get().getDefiningOp<tensor::ExpandShapeOp>();
+    if (!expand || shapeOf(expand.getSrc()).size() != 4 ||
+        shapeOf(expand.getSrc())[1] != in[1])
+      return std::nullopt;
+    return std::make_pair(expand.getSrc(), rep[2]);
+  }
+
+  /// The offset of a causal pattern over the last two dims ([S, L]) of a
+  /// mask value, the same in every leading slice: 0 at (i, j) for
+  /// j <= i + offset, masked above. Nothing if the value is not one.
+  static std::optional<int64_t> causalOffsetOf(const ConstTensor &t, int64_t s,
+                                               int64_t l) {
+    size_t rank = t.shape.size();
+    if (rank < 2 || t.shape[rank - 2] != s || t.shape[rank - 1] != l || s < 1)
+      return std::nullopt;
+    int64_t slice = s * l;
+    for (int64_t n = slice; n < t.size(); ++n)
+      if (t.values[n] != t.values[n % slice])
+        return std::nullopt;
+    std::optional<int64_t> offset;
+    for (int64_t i = 0; i < s; ++i) {
+      int64_t allowed = 0;
+      while (allowed < l && t.values[i * l + allowed] == 0)
+        ++allowed;
+      for (int64_t j = allowed; j < l; ++j)
+        if (!(t.values[i * l + j] <= kMaskedBelow))
+          return std::nullopt;
+      if (allowed == l)
+        continue; // row i allows every key: offset >= l - 1 - i
+      int64_t rowOffset = allowed - 1 - i;
+      if (offset && *offset != rowOffset)
+        return std::nullopt;
+      offset = rowOffset;
+    }
+    if (!offset || *offset < 0)
+      return std::nullopt;
+    // Rows that allowed every key must agree with it.
+    for (int64_t i = 0; i < s; ++i)
+      if (i + *offset + 1 < l &&
+          t.values[i * l + i + *offset + 1] == 0)
+        return std::nullopt;
+    return offset;
+  }
+
+  bool raise(MatmulOp qk) {
+    auto scoresType = cast<RankedTensorType>(qk.getType());
+    int64_t rank = scoresType.getRank();
+    Type element = scoresType.getElementType();
+    if ((rank != 3 && rank != 4) || !isa<FloatType>(element) ||
+        !scoresType.hasStaticShape())
+      return false;
+    // Forward from the scores to the softmax, each value used once.
+    SmallVector<Step> steps;
+    Value x = qk.getResult();
+    SoftmaxOp softmax;
+    while (true) {
+      if (!x.hasOneUse())
+        return false;
+      OpOperand &use = *x.use_begin();
+      if (auto s = dyn_cast<SoftmaxOp>(use.getOwner())) {
+        softmax = s;
+        break;
+      }
+      auto g = dyn_cast<linalg::GenericOp>(use.getOwner());
+      if (!g || use.getOperandNumber() >= g.getNumDpsInputs())
+        return false;
+      std::optional<Step> step = classify(g, use.getOperandNumber());
+      if (!step)
+        return false;
+      // A scale after a mask would scale the mask too.
+      if (step->kind == Step::Scale &&
+          llvm::any_of(steps, [](const Step &s) { return s.kind != Step::Scale; }))
+        return false;
+      steps.push_back(*step);
+      x = g->getResult(0);
+    }
+    if (softmax.getNormalizedAxis() != rank - 1 || !softmax->hasOneUse())
+      return false;
+    auto pv = dyn_cast<MatmulOp>(*softmax->getUsers().begin());
+    if (!pv || pv.getLhs() != softmax.getResult() || pv.getRhs() == pv.getLhs())
+      return false;
+    Value v = pv.getRhs();
+    auto vType = dyn_cast<RankedTensorType>(v.getType());
+    if (!vType || vType.getRank() != rank || vType.getElementType() != element ||
+        !vType.hasStaticShape() || pv.getAccType() != qk.getAccType())
+      return false;
+
+    OpBuilder b(pv);
+    Location loc = pv.getLoc();
+    SmallVector<Operation *> dead = {pv, softmax};
+    for (const Step &s : llvm::reverse(steps))
+      dead.push_back(s.op);
+    dead.push_back(qk);
+    double scale = 1;
+    for (const Step &s : steps)
+      if (s.kind == Step::Scale)
+        scale *= s.factor;
+    Value q = peelScale(qk.getLhs(), scale, dead);
+    Value kT = peelScale(qk.getRhs(), scale, dead);
+    if (!(scale > 0) || !std::isfinite(scale))
+      return false;
+    ArrayRef<int64_t> qs = shapeOf(q), kts = shapeOf(kT), vs = shapeOf(v);
+    // Batch dims must match (no broadcasting of q, k or v in the op).
+    if (shapeOf(q).size() != size_t(rank) || shapeOf(kT).size() != size_t(rank) ||
+        qs.drop_back(2) != kts.drop_back(2) || qs.drop_back(2) != vs.drop_back(2) ||
+        qs.drop_back(2) != scoresType.getShape().drop_back(2) ||
+        kts[rank - 1] != vs[rank - 2])
+      return false;
+
+    // The masks: a causal pattern (the first one becomes causal_offset), a
+    // term of zeros (dropped), or a bias term.
+    int64_t sq = qs[rank - 2], skv = kts[rank - 1];
+    std::optional<int64_t> causal;
+    SmallVector<const Step *> kept;
+    for (const Step &s : steps) {
+      if (s.kind == Step::Scale)
+        continue;
+      if (const ConstTensor *t = eval.evaluate(s.side)) {
+        ConstTensor asBias = *t;
+        if (s.kind == Step::SelectBias)
+          for (double &value : asBias.values)
+            value = (value != 0) == s.maskWhenTrue ? s.fill : 0.0;
+        if (asBias.uniform() == 0.0)
+          continue;
+        if (!causal)
+          if ((causal = causalOffsetOf(asBias, sq, skv)))
+            continue;
+      }
+      kept.push_back(&s);
+    }
+    SmallVector<Value> bias;
+    for (const Step *s : kept) {
+      if (s->kind == Step::AddBias) {
+        bias.push_back(s->side);
+        continue;
+      }
+      Value cond = s->side;
+      double fill = s->fill;
+      bool whenTrue = s->maskWhenTrue;
+      bias.push_back(buildBroadcast(
+          b, loc, {cond}, shapeOf(cond), element,
+          [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+            Value masked = scalarConstant(nb, nl, element, fill);
+            Value zero = scalarConstant(nb, nl, element, 0);
+            return arith::SelectOp::create(nb, nl, a[0], whenTrue ? masked : zero,
+                                           whenTrue ? zero : masked);
+          }));
+    }
+    Value biasValue;
+    if (bias.size() == 1) {
+      biasValue = bias.front();
+    } else if (bias.size() > 1) {
+      size_t biasRank = 0;
+      for (Value t : bias)
+        biasRank = std::max(biasRank, shapeOf(t).size());
+      SmallVector<int64_t> shape(biasRank, 1);
+      for (Value t : bias) {
+        ArrayRef<int64_t> s = shapeOf(t);
+        for (size_t i = 0; i < s.size(); ++i)
+          shape[biasRank - s.size() + i] =
+              std::max(shape[biasRank - s.size() + i], s[i]);
+      }
+      biasValue = buildBroadcast(
+          b, loc, bias, shape, element,
+          [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+            Value sum = a[0];
+            for (Value term : a.drop_front())
+              sum = arith::AddFOp::create(nb, nl, sum, term);
+            return sum;
+          });
+    }
+
+    Value k = untranspose(b, loc, kT, dead);
+    // Grouped-query heads: K and V before their repetition, when both were
+    // repeated alike.
+    if (rank == 4) {
+      auto kr = stripRepeat(k), vr = stripRepeat(v);
+      if (kr && vr && kr->second == vr->second &&
+          shapeOf(kr->first)[1] == shapeOf(vr->first)[1]) {
+        k = kr->first;
+        v = vr->first;
+      }
+    }
+    // [N, S, D] operands run as one batch of N heads.
+    auto toRank4 = [&](Value t) -> Value {
+      if (rank == 4)
+        return t;
+      ArrayRef<int64_t> s = shapeOf(t);
+      return buildReshape(b, loc, t, {1, s[0], s[1], s[2]});
+    };
+    q = toRank4(q);
+    k = toRank4(k);
+    v = toRank4(v);
+    ArrayRef<int64_t> outShape = shapeOf(pv.getResult());
+    SmallVector<int64_t> out4 = llvm::to_vector(outShape);
+    if (rank == 3)
+      out4.insert(out4.begin(), 1);
+    auto resultType = RankedTensorType::get(out4, element);
+    IntegerAttr causalAttr =
+        causal ? b.getI64IntegerAttr(*causal) : IntegerAttr();
+    auto attention = AttentionOp::create(
+        b, loc, resultType, q, k, v, biasValue, b.getF64FloatAttr(scale),
+        b.getF64FloatAttr(0.0), causalAttr, TypeAttr());
+    if (failed(mlir::verify(attention))) {
+      attention->erase();
+      return false;
+    }
+    Value result = attention.getResult();
+    if (rank == 3)
+      result = buildReshape(b, loc, result, outShape);
+    pv.getResult().replaceAllUsesWith(result);
+    for (Operation *op : dead) {
+      if (!op->use_empty())
+        continue;
+      erased.insert(op);
+      op->erase();
+    }
+    return true;
+  }
+
+  func::FuncOp func;
+  ConstantEvaluator eval;
+  llvm::DenseSet<Operation *> erased;
+};
+
+struct KilnRaiseAttentionPass final
+    : kiln::impl::KilnRaiseAttentionBase<KilnRaiseAttentionPass> {
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    int64_t raised = Raiser(func).run();
+    if (raised == 0)
+      return;
+    Builder b(func.getContext());
+    SmallVector<NamedAttribute> counts;
+    if (auto previous = func->getAttrOfType<DictionaryAttr>("kiln.raised"))
+      counts.append(previous.begin(), previous.end());
+    llvm::erase_if(counts, [](NamedAttribute a) { return a.getName() == "attention"; });
+    counts.push_back(b.getNamedAttr("attention", b.getI64IntegerAttr(raised)));
+    func->setAttr("kiln.raised", b.getDictionaryAttr(counts));
+  }
+};
+
+} // namespace
