@@ -64,6 +64,7 @@ constexpr double kMaskedBelow = -1.0e4;
 struct Step {
   enum Kind { Scale, AddBias, SelectBias } kind;
   linalg::GenericOp op;
+  unsigned mainIndex = 0; // the input that carries the chain
   double factor = 1;      // Scale
   Value side;             // AddBias: the term; SelectBias: the condition
   double fill = 0;        // SelectBias: the value of a masked score
@@ -180,6 +181,7 @@ private:
     };
     Step step;
     step.op = g;
+    step.mainIndex = mainIndex;
     auto other = [&](Operation *binary) -> std::optional<Value> {
       if (binary->getOperand(0) == mainArg)
         return binary->getOperand(1);
@@ -256,12 +258,7 @@ private:
         break;
       scale *= step->factor;
       dead.push_back(g);
-      for (unsigned i = 0; i < g.getNumDpsInputs(); ++i)
-        if (g.getMatchingIndexingMap(g.getDpsInputOperand(i)).isIdentity() &&
-            g.getDpsInputOperand(i)->get().getType() == v.getType()) {
-          v = g.getDpsInputOperand(i)->get();
-          break;
-        }
+      v = g.getDpsInputOperand(step->mainIndex)->get();
     }
     return v;
   }
