@@ -101,6 +101,36 @@ public:
       op.replaceAllUsesWith(convertElements(b, loc, product, type.getElementType()));
       op.erase();
     }
+    // Attention: q, k, v (and the bias) narrowed, the scores and the
+    // softmax in f32 (softmax_type), the result rounded once and extended
+    // for its users, as a matmul's.
+    SmallVector<AttentionOp> attentions;
+    func.walk([&](AttentionOp op) {
+      int64_t head = op.getQuery().getType().getShape().back();
+      if (op.getType().getElementType().isF32() &&
+          (ShapedType::isDynamic(head) || head >= kMinNarrowK))
+        attentions.push_back(op);
+    });
+    for (AttentionOp op : attentions) {
+      OpBuilder b(op);
+      Location loc = op.getLoc();
+      SmallVector<Value> operands;
+      for (Value operand : op->getOperands()) {
+        operands.push_back(narrowed(b, operand));
+        if (!operands.back())
+          return signalPassFailure();
+      }
+      RankedTensorType type = op.getType();
+      auto narrowType = RankedTensorType::get(type.getShape(), narrow);
+      auto attention = AttentionOp::create(
+          b, loc, narrowType, operands[0], operands[1], operands[2],
+          op.getBias() ? operands[3] : Value(), op.getScaleAttr(),
+          op.getSoftcapAttr(), op.getCausalOffsetAttr(),
+          TypeAttr::get(b.getF32Type()));
+      op.replaceAllUsesWith(
+          convertElements(b, loc, attention, type.getElementType()));
+      op.erase();
+    }
   }
 
 private:

@@ -63,8 +63,12 @@ def KilnConvertPrecision : Pass<"kiln-convert-precision", "mlir::func::FuncOp"> 
     Contractions of other types (f16 or bf16 models, f64, integers) are left
     as they are, and so are contractions over fewer than 16 elements (no sum
     for a tensor core to speed up; rotary embeddings' outer product of
-    positions and frequencies, whose angles need f32 at long positions). `kiln.attention` keeps f32 operands until the flash
-    attention strategy takes narrow ones.
+    positions and frequencies, whose angles need f32 at long positions). An
+    f32 `kiln.attention` (head size 16 or more) takes narrowed query, key,
+    value and bias with `softmax_type = f32`: its products sum in f32 and
+    its scores and softmax stay f32, only the probabilities are rounded for
+    the second product (what flash attention does in registers); its result
+    is extended back to f32 like a matmul's.
 
     Before (`precision=bf16`):
     ```mlir

@@ -38,12 +38,13 @@ SmallVector<bool> fromAxis(int64_t rank, int64_t axis) {
 
 
 /// out[b,h,i,j] = sum_k lhs[b,h,i,k] * rhs(b,h,k,j), with rhs indexed
-/// [b,h,j,k] when `rhsTransposed`.
+/// [b,h,j,k] when `rhsTransposed`, summed in `acc` (the operands' type
+/// when null; a wider float extends each operand, as tensor cores do).
 Value batchedMatmul(OpBuilder &b, Location loc, Value lhs, Value rhs,
-                    bool rhsTransposed) {
+                    bool rhsTransposed, Type acc = nullptr) {
   ArrayRef<int64_t> l = shapeOf(lhs), r = shapeOf(rhs);
   int64_t n = rhsTransposed ? r[2] : r[3];
-  Type element = elementTypeOf(lhs);
+  Type element = acc ? acc : elementTypeOf(lhs);
   SmallVector<int64_t> out = {l[0], l[1], l[2], n};
   MLIRContext *ctx = b.getContext();
   auto d = [&](unsigned i) { return getAffineDimExpr(i, ctx); };
@@ -64,7 +65,9 @@ Value batchedMatmul(OpBuilder &b, Location loc, Value lhs, Value rhs,
              ValueRange{lhs, rhs}, ValueRange{init},
              {lhsMap, rhsMap, outMap}, iterators,
              [&](OpBuilder &nb, Location nl, ValueRange a) {
-               Value p = arith::MulFOp::create(nb, nl, a[0], a[1]);
+               Value p = arith::MulFOp::create(
+                   nb, nl, castScalar(nb, nl, a[0], element),
+                   castScalar(nb, nl, a[1], element));
                linalg::YieldOp::create(
                    nb, nl, arith::AddFOp::create(nb, nl, a[2], p).getResult());
              })
@@ -260,23 +263,43 @@ AttentionParts decomposeAttention(OpBuilder &b, AttentionOp op) {
   int64_t groups = heads / shapeOf(k)[1];
   Value kr = repeatHeads(b, loc, k, groups);
   Value vr = repeatHeads(b, loc, v, groups);
+  SmallVector<int64_t> full = {batch, heads, sq, skv};
 
-  double sqrtScale = std::sqrt(op.getScale().convertToDouble());
-  auto scaled = [&](Value x) {
-    return buildBroadcast(b, loc, {x}, shapeOf(x), element,
+  // A softmax_type wider than the operands (f32 over f16/bf16, what
+  // `--precision` makes): both products sum in it, and the scores are
+  // scaled, capped, masked and normalized in it, as flash attention does
+  // in registers; only the probabilities are rounded to the operands'
+  // type for the second product. Otherwise everything is in the element
+  // type and q and k are scaled by sqrt(scale) each, as ONNX's reference.
+  Type softmaxType = op.getSoftmaxType().value_or(element);
+  bool widened = isa<FloatType>(softmaxType) &&
+                 softmaxType.getIntOrFloatBitWidth() >
+                     element.getIntOrFloatBitWidth();
+  Type work = widened ? softmaxType : element;
+  double scale = op.getScale().convertToDouble();
+  auto scaledBy = [&](Value x, double factor, Type type) {
+    return buildBroadcast(b, loc, {x}, shapeOf(x), type,
                           [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
                             return arith::MulFOp::create(
-                                nb, nl, a[0], cst(nb, nl, element, sqrtScale));
+                                nb, nl, a[0], cst(nb, nl, type, factor));
                           });
   };
-  SmallVector<int64_t> full = {batch, heads, sq, skv};
-  Value scores = batchedMatmul(b, loc, scaled(q), scaled(kr), /*rhsTransposed=*/true);
+  Value scores;
+  if (widened) {
+    scores = scaledBy(batchedMatmul(b, loc, q, kr, /*rhsTransposed=*/true, work),
+                      scale, work);
+  } else {
+    double sqrtScale = std::sqrt(scale);
+    scores = batchedMatmul(b, loc, scaledBy(q, sqrtScale, element),
+                           scaledBy(kr, sqrtScale, element),
+                           /*rhsTransposed=*/true);
+  }
   double softcap = op.getSoftcap().convertToDouble();
   if (softcap > 0)
     scores = buildBroadcast(
-        b, loc, {scores}, full, element,
+        b, loc, {scores}, full, work,
         [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
-          Value c = cst(nb, nl, element, softcap);
+          Value c = cst(nb, nl, work, softcap);
           return arith::MulFOp::create(
               nb, nl, math::TanhOp::create(nb, nl, arith::DivFOp::create(nb, nl, a[0], c)),
               c);
@@ -284,32 +307,33 @@ AttentionParts decomposeAttention(OpBuilder &b, AttentionOp op) {
 
   // The bias with the causal mask folded in, over [B, H, S, L].
   Value bias = op.getBias();
+  if (bias)
+    bias = convertElements(b, loc, bias, work);
   std::optional<int64_t> causalOffset = op.getCausalOffset();
   if (causalOffset) {
     Value causal = buildIndexed(
-        b, loc, full, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+        b, loc, full, work, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
           Value limit = arith::AddIOp::create(nb, nl, ivs[2], indexConstant(nb, nl, *causalOffset));
           Value allowed = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::sle,
                                                 ivs[3], limit);
-          return arith::SelectOp::create(nb, nl, allowed, cst(nb, nl, element, 0),
-                                         cst(nb, nl, element, -INFINITY));
+          return arith::SelectOp::create(nb, nl, allowed, cst(nb, nl, work, 0),
+                                         cst(nb, nl, work, -INFINITY));
         });
     bias = !bias ? causal
-                 : buildBroadcast(b, loc, {bias, causal}, full, element,
+                 : buildBroadcast(b, loc, {bias, causal}, full, work,
                                   [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
                                     return arith::AddFOp::create(nb, nl, a[0], a[1]);
                                   });
   }
   Value biased = scores;
   if (bias)
-    biased = buildBroadcast(b, loc, {scores, bias}, full, element,
+    biased = buildBroadcast(b, loc, {scores, bias}, full, work,
                             [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
                               return arith::AddFOp::create(nb, nl, a[0], a[1]);
                             });
 
   // Softmax over the keys in softmax_type; a row whose bias is -inf
   // everywhere gives 0.
-  Type softmaxType = op.getSoftmaxType().value_or(element);
   Value x = convertElements(b, loc, biased, softmaxType);
   SmallVector<bool> lastAxis = {false, false, false, true};
   auto rowReduce = [&](Value value, ReduceKind kind) {
@@ -330,7 +354,7 @@ AttentionParts decomposeAttention(OpBuilder &b, AttentionOp op) {
   if (bias) {
     Value fullBias = bias;
     if (shapeOf(bias) != ArrayRef<int64_t>(full))
-      fullBias = buildBroadcast(b, loc, {bias}, full, element,
+      fullBias = buildBroadcast(b, loc, {bias}, full, work,
                                 [](OpBuilder &, Location, ValueRange a) { return a[0]; });
     probInputs.push_back(rowReduce(fullBias, ReduceKind::Max));
   }
@@ -344,13 +368,17 @@ AttentionParts decomposeAttention(OpBuilder &b, AttentionOp op) {
         Value p = arith::DivFOp::create(nb, nl, a[0], s);
         if (a.size() > 2) {
           Value rowMasked = arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OEQ, a[2],
-                                                  cst(nb, nl, element, -INFINITY));
+                                                  cst(nb, nl, work, -INFINITY));
           p = arith::SelectOp::create(nb, nl, rowMasked, zero, p);
         }
         return castScalar(nb, nl, p, element);
       });
-  Value y = batchedMatmul(b, loc, probs, vr, /*rhsTransposed=*/false);
-  return {y, scores, biased, probs};
+  Value y = batchedMatmul(b, loc, probs, vr, /*rhsTransposed=*/false,
+                          widened ? work : nullptr);
+  // The parts in the op's element type (ONNX's qk output).
+  return {convertElements(b, loc, y, element),
+          convertElements(b, loc, scores, element),
+          convertElements(b, loc, biased, element), probs};
 }
 
 } // namespace kiln

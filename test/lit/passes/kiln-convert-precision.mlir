@@ -95,3 +95,26 @@ func.func @batched(%a: tensor<?x8x32xf32>, %b: tensor<?x32x8xf32>) -> tensor<?x8
   %y = kiln.matmul %a, %b : tensor<?x8x32xf32>, tensor<?x32x8xf32> -> tensor<?x8x8xf32>
   return %y : tensor<?x8x8xf32>
 }
+
+// -----
+
+// COM: Attention takes narrowed query, key, value and bias and keeps its
+// COM: softmax in f32; the result is extended back for its users. A head
+// COM: of fewer than 16 elements stays f32.
+// CHECK-LABEL: func.func @attention
+// CHECK: %[[A:.*]] = kiln.attention %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {causal_offset = 0 : i64, scale = 1.250000e-01 : f64, softmax_type = f32} : tensor<1x4x8x64xbf16>, tensor<1x2x8x64xbf16>, tensor<1x2x8x64xbf16>, tensor<1x1x8x8xbf16> -> tensor<1x4x8x64xbf16>
+// CHECK: linalg.generic {{.*}} ins(%[[A]] : tensor<1x4x8x64xbf16>)
+// CHECK: arith.extf
+// CHECK: kiln.attention %{{.*}}, %{{.*}}, %{{.*}} {scale = 1.000000e+00 : f64} : tensor<1x1x4x8xf32>
+// F16-LABEL: func.func @attention
+// F16: kiln.attention {{.*}}softmax_type = f32} : tensor<1x4x8x64xf16>
+func.func @attention(%q: tensor<1x4x8x64xf32>, %k: tensor<1x2x8x64xf32>,
+                     %v: tensor<1x2x8x64xf32>, %bias: tensor<1x1x8x8xf32>,
+                     %s: tensor<1x1x4x8xf32>)
+    -> (tensor<1x4x8x64xf32>, tensor<1x1x4x8xf32>) {
+  %y = kiln.attention %q, %k, %v, %bias {scale = 0.125 : f64, causal_offset = 0 : i64}
+      : tensor<1x4x8x64xf32>, tensor<1x2x8x64xf32>, tensor<1x2x8x64xf32>, tensor<1x1x8x8xf32> -> tensor<1x4x8x64xf32>
+  %z = kiln.attention %s, %s, %s {scale = 1.0 : f64}
+      : tensor<1x1x4x8xf32>, tensor<1x1x4x8xf32>, tensor<1x1x4x8xf32> -> tensor<1x1x4x8xf32>
+  return %y, %z : tensor<1x4x8x64xf32>, tensor<1x1x4x8xf32>
+}

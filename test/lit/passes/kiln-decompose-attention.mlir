@@ -27,12 +27,23 @@ func.func @attention(%q: tensor<1x4x3x8xf32>, %k: tensor<1x2x3x8xf32>, %v: tenso
 
 // -----
 
-// COM: softmax_type f32 for f16 attention: the scores are extended before
-// COM: the softmax and the probabilities truncated after it.
+// COM: softmax_type f32 for f16 attention: the scores contraction sums
+// COM: extended operands in f32, scaled after it, the bias is extended,
+// COM: the softmax is f32, the probabilities are truncated for the second
+// COM: contraction, which sums in f32 too; the result is rounded once.
 // CHECK-LABEL: func.func @attention_f16_softmax_f32
 // CHECK-NOT: kiln.attention
+// CHECK: %[[S:.*]] = linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]} ins(%arg0, %arg1 : tensor<1x2x4x8xf16>, tensor<1x2x6x8xf16>) outs(%{{.*}} : tensor<1x2x4x6xf32>)
 // CHECK: arith.extf {{.*}} : f16 to f32
+// CHECK: arith.extf {{.*}} : f16 to f32
+// CHECK: %[[B:.*]] = linalg.generic {{.*}} ins(%arg3 : tensor<4x6xf16>) outs(%{{.*}} : tensor<4x6xf32>)
+// CHECK: arith.extf {{.*}} : f16 to f32
+// CHECK: linalg.generic {{.*}} ins(%[[S]], %[[B]] : tensor<1x2x4x6xf32>, tensor<4x6xf32>)
+// CHECK: arith.mulf {{.*}} : f32
 // CHECK: math.exp {{.*}} : f32
+// CHECK: arith.truncf {{.*}} : f32 to f16
+// CHECK: %[[O:.*]] = linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]} ins(%{{.*}}, %arg2 : tensor<1x2x4x6xf16>, tensor<1x2x6x8xf16>) outs(%{{.*}} : tensor<1x2x4x8xf32>)
+// CHECK: linalg.generic {{.*}} ins(%[[O]] : tensor<1x2x4x8xf32>)
 // CHECK: arith.truncf {{.*}} : f32 to f16
 // CHECK: return %{{.*}} : tensor<1x2x4x8xf16>
 func.func @attention_f16_softmax_f32(%q: tensor<1x2x4x8xf16>, %k: tensor<1x2x6x8xf16>, %v: tensor<1x2x6x8xf16>, %m: tensor<4x6xf16>) -> tensor<1x2x4x8xf16> attributes {kiln.kernel} {
