@@ -35,6 +35,12 @@ struct KilnDecomposeAttentionPass final
     func::FuncOp func = getOperation();
     if (!func->hasAttr(kKernelAttrName))
       return;
+    // A strategy that takes attention whole (flash-attention-*) does so
+    // after bufferization.
+    if (auto config = func->getAttrOfType<DictionaryAttr>("kiln.config"))
+      if (auto strategy = config.getAs<StringAttr>("strategy");
+          strategy && strategy.getValue().starts_with("flash-attention"))
+        return;
     SmallVector<AttentionOp> ops;
     func.walk([&](AttentionOp op) { ops.push_back(op); });
     if (ops.empty())

@@ -54,8 +54,12 @@ void buildDispatchPipeline(
 void buildCpuKernelPipeline(mlir::OpPassManager &pm);
 
 /// Kernels from tensors to their buffers (outputs written in place,
-/// temporaries freed), shared by the CPU and GPU kernel pipelines.
-void addKernelBufferization(mlir::OpPassManager &pm);
+/// temporaries freed), shared by the CPU and GPU kernel pipelines. With
+/// `keepWholeOps`, ops that do not bufferize (a `kiln.attention` a GPU
+/// strategy takes whole after bufferization) stay on tensors, between
+/// `bufferization.to_tensor` of their operands' buffers and a
+/// `bufferization.to_buffer` of their result.
+void addKernelBufferization(mlir::OpPassManager &pm, bool keepWholeOps = false);
 
 /// Kernel IR -> LLVM dialect for the CPU.
 void buildCpuToLLVMPipeline(mlir::OpPassManager &pm);

@@ -61,12 +61,13 @@ void buildDispatchPipeline(
   pm.addPass(createCSEPass());
 }
 
-void addKernelBufferization(OpPassManager &pm) {
+void addKernelBufferization(OpPassManager &pm, bool keepWholeOps) {
   // tensor.empty feeding a result is replaced by the kernel's output buffer,
   // so the kernel writes its result in place.
   pm.addPass(bufferization::createEmptyTensorEliminationPass());
   bufferization::OneShotBufferizePassOptions bufferize;
   bufferize.bufferizeFunctionBoundaries = false;
+  bufferize.allowUnknownOps = keepWholeOps;
   pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
   pm.addPass(createCanonicalizerPass());
   // Temporaries inside a kernel (softmax's row max and sum) get freed.

@@ -29,6 +29,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/Strategy.h"
+#include "codegen/gpu/TileIndex.h"
 
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
@@ -323,37 +324,6 @@ FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
       shape.extent(shape.n) < 8 || shape.extent(shape.k) < 16)
     return failure();
   return shape;
-}
-
-/// Index arithmetic on one builder.
-struct Ix {
-  OpBuilder &b;
-  Location loc;
-  Value c(int64_t v) { return constantIndex(b, loc, v); }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
-  Value add(Value x, int64_t y) { return y ? add(x, c(y)) : x; }
-  Value mul(Value x, int64_t y) { return arith::MulIOp::create(b, loc, x, c(y)); }
-  Value div(Value x, int64_t y) { return arith::DivUIOp::create(b, loc, x, c(y)); }
-  Value rem(Value x, int64_t y) { return arith::RemUIOp::create(b, loc, x, c(y)); }
-  Value xorI(Value x, Value y) { return arith::XOrIOp::create(b, loc, x, y); }
-  Value lt(Value x, int64_t y) { return ltV(x, c(y)); }
-  Value ltV(Value x, Value y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, x, y);
-  }
-  Value andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
-  Value select(Value cond, Value x, Value y) {
-    return arith::SelectOp::create(b, loc, cond, x, y);
-  }
-};
-
-/// The physical 16-byte chunk of logical chunk `chunk` in row `row` of a
-/// shared tile whose rows hold `chunks` chunks: XORed so that the 8 rows an
-/// ldmatrix reads at one logical chunk land in 8 different 16-byte bank
-/// groups of a 128-byte line.
-Value swizzle(Ix &ix, Value row, Value chunk, int64_t chunks) {
-  Value pattern = chunks >= 8 ? ix.rem(row, 8)
-                              : ix.rem(ix.div(row, 8 / chunks), chunks);
-  return ix.xorI(chunk, pattern);
 }
 
 struct KilnGpuGemmMmaSyncPass final

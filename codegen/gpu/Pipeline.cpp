@@ -20,13 +20,17 @@ using namespace mlir;
 namespace kiln {
 
 void buildGpuKernelPipeline(OpPassManager &pm) {
-  // Attention's fallback (attention-fallback), on tensors, as on the CPU.
+  // Attention's fallback (attention-fallback), on tensors, as on the CPU;
+  // flash-attention kernels keep the op whole through bufferization.
   pm.addNestedPass<func::FuncOp>(createKilnDecomposeAttention());
   // Buffers with symbolic dims: base pointers viewed at their shape, which
   // kiln-gpu-sink-views moves into the launches.
   pm.addNestedPass<func::FuncOp>(createKilnKernelBareAbi());
   pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
-  addKernelBufferization(pm);
+  addKernelBufferization(pm, /*keepWholeOps=*/true);
+  // Attention whole (flash-attention-mma-sync), on the buffers it reads
+  // and the one its result is copied to.
+  pm.addNestedPass<func::FuncOp>(createKilnGpuFlashAttention());
   // The strategies, each on the kernels whose configuration names it (its
   // own or a part's): contractions get shared-memory tiles and register
   // blocks, row reductions (softmax's max and sum, ReduceMean) a warp per

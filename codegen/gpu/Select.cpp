@@ -23,8 +23,13 @@ public:
       : b(ctx), facts(facts) {}
 
   DictionaryAttr select(Operation *root) {
-    if (isa<AttentionOp>(root))
+    if (isa<AttentionOp>(root)) {
+      if (facts.has(targets::MmaGeneration::MmaSync))
+        if (std::optional<FlashShape> shape = flashAttentionShape(root))
+          if (DictionaryAttr config = flashAttention(*shape))
+            return config;
       return attentionFallback();
+    }
     if (isLastDimNorm(root))
       return rowFused(cast<ShapedType>(root->getResult(0).getType())
                           .getShape()
@@ -196,6 +201,23 @@ private:
     int64_t rows = std::max<int64_t>(1, blockThreads() / (warp * warps));
     return config(kRowFused, {named("warps_per_row", warps),
                               named("rows_per_block", rows)});
+  }
+  /// Flash attention: a warp per 16 query rows, 4 warps where the
+  /// sequence has 64 rows (fewer for a short one: decode), and the largest
+  /// key tile of 64, 32 or 16 whose two stages of K and V fit the 48 KiB of
+  /// static shared memory next to the Q tile.
+  DictionaryAttr flashAttention(const FlashShape &shape) {
+    int64_t warps =
+        std::clamp<int64_t>(llvm::divideCeil(shape.queries, 16), 1, 4);
+    int64_t bm = 16 * warps;
+    constexpr int64_t kStages = 2;
+    int64_t limit = std::min<int64_t>(48 * 1024, facts.sharedBytesPerBlock);
+    for (int64_t bn : {64, 32, 16})
+      if (flashAttentionSharedBytes(shape, bm, bn, kStages) <= limit)
+        return config(kFlashAttentionMmaSync,
+                      {named("tile", ArrayRef<int64_t>{bm, bn}),
+                       named("stages", kStages)});
+    return nullptr;
   }
   /// Attention's decomposition: GEMMs, row reductions, elementwise steps,
   /// each with its own part of the configuration.

@@ -53,6 +53,30 @@ def KilnGpuGemmMmaSync : Pass<"kiln-gpu-gemm-mma-sync", "mlir::func::FuncOp"> {
                            "mlir::vector::VectorDialect", "mlir::nvgpu::NVGPUDialect"];
 }
 
+def KilnGpuFlashAttention : Pass<"kiln-gpu-flash-attention", "mlir::func::FuncOp"> {
+  let summary = "GPU attention strategy (flash-attention-mma-sync): one kernel, online softmax, mma.sync";
+  let description = [{
+    Runs on kernel functions whose `kiln.config` selects
+    `flash-attention-mma-sync`, with the configuration's `tile` (BM query
+    rows, BN keys) and `stages`, right after bufferization, which leaves
+    the op whole on tensors of its operands' buffers (kiln-decompose-
+    attention skips these kernels). A
+    `kiln.attention` of f16 or bf16 operands becomes one `gpu.launch` of
+    BM/16 warps per BM query rows of a (batch, head): Q in registers, K and
+    V tiles through an S-stage ring of `nvgpu.device_async_copy`, Q Kᵀ and
+    P V on `nvgpu.mma.sync` m16n8k16 with f32 accumulators, the scale,
+    softcap, bias and causal mask applied in registers and the softmax
+    computed online (running max and sum in f32); KV tiles above the
+    causal diagonal are skipped. The result is written where the kernel
+    materializes it. FlashAttention.cpp has the details.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
+                           "mlir::vector::VectorDialect", "mlir::nvgpu::NVGPUDialect",
+                           "mlir::math::MathDialect",
+                           "mlir::bufferization::BufferizationDialect"];
+}
+
 def KilnGpuGemmWgmma : Pass<"kiln-gpu-gemm-wgmma", "mlir::func::FuncOp"> {
   let summary = "GPU GEMM strategy for sm_90a (gemm-wgmma): TMA, mbarriers and wgmma";
   let description = [{

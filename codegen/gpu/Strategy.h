@@ -60,6 +60,8 @@ inline constexpr llvm::StringLiteral kRowFused = "row-fused";
 inline constexpr llvm::StringLiteral kElementwise = "elementwise";
 inline constexpr llvm::StringLiteral kGeneric = "generic";
 inline constexpr llvm::StringLiteral kAttentionFallback = "attention-fallback";
+inline constexpr llvm::StringLiteral kFlashAttentionMmaSync =
+    "flash-attention-mma-sync";
 
 /// The kernel function attribute with the dispatch's configuration, and
 /// the launch attribute with the configuration a strategy applied.
@@ -228,6 +230,18 @@ mlir::Value identityOf(mlir::OpBuilder &b, mlir::Location loc,
 mlir::Value combineWith(mlir::OpBuilder &b, mlir::Location loc,
                         mlir::Operation *combine, mlir::Value a,
                         mlir::Value c);
+
+/// The sizes of a `kiln.attention` that flash-attention-mma-sync takes:
+/// static shapes, f16 or bf16 operands (softmax in f32), heads of at most
+/// 128 elements in multiples of 8.
+struct FlashShape {
+  int64_t batch, heads, queries, headQK, kvHeads, keys, headV;
+};
+std::optional<FlashShape> flashAttentionShape(mlir::Operation *root);
+/// The shared memory its tiles take: Q (bm rows) and `stages` stages of K
+/// and V (bn rows each), heads padded to multiples of 16.
+int64_t flashAttentionSharedBytes(const FlashShape &shape, int64_t bm,
+                                  int64_t bn, int64_t stages);
 
 /// The configuration for a dispatch whose root is `root`, for the
 /// architectures whose common facts are `facts`.

@@ -47,11 +47,13 @@ public:
     return spec;
   }
 
-  /// Not yet: attention-fallback runs the op as SIMT GEMMs and generic
-  /// kernels, where the pieces of a decomposed attention get tensor-core
-  /// GEMMs and a row-fused softmax. The flash-attention strategy changes
-  /// this.
+  /// At f32, no: tensor cores take no f32 operands, so the op would run as
+  /// attention-fallback (SIMT GEMMs, generic kernels), slower than the
+  /// pieces' own strategies (the row-fused softmax among them). Under
+  /// --precision its operands are narrowed and flash-attention-mma-sync
+  /// takes it whole.
   bool raisesAttention() const override { return false; }
+  bool raisesNarrowAttention() const override { return true; }
 
   /// Weights whose [K, N] rows cannot be copied in 16-byte chunks are
   /// stored [N, K] for the tensor-core GEMM (then folded to constants).

@@ -61,6 +61,9 @@ public:
   /// kiln.attention (kiln-raise-attention): where it has a strategy that
   /// runs the op whole at least as well as the pieces' strategies.
   virtual bool raisesAttention() const { return true; }
+  /// The same under `--precision fp16|bf16`, where attention's operands
+  /// are narrowed (what tensor cores take).
+  virtual bool raisesNarrowAttention() const { return raisesAttention(); }
 
   /// The kernel strategy and its configuration (`{strategy = ..., ...}`)
   /// for a dispatch whose root op is `root`, from this target's facts.

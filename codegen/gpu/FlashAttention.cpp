@@ -1,0 +1,554 @@
+//===- FlashAttention.cpp - attention as one tensor-core kernel (mma.sync) -===//
+//
+// The attention strategy for `kiln.attention` of f16 or bf16 operands
+// (what `--precision` makes of a raised attention), configured by `tile`
+// (BM query rows, BN keys per step) and `stages` (S). FlashAttention-2's
+// schedule on mma.sync m16n8k16, the same building blocks as
+// gemm-mma-sync:
+//
+// - one block of BM/16 warps per BM query rows of one (batch, head): grid
+//   x over query tiles, y over query heads, z over the batch; each warp
+//   owns 16 rows. Query head h reads KV head h / (Hq / Hkv) in place
+//   (grouped-query attention: K and V are never repeated);
+// - the Q tile goes global -> shared with cp.async once and into mma A
+//   fragments (ldmatrix) for the whole kernel; K and V tiles of BN keys
+//   stream through an S-stage cp.async ring (16-byte chunks, zero-filled
+//   past the sequence and the head size, XOR-swizzled chunks);
+// - per KV tile: S = Q Kᵀ on the tensor cores (K read [key][d], which is
+//   Kᵀ's "n-major" layout: plain ldmatrix), then in registers the scale,
+//   the softcap, the bias (read from global per element), the causal and
+//   length masks (-inf), and the online softmax: the row max across the
+//   four lanes of a row (two xor shuffles), the running max m and the
+//   lane's partial sum l rescaled by exp(m_old - m_new), P = exp(S - m);
+//   P is rounded to the operand type and is already the A fragment of the
+//   second product (the m16n8 accumulator layout of two adjacent key
+//   tiles is the m16k16 A layout), O += P V with V read transposed
+//   (ldmatrix.trans);
+// - KV tiles entirely above the causal diagonal are never loaded: the
+//   loop ends at the last tile a row of this block can see;
+// - the end: l summed across the row's lanes, O / l (0 for a row with
+//   every key masked, as the op says) rounded to the result type and
+//   stored in pairs, guarded at the sequence and head edges.
+//
+// The scores, their softmax and the accumulators are f32 throughout; only
+// P is rounded, as the decomposition with softmax_type f32 does.
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/gpu/Strategy.h"
+#include "codegen/gpu/TileIndex.h"
+#include "dialects/kiln/KilnDialect.h"
+
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+
+#include "llvm/ADT/SetVector.h"
+
+#include <cmath>
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNGPUFLASHATTENTION
+#include "codegen/gpu/Strategies.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+constexpr int64_t kWarp = 32;
+constexpr int64_t kChunk = 8; // 16-byte chunks of 16-bit elements
+
+int64_t roundUp(int64_t x, int64_t to) { return llvm::divideCeil(x, to) * to; }
+
+struct FlashConfig {
+  int64_t bm, bn, stages;
+  int64_t warps() const { return bm / 16; }
+  int64_t threads() const { return kWarp * warps(); }
+
+  static FailureOr<FlashConfig> read(const StrategyConfig &config) {
+    FailureOr<SmallVector<int64_t>> tile = config.getInts("tile", 2);
+    FailureOr<int64_t> stages = config.getInt("stages");
+    if (failed(tile) || failed(stages))
+      return failure();
+    FlashConfig c{(*tile)[0], (*tile)[1], *stages};
+    if (c.bm % 16 || c.bn % 16)
+      return config.error() << "the query tile (16 rows per warp) and the key "
+                               "tile (k16 steps of P V) must be multiples of 16";
+    if (c.stages < 2)
+      return config.error() << "the pipeline needs at least 2 stages";
+    return c;
+  }
+};
+
+} // namespace
+
+std::optional<kiln::FlashShape> kiln::flashAttentionShape(Operation *root) {
+  auto op = dyn_cast<AttentionOp>(root);
+  if (!op)
+    return std::nullopt;
+  auto q = cast<RankedTensorType>(op.getQuery().getType());
+  auto k = cast<RankedTensorType>(op.getKey().getType());
+  auto v = cast<RankedTensorType>(op.getValue().getType());
+  Type element = q.getElementType();
+  if (!(element.isF16() || element.isBF16()) || !q.hasStaticShape() ||
+      !k.hasStaticShape() || !v.hasStaticShape())
+    return std::nullopt;
+  if (Value bias = op.getBias(); bias && !cast<ShapedType>(bias.getType())
+                                              .hasStaticShape())
+    return std::nullopt;
+  if (std::optional<Type> softmax = op.getSoftmaxType();
+      softmax && !softmax->isF32())
+    return std::nullopt;
+  FlashShape shape{q.getDimSize(0), q.getDimSize(1), q.getDimSize(2),
+                   q.getDimSize(3), k.getDimSize(1), k.getDimSize(2),
+                   v.getDimSize(3)};
+  // 16-byte chunks along the head; heads up to 128 (the accumulators of
+  // one warp's 16 rows stay in registers).
+  if (shape.headQK % kChunk || shape.headV % kChunk ||
+      roundUp(shape.headQK, 16) > 128 || roundUp(shape.headV, 16) > 128 ||
+      shape.keys < 1 || shape.queries < 1)
+    return std::nullopt;
+  return shape;
+}
+
+int64_t kiln::flashAttentionSharedBytes(const FlashShape &shape, int64_t bm,
+                                        int64_t bn, int64_t stages) {
+  int64_t dq = roundUp(shape.headQK, 16), dv = roundUp(shape.headV, 16);
+  return 2 * (bm * dq + stages * bn * (dq + dv));
+}
+
+namespace {
+
+struct KilnGpuFlashAttentionPass final
+    : kiln::impl::KilnGpuFlashAttentionBase<KilnGpuFlashAttentionPass> {
+  using Base::Base;
+
+  /// The buffer a tensor operand of the op reads: bufferization leaves
+  /// the op on tensors made of buffers (addKernelBufferization with
+  /// keepWholeOps).
+  static Value bufferOf(Value tensor) {
+    if (auto toTensor = tensor.getDefiningOp<bufferization::ToTensorOp>())
+      return toTensor.getBuffer();
+    return Value();
+  }
+
+  /// A shared tile of `rows` x `width` elements in `stages` stages.
+  struct Tile {
+    Value buffer;
+    int64_t rows, width;
+    int64_t chunks() const { return width / kChunk; }
+  };
+
+  /// cp.async of `tile.rows` rows of `source` [B, H, rows, cols] (batch
+  /// `batch`, head `head`) from row `rowBase` into `stage` of `tile`; rows
+  /// past `rowCount` and columns past `cols` are zero-filled (and read
+  /// nothing), and every copy is skipped without `enabled`.
+  void load(Ix &ix, int64_t threads, Value tid, const Tile &tile, Value stage,
+            Value source, Value batch, Value head, Value rowBase,
+            int64_t rowCount, int64_t cols, Value enabled,
+            SmallVectorImpl<Value> &tokens) {
+    int64_t total = tile.rows * tile.chunks();
+    auto tokenType = nvgpu::DeviceAsyncTokenType::get(ix.b.getContext());
+    for (int64_t i = 0; i < llvm::divideCeil(total, threads); ++i) {
+      Value e = ix.add(tid, i * threads);
+      OpBuilder::InsertionGuard guard(ix.b);
+      // The last round may have fewer chunks than threads.
+      if ((i + 1) * threads > total) {
+        auto inRange = scf::IfOp::create(ix.b, ix.loc, ix.lt(e, total), false);
+        ix.b.setInsertionPoint(inRange.thenBlock()->getTerminator());
+      }
+      Value r = ix.div(e, tile.chunks());
+      Value chunk = ix.rem(e, tile.chunks());
+      Value row = ix.add(rowBase, r);
+      Value col = ix.mul(chunk, kChunk);
+      Value inside = ix.andI(ix.lt(row, rowCount), ix.lt(col, cols));
+      if (enabled)
+        inside = ix.andI(inside, enabled);
+      Value zero = ix.c(0);
+      Value physical = ix.mul(swizzle(ix, r, chunk, tile.chunks()), kChunk);
+      SmallVector<Value> dst = {r, physical};
+      if (stage)
+        dst.insert(dst.begin(), stage);
+      Value token = nvgpu::DeviceAsyncCopyOp::create(
+          ix.b, ix.loc, tokenType, tile.buffer, dst, source,
+          ValueRange{batch, head, ix.select(inside, row, zero),
+                     ix.select(inside, col, zero)},
+          ix.b.getIndexAttr(kChunk), ix.select(inside, ix.c(kChunk), zero),
+          /*bypassL1=*/ix.b.getUnitAttr());
+      // A token made under the guard cannot leave it: the group commits
+      // every copy issued so far by this thread anyway.
+      if ((i + 1) * threads <= total)
+        tokens.push_back(token);
+    }
+  }
+
+  Value ldmatrix(Ix &ix, const Tile &tile, Value stage, Value row, Value chunk,
+                 int64_t count, bool transpose, Type element) {
+    Value physical = ix.mul(swizzle(ix, row, chunk, tile.chunks()), kChunk);
+    SmallVector<Value> indices = {row, physical};
+    if (stage)
+      indices.insert(indices.begin(), stage);
+    return nvgpu::LdMatrixOp::create(ix.b, ix.loc,
+                                     VectorType::get({count, 2}, element),
+                                     tile.buffer, indices, transpose, count);
+  }
+
+  LogicalResult rewrite(AttentionOp op, const StrategyConfig &config) {
+    std::optional<FlashShape> maybeShape = flashAttentionShape(op);
+    if (!maybeShape)
+      return op.emitError() << "flash-attention-mma-sync takes static f16 or "
+                               "bf16 attention with heads of at most 128 "
+                               "elements in multiples of 8";
+    FailureOr<FlashConfig> parsed = FlashConfig::read(config);
+    if (failed(parsed))
+      return failure();
+    const FlashConfig &c = *parsed;
+    const FlashShape &shape = *maybeShape;
+    MLIRContext *ctx = op.getContext();
+    Location loc = op.getLoc();
+    OpBuilder b(op);
+    Type element = op.getQuery().getType().getElementType();
+    Type f32 = b.getF32Type();
+    int64_t dq = roundUp(shape.headQK, 16), dv = roundUp(shape.headV, 16);
+    int64_t groups = shape.heads / shape.kvHeads;
+    int64_t qTiles = llvm::divideCeil(shape.queries, c.bm);
+    int64_t kvTiles = llvm::divideCeil(shape.keys, c.bn);
+    std::optional<int64_t> causal = op.getCausalOffset();
+    double scale = op.getScale().convertToDouble();
+    double softcap = op.getSoftcap().convertToDouble();
+    if (qTiles > 0x7fffffff || shape.heads > 65535 || shape.batch > 65535)
+      return op.emitError() << "the grid of " << qTiles << " x " << shape.heads
+                            << " x " << shape.batch
+                            << " blocks exceeds the device's limits";
+
+    // The operands' buffers, and the one the result is copied to.
+    Value q = bufferOf(op.getQuery()), k = bufferOf(op.getKey()),
+          v = bufferOf(op.getValue());
+    Value bias = op.getBias() ? bufferOf(op.getBias()) : Value();
+    bufferization::ToBufferOp resultBuffer;
+    memref::CopyOp copy;
+    if (op->hasOneUse())
+      resultBuffer =
+          dyn_cast<bufferization::ToBufferOp>(*op->getUsers().begin());
+    if (resultBuffer && resultBuffer->hasOneUse())
+      copy = dyn_cast<memref::CopyOp>(*resultBuffer->getUsers().begin());
+    if (!q || !k || !v || (op.getBias() && !bias) || !copy ||
+        copy.getSource() != resultBuffer.getResult())
+      return op.emitError()
+             << "flash-attention-mma-sync expects the bufferized kernel: "
+                "operands read from buffers, the result copied to one";
+    Value out = copy.getTarget();
+
+    Launch built = createLaunch(
+        b, loc,
+        {constantIndex(b, loc, qTiles), constantIndex(b, loc, shape.heads),
+         constantIndex(b, loc, shape.batch)},
+        {c.threads(), 1, 1}, config);
+    gpu::LaunchOp launch = built.op;
+    OpBuilder &in = built.body;
+    Ix ix{in, loc};
+    auto shared = gpu::AddressSpaceAttr::get(
+        ctx, gpu::GPUDialect::getWorkgroupAddressSpace());
+    auto sharedTile = [&](std::optional<int64_t> stages, int64_t rows,
+                          int64_t width) {
+      SmallVector<int64_t> dims = {rows, width};
+      if (stages)
+        dims.insert(dims.begin(), *stages);
+      return Tile{launch.addWorkgroupAttribution(
+                      MemRefType::get(dims, element,
+                                      MemRefLayoutAttrInterface(), shared),
+                      loc),
+                  rows, width};
+    };
+    int64_t stages = std::min(c.stages, kvTiles + 1);
+    Tile qTile = sharedTile(std::nullopt, c.bm, dq);
+    Tile kRing = sharedTile(stages, c.bn, dq);
+    Tile vRing = sharedTile(stages, c.bn, dv);
+
+    Value tid = launch.getThreadIds().x;
+    Value lane = ix.rem(tid, kWarp), warp = ix.div(tid, kWarp);
+    Value group = ix.div(lane, 4), inGroup = ix.rem(lane, 4);
+    Value batch = launch.getBlockIds().z, head = launch.getBlockIds().y;
+    Value kvHead = ix.div(head, groups);
+    Value qBase = ix.mul(launch.getBlockIds().x, c.bm);
+    auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
+    auto commit = [&](OpBuilder &cb, SmallVector<Value> &tokens) {
+      return nvgpu::DeviceAsyncCreateGroupOp::create(cb, loc, tokenType, tokens)
+          .getResult();
+    };
+
+    // KV tiles this block reads: with a causal mask, up to the one holding
+    // key qBase + BM - 1 + offset (the last any of its rows sees).
+    Value kvEnd = ix.c(kvTiles);
+    if (causal) {
+      Value last = arith::AddIOp::create(
+          in, loc, arith::IndexCastOp::create(in, loc, in.getI64Type(), qBase),
+          arith::ConstantIntOp::create(in, loc, c.bm + *causal, 64));
+      Value tiles = arith::MaxSIOp::create(
+          in, loc,
+          arith::CeilDivSIOp::create(
+              in, loc, last,
+              arith::ConstantIntOp::create(in, loc, c.bn, 64)),
+          arith::ConstantIntOp::create(in, loc, 0, 64));
+      kvEnd = arith::MinUIOp::create(
+          in, loc,
+          arith::IndexCastOp::create(in, loc, in.getIndexType(), tiles), kvEnd);
+    }
+    auto loadKV = [&](Ix &lx, Value tile, Value stage, Value enabled) {
+      SmallVector<Value> tokens;
+      Value rowBase = lx.mul(tile, c.bn);
+      load(lx, c.threads(), tid, kRing, stage, k, batch, kvHead, rowBase,
+           shape.keys, shape.headQK, enabled, tokens);
+      load(lx, c.threads(), tid, vRing, stage, v, batch, kvHead, rowBase,
+           shape.keys, shape.headV, enabled, tokens);
+      return commit(lx.b, tokens);
+    };
+
+    // Prologue: Q, then KV tiles 0 .. S-2 (a commit group each).
+    SmallVector<Value> qTokens;
+    load(ix, c.threads(), tid, qTile, Value(), q, batch, head, qBase,
+         shape.queries, shape.headQK, Value(), qTokens);
+    Value token = commit(in, qTokens);
+    for (int64_t s = 0; s + 1 < stages; ++s)
+      token = loadKV(ix, ix.c(s), ix.c(s), ix.ltV(ix.c(s), kvEnd));
+    // Q has landed (all but the S-1 newest groups): its fragments, for
+    // every k16 step of the head.
+    nvgpu::DeviceAsyncWaitOp::create(in, loc, token,
+                                     in.getI32IntegerAttr(stages - 1));
+    gpu::BarrierOp::create(in, loc);
+    Value warpRow = ix.mul(warp, 16);
+    SmallVector<Value> qFrags;
+    for (int64_t kk = 0; kk < dq / 16; ++kk)
+      qFrags.push_back(ldmatrix(ix, qTile, Value(), ix.add(warpRow, ix.rem(lane, 16)),
+                                ix.add(ix.div(lane, 16), kk * 2), 4,
+                                /*transpose=*/false, element));
+
+    // The loop carries O (dv/8 tiles), the running max and the lane's
+    // partial sum of its two rows, and the newest commit group.
+    auto accType = VectorType::get({2, 2}, f32);
+    auto f32c = [&](OpBuilder &cb, double value) {
+      return arith::ConstantOp::create(cb, loc, cb.getF32FloatAttr(value))
+          .getResult();
+    };
+    Value zeroAcc = arith::ConstantOp::create(
+        in, loc, DenseElementsAttr::get(accType, APFloat(0.0f)));
+    int64_t oTiles = dv / 8, sTiles = c.bn / 8;
+    SmallVector<Value> carried(oTiles, zeroAcc);
+    Value negInf = f32c(in, -INFINITY);
+    carried.append({negInf, negInf, f32c(in, 0.0), f32c(in, 0.0), token});
+    auto loop = scf::ForOp::create(in, loc, ix.c(0), kvEnd, ix.c(1), carried);
+    {
+      OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
+      Ix lx{lb, loc};
+      Value t = loop.getInductionVar();
+      ValueRange iter = loop.getRegionIterArgs();
+      nvgpu::DeviceAsyncWaitOp::create(lb, loc, iter.back(),
+                                       lb.getI32IntegerAttr(stages - 2));
+      gpu::BarrierOp::create(lb, loc);
+      Value next = lx.add(t, stages - 1);
+      Value nextToken =
+          loadKV(lx, next, lx.rem(next, stages), lx.ltV(next, kvEnd));
+      Value stage = lx.rem(t, stages);
+
+      // S = Q Kᵀ: K stored [key][d] is Kᵀ with n outer.
+      SmallVector<Value> scores(sTiles, zeroAcc);
+      for (int64_t kk = 0; kk < dq / 16; ++kk)
+        for (int64_t j = 0; j < sTiles; ++j) {
+          Value kFrag = ldmatrix(
+              lx, kRing, stage, lx.add(lx.rem(lane, 8), j * 8),
+              lx.add(lx.rem(lx.div(lane, 8), 2), kk * 2), 2,
+              /*transpose=*/false, element);
+          scores[j] = nvgpu::MmaSyncOp::create(lb, loc, qFrags[kk], kFrag,
+                                               scores[j],
+                                               lb.getI64ArrayAttr({16, 8, 16}));
+        }
+
+      // Scale, softcap, bias and masks, per element: s[j][half][e] is row
+      // group + 8*half, key 2*inGroup + e of key tile j.
+      Value keyBase = lx.mul(t, c.bn);
+      SmallVector<Value> rows = {
+          lx.add(qBase, lx.add(warpRow, group)),
+          lx.add(qBase, lx.add(warpRow, lx.add(group, 8)))};
+      SmallVector<SmallVector<Value>> s(2); // [half][j * 2 + e]
+      for (int64_t j = 0; j < sTiles; ++j)
+        for (int64_t half = 0; half < 2; ++half)
+          for (int64_t e = 0; e < 2; ++e) {
+            Value x = vector::ExtractOp::create(lb, loc, scores[j],
+                                                ArrayRef<int64_t>{half, e});
+            x = arith::MulFOp::create(lb, loc, x, f32c(lb, scale));
+            if (softcap > 0) {
+              Value cap = f32c(lb, softcap);
+              x = arith::MulFOp::create(
+                  lb, loc,
+                  math::TanhOp::create(lb, loc,
+                                       arith::DivFOp::create(lb, loc, x, cap)),
+                  cap);
+            }
+            Value row = rows[half];
+            Value key = lx.add(keyBase, lx.add(lx.mul(inGroup, 2), j * 8 + e));
+            Value keep = lx.lt(key, shape.keys);
+            if (bias) {
+              auto biasType = cast<MemRefType>(bias.getType());
+              Value full[4] = {batch, head, lx.select(lx.lt(row, shape.queries), row, lx.c(0)),
+                               lx.select(keep, key, lx.c(0))};
+              SmallVector<Value> indices;
+              for (int64_t d = 0; d < biasType.getRank(); ++d) {
+                int64_t fullDim = 4 - biasType.getRank() + d;
+                indices.push_back(biasType.getDimSize(d) == 1 ? lx.c(0)
+                                                              : full[fullDim]);
+              }
+              Value term = memref::LoadOp::create(lb, loc, bias, indices);
+              x = arith::AddFOp::create(
+                  lb, loc, x, arith::ExtFOp::create(lb, loc, f32, term));
+            }
+            if (causal)
+              keep = lx.andI(
+                  keep, arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sle,
+                                              key, lx.add(row, *causal)));
+            s[half].push_back(arith::SelectOp::create(lb, loc, keep, x, negInf));
+          }
+
+      // Online softmax per row: the max across the row's four lanes, the
+      // running max and sum rescaled, P = exp(s - m).
+      Value width = arith::ConstantIntOp::create(lb, loc, kWarp, 32);
+      SmallVector<Value> newMax(2), corr(2), sums(2);
+      for (int64_t half = 0; half < 2; ++half) {
+        Value mx = s[half].front();
+        for (Value x : ArrayRef<Value>(s[half]).drop_front())
+          mx = arith::MaximumFOp::create(lb, loc, mx, x);
+        for (int64_t offset : {1, 2}) {
+          Value step = arith::ConstantIntOp::create(lb, loc, offset, 32);
+          mx = arith::MaximumFOp::create(
+              lb, loc, mx,
+              gpu::ShuffleOp::create(lb, loc, mx, step, width,
+                                     gpu::ShuffleMode::XOR)
+                  .getShuffleResult());
+        }
+        Value oldMax = iter[oTiles + half];
+        newMax[half] = arith::MaximumFOp::create(lb, loc, oldMax, mx);
+        // A row with no key seen yet keeps m = -inf; exponents then use 0.
+        Value unseen = arith::CmpFOp::create(lb, loc, arith::CmpFPredicate::OEQ,
+                                             newMax[half], negInf);
+        Value base = arith::SelectOp::create(lb, loc, unseen, f32c(lb, 0.0),
+                                             newMax[half]);
+        corr[half] = math::ExpOp::create(
+            lb, loc, arith::SubFOp::create(lb, loc, oldMax, base));
+        Value sum = arith::MulFOp::create(lb, loc, iter[oTiles + 2 + half],
+                                          corr[half]);
+        for (Value &x : s[half]) {
+          x = math::ExpOp::create(lb, loc, arith::SubFOp::create(lb, loc, x, base));
+          sum = arith::AddFOp::create(lb, loc, sum, x);
+        }
+        sums[half] = sum;
+      }
+
+      // O = O * corr + P V, P's fragments straight from the scores'.
+      SmallVector<Value> o(iter.take_front(oTiles));
+      for (Value &acc : o) {
+        SmallVector<Value> elements;
+        for (int64_t half = 0; half < 2; ++half)
+          for (int64_t e = 0; e < 2; ++e)
+            elements.push_back(arith::MulFOp::create(
+                lb, loc,
+                vector::ExtractOp::create(lb, loc, acc,
+                                          ArrayRef<int64_t>{half, e}),
+                corr[half]));
+        acc = vector::FromElementsOp::create(lb, loc, accType, elements);
+      }
+      auto fragType = VectorType::get({4, 2}, element);
+      for (int64_t kk = 0; kk < c.bn / 16; ++kk) {
+        // A rows: (group, k 0-7), (group+8, k 0-7), (group, k 8-15),
+        // (group+8, k 8-15) = key tiles 2kk and 2kk+1, halves 0 and 1.
+        SmallVector<Value> elements;
+        for (int64_t j : {2 * kk, 2 * kk + 1})
+          for (int64_t half = 0; half < 2; ++half)
+            for (int64_t e = 0; e < 2; ++e)
+              elements.push_back(arith::TruncFOp::create(
+                  lb, loc, element, s[half][j * 2 + e]));
+        Value pFrag = vector::FromElementsOp::create(lb, loc, fragType, elements);
+        for (int64_t jd = 0; jd < oTiles; ++jd) {
+          // V stored [key][d]: B (k = key, n = d) with n inner, transposed.
+          Value vFrag = ldmatrix(lx, vRing, stage, lx.add(lx.rem(lane, 16), kk * 16),
+                                 lx.c(jd), 2, /*transpose=*/true, element);
+          o[jd] = nvgpu::MmaSyncOp::create(lb, loc, pFrag, vFrag, o[jd],
+                                           lb.getI64ArrayAttr({16, 8, 16}));
+        }
+      }
+      SmallVector<Value> yielded(o);
+      yielded.append({newMax[0], newMax[1], sums[0], sums[1], nextToken});
+      scf::YieldOp::create(lb, loc, yielded);
+    }
+
+    // O / l, l summed over the row's four lanes; a row that saw no key
+    // (l = 0) gives 0. Pairs of adjacent columns leave as one store.
+    Value width = arith::ConstantIntOp::create(in, loc, kWarp, 32);
+    SmallVector<Value> inverse(2);
+    for (int64_t half = 0; half < 2; ++half) {
+      Value l = loop.getResult(oTiles + 2 + half);
+      for (int64_t offset : {1, 2}) {
+        Value step = arith::ConstantIntOp::create(in, loc, offset, 32);
+        l = arith::AddFOp::create(
+            in, loc, l,
+            gpu::ShuffleOp::create(in, loc, l, step, width,
+                                   gpu::ShuffleMode::XOR)
+                .getShuffleResult());
+      }
+      Value empty = arith::CmpFOp::create(in, loc, arith::CmpFPredicate::OEQ, l,
+                                          f32c(in, 0.0));
+      inverse[half] = arith::SelectOp::create(
+          in, loc, empty, f32c(in, 0.0),
+          arith::DivFOp::create(in, loc, f32c(in, 1.0), l));
+    }
+    for (int64_t jd = 0; jd < oTiles; ++jd)
+      for (int64_t half = 0; half < 2; ++half) {
+        Value row = ix.add(qBase, ix.add(warpRow, ix.add(group, 8 * half)));
+        Value col = ix.add(ix.mul(inGroup, 2), jd * 8);
+        Value inside = ix.andI(ix.lt(row, shape.queries), ix.lt(col, shape.headV));
+        OpBuilder sb =
+            scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
+        SmallVector<Value> values;
+        for (int64_t e = 0; e < 2; ++e)
+          values.push_back(arith::TruncFOp::create(
+              sb, loc, element,
+              arith::MulFOp::create(
+                  sb, loc,
+                  vector::ExtractOp::create(sb, loc, loop.getResult(jd),
+                                            ArrayRef<int64_t>{half, e}),
+                  inverse[half])));
+        Value pair = vector::FromElementsOp::create(
+            sb, loc, VectorType::get({2}, element), values);
+        vector::StoreOp::create(sb, loc, pair, out,
+                                ValueRange{batch, head, row, col},
+                                /*nontemporal=*/false, llvm::MaybeAlign(4));
+      }
+    gpu::TerminatorOp::create(in, loc);
+
+    copy.erase();
+    resultBuffer.erase();
+    llvm::SetVector<Operation *> inputs;
+    for (Value operand : op->getOperands())
+      inputs.insert(operand.getDefiningOp());
+    op.erase();
+    for (Operation *input : inputs)
+      if (input->use_empty())
+        input->erase();
+    return success();
+  }
+
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    if (!func->hasAttr(kKernelAttrName))
+      return;
+    DictionaryAttr dict = configFor(func, kFlashAttentionMmaSync);
+    if (!dict)
+      return;
+    SmallVector<AttentionOp> ops;
+    func.walk([&](AttentionOp op) { ops.push_back(op); });
+    for (AttentionOp op : ops)
+      if (failed(rewrite(op, StrategyConfig(dict, func))))
+        return signalPassFailure();
+  }
+};
+
+} // namespace
