@@ -282,18 +282,13 @@ struct KilnGpuFlashAttentionPass final
     // key qBase + BM - 1 + offset (the last any of its rows sees).
     Value kvEnd = ix.c(kvTiles);
     if (causal) {
+      // ceil(max(0, qBase + BM + offset) / BN), in index arithmetic.
       Value last = arith::AddIOp::create(
-          in, loc, arith::IndexCastOp::create(in, loc, in.getI64Type(), qBase),
-          arith::ConstantIntOp::create(in, loc, c.bm + *causal, 64));
-      Value tiles = arith::MaxSIOp::create(
-          in, loc,
-          arith::CeilDivSIOp::create(
-              in, loc, last,
-              arith::ConstantIntOp::create(in, loc, c.bn, 64)),
-          arith::ConstantIntOp::create(in, loc, 0, 64));
-      kvEnd = arith::MinUIOp::create(
-          in, loc,
-          arith::IndexCastOp::create(in, loc, in.getIndexType(), tiles), kvEnd);
+          in, loc, qBase,
+          arith::ConstantIndexOp::create(in, loc, c.bm + *causal));
+      Value positive = arith::MaxSIOp::create(in, loc, last, ix.c(0));
+      kvEnd = arith::MinUIOp::create(in, loc, ix.div(ix.add(positive, c.bn - 1), c.bn),
+                                     kvEnd);
     }
     auto loadKV = [&](Ix &lx, Value tile, Value stage, Value enabled) {
       SmallVector<Value> tokens;

@@ -1,0 +1,192 @@
+"""flash-attention-mma-sync: every configuration GPU selection chooses for
+`kiln.attention` (head sizes 32 to 128, padded ones among them; 1 to 4
+warps of query rows; key tiles of 64 and 32; causal with and without a
+past, additive and boolean masks, grouped-query heads, softcap, sequence
+lengths that are not multiples of the tiles, a few query rows against a
+long KV cache), compiled with --precision for cuda:sm_80,sm_90a and run
+under the GPU-kernel simulator against a float64 NumPy reference, and for
+the CPU (the same op decomposed, products summed in f32) against the same
+reference; and its SASS on both architectures."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import PRECISION_TOLERANCES, kiln, normwise_error
+from test_sass import count, needs_ptxas, sass_by_function
+
+TARGET = "cuda:sm_80,sm_90a"
+STRATEGY = "flash-attention-mma-sync"
+
+# name: (batch, query heads, kv heads, queries, past, new keys, head, options)
+# `past` keys come in as past_key / past_value (a KV cache): the causal mask
+# is then offset by the past length. `tile` is what selection must choose.
+CASES = {
+    "d64_causal": dict(shape=(1, 2, 2, 128, 0, 128, 64), causal=True,
+                       tile=[64, 64]),
+    "d128_gqa_edges": dict(shape=(1, 4, 2, 80, 0, 80, 128), causal=True,
+                           tile=[64, 32]),
+    "d80_additive_mask": dict(shape=(2, 2, 2, 40, 0, 40, 80), mask="additive",
+                              tile=[48, 64]),
+    "d96_bool_mask_gqa3": dict(shape=(1, 3, 1, 33, 0, 50, 96), mask="bool",
+                               tile=[48, 32]),
+    "d32_short": dict(shape=(2, 2, 2, 16, 0, 16, 32), causal=True,
+                      tile=[16, 64]),
+    "decode_past": dict(shape=(1, 4, 2, 3, 97, 3, 64), causal=True,
+                        tile=[16, 64]),
+    "softcap": dict(shape=(1, 2, 2, 24, 0, 24, 64), causal=True, softcap=5.0,
+                    tile=[32, 64]),
+}
+
+
+def build(name, path):
+    """An opset-23 Attention node for the case; returns its inputs and a
+    float64 NumPy reference of its output."""
+    case = CASES[name]
+    b, hq, hkv, s, past, new, d = case["shape"]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    f = TensorProto.FLOAT
+    vi = helper.make_tensor_value_info
+    arrays = {"q": rng.standard_normal((b, hq, s, d), dtype=np.float32),
+              "k": rng.standard_normal((b, hkv, new, d), dtype=np.float32),
+              "v": rng.standard_normal((b, hkv, new, d), dtype=np.float32)}
+    names = ["q", "k", "v"]
+    keys = past + new
+    mask = None
+    if case.get("mask") == "additive":
+        # A padding mask per batch row (the last keys of batch 1 masked)
+        # plus a small bias everywhere.
+        mask = 0.25 * rng.standard_normal((b, 1, 1, keys)).astype(np.float32)
+        mask[1, ..., keys - 7:] = -np.inf
+        arrays["mask"] = mask
+    elif case.get("mask") == "bool":
+        mask = rng.random((s, keys)) < 0.7
+        mask[:, 0] = True  # no row without a key
+        arrays["mask"] = mask
+    names.append("mask" if mask is not None else "")
+    if past:
+        arrays["past_k"] = rng.standard_normal((b, hkv, past, d), dtype=np.float32)
+        arrays["past_v"] = rng.standard_normal((b, hkv, past, d), dtype=np.float32)
+        names += ["past_k", "past_v"]
+    while names and not names[-1]:
+        names.pop()
+    attrs = {}
+    if case.get("causal"):
+        attrs["is_causal"] = 1
+    if case.get("softcap"):
+        attrs["softcap"] = case["softcap"]
+    outputs = [vi("y", f, [b, hq, s, d])]
+    output_names = ["y"]
+    if past:
+        outputs += [vi("present_k", f, [b, hkv, keys, d]),
+                    vi("present_v", f, [b, hkv, keys, d])]
+        output_names += ["present_k", "present_v"]
+    inputs = [vi(n, TensorProto.BOOL if n == "mask" and mask.dtype == bool else f,
+                 list(arrays[n].shape)) for n in names if n]
+    graph = helper.make_graph(
+        [helper.make_node("Attention", names, output_names, **attrs)], name,
+        inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = 10
+    onnx.save(model, path)
+
+    # The reference, in float64.
+    k = arrays["k"].astype(np.float64)
+    v = arrays["v"].astype(np.float64)
+    if past:
+        k = np.concatenate([arrays["past_k"], arrays["k"]], axis=2).astype(np.float64)
+        v = np.concatenate([arrays["past_v"], arrays["v"]], axis=2).astype(np.float64)
+    k = np.repeat(k, hq // hkv, axis=1)
+    v = np.repeat(v, hq // hkv, axis=1)
+    scores = arrays["q"].astype(np.float64) @ k.transpose(0, 1, 3, 2) / np.sqrt(d)
+    if case.get("softcap"):
+        scores = case["softcap"] * np.tanh(scores / case["softcap"])
+    if case.get("mask") == "additive":
+        scores = scores + mask
+    elif case.get("mask") == "bool":
+        scores = np.where(mask, scores, -np.inf)
+    if case.get("causal"):
+        allowed = np.arange(keys)[None, :] <= np.arange(s)[:, None] + past
+        scores = np.where(allowed, scores, -np.inf)
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    p = np.exp(scores)
+    want = (p / p.sum(axis=-1, keepdims=True)) @ v
+    feeds = {n: arrays[n] for n in names if n}
+    return feeds, want
+
+
+def run(artifact, feeds, device, tmp_path):
+    out = tmp_path / f"out_{device}"
+    args = ["run", artifact, "--device", device, "--output-dir", str(out)]
+    for name, value in feeds.items():
+        np.save(tmp_path / f"{name}.npy", value)
+        args += ["--input", f"{name}=@{tmp_path / (name + '.npy')}"]
+    kiln(*args)
+    return np.load(out / "y.npy")
+
+
+@needs_ptxas
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_flash_attention_under_the_simulator(name, tmp_path):
+    path = str(tmp_path / f"{name}.onnx")
+    feeds, want = build(name, path)
+    precisions = ["bf16", "fp16"] if name == "d64_causal" else ["bf16"]
+    for precision in precisions:
+        artifact = str(tmp_path / f"{name}.{precision}.kiln")
+        kiln("compile", path, "--target", TARGET, "--precision", precision,
+             "--embed-kernel-ir", "-o", artifact)
+        info = json.loads(kiln("inspect", artifact, "--json").stdout)
+        flash = [k for k in info["kernels"] if k["strategy"] == STRATEGY]
+        assert len(flash) == 1, [k["strategy"] for k in info["kernels"]]
+        assert flash[0]["config"] == {"tile": CASES[name]["tile"], "stages": 2}
+        got = run(artifact, feeds, "sim", tmp_path)
+        error = normwise_error(got, want)
+        assert error <= PRECISION_TOLERANCES[precision], (precision, error)
+    # The CPU computes the same op decomposed, to the same tolerance.
+    artifact = str(tmp_path / f"{name}.cpu.kiln")
+    kiln("compile", path, "--precision", "bf16", "-o", artifact)
+    error = normwise_error(run(artifact, feeds, "cpu", tmp_path), want)
+    assert error <= PRECISION_TOLERANCES["bf16"], ("cpu", error)
+
+
+@needs_ptxas
+def test_f32_attention_stays_on_the_fallback(tmp_path):
+    """Without --precision there is no f32 tensor-core product: the op runs
+    as attention-fallback, and a head under 16 elements stays f32 under
+    --precision too."""
+    path = str(tmp_path / "d32_short.onnx")
+    build("d32_short", path)
+    artifact = str(tmp_path / "f32.kiln")
+    kiln("compile", path, "--target", TARGET, "-o", artifact)
+    info = json.loads(kiln("inspect", artifact, "--json").stdout)
+    assert STRATEGY not in {k["strategy"] for k in info["kernels"]}
+
+
+@needs_ptxas
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("name", ["d64_causal", "d128_gqa_edges"])
+def test_sass_of_flash_attention(name, arch, tmp_path):
+    path = str(tmp_path / f"{name}.onnx")
+    build(name, path)
+    artifact = str(tmp_path / f"{name}.kiln")
+    kiln("compile", path, "--target", TARGET, "--precision", "bf16", "-o", artifact)
+    info, sass = sass_by_function(artifact, arch)
+    (kernel,) = [k for k in info["kernels"] if k["strategy"] == STRATEGY]
+    code = sass[kernel["symbol"]]
+    d = CASES[name]["shape"][6]
+    bm, bn = kernel["config"]["tile"]
+    # Per KV tile and warp: (d/16) x (bn/8) HMMAs for Q Kᵀ and (bn/16) x
+    # (d/8) for P V.
+    per_tile = (d // 16) * (bn // 8) + (bn // 16) * (d // 8)
+    hmma = count(code, "HMMA.16816.F32.BF16")
+    assert hmma >= per_tile, hmma
+    assert count(code, "LDSM.16.M88.4") >= d // 16   # Q fragments, once
+    assert count(code, "LDSM.16.M88.2") >= 1         # K: Kᵀ n-major
+    assert count(code, "LDSM.16.MT88.2") >= 1        # V: transposed
+    assert count(code, "LDGSTS.E.BYPASS.128") >= 2   # cp.async of 16 bytes
+    assert count(code, "SHFL.BFLY") >= 4             # row max and sum
+    assert count(code, "STL") == 0 and count(code, "LDL") == 0
+    image = next(i for i in kernel["images"] if i["arch"] == arch)
+    assert image["shared_bytes"] == 2 * (bm * d + 2 * bn * 2 * d)
