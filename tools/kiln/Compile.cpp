@@ -343,6 +343,14 @@ int runCompile(const Args &args) {
   manifest.set_compiler_version(KILN_VERSION);
   manifest.set_source_model(o.model);
   manifest.set_model_hash(codegen::hashFile(o.model));
+  // What raising found (each entry function's `kiln.raised`).
+  module->walk([&](func::FuncOp func) {
+    if (auto raised = func->getAttrOfType<DictionaryAttr>("kiln.raised"))
+      for (NamedAttribute count : raised)
+        if (auto value = dyn_cast<IntegerAttr>(count.getValue()))
+          (*manifest.mutable_raised_ops())[count.getName().str()] +=
+              uint32_t(value.getInt());
+  });
   if (std::string writeError = codegen::writeArtifact(*contents, o.output);
       !writeError.empty())
     return fail(writeError);

@@ -9,6 +9,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstdio>
+#include <map>
 
 namespace kiln::driver {
 namespace {
@@ -202,6 +203,9 @@ void printJson(const runtime::Artifact &a) {
                                          {"outputs", std::move(outputs)},
                                          {"launches", std::move(launches)}});
   }
+  llvm::json::Object raised;
+  for (const auto &[op, count] : m.raised_ops())
+    raised[op] = count;
   llvm::json::Object root{{"file", a.origin()},
                           {"bytes", a.size()},
                           {"target", m.target()},
@@ -215,6 +219,7 @@ void printJson(const runtime::Artifact &a) {
                                                         "." + std::to_string(m.ptx_isa() % 10)
                                                   : std::string()},
                           {"driver", driverNeeds(m)},
+                          {"raised", std::move(raised)},
                           {"arena_bytes", m.arena_bytes()},
                           {"weight_bytes", weightBytes(m)},
                           {"sections", std::move(sections)},
@@ -238,6 +243,16 @@ void printText(const runtime::Artifact &a) {
   std::printf("compiler   kiln %s from %s (hash %s)\n",
               m.compiler_version().c_str(), m.source_model().c_str(),
               m.model_hash().c_str());
+  if (!m.raised_ops().empty()) {
+    // Sorted: a protobuf map has no order.
+    std::map<std::string, uint32_t> raised(m.raised_ops().begin(),
+                                           m.raised_ops().end());
+    std::string text;
+    for (const auto &[op, count] : raised)
+      text += (text.empty() ? "" : ", ") + op + " " + std::to_string(count);
+    std::printf("raised     %s (from the exporter's decomposition)\n",
+                text.c_str());
+  }
   std::printf("memory     arena %llu bytes, weights %llu bytes in %d tensors\n",
               static_cast<unsigned long long>(m.arena_bytes()),
               static_cast<unsigned long long>(weightBytes(m)),
