@@ -101,21 +101,30 @@ def test_sass_of_row_fused_layer_norms(arch, tmp_path):
         assert count(code, "STL") == 0 and count(code, "LDL") == 0, kernel
 
 
-def test_gpt2_layer_norms_and_softmaxes_are_one_launch_each(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_gpt2_layer_norms_and_softmaxes_are_one_launch_each(precision,
+                                                            tmp_path):
     path = os.path.join(ROOT, "test", "fixtures", "transformers", "gpt2",
                         "model.onnx")
     artifact = str(tmp_path / "gpt2.kiln")
-    kiln("compile", path, "--target", TARGET, "--precision", "bf16", "-o",
+    kiln("compile", path, "--target", TARGET, "--precision", precision, "-o",
          artifact)
     strategy = {k["name"]: k["strategy"] for k in kernels_of(artifact)}
-    norms = [l for l in launches_of(artifact)
-             if strategy[l["kernel"]] == "row-fused"]
-    # Two layers of two LayerNorms each, the final one, and each layer's
-    # softmax.
+    launches = launches_of(artifact)
+    norms = [l for l in launches if strategy[l["kernel"]] == "row-fused"]
+    flash = [l for l in launches
+             if strategy[l["kernel"]].startswith("flash-attention")]
     model = onnx.load(path)
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("LayerNormalization") == 5 and ops.count("Softmax") == 2
-    assert len(norms) == 7
+    if precision == "fp32":
+        # Two layers of two LayerNorms each, the final one, and each
+        # layer's softmax, each one row kernel; attention is not raised.
+        assert (len(norms), len(flash)) == (7, 0)
+    else:
+        # At bf16 each layer's softmax is raised into attention and runs
+        # inside the flash kernel: one launch per layer, no softmax rows.
+        assert (len(norms), len(flash)) == (5, 2)
 
 
 @pytest.mark.parametrize("d", [4096, 3000])
