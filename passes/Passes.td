@@ -394,6 +394,41 @@ def KilnFuseElementwise : Pass<"kiln-fuse-elementwise"> {
                            "mlir::tensor::TensorDialect"];
 }
 
+def KilnNarrowProducers : Pass<"kiln-narrow-producers"> {
+  let summary = "a value every reader rounds to a narrower type is produced rounded";
+  let description = [{
+    When every reader of an elementwise `linalg.generic`'s result (all
+    parallel, identity output map) is a `linalg.generic` that rounds each
+    element it reads (`arith.truncf` of the input's block argument, or of a
+    `tensor.extract` of the result) to one narrower float type, the producer
+    rounds before it yields and its result is the narrow tensor; the readers
+    read the narrow elements and their `truncf` disappear. Each element is
+    rounded once, as before, so the numbers do not change; what changes is
+    that the value crosses memory at the narrow width, and that readers
+    which only move data (GPT-2's split of the fused QKV projection into
+    the narrow q, k and v of its attention) become data movement that a
+    consumer can read in place.
+
+    Before:
+    ```mlir
+    %r = linalg.generic ... -> tensor<8x192xf32>   // bias add
+    %q = linalg.generic ... {
+      %e = tensor.extract %r[%i, %j] : tensor<8x192xf32>
+      %t = arith.truncf %e : f32 to bf16
+      linalg.yield %t : bf16 }
+    ```
+    After:
+    ```mlir
+    %r = linalg.generic ... { ... arith.truncf ... } -> tensor<8x192xbf16>
+    %q = linalg.generic ... {
+      %e = tensor.extract %r[%i, %j] : tensor<8x192xbf16>
+      linalg.yield %e : bf16 }
+    ```
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect",
+                           "mlir::tensor::TensorDialect"];
+}
+
 def KilnKernelBareAbi : Pass<"kiln-kernel-bare-abi", "mlir::func::FuncOp"> {
   let summary = "kernel buffers with symbolic dims become base pointers viewed at their shape";
   let description = [{

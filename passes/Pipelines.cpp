@@ -46,6 +46,9 @@ void buildGraphPipeline(OpPassManager &pm, bool keepNorms,
   // Elementwise chains (bias + GELU, scale + mask) collapse into one generic
   // each, which is what makes them one kernel later.
   pm.addPass(createKilnFuseElementwise());
+  // What every reader rounds (the q, k, v a narrow attention reads from
+  // the QKV projection) is stored rounded.
+  pm.addPass(createKilnNarrowProducers());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }

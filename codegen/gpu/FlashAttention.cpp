@@ -34,6 +34,7 @@
 // P is rounded, as the decomposition with softmax_type f32 does.
 //
 //===----------------------------------------------------------------------===//
+#include "codegen/gpu/BufferViews.h"
 #include "codegen/gpu/Strategy.h"
 #include "codegen/gpu/TileIndex.h"
 #include "dialects/kiln/KilnDialect.h"
@@ -222,23 +223,65 @@ struct KilnGpuFlashAttentionPass final
                             << " x " << shape.batch
                             << " blocks exceeds the device's limits";
 
-    // The operands' buffers, and the one the result is copied to.
+    // The operands' buffers, and the step that moves the result to the
+    // kernel's output (a copy, or the permutation that merges the heads).
     Value q = bufferOf(op.getQuery()), k = bufferOf(op.getKey()),
           v = bufferOf(op.getValue());
     Value bias = op.getBias() ? bufferOf(op.getBias()) : Value();
     bufferization::ToBufferOp resultBuffer;
-    memref::CopyOp copy;
+    Operation *resultStep = nullptr;
     if (op->hasOneUse())
       resultBuffer =
           dyn_cast<bufferization::ToBufferOp>(*op->getUsers().begin());
     if (resultBuffer && resultBuffer->hasOneUse())
-      copy = dyn_cast<memref::CopyOp>(*resultBuffer->getUsers().begin());
-    if (!q || !k || !v || (op.getBias() && !bias) || !copy ||
-        copy.getSource() != resultBuffer.getResult())
+      resultStep = *resultBuffer->getUsers().begin();
+    if (!q || !k || !v || (op.getBias() && !bias) || !resultStep)
       return op.emitError()
              << "flash-attention-mma-sync expects the bufferized kernel: "
-                "operands read from buffers, the result copied to one";
-    Value out = copy.getTarget();
+                "operands read from buffers, the result stored to one";
+
+    // Operands that data movement inside the kernel wrote into temporaries
+    // (the head split of a QKV projection: gathers and transposes) are
+    // read in place, as strided views of the kernel's buffers, when their
+    // rows can still be copied in 16-byte chunks; likewise the result is
+    // written through the permutation that follows it. Otherwise the
+    // steps stay, as kernels of their own.
+    Movement movement;
+    SmallVector<std::optional<StridedView>> inputViews;
+    for (Value operand : {op.getQuery(), op.getKey(), op.getValue()}) {
+      Movement own;
+      auto toTensor = operand.getDefiningOp<bufferization::ToTensorOp>();
+      std::optional<StridedView> view =
+          sourceView(toTensor.getBuffer(), toTensor, own);
+      if (!view || own.steps.empty() || !view->alignedTo(kChunk)) {
+        inputViews.push_back(std::nullopt);
+        continue;
+      }
+      inputViews.push_back(view);
+      movement.steps.insert_range(own.steps);
+      movement.temporaries.insert_range(own.temporaries);
+    }
+    Value out;
+    std::optional<StridedView> outView;
+    if (auto copy = dyn_cast<memref::CopyOp>(resultStep);
+        copy && copy.getSource() == resultBuffer.getResult()) {
+      out = copy.getTarget();
+    } else if ((outView = targetView(resultStep, resultBuffer.getResult())) &&
+               outView->alignedTo(2)) {
+      // Pairs of elements are stored as one 4-byte word.
+    } else {
+      // The result goes to a temporary that the step then reads.
+      outView.reset();
+      auto resultType = cast<ShapedType>(op.getResult().getType());
+      out = memref::AllocOp::create(
+          b, loc,
+          MemRefType::get(resultType.getShape(), resultType.getElementType()));
+      OpBuilder after(resultStep->getBlock()->getTerminator());
+      memref::DeallocOp::create(after, loc, out);
+      resultBuffer.getResult().replaceAllUsesWith(memref::CastOp::create(
+          b, loc, resultBuffer.getType(), out));
+      resultStep = nullptr;
+    }
 
     Launch built = createLaunch(
         b, loc,
@@ -247,6 +290,17 @@ struct KilnGpuFlashAttentionPass final
         {c.threads(), 1, 1}, config);
     gpu::LaunchOp launch = built.op;
     OpBuilder &in = built.body;
+    auto shapeOf = [](Value value) {
+      return cast<ShapedType>(value.getType()).getShape();
+    };
+    for (auto [buffer, view, operand] :
+         llvm::zip(SmallVector<Value *>{&q, &k, &v}, inputViews,
+                   SmallVector<Value>{op.getQuery(), op.getKey(),
+                                      op.getValue()}))
+      if (view)
+        *buffer = view->build(in, loc, shapeOf(operand));
+    if (outView)
+      out = outView->build(in, loc, shapeOf(op.getResult()));
     Ix ix{in, loc};
     auto shared = gpu::AddressSpaceAttr::get(
         ctx, gpu::GPUDialect::getWorkgroupAddressSpace());
@@ -519,7 +573,8 @@ struct KilnGpuFlashAttentionPass final
       }
     gpu::TerminatorOp::create(in, loc);
 
-    copy.erase();
+    if (resultStep)
+      resultStep->erase();
     resultBuffer.erase();
     llvm::SetVector<Operation *> inputs;
     for (Value operand : op->getOperands())
@@ -528,6 +583,7 @@ struct KilnGpuFlashAttentionPass final
     for (Operation *input : inputs)
       if (input->use_empty())
         input->erase();
+    movement.erase();
     return success();
   }
 

@@ -75,15 +75,6 @@ linalg::GenericOp kiln::soleGenericOf(DispatchOp dispatch) {
 
 namespace {
 
-/// The dispatch's strategy name, or "".
-StringRef strategyOf(DispatchOp dispatch) {
-  DictionaryAttr config = dispatch.getConfigAttr();
-  if (!config)
-    return "";
-  auto name = config.getAs<StringAttr>("strategy");
-  return name ? name.getValue() : "";
-}
-
 /// The single generic of `dispatch`'s body that takes the place of the
 /// block argument `arg` in an epilogue.
 linalg::GenericOp epilogueOf(DispatchOp dispatch, BlockArgument arg) {

@@ -35,12 +35,6 @@ using namespace kiln;
 
 namespace {
 
-StringRef strategyOf(DispatchOp dispatch) {
-  DictionaryAttr config = dispatch.getConfigAttr();
-  auto name = config ? config.getAs<StringAttr>("strategy") : StringAttr();
-  return name ? name.getValue() : "";
-}
-
 /// The dispatch's one elementwise generic (static, all-parallel, identity
 /// output map, scalar body), yielded as its only result; the rest of its
 /// body is what dispatch formation clones. Null otherwise.
@@ -56,58 +50,6 @@ linalg::GenericOp elementwiseOf(DispatchOp dispatch) {
            .use_empty())
     return nullptr;
   return generic;
-}
-
-/// A dispatch whose body is `first`'s then `second`'s, `second`'s reads of
-/// `first`'s results (`link`) taking the values `first` computes. It yields
-/// `second`'s results, then `first`'s results that `keep` says others
-/// still read. Built before `at`; returns it.
-DispatchOp merge(DispatchOp first, DispatchOp second, Operation *at,
-                 ArrayRef<bool> keep, DictionaryAttr config) {
-  llvm::SetVector<Value> inputs;
-  inputs.insert(first.getInputs().begin(), first.getInputs().end());
-  for (Value input : second.getInputs())
-    if (input.getDefiningOp() != first.getOperation())
-      inputs.insert(input);
-  SmallVector<Type> types(second->getResultTypes());
-  for (auto [result, kept] : llvm::zip(first->getResults(), keep))
-    if (kept)
-      types.push_back(result.getType());
-  OpBuilder builder(at);
-  auto merged = DispatchOp::create(builder, second.getLoc(), types,
-                                   inputs.getArrayRef(), config);
-  Block *body = builder.createBlock(&merged.getBody());
-  for (Value input : inputs)
-    body->addArgument(input.getType(), input.getLoc());
-  auto argFor = [&](Value outer) {
-    return body->getArgument(llvm::find(inputs, outer) - inputs.begin());
-  };
-  IRMapping mapping;
-  Block &firstBody = first.getBody().front();
-  for (auto [arg, outer] : llvm::zip(firstBody.getArguments(), first.getInputs()))
-    mapping.map(arg, argFor(outer));
-  builder.setInsertionPointToStart(body);
-  for (Operation &op : firstBody.without_terminator())
-    builder.clone(op, mapping);
-  SmallVector<Value> firstValues;
-  for (Value v : firstBody.getTerminator()->getOperands())
-    firstValues.push_back(mapping.lookup(v));
-  Block &secondBody = second.getBody().front();
-  for (auto [arg, outer] :
-       llvm::zip(secondBody.getArguments(), second.getInputs()))
-    mapping.map(arg, outer.getDefiningOp() == first.getOperation()
-                         ? firstValues[cast<OpResult>(outer).getResultNumber()]
-                         : argFor(outer));
-  for (Operation &op : secondBody.without_terminator())
-    builder.clone(op, mapping);
-  SmallVector<Value> yields;
-  for (Value v : secondBody.getTerminator()->getOperands())
-    yields.push_back(mapping.lookup(v));
-  for (auto [value, kept] : llvm::zip(firstValues, keep))
-    if (kept)
-      yields.push_back(value);
-  YieldOp::create(builder, second.getLoc(), yields);
-  return merged;
 }
 
 struct KilnGpuFuseRowsPass final
@@ -148,7 +90,7 @@ struct KilnGpuFuseRowsPass final
           continue;
         unsigned rowResults = row->getNumResults();
         DispatchOp merged =
-            merge(producer, row, row, {others}, row.getConfigAttr());
+            mergeDispatches(producer, row, row, {others}, row.getConfigAttr());
         row->replaceAllUsesWith(
             merged->getResults().take_front(rowResults));
         if (others)
@@ -200,7 +142,7 @@ struct KilnGpuFuseRowsPass final
       for (OpResult r : row->getResults())
         keep.push_back(r != result);
       DispatchOp merged =
-          merge(row, consumer, consumer, keep, row.getConfigAttr());
+          mergeDispatches(row, consumer, consumer, keep, row.getConfigAttr());
       consumer->replaceAllUsesWith(merged->getResults().take_front(1));
       unsigned next = 1;
       for (OpResult r : row->getResults())
@@ -214,3 +156,57 @@ struct KilnGpuFuseRowsPass final
 };
 
 } // namespace
+
+StringRef kiln::strategyOf(DispatchOp dispatch) {
+  DictionaryAttr config = dispatch.getConfigAttr();
+  auto name = config ? config.getAs<StringAttr>("strategy") : StringAttr();
+  return name ? name.getValue() : "";
+}
+
+DispatchOp kiln::mergeDispatches(DispatchOp first, DispatchOp second, Operation *at,
+                 ArrayRef<bool> keep, DictionaryAttr config) {
+  llvm::SetVector<Value> inputs;
+  inputs.insert(first.getInputs().begin(), first.getInputs().end());
+  for (Value input : second.getInputs())
+    if (input.getDefiningOp() != first.getOperation())
+      inputs.insert(input);
+  SmallVector<Type> types(second->getResultTypes());
+  for (auto [result, kept] : llvm::zip(first->getResults(), keep))
+    if (kept)
+      types.push_back(result.getType());
+  OpBuilder builder(at);
+  auto merged = DispatchOp::create(builder, second.getLoc(), types,
+                                   inputs.getArrayRef(), config);
+  Block *body = builder.createBlock(&merged.getBody());
+  for (Value input : inputs)
+    body->addArgument(input.getType(), input.getLoc());
+  auto argFor = [&](Value outer) {
+    return body->getArgument(llvm::find(inputs, outer) - inputs.begin());
+  };
+  IRMapping mapping;
+  Block &firstBody = first.getBody().front();
+  for (auto [arg, outer] : llvm::zip(firstBody.getArguments(), first.getInputs()))
+    mapping.map(arg, argFor(outer));
+  builder.setInsertionPointToStart(body);
+  for (Operation &op : firstBody.without_terminator())
+    builder.clone(op, mapping);
+  SmallVector<Value> firstValues;
+  for (Value v : firstBody.getTerminator()->getOperands())
+    firstValues.push_back(mapping.lookup(v));
+  Block &secondBody = second.getBody().front();
+  for (auto [arg, outer] :
+       llvm::zip(secondBody.getArguments(), second.getInputs()))
+    mapping.map(arg, outer.getDefiningOp() == first.getOperation()
+                         ? firstValues[cast<OpResult>(outer).getResultNumber()]
+                         : argFor(outer));
+  for (Operation &op : secondBody.without_terminator())
+    builder.clone(op, mapping);
+  SmallVector<Value> yields;
+  for (Value v : secondBody.getTerminator()->getOperands())
+    yields.push_back(mapping.lookup(v));
+  for (auto [value, kept] : llvm::zip(firstValues, keep))
+    if (kept)
+      yields.push_back(value);
+  YieldOp::create(builder, second.getLoc(), yields);
+  return merged;
+}

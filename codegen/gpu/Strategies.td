@@ -116,6 +116,22 @@ def KilnGpuGemmSmallM : Pass<"kiln-gpu-gemm-small-m", "mlir::func::FuncOp"> {
                            "mlir::vector::VectorDialect"];
 }
 
+def KilnGpuFuseAttentionLayouts : Pass<"kiln-gpu-fuse-attention-layouts", "mlir::ModuleOp"> {
+  let summary = "move the data movement around a flash attention into its dispatch";
+  let description = [{
+    Runs on dispatch IR after kiln-select-strategies. A dispatch whose
+    strategy is a flash attention absorbs the dispatches that only move
+    data into its operands (one `linalg.transpose`, or one generic yielding
+    an input element or a `tensor.extract` at indices computed from the
+    loop indices) when it is their only reader, transitively, and the
+    dispatch that only permutes its result when that is the result's only
+    reader: GPT-2's split of the QKV projection into heads and the merge of
+    the heads after attention cost no kernels. The flash strategy reads and
+    writes them as strided views. FuseAttentionLayouts.cpp has the details.
+  }];
+  let dependentDialects = ["mlir::affine::AffineDialect"];
+}
+
 def KilnGpuFuseRows : Pass<"kiln-gpu-fuse-rows", "mlir::ModuleOp"> {
   let summary = "move elementwise producers and consumers into row-fused dispatches";
   let description = [{

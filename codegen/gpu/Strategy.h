@@ -198,6 +198,15 @@ applyEpilogue(mlir::OpBuilder &b, mlir::Location loc,
 /// Erases an applied epilogue, the temporary and its deallocations.
 void eraseFusedEpilogue(mlir::linalg::GenericOp epilogue,
                         mlir::Value temporary);
+/// The strategy a dispatch's configuration names ("" without one).
+llvm::StringRef strategyOf(DispatchOp dispatch);
+/// A dispatch whose body is `first`'s then `second`'s, `second`'s reads of
+/// `first`'s results taking the values `first` computes. It yields
+/// `second`'s results, then `first`'s results that `keep` says others
+/// still read. Built before `at`, with `config`; returns it.
+DispatchOp mergeDispatches(DispatchOp first, DispatchOp second,
+                           mlir::Operation *at, llvm::ArrayRef<bool> keep,
+                           mlir::DictionaryAttr config);
 /// The one generic of a single-result dispatch whose body is otherwise
 /// what dispatch formation clones (no other linalg op, no regions), and
 /// whose result the dispatch yields; null otherwise.

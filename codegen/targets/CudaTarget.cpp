@@ -74,6 +74,9 @@ public:
     // A norm's residual add before it and cast after it, a softmax's scale
     // and mask: in the row-fused kernel.
     pm.addPass(createKilnGpuFuseRows());
+    // The head split before a flash attention and the head merge after it
+    // are read and written in place by the flash kernel.
+    pm.addPass(createKilnGpuFuseAttentionLayouts());
   }
 
   void buildKernelPipeline(OpPassManager &pm) const override {

@@ -1,0 +1,151 @@
+//===- FuseAttentionLayouts.cpp - head splits and merges into flash -------===//
+//
+// Between a transformer's QKV projection and its attention there is only
+// data movement: the projection's [B, S, 3·H·D] result is split into q, k
+// and v (gathers), each viewed as [B, S, H, D] and transposed to the
+// [B, H, S, D] that kiln.attention takes; after it, the [B, H, S, D] result
+// is transposed back for the output projection. After dispatch formation
+// each step is a kernel of its own (GPT-2: six per layer before attention,
+// one after), each reading and writing the whole tensor.
+//
+// The flash kernel reads its operands with 16-byte copies at any strides
+// and writes its result through any strides, so those steps move into its
+// dispatch: a producer dispatch that only moves data (one linalg.transpose,
+// or one generic that yields an input element or a tensor.extract at
+// indices computed from the loop indices) and that only the flash
+// dispatch reads is merged into it, repeatedly, and so is a consumer that
+// only permutes the result. Inside the kernel the flash strategy reads
+// them as views of the projection's buffer (and writes the destination
+// through one); where it cannot (strides it cannot copy in 16-byte
+// chunks), they stay as steps of the kernel, as correct as before.
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/gpu/Strategy.h"
+
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNGPUFUSEATTENTIONLAYOUTS
+#include "codegen/gpu/Strategies.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+/// Whether `generic`'s body only moves an element: it yields an input's
+/// element, or a tensor.extract at indices computed by integer arithmetic
+/// from linalg.index, of the output's element type.
+bool movesData(linalg::GenericOp generic) {
+  if (generic.getNumDpsInits() != 1 ||
+      generic.getNumParallelLoops() != generic.getNumLoops() ||
+      !generic.getMatchingIndexingMap(generic.getDpsInitOperand(0))
+           .isIdentity() ||
+      !generic.getMatchingBlockArgument(generic.getDpsInitOperand(0))
+           .use_empty())
+    return false;
+  Block *body = generic.getBody();
+  for (Operation &op : body->without_terminator())
+    if (!isa<linalg::IndexOp, arith::ConstantIndexOp, arith::AddIOp,
+             arith::SubIOp, arith::MulIOp, affine::AffineApplyOp,
+             tensor::ExtractOp>(op))
+      return false;
+  Value yielded = body->getTerminator()->getOperand(0);
+  if (auto arg = dyn_cast<BlockArgument>(yielded))
+    return arg.getOwner() == body &&
+           generic.getMatchingIndexingMap(
+                      generic.getDpsInputOperand(arg.getArgNumber()))
+               .isPermutation();
+  return yielded.getDefiningOp<tensor::ExtractOp>() != nullptr;
+}
+
+/// The one op of a single-result dispatch that moves data (besides what
+/// dispatch formation clones), yielded as its result; null otherwise.
+Operation *moverOf(DispatchOp dispatch) {
+  if (dispatch->getNumResults() != 1)
+    return nullptr;
+  Operation *mover = nullptr;
+  for (Operation &op : dispatch.getBody().front().without_terminator()) {
+    if (isa<tensor::EmptyOp, arith::ConstantOp>(op))
+      continue;
+    auto generic = dyn_cast<linalg::GenericOp>(op);
+    if (mover || !(isa<linalg::TransposeOp>(op) ||
+                   (generic && movesData(generic))))
+      return nullptr;
+    mover = &op;
+  }
+  Operation *yield = dispatch.getBody().front().getTerminator();
+  if (!mover || yield->getOperand(0) != mover->getResult(0))
+    return nullptr;
+  return mover;
+}
+
+struct KilnGpuFuseAttentionLayoutsPass final
+    : kiln::impl::KilnGpuFuseAttentionLayoutsBase<
+          KilnGpuFuseAttentionLayoutsPass> {
+  void runOnOperation() override {
+    SmallVector<DispatchOp> flash;
+    getOperation().walk([&](DispatchOp dispatch) {
+      if (strategyOf(dispatch).starts_with("flash-attention"))
+        flash.push_back(dispatch);
+    });
+    for (DispatchOp attention : flash)
+      fuseConsumer(fuseProducers(attention));
+  }
+
+  /// Merges the data-movement dispatches only `attention` reads, and those
+  /// only they read, into it; returns the dispatch doing its work.
+  DispatchOp fuseProducers(DispatchOp attention) {
+    bool changed = true;
+    while (changed) {
+      changed = false;
+      for (Value input : attention.getInputs()) {
+        auto producer = input.getDefiningOp<DispatchOp>();
+        if (!producer || producer->getBlock() != attention->getBlock() ||
+            !moverOf(producer) ||
+            llvm::any_of(input.getUsers(), [&](Operation *user) {
+              return user != attention.getOperation();
+            }))
+          continue;
+        DispatchOp merged = mergeDispatches(producer, attention, attention,
+                                            {false}, attention.getConfigAttr());
+        attention->replaceAllUsesWith(merged->getResults());
+        attention->erase();
+        producer->erase();
+        attention = merged;
+        changed = true;
+        break;
+      }
+    }
+    return attention;
+  }
+
+  /// Merges the dispatch that only permutes `attention`'s result, when it
+  /// is the result's only reader.
+  void fuseConsumer(DispatchOp attention) {
+    if (attention->getNumResults() != 1 || !attention->hasOneUse())
+      return;
+    auto consumer = dyn_cast<DispatchOp>(*attention->user_begin());
+    if (!consumer || consumer->getBlock() != attention->getBlock() ||
+        consumer.getInputs().size() != 1)
+      return;
+    Operation *mover = moverOf(consumer);
+    if (!mover)
+      return;
+    // It reads the whole result as an operand (transpose, permuted copy),
+    // not by gathering.
+    Value arg = consumer.getBody().front().getArgument(0);
+    auto generic = dyn_cast<linalg::GenericOp>(mover);
+    if (!arg.hasOneUse() || *arg.user_begin() != mover ||
+        (generic && generic.getNumDpsInputs() != 1))
+      return;
+    DispatchOp merged = mergeDispatches(attention, consumer, consumer, {false},
+                                        attention.getConfigAttr());
+    consumer->replaceAllUsesWith(merged->getResults());
+    consumer->erase();
+    attention->erase();
+  }
+};
+
+} // namespace
