@@ -1,0 +1,165 @@
+// RUN: kiln-opt %s --split-input-file --kiln-gpu-flash-attention | FileCheck %s
+
+// COM: The flash kernel after bufferization of GPT-2's attention dispatch
+// COM: (kiln-gpu-fuse-attention-layouts merged the head split and merge
+// COM: into it): q and k are gathered from the QKV projection [1, 8, 96]
+// COM: and transposed, v gathered already transposed, each into a
+// COM: temporary; the result is permuted into the kernel's output. All of
+// COM: it becomes views: the launch reads q, k, v from the projection at
+// COM: offsets 0, 32, 64 with strides (head 16, position 96, element 1),
+// COM: writes through the output's [b, h, s, d] strides (256, 16, 32, 1),
+// COM: and no temporary or data-movement step is left.
+// CHECK-LABEL: func.func @qkv_in_place
+// CHECK-NOT: memref.alloc
+// CHECK-NOT: linalg.
+// CHECK: gpu.launch
+// CHECK-SAME: workgroup(%{{.*}} : memref<16x16xbf16, #gpu.address_space<workgroup>>, %{{.*}} : memref<2x64x16xbf16, #gpu.address_space<workgroup>>, %{{.*}} : memref<2x64x16xbf16, #gpu.address_space<workgroup>>)
+// CHECK-NEXT: %[[Q:.*]] = memref.reinterpret_cast %arg0 to offset: [0], sizes: [1, 2, 8, 16], strides: [0, 16, 96, 1]
+// CHECK-NEXT: %[[K:.*]] = memref.reinterpret_cast %arg0 to offset: [32], sizes: [1, 2, 8, 16], strides: [0, 16, 96, 1]
+// CHECK-NEXT: %[[V:.*]] = memref.reinterpret_cast %arg0 to offset: [64], sizes: [1, 2, 8, 16], strides: [0, 16, 96, 1]
+// CHECK-NEXT: %[[O:.*]] = memref.reinterpret_cast %arg1 to offset: [0], sizes: [1, 2, 8, 16], strides: [256, 16, 32, 1]
+// CHECK: nvgpu.device_async_copy %[[Q]]
+// CHECK: nvgpu.device_async_copy %[[K]]
+// CHECK: nvgpu.device_async_copy %[[V]]
+// CHECK: nvgpu.mma.sync
+// CHECK: vector.store %{{.*}}, %[[O]]
+// CHECK: gpu.terminator
+// CHECK-NOT: linalg.
+// CHECK-NOT: memref.dealloc
+// CHECK: return
+#id4 = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#swap = affine_map<(d0, d1, d2, d3) -> (d0, d2, d1, d3)>
+func.func @qkv_in_place(%arg0: memref<1x8x96xbf16>, %arg1: memref<1x8x2x16xbf16>) attributes {kiln.config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}, kiln.kernel} {
+  %c0 = arith.constant 0 : index
+  %c16 = arith.constant 16 : index
+  %c32 = arith.constant 32 : index
+  %c64 = arith.constant 64 : index
+  %g0 = memref.alloc() : memref<1x8x2x16xbf16>
+  linalg.generic {indexing_maps = [#id4], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%g0 : memref<1x8x2x16xbf16>) {
+  ^bb0(%out: bf16):
+    %s = linalg.index 1 : index
+    %h = linalg.index 2 : index
+    %d = linalg.index 3 : index
+    %hd = arith.muli %h, %c16 : index
+    %col = arith.addi %hd, %d : index
+    %x = memref.load %arg0[%c0, %s, %col] : memref<1x8x96xbf16>
+    linalg.yield %x : bf16
+  }
+  %t0 = memref.alloc() : memref<1x2x8x16xbf16>
+  linalg.transpose ins(%g0 : memref<1x8x2x16xbf16>) outs(%t0 : memref<1x2x8x16xbf16>) permutation = [0, 2, 1, 3]
+  %q = bufferization.to_tensor %t0 : memref<1x2x8x16xbf16> to tensor<1x2x8x16xbf16>
+  %g1 = memref.alloc() : memref<1x8x2x16xbf16>
+  linalg.generic {indexing_maps = [#id4], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%g1 : memref<1x8x2x16xbf16>) {
+  ^bb0(%out: bf16):
+    %s = linalg.index 1 : index
+    %h = linalg.index 2 : index
+    %d = linalg.index 3 : index
+    %hd = arith.muli %h, %c16 : index
+    %c = arith.addi %hd, %d : index
+    %col = arith.addi %c, %c32 : index
+    %x = memref.load %arg0[%c0, %s, %col] : memref<1x8x96xbf16>
+    linalg.yield %x : bf16
+  }
+  %t1 = memref.alloc() : memref<1x2x8x16xbf16>
+  linalg.transpose ins(%g1 : memref<1x8x2x16xbf16>) outs(%t1 : memref<1x2x8x16xbf16>) permutation = [0, 2, 1, 3]
+  %k = bufferization.to_tensor %t1 : memref<1x2x8x16xbf16> to tensor<1x2x8x16xbf16>
+  %t2 = memref.alloc() : memref<1x2x8x16xbf16>
+  linalg.generic {indexing_maps = [#id4], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%t2 : memref<1x2x8x16xbf16>) {
+  ^bb0(%out: bf16):
+    %h = linalg.index 1 : index
+    %s = linalg.index 2 : index
+    %d = linalg.index 3 : index
+    %hd = arith.muli %h, %c16 : index
+    %c = arith.addi %hd, %d : index
+    %col = arith.addi %c, %c64 : index
+    %x = memref.load %arg0[%c0, %s, %col] : memref<1x8x96xbf16>
+    linalg.yield %x : bf16
+  }
+  %v = bufferization.to_tensor %t2 : memref<1x2x8x16xbf16> to tensor<1x2x8x16xbf16>
+  %r = kiln.attention %q, %k, %v {causal_offset = 0 : i64, scale = 2.500000e-01 : f64, softmax_type = f32} : tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16> -> tensor<1x2x8x16xbf16>
+  %rb = bufferization.to_buffer %r : tensor<1x2x8x16xbf16> to memref<1x2x8x16xbf16, strided<[?, ?, ?, ?], offset: ?>>
+  linalg.generic {indexing_maps = [#swap, #id4], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%rb : memref<1x2x8x16xbf16, strided<[?, ?, ?, ?], offset: ?>>) outs(%arg1 : memref<1x8x2x16xbf16>) {
+  ^bb0(%in: bf16, %out: bf16):
+    linalg.yield %in : bf16
+  }
+  memref.dealloc %g0 : memref<1x8x2x16xbf16>
+  memref.dealloc %t0 : memref<1x2x8x16xbf16>
+  memref.dealloc %g1 : memref<1x8x2x16xbf16>
+  memref.dealloc %t1 : memref<1x2x8x16xbf16>
+  memref.dealloc %t2 : memref<1x2x8x16xbf16>
+  return
+}
+
+// -----
+
+// COM: A gather at offset 4: rows of q would start mid-chunk, so q is not
+// COM: read in place; the gather stays (a kernel of its own) and the launch
+// COM: reads its temporary. k and v are the kernel's buffers as they are;
+// COM: the result is copied to the output, which the launch writes.
+// CHECK-LABEL: func.func @unaligned_gather_stays
+// CHECK: %[[T:.*]] = memref.alloc() : memref<1x2x8x16xbf16>
+// CHECK: linalg.generic
+// CHECK: memref.load %arg0
+// CHECK: gpu.launch
+// CHECK-NOT: memref.reinterpret_cast
+// CHECK: nvgpu.device_async_copy %[[T]]
+// CHECK: nvgpu.device_async_copy %arg1
+// CHECK: nvgpu.device_async_copy %arg2
+// CHECK: vector.store %{{.*}}, %arg3
+// CHECK: gpu.terminator
+// CHECK-NOT: memref.copy
+// CHECK: memref.dealloc %[[T]]
+#id4 = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+func.func @unaligned_gather_stays(%arg0: memref<1x8x96xbf16>, %arg1: memref<1x2x8x16xbf16>, %arg2: memref<1x2x8x16xbf16>, %arg3: memref<1x2x8x16xbf16>) attributes {kiln.config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}, kiln.kernel} {
+  %c0 = arith.constant 0 : index
+  %c4 = arith.constant 4 : index
+  %c16 = arith.constant 16 : index
+  %t = memref.alloc() : memref<1x2x8x16xbf16>
+  linalg.generic {indexing_maps = [#id4], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%t : memref<1x2x8x16xbf16>) {
+  ^bb0(%out: bf16):
+    %h = linalg.index 1 : index
+    %s = linalg.index 2 : index
+    %d = linalg.index 3 : index
+    %hd = arith.muli %h, %c16 : index
+    %c = arith.addi %hd, %d : index
+    %col = arith.addi %c, %c4 : index
+    %x = memref.load %arg0[%c0, %s, %col] : memref<1x8x96xbf16>
+    linalg.yield %x : bf16
+  }
+  %q = bufferization.to_tensor %t : memref<1x2x8x16xbf16> to tensor<1x2x8x16xbf16>
+  %k = bufferization.to_tensor %arg1 : memref<1x2x8x16xbf16> to tensor<1x2x8x16xbf16>
+  %v = bufferization.to_tensor %arg2 : memref<1x2x8x16xbf16> to tensor<1x2x8x16xbf16>
+  %r = kiln.attention %q, %k, %v {scale = 2.500000e-01 : f64, softmax_type = f32} : tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16> -> tensor<1x2x8x16xbf16>
+  %rb = bufferization.to_buffer %r : tensor<1x2x8x16xbf16> to memref<1x2x8x16xbf16, strided<[?, ?, ?, ?], offset: ?>>
+  memref.copy %rb, %arg3 : memref<1x2x8x16xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x2x8x16xbf16>
+  memref.dealloc %t : memref<1x2x8x16xbf16>
+  return
+}
+
+// -----
+
+// COM: The result permuted into a view whose rows start at odd elements
+// COM: (pairs could not be stored as one word): the launch writes a
+// COM: temporary, which the permutation then reads.
+// CHECK-LABEL: func.func @unaligned_result_stays
+// CHECK: %[[T:.*]] = memref.alloc() : memref<1x2x8x16xbf16>
+// CHECK: %[[C:.*]] = memref.cast %[[T]]
+// CHECK: gpu.launch
+// CHECK: vector.store %{{.*}}, %[[T]]
+// CHECK: gpu.terminator
+// CHECK: linalg.generic {{.*}} ins(%[[C]] : {{.*}}) outs(%{{.*}} : memref<1x8x2x16xbf16, strided<[272, 34, 17, 1], offset: 1>>)
+// CHECK: memref.dealloc %[[T]]
+// CHECK-NEXT: return
+#id4 = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#swap = affine_map<(d0, d1, d2, d3) -> (d0, d2, d1, d3)>
+func.func @unaligned_result_stays(%arg0: memref<1x2x8x16xbf16>, %arg1: memref<1x8x2x17xbf16>) attributes {kiln.config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}, kiln.kernel} {
+  %q = bufferization.to_tensor %arg0 : memref<1x2x8x16xbf16> to tensor<1x2x8x16xbf16>
+  %r = kiln.attention %q, %q, %q {scale = 2.500000e-01 : f64, softmax_type = f32} : tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16> -> tensor<1x2x8x16xbf16>
+  %rb = bufferization.to_buffer %r : tensor<1x2x8x16xbf16> to memref<1x2x8x16xbf16, strided<[?, ?, ?, ?], offset: ?>>
+  %out = memref.subview %arg1[0, 0, 0, 1] [1, 8, 2, 16] [1, 1, 1, 1] : memref<1x8x2x17xbf16> to memref<1x8x2x16xbf16, strided<[272, 34, 17, 1], offset: 1>>
+  linalg.generic {indexing_maps = [#swap, #id4], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%rb : memref<1x2x8x16xbf16, strided<[?, ?, ?, ?], offset: ?>>) outs(%out : memref<1x8x2x16xbf16, strided<[272, 34, 17, 1], offset: 1>>) {
+  ^bb0(%in: bf16, %o: bf16):
+    linalg.yield %in : bf16
+  }
+  return
+}
