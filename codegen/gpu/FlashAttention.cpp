@@ -63,7 +63,7 @@ constexpr int64_t kChunk = 8; // 16-byte chunks of 16-bit elements
 int64_t roundUp(int64_t x, int64_t to) { return llvm::divideCeil(x, to) * to; }
 
 struct FlashConfig {
-  int64_t bm, bn, stages;
+  int64_t bm, bn, stages, splits = 1;
   int64_t warps() const { return bm / 16; }
   int64_t threads() const { return kWarp * warps(); }
 
@@ -73,6 +73,14 @@ struct FlashConfig {
     if (failed(tile) || failed(stages))
       return failure();
     FlashConfig c{(*tile)[0], (*tile)[1], *stages};
+    if (config.attr().get("splits")) {
+      FailureOr<int64_t> splits = config.getInt("splits");
+      if (failed(splits))
+        return failure();
+      if (*splits < 1)
+        return config.error() << "splits must be at least 1";
+      c.splits = *splits;
+    }
     if (c.bm % 16 || c.bn % 16)
       return config.error() << "the query tile (16 rows per warp) and the key "
                                "tile (k16 steps of P V) must be multiples of 16";
@@ -195,6 +203,79 @@ struct KilnGpuFlashAttentionPass final
                                      tile.buffer, indices, transpose, count);
   }
 
+  /// Split-KV's workspace: [split, batch, head, row, d] partial outputs
+  /// and [split, batch, head, row, {max, sum}].
+  struct SplitParts {
+    Value partO, partML;
+  };
+
+  /// The combine launch of split-KV: a thread per output element reads
+  /// every split's max, sum and partial output, rescales them to the
+  /// largest max (log-sum-exp) and writes O = sum_s e_s O_s / sum_s e_s l_s
+  /// (0 for a row that saw no key), rounded to the result type.
+  void buildCombine(OpBuilder &b, Location loc, const StrategyConfig &config,
+                    const FlashShape &shape, int64_t splits,
+                    const SplitParts &parts, Value out,
+                    const std::optional<StridedView> &outView, Type element) {
+    constexpr int64_t kThreads = 128;
+    int64_t elements = shape.queries * shape.headV;
+    Launch built = createLaunch(
+        b, loc,
+        {constantIndex(b, loc, llvm::divideCeil(elements, kThreads)),
+         constantIndex(b, loc, shape.heads), constantIndex(b, loc, shape.batch)},
+        {kThreads, 1, 1}, config);
+    OpBuilder &in = built.body;
+    Ix ix{in, loc};
+    if (outView)
+      out = outView->build(in, loc,
+                           {shape.batch, shape.heads, shape.queries,
+                            shape.headV});
+    gpu::LaunchOp launch = built.op;
+    Value e = ix.add(ix.mul(launch.getBlockIds().x, kThreads),
+                     launch.getThreadIds().x);
+    Value batch = launch.getBlockIds().z, head = launch.getBlockIds().y;
+    auto ifOp = scf::IfOp::create(in, loc, ix.lt(e, elements), false);
+    OpBuilder tb = ifOp.getThenBodyBuilder();
+    Ix tx{tb, loc};
+    Value row = tx.div(e, shape.headV), col = tx.rem(e, shape.headV);
+    auto f32c = [&](double value) {
+      return arith::ConstantOp::create(tb, loc, tb.getF32FloatAttr(value))
+          .getResult();
+    };
+    SmallVector<Value> maxes;
+    Value m = f32c(-INFINITY);
+    for (int64_t s = 0; s < splits; ++s) {
+      maxes.push_back(memref::LoadOp::create(
+          tb, loc, parts.partML,
+          ValueRange{tx.c(s), batch, head, row, tx.c(0)}));
+      m = arith::MaximumFOp::create(tb, loc, m, maxes.back());
+    }
+    Value unseen = arith::CmpFOp::create(tb, loc, arith::CmpFPredicate::OEQ, m,
+                                         f32c(-INFINITY));
+    Value base = arith::SelectOp::create(tb, loc, unseen, f32c(0.0), m);
+    Value sum = f32c(0.0), acc = f32c(0.0);
+    for (int64_t s = 0; s < splits; ++s) {
+      Value weight = math::ExpOp::create(
+          tb, loc, arith::SubFOp::create(tb, loc, maxes[s], base));
+      Value l = memref::LoadOp::create(
+          tb, loc, parts.partML, ValueRange{tx.c(s), batch, head, row, tx.c(1)});
+      Value o = memref::LoadOp::create(
+          tb, loc, parts.partO, ValueRange{tx.c(s), batch, head, row, col});
+      sum = arith::AddFOp::create(tb, loc, sum,
+                                  arith::MulFOp::create(tb, loc, weight, l));
+      acc = arith::AddFOp::create(tb, loc, acc,
+                                  arith::MulFOp::create(tb, loc, weight, o));
+    }
+    Value empty = arith::CmpFOp::create(tb, loc, arith::CmpFPredicate::OEQ, sum,
+                                        f32c(0.0));
+    Value result = arith::SelectOp::create(
+        tb, loc, empty, f32c(0.0), arith::DivFOp::create(tb, loc, acc, sum));
+    memref::StoreOp::create(tb, loc,
+                            arith::TruncFOp::create(tb, loc, element, result),
+                            out, ValueRange{batch, head, row, col});
+    gpu::TerminatorOp::create(in, loc);
+  }
+
   LogicalResult rewrite(AttentionOp op, const StrategyConfig &config) {
     std::optional<FlashShape> maybeShape = flashAttentionShape(op);
     if (!maybeShape)
@@ -218,9 +299,11 @@ struct KilnGpuFlashAttentionPass final
     std::optional<int64_t> causal = op.getCausalOffset();
     double scale = op.getScale().convertToDouble();
     double softcap = op.getSoftcap().convertToDouble();
-    if (qTiles > 0x7fffffff || shape.heads > 65535 || shape.batch > 65535)
+    int64_t splits = std::min(c.splits, kvTiles);
+    if (qTiles > 0x7fffffff || shape.heads > 65535 ||
+        shape.batch * splits > 65535)
       return op.emitError() << "the grid of " << qTiles << " x " << shape.heads
-                            << " x " << shape.batch
+                            << " x " << shape.batch * splits
                             << " blocks exceeds the device's limits";
 
     // The operands' buffers, and the step that moves the result to the
@@ -283,10 +366,21 @@ struct KilnGpuFlashAttentionPass final
       resultStep = nullptr;
     }
 
+    // Split-KV: each split's unnormalized O, and its rows' max and sum.
+    std::optional<SplitParts> split_;
+    if (splits > 1) {
+      auto f32Buffer = [&](ArrayRef<int64_t> shape) -> Value {
+        return memref::AllocOp::create(b, loc, MemRefType::get(shape, f32));
+      };
+      split_ = SplitParts{
+          f32Buffer({splits, shape.batch, shape.heads, shape.queries,
+                     shape.headV}),
+          f32Buffer({splits, shape.batch, shape.heads, shape.queries, 2})};
+    }
     Launch built = createLaunch(
         b, loc,
         {constantIndex(b, loc, qTiles), constantIndex(b, loc, shape.heads),
-         constantIndex(b, loc, shape.batch)},
+         constantIndex(b, loc, shape.batch * splits)},
         {c.threads(), 1, 1}, config);
     gpu::LaunchOp launch = built.op;
     OpBuilder &in = built.body;
@@ -323,7 +417,11 @@ struct KilnGpuFlashAttentionPass final
     Value tid = launch.getThreadIds().x;
     Value lane = ix.rem(tid, kWarp), warp = ix.div(tid, kWarp);
     Value group = ix.div(lane, 4), inGroup = ix.rem(lane, 4);
-    Value batch = launch.getBlockIds().z, head = launch.getBlockIds().y;
+    // With split-KV, grid z runs over (batch, split) and each block reads
+    // one split's share of the key tiles.
+    Value batch = ix.div(launch.getBlockIds().z, splits),
+          split = ix.rem(launch.getBlockIds().z, splits),
+          head = launch.getBlockIds().y;
     Value kvHead = ix.div(head, groups);
     Value qBase = ix.mul(launch.getBlockIds().x, c.bm);
     auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
@@ -344,6 +442,9 @@ struct KilnGpuFlashAttentionPass final
       kvEnd = arith::MinUIOp::create(in, loc, ix.div(ix.add(positive, c.bn - 1), c.bn),
                                      kvEnd);
     }
+    int64_t perSplit = llvm::divideCeil(kvTiles, splits);
+    Value kvBegin = ix.mul(split, perSplit);
+    kvEnd = arith::MinUIOp::create(in, loc, ix.add(kvBegin, perSplit), kvEnd);
     auto loadKV = [&](Ix &lx, Value tile, Value stage, Value enabled) {
       SmallVector<Value> tokens;
       Value rowBase = lx.mul(tile, c.bn);
@@ -359,8 +460,10 @@ struct KilnGpuFlashAttentionPass final
     load(ix, c.threads(), tid, qTile, Value(), q, batch, head, qBase,
          shape.queries, shape.headQK, Value(), qTokens);
     Value token = commit(in, qTokens);
-    for (int64_t s = 0; s + 1 < stages; ++s)
-      token = loadKV(ix, ix.c(s), ix.c(s), ix.ltV(ix.c(s), kvEnd));
+    for (int64_t s = 0; s + 1 < stages; ++s) {
+      Value tile = ix.add(kvBegin, s);
+      token = loadKV(ix, tile, ix.rem(tile, stages), ix.ltV(tile, kvEnd));
+    }
     // Q has landed (all but the S-1 newest groups): its fragments, for
     // every k16 step of the head.
     nvgpu::DeviceAsyncWaitOp::create(in, loc, token,
@@ -386,7 +489,7 @@ struct KilnGpuFlashAttentionPass final
     SmallVector<Value> carried(oTiles, zeroAcc);
     Value negInf = f32c(in, -INFINITY);
     carried.append({negInf, negInf, f32c(in, 0.0), f32c(in, 0.0), token});
-    auto loop = scf::ForOp::create(in, loc, ix.c(0), kvEnd, ix.c(1), carried);
+    auto loop = scf::ForOp::create(in, loc, kvBegin, kvEnd, ix.c(1), carried);
     {
       OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
       Ix lx{lb, loc};
@@ -529,10 +632,9 @@ struct KilnGpuFlashAttentionPass final
       scf::YieldOp::create(lb, loc, yielded);
     }
 
-    // O / l, l summed over the row's four lanes; a row that saw no key
-    // (l = 0) gives 0. Pairs of adjacent columns leave as one store.
+    // l summed over the row's four lanes.
     Value width = arith::ConstantIntOp::create(in, loc, kWarp, 32);
-    SmallVector<Value> inverse(2);
+    SmallVector<Value> rowSums(2);
     for (int64_t half = 0; half < 2; ++half) {
       Value l = loop.getResult(oTiles + 2 + half);
       for (int64_t offset : {1, 2}) {
@@ -543,35 +645,87 @@ struct KilnGpuFlashAttentionPass final
                                    gpu::ShuffleMode::XOR)
                 .getShuffleResult());
       }
-      Value empty = arith::CmpFOp::create(in, loc, arith::CmpFPredicate::OEQ, l,
-                                          f32c(in, 0.0));
-      inverse[half] = arith::SelectOp::create(
-          in, loc, empty, f32c(in, 0.0),
-          arith::DivFOp::create(in, loc, f32c(in, 1.0), l));
+      rowSums[half] = l;
     }
-    for (int64_t jd = 0; jd < oTiles; ++jd)
+    auto rowOf = [&](int64_t half) {
+      return ix.add(qBase, ix.add(warpRow, ix.add(group, 8 * half)));
+    };
+    if (split_) {
+      // A split's part: O (not yet divided), and the row's max and sum,
+      // for the combine launch.
+      for (int64_t jd = 0; jd < oTiles; ++jd)
+        for (int64_t half = 0; half < 2; ++half) {
+          Value row = rowOf(half);
+          Value col = ix.add(ix.mul(inGroup, 2), jd * 8);
+          Value inside =
+              ix.andI(ix.lt(row, shape.queries), ix.lt(col, shape.headV));
+          OpBuilder sb =
+              scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
+          SmallVector<Value> values;
+          for (int64_t e = 0; e < 2; ++e)
+            values.push_back(vector::ExtractOp::create(
+                sb, loc, loop.getResult(jd), ArrayRef<int64_t>{half, e}));
+          Value pair = vector::FromElementsOp::create(
+              sb, loc, VectorType::get({2}, f32), values);
+          vector::StoreOp::create(sb, loc, pair, split_->partO,
+                                  ValueRange{split, batch, head, row, col},
+                                  /*nontemporal=*/false, llvm::MaybeAlign(8));
+        }
       for (int64_t half = 0; half < 2; ++half) {
-        Value row = ix.add(qBase, ix.add(warpRow, ix.add(group, 8 * half)));
-        Value col = ix.add(ix.mul(inGroup, 2), jd * 8);
-        Value inside = ix.andI(ix.lt(row, shape.queries), ix.lt(col, shape.headV));
+        Value row = rowOf(half);
+        Value inside = ix.andI(ix.lt(row, shape.queries), ix.lt(inGroup, 1));
         OpBuilder sb =
             scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
-        SmallVector<Value> values;
-        for (int64_t e = 0; e < 2; ++e)
-          values.push_back(arith::TruncFOp::create(
-              sb, loc, element,
-              arith::MulFOp::create(
-                  sb, loc,
-                  vector::ExtractOp::create(sb, loc, loop.getResult(jd),
-                                            ArrayRef<int64_t>{half, e}),
-                  inverse[half])));
-        Value pair = vector::FromElementsOp::create(
-            sb, loc, VectorType::get({2}, element), values);
-        vector::StoreOp::create(sb, loc, pair, out,
-                                ValueRange{batch, head, row, col},
-                                /*nontemporal=*/false, llvm::MaybeAlign(4));
+        SmallVector<Value> maxAndSum = {loop.getResult(oTiles + half),
+                                        rowSums[half]};
+        for (auto [i, value] : llvm::enumerate(maxAndSum))
+          memref::StoreOp::create(
+              sb, loc, value, split_->partML,
+              ValueRange{split, batch, head, row,
+                         arith::ConstantIndexOp::create(sb, loc, i)});
       }
+    } else {
+      // O / l; a row that saw no key (l = 0) gives 0. Pairs of adjacent
+      // columns leave as one store.
+      SmallVector<Value> inverse(2);
+      for (int64_t half = 0; half < 2; ++half) {
+        Value empty = arith::CmpFOp::create(
+            in, loc, arith::CmpFPredicate::OEQ, rowSums[half], f32c(in, 0.0));
+        inverse[half] = arith::SelectOp::create(
+            in, loc, empty, f32c(in, 0.0),
+            arith::DivFOp::create(in, loc, f32c(in, 1.0), rowSums[half]));
+      }
+      for (int64_t jd = 0; jd < oTiles; ++jd)
+        for (int64_t half = 0; half < 2; ++half) {
+          Value row = rowOf(half);
+          Value col = ix.add(ix.mul(inGroup, 2), jd * 8);
+          Value inside =
+              ix.andI(ix.lt(row, shape.queries), ix.lt(col, shape.headV));
+          OpBuilder sb =
+              scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
+          SmallVector<Value> values;
+          for (int64_t e = 0; e < 2; ++e)
+            values.push_back(arith::TruncFOp::create(
+                sb, loc, element,
+                arith::MulFOp::create(
+                    sb, loc,
+                    vector::ExtractOp::create(sb, loc, loop.getResult(jd),
+                                              ArrayRef<int64_t>{half, e}),
+                    inverse[half])));
+          Value pair = vector::FromElementsOp::create(
+              sb, loc, VectorType::get({2}, element), values);
+          vector::StoreOp::create(sb, loc, pair, out,
+                                  ValueRange{batch, head, row, col},
+                                  /*nontemporal=*/false, llvm::MaybeAlign(4));
+        }
+    }
     gpu::TerminatorOp::create(in, loc);
+    if (split_) {
+      buildCombine(b, loc, config, shape, splits, *split_, out, outView,
+                   element);
+      memref::DeallocOp::create(b, loc, split_->partO);
+      memref::DeallocOp::create(b, loc, split_->partML);
+    }
 
     if (resultStep)
       resultStep->erase();

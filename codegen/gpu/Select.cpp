@@ -212,12 +212,31 @@ private:
     int64_t bm = 16 * warps;
     constexpr int64_t kStages = 2;
     int64_t limit = std::min<int64_t>(48 * 1024, facts.sharedBytesPerBlock);
-    for (int64_t bn : {64, 32, 16})
-      if (flashAttentionSharedBytes(shape, bm, bn, kStages) <= limit)
-        return config(kFlashAttentionMmaSync,
-                      {named("tile", ArrayRef<int64_t>{bm, bn}),
-                       named("stages", kStages)});
+    for (int64_t bn : {64, 32, 16}) {
+      if (flashAttentionSharedBytes(shape, bm, bn, kStages) > limit)
+        continue;
+      SmallVector<NamedAttribute> entries = {
+          named("tile", ArrayRef<int64_t>{bm, bn}), named("stages", kStages)};
+      if (int64_t splits = flashSplits(shape, bm, bn); splits > 1)
+        entries.push_back(named("splits", splits));
+      return config(kFlashAttentionMmaSync, entries);
+    }
     return nullptr;
+  }
+  /// Split-KV (decode: a few query rows against a long KV cache): when the
+  /// (query tile, head, batch) blocks leave SMs idle, the key tiles are
+  /// split among up to 16 blocks per row tile, two tiles or more each, so
+  /// that the blocks cover the SMs; a combine launch merges the splits.
+  int64_t flashSplits(const FlashShape &shape, int64_t bm, int64_t bn) {
+    int64_t blocks =
+        llvm::divideCeil(shape.queries, bm) * shape.heads * shape.batch;
+    int64_t kvTiles = llvm::divideCeil(shape.keys, bn);
+    if (blocks >= int64_t(facts.smCount))
+      return 1;
+    return std::clamp<int64_t>(
+        std::min<int64_t>(llvm::divideCeil(int64_t(facts.smCount), blocks),
+                          kvTiles / 2),
+        1, 16);
   }
   /// Attention's decomposition: GEMMs, row reductions, elementwise steps,
   /// each with its own part of the configuration.

@@ -3,7 +3,8 @@
 warps of query rows; key tiles of 64 and 32; causal with and without a
 past, additive and boolean masks, grouped-query heads, softcap, sequence
 lengths that are not multiples of the tiles, a few query rows against a
-long KV cache), compiled with --precision for cuda:sm_80,sm_90a and run
+long KV cache, split-KV decode with its combine launch, a split left
+without key tiles among them), compiled with --precision for cuda:sm_80,sm_90a and run
 under the GPU-kernel simulator against a float64 NumPy reference, and for
 the CPU (the same op decomposed, products summed in f32) against the same
 reference; and its SASS on both architectures."""
@@ -38,6 +39,14 @@ CASES = {
                         tile=[16, 64]),
     "softcap": dict(shape=(1, 2, 2, 24, 0, 24, 64), causal=True, softcap=5.0,
                     tile=[32, 64]),
+    # Decode against a long cache: 4 blocks would leave the SMs idle, so
+    # the 16 key tiles are split 8 ways (2 each) and combined.
+    "decode_split": dict(shape=(1, 4, 2, 2, 1000, 2, 64), causal=True,
+                         tile=[16, 64], splits=8),
+    # 16 blocks, 22 key tiles of 32 split 7 ways (4 each): the last split
+    # has no tile and must not disturb the combine.
+    "decode_split_empty_gqa4": dict(shape=(2, 8, 2, 1, 699, 1, 128),
+                                    causal=True, tile=[16, 32], splits=7),
 }
 
 
@@ -139,8 +148,13 @@ def test_flash_attention_under_the_simulator(name, tmp_path):
              "--embed-kernel-ir", "-o", artifact)
         info = json.loads(kiln("inspect", artifact, "--json").stdout)
         flash = [k for k in info["kernels"] if k["strategy"] == STRATEGY]
-        assert len(flash) == 1, [k["strategy"] for k in info["kernels"]]
-        assert flash[0]["config"] == {"tile": CASES[name]["tile"], "stages": 2}
+        # Split-KV is two launches: the splits, then their combine.
+        split = "splits" in CASES[name]
+        assert len(flash) == 1 + split, [k["strategy"] for k in info["kernels"]]
+        expected = {"tile": CASES[name]["tile"], "stages": 2}
+        if split:
+            expected["splits"] = CASES[name]["splits"]
+        assert all(k["config"] == expected for k in flash), flash
         got = run(artifact, feeds, "sim", tmp_path)
         error = normwise_error(got, want)
         assert error <= PRECISION_TOLERANCES[precision], (precision, error)

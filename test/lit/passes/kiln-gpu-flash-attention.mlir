@@ -163,3 +163,37 @@ func.func @unaligned_result_stays(%arg0: memref<1x2x8x16xbf16>, %arg1: memref<1x
   }
   return
 }
+
+// -----
+
+// COM: Split-KV: 4 key tiles of 64 over 2 splits. Two f32 workspaces
+// COM: ([split, batch, head, row, d] and [.., {max, sum}]), the flash launch
+// COM: over (query tiles, heads, batch x splits) reading tiles [2 split,
+// COM: 2 split + 2) and storing its part, then the combine launch (128
+// COM: threads per block, one per output element) rescaling each split by
+// COM: exp(m_s - max) and writing the bf16 result; the workspaces are freed.
+// CHECK-LABEL: func.func @split_kv
+// CHECK: %[[O:.*]] = memref.alloc() : memref<2x1x2x1x64xf32>
+// CHECK: %[[ML:.*]] = memref.alloc() : memref<2x1x2x1x2xf32>
+// CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %c1{{.*}}, %{{.*}} = %c2{{.*}}, %{{.*}} = %c2{{.*}})
+// CHECK: scf.for
+// CHECK: nvgpu.mma.sync
+// CHECK: vector.store %{{.*}}, %[[O]]
+// CHECK: memref.store %{{.*}}, %[[ML]]
+// CHECK: gpu.terminator
+// CHECK: gpu.launch
+// CHECK-SAME: threads({{.*}}) in (%{{.*}} = %c128
+// CHECK-COUNT-2: memref.load %[[ML]]
+// CHECK: math.exp
+// CHECK: memref.store %{{.*}}, %arg2
+// CHECK: gpu.terminator
+// CHECK: memref.dealloc %[[O]]
+// CHECK: memref.dealloc %[[ML]]
+func.func @split_kv(%arg0: memref<1x2x1x64xbf16>, %arg1: memref<1x2x256x64xbf16>, %arg2: memref<1x2x1x64xbf16>) attributes {kiln.config = {splits = 2 : i64, stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}, kiln.kernel} {
+  %q = bufferization.to_tensor %arg0 : memref<1x2x1x64xbf16> to tensor<1x2x1x64xbf16>
+  %kv = bufferization.to_tensor %arg1 : memref<1x2x256x64xbf16> to tensor<1x2x256x64xbf16>
+  %r = kiln.attention %q, %kv, %kv {scale = 1.250000e-01 : f64, softmax_type = f32} : tensor<1x2x1x64xbf16>, tensor<1x2x256x64xbf16>, tensor<1x2x256x64xbf16> -> tensor<1x2x1x64xbf16>
+  %rb = bufferization.to_buffer %r : tensor<1x2x1x64xbf16> to memref<1x2x1x64xbf16, strided<[?, ?, ?, ?], offset: ?>>
+  memref.copy %rb, %arg2 : memref<1x2x1x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x2x1x64xbf16>
+  return
+}

@@ -161,9 +161,10 @@ func.func @elementwise(%a: tensor<8x128xf32>, %b: tensor<3x5xf32>) -> (tensor<8x
 
 // -----
 
-// COM: kiln.attention is a dispatch root of its own; with no attention
-// COM: kernel yet, it takes its decomposition (attention-fallback), whose
-// COM: GEMMs, row reductions and elementwise steps each have a part.
+// COM: kiln.attention is a dispatch root of its own; f32 attention has no
+// COM: tensor-core kernel, so it takes its decomposition
+// COM: (attention-fallback), whose GEMMs, row reductions and elementwise
+// COM: steps each have a part.
 // CUDA-LABEL: func.func @attention
 // CUDA: {config = {elementwise = {{{.*}}}, "gemm-simt" = {{{.*}}}, generic = {{{.*}}}, "row-reduce" = {{{.*}}}, strategy = "attention-fallback"}}
 // CPU-LABEL: func.func @attention
@@ -175,6 +176,41 @@ func.func @attention(%q: tensor<1x2x8x16xf32>, %k: tensor<1x2x8x16xf32>, %v: ten
     kiln.yield %o : tensor<1x2x8x16xf32>
   }
   return %r : tensor<1x2x8x16xf32>
+}
+
+// -----
+
+// COM: bf16 attention with an f32 softmax: flash-attention-mma-sync, four
+// COM: warps of 16 query rows, key tiles of 64 (two stages of K and V for a
+// COM: head of 64 fit 48 KiB); 8 query tiles x 12 heads x 2 fill the SMs.
+// CUDA-LABEL: func.func @flash_prefill
+// CUDA: {config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 64, 64>}}
+func.func @flash_prefill(%q: tensor<2x12x512x64xbf16>) -> tensor<2x12x512x64xbf16> {
+  %r = kiln.dispatch(%q) : (tensor<2x12x512x64xbf16>) -> tensor<2x12x512x64xbf16> {
+  ^bb0(%a: tensor<2x12x512x64xbf16>):
+    %o = kiln.attention %a, %a, %a {causal_offset = 0 : i64, scale = 0.125 : f64, softmax_type = f32} : tensor<2x12x512x64xbf16>, tensor<2x12x512x64xbf16>, tensor<2x12x512x64xbf16> -> tensor<2x12x512x64xbf16>
+    kiln.yield %o : tensor<2x12x512x64xbf16>
+  }
+  return %r : tensor<2x12x512x64xbf16>
+}
+
+// -----
+
+// COM: Decode: one query row per head against 2048 keys is 12 blocks, too
+// COM: few for the SMs: the 32 key tiles are split 9 ways on the A100
+// COM: (ceil(108 SMs / 12 blocks)), 11 ways on the H100 (132 / 12); a
+// COM: target of both takes the first architecture's facts.
+// CUDA-LABEL: func.func @flash_decode
+// CUDA: {config = {splits = 9 : i64, stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}}
+// HOPPER-LABEL: func.func @flash_decode
+// HOPPER: {config = {splits = 11 : i64, stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}}
+func.func @flash_decode(%q: tensor<1x12x1x64xbf16>, %kv: tensor<1x12x2048x64xbf16>) -> tensor<1x12x1x64xbf16> {
+  %r = kiln.dispatch(%q, %kv) : (tensor<1x12x1x64xbf16>, tensor<1x12x2048x64xbf16>) -> tensor<1x12x1x64xbf16> {
+  ^bb0(%a: tensor<1x12x1x64xbf16>, %b: tensor<1x12x2048x64xbf16>):
+    %o = kiln.attention %a, %b, %b {scale = 0.125 : f64, softmax_type = f32} : tensor<1x12x1x64xbf16>, tensor<1x12x2048x64xbf16>, tensor<1x12x2048x64xbf16> -> tensor<1x12x1x64xbf16>
+    kiln.yield %o : tensor<1x12x1x64xbf16>
+  }
+  return %r : tensor<1x12x1x64xbf16>
 }
 
 // -----
