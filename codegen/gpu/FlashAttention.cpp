@@ -46,6 +46,8 @@
 #include "llvm/ADT/SetVector.h"
 
 #include <cmath>
+#include <functional>
+#include <tuple>
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNGPUFLASHATTENTION
@@ -64,6 +66,7 @@ int64_t roundUp(int64_t x, int64_t to) { return llvm::divideCeil(x, to) * to; }
 
 struct FlashConfig {
   int64_t bm, bn, stages, splits = 1;
+  bool packHeads = false;
   int64_t warps() const { return bm / 16; }
   int64_t threads() const { return kWarp * warps(); }
 
@@ -80,6 +83,12 @@ struct FlashConfig {
       if (*splits < 1)
         return config.error() << "splits must be at least 1";
       c.splits = *splits;
+    }
+    if (config.attr().get("pack_heads")) {
+      FailureOr<int64_t> pack = config.getInt("pack_heads");
+      if (failed(pack) || (*pack != 0 && *pack != 1))
+        return config.error() << "pack_heads must be 0 or 1";
+      c.packHeads = *pack;
     }
     if (c.bm % 16 || c.bn % 16)
       return config.error() << "the query tile (16 rows per warp) and the key "
@@ -153,10 +162,13 @@ struct KilnGpuFlashAttentionPass final
   /// `batch`, head `head`) from row `rowBase` into `stage` of `tile`; rows
   /// past `rowCount` and columns past `cols` are zero-filled (and read
   /// nothing), and every copy is skipped without `enabled`.
+  /// With `rowMap`, tile row r reads row rowMap(r).second of head
+  /// rowMap(r).first instead (query heads packed into the rows).
+  using RowMap = std::function<std::pair<Value, Value>(Ix &, Value)>;
   void load(Ix &ix, int64_t threads, Value tid, const Tile &tile, Value stage,
             Value source, Value batch, Value head, Value rowBase,
             int64_t rowCount, int64_t cols, Value enabled,
-            SmallVectorImpl<Value> &tokens) {
+            SmallVectorImpl<Value> &tokens, const RowMap &rowMap = nullptr) {
     int64_t total = tile.rows * tile.chunks();
     auto tokenType = nvgpu::DeviceAsyncTokenType::get(ix.b.getContext());
     for (int64_t i = 0; i < llvm::divideCeil(total, threads); ++i) {
@@ -179,9 +191,12 @@ struct KilnGpuFlashAttentionPass final
       SmallVector<Value> dst = {r, physical};
       if (stage)
         dst.insert(dst.begin(), stage);
+      Value sourceHead = head, sourceRow = ix.select(inside, row, zero);
+      if (rowMap)
+        std::tie(sourceHead, sourceRow) = rowMap(ix, sourceRow);
       Value token = nvgpu::DeviceAsyncCopyOp::create(
           ix.b, ix.loc, tokenType, tile.buffer, dst, source,
-          ValueRange{batch, head, ix.select(inside, row, zero),
+          ValueRange{batch, sourceHead, sourceRow,
                      ix.select(inside, col, zero)},
           ix.b.getIndexAttr(kChunk), ix.select(inside, ix.c(kChunk), zero),
           /*bypassL1=*/ix.b.getUnitAttr());
@@ -294,7 +309,12 @@ struct KilnGpuFlashAttentionPass final
     Type f32 = b.getF32Type();
     int64_t dq = roundUp(shape.headQK, 16), dv = roundUp(shape.headV, 16);
     int64_t groups = shape.heads / shape.kvHeads;
-    int64_t qTiles = llvm::divideCeil(shape.queries, c.bm);
+    // Packed: the rows of a tile are (query head of the group, query), so
+    // the group's heads share each K/V tile a block loads (decode with
+    // grouped-query heads reads the cache once, not once per query head).
+    bool packed = c.packHeads && groups > 1;
+    int64_t rowCount = packed ? groups * shape.queries : shape.queries;
+    int64_t qTiles = llvm::divideCeil(rowCount, c.bm);
     int64_t kvTiles = llvm::divideCeil(shape.keys, c.bn);
     std::optional<int64_t> causal = op.getCausalOffset();
     double scale = op.getScale().convertToDouble();
@@ -379,7 +399,8 @@ struct KilnGpuFlashAttentionPass final
     }
     Launch built = createLaunch(
         b, loc,
-        {constantIndex(b, loc, qTiles), constantIndex(b, loc, shape.heads),
+        {constantIndex(b, loc, qTiles),
+         constantIndex(b, loc, packed ? shape.kvHeads : shape.heads),
          constantIndex(b, loc, shape.batch * splits)},
         {c.threads(), 1, 1}, config);
     gpu::LaunchOp launch = built.op;
@@ -422,8 +443,18 @@ struct KilnGpuFlashAttentionPass final
     Value batch = ix.div(launch.getBlockIds().z, splits),
           split = ix.rem(launch.getBlockIds().z, splits),
           head = launch.getBlockIds().y;
-    Value kvHead = ix.div(head, groups);
+    Value kvHead = packed ? head : ix.div(head, groups);
     Value qBase = ix.mul(launch.getBlockIds().x, c.bm);
+    // A tile row's query head and query.
+    RowMap rowMap = nullptr;
+    if (packed)
+      rowMap = [&, kvHead](Ix &rx, Value row) -> std::pair<Value, Value> {
+        return {rx.add(rx.mul(kvHead, groups), rx.div(row, shape.queries)),
+                rx.rem(row, shape.queries)};
+      };
+    auto headAndQuery = [&](Ix &rx, Value row) -> std::pair<Value, Value> {
+      return rowMap ? rowMap(rx, row) : std::pair<Value, Value>{head, row};
+    };
     auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
     auto commit = [&](OpBuilder &cb, SmallVector<Value> &tokens) {
       return nvgpu::DeviceAsyncCreateGroupOp::create(cb, loc, tokenType, tokens)
@@ -434,10 +465,15 @@ struct KilnGpuFlashAttentionPass final
     // key qBase + BM - 1 + offset (the last any of its rows sees).
     Value kvEnd = ix.c(kvTiles);
     if (causal) {
-      // ceil(max(0, qBase + BM + offset) / BN), in index arithmetic.
-      Value last = arith::AddIOp::create(
-          in, loc, qBase,
-          arith::ConstantIndexOp::create(in, loc, c.bm + *causal));
+      // ceil(max(0, qBase + BM + offset) / BN), in index arithmetic (the
+      // last query, packed: any tile may hold it).
+      Value last = packed
+                       ? ix.c(shape.queries + *causal)
+                       : arith::AddIOp::create(
+                             in, loc, qBase,
+                             arith::ConstantIndexOp::create(
+                                 in, loc, c.bm + *causal))
+                             .getResult();
       Value positive = arith::MaxSIOp::create(in, loc, last, ix.c(0));
       kvEnd = arith::MinUIOp::create(in, loc, ix.div(ix.add(positive, c.bn - 1), c.bn),
                                      kvEnd);
@@ -458,7 +494,7 @@ struct KilnGpuFlashAttentionPass final
     // Prologue: Q, then KV tiles 0 .. S-2 (a commit group each).
     SmallVector<Value> qTokens;
     load(ix, c.threads(), tid, qTile, Value(), q, batch, head, qBase,
-         shape.queries, shape.headQK, Value(), qTokens);
+         rowCount, shape.headQK, Value(), qTokens, rowMap);
     Value token = commit(in, qTokens);
     for (int64_t s = 0; s + 1 < stages; ++s) {
       Value tile = ix.add(kvBegin, s);
@@ -522,6 +558,11 @@ struct KilnGpuFlashAttentionPass final
       SmallVector<Value> rows = {
           lx.add(qBase, lx.add(warpRow, group)),
           lx.add(qBase, lx.add(warpRow, lx.add(group, 8)))};
+      // Each row's query head and query (row 0's past the last row).
+      SmallVector<std::pair<Value, Value>> rowHeads;
+      for (Value row : rows)
+        rowHeads.push_back(headAndQuery(
+            lx, lx.select(lx.lt(row, rowCount), row, lx.c(0))));
       SmallVector<SmallVector<Value>> s(2); // [half][j * 2 + e]
       for (int64_t j = 0; j < sTiles; ++j)
         for (int64_t half = 0; half < 2; ++half)
@@ -537,12 +578,12 @@ struct KilnGpuFlashAttentionPass final
                                        arith::DivFOp::create(lb, loc, x, cap)),
                   cap);
             }
-            Value row = rows[half];
+            auto [rowHead, query] = rowHeads[half];
             Value key = lx.add(keyBase, lx.add(lx.mul(inGroup, 2), j * 8 + e));
             Value keep = lx.lt(key, shape.keys);
             if (bias) {
               auto biasType = cast<MemRefType>(bias.getType());
-              Value full[4] = {batch, head, lx.select(lx.lt(row, shape.queries), row, lx.c(0)),
+              Value full[4] = {batch, rowHead, query,
                                lx.select(keep, key, lx.c(0))};
               SmallVector<Value> indices;
               for (int64_t d = 0; d < biasType.getRank(); ++d) {
@@ -557,7 +598,7 @@ struct KilnGpuFlashAttentionPass final
             if (causal)
               keep = lx.andI(
                   keep, arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sle,
-                                              key, lx.add(row, *causal)));
+                                              key, lx.add(query, *causal)));
             s[half].push_back(arith::SelectOp::create(lb, loc, keep, x, negInf));
           }
 
@@ -658,7 +699,7 @@ struct KilnGpuFlashAttentionPass final
           Value row = rowOf(half);
           Value col = ix.add(ix.mul(inGroup, 2), jd * 8);
           Value inside =
-              ix.andI(ix.lt(row, shape.queries), ix.lt(col, shape.headV));
+              ix.andI(ix.lt(row, rowCount), ix.lt(col, shape.headV));
           OpBuilder sb =
               scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
           SmallVector<Value> values;
@@ -667,21 +708,25 @@ struct KilnGpuFlashAttentionPass final
                 sb, loc, loop.getResult(jd), ArrayRef<int64_t>{half, e}));
           Value pair = vector::FromElementsOp::create(
               sb, loc, VectorType::get({2}, f32), values);
+          Ix sx{sb, loc};
+          auto [rowHead, query] = headAndQuery(sx, row);
           vector::StoreOp::create(sb, loc, pair, split_->partO,
-                                  ValueRange{split, batch, head, row, col},
+                                  ValueRange{split, batch, rowHead, query, col},
                                   /*nontemporal=*/false, llvm::MaybeAlign(8));
         }
       for (int64_t half = 0; half < 2; ++half) {
         Value row = rowOf(half);
-        Value inside = ix.andI(ix.lt(row, shape.queries), ix.lt(inGroup, 1));
+        Value inside = ix.andI(ix.lt(row, rowCount), ix.lt(inGroup, 1));
         OpBuilder sb =
             scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
         SmallVector<Value> maxAndSum = {loop.getResult(oTiles + half),
                                         rowSums[half]};
+        Ix sx{sb, loc};
+        auto [rowHead, query] = headAndQuery(sx, row);
         for (auto [i, value] : llvm::enumerate(maxAndSum))
           memref::StoreOp::create(
               sb, loc, value, split_->partML,
-              ValueRange{split, batch, head, row,
+              ValueRange{split, batch, rowHead, query,
                          arith::ConstantIndexOp::create(sb, loc, i)});
       }
     } else {
@@ -700,7 +745,7 @@ struct KilnGpuFlashAttentionPass final
           Value row = rowOf(half);
           Value col = ix.add(ix.mul(inGroup, 2), jd * 8);
           Value inside =
-              ix.andI(ix.lt(row, shape.queries), ix.lt(col, shape.headV));
+              ix.andI(ix.lt(row, rowCount), ix.lt(col, shape.headV));
           OpBuilder sb =
               scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
           SmallVector<Value> values;
@@ -714,8 +759,10 @@ struct KilnGpuFlashAttentionPass final
                     inverse[half])));
           Value pair = vector::FromElementsOp::create(
               sb, loc, VectorType::get({2}, element), values);
+          Ix sx{sb, loc};
+          auto [rowHead, query] = headAndQuery(sx, row);
           vector::StoreOp::create(sb, loc, pair, out,
-                                  ValueRange{batch, head, row, col},
+                                  ValueRange{batch, rowHead, query, col},
                                   /*nontemporal=*/false, llvm::MaybeAlign(4));
         }
     }

@@ -207,8 +207,12 @@ private:
   /// key tile of 64, 32 or 16 whose two stages of K and V fit the 48 KiB of
   /// static shared memory next to the Q tile.
   DictionaryAttr flashAttention(const FlashShape &shape) {
-    int64_t warps =
-        std::clamp<int64_t>(llvm::divideCeil(shape.queries, 16), 1, 4);
+    // Decode with grouped-query heads: the group's query heads are rows of
+    // one tile, so each K/V tile is loaded once for all of them.
+    int64_t groups = shape.heads / shape.kvHeads;
+    bool pack = groups > 1 && shape.queries <= 16;
+    int64_t rows = pack ? groups * shape.queries : shape.queries;
+    int64_t warps = std::clamp<int64_t>(llvm::divideCeil(rows, 16), 1, 4);
     int64_t bm = 16 * warps;
     constexpr int64_t kStages = 2;
     int64_t limit = std::min<int64_t>(48 * 1024, facts.sharedBytesPerBlock);
@@ -217,7 +221,9 @@ private:
         continue;
       SmallVector<NamedAttribute> entries = {
           named("tile", ArrayRef<int64_t>{bm, bn}), named("stages", kStages)};
-      if (int64_t splits = flashSplits(shape, bm, bn); splits > 1)
+      if (pack)
+        entries.push_back(named("pack_heads", int64_t(1)));
+      if (int64_t splits = flashSplits(shape, pack, rows, bm, bn); splits > 1)
         entries.push_back(named("splits", splits));
       return config(kFlashAttentionMmaSync, entries);
     }
@@ -227,9 +233,10 @@ private:
   /// (query tile, head, batch) blocks leave SMs idle, the key tiles are
   /// split among up to 16 blocks per row tile, two tiles or more each, so
   /// that the blocks cover the SMs; a combine launch merges the splits.
-  int64_t flashSplits(const FlashShape &shape, int64_t bm, int64_t bn) {
-    int64_t blocks =
-        llvm::divideCeil(shape.queries, bm) * shape.heads * shape.batch;
+  int64_t flashSplits(const FlashShape &shape, bool pack, int64_t rows,
+                      int64_t bm, int64_t bn) {
+    int64_t blocks = llvm::divideCeil(rows, bm) *
+                     (pack ? shape.kvHeads : shape.heads) * shape.batch;
     int64_t kvTiles = llvm::divideCeil(shape.keys, bn);
     if (blocks >= int64_t(facts.smCount))
       return 1;

@@ -197,3 +197,24 @@ func.func @split_kv(%arg0: memref<1x2x1x64xbf16>, %arg1: memref<1x2x256x64xbf16>
   memref.copy %rb, %arg2 : memref<1x2x1x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x2x1x64xbf16>
   return
 }
+
+// -----
+
+// COM: pack_heads: 4 query heads over 2 KV heads, one query each; a
+// COM: block per KV head whose tile rows are the group's (head, query)
+// COM: pairs: grid (1 row tile, 2 KV heads, 1), and Q row r read from head
+// COM: 2 * kv + r / 1.
+// CHECK-LABEL: func.func @packed_heads
+// CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %c1{{.*}}, %{{.*}} = %c2{{.*}}, %{{.*}} = %c1{{.*}})
+// CHECK: arith.muli %{{.*}}, %c2
+// CHECK: nvgpu.device_async_copy %arg0
+// CHECK: nvgpu.mma.sync
+// CHECK: gpu.terminator
+func.func @packed_heads(%arg0: memref<1x4x1x64xbf16>, %arg1: memref<1x2x128x64xbf16>, %arg2: memref<1x4x1x64xbf16>) attributes {kiln.config = {pack_heads = 1 : i64, stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}, kiln.kernel} {
+  %q = bufferization.to_tensor %arg0 : memref<1x4x1x64xbf16> to tensor<1x4x1x64xbf16>
+  %kv = bufferization.to_tensor %arg1 : memref<1x2x128x64xbf16> to tensor<1x2x128x64xbf16>
+  %r = kiln.attention %q, %kv, %kv {scale = 1.250000e-01 : f64, softmax_type = f32} : tensor<1x4x1x64xbf16>, tensor<1x2x128x64xbf16>, tensor<1x2x128x64xbf16> -> tensor<1x4x1x64xbf16>
+  %rb = bufferization.to_buffer %r : tensor<1x4x1x64xbf16> to memref<1x4x1x64xbf16, strided<[?, ?, ?, ?], offset: ?>>
+  memref.copy %rb, %arg2 : memref<1x4x1x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x4x1x64xbf16>
+  return
+}
