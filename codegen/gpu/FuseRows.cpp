@@ -14,7 +14,11 @@
 // - its elementwise consumer (one generic reading the result with the
 //   identity map, its only user), as fuse-epilogues does for GEMMs.
 //
-// Softmax's scale and mask before it fold the same way. The merged dispatch
+// Softmax's scale and mask before it fold the same way. And a norm that an
+// exporter decomposed (LLaMA's RMSNorm: Pow, ReduceMean, Add, Sqrt, Div,
+// Mul) arrives as a row-reduce dispatch (the sum of squares), per-row
+// elementwise dispatches and one over the whole rows reading the per-row
+// value broadcast: the chain becomes one row-fused dispatch first. The merged dispatch
 // sits where the row-fused one was (or where the consumer was) and keeps
 // the row-fused configuration; a producer is merged only when its other
 // users come after that place.
@@ -52,9 +56,53 @@ linalg::GenericOp elementwiseOf(DispatchOp dispatch) {
   return generic;
 }
 
+/// The reduction over the last loop that is a row-reduce dispatch's one
+/// generic (static, f32, at most 32 warps of 32 elements per lane: the
+/// row-fused strategy's reach), or null.
+linalg::GenericOp lastDimReductionOf(DispatchOp dispatch) {
+  if (strategyOf(dispatch) != kRowReduce || dispatch->getNumResults() != 1)
+    return nullptr;
+  // One generic, yielded; its init filled with a scalar.
+  linalg::GenericOp generic;
+  for (Operation &op : dispatch.getBody().front().without_terminator()) {
+    if (auto g = dyn_cast<linalg::GenericOp>(op)) {
+      if (generic)
+        return nullptr;
+      generic = g;
+    } else if (!isa<linalg::FillOp>(op) &&
+               (op.getNumRegions() || isa<linalg::LinalgOp>(op))) {
+      return nullptr;
+    }
+  }
+  if (!generic || dispatch.getBody().front().getTerminator()->getOperand(0) !=
+                      generic->getResult(0))
+    return nullptr;
+  if (
+      generic.getNumDpsInits() != 1 || generic.getNumReductionLoops() != 1 ||
+      generic.getIteratorTypesArray().back() !=
+          utils::IteratorType::reduction ||
+      llvm::any_of(generic.getStaticLoopRanges(), ShapedType::isDynamic) ||
+      !getElementTypeOrSelf(generic.getDpsInits()[0].getType()).isF32())
+    return nullptr;
+  int64_t length = generic.getStaticLoopRanges().back();
+  if (length <= 1 || length > 32 * 32 * 32)
+    return nullptr;
+  return generic;
+}
+
 struct KilnGpuFuseRowsPass final
     : kiln::impl::KilnGpuFuseRowsBase<KilnGpuFuseRowsPass> {
   void runOnOperation() override {
+    // Decomposed norms (an exporter's RMSNorm: a sum of squares, a per-row
+    // step, the row scaled) become row-fused dispatches first.
+    SmallVector<DispatchOp> reductions;
+    getOperation().walk([&](DispatchOp dispatch) {
+      if (lastDimReductionOf(dispatch))
+        reductions.push_back(dispatch);
+    });
+    for (DispatchOp reduction : reductions)
+      fuseRowChain(reduction);
+
     SmallVector<DispatchOp> rows;
     getOperation().walk([&](DispatchOp dispatch) {
       if (strategyOf(dispatch) == kRowFused)
@@ -63,6 +111,87 @@ struct KilnGpuFuseRowsPass final
     for (DispatchOp row : rows) {
       row = fuseProducers(row);
       fuseConsumer(row);
+    }
+  }
+
+  /// A row reduction (sum of squares) whose per-row result goes through
+  /// per-row elementwise steps (mean, + eps, rsqrt) to one elementwise
+  /// step over the whole rows that reads it broadcast along the row (x
+  /// times it): one row-fused dispatch, the row read once per step from
+  /// cache instead of a kernel per step. Nothing changes unless the chain
+  /// ends in such a full-row step.
+  void fuseRowChain(DispatchOp reduction) {
+    linalg::GenericOp generic = lastDimReductionOf(reduction);
+    SmallVector<int64_t> ranges = generic.getStaticLoopRanges();
+    int64_t length = ranges.back();
+    int64_t rows = 1;
+    for (int64_t r : ArrayRef<int64_t>(ranges).drop_back())
+      rows *= r;
+    SmallVector<DispatchOp> chain;
+    Value value = reduction->getResult(0);
+    while (true) {
+      if (!value.hasOneUse())
+        return;
+      auto consumer = dyn_cast<DispatchOp>(*value.user_begin());
+      if (!consumer || consumer->getBlock() != reduction->getBlock() ||
+          llvm::count(consumer.getInputs(), value) != 1)
+        return;
+      linalg::GenericOp step = elementwiseOf(consumer);
+      unsigned position =
+          llvm::find(consumer.getInputs(), value) - consumer.getInputs().begin();
+      BlockArgument arg = consumer.getBody().front().getArgument(position);
+      if (!step || !arg.hasOneUse() || *arg.user_begin() != step.getOperation())
+        return;
+      OpOperand *read = &*arg.use_begin();
+      if (!step.isDpsInput(read))
+        return;
+      // Every other input comes from outside the chain.
+      if (llvm::any_of(consumer.getInputs(), [&](Value v) {
+            return v != value &&
+                   llvm::any_of(chain, [&](DispatchOp d) {
+                     return v.getDefiningOp() == d.getOperation();
+                   });
+          }))
+        return;
+      SmallVector<int64_t> stepRanges = step.getStaticLoopRanges();
+      int64_t stepRows = 1;
+      for (int64_t r : ArrayRef<int64_t>(stepRanges).drop_back())
+        stepRows *= r;
+      AffineMap map = step.getMatchingIndexingMap(read);
+      chain.push_back(consumer);
+      if (map.isIdentity() && stepRows * stepRanges.back() == rows) {
+        value = consumer->getResult(0); // a per-row step
+        continue;
+      }
+      // The full-row step reads the per-row value at every element of the
+      // row: the same loops but the last, which it drops or reads at 0.
+      unsigned n = stepRanges.size();
+      bool broadcast = stepRanges.back() == length && stepRows == rows &&
+                       !map.isFunctionOfDim(n - 1);
+      for (auto [i, e] : llvm::enumerate(map.getResults())) {
+        auto dim = dyn_cast<AffineDimExpr>(e);
+        auto c = dyn_cast<AffineConstantExpr>(e);
+        broadcast &= (dim && dim.getPosition() == i && i + 1 < n) ||
+                     (c && c.getValue() == 0);
+      }
+      if (!broadcast)
+        return;
+      break;
+    }
+    // warp x rows_per_block threads, as the row-reduce configuration says.
+    DictionaryAttr old = reduction.getConfigAttr();
+    int64_t warp = cast<IntegerAttr>(old.get("warp")).getInt();
+    int64_t perBlock = cast<IntegerAttr>(old.get("rows_per_block")).getInt();
+    Builder b(reduction.getContext());
+    DictionaryAttr config = rowFusedConfig(b, length, warp, warp * perBlock);
+    DispatchOp merged = reduction;
+    for (DispatchOp consumer : chain) {
+      DispatchOp next =
+          mergeDispatches(merged, consumer, consumer, {false}, config);
+      consumer->replaceAllUsesWith(next->getResults());
+      consumer->erase();
+      merged->erase();
+      merged = next;
     }
   }
 

@@ -190,17 +190,11 @@ private:
                                 named("columns", rows <= 4 ? 2 : 1)});
   }
   /// A row of `length` elements spread over the lanes of `warps_per_row`
-  /// warps, at most kMaxPerLane elements per lane (they stay in registers
+  /// warps, at most 32 elements per lane (they stay in registers
   /// through the kernel): one warp for rows up to 1024 elements, more for
   /// longer ones; 256-thread blocks while a row takes fewer.
-  static constexpr int64_t kMaxPerLane = 32;
   DictionaryAttr rowFused(int64_t length) {
-    int64_t warp = facts.warpSize, warps = 1;
-    while (warps < 32 && llvm::divideCeil(length, warp * warps) > kMaxPerLane)
-      warps *= 2;
-    int64_t rows = std::max<int64_t>(1, blockThreads() / (warp * warps));
-    return config(kRowFused, {named("warps_per_row", warps),
-                              named("rows_per_block", rows)});
+    return rowFusedConfig(b, length, facts.warpSize, blockThreads());
   }
   /// Flash attention: a warp per 16 query rows, 4 warps where the
   /// sequence has 64 rows (fewer for a short one: decode), and the largest

@@ -141,7 +141,11 @@ def KilnGpuFuseRows : Pass<"kiln-gpu-fuse-rows", "mlir::ModuleOp"> {
     yielding the produced value as an extra result when others read it,
     and the elementwise dispatch that is the only reader of a result (the
     cast to the GEMMs' operand type): one kernel with the row on chip
-    instead of three. FuseRows.cpp has the details.
+    instead of three. A row-reduce dispatch over the last dim whose
+    per-row result goes through per-row elementwise steps to one step over
+    the whole rows (an exporter's decomposed RMSNorm: sum of squares,
+    mean + eps and 1/sqrt, the row scaled) becomes one row-fused dispatch
+    first. FuseRows.cpp has the details.
   }];
 }
 

@@ -198,6 +198,10 @@ applyEpilogue(mlir::OpBuilder &b, mlir::Location loc,
 /// Erases an applied epilogue, the temporary and its deallocations.
 void eraseFusedEpilogue(mlir::linalg::GenericOp epilogue,
                         mlir::Value temporary);
+/// The row-fused configuration for rows of `length`: warps per row until a
+/// lane holds at most 32 elements, rows per block to fill `blockThreads`.
+mlir::DictionaryAttr rowFusedConfig(mlir::Builder &b, int64_t length,
+                                    int64_t warpSize, int64_t blockThreads);
 /// The strategy a dispatch's configuration names ("" without one).
 llvm::StringRef strategyOf(DispatchOp dispatch);
 /// A dispatch whose body is `first`'s then `second`'s, `second`'s reads of

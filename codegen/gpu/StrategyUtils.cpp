@@ -149,3 +149,18 @@ Value combineWith(OpBuilder &b, Location loc, Operation *combine, Value a,
 }
 
 } // namespace kiln
+
+DictionaryAttr kiln::rowFusedConfig(Builder &b, int64_t length,
+                                    int64_t warpSize, int64_t blockThreads) {
+  // Warps per row until a lane holds at most 32 elements (up to 32 warps),
+  // rows per block to fill the block.
+  constexpr int64_t kMaxPerLane = 32;
+  int64_t warps = 1;
+  while (warps < 32 && llvm::divideCeil(length, warpSize * warps) > kMaxPerLane)
+    warps *= 2;
+  int64_t rows = std::max<int64_t>(1, blockThreads / (warpSize * warps));
+  return b.getDictionaryAttr(
+      {b.getNamedAttr("warps_per_row", b.getI64IntegerAttr(warps)),
+       b.getNamedAttr("rows_per_block", b.getI64IntegerAttr(rows)),
+       b.getNamedAttr("strategy", b.getStringAttr(kRowFused))});
+}

@@ -5,7 +5,8 @@ Numerics under the simulator against onnxruntime at every row length the
 selection treats differently (one warp per row, several, a partial last
 slot), in f32 and f16; SASS of the shuffle butterflies without spills; the
 GPT-2 fixture's five LayerNorms and two softmaxes are seven launches
-(last-axis softmaxes take the strategy too)."""
+(last-axis softmaxes take the strategy too); exporters' decomposed RMSNorms
+are one launch each too."""
 import json
 import os
 
@@ -152,6 +153,59 @@ def test_rms_norm_is_one_kernel_and_matches(d, tmp_path):
     (kernel,) = kernels_of(str(tmp_path / "model.kiln"))
     assert kernel["strategy"] == "row-fused"
     assert kernel["config"]["warps_per_row"] == 4
+
+
+@pytest.mark.parametrize("d,form", [(4096, "div"), (1000, "reciprocal")])
+def test_decomposed_rms_norm_is_one_kernel_and_matches(d, form, tmp_path):
+    """The RMSNorm exporters write (LLaMA's: Pow, ReduceMean, Add, Sqrt,
+    then Div(1, .) or Reciprocal, Mul by x and by the weight): the sum of
+    squares, the per-row step and the scaled row are one row-fused launch
+    (kiln-gpu-fuse-rows), against NumPy in f64."""
+    rng = np.random.default_rng(d)
+    w = (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)
+    f = TensorProto.FLOAT
+    consts = [numpy_helper.from_array(w, "w"),
+              numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+              numpy_helper.from_array(np.array(1e-6, np.float32), "eps"),
+              numpy_helper.from_array(np.array(1.0, np.float32), "one")]
+    nodes = [helper.make_node("Pow", ["x", "two"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq"], ["ms"], axes=[-1],
+                              keepdims=1),
+             helper.make_node("Add", ["ms", "eps"], ["mse"]),
+             helper.make_node("Sqrt", ["mse"], ["rms"])]
+    if form == "div":
+        nodes.append(helper.make_node("Div", ["one", "rms"], ["inv"]))
+    else:
+        nodes.append(helper.make_node("Reciprocal", ["rms"], ["inv"]))
+    nodes += [helper.make_node("Mul", ["x", "inv"], ["xn"]),
+              helper.make_node("Mul", ["w", "xn"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "rms", [helper.make_tensor_value_info("x", f, [2, 3, d])],
+        [helper.make_tensor_value_info("y", f, [2, 3, d])], consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "rms.onnx"
+    onnx.save(model, str(path))
+    x = rng.standard_normal((2, 3, d)).astype(np.float32)
+    got = run_kiln(path, {"x": x}, tmp_path, TARGET, "sim")["y"]
+    x64 = x.astype(np.float64)
+    want = w * (x64 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + 1e-6))
+    np.testing.assert_allclose(got, want, **TOLERANCES[np.dtype(np.float32)])
+    (kernel,) = kernels_of(str(tmp_path / "model.kiln"))
+    assert kernel["strategy"] == "row-fused", kernel
+
+
+def test_llama_norms_are_one_launch_each(tmp_path):
+    """The LLaMA fixture's five decomposed RMSNorms (two per layer and the
+    final one): five row-fused launches, no row-reduce left."""
+    path = os.path.join(ROOT, "test", "fixtures", "transformers", "llama",
+                        "model.onnx")
+    artifact = str(tmp_path / "llama.kiln")
+    kiln("compile", path, "--target", TARGET, "--precision", "bf16", "-o",
+         artifact)
+    strategy = {k["name"]: k["strategy"] for k in kernels_of(artifact)}
+    kinds = [strategy[l["kernel"]] for l in launches_of(artifact)]
+    assert kinds.count("row-fused") == 5, kinds
+    assert "row-reduce" not in kinds, kinds
 
 
 def test_residual_add_norm_and_cast_are_one_kernel(tmp_path):
