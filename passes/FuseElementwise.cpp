@@ -19,6 +19,7 @@
 
 #include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/IR/IRMapping.h"
 #include "mlir/Dialect/Tensor/Transforms/Transforms.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
@@ -65,6 +66,86 @@ struct FoldTransposeIntoGeneric final : OpRewritePattern<linalg::GenericOp> {
   }
 };
 
+/// Ops a gathered producer's body may hold to be recomputed where it is
+/// read: index arithmetic, at most one read of its own, and a few scalar
+/// ops.
+constexpr unsigned kMaxInlinedOps = 8;
+
+/// tensor.extract %p[i..] inside a generic, where %p is produced by a
+/// transpose or by a cheap gather (an all-parallel generic without inputs
+/// that reads through one tensor.extract) that only such reads use: the
+/// producer's element is computed right there (linalg.index d taken as
+/// i_d), so a chain of gathers
+/// (RoPE's rotate-half: transpose, two half slices, one negated, and the
+/// concatenation) is one kernel instead of one per step. Each element is
+/// computed from the same inputs by the same ops, so the numbers do not
+/// change.
+struct InlineGatheredProducer final : OpRewritePattern<tensor::ExtractOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  static bool readOnlyByGathers(Value value) {
+    return llvm::all_of(value.getUsers(), [](Operation *user) {
+      return isa<tensor::ExtractOp>(user) &&
+             isa_and_nonnull<linalg::GenericOp>(user->getParentOp());
+    });
+  }
+
+  LogicalResult matchAndRewrite(tensor::ExtractOp extract,
+                                PatternRewriter &rewriter) const override {
+    if (!isa_and_nonnull<linalg::GenericOp>(extract->getParentOp()))
+      return failure();
+    Value tensor = extract.getTensor();
+    if (!readOnlyByGathers(tensor))
+      return failure();
+    SmallVector<Value> indices(extract.getIndices());
+    if (auto transpose = tensor.getDefiningOp<linalg::TransposeOp>()) {
+      if (!transpose.hasPureTensorSemantics())
+        return failure();
+      // Output dim i is input dim perm[i].
+      SmallVector<Value> source(indices.size());
+      for (auto [i, p] : llvm::enumerate(transpose.getPermutation()))
+        source[p] = indices[i];
+      rewriter.replaceOpWithNewOp<tensor::ExtractOp>(
+          extract, transpose.getInput(), source);
+      return success();
+    }
+    auto producer = tensor.getDefiningOp<linalg::GenericOp>();
+    // Only a gather itself (no inputs: it reads through tensor.extract),
+    // so arithmetic over whole tensors (a bias add a GEMM's epilogue would
+    // take) is never duplicated into its readers.
+    if (!producer || !producer.hasPureTensorSemantics() ||
+        producer.getNumDpsInputs() != 0 ||
+        producer->getNumResults() != 1 || producer.getNumDpsInits() != 1 ||
+        producer.getNumParallelLoops() != producer.getNumLoops())
+      return failure();
+    OpOperand *init = producer.getDpsInitOperand(0);
+    if (!producer.getMatchingIndexingMap(init).isIdentity() ||
+        !producer.getMatchingBlockArgument(init).use_empty())
+      return failure();
+    Block *body = producer.getBody();
+    unsigned ops = 0, reads = 0;
+    for (Operation &op : body->without_terminator()) {
+      if (op.getNumRegions() || (!isPure(&op) && !isa<tensor::ExtractOp>(op)))
+        return failure();
+      reads += isa<tensor::ExtractOp>(op);
+      ++ops;
+    }
+    if (ops > kMaxInlinedOps || reads > 1)
+      return failure();
+    IRMapping mapping;
+    for (Operation &op : body->without_terminator()) {
+      if (auto index = dyn_cast<linalg::IndexOp>(op)) {
+        mapping.map(index.getResult(), indices[index.getDim()]);
+        continue;
+      }
+      rewriter.clone(op, mapping);
+    }
+    rewriter.replaceOp(extract,
+                       mapping.lookupOrDefault(body->getTerminator()->getOperand(0)));
+    return success();
+  }
+};
+
 struct KilnFuseElementwisePass final
     : kiln::impl::KilnFuseElementwiseBase<KilnFuseElementwisePass> {
   void runOnOperation() override {
@@ -83,7 +164,7 @@ struct KilnFuseElementwisePass final
              consumer.getMatchingIndexingMap(fused).isPermutation();
     };
     linalg::populateElementwiseOpsFusionPatterns(patterns, readOnce);
-    patterns.add<FoldTransposeIntoGeneric>(context);
+    patterns.add<FoldTransposeIntoGeneric, InlineGatheredProducer>(context);
     linalg::populateFoldReshapeOpsByExpansionPatterns(patterns, singleUse);
     tensor::populateBubbleUpExpandShapePatterns(patterns);
     affine::AffineApplyOp::getCanonicalizationPatterns(patterns, context);

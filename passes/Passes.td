@@ -387,7 +387,12 @@ def KilnFuseElementwise : Pass<"kiln-fuse-elementwise"> {
     `linalg.transpose` (data movement, no arithmetic) folds into every
     `linalg.generic` that reads it, through the composed indexing map: a
     contraction reads the transposed operand in place, and `q @ k^T` has no
-    kernel or buffer for `k^T`.
+    kernel or buffer for `k^T`. A transpose or a cheap gather (an
+    all-parallel generic without inputs, at most 8 scalar ops and one
+    `tensor.extract`) that only `tensor.extract` reads in other generics
+    (gathers: slices, concatenations) is computed where it is read, so RoPE's rotate-half
+    (transpose, two half slices, one negated, the concatenation, the
+    cos/sin products) is one generic.
   }];
   let dependentDialects = ["mlir::linalg::LinalgDialect",
                            "mlir::affine::AffineDialect",

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 
 import numpy as np
 import onnx
@@ -31,6 +32,9 @@ sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 from test_gemm_mma_sync import build as gemm_case  # noqa: E402
 from test_gemm_wgmma import build as wgmma_case  # noqa: E402
 from test_ops import CASES  # noqa: E402
+from test_attention_layouts import BLOCKS, attention_block  # noqa: E402
+from test_flash_attention import CASES as FLASH_CASES  # noqa: E402
+from test_flash_attention import build as flash_case  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 from glibc_needed import describe  # noqa: E402
@@ -90,6 +94,26 @@ def cases():
         model = onnx.helper.make_model(
             graph, opset_imports=[onnx.helper.make_opsetid("", 20)])
         yield f"hopper_{kind}_bf16", model, inputs, kind == "aligned"
+    # Flash attention: every configuration the e2e tests give it, and two
+    # timed ones (prefill at 1024 tokens, split-KV decode with GQA against
+    # 2048 cached keys).
+    scratch = tempfile.mkdtemp()
+    flash = dict(FLASH_CASES)
+    flash["bench_prefill_d64"] = dict(shape=(1, 8, 8, 1024, 0, 1024, 64),
+                                      causal=True)
+    flash["bench_decode_gqa8_d64"] = dict(shape=(1, 32, 4, 1, 2047, 1, 64),
+                                          causal=True)
+    FLASH_CASES.update(flash)
+    for name in sorted(flash):
+        path = os.path.join(scratch, name + ".onnx")
+        inputs, _ = flash_case(name, path)
+        yield (f"flash_{name}_bf16", onnx.load(path), inputs,
+               name.startswith("bench_"))
+    for name in sorted(BLOCKS):
+        path = os.path.join(scratch, name + ".onnx")
+        x, _ = attention_block(name, path)
+        yield f"attention_block_{name}_bf16", onnx.load(path), {"x": x}, False
+    shutil.rmtree(scratch)
     for name in ("gpt2", "bert", "llama"):
         folder = os.path.join(ROOT, "test", "fixtures", "transformers", name)
         inputs = {os.path.basename(p)[3:-4]: np.load(os.path.join(folder, p))

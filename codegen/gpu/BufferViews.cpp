@@ -6,6 +6,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/Interfaces/ViewLikeInterface.h"
 
@@ -158,30 +159,11 @@ std::optional<AffineIndex> affineIndex(Value value, unsigned loops) {
   return std::nullopt;
 }
 
-/// The generic only moves data: all-parallel, one init with the identity
-/// map whose element it ignores, and a body of index arithmetic whose
-/// yield is an input's block argument or a memref.load.
-bool movesData(linalg::GenericOp generic) {
-  if (generic.getNumDpsInits() != 1 ||
-      generic.getNumParallelLoops() != generic.getNumLoops() ||
-      !generic.getMatchingIndexingMap(generic.getDpsInitOperand(0))
-           .isIdentity() ||
-      !generic.getMatchingBlockArgument(generic.getDpsInitOperand(0))
-           .use_empty())
-    return false;
-  for (Operation &op : generic.getBody()->without_terminator())
-    if (!isa<linalg::IndexOp, arith::ConstantOp, arith::AddIOp,
-             arith::SubIOp, arith::MulIOp, affine::AffineApplyOp,
-             memref::LoadOp>(op))
-      return false;
-  return true;
-}
-
 /// The view of a generic's result element [loops] given where what it
 /// yields lies.
 std::optional<StridedView> throughGeneric(linalg::GenericOp generic,
                                           Movement &movement) {
-  if (!movesData(generic))
+  if (!kiln::movesData(generic))
     return std::nullopt;
   unsigned loops = generic.getNumLoops();
   Value yielded = generic.getBody()->getTerminator()->getOperand(0);
@@ -223,6 +205,33 @@ std::optional<StridedView> throughGeneric(linalg::GenericOp generic,
 }
 
 } // namespace
+
+bool kiln::movesData(linalg::GenericOp generic) {
+  if (generic.getNumDpsInits() != 1 ||
+      generic.getNumParallelLoops() != generic.getNumLoops() ||
+      !generic.getMatchingIndexingMap(generic.getDpsInitOperand(0))
+           .isIdentity() ||
+      !generic.getMatchingBlockArgument(generic.getDpsInitOperand(0))
+           .use_empty())
+    return false;
+  Block *body = generic.getBody();
+  for (Operation &op : body->without_terminator())
+    if (!isa<linalg::IndexOp, arith::ConstantOp, arith::AddIOp,
+             arith::SubIOp, arith::MulIOp, affine::AffineApplyOp,
+             tensor::ExtractOp, memref::LoadOp>(op))
+      return false;
+  Value yielded = body->getTerminator()->getOperand(0);
+  if (auto arg = dyn_cast<BlockArgument>(yielded))
+    return arg.getOwner() == body &&
+           arg.getArgNumber() < generic.getNumDpsInputs() &&
+           generic
+               .getMatchingIndexingMap(
+                   generic.getDpsInputOperand(arg.getArgNumber()))
+               .isProjectedPermutation();
+  Operation *read = yielded.getDefiningOp();
+  return read && read->getBlock() == body &&
+         isa<tensor::ExtractOp, memref::LoadOp>(read);
+}
 
 bool StridedView::alignedTo(int64_t elements) const {
   if (strides.empty() || strides.back() != 1 || offset % elements)
@@ -332,7 +341,7 @@ std::optional<StridedView> kiln::targetView(Operation *step, Value value) {
   }
   auto generic = dyn_cast<linalg::GenericOp>(step);
   if (!generic || generic.getNumDpsInputs() != 1 ||
-      generic.getDpsInputs()[0] != value || !movesData(generic))
+      generic.getDpsInputs()[0] != value || !kiln::movesData(generic))
     return std::nullopt;
   OpOperand *input = generic.getDpsInputOperand(0);
   AffineMap map = generic.getMatchingIndexingMap(input);

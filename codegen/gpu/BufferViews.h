@@ -12,6 +12,7 @@
 #ifndef KILN_CODEGEN_GPU_BUFFERVIEWS_H
 #define KILN_CODEGEN_GPU_BUFFERVIEWS_H
 
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Value.h"
 #include "llvm/ADT/SetVector.h"
@@ -44,6 +45,13 @@ struct Movement {
   /// Erases the steps, then the temporaries with their deallocations.
   void erase();
 };
+
+/// Whether `generic` only moves data (on tensors or buffers): all
+/// parallel, one init with the identity map whose element it ignores, a
+/// body of index arithmetic and reads (tensor.extract, memref.load) that
+/// yields an input's element read through a projected permutation or one
+/// of its reads.
+bool movesData(mlir::linalg::GenericOp generic);
 
 /// Where the elements `reader` reads from `buffer` lie: `buffer` itself
 /// when it is a kernel buffer or a static view of one; or, for a temporary

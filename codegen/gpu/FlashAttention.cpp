@@ -171,7 +171,8 @@ struct KilnGpuFlashAttentionPass final
             SmallVectorImpl<Value> &tokens, const RowMap &rowMap = nullptr) {
     int64_t total = tile.rows * tile.chunks();
     auto tokenType = nvgpu::DeviceAsyncTokenType::get(ix.b.getContext());
-    for (int64_t i = 0; i < llvm::divideCeil(total, threads); ++i) {
+    int64_t rounds = llvm::divideCeil(total, threads);
+    for (int64_t i = 0; i < rounds; ++i) {
       Value e = ix.add(tid, i * threads);
       OpBuilder::InsertionGuard guard(ix.b);
       // The last round may have fewer chunks than threads.
@@ -317,6 +318,7 @@ struct KilnGpuFlashAttentionPass final
     int64_t qTiles = llvm::divideCeil(rowCount, c.bm);
     int64_t kvTiles = llvm::divideCeil(shape.keys, c.bn);
     std::optional<int64_t> causal = op.getCausalOffset();
+    int64_t causalOffset = causal.value_or(0);
     double scale = op.getScale().convertToDouble();
     double softcap = op.getSoftcap().convertToDouble();
     int64_t splits = std::min(c.splits, kvTiles);
@@ -468,11 +470,11 @@ struct KilnGpuFlashAttentionPass final
       // ceil(max(0, qBase + BM + offset) / BN), in index arithmetic (the
       // last query, packed: any tile may hold it).
       Value last = packed
-                       ? ix.c(shape.queries + *causal)
+                       ? ix.c(shape.queries + causalOffset)
                        : arith::AddIOp::create(
                              in, loc, qBase,
                              arith::ConstantIndexOp::create(
-                                 in, loc, c.bm + *causal))
+                                 in, loc, c.bm + causalOffset))
                              .getResult();
       Value positive = arith::MaxSIOp::create(in, loc, last, ix.c(0));
       kvEnd = arith::MinUIOp::create(in, loc, ix.div(ix.add(positive, c.bn - 1), c.bn),
@@ -598,7 +600,7 @@ struct KilnGpuFlashAttentionPass final
             if (causal)
               keep = lx.andI(
                   keep, arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sle,
-                                              key, lx.add(query, *causal)));
+                                              key, lx.add(query, causalOffset)));
             s[half].push_back(arith::SelectOp::create(lb, loc, keep, x, negInf));
           }
 
@@ -691,29 +693,49 @@ struct KilnGpuFlashAttentionPass final
     auto rowOf = [&](int64_t half) {
       return ix.add(qBase, ix.add(warpRow, ix.add(group, 8 * half)));
     };
-    if (split_) {
-      // A split's part: O (not yet divided), and the row's max and sum,
-      // for the combine launch.
-      for (int64_t jd = 0; jd < oTiles; ++jd)
-        for (int64_t half = 0; half < 2; ++half) {
-          Value row = rowOf(half);
-          Value col = ix.add(ix.mul(inGroup, 2), jd * 8);
-          Value inside =
-              ix.andI(ix.lt(row, rowCount), ix.lt(col, shape.headV));
-          OpBuilder sb =
-              scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
-          SmallVector<Value> values;
-          for (int64_t e = 0; e < 2; ++e)
-            values.push_back(vector::ExtractOp::create(
-                sb, loc, loop.getResult(jd), ArrayRef<int64_t>{half, e}));
-          Value pair = vector::FromElementsOp::create(
-              sb, loc, VectorType::get({2}, f32), values);
-          Ix sx{sb, loc};
-          auto [rowHead, query] = headAndQuery(sx, row);
-          vector::StoreOp::create(sb, loc, pair, split_->partO,
-                                  ValueRange{split, batch, rowHead, query, col},
-                                  /*nontemporal=*/false, llvm::MaybeAlign(8));
+    // O / l (a row that saw no key, l = 0, gives 0) rounded to the result
+    // type; a split's part instead: O not yet divided, in f32. Pairs of
+    // adjacent columns leave as one store.
+    SmallVector<Value> inverse(2);
+    if (!split_)
+      for (int64_t half = 0; half < 2; ++half) {
+        Value empty = arith::CmpFOp::create(
+            in, loc, arith::CmpFPredicate::OEQ, rowSums[half], f32c(in, 0.0));
+        inverse[half] = arith::SelectOp::create(
+            in, loc, empty, f32c(in, 0.0),
+            arith::DivFOp::create(in, loc, f32c(in, 1.0), rowSums[half]));
+      }
+    Type stored = split_ ? f32 : element;
+    for (int64_t jd = 0; jd < oTiles; ++jd)
+      for (int64_t half = 0; half < 2; ++half) {
+        Value row = rowOf(half);
+        Value col = ix.add(ix.mul(inGroup, 2), jd * 8);
+        Value inside = ix.andI(ix.lt(row, rowCount), ix.lt(col, shape.headV));
+        OpBuilder sb =
+            scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
+        SmallVector<Value> values;
+        for (int64_t e = 0; e < 2; ++e) {
+          Value x = vector::ExtractOp::create(sb, loc, loop.getResult(jd),
+                                              ArrayRef<int64_t>{half, e});
+          if (!split_)
+            x = arith::TruncFOp::create(
+                sb, loc, element,
+                arith::MulFOp::create(sb, loc, x, inverse[half]));
+          values.push_back(x);
         }
+        Value pair = vector::FromElementsOp::create(
+            sb, loc, VectorType::get({2}, stored), values);
+        Ix sx{sb, loc};
+        auto [rowHead, query] = headAndQuery(sx, row);
+        SmallVector<Value> at = {batch, rowHead, query, col};
+        if (split_)
+          at.insert(at.begin(), split);
+        vector::StoreOp::create(sb, loc, pair, split_ ? split_->partO : out, at,
+                                /*nontemporal=*/false,
+                                llvm::MaybeAlign(split_ ? 8 : 4));
+      }
+    // And the split's rows' max and sum, for the combine launch.
+    if (split_)
       for (int64_t half = 0; half < 2; ++half) {
         Value row = rowOf(half);
         Value inside = ix.andI(ix.lt(row, rowCount), ix.lt(inGroup, 1));
@@ -729,43 +751,6 @@ struct KilnGpuFlashAttentionPass final
               ValueRange{split, batch, rowHead, query,
                          arith::ConstantIndexOp::create(sb, loc, i)});
       }
-    } else {
-      // O / l; a row that saw no key (l = 0) gives 0. Pairs of adjacent
-      // columns leave as one store.
-      SmallVector<Value> inverse(2);
-      for (int64_t half = 0; half < 2; ++half) {
-        Value empty = arith::CmpFOp::create(
-            in, loc, arith::CmpFPredicate::OEQ, rowSums[half], f32c(in, 0.0));
-        inverse[half] = arith::SelectOp::create(
-            in, loc, empty, f32c(in, 0.0),
-            arith::DivFOp::create(in, loc, f32c(in, 1.0), rowSums[half]));
-      }
-      for (int64_t jd = 0; jd < oTiles; ++jd)
-        for (int64_t half = 0; half < 2; ++half) {
-          Value row = rowOf(half);
-          Value col = ix.add(ix.mul(inGroup, 2), jd * 8);
-          Value inside =
-              ix.andI(ix.lt(row, rowCount), ix.lt(col, shape.headV));
-          OpBuilder sb =
-              scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
-          SmallVector<Value> values;
-          for (int64_t e = 0; e < 2; ++e)
-            values.push_back(arith::TruncFOp::create(
-                sb, loc, element,
-                arith::MulFOp::create(
-                    sb, loc,
-                    vector::ExtractOp::create(sb, loc, loop.getResult(jd),
-                                              ArrayRef<int64_t>{half, e}),
-                    inverse[half])));
-          Value pair = vector::FromElementsOp::create(
-              sb, loc, VectorType::get({2}, element), values);
-          Ix sx{sb, loc};
-          auto [rowHead, query] = headAndQuery(sx, row);
-          vector::StoreOp::create(sb, loc, pair, out,
-                                  ValueRange{batch, rowHead, query, col},
-                                  /*nontemporal=*/false, llvm::MaybeAlign(4));
-        }
-    }
     gpu::TerminatorOp::create(in, loc);
     if (split_) {
       buildCombine(b, loc, config, shape, splits, *split_, out, outView,

@@ -20,6 +20,7 @@
 // chunks), they stay as steps of the kernel, as correct as before.
 //
 //===----------------------------------------------------------------------===//
+#include "codegen/gpu/BufferViews.h"
 #include "codegen/gpu/Strategy.h"
 
 #include "mlir/Dialect/Affine/IR/AffineOps.h"
@@ -33,32 +34,6 @@ using namespace mlir;
 using namespace kiln;
 
 namespace {
-
-/// Whether `generic`'s body only moves an element: it yields an input's
-/// element, or a tensor.extract at indices computed by integer arithmetic
-/// from linalg.index, of the output's element type.
-bool movesData(linalg::GenericOp generic) {
-  if (generic.getNumDpsInits() != 1 ||
-      generic.getNumParallelLoops() != generic.getNumLoops() ||
-      !generic.getMatchingIndexingMap(generic.getDpsInitOperand(0))
-           .isIdentity() ||
-      !generic.getMatchingBlockArgument(generic.getDpsInitOperand(0))
-           .use_empty())
-    return false;
-  Block *body = generic.getBody();
-  for (Operation &op : body->without_terminator())
-    if (!isa<linalg::IndexOp, arith::ConstantIndexOp, arith::AddIOp,
-             arith::SubIOp, arith::MulIOp, affine::AffineApplyOp,
-             tensor::ExtractOp>(op))
-      return false;
-  Value yielded = body->getTerminator()->getOperand(0);
-  if (auto arg = dyn_cast<BlockArgument>(yielded))
-    return arg.getOwner() == body &&
-           generic.getMatchingIndexingMap(
-                      generic.getDpsInputOperand(arg.getArgNumber()))
-               .isPermutation();
-  return yielded.getDefiningOp<tensor::ExtractOp>() != nullptr;
-}
 
 /// The one op of a single-result dispatch that moves data (besides what
 /// dispatch formation clones), yielded as its result; null otherwise.

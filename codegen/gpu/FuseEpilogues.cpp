@@ -53,7 +53,7 @@ bool kiln::epilogueAccepts(linalg::GenericOp consumer, Value acc) {
   return reads == 1;
 }
 
-linalg::GenericOp kiln::soleGenericOf(DispatchOp dispatch) {
+linalg::GenericOp kiln::soleGenericOf(DispatchOp dispatch, bool allowFills) {
   if (dispatch->getNumResults() != 1)
     return nullptr;
   linalg::GenericOp generic;
@@ -64,6 +64,8 @@ linalg::GenericOp kiln::soleGenericOf(DispatchOp dispatch) {
       generic = g;
       continue;
     }
+    if (allowFills && isa<linalg::FillOp>(op))
+      continue;
     if (op.getNumRegions() || isa<linalg::LinalgOp>(op))
       return nullptr;
   }

@@ -60,24 +60,11 @@ linalg::GenericOp elementwiseOf(DispatchOp dispatch) {
 /// generic (static, f32, at most 32 warps of 32 elements per lane: the
 /// row-fused strategy's reach), or null.
 linalg::GenericOp lastDimReductionOf(DispatchOp dispatch) {
-  if (strategyOf(dispatch) != kRowReduce || dispatch->getNumResults() != 1)
+  if (strategyOf(dispatch) != kRowReduce)
     return nullptr;
   // One generic, yielded; its init filled with a scalar.
-  linalg::GenericOp generic;
-  for (Operation &op : dispatch.getBody().front().without_terminator()) {
-    if (auto g = dyn_cast<linalg::GenericOp>(op)) {
-      if (generic)
-        return nullptr;
-      generic = g;
-    } else if (!isa<linalg::FillOp>(op) &&
-               (op.getNumRegions() || isa<linalg::LinalgOp>(op))) {
-      return nullptr;
-    }
-  }
-  if (!generic || dispatch.getBody().front().getTerminator()->getOperand(0) !=
-                      generic->getResult(0))
-    return nullptr;
-  if (
+  linalg::GenericOp generic = soleGenericOf(dispatch, /*allowFills=*/true);
+  if (!generic ||
       generic.getNumDpsInits() != 1 || generic.getNumReductionLoops() != 1 ||
       generic.getIteratorTypesArray().back() !=
           utils::IteratorType::reduction ||
@@ -154,6 +141,8 @@ struct KilnGpuFuseRowsPass final
           }))
         return;
       SmallVector<int64_t> stepRanges = step.getStaticLoopRanges();
+      if (stepRanges.empty())
+        return; // a scalar step: nothing of a row
       int64_t stepRows = 1;
       for (int64_t r : ArrayRef<int64_t>(stepRanges).drop_back())
         stepRows *= r;

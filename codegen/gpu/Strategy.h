@@ -213,8 +213,10 @@ DispatchOp mergeDispatches(DispatchOp first, DispatchOp second,
                            mlir::DictionaryAttr config);
 /// The one generic of a single-result dispatch whose body is otherwise
 /// what dispatch formation clones (no other linalg op, no regions), and
-/// whose result the dispatch yields; null otherwise.
-mlir::linalg::GenericOp soleGenericOf(DispatchOp dispatch);
+/// whose result the dispatch yields; null otherwise. With `allowFills`, the
+/// body may also fill the generic's init with a scalar.
+mlir::linalg::GenericOp soleGenericOf(DispatchOp dispatch,
+                                      bool allowFills = false);
 /// The epilogues a GEMM strategy applied in registers, with the
 /// temporaries they read.
 using FusedEpilogues =

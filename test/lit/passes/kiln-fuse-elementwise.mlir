@@ -96,3 +96,93 @@ func.func @no_recompute(%x: tensor<4x16xf32>, %w: tensor<16x8xf32>) -> tensor<4x
   } -> tensor<4x8xf32>
   return %r : tensor<4x8xf32>
 }
+
+// -----
+
+// COM: RoPE's rotate-half as an exporter writes it: q transposed, its two
+// COM: halves sliced (the second negated), concatenated by a gather, times
+// COM: sin, plus q times cos. The slices and the transpose are computed
+// COM: where the concatenation reads them: one generic, reading q in place
+// COM: (extracts at the transposed, offset indices) and no other tensor.
+// CHECK-LABEL: func.func @rotate_half
+// CHECK-NOT: linalg.transpose
+// CHECK: %[[R:.*]] = linalg.generic
+// CHECK-DAG: tensor.extract %arg0[%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}] : tensor<1x8x2x16xf32>
+// CHECK-DAG: arith.negf
+// CHECK: linalg.yield
+// CHECK-NOT: linalg.generic
+// CHECK: return %[[R]]
+#id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#bc = affine_map<(d0, d1, d2, d3) -> (0, 0, d2, d3)>
+func.func @rotate_half(%q: tensor<1x8x2x16xf32>, %sin: tensor<1x1x8x16xf32>) -> tensor<1x2x8x16xf32> {
+  %c0 = arith.constant 0 : index
+  %c7 = arith.constant 7 : index
+  %c8 = arith.constant 8 : index
+  %e = tensor.empty() : tensor<1x2x8x16xf32>
+  %t = linalg.transpose ins(%q : tensor<1x8x2x16xf32>) outs(%e : tensor<1x2x8x16xf32>) permutation = [0, 2, 1, 3]
+  %eh = tensor.empty() : tensor<1x2x8x8xf32>
+  %x1 = linalg.generic {indexing_maps = [#id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%eh : tensor<1x2x8x8xf32>) {
+  ^bb0(%out: f32):
+    %h = linalg.index 1 : index
+    %s = linalg.index 2 : index
+    %d = linalg.index 3 : index
+    %v = tensor.extract %t[%c0, %h, %s, %d] : tensor<1x2x8x16xf32>
+    linalg.yield %v : f32
+  } -> tensor<1x2x8x8xf32>
+  %x2 = linalg.generic {indexing_maps = [#id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%eh : tensor<1x2x8x8xf32>) {
+  ^bb0(%out: f32):
+    %h = linalg.index 1 : index
+    %s = linalg.index 2 : index
+    %d = linalg.index 3 : index
+    %dd = arith.addi %d, %c8 : index
+    %v = tensor.extract %t[%c0, %h, %s, %dd] : tensor<1x2x8x16xf32>
+    %n = arith.negf %v : f32
+    linalg.yield %n : f32
+  } -> tensor<1x2x8x8xf32>
+  %r = linalg.generic {indexing_maps = [#bc, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%sin : tensor<1x1x8x16xf32>) outs(%e : tensor<1x2x8x16xf32>) {
+  ^bb0(%sn: f32, %out: f32):
+    %h = linalg.index 1 : index
+    %s = linalg.index 2 : index
+    %d = linalg.index 3 : index
+    %lo = arith.minsi %d, %c7 : index
+    %hi0 = arith.subi %d, %c8 : index
+    %hi1 = arith.maxsi %hi0, %c0 : index
+    %hi = arith.minsi %hi1, %c7 : index
+    %a = tensor.extract %x2[%c0, %h, %s, %lo] : tensor<1x2x8x8xf32>
+    %b = tensor.extract %x1[%c0, %h, %s, %hi] : tensor<1x2x8x8xf32>
+    %first = arith.cmpi slt, %d, %c8 : index
+    %v = arith.select %first, %a, %b : f32
+    %m = arith.mulf %v, %sn : f32
+    linalg.yield %m : f32
+  } -> tensor<1x2x8x16xf32>
+  return %r : tensor<1x2x8x16xf32>
+}
+
+// -----
+
+// COM: A gathered producer that something else reads whole stays (it is
+// COM: computed once, for that reader), and so do its gathers.
+// CHECK-LABEL: func.func @gathered_and_read
+// CHECK: %[[P:.*]] = linalg.generic
+// CHECK: math.exp
+// CHECK: linalg.generic
+// CHECK: tensor.extract %[[P]]
+#id1 = affine_map<(d0) -> (d0)>
+func.func @gathered_and_read(%x: tensor<16xf32>) -> (tensor<16xf32>, tensor<8xf32>) {
+  %c8 = arith.constant 8 : index
+  %e = tensor.empty() : tensor<16xf32>
+  %p = linalg.generic {indexing_maps = [#id1, #id1], iterator_types = ["parallel"]} ins(%x : tensor<16xf32>) outs(%e : tensor<16xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %v = math.exp %in : f32
+    linalg.yield %v : f32
+  } -> tensor<16xf32>
+  %e8 = tensor.empty() : tensor<8xf32>
+  %g = linalg.generic {indexing_maps = [#id1], iterator_types = ["parallel"]} outs(%e8 : tensor<8xf32>) {
+  ^bb0(%out: f32):
+    %i = linalg.index 0 : index
+    %j = arith.addi %i, %c8 : index
+    %v = tensor.extract %p[%j] : tensor<16xf32>
+    linalg.yield %v : f32
+  } -> tensor<8xf32>
+  return %p, %g : tensor<16xf32>, tensor<8xf32>
+}
