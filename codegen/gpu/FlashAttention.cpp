@@ -208,6 +208,22 @@ struct KilnGpuFlashAttentionPass final
     }
   }
 
+  /// `value` combined over the four lanes that hold a row of an mma
+  /// accumulator (xor shuffles by 1 and 2).
+  template <typename CombineOp>
+  static Value acrossRow(OpBuilder &b, Location loc, Value value) {
+    Value width = arith::ConstantIntOp::create(b, loc, kWarp, 32);
+    for (int64_t offset : {1, 2}) {
+      Value step = arith::ConstantIntOp::create(b, loc, offset, 32);
+      value = CombineOp::create(
+          b, loc, value,
+          gpu::ShuffleOp::create(b, loc, value, step, width,
+                                 gpu::ShuffleMode::XOR)
+              .getShuffleResult());
+    }
+    return value;
+  }
+
   Value ldmatrix(Ix &ix, const Tile &tile, Value stage, Value row, Value chunk,
                  int64_t count, bool transpose, Type element) {
     Value physical = ix.mul(swizzle(ix, row, chunk, tile.chunks()), kChunk);
@@ -606,20 +622,12 @@ struct KilnGpuFlashAttentionPass final
 
       // Online softmax per row: the max across the row's four lanes, the
       // running max and sum rescaled, P = exp(s - m).
-      Value width = arith::ConstantIntOp::create(lb, loc, kWarp, 32);
       SmallVector<Value> newMax(2), corr(2), sums(2);
       for (int64_t half = 0; half < 2; ++half) {
         Value mx = s[half].front();
         for (Value x : ArrayRef<Value>(s[half]).drop_front())
           mx = arith::MaximumFOp::create(lb, loc, mx, x);
-        for (int64_t offset : {1, 2}) {
-          Value step = arith::ConstantIntOp::create(lb, loc, offset, 32);
-          mx = arith::MaximumFOp::create(
-              lb, loc, mx,
-              gpu::ShuffleOp::create(lb, loc, mx, step, width,
-                                     gpu::ShuffleMode::XOR)
-                  .getShuffleResult());
-        }
+        mx = acrossRow<arith::MaximumFOp>(lb, loc, mx);
         Value oldMax = iter[oTiles + half];
         newMax[half] = arith::MaximumFOp::create(lb, loc, oldMax, mx);
         // A row with no key seen yet keeps m = -inf; exponents then use 0.
@@ -676,20 +684,10 @@ struct KilnGpuFlashAttentionPass final
     }
 
     // l summed over the row's four lanes.
-    Value width = arith::ConstantIntOp::create(in, loc, kWarp, 32);
     SmallVector<Value> rowSums(2);
-    for (int64_t half = 0; half < 2; ++half) {
-      Value l = loop.getResult(oTiles + 2 + half);
-      for (int64_t offset : {1, 2}) {
-        Value step = arith::ConstantIntOp::create(in, loc, offset, 32);
-        l = arith::AddFOp::create(
-            in, loc, l,
-            gpu::ShuffleOp::create(in, loc, l, step, width,
-                                   gpu::ShuffleMode::XOR)
-                .getShuffleResult());
-      }
-      rowSums[half] = l;
-    }
+    for (int64_t half = 0; half < 2; ++half)
+      rowSums[half] =
+          acrossRow<arith::AddFOp>(in, loc, loop.getResult(oTiles + 2 + half));
     auto rowOf = [&](int64_t half) {
       return ix.add(qBase, ix.add(warpRow, ix.add(group, 8 * half)));
     };
