@@ -28,15 +28,17 @@ BLOCKS = {
 WIDTH = 64
 
 
-def attention_block(name, path):
+def attention_block(name, path, skew=0):
     """x [B, S, 64] -> LayerNorm -> QKV MatMul + bias -> Split -> Reshape, Transpose per
     head -> Attention-23 -> Transpose, Reshape -> output MatMul; returns
     the input and a float64 reference."""
     b, s, hq, hkv, d, causal = BLOCKS[name]
     rng = np.random.default_rng(sum(map(ord, name)))
     sizes = [hq * d, hkv * d, hkv * d]
-    w = (rng.standard_normal((WIDTH, sum(sizes))) / 8).astype(np.float32)
-    bias = (rng.standard_normal(sum(sizes)) / 4).astype(np.float32)
+    # `skew` extra leading columns of the projection, sliced off before the
+    # split: q, k and v then start off the 16-byte chunks.
+    w = (rng.standard_normal((WIDTH, skew + sum(sizes))) / 8).astype(np.float32)
+    bias = (rng.standard_normal(skew + sum(sizes)) / 4).astype(np.float32)
     wo = (rng.standard_normal((hq * d, WIDTH)) / 16).astype(np.float32)
     x = rng.standard_normal((b, s, WIDTH), dtype=np.float32)
     f = TensorProto.FLOAT
@@ -51,9 +53,15 @@ def attention_block(name, path):
     nodes = [helper.make_node("LayerNormalization", ["x", "gamma", "beta"],
                               ["xn"], axis=-1, epsilon=1e-5),
              helper.make_node("MatMul", ["xn", "w"], ["xw"]),
-             helper.make_node("Add", ["xw", "b"], ["qkv"]),
+             helper.make_node("Add", ["xw", "b"], ["qkv_all"]),
+             helper.make_node("Slice", ["qkv_all", "skew", "end", "axis"],
+                              ["qkv"]),
              helper.make_node("Split", ["qkv", "sizes"], ["q0", "k0", "v0"],
                               axis=2)]
+    init += [numpy_helper.from_array(np.array([skew], np.int64), "skew"),
+             numpy_helper.from_array(np.array([skew + sum(sizes)], np.int64),
+                                     "end"),
+             numpy_helper.from_array(np.array([2], np.int64), "axis")]
     for n, shape in (("q", "qs"), ("k", "kvs"), ("v", "kvs")):
         nodes += [helper.make_node("Reshape", [n + "0", shape], [n + "1"]),
                   helper.make_node("Transpose", [n + "1"], [n],
@@ -73,7 +81,7 @@ def attention_block(name, path):
     x64 = x.astype(np.float64)
     xn = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(
         x64.var(-1, keepdims=True) + 1e-5)
-    qkv = xn @ w + bias
+    qkv = (xn @ w + bias)[..., skew:]
     q, k, v = np.split(qkv, np.cumsum(sizes)[:2], axis=2)
     q = q.reshape(b, s, hq, d).transpose(0, 2, 1, 3)
     k = np.repeat(k.reshape(b, s, hkv, d).transpose(0, 2, 1, 3), hq // hkv, 1)
@@ -122,6 +130,28 @@ def test_attention_block_is_four_kernels_and_matches(name, tmp_path):
              f"x=@{tmp_path / 'x.npy'}", "--output-dir", str(out))
         error = normwise_error(np.load(out / "y.npy"), want)
         assert error <= PRECISION_TOLERANCES[precision], (precision, error)
+
+
+@needs_ptxas
+def test_unaligned_heads_are_copied_not_read_in_place(tmp_path):
+    """q, k and v starting 4 elements off the 16-byte chunks cp.async
+    copies: the flash kernel cannot read them in place, so the head split
+    stays as steps of the attention kernel (more launches, same numbers)."""
+    path = str(tmp_path / "skew.onnx")
+    x, want = attention_block("mha_d64_causal", path, skew=4)
+    np.save(tmp_path / "x.npy", x)
+    artifact = str(tmp_path / "skew.kiln")
+    kiln("compile", path, "--target", TARGET, "--precision", "bf16",
+         "--embed-kernel-ir", "-o", artifact)
+    info = inspect(artifact)
+    strategy = {k["name"]: k["strategy"] for k in info["kernels"]}
+    kinds = [strategy[l["kernel"]] for l in info["entry_points"][0]["launches"]]
+    assert kinds.count(FLASH) == 1 and len(kinds) > 4, kinds
+    out = tmp_path / "out"
+    kiln("run", artifact, "--device", "sim", "--input",
+         f"x=@{tmp_path / 'x.npy'}", "--output-dir", str(out))
+    error = normwise_error(np.load(out / "y.npy"), want)
+    assert error <= PRECISION_TOLERANCES["bf16"], error
 
 
 @needs_ptxas
