@@ -27,6 +27,10 @@ STRATEGY = "flash-attention-mma-sync"
 CASES = {
     "d64_causal": dict(shape=(1, 2, 2, 128, 0, 128, 64), causal=True,
                        tile=[64, 64]),
+    # No mask, 4 query tiles per head: 8 blocks, so the 4 key tiles are
+    # split 2 ways as well.
+    "d64_full_4tiles": dict(shape=(1, 2, 2, 256, 0, 256, 64), tile=[64, 64],
+                            splits=2),
     "d128_gqa_edges": dict(shape=(1, 4, 2, 80, 0, 80, 128), causal=True,
                            tile=[64, 32]),
     "d80_additive_mask": dict(shape=(2, 2, 2, 40, 0, 40, 80), mask="additive",
@@ -238,3 +242,35 @@ def test_decode_reads_the_cache_once(tmp_path):
     b, _, hkv, _, past, new, d = CASES[name]["shape"]
     cache_mb = 2 * b * hkv * (past + new) * d * 2 / 1e6  # K and V, bf16
     assert cache_mb <= moved_mb <= 1.15 * cache_mb, (moved_mb, cache_mb)
+
+
+@needs_ptxas
+def test_prefill_reads_kv_once_per_query_tile(tmp_path):
+    """Prefill without a mask, 4 query tiles of 64 rows per head, the key
+    tiles split 2 ways: each block streams its half of the head's K and V
+    once, so the flash launch moves 4 x (K + V), Q once per split, and
+    each split's f32 part of O with its rows' max and sum, per the
+    simulator's counters (a model of the traffic, not a measurement): no
+    re-reads of K/V within a block, no score matrix in memory."""
+    name = "d64_full_4tiles"
+    path = str(tmp_path / f"{name}.onnx")
+    feeds, _ = build(name, path)
+    artifact = str(tmp_path / f"{name}.kiln")
+    kiln("compile", path, "--target", TARGET, "--precision", "bf16",
+         "--embed-kernel-ir", "-o", artifact)
+    args = []
+    for n, value in feeds.items():
+        np.save(tmp_path / f"{n}.npy", value)
+        args += ["--input", f"{n}=@{tmp_path / (n + '.npy')}"]
+    report = kiln("profile", artifact, "--device", "sim", "--sample-blocks",
+                  "0", *args).stdout
+    row = next(line.split() for line in report.splitlines()
+               if len(line.split()) > 5 and line.split()[1] == STRATEGY)
+    moved_mb = float(row[5])
+    b, hq, hkv, s, _, keys, d = CASES[name]["shape"]
+    q_tiles, splits = s // CASES[name]["tile"][0], CASES[name]["splits"]
+    kv_mb = 2 * b * hkv * keys * d * 2 / 1e6
+    q_mb = b * hq * s * d * 2 / 1e6
+    parts_mb = splits * b * hq * s * (d + 2) * 4 / 1e6
+    want = q_tiles * kv_mb + splits * q_mb + parts_mb
+    assert 0.95 * want <= moved_mb <= 1.1 * want, (moved_mb, want)
