@@ -198,8 +198,8 @@ private:
   }
   /// Flash attention: a warp per 16 query rows, 4 warps where the
   /// sequence has 64 rows (fewer for a short one: decode), and the largest
-  /// key tile of 64, 32 or 16 whose two stages of K and V fit the 48 KiB of
-  /// static shared memory next to the Q tile.
+  /// key tile of 64, 32 or 16 whose two stages of K and V fit 96 KiB next
+  /// to the Q tile (a head of 128 takes 64 keys in 80 KiB).
   DictionaryAttr flashAttention(const FlashShape &shape) {
     // Decode with grouped-query heads: the group's query heads are rows of
     // one tile, so each K/V tile is loaded once for all of them.
@@ -209,7 +209,12 @@ private:
     int64_t warps = std::clamp<int64_t>(llvm::divideCeil(rows, 16), 1, 4);
     int64_t bm = 16 * warps;
     constexpr int64_t kStages = 2;
-    int64_t limit = std::min<int64_t>(48 * 1024, facts.sharedBytesPerBlock);
+    // Up to 96 KiB (two blocks per SM on the A100): past the 48 KiB of
+    // static shared memory kiln-gpu-hopper-abi moves the tiles to dynamic
+    // shared memory, 1 KiB aligned, which the runtime opts into.
+    constexpr int64_t kAlignSlack = 1024;
+    int64_t limit = std::min<int64_t>(96 * 1024, facts.sharedBytesPerBlock) -
+                    kAlignSlack;
     for (int64_t bn : {64, 32, 16}) {
       if (flashAttentionSharedBytes(shape, bm, bn, kStages) > limit)
         continue;

@@ -357,9 +357,10 @@ func.func @symbolic_m(%a: tensor<?x64xbf16>, %b: tensor<64x96xbf16>) -> tensor<?
 // COM: Decode with grouped-query heads (LLaMA 3 8B: 32 query heads over 8
 // COM: KV heads): the 4 query heads of a group are packed into the rows of
 // COM: one tile so each K/V tile is loaded once for them; 8 blocks split
-// COM: the 128 key tiles of 32 (a head of 128) 14 ways.
+// COM: the 64 key tiles of 64 (a head of 128: 66 KiB of shared memory)
+// COM: 14 ways.
 // CUDA-LABEL: func.func @flash_decode_gqa
-// CUDA: {config = {pack_heads = 1 : i64, splits = 14 : i64, stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 32>}}
+// CUDA: {config = {pack_heads = 1 : i64, splits = 14 : i64, stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}}
 func.func @flash_decode_gqa(%q: tensor<1x32x1x128xbf16>, %kv: tensor<1x8x4096x128xbf16>) -> tensor<1x32x1x128xbf16> {
   %r = kiln.dispatch(%q, %kv) : (tensor<1x32x1x128xbf16>, tensor<1x8x4096x128xbf16>) -> tensor<1x32x1x128xbf16> {
   ^bb0(%a: tensor<1x32x1x128xbf16>, %b: tensor<1x8x4096x128xbf16>):
