@@ -222,13 +222,10 @@ def test_sass_of_flash_attention(name, arch, tmp_path):
         assert kernel["dynamic_shared_bytes"] == tiles + 1024, kernel
 
 
-@needs_ptxas
-def test_decode_reads_the_cache_once(tmp_path):
-    """Split-KV decode with 4 query heads per KV head, packed into the rows
-    of one tile: the simulator's counters (a model of the traffic, not a
-    measurement) show the flash launch moving each byte of the cache about
-    once, where a block per query head would move it 4 times."""
-    name = "decode_split_empty_gqa4"
+def flash_moved_mb(name, tmp_path):
+    """The MB the case's flash launch moves between L2 and the SMs, per
+    `kiln profile` over every block (the split launch where there is a
+    combine after it)."""
     path = str(tmp_path / f"{name}.onnx")
     feeds, _ = build(name, path)
     artifact = str(tmp_path / f"{name}.kiln")
@@ -240,10 +237,19 @@ def test_decode_reads_the_cache_once(tmp_path):
         args += ["--input", f"{n}=@{tmp_path / (n + '.npy')}"]
     report = kiln("profile", artifact, "--device", "sim", "--sample-blocks",
                   "0", *args).stdout
-    # The first flash row is the split launch (the combine follows it).
     row = next(line.split() for line in report.splitlines()
                if len(line.split()) > 5 and line.split()[1] == STRATEGY)
-    moved_mb = float(row[5])
+    return float(row[5])
+
+
+@needs_ptxas
+def test_decode_reads_the_cache_once(tmp_path):
+    """Split-KV decode with 4 query heads per KV head, packed into the rows
+    of one tile: the simulator's counters (a model of the traffic, not a
+    measurement) show the flash launch moving each byte of the cache about
+    once, where a block per query head would move it 4 times."""
+    name = "decode_split_empty_gqa4"
+    moved_mb = flash_moved_mb(name, tmp_path)
     b, _, hkv, _, past, new, d = CASES[name]["shape"]
     cache_mb = 2 * b * hkv * (past + new) * d * 2 / 1e6  # K and V, bf16
     assert cache_mb <= moved_mb <= 1.15 * cache_mb, (moved_mb, cache_mb)
@@ -258,20 +264,7 @@ def test_prefill_reads_kv_once_per_query_tile(tmp_path):
     simulator's counters (a model of the traffic, not a measurement): no
     re-reads of K/V within a block, no score matrix in memory."""
     name = "d64_full_4tiles"
-    path = str(tmp_path / f"{name}.onnx")
-    feeds, _ = build(name, path)
-    artifact = str(tmp_path / f"{name}.kiln")
-    kiln("compile", path, "--target", TARGET, "--precision", "bf16",
-         "--embed-kernel-ir", "-o", artifact)
-    args = []
-    for n, value in feeds.items():
-        np.save(tmp_path / f"{n}.npy", value)
-        args += ["--input", f"{n}=@{tmp_path / (n + '.npy')}"]
-    report = kiln("profile", artifact, "--device", "sim", "--sample-blocks",
-                  "0", *args).stdout
-    row = next(line.split() for line in report.splitlines()
-               if len(line.split()) > 5 and line.split()[1] == STRATEGY)
-    moved_mb = float(row[5])
+    moved_mb = flash_moved_mb(name, tmp_path)
     b, hq, hkv, s, _, keys, d = CASES[name]["shape"]
     q_tiles, splits = s // CASES[name]["tile"][0], CASES[name]["splits"]
     kv_mb = 2 * b * hkv * keys * d * 2 / 1e6
