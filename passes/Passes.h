@@ -29,6 +29,10 @@ namespace kiln {
 inline constexpr llvm::StringLiteral kKernelAttrName = "kiln.kernel";
 /// The name of the module that holds the outlined kernels.
 inline constexpr llvm::StringLiteral kKernelModuleName = "kernels";
+/// On a module: kiln-raise-attention leaves it alone (`kiln compile
+/// --raise-attention off`).
+inline constexpr llvm::StringLiteral kNoRaiseAttentionAttr =
+    "kiln.no_raise_attention";
 
 /// Graph IR -> optimized graph IR on linalg: lowering of the kiln ops that
 /// have no kernel strategy yet, canonicalization and elementwise fusion.

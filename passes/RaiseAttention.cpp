@@ -562,6 +562,9 @@ struct KilnRaiseAttentionPass final
     : kiln::impl::KilnRaiseAttentionBase<KilnRaiseAttentionPass> {
   void runOnOperation() override {
     func::FuncOp func = getOperation();
+    if (auto module = func->getParentOfType<ModuleOp>();
+        module && module->hasAttr(kNoRaiseAttentionAttr))
+      return;
     int64_t raised = Raiser(func).run();
     if (raised == 0)
       return;

@@ -39,6 +39,12 @@ Compiles an ONNX model into a Kiln artifact (or prints an IR level).
                          matrix products (weights converted once, here;
                          sums, softmax and norms stay in f32; inputs and
                          outputs keep their types)
+  --raise-attention on|off
+                         recognize the exporter's decomposed attention as
+                         one attention op (default on, where the target
+                         runs it as one kernel: cpu, cuda under
+                         --precision fp16|bf16); off keeps the pieces (to
+                         compare, or to work around a wrong match)
   --dim NAME=VALUE       value of a symbolic input dim (repeatable)
   --dim NAME=MIN..MAX    keep the dim symbolic, with these bounds: the
                          artifact runs any size in the range
@@ -68,6 +74,7 @@ struct CompileOptions {
   std::string model, output, target = "cpu", precision = "fp32";
   std::string emit = "artifact", cpu = "host", printAfter, cudaPath;
   bool printAfterAll = false, timing = false, embedKernelIR = false;
+  bool raiseAttention = true;
   unsigned jobs = 0, ptxIsa = 0;
   onnx::ImportOptions import;
 };
@@ -83,6 +90,10 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
       o.target = value;
     } else if (takeOption(args, i, "--precision", value, error)) {
       o.precision = value;
+    } else if (takeOption(args, i, "--raise-attention", value, error)) {
+      if (value != "on" && value != "off")
+        error = "--raise-attention " + value + " is not one of on, off";
+      o.raiseAttention = value == "on";
     } else if (takeOption(args, i, "--emit", value, error)) {
       o.emit = value;
     } else if (takeOption(args, i, "--cuda-path", value, error)) {
@@ -273,6 +284,10 @@ int runCompile(const Args &args) {
       onnx::importModelFile(context, o.model, o.import);
   if (!module)
     return 1;
+  // kiln-raise-attention leaves a module that says so alone, whichever
+  // pipeline runs it.
+  if (!o.raiseAttention)
+    (*module)->setAttr(kNoRaiseAttentionAttr, UnitAttr::get(&context));
   // --precision: a graph-level rewrite, so every target and every --emit
   // level sees the same numbers.
   if (o.precision != "fp32") {
@@ -281,7 +296,7 @@ int runCompile(const Args &args) {
     // Attention is raised before its contractions are narrowed (the
     // conversions would split its chain); the graph pipeline's raising
     // then finds nothing left to do.
-    if (target->raisesNarrowAttention()) {
+    if (target->raisesNarrowAttention() && o.raiseAttention) {
       pm.addPass(createCanonicalizerPass());
       pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention());
     }
