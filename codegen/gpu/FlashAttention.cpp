@@ -30,6 +30,19 @@
 //   every key masked, as the op says) rounded to the result type and
 //   stored in pairs, guarded at the sequence and head edges.
 //
+// Three options of the configuration:
+// - `splits` (split-KV, for decode): grid z runs over (batch, split), a
+//   block reads its split's share of the key tiles and stores O (not yet
+//   divided) and its rows' max and sum in f32 to a workspace; a second
+//   launch combines the splits (log-sum-exp);
+// - `pack_heads` (decode with grouped-query heads): a block per KV head,
+//   whose tile rows are the group's (query head, query) pairs, so each K/V
+//   tile is loaded once for the group;
+// - none, but the operands: q, k, v that data movement inside the kernel
+//   wrote into temporaries (the head split kiln-gpu-fuse-attention-layouts
+//   merged in) are read in place through strided views, and the result is
+//   written through the permutation after it (BufferViews.h).
+//
 // The scores, their softmax and the accumulators are f32 throughout; only
 // P is rounded, as the decomposition with softmax_type f32 does.
 //
