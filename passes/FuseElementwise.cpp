@@ -67,19 +67,17 @@ struct FoldTransposeIntoGeneric final : OpRewritePattern<linalg::GenericOp> {
 };
 
 /// Ops a gathered producer's body may hold to be recomputed where it is
-/// read: index arithmetic, at most one read of its own, and a few scalar
-/// ops.
+/// read (index arithmetic, its one read, a few scalar ops).
 constexpr unsigned kMaxInlinedOps = 8;
 
 /// tensor.extract %p[i..] inside a generic, where %p is produced by a
 /// transpose or by a cheap gather (an all-parallel generic without inputs
 /// that reads through one tensor.extract) that only such reads use: the
 /// producer's element is computed right there (linalg.index d taken as
-/// i_d), so a chain of gathers
-/// (RoPE's rotate-half: transpose, two half slices, one negated, and the
-/// concatenation) is one kernel instead of one per step. Each element is
-/// computed from the same inputs by the same ops, so the numbers do not
-/// change.
+/// i_d), so a chain of gathers (RoPE's rotate-half: transpose, two half
+/// slices, one negated, and the concatenation) is one kernel instead of
+/// one per step. Each element is computed from the same inputs by the same
+/// ops, so the numbers do not change.
 struct InlineGatheredProducer final : OpRewritePattern<tensor::ExtractOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -140,8 +138,8 @@ struct InlineGatheredProducer final : OpRewritePattern<tensor::ExtractOp> {
       }
       rewriter.clone(op, mapping);
     }
-    rewriter.replaceOp(extract,
-                       mapping.lookupOrDefault(body->getTerminator()->getOperand(0)));
+    Value yielded = body->getTerminator()->getOperand(0);
+    rewriter.replaceOp(extract, mapping.lookupOrDefault(yielded));
     return success();
   }
 };

@@ -81,9 +81,8 @@ struct KilnNarrowProducersPass final
     : kiln::impl::KilnNarrowProducersBase<KilnNarrowProducersPass> {
   void runOnOperation() override {
     SmallVector<linalg::GenericOp> producers;
-    getOperation()->walk([&](linalg::GenericOp generic) {
-      producers.push_back(generic);
-    });
+    getOperation()->walk(
+        [&](linalg::GenericOp generic) { producers.push_back(generic); });
     for (linalg::GenericOp producer : producers)
       narrow(producer);
   }
@@ -150,8 +149,8 @@ struct KilnNarrowProducersPass final
     producer.getMatchingBlockArgument(init).setType(narrow);
     Operation *yield = producer.getBody()->getTerminator();
     b.setInsertionPoint(yield);
-    yield->setOperand(0, arith::TruncFOp::create(b, loc, narrow,
-                                                 yield->getOperand(0)));
+    yield->setOperand(
+        0, arith::TruncFOp::create(b, loc, narrow, yield->getOperand(0)));
     for (Value view : views)
       view.setType(cast<RankedTensorType>(view.getType()).clone(narrow));
     // The readers take the narrow element where they rounded it.

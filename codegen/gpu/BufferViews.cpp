@@ -27,7 +27,8 @@ SmallVector<int64_t> rowMajorStrides(ArrayRef<int64_t> shape) {
 bool isKernelBuffer(Value value) {
   auto type = dyn_cast<MemRefType>(value.getType());
   auto arg = dyn_cast<BlockArgument>(value);
-  return type && arg && type.hasStaticShape() && type.getLayout().isIdentity() &&
+  return type && arg && type.hasStaticShape() &&
+         type.getLayout().isIdentity() &&
          isa<func::FuncOp>(arg.getOwner()->getParentOp());
 }
 
@@ -216,9 +217,9 @@ bool kiln::movesData(linalg::GenericOp generic) {
     return false;
   Block *body = generic.getBody();
   for (Operation &op : body->without_terminator())
-    if (!isa<linalg::IndexOp, arith::ConstantOp, arith::AddIOp,
-             arith::SubIOp, arith::MulIOp, affine::AffineApplyOp,
-             tensor::ExtractOp, memref::LoadOp>(op))
+    if (!isa<linalg::IndexOp, arith::ConstantOp, arith::AddIOp, arith::SubIOp,
+             arith::MulIOp, affine::AffineApplyOp, tensor::ExtractOp,
+             memref::LoadOp>(op))
       return false;
   Value yielded = body->getTerminator()->getOperand(0);
   if (auto arg = dyn_cast<BlockArgument>(yielded))
@@ -251,9 +252,8 @@ Value StridedView::build(OpBuilder &b, Location loc,
     sizes.push_back(b.getIndexAttr(size));
     steps.push_back(b.getIndexAttr(stride));
   }
-  return memref::ReinterpretCastOp::create(b, loc, type, base,
-                                           b.getIndexAttr(offset), sizes,
-                                           steps);
+  return memref::ReinterpretCastOp::create(
+      b, loc, type, base, b.getIndexAttr(offset), sizes, steps);
 }
 
 void Movement::erase() {

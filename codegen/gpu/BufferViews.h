@@ -60,9 +60,8 @@ bool movesData(mlir::linalg::GenericOp generic);
 /// through a permutation or a memref.load at indices that are affine in
 /// the loop indices), the view of what that step read, recursively. The
 /// steps and temporaries are added to `movement`.
-std::optional<StridedView> sourceView(mlir::Value buffer,
-                                      mlir::Operation *reader,
-                                      Movement &movement);
+std::optional<StridedView>
+sourceView(mlir::Value buffer, mlir::Operation *reader, Movement &movement);
 
 /// Where element [i..] of `value` lands when `step` (a memref.copy, a
 /// linalg.transpose or a generic yielding its one input element through a

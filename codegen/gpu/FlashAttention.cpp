@@ -1,4 +1,4 @@
-//===- FlashAttention.cpp - attention as one tensor-core kernel (mma.sync) -===//
+//===- FlashAttention.cpp - attention as one mma.sync kernel -------------===//
 //
 // The attention strategy for `kiln.attention` of f16 or bf16 operands
 // (what `--precision` makes of a raised attention), configured by `tile`
@@ -104,8 +104,9 @@ struct FlashConfig {
       c.packHeads = *pack;
     }
     if (c.bm % 16 || c.bn % 16)
-      return config.error() << "the query tile (16 rows per warp) and the key "
-                               "tile (k16 steps of P V) must be multiples of 16";
+      return config.error()
+             << "the query tile (16 rows per warp) and the key "
+                "tile (k16 steps of P V) must be multiples of 16";
     if (c.stages < 2)
       return config.error() << "the pipeline needs at least 2 stages";
     return c;
@@ -125,8 +126,8 @@ std::optional<kiln::FlashShape> kiln::flashAttentionShape(Operation *root) {
   if (!(element.isF16() || element.isBF16()) || !q.hasStaticShape() ||
       !k.hasStaticShape() || !v.hasStaticShape())
     return std::nullopt;
-  if (Value bias = op.getBias(); bias && !cast<ShapedType>(bias.getType())
-                                              .hasStaticShape())
+  if (Value bias = op.getBias();
+      bias && !cast<ShapedType>(bias.getType()).hasStaticShape())
     return std::nullopt;
   if (std::optional<Type> softmax = op.getSoftmaxType();
       softmax && !softmax->isF32())
@@ -228,11 +229,11 @@ struct KilnGpuFlashAttentionPass final
     Value width = arith::ConstantIntOp::create(b, loc, kWarp, 32);
     for (int64_t offset : {1, 2}) {
       Value step = arith::ConstantIntOp::create(b, loc, offset, 32);
-      value = CombineOp::create(
-          b, loc, value,
-          gpu::ShuffleOp::create(b, loc, value, step, width,
-                                 gpu::ShuffleMode::XOR)
-              .getShuffleResult());
+      value =
+          CombineOp::create(b, loc, value,
+                            gpu::ShuffleOp::create(b, loc, value, step, width,
+                                                   gpu::ShuffleMode::XOR)
+                                .getShuffleResult());
     }
     return value;
   }
@@ -267,14 +268,14 @@ struct KilnGpuFlashAttentionPass final
     Launch built = createLaunch(
         b, loc,
         {constantIndex(b, loc, llvm::divideCeil(elements, kThreads)),
-         constantIndex(b, loc, shape.heads), constantIndex(b, loc, shape.batch)},
+         constantIndex(b, loc, shape.heads),
+         constantIndex(b, loc, shape.batch)},
         {kThreads, 1, 1}, config);
     OpBuilder &in = built.body;
     Ix ix{in, loc};
     if (outView)
-      out = outView->build(in, loc,
-                           {shape.batch, shape.heads, shape.queries,
-                            shape.headV});
+      out = outView->build(
+          in, loc, {shape.batch, shape.heads, shape.queries, shape.headV});
     gpu::LaunchOp launch = built.op;
     Value e = ix.add(ix.mul(launch.getBlockIds().x, kThreads),
                      launch.getThreadIds().x);
@@ -303,7 +304,8 @@ struct KilnGpuFlashAttentionPass final
       Value weight = math::ExpOp::create(
           tb, loc, arith::SubFOp::create(tb, loc, maxes[s], base));
       Value l = memref::LoadOp::create(
-          tb, loc, parts.partML, ValueRange{tx.c(s), batch, head, row, tx.c(1)});
+          tb, loc, parts.partML,
+          ValueRange{tx.c(s), batch, head, row, tx.c(1)});
       Value o = memref::LoadOp::create(
           tb, loc, parts.partO, ValueRange{tx.c(s), batch, head, row, col});
       sum = arith::AddFOp::create(tb, loc, sum,
@@ -353,9 +355,9 @@ struct KilnGpuFlashAttentionPass final
     int64_t splits = std::min(c.splits, kvTiles);
     if (qTiles > 0x7fffffff || shape.heads > 65535 ||
         shape.batch * splits > 65535)
-      return op.emitError() << "the grid of " << qTiles << " x " << shape.heads
-                            << " x " << shape.batch * splits
-                            << " blocks exceeds the device's limits";
+      return op.emitError()
+             << "the grid of " << qTiles << " x " << shape.heads << " x "
+             << shape.batch * splits << " blocks exceeds the device's limits";
 
     // The operands' buffers, and the step that moves the result to the
     // kernel's output (a copy, or the permutation that merges the heads).
@@ -412,8 +414,8 @@ struct KilnGpuFlashAttentionPass final
           MemRefType::get(resultType.getShape(), resultType.getElementType()));
       OpBuilder after(resultStep->getBlock()->getTerminator());
       memref::DeallocOp::create(after, loc, out);
-      resultBuffer.getResult().replaceAllUsesWith(memref::CastOp::create(
-          b, loc, resultBuffer.getType(), out));
+      resultBuffer.getResult().replaceAllUsesWith(
+          memref::CastOp::create(b, loc, resultBuffer.getType(), out));
       resultStep = nullptr;
     }
 
@@ -424,8 +426,8 @@ struct KilnGpuFlashAttentionPass final
         return memref::AllocOp::create(b, loc, MemRefType::get(shape, f32));
       };
       split_ = SplitParts{
-          f32Buffer({splits, shape.batch, shape.heads, shape.queries,
-                     shape.headV}),
+          f32Buffer(
+              {splits, shape.batch, shape.heads, shape.queries, shape.headV}),
           f32Buffer({splits, shape.batch, shape.heads, shape.queries, 2})};
     }
     Launch built = createLaunch(
@@ -439,10 +441,9 @@ struct KilnGpuFlashAttentionPass final
     auto shapeOf = [](Value value) {
       return cast<ShapedType>(value.getType()).getShape();
     };
-    for (auto [buffer, view, operand] :
-         llvm::zip(SmallVector<Value *>{&q, &k, &v}, inputViews,
-                   SmallVector<Value>{op.getQuery(), op.getKey(),
-                                      op.getValue()}))
+    for (auto [buffer, view, operand] : llvm::zip(
+             SmallVector<Value *>{&q, &k, &v}, inputViews,
+             SmallVector<Value>{op.getQuery(), op.getKey(), op.getValue()}))
       if (view)
         *buffer = view->build(in, loc, shapeOf(operand));
     if (outView)
@@ -498,16 +499,15 @@ struct KilnGpuFlashAttentionPass final
     if (causal) {
       // ceil(max(0, qBase + BM + offset) / BN), in index arithmetic (the
       // last query, packed: any tile may hold it).
-      Value last = packed
-                       ? ix.c(shape.queries + causalOffset)
-                       : arith::AddIOp::create(
-                             in, loc, qBase,
-                             arith::ConstantIndexOp::create(
-                                 in, loc, c.bm + causalOffset))
-                             .getResult();
+      Value last =
+          packed ? ix.c(shape.queries + causalOffset)
+                 : arith::AddIOp::create(in, loc, qBase,
+                                         arith::ConstantIndexOp::create(
+                                             in, loc, c.bm + causalOffset))
+                       .getResult();
       Value positive = arith::MaxSIOp::create(in, loc, last, ix.c(0));
-      kvEnd = arith::MinUIOp::create(in, loc, ix.div(ix.add(positive, c.bn - 1), c.bn),
-                                     kvEnd);
+      kvEnd = arith::MinUIOp::create(
+          in, loc, ix.div(ix.add(positive, c.bn - 1), c.bn), kvEnd);
     }
     int64_t perSplit = llvm::divideCeil(kvTiles, splits);
     Value kvBegin = ix.mul(split, perSplit);
@@ -524,8 +524,8 @@ struct KilnGpuFlashAttentionPass final
 
     // Prologue: Q, then KV tiles 0 .. S-2 (a commit group each).
     SmallVector<Value> qTokens;
-    load(ix, c.threads(), tid, qTile, Value(), q, batch, head, qBase,
-         rowCount, shape.headQK, Value(), qTokens, rowMap);
+    load(ix, c.threads(), tid, qTile, Value(), q, batch, head, qBase, rowCount,
+         shape.headQK, Value(), qTokens, rowMap);
     Value token = commit(in, qTokens);
     for (int64_t s = 0; s + 1 < stages; ++s) {
       Value tile = ix.add(kvBegin, s);
@@ -539,7 +539,8 @@ struct KilnGpuFlashAttentionPass final
     Value warpRow = ix.mul(warp, 16);
     SmallVector<Value> qFrags;
     for (int64_t kk = 0; kk < dq / 16; ++kk)
-      qFrags.push_back(ldmatrix(ix, qTile, Value(), ix.add(warpRow, ix.rem(lane, 16)),
+      qFrags.push_back(ldmatrix(ix, qTile, Value(),
+                                ix.add(warpRow, ix.rem(lane, 16)),
                                 ix.add(ix.div(lane, 16), kk * 2), 4,
                                 /*transpose=*/false, element));
 
@@ -574,13 +575,13 @@ struct KilnGpuFlashAttentionPass final
       SmallVector<Value> scores(sTiles, zeroAcc);
       for (int64_t kk = 0; kk < dq / 16; ++kk)
         for (int64_t j = 0; j < sTiles; ++j) {
-          Value kFrag = ldmatrix(
-              lx, kRing, stage, lx.add(lx.rem(lane, 8), j * 8),
-              lx.add(lx.rem(lx.div(lane, 8), 2), kk * 2), 2,
-              /*transpose=*/false, element);
-          scores[j] = nvgpu::MmaSyncOp::create(lb, loc, qFrags[kk], kFrag,
-                                               scores[j],
-                                               lb.getI64ArrayAttr({16, 8, 16}));
+          Value kFrag =
+              ldmatrix(lx, kRing, stage, lx.add(lx.rem(lane, 8), j * 8),
+                       lx.add(lx.rem(lx.div(lane, 8), 2), kk * 2), 2,
+                       /*transpose=*/false, element);
+          scores[j] =
+              nvgpu::MmaSyncOp::create(lb, loc, qFrags[kk], kFrag, scores[j],
+                                       lb.getI64ArrayAttr({16, 8, 16}));
         }
 
       // Scale, softcap, bias and masks, per element: s[j][half][e] is row
@@ -592,8 +593,8 @@ struct KilnGpuFlashAttentionPass final
       // Each row's query head and query (row 0's past the last row).
       SmallVector<std::pair<Value, Value>> rowHeads;
       for (Value row : rows)
-        rowHeads.push_back(headAndQuery(
-            lx, lx.select(lx.lt(row, rowCount), row, lx.c(0))));
+        rowHeads.push_back(
+            headAndQuery(lx, lx.select(lx.lt(row, rowCount), row, lx.c(0))));
       SmallVector<SmallVector<Value>> s(2); // [half][j * 2 + e]
       for (int64_t j = 0; j < sTiles; ++j)
         for (int64_t half = 0; half < 2; ++half)
@@ -627,10 +628,11 @@ struct KilnGpuFlashAttentionPass final
                   lb, loc, x, arith::ExtFOp::create(lb, loc, f32, term));
             }
             if (causal)
-              keep = lx.andI(
-                  keep, arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sle,
-                                              key, lx.add(query, causalOffset)));
-            s[half].push_back(arith::SelectOp::create(lb, loc, keep, x, negInf));
+              keep = lx.andI(keep, arith::CmpIOp::create(
+                                       lb, loc, arith::CmpIPredicate::sle, key,
+                                       lx.add(query, causalOffset)));
+            s[half].push_back(
+                arith::SelectOp::create(lb, loc, keep, x, negInf));
           }
 
       // Online softmax per row: the max across the row's four lanes, the
@@ -650,10 +652,11 @@ struct KilnGpuFlashAttentionPass final
                                              newMax[half]);
         corr[half] = math::ExpOp::create(
             lb, loc, arith::SubFOp::create(lb, loc, oldMax, base));
-        Value sum = arith::MulFOp::create(lb, loc, iter[oTiles + 2 + half],
-                                          corr[half]);
+        Value sum =
+            arith::MulFOp::create(lb, loc, iter[oTiles + 2 + half], corr[half]);
         for (Value &x : s[half]) {
-          x = math::ExpOp::create(lb, loc, arith::SubFOp::create(lb, loc, x, base));
+          x = math::ExpOp::create(lb, loc,
+                                  arith::SubFOp::create(lb, loc, x, base));
           sum = arith::AddFOp::create(lb, loc, sum, x);
         }
         sums[half] = sum;
@@ -680,13 +683,15 @@ struct KilnGpuFlashAttentionPass final
         for (int64_t j : {2 * kk, 2 * kk + 1})
           for (int64_t half = 0; half < 2; ++half)
             for (int64_t e = 0; e < 2; ++e)
-              elements.push_back(arith::TruncFOp::create(
-                  lb, loc, element, s[half][j * 2 + e]));
-        Value pFrag = vector::FromElementsOp::create(lb, loc, fragType, elements);
+              elements.push_back(arith::TruncFOp::create(lb, loc, element,
+                                                         s[half][j * 2 + e]));
+        Value pFrag =
+            vector::FromElementsOp::create(lb, loc, fragType, elements);
         for (int64_t jd = 0; jd < oTiles; ++jd) {
           // V stored [key][d]: B (k = key, n = d) with n inner, transposed.
-          Value vFrag = ldmatrix(lx, vRing, stage, lx.add(lx.rem(lane, 16), kk * 16),
-                                 lx.c(jd), 2, /*transpose=*/true, element);
+          Value vFrag =
+              ldmatrix(lx, vRing, stage, lx.add(lx.rem(lane, 16), kk * 16),
+                       lx.c(jd), 2, /*transpose=*/true, element);
           o[jd] = nvgpu::MmaSyncOp::create(lb, loc, pFrag, vFrag, o[jd],
                                            lb.getI64ArrayAttr({16, 8, 16}));
         }
@@ -710,8 +715,8 @@ struct KilnGpuFlashAttentionPass final
     SmallVector<Value> inverse(2);
     if (!split_)
       for (int64_t half = 0; half < 2; ++half) {
-        Value empty = arith::CmpFOp::create(
-            in, loc, arith::CmpFPredicate::OEQ, rowSums[half], f32c(in, 0.0));
+        Value empty = arith::CmpFOp::create(in, loc, arith::CmpFPredicate::OEQ,
+                                            rowSums[half], f32c(in, 0.0));
         inverse[half] = arith::SelectOp::create(
             in, loc, empty, f32c(in, 0.0),
             arith::DivFOp::create(in, loc, f32c(in, 1.0), rowSums[half]));

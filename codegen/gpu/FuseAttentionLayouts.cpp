@@ -45,8 +45,8 @@ Operation *moverOf(DispatchOp dispatch) {
     if (isa<tensor::EmptyOp, arith::ConstantOp>(op))
       continue;
     auto generic = dyn_cast<linalg::GenericOp>(op);
-    if (mover || !(isa<linalg::TransposeOp>(op) ||
-                   (generic && movesData(generic))))
+    if (mover ||
+        !(isa<linalg::TransposeOp>(op) || (generic && movesData(generic))))
       return nullptr;
     mover = &op;
   }
@@ -83,12 +83,8 @@ struct KilnGpuFuseAttentionLayoutsPass final
               return user != attention.getOperation();
             }))
           continue;
-        DispatchOp merged = mergeDispatches(producer, attention, attention,
-                                            {false}, attention.getConfigAttr());
-        attention->replaceAllUsesWith(merged->getResults());
-        attention->erase();
-        producer->erase();
-        attention = merged;
+        attention =
+            fuseDispatches(producer, attention, attention.getConfigAttr());
         changed = true;
         break;
       }
@@ -115,11 +111,7 @@ struct KilnGpuFuseAttentionLayoutsPass final
     if (!arg.hasOneUse() || *arg.user_begin() != mover ||
         (generic && generic.getNumDpsInputs() != 1))
       return;
-    DispatchOp merged = mergeDispatches(attention, consumer, consumer, {false},
-                                        attention.getConfigAttr());
-    consumer->replaceAllUsesWith(merged->getResults());
-    consumer->erase();
-    attention->erase();
+    fuseDispatches(attention, consumer, attention.getConfigAttr());
   }
 };
 

@@ -15,9 +15,6 @@
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/Strategy.h"
 
-#include "mlir/IR/IRMapping.h"
-#include "llvm/ADT/SetVector.h"
-
 namespace kiln {
 #define GEN_PASS_DEF_KILNGPUFUSEEPILOGUES
 #include "codegen/gpu/Strategies.h.inc"
@@ -119,38 +116,7 @@ struct KilnGpuFuseEpiloguesPass final
     if (!epilogueOf(consumer, consumerBody.getArgument(position)))
       return;
 
-    llvm::SetVector<Value> inputs;
-    inputs.insert(gemm.getInputs().begin(), gemm.getInputs().end());
-    for (Value input : consumer.getInputs())
-      if (input != result)
-        inputs.insert(input);
-    OpBuilder builder(consumer);
-    auto merged = DispatchOp::create(builder, consumer.getLoc(),
-                                     consumer->getResultTypes(),
-                                     inputs.getArrayRef(), gemm.getConfigAttr());
-    Block *body = builder.createBlock(&merged.getBody());
-    IRMapping mapping;
-    for (Value input : inputs)
-      body->addArgument(input.getType(), input.getLoc());
-    auto argFor = [&](Value outer) {
-      return body->getArgument(llvm::find(inputs, outer) - inputs.begin());
-    };
-    Block &gemmBody = gemm.getBody().front();
-    for (auto [arg, outer] : llvm::zip(gemmBody.getArguments(), gemm.getInputs()))
-      mapping.map(arg, argFor(outer));
-    builder.setInsertionPointToStart(body);
-    for (Operation &op : gemmBody.without_terminator())
-      builder.clone(op, mapping);
-    Value accumulated =
-        mapping.lookup(gemmBody.getTerminator()->getOperand(0));
-    for (auto [arg, outer] :
-         llvm::zip(consumerBody.getArguments(), consumer.getInputs()))
-      mapping.map(arg, outer == result ? accumulated : argFor(outer));
-    for (Operation &op : consumerBody)
-      builder.clone(op, mapping);
-    consumer->replaceAllUsesWith(merged->getResults());
-    consumer->erase();
-    gemm->erase();
+    fuseDispatches(gemm, consumer, gemm.getConfigAttr());
   }
 };
 

@@ -18,16 +18,14 @@
 // exporter decomposed (LLaMA's RMSNorm: Pow, ReduceMean, Add, Sqrt, Div,
 // Mul) arrives as a row-reduce dispatch (the sum of squares), per-row
 // elementwise dispatches and one over the whole rows reading the per-row
-// value broadcast: the chain becomes one row-fused dispatch first. The merged dispatch
-// sits where the row-fused one was (or where the consumer was) and keeps
+// value broadcast: the chain becomes one row-fused dispatch first. The
+// merged dispatch sits where the row-fused one was (or where the consumer
+// was) and keeps
 // the row-fused configuration; a producer is merged only when its other
 // users come after that place.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/Strategy.h"
-
-#include "mlir/IR/IRMapping.h"
-#include "llvm/ADT/SetVector.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNGPUFUSEROWS
@@ -124,8 +122,8 @@ struct KilnGpuFuseRowsPass final
           llvm::count(consumer.getInputs(), value) != 1)
         return;
       linalg::GenericOp step = elementwiseOf(consumer);
-      unsigned position =
-          llvm::find(consumer.getInputs(), value) - consumer.getInputs().begin();
+      unsigned position = llvm::find(consumer.getInputs(), value) -
+                          consumer.getInputs().begin();
       BlockArgument arg = consumer.getBody().front().getArgument(position);
       if (!step || !arg.hasOneUse() || *arg.user_begin() != step.getOperation())
         return;
@@ -174,14 +172,8 @@ struct KilnGpuFuseRowsPass final
     Builder b(reduction.getContext());
     DictionaryAttr config = rowFusedConfig(b, length, warp, warp * perBlock);
     DispatchOp merged = reduction;
-    for (DispatchOp consumer : chain) {
-      DispatchOp next =
-          mergeDispatches(merged, consumer, consumer, {false}, config);
-      consumer->replaceAllUsesWith(next->getResults());
-      consumer->erase();
-      merged->erase();
-      merged = next;
-    }
+    for (DispatchOp consumer : chain)
+      merged = fuseDispatches(merged, consumer, config);
   }
 
   /// Merges the elementwise dispatches that produce `row`'s inputs; returns
@@ -274,57 +266,3 @@ struct KilnGpuFuseRowsPass final
 };
 
 } // namespace
-
-StringRef kiln::strategyOf(DispatchOp dispatch) {
-  DictionaryAttr config = dispatch.getConfigAttr();
-  auto name = config ? config.getAs<StringAttr>("strategy") : StringAttr();
-  return name ? name.getValue() : "";
-}
-
-DispatchOp kiln::mergeDispatches(DispatchOp first, DispatchOp second, Operation *at,
-                 ArrayRef<bool> keep, DictionaryAttr config) {
-  llvm::SetVector<Value> inputs;
-  inputs.insert(first.getInputs().begin(), first.getInputs().end());
-  for (Value input : second.getInputs())
-    if (input.getDefiningOp() != first.getOperation())
-      inputs.insert(input);
-  SmallVector<Type> types(second->getResultTypes());
-  for (auto [result, kept] : llvm::zip(first->getResults(), keep))
-    if (kept)
-      types.push_back(result.getType());
-  OpBuilder builder(at);
-  auto merged = DispatchOp::create(builder, second.getLoc(), types,
-                                   inputs.getArrayRef(), config);
-  Block *body = builder.createBlock(&merged.getBody());
-  for (Value input : inputs)
-    body->addArgument(input.getType(), input.getLoc());
-  auto argFor = [&](Value outer) {
-    return body->getArgument(llvm::find(inputs, outer) - inputs.begin());
-  };
-  IRMapping mapping;
-  Block &firstBody = first.getBody().front();
-  for (auto [arg, outer] : llvm::zip(firstBody.getArguments(), first.getInputs()))
-    mapping.map(arg, argFor(outer));
-  builder.setInsertionPointToStart(body);
-  for (Operation &op : firstBody.without_terminator())
-    builder.clone(op, mapping);
-  SmallVector<Value> firstValues;
-  for (Value v : firstBody.getTerminator()->getOperands())
-    firstValues.push_back(mapping.lookup(v));
-  Block &secondBody = second.getBody().front();
-  for (auto [arg, outer] :
-       llvm::zip(secondBody.getArguments(), second.getInputs()))
-    mapping.map(arg, outer.getDefiningOp() == first.getOperation()
-                         ? firstValues[cast<OpResult>(outer).getResultNumber()]
-                         : argFor(outer));
-  for (Operation &op : secondBody.without_terminator())
-    builder.clone(op, mapping);
-  SmallVector<Value> yields;
-  for (Value v : secondBody.getTerminator()->getOperands())
-    yields.push_back(mapping.lookup(v));
-  for (auto [value, kept] : llvm::zip(firstValues, keep))
-    if (kept)
-      yields.push_back(value);
-  YieldOp::create(builder, second.getLoc(), yields);
-  return merged;
-}

@@ -211,6 +211,11 @@ llvm::StringRef strategyOf(DispatchOp dispatch);
 DispatchOp mergeDispatches(DispatchOp first, DispatchOp second,
                            mlir::Operation *at, llvm::ArrayRef<bool> keep,
                            mlir::DictionaryAttr config);
+/// `second` absorbs `first`, whose results only `second` reads: their
+/// merged dispatch (with `config`, where `second` was) takes `second`'s
+/// uses, and both are erased; returns it.
+DispatchOp fuseDispatches(DispatchOp first, DispatchOp second,
+                          mlir::DictionaryAttr config);
 /// The one generic of a single-result dispatch whose body is otherwise
 /// what dispatch formation clones (no other linalg op, no regions), and
 /// whose result the dispatch yields; null otherwise. With `allowFills`, the

@@ -296,7 +296,7 @@ int runCompile(const Args &args) {
     // Attention is raised before its contractions are narrowed (the
     // conversions would split its chain); the graph pipeline's raising
     // then finds nothing left to do.
-    if (target->raisesNarrowAttention() && o.raiseAttention) {
+    if (target->raisesNarrowAttention()) {
       pm.addPass(createCanonicalizerPass());
       pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention());
     }
