@@ -1,5 +1,6 @@
 //===- ConstantEval.cpp - values of small tensors the graph computes from constants -===//
 #include "passes/ConstantEval.h"
+#include "passes/Raising.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -22,6 +23,95 @@ std::optional<double> ConstTensor::uniform() const {
     if (v != values.front() && !(std::isnan(v) && std::isnan(values.front())))
       return std::nullopt;
   return values.front();
+}
+
+std::optional<double> applyScalarOp(Operation *op, ArrayRef<double> a) {
+  auto i64 = [](double x) { return int64_t(x); };
+  return llvm::TypeSwitch<Operation *, std::optional<double>>(op)
+      .Case<arith::ConstantOp>([&](arith::ConstantOp c) -> std::optional<double> {
+        if (auto f = dyn_cast<FloatAttr>(c.getValue()))
+          return f.getValueAsDouble();
+        if (auto i = dyn_cast<IntegerAttr>(c.getValue()))
+          return double(i.getValue().getSExtValue());
+        return std::nullopt;
+      })
+      .Case<arith::AddFOp, arith::AddIOp>([&](auto) { return a[0] + a[1]; })
+      .Case<arith::SubFOp, arith::SubIOp>([&](auto) { return a[0] - a[1]; })
+      .Case<arith::MulFOp, arith::MulIOp>([&](auto) { return a[0] * a[1]; })
+      .Case<arith::DivFOp>([&](auto) { return a[0] / a[1]; })
+      .Case<arith::DivSIOp>([&](auto) -> std::optional<double> {
+        if (i64(a[1]) == 0)
+          return std::nullopt;
+        return double(i64(a[0]) / i64(a[1]));
+      })
+      .Case<arith::RemSIOp>([&](auto) -> std::optional<double> {
+        if (i64(a[1]) == 0)
+          return std::nullopt;
+        return double(i64(a[0]) % i64(a[1]));
+      })
+      .Case<arith::NegFOp>([&](auto) { return -a[0]; })
+      .Case<arith::MaximumFOp, arith::MaxNumFOp, arith::MaxSIOp>(
+          [&](auto) { return std::max(a[0], a[1]); })
+      .Case<arith::MinimumFOp, arith::MinNumFOp, arith::MinSIOp>(
+          [&](auto) { return std::min(a[0], a[1]); })
+      .Case<arith::SelectOp>([&](auto) { return a[0] != 0 ? a[1] : a[2]; })
+      .Case<arith::AndIOp>([&](auto) { return double(i64(a[0]) & i64(a[1])); })
+      .Case<arith::OrIOp>([&](auto) { return double(i64(a[0]) | i64(a[1])); })
+      .Case<arith::XOrIOp>([&](auto) { return double(i64(a[0]) ^ i64(a[1])); })
+      .Case<arith::IndexCastOp, arith::SIToFPOp, arith::ExtFOp,
+            arith::TruncFOp, arith::ExtSIOp, arith::TruncIOp>(
+          [&](auto) { return a[0]; })
+      .Case<arith::UIToFPOp, arith::ExtUIOp>([&](auto) { return a[0]; })
+      .Case<arith::FPToSIOp>([&](auto) { return std::trunc(a[0]); })
+      .Case<arith::CmpFOp>([&](arith::CmpFOp c) -> std::optional<double> {
+        double x = a[0], y = a[1];
+        bool unordered = std::isnan(x) || std::isnan(y);
+        using P = arith::CmpFPredicate;
+        switch (c.getPredicate()) {
+        case P::OEQ: return !unordered && x == y;
+        case P::ONE: return !unordered && x != y;
+        case P::OLT: return !unordered && x < y;
+        case P::OLE: return !unordered && x <= y;
+        case P::OGT: return !unordered && x > y;
+        case P::OGE: return !unordered && x >= y;
+        case P::UEQ: return unordered || x == y;
+        case P::UNE: return unordered || x != y;
+        case P::ULT: return unordered || x < y;
+        case P::ULE: return unordered || x <= y;
+        case P::UGT: return unordered || x > y;
+        case P::UGE: return unordered || x >= y;
+        case P::ORD: return !unordered;
+        case P::UNO: return unordered;
+        case P::AlwaysTrue: return 1.0;
+        case P::AlwaysFalse: return 0.0;
+        }
+        return std::nullopt;
+      })
+      .Case<arith::CmpIOp>([&](arith::CmpIOp c) -> std::optional<double> {
+        int64_t x = i64(a[0]), y = i64(a[1]);
+        using P = arith::CmpIPredicate;
+        switch (c.getPredicate()) {
+        case P::eq: return x == y;
+        case P::ne: return x != y;
+        case P::slt: return x < y;
+        case P::sle: return x <= y;
+        case P::sgt: return x > y;
+        case P::sge: return x >= y;
+        default: return std::nullopt; // unsigned: not in masks
+        }
+      })
+      .Case<math::SqrtOp>([&](auto) { return std::sqrt(a[0]); })
+      .Case<math::RsqrtOp>([&](auto) { return 1 / std::sqrt(a[0]); })
+      .Case<math::ExpOp>([&](auto) { return std::exp(a[0]); })
+      .Case<math::LogOp>([&](auto) { return std::log(a[0]); })
+      .Case<math::PowFOp>([&](auto) { return std::pow(a[0], a[1]); })
+      .Case<math::CosOp>([&](auto) { return std::cos(a[0]); })
+      .Case<math::SinOp>([&](auto) { return std::sin(a[0]); })
+      .Case<math::FloorOp>([&](auto) { return std::floor(a[0]); })
+      .Case<math::TanhOp>([&](auto) { return std::tanh(a[0]); })
+      .Case<math::ErfOp>([&](auto) { return std::erf(a[0]); })
+      .Case<math::AbsFOp>([&](auto) { return std::abs(a[0]); })
+      .Default([](Operation *) { return std::nullopt; });
 }
 
 namespace {
@@ -170,98 +260,13 @@ private:
         return false;
       in.push_back(*x);
     }
-    std::optional<double> out = apply(op, in);
+    std::optional<double> out = applyScalarOp(op, in);
     if (!out)
       return false;
     scalars[result] = roundTo(type, *out);
     return true;
   }
 
-  static std::optional<double> apply(Operation *op, ArrayRef<double> a) {
-    auto i64 = [](double x) { return int64_t(x); };
-    return llvm::TypeSwitch<Operation *, std::optional<double>>(op)
-        .Case<arith::ConstantOp>([&](arith::ConstantOp c) -> std::optional<double> {
-          if (auto f = dyn_cast<FloatAttr>(c.getValue()))
-            return f.getValueAsDouble();
-          if (auto i = dyn_cast<IntegerAttr>(c.getValue()))
-            return double(i.getValue().getSExtValue());
-          return std::nullopt;
-        })
-        .Case<arith::AddFOp, arith::AddIOp>([&](auto) { return a[0] + a[1]; })
-        .Case<arith::SubFOp, arith::SubIOp>([&](auto) { return a[0] - a[1]; })
-        .Case<arith::MulFOp, arith::MulIOp>([&](auto) { return a[0] * a[1]; })
-        .Case<arith::DivFOp>([&](auto) { return a[0] / a[1]; })
-        .Case<arith::DivSIOp>([&](auto) -> std::optional<double> {
-          if (i64(a[1]) == 0)
-            return std::nullopt;
-          return double(i64(a[0]) / i64(a[1]));
-        })
-        .Case<arith::RemSIOp>([&](auto) -> std::optional<double> {
-          if (i64(a[1]) == 0)
-            return std::nullopt;
-          return double(i64(a[0]) % i64(a[1]));
-        })
-        .Case<arith::NegFOp>([&](auto) { return -a[0]; })
-        .Case<arith::MaximumFOp, arith::MaxNumFOp, arith::MaxSIOp>(
-            [&](auto) { return std::max(a[0], a[1]); })
-        .Case<arith::MinimumFOp, arith::MinNumFOp, arith::MinSIOp>(
-            [&](auto) { return std::min(a[0], a[1]); })
-        .Case<arith::SelectOp>([&](auto) { return a[0] != 0 ? a[1] : a[2]; })
-        .Case<arith::AndIOp>([&](auto) { return double(i64(a[0]) & i64(a[1])); })
-        .Case<arith::OrIOp>([&](auto) { return double(i64(a[0]) | i64(a[1])); })
-        .Case<arith::XOrIOp>([&](auto) { return double(i64(a[0]) ^ i64(a[1])); })
-        .Case<arith::IndexCastOp, arith::SIToFPOp, arith::ExtFOp,
-              arith::TruncFOp, arith::ExtSIOp, arith::TruncIOp>(
-            [&](auto) { return a[0]; })
-        .Case<arith::UIToFPOp, arith::ExtUIOp>([&](auto) { return a[0]; })
-        .Case<arith::FPToSIOp>([&](auto) { return std::trunc(a[0]); })
-        .Case<arith::CmpFOp>([&](arith::CmpFOp c) -> std::optional<double> {
-          double x = a[0], y = a[1];
-          bool unordered = std::isnan(x) || std::isnan(y);
-          using P = arith::CmpFPredicate;
-          switch (c.getPredicate()) {
-          case P::OEQ: return !unordered && x == y;
-          case P::ONE: return !unordered && x != y;
-          case P::OLT: return !unordered && x < y;
-          case P::OLE: return !unordered && x <= y;
-          case P::OGT: return !unordered && x > y;
-          case P::OGE: return !unordered && x >= y;
-          case P::UEQ: return unordered || x == y;
-          case P::UNE: return unordered || x != y;
-          case P::ULT: return unordered || x < y;
-          case P::ULE: return unordered || x <= y;
-          case P::UGT: return unordered || x > y;
-          case P::UGE: return unordered || x >= y;
-          case P::ORD: return !unordered;
-          case P::UNO: return unordered;
-          case P::AlwaysTrue: return 1.0;
-          case P::AlwaysFalse: return 0.0;
-          }
-          return std::nullopt;
-        })
-        .Case<arith::CmpIOp>([&](arith::CmpIOp c) -> std::optional<double> {
-          int64_t x = i64(a[0]), y = i64(a[1]);
-          using P = arith::CmpIPredicate;
-          switch (c.getPredicate()) {
-          case P::eq: return x == y;
-          case P::ne: return x != y;
-          case P::slt: return x < y;
-          case P::sle: return x <= y;
-          case P::sgt: return x > y;
-          case P::sge: return x >= y;
-          default: return std::nullopt; // unsigned: not in masks
-          }
-        })
-        .Case<math::SqrtOp>([&](auto) { return std::sqrt(a[0]); })
-        .Case<math::RsqrtOp>([&](auto) { return 1 / std::sqrt(a[0]); })
-        .Case<math::ExpOp>([&](auto) { return std::exp(a[0]); })
-        .Case<math::LogOp>([&](auto) { return std::log(a[0]); })
-        .Case<math::PowFOp>([&](auto) { return std::pow(a[0], a[1]); })
-        .Case<math::CosOp>([&](auto) { return std::cos(a[0]); })
-        .Case<math::SinOp>([&](auto) { return std::sin(a[0]); })
-        .Case<math::FloorOp>([&](auto) { return std::floor(a[0]); })
-        .Default([](Operation *) { return std::nullopt; });
-  }
 
   ConstantEvaluator &tensors;
   ArrayRef<int64_t> ivs;

@@ -270,6 +270,7 @@ struct KilnLowerGraphToLinalgPass final
     RewritePatternSet patterns(&getContext());
     patterns.add<LowerMatmul, LowerSoftmax>(&getContext());
     patterns.add<LowerByDecomposition<GeluOp, decomposeGelu>,
+                 LowerByDecomposition<SiluOp, decomposeSilu>,
                  LowerByDecomposition<LayerNormOp, decomposeLayerNorm>,
                  LowerByDecomposition<RmsNormOp, decomposeRmsNorm>,
                  LowerByDecomposition<RotaryEmbeddingOp, decomposeRotaryEmbedding>>(
@@ -284,7 +285,7 @@ struct KilnLowerGraphToLinalgPass final
       auto attention = dyn_cast<AttentionOp>(op);
       if (keepNorms && isLastDimNorm(op))
         return WalkResult::advance();
-      if (isa<MatmulOp, SoftmaxOp, GeluOp, LayerNormOp, RmsNormOp,
+      if (isa<MatmulOp, SoftmaxOp, GeluOp, SiluOp, LayerNormOp, RmsNormOp,
               RotaryEmbeddingOp>(op) ||
           (attention && !decompositionHandlesShapes(attention))) {
         op->emitError() << "cannot lower '" << op->getName()

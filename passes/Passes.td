@@ -241,6 +241,60 @@ def KilnDecomposeAggregates : Pass<"kiln-decompose-aggregates", "mlir::func::Fun
                            "mlir::math::MathDialect"];
 }
 
+def KilnRaiseActivations : Pass<"kiln-raise-activations", "mlir::func::FuncOp"> {
+  let summary = "decomposed GELU (erf and tanh forms) and SiLU into kiln ops";
+  let description = [{
+    Finds regions of elementwise generics that compute one tensor from one
+    input `x` and uniform constants, evaluates each as a scalar function of
+    x at sample points over both tails and the knee (in doubles, the bodies
+    interpreted), and replaces it by `kiln.gelu` (erf form),
+    `kiln.gelu {tanh_approximation}` or `kiln.silu` when it is that function
+    within a few units in the last place of the type it computes in. Any
+    factor order, any split into nodes, casts in between: the numbers
+    judge, not the spelling. A region whose intermediates are read
+    elsewhere, or that computes anything else, is left alone. The function
+    records the counts in `kiln.raised` (`gelu`, `silu`).
+
+    Before (BERT's erf GELU, one generic per node):
+    ```mlir
+    %d = linalg.generic ... ins(%x, %c1_41) { arith.divf } -> tensor<8x3072xf32>
+    %e = linalg.generic ... ins(%d) { math.erf } -> tensor<8x3072xf32>
+    %a = linalg.generic ... ins(%e, %c1) { arith.addf } -> tensor<8x3072xf32>
+    %m = linalg.generic ... ins(%x, %a) { arith.mulf } -> tensor<8x3072xf32>
+    %y = linalg.generic ... ins(%m, %c0_5) { arith.mulf } -> tensor<8x3072xf32>
+    ```
+    After:
+    ```mlir
+    %y = kiln.gelu %x : tensor<8x3072xf32>
+    ```
+  }];
+  let dependentDialects = ["kiln::KilnDialect"];
+}
+
+def KilnRaiseNorms : Pass<"kiln-raise-norms", "mlir::func::FuncOp"> {
+  let summary = "decomposed LayerNorm and RMSNorm into kiln.layer_norm and kiln.rms_norm";
+  let description = [{
+    Finds normalizations over the last dim as exporters write them: a sum
+    over the last dim (of x * x, or of d * d where d = x - mean(x)), a
+    per-row chain from that sum to a factor, the row multiplied (or
+    divided) by the factor, then optionally a cast, a per-column scale and,
+    for the layer norm, a per-column bias. The per-row chains are judged by
+    their values (passes/Raising.h): the mean must be sum / D, the factor
+    1 / sqrt(sum / D + eps) (or, for a division, sqrt(sum / D + eps)),
+    which also gives epsilon. Gemma's `(1 + w)` is a per-column scale like
+    any other. A chain that differs, or whose intermediates are read
+    elsewhere, is left alone. The function records the counts in
+    `kiln.raised` (`layer_norm`, `rms_norm`).
+
+    After (LLaMA's Pow, ReduceMean, Add, Sqrt, Div, Mul, Mul):
+    ```mlir
+    %y = kiln.rms_norm %x, %w {axis = -1 : i64, epsilon = 1.0e-06 : f32}
+        : tensor<1x8x64xf32>, tensor<64xf32>
+    ```
+  }];
+  let dependentDialects = ["kiln::KilnDialect"];
+}
+
 def KilnRaiseAttention : Pass<"kiln-raise-attention", "mlir::func::FuncOp"> {
   let summary = "decomposed attention from exports into kiln.attention";
   let description = [{

@@ -29,10 +29,14 @@ void buildGraphPipeline(OpPassManager &pm, bool keepNorms,
   // Exporters' decomposed attention becomes kiln.attention first, while
   // the chain is still the importer's ops (the canonicalizer folds the
   // copies the importer wrote for Expand and the like out of its way).
-  if (raiseAttention) {
-    pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCanonicalizerPass());
+  if (raiseAttention)
     pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention());
-  }
+  // Norms and activations spelled out node by node become the kiln ops they
+  // are: a target keeps the norms whole for its row kernel, and the
+  // activations lower to one clean generic each.
+  pm.addNestedPass<func::FuncOp>(createKilnRaiseNorms());
+  pm.addNestedPass<func::FuncOp>(createKilnRaiseActivations());
   // kiln ops without a kernel strategy of their own become linalg first, so
   // that elementwise fusion sees through them; kiln.attention (and the
   // norms, for a target that asks) stays whole and becomes a dispatch of

@@ -34,6 +34,7 @@
 //===----------------------------------------------------------------------===//
 #include "passes/ConstantEval.h"
 #include "passes/Passes.h"
+#include "passes/Raising.h"
 
 #include "dialects/kiln/KilnDialect.h"
 #include "dialects/kiln/TensorBuilders.h"
@@ -70,50 +71,6 @@ struct Step {
   double fill = 0;        // SelectBias: the value of a masked score
   bool maskWhenTrue = false; // SelectBias: cond true masks (Where(c, fill, s))
 };
-
-bool isAllParallelElementwise(linalg::GenericOp g) {
-  return g.getNumDpsInits() == 1 && g->getNumResults() == 1 &&
-         g.getNumParallelLoops() == g.getNumLoops() &&
-         g.getMatchingIndexingMap(g.getDpsInitOperand(0)).isIdentity();
-}
-
-/// Whether `map` reads an operand of shape `shape` right-aligned against
-/// the loops (dims of size 1 may read 0).
-bool isRightAligned(AffineMap map, ArrayRef<int64_t> shape) {
-  int64_t offset = int64_t(map.getNumDims()) - int64_t(map.getNumResults());
-  if (offset < 0 || int64_t(shape.size()) != int64_t(map.getNumResults()))
-    return false;
-  for (auto [i, expr] : llvm::enumerate(map.getResults())) {
-    if (auto dim = dyn_cast<AffineDimExpr>(expr)) {
-      if (int64_t(dim.getPosition()) != offset + int64_t(i))
-        return false;
-    } else if (auto c = dyn_cast<AffineConstantExpr>(expr)) {
-      if (c.getValue() != 0 || shape[i] != 1)
-        return false;
-    } else {
-      return false;
-    }
-  }
-  return true;
-}
-
-/// The one computing op of a generic's body (constants aside), if the body
-/// is that op and the yield of its result.
-Operation *soleBodyOp(linalg::GenericOp g) {
-  Operation *found = nullptr;
-  for (Operation &op : g.getBlock()->without_terminator()) {
-    if (isa<arith::ConstantOp>(op))
-      continue;
-    if (found)
-      return nullptr;
-    found = &op;
-  }
-  auto yield = cast<linalg::YieldOp>(g.getBlock()->getTerminator());
-  if (!found || yield.getNumOperands() != 1 ||
-      yield.getOperand(0) != found->getResult(0))
-    return nullptr;
-  return found;
-}
 
 class Raiser {
 public:
@@ -566,15 +523,7 @@ struct KilnRaiseAttentionPass final
         module && module->hasAttr(kNoRaiseAttentionAttr))
       return;
     int64_t raised = Raiser(func).run();
-    if (raised == 0)
-      return;
-    Builder b(func.getContext());
-    SmallVector<NamedAttribute> counts;
-    if (auto previous = func->getAttrOfType<DictionaryAttr>("kiln.raised"))
-      counts.append(previous.begin(), previous.end());
-    llvm::erase_if(counts, [](NamedAttribute a) { return a.getName() == "attention"; });
-    counts.push_back(b.getNamedAttr("attention", b.getI64IntegerAttr(raised)));
-    func->setAttr("kiln.raised", b.getDictionaryAttr(counts));
+    recordRaised(func, "attention", raised);
   }
 };
 

@@ -92,7 +92,7 @@ Value repeatHeads(OpBuilder &b, Location loc, Value x, int64_t groups) {
 } // namespace
 
 bool decompositionHandlesShapes(Operation *op) {
-  if (isa<GeluOp>(op))
+  if (isa<GeluOp, SiluOp>(op))
     return true;
   std::optional<int64_t> axis;
   if (auto norm = dyn_cast<LayerNormOp>(op))
@@ -137,6 +137,15 @@ Value decomposeGelu(OpBuilder &b, GeluOp op) {
         return arith::MulFOp::create(nb, l, arith::MulFOp::create(nb, l, half, v),
                                      arith::AddFOp::create(nb, l, one, inner));
       });
+}
+
+Value decomposeSilu(OpBuilder &b, SiluOp op) {
+  Value x = op.getInput();
+  return buildBroadcast(b, op.getLoc(), {x}, shapeOf(x), elementTypeOf(x),
+                        [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+                          return arith::MulFOp::create(nb, l, a[0],
+                                                       scalarSigmoid(nb, l, a[0]));
+                        });
 }
 
 LayerNormParts decomposeLayerNorm(OpBuilder &b, LayerNormOp op) {

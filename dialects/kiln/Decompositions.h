@@ -19,11 +19,12 @@ namespace kiln {
 /// Whether the decomposition of the transformer op `op` handles its
 /// operands' shapes: static ones always; symbolic dims only outside the
 /// normalized dims of the norms (whose element count the decomposition
-/// divides by) and anywhere for GELU. Rotary embedding and attention need
+/// divides by) and anywhere for GELU and SiLU. Rotary embedding and attention need
 /// static shapes.
 bool decompositionHandlesShapes(mlir::Operation *op);
 
 mlir::Value decomposeGelu(mlir::OpBuilder &b, GeluOp op);
+mlir::Value decomposeSilu(mlir::OpBuilder &b, SiluOp op);
 
 struct LayerNormParts {
   mlir::Value result;

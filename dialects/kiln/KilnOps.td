@@ -146,6 +146,21 @@ def Kiln_GeluOp : Kiln_Op<"gelu", [Pure, SameOperandsAndResultType]> {
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
+def Kiln_SiluOp : Kiln_Op<"silu", [Pure, SameOperandsAndResultType]> {
+  let summary = "sigmoid linear unit (swish)";
+  let description = [{
+    `x * sigmoid(x)`, which LLaMA-family MLPs gate with; exporters write it
+    as Sigmoid and Mul, and `kiln-raise-activations` raises it.
+
+    ```mlir
+    %y = kiln.silu %x : tensor<8x11008xf16>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
 def Kiln_LayerNormOp : Kiln_Op<"layer_norm", [Pure,
     AllTypesMatch<["input", "result"]>]> {
   let summary = "layer normalization over the dims from `axis` on";

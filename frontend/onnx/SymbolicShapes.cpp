@@ -227,7 +227,7 @@ FailureOr<SymPoly> SymbolicShapes::dimPoly(Value tensor, unsigned d) {
     }
     return failure();
   }
-  if (isa<SoftmaxOp, GeluOp, LayerNormOp, RmsNormOp>(def))
+  if (isa<SoftmaxOp, GeluOp, SiluOp, LayerNormOp, RmsNormOp>(def))
     return dimPoly(def->getOperand(0), d);
   if (auto dps = dyn_cast<DestinationStyleOpInterface>(def))
     return dimPoly(dps.getDpsInitOperand(result)->get(), d);
