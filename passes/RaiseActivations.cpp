@@ -136,8 +136,10 @@ private:
   }
 
   void raise(linalg::GenericOp root) {
+    if (!isScalarStep(root))
+      return;
     auto type = dyn_cast<RankedTensorType>(root->getResult(0).getType());
-    if (!type || !isScalarStep(root))
+    if (!type)
       return;
     for (Value x : candidates(root)) {
       if (x.getType() != type)

@@ -201,7 +201,7 @@ private:
           return std::nullopt;
         user = u;
       }
-      if (!user)
+      if (!user || user->getNumResults() != 1)
         return std::nullopt;
       auto g = dyn_cast<linalg::GenericOp>(user);
       auto type = dyn_cast<RankedTensorType>(user->getResult(0).getType());

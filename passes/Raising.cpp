@@ -43,7 +43,7 @@ Operation *soleBodyOp(linalg::GenericOp g) {
     found = &op;
   }
   auto yield = cast<linalg::YieldOp>(g.getBlock()->getTerminator());
-  if (!found || yield.getNumOperands() != 1 ||
+  if (!found || found->getNumResults() != 1 || yield.getNumOperands() != 1 ||
       yield.getOperand(0) != found->getResult(0))
     return nullptr;
   return found;

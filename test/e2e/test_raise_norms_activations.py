@@ -10,7 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import TOLERANCES, kiln, run_kiln, run_reference
+from conftest import (PRECISION_TOLERANCES, TOLERANCES, kiln, normwise_error,
+                      run_kiln, run_reference)
 
 TARGETS = [("cpu", "cpu"), ("cuda:sm_80", "sim")]
 
@@ -144,5 +145,34 @@ def test_norm(build, raised, target, device, tmp_path):
     want = run_reference(path, {"x": x})["y"]
     got = run_kiln(path, {"x": x}, tmp_path, target, device)["y"]
     np.testing.assert_allclose(got, want, **TOLERANCES[np.dtype(np.float32)])
+    info = json.loads(kiln("inspect", str(tmp_path / "model.kiln"), "--json").stdout)
+    assert info.get("raised", {}) == raised
+
+
+@pytest.mark.parametrize("target,device", TARGETS)
+@pytest.mark.parametrize("build,raised", [
+    (gelu_tanh_gpt2, {"gelu": 1}),
+    (silu, {"silu": 1}),
+    (rms_llama, {"rms_norm": 1}),
+])
+def test_f16_model(build, raised, target, device, tmp_path):
+    """An f16 export: the constants are f16 (sqrt(2/pi) to 11 bits), which
+    the raising's tolerance allows for; the result is within f16 roundoff
+    of onnxruntime's (normwise, PRECISION_TOLERANCES["fp16"])."""
+    d = 64
+    rng = np.random.default_rng(7)
+    g = Graph(np.float16)
+    x_shape = [4, d]
+    if build is rms_llama:
+        y = build(g, "x", d, rng)
+    else:
+        y = build(g, "x")
+    path = tmp_path / "f16.onnx"
+    g.save(path, x_shape, y, TensorProto.FLOAT16)
+    x = (2 * rng.standard_normal(x_shape)).astype(np.float16)
+    want = run_reference(path, {"x": x})["y"]
+    got = run_kiln(path, {"x": x}, tmp_path, target, device)["y"]
+    assert got.dtype == np.float16
+    assert normwise_error(got, want) <= PRECISION_TOLERANCES["fp16"]
     info = json.loads(kiln("inspect", str(tmp_path / "model.kiln"), "--json").stdout)
     assert info.get("raised", {}) == raised

@@ -265,3 +265,34 @@ func.func @almost(%x: tensor<4x16xf32>) -> (tensor<4x16xf32>, tensor<4x16xf32>, 
   } -> tensor<4x16xf32>
   return %xn, %xn2, %inv2 : tensor<4x16xf32>, tensor<4x16xf32>, tensor<4xf32>
 }
+
+// -----
+
+// ReduceL2 with keepdims: a sum of squares whose per-row chain ends at the
+// function's return (no row reads it back). Not a norm; nothing to raise.
+
+#id = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
+#row = affine_map<(d0, d1, d2) -> (d0, d1)>
+#id2 = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-LABEL: func.func @reduce_l2
+// CHECK-NOT: kiln.raised
+// CHECK: math.sqrt
+// CHECK: return
+func.func @reduce_l2(%x: tensor<3x2x2xf32>) -> tensor<3x2x1xf32> {
+  %zero = arith.constant 0.0 : f32
+  %er = tensor.empty() : tensor<3x2xf32>
+  %z = linalg.fill ins(%zero : f32) outs(%er : tensor<3x2xf32>) -> tensor<3x2xf32>
+  %s = linalg.generic {indexing_maps = [#id, #row], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x : tensor<3x2x2xf32>) outs(%z : tensor<3x2xf32>) {
+  ^bb0(%a: f32, %o: f32):
+    %sq = arith.mulf %a, %a : f32
+    %r = arith.addf %o, %sq : f32
+    linalg.yield %r : f32
+  } -> tensor<3x2xf32>
+  %l2 = linalg.generic {indexing_maps = [#id2, #id2], iterator_types = ["parallel", "parallel"]} ins(%s : tensor<3x2xf32>) outs(%er : tensor<3x2xf32>) {
+  ^bb0(%a: f32, %o: f32):
+    %r = math.sqrt %a : f32
+    linalg.yield %r : f32
+  } -> tensor<3x2xf32>
+  %k = tensor.expand_shape %l2 [[0], [1, 2]] output_shape [3, 2, 1] : tensor<3x2xf32> into tensor<3x2x1xf32>
+  return %k : tensor<3x2x1xf32>
+}
