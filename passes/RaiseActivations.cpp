@@ -60,12 +60,9 @@ double geluTanh(double x) {
 }
 double silu(double x) { return x / (1 + std::exp(-x)); }
 
-/// How far from the activation the region may be, relative to max(1, |y|):
-/// a few units in the last place of the type the region computes in.
-double toleranceOf(Type element) {
-  unsigned mantissa = cast<FloatType>(element).getFPMantissaWidth();
-  return 4 * std::ldexp(1.0, -int(std::min(mantissa, 24u)) + 1);
-}
+/// How far from the activation the region may be, relative to max(1, |y|),
+/// in units in the last place of the type it computes in.
+constexpr double kUlps = 4;
 
 enum class Activation { None, GeluErf, GeluTanh, Silu };
 
@@ -148,15 +145,7 @@ private:
           ScalarRegion::between(root, x, eval, kMaxRegion);
       if (!region)
         continue;
-      // The narrowest type the region computes in sets the tolerance: an
-      // f16 model's constants are f16 even where it computes in f32.
-      Type narrowest = type.getElementType();
-      for (Operation *op : region->ops) {
-        Type e = getElementTypeOrSelf(op->getResult(0).getType());
-        if (e.getIntOrFloatBitWidth() < narrowest.getIntOrFloatBitWidth())
-          narrowest = e;
-      }
-      Activation activation = judge(*region, toleranceOf(narrowest));
+      Activation activation = judge(*region, kUlps * region->ulp());
       if (activation == Activation::None)
         continue;
       replace(*region, activation);

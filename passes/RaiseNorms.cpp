@@ -236,12 +236,10 @@ private:
     return worst;
   }
 
+  /// How far a per-row chain may be from its formula, relative, in units
+  /// in the last place of the type it computes in.
   static double tolerance(const ScalarRegion &region) {
-    unsigned mantissa = 53;
-    for (Operation *op : region.ops)
-      if (auto f = dyn_cast<FloatType>(getElementTypeOrSelf(op->getResult(0).getType())))
-        mantissa = std::min(mantissa, unsigned(f.getFPMantissaWidth()));
-    return 8 * std::ldexp(1.0, 1 - int(std::min(mantissa, 24u)));
+    return 8 * region.ulp();
   }
 
   void raise(linalg::GenericOp reduction) {

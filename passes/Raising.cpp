@@ -5,6 +5,8 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 
+#include <cmath>
+
 using namespace mlir;
 
 namespace kiln {
@@ -209,6 +211,14 @@ std::optional<double> ScalarRegion::evaluate(double t,
     tensors[g->getResult(0)] = it->second;
   }
   return tensors.lookup(result());
+}
+
+double ScalarRegion::ulp() const {
+  unsigned mantissa = 24;
+  for (Operation *op : ops)
+    if (auto f = dyn_cast<FloatType>(getElementTypeOrSelf(op->getResult(0).getType())))
+      mantissa = std::min(mantissa, unsigned(f.getFPMantissaWidth()));
+  return std::ldexp(1.0, 1 - int(mantissa));
 }
 
 void ScalarRegion::erase() {

@@ -65,6 +65,11 @@ struct ScalarRegion {
   /// The root's value where x is `t`, the bodies interpreted in doubles.
   std::optional<double> evaluate(double t, ConstantEvaluator &eval) const;
 
+  /// One unit in the last place (at 1) of the narrowest float type the
+  /// steps compute in, f32's at the widest: the scale of a raising's
+  /// tolerance (an f16 model's constants hold 11 bits).
+  double ulp() const;
+
   /// Erases the steps (the root's uses must be replaced first), their
   /// `tensor.dim` readers pointed at x.
   void erase();
