@@ -279,15 +279,14 @@ struct KilnLowerGraphToLinalgPass final
       return signalPassFailure();
     // Whatever is left has dynamic shapes, which this lowering does not
     // handle yet: say so instead of leaving kiln ops for codegen to trip on.
-    // Attention stays whole (its own dispatch; kiln-decompose-attention is
-    // its fallback in the kernel), but that fallback needs static shapes.
+    // Attention stays whole, whatever its shapes: it is a dispatch of its
+    // own, and its kernel strategy (or the fallback decomposition, which
+    // needs static shapes) says what it cannot take.
     WalkResult result = getOperation().walk([&](Operation *op) {
-      auto attention = dyn_cast<AttentionOp>(op);
       if (keepNorms && isLastDimNorm(op))
         return WalkResult::advance();
       if (isa<MatmulOp, SoftmaxOp, GeluOp, SiluOp, LayerNormOp, RmsNormOp,
-              RotaryEmbeddingOp>(op) ||
-          (attention && !decompositionHandlesShapes(attention))) {
+              RotaryEmbeddingOp>(op)) {
         op->emitError() << "cannot lower '" << op->getName()
                         << "' with dynamic shapes yet; specialize the "
                            "model's symbolic dims with --dim NAME=VALUE";

@@ -34,14 +34,22 @@ inline constexpr llvm::StringLiteral kKernelModuleName = "kernels";
 inline constexpr llvm::StringLiteral kNoRaiseAttentionAttr =
     "kiln.no_raise_attention";
 
+/// Whether the `cpu-flash-attention` strategy (kiln-cpu-flash-attention)
+/// takes `op`: a kiln.attention of [B, H, S, D] operands whose head counts
+/// and head sizes are static (batch, query and key counts may be symbolic).
+bool cpuFlashAttentionHandles(mlir::Operation *op);
+
 /// Graph IR -> optimized graph IR on linalg: lowering of the kiln ops that
 /// have no kernel strategy yet, canonicalization and elementwise fusion.
 /// `keepNorms`: last-dim layer and RMS norms stay whole (a target with a
 /// kernel strategy for them). `raiseAttention`: exporters' decomposed
 /// attention becomes kiln.attention first (kiln-raise-attention), for a
-/// target that runs it well whole.
+/// target that runs it well whole; `symbolicAttention`: also where its
+/// batch, query or key counts are symbolic (a target whose attention
+/// kernel takes them).
 void buildGraphPipeline(mlir::OpPassManager &pm, bool keepNorms = false,
-                        bool raiseAttention = true);
+                        bool raiseAttention = true,
+                        bool symbolicAttention = false);
 
 /// Graph IR -> dispatch IR: the graph pipeline, then dispatch formation.
 /// `beforeDispatch` adds a target's own graph passes after the graph
@@ -49,7 +57,8 @@ void buildGraphPipeline(mlir::OpPassManager &pm, bool keepNorms = false,
 void buildDispatchPipeline(
     mlir::OpPassManager &pm,
     const std::function<void(mlir::OpPassManager &)> &beforeDispatch = {},
-    bool keepNorms = false, bool raiseAttention = true);
+    bool keepNorms = false, bool raiseAttention = true,
+    bool symbolicAttention = false);
 
 /// Outlined kernel functions (kiln-outline-dispatches, entry functions
 /// split off) -> CPU kernel IR: attention's fallback decomposition, tiling

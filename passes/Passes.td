@@ -324,7 +324,52 @@ def KilnRaiseAttention : Pass<"kiln-raise-attention", "mlir::func::FuncOp"> {
     %o = kiln.attention %q, %k, %v {causal_offset = 0 : i64, scale = 1.0 : f64, ...}
     ```
   }];
+  let options = [
+    Option<"symbolicDims", "symbolic-dims", "bool", /*default=*/"false",
+           "also raise chains with symbolic batch, query or key counts (4-D, "
+           "static heads and head sizes; masks stay biases: one additive "
+           "term), for a target whose attention kernel takes them">
+  ];
   let dependentDialects = ["mlir::linalg::LinalgDialect",
+                           "mlir::tensor::TensorDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
+def KilnCpuFlashAttention : Pass<"kiln-cpu-flash-attention", "mlir::func::FuncOp"> {
+  let summary = "attention in CPU kernels as one tiled loop nest with an online softmax";
+  let description = [{
+    The `cpu-flash-attention` strategy. In kernel functions (`kiln.kernel`)
+    whose `kiln.config` names it, still on tensors, each `kiln.attention`
+    becomes loops over (batch, query head, query row) and, inside, over
+    blocks of `key_block` keys (default 8): the block's scores are one
+    vector (with 8 keys and a head in whole 8-lane chunks, each key's
+    products summed into 8 lanes by FMAs and the keys' lanes summed across
+    by a tree of shuffles; otherwise a D-wide product and a horizontal sum
+    per key), capped, biased
+    and masked (keys past the end, or past `i + causal_offset`: the loop
+    stops at the last visible block), and folded into a running max, sum
+    and Dv-wide accumulator (online softmax); the row is divided by the sum
+    (0 for a row with every key masked) and written with one
+    `vector.transfer_write`. No [S, L] buffer exists. Grouped-query heads
+    read their K/V head in place; batch, query and key counts may be
+    symbolic. f16/bf16 operands are widened as they are read and the
+    arithmetic is f32. Runs first in the CPU kernel pipeline.
+
+    Before:
+    ```mlir
+    func.func @main_dispatch_0(...) attributes {kiln.kernel,
+        kiln.config = {strategy = "cpu-flash-attention"}} {
+      %o = kiln.attention %q, %k, %v {causal_offset = 0 : i64, scale = 0.125 : f64}
+          : tensor<1x4x?x8xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x8xf32> -> tensor<1x4x?x8xf32>
+    ```
+
+    After: `scf.for` over batch, heads and rows around an `scf.for` over key
+    blocks carrying (max, sum, vector<Dv>) and a `vector.transfer_write`
+    of the row.
+  }];
+  let dependentDialects = ["mlir::scf::SCFDialect",
+                           "mlir::vector::VectorDialect",
+                           "mlir::math::MathDialect",
                            "mlir::tensor::TensorDialect",
                            "mlir::arith::ArithDialect"];
 }

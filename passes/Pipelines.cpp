@@ -25,13 +25,16 @@ using namespace mlir;
 namespace kiln {
 
 void buildGraphPipeline(OpPassManager &pm, bool keepNorms,
-                        bool raiseAttention) {
+                        bool raiseAttention, bool symbolicAttention) {
   // Exporters' decomposed attention becomes kiln.attention first, while
   // the chain is still the importer's ops (the canonicalizer folds the
   // copies the importer wrote for Expand and the like out of its way).
   pm.addPass(createCanonicalizerPass());
-  if (raiseAttention)
-    pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention());
+  if (raiseAttention) {
+    KilnRaiseAttentionOptions raise;
+    raise.symbolicDims = symbolicAttention;
+    pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention(raise));
+  }
   // Norms and activations spelled out node by node become the kiln ops they
   // are: a target keeps the norms whole for its row kernel, and the
   // activations lower to one clean generic each.
@@ -60,8 +63,8 @@ void buildGraphPipeline(OpPassManager &pm, bool keepNorms,
 void buildDispatchPipeline(
     OpPassManager &pm,
     const std::function<void(OpPassManager &)> &beforeDispatch,
-    bool keepNorms, bool raiseAttention) {
-  buildGraphPipeline(pm, keepNorms, raiseAttention);
+    bool keepNorms, bool raiseAttention, bool symbolicAttention) {
+  buildGraphPipeline(pm, keepNorms, raiseAttention, symbolicAttention);
   if (beforeDispatch)
     beforeDispatch(pm);
   pm.addNestedPass<func::FuncOp>(createKilnFormDispatches());
@@ -82,9 +85,11 @@ void addKernelBufferization(OpPassManager &pm, bool keepWholeOps) {
 }
 
 void buildCpuKernelPipeline(OpPassManager &pm) {
-  // Attention kernels that no strategy took whole fall back to linalg
-  // first, while the kernel is on tensors, so every later stage sees the
-  // contractions, reductions and elementwise generics it knows.
+  // Attention as one loop nest with an online softmax (cpu-flash-attention);
+  // kernels that no strategy took whole fall back to linalg first, while the
+  // kernel is on tensors, so every later stage sees the contractions,
+  // reductions and elementwise generics it knows.
+  pm.addNestedPass<func::FuncOp>(createKilnCpuFlashAttention());
   pm.addNestedPass<func::FuncOp>(createKilnDecomposeAttention());
   pm.addNestedPass<func::FuncOp>(createKilnDecomposeAggregates());
   // Tiling and vectorization work on tensors, where slices are values and

@@ -45,6 +45,8 @@
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/IR/Verifier.h"
 
+#include "llvm/ADT/SetVector.h"
+
 #include <cmath>
 
 namespace kiln {
@@ -74,7 +76,9 @@ struct Step {
 
 class Raiser {
 public:
-  explicit Raiser(func::FuncOp func) : func(func) {}
+  /// `symbolic`: chains with symbolic batch, query or key counts are
+  /// raised too (for a target whose attention kernel takes them).
+  Raiser(func::FuncOp func, bool symbolic) : func(func), symbolic(symbolic) {}
 
   int64_t run() {
     SmallVector<MatmulOp> candidates;
@@ -205,7 +209,7 @@ private:
   /// used only here), their product folded into `scale`.
   Value peelScale(Value v, double &scale, SmallVector<Operation *> &dead) {
     while (auto g = v.getDefiningOp<linalg::GenericOp>()) {
-      if (!v.hasOneUse() || g.getNumDpsInputs() == 0)
+      if (!soleUse(v) || g.getNumDpsInputs() == 0)
         break;
       std::optional<Step> step;
       for (unsigned i = 0; i < g.getNumDpsInputs() && !step; ++i)
@@ -227,7 +231,7 @@ private:
     int64_t rank = type.getRank();
     SmallVector<int64_t> swap = llvm::to_vector(llvm::seq<int64_t>(0, rank));
     std::swap(swap[rank - 1], swap[rank - 2]);
-    if (auto t = kT.getDefiningOp<linalg::TransposeOp>(); t && kT.hasOneUse()) {
+    if (auto t = kT.getDefiningOp<linalg::TransposeOp>(); t && soleUse(kT)) {
       ArrayRef<int64_t> p = t.getPermutation();
       SmallVector<int64_t> composed;
       for (int64_t i = 0; i < rank; ++i)
@@ -241,7 +245,7 @@ private:
     // [B, H, D, L] = expand(transpose3(collapse([B, H, L, D]))): the dynamo
     // exporter's K^T through a 3-D transpose.
     if (auto expand = kT.getDefiningOp<tensor::ExpandShapeOp>();
-        expand && rank == 4 && kT.hasOneUse()) {
+        expand && rank == 4 && soleUse(kT)) {
       auto t = expand.getSrc().getDefiningOp<linalg::TransposeOp>();
       if (t && t.getPermutation() == ArrayRef<int64_t>{0, 2, 1} &&
           expand.getReassociationIndices() ==
@@ -261,9 +265,14 @@ private:
   Value transpose(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> perm) {
     ArrayRef<int64_t> s = shapeOf(x);
     SmallVector<int64_t> shape;
-    for (int64_t p : perm)
+    SmallVector<Value> dynamicSizes;
+    for (int64_t p : perm) {
       shape.push_back(s[p]);
-    Value init = tensor::EmptyOp::create(b, loc, shape, elementTypeOf(x));
+      if (ShapedType::isDynamic(s[p]))
+        dynamicSizes.push_back(tensor::DimOp::create(b, loc, x, p));
+    }
+    Value init = tensor::EmptyOp::create(b, loc, shape, elementTypeOf(x),
+                                         dynamicSizes);
     return linalg::TransposeOp::create(b, loc, x, init, perm)->getResult(0);
   }
 
@@ -338,17 +347,23 @@ private:
     auto scoresType = cast<RankedTensorType>(qk.getType());
     int64_t rank = scoresType.getRank();
     Type element = scoresType.getElementType();
-    if ((rank != 3 && rank != 4) || !isa<FloatType>(element) ||
-        !scoresType.hasStaticShape())
+    if ((rank != 3 && rank != 4) || !isa<FloatType>(element))
+      return false;
+    // Symbolic batch, query and key counts, where the target takes them:
+    // 4-D (heads and head sizes static); the masks are then not
+    // constants the evaluator can judge, so they stay biases.
+    bool dynamic = !scoresType.hasStaticShape();
+    if (dynamic && (!symbolic || rank != 4 || scoresType.isDynamicDim(1)))
       return false;
     // Forward from the scores to the softmax, each value used once.
     SmallVector<Step> steps;
     Value x = qk.getResult();
     SoftmaxOp softmax;
     while (true) {
-      if (!x.hasOneUse())
+      OpOperand *sole = soleUse(x);
+      if (!sole)
         return false;
-      OpOperand &use = *x.use_begin();
+      OpOperand &use = *sole;
       if (auto s = dyn_cast<SoftmaxOp>(use.getOwner())) {
         softmax = s;
         break;
@@ -366,16 +381,22 @@ private:
       steps.push_back(*step);
       x = g->getResult(0);
     }
-    if (softmax.getNormalizedAxis() != rank - 1 || !softmax->hasOneUse())
+    OpOperand *probsUse = soleUse(softmax.getResult());
+    if (softmax.getNormalizedAxis() != rank - 1 || !probsUse)
       return false;
-    auto pv = dyn_cast<MatmulOp>(*softmax->getUsers().begin());
+    auto pv = dyn_cast<MatmulOp>(probsUse->getOwner());
     if (!pv || pv.getLhs() != softmax.getResult() || pv.getRhs() == pv.getLhs())
       return false;
     Value v = pv.getRhs();
     auto vType = dyn_cast<RankedTensorType>(v.getType());
     if (!vType || vType.getRank() != rank || vType.getElementType() != element ||
-        !vType.hasStaticShape() || pv.getAccType() != qk.getAccType())
+        pv.getAccType() != qk.getAccType())
       return false;
+    if (!vType.hasStaticShape() &&
+        (!symbolic || rank != 4 || vType.isDynamicDim(1) ||
+         vType.isDynamicDim(3)))
+      return false;
+    dynamic |= !vType.hasStaticShape();
 
     OpBuilder b(pv);
     Location loc = pv.getLoc();
@@ -397,6 +418,10 @@ private:
         qs.drop_back(2) != kts.drop_back(2) || qs.drop_back(2) != vs.drop_back(2) ||
         qs.drop_back(2) != scoresType.getShape().drop_back(2) ||
         kts[rank - 1] != vs[rank - 2])
+      return false;
+    // The head sizes are the attention kernels' vector widths.
+    if (ShapedType::isDynamic(qs[rank - 1]) ||
+        ShapedType::isDynamic(kts[rank - 2]))
       return false;
 
     // The masks: a causal pattern (the first one becomes causal_offset), a
@@ -420,6 +445,13 @@ private:
       }
       kept.push_back(&s);
     }
+    // A Where's condition becomes a bias tensor, and several terms are
+    // summed into one, by builders over static shapes.
+    if (dynamic && (kept.size() > 1 ||
+                    llvm::any_of(kept, [](const Step *s) {
+                      return s->kind != Step::AddBias;
+                    })))
+      return false;
     SmallVector<Value> bias;
     for (const Step *s : kept) {
       if (s->kind == Step::AddBias) {
@@ -501,28 +533,75 @@ private:
     if (rank == 3)
       result = buildReshape(b, loc, result, outShape);
     pv.getResult().replaceAllUsesWith(result);
-    for (Operation *op : dead) {
-      if (!op->use_empty())
-        continue;
-      erased.insert(op);
-      op->erase();
+    // The chain's ops go, with the shape readers (tensor.dim, and the
+    // tensor.empty they size) that only served the chain: symbolic dims
+    // read them. Each erasure can free the next op's readers.
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (Operation *op : dead) {
+        if (erased.contains(op))
+          continue;
+        eraseUnusedShapeReaders(op);
+        if (!op->use_empty())
+          continue;
+        erased.insert(op);
+        op->erase();
+        changed = true;
+      }
     }
     return true;
   }
 
+  /// The one use of `v` that is not a `tensor.dim` (symbolic dims read
+  /// the shapes of the chain's values), or nothing.
+  static OpOperand *soleUse(Value v) {
+    OpOperand *sole = nullptr;
+    for (OpOperand &use : v.getUses()) {
+      if (isa<tensor::DimOp>(use.getOwner()))
+        continue;
+      if (sole)
+        return nullptr;
+      sole = &use;
+    }
+    return sole;
+  }
+
+  /// Erases the `tensor.dim` readers of `op`'s results that size only
+  /// unused `tensor.empty` ops (the inits of erased chain ops), and those.
+  static void eraseUnusedShapeReaders(Operation *op) {
+    for (Value result : op->getResults())
+      for (Operation *user : llvm::make_early_inc_range(result.getUsers())) {
+        auto dim = dyn_cast<tensor::DimOp>(user);
+        if (!dim)
+          continue;
+        // A dim can size one tensor.empty twice (a square of scores):
+        // each reader once.
+        llvm::SmallSetVector<Operation *, 4> readers(dim->user_begin(),
+                                                     dim->user_end());
+        for (Operation *reader : readers)
+          if (isa<tensor::EmptyOp>(reader) && reader->use_empty())
+            reader->erase();
+        if (dim->use_empty())
+          dim->erase();
+      }
+  }
+
   func::FuncOp func;
+  bool symbolic;
   ConstantEvaluator eval;
   llvm::DenseSet<Operation *> erased;
 };
 
 struct KilnRaiseAttentionPass final
     : kiln::impl::KilnRaiseAttentionBase<KilnRaiseAttentionPass> {
+  using Base::Base;
+
   void runOnOperation() override {
     func::FuncOp func = getOperation();
     if (auto module = func->getParentOfType<ModuleOp>();
         module && module->hasAttr(kNoRaiseAttentionAttr))
       return;
-    int64_t raised = Raiser(func).run();
+    int64_t raised = Raiser(func, symbolicDims).run();
     recordRaised(func, "attention", raised);
   }
 };

@@ -314,6 +314,10 @@ FailureOr<uint32_t> DimProgram::dimOf(Value value, unsigned d) {
       result = dimOf(toTensor.getBuffer(), d);
     } else if (auto dps = dyn_cast<DestinationStyleOpInterface>(def)) {
       result = dimOf(dps.getDpsInitOperand(index)->get(), d);
+    } else if (auto attention = dyn_cast<AttentionOp>(def)) {
+      // [B, Hq, S] of the query, the value's head size.
+      result = d == 3 ? dimOf(attention.getValue(), 3)
+                      : dimOf(attention.getQuery(), d);
     } else {
       return def->emitError() << "cannot compute dim " << d
                               << " of this op's result from the symbolic "

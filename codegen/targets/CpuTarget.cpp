@@ -33,13 +33,18 @@ class CpuTarget final : public Target {
 public:
   std::string spec() const override { return "cpu"; }
 
+  /// cpu-flash-attention takes symbolic batch, query and key counts.
+  bool raisesSymbolicAttention() const override { return true; }
+
   void buildKernelPipeline(OpPassManager &pm) const override {
     buildCpuKernelPipeline(pm);
   }
 
   /// Contractions take packed column panels and register blocks
-  /// (`cpu-gemm`, and `cpu-attention-fallback` for attention's
-  /// decomposition); everything else is tiled for vectors (`cpu-vector`).
+  /// (`cpu-gemm`); attention is one loop nest with an online softmax over
+  /// blocks of a vector register's keys (`cpu-flash-attention`, or
+  /// `cpu-attention-fallback`, its decomposition, for what that does not
+  /// take); everything else is tiled for vectors (`cpu-vector`).
   DictionaryAttr selectStrategy(Operation *root) const override {
     Builder b(root->getContext());
     CpuFacts facts;
@@ -51,10 +56,15 @@ public:
     StringRef strategy = "cpu-vector";
     if (op && linalg::isaContractionOpInterface(op))
       strategy = "cpu-gemm";
-    // Attention's decomposition: its GEMMs take register blocks too.
+    // Attention as one loop nest with an online softmax; what that does
+    // not take is decomposed, and its GEMMs take register blocks too.
     else if (isa<AttentionOp>(root))
-      strategy = "cpu-attention-fallback";
-    if (strategy != "cpu-vector")
+      strategy = cpuFlashAttentionHandles(root) ? "cpu-flash-attention"
+                                                : "cpu-attention-fallback";
+    if (strategy == "cpu-flash-attention")
+      config.push_back(b.getNamedAttr(
+          "key_block", b.getI64IntegerAttr(facts.vectorBits / 32)));
+    else if (strategy != "cpu-vector")
       config.push_back(b.getNamedAttr(
           "register_block",
           b.getDenseI64ArrayAttr({int64_t(facts.registerBlockRows),

@@ -29,7 +29,8 @@ const Registration kTargets[] = {
 Target::~Target() = default;
 
 void Target::buildDispatchPipeline(OpPassManager &pm) const {
-  kiln::buildDispatchPipeline(pm);
+  kiln::buildDispatchPipeline(pm, /*beforeDispatch=*/{}, /*keepNorms=*/false,
+                              raisesAttention(), raisesSymbolicAttention());
   pm.addPass(createSelectStrategiesPass(spec()));
 }
 

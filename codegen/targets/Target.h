@@ -64,6 +64,9 @@ public:
   /// The same under `--precision fp16|bf16`, where attention's operands
   /// are narrowed (what tensor cores take).
   virtual bool raisesNarrowAttention() const { return raisesAttention(); }
+  /// Whether it raises attention whose batch, query or key counts are
+  /// symbolic too (its attention kernel takes symbolic dims).
+  virtual bool raisesSymbolicAttention() const { return false; }
 
   /// The kernel strategy and its configuration (`{strategy = ..., ...}`)
   /// for a dispatch whose root op is `root`, from this target's facts.

@@ -289,7 +289,10 @@ static bool takesSymbolicDims(StringRef opType) {
       "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum",
       "ReduceLogSumExp",
       // Data movement whose sizes come from the operands.
-      "Transpose", "Gather", "Unsqueeze", "Squeeze", "Split", "Trilu", "Concat"};
+      "Transpose", "Gather", "Unsqueeze", "Squeeze", "Split", "Trilu", "Concat",
+      // Symbolic batch, query and key counts of 4-D Q, K and V (the
+      // handler says which inputs and attributes it cannot take with them).
+      "Attention"};
   return ops.contains(opType);
 }
 

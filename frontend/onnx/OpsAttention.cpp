@@ -97,6 +97,54 @@ LogicalResult importAttention(NodeContext &ctx) {
   if (shapeOf(k).size() != static_cast<size_t>(rank) ||
       shapeOf(v).size() != static_cast<size_t>(rank))
     return ctx.error() << "Q, K and V must have the same rank";
+  // Symbolic batch, query and key counts reach kiln.attention as they are
+  // (its CPU kernel takes them); the mask, the past, padding lengths,
+  // windows and the qk output are built over static shapes here.
+  bool wantsQk = ctx.getNode().output_size() > 3 && !ctx.getNode().output(3).empty();
+  bool symbolic = !cast<ShapedType>(q.getType()).hasStaticShape() ||
+                  !cast<ShapedType>(k.getType()).hasStaticShape() ||
+                  !cast<ShapedType>(v.getType()).hasStaticShape() ||
+                  (ctx.hasInput(3) && ctx.input(3) &&
+                   !cast<ShapedType>(ctx.input(3).getType()).hasStaticShape());
+  if (symbolic) {
+    for (int i : {4, 5, 6})
+      if (ctx.hasInput(i))
+        return ctx.error() << "Attention with symbolic dims takes no input #"
+                           << i << " ('" << ctx.getNode().input(i)
+                           << "': past keys and values and padding lengths "
+                              "need static shapes) yet: give each dim a fixed "
+                              "value with --dim NAME=VALUE";
+    if (rank != 4 || leftWindow >= 0 || rightWindow >= 0 || wantsQk)
+      return ctx.error() << "Attention with symbolic dims takes 4-D Q, K and V "
+                            "without windows or the qk output yet: give each "
+                            "dim a fixed value with --dim NAME=VALUE";
+    for (Value x : {q, k, v})
+      if (ShapedType::isDynamic(shapeOf(x)[1]) ||
+          ShapedType::isDynamic(shapeOf(x)[3]))
+        return ctx.error() << "Attention with symbolic dims needs static head "
+                              "counts and head sizes, got "
+                           << x.getType();
+    // The batch of Q, K and V, and the key count of K and V, must be one
+    // symbolic dim each (the kernel reads K and V at Q's batch indices and
+    // V at K's keys).
+    struct Pair {
+      Value a;
+      unsigned da;
+      Value b;
+      unsigned db;
+    };
+    for (const Pair &p : {Pair{q, 0, k, 0}, Pair{q, 0, v, 0}, Pair{k, 2, v, 2}}) {
+      int64_t x = shapeOf(p.a)[p.da], y = shapeOf(p.b)[p.db];
+      bool same = ShapedType::isDynamic(x) && ShapedType::isDynamic(y)
+                      ? ctx.sameSize(p.a, p.da, p.b, p.db) == true
+                      : x == y;
+      if (!same)
+        return ctx.error() << "Attention's " << p.a.getType() << " and "
+                           << p.b.getType() << " must share dim " << p.da
+                           << " and dim " << p.db
+                           << " (the same symbolic dim or size)";
+    }
+  }
   OpBuilder &b = ctx.b();
   Location loc = ctx.getLoc();
   if (rank == 3) {
@@ -180,7 +228,40 @@ LogicalResult importAttention(NodeContext &ctx) {
   // the op; per-batch frontiers and windows go into the bias.
   bool causalInBias = causal && nonpad;
   Value bias;
-  if (mask || nonpad || window)
+  if (symbolic && mask) {
+    // Symbolic dims: the mask is the bias as it is (float) or 0 / -inf
+    // (bool), broadcast by the op; each of its dims is 1 or the scores'
+    // dim (a mask shorter than the keys cannot be padded here).
+    ArrayRef<int64_t> ms = shapeOf(mask);
+    int64_t mr = ms.size();
+    Value fullOf[] = {q, q, q, presentKey};
+    unsigned dimOf[] = {0, 1, 2, 2};
+    for (int64_t d = 0; d < mr; ++d) {
+      int64_t f = 4 - mr + d;
+      int64_t want = shapeOf(fullOf[f])[dimOf[f]];
+      bool fits = ms[d] == 1 ||
+                  (ShapedType::isDynamic(ms[d]) && ShapedType::isDynamic(want)
+                       ? ctx.sameSize(mask, d, fullOf[f], dimOf[f]) == true
+                       : ms[d] == want);
+      if (!fits)
+        return ctx.error() << "with symbolic dims, each dim of the attention "
+                              "mask "
+                           << mask.getType()
+                           << " must be 1 or the scores' dim (the same "
+                              "symbolic dim), got dim "
+                           << d;
+    }
+    if (elementTypeOf(mask).isInteger(1))
+      bias = buildBroadcast(
+          b, loc, {mask}, ms, element,
+          [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+            return arith::SelectOp::create(
+                nb, nl, a[0], scalarConstant(nb, nl, element, 0),
+                scalarConstant(nb, nl, element, -INFINITY));
+          });
+    else
+      bias = convertElements(b, loc, mask, element);
+  } else if (mask || nonpad || window)
     bias = buildIndexed(
         b, loc, full, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
           Value zero = scalarConstant(nb, nl, element, 0);
@@ -264,7 +345,6 @@ LogicalResult importAttention(NodeContext &ctx) {
   }
   // The qk output (modes 0-3: scores, after the bias, after the softmax)
   // needs the op's intermediates: decompose it here.
-  bool wantsQk = ctx.getNode().output_size() > 3 && !ctx.getNode().output(3).empty();
   AttentionParts parts;
   if (wantsQk) {
     parts = decomposeAttention(b, op);

@@ -6,8 +6,9 @@ lengths that are not multiples of the tiles, a few query rows against a
 long KV cache, split-KV decode with its combine launch, a split left
 without key tiles among them), compiled with --precision for cuda:sm_80,sm_90a and run
 under the GPU-kernel simulator against a float64 NumPy reference, and for
-the CPU (the same op decomposed, products summed in f32) against the same
-reference; and its SASS on both architectures."""
+the CPU (the same op as cpu-flash-attention's loop nest, in f32) against
+the same reference, at fp32 and bf16; and its SASS on both
+architectures."""
 import json
 
 import numpy as np
@@ -15,7 +16,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import PRECISION_TOLERANCES, kiln, normwise_error
+from conftest import (F32_NORMWISE_TOLERANCE, PRECISION_TOLERANCES, kiln,
+                      normwise_error)
 from test_sass import count, needs_ptxas, sass_by_function
 
 TARGET = "cuda:sm_80,sm_90a"
@@ -169,11 +171,16 @@ def test_flash_attention_under_the_simulator(name, tmp_path):
         got = run(artifact, feeds, "sim", tmp_path)
         error = normwise_error(got, want)
         assert error <= PRECISION_TOLERANCES[precision], (precision, error)
-    # The CPU computes the same op decomposed, to the same tolerance.
-    artifact = str(tmp_path / f"{name}.cpu.kiln")
-    kiln("compile", path, "--precision", "bf16", "-o", artifact)
-    error = normwise_error(run(artifact, feeds, "cpu", tmp_path), want)
-    assert error <= PRECISION_TOLERANCES["bf16"], ("cpu", error)
+    # The CPU runs the same op as one loop nest with an online softmax:
+    # f32 to f32's tolerance, bf16 to the bf16 one.
+    for precision in ["fp32", "bf16"]:
+        artifact = str(tmp_path / f"{name}.cpu.{precision}.kiln")
+        kiln("compile", path, "--precision", precision, "-o", artifact)
+        info = json.loads(kiln("inspect", artifact, "--json").stdout)
+        assert "cpu-flash-attention" in [k["strategy"] for k in info["kernels"]]
+        error = normwise_error(run(artifact, feeds, "cpu", tmp_path), want)
+        tolerance = PRECISION_TOLERANCES.get(precision, F32_NORMWISE_TOLERANCE)
+        assert error <= tolerance, ("cpu", precision, error)
 
 
 @needs_ptxas

@@ -255,3 +255,142 @@ def test_the_runner_cycles_input_shapes(model, tmp_path):
     assert (f"cycle set {len(SHAPES)}: input #0 'x' must be "
             "f32[batch=1..4,seq=1..16,64], got f32[5,3,64]: dim 'batch' is 5, "
             "outside the bounds" in result.stderr), result.stderr
+
+
+def attention_model(path, mask=None, past=False):
+    """An opset-23 Attention node over symbolic batch, query and key
+    counts: grouped-query heads (4 over 2), causal (upper-left), a value
+    head wider than the query's; `mask`: "float" (additive, per batch row
+    and key) or "bool" (per query and key); `past`: a KV cache input."""
+    f = TensorProto.FLOAT
+    vi = helper.make_tensor_value_info
+    inputs = [vi("q", f, ["batch", 4, "seq", 16]),
+              vi("k", f, ["batch", 2, "keys", 16]),
+              vi("v", f, ["batch", 2, "keys", 24])]
+    names = ["q", "k", "v"]
+    if mask == "float":
+        inputs.append(vi("mask", f, ["batch", 1, 1, "keys"]))
+    elif mask == "bool":
+        inputs.append(vi("mask", TensorProto.BOOL, ["seq", "keys"]))
+    names.append("mask" if mask else "")
+    if past:
+        inputs += [vi("past_k", f, ["batch", 2, "past", 16]),
+                   vi("past_v", f, ["batch", 2, "past", 24])]
+        names += ["past_k", "past_v"]
+    while not names[-1]:
+        names.pop()
+    graph = helper.make_graph(
+        [helper.make_node("Attention", names, ["y"], is_causal=1)],
+        "attention", inputs, [vi("y", f, ["batch", 4, "seq", 24])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = 10
+    onnx.save(model, path)
+
+
+def attention_reference(q, k, v, mask=None):
+    k = np.repeat(k.astype(np.float64), 2, axis=1)
+    v = np.repeat(v.astype(np.float64), 2, axis=1)
+    scores = q.astype(np.float64) @ k.transpose(0, 1, 3, 2) / 4.0
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf) if mask.dtype == bool \
+            else scores + mask
+    seq, keys = q.shape[2], k.shape[2]
+    allowed = np.arange(keys)[None, :] <= np.arange(seq)[:, None]
+    scores = np.where(allowed, scores, -np.inf)
+    top = scores.max(axis=-1, keepdims=True)
+    p = np.exp(scores - np.where(np.isfinite(top), top, 0))
+    total = p.sum(axis=-1, keepdims=True)
+    # A row whose keys are all masked gives 0, as the op says.
+    return np.where(total > 0, p / np.where(total > 0, total, 1), 0) @ v
+
+
+BOUNDS_ATTENTION = ["--dim", "batch=1..3", "--dim", "seq=1..40",
+                    "--dim", "keys=1..40"]
+
+
+@pytest.mark.parametrize("mask", [None, "float", "bool"])
+def test_attention_with_symbolic_dims_is_one_cpu_kernel(mask, tmp_path):
+    """The CPU runs kiln.attention with symbolic batch, query and key
+    counts as one cpu-flash-attention kernel: counts that are not
+    multiples of its key block, more queries than keys and fewer, an
+    additive or a boolean mask over symbolic dims, and (with a mask) a
+    query row that sees no key at all (its output is 0)."""
+    model = tmp_path / "attention.onnx"
+    attention_model(str(model), mask=mask)
+    artifact = tmp_path / "attention.kiln"
+    kiln("compile", str(model), "-o", str(artifact), *BOUNDS_ATTENTION)
+    info = kiln("inspect", str(artifact), "--json").stdout
+    assert '"strategy": "cpu-flash-attention"' in info, info
+    for batch, seq, keys in [(1, 1, 1), (2, 17, 17), (3, 40, 23), (1, 5, 40)]:
+        rng = np.random.default_rng(batch * 1000 + seq * 10 + keys)
+        inputs = {
+            "q": rng.standard_normal((batch, 4, seq, 16)).astype(np.float32),
+            "k": rng.standard_normal((batch, 2, keys, 16)).astype(np.float32),
+            "v": rng.standard_normal((batch, 2, keys, 24)).astype(np.float32),
+        }
+        if mask == "float":
+            m = (0.5 * rng.standard_normal((batch, 1, 1, keys))).astype(np.float32)
+            m[-1, ..., 0] = -np.inf  # batch row -1's query 0 sees nothing
+            inputs["mask"] = m
+        elif mask == "bool":
+            m = rng.random((seq, keys)) < 0.7
+            m[0, :] = False  # query 0 sees nothing
+            inputs["mask"] = m
+        run(artifact, inputs, tmp_path, "cpu")
+        got = np.load(tmp_path / "out" / "y.npy")
+        want = attention_reference(**inputs)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, err_msg=f"{batch}/{seq}/{keys}",
+                                   **TOLERANCES[np.dtype(np.float32)])
+
+
+def test_attention_with_symbolic_dims_and_a_past_says_so(tmp_path):
+    model = tmp_path / "attention.onnx"
+    attention_model(str(model), past=True)
+    artifact = tmp_path / "attention.kiln"
+    result = kiln("compile", str(model), "-o", str(artifact),
+                  *BOUNDS_ATTENTION, "--dim", "past=1..8", check=False)
+    assert result.returncode == 1
+    assert ("Attention with symbolic dims takes no input #4 ('past_k': past "
+            "keys and values and padding lengths need static shapes) yet: "
+            "give each dim a fixed value with --dim NAME=VALUE"
+            in result.stderr), result.stderr
+    assert not artifact.exists()
+
+
+def test_gpu_attention_with_symbolic_dims_says_so(tmp_path):
+    """The GPU's attention kernels need static shapes: a clear error."""
+    model = tmp_path / "attention.onnx"
+    attention_model(str(model))
+    artifact = tmp_path / "attention.kiln"
+    result = kiln("compile", str(model), "-o", str(artifact), "--target",
+                  "cuda:sm_80", *BOUNDS_ATTENTION, check=False)
+    assert result.returncode == 1
+    assert ("cannot decompose 'kiln.attention' with dynamic shapes yet; "
+            "specialize the model's symbolic dims with --dim NAME=VALUE"
+            in result.stderr), result.stderr
+    assert not artifact.exists()
+
+
+def test_attention_with_unrelated_symbolic_dims_says_so(tmp_path):
+    """K's batch must be Q's: two different symbolic dims are an error,
+    not reads past K's end."""
+    f = TensorProto.FLOAT
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [helper.make_node("Attention", ["q", "k", "v"], ["y"])], "attention",
+        [vi("q", f, ["batch", 2, "seq", 8]), vi("k", f, ["other", 2, "seq", 8]),
+         vi("v", f, ["other", 2, "seq", 8])],
+        [vi("y", f, ["batch", 2, "seq", 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = 10
+    path = tmp_path / "attention.onnx"
+    onnx.save(model, str(path))
+    artifact = tmp_path / "attention.kiln"
+    result = kiln("compile", str(path), "-o", str(artifact), "--dim",
+                  "batch=1..3", "--dim", "other=1..3", "--dim", "seq=1..8",
+                  check=False)
+    assert result.returncode == 1
+    assert "must share dim 0 and dim 0 (the same symbolic dim or size)" in \
+        result.stderr, result.stderr
+    assert not artifact.exists()

@@ -298,7 +298,9 @@ int runCompile(const Args &args) {
     // then finds nothing left to do.
     if (target->raisesNarrowAttention()) {
       pm.addPass(createCanonicalizerPass());
-      pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention());
+      KilnRaiseAttentionOptions raise;
+      raise.symbolicDims = target->raisesSymbolicAttention();
+      pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention(raise));
     }
     KilnConvertPrecisionOptions precision;
     precision.precision = o.precision;

@@ -164,11 +164,12 @@ func.func @elementwise(%a: tensor<8x128xf32>, %b: tensor<3x5xf32>) -> (tensor<8x
 // COM: kiln.attention is a dispatch root of its own; f32 attention has no
 // COM: tensor-core kernel, so it takes its decomposition
 // COM: (attention-fallback), whose GEMMs, row reductions and elementwise
-// COM: steps each have a part.
+// COM: steps each have a part. The CPU runs it as one loop nest with an
+// COM: online softmax over blocks of 8 keys (one AVX register of scores).
 // CUDA-LABEL: func.func @attention
 // CUDA: {config = {elementwise = {{{.*}}}, "gemm-simt" = {{{.*}}}, generic = {{{.*}}}, "row-reduce" = {{{.*}}}, strategy = "attention-fallback"}}
 // CPU-LABEL: func.func @attention
-// CPU: {config = {register_block = array<i64: 6, 16>, strategy = "cpu-attention-fallback", vector_width = 16 : i64}}
+// CPU: {config = {key_block = 8 : i64, strategy = "cpu-flash-attention", vector_width = 16 : i64}}
 func.func @attention(%q: tensor<1x2x8x16xf32>, %k: tensor<1x2x8x16xf32>, %v: tensor<1x2x8x16xf32>) -> tensor<1x2x8x16xf32> {
   %r = kiln.dispatch(%q, %k, %v) : (tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32>) -> tensor<1x2x8x16xf32> {
   ^bb0(%a: tensor<1x2x8x16xf32>, %b: tensor<1x2x8x16xf32>, %c: tensor<1x2x8x16xf32>):
@@ -368,4 +369,19 @@ func.func @flash_decode_gqa(%q: tensor<1x32x1x128xbf16>, %kv: tensor<1x8x4096x12
     kiln.yield %o : tensor<1x32x1x128xbf16>
   }
   return %r : tensor<1x32x1x128xbf16>
+}
+
+// -----
+
+// COM: f64 attention keeps its precision in the CPU's fallback (the flash
+// COM: loop nest computes in f32).
+// CPU-LABEL: func.func @attention_f64
+// CPU: {config = {register_block = array<i64: 6, 16>, strategy = "cpu-attention-fallback", vector_width = 16 : i64}}
+func.func @attention_f64(%q: tensor<1x2x8x16xf64>, %k: tensor<1x2x8x16xf64>, %v: tensor<1x2x8x16xf64>) -> tensor<1x2x8x16xf64> {
+  %r = kiln.dispatch(%q, %k, %v) : (tensor<1x2x8x16xf64>, tensor<1x2x8x16xf64>, tensor<1x2x8x16xf64>) -> tensor<1x2x8x16xf64> {
+  ^bb0(%a: tensor<1x2x8x16xf64>, %b: tensor<1x2x8x16xf64>, %c: tensor<1x2x8x16xf64>):
+    %o = kiln.attention %a, %b, %c {scale = 0.25 : f64} : tensor<1x2x8x16xf64>, tensor<1x2x8x16xf64>, tensor<1x2x8x16xf64> -> tensor<1x2x8x16xf64>
+    kiln.yield %o : tensor<1x2x8x16xf64>
+  }
+  return %r : tensor<1x2x8x16xf64>
 }

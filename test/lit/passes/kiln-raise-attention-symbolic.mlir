@@ -1,0 +1,88 @@
+// RUN: kiln-opt %s -split-input-file --kiln-raise-attention=symbolic-dims=true | FileCheck %s
+// RUN: kiln-opt %s -split-input-file --kiln-raise-attention | FileCheck %s --check-prefix=STATIC
+
+// COM: Symbolic batch and sequence (a dynamic export), for a target whose
+// COM: attention kernel takes them: q and kT scaled, a mask computed at run
+// COM: time added (it cannot be judged as a constant, so it is the bias);
+// COM: kT, a transpose of [B, S, H, D], becomes one transpose with symbolic
+// COM: sizes. The scores' own tensor.dim readers (sizing the next step's
+// COM: init, one of them twice) are not uses that keep the chain: they go
+// COM: with it. Without the option the chain is left alone.
+#id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#scalar = affine_map<(d0, d1, d2, d3) -> (0)>
+#mask = affine_map<(d0, d1, d2, d3) -> (d0, 0, d2, d3)>
+// CHECK-LABEL: func.func @dynamic_sdpa
+// CHECK-SAME: attributes {kiln.raised = {attention = 1 : i64}}
+// CHECK-DAG: %[[B:.*]] = tensor.dim %arg1, %c0
+// CHECK-DAG: %[[S:.*]] = tensor.dim %arg1, %c1
+// CHECK: %[[E:.*]] = tensor.empty(%[[B]], %[[S]]) : tensor<?x2x?x8xf32>
+// CHECK: %[[K:.*]] = linalg.transpose ins(%arg1 : tensor<?x?x2x8xf32>) outs(%[[E]] : tensor<?x2x?x8xf32>) permutation = [0, 2, 1, 3]
+// CHECK: %[[O:.*]] = kiln.attention %arg0, %[[K]], %arg2, %arg3 {scale = 0.1249999{{[0-9]+}} : f64}
+// CHECK-SAME: : tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>, tensor<?x1x?x?xf32> -> tensor<?x2x?x8xf32>
+// CHECK-NOT: kiln.softmax
+// CHECK-NOT: kiln.matmul
+// CHECK-NOT: tensor.empty
+// CHECK: return %[[O]]
+// STATIC-LABEL: func.func @dynamic_sdpa
+// STATIC-NOT: kiln.attention
+// STATIC: kiln.softmax
+func.func @dynamic_sdpa(%q: tensor<?x2x?x8xf32>, %kbshd: tensor<?x?x2x8xf32>, %v: tensor<?x2x?x8xf32>, %m: tensor<?x1x?x?xf32>) -> tensor<?x2x?x8xf32> {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %b = tensor.dim %q, %c0 : tensor<?x2x?x8xf32>
+  %s = tensor.dim %q, %c2 : tensor<?x2x?x8xf32>
+  %half = arith.constant dense<0.35355339> : tensor<1xf32>
+  %e0 = tensor.empty(%b, %s) : tensor<?x2x8x?xf32>
+  %kt = linalg.transpose ins(%kbshd : tensor<?x?x2x8xf32>) outs(%e0 : tensor<?x2x8x?xf32>) permutation = [0, 2, 3, 1]
+  %e1 = tensor.empty(%b, %s) : tensor<?x2x?x8xf32>
+  %qs = linalg.generic {indexing_maps = [#id, #scalar, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%q, %half : tensor<?x2x?x8xf32>, tensor<1xf32>) outs(%e1 : tensor<?x2x?x8xf32>) {
+  ^bb0(%a: f32, %x: f32, %o: f32):
+    %r = arith.mulf %a, %x : f32
+    linalg.yield %r : f32
+  } -> tensor<?x2x?x8xf32>
+  %ks = linalg.generic {indexing_maps = [#id, #scalar, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%kt, %half : tensor<?x2x8x?xf32>, tensor<1xf32>) outs(%e0 : tensor<?x2x8x?xf32>) {
+  ^bb0(%a: f32, %x: f32, %o: f32):
+    %r = arith.mulf %a, %x : f32
+    linalg.yield %r : f32
+  } -> tensor<?x2x8x?xf32>
+  %sc = kiln.matmul %qs, %ks : tensor<?x2x?x8xf32>, tensor<?x2x8x?xf32> -> tensor<?x2x?x?xf32>
+  %sb = tensor.dim %sc, %c0 : tensor<?x2x?x?xf32>
+  %sl = tensor.dim %sc, %c2 : tensor<?x2x?x?xf32>
+  %e2 = tensor.empty(%sb, %sl, %sl) : tensor<?x2x?x?xf32>
+  %sm = linalg.generic {indexing_maps = [#id, #mask, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%sc, %m : tensor<?x2x?x?xf32>, tensor<?x1x?x?xf32>) outs(%e2 : tensor<?x2x?x?xf32>) {
+  ^bb0(%a: f32, %x: f32, %o: f32):
+    %r = arith.addf %a, %x : f32
+    linalg.yield %r : f32
+  } -> tensor<?x2x?x?xf32>
+  %p = kiln.softmax %sm {axis = 3 : i64} : tensor<?x2x?x?xf32>
+  %o = kiln.matmul %p, %v : tensor<?x2x?x?xf32>, tensor<?x2x?x8xf32> -> tensor<?x2x?x8xf32>
+  return %o : tensor<?x2x?x8xf32>
+}
+
+// -----
+
+// COM: A Where mask with symbolic dims would need its condition turned into
+// COM: a bias tensor over symbolic shapes: not raised (yet).
+#id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#cond = affine_map<(d0, d1, d2, d3) -> (d0, 0, d2, d3)>
+// CHECK-LABEL: func.func @dynamic_where_mask
+// CHECK-NOT: kiln.attention
+// CHECK: kiln.softmax
+func.func @dynamic_where_mask(%q: tensor<?x2x?x8xf32>, %kt: tensor<?x2x8x?xf32>, %v: tensor<?x2x?x8xf32>, %keep: tensor<?x1x?x?xi1>) -> tensor<?x2x?x8xf32> {
+  %c0 = arith.constant 0 : index
+  %c2 = arith.constant 2 : index
+  %b = tensor.dim %q, %c0 : tensor<?x2x?x8xf32>
+  %s = tensor.dim %q, %c2 : tensor<?x2x?x8xf32>
+  %sc = kiln.matmul %q, %kt : tensor<?x2x?x8xf32>, tensor<?x2x8x?xf32> -> tensor<?x2x?x?xf32>
+  %e2 = tensor.empty(%b, %s, %s) : tensor<?x2x?x?xf32>
+  %sm = linalg.generic {indexing_maps = [#id, #cond, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%sc, %keep : tensor<?x2x?x?xf32>, tensor<?x1x?x?xi1>) outs(%e2 : tensor<?x2x?x?xf32>) {
+  ^bb0(%a: f32, %k: i1, %o: f32):
+    %fill = arith.constant -3.4e38 : f32
+    %r = arith.select %k, %a, %fill : f32
+    linalg.yield %r : f32
+  } -> tensor<?x2x?x?xf32>
+  %p = kiln.softmax %sm {axis = 3 : i64} : tensor<?x2x?x?xf32>
+  %o = kiln.matmul %p, %v : tensor<?x2x?x?xf32>, tensor<?x2x?x8xf32> -> tensor<?x2x?x8xf32>
+  return %o : tensor<?x2x?x8xf32>
+}
