@@ -221,7 +221,7 @@ private:
                             ArrayRef<Value> keyRows) {
     constexpr int64_t kLanes = 8;
     size_t rows = qs.size();
-    if (bn != kLanes || d % kLanes) {
+    if (bn % kLanes || d % kLanes) {
       SmallVector<Value> s(rows, splat(0.0, bn));
       for (int64_t j = 0; j < bn; ++j) {
         Value k = readRow(op.getKey(), {bi, kvHead, keyRows[j], index(0)}, d,
@@ -258,17 +258,31 @@ private:
       odds.push_back(2 * e + 1);
     }
     SmallVector<Value> result;
-    for (SmallVector<Value> &level : lanes) {
-      while (level.size() > 1) {
-        SmallVector<Value> next;
-        for (size_t p = 0; p < level.size(); p += 2)
-          next.push_back(arith::AddFOp::create(
-              b, loc,
-              vector::ShuffleOp::create(b, loc, level[p], level[p + 1], evens),
-              vector::ShuffleOp::create(b, loc, level[p], level[p + 1], odds)));
-        level = std::move(next);
+    for (SmallVector<Value> &rowLanes : lanes) {
+      // Each group of 8 keys is one tree; the groups' vectors are joined.
+      Value joined;
+      for (int64_t g = 0; g < bn; g += kLanes) {
+        SmallVector<Value> level(rowLanes.begin() + g,
+                                 rowLanes.begin() + g + kLanes);
+        while (level.size() > 1) {
+          SmallVector<Value> next;
+          for (size_t p = 0; p < level.size(); p += 2)
+            next.push_back(arith::AddFOp::create(
+                b, loc,
+                vector::ShuffleOp::create(b, loc, level[p], level[p + 1], evens),
+                vector::ShuffleOp::create(b, loc, level[p], level[p + 1], odds)));
+          level = std::move(next);
+        }
+        if (!joined) {
+          joined = level.front();
+          continue;
+        }
+        SmallVector<int64_t> all;
+        for (int64_t e = 0; e < g + kLanes; ++e)
+          all.push_back(e);
+        joined = vector::ShuffleOp::create(b, loc, joined, level.front(), all);
       }
-      result.push_back(level.front());
+      result.push_back(joined);
     }
     return result;
   }

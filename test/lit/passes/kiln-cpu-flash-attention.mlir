@@ -85,3 +85,16 @@ func.func @fallback(%q: tensor<1x2x3x8xf32>, %k: tensor<1x2x3x8xf32>, %v: tensor
   %o = kiln.attention %q, %k, %v {scale = 0.125 : f64} : tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32> -> tensor<1x2x3x8xf32>
   return %o : tensor<1x2x3x8xf32>
 }
+
+// -----
+
+// COM: 16 keys per block: two trees of 8 keys, joined into one vector of
+// COM: 16 scores.
+// CHECK-LABEL: func.func @two_trees
+// CHECK-COUNT-14: vector.shuffle %{{.*}} : vector<8xf32>, vector<8xf32>
+// CHECK: vector.shuffle %{{.*}} [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] : vector<8xf32>, vector<8xf32>
+// CHECK: vector.reduction <maxnumf>, %{{.*}} : vector<16xf32> into f32
+func.func @two_trees(%q: tensor<1x1x4x8xf32>, %k: tensor<1x1x40x8xf32>, %v: tensor<1x1x40x8xf32>) -> tensor<1x1x4x8xf32> attributes {kiln.kernel, kiln.config = {strategy = "cpu-flash-attention", key_block = 16 : i64}} {
+  %o = kiln.attention %q, %k, %v {scale = 0.35 : f64} : tensor<1x1x4x8xf32>, tensor<1x1x40x8xf32>, tensor<1x1x40x8xf32> -> tensor<1x1x4x8xf32>
+  return %o : tensor<1x1x4x8xf32>
+}

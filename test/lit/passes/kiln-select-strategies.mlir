@@ -165,11 +165,11 @@ func.func @elementwise(%a: tensor<8x128xf32>, %b: tensor<3x5xf32>) -> (tensor<8x
 // COM: tensor-core kernel, so it takes its decomposition
 // COM: (attention-fallback), whose GEMMs, row reductions and elementwise
 // COM: steps each have a part. The CPU runs it as one loop nest with an
-// COM: online softmax over blocks of 8 keys (one AVX register of scores).
+// COM: online softmax over blocks of 32 keys (four AVX registers of scores).
 // CUDA-LABEL: func.func @attention
 // CUDA: {config = {elementwise = {{{.*}}}, "gemm-simt" = {{{.*}}}, generic = {{{.*}}}, "row-reduce" = {{{.*}}}, strategy = "attention-fallback"}}
 // CPU-LABEL: func.func @attention
-// CPU: {config = {key_block = 8 : i64, strategy = "cpu-flash-attention", vector_width = 16 : i64}}
+// CPU: {config = {key_block = 32 : i64, strategy = "cpu-flash-attention", vector_width = 16 : i64}}
 func.func @attention(%q: tensor<1x2x8x16xf32>, %k: tensor<1x2x8x16xf32>, %v: tensor<1x2x8x16xf32>) -> tensor<1x2x8x16xf32> {
   %r = kiln.dispatch(%q, %k, %v) : (tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32>) -> tensor<1x2x8x16xf32> {
   ^bb0(%a: tensor<1x2x8x16xf32>, %b: tensor<1x2x8x16xf32>, %c: tensor<1x2x8x16xf32>):
