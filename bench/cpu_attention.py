@@ -17,6 +17,7 @@ table; for the decomposed form it is derived (the total's difference plus
 the flash time: every other kernel is the same in both artifacts).
 """
 import argparse
+import json
 import os
 import re
 import statistics
@@ -39,7 +40,6 @@ def kiln(*args):
 
 def flash_kernels(artifact):
     """The names of the kernels whose strategy computes attention whole."""
-    import json
     info = json.loads(kiln("inspect", artifact, "--json"))
     return {k["name"] for k in info["kernels"] if "attention" in k["strategy"]}
 

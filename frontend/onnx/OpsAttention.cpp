@@ -20,12 +20,23 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
+#include <tuple>
+
 using namespace mlir;
 
 namespace kiln::onnx {
 namespace {
 
 
+
+/// Whether dim `da` of `a` and dim `db` of `b` are the same size: equal
+/// static sizes, or one symbolic dim.
+bool sameDim(NodeContext &ctx, Value a, unsigned da, Value b, unsigned db) {
+  int64_t x = shapeOf(a)[da], y = shapeOf(b)[db];
+  if (ShapedType::isDynamic(x) && ShapedType::isDynamic(y))
+    return ctx.sameSize(a, da, b, db) == true;
+  return x == y;
+}
 
 /// [B, S, H*D] -> [B, H, S, D].
 Value splitHeads(OpBuilder &b, Location loc, Value x, int64_t heads) {
@@ -127,23 +138,15 @@ LogicalResult importAttention(NodeContext &ctx) {
     // The batch of Q, K and V, and the key count of K and V, must be one
     // symbolic dim each (the kernel reads K and V at Q's batch indices and
     // V at K's keys).
-    struct Pair {
-      Value a;
-      unsigned da;
-      Value b;
-      unsigned db;
-    };
-    for (const Pair &p : {Pair{q, 0, k, 0}, Pair{q, 0, v, 0}, Pair{k, 2, v, 2}}) {
-      int64_t x = shapeOf(p.a)[p.da], y = shapeOf(p.b)[p.db];
-      bool same = ShapedType::isDynamic(x) && ShapedType::isDynamic(y)
-                      ? ctx.sameSize(p.a, p.da, p.b, p.db) == true
-                      : x == y;
-      if (!same)
-        return ctx.error() << "Attention's " << p.a.getType() << " and "
-                           << p.b.getType() << " must share dim " << p.da
-                           << " and dim " << p.db
-                           << " (the same symbolic dim or size)";
-    }
+    for (auto [x, dx, y, dy] : {std::tuple{q, 0u, k, 0u}, std::tuple{q, 0u, v, 0u},
+                                std::tuple{k, 2u, v, 2u}})
+      if (!sameDim(ctx, x, dx, y, dy))
+        return ctx.error() << "Attention's " << x.getType() << " and "
+                           << y.getType() << " must share dim " << dx
+                           << " and dim " << dy
+                           << " (the same symbolic dim or size): give the "
+                              "inputs' dims one name, or fixed values with "
+                              "--dim NAME=VALUE";
   }
   OpBuilder &b = ctx.b();
   Location loc = ctx.getLoc();
@@ -238,18 +241,15 @@ LogicalResult importAttention(NodeContext &ctx) {
     unsigned dimOf[] = {0, 1, 2, 2};
     for (int64_t d = 0; d < mr; ++d) {
       int64_t f = 4 - mr + d;
-      int64_t want = shapeOf(fullOf[f])[dimOf[f]];
-      bool fits = ms[d] == 1 ||
-                  (ShapedType::isDynamic(ms[d]) && ShapedType::isDynamic(want)
-                       ? ctx.sameSize(mask, d, fullOf[f], dimOf[f]) == true
-                       : ms[d] == want);
-      if (!fits)
+      if (ms[d] != 1 && !sameDim(ctx, mask, d, fullOf[f], dimOf[f]))
         return ctx.error() << "with symbolic dims, each dim of the attention "
                               "mask "
                            << mask.getType()
                            << " must be 1 or the scores' dim (the same "
                               "symbolic dim), got dim "
-                           << d;
+                           << d << ": name it as the scores' dim is named, "
+                              "or give the dims fixed values with --dim "
+                              "NAME=VALUE";
     }
     if (elementTypeOf(mask).isInteger(1))
       bias = buildBroadcast(
