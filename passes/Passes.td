@@ -295,6 +295,33 @@ def KilnRaiseNorms : Pass<"kiln-raise-norms", "mlir::func::FuncOp"> {
   let dependentDialects = ["kiln::KilnDialect"];
 }
 
+def KilnRaiseRotary : Pass<"kiln-raise-rotary", "mlir::func::FuncOp"> {
+  let summary = "decomposed rotary embeddings into kiln.rotary_embedding";
+  let description = [{
+    Finds `x * cos + rotate(x) * sin` over [B, H, S, D] heads as exporters
+    write it (Slice, Neg and Concat as index generics or extract_slices;
+    cos and sin tables gathered from a cache or computed from positions)
+    by tracing each element of a head exactly (passes/ElementTrace.h): the
+    first 2R elements must pair up by halves or interleaved, each
+    `x[d] cos - x[partner] sin` for a pair's first element and `+` for its
+    second, the tables read per batch and position (not per head), both
+    elements of a pair at the same angle; the rest of the head passes
+    through (partial rotary). It becomes one `kiln.rotary_embedding` whose
+    [B, S, R] cos and sin are gathered from the tables. Anything that
+    differs is left alone. The function records the count in
+    `kiln.raised` (`rotary_embedding`).
+
+    After (LLaMA's rotate-half RoPE of q, 4 heads of 16):
+    ```mlir
+    %cos = linalg.generic ... ins(%table) -> tensor<1x8x8xf32>
+    %sin = linalg.generic ... ins(%table_0) -> tensor<1x8x8xf32>
+    %q = kiln.rotary_embedding %x, %cos, %sin
+        : tensor<1x4x8x16xf32>, tensor<1x8x8xf32>
+    ```
+  }];
+  let dependentDialects = ["kiln::KilnDialect"];
+}
+
 def KilnRaiseAttention : Pass<"kiln-raise-attention", "mlir::func::FuncOp"> {
   let summary = "decomposed attention from exports into kiln.attention";
   let description = [{

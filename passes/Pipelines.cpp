@@ -40,6 +40,7 @@ void buildGraphPipeline(OpPassManager &pm, bool keepNorms,
   // activations lower to one clean generic each.
   pm.addNestedPass<func::FuncOp>(createKilnRaiseNorms());
   pm.addNestedPass<func::FuncOp>(createKilnRaiseActivations());
+  pm.addNestedPass<func::FuncOp>(createKilnRaiseRotary());
   // kiln ops without a kernel strategy of their own become linalg first, so
   // that elementwise fusion sees through them; kiln.attention (and the
   // norms, for a target that asks) stays whole and becomes a dispatch of

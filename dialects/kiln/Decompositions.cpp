@@ -92,8 +92,13 @@ Value repeatHeads(OpBuilder &b, Location loc, Value x, int64_t groups) {
 } // namespace
 
 bool decompositionHandlesShapes(Operation *op) {
+  // Elementwise, or indexed per element with the last dim static: any
+  // symbolic batch, heads or sequence.
   if (isa<GeluOp, SiluOp>(op))
     return true;
+  if (auto rope = dyn_cast<RotaryEmbeddingOp>(op))
+    return !rope.getInput().getType().isDynamicDim(3) &&
+           !rope.getCos().getType().isDynamicDim(2);
   std::optional<int64_t> axis;
   if (auto norm = dyn_cast<LayerNormOp>(op))
     axis = norm.getNormalizedAxis();
@@ -224,6 +229,10 @@ Value decomposeRotaryEmbedding(OpBuilder &b, RotaryEmbeddingOp op) {
   if (half == 0)
     return x;
   bool interleaved = op.getInterleaved();
+  SmallVector<Value> dynamicSizes;
+  for (auto [d, size] : llvm::enumerate(shapeOf(x)))
+    if (ShapedType::isDynamic(size))
+      dynamicSizes.push_back(tensor::DimOp::create(b, op.getLoc(), x, d));
   return buildIndexed(
       b, op.getLoc(), shapeOf(x), elementTypeOf(x),
       [&](OpBuilder &nb, Location l, ValueRange ivs) -> Value {
@@ -260,7 +269,8 @@ Value decomposeRotaryEmbedding(OpBuilder &b, RotaryEmbeddingOp op) {
             nb, l, isFirst, arith::SubFOp::create(nb, l, selfCos, otherSin),
             arith::AddFOp::create(nb, l, selfCos, otherSin));
         return arith::SelectOp::create(nb, l, rotated, out, self);
-      });
+      },
+      dynamicSizes);
 }
 
 AttentionParts decomposeAttention(OpBuilder &b, AttentionOp op) {
