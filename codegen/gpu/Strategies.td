@@ -116,6 +116,19 @@ def KilnGpuGemmSmallM : Pass<"kiln-gpu-gemm-small-m", "mlir::func::FuncOp"> {
                            "mlir::vector::VectorDialect"];
 }
 
+def KilnGpuCollapseContractionLoops : Pass<"kiln-gpu-collapse-contraction-loops", "mlir::func::FuncOp"> {
+  let summary = "fold a contraction's consecutive reduction loops into one K";
+  let description = [{
+    Runs on graph IR before dispatch formation (cuda). A multiply-accumulate
+    generic whose reduction loops are consecutive and read by every operand
+    as one contiguous run of dims (a reshape that elementwise fusion pushed
+    into it: the output projection over (head, head dim) after attention)
+    becomes the same contraction over one loop, its operands viewed through
+    collapse_shape, which the tensor-core GEMM strategies take.
+  }];
+  let dependentDialects = ["mlir::tensor::TensorDialect"];
+}
+
 def KilnGpuFuseAttentionLayouts : Pass<"kiln-gpu-fuse-attention-layouts", "mlir::ModuleOp"> {
   let summary = "move the data movement around a flash attention into its dispatch";
   let description = [{

@@ -63,6 +63,9 @@ public:
     kiln::buildDispatchPipeline(
         pm,
         [](OpPassManager &graph) {
+          // One K loop for the tensor-core GEMMs where fusion split it.
+          graph.addNestedPass<func::FuncOp>(
+              createKilnGpuCollapseContractionLoops());
           graph.addNestedPass<func::FuncOp>(
               createKilnTransposeUnalignedWeights());
           graph.addNestedPass<func::FuncOp>(createKilnFoldConstantTransposes());

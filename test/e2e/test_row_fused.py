@@ -128,6 +128,30 @@ def test_gpt2_layer_norms_and_softmaxes_are_one_launch_each(precision,
         assert (len(norms), len(flash)) == (5, 2)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_gpt2_layer_is_seven_launches(precision, tmp_path):
+    """Issue 13's goal for a GPT-2 layer at prefill: LN, QKV GEMM + bias,
+    attention, out-proj GEMM (+ bias + residual), LN (+ residual), FC1 +
+    bias + GELU, FC2 + bias + residual: seven launches, in that order, for
+    each of the fixture's two layers (plus the embedding gather before
+    them, and the final LN and the lm_head after)."""
+    path = os.path.join(ROOT, "test", "fixtures", "transformers", "gpt2",
+                        "model.onnx")
+    artifact = str(tmp_path / "gpt2.kiln")
+    kiln("compile", path, "--target", TARGET, "--precision", precision, "-o",
+         artifact)
+    strategy = {k["name"]: k["strategy"] for k in kernels_of(artifact)}
+    order = [strategy[l["kernel"]] for l in launches_of(artifact)]
+    layers = order[1:-2]
+    assert len(layers) == 2 * 7, order
+    gemm = ("gemm-mma-sync", "gemm-small-m", "gemm-wgmma")
+    for layer in (layers[:7], layers[7:]):
+        assert layer[0] == "row-fused" and layer[4] == "row-fused", order
+        assert layer[2].startswith("flash-attention"), order
+        assert all(layer[i] in gemm for i in (1, 3, 5, 6)), order
+    assert order[-2:][0] == "row-fused" and order[-1] in gemm, order
+
+
 @pytest.mark.parametrize("d", [4096, 3000])
 def test_rms_norm_is_one_kernel_and_matches(d, tmp_path):
     """ONNX RMSNormalization (23) over LLaMA's width (4 warps per row) and
