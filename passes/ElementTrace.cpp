@@ -83,10 +83,14 @@ std::optional<int64_t> foldIndexOp(Operation *op, int64_t a, int64_t b) {
     return a - b;
   if (isa<arith::MulIOp>(op))
     return a * b;
-  if (isa<arith::MaxSIOp, arith::MaxUIOp>(op))
+  if (isa<arith::MaxSIOp>(op))
     return std::max(a, b);
-  if (isa<arith::MinSIOp, arith::MinUIOp>(op))
+  if (isa<arith::MinSIOp>(op))
     return std::min(a, b);
+  if (isa<arith::MaxUIOp>(op))
+    return int64_t(std::max(uint64_t(a), uint64_t(b)));
+  if (isa<arith::MinUIOp>(op))
+    return int64_t(std::min(uint64_t(a), uint64_t(b)));
   if (b == 0)
     return std::nullopt;
   if (isa<arith::DivSIOp>(op))
@@ -165,6 +169,19 @@ bool delinearize(AffineExpr e, ArrayRef<int64_t> shape,
   return true;
 }
 
+/// The row-major offset of `at` in `t`, or nothing when it lies outside.
+std::optional<int64_t> flatIndex(const ConstTensor &t, ArrayRef<int64_t> at) {
+  if (at.size() != t.shape.size())
+    return std::nullopt;
+  int64_t flat = 0;
+  for (auto [i, k] : llvm::enumerate(at)) {
+    if (k < 0 || k >= t.shape[i])
+      return std::nullopt;
+    flat = flat * t.shape[i] + k;
+  }
+  return flat;
+}
+
 /// What a body value is while a generic is interpreted: a float element, an
 /// index or integer (affine in the row), or a known condition.
 using BodyValue = std::variant<Poly, AffineExpr, bool>;
@@ -194,7 +211,7 @@ std::optional<double> Poly::asConstant() const {
 
 int64_t TraceLeaf::last() const {
   if (index.empty())
-    return 0;
+    return -1;
   std::optional<int64_t> c = constantOf(index.back());
   return c ? *c : -1;
 }
@@ -297,12 +314,9 @@ std::optional<Poly> ElementTracer::compute(Value v, ArrayRef<AffineExpr> index) 
       if (std::optional<int64_t> k = constantOf(e))
         at.push_back(*k);
     if (at.size() == index.size())
-      if (const ConstTensor *t = eval.evaluate(v)) {
-        int64_t flat = 0;
-        for (auto [i, k] : llvm::enumerate(at))
-          flat = flat * t->shape[i] + k;
-        return Poly::constant(t->values[flat]);
-      }
+      if (const ConstTensor *t = eval.evaluate(v))
+        if (std::optional<int64_t> flat = flatIndex(*t, at))
+          return Poly::constant(t->values[*flat]);
     return leafHere();
   }
   if (!follow(v))
@@ -391,7 +405,8 @@ std::optional<Poly> ElementTracer::throughGeneric(Operation *op,
       return it->second;
     if (auto arg = dyn_cast<BlockArgument>(x); arg && arg.getOwner() == body) {
       OpOperand &operand = g->getOpOperand(arg.getArgNumber());
-      if (g.isDpsInit(&operand))
+      if (g.isDpsInit(&operand) ||
+          !isa<RankedTensorType>(operand.get().getType()))
         return std::nullopt;
       AffineMap map = g.getMatchingIndexingMap(&operand);
       SmallVector<AffineExpr> at;
@@ -547,11 +562,11 @@ std::optional<Poly> ElementTracer::throughGeneric(Operation *op,
         const ConstTensor *t = known.size() == at.size()
                                    ? eval.evaluate(extract.getTensor())
                                    : nullptr;
+        std::optional<int64_t> flat = t ? flatIndex(*t, known) : std::nullopt;
+        if (t && !flat)
+          return std::nullopt;
         if (t) {
-          int64_t flat = 0;
-          for (auto [i, k] : llvm::enumerate(known))
-            flat = flat * t->shape[i] + k;
-          r = getAffineConstantExpr(int64_t(t->values[flat]), ctx);
+          r = getAffineConstantExpr(int64_t(t->values[*flat]), ctx);
         } else {
           r = opaqueIndex("read" + indexKey(extract.getTensor(), at));
         }

@@ -39,7 +39,9 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/IR/Builders.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNRAISEROTARY
@@ -93,6 +95,30 @@ Value emitIndex(OpBuilder &b, Location loc, AffineExpr e, ValueRange dims) {
   default:
     return arith::CeilDivSIOp::create(b, loc, l, r);
   }
+}
+
+/// Points the `tensor.dim` readers of `op`'s results at the sizes the op
+/// reifies (its init's, its slice sizes), before `op` is erased.
+void replaceDimReaders(Operation *op) {
+  bool read = llvm::any_of(op->getUsers(),
+                           [](Operation *u) { return isa<tensor::DimOp>(u); });
+  auto reify = dyn_cast<ReifyRankedShapedTypeOpInterface>(op);
+  if (!read || !reify)
+    return;
+  OpBuilder b(op);
+  ReifiedRankedShapedTypeDims shapes;
+  if (failed(reify.reifyResultShapes(b, shapes)))
+    return;
+  for (OpResult result : op->getResults())
+    for (OpOperand &use : llvm::make_early_inc_range(result.getUses()))
+      if (auto dim = dyn_cast<tensor::DimOp>(use.getOwner()))
+        if (std::optional<int64_t> i = dim.getConstantIndex()) {
+          OpBuilder at(dim);
+          Value size = getValueOrCreateConstantIndexOp(
+              at, dim.getLoc(), shapes[result.getResultNumber()][*i]);
+          dim.replaceAllUsesWith(size);
+          dim.erase();
+        }
 }
 
 /// Uses of `v` other than `tensor.dim` readers (which only size things).
@@ -328,10 +354,14 @@ private:
   /// its row (root dims 0 and 2 become the table's batch and position).
   Value gather(OpBuilder &b, Location loc, Value x, const Rotation &r,
                const TraceLeaf &leaf, int64_t first, int64_t step) {
+    // Roots share a table when they read it alike and their x have one
+    // static type (a symbolic batch or sequence: the same x only).
     std::string key;
     llvm::raw_string_ostream os(key);
     os << leaf.value.getAsOpaquePointer() << "/" << first << "/" << step << "/"
-       << r.half;
+       << r.half << "/" << x.getType();
+    if (!cast<RankedTensorType>(x.getType()).hasStaticShape())
+      os << "/" << x.getAsOpaquePointer();
     for (AffineExpr e : ArrayRef(leaf.index).drop_back())
       os << "," << e;
     // Roots are raised last first: a table built for a later root is
@@ -405,7 +435,7 @@ private:
     });
     SmallVector<Operation *> inits;
     for (Operation *op : region) {
-      redirectDims(op, x);
+      replaceDimReaders(op);
       if (!op->use_empty())
         continue;
       if (auto g = dyn_cast<linalg::GenericOp>(op))

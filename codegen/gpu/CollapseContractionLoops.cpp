@@ -49,8 +49,13 @@ struct KilnGpuCollapseContractionLoopsPass final
   void runOnOperation() override {
     SmallVector<std::pair<linalg::GenericOp, ReassociationIndices>> found;
     getOperation().walk([&](linalg::GenericOp op) {
+      // (Both upstream helpers need projected permutations: a broadcast
+      // unit dim read at constant 0 is not one.)
       if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
-          !isMultiplyAccumulate(op))
+          !isMultiplyAccumulate(op) ||
+          !llvm::all_of(op.getIndexingMapsArray(), [](AffineMap m) {
+            return m.isProjectedPermutation();
+          }))
         return;
       std::optional<ReassociationIndices> run = reductionRun(op);
       // Sizes inside the run must be static for the views.
