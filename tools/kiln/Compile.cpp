@@ -1,6 +1,7 @@
 //===- Compile.cpp - kiln compile -----------------------------------------===//
 #include "codegen/artifact/ArtifactBuilder.h"
 #include "codegen/targets/Target.h"
+#include "frontend/gpt/GptImporter.h"
 #include "frontend/onnx/OnnxImporter.h"
 #include "manifest.pb.h"
 #include "passes/Passes.h"
@@ -28,7 +29,9 @@ namespace {
 
 const char *kCompileHelp = R"(usage: kiln compile MODEL -o OUT [options]
 
-Compiles an ONNX model into a Kiln artifact (or prints an IR level).
+Compiles an ONNX model, or a Hugging Face checkpoint folder (config.json
+and safetensors: gpt2, llama, mistral, qwen2), into a Kiln artifact (or
+prints an IR level).
 
   -o OUT                 output file (the artifact, or the IR for --emit)
   --target T             cpu (default), cuda:sm_80, cuda:sm_90a, or several
@@ -48,6 +51,11 @@ Compiles an ONNX model into a Kiln artifact (or prints an IR level).
   --dim NAME=VALUE       value of a symbolic input dim (repeatable)
   --dim NAME=MIN..MAX    keep the dim symbolic, with these bounds: the
                          artifact runs any size in the range
+  --max-seq-len N        checkpoints: the longest sequence the artifact
+                         runs (default: the model's positions, at most
+                         2048); the dim 'sequence' is 1..N
+  --max-batch B          checkpoints: the largest batch (default 1); the
+                         dim 'batch' is 1..B
   --constant-input NAME=@FILE.pb
                          freeze graph input NAME to the ONNX TensorProto in
                          FILE: it becomes a constant of the model (for
@@ -77,6 +85,7 @@ struct CompileOptions {
   bool raiseAttention = true;
   unsigned jobs = 0, ptxIsa = 0;
   onnx::ImportOptions import;
+  int64_t maxSeqLen = 0, maxBatch = 0;
 };
 
 std::optional<CompileOptions> parse(const Args &args, std::string &error) {
@@ -105,6 +114,15 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
         error = "--jobs expects a positive number, got '" + value + "'";
         break;
       }
+    } else if (takeOption(args, i, "--max-seq-len", value, error) ||
+               takeOption(args, i, "--max-batch", value, error)) {
+      bool seqLen = arg == "--max-seq-len";
+      int64_t n = 0;
+      if (!llvm::to_integer(value, n, 10) || n <= 0) {
+        error = arg + " expects a positive number, got '" + value + "'";
+        break;
+      }
+      (seqLen ? o.maxSeqLen : o.maxBatch) = n;
     } else if (takeOption(args, i, "--ptx-isa", value, error)) {
       llvm::StringRef major, minor;
       std::tie(major, minor) = llvm::StringRef(value).split('.');
@@ -280,8 +298,29 @@ int runCompile(const Args &args) {
   if (o.printAfterAll || !o.printAfter.empty())
     context.disableMultithreading();
 
-  OwningOpRef<ModuleOp> module =
-      onnx::importModelFile(context, o.model, o.import);
+  // A checkpoint folder's weights are views of its mapped files: `weights`
+  // lives until the artifact is written.
+  bool checkpoint = gpt::isCheckpointFolder(o.model);
+  gpt::ImportedCheckpoint weights;
+  OwningOpRef<ModuleOp> module;
+  if (checkpoint) {
+    gpt::ImportOptions gptOptions;
+    gptOptions.dims = o.import.dims;
+    gptOptions.dimRanges = o.import.dimRanges;
+    gptOptions.maxSeqLen = o.maxSeqLen;
+    gptOptions.maxBatch = o.maxBatch;
+    if (!o.import.constantInputs.empty())
+      return fail("--constant-input applies to ONNX models, not to the "
+                  "checkpoint folder '" + o.model + "'");
+    weights = gpt::importCheckpoint(context, o.model, gptOptions);
+    module = std::move(weights.module);
+  } else {
+    if (o.maxSeqLen || o.maxBatch)
+      return fail("--max-seq-len and --max-batch apply to checkpoint "
+                  "folders; for an ONNX model bound its dims with --dim "
+                  "NAME=MIN..MAX");
+    module = onnx::importModelFile(context, o.model, o.import);
+  }
   if (!module)
     return 1;
   // kiln-raise-attention leaves a module that says so alone, whichever
@@ -359,7 +398,8 @@ int runCompile(const Args &args) {
   artifact::Manifest &manifest = *contents->manifest;
   manifest.set_compiler_version(KILN_VERSION);
   manifest.set_source_model(o.model);
-  manifest.set_model_hash(codegen::hashFile(o.model));
+  manifest.set_model_hash(checkpoint ? gpt::hashCheckpoint(o.model)
+                                      : codegen::hashFile(o.model));
   // What raising found (each entry function's `kiln.raised`).
   module->walk([&](func::FuncOp func) {
     if (auto raised = func->getAttrOfType<DictionaryAttr>("kiln.raised"))

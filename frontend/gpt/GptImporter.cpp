@@ -1,0 +1,723 @@
+//===- GptImporter.cpp - Hugging Face checkpoint -> Kiln graph IR ---------===//
+#include "frontend/gpt/GptImporter.h"
+
+#include "dialects/kiln/KilnDialect.h"
+#include "dialects/kiln/TensorBuilders.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/IR/Verifier.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/xxhash.h"
+
+#include <cmath>
+#include <cstring>
+
+using namespace mlir;
+
+namespace kiln::gpt {
+
+namespace {
+
+constexpr int64_t kDynamic = ShapedType::kDynamic;
+
+float halfToFloat(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000) << 16;
+  uint32_t exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+  uint32_t bits;
+  if (exponent == 0x1f) {
+    bits = sign | 0x7f800000 | (mantissa << 13);
+  } else if (exponent != 0) {
+    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {
+    bits = sign;
+  } else {
+    // Subnormal: normalize.
+    int shift = 0;
+    while (!(mantissa & 0x400)) {
+      mantissa <<= 1;
+      ++shift;
+    }
+    bits = sign | (uint32_t(113 - shift) << 23) | ((mantissa & 0x3ff) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+/// Element `i` of a float tensor view, as f32.
+float readFloat(const TensorView &view, int64_t i) {
+  const char *p = view.bytes.data();
+  switch (view.dtype) {
+  case DType::F32: {
+    float f;
+    std::memcpy(&f, p + 4 * i, 4);
+    return f;
+  }
+  case DType::F64: {
+    double d;
+    std::memcpy(&d, p + 8 * i, 8);
+    return float(d);
+  }
+  case DType::F16: {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    return halfToFloat(h);
+  }
+  case DType::BF16: {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    uint32_t bits = uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+  }
+  default:
+    return 0;
+  }
+}
+
+/// One stored matrix that is a part of a weight: a Linear's [out, in]
+/// (transposed into place) or a Conv1D's [in, out].
+struct Part {
+  const TensorView *view;
+  bool transposed;
+};
+
+class Builder {
+public:
+  Builder(MLIRContext &context, StringRef dir, const ImportOptions &options)
+      : ctx(context), b(&context), dir(dir.str()), options(options),
+        loc(FileLineColLoc::get(&context, dir, 0, 0)) {}
+
+  ImportedCheckpoint run();
+
+private:
+  InFlightDiagnostic error() { return emitError(loc) << dir << ": "; }
+
+  /// The tensor `name` (tried under each of `prefixes`), checked to have
+  /// `shape` and a float dtype; null (and an error) otherwise.
+  const TensorView *tensor(const std::string &name,
+                           ArrayRef<int64_t> shape);
+  std::string found(const std::string &name);
+
+  Value constant(ArrayRef<int64_t> shape, StringRef name,
+                 function_ref<void(float *)> fill);
+  /// A [in, sum of outs] f32 matrix from `parts` (concatenated along out).
+  Value matrix(StringRef name, ArrayRef<Part> parts);
+  /// A vector from the concatenation of `views`.
+  Value vector(StringRef name, ArrayRef<const TensorView *> views);
+
+  RankedTensorType type(ArrayRef<int64_t> shape, Type element = {}) {
+    return RankedTensorType::get(shape, element ? element : b.getF32Type());
+  }
+  /// The sizes of `shape`'s dynamic dims: each is the batch or the sequence
+  /// length, told apart by position (0: batch, else sequence).
+  SmallVector<Value> dynamicSizes(ArrayRef<int64_t> shape) {
+    SmallVector<Value> sizes;
+    for (auto [i, d] : llvm::enumerate(shape))
+      if (d == kDynamic)
+        sizes.push_back(i == 0 ? batchSize : seqSize);
+    return sizes;
+  }
+
+  Value add(Value x, Value y) {
+    return buildBroadcast(b, loc, {x, y}, shapeOf(x), b.getF32Type(),
+                          [](OpBuilder &nb, Location l, ValueRange a) {
+                            return arith::AddFOp::create(nb, l, a[0], a[1]);
+                          });
+  }
+  Value linear(Value x, Value w, Value bias);
+  Value slice(Value x, int64_t offset, int64_t size);
+  /// [B, S, H*D] -> [B, H, S, D].
+  Value splitHeads(Value x, int64_t heads, int64_t dim);
+  /// [B, H, S, D] -> [B, S, H*D].
+  Value mergeHeads(Value x);
+  Value transpose(Value x, ArrayRef<int64_t> perm);
+  Value activation(Value x);
+  Value embedding(Value ids);
+  Value layer(Value x, int64_t i);
+  Value norm(Value x, const std::string &prefix);
+
+  MLIRContext &ctx;
+  OpBuilder b;
+  std::string dir;
+  const ImportOptions &options;
+  Location loc;
+  GptConfig c;
+  std::unique_ptr<Checkpoint> checkpoint;
+  std::vector<std::string> prefixes;
+  int64_t batch = kDynamic, seq = kDynamic;
+  Value batchSize, seqSize, inputIds, cosTable, sinTable;
+  /// The LM head [H, V]; a tied embedding gathers from it.
+  Value lmHead;
+  bool failed = false;
+};
+
+std::string Builder::found(const std::string &name) {
+  for (const std::string &prefix : prefixes)
+    if (checkpoint->find(prefix + name))
+      return prefix + name;
+  return "";
+}
+
+const TensorView *Builder::tensor(const std::string &name,
+                                  ArrayRef<int64_t> shape) {
+  if (failed)
+    return nullptr;
+  std::string key = found(name);
+  const TensorView *view = key.empty() ? nullptr : checkpoint->find(key);
+  if (!view) {
+    error() << "the checkpoint has no tensor '" << prefixes.front() << name
+            << "', which a " << c.modelType << " model with this config.json "
+            << "needs";
+    failed = true;
+    return nullptr;
+  }
+  if (view->dtype != DType::F32 && view->dtype != DType::F16 &&
+      view->dtype != DType::BF16 && view->dtype != DType::F64) {
+    error() << view->file << ": tensor '" << key << "' is "
+            << dtypeName(view->dtype) << "; a weight must be F32, F16, BF16 "
+            << "or F64";
+    failed = true;
+    return nullptr;
+  }
+  if (ArrayRef<int64_t>(view->shape) != shape) {
+    auto diag = error() << view->file << ": tensor '" << key << "' has shape [";
+    llvm::interleaveComma(view->shape, diag);
+    diag << "] but config.json implies [";
+    llvm::interleaveComma(shape, diag);
+    diag << "]";
+    failed = true;
+    return nullptr;
+  }
+  return view;
+}
+
+Value Builder::constant(ArrayRef<int64_t> shape, StringRef name,
+                        function_ref<void(float *)> fill) {
+  int64_t count = 1;
+  for (int64_t d : shape)
+    count *= d;
+  AsmResourceBlob blob = HeapAsmResourceBlob::allocate(
+      size_t(count) * sizeof(float), alignof(uint64_t));
+  fill(reinterpret_cast<float *>(blob.getMutableData().data()));
+  auto attr = DenseResourceElementsAttr::get(type(shape), name,
+                                             std::move(blob));
+  return arith::ConstantOp::create(b, loc, attr);
+}
+
+Value Builder::matrix(StringRef name, ArrayRef<Part> parts) {
+  if (failed)
+    return {};
+  int64_t in = parts.front().transposed ? parts.front().view->shape[1]
+                                        : parts.front().view->shape[0];
+  int64_t out = 0;
+  for (const Part &part : parts)
+    out += part.view->shape[part.transposed ? 0 : 1];
+  const TensorView &first = *parts.front().view;
+  // Used as stored: a view of the mapping, no copy.
+  if (parts.size() == 1 && !parts.front().transposed &&
+      first.dtype == DType::F32 &&
+      reinterpret_cast<uintptr_t>(first.bytes.data()) % alignof(float) == 0) {
+    AsmResourceBlob blob =
+        UnmanagedAsmResourceBlob::allocateWithAlign(first.bytes, alignof(float));
+    auto attr = DenseResourceElementsAttr::get(type({in, out}), name,
+                                               std::move(blob));
+    return arith::ConstantOp::create(b, loc, attr);
+  }
+  Value result = constant({in, out}, name, [&](float *data) {
+    int64_t column = 0;
+    for (const Part &part : parts) {
+      const TensorView &view = *part.view;
+      int64_t width = view.shape[part.transposed ? 0 : 1];
+      // Rows of the stored matrix are read in order; a transposed part is
+      // written by columns.
+      if (part.transposed) {
+        for (int64_t o = 0; o < width; ++o)
+          for (int64_t k = 0; k < in; ++k)
+            data[k * out + column + o] = readFloat(view, o * in + k);
+      } else {
+        for (int64_t k = 0; k < in; ++k)
+          for (int64_t o = 0; o < width; ++o)
+            data[k * out + column + o] = readFloat(view, k * width + o);
+      }
+      checkpoint->release(view);
+      column += width;
+    }
+  });
+  return result;
+}
+
+Value Builder::vector(StringRef name, ArrayRef<const TensorView *> views) {
+  if (failed)
+    return {};
+  int64_t n = 0;
+  for (const TensorView *view : views)
+    n += view->numElements();
+  return constant({n}, name, [&](float *data) {
+    for (const TensorView *view : views)
+      for (int64_t i = 0, e = view->numElements(); i < e; ++i)
+        *data++ = readFloat(*view, i);
+  });
+}
+
+Value Builder::linear(Value x, Value w, Value bias) {
+  ArrayRef<int64_t> shape = shapeOf(x);
+  SmallVector<int64_t> outShape(shape);
+  outShape.back() = shapeOf(w)[1];
+  Value y = kiln::MatmulOp::create(b, loc, type(outShape), x, w);
+  return bias ? add(y, bias) : y;
+}
+
+Value Builder::slice(Value x, int64_t offset, int64_t size) {
+  ArrayRef<int64_t> shape = shapeOf(x);
+  SmallVector<OpFoldResult> offsets, sizes, strides;
+  SmallVector<int64_t> outShape(shape);
+  outShape.back() = size;
+  SmallVector<Value> dyn = dynamicSizes(shape);
+  size_t next = 0;
+  for (auto [i, d] : llvm::enumerate(shape)) {
+    bool last = i + 1 == shape.size();
+    offsets.push_back(b.getIndexAttr(last ? offset : 0));
+    sizes.push_back(last ? OpFoldResult(b.getIndexAttr(size))
+                    : d == kDynamic ? OpFoldResult(dyn[next++])
+                                    : OpFoldResult(b.getIndexAttr(d)));
+    strides.push_back(b.getIndexAttr(1));
+  }
+  return tensor::ExtractSliceOp::create(b, loc, type(outShape), x, offsets,
+                                        sizes, strides);
+}
+
+Value Builder::transpose(Value x, ArrayRef<int64_t> perm) {
+  ArrayRef<int64_t> shape = shapeOf(x);
+  SmallVector<int64_t> outShape;
+  SmallVector<Value> sizes;
+  for (int64_t p : perm) {
+    outShape.push_back(shape[p]);
+    if (shape[p] == kDynamic)
+      sizes.push_back(tensor::DimOp::create(b, loc, x, p));
+  }
+  Value init =
+      tensor::EmptyOp::create(b, loc, outShape, b.getF32Type(), sizes);
+  return linalg::TransposeOp::create(b, loc, x, init, perm).getResult()[0];
+}
+
+Value Builder::splitHeads(Value x, int64_t heads, int64_t dim) {
+  Value split = buildReshape(b, loc, x, {batch, seq, heads, dim});
+  return transpose(split, {0, 2, 1, 3});
+}
+
+Value Builder::mergeHeads(Value x) {
+  ArrayRef<int64_t> shape = shapeOf(x);
+  Value t = transpose(x, {0, 2, 1, 3});
+  return buildReshape(b, loc, t, {batch, seq, shape[1] * shape[3]});
+}
+
+Value Builder::activation(Value x) {
+  switch (c.activation) {
+  case Activation::GeluTanh:
+    return kiln::GeluOp::create(b, loc, x.getType(), x, b.getUnitAttr());
+  case Activation::GeluErf:
+    return kiln::GeluOp::create(b, loc, x.getType(), x, UnitAttr());
+  case Activation::Silu:
+    return kiln::SiluOp::create(b, loc, x.getType(), x);
+  case Activation::Relu:
+    return buildBroadcast(
+        b, loc, {x}, shapeOf(x), b.getF32Type(),
+        [](OpBuilder &nb, Location l, ValueRange a) {
+          Value zero = arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0));
+          return arith::MaximumFOp::create(nb, l, a[0], zero);
+        });
+  }
+  return x;
+}
+
+Value Builder::norm(Value x, const std::string &prefix) {
+  int64_t h = c.hiddenSize;
+  const TensorView *w = tensor(prefix + ".weight", {h});
+  if (c.family == Family::Gpt2) {
+    const TensorView *bias = tensor(prefix + ".bias", {h});
+    if (failed)
+      return {};
+    return kiln::LayerNormOp::create(
+        b, loc, x.getType(), x, vector(prefix + ".weight", {w}),
+        vector(prefix + ".bias", {bias}), b.getI64IntegerAttr(-1),
+        b.getF32FloatAttr(float(c.normEpsilon)));
+  }
+  if (failed)
+    return {};
+  return kiln::RmsNormOp::create(b, loc, x.getType(), x,
+                                 vector(prefix + ".weight", {w}),
+                                 b.getI64IntegerAttr(-1),
+                                 b.getF32FloatAttr(float(c.normEpsilon)));
+}
+
+Value Builder::embedding(Value ids) {
+  int64_t h = c.hiddenSize, v = c.vocabSize;
+  bool gpt2 = c.family == Family::Gpt2;
+  std::string tableName = gpt2 ? "wte.weight" : "embed_tokens.weight";
+  const TensorView *table = tensor(tableName, {v, h});
+  const TensorView *positions =
+      gpt2 ? tensor("wpe.weight", {c.maxPositions, h}) : nullptr;
+  if (failed)
+    return {};
+  // A tied LM head is the embedding table transposed, [H, V]; the embedding
+  // then gathers columns of it, and the table is held once.
+  Value gatherFrom;
+  bool byColumns = false;
+  if (c.tieWordEmbeddings) {
+    lmHead = matrix(tableName, {Part{table, true}});
+    gatherFrom = lmHead;
+    byColumns = true;
+  } else {
+    gatherFrom = matrix(tableName, {Part{table, false}});
+  }
+  Value wpe = positions ? matrix("wpe.weight", {Part{positions, false}})
+                        : Value();
+  SmallVector<int64_t> shape = {batch, seq, h};
+  return buildIndexed(
+      b, loc, shape, b.getF32Type(),
+      [&](OpBuilder &nb, Location l, ValueRange iv) {
+        Value id = tensor::ExtractOp::create(nb, l, ids, {iv[0], iv[1]});
+        // An id outside the vocabulary reads its nearest row, not past the
+        // table.
+        Value lo = arith::ConstantOp::create(nb, l, nb.getI64IntegerAttr(0));
+        Value hi =
+            arith::ConstantOp::create(nb, l, nb.getI64IntegerAttr(v - 1));
+        id = arith::MaxSIOp::create(nb, l, id, lo);
+        id = arith::MinSIOp::create(nb, l, id, hi);
+        Value row = arith::IndexCastOp::create(nb, l, nb.getIndexType(), id);
+        Value e = byColumns
+                      ? tensor::ExtractOp::create(nb, l, gatherFrom,
+                                                  {iv[2], row})
+                      : tensor::ExtractOp::create(nb, l, gatherFrom,
+                                                  {row, iv[2]});
+        if (wpe) {
+          Value p = tensor::ExtractOp::create(nb, l, wpe, {iv[1], iv[2]});
+          e = arith::AddFOp::create(nb, l, e, p);
+        }
+        return e;
+      },
+      dynamicSizes(shape));
+}
+
+Value Builder::layer(Value x, int64_t i) {
+  std::string p = (c.family == Family::Gpt2 ? "h." : "layers.") +
+                  std::to_string(i);
+  loc = NameLoc::get(b.getStringAttr(p), FileLineColLoc::get(&ctx, dir, 0, 0));
+  int64_t h = c.hiddenSize, hd = c.headDim, nq = c.numHeads,
+          nkv = c.numKvHeads, inter = c.intermediateSize;
+  int64_t qw = nq * hd, kvw = nkv * hd;
+  Value qkvW, qkvB, outW, outB, upW, upB, downW, downB;
+  if (c.family == Family::Gpt2) {
+    const TensorView *attnW = tensor(p + ".attn.c_attn.weight", {h, 3 * h});
+    const TensorView *attnB = tensor(p + ".attn.c_attn.bias", {3 * h});
+    const TensorView *projW = tensor(p + ".attn.c_proj.weight", {h, h});
+    const TensorView *projB = tensor(p + ".attn.c_proj.bias", {h});
+    const TensorView *fcW = tensor(p + ".mlp.c_fc.weight", {h, inter});
+    const TensorView *fcB = tensor(p + ".mlp.c_fc.bias", {inter});
+    const TensorView *fc2W = tensor(p + ".mlp.c_proj.weight", {inter, h});
+    const TensorView *fc2B = tensor(p + ".mlp.c_proj.bias", {h});
+    if (failed)
+      return {};
+    qkvW = matrix(p + ".attn.c_attn.weight", {Part{attnW, false}});
+    qkvB = vector(p + ".attn.c_attn.bias", {attnB});
+    outW = matrix(p + ".attn.c_proj.weight", {Part{projW, false}});
+    outB = vector(p + ".attn.c_proj.bias", {projB});
+    upW = matrix(p + ".mlp.c_fc.weight", {Part{fcW, false}});
+    upB = vector(p + ".mlp.c_fc.bias", {fcB});
+    downW = matrix(p + ".mlp.c_proj.weight", {Part{fc2W, false}});
+    downB = vector(p + ".mlp.c_proj.bias", {fc2B});
+  } else {
+    std::string a = p + ".self_attn.", m = p + ".mlp.";
+    const TensorView *q = tensor(a + "q_proj.weight", {qw, h});
+    const TensorView *k = tensor(a + "k_proj.weight", {kvw, h});
+    const TensorView *v = tensor(a + "v_proj.weight", {kvw, h});
+    const TensorView *o = tensor(a + "o_proj.weight", {h, qw});
+    const TensorView *gate = tensor(m + "gate_proj.weight", {inter, h});
+    const TensorView *up = tensor(m + "up_proj.weight", {inter, h});
+    const TensorView *down = tensor(m + "down_proj.weight", {h, inter});
+    if (failed)
+      return {};
+    // q, k and v are one GEMM, and so are the gate and up projections.
+    qkvW = matrix(a + "qkv_proj.weight",
+                  {Part{q, true}, Part{k, true}, Part{v, true}});
+    outW = matrix(a + "o_proj.weight", {Part{o, true}});
+    upW = matrix(m + "gate_up_proj.weight", {Part{gate, true}, Part{up, true}});
+    downW = matrix(m + "down_proj.weight", {Part{down, true}});
+    if (c.qkvBias) {
+      const TensorView *qb = tensor(a + "q_proj.bias", {qw});
+      const TensorView *kb = tensor(a + "k_proj.bias", {kvw});
+      const TensorView *vb = tensor(a + "v_proj.bias", {kvw});
+      if (failed)
+        return {};
+      qkvB = vector(a + "qkv_proj.bias", {qb, kb, vb});
+    }
+    if (c.outputBias) {
+      const TensorView *ob = tensor(a + "o_proj.bias", {h});
+      if (failed)
+        return {};
+      outB = vector(a + "o_proj.bias", {ob});
+    }
+    if (c.mlpBias) {
+      const TensorView *gb = tensor(m + "gate_proj.bias", {inter});
+      const TensorView *ub = tensor(m + "up_proj.bias", {inter});
+      const TensorView *db = tensor(m + "down_proj.bias", {h});
+      if (failed)
+        return {};
+      upB = vector(m + "gate_up_proj.bias", {gb, ub});
+      downB = vector(m + "down_proj.bias", {db});
+    }
+  }
+
+  // Attention.
+  Value normed = norm(x, p + (c.family == Family::Gpt2 ? ".ln_1"
+                                                        : ".input_layernorm"));
+  if (failed)
+    return {};
+  Value qkv = linear(normed, qkvW, qkvB);
+  Value q = splitHeads(slice(qkv, 0, qw), nq, hd);
+  Value k = splitHeads(slice(qkv, qw, kvw), nkv, hd);
+  Value v = splitHeads(slice(qkv, qw + kvw, kvw), nkv, hd);
+  if (cosTable) {
+    q = kiln::RotaryEmbeddingOp::create(b, loc, q.getType(), q, cosTable,
+                                        sinTable, /*interleaved=*/UnitAttr());
+    k = kiln::RotaryEmbeddingOp::create(b, loc, k.getType(), k, cosTable,
+                                        sinTable, /*interleaved=*/UnitAttr());
+  }
+  Value attn = kiln::AttentionOp::create(
+      b, loc, q.getType(), q, k, v, /*bias=*/Value(),
+      b.getF64FloatAttr(1.0 / std::sqrt(double(hd))),
+      /*softcap=*/b.getF64FloatAttr(0.0),
+      /*causal_offset=*/b.getI64IntegerAttr(0), /*softmax_type=*/TypeAttr());
+  x = add(x, linear(mergeHeads(attn), outW, outB));
+
+  // MLP.
+  normed = norm(x, p + (c.family == Family::Gpt2 ? ".ln_2"
+                                                  : ".post_attention_layernorm"));
+  if (failed)
+    return {};
+  Value hidden = linear(normed, upW, upB);
+  if (c.family == Family::Gpt2) {
+    hidden = activation(hidden);
+  } else {
+    Value gate = activation(slice(hidden, 0, inter));
+    Value up = slice(hidden, inter, inter);
+    hidden = buildBroadcast(b, loc, {gate, up}, shapeOf(gate), b.getF32Type(),
+                            [](OpBuilder &nb, Location l, ValueRange a) {
+                              return arith::MulFOp::create(nb, l, a[0], a[1]);
+                            });
+  }
+  return add(x, linear(hidden, downW, downB));
+}
+
+ImportedCheckpoint Builder::run() {
+  ImportedCheckpoint result;
+  std::string message;
+  std::optional<GptConfig> config = readConfig(dir, message);
+  if (!config) {
+    emitError(loc) << message;
+    return result;
+  }
+  c = *config;
+  checkpoint = Checkpoint::open(dir, message);
+  if (!checkpoint) {
+    emitError(loc) << message;
+    return result;
+  }
+  prefixes = c.family == Family::Gpt2
+                 ? std::vector<std::string>{"transformer.", ""}
+                 : std::vector<std::string>{"model.", ""};
+
+  // The dims: `--dim` first, then --max-batch / --max-seq-len.
+  struct Dim {
+    const char *name;
+    int64_t lo, hi;
+  };
+  Dim dims[2] = {{"batch", 1, options.maxBatch ? options.maxBatch : 1},
+                 {"sequence", 1,
+                  options.maxSeqLen ? options.maxSeqLen
+                                    : std::min<int64_t>(c.maxPositions, 2048)}};
+  for (const auto &entry : options.dims)
+    if (entry.getKey() != "batch" && entry.getKey() != "sequence") {
+      error() << "--dim " << entry.getKey()
+              << ": a checkpoint's inputs have the dims batch and sequence";
+      return result;
+    }
+  for (const auto &entry : options.dimRanges)
+    if (entry.getKey() != "batch" && entry.getKey() != "sequence") {
+      error() << "--dim " << entry.getKey()
+              << ": a checkpoint's inputs have the dims batch and sequence";
+      return result;
+    }
+  for (Dim &dim : dims) {
+    if (auto it = options.dims.find(dim.name); it != options.dims.end())
+      dim.lo = dim.hi = it->second;
+    if (auto it = options.dimRanges.find(dim.name);
+        it != options.dimRanges.end())
+      std::tie(dim.lo, dim.hi) = it->second;
+  }
+  if (dims[1].hi > c.maxPositions) {
+    error() << "sequence length " << dims[1].hi << " exceeds the model's "
+            << c.maxPositions << " positions (max_position_embeddings or "
+            << "n_positions in config.json); pass a smaller --max-seq-len";
+    return result;
+  }
+  if (c.slidingWindow && c.slidingWindow < dims[1].hi) {
+    error() << "config.json: sliding_window " << c.slidingWindow
+            << " is shorter than the compiled sequence length " << dims[1].hi
+            << ", and Kiln does not implement sliding-window attention; "
+            << "pass --max-seq-len " << c.slidingWindow << " or less";
+    return result;
+  }
+  batch = dims[0].lo == dims[0].hi ? dims[0].lo : kDynamic;
+  seq = dims[1].lo == dims[1].hi ? dims[1].lo : kDynamic;
+
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  b.setInsertionPointToEnd(module->getBody());
+  auto idsType = type({batch, seq}, b.getI64Type());
+  auto func = func::FuncOp::create(b, loc, "prefill",
+                                   b.getFunctionType({idsType}, {}));
+  func.setArgAttr(0, "kiln.name", b.getStringAttr("input_ids"));
+  if (batch == kDynamic || seq == kDynamic) {
+    func.setArgAttr(0, "kiln.dims",
+                    b.getArrayAttr({b.getStringAttr(batch == kDynamic
+                                                        ? "batch"
+                                                        : ""),
+                                    b.getStringAttr(seq == kDynamic
+                                                        ? "sequence"
+                                                        : "")}));
+    SmallVector<NamedAttribute> bounds;
+    for (const Dim &dim : dims)
+      if (dim.lo != dim.hi)
+        bounds.push_back(b.getNamedAttr(
+            dim.name, b.getDenseI64ArrayAttr({dim.lo, dim.hi})));
+    func->setAttr("kiln.dim_bounds", b.getDictionaryAttr(bounds));
+  }
+  Block *entry = func.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  inputIds = entry->getArgument(0);
+  batchSize = batch == kDynamic ? tensor::DimOp::create(b, loc, inputIds, 0)
+                                : Value();
+  seqSize = seq == kDynamic ? tensor::DimOp::create(b, loc, inputIds, 1)
+                            : Value();
+
+  int64_t h = c.hiddenSize, vocab = c.vocabSize;
+  if (!c.tieWordEmbeddings) {
+    const TensorView *head = checkpoint->find("lm_head.weight");
+    if (!head) {
+      error() << "the checkpoint has no tensor 'lm_head.weight' and "
+              << "config.json says the embeddings are not tied "
+              << "(tie_word_embeddings: false)";
+      return result;
+    }
+    if (!tensor("lm_head.weight", {vocab, h}))
+      return result;
+  }
+  Value x = embedding(inputIds);
+  if (!x)
+    return result;
+
+  if (c.family != Family::Gpt2) {
+    // cos and sin of position * inverse frequency, [B, S, R], computed in
+    // f32 as transformers computes them; every layer's q and k share them.
+    std::vector<float> inverse = rotaryInverseFrequencies(c);
+    int64_t r = inverse.size();
+    Value freqs = constant({r}, "rope.inv_freq", [&](float *data) {
+      std::copy(inverse.begin(), inverse.end(), data);
+    });
+    SmallVector<int64_t> shape = {batch, seq, r};
+    auto table = [&](bool sine) {
+      return buildIndexed(
+          b, loc, shape, b.getF32Type(),
+          [&](OpBuilder &nb, Location l, ValueRange iv) {
+            Value pos = arith::IndexCastOp::create(nb, l, nb.getI64Type(),
+                                                   iv[1]);
+            Value posF = arith::SIToFPOp::create(nb, l, nb.getF32Type(), pos);
+            Value f = tensor::ExtractOp::create(nb, l, freqs, {iv[2]});
+            Value angle = arith::MulFOp::create(nb, l, posF, f);
+            return sine ? Value(math::SinOp::create(nb, l, angle))
+                        : Value(math::CosOp::create(nb, l, angle));
+          },
+          dynamicSizes(shape));
+    };
+    cosTable = table(false);
+    sinTable = table(true);
+  }
+  for (int64_t i = 0; i < c.numLayers && x; ++i)
+    x = layer(x, i);
+  if (failed || !x)
+    return result;
+  loc = FileLineColLoc::get(&ctx, dir, 0, 0);
+  x = norm(x, c.family == Family::Gpt2 ? "ln_f" : "norm");
+  if (failed)
+    return result;
+  if (!lmHead) {
+    const TensorView *head = checkpoint->find("lm_head.weight");
+    lmHead = matrix("lm_head.weight", {Part{head, true}});
+  }
+  Value logits = linear(x, lmHead, Value());
+  func::ReturnOp::create(b, loc, logits);
+  func.setType(b.getFunctionType({idsType}, {logits.getType()}));
+  func.setResultAttr(0, "kiln.name", b.getStringAttr("logits"));
+  if (failed || mlir::failed(verify(*module)))
+    return result;
+  result.module = std::move(module);
+  result.weights = std::move(checkpoint);
+  result.config = c;
+  return result;
+}
+
+} // namespace
+
+bool isCheckpointFolder(StringRef path) {
+  SmallString<256> config(path);
+  llvm::sys::path::append(config, "config.json");
+  return llvm::sys::fs::is_directory(path) && llvm::sys::fs::exists(config);
+}
+
+std::string hashCheckpoint(StringRef dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (llvm::sys::fs::directory_iterator it(dir, ec), end; it != end && !ec;
+       it.increment(ec)) {
+    StringRef name = llvm::sys::path::filename(it->path());
+    if (name == "config.json" || name.ends_with(".safetensors"))
+      files.push_back(it->path());
+  }
+  llvm::sort(files);
+  std::vector<uint64_t> hashes;
+  for (const std::string &file : files) {
+    auto buffer = llvm::MemoryBuffer::getFile(file, /*IsText=*/false,
+                                              /*RequiresNullTerminator=*/false);
+    if (!buffer)
+      return "";
+    StringRef bytes = (*buffer)->getBuffer();
+    hashes.push_back(llvm::xxh3_64bits(ArrayRef<uint8_t>(
+        reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size())));
+  }
+  uint64_t hash = llvm::xxh3_64bits(ArrayRef<uint8_t>(
+      reinterpret_cast<const uint8_t *>(hashes.data()), hashes.size() * 8));
+  char text[17];
+  snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(hash));
+  return text;
+}
+
+ImportedCheckpoint importCheckpoint(MLIRContext &context, StringRef dir,
+                                    const ImportOptions &options) {
+  context.loadDialect<KilnDialect, func::FuncDialect, arith::ArithDialect,
+                      linalg::LinalgDialect, tensor::TensorDialect,
+                      math::MathDialect>();
+  return Builder(context, dir, options).run();
+}
+
+} // namespace kiln::gpt

@@ -1,0 +1,65 @@
+//===- GptImporter.h - Hugging Face checkpoint -> Kiln graph IR -*- C++ -*-===//
+//
+// Builds graph IR for a GPT-family checkpoint folder (config.json and
+// safetensors): the embedding, norms, rotary embedding, attention, MLP and
+// LM head as kiln ops and linalg, so that the raised-op kernels (flash
+// attention, fused norms, tensor-core GEMMs with epilogues) apply without
+// any raising. The entry point `prefill` maps `input_ids` [batch, sequence]
+// to `logits` [batch, sequence, vocab].
+//
+// Weights are views of the mapped checkpoint where they are used as they
+// are stored (f32, not transposed), and otherwise converted or transposed
+// once, straight from the mapping, whose pages are then released.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_FRONTEND_GPT_GPTIMPORTER_H
+#define KILN_FRONTEND_GPT_GPTIMPORTER_H
+
+#include "frontend/gpt/Config.h"
+#include "frontend/gpt/Safetensors.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <memory>
+
+namespace kiln::gpt {
+
+struct ImportOptions {
+  /// Dims fixed with `--dim NAME=VALUE` (batch, sequence).
+  llvm::StringMap<int64_t> dims;
+  /// Dims kept symbolic with `--dim NAME=MIN..MAX`.
+  llvm::StringMap<std::pair<int64_t, int64_t>> dimRanges;
+  /// `--max-batch` and `--max-seq-len` (0: not given). They bound the
+  /// symbolic dims unless `--dim` gives them.
+  int64_t maxBatch = 0, maxSeqLen = 0;
+};
+
+/// What a checkpoint import produces: the module, and the checkpoint whose
+/// mapped bytes its weights may view (it must outlive every use of the
+/// module).
+struct ImportedCheckpoint {
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  std::unique_ptr<Checkpoint> weights;
+  GptConfig config;
+};
+
+/// Whether `path` is a folder with a config.json (what `kiln compile`
+/// treats as a checkpoint rather than an ONNX file).
+bool isCheckpointFolder(llvm::StringRef path);
+
+/// A hash of the checkpoint folder's config.json and safetensors files
+/// (hex), for the artifact's model hash.
+std::string hashCheckpoint(llvm::StringRef dir);
+
+/// Imports the checkpoint folder `dir`. Problems are reported through the
+/// context's diagnostic engine, naming the file (and tensor or field); the
+/// module is then null.
+ImportedCheckpoint importCheckpoint(mlir::MLIRContext &context,
+                                    llvm::StringRef dir,
+                                    const ImportOptions &options);
+
+} // namespace kiln::gpt
+
+#endif // KILN_FRONTEND_GPT_GPTIMPORTER_H
