@@ -184,14 +184,15 @@ const TensorView *Builder::tensor(const std::string &name,
   }
   if (view->dtype != DType::F32 && view->dtype != DType::F16 &&
       view->dtype != DType::BF16 && view->dtype != DType::F64) {
-    error() << view->file << ": tensor '" << key << "' is "
+    emitError(loc) << view->file << ": tensor '" << key << "' is "
             << dtypeName(view->dtype) << "; a weight must be F32, F16, BF16 "
             << "or F64";
     failed = true;
     return nullptr;
   }
   if (ArrayRef<int64_t>(view->shape) != shape) {
-    auto diag = error() << view->file << ": tensor '" << key << "' has shape [";
+    auto diag = emitError(loc) << view->file << ": tensor '" << key
+                               << "' has shape [";
     llvm::interleaveComma(view->shape, diag);
     diag << "] but config.json implies [";
     llvm::interleaveComma(shape, diag);

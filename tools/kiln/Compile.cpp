@@ -7,6 +7,7 @@
 #include "passes/Passes.h"
 #include "tools/kiln/Driver.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/AsmState.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
@@ -314,6 +315,13 @@ int runCompile(const Args &args) {
                   "checkpoint folder '" + o.model + "'");
     weights = gpt::importCheckpoint(context, o.model, gptOptions);
     module = std::move(weights.module);
+    if (module && !target->raisesSymbolicAttention())
+      for (auto func : module->getOps<func::FuncOp>())
+        for (Type type : func.getArgumentTypes())
+          if (!cast<ShapedType>(type).hasStaticShape())
+            return fail(o.target + " runs a checkpoint's attention at fixed "
+                        "sizes for now: give them with --dim batch=B --dim "
+                        "sequence=S");
   } else {
     if (o.maxSeqLen || o.maxBatch)
       return fail("--max-seq-len and --max-batch apply to checkpoint "
