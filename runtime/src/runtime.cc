@@ -4,10 +4,12 @@
 #include "artifact.h"
 #include "backend.h"
 #include "dims.h"
+#include "generation.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -428,3 +430,149 @@ const char *kiln_module_launch_kernel(const kiln_module *module, size_t entry,
 }
 
 }  // extern "C"
+
+//===----------------------------------------------------------------------===//
+// Generation
+//===----------------------------------------------------------------------===//
+
+struct kiln_generator_t {
+  std::unique_ptr<kiln::runtime::Generator> generator;
+};
+
+kiln_status kiln_generator_create(kiln_session *session,
+                                  const kiln_sampling *sampling,
+                                  kiln_generator **out) {
+  if (!session || !out)
+    return makeStatus(
+        "kiln_generator_create: session and out must not be NULL");
+  *out = nullptr;
+  auto model = kiln::runtime::generationModel(*session->module->artifact);
+  if (!model.ok())
+    return fromAbsl(model.status());
+  kiln::runtime::SamplingOptions options;
+  if (sampling) {
+    if (!(sampling->temperature >= 0) || sampling->top_k < 0 ||
+        !(sampling->top_p >= 0 && sampling->top_p <= 1))
+      return makeStatus(absl::StrCat(
+          "kiln_generator_create: sampling needs temperature >= 0, top_k >= "
+          "0 and top_p in [0, 1], got ", sampling->temperature, ", ",
+          sampling->top_k, ", ", sampling->top_p));
+    options.temperature = sampling->temperature;
+    options.topK = sampling->top_k;
+    options.topP = sampling->top_p > 0 ? sampling->top_p : 1.0;
+    options.seed = sampling->seed;
+  }
+  // The logits of every position come back; the loop reads one row.
+  std::string entryName = model->entry;
+  auto forward = [session, entryName, vocab = model->vocab,
+                  batch = model->batch,
+                  logitsBuffer = std::vector<float>()](
+                     const std::vector<int64_t> &ids, size_t last,
+                     std::vector<float> &logits) mutable -> absl::Status {
+    kiln_tensor input{};
+    input.dtype = KILN_DTYPE_I64;
+    input.rank = 2;
+    input.shape[0] = batch;
+    input.shape[1] = int64_t(ids.size()) / batch;
+    input.data = const_cast<int64_t *>(ids.data());
+    input.size_bytes = ids.size() * sizeof(int64_t);
+    kiln_tensor output{};
+    output.dtype = KILN_DTYPE_F32;
+    output.rank = 3;
+    output.shape[0] = input.shape[0];
+    output.shape[1] = input.shape[1];
+    output.shape[2] = int64_t(vocab);
+    logitsBuffer.resize(ids.size() * vocab);
+    output.data = logitsBuffer.data();
+    output.size_bytes = logitsBuffer.size() * sizeof(float);
+    if (kiln_status s = kiln_session_run(session, entryName.c_str(), &input,
+                                         1, &output, 1)) {
+      std::string message = kiln_status_message(s);
+      kiln_status_free(s);
+      return absl::InternalError(message);
+    }
+    std::copy_n(logitsBuffer.begin() + last * vocab, vocab, logits.begin());
+    return absl::OkStatus();
+  };
+  *out = new (std::nothrow) kiln_generator_t{
+      std::make_unique<kiln::runtime::Generator>(*std::move(model), options,
+                                                 std::move(forward))};
+  return *out ? nullptr : makeStatus("kiln_generator_create: out of memory");
+}
+
+void kiln_generator_free(kiln_generator *generator) { delete generator; }
+
+kiln_status kiln_generator_feed_ids(kiln_generator *generator,
+                                    const int64_t *ids, size_t count) {
+  if (!generator || (count && !ids))
+    return makeStatus(
+        "kiln_generator_feed_ids: generator and ids must not be NULL");
+  return fromAbsl(generator->generator->feed(ids, count));
+}
+
+kiln_status kiln_generator_step(kiln_generator *generator, int64_t *token,
+                                int *isEos) {
+  if (!generator || !token)
+    return makeStatus(
+        "kiln_generator_step: generator and token must not be NULL");
+  auto next = generator->generator->step();
+  if (!next.ok())
+    return fromAbsl(next.status());
+  *token = *next;
+  if (isEos)
+    *isEos = generator->generator->isEos(*next) ? 1 : 0;
+  return nullptr;
+}
+
+kiln_status kiln_generator_run(kiln_generator *generator,
+                               size_t maxNewTokens,
+                               kiln_token_callback callback, void *userData,
+                               size_t *generated) {
+  if (generated)
+    *generated = 0;
+  for (size_t i = 0; i < maxNewTokens; ++i) {
+    if (generator && generator->generator->full())
+      break;
+    int64_t token = 0;
+    int eos = 0;
+    if (kiln_status s = kiln_generator_step(generator, &token, &eos))
+      return s;
+    if (generated)
+      ++*generated;
+    if (eos || (callback && callback(token, userData)))
+      break;
+  }
+  return nullptr;
+}
+
+void kiln_generator_reset(kiln_generator *generator) {
+  if (generator)
+    generator->generator->reset();
+}
+
+const int64_t *kiln_generator_tokens(const kiln_generator *generator,
+                                     size_t *count) {
+  if (!generator) {
+    if (count)
+      *count = 0;
+    return nullptr;
+  }
+  const std::vector<int64_t> &tokens = generator->generator->tokens();
+  if (count)
+    *count = tokens.size();
+  return tokens.data();
+}
+
+size_t kiln_generator_eos_count(const kiln_generator *generator) {
+  return generator ? generator->generator->model().eos.size() : 0;
+}
+
+int64_t kiln_generator_eos(const kiln_generator *generator, size_t index) {
+  if (!generator || index >= generator->generator->model().eos.size())
+    return -1;
+  return generator->generator->model().eos[index];
+}
+
+int kiln_generator_full(const kiln_generator *generator) {
+  return generator && generator->generator->full() ? 1 : 0;
+}

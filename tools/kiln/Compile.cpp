@@ -408,6 +408,18 @@ int runCompile(const Args &args) {
   manifest.set_source_model(o.model);
   manifest.set_model_hash(checkpoint ? gpt::hashCheckpoint(o.model)
                                       : codegen::hashFile(o.model));
+  if (checkpoint) {
+    const gpt::GptConfig &config = weights.config;
+    artifact::Generation &generation = *manifest.mutable_generation();
+    generation.set_prefill_entry("prefill");
+    generation.set_vocab_size(uint32_t(config.vocabSize));
+    generation.set_max_sequence(uint32_t(weights.maxSequence));
+    for (int64_t id : config.eosTokenIds)
+      generation.add_eos_token_ids(id);
+    generation.set_bos_token_id(config.bosTokenId);
+    generation.set_pad_token_id(config.padTokenId);
+    generation.set_model_type(config.modelType);
+  }
   // What raising found (each entry function's `kiln.raised`).
   module->walk([&](func::FuncOp func) {
     if (auto raised = func->getAttrOfType<DictionaryAttr>("kiln.raised"))

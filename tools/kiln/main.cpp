@@ -45,6 +45,9 @@ commands:
   bench OUT.kiln [--device cpu] [--iterations N] [--warmup N]
           [--input NAME=@file ...]
   inspect OUT.kiln [--json]
+  generate OUT.kiln --prompt-ids 1,2,3 [--max-new-tokens N]
+          [--temperature T --top-k K --top-p P --seed S] [--device cpu]
+          [--json]
   profile OUT.kiln --device sim [--gpu h100|h200|a100] [--sample-blocks N]
           [--input NAME=@file ...]
 
@@ -71,6 +74,8 @@ int main(int argc, char **argv) {
     return kiln::driver::runBench(args);
   if (command == "inspect")
     return kiln::driver::runInspect(args);
+  if (command == "generate")
+    return kiln::driver::runGenerate(args);
   if (command == "profile")
     return kiln::driver::runProfile(args);
   std::fprintf(stderr, "kiln: error: unknown command '%s'\n\n%s",

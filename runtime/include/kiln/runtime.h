@@ -168,6 +168,61 @@ KILN_API size_t kiln_module_launch_count(const kiln_module *module,
 KILN_API const char *kiln_module_launch_kernel(const kiln_module *module,
                                                size_t entry, size_t launch);
 
+/* Text generation with a decoder model compiled from a checkpoint (an
+ * artifact whose manifest describes it; kiln_generator_create says so when
+ * it does not). The generator owns the token sequence: feed the prompt,
+ * then step, or run to completion with a callback per token. */
+typedef struct kiln_generator_t kiln_generator;
+
+/* temperature 0 (the default of a NULL kiln_sampling) is greedy: the first
+ * of the largest logits. Otherwise logits are divided by the temperature,
+ * cut to the top_k largest (0: all) and to the smallest set whose
+ * probability reaches top_p (1: all; 0 counts as 1), and a token is drawn
+ * with a generator seeded by `seed` (the same seed gives the same tokens). */
+typedef struct kiln_sampling {
+  float temperature;
+  int32_t top_k;
+  float top_p;
+  uint64_t seed;
+} kiln_sampling;
+
+/* The session must outlive the generator. */
+KILN_API kiln_status kiln_generator_create(kiln_session *session,
+                                           const kiln_sampling *sampling,
+                                           kiln_generator **out_generator);
+KILN_API void kiln_generator_free(kiln_generator *generator);
+/* Appends token ids (a prompt, or text the application inserts). */
+KILN_API kiln_status kiln_generator_feed_ids(kiln_generator *generator,
+                                             const int64_t *ids,
+                                             size_t count);
+/* Computes the next token and appends it; *is_eos (may be NULL) says
+ * whether it is one of the model's end-of-sequence tokens. */
+KILN_API kiln_status kiln_generator_step(kiln_generator *generator,
+                                         int64_t *token, int *is_eos);
+/* Called with each new token; a non-zero return stops the run. */
+typedef int (*kiln_token_callback)(int64_t token, void *user_data);
+/* Steps until an end-of-sequence token (not passed to the callback),
+ * `max_new_tokens`, the longest sequence the model was compiled for, or a
+ * callback's non-zero return; *generated (may be
+ * NULL) is the number of tokens appended. */
+KILN_API kiln_status kiln_generator_run(kiln_generator *generator,
+                                        size_t max_new_tokens,
+                                        kiln_token_callback callback,
+                                        void *user_data, size_t *generated);
+/* Forgets every token and restarts the sampler from its seed. */
+KILN_API void kiln_generator_reset(kiln_generator *generator);
+/* The sequence so far (prompt and generated tokens); valid until the next
+ * call on the generator. */
+KILN_API const int64_t *kiln_generator_tokens(const kiln_generator *generator,
+                                              size_t *count);
+/* Whether the sequence is as long as the model was compiled for (the next
+ * step fails). */
+KILN_API int kiln_generator_full(const kiln_generator *generator);
+/* The model's end-of-sequence tokens. */
+KILN_API size_t kiln_generator_eos_count(const kiln_generator *generator);
+KILN_API int64_t kiln_generator_eos(const kiln_generator *generator,
+                                    size_t index);
+
 #ifdef __cplusplus
 }
 #endif

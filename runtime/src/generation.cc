@@ -1,0 +1,170 @@
+// Text generation over a decoder model's entry point.
+#include "generation.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace kiln::runtime {
+
+Sampler::Sampler(const SamplingOptions &options)
+    : options_(options), rng_(options.seed) {}
+
+int64_t Sampler::sample(const float *logits, size_t vocab) {
+  if (options_.temperature <= 0.0 || options_.topK == 1) {
+    size_t best = 0;
+    for (size_t i = 1; i < vocab; ++i)
+      if (logits[i] > logits[best])
+        best = i;
+    return int64_t(best);
+  }
+  candidates_.clear();
+  for (size_t i = 0; i < vocab; ++i)
+    if (!std::isnan(logits[i]))
+      candidates_.push_back({logits[i], int64_t(i)});
+  if (candidates_.empty())
+    return 0;
+  // Largest first; equal logits by token id, so that a seed gives the same
+  // tokens everywhere.
+  auto larger = [](const std::pair<float, int64_t> &a,
+                   const std::pair<float, int64_t> &b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  };
+  size_t keep = candidates_.size();
+  if (options_.topK > 0 && size_t(options_.topK) < keep) {
+    keep = size_t(options_.topK);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + keep,
+                      candidates_.end(), larger);
+    candidates_.resize(keep);
+  } else {
+    std::sort(candidates_.begin(), candidates_.end(), larger);
+  }
+  // Softmax of logits / temperature, in double.
+  std::vector<double> p(keep);
+  double top = candidates_[0].first / options_.temperature, sum = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    p[i] = std::exp(candidates_[i].first / options_.temperature - top);
+    sum += p[i];
+  }
+  for (double &x : p)
+    x /= sum;
+  if (options_.topP < 1.0) {
+    double cumulative = 0;
+    size_t n = 0;
+    while (n < keep && (n == 0 || cumulative < options_.topP))
+      cumulative += p[n++];
+    keep = n;
+    sum = cumulative;
+  } else {
+    sum = 1.0;
+  }
+  double u = double(rng_() >> 11) * 0x1.0p-53 * sum;
+  for (size_t i = 0; i < keep; ++i) {
+    if (u < p[i])
+      return candidates_[i].second;
+    u -= p[i];
+  }
+  return candidates_[keep - 1].second;
+}
+
+absl::StatusOr<GenerationModel> generationModel(const Artifact &artifact) {
+  const artifact::Manifest &m = artifact.manifest();
+  if (!m.has_generation() || m.generation().prefill_entry().empty())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", artifact.origin(),
+        "' is not a decoder model compiled from a checkpoint: it cannot "
+        "generate (compile a Hugging Face checkpoint folder with kiln "
+        "compile DIR; run other models with kiln run)"));
+  const artifact::Generation &g = m.generation();
+  GenerationModel model;
+  model.entry = g.prefill_entry();
+  model.vocab = g.vocab_size();
+  model.maxSequence = g.max_sequence();
+  model.eos.assign(g.eos_token_ids().begin(), g.eos_token_ids().end());
+  model.pad = g.pad_token_id() >= 0 ? g.pad_token_id() : 0;
+  const artifact::EntryPoint *entry = nullptr;
+  for (int i = 0; i < m.entry_points_size(); ++i)
+    if (m.entry_points(i).name() == model.entry) {
+      entry = &m.entry_points(i);
+      model.entryIndex = size_t(i);
+    }
+  auto malformed = [&](const std::string &why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", artifact.origin(), "': its generation entry point '",
+                     model.entry, "' ", why, "; recompile the checkpoint"));
+  };
+  if (!entry)
+    return malformed("is missing");
+  if (entry->inputs_size() != 1 || entry->outputs_size() != 1 ||
+      entry->inputs(0).dtype() != artifact::I64 ||
+      entry->inputs(0).shape_size() != 2 ||
+      entry->outputs(0).dtype() != artifact::F32 ||
+      entry->outputs(0).shape_size() != 3 ||
+      entry->outputs(0).shape(2) != int64_t(model.vocab) ||
+      model.vocab == 0 || model.maxSequence == 0)
+    return malformed("does not map i64[batch, sequence] token ids to f32 "
+                     "[batch, sequence, vocab] logits");
+  const artifact::TensorSpec &ids = entry->inputs(0);
+  if (ids.shape(0) > 0)
+    model.batch = ids.shape(0);
+  if (ids.shape(1) > 0) {
+    model.fixedSequence = true;
+    model.maxSequence = size_t(ids.shape(1));
+  }
+  return model;
+}
+
+Generator::Generator(GenerationModel model, const SamplingOptions &options,
+                     Forward forward)
+    : model_(std::move(model)), sampler_(options),
+      forward_(std::move(forward)) {}
+
+absl::Status Generator::feed(const int64_t *ids, size_t count) {
+  if (tokens_.size() + count > model_.maxSequence)
+    return absl::OutOfRangeError(absl::StrCat(
+        "the sequence would be ", tokens_.size() + count,
+        " tokens, longer than the ", model_.maxSequence,
+        " the model was compiled for (kiln compile --max-seq-len)"));
+  for (size_t i = 0; i < count; ++i)
+    if (ids[i] < 0 || size_t(ids[i]) >= model_.vocab)
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", ids[i], " is outside the vocabulary of ",
+                       model_.vocab, " tokens"));
+  tokens_.insert(tokens_.end(), ids, ids + count);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Generator::step() {
+  if (tokens_.empty())
+    return absl::FailedPreconditionError(
+        "no prompt: feed at least one token before generating");
+  if (tokens_.size() > model_.maxSequence)
+    return absl::OutOfRangeError(absl::StrCat(
+        "the sequence is past the ", model_.maxSequence,
+        " tokens the model was compiled for (kiln compile --max-seq-len)"));
+  size_t length = model_.fixedSequence ? model_.maxSequence : tokens_.size();
+  padded_.assign(size_t(model_.batch) * length, model_.pad);
+  for (int64_t row = 0; row < model_.batch; ++row)
+    std::copy(tokens_.begin(), tokens_.end(),
+              padded_.begin() + size_t(row) * length);
+  logits_.resize(model_.vocab);
+  if (absl::Status status = forward_(padded_, tokens_.size() - 1, logits_);
+      !status.ok())
+    return status;
+  int64_t token = sampler_.sample(logits_.data(), model_.vocab);
+  tokens_.push_back(token);
+  return token;
+}
+
+bool Generator::isEos(int64_t token) const {
+  return std::find(model_.eos.begin(), model_.eos.end(), token) !=
+         model_.eos.end();
+}
+
+void Generator::reset() {
+  tokens_.clear();
+  sampler_.reseed();
+}
+
+} // namespace kiln::runtime

@@ -1,0 +1,103 @@
+// Text generation over a decoder model's entry point: token ids in, the
+// next token out, with greedy or sampled choice. The loop does not know how
+// logits are computed: a Forward function gives the logits of the last
+// position for a sequence of ids (the CPU or CUDA session; the GPU-kernel
+// simulator in `kiln generate --device sim`).
+#ifndef KILN_RUNTIME_GENERATION_H
+#define KILN_RUNTIME_GENERATION_H
+
+#include "artifact.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace kiln::runtime {
+
+/// temperature 0 is greedy (the first of the largest logits); otherwise the
+/// logits are divided by the temperature, cut to the top_k largest (0: all)
+/// and to the smallest set whose probability reaches top_p (1: all), and a
+/// token is drawn from what is left with a generator seeded by `seed`.
+struct SamplingOptions {
+  double temperature = 0.0;
+  int64_t topK = 0;
+  double topP = 1.0;
+  uint64_t seed = 0;
+};
+
+class Sampler {
+public:
+  explicit Sampler(const SamplingOptions &options);
+  /// Picks a token from `logits[0 .. vocab)`.
+  int64_t sample(const float *logits, size_t vocab);
+  void reseed() { rng_.seed(options_.seed); }
+
+private:
+  SamplingOptions options_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<float, int64_t>> candidates_;
+};
+
+/// What the manifest says of a decoder model, checked against its entry
+/// point.
+struct GenerationModel {
+  std::string entry;
+  size_t entryIndex = 0;
+  size_t vocab = 0;
+  /// The longest sequence the entry point takes.
+  size_t maxSequence = 0;
+  /// The entry point's sequence dim is fixed (cuda): shorter sequences are
+  /// padded to it, and the logits of the last real position are read
+  /// (attention is causal, so the padding does not change them).
+  bool fixedSequence = false;
+  /// The entry point's batch size when fixed (the rows all hold the one
+  /// sequence), else 1.
+  int64_t batch = 1;
+  std::vector<int64_t> eos;
+  int64_t pad = 0;
+};
+
+/// The generation model of `artifact`, or an error that says why the
+/// artifact cannot generate (an ONNX model, an entry point of another
+/// shape).
+absl::StatusOr<GenerationModel> generationModel(const Artifact &artifact);
+
+/// Runs the model on `ids` (already padded to the entry point's shape when
+/// it is fixed: `batch` rows of `ids.size() / batch`) and writes the logits
+/// of position `last` of the first row to `logits` (vocab floats).
+using Forward = std::function<absl::Status(
+    const std::vector<int64_t> &ids, size_t last, std::vector<float> &logits)>;
+
+class Generator {
+public:
+  Generator(GenerationModel model, const SamplingOptions &options,
+            Forward forward);
+
+  /// Appends prompt tokens.
+  absl::Status feed(const int64_t *ids, size_t count);
+  /// Computes the next token, appends it and returns it.
+  absl::StatusOr<int64_t> step();
+  bool isEos(int64_t token) const;
+  /// Whether the sequence is as long as the model takes: no further step.
+  bool full() const { return tokens_.size() > model_.maxSequence; }
+  /// Forgets every token and reseeds the sampler.
+  void reset();
+  const std::vector<int64_t> &tokens() const { return tokens_; }
+  const GenerationModel &model() const { return model_; }
+
+private:
+  GenerationModel model_;
+  Sampler sampler_;
+  Forward forward_;
+  std::vector<int64_t> tokens_, padded_;
+  std::vector<float> logits_;
+};
+
+} // namespace kiln::runtime
+
+#endif // KILN_RUNTIME_GENERATION_H

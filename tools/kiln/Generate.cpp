@@ -1,0 +1,346 @@
+//===- Generate.cpp - kiln generate ---------------------------------------===//
+//
+// Generates tokens with a decoder model compiled from a checkpoint. On cpu
+// and cuda:N it drives the runtime's generator (kiln_generator_*, the API
+// applications use); under --device sim the same loop runs the simulator.
+//
+//===----------------------------------------------------------------------===//
+#include "tools/kiln/Driver.h"
+#include "tools/kiln/SimRun.h"
+
+#include "artifact.h"
+#include "generation.h"
+#include "kiln/runtime.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <cstdio>
+#include <memory>
+
+namespace kiln::driver {
+namespace {
+
+const char *kGenerateHelp = R"(usage: kiln generate OUT.kiln --prompt-ids 1,2,3 [options]
+
+Generates tokens with a decoder model compiled from a checkpoint folder,
+streaming each new token to stdout as it comes, then printing the prompt
+length, the time to the first token and the decode rate to stderr.
+
+  --prompt-ids IDS       the prompt as comma-separated token ids
+  --prompt TEXT          the prompt as text (needs the model's tokenizer in
+                         the artifact)
+  --max-new-tokens N     stop after N new tokens (default 32)
+  --temperature T        0 (default) is greedy; otherwise sample
+  --top-k K              sample among the K likeliest tokens (0: all)
+  --top-p P              sample among the likeliest tokens whose
+                         probabilities sum to P (default 1: all)
+  --seed S               the sampler's seed (default 0): the same seed
+                         gives the same tokens
+  --stop-id ID           also stop at this token (repeatable); the model's
+                         end-of-sequence tokens always stop
+  --device D             cpu (default), cuda:N, or sim (the GPU-kernel
+                         simulator, for cuda artifacts with kernel IR)
+  --json                 print one JSON object at the end instead: the
+                         prompt's and the new token ids, why it stopped
+                         (eos, stop, length: --max-new-tokens, or
+                         max_sequence: the model's --max-seq-len), and the
+                         timings
+)";
+
+struct GenerateOptions {
+  std::string artifact, device = "cpu", prompt;
+  std::vector<int64_t> promptIds, stopIds;
+  bool havePromptIds = false, havePrompt = false, json = false;
+  size_t maxNewTokens = 32;
+  runtime::SamplingOptions sampling;
+};
+
+bool parseIds(const std::string &text, std::vector<int64_t> &ids) {
+  llvm::SmallVector<llvm::StringRef> parts;
+  llvm::StringRef(text).split(parts, ',', -1, /*KeepEmpty=*/false);
+  for (llvm::StringRef part : parts) {
+    int64_t id = 0;
+    if (part.trim().getAsInteger(10, id))
+      return false;
+    ids.push_back(id);
+  }
+  return !ids.empty();
+}
+
+std::optional<GenerateOptions> parse(const Args &args, std::string &error) {
+  GenerateOptions o;
+  for (size_t i = 0; i < args.size() && error.empty(); ++i) {
+    std::string value;
+    const std::string &arg = args[i];
+    auto number = [&](double &out, double lo, double hi) {
+      char *end = nullptr;
+      out = std::strtod(value.c_str(), &end);
+      if (value.empty() || *end || !(out >= lo && out <= hi))
+        error = arg + " expects a number in [" + llvm::utostr(uint64_t(lo)) +
+                ", " + (hi > 1e9 ? std::string("inf") : llvm::utostr(hi)) +
+                "], got '" + value + "'";
+    };
+    auto count = [&](uint64_t &out) {
+      if (!llvm::to_integer(value, out, 10))
+        error = arg + " expects a non-negative integer, got '" + value + "'";
+    };
+    if (takeOption(args, i, "--prompt-ids", value, error)) {
+      o.havePromptIds = true;
+      if (!parseIds(value, o.promptIds))
+        error = "--prompt-ids expects comma-separated token ids, got '" +
+                value + "'";
+    } else if (takeOption(args, i, "--prompt", value, error)) {
+      o.havePrompt = true;
+      o.prompt = value;
+    } else if (takeOption(args, i, "--max-new-tokens", value, error)) {
+      uint64_t n = 0;
+      count(n);
+      o.maxNewTokens = n;
+    } else if (takeOption(args, i, "--temperature", value, error)) {
+      number(o.sampling.temperature, 0, 1e300);
+    } else if (takeOption(args, i, "--top-k", value, error)) {
+      uint64_t n = 0;
+      count(n);
+      o.sampling.topK = int64_t(n);
+    } else if (takeOption(args, i, "--top-p", value, error)) {
+      number(o.sampling.topP, 0, 1);
+      if (error.empty() && o.sampling.topP == 0)
+        error = "--top-p must be above 0";
+    } else if (takeOption(args, i, "--seed", value, error)) {
+      count(o.sampling.seed);
+    } else if (takeOption(args, i, "--stop-id", value, error)) {
+      int64_t id = 0;
+      if (llvm::StringRef(value).getAsInteger(10, id))
+        error = "--stop-id expects a token id, got '" + value + "'";
+      o.stopIds.push_back(id);
+    } else if (takeOption(args, i, "--device", value, error)) {
+      o.device = value;
+    } else if (arg == "--json") {
+      o.json = true;
+    } else if (arg == "--help" || arg == "-h") {
+      std::fputs(kGenerateHelp, stdout);
+      std::exit(0);
+    } else if (!arg.empty() && arg[0] == '-') {
+      error = "unknown option '" + arg + "' for kiln generate";
+    } else if (o.artifact.empty()) {
+      o.artifact = arg;
+    } else {
+      error = "unexpected argument '" + arg + "'";
+    }
+  }
+  if (!error.empty())
+    return std::nullopt;
+  if (o.artifact.empty()) {
+    error = "no artifact given; usage: kiln generate OUT.kiln --prompt-ids "
+            "1,2,3";
+    return std::nullopt;
+  }
+  if (o.havePrompt == o.havePromptIds) {
+    error = "give the prompt once: --prompt TEXT or --prompt-ids 1,2,3";
+    return std::nullopt;
+  }
+  return o;
+}
+
+double msSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+/// The generation loop over one step function, with the streaming, the
+/// stop conditions and the report shared by every device.
+struct Loop {
+  const GenerateOptions &o;
+  std::vector<int64_t> newIds;
+  std::string finish = "length";
+  double firstTokenMs = 0, decodeMs = 0;
+
+  /// `step` computes the next token (false and `error` on failure);
+  /// `isEos` says whether it ends the sequence.
+  int run(const std::function<bool(int64_t &, std::string &)> &step,
+          const std::function<bool(int64_t)> &isEos,
+          const std::function<bool()> &full) {
+    auto start = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point firstDone;
+    for (size_t i = 0; i < o.maxNewTokens; ++i) {
+      if (full()) {
+        finish = "max_sequence";
+        break;
+      }
+      int64_t token = 0;
+      std::string error;
+      if (!step(token, error))
+        return fail(error);
+      if (i == 0) {
+        firstTokenMs = msSince(start);
+        firstDone = std::chrono::steady_clock::now();
+      }
+      newIds.push_back(token);
+      bool eos = isEos(token);
+      bool stop = llvm::is_contained(o.stopIds, token);
+      if (!o.json) {
+        std::printf("%s%lld", i ? " " : "", static_cast<long long>(token));
+        std::fflush(stdout);
+      }
+      if (eos || stop) {
+        finish = eos ? "eos" : "stop";
+        break;
+      }
+    }
+    if (!newIds.empty())
+      decodeMs = msSince(firstDone);
+    report();
+    return 0;
+  }
+
+  void report() {
+    size_t decoded = newIds.empty() ? 0 : newIds.size() - 1;
+    double rate = decodeMs > 0 ? decoded / (decodeMs / 1000.0) : 0;
+    if (o.json) {
+      llvm::json::Object object{
+          {"prompt_ids", llvm::json::Array(o.promptIds)},
+          {"new_ids", llvm::json::Array(newIds)},
+          {"finish_reason", finish},
+          {"prompt_tokens", int64_t(o.promptIds.size())},
+          {"time_to_first_token_ms", firstTokenMs},
+          {"decode_tokens_per_s", rate},
+          {"device", o.device},
+      };
+      llvm::outs() << llvm::json::Value(std::move(object)) << "\n";
+      llvm::outs().flush();
+      return;
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    std::fprintf(stderr,
+                 "kiln: %zu prompt tokens, %zu new (%s); time to first "
+                 "token %.2f ms, decode %.1f tokens/s\n",
+                 o.promptIds.size(), newIds.size(), finish.c_str(),
+                 firstTokenMs, rate);
+  }
+};
+
+int generateOnSimulator(const GenerateOptions &o) {
+  auto loaded = runtime::Artifact::loadFile(o.artifact);
+  if (!loaded.ok())
+    return fail(std::string(loaded.status().message()));
+  auto model = runtime::generationModel(**loaded);
+  if (!model.ok())
+    return fail(std::string(model.status().message()));
+  size_t entry = model->entryIndex, vocab = model->vocab;
+  int64_t batch = model->batch;
+  std::string path = o.artifact;
+  runtime::Forward forward = [&](const std::vector<int64_t> &ids, size_t last,
+                                 std::vector<float> &logits) -> absl::Status {
+    std::vector<HostTensor> inputs(1), outputs(1);
+    inputs[0].dtype = KILN_DTYPE_I64;
+    inputs[0].shape = {batch, int64_t(ids.size()) / batch};
+    inputs[0].data.resize(ids.size() * sizeof(int64_t));
+    std::memcpy(inputs[0].data.data(), ids.data(), inputs[0].data.size());
+    outputs[0].dtype = KILN_DTYPE_F32;
+    outputs[0].shape = {batch, int64_t(ids.size()) / batch, int64_t(vocab)};
+    outputs[0].data.resize(ids.size() * vocab * sizeof(float));
+    SimReport report;
+    std::string error = runOnSimulator(path, entry, inputs, outputs, report);
+    if (!error.empty())
+      return absl::InternalError(error);
+    std::memcpy(logits.data(), outputs[0].data.data() + last * vocab * 4,
+                vocab * sizeof(float));
+    return absl::OkStatus();
+  };
+  runtime::Generator generator(*model, o.sampling, forward);
+  if (absl::Status st =
+          generator.feed(o.promptIds.data(), o.promptIds.size());
+      !st.ok())
+    return fail(std::string(st.message()));
+  Loop loop{o};
+  return loop.run(
+      [&](int64_t &token, std::string &error) {
+        auto next = generator.step();
+        if (!next.ok()) {
+          error = std::string(next.status().message());
+          return false;
+        }
+        token = *next;
+        return true;
+      },
+      [&](int64_t token) { return generator.isEos(token); },
+      [&] { return generator.full(); });
+}
+
+/// Frees a C API object at scope exit.
+template <typename T, void (*Free)(T *)> struct Owned {
+  T *p = nullptr;
+  ~Owned() {
+    if (p)
+      Free(p);
+  }
+};
+
+int failWith(kiln_status status) {
+  std::string message = kiln_status_message(status);
+  kiln_status_free(status);
+  return fail(message);
+}
+
+int generateOnRuntime(const GenerateOptions &o) {
+  Owned<kiln_module, kiln_module_free> module;
+  if (kiln_status s = kiln_module_load_file(o.artifact.c_str(), &module.p))
+    return failWith(s);
+  Owned<kiln_session, kiln_session_free> session;
+  if (kiln_status s =
+          kiln_session_create(module.p, o.device.c_str(), &session.p))
+    return failWith(s);
+  kiln_sampling sampling{float(o.sampling.temperature),
+                         int32_t(o.sampling.topK), float(o.sampling.topP),
+                         o.sampling.seed};
+  Owned<kiln_generator, kiln_generator_free> generator;
+  if (kiln_status s =
+          kiln_generator_create(session.p, &sampling, &generator.p))
+    return failWith(s);
+  if (kiln_status s = kiln_generator_feed_ids(
+          generator.p, o.promptIds.data(), o.promptIds.size()))
+    return failWith(s);
+  Loop loop{o};
+  return loop.run(
+      [&](int64_t &token, std::string &error) {
+        if (kiln_status s = kiln_generator_step(generator.p, &token, nullptr)) {
+          error = kiln_status_message(s);
+          kiln_status_free(s);
+          return false;
+        }
+        return true;
+      },
+      [&](int64_t token) {
+        for (size_t i = 0, e = kiln_generator_eos_count(generator.p); i < e;
+             ++i)
+          if (kiln_generator_eos(generator.p, i) == token)
+            return true;
+        return false;
+      },
+      [&] { return kiln_generator_full(generator.p) != 0; });
+}
+
+} // namespace
+
+int runGenerate(const Args &args) {
+  std::string error;
+  std::optional<GenerateOptions> parsed = parse(args, error);
+  if (!parsed)
+    return fail(error);
+  if (parsed->havePrompt)
+    return fail("'" + parsed->artifact + "' carries no tokenizer, so it "
+                "cannot take a text prompt; give the prompt as token ids "
+                "with --prompt-ids");
+  if (parsed->device == "sim")
+    return generateOnSimulator(*parsed);
+  return generateOnRuntime(*parsed);
+}
+
+} // namespace kiln::driver
