@@ -1,0 +1,161 @@
+// The runtime's generation loop: the sampler's choices and the generator's
+// bookkeeping, over a stand-in Forward (no artifact needed).
+#include "generation.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+namespace {
+
+using kiln::runtime::Generator;
+using kiln::runtime::GenerationModel;
+using kiln::runtime::Sampler;
+using kiln::runtime::SamplingOptions;
+
+TEST(Sampler, GreedyTakesTheFirstLargest) {
+  Sampler sampler(SamplingOptions{});
+  std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f};
+  EXPECT_EQ(sampler.sample(logits.data(), logits.size()), 1);
+}
+
+TEST(Sampler, TopKOfOneIsGreedy) {
+  SamplingOptions options;
+  options.temperature = 5.0;
+  options.topK = 1;
+  Sampler sampler(options);
+  std::vector<float> logits = {0.1f, 0.2f, 3.0f, 0.3f};
+  for (int i = 0; i < 50; ++i)
+    EXPECT_EQ(sampler.sample(logits.data(), logits.size()), 2);
+}
+
+TEST(Sampler, FrequenciesFollowTheSoftmax) {
+  SamplingOptions options;
+  options.temperature = 2.0;
+  options.seed = 7;
+  Sampler sampler(options);
+  std::vector<float> logits = {0.0f, 1.0f, 2.0f, 3.0f};
+  std::vector<double> want(4);
+  double sum = 0;
+  for (int i = 0; i < 4; ++i)
+    sum += want[i] = std::exp(logits[i] / 2.0);
+  std::vector<int> counts(4);
+  const int draws = 40000;
+  for (int i = 0; i < draws; ++i)
+    ++counts[sampler.sample(logits.data(), logits.size())];
+  for (int i = 0; i < 4; ++i)
+    EXPECT_NEAR(counts[i] / double(draws), want[i] / sum, 0.01) << i;
+}
+
+TEST(Sampler, TopPKeepsTheSmallestSetReachingP) {
+  SamplingOptions options;
+  options.temperature = 1.0;
+  options.topP = 0.6;
+  Sampler sampler(options);
+  // Probabilities 0.5, 0.3, 0.2: {0, 1} reaches 0.6.
+  std::vector<float> logits = {std::log(0.3f), std::log(0.5f),
+                               std::log(0.2f)};
+  std::map<int64_t, int> counts;
+  for (int i = 0; i < 5000; ++i)
+    ++counts[sampler.sample(logits.data(), logits.size())];
+  EXPECT_EQ(counts.count(2), 0u);
+  EXPECT_NEAR(counts[1] / 5000.0, 0.5 / 0.8, 0.03);
+}
+
+TEST(Sampler, SameSeedSameTokens) {
+  SamplingOptions options;
+  options.temperature = 1.0;
+  options.seed = 42;
+  std::vector<float> logits(50);
+  for (size_t i = 0; i < logits.size(); ++i)
+    logits[i] = std::sin(float(i));
+  Sampler a(options), b(options);
+  std::vector<int64_t> first, second;
+  for (int i = 0; i < 100; ++i) {
+    first.push_back(a.sample(logits.data(), logits.size()));
+    second.push_back(b.sample(logits.data(), logits.size()));
+  }
+  EXPECT_EQ(first, second);
+  a.reseed();
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(a.sample(logits.data(), logits.size()), first[i]);
+}
+
+GenerationModel model(bool fixed) {
+  GenerationModel m;
+  m.entry = "prefill";
+  m.vocab = 8;
+  m.maxSequence = 6;
+  m.fixedSequence = fixed;
+  m.eos = {7};
+  m.pad = 0;
+  return m;
+}
+
+/// The next token is the last one plus one: a counter model.
+struct Counter {
+  std::vector<std::vector<int64_t>> seen;
+  std::vector<size_t> lasts;
+  absl::Status operator()(const std::vector<int64_t> &ids, size_t last,
+                          std::vector<float> &logits) {
+    seen.push_back(ids);
+    lasts.push_back(last);
+    std::fill(logits.begin(), logits.end(), 0.0f);
+    logits[(ids[last] + 1) % logits.size()] = 1.0f;
+    return absl::OkStatus();
+  }
+};
+
+TEST(Generator, StepsAppendTokensUntilTheSequenceIsFull) {
+  auto counter = std::make_shared<Counter>();
+  Generator generator(model(false), SamplingOptions{},
+                      [counter](auto &ids, size_t last, auto &logits) {
+                        return (*counter)(ids, last, logits);
+                      });
+  EXPECT_FALSE(generator.step().ok()) << "no prompt yet";
+  int64_t prompt[] = {2, 3};
+  ASSERT_TRUE(generator.feed(prompt, 2).ok());
+  for (int64_t want = 4; want <= 8; ++want) {
+    ASSERT_FALSE(generator.full());
+    auto token = generator.step();
+    ASSERT_TRUE(token.ok()) << token.status();
+    EXPECT_EQ(*token, want % 8);
+  }
+  // 7 tokens: the last one came from 6, the most the model takes.
+  EXPECT_TRUE(generator.full());
+  EXPECT_FALSE(generator.step().ok());
+  EXPECT_EQ(counter->seen.back().size(), 6u);
+  EXPECT_TRUE(generator.isEos(7));
+  generator.reset();
+  EXPECT_TRUE(generator.tokens().empty());
+}
+
+TEST(Generator, FixedSequencesArePaddedAndTheLastRealPositionRead) {
+  auto counter = std::make_shared<Counter>();
+  Generator generator(model(true), SamplingOptions{},
+                      [counter](auto &ids, size_t last, auto &logits) {
+                        return (*counter)(ids, last, logits);
+                      });
+  int64_t prompt[] = {1, 2, 3};
+  ASSERT_TRUE(generator.feed(prompt, 3).ok());
+  ASSERT_EQ(*generator.step(), 4);
+  EXPECT_EQ(counter->seen[0], (std::vector<int64_t>{1, 2, 3, 0, 0, 0}));
+  EXPECT_EQ(counter->lasts[0], 2u);
+}
+
+TEST(Generator, FeedChecksIdsAndLength) {
+  Generator generator(model(false), SamplingOptions{},
+                      [](auto &, size_t, auto &) { return absl::OkStatus(); });
+  int64_t bad[] = {8};
+  absl::Status status = generator.feed(bad, 1);
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("outside the vocabulary of 8"),
+            std::string::npos);
+  int64_t many[7] = {};
+  status = generator.feed(many, 7);
+  EXPECT_NE(status.message().find("longer than the 6"), std::string::npos);
+}
+
+} // namespace
