@@ -19,6 +19,7 @@
 #include "llvm/Support/xxhash.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 using namespace mlir;
@@ -155,7 +156,7 @@ private:
   GptConfig c;
   std::unique_ptr<Checkpoint> checkpoint;
   std::vector<std::string> prefixes;
-  int64_t batch = kDynamic, seq = kDynamic;
+  int64_t batch = kDynamic, seq = kDynamic, maxSequence = 0;
   Value batchSize, seqSize, inputIds, cosTable, sinTable;
   /// The LM head [H, V]; a tied embedding gathers from it.
   Value lmHead;
@@ -580,6 +581,7 @@ ImportedCheckpoint Builder::run() {
             << "pass --max-seq-len " << c.slidingWindow << " or less";
     return result;
   }
+  maxSequence = dims[1].hi;
   batch = dims[0].lo == dims[0].hi ? dims[0].lo : kDynamic;
   seq = dims[1].lo == dims[1].hi ? dims[1].lo : kDynamic;
 
@@ -675,6 +677,7 @@ ImportedCheckpoint Builder::run() {
   result.module = std::move(module);
   result.weights = std::move(checkpoint);
   result.config = c;
+  result.maxSequence = maxSequence;
   return result;
 }
 
@@ -696,15 +699,18 @@ std::string hashCheckpoint(StringRef dir) {
       files.push_back(it->path());
   }
   llvm::sort(files);
+  // Read in chunks, not mapped: the weights' pages would otherwise join the
+  // compile's resident set just as their converted copies are held.
   std::vector<uint64_t> hashes;
+  std::vector<uint8_t> chunk(size_t(16) << 20);
   for (const std::string &file : files) {
-    auto buffer = llvm::MemoryBuffer::getFile(file, /*IsText=*/false,
-                                              /*RequiresNullTerminator=*/false);
-    if (!buffer)
+    std::FILE *f = std::fopen(file.c_str(), "rb");
+    if (!f)
       return "";
-    StringRef bytes = (*buffer)->getBuffer();
-    hashes.push_back(llvm::xxh3_64bits(ArrayRef<uint8_t>(
-        reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size())));
+    size_t n;
+    while ((n = std::fread(chunk.data(), 1, chunk.size(), f)) > 0)
+      hashes.push_back(llvm::xxh3_64bits(ArrayRef<uint8_t>(chunk.data(), n)));
+    std::fclose(f);
   }
   uint64_t hash = llvm::xxh3_64bits(ArrayRef<uint8_t>(
       reinterpret_cast<const uint8_t *>(hashes.data()), hashes.size() * 8));

@@ -43,6 +43,8 @@ struct ImportedCheckpoint {
   mlir::OwningOpRef<mlir::ModuleOp> module;
   std::unique_ptr<Checkpoint> weights;
   GptConfig config;
+  /// The longest sequence the prefill entry point takes.
+  int64_t maxSequence = 0;
 };
 
 /// Whether `path` is a folder with a config.json (what `kiln compile`
