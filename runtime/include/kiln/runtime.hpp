@@ -157,9 +157,62 @@ public:
         launchMs.data(), launchMs.size(), &count));
   }
 
+  kiln_session *get() { return session_; }
+
 private:
   explicit Session(kiln_session *s) : session_(s) {}
   kiln_session *session_;
+};
+
+/// Text generation with a decoder model compiled from a checkpoint.
+class Generator {
+public:
+  /// `sampling` null: greedy. The session must outlive the generator.
+  static std::unique_ptr<Generator> create(Session &session,
+                                           const kiln_sampling *sampling,
+                                           std::string &error) {
+    kiln_generator *raw = nullptr;
+    error = take(kiln_generator_create(session.get(), sampling, &raw));
+    if (!error.empty())
+      return nullptr;
+    return std::unique_ptr<Generator>(new Generator(raw));
+  }
+  ~Generator() { kiln_generator_free(generator_); }
+  Generator(const Generator &) = delete;
+  Generator &operator=(const Generator &) = delete;
+
+  std::string feed(const std::vector<int64_t> &ids) {
+    return take(kiln_generator_feed_ids(generator_, ids.data(), ids.size()));
+  }
+  /// The next token; `eos` says whether it ends the sequence.
+  std::string step(int64_t &token, bool &eos) {
+    int isEos = 0;
+    std::string error = take(kiln_generator_step(generator_, &token, &isEos));
+    eos = isEos != 0;
+    return error;
+  }
+  /// Steps until end of sequence, `maxNewTokens`, the model's longest
+  /// sequence, or `onToken` returning false; appends the tokens to `out`.
+  template <typename F>
+  std::string run(size_t maxNewTokens, F onToken, size_t *generated = nullptr) {
+    struct Thunk {
+      static int call(int64_t token, void *user) {
+        return (*static_cast<F *>(user))(token) ? 0 : 1;
+      }
+    };
+    return take(kiln_generator_run(generator_, maxNewTokens, &Thunk::call,
+                                   &onToken, generated));
+  }
+  void reset() { kiln_generator_reset(generator_); }
+  std::vector<int64_t> tokens() const {
+    size_t count = 0;
+    const int64_t *ids = kiln_generator_tokens(generator_, &count);
+    return std::vector<int64_t>(ids, ids + count);
+  }
+
+private:
+  explicit Generator(kiln_generator *g) : generator_(g) {}
+  kiln_generator *generator_;
 };
 
 } // namespace kiln::rt
