@@ -7,11 +7,8 @@ import pytest
 import torch
 import transformers
 
-from conftest import PRECISION_TOLERANCES, kiln, normwise_error
-
-# The prefill logits at fp32 against transformers' (the issue's bound): the
-# largest |kiln - transformers| over the logits.
-LOGITS_ATOL = 1e-4
+from conftest import (CHECKPOINT_LOGITS_ATOL as LOGITS_ATOL,
+                      PRECISION_TOLERANCES, kiln, normwise_error)
 
 COMMON = dict(vocab_size=96, hidden_size=64, intermediate_size=112,
               num_hidden_layers=2, num_attention_heads=4,
