@@ -105,6 +105,14 @@ absl::StatusOr<GenerationModel> generationModel(const Artifact &artifact) {
       model.vocab == 0 || model.maxSequence == 0)
     return malformed("does not map i64[batch, sequence] token ids to f32 "
                      "[batch, sequence, vocab] logits");
+  if (g.has_tokenizer()) {
+    auto tokenizer = Tokenizer::create(g.tokenizer());
+    if (!tokenizer.ok())
+      return tokenizer.status();
+    if ((*tokenizer)->size() > model.vocab)
+      return malformed("has a tokenizer larger than its vocabulary");
+    model.tokenizer = std::move(*tokenizer);
+  }
   const artifact::TensorSpec &ids = entry->inputs(0);
   if (ids.shape(0) > 0)
     model.batch = ids.shape(0);

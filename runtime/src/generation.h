@@ -7,6 +7,7 @@
 #define KILN_RUNTIME_GENERATION_H
 
 #include "artifact.h"
+#include "tokenizer.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -60,6 +61,8 @@ struct GenerationModel {
   int64_t batch = 1;
   std::vector<int64_t> eos;
   int64_t pad = 0;
+  /// The model's tokenizer, when the artifact carries one.
+  std::shared_ptr<const Tokenizer> tokenizer;
 };
 
 /// The generation model of `artifact`, or an error that says why the

@@ -576,3 +576,46 @@ int64_t kiln_generator_eos(const kiln_generator *generator, size_t index) {
 int kiln_generator_full(const kiln_generator *generator) {
   return generator && generator->generator->full() ? 1 : 0;
 }
+
+int kiln_generator_has_tokenizer(const kiln_generator *generator) {
+  return generator && generator->generator->model().tokenizer ? 1 : 0;
+}
+
+namespace {
+kiln_status noTokenizer(const char *what) {
+  return makeStatus(absl::StrCat(
+      what, ": the artifact carries no tokenizer (its checkpoint folder had "
+            "no tokenizer.json); give token ids instead"));
+}
+}  // namespace
+
+kiln_status kiln_generator_feed_text(kiln_generator *generator,
+                                     const char *text, size_t size) {
+  if (!generator || (size && !text))
+    return makeStatus(
+        "kiln_generator_feed_text: generator and text must not be NULL");
+  const auto &tokenizer = generator->generator->model().tokenizer;
+  if (!tokenizer)
+    return noTokenizer("kiln_generator_feed_text");
+  auto ids = tokenizer->encode(std::string_view(text, size));
+  if (!ids.ok())
+    return fromAbsl(ids.status());
+  return fromAbsl(generator->generator->feed(ids->data(), ids->size()));
+}
+
+kiln_status kiln_generator_decode(const kiln_generator *generator,
+                                  const int64_t *ids, size_t count, int raw,
+                                  char *text, size_t capacity, size_t *size) {
+  if (!generator || (count && !ids) || (capacity && !text) || !size)
+    return makeStatus("kiln_generator_decode: generator, ids, text and size "
+                      "must not be NULL");
+  const auto &tokenizer = generator->generator->model().tokenizer;
+  if (!tokenizer)
+    return noTokenizer("kiln_generator_decode");
+  std::string decoded = raw ? tokenizer->decodeBytes(ids, count)
+                            : tokenizer->decode(ids, count);
+  *size = decoded.size();
+  if (capacity)
+    std::memcpy(text, decoded.data(), std::min(capacity, decoded.size()));
+  return nullptr;
+}

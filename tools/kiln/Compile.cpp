@@ -2,6 +2,7 @@
 #include "codegen/artifact/ArtifactBuilder.h"
 #include "codegen/targets/Target.h"
 #include "frontend/gpt/GptImporter.h"
+#include "frontend/gpt/Tokenizer.h"
 #include "frontend/onnx/OnnxImporter.h"
 #include "manifest.pb.h"
 #include "passes/Passes.h"
@@ -303,6 +304,7 @@ int runCompile(const Args &args) {
   // lives until the artifact is written.
   bool checkpoint = gpt::isCheckpointFolder(o.model);
   gpt::ImportedCheckpoint weights;
+  std::optional<gpt::TokenizerTables> tokenizer;
   OwningOpRef<ModuleOp> module;
   if (checkpoint) {
     gpt::ImportOptions gptOptions;
@@ -313,7 +315,17 @@ int runCompile(const Args &args) {
     if (!o.import.constantInputs.empty())
       return fail("--constant-input applies to ONNX models, not to the "
                   "checkpoint folder '" + o.model + "'");
+    std::string tokenizerError;
+    tokenizer = gpt::readTokenizer(o.model, tokenizerError);
+    if (!tokenizerError.empty())
+      return fail(tokenizerError);
     weights = gpt::importCheckpoint(context, o.model, gptOptions);
+    if (weights.module && tokenizer &&
+        tokenizer->tokens.size() > size_t(weights.config.vocabSize))
+      return fail(o.model + "/tokenizer.json: it has " +
+                  std::to_string(tokenizer->tokens.size()) +
+                  " tokens, more than the model's vocabulary of " +
+                  std::to_string(weights.config.vocabSize));
     module = std::move(weights.module);
     if (module && !target->raisesSymbolicAttention())
       for (auto func : module->getOps<func::FuncOp>())
@@ -419,6 +431,22 @@ int runCompile(const Args &args) {
     generation.set_bos_token_id(config.bosTokenId);
     generation.set_pad_token_id(config.padTokenId);
     generation.set_model_type(config.modelType);
+    if (tokenizer) {
+      artifact::Tokenizer &t = *generation.mutable_tokenizer();
+      t.set_pattern(artifact::Tokenizer::Pattern(tokenizer->pattern));
+      for (const std::string &token : tokenizer->tokens)
+        t.add_tokens(token);
+      for (uint32_t m : tokenizer->merges)
+        t.add_merges(m);
+      for (size_t i = 0; i < tokenizer->addedIds.size(); ++i) {
+        t.add_added_ids(tokenizer->addedIds[i]);
+        t.add_added_special(tokenizer->addedSpecial[i]);
+      }
+      for (uint32_t id : tokenizer->prefixIds)
+        t.add_prefix_ids(id);
+      t.set_add_prefix_space(tokenizer->addPrefixSpace);
+      t.set_ignore_merges(tokenizer->ignoreMerges);
+    }
   }
   // What raising found (each entry function's `kiln.raised`).
   module->walk([&](func::FuncOp func) {

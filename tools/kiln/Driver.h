@@ -16,6 +16,7 @@ int runBench(const Args &args);
 int runInspect(const Args &args);
 int runProfile(const Args &args);
 int runGenerate(const Args &args);
+int runTokenize(const Args &args);
 
 struct SimReport;
 /// kiln profile's table (Profile.cpp) for `report`, on GPU model `gpu`.

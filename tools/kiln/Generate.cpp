@@ -9,11 +9,13 @@
 #include "tools/kiln/SimRun.h"
 
 #include "artifact.h"
+#include "tokenizer.h"
 #include "generation.h"
 #include "kiln/runtime.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
@@ -32,8 +34,9 @@ streaming each new token to stdout as it comes, then printing the prompt
 length, the time to the first token and the decode rate to stderr.
 
   --prompt-ids IDS       the prompt as comma-separated token ids
-  --prompt TEXT          the prompt as text (needs the model's tokenizer in
-                         the artifact)
+  --prompt TEXT          the prompt as text, encoded with the model's
+                         tokenizer (from the checkpoint's tokenizer.json);
+                         the new tokens then stream as text
   --max-new-tokens N     stop after N new tokens (default 32)
   --temperature T        0 (default) is greedy; otherwise sample
   --top-k K              sample among the K likeliest tokens (0: all)
@@ -157,7 +160,12 @@ double msSince(std::chrono::steady_clock::time_point start) {
 /// stop conditions and the report shared by every device.
 struct Loop {
   const GenerateOptions &o;
+  /// The prompt's ids (given, or encoded from --prompt).
+  std::vector<int64_t> promptIds;
+  /// Decodes ids to bytes (`raw`) or text; empty without a tokenizer.
+  std::function<std::string(const std::vector<int64_t> &, bool)> decode;
   std::vector<int64_t> newIds;
+  size_t printed = 0;
   std::string finish = "length";
   double firstTokenMs = 0, decodeMs = 0;
 
@@ -184,9 +192,22 @@ struct Loop {
       newIds.push_back(token);
       bool eos = isEos(token);
       bool stop = llvm::is_contained(o.stopIds, token);
-      if (!o.json) {
+      if (!o.json && !decode) {
         std::printf("%s%lld", i ? " " : "", static_cast<long long>(token));
         std::fflush(stdout);
+      } else if (!o.json && !eos) {
+        // Text streams as soon as its UTF-8 sequences are complete.
+        std::string bytes = decode(newIds, /*raw=*/true);
+        size_t upto = runtime::Tokenizer::completePrefix(bytes);
+        if (upto > printed) {
+          // Whole sequences and invalid bytes (as U+FFFD), never a
+          // sequence a later token may complete.
+          std::string text = runtime::Tokenizer::lossyUtf8(
+              std::string_view(bytes).substr(printed, upto - printed));
+          std::fwrite(text.data(), 1, text.size(), stdout);
+          std::fflush(stdout);
+          printed = upto;
+        }
       }
       if (eos || stop) {
         finish = eos ? "eos" : "stop";
@@ -195,6 +216,16 @@ struct Loop {
     }
     if (!newIds.empty())
       decodeMs = msSince(firstDone);
+    if (!o.json && decode) {
+      // What is left: an incomplete UTF-8 sequence, shown as U+FFFD.
+      std::vector<int64_t> shown = newIds;
+      if (finish == "eos")
+        shown.pop_back();
+      std::string bytes = decode(shown, /*raw=*/true);
+      if (bytes.size() > printed)
+        std::fputs(runtime::Tokenizer::lossyUtf8(bytes.substr(printed)).c_str(),
+                   stdout);
+    }
     report();
     return 0;
   }
@@ -204,7 +235,7 @@ struct Loop {
     double rate = decodeMs > 0 ? decoded / (decodeMs / 1000.0) : 0;
     if (o.json) {
       llvm::json::Object object{
-          {"prompt_ids", llvm::json::Array(o.promptIds)},
+          {"prompt_ids", llvm::json::Array(promptIds)},
           {"new_ids", llvm::json::Array(newIds)},
           {"finish_reason", finish},
           {"prompt_tokens", int64_t(o.promptIds.size())},
@@ -212,6 +243,8 @@ struct Loop {
           {"decode_tokens_per_s", rate},
           {"device", o.device},
       };
+      if (decode)
+        object["text"] = decode(newIds, /*raw=*/false);
       llvm::outs() << llvm::json::Value(std::move(object)) << "\n";
       llvm::outs().flush();
       return;
@@ -221,7 +254,7 @@ struct Loop {
     std::fprintf(stderr,
                  "kiln: %zu prompt tokens, %zu new (%s); time to first "
                  "token %.2f ms, decode %.1f tokens/s\n",
-                 o.promptIds.size(), newIds.size(), finish.c_str(),
+                 promptIds.size(), newIds.size(), finish.c_str(),
                  firstTokenMs, rate);
   }
 };
@@ -255,11 +288,27 @@ int generateOnSimulator(const GenerateOptions &o) {
     return absl::OkStatus();
   };
   runtime::Generator generator(*model, o.sampling, forward);
+  Loop loop{o, o.promptIds};
+  if (o.havePrompt) {
+    if (!model->tokenizer)
+      return fail("'" + o.artifact + "' carries no tokenizer (its checkpoint "
+                  "folder had no tokenizer.json), so it cannot take a text "
+                  "prompt; give the prompt as token ids with --prompt-ids");
+    auto ids = model->tokenizer->encode(o.prompt);
+    if (!ids.ok())
+      return fail("--prompt: " + std::string(ids.status().message()));
+    loop.promptIds = *ids;
+  }
+  if (model->tokenizer)
+    loop.decode = [tokenizer = model->tokenizer](
+                      const std::vector<int64_t> &ids, bool raw) {
+      return raw ? tokenizer->decodeBytes(ids.data(), ids.size())
+                 : tokenizer->decode(ids.data(), ids.size());
+    };
   if (absl::Status st =
-          generator.feed(o.promptIds.data(), o.promptIds.size());
+          generator.feed(loop.promptIds.data(), loop.promptIds.size());
       !st.ok())
     return fail(std::string(st.message()));
-  Loop loop{o};
   return loop.run(
       [&](int64_t &token, std::string &error) {
         auto next = generator.step();
@@ -304,10 +353,38 @@ int generateOnRuntime(const GenerateOptions &o) {
   if (kiln_status s =
           kiln_generator_create(session.p, &sampling, &generator.p))
     return failWith(s);
-  if (kiln_status s = kiln_generator_feed_ids(
-          generator.p, o.promptIds.data(), o.promptIds.size()))
+  Loop loop{o, o.promptIds};
+  if (kiln_generator_has_tokenizer(generator.p))
+    loop.decode = [g = generator.p](const std::vector<int64_t> &ids,
+                                    bool raw) {
+      size_t size = 0;
+      std::string text;
+      if (kiln_status s = kiln_generator_decode(g, ids.data(), ids.size(),
+                                                raw, nullptr, 0, &size)) {
+        kiln_status_free(s);
+        return text;
+      }
+      text.resize(size);
+      if (kiln_status s = kiln_generator_decode(g, ids.data(), ids.size(),
+                                                raw, text.data(), size,
+                                                &size))
+        kiln_status_free(s);
+      return text;
+    };
+  if (o.havePrompt) {
+    if (kiln_status s = kiln_generator_feed_text(
+            generator.p, o.prompt.data(), o.prompt.size())) {
+      std::string message = kiln_status_message(s);
+      kiln_status_free(s);
+      return fail("--prompt: " + message);
+    }
+    size_t count = 0;
+    const int64_t *ids = kiln_generator_tokens(generator.p, &count);
+    loop.promptIds.assign(ids, ids + count);
+  } else if (kiln_status s = kiln_generator_feed_ids(
+                 generator.p, o.promptIds.data(), o.promptIds.size())) {
     return failWith(s);
-  Loop loop{o};
+  }
   return loop.run(
       [&](int64_t &token, std::string &error) {
         if (kiln_status s = kiln_generator_step(generator.p, &token, nullptr)) {
@@ -334,13 +411,77 @@ int runGenerate(const Args &args) {
   std::optional<GenerateOptions> parsed = parse(args, error);
   if (!parsed)
     return fail(error);
-  if (parsed->havePrompt)
-    return fail("'" + parsed->artifact + "' carries no tokenizer, so it "
-                "cannot take a text prompt; give the prompt as token ids "
-                "with --prompt-ids");
   if (parsed->device == "sim")
     return generateOnSimulator(*parsed);
   return generateOnRuntime(*parsed);
+}
+
+} // namespace kiln::driver
+
+namespace kiln::driver {
+
+/// kiln tokenize: the artifact's tokenizer alone, for checking prompts.
+int runTokenize(const Args &args) {
+  std::string artifactPath, text, error;
+  std::vector<int64_t> ids;
+  bool haveText = false, haveIds = false;
+  for (size_t i = 0; i < args.size() && error.empty(); ++i) {
+    std::string value;
+    if (takeOption(args, i, "--text", value, error)) {
+      haveText = true;
+      text = value;
+    } else if (takeOption(args, i, "--text-file", value, error)) {
+      haveText = true;
+      auto buffer = llvm::MemoryBuffer::getFile(value, /*IsText=*/false,
+                                                /*RequiresNullTerminator=*/false);
+      if (!buffer)
+        return fail("cannot read '" + value + "': " +
+                    buffer.getError().message());
+      text = (*buffer)->getBuffer().str();
+    } else if (takeOption(args, i, "--ids", value, error)) {
+      haveIds = true;
+      if (!parseIds(value, ids))
+        error = "--ids expects comma-separated token ids, got '" + value + "'";
+    } else if (args[i] == "--help" || args[i] == "-h") {
+      std::fputs("usage: kiln tokenize OUT.kiln --text TEXT | --text-file F "
+                 "| --ids 1,2,3\n\nEncodes text to token ids, or decodes ids "
+                 "to text, with the tokenizer the artifact carries; prints "
+                 "one JSON object ({\"ids\": [...]} or {\"text\": ...}).\n",
+                 stdout);
+      return 0;
+    } else if (!args[i].empty() && args[i][0] == '-') {
+      error = "unknown option '" + args[i] + "' for kiln tokenize";
+    } else if (artifactPath.empty()) {
+      artifactPath = args[i];
+    } else {
+      error = "unexpected argument '" + args[i] + "'";
+    }
+  }
+  if (!error.empty())
+    return fail(error);
+  if (artifactPath.empty() || haveText == haveIds)
+    return fail("usage: kiln tokenize OUT.kiln --text TEXT | --text-file F | "
+                "--ids 1,2,3");
+  auto loaded = runtime::Artifact::loadFile(artifactPath);
+  if (!loaded.ok())
+    return fail(std::string(loaded.status().message()));
+  auto model = runtime::generationModel(**loaded);
+  if (!model.ok())
+    return fail(std::string(model.status().message()));
+  if (!model->tokenizer)
+    return fail("'" + artifactPath + "' carries no tokenizer (its checkpoint "
+                "folder had no tokenizer.json)");
+  llvm::json::Object object;
+  if (haveText) {
+    auto encoded = model->tokenizer->encode(text);
+    if (!encoded.ok())
+      return fail(std::string(encoded.status().message()));
+    object["ids"] = llvm::json::Array(*encoded);
+  } else {
+    object["text"] = model->tokenizer->decode(ids.data(), ids.size());
+  }
+  llvm::outs() << llvm::json::Value(std::move(object)) << "\n";
+  return 0;
 }
 
 } // namespace kiln::driver

@@ -48,6 +48,7 @@ commands:
   generate OUT.kiln --prompt-ids 1,2,3 [--max-new-tokens N]
           [--temperature T --top-k K --top-p P --seed S] [--device cpu]
           [--json]
+  tokenize OUT.kiln --text TEXT | --ids 1,2,3
   profile OUT.kiln --device sim [--gpu h100|h200|a100] [--sample-blocks N]
           [--input NAME=@file ...]
 
@@ -74,6 +75,8 @@ int main(int argc, char **argv) {
     return kiln::driver::runBench(args);
   if (command == "inspect")
     return kiln::driver::runInspect(args);
+  if (command == "tokenize")
+    return kiln::driver::runTokenize(args);
   if (command == "generate")
     return kiln::driver::runGenerate(args);
   if (command == "profile")

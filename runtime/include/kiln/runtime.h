@@ -195,6 +195,24 @@ KILN_API void kiln_generator_free(kiln_generator *generator);
 KILN_API kiln_status kiln_generator_feed_ids(kiln_generator *generator,
                                              const int64_t *ids,
                                              size_t count);
+/* Whether the artifact carries the model's tokenizer (text in and out). */
+KILN_API int kiln_generator_has_tokenizer(const kiln_generator *generator);
+/* Encodes UTF-8 `text` (`size` bytes) with the model's tokenizer and
+ * appends the ids, as the Hugging Face tokenizer's encode does (special
+ * tokens in the text are matched; the post-processor's prefix, such as a
+ * beginning-of-text token, comes first). */
+KILN_API kiln_status kiln_generator_feed_text(kiln_generator *generator,
+                                              const char *text, size_t size);
+/* Decodes `ids` to UTF-8 text (invalid sequences become U+FFFD): writes at
+ * most `capacity` bytes to `text` (which may be NULL when capacity is 0)
+ * and sets *size to the text's full length, so that a second call with a
+ * buffer of that size gets all of it. With `raw` non-zero the bytes are
+ * written as they are, even when they end inside a UTF-8 sequence (for
+ * streaming: kiln generate prints each token's bytes once complete). */
+KILN_API kiln_status kiln_generator_decode(const kiln_generator *generator,
+                                           const int64_t *ids, size_t count,
+                                           int raw, char *text,
+                                           size_t capacity, size_t *size);
 /* Computes the next token and appends it; *is_eos (may be NULL) says
  * whether it is one of the model's end-of-sequence tokens. */
 KILN_API kiln_status kiln_generator_step(kiln_generator *generator,

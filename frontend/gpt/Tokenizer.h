@@ -1,0 +1,41 @@
+//===- Tokenizer.h - a checkpoint's tokenizer.json -------------*- C++ -*-===//
+//
+// Reads a byte-level BPE tokenizer.json (GPT-2, LLaMA 3, Qwen2) into the
+// tables the runtime's tokenizer works from (runtime/src/tokenizer.h), to
+// be stored in the artifact. What the runtime does not implement (another
+// model type, a normalizer, a pre-tokenizer pattern it has no matcher for,
+// BPE dropout or subword affixes) is an error naming the field.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_FRONTEND_GPT_TOKENIZER_H
+#define KILN_FRONTEND_GPT_TOKENIZER_H
+
+#include "llvm/ADT/StringRef.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kiln::gpt {
+
+struct TokenizerTables {
+  /// 1: GPT-2's pattern, 2: LLaMA 3's, 3: Qwen2's (artifact::Tokenizer).
+  int pattern = 0;
+  std::vector<std::string> tokens;
+  /// left, right, result per merge, by rank.
+  std::vector<uint32_t> merges;
+  std::vector<uint32_t> addedIds;
+  std::vector<bool> addedSpecial;
+  std::vector<uint32_t> prefixIds;
+  bool addPrefixSpace = false, ignoreMerges = false;
+};
+
+/// Reads `dir/tokenizer.json`: nullopt with an empty `error` when there is
+/// none, nullopt with `error` set when it cannot be used.
+std::optional<TokenizerTables> readTokenizer(llvm::StringRef dir,
+                                             std::string &error);
+
+} // namespace kiln::gpt
+
+#endif // KILN_FRONTEND_GPT_TOKENIZER_H
