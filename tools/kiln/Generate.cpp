@@ -238,7 +238,7 @@ struct Loop {
           {"prompt_ids", llvm::json::Array(promptIds)},
           {"new_ids", llvm::json::Array(newIds)},
           {"finish_reason", finish},
-          {"prompt_tokens", int64_t(o.promptIds.size())},
+          {"prompt_tokens", int64_t(promptIds.size())},
           {"time_to_first_token_ms", firstTokenMs},
           {"decode_tokens_per_s", rate},
           {"device", o.device},
