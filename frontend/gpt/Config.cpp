@@ -234,9 +234,12 @@ std::optional<GptConfig> readConfig(StringRef dir, std::string &error) {
     f.require("scale_attn_by_inverse_layer_idx", false);
     f.require("add_cross_attention", false);
   } else if (c.modelType == "llama" || c.modelType == "mistral" ||
-             c.modelType == "qwen2") {
+             c.modelType == "qwen2" || c.modelType == "gemma" ||
+             c.modelType == "phi3") {
     c.family = c.modelType == "llama"     ? Family::Llama
                : c.modelType == "mistral" ? Family::Mistral
+               : c.modelType == "gemma"   ? Family::Gemma
+               : c.modelType == "phi3"    ? Family::Phi3
                                           : Family::Qwen2;
     c.hiddenSize = f.integer("hidden_size");
     c.numLayers = f.integer("num_hidden_layers");
@@ -246,24 +249,32 @@ std::optional<GptConfig> readConfig(StringRef dir, std::string &error) {
     c.vocabSize = f.integer("vocab_size");
     c.maxPositions = f.integer("max_position_embeddings");
     c.normEpsilon = f.number("rms_norm_eps", 1e-6);
-    if (auto act = parseActivation(f, "hidden_act", "silu"))
+    if (c.family == Family::Gemma && f.has("hidden_activation")) {
+      if (auto act = parseActivation(f, "hidden_activation", "gelu_pytorch_tanh"))
+        c.activation = *act;
+    } else if (auto act = parseActivation(
+                   f, "hidden_act",
+                   c.family == Family::Gemma ? "gelu_pytorch_tanh" : "silu")) {
       c.activation = *act;
-    c.tieWordEmbeddings = f.boolean("tie_word_embeddings", false);
+    }
+    c.tieWordEmbeddings =
+        f.boolean("tie_word_embeddings", c.family == Family::Gemma);
+    c.gemmaScaling = c.family == Family::Gemma;
     if (c.family == Family::Qwen2) {
       c.qkvBias = true;
-    } else if (c.family == Family::Llama) {
+    } else if (c.family == Family::Llama || c.family == Family::Gemma) {
       c.qkvBias = c.outputBias = f.boolean("attention_bias", false);
       c.mlpBias = f.boolean("mlp_bias", false);
     }
     readRope(f, c.rope);
-    if (c.family == Family::Mistral ||
+    if (c.family == Family::Mistral || c.family == Family::Phi3 ||
         (c.family == Family::Qwen2 && f.boolean("use_sliding_window", false)))
       c.slidingWindow = f.has("sliding_window") ? f.integer("sliding_window")
                                                 : 0;
   } else {
     error = (path + ": model_type \"" + c.modelType +
-             "\" is not supported; Kiln reads gpt2, llama, mistral and qwen2 "
-             "checkpoints (export other models to ONNX)")
+             "\" is not supported; Kiln reads gpt2, llama, mistral, qwen2, gemma "
+             "and phi3 checkpoints (export other models to ONNX)")
                 .str();
     return std::nullopt;
   }

@@ -3,9 +3,9 @@
 // The architecture of a GPT-family checkpoint, read from `config.json` (and
 // `generation_config.json` when present) into one description that the
 // graph builder follows. Families: gpt2, llama (LLaMA 2 and 3, rope_scaling
-// of type linear and llama3), mistral, qwen2. A `model_type` outside them,
-// or a known field whose value changes the computation in a way Kiln does
-// not implement (a rope scaling type, a sliding window shorter than the
+// of type linear and llama3), mistral, qwen2, gemma (1), phi3. A
+// `model_type` outside them, or a known field whose value changes the
+// computation in a way Kiln does not implement (a rope scaling type, a sliding window shorter than the
 // compiled sequence, an activation), is an error naming the field. Fields
 // Kiln does not know are ignored: configs carry many that only training or
 // the Python API read (dropouts, initializer ranges, label maps).
@@ -25,7 +25,7 @@
 
 namespace kiln::gpt {
 
-enum class Family { Gpt2, Llama, Mistral, Qwen2 };
+enum class Family { Gpt2, Llama, Mistral, Qwen2, Gemma, Phi3 };
 
 enum class Activation { GeluTanh, GeluErf, Silu, Relu };
 
@@ -59,6 +59,9 @@ struct GptConfig {
   /// Mistral/Qwen2 sliding-window attention: keys further back than this
   /// are not seen (0: none).
   int64_t slidingWindow = 0;
+  /// Gemma: the embedding is scaled by sqrt(hidden size) and the norms'
+  /// weights w scale by (1 + w).
+  bool gemmaScaling = false;
   /// `torch_dtype` / `dtype`: "float32", "float16", "bfloat16" (or empty).
   std::string dtype;
   /// From generation_config.json, else config.json.

@@ -114,8 +114,10 @@ private:
                  function_ref<void(float *)> fill);
   /// A [in, sum of outs] f32 matrix from `parts` (concatenated along out).
   Value matrix(StringRef name, ArrayRef<Part> parts);
-  /// A vector from the concatenation of `views`.
-  Value vector(StringRef name, ArrayRef<const TensorView *> views);
+  /// A vector from the concatenation of `views`, `plus` added to each
+  /// element (Gemma's 1 + w).
+  Value vector(StringRef name, ArrayRef<const TensorView *> views,
+               float plus = 0.0f);
 
   RankedTensorType type(ArrayRef<int64_t> shape, Type element = {}) {
     return RankedTensorType::get(shape, element ? element : b.getF32Type());
@@ -259,7 +261,8 @@ Value Builder::matrix(StringRef name, ArrayRef<Part> parts) {
   return result;
 }
 
-Value Builder::vector(StringRef name, ArrayRef<const TensorView *> views) {
+Value Builder::vector(StringRef name, ArrayRef<const TensorView *> views,
+                      float plus) {
   if (failed)
     return {};
   int64_t n = 0;
@@ -268,7 +271,7 @@ Value Builder::vector(StringRef name, ArrayRef<const TensorView *> views) {
   return constant({n}, name, [&](float *data) {
     for (const TensorView *view : views)
       for (int64_t i = 0, e = view->numElements(); i < e; ++i)
-        *data++ = readFloat(*view, i);
+        *data++ = readFloat(*view, i) + plus;
   });
 }
 
@@ -358,7 +361,8 @@ Value Builder::norm(Value x, const std::string &prefix) {
   if (failed)
     return {};
   return kiln::RmsNormOp::create(b, loc, x.getType(), x,
-                                 vector(prefix + ".weight", {w}),
+                                 vector(prefix + ".weight", {w},
+                                        c.gemmaScaling ? 1.0f : 0.0f),
                                  b.getI64IntegerAttr(-1),
                                  b.getF32FloatAttr(float(c.normEpsilon)));
 }
@@ -407,6 +411,12 @@ Value Builder::embedding(Value ids) {
           Value p = tensor::ExtractOp::create(nb, l, wpe, {iv[1], iv[2]});
           e = arith::AddFOp::create(nb, l, e, p);
         }
+        if (c.gemmaScaling) {
+          // Gemma: times sqrt(hidden size), rounded to f32 first.
+          Value scale = arith::ConstantOp::create(
+              nb, l, nb.getF32FloatAttr(float(std::sqrt(double(h)))));
+          e = arith::MulFOp::create(nb, l, e, scale);
+        }
         return e;
       },
       dynamicSizes(shape));
@@ -441,43 +451,60 @@ Value Builder::layer(Value x, int64_t i) {
     downB = vector(p + ".mlp.c_proj.bias", {fc2B});
   } else {
     std::string a = p + ".self_attn.", m = p + ".mlp.";
-    const TensorView *q = tensor(a + "q_proj.weight", {qw, h});
-    const TensorView *k = tensor(a + "k_proj.weight", {kvw, h});
-    const TensorView *v = tensor(a + "v_proj.weight", {kvw, h});
-    const TensorView *o = tensor(a + "o_proj.weight", {h, qw});
-    const TensorView *gate = tensor(m + "gate_proj.weight", {inter, h});
-    const TensorView *up = tensor(m + "up_proj.weight", {inter, h});
-    const TensorView *down = tensor(m + "down_proj.weight", {h, inter});
-    if (failed)
-      return {};
-    // q, k and v are one GEMM, and so are the gate and up projections.
-    qkvW = matrix(a + "qkv_proj.weight",
-                  {Part{q, true}, Part{k, true}, Part{v, true}});
-    outW = matrix(a + "o_proj.weight", {Part{o, true}});
-    upW = matrix(m + "gate_up_proj.weight", {Part{gate, true}, Part{up, true}});
-    downW = matrix(m + "down_proj.weight", {Part{down, true}});
-    if (c.qkvBias) {
-      const TensorView *qb = tensor(a + "q_proj.bias", {qw});
-      const TensorView *kb = tensor(a + "k_proj.bias", {kvw});
-      const TensorView *vb = tensor(a + "v_proj.bias", {kvw});
+    if (c.family == Family::Phi3) {
+      // Stored fused already: qkv_proj (q, k, v) and gate_up_proj (gate,
+      // up).
+      const TensorView *qkv = tensor(a + "qkv_proj.weight", {qw + 2 * kvw, h});
+      const TensorView *o = tensor(a + "o_proj.weight", {h, qw});
+      const TensorView *gateUp = tensor(m + "gate_up_proj.weight",
+                                        {2 * inter, h});
+      const TensorView *down = tensor(m + "down_proj.weight", {h, inter});
       if (failed)
         return {};
-      qkvB = vector(a + "qkv_proj.bias", {qb, kb, vb});
-    }
-    if (c.outputBias) {
-      const TensorView *ob = tensor(a + "o_proj.bias", {h});
+      qkvW = matrix(a + "qkv_proj.weight", {Part{qkv, true}});
+      outW = matrix(a + "o_proj.weight", {Part{o, true}});
+      upW = matrix(m + "gate_up_proj.weight", {Part{gateUp, true}});
+      downW = matrix(m + "down_proj.weight", {Part{down, true}});
+    } else {
+      const TensorView *q = tensor(a + "q_proj.weight", {qw, h});
+      const TensorView *k = tensor(a + "k_proj.weight", {kvw, h});
+      const TensorView *v = tensor(a + "v_proj.weight", {kvw, h});
+      const TensorView *o = tensor(a + "o_proj.weight", {h, qw});
+      const TensorView *gate = tensor(m + "gate_proj.weight", {inter, h});
+      const TensorView *up = tensor(m + "up_proj.weight", {inter, h});
+      const TensorView *down = tensor(m + "down_proj.weight", {h, inter});
       if (failed)
         return {};
-      outB = vector(a + "o_proj.bias", {ob});
-    }
-    if (c.mlpBias) {
-      const TensorView *gb = tensor(m + "gate_proj.bias", {inter});
-      const TensorView *ub = tensor(m + "up_proj.bias", {inter});
-      const TensorView *db = tensor(m + "down_proj.bias", {h});
-      if (failed)
-        return {};
-      upB = vector(m + "gate_up_proj.bias", {gb, ub});
-      downB = vector(m + "down_proj.bias", {db});
+      // q, k and v are one GEMM, and so are the gate and up projections.
+      qkvW = matrix(a + "qkv_proj.weight",
+                    {Part{q, true}, Part{k, true}, Part{v, true}});
+      outW = matrix(a + "o_proj.weight", {Part{o, true}});
+      upW = matrix(m + "gate_up_proj.weight",
+                   {Part{gate, true}, Part{up, true}});
+      downW = matrix(m + "down_proj.weight", {Part{down, true}});
+      if (c.qkvBias) {
+        const TensorView *qb = tensor(a + "q_proj.bias", {qw});
+        const TensorView *kb = tensor(a + "k_proj.bias", {kvw});
+        const TensorView *vb = tensor(a + "v_proj.bias", {kvw});
+        if (failed)
+          return {};
+        qkvB = vector(a + "qkv_proj.bias", {qb, kb, vb});
+      }
+      if (c.outputBias) {
+        const TensorView *ob = tensor(a + "o_proj.bias", {h});
+        if (failed)
+          return {};
+        outB = vector(a + "o_proj.bias", {ob});
+      }
+      if (c.mlpBias) {
+        const TensorView *gb = tensor(m + "gate_proj.bias", {inter});
+        const TensorView *ub = tensor(m + "up_proj.bias", {inter});
+        const TensorView *db = tensor(m + "down_proj.bias", {h});
+        if (failed)
+          return {};
+        upB = vector(m + "gate_up_proj.bias", {gb, ub});
+        downB = vector(m + "down_proj.bias", {db});
+      }
     }
   }
 
@@ -547,8 +574,11 @@ ImportedCheckpoint Builder::run() {
   };
   Dim dims[2] = {{"batch", 1, options.maxBatch ? options.maxBatch : 1},
                  {"sequence", 1,
-                  options.maxSeqLen ? options.maxSeqLen
-                                    : std::min<int64_t>(c.maxPositions, 2048)}};
+                  options.maxSeqLen
+                      ? options.maxSeqLen
+                      : std::min<int64_t>(
+                            {c.maxPositions, 2048,
+                             c.slidingWindow ? c.slidingWindow : 2048})}};
   for (const auto &entry : options.dims)
     if (entry.getKey() != "batch" && entry.getKey() != "sequence") {
       error() << "--dim " << entry.getKey()

@@ -35,6 +35,16 @@ ARCHITECTURES = {
     # Mistral: one KV head, head_dim not hidden / heads.
     "mistral": lambda: transformers.MistralConfig(
         **COMMON, num_key_value_heads=1, head_dim=32, sliding_window=None),
+    # Gemma: (1 + w) norms, the embedding scaled by sqrt(hidden), tanh-GELU
+    # gating, a head dim of its own, tied head.
+    "gemma": lambda: transformers.GemmaConfig(
+        **COMMON, num_key_value_heads=1, head_dim=32),
+    # Phi-3: q, k, v and gate, up stored fused; partial rotary.
+    "phi3": lambda: transformers.Phi3Config(
+        **COMMON, num_key_value_heads=2, pad_token_id=0, bos_token_id=1,
+        eos_token_id=2,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.5}),
     # Qwen2: biases on q, k, v; tied head.
     "qwen2": lambda: transformers.Qwen2Config(
         **COMMON, num_key_value_heads=2, tie_word_embeddings=True),

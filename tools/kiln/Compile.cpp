@@ -32,8 +32,8 @@ namespace {
 const char *kCompileHelp = R"(usage: kiln compile MODEL -o OUT [options]
 
 Compiles an ONNX model, or a Hugging Face checkpoint folder (config.json
-and safetensors: gpt2, llama, mistral, qwen2), into a Kiln artifact (or
-prints an IR level).
+and safetensors: gpt2, llama, mistral, qwen2, gemma, phi3), into a Kiln
+artifact (or prints an IR level).
 
   -o OUT                 output file (the artifact, or the IR for --emit)
   --target T             cpu (default), cuda:sm_80, cuda:sm_90a, or several
