@@ -8,6 +8,7 @@
 #include "llvm/Support/Path.h"
 
 #include <cmath>
+#include <tuple>
 
 using namespace llvm;
 
@@ -283,6 +284,22 @@ std::optional<GptConfig> readConfig(StringRef dir, std::string &error) {
   c.headDim = f.integer("head_dim", c.hiddenSize / c.numHeads);
   if (f.failed())
     return std::nullopt;
+  // Sizes beyond these are a corrupted config, not a model (and would
+  // overflow the sizes computed from them).
+  for (auto [name, value, most] :
+       {std::tuple<const char *, int64_t, int64_t>{"hidden size", c.hiddenSize, 1 << 20},
+        {"layer count", c.numLayers, 1 << 12},
+        {"head count", c.numHeads, 1 << 12},
+        {"key/value head count", c.numKvHeads, 1 << 12},
+        {"head dim", c.headDim, 1 << 14},
+        {"intermediate size", c.intermediateSize, 1 << 22},
+        {"vocabulary size", c.vocabSize, 1 << 24},
+        {"position count", c.maxPositions, 1 << 24}})
+    if (value > most) {
+      f.fail(Twine("the ") + name + " " + Twine(value) +
+             " is implausible (at most " + Twine(most) + ")");
+      return std::nullopt;
+    }
   if (c.hiddenSize % c.numHeads != 0 && !f.has("head_dim")) {
     f.fail("hidden size " + Twine(c.hiddenSize) +
            " is not a multiple of the " + Twine(c.numHeads) + " heads");

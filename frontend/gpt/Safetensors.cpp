@@ -136,6 +136,8 @@ bool Checkpoint::addFile(StringRef path, StringRef displayName,
       return bad("its data [" + Twine(*begin) + ", " + Twine(*end) +
                  ") lies past the end of the file (" + Twine(payload.size()) +
                  " data bytes): the file is truncated");
+    if (count > UINT64_MAX / dtype->size)
+      return bad("its shape is too large");
     uint64_t expected = count * dtype->size;
     if (uint64_t(*end - *begin) != expected)
       return bad("shape x dtype is " + Twine(expected) + " bytes but its "
@@ -146,11 +148,17 @@ bool Checkpoint::addFile(StringRef path, StringRef displayName,
       return bad("is also in " + tensors[name].file);
     tensors[name] = std::move(view);
   }
+  // No two tensors share a byte (empty tensors take none).
   llvm::sort(ranges);
-  for (size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second && ranges[i].first != ranges[i].second)
-      return fail("two tensors' data overlap at byte " +
-                  Twine(ranges[i].first) + ": the header is corrupted");
+  uint64_t reached = 0;
+  for (const auto &[begin, end] : ranges) {
+    if (begin == end)
+      continue;
+    if (begin < reached)
+      return fail("two tensors' data overlap at byte " + Twine(begin) +
+                  ": the header is corrupted");
+    reached = end;
+  }
   files.push_back(std::move(*buffer));
   return true;
 }

@@ -40,11 +40,17 @@ int64_t Sampler::sample(const float *logits, size_t vocab) {
   } else {
     std::sort(candidates_.begin(), candidates_.end(), larger);
   }
-  // Softmax of logits / temperature, in double.
+  // An infinite largest logit takes all the probability.
+  if (std::isinf(candidates_[0].first))
+    return candidates_[0].first > 0 ? candidates_[0].second
+                                    : candidates_[keep - 1].second;
+  // Softmax of logits / temperature, in double, the largest subtracted
+  // first (so that a tiny temperature gives exp(-huge) = 0, not inf/inf).
   std::vector<double> p(keep);
-  double top = candidates_[0].first / options_.temperature, sum = 0;
+  double top = candidates_[0].first, sum = 0;
   for (size_t i = 0; i < keep; ++i) {
-    p[i] = std::exp(candidates_[i].first / options_.temperature - top);
+    p[i] = std::exp((double(candidates_[i].first) - top) /
+                    options_.temperature);
     sum += p[i];
   }
   for (double &x : p)

@@ -340,21 +340,25 @@ std::string Tokenizer::decodeBytes(const int64_t *ids, size_t count) const {
   for (size_t k = 0; k < count; ++k) {
     if (ids[k] < 0 || size_t(ids[k]) >= tokens_.size())
       continue;
+    // As the ByteLevel decoder: the token's characters mapped to their
+    // bytes, or, when one of them is not in the byte-level alphabet (an
+    // added token), the token's own UTF-8.
     std::string_view token = tokens_[size_t(ids[k])];
-    for (size_t i = 0; i < token.size();) {
+    std::string mapped;
+    bool allMapped = true;
+    for (size_t i = 0; i < token.size() && allMapped;) {
       int length = sequenceAt(token, i);
-      if (length <= 0) {
-        bytes += token[i++];
-        continue;
+      auto it = length > 0
+                    ? codepointToByte_.find(codepointAt(token, i, length))
+                    : codepointToByte_.end();
+      if (it == codepointToByte_.end()) {
+        allMapped = false;
+        break;
       }
-      uint32_t cp = codepointAt(token, i, length);
-      auto it = codepointToByte_.find(cp);
-      if (it != codepointToByte_.end())
-        bytes += char(it->second);
-      else
-        bytes.append(token.substr(i, size_t(length)));
+      mapped += char(it->second);
       i += size_t(length);
     }
+    bytes.append(allMapped ? mapped : std::string(token));
   }
   return bytes;
 }

@@ -64,6 +64,19 @@ TEST(Sampler, TopPKeepsTheSmallestSetReachingP) {
   EXPECT_NEAR(counts[1] / 5000.0, 0.5 / 0.8, 0.03);
 }
 
+TEST(Sampler, TinyTemperaturesAndInfiniteLogitsPickTheLargest) {
+  SamplingOptions options;
+  options.temperature = 1e-300;
+  Sampler sampler(options);
+  std::vector<float> logits = {0.5f, 2.0f, -1.0f};
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(sampler.sample(logits.data(), logits.size()), 1);
+  options.temperature = 1.0;
+  Sampler hot(options);
+  logits = {0.5f, INFINITY, 3.0f};
+  EXPECT_EQ(hot.sample(logits.data(), logits.size()), 1);
+}
+
 TEST(Sampler, SameSeedSameTokens) {
   SamplingOptions options;
   options.temperature = 1.0;

@@ -60,6 +60,18 @@ TEST(Tokenizer, MergesByRankAndSplitsAddedTokens) {
   EXPECT_EQ((*tokenizer)->decode(outside, 3), "a");
 }
 
+TEST(Tokenizer, AnAddedTokenOutsideTheByteAlphabetDecodesAsItself) {
+  Tokenizer t = tables();
+  // U+00E9 stands for the byte 0xE9 in the byte-level alphabet; U+2581 is
+  // not in it, so the whole token is its own UTF-8 (as the ByteLevel
+  // decoder does).
+  t.add_tokens("\xC3\xA9\xE2\x96\x81");
+  auto tokenizer = Runtime::create(t);
+  ASSERT_TRUE(tokenizer.ok());
+  int64_t ids[] = {5};
+  EXPECT_EQ((*tokenizer)->decode(ids, 1), "\xC3\xA9\xE2\x96\x81");
+}
+
 TEST(Tokenizer, RejectsMalformedTables) {
   Tokenizer t = tables();
   t.add_merges(7);

@@ -317,15 +317,21 @@ int runCompile(const Args &args) {
                   "checkpoint folder '" + o.model + "'");
     std::string tokenizerError;
     tokenizer = gpt::readTokenizer(o.model, tokenizerError);
-    if (!tokenizerError.empty())
-      return fail(tokenizerError);
     weights = gpt::importCheckpoint(context, o.model, gptOptions);
     if (weights.module && tokenizer &&
-        tokenizer->tokens.size() > size_t(weights.config.vocabSize))
-      return fail(o.model + "/tokenizer.json: it has " +
-                  std::to_string(tokenizer->tokens.size()) +
-                  " tokens, more than the model's vocabulary of " +
-                  std::to_string(weights.config.vocabSize));
+        tokenizer->tokens.size() > size_t(weights.config.vocabSize)) {
+      tokenizerError = o.model + "/tokenizer.json: it has " +
+                       std::to_string(tokenizer->tokens.size()) +
+                       " tokens, more than the model's vocabulary of " +
+                       std::to_string(weights.config.vocabSize);
+      tokenizer.reset();
+    }
+    // A tokenizer Kiln cannot run leaves the model usable with token ids.
+    if (!tokenizerError.empty() && weights.module)
+      std::fprintf(stderr,
+                   "kiln: warning: %s; the artifact carries no tokenizer "
+                   "(prompts must be token ids)\n",
+                   tokenizerError.c_str());
     module = std::move(weights.module);
     if (module && !target->raisesSymbolicAttention())
       for (auto func : module->getOps<func::FuncOp>())

@@ -109,6 +109,9 @@ std::optional<GenerateOptions> parse(const Args &args, std::string &error) {
     } else if (takeOption(args, i, "--top-k", value, error)) {
       uint64_t n = 0;
       count(n);
+      if (error.empty() && n > uint64_t(INT32_MAX))
+        error = "--top-k expects at most " + std::to_string(INT32_MAX) +
+                ", got '" + value + "'";
       o.sampling.topK = int64_t(n);
     } else if (takeOption(args, i, "--top-p", value, error)) {
       number(o.sampling.topP, 0, 1);

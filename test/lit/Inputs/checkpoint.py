@@ -128,6 +128,18 @@ def main():
     elif args.damage == "offsets":
         def patch(h):
             h[first]["data_offsets"] = [8, 4]
+    elif args.damage == "huge":
+        def patch(h):
+            h[first] = {"dtype": "F64", "shape": [1, 1 << 62],
+                        "data_offsets": [0, 0]}
+    elif args.damage == "overlap":
+        def patch(h):
+            names = list(h)
+            # An empty tensor between two that overlap.
+            h[names[1]] = {"dtype": "F32", "shape": [0],
+                           "data_offsets": [8, 8]}
+            h[names[2]] = {"dtype": "F32", "shape": [2],
+                           "data_offsets": [16, 24]}
     elif args.damage == "missing":
         del t["model.norm.weight" if args.family != "gpt2"
               else "transformer.ln_f.bias"]
