@@ -49,8 +49,10 @@ int64_t Sampler::sample(const float *logits, size_t vocab) {
   std::vector<double> p(keep);
   double top = candidates_[0].first, sum = 0;
   for (size_t i = 0; i < keep; ++i) {
-    p[i] = std::exp((double(candidates_[i].first) - top) /
-                    options_.temperature);
+    // expl, not exp: glibc 2.29 versioned exp anew, and the runtime keeps
+    // to 2.28 (the GPU bundle's runner runs on older systems).
+    p[i] = double(expl((long double)(double(candidates_[i].first) - top) /
+                       options_.temperature));
     sum += p[i];
   }
   for (double &x : p)
