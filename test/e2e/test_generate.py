@@ -132,3 +132,29 @@ def test_errors(tmp_path):
     assert result.returncode != 0
     assert "is not a decoder model compiled from a checkpoint" in \
         result.stderr
+
+
+def test_decode_step_logits(compiled, tmp_path):
+    """The logits of each of 16 decode steps (transformers with its KV
+    cache) against Kiln's at the same positions, within 1e-4."""
+    import numpy as np
+    from conftest import CHECKPOINT_LOGITS_ATOL
+    name, path, artifact = compiled
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=torch.float32).eval()
+    ids = torch.tensor([PROMPT])
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids),
+                             max_new_tokens=16, min_new_tokens=16,
+                             do_sample=False, pad_token_id=0,
+                             return_dict_in_generate=True, output_logits=True)
+    sequence = out.sequences[0].numpy()
+    np.save(tmp_path / "ids.npy", sequence[None, :-1].astype(np.int64))
+    kiln("run", str(artifact), "--input", f"input_ids=@{tmp_path / 'ids.npy'}",
+         "--output-dir", str(tmp_path / "out"))
+    logits = np.load(tmp_path / "out" / "logits.npy")[0]
+    for step, want in enumerate(out.logits):
+        got = logits[len(PROMPT) - 1 + step]
+        np.testing.assert_allclose(got, want[0].numpy(), rtol=0,
+                                   atol=CHECKPOINT_LOGITS_ATOL,
+                                   err_msg=f"{name} step {step}")
