@@ -23,9 +23,20 @@ bool isReshapeView(Operation *op) {
   return isa<tensor::CollapseShapeOp, tensor::ExpandShapeOp>(op);
 }
 
+/// A slice written into session state (a KV cache, an argument marked
+/// `kiln.state`): the launch program copies it into place, no kernel.
+bool isStateWrite(Operation *op) {
+  auto insert = dyn_cast<tensor::InsertSliceOp>(op);
+  auto arg = insert ? dyn_cast<BlockArgument>(insert.getDest()) : nullptr;
+  auto func = arg ? dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp())
+                  : nullptr;
+  return func && arg.getOwner()->isEntryBlock() &&
+         func.getArgAttr(arg.getArgNumber(), "kiln.state");
+}
+
 /// Ops that never become the root of a dispatch.
 bool isNonCompute(Operation *op) {
-  return op->hasTrait<OpTrait::ConstantLike>() || isa<tensor::EmptyOp>(op) ||
+  return isStateWrite(op) || op->hasTrait<OpTrait::ConstantLike>() || isa<tensor::EmptyOp>(op) ||
          isReshapeView(op) || op->hasTrait<OpTrait::IsTerminator>() ||
          isa<DispatchOp>(op) || !op->getBlock() ||
          llvm::none_of(op->getResultTypes(), llvm::IsaPred<RankedTensorType>);

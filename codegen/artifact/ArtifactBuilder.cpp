@@ -14,6 +14,7 @@
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/IR/Matchers.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/SymbolTable.h"
@@ -136,6 +137,8 @@ struct EntryBuilder {
   /// (the exporter's copies of a tied or shared tensor) are stored once.
   std::unordered_multimap<uint64_t, uint32_t> &weightsByContent;
   llvm::StringMap<uint32_t> &kernelIndex;
+  /// Session states (Manifest.states) by name, shared by the entry points.
+  llvm::StringMap<uint32_t> &stateIndex;
   /// What a dispatch's kernel function is: one launch of a host function
   /// (cpu), or host code whose gpu.launch_func ops become the launches
   /// (cuda).
@@ -170,6 +173,10 @@ struct EntryBuilder {
     SmallVector<uint32_t, 3> gridExprs;
     /// TMA descriptors, passed between the buffers and the sizes.
     SmallVector<PendingTensorMap> tensorMaps = {};
+    /// A STRIDED_COPY instead of a kernel: args[1]'s rows into args[0].
+    bool stridedCopy = false;
+    uint64_t rows = 0, rowBytes = 0, dstPitch = 0, dstOffset = 0;
+    uint32_t rowsExpr = 0, rowBytesExpr = 0, dstOffsetExpr = 0;
   };
   std::optional<DimProgram> dimProgram;
 
@@ -540,6 +547,141 @@ struct EntryBuilder {
     return success();
   }
 
+  /// The session state `name` that the entry argument `arg` is: one
+  /// Manifest.states entry per name, the same spec in every entry point.
+  FailureOr<uint32_t> addState(func::FuncOp func, StringAttr name, Value arg) {
+    auto type = dyn_cast<RankedTensorType>(arg.getType());
+    if (!type || !type.hasStaticShape() ||
+        toDType(type.getElementType()) == artifact::DTYPE_INVALID)
+      return func.emitError() << "state '" << name.getValue()
+                              << "' must be a tensor of static shape and a "
+                                 "supported element type, not "
+                              << arg.getType();
+    artifact::TensorSpec spec;
+    fillSpec(&spec, name.getValue(), type);
+    auto [it, inserted] = stateIndex.try_emplace(
+        name.getValue(), contents.manifest->states_size());
+    if (inserted) {
+      *contents.manifest->add_states() = spec;
+      return it->second;
+    }
+    const artifact::TensorSpec &known = contents.manifest->states(it->second);
+    if (known.dtype() != spec.dtype() ||
+        !std::equal(known.shape().begin(), known.shape().end(),
+                    spec.shape().begin(), spec.shape().end()))
+      return func.emitError() << "state '" << name.getValue()
+                              << "' has another type in another entry point";
+    return it->second;
+  }
+
+  /// A slice written into a state: a STRIDED_COPY of the slice's rows (the
+  /// dims before the one it starts in), in place.
+  LogicalResult addStateWrite(tensor::InsertSliceOp insert) {
+    FailureOr<Storage> dest = lookup(insert.getDest(), insert);
+    if (failed(dest))
+      return failure();
+    if (dest->kind != artifact::BufferRef::STATE)
+      return insert.emitError() << "a slice written outside a dispatch must "
+                                   "go into a session state";
+    FailureOr<Storage> source = lookup(insert.getSource(), insert);
+    if (failed(source))
+      return failure();
+    RankedTensorType destType = insert.getDestType();
+    int64_t rank = destType.getRank();
+    uint64_t element = elementBytes(destType.getElementType());
+    SmallVector<OpFoldResult> offsets = insert.getMixedOffsets();
+    SmallVector<OpFoldResult> sizes = insert.getMixedSizes();
+    auto isFull = [&](int64_t d) {
+      return isConstantIntValue(offsets[d], 0) &&
+             isConstantIntValue(sizes[d], destType.getDimSize(d));
+    };
+    // Dims past `split` are whole; dims before it are whole too, so that
+    // the slice is rows of the state at a fixed pitch.
+    int64_t split = rank - 1;
+    while (split >= 0 && isFull(split))
+      --split;
+    if (!insert.hasUnitStride())
+      return insert.emitError() << "a strided slice cannot be written into a "
+                                   "state";
+    for (int64_t d = 0; d < split; ++d)
+      if (!isFull(d))
+        return insert.emitError()
+               << "a slice written into a state must be whole in every dim "
+                  "but one";
+    uint64_t inner = element, rows = 1;
+    for (int64_t d = split + 1; d < rank; ++d)
+      inner *= destType.getDimSize(d);
+    for (int64_t d = 0; d < split; ++d)
+      rows *= destType.getDimSize(d);
+    PendingLaunch pending{0, {}, {}, {}, {}, {}};
+    pending.stridedCopy = true;
+    pending.rows = rows;
+    if (split < 0) {
+      pending.rowBytes = pending.dstPitch = inner;
+    } else {
+      pending.dstPitch = destType.getDimSize(split) * inner;
+      auto exprOf = [&](OpFoldResult v, uint64_t &value,
+                        uint32_t &expr) -> LogicalResult {
+        if (std::optional<int64_t> c = getConstantIntValue(v)) {
+          value = *c * inner;
+          return success();
+        }
+        FailureOr<uint32_t> e = dimProgram->exprOf(cast<Value>(v));
+        if (failed(e))
+          return failure();
+        uint32_t bytes = dimProgram->mul(*e, dimProgram->constant(inner));
+        value = dimProgram->upperBound(bytes);
+        expr = bytes + 1;
+        return success();
+      };
+      if (failed(exprOf(sizes[split], pending.rowBytes, pending.rowBytesExpr)) ||
+          failed(exprOf(offsets[split], pending.dstOffset,
+                        pending.dstOffsetExpr)))
+        return failure();
+      if (pending.dstOffset + pending.rowBytes > pending.dstPitch)
+        return insert.emitError()
+               << "the slice written into a state can reach past its end";
+    }
+    int64_t step = launches.size();
+    touch(*source, step);
+    FailureOr<LaunchArg> to = argOf(insert.getDest(), *dest);
+    FailureOr<LaunchArg> from = argOf(insert.getSource(), *source);
+    if (failed(to) || failed(from))
+      return failure();
+    pending.args = {*to, *from};
+    launches.push_back(std::move(pending));
+    storage[insert.getResult()] = *dest;
+    return success();
+  }
+
+  /// The value an entry returns as state `name`: written into the state
+  /// already, or copied into it whole.
+  LogicalResult finishState(func::FuncOp func, StringAttr name, Value value,
+                            Operation *ret) {
+    auto it = stateIndex.find(name.getValue());
+    if (it == stateIndex.end())
+      return func.emitError() << "result state '" << name.getValue()
+                              << "' is not an argument state";
+    Storage state{artifact::BufferRef::STATE, it->second};
+    FailureOr<Storage> s = lookup(value, ret);
+    if (failed(s))
+      return failure();
+    if (s->kind == state.kind && s->index == state.index)
+      return success();
+    int64_t step = launches.size();
+    touch(*s, step);
+    FailureOr<LaunchArg> to = argOf(value, state);
+    FailureOr<LaunchArg> from = argOf(value, *s);
+    if (failed(to) || failed(from))
+      return failure();
+    PendingLaunch pending{0, {*to, *from}, {}, {}, {}, {}};
+    pending.stridedCopy = true;
+    pending.rows = 1;
+    pending.rowBytes = pending.dstPitch = to->size;
+    launches.push_back(std::move(pending));
+    return success();
+  }
+
   /// Describes entry input or output #index (named `name`, else role+index)
   /// in `spec`; it must be a tensor of a dtype the runtime knows, whose
   /// symbolic dims the dim program computes.
@@ -583,12 +725,20 @@ struct EntryBuilder {
     if (failed(program))
       return failure();
     dimProgram.emplace(std::move(*program));
+    uint32_t numInputs = 0;
     for (auto [i, arg] : llvm::enumerate(func.getArguments())) {
-      if (failed(addIOSpec(func, entry->add_inputs(), "input", i, arg,
+      if (auto state = func.getArgAttrOfType<StringAttr>(i, "kiln.state")) {
+        FailureOr<uint32_t> index = addState(func, state, arg);
+        if (failed(index))
+          return failure();
+        storage[arg] = {artifact::BufferRef::STATE, *index};
+        continue;
+      }
+      if (failed(addIOSpec(func, entry->add_inputs(), "input", numInputs, arg,
                            func.getArgAttrOfType<StringAttr>(i, "kiln.name"),
                            static_cast<bool>(func.getArgAttr(i, "kiln.unsigned")))))
         return failure();
-      storage[arg] = {artifact::BufferRef::INPUT, static_cast<uint32_t>(i)};
+      storage[arg] = {artifact::BufferRef::INPUT, numInputs++};
     }
 
     // Launches, in program order; reshapes are views of their source.
@@ -603,6 +753,11 @@ struct EntryBuilder {
       if (isa<arith::ConstantOp, func::ReturnOp>(op) ||
           isOpTriviallyDead(&op) || isSizeComputation(op))
         continue;
+      if (auto insert = dyn_cast<tensor::InsertSliceOp>(op)) {
+        if (failed(addStateWrite(insert)))
+          return failure();
+        continue;
+      }
       auto dispatch = dyn_cast<DispatchOp>(op);
       if (!dispatch)
         return op.emitError() << "'" << op.getName()
@@ -652,11 +807,18 @@ struct EntryBuilder {
     // output buffer when nothing else claims it; anything else is copied.
     auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
     std::vector<std::pair<uint32_t, LaunchArg>> copies;
-    for (auto [i, value] : llvm::enumerate(ret.getOperands())) {
+    uint32_t numOutputs = 0;
+    for (auto [r, value] : llvm::enumerate(ret.getOperands())) {
+      if (auto state = func.getResultAttrOfType<StringAttr>(r, "kiln.state")) {
+        if (failed(finishState(func, state, value, ret)))
+          return failure();
+        continue;
+      }
+      uint32_t i = numOutputs++;
       if (failed(addIOSpec(
               func, entry->add_outputs(), "output", i, value,
-              func.getResultAttrOfType<StringAttr>(i, "kiln.name"),
-              static_cast<bool>(func.getResultAttr(i, "kiln.unsigned")))))
+              func.getResultAttrOfType<StringAttr>(r, "kiln.name"),
+              static_cast<bool>(func.getResultAttr(r, "kiln.unsigned")))))
         return failure();
       FailureOr<Storage> s = lookup(value, ret);
       if (failed(s))
@@ -704,6 +866,19 @@ struct EntryBuilder {
     };
     for (const PendingLaunch &pending : launches) {
       artifact::Launch *launch = entry->add_launches();
+      if (pending.stridedCopy) {
+        launch->set_kind(artifact::Launch::STRIDED_COPY);
+        for (const LaunchArg &a : pending.args)
+          emitRef(launch->add_args(), a.storage, a.size, a.sizeExpr);
+        launch->set_rows(pending.rows);
+        launch->set_row_bytes(pending.rowBytes);
+        launch->set_dst_pitch(pending.dstPitch);
+        launch->set_dst_offset(pending.dstOffset);
+        launch->set_rows_expr(pending.rowsExpr);
+        launch->set_row_bytes_expr(pending.rowBytesExpr);
+        launch->set_dst_offset_expr(pending.dstOffsetExpr);
+        continue;
+      }
       launch->set_kind(artifact::Launch::KERNEL);
       launch->set_kernel(pending.kernel);
       for (uint32_t g : pending.grid)
@@ -765,12 +940,13 @@ LogicalResult addEntriesAndWeights(ModuleOp module, ArtifactContents &contents,
   weightBytes.manifestIndex = weightSection;
   llvm::DenseMap<Attribute, uint32_t> weightIndex;
   std::unordered_multimap<uint64_t, uint32_t> weightsByContent;
+  llvm::StringMap<uint32_t> stateIndex;
   for (auto func : module.getOps<func::FuncOp>()) {
     if (func.isExternal())
       continue;
     EntryBuilder builder{module,      contents,    weightSection,
                          weightBytes, weightIndex, weightsByContent,
-                         kernelIndex, code};
+                         kernelIndex, stateIndex,  code};
     if (failed(builder.build(func, manifest.add_entry_points())))
       return failure();
   }

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 using namespace mlir;
 
@@ -102,6 +103,19 @@ public:
   ImportedCheckpoint run();
 
 private:
+  enum class Mode { Prefill, Decode };
+  /// Builds entry point `name` into `module`; false on failure.
+  bool buildEntry(ModuleOp module, Mode mode);
+  /// `x` [B, Hkv, S, D] written into the cache `cache` [B, Hkv, MAX, D] at
+  /// the first uncached position.
+  Value writeCache(Value cache, Value x);
+  /// The position of sequence index `iv` (after the cached ones).
+  Value position(OpBuilder &nb, Location l, Value iv) {
+    if (mode != Mode::Decode)
+      return iv;
+    return arith::AddIOp::create(nb, l, iv, pastSize);
+  }
+
   InFlightDiagnostic error() { return emitError(loc) << dir << ": "; }
 
   /// The tensor `name` (tried under each of `prefixes`), checked to have
@@ -158,11 +172,29 @@ private:
   GptConfig c;
   std::unique_ptr<Checkpoint> checkpoint;
   std::vector<std::string> prefixes;
-  int64_t batch = kDynamic, seq = kDynamic, maxSequence = 0;
+  int64_t batch = kDynamic, seq = kDynamic, promptSeq = kDynamic,
+          maxSequence = 0;
   Value batchSize, seqSize, inputIds, cosTable, sinTable;
   /// The LM head [H, V]; a tied embedding gathers from it.
   Value lmHead;
   bool failed = false;
+
+  // The entry point being built, and its KV cache.
+  Mode mode = Mode::Prefill;
+  bool withCache = false;
+  /// Decode: the count of cached positions (index), and the bias that
+  /// masks the cache past the new position, [1, 1, 1, MAX].
+  Value pastSize, decodeBias;
+  /// Per layer: the key and value cache arguments, and the caches written.
+  SmallVector<Value> cacheArgs, cacheResults;
+  struct DimBound {
+    const char *name;
+    int64_t lo, hi;
+  };
+  /// The symbolic dims of the prefill entry point, with their bounds.
+  SmallVector<DimBound> dimBounds;
+  /// Weights by name, so that every entry point holds the same ones.
+  llvm::StringMap<TypedAttr> weightAttrs;
 };
 
 std::string Builder::found(const std::string &name) {
@@ -208,6 +240,8 @@ const TensorView *Builder::tensor(const std::string &name,
 
 Value Builder::constant(ArrayRef<int64_t> shape, StringRef name,
                         function_ref<void(float *)> fill) {
+  if (TypedAttr known = weightAttrs.lookup(name))
+    return arith::ConstantOp::create(b, loc, known);
   int64_t count = 1;
   for (int64_t d : shape)
     count *= d;
@@ -216,12 +250,15 @@ Value Builder::constant(ArrayRef<int64_t> shape, StringRef name,
   fill(reinterpret_cast<float *>(blob.getMutableData().data()));
   auto attr = DenseResourceElementsAttr::get(type(shape), name,
                                              std::move(blob));
+  weightAttrs[name] = attr;
   return arith::ConstantOp::create(b, loc, attr);
 }
 
 Value Builder::matrix(StringRef name, ArrayRef<Part> parts) {
   if (failed)
     return {};
+  if (TypedAttr known = weightAttrs.lookup(name))
+    return arith::ConstantOp::create(b, loc, known);
   int64_t in = parts.front().transposed ? parts.front().view->shape[1]
                                         : parts.front().view->shape[0];
   int64_t out = 0;
@@ -236,6 +273,7 @@ Value Builder::matrix(StringRef name, ArrayRef<Part> parts) {
         UnmanagedAsmResourceBlob::allocateWithAlign(first.bytes, alignof(float));
     auto attr = DenseResourceElementsAttr::get(type({in, out}), name,
                                                std::move(blob));
+    weightAttrs[name] = attr;
     return arith::ConstantOp::create(b, loc, attr);
   }
   Value result = constant({in, out}, name, [&](float *data) {
@@ -408,7 +446,8 @@ Value Builder::embedding(Value ids) {
                       : tensor::ExtractOp::create(nb, l, gatherFrom,
                                                   {row, iv[2]});
         if (wpe) {
-          Value p = tensor::ExtractOp::create(nb, l, wpe, {iv[1], iv[2]});
+          Value p = tensor::ExtractOp::create(
+              nb, l, wpe, {position(nb, l, iv[1]), iv[2]});
           e = arith::AddFOp::create(nb, l, e, p);
         }
         if (c.gemmaScaling) {
@@ -523,11 +562,25 @@ Value Builder::layer(Value x, int64_t i) {
     k = kiln::RotaryEmbeddingOp::create(b, loc, k.getType(), k, cosTable,
                                         sinTable, /*interleaved=*/UnitAttr());
   }
+  if (withCache) {
+    Value kc = writeCache(cacheArgs[2 * i], k);
+    Value vc = writeCache(cacheArgs[2 * i + 1], v);
+    cacheResults.push_back(kc);
+    cacheResults.push_back(vc);
+    // Decode attends over the whole cache, the positions past the new one
+    // masked by the bias; prefill over the prompt's own keys.
+    if (mode == Mode::Decode) {
+      k = kc;
+      v = vc;
+    }
+  }
+  bool decoding = mode == Mode::Decode;
   Value attn = kiln::AttentionOp::create(
-      b, loc, q.getType(), q, k, v, /*bias=*/Value(),
+      b, loc, q.getType(), q, k, v, decoding ? decodeBias : Value(),
       b.getF64FloatAttr(1.0 / std::sqrt(double(hd))),
       /*softcap=*/b.getF64FloatAttr(0.0),
-      /*causal_offset=*/b.getI64IntegerAttr(0), /*softmax_type=*/TypeAttr());
+      /*causal_offset=*/decoding ? IntegerAttr() : b.getI64IntegerAttr(0),
+      /*softmax_type=*/TypeAttr());
   x = add(x, linear(mergeHeads(attn), outW, outB));
 
   // MLP.
@@ -613,15 +666,73 @@ ImportedCheckpoint Builder::run() {
   }
   maxSequence = dims[1].hi;
   batch = dims[0].lo == dims[0].hi ? dims[0].lo : kDynamic;
-  seq = dims[1].lo == dims[1].hi ? dims[1].lo : kDynamic;
+  promptSeq = dims[1].lo == dims[1].hi ? dims[1].lo : kDynamic;
 
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
-  b.setInsertionPointToEnd(module->getBody());
-  auto idsType = type({batch, seq}, b.getI64Type());
-  auto func = func::FuncOp::create(b, loc, "prefill",
-                                   b.getFunctionType({idsType}, {}));
+  dimBounds = {};
+  for (const Dim &dim : dims)
+    if (dim.lo != dim.hi)
+      dimBounds.push_back({dim.name, dim.lo, dim.hi});
+  // The cache needs a fixed batch (it is [batch, heads, MAX, head dim]) and
+  // room for a token after the prompt.
+  withCache = options.kvCache && batch != kDynamic && maxSequence >= 2;
+  if (!buildEntry(*module, Mode::Prefill))
+    return result;
+  if (withCache && !buildEntry(*module, Mode::Decode))
+    return result;
+  if (failed || mlir::failed(verify(*module)))
+    return result;
+  result.module = std::move(module);
+  result.weights = std::move(checkpoint);
+  result.config = c;
+  result.maxSequence = maxSequence;
+  result.decode = withCache;
+  return result;
+}
+
+Value Builder::writeCache(Value cache, Value x) {
+  SmallVector<OpFoldResult> offsets(4, b.getIndexAttr(0)), sizes,
+      strides(4, b.getIndexAttr(1));
+  if (mode == Mode::Decode)
+    offsets[2] = pastSize;
+  ArrayRef<int64_t> shape = shapeOf(x);
+  SmallVector<Value> dyn = dynamicSizes(shape);
+  size_t next = 0;
+  for (int64_t d : shape)
+    sizes.push_back(d == kDynamic ? OpFoldResult(dyn[next++])
+                                  : OpFoldResult(b.getIndexAttr(d)));
+  return tensor::InsertSliceOp::create(b, loc, x, cache, offsets, sizes,
+                                       strides);
+}
+
+bool Builder::buildEntry(ModuleOp module, Mode entryMode) {
+  mode = entryMode;
+  bool decoding = mode == Mode::Decode;
+  loc = FileLineColLoc::get(&ctx, dir, 0, 0);
+  lmHead = cosTable = sinTable = pastSize = decodeBias = Value();
+  cacheArgs.clear();
+  cacheResults.clear();
+  // The builders size everything by `seq`: one token per step in decode.
+  int64_t tokens = decoding ? 1 : promptSeq;
+  seq = tokens;
+  b.setInsertionPointToEnd(module.getBody());
+  auto idsType = type({batch, tokens}, b.getI64Type());
+  SmallVector<Type> argTypes = {idsType};
+  // Decode: the count of cached positions is the first dim of a tensor of
+  // no bytes, so that the runtime reads it as a symbolic dim.
+  auto pastType = type({kDynamic, 0}, b.getIntegerType(8));
+  if (decoding)
+    argTypes.push_back(pastType);
+  int64_t firstCache = argTypes.size();
+  int64_t kvHeads = c.family == Family::Gpt2 ? c.numHeads : c.numKvHeads;
+  auto cacheType = type({batch, kvHeads, maxSequence, c.headDim});
+  if (withCache)
+    argTypes.append(2 * c.numLayers, cacheType);
+  auto func = func::FuncOp::create(b, loc, decoding ? "decode" : "prefill",
+                                   b.getFunctionType(argTypes, {}));
   func.setArgAttr(0, "kiln.name", b.getStringAttr("input_ids"));
-  if (batch == kDynamic || seq == kDynamic) {
+  SmallVector<NamedAttribute> bounds;
+  if (!decoding && (batch == kDynamic || seq == kDynamic)) {
     func.setArgAttr(0, "kiln.dims",
                     b.getArrayAttr({b.getStringAttr(batch == kDynamic
                                                         ? "batch"
@@ -629,20 +740,51 @@ ImportedCheckpoint Builder::run() {
                                     b.getStringAttr(seq == kDynamic
                                                         ? "sequence"
                                                         : "")}));
-    SmallVector<NamedAttribute> bounds;
-    for (const Dim &dim : dims)
-      if (dim.lo != dim.hi)
-        bounds.push_back(b.getNamedAttr(
-            dim.name, b.getDenseI64ArrayAttr({dim.lo, dim.hi})));
-    func->setAttr("kiln.dim_bounds", b.getDictionaryAttr(bounds));
+    for (const DimBound &dim : dimBounds)
+      bounds.push_back(b.getNamedAttr(
+          dim.name, b.getDenseI64ArrayAttr({dim.lo, dim.hi})));
   }
+  if (decoding) {
+    func.setArgAttr(1, "kiln.name", b.getStringAttr("past"));
+    func.setArgAttr(1, "kiln.dims",
+                    b.getArrayAttr({b.getStringAttr("past"),
+                                    b.getStringAttr("")}));
+    bounds.push_back(b.getNamedAttr(
+        "past", b.getDenseI64ArrayAttr({1, maxSequence - 1})));
+  }
+  if (!bounds.empty())
+    func->setAttr("kiln.dim_bounds", b.getDictionaryAttr(bounds));
+  for (int64_t i = 0; withCache && i < c.numLayers; ++i)
+    for (int kv = 0; kv < 2; ++kv)
+      func.setArgAttr(firstCache + 2 * i + kv, "kiln.state",
+                      b.getStringAttr("cache." + std::string(kv ? "v." : "k.") +
+                                      std::to_string(i)));
   Block *entry = func.addEntryBlock();
   b.setInsertionPointToStart(entry);
   inputIds = entry->getArgument(0);
   batchSize = batch == kDynamic ? tensor::DimOp::create(b, loc, inputIds, 0)
                                 : Value();
-  seqSize = seq == kDynamic ? tensor::DimOp::create(b, loc, inputIds, 1)
-                            : Value();
+  seqSize = tokens == kDynamic ? tensor::DimOp::create(b, loc, inputIds, 1)
+                               : Value();
+  if (decoding) {
+    pastSize = tensor::DimOp::create(b, loc, entry->getArgument(1), 0);
+    // 0 for the cached positions and the new one, -inf past them.
+    decodeBias = buildIndexed(
+        b, loc, {1, 1, 1, maxSequence}, b.getF32Type(),
+        [&](OpBuilder &nb, Location l, ValueRange iv) {
+          Value visible = arith::CmpIOp::create(
+              nb, l, arith::CmpIPredicate::ule, iv[3], pastSize);
+          Value zero =
+              arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f));
+          Value masked = arith::ConstantOp::create(
+              nb, l,
+              nb.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
+          return arith::SelectOp::create(nb, l, visible, zero, masked);
+        },
+        {});
+  }
+  for (int64_t i = 0; withCache && i < 2 * c.numLayers; ++i)
+    cacheArgs.push_back(entry->getArgument(firstCache + i));
 
   int64_t h = c.hiddenSize, vocab = c.vocabSize;
   if (!c.tieWordEmbeddings) {
@@ -651,14 +793,14 @@ ImportedCheckpoint Builder::run() {
       error() << "the checkpoint has no tensor 'lm_head.weight' and "
               << "config.json says the embeddings are not tied "
               << "(tie_word_embeddings: false)";
-      return result;
+      return false;
     }
     if (!tensor("lm_head.weight", {vocab, h}))
-      return result;
+      return false;
   }
   Value x = embedding(inputIds);
   if (!x)
-    return result;
+    return false;
 
   if (c.family != Family::Gpt2) {
     // cos and sin of position * inverse frequency, [B, S, R], computed in
@@ -668,13 +810,13 @@ ImportedCheckpoint Builder::run() {
     Value freqs = constant({r}, "rope.inv_freq", [&](float *data) {
       std::copy(inverse.begin(), inverse.end(), data);
     });
-    SmallVector<int64_t> shape = {batch, seq, r};
+    SmallVector<int64_t> shape = {batch, tokens, r};
     auto table = [&](bool sine) {
       return buildIndexed(
           b, loc, shape, b.getF32Type(),
           [&](OpBuilder &nb, Location l, ValueRange iv) {
             Value pos = arith::IndexCastOp::create(nb, l, nb.getI64Type(),
-                                                   iv[1]);
+                                                   position(nb, l, iv[1]));
             Value posF = arith::SIToFPOp::create(nb, l, nb.getF32Type(), pos);
             Value f = tensor::ExtractOp::create(nb, l, freqs, {iv[2]});
             Value angle = arith::MulFOp::create(nb, l, posF, f);
@@ -689,26 +831,25 @@ ImportedCheckpoint Builder::run() {
   for (int64_t i = 0; i < c.numLayers && x; ++i)
     x = layer(x, i);
   if (failed || !x)
-    return result;
+    return false;
   loc = FileLineColLoc::get(&ctx, dir, 0, 0);
   x = norm(x, c.family == Family::Gpt2 ? "ln_f" : "norm");
   if (failed)
-    return result;
+    return false;
   if (!lmHead) {
     const TensorView *head = checkpoint->find("lm_head.weight");
     lmHead = matrix("lm_head.weight", {Part{head, true}});
   }
   Value logits = linear(x, lmHead, Value());
-  func::ReturnOp::create(b, loc, logits);
-  func.setType(b.getFunctionType({idsType}, {logits.getType()}));
+  SmallVector<Value> results = {logits};
+  llvm::append_range(results, cacheResults);
+  func::ReturnOp::create(b, loc, results);
+  func.setType(b.getFunctionType(argTypes, ValueRange(results).getTypes()));
   func.setResultAttr(0, "kiln.name", b.getStringAttr("logits"));
-  if (failed || mlir::failed(verify(*module)))
-    return result;
-  result.module = std::move(module);
-  result.weights = std::move(checkpoint);
-  result.config = c;
-  result.maxSequence = maxSequence;
-  return result;
+  for (auto [i, arg] : llvm::enumerate(cacheArgs))
+    func.setResultAttr(1 + i, "kiln.state",
+                       func.getArgAttr(firstCache + i, "kiln.state"));
+  return !failed;
 }
 
 } // namespace

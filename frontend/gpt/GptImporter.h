@@ -5,7 +5,12 @@
 // LM head as kiln ops and linalg, so that the raised-op kernels (flash
 // attention, fused norms, tensor-core GEMMs with epilogues) apply without
 // any raising. The entry point `prefill` maps `input_ids` [batch, sequence]
-// to `logits` [batch, sequence, vocab].
+// to `logits` [batch, sequence, vocab]; with a KV cache, it also writes
+// each layer's keys and values into the session's cache (`kiln.state`
+// arguments, tied to the results of the same name), and `decode` maps one
+// token per sequence and the count of cached positions (the first dim of
+// the zero-byte `past` input) to its logits, reading and appending to the
+// cache in place.
 //
 // Weights are views of the mapped checkpoint where they are used as they
 // are stored (f32, not transposed), and otherwise converted or transposed
@@ -34,6 +39,9 @@ struct ImportOptions {
   /// `--max-batch` and `--max-seq-len` (0: not given). They bound the
   /// symbolic dims unless `--dim` gives them.
   int64_t maxBatch = 0, maxSeqLen = 0;
+  /// Whether to emit the KV cache and the `decode` entry point (when the
+  /// batch is fixed and the sequence can grow past one token).
+  bool kvCache = true;
 };
 
 /// What a checkpoint import produces: the module, and the checkpoint whose
@@ -45,6 +53,8 @@ struct ImportedCheckpoint {
   GptConfig config;
   /// The longest sequence the prefill entry point takes.
   int64_t maxSequence = 0;
+  /// Whether the module has the `decode` entry point and its KV cache.
+  bool decode = false;
 };
 
 /// Whether `path` is a folder with a config.json (what `kiln compile`

@@ -221,6 +221,17 @@ absl::Status Artifact::validate() {
   }
   if (m.arena_bytes() > kMaxTensorBytes)
     return corrupt(o, "the arena is implausibly large");
+  std::vector<uint64_t> stateBytes;
+  for (const auto &spec : m.states()) {
+    absl::StatusOr<uint64_t> bytes = tensorBytes(spec);
+    if (!bytes.ok())
+      return corrupt(o, std::string(bytes.status().message()));
+    for (int64_t d : spec.shape())
+      if (d < 0)
+        return corrupt(o, absl::StrCat("state '", spec.name(),
+                                       "' has a symbolic dim"));
+    stateBytes.push_back(*bytes);
+  }
 
   for (const auto &entry : m.entry_points()) {
     // Inputs and outputs with symbolic dims hold at most their size at the
@@ -255,6 +266,9 @@ absl::Status Artifact::validate() {
                fits(ref.offset(), ref.size(), m.weights(ref.index()).size());
       case BufferRef::ARENA:
         return fits(ref.offset(), ref.size(), m.arena_bytes());
+      case BufferRef::STATE:
+        return ref.index() < stateBytes.size() &&
+               fits(ref.offset(), ref.size(), stateBytes[ref.index()]);
       default:
         return false;
       }
@@ -328,6 +342,21 @@ absl::Status Artifact::validate() {
             launch.args(0).kind() == BufferRef::INPUT)
           return corrupt(o, absl::StrCat("entry point '", entry.name(),
                                          "' has a malformed copy"));
+      } else if (launch.kind() == artifact::Launch::STRIDED_COPY) {
+        bool ok = launch.args_size() == 2 &&
+                  launch.args(0).kind() != BufferRef::WEIGHT &&
+                  launch.args(0).kind() != BufferRef::INPUT &&
+                  launch.rows_expr() <= numExprs &&
+                  launch.row_bytes_expr() <= numExprs &&
+                  launch.dst_offset_expr() <= numExprs;
+        // At the dims' upper bounds (the static fields hold them).
+        if (ok)
+          ok = stridedCopyFits({launch.rows(), launch.row_bytes(),
+                                launch.dst_pitch(), launch.dst_offset()},
+                               launch.args(0).size(), launch.args(1).size());
+        if (!ok)
+          return corrupt(o, absl::StrCat("entry point '", entry.name(),
+                                         "' has a malformed strided copy"));
       } else {
         return corrupt(o, "unknown launch kind");
       }

@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -123,6 +124,16 @@ CpuBackend::create(const Artifact &artifact, const std::string & /*cpu*/) {
           absl::StrCat("cannot allocate the ", m.arena_bytes(),
                        "-byte arena for intermediates"));
   }
+  for (const auto &spec : m.states()) {
+    size_t bytes = (*tensorBytes(spec) + 63) / 64 * 64;
+    backend->states_.emplace_back(static_cast<uint8_t *>(
+        std::aligned_alloc(64, std::max<size_t>(bytes, 64))));
+    if (!backend->states_.back())
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "cannot allocate the ", bytes, "-byte state '", spec.name(),
+          "' (the KV cache); compile with a smaller --max-seq-len"));
+    std::memset(backend->states_.back().get(), 0, bytes);
+  }
   return backend;
 }
 
@@ -142,6 +153,8 @@ void CpuBackend::runLaunches(const artifact::EntryPoint &entry,
              ref.offset();
     case BufferRef::ARENA:
       return arena_.get() + ref.offset();
+    case BufferRef::STATE:
+      return states_[ref.index()].get() + ref.offset();
     default:
       return nullptr;  // rejected at load time
     }
@@ -156,9 +169,16 @@ void CpuBackend::runLaunches(const artifact::EntryPoint &entry,
     // Scalar arguments: a pointer to each int64.
     for (uint32_t e : launch.scalar_args())
       args.push_back(const_cast<int64_t *>(&dims[e]));
-    if (launch.kind() == artifact::Launch::COPY)
+    if (launch.kind() == artifact::Launch::COPY) {
       std::memmove(args[0], args[1], refBytes(launch.args(0), dims));
-    else
+    } else if (launch.kind() == artifact::Launch::STRIDED_COPY) {
+      StridedCopy copy = stridedCopy(launch, dims);
+      auto *dst = static_cast<uint8_t *>(args[0]) + copy.dst_offset;
+      auto *src = static_cast<const uint8_t *>(args[1]);
+      for (uint64_t r = 0; r < copy.rows; ++r)
+        std::memmove(dst + r * copy.dst_pitch, src + r * copy.row_bytes,
+                     copy.row_bytes);
+    } else
       kernels_->kernel(launch.kernel())(args.data());
     if (launchMs)
       (*launchMs)[i] += std::chrono::duration<double, std::milli>(

@@ -36,7 +36,8 @@ private:
   std::vector<HostKernelFn> kernels_;
 };
 
-/// A session's side on the CPU: the host kernels and an arena of its own.
+/// A session's side on the CPU: the host kernels, and an arena and states
+/// (a KV cache) of its own.
 /// Runs are synchronous (runAsync finishes before it returns), and profile
 /// times every launch with the wall clock.
 class CpuBackend final : public Backend {
@@ -74,6 +75,8 @@ private:
   const Artifact &artifact_;
   std::unique_ptr<CpuKernels> kernels_;
   std::unique_ptr<uint8_t, FreeDeleter> arena_;
+  /// Manifest.states, zeroed at creation and kept across runs.
+  std::vector<std::unique_ptr<uint8_t, FreeDeleter>> states_;
 };
 
 /// The architecture name this runtime was built for ("x86_64", "aarch64").

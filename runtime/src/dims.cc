@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
+
 namespace kiln::runtime {
 
 using artifact::DimExpr;
@@ -192,10 +194,40 @@ bindDims(const artifact::EntryPoint &entry, const kiln_tensor *inputs) {
   return evaluateDims(entry, symbols);
 }
 
+bool stridedCopyFits(const StridedCopy &copy, uint64_t dst_bytes,
+                     uint64_t src_bytes) {
+  constexpr uint64_t kLimit = uint64_t(1) << 60;
+  if (copy.rows > kLimit || copy.row_bytes > kLimit ||
+      copy.dst_pitch > kLimit || copy.dst_offset > kLimit)
+    return false;
+  if (copy.rows == 0 || copy.row_bytes == 0)
+    return true;
+  if (copy.rows > kLimit / std::max<uint64_t>(copy.row_bytes, 1) ||
+      copy.rows - 1 > kLimit / std::max<uint64_t>(copy.dst_pitch, 1))
+    return false;
+  return copy.row_bytes <= copy.dst_pitch &&
+         copy.rows * copy.row_bytes <= src_bytes &&
+         copy.dst_offset + (copy.rows - 1) * copy.dst_pitch + copy.row_bytes <=
+             dst_bytes;
+}
+
 absl::Status checkRunFits(const artifact::EntryPoint &entry,
                           const std::vector<int64_t> &values) {
   for (int i = 0; i < entry.launches_size(); ++i) {
     const artifact::Launch &launch = entry.launches(i);
+    if (launch.kind() == artifact::Launch::STRIDED_COPY) {
+      StridedCopy copy = stridedCopy(launch, values);
+      for (uint32_t e : {launch.rows_expr(), launch.row_bytes_expr(),
+                         launch.dst_offset_expr()})
+        if (e && values[e - 1] < 0)
+          copy.rows = UINT64_MAX;  // fails below
+      if (!stridedCopyFits(copy, launch.args(0).size(),
+                           refBytes(launch.args(1), values)))
+        return absl::InvalidArgumentError(absl::StrCat(
+            "entry point '", entry.name(), "': launch #", i,
+            " copies rows past the end of its buffers (the dims are "
+            "outside what the artifact was compiled for)"));
+    }
     for (const auto &ref : launch.args())
       if (ref.size_expr() &&
           (values[ref.size_expr() - 1] < 0 ||

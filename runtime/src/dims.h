@@ -51,6 +51,28 @@ inline uint64_t gridDim(const artifact::Launch &launch, int i,
   return e ? static_cast<uint64_t>(values[e - 1]) : launch.grid(i);
 }
 
+/// A STRIDED_COPY launch's shape for a run: `rows` rows of `row_bytes`
+/// from the packed source into the destination at `dst_offset + i *
+/// dst_pitch`.
+struct StridedCopy {
+  uint64_t rows, row_bytes, dst_pitch, dst_offset;
+};
+inline StridedCopy stridedCopy(const artifact::Launch &launch,
+                               const std::vector<int64_t> &values) {
+  auto value = [&](uint64_t fixed, uint32_t e) {
+    return e ? static_cast<uint64_t>(values[e - 1]) : fixed;
+  };
+  return {value(launch.rows(), launch.rows_expr()),
+          value(launch.row_bytes(), launch.row_bytes_expr()),
+          launch.dst_pitch(),
+          value(launch.dst_offset(), launch.dst_offset_expr())};
+}
+
+/// Whether `copy` stays inside a destination of `dst_bytes` and a source of
+/// `src_bytes`, without overflow.
+bool stridedCopyFits(const StridedCopy &copy, uint64_t dst_bytes,
+                     uint64_t src_bytes);
+
 /// Checks that this run's buffer sizes fit the planned capacities and its
 /// grids are launchable; a failure means the dims are outside what the
 /// compiler planned for.

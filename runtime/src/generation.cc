@@ -121,6 +121,34 @@ absl::StatusOr<GenerationModel> generationModel(const Artifact &artifact) {
       return malformed("has a tokenizer larger than its vocabulary");
     model.tokenizer = std::move(*tokenizer);
   }
+  if (!g.decode_entry().empty()) {
+    model.decodeEntry = g.decode_entry();
+    const artifact::EntryPoint *decode = nullptr;
+    for (int i = 0; i < m.entry_points_size(); ++i)
+      if (m.entry_points(i).name() == model.decodeEntry) {
+        decode = &m.entry_points(i);
+        model.decodeIndex = size_t(i);
+      }
+    const artifact::TensorSpec &ids = entry->inputs(0);
+    if (!decode || decode->inputs_size() != 2 ||
+        decode->outputs_size() != 1 ||
+        decode->inputs(0).dtype() != artifact::I64 ||
+        decode->inputs(0).shape_size() != 2 ||
+        decode->inputs(0).shape(0) <= 0 ||
+        decode->inputs(0).shape(0) != ids.shape(0) ||
+        decode->inputs(0).shape(1) != 1 ||
+        decode->inputs(1).shape_size() != 2 ||
+        decode->inputs(1).shape(1) != 0 ||
+        decode->outputs(0).dtype() != artifact::F32 ||
+        decode->outputs(0).shape_size() != 3 ||
+        decode->outputs(0).shape(2) != int64_t(model.vocab) ||
+        m.states_size() == 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", artifact.origin(), "': its decode entry point '",
+          model.decodeEntry, "' does not map input_ids i64[batch, 1] and "
+          "past i8[past, 0] to logits f32[batch, 1, vocab] over a KV cache; "
+          "recompile the checkpoint"));
+  }
   const artifact::TensorSpec &ids = entry->inputs(0);
   if (ids.shape(0) > 0)
     model.batch = ids.shape(0);
@@ -132,9 +160,10 @@ absl::StatusOr<GenerationModel> generationModel(const Artifact &artifact) {
 }
 
 Generator::Generator(GenerationModel model, const SamplingOptions &options,
-                     Forward forward)
+                     Forward forward, Decode decode)
     : model_(std::move(model)), sampler_(options),
-      forward_(std::move(forward)) {}
+      forward_(std::move(forward)),
+      decode_(model_.decodeEntry.empty() ? nullptr : std::move(decode)) {}
 
 absl::Status Generator::feed(const int64_t *ids, size_t count) {
   if (tokens_.size() + count > model_.maxSequence)
@@ -159,15 +188,33 @@ absl::StatusOr<int64_t> Generator::step() {
     return absl::OutOfRangeError(absl::StrCat(
         "the sequence is past the ", model_.maxSequence,
         " tokens the model was compiled for (kiln compile --max-seq-len)"));
+  logits_.resize(model_.vocab);
+  if (decode_ && cached_ > 0) {
+    // One decode per token the cache lacks (the last one sampled, and any
+    // fed since), each appending its keys and values.
+    while (cached_ < tokens_.size()) {
+      padded_.assign(size_t(model_.batch), tokens_[cached_]);
+      if (absl::Status status = decode_(padded_, cached_, logits_);
+          !status.ok()) {
+        cached_ = 0;  // the cache is in an unknown state: prefill again
+        return status;
+      }
+      ++cached_;
+    }
+    int64_t token = sampler_.sample(logits_.data(), model_.vocab);
+    tokens_.push_back(token);
+    return token;
+  }
   size_t length = model_.fixedSequence ? model_.maxSequence : tokens_.size();
   padded_.assign(size_t(model_.batch) * length, model_.pad);
   for (int64_t row = 0; row < model_.batch; ++row)
     std::copy(tokens_.begin(), tokens_.end(),
               padded_.begin() + size_t(row) * length);
-  logits_.resize(model_.vocab);
   if (absl::Status status = forward_(padded_, tokens_.size() - 1, logits_);
       !status.ok())
     return status;
+  // The prefill entry point wrote the keys and values of every position.
+  cached_ = tokens_.size();
   int64_t token = sampler_.sample(logits_.data(), model_.vocab);
   tokens_.push_back(token);
   return token;
@@ -180,6 +227,7 @@ bool Generator::isEos(int64_t token) const {
 
 void Generator::reset() {
   tokens_.clear();
+  cached_ = 0;
   sampler_.reseed();
 }
 

@@ -61,6 +61,10 @@ struct GenerationModel {
   int64_t batch = 1;
   std::vector<int64_t> eos;
   int64_t pad = 0;
+  /// The decode entry point over the session's KV cache (empty: none; each
+  /// step runs the prefill entry point over the whole sequence).
+  std::string decodeEntry;
+  size_t decodeIndex = 0;
   /// The model's tokenizer, when the artifact carries one.
   std::shared_ptr<const Tokenizer> tokenizer;
 };
@@ -76,10 +80,21 @@ absl::StatusOr<GenerationModel> generationModel(const Artifact &artifact);
 using Forward = std::function<absl::Status(
     const std::vector<int64_t> &ids, size_t last, std::vector<float> &logits)>;
 
+/// Runs the decode entry point on one new token per row (`batch` ids) at
+/// position `past` (the count of positions the cache holds), appending its
+/// keys and values to the cache, and writes the logits of the first row to
+/// `logits`.
+using Decode = std::function<absl::Status(
+    const std::vector<int64_t> &ids, size_t past, std::vector<float> &logits)>;
+
 class Generator {
 public:
+  /// Without `decode` (or when the model has no decode entry point), each
+  /// step runs `forward` over the whole sequence. With it, the first step
+  /// runs `forward` over the prompt (which fills the cache) and each later
+  /// token is one `decode`.
   Generator(GenerationModel model, const SamplingOptions &options,
-            Forward forward);
+            Forward forward, Decode decode = nullptr);
 
   /// Appends prompt tokens.
   absl::Status feed(const int64_t *ids, size_t count);
@@ -97,6 +112,9 @@ private:
   GenerationModel model_;
   Sampler sampler_;
   Forward forward_;
+  Decode decode_;
+  /// Positions whose keys and values the session's cache holds.
+  size_t cached_ = 0;
   std::vector<int64_t> tokens_, padded_;
   std::vector<float> logits_;
 };

@@ -494,9 +494,51 @@ kiln_status kiln_generator_create(kiln_session *session,
     std::copy_n(logitsBuffer.begin() + last * vocab, vocab, logits.begin());
     return absl::OkStatus();
   };
+  // Decode: one token per row at position `past`, its keys and values
+  // appended to the session's cache. KILN_KV_CACHE=0 runs the prefill entry
+  // point over the whole sequence instead (to compare).
+  kiln::runtime::Decode decode;
+  const char *cacheSetting = std::getenv("KILN_KV_CACHE");
+  if (!model->decodeEntry.empty() &&
+      !(cacheSetting && std::string(cacheSetting) == "0"))
+    decode = [session, entryName = model->decodeEntry, vocab = model->vocab,
+              batch = model->batch,
+              logitsBuffer = std::vector<float>()](
+                 const std::vector<int64_t> &ids, size_t past,
+                 std::vector<float> &logits) mutable -> absl::Status {
+      kiln_tensor inputs[2] = {};
+      inputs[0].dtype = KILN_DTYPE_I64;
+      inputs[0].rank = 2;
+      inputs[0].shape[0] = batch;
+      inputs[0].shape[1] = 1;
+      inputs[0].data = const_cast<int64_t *>(ids.data());
+      inputs[0].size_bytes = ids.size() * sizeof(int64_t);
+      // `past` carries the count of cached positions in its shape alone.
+      inputs[1].dtype = KILN_DTYPE_I8;
+      inputs[1].rank = 2;
+      inputs[1].shape[0] = int64_t(past);
+      inputs[1].shape[1] = 0;
+      kiln_tensor output{};
+      output.dtype = KILN_DTYPE_F32;
+      output.rank = 3;
+      output.shape[0] = batch;
+      output.shape[1] = 1;
+      output.shape[2] = int64_t(vocab);
+      logitsBuffer.resize(size_t(batch) * vocab);
+      output.data = logitsBuffer.data();
+      output.size_bytes = logitsBuffer.size() * sizeof(float);
+      if (kiln_status s = kiln_session_run(session, entryName.c_str(), inputs,
+                                           2, &output, 1)) {
+        std::string message = kiln_status_message(s);
+        kiln_status_free(s);
+        return absl::InternalError(message);
+      }
+      std::copy_n(logitsBuffer.begin(), vocab, logits.begin());
+      return absl::OkStatus();
+    };
   *out = new (std::nothrow) kiln_generator_t{
-      std::make_unique<kiln::runtime::Generator>(*std::move(model), options,
-                                                 std::move(forward))};
+      std::make_unique<kiln::runtime::Generator>(
+          *std::move(model), options, std::move(forward), std::move(decode))};
   return *out ? nullptr : makeStatus("kiln_generator_create: out of memory");
 }
 

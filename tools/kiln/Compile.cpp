@@ -58,6 +58,11 @@ artifact (or prints an IR level).
                          2048); the dim 'sequence' is 1..N
   --max-batch B          checkpoints: the largest batch (default 1); the
                          dim 'batch' is 1..B
+  --kv-cache on|off      checkpoints with a fixed batch (default on): the
+                         session holds each layer's keys and values, and a
+                         'decode' entry point runs one new token against
+                         them; off: only 'prefill' (each token recomputes
+                         the whole sequence)
   --constant-input NAME=@FILE.pb
                          freeze graph input NAME to the ONNX TensorProto in
                          FILE: it becomes a constant of the model (for
@@ -84,7 +89,7 @@ struct CompileOptions {
   std::string model, output, target = "cpu", precision = "fp32";
   std::string emit = "artifact", cpu = "host", printAfter, cudaPath;
   bool printAfterAll = false, timing = false, embedKernelIR = false;
-  bool raiseAttention = true;
+  bool raiseAttention = true, kvCache = true;
   unsigned jobs = 0, ptxIsa = 0;
   onnx::ImportOptions import;
   int64_t maxSeqLen = 0, maxBatch = 0;
@@ -101,6 +106,10 @@ std::optional<CompileOptions> parse(const Args &args, std::string &error) {
       o.target = value;
     } else if (takeOption(args, i, "--precision", value, error)) {
       o.precision = value;
+    } else if (takeOption(args, i, "--kv-cache", value, error)) {
+      if (value != "on" && value != "off")
+        error = "--kv-cache " + value + " is not one of on, off";
+      o.kvCache = value == "on";
     } else if (takeOption(args, i, "--raise-attention", value, error)) {
       if (value != "on" && value != "off")
         error = "--raise-attention " + value + " is not one of on, off";
@@ -312,6 +321,7 @@ int runCompile(const Args &args) {
     gptOptions.dimRanges = o.import.dimRanges;
     gptOptions.maxSeqLen = o.maxSeqLen;
     gptOptions.maxBatch = o.maxBatch;
+    gptOptions.kvCache = o.kvCache;
     if (!o.import.constantInputs.empty())
       return fail("--constant-input applies to ONNX models, not to the "
                   "checkpoint folder '" + o.model + "'");
@@ -336,7 +346,9 @@ int runCompile(const Args &args) {
     if (module && !target->raisesSymbolicAttention())
       for (auto func : module->getOps<func::FuncOp>())
         for (Type type : func.getArgumentTypes())
-          if (!cast<ShapedType>(type).hasStaticShape())
+          // decode's `past` is a count, not a size attention runs at.
+          if (func.getSymName() == "prefill" &&
+              !cast<ShapedType>(type).hasStaticShape())
             return fail(o.target + " runs a checkpoint's attention at fixed "
                         "sizes for now: give them with --dim batch=B --dim "
                         "sequence=S");
@@ -430,6 +442,8 @@ int runCompile(const Args &args) {
     const gpt::GptConfig &config = weights.config;
     artifact::Generation &generation = *manifest.mutable_generation();
     generation.set_prefill_entry("prefill");
+    if (weights.decode)
+      generation.set_decode_entry("decode");
     generation.set_vocab_size(uint32_t(config.vocabSize));
     generation.set_max_sequence(uint32_t(weights.maxSequence));
     for (int64_t id : config.eosTokenIds)

@@ -19,6 +19,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <cstdio>
@@ -272,6 +273,10 @@ int generateOnSimulator(const GenerateOptions &o) {
   size_t entry = model->entryIndex, vocab = model->vocab;
   int64_t batch = model->batch;
   std::string path = o.artifact;
+  // The session's KV cache, kept from run to run as the runtime keeps it.
+  std::vector<std::vector<uint8_t>> states;
+  SimOptions simOptions;
+  simOptions.states = &states;
   runtime::Forward forward = [&](const std::vector<int64_t> &ids, size_t last,
                                  std::vector<float> &logits) -> absl::Status {
     std::vector<HostTensor> inputs(1), outputs(1);
@@ -283,14 +288,39 @@ int generateOnSimulator(const GenerateOptions &o) {
     outputs[0].shape = {batch, int64_t(ids.size()) / batch, int64_t(vocab)};
     outputs[0].data.resize(ids.size() * vocab * sizeof(float));
     SimReport report;
-    std::string error = runOnSimulator(path, entry, inputs, outputs, report);
+    std::string error =
+        runOnSimulator(path, entry, inputs, outputs, report, simOptions);
     if (!error.empty())
       return absl::InternalError(error);
     std::memcpy(logits.data(), outputs[0].data.data() + last * vocab * 4,
                 vocab * sizeof(float));
     return absl::OkStatus();
   };
-  runtime::Generator generator(*model, o.sampling, forward);
+  runtime::Decode decode;
+  const char *cacheSetting = std::getenv("KILN_KV_CACHE");
+  if (!(cacheSetting && std::string(cacheSetting) == "0"))
+    decode = [&](const std::vector<int64_t> &ids, size_t past,
+                 std::vector<float> &logits) -> absl::Status {
+      std::vector<HostTensor> inputs(2), outputs(1);
+      inputs[0].dtype = KILN_DTYPE_I64;
+      inputs[0].shape = {batch, 1};
+      inputs[0].data.resize(ids.size() * sizeof(int64_t));
+      std::memcpy(inputs[0].data.data(), ids.data(), inputs[0].data.size());
+      inputs[1].dtype = KILN_DTYPE_I8;
+      inputs[1].shape = {int64_t(past), 0};
+      outputs[0].dtype = KILN_DTYPE_F32;
+      outputs[0].shape = {batch, 1, int64_t(vocab)};
+      outputs[0].data.resize(size_t(batch) * vocab * sizeof(float));
+      SimReport report;
+      std::string error = runOnSimulator(path, model->decodeIndex, inputs,
+                                         outputs, report, simOptions);
+      if (!error.empty())
+        return absl::InternalError(error);
+      std::memcpy(logits.data(), outputs[0].data.data(),
+                  vocab * sizeof(float));
+      return absl::OkStatus();
+    };
+  runtime::Generator generator(*model, o.sampling, forward, decode);
   Loop loop{o, o.promptIds};
   if (o.havePrompt) {
     if (!model->tokenizer)

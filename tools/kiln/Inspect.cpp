@@ -65,8 +65,42 @@ std::string refText(const BufferRef &ref, const artifact::Manifest &m,
   case BufferRef::OUTPUT: return "output:" + entry.outputs(ref.index()).name();
   case BufferRef::WEIGHT: return "weight:" + m.weights(ref.index()).spec().name();
   case BufferRef::ARENA: return "arena+" + std::to_string(ref.offset());
+  case BufferRef::STATE:
+    return "state:" + m.states(ref.index()).name() +
+           (ref.offset() ? "+" + std::to_string(ref.offset()) : "");
   default: return "?";
   }
+}
+
+/// A launch's name: its kernel, or what the runtime does itself.
+std::string launchText(const artifact::Launch &l, const artifact::Manifest &m) {
+  switch (l.kind()) {
+  case artifact::Launch::COPY: return "copy";
+  case artifact::Launch::STRIDED_COPY: return "strided-copy";
+  default: return m.kernels(l.kernel()).name();
+  }
+}
+
+/// A strided copy's rows: "rows 2 x (sequence*128) B, pitch 32768 B, at
+/// (past*128) B"; empty for other launches.
+std::string stridedText(const artifact::Launch &l,
+                        const artifact::EntryPoint &e) {
+  if (l.kind() != artifact::Launch::STRIDED_COPY)
+    return "";
+  auto value = [&](uint64_t fixed, uint32_t x) {
+    return x ? "(" + exprText(e, x - 1) + ")" : std::to_string(fixed);
+  };
+  return " rows " + value(l.rows(), l.rows_expr()) + " x " +
+         value(l.row_bytes(), l.row_bytes_expr()) + " B, pitch " +
+         std::to_string(l.dst_pitch()) + " B, at " +
+         value(l.dst_offset(), l.dst_offset_expr()) + " B";
+}
+
+uint64_t stateBytes(const artifact::Manifest &m) {
+  uint64_t total = 0;
+  for (const auto &s : m.states())
+    total += *runtime::tensorBytes(s);
+  return total;
 }
 
 /// A spec as JSON; a symbolic dim's shape entry is its expression text.
@@ -166,6 +200,12 @@ void printJson(const runtime::Artifact &a) {
     o["bytes"] = w.size();
     weights.push_back(std::move(o));
   }
+  llvm::json::Array states;
+  for (const auto &s : m.states()) {
+    llvm::json::Object o = specJson(s);
+    o["bytes"] = *runtime::tensorBytes(s);
+    states.push_back(std::move(o));
+  }
   for (const auto &e : m.entry_points()) {
     llvm::json::Array inputs, outputs, launches, dims;
     for (const auto &s : e.inputs())
@@ -186,12 +226,12 @@ void printJson(const runtime::Artifact &a) {
         maps.push_back(llvm::json::Object{
             {"buffer", refText(t.buffer(), m, e)},
             {"tensor", runtime::describeTensorMap(t)}});
+      bool kernel = l.kind() == artifact::Launch::KERNEL;
       launches.push_back(llvm::json::Object{
-          {"kind", l.kind() == artifact::Launch::COPY ? "copy" : "kernel"},
+          {"kind", kernel ? std::string("kernel") : launchText(l, m)},
           {"sizes", std::move(sizes)},
-          {"kernel", l.kind() == artifact::Launch::COPY
-                         ? std::string()
-                         : m.kernels(l.kernel()).name()},
+          {"kernel", kernel ? m.kernels(l.kernel()).name() : std::string()},
+          {"rows", stridedText(l, e)},
           {"args", std::move(args)},
           {"tensor_maps", std::move(maps)},
           {"grid", llvm::json::Array(l.grid())},
@@ -225,6 +265,8 @@ void printJson(const runtime::Artifact &a) {
                           {"sections", std::move(sections)},
                           {"kernels", std::move(kernels)},
                           {"weights", std::move(weights)},
+                          {"states", std::move(states)},
+                          {"decode_entry", m.generation().decode_entry()},
                           {"entry_points", std::move(entries)}};
   llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(root)))
                << "\n";
@@ -257,6 +299,19 @@ void printText(const runtime::Artifact &a) {
               static_cast<unsigned long long>(m.arena_bytes()),
               static_cast<unsigned long long>(weightBytes(m)),
               m.weights_size());
+  if (m.states_size())
+    std::printf("state      %llu bytes in %d tensors (KV cache, per "
+                "session)\n",
+                static_cast<unsigned long long>(stateBytes(m)),
+                m.states_size());
+  if (m.has_generation())
+    std::printf("generate   prefill '%s'%s, up to %u tokens\n",
+                m.generation().prefill_entry().c_str(),
+                m.generation().decode_entry().empty()
+                    ? " (no KV cache)"
+                    : (", decode '" + m.generation().decode_entry() + "'")
+                          .c_str(),
+                m.generation().max_sequence());
   std::printf("\nkernels (%d)\n", m.kernels_size());
   for (const auto &k : m.kernels()) {
     std::string config;
@@ -319,11 +374,8 @@ void printText(const runtime::Artifact &a) {
         dims = " grid " + gridText(0) + "x" + gridText(1) + "x" +
                gridText(2) + " block " + std::to_string(l.block(0)) + "x" +
                std::to_string(l.block(1)) + "x" + std::to_string(l.block(2));
-      std::printf("    %-26s (%s)%s\n",
-                  l.kind() == artifact::Launch::COPY
-                      ? "copy"
-                      : m.kernels(l.kernel()).name().c_str(),
-                  args.c_str(), dims.c_str());
+      std::printf("    %-26s (%s)%s%s\n", launchText(l, m).c_str(),
+                  args.c_str(), dims.c_str(), stridedText(l, e).c_str());
     }
   }
   std::printf("\nsections (%d)\n", m.sections_size());

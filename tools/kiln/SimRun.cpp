@@ -70,6 +70,14 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
   if (absl::Status fits = runtime::checkRunFits(entry, *dims); !fits.ok())
     return std::string(fits.message());
   std::vector<uint8_t> arena(m.arena_bytes() + 64);
+  std::vector<std::vector<uint8_t>> ownStates;
+  std::vector<std::vector<uint8_t>> &states =
+      options.states ? *options.states : ownStates;
+  if (states.size() != size_t(m.states_size())) {
+    states.clear();
+    for (const auto &spec : m.states())
+      states.emplace_back(*runtime::tensorBytes(spec), 0);
+  }
   // Weights are copied so that a kernel that writes one corrupts nothing.
   std::vector<std::vector<uint8_t>> weights;
   for (int i = 0; i < m.weights_size(); ++i)
@@ -85,6 +93,8 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
       return weights[ref.index()].data() + ref.offset();
     case artifact::BufferRef::ARENA:
       return arena.data() + ref.offset();
+    case artifact::BufferRef::STATE:
+      return states[ref.index()].data() + ref.offset();
     default:
       return nullptr;
     }
@@ -93,6 +103,15 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
     if (launch.kind() == artifact::Launch::COPY) {
       std::memmove(resolve(launch.args(0)), resolve(launch.args(1)),
                    runtime::refBytes(launch.args(0), *dims));
+      continue;
+    }
+    if (launch.kind() == artifact::Launch::STRIDED_COPY) {
+      runtime::StridedCopy copy = runtime::stridedCopy(launch, *dims);
+      uint8_t *dst = resolve(launch.args(0)) + copy.dst_offset;
+      const uint8_t *src = resolve(launch.args(1));
+      for (uint64_t r = 0; r < copy.rows; ++r)
+        std::memmove(dst + r * copy.dst_pitch, src + r * copy.row_bytes,
+                     copy.row_bytes);
       continue;
     }
     const artifact::Kernel &kernel = m.kernels(launch.kernel());

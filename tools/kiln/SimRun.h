@@ -4,6 +4,7 @@
 
 #include "tools/kiln/HostTensor.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,10 @@ struct SimReport {
 struct SimOptions {
   /// 0: every block; else at most this many per launch (kiln profile).
   uint32_t sampleBlocks = 0;
+  /// The session's states (Manifest.states, a KV cache), kept by the
+  /// caller from run to run; sized and zeroed by the first run. Null: fresh
+  /// zeroed states for this run only.
+  std::vector<std::vector<uint8_t>> *states = nullptr;
 };
 
 /// Runs entry point `entry` of the cuda artifact at `path` in the GPU-kernel
