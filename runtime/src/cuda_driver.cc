@@ -73,6 +73,8 @@ struct CudaApi {
   // CUDA 12.4: the kernel's parameters, checked against the manifest at
   // load; null on older drivers (no check).
   CUresult (*cuFuncGetParamInfo)(Handle, size_t, size_t *, size_t *) = nullptr;
+  // A strided copy in one call (CUDA_MEMCPY2D); null: one copy per row.
+  CUresult (*cuMemcpy2DAsync)(const void *, Handle) = nullptr;
 };
 
 namespace {
@@ -99,6 +101,26 @@ constexpr uint64_t kMaxGrid[3] = {0x7fffffff, 65535, 65535};
 constexpr unsigned kStreamNonBlocking = 1;
 constexpr int kCaptureModeThreadLocal = 1;
 constexpr CUresult kInvalidValue = 1;
+constexpr int kMemoryTypeDevice = 2;
+
+// cuMemcpy2DAsync's description of a copy, laid out as cuda.h lays out
+// CUDA_MEMCPY2D.
+struct Memcpy2D {
+  size_t srcXInBytes, srcY;
+  int srcMemoryType;
+  const void *srcHost;
+  unsigned long long srcDevice;
+  void *srcArray;
+  size_t srcPitch;
+  size_t dstXInBytes, dstY;
+  int dstMemoryType;
+  void *dstHost;
+  unsigned long long dstDevice;
+  void *dstArray;
+  size_t dstPitch;
+  size_t WidthInBytes, Height;
+};
+static_assert(sizeof(Memcpy2D) == 128, "CUDA_MEMCPY2D is 128 bytes");
 
 // cuLaunchKernelEx's configuration with one attribute, laid out as cuda.h
 // lays out CUlaunchConfig and CUlaunchAttribute (checked by the sizes).
@@ -201,6 +223,7 @@ absl::StatusOr<const CudaApi *> loadCudaDriver(const std::string &libraryName) {
   resolve(library, "cuTensorMapEncodeTiled", api->cuTensorMapEncodeTiled);
   resolve(library, "cuLaunchKernelEx", api->cuLaunchKernelEx);
   resolve(library, "cuFuncGetParamInfo", api->cuFuncGetParamInfo);
+  resolve(library, "cuMemcpy2DAsync_v2", api->cuMemcpy2DAsync);
   bool graphApi =
       resolve(library, "cuStreamBeginCapture_v2", api->cuStreamBeginCapture) &&
       resolve(library, "cuStreamEndCapture", api->cuStreamEndCapture) &&
@@ -500,6 +523,32 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
                                    "cuMemAlloc (arena)");
         !st.ok())
       return st;
+  // States (the KV cache) start zeroed: a masked-out position of the cache
+  // is multiplied by 0, which NaN garbage would spoil. Zeroed by copies
+  // from a host chunk of zeros.
+  std::vector<uint8_t> zeros;
+  for (const auto &spec : m.states()) {
+    size_t bytes = *tensorBytes(spec);
+    s->states.push_back(0);
+    if (absl::Status st = s->check(s->api->cuMemAlloc(&s->states.back(), bytes),
+                                   "cuMemAlloc (state)",
+                                   absl::StrCat("state '", spec.name(), "', ",
+                                                bytes, " bytes (the KV cache; "
+                                                "compile with a smaller "
+                                                "--max-seq-len)"));
+        !st.ok())
+      return st;
+    zeros.resize(std::min<size_t>(bytes, size_t(16) << 20));
+    for (size_t done = 0; done < bytes; done += zeros.size())
+      if (absl::Status st = s->check(
+              s->api->cuMemcpyHtoDAsync(s->states.back() + done, zeros.data(),
+                                        std::min(zeros.size(), bytes - done),
+                                        s->stream),
+              "cuMemcpyHtoDAsync (zeroing a state)");
+          !st.ok())
+        return st;
+    // Pageable memory: each copy has taken its bytes when it returns.
+  }
   return s;
 }
 
@@ -540,8 +589,18 @@ void CudaBackend::destroyOnDevice() {
     release(w);
   if (arena)
     api->cuMemFree(arena);
+  for (CUdeviceptr p : states)
+    release(p);
   for (void *module : modules)
     api->cuModuleUnload(module);
+}
+
+bool CudaBackend::movesState(const artifact::EntryPoint &entry) {
+  for (const auto &launch : entry.launches())
+    if (launch.kind() == artifact::Launch::STRIDED_COPY &&
+        launch.dst_offset_expr())
+      return true;
+  return false;
 }
 
 absl::StatusOr<CudaBackend::EntryState *>
@@ -677,6 +736,7 @@ absl::Status CudaBackend::uploadTensorMaps(const artifact::EntryPoint &entry,
     case artifact::BufferRef::OUTPUT: return state.outputs[ref.index()];
     case artifact::BufferRef::WEIGHT: return weights[ref.index()];
     case artifact::BufferRef::ARENA: return arena;
+    case artifact::BufferRef::STATE: return states[ref.index()];
     default: return 0;
     }
   };
@@ -734,6 +794,7 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
     case artifact::BufferRef::OUTPUT: return state.outputs[ref.index()] + ref.offset();
     case artifact::BufferRef::WEIGHT: return weights[ref.index()] + ref.offset();
     case artifact::BufferRef::ARENA: return arena + ref.offset();
+    case artifact::BufferRef::STATE: return states[ref.index()] + ref.offset();
     default: return 0;  // rejected at load time
     }
   };
@@ -769,6 +830,33 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
                                               stream),
                        "cuMemcpyDtoDAsync",
                        absl::StrCat("copy launch #", i, ", ", bytes, " bytes"));
+    } else if (launch.kind() == artifact::Launch::STRIDED_COPY) {
+      StridedCopy copy = stridedCopy(launch, dims);
+      CUdeviceptr dst = resolve(launch.args(0)) + copy.dst_offset;
+      CUdeviceptr src = resolve(launch.args(1));
+      std::string what = absl::StrCat("strided copy launch #", i, ", ",
+                                      copy.rows, " rows of ", copy.row_bytes,
+                                      " bytes");
+      if (!copy.rows || !copy.row_bytes) {
+        // Nothing to copy.
+      } else if (api->cuMemcpy2DAsync) {
+        Memcpy2D desc{};
+        desc.srcMemoryType = desc.dstMemoryType = kMemoryTypeDevice;
+        desc.srcDevice = src;
+        desc.srcPitch = copy.row_bytes;
+        desc.dstDevice = dst;
+        desc.dstPitch = copy.dst_pitch;
+        desc.WidthInBytes = copy.row_bytes;
+        desc.Height = copy.rows;
+        status = check(api->cuMemcpy2DAsync(&desc, stream), "cuMemcpy2DAsync",
+                       what);
+      } else {
+        for (uint64_t r = 0; r < copy.rows && status.ok(); ++r)
+          status = check(api->cuMemcpyDtoDAsync(dst + r * copy.dst_pitch,
+                                                src + r * copy.row_bytes,
+                                                copy.row_bytes, stream),
+                         "cuMemcpyDtoDAsync", what);
+      }
     } else {
       uint64_t grid[3], block[3];
       for (int d = 0; d < 3; ++d) {
@@ -938,7 +1026,11 @@ absl::Status CudaBackend::enqueue(const artifact::EntryPoint &entry,
     graphExec = captured->second.exec;
     captured->second.lastUse = ++runs;
   }
-  if (graphs && !graphExec) {
+  // An entry that writes its state at a position that moves from run to run
+  // (a decode step) would capture a graph per position: it launches
+  // directly.
+  bool capture = graphs && !movesState(entry);
+  if (capture && !graphExec) {
     // A full cache gives up its least recently used graph first (after the
     // stream is done with it).
     if (state.graphs.size() >= graphCacheSize) {

@@ -125,6 +125,8 @@ private:
   absl::Status checkLaunchShape(const uint64_t grid[3], const uint64_t block[3],
                                 const std::string &shape) const;
   absl::StatusOr<EntryState *> prepare(const artifact::EntryPoint &entry);
+  /// Whether `entry` writes a state at an offset that depends on its dims.
+  static bool movesState(const artifact::EntryPoint &entry);
   /// Refuses, with what to do, an artifact that needs what the device or
   /// driver lacks: clusters and TMA descriptors (sm_90, CUDA 12.0).
   absl::Status checkHopperFeatures(const CudaDeviceInfo &device) const;
@@ -168,6 +170,8 @@ private:
   std::vector<uint32_t> dynamicShared;  // per function, bytes per launch
   std::vector<unsigned long long> weights;
   unsigned long long arena = 0;
+  /// Manifest.states (the KV cache), zeroed at creation.
+  std::vector<unsigned long long> states;
   std::map<const artifact::EntryPoint *, EntryState> entries;
 };
 

@@ -158,6 +158,83 @@ TEST(Generator, FixedSequencesArePaddedAndTheLastRealPositionRead) {
   EXPECT_EQ(counter->lasts[0], 2u);
 }
 
+/// A counter model with a cache: decode sees one token and its position,
+/// and answers the token plus one (the cache's contents are the Counter's
+/// business; the generator's is to call it at the right positions).
+struct CachedCounter {
+  Counter prefill;
+  std::vector<std::pair<int64_t, size_t>> decoded;  // (token, past)
+  bool failNext = false;
+  absl::Status decode(const std::vector<int64_t> &ids, size_t past,
+                      std::vector<float> &logits) {
+    if (failNext) {
+      failNext = false;
+      return absl::InternalError("device lost");
+    }
+    decoded.push_back({ids[0], past});
+    std::fill(logits.begin(), logits.end(), 0.0f);
+    logits[(ids[0] + 1) % logits.size()] = 1.0f;
+    return absl::OkStatus();
+  }
+};
+
+TEST(Generator, WithACachePrefillsOnceThenDecodesEachToken) {
+  auto c = std::make_shared<CachedCounter>();
+  GenerationModel m = model(false);
+  m.decodeEntry = "decode";
+  Generator generator(
+      m, SamplingOptions{},
+      [c](auto &ids, size_t last, auto &logits) {
+        return c->prefill(ids, last, logits);
+      },
+      [c](auto &ids, size_t past, auto &logits) {
+        return c->decode(ids, past, logits);
+      });
+  int64_t prompt[] = {1, 2};
+  ASSERT_TRUE(generator.feed(prompt, 2).ok());
+  EXPECT_EQ(*generator.step(), 3);  // prefill of [1, 2]
+  EXPECT_EQ(*generator.step(), 4);  // decode 3 at position 2
+  EXPECT_EQ(c->prefill.seen.size(), 1u);
+  EXPECT_EQ(c->decoded,
+            (std::vector<std::pair<int64_t, size_t>>{{3, 2}}));
+  // Tokens fed after a step are decoded one by one, the last one's logits
+  // giving the next token.
+  int64_t more[] = {0, 5};
+  ASSERT_TRUE(generator.feed(more, 2).ok());
+  EXPECT_EQ(*generator.step(), 6);
+  EXPECT_EQ(c->decoded, (std::vector<std::pair<int64_t, size_t>>{
+                            {3, 2}, {4, 3}, {0, 4}, {5, 5}}));
+  EXPECT_EQ(c->prefill.seen.size(), 1u);
+  // A failed decode leaves the cache unknown: the next step prefills.
+  generator.reset();
+  ASSERT_TRUE(generator.feed(prompt, 2).ok());
+  ASSERT_TRUE(generator.step().ok());
+  c->failNext = true;
+  EXPECT_FALSE(generator.step().ok());
+  EXPECT_EQ(generator.tokens().size(), 3u);
+  EXPECT_EQ(*generator.step(), 4);
+  EXPECT_EQ(c->prefill.seen.size(), 3u);
+  EXPECT_EQ(c->prefill.seen.back(), (std::vector<int64_t>{1, 2, 3}));
+}
+
+TEST(Generator, WithoutADecodeEntryEveryStepPrefills) {
+  auto c = std::make_shared<CachedCounter>();
+  Generator generator(
+      model(false), SamplingOptions{},
+      [c](auto &ids, size_t last, auto &logits) {
+        return c->prefill(ids, last, logits);
+      },
+      [c](auto &ids, size_t past, auto &logits) {
+        return c->decode(ids, past, logits);
+      });
+  int64_t prompt[] = {1};
+  ASSERT_TRUE(generator.feed(prompt, 1).ok());
+  ASSERT_TRUE(generator.step().ok());
+  ASSERT_TRUE(generator.step().ok());
+  EXPECT_EQ(c->prefill.seen.size(), 2u);
+  EXPECT_TRUE(c->decoded.empty());
+}
+
 TEST(Generator, FeedChecksIdsAndLength) {
   Generator generator(model(false), SamplingOptions{},
                       [](auto &, size_t, auto &) { return absl::OkStatus(); });

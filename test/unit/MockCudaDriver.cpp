@@ -606,6 +606,45 @@ CUresult cuMemcpyDtoDAsync_v2(Ptr dst, Ptr src, size_t bytes, void *stream) {
   });
 }
 
+struct Memcpy2D {
+  size_t srcXInBytes, srcY;
+  int srcMemoryType;
+  const void *srcHost;
+  Ptr srcDevice;
+  void *srcArray;
+  size_t srcPitch;
+  size_t dstXInBytes, dstY;
+  int dstMemoryType;
+  void *dstHost;
+  Ptr dstDevice;
+  void *dstArray;
+  size_t dstPitch;
+  size_t WidthInBytes, Height;
+};
+CUresult cuMemcpy2DAsync_v2(const Memcpy2D *copy, void *stream) {
+  ENTER("cuMemcpy2DAsync");
+  ++state.counters["memcpy2d"];
+  constexpr int kDevice = 2;
+  if (!copy || copy->srcMemoryType != kDevice ||
+      copy->dstMemoryType != kDevice || copy->srcXInBytes || copy->srcY ||
+      copy->dstXInBytes || copy->dstY || copy->WidthInBytes > copy->srcPitch ||
+      copy->WidthInBytes > copy->dstPitch)
+    return kInvalidValue;
+  Memcpy2D c = *copy;
+  for (size_t r = 0; r < c.Height; ++r) {
+    if (CUresult rc = checkCopy(c.srcDevice + r * c.srcPitch, c.WidthInBytes))
+      return rc;
+    if (CUresult rc = checkCopy(c.dstDevice + r * c.dstPitch, c.WidthInBytes))
+      return rc;
+  }
+  return submit(stream, [=] {
+    for (size_t r = 0; r < c.Height; ++r)
+      std::memmove(reinterpret_cast<void *>(c.dstDevice + r * c.dstPitch),
+                   reinterpret_cast<const void *>(c.srcDevice + r * c.srcPitch),
+                   c.WidthInBytes);
+  });
+}
+
 namespace {
 
 /// What cuLaunchKernel and cuLaunchKernelEx share: the checks a GPU makes
