@@ -27,6 +27,8 @@ def main():
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--skip-no-cache", action="store_true",
+                        help="do not time Kiln without its KV cache")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -45,12 +47,19 @@ def main():
                     "--max-seq-len", str(total)], check=True)
     compile_s = time.time() - start
 
-    out = subprocess.run(
-        [KILN, "generate", artifact, "--json", "--prompt-ids",
-         ",".join(map(str, prompt)), "--max-new-tokens",
-         str(args.new_tokens)],
-        check=True, capture_output=True, text=True)
-    kiln = json.loads(out.stdout)
+    def generate(cache):
+        env = dict(os.environ, KILN_KV_CACHE="1" if cache else "0")
+        out = subprocess.run(
+            [KILN, "generate", artifact, "--json", "--prompt-ids",
+             ",".join(map(str, prompt)), "--max-new-tokens",
+             str(args.new_tokens)],
+            check=True, capture_output=True, text=True, env=env)
+        return json.loads(out.stdout)
+
+    kiln = generate(cache=True)
+    # The baseline: the same artifact recomputing the whole sequence for
+    # each new token (its decode entry point unused).
+    kiln_nocache = None if args.skip_no_cache else generate(cache=False)
 
     ids = torch.tensor([prompt])
     mask = torch.ones_like(ids)
@@ -77,6 +86,11 @@ def main():
     print(f"{'':10} {'prefill (TTFT) ms':>18} {'decode tokens/s':>16}")
     print(f"{'kiln':10} {kiln['time_to_first_token_ms']:18.1f} "
           f"{kiln['decode_tokens_per_s']:16.2f}")
+    if kiln_nocache:
+        print(f"{'kiln, no cache':10} "
+              f"{kiln_nocache['time_to_first_token_ms']:18.1f} "
+              f"{kiln_nocache['decode_tokens_per_s']:16.2f}")
+        same = same and kiln_nocache["new_ids"] == kiln["new_ids"]
     print(f"{'pytorch':10} {torch_prefill_ms:18.1f} {torch_decode:16.2f}")
     print(f"ratio kiln/pytorch: prefill time "
           f"{kiln['time_to_first_token_ms'] / torch_prefill_ms:.2f}, decode "

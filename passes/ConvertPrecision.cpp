@@ -76,6 +76,7 @@ public:
                        << "' is not fp16 or bf16";
       return signalPassFailure();
     }
+    narrowStates(func);
     SmallVector<MatmulOp> matmuls;
     func.walk([&](MatmulOp op) {
       // A contraction over fewer than 16 elements (k16 is the tensor
@@ -134,6 +135,84 @@ public:
   }
 
 private:
+  /// Whether `op` is an attention this pass narrows.
+  static bool narrowsAttention(Operation *op) {
+    auto attention = dyn_cast<AttentionOp>(op);
+    if (!attention || !attention.getType().getElementType().isF32())
+      return false;
+    int64_t head = attention.getQuery().getType().getShape().back();
+    return ShapedType::isDynamic(head) || head >= kMinNarrowK;
+  }
+
+  /// Session states (`kiln.state`: a KV cache) that only take slices of
+  /// values and feed narrowed attention hold the narrow type: the slices
+  /// are rounded once as they are written, and attention reads the cache
+  /// as it is, with no conversion of the whole cache at each step.
+  void narrowStates(func::FuncOp func) {
+    if (func.isExternal())
+      return;
+    Block &entry = func.getBody().front();
+    bool changed = false;
+    for (BlockArgument arg : entry.getArguments()) {
+      auto type = dyn_cast<RankedTensorType>(arg.getType());
+      if (!type || !type.getElementType().isF32() ||
+          !func.getArgAttr(arg.getArgNumber(), "kiln.state"))
+        continue;
+      bool narrowable = llvm::all_of(arg.getUsers(), [&](Operation *user) {
+        auto insert = dyn_cast<tensor::InsertSliceOp>(user);
+        return insert && insert.getDest() == arg &&
+               llvm::all_of(insert->getUsers(), [](Operation *reader) {
+                 return isa<func::ReturnOp>(reader) || narrowsAttention(reader);
+               });
+      });
+      if (!narrowable)
+        continue;
+      arg.setType(RankedTensorType::get(type.getShape(), narrow));
+      changed = true;
+      for (Operation *user : llvm::make_early_inc_range(arg.getUsers())) {
+        auto insert = cast<tensor::InsertSliceOp>(user);
+        OpBuilder b(insert);
+        Value source = narrowed(b, insert.getSource());
+        auto written = tensor::InsertSliceOp::create(
+            b, insert.getLoc(), source, arg, insert.getMixedOffsets(),
+            insert.getMixedSizes(), insert.getMixedStrides());
+        for (OpOperand &use : llvm::make_early_inc_range(insert->getUses()))
+          if (isa<func::ReturnOp>(use.getOwner()))
+            use.set(written);
+        // Attention reads the narrow cache itself (through `converted`);
+        // the extension is then dead.
+        if (!insert->use_empty()) {
+          Value wide = convertElements(b, insert.getLoc(), written,
+                                       type.getElementType());
+          converted[wide] = written;
+          insert->replaceAllUsesWith(ValueRange{wide});
+        }
+        insert.erase();
+      }
+    }
+    if (!changed)
+      return;
+    auto ret = cast<func::ReturnOp>(entry.getTerminator());
+    // A state returned whole (a slice that filled it was folded into its
+    // source) is rounded like the slices.
+    for (OpOperand &operand : ret->getOpOperands()) {
+      auto name = func.getResultAttrOfType<StringAttr>(
+          operand.getOperandNumber(), "kiln.state");
+      if (!name)
+        continue;
+      for (BlockArgument arg : entry.getArguments())
+        if (func.getArgAttr(arg.getArgNumber(), "kiln.state") == name &&
+            arg.getType() != operand.get().getType()) {
+          // Right after the value: attention may reuse the conversion.
+          OpBuilder b(ret);
+          b.setInsertionPointAfterValue(operand.get());
+          operand.set(narrowed(b, operand.get()));
+        }
+    }
+    func.setType(FunctionType::get(func.getContext(), entry.getArgumentTypes(),
+                                   ret.getOperandTypes()));
+  }
+
   /// `value` (f32) as the narrow type: a new constant for a weight, the
   /// transpose of the narrowed input for a transpose, else an elementwise
   /// conversion. Null after an error.
