@@ -227,6 +227,7 @@ bool Generator::isEos(int64_t token) const {
 
 void Generator::reset() {
   tokens_.clear();
+  logits_.clear();
   cached_ = 0;
   sampler_.reseed();
 }

@@ -106,6 +106,9 @@ public:
   /// Forgets every token and reseeds the sampler.
   void reset();
   const std::vector<int64_t> &tokens() const { return tokens_; }
+  /// The logits the last step sampled from; empty before the first step
+  /// and after reset().
+  const std::vector<float> &logits() const { return logits_; }
   const GenerationModel &model() const { return model_; }
 
 private:

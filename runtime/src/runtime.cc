@@ -592,6 +592,20 @@ void kiln_generator_reset(kiln_generator *generator) {
     generator->generator->reset();
 }
 
+const float *kiln_generator_logits(const kiln_generator *generator,
+                                   size_t *count) {
+  const std::vector<float> *logits =
+      generator ? &generator->generator->logits() : nullptr;
+  if (!logits || logits->empty()) {
+    if (count)
+      *count = 0;
+    return nullptr;
+  }
+  if (count)
+    *count = logits->size();
+  return logits->data();
+}
+
 const int64_t *kiln_generator_tokens(const kiln_generator *generator,
                                      size_t *count) {
   if (!generator) {

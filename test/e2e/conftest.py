@@ -41,8 +41,10 @@ def normwise_error(got, want):
                  max(np.abs(want).max(), np.finfo(np.float64).tiny))
 
 
-def kiln(*args, check=True):
-    result = subprocess.run([KILN, *args], capture_output=True, text=True)
+def kiln(*args, check=True, env=None):
+    """Runs `kiln *args`; `env` adds to the environment."""
+    result = subprocess.run([KILN, *args], capture_output=True, text=True,
+                            env=None if env is None else {**os.environ, **env})
     if check and result.returncode != 0:
         raise AssertionError(
             f"kiln {' '.join(args)} failed ({result.returncode}):\n"

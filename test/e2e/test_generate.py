@@ -26,11 +26,42 @@ def reference_tokens(path, prompt=PROMPT, new=NEW_TOKENS):
     return out[0, len(prompt):].tolist()
 
 
-def generate(artifact, *args, device="cpu"):
+def generate(artifact, *args, device="cpu", cache=True):
+    """`kiln generate --json`; `cache=False` sets KILN_KV_CACHE=0 (each
+    token recomputes the whole sequence with the prefill entry point)."""
     result = kiln("generate", str(artifact), "--prompt-ids",
                   ",".join(map(str, PROMPT)), "--json", "--device", device,
-                  *args)
+                  *args, env={"KILN_KV_CACHE": "1" if cache else "0"})
     return json.loads(result.stdout)
+
+
+def reference_steps(path, new):
+    """transformers' greedy tokens and the raw logits of each step (its KV
+    cache on); end-of-sequence is suppressed so that every step is taken."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=torch.float32).eval()
+    ids = torch.tensor([PROMPT])
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids),
+                             max_new_tokens=new, min_new_tokens=new,
+                             do_sample=False, pad_token_id=0,
+                             return_dict_in_generate=True, output_logits=True)
+    tokens = out.sequences[0, len(PROMPT):].tolist()
+    return tokens, np.stack([step[0].numpy() for step in out.logits])
+
+
+def check_steps(name, got, got_logits, tokens, logits, atol):
+    """Kiln's steps against transformers': the same tokens until Kiln
+    stops (at an end-of-sequence token that transformers suppressed), and
+    each step's logits within `atol`."""
+    steps = len(got["new_ids"])
+    assert steps >= 1 and got_logits.shape == (steps, logits.shape[1])
+    assert got["new_ids"][:steps - 1] == tokens[:steps - 1], name
+    if got["finish_reason"] != "eos":
+        assert got["new_ids"] == tokens[:steps], name
+    for step in range(steps):
+        np.testing.assert_allclose(got_logits[step], logits[step], rtol=0,
+                                   atol=atol, err_msg=f"{name} step {step}")
 
 
 @pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
@@ -134,27 +165,54 @@ def test_errors(tmp_path):
         result.stderr
 
 
-def test_decode_step_logits(compiled, tmp_path):
-    """The logits of each of 16 decode steps (transformers with its KV
-    cache) against Kiln's at the same positions, within 1e-4."""
-    import numpy as np
+@pytest.mark.parametrize("cache", [True, False], ids=["cache", "no_cache"])
+def test_decode_step_logits(compiled, cache, tmp_path):
+    """The logits of each of 16 steps, against transformers with its KV
+    cache, within 1e-4: from the decode entry point over the session's KV
+    cache, and (KILN_KV_CACHE=0) from the prefill entry point over the
+    whole sequence."""
     from conftest import CHECKPOINT_LOGITS_ATOL
     name, path, artifact = compiled
+    assert json.loads(kiln("inspect", "--json", str(artifact)).stdout)[
+        "decode_entry"] == "decode"
+    tokens, logits = reference_steps(path, 16)
+    got = generate(artifact, "--max-new-tokens", "16", "--logits-out",
+                   str(tmp_path / "logits.npy"), cache=cache)
+    check_steps(name, got, np.load(tmp_path / "logits.npy"), tokens, logits,
+                CHECKPOINT_LOGITS_ATOL)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_decode_under_sim(precision, tmp_path):
+    """The cuda kernels of prefill and decode over the KV cache (bf16: the
+    cache holds bf16, the decode attention is flash attention), executed
+    by the simulator; each step's logits against transformers'."""
+    from conftest import CHECKPOINT_LOGITS_ATOL, PRECISION_TOLERANCES
+    path = make_checkpoint(tmp_path / "ckpt", "llama3")
+    artifact = tmp_path / "m.kiln"
+    kiln("compile", str(path), "-o", str(artifact), "--target",
+         "cuda:sm_80,sm_90a", "--embed-kernel-ir", "--precision", precision,
+         "--dim", "batch=1", "--dim", "sequence=24")
+    info = json.loads(kiln("inspect", "--json", str(artifact)).stdout)
+    state_dtypes = {state["dtype"] for state in info["states"]}
+    assert state_dtypes == {"f32" if precision == "fp32" else "bf16"}
+    tokens, logits = reference_steps(path, 12)
+    got = generate(artifact, "--max-new-tokens", "12", "--logits-out",
+                   str(tmp_path / "logits.npy"), device="sim")
+    got_logits = np.load(tmp_path / "logits.npy")
+    if precision == "fp32":
+        check_steps("llama3", got, got_logits, tokens, logits,
+                    CHECKPOINT_LOGITS_ATOL)
+        return
+    # bf16: the tokens may part from fp32's; each step is judged on the
+    # logits of the sequence Kiln generated, with the precision's normwise
+    # tolerance.
     model = transformers.AutoModelForCausalLM.from_pretrained(
         str(path), dtype=torch.float32).eval()
-    ids = torch.tensor([PROMPT])
+    sequence = torch.tensor([PROMPT + got["new_ids"]])
     with torch.no_grad():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids),
-                             max_new_tokens=16, min_new_tokens=16,
-                             do_sample=False, pad_token_id=0,
-                             return_dict_in_generate=True, output_logits=True)
-    sequence = out.sequences[0].numpy()
-    np.save(tmp_path / "ids.npy", sequence[None, :-1].astype(np.int64))
-    kiln("run", str(artifact), "--input", f"input_ids=@{tmp_path / 'ids.npy'}",
-         "--output-dir", str(tmp_path / "out"))
-    logits = np.load(tmp_path / "out" / "logits.npy")[0]
-    for step, want in enumerate(out.logits):
-        got = logits[len(PROMPT) - 1 + step]
-        np.testing.assert_allclose(got, want[0].numpy(), rtol=0,
-                                   atol=CHECKPOINT_LOGITS_ATOL,
-                                   err_msg=f"{name} step {step}")
+        want = model(sequence).logits[0, len(PROMPT) - 1:-1].numpy()
+    for step in range(len(got["new_ids"])):
+        error = (np.linalg.norm(got_logits[step] - want[step]) /
+                 np.linalg.norm(want[step]))
+        assert error <= PRECISION_TOLERANCES["bf16"], (step, error)

@@ -54,10 +54,12 @@ length, the time to the first token and the decode rate to stderr.
                          (eos, stop, length: --max-new-tokens, or
                          max_sequence: the model's --max-seq-len), and the
                          timings
+  --logits-out F.npy     write the logits each new token was chosen from,
+                         f32[new tokens, vocab], to F.npy
 )";
 
 struct GenerateOptions {
-  std::string artifact, device = "cpu", prompt;
+  std::string artifact, device = "cpu", prompt, logitsOut;
   std::vector<int64_t> promptIds, stopIds;
   bool havePromptIds = false, havePrompt = false, json = false;
   size_t maxNewTokens = 32;
@@ -127,6 +129,8 @@ std::optional<GenerateOptions> parse(const Args &args, std::string &error) {
       o.stopIds.push_back(id);
     } else if (takeOption(args, i, "--device", value, error)) {
       o.device = value;
+    } else if (takeOption(args, i, "--logits-out", value, error)) {
+      o.logitsOut = value;
     } else if (arg == "--json") {
       o.json = true;
     } else if (arg == "--help" || arg == "-h") {
@@ -172,6 +176,16 @@ struct Loop {
   size_t printed = 0;
   std::string finish = "length";
   double firstTokenMs = 0, decodeMs = 0;
+  /// --logits-out: each step's logits, appended by the step function.
+  std::vector<float> logits;
+  size_t vocab = 0;
+
+  void recordLogits(const float *data, size_t count) {
+    if (o.logitsOut.empty())
+      return;
+    vocab = count;
+    logits.insert(logits.end(), data, data + count);
+  }
 
   /// `step` computes the next token (false and `error` on failure);
   /// `isEos` says whether it ends the sequence.
@@ -229,6 +243,15 @@ struct Loop {
       if (bytes.size() > printed)
         std::fputs(runtime::Tokenizer::lossyUtf8(bytes.substr(printed)).c_str(),
                    stdout);
+    }
+    if (!o.logitsOut.empty()) {
+      HostTensor t;
+      t.dtype = KILN_DTYPE_F32;
+      t.shape = {int64_t(newIds.size()), int64_t(vocab)};
+      t.data.resize(logits.size() * sizeof(float));
+      std::memcpy(t.data.data(), logits.data(), t.data.size());
+      if (std::string error = writeNpy(o.logitsOut, t); !error.empty())
+        return fail(error);
     }
     report();
     return 0;
@@ -350,6 +373,7 @@ int generateOnSimulator(const GenerateOptions &o) {
           return false;
         }
         token = *next;
+        loop.recordLogits(generator.logits().data(), generator.logits().size());
         return true;
       },
       [&](int64_t token) { return generator.isEos(token); },
@@ -425,6 +449,9 @@ int generateOnRuntime(const GenerateOptions &o) {
           kiln_status_free(s);
           return false;
         }
+        size_t count = 0;
+        const float *logits = kiln_generator_logits(generator.p, &count);
+        loop.recordLogits(logits, count);
         return true;
       },
       [&](int64_t token) {

@@ -233,6 +233,11 @@ KILN_API void kiln_generator_reset(kiln_generator *generator);
  * call on the generator. */
 KILN_API const int64_t *kiln_generator_tokens(const kiln_generator *generator,
                                               size_t *count);
+/* The logits (vocabulary size floats) the last step chose its token from,
+ * before temperature and filtering; NULL (and *count 0) before the first
+ * step. Valid until the next call on the generator. */
+KILN_API const float *kiln_generator_logits(const kiln_generator *generator,
+                                            size_t *count);
 /* Whether the sequence is as long as the model was compiled for (the next
  * step fails). */
 KILN_API int kiln_generator_full(const kiln_generator *generator);
