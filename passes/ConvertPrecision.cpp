@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
 
+#include "dialects/kiln/HalfFloat.h"
 #include "dialects/kiln/KilnDialect.h"
 #include "dialects/kiln/TensorBuilders.h"
 
@@ -25,37 +26,43 @@ using namespace kiln;
 
 namespace {
 
-/// Contractions over fewer elements stay f32 (see runOnOperation).
-constexpr int64_t kMinNarrowK = 16;
 
-/// f32 bits -> bf16 bits, rounded to nearest even; NaN stays NaN.
-uint16_t toBF16(uint32_t bits) {
-  if ((bits & 0x7fffffffu) > 0x7f800000u)
-    return static_cast<uint16_t>((bits >> 16) | 0x40);
-  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);
+/// `count` f32 values at `source` written to `out` as `narrow` (f16 or bf16)
+/// bytes.
+void narrowInto(const char *source, size_t count, Type narrow, char *out) {
+  for (size_t i = 0; i < count; ++i) {
+    float value;
+    std::memcpy(&value, source + 4 * i, 4);
+    uint16_t bits = narrow.isBF16() ? toBF16(value) : toF16(value);
+    std::memcpy(out + 2 * i, &bits, 2);
+  }
 }
 
-/// f32 -> f16 bits, rounded to nearest even (the compiler's conversion,
-/// which is the IEEE one); beyond the range is infinity.
-uint16_t toF16(float value) {
-  _Float16 h = static_cast<_Float16>(value);
-  uint16_t bits;
-  std::memcpy(&bits, &h, 2);
-  return bits;
-}
-
-/// `count` f32 values at `source` as `narrow` (f16 or bf16) bytes.
 std::vector<char> narrowBytes(const char *source, size_t count, Type narrow) {
   std::vector<char> result(2 * count);
-  for (size_t i = 0; i < count; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, source + 4 * i, 4);
-    float value;
-    std::memcpy(&value, &bits, 4);
-    uint16_t out = narrow.isBF16() ? toBF16(bits) : toF16(value);
-    std::memcpy(result.data() + 2 * i, &out, 2);
-  }
+  narrowInto(source, count, narrow, result.data());
   return result;
+}
+
+/// Whether `value` is an elementwise extension of a tensor of type `narrow`
+/// (what convertElements builds): its input, else null.
+Value extendedFrom(Value value, Type narrow) {
+  auto generic = value.getDefiningOp<linalg::GenericOp>();
+  if (!generic || generic.getNumDpsInputs() != 1 ||
+      generic.getNumDpsInits() != 1 ||
+      generic.getNumParallelLoops() != generic.getNumLoops() ||
+      !llvm::all_of(generic.getIndexingMapsArray(),
+                    [](AffineMap map) { return map.isIdentity(); }))
+    return nullptr;
+  Value input = generic.getDpsInputs()[0];
+  auto type = dyn_cast<RankedTensorType>(input.getType());
+  Block &body = generic.getRegion().front();
+  auto ext = dyn_cast<arith::ExtFOp>(body.front());
+  if (!type || type.getElementType() != narrow || !ext ||
+      ext.getIn() != body.getArgument(0) ||
+      body.getTerminator()->getOperand(0) != ext.getResult())
+    return nullptr;
+  return input;
 }
 
 class ConvertPrecision final
@@ -221,6 +228,12 @@ private:
       return it->second;
     Location loc = value.getLoc();
     Value result;
+    // A narrow tensor extended (weights the checkpoint frontend imported
+    // narrow already): the tensor itself.
+    if (Value input = extendedFrom(value, narrow)) {
+      converted[value] = input;
+      return input;
+    }
     if (auto constant = value.getDefiningOp<arith::ConstantOp>()) {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointAfter(constant);
@@ -283,15 +296,16 @@ private:
                              << "' has no data to convert to " << narrow;
         return nullptr;
       }
-      std::vector<char> bytes =
-          narrowBytes(blob->getData().data(), type.getNumElements(), narrow);
+      AsmResourceBlob bytes = HeapAsmResourceBlob::allocate(
+          2 * size_t(type.getNumElements()), alignof(uint64_t));
+      narrowInto(blob->getData().data(), type.getNumElements(), narrow,
+                 bytes.getMutableData().data());
       value = DenseResourceElementsAttr::get(
           narrowType,
           (resource.getRawHandle().getKey() +
            (narrow.isBF16() ? ".bf16" : ".f16"))
               .str(),
-          HeapAsmResourceBlob::allocateAndCopyWithAlign(
-              ArrayRef<char>(bytes.data(), bytes.size()), alignof(uint64_t)));
+          std::move(bytes));
     } else {
       return convertElements(b, constant.getLoc(), constant, narrow);
     }

@@ -1,6 +1,7 @@
 //===- GptImporter.cpp - Hugging Face checkpoint -> Kiln graph IR ---------===//
 #include "frontend/gpt/GptImporter.h"
 
+#include "dialects/kiln/HalfFloat.h"
 #include "dialects/kiln/KilnDialect.h"
 #include "dialects/kiln/TensorBuilders.h"
 
@@ -128,6 +129,15 @@ private:
                  function_ref<void(float *)> fill);
   /// A [in, sum of outs] f32 matrix from `parts` (concatenated along out).
   Value matrix(StringRef name, ArrayRef<Part> parts);
+  /// The same for a GEMM's weight: under a half --precision, made in that
+  /// type straight from the file (no f32 copy) and extended for the f32
+  /// graph, which ConvertPrecision then folds away.
+  Value gemmWeight(StringRef name, ArrayRef<Part> parts);
+  /// Calls `place(index in the [in, out] matrix, view, index in the view)`
+  /// for every element of `parts`, then releases each part's pages.
+  void placeParts(ArrayRef<Part> parts, int64_t in, int64_t out,
+                  function_ref<void(int64_t, const TensorView &, int64_t)>
+                      place);
   /// A vector from the concatenation of `views`, `plus` added to each
   /// element (Gemma's 1 + w).
   Value vector(StringRef name, ArrayRef<const TensorView *> views,
@@ -193,6 +203,8 @@ private:
   };
   /// The symbolic dims of the prefill entry point, with their bounds.
   SmallVector<DimBound> dimBounds;
+  /// --precision fp16 or bf16: the type GEMM weights are imported in.
+  FloatType narrowType;
   /// Weights by name, so that every entry point holds the same ones.
   llvm::StringMap<TypedAttr> weightAttrs;
 };
@@ -276,27 +288,77 @@ Value Builder::matrix(StringRef name, ArrayRef<Part> parts) {
     weightAttrs[name] = attr;
     return arith::ConstantOp::create(b, loc, attr);
   }
-  Value result = constant({in, out}, name, [&](float *data) {
-    int64_t column = 0;
-    for (const Part &part : parts) {
-      const TensorView &view = *part.view;
-      int64_t width = view.shape[part.transposed ? 0 : 1];
-      // Rows of the stored matrix are read in order; a transposed part is
-      // written by columns.
-      if (part.transposed) {
-        for (int64_t o = 0; o < width; ++o)
-          for (int64_t k = 0; k < in; ++k)
-            data[k * out + column + o] = readFloat(view, o * in + k);
-      } else {
-        for (int64_t k = 0; k < in; ++k)
-          for (int64_t o = 0; o < width; ++o)
-            data[k * out + column + o] = readFloat(view, k * width + o);
-      }
-      checkpoint->release(view);
-      column += width;
-    }
+  return constant({in, out}, name, [&](float *data) {
+    placeParts(parts, in, out,
+               [&](int64_t to, const TensorView &view, int64_t from) {
+                 data[to] = readFloat(view, from);
+               });
   });
-  return result;
+}
+
+void Builder::placeParts(
+    ArrayRef<Part> parts, int64_t in, int64_t out,
+    function_ref<void(int64_t, const TensorView &, int64_t)> place) {
+  int64_t column = 0;
+  for (const Part &part : parts) {
+    const TensorView &view = *part.view;
+    int64_t width = view.shape[part.transposed ? 0 : 1];
+    // Rows of the stored matrix are read in order; a transposed part is
+    // written by columns.
+    if (part.transposed) {
+      for (int64_t o = 0; o < width; ++o)
+        for (int64_t k = 0; k < in; ++k)
+          place(k * out + column + o, view, o * in + k);
+    } else {
+      for (int64_t k = 0; k < in; ++k)
+        for (int64_t o = 0; o < width; ++o)
+          place(k * out + column + o, view, k * width + o);
+    }
+    checkpoint->release(view);
+    column += width;
+  }
+}
+
+Value Builder::gemmWeight(StringRef name, ArrayRef<Part> parts) {
+  if (failed)
+    return {};
+  int64_t in = parts.front().transposed ? parts.front().view->shape[1]
+                                        : parts.front().view->shape[0];
+  // At fp32, and for contractions --precision leaves f32: as stored.
+  if (!narrowType || in < kMinNarrowK)
+    return matrix(name, parts);
+  int64_t out = 0;
+  for (const Part &part : parts)
+    out += part.view->shape[part.transposed ? 0 : 1];
+  std::string key =
+      (name + (narrowType.isBF16() ? ".bf16" : ".f16")).str();
+  Value narrowWeight;
+  if (TypedAttr known = weightAttrs.lookup(key)) {
+    narrowWeight = arith::ConstantOp::create(b, loc, known);
+  } else {
+    // Straight from the file to the narrow type: the bytes themselves when
+    // the checkpoint stores that type, else rounded as --precision rounds.
+    DType same = narrowType.isBF16() ? DType::BF16 : DType::F16;
+    AsmResourceBlob blob = HeapAsmResourceBlob::allocate(
+        size_t(in * out) * 2, alignof(uint64_t));
+    auto *data = reinterpret_cast<uint16_t *>(blob.getMutableData().data());
+    placeParts(parts, in, out,
+               [&](int64_t to, const TensorView &view, int64_t from) {
+                 if (view.dtype == same) {
+                   std::memcpy(&data[to], view.bytes.data() + 2 * from, 2);
+                   return;
+                 }
+                 float value = readFloat(view, from);
+                 data[to] = narrowType.isBF16() ? toBF16(value) : toF16(value);
+               });
+    auto attr = DenseResourceElementsAttr::get(type({in, out}, narrowType),
+                                               key, std::move(blob));
+    weightAttrs[key] = attr;
+    narrowWeight = arith::ConstantOp::create(b, loc, attr);
+  }
+  // The graph stays f32 until --precision narrows the contraction, which
+  // then takes this constant as it is.
+  return convertElements(b, loc, narrowWeight, b.getF32Type());
 }
 
 Value Builder::vector(StringRef name, ArrayRef<const TensorView *> views,
@@ -480,13 +542,13 @@ Value Builder::layer(Value x, int64_t i) {
     const TensorView *fc2B = tensor(p + ".mlp.c_proj.bias", {h});
     if (failed)
       return {};
-    qkvW = matrix(p + ".attn.c_attn.weight", {Part{attnW, false}});
+    qkvW = gemmWeight(p + ".attn.c_attn.weight", {Part{attnW, false}});
     qkvB = vector(p + ".attn.c_attn.bias", {attnB});
-    outW = matrix(p + ".attn.c_proj.weight", {Part{projW, false}});
+    outW = gemmWeight(p + ".attn.c_proj.weight", {Part{projW, false}});
     outB = vector(p + ".attn.c_proj.bias", {projB});
-    upW = matrix(p + ".mlp.c_fc.weight", {Part{fcW, false}});
+    upW = gemmWeight(p + ".mlp.c_fc.weight", {Part{fcW, false}});
     upB = vector(p + ".mlp.c_fc.bias", {fcB});
-    downW = matrix(p + ".mlp.c_proj.weight", {Part{fc2W, false}});
+    downW = gemmWeight(p + ".mlp.c_proj.weight", {Part{fc2W, false}});
     downB = vector(p + ".mlp.c_proj.bias", {fc2B});
   } else {
     std::string a = p + ".self_attn.", m = p + ".mlp.";
@@ -500,10 +562,10 @@ Value Builder::layer(Value x, int64_t i) {
       const TensorView *down = tensor(m + "down_proj.weight", {h, inter});
       if (failed)
         return {};
-      qkvW = matrix(a + "qkv_proj.weight", {Part{qkv, true}});
-      outW = matrix(a + "o_proj.weight", {Part{o, true}});
-      upW = matrix(m + "gate_up_proj.weight", {Part{gateUp, true}});
-      downW = matrix(m + "down_proj.weight", {Part{down, true}});
+      qkvW = gemmWeight(a + "qkv_proj.weight", {Part{qkv, true}});
+      outW = gemmWeight(a + "o_proj.weight", {Part{o, true}});
+      upW = gemmWeight(m + "gate_up_proj.weight", {Part{gateUp, true}});
+      downW = gemmWeight(m + "down_proj.weight", {Part{down, true}});
     } else {
       const TensorView *q = tensor(a + "q_proj.weight", {qw, h});
       const TensorView *k = tensor(a + "k_proj.weight", {kvw, h});
@@ -515,12 +577,12 @@ Value Builder::layer(Value x, int64_t i) {
       if (failed)
         return {};
       // q, k and v are one GEMM, and so are the gate and up projections.
-      qkvW = matrix(a + "qkv_proj.weight",
+      qkvW = gemmWeight(a + "qkv_proj.weight",
                     {Part{q, true}, Part{k, true}, Part{v, true}});
-      outW = matrix(a + "o_proj.weight", {Part{o, true}});
-      upW = matrix(m + "gate_up_proj.weight",
+      outW = gemmWeight(a + "o_proj.weight", {Part{o, true}});
+      upW = gemmWeight(m + "gate_up_proj.weight",
                    {Part{gate, true}, Part{up, true}});
-      downW = matrix(m + "down_proj.weight", {Part{down, true}});
+      downW = gemmWeight(m + "down_proj.weight", {Part{down, true}});
       if (c.qkvBias) {
         const TensorView *qb = tensor(a + "q_proj.bias", {qw});
         const TensorView *kb = tensor(a + "k_proj.bias", {kvw});
@@ -611,6 +673,10 @@ ImportedCheckpoint Builder::run() {
     return result;
   }
   c = *config;
+  if (options.precision == "bf16")
+    narrowType = b.getBF16Type();
+  else if (options.precision == "fp16")
+    narrowType = b.getF16Type();
   checkpoint = Checkpoint::open(dir, message);
   if (!checkpoint) {
     emitError(loc) << message;
@@ -838,7 +904,7 @@ bool Builder::buildEntry(ModuleOp module, Mode entryMode) {
     return false;
   if (!lmHead) {
     const TensorView *head = checkpoint->find("lm_head.weight");
-    lmHead = matrix("lm_head.weight", {Part{head, true}});
+    lmHead = gemmWeight("lm_head.weight", {Part{head, true}});
   }
   Value logits = linear(x, lmHead, Value());
   SmallVector<Value> results = {logits};

@@ -42,6 +42,9 @@ struct ImportOptions {
   /// Whether to emit the KV cache and the `decode` entry point (when the
   /// batch is fixed and the sequence can grow past one token).
   bool kvCache = true;
+  /// `--precision` (fp32, fp16, bf16): under a half precision the GEMM
+  /// weights are made in that type as they are read.
+  std::string precision = "fp32";
 };
 
 /// What a checkpoint import produces: the module, and the checkpoint whose

@@ -322,6 +322,7 @@ int runCompile(const Args &args) {
     gptOptions.maxSeqLen = o.maxSeqLen;
     gptOptions.maxBatch = o.maxBatch;
     gptOptions.kvCache = o.kvCache;
+    gptOptions.precision = o.precision;
     if (!o.import.constantInputs.empty())
       return fail("--constant-input applies to ONNX models, not to the "
                   "checkpoint folder '" + o.model + "'");
