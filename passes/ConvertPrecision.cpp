@@ -70,19 +70,29 @@ class ConvertPrecision final
 public:
   using Base::Base;
 
+  // A module pass, one function after the other: a weight several entry
+  // points share (prefill and decode) is narrowed once, into one constant
+  // with one name.
   void runOnOperation() override {
-    func::FuncOp func = getOperation();
     MLIRContext *ctx = &getContext();
-    converted.clear();
     if (precision == "bf16")
       narrow = BFloat16Type::get(ctx);
     else if (precision == "fp16")
       narrow = Float16Type::get(ctx);
     else {
-      func.emitError() << "precision '" << precision
-                       << "' is not fp16 or bf16";
+      getOperation().emitError() << "precision '" << precision
+                                 << "' is not fp16 or bf16";
       return signalPassFailure();
     }
+    narrowedWeights.clear();
+    for (auto func : getOperation().getOps<func::FuncOp>())
+      if (failed(convert(func)))
+        return signalPassFailure();
+  }
+
+private:
+  LogicalResult convert(func::FuncOp func) {
+    converted.clear();
     narrowStates(func);
     SmallVector<MatmulOp> matmuls;
     func.walk([&](MatmulOp op) {
@@ -101,7 +111,7 @@ public:
       Value lhs = narrowed(b, op.getLhs());
       Value rhs = narrowed(b, op.getRhs());
       if (!lhs || !rhs)
-        return signalPassFailure();
+        return failure();
       RankedTensorType type = op.getType();
       auto narrowType = RankedTensorType::get(type.getShape(), narrow);
       Value product = MatmulOp::create(b, loc, narrowType, lhs, rhs,
@@ -126,7 +136,7 @@ public:
       for (Value operand : op->getOperands()) {
         operands.push_back(narrowed(b, operand));
         if (!operands.back())
-          return signalPassFailure();
+          return failure();
       }
       RankedTensorType type = op.getType();
       auto narrowType = RankedTensorType::get(type.getShape(), narrow);
@@ -139,9 +149,9 @@ public:
           convertElements(b, loc, attention, type.getElementType()));
       op.erase();
     }
+    return success();
   }
 
-private:
   /// Whether `op` is an attention this pass narrows.
   static bool narrowsAttention(Operation *op) {
     auto attention = dyn_cast<AttentionOp>(op);
@@ -272,7 +282,10 @@ private:
   Value narrowedConstant(OpBuilder &b, arith::ConstantOp constant) {
     auto type = cast<RankedTensorType>(constant.getType());
     auto narrowType = RankedTensorType::get(type.getShape(), narrow);
-    Attribute value;
+    Attribute &value = narrowedWeights[constant.getValue()];
+    if (value)
+      return arith::ConstantOp::create(b, constant.getLoc(), narrowType,
+                                       cast<TypedAttr>(value));
     if (auto dense = dyn_cast<DenseElementsAttr>(constant.getValue())) {
       if (dense.isSplat()) {
         float v = dense.getSplatValue<APFloat>().convertToFloat();
@@ -307,6 +320,7 @@ private:
               .str(),
           std::move(bytes));
     } else {
+      narrowedWeights.erase(constant.getValue());
       return convertElements(b, constant.getLoc(), constant, narrow);
     }
     return arith::ConstantOp::create(b, constant.getLoc(), narrowType,
@@ -315,6 +329,8 @@ private:
 
   Type narrow;
   llvm::DenseMap<Value, Value> converted;
+  /// Weights narrowed so far, by their f32 attribute (every function).
+  llvm::DenseMap<Attribute, Attribute> narrowedWeights;
 };
 
 } // namespace

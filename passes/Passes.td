@@ -46,7 +46,7 @@ def KilnLowerGraphToLinalg : Pass<"kiln-lower-graph-to-linalg", "mlir::func::Fun
                            "mlir::math::MathDialect"];
 }
 
-def KilnConvertPrecision : Pass<"kiln-convert-precision", "mlir::func::FuncOp"> {
+def KilnConvertPrecision : Pass<"kiln-convert-precision", "mlir::ModuleOp"> {
   let summary = "run contractions on f16 or bf16 operands (kiln compile --precision)";
   let description = [{
     Every f32 `kiln.matmul` becomes a matmul of f16 or bf16 operands that

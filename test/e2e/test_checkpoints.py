@@ -2,6 +2,8 @@
 prefill logits against transformers on the same random-initialised model,
 for each supported architecture, on cpu and under the GPU simulator, at
 fp32 and under --precision; half-precision and sharded checkpoints."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -158,6 +160,43 @@ def test_half_checkpoint(dtype, tmp_path):
     np.testing.assert_allclose(run(artifact, ids, tmp_path),
                                reference(path, ids), rtol=0,
                                atol=LOGITS_ATOL)
+
+
+@pytest.mark.parametrize("name", ["llama3", "gpt2"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_weights_straight_from_the_file(name, precision, tmp_path):
+    """Under --precision, GEMM weights are made in the half type as they are
+    read (a bf16 file's bytes as they are), never widened to f32: the
+    artifact holds the same weights, and computes the same logits bit for
+    bit, as one compiled from an f32 file of the same (bf16-exact) values,
+    whose weights --precision narrows."""
+    half = make_checkpoint(tmp_path / "bf16", name, dtype=torch.bfloat16)
+    full = tmp_path / "f32"
+    transformers.AutoModelForCausalLM.from_pretrained(
+        str(half), dtype=torch.float32).save_pretrained(str(full))
+    ids = prompts((1, 16))
+    logits, weights = [], []
+    for path in (half, full):
+        artifact = tmp_path / f"{path.name}.kiln"
+        kiln("compile", str(path), "-o", str(artifact), "--max-seq-len",
+             "16", "--precision", precision)
+        logits.append(run(artifact, ids, tmp_path))
+        info = json.loads(kiln("inspect", "--json", str(artifact)).stdout)
+        weights.append({w["name"]: (w["dtype"], w["shape"])
+                        for w in info["weights"]})
+    assert weights[0] == weights[1]
+    suffix = "." + precision.replace("fp", "f")
+    gemm = [n for n in weights[0] if n.endswith(suffix)]
+    assert len(gemm) >= 4, weights[0]
+    # The embedding table is gathered in f32; a tied LM head is its
+    # narrowed copy. Every other GEMM weight exists only narrow.
+    tables = {"wte.weight", "embed_tokens.weight"}
+    assert not any(n[:-len(suffix)] in weights[0] for n in gemm
+                   if n[:-len(suffix)] not in tables), \
+        "a GEMM weight is also held in f32"
+    np.testing.assert_array_equal(logits[0], logits[1])
+    error = normwise_error(logits[0], reference(half, ids))
+    assert error <= PRECISION_TOLERANCES[precision], error
 
 
 def test_sharded_checkpoint(tmp_path):

@@ -382,7 +382,7 @@ int runCompile(const Args &args) {
     }
     KilnConvertPrecisionOptions precision;
     precision.precision = o.precision;
-    pm.addNestedPass<func::FuncOp>(createKilnConvertPrecision(precision));
+    pm.addPass(createKilnConvertPrecision(precision));
     if (failed(pm.run(*module)) || failedDiag)
       return 1;
   }

@@ -1,5 +1,5 @@
-// RUN: kiln-opt %s --split-input-file --pass-pipeline='builtin.module(func.func(kiln-convert-precision{precision=bf16}))' | FileCheck %s
-// RUN: kiln-opt %s --split-input-file --pass-pipeline='builtin.module(func.func(kiln-convert-precision{precision=fp16}))' | FileCheck %s --check-prefix=F16
+// RUN: kiln-opt %s --split-input-file --pass-pipeline='builtin.module(kiln-convert-precision{precision=bf16})' | FileCheck %s
+// RUN: kiln-opt %s --split-input-file --pass-pipeline='builtin.module(kiln-convert-precision{precision=fp16})' | FileCheck %s --check-prefix=F16
 
 // COM: A resource weight becomes a bf16 resource, rounded to nearest even
 // COM: (1 + 2^-8 -> 1.0, 1 + 3*2^-8 -> 1 + 2^-7); the activation gets an
