@@ -27,8 +27,25 @@ bool isNull(const json::Value *v) {
 
 } // namespace
 
+std::optional<TokenizerTables> readTokenizerJson(StringRef dir,
+                                                 std::string &error);
+
 std::optional<TokenizerTables> readTokenizer(StringRef dir,
                                              std::string &error) {
+  std::string jsonError, modelError;
+  if (std::optional<TokenizerTables> t = readTokenizerJson(dir, jsonError))
+    return t;
+  if (std::optional<TokenizerTables> t = readSentencePiece(dir, modelError))
+    return t;
+  if (!jsonError.empty() && !modelError.empty())
+    error = jsonError + "; and " + modelError;
+  else
+    error = jsonError.empty() ? modelError : jsonError;
+  return std::nullopt;
+}
+
+std::optional<TokenizerTables> readTokenizerJson(StringRef dir,
+                                                 std::string &error) {
   SmallString<256> path(dir);
   sys::path::append(path, "tokenizer.json");
   if (!sys::fs::exists(path))

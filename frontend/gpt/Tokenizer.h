@@ -29,10 +29,31 @@ struct TokenizerTables {
   std::vector<bool> addedSpecial;
   std::vector<uint32_t> prefixIds;
   bool addPrefixSpace = false, ignoreMerges = false;
+
+  /// A SentencePiece BPE model (tokenizer.model) instead: `tokens` are its
+  /// pieces, with their scores and types (artifact::Tokenizer's), and the
+  /// normalizer's flags.
+  bool sentencePiece = false;
+  std::vector<float> scores;
+  std::vector<uint32_t> pieceTypes;
+  bool addDummyPrefix = false, removeExtraWhitespaces = false,
+       escapeWhitespaces = false, byteFallback = false;
+  uint32_t unkId = 0;
+  std::string unkSurface;
 };
 
-/// Reads `dir/tokenizer.json`: nullopt with an empty `error` when there is
-/// none, nullopt with `error` set when it cannot be used.
+/// Reads `dir/tokenizer.model` (SentencePiece): nullopt with an empty
+/// `error` when there is none, nullopt with `error` set when it cannot be
+/// used (a unigram model, a normalization other than identity, a
+/// malformed file).
+std::optional<TokenizerTables> readSentencePiece(llvm::StringRef dir,
+                                                 std::string &error);
+
+/// Reads the folder's tokenizer: `tokenizer.json` when Kiln can run it,
+/// else `tokenizer.model` (LLaMA 2 and Mistral folders carry both, and
+/// their tokenizer.json is the SentencePiece model rewritten). nullopt with
+/// an empty `error` when there is neither, nullopt with `error` set (saying
+/// why for each) when neither can be used.
 std::optional<TokenizerTables> readTokenizer(llvm::StringRef dir,
                                              std::string &error);
 

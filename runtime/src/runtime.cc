@@ -660,16 +660,19 @@ kiln_status kiln_generator_feed_text(kiln_generator *generator,
 }
 
 kiln_status kiln_generator_decode(const kiln_generator *generator,
-                                  const int64_t *ids, size_t count, int raw,
-                                  char *text, size_t capacity, size_t *size) {
+                                  const int64_t *ids, size_t count,
+                                  int flags, char *text, size_t capacity,
+                                  size_t *size) {
   if (!generator || (count && !ids) || (capacity && !text) || !size)
     return makeStatus("kiln_generator_decode: generator, ids, text and size "
                       "must not be NULL");
   const auto &tokenizer = generator->generator->model().tokenizer;
   if (!tokenizer)
     return noTokenizer("kiln_generator_decode");
-  std::string decoded = raw ? tokenizer->decodeBytes(ids, count)
-                            : tokenizer->decode(ids, count);
+  bool continuation = flags & KILN_DECODE_CONTINUATION;
+  std::string decoded = (flags & KILN_DECODE_RAW)
+                            ? tokenizer->decodeBytes(ids, count, continuation)
+                            : tokenizer->decode(ids, count, continuation);
   *size = decoded.size();
   if (capacity)
     std::memcpy(text, decoded.data(), std::min(capacity, decoded.size()));

@@ -187,9 +187,22 @@ size_t matchPiece(const std::vector<uint32_t> &cp, size_t i,
 
 } // namespace
 
+int Tokenizer::utf8SequenceAt(std::string_view s, size_t i) {
+  return sequenceAt(s, i);
+}
+
 absl::StatusOr<std::unique_ptr<Tokenizer>>
 Tokenizer::create(const artifact::Tokenizer &spec) {
   auto t = std::unique_ptr<Tokenizer>(new Tokenizer());
+  if (spec.kind() == artifact::Tokenizer::SENTENCEPIECE_BPE) {
+    if (absl::Status st = t->createSentencePiece(spec); !st.ok())
+      return st;
+    return t;
+  }
+  if (spec.kind() != artifact::Tokenizer::BYTE_LEVEL_BPE)
+    return absl::InvalidArgumentError(
+        "the artifact's tokenizer is of a kind this runtime does not know; "
+        "update the Kiln runtime");
   if (spec.pattern() != artifact::Tokenizer::GPT2 &&
       spec.pattern() != artifact::Tokenizer::LLAMA3 &&
       spec.pattern() != artifact::Tokenizer::QWEN2)
@@ -314,6 +327,10 @@ Tokenizer::encode(std::string_view text) const {
     i += size_t(length);
   }
   std::vector<int64_t> out(prefix_.begin(), prefix_.end());
+  if (sentencePiece_) {
+    encodeSentencePiece(text, out);
+    return out;
+  }
   size_t start = 0;
   for (size_t i = 0; i < text.size();) {
     const std::pair<std::string, int64_t> *hit = nullptr;
@@ -335,7 +352,10 @@ Tokenizer::encode(std::string_view text) const {
   return out;
 }
 
-std::string Tokenizer::decodeBytes(const int64_t *ids, size_t count) const {
+std::string Tokenizer::decodeBytes(const int64_t *ids, size_t count,
+                                   bool continuation) const {
+  if (sentencePiece_)
+    return decodeSentencePiece(ids, count, continuation);
   std::string bytes;
   for (size_t k = 0; k < count; ++k) {
     if (ids[k] < 0 || size_t(ids[k]) >= tokens_.size())

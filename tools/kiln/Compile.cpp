@@ -467,6 +467,19 @@ int runCompile(const Args &args) {
         t.add_prefix_ids(id);
       t.set_add_prefix_space(tokenizer->addPrefixSpace);
       t.set_ignore_merges(tokenizer->ignoreMerges);
+      if (tokenizer->sentencePiece) {
+        t.set_kind(artifact::Tokenizer::SENTENCEPIECE_BPE);
+        for (float score : tokenizer->scores)
+          t.add_scores(score);
+        for (uint32_t type : tokenizer->pieceTypes)
+          t.add_piece_types(type);
+        t.set_add_dummy_prefix(tokenizer->addDummyPrefix);
+        t.set_remove_extra_whitespaces(tokenizer->removeExtraWhitespaces);
+        t.set_escape_whitespaces(tokenizer->escapeWhitespaces);
+        t.set_byte_fallback(tokenizer->byteFallback);
+        t.set_unk_id(tokenizer->unkId);
+        t.set_unk_surface(tokenizer->unkSurface);
+      }
     }
   }
   // What raising found (each entry function's `kiln.raised`).

@@ -173,7 +173,17 @@ struct Loop {
   /// Decodes ids to bytes (`raw`) or text; empty without a tokenizer.
   std::function<std::string(const std::vector<int64_t> &, bool)> decode;
   std::vector<int64_t> newIds;
+  /// Bytes of the text shown so far.
   size_t printed = 0;
+
+  /// Prints what `text` (the text of the tokens so far) adds.
+  void show(const std::string &text) {
+    if (text.size() <= printed)
+      return;
+    std::fwrite(text.data() + printed, 1, text.size() - printed, stdout);
+    std::fflush(stdout);
+    printed = text.size();
+  }
   std::string finish = "length";
   double firstTokenMs = 0, decodeMs = 0;
   /// --logits-out: each step's logits, appended by the step function.
@@ -214,18 +224,12 @@ struct Loop {
         std::printf("%s%lld", i ? " " : "", static_cast<long long>(token));
         std::fflush(stdout);
       } else if (!o.json && !eos) {
-        // Text streams as soon as its UTF-8 sequences are complete.
+        // Text streams as soon as its UTF-8 sequences are complete: the
+        // text of every token so far (invalid bytes replaced as the
+        // tokenizer replaces them), less what is shown already.
         std::string bytes = decode(newIds, /*raw=*/true);
-        size_t upto = runtime::Tokenizer::completePrefix(bytes);
-        if (upto > printed) {
-          // Whole sequences and invalid bytes (as U+FFFD), never a
-          // sequence a later token may complete.
-          std::string text = runtime::Tokenizer::lossyUtf8(
-              std::string_view(bytes).substr(printed, upto - printed));
-          std::fwrite(text.data(), 1, text.size(), stdout);
-          std::fflush(stdout);
-          printed = upto;
-        }
+        if (runtime::Tokenizer::completePrefix(bytes) == bytes.size())
+          show(decode(newIds, /*raw=*/false));
       }
       if (eos || stop) {
         finish = eos ? "eos" : "stop";
@@ -239,10 +243,7 @@ struct Loop {
       std::vector<int64_t> shown = newIds;
       if (finish == "eos")
         shown.pop_back();
-      std::string bytes = decode(shown, /*raw=*/true);
-      if (bytes.size() > printed)
-        std::fputs(runtime::Tokenizer::lossyUtf8(bytes.substr(printed)).c_str(),
-                   stdout);
+      show(decode(shown, /*raw=*/false));
     }
     if (!o.logitsOut.empty()) {
       HostTensor t;
@@ -358,8 +359,10 @@ int generateOnSimulator(const GenerateOptions &o) {
   if (model->tokenizer)
     loop.decode = [tokenizer = model->tokenizer](
                       const std::vector<int64_t> &ids, bool raw) {
-      return raw ? tokenizer->decodeBytes(ids.data(), ids.size())
-                 : tokenizer->decode(ids.data(), ids.size());
+      return raw ? tokenizer->decodeBytes(ids.data(), ids.size(),
+                                          /*continuation=*/true)
+                 : tokenizer->decode(ids.data(), ids.size(),
+                                     /*continuation=*/true);
     };
   if (absl::Status st =
           generator.feed(loop.promptIds.data(), loop.promptIds.size());
@@ -416,14 +419,16 @@ int generateOnRuntime(const GenerateOptions &o) {
                                     bool raw) {
       size_t size = 0;
       std::string text;
+      // New tokens continue the prompt's text.
+      int flags = KILN_DECODE_CONTINUATION | (raw ? KILN_DECODE_RAW : 0);
       if (kiln_status s = kiln_generator_decode(g, ids.data(), ids.size(),
-                                                raw, nullptr, 0, &size)) {
+                                                flags, nullptr, 0, &size)) {
         kiln_status_free(s);
         return text;
       }
       text.resize(size);
       if (kiln_status s = kiln_generator_decode(g, ids.data(), ids.size(),
-                                                raw, text.data(), size,
+                                                flags, text.data(), size,
                                                 &size))
         kiln_status_free(s);
       return text;

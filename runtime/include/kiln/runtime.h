@@ -203,15 +203,23 @@ KILN_API int kiln_generator_has_tokenizer(const kiln_generator *generator);
  * beginning-of-text token, comes first). */
 KILN_API kiln_status kiln_generator_feed_text(kiln_generator *generator,
                                               const char *text, size_t size);
+/* kiln_generator_decode's flags. */
+enum {
+  /* The bytes as they are, even when they end inside a UTF-8 sequence (for
+   * streaming: kiln generate prints each token's bytes once complete). */
+  KILN_DECODE_RAW = 1,
+  /* The ids continue earlier text (generated tokens after the prompt): a
+   * SentencePiece tokenizer keeps the space it drops from a text's first
+   * piece. */
+  KILN_DECODE_CONTINUATION = 2,
+};
 /* Decodes `ids` to UTF-8 text (invalid sequences become U+FFFD): writes at
  * most `capacity` bytes to `text` (which may be NULL when capacity is 0)
  * and sets *size to the text's full length, so that a second call with a
- * buffer of that size gets all of it. With `raw` non-zero the bytes are
- * written as they are, even when they end inside a UTF-8 sequence (for
- * streaming: kiln generate prints each token's bytes once complete). */
+ * buffer of that size gets all of it. `flags`: KILN_DECODE_* or'ed. */
 KILN_API kiln_status kiln_generator_decode(const kiln_generator *generator,
                                            const int64_t *ids, size_t count,
-                                           int raw, char *text,
+                                           int flags, char *text,
                                            size_t capacity, size_t *size);
 /* Computes the next token and appends it; *is_eos (may be NULL) says
  * whether it is one of the model's end-of-sequence tokens. */
