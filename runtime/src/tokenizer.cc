@@ -4,6 +4,8 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <functional>
+#include <queue>
 
 namespace kiln::runtime {
 
@@ -273,23 +275,57 @@ void Tokenizer::bpe(const std::vector<uint32_t> &word,
     if (auto it = vocab_.find(one); it != vocab_.end())
       symbols.push_back(uint32_t(it->second));
   }
-  // Merge the pair of lowest rank, leftmost first, until none is left.
-  while (symbols.size() > 1) {
-    uint32_t bestRank = UINT32_MAX, result = 0;
-    size_t at = 0;
-    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-      auto it = merges_.find(uint64_t(symbols[i]) << 32 | symbols[i + 1]);
-      if (it != merges_.end() && it->second.first < bestRank) {
-        bestRank = it->second.first;
-        result = it->second.second;
-        at = i;
-      }
-    }
-    if (bestRank == UINT32_MAX)
-      break;
-    symbols[at] = result;
-    symbols.erase(symbols.begin() + at + 1);
+  // Merge the pair of lowest rank, leftmost first, until none is left: a
+  // heap of candidate pairs over a linked list of symbols, as `tokenizers`
+  // does (a pair whose sides changed since it was pushed is skipped).
+  size_t n = symbols.size();
+  std::vector<int> prev(n), next(n);
+  std::vector<bool> alive(n, true);
+  for (size_t i = 0; i < n; ++i) {
+    prev[i] = int(i) - 1;
+    next[i] = i + 1 < n ? int(i) + 1 : -1;
   }
+  struct Candidate {
+    uint32_t rank;
+    int left;
+    uint32_t leftId, rightId, result;
+    bool operator>(const Candidate &o) const {
+      return rank != o.rank ? rank > o.rank : left > o.left;
+    }
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>,
+                      std::greater<Candidate>>
+      heap;
+  auto consider = [&](int left) {
+    if (left < 0 || next[size_t(left)] < 0)
+      return;
+    uint32_t a = symbols[size_t(left)], b = symbols[size_t(next[size_t(left)])];
+    auto it = merges_.find(uint64_t(a) << 32 | b);
+    if (it != merges_.end())
+      heap.push({it->second.first, left, a, b, it->second.second});
+  };
+  for (size_t i = 0; i + 1 < n; ++i)
+    consider(int(i));
+  while (!heap.empty()) {
+    Candidate c = heap.top();
+    heap.pop();
+    size_t left = size_t(c.left);
+    int right = next[left];
+    if (!alive[left] || right < 0 || symbols[left] != c.leftId ||
+        symbols[size_t(right)] != c.rightId)
+      continue;
+    symbols[left] = c.result;
+    alive[size_t(right)] = false;
+    next[left] = next[size_t(right)];
+    if (next[left] >= 0)
+      prev[size_t(next[left])] = int(left);
+    consider(prev[left]);
+    consider(int(left));
+  }
+  std::vector<uint32_t> merged;
+  for (int i = n ? 0 : -1; i >= 0; i = next[size_t(i)])
+    merged.push_back(symbols[size_t(i)]);
+  symbols.swap(merged);
   out.insert(out.end(), symbols.begin(), symbols.end());
 }
 
