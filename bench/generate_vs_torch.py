@@ -27,6 +27,9 @@ def main():
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--max-seq-len", type=int, default=0,
+                        help="compile for this many positions (default: "
+                        "the prompt and the new tokens)")
     parser.add_argument("--skip-no-cache", action="store_true",
                         help="do not time Kiln without its KV cache")
     args = parser.parse_args()
@@ -44,7 +47,8 @@ def main():
     artifact = os.path.join(folder, "m.kiln")
     start = time.time()
     subprocess.run([KILN, "compile", folder, "-o", artifact,
-                    "--max-seq-len", str(total)], check=True)
+                    "--max-seq-len", str(args.max_seq_len or total)],
+                   check=True)
     compile_s = time.time() - start
 
     def generate(cache):

@@ -177,9 +177,15 @@ private:
         continue;
       bool narrowable = llvm::all_of(arg.getUsers(), [&](Operation *user) {
         auto insert = dyn_cast<tensor::InsertSliceOp>(user);
+        // Read by narrowed attention, whole or a prefix of it.
+        auto readsNarrow = [](Operation *reader) {
+          auto slice = dyn_cast<tensor::ExtractSliceOp>(reader);
+          return narrowsAttention(reader) ||
+                 (slice && llvm::all_of(slice->getUsers(), narrowsAttention));
+        };
         return insert && insert.getDest() == arg &&
-               llvm::all_of(insert->getUsers(), [](Operation *reader) {
-                 return isa<func::ReturnOp>(reader) || narrowsAttention(reader);
+               llvm::all_of(insert->getUsers(), [&](Operation *reader) {
+                 return isa<func::ReturnOp>(reader) || readsNarrow(reader);
                });
       });
       if (!narrowable)
@@ -196,6 +202,23 @@ private:
         for (OpOperand &use : llvm::make_early_inc_range(insert->getUses()))
           if (isa<func::ReturnOp>(use.getOwner()))
             use.set(written);
+        // A prefix of the cache: the same prefix of the narrow one.
+        for (Operation *user : llvm::make_early_inc_range(insert->getUsers())) {
+          auto slice = dyn_cast<tensor::ExtractSliceOp>(user);
+          if (!slice)
+            continue;
+          OpBuilder sb(slice);
+          auto narrowSlice = tensor::ExtractSliceOp::create(
+              sb, slice.getLoc(),
+              RankedTensorType::get(slice.getType().getShape(), narrow),
+              written, slice.getMixedOffsets(), slice.getMixedSizes(),
+              slice.getMixedStrides());
+          Value wide = convertElements(sb, slice.getLoc(), narrowSlice,
+                                       type.getElementType());
+          converted[wide] = narrowSlice;
+          slice->replaceAllUsesWith(ValueRange{wide});
+          slice.erase();
+        }
         // Attention reads the narrow cache itself (through `converted`);
         // the extension is then dead.
         if (!insert->use_empty()) {

@@ -34,9 +34,21 @@ bool isStateWrite(Operation *op) {
          func.getArgAttr(arg.getArgNumber(), "kiln.state");
 }
 
+/// A session state, as an argument or as written by a state write.
+bool isStateValue(Value value) {
+  if (auto arg = dyn_cast<BlockArgument>(value)) {
+    auto func = dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp());
+    return func && arg.getOwner()->isEntryBlock() &&
+           func.getArgAttr(arg.getArgNumber(), "kiln.state");
+  }
+  Operation *def = value.getDefiningOp();
+  return def && isStateWrite(def);
+}
+
 /// Ops that never become the root of a dispatch.
 bool isNonCompute(Operation *op) {
-  return isStateWrite(op) || op->hasTrait<OpTrait::ConstantLike>() || isa<tensor::EmptyOp>(op) ||
+  auto slice = dyn_cast<tensor::ExtractSliceOp>(op);
+  return isStateWrite(op) || (slice && isStateValue(slice.getSource())) || op->hasTrait<OpTrait::ConstantLike>() || isa<tensor::EmptyOp>(op) ||
          isReshapeView(op) || op->hasTrait<OpTrait::IsTerminator>() ||
          isa<DispatchOp>(op) || !op->getBlock() ||
          llvm::none_of(op->getResultTypes(), llvm::IsaPred<RankedTensorType>);
@@ -61,6 +73,10 @@ struct KilnFormDispatchesPass final
       return true;
     if (isReshapeView(def))
       return isClonable(def->getOperand(0));
+    // A slice of a session state (the cached prefix of a KV cache): the
+    // kernel reads it in place from the whole state.
+    if (auto slice = dyn_cast<tensor::ExtractSliceOp>(def))
+      return isStateValue(slice.getSource());
     if (auto constant = dyn_cast<arith::ConstantOp>(def)) {
       auto dense = dyn_cast<DenseElementsAttr>(constant.getValue());
       if (!isa<ShapedType>(constant.getType()))

@@ -110,6 +110,8 @@ private:
   /// `x` [B, Hkv, S, D] written into the cache `cache` [B, Hkv, MAX, D] at
   /// the first uncached position.
   Value writeCache(Value cache, Value x);
+  /// The first `cachedLength` positions of `cache` [B, Hkv, MAX, D].
+  Value cachedPrefix(Value cache);
   /// The position of sequence index `iv` (after the cached ones).
   Value position(OpBuilder &nb, Location l, Value iv) {
     if (mode != Mode::Decode)
@@ -192,9 +194,10 @@ private:
   // The entry point being built, and its KV cache.
   Mode mode = Mode::Prefill;
   bool withCache = false;
-  /// Decode: the count of cached positions (index), and the bias that
-  /// masks the cache past the new position, [1, 1, 1, MAX].
-  Value pastSize, decodeBias;
+  /// Decode: the count of cached positions (index), that count plus the
+  /// new one, and the bias that masks the cache past the new position,
+  /// [1, 1, 1, MAX].
+  Value pastSize, cachedLength, decodeBias;
   /// Per layer: the key and value cache arguments, and the caches written.
   SmallVector<Value> cacheArgs, cacheResults;
   struct DimBound {
@@ -629,16 +632,20 @@ Value Builder::layer(Value x, int64_t i) {
     Value vc = writeCache(cacheArgs[2 * i + 1], v);
     cacheResults.push_back(kc);
     cacheResults.push_back(vc);
-    // Decode attends over the whole cache, the positions past the new one
-    // masked by the bias; prefill over the prompt's own keys.
+    // Decode attends over the cache: on a target whose attention takes a
+    // symbolic key count, over its first past + 1 positions (a view of the
+    // cache that the attention kernel reads in place); else over the whole
+    // cache, the positions past the new one masked by the bias. Prefill
+    // attends over the prompt's own keys.
     if (mode == Mode::Decode) {
-      k = kc;
-      v = vc;
+      k = options.symbolicAttention ? cachedPrefix(kc) : kc;
+      v = options.symbolicAttention ? cachedPrefix(vc) : vc;
     }
   }
   bool decoding = mode == Mode::Decode;
+  bool masked = decoding && !options.symbolicAttention;
   Value attn = kiln::AttentionOp::create(
-      b, loc, q.getType(), q, k, v, decoding ? decodeBias : Value(),
+      b, loc, q.getType(), q, k, v, masked ? decodeBias : Value(),
       b.getF64FloatAttr(1.0 / std::sqrt(double(hd))),
       /*softcap=*/b.getF64FloatAttr(0.0),
       /*causal_offset=*/decoding ? IntegerAttr() : b.getI64IntegerAttr(0),
@@ -771,11 +778,25 @@ Value Builder::writeCache(Value cache, Value x) {
                                        strides);
 }
 
+Value Builder::cachedPrefix(Value cache) {
+  ArrayRef<int64_t> shape = shapeOf(cache);
+  SmallVector<OpFoldResult> offsets(4, b.getIndexAttr(0)),
+      strides(4, b.getIndexAttr(1));
+  SmallVector<OpFoldResult> sizes = {b.getIndexAttr(shape[0]),
+                                     b.getIndexAttr(shape[1]), cachedLength,
+                                     b.getIndexAttr(shape[3])};
+  auto type = RankedTensorType::get({shape[0], shape[1], kDynamic, shape[3]},
+                                    elementTypeOf(cache));
+  return tensor::ExtractSliceOp::create(b, loc, type, cache, offsets, sizes,
+                                        strides);
+}
+
 bool Builder::buildEntry(ModuleOp module, Mode entryMode) {
   mode = entryMode;
   bool decoding = mode == Mode::Decode;
   loc = FileLineColLoc::get(&ctx, dir, 0, 0);
-  lmHead = cosTable = sinTable = pastSize = decodeBias = Value();
+  lmHead = cosTable = sinTable = pastSize = cachedLength = decodeBias =
+      Value();
   cacheArgs.clear();
   cacheResults.clear();
   // The builders size everything by `seq`: one token per step in decode.
@@ -834,8 +855,11 @@ bool Builder::buildEntry(ModuleOp module, Mode entryMode) {
                                : Value();
   if (decoding) {
     pastSize = tensor::DimOp::create(b, loc, entry->getArgument(1), 0);
+    Value one = arith::ConstantIndexOp::create(b, loc, 1);
+    cachedLength = arith::AddIOp::create(b, loc, pastSize, one);
     // 0 for the cached positions and the new one, -inf past them.
-    decodeBias = buildIndexed(
+    if (!options.symbolicAttention)
+      decodeBias = buildIndexed(
         b, loc, {1, 1, 1, maxSequence}, b.getF32Type(),
         [&](OpBuilder &nb, Location l, ValueRange iv) {
           Value visible = arith::CmpIOp::create(

@@ -45,6 +45,9 @@ struct ImportOptions {
   /// `--precision` (fp32, fp16, bf16): under a half precision the GEMM
   /// weights are made in that type as they are read.
   std::string precision = "fp32";
+  /// The target's attention takes a symbolic key count (cpu): decode
+  /// attends over the cached prefix alone, not the whole cache with a mask.
+  bool symbolicAttention = false;
 };
 
 /// What a checkpoint import produces: the module, and the checkpoint whose

@@ -323,6 +323,7 @@ int runCompile(const Args &args) {
     gptOptions.maxBatch = o.maxBatch;
     gptOptions.kvCache = o.kvCache;
     gptOptions.precision = o.precision;
+    gptOptions.symbolicAttention = target->raisesSymbolicAttention();
     if (!o.import.constantInputs.empty())
       return fail("--constant-input applies to ONNX models, not to the "
                   "checkpoint folder '" + o.model + "'");
