@@ -112,12 +112,26 @@ private:
   Value writeCache(Value cache, Value x);
   /// The first `cachedLength` positions of `cache` [B, Hkv, MAX, D].
   Value cachedPrefix(Value cache);
-  /// The position of sequence index `iv` (after the cached ones).
-  Value position(OpBuilder &nb, Location l, Value iv) {
-    if (mode != Mode::Decode)
-      return iv;
-    return arith::AddIOp::create(nb, l, iv, pastSize);
+  /// The position of row `row`'s sequence index `iv`: after the cached
+  /// ones, less the row's left padding.
+  Value position(OpBuilder &nb, Location l, Value row, Value iv) {
+    Value p = mode == Mode::Decode
+                  ? Value(arith::AddIOp::create(nb, l, iv, pastSize))
+                  : iv;
+    if (!paddingArg)
+      return p;
+    Value zero = arith::ConstantIndexOp::create(nb, l, 0);
+    p = arith::SubIOp::create(nb, l, p, padOf(nb, l, row));
+    return arith::MaxSIOp::create(nb, l, p, zero);
   }
+  /// Row `row`'s count of left-padding tokens (index).
+  Value padOf(OpBuilder &nb, Location l, Value row) {
+    Value pad = tensor::ExtractOp::create(nb, l, paddingArg, {row});
+    return arith::IndexCastOp::create(nb, l, nb.getIndexType(), pad);
+  }
+  /// 0 for key `key` of row `row` that attention may read, -inf for one it
+  /// may not: a left-padding position, or (`last`) one after it.
+  Value keyBias(OpBuilder &nb, Location l, Value row, Value key, Value last);
 
   InFlightDiagnostic error() { return emitError(loc) << dir << ": "; }
 
@@ -198,6 +212,10 @@ private:
   /// new one, and the bias that masks the cache past the new position,
   /// [1, 1, 1, MAX].
   Value pastSize, cachedLength, decodeBias;
+  /// A fixed batch of more than one row: `padding` i64[batch], each row's
+  /// count of left-padding tokens (prompts of different lengths end at the
+  /// same position); the bias that masks them from attention.
+  Value paddingArg, paddingBias;
   /// Per layer: the key and value cache arguments, and the caches written.
   SmallVector<Value> cacheArgs, cacheResults;
   struct DimBound {
@@ -512,7 +530,7 @@ Value Builder::embedding(Value ids) {
                                                   {row, iv[2]});
         if (wpe) {
           Value p = tensor::ExtractOp::create(
-              nb, l, wpe, {position(nb, l, iv[1]), iv[2]});
+              nb, l, wpe, {position(nb, l, iv[0], iv[1]), iv[2]});
           e = arith::AddFOp::create(nb, l, e, p);
         }
         if (c.gemmaScaling) {
@@ -644,8 +662,9 @@ Value Builder::layer(Value x, int64_t i) {
   }
   bool decoding = mode == Mode::Decode;
   bool masked = decoding && !options.symbolicAttention;
+  Value bias = masked ? decodeBias : paddingBias;
   Value attn = kiln::AttentionOp::create(
-      b, loc, q.getType(), q, k, v, masked ? decodeBias : Value(),
+      b, loc, q.getType(), q, k, v, bias,
       b.getF64FloatAttr(1.0 / std::sqrt(double(hd))),
       /*softcap=*/b.getF64FloatAttr(0.0),
       /*causal_offset=*/decoding ? IntegerAttr() : b.getI64IntegerAttr(0),
@@ -778,6 +797,24 @@ Value Builder::writeCache(Value cache, Value x) {
                                        strides);
 }
 
+Value Builder::keyBias(OpBuilder &nb, Location l, Value row, Value key,
+                       Value last) {
+  Value visible;
+  if (last)
+    visible = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ule, key,
+                                    last);
+  if (paddingArg) {
+    Value unpadded = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::sge,
+                                           key, padOf(nb, l, row));
+    visible = visible ? Value(arith::AndIOp::create(nb, l, visible, unpadded))
+                      : unpadded;
+  }
+  Value zero = arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f));
+  Value masked = arith::ConstantOp::create(
+      nb, l, nb.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
+  return arith::SelectOp::create(nb, l, visible, zero, masked);
+}
+
 Value Builder::cachedPrefix(Value cache) {
   ArrayRef<int64_t> shape = shapeOf(cache);
   SmallVector<OpFoldResult> offsets(4, b.getIndexAttr(0)),
@@ -796,7 +833,7 @@ bool Builder::buildEntry(ModuleOp module, Mode entryMode) {
   bool decoding = mode == Mode::Decode;
   loc = FileLineColLoc::get(&ctx, dir, 0, 0);
   lmHead = cosTable = sinTable = pastSize = cachedLength = decodeBias =
-      Value();
+      paddingArg = paddingBias = Value();
   cacheArgs.clear();
   cacheResults.clear();
   // The builders size everything by `seq`: one token per step in decode.
@@ -810,6 +847,10 @@ bool Builder::buildEntry(ModuleOp module, Mode entryMode) {
   auto pastType = type({kDynamic, 0}, b.getIntegerType(8));
   if (decoding)
     argTypes.push_back(pastType);
+  bool padded = batch != kDynamic && batch > 1;
+  int64_t paddingIndex = argTypes.size();
+  if (padded)
+    argTypes.push_back(type({batch}, b.getI64Type()));
   int64_t firstCache = argTypes.size();
   int64_t kvHeads = c.family == Family::Gpt2 ? c.numHeads : c.numKvHeads;
   auto cacheType = type({batch, kvHeads, maxSequence, c.headDim});
@@ -841,6 +882,8 @@ bool Builder::buildEntry(ModuleOp module, Mode entryMode) {
   }
   if (!bounds.empty())
     func->setAttr("kiln.dim_bounds", b.getDictionaryAttr(bounds));
+  if (padded)
+    func.setArgAttr(paddingIndex, "kiln.name", b.getStringAttr("padding"));
   for (int64_t i = 0; withCache && i < c.numLayers; ++i)
     for (int kv = 0; kv < 2; ++kv)
       func.setArgAttr(firstCache + 2 * i + kv, "kiln.state",
@@ -853,25 +896,38 @@ bool Builder::buildEntry(ModuleOp module, Mode entryMode) {
                                 : Value();
   seqSize = tokens == kDynamic ? tensor::DimOp::create(b, loc, inputIds, 1)
                                : Value();
+  if (padded)
+    paddingArg = entry->getArgument(paddingIndex);
   if (decoding) {
     pastSize = tensor::DimOp::create(b, loc, entry->getArgument(1), 0);
     Value one = arith::ConstantIndexOp::create(b, loc, 1);
     cachedLength = arith::AddIOp::create(b, loc, pastSize, one);
-    // 0 for the cached positions and the new one, -inf past them.
+    // cuda: 0 for the cached positions and the new one, -inf past them
+    // (and before a row's padding ends).
     if (!options.symbolicAttention)
       decodeBias = buildIndexed(
-        b, loc, {1, 1, 1, maxSequence}, b.getF32Type(),
-        [&](OpBuilder &nb, Location l, ValueRange iv) {
-          Value visible = arith::CmpIOp::create(
-              nb, l, arith::CmpIPredicate::ule, iv[3], pastSize);
-          Value zero =
-              arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f));
-          Value masked = arith::ConstantOp::create(
-              nb, l,
-              nb.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
-          return arith::SelectOp::create(nb, l, visible, zero, masked);
-        },
-        {});
+          b, loc, {padded ? batch : 1, 1, 1, maxSequence}, b.getF32Type(),
+          [&](OpBuilder &nb, Location l, ValueRange iv) {
+            return keyBias(nb, l, iv[0], iv[3], pastSize);
+          },
+          {});
+  }
+  if (padded) {
+    // A row's padding is masked as keys, [batch, 1, 1, keys]: prefill's
+    // keys are the prompt's; decode's the cached prefix (cpu).
+    bool prefixed = decoding && options.symbolicAttention;
+    if (!decoding || prefixed) {
+      int64_t keys = decoding ? kDynamic : tokens;
+      SmallVector<Value> sizes;
+      if (keys == kDynamic)
+        sizes.push_back(decoding ? cachedLength : seqSize);
+      paddingBias = buildIndexed(
+          b, loc, {batch, 1, 1, keys}, b.getF32Type(),
+          [&](OpBuilder &nb, Location l, ValueRange iv) {
+            return keyBias(nb, l, iv[0], iv[3], Value());
+          },
+          sizes);
+    }
   }
   for (int64_t i = 0; withCache && i < 2 * c.numLayers; ++i)
     cacheArgs.push_back(entry->getArgument(firstCache + i));
@@ -906,7 +962,8 @@ bool Builder::buildEntry(ModuleOp module, Mode entryMode) {
           b, loc, shape, b.getF32Type(),
           [&](OpBuilder &nb, Location l, ValueRange iv) {
             Value pos = arith::IndexCastOp::create(nb, l, nb.getI64Type(),
-                                                   position(nb, l, iv[1]));
+                                                   position(nb, l, iv[0],
+                                                            iv[1]));
             Value posF = arith::SIToFPOp::create(nb, l, nb.getF32Type(), pos);
             Value f = tensor::ExtractOp::create(nb, l, freqs, {iv[2]});
             Value angle = arith::MulFOp::create(nb, l, posF, f);

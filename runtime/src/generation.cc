@@ -104,7 +104,15 @@ absl::StatusOr<GenerationModel> generationModel(const Artifact &artifact) {
   };
   if (!entry)
     return malformed("is missing");
-  if (entry->inputs_size() != 1 || entry->outputs_size() != 1 ||
+  // A second input: each row's left padding, i64[batch].
+  model.padding = entry->inputs_size() == 2 &&
+                  entry->inputs(1).name() == "padding" &&
+                  entry->inputs(1).dtype() == artifact::I64 &&
+                  entry->inputs(1).shape_size() == 1 &&
+                  entry->inputs(0).shape_size() == 2 &&
+                  entry->inputs(1).shape(0) == entry->inputs(0).shape(0);
+  if (entry->inputs_size() != (model.padding ? 2 : 1) ||
+      entry->outputs_size() != 1 ||
       entry->inputs(0).dtype() != artifact::I64 ||
       entry->inputs(0).shape_size() != 2 ||
       entry->outputs(0).dtype() != artifact::F32 ||
@@ -130,7 +138,7 @@ absl::StatusOr<GenerationModel> generationModel(const Artifact &artifact) {
         model.decodeIndex = size_t(i);
       }
     const artifact::TensorSpec &ids = entry->inputs(0);
-    if (!decode || decode->inputs_size() != 2 ||
+    if (!decode || decode->inputs_size() != (model.padding ? 3 : 2) ||
         decode->outputs_size() != 1 ||
         decode->inputs(0).dtype() != artifact::I64 ||
         decode->inputs(0).shape_size() != 2 ||
@@ -165,59 +173,118 @@ Generator::Generator(GenerationModel model, const SamplingOptions &options,
       forward_(std::move(forward)),
       decode_(model_.decodeEntry.empty() ? nullptr : std::move(decode)) {}
 
-absl::Status Generator::feed(const int64_t *ids, size_t count) {
-  if (tokens_.size() + count > model_.maxSequence)
-    return absl::OutOfRangeError(absl::StrCat(
-        "the sequence would be ", tokens_.size() + count,
-        " tokens, longer than the ", model_.maxSequence,
-        " the model was compiled for (kiln compile --max-seq-len)"));
+absl::Status Generator::checkIds(const int64_t *ids, size_t count) const {
   for (size_t i = 0; i < count; ++i)
     if (ids[i] < 0 || size_t(ids[i]) >= model_.vocab)
       return absl::InvalidArgumentError(
           absl::StrCat("token id ", ids[i], " is outside the vocabulary of ",
                        model_.vocab, " tokens"));
-  tokens_.insert(tokens_.end(), ids, ids + count);
+  return absl::OkStatus();
+}
+
+absl::Status Generator::feed(const int64_t *ids, size_t count) {
+  if (length() + count > model_.maxSequence)
+    return absl::OutOfRangeError(absl::StrCat(
+        "the sequence would be ", length() + count,
+        " tokens, longer than the ", model_.maxSequence,
+        " the model was compiled for (kiln compile --max-seq-len)"));
+  if (absl::Status st = checkIds(ids, count); !st.ok())
+    return st;
+  if (rows_.empty()) {
+    rows_.assign(size_t(model_.batch), {});
+    padding_.assign(size_t(model_.batch), 0);
+  }
+  for (std::vector<int64_t> &row : rows_)
+    row.insert(row.end(), ids, ids + count);
+  return absl::OkStatus();
+}
+
+absl::Status
+Generator::feedRows(const std::vector<std::vector<int64_t>> &rows) {
+  if (!rows_.empty())
+    return absl::FailedPreconditionError(
+        "prompts per row start a generation: reset the generator first");
+  if (rows.size() != size_t(model_.batch))
+    return absl::InvalidArgumentError(absl::StrCat(
+        rows.size(), " prompts for a model compiled for a batch of ",
+        model_.batch, " (kiln compile --dim batch=", rows.size(), ")"));
+  size_t longest = 0;
+  for (const std::vector<int64_t> &row : rows) {
+    if (row.empty())
+      return absl::InvalidArgumentError("a prompt has no tokens");
+    if (absl::Status st = checkIds(row.data(), row.size()); !st.ok())
+      return st;
+    longest = std::max(longest, row.size());
+  }
+  if (longest > model_.maxSequence)
+    return absl::OutOfRangeError(absl::StrCat(
+        "a prompt is ", longest, " tokens, longer than the ",
+        model_.maxSequence,
+        " the model was compiled for (kiln compile --max-seq-len)"));
+  for (const std::vector<int64_t> &row : rows)
+    if (row.size() != longest && !model_.padding)
+      return absl::InvalidArgumentError(
+          "prompts of different lengths need a model that takes padding "
+          "(compile the checkpoint again with this release of kiln)");
+  rows_ = rows;
+  padding_.clear();
+  for (const std::vector<int64_t> &row : rows)
+    padding_.push_back(int64_t(longest - row.size()));
   return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> Generator::step() {
-  if (tokens_.empty())
+  absl::StatusOr<std::vector<int64_t>> tokens = stepRows();
+  if (!tokens.ok())
+    return tokens.status();
+  return tokens->front();
+}
+
+absl::StatusOr<std::vector<int64_t>> Generator::stepRows() {
+  size_t length = this->length(), batch = size_t(model_.batch);
+  if (rows_.empty() || rows_[0].empty())
     return absl::FailedPreconditionError(
         "no prompt: feed at least one token before generating");
-  if (tokens_.size() > model_.maxSequence)
+  if (length > model_.maxSequence)
     return absl::OutOfRangeError(absl::StrCat(
         "the sequence is past the ", model_.maxSequence,
         " tokens the model was compiled for (kiln compile --max-seq-len)"));
-  logits_.resize(model_.vocab);
+  logits_.resize(batch * model_.vocab);
   if (decode_ && cached_ > 0) {
-    // One decode per token the cache lacks (the last one sampled, and any
-    // fed since), each appending its keys and values.
-    while (cached_ < tokens_.size()) {
-      padded_.assign(size_t(model_.batch), tokens_[cached_]);
-      if (absl::Status status = decode_(padded_, cached_, logits_);
+    // One decode per position the cache lacks (the tokens sampled last, and
+    // any fed since), each appending its keys and values.
+    while (cached_ < length) {
+      padded_.clear();
+      for (size_t r = 0; r < batch; ++r)
+        padded_.push_back(rows_[r][cached_ - size_t(padding_[r])]);
+      if (absl::Status status = decode_(padded_, cached_, padding_, logits_);
           !status.ok()) {
         cached_ = 0;  // the cache is in an unknown state: prefill again
         return status;
       }
       ++cached_;
     }
-    int64_t token = sampler_.sample(logits_.data(), model_.vocab);
-    tokens_.push_back(token);
-    return token;
+  } else {
+    // Each row left-padded to the same end, then (a fixed sequence dim)
+    // padded on the right to the entry point's length.
+    size_t width = model_.fixedSequence ? model_.maxSequence : length;
+    padded_.assign(batch * width, model_.pad);
+    for (size_t r = 0; r < batch; ++r)
+      std::copy(rows_[r].begin(), rows_[r].end(),
+                padded_.begin() + r * width + size_t(padding_[r]));
+    if (absl::Status status = forward_(padded_, padding_, length - 1, logits_);
+        !status.ok())
+      return status;
+    // The prefill entry point wrote the keys and values of every position.
+    cached_ = length;
   }
-  size_t length = model_.fixedSequence ? model_.maxSequence : tokens_.size();
-  padded_.assign(size_t(model_.batch) * length, model_.pad);
-  for (int64_t row = 0; row < model_.batch; ++row)
-    std::copy(tokens_.begin(), tokens_.end(),
-              padded_.begin() + size_t(row) * length);
-  if (absl::Status status = forward_(padded_, tokens_.size() - 1, logits_);
-      !status.ok())
-    return status;
-  // The prefill entry point wrote the keys and values of every position.
-  cached_ = tokens_.size();
-  int64_t token = sampler_.sample(logits_.data(), model_.vocab);
-  tokens_.push_back(token);
-  return token;
+  next_.clear();
+  for (size_t r = 0; r < batch; ++r) {
+    next_.push_back(
+        sampler_.sample(logits_.data() + r * model_.vocab, model_.vocab));
+    rows_[r].push_back(next_.back());
+  }
+  return next_;
 }
 
 bool Generator::isEos(int64_t token) const {
@@ -226,7 +293,8 @@ bool Generator::isEos(int64_t token) const {
 }
 
 void Generator::reset() {
-  tokens_.clear();
+  rows_.clear();
+  padding_.clear();
   logits_.clear();
   cached_ = 0;
   sampler_.reseed();

@@ -56,9 +56,13 @@ struct GenerationModel {
   /// padded to it, and the logits of the last real position are read
   /// (attention is causal, so the padding does not change them).
   bool fixedSequence = false;
-  /// The entry point's batch size when fixed (the rows all hold the one
-  /// sequence), else 1.
+  /// The entry point's batch size when fixed, else 1. The rows all hold
+  /// the one sequence (feed), or a prompt each (feedRows).
   int64_t batch = 1;
+  /// The entry points take `padding` i64[batch], each row's count of
+  /// left-padding tokens (a fixed batch of more than one row), so that
+  /// rows of different lengths end at the same position.
+  bool padding = false;
   std::vector<int64_t> eos;
   int64_t pad = 0;
   /// The decode entry point over the session's KV cache (empty: none; each
@@ -74,18 +78,21 @@ struct GenerationModel {
 /// shape).
 absl::StatusOr<GenerationModel> generationModel(const Artifact &artifact);
 
-/// Runs the model on `ids` (already padded to the entry point's shape when
-/// it is fixed: `batch` rows of `ids.size() / batch`) and writes the logits
-/// of position `last` of the first row to `logits` (vocab floats).
+/// Runs the model on `ids` (`batch` rows of `ids.size() / batch`, each
+/// left-padded by `padding[row]` tokens, and padded on the right to the
+/// entry point's shape when it is fixed) and writes the logits of position
+/// `last` of every row to `logits` (batch x vocab floats).
 using Forward = std::function<absl::Status(
-    const std::vector<int64_t> &ids, size_t last, std::vector<float> &logits)>;
+    const std::vector<int64_t> &ids, const std::vector<int64_t> &padding,
+    size_t last, std::vector<float> &logits)>;
 
 /// Runs the decode entry point on one new token per row (`batch` ids) at
 /// position `past` (the count of positions the cache holds), appending its
-/// keys and values to the cache, and writes the logits of the first row to
-/// `logits`.
+/// keys and values to the cache, and writes every row's logits to `logits`
+/// (batch x vocab floats).
 using Decode = std::function<absl::Status(
-    const std::vector<int64_t> &ids, size_t past, std::vector<float> &logits)>;
+    const std::vector<int64_t> &ids, size_t past,
+    const std::vector<int64_t> &padding, std::vector<float> &logits)>;
 
 class Generator {
 public:
@@ -96,18 +103,28 @@ public:
   Generator(GenerationModel model, const SamplingOptions &options,
             Forward forward, Decode decode = nullptr);
 
-  /// Appends prompt tokens.
+  /// Appends prompt tokens (to every row).
   absl::Status feed(const int64_t *ids, size_t count);
-  /// Computes the next token, appends it and returns it.
+  /// Starts one prompt per row (`batch` of them, of any lengths): the
+  /// shorter ones are padded on the left. Only on an empty generator.
+  absl::Status feedRows(const std::vector<std::vector<int64_t>> &rows);
+  /// Computes the next token, appends it and returns it (row 0's).
   absl::StatusOr<int64_t> step();
+  /// Computes every row's next token, appends them and returns them.
+  absl::StatusOr<std::vector<int64_t>> stepRows();
   bool isEos(int64_t token) const;
   /// Whether the sequence is as long as the model takes: no further step.
-  bool full() const { return tokens_.size() > model_.maxSequence; }
+  bool full() const { return length() > model_.maxSequence; }
   /// Forgets every token and reseeds the sampler.
   void reset();
-  const std::vector<int64_t> &tokens() const { return tokens_; }
-  /// The logits the last step sampled from; empty before the first step
-  /// and after reset().
+  /// Row 0's tokens (prompt and generated), and row `row`'s.
+  const std::vector<int64_t> &tokens() const { return row(0); }
+  const std::vector<int64_t> &row(size_t row) const {
+    return row < rows_.size() ? rows_[row] : empty_;
+  }
+  size_t rows() const { return size_t(model_.batch); }
+  /// Every row's logits the last step sampled from (batch x vocab); empty
+  /// before the first step and after reset().
   const std::vector<float> &logits() const { return logits_; }
   const GenerationModel &model() const { return model_; }
 
@@ -116,9 +133,18 @@ private:
   Sampler sampler_;
   Forward forward_;
   Decode decode_;
+  /// The padded length: every row's left padding and tokens.
+  size_t length() const {
+    return rows_.empty() ? 0 : size_t(padding_[0]) + rows_[0].size();
+  }
+  absl::Status checkIds(const int64_t *ids, size_t count) const;
+
   /// Positions whose keys and values the session's cache holds.
   size_t cached_ = 0;
-  std::vector<int64_t> tokens_, padded_;
+  /// Each row's tokens (without padding), and its left padding.
+  std::vector<std::vector<int64_t>> rows_;
+  std::vector<int64_t> padding_, padded_, next_;
+  const std::vector<int64_t> empty_;
   std::vector<float> logits_;
 };
 

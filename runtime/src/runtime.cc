@@ -462,36 +462,67 @@ kiln_status kiln_generator_create(kiln_session *session,
     options.topP = sampling->top_p > 0 ? sampling->top_p : 1.0;
     options.seed = sampling->seed;
   }
-  // The logits of every position come back; the loop reads one row.
+  // The logits of every position come back; the loop reads each row's
+  // at `last`. `padding` (each row's left padding) is an input when the
+  // entry points take it.
   std::string entryName = model->entry;
-  auto forward = [session, entryName, vocab = model->vocab,
-                  batch = model->batch,
-                  logitsBuffer = std::vector<float>()](
-                     const std::vector<int64_t> &ids, size_t last,
-                     std::vector<float> &logits) mutable -> absl::Status {
-    kiln_tensor input{};
-    input.dtype = KILN_DTYPE_I64;
-    input.rank = 2;
-    input.shape[0] = batch;
-    input.shape[1] = int64_t(ids.size()) / batch;
-    input.data = const_cast<int64_t *>(ids.data());
-    input.size_bytes = ids.size() * sizeof(int64_t);
-    kiln_tensor output{};
-    output.dtype = KILN_DTYPE_F32;
-    output.rank = 3;
-    output.shape[0] = input.shape[0];
-    output.shape[1] = input.shape[1];
-    output.shape[2] = int64_t(vocab);
-    logitsBuffer.resize(ids.size() * vocab);
-    output.data = logitsBuffer.data();
-    output.size_bytes = logitsBuffer.size() * sizeof(float);
-    if (kiln_status s = kiln_session_run(session, entryName.c_str(), &input,
-                                         1, &output, 1)) {
+  bool takesPadding = model->padding;
+  auto paddingTensor = [](const std::vector<int64_t> &padding) {
+    kiln_tensor t{};
+    t.dtype = KILN_DTYPE_I64;
+    t.rank = 1;
+    t.shape[0] = int64_t(padding.size());
+    t.data = const_cast<int64_t *>(padding.data());
+    t.size_bytes = padding.size() * sizeof(int64_t);
+    return t;
+  };
+  auto run = [session](const std::string &entry,
+                       std::vector<kiln_tensor> &inputs,
+                       kiln_tensor &output) -> absl::Status {
+    if (kiln_status s = kiln_session_run(session, entry.c_str(),
+                                         inputs.data(), inputs.size(),
+                                         &output, 1)) {
       std::string message = kiln_status_message(s);
       kiln_status_free(s);
       return absl::InternalError(message);
     }
-    std::copy_n(logitsBuffer.begin() + last * vocab, vocab, logits.begin());
+    return absl::OkStatus();
+  };
+  auto logitsTensor = [](std::vector<float> &buffer, int64_t batch,
+                         int64_t length, size_t vocab) {
+    kiln_tensor t{};
+    t.dtype = KILN_DTYPE_F32;
+    t.rank = 3;
+    t.shape[0] = batch;
+    t.shape[1] = length;
+    t.shape[2] = int64_t(vocab);
+    buffer.resize(size_t(batch * length) * vocab);
+    t.data = buffer.data();
+    t.size_bytes = buffer.size() * sizeof(float);
+    return t;
+  };
+  auto forward = [entryName, takesPadding, paddingTensor, run, logitsTensor,
+                  vocab = model->vocab, batch = model->batch,
+                  logitsBuffer = std::vector<float>()](
+                     const std::vector<int64_t> &ids,
+                     const std::vector<int64_t> &padding, size_t last,
+                     std::vector<float> &logits) mutable -> absl::Status {
+    std::vector<kiln_tensor> inputs(1);
+    inputs[0].dtype = KILN_DTYPE_I64;
+    inputs[0].rank = 2;
+    inputs[0].shape[0] = batch;
+    inputs[0].shape[1] = int64_t(ids.size()) / batch;
+    inputs[0].data = const_cast<int64_t *>(ids.data());
+    inputs[0].size_bytes = ids.size() * sizeof(int64_t);
+    if (takesPadding)
+      inputs.push_back(paddingTensor(padding));
+    int64_t length = inputs[0].shape[1];
+    kiln_tensor output = logitsTensor(logitsBuffer, batch, length, vocab);
+    if (absl::Status st = run(entryName, inputs, output); !st.ok())
+      return st;
+    for (int64_t r = 0; r < batch; ++r)
+      std::copy_n(logitsBuffer.begin() + (size_t(r * length) + last) * vocab,
+                  vocab, logits.begin() + size_t(r) * vocab);
     return absl::OkStatus();
   };
   // Decode: one token per row at position `past`, its keys and values
@@ -501,12 +532,13 @@ kiln_status kiln_generator_create(kiln_session *session,
   const char *cacheSetting = std::getenv("KILN_KV_CACHE");
   if (!model->decodeEntry.empty() &&
       !(cacheSetting && std::string(cacheSetting) == "0"))
-    decode = [session, entryName = model->decodeEntry, vocab = model->vocab,
-              batch = model->batch,
+    decode = [entryName = model->decodeEntry, takesPadding, paddingTensor,
+              run, logitsTensor, vocab = model->vocab, batch = model->batch,
               logitsBuffer = std::vector<float>()](
                  const std::vector<int64_t> &ids, size_t past,
+                 const std::vector<int64_t> &padding,
                  std::vector<float> &logits) mutable -> absl::Status {
-      kiln_tensor inputs[2] = {};
+      std::vector<kiln_tensor> inputs(2);
       inputs[0].dtype = KILN_DTYPE_I64;
       inputs[0].rank = 2;
       inputs[0].shape[0] = batch;
@@ -518,22 +550,13 @@ kiln_status kiln_generator_create(kiln_session *session,
       inputs[1].rank = 2;
       inputs[1].shape[0] = int64_t(past);
       inputs[1].shape[1] = 0;
-      kiln_tensor output{};
-      output.dtype = KILN_DTYPE_F32;
-      output.rank = 3;
-      output.shape[0] = batch;
-      output.shape[1] = 1;
-      output.shape[2] = int64_t(vocab);
-      logitsBuffer.resize(size_t(batch) * vocab);
-      output.data = logitsBuffer.data();
-      output.size_bytes = logitsBuffer.size() * sizeof(float);
-      if (kiln_status s = kiln_session_run(session, entryName.c_str(), inputs,
-                                           2, &output, 1)) {
-        std::string message = kiln_status_message(s);
-        kiln_status_free(s);
-        return absl::InternalError(message);
-      }
-      std::copy_n(logitsBuffer.begin(), vocab, logits.begin());
+      if (takesPadding)
+        inputs.push_back(paddingTensor(padding));
+      kiln_tensor output = logitsTensor(logitsBuffer, batch, 1, vocab);
+      if (absl::Status st = run(entryName, inputs, output); !st.ok())
+        return st;
+      std::copy_n(logitsBuffer.begin(), size_t(batch) * vocab,
+                  logits.begin());
       return absl::OkStatus();
     };
   *out = new (std::nothrow) kiln_generator_t{
@@ -590,6 +613,54 @@ kiln_status kiln_generator_run(kiln_generator *generator,
 void kiln_generator_reset(kiln_generator *generator) {
   if (generator)
     generator->generator->reset();
+}
+
+size_t kiln_generator_rows(const kiln_generator *generator) {
+  return generator ? generator->generator->rows() : 0;
+}
+
+kiln_status kiln_generator_feed_rows(kiln_generator *generator,
+                                     const int64_t *const *ids,
+                                     const size_t *counts, size_t rows) {
+  if (!generator || (rows && (!ids || !counts)))
+    return makeStatus("kiln_generator_feed_rows: generator, ids and counts "
+                      "must not be NULL");
+  std::vector<std::vector<int64_t>> prompts;
+  for (size_t r = 0; r < rows; ++r) {
+    if (counts[r] && !ids[r])
+      return makeStatus("kiln_generator_feed_rows: a row's ids are NULL");
+    prompts.emplace_back(ids[r], ids[r] + counts[r]);
+  }
+  return fromAbsl(generator->generator->feedRows(prompts));
+}
+
+kiln_status kiln_generator_step_rows(kiln_generator *generator,
+                                     int64_t *tokens, size_t rows) {
+  if (!generator || !tokens)
+    return makeStatus(
+        "kiln_generator_step_rows: generator and tokens must not be NULL");
+  if (rows != generator->generator->rows())
+    return makeStatus(absl::StrCat("kiln_generator_step_rows: the model has ",
+                                   generator->generator->rows(),
+                                   " rows, not ", rows));
+  auto next = generator->generator->stepRows();
+  if (!next.ok())
+    return fromAbsl(next.status());
+  std::copy(next->begin(), next->end(), tokens);
+  return nullptr;
+}
+
+const int64_t *kiln_generator_row_tokens(const kiln_generator *generator,
+                                         size_t row, size_t *count) {
+  if (!generator || row >= generator->generator->rows()) {
+    if (count)
+      *count = 0;
+    return nullptr;
+  }
+  const std::vector<int64_t> &tokens = generator->generator->row(row);
+  if (count)
+    *count = tokens.size();
+  return tokens.data();
 }
 
 const float *kiln_generator_logits(const kiln_generator *generator,

@@ -150,7 +150,12 @@ def test_errors(tmp_path):
         (["--prompt", "hello"], "carries no tokenizer"),
         (["--prompt-ids", "1", "--top-p", "1.5"], "--top-p expects a number"),
         (["--prompt-ids", "x"], "--prompt-ids expects comma-separated"),
-        ([], "give the prompt once"),
+        ([], "give the prompts either as text"),
+        (["--prompt-ids", "1", "--prompt", "hi"],
+         "give the prompts either as text"),
+        (["--prompt-ids", "1", "--prompt-ids", "2,3"],
+         "2 prompts for a model compiled for a batch of 1 (kiln compile "
+         "--dim batch=2)"),
     ]
     for args, message in cases:
         result = kiln("generate", str(artifact), *args, check=False)
@@ -216,3 +221,56 @@ def test_decode_under_sim(precision, tmp_path):
         error = (np.linalg.norm(got_logits[step] - want[step]) /
                  np.linalg.norm(want[step]))
         assert error <= PRECISION_TOLERANCES["bf16"], (step, error)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama3"])
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_batch_of_different_lengths(name, device, tmp_path):
+    """A prompt per row, of different lengths (the shorter ones padded on
+    the left and masked): every row's tokens and the logits of each of its
+    steps as transformers' on that prompt alone, with its KV cache."""
+    from conftest import CHECKPOINT_LOGITS_ATOL
+    if device == "sim" and name == "gpt2":
+        pytest.skip("one family is enough for the simulator's kernels")
+    path = make_checkpoint(tmp_path / "ckpt", name)
+    prompts = [[5, 17, 3, 60, 42, 8, 9], [7], [11, 12, 13]]
+    artifact = tmp_path / "m.kiln"
+    target = (["--target", "cuda:sm_80,sm_90a", "--embed-kernel-ir",
+               "--dim", "sequence=20"] if device == "sim" else
+              ["--max-seq-len", "20"])
+    kiln("compile", str(path), "-o", str(artifact), "--dim", "batch=3",
+         *target)
+    info = json.loads(kiln("inspect", "--json", str(artifact)).stdout)
+    prefill = next(e for e in info["entry_points"] if e["name"] == "prefill")
+    assert [i["name"] for i in prefill["inputs"]] == ["input_ids", "padding"]
+    args = []
+    for p in prompts:
+        args += ["--prompt-ids", ",".join(map(str, p))]
+    steps = 8
+    result = kiln("generate", str(artifact), *args, "--max-new-tokens",
+                  str(steps), "--json", "--device", device, "--logits-out",
+                  str(tmp_path / "logits.npy"))
+    got = json.loads(result.stdout)
+    logits = np.load(tmp_path / "logits.npy")
+    assert logits.shape[1] == len(prompts)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=torch.float32).eval()
+    for r, prompt in enumerate(prompts):
+        row = got["rows"][r]
+        assert row["prompt_ids"] == prompt
+        ids = torch.tensor([prompt])
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids),
+                                 max_new_tokens=steps, min_new_tokens=steps,
+                                 do_sample=False, pad_token_id=0,
+                                 return_dict_in_generate=True,
+                                 output_logits=True)
+        want = out.sequences[0, len(prompt):].tolist()
+        new = row["new_ids"]
+        assert new[:len(new) - 1] == want[:len(new) - 1], (r, new, want)
+        if row["finish_reason"] != "eos":
+            assert new == want[:len(new)], (r, new, want)
+        for step in range(len(new)):
+            np.testing.assert_allclose(
+                logits[step, r], out.logits[step][0].numpy(), rtol=0,
+                atol=CHECKPOINT_LOGITS_ATOL, err_msg=f"row {r} step {step}")

@@ -111,7 +111,8 @@ GenerationModel model(bool fixed) {
 struct Counter {
   std::vector<std::vector<int64_t>> seen;
   std::vector<size_t> lasts;
-  absl::Status operator()(const std::vector<int64_t> &ids, size_t last,
+  absl::Status operator()(const std::vector<int64_t> &ids,
+                          const std::vector<int64_t> &, size_t last,
                           std::vector<float> &logits) {
     seen.push_back(ids);
     lasts.push_back(last);
@@ -124,8 +125,9 @@ struct Counter {
 TEST(Generator, StepsAppendTokensUntilTheSequenceIsFull) {
   auto counter = std::make_shared<Counter>();
   Generator generator(model(false), SamplingOptions{},
-                      [counter](auto &ids, size_t last, auto &logits) {
-                        return (*counter)(ids, last, logits);
+                      [counter](auto &ids, auto &padding, size_t last,
+                                auto &logits) {
+                        return (*counter)(ids, padding, last, logits);
                       });
   EXPECT_FALSE(generator.step().ok()) << "no prompt yet";
   int64_t prompt[] = {2, 3};
@@ -148,8 +150,9 @@ TEST(Generator, StepsAppendTokensUntilTheSequenceIsFull) {
 TEST(Generator, FixedSequencesArePaddedAndTheLastRealPositionRead) {
   auto counter = std::make_shared<Counter>();
   Generator generator(model(true), SamplingOptions{},
-                      [counter](auto &ids, size_t last, auto &logits) {
-                        return (*counter)(ids, last, logits);
+                      [counter](auto &ids, auto &padding, size_t last,
+                                auto &logits) {
+                        return (*counter)(ids, padding, last, logits);
                       });
   int64_t prompt[] = {1, 2, 3};
   ASSERT_TRUE(generator.feed(prompt, 3).ok());
@@ -166,6 +169,7 @@ struct CachedCounter {
   std::vector<std::pair<int64_t, size_t>> decoded;  // (token, past)
   bool failNext = false;
   absl::Status decode(const std::vector<int64_t> &ids, size_t past,
+                      const std::vector<int64_t> &,
                       std::vector<float> &logits) {
     if (failNext) {
       failNext = false;
@@ -184,11 +188,11 @@ TEST(Generator, WithACachePrefillsOnceThenDecodesEachToken) {
   m.decodeEntry = "decode";
   Generator generator(
       m, SamplingOptions{},
-      [c](auto &ids, size_t last, auto &logits) {
-        return c->prefill(ids, last, logits);
+      [c](auto &ids, auto &padding, size_t last, auto &logits) {
+        return c->prefill(ids, padding, last, logits);
       },
-      [c](auto &ids, size_t past, auto &logits) {
-        return c->decode(ids, past, logits);
+      [c](auto &ids, size_t past, auto &padding, auto &logits) {
+        return c->decode(ids, past, padding, logits);
       });
   int64_t prompt[] = {1, 2};
   ASSERT_TRUE(generator.feed(prompt, 2).ok());
@@ -221,11 +225,11 @@ TEST(Generator, WithoutADecodeEntryEveryStepPrefills) {
   auto c = std::make_shared<CachedCounter>();
   Generator generator(
       model(false), SamplingOptions{},
-      [c](auto &ids, size_t last, auto &logits) {
-        return c->prefill(ids, last, logits);
+      [c](auto &ids, auto &padding, size_t last, auto &logits) {
+        return c->prefill(ids, padding, last, logits);
       },
-      [c](auto &ids, size_t past, auto &logits) {
-        return c->decode(ids, past, logits);
+      [c](auto &ids, size_t past, auto &padding, auto &logits) {
+        return c->decode(ids, past, padding, logits);
       });
   int64_t prompt[] = {1};
   ASSERT_TRUE(generator.feed(prompt, 1).ok());
@@ -235,9 +239,84 @@ TEST(Generator, WithoutADecodeEntryEveryStepPrefills) {
   EXPECT_TRUE(c->decoded.empty());
 }
 
+/// A counter model per row: each row's next token is its last one plus
+/// one (vocab 8), with the ids and padding it saw.
+struct RowCounter {
+  size_t batch = 2;
+  std::vector<std::vector<int64_t>> seen, paddings;
+  std::vector<size_t> pasts;
+  void answer(const std::vector<int64_t> &last, std::vector<float> &logits) {
+    std::fill(logits.begin(), logits.end(), 0.0f);
+    for (size_t r = 0; r < batch; ++r)
+      logits[r * 8 + size_t(last[r] + 1) % 8] = 1.0f;
+  }
+  absl::Status prefill(const std::vector<int64_t> &ids,
+                       const std::vector<int64_t> &padding, size_t last,
+                       std::vector<float> &logits) {
+    seen.push_back(ids);
+    paddings.push_back(padding);
+    size_t width = ids.size() / batch;
+    answer({ids[last], ids[width + last]}, logits);
+    return absl::OkStatus();
+  }
+  absl::Status decode(const std::vector<int64_t> &ids, size_t past,
+                      const std::vector<int64_t> &padding,
+                      std::vector<float> &logits) {
+    seen.push_back(ids);
+    paddings.push_back(padding);
+    pasts.push_back(past);
+    answer(ids, logits);
+    return absl::OkStatus();
+  }
+};
+
+TEST(Generator, RowsOfDifferentLengthsArePaddedOnTheLeft) {
+  auto c = std::make_shared<RowCounter>();
+  GenerationModel m = model(false);
+  m.batch = 2;
+  m.padding = true;
+  m.decodeEntry = "decode";
+  auto make = [&](GenerationModel gm) {
+    return Generator(
+        gm, SamplingOptions{},
+        [c](auto &ids, auto &padding, size_t last, auto &logits) {
+          return c->prefill(ids, padding, last, logits);
+        },
+        [c](auto &ids, size_t past, auto &padding, auto &logits) {
+          return c->decode(ids, past, padding, logits);
+        });
+  };
+  Generator generator = make(m);
+  EXPECT_FALSE(generator.feedRows({{1}}).ok()) << "one prompt for two rows";
+  EXPECT_FALSE(generator.feedRows({{1}, {}}).ok()) << "an empty prompt";
+  ASSERT_TRUE(generator.feedRows({{1, 2, 3}, {5}}).ok());
+  EXPECT_FALSE(generator.feedRows({{1}, {2}}).ok()) << "not after a start";
+  auto first = generator.stepRows();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, (std::vector<int64_t>{4, 6}));
+  // Row 1 is padded on the left with the pad token (0) to end with row 0.
+  EXPECT_EQ(c->seen[0], (std::vector<int64_t>{1, 2, 3, 0, 0, 5}));
+  EXPECT_EQ(c->paddings[0], (std::vector<int64_t>{0, 2}));
+  auto second = generator.stepRows();
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, (std::vector<int64_t>{5, 7}));
+  EXPECT_EQ(c->seen[1], (std::vector<int64_t>{4, 6}));
+  EXPECT_EQ(c->pasts, (std::vector<size_t>{3}));
+  EXPECT_EQ(generator.row(0), (std::vector<int64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(generator.row(1), (std::vector<int64_t>{5, 6, 7}));
+  EXPECT_EQ(generator.logits().size(), 16u);
+  // Without a padding input, rows must be as long as one another.
+  m.padding = false;
+  Generator plain = make(m);
+  EXPECT_FALSE(plain.feedRows({{1, 2}, {3}}).ok());
+  EXPECT_TRUE(plain.feedRows({{1, 2}, {3, 4}}).ok());
+}
+
 TEST(Generator, FeedChecksIdsAndLength) {
   Generator generator(model(false), SamplingOptions{},
-                      [](auto &, size_t, auto &) { return absl::OkStatus(); });
+                      [](auto &, auto &, size_t, auto &) {
+                        return absl::OkStatus();
+                      });
   int64_t bad[] = {8};
   absl::Status status = generator.feed(bad, 1);
   EXPECT_FALSE(status.ok());

@@ -49,6 +49,9 @@ length, the time to the first token and the decode rate to stderr.
                          end-of-sequence tokens always stop
   --device D             cpu (default), cuda:N, or sim (the GPU-kernel
                          simulator, for cuda artifacts with kernel IR)
+  --prompt and --prompt-ids may be repeated: a prompt per row of a model
+                         compiled with --dim batch=B (B prompts, of any
+                         lengths); each row's text is printed on its line
   --json                 print one JSON object at the end instead: the
                          prompt's and the new token ids, why it stopped
                          (eos, stop, length: --max-new-tokens, or
@@ -61,6 +64,10 @@ length, the time to the first token and the decode rate to stderr.
 struct GenerateOptions {
   std::string artifact, device = "cpu", prompt, logitsOut;
   std::vector<int64_t> promptIds, stopIds;
+  /// Every --prompt-ids and --prompt given: more than one is a batch, a
+  /// prompt per row of a model compiled with --dim batch=B.
+  std::vector<std::vector<int64_t>> promptRows;
+  std::vector<std::string> promptTexts;
   bool havePromptIds = false, havePrompt = false, json = false;
   size_t maxNewTokens = 32;
   runtime::SamplingOptions sampling;
@@ -97,12 +104,15 @@ std::optional<GenerateOptions> parse(const Args &args, std::string &error) {
     };
     if (takeOption(args, i, "--prompt-ids", value, error)) {
       o.havePromptIds = true;
+      o.promptIds.clear();
       if (!parseIds(value, o.promptIds))
         error = "--prompt-ids expects comma-separated token ids, got '" +
                 value + "'";
+      o.promptRows.push_back(o.promptIds);
     } else if (takeOption(args, i, "--prompt", value, error)) {
       o.havePrompt = true;
       o.prompt = value;
+      o.promptTexts.push_back(value);
     } else if (takeOption(args, i, "--max-new-tokens", value, error)) {
       uint64_t n = 0;
       count(n);
@@ -152,7 +162,8 @@ std::optional<GenerateOptions> parse(const Args &args, std::string &error) {
     return std::nullopt;
   }
   if (o.havePrompt == o.havePromptIds) {
-    error = "give the prompt once: --prompt TEXT or --prompt-ids 1,2,3";
+    error = "give the prompts either as text (--prompt TEXT) or as token ids "
+            "(--prompt-ids 1,2,3), one of them";
     return std::nullopt;
   }
   return o;
@@ -287,6 +298,142 @@ struct Loop {
   }
 };
 
+/// What a batch of prompts needs of a generator (the C API's or the
+/// simulator's).
+struct RowsDriver {
+  std::function<absl::Status(const std::vector<std::vector<int64_t>> &)>
+      feedRows;
+  std::function<absl::StatusOr<std::vector<int64_t>>()> stepRows;
+  std::function<bool()> full;
+  std::function<bool(int64_t)> isEos;
+  /// Every row's logits of the last step.
+  std::function<std::vector<float>()> logits;
+  /// Text to ids; empty without a tokenizer.
+  std::function<absl::StatusOr<std::vector<int64_t>>(const std::string &)>
+      encode;
+  /// New tokens to the text that continues a prompt; empty without a
+  /// tokenizer.
+  std::function<std::string(const std::vector<int64_t> &)> decode;
+};
+
+/// A prompt per row: steps until every row ended (an end-of-sequence or
+/// stop token), --max-new-tokens, or the model's longest sequence.
+int runRows(const GenerateOptions &o, const std::string &artifact,
+            RowsDriver &d) {
+  std::vector<std::vector<int64_t>> prompts = o.promptRows;
+  if (!o.promptTexts.empty()) {
+    if (!d.encode)
+      return fail("'" + artifact + "' carries no tokenizer, so it cannot "
+                  "take text prompts; give them with --prompt-ids");
+    prompts.clear();
+    for (const std::string &text : o.promptTexts) {
+      auto ids = d.encode(text);
+      if (!ids.ok())
+        return fail("--prompt: " + std::string(ids.status().message()));
+      prompts.push_back(*ids);
+    }
+  }
+  if (absl::Status st = d.feedRows(prompts); !st.ok())
+    return fail(std::string(st.message()));
+  size_t rows = prompts.size();
+  std::vector<std::vector<int64_t>> generated(rows);
+  std::vector<std::string> finish(rows);
+  std::vector<float> logits;
+  size_t vocab = 0, steps = 0;
+  auto start = std::chrono::steady_clock::now();
+  double firstTokenMs = 0;
+  for (; steps < o.maxNewTokens; ++steps) {
+    bool open = false;
+    for (const std::string &f : finish)
+      open |= f.empty();
+    if (!open)
+      break;
+    if (d.full()) {
+      for (std::string &f : finish)
+        if (f.empty())
+          f = "max_sequence";
+      break;
+    }
+    auto tokens = d.stepRows();
+    if (!tokens.ok())
+      return fail(std::string(tokens.status().message()));
+    if (steps == 0)
+      firstTokenMs = msSince(start);
+    if (!o.logitsOut.empty()) {
+      std::vector<float> l = d.logits();
+      vocab = l.size() / rows;
+      logits.insert(logits.end(), l.begin(), l.end());
+    }
+    for (size_t r = 0; r < rows; ++r) {
+      if (!finish[r].empty())
+        continue;
+      int64_t token = (*tokens)[r];
+      generated[r].push_back(token);
+      if (d.isEos(token))
+        finish[r] = "eos";
+      else if (llvm::is_contained(o.stopIds, token))
+        finish[r] = "stop";
+    }
+  }
+  for (std::string &f : finish)
+    if (f.empty())
+      f = "length";
+  double totalMs = msSince(start);
+  if (!o.logitsOut.empty()) {
+    HostTensor t;
+    t.dtype = KILN_DTYPE_F32;
+    t.shape = {int64_t(steps), int64_t(rows), int64_t(vocab)};
+    t.data.resize(logits.size() * sizeof(float));
+    std::memcpy(t.data.data(), logits.data(), t.data.size());
+    if (std::string error = writeNpy(o.logitsOut, t); !error.empty())
+      return fail(error);
+  }
+  // The text of a row: its new tokens, without an end-of-sequence one.
+  auto text = [&](size_t r) {
+    std::vector<int64_t> shown = generated[r];
+    if (finish[r] == "eos" && !shown.empty())
+      shown.pop_back();
+    return d.decode(shown);
+  };
+  double rate = steps > 1 && totalMs > firstTokenMs
+                    ? double(steps - 1) * rows /
+                          ((totalMs - firstTokenMs) / 1000.0)
+                    : 0;
+  if (o.json) {
+    llvm::json::Array out;
+    for (size_t r = 0; r < rows; ++r) {
+      llvm::json::Object row{{"prompt_ids", llvm::json::Array(prompts[r])},
+                             {"new_ids", llvm::json::Array(generated[r])},
+                             {"finish_reason", finish[r]}};
+      if (d.decode)
+        row["text"] = text(r);
+      out.push_back(std::move(row));
+    }
+    llvm::json::Object object{{"rows", std::move(out)},
+                              {"time_to_first_token_ms", firstTokenMs},
+                              {"decode_tokens_per_s", rate},
+                              {"device", o.device}};
+    llvm::outs() << llvm::json::Value(std::move(object)) << "\n";
+    llvm::outs().flush();
+    return 0;
+  }
+  for (size_t r = 0; r < rows; ++r) {
+    if (d.decode) {
+      std::printf("%s\n", text(r).c_str());
+      continue;
+    }
+    for (size_t i = 0; i < generated[r].size(); ++i)
+      std::printf("%s%lld", i ? " " : "",
+                  static_cast<long long>(generated[r][i]));
+    std::printf("\n");
+  }
+  std::fprintf(stderr,
+               "kiln: %zu prompts, %zu steps; time to first tokens %.2f ms, "
+               "decode %.1f tokens/s over all rows\n",
+               rows, steps, firstTokenMs, rate);
+  return 0;
+}
+
 int generateOnSimulator(const GenerateOptions &o) {
   auto loaded = runtime::Artifact::loadFile(o.artifact);
   if (!loaded.ok())
@@ -301,29 +448,47 @@ int generateOnSimulator(const GenerateOptions &o) {
   std::vector<std::vector<uint8_t>> states;
   SimOptions simOptions;
   simOptions.states = &states;
-  runtime::Forward forward = [&](const std::vector<int64_t> &ids, size_t last,
+  bool takesPadding = model->padding;
+  auto paddingTensor = [](const std::vector<int64_t> &padding) {
+    HostTensor t;
+    t.dtype = KILN_DTYPE_I64;
+    t.shape = {int64_t(padding.size())};
+    t.data.resize(padding.size() * sizeof(int64_t));
+    std::memcpy(t.data.data(), padding.data(), t.data.size());
+    return t;
+  };
+  runtime::Forward forward = [&](const std::vector<int64_t> &ids,
+                                 const std::vector<int64_t> &padding,
+                                 size_t last,
                                  std::vector<float> &logits) -> absl::Status {
+    int64_t length = int64_t(ids.size()) / batch;
     std::vector<HostTensor> inputs(1), outputs(1);
     inputs[0].dtype = KILN_DTYPE_I64;
-    inputs[0].shape = {batch, int64_t(ids.size()) / batch};
+    inputs[0].shape = {batch, length};
     inputs[0].data.resize(ids.size() * sizeof(int64_t));
     std::memcpy(inputs[0].data.data(), ids.data(), inputs[0].data.size());
+    if (takesPadding)
+      inputs.push_back(paddingTensor(padding));
     outputs[0].dtype = KILN_DTYPE_F32;
-    outputs[0].shape = {batch, int64_t(ids.size()) / batch, int64_t(vocab)};
+    outputs[0].shape = {batch, length, int64_t(vocab)};
     outputs[0].data.resize(ids.size() * vocab * sizeof(float));
     SimReport report;
     std::string error =
         runOnSimulator(path, entry, inputs, outputs, report, simOptions);
     if (!error.empty())
       return absl::InternalError(error);
-    std::memcpy(logits.data(), outputs[0].data.data() + last * vocab * 4,
-                vocab * sizeof(float));
+    for (int64_t r = 0; r < batch; ++r)
+      std::memcpy(logits.data() + size_t(r) * vocab,
+                  outputs[0].data.data() +
+                      (size_t(r * length) + last) * vocab * sizeof(float),
+                  vocab * sizeof(float));
     return absl::OkStatus();
   };
   runtime::Decode decode;
   const char *cacheSetting = std::getenv("KILN_KV_CACHE");
   if (!(cacheSetting && std::string(cacheSetting) == "0"))
     decode = [&](const std::vector<int64_t> &ids, size_t past,
+                 const std::vector<int64_t> &padding,
                  std::vector<float> &logits) -> absl::Status {
       std::vector<HostTensor> inputs(2), outputs(1);
       inputs[0].dtype = KILN_DTYPE_I64;
@@ -332,6 +497,8 @@ int generateOnSimulator(const GenerateOptions &o) {
       std::memcpy(inputs[0].data.data(), ids.data(), inputs[0].data.size());
       inputs[1].dtype = KILN_DTYPE_I8;
       inputs[1].shape = {int64_t(past), 0};
+      if (takesPadding)
+        inputs.push_back(paddingTensor(padding));
       outputs[0].dtype = KILN_DTYPE_F32;
       outputs[0].shape = {batch, 1, int64_t(vocab)};
       outputs[0].data.resize(size_t(batch) * vocab * sizeof(float));
@@ -341,10 +508,28 @@ int generateOnSimulator(const GenerateOptions &o) {
       if (!error.empty())
         return absl::InternalError(error);
       std::memcpy(logits.data(), outputs[0].data.data(),
-                  vocab * sizeof(float));
+                  size_t(batch) * vocab * sizeof(float));
       return absl::OkStatus();
     };
   runtime::Generator generator(*model, o.sampling, forward, decode);
+  if (o.promptRows.size() + o.promptTexts.size() > 1) {
+    RowsDriver d;
+    d.feedRows = [&](const auto &rows) { return generator.feedRows(rows); };
+    d.stepRows = [&] { return generator.stepRows(); };
+    d.full = [&] { return generator.full(); };
+    d.isEos = [&](int64_t t) { return generator.isEos(t); };
+    d.logits = [&] { return generator.logits(); };
+    if (auto tokenizer = model->tokenizer) {
+      d.encode = [tokenizer](const std::string &text) {
+        return tokenizer->encode(text);
+      };
+      d.decode = [tokenizer](const std::vector<int64_t> &ids) {
+        return tokenizer->decode(ids.data(), ids.size(),
+                                 /*continuation=*/true);
+      };
+    }
+    return runRows(o, o.artifact, d);
+  }
   Loop loop{o, o.promptIds};
   if (o.havePrompt) {
     if (!model->tokenizer)
@@ -413,6 +598,82 @@ int generateOnRuntime(const GenerateOptions &o) {
   if (kiln_status s =
           kiln_generator_create(session.p, &sampling, &generator.p))
     return failWith(s);
+  if (o.promptRows.size() + o.promptTexts.size() > 1) {
+    kiln_generator *g = generator.p;
+    auto status = [](kiln_status s) {
+      if (!s)
+        return absl::OkStatus();
+      std::string message = kiln_status_message(s);
+      kiln_status_free(s);
+      return absl::InvalidArgumentError(message);
+    };
+    RowsDriver d;
+    d.feedRows = [&](const std::vector<std::vector<int64_t>> &rows) {
+      std::vector<const int64_t *> ids;
+      std::vector<size_t> counts;
+      for (const auto &row : rows) {
+        ids.push_back(row.data());
+        counts.push_back(row.size());
+      }
+      return status(
+          kiln_generator_feed_rows(g, ids.data(), counts.data(), rows.size()));
+    };
+    d.stepRows = [&]() -> absl::StatusOr<std::vector<int64_t>> {
+      std::vector<int64_t> tokens(kiln_generator_rows(g));
+      if (absl::Status st = status(
+              kiln_generator_step_rows(g, tokens.data(), tokens.size()));
+          !st.ok())
+        return st;
+      return tokens;
+    };
+    d.full = [&] { return kiln_generator_full(g) != 0; };
+    d.isEos = [&](int64_t token) {
+      for (size_t i = 0, e = kiln_generator_eos_count(g); i < e; ++i)
+        if (kiln_generator_eos(g, i) == token)
+          return true;
+      return false;
+    };
+    d.logits = [&] {
+      size_t count = 0;
+      const float *logits = kiln_generator_logits(g, &count);
+      return std::vector<float>(logits, logits + count);
+    };
+    if (kiln_generator_has_tokenizer(g)) {
+      // Text in through a scratch generator of the same session would
+      // reset this one's state: the tokenizer's ids come from feed_text on
+      // this generator, read back, then reset.
+      d.encode = [&](const std::string &text)
+          -> absl::StatusOr<std::vector<int64_t>> {
+        kiln_generator_reset(g);
+        if (absl::Status st = status(
+                kiln_generator_feed_text(g, text.data(), text.size()));
+            !st.ok())
+          return st;
+        size_t count = 0;
+        const int64_t *ids = kiln_generator_tokens(g, &count);
+        std::vector<int64_t> out(ids, ids + count);
+        kiln_generator_reset(g);
+        return out;
+      };
+      d.decode = [&](const std::vector<int64_t> &ids) {
+        size_t size = 0;
+        std::string text;
+        if (kiln_status s = kiln_generator_decode(
+                g, ids.data(), ids.size(), KILN_DECODE_CONTINUATION, nullptr,
+                0, &size)) {
+          kiln_status_free(s);
+          return text;
+        }
+        text.resize(size);
+        if (kiln_status s = kiln_generator_decode(
+                g, ids.data(), ids.size(), KILN_DECODE_CONTINUATION,
+                text.data(), size, &size))
+          kiln_status_free(s);
+        return text;
+      };
+    }
+    return runRows(o, o.artifact, d);
+  }
   Loop loop{o, o.promptIds};
   if (kiln_generator_has_tokenizer(generator.p))
     loop.decode = [g = generator.p](const std::vector<int64_t> &ids,

@@ -241,14 +241,33 @@ KILN_API void kiln_generator_reset(kiln_generator *generator);
  * call on the generator. */
 KILN_API const int64_t *kiln_generator_tokens(const kiln_generator *generator,
                                               size_t *count);
-/* The logits (vocabulary size floats) the last step chose its token from,
- * before temperature and filtering; NULL (and *count 0) before the first
- * step. Valid until the next call on the generator. */
+/* The logits the last step chose its tokens from, before temperature and
+ * filtering: vocabulary size floats per row (kiln_generator_rows), row
+ * after row; NULL (and *count 0) before the first step. Valid until the
+ * next call on the generator. */
 KILN_API const float *kiln_generator_logits(const kiln_generator *generator,
                                             size_t *count);
 /* Whether the sequence is as long as the model was compiled for (the next
  * step fails). */
 KILN_API int kiln_generator_full(const kiln_generator *generator);
+/* Batches. A model compiled with a fixed batch of B > 1 rows (`kiln
+ * compile --dim batch=B`) generates B sequences at once. kiln_generator_feed_ids
+ * gives every row the same tokens; kiln_generator_feed_rows starts one
+ * prompt per row, of any lengths (shorter ones are padded on the left and
+ * masked), on a generator that has no tokens yet (after create or reset).
+ * kiln_generator_step_rows appends one token to every row and writes them
+ * to tokens[0 .. rows); kiln_generator_tokens is row 0's sequence,
+ * kiln_generator_row_tokens any row's. */
+KILN_API size_t kiln_generator_rows(const kiln_generator *generator);
+KILN_API kiln_status kiln_generator_feed_rows(kiln_generator *generator,
+                                              const int64_t *const *ids,
+                                              const size_t *counts,
+                                              size_t rows);
+KILN_API kiln_status kiln_generator_step_rows(kiln_generator *generator,
+                                              int64_t *tokens, size_t rows);
+KILN_API const int64_t *
+kiln_generator_row_tokens(const kiln_generator *generator, size_t row,
+                          size_t *count);
 /* The model's end-of-sequence tokens. */
 KILN_API size_t kiln_generator_eos_count(const kiln_generator *generator);
 KILN_API int64_t kiln_generator_eos(const kiln_generator *generator,
