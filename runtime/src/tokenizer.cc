@@ -419,7 +419,11 @@ std::string Tokenizer::decodeBytes(const int64_t *ids, size_t count,
   return bytes;
 }
 
-std::string Tokenizer::lossyUtf8(std::string_view bytes) {
+namespace {
+
+/// `bytes` with U+FFFD for each maximal invalid subpart, or (`perByte`) for
+/// each byte that is not part of a valid sequence.
+std::string replaceInvalid(std::string_view bytes, bool perByte) {
   std::string out;
   for (size_t i = 0; i < bytes.size();) {
     int length = sequenceAt(bytes, i);
@@ -429,9 +433,21 @@ std::string Tokenizer::lossyUtf8(std::string_view bytes) {
       continue;
     }
     out += "\xEF\xBF\xBD";
-    i += length < 0 ? size_t(-length) : bytes.size() - i;
+    i += perByte      ? 1
+         : length < 0 ? size_t(-length)
+                      : bytes.size() - i;
   }
   return out;
+}
+
+} // namespace
+
+std::string Tokenizer::lossyUtf8(std::string_view bytes) {
+  return replaceInvalid(bytes, /*perByte=*/false);
+}
+
+std::string Tokenizer::replaceInvalidBytes(std::string_view bytes) {
+  return replaceInvalid(bytes, /*perByte=*/true);
 }
 
 size_t Tokenizer::completePrefix(std::string_view bytes) {

@@ -270,19 +270,4 @@ std::string Tokenizer::decodeSentencePiece(const int64_t *ids, size_t count,
   return out;
 }
 
-std::string Tokenizer::replaceInvalidBytes(std::string_view bytes) {
-  std::string out;
-  for (size_t i = 0; i < bytes.size();) {
-    int length = utf8SequenceAt(bytes, i);
-    if (length > 0) {
-      out.append(bytes.substr(i, size_t(length)));
-      i += size_t(length);
-      continue;
-    }
-    out += "\xEF\xBF\xBD";
-    ++i;
-  }
-  return out;
-}
-
 } // namespace kiln::runtime

@@ -15,15 +15,19 @@ PROMPT = [5, 17, 3, 60, 42]
 NEW_TOKENS = 32
 
 
-def reference_tokens(path, prompt=PROMPT, new=NEW_TOKENS):
+def hf_generate(path, prompt, new, **options):
+    """transformers' greedy generation (its KV cache on) from `prompt`."""
     model = transformers.AutoModelForCausalLM.from_pretrained(
         str(path), dtype=torch.float32).eval()
     ids = torch.tensor([prompt])
     with torch.no_grad():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids),
-                             max_new_tokens=new, do_sample=False,
-                             pad_token_id=0)
-    return out[0, len(prompt):].tolist()
+        return model.generate(ids, attention_mask=torch.ones_like(ids),
+                              max_new_tokens=new, do_sample=False,
+                              pad_token_id=0, **options)
+
+
+def reference_tokens(path, prompt=PROMPT, new=NEW_TOKENS):
+    return hf_generate(path, prompt, new)[0, len(prompt):].tolist()
 
 
 def generate(artifact, *args, device="cpu", cache=True):
@@ -38,14 +42,8 @@ def generate(artifact, *args, device="cpu", cache=True):
 def reference_steps(path, new):
     """transformers' greedy tokens and the raw logits of each step (its KV
     cache on); end-of-sequence is suppressed so that every step is taken."""
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=torch.float32).eval()
-    ids = torch.tensor([PROMPT])
-    with torch.no_grad():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids),
-                             max_new_tokens=new, min_new_tokens=new,
-                             do_sample=False, pad_token_id=0,
-                             return_dict_in_generate=True, output_logits=True)
+    out = hf_generate(path, PROMPT, new, min_new_tokens=new,
+                      return_dict_in_generate=True, output_logits=True)
     tokens = out.sequences[0, len(PROMPT):].tolist()
     return tokens, np.stack([step[0].numpy() for step in out.logits])
 
@@ -253,18 +251,11 @@ def test_batch_of_different_lengths(name, device, tmp_path):
     got = json.loads(result.stdout)
     logits = np.load(tmp_path / "logits.npy")
     assert logits.shape[1] == len(prompts)
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=torch.float32).eval()
     for r, prompt in enumerate(prompts):
         row = got["rows"][r]
         assert row["prompt_ids"] == prompt
-        ids = torch.tensor([prompt])
-        with torch.no_grad():
-            out = model.generate(ids, attention_mask=torch.ones_like(ids),
-                                 max_new_tokens=steps, min_new_tokens=steps,
-                                 do_sample=False, pad_token_id=0,
-                                 return_dict_in_generate=True,
-                                 output_logits=True)
+        out = hf_generate(path, prompt, steps, min_new_tokens=steps,
+                          return_dict_in_generate=True, output_logits=True)
         want = out.sequences[0, len(prompt):].tolist()
         new = row["new_ids"]
         assert new[:len(new) - 1] == want[:len(new) - 1], (r, new, want)
