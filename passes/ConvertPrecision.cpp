@@ -172,8 +172,12 @@ private:
     bool changed = false;
     for (BlockArgument arg : entry.getArguments()) {
       auto type = dyn_cast<RankedTensorType>(arg.getType());
+      // The last dim is the attention's head size: under kMinNarrowK the
+      // attention stays f32, and so does the cache (in every entry point
+      // alike, whatever reads it there).
       if (!type || !type.getElementType().isF32() ||
-          !func.getArgAttr(arg.getArgNumber(), "kiln.state"))
+          !func.getArgAttr(arg.getArgNumber(), "kiln.state") ||
+          type.getRank() == 0 || type.getShape().back() < kMinNarrowK)
         continue;
       bool narrowable = llvm::all_of(arg.getUsers(), [&](Operation *user) {
         auto insert = dyn_cast<tensor::InsertSliceOp>(user);

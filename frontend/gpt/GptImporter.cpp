@@ -120,9 +120,13 @@ private:
                   : iv;
     if (!paddingArg)
       return p;
+    // Within the model's positions whatever the padding input says (the
+    // learned positions are a table).
     Value zero = arith::ConstantIndexOp::create(nb, l, 0);
+    Value last = arith::ConstantIndexOp::create(nb, l, c.maxPositions - 1);
     p = arith::SubIOp::create(nb, l, p, padOf(nb, l, row));
-    return arith::MaxSIOp::create(nb, l, p, zero);
+    p = arith::MaxSIOp::create(nb, l, p, zero);
+    return arith::MinSIOp::create(nb, l, p, last);
   }
   /// Row `row`'s count of left-padding tokens (index).
   Value padOf(OpBuilder &nb, Location l, Value row) {

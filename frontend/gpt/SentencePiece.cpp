@@ -173,8 +173,10 @@ std::optional<TokenizerTables> readSentencePiece(StringRef dir,
   bool ok = readMessage((*file)->getBuffer(), [&](uint32_t number,
                                                   uint32_t wireType,
                                                   WireReader &r) {
-    if (wireType != 2)
-      return false;
+    if (wireType != 2 || (number != kModelPieces &&
+                          number != kModelTrainerSpec &&
+                          number != kModelNormalizerSpec))
+      return false;  // skipped by readMessage
     StringRef message = r.bytes();
     if (number == kModelPieces) {
       std::string piece;
@@ -232,8 +234,6 @@ std::optional<TokenizerTables> readSentencePiece(StringRef dir,
             return true;
           }))
         r.ok = false;
-    } else {
-      return false;
     }
     return true;
   });
@@ -257,14 +257,27 @@ std::optional<TokenizerTables> readSentencePiece(StringRef dir,
     return fail("the unknown piece's id " + Twine(unkId) +
                 " is not an unknown piece");
   t.unkId = uint32_t(unkId);
-  if (t.byteFallback) {
-    // Every byte needs its piece, <0x00> to <0xFF>.
-    unsigned bytes = 0;
-    for (uint32_t type : t.pieceTypes)
-      bytes += type == kTypeByte;
-    if (bytes != 256)
-      return fail("byte_fallback without the 256 byte pieces");
+  // A byte piece is "<0xAB>"; with byte fallback each of the 256 is there
+  // once (the runtime checks the same when it loads the artifact).
+  bool seen[256] = {};
+  unsigned bytes = 0;
+  for (size_t i = 0; i < t.tokens.size(); ++i) {
+    if (t.pieceTypes[i] != kTypeByte)
+      continue;
+    unsigned value = 0;
+    StringRef piece = t.tokens[i];
+    if (!piece.consume_front("<0x") || !piece.consume_back(">") ||
+        piece.size() != 2 ||
+        piece.find_first_not_of("0123456789ABCDEF") != StringRef::npos ||
+        piece.getAsInteger(16, value) || value > 255 ||
+        seen[value])
+      return fail("byte piece '" + t.tokens[i] + "' is not <0x00>..<0xFF> "
+                  "once each");
+    seen[value] = true;
+    ++bytes;
   }
+  if (t.byteFallback && bytes != 256)
+    return fail("byte_fallback without the 256 byte pieces");
   if (bosId >= 0 && size_t(bosId) < t.tokens.size() && addsBos(dir))
     t.prefixIds.push_back(uint32_t(bosId));
   return t;

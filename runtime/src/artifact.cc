@@ -336,16 +336,22 @@ absl::Status Artifact::validate() {
                                          m.kernels(launch.kernel()).name(),
                                          "'"));
       } else if (launch.kind() == artifact::Launch::COPY) {
-        if (launch.args_size() != 2 ||
+        if (launch.args_size() != 2 || launch.kernel() != 0 ||
+            launch.tensor_maps_size() || launch.scalar_args_size() ||
+            launch.grid_size() || launch.grid_exprs_size() ||
             launch.args(0).size() != launch.args(1).size() ||
             launch.args(0).kind() == BufferRef::WEIGHT ||
             launch.args(0).kind() == BufferRef::INPUT)
           return corrupt(o, absl::StrCat("entry point '", entry.name(),
                                          "' has a malformed copy"));
       } else if (launch.kind() == artifact::Launch::STRIDED_COPY) {
+        // Into a state (the builder writes nothing else this way), with
+        // nothing of a kernel launch.
         bool ok = launch.args_size() == 2 &&
-                  launch.args(0).kind() != BufferRef::WEIGHT &&
-                  launch.args(0).kind() != BufferRef::INPUT &&
+                  launch.args(0).kind() == BufferRef::STATE &&
+                  launch.kernel() == 0 && !launch.tensor_maps_size() &&
+                  !launch.scalar_args_size() && !launch.grid_size() &&
+                  !launch.grid_exprs_size() &&
                   launch.rows_expr() <= numExprs &&
                   launch.row_bytes_expr() <= numExprs &&
                   launch.dst_offset_expr() <= numExprs;

@@ -530,6 +530,8 @@ CudaBackend::open(const Artifact &artifact, int ordinal) {
   for (const auto &spec : m.states()) {
     size_t bytes = *tensorBytes(spec);
     s->states.push_back(0);
+    if (!bytes)
+      continue;  // no allocation, as for a zero-size weight
     if (absl::Status st = s->check(s->api->cuMemAlloc(&s->states.back(), bytes),
                                    "cuMemAlloc (state)",
                                    absl::StrCat("state '", spec.name(), "', ",
@@ -839,6 +841,10 @@ absl::Status CudaBackend::enqueueLaunches(const artifact::EntryPoint &entry,
                                       " bytes");
       if (!copy.rows || !copy.row_bytes) {
         // Nothing to copy.
+      } else if (copy.rows == 1) {
+        status = check(api->cuMemcpyDtoDAsync(dst, src, copy.row_bytes,
+                                              stream),
+                       "cuMemcpyDtoDAsync", what);
       } else if (api->cuMemcpy2DAsync) {
         Memcpy2D desc{};
         desc.srcMemoryType = desc.dstMemoryType = kMemoryTypeDevice;

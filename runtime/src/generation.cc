@@ -168,10 +168,12 @@ absl::StatusOr<GenerationModel> generationModel(const Artifact &artifact) {
 }
 
 Generator::Generator(GenerationModel model, const SamplingOptions &options,
-                     Forward forward, Decode decode)
+                     Forward forward, Decode decode,
+                     std::function<bool()> cacheIntact)
     : model_(std::move(model)), sampler_(options),
       forward_(std::move(forward)),
-      decode_(model_.decodeEntry.empty() ? nullptr : std::move(decode)) {}
+      decode_(model_.decodeEntry.empty() ? nullptr : std::move(decode)),
+      cacheIntact_(std::move(cacheIntact)) {}
 
 absl::Status Generator::checkIds(const int64_t *ids, size_t count) const {
   for (size_t i = 0; i < count; ++i)
@@ -250,6 +252,8 @@ absl::StatusOr<std::vector<int64_t>> Generator::stepRows() {
         "the sequence is past the ", model_.maxSequence,
         " tokens the model was compiled for (kiln compile --max-seq-len)"));
   logits_.resize(batch * model_.vocab);
+  if (cached_ > 0 && cacheIntact_ && !cacheIntact_())
+    cached_ = 0;  // something else wrote the cache: fill it again
   if (decode_ && cached_ > 0) {
     // One decode per position the cache lacks (the tokens sampled last, and
     // any fed since), each appending its keys and values.

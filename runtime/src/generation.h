@@ -100,8 +100,12 @@ public:
   /// step runs `forward` over the whole sequence. With it, the first step
   /// runs `forward` over the prompt (which fills the cache) and each later
   /// token is one `decode`.
+  /// `cacheIntact` (optional) says whether the session's cache still holds
+  /// what this generator's runs wrote; when it does not, the next step
+  /// runs prefill again.
   Generator(GenerationModel model, const SamplingOptions &options,
-            Forward forward, Decode decode = nullptr);
+            Forward forward, Decode decode = nullptr,
+            std::function<bool()> cacheIntact = nullptr);
 
   /// Appends prompt tokens (to every row).
   absl::Status feed(const int64_t *ids, size_t count);
@@ -133,6 +137,7 @@ private:
   Sampler sampler_;
   Forward forward_;
   Decode decode_;
+  std::function<bool()> cacheIntact_;
   /// The padded length: every row's left padding and tokens.
   size_t length() const {
     return rows_.empty() ? 0 : size_t(padding_[0]) + rows_[0].size();

@@ -27,6 +27,9 @@ struct kiln_module_t {
 struct kiln_session_t {
   kiln_module *module = nullptr;
   std::unique_ptr<kiln::runtime::Backend> backend;
+  /// Runs so far (any entry point): a generator's KV cache is its own only
+  /// while nothing else ran on the session since its last run.
+  uint64_t runs = 0;
 };
 
 namespace {
@@ -366,6 +369,7 @@ kiln_status kiln_session_run(kiln_session *session, const char *entryName,
   if (kiln_status s = validateRun(session, entryName, inputs, inputCount,
                                   outputs, outputCount, &entry, &dims))
     return s;
+  ++session->runs;
   return fromAbsl(session->backend->run(*entry, dims, inputs, outputs));
 }
 
@@ -379,6 +383,7 @@ kiln_status kiln_session_run_async(kiln_session *session,
   if (kiln_status s = validateRun(session, entryName, inputs, inputCount,
                                   outputs, outputCount, &entry, &dims))
     return s;
+  ++session->runs;
   return fromAbsl(session->backend->runAsync(*entry, dims, inputs, outputs));
 }
 
@@ -402,6 +407,7 @@ kiln_status kiln_session_profile(kiln_session *session, const char *entryName,
     return makeStatus("kiln_session_profile: iterations must be positive "
                       "and launch_count (and launch_ms) not NULL");
   std::vector<double> times;
+  ++session->runs;
   if (absl::Status st = session->backend->profile(*entry, dims, inputs,
                                                   outputs, iterations, times);
       !st.ok())
@@ -426,6 +432,8 @@ const char *kiln_module_launch_kernel(const kiln_module *module, size_t entry,
   const auto &l = m.entry_points(entry).launches(launch);
   if (l.kind() == kiln::artifact::Launch::COPY)
     return "(copy)";
+  if (l.kind() == kiln::artifact::Launch::STRIDED_COPY)
+    return "(strided copy)";
   return m.kernels(l.kernel()).name().c_str();
 }
 
@@ -476,9 +484,13 @@ kiln_status kiln_generator_create(kiln_session *session,
     t.size_bytes = padding.size() * sizeof(int64_t);
     return t;
   };
-  auto run = [session](const std::string &entry,
-                       std::vector<kiln_tensor> &inputs,
-                       kiln_tensor &output) -> absl::Status {
+  // The session's run count after this generator's last run: anything
+  // run since (another generator, the application's own runs) may have
+  // written the cache, which the generator then fills again.
+  auto ownRuns = std::make_shared<uint64_t>(0);
+  auto run = [session, ownRuns](const std::string &entry,
+                                std::vector<kiln_tensor> &inputs,
+                                kiln_tensor &output) -> absl::Status {
     if (kiln_status s = kiln_session_run(session, entry.c_str(),
                                          inputs.data(), inputs.size(),
                                          &output, 1)) {
@@ -486,6 +498,7 @@ kiln_status kiln_generator_create(kiln_session *session,
       kiln_status_free(s);
       return absl::InternalError(message);
     }
+    *ownRuns = session->runs;
     return absl::OkStatus();
   };
   auto logitsTensor = [](std::vector<float> &buffer, int64_t batch,
@@ -561,7 +574,8 @@ kiln_status kiln_generator_create(kiln_session *session,
     };
   *out = new (std::nothrow) kiln_generator_t{
       std::make_unique<kiln::runtime::Generator>(
-          *std::move(model), options, std::move(forward), std::move(decode))};
+          *std::move(model), options, std::move(forward), std::move(decode),
+          [session, ownRuns] { return session->runs == *ownRuns; })};
   return *out ? nullptr : makeStatus("kiln_generator_create: out of memory");
 }
 

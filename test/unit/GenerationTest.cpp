@@ -221,6 +221,33 @@ TEST(Generator, WithACachePrefillsOnceThenDecodesEachToken) {
   EXPECT_EQ(c->prefill.seen.back(), (std::vector<int64_t>{1, 2, 3}));
 }
 
+TEST(Generator, ACacheSomethingElseWroteIsFilledAgain) {
+  auto c = std::make_shared<CachedCounter>();
+  GenerationModel m = model(false);
+  m.decodeEntry = "decode";
+  bool intact = true;
+  Generator generator(
+      m, SamplingOptions{},
+      [c](auto &ids, auto &padding, size_t last, auto &logits) {
+        return c->prefill(ids, padding, last, logits);
+      },
+      [c](auto &ids, size_t past, auto &padding, auto &logits) {
+        return c->decode(ids, past, padding, logits);
+      },
+      [&intact] { return intact; });
+  int64_t prompt[] = {1, 2};
+  ASSERT_TRUE(generator.feed(prompt, 2).ok());
+  ASSERT_TRUE(generator.step().ok());
+  ASSERT_TRUE(generator.step().ok());
+  EXPECT_EQ(c->prefill.seen.size(), 1u);
+  // Another user of the session ran in between: prefill again.
+  intact = false;
+  EXPECT_EQ(*generator.step(), 5);
+  EXPECT_EQ(c->prefill.seen.size(), 2u);
+  EXPECT_EQ(c->prefill.seen.back(), (std::vector<int64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(c->decoded.size(), 1u);
+}
+
 TEST(Generator, WithoutADecodeEntryEveryStepPrefills) {
   auto c = std::make_shared<CachedCounter>();
   Generator generator(

@@ -212,6 +212,16 @@ TEST(StatesLoader, MalformedStatesAndStridedCopiesAreRefused) {
        [&](Manifest &m) {
          write(m)->mutable_args(0)->set_kind(BufferRef::INPUT);
        }},
+      {"a write into the arena", "malformed strided copy",
+       [&](Manifest &m) {
+         write(m)->mutable_args(0)->set_kind(BufferRef::ARENA);
+       }},
+      {"a strided copy with a kernel's scalars", "malformed strided copy",
+       [&](Manifest &m) { write(m)->add_scalar_args(0); }},
+      {"a copy with a kernel index", "malformed copy",
+       [&](Manifest &m) {
+         m.mutable_entry_points(0)->mutable_launches(1)->set_kernel(7);
+       }},
       {"one argument", "malformed strided copy",
        [&](Manifest &m) { write(m)->mutable_args()->RemoveLast(); }},
   };

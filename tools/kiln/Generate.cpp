@@ -201,11 +201,12 @@ struct Loop {
   std::vector<float> logits;
   size_t vocab = 0;
 
-  void recordLogits(const float *data, size_t count) {
-    if (o.logitsOut.empty())
+  /// Row 0's logits of `rows` (one prompt: every row holds it).
+  void recordLogits(const float *data, size_t count, size_t rows) {
+    if (o.logitsOut.empty() || !rows)
       return;
-    vocab = count;
-    logits.insert(logits.end(), data, data + count);
+    vocab = count / rows;
+    logits.insert(logits.end(), data, data + vocab);
   }
 
   /// `step` computes the next token (false and `error` on failure);
@@ -561,7 +562,8 @@ int generateOnSimulator(const GenerateOptions &o) {
           return false;
         }
         token = *next;
-        loop.recordLogits(generator.logits().data(), generator.logits().size());
+        loop.recordLogits(generator.logits().data(), generator.logits().size(),
+                          generator.rows());
         return true;
       },
       [&](int64_t token) { return generator.isEos(token); },
@@ -717,7 +719,7 @@ int generateOnRuntime(const GenerateOptions &o) {
         }
         size_t count = 0;
         const float *logits = kiln_generator_logits(generator.p, &count);
-        loop.recordLogits(logits, count);
+        loop.recordLogits(logits, count, kiln_generator_rows(generator.p));
         return true;
       },
       [&](int64_t token) {

@@ -73,7 +73,10 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
   std::vector<std::vector<uint8_t>> ownStates;
   std::vector<std::vector<uint8_t>> &states =
       options.states ? *options.states : ownStates;
-  if (states.size() != size_t(m.states_size())) {
+  bool sameStates = states.size() == size_t(m.states_size());
+  for (int i = 0; sameStates && i < m.states_size(); ++i)
+    sameStates = states[i].size() == *runtime::tensorBytes(m.states(i));
+  if (!sameStates) {
     states.clear();
     for (const auto &spec : m.states())
       states.emplace_back(*runtime::tensorBytes(spec), 0);
