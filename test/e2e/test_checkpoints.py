@@ -81,10 +81,18 @@ def reference(path, ids):
 
 
 def run(artifact, ids, tmp_path, device="cpu"):
+    """The prefill logits of `ids`; a fixed batch of several rows also takes
+    each row's left padding, none here."""
     np.save(tmp_path / "ids.npy", ids)
     out = tmp_path / f"out_{ids.shape[0]}x{ids.shape[1]}"
-    kiln("run", str(artifact), "--device", device, "--input",
-         f"input_ids=@{tmp_path / 'ids.npy'}", "--output-dir", str(out))
+    args = ["--input", f"input_ids=@{tmp_path / 'ids.npy'}"]
+    info = json.loads(kiln("inspect", "--json", str(artifact)).stdout)
+    prefill = next(e for e in info["entry_points"] if e["name"] == "prefill")
+    if "padding" in [i["name"] for i in prefill["inputs"]]:
+        np.save(tmp_path / "padding.npy", np.zeros(ids.shape[0], np.int64))
+        args += ["--input", f"padding=@{tmp_path / 'padding.npy'}"]
+    kiln("run", str(artifact), "--device", device, *args, "--output-dir",
+         str(out))
     return np.load(out / "logits.npy")
 
 
