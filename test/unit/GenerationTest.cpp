@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <cmath>
 #include <map>
 #include <vector>
@@ -182,18 +184,26 @@ struct CachedCounter {
   }
 };
 
-TEST(Generator, WithACachePrefillsOnceThenDecodesEachToken) {
-  auto c = std::make_shared<CachedCounter>();
-  GenerationModel m = model(false);
-  m.decodeEntry = "decode";
-  Generator generator(
+/// A generator over `c`'s prefill and decode.
+Generator cachedGenerator(const GenerationModel &m,
+                          std::shared_ptr<CachedCounter> c,
+                          std::function<bool()> intact = nullptr) {
+  return Generator(
       m, SamplingOptions{},
       [c](auto &ids, auto &padding, size_t last, auto &logits) {
         return c->prefill(ids, padding, last, logits);
       },
       [c](auto &ids, size_t past, auto &padding, auto &logits) {
         return c->decode(ids, past, padding, logits);
-      });
+      },
+      std::move(intact));
+}
+
+TEST(Generator, WithACachePrefillsOnceThenDecodesEachToken) {
+  auto c = std::make_shared<CachedCounter>();
+  GenerationModel m = model(false);
+  m.decodeEntry = "decode";
+  Generator generator = cachedGenerator(m, c);
   int64_t prompt[] = {1, 2};
   ASSERT_TRUE(generator.feed(prompt, 2).ok());
   EXPECT_EQ(*generator.step(), 3);  // prefill of [1, 2]
@@ -226,15 +236,8 @@ TEST(Generator, ACacheSomethingElseWroteIsFilledAgain) {
   GenerationModel m = model(false);
   m.decodeEntry = "decode";
   bool intact = true;
-  Generator generator(
-      m, SamplingOptions{},
-      [c](auto &ids, auto &padding, size_t last, auto &logits) {
-        return c->prefill(ids, padding, last, logits);
-      },
-      [c](auto &ids, size_t past, auto &padding, auto &logits) {
-        return c->decode(ids, past, padding, logits);
-      },
-      [&intact] { return intact; });
+  Generator generator =
+      cachedGenerator(m, c, [&intact] { return intact; });
   int64_t prompt[] = {1, 2};
   ASSERT_TRUE(generator.feed(prompt, 2).ok());
   ASSERT_TRUE(generator.step().ok());
@@ -250,14 +253,7 @@ TEST(Generator, ACacheSomethingElseWroteIsFilledAgain) {
 
 TEST(Generator, WithoutADecodeEntryEveryStepPrefills) {
   auto c = std::make_shared<CachedCounter>();
-  Generator generator(
-      model(false), SamplingOptions{},
-      [c](auto &ids, auto &padding, size_t last, auto &logits) {
-        return c->prefill(ids, padding, last, logits);
-      },
-      [c](auto &ids, size_t past, auto &padding, auto &logits) {
-        return c->decode(ids, past, padding, logits);
-      });
+  Generator generator = cachedGenerator(model(false), c);
   int64_t prompt[] = {1};
   ASSERT_TRUE(generator.feed(prompt, 1).ok());
   ASSERT_TRUE(generator.step().ok());
