@@ -611,6 +611,7 @@ CudaBackend::prepare(const artifact::EntryPoint &entry) {
   EntryState &state = it->second;
   if (!inserted)
     return &state;
+  state.movesState = movesState(entry);
   // Device buffers for the entry point's inputs and outputs live as long as
   // the session: a captured graph refers to them.
   // Sized for the symbolic dims' upper bounds (checked at load).
@@ -1035,7 +1036,7 @@ absl::Status CudaBackend::enqueue(const artifact::EntryPoint &entry,
   // An entry that writes its state at a position that moves from run to run
   // (a decode step) would capture a graph per position: it launches
   // directly.
-  bool capture = graphs && !movesState(entry);
+  bool capture = graphs && !state.movesState;
   if (capture && !graphExec) {
     // A full cache gives up its least recently used graph first (after the
     // stream is done with it).

@@ -104,6 +104,9 @@ private:
     std::shared_ptr<uint8_t> mapHost;
     unsigned long long mapTable = 0;
     bool mapsUploaded = false;
+    /// The entry writes a state at an offset that moves from run to run (a
+    /// decode step): launched directly, never captured (set by prepare).
+    bool movesState = false;
     std::vector<int64_t> mapDims;
   };
 
