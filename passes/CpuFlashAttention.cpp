@@ -122,6 +122,8 @@ private:
       bool inner = level + 1 == bounds.size();
       auto loop = scf::ForOp::create(b, loc, index(0), bounds[level], index(1),
                                      ValueRange{carried});
+      // Batches, heads and query rows are independent.
+      loop->setAttr(kParallelLoopAttrName, b.getUnitAttr());
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(loop.getBody());
       ivs.push_back(loop.getInductionVar());

@@ -59,6 +59,18 @@ FailureOr<scf::SCFTilingResult> tileAndReplace(RewriterBase &rewriter,
       rewriter, cast<TilingInterface>(op.getOperation()), options);
   if (failed(tiled))
     return failure();
+  // Tile loops of parallel dims run their iterations on several threads
+  // when they end up at the top of a kernel (kiln-cpu-outline-tasks).
+  SmallVector<utils::IteratorType> iterators = op.getIteratorTypesArray();
+  SmallVector<int64_t> tiledDims;
+  for (int64_t d : interchange.empty()
+                       ? llvm::to_vector(llvm::seq<int64_t>(0, sizes.size()))
+                       : llvm::to_vector(interchange))
+    if (sizes[d] != 0)
+      tiledDims.push_back(d);
+  for (auto [loop, d] : llvm::zip(tiled->loops, tiledDims))
+    if (iterators[d] == utils::IteratorType::parallel)
+      loop->setAttr(kParallelLoopAttrName, rewriter.getUnitAttr());
   if (op->getNumResults())
     rewriter.replaceOp(op, tiled->replacements);
   else

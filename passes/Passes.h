@@ -27,6 +27,10 @@ namespace kiln {
 
 /// The attribute that marks an outlined kernel function.
 inline constexpr llvm::StringLiteral kKernelAttrName = "kiln.kernel";
+/// Marks a CPU kernel's loop whose iterations are independent (a tile loop
+/// of a parallel dim): kiln-cpu-outline-tasks runs such a loop at the top of
+/// a kernel as tasks on the runtime's threads.
+inline constexpr llvm::StringLiteral kParallelLoopAttrName = "kiln.parallel";
 /// The name of the module that holds the outlined kernels.
 inline constexpr llvm::StringLiteral kKernelModuleName = "kernels";
 /// On a module: kiln-raise-attention leaves it alone (`kiln compile

@@ -560,6 +560,44 @@ def KilnNarrowProducers : Pass<"kiln-narrow-producers"> {
                            "mlir::tensor::TensorDialect"];
 }
 
+def KilnCpuOutlineTasks : Pass<"kiln-cpu-outline-tasks", "mlir::ModuleOp"> {
+  let summary = "parallel loops at the top of CPU kernels become task functions";
+  let description = [{
+    Each `scf.for` marked `kiln.parallel` (a tile loop of a parallel dim)
+    that sits at the top of a CPU kernel (`kiln.kernel`) and holds enough
+    work becomes a private function `<kernel>_task<i>(%begin, %end,
+    captured...)` that runs iterations [begin, end) of it, and the loop a
+    call of it over every iteration. Captured memrefs travel as their base
+    pointer, offset and dynamic sizes and strides and are viewed again in
+    the task; constants are recomputed there. The task carries
+    `kiln.task_grain`, the fewest iterations worth a thread (from a count of
+    its operations). The kernel gains a last argument, the runtime's context
+    (`!llvm.ptr`), and `kiln.cpu_context`; kiln-cpu-lower-task-calls hands
+    each call to the context's `parallel_for` after the LLVM conversion.
+  }];
+  let dependentDialects = ["mlir::memref::MemRefDialect",
+                           "mlir::arith::ArithDialect",
+                           "mlir::scf::SCFDialect",
+                           "mlir::func::FuncDialect",
+                           "mlir::LLVM::LLVMDialect"];
+}
+
+def KilnCpuLowerTaskCalls : Pass<"kiln-cpu-lower-task-calls", "mlir::ModuleOp"> {
+  let summary = "calls of CPU task functions go through the runtime's parallel_for";
+  let description = [{
+    Runs on the LLVM dialect, after the CPU kernels are converted. Each call
+    of a task function (`kiln.task_grain`, from kiln-cpu-outline-tasks) in a
+    kernel that takes the runtime's context becomes: its captured values
+    stored into a stack struct, and `ctx->parallel_for(ctx, @<task>_run,
+    &struct, end - begin, grain)`, where `<task>_run(data, begin, end)`
+    loads them back and calls the task. The context's first field is
+    `parallel_for` (runtime/src/cpu_context.h); the kernel is marked
+    `passthrough = ["kiln-cpu-context"]` so that its entry wrapper passes
+    the context.
+  }];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect"];
+}
+
 def KilnKernelBareAbi : Pass<"kiln-kernel-bare-abi", "mlir::func::FuncOp"> {
   let summary = "kernel buffers with symbolic dims become base pointers viewed at their shape";
   let description = [{

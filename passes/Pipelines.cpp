@@ -115,6 +115,10 @@ void buildCpuKernelPipeline(OpPassManager &pm) {
   pm.addNestedPass<func::FuncOp>(createKilnKernelBareAbi());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
+  // Parallel loops at the top of a kernel run as tasks on the runtime's
+  // threads.
+  pm.addPass(createKilnCpuOutlineTasks());
+  pm.addPass(createCanonicalizerPass());
 }
 
 void buildCpuToLLVMPipeline(OpPassManager &pm) {
@@ -139,6 +143,7 @@ void buildCpuToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createConvertFuncToLLVMPass(funcOptions));
   pm.addPass(createConvertControlFlowToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
+  pm.addPass(createKilnCpuLowerTaskCalls());
 }
 
 void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,

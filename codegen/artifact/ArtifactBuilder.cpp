@@ -1025,7 +1025,10 @@ buildArtifactContents(ModuleOp module, std::vector<KernelCode> code) {
       kernel->set_name(name);
       kernel->set_section(0);
       kernel->set_symbol(code.empty() ? name : code[0].symbolOf(name));
-      kernel->set_num_args(func.getNumArguments());
+      // A kernel with parallel tasks takes the runtime's context last; its
+      // entry wrapper passes it, not the launch's argument array.
+      kernel->set_num_args(func.getNumArguments() -
+                           (func->hasAttr("kiln.cpu_context") ? 1 : 0));
       setStrategy(*kernel, func->getAttrOfType<DictionaryAttr>("kiln.config"));
       kernelIndex[name] = manifest.kernels_size() - 1;
     }

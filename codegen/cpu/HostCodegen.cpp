@@ -52,21 +52,26 @@ std::string archOfTriple(const std::string &triple) {
 
 namespace {
 
-/// void <kernel>_entry(void **args): loads one pointer per parameter (a
-/// buffer, or for an integer parameter a pointer to its int64 value: the
-/// sizes of symbolic dims) and calls the kernel, so the runtime needs a
-/// single calling convention.
+/// void <kernel>_entry(void **args, void *ctx): loads one pointer per
+/// parameter (a buffer, or for an integer parameter a pointer to its int64
+/// value: the sizes of symbolic dims) and calls the kernel, so the runtime
+/// needs a single calling convention. A kernel with parallel tasks
+/// (`kiln-cpu-context`) takes the runtime's context `ctx` last.
 void addEntryWrapper(llvm::Module &module, llvm::Function &kernel) {
   llvm::LLVMContext &ctx = module.getContext();
   llvm::Type *ptr = llvm::PointerType::getUnqual(ctx);
   auto *type =
-      llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptr}, false);
+      llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptr, ptr}, false);
   auto *wrapper = llvm::Function::Create(
       type, llvm::GlobalValue::ExternalLinkage,
       hostEntrySymbol(kernel.getName().str()), module);
   llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", wrapper));
   llvm::SmallVector<llvm::Value *> args;
-  for (unsigned i = 0; i < kernel.arg_size(); ++i) {
+  unsigned fromArray = kernel.arg_size();
+  bool takesContext = kernel.hasFnAttribute("kiln-cpu-context");
+  if (takesContext)
+    --fromArray;
+  for (unsigned i = 0; i < fromArray; ++i) {
     llvm::Value *slot = b.CreateConstGEP1_64(ptr, wrapper->getArg(0), i);
     llvm::Value *arg = b.CreateLoad(ptr, slot);
     llvm::Type *param = kernel.getFunctionType()->getParamType(i);
@@ -74,6 +79,8 @@ void addEntryWrapper(llvm::Module &module, llvm::Function &kernel) {
       arg = b.CreateTrunc(b.CreateLoad(b.getInt64Ty(), arg), param);
     args.push_back(arg);
   }
+  if (takesContext)
+    args.push_back(wrapper->getArg(1));
   b.CreateCall(&kernel, args);
   b.CreateRetVoid();
   // The kernel itself is internal: it gets inlined into its wrapper.

@@ -104,7 +104,9 @@ public:
     std::vector<std::string> kernelNames;
     if (kernels)
       for (auto func : kernels.getOps<LLVM::LLVMFuncOp>())
-        if (!func.isExternal())
+        // Internal functions are a kernel's parallel tasks.
+        if (!func.isExternal() &&
+            func.getLinkage() != LLVM::Linkage::Internal)
           kernelNames.push_back(func.getSymName().str());
     codegen::HostTarget host = codegen::resolveHostTarget(
         {/*triple=*/"", /*cpu=*/options.hostCpu, /*features=*/""});

@@ -46,6 +46,12 @@ public:
   /// ran since the last wait.
   virtual absl::Status synchronize() = 0;
 
+  /// The threads a run may use (0: one per CPU the process may use). A
+  /// device whose kernels are not scheduled on host threads ignores it.
+  virtual absl::Status setThreads(int /*threads*/) { return absl::OkStatus(); }
+  /// The threads runs use, or 0 where the count means nothing.
+  virtual int threads() const { return 0; }
+
   /// Runs `entry` `iterations` times launch by launch and sets `launchMs`
   /// to one slot per launch of the entry point: that launch's time in
   /// milliseconds, summed over the iterations (device time where the device

@@ -179,7 +179,7 @@ void CpuBackend::runLaunches(const artifact::EntryPoint &entry,
         std::memmove(dst + r * copy.dst_pitch, src + r * copy.row_bytes,
                      copy.row_bytes);
     } else
-      kernels_->kernel(launch.kernel())(args.data());
+      kernels_->kernel(launch.kernel())(args.data(), pool_->context());
     if (launchMs)
       (*launchMs)[i] += std::chrono::duration<double, std::milli>(
                             std::chrono::steady_clock::now() - start)
@@ -202,6 +202,17 @@ absl::Status CpuBackend::runAsync(const artifact::EntryPoint &entry,
 }
 
 absl::Status CpuBackend::synchronize() { return absl::OkStatus(); }
+
+absl::Status CpuBackend::setThreads(int threads) {
+  if (threads < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the thread count must be 0 (one per CPU this process may use, ",
+        availableCpus(), " here) or positive, not ", threads));
+  int wanted = threads == 0 ? availableCpus() : threads;
+  if (wanted != pool_->threads())
+    pool_ = std::make_unique<ThreadPool>(wanted);
+  return absl::OkStatus();
+}
 
 absl::Status CpuBackend::profile(const artifact::EntryPoint &entry,
                                  const std::vector<int64_t> &dims,

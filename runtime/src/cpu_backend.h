@@ -1,11 +1,13 @@
 // The CPU backend: host kernels compiled into a shared object that travels in
-// the artifact, loaded through an anonymous in-memory file, and run in the
-// calling thread, launch after launch.
+// the artifact, loaded through an anonymous in-memory file, and run launch
+// after launch from the calling thread; the parallel loops inside a kernel
+// run on the session's thread pool (thread_pool.h).
 #ifndef KILN_RUNTIME_SRC_CPU_BACKEND_H
 #define KILN_RUNTIME_SRC_CPU_BACKEND_H
 
 #include "artifact.h"
 #include "backend.h"
+#include "thread_pool.h"
 
 #include "absl/status/statusor.h"
 
@@ -16,7 +18,9 @@
 
 namespace kiln::runtime {
 
-using HostKernelFn = void (*)(void **buffers);
+/// `<kernel>_entry(args, ctx)`: one pointer per argument, and the context
+/// for kernels with parallel tasks (others ignore it).
+using HostKernelFn = void (*)(void **args, kiln_cpu_context *ctx);
 
 class CpuKernels {
 public:
@@ -54,6 +58,8 @@ public:
                         const kiln_tensor *inputs,
                         kiln_tensor *outputs) override;
   absl::Status synchronize() override;
+  absl::Status setThreads(int threads) override;
+  int threads() const override { return pool_->threads(); }
   absl::Status profile(const artifact::EntryPoint &entry,
                        const std::vector<int64_t> &dims,
                        const kiln_tensor *inputs, kiln_tensor *outputs,
@@ -65,7 +71,8 @@ private:
   };
 
   CpuBackend(const Artifact &artifact, std::unique_ptr<CpuKernels> kernels)
-      : artifact_(artifact), kernels_(std::move(kernels)) {}
+      : artifact_(artifact), kernels_(std::move(kernels)),
+        pool_(std::make_unique<ThreadPool>(availableCpus())) {}
   /// Runs the launch program; with `launchMs`, adds each launch's
   /// wall-clock time to its slot.
   void runLaunches(const artifact::EntryPoint &entry,
@@ -74,6 +81,8 @@ private:
 
   const Artifact &artifact_;
   std::unique_ptr<CpuKernels> kernels_;
+  /// The session's threads: by default one per CPU the process may use.
+  std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<uint8_t, FreeDeleter> arena_;
   /// Manifest.states, zeroed at creation and kept across runs.
   std::vector<std::unique_ptr<uint8_t, FreeDeleter>> states_;

@@ -312,6 +312,16 @@ kiln_status kiln_session_create(kiln_module *module, const char *device,
 
 void kiln_session_free(kiln_session *session) { delete session; }
 
+kiln_status kiln_session_set_threads(kiln_session *session, int threads) {
+  if (!session)
+    return makeStatus("kiln_session_set_threads: session must not be NULL");
+  return fromAbsl(session->backend->setThreads(threads));
+}
+
+int kiln_session_threads(const kiln_session *session) {
+  return session ? session->backend->threads() : 0;
+}
+
 namespace {
 
 /// Checks a run's arguments; returns the entry point or the error.

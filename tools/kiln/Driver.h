@@ -30,6 +30,8 @@ int fail(const std::string &message);
 
 /// Splits "--name=value" or "--name value" (advancing `i`). Returns false
 /// if args[i] is not `name`.
+/// Parses `--threads`'s value: a count from 0 (one per CPU) to 4096.
+bool parseThreads(const std::string &value, int &threads);
 bool takeOption(const Args &args, size_t &i, const std::string &name,
                 std::string &value, std::string &error);
 

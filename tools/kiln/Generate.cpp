@@ -49,6 +49,8 @@ length, the time to the first token and the decode rate to stderr.
                          end-of-sequence tokens always stop
   --device D             cpu (default), cuda:N, or sim (the GPU-kernel
                          simulator, for cuda artifacts with kernel IR)
+  --threads N            CPU threads (default 0: one per CPU this process
+                         may use); the tokens do not depend on it
   --prompt and --prompt-ids may be repeated: a prompt per row of a model
                          compiled with --dim batch=B (B prompts, of any
                          lengths); each row's text is printed on its line
@@ -63,6 +65,7 @@ length, the time to the first token and the decode rate to stderr.
 
 struct GenerateOptions {
   std::string artifact, device = "cpu", prompt, logitsOut;
+  int threads = 0;
   std::vector<int64_t> promptIds, stopIds;
   /// Every --prompt-ids and --prompt given: more than one is a batch, a
   /// prompt per row of a model compiled with --dim batch=B.
@@ -139,6 +142,10 @@ std::optional<GenerateOptions> parse(const Args &args, std::string &error) {
       o.stopIds.push_back(id);
     } else if (takeOption(args, i, "--device", value, error)) {
       o.device = value;
+    } else if (takeOption(args, i, "--threads", value, error)) {
+      if (!parseThreads(value, o.threads))
+        error = "--threads expects a count (0: one per CPU), got '" + value +
+                "'";
     } else if (takeOption(args, i, "--logits-out", value, error)) {
       o.logitsOut = value;
     } else if (arg == "--json") {
@@ -592,6 +599,8 @@ int generateOnRuntime(const GenerateOptions &o) {
   Owned<kiln_session, kiln_session_free> session;
   if (kiln_status s =
           kiln_session_create(module.p, o.device.c_str(), &session.p))
+    return failWith(s);
+  if (kiln_status s = kiln_session_set_threads(session.p, o.threads))
     return failWith(s);
   kiln_sampling sampling{float(o.sampling.temperature),
                          int32_t(o.sampling.topK), float(o.sampling.topP),

@@ -27,6 +27,8 @@ Runs an entry point of a compiled artifact and prints its outputs.
                              file (repeatable; every input is needed)
   --output-dir DIR           write every output as DIR/NAME.npy
   --entry NAME               entry point (default: the first)
+  --threads N                CPU threads (default 0: one per CPU this
+                             process may use); results do not depend on it
 )";
 
 const char *kBenchHelp = R"(usage: kiln bench OUT.kiln [options]
@@ -42,6 +44,8 @@ every launch on a GPU, the wall clock on the CPU). Inputs not given with
   --warmup N           (default 5)
   --input NAME=@FILE   (repeatable)
   --entry NAME
+  --threads N          CPU threads (default 0: one per CPU this process
+                       may use)
 )";
 
 const char *kProfileHelp = R"(usage: kiln profile OUT.kiln --device sim [options]
@@ -67,6 +71,7 @@ struct RunOptions {
   std::map<std::string, std::string> inputs;
   int iterations = 50, warmup = 5;
   uint32_t sampleBlocks = 16;
+  int threads = 0;
 };
 
 enum class Mode { Run, Bench, Profile };
@@ -102,6 +107,11 @@ std::optional<RunOptions> parse(const Args &args, Mode mode,
     } else if (mode == Mode::Profile &&
                takeOption(args, i, "--sample-blocks", value, error)) {
       o.sampleBlocks = uint32_t(std::max(0, std::atoi(value.c_str())));
+    } else if (mode != Mode::Profile &&
+               takeOption(args, i, "--threads", value, error)) {
+      if (!parseThreads(value, o.threads))
+        error = "--threads expects a count (0: one per CPU), got '" + value +
+                "'";
     } else if (takeOption(args, i, "--warmup", value, error)) {
       o.warmup = std::max(0, std::atoi(value.c_str()));
     } else if (takeOption(args, i, "--input", value, error)) {
@@ -256,6 +266,9 @@ int prepare(const RunOptions &o, bool randomMissing, Prepared &p) {
   p.session = rt::Session::create(*p.module, o.device, error);
   if (!p.session)
     return fail(error);
+  error = p.session->setThreads(o.threads);
+  if (!error.empty())
+    return fail(error);
   p.sessionMs = msSince(start);
   return 0;
 }
@@ -386,8 +399,11 @@ int runBench(const Args &args) {
   double mean = 0;
   for (double t : times)
     mean += t / times.size();
-  std::printf("%s on %s: %d iterations (%d warm-up)\n", o->artifact.c_str(),
+  std::printf("%s on %s: %d iterations (%d warm-up)", o->artifact.c_str(),
               o->device.c_str(), o->iterations, o->warmup);
+  if (int threads = p.session->threads())
+    std::printf(", %d thread%s", threads, threads == 1 ? "" : "s");
+  std::printf("\n");
   std::printf("latency ms: min %.4f  p50 %.4f  p90 %.4f  p99 %.4f  max %.4f  "
               "mean %.4f\n",
               times.front(), pct(0.5), pct(0.9), pct(0.99), times.back(), mean);

@@ -11,6 +11,14 @@ int fail(const std::string &message) {
   return 1;
 }
 
+bool parseThreads(const std::string &value, int &threads) {
+  if (value.empty() || value.size() > 4 ||
+      value.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  threads = std::atoi(value.c_str());
+  return threads <= 4096;
+}
+
 bool takeOption(const Args &args, size_t &i, const std::string &name,
                 std::string &value, std::string &error) {
   const std::string &arg = args[i];
@@ -41,13 +49,13 @@ commands:
           [--mlir-print-ir-after-all | --mlir-print-ir-after=PASS]
           [--mlir-timing]
   run OUT.kiln [--device cpu] [--input NAME=@file.npy|@file.pb ...]
-          [--output-dir DIR] [--entry NAME]
+          [--output-dir DIR] [--entry NAME] [--threads N]
   bench OUT.kiln [--device cpu] [--iterations N] [--warmup N]
-          [--input NAME=@file ...]
+          [--input NAME=@file ...] [--threads N]
   inspect OUT.kiln [--json]
   generate OUT.kiln --prompt-ids 1,2,3 [--max-new-tokens N]
           [--temperature T --top-k K --top-p P --seed S] [--device cpu]
-          [--json]
+          [--threads N] [--json]
   tokenize OUT.kiln --text TEXT | --ids 1,2,3
   profile OUT.kiln --device sim [--gpu h100|h200|a100] [--sample-blocks N]
           [--input NAME=@file ...]

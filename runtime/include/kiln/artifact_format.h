@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #define KILN_ARTIFACT_MAGIC "KILNART"  /* 7 chars + NUL = 8 bytes */
-#define KILN_ARTIFACT_FORMAT_VERSION 1u
+#define KILN_ARTIFACT_FORMAT_VERSION 2u
 #define KILN_ARTIFACT_SECTION_ALIGNMENT 64u
 
 typedef struct kiln_artifact_header {

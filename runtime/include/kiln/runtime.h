@@ -120,6 +120,16 @@ KILN_API kiln_status kiln_session_create(kiln_module *module,
                                          kiln_session **out_session);
 KILN_API void kiln_session_free(kiln_session *session);
 
+/* The threads a CPU session's kernels run on, the calling thread included:
+ * 0 (the default) is one per CPU this process may use (its affinity mask,
+ * not the machine's count). Results are bitwise identical for every count.
+ * Sessions on other devices accept it and run as before. Not while a run of
+ * the session is in progress. */
+KILN_API kiln_status kiln_session_set_threads(kiln_session *session,
+                                              int threads);
+/* The threads a CPU session uses (0 for other devices). */
+KILN_API int kiln_session_threads(const kiln_session *session);
+
 /* Runs entry point `entry` (a name; NULL for the first). `inputs` and
  * `outputs` are in the entry point's order; outputs must have the declared
  * dtype and shape (for symbolic dims, the one kiln_module_output_shapes

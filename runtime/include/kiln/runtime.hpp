@@ -157,6 +157,12 @@ public:
         launchMs.data(), launchMs.size(), &count));
   }
 
+  /// The threads runs use on the CPU (0: one per CPU the process may use).
+  std::string setThreads(int threads) {
+    return take(kiln_session_set_threads(session_, threads));
+  }
+  int threads() const { return kiln_session_threads(session_); }
+
   kiln_session *get() { return session_; }
 
 private:

@@ -1,0 +1,105 @@
+// RUN: kiln-opt %s --split-input-file --kiln-cpu-outline-tasks | FileCheck %s
+
+// COM: A parallel loop at the top of a kernel, with enough work, becomes a
+// COM: task over a range of its iterations: the kernel takes the runtime's
+// COM: context last and calls the task over every iteration; the task
+// COM: views its buffers again from their base pointers and recomputes the
+// COM: constants. The grain is the fewest iterations worth a thread.
+// CHECK-LABEL: func.func @rows
+// CHECK-SAME: (%[[X:.*]]: memref<256x1024xf32>, %[[Y:.*]]: memref<256x1024xf32>, %[[CTX:.*]]: !llvm.ptr)
+// CHECK-SAME: kiln.cpu_context
+// CHECK-DAG: %[[XB:.*]], %{{.*}}, %{{.*}}:2, %{{.*}}:2 = memref.extract_strided_metadata %[[X]]
+// CHECK-DAG: %[[YB:.*]], %{{.*}}, %{{.*}}:2, %{{.*}}:2 = memref.extract_strided_metadata %[[Y]]
+// CHECK: call @rows_task0(%{{.*}}, %{{.*}}, %[[XB]], %[[YB]])
+// CHECK-NOT: scf.for
+// CHECK: return
+// CHECK: func.func private @rows_task0(%[[B:.*]]: index, %[[E:.*]]: index, %[[XP:.*]]: memref<f32>, %[[YP:.*]]: memref<f32>)
+// CHECK-SAME: kiln.task_grain = 114
+// CHECK: %[[XV:.*]] = memref.reinterpret_cast %[[XP]] to offset: [0], sizes: [256, 1024], strides: [1024, 1]
+// CHECK: %[[YV:.*]] = memref.reinterpret_cast %[[YP]] to offset: [0], sizes: [256, 1024], strides: [1024, 1]
+// CHECK: scf.for %[[T:.*]] = %[[B]] to %[[E]] step %c1
+// CHECK: scf.for
+// CHECK: vector.load %[[XV]][%[[T]],
+// CHECK: vector.store %{{.*}}, %[[YV]][%[[T]],
+func.func @rows(%x: memref<256x1024xf32>, %y: memref<256x1024xf32>) attributes {kiln.kernel} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %c256 = arith.constant 256 : index
+  %c1024 = arith.constant 1024 : index
+  scf.for %i = %c0 to %c256 step %c1 {
+    scf.for %j = %c0 to %c1024 step %c8 {
+      %v = vector.load %x[%i, %j] : memref<256x1024xf32>, vector<8xf32>
+      %w = arith.addf %v, %v : vector<8xf32>
+      vector.store %w, %y[%i, %j] : memref<256x1024xf32>, vector<8xf32>
+    }
+  } {kiln.parallel}
+  return
+}
+
+// -----
+
+// COM: Too little work for a second thread, a loop that is not marked
+// COM: parallel, and a marked loop inside another loop stay as they are;
+// COM: the kernel keeps its arguments.
+// CHECK-LABEL: func.func @small
+// CHECK-SAME: (%{{.*}}: memref<64x16xf32>)
+// CHECK-NOT: kiln.cpu_context
+// CHECK: scf.for
+// CHECK: scf.for
+// CHECK: scf.for
+// CHECK-NOT: call
+func.func @small(%x: memref<64x16xf32>) attributes {kiln.kernel} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c16 = arith.constant 16 : index
+  %c64 = arith.constant 64 : index
+  %f = arith.constant 1.0 : f32
+  scf.for %i = %c0 to %c64 step %c1 {
+    memref.store %f, %x[%i, %c0] : memref<64x16xf32>
+  } {kiln.parallel}
+  scf.for %i = %c0 to %c64 step %c1 {
+    scf.for %j = %c0 to %c16 step %c1 {
+      memref.store %f, %x[%i, %j] : memref<64x16xf32>
+    } {kiln.parallel}
+  }
+  return
+}
+
+// -----
+
+// COM: Symbolic sizes: the trip count is computed, views with dynamic
+// COM: offsets, sizes and strides travel as their base pointer and those
+// COM: values, and index values pass as they are. A lower bound and step
+// COM: other than 0 and 1 map the task's iterations back.
+// CHECK-LABEL: func.func @symbolic
+// CHECK-SAME: (%[[X:.*]]: memref<f32>, %[[N:.*]]: index, %[[CTX:.*]]: !llvm.ptr)
+// CHECK: %[[V:.*]] = memref.reinterpret_cast %[[X]]
+// CHECK: %[[BASE:.*]], %[[OFF:.*]], %[[SIZES:.*]]:2, %[[STRIDES:.*]]:2 = memref.extract_strided_metadata %[[V]]
+// CHECK: %[[SPAN:.*]] = arith.subi %[[N]], %c2
+// CHECK: %[[POS:.*]] = arith.maxsi %[[SPAN]], %c0
+// CHECK: %[[TRIPS:.*]] = arith.ceildivui %[[POS]], %c2
+// CHECK: call @symbolic_task0(%{{.*}}, %[[TRIPS]], %[[BASE]], %[[SIZES]]#0, %[[N]])
+// CHECK: func.func private @symbolic_task0(%[[B:.*]]: index, %[[E:.*]]: index, %[[XP:.*]]: memref<f32>, %[[S0:.*]]: index, %[[NN:.*]]: index)
+// CHECK: memref.reinterpret_cast %[[XP]] to offset: [0], sizes: [%[[S0]], 1024], strides: [1024, 1]
+// CHECK: scf.for %[[T:.*]] = %[[B]] to %[[E]] step %c1
+// CHECK: %[[MUL:.*]] = arith.muli %[[T]], %c2
+// CHECK: %[[I:.*]] = arith.addi %[[MUL]], %c2
+func.func @symbolic(%x: memref<f32>, %n: index) attributes {kiln.kernel} {
+  %c0 = arith.constant 0 : index
+  %c2 = arith.constant 2 : index
+  %c8 = arith.constant 8 : index
+  %c1024 = arith.constant 1024 : index
+  %v = memref.reinterpret_cast %x to offset: [0], sizes: [%n, 1024], strides: [1024, 1] : memref<f32> to memref<?x1024xf32>
+  scf.for %i = %c2 to %n step %c2 {
+    scf.for %j = %c0 to %c1024 step %c8 {
+      %a = vector.load %v[%i, %j] : memref<?x1024xf32>, vector<8xf32>
+      %s = arith.index_cast %n : index to i64
+      %f = arith.sitofp %s : i64 to f32
+      %b = vector.broadcast %f : f32 to vector<8xf32>
+      %c = arith.mulf %a, %b : vector<8xf32>
+      vector.store %c, %v[%i, %j] : memref<?x1024xf32>, vector<8xf32>
+    }
+  } {kiln.parallel}
+  return
+}
