@@ -143,8 +143,9 @@ struct KilnCpuTileAndVectorizePass final
 
   /// First level for contractions: column panels, `n-tile` wide, batch
   /// loops by 1, M and K whole. An N extent without a multiple-of-8 divisor
-  /// (GPT-2's 50,257-token vocabulary) takes full-width panels anyway, with
-  /// the panel loop peeled: full panels are static and vectorize.
+  /// up to `n-tile` (GPT-2's 50,257-token vocabulary) takes full-width
+  /// panels anyway, with the panel loop peeled: full panels are static and
+  /// vectorize.
   void tilePanels(RewriterBase &rewriter, linalg::LinalgOp op,
                   const linalg::ContractionDimensions &dims) {
     SmallVector<int64_t> ranges = op.getStaticLoopRanges();
@@ -158,7 +159,10 @@ struct KilnCpuTileAndVectorizePass final
     // remainder, as an N without a multiple-of-8 divisor does.
     bool symbolicN = ShapedType::isDynamic(ranges[n]);
     sizes[n] = symbolicN ? blockCols : largestDivisorAtMost(ranges[n], blockCols);
-    bool peel = symbolicN || (sizes[n] < 8 && ranges[n] > blockCols);
+    // Panels whose width is not a whole number of 8-lane vectors (an N of
+    // 50,257 = 29 x 1,733 would get 29-wide panels) are full width with
+    // the remainder peeled.
+    bool peel = symbolicN || (sizes[n] % 8 != 0 && ranges[n] > blockCols);
     if (peel)
       sizes[n] = blockCols;
     FailureOr<scf::SCFTilingResult> tiled =

@@ -10,6 +10,7 @@
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/IR/Verifier.h"
+#include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/FileSystem.h"
@@ -44,6 +45,33 @@ HostTarget resolveHostTarget(const HostTarget &target) {
     }
   }
   return resolved;
+}
+
+namespace {
+
+void initializeNativeTarget() {
+  static bool initialized = [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+    return true;
+  }();
+  (void)initialized;
+}
+
+} // namespace
+
+bool hostHasFeature(const HostTarget &requested, llvm::StringRef feature) {
+  initializeNativeTarget();
+  HostTarget target = resolveHostTarget(requested);
+  llvm::Triple triple(target.triple);
+  std::string error;
+  const llvm::Target *llvmTarget =
+      llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!llvmTarget)
+    return false;
+  std::unique_ptr<llvm::MCSubtargetInfo> info(
+      llvmTarget->createMCSubtargetInfo(triple, target.cpu, target.features));
+  return info && info->checkFeatures(("+" + feature).str());
 }
 
 std::string archOfTriple(const std::string &triple) {
@@ -102,12 +130,7 @@ std::string findLinker() {
 std::string emitHostSharedObject(ModuleOp module,
                                  const std::vector<std::string> &kernels,
                                  const HostTarget &requested) {
-  static bool initialized = [] {
-    llvm::InitializeNativeTarget();
-    llvm::InitializeNativeTargetAsmPrinter();
-    return true;
-  }();
-  (void)initialized;
+  initializeNativeTarget();
   HostTarget target = resolveHostTarget(requested);
 
   DialectRegistry registry;
@@ -133,6 +156,9 @@ std::string emitHostSharedObject(ModuleOp module,
     return "";
   }
   llvm::TargetOptions options;
+  // a * b + c as one FMA (what BLAS libraries and onnxruntime compute):
+  // the register blocks multiply and add in separate ops.
+  options.AllowFPOpFusion = llvm::FPOpFusion::Fast;
   std::unique_ptr<llvm::TargetMachine> machine(
       llvmTarget->createTargetMachine(triple, target.cpu, target.features,
                                       options, llvm::Reloc::PIC_,
@@ -154,12 +180,19 @@ std::string emitHostSharedObject(ModuleOp module,
     }
     addEntryWrapper(*llvmModule, *kernel);
   }
+  // The kernels' 512-bit vectors stay whole on AVX-512 CPUs (LLVM splits
+  // them in two where the CPU's tuning prefers 256 bits).
+  bool wide = hostHasFeature(target, "avx512f");
   for (llvm::Function &fn : *llvmModule) {
     if (fn.isDeclaration())
       continue;
     fn.addFnAttr("target-cpu", target.cpu);
     if (!target.features.empty())
       fn.addFnAttr("target-features", target.features);
+    if (wide) {
+      fn.addFnAttr("prefer-vector-width", "512");
+      fn.addFnAttr("min-legal-vector-width", "512");
+    }
   }
   if (llvm::verifyModule(*llvmModule, &llvm::errs())) {
     module.emitError() << "internal error: the generated LLVM IR is invalid";

@@ -18,6 +18,9 @@ struct HostTarget {
 /// The resolved triple, CPU and features for `target`.
 HostTarget resolveHostTarget(const HostTarget &target);
 
+/// Whether the CPU of `target` (resolved) has `feature` ("avx512f").
+bool hostHasFeature(const HostTarget &target, llvm::StringRef feature);
+
 /// The architecture name of a triple as the runtime spells it ("x86_64").
 std::string archOfTriple(const std::string &triple);
 

@@ -33,6 +33,13 @@ class CpuTarget final : public Target {
 public:
   std::string spec() const override { return "cpu"; }
 
+  void setHostCpu(const std::string &cpu) override {
+    Target::setHostCpu(cpu);
+    codegen::HostTarget host{/*triple=*/"", cpu, /*features=*/""};
+    facts_ = codegen::hostHasFeature(host, "avx512f") ? CpuFacts::avx512()
+                                                      : CpuFacts();
+  }
+
   /// cpu-flash-attention takes symbolic batch, query and key counts.
   bool raisesSymbolicAttention() const override { return true; }
 
@@ -47,7 +54,7 @@ public:
   /// take); everything else is tiled for vectors (`cpu-vector`).
   DictionaryAttr selectStrategy(Operation *root) const override {
     Builder b(root->getContext());
-    CpuFacts facts;
+    const CpuFacts &facts = facts_;
     SmallVector<NamedAttribute> config = {
         // The innermost tile: two vector registers of f32.
         b.getNamedAttr("vector_width",
@@ -136,6 +143,13 @@ public:
     manifest.set_host_cpu(host.cpu);
     return contents;
   }
+
+private:
+  CpuFacts facts_ = [] {
+    codegen::HostTarget host;
+    return codegen::hostHasFeature(host, "avx512f") ? CpuFacts::avx512()
+                                                    : CpuFacts();
+  }();
 };
 
 } // namespace

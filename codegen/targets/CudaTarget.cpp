@@ -71,7 +71,7 @@ public:
           graph.addNestedPass<func::FuncOp>(createKilnFoldConstantTransposes());
         },
         /*keepNorms=*/true, raisesAttention());
-    pm.addPass(createSelectStrategiesPass(spec()));
+    pm.addPass(createSelectStrategiesPass(spec(), hostCpu()));
     // A GEMM's bias, activation, residual and cast run in its epilogue.
     pm.addNestedPass<func::FuncOp>(createKilnGpuFuseEpilogues());
     // A norm's residual add before it and cast after it, a softmax's scale

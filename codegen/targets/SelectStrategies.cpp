@@ -26,7 +26,10 @@ struct SelectStrategiesPass final
   SelectStrategiesPass() = default;
   SelectStrategiesPass(const SelectStrategiesPass &other)
       : PassWrapper(other) {}
-  explicit SelectStrategiesPass(StringRef spec) { target = spec.str(); }
+  SelectStrategiesPass(StringRef spec, StringRef hostCpu) {
+    target = spec.str();
+    cpu = hostCpu.str();
+  }
 
   StringRef getArgument() const override { return "kiln-select-strategies"; }
   StringRef getDescription() const override {
@@ -39,6 +42,11 @@ struct SelectStrategiesPass final
       llvm::cl::desc("the target spec, as --target takes it (cpu, "
                      "cuda:sm_80, cuda:sm_80,sm_90a)"),
       llvm::cl::init("cpu")};
+  Option<std::string> cpu{
+      *this, "cpu",
+      llvm::cl::desc("the CPU host code is for, as --cpu takes it (host, "
+                     "x86-64-v3, skylake-avx512)"),
+      llvm::cl::init("host")};
 
   void runOnOperation() override {
     std::string error;
@@ -47,6 +55,7 @@ struct SelectStrategiesPass final
       getOperation().emitError() << "kiln-select-strategies: " << error;
       return signalPassFailure();
     }
+    chosen->setHostCpu(cpu);
     getOperation().walk([&](DispatchOp dispatch) {
       // The root is the last op of the body: dispatch formation clones the
       // producers it inlines before it.
@@ -60,8 +69,9 @@ struct SelectStrategiesPass final
 
 } // namespace
 
-std::unique_ptr<Pass> createSelectStrategiesPass(StringRef spec) {
-  return std::make_unique<SelectStrategiesPass>(spec);
+std::unique_ptr<Pass> createSelectStrategiesPass(StringRef spec,
+                                                StringRef cpu) {
+  return std::make_unique<SelectStrategiesPass>(spec, cpu);
 }
 
 void registerSelectStrategiesPass() { PassRegistration<SelectStrategiesPass>(); }

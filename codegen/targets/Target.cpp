@@ -31,7 +31,7 @@ Target::~Target() = default;
 void Target::buildDispatchPipeline(OpPassManager &pm) const {
   kiln::buildDispatchPipeline(pm, /*beforeDispatch=*/{}, /*keepNorms=*/false,
                               raisesAttention(), raisesSymbolicAttention());
-  pm.addPass(createSelectStrategiesPass(spec()));
+  pm.addPass(createSelectStrategiesPass(spec(), hostCpu()));
 }
 
 LogicalResult Target::emit(ModuleOp module, StringRef kind,

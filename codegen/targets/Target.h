@@ -72,6 +72,16 @@ public:
   /// for a dispatch whose root op is `root`, from this target's facts.
   virtual mlir::DictionaryAttr selectStrategy(mlir::Operation *root) const = 0;
 
+  /// The CPU that host code is generated for (`--cpu`: "host" or a name);
+  /// the cpu target's strategies follow its vector registers.
+  virtual void setHostCpu(const std::string &cpu) { hostCpu_ = cpu; }
+  const std::string &hostCpu() const { return hostCpu_; }
+
+protected:
+  std::string hostCpu_ = "host";
+
+public:
+
   /// Outlined kernels (`module @kernels`) -> kernel IR, the level
   /// `--emit kernel-mlir` prints.
   virtual void buildKernelPipeline(mlir::OpPassManager &pm) const = 0;
@@ -116,7 +126,8 @@ std::string targetHelp();
 /// kiln-select-strategies: sets `config` on every kiln.dispatch from the
 /// target `spec`'s selectStrategy (kiln-opt: `--kiln-select-strategies=
 /// target=cuda:sm_80`).
-std::unique_ptr<mlir::Pass> createSelectStrategiesPass(llvm::StringRef spec);
+std::unique_ptr<mlir::Pass>
+createSelectStrategiesPass(llvm::StringRef spec, llvm::StringRef cpu = "host");
 void registerSelectStrategiesPass();
 
 /// The two targets Kiln has; createTarget is how the driver reaches them.

@@ -47,10 +47,15 @@ struct GpuArchFacts {
   bool has(MmaGeneration g) const;
 };
 
-/// The host CPU facts the CPU strategies use.
+/// The host CPU facts the CPU strategies use. The defaults are AVX2's: 16
+/// vector registers of 256 bits, a register block of 6 rows x 2 registers.
 struct CpuFacts {
   unsigned vectorBits = 256;  ///< the widest vector register used
   unsigned registerBlockRows = 6, panelColumns = 16;
+
+  /// AVX-512: 32 registers of 512 bits; blocks of 8 rows x 2 registers
+  /// (16 accumulators: enough FMAs in flight for two FMA units).
+  static CpuFacts avx512() { return CpuFacts{512, 8, 32}; }
 };
 
 /// The GPU architectures Kiln compiles for, in a stable order.

@@ -263,6 +263,7 @@ int runCompile(const Args &args) {
       targets::createTarget(o.target, error);
   if (!target)
     return fail(error);
+  target->setHostCpu(o.cpu);
   static const llvm::StringRef kCommonEmits[] = {
       "artifact", "mlir", "dispatch-mlir", "kernel-mlir"};
   bool extraEmit = llvm::is_contained(target->extraEmitKinds(), o.emit);

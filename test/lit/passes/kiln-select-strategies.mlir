@@ -1,5 +1,6 @@
 // RUN: kiln-opt %s --split-input-file --kiln-select-strategies=target=cuda:sm_80,sm_90a | FileCheck %s --check-prefix=CUDA
-// RUN: kiln-opt %s --split-input-file --kiln-select-strategies=target=cpu | FileCheck %s --check-prefix=CPU
+// RUN: kiln-opt %s --split-input-file --kiln-select-strategies="target=cpu cpu=x86-64-v3" | FileCheck %s --check-prefix=CPU
+// RUN: kiln-opt %s --split-input-file --kiln-select-strategies="target=cpu cpu=skylake-avx512" | FileCheck %s --check-prefix=AVX512
 // RUN: kiln-opt %s --split-input-file --kiln-select-strategies=target=cuda:sm_90a | FileCheck %s --check-prefix=HOPPER
 
 // COM: Selection only: every dispatch gets one configuration from its root
@@ -10,6 +11,8 @@
 // CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {register_block = array<i64: 4, 4>, strategy = "gemm-simt", threads = array<i64: 16, 16>, tile = array<i64: 64, 64, 16>}}
 // CPU-LABEL: func.func @gemm
 // CPU: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {register_block = array<i64: 6, 16>, strategy = "cpu-gemm", vector_width = 16 : i64}}
+// COM: AVX-512: two 512-bit registers per row, blocks of 8 rows.
+// AVX512: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {register_block = array<i64: 8, 32>, strategy = "cpu-gemm", vector_width = 32 : i64}}
 func.func @gemm(%a: tensor<70x45xf32>, %b: tensor<45x130xf32>) -> tensor<70x130xf32> {
   %r = kiln.dispatch(%a, %b) : (tensor<70x45xf32>, tensor<45x130xf32>) -> tensor<70x130xf32> {
   ^bb0(%x: tensor<70x45xf32>, %y: tensor<45x130xf32>):
