@@ -105,6 +105,16 @@ std::optional<int64_t> maxTrips(scf::ForOp loop) {
   return *ub <= lb ? 0 : llvm::divideCeil(*ub - lb, *step);
 }
 
+int64_t saturatingAdd(int64_t a, int64_t b) {
+  int64_t sum;
+  return __builtin_add_overflow(a, b, &sum) ? INT64_MAX : sum;
+}
+
+int64_t saturatingMul(int64_t a, int64_t b) {
+  int64_t product;
+  return __builtin_mul_overflow(a, b, &product) ? INT64_MAX : product;
+}
+
 /// A rough count of the scalar operations one iteration of `loop` runs.
 int64_t workPerIteration(scf::ForOp loop) {
   std::function<int64_t(Block &)> blockWork = [&](Block &block) -> int64_t {
@@ -112,7 +122,8 @@ int64_t workPerIteration(scf::ForOp loop) {
     for (Operation &op : block) {
       if (auto inner = dyn_cast<scf::ForOp>(op)) {
         int64_t trips = maxTrips(inner).value_or(kUnknownTrips);
-        work += trips * blockWork(*inner.getBody());
+        work = saturatingAdd(work,
+                             saturatingMul(trips, blockWork(*inner.getBody())));
         continue;
       }
       int64_t nested = 0;
@@ -123,7 +134,7 @@ int64_t workPerIteration(scf::ForOp loop) {
       for (Type type : op.getResultTypes())
         if (auto vector = dyn_cast<VectorType>(type))
           own = std::max<int64_t>(own, vector.getNumElements());
-      work += own + nested;
+      work = saturatingAdd(work, saturatingAdd(own, nested));
     }
     return work;
   };
@@ -155,16 +166,23 @@ struct KilnCpuOutlineTasksPass final
   LogicalResult outlineKernel(func::FuncOp kernel) {
     SmallVector<scf::ForOp> loops;
     for (Operation &op : kernel.getBody().front())
-      if (auto loop = dyn_cast<scf::ForOp>(op))
-        if (loop->hasAttr(kParallelLoopAttrName) && loop.getNumResults() == 0)
-          loops.push_back(loop);
+      if (auto loop = dyn_cast<scf::ForOp>(op); isParallelLoop(loop))
+        loops.push_back(loop);
     // Loops too small to share are left alone.
     llvm::erase_if(loops, [](scf::ForOp loop) {
-      std::optional<int64_t> trips = constantTrips(loop);
-      if (trips && *trips < 2)
+      // Fewer than two iterations over the whole nest, or too little work.
+      std::optional<int64_t> nestTrips = 1;
+      for (scf::ForOp level : parallelNest(loop)) {
+        std::optional<int64_t> trips = constantTrips(level);
+        nestTrips = nestTrips && trips ? std::optional<int64_t>(
+                                             saturatingMul(*nestTrips, *trips))
+                                       : std::nullopt;
+      }
+      if (nestTrips && *nestTrips < 2)
         return true;
-      int64_t work = workPerIteration(loop);
-      return trips && *trips * work < 2 * kMinTaskWork;
+      std::optional<int64_t> trips = constantTrips(loop);
+      return trips &&
+             saturatingMul(*trips, workPerIteration(loop)) < 2 * kMinTaskWork;
     });
     if (loops.empty())
       return success();
@@ -190,13 +208,63 @@ struct KilnCpuOutlineTasksPass final
 
   /// Replaces `loop` by a call of a new function `name(begin, end,
   /// captured...)` that runs iterations [begin, end) of it.
+  static bool isParallelLoop(scf::ForOp loop) {
+    return loop && loop->hasAttr(kParallelLoopAttrName) &&
+           loop.getNumResults() == 0 &&
+           loop.getInductionVar().getType().isIndex();
+  }
+
+  /// `loop` and the parallel loops perfectly nested in it whose bounds do
+  /// not depend on the loops around them: (batch, head, query) of
+  /// attention, (batch, row) of a norm. Their iterations are one range, so
+  /// that a batch of 1 still splits over the heads or rows. Side-effect free
+  /// ops (index arithmetic, views) may come before each inner loop.
+  static SmallVector<scf::ForOp> parallelNest(scf::ForOp loop) {
+    SmallVector<scf::ForOp> nest = {loop};
+    for (;;) {
+      scf::ForOp inner;
+      bool perfect = true;
+      for (Operation &op : nest.back().getBody()->without_terminator()) {
+        auto candidate = dyn_cast<scf::ForOp>(op);
+        if (!inner && isParallelLoop(candidate)) {
+          inner = candidate;
+          continue;
+        }
+        if (inner || op.getNumRegions() || !isMemoryEffectFree(&op)) {
+          perfect = false;
+          break;
+        }
+      }
+      if (!perfect || !inner)
+        return nest;
+      for (Value bound : {inner.getLowerBound(), inner.getUpperBound(),
+                          inner.getStep()})
+        if (loop->isAncestor(bound.getParentRegion()->getParentOp()) ||
+            loop.getRegion().isAncestor(bound.getParentRegion()))
+          return nest;
+      nest.push_back(inner);
+    }
+  }
+
+  /// ceil((ub - lb) / step), at least 0, built with `b`.
+  static Value tripCount(OpBuilder &b, Location loc, Value lb, Value ub,
+                         Value step) {
+    Value span = b.createOrFold<arith::MaxSIOp>(
+        loc, b.createOrFold<arith::SubIOp>(loc, ub, lb),
+        arith::ConstantIndexOp::create(b, loc, 0));
+    return b.createOrFold<arith::CeilDivUIOp>(loc, span, step);
+  }
+
   void outlineLoop(OpBuilder &moduleBuilder, scf::ForOp loop, StringRef name) {
     MLIRContext *ctx = loop.getContext();
     Location loc = loop.getLoc();
+    SmallVector<scf::ForOp> nest = parallelNest(loop);
     llvm::SetVector<Value> used;
     getUsedValuesDefinedAbove(loop.getRegion(), used);
-    for (Value bound : {loop.getLowerBound(), loop.getStep()})
-      used.insert(bound);
+    for (scf::ForOp level : nest)
+      for (Value bound : {level.getLowerBound(), level.getUpperBound(),
+                          level.getStep()})
+        used.insert(bound);
 
     // Values passed to the task: memrefs as their base pointer, offset,
     // and dynamic sizes and strides (the task views the base again, so the
@@ -239,7 +307,7 @@ struct KilnCpuOutlineTasksPass final
     auto task = func::FuncOp::create(moduleBuilder, loc, name,
                                      FunctionType::get(ctx, argTypes, {}));
     task.setPrivate();
-    int64_t work = workPerIteration(loop);
+    int64_t work = workPerIteration(nest.back());
     task->setAttr(kGrainAttr,
                   b.getI64IntegerAttr(std::max<int64_t>(
                       1, llvm::divideCeil(kMinTaskWork, work))));
@@ -273,30 +341,48 @@ struct KilnCpuOutlineTasksPass final
           tb, loc, memref, arg(p.first), off, sizes, strideValues);
       mapping.map(p.original, view);
     }
-    // for %t = begin to end { %iv = lb + t * step; body }
+    // for %t = begin to end { the nest's indices from t (the innermost
+    // fastest); %iv_k = lb_k + index_k * step_k; each level's ops before
+    // the next loop; the innermost body }
     Value one = arith::ConstantIndexOp::create(tb, loc, 1);
+    SmallVector<Value> innerTrips;
+    for (scf::ForOp level : ArrayRef<scf::ForOp>(nest).drop_front())
+      innerTrips.push_back(tripCount(
+          tb, loc, mapping.lookupOrDefault(level.getLowerBound()),
+          mapping.lookupOrDefault(level.getUpperBound()),
+          mapping.lookupOrDefault(level.getStep())));
     auto inner = scf::ForOp::create(tb, loc, body->getArgument(0),
                                     body->getArgument(1), one);
     {
       OpBuilder ib = OpBuilder::atBlockBegin(inner.getBody());
-      Value lb = mapping.lookupOrDefault(loop.getLowerBound());
-      Value step = mapping.lookupOrDefault(loop.getStep());
-      Value iv = ib.createOrFold<arith::AddIOp>(
-          loc, ib.createOrFold<arith::MulIOp>(loc, inner.getInductionVar(), step),
-          lb);
-      mapping.map(loop.getInductionVar(), iv);
-      for (Operation &op : loop.getBody()->without_terminator())
-        ib.clone(op, mapping);
+      SmallVector<Value> indices(nest.size());
+      Value rest = inner.getInductionVar();
+      for (size_t k = nest.size() - 1; k > 0; --k) {
+        indices[k] = ib.createOrFold<arith::RemUIOp>(loc, rest, innerTrips[k - 1]);
+        rest = ib.createOrFold<arith::DivUIOp>(loc, rest, innerTrips[k - 1]);
+      }
+      indices[0] = rest;
+      for (auto [k, level] : llvm::enumerate(nest)) {
+        Value lb = mapping.lookupOrDefault(level.getLowerBound());
+        Value step = mapping.lookupOrDefault(level.getStep());
+        Value iv = ib.createOrFold<arith::AddIOp>(
+            loc, ib.createOrFold<arith::MulIOp>(loc, indices[k], step), lb);
+        mapping.map(level.getInductionVar(), iv);
+        for (Operation &op : level.getBody()->without_terminator())
+          if (k + 1 == nest.size() || &op != nest[k + 1].getOperation())
+            ib.clone(op, mapping);
+      }
     }
     func::ReturnOp::create(tb, loc);
 
-    // The call runs every iteration: trips = ceil((ub - lb) / step).
-    Value lb = loop.getLowerBound(), ub = loop.getUpperBound(),
-          step = loop.getStep();
-    Value span = b.createOrFold<arith::MaxSIOp>(
-        loc, b.createOrFold<arith::SubIOp>(loc, ub, lb),
-        arith::ConstantIndexOp::create(b, loc, 0));
-    Value trips = b.createOrFold<arith::CeilDivUIOp>(loc, span, step);
+    // The call runs every iteration of the nest: the product of its trips.
+    Value trips;
+    for (scf::ForOp level : nest) {
+      Value levelTrips = tripCount(b, loc, level.getLowerBound(),
+                                   level.getUpperBound(), level.getStep());
+      trips = trips ? b.createOrFold<arith::MulIOp>(loc, trips, levelTrips)
+                    : levelTrips;
+    }
     SmallVector<Value> callArgs = {arith::ConstantIndexOp::create(b, loc, 0),
                                    trips};
     callArgs.append(operands);
@@ -305,7 +391,7 @@ struct KilnCpuOutlineTasksPass final
   }
 };
 
-/// The context a kernel receives (runtime/src/cpu_context.h):
+/// The context a kernel receives (runtime/src/thread_pool.h):
 /// `struct { void (*parallel_for)(ctx, task, data, count, grain); ... }`.
 struct KilnCpuLowerTaskCallsPass final
     : kiln::impl::KilnCpuLowerTaskCallsBase<KilnCpuLowerTaskCallsPass> {
@@ -338,8 +424,11 @@ struct KilnCpuLowerTaskCallsPass final
       });
       // The LLVM conversion dropped the func attribute of the kernel's
       // wrapper marker: say it again for HostCodegen.
-      kernel->setAttr("passthrough",
-                      ArrayAttr::get(ctx, {StringAttr::get(ctx, "kiln-cpu-context")}));
+      SmallVector<Attribute> passthrough;
+      if (ArrayAttr existing = kernel.getPassthroughAttr())
+        passthrough.append(existing.begin(), existing.end());
+      passthrough.push_back(StringAttr::get(ctx, "kiln-cpu-context"));
+      kernel.setPassthroughAttr(ArrayAttr::get(ctx, passthrough));
       OpBuilder alloca = OpBuilder::atBlockBegin(&kernel.getBody().front());
       for (LLVM::CallOp call : calls) {
         auto task = module.lookupSymbol<LLVM::LLVMFuncOp>(*call.getCallee());
@@ -355,9 +444,14 @@ struct KilnCpuLowerTaskCallsPass final
     MLIRContext *ctx = call.getContext();
     Location loc = call.getLoc();
     ValueRange args = call.getArgOperands();
-    if (args.size() < 2 || args[0].getType() != i64 || args[1].getType() != i64)
-      return call.emitError() << "internal error: a task call must start with "
-                                 "its i64 range";
+    // The call runs iterations [0, trips): the runtime's ranges are
+    // relative to 0, and so are the task's.
+    APInt begin;
+    if (args.size() < 2 || args[0].getType() != i64 ||
+        args[1].getType() != i64 || !matchPattern(args[0], m_ConstantInt(&begin)) ||
+        !begin.isZero())
+      return call.emitError() << "internal error: a task call must run its "
+                                 "iterations from 0 (an i64 range)";
     SmallVector<Type> fieldTypes;
     for (Value captured : args.drop_front(2))
       fieldTypes.push_back(captured.getType());

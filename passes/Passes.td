@@ -591,7 +591,7 @@ def KilnCpuLowerTaskCalls : Pass<"kiln-cpu-lower-task-calls", "mlir::ModuleOp"> 
     stored into a stack struct, and `ctx->parallel_for(ctx, @<task>_run,
     &struct, end - begin, grain)`, where `<task>_run(data, begin, end)`
     loads them back and calls the task. The context's first field is
-    `parallel_for` (runtime/src/cpu_context.h); the kernel is marked
+    `parallel_for` (runtime/src/thread_pool.h); the kernel is marked
     `passthrough = ["kiln-cpu-context"]` so that its entry wrapper passes
     the context.
   }];

@@ -64,6 +64,10 @@ bool hostHasFeature(const HostTarget &requested, llvm::StringRef feature) {
   initializeNativeTarget();
   HostTarget target = resolveHostTarget(requested);
   llvm::Triple triple(target.triple);
+  // Only x86 features are asked about; checkFeatures aborts on a feature
+  // the target does not know.
+  if (!triple.isX86())
+    return false;
   std::string error;
   const llvm::Target *llvmTarget =
       llvm::TargetRegistry::lookupTarget(triple, error);

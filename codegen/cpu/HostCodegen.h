@@ -25,8 +25,8 @@ bool hostHasFeature(const HostTarget &target, llvm::StringRef feature);
 std::string archOfTriple(const std::string &triple);
 
 /// Translates `module` (LLVM dialect, one function per kernel taking bare
-/// pointers) to LLVM IR, adds for each kernel a `<name>_entry(void **)`
-/// wrapper the runtime calls, optimizes at O3 for `target`, emits an object
+/// pointers) to LLVM IR, adds for each kernel a `<name>_entry(void **args,
+/// void *ctx)` wrapper the runtime calls, optimizes at O3 for `target`, emits an object
 /// in-process and links it into a shared object. Returns the shared
 /// object's bytes, or an empty string after reporting an error on `module`.
 std::string emitHostSharedObject(mlir::ModuleOp module,

@@ -204,10 +204,11 @@ absl::Status CpuBackend::runAsync(const artifact::EntryPoint &entry,
 absl::Status CpuBackend::synchronize() { return absl::OkStatus(); }
 
 absl::Status CpuBackend::setThreads(int threads) {
-  if (threads < 0)
+  if (threads < 0 || threads > ThreadPool::kMaxThreads)
     return absl::InvalidArgumentError(absl::StrCat(
         "the thread count must be 0 (one per CPU this process may use, ",
-        availableCpus(), " here) or positive, not ", threads));
+        availableCpus(), " here) or from 1 to ", ThreadPool::kMaxThreads,
+        ", not ", threads));
   int wanted = threads == 0 ? availableCpus() : threads;
   if (wanted != pool_->threads())
     pool_ = std::make_unique<ThreadPool>(wanted);

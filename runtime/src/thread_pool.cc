@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <sched.h>
+#include <system_error>
 
 namespace kiln::runtime {
 
@@ -33,12 +35,19 @@ constexpr std::chrono::microseconds kSpin(100);
 
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) : threads_(std::max(1, threads)) {
+ThreadPool::ThreadPool(int threads)
+    : threads_(std::clamp(threads, 1, kMaxThreads)) {
   context_.parallel_for = parallelForThunk;
   context_.pool = this;
   workers_.reserve(threads_ - 1);
-  for (int i = 1; i < threads_; ++i)
-    workers_.emplace_back([this] { work(); });
+  // A system that refuses more threads (a pids limit) gets a pool of the
+  // threads it gave.
+  try {
+    for (int i = 1; i < threads_; ++i)
+      workers_.emplace_back([this] { work(); });
+  } catch (const std::system_error &) {
+    threads_ = int(workers_.size()) + 1;
+  }
 }
 
 ThreadPool::~ThreadPool() {
@@ -67,6 +76,9 @@ void ThreadPool::parallelFor(kiln_cpu_task_fn task, void *data, int64_t count,
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    // Workers compute in the caller's floating-point environment (rounding,
+    // flush-to-zero): which thread runs a part must not change its result.
+    fegetenv(&env_);
     task_ = task;
     data_ = data;
     count_ = count;
@@ -77,15 +89,21 @@ void ThreadPool::parallelFor(kiln_cpu_task_fn task, void *data, int64_t count,
     posted_.store(generation_, std::memory_order_release);
   }
   wake_.notify_all();
-  runParts();
+  runParts(/*worker=*/false);
   std::unique_lock<std::mutex> lock(mutex_);
   finished_.wait(lock, [&] { return done_ == parts_; });
 }
 
-void ThreadPool::runParts() {
+void ThreadPool::runParts(bool worker) {
   std::unique_lock<std::mutex> lock(mutex_);
   while (next_ < parts_) {
     int64_t part = next_++;
+    if (worker) {
+      fenv_t mine;
+      fegetenv(&mine);
+      if (std::memcmp(&mine, &env_, sizeof(fenv_t)) != 0)
+        fesetenv(&env_);
+    }
     kiln_cpu_task_fn task = task_;
     void *data = data_;
     int64_t begin = count_ * part / parts_;
@@ -113,7 +131,7 @@ void ThreadPool::work() {
       if (stop_)
         return;
     }
-    runParts();
+    runParts(/*worker=*/true);
   }
 }
 

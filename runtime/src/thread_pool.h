@@ -18,6 +18,7 @@
 #define KILN_RUNTIME_SRC_THREAD_POOL_H
 
 #include <atomic>
+#include <cfenv>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -45,7 +46,10 @@ int availableCpus();
 
 class ThreadPool {
 public:
-  /// `threads` counts the calling thread: threads - 1 workers are started.
+  static constexpr int kMaxThreads = 4096;
+
+  /// `threads` counts the calling thread: threads - 1 workers are started
+  /// (fewer if the system refuses to start more; threads() says).
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool &) = delete;
@@ -64,8 +68,9 @@ public:
 
 private:
   void work();
-  /// Takes parts of the current job until none is left.
-  void runParts();
+  /// Takes parts of the current job until none is left; a worker first
+  /// takes on the caller's floating-point environment.
+  void runParts(bool worker);
 
   int threads_;
   std::vector<std::thread> workers_;
@@ -82,6 +87,7 @@ private:
   void *data_ = nullptr;
   int64_t count_ = 0;
   int64_t parts_ = 0, next_ = 0, done_ = 0;
+  fenv_t env_;
 };
 
 }  // namespace kiln::runtime

@@ -76,6 +76,12 @@ int old_pthread_key_create(pthread_key_t *, void (*)(void *));
 int __wrap_pthread_key_create(pthread_key_t *key, void (*destroy)(void *)) {
   return old_pthread_key_create(key, destroy);
 }
+KILN_OLD_SYMBOL(old_pthread_key_delete, pthread_key_delete);
+int old_pthread_key_delete(pthread_key_t);
+int __wrap_pthread_key_delete(pthread_key_t key) {
+  return old_pthread_key_delete(key);
+}
+
 // libstdc++ tests this one's address to see whether threads are linked in.
 int __wrap___pthread_key_create(pthread_key_t *key, void (*destroy)(void *)) {
   return old_pthread_key_create(key, destroy);

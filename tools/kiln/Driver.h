@@ -28,10 +28,11 @@ const char *profileGpuNames();
 /// Prints "kiln: error: <message>" to stderr and returns 1.
 int fail(const std::string &message);
 
-/// Splits "--name=value" or "--name value" (advancing `i`). Returns false
-/// if args[i] is not `name`.
 /// Parses `--threads`'s value: a count from 0 (one per CPU) to 4096.
 bool parseThreads(const std::string &value, int &threads);
+
+/// Splits "--name=value" or "--name value" (advancing `i`). Returns false
+/// if args[i] is not `name`.
 bool takeOption(const Args &args, size_t &i, const std::string &name,
                 std::string &value, std::string &error);
 

@@ -103,3 +103,44 @@ func.func @symbolic(%x: memref<f32>, %n: index) attributes {kiln.kernel} {
   } {kiln.parallel}
   return
 }
+
+// -----
+
+// COM: Parallel loops nested perfectly in each other (a symbolic batch
+// COM: around the heads of attention) are one range: a batch of 1 still
+// COM: splits over the heads. The index of each loop comes from the task's
+// COM: iteration, the innermost fastest; side-effect free ops before the
+// COM: inner loop are recomputed per iteration.
+// CHECK-LABEL: func.func @nest
+// CHECK-SAME: (%[[X:.*]]: memref<f32>, %[[B:.*]]: index, %{{.*}}: !llvm.ptr)
+// CHECK: %[[POS:.*]] = arith.maxsi %[[B]]
+// CHECK: %[[ALL:.*]] = arith.muli %[[POS]], %c12
+// CHECK: call @nest_task0(%{{.*}}, %[[ALL]],
+// CHECK: func.func private @nest_task0(%[[BEGIN:[a-z0-9]+]]: index, %[[END:[a-z0-9]+]]: index,
+// CHECK: scf.for %[[T:.*]] = %[[BEGIN]] to %[[END]]
+// CHECK-DAG: %[[H:.*]] = arith.remui %[[T]], %c12
+// CHECK-DAG: %[[BI:.*]] = arith.divui %[[T]], %c12
+// CHECK: %[[ROW:.*]] = arith.muli %[[BI]], %c12
+// CHECK: arith.addi %[[ROW]], %[[H]]
+// CHECK-NOT: scf.for {{.*}} to %c12
+func.func @nest(%x: memref<f32>, %b: index) attributes {kiln.kernel} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %c12 = arith.constant 12 : index
+  %c4096 = arith.constant 4096 : index
+  %rows = arith.muli %b, %c12 : index
+  %v = memref.reinterpret_cast %x to offset: [0], sizes: [%rows, 4096], strides: [4096, 1] : memref<f32> to memref<?x4096xf32>
+  scf.for %i = %c0 to %b step %c1 {
+    %base = arith.muli %i, %c12 : index
+    scf.for %h = %c0 to %c12 step %c1 {
+      %r = arith.addi %base, %h : index
+      scf.for %j = %c0 to %c4096 step %c8 {
+        %a = vector.load %v[%r, %j] : memref<?x4096xf32>, vector<8xf32>
+        %c = arith.mulf %a, %a : vector<8xf32>
+        vector.store %c, %v[%r, %j] : memref<?x4096xf32>, vector<8xf32>
+      }
+    } {kiln.parallel}
+  } {kiln.parallel}
+  return
+}
