@@ -90,6 +90,28 @@ contractionRoles(linalg::LinalgOp op) {
   return *dims;
 }
 
+/// Whether `value` is a slice of a static tensor that is contiguous in it:
+/// unit sizes on the leading dims, whole dims after them, unit strides.
+bool isContiguousSlice(Value value) {
+  auto slice = value.getDefiningOp<tensor::ExtractSliceOp>();
+  if (!slice || !slice.getSourceType().hasStaticShape() ||
+      !slice.hasUnitStride())
+    return false;
+  ArrayRef<int64_t> source = slice.getSourceType().getShape();
+  SmallVector<OpFoldResult> sizes = slice.getMixedSizes();
+  bool whole = false;
+  for (auto [size, extent] : llvm::zip(sizes, source)) {
+    std::optional<int64_t> s = getConstantIntValue(size);
+    if (!s)
+      return false;
+    if (*s != 1)
+      whole = true;
+    if (whole && *s != extent)
+      return false;
+  }
+  return true;
+}
+
 /// Loop order batch, N, M, K: column panels outermost, so that one panel of
 /// the rhs serves every row block of the lhs.
 SmallVector<int64_t> panelOrder(const linalg::ContractionDimensions &dims) {
@@ -331,6 +353,10 @@ struct KilnCpuTileAndVectorizePass final
         continue;
       auto type = dyn_cast<RankedTensorType>(input->get().getType());
       if (!type || !type.hasStaticShape() || type.getRank() == 0)
+        return;
+      // A panel of a weight kiln-cpu-pack-weights stored panel by panel
+      // is contiguous already.
+      if (isContiguousSlice(input->get()))
         return;
       rewriter.setInsertionPoint(op);
       Location loc = op.getLoc();

@@ -51,6 +51,40 @@ std::vector<char> permuteBytes(ArrayRef<char> source, ArrayRef<int64_t> shape,
   return result;
 }
 
+} // namespace
+
+TypedAttr kiln::permuteConstant(Attribute value, RankedTensorType sourceType,
+                                ArrayRef<int64_t> permutation,
+                                RankedTensorType resultType,
+                                StringRef keySuffix) {
+  Type element = sourceType.getElementType();
+  if (!sourceType.hasStaticShape() || !element.isIntOrFloat() ||
+      element.getIntOrFloatBitWidth() % 8 != 0)
+    return nullptr;
+  size_t elementBytes = element.getIntOrFloatBitWidth() / 8;
+  if (auto dense = dyn_cast<DenseElementsAttr>(value)) {
+    if (dense.isSplat())
+      return dense.resizeSplat(resultType);
+    std::vector<char> bytes = permuteBytes(
+        dense.getRawData(), sourceType.getShape(), permutation, elementBytes);
+    return DenseElementsAttr::getFromRawBuffer(resultType, bytes);
+  }
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(value)) {
+    AsmResourceBlob *blob = resource.getRawHandle().getBlob();
+    if (!blob)
+      return nullptr;
+    std::vector<char> bytes = permuteBytes(
+        blob->getData(), sourceType.getShape(), permutation, elementBytes);
+    return DenseResourceElementsAttr::get(
+        resultType, (resource.getRawHandle().getKey() + keySuffix).str(),
+        HeapAsmResourceBlob::allocateAndCopyWithAlign(
+            ArrayRef<char>(bytes.data(), bytes.size()), alignof(uint64_t)));
+  }
+  return nullptr;
+}
+
+namespace {
+
 struct FoldTransposeOfConstant final : OpRewritePattern<linalg::TransposeOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -63,39 +97,12 @@ struct FoldTransposeOfConstant final : OpRewritePattern<linalg::TransposeOp> {
       return rewriter.notifyMatchFailure(op, "input is not a constant");
     auto sourceType = cast<RankedTensorType>(constant.getType());
     auto resultType = cast<RankedTensorType>(op->getResult(0).getType());
-    Type element = sourceType.getElementType();
-    if (!sourceType.hasStaticShape() || !element.isIntOrFloat() ||
-        element.getIntOrFloatBitWidth() % 8 != 0)
-      return rewriter.notifyMatchFailure(op, "unsupported element type");
-    size_t elementBytes = element.getIntOrFloatBitWidth() / 8;
-
-    Attribute folded;
-    if (auto dense = dyn_cast<DenseElementsAttr>(constant.getValue())) {
-      if (dense.isSplat()) {
-        folded = dense.resizeSplat(resultType);
-      } else {
-        std::vector<char> bytes =
-            permuteBytes(dense.getRawData(), sourceType.getShape(),
-                         op.getPermutation(), elementBytes);
-        folded = DenseElementsAttr::getFromRawBuffer(resultType, bytes);
-      }
-    } else if (auto resource =
-                   dyn_cast<DenseResourceElementsAttr>(constant.getValue())) {
-      AsmResourceBlob *blob = resource.getRawHandle().getBlob();
-      if (!blob)
-        return rewriter.notifyMatchFailure(op, "resource without data");
-      std::vector<char> bytes =
-          permuteBytes(blob->getData(), sourceType.getShape(),
-                       op.getPermutation(), elementBytes);
-      folded = DenseResourceElementsAttr::get(
-          resultType, (resource.getRawHandle().getKey() + ".T").str(),
-          HeapAsmResourceBlob::allocateAndCopyWithAlign(
-              ArrayRef<char>(bytes.data(), bytes.size()), alignof(uint64_t)));
-    } else {
+    TypedAttr folded =
+        permuteConstant(constant.getValue(), sourceType, op.getPermutation(),
+                        resultType, ".T");
+    if (!folded)
       return rewriter.notifyMatchFailure(op, "unknown constant kind");
-    }
-    rewriter.replaceOpWithNewOp<arith::ConstantOp>(op, resultType,
-                                                   cast<TypedAttr>(folded));
+    rewriter.replaceOpWithNewOp<arith::ConstantOp>(op, resultType, folded);
     return success();
   }
 };

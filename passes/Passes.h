@@ -43,6 +43,16 @@ inline constexpr llvm::StringLiteral kNoRaiseAttentionAttr =
 /// and head sizes are static (batch, query and key counts may be symbolic).
 bool cpuFlashAttentionHandles(mlir::Operation *op);
 
+/// The constant `value` (dense or a resource blob) of `sourceType`, its dims
+/// permuted (result dim i is source dim permutation[i]) into `resultType`;
+/// a resource gets the key of the source plus `keySuffix`. Null for other
+/// kinds of constants.
+mlir::TypedAttr permuteConstant(mlir::Attribute value,
+                                mlir::RankedTensorType sourceType,
+                                llvm::ArrayRef<int64_t> permutation,
+                                mlir::RankedTensorType resultType,
+                                llvm::StringRef keySuffix);
+
 /// Graph IR -> optimized graph IR on linalg: lowering of the kiln ops that
 /// have no kernel strategy yet, canonicalization and elementwise fusion.
 /// `keepNorms`: last-dim layer and RMS norms stay whole (a target with a

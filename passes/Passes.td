@@ -126,6 +126,27 @@ def KilnTransposeUnalignedWeights : Pass<"kiln-transpose-unaligned-weights", "ml
                            "mlir::tensor::TensorDialect"];
 }
 
+def KilnCpuPackWeights : Pass<"kiln-cpu-pack-weights", "mlir::ModuleOp"> {
+  let summary = "store constant GEMM weights in the column panels the CPU GEMM reads (cpu)";
+  let description = [{
+    A contraction reading a constant W[K, N] as (k, n), n the innermost dim
+    of its output and N a multiple of `panel-columns` (at least two
+    panels), becomes one over W'[N / P, K, P] = transpose(reshape(W)) with
+    the n loop split into (panel, column), its output reshaped [.., N / P,
+    P] and collapsed back after it. The CPU GEMM's column panels are then
+    contiguous slices of the weight, read in place instead of copied at
+    every call. W' is a new constant (a resource `<key>.panels<P>`), made
+    once per weight however many functions (prefill, decode) read it. Part
+    of the cpu target's dispatch pipeline.
+  }];
+  let options = [
+    Option<"panelColumns", "panel-columns", "int64_t", "16",
+           "columns per panel (the CPU's register block width)">,
+  ];
+  let dependentDialects = ["mlir::linalg::LinalgDialect",
+                           "mlir::tensor::TensorDialect"];
+}
+
 def KilnFoldConstantTransposes : Pass<"kiln-fold-constant-transposes", "mlir::func::FuncOp"> {
   let summary = "transpose constant weights at compile time";
   let description = [{

@@ -47,6 +47,20 @@ public:
     buildCpuKernelPipeline(pm);
   }
 
+  /// Constant GEMM weights are stored in the column panels the GEMM reads.
+  void buildDispatchPipeline(OpPassManager &pm) const override {
+    int64_t panel = facts_.panelColumns;
+    kiln::buildDispatchPipeline(
+        pm,
+        [panel](OpPassManager &graph) {
+          KilnCpuPackWeightsOptions options;
+          options.panelColumns = panel;
+          graph.addPass(createKilnCpuPackWeights(options));
+        },
+        /*keepNorms=*/false, raisesAttention(), raisesSymbolicAttention());
+    pm.addPass(createSelectStrategiesPass(spec(), hostCpu()));
+  }
+
   /// Contractions take packed column panels and register blocks
   /// (`cpu-gemm`); attention is one loop nest with an online softmax over
   /// blocks of a vector register's keys (`cpu-flash-attention`, or

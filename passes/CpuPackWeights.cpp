@@ -1,0 +1,211 @@
+//===- CpuPackWeights.cpp - GEMM weights in column panels at compile time -===//
+//
+// The CPU GEMM (cpu-gemm, kiln-cpu-tile-and-vectorize) walks a weight
+// W[K, N] one column panel of P columns at a time: K rows of P contiguous
+// elements, N elements apart. When several row blocks read a panel, the
+// kernel first copies it into a contiguous buffer, at every call; for a
+// single row (decoding) it reads the panel strided. A constant weight can be
+// stored the way the kernel reads it instead: W'[N / P, K, P], panel j
+// being W'[j], contiguous. This pass rewrites a contraction with such a
+// weight into one over W' with the N loop split in two (panel j, column p),
+// its output and any other operand indexed by N reshaped to match
+// ([.., N] <-> [.., N / P, P], a view), and W' = transpose(reshape(W)) a
+// new constant, made once per weight whichever functions read it.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/AffineExpr.h"
+#include "mlir/IR/PatternMatch.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNCPUPACKWEIGHTS
+#include "passes/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+
+namespace {
+
+struct PackCandidate {
+  unsigned weight;  // the input that is W
+  unsigned nLoop;   // the loop W's columns follow
+  unsigned kLoop;
+};
+
+/// A contraction on tensors whose input is a constant W[K, N] read (k, n),
+/// n the innermost dim of the output, every map a projected permutation,
+/// N a multiple of `panel` and at least two panels.
+std::optional<PackCandidate> candidate(linalg::LinalgOp op, int64_t panel) {
+  if (op->getNumResults() != 1 || !op.hasPureTensorSemantics() ||
+      op.getNumDpsInputs() != 2 || !linalg::isaContractionOpInterface(op) ||
+      llvm::any_of(op.getIndexingMapsArray(),
+                   [](AffineMap m) { return !m.isProjectedPermutation(); }))
+    return std::nullopt;
+  auto iterators = op.getIteratorTypesArray();
+  AffineMap out = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
+  for (unsigned i = 0; i < 2; ++i) {
+    OpOperand *operand = op.getDpsInputOperand(i);
+    auto type = dyn_cast<RankedTensorType>(operand->get().getType());
+    if (!operand->get().getDefiningOp<arith::ConstantOp>() || !type ||
+        !type.hasStaticShape() || type.getRank() != 2 ||
+        !type.getElementType().isIntOrFloat())
+      continue;
+    AffineMap map = op.getMatchingIndexingMap(operand);
+    unsigned k = cast<AffineDimExpr>(map.getResult(0)).getPosition();
+    unsigned n = cast<AffineDimExpr>(map.getResult(1)).getPosition();
+    int64_t columns = type.getDimSize(1);
+    if (iterators[k] != utils::IteratorType::reduction ||
+        iterators[n] != utils::IteratorType::parallel ||
+        out.getNumResults() == 0 ||
+        out.getResults().back() != getAffineDimExpr(n, op.getContext()) ||
+        columns % panel != 0 || columns / panel < 2)
+      continue;
+    return PackCandidate{i, n, k};
+  }
+  return std::nullopt;
+}
+
+/// `value` with its dim `d` (of size N) split into [N / panel, panel]. A
+/// fill of an empty tensor (a contraction's init) is made at the new shape,
+/// so that it stays in the contraction's dispatch.
+Value splitDim(OpBuilder &b, Location loc, Value value, int64_t d,
+               int64_t panel) {
+  auto type = cast<RankedTensorType>(value.getType());
+  SmallVector<int64_t> shape;
+  SmallVector<ReassociationIndices> groups;
+  auto rebuiltFill = [&](RankedTensorType splitType) -> Value {
+    auto fill = value.getDefiningOp<linalg::FillOp>();
+    if (!fill || !fill.getOutputs()[0].getDefiningOp<tensor::EmptyOp>() ||
+        !splitType.hasStaticShape())
+      return nullptr;
+    Value empty = tensor::EmptyOp::create(b, loc, splitType.getShape(),
+                                          splitType.getElementType());
+    return linalg::FillOp::create(b, loc, fill.getInputs()[0], empty)
+        ->getResult(0);
+  };
+  for (int64_t i = 0; i < type.getRank(); ++i) {
+    int64_t next = shape.size();
+    if (i == d) {
+      shape.push_back(type.getDimSize(i) / panel);
+      shape.push_back(panel);
+      groups.push_back({next, next + 1});
+    } else {
+      shape.push_back(type.getDimSize(i));
+      groups.push_back({next});
+    }
+  }
+  auto splitType = RankedTensorType::get(shape, type.getElementType());
+  if (Value fill = rebuiltFill(splitType))
+    return fill;
+  return tensor::ExpandShapeOp::create(b, loc, splitType, value, groups);
+}
+
+struct KilnCpuPackWeightsPass final
+    : kiln::impl::KilnCpuPackWeightsBase<KilnCpuPackWeightsPass> {
+  using Base::Base;
+
+  /// W's value -> W''s, so that the entry points that share a weight
+  /// (prefill and decode) share its panels too.
+  DenseMap<Attribute, TypedAttr> packedWeights;
+
+  void runOnOperation() override {
+    SmallVector<linalg::LinalgOp> ops;
+    getOperation().walk([&](linalg::LinalgOp op) {
+      if (isa<linalg::MatmulOp, linalg::BatchMatmulOp, linalg::GenericOp>(op))
+        ops.push_back(op);
+    });
+    IRRewriter rewriter(&getContext());
+    for (linalg::LinalgOp named : ops) {
+      // Shapes with symbolic dims (a symbolic M) are fine; N is static.
+      std::optional<PackCandidate> c = candidate(named, panelColumns);
+      if (!c)
+        continue;
+      rewriter.setInsertionPoint(named);
+      FailureOr<linalg::GenericOp> generic =
+          isa<linalg::GenericOp>(named)
+              ? FailureOr<linalg::GenericOp>(cast<linalg::GenericOp>(named))
+              : linalg::generalizeNamedOp(rewriter, named);
+      if (succeeded(generic))
+        pack(rewriter, *generic, *c);
+    }
+  }
+
+  void pack(IRRewriter &rewriter, linalg::GenericOp op, PackCandidate c) {
+    MLIRContext *ctx = op.getContext();
+    Location loc = op.getLoc();
+    int64_t panel = panelColumns;
+    unsigned loops = op.getNumLoops();
+    rewriter.setInsertionPoint(op);
+
+    // W'[N / P, K, P] = transpose(reshape(W, [K, N / P, P]), [1, 0, 2]).
+    auto constant =
+        op.getDpsInputOperand(c.weight)->get().getDefiningOp<arith::ConstantOp>();
+    auto weightType = cast<RankedTensorType>(constant.getType());
+    int64_t k = weightType.getDimSize(0), n = weightType.getDimSize(1);
+    auto packedType = RankedTensorType::get({n / panel, k, panel},
+                                            weightType.getElementType());
+    TypedAttr &value = packedWeights[constant.getValue()];
+    if (!value)
+      value = kiln::permuteConstant(
+          constant.getValue(),
+          RankedTensorType::get({k, n / panel, panel},
+                                weightType.getElementType()),
+          {1, 0, 2}, packedType, (".panels" + std::to_string(panel)));
+    if (!value)
+      return;
+    Value packed = arith::ConstantOp::create(rewriter, loc, packedType, value);
+
+    // Loops: n becomes (j, p), the loops after it shift by one.
+    auto loopOf = [&](unsigned d) { return d < c.nLoop || d == c.nLoop ? d : d + 1; };
+    AffineExpr j = getAffineDimExpr(c.nLoop, ctx);
+    AffineExpr p = getAffineDimExpr(c.nLoop + 1, ctx);
+    SmallVector<Value> inputs, inits;
+    SmallVector<AffineMap> maps;
+    for (OpOperand &operand : op->getOpOperands()) {
+      AffineMap map = op.getMatchingIndexingMap(&operand);
+      SmallVector<AffineExpr> results;
+      Value value = operand.get();
+      bool isWeight = operand.getOperandNumber() == c.weight;
+      if (isWeight) {
+        results = {j, getAffineDimExpr(loopOf(c.kLoop), ctx), p};
+        value = packed;
+      } else {
+        for (auto [r, expr] : llvm::enumerate(map.getResults())) {
+          unsigned d = cast<AffineDimExpr>(expr).getPosition();
+          if (d == c.nLoop) {
+            results.push_back(j);
+            results.push_back(p);
+            value = splitDim(rewriter, loc, value, r, panel);
+          } else {
+            results.push_back(getAffineDimExpr(loopOf(d), ctx));
+          }
+        }
+      }
+      maps.push_back(AffineMap::get(loops + 1, 0, results, ctx));
+      (op.isDpsInit(&operand) ? inits : inputs).push_back(value);
+    }
+    SmallVector<utils::IteratorType> iterators = op.getIteratorTypesArray();
+    iterators.insert(iterators.begin() + c.nLoop + 1, iterators[c.nLoop]);
+    auto packedOp = linalg::GenericOp::create(
+        rewriter, loc, TypeRange{inits[0].getType()}, inputs, inits, maps,
+        iterators);
+    rewriter.inlineRegionBefore(op.getRegion(), packedOp.getRegion(),
+                                packedOp.getRegion().begin());
+    // Back to the output's shape: [.., N / P, P] -> [.., N].
+    auto resultType = cast<RankedTensorType>(op->getResult(0).getType());
+    SmallVector<ReassociationIndices> groups;
+    for (int64_t i = 0; i < resultType.getRank(); ++i)
+      groups.push_back(i + 1 == resultType.getRank()
+                           ? ReassociationIndices{i, i + 1}
+                           : ReassociationIndices{i});
+    Value collapsed = tensor::CollapseShapeOp::create(
+        rewriter, loc, resultType, packedOp->getResult(0), groups);
+    rewriter.replaceOp(op, collapsed);
+  }
+};
+
+} // namespace
