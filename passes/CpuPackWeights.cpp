@@ -36,9 +36,22 @@ struct PackCandidate {
   unsigned kLoop;
 };
 
+/// The constant W[K, N] that `value` is. (A product of one row that reads
+/// it with unit dims added, [1, K, 1, N], is left alone: its generic keeps
+/// the unit loops, which the panel tiling does not take.)
+arith::ConstantOp weightConstant(Value value) {
+  auto constant = value.getDefiningOp<arith::ConstantOp>();
+  auto type = constant ? dyn_cast<RankedTensorType>(constant.getType())
+                       : RankedTensorType();
+  if (!type || !type.hasStaticShape() || type.getRank() != 2 ||
+      !type.getElementType().isIntOrFloat())
+    return nullptr;
+  return constant;
+}
+
 /// A contraction on tensors whose input is a constant W[K, N] read (k, n),
-/// n the innermost dim of the output, every map a projected permutation,
-/// N a multiple of `panel` and at least two panels.
+/// n the innermost dim of the output, every map a projected permutation, N a multiple of `panel`
+/// and at least two panels.
 std::optional<PackCandidate> candidate(linalg::LinalgOp op, int64_t panel) {
   if (op->getNumResults() != 1 || !op.hasPureTensorSemantics() ||
       op.getNumDpsInputs() != 2 || !linalg::isaContractionOpInterface(op) ||
@@ -49,15 +62,23 @@ std::optional<PackCandidate> candidate(linalg::LinalgOp op, int64_t panel) {
   AffineMap out = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
   for (unsigned i = 0; i < 2; ++i) {
     OpOperand *operand = op.getDpsInputOperand(i);
+    arith::ConstantOp constant = weightConstant(operand->get());
     auto type = dyn_cast<RankedTensorType>(operand->get().getType());
-    if (!operand->get().getDefiningOp<arith::ConstantOp>() || !type ||
-        !type.hasStaticShape() || type.getRank() != 2 ||
-        !type.getElementType().isIntOrFloat())
+    if (!constant || !type || !type.hasStaticShape())
+      continue;
+    // The two dims that are not 1 are W's K and N, in that order.
+    auto weightType = cast<RankedTensorType>(constant.getType());
+    SmallVector<int64_t> wide;
+    for (int64_t d = 0; d < type.getRank(); ++d)
+      if (type.getDimSize(d) != 1)
+        wide.push_back(d);
+    if (wide.size() != 2 || type.getDimSize(wide[0]) != weightType.getDimSize(0) ||
+        type.getDimSize(wide[1]) != weightType.getDimSize(1))
       continue;
     AffineMap map = op.getMatchingIndexingMap(operand);
-    unsigned k = cast<AffineDimExpr>(map.getResult(0)).getPosition();
-    unsigned n = cast<AffineDimExpr>(map.getResult(1)).getPosition();
-    int64_t columns = type.getDimSize(1);
+    unsigned k = cast<AffineDimExpr>(map.getResult(wide[0])).getPosition();
+    unsigned n = cast<AffineDimExpr>(map.getResult(wide[1])).getPosition();
+    int64_t columns = weightType.getDimSize(1);
     if (iterators[k] != utils::IteratorType::reduction ||
         iterators[n] != utils::IteratorType::parallel ||
         out.getNumResults() == 0 ||
@@ -115,8 +136,9 @@ struct KilnCpuPackWeightsPass final
   void runOnOperation() override {
     SmallVector<linalg::LinalgOp> ops;
     getOperation().walk([&](linalg::LinalgOp op) {
-      if (isa<linalg::MatmulOp, linalg::BatchMatmulOp, linalg::GenericOp>(op))
-        ops.push_back(op);
+      // Every contraction: matmul, batch_matmul, vecmat (one row), and the
+      // importer's broadcasting generics.
+      ops.push_back(op);
     });
     IRRewriter rewriter(&getContext());
     for (linalg::LinalgOp named : ops) {
@@ -142,8 +164,8 @@ struct KilnCpuPackWeightsPass final
     rewriter.setInsertionPoint(op);
 
     // W'[N / P, K, P] = transpose(reshape(W, [K, N / P, P]), [1, 0, 2]).
-    auto constant =
-        op.getDpsInputOperand(c.weight)->get().getDefiningOp<arith::ConstantOp>();
+    arith::ConstantOp constant =
+        weightConstant(op.getDpsInputOperand(c.weight)->get());
     auto weightType = cast<RankedTensorType>(constant.getType());
     int64_t k = weightType.getDimSize(0), n = weightType.getDimSize(1);
     auto packedType = RankedTensorType::get({n / panel, k, panel},
