@@ -16,12 +16,13 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402  (bench/run.py: onnxruntime timed the same way)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILN = os.environ.get("KILN_BIN", os.path.join(ROOT, "build", "bin", "kiln"))
@@ -65,19 +66,7 @@ def kiln_p50(model, tmp, iterations):
 
 
 def ort_p50(model, inputs, iterations):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model, options,
-                                   providers=["CPUExecutionProvider"])
-    for _ in range(5):
-        session.run(None, inputs)
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        session.run(None, inputs)
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+    return run.ort_bench(model, inputs, 1, iterations, 5)["p50_ms"]
 
 
 def main():

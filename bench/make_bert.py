@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from make_gpt2 import Graph
+from make_gpt2 import Graph, save
 
 
 def linear(g, x, width_in, width_out, name, scope):
@@ -82,14 +82,10 @@ def build(layers=12, d=768, heads=12, inner=3072, vocab=30522, seq=128,
     g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"]))
     ids = [helper.make_tensor_value_info(n, TensorProto.INT64, [1, seq])
            for n in ("input_ids", "attention_mask", "token_type_ids")]
-    graph = helper.make_graph(
-        g.nodes, "bert", ids,
-        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,
-                                       [1, seq, d])], g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="kiln-bench")
-    model.ir_version = 9
-    return model
+    return g.model("bert", ids,
+                   [helper.make_tensor_value_info("last_hidden_state",
+                                                  TensorProto.FLOAT, [1, seq, d])],
+                   opset)
 
 
 def main():
@@ -102,12 +98,8 @@ def main():
     parser.add_argument("--vocab", type=int, default=30522)
     parser.add_argument("--tokens", type=int, default=128)
     args = parser.parse_args()
-    model = build(args.layers, args.width, args.heads, args.inner, args.vocab,
-                  args.tokens)
-    onnx.save(model, args.output)
-    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
-    print(f"wrote {args.output}: {len(model.graph.node)} nodes, "
-          f"{params / 1e6:.1f} M stored parameters")
+    save(build(args.layers, args.width, args.heads, args.inner, args.vocab,
+               args.tokens), args.output)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,13 @@ class Graph:
             value=numpy_helper.from_array(np.array(value, dtype=dtype))))
         return name
 
+    def model(self, name, inputs, outputs, opset):
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                                  producer_name="kiln-bench")
+        model.ir_version = 9
+        return model
+
     def op(self, op_type, inputs, scope, outputs=1, **attrs):
         self.count += 1
         names = [f"{scope}/{op_type}_{self.count}_output_{i}"
@@ -119,15 +126,18 @@ def build(layers, d, heads, vocab, seq, opset, seed=0):
     g.weight("onnx::MatMul_lm_head", None, value=np.ascontiguousarray(wte.T))
     g.nodes.append(helper.make_node("MatMul", [x, "onnx::MatMul_lm_head"], ["logits"],
                                     name="/lm_head/MatMul"))
-    graph = helper.make_graph(
-        g.nodes, "gpt2",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, seq])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, seq, vocab])],
-        g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="kiln-bench")
-    model.ir_version = 9
-    return model
+    return g.model("gpt2",
+                   [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, seq])],
+                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, seq, vocab])],
+                   opset)
+
+
+def save(model, output):
+    """Writes `model` and says what it holds."""
+    onnx.save(model, output)
+    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+    print(f"wrote {output}: {len(model.graph.node)} nodes, "
+          f"{params / 1e6:.1f} M stored parameters")
 
 
 def main():
@@ -140,12 +150,8 @@ def main():
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--opset", type=int, default=20)
     args = parser.parse_args()
-    model = build(args.layers, args.width, args.heads, args.vocab, args.tokens,
-                  args.opset)
-    onnx.save(model, args.output)
-    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
-    print(f"wrote {args.output}: {len(model.graph.node)} nodes, "
-          f"{params / 1e6:.1f} M stored parameters")
+    save(build(args.layers, args.width, args.heads, args.vocab, args.tokens,
+               args.opset), args.output)
 
 
 if __name__ == "__main__":
