@@ -1,11 +1,11 @@
 """Prefill latency and decode rate of a GPT-2-124M-sized random checkpoint
 (transformers' GPT2 with its default 124M shape, random weights, saved
 with save_pretrained) on the CPU: `kiln generate --json` against PyTorch
-eager (`transformers` `generate` with its KV cache), one thread each, in
-the same run on the same prompt.
+eager (`transformers` `generate` with its KV cache), --threads threads
+each (default 1), in the same run on the same prompt.
 
     .venv/bin/python bench/generate_vs_torch.py [--prompt-tokens 128]
-        [--new-tokens 32] [--layers 12]
+        [--new-tokens 32] [--layers 12] [--threads 1]
 """
 import argparse
 import json
@@ -32,8 +32,11 @@ def main():
                         "the prompt and the new tokens)")
     parser.add_argument("--skip-no-cache", action="store_true",
                         help="do not time Kiln without its KV cache")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of each side (kiln --threads, "
+                        "torch.set_num_threads)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     folder = tempfile.mkdtemp()
     # No end-of-sequence token: both sides generate every token asked for.
@@ -56,7 +59,7 @@ def main():
         out = subprocess.run(
             [KILN, "generate", artifact, "--json", "--prompt-ids",
              ",".join(map(str, prompt)), "--max-new-tokens",
-             str(args.new_tokens)],
+             str(args.new_tokens), "--threads", str(args.threads)],
             check=True, capture_output=True, text=True, env=env)
         return json.loads(out.stdout)
 

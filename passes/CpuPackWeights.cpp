@@ -18,6 +18,7 @@
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Utils/ReshapeOpsUtils.h"
 #include "mlir/IR/AffineExpr.h"
 #include "mlir/IR/PatternMatch.h"
 
@@ -36,10 +37,11 @@ struct PackCandidate {
   unsigned kLoop;
 };
 
-/// The constant W[K, N] that `value` is. (A product of one row that reads
-/// it with unit dims added, [1, K, 1, N], is left alone: its generic keeps
-/// the unit loops, which the panel tiling does not take.)
+/// The constant W[K, N] that `value` is, directly or with unit dims added
+/// (a product of one row reads it [1, K, 1, N]).
 arith::ConstantOp weightConstant(Value value) {
+  if (auto expand = value.getDefiningOp<tensor::ExpandShapeOp>())
+    value = expand.getSrc();
   auto constant = value.getDefiningOp<arith::ConstantOp>();
   auto type = constant ? dyn_cast<RankedTensorType>(constant.getType())
                        : RankedTensorType();
@@ -49,8 +51,9 @@ arith::ConstantOp weightConstant(Value value) {
   return constant;
 }
 
-/// A contraction on tensors whose input is a constant W[K, N] read (k, n),
-/// n the innermost dim of the output, every map a projected permutation, N a multiple of `panel`
+/// A contraction on tensors whose input is a constant W[K, N] read (k, n)
+/// (with unit dims around them, read by any loop), n the innermost dim of
+/// the output, every map a projected permutation, N a multiple of `panel`
 /// and at least two panels.
 std::optional<PackCandidate> candidate(linalg::LinalgOp op, int64_t panel) {
   if (op->getNumResults() != 1 || !op.hasPureTensorSemantics() ||
@@ -180,6 +183,33 @@ struct KilnCpuPackWeightsPass final
     if (!value)
       return;
     Value packed = arith::ConstantOp::create(rewriter, loc, packedType, value);
+    // W read with unit dims ([1, K, 1, N]) is read [1, N / P, K, 1, P]: the
+    // unit dims stay where they were, read by the same loops (a product of
+    // one row keeps its shape), around the panels' bytes.
+    Value weightOperand = op.getDpsInputOperand(c.weight)->get();
+    auto operandType = cast<RankedTensorType>(weightOperand.getType());
+    AffineMap weightMap =
+        op.getMatchingIndexingMap(op.getDpsInputOperand(c.weight));
+    SmallVector<int64_t> readShape;
+    for (int64_t d = 0; d < operandType.getRank(); ++d) {
+      if (operandType.getDimSize(d) != 1 &&
+          cast<AffineDimExpr>(weightMap.getResult(d)).getPosition() == c.kLoop)
+        readShape.append({n / panel, k});
+      else if (operandType.getDimSize(d) != 1)
+        readShape.push_back(panel);
+      else
+        readShape.push_back(1);
+    }
+    if (readShape.size() != 3) {
+      auto readType =
+          RankedTensorType::get(readShape, weightType.getElementType());
+      std::optional<SmallVector<ReassociationIndices>> groups =
+          getReassociationIndicesForReshape(packedType, readType);
+      if (!groups)
+        return;
+      packed = tensor::ExpandShapeOp::create(rewriter, loc, readType, packed,
+                                             *groups);
+    }
 
     // Loops: n becomes (j, p), the loops after it shift by one.
     auto loopOf = [&](unsigned d) { return d < c.nLoop || d == c.nLoop ? d : d + 1; };
@@ -193,7 +223,15 @@ struct KilnCpuPackWeightsPass final
       Value value = operand.get();
       bool isWeight = operand.getOperandNumber() == c.weight;
       if (isWeight) {
-        results = {j, getAffineDimExpr(loopOf(c.kLoop), ctx), p};
+        for (auto [r, expr] : llvm::enumerate(map.getResults())) {
+          unsigned d = cast<AffineDimExpr>(expr).getPosition();
+          if (operandType.getDimSize(r) == 1)
+            results.push_back(getAffineDimExpr(loopOf(d), ctx));
+          else if (d == c.kLoop)
+            results.append({j, getAffineDimExpr(loopOf(c.kLoop), ctx)});
+          else
+            results.push_back(p);
+        }
         value = packed;
       } else {
         for (auto [r, expr] : llvm::enumerate(map.getResults())) {
