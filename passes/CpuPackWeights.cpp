@@ -20,6 +20,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Utils/ReshapeOpsUtils.h"
 #include "mlir/IR/AffineExpr.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/PatternMatch.h"
 
 namespace kiln {
@@ -35,6 +36,9 @@ struct PackCandidate {
   unsigned weight;  // the input that is W
   unsigned nLoop;   // the loop W's columns follow
   unsigned kLoop;
+  bool transposed;  // W is stored [N, K] and read (n, k)
+  int64_t k, n;     // W's K and N
+  int64_t panels;   // ceil(N / P): a last panel short of P is padded
 };
 
 /// The constant W[K, N] that `value` is, directly or with unit dims added
@@ -51,10 +55,47 @@ arith::ConstantOp weightConstant(Value value) {
   return constant;
 }
 
-/// A contraction on tensors whose input is a constant W[K, N] read (k, n)
-/// (with unit dims around them, read by any loop), n the innermost dim of
-/// the output, every map a projected permutation, N a multiple of `panel`
-/// and at least two panels.
+/// Whether every use of `value` (through reshapes) is a contraction's: a
+/// weight that something else reads too (a tied embedding, gathered by the
+/// embedding and read transposed by the LM head) is not packed, so that it
+/// is stored once.
+bool onlyContractionsRead(Value value) {
+  for (Operation *user : value.getUsers()) {
+    if (isa<tensor::ExpandShapeOp, tensor::CollapseShapeOp>(user)) {
+      if (!onlyContractionsRead(user->getResult(0)))
+        return false;
+      continue;
+    }
+    auto linalgOp = dyn_cast<linalg::LinalgOp>(user);
+    if (!linalgOp || !linalg::isaContractionOpInterface(linalgOp))
+      return false;
+  }
+  return true;
+}
+
+/// Whether `value` is an empty tensor, or a reshape of one.
+bool isEmpty(Value value) {
+  if (auto expand = value.getDefiningOp<tensor::ExpandShapeOp>())
+    value = expand.getSrc();
+  else if (auto collapse = value.getDefiningOp<tensor::CollapseShapeOp>())
+    value = collapse.getSrc();
+  return value.getDefiningOp<tensor::EmptyOp>() != nullptr;
+}
+
+/// Whether `value` is a fill of an empty tensor of static shape.
+bool isStaticFill(Value value) {
+  auto fill = value.getDefiningOp<linalg::FillOp>();
+  return fill && isEmpty(fill.getOutputs()[0]) &&
+         cast<RankedTensorType>(value.getType()).hasStaticShape();
+}
+
+/// A contraction on tensors whose input is a constant W[K, N] read (k, n),
+/// or W[N, K] read (n, k) (a tied embedding as the LM head), with unit dims
+/// around them read by any loop; n the innermost dim of the output, every
+/// map a projected permutation, at least two panels. An N that is not a
+/// multiple of the panel (a 50,257-token vocabulary) is padded, when the
+/// output starts as a fill of static shape (the padded columns are computed
+/// and sliced away) and the padding is at most 1/32 of the weight.
 std::optional<PackCandidate> candidate(linalg::LinalgOp op, int64_t panel) {
   if (op->getNumResults() != 1 || !op.hasPureTensorSemantics() ||
       op.getNumDpsInputs() != 2 || !linalg::isaContractionOpInterface(op) ||
@@ -67,9 +108,10 @@ std::optional<PackCandidate> candidate(linalg::LinalgOp op, int64_t panel) {
     OpOperand *operand = op.getDpsInputOperand(i);
     arith::ConstantOp constant = weightConstant(operand->get());
     auto type = dyn_cast<RankedTensorType>(operand->get().getType());
-    if (!constant || !type || !type.hasStaticShape())
+    if (!constant || !type || !type.hasStaticShape() ||
+        !onlyContractionsRead(constant.getResult()))
       continue;
-    // The two dims that are not 1 are W's K and N, in that order.
+    // The two dims that are not 1 are W's two, in order.
     auto weightType = cast<RankedTensorType>(constant.getType());
     SmallVector<int64_t> wide;
     for (int64_t d = 0; d < type.getRank(); ++d)
@@ -79,32 +121,83 @@ std::optional<PackCandidate> candidate(linalg::LinalgOp op, int64_t panel) {
         type.getDimSize(wide[1]) != weightType.getDimSize(1))
       continue;
     AffineMap map = op.getMatchingIndexingMap(operand);
-    unsigned k = cast<AffineDimExpr>(map.getResult(wide[0])).getPosition();
-    unsigned n = cast<AffineDimExpr>(map.getResult(wide[1])).getPosition();
-    int64_t columns = weightType.getDimSize(1);
+    unsigned first = cast<AffineDimExpr>(map.getResult(wide[0])).getPosition();
+    unsigned second = cast<AffineDimExpr>(map.getResult(wide[1])).getPosition();
+    bool transposed = iterators[first] == utils::IteratorType::parallel;
+    unsigned k = transposed ? second : first, n = transposed ? first : second;
+    int64_t columns = weightType.getDimSize(transposed ? 0 : 1);
+    int64_t panels = llvm::divideCeil(columns, panel);
     if (iterators[k] != utils::IteratorType::reduction ||
         iterators[n] != utils::IteratorType::parallel ||
         out.getNumResults() == 0 ||
         out.getResults().back() != getAffineDimExpr(n, op.getContext()) ||
-        columns % panel != 0 || columns / panel < 2)
+        panels < 2 ||
+        (columns % panel != 0 &&
+         (!isStaticFill(op.getDpsInitOperand(0)->get()) ||
+          // Padding may add up to 1/32 of the weight's bytes (50,257 ->
+          // 50,272 columns), not more (80 -> 96).
+          32 * (panels * panel - columns) > columns)))
       continue;
-    return PackCandidate{i, n, k};
+    return PackCandidate{i, n, k, transposed,
+                         weightType.getDimSize(transposed ? 1 : 0), columns,
+                         panels};
   }
   return std::nullopt;
 }
 
-/// `value` with its dim `d` (of size N) split into [N / panel, panel]. A
-/// fill of an empty tensor (a contraction's init) is made at the new shape,
-/// so that it stays in the contraction's dispatch.
+/// The bytes of W (a dense or resource constant of `type`) as panels
+/// [panels, K, P]: element (j, k, p) is W's (k, j * P + p), zero past N.
+TypedAttr packPanels(Attribute value, RankedTensorType type,
+                     const PackCandidate &c, int64_t panel,
+                     RankedTensorType packedType) {
+  ArrayRef<char> source;
+  auto resource = dyn_cast<DenseResourceElementsAttr>(value);
+  if (auto dense = dyn_cast<DenseElementsAttr>(value)) {
+    if (dense.isSplat())
+      return dense.resizeSplat(packedType);
+    source = dense.getRawData();
+  } else if (resource) {
+    AsmResourceBlob *blob = resource.getRawHandle().getBlob();
+    if (!blob)
+      return nullptr;
+    source = blob->getData();
+  } else {
+    return nullptr;
+  }
+  Type element = type.getElementType();
+  if (element.getIntOrFloatBitWidth() % 8 != 0)
+    return nullptr;
+  size_t bytes = element.getIntOrFloatBitWidth() / 8;
+  std::vector<char> packed(size_t(c.panels * c.k * panel) * bytes, 0);
+  for (int64_t j = 0; j < c.panels; ++j)
+    for (int64_t k = 0; k < c.k; ++k)
+      for (int64_t p = 0; p < panel && j * panel + p < c.n; ++p) {
+        int64_t col = j * panel + p;
+        int64_t from = c.transposed ? col * c.k + k : k * c.n + col;
+        std::memcpy(packed.data() + ((j * c.k + k) * panel + p) * bytes,
+                    source.data() + from * bytes, bytes);
+      }
+  if (!resource)
+    return DenseElementsAttr::getFromRawBuffer(packedType, packed);
+  return DenseResourceElementsAttr::get(
+      packedType,
+      (resource.getRawHandle().getKey() + ".panels" + std::to_string(panel))
+          .str(),
+      HeapAsmResourceBlob::allocateAndCopyWithAlign(
+          ArrayRef<char>(packed.data(), packed.size()), alignof(uint64_t)));
+}
+
+/// `value` with its dim `d` (of size N) split into [panels, panel]. A fill
+/// of an empty tensor (a contraction's init) is made at the new shape, so
+/// that it stays in the contraction's dispatch (and may be padded).
 Value splitDim(OpBuilder &b, Location loc, Value value, int64_t d,
-               int64_t panel) {
+               int64_t panel, int64_t panels) {
   auto type = cast<RankedTensorType>(value.getType());
   SmallVector<int64_t> shape;
   SmallVector<ReassociationIndices> groups;
   auto rebuiltFill = [&](RankedTensorType splitType) -> Value {
     auto fill = value.getDefiningOp<linalg::FillOp>();
-    if (!fill || !fill.getOutputs()[0].getDefiningOp<tensor::EmptyOp>() ||
-        !splitType.hasStaticShape())
+    if (!fill || !isEmpty(fill.getOutputs()[0]) || !splitType.hasStaticShape())
       return nullptr;
     Value empty = tensor::EmptyOp::create(b, loc, splitType.getShape(),
                                           splitType.getElementType());
@@ -114,7 +207,7 @@ Value splitDim(OpBuilder &b, Location loc, Value value, int64_t d,
   for (int64_t i = 0; i < type.getRank(); ++i) {
     int64_t next = shape.size();
     if (i == d) {
-      shape.push_back(type.getDimSize(i) / panel);
+      shape.push_back(panels);
       shape.push_back(panel);
       groups.push_back({next, next + 1});
     } else {
@@ -166,20 +259,16 @@ struct KilnCpuPackWeightsPass final
     unsigned loops = op.getNumLoops();
     rewriter.setInsertionPoint(op);
 
-    // W'[N / P, K, P] = transpose(reshape(W, [K, N / P, P]), [1, 0, 2]).
+    // W'[panels, K, P]: panel j is W's columns j * P ... j * P + P - 1.
     arith::ConstantOp constant =
         weightConstant(op.getDpsInputOperand(c.weight)->get());
     auto weightType = cast<RankedTensorType>(constant.getType());
-    int64_t k = weightType.getDimSize(0), n = weightType.getDimSize(1);
-    auto packedType = RankedTensorType::get({n / panel, k, panel},
+    int64_t k = c.k;
+    auto packedType = RankedTensorType::get({c.panels, k, panel},
                                             weightType.getElementType());
     TypedAttr &value = packedWeights[constant.getValue()];
     if (!value)
-      value = kiln::permuteConstant(
-          constant.getValue(),
-          RankedTensorType::get({k, n / panel, panel},
-                                weightType.getElementType()),
-          {1, 0, 2}, packedType, (".panels" + std::to_string(panel)));
+      value = packPanels(constant.getValue(), weightType, c, panel, packedType);
     if (!value)
       return;
     Value packed = arith::ConstantOp::create(rewriter, loc, packedType, value);
@@ -190,16 +279,20 @@ struct KilnCpuPackWeightsPass final
     auto operandType = cast<RankedTensorType>(weightOperand.getType());
     AffineMap weightMap =
         op.getMatchingIndexingMap(op.getDpsInputOperand(c.weight));
+    // The first of W's dims becomes (panel, k), the second the column.
     SmallVector<int64_t> readShape;
+    bool firstWide = true;
     for (int64_t d = 0; d < operandType.getRank(); ++d) {
-      if (operandType.getDimSize(d) != 1 &&
-          cast<AffineDimExpr>(weightMap.getResult(d)).getPosition() == c.kLoop)
-        readShape.append({n / panel, k});
-      else if (operandType.getDimSize(d) != 1)
-        readShape.push_back(panel);
-      else
+      if (operandType.getDimSize(d) == 1) {
         readShape.push_back(1);
+      } else if (firstWide) {
+        readShape.append({c.panels, k});
+        firstWide = false;
+      } else {
+        readShape.push_back(panel);
+      }
     }
+    (void)weightMap;
     if (readShape.size() != 3) {
       auto readType =
           RankedTensorType::get(readShape, weightType.getElementType());
@@ -223,14 +316,17 @@ struct KilnCpuPackWeightsPass final
       Value value = operand.get();
       bool isWeight = operand.getOperandNumber() == c.weight;
       if (isWeight) {
+        bool first = true;
         for (auto [r, expr] : llvm::enumerate(map.getResults())) {
           unsigned d = cast<AffineDimExpr>(expr).getPosition();
-          if (operandType.getDimSize(r) == 1)
+          if (operandType.getDimSize(r) == 1) {
             results.push_back(getAffineDimExpr(loopOf(d), ctx));
-          else if (d == c.kLoop)
+          } else if (first) {
             results.append({j, getAffineDimExpr(loopOf(c.kLoop), ctx)});
-          else
+            first = false;
+          } else {
             results.push_back(p);
+          }
         }
         value = packed;
       } else {
@@ -239,7 +335,7 @@ struct KilnCpuPackWeightsPass final
           if (d == c.nLoop) {
             results.push_back(j);
             results.push_back(p);
-            value = splitDim(rewriter, loc, value, r, panel);
+            value = splitDim(rewriter, loc, value, r, panel, c.panels);
           } else {
             results.push_back(getAffineDimExpr(loopOf(d), ctx));
           }
@@ -255,15 +351,30 @@ struct KilnCpuPackWeightsPass final
         iterators);
     rewriter.inlineRegionBefore(op.getRegion(), packedOp.getRegion(),
                                 packedOp.getRegion().begin());
-    // Back to the output's shape: [.., N / P, P] -> [.., N].
+    // Back to the output's shape: [.., panels, P] -> [.., panels * P], and
+    // the columns past N (padding) sliced away.
     auto resultType = cast<RankedTensorType>(op->getResult(0).getType());
     SmallVector<ReassociationIndices> groups;
     for (int64_t i = 0; i < resultType.getRank(); ++i)
       groups.push_back(i + 1 == resultType.getRank()
                            ? ReassociationIndices{i, i + 1}
                            : ReassociationIndices{i});
+    SmallVector<int64_t> paddedShape(resultType.getShape());
+    paddedShape.back() = c.panels * panel;
     Value collapsed = tensor::CollapseShapeOp::create(
-        rewriter, loc, resultType, packedOp->getResult(0), groups);
+        rewriter, loc,
+        RankedTensorType::get(paddedShape, resultType.getElementType()),
+        packedOp->getResult(0), groups);
+    if (c.panels * panel != c.n) {
+      int64_t rank = resultType.getRank();
+      SmallVector<OpFoldResult> offsets(rank, rewriter.getIndexAttr(0)),
+          strides(rank, rewriter.getIndexAttr(1)), sizes;
+      for (int64_t size : resultType.getShape())
+        sizes.push_back(rewriter.getIndexAttr(size));
+      collapsed = tensor::ExtractSliceOp::create(rewriter, loc, resultType,
+                                                 collapsed, offsets, sizes,
+                                                 strides);
+    }
     rewriter.replaceOp(op, collapsed);
   }
 };

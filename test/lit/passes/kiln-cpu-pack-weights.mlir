@@ -39,14 +39,17 @@ func.func @matmul(%x: tensor<6x8xf32>) -> tensor<6x32xf32> {
 
 // -----
 
-// COM: Left alone: one panel only (N = 16), N not a multiple of the panel
-// COM: (40), a weight that is not a constant, and a constant read
-// COM: transposed (n, k).
+// COM: Left alone: one panel only (N = 16), and a weight that is not a
+// COM: constant. An N that is not a multiple of the panel (40, padding
+// COM: at most 1/32 of the weight: panel-columns=1 elsewhere) is left alone; a constant read
+// COM: transposed ([N, K] read (n, k): a tied embedding as the LM head) is
+// COM: packed the same way.
 // CHECK-LABEL: func.func @left_alone
 // CHECK-NOT: tensor.expand_shape
-// CHECK-COUNT-3: linalg.matmul
-// CHECK: linalg.generic
-// CHECK-NOT: tensor.expand_shape
+// CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<6x8xf32>, tensor<8x16xf32>)
+// CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<6x8xf32>, tensor<8x40xf32>)
+// CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<6x8xf32>, tensor<8x64xf32>)
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %{{.*}} : tensor<6x8xf32>, tensor<4x8x16xf32>) outs(%{{.*}} : tensor<6x4x16xf32>)
 func.func @left_alone(%x: tensor<6x8xf32>, %v: tensor<8x64xf32>) -> (tensor<6x16xf32>, tensor<6x40xf32>, tensor<6x64xf32>, tensor<6x64xf32>) {
   %a = arith.constant dense<1.0> : tensor<8x16xf32>
   %b = arith.constant dense<1.0> : tensor<8x40xf32>
@@ -138,3 +141,22 @@ func.func @one_row(%x: tensor<1x1x8xf32>) -> tensor<1x1x32xf32> {
     }
   }
 #-}
+
+// -----
+
+// COM: N = 520 is 32.5 panels of 16: padded to 33 (8 columns, under 1/32
+// COM: of the weight), computed into a [3, 33, 16] output whose first 520
+// COM: columns are the result.
+// CHECK-LABEL: func.func @padded
+// CHECK: %[[G:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %{{.*}} : tensor<3x4xf32>, tensor<33x4x16xf32>) outs(%{{.*}} : tensor<3x33x16xf32>)
+// CHECK: %[[WHOLE:.*]] = tensor.collapse_shape %[[G]] {{\[}}[0], [1, 2]] : tensor<3x33x16xf32> into tensor<3x528xf32>
+// CHECK: %[[Y:.*]] = tensor.extract_slice %[[WHOLE]][0, 0] [3, 520] [1, 1] : tensor<3x528xf32> to tensor<3x520xf32>
+// CHECK: return %[[Y]]
+func.func @padded(%x: tensor<3x4xf32>) -> tensor<3x520xf32> {
+  %w = arith.constant dense<1.0> : tensor<4x520xf32>
+  %z = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<3x520xf32>
+  %f = linalg.fill ins(%z : f32) outs(%e : tensor<3x520xf32>) -> tensor<3x520xf32>
+  %y = linalg.matmul ins(%x, %w : tensor<3x4xf32>, tensor<4x520xf32>) outs(%f : tensor<3x520xf32>) -> tensor<3x520xf32>
+  return %y : tensor<3x520xf32>
+}
