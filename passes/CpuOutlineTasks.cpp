@@ -190,11 +190,11 @@ struct KilnCpuOutlineTasksPass final
     MLIRContext *ctx = kernel.getContext();
     auto ptr = LLVM::LLVMPointerType::get(ctx);
     Block &entry = kernel.getBody().front();
-    Value context = entry.addArgument(ptr, kernel.getLoc());
+    // The runtime's context, last: kiln-cpu-lower-task-calls reads it.
+    entry.addArgument(ptr, kernel.getLoc());
     kernel.setFunctionType(FunctionType::get(
         ctx, entry.getArgumentTypes(), kernel.getFunctionType().getResults()));
     kernel->setAttr(kContextAttr, UnitAttr::get(ctx));
-    (void)context;
 
     OpBuilder moduleBuilder(kernel);
     moduleBuilder.setInsertionPointAfter(kernel);

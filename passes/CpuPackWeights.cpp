@@ -277,8 +277,6 @@ struct KilnCpuPackWeightsPass final
     // one row keeps its shape), around the panels' bytes.
     Value weightOperand = op.getDpsInputOperand(c.weight)->get();
     auto operandType = cast<RankedTensorType>(weightOperand.getType());
-    AffineMap weightMap =
-        op.getMatchingIndexingMap(op.getDpsInputOperand(c.weight));
     // The first of W's dims becomes (panel, k), the second the column.
     SmallVector<int64_t> readShape;
     bool firstWide = true;
@@ -292,7 +290,6 @@ struct KilnCpuPackWeightsPass final
         readShape.push_back(panel);
       }
     }
-    (void)weightMap;
     if (readShape.size() != 3) {
       auto readType =
           RankedTensorType::get(readShape, weightType.getElementType());
