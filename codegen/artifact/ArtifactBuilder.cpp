@@ -5,7 +5,11 @@
 #include "codegen/artifact/MemoryPlanner.h"
 #include "dialects/kiln/KilnDialect.h"
 #include "kiln/artifact_format.h"
+#include "integrity.h"
 #include "manifest.pb.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -1117,11 +1121,19 @@ std::string writeArtifact(ArtifactContents &contents,
         manifest.mutable_sections(payload.manifestIndex);
     section->set_offset(offset);
     section->set_size(payload.size());
+    section->set_xxh3(payload.checksum());
     offset += payload.size();
   }
+  // Deterministic: map fields (raised_ops) in key order, so the same model
+  // and options give the same bytes (docs/reliability.md).
   std::string manifestBytes;
-  if (!manifest.SerializeToString(&manifestBytes))
-    return "cannot serialize the artifact manifest";
+  {
+    google::protobuf::io::StringOutputStream stream(&manifestBytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    if (!manifest.SerializeToCodedStream(&coded))
+      return "cannot serialize the artifact manifest";
+  }
   offset = align(offset);
   kiln_artifact_header header;
   std::memset(&header, 0, sizeof(header));
@@ -1131,6 +1143,9 @@ std::string writeArtifact(ArtifactContents &contents,
   header.manifest_offset = offset;
   header.manifest_size = manifestBytes.size();
   header.file_size = offset + manifestBytes.size();
+  header.manifest_xxh3 =
+      runtime::checksum(manifestBytes.data(), manifestBytes.size());
+  header.header_xxh3 = runtime::headerChecksum(header);
 
   // Write beside the target and rename, so `-o` never holds half a file.
   llvm::SmallString<256> tempPath;
@@ -1181,6 +1196,21 @@ std::string hashFile(const std::string &path) {
   char text[17];
   snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(hash));
   return text;
+}
+
+uint64_t SectionPayload::checksum() const {
+  // The bytes as writeArtifact lays them out: `bytes`, then each piece at
+  // its offset, zeros between.
+  runtime::StreamingChecksum sum;
+  sum.update(bytes.data(), bytes.size());
+  uint64_t at = bytes.size();
+  for (const Piece &piece : pieces) {
+    assert(piece.offset >= at && "pieces are laid out in order");
+    sum.zeros(piece.offset - at);
+    sum.update(piece.data.data(), piece.data.size());
+    at = piece.offset + piece.data.size();
+  }
+  return sum.digest();
 }
 
 uint64_t SectionPayload::appendPiece(ArrayRef<char> data) {

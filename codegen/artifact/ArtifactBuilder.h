@@ -35,6 +35,8 @@ struct SectionPayload {
   uint64_t pieceBytes = 0;
 
   uint64_t size() const { return pieces.empty() ? bytes.size() : pieceBytes; }
+  /// XXH3-64 of the section as written (runtime/src/integrity.h).
+  uint64_t checksum() const;
   /// Appends a piece at the next 64-byte aligned offset; returns it.
   uint64_t appendPiece(llvm::ArrayRef<char> data);
   uint64_t appendOwnedPiece(std::string data);

@@ -1,11 +1,13 @@
 #include "artifact.h"
 #include "cuda_tensor_maps.h"
 #include "dims.h"
+#include "integrity.h"
 
 #include "kiln/artifact_format.h"
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -86,7 +88,7 @@ Artifact::~Artifact() {
 }
 
 absl::StatusOr<std::unique_ptr<Artifact>>
-Artifact::loadFile(const std::string &path) {
+Artifact::loadFile(const std::string &path, const LoadOptions &options) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return absl::NotFoundError(absl::StrCat("cannot open artifact '", path,
@@ -112,14 +114,15 @@ Artifact::loadFile(const std::string &path) {
     result->data_ = static_cast<const uint8_t *>(mapping);
   }
   close(fd);
-  if (absl::Status status = result->validate(); !status.ok())
+  if (absl::Status status = result->validate(options); !status.ok())
     return status;
   return result;
 }
 
 absl::StatusOr<std::unique_ptr<Artifact>>
 Artifact::loadMemory(const void *data, size_t size,
-                     const std::string &origin) {
+                     const std::string &origin,
+                     const LoadOptions &options) {
   std::unique_ptr<Artifact> result(new Artifact());
   result->origin_ = origin;
   result->size_ = size;
@@ -128,12 +131,58 @@ Artifact::loadMemory(const void *data, size_t size,
   if (size)
     std::memcpy(result->owned_.get(), data, size);
   result->data_ = result->owned_.get();
-  if (absl::Status status = result->validate(); !status.ok())
+  if (absl::Status status = result->validate(options); !status.ok())
     return status;
   return result;
 }
 
-absl::Status Artifact::validate() {
+bool Artifact::sectionIntact(uint32_t index) const {
+  const auto &s = manifest_.sections(index);
+  return checksum(data_ + s.offset(), s.size()) == s.xxh3();
+}
+
+bool Artifact::headerIntact() const {
+  kiln_artifact_header header;
+  std::memcpy(&header, data_, sizeof(header));
+  return headerChecksum(header) == header.header_xxh3;
+}
+
+bool Artifact::manifestIntact() const {
+  // validate() checked the manifest's range before parsing it.
+  kiln_artifact_header header;
+  std::memcpy(&header, data_, sizeof(header));
+  return checksum(data_ + header.manifest_offset, header.manifest_size) ==
+         header.manifest_xxh3;
+}
+
+std::vector<Artifact::SectionCheck> Artifact::checkSections() const {
+  std::vector<SectionCheck> checks;
+  for (int i = 0; i < manifest_.sections_size(); ++i)
+    checks.push_back({static_cast<uint32_t>(i), sectionIntact(i)});
+  return checks;
+}
+
+uint64_t Artifact::nonZeroPadding() const {
+  kiln_artifact_header header;
+  std::memcpy(&header, data_, sizeof(header));
+  std::vector<std::pair<uint64_t, uint64_t>> used = {
+      {0, sizeof(header)},
+      {header.manifest_offset, header.manifest_offset + header.manifest_size}};
+  for (const auto &s : manifest_.sections())
+    used.push_back({s.offset(), s.offset() + s.size()});
+  std::sort(used.begin(), used.end());
+  uint64_t nonZero = 0, at = 0;
+  for (auto [begin, end] : used) {
+    for (; at < begin; ++at)
+      nonZero += data_[at] != 0;
+    at = std::max(at, end);
+  }
+  for (; at < size_; ++at)
+    nonZero += data_[at] != 0;
+  return nonZero;
+}
+
+absl::Status Artifact::validate(const LoadOptions &options) {
   const std::string &o = origin_;
   if (size_ < sizeof(kiln_artifact_header))
     return corrupt(o, absl::StrCat("it is ", size_,
@@ -144,13 +193,33 @@ absl::Status Artifact::validate() {
     return absl::InvalidArgumentError(absl::StrCat(
         "'", o, "' is not a Kiln artifact (bad magic); pass a file written "
         "by `kiln compile`"));
-  if (header.format_version > KILN_ARTIFACT_FORMAT_VERSION)
+  bool checkHeader = options.verifyChecksums;
+  if (header.format_version > KILN_ARTIFACT_FORMAT_VERSION) {
+    // A newer writer's header may be laid out differently; one of ours whose
+    // version was damaged still hashes right as far as the version.
+    if (checkHeader && header.header_size == sizeof(header) &&
+        headerChecksum(header) != header.header_xxh3)
+      return corrupt(o, "the header's checksum does not match");
     return absl::FailedPreconditionError(absl::StrCat(
         "'", o, "' has artifact format version ", header.format_version,
         ", newer than this runtime's ", KILN_ARTIFACT_FORMAT_VERSION,
         "; update the Kiln runtime or compile with a matching `kiln`"));
-  if (header.format_version == 0)
-    return corrupt(o, "format version 0");
+  }
+  if (header.format_version < KILN_ARTIFACT_MIN_FORMAT_VERSION) {
+    // Versions 1 and 2 left the last 24 bytes of the header zero.
+    if (header.format_version == 0 ||
+        std::any_of(data_ + offsetof(kiln_artifact_header, manifest_xxh3),
+                    data_ + sizeof(header), [](uint8_t b) { return b != 0; }))
+      return corrupt(o, absl::StrCat("format version ",
+                                     header.format_version));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "'", o, "' has artifact format version ", header.format_version,
+        ", written by an older Kiln without checksums; this runtime reads "
+        "version ", KILN_ARTIFACT_MIN_FORMAT_VERSION, " and later. Compile "
+        "the model again with `kiln compile`"));
+  }
+  if (checkHeader && headerChecksum(header) != header.header_xxh3)
+    return corrupt(o, "the header's checksum does not match");
   if (header.header_size != sizeof(kiln_artifact_header))
     return corrupt(o, absl::StrCat("header size ", header.header_size));
   if (header.file_size != size_)
@@ -160,6 +229,10 @@ absl::Status Artifact::validate() {
       header.manifest_offset < sizeof(header) ||
       header.manifest_size > INT32_MAX)
     return corrupt(o, "the manifest lies outside the file");
+  if (options.verifyChecksums &&
+      checksum(data_ + header.manifest_offset, header.manifest_size) !=
+          header.manifest_xxh3)
+    return corrupt(o, "the manifest's checksum does not match");
   if (!manifest_.ParseFromArray(data_ + header.manifest_offset,
                                 static_cast<int>(header.manifest_size)))
     return corrupt(o, "the manifest cannot be parsed");
@@ -175,6 +248,21 @@ absl::Status Artifact::validate() {
     if (s.offset() % KILN_ARTIFACT_SECTION_ALIGNMENT != 0)
       return corrupt(o, absl::StrCat("section '", s.name(),
                                      "' is not 64-byte aligned"));
+    if (s.offset() < sizeof(header))
+      return corrupt(o, absl::StrCat("section '", s.name(),
+                                     "' overlaps the header"));
+  }
+  // Kernel code is always checked: damaged code must never run. Weights
+  // unless the caller verifies the file some other way.
+  for (int i = 0; i < m.sections_size(); ++i) {
+    const auto &s = m.sections(i);
+    if (!options.verifyChecksums ||
+        (s.kind() == artifact::WEIGHTS && !options.verifyWeights))
+      continue;
+    if (!sectionIntact(i))
+      return corrupt(o, absl::StrCat("the checksum of section '", s.name(),
+                                     "' (", s.size(), " bytes at offset ",
+                                     s.offset(), ") does not match"));
   }
   auto inSection = [&](uint32_t section, uint64_t offset, uint64_t size) {
     return section < static_cast<uint32_t>(m.sections_size()) &&

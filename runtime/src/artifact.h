@@ -14,6 +14,16 @@
 
 namespace kiln::runtime {
 
+/// What the loader checks besides the structure of the file.
+struct LoadOptions {
+  /// Check the checksums of the weight sections. The header's, the
+  /// manifest's and the kernel code's are checked whatever this says.
+  bool verifyWeights = true;
+  /// Check no checksum at all. Only for the fuzzers, which reach the checks
+  /// of the manifest's contents this way; an application never sets it.
+  bool verifyChecksums = true;
+};
+
 /// An artifact's bytes (mapped read-only, or owned) and its parsed manifest.
 class Artifact {
 public:
@@ -23,10 +33,24 @@ public:
 
   /// Maps `path` and validates it.
   static absl::StatusOr<std::unique_ptr<Artifact>>
-  loadFile(const std::string &path);
+  loadFile(const std::string &path, const LoadOptions &options = {});
   /// Copies `size` bytes and validates them. `origin` names them in errors.
   static absl::StatusOr<std::unique_ptr<Artifact>>
-  loadMemory(const void *data, size_t size, const std::string &origin);
+  loadMemory(const void *data, size_t size, const std::string &origin,
+             const LoadOptions &options = {});
+
+  /// One section's checksum, checked again (`kiln inspect --verify`).
+  struct SectionCheck {
+    uint32_t index;
+    bool ok;
+  };
+  std::vector<SectionCheck> checkSections() const;
+  /// The header's and the manifest's checksums, checked again.
+  bool headerIntact() const;
+  bool manifestIntact() const;
+  /// Bytes of the file outside the header, the sections and the manifest
+  /// (the alignment padding) that are not zero: damage in no used part.
+  uint64_t nonZeroPadding() const;
 
   const artifact::Manifest &manifest() const { return manifest_; }
   const uint8_t *data() const { return data_; }
@@ -45,7 +69,8 @@ public:
 
 private:
   Artifact() = default;
-  absl::Status validate();
+  absl::Status validate(const LoadOptions &options);
+  bool sectionIntact(uint32_t index) const;
 
   std::string origin_;
   const uint8_t *data_ = nullptr;

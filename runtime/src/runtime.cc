@@ -151,28 +151,57 @@ const char *kiln_dtype_name(kiln_dtype dtype) {
   }
 }
 
-kiln_status kiln_module_load_file(const char *path, kiln_module **out) {
+namespace {
+
+constexpr uint32_t kKnownLoadFlags = KILN_LOAD_SKIP_WEIGHT_CHECKSUMS;
+
+kiln::runtime::LoadOptions loadOptions(uint32_t flags) {
+  kiln::runtime::LoadOptions options;
+  options.verifyWeights = !(flags & KILN_LOAD_SKIP_WEIGHT_CHECKSUMS);
+  return options;
+}
+
+} // namespace
+
+kiln_status kiln_module_load_file_ex(const char *path, uint32_t flags,
+                                     kiln_module **out) {
   if (!path || !out)
     return makeStatus("kiln_module_load_file: path and out must not be NULL");
   *out = nullptr;
-  auto artifact = Artifact::loadFile(path);
+  if (flags & ~kKnownLoadFlags)
+    return makeStatus(absl::StrCat("kiln_module_load_file_ex: unknown flags ",
+                                   flags & ~kKnownLoadFlags));
+  auto artifact = Artifact::loadFile(path, loadOptions(flags));
   if (!artifact.ok())
     return fromAbsl(artifact.status());
   *out = new kiln_module_t{std::move(*artifact)};
   return nullptr;
 }
 
-kiln_status kiln_module_load_memory(const void *data, size_t size,
-                                    kiln_module **out) {
+kiln_status kiln_module_load_memory_ex(const void *data, size_t size,
+                                       uint32_t flags, kiln_module **out) {
   if ((!data && size) || !out)
     return makeStatus("kiln_module_load_memory: data and out must not be "
                       "NULL");
   *out = nullptr;
-  auto artifact = Artifact::loadMemory(data, size, "<memory>");
+  if (flags & ~kKnownLoadFlags)
+    return makeStatus(absl::StrCat(
+        "kiln_module_load_memory_ex: unknown flags ", flags & ~kKnownLoadFlags));
+  auto artifact =
+      Artifact::loadMemory(data, size, "<memory>", loadOptions(flags));
   if (!artifact.ok())
     return fromAbsl(artifact.status());
   *out = new kiln_module_t{std::move(*artifact)};
   return nullptr;
+}
+
+kiln_status kiln_module_load_file(const char *path, kiln_module **out) {
+  return kiln_module_load_file_ex(path, 0, out);
+}
+
+kiln_status kiln_module_load_memory(const void *data, size_t size,
+                                    kiln_module **out) {
+  return kiln_module_load_memory_ex(data, size, 0, out);
 }
 
 void kiln_module_free(kiln_module *module) { delete module; }

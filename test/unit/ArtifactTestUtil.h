@@ -2,6 +2,7 @@
 #ifndef KILN_TEST_UNIT_ARTIFACTTESTUTIL_H
 #define KILN_TEST_UNIT_ARTIFACTTESTUTIL_H
 
+#include "integrity.h"
 #include "kiln/artifact_format.h"
 #include "kiln/runtime.h"
 #include "manifest.pb.h"
@@ -24,6 +25,49 @@ struct SectionBytes {
   std::string arch;
   std::string bytes;
 };
+
+/// `bytes` (a header, sections, then the manifest) with its manifest
+/// replaced by `manifest` and every checksum made right, as `kiln compile`
+/// writes them: the tests' hand-built and edited artifacts reach the checks
+/// they aim at, past the checksums.
+inline std::string replaceManifest(std::string bytes,
+                                   artifact::Manifest manifest) {
+  kiln_artifact_header header;
+  std::memcpy(&header, bytes.data(), sizeof(header));
+  bytes.resize(header.manifest_offset);
+  for (auto &section : *manifest.mutable_sections())
+    if (section.offset() <= bytes.size() &&
+        section.size() <= bytes.size() - section.offset())
+      section.set_xxh3(
+          runtime::checksum(bytes.data() + section.offset(), section.size()));
+  std::string manifestBytes;
+  manifest.SerializeToString(&manifestBytes);
+  header.manifest_size = manifestBytes.size();
+  header.file_size = bytes.size() + manifestBytes.size();
+  header.manifest_xxh3 =
+      runtime::checksum(manifestBytes.data(), manifestBytes.size());
+  header.header_xxh3 = runtime::headerChecksum(header);
+  std::memcpy(bytes.data(), &header, sizeof(header));
+  return bytes + manifestBytes;
+}
+
+/// The parsed manifest of `bytes`.
+inline artifact::Manifest manifestOf(const std::string &bytes) {
+  kiln_artifact_header header;
+  std::memcpy(&header, bytes.data(), sizeof(header));
+  artifact::Manifest manifest;
+  manifest.ParseFromArray(bytes.data() + header.manifest_offset,
+                          static_cast<int>(header.manifest_size));
+  return manifest;
+}
+
+/// Makes the header's checksum right again after a test edited the header.
+inline void resealHeader(std::string &bytes) {
+  kiln_artifact_header header;
+  std::memcpy(&header, bytes.data(), sizeof(header));
+  header.header_xxh3 = runtime::headerChecksum(header);
+  std::memcpy(bytes.data(), &header, sizeof(header));
+}
 
 /// header + sections (in order; the manifest's section indices follow it)
 /// + manifest, with offsets and sizes filled in.
@@ -50,7 +94,7 @@ inline std::string serialize(artifact::Manifest manifest,
   header.manifest_size = manifestBytes.size();
   header.file_size = body.size() + manifestBytes.size();
   std::memcpy(body.data(), &header, sizeof(header));
-  return body + manifestBytes;
+  return replaceManifest(body + manifestBytes, manifest);
 }
 
 /// The same with one weights section.

@@ -35,19 +35,9 @@ using kiln::test::vectorF32;
 /// `bytes` with its manifest changed by `edit`.
 std::string editManifest(std::string bytes,
                          const std::function<void(Manifest &)> &edit) {
-  kiln_artifact_header header;
-  std::memcpy(&header, bytes.data(), sizeof(header));
-  Manifest parsed;
-  EXPECT_TRUE(parsed.ParseFromArray(bytes.data() + header.manifest_offset,
-                                    header.manifest_size));
+  Manifest parsed = kiln::test::manifestOf(bytes);
   edit(parsed);
-  std::string manifestBytes;
-  parsed.SerializeToString(&manifestBytes);
-  bytes.resize(header.manifest_offset);
-  header.manifest_size = manifestBytes.size();
-  header.file_size = bytes.size() + manifestBytes.size();
-  std::memcpy(bytes.data(), &header, sizeof(header));
-  return bytes + manifestBytes;
+  return kiln::test::replaceManifest(std::move(bytes), parsed);
 }
 
 class CudaRuntime : public ::testing::Test {

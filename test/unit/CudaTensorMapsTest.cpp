@@ -311,20 +311,10 @@ TEST_F(CudaHopper, TmaAndClustersNeedSm90) {
 
 TEST_F(CudaHopper, TheLoaderChecksADescriptorAgainstItsBuffer) {
   std::string bytes = weightCopy();
-  kiln_artifact_header header;
-  std::memcpy(&header, bytes.data(), sizeof(header));
-  Manifest m;
-  ASSERT_TRUE(m.ParseFromArray(bytes.data() + header.manifest_offset,
-                               header.manifest_size));
+  Manifest m = kiln::test::manifestOf(bytes);
   // 4 rows of a 3-row weight.
   m.mutable_entry_points(0)->mutable_launches(0)->mutable_tensor_maps(0)->set_dims(1, 4);
-  std::string manifestBytes;
-  m.SerializeToString(&manifestBytes);
-  bytes.resize(header.manifest_offset);
-  header.manifest_size = manifestBytes.size();
-  header.file_size = bytes.size() + manifestBytes.size();
-  std::memcpy(bytes.data(), &header, sizeof(header));
-  std::string error = open(bytes + manifestBytes);
+  std::string error = open(kiln::test::replaceManifest(bytes, m));
   EXPECT_NE(error.find("passes kernel 'tma_copy' a TMA descriptor that is "
                        "invalid: TMA descriptor f32 [4x8] box [1x8] reaches "
                        "128 bytes into a buffer of 96"),

@@ -1,6 +1,8 @@
 // The artifact loader and the C API on hand-built artifacts: valid ones run,
 // malformed ones fail with a clear message and never crash.
 #include "ArtifactTestUtil.h"
+#include "artifact.h"
+#include "integrity.h"
 #include "kiln/artifact_format.h"
 #include "kiln/runtime.h"
 #include "cuda_driver.h"
@@ -125,6 +127,7 @@ TEST(RuntimeLoader, NewerFormatVersion) {
   std::string bytes = serialize(copyModel(), weightsBytes());
   uint32_t version = KILN_ARTIFACT_FORMAT_VERSION + 1;
   std::memcpy(&bytes[8], &version, 4);
+  kiln::test::resealHeader(bytes);
   std::string error = loadError(bytes);
   EXPECT_NE(error.find("newer than this runtime"), std::string::npos) << error;
   EXPECT_NE(error.find("update the Kiln runtime"), std::string::npos);
@@ -148,8 +151,106 @@ TEST(RuntimeLoader, CorruptManifest) {
   std::memcpy(&header, bytes.data(), sizeof(header));
   for (uint64_t i = header.manifest_offset; i < bytes.size(); ++i)
     bytes[i] = static_cast<char>(0xff);
+  EXPECT_NE(loadError(bytes).find("the manifest's checksum does not match"),
+            std::string::npos);
+  // Bytes that hash right but do not parse (a writer's bug, or a forgery).
+  header.manifest_xxh3 = kiln::runtime::checksum(
+      bytes.data() + header.manifest_offset, header.manifest_size);
+  std::memcpy(bytes.data(), &header, sizeof(header));
+  kiln::test::resealHeader(bytes);
   EXPECT_NE(loadError(bytes).find("manifest cannot be parsed"),
             std::string::npos);
+}
+
+// Checksums: damage anywhere in a used part of the file is an error naming
+// the part; damage in the alignment padding is harmless and only
+// `Artifact::nonZeroPadding` (kiln inspect --verify) sees it.
+TEST(RuntimeLoader, EveryDamagedByteIsCaught) {
+  std::string bytes = serialize(copyModel(), weightsBytes());
+  kiln_artifact_header header;
+  std::memcpy(&header, bytes.data(), sizeof(header));
+  Manifest m = kiln::test::manifestOf(bytes);
+  auto used = [&](size_t at) {
+    if (at < sizeof(header) || at >= header.manifest_offset)
+      return true;
+    for (const auto &s : m.sections())
+      if (at >= s.offset() && at < s.offset() + s.size())
+        return true;
+    return false;
+  };
+  size_t caught = 0, padding = 0;
+  for (size_t at = 0; at < bytes.size(); ++at)
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string damaged = bytes;
+      damaged[at] = static_cast<char>(damaged[at] ^ (1 << bit));
+      std::string error = loadError(damaged);
+      if (used(at)) {
+        EXPECT_FALSE(error.empty()) << "bit " << bit << " of byte " << at;
+        caught += !error.empty();
+      } else {
+        EXPECT_EQ(error, "") << "padding byte " << at;
+        auto artifact = kiln::runtime::Artifact::loadMemory(
+            damaged.data(), damaged.size(), "<damaged>");
+        ASSERT_TRUE(artifact.ok());
+        EXPECT_EQ((*artifact)->nonZeroPadding(), 1u);
+        ++padding;
+      }
+    }
+  EXPECT_GT(caught, 8 * (sizeof(header) + 16));
+  EXPECT_GT(padding, 0u);
+}
+
+TEST(RuntimeLoader, DamagedSectionsAreNamed) {
+  std::string bytes = serialize(copyModel(), weightsBytes());
+  Manifest m = kiln::test::manifestOf(bytes);
+  uint64_t at = m.sections(0).offset() + 5;
+  bytes[at] = static_cast<char>(bytes[at] ^ 0x10);
+  EXPECT_NE(loadError(bytes).find("the checksum of section 'weights' (16 "
+                                  "bytes at offset 64) does not match"),
+            std::string::npos)
+      << loadError(bytes);
+  // Skipping the weights' checksums loads it (and uses the damaged weight).
+  kiln_module *module = nullptr;
+  ASSERT_EQ(kiln_module_load_memory_ex(bytes.data(), bytes.size(),
+                                       KILN_LOAD_SKIP_WEIGHT_CHECKSUMS,
+                                       &module),
+            nullptr);
+  kiln_module_free(module);
+  // Kernel code is checked whatever the flags say.
+  std::string withCode = serialize(
+      copyModel(), {{"weights", kiln::artifact::WEIGHTS, "", weightsBytes()},
+                    {"kernels.x86_64", kiln::artifact::HOST_SHARED_OBJECT,
+                     "x86_64", std::string(100, 'k')}});
+  Manifest withCodeManifest = kiln::test::manifestOf(withCode);
+  withCode[withCodeManifest.sections(1).offset() + 99] = 'K';
+  kiln_status status = kiln_module_load_memory_ex(
+      withCode.data(), withCode.size(), KILN_LOAD_SKIP_WEIGHT_CHECKSUMS,
+      &module);
+  ASSERT_NE(status, nullptr);
+  EXPECT_NE(std::string(kiln_status_message(status))
+                .find("the checksum of section 'kernels.x86_64'"),
+            std::string::npos);
+  kiln_status_free(status);
+  status = kiln_module_load_memory_ex(bytes.data(), bytes.size(), 1u << 7,
+                                      &module);
+  ASSERT_NE(status, nullptr);
+  EXPECT_NE(std::string(kiln_status_message(status)).find("unknown flags 128"),
+            std::string::npos);
+  kiln_status_free(status);
+}
+
+TEST(RuntimeLoader, OlderFormatVersions) {
+  std::string bytes = serialize(copyModel(), weightsBytes());
+  for (uint32_t version : {1u, 2u}) {
+    std::string old = bytes;
+    std::memcpy(&old[8], &version, 4);
+    std::memset(&old[40], 0, 24);  // no checksums before version 3
+    std::string error = loadError(old);
+    EXPECT_NE(error.find("written by an older Kiln without checksums"),
+              std::string::npos)
+        << error;
+    EXPECT_NE(error.find("Compile the model again"), std::string::npos);
+  }
 }
 
 TEST(RuntimeLoader, WeightOutsideItsSection) {

@@ -51,6 +51,10 @@ length, the time to the first token and the decode rate to stderr.
                          simulator, for cuda artifacts with kernel IR)
   --threads N            CPU threads (default 0: one per CPU this process
                          may use); the tokens do not depend on it
+  --skip-weight-checksums
+                         load without checking the weights' checksums
+                         (for files verified elsewhere; the kernel code
+                         is always checked)
   --prompt and --prompt-ids may be repeated: a prompt per row of a model
                          compiled with --dim batch=B (B prompts, of any
                          lengths); each row's text is printed on its line
@@ -72,6 +76,7 @@ struct GenerateOptions {
   std::vector<std::vector<int64_t>> promptRows;
   std::vector<std::string> promptTexts;
   bool havePromptIds = false, havePrompt = false, json = false;
+  bool skipWeightChecksums = false;
   size_t maxNewTokens = 32;
   runtime::SamplingOptions sampling;
 };
@@ -146,6 +151,8 @@ std::optional<GenerateOptions> parse(const Args &args, std::string &error) {
       if (!parseThreads(value, o.threads))
         error = "--threads expects a count (0: one per CPU), got '" + value +
                 "'";
+    } else if (args[i] == "--skip-weight-checksums") {
+      o.skipWeightChecksums = true;
     } else if (takeOption(args, i, "--logits-out", value, error)) {
       o.logitsOut = value;
     } else if (arg == "--json") {
@@ -443,7 +450,9 @@ int runRows(const GenerateOptions &o, const std::string &artifact,
 }
 
 int generateOnSimulator(const GenerateOptions &o) {
-  auto loaded = runtime::Artifact::loadFile(o.artifact);
+  runtime::LoadOptions load;
+  load.verifyWeights = !o.skipWeightChecksums;
+  auto loaded = runtime::Artifact::loadFile(o.artifact, load);
   if (!loaded.ok())
     return fail(std::string(loaded.status().message()));
   auto model = runtime::generationModel(**loaded);
@@ -455,6 +464,8 @@ int generateOnSimulator(const GenerateOptions &o) {
   // The session's KV cache, kept from run to run as the runtime keeps it.
   std::vector<std::vector<uint8_t>> states;
   SimOptions simOptions;
+  // Each step loads the file again; it was checked whole above.
+  simOptions.verifyWeights = false;
   simOptions.states = &states;
   bool takesPadding = model->padding;
   auto paddingTensor = [](const std::vector<int64_t> &padding) {
@@ -594,7 +605,10 @@ int failWith(kiln_status status) {
 
 int generateOnRuntime(const GenerateOptions &o) {
   Owned<kiln_module, kiln_module_free> module;
-  if (kiln_status s = kiln_module_load_file(o.artifact.c_str(), &module.p))
+  if (kiln_status s = kiln_module_load_file_ex(
+          o.artifact.c_str(),
+          o.skipWeightChecksums ? KILN_LOAD_SKIP_WEIGHT_CHECKSUMS : 0,
+          &module.p))
     return failWith(s);
   Owned<kiln_session, kiln_session_free> session;
   if (kiln_status s =

@@ -8,6 +8,7 @@
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <chrono>
 #include <cstdio>
 #include <map>
 
@@ -387,16 +388,90 @@ void printText(const runtime::Artifact &a) {
 
 } // namespace
 
+/// kiln inspect --verify: every checksum of the file, whatever the first
+/// failure, and the padding between the parts.
+int verify(const std::string &path, bool json) {
+  auto start = std::chrono::steady_clock::now();
+  // The structure alone first, so that every section is reported.
+  runtime::LoadOptions structureOnly;
+  structureOnly.verifyChecksums = false;
+  auto artifact = runtime::Artifact::loadFile(path, structureOnly);
+  if (!artifact.ok()) {
+    // Damage the checksums explain reads better than its consequence.
+    auto checked = runtime::Artifact::loadFile(path);
+    return fail(std::string(
+        (checked.ok() ? artifact : checked).status().message()));
+  }
+  const runtime::Artifact &a = **artifact;
+  const artifact::Manifest &m = a.manifest();
+  bool header = a.headerIntact(), manifest = a.manifestIntact();
+  std::vector<runtime::Artifact::SectionCheck> sections = a.checkSections();
+  uint64_t padding = a.nonZeroPadding();
+  double ms = std::chrono::duration<double, std::milli>(
+                  std::chrono::steady_clock::now() - start)
+                  .count();
+  size_t damaged = !header + !manifest;
+  for (const auto &check : sections)
+    damaged += !check.ok;
+  auto verdict = [](bool ok) { return ok ? "ok" : "DAMAGED"; };
+  if (json) {
+    llvm::json::Array list;
+    for (const auto &check : sections) {
+      const auto &s = m.sections(check.index);
+      list.push_back(llvm::json::Object{{"name", s.name()},
+                                        {"bytes", int64_t(s.size())},
+                                        {"ok", check.ok}});
+    }
+    llvm::json::Object out{{"file", path},
+                           {"header_ok", header},
+                           {"manifest_ok", manifest},
+                           {"sections", std::move(list)},
+                           {"nonzero_padding_bytes", int64_t(padding)},
+                           {"ok", damaged == 0 && padding == 0},
+                           {"ms", ms}};
+    llvm::outs() << llvm::json::Value(std::move(out)) << "\n";
+  } else {
+    std::printf("header    %s\nmanifest  %s\n", verdict(header),
+                verdict(manifest));
+    for (const auto &check : sections) {
+      const auto &s = m.sections(check.index);
+      std::printf("section   %s %s (%llu bytes)\n", verdict(check.ok),
+                  s.name().c_str(), static_cast<unsigned long long>(s.size()));
+    }
+    if (padding)
+      std::printf("padding   %llu bytes between the parts are not zero: the "
+                  "file was damaged where nothing reads it\n",
+                  static_cast<unsigned long long>(padding));
+    else
+      std::printf("padding   ok\n");
+    std::printf("checked %llu bytes in %.1f ms\n",
+                static_cast<unsigned long long>(a.size()), ms);
+  }
+  if (damaged)
+    return fail("'" + path + "' is damaged: " + std::to_string(damaged) +
+                " part(s) do not match their checksums; compile the model "
+                "again or copy the file again");
+  if (padding)
+    return fail("'" + path + "' was damaged outside its used parts; it "
+                "still loads and runs, but copy or compile it again");
+  return 0;
+}
+
 int runInspect(const Args &args) {
   std::string path;
-  bool json = false;
+  bool json = false, check = false;
   for (const std::string &arg : args) {
     if (arg == "--json")
       json = true;
+    else if (arg == "--verify")
+      check = true;
     else if (arg == "--help" || arg == "-h") {
-      std::puts("usage: kiln inspect OUT.kiln [--json]\n\nPrints the entry "
-                "points, kernels, launches, memory and weights of an "
-                "artifact.");
+      std::puts("usage: kiln inspect OUT.kiln [--json] [--verify]\n\nPrints "
+                "the entry points, kernels, launches, memory and weights of "
+                "an artifact.\n\n  --verify  check every checksum (header, "
+                "manifest, each section) and\n            the padding between "
+                "them, report each, and exit non-zero\n            if any "
+                "part is damaged");
       return 0;
     } else if (!arg.empty() && arg[0] == '-')
       return fail("unknown option '" + arg + "' for kiln inspect");
@@ -406,7 +481,10 @@ int runInspect(const Args &args) {
       return fail("unexpected argument '" + arg + "'");
   }
   if (path.empty())
-    return fail("no artifact given; usage: kiln inspect OUT.kiln [--json]");
+    return fail("no artifact given; usage: kiln inspect OUT.kiln [--json] "
+                "[--verify]");
+  if (check)
+    return verify(path, json);
   auto artifact = runtime::Artifact::loadFile(path);
   if (!artifact.ok())
     return fail(std::string(artifact.status().message()));

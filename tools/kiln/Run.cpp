@@ -29,6 +29,9 @@ Runs an entry point of a compiled artifact and prints its outputs.
   --entry NAME               entry point (default: the first)
   --threads N                CPU threads (default 0: one per CPU this
                              process may use); results do not depend on it
+  --skip-weight-checksums     load without checking the weights'
+                             checksums (for files verified elsewhere;
+                             the kernel code is always checked)
 )";
 
 const char *kBenchHelp = R"(usage: kiln bench OUT.kiln [options]
@@ -46,6 +49,8 @@ every launch on a GPU, the wall clock on the CPU). Inputs not given with
   --entry NAME
   --threads N          CPU threads (default 0: one per CPU this process
                        may use)
+  --skip-weight-checksums
+                       load without checking the weights' checksums
 )";
 
 const char *kProfileHelp = R"(usage: kiln profile OUT.kiln --device sim [options]
@@ -72,6 +77,7 @@ struct RunOptions {
   int iterations = 50, warmup = 5;
   uint32_t sampleBlocks = 16;
   int threads = 0;
+  bool skipWeightChecksums = false;
 };
 
 enum class Mode { Run, Bench, Profile };
@@ -121,6 +127,8 @@ std::optional<RunOptions> parse(const Args &args, Mode mode,
         break;
       }
       o.inputs[value.substr(0, at)] = value.substr(at + 2);
+    } else if (arg == "--skip-weight-checksums") {
+      o.skipWeightChecksums = true;
     } else if (arg == "--help" || arg == "-h") {
       std::fputs(mode == Mode::Profile ? kProfileHelp
                  : bench                 ? kBenchHelp
@@ -176,11 +184,20 @@ struct Prepared {
   double loadMs = 0, sessionMs = 0;
 };
 
+/// The simulator loads the file again after `prepare` checked it whole.
+const SimOptions kSimAfterLoad = [] {
+  SimOptions options;
+  options.verifyWeights = false;
+  return options;
+}();
+
 /// Loads the artifact, creates the session and reads or makes the inputs.
 int prepare(const RunOptions &o, bool randomMissing, Prepared &p) {
   std::string error;
   auto start = std::chrono::steady_clock::now();
-  p.module = rt::Module::load(o.artifact, error);
+  p.module = rt::Module::load(
+      o.artifact, error,
+      o.skipWeightChecksums ? KILN_LOAD_SKIP_WEIGHT_CHECKSUMS : 0);
   if (!p.module)
     return fail(error);
   p.loadMs = msSince(start);
@@ -296,7 +313,8 @@ int runRun(const Args &args) {
   SimReport report;
   std::string runError =
       o->device == "sim"
-          ? runOnSimulator(o->artifact, p.entry, p.inputs, p.outputs, report)
+          ? runOnSimulator(o->artifact, p.entry, p.inputs, p.outputs, report,
+                           kSimAfterLoad)
           : runOnce(p);
   if (!runError.empty())
     return fail(runError);
@@ -423,7 +441,7 @@ int runProfile(const Args &args) {
   if (int rc = prepare(*o, /*randomMissing=*/true, p))
     return rc;
   SimReport report;
-  SimOptions options;
+  SimOptions options = kSimAfterLoad;
   options.sampleBlocks = o->sampleBlocks;
   if (std::string runError = runOnSimulator(o->artifact, p.entry, p.inputs,
                                             p.outputs, report, options);

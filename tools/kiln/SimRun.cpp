@@ -21,7 +21,9 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
                            std::vector<HostTensor> &inputs,
                            std::vector<HostTensor> &outputs,
                            SimReport &report, const SimOptions &options) {
-  auto loaded = runtime::Artifact::loadFile(path);
+  runtime::LoadOptions load;
+  load.verifyWeights = options.verifyWeights;
+  auto loaded = runtime::Artifact::loadFile(path, load);
   if (!loaded.ok())
     return std::string(loaded.status().message());
   const runtime::Artifact &artifact = **loaded;

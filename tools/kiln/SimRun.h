@@ -35,6 +35,8 @@ struct SimOptions {
   /// caller from run to run; sized and zeroed by the first run. Null: fresh
   /// zeroed states for this run only.
   std::vector<std::vector<uint8_t>> *states = nullptr;
+  /// Check the weights' checksums when loading (--skip-weight-checksums).
+  bool verifyWeights = true;
 };
 
 /// Runs entry point `entry` of the cuda artifact at `path` in the GPU-kernel

@@ -52,7 +52,7 @@ commands:
           [--output-dir DIR] [--entry NAME] [--threads N]
   bench OUT.kiln [--device cpu] [--iterations N] [--warmup N]
           [--input NAME=@file ...] [--threads N]
-  inspect OUT.kiln [--json]
+  inspect OUT.kiln [--json] [--verify]
   generate OUT.kiln --prompt-ids 1,2,3 [--max-new-tokens N]
           [--temperature T --top-k K --top-p P --seed S] [--device cpu]
           [--threads N] [--json]

@@ -59,12 +59,28 @@ KILN_API void kiln_status_free(kiln_status status);
 KILN_API size_t kiln_dtype_size(kiln_dtype dtype);
 KILN_API const char *kiln_dtype_name(kiln_dtype dtype);
 
-/* Loads and validates the artifact at `path`. */
+/* Loads and validates the artifact at `path`: its structure, and the
+ * checksums of its header, manifest, kernel code and weights. */
 KILN_API kiln_status kiln_module_load_file(const char *path,
                                            kiln_module **out_module);
 /* Same, from memory; the bytes are copied. */
 KILN_API kiln_status kiln_module_load_memory(const void *data, size_t size,
                                              kiln_module **out_module);
+
+/* Flags of the _ex loaders. */
+enum {
+  /* Skip the checksums of the weights, for an application that verifies
+   * the file some other way; the header's, the manifest's and the kernel
+   * code's are checked whatever the flags. */
+  KILN_LOAD_SKIP_WEIGHT_CHECKSUMS = 1u << 0,
+};
+/* kiln_module_load_file and _memory with KILN_LOAD_* flags (0: the same). */
+KILN_API kiln_status kiln_module_load_file_ex(const char *path,
+                                              uint32_t flags,
+                                              kiln_module **out_module);
+KILN_API kiln_status kiln_module_load_memory_ex(const void *data, size_t size,
+                                                uint32_t flags,
+                                                kiln_module **out_module);
 KILN_API void kiln_module_free(kiln_module *module);
 
 KILN_API const char *kiln_module_target(const kiln_module *module);

@@ -32,11 +32,13 @@ struct TensorInfo {
 
 class Module {
 public:
-  /// Loads `path`; on failure returns null and sets `error`.
+  /// Loads `path`; on failure returns null and sets `error`. `flags`:
+  /// KILN_LOAD_* (kiln/runtime.h).
   static std::unique_ptr<Module> load(const std::string &path,
-                                      std::string &error) {
+                                      std::string &error,
+                                      uint32_t flags = 0) {
     kiln_module *raw = nullptr;
-    error = take(kiln_module_load_file(path.c_str(), &raw));
+    error = take(kiln_module_load_file_ex(path.c_str(), flags, &raw));
     if (!error.empty())
       return nullptr;
     return std::unique_ptr<Module>(new Module(raw));
