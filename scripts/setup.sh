@@ -12,7 +12,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 APT_PACKAGES=(
   cmake ninja-build ccache g++ pkg-config
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools lld-22
-  libprotobuf-dev protobuf-compiler libabsl-dev libgtest-dev
+  libprotobuf-dev protobuf-compiler libabsl-dev libgtest-dev libxxhash-dev
 )
 
 missing=()
