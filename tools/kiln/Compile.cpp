@@ -7,6 +7,7 @@
 #include "manifest.pb.h"
 #include "passes/Passes.h"
 #include "tools/kiln/Driver.h"
+#include "tools/kiln/TokenizerSpec.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/AsmState.h"
@@ -454,35 +455,8 @@ int runCompile(const Args &args) {
     generation.set_bos_token_id(config.bosTokenId);
     generation.set_pad_token_id(config.padTokenId);
     generation.set_model_type(config.modelType);
-    if (tokenizer) {
-      artifact::Tokenizer &t = *generation.mutable_tokenizer();
-      t.set_pattern(artifact::Tokenizer::Pattern(tokenizer->pattern));
-      for (const std::string &token : tokenizer->tokens)
-        t.add_tokens(token);
-      for (uint32_t m : tokenizer->merges)
-        t.add_merges(m);
-      for (size_t i = 0; i < tokenizer->addedIds.size(); ++i) {
-        t.add_added_ids(tokenizer->addedIds[i]);
-        t.add_added_special(tokenizer->addedSpecial[i]);
-      }
-      for (uint32_t id : tokenizer->prefixIds)
-        t.add_prefix_ids(id);
-      t.set_add_prefix_space(tokenizer->addPrefixSpace);
-      t.set_ignore_merges(tokenizer->ignoreMerges);
-      if (tokenizer->sentencePiece) {
-        t.set_kind(artifact::Tokenizer::SENTENCEPIECE_BPE);
-        for (float score : tokenizer->scores)
-          t.add_scores(score);
-        for (uint32_t type : tokenizer->pieceTypes)
-          t.add_piece_types(type);
-        t.set_add_dummy_prefix(tokenizer->addDummyPrefix);
-        t.set_remove_extra_whitespaces(tokenizer->removeExtraWhitespaces);
-        t.set_escape_whitespaces(tokenizer->escapeWhitespaces);
-        t.set_byte_fallback(tokenizer->byteFallback);
-        t.set_unk_id(tokenizer->unkId);
-        t.set_unk_surface(tokenizer->unkSurface);
-      }
-    }
+    if (tokenizer)
+      tokenizerSpec(*tokenizer, *generation.mutable_tokenizer());
   }
   // What raising found (each entry function's `kiln.raised`).
   module->walk([&](func::FuncOp func) {
