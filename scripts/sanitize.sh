@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Kiln under the sanitizers (docs/reliability.md). Outside .ci/run: it is a
+# second build of everything with clang (about 40 minutes on 2 cores).
+#
+#   scripts/sanitize.sh            AddressSanitizer + UndefinedBehaviorSanitizer
+#                                  (CMakePresets.json `asan`, build-asan/):
+#                                  the GoogleTest suite, the fuzz inputs and
+#                                  the end-to-end suite
+#   scripts/sanitize.sh --thread   ThreadSanitizer (`tsan`, build-tsan/): the
+#                                  GoogleTest suite, sessions of one module on
+#                                  many threads included
+#   ... -- PYTEST_ARGS             passed to pytest (e.g. -k threads)
+#
+# Every report is written under build-*/sanitizer-logs/; the run fails if
+# there is any, and prints them.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+say() { printf '==> %s\n' "$*" >&2; }
+
+MODE=asan
+PYTEST_ARGS=()
+while (($#)); do
+  case "$1" in
+    --thread) MODE=tsan ;;
+    --) shift; PYTEST_ARGS=("$@"); break ;;
+    *) echo "usage: scripts/sanitize.sh [--thread] [-- PYTEST_ARGS]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# The ordinary setup first (Debian packages, the virtualenv), then clang and
+# its sanitizer runtimes.
+"$ROOT/scripts/setup.sh" kiln >/dev/null
+for pkg in clang-22 libclang-rt-22-dev; do
+  if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+    say "installing $pkg"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$pkg" >/dev/null
+  fi
+done
+
+BUILD="$ROOT/build-$MODE"
+[ -f "$BUILD/build.ninja" ] || cmake --preset "$MODE" >/dev/null
+LOGS="$BUILD/sanitizer-logs"
+rm -rf "$LOGS"; mkdir -p "$LOGS"
+SUPP="$ROOT/scripts/sanitizer"
+export ASAN_OPTIONS="log_path=$LOGS/asan:detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1"
+export UBSAN_OPTIONS="log_path=$LOGS/ubsan:print_stacktrace=1:halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0"
+export TSAN_OPTIONS="log_path=$LOGS/tsan:halt_on_error=0:second_deadlock_stack=1"
+
+if [ "$MODE" = tsan ]; then
+  say "building the GoogleTest suite with ThreadSanitizer in $BUILD"
+  ninja -C "$BUILD" kiln-unit-tests kiln-test-kernel kiln-mock-cuda | grep -v '^\[' || true
+  say "GoogleTest under ThreadSanitizer"
+  "$BUILD/bin/kiln-unit-tests" --gtest_brief=1 || status=$?
+else
+  say "building with AddressSanitizer and UBSan in $BUILD (long the first time)"
+  ninja -C "$BUILD" | grep -v '^\[' || true
+  test "${PIPESTATUS[0]}" -eq 0
+  status=0
+  say "GoogleTest"
+  "$BUILD/bin/kiln-unit-tests" --gtest_brief=1 || status=$?
+  say "fuzz inputs (test/fuzz)"
+  "$BUILD/bin/kiln-fuzz-replay" "$ROOT/test/fuzz" || status=$?
+  say "end-to-end suite"
+  KILN_BIN="$BUILD/bin/kiln" KILN_BUILD_DIR="$BUILD" \
+    "$ROOT/.venv/bin/python" -m pytest -q -n auto -p no:cacheprovider \
+    "$ROOT/test/e2e" "${PYTEST_ARGS[@]}" || status=$?
+fi
+
+reports=$(find "$LOGS" -type f | sort)
+if [ -n "$reports" ]; then
+  say "sanitizer reports:"
+  for f in $reports; do echo "--- $f"; cat "$f"; done
+  exit 1
+fi
+if [ "${status:-0}" -ne 0 ]; then
+  say "tests failed (no sanitizer report)"
+  exit "$status"
+fi
+say "clean: no sanitizer report"
