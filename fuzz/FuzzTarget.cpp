@@ -75,6 +75,14 @@ std::string writeScratch(const std::string &name, std::string_view bytes) {
   return path;
 }
 
+namespace {
+bool gAccepted = false;
+} // namespace
+
+void accepted() { gAccepted = true; }
+bool wasAccepted() { return gAccepted; }
+void resetAccepted() { gAccepted = false; }
+
 void note(const std::string &what) {
   static const bool verbose = std::getenv("KILN_FUZZ_VERBOSE") != nullptr;
   if (verbose)

@@ -52,6 +52,15 @@ std::string writeScratch(const std::string &name, std::string_view bytes);
 /// Removes scratchDir()/name if it exists.
 void removeScratch(const std::string &name);
 
+/// A target calls this when its reader took the input (an artifact
+/// loaded, a model imported, ...). kiln-fuzz-replay requires it of every
+/// seed, so that a seed the readers no longer take (after a format change)
+/// fails the suite instead of testing nothing.
+void accepted();
+/// Whether accepted() was called since the last resetAccepted().
+bool wasAccepted();
+void resetAccepted();
+
 /// With KILN_FUZZ_VERBOSE set, prints how far an input got (a reader's
 /// error, a run's status) to stderr: to check that seeds reach deep.
 void note(const std::string &what);

@@ -62,6 +62,8 @@ int onnxModel(const uint8_t *data, size_t size) {
   onnx::ImportOptions options;
   bool imported = bool(onnx::importModelFile(quiet.context, model, options));
   note(imported ? "imported" : "refused");
+  if (imported)
+    accepted();
   return 0;
 }
 
@@ -73,6 +75,8 @@ int tensorFile(const uint8_t *data, size_t size) {
   std::string pb = driver::readTensorProto(writeScratch("x.pb", bytes), proto);
   note("npy: " + (npy.empty() ? tensor.describe() : npy));
   note("pb: " + (pb.empty() ? proto.describe() : pb));
+  if (npy.empty() || pb.empty())
+    accepted();
   return 0;
 }
 
@@ -87,12 +91,17 @@ int checkpoint(const uint8_t *data, size_t size) {
   std::string error;
   std::optional<gpt::GptConfig> config = gpt::readConfig(dir, error);
   std::unique_ptr<gpt::Checkpoint> weights = gpt::Checkpoint::open(dir, error);
+  // Every byte of every tensor view is read: a view past its file's end is
+  // an out-of-bounds read the sanitizer sees. The sum goes to a volatile
+  // so that the loop is not optimized away.
   uint64_t sum = 0;
   if (weights)
     for (const std::string &name : weights->names())
       if (const gpt::TensorView *view = weights->find(name))
         for (char byte : view->bytes)
           sum += uint8_t(byte);
+  static volatile uint64_t sink;
+  sink = sum;
   if (config && weights) {
     // The whole import: the config's sizes against the tensors' shapes.
     QuietContext quiet;
@@ -101,10 +110,12 @@ int checkpoint(const uint8_t *data, size_t size) {
     bool imported =
         bool(gpt::importCheckpoint(quiet.context, dir, options).module);
     note(imported ? "imported" : "import refused");
+    if (imported)
+      accepted();
   } else {
     note(error);
   }
-  return int(sum & 0);
+  return 0;
 }
 
 int tokenizer(const uint8_t *data, size_t size) {
@@ -130,6 +141,7 @@ int tokenizer(const uint8_t *data, size_t size) {
   if (!tok.ok())
     return note(std::string(tok.status().message())), 0;
   note("tokenizer of " + std::to_string((*tok)->size()) + " tokens");
+  accepted();
   const runtime::Tokenizer &t = **tok;
   for (std::string_view text :
        {std::string_view("Hello, world!  It's 2026: \xc3\xa9t\xc3\xa9 "

@@ -22,6 +22,7 @@ using namespace kiln::fuzz;
 
 namespace {
 
+/// Runs one file; a seed (seed-*) must also be taken by its reader.
 bool runFile(const Target &target, const std::string &path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -30,7 +31,17 @@ bool runFile(const Target &target, const std::string &path) {
   }
   std::string bytes((std::istreambuf_iterator<char>(in)),
                     std::istreambuf_iterator<char>());
+  resetAccepted();
   target.run(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size());
+  size_t slash = path.rfind('/');
+  std::string name = path.substr(slash == std::string::npos ? 0 : slash + 1);
+  if (name.rfind("seed-", 0) == 0 && !wasAccepted()) {
+    std::fprintf(stderr,
+                 "kiln-fuzz-replay: the %s reader no longer takes the seed "
+                 "'%s'; write the seeds again (test/fuzz/make_seeds.py)\n",
+                 target.name, path.c_str());
+    return false;
+  }
   return true;
 }
 

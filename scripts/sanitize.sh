@@ -52,28 +52,31 @@ export TSAN_OPTIONS="log_path=$LOGS/tsan:halt_on_error=0:second_deadlock_stack=1
 
 if [ "$MODE" = tsan ]; then
   say "building the GoogleTest suite with ThreadSanitizer in $BUILD"
-  ninja -C "$BUILD" kiln-unit-tests kiln-test-kernel kiln-mock-cuda | grep -v '^\[' || true
+  ninja -C "$BUILD" kiln-unit-tests kiln-test-kernel kiln-mock-cuda | { grep -v '^\[' || true; }
   say "GoogleTest under ThreadSanitizer"
   "$BUILD/bin/kiln-unit-tests" --gtest_brief=1 || status=$?
 else
   say "building with AddressSanitizer and UBSan in $BUILD (long the first time)"
-  ninja -C "$BUILD" | grep -v '^\[' || true
-  test "${PIPESTATUS[0]}" -eq 0
+  ninja -C "$BUILD" | { grep -v '^\[' || true; }
   status=0
   say "GoogleTest"
   "$BUILD/bin/kiln-unit-tests" --gtest_brief=1 || status=$?
   say "fuzz inputs (test/fuzz)"
   "$BUILD/bin/kiln-fuzz-replay" "$ROOT/test/fuzz" || status=$?
+  # Not the two suites that link the runtime into an uninstrumented
+  # application (the installed package, the bundle's glibc floor): an
+  # instrumented runtime needs the sanitizer's own runtime linked in.
   say "end-to-end suite"
   KILN_BIN="$BUILD/bin/kiln" KILN_BUILD_DIR="$BUILD" \
     "$ROOT/.venv/bin/python" -m pytest -q -n auto -p no:cacheprovider \
+    --ignore="$ROOT/test/e2e/test_install.py" \
+    --ignore="$ROOT/test/e2e/test_bundle.py" \
     "$ROOT/test/e2e" "${PYTEST_ARGS[@]}" || status=$?
 fi
 
-reports=$(find "$LOGS" -type f | sort)
-if [ -n "$reports" ]; then
+if [ -n "$(find "$LOGS" -type f)" ]; then
   say "sanitizer reports:"
-  for f in $reports; do echo "--- $f"; cat "$f"; done
+  find "$LOGS" -type f -print -exec cat {} \;
   exit 1
 fi
 if [ "${status:-0}" -ne 0 ]; then

@@ -218,7 +218,7 @@ struct EntryBuilder {
   }
   std::vector<PendingLaunch> launches;
 
-  llvm::DenseMap<Value, Storage> storage;
+  llvm::DenseMap<Value, Storage> storage{};
   std::vector<BufferLifetime> virtualBuffers;
   // Output bound to a virtual buffer, if any (-1: none).
   std::vector<int64_t> virtualToOutput;
@@ -1205,7 +1205,8 @@ uint64_t SectionPayload::checksum() const {
   sum.update(bytes.data(), bytes.size());
   uint64_t at = bytes.size();
   for (const Piece &piece : pieces) {
-    assert(piece.offset >= at && "pieces are laid out in order");
+    if (piece.offset < at)
+      llvm::report_fatal_error("artifact section pieces out of order");
     sum.zeros(piece.offset - at);
     sum.update(piece.data.data(), piece.data.size());
     at = piece.offset + piece.data.size();

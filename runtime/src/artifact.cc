@@ -193,11 +193,11 @@ absl::Status Artifact::validate(const LoadOptions &options) {
     return absl::InvalidArgumentError(absl::StrCat(
         "'", o, "' is not a Kiln artifact (bad magic); pass a file written "
         "by `kiln compile`"));
-  bool checkHeader = options.verifyChecksums;
   if (header.format_version > KILN_ARTIFACT_FORMAT_VERSION) {
-    // A newer writer's header may be laid out differently; one of ours whose
-    // version was damaged still hashes right as far as the version.
-    if (checkHeader && header.header_size == sizeof(header) &&
+    // Every later format keeps header_xxh3 at offset 56 over the bytes
+    // before it (artifact_format.h), so one of ours whose version was
+    // damaged is told from a newer one.
+    if (header.header_size == sizeof(header) &&
         headerChecksum(header) != header.header_xxh3)
       return corrupt(o, "the header's checksum does not match");
     return absl::FailedPreconditionError(absl::StrCat(
@@ -218,7 +218,7 @@ absl::Status Artifact::validate(const LoadOptions &options) {
         "version ", KILN_ARTIFACT_MIN_FORMAT_VERSION, " and later. Compile "
         "the model again with `kiln compile`"));
   }
-  if (checkHeader && headerChecksum(header) != header.header_xxh3)
+  if (headerChecksum(header) != header.header_xxh3)
     return corrupt(o, "the header's checksum does not match");
   if (header.header_size != sizeof(kiln_artifact_header))
     return corrupt(o, absl::StrCat("header size ", header.header_size));
@@ -229,9 +229,8 @@ absl::Status Artifact::validate(const LoadOptions &options) {
       header.manifest_offset < sizeof(header) ||
       header.manifest_size > INT32_MAX)
     return corrupt(o, "the manifest lies outside the file");
-  if (options.verifyChecksums &&
-      checksum(data_ + header.manifest_offset, header.manifest_size) !=
-          header.manifest_xxh3)
+  if (checksum(data_ + header.manifest_offset, header.manifest_size) !=
+      header.manifest_xxh3)
     return corrupt(o, "the manifest's checksum does not match");
   if (!manifest_.ParseFromArray(data_ + header.manifest_offset,
                                 static_cast<int>(header.manifest_size)))
@@ -256,7 +255,7 @@ absl::Status Artifact::validate(const LoadOptions &options) {
   // unless the caller verifies the file some other way.
   for (int i = 0; i < m.sections_size(); ++i) {
     const auto &s = m.sections(i);
-    if (!options.verifyChecksums ||
+    if (!options.verifySections ||
         (s.kind() == artifact::WEIGHTS && !options.verifyWeights))
       continue;
     if (!sectionIntact(i))
@@ -268,10 +267,13 @@ absl::Status Artifact::validate(const LoadOptions &options) {
     return section < static_cast<uint32_t>(m.sections_size()) &&
            fits(offset, size, m.sections(section).size());
   };
+  bool gpu = m.target().rfind("cuda", 0) == 0;
   for (int i = 0; i < m.kernels_size(); ++i) {
     const auto &k = m.kernels(i);
-    if (k.images_size() == 0 &&
-        k.section() >= static_cast<uint32_t>(m.sections_size()))
+    // Host kernels are code in a HOST_SHARED_OBJECT section (never another
+    // kind, whose checksum the caller may have skipped).
+    if (!gpu && (k.section() >= static_cast<uint32_t>(m.sections_size()) ||
+                 m.sections(k.section()).kind() != artifact::HOST_SHARED_OBJECT))
       return corrupt(o, absl::StrCat("kernel '", k.name(),
                                      "' refers to a missing section"));
     for (const auto &image : k.images())
@@ -366,7 +368,6 @@ absl::Status Artifact::validate(const LoadOptions &options) {
         if (launch.kernel() >= static_cast<uint32_t>(m.kernels_size()))
           return corrupt(o, absl::StrCat("entry point '", entry.name(),
                                          "' launches a missing kernel"));
-        bool gpu = m.target().rfind("cuda", 0) == 0;
         if ((launch.grid_size() != 0 && launch.grid_size() != 3) ||
             (gpu && launch.grid_size() != 3) ||
             launch.block_size() != launch.grid_size())
@@ -406,6 +407,11 @@ absl::Status Artifact::validate(const LoadOptions &options) {
                                            defect));
         }
         const artifact::Kernel &kernel = m.kernels(launch.kernel());
+        if (kernel.cluster_size() && launch.grid_size() != 3)
+          return corrupt(o, absl::StrCat("entry point '", entry.name(),
+                                         "' launches kernel '", kernel.name(),
+                                         "', which has a cluster, without a "
+                                         "grid"));
         if (kernel.cluster_size() && launch.grid_exprs_size() == 0)
           for (int d = 0; d < 3; ++d)
             if (launch.grid(d) % kernel.cluster(d))

@@ -19,9 +19,11 @@ struct LoadOptions {
   /// Check the checksums of the weight sections. The header's, the
   /// manifest's and the kernel code's are checked whatever this says.
   bool verifyWeights = true;
-  /// Check no checksum at all. Only for the fuzzers, which reach the checks
-  /// of the manifest's contents this way; an application never sets it.
-  bool verifyChecksums = true;
+  /// Check the sections' checksums at all. `kiln inspect --verify` loads
+  /// without, to report every section (`checkSections`); the header's and
+  /// the manifest's checksums are checked whatever this says, so a damaged
+  /// manifest is never parsed.
+  bool verifySections = true;
 };
 
 /// An artifact's bytes (mapped read-only, or owned) and its parsed manifest.

@@ -166,7 +166,8 @@ kiln::runtime::LoadOptions loadOptions(uint32_t flags) {
 kiln_status kiln_module_load_file_ex(const char *path, uint32_t flags,
                                      kiln_module **out) {
   if (!path || !out)
-    return makeStatus("kiln_module_load_file: path and out must not be NULL");
+    return makeStatus("kiln_module_load_file(_ex): path and out must not be "
+                      "NULL");
   *out = nullptr;
   if (flags & ~kKnownLoadFlags)
     return makeStatus(absl::StrCat("kiln_module_load_file_ex: unknown flags ",
@@ -181,8 +182,8 @@ kiln_status kiln_module_load_file_ex(const char *path, uint32_t flags,
 kiln_status kiln_module_load_memory_ex(const void *data, size_t size,
                                        uint32_t flags, kiln_module **out) {
   if ((!data && size) || !out)
-    return makeStatus("kiln_module_load_memory: data and out must not be "
-                      "NULL");
+    return makeStatus("kiln_module_load_memory(_ex): data and out must not "
+                      "be NULL");
   *out = nullptr;
   if (flags & ~kKnownLoadFlags)
     return makeStatus(absl::StrCat(

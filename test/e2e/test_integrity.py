@@ -154,23 +154,33 @@ def test_damaged_checkpoint_artifacts_are_refused_by_generate(tmp_path):
 
 def test_skipping_the_weight_checksums(tmp_path):
     """--skip-weight-checksums loads a file whose weights are damaged (and
-    uses them); damaged kernel code is refused whatever the flag says."""
+    uses them: the outputs change); damaged kernel code is refused whatever
+    the flag says."""
     artifact = str(tmp_path / "mlp.kiln")
     kiln("compile", os.path.join(MLP, "model.onnx"), "-o", artifact)
     sections = {s["name"]: s for s in json.loads(
         kiln("inspect", "--json", artifact).stdout)["sections"]}
+    code = next(name for name in sections if name.startswith("kernels."))
     original = open(artifact, "rb").read()
-    run = ["--input", f"x=@{MLP}/x.npy", "--skip-weight-checksums"]
-    for name, refused in (("weights", False), ("kernels.x86_64", True)):
+    kiln("run", artifact, "--input", f"x=@{MLP}/x.npy", "--output-dir",
+         str(tmp_path / "want"))
+    want = np.load(tmp_path / "want" / "probs.npy")
+    for name, refused in (("weights", False), (code, True)):
         damaged = bytearray(original)
-        damaged[sections[name]["offset"] + 7] ^= 0x40
+        # The high bit of the first weight's exponent: a large change.
+        damaged[sections[name]["offset"] + 3] ^= 0x40
         path = str(tmp_path / f"{name}.kiln")
         open(path, "wb").write(damaged)
         plain = kiln("run", path, "--input", f"x=@{MLP}/x.npy", check=False)
         assert plain.returncode == 1
         assert f"the checksum of section '{name}'" in plain.stderr
-        skipped = kiln("run", path, *run, check=False)
+        out = tmp_path / f"out-{name}"
+        skipped = kiln("run", path, "--input", f"x=@{MLP}/x.npy",
+                       "--skip-weight-checksums", "--output-dir", str(out),
+                       check=False)
         assert skipped.returncode == (1 if refused else 0), skipped.stderr
+        if not refused:
+            assert not np.array_equal(np.load(out / "probs.npy"), want)
         verify = kiln("inspect", "--verify", path, check=False)
         assert verify.returncode == 1
         assert f"section   DAMAGED {name}" in verify.stdout

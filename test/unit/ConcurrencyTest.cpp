@@ -127,7 +127,10 @@ TEST(Concurrency, SessionsOfOneModuleOnManyThreads) {
         return;
       }
       // Each session has its own pool: 1, 2, 3 and 4 threads.
-      kiln_status_free(kiln_session_set_threads(session, t + 1));
+      kiln_status s = kiln_session_set_threads(session, t + 1);
+      EXPECT_EQ(s, nullptr);
+      kiln_status_free(s);
+      EXPECT_EQ(kiln_session_threads(session), t + 1);
       wrong += runAndCheck(session, t, 40);
       // Queries of the shared module while the others run.
       for (int q = 0; q < 100; ++q) {

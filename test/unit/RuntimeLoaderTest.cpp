@@ -397,6 +397,7 @@ TEST(CudaDriver, MissingDriverIsAClearError) {
 
 TEST(RuntimeLoader, GpuImageOutsideItsSection) {
   Manifest m = copyModel();
+  m.set_target("cuda:sm_80");
   auto *kernel = m.add_kernels();
   kernel->set_name("k");
   kernel->set_symbol("k");
@@ -410,6 +411,21 @@ TEST(RuntimeLoader, GpuImageOutsideItsSection) {
   EXPECT_NE(error.find("the sm_80 image of kernel 'k' lies outside its section"),
             std::string::npos)
       << error;
+}
+
+TEST(RuntimeLoader, HostKernelsAreCodeSections) {
+  // A cpu artifact's kernel in a missing section, or in the weights (whose
+  // checksum a caller may skip), is refused before any code is loaded.
+  for (uint32_t section : {0u, 5u}) {
+    Manifest m = copyModel();
+    auto *kernel = m.add_kernels();
+    kernel->set_name("k");
+    kernel->set_symbol("k_entry");
+    kernel->set_section(section);
+    EXPECT_NE(loadError(serialize(m, weightsBytes()))
+                  .find("kernel 'k' refers to a missing section"),
+              std::string::npos);
+  }
 }
 
 } // namespace

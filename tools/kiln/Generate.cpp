@@ -464,8 +464,8 @@ int generateOnSimulator(const GenerateOptions &o) {
   // The session's KV cache, kept from run to run as the runtime keeps it.
   std::vector<std::vector<uint8_t>> states;
   SimOptions simOptions;
-  // Each step loads the file again; it was checked whole above.
-  simOptions.verifyWeights = false;
+  // Each step loads the file again, and checks it again.
+  simOptions.verifyWeights = !o.skipWeightChecksums;
   simOptions.states = &states;
   bool takesPadding = model->padding;
   auto paddingTensor = [](const std::vector<int64_t> &padding) {

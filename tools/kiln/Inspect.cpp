@@ -392,19 +392,16 @@ void printText(const runtime::Artifact &a) {
 /// failure, and the padding between the parts.
 int verify(const std::string &path, bool json) {
   auto start = std::chrono::steady_clock::now();
-  // The structure alone first, so that every section is reported.
-  runtime::LoadOptions structureOnly;
-  structureOnly.verifyChecksums = false;
-  auto artifact = runtime::Artifact::loadFile(path, structureOnly);
-  if (!artifact.ok()) {
-    // Damage the checksums explain reads better than its consequence.
-    auto checked = runtime::Artifact::loadFile(path);
-    return fail(std::string(
-        (checked.ok() ? artifact : checked).status().message()));
-  }
+  // The header and the manifest must be intact to say anything more; then
+  // every section is checked and reported, not only the first damaged one.
+  runtime::LoadOptions sectionsLater;
+  sectionsLater.verifySections = false;
+  auto artifact = runtime::Artifact::loadFile(path, sectionsLater);
+  if (!artifact.ok())
+    return fail(std::string(artifact.status().message()));
   const runtime::Artifact &a = **artifact;
   const artifact::Manifest &m = a.manifest();
-  bool header = a.headerIntact(), manifest = a.manifestIntact();
+  bool header = a.headerIntact(), manifest = a.manifestIntact();  // true
   std::vector<runtime::Artifact::SectionCheck> sections = a.checkSections();
   uint64_t padding = a.nonZeroPadding();
   double ms = std::chrono::duration<double, std::milli>(

@@ -53,7 +53,10 @@ int printProfile(const std::string &path, const SimReport &report,
   const GpuModel &gpu = *std::find_if(
       std::begin(kGpus), std::end(kGpus),
       [&](const GpuModel &g) { return gpuName == g.name; });
-  auto loaded = runtime::Artifact::loadFile(path);
+  // The manifest alone is read here; the run checked the whole file.
+  runtime::LoadOptions manifestOnly;
+  manifestOnly.verifyWeights = false;
+  auto loaded = runtime::Artifact::loadFile(path, manifestOnly);
   if (!loaded.ok())
     return fail(std::string(loaded.status().message()));
   const artifact::Manifest &m = (*loaded)->manifest();

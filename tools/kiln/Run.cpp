@@ -69,6 +69,8 @@ its time on a named GPU. A model, not a measurement. Inputs not given with
                          (default 16; 0: every block)
   --input NAME=@FILE     (repeatable)
   --entry NAME
+  --skip-weight-checksums
+                         load without checking the weights' checksums
 )";
 
 struct RunOptions {
@@ -184,12 +186,12 @@ struct Prepared {
   double loadMs = 0, sessionMs = 0;
 };
 
-/// The simulator loads the file again after `prepare` checked it whole.
-const SimOptions kSimAfterLoad = [] {
+/// The simulator loads the file again and checks it as `prepare` did.
+SimOptions simOptions(const RunOptions &o) {
   SimOptions options;
-  options.verifyWeights = false;
+  options.verifyWeights = !o.skipWeightChecksums;
   return options;
-}();
+}
 
 /// Loads the artifact, creates the session and reads or makes the inputs.
 int prepare(const RunOptions &o, bool randomMissing, Prepared &p) {
@@ -314,7 +316,7 @@ int runRun(const Args &args) {
   std::string runError =
       o->device == "sim"
           ? runOnSimulator(o->artifact, p.entry, p.inputs, p.outputs, report,
-                           kSimAfterLoad)
+                           simOptions(*o))
           : runOnce(p);
   if (!runError.empty())
     return fail(runError);
@@ -441,7 +443,7 @@ int runProfile(const Args &args) {
   if (int rc = prepare(*o, /*randomMissing=*/true, p))
     return rc;
   SimReport report;
-  SimOptions options = kSimAfterLoad;
+  SimOptions options = simOptions(*o);
   options.sampleBlocks = o->sampleBlocks;
   if (std::string runError = runOnSimulator(o->artifact, p.entry, p.inputs,
                                             p.outputs, report, options);

@@ -23,6 +23,9 @@ typedef struct kiln_artifact_header {
   uint8_t reserved[8];       /* zero */
   uint64_t header_xxh3;      /* XXH3-64 of the 56 bytes before this field */
 } kiln_artifact_header;
+/* Every later format version keeps magic, format_version, header_size and
+ * header_xxh3 where they are (header_xxh3 at offset 56, over the bytes
+ * before it): a runtime then tells a newer file from a damaged one. */
 
 #ifdef __cplusplus
 static_assert(sizeof(kiln_artifact_header) == 64, "header is 64 bytes");
