@@ -79,9 +79,16 @@ std::optional<TokenizerTables> readTokenizerJson(StringRef dir,
     return fail("byte_fallback is not supported (a SentencePiece-style "
                 "tokenizer)");
   t.ignoreMerges = model->getBoolean("ignore_merges").value_or(false);
-  if (!isNull(root->get("normalizer")))
-    return fail("a normalizer is not supported yet (\"normalizer\" must be "
-                "null)");
+  if (const json::Value *normalizer = root->get("normalizer");
+      normalizer && !isNull(normalizer)) {
+    const json::Object *object = normalizer->getAsObject();
+    std::optional<StringRef> type =
+        object ? object->getString("type") : std::nullopt;
+    if (type != StringRef("NFC"))
+      return fail("normalizer \"" + type.value_or("?") +
+                  "\" is not supported; Kiln applies NFC (Qwen2's) or none");
+    t.nfc = true;
+  }
 
   // The pre-tokenizer: ByteLevel with its regex, or a Split with a known
   // regex followed by a ByteLevel without one.

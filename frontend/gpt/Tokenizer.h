@@ -29,6 +29,8 @@ struct TokenizerTables {
   std::vector<bool> addedSpecial;
   std::vector<uint32_t> prefixIds;
   bool addPrefixSpace = false, ignoreMerges = false;
+  /// tokenizer.json's normalizer is NFC (Qwen2).
+  bool nfc = false;
 
   /// A SentencePiece BPE model (tokenizer.model) instead: `tokens` are its
   /// pieces, with their scores and types (artifact::Tokenizer's), and the

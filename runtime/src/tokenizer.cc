@@ -1,5 +1,6 @@
 // Byte-level BPE tokenization.
 #include "tokenizer.h"
+#include "unicode_normalization.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -246,6 +247,12 @@ Tokenizer::create(const artifact::Tokenizer &spec) {
   }
   t->addPrefixSpace_ = spec.add_prefix_space();
   t->ignoreMerges_ = spec.ignore_merges();
+  if (spec.normalizer() != artifact::Tokenizer::NORMALIZER_NONE &&
+      spec.normalizer() != artifact::Tokenizer::NFC)
+    return absl::InvalidArgumentError(
+        "the artifact's tokenizer has a normalizer this runtime does not "
+        "know; update the Kiln runtime");
+  t->nfc_ = spec.normalizer() == artifact::Tokenizer::NFC;
   // GPT-2's bytes_to_unicode: printable bytes stand for themselves, the
   // others for 256, 257, ... in order.
   uint32_t next = 256;
@@ -331,6 +338,11 @@ void Tokenizer::bpe(const std::vector<uint32_t> &word,
 
 void Tokenizer::encodeSegment(std::string_view text,
                               std::vector<int64_t> &out) const {
+  std::string normalized;
+  if (nfc_) {
+    normalized = toNfc(text);
+    text = normalized;
+  }
   std::vector<uint32_t> cps;
   for (size_t i = 0; i < text.size();) {
     int length = sequenceAt(text, i);

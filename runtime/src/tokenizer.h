@@ -86,6 +86,8 @@ private:
   std::vector<std::pair<std::string, int64_t>> added_;
   std::vector<int64_t> prefix_;
   bool addPrefixSpace_ = false, ignoreMerges_ = false;
+  /// Text between added tokens is put in NFC first (Qwen2's normalizer).
+  bool nfc_ = false;
   // SentencePiece: pieces that merge (normal, user-defined, unused) by
   // text, their scores and types, user-defined pieces longest first, the
   // byte pieces, the normalizer's flags.

@@ -17,6 +17,8 @@ void tokenizerSpec(const gpt::TokenizerTables &tables, artifact::Tokenizer &t) {
     t.add_prefix_ids(id);
   t.set_add_prefix_space(tables.addPrefixSpace);
   t.set_ignore_merges(tables.ignoreMerges);
+  if (tables.nfc)
+    t.set_normalizer(artifact::Tokenizer::NFC);
   if (tables.sentencePiece) {
     t.set_kind(artifact::Tokenizer::SENTENCEPIECE_BPE);
     for (float score : tables.scores)
