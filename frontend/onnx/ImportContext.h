@@ -103,6 +103,10 @@ private:
 
 using OpHandler = std::function<mlir::LogicalResult(NodeContext &)>;
 
+/// onnxruntime's contrib ops. Their handlers are registered as
+/// "com.microsoft.<op>", by the version of that domain.
+inline constexpr const char *kMicrosoftDomain = "com.microsoft";
+
 /// Handlers keyed by op type and the opset version they start at.
 class OpRegistry {
 public:

@@ -143,6 +143,9 @@ private:
   /// Symbolic shape arithmetic, with `--dim NAME=MIN..MAX`.
   std::optional<SymbolicShapes> symbolic;
   int64_t opset = 0;
+  /// The model's com.microsoft opset (onnxruntime's contrib ops), 1 when
+  /// it imports none.
+  int64_t microsoftOpset = 1;
   unsigned resourceCounter = 0;
 };
 
@@ -359,16 +362,31 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
   Location loc = NameLoc::get(StringAttr::get(&context, name),
                               FileLineColLoc::get(&context, path, 0, 0));
   std::string domain = node.domain().empty() ? "ai.onnx" : node.domain();
-  if (domain != "ai.onnx") {
+  if (domain != "ai.onnx" && domain != kMicrosoftDomain) {
     emitError(loc) << path << ": node '" << name << "' (op '" << node.op_type()
                    << "', domain '" << domain << "'): ops of domain '"
                    << domain << "' are not supported; Kiln imports the "
-                   << "ai.onnx domain";
+                   << "ai.onnx domain and onnxruntime's com.microsoft ops "
+                   << "(docs/onnx-coverage.md)";
     return failure();
   }
+  bool microsoft = domain == kMicrosoftDomain;
+  int64_t nodeOpset = microsoft ? microsoftOpset : opset;
   int64_t oldest = 0;
-  const OpHandler *handler =
-      getRegistry().lookup(node.op_type(), opset, &oldest);
+  const OpHandler *handler = getRegistry().lookup(
+      microsoft ? std::string(kMicrosoftDomain) + "." + node.op_type()
+                : node.op_type(),
+      nodeOpset, &oldest);
+  if (!handler && microsoft) {
+    emitError(loc) << path << ": node '" << name << "' (op '"
+                   << node.op_type() << "', domain 'com.microsoft', opset "
+                   << nodeOpset << "): "
+                   << (oldest ? "this version of the op is not supported"
+                              : "this onnxruntime contrib op is not "
+                                "supported; docs/onnx-coverage.md lists "
+                                "the com.microsoft ops Kiln imports");
+    return failure();
+  }
   if (!handler) {
     InFlightDiagnostic diag = emitError(loc);
     diag << path << ": node '" << name << "' (op '" << node.op_type()
@@ -384,7 +402,7 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
            << "'; see docs/onnx-coverage.md for the supported ops";
     return failure();
   }
-  NodeContext ctx(*this, node, opset, b, loc);
+  NodeContext ctx(*this, node, nodeOpset, b, loc);
   // Integers are signless in the IR: only ops whose handlers are the same
   // for unsigned values, or pick unsigned arithmetic, take them.
   for (int i = 0; i < ctx.numInputs(); ++i)
@@ -398,8 +416,8 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
       return failure();
     }
   // Shape arithmetic on symbolic dims, and the ops that take its results
-  // as shapes.
-  if (symbolic) {
+  // as shapes (ai.onnx ops alone).
+  if (symbolic && !microsoft) {
     bool handled = false;
     if (failed(importSymbolicNode(ctx, *symbolic, handled)))
       return failure();
@@ -427,9 +445,12 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
 }
 
 OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
-  for (const auto &entry : model.opset_import())
+  for (const auto &entry : model.opset_import()) {
     if (entry.domain().empty() || entry.domain() == "ai.onnx")
       opset = entry.version();
+    else if (entry.domain() == kMicrosoftDomain)
+      microsoftOpset = entry.version();
+  }
   if (opset == 0) {
     InFlightDiagnostic diag = fileError();
     diag << path << ": the model imports no ai.onnx opset";
@@ -438,7 +459,7 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
            << entry.domain();
     if (model.opset_import_size())
       diag << "')";
-    diag << "; ops outside the ai.onnx domain are not supported";
+    diag << "; every model needs the ai.onnx domain";
     return {};
   }
   if (opset < 7 || opset > maxSupportedOpset()) {

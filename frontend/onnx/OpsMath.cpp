@@ -532,6 +532,75 @@ void registerMathOps(OpRegistry &registry) {
           return arith::MulFOp::create(b, l, swish, v[1]);
         }));
   });
+  // com.microsoft activations (onnxruntime's transformer optimizer): GELU
+  // as kiln.gelu, so the raised-activation fusions apply, after the bias
+  // add of the Bias* and FastGelu forms.
+  auto contribGelu = [](const char *op, bool tanh, int biasInput) {
+    return [=](NodeContext &ctx) -> LogicalResult {
+      Value x = ctx.input(0);
+      if (!x)
+        return failure();
+      if (!isa<FloatType>(ctx.inputType(0).getElementType()))
+        return ctx.error() << op << " takes float inputs, got " << x.getType();
+      if (biasInput >= 0 && ctx.hasInput(biasInput)) {
+        Value bias = ctx.input(biasInput);
+        if (!bias)
+          return failure();
+        x = buildElementwise(ctx, {x, bias}, ctx.inputType(0).getElementType(),
+                             [](OpBuilder &b, Location l, ValueRange a) -> Value {
+                               return arith::AddFOp::create(b, l, a[0], a[1]);
+                             });
+        if (!x)
+          return failure();
+        if (cast<RankedTensorType>(x.getType()).getShape() !=
+            ctx.inputType(0).getShape())
+          return ctx.error() << "the bias " << ctx.inputType(biasInput)
+                             << " must broadcast to the input "
+                             << ctx.inputType(0);
+      }
+      auto gelu = GeluOp::create(ctx.b(), ctx.getLoc(), x);
+      gelu.setTanhApproximation(tanh);
+      return ctx.setOutputs(gelu.getResult());
+    };
+  };
+  registry.on("com.microsoft.Gelu", 1, contribGelu("Gelu", false, -1));
+  registry.on("com.microsoft.BiasGelu", 1, contribGelu("BiasGelu", false, 1));
+  registry.on("com.microsoft.FastGelu", 1, contribGelu("FastGelu", true, 1));
+  // QuickGelu: x * sigmoid(alpha x), alpha 1.702 by default.
+  registry.on("com.microsoft.QuickGelu", 1, [](NodeContext &ctx) -> LogicalResult {
+    Value x = ctx.input(0);
+    if (!x)
+      return failure();
+    if (!isa<FloatType>(ctx.inputType(0).getElementType()))
+      return ctx.error() << "QuickGelu takes float inputs, got " << x.getType();
+    double alpha = ctx.floatAttr("alpha", 1.702f);
+    return ctx.setOutputs(buildElementwise(
+        ctx, {x}, ctx.inputType(0).getElementType(),
+        [&](OpBuilder &b, Location l, ValueRange v) -> Value {
+          Value ax = arith::MulFOp::create(b, l, constant(b, l, v[0], alpha), v[0]);
+          return arith::MulFOp::create(b, l, v[0], scalarSigmoid(b, l, ax));
+        }));
+  });
+  // BiasAdd: X [N, S, C] + bias [C] + skip [N, S, C].
+  registry.on("com.microsoft.BiasAdd", 1, [](NodeContext &ctx) -> LogicalResult {
+    Value x = ctx.input(0), bias = ctx.input(1), skip = ctx.input(2);
+    if (!x || !bias || !skip)
+      return failure();
+    RankedTensorType type = ctx.inputType(0);
+    if (!isa<FloatType>(type.getElementType()) || type.getRank() != 3 ||
+        ctx.inputType(1).getRank() != 1 || ctx.inputType(2) != type)
+      return ctx.error() << "BiasAdd takes a float X [N, S, C], a bias [C] "
+                            "and a skip of X's shape, got "
+                         << type << ", " << ctx.inputType(1) << " and "
+                         << ctx.inputType(2);
+    Value y = buildElementwise(
+        ctx, {x, bias, skip}, type.getElementType(),
+        [](OpBuilder &b, Location l, ValueRange a) -> Value {
+          return arith::AddFOp::create(
+              b, l, arith::AddFOp::create(b, l, a[0], a[1]), a[2]);
+        });
+    return y ? ctx.setOutputs(y) : failure();
+  });
   registry.on("Gelu", 20, [](NodeContext &ctx) -> LogicalResult {
     Value x = ctx.input(0);
     if (!x)

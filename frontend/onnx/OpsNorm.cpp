@@ -215,6 +215,90 @@ LogicalResult importRMSNorm(NodeContext &ctx) {
                             .getResult());
 }
 
+/// The sum `input + skip (+ bias)` of onnxruntime's Skip*Normalization ops,
+/// checked: input and skip [..., hidden] of one type (skip may also be
+/// [hidden] or broadcast), gamma, beta and bias [hidden].
+FailureOr<Value> skipSum(NodeContext &ctx, const char *op, int biasInput) {
+  Value x = ctx.input(0), skip = ctx.input(1);
+  if (!x || !skip || !checkFloat(ctx, op))
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (type.getRank() < 2 || type.isDynamicDim(type.getRank() - 1))
+    return ctx.error() << op << " takes an input of rank 2 or 3 with a "
+                       << "static hidden size, got " << type;
+  SmallVector<Value> terms = {x, skip};
+  if (ctx.hasInput(biasInput)) {
+    Value bias = ctx.input(biasInput);
+    if (!bias || !checkNormParam(ctx, bias, type, type.getRank() - 1, "bias"))
+      return failure();
+    terms.push_back(bias);
+  }
+  Value sum = buildElementwise(
+      ctx, terms, type.getElementType(),
+      [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        Value s = arith::AddFOp::create(b, l, a[0], a[1]);
+        return a.size() > 2 ? arith::AddFOp::create(b, l, s, a[2]) : s;
+      });
+  if (!sum)
+    return failure();
+  if (cast<RankedTensorType>(sum.getType()).getShape() != type.getShape())
+    return ctx.error() << "skip " << ctx.inputType(1)
+                       << " must broadcast to the input " << type;
+  return sum;
+}
+
+/// com.microsoft SkipLayerNormalization: s = input + skip (+ bias), then
+/// LayerNorm(s) * gamma (+ beta) over the last dim (epsilon 1e-12 by
+/// default, as onnxruntime's); outputs the result, the mean and inverse
+/// standard deviation when asked, and s.
+LogicalResult importSkipLayerNorm(NodeContext &ctx) {
+  FailureOr<Value> sum = skipSum(ctx, "SkipLayerNormalization", 4);
+  Value gamma = ctx.input(2);
+  if (failed(sum) || !gamma)
+    return failure();
+  Value beta = ctx.hasInput(3) ? ctx.input(3) : Value();
+  if (ctx.hasInput(3) && !beta)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  int64_t axis = type.getRank() - 1;
+  if (!checkNormParam(ctx, gamma, type, axis, "gamma") ||
+      (beta && !checkNormParam(ctx, beta, type, axis, "beta")))
+    return failure();
+  auto op = LayerNormOp::create(
+      ctx.b(), ctx.getLoc(), type, *sum, gamma, beta,
+      ctx.b().getI64IntegerAttr(axis),
+      ctx.b().getF32FloatAttr(ctx.floatAttr("epsilon", 1e-12f)));
+  if (!wantsOutput(ctx, 1) && !wantsOutput(ctx, 2))
+    return ctx.setOutputs({op.getResult(), Value(), Value(), *sum});
+  LayerNormParts parts = decomposeLayerNorm(ctx.b(), op);
+  op.erase();
+  return ctx.setOutputs({parts.result, parts.mean, parts.invStdDev, *sum});
+}
+
+/// com.microsoft SkipSimplifiedLayerNormalization: s = input + skip
+/// (+ bias), then RMSNorm(s) * gamma over the last dim (epsilon 1e-12 by
+/// default); outputs the result and s (the mean and inverse standard
+/// deviation outputs are for training).
+LogicalResult importSkipSimplifiedLayerNorm(NodeContext &ctx) {
+  FailureOr<Value> sum = skipSum(ctx, "SkipSimplifiedLayerNormalization", 3);
+  Value gamma = ctx.input(2);
+  if (failed(sum) || !gamma)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  int64_t axis = type.getRank() - 1;
+  if (!checkNormParam(ctx, gamma, type, axis, "gamma"))
+    return failure();
+  if (wantsOutput(ctx, 1) || wantsOutput(ctx, 2))
+    return ctx.error() << "the mean and inv_std_var outputs (for training) "
+                          "are not supported";
+  Value y = RmsNormOp::create(
+                ctx.b(), ctx.getLoc(), type, *sum, gamma,
+                ctx.b().getI64IntegerAttr(axis),
+                ctx.b().getF32FloatAttr(ctx.floatAttr("epsilon", 1e-12f)))
+                .getResult();
+  return ctx.setOutputs({y, Value(), Value(), *sum});
+}
+
 /// MeanVarianceNormalization: over `axes` (default 0, 2, 3), epsilon 1e-9.
 LogicalResult importMVN(NodeContext &ctx) {
   Value x = ctx.input(0);
@@ -478,6 +562,16 @@ void registerNormOps(OpRegistry &registry) {
   registry.on("NegativeLogLikelihoodLoss", 12, importNllLoss);
   registry.on("SoftmaxCrossEntropyLoss", 12, importSoftmaxCrossEntropy);
   registry.on("RMSNormalization", 23, importRMSNorm);
+  // onnxruntime's own ops in the ONNX domain: LayerNormalization before it
+  // was standard (opset 17), with the same attributes and outputs, and
+  // SimplifiedLayerNormalization (RMS; Y and a training output).
+  registry.on("LayerNormalization", 1, importLayerNorm);
+  registry.on("SimplifiedLayerNormalization", 1, importRMSNorm);
+  // com.microsoft (kMicrosoftDomain), from onnxruntime's transformer
+  // optimizer and its LLM exports.
+  registry.on("com.microsoft.SkipLayerNormalization", 1, importSkipLayerNorm);
+  registry.on("com.microsoft.SkipSimplifiedLayerNormalization", 1,
+              importSkipSimplifiedLayerNorm);
   registry.on("MeanVarianceNormalization", 9, importMVN);
   registry.on("InstanceNormalization", 6, importInstanceNorm);
   registry.on("BatchNormalization", 9, importBatchNorm);

@@ -1,0 +1,167 @@
+"""onnxruntime's contrib ops (domain com.microsoft, and its own ops in the
+ONNX domain) against onnxruntime's CPU kernels, on the cpu and under the
+GPU-kernel simulator: the fused normalizations and activations its
+transformer optimizer writes, one node at a time with every optional input
+and output, then the committed BERT and GPT-2 fixtures rewritten by that
+optimizer. BiasAdd has no CPU kernel in onnxruntime: NumPy is its
+reference."""
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import ROOT, TOLERANCES, kiln, run_kiln, run_reference
+
+DEVICES = [("cpu", "cpu"), ("cuda:sm_80,sm_90a", "sim")]
+FIXTURES = os.path.join(ROOT, "test", "fixtures", "transformers")
+
+
+def node_model(path, op, inputs, outputs, domain="com.microsoft", opset=17,
+               **attrs):
+    """One node: `inputs` name -> array (None: omitted, "" in the node),
+    `outputs` the names it produces ("" for one not asked for)."""
+    names = [name if value is not None else "" for name, value in inputs]
+    node = helper.make_node(op, names, outputs, domain=domain, **attrs)
+    graph = helper.make_graph(
+        [node], op,
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, value.shape)
+         for name, value in inputs if value is not None],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+         for name in outputs if name])
+    imports = [helper.make_opsetid("", opset)]
+    if domain == "com.microsoft":
+        imports.append(helper.make_opsetid("com.microsoft", 1))
+    model = helper.make_model(graph, opset_imports=imports)
+    onnx.save(model, str(path))
+    return {name: value for name, value in inputs if value is not None}
+
+
+def check(path, feeds, tmp_path, device, want=None):
+    target, dev = device
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    got = run_kiln(path, feeds, tmp_path, target=target, device=dev)
+    want = want or run_reference(path, feeds)
+    assert got.keys() == want.keys()
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], **TOLERANCES[
+            np.dtype(np.float32)], err_msg=name)
+
+
+rng = np.random.default_rng(0)
+
+
+def f32(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+X, SKIP = f32(2, 5, 16), f32(2, 5, 16)
+GAMMA, BETA, BIAS = f32(16), f32(16), f32(16)
+
+# (id, op, inputs, outputs, attributes)
+CASES = [
+    ("skip-ln", "SkipLayerNormalization",
+     [("x", X), ("skip", SKIP), ("gamma", GAMMA), ("beta", BETA),
+      ("bias", BIAS)], ["y", "", "", "sum"], {}),
+    ("skip-ln-2d-eps", "SkipLayerNormalization",
+     [("x", X[0]), ("skip", SKIP[0]), ("gamma", GAMMA)], ["y"],
+     {"epsilon": 1e-5}),
+    ("skip-ln-no-beta-bias", "SkipLayerNormalization",
+     [("x", X), ("skip", SKIP), ("gamma", GAMMA), ("beta", None),
+      ("bias", BIAS)], ["y", "", "", "sum"], {}),
+    ("skip-ln-stats", "SkipLayerNormalization",
+     [("x", X), ("skip", SKIP), ("gamma", GAMMA), ("beta", BETA)],
+     ["y", "mean", "inv_std", "sum"], {"epsilon": 1e-6}),
+    ("skip-rms", "SkipSimplifiedLayerNormalization",
+     [("x", X), ("skip", SKIP), ("gamma", GAMMA), ("bias", BIAS)],
+     ["y", "", "", "sum"], {}),
+    ("skip-rms-eps", "SkipSimplifiedLayerNormalization",
+     [("x", X), ("skip", SKIP), ("gamma", GAMMA)], ["y"], {"epsilon": 1e-6}),
+    ("gelu", "Gelu", [("x", X)], ["y"], {}),
+    ("bias-gelu", "BiasGelu", [("x", X), ("bias", BIAS)], ["y"], {}),
+    ("fast-gelu", "FastGelu", [("x", X)], ["y"], {}),
+    ("fast-gelu-bias", "FastGelu", [("x", X), ("bias", BIAS)], ["y"], {}),
+    ("quick-gelu", "QuickGelu", [("x", X)], ["y"], {}),
+    ("quick-gelu-alpha", "QuickGelu", [("x", X)], ["y"], {"alpha": 1.0}),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_contrib_op(case, device, tmp_path):
+    _, op, inputs, outputs, attrs = case
+    path = tmp_path / "model.onnx"
+    feeds = node_model(path, op, inputs, outputs, **attrs)
+    check(path, feeds, tmp_path, device)
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+def test_onnx_domain_contrib_ops(device, tmp_path):
+    """onnxruntime's SimplifiedLayerNormalization, and LayerNormalization in
+    a model of opset 14 (onnxruntime's before it was standard)."""
+    path = tmp_path / "rms.onnx"
+    feeds = node_model(path, "SimplifiedLayerNormalization",
+                       [("x", X), ("gamma", GAMMA)], ["y"], domain="")
+    check(path, feeds, tmp_path / "rms", device)
+    path = tmp_path / "ln.onnx"
+    feeds = node_model(path, "LayerNormalization",
+                       [("x", X), ("gamma", GAMMA), ("beta", BETA)], ["y"],
+                       domain="", opset=14, epsilon=1e-6)
+    check(path, feeds, tmp_path / "ln", device)
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+def test_bias_add(device, tmp_path):
+    path = tmp_path / "model.onnx"
+    feeds = node_model(path, "BiasAdd",
+                       [("x", X), ("bias", BIAS), ("skip", SKIP)], ["y"])
+    check(path, feeds, tmp_path, device, want={"y": X + BIAS + SKIP})
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+@pytest.mark.parametrize("name,model_type", [("bert", "bert"),
+                                             ("gpt2", "gpt2")])
+def test_optimized_fixtures(name, model_type, device, tmp_path):
+    """The fixtures as onnxruntime's transformer optimizer rewrites them:
+    SkipLayerNormalization, BiasGelu (BERT) and FastGelu (GPT-2) in every
+    layer. (Its Attention and EmbedLayerNormalization fusions are off:
+    Kiln does not import those yet.)"""
+    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    options = FusionOptions(model_type)
+    options.enable_attention = False
+    options.enable_embed_layer_norm = False
+    source = os.path.join(FIXTURES, name, "model.onnx")
+    optimized = optimizer.optimize_model(
+        source, model_type=model_type, num_heads=2, hidden_size=32,
+        optimization_options=options, opt_level=0)
+    ops = {(n.domain, n.op_type) for n in optimized.model.graph.node}
+    assert ("com.microsoft", "SkipLayerNormalization") in ops
+    assert ("com.microsoft", "BiasGelu" if name == "bert" else "FastGelu") in ops
+    path = tmp_path / "optimized.onnx"
+    optimized.save_model_to_file(str(path))
+    feeds = {}
+    for graph_input in onnx.load(str(path)).graph.input:
+        feeds[graph_input.name] = np.load(os.path.join(
+            FIXTURES, name, f"in_{graph_input.name}.npy"))
+    check(path, feeds, tmp_path, device)
+
+
+def test_unsupported_contrib_ops_say_so(tmp_path):
+    path = tmp_path / "model.onnx"
+    node_model(path, "DecoderMaskedMultiHeadAttention", [("x", X)], ["y"])
+    result = kiln("compile", str(path), "-o", str(tmp_path / "m.kiln"),
+                  check=False)
+    assert result.returncode == 1
+    assert ("(op 'DecoderMaskedMultiHeadAttention', domain 'com.microsoft', "
+            "opset 1): this onnxruntime contrib op is not supported; "
+            "docs/onnx-coverage.md lists the com.microsoft ops Kiln imports"
+            in result.stderr), result.stderr
+    node_model(path, "Foo", [("x", X)], ["y"], domain="org.example")
+    result = kiln("compile", str(path), "-o", str(tmp_path / "m.kiln"),
+                  check=False)
+    assert result.returncode == 1
+    assert ("ops of domain 'org.example' are not supported; Kiln imports the "
+            "ai.onnx domain and onnxruntime's com.microsoft ops"
+            in result.stderr), result.stderr
