@@ -374,8 +374,17 @@ LogicalResult importAttention(NodeContext &ctx) {
 /// RotaryEmbedding (23): X is [B, S, hidden] with num_heads, or
 /// [B, H, S, D]; the caches are [max_position, R/2] indexed by
 /// position_ids [B, S], or [B, S, R/2] without position ids.
-LogicalResult importRotaryEmbedding(NodeContext &ctx) {
-  Value x = ctx.input(0), cos = ctx.input(1), sin = ctx.input(2);
+/// Where a rotary op's operands are: ONNX's (X, cos, sin, position_ids
+/// optional) or onnxruntime's contrib op (input, position_ids, cos, sin),
+/// whose position_ids may also be a [1] offset of the first position.
+struct RotaryOperands {
+  int x, cos, sin, positions;
+  bool positionOffset;
+};
+
+LogicalResult importRotary(NodeContext &ctx, RotaryOperands where) {
+  Value x = ctx.input(where.x), cos = ctx.input(where.cos),
+        sin = ctx.input(where.sin);
   if (!x || !cos || !sin)
     return failure();
   Type element = elementTypeOf(x);
@@ -416,14 +425,19 @@ LogicalResult importRotaryEmbedding(NodeContext &ctx) {
     return ctx.error() << "the caches' last dim must be rotary_embedding_dim / 2 = "
                        << half << ", got " << cos.getType();
   SmallVector<int64_t> angles = {batch, seq, half};
-  if (ctx.hasInput(3)) {
-    Value positions = ctx.input(3);
+  if (ctx.hasInput(where.positions)) {
+    Value positions = ctx.input(where.positions);
     if (!positions)
       return failure();
-    if (cacheShape.size() != 2 || shapeOf(positions) != ArrayRef<int64_t>({batch, seq}) ||
+    // A [1] offset: position s is offset + s for every batch.
+    bool offset = where.positionOffset &&
+                  shapeOf(positions) == ArrayRef<int64_t>({1});
+    if (cacheShape.size() != 2 ||
+        (!offset && shapeOf(positions) != ArrayRef<int64_t>({batch, seq})) ||
         !elementTypeOf(positions).isInteger(64))
       return ctx.error() << "with position_ids (int64 [" << batch << ", " << seq
-                         << "], got " << positions.getType()
+                         << "]" << (where.positionOffset ? " or [1]" : "")
+                         << ", got " << positions.getType()
                          << ") the caches must be 2-D, got " << cos.getType();
     // Positions outside the cache are clamped into it (ONNX leaves them
     // undefined; reading past the cache is not an option).
@@ -431,9 +445,14 @@ LogicalResult importRotaryEmbedding(NodeContext &ctx) {
     auto gather = [&](Value cache) {
       return buildIndexed(
           b, loc, angles, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
-            Value p = tensor::ExtractOp::create(nb, nl, positions,
-                                                ValueRange{ivs[0], ivs[1]});
+            Value p = offset ? tensor::ExtractOp::create(
+                                   nb, nl, positions,
+                                   ValueRange{indexConstant(nb, nl, 0)})
+                             : tensor::ExtractOp::create(
+                                   nb, nl, positions, ValueRange{ivs[0], ivs[1]});
             Value at = arith::IndexCastOp::create(nb, nl, nb.getIndexType(), p);
+            if (offset)
+              at = arith::AddIOp::create(nb, nl, at, ivs[1]);
             at = arith::MaxSIOp::create(nb, nl, at, indexConstant(nb, nl, 0));
             at = arith::MinSIOp::create(nb, nl, at, indexConstant(nb, nl, last));
             return tensor::ExtractOp::create(nb, nl, cache, ValueRange{at, ivs[2]});
@@ -441,6 +460,8 @@ LogicalResult importRotaryEmbedding(NodeContext &ctx) {
     };
     cos = gather(cos);
     sin = gather(sin);
+  } else if (where.positionOffset) {
+    return ctx.error() << "position_ids is required";
   } else if (cacheShape != ArrayRef<int64_t>(angles)) {
     return ctx.error() << "without position_ids the caches must be [" << angles
                        << "], got " << cos.getType();
@@ -451,11 +472,25 @@ LogicalResult importRotaryEmbedding(NodeContext &ctx) {
   return ctx.setOutputs(rank == 3 ? mergeHeads(b, loc, y) : y);
 }
 
+LogicalResult importRotaryEmbedding(NodeContext &ctx) {
+  return importRotary(ctx, {0, 1, 2, 3, false});
+}
+
+/// com.microsoft RotaryEmbedding: (input, position_ids, cos_cache,
+/// sin_cache), the same rotation (its `scale` is unused by onnxruntime's
+/// kernels; packed batching is refused).
+LogicalResult importContribRotaryEmbedding(NodeContext &ctx) {
+  if (ctx.intAttr("is_packed_batching", 0) != 0)
+    return ctx.error() << "is_packed_batching is not supported";
+  return importRotary(ctx, {0, 2, 3, 1, true});
+}
+
 } // namespace
 
 void registerAttentionOps(OpRegistry &registry) {
   registry.on("Attention", 23, importAttention);
   registry.on("RotaryEmbedding", 23, importRotaryEmbedding);
+  registry.on("com.microsoft.RotaryEmbedding", 1, importContribRotaryEmbedding);
 }
 
 } // namespace kiln::onnx

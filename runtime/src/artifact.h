@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 #include <memory>
+#include <new>
 #include <string>
 
 namespace kiln::runtime {
@@ -78,7 +79,15 @@ private:
   const uint8_t *data_ = nullptr;
   size_t size_ = 0;
   void *mapping_ = nullptr;        // from mmap, or
-  std::unique_ptr<uint8_t[]> owned_;  // a copy
+  /// Frees what `new (std::align_val_t(64)) uint8_t[n]` made: the aligned
+  /// form of delete[] (the plain one is undefined behaviour; AddressSanitizer
+  /// found it through the artifact fuzz target).
+  struct AlignedDelete {
+    void operator()(uint8_t *p) const {
+      ::operator delete[](p, std::align_val_t(64));
+    }
+  };
+  std::unique_ptr<uint8_t[], AlignedDelete> owned_;  // a copy
   artifact::Manifest manifest_;
 };
 

@@ -148,6 +148,45 @@ def test_optimized_fixtures(name, model_type, device, tmp_path):
     check(path, feeds, tmp_path, device)
 
 
+ROTARY = [  # (layout, interleaved, rotary_embedding_dim, position_ids)
+    ("3d", 0, 0, "2d"), ("3d", 1, 4, "offset"), ("4d", 0, 4, "2d"),
+    ("4d", 1, 0, "offset"),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+@pytest.mark.parametrize("layout,interleaved,rotary,positions", ROTARY,
+                         ids=["-".join(map(str, r)) for r in ROTARY])
+def test_rotary_embedding(layout, interleaved, rotary, positions, device,
+                          tmp_path):
+    """RotaryEmbedding (com.microsoft): input, position_ids, cos_cache,
+    sin_cache; [B, S, hidden] with num_heads or [B, H, S, D]; partial
+    rotary dims; position_ids per batch and position, or a [1] offset."""
+    b, s, h, d = 2, 5, 3, 8
+    half = (rotary or d) // 2
+    cos, sin = f32(16, half), f32(16, half)
+    x = f32(b, s, h * d) if layout == "3d" else f32(b, h, s, d)
+    pos = (rng.integers(0, 16, (b, s)) if positions == "2d"
+           else np.array([3])).astype(np.int64)
+    attrs = {"interleaved": interleaved, "num_heads": h}
+    if rotary:
+        attrs["rotary_embedding_dim"] = rotary
+    node = helper.make_node("RotaryEmbedding", ["x", "pos", "cos", "sin"],
+                            ["y"], domain="com.microsoft", **attrs)
+    graph = helper.make_graph([node], "rotary", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape),
+        helper.make_tensor_value_info("pos", TensorProto.INT64, pos.shape),
+        helper.make_tensor_value_info("cos", TensorProto.FLOAT, cos.shape),
+        helper.make_tensor_value_info("sin", TensorProto.FLOAT, sin.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
+        str(path))
+    check(path, {"x": x, "pos": pos, "cos": cos, "sin": sin}, tmp_path,
+          device)
+
+
 def test_unsupported_contrib_ops_say_so(tmp_path):
     path = tmp_path / "model.onnx"
     node_model(path, "DecoderMaskedMultiHeadAttention", [("x", X)], ["y"])
