@@ -15,6 +15,10 @@ namespace kiln::onnx {
 mlir::Value buildElementwise(NodeContext &ctx, mlir::ValueRange inputs,
                              mlir::Type resultElementType, ScalarBodyFn body);
 
+/// ONNX MatMul (numpy semantics: batched, broadcast batch dims, rank-1
+/// operands); reports on the node and returns null on bad operands.
+mlir::Value buildMatmul(NodeContext &ctx, mlir::Value lhs, mlir::Value rhs);
+
 /// Normalizes an ONNX axis (negative counts from the back) against `rank`;
 /// reports an error on the node and returns nullopt if out of range.
 std::optional<int64_t> normalizeAxis(NodeContext &ctx, int64_t axis,

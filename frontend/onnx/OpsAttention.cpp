@@ -472,6 +472,178 @@ LogicalResult importRotary(NodeContext &ctx, RotaryOperands where) {
   return ctx.setOutputs(rank == 3 ? mergeHeads(b, loc, y) : y);
 }
 
+/// com.microsoft Attention (BERT and GPT-2 after onnxruntime's transformer
+/// optimizer): one projection `input @ weights + bias` split into Q, K and
+/// V (`qkv_hidden_sizes`, else thirds), `num_heads` heads, then
+/// kiln.attention. mask_index marks the keys to leave out, each adding
+/// `mask_filter_value` (-10000 by default) as onnxruntime does: end
+/// positions [B], end and start positions [2B], or a raw 0/1 mask [B, T] or
+/// [B, S, T]; attention_bias [B or 1, N or 1, S, T] is added; unidirectional
+/// makes it causal. A past and present (the old GPT-2 cache) are refused.
+LogicalResult importContribAttention(NodeContext &ctx) {
+  Value x = ctx.input(0), weights = ctx.input(1);
+  if (!x || !weights)
+    return failure();
+  for (int i : {4, 6})
+    if (ctx.hasInput(i))
+      return ctx.error() << "input #" << i << " ('" << ctx.getNode().input(i)
+                         << "', a past key/value cache) is not supported; "
+                            "export the model without past, or compile its "
+                            "checkpoint (kiln compile DIR keeps a KV cache)";
+  if (ctx.getNode().output_size() > 1 && !ctx.getNode().output(1).empty())
+    return ctx.error() << "the present output (a key/value cache) is not "
+                          "supported";
+  if (ctx.intAttr("do_rotary", 0) != 0)
+    return ctx.error() << "do_rotary is not supported";
+  RankedTensorType type = ctx.inputType(0);
+  Type element = type.getElementType();
+  if (!isa<FloatType>(element) || type.getRank() != 3 ||
+      !type.hasStaticShape() || ctx.inputType(1).getRank() != 2 ||
+      ctx.inputType(1).getElementType() != element)
+    return ctx.error() << "Attention takes a float input [B, S, hidden] of "
+                          "static shape and weights [hidden, 3 x hidden] of "
+                          "its type, got "
+                       << type << " and " << ctx.inputType(1);
+  int64_t heads = ctx.intAttr("num_heads", 0);
+  int64_t total = ctx.inputType(1).getDimSize(1);
+  std::vector<int64_t> sizes = ctx.intsAttr("qkv_hidden_sizes").value_or(
+      std::vector<int64_t>(3, total / 3));
+  if (heads <= 0 || sizes.size() != 3 || sizes[0] != sizes[1] ||
+      sizes[0] + sizes[1] + sizes[2] != total || sizes[0] % heads ||
+      sizes[2] % heads || sizes[0] <= 0 || sizes[2] <= 0)
+    return ctx.error() << "num_heads " << heads << " and the Q, K, V sizes ("
+                       << total << " columns of weights, qkv_hidden_sizes if "
+                       << "given) do not fit: Q and K must be equal, each a "
+                       << "multiple of num_heads";
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  Value qkv = buildMatmul(ctx, x, weights);
+  if (!qkv)
+    return failure();
+  if (ctx.hasInput(2)) {
+    Value bias = ctx.input(2);
+    if (!bias)
+      return failure();
+    if (shapeOf(bias) != ArrayRef<int64_t>({total}) ||
+        elementTypeOf(bias) != element)
+      return ctx.error() << "the bias must be [" << total << "] of the "
+                         << "input's type, got " << bias.getType();
+    qkv = buildElementwise(ctx, {qkv, bias}, element,
+                           [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+                             return arith::AddFOp::create(nb, nl, a[0], a[1]);
+                           });
+  }
+  int64_t batch = type.getDimSize(0), seq = type.getDimSize(1);
+  auto slice = [&](int64_t offset, int64_t width) {
+    Value part = tensor::ExtractSliceOp::create(
+        b, loc, qkv, ArrayRef<OpFoldResult>{b.getIndexAttr(0), b.getIndexAttr(0), b.getIndexAttr(offset)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(batch), b.getIndexAttr(seq), b.getIndexAttr(width)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1), b.getIndexAttr(1)});
+    return splitHeads(b, loc, part, heads);
+  };
+  Value q = slice(0, sizes[0]), k = slice(sizes[0], sizes[1]),
+        v = slice(sizes[0] + sizes[1], sizes[2]);
+
+  float filter = ctx.floatAttr("mask_filter_value", -10000.0f);
+  Value mask = ctx.hasInput(3) ? ctx.input(3) : Value();
+  Value extra = ctx.hasInput(5) ? ctx.input(5) : Value();
+  if ((ctx.hasInput(3) && !mask) || (ctx.hasInput(5) && !extra))
+    return failure();
+  enum class MaskKind { None, End, EndStart, Raw2D, Raw3D } kind = MaskKind::None;
+  if (mask) {
+    ArrayRef<int64_t> ms = shapeOf(mask);
+    if (!elementTypeOf(mask).isInteger(32) && !elementTypeOf(mask).isInteger(64))
+      return ctx.error() << "mask_index must be int32, got " << mask.getType();
+    if (ms == ArrayRef<int64_t>({batch}))
+      kind = MaskKind::End;
+    else if (ms == ArrayRef<int64_t>({2 * batch}))
+      kind = MaskKind::EndStart;
+    else if (ms == ArrayRef<int64_t>({batch, seq}))
+      kind = MaskKind::Raw2D;
+    else if (ms == ArrayRef<int64_t>({batch, seq, seq}))
+      kind = MaskKind::Raw3D;
+    else
+      return ctx.error() << "mask_index " << mask.getType() << " is not one of "
+                         << "[B], [2B], [B, T] or [B, S, T] (B " << batch
+                         << ", S = T " << seq << ")";
+  }
+  if (extra) {
+    ArrayRef<int64_t> es = shapeOf(extra);
+    if (es.size() != 4 || (es[0] != 1 && es[0] != batch) ||
+        (es[1] != 1 && es[1] != heads) || es[2] != seq || es[3] != seq ||
+        elementTypeOf(extra) != element)
+      return ctx.error() << "attention_bias " << extra.getType()
+                         << " must be [B or 1, num_heads or 1, S, T] of the "
+                            "input's type";
+  }
+  Value bias;
+  if (mask || extra) {
+    SmallVector<int64_t> shape = {batch, extra ? heads : 1, seq, seq};
+    bias = buildIndexed(
+        b, loc, shape, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+          Value zero = scalarConstant(nb, nl, element, 0);
+          Value total = zero;
+          if (mask) {
+            auto read = [&](ValueRange at) -> Value {
+              Value m = tensor::ExtractOp::create(nb, nl, mask, at);
+              return arith::IndexCastOp::create(nb, nl, nb.getIndexType(), m);
+            };
+            auto cmp = [&](arith::CmpIPredicate p, Value l, Value r) -> Value {
+              return arith::CmpIOp::create(nb, nl, p, l, r);
+            };
+            Value keep;
+            using P = arith::CmpIPredicate;
+            switch (kind) {
+            case MaskKind::End:
+              keep = cmp(P::slt, ivs[3], read({ivs[0]}));
+              break;
+            case MaskKind::EndStart: {
+              Value start = read({arith::AddIOp::create(
+                  nb, nl, ivs[0], indexConstant(nb, nl, batch))});
+              keep = arith::AndIOp::create(nb, nl, cmp(P::slt, ivs[3], read({ivs[0]})),
+                                           cmp(P::sge, ivs[3], start));
+              break;
+            }
+            case MaskKind::Raw2D:
+              keep = cmp(P::ne, read({ivs[0], ivs[3]}), indexConstant(nb, nl, 0));
+              break;
+            case MaskKind::Raw3D:
+              keep = cmp(P::ne, read({ivs[0], ivs[2], ivs[3]}),
+                         indexConstant(nb, nl, 0));
+              break;
+            case MaskKind::None:
+              break;
+            }
+            total = arith::SelectOp::create(nb, nl, keep, zero,
+                                            scalarConstant(nb, nl, element, filter));
+          }
+          if (extra) {
+            ArrayRef<int64_t> es = shapeOf(extra);
+            Value e = tensor::ExtractOp::create(
+                nb, nl, extra,
+                ValueRange{es[0] == 1 ? indexConstant(nb, nl, 0) : ivs[0],
+                           es[1] == 1 ? indexConstant(nb, nl, 0) : ivs[1], ivs[2],
+                           ivs[3]});
+            total = arith::AddFOp::create(nb, nl, total, e);
+          }
+          return total;
+        });
+  }
+  int64_t headSize = sizes[0] / heads;
+  double scale = ctx.hasAttr("scale") && ctx.floatAttr("scale", 0.0f) != 0.0f
+                     ? ctx.floatAttr("scale", 1.0f)
+                     : 1.0 / std::sqrt(static_cast<double>(headSize));
+  auto resultType =
+      RankedTensorType::get({batch, heads, seq, sizes[2] / heads}, element);
+  auto op = AttentionOp::create(b, loc, resultType, q, k, v, bias,
+                                b.getF64FloatAttr(scale), b.getF64FloatAttr(0.0),
+                                /*causal_offset=*/nullptr,
+                                /*softmax_type=*/nullptr);
+  if (ctx.intAttr("unidirectional", 0) != 0)
+    op.setCausalOffset(0);
+  return ctx.setOutputs(mergeHeads(b, loc, op.getResult()));
+}
+
 LogicalResult importRotaryEmbedding(NodeContext &ctx) {
   return importRotary(ctx, {0, 1, 2, 3, false});
 }
@@ -491,6 +663,7 @@ void registerAttentionOps(OpRegistry &registry) {
   registry.on("Attention", 23, importAttention);
   registry.on("RotaryEmbedding", 23, importRotaryEmbedding);
   registry.on("com.microsoft.RotaryEmbedding", 1, importContribRotaryEmbedding);
+  registry.on("com.microsoft.Attention", 1, importContribAttention);
 }
 
 } // namespace kiln::onnx

@@ -10,7 +10,6 @@
 using namespace mlir;
 
 namespace kiln::onnx {
-namespace {
 
 /// ONNX MatMul: numpy semantics, including rank-1 operands (a vector on the
 /// left is a row, on the right a column; the inserted dim is dropped).
@@ -95,6 +94,8 @@ Value buildMatmul(NodeContext &ctx, Value lhs, Value rhs) {
   }
   return result;
 }
+
+namespace {
 
 LogicalResult importMatMul(NodeContext &ctx) {
   Value lhs = ctx.input(0), rhs = ctx.input(1);

@@ -120,17 +120,19 @@ def test_bias_add(device, tmp_path):
 
 
 @pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+@pytest.mark.parametrize("attention", [False, True],
+                         ids=["no-attention", "attention"])
 @pytest.mark.parametrize("name,model_type", [("bert", "bert"),
                                              ("gpt2", "gpt2")])
-def test_optimized_fixtures(name, model_type, device, tmp_path):
+def test_optimized_fixtures(name, model_type, attention, device, tmp_path):
     """The fixtures as onnxruntime's transformer optimizer rewrites them:
     SkipLayerNormalization, BiasGelu (BERT) and FastGelu (GPT-2) in every
-    layer. (Its Attention and EmbedLayerNormalization fusions are off:
-    Kiln does not import those yet.)"""
+    layer, and with its attention fusion the Attention op. (Its
+    EmbedLayerNormalization fusion is off: Kiln does not import it yet.)"""
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import FusionOptions
     options = FusionOptions(model_type)
-    options.enable_attention = False
+    options.enable_attention = attention
     options.enable_embed_layer_norm = False
     source = os.path.join(FIXTURES, name, "model.onnx")
     optimized = optimizer.optimize_model(
@@ -139,6 +141,8 @@ def test_optimized_fixtures(name, model_type, device, tmp_path):
     ops = {(n.domain, n.op_type) for n in optimized.model.graph.node}
     assert ("com.microsoft", "SkipLayerNormalization") in ops
     assert ("com.microsoft", "BiasGelu" if name == "bert" else "FastGelu") in ops
+    if attention and name == "bert":
+        assert ("com.microsoft", "Attention") in ops
     path = tmp_path / "optimized.onnx"
     optimized.save_model_to_file(str(path))
     feeds = {}
@@ -185,6 +189,63 @@ def test_rotary_embedding(layout, interleaved, rotary, positions, device,
         str(path))
     check(path, {"x": x, "pos": pos, "cos": cos, "sin": sin}, tmp_path,
           device)
+
+
+ATTENTION = [  # (id, mask_index, attention_bias, attributes)
+    ("plain", None, False, {}),
+    ("end", "end", False, {}),
+    ("end-start", "end-start", False, {"scale": 0.3}),
+    ("raw-2d", "2d", False, {}),
+    ("raw-3d-bias", "3d", True, {"mask_filter_value": -1000.0}),
+    ("causal", "2d", False, {"unidirectional": 1}),
+    ("sizes", None, False, {"qkv_hidden_sizes": [8, 8, 16]}),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+@pytest.mark.parametrize("case", ATTENTION, ids=[c[0] for c in ATTENTION])
+def test_attention(case, device, tmp_path):
+    """Attention (com.microsoft): the packed projection, every mask_index
+    form, attention_bias, unidirectional, qkv_hidden_sizes."""
+    _, mask_kind, with_bias, attrs = case
+    b, s, hidden, heads = 2, 6, 16, 2
+    sizes = attrs.get("qkv_hidden_sizes", [hidden] * 3)
+    x, w, bias = f32(b, s, hidden), f32(hidden, sum(sizes)) * 0.3, \
+        f32(sum(sizes))
+    feeds = {"x": x, "w": w, "bias": bias}
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape),
+              helper.make_tensor_value_info("w", TensorProto.FLOAT, w.shape),
+              helper.make_tensor_value_info("bias", TensorProto.FLOAT,
+                                            bias.shape)]
+    names = ["x", "w", "bias", "", "", ""]
+    if mask_kind:
+        mask = {"end": np.array([4, 6]),
+                "end-start": np.array([5, 6, 1, 0]),
+                "2d": (rng.random((b, s)) > 0.3),
+                "3d": (rng.random((b, s, s)) > 0.3)}[mask_kind]
+        mask = mask.astype(np.int32)
+        if mask_kind in ("2d", "3d"):
+            mask[..., 0] = 1  # no row without a key
+        feeds["mask"] = mask
+        inputs.append(helper.make_tensor_value_info("mask", TensorProto.INT32,
+                                                    mask.shape))
+        names[3] = "mask"
+    if with_bias:
+        feeds["extra"] = f32(1, heads, s, s)
+        inputs.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT,
+                                                    (1, heads, s, s)))
+        names[5] = "extra"
+    while names and names[-1] == "":
+        names.pop()
+    node = helper.make_node("Attention", names, ["y"], domain="com.microsoft",
+                            num_heads=heads, **attrs)
+    graph = helper.make_graph([node], "attention", inputs, [
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
+        str(path))
+    check(path, feeds, tmp_path, device)
 
 
 def test_unsupported_contrib_ops_say_so(tmp_path):
