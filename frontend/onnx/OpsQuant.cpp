@@ -246,7 +246,124 @@ LogicalResult importDynamicQuantize(NodeContext &ctx) {
 
 } // namespace
 
+/// com.microsoft MatMulNBits: Y = A @ W (+ bias), W [K, N] stored as
+/// `bits`-bit integers in blocks of `block_size` along K, each block with a
+/// scale and a zero point (2^(bits-1) unless given, packed like the weights
+/// when uint8, else one of the scales' type each):
+/// W[k][n] = (q(n, k) - zp(n, k / block_size)) * scale(n, k / block_size).
+/// The packed weights stay packed in the artifact; the dequantization is a
+/// kernel of its own that feeds the GEMM.
+LogicalResult importMatMulNBits(NodeContext &ctx) {
+  Value a = ctx.input(0), packed = ctx.input(1), scales = ctx.input(2);
+  if (!a || !packed || !scales)
+    return failure();
+  for (int i : {4})  // g_idx (deprecated: act-order GPTQ)
+    if (ctx.hasInput(i))
+      return ctx.error() << "g_idx is not supported";
+  int64_t k = ctx.intAttr("K", 0), n = ctx.intAttr("N", 0),
+          bits = ctx.intAttr("bits", 4), blockSize = ctx.intAttr("block_size", 0);
+  Type element = elementTypeOf(a);
+  if (!isa<FloatType>(element) || elementTypeOf(scales) != element)
+    return ctx.error() << "MatMulNBits takes a float A and scales of its type, "
+                       << "got " << a.getType() << " and " << scales.getType();
+  if (k <= 0 || n <= 0 || (bits != 2 && bits != 4 && bits != 8) ||
+      blockSize < 16 || (blockSize & (blockSize - 1)))
+    return ctx.error() << "K " << k << ", N " << n << ", bits " << bits
+                       << " and block_size " << blockSize << " must be "
+                       << "positive, 2, 4 or 8 bits, and a power of two of "
+                       << "at least 16";
+  int64_t blocks = (k + blockSize - 1) / blockSize;
+  int64_t blob = blockSize * bits / 8;
+  ArrayRef<int64_t> as = shapeOf(a);
+  if (as.empty() || as.back() != k)
+    return ctx.error() << "A " << a.getType() << " must end in K = " << k;
+  if (shapeOf(packed) != ArrayRef<int64_t>({n, blocks, blob}) ||
+      !elementTypeOf(packed).isInteger(8))
+    return ctx.error() << "B must be uint8 [N, K blocks, block bytes] = ["
+                       << n << ", " << blocks << ", " << blob << "], got "
+                       << packed.getType();
+  if (cast<ShapedType>(scales.getType()).getNumElements() != n * blocks)
+    return ctx.error() << "scales must have N x K blocks = " << n * blocks
+                       << " elements, got " << scales.getType();
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  scales = buildReshape(b, loc, scales, {n * blocks});
+  Value zeros = ctx.hasInput(3) ? ctx.input(3) : Value();
+  if (ctx.hasInput(3) && !zeros)
+    return failure();
+  bool packedZeros = zeros && elementTypeOf(zeros).isInteger(8);
+  int64_t zeroRowBytes = (blocks * bits + 7) / 8;
+  if (zeros) {
+    int64_t count = cast<ShapedType>(zeros.getType()).getNumElements();
+    if (packedZeros ? count != n * zeroRowBytes
+                    : (elementTypeOf(zeros) != element || count != n * blocks))
+      return ctx.error() << "zero_points must be uint8 [" << n * zeroRowBytes
+                         << "] (packed) or [" << n * blocks
+                         << "] of the scales' type, got " << zeros.getType();
+    zeros = buildReshape(b, loc, zeros, {count});
+  }
+  Value bias = ctx.hasInput(5) ? ctx.input(5) : Value();
+  if (ctx.hasInput(5) &&
+      (!bias || shapeOf(bias) != ArrayRef<int64_t>({n}) || elementTypeOf(bias) != element))
+    return bias ? ctx.error() << "bias must be [" << n << "] of A's type, got "
+                              << bias.getType()
+                : failure();
+
+  // The `bits`-bit field `index` of a uint8 row, as an i32.
+  auto field = [&](OpBuilder &nb, Location nl, Value tensor, ValueRange prefix,
+                   Value index) -> Value {
+    Value bit = arith::MulIOp::create(nb, nl, index, indexConstant(nb, nl, bits));
+    Value byteAt = arith::DivUIOp::create(nb, nl, bit, indexConstant(nb, nl, 8));
+    Value shift = arith::RemUIOp::create(nb, nl, bit, indexConstant(nb, nl, 8));
+    SmallVector<Value> at(prefix.begin(), prefix.end());
+    at.push_back(byteAt);
+    Value byte = tensor::ExtractOp::create(nb, nl, tensor, at);
+    Value wide = arith::ExtUIOp::create(nb, nl, nb.getI32Type(), byte);
+    Value s = arith::IndexCastOp::create(nb, nl, nb.getI32Type(), shift);
+    Value shifted = arith::ShRUIOp::create(nb, nl, wide, s);
+    return arith::AndIOp::create(
+        nb, nl, shifted,
+        arith::ConstantOp::create(nb, nl, nb.getI32IntegerAttr((1 << bits) - 1)));
+  };
+  Value w = buildIndexed(
+      b, loc, {k, n}, element, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+        Value kk = ivs[0], nn = ivs[1];
+        Value block = arith::DivUIOp::create(nb, nl, kk, indexConstant(nb, nl, blockSize));
+        Value inBlock = arith::RemUIOp::create(nb, nl, kk, indexConstant(nb, nl, blockSize));
+        Value q = field(nb, nl, packed, {nn, block}, inBlock);
+        Value at = arith::AddIOp::create(
+            nb, nl, arith::MulIOp::create(nb, nl, nn, indexConstant(nb, nl, blocks)), block);
+        Value scale = tensor::ExtractOp::create(nb, nl, scales, ValueRange{at});
+        Value qf = arith::UIToFPOp::create(nb, nl, element, q);
+        Value zp;
+        if (!zeros) {
+          zp = scalarConstant(nb, nl, element, double(1 << (bits - 1)));
+        } else if (packedZeros) {
+          // Row n's zero points start at byte n * zeroRowBytes.
+          Value bitAt = arith::AddIOp::create(
+              nb, nl, arith::MulIOp::create(nb, nl, nn, indexConstant(nb, nl, zeroRowBytes * 8 / bits)),
+              block);
+          zp = arith::UIToFPOp::create(nb, nl, element,
+                                       field(nb, nl, zeros, {}, bitAt));
+        } else {
+          zp = tensor::ExtractOp::create(nb, nl, zeros, ValueRange{at});
+        }
+        return arith::MulFOp::create(nb, nl, arith::SubFOp::create(nb, nl, qf, zp),
+                                     scale);
+      });
+  Value y = buildMatmul(ctx, a, w);
+  if (!y)
+    return failure();
+  if (bias)
+    y = buildElementwise(ctx, {y, bias}, element,
+                         [](OpBuilder &nb, Location nl, ValueRange v) -> Value {
+                           return arith::AddFOp::create(nb, nl, v[0], v[1]);
+                         });
+  return y ? ctx.setOutputs(y) : failure();
+}
+
 void registerQuantOps(OpRegistry &registry) {
+  registry.on("com.microsoft.MatMulNBits", 1, importMatMulNBits);
   registry.on("DynamicQuantizeLinear", 11, importDynamicQuantize);
   registry.on("DequantizeLinear", 10, importDequantize);
   registry.on("QuantizeLinear", 10, importQuantize);

@@ -1,0 +1,154 @@
+"""com.microsoft MatMulNBits (onnxruntime's block-quantized weights) against
+onnxruntime, on the cpu and under the GPU-kernel simulator: models
+quantized by onnxruntime's own MatMulNBitsQuantizer, and single nodes over
+every layout the format allows (4 and 8 bits, zero points packed or in the
+scales' type or absent, a bias, K not a multiple of the block, batched A).
+The packed weights stay packed in the artifact."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import kiln, run_kiln, run_reference
+
+DEVICES = [("cpu", "cpu"), ("cuda:sm_80,sm_90a", "sim")]
+# The dequantized weights are exact; what differs from onnxruntime is the
+# order of the GEMM's sums.
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+def mlp(path, hidden=64, inner=256, rows=8):
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(
+        rng.standard_normal((hidden, inner)).astype(np.float32) * 0.1, "w1")
+    w2 = numpy_helper.from_array(
+        rng.standard_normal((inner, hidden)).astype(np.float32) * 0.1, "w2")
+    graph = helper.make_graph([
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"])], "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, hidden])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, hidden])],
+        [w1, w2])
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17)]), str(path))
+
+
+def weight_bytes(artifact):
+    return json.loads(kiln("inspect", "--json", str(artifact)).stdout)[
+        "weight_bytes"]
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+@pytest.mark.parametrize("block,symmetric", [(32, True), (64, False)])
+def test_quantized_by_onnxruntime(block, symmetric, device, tmp_path):
+    from onnxruntime.quantization.matmul_nbits_quantizer import \
+        MatMulNBitsQuantizer
+    source = tmp_path / "mlp.onnx"
+    mlp(source)
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), block_size=block,
+                                     is_symmetric=symmetric)
+    quantizer.process()
+    path = tmp_path / "q4.onnx"
+    onnx.save(quantizer.model.model, str(path))
+    assert sum(n.op_type == "MatMulNBits"
+               for n in quantizer.model.model.graph.node) == 2
+    x = np.random.default_rng(1).standard_normal((8, 64)).astype(np.float32)
+    got = run_kiln(path, {"x": x}, tmp_path, target=device[0],
+                   device=device[1])
+    want = run_reference(path, {"x": x})
+    np.testing.assert_allclose(got["y"], want["y"], **TOL)
+    if device[1] == "cpu":
+        # 4-bit weights stay 4-bit: at most ~30% of the f32 weights' bytes.
+        full = tmp_path / "f32.kiln"
+        kiln("compile", str(source), "-o", str(full))
+        ratio = weight_bytes(tmp_path / "model.kiln") / weight_bytes(full)
+        assert ratio <= 0.3, ratio
+
+
+def pack(q, bits):
+    """[rows, fields] of bits-bit values -> uint8 [rows, bytes], the first
+    field in the low bits."""
+    per = 8 // bits
+    rows, fields = q.shape
+    padded = np.zeros((rows, -(-fields // per) * per), np.uint8)
+    padded[:, :fields] = q
+    out = np.zeros((rows, padded.shape[1] // per), np.uint8)
+    for i in range(per):
+        out |= (padded[:, i::per] << (bits * i)).astype(np.uint8)
+    return out
+
+
+CASES = [  # (id, bits, K, block, zero points, bias, A's shape prefix)
+    ("4bit-default-zp", 4, 64, 32, None, False, (5,)),
+    ("4bit-packed-zp-bias", 4, 80, 32, "packed", True, (2, 3)),
+    ("4bit-float-zp", 4, 64, 16, "float", False, (4,)),
+    ("8bit-packed-zp", 8, 48, 16, "packed", True, (3,)),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_node(case, device, tmp_path):
+    _, bits, k, block, zp_kind, with_bias, prefix = case
+    n = 24
+    rng = np.random.default_rng(2)
+    blocks = -(-k // block)
+    q = rng.integers(0, 1 << bits, (n, blocks * block)).astype(np.uint8)
+    packed = pack(q, bits).reshape(n, blocks, block * bits // 8)
+    scales = (rng.random((n, blocks)) * 0.1 + 0.01).astype(np.float32)
+    inputs = [("a", rng.standard_normal(prefix + (k,)).astype(np.float32))]
+    initializers = [numpy_helper.from_array(packed, "b"),
+                    numpy_helper.from_array(scales.reshape(-1), "scales")]
+    names = ["a", "b", "scales"]
+    if zp_kind == "packed":
+        zp = rng.integers(0, 1 << bits, (n, blocks)).astype(np.uint8)
+        initializers.append(numpy_helper.from_array(pack(zp, bits).reshape(-1),
+                                                    "zp"))
+        names.append("zp")
+    elif zp_kind == "float":
+        initializers.append(numpy_helper.from_array(
+            rng.integers(0, 16, n * blocks).astype(np.float32), "zp"))
+        names.append("zp")
+    if with_bias:
+        initializers.append(numpy_helper.from_array(
+            rng.standard_normal(n).astype(np.float32), "bias"))
+        names += [""] * (5 - len(names)) + ["bias"]
+    node = helper.make_node("MatMulNBits", names, ["y"], domain="com.microsoft",
+                            K=k, N=n, bits=bits, block_size=block)
+    graph = helper.make_graph(
+        [node], "nbits",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, prefix + (k,))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializers)
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
+        str(path))
+    feeds = dict(inputs)
+    got = run_kiln(path, feeds, tmp_path, target=device[0], device=device[1])
+    want = run_reference(path, feeds)
+    np.testing.assert_allclose(got["y"], want["y"], **TOL)
+
+
+def test_malformed_nodes_say_so(tmp_path):
+    node = helper.make_node("MatMulNBits", ["a", "b", "scales"], ["y"],
+                            domain="com.microsoft", K=64, N=8, bits=3,
+                            block_size=32)
+    graph = helper.make_graph(
+        [node], "bad",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, (2, 64))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.zeros((8, 2, 12), np.uint8), "b"),
+         numpy_helper.from_array(np.ones(16, np.float32), "scales")])
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
+        str(path))
+    result = kiln("compile", str(path), "-o", str(tmp_path / "m.kiln"),
+                  check=False)
+    assert result.returncode == 1
+    assert "bits 3 and block_size 32 must be positive, 2, 4 or 8 bits" in \
+        result.stderr, result.stderr
