@@ -13,6 +13,8 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
+#include <tuple>
+
 using namespace mlir;
 
 namespace kiln::onnx {
@@ -299,6 +301,118 @@ LogicalResult importSkipSimplifiedLayerNorm(NodeContext &ctx) {
   return ctx.setOutputs({y, Value(), Value(), *sum});
 }
 
+/// com.microsoft EmbedLayerNormalization (BERT after onnxruntime's
+/// optimizer): e = word[input_ids] + position[position_ids, else 0..S-1]
+/// (+ segment[segment_ids]), then LayerNorm(e) * gamma + beta (epsilon
+/// 1e-12 by default); outputs the result, mask_index (each batch's count
+/// of ones in `mask`, zeros without one, as onnxruntime gives) and e. Ids
+/// past a table are clamped into it.
+LogicalResult importEmbedLayerNorm(NodeContext &ctx) {
+  Value ids = ctx.input(0), word = ctx.input(2), position = ctx.input(3),
+        gamma = ctx.input(5), beta = ctx.input(6);
+  if (!ids || !word || !position || !gamma || !beta)
+    return failure();
+  Value segmentIds = ctx.hasInput(1) ? ctx.input(1) : Value();
+  Value segment = ctx.hasInput(4) ? ctx.input(4) : Value();
+  Value mask = ctx.hasInput(7) ? ctx.input(7) : Value();
+  Value positionIds = ctx.hasInput(8) ? ctx.input(8) : Value();
+  if ((ctx.hasInput(1) && !segmentIds) || (ctx.hasInput(4) && !segment) ||
+      (ctx.hasInput(7) && !mask) || (ctx.hasInput(8) && !positionIds))
+    return failure();
+  if (bool(segmentIds) != bool(segment))
+    return ctx.error() << "segment_ids and segment_embedding go together";
+  auto idsType = cast<RankedTensorType>(ids.getType());
+  auto wordType = cast<RankedTensorType>(word.getType());
+  Type element = wordType.getElementType();
+  if (idsType.getRank() != 2 || !idsType.hasStaticShape() ||
+      !idsType.getElementType().isInteger(32) || wordType.getRank() != 2 ||
+      !isa<FloatType>(element) || !wordType.hasStaticShape())
+    return ctx.error() << "EmbedLayerNormalization takes int32 input_ids "
+                          "[B, S] and a float word_embedding [V, H], got "
+                       << ids.getType() << " and " << word.getType();
+  int64_t batch = idsType.getDimSize(0), seq = idsType.getDimSize(1),
+          hidden = wordType.getDimSize(1);
+  for (auto [name, value, rank] :
+       {std::tuple{"segment_ids", segmentIds, 2}, std::tuple{"mask", mask, 2},
+        std::tuple{"position_ids", positionIds, 2}})
+    if (value) {
+      auto t = cast<RankedTensorType>(value.getType());
+      bool fits = t.getElementType().isInteger(32) &&
+                  (t.getShape() == idsType.getShape() ||
+                   (value == positionIds && t.getShape() == ArrayRef<int64_t>({1, seq})));
+      if (!fits)
+        return ctx.error() << name << " must be int32 shaped like input_ids "
+                           << idsType << ", got " << t;
+    }
+  for (auto [name, table] : {std::pair{"position_embedding", position},
+                             std::pair{"segment_embedding", segment}})
+    if (table) {
+      auto t = cast<RankedTensorType>(table.getType());
+      if (t.getRank() != 2 || !t.hasStaticShape() || t.getDimSize(1) != hidden ||
+          t.getElementType() != element)
+        return ctx.error() << name << " must be [rows, " << hidden
+                           << "] of the word embedding's type, got " << t;
+    }
+  RankedTensorType outType = RankedTensorType::get({batch, seq, hidden}, element);
+  if (!checkNormParam(ctx, gamma, outType, 2, "gamma") ||
+      !checkNormParam(ctx, beta, outType, 2, "beta"))
+    return failure();
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  auto row = [&](OpBuilder &nb, Location nl, Value table, Value index) -> Value {
+    int64_t rows = cast<RankedTensorType>(table.getType()).getDimSize(0);
+    Value at = arith::IndexCastOp::create(nb, nl, nb.getIndexType(), index);
+    at = arith::MaxSIOp::create(nb, nl, at, indexConstant(nb, nl, 0));
+    return arith::MinSIOp::create(nb, nl, at, indexConstant(nb, nl, rows - 1));
+  };
+  Value sum = buildIndexed(
+      b, loc, {batch, seq, hidden}, element,
+      [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+        Value id = tensor::ExtractOp::create(nb, nl, ids, ValueRange{ivs[0], ivs[1]});
+        Value e = tensor::ExtractOp::create(nb, nl, word,
+                                            ValueRange{row(nb, nl, word, id), ivs[2]});
+        Value p = ivs[1];
+        if (positionIds) {
+          bool shared = cast<RankedTensorType>(positionIds.getType()).getDimSize(0) == 1;
+          p = row(nb, nl, position,
+                  tensor::ExtractOp::create(
+                      nb, nl, positionIds,
+                      ValueRange{shared ? indexConstant(nb, nl, 0) : ivs[0], ivs[1]}));
+        } else {
+          int64_t rows = cast<RankedTensorType>(position.getType()).getDimSize(0);
+          p = arith::MinSIOp::create(nb, nl, p, indexConstant(nb, nl, rows - 1));
+        }
+        e = arith::AddFOp::create(
+            nb, nl, e, tensor::ExtractOp::create(nb, nl, position, ValueRange{p, ivs[2]}));
+        if (segment) {
+          Value s = tensor::ExtractOp::create(nb, nl, segmentIds,
+                                              ValueRange{ivs[0], ivs[1]});
+          e = arith::AddFOp::create(
+              nb, nl, e,
+              tensor::ExtractOp::create(nb, nl, segment,
+                                        ValueRange{row(nb, nl, segment, s), ivs[2]}));
+        }
+        return e;
+      });
+  Value y = LayerNormOp::create(b, loc, outType, sum, gamma, beta,
+                                b.getI64IntegerAttr(2),
+                                b.getF32FloatAttr(ctx.floatAttr("epsilon", 1e-12f)))
+                .getResult();
+  Type i32 = b.getI32Type();
+  Value maskIndex;
+  if (mask) {
+    SmallVector<bool> reduced = {false, true};
+    maskIndex = buildReduce(ctx, mask, reduced, ReduceKind::Sum);
+  } else {
+    maskIndex = buildIndexed(b, loc, {batch}, i32,
+                             [&](OpBuilder &nb, Location nl, ValueRange) -> Value {
+                               return arith::ConstantOp::create(
+                                   nb, nl, nb.getI32IntegerAttr(0));
+                             });
+  }
+  return ctx.setOutputs({y, maskIndex, sum});
+}
+
 /// MeanVarianceNormalization: over `axes` (default 0, 2, 3), epsilon 1e-9.
 LogicalResult importMVN(NodeContext &ctx) {
   Value x = ctx.input(0);
@@ -572,6 +686,7 @@ void registerNormOps(OpRegistry &registry) {
   registry.on("com.microsoft.SkipLayerNormalization", 1, importSkipLayerNorm);
   registry.on("com.microsoft.SkipSimplifiedLayerNormalization", 1,
               importSkipSimplifiedLayerNorm);
+  registry.on("com.microsoft.EmbedLayerNormalization", 1, importEmbedLayerNorm);
   registry.on("MeanVarianceNormalization", 9, importMVN);
   registry.on("InstanceNormalization", 6, importInstanceNorm);
   registry.on("BatchNormalization", 9, importBatchNorm);
