@@ -644,6 +644,211 @@ LogicalResult importContribAttention(NodeContext &ctx) {
   return ctx.setOutputs(mergeHeads(b, loc, op.getResult()));
 }
 
+/// com.microsoft GroupQueryAttention (onnxruntime-genai's LLM exports):
+/// Q [B, S, N*H] with K, V [B, S, kvN*H] (or one packed QKV), a past
+/// [B, kvN, P, H] (P may be 0), seqlens_k [B] (each batch's valid length
+/// - 1). As onnxruntime: batch b's new tokens start at past_b =
+/// seqlens_k[b] + 1 - S (0 without a past), the present holds the past's
+/// first past_b positions, the new keys, then zeros, and query i sees the
+/// keys up to min(past_b + i, seqlens_k[b]) (within local_window_size).
+/// do_rotary rotates Q and the new K at their positions first. The present
+/// is P + S long (a past buffer shared with the present is not supported).
+LogicalResult importGroupQueryAttention(NodeContext &ctx) {
+  for (int i = 9; i < ctx.numInputs(); ++i)
+    if (ctx.hasInput(i))
+      return ctx.error() << "input #" << i << " ('" << ctx.getNode().input(i)
+                         << "') is not supported";
+  if (ctx.intAttr("smooth_softmax", 0) != 0 || ctx.intAttr("qk_output", 0) != 0)
+    return ctx.error() << "smooth_softmax and qk_output are not supported";
+  if (ctx.getNode().output_size() > 3 && !ctx.getNode().output(3).empty())
+    return ctx.error() << "the qk output is not supported";
+  Value query = ctx.input(0);
+  if (!query)
+    return failure();
+  bool packedQkv = !ctx.hasInput(1) && !ctx.hasInput(2);
+  if (!packedQkv && (!ctx.hasInput(1) || !ctx.hasInput(2)))
+    return ctx.error() << "key and value go together (or neither, with a "
+                          "packed QKV query)";
+  int64_t heads = ctx.intAttr("num_heads", 0), kvHeads = ctx.intAttr("kv_num_heads", 0);
+  RankedTensorType qType = ctx.inputType(0);
+  Type element = qType.getElementType();
+  if (!isa<FloatType>(element) || qType.getRank() != 3 || !qType.hasStaticShape() ||
+      heads <= 0 || kvHeads <= 0 || heads % kvHeads)
+    return ctx.error() << "GroupQueryAttention takes a float query [B, S, "
+                          "hidden] of static shape, and num_heads a multiple "
+                          "of kv_num_heads, got "
+                       << qType << ", " << heads << " and " << kvHeads;
+  int64_t batch = qType.getDimSize(0), seq = qType.getDimSize(1);
+  int64_t width = qType.getDimSize(2) / (packedQkv ? heads + 2 * kvHeads : heads);
+  if (width * (packedQkv ? heads + 2 * kvHeads : heads) != qType.getDimSize(2))
+    return ctx.error() << "the query's hidden size " << qType.getDimSize(2)
+                       << " does not divide into the heads";
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  auto columns = [&](Value x, int64_t offset, int64_t count) -> Value {
+    return tensor::ExtractSliceOp::create(
+        b, loc, x,
+        ArrayRef<OpFoldResult>{b.getIndexAttr(0), b.getIndexAttr(0), b.getIndexAttr(offset)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(batch), b.getIndexAttr(seq), b.getIndexAttr(count)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1), b.getIndexAttr(1)});
+  };
+  Value q = query, k, v;
+  if (packedQkv) {
+    q = columns(query, 0, heads * width);
+    k = columns(query, heads * width, kvHeads * width);
+    v = columns(query, (heads + kvHeads) * width, kvHeads * width);
+  } else {
+    k = ctx.input(1);
+    v = ctx.input(2);
+    if (!k || !v)
+      return failure();
+    for (Value x : {k, v})
+      if (shapeOf(x) != ArrayRef<int64_t>({batch, seq, kvHeads * width}) ||
+          elementTypeOf(x) != element)
+        return ctx.error() << "key and value must be [" << batch << ", " << seq
+                           << ", " << kvHeads * width << "] of the query's "
+                           << "type, got " << x.getType();
+  }
+  q = splitHeads(b, loc, q, heads);
+  k = splitHeads(b, loc, k, kvHeads);
+  v = splitHeads(b, loc, v, kvHeads);
+
+  Value seqlens = ctx.input(5);
+  if (!seqlens)
+    return failure();
+  if (shapeOf(seqlens) != ArrayRef<int64_t>({batch}) ||
+      !elementTypeOf(seqlens).isInteger(32))
+    return ctx.error() << "seqlens_k must be int32 [" << batch << "], got "
+                       << seqlens.getType();
+  Value pastKey = ctx.hasInput(3) ? ctx.input(3) : Value();
+  Value pastValue = ctx.hasInput(4) ? ctx.input(4) : Value();
+  if ((ctx.hasInput(3) && !pastKey) || (ctx.hasInput(4) && !pastValue) ||
+      bool(pastKey) != bool(pastValue))
+    return pastKey || pastValue
+               ? ctx.error() << "past_key and past_value go together"
+               : failure();
+  int64_t past = 0;
+  if (pastKey) {
+    ArrayRef<int64_t> ps = shapeOf(pastKey);
+    if (ps.size() != 4 || ps[0] != batch || ps[1] != kvHeads || ps[3] != width ||
+        shapeOf(pastValue) != ps || ShapedType::isDynamic(ps[2]))
+      return ctx.error() << "past_key and past_value must be [" << batch << ", "
+                         << kvHeads << ", P, " << width << "], got "
+                         << pastKey.getType() << " and " << pastValue.getType();
+    past = ps[2];
+  }
+  int64_t total = past + seq;
+  // Batch b's first new position: seqlens_k[b] + 1 - S with a past, else 0
+  // (clamped into the past).
+  auto pastOf = [&](OpBuilder &nb, Location nl, Value bIndex) -> Value {
+    if (past == 0)
+      return indexConstant(nb, nl, 0);
+    Value len = arith::IndexCastOp::create(
+        nb, nl, nb.getIndexType(),
+        tensor::ExtractOp::create(nb, nl, seqlens, ValueRange{bIndex}));
+    Value start = arith::SubIOp::create(
+        nb, nl, arith::AddIOp::create(nb, nl, len, indexConstant(nb, nl, 1)),
+        indexConstant(nb, nl, seq));
+    start = arith::MaxSIOp::create(nb, nl, start, indexConstant(nb, nl, 0));
+    return arith::MinSIOp::create(nb, nl, start, indexConstant(nb, nl, past));
+  };
+
+  if (ctx.intAttr("do_rotary", 0) != 0) {
+    Value cos = ctx.hasInput(7) ? ctx.input(7) : Value();
+    Value sin = ctx.hasInput(8) ? ctx.input(8) : Value();
+    if (!cos || !sin)
+      return ctx.error() << "do_rotary needs cos_cache and sin_cache";
+    ArrayRef<int64_t> cs = shapeOf(cos);
+    if (cs.size() != 2 || shapeOf(sin) != cs || cs[1] * 2 > width ||
+        elementTypeOf(cos) != element || elementTypeOf(sin) != element)
+      return ctx.error() << "cos_cache and sin_cache must be [positions, "
+                            "rotary dim / 2] of the query's type, got "
+                         << cos.getType() << " and " << sin.getType();
+    auto gather = [&](Value cache) {
+      return buildIndexed(
+          b, loc, {batch, seq, cs[1]}, element,
+          [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+            Value at = arith::AddIOp::create(nb, nl, pastOf(nb, nl, ivs[0]), ivs[1]);
+            at = arith::MinSIOp::create(nb, nl, at, indexConstant(nb, nl, cs[0] - 1));
+            return tensor::ExtractOp::create(nb, nl, cache, ValueRange{at, ivs[2]});
+          });
+    };
+    Value cosAt = gather(cos), sinAt = gather(sin);
+    bool interleaved = ctx.intAttr("rotary_interleaved", 0) != 0;
+    auto rotate = [&](Value x) {
+      auto op = RotaryEmbeddingOp::create(b, loc, x.getType(), x, cosAt, sinAt);
+      op.setInterleaved(interleaved);
+      return op.getResult();
+    };
+    q = rotate(q);
+    k = rotate(k);
+  }
+
+  // The present: the past's first past_b positions, the new ones, zeros.
+  auto present = [&](Value pastTensor, Value fresh) -> Value {
+    return buildIndexed(
+        b, loc, {batch, kvHeads, total, width}, element,
+        [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+          Value start = pastOf(nb, nl, ivs[0]);
+          Value zero = scalarConstant(nb, nl, element, 0);
+          Value rel = arith::SubIOp::create(nb, nl, ivs[2], start);
+          Value isNew = arith::AndIOp::create(
+              nb, nl,
+              arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::sge, rel,
+                                    indexConstant(nb, nl, 0)),
+              arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::slt, rel,
+                                    indexConstant(nb, nl, seq)));
+          Value relClamped = arith::MinSIOp::create(
+              nb, nl, arith::MaxSIOp::create(nb, nl, rel, indexConstant(nb, nl, 0)),
+              indexConstant(nb, nl, seq - 1));
+          Value fromNew = tensor::ExtractOp::create(
+              nb, nl, fresh, ValueRange{ivs[0], ivs[1], relClamped, ivs[3]});
+          Value result = arith::SelectOp::create(nb, nl, isNew, fromNew, zero);
+          if (past > 0) {
+            Value inPast = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::slt,
+                                                 ivs[2], start);
+            Value pastAt = arith::MinSIOp::create(nb, nl, ivs[2],
+                                                  indexConstant(nb, nl, past - 1));
+            Value fromPast = tensor::ExtractOp::create(
+                nb, nl, pastTensor, ValueRange{ivs[0], ivs[1], pastAt, ivs[3]});
+            result = arith::SelectOp::create(nb, nl, inPast, fromPast, result);
+          }
+          return result;
+        });
+  };
+  Value presentKey = present(pastKey, k), presentValue = present(pastValue, v);
+
+  int64_t window = ctx.intAttr("local_window_size", -1);
+  Value bias = buildIndexed(
+      b, loc, {batch, 1, seq, total}, element,
+      [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+        Value position = arith::AddIOp::create(nb, nl, pastOf(nb, nl, ivs[0]), ivs[2]);
+        Value len = arith::IndexCastOp::create(
+            nb, nl, nb.getIndexType(),
+            tensor::ExtractOp::create(nb, nl, seqlens, ValueRange{ivs[0]}));
+        Value last = arith::MinSIOp::create(nb, nl, position, len);
+        Value ok = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::sle, ivs[3], last);
+        if (window > 0)
+          ok = arith::AndIOp::create(
+              nb, nl, ok,
+              arith::CmpIOp::create(
+                  nb, nl, arith::CmpIPredicate::sgt, ivs[3],
+                  arith::SubIOp::create(nb, nl, position, indexConstant(nb, nl, window))));
+        return arith::SelectOp::create(nb, nl, ok, scalarConstant(nb, nl, element, 0),
+                                       scalarConstant(nb, nl, element, -INFINITY));
+      });
+  double scale = ctx.hasAttr("scale") && ctx.floatAttr("scale", 0.0f) != 0.0f
+                     ? ctx.floatAttr("scale", 1.0f)
+                     : 1.0 / std::sqrt(static_cast<double>(width));
+  auto resultType = RankedTensorType::get({batch, heads, seq, width}, element);
+  auto op = AttentionOp::create(b, loc, resultType, q, presentKey, presentValue, bias,
+                                b.getF64FloatAttr(scale),
+                                b.getF64FloatAttr(ctx.floatAttr("softcap", 0.0f)),
+                                /*causal_offset=*/nullptr,
+                                /*softmax_type=*/nullptr);
+  return ctx.setOutputs({mergeHeads(b, loc, op.getResult()), presentKey, presentValue});
+}
+
 LogicalResult importRotaryEmbedding(NodeContext &ctx) {
   return importRotary(ctx, {0, 1, 2, 3, false});
 }
@@ -664,6 +869,7 @@ void registerAttentionOps(OpRegistry &registry) {
   registry.on("RotaryEmbedding", 23, importRotaryEmbedding);
   registry.on("com.microsoft.RotaryEmbedding", 1, importContribRotaryEmbedding);
   registry.on("com.microsoft.Attention", 1, importContribAttention);
+  registry.on("com.microsoft.GroupQueryAttention", 1, importGroupQueryAttention);
 }
 
 } // namespace kiln::onnx

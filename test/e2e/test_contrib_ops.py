@@ -293,6 +293,68 @@ def test_embed_layer_norm(segments, mask, positions, device, tmp_path):
             np.dtype(np.float32)], err_msg=name)
 
 
+GQA = [  # (id, S, past, seqlens_k, attributes, packed QKV)
+    ("prompt", 5, 0, [4, 4], {}, False),
+    ("prompt-padded", 5, 0, [2, 4], {}, False),
+    ("decode", 1, 4, [4, 4], {}, False),
+    ("decode-padded", 1, 4, [2, 4], {}, False),
+    # onnxruntime takes a chunk of several tokens after a past at batch 1.
+    ("chunk-window-softcap", 3, 4, [6], {"local_window_size": 3,
+                                         "softcap": 2.0}, False),
+    ("rotary-packed", 4, 2, [5], {"do_rotary": 1}, True),
+    ("rotary-interleaved", 5, 0, [4, 3], {"do_rotary": 1,
+                                          "rotary_interleaved": 1,
+                                          "scale": 0.2}, False),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+@pytest.mark.parametrize("case", GQA, ids=[c[0] for c in GQA])
+def test_group_query_attention(case, device, tmp_path):
+    """GroupQueryAttention (com.microsoft): 4 query heads over 2 KV heads,
+    a prompt, decode steps over a past, padded batches (seqlens_k), a
+    local window, softcap, rotary, packed QKV; the output and the present
+    keys and values."""
+    _, s, past, seqlens, attrs, packed = case
+    # onnxruntime's rotary wants head sizes that are multiples of 16.
+    b, heads, kv_heads = len(seqlens), 4, 2
+    h = 16 if attrs.get("do_rotary") else 8
+    feeds = {}
+    names = []
+    if packed:
+        feeds["q"] = f32(b, s, (heads + 2 * kv_heads) * h)
+        names += ["q", "", ""]
+    else:
+        feeds["q"], feeds["k"], feeds["v"] = (
+            f32(b, s, heads * h), f32(b, s, kv_heads * h),
+            f32(b, s, kv_heads * h))
+        names += ["q", "k", "v"]
+    feeds["past_k"] = f32(b, kv_heads, past, h)
+    feeds["past_v"] = f32(b, kv_heads, past, h)
+    feeds["seqlens"] = np.array(seqlens, np.int32)
+    feeds["total"] = np.array(past + s, np.int32)
+    names += ["past_k", "past_v", "seqlens", "total"]
+    if attrs.get("do_rotary"):
+        feeds["cos"], feeds["sin"] = f32(16, h // 2), f32(16, h // 2)
+        names += ["cos", "sin"]
+    types = {"seqlens": TensorProto.INT32, "total": TensorProto.INT32}
+    node = helper.make_node("GroupQueryAttention", names,
+                            ["y", "present_k", "present_v"],
+                            domain="com.microsoft", num_heads=heads,
+                            kv_num_heads=kv_heads, **attrs)
+    graph = helper.make_graph(
+        [node], "gqa",
+        [helper.make_tensor_value_info(n, types.get(n, TensorProto.FLOAT),
+                                       feeds[n].shape) for n in feeds],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+         for n in ["y", "present_k", "present_v"]])
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
+        str(path))
+    check(path, feeds, tmp_path, device)
+
+
 def test_unsupported_contrib_ops_say_so(tmp_path):
     path = tmp_path / "model.onnx"
     node_model(path, "DecoderMaskedMultiHeadAttention", [("x", X)], ["y"])
