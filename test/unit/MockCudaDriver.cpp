@@ -621,7 +621,12 @@ struct Memcpy2D {
   size_t dstPitch;
   size_t WidthInBytes, Height;
 };
-CUresult cuMemcpy2DAsync_v2(const Memcpy2D *copy, void *stream) {
+// Declared with the parameter types the runtime calls it through (an
+// opaque description), as cuLaunchKernelEx is: a call through a pointer of
+// another function type is undefined behaviour (UBSan's -fsanitize=function
+// found it).
+CUresult cuMemcpy2DAsync_v2(const void *description, void *stream) {
+  const auto *copy = static_cast<const Memcpy2D *>(description);
   ENTER("cuMemcpy2DAsync");
   ++state.counters["memcpy2d"];
   constexpr int kDevice = 2;
