@@ -130,10 +130,17 @@ std::string readTensorBytes(const TensorProto &tensor,
   if (elementSize == 0)
     return "tensor '" + tensor.name() + "' has unsupported " +
            dataTypeName(tensor.data_type());
+  // At most 2^46 bytes (64 TiB, the runtime's limit too): the product of
+  // the dims must not overflow (the tensor fuzz target found one that
+  // wrapped to a size its bytes matched).
+  constexpr int64_t kMaxBytes = int64_t(1) << 46;
   int64_t count = 1;
   for (int64_t dim : tensor.dims()) {
     if (dim < 0)
       return "tensor '" + tensor.name() + "' has a negative dimension";
+    if (dim != 0 && count > kMaxBytes / elementSize / dim)
+      return "tensor '" + tensor.name() + "' is implausibly large (over " +
+             std::to_string(kMaxBytes) + " bytes)";
     count *= dim;
   }
 
