@@ -6,6 +6,7 @@
 #include "mlir/IR/BuiltinDialect.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -72,6 +73,22 @@ std::vector<int64_t> tensorShape(const TensorProto &tensor) {
 
 namespace {
 
+/// A tensor's name as an error message shows it: bytes that are not
+/// printable ASCII (a NUL, a newline, a damaged file's noise) as \xNN.
+std::string nameOf(const TensorProto &tensor) {
+  std::string out;
+  for (unsigned char c : tensor.name()) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += char(c);
+    } else {
+      char hex[5];
+      std::snprintf(hex, sizeof(hex), "\\x%02x", c);
+      out += hex;
+    }
+  }
+  return out;
+}
+
 template <typename To, typename Field>
 void appendAs(const Field &field, std::vector<char> &bytes) {
   bytes.reserve(field.size() * sizeof(To));
@@ -95,20 +112,20 @@ std::string readExternal(const TensorProto &tensor, const std::string &baseDir,
       length = std::strtoll(entry.value().c_str(), nullptr, 10);
   }
   if (location.empty())
-    return "external data of tensor '" + tensor.name() + "' has no location";
+    return "external data of tensor '" + nameOf(tensor) + "' has no location";
   if (location.find("..") != std::string::npos || location[0] == '/')
     return "external data location '" + location + "' of tensor '" +
-           tensor.name() + "' must be a path inside the model's folder";
+           nameOf(tensor) + "' must be a path inside the model's folder";
   std::string path = baseDir.empty() ? location : baseDir + "/" + location;
   std::ifstream file(path, std::ios::binary | std::ios::ate);
   if (!file)
     return "cannot open external data file '" + path + "' of tensor '" +
-           tensor.name() + "'; keep it next to the .onnx file";
+           nameOf(tensor) + "'; keep it next to the .onnx file";
   int64_t size = file.tellg();
   if (length < 0)
     length = size - offset;
   if (offset < 0 || offset > size || length > size - offset)
-    return "external data of tensor '" + tensor.name() + "' (offset " +
+    return "external data of tensor '" + nameOf(tensor) + "' (offset " +
            std::to_string(offset) + ", length " + std::to_string(length) +
            ") lies past the end of '" + path + "' (" + std::to_string(size) +
            " bytes)";
@@ -128,7 +145,7 @@ std::string readTensorBytes(const TensorProto &tensor,
   bytes.clear();
   int64_t elementSize = dataTypeSize(tensor.data_type());
   if (elementSize == 0)
-    return "tensor '" + tensor.name() + "' has unsupported " +
+    return "tensor '" + nameOf(tensor) + "' has unsupported " +
            dataTypeName(tensor.data_type());
   // At most 2^46 bytes (64 TiB, the runtime's limit too): the product of
   // the dims must not overflow (the tensor fuzz target found one that
@@ -137,9 +154,9 @@ std::string readTensorBytes(const TensorProto &tensor,
   int64_t count = 1;
   for (int64_t dim : tensor.dims()) {
     if (dim < 0)
-      return "tensor '" + tensor.name() + "' has a negative dimension";
+      return "tensor '" + nameOf(tensor) + "' has a negative dimension";
     if (dim != 0 && count > kMaxBytes / elementSize / dim)
-      return "tensor '" + tensor.name() + "' is implausibly large (over " +
+      return "tensor '" + nameOf(tensor) + "' is implausibly large (over " +
              std::to_string(kMaxBytes) + " bytes)";
     count *= dim;
   }
@@ -169,7 +186,7 @@ std::string readTensorBytes(const TensorProto &tensor,
     }
   }
   if (static_cast<int64_t>(bytes.size()) != count * elementSize)
-    return "tensor '" + tensor.name() + "' holds " +
+    return "tensor '" + nameOf(tensor) + "' holds " +
            std::to_string(bytes.size()) + " bytes but its shape and " +
            dataTypeName(tensor.data_type()) + " need " +
            std::to_string(count * elementSize);
