@@ -420,8 +420,26 @@ void registerArithHandlers(HandlerTable &table) {
   addLanewise<arith::ExtFOp, arith::TruncFOp>(table, [](const Scalars &x, unsigned t) { return x.round(x.f(0, t)); });
   addLanewise<arith::SIToFPOp>(table, [](const Scalars &x, unsigned t) { return x.round(static_cast<double>(x.s(0, t))); });
   addLanewise<arith::UIToFPOp>(table, [](const Scalars &x, unsigned t) { return x.round(static_cast<double>(x.u(0, t))); });
-  addLanewise<arith::FPToSIOp>(table, [](const Scalars &x, unsigned t) { return truncTo(static_cast<uint64_t>(static_cast<int64_t>(x.f(0, t))), x.w); });
-  addLanewise<arith::FPToUIOp>(table, [](const Scalars &x, unsigned t) { return truncTo(static_cast<uint64_t>(x.f(0, t)), x.w); });
+  // As PTX's cvt.rzi (what NVPTX makes of fptosi/fptoui): toward zero,
+  // saturating at the result type's range, NaN to 0. (A plain C++ cast of
+  // NaN or of a value out of range is undefined; UBSan found one.)
+  addLanewise<arith::FPToSIOp>(table, [](const Scalars &x, unsigned t) {
+    double v = x.f(0, t);
+    double hi = std::ldexp(1.0, int(x.w) - 1);  // 2^(w-1)
+    int64_t r = std::isnan(v) ? 0
+                : v <= -hi    ? (x.w >= 64 ? INT64_MIN : -(int64_t(1) << (x.w - 1)))
+                : v >= hi     ? (x.w >= 64 ? INT64_MAX : (int64_t(1) << (x.w - 1)) - 1)
+                              : static_cast<int64_t>(v);
+    return truncTo(static_cast<uint64_t>(r), x.w);
+  });
+  addLanewise<arith::FPToUIOp>(table, [](const Scalars &x, unsigned t) {
+    double v = x.f(0, t);
+    double hi = std::ldexp(1.0, int(x.w));  // 2^w
+    uint64_t r = std::isnan(v) || v <= 0 ? 0
+                 : v >= hi ? (x.w >= 64 ? UINT64_MAX : (uint64_t(1) << x.w) - 1)
+                           : static_cast<uint64_t>(v);
+    return truncTo(r, x.w);
+  });
   addLanewise<arith::ExtSIOp, arith::IndexCastOp>(table, [](const Scalars &x, unsigned t) { return truncTo(static_cast<uint64_t>(x.s(0, t)), x.w); });
   addLanewise<arith::ExtUIOp, arith::TruncIOp, arith::IndexCastUIOp>(table, [](const Scalars &x, unsigned t) { return truncTo(x.u(0, t), x.w); });
   addLanewise<arith::BitcastOp>(table, [](const Scalars &x, unsigned t) { return truncTo(x.raw(0, t), x.w); });

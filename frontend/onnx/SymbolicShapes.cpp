@@ -195,7 +195,10 @@ FailureOr<SymPoly> SymbolicShapes::dimPoly(Value tensor, unsigned d) {
   }
   if (auto collapse = dyn_cast<tensor::CollapseShapeOp>(def)) {
     SymPoly product = SymPoly::constant(1);
-    for (int64_t j : collapse.getReassociationIndices()[d]) {
+    // A local: ranging over an element of the returned temporary would read
+    // it after its end (AddressSanitizer's stack-use-after-scope).
+    SmallVector<ReassociationIndices> groups = collapse.getReassociationIndices();
+    for (int64_t j : groups[d]) {
       FailureOr<SymPoly> p = dimPoly(collapse.getSrc(), j);
       if (failed(p))
         return failure();
