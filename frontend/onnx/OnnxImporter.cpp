@@ -461,7 +461,9 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
            << entry.domain();
     if (model.opset_import_size())
       diag << "')";
-    diag << "; every model needs the ai.onnx domain";
+    diag << "; models of other domains alone (ai.onnx.ml, training) are "
+            "not supported: Kiln imports the ai.onnx domain and onnxruntime's "
+            "com.microsoft ops";
     return {};
   }
   if (opset < 7 || opset > maxSupportedOpset()) {

@@ -849,6 +849,184 @@ LogicalResult importGroupQueryAttention(NodeContext &ctx) {
   return ctx.setOutputs({mergeHeads(b, loc, op.getResult()), presentKey, presentValue});
 }
 
+/// com.microsoft MultiHeadAttention: Q [B, S, D], K and V [B, L, D] (or
+/// already split into heads, [B, N, L, H]), an optional bias [3D] added
+/// before the split, key_padding_mask (end positions [B] or a raw 0/1
+/// [B, T]; each masked key adds mask_filter_value, -10000 by default, as
+/// onnxruntime does), attention_bias [B or 1, N or 1, S, T], a past
+/// concatenated in front of K and V (the present outputs), unidirectional
+/// as a causal op from the past length on. Packed QKV and KV inputs are
+/// refused.
+LogicalResult importMultiHeadAttention(NodeContext &ctx) {
+  for (int i = 8; i < ctx.numInputs(); ++i)
+    if (ctx.hasInput(i))
+      return ctx.error() << "input #" << i << " ('" << ctx.getNode().input(i)
+                         << "') is not supported";
+  if (ctx.getNode().output_size() > 3 && !ctx.getNode().output(3).empty())
+    return ctx.error() << "the qk output is not supported";
+  if (!ctx.hasInput(1) || !ctx.hasInput(2))
+    return ctx.error() << "packed QKV or KV inputs are not supported: give "
+                          "query, key and value";
+  Value q = ctx.input(0), k = ctx.input(1), v = ctx.input(2);
+  if (!q || !k || !v)
+    return failure();
+  int64_t heads = ctx.intAttr("num_heads", 0);
+  Type element = elementTypeOf(q);
+  auto staticFloat = [&](Value x) {
+    auto t = cast<RankedTensorType>(x.getType());
+    return t.hasStaticShape() && t.getElementType() == element;
+  };
+  if (!isa<FloatType>(element) || heads <= 0 || shapeOf(q).size() != 3 ||
+      !staticFloat(q) || !staticFloat(k) || !staticFloat(v) ||
+      shapeOf(k).size() != shapeOf(v).size() ||
+      (shapeOf(k).size() != 3 && shapeOf(k).size() != 4))
+    return ctx.error() << "MultiHeadAttention takes float Q [B, S, D], K and "
+                          "V [B, L, D] or [B, N, L, H] of static shapes, and "
+                          "num_heads, got "
+                       << q.getType() << ", " << k.getType() << ", "
+                       << v.getType() << " and " << heads;
+  int64_t batch = shapeOf(q)[0], seq = shapeOf(q)[1], qWidth = shapeOf(q)[2];
+  bool split = shapeOf(k).size() == 4;
+  int64_t kWidth = split ? shapeOf(k)[1] * shapeOf(k)[3] : shapeOf(k)[2];
+  int64_t vWidth = split ? shapeOf(v)[1] * shapeOf(v)[3] : shapeOf(v)[2];
+  if (qWidth % heads || kWidth != qWidth || vWidth % heads ||
+      shapeOf(k)[0] != batch || shapeOf(v)[0] != batch ||
+      (split && (shapeOf(k)[1] != heads || shapeOf(v)[1] != heads ||
+                 shapeOf(k)[2] != shapeOf(v)[2])) ||
+      (!split && shapeOf(k)[1] != shapeOf(v)[1]))
+    return ctx.error() << "Q " << q.getType() << ", K " << k.getType()
+                       << " and V " << v.getType() << " do not fit "
+                       << heads << " heads";
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  if (ctx.hasInput(3)) {
+    Value bias = ctx.input(3);
+    if (!bias)
+      return failure();
+    if (split || shapeOf(bias) != ArrayRef<int64_t>({qWidth + kWidth + vWidth}) ||
+        elementTypeOf(bias) != element)
+      return ctx.error() << "the bias must be [" << qWidth + kWidth + vWidth
+                         << "] of Q's type, with 3-D K and V; got "
+                         << bias.getType();
+    auto addPart = [&](Value x, int64_t offset, int64_t width) -> Value {
+      Value part = tensor::ExtractSliceOp::create(
+          b, loc, bias, ArrayRef<OpFoldResult>{b.getIndexAttr(offset)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(width)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
+      return buildElementwise(ctx, {x, part}, element,
+                              [](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+                                return arith::AddFOp::create(nb, nl, a[0], a[1]);
+                              });
+    };
+    q = addPart(q, 0, qWidth);
+    k = addPart(k, qWidth, kWidth);
+    v = addPart(v, qWidth + kWidth, vWidth);
+    if (!q || !k || !v)
+      return failure();
+  }
+  q = splitHeads(b, loc, q, heads);
+  if (!split) {
+    k = splitHeads(b, loc, k, heads);
+    v = splitHeads(b, loc, v, heads);
+  }
+  Value presentKey = k, presentValue = v;
+  int64_t past = 0;
+  if (ctx.hasInput(6) != ctx.hasInput(7))
+    return ctx.error() << "past_key and past_value go together";
+  if (ctx.hasInput(6)) {
+    Value pastKey = ctx.input(6), pastValue = ctx.input(7);
+    if (!pastKey || !pastValue)
+      return failure();
+    ArrayRef<int64_t> ps = shapeOf(pastKey);
+    if (ps.size() != 4 || ps[0] != batch || ps[1] != heads ||
+        ps[3] != shapeOf(k)[3] || shapeOf(pastValue).size() != 4 ||
+        shapeOf(pastValue)[2] != ps[2] || shapeOf(pastValue)[3] != shapeOf(v)[3] ||
+        !staticFloat(pastKey) || !staticFloat(pastValue))
+      return ctx.error() << "past_key " << pastKey.getType() << " and past_value "
+                         << pastValue.getType() << " must be [B, N, P, H] of "
+                         << "the query's type";
+    past = ps[2];
+    presentKey = concatSeq(b, loc, pastKey, k);
+    presentValue = concatSeq(b, loc, pastValue, v);
+  }
+  int64_t keys = shapeOf(presentKey)[2];
+  float filter = ctx.floatAttr("mask_filter_value", -10000.0f);
+  Value mask = ctx.hasInput(4) ? ctx.input(4) : Value();
+  Value extra = ctx.hasInput(5) ? ctx.input(5) : Value();
+  if ((ctx.hasInput(4) && !mask) || (ctx.hasInput(5) && !extra))
+    return failure();
+  bool maskEnds = false;
+  if (mask) {
+    ArrayRef<int64_t> ms = shapeOf(mask);
+    if (!elementTypeOf(mask).isInteger(32))
+      return ctx.error() << "key_padding_mask must be int32, got " << mask.getType();
+    if (ms == ArrayRef<int64_t>({batch}))
+      maskEnds = true;
+    else if (ms != ArrayRef<int64_t>({batch, keys}))
+      return ctx.error() << "key_padding_mask " << mask.getType()
+                         << " must be [B] (end positions) or [B, " << keys << "]";
+  }
+  if (extra) {
+    ArrayRef<int64_t> es = shapeOf(extra);
+    if (es.size() != 4 || (es[0] != 1 && es[0] != batch) ||
+        (es[1] != 1 && es[1] != heads) || es[2] != seq || es[3] != keys ||
+        elementTypeOf(extra) != element)
+      return ctx.error() << "attention_bias " << extra.getType()
+                         << " must be [B or 1, num_heads or 1, " << seq << ", "
+                         << keys << "] of the query's type";
+  }
+  Value bias;
+  if (mask || extra)
+    bias = buildIndexed(
+        b, loc, {batch, extra ? heads : 1, seq, keys}, element,
+        [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+          Value zero = scalarConstant(nb, nl, element, 0);
+          Value total = zero;
+          if (mask) {
+            Value keep;
+            if (maskEnds) {
+              Value end = arith::IndexCastOp::create(
+                  nb, nl, nb.getIndexType(),
+                  tensor::ExtractOp::create(nb, nl, mask, ValueRange{ivs[0]}));
+              keep = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::slt,
+                                           ivs[3], end);
+            } else {
+              Value m = tensor::ExtractOp::create(nb, nl, mask,
+                                                  ValueRange{ivs[0], ivs[3]});
+              keep = arith::CmpIOp::create(
+                  nb, nl, arith::CmpIPredicate::ne, m,
+                  arith::ConstantOp::create(nb, nl, nb.getI32IntegerAttr(0)));
+            }
+            total = arith::SelectOp::create(nb, nl, keep, zero,
+                                            scalarConstant(nb, nl, element, filter));
+          }
+          if (extra) {
+            ArrayRef<int64_t> es = shapeOf(extra);
+            Value e = tensor::ExtractOp::create(
+                nb, nl, extra,
+                ValueRange{es[0] == 1 ? indexConstant(nb, nl, 0) : ivs[0],
+                           es[1] == 1 ? indexConstant(nb, nl, 0) : ivs[1], ivs[2],
+                           ivs[3]});
+            total = arith::AddFOp::create(nb, nl, total, e);
+          }
+          return total;
+        });
+  int64_t headSize = qWidth / heads;
+  double scale = ctx.hasAttr("scale") && ctx.floatAttr("scale", 0.0f) != 0.0f
+                     ? ctx.floatAttr("scale", 1.0f)
+                     : 1.0 / std::sqrt(static_cast<double>(headSize));
+  auto resultType = RankedTensorType::get(
+      {batch, heads, seq, shapeOf(presentValue)[3]}, element);
+  auto op = AttentionOp::create(b, loc, resultType, q, presentKey, presentValue,
+                                bias, b.getF64FloatAttr(scale),
+                                b.getF64FloatAttr(0.0), /*causal_offset=*/nullptr,
+                                /*softmax_type=*/nullptr);
+  if (ctx.intAttr("unidirectional", 0) != 0)
+    op.setCausalOffset(past);
+  return ctx.setOutputs({mergeHeads(b, loc, op.getResult()), presentKey,
+                         presentValue});
+}
+
 LogicalResult importRotaryEmbedding(NodeContext &ctx) {
   return importRotary(ctx, {0, 1, 2, 3, false});
 }
@@ -870,6 +1048,7 @@ void registerAttentionOps(OpRegistry &registry) {
   registry.on("com.microsoft.RotaryEmbedding", 1, importContribRotaryEmbedding);
   registry.on("com.microsoft.Attention", 1, importContribAttention);
   registry.on("com.microsoft.GroupQueryAttention", 1, importGroupQueryAttention);
+  registry.on("com.microsoft.MultiHeadAttention", 1, importMultiHeadAttention);
 }
 
 } // namespace kiln::onnx

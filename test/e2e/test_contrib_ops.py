@@ -355,6 +355,69 @@ def test_group_query_attention(case, device, tmp_path):
     check(path, feeds, tmp_path, device)
 
 
+MHA = [  # (id, key layout, bias, key_padding_mask, attention_bias, past,
+       #  attributes)
+    ("plain", "3d", False, None, False, 0, {}),
+    ("bias-end-mask", "3d", True, "end", False, 0, {}),
+    ("raw-mask-attn-bias", "3d", False, "2d", True, 0,
+     {"mask_filter_value": -1000.0}),
+    ("past-causal", "3d", False, None, False, 3, {"unidirectional": 1}),
+    ("split-heads-scale", "4d", False, None, False, 0, {"scale": 0.4}),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+@pytest.mark.parametrize("case", MHA, ids=[c[0] for c in MHA])
+def test_multi_head_attention(case, device, tmp_path):
+    """MultiHeadAttention (com.microsoft): Q, K, V 3-D or K, V split into
+    heads, the bias, key_padding_mask, attention_bias, a past with the
+    present outputs, unidirectional."""
+    _, layout, with_bias, mask_kind, with_extra, past, attrs = case
+    # Cross attention (6 keys for 4 queries) without a past; self attention
+    # over a past.
+    b, s, l, heads, h = 2, 4, 4 if past else 6, 2, 8
+    d = heads * h
+    feeds = {"q": f32(b, s, d)}
+    if layout == "3d":
+        feeds["k"], feeds["v"] = f32(b, l, d), f32(b, l, d)
+    else:
+        feeds["k"], feeds["v"] = f32(b, heads, l, h), f32(b, heads, l, h)
+    names = ["q", "k", "v"]
+    if with_bias:
+        feeds["bias"] = f32(3 * d)
+        names.append("bias")
+    keys = l + past
+    if mask_kind:
+        names += [""] * (4 - len(names)) + ["mask"]
+        feeds["mask"] = (np.array([3, keys]) if mask_kind == "end" else
+                         (rng.random((b, keys)) > 0.3)).astype(np.int32)
+        if mask_kind == "2d":
+            feeds["mask"][:, 0] = 1
+    if with_extra:
+        names += [""] * (5 - len(names)) + ["extra"]
+        feeds["extra"] = f32(1, heads, s, keys)
+    outputs = ["y"]
+    if past:
+        names += [""] * (6 - len(names)) + ["past_k", "past_v"]
+        feeds["past_k"], feeds["past_v"] = f32(b, heads, past, h), \
+            f32(b, heads, past, h)
+        outputs += ["present_k", "present_v"]
+    types = {"mask": TensorProto.INT32}
+    node = helper.make_node("MultiHeadAttention", names, outputs,
+                            domain="com.microsoft", num_heads=heads, **attrs)
+    graph = helper.make_graph(
+        [node], "mha",
+        [helper.make_tensor_value_info(n, types.get(n, TensorProto.FLOAT),
+                                       feeds[n].shape) for n in feeds],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+         for n in outputs])
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
+        str(path))
+    check(path, feeds, tmp_path, device)
+
+
 def test_unsupported_contrib_ops_say_so(tmp_path):
     path = tmp_path / "model.onnx"
     node_model(path, "DecoderMaskedMultiHeadAttention", [("x", X)], ["y"])
