@@ -104,29 +104,36 @@ void exercise(kiln_module *module, size_t e, bool run) {
   std::vector<kiln_tensor> in(inputs), out(outputs);
   std::vector<std::vector<uint8_t>> buffers;
   uint64_t total = 0;
+  // Gives `t` zeroed memory for its shape, within kMaxRunBytes in all.
+  auto allocate = [&](kiln_tensor &t) {
+    uint64_t bytes = kiln_dtype_size(t.dtype);
+    for (int a = 0; a < t.rank && a < KILN_MAX_RANK; ++a) {
+      if (t.shape[a] < 0 || t.shape[a] > (int64_t(1) << 26))
+        return false;
+      bytes *= uint64_t(t.shape[a]);
+      if (bytes > kMaxRunBytes)
+        return false;
+    }
+    total += bytes;
+    if (total > kMaxRunBytes)
+      return false;
+    buffers.emplace_back(bytes);
+    t.data = buffers.back().data();
+    t.size_bytes = bytes;
+    return true;
+  };
   for (size_t i = 0; i < inputs; ++i) {
     const char *name;
     if (kiln_status s = kiln_module_input_info(module, e, i, &in[i], &name))
       return ignore(s);
-    uint64_t bytes = kiln_dtype_size(in[i].dtype);
-    for (int a = 0; a < in[i].rank && a < KILN_MAX_RANK; ++a) {
+    for (int a = 0; a < in[i].rank && a < KILN_MAX_RANK; ++a)
       if (in[i].shape[a] < 0) {
         int symbol = kiln_module_input_dim_symbol(module, e, i, a);
         in[i].shape[a] =
             symbol >= 0 && size_t(symbol) < dims ? lower[symbol] : 1;
       }
-      if (in[i].shape[a] < 0 || in[i].shape[a] > (int64_t(1) << 20))
-        return;
-      bytes *= uint64_t(in[i].shape[a]);
-      if (bytes > kMaxRunBytes)
-        return;
-    }
-    total += bytes;
-    if (total > kMaxRunBytes)
+    if (!allocate(in[i]))
       return;
-    buffers.emplace_back(bytes);
-    in[i].data = buffers.back().data();
-    in[i].size_bytes = bytes;
   }
   for (size_t o = 0; o < outputs; ++o) {
     const char *name;
@@ -136,22 +143,9 @@ void exercise(kiln_module *module, size_t e, bool run) {
   if (kiln_status s = kiln_module_output_shapes(module, entry, in.data(),
                                                 inputs, out.data(), outputs))
     return ignore(s);
-  for (size_t o = 0; o < outputs; ++o) {
-    uint64_t bytes = kiln_dtype_size(out[o].dtype);
-    for (int a = 0; a < out[o].rank && a < KILN_MAX_RANK; ++a) {
-      if (out[o].shape[a] < 0 || out[o].shape[a] > (int64_t(1) << 26))
-        return;
-      bytes *= uint64_t(out[o].shape[a]);
-      if (bytes > kMaxRunBytes)
-        return;
-    }
-    total += bytes;
-    if (total > kMaxRunBytes)
+  for (size_t o = 0; o < outputs; ++o)
+    if (!allocate(out[o]))
       return;
-    buffers.emplace_back(bytes);
-    out[o].data = buffers.back().data();
-    out[o].size_bytes = bytes;
-  }
   for (size_t l = 0; l < kiln_module_launch_count(module, e); ++l)
     kiln_module_launch_kernel(module, e, l);
   if (!run)

@@ -31,14 +31,7 @@ while (($#)); do
 done
 ((${#TARGETS[@]})) || TARGETS=(artifact onnx tensor checkpoint tokenizer)
 
-"$ROOT/scripts/setup.sh" kiln >/dev/null
-for pkg in clang-22 libclang-rt-22-dev; do
-  if ! dpkg -s "$pkg" >/dev/null 2>&1; then
-    say "installing $pkg"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$pkg" >/dev/null
-  fi
-done
+source "$ROOT/scripts/sanitizer/clang.sh"
 BUILD="$ROOT/build-asan"
 [ -f "$BUILD/build.ninja" ] || cmake --preset asan >/dev/null
 say "building the fuzz targets in $BUILD"

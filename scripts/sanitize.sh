@@ -31,14 +31,7 @@ done
 
 # The ordinary setup first (Debian packages, the virtualenv), then clang and
 # its sanitizer runtimes.
-"$ROOT/scripts/setup.sh" kiln >/dev/null
-for pkg in clang-22 libclang-rt-22-dev; do
-  if ! dpkg -s "$pkg" >/dev/null 2>&1; then
-    say "installing $pkg"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$pkg" >/dev/null
-  fi
-done
+source "$ROOT/scripts/sanitizer/clang.sh"
 
 BUILD="$ROOT/build-$MODE"
 [ -f "$BUILD/build.ninja" ] || cmake --preset "$MODE" >/dev/null

@@ -472,6 +472,37 @@ LogicalResult importRotary(NodeContext &ctx, RotaryOperands where) {
   return ctx.setOutputs(rank == 3 ? mergeHeads(b, loc, y) : y);
 }
 
+/// onnxruntime's contrib attention ops: the `scale` attribute, or
+/// 1/sqrt(head size) when it is absent or 0.
+double contribScale(NodeContext &ctx, int64_t headSize) {
+  float scale = ctx.floatAttr("scale", 0.0f);
+  return scale != 0.0f ? scale : 1.0 / std::sqrt(static_cast<double>(headSize));
+}
+
+/// Their attention_bias: [B or 1, N or 1, S, T] of the query's type, for
+/// scores `scores` = [B, N, S, T].
+LogicalResult checkAttentionBias(NodeContext &ctx, Value extra,
+                                 ArrayRef<int64_t> scores) {
+  ArrayRef<int64_t> es = shapeOf(extra);
+  if (es.size() == 4 && (es[0] == 1 || es[0] == scores[0]) &&
+      (es[1] == 1 || es[1] == scores[1]) && es[2] == scores[2] &&
+      es[3] == scores[3] && elementTypeOf(extra) == elementTypeOf(ctx.input(0)))
+    return success();
+  return ctx.error() << "attention_bias " << extra.getType() << " must be ["
+                     << scores[0] << " or 1, " << scores[1] << " or 1, "
+                     << scores[2] << ", " << scores[3]
+                     << "] of the query's type";
+}
+
+/// attention_bias at score (b, n, i, j), its size-1 dims broadcast.
+Value readAttentionBias(OpBuilder &b, Location loc, Value extra, ValueRange ivs) {
+  ArrayRef<int64_t> es = shapeOf(extra);
+  return tensor::ExtractOp::create(
+      b, loc, extra,
+      ValueRange{es[0] == 1 ? indexConstant(b, loc, 0) : ivs[0],
+                 es[1] == 1 ? indexConstant(b, loc, 0) : ivs[1], ivs[2], ivs[3]});
+}
+
 /// com.microsoft Attention (BERT and GPT-2 after onnxruntime's transformer
 /// optimizer): one projection `input @ weights + bias` split into Q, K and
 /// V (`qkv_hidden_sizes`, else thirds), `num_heads` heads, then
@@ -567,15 +598,8 @@ LogicalResult importContribAttention(NodeContext &ctx) {
                          << "[B], [2B], [B, T] or [B, S, T] (B " << batch
                          << ", S = T " << seq << ")";
   }
-  if (extra) {
-    ArrayRef<int64_t> es = shapeOf(extra);
-    if (es.size() != 4 || (es[0] != 1 && es[0] != batch) ||
-        (es[1] != 1 && es[1] != heads) || es[2] != seq || es[3] != seq ||
-        elementTypeOf(extra) != element)
-      return ctx.error() << "attention_bias " << extra.getType()
-                         << " must be [B or 1, num_heads or 1, S, T] of the "
-                            "input's type";
-  }
+  if (extra && failed(checkAttentionBias(ctx, extra, {batch, heads, seq, seq})))
+    return failure();
   Value bias;
   if (mask || extra) {
     SmallVector<int64_t> shape = {batch, extra ? heads : 1, seq, seq};
@@ -617,22 +641,13 @@ LogicalResult importContribAttention(NodeContext &ctx) {
             total = arith::SelectOp::create(nb, nl, keep, zero,
                                             scalarConstant(nb, nl, element, filter));
           }
-          if (extra) {
-            ArrayRef<int64_t> es = shapeOf(extra);
-            Value e = tensor::ExtractOp::create(
-                nb, nl, extra,
-                ValueRange{es[0] == 1 ? indexConstant(nb, nl, 0) : ivs[0],
-                           es[1] == 1 ? indexConstant(nb, nl, 0) : ivs[1], ivs[2],
-                           ivs[3]});
-            total = arith::AddFOp::create(nb, nl, total, e);
-          }
+          if (extra)
+            total = arith::AddFOp::create(nb, nl, total,
+                                          readAttentionBias(nb, nl, extra, ivs));
           return total;
         });
   }
-  int64_t headSize = sizes[0] / heads;
-  double scale = ctx.hasAttr("scale") && ctx.floatAttr("scale", 0.0f) != 0.0f
-                     ? ctx.floatAttr("scale", 1.0f)
-                     : 1.0 / std::sqrt(static_cast<double>(headSize));
+  double scale = contribScale(ctx, sizes[0] / heads);
   auto resultType =
       RankedTensorType::get({batch, heads, seq, sizes[2] / heads}, element);
   auto op = AttentionOp::create(b, loc, resultType, q, k, v, bias,
@@ -837,9 +852,7 @@ LogicalResult importGroupQueryAttention(NodeContext &ctx) {
         return arith::SelectOp::create(nb, nl, ok, scalarConstant(nb, nl, element, 0),
                                        scalarConstant(nb, nl, element, -INFINITY));
       });
-  double scale = ctx.hasAttr("scale") && ctx.floatAttr("scale", 0.0f) != 0.0f
-                     ? ctx.floatAttr("scale", 1.0f)
-                     : 1.0 / std::sqrt(static_cast<double>(width));
+  double scale = contribScale(ctx, width);
   auto resultType = RankedTensorType::get({batch, heads, seq, width}, element);
   auto op = AttentionOp::create(b, loc, resultType, q, presentKey, presentValue, bias,
                                 b.getF64FloatAttr(scale),
@@ -966,15 +979,8 @@ LogicalResult importMultiHeadAttention(NodeContext &ctx) {
       return ctx.error() << "key_padding_mask " << mask.getType()
                          << " must be [B] (end positions) or [B, " << keys << "]";
   }
-  if (extra) {
-    ArrayRef<int64_t> es = shapeOf(extra);
-    if (es.size() != 4 || (es[0] != 1 && es[0] != batch) ||
-        (es[1] != 1 && es[1] != heads) || es[2] != seq || es[3] != keys ||
-        elementTypeOf(extra) != element)
-      return ctx.error() << "attention_bias " << extra.getType()
-                         << " must be [B or 1, num_heads or 1, " << seq << ", "
-                         << keys << "] of the query's type";
-  }
+  if (extra && failed(checkAttentionBias(ctx, extra, {batch, heads, seq, keys})))
+    return failure();
   Value bias;
   if (mask || extra)
     bias = buildIndexed(
@@ -1000,21 +1006,12 @@ LogicalResult importMultiHeadAttention(NodeContext &ctx) {
             total = arith::SelectOp::create(nb, nl, keep, zero,
                                             scalarConstant(nb, nl, element, filter));
           }
-          if (extra) {
-            ArrayRef<int64_t> es = shapeOf(extra);
-            Value e = tensor::ExtractOp::create(
-                nb, nl, extra,
-                ValueRange{es[0] == 1 ? indexConstant(nb, nl, 0) : ivs[0],
-                           es[1] == 1 ? indexConstant(nb, nl, 0) : ivs[1], ivs[2],
-                           ivs[3]});
-            total = arith::AddFOp::create(nb, nl, total, e);
-          }
+          if (extra)
+            total = arith::AddFOp::create(nb, nl, total,
+                                          readAttentionBias(nb, nl, extra, ivs));
           return total;
         });
-  int64_t headSize = qWidth / heads;
-  double scale = ctx.hasAttr("scale") && ctx.floatAttr("scale", 0.0f) != 0.0f
-                     ? ctx.floatAttr("scale", 1.0f)
-                     : 1.0 / std::sqrt(static_cast<double>(headSize));
+  double scale = contribScale(ctx, qWidth / heads);
   auto resultType = RankedTensorType::get(
       {batch, heads, seq, shapeOf(presentValue)[3]}, element);
   auto op = AttentionOp::create(b, loc, resultType, q, presentKey, presentValue,
