@@ -137,6 +137,7 @@ CpuBackend::create(const Artifact &artifact, const std::string & /*cpu*/) {
   return backend;
 }
 
+KILN_CALLS_GENERATED_CODE
 void CpuBackend::runLaunches(const artifact::EntryPoint &entry,
                              const std::vector<int64_t> &dims,
                              const kiln_tensor *inputs, kiln_tensor *outputs,

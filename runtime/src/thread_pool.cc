@@ -62,6 +62,7 @@ ThreadPool::~ThreadPool() {
     worker.join();
 }
 
+KILN_CALLS_GENERATED_CODE
 void ThreadPool::parallelFor(kiln_cpu_task_fn task, void *data, int64_t count,
                              int64_t grain) {
   if (count <= 0)
@@ -94,6 +95,7 @@ void ThreadPool::parallelFor(kiln_cpu_task_fn task, void *data, int64_t count,
   finished_.wait(lock, [&] { return done_ == parts_; });
 }
 
+KILN_CALLS_GENERATED_CODE
 void ThreadPool::runParts(bool worker) {
   std::unique_lock<std::mutex> lock(mutex_);
   while (next_ < parts_) {

@@ -38,6 +38,16 @@ struct kiln_cpu_context {
 };
 }
 
+// Calls into generated code (host kernels, their tasks) go through
+// pointers to functions LLVM compiled without UBSan's type prologue; the
+// -fsanitize=function check would read the bytes before them (unmapped when
+// a function starts a page). Those calls opt out of that one check.
+#if defined(__clang__)
+#define KILN_CALLS_GENERATED_CODE __attribute__((no_sanitize("function")))
+#else
+#define KILN_CALLS_GENERATED_CODE
+#endif
+
 namespace kiln::runtime {
 
 /// The number of CPUs this process may run on (its affinity mask), at
