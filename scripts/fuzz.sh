@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes Kiln's readers of outside input with libFuzzer, under AddressSanitizer
 # and UBSan (fuzz/FuzzTarget.h, docs/reliability.md). Outside .ci/run: it needs
-# the clang build (CMakePresets.json `asan`, build-asan/, ~40 minutes on 2
-# cores the first time), which the CI's budget cannot hold.
+# the clang build (CMakePresets.json `asan`, build-asan/; ~17 minutes on 2
+# cores the first time for the fuzz targets), which the CI's budget cannot hold.
 #
 #   scripts/fuzz.sh [--minutes N] [--jobs J] [TARGET...]
 #

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Kiln under the sanitizers (docs/reliability.md). Outside .ci/run: it is a
-# second build of everything with clang (about 40 minutes on 2 cores).
+# second build of everything with clang (tens of minutes on 2 cores the
+# first time).
 #
 #   scripts/sanitize.sh            AddressSanitizer + UndefinedBehaviorSanitizer
 #                                  (CMakePresets.json `asan`, build-asan/):
