@@ -12,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "fuzz/FuzzTarget.h"
+#include "test/unit/ArtifactTestUtil.h"
 
 #include "artifact.h"
 #include "generation.h"
@@ -33,41 +34,26 @@ namespace {
 constexpr uint64_t kMaxRunBytes = uint64_t(1) << 26;
 
 /// `bytes` with the sections', the manifest's and the header's checksums
-/// made right, when the header and manifest can be read at all.
+/// made right (the tests' helpers, ArtifactTestUtil.h), when the header
+/// and manifest can be read at all.
 std::string seal(std::string bytes) {
   kiln_artifact_header header;
   if (bytes.size() < sizeof(header))
     return bytes;
   std::memcpy(&header, bytes.data(), sizeof(header));
-  if (header.manifest_offset < sizeof(header) ||
-      header.manifest_offset > bytes.size() ||
-      header.manifest_size > bytes.size() - header.manifest_offset) {
-    header.header_xxh3 = runtime::headerChecksum(header);
-    std::memcpy(bytes.data(), &header, sizeof(header));
-    return bytes;
-  }
+  bool inFile = header.manifest_offset >= sizeof(header) &&
+                header.manifest_offset <= bytes.size() &&
+                header.manifest_size <= bytes.size() - header.manifest_offset;
   artifact::Manifest manifest;
-  if (manifest.ParseFromArray(bytes.data() + header.manifest_offset,
-                              int(header.manifest_size))) {
-    std::string tail =
-        bytes.substr(header.manifest_offset + header.manifest_size);
-    bytes.resize(header.manifest_offset);
-    for (auto &section : *manifest.mutable_sections())
-      if (section.offset() <= bytes.size() &&
-          section.size() <= bytes.size() - section.offset())
-        section.set_xxh3(runtime::checksum(bytes.data() + section.offset(),
-                                           section.size()));
-    std::string manifestBytes;
-    manifest.SerializeToString(&manifestBytes);
-    header.manifest_size = manifestBytes.size();
-    header.file_size = bytes.size() + manifestBytes.size() + tail.size();
-    bytes += manifestBytes;
-    bytes += tail;
+  if (inFile && manifest.ParseFromArray(bytes.data() + header.manifest_offset,
+                                        int(header.manifest_size)))
+    return test::replaceManifest(std::move(bytes), manifest);
+  if (inFile) {
+    header.manifest_xxh3 = runtime::checksum(
+        bytes.data() + header.manifest_offset, header.manifest_size);
+    std::memcpy(bytes.data(), &header, sizeof(header));
   }
-  header.manifest_xxh3 = runtime::checksum(
-      bytes.data() + header.manifest_offset, header.manifest_size);
-  header.header_xxh3 = runtime::headerChecksum(header);
-  std::memcpy(bytes.data(), &header, sizeof(header));
+  test::resealHeader(bytes);
   return bytes;
 }
 

@@ -141,20 +141,6 @@ bool Artifact::sectionIntact(uint32_t index) const {
   return checksum(data_ + s.offset(), s.size()) == s.xxh3();
 }
 
-bool Artifact::headerIntact() const {
-  kiln_artifact_header header;
-  std::memcpy(&header, data_, sizeof(header));
-  return headerChecksum(header) == header.header_xxh3;
-}
-
-bool Artifact::manifestIntact() const {
-  // validate() checked the manifest's range before parsing it.
-  kiln_artifact_header header;
-  std::memcpy(&header, data_, sizeof(header));
-  return checksum(data_ + header.manifest_offset, header.manifest_size) ==
-         header.manifest_xxh3;
-}
-
 std::vector<Artifact::SectionCheck> Artifact::checkSections() const {
   std::vector<SectionCheck> checks;
   for (int i = 0; i < manifest_.sections_size(); ++i)

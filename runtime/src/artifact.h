@@ -48,9 +48,6 @@ public:
     bool ok;
   };
   std::vector<SectionCheck> checkSections() const;
-  /// The header's and the manifest's checksums, checked again.
-  bool headerIntact() const;
-  bool manifestIntact() const;
   /// Bytes of the file outside the header, the sections and the manifest
   /// (the alignment padding) that are not zero: damage in no used part.
   uint64_t nonZeroPadding() const;

@@ -401,13 +401,14 @@ int verify(const std::string &path, bool json) {
     return fail(std::string(artifact.status().message()));
   const runtime::Artifact &a = **artifact;
   const artifact::Manifest &m = a.manifest();
-  bool header = a.headerIntact(), manifest = a.manifestIntact();  // true
   std::vector<runtime::Artifact::SectionCheck> sections = a.checkSections();
   uint64_t padding = a.nonZeroPadding();
   double ms = std::chrono::duration<double, std::milli>(
                   std::chrono::steady_clock::now() - start)
                   .count();
-  size_t damaged = !header + !manifest;
+  // Loading checked the header's and the manifest's checksums: both are
+  // intact here.
+  size_t damaged = 0;
   for (const auto &check : sections)
     damaged += !check.ok;
   auto verdict = [](bool ok) { return ok ? "ok" : "DAMAGED"; };
@@ -420,16 +421,15 @@ int verify(const std::string &path, bool json) {
                                         {"ok", check.ok}});
     }
     llvm::json::Object out{{"file", path},
-                           {"header_ok", header},
-                           {"manifest_ok", manifest},
+                           {"header_ok", true},
+                           {"manifest_ok", true},
                            {"sections", std::move(list)},
                            {"nonzero_padding_bytes", int64_t(padding)},
                            {"ok", damaged == 0 && padding == 0},
                            {"ms", ms}};
     llvm::outs() << llvm::json::Value(std::move(out)) << "\n";
   } else {
-    std::printf("header    %s\nmanifest  %s\n", verdict(header),
-                verdict(manifest));
+    std::printf("header    ok\nmanifest  ok\n");
     for (const auto &check : sections) {
       const auto &s = m.sections(check.index);
       std::printf("section   %s %s (%llu bytes)\n", verdict(check.ok),
