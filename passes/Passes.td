@@ -376,7 +376,19 @@ def KilnRaiseAttention : Pass<"kiln-raise-attention", "mlir::func::FuncOp"> {
     Option<"symbolicDims", "symbolic-dims", "bool", /*default=*/"false",
            "also raise chains with symbolic batch, query or key counts (4-D, "
            "static heads and head sizes; masks stay biases: one additive "
-           "term), for a target whose attention kernel takes them">
+           "term), for a target whose attention kernel takes them">,
+    Option<"symbolicMinHead", "symbolic-min-head", "int64_t",
+           /*default=*/"0",
+           "with symbolic-dims: the smallest head size (q·k and v) of a "
+           "symbolic chain the target's kernel takes">,
+    Option<"symbolicMaxHead", "symbolic-max-head", "int64_t",
+           /*default=*/"0",
+           "with symbolic-dims: the largest head size (q·k and v) of a "
+           "symbolic chain the target's kernel takes (0: any)">,
+    Option<"symbolicHeadMultiple", "symbolic-head-multiple", "int64_t",
+           /*default=*/"1",
+           "with symbolic-dims: head sizes of symbolic chains must be "
+           "multiples of this">
   ];
   let dependentDialects = ["mlir::linalg::LinalgDialect",
                            "mlir::tensor::TensorDialect",

@@ -78,7 +78,10 @@ class Raiser {
 public:
   /// `symbolic`: chains with symbolic batch, query or key counts are
   /// raised too (for a target whose attention kernel takes them).
-  Raiser(func::FuncOp func, bool symbolic) : func(func), symbolic(symbolic) {}
+  Raiser(func::FuncOp func, bool symbolic, int64_t minHead = 0,
+         int64_t maxHead = 0, int64_t headMultiple = 1)
+      : func(func), symbolic(symbolic), minHead(minHead), maxHead(maxHead),
+        headMultiple(std::max<int64_t>(headMultiple, 1)) {}
 
   int64_t run() {
     SmallVector<MatmulOp> candidates;
@@ -423,6 +426,13 @@ private:
     if (ShapedType::isDynamic(qs[rank - 1]) ||
         ShapedType::isDynamic(kts[rank - 2]))
       return false;
+    // A symbolic chain has no fallback but the target's kernel: only the
+    // head sizes it takes.
+    if (dynamic)
+      for (int64_t head : {qs[rank - 1], vs[rank - 1]})
+        if (head < minHead || (maxHead && head > maxHead) ||
+            head % headMultiple)
+          return false;
 
     // The masks: a causal pattern (the first one becomes causal_offset), a
     // term of zeros (dropped), or a bias term.
@@ -588,6 +598,7 @@ private:
 
   func::FuncOp func;
   bool symbolic;
+  int64_t minHead, maxHead, headMultiple;
   ConstantEvaluator eval;
   llvm::DenseSet<Operation *> erased;
 };
@@ -601,7 +612,10 @@ struct KilnRaiseAttentionPass final
     if (auto module = func->getParentOfType<ModuleOp>();
         module && module->hasAttr(kNoRaiseAttentionAttr))
       return;
-    int64_t raised = Raiser(func, symbolicDims).run();
+    int64_t raised =
+        Raiser(func, symbolicDims, symbolicMinHead, symbolicMaxHead,
+               symbolicHeadMultiple)
+            .run();
     recordRaised(func, "attention", raised);
   }
 };

@@ -123,11 +123,13 @@ std::optional<kiln::FlashShape> kiln::flashAttentionShape(Operation *root) {
   auto k = cast<RankedTensorType>(op.getKey().getType());
   auto v = cast<RankedTensorType>(op.getValue().getType());
   Type element = q.getElementType();
-  if (!(element.isF16() || element.isBF16()) || !q.hasStaticShape() ||
-      !k.hasStaticShape() || !v.hasStaticShape())
-    return std::nullopt;
-  if (Value bias = op.getBias();
-      bias && !cast<ShapedType>(bias.getType()).hasStaticShape())
+  // Heads and head sizes are static; the batch, query and key counts may
+  // be symbolic (a dynamic export), and so may the bias's dims.
+  auto headsStatic = [](RankedTensorType t) {
+    return !t.isDynamicDim(1) && !t.isDynamicDim(3);
+  };
+  if (!(element.isF16() || element.isBF16()) || !headsStatic(q) ||
+      !headsStatic(k) || !headsStatic(v))
     return std::nullopt;
   if (std::optional<Type> softmax = op.getSoftmaxType();
       softmax && !softmax->isF32())
@@ -139,7 +141,8 @@ std::optional<kiln::FlashShape> kiln::flashAttentionShape(Operation *root) {
   // one warp's 16 rows stay in registers).
   if (shape.headQK % kChunk || shape.headV % kChunk ||
       roundUp(shape.headQK, 16) > 128 || roundUp(shape.headV, 16) > 128 ||
-      shape.keys < 1 || shape.queries < 1)
+      (!ShapedType::isDynamic(shape.keys) && shape.keys < 1) ||
+      (!ShapedType::isDynamic(shape.queries) && shape.queries < 1))
     return std::nullopt;
   return shape;
 }
@@ -181,7 +184,7 @@ struct KilnGpuFlashAttentionPass final
   using RowMap = std::function<std::pair<Value, Value>(Ix &, Value)>;
   void load(Ix &ix, int64_t threads, Value tid, const Tile &tile, Value stage,
             Value source, Value batch, Value head, Value rowBase,
-            int64_t rowCount, int64_t cols, Value enabled,
+            Value rowCount, int64_t cols, Value enabled,
             SmallVectorImpl<Value> &tokens, const RowMap &rowMap = nullptr) {
     int64_t total = tile.rows * tile.chunks();
     auto tokenType = nvgpu::DeviceAsyncTokenType::get(ix.b.getContext());
@@ -198,7 +201,7 @@ struct KilnGpuFlashAttentionPass final
       Value chunk = ix.rem(e, tile.chunks());
       Value row = ix.add(rowBase, r);
       Value col = ix.mul(chunk, kChunk);
-      Value inside = ix.andI(ix.lt(row, rowCount), ix.lt(col, cols));
+      Value inside = ix.andI(ix.ltV(row, rowCount), ix.lt(col, cols));
       if (enabled)
         inside = ix.andI(inside, enabled);
       Value zero = ix.c(0);
@@ -326,9 +329,9 @@ struct KilnGpuFlashAttentionPass final
   LogicalResult rewrite(AttentionOp op, const StrategyConfig &config) {
     std::optional<FlashShape> maybeShape = flashAttentionShape(op);
     if (!maybeShape)
-      return op.emitError() << "flash-attention-mma-sync takes static f16 or "
-                               "bf16 attention with heads of at most 128 "
-                               "elements in multiples of 8";
+      return op.emitError() << "flash-attention-mma-sync takes f16 or bf16 "
+                               "attention with static head counts and heads "
+                               "of at most 128 elements in multiples of 8";
     FailureOr<FlashConfig> parsed = FlashConfig::read(config);
     if (failed(parsed))
       return failure();
@@ -345,16 +348,30 @@ struct KilnGpuFlashAttentionPass final
     // the group's heads share each K/V tile a block loads (decode with
     // grouped-query heads reads the cache once, not once per query head).
     bool packed = c.packHeads && groups > 1;
-    int64_t rowCount = packed ? groups * shape.queries : shape.queries;
-    int64_t qTiles = llvm::divideCeil(rowCount, c.bm);
-    int64_t kvTiles = llvm::divideCeil(shape.keys, c.bn);
+    auto isDynamic = [](int64_t n) { return ShapedType::isDynamic(n); };
+    // Packing indexes rows by the query count, and split-KV's workspace is
+    // sized by the batch and query counts: both need them static.
+    if ((packed && isDynamic(shape.queries)) ||
+        (c.splits > 1 &&
+         (isDynamic(shape.batch) || isDynamic(shape.queries))))
+      return config.error() << "pack_heads needs a static query count, and "
+                               "splits static batch and query counts";
     std::optional<int64_t> causal = op.getCausalOffset();
     int64_t causalOffset = causal.value_or(0);
     double scale = op.getScale().convertToDouble();
     double softcap = op.getSoftcap().convertToDouble();
-    int64_t splits = std::min(c.splits, kvTiles);
+    // Known at compile time, or only at run time: then 0 here, and the
+    // grid limits are the runtime's to check.
+    int64_t qTiles =
+        isDynamic(shape.queries)
+            ? 0
+            : llvm::divideCeil(packed ? groups * shape.queries : shape.queries,
+                               c.bm);
+    int64_t kvTiles =
+        isDynamic(shape.keys) ? 0 : llvm::divideCeil(shape.keys, c.bn);
+    int64_t splits = kvTiles ? std::min(c.splits, kvTiles) : c.splits;
     if (qTiles > 0x7fffffff || shape.heads > 65535 ||
-        shape.batch * splits > 65535)
+        (!isDynamic(shape.batch) && shape.batch * splits > 65535))
       return op.emitError()
              << "the grid of " << qTiles << " x " << shape.heads << " x "
              << shape.batch * splits << " blocks exceeds the device's limits";
@@ -375,6 +392,26 @@ struct KilnGpuFlashAttentionPass final
       return op.emitError()
              << "flash-attention-mma-sync expects the bufferized kernel: "
                 "operands read from buffers, the result stored to one";
+    // The counts on the host side of the launch: constants, or the sizes
+    // of the buffers (a buffer of symbolic shape is never a view, so it
+    // stays).
+    auto countOf = [&](Value buffer, unsigned d, int64_t n) -> Value {
+      if (!isDynamic(n))
+        return constantIndex(b, loc, n);
+      return memref::DimOp::create(b, loc, buffer, d);
+    };
+    Value batchCount = countOf(q, 0, shape.batch);
+    Value queryCount = countOf(q, 2, shape.queries);
+    Value keyCount = countOf(k, 2, shape.keys);
+    Value rowCount = packed ? constantIndex(b, loc, groups * shape.queries)
+                            : queryCount;
+    auto ceilDiv = [&](Value x, int64_t y) -> Value {
+      return arith::CeilDivUIOp::create(b, loc, x, constantIndex(b, loc, y));
+    };
+    Value qTileCount = qTiles ? constantIndex(b, loc, qTiles)
+                              : ceilDiv(rowCount, c.bm);
+    Value kvTileCount = kvTiles ? constantIndex(b, loc, kvTiles)
+                                : ceilDiv(keyCount, c.bn);
 
     // Operands that data movement inside the kernel wrote into temporaries
     // (the head split of a QKV projection: gathers and transposes) are
@@ -409,9 +446,15 @@ struct KilnGpuFlashAttentionPass final
       // The result goes to a temporary that the step then reads.
       outView.reset();
       auto resultType = cast<ShapedType>(op.getResult().getType());
+      SmallVector<Value> sizes;
+      if (resultType.isDynamicDim(0))
+        sizes.push_back(batchCount);
+      if (resultType.isDynamicDim(2))
+        sizes.push_back(queryCount);
       out = memref::AllocOp::create(
           b, loc,
-          MemRefType::get(resultType.getShape(), resultType.getElementType()));
+          MemRefType::get(resultType.getShape(), resultType.getElementType()),
+          sizes);
       OpBuilder after(resultStep->getBlock()->getTerminator());
       memref::DeallocOp::create(after, loc, out);
       resultBuffer.getResult().replaceAllUsesWith(
@@ -430,11 +473,18 @@ struct KilnGpuFlashAttentionPass final
               {splits, shape.batch, shape.heads, shape.queries, shape.headV}),
           f32Buffer({splits, shape.batch, shape.heads, shape.queries, 2})};
     }
+    Value gridZ = isDynamic(shape.batch)
+                      ? batchCount
+                      : constantIndex(b, loc, shape.batch * splits);
+    // A symbolic key count: the split's share, computed on the host too.
+    int64_t perSplitTiles = kvTiles ? llvm::divideCeil(kvTiles, splits) : 0;
+    Value perSplit = perSplitTiles ? constantIndex(b, loc, perSplitTiles)
+                     : splits > 1  ? ceilDiv(kvTileCount, splits)
+                                   : kvTileCount;
     Launch built = createLaunch(
         b, loc,
-        {constantIndex(b, loc, qTiles),
-         constantIndex(b, loc, packed ? shape.kvHeads : shape.heads),
-         constantIndex(b, loc, shape.batch * splits)},
+        {qTileCount,
+         constantIndex(b, loc, packed ? shape.kvHeads : shape.heads), gridZ},
         {c.threads(), 1, 1}, config);
     gpu::LaunchOp launch = built.op;
     OpBuilder &in = built.body;
@@ -462,7 +512,7 @@ struct KilnGpuFlashAttentionPass final
                       loc),
                   rows, width};
     };
-    int64_t stages = std::min(c.stages, kvTiles + 1);
+    int64_t stages = kvTiles ? std::min(c.stages, kvTiles + 1) : c.stages;
     Tile qTile = sharedTile(std::nullopt, c.bm, dq);
     Tile kRing = sharedTile(stages, c.bn, dq);
     Tile vRing = sharedTile(stages, c.bn, dv);
@@ -495,7 +545,7 @@ struct KilnGpuFlashAttentionPass final
 
     // KV tiles this block reads: with a causal mask, up to the one holding
     // key qBase + BM - 1 + offset (the last any of its rows sees).
-    Value kvEnd = ix.c(kvTiles);
+    Value kvEnd = kvTileCount;
     if (causal) {
       // ceil(max(0, qBase + BM + offset) / BN), in index arithmetic (the
       // last query, packed: any tile may hold it).
@@ -509,16 +559,15 @@ struct KilnGpuFlashAttentionPass final
       kvEnd = arith::MinUIOp::create(
           in, loc, ix.div(ix.add(positive, c.bn - 1), c.bn), kvEnd);
     }
-    int64_t perSplit = llvm::divideCeil(kvTiles, splits);
-    Value kvBegin = ix.mul(split, perSplit);
+    Value kvBegin = arith::MulIOp::create(in, loc, split, perSplit);
     kvEnd = arith::MinUIOp::create(in, loc, ix.add(kvBegin, perSplit), kvEnd);
     auto loadKV = [&](Ix &lx, Value tile, Value stage, Value enabled) {
       SmallVector<Value> tokens;
       Value rowBase = lx.mul(tile, c.bn);
       load(lx, c.threads(), tid, kRing, stage, k, batch, kvHead, rowBase,
-           shape.keys, shape.headQK, enabled, tokens);
+           keyCount, shape.headQK, enabled, tokens);
       load(lx, c.threads(), tid, vRing, stage, v, batch, kvHead, rowBase,
-           shape.keys, shape.headV, enabled, tokens);
+           keyCount, shape.headV, enabled, tokens);
       return commit(lx.b, tokens);
     };
 
@@ -594,7 +643,7 @@ struct KilnGpuFlashAttentionPass final
       SmallVector<std::pair<Value, Value>> rowHeads;
       for (Value row : rows)
         rowHeads.push_back(
-            headAndQuery(lx, lx.select(lx.lt(row, rowCount), row, lx.c(0))));
+            headAndQuery(lx, lx.select(lx.ltV(row, rowCount), row, lx.c(0))));
       SmallVector<SmallVector<Value>> s(2); // [half][j * 2 + e]
       for (int64_t j = 0; j < sTiles; ++j)
         for (int64_t half = 0; half < 2; ++half)
@@ -612,7 +661,7 @@ struct KilnGpuFlashAttentionPass final
             }
             auto [rowHead, query] = rowHeads[half];
             Value key = lx.add(keyBase, lx.add(lx.mul(inGroup, 2), j * 8 + e));
-            Value keep = lx.lt(key, shape.keys);
+            Value keep = lx.ltV(key, keyCount);
             if (bias) {
               auto biasType = cast<MemRefType>(bias.getType());
               Value full[4] = {batch, rowHead, query,
@@ -726,7 +775,7 @@ struct KilnGpuFlashAttentionPass final
       for (int64_t half = 0; half < 2; ++half) {
         Value row = rowOf(half);
         Value col = ix.add(ix.mul(inGroup, 2), jd * 8);
-        Value inside = ix.andI(ix.lt(row, rowCount), ix.lt(col, shape.headV));
+        Value inside = ix.andI(ix.ltV(row, rowCount), ix.lt(col, shape.headV));
         OpBuilder sb =
             scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
         SmallVector<Value> values;
@@ -754,7 +803,7 @@ struct KilnGpuFlashAttentionPass final
     if (split_)
       for (int64_t half = 0; half < 2; ++half) {
         Value row = rowOf(half);
-        Value inside = ix.andI(ix.lt(row, rowCount), ix.lt(inGroup, 1));
+        Value inside = ix.andI(ix.ltV(row, rowCount), ix.lt(inGroup, 1));
         OpBuilder sb =
             scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
         SmallVector<Value> maxAndSum = {loop.getResult(oTiles + half),

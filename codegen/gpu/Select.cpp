@@ -203,10 +203,14 @@ private:
   DictionaryAttr flashAttention(const FlashShape &shape) {
     // Decode with grouped-query heads: the group's query heads are rows of
     // one tile, so each K/V tile is loaded once for all of them.
+    // A symbolic query count takes 4 warps: any length may come.
     int64_t groups = shape.heads / shape.kvHeads;
-    bool pack = groups > 1 && shape.queries <= 16;
+    bool staticQueries = !ShapedType::isDynamic(shape.queries);
+    bool pack = groups > 1 && staticQueries && shape.queries <= 16;
     int64_t rows = pack ? groups * shape.queries : shape.queries;
-    int64_t warps = std::clamp<int64_t>(llvm::divideCeil(rows, 16), 1, 4);
+    int64_t warps = staticQueries ? std::clamp<int64_t>(
+                                        llvm::divideCeil(rows, 16), 1, 4)
+                                  : 4;
     int64_t bm = 16 * warps;
     constexpr int64_t kStages = 2;
     // Up to 96 KiB (two blocks per SM on the A100): past the 48 KiB of
@@ -234,15 +238,22 @@ private:
   /// that the blocks cover the SMs; a combine launch merges the splits.
   int64_t flashSplits(const FlashShape &shape, bool pack, int64_t rows,
                       int64_t bm, int64_t bn) {
+    // The split's workspace is sized by the batch and query counts at
+    // compile time; a symbolic key count (decode over a cache's prefix)
+    // is split at run time, whatever its length turns out to be (a split
+    // that gets no key tile stores an empty part, which the combine
+    // weighs 0).
+    if (ShapedType::isDynamic(shape.batch) ||
+        ShapedType::isDynamic(shape.queries))
+      return 1;
     int64_t blocks = llvm::divideCeil(rows, bm) *
                      (pack ? shape.kvHeads : shape.heads) * shape.batch;
-    int64_t kvTiles = llvm::divideCeil(shape.keys, bn);
     if (blocks >= int64_t(facts.smCount))
       return 1;
-    return std::clamp<int64_t>(
-        std::min<int64_t>(llvm::divideCeil(int64_t(facts.smCount), blocks),
-                          kvTiles / 2),
-        1, 16);
+    int64_t wanted = llvm::divideCeil(int64_t(facts.smCount), blocks);
+    if (!ShapedType::isDynamic(shape.keys))
+      wanted = std::min<int64_t>(wanted, llvm::divideCeil(shape.keys, bn) / 2);
+    return std::clamp<int64_t>(wanted, 1, 16);
   }
   /// Attention's decomposition: GEMMs, row reductions, elementwise steps,
   /// each with its own part of the configuration.

@@ -252,10 +252,17 @@ mlir::Value combineWith(mlir::OpBuilder &b, mlir::Location loc,
                         mlir::Value c);
 
 /// The sizes of a `kiln.attention` that flash-attention-mma-sync takes:
-/// static shapes, f16 or bf16 operands (softmax in f32), heads of at most
-/// 128 elements in multiples of 8.
+/// f16 or bf16 operands (softmax in f32), static head counts, heads of at
+/// most 128 elements in multiples of 8. The batch, query and key counts
+/// may be symbolic (ShapedType::kDynamic here; the kernel reads them from
+/// its size parameters).
 struct FlashShape {
   int64_t batch, heads, queries, headQK, kvHeads, keys, headV;
+  bool symbolic() const {
+    return mlir::ShapedType::isDynamic(batch) ||
+           mlir::ShapedType::isDynamic(queries) ||
+           mlir::ShapedType::isDynamic(keys);
+  }
 };
 std::optional<FlashShape> flashAttentionShape(mlir::Operation *root);
 /// The shared memory its tiles take: Q (bm rows) and `stages` stages of K

@@ -41,7 +41,9 @@ public:
   }
 
   /// cpu-flash-attention takes symbolic batch, query and key counts.
-  bool raisesSymbolicAttention() const override { return true; }
+  SymbolicAttention symbolicAttention(llvm::StringRef) const override {
+    return {true};
+  }
 
   void buildKernelPipeline(OpPassManager &pm) const override {
     buildCpuKernelPipeline(pm);

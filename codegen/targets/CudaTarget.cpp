@@ -15,6 +15,7 @@
 #include "codegen/gpu/Strategy.h"
 #include "codegen/targets/Target.h"
 #include "codegen/targets/TargetFacts.h"
+#include "dialects/kiln/HalfFloat.h"
 #include "manifest.pb.h"
 #include "passes/Passes.h"
 
@@ -54,6 +55,16 @@ public:
   /// takes it whole.
   bool raisesAttention() const override { return false; }
   bool raisesNarrowAttention() const override { return true; }
+  /// flash-attention-mma-sync reads the batch, query and key counts from
+  /// its size parameters; it takes f16 and bf16 operands and heads of at
+  /// most 128 elements in multiples of 8, and --precision narrows the
+  /// attention of heads of kMinNarrowK or more (a symbolic chain has no
+  /// other kernel: the fallback decomposition needs static shapes).
+  SymbolicAttention symbolicAttention(llvm::StringRef precision) const override {
+    if (precision != "fp16" && precision != "bf16")
+      return {};
+    return {true, kMinNarrowK, 128, 8};
+  }
 
   /// Weights whose [K, N] rows cannot be copied in 16-byte chunks are
   /// stored [N, K] for the tensor-core GEMM (then folded to constants).

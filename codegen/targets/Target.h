@@ -64,9 +64,28 @@ public:
   /// The same under `--precision fp16|bf16`, where attention's operands
   /// are narrowed (what tensor cores take).
   virtual bool raisesNarrowAttention() const { return raisesAttention(); }
-  /// Whether it raises attention whose batch, query or key counts are
-  /// symbolic too (its attention kernel takes symbolic dims).
-  virtual bool raisesSymbolicAttention() const { return false; }
+  /// Whether its attention kernel takes `kiln.attention` whose batch,
+  /// query or key counts are symbolic, at `precision` (fp32, fp16, bf16),
+  /// and with which head sizes: then exporters' chains with symbolic dims
+  /// are raised, and a checkpoint's decode attends over the cached prefix.
+  struct SymbolicAttention {
+    bool taken = false;
+    int64_t minHead = 0;      ///< the smallest head size
+    int64_t maxHead = 0;      ///< the largest head size (0: any)
+    int64_t headMultiple = 1; ///< head sizes are multiples of this
+    bool takes(int64_t head) const {
+      return taken && head >= minHead && (!maxHead || head <= maxHead) &&
+             head % headMultiple == 0;
+    }
+  };
+  virtual SymbolicAttention
+  symbolicAttention(llvm::StringRef precision) const {
+    return {};
+  }
+  /// The same at the model's own precision (the graph pipeline's raising).
+  bool raisesSymbolicAttention() const {
+    return symbolicAttention("fp32").taken;
+  }
 
   /// The kernel strategy and its configuration (`{strategy = ..., ...}`)
   /// for a dispatch whose root op is `root`, from this target's facts.

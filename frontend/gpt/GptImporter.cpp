@@ -212,6 +212,9 @@ private:
   // The entry point being built, and its KV cache.
   Mode mode = Mode::Prefill;
   bool withCache = false;
+  /// options.symbolicAttention, where the target's kernel takes this
+  /// model's head size.
+  bool symbolicAttention = false;
   /// Decode: the count of cached positions (index), that count plus the
   /// new one, and the bias that masks the cache past the new position,
   /// [1, 1, 1, MAX].
@@ -660,12 +663,12 @@ Value Builder::layer(Value x, int64_t i) {
     // cache, the positions past the new one masked by the bias. Prefill
     // attends over the prompt's own keys.
     if (mode == Mode::Decode) {
-      k = options.symbolicAttention ? cachedPrefix(kc) : kc;
-      v = options.symbolicAttention ? cachedPrefix(vc) : vc;
+      k = symbolicAttention ? cachedPrefix(kc) : kc;
+      v = symbolicAttention ? cachedPrefix(vc) : vc;
     }
   }
   bool decoding = mode == Mode::Decode;
-  bool masked = decoding && !options.symbolicAttention;
+  bool masked = decoding && !symbolicAttention;
   Value bias = masked ? decodeBias : paddingBias;
   Value attn = kiln::AttentionOp::create(
       b, loc, q.getType(), q, k, v, bias,
@@ -703,6 +706,9 @@ ImportedCheckpoint Builder::run() {
     return result;
   }
   c = *config;
+  symbolicAttention =
+      options.symbolicAttention &&
+      (!options.symbolicHeadSizes || options.symbolicHeadSizes(c.headDim));
   if (options.precision == "bf16")
     narrowType = b.getBF16Type();
   else if (options.precision == "fp16")
@@ -783,6 +789,7 @@ ImportedCheckpoint Builder::run() {
   result.config = c;
   result.maxSequence = maxSequence;
   result.decode = withCache;
+  result.symbolicAttention = symbolicAttention;
   return result;
 }
 
@@ -908,7 +915,7 @@ bool Builder::buildEntry(ModuleOp module, Mode entryMode) {
     cachedLength = arith::AddIOp::create(b, loc, pastSize, one);
     // cuda: 0 for the cached positions and the new one, -inf past them
     // (and before a row's padding ends).
-    if (!options.symbolicAttention)
+    if (!symbolicAttention)
       decodeBias = buildIndexed(
           b, loc, {padded ? batch : 1, 1, 1, maxSequence}, b.getF32Type(),
           [&](OpBuilder &nb, Location l, ValueRange iv) {
@@ -919,7 +926,7 @@ bool Builder::buildEntry(ModuleOp module, Mode entryMode) {
   if (padded) {
     // A row's padding is masked as keys, [batch, 1, 1, keys]: prefill's
     // keys are the prompt's; decode's the cached prefix (cpu).
-    bool prefixed = decoding && options.symbolicAttention;
+    bool prefixed = decoding && symbolicAttention;
     if (!decoding || prefixed) {
       int64_t keys = decoding ? kDynamic : tokens;
       SmallVector<Value> sizes;

@@ -27,6 +27,7 @@
 #include "mlir/IR/OwningOpRef.h"
 #include "llvm/ADT/StringMap.h"
 
+#include <functional>
 #include <memory>
 
 namespace kiln::gpt {
@@ -45,9 +46,12 @@ struct ImportOptions {
   /// `--precision` (fp32, fp16, bf16): under a half precision the GEMM
   /// weights are made in that type as they are read.
   std::string precision = "fp32";
-  /// The target's attention takes a symbolic key count (cpu): decode
-  /// attends over the cached prefix alone, not the whole cache with a mask.
+  /// The target's attention takes a symbolic key count (cpu; cuda at fp16
+  /// and bf16) for the heads sizes `symbolicHeadSizes` accepts (any when
+  /// unset): decode attends over the cached prefix alone, not the whole
+  /// cache with a mask, and prefill may have symbolic batch and sequence.
   bool symbolicAttention = false;
+  std::function<bool(int64_t)> symbolicHeadSizes;
 };
 
 /// What a checkpoint import produces: the module, and the checkpoint whose
@@ -57,6 +61,9 @@ struct ImportedCheckpoint {
   mlir::OwningOpRef<mlir::ModuleOp> module;
   std::unique_ptr<Checkpoint> weights;
   GptConfig config;
+  /// Whether its attention has symbolic counts where the dims are
+  /// symbolic (options.symbolicAttention, for this model's head size).
+  bool symbolicAttention = false;
   /// The longest sequence the prefill entry point takes.
   int64_t maxSequence = 0;
   /// Whether the module has the `decode` entry point and its KV cache.

@@ -158,6 +158,27 @@ def test_precision_sim_tensor_cores(name, tmp_path):
     assert error <= PRECISION_TOLERANCES["bf16"], error
 
 
+@pytest.mark.parametrize("name", ["gpt2", "llama3"])
+def test_sim_symbolic_shapes_tensor_cores(name, tmp_path):
+    """bf16 on the cuda target with symbolic batch and sequence: one
+    artifact whose flash attention reads the run's batch, query and key
+    counts (and decode's cached prefix), several prompt shapes under the
+    simulator within the bf16 tolerance."""
+    path = make_checkpoint(tmp_path / "ckpt", name)
+    artifact = tmp_path / "m.kiln"
+    kiln("compile", str(path), "-o", str(artifact), "--target",
+         "cuda:sm_80,sm_90a", "--embed-kernel-ir", "--precision", "bf16",
+         "--max-seq-len", "40", "--max-batch", "2")
+    info = json.loads(kiln("inspect", "--json", str(artifact)).stdout)
+    assert any(k["strategy"] == "flash-attention-mma-sync"
+               for k in info["kernels"])
+    for shape in [(2, 11), (1, 40), (1, 1)]:
+        ids = prompts(shape)
+        error = normwise_error(run(artifact, ids, tmp_path, "sim"),
+                               reference(path, ids))
+        assert error <= PRECISION_TOLERANCES["bf16"], (name, shape, error)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_checkpoint(dtype, tmp_path):
     """A checkpoint stored in bf16 or f16 is widened exactly: at fp32 it

@@ -325,7 +325,12 @@ int runCompile(const Args &args) {
     gptOptions.maxBatch = o.maxBatch;
     gptOptions.kvCache = o.kvCache;
     gptOptions.precision = o.precision;
-    gptOptions.symbolicAttention = target->raisesSymbolicAttention();
+    targets::Target::SymbolicAttention symbolic =
+        target->symbolicAttention(o.precision);
+    gptOptions.symbolicAttention = symbolic.taken;
+    gptOptions.symbolicHeadSizes = [symbolic](int64_t head) {
+      return symbolic.takes(head);
+    };
     if (!o.import.constantInputs.empty())
       return fail("--constant-input applies to ONNX models, not to the "
                   "checkpoint folder '" + o.model + "'");
@@ -347,15 +352,22 @@ int runCompile(const Args &args) {
                    "(prompts must be token ids)\n",
                    tokenizerError.c_str());
     module = std::move(weights.module);
-    if (module && !target->raisesSymbolicAttention())
+    if (module && !weights.symbolicAttention)
       for (auto func : module->getOps<func::FuncOp>())
         for (Type type : func.getArgumentTypes())
           // decode's `past` is a count, not a size attention runs at.
           if (func.getSymName() == "prefill" &&
               !cast<ShapedType>(type).hasStaticShape())
-            return fail(o.target + " runs a checkpoint's attention at fixed "
-                        "sizes for now: give them with --dim batch=B --dim "
-                        "sequence=S");
+            return fail(
+                o.target + " runs this checkpoint's attention at fixed " +
+                "sizes only" +
+                (symbolic.taken
+                     ? " (its head size " +
+                           std::to_string(weights.config.headDim) +
+                           " is not one the attention kernel takes)"
+                     : " at --precision " + o.precision +
+                           " (--precision fp16 or bf16 takes symbolic ones)") +
+                ": give them with --dim batch=B --dim sequence=S");
   } else {
     if (o.maxSeqLen || o.maxBatch)
       return fail("--max-seq-len and --max-batch apply to checkpoint "
@@ -380,7 +392,12 @@ int runCompile(const Args &args) {
     if (target->raisesNarrowAttention()) {
       pm.addPass(createCanonicalizerPass());
       KilnRaiseAttentionOptions raise;
-      raise.symbolicDims = target->raisesSymbolicAttention();
+      targets::Target::SymbolicAttention symbolic =
+          target->symbolicAttention(o.precision);
+      raise.symbolicDims = symbolic.taken;
+      raise.symbolicMinHead = symbolic.minHead;
+      raise.symbolicMaxHead = symbolic.maxHead;
+      raise.symbolicHeadMultiple = symbolic.headMultiple;
       pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention(raise));
     }
     KilnConvertPrecisionOptions precision;

@@ -26,7 +26,7 @@ func.func @one_stage(%arg0: memref<1x2x8x16xbf16>, %arg1: memref<1x2x8x16xbf16>)
 
 func.func @f32_attention(%arg0: memref<1x2x8x16xf32>, %arg1: memref<1x2x8x16xf32>) attributes {kiln.config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}, kiln.kernel} {
   %q = bufferization.to_tensor %arg0 : memref<1x2x8x16xf32> to tensor<1x2x8x16xf32>
-  // expected-error @+1 {{flash-attention-mma-sync takes static f16 or bf16 attention}}
+  // expected-error @+1 {{flash-attention-mma-sync takes f16 or bf16 attention with static head counts}}
   %r = kiln.attention %q, %q, %q {scale = 2.500000e-01 : f64} : tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32>, tensor<1x2x8x16xf32> -> tensor<1x2x8x16xf32>
   %rb = bufferization.to_buffer %r : tensor<1x2x8x16xf32> to memref<1x2x8x16xf32, strided<[?, ?, ?, ?], offset: ?>>
   memref.copy %rb, %arg1 : memref<1x2x8x16xf32, strided<[?, ?, ?, ?], offset: ?>> to memref<1x2x8x16xf32>

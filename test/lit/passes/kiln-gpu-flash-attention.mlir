@@ -218,3 +218,65 @@ func.func @packed_heads(%arg0: memref<1x4x1x64xbf16>, %arg1: memref<1x2x128x64xb
   memref.copy %rb, %arg2 : memref<1x4x1x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x4x1x64xbf16>
   return
 }
+
+// -----
+
+// COM: Symbolic batch, query and key counts (a dynamic export, or decode
+// COM: over a cache's prefix): the counts are the buffers' sizes, read on
+// COM: the host side of the launch; the grid's x is ceil(queries / BM) and
+// COM: its z the batch; the Q rows, the K/V rows and the keys of the
+// COM: scores are guarded by the run's counts, and the key tiles end at
+// COM: ceil(keys / BN). A result that a step other than a copy reads goes
+// COM: to a temporary of the run's shape.
+// CHECK-LABEL: func.func @symbolic_counts
+// CHECK-DAG: %[[B:.*]] = memref.dim %arg0, %c0
+// CHECK-DAG: %[[S:.*]] = memref.dim %arg0, %c2
+// CHECK-DAG: %[[L:.*]] = memref.dim %arg1, %c2
+// CHECK-DAG: %[[QT:.*]] = arith.ceildivui %[[S]], %c64
+// CHECK-DAG: %[[KT:.*]] = arith.ceildivui %[[L]], %c64
+// CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %[[QT]], %{{.*}} = %c2{{.*}}, %{{.*}} = %[[B]])
+// CHECK: arith.minui %{{.*}}, %[[KT]]
+// CHECK: arith.cmpi ult, %{{.*}}, %[[S]]
+// CHECK: nvgpu.device_async_copy %arg0
+// CHECK: arith.cmpi ult, %{{.*}}, %[[L]]
+// CHECK: nvgpu.device_async_copy %arg1
+// CHECK: scf.for
+// CHECK: nvgpu.mma.sync
+// CHECK: arith.cmpi ult, %{{.*}}, %[[L]]
+// CHECK: vector.store %{{.*}}, %arg3
+// CHECK: gpu.terminator
+func.func @symbolic_counts(%arg0: memref<?x2x?x64xbf16>, %arg1: memref<?x2x?x64xbf16>, %arg2: memref<?x2x?x64xbf16>, %arg3: memref<?x2x?x64xbf16>) attributes {kiln.config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 64, 64>}, kiln.kernel} {
+  %q = bufferization.to_tensor %arg0 : memref<?x2x?x64xbf16> to tensor<?x2x?x64xbf16>
+  %k = bufferization.to_tensor %arg1 : memref<?x2x?x64xbf16> to tensor<?x2x?x64xbf16>
+  %v = bufferization.to_tensor %arg2 : memref<?x2x?x64xbf16> to tensor<?x2x?x64xbf16>
+  %r = kiln.attention %q, %k, %v {scale = 1.250000e-01 : f64, softmax_type = f32} : tensor<?x2x?x64xbf16>, tensor<?x2x?x64xbf16>, tensor<?x2x?x64xbf16> -> tensor<?x2x?x64xbf16>
+  %rb = bufferization.to_buffer %r : tensor<?x2x?x64xbf16> to memref<?x2x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>
+  memref.copy %rb, %arg3 : memref<?x2x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<?x2x?x64xbf16>
+  return
+}
+
+// -----
+
+// COM: Split-KV over a symbolic key count (decode over a cache's prefix):
+// COM: each split's share of the key tiles, ceil(ceil(keys / BN) / splits),
+// COM: is computed at run time; the workspaces are sized by the static
+// COM: batch and query counts.
+// CHECK-LABEL: func.func @split_kv_symbolic_keys
+// CHECK: %[[L:.*]] = memref.dim %arg1, %c2
+// CHECK: %[[KT:.*]] = arith.ceildivui %[[L]], %c64
+// CHECK: memref.alloc() : memref<4x1x2x1x64xf32>
+// CHECK: memref.alloc() : memref<4x1x2x1x2xf32>
+// CHECK: %[[SHARE:.*]] = arith.ceildivui %[[KT]], %c4
+// CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %c1{{.*}}, %{{.*}} = %c2{{.*}}, %{{.*}} = %c4{{.*}})
+// CHECK: arith.muli %{{.*}}, %[[SHARE]]
+// CHECK: gpu.terminator
+// CHECK: gpu.launch
+// CHECK: gpu.terminator
+func.func @split_kv_symbolic_keys(%arg0: memref<1x2x1x64xbf16>, %arg1: memref<1x2x?x64xbf16>, %arg2: memref<1x2x1x64xbf16>) attributes {kiln.config = {splits = 4 : i64, stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}, kiln.kernel} {
+  %q = bufferization.to_tensor %arg0 : memref<1x2x1x64xbf16> to tensor<1x2x1x64xbf16>
+  %kv = bufferization.to_tensor %arg1 : memref<1x2x?x64xbf16> to tensor<1x2x?x64xbf16>
+  %r = kiln.attention %q, %kv, %kv {scale = 1.250000e-01 : f64, softmax_type = f32} : tensor<1x2x1x64xbf16>, tensor<1x2x?x64xbf16>, tensor<1x2x?x64xbf16> -> tensor<1x2x1x64xbf16>
+  %rb = bufferization.to_buffer %r : tensor<1x2x1x64xbf16> to memref<1x2x1x64xbf16, strided<[?, ?, ?, ?], offset: ?>>
+  memref.copy %rb, %arg2 : memref<1x2x1x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x2x1x64xbf16>
+  return
+}

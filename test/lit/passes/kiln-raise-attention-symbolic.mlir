@@ -1,5 +1,11 @@
 // RUN: kiln-opt %s -split-input-file --kiln-raise-attention=symbolic-dims=true | FileCheck %s
 // RUN: kiln-opt %s -split-input-file --kiln-raise-attention | FileCheck %s --check-prefix=STATIC
+// RUN: kiln-opt %s -split-input-file --kiln-raise-attention="symbolic-dims=true symbolic-min-head=8 symbolic-max-head=8 symbolic-head-multiple=8" | FileCheck %s
+// COM: A target whose kernel takes heads of at least 16, at most 4, or
+// COM: multiples of 16 only: the symbolic chains (heads of 8) are left alone.
+// RUN: kiln-opt %s -split-input-file --kiln-raise-attention="symbolic-dims=true symbolic-min-head=16" | FileCheck %s --check-prefix=STATIC
+// RUN: kiln-opt %s -split-input-file --kiln-raise-attention="symbolic-dims=true symbolic-max-head=4" | FileCheck %s --check-prefix=STATIC
+// RUN: kiln-opt %s -split-input-file --kiln-raise-attention="symbolic-dims=true symbolic-head-multiple=16" | FileCheck %s --check-prefix=STATIC
 
 // COM: Symbolic batch and sequence (a dynamic export), for a target whose
 // COM: attention kernel takes them: q and kT scaled, a mask computed at run
