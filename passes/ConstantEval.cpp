@@ -216,7 +216,7 @@ private:
     if (it != scalars.end())
       return it->second;
     // Scalars defined outside the body (a constant the canonicalizer
-    // hoisted).
+    // hoisted, a size computed from the dims).
     if (auto constant = v.getDefiningOp<arith::ConstantOp>()) {
       if (auto f = dyn_cast<FloatAttr>(constant.getValue()))
         return f.getValueAsDouble();
@@ -224,7 +224,7 @@ private:
         return i.getType().isInteger(1) ? double(i.getValue().getBoolValue())
                                         : double(i.getValue().getSExtValue());
     }
-    return std::nullopt;
+    return tensors.scalar(v);
   }
 
   bool step(Operation *op) {
@@ -287,8 +287,14 @@ const ConstTensor *ConstantEvaluator::evaluate(Value v) {
 
 const ConstTensor *ConstantEvaluator::compute(Value v) {
   auto type = dyn_cast<RankedTensorType>(v.getType());
-  if (!type || !type.hasStaticShape() || type.getNumElements() > maxElements)
+  if (!type)
     return nullptr;
+  // The shape: static, or computed from the bound dims.
+  std::optional<SmallVector<int64_t>> shape = shapeOf(v);
+  if (!shape || llvm::any_of(*shape, [](int64_t d) { return d < 0; }) ||
+      numElements(*shape) > maxElements)
+    return nullptr;
+  int64_t elementCount = numElements(*shape);
   auto store = [&](ConstTensor t) -> const ConstTensor * {
     auto owned = std::make_unique<ConstTensor>(std::move(t));
     const ConstTensor *raw = owned.get();
@@ -299,7 +305,7 @@ const ConstTensor *ConstantEvaluator::compute(Value v) {
   if (!def)
     return nullptr;
   ConstTensor out;
-  out.shape.assign(type.getShape().begin(), type.getShape().end());
+  out.shape = *shape;
 
   if (auto constant = dyn_cast<arith::ConstantOp>(def)) {
     auto attr = dyn_cast<ElementsAttr>(constant.getValue());
@@ -308,10 +314,10 @@ const ConstTensor *ConstantEvaluator::compute(Value v) {
     std::optional<std::vector<double>> values = denseValues(attr);
     if (!values)
       return nullptr;
-    if (int64_t(values->size()) != type.getNumElements()) {
+    if (int64_t(values->size()) != elementCount) {
       if (values->size() != 1)
         return nullptr;
-      values->assign(type.getNumElements(), values->front());
+      values->assign(elementCount, values->front());
     }
     out.values = std::move(*values);
     return store(std::move(out));
@@ -320,26 +326,42 @@ const ConstTensor *ConstantEvaluator::compute(Value v) {
   if (isa<tensor::ExpandShapeOp, tensor::CollapseShapeOp, tensor::CastOp>(def) ||
       isa<tensor::ReshapeOp>(def)) {
     const ConstTensor *source = evaluate(def->getOperand(0));
-    if (!source || source->size() != type.getNumElements())
+    if (!source || source->size() != elementCount)
       return nullptr;
     out.values = source->values;
+    return store(std::move(out));
+  }
+  if (auto from = dyn_cast<tensor::FromElementsOp>(def)) {
+    for (Value element : from.getElements()) {
+      std::optional<double> x = scalar(element);
+      if (!x)
+        return nullptr;
+      out.values.push_back(*x);
+    }
     return store(std::move(out));
   }
   if (auto slice = dyn_cast<tensor::ExtractSliceOp>(def)) {
     const ConstTensor *source = evaluate(slice.getSource());
     if (!source || !slice.hasUnitStride() ||
-        ShapedType::isDynamicShape(slice.getStaticOffsets()) ||
-        ShapedType::isDynamicShape(slice.getStaticSizes()) ||
         slice.getSourceType().getRank() != type.getRank())
       return nullptr;
-    ArrayRef<int64_t> offsets = slice.getStaticOffsets();
-    out.values.resize(type.getNumElements());
+    SmallVector<int64_t> offsets;
+    for (OpFoldResult offset : slice.getMixedOffsets()) {
+      std::optional<int64_t> o = sizeOf(offset);
+      if (!o)
+        return nullptr;
+      offsets.push_back(*o);
+    }
+    for (int64_t d = 0; d < type.getRank(); ++d)
+      if (offsets[d] < 0 || offsets[d] + out.shape[d] > source->shape[d])
+        return nullptr;
+    out.values.resize(elementCount);
     SmallVector<int64_t> at(type.getRank(), 0), src(type.getRank());
-    for (int64_t n = 0; n < type.getNumElements(); ++n) {
+    for (int64_t n = 0; n < elementCount; ++n) {
       for (int64_t d = 0; d < type.getRank(); ++d)
         src[d] = at[d] + offsets[d];
       out.values[n] = source->values[offsetOf(source->shape, src)];
-      for (int64_t d = type.getRank() - 1; d >= 0 && ++at[d] == type.getDimSize(d); --d)
+      for (int64_t d = type.getRank() - 1; d >= 0 && ++at[d] == out.shape[d]; --d)
         at[d] = 0;
     }
     return store(std::move(out));
@@ -351,8 +373,22 @@ const ConstTensor *ConstantEvaluator::compute(Value v) {
     return nullptr;
   unsigned resultNumber = cast<OpResult>(v).getResultNumber();
   SmallVector<int64_t> ranges = linalgOp.getStaticLoopRanges();
-  if (ShapedType::isDynamicShape(ranges))
-    return nullptr;
+  if (ShapedType::isDynamicShape(ranges)) {
+    // The operands' shapes at the bound dims, through the loops' maps.
+    SmallVector<int64_t> shapes;
+    for (OpOperand &operand : linalgOp->getOpOperands()) {
+      if (!isa<ShapedType>(operand.get().getType()))
+        continue;
+      std::optional<SmallVector<int64_t>> s = shapeOf(operand.get());
+      if (!s)
+        return nullptr;
+      shapes.append(*s);
+    }
+    AffineMap shapesToLoops = linalgOp.getShapesToLoopsMap();
+    if (!shapesToLoops)
+      return nullptr;
+    ranges = shapesToLoops.compose(shapes);
+  }
   SmallVector<AffineMap> maps = linalgOp.getIndexingMapsArray();
   OpOperand *init = linalgOp.getDpsInitOperand(resultNumber);
   AffineMap outMap = linalgOp.getMatchingIndexingMap(init);
@@ -386,7 +422,7 @@ const ConstTensor *ConstantEvaluator::compute(Value v) {
   int64_t count = numElements(ranges);
   if (count > maxElements)
     return nullptr;
-  out.values.assign(type.getNumElements(), 0.0);
+  out.values.assign(elementCount, 0.0);
   SmallVector<int64_t> ivs(ranges.size(), 0);
   for (int64_t n = 0; n < count; ++n) {
     BodyEval eval(*this, ivs);
@@ -409,6 +445,173 @@ const ConstTensor *ConstantEvaluator::compute(Value v) {
       ivs[d] = 0;
   }
   return store(std::move(out));
+}
+
+void ConstantEvaluator::bindDims(llvm::StringMap<int64_t> sizes) {
+  dims = std::move(sizes);
+  cache.clear();
+  scalars.clear();
+}
+
+std::optional<int64_t> ConstantEvaluator::sizeOf(OpFoldResult size) {
+  if (auto attr = dyn_cast<Attribute>(size)) {
+    if (auto i = dyn_cast<IntegerAttr>(attr))
+      return i.getInt();
+    return std::nullopt;
+  }
+  std::optional<double> x = scalar(cast<Value>(size));
+  if (!x)
+    return std::nullopt;
+  return int64_t(*x);
+}
+
+std::optional<SmallVector<int64_t>> ConstantEvaluator::shapeOf(Value v) {
+  auto type = dyn_cast<RankedTensorType>(v.getType());
+  if (!type)
+    return std::nullopt;
+  SmallVector<int64_t> shape;
+  for (int64_t d = 0; d < type.getRank(); ++d) {
+    std::optional<int64_t> size = dimOf(v, d);
+    if (!size)
+      return std::nullopt;
+    shape.push_back(*size);
+  }
+  return shape;
+}
+
+std::optional<int64_t> ConstantEvaluator::dimOf(Value v, unsigned d) {
+  auto type = dyn_cast<RankedTensorType>(v.getType());
+  if (!type || d >= type.getRank())
+    return std::nullopt;
+  if (!type.isDynamicDim(d))
+    return type.getDimSize(d);
+  if (dims.empty())
+    return std::nullopt;
+  if (auto it = cache.find(v); it != cache.end() && it->second)
+    return it->second->shape[d];
+  // A function argument's named dim.
+  if (auto arg = dyn_cast<BlockArgument>(v)) {
+    auto func = dyn_cast<FunctionOpInterface>(arg.getOwner()->getParentOp());
+    if (!func || arg.getOwner() != &func.getFunctionBody().front())
+      return std::nullopt;
+    auto names = func.getArgAttrOfType<ArrayAttr>(arg.getArgNumber(),
+                                                  "kiln.dims");
+    if (!names || d >= names.size())
+      return std::nullopt;
+    auto name = dyn_cast<StringAttr>(names[d]);
+    auto it = name ? dims.find(name.getValue()) : dims.end();
+    if (it == dims.end())
+      return std::nullopt;
+    return it->second;
+  }
+  Operation *def = v.getDefiningOp();
+  unsigned result = cast<OpResult>(v).getResultNumber();
+  if (auto empty = dyn_cast<tensor::EmptyOp>(def))
+    return sizeOf(empty.getDynamicSize(d));
+  if (auto expand = dyn_cast<tensor::ExpandShapeOp>(def))
+    return sizeOf(expand.getMixedOutputShape()[d]);
+  if (auto collapse = dyn_cast<tensor::CollapseShapeOp>(def)) {
+    int64_t size = 1;
+    for (int64_t s : collapse.getReassociationIndices()[d]) {
+      std::optional<int64_t> part = dimOf(collapse.getSrc(), s);
+      if (!part)
+        return std::nullopt;
+      size *= *part;
+    }
+    return size;
+  }
+  if (auto cast = dyn_cast<tensor::CastOp>(def))
+    return dimOf(cast.getSource(), d);
+  if (auto slice = dyn_cast<tensor::ExtractSliceOp>(def);
+      slice && slice.getSourceType().getRank() == type.getRank())
+    return sizeOf(slice.getMixedSizes()[d]);
+  if (auto reshape = dyn_cast<tensor::ReshapeOp>(def)) {
+    const ConstTensor *shape = evaluate(reshape.getShape());
+    if (!shape || d >= shape->values.size())
+      return std::nullopt;
+    return int64_t(shape->values[d]);
+  }
+  if (auto dps = dyn_cast<DestinationStyleOpInterface>(def);
+      dps && result < dps.getNumDpsInits())
+    return dimOf(dps.getDpsInitOperand(result)->get(), d);
+  return std::nullopt;
+}
+
+std::optional<double> ConstantEvaluator::scalar(Value v) {
+  if (auto it = scalars.find(v); it != scalars.end())
+    return it->second;
+  scalars[v] = std::nullopt; // in progress
+  std::optional<double> x = computeScalar(v);
+  scalars[v] = x;
+  return x;
+}
+
+std::optional<double> ConstantEvaluator::computeScalar(Value v) {
+  Operation *def = v.getDefiningOp();
+  if (!def || def->getNumResults() != 1 || isa<ShapedType>(v.getType()))
+    return std::nullopt;
+  if (auto dim = dyn_cast<tensor::DimOp>(def)) {
+    std::optional<double> index = scalar(dim.getIndex());
+    if (!index)
+      return std::nullopt;
+    std::optional<int64_t> size = dimOf(dim.getSource(), unsigned(*index));
+    if (!size)
+      return std::nullopt;
+    return double(*size);
+  }
+  if (auto extract = dyn_cast<tensor::ExtractOp>(def)) {
+    const ConstTensor *t = evaluate(extract.getTensor());
+    if (!t)
+      return std::nullopt;
+    SmallVector<int64_t> at;
+    for (Value i : extract.getIndices()) {
+      std::optional<double> x = scalar(i);
+      if (!x)
+        return std::nullopt;
+      at.push_back(int64_t(*x));
+    }
+    for (size_t d = 0; d < at.size(); ++d)
+      if (at[d] < 0 || at[d] >= t->shape[d])
+        return std::nullopt;
+    return t->values[offsetOf(t->shape, at)];
+  }
+  // Index arithmetic only (no regions, no side effects).
+  if (def->getNumRegions() || !isMemoryEffectFree(def))
+    return std::nullopt;
+  SmallVector<double, 3> in;
+  for (Value operand : def->getOperands()) {
+    std::optional<double> x = scalar(operand);
+    if (!x)
+      return std::nullopt;
+    in.push_back(*x);
+  }
+  auto i64 = [](double x) { return int64_t(x); };
+  std::optional<double> out =
+      llvm::TypeSwitch<Operation *, std::optional<double>>(def)
+          .Case<arith::DivUIOp, arith::FloorDivSIOp>(
+              [&](auto) -> std::optional<double> {
+                if (i64(in[1]) == 0)
+                  return std::nullopt;
+                return std::floor(in[0] / in[1]);
+              })
+          .Case<arith::CeilDivUIOp, arith::CeilDivSIOp>(
+              [&](auto) -> std::optional<double> {
+                if (i64(in[1]) == 0)
+                  return std::nullopt;
+                return std::ceil(in[0] / in[1]);
+              })
+          .Case<arith::RemUIOp>([&](auto) -> std::optional<double> {
+            if (i64(in[1]) == 0)
+              return std::nullopt;
+            return double(i64(in[0]) % i64(in[1]));
+          })
+          .Case<arith::MaxUIOp>([&](auto) { return std::max(in[0], in[1]); })
+          .Case<arith::MinUIOp>([&](auto) { return std::min(in[0], in[1]); })
+          .Case<arith::IndexCastUIOp>([&](auto) { return in[0]; })
+          .Default([&](Operation *op) { return applyScalarOp(op, in); });
+  if (!out)
+    return std::nullopt;
+  return roundTo(v.getType(), *out);
 }
 
 } // namespace kiln

@@ -15,12 +15,21 @@
 // reshapes; anything else, or more than `maxElements` elements, gives
 // nothing.
 //
+// Symbolic dims: a dynamic export computes its masks from the input's
+// shape (an iota of the sequence length). Given sizes for the function's
+// named dims (`kiln.dims` on its arguments), the evaluator also computes
+// tensors whose shapes, and values, depend on those dims (never on the
+// arguments' values): the sizes of tensor.empty, the index arithmetic of
+// tensor.dim, from_elements and slices are evaluated at them.
+//
 //===----------------------------------------------------------------------===//
 #ifndef KILN_PASSES_CONSTANTEVAL_H
 #define KILN_PASSES_CONSTANTEVAL_H
 
+#include "mlir/IR/OpDefinition.h"
 #include "mlir/IR/Value.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
 
 #include <memory>
 #include <optional>
@@ -44,15 +53,31 @@ public:
   explicit ConstantEvaluator(int64_t maxElements = 1 << 20)
       : maxElements(maxElements) {}
 
+  /// Evaluates at these sizes of the named symbolic dims from now on
+  /// (what was evaluated before is forgotten).
+  void bindDims(llvm::StringMap<int64_t> sizes);
+
   /// The value of `v`, or nothing when it depends on anything but constants
-  /// (or is too large, or uses an op the evaluator does not know).
+  /// and bound dims (or is too large, or uses an op the evaluator does not
+  /// know).
   const ConstTensor *evaluate(mlir::Value v);
+
+  /// A scalar (index, integer or float) computed from constants and bound
+  /// dims: arith ops, tensor.dim, tensor.extract of an evaluable tensor.
+  std::optional<double> scalar(mlir::Value v);
+  /// Dim `d` of the tensor `v` (static, or computed from bound dims).
+  std::optional<int64_t> dimOf(mlir::Value v, unsigned d);
+  std::optional<llvm::SmallVector<int64_t>> shapeOf(mlir::Value v);
 
 private:
   const ConstTensor *compute(mlir::Value v);
+  std::optional<double> computeScalar(mlir::Value v);
+  std::optional<int64_t> sizeOf(mlir::OpFoldResult size);
 
   int64_t maxElements;
   llvm::DenseMap<mlir::Value, std::unique_ptr<ConstTensor>> cache;
+  llvm::DenseMap<mlir::Value, std::optional<double>> scalars;
+  llvm::StringMap<int64_t> dims;
 };
 
 } // namespace kiln

@@ -309,6 +309,160 @@ private:
     return std::make_pair(expand.getSrc(), rep[2]);
   }
 
+  /// What a mask term is: zeros, a causal pattern (its offset), or
+  /// anything else (neither set).
+  struct MaskKind {
+    bool zero = false;
+    std::optional<int64_t> causal;
+    bool operator==(const MaskKind &o) const {
+      return zero == o.zero && causal == o.causal;
+    }
+  };
+  static MaskKind classifyMask(const Step &s, const ConstTensor &t, int64_t sq,
+                               int64_t skv) {
+    ConstTensor asBias = t;
+    if (s.kind == Step::SelectBias)
+      for (double &value : asBias.values)
+        value = (value != 0) == s.maskWhenTrue ? s.fill : 0.0;
+    if (asBias.uniform() == 0.0)
+      return {true, std::nullopt};
+    return {false, causalOffsetOf(asBias, sq, skv)};
+  }
+
+  /// A mask term of a symbolic chain, computed from the function's dims
+  /// (an iota of the sequence length compared with another): evaluated at
+  /// sample sizes of every symbolic dim within its bounds (small, middle,
+  /// larger, and the bounds themselves where the tensor is small enough),
+  /// it must be the same kind at each. A term that depends on an input's
+  /// values (a padding mask) cannot be evaluated and stays a bias. Where
+  /// the samples stop short of a dim's upper bound, a term whose slice
+  /// holds an integer past the samples (a window length) or a table
+  /// larger than they read must be judged at the bounds as well.
+  std::optional<MaskKind> classifySymbolicMask(const Step &s, Value q,
+                                               Value kT, int64_t rank) {
+    if (samples.empty())
+      samples = sampleDims();
+    if (samples.empty())
+      return std::nullopt;
+    bool needsTop = false;
+    int64_t reach = 0;
+    for (const auto &[sizes, top] : samples)
+      for (const auto &entry : *sizes)
+        if (!top)
+          reach = std::max(reach, entry.getValue());
+    bool topShort = llvm::any_of(samples, [&](const auto &sample) {
+      return sample.second &&
+             llvm::any_of(*sample.first, [&](const auto &entry) {
+               return entry.getValue() > reach;
+             });
+    });
+    if (topShort)
+      needsTop = hidesThreshold(s.side, reach);
+    std::optional<MaskKind> agreed;
+    for (size_t i = 0; i < samples.size(); ++i) {
+      ConstantEvaluator &ev = *sampleEvals[i];
+      const ConstTensor *t = ev.evaluate(s.side);
+      std::optional<int64_t> sq = ev.dimOf(q, rank - 2);
+      std::optional<int64_t> skv = ev.dimOf(kT, rank - 1);
+      if (!t || !sq || !skv) {
+        // Too large to evaluate at the bounds: fine unless needed there.
+        if (samples[i].second && !needsTop)
+          continue;
+        return std::nullopt;
+      }
+      MaskKind kind = classifyMask(s, *t, *sq, *skv);
+      if (!kind.zero && !kind.causal)
+        return std::nullopt;
+      if (agreed && !(*agreed == kind))
+        return std::nullopt;
+      agreed = kind;
+    }
+    return agreed;
+  }
+
+  /// The samples of the function's symbolic dims (`kiln.dim_bounds`), each
+  /// with whether it is the bounds' one, and an evaluator bound to each.
+  using Sample = std::pair<std::shared_ptr<llvm::StringMap<int64_t>>, bool>;
+  SmallVector<Sample> sampleDims() {
+    SmallVector<Sample> result;
+    auto bounds = func->getAttrOfType<DictionaryAttr>("kiln.dim_bounds");
+    if (!bounds || bounds.empty())
+      return result;
+    // Different sizes for different dims (a sum of two dims must not look
+    // like one of them), at least 2 where the bounds allow (a 1 x 1 causal
+    // mask masks nothing).
+    for (int64_t base : {2, 7, 19, 48}) {
+      auto sizes = std::make_shared<llvm::StringMap<int64_t>>();
+      int64_t i = 0;
+      for (NamedAttribute entry : bounds) {
+        auto range = dyn_cast<DenseI64ArrayAttr>(entry.getValue());
+        if (!range || range.size() != 2)
+          return {};
+        int64_t lo = range[0], hi = range[1];
+        (*sizes)[entry.getName().getValue()] =
+            std::clamp<int64_t>(std::max<int64_t>(lo, base) + 3 * i++, lo, hi);
+      }
+      result.push_back({sizes, false});
+    }
+    auto top = std::make_shared<llvm::StringMap<int64_t>>();
+    for (NamedAttribute entry : bounds)
+      (*top)[entry.getName().getValue()] =
+          cast<DenseI64ArrayAttr>(entry.getValue())[1];
+    result.push_back({top, true});
+    for (const Sample &sample : result) {
+      sampleEvals.push_back(std::make_unique<ConstantEvaluator>());
+      sampleEvals.back()->bindDims(*sample.first);
+    }
+    return result;
+  }
+
+  /// Whether the values `v` is computed from include an integer constant
+  /// in (reach, 2^31) (a length the samples would not reach) or a dense
+  /// table of more than reach² elements.
+  static bool hidesThreshold(Value v, int64_t reach) {
+    SmallVector<Value> work = {v};
+    llvm::DenseSet<Value> seen;
+    auto risky = [&](Attribute attr) {
+      auto elements = dyn_cast<ElementsAttr>(attr);
+      if (elements && elements.getNumElements() > reach * reach)
+        return true;
+      auto check = [&](const APInt &x) {
+        if (x.getSignificantBits() > 32)
+          return false;
+        int64_t value = x.getSExtValue();
+        return value > reach || value < -reach;
+      };
+      if (auto i = dyn_cast<IntegerAttr>(attr))
+        return i.getType().isInteger(1) ? false : check(i.getValue());
+      if (auto dense = dyn_cast<DenseIntElementsAttr>(attr))
+        return llvm::any_of(dense.getValues<APInt>(), check);
+      return false;
+    };
+    while (!work.empty()) {
+      Value x = work.pop_back_val();
+      if (!seen.insert(x).second)
+        continue;
+      Operation *def = x.getDefiningOp();
+      if (!def)
+        continue;
+      if (auto constant = dyn_cast<arith::ConstantOp>(def)) {
+        if (risky(constant.getValue()))
+          return true;
+        continue;
+      }
+      work.append(def->operand_begin(), def->operand_end());
+      def->walk([&](Operation *inner) {
+        if (auto constant = dyn_cast<arith::ConstantOp>(inner);
+            constant && inner != def && risky(constant.getValue()))
+          work.push_back(constant);
+        for (Value operand : inner->getOperands())
+          if (!def->isAncestor(operand.getParentBlock()->getParentOp()))
+            work.push_back(operand);
+      });
+    }
+    return false;
+  }
+
   /// The offset of a causal pattern over the last two dims ([S, L]) of a
   /// mask value, the same in every leading slice: 0 at (i, j) for
   /// j <= i + offset, masked above. Nothing if the value is not one.
@@ -435,23 +589,24 @@ private:
           return false;
 
     // The masks: a causal pattern (the first one becomes causal_offset), a
-    // term of zeros (dropped), or a bias term.
+    // term of zeros (dropped), or a bias term. With symbolic dims a mask
+    // the export computes from the shapes is judged at sample sizes.
     int64_t sq = qs[rank - 2], skv = kts[rank - 1];
     std::optional<int64_t> causal;
     SmallVector<const Step *> kept;
     for (const Step &s : steps) {
       if (s.kind == Step::Scale)
         continue;
-      if (const ConstTensor *t = eval.evaluate(s.side)) {
-        ConstTensor asBias = *t;
-        if (s.kind == Step::SelectBias)
-          for (double &value : asBias.values)
-            value = (value != 0) == s.maskWhenTrue ? s.fill : 0.0;
-        if (asBias.uniform() == 0.0)
-          continue;
-        if (!causal)
-          if ((causal = causalOffsetOf(asBias, sq, skv)))
-            continue;
+      std::optional<MaskKind> kind;
+      if (const ConstTensor *t = eval.evaluate(s.side))
+        kind = classifyMask(s, *t, sq, skv);
+      else if (dynamic)
+        kind = classifySymbolicMask(s, q, kT, rank);
+      if (kind && kind->zero)
+        continue;
+      if (kind && kind->causal && !causal) {
+        causal = kind->causal;
+        continue;
       }
       kept.push_back(&s);
     }
@@ -600,6 +755,8 @@ private:
   bool symbolic;
   int64_t minHead, maxHead, headMultiple;
   ConstantEvaluator eval;
+  SmallVector<Sample> samples;
+  SmallVector<std::unique_ptr<ConstantEvaluator>> sampleEvals;
   llvm::DenseSet<Operation *> erased;
 };
 

@@ -92,3 +92,84 @@ func.func @dynamic_where_mask(%q: tensor<?x2x?x8xf32>, %kt: tensor<?x2x8x?xf32>,
   %o = kiln.matmul %p, %v : tensor<?x2x?x?xf32>, tensor<?x2x?x8xf32> -> tensor<?x2x?x8xf32>
   return %o : tensor<?x2x?x8xf32>
 }
+
+// -----
+
+// COM: A causal mask computed from the sequence length (an iota compared
+// COM: with another, as the dynamic exports write it) is judged at sample
+// COM: sizes of the symbolic dims within kiln.dim_bounds: causal at each,
+// COM: it becomes causal_offset = 0 and costs no bias tensor.
+#id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#mask = affine_map<(d0, d1, d2, d3) -> (0, 0, d2, d3)>
+// CHECK-LABEL: func.func @symbolic_causal
+// CHECK: kiln.attention %arg0, %{{.*}}, %arg2 {causal_offset = 0 : i64, scale = 1.000000e+00 : f64} : tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32> -> tensor<?x2x?x8xf32>
+// CHECK-NOT: kiln.softmax
+func.func @symbolic_causal(%q: tensor<?x2x?x8xf32> {kiln.dims = ["batch", "", "sequence", ""]}, %kt: tensor<?x2x8x?xf32> {kiln.dims = ["batch", "", "", "sequence"]}, %v: tensor<?x2x?x8xf32> {kiln.dims = ["batch", "", "sequence", ""]}) -> tensor<?x2x?x8xf32> attributes {kiln.dim_bounds = {batch = array<i64: 1, 4>, sequence = array<i64: 1, 512>}} {
+  %c0 = arith.constant 0 : index
+  %c2 = arith.constant 2 : index
+  %b = tensor.dim %q, %c0 : tensor<?x2x?x8xf32>
+  %s = tensor.dim %q, %c2 : tensor<?x2x?x8xf32>
+  %e = tensor.empty(%s, %s) : tensor<1x1x?x?xf32>
+  %m = linalg.generic {indexing_maps = [#id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%e : tensor<1x1x?x?xf32>) {
+  ^bb0(%o: f32):
+    %i = linalg.index 2 : index
+    %j = linalg.index 3 : index
+    %keep = arith.cmpi sle, %j, %i : index
+    %zero = arith.constant 0.0 : f32
+    %min = arith.constant -3.40282347E+38 : f32
+    %r = arith.select %keep, %zero, %min : f32
+    linalg.yield %r : f32
+  } -> tensor<1x1x?x?xf32>
+  %sc = kiln.matmul %q, %kt : tensor<?x2x?x8xf32>, tensor<?x2x8x?xf32> -> tensor<?x2x?x?xf32>
+  %e2 = tensor.empty(%b, %s, %s) : tensor<?x2x?x?xf32>
+  %sm = linalg.generic {indexing_maps = [#id, #mask, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%sc, %m : tensor<?x2x?x?xf32>, tensor<1x1x?x?xf32>) outs(%e2 : tensor<?x2x?x?xf32>) {
+  ^bb0(%a: f32, %x: f32, %o: f32):
+    %r = arith.addf %a, %x : f32
+    linalg.yield %r : f32
+  } -> tensor<?x2x?x?xf32>
+  %p = kiln.softmax %sm {axis = 3 : i64} : tensor<?x2x?x?xf32>
+  %o = kiln.matmul %p, %v : tensor<?x2x?x?xf32>, tensor<?x2x?x8xf32> -> tensor<?x2x?x8xf32>
+  return %o : tensor<?x2x?x8xf32>
+}
+
+// -----
+
+// COM: Near miss: a sliding window of 100 keys on top of the causal mask.
+// COM: The small samples never reach it, but the window's length lies
+// COM: past them, so the mask is judged at the bounds too (512 positions),
+// COM: where it is not causal: it stays the bias.
+#id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#mask = affine_map<(d0, d1, d2, d3) -> (0, 0, d2, d3)>
+// CHECK-LABEL: func.func @symbolic_window
+// CHECK: kiln.attention %arg0, %{{.*}}, %arg2, %{{.*}} {scale = 1.000000e+00 : f64} : tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>, tensor<1x1x?x?xf32>
+func.func @symbolic_window(%q: tensor<?x2x?x8xf32> {kiln.dims = ["batch", "", "sequence", ""]}, %kt: tensor<?x2x8x?xf32> {kiln.dims = ["batch", "", "", "sequence"]}, %v: tensor<?x2x?x8xf32> {kiln.dims = ["batch", "", "sequence", ""]}) -> tensor<?x2x?x8xf32> attributes {kiln.dim_bounds = {batch = array<i64: 1, 4>, sequence = array<i64: 1, 512>}} {
+  %c0 = arith.constant 0 : index
+  %c2 = arith.constant 2 : index
+  %c100 = arith.constant 100 : index
+  %b = tensor.dim %q, %c0 : tensor<?x2x?x8xf32>
+  %s = tensor.dim %q, %c2 : tensor<?x2x?x8xf32>
+  %e = tensor.empty(%s, %s) : tensor<1x1x?x?xf32>
+  %m = linalg.generic {indexing_maps = [#id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%e : tensor<1x1x?x?xf32>) {
+  ^bb0(%o: f32):
+    %i = linalg.index 2 : index
+    %j = linalg.index 3 : index
+    %keep = arith.cmpi sle, %j, %i : index
+    %d = arith.subi %i, %j : index
+    %near = arith.cmpi slt, %d, %c100 : index
+    %both = arith.andi %keep, %near : i1
+    %zero = arith.constant 0.0 : f32
+    %min = arith.constant -3.40282347E+38 : f32
+    %r = arith.select %both, %zero, %min : f32
+    linalg.yield %r : f32
+  } -> tensor<1x1x?x?xf32>
+  %sc = kiln.matmul %q, %kt : tensor<?x2x?x8xf32>, tensor<?x2x8x?xf32> -> tensor<?x2x?x?xf32>
+  %e2 = tensor.empty(%b, %s, %s) : tensor<?x2x?x?xf32>
+  %sm = linalg.generic {indexing_maps = [#id, #mask, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%sc, %m : tensor<?x2x?x?xf32>, tensor<1x1x?x?xf32>) outs(%e2 : tensor<?x2x?x?xf32>) {
+  ^bb0(%a: f32, %x: f32, %o: f32):
+    %r = arith.addf %a, %x : f32
+    linalg.yield %r : f32
+  } -> tensor<?x2x?x?xf32>
+  %p = kiln.softmax %sm {axis = 3 : i64} : tensor<?x2x?x?xf32>
+  %o = kiln.matmul %p, %v : tensor<?x2x?x?xf32>, tensor<?x2x?x8xf32> -> tensor<?x2x?x8xf32>
+  return %o : tensor<?x2x?x8xf32>
+}
