@@ -61,9 +61,12 @@ mlir::TypedAttr permuteConstant(mlir::Attribute value,
 /// target that runs it well whole; `symbolicAttention`: also where its
 /// batch, query or key counts are symbolic (a target whose attention
 /// kernel takes them).
-void buildGraphPipeline(mlir::OpPassManager &pm, bool keepNorms = false,
-                        bool raiseAttention = true,
-                        bool symbolicAttention = false);
+/// `raiseAttention`: kiln-raise-attention's options, or nothing for a
+/// target that keeps the exporters' attention chains.
+void buildGraphPipeline(
+    mlir::OpPassManager &pm, bool keepNorms = false,
+    std::optional<KilnRaiseAttentionOptions> raiseAttention =
+        KilnRaiseAttentionOptions{});
 
 /// Graph IR -> dispatch IR: the graph pipeline, then dispatch formation.
 /// `beforeDispatch` adds a target's own graph passes after the graph
@@ -71,8 +74,9 @@ void buildGraphPipeline(mlir::OpPassManager &pm, bool keepNorms = false,
 void buildDispatchPipeline(
     mlir::OpPassManager &pm,
     const std::function<void(mlir::OpPassManager &)> &beforeDispatch = {},
-    bool keepNorms = false, bool raiseAttention = true,
-    bool symbolicAttention = false);
+    bool keepNorms = false,
+    std::optional<KilnRaiseAttentionOptions> raiseAttention =
+        KilnRaiseAttentionOptions{});
 
 /// Outlined kernel functions (kiln-outline-dispatches, entry functions
 /// split off) -> CPU kernel IR: attention's fallback decomposition, tiling

@@ -373,6 +373,9 @@ def KilnRaiseAttention : Pass<"kiln-raise-attention", "mlir::func::FuncOp"> {
     ```
   }];
   let options = [
+    Option<"halfOnly", "half-only", "bool", /*default=*/"false",
+           "raise only chains of f16 or bf16 scores (a target whose "
+           "attention kernel takes no f32 operands)">,
     Option<"symbolicDims", "symbolic-dims", "bool", /*default=*/"false",
            "also raise chains with symbolic batch, query or key counts (4-D, "
            "static heads and head sizes; masks stay biases: one additive "

@@ -25,16 +25,13 @@ using namespace mlir;
 namespace kiln {
 
 void buildGraphPipeline(OpPassManager &pm, bool keepNorms,
-                        bool raiseAttention, bool symbolicAttention) {
+                        std::optional<KilnRaiseAttentionOptions> raiseAttention) {
   // Exporters' decomposed attention becomes kiln.attention first, while
   // the chain is still the importer's ops (the canonicalizer folds the
   // copies the importer wrote for Expand and the like out of its way).
   pm.addPass(createCanonicalizerPass());
-  if (raiseAttention) {
-    KilnRaiseAttentionOptions raise;
-    raise.symbolicDims = symbolicAttention;
-    pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention(raise));
-  }
+  if (raiseAttention)
+    pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention(*raiseAttention));
   // Norms and activations spelled out node by node become the kiln ops they
   // are: a target keeps the norms whole for its row kernel, and the
   // activations lower to one clean generic each.
@@ -64,8 +61,8 @@ void buildGraphPipeline(OpPassManager &pm, bool keepNorms,
 void buildDispatchPipeline(
     OpPassManager &pm,
     const std::function<void(OpPassManager &)> &beforeDispatch,
-    bool keepNorms, bool raiseAttention, bool symbolicAttention) {
-  buildGraphPipeline(pm, keepNorms, raiseAttention, symbolicAttention);
+    bool keepNorms, std::optional<KilnRaiseAttentionOptions> raiseAttention) {
+  buildGraphPipeline(pm, keepNorms, raiseAttention);
   if (beforeDispatch)
     beforeDispatch(pm);
   pm.addNestedPass<func::FuncOp>(createKilnFormDispatches());

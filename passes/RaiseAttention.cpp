@@ -41,6 +41,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/IR/Verifier.h"
@@ -65,7 +66,7 @@ constexpr double kMaskedBelow = -1.0e4;
 
 /// One elementwise step between the scores and the softmax.
 struct Step {
-  enum Kind { Scale, AddBias, SelectBias } kind;
+  enum Kind { Scale, AddBias, SelectBias, Widen, Tanh } kind;
   linalg::GenericOp op;
   unsigned mainIndex = 0; // the input that carries the chain
   double factor = 1;      // Scale
@@ -78,10 +79,10 @@ class Raiser {
 public:
   /// `symbolic`: chains with symbolic batch, query or key counts are
   /// raised too (for a target whose attention kernel takes them).
-  Raiser(func::FuncOp func, bool symbolic, int64_t minHead = 0,
+  Raiser(func::FuncOp func, bool halfOnly, bool symbolic, int64_t minHead = 0,
          int64_t maxHead = 0, int64_t headMultiple = 1)
-      : func(func), symbolic(symbolic), minHead(minHead), maxHead(maxHead),
-        headMultiple(std::max<int64_t>(headMultiple, 1)) {}
+      : func(func), halfOnly(halfOnly), symbolic(symbolic), minHead(minHead),
+        maxHead(maxHead), headMultiple(std::max<int64_t>(headMultiple, 1)) {}
 
   int64_t run() {
     SmallVector<MatmulOp> candidates;
@@ -122,13 +123,26 @@ private:
       return std::nullopt;
     auto resultType = cast<RankedTensorType>(g->getResult(0).getType());
     OpOperand &main = g->getOpOperand(mainIndex);
-    if (main.get().getType() != resultType ||
-        !g.getMatchingIndexingMap(&main).isIdentity())
-      return std::nullopt;
     Operation *op = soleBodyOp(g);
-    if (!op)
-      return std::nullopt;
     Value mainArg = g.getBlock()->getArgument(mainIndex);
+    if (!op || !g.getMatchingIndexingMap(&main).isIdentity())
+      return std::nullopt;
+    // A half-precision model's scores widened to f32 for the softmax
+    // (HF's softmax(dtype=float32)): one extf of the chain's value.
+    auto mainType = cast<RankedTensorType>(main.get().getType());
+    if (auto ext = dyn_cast<arith::ExtFOp>(op);
+        ext && ext.getIn() == mainArg && g.getNumDpsInputs() == 1 &&
+        mainType.getShape() == resultType.getShape() &&
+        resultType.getElementType().isF32() &&
+        (mainType.getElementType().isF16() ||
+         mainType.getElementType().isBF16()))
+      return Step{Step::Widen, g, mainIndex};
+    if (main.get().getType() != resultType)
+      return std::nullopt;
+    // Softcapping's tanh (between scales by 1 / cap and cap).
+    if (auto tanh = dyn_cast<math::TanhOp>(op);
+        tanh && tanh.getOperand() == mainArg && g.getNumDpsInputs() == 1)
+      return Step{Step::Tanh, g, mainIndex};
     // The operand of `g` that a body value other than the chain reads, if it
     // is a right-aligned broadcast input.
     auto sideOperand = [&](Value v) -> Value {
@@ -206,6 +220,16 @@ private:
       return step;
     }
     return std::nullopt;
+  }
+
+  /// Whether `g` only rounds its one input to `element` (truncf).
+  static bool narrowsTo(linalg::GenericOp g, Type element) {
+    if (!isAllParallelElementwise(g) || g.getNumDpsInputs() != 1 ||
+        !g.getMatchingIndexingMap(g.getDpsInputOperand(0)).isIdentity())
+      return false;
+    auto trunc = dyn_cast_or_null<arith::TruncFOp>(soleBodyOp(g));
+    return trunc && trunc.getIn() == g.getBlock()->getArgument(0) &&
+           trunc.getType() == element;
   }
 
   /// `v` with its multiplications by uniform constants peeled off (each
@@ -509,6 +533,8 @@ private:
     // Symbolic batch, query and key counts, where the target takes them:
     // 4-D (heads and head sizes static); the masks are then not
     // constants the evaluator can judge, so they stay biases.
+    if (halfOnly && !(element.isF16() || element.isBF16()))
+      return false;
     bool dynamic = !scoresType.hasStaticShape();
     if (dynamic && (!symbolic || rank != 4 || scoresType.isDynamicDim(1)))
       return false;
@@ -531,9 +557,17 @@ private:
       std::optional<Step> step = classify(g, use.getOperandNumber());
       if (!step)
         return false;
-      // A scale after a mask would scale the mask too.
-      if (step->kind == Step::Scale &&
-          llvm::any_of(steps, [](const Step &s) { return s.kind != Step::Scale; }))
+      // A scale or a softcap after a mask would apply to the mask too; one
+      // widening, one softcap.
+      auto isMask = [](const Step &s) {
+        return s.kind == Step::AddBias || s.kind == Step::SelectBias;
+      };
+      if ((step->kind == Step::Scale || step->kind == Step::Tanh) &&
+          llvm::any_of(steps, isMask))
+        return false;
+      if ((step->kind == Step::Widen || step->kind == Step::Tanh) &&
+          llvm::any_of(steps,
+                       [&](const Step &s) { return s.kind == step->kind; }))
         return false;
       steps.push_back(*step);
       x = g->getResult(0);
@@ -541,8 +575,23 @@ private:
     OpOperand *probsUse = soleUse(softmax.getResult());
     if (softmax.getNormalizedAxis() != rank - 1 || !probsUse)
       return false;
+    // Widened scores: the probabilities are rounded back to the scores'
+    // type for P V (the op's softmax_type f32 does the same).
+    bool widened = llvm::any_of(
+        steps, [](const Step &s) { return s.kind == Step::Widen; });
+    Value probs = softmax.getResult();
+    linalg::GenericOp narrowing;
+    if (widened) {
+      narrowing = dyn_cast<linalg::GenericOp>(probsUse->getOwner());
+      if (!narrowing || !narrowsTo(narrowing, element))
+        return false;
+      probs = narrowing->getResult(0);
+      probsUse = soleUse(probs);
+      if (!probsUse)
+        return false;
+    }
     auto pv = dyn_cast<MatmulOp>(probsUse->getOwner());
-    if (!pv || pv.getLhs() != softmax.getResult() || pv.getRhs() == pv.getLhs())
+    if (!pv || pv.getLhs() != probs || pv.getRhs() == pv.getLhs())
       return false;
     Value v = pv.getRhs();
     auto vType = dyn_cast<RankedTensorType>(v.getType());
@@ -557,16 +606,32 @@ private:
 
     OpBuilder b(pv);
     Location loc = pv.getLoc();
-    SmallVector<Operation *> dead = {pv, softmax};
+    SmallVector<Operation *> dead = {pv};
+    if (narrowing)
+      dead.push_back(narrowing);
+    dead.push_back(softmax);
     for (const Step &s : llvm::reverse(steps))
       dead.push_back(s.op);
     dead.push_back(qk);
-    double scale = 1;
-    for (const Step &s : steps)
-      if (s.kind == Step::Scale)
-        scale *= s.factor;
+    // Scales before a softcap's tanh (and those peeled off q and k) scale
+    // the scores; those after it are the cap: cap * tanh(pre * qk) is the
+    // op's softcap * tanh(scale * qk / softcap) with softcap = cap and
+    // scale = pre * cap.
+    double scale = 1, cap = 1;
+    bool capped = false;
+    for (const Step &s : steps) {
+      if (s.kind == Step::Tanh)
+        capped = true;
+      else if (s.kind == Step::Scale)
+        (capped ? cap : scale) *= s.factor;
+    }
     Value q = peelScale(qk.getLhs(), scale, dead);
     Value kT = peelScale(qk.getRhs(), scale, dead);
+    if (capped) {
+      if (!(cap > 0) || !std::isfinite(cap))
+        return false;
+      scale *= cap;
+    }
     if (!(scale > 0) || !std::isfinite(scale))
       return false;
     ArrayRef<int64_t> qs = shapeOf(q), kts = shapeOf(kT), vs = shapeOf(v);
@@ -595,7 +660,8 @@ private:
     std::optional<int64_t> causal;
     SmallVector<const Step *> kept;
     for (const Step &s : steps) {
-      if (s.kind == Step::Scale)
+      if (s.kind == Step::Scale || s.kind == Step::Widen ||
+          s.kind == Step::Tanh)
         continue;
       std::optional<MaskKind> kind;
       if (const ConstTensor *t = eval.evaluate(s.side))
@@ -612,15 +678,27 @@ private:
     }
     // A Where's condition becomes a bias tensor, and several terms are
     // summed into one, by builders over static shapes.
+    // After a widening, a bias term is in f32: rounded to the scores'
+    // type (builders over static shapes too).
+    auto inElement = [&](Value term) {
+      return cast<ShapedType>(term.getType()).getElementType() == element;
+    };
     if (dynamic && (kept.size() > 1 ||
-                    llvm::any_of(kept, [](const Step *s) {
-                      return s->kind != Step::AddBias;
+                    llvm::any_of(kept, [&](const Step *s) {
+                      return s->kind != Step::AddBias || !inElement(s->side);
                     })))
       return false;
     SmallVector<Value> bias;
     for (const Step *s : kept) {
       if (s->kind == Step::AddBias) {
-        bias.push_back(s->side);
+        Value term = s->side;
+        if (!inElement(term))
+          term = buildBroadcast(
+              b, loc, {term}, shapeOf(term), element,
+              [&](OpBuilder &nb, Location nl, ValueRange a) -> Value {
+                return arith::TruncFOp::create(nb, nl, element, a[0]);
+              });
+        bias.push_back(term);
         continue;
       }
       Value cond = s->side;
@@ -689,7 +767,8 @@ private:
         causal ? b.getI64IntegerAttr(*causal) : IntegerAttr();
     auto attention = AttentionOp::create(
         b, loc, resultType, q, k, v, biasValue, b.getF64FloatAttr(scale),
-        b.getF64FloatAttr(0.0), causalAttr, TypeAttr());
+        b.getF64FloatAttr(capped ? cap : 0.0), causalAttr,
+        widened ? TypeAttr::get(b.getF32Type()) : TypeAttr());
     if (failed(mlir::verify(attention))) {
       attention->erase();
       return false;
@@ -752,7 +831,7 @@ private:
   }
 
   func::FuncOp func;
-  bool symbolic;
+  bool halfOnly, symbolic;
   int64_t minHead, maxHead, headMultiple;
   ConstantEvaluator eval;
   SmallVector<Sample> samples;
@@ -770,7 +849,7 @@ struct KilnRaiseAttentionPass final
         module && module->hasAttr(kNoRaiseAttentionAttr))
       return;
     int64_t raised =
-        Raiser(func, symbolicDims, symbolicMinHead, symbolicMaxHead,
+        Raiser(func, halfOnly, symbolicDims, symbolicMinHead, symbolicMaxHead,
                symbolicHeadMultiple)
             .run();
     recordRaised(func, "attention", raised);

@@ -59,7 +59,7 @@ public:
           options.panelColumns = panel;
           graph.addPass(createKilnCpuPackWeights(options));
         },
-        /*keepNorms=*/false, raisesAttention(), raisesSymbolicAttention());
+        /*keepNorms=*/false, raiseAttentionOptions(*this));
     pm.addPass(createSelectStrategiesPass(spec(), hostCpu()));
   }
 

@@ -55,6 +55,11 @@ public:
   /// takes it whole.
   bool raisesAttention() const override { return false; }
   bool raisesNarrowAttention() const override { return true; }
+  /// A model whose attention is already f16 or bf16 (an fp16 export) has
+  /// its chains raised at its own precision: only those.
+  GraphRaising graphRaising() const override {
+    return {true, /*halfOnly=*/true, symbolicAttention("fp16")};
+  }
   /// flash-attention-mma-sync reads the batch, query and key counts from
   /// its size parameters; it takes f16 and bf16 operands and heads of at
   /// most 128 elements in multiples of 8, and --precision narrows the
@@ -81,7 +86,7 @@ public:
               createKilnTransposeUnalignedWeights());
           graph.addNestedPass<func::FuncOp>(createKilnFoldConstantTransposes());
         },
-        /*keepNorms=*/true, raisesAttention());
+        /*keepNorms=*/true, raiseAttentionOptions(*this));
     pm.addPass(createSelectStrategiesPass(spec(), hostCpu()));
     // A GEMM's bias, activation, residual and cast run in its epilogue.
     pm.addNestedPass<func::FuncOp>(createKilnGpuFuseEpilogues());

@@ -28,9 +28,23 @@ const Registration kTargets[] = {
 
 Target::~Target() = default;
 
+std::optional<KilnRaiseAttentionOptions>
+raiseAttentionOptions(const Target &target) {
+  Target::GraphRaising raising = target.graphRaising();
+  if (!raising.enabled)
+    return std::nullopt;
+  KilnRaiseAttentionOptions options;
+  options.halfOnly = raising.halfOnly;
+  options.symbolicDims = raising.symbolic.taken;
+  options.symbolicMinHead = raising.symbolic.minHead;
+  options.symbolicMaxHead = raising.symbolic.maxHead;
+  options.symbolicHeadMultiple = raising.symbolic.headMultiple;
+  return options;
+}
+
 void Target::buildDispatchPipeline(OpPassManager &pm) const {
   kiln::buildDispatchPipeline(pm, /*beforeDispatch=*/{}, /*keepNorms=*/false,
-                              raisesAttention(), raisesSymbolicAttention());
+                              raiseAttentionOptions(*this));
   pm.addPass(createSelectStrategiesPass(spec(), hostCpu()));
 }
 

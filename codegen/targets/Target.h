@@ -21,8 +21,13 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
+
+namespace kiln {
+struct KilnRaiseAttentionOptions;
+} // namespace kiln
 
 namespace kiln::targets {
 
@@ -85,6 +90,18 @@ public:
   /// The same at the model's own precision (the graph pipeline's raising).
   bool raisesSymbolicAttention() const {
     return symbolicAttention("fp32").taken;
+  }
+  /// kiln-raise-attention in the graph pipeline (the model's own
+  /// precision): whether it runs, on which chains, with which symbolic
+  /// dims. Default: every chain where raisesAttention(), symbolic ones as
+  /// symbolicAttention("fp32") says.
+  struct GraphRaising {
+    bool enabled = false;
+    bool halfOnly = false;
+    SymbolicAttention symbolic;
+  };
+  virtual GraphRaising graphRaising() const {
+    return {raisesAttention(), false, symbolicAttention("fp32")};
   }
 
   /// The kernel strategy and its configuration (`{strategy = ..., ...}`)
@@ -154,6 +171,11 @@ std::unique_ptr<Target> createCpuTarget(llvm::StringRef options,
                                         std::string &error);
 std::unique_ptr<Target> createCudaTarget(llvm::StringRef options,
                                          std::string &error);
+
+/// kiln-raise-attention's options from `target.graphRaising()`, or nothing
+/// when the target keeps the exporters' chains (passes/Passes.h).
+std::optional<KilnRaiseAttentionOptions>
+raiseAttentionOptions(const Target &target);
 
 } // namespace kiln::targets
 
