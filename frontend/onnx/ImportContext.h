@@ -57,6 +57,11 @@ public:
   std::optional<std::vector<int64_t>> constantInts(int i);
   /// Input `i` as a constant elements attribute, or null.
   mlir::ElementsAttr constantElements(int i);
+  /// For an input that must be a constant but is computed: when it is
+  /// computed from graph inputs and constants alone, a note naming those
+  /// inputs and how to freeze them ("; it is computed from graph input
+  /// 'n' alone: freeze it with --constant-input n=@FILE"), else "".
+  std::string freezeHint(int i);
 
   bool hasAttr(llvm::StringRef name) const;
   const kiln_onnx::AttributeProto *attr(llvm::StringRef name) const;
@@ -134,6 +139,8 @@ void registerAttentionOps(OpRegistry &registry);
 void registerQuantOps(OpRegistry &registry);
 void registerPoolOps(OpRegistry &registry);
 void registerResizeOps(OpRegistry &registry);
+void registerSpatialOps(OpRegistry &registry);
+void registerIndexingOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

@@ -13,6 +13,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Verifier.h"
+#include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
@@ -87,6 +88,8 @@ static const OpRegistry &getRegistry() {
     registerQuantOps(r);
     registerPoolOps(r);
     registerResizeOps(r);
+    registerSpatialOps(r);
+    registerIndexingOps(r);
     return r;
   }();
   return registry;
@@ -671,7 +674,8 @@ std::optional<std::vector<int64_t>> NodeContext::constantInts(int i) {
     error() << "input #" << i << " '" << node.input(i)
             << "' must be a constant integer tensor (an initializer or a "
                "Constant node, or a graph input frozen with "
-               "--constant-input); computed shapes are not supported yet";
+               "--constant-input); computed shapes are not supported yet"
+            << freezeHint(i);
     return std::nullopt;
   }
   std::vector<int64_t> values;
@@ -705,6 +709,54 @@ NodeContext::intsAttr(StringRef name) const {
   if (!a)
     return std::nullopt;
   return std::vector<int64_t>(a->ints().begin(), a->ints().end());
+}
+
+std::string NodeContext::freezeHint(int i) {
+  if (!hasInput(i))
+    return "";
+  Value v = input(i);
+  if (!v)
+    return "";
+  // The slice of `v`: its operands' definitions, and what the regions of
+  // those read from outside them, down to the graph's inputs.
+  SmallVector<Value> work = {v};
+  llvm::DenseSet<Value> seen;
+  llvm::SetVector<StringRef> names;
+  while (!work.empty()) {
+    Value x = work.pop_back_val();
+    if (!seen.insert(x).second)
+      continue;
+    if (seen.size() > 10000)
+      return "";
+    if (auto arg = dyn_cast<BlockArgument>(x)) {
+      auto func = dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp());
+      auto name = func ? func.getArgAttrOfType<StringAttr>(arg.getArgNumber(),
+                                                           "kiln.name")
+                       : StringAttr();
+      if (!name)
+        return "";
+      names.insert(name.getValue());
+      continue;
+    }
+    Operation *def = x.getDefiningOp();
+    def->walk([&](Operation *inner) {
+      for (Value operand : inner->getOperands())
+        if (inner == def || !def->isAncestor(operand.getParentBlock()
+                                                  ->getParentOp()))
+          work.push_back(operand);
+    });
+  }
+  if (names.empty())
+    return "";
+  std::string quoted, flags;
+  for (auto [k, name] : llvm::enumerate(names)) {
+    quoted += (k == 0 ? "" : k + 1 == names.size() ? " and " : ", ") +
+              ("'" + name + "'").str();
+    flags += (" --constant-input " + name + "=@FILE").str();
+  }
+  bool one = names.size() == 1;
+  return "; it is computed from graph input" + std::string(one ? " " : "s ") +
+         quoted + " alone: freeze " + (one ? "it" : "them") + " with" + flags;
 }
 
 InFlightDiagnostic NodeContext::error() {

@@ -177,7 +177,8 @@ LogicalResult importResize(NodeContext &ctx) {
     auto attr = dyn_cast_or_null<DenseElementsAttr>(ctx.constantElements(i));
     if (!attr) {
       ctx.error() << "input #" << i << " '" << ctx.getNode().input(i)
-                  << "' must be a constant (an initializer or a Constant node)";
+                  << "' must be a constant (an initializer or a Constant node)"
+                  << ctx.freezeHint(i);
       return std::nullopt;
     }
     std::vector<double> v;

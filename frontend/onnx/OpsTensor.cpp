@@ -477,7 +477,8 @@ LogicalResult importRange(NodeContext &ctx) {
       return ctx.error() << "input #" << i << " '" << ctx.getNode().input(i)
                          << "' must be a constant (an initializer or a "
                             "Constant node); computed ranges are not "
-                            "supported yet";
+                            "supported yet"
+                         << ctx.freezeHint(i);
   Type element = start.getElementType();
   OpBuilder &b = ctx.b();
   if (isa<FloatType>(element)) {
@@ -1191,7 +1192,8 @@ LogicalResult importOneHot(NodeContext &ctx) {
   if (!depthAttr)
     return ctx.error() << "input #1 '" << ctx.getNode().input(1)
                        << "' must be a constant (an initializer or a Constant "
-                          "node); a computed depth is not supported";
+                          "node); a computed depth is not supported"
+                       << ctx.freezeHint(1);
   double depthValue = isa<FloatType>(depthAttr.getElementType())
                           ? depthAttr.getSplatValue<APFloat>().convertToDouble()
                           : depthAttr.getSplatValue<APInt>().getSExtValue();

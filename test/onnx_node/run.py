@@ -78,6 +78,8 @@ def compare(got, want):
 
 
 NEEDS_CONSTANT = re.compile(r"input #\d+ '([^']+)' must be a constant")
+# A constant computed from graph inputs alone: the compiler names them.
+FREEZE = re.compile(r"computed from graph inputs? ((?:'[^']+'(?:, | and )?)+) alone")
 
 
 def run_test(kiln, folder, target, scratch):
@@ -106,10 +108,13 @@ def run_test(kiln, folder, target, scratch):
         except subprocess.TimeoutExpired:
             return name, "timeout", f"kiln compile took over {COMPILE_TIMEOUT_S} s"
         wanted = NEEDS_CONSTANT.search(result.stderr or "")
-        if (result.returncode == 1 and wanted and wanted.group(1) in inputs
-                and wanted.group(1) not in frozen and os.path.exists(
-                    os.path.join(data, f"input_{inputs.index(wanted.group(1))}.pb"))):
-            frozen.append(wanted.group(1))
+        names = [wanted.group(1)] if wanted else []
+        if freeze := FREEZE.search(result.stderr or ""):
+            names = re.findall(r"'([^']+)'", freeze.group(1))
+        names = [n for n in names if n in inputs and n not in frozen and
+                 os.path.exists(os.path.join(data, f"input_{inputs.index(n)}.pb"))]
+        if result.returncode == 1 and names:
+            frozen.extend(names)
             continue
         break
     note = f"(constant inputs: {', '.join(frozen)})" if frozen else ""

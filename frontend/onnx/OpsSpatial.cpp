@@ -1,0 +1,481 @@
+//===- OpsSpatial.cpp - sampling grids, crops and local normalization ----===//
+//
+// GridSample and AffineGrid (spatial transformers, deformable and
+// flow-warping models), CenterCropPad and LRN. Each is one linalg.generic
+// over its output whose body computes an element from the output indices
+// (tensor.extract gathers), with static shapes; the semantics follow the
+// ONNX specification and its reference implementation
+// (onnx/reference/ops), which the node tests were generated with.
+//
+//===----------------------------------------------------------------------===//
+#include "frontend/onnx/Builders.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
+#include <cmath>
+
+using namespace mlir;
+
+namespace kiln::onnx {
+namespace {
+
+/// Float arithmetic on one builder, in one compute type.
+struct Fx {
+  OpBuilder &b;
+  Location loc;
+  Type type;
+  Value c(double v) { return scalarConstant(b, loc, type, v); }
+  Value add(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
+  Value sub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value div(Value x, Value y) { return arith::DivFOp::create(b, loc, x, y); }
+  Value floor(Value x) { return math::FloorOp::create(b, loc, x); }
+  Value abs(Value x) { return math::AbsFOp::create(b, loc, x); }
+  Value lt(Value x, Value y) {
+    return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLT, x, y);
+  }
+  Value gt(Value x, Value y) {
+    return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, x, y);
+  }
+  Value eq(Value x, Value y) {
+    return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x, y);
+  }
+  Value select(Value cond, Value x, Value y) {
+    return arith::SelectOp::create(b, loc, cond, x, y);
+  }
+  Value clamp(Value x, double lo, double hi) {
+    return arith::MinimumFOp::create(
+        b, loc, arith::MaximumFOp::create(b, loc, x, c(lo)), c(hi));
+  }
+  /// x truncated toward zero, as an index.
+  Value toIndex(Value x) {
+    Value i = arith::FPToSIOp::create(b, loc, b.getI64Type(), x);
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), i);
+  }
+  Value fromIndex(Value i) {
+    Value n = arith::IndexCastOp::create(b, loc, b.getI64Type(), i);
+    return arith::SIToFPOp::create(b, loc, type, n);
+  }
+  Value widen(Value x) {
+    if (x.getType() == type)
+      return x;
+    return castScalar(b, loc, x, type);
+  }
+};
+
+/// The compute type of a float element type: f32 for narrower ones.
+Type computeType(Type element) {
+  auto f = cast<FloatType>(element);
+  return f.getWidth() >= 32 ? element : Float32Type::get(element.getContext());
+}
+
+//===----------------------------------------------------------------------===//
+// GridSample
+//===----------------------------------------------------------------------===//
+
+enum class SampleMode { Nearest, Linear, Cubic };
+enum class PadMode { Zeros, Border, Reflection };
+
+/// `x` reflected by the near border until it lies in [lo, hi] (the
+/// reference's _gs_reflect).
+Value reflect(Fx &f, Value x, double lo, double hi) {
+  double range = hi - lo;
+  if (range <= 0)
+    return f.c(lo);
+  auto fold = [&](Value dx, Value nearEdge, Value farEdge, bool below) {
+    Value n = f.floor(f.div(dx, f.c(range)));
+    Value r = f.sub(dx, f.mul(n, f.c(range)));
+    Value half = f.floor(f.mul(n, f.c(0.5)));
+    Value even = f.eq(f.sub(n, f.mul(half, f.c(2))), f.c(0));
+    Value fromNear = below ? f.add(nearEdge, r) : f.sub(nearEdge, r);
+    Value fromFar = below ? f.sub(farEdge, r) : f.add(farEdge, r);
+    return f.select(even, fromNear, fromFar);
+  };
+  Value below = fold(f.sub(f.c(lo), x), f.c(lo), f.c(hi), true);
+  Value above = fold(f.sub(x, f.c(hi)), f.c(hi), f.c(lo), false);
+  return f.select(f.lt(x, f.c(lo)), below,
+                  f.select(f.gt(x, f.c(hi)), above, x));
+}
+
+/// Keys' cubic convolution weights (alpha -0.75) of the four taps around
+/// a point at fraction `t` past the second one.
+SmallVector<Value> cubicWeights(Fx &f, Value t) {
+  const double a = -0.75;
+  auto far = [&](Value x) { // 1 < |x| < 2
+    return f.sub(f.mul(f.add(f.mul(f.sub(f.mul(f.c(a), x), f.c(5 * a)), x),
+                             f.c(8 * a)),
+                       x),
+                 f.c(4 * a));
+  };
+  auto near = [&](Value x) { // |x| <= 1
+    return f.add(f.mul(f.mul(f.sub(f.mul(f.c(a + 2), x), f.c(a + 3)), x), x),
+                 f.c(1));
+  };
+  Value one = f.c(1), two = f.c(2);
+  return {far(f.add(t, one)), near(t), near(f.sub(one, t)),
+          far(f.sub(two, t))};
+}
+
+LogicalResult importGridSample(NodeContext &ctx) {
+  Value x = ctx.input(0), grid = ctx.input(1);
+  if (!x || !grid)
+    return failure();
+  RankedTensorType xType = ctx.inputType(0), gridType = ctx.inputType(1);
+  int64_t rank = xType.getRank(), spatial = rank - 2;
+  if (!xType.hasStaticShape() || !gridType.hasStaticShape())
+    return ctx.error() << "GridSample needs static shapes";
+  if (!isa<FloatType>(xType.getElementType()) ||
+      !isa<FloatType>(gridType.getElementType()))
+    return ctx.error() << "GridSample takes float data and grids";
+  if ((spatial != 2 && spatial != 3) || gridType.getRank() != rank ||
+      gridType.getDimSize(0) != xType.getDimSize(0) ||
+      gridType.getShape().back() != spatial)
+    return ctx.error() << "GridSample takes X [N, C, H, W] with a grid [N, "
+                          "H_out, W_out, 2], or X [N, C, D, H, W] with a grid "
+                          "[N, D_out, H_out, W_out, 3]; got "
+                       << xType << " and " << gridType;
+  std::string modeName = "bilinear", padName = "zeros";
+  if (const auto *attr = ctx.attr("mode"))
+    modeName = attr->s();
+  if (const auto *attr = ctx.attr("padding_mode"))
+    padName = attr->s();
+  SampleMode mode;
+  if (modeName == "nearest")
+    mode = SampleMode::Nearest;
+  else if (modeName == "bilinear" || modeName == "linear")
+    mode = SampleMode::Linear;
+  else if (modeName == "bicubic" || modeName == "cubic")
+    mode = SampleMode::Cubic;
+  else
+    return ctx.error() << "unknown mode '" << modeName
+                       << "' (expected nearest, linear or cubic)";
+  if (mode == SampleMode::Cubic && spatial != 2)
+    return ctx.error() << "cubic GridSample takes 4-D data only";
+  PadMode pad;
+  if (padName == "zeros")
+    pad = PadMode::Zeros;
+  else if (padName == "border")
+    pad = PadMode::Border;
+  else if (padName == "reflection")
+    pad = PadMode::Reflection;
+  else
+    return ctx.error() << "unknown padding_mode '" << padName
+                       << "' (expected zeros, border or reflection)";
+  bool align = ctx.intAttr("align_corners", 0) != 0;
+  ArrayRef<int64_t> dims = xType.getShape().drop_front(2);
+  SmallVector<int64_t> outShape = {xType.getDimSize(0), xType.getDimSize(1)};
+  for (int64_t d : gridType.getShape().drop_front().drop_back())
+    outShape.push_back(d);
+  Type element = xType.getElementType();
+
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), outShape, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Fx f{b, loc, computeType(element)};
+        Value n = ivs[0], ch = ivs[1];
+        // Per spatial dim (D, H, W order): the source coordinate; the grid
+        // holds them innermost-first (x = W, y = H, z = D).
+        SmallVector<Value> coords;
+        for (int64_t i = 0; i < spatial; ++i) {
+          SmallVector<Value> at(ivs.begin() + 2, ivs.end());
+          at.insert(at.begin(), n);
+          at.push_back(indexConstant(b, loc, spatial - 1 - i));
+          Value g = f.widen(tensor::ExtractOp::create(b, loc, grid, at));
+          double length = double(dims[i]);
+          Value c = align ? f.mul(f.mul(f.add(g, f.c(1)), f.c(0.5)),
+                                  f.c(length - 1))
+                          : f.mul(f.sub(f.mul(f.add(g, f.c(1)), f.c(length)),
+                                        f.c(1)),
+                                  f.c(0.5));
+          if (mode == SampleMode::Nearest)
+            c = math::RoundEvenOp::create(b, loc, c);
+          double lo = align ? 0.0 : -0.5;
+          double hi = align ? length - 1 : length - 0.5;
+          // Outside [lo, hi] only (the reference leaves a coordinate in
+          // the half pixel past an edge alone).
+          if (pad == PadMode::Border)
+            c = f.select(f.lt(c, f.c(lo)), f.clamp(c, 0, length - 1),
+                         f.select(f.gt(c, f.c(hi)), f.clamp(c, 0, length - 1),
+                                  c));
+          else if (pad == PadMode::Reflection)
+            c = reflect(f, c, lo, hi);
+          coords.push_back(c);
+        }
+        // The taps of each dim: their index and weight.
+        SmallVector<SmallVector<std::pair<Value, Value>>> taps(spatial);
+        for (int64_t i = 0; i < spatial; ++i) {
+          if (mode == SampleMode::Nearest) {
+            taps[i].push_back({f.toIndex(coords[i]), f.c(1)});
+            continue;
+          }
+          Value base = f.floor(coords[i]);
+          Value t = f.sub(coords[i], base);
+          Value first = f.toIndex(base);
+          SmallVector<Value> weights =
+              mode == SampleMode::Linear
+                  ? SmallVector<Value>{f.sub(f.c(1), t), t}
+                  : cubicWeights(f, t);
+          int64_t start = mode == SampleMode::Linear ? 0 : -1;
+          for (auto [k, w] : llvm::enumerate(weights)) {
+            Value idx = arith::AddIOp::create(
+                b, loc, first, indexConstant(b, loc, start + int64_t(k)));
+            taps[i].push_back({idx, w});
+          }
+        }
+        // The pixel at one tap per dim, by the padding mode.
+        auto pixel = [&](ArrayRef<Value> at) -> Value {
+          SmallVector<Value> index = {n, ch};
+          Value inside;
+          for (int64_t i = 0; i < spatial; ++i) {
+            Value idx = at[i];
+            int64_t length = dims[i];
+            if (pad == PadMode::Reflection) {
+              double lo = align ? 0.0 : -0.5;
+              double hi = align ? double(length - 1) : length - 0.5;
+              idx = f.toIndex(reflect(f, f.fromIndex(idx), lo, hi));
+            }
+            Value zero = indexConstant(b, loc, 0);
+            Value last = indexConstant(b, loc, length - 1);
+            if (pad == PadMode::Zeros) {
+              Value ok = arith::AndIOp::create(
+                  b, loc,
+                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
+                                        idx, zero),
+                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                        idx, last));
+              inside = inside ? arith::AndIOp::create(b, loc, inside, ok)
+                                    .getResult()
+                              : ok;
+            }
+            idx = arith::MinSIOp::create(
+                b, loc, arith::MaxSIOp::create(b, loc, idx, zero), last);
+            index.push_back(idx);
+          }
+          Value v = f.widen(tensor::ExtractOp::create(b, loc, x, index));
+          return inside ? f.select(inside, v, f.c(0)) : v;
+        };
+        // The weighted sum over every combination of taps.
+        Value sum = f.c(0);
+        SmallVector<int64_t> pick(spatial, 0);
+        while (true) {
+          SmallVector<Value> at;
+          Value w = f.c(1);
+          for (int64_t i = 0; i < spatial; ++i) {
+            at.push_back(taps[i][pick[i]].first);
+            w = f.mul(w, taps[i][pick[i]].second);
+          }
+          sum = f.add(sum, f.mul(w, pixel(at)));
+          int64_t i = spatial - 1;
+          while (i >= 0 && ++pick[i] == int64_t(taps[i].size()))
+            pick[i--] = 0;
+          if (i < 0)
+            break;
+        }
+        return castScalar(b, loc, sum, element);
+      });
+  return ctx.setOutputs(out);
+}
+
+//===----------------------------------------------------------------------===//
+// AffineGrid
+//===----------------------------------------------------------------------===//
+
+LogicalResult importAffineGrid(NodeContext &ctx) {
+  Value theta = ctx.input(0);
+  if (!theta)
+    return failure();
+  RankedTensorType thetaType = ctx.inputType(0);
+  std::optional<std::vector<int64_t>> size = ctx.constantInts(1);
+  if (!size)
+    return failure();
+  int64_t spatial = int64_t(size->size()) - 2;
+  if ((spatial != 2 && spatial != 3) || !thetaType.hasStaticShape() ||
+      thetaType.getRank() != 3 || thetaType.getDimSize(0) != (*size)[0] ||
+      thetaType.getDimSize(1) != spatial ||
+      thetaType.getDimSize(2) != spatial + 1 ||
+      !isa<FloatType>(thetaType.getElementType()))
+    return ctx.error() << "AffineGrid takes theta [N, 2, 3] with size [N, C, "
+                          "H, W], or [N, 3, 4] with [N, C, D, H, W]; got "
+                       << thetaType << " and " << size->size() << " sizes";
+  bool align = ctx.intAttr("align_corners", 0) != 0;
+  // Output [N, (D,) H, W, spatial]: component j is row j of theta times
+  // (x, y, (z,) 1), x running along W.
+  SmallVector<int64_t> outShape = {(*size)[0]};
+  for (int64_t i = 0; i < spatial; ++i)
+    outShape.push_back((*size)[2 + i]);
+  outShape.push_back(spatial);
+  Type element = thetaType.getElementType();
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), outShape, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Fx f{b, loc, computeType(element)};
+        Value n = ivs[0], row = ivs[spatial + 1];
+        // The base coordinate along each of x, y, (z): dims W, H, (D).
+        Value sum = f.widen(tensor::ExtractOp::create(
+            b, loc, theta,
+            ValueRange{n, row, indexConstant(b, loc, spatial)}));
+        for (int64_t j = 0; j < spatial; ++j) {
+          int64_t dim = spatial - 1 - j; // x is the last spatial dim
+          int64_t length = (*size)[2 + dim];
+          Value i = f.fromIndex(ivs[1 + dim]);
+          Value base;
+          if (length == 1)
+            base = f.c(align ? -1.0 : 0.0);
+          else if (align)
+            base = f.add(f.c(-1), f.mul(i, f.c(2.0 / double(length - 1))));
+          else
+            base = f.sub(f.div(f.add(f.mul(i, f.c(2)), f.c(1)),
+                               f.c(double(length))),
+                         f.c(1));
+          Value t = f.widen(tensor::ExtractOp::create(
+              b, loc, theta, ValueRange{n, row, indexConstant(b, loc, j)}));
+          sum = f.add(sum, f.mul(t, base));
+        }
+        return castScalar(b, loc, sum, element);
+      });
+  return ctx.setOutputs(out);
+}
+
+//===----------------------------------------------------------------------===//
+// CenterCropPad
+//===----------------------------------------------------------------------===//
+
+LogicalResult importCenterCropPad(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (!type.hasStaticShape())
+    return ctx.error() << "CenterCropPad needs static shapes";
+  std::optional<std::vector<int64_t>> shape = ctx.constantInts(1);
+  if (!shape)
+    return failure();
+  int64_t rank = type.getRank();
+  std::vector<int64_t> axes;
+  if (std::optional<std::vector<int64_t>> given = ctx.intsAttr("axes")) {
+    for (int64_t a : *given) {
+      std::optional<int64_t> axis = normalizeAxis(ctx, a, rank);
+      if (!axis)
+        return failure();
+      axes.push_back(*axis);
+    }
+  } else {
+    for (int64_t a = 0; a < rank; ++a)
+      axes.push_back(a);
+  }
+  if (axes.size() != shape->size())
+    return ctx.error() << "CenterCropPad has " << shape->size()
+                       << " target sizes for " << axes.size() << " axes";
+  // Per dim: the output size and the offset of the input in it (negative:
+  // cropped, positive: padded), floor((out - in) / 2) either way.
+  SmallVector<int64_t> outShape(type.getShape());
+  SmallVector<int64_t> shift(rank, 0);
+  for (auto [axis, target] : llvm::zip(axes, *shape)) {
+    if (target < 0)
+      return ctx.error() << "CenterCropPad target size " << target
+                         << " is negative";
+    int64_t in = type.getDimSize(axis);
+    outShape[axis] = target;
+    shift[axis] = target >= in ? (target - in) / 2 : -((in - target) / 2);
+  }
+  Type element = type.getElementType();
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), outShape, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        SmallVector<Value> at;
+        Value inside;
+        for (int64_t d = 0; d < rank; ++d) {
+          Value i = arith::SubIOp::create(b, loc, ivs[d],
+                                          indexConstant(b, loc, shift[d]));
+          if (shift[d] > 0 || outShape[d] > type.getDimSize(d)) {
+            Value ok = arith::AndIOp::create(
+                b, loc,
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i,
+                                      indexConstant(b, loc, 0)),
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i,
+                                      indexConstant(b, loc,
+                                                    type.getDimSize(d))));
+            inside = inside ? arith::AndIOp::create(b, loc, inside, ok)
+                                  .getResult()
+                            : ok;
+            i = arith::MinSIOp::create(
+                b, loc,
+                arith::MaxSIOp::create(b, loc, i, indexConstant(b, loc, 0)),
+                indexConstant(b, loc, type.getDimSize(d) - 1));
+          }
+          at.push_back(i);
+        }
+        Value v = tensor::ExtractOp::create(b, loc, x, at);
+        if (!inside)
+          return v;
+        return arith::SelectOp::create(b, loc, inside, v,
+                                       scalarConstant(b, loc, element, 0));
+      });
+  return ctx.setOutputs(out);
+}
+
+//===----------------------------------------------------------------------===//
+// LRN
+//===----------------------------------------------------------------------===//
+
+LogicalResult importLRN(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (!type.hasStaticShape() || type.getRank() < 3 ||
+      !isa<FloatType>(type.getElementType()))
+    return ctx.error() << "LRN takes float data [N, C, ...] of static shape";
+  int64_t size = ctx.intAttr("size", 0);
+  if (size < 1)
+    return ctx.error() << "LRN needs a positive size, got " << size;
+  double alpha = ctx.floatAttr("alpha", 1e-4f);
+  double beta = ctx.floatAttr("beta", 0.75f);
+  double bias = ctx.floatAttr("bias", 1.0f);
+  int64_t channels = type.getDimSize(1);
+  int64_t before = (size - 1) / 2, after = size / 2; // ceil((size-1)/2)
+  Type element = type.getElementType();
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), type.getShape(), element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Fx f{b, loc, computeType(element)};
+        Value c = ivs[1];
+        Value sum = f.c(0);
+        SmallVector<Value> at(ivs.begin(), ivs.end());
+        for (int64_t k = -before; k <= after; ++k) {
+          Value j = arith::AddIOp::create(b, loc, c, indexConstant(b, loc, k));
+          Value ok = arith::AndIOp::create(
+              b, loc,
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, j,
+                                    indexConstant(b, loc, 0)),
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, j,
+                                    indexConstant(b, loc, channels)));
+          at[1] = arith::MinSIOp::create(
+              b, loc,
+              arith::MaxSIOp::create(b, loc, j, indexConstant(b, loc, 0)),
+              indexConstant(b, loc, channels - 1));
+          Value v = f.widen(tensor::ExtractOp::create(b, loc, x, at));
+          sum = f.add(sum, f.select(ok, f.mul(v, v), f.c(0)));
+        }
+        Value base =
+            f.add(f.c(bias), f.mul(f.c(alpha / double(size)), sum));
+        Value scale = math::PowFOp::create(b, loc, base, f.c(beta));
+        at[1] = c;
+        Value v = f.widen(tensor::ExtractOp::create(b, loc, x, at));
+        return castScalar(b, loc, f.div(v, scale), element);
+      });
+  return ctx.setOutputs(out);
+}
+
+} // namespace
+
+void registerSpatialOps(OpRegistry &registry) {
+  registry.on("GridSample", 16, importGridSample);
+  registry.on("AffineGrid", 20, importAffineGrid);
+  registry.on("CenterCropPad", 18, importCenterCropPad);
+  registry.on("LRN", 1, importLRN);
+}
+
+} // namespace kiln::onnx
