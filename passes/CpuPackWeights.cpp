@@ -55,17 +55,21 @@ arith::ConstantOp weightConstant(Value value) {
   return constant;
 }
 
-/// Whether every use of `value` (through reshapes) is a contraction's: a
-/// weight that something else reads too (a tied embedding, gathered by the
-/// embedding and read transposed by the LM head) is not packed, so that it
-/// is stored once.
-bool onlyContractionsRead(Value value) {
+/// Whether every use of `value` (through reshapes) is a contraction's, or
+/// an element read of the weight itself (`tensor.extract`: the embedding
+/// gather of a tied embedding, which the LM head reads transposed), which
+/// the pass points at the panels too. A weight that anything else reads is
+/// not packed, so that it is stored once.
+bool onlyContractionsRead(Value value, bool direct = true) {
   for (Operation *user : value.getUsers()) {
     if (isa<tensor::ExpandShapeOp, tensor::CollapseShapeOp>(user)) {
-      if (!onlyContractionsRead(user->getResult(0)))
+      if (!onlyContractionsRead(user->getResult(0), false))
         return false;
       continue;
     }
+    if (auto extract = dyn_cast<tensor::ExtractOp>(user);
+        extract && direct && extract.getTensor() == value)
+      continue;
     auto linalgOp = dyn_cast<linalg::LinalgOp>(user);
     if (!linalgOp || !linalg::isaContractionOpInterface(linalgOp))
       return false;
@@ -225,6 +229,41 @@ struct KilnCpuPackWeightsPass final
     : kiln::impl::KilnCpuPackWeightsBase<KilnCpuPackWeightsPass> {
   using Base::Base;
 
+  /// Points the element reads of W (`tensor.extract %W[a, b]`, a gather)
+  /// at W': element (k, n) of W, or (n, k) of a transposed one, is
+  /// W'[n / P, k, n % P]. The packed constant is made again before the op
+  /// that holds each read, in its function.
+  static void repointReads(IRRewriter &rewriter, arith::ConstantOp weight,
+                           Value packed, const PackCandidate &c,
+                           int64_t panel) {
+    for (Operation *user : llvm::make_early_inc_range(weight->getUsers())) {
+      auto extract = dyn_cast<tensor::ExtractOp>(user);
+      if (!extract)
+        continue;
+      OpBuilder::InsertionGuard guard(rewriter);
+      Operation *holder = extract;
+      while (holder->getParentOp() &&
+             !isa<FunctionOpInterface>(holder->getParentOp()))
+        holder = holder->getParentOp();
+      rewriter.setInsertionPoint(holder);
+      Value local = packed;
+      if (holder->getParentRegion() != packed.getParentRegion() ||
+          !packed.getDefiningOp()->isBeforeInBlock(holder))
+        local = arith::ConstantOp::create(
+            rewriter, packed.getLoc(), packed.getType(),
+            cast<arith::ConstantOp>(packed.getDefiningOp()).getValue());
+      rewriter.setInsertionPoint(extract);
+      Location loc = extract.getLoc();
+      Value n = extract.getIndices()[c.transposed ? 0 : 1];
+      Value k = extract.getIndices()[c.transposed ? 1 : 0];
+      Value p = arith::ConstantIndexOp::create(rewriter, loc, panel);
+      Value j = arith::DivUIOp::create(rewriter, loc, n, p);
+      Value column = arith::RemUIOp::create(rewriter, loc, n, p);
+      rewriter.replaceOpWithNewOp<tensor::ExtractOp>(
+          extract, local, ValueRange{j, k, column});
+    }
+  }
+
   /// W's value -> W''s, so that the entry points that share a weight
   /// (prefill and decode) share its panels too.
   DenseMap<Attribute, TypedAttr> packedWeights;
@@ -272,6 +311,7 @@ struct KilnCpuPackWeightsPass final
     if (!value)
       return;
     Value packed = arith::ConstantOp::create(rewriter, loc, packedType, value);
+    repointReads(rewriter, constant, packed, c, panel);
     // W read with unit dims ([1, K, 1, N]) is read [1, N / P, K, 1, P]: the
     // unit dims stay where they were, read by the same loops (a product of
     // one row keeps its shape), around the panels' bytes.
