@@ -169,4 +169,21 @@ std::optional<int64_t> normalizeAxis(NodeContext &ctx, int64_t axis,
   return axis < 0 ? axis + rank : axis;
 }
 
+std::optional<std::vector<int64_t>> axesAttr(NodeContext &ctx, int64_t rank) {
+  std::vector<int64_t> axes;
+  std::optional<std::vector<int64_t>> given = ctx.intsAttr("axes");
+  if (!given) {
+    for (int64_t a = 0; a < rank; ++a)
+      axes.push_back(a);
+    return axes;
+  }
+  for (int64_t a : *given) {
+    std::optional<int64_t> axis = normalizeAxis(ctx, a, rank);
+    if (!axis)
+      return std::nullopt;
+    axes.push_back(*axis);
+  }
+  return axes;
+}
+
 } // namespace kiln::onnx

@@ -23,6 +23,9 @@ mlir::Value buildMatmul(NodeContext &ctx, mlir::Value lhs, mlir::Value rhs);
 /// reports an error on the node and returns nullopt if out of range.
 std::optional<int64_t> normalizeAxis(NodeContext &ctx, int64_t axis,
                                      int64_t rank);
+/// The node's `axes` attribute, normalized against `rank` (every axis when
+/// absent); reports an error and returns nullopt for one out of range.
+std::optional<std::vector<int64_t>> axesAttr(NodeContext &ctx, int64_t rank);
 
 /// kiln::buildReduce at the node's builder and location.
 inline mlir::Value buildReduce(NodeContext &ctx, mlir::Value x,

@@ -273,7 +273,7 @@ static bool takesUnsignedInputs(StringRef opType) {
       // Unsigned-aware.
       "Div", "Mod", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Max",
       "Min", "Cast", "CastLike", "BitShift", "DequantizeLinear",
-      "QuantizeLinear", "MaxPool",
+      "QuantizeLinear", "MaxPool", "Pow", "Compress",
       // com.microsoft: packed weights and zero points are uint8.
       "MatMulNBits"};
   return ops.contains(opType);

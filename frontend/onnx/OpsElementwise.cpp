@@ -66,8 +66,27 @@ LogicalResult importPow(NodeContext &ctx) {
   if (!base || !exponent)
     return failure();
   Type element = ctx.inputType(0).getElementType();
+  bool unsignedExponent = ctx.inputIsUnsigned(1);
+  if (ctx.inputIsUnsigned(0))
+    return ctx.error() << "Pow supports float and signed integer bases, got "
+                          "an unsigned one";
+  // An integer base: computed in f64 and truncated to the base's type, as
+  // the reference's numpy power then astype does (exact while the result
+  // fits in 53 bits).
+  if (isa<IntegerType>(element)) {
+    Value result = buildElementwise(
+        ctx, {base, exponent}, element,
+        [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+          Type f64 = b.getF64Type();
+          Value x = castScalar(b, loc, args[0], f64);
+          Value e = castScalar(b, loc, args[1], f64, unsignedExponent);
+          return castScalar(b, loc, math::PowFOp::create(b, loc, x, e),
+                            element);
+        });
+    return result ? ctx.setOutputs(result) : failure();
+  }
   if (!isFloat(element))
-    return ctx.error() << "Pow supports float bases only, got "
+    return ctx.error() << "Pow supports float and integer bases, got "
                        << base.getType();
   // Constant small integer exponents (x^2 in decomposed variances, x^3 in
   // GPT-2's tanh GELU) become multiplications, and x^0.5 a square root:
@@ -112,7 +131,7 @@ LogicalResult importPow(NodeContext &ctx) {
   Value result = buildElementwise(
       ctx, {base, exponent}, element,
       [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
-        Value e = castScalar(b, loc, args[1], element);
+        Value e = castScalar(b, loc, args[1], element, unsignedExponent);
         return math::PowFOp::create(b, loc, args[0], e);
       });
   return result ? ctx.setOutputs(result) : failure();

@@ -177,6 +177,32 @@ LogicalResult importWindow(NodeContext &ctx, double a0, double a1, double a2) {
       arith::ConstantOp::create(ctx.b(), ctx.getLoc(), type, attr).getResult());
 }
 
+/// One term of a discrete Fourier sum: (a + i b) exp(sign 2 pi i k n / N),
+/// the angle reduced in integers ((k n) mod N) before it becomes a float;
+/// returns the real and imaginary parts.
+std::pair<Value, Value> fourierTerm(OpBuilder &b, Location loc, Type compute,
+                                    Value a, Value im, Value k, Value n,
+                                    int64_t length, double sign) {
+  Value kn = arith::RemUIOp::create(b, loc, arith::MulIOp::create(b, loc, k, n),
+                                    indexConstant(b, loc, length));
+  Value angle = arith::MulFOp::create(
+      b, loc,
+      arith::SIToFPOp::create(
+          b, loc, compute,
+          arith::IndexCastOp::create(b, loc, b.getI64Type(), kn)),
+      scalarConstant(b, loc, compute, 2 * M_PI / double(length)));
+  Value cos = math::CosOp::create(b, loc, angle);
+  Value sin = arith::MulFOp::create(b, loc, math::SinOp::create(b, loc, angle),
+                                    scalarConstant(b, loc, compute, sign));
+  // (a + i b)(cos + i sin): a cos - b sin, b cos + a sin.
+  Value re = arith::SubFOp::create(b, loc, arith::MulFOp::create(b, loc, a, cos),
+                                   arith::MulFOp::create(b, loc, im, sin));
+  Value imag = arith::AddFOp::create(b, loc,
+                                     arith::MulFOp::create(b, loc, im, cos),
+                                     arith::MulFOp::create(b, loc, a, sin));
+  return {re, imag};
+}
+
 /// DFT (17: axis attribute; 20: axis input #2), forward or inverse, of a
 /// real ([.., 1]) or complex ([.., 2]) signal along `axis`, zero-padded or
 /// truncated to dft_length N: X[k] = sum_n x[n] exp(-+2 pi i k n / N)
@@ -262,27 +288,8 @@ LogicalResult importDFT(NodeContext &ctx) {
           };
           Value a = read(0);
           Value im = complexIn ? read(1) : fc(lb, 0);
-          // The angle 2 pi (k m mod N) / N, reduced in integers.
-          Value km = arith::RemUIOp::create(
-              lb, loc, arith::MulIOp::create(lb, loc, k, m),
-              indexConstant(lb, loc, n));
-          Value angle = arith::MulFOp::create(
-              lb, loc,
-              arith::SIToFPOp::create(
-                  lb, loc, compute,
-                  arith::IndexCastOp::create(lb, loc, lb.getI64Type(), km)),
-              fc(lb, 2 * M_PI / double(n)));
-          Value cos = math::CosOp::create(lb, loc, angle);
-          Value sin = arith::MulFOp::create(
-              lb, loc, math::SinOp::create(lb, loc, angle), fc(lb, sign));
-          // (a + i b)(cos + i s sin): real a cos - b s sin, imaginary
-          // b cos + a s sin.
-          Value re = arith::SubFOp::create(
-              lb, loc, arith::MulFOp::create(lb, loc, a, cos),
-              arith::MulFOp::create(lb, loc, im, sin));
-          Value imag = arith::AddFOp::create(
-              lb, loc, arith::MulFOp::create(lb, loc, im, cos),
-              arith::MulFOp::create(lb, loc, a, sin));
+          auto [re, imag] =
+              fourierTerm(lb, loc, compute, a, im, k, m, n, sign);
           Value term = realOut ? re
                                : arith::SelectOp::create(
                                      lb, loc,
@@ -318,9 +325,265 @@ LogicalResult importDFT(NodeContext &ctx) {
   return ctx.setOutputs(out);
 }
 
+/// Compress: the slices along `axis` (of the flattened input without one)
+/// whose condition is true; a condition shorter than the axis leaves the
+/// rest out. The condition decides the output's shape, so it must be a
+/// constant; the kept positions become a constant index table.
+LogicalResult importCompress(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (!type.hasStaticShape())
+    return ctx.error() << "Compress needs static shapes";
+  ElementsAttr condition = ctx.constantElements(1);
+  if (!condition)
+    return ctx.error() << "input #1 '" << ctx.getNode().input(1)
+                       << "' must be a constant (an initializer or a Constant "
+                          "node): the kept positions decide the output's shape"
+                       << ctx.freezeHint(1);
+  std::optional<int64_t> axis;
+  if (ctx.hasAttr("axis")) {
+    axis = normalizeAxis(ctx, ctx.intAttr("axis", 0), type.getRank());
+    if (!axis)
+      return failure();
+  } else {
+    x = buildReshape(ctx.b(), ctx.getLoc(), x, {type.getNumElements()});
+    type = cast<RankedTensorType>(x.getType());
+    axis = 0;
+  }
+  SmallVector<int64_t> kept;
+  int64_t position = 0;
+  for (APInt v : condition.getValues<APInt>()) {
+    if (position >= type.getDimSize(*axis))
+      break;
+    if (!v.isZero())
+      kept.push_back(position);
+    ++position;
+  }
+  SmallVector<int64_t> outShape(type.getShape());
+  outShape[*axis] = kept.size();
+  if (kept.empty())
+    return ctx.setOutputs(buildEmptyConstant(ctx.b(), ctx.getLoc(), outShape,
+                                             type.getElementType()));
+  auto tableType =
+      RankedTensorType::get({int64_t(kept.size())}, ctx.b().getI64Type());
+  Value table = arith::ConstantOp::create(
+      ctx.b(), ctx.getLoc(), tableType,
+      DenseElementsAttr::get(tableType, ArrayRef<int64_t>(kept)));
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), outShape, type.getElementType(),
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        SmallVector<Value> at(ivs.begin(), ivs.end());
+        at[*axis] = arith::IndexCastOp::create(
+            b, loc, b.getIndexType(),
+            tensor::ExtractOp::create(b, loc, table, ValueRange{ivs[*axis]}));
+        return tensor::ExtractOp::create(b, loc, x, at);
+      });
+  return ctx.setOutputs(out);
+}
+
+/// STFT (17): frames of `frame_length` (or the window's length) samples,
+/// `frame_step` apart, each weighted by the window (ones without one) and
+/// transformed as DFT does: out[b, f, k] = sum_n w[n] x[b, f step + n]
+/// exp(-2 pi i k n / N); onesided (the default) keeps k <= N / 2.
+LogicalResult importSTFT(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (!type.hasStaticShape() || type.getRank() != 3 ||
+      !isa<FloatType>(type.getElementType()) ||
+      (type.getShape().back() != 1 && type.getShape().back() != 2))
+    return ctx.error() << "STFT takes a float signal [batch, length, 1 or 2] "
+                          "of static shape, got "
+                       << type;
+  std::optional<std::vector<int64_t>> step = ctx.constantInts(1);
+  if (!step)
+    return failure();
+  Value window = ctx.hasInput(2) ? ctx.input(2) : Value();
+  if (ctx.hasInput(2) && !window)
+    return failure();
+  int64_t length = window ? ctx.inputType(2).getNumElements() : 0;
+  if (ctx.hasInput(3)) {
+    std::optional<std::vector<int64_t>> given = ctx.constantInts(3);
+    if (!given)
+      return failure();
+    if (given->size() != 1 || (window && given->front() != length))
+      return ctx.error() << "frame_length must be one integer, the window's "
+                            "length when both are given";
+    length = given->front();
+  }
+  int64_t samples = type.getDimSize(1);
+  if (step->size() != 1 || step->front() < 1 || length < 1 ||
+      length > samples)
+    return ctx.error() << "STFT needs a positive frame_step and a frame "
+                          "length of 1 to "
+                       << samples << " samples (a window or frame_length)";
+  int64_t hop = step->front();
+  int64_t frames = 1 + (samples - length) / hop;
+  bool onesided = ctx.intAttr("onesided", 1) != 0;
+  bool complexIn = type.getShape().back() == 2;
+  if (onesided && complexIn)
+    return ctx.error() << "a one-sided STFT takes a real signal";
+  int64_t bins = onesided ? length / 2 + 1 : length;
+  Type element = type.getElementType();
+  Type compute = cast<FloatType>(element).getWidth() >= 32
+                     ? element
+                     : Float32Type::get(element.getContext());
+  SmallVector<int64_t> outShape = {type.getDimSize(0), frames, bins, 2};
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), outShape, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        auto fc = [&](OpBuilder &cb, double v) {
+          return scalarConstant(cb, loc, compute, v);
+        };
+        auto widen = [&](OpBuilder &cb, Value v) {
+          return v.getType() == compute ? v : castScalar(cb, loc, v, compute);
+        };
+        Value frame = ivs[1], k = ivs[2], part = ivs[3];
+        auto loop = scf::ForOp::create(b, loc, indexConstant(b, loc, 0),
+                                       indexConstant(b, loc, length),
+                                       indexConstant(b, loc, 1),
+                                       ValueRange{fc(b, 0)});
+        {
+          OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
+          Value n = loop.getInductionVar();
+          Value t = arith::AddIOp::create(
+              lb, loc,
+              arith::MulIOp::create(lb, loc, frame, indexConstant(lb, loc, hop)),
+              n);
+          Value w = window ? widen(lb, tensor::ExtractOp::create(
+                                           lb, loc, window, ValueRange{n}))
+                           : fc(lb, 1);
+          auto read = [&](int64_t c) {
+            return arith::MulFOp::create(
+                lb, loc,
+                widen(lb, tensor::ExtractOp::create(
+                              lb, loc, x,
+                              ValueRange{ivs[0], t, indexConstant(lb, loc, c)})),
+                w);
+          };
+          Value a = read(0);
+          Value im = complexIn ? read(1).getResult() : fc(lb, 0);
+          auto [re, imag] =
+              fourierTerm(lb, loc, compute, a, im, k, n, length, -1.0);
+          Value term = arith::SelectOp::create(
+              lb, loc,
+              arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::eq, part,
+                                    indexConstant(lb, loc, 0)),
+              re, imag);
+          scf::YieldOp::create(
+              lb, loc,
+              ValueRange{arith::AddFOp::create(lb, loc,
+                                               loop.getRegionIterArgs()[0], term)
+                             .getResult()});
+        }
+        Value sum = loop.getResult(0);
+        return sum.getType() == element ? sum : castScalar(b, loc, sum, element);
+      });
+  return ctx.setOutputs(out);
+}
+
+/// Det of the [.., M, M] matrices: Gaussian elimination with partial
+/// pivoting, unrolled over the M^2 elements of each matrix held in scalars
+/// (M up to 8), in f64 for f32 and narrower inputs.
+LogicalResult importDet(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  int64_t rank = type.getRank();
+  if (!type.hasStaticShape() || rank < 2 ||
+      type.getDimSize(rank - 1) != type.getDimSize(rank - 2) ||
+      !isa<FloatType>(type.getElementType()))
+    return ctx.error() << "Det takes float square matrices [.., M, M] of "
+                          "static shape, got "
+                       << type;
+  int64_t m = type.getDimSize(rank - 1);
+  if (m > 8)
+    return ctx.error() << "Det of " << m << " x " << m
+                       << " matrices is not supported (up to 8 x 8)";
+  Type element = type.getElementType();
+  SmallVector<int64_t> outShape(type.getShape().drop_back(2));
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), outShape, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Type f64 = b.getF64Type();
+        auto fc = [&](double v) { return scalarConstant(b, loc, f64, v); };
+        if (m == 0)
+          return scalarConstant(b, loc, element, 1);
+        SmallVector<SmallVector<Value>> a(m, SmallVector<Value>(m));
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < m; ++j) {
+            SmallVector<Value> at(ivs.begin(), ivs.end());
+            at.push_back(indexConstant(b, loc, i));
+            at.push_back(indexConstant(b, loc, j));
+            a[i][j] = castScalar(b, loc, tensor::ExtractOp::create(b, loc, x, at),
+                                 f64);
+          }
+        Value det = fc(1);
+        for (int64_t k = 0; k < m; ++k) {
+          // The pivot: the row (from k) with the largest |a[i][k]|; rows
+          // k and p swap, flipping the sign.
+          Value best = math::AbsFOp::create(b, loc, a[k][k]);
+          Value bestRow = indexConstant(b, loc, k);
+          for (int64_t i = k + 1; i < m; ++i) {
+            Value v = math::AbsFOp::create(b, loc, a[i][k]);
+            Value larger =
+                arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, v, best);
+            best = arith::SelectOp::create(b, loc, larger, v, best);
+            bestRow = arith::SelectOp::create(b, loc, larger,
+                                              indexConstant(b, loc, i), bestRow);
+          }
+          SmallVector<Value> pivotRow(m);
+          for (int64_t j = k; j < m; ++j) {
+            pivotRow[j] = a[k][j];
+            for (int64_t i = k + 1; i < m; ++i)
+              pivotRow[j] = arith::SelectOp::create(
+                  b, loc,
+                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                        bestRow, indexConstant(b, loc, i)),
+                  a[i][j], pivotRow[j]);
+          }
+          for (int64_t i = k + 1; i < m; ++i) {
+            Value chosen = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::eq, bestRow,
+                indexConstant(b, loc, i));
+            for (int64_t j = k; j < m; ++j)
+              a[i][j] = arith::SelectOp::create(b, loc, chosen, a[k][j], a[i][j]);
+          }
+          Value swapped = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::ne, bestRow, indexConstant(b, loc, k));
+          det = arith::SelectOp::create(
+              b, loc, swapped, arith::NegFOp::create(b, loc, det), det);
+          for (int64_t j = k; j < m; ++j)
+            a[k][j] = pivotRow[j];
+          Value pivot = a[k][k];
+          det = arith::MulFOp::create(b, loc, det, pivot);
+          // A zero pivot: the determinant is 0 (the division below is then
+          // never used).
+          Value zero =
+              arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, pivot, fc(0));
+          Value safe = arith::SelectOp::create(b, loc, zero, fc(1), pivot);
+          for (int64_t i = k + 1; i < m; ++i) {
+            Value factor = arith::DivFOp::create(b, loc, a[i][k], safe);
+            for (int64_t j = k + 1; j < m; ++j)
+              a[i][j] = arith::SubFOp::create(
+                  b, loc, a[i][j], arith::MulFOp::create(b, loc, factor, a[k][j]));
+          }
+        }
+        return castScalar(b, loc, det, element);
+      });
+  return ctx.setOutputs(out);
+}
+
 } // namespace
 
 void registerIndexingOps(OpRegistry &registry) {
+  registry.on("STFT", 17, importSTFT);
+  registry.on("Det", 11, importDet);
+  registry.on("Compress", 9, importCompress);
   registry.on("DFT", 17, importDFT);
   registry.on("GatherND", 11, importGatherND);
   registry.on("ReverseSequence", 10, importReverseSequence);

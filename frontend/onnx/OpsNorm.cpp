@@ -466,6 +466,57 @@ LogicalResult importInstanceNorm(NodeContext &ctx) {
   return y ? ctx.setOutputs(y) : failure();
 }
 
+/// GroupNormalization: the channels of X [N, C, ...] in `num_groups`
+/// groups, each normalized over its channels and positions, then scaled
+/// and shifted per channel (21: scale and bias [C]) or per group (18:
+/// [num_groups]). The statistics are f32 for narrower types (stash_type 1,
+/// buildMoments).
+LogicalResult importGroupNorm(NodeContext &ctx) {
+  Value x = ctx.input(0), scale = ctx.input(1), bias = ctx.input(2);
+  if (!x || !scale || !bias || !checkFloat(ctx, "GroupNormalization"))
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  if (type.getRank() < 3 || !type.hasStaticShape())
+    return ctx.error() << "GroupNormalization needs a static N x C x D... "
+                          "input, got "
+                       << type;
+  int64_t groups = ctx.intAttr("num_groups", 0);
+  int64_t channels = type.getDimSize(1);
+  if (groups < 1 || channels % groups)
+    return ctx.error() << "num_groups " << groups << " does not divide the "
+                       << channels << " channels";
+  bool perGroup = ctx.getOpset() < 21;
+  int64_t params = perGroup ? groups : channels;
+  for (int i : {1, 2})
+    if (ctx.inputType(i).getNumElements() != params ||
+        ctx.inputType(i).getElementType() != type.getElementType())
+      return ctx.error() << (i == 1 ? "scale" : "bias") << " must hold "
+                         << params << " values of the input's type, got "
+                         << ctx.inputType(i);
+  int64_t rest = type.getNumElements() / (type.getDimSize(0) * channels);
+  SmallVector<int64_t> grouped = {type.getDimSize(0), groups,
+                                  channels / groups, rest};
+  Value g = buildReshape(ctx.b(), ctx.getLoc(), x, grouped);
+  auto [mean, invStd] =
+      moments(ctx, g, {false, false, true, true}, ctx.floatAttr("epsilon", 1e-5f));
+  // The parameters per (group, channel in group): [G, C/G, 1].
+  auto asGrouped = [&](Value v) {
+    if (perGroup)
+      return buildReshape(ctx.b(), ctx.getLoc(), v, {groups, 1, 1});
+    return buildReshape(ctx.b(), ctx.getLoc(), v, {groups, channels / groups, 1});
+  };
+  Value y = buildElementwise(
+      ctx, {g, mean, invStd, asGrouped(scale), asGrouped(bias)},
+      type.getElementType(), [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        Value n = arith::MulFOp::create(b, l, arith::SubFOp::create(b, l, a[0], a[1]),
+                                        a[2]);
+        return arith::AddFOp::create(b, l, arith::MulFOp::create(b, l, n, a[3]), a[4]);
+      });
+  if (!y)
+    return failure();
+  return ctx.setOutputs(buildReshape(ctx.b(), ctx.getLoc(), y, type.getShape()));
+}
+
 /// BatchNormalization in inference mode (training_mode = 0).
 LogicalResult importBatchNorm(NodeContext &ctx) {
   if (ctx.intAttr("training_mode", 0) != 0)
@@ -689,6 +740,7 @@ void registerNormOps(OpRegistry &registry) {
   registry.on("com.microsoft.EmbedLayerNormalization", 1, importEmbedLayerNorm);
   registry.on("MeanVarianceNormalization", 9, importMVN);
   registry.on("InstanceNormalization", 6, importInstanceNorm);
+  registry.on("GroupNormalization", 18, importGroupNorm);
   registry.on("BatchNormalization", 9, importBatchNorm);
   registry.on("LpNormalization", 1, importLpNorm);
   registry.on("GlobalAveragePool", 1, [](NodeContext &c) { return importGlobalPool(c, false); });

@@ -157,18 +157,10 @@ LogicalResult importResize(NodeContext &ctx) {
   if (!llvm::is_contained(nearestModes, p.nearestMode))
     return ctx.error() << "unknown nearest_mode '" << p.nearestMode << "'";
   // The resized axes.
-  std::vector<int64_t> axes;
-  if (auto given = ctx.intsAttr("axes")) {
-    for (int64_t a : *given) {
-      auto axis = normalizeAxis(ctx, a, rank);
-      if (!axis)
-        return failure();
-      axes.push_back(*axis);
-    }
-  } else {
-    for (int64_t a = 0; a < rank; ++a)
-      axes.push_back(a);
-  }
+  std::optional<std::vector<int64_t>> axesGiven = axesAttr(ctx, rank);
+  if (!axesGiven)
+    return failure();
+  std::vector<int64_t> axes = std::move(*axesGiven);
   int64_t naxes = axes.size();
   // Constant roi, scales or sizes (an empty tensor counts as absent).
   auto floats = [&](int i) -> std::optional<std::vector<double>> {

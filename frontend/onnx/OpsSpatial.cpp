@@ -12,6 +12,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
 #include <cmath>
@@ -353,18 +354,10 @@ LogicalResult importCenterCropPad(NodeContext &ctx) {
   if (!shape)
     return failure();
   int64_t rank = type.getRank();
-  std::vector<int64_t> axes;
-  if (std::optional<std::vector<int64_t>> given = ctx.intsAttr("axes")) {
-    for (int64_t a : *given) {
-      std::optional<int64_t> axis = normalizeAxis(ctx, a, rank);
-      if (!axis)
-        return failure();
-      axes.push_back(*axis);
-    }
-  } else {
-    for (int64_t a = 0; a < rank; ++a)
-      axes.push_back(a);
-  }
+  std::optional<std::vector<int64_t>> given = axesAttr(ctx, rank);
+  if (!given)
+    return failure();
+  std::vector<int64_t> axes = std::move(*given);
   if (axes.size() != shape->size())
     return ctx.error() << "CenterCropPad has " << shape->size()
                        << " target sizes for " << axes.size() << " axes";
@@ -469,9 +462,226 @@ LogicalResult importLRN(NodeContext &ctx) {
   return ctx.setOutputs(out);
 }
 
+//===----------------------------------------------------------------------===//
+// Col2Im
+//===----------------------------------------------------------------------===//
+
+/// Col2Im: blocks [N, C * prod(block), prod(L)] summed back into the image
+/// [N, C, image...]: block position l along dim d covers pixel
+/// l * stride - pad + k * dilation for kernel offset k. Each output pixel
+/// gathers, per kernel offset (unrolled), the block that covers it, if any.
+LogicalResult importCol2Im(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  std::optional<std::vector<int64_t>> image = ctx.constantInts(1);
+  if (!image)
+    return failure();
+  std::optional<std::vector<int64_t>> block = ctx.constantInts(2);
+  if (!block)
+    return failure();
+  int64_t spatial = image->size();
+  if (!type.hasStaticShape() || type.getRank() != 3 || spatial < 1 ||
+      int64_t(block->size()) != spatial)
+    return ctx.error() << "Col2Im takes blocks [N, C x prod(block), L] of "
+                          "static shape and image and block shapes of one "
+                          "length, got "
+                       << type;
+  auto dilations = ctx.intsAttr("dilations")
+                       .value_or(std::vector<int64_t>(spatial, 1));
+  auto strides =
+      ctx.intsAttr("strides").value_or(std::vector<int64_t>(spatial, 1));
+  auto pads = ctx.intsAttr("pads").value_or(std::vector<int64_t>(2 * spatial, 0));
+  if (int64_t(dilations.size()) != spatial || int64_t(strides.size()) != spatial ||
+      int64_t(pads.size()) != 2 * spatial)
+    return ctx.error() << "Col2Im's dilations and strides need " << spatial
+                       << " values and its pads " << 2 * spatial;
+  int64_t kernel = 1, blocks = 1;
+  SmallVector<int64_t> counts;
+  for (int64_t d = 0; d < spatial; ++d) {
+    if ((*block)[d] < 1 || strides[d] < 1 || dilations[d] < 1)
+      return ctx.error() << "Col2Im's block shape, strides and dilations "
+                            "must be positive";
+    int64_t count = ((*image)[d] + pads[d] + pads[spatial + d] -
+                     dilations[d] * ((*block)[d] - 1) - 1) /
+                        strides[d] +
+                    1;
+    if (count < 1)
+      return ctx.error() << "Col2Im's blocks do not fit the image along dim "
+                         << d;
+    counts.push_back(count);
+    kernel *= (*block)[d];
+    blocks *= count;
+  }
+  if (type.getDimSize(1) % kernel || type.getDimSize(2) != blocks)
+    return ctx.error() << "Col2Im input " << type << " does not hold "
+                       << blocks << " blocks of " << kernel
+                       << " elements per channel";
+  SmallVector<int64_t> outShape = {type.getDimSize(0),
+                                   type.getDimSize(1) / kernel};
+  outShape.append(image->begin(), image->end());
+  Type element = type.getElementType();
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), outShape, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        auto c = [&](int64_t v) { return indexConstant(b, loc, v); };
+        Value sum = scalarConstant(b, loc, element, 0);
+        SmallVector<int64_t> offset(spatial, 0);
+        for (int64_t klin = 0; klin < kernel; ++klin) {
+          // The block covering this pixel at kernel offset `offset`.
+          Value valid, llin = c(0);
+          for (int64_t d = 0; d < spatial; ++d) {
+            Value t = arith::SubIOp::create(
+                b, loc,
+                arith::AddIOp::create(b, loc, ivs[2 + d], c(pads[d])),
+                c(offset[d] * dilations[d]));
+            Value l = arith::DivSIOp::create(b, loc, t, c(strides[d]));
+            Value ok = arith::AndIOp::create(
+                b, loc,
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, t,
+                                      c(0)),
+                arith::AndIOp::create(
+                    b, loc,
+                    arith::CmpIOp::create(
+                        b, loc, arith::CmpIPredicate::eq,
+                        arith::RemSIOp::create(b, loc, t, c(strides[d])), c(0)),
+                    arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, l,
+                                          c(counts[d]))));
+            valid = valid ? arith::AndIOp::create(b, loc, valid, ok).getResult()
+                          : ok;
+            l = arith::MinSIOp::create(
+                b, loc, arith::MaxSIOp::create(b, loc, l, c(0)),
+                c(counts[d] - 1));
+            llin = arith::AddIOp::create(
+                b, loc, arith::MulIOp::create(b, loc, llin, c(counts[d])), l);
+          }
+          Value channel = arith::AddIOp::create(
+              b, loc, arith::MulIOp::create(b, loc, ivs[1], c(kernel)),
+              c(klin));
+          Value v = tensor::ExtractOp::create(b, loc, x,
+                                              ValueRange{ivs[0], channel, llin});
+          Value term = arith::SelectOp::create(
+              b, loc, valid, v, scalarConstant(b, loc, element, 0));
+          sum = isa<FloatType>(element)
+                    ? arith::AddFOp::create(b, loc, sum, term).getResult()
+                    : arith::AddIOp::create(b, loc, sum, term).getResult();
+          for (int64_t d = spatial - 1; d >= 0 && ++offset[d] == (*block)[d];
+               --d)
+            offset[d] = 0;
+        }
+        return sum;
+      });
+  return ctx.setOutputs(out);
+}
+
+//===----------------------------------------------------------------------===//
+// MaxUnpool
+//===----------------------------------------------------------------------===//
+
+/// MaxUnpool: X's values placed at the flat positions I holds (MaxPool's
+/// Indices: offsets in the whole unpooled tensor, whose shape is the
+/// inverse of the pool's: (in - 1) * stride - pads + kernel), zeros
+/// elsewhere; a larger `output_shape` (a constant) holds that tensor at its
+/// start, as the reference places it. Each output element scans its (n, c)
+/// plane of I for its own position (the last match wins): a gather,
+/// O(plane) per element.
+LogicalResult importMaxUnpool(NodeContext &ctx) {
+  Value x = ctx.input(0), indices = ctx.input(1);
+  if (!x || !indices)
+    return failure();
+  RankedTensorType type = ctx.inputType(0);
+  int64_t rank = type.getRank(), spatial = rank - 2;
+  if (!type.hasStaticShape() || rank < 3 ||
+      ctx.inputType(1).getShape() != type.getShape())
+    return ctx.error() << "MaxUnpool takes X [N, C, ...] of static shape and "
+                          "indices of the same shape";
+  std::optional<std::vector<int64_t>> kernel = ctx.intsAttr("kernel_shape");
+  if (!kernel || int64_t(kernel->size()) != spatial)
+    return ctx.error() << "MaxUnpool needs kernel_shape with " << spatial
+                       << " values";
+  auto strides =
+      ctx.intsAttr("strides").value_or(std::vector<int64_t>(spatial, 1));
+  auto pads = ctx.intsAttr("pads").value_or(std::vector<int64_t>(2 * spatial, 0));
+  if (int64_t(strides.size()) != spatial || int64_t(pads.size()) != 2 * spatial)
+    return ctx.error() << "MaxUnpool's strides need " << spatial
+                       << " values and its pads " << 2 * spatial;
+  SmallVector<int64_t> inferred(type.getShape().take_front(2));
+  for (int64_t d = 0; d < spatial; ++d)
+    inferred.push_back((type.getDimSize(2 + d) - 1) * strides[d] - pads[d] -
+                       pads[spatial + d] + (*kernel)[d]);
+  SmallVector<int64_t> outShape = inferred;
+  if (ctx.hasInput(2)) {
+    std::optional<std::vector<int64_t>> given = ctx.constantInts(2);
+    if (!given)
+      return failure();
+    bool fits = int64_t(given->size()) == rank &&
+                (*given)[0] == type.getDimSize(0) &&
+                (*given)[1] == type.getDimSize(1);
+    for (int64_t d = 2; fits && d < rank; ++d)
+      fits = (*given)[d] >= inferred[d];
+    if (!fits)
+      return ctx.error() << "output_shape must list the " << rank
+                         << " dims, batch and channels as X's, each at "
+                            "least the unpooled size";
+    outShape.assign(given->begin(), given->end());
+  }
+  int64_t plane = 1;
+  for (int64_t d = 0; d < spatial; ++d)
+    plane *= type.getDimSize(2 + d);
+  Type element = type.getElementType();
+  Value flatX = buildReshape(ctx.b(), ctx.getLoc(), x,
+                             {type.getDimSize(0), type.getDimSize(1), plane});
+  Value flatI = buildReshape(ctx.b(), ctx.getLoc(), indices,
+                             {type.getDimSize(0), type.getDimSize(1), plane});
+  int64_t channels = outShape[1];
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), outShape, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        auto c = [&](int64_t v) { return indexConstant(b, loc, v); };
+        // This element's flat offset in the unpooled tensor (-1 past it).
+        Value flat = arith::AddIOp::create(
+            b, loc, arith::MulIOp::create(b, loc, ivs[0], c(channels)), ivs[1]);
+        Value inside;
+        for (int64_t d = 0; d < spatial; ++d) {
+          flat = arith::AddIOp::create(
+              b, loc, arith::MulIOp::create(b, loc, flat, c(inferred[2 + d])),
+              ivs[2 + d]);
+          Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                           ivs[2 + d], c(inferred[2 + d]));
+          inside =
+              inside ? arith::AndIOp::create(b, loc, inside, ok).getResult() : ok;
+        }
+        Value target = arith::SelectOp::create(
+            b, loc, inside,
+            arith::IndexCastOp::create(b, loc, b.getI64Type(), flat),
+            arith::ConstantIntOp::create(b, loc, -1, 64));
+        auto loop = scf::ForOp::create(
+            b, loc, c(0), c(plane), c(1),
+            ValueRange{scalarConstant(b, loc, element, 0)});
+        OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
+        Value p = loop.getInductionVar();
+        Value i = tensor::ExtractOp::create(lb, loc, flatI,
+                                            ValueRange{ivs[0], ivs[1], p});
+        Value hit = arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::eq,
+                                          i, target);
+        Value v = tensor::ExtractOp::create(lb, loc, flatX,
+                                            ValueRange{ivs[0], ivs[1], p});
+        scf::YieldOp::create(
+            lb, loc,
+            ValueRange{arith::SelectOp::create(lb, loc, hit, v,
+                                               loop.getRegionIterArgs()[0])
+                           .getResult()});
+        return loop.getResult(0);
+      });
+  return ctx.setOutputs(out);
+}
+
 } // namespace
 
 void registerSpatialOps(OpRegistry &registry) {
+  registry.on("MaxUnpool", 9, importMaxUnpool);
+  registry.on("Col2Im", 18, importCol2Im);
   registry.on("GridSample", 16, importGridSample);
   registry.on("AffineGrid", 20, importAffineGrid);
   registry.on("CenterCropPad", 18, importCenterCropPad);
