@@ -36,9 +36,48 @@ struct ResizeParams {
   std::string mode, transform, nearestMode;
   double cubicA = -0.75;
   bool excludeOutside = false;
+  /// Downsampling through the kernel stretched by 1 / scale (linear and
+  /// cubic), normalized: antialias = 1.
+  bool antialias = false;
 };
 
-std::vector<double> coefficients(const ResizeParams &p, double ratio) {
+/// The antialiased kernel's weights around a point `ratio` past a sample,
+/// at `scale` (at most 1): the kernel (triangle, or Keys' cubic) read at
+/// scale * (i - ratio) for the taps its support covers, normalized to sum 1
+/// (the reference's _linear_coeffs_antialias / _cubic_coeffs_antialias).
+std::vector<double> antialiasCoefficients(const ResizeParams &p, double ratio,
+                                          double scale) {
+  scale = std::min(scale, 1.0);
+  bool cubic = p.mode == "cubic";
+  double support = cubic ? 2 : 1;
+  auto kernel = [&](double x) {
+    x = std::abs(x);
+    if (!cubic)
+      return std::clamp(1 - x, 0.0, 1.0);
+    double a = p.cubicA, x2 = x * x, x3 = x2 * x;
+    if (x <= 1)
+      return (a + 2) * x3 - (a + 3) * x2 + 1;
+    if (x < 2)
+      return a * x3 - 5 * a * x2 + 8 * a * x - 4 * a;
+    return 0.0;
+  };
+  int64_t start = int64_t(std::floor(-support / scale) + 1);
+  int64_t end = 2 - start; // exclusive, as the reference
+  std::vector<double> c;
+  double sum = 0;
+  for (int64_t i = start; i < end; ++i) {
+    c.push_back(kernel(scale * (double(i) - ratio)));
+    sum += c.back();
+  }
+  for (double &v : c)
+    v /= sum;
+  return c;
+}
+
+std::vector<double> coefficients(const ResizeParams &p, double ratio,
+                                 double scale) {
+  if (p.antialias && p.mode != "nearest")
+    return antialiasCoefficients(p, ratio, scale);
   if (p.mode == "nearest") {
     if (ratio == std::floor(ratio))
       return {0, 1};
@@ -86,7 +125,7 @@ AxisTable buildAxisTable(const ResizeParams &p, int64_t in, int64_t out,
     }
     double xi = std::floor(x);
     double ratio = x == xi ? 1.0 : x - xi;
-    std::vector<double> c = coefficients(p, ratio);
+    std::vector<double> c = coefficients(p, ratio, scale);
     int64_t n = c.size(), pad = (n + 1) / 2;
     double padded = x + pad;
     double pp = std::floor(padded), frac = padded - pp;
@@ -145,8 +184,10 @@ LogicalResult importResize(NodeContext &ctx) {
   std::string policy = strAttr("keep_aspect_ratio_policy", "stretch");
   if (p.mode != "nearest" && p.mode != "linear" && p.mode != "cubic")
     return ctx.error() << "unknown mode '" << p.mode << "'";
-  if (ctx.intAttr("antialias", 0) != 0)
-    return ctx.error() << "antialias is not supported; export with antialias=0";
+  p.antialias = ctx.intAttr("antialias", 0) != 0;
+  if (p.antialias && p.mode == "nearest")
+    return ctx.error() << "antialias applies to the linear and cubic modes, "
+                          "not nearest";
   static const char *transforms[] = {"half_pixel", "half_pixel_symmetric",
                                      "pytorch_half_pixel", "align_corners",
                                      "asymmetric", "tf_crop_and_resize"};
