@@ -677,9 +677,103 @@ LogicalResult importMaxUnpool(NodeContext &ctx) {
   return ctx.setOutputs(out);
 }
 
+//===----------------------------------------------------------------------===//
+// CausalConvWithState
+//===----------------------------------------------------------------------===//
+
+/// CausalConvWithState (27; state-space models' short convolution): a
+/// depthwise causal 1-D convolution of input [B, C, L] with weight
+/// [C, 1, k] over past_state [B, C, k - 1] (zeros without one) followed by
+/// the input, plus bias, optionally SiLU; present_state is the last k - 1
+/// positions of that padded sequence. Sums in f32 for narrower types,
+/// rounded before the activation as the reference does.
+LogicalResult importCausalConvWithState(NodeContext &ctx) {
+  Value x = ctx.input(0), w = ctx.input(1);
+  if (!x || !w)
+    return failure();
+  RankedTensorType type = ctx.inputType(0), wType = ctx.inputType(1);
+  if (!type.hasStaticShape() || type.getRank() != 3 ||
+      !isa<FloatType>(type.getElementType()) || !wType.hasStaticShape() ||
+      wType.getRank() != 3 || wType.getDimSize(0) != type.getDimSize(1) ||
+      wType.getDimSize(1) != 1 || wType.getDimSize(2) < 1)
+    return ctx.error() << "CausalConvWithState takes float input [B, C, L] "
+                          "and weight [C, 1, k] of static shapes, got "
+                       << type << " and " << wType;
+  Value bias = ctx.hasInput(2) ? ctx.input(2) : Value();
+  Value past = ctx.hasInput(3) ? ctx.input(3) : Value();
+  if ((ctx.hasInput(2) && !bias) || (ctx.hasInput(3) && !past))
+    return failure();
+  int64_t batch = type.getDimSize(0), channels = type.getDimSize(1),
+          length = type.getDimSize(2), k = wType.getDimSize(2);
+  if (bias && ctx.inputType(2).getShape() != ArrayRef<int64_t>{channels})
+    return ctx.error() << "bias must be [" << channels << "], got "
+                       << ctx.inputType(2);
+  if (past && ctx.inputType(3).getShape() !=
+                  ArrayRef<int64_t>{batch, channels, k - 1})
+    return ctx.error() << "past_state must be [" << batch << ", " << channels
+                       << ", " << k - 1 << "], got " << ctx.inputType(3);
+  std::string activation = "none";
+  if (const auto *attr = ctx.attr("activation"))
+    activation = attr->s();
+  if (activation != "none" && activation != "silu" && activation != "swish")
+    return ctx.error() << "unknown activation '" << activation
+                       << "' (expected none, silu or swish)";
+  Type element = type.getElementType();
+  // padded[b, c, p]: the past (or 0) for p < k - 1, then the input.
+  auto padded = [&](OpBuilder &b, Location loc, Value bi, Value ci,
+                    Value p) -> Value {
+    Value fromInput = arith::SubIOp::create(b, loc, p, indexConstant(b, loc, k - 1));
+    Value inPast = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, p,
+                                         indexConstant(b, loc, k - 1));
+    Value xi = arith::MinSIOp::create(
+        b, loc,
+        arith::MaxSIOp::create(b, loc, fromInput, indexConstant(b, loc, 0)),
+        indexConstant(b, loc, length - 1));
+    Value fromX = tensor::ExtractOp::create(b, loc, x, ValueRange{bi, ci, xi});
+    Value before = scalarConstant(b, loc, element, 0);
+    if (past && k > 1) {
+      Value pi = arith::MinSIOp::create(b, loc, p, indexConstant(b, loc, k - 2));
+      before = tensor::ExtractOp::create(b, loc, past, ValueRange{bi, ci, pi});
+    }
+    return arith::SelectOp::create(b, loc, inPast, before, fromX);
+  };
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), type.getShape(), element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Fx f{b, loc, computeType(element)};
+        Value sum = bias ? f.widen(tensor::ExtractOp::create(
+                               b, loc, bias, ValueRange{ivs[1]}))
+                         : f.c(0);
+        for (int64_t j = 0; j < k; ++j) {
+          Value p = arith::AddIOp::create(b, loc, ivs[2], indexConstant(b, loc, j));
+          Value wj = tensor::ExtractOp::create(
+              b, loc, w,
+              ValueRange{ivs[1], indexConstant(b, loc, 0), indexConstant(b, loc, j)});
+          sum = f.add(sum, f.mul(f.widen(wj),
+                                 f.widen(padded(b, loc, ivs[0], ivs[1], p))));
+        }
+        Value y = castScalar(b, loc, sum, element);
+        if (activation == "none")
+          return y;
+        Value v = f.widen(y);
+        return castScalar(b, loc, f.mul(v, scalarSigmoid(b, loc, v)), element);
+      });
+  SmallVector<int64_t> stateShape = {batch, channels, k - 1};
+  Value state =
+      k == 1 ? buildEmptyConstant(ctx.b(), ctx.getLoc(), stateShape, element)
+             : buildIndexed(ctx.b(), ctx.getLoc(), stateShape, element,
+                            [&](OpBuilder &b, Location loc, ValueRange ivs) {
+                              Value p = arith::AddIOp::create(
+                                  b, loc, ivs[2], indexConstant(b, loc, length));
+                              return padded(b, loc, ivs[0], ivs[1], p);
+                            });
+  return ctx.setOutputs({out, state});
+}
+
 } // namespace
 
 void registerSpatialOps(OpRegistry &registry) {
+  registry.on("CausalConvWithState", 27, importCausalConvWithState);
   registry.on("MaxUnpool", 9, importMaxUnpool);
   registry.on("Col2Im", 18, importCol2Im);
   registry.on("GridSample", 16, importGridSample);
