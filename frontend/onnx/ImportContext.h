@@ -141,6 +141,7 @@ void registerPoolOps(OpRegistry &registry);
 void registerResizeOps(OpRegistry &registry);
 void registerSpatialOps(OpRegistry &registry);
 void registerIndexingOps(OpRegistry &registry);
+void registerLinearAttentionOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

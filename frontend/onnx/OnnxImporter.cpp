@@ -90,6 +90,7 @@ static const OpRegistry &getRegistry() {
     registerResizeOps(r);
     registerSpatialOps(r);
     registerIndexingOps(r);
+    registerLinearAttentionOps(r);
     return r;
   }();
   return registry;
