@@ -578,9 +578,85 @@ LogicalResult importDet(NodeContext &ctx) {
   return ctx.setOutputs(out);
 }
 
+/// TensorScatter (24; a KV-cache update): the cache with the update's
+/// positions along `axis` written from write_indices[batch] on (0 without
+/// them); `circular` wraps them around the cache. Each cache element reads
+/// the update when its position falls in the written range, else itself.
+LogicalResult importTensorScatter(NodeContext &ctx) {
+  Value cache = ctx.input(0), update = ctx.input(1);
+  if (!cache || !update)
+    return failure();
+  Value indices = ctx.hasInput(2) ? ctx.input(2) : Value();
+  if (ctx.hasInput(2) && !indices)
+    return failure();
+  RankedTensorType type = ctx.inputType(0), updateType = ctx.inputType(1);
+  int64_t rank = type.getRank();
+  if (!type.hasStaticShape() || !updateType.hasStaticShape() || rank < 2 ||
+      updateType.getRank() != rank ||
+      updateType.getElementType() != type.getElementType())
+    return ctx.error() << "TensorScatter takes a cache and an update of one "
+                          "rank (2 or more) and type, static shapes, got "
+                       << type << " and " << updateType;
+  std::optional<int64_t> axis =
+      normalizeAxis(ctx, ctx.intAttr("axis", -2), rank);
+  if (!axis)
+    return failure();
+  if (*axis == 0)
+    return ctx.error() << "TensorScatter's axis must not be the batch axis";
+  for (int64_t d = 0; d < rank; ++d)
+    if (d == *axis ? updateType.getDimSize(d) > type.getDimSize(d)
+                   : updateType.getDimSize(d) != type.getDimSize(d))
+      return ctx.error() << "update " << updateType << " does not fit cache "
+                         << type << " along dim " << d;
+  if (indices && ctx.inputType(2).getShape() !=
+                     ArrayRef<int64_t>{type.getDimSize(0)})
+    return ctx.error() << "write_indices must be [" << type.getDimSize(0)
+                       << "], got " << ctx.inputType(2);
+  std::string mode = "linear";
+  if (const auto *attr = ctx.attr("mode"))
+    mode = attr->s();
+  if (mode != "linear" && mode != "circular")
+    return ctx.error() << "unknown mode '" << mode
+                       << "' (expected linear or circular)";
+  int64_t capacity = type.getDimSize(*axis), written = updateType.getDimSize(*axis);
+  Value out = buildIndexed(
+      ctx.b(), ctx.getLoc(), type.getShape(), type.getElementType(),
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        auto c = [&](int64_t v) { return indexConstant(b, loc, v); };
+        Value start = c(0);
+        if (indices)
+          start = arith::IndexCastOp::create(
+              b, loc, b.getIndexType(),
+              tensor::ExtractOp::create(b, loc, indices, ValueRange{ivs[0]}));
+        // This position's offset in the update: (p - start), wrapped for
+        // circular writes.
+        Value offset = arith::SubIOp::create(b, loc, ivs[*axis], start);
+        if (mode == "circular") {
+          Value r = arith::RemSIOp::create(b, loc, offset, c(capacity));
+          offset = arith::SelectOp::create(
+              b, loc,
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, r, c(0)),
+              arith::AddIOp::create(b, loc, r, c(capacity)), r);
+        }
+        Value hit = arith::AndIOp::create(
+            b, loc,
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, offset, c(0)),
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, offset,
+                                  c(written)));
+        SmallVector<Value> at(ivs.begin(), ivs.end());
+        at[*axis] = arith::MinSIOp::create(
+            b, loc, arith::MaxSIOp::create(b, loc, offset, c(0)), c(written - 1));
+        Value fromUpdate = tensor::ExtractOp::create(b, loc, update, at);
+        Value kept = tensor::ExtractOp::create(b, loc, cache, ivs);
+        return arith::SelectOp::create(b, loc, hit, fromUpdate, kept);
+      });
+  return ctx.setOutputs(out);
+}
+
 } // namespace
 
 void registerIndexingOps(OpRegistry &registry) {
+  registry.on("TensorScatter", 24, importTensorScatter);
   registry.on("STFT", 17, importSTFT);
   registry.on("Det", 11, importDet);
   registry.on("Compress", 9, importCompress);
