@@ -59,3 +59,31 @@ func.func @row_reduce_exp(%x: memref<4x16xf32>, %out: memref<4xf32>) {
   }
   return
 }
+
+// -----
+
+// COM: A packed weight panel W'[panel, k, 32] read a row per reduction
+// COM: step: each step also prefetches the row 16 ahead (clamped to the
+// COM: last), one prefetch per 64-byte line of the 128-byte row.
+// CHECK-LABEL: func.func @panel_prefetch
+// CHECK: scf.for %[[K:.*]] = %c0 to %c64 step %c1
+// CHECK: %[[AHEAD:.*]] = arith.addi %[[K]], %c16
+// CHECK: %[[ROW:.*]] = arith.minui %[[AHEAD]], %c63
+// CHECK: memref.prefetch %arg1[%arg3, %[[ROW]], %c0{{.*}}], read, locality<3>, data
+// CHECK: memref.prefetch %arg1[%arg3, %[[ROW]], %c16{{.*}}], read, locality<3>, data
+// CHECK: vector.load %arg1[%arg3, %[[K]], %c0] : memref<2x64x32xf32>, vector<32xf32>
+func.func @panel_prefetch(%a: memref<64xf32>, %w: memref<2x64x32xf32>, %out: memref<32xf32>, %p: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c64 = arith.constant 64 : index
+  %zero = arith.constant dense<0.0> : vector<32xf32>
+  %sum = scf.for %k = %c0 to %c64 step %c1 iter_args(%acc = %zero) -> (vector<32xf32>) {
+    %row = vector.load %w[%p, %k, %c0] : memref<2x64x32xf32>, vector<32xf32>
+    %x = memref.load %a[%k] : memref<64xf32>
+    %xs = vector.broadcast %x : f32 to vector<32xf32>
+    %next = vector.fma %xs, %row, %acc : vector<32xf32>
+    scf.yield %next : vector<32xf32>
+  }
+  vector.store %sum, %out[%c0] : memref<32xf32>, vector<32xf32>
+  return
+}
