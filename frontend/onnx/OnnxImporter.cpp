@@ -73,9 +73,12 @@ int64_t onnxOpVersion(StringRef opType, int64_t opset) {
   return version;
 }
 
+static LogicalResult importIf(NodeContext &ctx);
+
 static const OpRegistry &getRegistry() {
   static const OpRegistry registry = [] {
     OpRegistry r;
+    r.on("If", 1, importIf);
     registerElementwiseOps(r);
     registerShapeOps(r);
     registerLinalgOps(r);
@@ -128,6 +131,23 @@ public:
   Value importTensor(OpBuilder &b, Location loc,
                      const kiln_onnx::TensorProto &tensor, StringRef what);
 
+  /// Imports a subgraph's initializers and nodes in the current scope (the
+  /// branch an If with a constant condition takes): its nodes read the
+  /// outer graph's values by name, as ONNX scoping says.
+  LogicalResult importSubgraph(OpBuilder &b, const kiln_onnx::GraphProto &graph,
+                               Location loc) {
+    for (const auto &init : graph.initializer()) {
+      Value value = importTensor(b, loc, init, "initializer");
+      if (!value)
+        return failure();
+      bind(init.name(), value);
+    }
+    for (int i = 0; i < graph.node_size(); ++i)
+      if (failed(importNode(b, graph.node(i), i)))
+        return failure();
+    return success();
+  }
+
 private:
   LogicalResult importNode(OpBuilder &b, const kiln_onnx::NodeProto &node,
                            int nodeIndex);
@@ -152,6 +172,48 @@ private:
   int64_t microsoftOpset = 1;
   unsigned resourceCounter = 0;
 };
+
+/// If with a constant condition (an exporter's test of a static shape or
+/// attribute, or a graph input frozen with --constant-input): the branch it
+/// takes is imported in place, its outputs the node's. A condition known
+/// only at run time is refused: Kiln has no runtime branch yet.
+static LogicalResult importIf(NodeContext &ctx) {
+  if (!ctx.input(0))
+    return failure();
+  auto cond = dyn_cast_or_null<DenseElementsAttr>(ctx.constantElements(0));
+  if (!cond)
+    return ctx.error() << "input #0 '" << ctx.getNode().input(0)
+                       << "' must be a constant (an initializer or a Constant "
+                          "node): Kiln compiles the branch a constant "
+                          "condition takes, and has no runtime branch yet"
+                       << ctx.freezeHint(0);
+  if (cond.getNumElements() != 1 || !cond.getElementType().isInteger())
+    return ctx.error() << "the If condition must be one bool, got "
+                       << cond.getType();
+  bool taken = !(*cond.getValues<APInt>().begin()).isZero();
+  const char *name = taken ? "then_branch" : "else_branch";
+  const kiln_onnx::AttributeProto *branch = ctx.attr(name);
+  if (!branch || !branch->has_g())
+    return ctx.error() << "missing graph attribute '" << name << "'";
+  const kiln_onnx::GraphProto &graph = branch->g();
+  if (graph.output_size() != ctx.getNode().output_size())
+    return ctx.error() << name << " has " << graph.output_size()
+                       << " outputs for the node's "
+                       << ctx.getNode().output_size();
+  GraphImporter &importer = ctx.getImporter();
+  if (failed(importer.importSubgraph(ctx.b(), graph, ctx.getLoc())))
+    return failure();
+  SmallVector<Value> outputs;
+  for (auto [i, output] : llvm::enumerate(graph.output())) {
+    Value value = importer.lookup(output.name());
+    if (!value)
+      return ctx.error() << name << " output '" << output.name()
+                         << "' is not computed by the branch";
+    outputs.push_back(value);
+    ctx.setOutputUnsigned(i, importer.isUnsigned(output.name()));
+  }
+  return ctx.setOutputs(outputs);
+}
 
 Value GraphImporter::importTensor(OpBuilder &b, Location loc,
                                   const kiln_onnx::TensorProto &tensor,
