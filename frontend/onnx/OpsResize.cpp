@@ -161,7 +161,10 @@ Value constantTable(OpBuilder &b, Location loc, ArrayRef<int64_t> shape,
   return arith::ConstantOp::create(b, loc, DenseElementsAttr::get(type, attrs));
 }
 
-LogicalResult importResize(NodeContext &ctx) {
+/// Resize (11 on), or the deprecated Upsample (7: scales attribute; 9:
+/// scales input), which is Resize with asymmetric coordinates, nearest
+/// reading floor(i / scale), and scales for every axis.
+LogicalResult importResize(NodeContext &ctx, bool upsample) {
   Value x = ctx.input(0);
   if (!x)
     return failure();
@@ -177,8 +180,11 @@ LogicalResult importResize(NodeContext &ctx) {
   };
   ResizeParams p;
   p.mode = strAttr("mode", "nearest");
-  p.transform = strAttr("coordinate_transformation_mode", "half_pixel");
-  p.nearestMode = strAttr("nearest_mode", "round_prefer_floor");
+  p.transform = upsample ? "asymmetric"
+                         : strAttr("coordinate_transformation_mode", "half_pixel");
+  p.nearestMode = upsample ? "floor" : strAttr("nearest_mode", "round_prefer_floor");
+  if (upsample && p.mode == "bilinear")
+    p.mode = "linear";
   p.cubicA = ctx.floatAttr("cubic_coeff_a", -0.75f);
   p.excludeOutside = ctx.intAttr("exclude_outside", 0) != 0;
   std::string policy = strAttr("keep_aspect_ratio_policy", "stretch");
@@ -223,7 +229,19 @@ LogicalResult importResize(NodeContext &ctx) {
         v.push_back(static_cast<double>(n.getSExtValue()));
     return v;
   };
-  auto roi = floats(1), scales = floats(2), sizes = floats(3);
+  std::optional<std::vector<double>> roi = std::vector<double>(),
+                                     scales, sizes = std::vector<double>();
+  if (!upsample) {
+    roi = floats(1);
+    scales = floats(2);
+    sizes = floats(3);
+  } else if (ctx.getOpset() >= 9) {
+    scales = floats(1);
+  } else {
+    scales.emplace();
+    if (const kiln_onnx::AttributeProto *a = ctx.attr("scales"))
+      scales->assign(a->floats().begin(), a->floats().end());
+  }
   if (!roi || !scales || !sizes)
     return failure();
   if (scales->empty() == sizes->empty())
@@ -340,7 +358,10 @@ LogicalResult importResize(NodeContext &ctx) {
 } // namespace
 
 void registerResizeOps(OpRegistry &registry) {
-  registry.on("Resize", 11, importResize);
+  registry.on("Resize", 11,
+              [](NodeContext &ctx) { return importResize(ctx, false); });
+  registry.on("Upsample", 7,
+              [](NodeContext &ctx) { return importResize(ctx, true); });
 }
 
 } // namespace kiln::onnx
