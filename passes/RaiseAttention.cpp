@@ -364,33 +364,22 @@ private:
   /// larger than they read must be judged at the bounds as well.
   std::optional<MaskKind> classifySymbolicMask(const Step &s, Value q,
                                                Value kT, int64_t rank) {
-    if (samples.empty())
-      samples = sampleDims();
+    if (!sampled) {
+      sampleDims();
+      sampled = true;
+    }
     if (samples.empty())
       return std::nullopt;
-    bool needsTop = false;
-    int64_t reach = 0;
-    for (const auto &[sizes, top] : samples)
-      for (const auto &entry : *sizes)
-        if (!top)
-          reach = std::max(reach, entry.getValue());
-    bool topShort = llvm::any_of(samples, [&](const auto &sample) {
-      return sample.second &&
-             llvm::any_of(*sample.first, [&](const auto &entry) {
-               return entry.getValue() > reach;
-             });
-    });
-    if (topShort)
-      needsTop = hidesThreshold(s.side, reach);
+    bool needsTop = boundsPastReach && hidesThreshold(s.side, reach);
     std::optional<MaskKind> agreed;
-    for (size_t i = 0; i < samples.size(); ++i) {
-      ConstantEvaluator &ev = *sampleEvals[i];
+    for (Sample &sample : samples) {
+      ConstantEvaluator &ev = *sample.eval;
       const ConstTensor *t = ev.evaluate(s.side);
       std::optional<int64_t> sq = ev.dimOf(q, rank - 2);
       std::optional<int64_t> skv = ev.dimOf(kT, rank - 1);
       if (!t || !sq || !skv) {
         // Too large to evaluate at the bounds: fine unless needed there.
-        if (samples[i].second && !needsTop)
+        if (sample.atBounds && !needsTop)
           continue;
         return std::nullopt;
       }
@@ -404,40 +393,52 @@ private:
     return agreed;
   }
 
-  /// The samples of the function's symbolic dims (`kiln.dim_bounds`), each
-  /// with whether it is the bounds' one, and an evaluator bound to each.
-  using Sample = std::pair<std::shared_ptr<llvm::StringMap<int64_t>>, bool>;
-  SmallVector<Sample> sampleDims() {
-    SmallVector<Sample> result;
+  /// One sample of the function's symbolic dims, with an evaluator bound
+  /// to it; `atBounds` for the one at their upper bounds.
+  struct Sample {
+    bool atBounds;
+    std::unique_ptr<ConstantEvaluator> eval;
+  };
+
+  /// The samples of the function's symbolic dims (`kiln.dim_bounds`), made
+  /// once per function: four below the bounds and one at them; `reach`, the
+  /// largest size the ones below give, and whether the bounds go past it.
+  void sampleDims() {
     auto bounds = func->getAttrOfType<DictionaryAttr>("kiln.dim_bounds");
     if (!bounds || bounds.empty())
-      return result;
+      return;
+    for (NamedAttribute entry : bounds) {
+      auto range = dyn_cast<DenseI64ArrayAttr>(entry.getValue());
+      if (!range || range.size() != 2)
+        return;
+    }
+    auto add = [&](llvm::StringMap<int64_t> sizes, bool atBounds) {
+      samples.push_back({atBounds, std::make_unique<ConstantEvaluator>()});
+      samples.back().eval->bindDims(std::move(sizes));
+    };
     // Different sizes for different dims (a sum of two dims must not look
     // like one of them), at least 2 where the bounds allow (a 1 x 1 causal
     // mask masks nothing).
     for (int64_t base : {2, 7, 19, 48}) {
-      auto sizes = std::make_shared<llvm::StringMap<int64_t>>();
+      llvm::StringMap<int64_t> sizes;
       int64_t i = 0;
       for (NamedAttribute entry : bounds) {
-        auto range = dyn_cast<DenseI64ArrayAttr>(entry.getValue());
-        if (!range || range.size() != 2)
-          return {};
+        auto range = cast<DenseI64ArrayAttr>(entry.getValue());
         int64_t lo = range[0], hi = range[1];
-        (*sizes)[entry.getName().getValue()] =
+        int64_t size =
             std::clamp<int64_t>(std::max<int64_t>(lo, base) + 3 * i++, lo, hi);
+        sizes[entry.getName().getValue()] = size;
+        reach = std::max(reach, size);
       }
-      result.push_back({sizes, false});
+      add(std::move(sizes), false);
     }
-    auto top = std::make_shared<llvm::StringMap<int64_t>>();
-    for (NamedAttribute entry : bounds)
-      (*top)[entry.getName().getValue()] =
-          cast<DenseI64ArrayAttr>(entry.getValue())[1];
-    result.push_back({top, true});
-    for (const Sample &sample : result) {
-      sampleEvals.push_back(std::make_unique<ConstantEvaluator>());
-      sampleEvals.back()->bindDims(*sample.first);
+    llvm::StringMap<int64_t> top;
+    for (NamedAttribute entry : bounds) {
+      int64_t hi = cast<DenseI64ArrayAttr>(entry.getValue())[1];
+      top[entry.getName().getValue()] = hi;
+      boundsPastReach |= hi > reach;
     }
-    return result;
+    add(std::move(top), true);
   }
 
   /// Whether the values `v` is computed from include an integer constant
@@ -835,7 +836,8 @@ private:
   int64_t minHead, maxHead, headMultiple;
   ConstantEvaluator eval;
   SmallVector<Sample> samples;
-  SmallVector<std::unique_ptr<ConstantEvaluator>> sampleEvals;
+  bool sampled = false, boundsPastReach = false;
+  int64_t reach = 0;
   llvm::DenseSet<Operation *> erased;
 };
 

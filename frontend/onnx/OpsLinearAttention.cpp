@@ -84,7 +84,11 @@ LogicalResult importLinearAttention(NodeContext &ctx) {
   if (steps > kMaxSteps)
     return ctx.error() << "LinearAttention over " << steps
                        << " time steps is not supported yet (up to "
-                       << kMaxSteps << ": decode steps and short prefills)";
+                       << kMaxSteps << "): feed the sequence in chunks of at "
+                                       "most "
+                       << kMaxSteps
+                       << " steps, each chunk's present_state the next one's "
+                          "past_state";
   int64_t decayWidth = 0, betaWidth = 0;
   if (*decay) {
     RankedTensorType t = ctx.inputType(4);
