@@ -23,6 +23,7 @@
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/SymbolTable.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
+#include "llvm/ADT/StringSwitch.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
@@ -84,6 +85,23 @@ artifact::DType toUnsigned(artifact::DType dtype) {
   case artifact::I64: return artifact::U64;
   default: return dtype;
   }
+}
+
+/// The dtype of a narrow type held as i8, by the name `kiln.dtype` gives
+/// it (the runtime's kiln_dtype_name).
+std::optional<artifact::DType> narrowDType(StringRef name) {
+  return llvm::StringSwitch<std::optional<artifact::DType>>(name)
+      .Case("f8e4m3fn", artifact::F8E4M3FN)
+      .Case("f8e4m3fnuz", artifact::F8E4M3FNUZ)
+      .Case("f8e5m2", artifact::F8E5M2)
+      .Case("f8e5m2fnuz", artifact::F8E5M2FNUZ)
+      .Case("f8e8m0", artifact::F8E8M0)
+      .Case("f4e2m1", artifact::F4E2M1)
+      .Case("i4", artifact::I4)
+      .Case("u4", artifact::U4)
+      .Case("i2", artifact::I2)
+      .Case("u2", artifact::U2)
+      .Default(std::nullopt);
 }
 
 void fillSpec(artifact::TensorSpec *spec, StringRef name,
@@ -691,7 +709,8 @@ struct EntryBuilder {
   /// symbolic dims the dim program computes.
   LogicalResult addIOSpec(func::FuncOp func, artifact::TensorSpec *spec,
                           StringRef role, unsigned index, Value value,
-                          StringAttr name, bool isUnsigned) {
+                          StringAttr name, DictionaryAttr attrs) {
+    bool isUnsigned = attrs && attrs.get("kiln.unsigned");
     Type type = value.getType();
     auto tensor = dyn_cast<RankedTensorType>(type);
     if (!tensor || toDType(tensor.getElementType()) == artifact::DTYPE_INVALID)
@@ -701,6 +720,16 @@ struct EntryBuilder {
                                  "type";
     fillSpec(spec, name ? name.getValue() : (role + Twine(index)).str(),
              tensor, isUnsigned);
+    // The narrow types are held as i8; `kiln.dtype` names the one it is.
+    if (auto narrow = attrs ? attrs.getAs<StringAttr>("kiln.dtype")
+                            : StringAttr()) {
+      std::optional<artifact::DType> dtype = narrowDType(narrow.getValue());
+      if (!dtype || !tensor.getElementType().isInteger(8))
+        return func.emitError()
+               << "entry " << role << " #" << index << " of type " << type
+               << " cannot hold the narrow type '" << narrow.getValue() << "'";
+      spec->set_dtype(*dtype);
+    }
     if (tensor.hasStaticShape())
       return success();
     for (int64_t d = 0; d < tensor.getRank(); ++d) {
@@ -740,7 +769,7 @@ struct EntryBuilder {
       }
       if (failed(addIOSpec(func, entry->add_inputs(), "input", numInputs, arg,
                            func.getArgAttrOfType<StringAttr>(i, "kiln.name"),
-                           static_cast<bool>(func.getArgAttr(i, "kiln.unsigned")))))
+                           func.getArgAttrDict(i))))
         return failure();
       storage[arg] = {artifact::BufferRef::INPUT, numInputs++};
     }
@@ -822,7 +851,7 @@ struct EntryBuilder {
       if (failed(addIOSpec(
               func, entry->add_outputs(), "output", i, value,
               func.getResultAttrOfType<StringAttr>(r, "kiln.name"),
-              static_cast<bool>(func.getResultAttr(r, "kiln.unsigned")))))
+              func.getResultAttrDict(r))))
         return failure();
       FailureOr<Storage> s = lookup(value, ret);
       if (failed(s))

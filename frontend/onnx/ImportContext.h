@@ -81,6 +81,18 @@ public:
     return outputSignedness;
   }
 
+  /// The narrow ONNX type (float8, float4, int4, int2: Tensors.h) input `i`
+  /// holds as i8, or 0.
+  int32_t inputNarrowType(int i) const;
+  /// Sets the narrow type output `i` holds (0: none), overriding the
+  /// default (a data movement op's outputs keep their input's).
+  void setOutputNarrowType(int i, int32_t dataType) {
+    outputNarrowTypes[i] = dataType;
+  }
+  const std::map<int, int32_t> &getOutputNarrowTypes() const {
+    return outputNarrowTypes;
+  }
+
   /// Starts an error about this node: "node 'n' (Op, opset N): ...".
   mlir::InFlightDiagnostic error();
 
@@ -89,6 +101,22 @@ public:
   mlir::LogicalResult setOutputs(mlir::ValueRange values);
 
   GraphImporter &getImporter() { return importer; }
+
+  /// A value passed into or out of a subgraph, with the ONNX type facts
+  /// the IR type does not carry.
+  struct BodyValue {
+    mlir::Value value;
+    bool isUnsigned = false;
+    int32_t narrowType = 0;
+  };
+  /// Imports `body` (a Loop or Scan body, once per iteration) in place:
+  /// its inputs bound to `inputs`, its nodes reading the outer scope's
+  /// values by name; returns its outputs. The names it binds are unbound
+  /// again after, so that each call (iteration) starts afresh and none
+  /// leaks to the outer graph.
+  mlir::FailureOr<llvm::SmallVector<BodyValue>>
+  importBody(const kiln_onnx::GraphProto &body,
+             llvm::ArrayRef<BodyValue> inputs);
 
   /// Whether dim `da` of `a` and dim `db` of `b` (at least one symbolic)
   /// have the same size for every value of the symbolic dims: true, false
@@ -104,6 +132,7 @@ private:
   mlir::OpBuilder &builder;
   mlir::Location loc;
   std::map<int, bool> outputSignedness;
+  std::map<int, int32_t> outputNarrowTypes;
 };
 
 using OpHandler = std::function<mlir::LogicalResult(NodeContext &)>;
@@ -142,6 +171,7 @@ void registerResizeOps(OpRegistry &registry);
 void registerSpatialOps(OpRegistry &registry);
 void registerIndexingOps(OpRegistry &registry);
 void registerLinearAttentionOps(OpRegistry &registry);
+void registerControlFlowOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

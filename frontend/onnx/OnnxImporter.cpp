@@ -94,6 +94,7 @@ static const OpRegistry &getRegistry() {
     registerSpatialOps(r);
     registerIndexingOps(r);
     registerLinearAttentionOps(r);
+    registerControlFlowOps(r);
     return r;
   }();
   return registry;
@@ -121,6 +122,12 @@ public:
   void bind(const std::string &name, Value value) { values[name] = value; }
   bool isUnsigned(StringRef name) const { return unsignedNames.contains(name); }
   void markUnsigned(StringRef name) { unsignedNames.insert(name); }
+  /// The narrow ONNX type a value's i8 elements hold (Tensors.h), or 0.
+  int32_t narrowType(StringRef name) const { return narrowNames.lookup(name); }
+  void markNarrow(StringRef name, int32_t dataType) {
+    if (dataType)
+      narrowNames[name] = dataType;
+  }
   const std::string &getBaseDir() const { return baseDir; }
   SymbolicShapes *getSymbolicShapes() {
     return symbolic ? &*symbolic : nullptr;
@@ -148,10 +155,79 @@ public:
     return success();
   }
 
+  /// NodeContext::importBody.
+  FailureOr<SmallVector<NodeContext::BodyValue>>
+  importBody(OpBuilder &b, const kiln_onnx::GraphProto &body,
+             ArrayRef<NodeContext::BodyValue> inputs, Location loc) {
+    // What the names the body binds meant before, to restore after.
+    struct Saved {
+      std::string name;
+      Value value;
+      bool isUnsigned;
+      int32_t narrow;
+    };
+    SmallVector<Saved> saved;
+    llvm::StringSet<> seen;
+    auto save = [&](const std::string &name) {
+      if (!name.empty() && seen.insert(name).second)
+        saved.push_back({name, lookup(name), isUnsigned(name), narrowType(name)});
+    };
+    for (const auto &input : body.input())
+      save(input.name());
+    for (const auto &init : body.initializer())
+      save(init.name());
+    for (const auto &node : body.node())
+      for (const std::string &output : node.output())
+        save(output);
+    auto restore = [&] {
+      for (const Saved &s : saved) {
+        if (s.value)
+          values[s.name] = s.value;
+        else
+          values.erase(s.name);
+        if (s.isUnsigned)
+          unsignedNames.insert(s.name);
+        else
+          unsignedNames.erase(s.name);
+        if (s.narrow)
+          narrowNames[s.name] = s.narrow;
+        else
+          narrowNames.erase(s.name);
+      }
+    };
+    for (auto [input, value] : llvm::zip(body.input(), inputs)) {
+      bind(input.name(), value.value);
+      unsignedNames.erase(input.name());
+      narrowNames.erase(input.name());
+      if (value.isUnsigned)
+        markUnsigned(input.name());
+      markNarrow(input.name(), value.narrowType);
+    }
+    SmallVector<NodeContext::BodyValue> outputs;
+    if (failed(importSubgraph(b, body, loc))) {
+      restore();
+      return failure();
+    }
+    for (const auto &output : body.output()) {
+      Value value = lookup(output.name());
+      if (!value) {
+        emitError(loc) << path << ": body output '" << output.name()
+                       << "' is not computed by the body";
+        restore();
+        return failure();
+      }
+      outputs.push_back({value, isUnsigned(output.name()),
+                         narrowType(output.name())});
+    }
+    restore();
+    return outputs;
+  }
+
 private:
   LogicalResult importNode(OpBuilder &b, const kiln_onnx::NodeProto &node,
                            int nodeIndex);
   void propagateSignedness(NodeContext &ctx);
+  void propagateNarrowTypes(NodeContext &ctx);
   std::optional<RankedTensorType> importValueType(
       const kiln_onnx::ValueInfoProto &info, StringRef role,
       SmallVectorImpl<Attribute> *dimNames = nullptr);
@@ -164,6 +240,9 @@ private:
   llvm::StringMap<Value> values;
   /// The ONNX values holding unsigned integers (signless in the IR).
   llvm::StringSet<> unsignedNames;
+  /// The ONNX values of narrow types (float8, float4, int4, int2), held as
+  /// i8, by name.
+  llvm::StringMap<int32_t> narrowNames;
   /// Symbolic shape arithmetic, with `--dim NAME=MIN..MAX`.
   std::optional<SymbolicShapes> symbolic;
   int64_t opset = 0;
@@ -219,9 +298,11 @@ Value GraphImporter::importTensor(OpBuilder &b, Location loc,
                                   const kiln_onnx::TensorProto &tensor,
                                   StringRef what) {
   bool isUnsignedType = false;
-  Type element = toElementType(&context, tensor.data_type(), &isUnsignedType);
+  Type element = storageElementType(&context, tensor.data_type(), &isUnsignedType);
   if (isUnsignedType && !tensor.name().empty())
     markUnsigned(tensor.name());
+  if (isNarrowType(tensor.data_type()) && !tensor.name().empty())
+    markNarrow(tensor.name(), tensor.data_type());
   if (!element) {
     emitError(loc) << path << ": " << what << " '" << tensor.name()
                    << "' has unsupported " << dataTypeName(tensor.data_type());
@@ -240,6 +321,7 @@ Value GraphImporter::importTensor(OpBuilder &b, Location loc,
   bool inPlace = tensor.has_raw_data() &&
                  tensor.data_location() != kiln_onnx::TensorProto::EXTERNAL &&
                  !element.isInteger(1) &&
+                 narrowTypeBits(tensor.data_type()) % 8 == 0 &&
                  static_cast<int64_t>(tensor.raw_data().size()) ==
                      type.getNumElements() * dataTypeSize(tensor.data_type());
   if (inPlace) {
@@ -272,9 +354,12 @@ GraphImporter::importValueType(const kiln_onnx::ValueInfoProto &info,
   }
   const auto &tensorType = info.type().tensor_type();
   bool isUnsignedType = false;
-  Type element = toElementType(&context, tensorType.elem_type(), &isUnsignedType);
+  Type element =
+      storageElementType(&context, tensorType.elem_type(), &isUnsignedType);
   if (isUnsignedType)
     markUnsigned(info.name());
+  if (isNarrowType(tensorType.elem_type()))
+    markNarrow(info.name(), tensorType.elem_type());
   if (!element) {
     fileError() << path << ": graph " << role << " '" << info.name()
                 << "' has unsupported " << dataTypeName(tensorType.elem_type());
@@ -335,10 +420,23 @@ static bool takesUnsignedInputs(StringRef opType) {
       "BitwiseXor", "BitwiseNot", "Shape", "Size", "CumSum",
       // Unsigned-aware.
       "Div", "Mod", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Max",
-      "Min", "Cast", "CastLike", "BitShift", "DequantizeLinear",
+      "Min", "Cast", "CastLike", "BitShift", "DequantizeLinear", "BitCast",
       "QuantizeLinear", "MaxPool", "Pow", "Compress",
+      // Passed through to a body, which tracks them.
+      "Scan", "Loop",
       // com.microsoft: packed weights and zero points are uint8.
       "MatMulNBits"};
+  return ops.contains(opType);
+}
+
+/// Ops that take narrow-typed inputs (held as i8): the conversions, and
+/// the ops that move elements without reading them as numbers.
+static bool takesNarrowInputs(StringRef opType) {
+  static const llvm::StringSet<> ops = {
+      "Cast", "CastLike", "DequantizeLinear", "QuantizeLinear", "BitCast",
+      "Identity", "Scan", "Loop", "If",
+      "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Concat",
+      "Slice", "Gather", "Expand", "Tile", "Split", "Shape", "Size"};
   return ops.contains(opType);
 }
 
@@ -421,6 +519,26 @@ void GraphImporter::propagateSignedness(NodeContext &ctx) {
   }
 }
 
+/// Marks the node's narrow outputs: as the handler said, else (data
+/// movement) the narrow type of its first narrow input, for i8 outputs.
+void GraphImporter::propagateNarrowTypes(NodeContext &ctx) {
+  const kiln_onnx::NodeProto &node = ctx.getNode();
+  int32_t moved = 0;
+  for (int j = 0; j < ctx.numInputs() && !moved; ++j)
+    moved = ctx.inputNarrowType(j);
+  for (int i = 0; i < node.output_size(); ++i) {
+    const std::string &output = node.output(i);
+    Value value = output.empty() ? Value() : lookup(output);
+    if (!value)
+      continue;
+    auto explicitType = ctx.getOutputNarrowTypes().find(i);
+    if (explicitType != ctx.getOutputNarrowTypes().end())
+      markNarrow(output, explicitType->second);
+    else if (getElementTypeOrSelf(value.getType()).isInteger(8))
+      markNarrow(output, moved);
+  }
+}
+
 LogicalResult GraphImporter::importNode(OpBuilder &b,
                                         const kiln_onnx::NodeProto &node,
                                         int nodeIndex) {
@@ -483,6 +601,20 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
                         "supported by this op yet (see docs/onnx-coverage.md)";
       return failure();
     }
+  // Narrow types (held as i8) reach only the ops that convert them or move
+  // their bytes.
+  for (int i = 0; i < ctx.numInputs(); ++i)
+    if (int32_t narrow = ctx.inputNarrowType(i);
+        narrow && !takesNarrowInputs(node.op_type())) {
+      emitError(loc) << path << ": node '" << name << "' (op '"
+                     << node.op_type() << "', opset " << opset << "): input #"
+                     << i << " '" << node.input(i) << "' is "
+                     << dataTypeName(narrow)
+                     << ", which this op does not take: Cast it to a wider "
+                        "type first (Cast, CastLike, DequantizeLinear and "
+                        "the data movement ops take the narrow types)";
+      return failure();
+    }
   // Shape arithmetic on symbolic dims, and the ops that take its results
   // as shapes (ai.onnx ops alone).
   if (symbolic && !microsoft) {
@@ -491,6 +623,7 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
       return failure();
     if (handled) {
       propagateSignedness(ctx);
+      propagateNarrowTypes(ctx);
       return success();
     }
   }
@@ -499,6 +632,7 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
   if (failed((*handler)(ctx)))
     return failure();
   propagateSignedness(ctx);
+  propagateNarrowTypes(ctx);
   // Small all-constant results (shape arithmetic) become constants, so that
   // the nodes reading them see constants.
   for (const std::string &output : node.output()) {
@@ -575,10 +709,13 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
       }
       tensor.set_name(input.name());
       bool frozenUnsigned = false;
-      Type element = toElementType(&context, tensor.data_type(), &frozenUnsigned);
+      Type element =
+          storageElementType(&context, tensor.data_type(), &frozenUnsigned);
       auto shape = tensorShape(tensor);
       if (element != type->getElementType() ||
           frozenUnsigned != isUnsigned(input.name()) ||
+          (isNarrowType(tensor.data_type()) ? tensor.data_type() : 0) !=
+              narrowType(input.name()) ||
           static_cast<int64_t>(shape.size()) != type->getRank() ||
           !llvm::all_of(llvm::zip(shape, type->getShape()), [](auto p) {
             return std::get<1>(p) == ShapedType::kDynamic ||
@@ -623,6 +760,8 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
     func.setArgAttr(i, "kiln.name", b.getStringAttr(name));
     if (isUnsigned(name))
       func.setArgAttr(i, "kiln.unsigned", b.getUnitAttr());
+    if (int32_t narrow = narrowType(name))
+      func.setArgAttr(i, "kiln.dtype", b.getStringAttr(narrowDTypeName(narrow)));
     if (argDimNames[i])
       func.setArgAttr(i, "kiln.dims", argDimNames[i]);
     bind(name, entry->getArgument(i));
@@ -675,11 +814,26 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
     func.setResultAttr(i, "kiln.name", b.getStringAttr(output.name()));
     // The declared type decides an output's dtype.
     bool declaredUnsigned = false;
-    if (output.type().has_tensor_type())
-      (void)toElementType(&context, output.type().tensor_type().elem_type(),
-                          &declaredUnsigned);
+    int32_t declared = output.type().has_tensor_type()
+                           ? output.type().tensor_type().elem_type()
+                           : 0;
+    if (declared)
+      (void)toElementType(&context, declared, &declaredUnsigned);
     if (declaredUnsigned || isUnsigned(output.name()))
       func.setResultAttr(i, "kiln.unsigned", b.getUnitAttr());
+    // A narrow output holds what its declared type says.
+    int32_t narrow = narrowType(output.name());
+    if ((isNarrowType(declared) || narrow) && declared != narrow) {
+      fileError() << path << ": graph output '" << output.name()
+                  << "' is declared " << dataTypeName(declared)
+                  << " but its value is "
+                  << (narrow ? dataTypeName(narrow)
+                             : std::string("not of that narrow type"));
+      return {};
+    }
+    if (narrow)
+      func.setResultAttr(i, "kiln.dtype",
+                         b.getStringAttr(narrowDTypeName(narrow)));
   }
   if (failed(verify(*module)))
     return {};
@@ -847,12 +1001,27 @@ Value importConstantTensor(NodeContext &ctx,
   bool isUnsignedType = false;
   (void)toElementType(ctx.b().getContext(), tensor.data_type(), &isUnsignedType);
   ctx.setOutputUnsigned(0, isUnsignedType);
+  if (isNarrowType(tensor.data_type()))
+    ctx.setOutputNarrowType(0, tensor.data_type());
   return ctx.getImporter().importTensor(ctx.b(), ctx.getLoc(), tensor,
                                         "Constant");
 }
 
+FailureOr<SmallVector<NodeContext::BodyValue>>
+NodeContext::importBody(const kiln_onnx::GraphProto &body,
+                        ArrayRef<BodyValue> inputs) {
+  if (body.input_size() != static_cast<int>(inputs.size()))
+    return error() << "the body takes " << body.input_size()
+                   << " inputs, the node gives it " << inputs.size();
+  return importer.importBody(builder, body, inputs, loc);
+}
+
 bool NodeContext::inputIsUnsigned(int i) const {
   return hasInput(i) && importer.isUnsigned(node.input(i));
+}
+
+int32_t NodeContext::inputNarrowType(int i) const {
+  return hasInput(i) ? importer.narrowType(node.input(i)) : 0;
 }
 
 //===----------------------------------------------------------------------===//

@@ -1,5 +1,6 @@
 //===- OpsElementwise.cpp - ONNX elementwise ops --------------------------===//
 #include "frontend/onnx/Builders.h"
+#include "frontend/onnx/NarrowTypes.h"
 #include "frontend/onnx/Tensors.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -145,16 +146,13 @@ LogicalResult importCast(NodeContext &ctx) {
     return ctx.error() << "missing required attribute 'to'";
   int64_t to = ctx.intAttr("to", 0);
   bool toUnsigned = false;
-  Type target = toElementType(ctx.b().getContext(), to, &toUnsigned);
+  Type target = storageElementType(ctx.b().getContext(), to, &toUnsigned);
   if (!target)
     return ctx.error() << "cast to " << dataTypeName(to)
                        << " is not supported";
-  bool fromUnsigned = ctx.inputIsUnsigned(0);
-  Value result = buildElementwise(
-      ctx, {x}, target, [&](OpBuilder &b, Location loc, ValueRange args) {
-        return castScalar(b, loc, args[0], target, fromUnsigned, toUnsigned);
-      });
-  ctx.setOutputUnsigned(0, toUnsigned);
+  Value result = buildNarrowableCast(
+      ctx, x, isNarrowType(to) ? static_cast<int32_t>(to) : 0, target,
+      toUnsigned);
   return result ? ctx.setOutputs(result) : failure();
 }
 

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 #include "dialects/kiln/KilnDialect.h"
 #include "frontend/onnx/Builders.h"
+#include "frontend/onnx/NarrowTypes.h"
 #include "frontend/onnx/Tensors.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -344,13 +345,64 @@ LogicalResult importCastLike(NodeContext &ctx) {
   Value x = ctx.input(0), like = ctx.input(1);
   if (!x || !like)
     return failure();
-  Type target = ctx.inputType(1).getElementType();
-  bool fromUnsigned = ctx.inputIsUnsigned(0), toUnsigned = ctx.inputIsUnsigned(1);
+  Value out = buildNarrowableCast(ctx, x, ctx.inputNarrowType(1),
+                                  ctx.inputType(1).getElementType(),
+                                  ctx.inputIsUnsigned(1));
+  return out ? ctx.setOutputs(out) : failure();
+}
+
+/// BitCast (26): each element's bits reinterpreted as `to`, of the same
+/// width (bool as a byte). The narrow types' codes are their bits; INT4
+/// and INT2, held sign-extended, are masked to theirs and the narrow
+/// signed targets sign-extended again.
+LogicalResult importBitCast(NodeContext &ctx) {
+  Value x = ctx.input(0);
+  if (!x)
+    return failure();
+  int64_t to = ctx.intAttr("to", 0);
+  bool toUnsigned = false;
+  Type target = storageElementType(ctx.b().getContext(), to, &toUnsigned);
+  if (!target)
+    return ctx.error() << "bitcast to " << dataTypeName(to)
+                       << " is not supported";
+  Type source = ctx.inputType(0).getElementType();
+  int32_t fromNarrow = ctx.inputNarrowType(0);
+  int32_t toNarrow = isNarrowType(to) ? static_cast<int32_t>(to) : 0;
+  auto bitsOf = [](Type type, int32_t narrow) -> unsigned {
+    if (narrow)
+      return narrowTypeBits(narrow);
+    return type.isInteger(1) ? 8 : type.getIntOrFloatBitWidth();
+  };
+  unsigned width = bitsOf(source, fromNarrow);
+  if (width != bitsOf(target, toNarrow))
+    return ctx.error() << "BitCast needs types of one width, got " << width
+                       << " bits to " << bitsOf(target, toNarrow) << " ("
+                       << dataTypeName(to) << ")";
+  auto isSignedNarrow = [](int32_t t) {
+    return t == kiln_onnx::TensorProto::INT4 || t == kiln_onnx::TensorProto::INT2;
+  };
   Value out = buildElementwise(
-      ctx, {x}, target, [&](OpBuilder &b, Location loc, ValueRange args) {
-        return castScalar(b, loc, args[0], target, fromUnsigned, toUnsigned);
+      ctx, {x}, target, [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+        Value v = args[0];
+        if (source.isInteger(1))
+          return arith::ExtUIOp::create(b, loc, target, v);
+        if (target.isInteger(1))
+          return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, v,
+                                       scalarConstant(b, loc, source, 0));
+        if (isa<FloatType>(source) != isa<FloatType>(target))
+          return arith::BitcastOp::create(b, loc, target, v);
+        if (width < 8 && isSignedNarrow(fromNarrow) != isSignedNarrow(toNarrow)) {
+          Value shift = scalarConstant(b, loc, target, 8 - width);
+          if (isSignedNarrow(toNarrow))
+            return arith::ShRSIOp::create(
+                b, loc, arith::ShLIOp::create(b, loc, v, shift), shift);
+          return arith::AndIOp::create(
+              b, loc, v, scalarConstant(b, loc, target, (1 << width) - 1));
+        }
+        return v;
       });
   ctx.setOutputUnsigned(0, toUnsigned);
+  ctx.setOutputNarrowType(0, toNarrow);
   return out ? ctx.setOutputs(out) : failure();
 }
 
@@ -740,6 +792,7 @@ void registerMathOps(OpRegistry &registry) {
   registry.on("PRelu", 7, importPRelu);
   registry.on("Mod", 10, importMod);
   registry.on("CastLike", 15, importCastLike);
+  registry.on("BitCast", 26, importBitCast);
 }
 
 } // namespace kiln::onnx

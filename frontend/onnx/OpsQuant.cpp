@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "frontend/onnx/Builders.h"
+#include "frontend/onnx/NarrowTypes.h"
 #include "frontend/onnx/Tensors.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -94,6 +95,30 @@ std::optional<std::pair<double, double>> quantRange(Type type, bool isUnsigned) 
                     : std::make_pair(-span / 2, span / 2 - 1);
 }
 
+/// The range of a narrow integer type, none for the float ones.
+std::optional<std::pair<double, double>> narrowRange(int32_t type) {
+  using kiln_onnx::TensorProto;
+  switch (type) {
+  case TensorProto::INT4: return std::make_pair(-8.0, 7.0);
+  case TensorProto::UINT4: return std::make_pair(0.0, 15.0);
+  case TensorProto::INT2: return std::make_pair(-2.0, 1.0);
+  case TensorProto::UINT2: return std::make_pair(0.0, 3.0);
+  default: return std::nullopt;
+  }
+}
+
+/// A zero point must have x's (or y's) narrow type: reports when not.
+bool zeroPointNarrowMismatch(NodeContext &ctx, int32_t narrow) {
+  if (!ctx.hasInput(2) || ctx.inputNarrowType(2) == narrow)
+    return false;
+  ctx.error() << "the zero point is "
+              << (ctx.inputNarrowType(2) ? dataTypeName(ctx.inputNarrowType(2))
+                                         : std::string("not narrow"))
+              << " but x is "
+              << (narrow ? dataTypeName(narrow) : std::string("not narrow"));
+  return true;
+}
+
 LogicalResult importDequantize(NodeContext &ctx) {
   Value x = ctx.input(0), scale = ctx.input(1);
   if (!x || !scale)
@@ -101,6 +126,9 @@ LogicalResult importDequantize(NodeContext &ctx) {
   RankedTensorType type = ctx.inputType(0);
   Type element = type.getElementType();
   bool xUnsigned = ctx.inputIsUnsigned(0);
+  int32_t narrow = ctx.inputNarrowType(0);
+  if (zeroPointNarrowMismatch(ctx, narrow))
+    return failure();
   if (!element.isInteger() || element.isInteger(1) ||
       element.getIntOrFloatBitWidth() > 32)
     return ctx.error() << "DequantizeLinear takes 8, 16 or 32-bit integers, got "
@@ -124,15 +152,18 @@ LogicalResult importDequantize(NodeContext &ctx) {
   if (!g || (zeroPoint && !granularity(ctx, 2, type)))
     return failure();
   Type f32 = ctx.b().getF32Type();
+  // The value of an element of x or the zero point, in f32.
+  auto widen = [&](OpBuilder &b, Location loc, Value v) {
+    return narrow ? decodeNarrow(b, loc, v, narrow)
+                  : castScalar(b, loc, v, f32, xUnsigned);
+  };
   Value y = buildIndexed(
       ctx.b(), ctx.getLoc(), type.getShape(), out,
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
-        Value v = castScalar(b, loc, tensor::ExtractOp::create(b, loc, x, ivs), f32,
-                             xUnsigned);
+        Value v = widen(b, loc, tensor::ExtractOp::create(b, loc, x, ivs));
         if (zeroPoint)
           v = arith::SubFOp::create(
-              b, loc, v,
-              castScalar(b, loc, paramAt(b, loc, zeroPoint, *g, ivs), f32, xUnsigned));
+              b, loc, v, widen(b, loc, paramAt(b, loc, zeroPoint, *g, ivs)));
         Value s = castScalar(b, loc, paramAt(b, loc, scale, *g, ivs), f32);
         return castScalar(b, loc, arith::MulFOp::create(b, loc, v, s), out);
       });
@@ -154,21 +185,29 @@ LogicalResult importQuantize(NodeContext &ctx) {
   // The output type: the zero point's, else output_dtype, else uint8.
   Type out;
   bool outUnsigned = true;
+  int32_t narrow = 0;
   if (zeroPoint) {
     out = ctx.inputType(2).getElementType();
     outUnsigned = ctx.inputIsUnsigned(2);
+    narrow = ctx.inputNarrowType(2);
   } else {
     int64_t dtype = ctx.intAttr("output_dtype", kiln_onnx::TensorProto::UINT8);
-    out = toElementType(ctx.b().getContext(), dtype, &outUnsigned);
+    out = storageElementType(ctx.b().getContext(), dtype, &outUnsigned);
+    narrow = isNarrowType(dtype) ? static_cast<int32_t>(dtype) : 0;
   }
   std::optional<std::pair<double, double>> range =
-      out ? quantRange(out, outUnsigned) : std::nullopt;
-  if (!range)
+      narrow ? narrowRange(narrow)
+             : out ? quantRange(out, outUnsigned) : std::nullopt;
+  bool toFloat = narrow && isNarrowFloat(narrow);
+  if (!range && !toFloat)
     return ctx.error() << "QuantizeLinear to "
                        << (out ? "this type" : "this output_dtype")
-                       << " is not supported (int8, uint8, int16 and uint16 are)";
+                       << " is not supported (8- and 16-bit integers, int4, "
+                          "uint4, int2, uint2 and the float8 and float4 "
+                          "types are)";
   if (ctx.hasAttr("precision"))
     return ctx.error() << "the precision attribute is not supported";
+  bool saturate = ctx.intAttr("saturate", 1) != 0;
   std::optional<Granularity> g = granularity(ctx, 1, type);
   if (!g || (zeroPoint && !granularity(ctx, 2, type)))
     return failure();
@@ -178,16 +217,28 @@ LogicalResult importQuantize(NodeContext &ctx) {
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
         Value v = castScalar(b, loc, tensor::ExtractOp::create(b, loc, x, ivs), f32);
         Value s = castScalar(b, loc, paramAt(b, loc, scale, *g, ivs), f32);
+        if (toFloat) {
+          // x / scale + zero_point, rounded to the format (saturating
+          // unless saturate = 0).
+          Value q = arith::DivFOp::create(b, loc, v, s);
+          if (zeroPoint)
+            q = arith::AddFOp::create(
+                b, loc, q,
+                decodeNarrow(b, loc, paramAt(b, loc, zeroPoint, *g, ivs), narrow));
+          return encodeNarrow(b, loc, q, narrow, saturate);
+        }
         Value q = math::RoundEvenOp::create(b, loc, arith::DivFOp::create(b, loc, v, s));
         if (zeroPoint)
           q = arith::AddFOp::create(
               b, loc, q,
-              castScalar(b, loc, paramAt(b, loc, zeroPoint, *g, ivs), f32, outUnsigned));
+              castScalar(b, loc, paramAt(b, loc, zeroPoint, *g, ivs), f32,
+                         outUnsigned && !narrow));
         q = arith::MaximumFOp::create(b, loc, q, scalarConstant(b, loc, f32, range->first));
         q = arith::MinimumFOp::create(b, loc, q, scalarConstant(b, loc, f32, range->second));
         return castScalar(b, loc, q, out, /*fromUnsigned=*/false, outUnsigned);
       });
-  ctx.setOutputUnsigned(0, outUnsigned);
+  ctx.setOutputUnsigned(0, outUnsigned && !narrow);
+  ctx.setOutputNarrowType(0, narrow);
   return ctx.setOutputs(y);
 }
 

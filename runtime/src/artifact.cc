@@ -51,7 +51,17 @@ size_t dtypeSize(artifact::DType dtype) {
   case artifact::U16: return 2;
   case artifact::I8:
   case artifact::U8:
-  case artifact::BOOL: return 1;
+  case artifact::BOOL:
+  case artifact::F8E4M3FN:
+  case artifact::F8E4M3FNUZ:
+  case artifact::F8E5M2:
+  case artifact::F8E5M2FNUZ:
+  case artifact::F8E8M0:
+  case artifact::F4E2M1:
+  case artifact::I4:
+  case artifact::U4:
+  case artifact::I2:
+  case artifact::U2: return 1;
   default: return 0;
   }
 }

@@ -147,6 +147,16 @@ const char *kiln_dtype_name(kiln_dtype dtype) {
   case KILN_DTYPE_U16: return "u16";
   case KILN_DTYPE_U32: return "u32";
   case KILN_DTYPE_U64: return "u64";
+  case KILN_DTYPE_F8E4M3FN: return "f8e4m3fn";
+  case KILN_DTYPE_F8E4M3FNUZ: return "f8e4m3fnuz";
+  case KILN_DTYPE_F8E5M2: return "f8e5m2";
+  case KILN_DTYPE_F8E5M2FNUZ: return "f8e5m2fnuz";
+  case KILN_DTYPE_F8E8M0: return "f8e8m0";
+  case KILN_DTYPE_F4E2M1: return "f4e2m1";
+  case KILN_DTYPE_I4: return "i4";
+  case KILN_DTYPE_U4: return "u4";
+  case KILN_DTYPE_I2: return "i2";
+  case KILN_DTYPE_U2: return "u2";
   default: return "invalid";
   }
 }

@@ -77,6 +77,25 @@ def compare(got, want):
     return f"{int(np.sum(got != want))} of {want.size} elements differ"
 
 
+T = onnx.TensorProto
+NARROW_AS = {
+    T.FLOAT8E4M3FN: np.float32, T.FLOAT8E4M3FNUZ: np.float32,
+    T.FLOAT8E5M2: np.float32, T.FLOAT8E5M2FNUZ: np.float32,
+    T.FLOAT8E8M0: np.float32, T.FLOAT4E2M1: np.float32,
+    T.INT4: np.int8, T.INT2: np.int8, T.UINT4: np.uint8, T.UINT2: np.uint8,
+}
+
+
+def compare_exact(got, want):
+    """None if equal, NaNs included (conversions are exact), else how not."""
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return compare(got, want)
+    if np.array_equal(got, want, equal_nan=want.dtype.kind == "f"):
+        return None
+    return f"{int(np.sum(~((got == want) | (np.isnan(got) & np.isnan(want)))))} " \
+        f"of {want.size} elements differ"
+
+
 NEEDS_CONSTANT = re.compile(r"input #\d+ '([^']+)' must be a constant")
 # A constant computed from graph inputs alone: the compiler names them.
 FREEZE = re.compile(r"computed from graph inputs? ((?:'[^']+'(?:, | and )?)+) alone")
@@ -156,6 +175,10 @@ def run_test(kiln, folder, target, scratch):
         with open(want_path, "rb") as f:
             proto.ParseFromString(f.read())
         want = numpy_helper.to_array(proto)
+        if proto.data_type in NARROW_AS:
+            # kiln run writes the narrow types as float32 (the float
+            # formats, whose values float32 holds exactly), int8 or uint8.
+            want = want.astype(NARROW_AS[proto.data_type])
         if proto.data_type == onnx.TensorProto.BFLOAT16:
             # kiln run writes bf16 outputs as float32 (numpy has no bf16).
             want = want.astype(np.float32)
@@ -167,6 +190,8 @@ def run_test(kiln, folder, target, scratch):
             problem = None if np.allclose(got, want, rtol=BF16_TOLERANCE[0],
                                           atol=BF16_TOLERANCE[1], equal_nan=True) \
                 else compare(got, want) or "bf16 values differ"
+        elif proto.data_type in NARROW_AS:
+            problem = compare_exact(got, want)
         else:
             problem = compare(got, want)
         if problem:

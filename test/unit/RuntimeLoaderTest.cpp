@@ -443,7 +443,13 @@ TEST(RuntimeDtypes, NamesAndSizesOfEveryDtype) {
       {KILN_DTYPE_I32, "i32", 4},  {KILN_DTYPE_I64, "i64", 8},
       {KILN_DTYPE_BOOL, "bool", 1}, {KILN_DTYPE_U8, "u8", 1},
       {KILN_DTYPE_U16, "u16", 2},  {KILN_DTYPE_U32, "u32", 4},
-      {KILN_DTYPE_U64, "u64", 8}};
+      {KILN_DTYPE_U64, "u64", 8},
+      // The narrow types take a byte per element at the API.
+      {KILN_DTYPE_F8E4M3FN, "f8e4m3fn", 1}, {KILN_DTYPE_F8E4M3FNUZ, "f8e4m3fnuz", 1},
+      {KILN_DTYPE_F8E5M2, "f8e5m2", 1}, {KILN_DTYPE_F8E5M2FNUZ, "f8e5m2fnuz", 1},
+      {KILN_DTYPE_F8E8M0, "f8e8m0", 1}, {KILN_DTYPE_F4E2M1, "f4e2m1", 1},
+      {KILN_DTYPE_I4, "i4", 1},    {KILN_DTYPE_U4, "u4", 1},
+      {KILN_DTYPE_I2, "i2", 1},    {KILN_DTYPE_U2, "u2", 1}};
   for (const Expected &e : all) {
     EXPECT_STREQ(kiln_dtype_name(e.dtype), e.name);
     EXPECT_EQ(kiln_dtype_size(e.dtype), e.size) << e.name;

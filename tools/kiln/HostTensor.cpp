@@ -38,6 +38,17 @@ std::string readTensorProto(const std::string &path, HostTensor &tensor) {
   case TensorProto::UINT16: tensor.dtype = KILN_DTYPE_U16; break;
   case TensorProto::UINT32: tensor.dtype = KILN_DTYPE_U32; break;
   case TensorProto::UINT64: tensor.dtype = KILN_DTYPE_U64; break;
+  // The narrow types, one element per byte (readTensorBytes unpacks them).
+  case TensorProto::FLOAT8E4M3FN: tensor.dtype = KILN_DTYPE_F8E4M3FN; break;
+  case TensorProto::FLOAT8E4M3FNUZ: tensor.dtype = KILN_DTYPE_F8E4M3FNUZ; break;
+  case TensorProto::FLOAT8E5M2: tensor.dtype = KILN_DTYPE_F8E5M2; break;
+  case TensorProto::FLOAT8E5M2FNUZ: tensor.dtype = KILN_DTYPE_F8E5M2FNUZ; break;
+  case TensorProto::FLOAT8E8M0: tensor.dtype = KILN_DTYPE_F8E8M0; break;
+  case TensorProto::FLOAT4E2M1: tensor.dtype = KILN_DTYPE_F4E2M1; break;
+  case TensorProto::INT4: tensor.dtype = KILN_DTYPE_I4; break;
+  case TensorProto::UINT4: tensor.dtype = KILN_DTYPE_U4; break;
+  case TensorProto::INT2: tensor.dtype = KILN_DTYPE_I2; break;
+  case TensorProto::UINT2: tensor.dtype = KILN_DTYPE_U2; break;
   default:
     return "'" + path + "' holds " +
            kiln::onnx::dataTypeName(proto.data_type()) +
@@ -78,7 +89,16 @@ std::string previewValues(const HostTensor &tensor, size_t count) {
     case KILN_DTYPE_U32: { uint32_t v; std::memcpy(&v, p, 4); out << v; break; }
     case KILN_DTYPE_U64: { uint64_t v; std::memcpy(&v, p, 8); out << v; break; }
     case KILN_DTYPE_BOOL: out << (*p ? "true" : "false"); break;
-    default: out << "?"; break;
+    case KILN_DTYPE_I4:
+    case KILN_DTYPE_I2: out << static_cast<int>(static_cast<int8_t>(*p)); break;
+    case KILN_DTYPE_U4:
+    case KILN_DTYPE_U2: out << static_cast<unsigned>(*p); break;
+    default:
+      if (isNarrowFloat(tensor.dtype))
+        out << narrowFloatValue(tensor.dtype, *p);
+      else
+        out << "?";
+      break;
     }
   }
   if (n > count)

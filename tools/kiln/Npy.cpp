@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 #include "tools/kiln/HostTensor.h"
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -65,6 +66,38 @@ std::string headerField(const std::string &header, const std::string &key) {
 }
 
 } // namespace
+
+bool isNarrowFloat(kiln_dtype dtype) {
+  return dtype >= KILN_DTYPE_F8E4M3FN && dtype <= KILN_DTYPE_F4E2M1;
+}
+
+float narrowFloatValue(kiln_dtype dtype, uint8_t code) {
+  const float nan = std::nanf("");
+  if (dtype == KILN_DTYPE_F8E8M0)
+    return code == 0xFF ? nan : std::ldexp(1.0f, int(code) - 127);
+  // bits, exponent bits, mantissa bits, bias.
+  int bits = 8, exp = 4, man = 3, bias = 7;
+  switch (dtype) {
+  case KILN_DTYPE_F8E4M3FNUZ: bias = 8; break;
+  case KILN_DTYPE_F8E5M2: exp = 5; man = 2; bias = 15; break;
+  case KILN_DTYPE_F8E5M2FNUZ: exp = 5; man = 2; bias = 16; break;
+  case KILN_DTYPE_F4E2M1: bits = 4; exp = 2; man = 1; bias = 1; break;
+  default: break;
+  }
+  bool fnuz = dtype == KILN_DTYPE_F8E4M3FNUZ || dtype == KILN_DTYPE_F8E5M2FNUZ;
+  if (fnuz && code == 0x80)
+    return nan;
+  int mag = code & ((1 << (bits - 1)) - 1);
+  bool negative = (code >> (bits - 1)) & 1;
+  int e = mag >> man, m = mag & ((1 << man) - 1);
+  if (dtype == KILN_DTYPE_F8E4M3FN && mag == 0x7F)
+    return nan;
+  if (dtype == KILN_DTYPE_F8E5M2 && e == 31)
+    return m ? nan : negative ? -INFINITY : INFINITY;
+  float value = e == 0 ? std::ldexp(float(m), 1 - bias - man)
+                       : std::ldexp(float(m | (1 << man)), e - bias - man);
+  return negative ? -value : value;
+}
 
 std::string readNpy(const std::string &path, HostTensor &tensor) {
   std::ifstream file(path, std::ios::binary);
@@ -139,7 +172,28 @@ std::string writeNpy(const std::string &path, const HostTensor &input) {
       std::memcpy(widened.data.data() + 4 * i, &bits, 4);
     }
   }
-  const HostTensor &tensor = input.dtype == KILN_DTYPE_BF16 ? widened : input;
+  if (isNarrowFloat(input.dtype)) {
+    widened.dtype = KILN_DTYPE_F32;
+    widened.shape = input.shape;
+    widened.data.resize(input.data.size() * 4);
+    for (size_t i = 0; i < input.data.size(); ++i) {
+      float v = narrowFloatValue(input.dtype, input.data[i]);
+      std::memcpy(widened.data.data() + 4 * i, &v, 4);
+    }
+  }
+  // The narrow integers are held one per byte already.
+  HostTensor relabeled;
+  if (input.dtype == KILN_DTYPE_I4 || input.dtype == KILN_DTYPE_I2 ||
+      input.dtype == KILN_DTYPE_U4 || input.dtype == KILN_DTYPE_U2) {
+    relabeled = input;
+    relabeled.dtype = input.dtype == KILN_DTYPE_I4 || input.dtype == KILN_DTYPE_I2
+                          ? KILN_DTYPE_I8
+                          : KILN_DTYPE_U8;
+  }
+  const HostTensor &tensor =
+      input.dtype == KILN_DTYPE_BF16 || isNarrowFloat(input.dtype) ? widened
+      : relabeled.dtype != KILN_DTYPE_INVALID                      ? relabeled
+                                                                   : input;
   const char *descr = nullptr;
   for (const NpyType &t : kNpyTypes)
     if (t.dtype == tensor.dtype && !descr)

@@ -39,6 +39,21 @@ typedef enum kiln_dtype {
   KILN_DTYPE_U16 = 11,
   KILN_DTYPE_U32 = 12,
   KILN_DTYPE_U64 = 13,
+  /* ONNX's narrow types. Every element takes one byte in a kiln_tensor,
+   * sub-byte ones too (not packed): the 4- or 2-bit code in the low bits,
+   * sign-extended for I4 and I2. The float8 formats are the OCP/ONNX ones
+   * (E4M3FN: no infinity; FNUZ: no negative zero, 0x80 is NaN; E8M0: a
+   * power of two, 0xFF is NaN). */
+  KILN_DTYPE_F8E4M3FN = 14,
+  KILN_DTYPE_F8E4M3FNUZ = 15,
+  KILN_DTYPE_F8E5M2 = 16,
+  KILN_DTYPE_F8E5M2FNUZ = 17,
+  KILN_DTYPE_F8E8M0 = 18,
+  KILN_DTYPE_F4E2M1 = 19,
+  KILN_DTYPE_I4 = 20,
+  KILN_DTYPE_U4 = 21,
+  KILN_DTYPE_I2 = 22,
+  KILN_DTYPE_U2 = 23,
 } kiln_dtype;
 
 #define KILN_MAX_RANK 16
@@ -55,7 +70,7 @@ typedef struct kiln_tensor {
 KILN_API const char *kiln_status_message(kiln_status status);
 KILN_API void kiln_status_free(kiln_status status);
 
-/* Bytes per element of `dtype`, 0 if invalid. */
+/* Bytes per element of `dtype` (1 for the narrow types), 0 if invalid. */
 KILN_API size_t kiln_dtype_size(kiln_dtype dtype);
 KILN_API const char *kiln_dtype_name(kiln_dtype dtype);
 
