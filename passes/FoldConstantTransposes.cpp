@@ -107,6 +107,121 @@ struct FoldTransposeOfConstant final : OpRewritePattern<linalg::TransposeOp> {
   }
 };
 
+/// The raw bytes and element size of a constant whose elements are whole
+/// bytes, dense or a resource blob; none for a splat or another kind.
+std::optional<std::pair<ArrayRef<char>, size_t>>
+constantBytes(arith::ConstantOp constant) {
+  auto type = dyn_cast<RankedTensorType>(constant.getType());
+  if (!type || !type.hasStaticShape() || !type.getElementType().isIntOrFloat() ||
+      type.getElementType().getIntOrFloatBitWidth() % 8 != 0)
+    return std::nullopt;
+  size_t elementBytes = type.getElementType().getIntOrFloatBitWidth() / 8;
+  if (auto dense = dyn_cast<DenseElementsAttr>(constant.getValue())) {
+    if (dense.isSplat())
+      return std::nullopt;
+    return std::make_pair(dense.getRawData(), elementBytes);
+  }
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(constant.getValue()))
+    if (AsmResourceBlob *blob = resource.getRawHandle().getBlob())
+      return std::make_pair(blob->getData(), elementBytes);
+  return std::nullopt;
+}
+
+/// A constant of `type` holding `bytes`, of the kind `like` is (a resource
+/// named after it with `suffix`, or a dense attribute).
+TypedAttr constantLike(arith::ConstantOp like, RankedTensorType type,
+                       ArrayRef<char> bytes, StringRef suffix) {
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(like.getValue()))
+    return DenseResourceElementsAttr::get(
+        type, (resource.getRawHandle().getKey() + suffix).str(),
+        HeapAsmResourceBlob::allocateAndCopyWithAlign(bytes, alignof(uint64_t)));
+  return DenseElementsAttr::getFromRawBuffer(type, bytes);
+}
+
+/// A static slice of a constant becomes a constant (per-direction weights
+/// of a recurrent layer, per-gate biases): otherwise a dispatch of its own
+/// copies it on every run. Only when the slices do not duplicate bytes:
+/// every user of the constant is a slice, or the slice is small.
+struct FoldSliceOfConstant final : OpRewritePattern<tensor::ExtractSliceOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(tensor::ExtractSliceOp op,
+                                PatternRewriter &rewriter) const override {
+    auto constant = op.getSource().getDefiningOp<arith::ConstantOp>();
+    if (!constant)
+      return rewriter.notifyMatchFailure(op, "source is not a constant");
+    auto resultType = op.getResultType();
+    if (!resultType.hasStaticShape() || ShapedType::isDynamicShape(
+                                            op.getStaticOffsets()) ||
+        ShapedType::isDynamicShape(op.getStaticSizes()) ||
+        ShapedType::isDynamicShape(op.getStaticStrides()))
+      return rewriter.notifyMatchFailure(op, "dynamic slice");
+    constexpr int64_t kSmall = 1 << 16;
+    if (resultType.getNumElements() > kSmall &&
+        !llvm::all_of(constant->getUsers(),
+                      llvm::IsaPred<tensor::ExtractSliceOp>))
+      return rewriter.notifyMatchFailure(op, "would duplicate a weight");
+    auto source = constantBytes(constant);
+    if (!source)
+      return rewriter.notifyMatchFailure(op, "unknown constant kind");
+    auto [bytes, elementBytes] = *source;
+    auto sourceType = cast<RankedTensorType>(constant.getType());
+    int64_t rank = sourceType.getRank();
+    SmallVector<int64_t> sourceStrides(rank, 1);
+    for (int64_t d = rank - 2; d >= 0; --d)
+      sourceStrides[d] = sourceStrides[d + 1] * sourceType.getDimSize(d + 1);
+    ArrayRef<int64_t> offsets = op.getStaticOffsets(),
+                      sizes = op.getStaticSizes(),
+                      strides = op.getStaticStrides();
+    int64_t count = 1;
+    for (int64_t size : sizes)
+      count *= size;
+    std::vector<char> result(count * elementBytes);
+    SmallVector<int64_t> index(rank, 0);
+    for (int64_t linear = 0; linear < count; ++linear) {
+      int64_t at = 0;
+      for (int64_t d = 0; d < rank; ++d)
+        at += (offsets[d] + index[d] * strides[d]) * sourceStrides[d];
+      std::memcpy(result.data() + linear * elementBytes,
+                  bytes.data() + at * elementBytes, elementBytes);
+      for (int64_t d = rank - 1; d >= 0; --d) {
+        if (++index[d] < sizes[d])
+          break;
+        index[d] = 0;
+      }
+    }
+    // The slice may drop unit dims: the bytes are the same.
+    rewriter.replaceOpWithNewOp<arith::ConstantOp>(
+        op, resultType,
+        constantLike(constant, resultType,
+                     ArrayRef<char>(result.data(), result.size()), ".slice"));
+    return success();
+  }
+};
+
+/// A reshape of a resource constant read nowhere else is the same bytes
+/// under the new shape (the canonicalizer folds dense ones itself).
+template <typename ReshapeOp>
+struct FoldReshapeOfResource final : OpRewritePattern<ReshapeOp> {
+  using OpRewritePattern<ReshapeOp>::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(ReshapeOp op,
+                                PatternRewriter &rewriter) const override {
+    auto constant = op.getSrc().template getDefiningOp<arith::ConstantOp>();
+    if (!constant || !constant->hasOneUse() ||
+        !isa<DenseResourceElementsAttr>(constant.getValue()))
+      return rewriter.notifyMatchFailure(op, "not a resource read once");
+    auto resultType = cast<RankedTensorType>(op.getResultType());
+    if (!resultType.hasStaticShape())
+      return rewriter.notifyMatchFailure(op, "dynamic shape");
+    auto resource = cast<DenseResourceElementsAttr>(constant.getValue());
+    rewriter.replaceOpWithNewOp<arith::ConstantOp>(
+        op, resultType,
+        DenseResourceElementsAttr::get(resultType, resource.getRawHandle()));
+    return success();
+  }
+};
+
 /// The bytes of a weight held as a resource blob (empty when it is not).
 ArrayRef<char> resourceBytes(arith::ConstantOp constant) {
   auto resource = dyn_cast<DenseResourceElementsAttr>(constant.getValue());
@@ -250,7 +365,9 @@ struct KilnFoldConstantTransposesPass final
     for (linalg::TransposeOp transpose : transposes)
       (void)readTransposeInPlace(transpose);
     RewritePatternSet patterns(&getContext());
-    patterns.add<FoldTransposeOfConstant>(&getContext());
+    patterns.add<FoldTransposeOfConstant, FoldSliceOfConstant,
+                 FoldReshapeOfResource<tensor::ExpandShapeOp>,
+                 FoldReshapeOfResource<tensor::CollapseShapeOp>>(&getContext());
     (void)applyPatternsGreedily(getOperation(), std::move(patterns));
   }
 };

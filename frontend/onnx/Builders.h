@@ -68,6 +68,28 @@ mlir::Value buildEmptyConstant(mlir::OpBuilder &b, mlir::Location loc,
                                llvm::ArrayRef<int64_t> shape,
                                mlir::Type element);
 
+/// `value` at `index` along `axis`, that dim dropped (a slice and a
+/// collapse, both views).
+mlir::Value sliceAlong(mlir::OpBuilder &b, mlir::Location loc,
+                       mlir::Value value, int64_t axis, int64_t index);
+
+/// `elements` (of one static type) stacked along a new dim `axis`, element
+/// i at position i (or size-1-i when `reverse`), with insert_slice.
+mlir::FailureOr<mlir::Value> stackAlong(NodeContext &ctx,
+                                        llvm::ArrayRef<mlir::Value> elements,
+                                        int64_t axis, bool reverse);
+
+/// The convolution of `x` [N, C, spatial...] by `w` [M, C/group,
+/// kernel...] with the node's Conv attributes (strides, dilations, pads,
+/// auto_pad, group), zero padded, in x's element type: float, or i32 for
+/// the integer convolutions; null after reporting on the node.
+mlir::Value buildConv(NodeContext &ctx, mlir::Value x, mlir::Value w);
+
+/// log(1 + exp(x)) of a float scalar, as max(x, 0) + log1p(exp(-|x|)) so
+/// that large inputs do not overflow.
+mlir::Value scalarSoftplus(mlir::OpBuilder &b, mlir::Location loc,
+                           mlir::Value x);
+
 } // namespace kiln::onnx
 
 #endif // KILN_FRONTEND_ONNX_BUILDERS_H

@@ -172,6 +172,8 @@ void registerSpatialOps(OpRegistry &registry);
 void registerIndexingOps(OpRegistry &registry);
 void registerLinearAttentionOps(OpRegistry &registry);
 void registerControlFlowOps(OpRegistry &registry);
+void registerRecurrentOps(OpRegistry &registry);
+void registerQuantIntegerOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

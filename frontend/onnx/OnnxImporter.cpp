@@ -95,6 +95,8 @@ static const OpRegistry &getRegistry() {
     registerIndexingOps(r);
     registerLinearAttentionOps(r);
     registerControlFlowOps(r);
+    registerRecurrentOps(r);
+    registerQuantIntegerOps(r);
     return r;
   }();
   return registry;
@@ -252,20 +254,71 @@ private:
   unsigned resourceCounter = 0;
 };
 
+/// If with a condition known only at run time: both branches are imported
+/// (ONNX ops have no side effects) and each output selects between them
+/// elementwise, so the branches must give outputs of one type.
+static LogicalResult importRuntimeIf(NodeContext &ctx) {
+  Value cond = ctx.input(0);
+  auto condType = ctx.inputType(0);
+  if (condType.getNumElements() != 1 || !condType.getElementType().isInteger(1))
+    return ctx.error() << "the If condition must be one bool, got " << condType;
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  cond = buildReshape(b, loc, cond, {});
+  SmallVector<SmallVector<NodeContext::BodyValue>> branches;
+  for (const char *name : {"then_branch", "else_branch"}) {
+    const kiln_onnx::AttributeProto *branch = ctx.attr(name);
+    if (!branch || !branch->has_g())
+      return ctx.error() << "missing graph attribute '" << name << "'";
+    const kiln_onnx::GraphProto &graph = branch->g();
+    if (graph.output_size() != ctx.getNode().output_size())
+      return ctx.error() << name << " has " << graph.output_size()
+                         << " outputs for the node's "
+                         << ctx.getNode().output_size();
+    FailureOr<SmallVector<NodeContext::BodyValue>> outputs =
+        ctx.importBody(graph, {});
+    if (failed(outputs))
+      return failure();
+    branches.push_back(*outputs);
+  }
+  SmallVector<Value> results;
+  for (auto [i, pair] : llvm::enumerate(llvm::zip(branches[0], branches[1]))) {
+    auto &[then, otherwise] = pair;
+    if (then.value.getType() != otherwise.value.getType() ||
+        then.isUnsigned != otherwise.isUnsigned ||
+        then.narrowType != otherwise.narrowType)
+      return ctx.error() << "output #" << i << " is " << then.value.getType()
+                         << " in then_branch and " << otherwise.value.getType()
+                         << " in else_branch; Kiln runs both branches of an "
+                            "If whose condition is known only at run time "
+                            "and selects their outputs, so their types must "
+                            "agree"
+                         << ctx.freezeHint(0);
+    Value out = buildElementwise(
+        ctx, {cond, then.value, otherwise.value},
+        elementTypeOf(then.value),
+        [](OpBuilder &b, Location loc, ValueRange a) -> Value {
+          return arith::SelectOp::create(b, loc, a[0], a[1], a[2]);
+        });
+    if (!out)
+      return failure();
+    results.push_back(out);
+    ctx.setOutputUnsigned(i, then.isUnsigned);
+    ctx.setOutputNarrowType(i, then.narrowType);
+  }
+  return ctx.setOutputs(results);
+}
+
 /// If with a constant condition (an exporter's test of a static shape or
 /// attribute, or a graph input frozen with --constant-input): the branch it
 /// takes is imported in place, its outputs the node's. A condition known
-/// only at run time is refused: Kiln has no runtime branch yet.
+/// only at run time runs both branches and selects (importRuntimeIf).
 static LogicalResult importIf(NodeContext &ctx) {
   if (!ctx.input(0))
     return failure();
   auto cond = dyn_cast_or_null<DenseElementsAttr>(ctx.constantElements(0));
   if (!cond)
-    return ctx.error() << "input #0 '" << ctx.getNode().input(0)
-                       << "' must be a constant (an initializer or a Constant "
-                          "node): Kiln compiles the branch a constant "
-                          "condition takes, and has no runtime branch yet"
-                       << ctx.freezeHint(0);
+    return importRuntimeIf(ctx);
   if (cond.getNumElements() != 1 || !cond.getElementType().isInteger())
     return ctx.error() << "the If condition must be one bool, got "
                        << cond.getType();
@@ -421,7 +474,8 @@ static bool takesUnsignedInputs(StringRef opType) {
       // Unsigned-aware.
       "Div", "Mod", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Max",
       "Min", "Cast", "CastLike", "BitShift", "DequantizeLinear", "BitCast",
-      "QuantizeLinear", "MaxPool", "Pow", "Compress",
+      "QuantizeLinear", "MaxPool", "Pow", "Compress", "MatMulInteger",
+      "ConvInteger", "QLinearMatMul", "QLinearConv", "TopK",
       // Passed through to a body, which tracks them.
       "Scan", "Loop",
       // com.microsoft: packed weights and zero points are uint8.

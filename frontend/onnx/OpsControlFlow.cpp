@@ -21,24 +21,9 @@
 using namespace mlir;
 
 namespace kiln::onnx {
-namespace {
 
-using BodyValue = NodeContext::BodyValue;
-
-constexpr int64_t kMaxIterations = 256;
-
-const kiln_onnx::GraphProto *bodyOf(NodeContext &ctx) {
-  const kiln_onnx::AttributeProto *body = ctx.attr("body");
-  if (!body || !body->has_g()) {
-    ctx.error() << "missing graph attribute 'body'";
-    return nullptr;
-  }
-  return &body->g();
-}
-
-/// `value` at `index` along `axis`, that dim dropped.
-Value sliceAt(OpBuilder &b, Location loc, Value value, int64_t axis,
-              int64_t index) {
+Value sliceAlong(OpBuilder &b, Location loc, Value value, int64_t axis,
+                 int64_t index) {
   auto type = cast<RankedTensorType>(value.getType());
   SmallVector<OpFoldResult> offsets(type.getRank(), b.getIndexAttr(0)),
       sizes, strides(type.getRank(), b.getIndexAttr(1));
@@ -52,20 +37,17 @@ Value sliceAt(OpBuilder &b, Location loc, Value value, int64_t axis,
   return buildReshape(b, loc, slice, shape);
 }
 
-/// The elements (one per iteration, all of one static type) stacked along
-/// a new dim `axis`, element i at position i (or L-1-i when `reverse`).
-FailureOr<Value> stack(NodeContext &ctx, ArrayRef<Value> elements,
-                       int64_t axis, bool reverse) {
+FailureOr<Value> stackAlong(NodeContext &ctx, ArrayRef<Value> elements,
+                            int64_t axis, bool reverse) {
   OpBuilder &b = ctx.b();
   Location loc = ctx.getLoc();
   auto type = cast<RankedTensorType>(elements.front().getType());
   if (!type.hasStaticShape())
-    return ctx.error() << "a scan output of type " << type
+    return ctx.error() << "a stacked value of type " << type
                        << " must have a static shape";
   for (Value e : elements)
     if (e.getType() != type)
-      return ctx.error() << "the body's scan output changes type across "
-                            "iterations: "
+      return ctx.error() << "the values stacked change type: "
                          << type << " and " << e.getType();
   SmallVector<int64_t> one(type.getShape()), shape(type.getShape());
   one.insert(one.begin() + axis, 1);
@@ -82,6 +64,21 @@ FailureOr<Value> stack(NodeContext &ctx, ArrayRef<Value> elements,
                                         out, offsets, sizes, strides);
   }
   return out;
+}
+
+namespace {
+
+using BodyValue = NodeContext::BodyValue;
+
+constexpr int64_t kMaxIterations = 256;
+
+const kiln_onnx::GraphProto *bodyOf(NodeContext &ctx) {
+  const kiln_onnx::AttributeProto *body = ctx.attr("body");
+  if (!body || !body->has_g()) {
+    ctx.error() << "missing graph attribute 'body'";
+    return nullptr;
+  }
+  return &body->g();
 }
 
 /// Per-input or per-output attribute values (`count` of them, `fallback`
@@ -133,7 +130,7 @@ runScan(NodeContext &ctx, const kiln_onnx::GraphProto &body,
     SmallVector<BodyValue> inputs(states);
     for (auto [j, input] : llvm::enumerate(scanInputs)) {
       int64_t at = inputDirections[j] ? length - 1 - t : t;
-      inputs.push_back({sliceAt(ctx.b(), ctx.getLoc(), input.value,
+      inputs.push_back({sliceAlong(ctx.b(), ctx.getLoc(), input.value,
                                 inputAxes[j], at),
                         input.isUnsigned, input.narrowType});
     }
@@ -166,7 +163,7 @@ runScan(NodeContext &ctx, const kiln_onnx::GraphProto &body,
       return ctx.error() << "scan_output_axes value " << (*outputAxes)[k]
                          << " is out of range for rank " << rank + 1;
     FailureOr<Value> stacked =
-        stack(ctx, perIteration[k], axis, (*outputDirections)[k] != 0);
+        stackAlong(ctx, perIteration[k], axis, (*outputDirections)[k] != 0);
     if (failed(stacked))
       return failure();
     results.push_back({*stacked, scanKinds[k].isUnsigned,
@@ -301,7 +298,7 @@ LogicalResult importScan8(NodeContext &ctx) {
     auto at = [&](ArrayRef<BodyValue> values) {
       SmallVector<BodyValue> sliced;
       for (const BodyValue &v : values)
-        sliced.push_back({sliceAt(ctx.b(), ctx.getLoc(), v.value, 0, b),
+        sliced.push_back({sliceAlong(ctx.b(), ctx.getLoc(), v.value, 0, b),
                           v.isUnsigned, v.narrowType});
       return sliced;
     };
@@ -322,7 +319,7 @@ LogicalResult importScan8(NodeContext &ctx) {
     SmallVector<Value> parts;
     for (const auto &results : perBatch)
       parts.push_back(results[r].value);
-    FailureOr<Value> stacked = stack(ctx, parts, 0, false);
+    FailureOr<Value> stacked = stackAlong(ctx, parts, 0, false);
     if (failed(stacked))
       return failure();
     results.push_back({*stacked, perBatch.front()[r].isUnsigned,
@@ -431,7 +428,7 @@ LogicalResult importLoop(NodeContext &ctx) {
     if (i == 0)
       return ctx.error() << "a Loop that runs no iteration with scan outputs "
                             "is not supported";
-    FailureOr<Value> stacked = stack(ctx, perIteration[k], 0, false);
+    FailureOr<Value> stacked = stackAlong(ctx, perIteration[k], 0, false);
     if (failed(stacked))
       return failure();
     results.push_back({*stacked, scanKinds[k].isUnsigned,

@@ -130,34 +130,29 @@ LogicalResult importReverseSequence(NodeContext &ctx) {
   return ctx.setOutputs(out);
 }
 
-/// HannWindow, HammingWindow, BlackmanWindow: a_0 - a_1 cos(2 pi n / N) +
-/// a_2 cos(4 pi n / N), N the size (periodic) or size - 1 (symmetric).
-LogicalResult importWindow(NodeContext &ctx, double a0, double a1, double a2) {
-  std::optional<std::vector<int64_t>> size = ctx.constantInts(0);
-  if (!size)
-    return failure();
-  if (size->size() != 1 || (*size)[0] < 0)
-    return ctx.error() << "the window size must be one non-negative integer";
-  int64_t n = (*size)[0];
-  bool periodic = ctx.intAttr("periodic", 1) != 0;
+/// The element type `output_datatype` (default float) names, for the ops
+/// computed at import; null after reporting.
+Type outputDatatype(NodeContext &ctx) {
   int64_t dataType = ctx.intAttr("output_datatype", 1);
   bool isUnsigned = false;
   Type elementType =
       toElementType(ctx.b().getContext(), dataType, &isUnsigned);
-  if (!elementType || !isa<FloatType, IntegerType>(elementType))
-    return ctx.error() << "output_datatype " << dataTypeName(dataType)
-                       << " is not supported";
-  ctx.setOutputUnsigned(0, isUnsigned);
-  std::optional<Type> element = elementType;
-  double denominator = periodic ? double(n) : double(n - 1);
-  SmallVector<double> values;
-  for (int64_t i = 0; i < n; ++i) {
-    double x = 2 * M_PI * double(i) / denominator;
-    values.push_back(a0 - a1 * std::cos(x) + a2 * std::cos(2 * x));
+  if (!elementType || !isa<FloatType, IntegerType>(elementType)) {
+    ctx.error() << "output_datatype " << dataTypeName(dataType)
+                << " is not supported";
+    return {};
   }
-  auto type = RankedTensorType::get({n}, *element);
+  ctx.setOutputUnsigned(0, isUnsigned);
+  return elementType;
+}
+
+/// `values` (row-major, computed in double) as a constant of `shape` and
+/// `element`, rounded to nearest for floats and truncated for integers.
+LogicalResult setConstantOutput(NodeContext &ctx, ArrayRef<int64_t> shape,
+                                ArrayRef<double> values, Type element) {
+  auto type = RankedTensorType::get(shape, element);
   DenseElementsAttr attr;
-  if (auto f = dyn_cast<FloatType>(*element)) {
+  if (auto f = dyn_cast<FloatType>(element)) {
     SmallVector<APFloat> floats;
     for (double v : values) {
       APFloat a(v);
@@ -168,13 +163,111 @@ LogicalResult importWindow(NodeContext &ctx, double a0, double a1, double a2) {
     attr = DenseElementsAttr::get(type, floats);
   } else {
     SmallVector<APInt> ints;
-    unsigned width = cast<IntegerType>(*element).getWidth();
+    unsigned width = cast<IntegerType>(element).getWidth();
     for (double v : values)
-      ints.push_back(APInt(width, uint64_t(int64_t(v)), /*isSigned=*/!isUnsigned));
+      ints.push_back(APInt(width, uint64_t(int64_t(v)), /*isSigned=*/true,
+                           /*implicitTrunc=*/true));
     attr = DenseElementsAttr::get(type, ints);
   }
   return ctx.setOutputs(
       arith::ConstantOp::create(ctx.b(), ctx.getLoc(), type, attr).getResult());
+}
+
+/// HannWindow, HammingWindow, BlackmanWindow: a_0 - a_1 cos(2 pi n / N) +
+/// a_2 cos(4 pi n / N), N the size (periodic) or size - 1 (symmetric).
+LogicalResult importWindow(NodeContext &ctx, double a0, double a1, double a2) {
+  std::optional<std::vector<int64_t>> size = ctx.constantInts(0);
+  if (!size)
+    return failure();
+  if (size->size() != 1 || (*size)[0] < 0)
+    return ctx.error() << "the window size must be one non-negative integer";
+  int64_t n = (*size)[0];
+  bool periodic = ctx.intAttr("periodic", 1) != 0;
+  Type element = outputDatatype(ctx);
+  if (!element)
+    return failure();
+  double denominator = periodic ? double(n) : double(n - 1);
+  SmallVector<double> values;
+  for (int64_t i = 0; i < n; ++i) {
+    double x = 2 * M_PI * double(i) / denominator;
+    values.push_back(a0 - a1 * std::cos(x) + a2 * std::cos(2 * x));
+  }
+  return setConstantOutput(ctx, {n}, values, element);
+}
+
+/// MelWeightMatrix (17): [dft_length / 2 + 1, num_mel_bins] triangular
+/// filters between lower_edge_hertz and upper_edge_hertz, computed at
+/// import with the reference's arithmetic (the band edges in the inputs'
+/// float type, as NumPy computes them, then double).
+LogicalResult importMelWeightMatrix(NodeContext &ctx) {
+  std::optional<std::vector<int64_t>> mels = ctx.constantInts(0),
+                                      dft = ctx.constantInts(1),
+                                      rate = ctx.constantInts(2);
+  if (!mels || !dft || !rate)
+    return failure();
+  auto edge = [&](int i) -> std::optional<APFloat> {
+    if (!ctx.input(i))
+      return std::nullopt;
+    auto attr = dyn_cast_or_null<DenseElementsAttr>(ctx.constantElements(i));
+    if (!attr || attr.getNumElements() != 1 ||
+        !isa<FloatType>(attr.getElementType())) {
+      ctx.error() << "input #" << i << " '" << ctx.getNode().input(i)
+                  << "' must be a constant: one float" << ctx.freezeHint(i);
+      return std::nullopt;
+    }
+    return *attr.getValues<APFloat>().begin();
+  };
+  std::optional<APFloat> lower = edge(3), upper = edge(4);
+  if (!lower || !upper)
+    return failure();
+  if (mels->size() != 1 || dft->size() != 1 || rate->size() != 1 ||
+      (*mels)[0] < 1 || (*dft)[0] < 1 || (*rate)[0] < 1)
+    return ctx.error() << "num_mel_bins, dft_length and sample_rate must be "
+                          "one positive integer each";
+  Type element = outputDatatype(ctx);
+  if (!element)
+    return failure();
+  int64_t numMels = (*mels)[0], length = (*dft)[0], sampleRate = (*rate)[0];
+  int64_t bins = length / 2 + 1;
+  // 2595 log10(1 + f / 700): the log1p and the product in the edges' type
+  // (f32 unless they are f64), the division by ln(10) in double.
+  bool single = &lower->getSemantics() != &APFloat::IEEEdouble();
+  auto toMel = [&](APFloat hz) {
+    bool lost;
+    hz.convert(APFloat::IEEEdouble(), APFloat::rmNearestTiesToEven, &lost);
+    double f = hz.convertToDouble(), product;
+    if (single)
+      product = double(2595.0f * std::log1p(float(f) / 700.0f));
+    else
+      product = 2595.0 * std::log1p(f / 700.0);
+    return product / std::log(10.0);
+  };
+  double low = toMel(*lower), high = toMel(*upper);
+  double step = (high - low) / double(numMels + 2);
+  std::vector<int64_t> points;
+  for (int64_t i = 0; i < numMels + 2; ++i) {
+    double hz = 700.0 * std::expm1((double(i) * step + low) / 2595.0 * std::log(10.0));
+    points.push_back(int64_t(std::floor(double(length + 1) * hz / double(sampleRate))));
+  }
+  SmallVector<double> values(bins * numMels, 0.0);
+  auto at = [&](int64_t j, int64_t i) -> double * {
+    return j >= 0 && j < bins ? &values[j * numMels + i] : nullptr;
+  };
+  for (int64_t i = 0; i < numMels; ++i) {
+    int64_t left = points[i], center = points[i + 1], right = points[i + 2];
+    if (center == left) {
+      if (double *v = at(center, i))
+        *v = 1;
+    } else {
+      for (int64_t j = left; j <= center; ++j)
+        if (double *v = at(j, i))
+          *v = double(j - left) / double(center - left);
+    }
+    for (int64_t j = center; right > center && j < right; ++j)
+      if (double *v = at(j, i))
+        *v = double(right - j) / double(right - center);
+  }
+  return setConstantOutput(ctx, {bins, numMels}, values, element);
 }
 
 /// One term of a discrete Fourier sum: (a + i b) exp(sign 2 pi i k n / N),
@@ -672,6 +765,7 @@ void registerIndexingOps(OpRegistry &registry) {
   registry.on("BlackmanWindow", 17, [](NodeContext &ctx) {
     return importWindow(ctx, 0.42, 0.5, 0.08);
   });
+  registry.on("MelWeightMatrix", 17, importMelWeightMatrix);
 }
 
 } // namespace kiln::onnx

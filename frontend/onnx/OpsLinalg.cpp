@@ -470,26 +470,39 @@ LogicalResult setOutputWithBias(NodeContext &ctx, Value y, int64_t filters) {
 /// (n, group, out channel, out positions..., in channel, kernel positions...)
 /// reading input[n, group, c, o * stride + k * dilation], with channels
 /// split into groups by views.
-LogicalResult importConv(NodeContext &ctx) {
-  Value x = ctx.input(0), w = ctx.input(1);
-  if (!x || !w || !checkConvOperands(ctx, "Conv", "[M, C/group, kernel...]"))
-    return failure();
-  RankedTensorType xType = ctx.inputType(0), wType = ctx.inputType(1);
+} // namespace
+
+Value buildConv(NodeContext &ctx, Value x, Value w) {
+  auto xType = cast<RankedTensorType>(x.getType()),
+       wType = cast<RankedTensorType>(w.getType());
   Type element = xType.getElementType();
+  bool isFloat = isa<FloatType>(element);
+  if (xType.getRank() < 3 || wType.getRank() != xType.getRank() ||
+      wType.getElementType() != element) {
+    ctx.error() << "a convolution takes X [N, C, spatial...] and W [M, "
+                << "C/group, kernel...] of one rank and type, got " << xType
+                << " and " << wType;
+    return {};
+  }
   int64_t rank = xType.getRank(), spatial = rank - 2;
   ArrayRef<int64_t> xs = xType.getShape(), ws = wType.getShape();
   int64_t group = ctx.intAttr("group", 1);
   int64_t channels = xs[1], filters = ws[0];
   if (group <= 0 || channels % group || filters % group || ws[1] != channels / group)
-    return ctx.error() << "group " << group << " does not split X's " << channels
-                       << " channels and W's " << filters << " filters (W has "
-                       << ws[1] << " channels per group)";
+  {
+    ctx.error() << "group " << group << " does not split X's " << channels
+                << " channels and W's " << filters << " filters (W has "
+                << ws[1] << " channels per group)";
+    return {};
+  }
   std::vector<int64_t> kernel(ws.begin() + 2, ws.end());
-  if (auto given = ctx.intsAttr("kernel_shape"); given && *given != kernel)
-    return ctx.error() << "kernel_shape does not match W " << w.getType();
+  if (auto given = ctx.intsAttr("kernel_shape"); given && *given != kernel) {
+    ctx.error() << "kernel_shape does not match W " << w.getType();
+    return {};
+  }
   std::optional<WindowAttrs> window = readWindowAttrs(ctx, spatial);
   if (!window)
-    return failure();
+    return {};
   applyForwardAutoPad(*window, xs.drop_front(2), kernel);
   const std::vector<int64_t> &strides = window->strides, &dilations = window->dilations,
                              &pads = window->pads;
@@ -497,10 +510,12 @@ LogicalResult importConv(NodeContext &ctx) {
   for (int64_t i = 0; i < spatial; ++i) {
     int64_t extent = dilations[i] * (kernel[i] - 1) + 1;
     int64_t padded = xs[2 + i] + pads[i] + pads[spatial + i];
-    if (padded < extent)
-      return ctx.error() << "spatial dim " << i << " (" << xs[2 + i]
-                         << " padded to " << padded << ") is smaller than the "
-                         << "dilated kernel (" << extent << ")";
+    if (padded < extent) {
+      ctx.error() << "spatial dim " << i << " (" << xs[2 + i]
+                  << " padded to " << padded << ") is smaller than the "
+                  << "dilated kernel (" << extent << ")";
+      return {};
+    }
     outShape.push_back((padded - extent) / strides[i] + 1);
   }
   OpBuilder &b = ctx.b();
@@ -569,12 +584,29 @@ LogicalResult importConv(NodeContext &ctx) {
                    b, loc, TypeRange{init.getType()}, ValueRange{in, wt}, ValueRange{init},
                    maps, iterators,
                    [&](OpBuilder &nb, Location nl, ValueRange a) {
-                     Value p = arith::MulFOp::create(nb, nl, a[0], a[1]);
-                     linalg::YieldOp::create(nb, nl,
-                                             arith::AddFOp::create(nb, nl, a[2], p).getResult());
+                     Value sum;
+                     if (isFloat)
+                       sum = arith::AddFOp::create(
+                           nb, nl, a[2], arith::MulFOp::create(nb, nl, a[0], a[1]));
+                     else
+                       sum = arith::AddIOp::create(
+                           nb, nl, a[2], arith::MulIOp::create(nb, nl, a[0], a[1]));
+                     linalg::YieldOp::create(nb, nl, sum);
                    })
                    .getResult(0);
-  Value y = buildReshape(b, loc, conv, outShape);
+  return buildReshape(b, loc, conv, outShape);
+}
+
+namespace {
+
+LogicalResult importConv(NodeContext &ctx) {
+  Value x = ctx.input(0), w = ctx.input(1);
+  if (!x || !w || !checkConvOperands(ctx, "Conv", "[M, C/group, kernel...]"))
+    return failure();
+  Value y = buildConv(ctx, x, w);
+  if (!y)
+    return failure();
+  int64_t filters = ctx.inputType(1).getDimSize(0);
   return setOutputWithBias(ctx, y, filters);
 }
 

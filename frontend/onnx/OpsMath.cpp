@@ -128,16 +128,6 @@ BinaryBody compare(arith::CmpFPredicate fp, arith::CmpIPredicate ip,
   };
 }
 
-Value softplus(OpBuilder &b, Location loc, Value x) {
-  // log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|)) so that large
-  // inputs do not overflow.
-  Value zero = constant(b, loc, x, 0);
-  Value absX = math::AbsFOp::create(b, loc, x);
-  Value e = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, absX));
-  return arith::AddFOp::create(b, loc, arith::MaximumFOp::create(b, loc, x, zero),
-                               math::Log1pOp::create(b, loc, e));
-}
-
 /// Variadic Max/Min/Sum/Mean with broadcasting over all inputs.
 void onVariadic(OpRegistry &registry, StringRef opType, int64_t since,
                 bool mean, BinaryBody combine, unsigned classes,
@@ -375,9 +365,9 @@ LogicalResult importBitCast(NodeContext &ctx) {
   };
   unsigned width = bitsOf(source, fromNarrow);
   if (width != bitsOf(target, toNarrow))
-    return ctx.error() << "BitCast needs types of one width, got " << width
-                       << " bits to " << bitsOf(target, toNarrow) << " ("
-                       << dataTypeName(to) << ")";
+    return ctx.error() << "BitCast needs a type of the input's width, "
+                       << width << " bits; " << dataTypeName(to) << " has "
+                       << bitsOf(target, toNarrow);
   auto isSignedNarrow = [](int32_t t) {
     return t == kiln_onnx::TensorProto::INT4 || t == kiln_onnx::TensorProto::INT2;
   };
@@ -407,6 +397,14 @@ LogicalResult importBitCast(NodeContext &ctx) {
 }
 
 } // namespace
+
+Value scalarSoftplus(OpBuilder &b, Location loc, Value x) {
+  Value zero = scalarConstant(b, loc, x.getType(), 0);
+  Value absX = math::AbsFOp::create(b, loc, x);
+  Value e = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, absX));
+  return arith::AddFOp::create(b, loc, arith::MaximumFOp::create(b, loc, x, zero),
+                               math::Log1pOp::create(b, loc, e));
+}
 
 void registerMathOps(OpRegistry &registry) {
   using P = arith::CmpFPredicate;
@@ -460,7 +458,7 @@ void registerMathOps(OpRegistry &registry) {
   floatOp("Reciprocal", 6, [](OpBuilder &b, Location l, Value x) {
     return arith::DivFOp::create(b, l, constant(b, l, x, 1), x);
   });
-  floatOp("Softplus", 1, softplus);
+  floatOp("Softplus", 1, scalarSoftplus);
   floatOp("Softsign", 1, [](OpBuilder &b, Location l, Value x) {
     Value denominator = arith::AddFOp::create(b, l, constant(b, l, x, 1),
                                               math::AbsFOp::create(b, l, x));
@@ -468,7 +466,7 @@ void registerMathOps(OpRegistry &registry) {
   });
   floatOp("Mish", 18, [](OpBuilder &b, Location l, Value x) {
     return arith::MulFOp::create(b, l, x,
-                                 math::TanhOp::create(b, l, softplus(b, l, x)));
+                                 math::TanhOp::create(b, l, scalarSoftplus(b, l, x)));
   });
   floatOp("HardSwish", 14, [](OpBuilder &b, Location l, Value x) {
     // x * max(0, min(1, x / 6 + 1 / 2))

@@ -572,7 +572,11 @@ LogicalResult importLpNorm(NodeContext &ctx) {
       ctx, {x, norm}, type.getElementType(),
       [&](OpBuilder &b, Location l, ValueRange a) -> Value {
         Value n = p == 2 ? math::SqrtOp::create(b, l, a[1]).getResult() : a[1];
-        return arith::DivFOp::create(b, l, a[0], n);
+        // A zero norm gives 0, not 0 / 0, as the reference does.
+        Value zero = scalarConstant(b, l, n.getType(), 0);
+        Value isZero = arith::CmpFOp::create(b, l, arith::CmpFPredicate::OEQ, n, zero);
+        return arith::SelectOp::create(b, l, isZero, zero,
+                                       arith::DivFOp::create(b, l, a[0], n));
       });
   return y ? ctx.setOutputs(y) : failure();
 }

@@ -34,9 +34,13 @@ LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
   if (rank < 3 || (!isFloat && (kind != PoolKind::Max || element.isInteger(1))))
     return ctx.error() << op << " takes a float" << (kind == PoolKind::Max ? " or integer" : "")
                        << " tensor [N, C, spatial...], got " << x.getType();
-  if (ctx.getNode().output_size() > 1 && !ctx.getNode().output(1).empty())
-    return ctx.error() << "the Indices output is not supported; leave it "
-                          "unnamed (compute indices with ArgMax if needed)";
+  bool wantIndices =
+      ctx.getNode().output_size() > 1 && !ctx.getNode().output(1).empty();
+  if (wantIndices && kind != PoolKind::Max)
+    return ctx.error() << "only MaxPool has an Indices output";
+  int64_t storageOrder = ctx.intAttr("storage_order", 0);
+  if (storageOrder != 0 && storageOrder != 1)
+    return ctx.error() << "storage_order " << storageOrder << " is not 0 or 1";
   ArrayRef<int64_t> xs = type.getShape();
   auto kernelAttr = ctx.intsAttr("kernel_shape");
   if (!kernelAttr || static_cast<int64_t>(kernelAttr->size()) != spatial)
@@ -160,7 +164,89 @@ LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
                                 .getResult();
         return acc;
       });
-  return ctx.setOutputs(out);
+  if (!wantIndices)
+    return ctx.setOutputs(out);
+  // Indices: the flat position in X of each window's first maximum (the
+  // padding never wins), the spatial dims row-major (storage_order 0) or
+  // column-major (1) after the batch and channel.
+  Type i64 = ctx.b().getI64Type();
+  Value indices = buildIndexed(
+      ctx.b(), ctx.getLoc(), outShape, i64,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Value lowest = ctx.inputIsUnsigned(0)
+                           ? scalarConstant(b, loc, element, 0)
+                           : reduceIdentity(b, loc, ReduceKind::Max, element);
+        Value none = arith::ConstantIntOp::create(b, loc, -1, 64);
+        auto loop = scf::ForOp::create(
+            b, loc, indexConstant(b, loc, 0), indexConstant(b, loc, windowSize),
+            indexConstant(b, loc, 1), ValueRange{lowest, none});
+        OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
+        Value best = loop.getRegionIterArgs()[0];
+        Value bestIndex = loop.getRegionIterArgs()[1];
+        Value rest = loop.getInductionVar();
+        Value inside = arith::ConstantIntOp::create(lb, loc, 1, 1);
+        SmallVector<Value> positions(spatial);
+        for (int64_t i = spatial - 1; i >= 0; --i) {
+          Value k = arith::RemUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
+          rest = arith::DivUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
+          Value pos = arith::AddIOp::create(
+              lb, loc,
+              arith::SubIOp::create(
+                  lb, loc,
+                  arith::MulIOp::create(lb, loc, ivs[2 + i], indexConstant(lb, loc, strides[i])),
+                  indexConstant(lb, loc, pads[i])),
+              arith::MulIOp::create(lb, loc, k, indexConstant(lb, loc, dilations[i])));
+          inside = arith::AndIOp::create(
+              lb, loc, inside,
+              arith::AndIOp::create(
+                  lb, loc,
+                  arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sge, pos,
+                                        indexConstant(lb, loc, 0)),
+                  arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::slt, pos,
+                                        indexConstant(lb, loc, xs[2 + i]))));
+          positions[i] = arith::MinSIOp::create(
+              lb, loc, arith::MaxSIOp::create(lb, loc, pos, indexConstant(lb, loc, 0)),
+              indexConstant(lb, loc, xs[2 + i] - 1));
+        }
+        SmallVector<Value> at = {ivs[0], ivs[1]};
+        at.append(positions.begin(), positions.end());
+        Value v = tensor::ExtractOp::create(lb, loc, x, at);
+        Value greater =
+            isFloat ? arith::CmpFOp::create(lb, loc, arith::CmpFPredicate::OGT, v, best)
+                          .getResult()
+                    : arith::CmpIOp::create(lb, loc,
+                                            ctx.inputIsUnsigned(0) ? arith::CmpIPredicate::ugt
+                                                                   : arith::CmpIPredicate::sgt,
+                                            v, best)
+                          .getResult();
+        Value first = arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::slt, bestIndex,
+                                            arith::ConstantIntOp::create(lb, loc, 0, 64));
+        Value takes = arith::AndIOp::create(lb, loc, inside,
+                                            arith::OrIOp::create(lb, loc, first, greater));
+        // (n * C + c) * plane + the position within the plane.
+        Value flat = arith::AddIOp::create(
+            lb, loc, arith::MulIOp::create(lb, loc, ivs[0], indexConstant(lb, loc, xs[1])),
+            ivs[1]);
+        int64_t plane = 1;
+        for (int64_t i = 0; i < spatial; ++i)
+          plane *= xs[2 + i];
+        flat = arith::MulIOp::create(lb, loc, flat, indexConstant(lb, loc, plane));
+        Value within = indexConstant(lb, loc, 0);
+        for (int64_t j = 0; j < spatial; ++j) {
+          int64_t i = storageOrder == 0 ? j : spatial - 1 - j;
+          within = arith::AddIOp::create(
+              lb, loc, arith::MulIOp::create(lb, loc, within, indexConstant(lb, loc, xs[2 + i])),
+              positions[i]);
+        }
+        flat = arith::IndexCastOp::create(lb, loc, i64,
+                                          arith::AddIOp::create(lb, loc, flat, within));
+        scf::YieldOp::create(
+            lb, loc,
+            ValueRange{arith::SelectOp::create(lb, loc, takes, v, best),
+                       arith::SelectOp::create(lb, loc, takes, flat, bestIndex)});
+        return loop.getResult(1);
+      });
+  return ctx.setOutputs({out, indices});
 }
 
 } // namespace

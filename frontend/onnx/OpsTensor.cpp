@@ -928,10 +928,12 @@ LogicalResult importTopK(NodeContext &ctx, bool kIsInput) {
   shape[*axis] = k;
   OpBuilder &b0 = ctx.b();
   Type i64 = b0.getI64Type();
+  ctx.setOutputUnsigned(1, false); // the indices, whatever the values are
   if (ShapedType::getNumElements(shape) == 0)
     return ctx.setOutputs({buildEmptyConstant(b0, ctx.getLoc(), shape, element),
                            buildEmptyConstant(b0, ctx.getLoc(), shape, i64)});
   bool isFloat = isa<FloatType>(element);
+  bool isUnsigned = ctx.inputIsUnsigned(0);
   Value indices = buildIndexed(
       b0, ctx.getLoc(), shape, i64, [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
         // Whether (v, i) comes before (w, j) in the output order.
@@ -943,8 +945,10 @@ LogicalResult importTopK(NodeContext &ctx, bool kIsInput) {
                                               v, w)
                             .getResult()
                       : arith::CmpIOp::create(lb, loc,
-                                              largest ? arith::CmpIPredicate::sgt
-                                                      : arith::CmpIPredicate::slt,
+                                              largest ? (isUnsigned ? arith::CmpIPredicate::ugt
+                                                                    : arith::CmpIPredicate::sgt)
+                                                      : (isUnsigned ? arith::CmpIPredicate::ult
+                                                                    : arith::CmpIPredicate::slt),
                                               v, w)
                             .getResult();
           Value equal =
@@ -958,10 +962,14 @@ LogicalResult importTopK(NodeContext &ctx, bool kIsInput) {
         };
         // The sentinel every element comes after, and the one that comes
         // after every element.
-        Value first = reduceIdentity(b, loc, largest ? ReduceKind::Min : ReduceKind::Max,
-                                     element);
-        Value last = reduceIdentity(b, loc, largest ? ReduceKind::Max : ReduceKind::Min,
-                                    element);
+        // Unsigned: 0 is the lowest value and all ones the highest.
+        auto extreme = [&](bool highest) -> Value {
+          if (isUnsigned)
+            return scalarConstant(b, loc, element, highest ? -1 : 0);
+          return reduceIdentity(b, loc, highest ? ReduceKind::Min : ReduceKind::Max,
+                                element);
+        };
+        Value first = extreme(largest), last = extreme(!largest);
         Value slot = ivs[*axis];
         auto rounds = scf::ForOp::create(
             b, loc, indexConstant(b, loc, 0), arith::AddIOp::create(b, loc, slot, indexConstant(b, loc, 1)),
@@ -1350,10 +1358,28 @@ void registerMoreTensorOps(OpRegistry &registry) {
     if (!x)
       return failure();
     if (ctx.hasInput(2)) {
+      // Training mode drops at random, unless the ratio is 0.
       DenseElementsAttr training = denseInput(ctx, 2);
-      if (!training || training.getSplatValue<bool>())
-        return ctx.error() << "Dropout in training mode is not supported "
-                              "(Kiln compiles inference)";
+      if (!training)
+        return ctx.error() << "input #2 '" << ctx.getNode().input(2)
+                           << "' must be a constant: Kiln compiles inference "
+                              "(Dropout in training mode only with a ratio "
+                              "of 0)"
+                           << ctx.freezeHint(2);
+      if (training.getSplatValue<bool>()) {
+        DenseElementsAttr ratio = ctx.hasInput(1) ? denseInput(ctx, 1) : nullptr;
+        if (ctx.hasInput(1) && !ratio)
+          return ctx.error() << "input #1 '" << ctx.getNode().input(1)
+                             << "' must be a constant: Dropout in training "
+                                "mode is compiled only with a ratio of 0"
+                             << ctx.freezeHint(1);
+        if (!ratio || !isa<FloatType>(ratio.getElementType()) ||
+            ratio.getNumElements() != 1 ||
+            !(*ratio.getValues<APFloat>().begin()).isZero())
+          return ctx.error() << "Dropout in training mode is not supported "
+                                "(Kiln compiles inference; a ratio of 0, "
+                                "which drops nothing, is)";
+      }
     }
     SmallVector<Value> outs = {x};
     if (ctx.getNode().output_size() > 1) {

@@ -108,3 +108,55 @@ func.func @not_tied(%x: tensor<4x2xf32>) -> (tensor<3x2xf32>, tensor<4x3xf32>) {
     }
   }
 #-}
+
+// -----
+
+// COM: Static slices of a resource weight read only by slices (a recurrent
+// COM: layer's per-direction weights) become resources of their own, with a
+// COM: stride and a dropped unit dim; a reshape of a resource read once
+// COM: keeps its bytes. Then the transpose folds too.
+// CHECK-LABEL: func.func @slices
+// CHECK: %[[A:.*]] = arith.constant dense_resource<w.slice_1.T> : tensor<2x2xi16>
+// CHECK: %[[B:.*]] = arith.constant dense_resource<w.slice> : tensor<3xi16>
+// CHECK-NOT: tensor.extract_slice
+// CHECK-NOT: linalg.transpose
+// CHECK: return %[[A]], %[[B]]
+// CHECK: w.slice_1.T: "0x080000000100040002000500",
+// CHECK: w.slice: "0x08000000100011001200"
+func.func @slices() -> (tensor<2x2xi16>, tensor<3xi16>) {
+  %w = arith.constant dense_resource<w> : tensor<2x2x3xi16>
+  %a = tensor.extract_slice %w[0, 0, 0] [1, 2, 2] [1, 1, 1] : tensor<2x2x3xi16> to tensor<2x2xi16>
+  %e = tensor.empty() : tensor<2x2xi16>
+  %t = linalg.transpose ins(%a : tensor<2x2xi16>) outs(%e : tensor<2x2xi16>) permutation = [1, 0]
+  %b = tensor.extract_slice %w[1, 1, 0] [1, 1, 3] [1, 1, 1] : tensor<2x2x3xi16> to tensor<1x1x3xi16>
+  %c = tensor.collapse_shape %b [[0, 1, 2]] : tensor<1x1x3xi16> into tensor<3xi16>
+  return %t, %c : tensor<2x2xi16>, tensor<3xi16>
+}
+{-#
+  dialect_resources: {
+    builtin: {
+      w: "0x02000000010002000300040005000600070008000900100011001200"
+    }
+  }
+#-}
+
+// -----
+
+// COM: A small slice of a dense constant folds whatever else reads it; a
+// COM: large slice of a weight also read whole stays (no duplicated bytes).
+// CHECK-LABEL: func.func @dense_slice
+// CHECK: arith.constant dense<[5, 6]> : tensor<2xi32>
+// CHECK-LABEL: func.func @shared_weight
+// CHECK: tensor.extract_slice
+func.func @dense_slice() -> tensor<2xi32> {
+  %w = arith.constant dense<[[1, 2, 3], [4, 5, 6]]> : tensor<2x3xi32>
+  %s = tensor.extract_slice %w[1, 1] [1, 2] [1, 1] : tensor<2x3xi32> to tensor<2xi32>
+  return %s : tensor<2xi32>
+}
+func.func @shared_weight(%x: tensor<300x300xf32>) -> (tensor<300x300xf32>, tensor<150x300xf32>) {
+  %w = arith.constant dense_resource<big> : tensor<300x300xf32>
+  %s = tensor.extract_slice %w[0, 0] [150, 300] [1, 1] : tensor<300x300xf32> to tensor<150x300xf32>
+  %e = tensor.empty() : tensor<300x300xf32>
+  %t = linalg.transpose ins(%w : tensor<300x300xf32>) outs(%e : tensor<300x300xf32>) permutation = [1, 0]
+  return %t, %s : tensor<300x300xf32>, tensor<150x300xf32>
+}
