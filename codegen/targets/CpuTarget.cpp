@@ -157,6 +157,16 @@ public:
     manifest.set_target(spec());
     manifest.set_host_triple(host.triple);
     manifest.set_host_cpu(host.cpu);
+    // The extensions the runtime checks before it runs the code (a CPU
+    // without one would die of SIGILL).
+    static const char *const checked[] = {
+        "sse4.2",     "avx",        "avx2",       "fma",        "f16c",
+        "bmi",        "bmi2",       "avx512f",    "avx512bw",   "avx512dq",
+        "avx512vl",   "avx512cd",   "avx512vnni", "avx512bf16", "avx512fp16",
+        "avx512vbmi", "avx512ifma", "avxvnni"};
+    for (const char *feature : checked)
+      if (codegen::hostHasFeature(host, feature))
+        manifest.add_host_features(feature);
     return contents;
   }
 

@@ -770,6 +770,146 @@ LogicalResult importCausalConvWithState(NodeContext &ctx) {
   return ctx.setOutputs({out, state});
 }
 
+/// DeformConv (19, 2-D): a convolution whose kernel taps are displaced per
+/// output position by `offset` [N, offset_group * kH * kW * 2, oH, oW]
+/// ((dy, dx) per tap) and optionally weighted by `mask` [N, offset_group *
+/// kH * kW, oH, oW]; X is read bilinearly at the displaced points, zero
+/// outside. Each output element sums its group's channels and taps in a
+/// loop (scf.for), in f32 for narrower types.
+LogicalResult importDeformConv(NodeContext &ctx) {
+  Value x = ctx.input(0), w = ctx.input(1), offset = ctx.input(2);
+  if (!x || !w || !offset)
+    return failure();
+  RankedTensorType xType = ctx.inputType(0), wType = ctx.inputType(1),
+                   oType = ctx.inputType(2);
+  Type element = xType.getElementType();
+  if (!isa<FloatType>(element) || xType.getRank() != 4 || wType.getRank() != 4 ||
+      oType.getRank() != 4 || wType.getElementType() != element ||
+      oType.getElementType() != element)
+    return ctx.error() << "DeformConv takes float X [N, C, H, W], W [M, C/group, "
+                          "kH, kW] and offset [N, offset_group * kH * kW * 2, "
+                          "oH, oW] of one type (2-D only), got "
+                       << xType << ", " << wType << " and " << oType;
+  ArrayRef<int64_t> xs = xType.getShape(), ws = wType.getShape(),
+                    os = oType.getShape();
+  int64_t group = ctx.intAttr("group", 1),
+          offsetGroup = ctx.intAttr("offset_group", 1);
+  int64_t channels = xs[1], filters = ws[0], kh = ws[2], kw = ws[3];
+  if (group <= 0 || offsetGroup <= 0 || channels % group || filters % group ||
+      ws[1] * group != channels || channels % offsetGroup)
+    return ctx.error() << "group " << group << " and offset_group "
+                       << offsetGroup << " do not split X's " << channels
+                       << " channels and W's " << filters << " filters";
+  if (os[0] != xs[0] || os[1] != offsetGroup * kh * kw * 2)
+    return ctx.error() << "offset " << oType << " must be [" << xs[0] << ", "
+                       << offsetGroup * kh * kw * 2 << ", oH, oW]";
+  std::optional<WindowAttrs> window = readWindowAttrs(ctx, 2);
+  if (!window)
+    return failure();
+  const std::vector<int64_t> &strides = window->strides,
+                             &dilations = window->dilations, &pads = window->pads;
+  int64_t oh = os[2], ow = os[3];
+  for (int64_t i = 0; i < 2; ++i) {
+    int64_t extent = dilations[i] * ((i ? kw : kh) - 1) + 1;
+    int64_t out = (xs[2 + i] + pads[i] + pads[2 + i] - extent) / strides[i] + 1;
+    if (out != os[2 + i])
+      return ctx.error() << "offset's spatial size " << os[2 + i] << " (dim "
+                         << i << ") is not the convolution's " << out;
+  }
+  Value bias, mask;
+  if (ctx.hasInput(3)) {
+    bias = ctx.input(3);
+    if (!bias)
+      return failure();
+    if (ctx.inputType(3) != RankedTensorType::get({filters}, element))
+      return ctx.error() << "B must be [" << filters << "] of " << element;
+  }
+  if (ctx.hasInput(4)) {
+    mask = ctx.input(4);
+    if (!mask)
+      return failure();
+    if (ctx.inputType(4) !=
+        RankedTensorType::get({xs[0], offsetGroup * kh * kw, oh, ow}, element))
+      return ctx.error() << "mask " << ctx.inputType(4) << " must be ["
+                         << xs[0] << ", " << offsetGroup * kh * kw << ", "
+                         << oh << ", " << ow << "]";
+  }
+  int64_t perGroup = channels / group, filtersPerGroup = filters / group,
+          perOffsetGroup = channels / offsetGroup;
+  Type compute = computeType(element);
+  Value y = buildIndexed(
+      ctx.b(), ctx.getLoc(), {xs[0], filters, oh, ow}, element,
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Fx f{b, loc, compute};
+        auto idx = [&](int64_t v) { return indexConstant(b, loc, v); };
+        Value n = ivs[0], m = ivs[1], i = ivs[2], j = ivs[3];
+        Value firstChannel = arith::MulIOp::create(
+            b, loc, arith::DivUIOp::create(b, loc, m, idx(filtersPerGroup)),
+            idx(perGroup));
+        Value init = bias ? f.widen(tensor::ExtractOp::create(b, loc, bias, ValueRange{m}))
+                          : f.c(0);
+        auto loop = scf::ForOp::create(b, loc, idx(0), idx(perGroup * kh * kw),
+                                       idx(1), ValueRange{init});
+        OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
+        Fx g{lb, loc, compute};
+        auto lidx = [&](int64_t v) { return indexConstant(lb, loc, v); };
+        Value step = loop.getInductionVar();
+        Value tap = arith::RemUIOp::create(lb, loc, step, lidx(kh * kw));
+        Value c = arith::DivUIOp::create(lb, loc, step, lidx(kh * kw));
+        Value ty = arith::DivUIOp::create(lb, loc, tap, lidx(kw));
+        Value tx = arith::RemUIOp::create(lb, loc, tap, lidx(kw));
+        Value channel = arith::AddIOp::create(lb, loc, firstChannel, c);
+        Value og = arith::DivUIOp::create(lb, loc, channel, lidx(perOffsetGroup));
+        // Tap (og, ty, tx): offset channels 2 t and 2 t + 1, mask channel t.
+        Value t = arith::AddIOp::create(
+            lb, loc, arith::MulIOp::create(lb, loc, og, lidx(kh * kw)), tap);
+        Value t2 = arith::MulIOp::create(lb, loc, t, lidx(2));
+        Value dy = g.widen(tensor::ExtractOp::create(lb, loc, offset, ValueRange{n, t2, i, j}));
+        Value dx = g.widen(tensor::ExtractOp::create(
+            lb, loc, offset,
+            ValueRange{n, arith::AddIOp::create(lb, loc, t2, lidx(1)), i, j}));
+        // The displaced point: o * stride - pad + k * dilation + d.
+        auto base = [&](Value o, Value k, int64_t dim) {
+          Value p = arith::AddIOp::create(
+              lb, loc, arith::MulIOp::create(lb, loc, o, lidx(strides[dim])),
+              arith::MulIOp::create(lb, loc, k, lidx(dilations[dim])));
+          return g.sub(g.fromIndex(p), g.c(double(pads[dim])));
+        };
+        Value py = g.add(base(i, ty, 0), dy), px = g.add(base(j, tx, 1), dx);
+        Value y0 = g.floor(py), x0 = g.floor(px);
+        Value fy = g.sub(py, y0), fx = g.sub(px, x0);
+        // Bilinear over the four corners, zero outside X.
+        Value sum = g.c(0);
+        for (int64_t cy = 0; cy < 2; ++cy)
+          for (int64_t cx = 0; cx < 2; ++cx) {
+            Value yy = g.add(y0, g.c(double(cy))), xx = g.add(x0, g.c(double(cx)));
+            Value inside = arith::AndIOp::create(
+                lb, loc,
+                arith::AndIOp::create(lb, loc, g.lt(yy, g.c(double(xs[2]))),
+                                      arith::CmpFOp::create(lb, loc, arith::CmpFPredicate::OGE,
+                                                            yy, g.c(0))),
+                arith::AndIOp::create(lb, loc, g.lt(xx, g.c(double(xs[3]))),
+                                      arith::CmpFOp::create(lb, loc, arith::CmpFPredicate::OGE,
+                                                            xx, g.c(0))));
+            Value v = g.widen(tensor::ExtractOp::create(
+                lb, loc, x,
+                ValueRange{n, channel, g.toIndex(g.clamp(yy, 0, double(xs[2] - 1))),
+                           g.toIndex(g.clamp(xx, 0, double(xs[3] - 1)))}));
+            Value wy = cy ? fy : g.sub(g.c(1), fy), wx = cx ? fx : g.sub(g.c(1), fx);
+            sum = g.add(sum, g.select(inside, g.mul(g.mul(wy, wx), v), g.c(0)));
+          }
+        Value weight = g.widen(tensor::ExtractOp::create(lb, loc, w, ValueRange{m, c, ty, tx}));
+        Value term = g.mul(sum, weight);
+        if (mask)
+          term = g.mul(term, g.widen(tensor::ExtractOp::create(lb, loc, mask,
+                                                               ValueRange{n, t, i, j})));
+        scf::YieldOp::create(lb, loc, ValueRange{g.add(loop.getRegionIterArgs()[0], term)});
+        Value result = loop.getResult(0);
+        return result.getType() == element ? result : castScalar(b, loc, result, element);
+      });
+  return ctx.setOutputs(y);
+}
+
 } // namespace
 
 void registerSpatialOps(OpRegistry &registry) {
@@ -780,6 +920,7 @@ void registerSpatialOps(OpRegistry &registry) {
   registry.on("AffineGrid", 20, importAffineGrid);
   registry.on("CenterCropPad", 18, importCenterCropPad);
   registry.on("LRN", 1, importLRN);
+  registry.on("DeformConv", 19, importDeformConv);
 }
 
 } // namespace kiln::onnx

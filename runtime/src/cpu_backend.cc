@@ -9,6 +9,8 @@
 #include <cstring>
 #include <dlfcn.h>
 #include <map>
+#include <optional>
+#include <string>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -30,6 +32,35 @@ CpuKernels::~CpuKernels() {
 }
 
 namespace {
+
+/// Whether this CPU has the instruction set extension `feature` (LLVM's
+/// name); none for a name the runtime cannot check.
+std::optional<bool> hostSupports(const std::string &feature) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  // __builtin_cpu_supports takes string literals only.
+#define KILN_FEATURE(name) \
+  if (feature == name) return __builtin_cpu_supports(name) != 0;
+  KILN_FEATURE("sse4.2") KILN_FEATURE("avx") KILN_FEATURE("avx2")
+  KILN_FEATURE("fma") KILN_FEATURE("f16c") KILN_FEATURE("bmi")
+  KILN_FEATURE("bmi2") KILN_FEATURE("avx512f") KILN_FEATURE("avx512bw")
+  KILN_FEATURE("avx512dq") KILN_FEATURE("avx512vl") KILN_FEATURE("avx512cd")
+  KILN_FEATURE("avx512vnni") KILN_FEATURE("avx512bf16")
+  KILN_FEATURE("avx512fp16") KILN_FEATURE("avx512vbmi")
+  KILN_FEATURE("avx512ifma") KILN_FEATURE("avxvnni")
+#undef KILN_FEATURE
+#endif
+  return std::nullopt;
+}
+
+/// The host kernels' instruction set extensions this CPU lacks (or the
+/// runtime cannot check), comma-separated; empty when it has them all.
+std::string missingHostFeatures(const artifact::Manifest &manifest) {
+  std::string missing;
+  for (const std::string &feature : manifest.host_features())
+    if (hostSupports(feature) != true)
+      absl::StrAppend(&missing, missing.empty() ? "" : ", ", feature);
+  return missing;
+}
 
 // dlopen needs a path: hand it an anonymous memory file so nothing is ever
 // written to disk and nothing is left behind.
@@ -84,6 +115,13 @@ CpuKernels::load(const Artifact &artifact) {
           "; compile the model on or for this machine"));
     auto it = opened.find(kernel.section());
     if (it == opened.end()) {
+      // Code for instructions this CPU lacks would die of SIGILL.
+      if (std::string missing = missingHostFeatures(manifest); !missing.empty())
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the host kernels of '", artifact.origin(), "' were compiled for ",
+            manifest.host_cpu(), " and use ", missing,
+            ", which this CPU does not have; compile the model on this "
+            "machine, or with --cpu NAME for the oldest CPU it must run on"));
       absl::StatusOr<void *> handle =
           openSharedObject(artifact, kernel.section());
       if (!handle.ok())

@@ -79,11 +79,14 @@ def main():
             return read(out)
 
         # artifact: mode byte (0: as is, 1: checksums made right), file.
-        mlp = compile_(os.path.join(FIXTURES, "mlp", "model.onnx"), "mlp")
+        # The cpu seeds run on any x86-64 (the replay runs their kernels).
+        mlp = compile_(os.path.join(FIXTURES, "mlp", "model.onnx"), "mlp",
+                       "--cpu", "x86-64")
         write("artifact", "mlp-cpu", b"\0" + mlp)
         write("artifact", "mlp-cpu-sealed", b"\1" + mlp)
         copy_only_model(os.path.join(tmp, "copies.onnx"))
-        copies = compile_(os.path.join(tmp, "copies.onnx"), "copies")
+        copies = compile_(os.path.join(tmp, "copies.onnx"), "copies",
+                          "--cpu", "x86-64")
         write("artifact", "copies-cpu", b"\0" + copies)
         write("artifact", "copies-cpu-sealed", b"\1" + copies)
         cuda = compile_(os.path.join(FIXTURES, "mlp", "model.onnx"), "cuda",
@@ -95,7 +98,8 @@ def main():
             check=True)
         tokenizer_json = read(FIXTURES, "checkpoints", "tiny-llama",
                               "tokenizer.json")
-        generator = compile_(folder, "ckpt", "--max-seq-len", "16")
+        generator = compile_(folder, "ckpt", "--max-seq-len", "16",
+                             "--cpu", "x86-64")
         # Generation entry points, states (the KV cache), strided copies.
         write("artifact", "checkpoint-cpu-sealed", b"\1" + generator)
 

@@ -5,6 +5,7 @@
 #include "integrity.h"
 #include "kiln/artifact_format.h"
 #include "kiln/runtime.h"
+#include "cpu_backend.h"
 #include "cuda_driver.h"
 #include "manifest.pb.h"
 
@@ -426,6 +427,35 @@ TEST(RuntimeLoader, HostKernelsAreCodeSections) {
                   .find("kernel 'k' refers to a missing section"),
               std::string::npos);
   }
+}
+
+TEST(RuntimeSession, HostKernelsNeedTheirCpuFeatures) {
+  // Host code for an instruction set this CPU lacks would die of SIGILL: a
+  // feature the runtime cannot check (as a newer compiler might record) is
+  // refused before any code is loaded, with what to do.
+  Manifest m = copyModel();
+  m.set_host_cpu("futurecpu");
+  m.add_host_features("avx2");
+  m.add_host_features("not-a-feature");
+  auto *kernel = m.add_kernels();
+  kernel->set_name("k");
+  kernel->set_symbol("k_entry");
+  kernel->set_section(1);
+  std::string bytes = serialize(
+      m, {{"weights", kiln::artifact::WEIGHTS, "", weightsBytes()},
+          {"kernels", kiln::artifact::HOST_SHARED_OBJECT, kiln::runtime::hostArch(),
+           std::string(256, '\x7f')}});
+  kiln_module *module = nullptr;
+  kiln_session *session = nullptr;
+  std::string error = kiln::test::openSession(bytes, "cpu", &module, &session);
+  EXPECT_NE(error.find("were compiled for futurecpu and use "), std::string::npos)
+      << error;
+  EXPECT_NE(error.find("not-a-feature, which this CPU does not have; compile "
+                       "the model on this machine, or with --cpu NAME"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(session, nullptr);
+  kiln_module_free(module);
 }
 
 } // namespace

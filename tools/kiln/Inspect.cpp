@@ -247,6 +247,9 @@ void printJson(const runtime::Artifact &a) {
   llvm::json::Object raised;
   for (const auto &[op, count] : m.raised_ops())
     raised[op] = count;
+  llvm::json::Array hostFeatures;
+  for (const std::string &feature : m.host_features())
+    hostFeatures.push_back(feature);
   llvm::json::Object root{{"file", a.origin()},
                           {"bytes", a.size()},
                           {"target", m.target()},
@@ -255,6 +258,7 @@ void printJson(const runtime::Artifact &a) {
                           {"model_hash", m.model_hash()},
                           {"host_triple", m.host_triple()},
                           {"host_cpu", m.host_cpu()},
+                          {"host_features", std::move(hostFeatures)},
                           {"cubin_cuda_release", m.cubin_cuda_release()},
                           {"ptx_isa", m.ptx_isa() ? std::to_string(m.ptx_isa() / 10) +
                                                         "." + std::to_string(m.ptx_isa() % 10)
@@ -281,6 +285,12 @@ void printText(const runtime::Artifact &a) {
   else
     std::printf("target     %s (%s, cpu %s)\n", m.target().c_str(),
                 m.host_triple().c_str(), m.host_cpu().c_str());
+  if (!m.host_features().empty()) {
+    std::string features;
+    for (const std::string &f : m.host_features())
+      features += (features.empty() ? "" : " ") + f;
+    std::printf("cpu needs  %s\n", features.c_str());
+  }
   if (std::string needs = driverNeeds(m); !needs.empty())
     std::printf("driver     %s\n", needs.c_str());
   std::printf("compiler   kiln %s from %s (hash %s)\n",
