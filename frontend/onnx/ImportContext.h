@@ -174,6 +174,7 @@ void registerLinearAttentionOps(OpRegistry &registry);
 void registerControlFlowOps(OpRegistry &registry);
 void registerRecurrentOps(OpRegistry &registry);
 void registerQuantIntegerOps(OpRegistry &registry);
+void registerTfIdfOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

@@ -97,6 +97,7 @@ static const OpRegistry &getRegistry() {
     registerControlFlowOps(r);
     registerRecurrentOps(r);
     registerQuantIntegerOps(r);
+    registerTfIdfOps(r);
     return r;
   }();
   return registry;
