@@ -910,6 +910,147 @@ LogicalResult importDeformConv(NodeContext &ctx) {
   return ctx.setOutputs(y);
 }
 
+/// RoiAlign (10, 16): per region of interest [x1, y1, x2, y2] (scaled by
+/// spatial_scale, shifted by half a pixel for half_pixel), each output bin
+/// averages (or takes the max of) a grid of bilinear samples of its batch
+/// row's channel, the grid sampling_ratio per side or, with 0, as many as
+/// the bin is pixels tall and wide (read from the region at run time: the
+/// sample loops have run-time bounds). Samples off the image by more than a
+/// pixel count 0; the reference's clamping at the far border is kept.
+LogicalResult importRoiAlign(NodeContext &ctx) {
+  Value x = ctx.input(0), rois = ctx.input(1), batchIndices = ctx.input(2);
+  if (!x || !rois || !batchIndices)
+    return failure();
+  RankedTensorType xType = ctx.inputType(0), rType = ctx.inputType(1),
+                   bType = ctx.inputType(2);
+  Type element = xType.getElementType();
+  if (!isa<FloatType>(element) || xType.getRank() != 4 || rType.getRank() != 2 ||
+      rType.getDimSize(1) != 4 || rType.getElementType() != element ||
+      bType.getRank() != 1 || bType.getDimSize(0) != rType.getDimSize(0) ||
+      !bType.getElementType().isInteger(64))
+    return ctx.error() << "RoiAlign takes float X [N, C, H, W], rois [R, 4] of "
+                          "its type and int64 batch_indices [R], got "
+                       << xType << ", " << rType << " and " << bType;
+  std::string mode = ctx.attr("mode") ? ctx.attr("mode")->s() : "avg";
+  std::string transform =
+      ctx.attr("coordinate_transformation_mode")
+          ? ctx.attr("coordinate_transformation_mode")->s()
+          : (ctx.getOpset() >= 16 ? "half_pixel" : "output_half_pixel");
+  if (mode != "avg" && mode != "max")
+    return ctx.error() << "mode '" << mode << "' is not avg or max";
+  if (transform != "half_pixel" && transform != "output_half_pixel")
+    return ctx.error() << "coordinate_transformation_mode '" << transform
+                       << "' is not half_pixel or output_half_pixel";
+  int64_t oh = ctx.intAttr("output_height", 1), ow = ctx.intAttr("output_width", 1),
+          ratio = ctx.intAttr("sampling_ratio", 0);
+  double scale = ctx.floatAttr("spatial_scale", 1.0f);
+  if (oh < 1 || ow < 1 || ratio < 0)
+    return ctx.error() << "output_height and output_width must be positive and "
+                          "sampling_ratio not negative";
+  bool halfPixel = transform == "half_pixel", isMax = mode == "max";
+  int64_t height = xType.getDimSize(2), width = xType.getDimSize(3);
+  Type compute = computeType(element);
+  Value y = buildIndexed(
+      ctx.b(), ctx.getLoc(), {rType.getDimSize(0), xType.getDimSize(1), oh, ow},
+      element, [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        Fx f{b, loc, compute};
+        Value r = ivs[0], c = ivs[1];
+        Value batch = arith::IndexCastOp::create(
+            b, loc, b.getIndexType(),
+            tensor::ExtractOp::create(b, loc, batchIndices, ValueRange{r}));
+        auto roi = [&](int64_t k) {
+          Value v = f.widen(tensor::ExtractOp::create(
+              b, loc, rois, ValueRange{r, indexConstant(b, loc, k)}));
+          return f.sub(f.mul(v, f.c(scale)), f.c(halfPixel ? 0.5 : 0.0));
+        };
+        Value startW = roi(0), startH = roi(1);
+        Value roiW = f.sub(roi(2), startW), roiH = f.sub(roi(3), startH);
+        if (!halfPixel) {
+          roiW = arith::MaximumFOp::create(b, loc, roiW, f.c(1));
+          roiH = arith::MaximumFOp::create(b, loc, roiH, f.c(1));
+        }
+        Value binH = f.div(roiH, f.c(double(oh))), binW = f.div(roiW, f.c(double(ow)));
+        auto grid = [&](Value extent, int64_t bins) -> Value {
+          if (ratio > 0)
+            return f.c(double(ratio));
+          return math::CeilOp::create(b, loc, f.div(extent, f.c(double(bins))));
+        };
+        Value gridH = grid(roiH, oh), gridW = grid(roiW, ow);
+        auto toCount = [&](Value v) {
+          return f.toIndex(arith::MaximumFOp::create(b, loc, v, f.c(0)));
+        };
+        Value count = arith::MaximumFOp::create(b, loc, f.mul(gridH, gridW), f.c(1));
+        Value baseH = f.add(startH, f.mul(f.fromIndex(ivs[2]), binH));
+        Value baseW = f.add(startW, f.mul(f.fromIndex(ivs[3]), binW));
+        Value none = arith::ConstantIntOp::create(b, loc, 0, 1);
+        Value rowsOfGrid = toCount(gridH), columnsOfGrid = toCount(gridW);
+        auto outer = scf::ForOp::create(b, loc, indexConstant(b, loc, 0), rowsOfGrid,
+                                        indexConstant(b, loc, 1),
+                                        ValueRange{f.c(0), none});
+        {
+          OpBuilder ob = OpBuilder::atBlockBegin(outer.getBody());
+          Fx g{ob, loc, compute};
+          Value yy = g.add(baseH, g.div(g.mul(g.add(g.fromIndex(outer.getInductionVar()),
+                                                    g.c(0.5)),
+                                              binH),
+                                        gridH));
+          auto inner = scf::ForOp::create(ob, loc, indexConstant(ob, loc, 0), columnsOfGrid,
+                                          indexConstant(ob, loc, 1),
+                                          outer.getRegionIterArgs());
+          OpBuilder ib = OpBuilder::atBlockBegin(inner.getBody());
+          Fx h{ib, loc, compute};
+          Value xx = h.add(baseW, h.div(h.mul(h.add(h.fromIndex(inner.getInductionVar()),
+                                                    h.c(0.5)),
+                                              binW),
+                                        gridW));
+          Value off = arith::OrIOp::create(
+              ib, loc,
+              arith::OrIOp::create(ib, loc, h.lt(yy, h.c(-1)), h.gt(yy, h.c(double(height)))),
+              arith::OrIOp::create(ib, loc, h.lt(xx, h.c(-1)), h.gt(xx, h.c(double(width)))));
+          // Low and high taps along one axis, and the fraction past the low.
+          auto taps = [&](Value p, int64_t size) {
+            p = arith::MaximumFOp::create(ib, loc, p, h.c(0));
+            Value low = math::FloorOp::create(ib, loc, p);
+            Value atEnd = arith::CmpFOp::create(ib, loc, arith::CmpFPredicate::OGE, low,
+                                                h.c(double(size - 1)));
+            Value last = h.c(double(size - 1));
+            low = h.select(atEnd, last, low);
+            Value high = h.select(atEnd, last, h.add(low, h.c(1)));
+            Value frac = h.select(atEnd, h.c(0), h.sub(p, low));
+            return std::make_tuple(h.toIndex(low), h.toIndex(high), frac);
+          };
+          auto [y0, y1, ly] = taps(yy, height);
+          auto [x0, x1, lx] = taps(xx, width);
+          Value hy = h.sub(h.c(1), ly), hx = h.sub(h.c(1), lx);
+          auto at = [&](Value py, Value px) {
+            return h.widen(tensor::ExtractOp::create(ib, loc, x, ValueRange{batch, c, py, px}));
+          };
+          Value t1 = h.mul(h.mul(hy, hx), at(y0, x0)), t2 = h.mul(h.mul(hy, lx), at(y0, x1)),
+                t3 = h.mul(h.mul(ly, hx), at(y1, x0)), t4 = h.mul(h.mul(ly, lx), at(y1, x1));
+          Value sample;
+          if (isMax)
+            sample = arith::MaximumFOp::create(
+                ib, loc, arith::MaximumFOp::create(ib, loc, t1, t2),
+                arith::MaximumFOp::create(ib, loc, t3, t4));
+          else
+            sample = h.add(h.add(t1, t2), h.add(t3, t4));
+          sample = h.select(off, h.c(0), sample);
+          Value acc = inner.getRegionIterArgs()[0], seen = inner.getRegionIterArgs()[1];
+          Value next = isMax ? h.select(seen, arith::MaximumFOp::create(ib, loc, acc, sample),
+                                        sample)
+                             : h.add(acc, sample);
+          scf::YieldOp::create(ib, loc,
+                               ValueRange{next, arith::ConstantIntOp::create(ib, loc, 1, 1)});
+          scf::YieldOp::create(ob, loc, inner.getResults());
+        }
+        Value result = outer.getResult(0);
+        if (!isMax)
+          result = f.div(result, count);
+        return result.getType() == element ? result : castScalar(b, loc, result, element);
+      });
+  return ctx.setOutputs(y);
+}
+
 } // namespace
 
 void registerSpatialOps(OpRegistry &registry) {
@@ -921,6 +1062,7 @@ void registerSpatialOps(OpRegistry &registry) {
   registry.on("CenterCropPad", 18, importCenterCropPad);
   registry.on("LRN", 1, importLRN);
   registry.on("DeformConv", 19, importDeformConv);
+  registry.on("RoiAlign", 10, importRoiAlign);
 }
 
 } // namespace kiln::onnx
