@@ -175,6 +175,7 @@ void registerControlFlowOps(OpRegistry &registry);
 void registerRecurrentOps(OpRegistry &registry);
 void registerQuantIntegerOps(OpRegistry &registry);
 void registerTfIdfOps(OpRegistry &registry);
+void registerQuantContribOps(OpRegistry &registry);
 
 } // namespace kiln::onnx
 

@@ -98,6 +98,7 @@ static const OpRegistry &getRegistry() {
     registerRecurrentOps(r);
     registerQuantIntegerOps(r);
     registerTfIdfOps(r);
+    registerQuantContribOps(r);
     return r;
   }();
   return registry;
@@ -255,6 +256,23 @@ private:
   unsigned resourceCounter = 0;
 };
 
+/// The If's branch `name`, checked to give the node's outputs; null after
+/// reporting.
+static const kiln_onnx::GraphProto *branchOf(NodeContext &ctx,
+                                             const char *name) {
+  const kiln_onnx::AttributeProto *branch = ctx.attr(name);
+  if (!branch || !branch->has_g()) {
+    ctx.error() << "missing graph attribute '" << name << "'";
+    return nullptr;
+  }
+  if (branch->g().output_size() != ctx.getNode().output_size()) {
+    ctx.error() << name << " has " << branch->g().output_size()
+                << " outputs for the node's " << ctx.getNode().output_size();
+    return nullptr;
+  }
+  return &branch->g();
+}
+
 /// If with a condition known only at run time: both branches are imported
 /// (ONNX ops have no side effects) and each output selects between them
 /// elementwise, so the branches must give outputs of one type.
@@ -268,16 +286,11 @@ static LogicalResult importRuntimeIf(NodeContext &ctx) {
   cond = buildReshape(b, loc, cond, {});
   SmallVector<SmallVector<NodeContext::BodyValue>> branches;
   for (const char *name : {"then_branch", "else_branch"}) {
-    const kiln_onnx::AttributeProto *branch = ctx.attr(name);
-    if (!branch || !branch->has_g())
-      return ctx.error() << "missing graph attribute '" << name << "'";
-    const kiln_onnx::GraphProto &graph = branch->g();
-    if (graph.output_size() != ctx.getNode().output_size())
-      return ctx.error() << name << " has " << graph.output_size()
-                         << " outputs for the node's "
-                         << ctx.getNode().output_size();
+    const kiln_onnx::GraphProto *graph = branchOf(ctx, name);
+    if (!graph)
+      return failure();
     FailureOr<SmallVector<NodeContext::BodyValue>> outputs =
-        ctx.importBody(graph, {});
+        ctx.importBody(*graph, {});
     if (failed(outputs))
       return failure();
     branches.push_back(*outputs);
@@ -325,14 +338,10 @@ static LogicalResult importIf(NodeContext &ctx) {
                        << cond.getType();
   bool taken = !(*cond.getValues<APInt>().begin()).isZero();
   const char *name = taken ? "then_branch" : "else_branch";
-  const kiln_onnx::AttributeProto *branch = ctx.attr(name);
-  if (!branch || !branch->has_g())
-    return ctx.error() << "missing graph attribute '" << name << "'";
-  const kiln_onnx::GraphProto &graph = branch->g();
-  if (graph.output_size() != ctx.getNode().output_size())
-    return ctx.error() << name << " has " << graph.output_size()
-                       << " outputs for the node's "
-                       << ctx.getNode().output_size();
+  const kiln_onnx::GraphProto *branch = branchOf(ctx, name);
+  if (!branch)
+    return failure();
+  const kiln_onnx::GraphProto &graph = *branch;
   GraphImporter &importer = ctx.getImporter();
   if (failed(importer.importSubgraph(ctx.b(), graph, ctx.getLoc())))
     return failure();
@@ -476,7 +485,9 @@ static bool takesUnsignedInputs(StringRef opType) {
       "Div", "Mod", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Max",
       "Min", "Cast", "CastLike", "BitShift", "DequantizeLinear", "BitCast",
       "QuantizeLinear", "MaxPool", "Pow", "Compress", "MatMulInteger",
-      "ConvInteger", "QLinearMatMul", "QLinearConv", "TopK",
+      "ConvInteger", "QLinearMatMul", "QLinearConv", "TopK", "QLinearAdd",
+      "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearConcat",
+      "QLinearGlobalAveragePool", "QLinearAveragePool",
       // Passed through to a body, which tracks them.
       "Scan", "Loop",
       // com.microsoft: packed weights and zero points are uint8.

@@ -23,6 +23,53 @@ namespace {
 enum class PoolKind { Max, Average, Lp };
 
 
+/// Where step `step` of a window walk (innermost dim fastest) reads X: the
+/// positions clamped into X, whether it lies inside X, and whether it lies
+/// inside the padded X.
+struct WindowTap {
+  SmallVector<Value> positions;
+  Value inside, inPadded;
+};
+WindowTap windowTap(OpBuilder &lb, Location loc, ValueRange ivs, Value step,
+                    ArrayRef<int64_t> kernel, const WindowAttrs &window,
+                    ArrayRef<int64_t> xs) {
+  int64_t spatial = kernel.size();
+  WindowTap tap;
+  tap.positions.resize(spatial);
+  tap.inside = arith::ConstantIntOp::create(lb, loc, 1, 1);
+  tap.inPadded = tap.inside;
+  Value rest = step;
+  for (int64_t i = spatial - 1; i >= 0; --i) {
+    Value k = arith::RemUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
+    rest = arith::DivUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
+    // o * stride - pad_begin + k * dilation
+    Value pos = arith::AddIOp::create(
+        lb, loc,
+        arith::SubIOp::create(
+            lb, loc,
+            arith::MulIOp::create(lb, loc, ivs[2 + i],
+                                  indexConstant(lb, loc, window.strides[i])),
+            indexConstant(lb, loc, window.pads[i])),
+        arith::MulIOp::create(lb, loc, k, indexConstant(lb, loc, window.dilations[i])));
+    auto between = [&](int64_t lo, int64_t hi) -> Value {
+      return arith::AndIOp::create(
+          lb, loc,
+          arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sge, pos,
+                                indexConstant(lb, loc, lo)),
+          arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::slt, pos,
+                                indexConstant(lb, loc, hi)));
+    };
+    tap.inside = arith::AndIOp::create(lb, loc, tap.inside, between(0, xs[2 + i]));
+    tap.inPadded = arith::AndIOp::create(
+        lb, loc, tap.inPadded,
+        between(-window.pads[i], xs[2 + i] + window.pads[spatial + i]));
+    tap.positions[i] = arith::MinSIOp::create(
+        lb, loc, arith::MaxSIOp::create(lb, loc, pos, indexConstant(lb, loc, 0)),
+        indexConstant(lb, loc, xs[2 + i] - 1));
+  }
+  return tap;
+}
+
 LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
   Value x = ctx.input(0);
   if (!x)
@@ -88,38 +135,11 @@ LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
           Value acc = loop.getRegionIterArgs()[0];
           Value count = loop.getRegionIterArgs()[1];
           // The window position of this step, innermost dim fastest.
-          Value rest = loop.getInductionVar();
+          WindowTap tap = windowTap(lb, loc, ivs, loop.getInductionVar(), kernel,
+                                    *window, xs);
+          Value inside = tap.inside, inPadded = tap.inPadded;
           SmallVector<Value> at = {ivs[0], ivs[1]};
-          Value inside = arith::ConstantIntOp::create(lb, loc, 1, 1);
-          Value inPadded = inside;
-          SmallVector<Value> positions(spatial);
-          for (int64_t i = spatial - 1; i >= 0; --i) {
-            Value k = arith::RemUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
-            rest = arith::DivUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
-            // o * stride - pad_begin + k * dilation
-            Value pos = arith::AddIOp::create(
-                lb, loc,
-                arith::SubIOp::create(
-                    lb, loc,
-                    arith::MulIOp::create(lb, loc, ivs[2 + i], indexConstant(lb, loc, strides[i])),
-                    indexConstant(lb, loc, pads[i])),
-                arith::MulIOp::create(lb, loc, k, indexConstant(lb, loc, dilations[i])));
-            auto between = [&](int64_t lo, int64_t hi) -> Value {
-              return arith::AndIOp::create(
-                  lb, loc,
-                  arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sge, pos,
-                                        indexConstant(lb, loc, lo)),
-                  arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::slt, pos,
-                                        indexConstant(lb, loc, hi)));
-            };
-            inside = arith::AndIOp::create(lb, loc, inside, between(0, xs[2 + i]));
-            inPadded = arith::AndIOp::create(
-                lb, loc, inPadded, between(-pads[i], xs[2 + i] + pads[spatial + i]));
-            positions[i] = arith::MinSIOp::create(
-                lb, loc, arith::MaxSIOp::create(lb, loc, pos, indexConstant(lb, loc, 0)),
-                indexConstant(lb, loc, xs[2 + i] - 1));
-          }
-          at.append(positions.begin(), positions.end());
+          at.append(tap.positions.begin(), tap.positions.end());
           Value v = tensor::ExtractOp::create(lb, loc, x, at);
           Value next;
           switch (kind) {
@@ -183,31 +203,10 @@ LogicalResult importPool(NodeContext &ctx, PoolKind kind, const char *op) {
         OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
         Value best = loop.getRegionIterArgs()[0];
         Value bestIndex = loop.getRegionIterArgs()[1];
-        Value rest = loop.getInductionVar();
-        Value inside = arith::ConstantIntOp::create(lb, loc, 1, 1);
-        SmallVector<Value> positions(spatial);
-        for (int64_t i = spatial - 1; i >= 0; --i) {
-          Value k = arith::RemUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
-          rest = arith::DivUIOp::create(lb, loc, rest, indexConstant(lb, loc, kernel[i]));
-          Value pos = arith::AddIOp::create(
-              lb, loc,
-              arith::SubIOp::create(
-                  lb, loc,
-                  arith::MulIOp::create(lb, loc, ivs[2 + i], indexConstant(lb, loc, strides[i])),
-                  indexConstant(lb, loc, pads[i])),
-              arith::MulIOp::create(lb, loc, k, indexConstant(lb, loc, dilations[i])));
-          inside = arith::AndIOp::create(
-              lb, loc, inside,
-              arith::AndIOp::create(
-                  lb, loc,
-                  arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::sge, pos,
-                                        indexConstant(lb, loc, 0)),
-                  arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::slt, pos,
-                                        indexConstant(lb, loc, xs[2 + i]))));
-          positions[i] = arith::MinSIOp::create(
-              lb, loc, arith::MaxSIOp::create(lb, loc, pos, indexConstant(lb, loc, 0)),
-              indexConstant(lb, loc, xs[2 + i] - 1));
-        }
+        WindowTap tap = windowTap(lb, loc, ivs, loop.getInductionVar(), kernel,
+                                  *window, xs);
+        Value inside = tap.inside;
+        SmallVector<Value> &positions = tap.positions;
         SmallVector<Value> at = {ivs[0], ivs[1]};
         at.append(positions.begin(), positions.end());
         Value v = tensor::ExtractOp::create(lb, loc, x, at);

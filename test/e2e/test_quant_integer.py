@@ -161,3 +161,66 @@ def test_quantize_static_qoperator(device, tmp_path):
                 onnx.load(str(quantized)).graph.initializer
                 if t.name.endswith("_scale") and not t.dims)
     np.testing.assert_allclose(got["y"], want["y"], atol=2 * scale, rtol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=["cpu", "sim"])
+def test_quantize_static_contrib_ops(device, tmp_path):
+    """A residual conv block quantized by quantize_static with its default
+    op types: QLinearAdd, QLinearMul, QLinearConcat, QLinearSigmoid,
+    QLinearLeakyRelu, QLinearAveragePool and QLinearGlobalAveragePool
+    (com.microsoft) between the QLinearConvs, compared with onnxruntime
+    within a few steps of the output's scale (onnxruntime rounds its float32
+    requantization its own way)."""
+    quant = pytest.importorskip("onnxruntime.quantization")
+    w = lambda *s: numpy_helper.from_array(
+        (rng.standard_normal(s) * 0.3).astype(np.float32))
+    inits = []
+    for name, shape in [("w1", (4, 3, 3, 3)), ("w2", (4, 4, 3, 3)), ("w3", (4, 8, 1, 1))]:
+        t = w(*shape)
+        t.name = name
+        inits.append(t)
+    inits.append(numpy_helper.from_array(np.full((1, 4, 1, 1), 0.5, np.float32), "half"))
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("LeakyRelu", ["c1"], ["r1"], alpha=0.1),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c2", "r1"], ["s"]),
+             helper.make_node("Mul", ["s", "half"], ["m"]),
+             helper.make_node("Sigmoid", ["m"], ["g"]),
+             helper.make_node("Concat", ["g", "r1"], ["cat"], axis=1),
+             helper.make_node("Conv", ["cat", "w3"], ["c3"]),
+             helper.make_node("AveragePool", ["c3"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["p"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 1, 1])], inits)
+    fp32 = tmp_path / "fp32.onnx"
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(fp32))
+
+    class Reader(quant.CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}
+                                 for _ in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantized = tmp_path / "int8.onnx"
+    quant.quantize_static(str(fp32), str(quantized), Reader(),
+                          quant_format=quant.QuantFormat.QOperator,
+                          activation_type=quant.QuantType.QUInt8,
+                          weight_type=quant.QuantType.QUInt8)
+    ops = {n.op_type for n in onnx.load(str(quantized)).graph.node}
+    assert {"QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearSigmoid",
+            "QLinearLeakyRelu", "QLinearAveragePool",
+            "QLinearGlobalAveragePool"} <= ops, ops
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    target, dev = device
+    got = run_kiln(quantized, {"x": x}, tmp_path, target=target, device=dev)
+    want = run_reference(quantized, {"x": x})
+    model = onnx.load(str(quantized))
+    scales = {t.name: float(numpy_helper.to_array(t)) for t in model.graph.initializer
+              if t.name.endswith("_scale") and not t.dims}
+    step = max(scales.values())
+    np.testing.assert_allclose(got["y"], want["y"], atol=4 * step, rtol=0)
