@@ -54,11 +54,12 @@ Value widenedMinusZeroPoint(NodeContext &ctx, int i, int zp, int64_t axis,
       return {};
     }
     if (zType.getNumElements() != 1) {
-      if (axis < 0 || zType.getRank() != 1 ||
+      bool hasAxis = axis >= 0 && axis < type.getRank();
+      if (!hasAxis || zType.getRank() != 1 ||
           zType.getDimSize(0) != type.getDimSize(axis)) {
         ctx.error() << what << "'s zero point " << zType << " must be one "
                     << "value"
-                    << (axis < 0 ? std::string()
+                    << (!hasAxis ? std::string()
                                  : " or one per element of dim " +
                                        std::to_string(axis) + " of " +
                                        std::to_string(type.getDimSize(axis)));

@@ -16,6 +16,9 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
+#include <climits>
+#include <map>
+
 using namespace mlir;
 
 namespace kiln::onnx {
@@ -57,9 +60,10 @@ Value countNgram(NodeContext &ctx, Value x, const Ngram &gram,
             Value v = tensor::ExtractOp::create(lb, loc, x, ValueRange{ivs[0], at});
             match = arith::AndIOp::create(
                 lb, loc, match,
-                arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::eq, v,
-                                      scalarConstant(lb, loc, token,
-                                                     double(gram.tokens[k]))));
+                arith::CmpIOp::create(
+                    lb, loc, arith::CmpIPredicate::eq, v,
+                    arith::ConstantOp::create(
+                        lb, loc, lb.getIntegerAttr(token, gram.tokens[k]))));
           }
           Value next = arith::AddIOp::create(
               lb, loc, loop.getRegionIterArgs()[0],
@@ -103,9 +107,19 @@ LogicalResult importTfIdfVectorizer(NodeContext &ctx) {
     weights.assign(w->floats().begin(), w->floats().end());
   if (indexes.empty())
     return ctx.error() << "ngram_indexes is missing";
+  constexpr int64_t kMaxColumns = 1 << 20;
+  if (llvm::any_of(indexes, [&](int64_t i) { return i < 0 || i >= kMaxColumns; }))
+    return ctx.error() << "ngram_indexes must be columns in [0, " << kMaxColumns << ")";
   int64_t outputs = *llvm::max_element(indexes) + 1;
-  // The pool's n-grams in id order: size i + 1 from counts[i] on.
+  // The pool's n-grams in id order: size i + 1 from counts[i] on. A
+  // repeated n-gram takes its last occurrence's column, as the reference's
+  // trie does; one with a token X's type cannot hold never matches.
   std::vector<Ngram> grams;
+  std::map<std::vector<int64_t>, size_t> seen;
+  unsigned width = type.getElementType().getIntOrFloatBitWidth();
+  auto fits = [&](int64_t token) {
+    return width == 64 || (token >= INT32_MIN && token <= INT32_MAX);
+  };
   size_t id = 0;
   for (size_t i = 0; i < counts.size(); ++i) {
     int64_t size = i + 1, begin = counts[i];
@@ -114,11 +128,16 @@ LogicalResult importTfIdfVectorizer(NodeContext &ctx) {
       return ctx.error() << "ngram_counts does not split pool_int64s into "
                             "n-grams of sizes 1, 2, ...";
     for (int64_t at = begin; at < end; at += size, ++id) {
-      if (id >= indexes.size() || indexes[id] < 0)
-        return ctx.error() << "ngram_indexes has no valid column for n-gram " << id;
-      if (size >= minGram && size <= maxGram)
-        grams.push_back({std::vector<int64_t>(pool.begin() + at, pool.begin() + at + size),
-                         indexes[id]});
+      if (id >= indexes.size())
+        return ctx.error() << "ngram_indexes has no column for n-gram " << id;
+      std::vector<int64_t> tokens(pool.begin() + at, pool.begin() + at + size);
+      if (size < minGram || size > maxGram || !llvm::all_of(tokens, fits))
+        continue;
+      auto [it, added] = seen.try_emplace(tokens, grams.size());
+      if (added)
+        grams.push_back({tokens, indexes[id]});
+      else
+        grams[it->second].column = indexes[id];
     }
   }
   if (grams.size() > kMaxNgrams)
