@@ -101,7 +101,8 @@ bool checkIterations(NodeContext &ctx, int64_t count) {
     return true;
   ctx.error() << "Kiln unrolls " << ctx.getNode().op_type() << " at compile "
               << "time, up to " << kMaxIterations << " iterations; this one "
-              << "runs " << count;
+              << "runs " << count << ": export the model for shorter inputs, "
+              << "or run it in pieces that carry the state between them";
   return false;
 }
 

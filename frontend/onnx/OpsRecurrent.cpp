@@ -467,7 +467,11 @@ LogicalResult importRecurrent(NodeContext &ctx, Cell cell) {
   if (steps > kMaxSteps)
     return ctx.error() << "Kiln unrolls " << ctx.getNode().op_type()
                        << " over the sequence at compile time, up to "
-                       << kMaxSteps << " steps; this one has " << steps;
+                       << kMaxSteps << " steps; this one has " << steps
+                       << ": run the sequence in chunks of at most " << kMaxSteps
+                       << " steps, each chunk's Y_h"
+                       << (cell == Cell::Lstm ? " and Y_c" : "")
+                       << " the next one's initial state";
   if (steps == 0 || batch == 0)
     return ctx.error() << "X " << xType << " has no steps or no batch";
 

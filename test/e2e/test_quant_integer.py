@@ -111,6 +111,35 @@ def test_qlinear_conv(dtype, device, tmp_path):
     check(path, {"x": x}, tmp_path, device)
 
 
+def quantize_and_run(quant, graph, tmp_path, device, **options):
+    """Saves `graph` (input x [2, 3, 8, 8]), quantizes it with
+    quantize_static in the QOperator format (uint8 activations, calibrated
+    on four random batches, `options` added), and runs the quantized model
+    on one more batch with Kiln and with onnxruntime; returns its path and
+    both outputs."""
+    fp32 = tmp_path / "fp32.onnx"
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(fp32))
+
+    class Reader(quant.CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}
+                                 for _ in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantized = tmp_path / "int8.onnx"
+    quant.quantize_static(str(fp32), str(quantized), Reader(),
+                          quant_format=quant.QuantFormat.QOperator,
+                          activation_type=quant.QuantType.QUInt8, **options)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    target, dev = device
+    got = run_kiln(quantized, {"x": x}, tmp_path, target=target, device=dev)
+    return quantized, got, run_reference(quantized, {"x": x})
+
+
 @pytest.mark.parametrize("device", DEVICES, ids=["cpu", "sim"])
 def test_quantize_static_qoperator(device, tmp_path):
     """Conv -> Relu -> MatMul quantized by onnxruntime's quantize_static
@@ -130,31 +159,11 @@ def test_quantize_static_qoperator(device, tmp_path):
          numpy_helper.from_array(np.full(4, 0.1, np.float32), "b1"),
          numpy_helper.from_array(np.array([2, -1], np.int64), "shape"),
          numpy_helper.from_array(w2, "w2")])
-    fp32 = tmp_path / "fp32.onnx"
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.save(m, str(fp32))
-
-    class Reader(quant.CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}
-                                 for _ in range(4)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    quantized = tmp_path / "int8.onnx"
-    quant.quantize_static(str(fp32), str(quantized), Reader(),
-                          quant_format=quant.QuantFormat.QOperator,
-                          op_types_to_quantize=["Conv", "MatMul"],
-                          activation_type=quant.QuantType.QUInt8,
-                          weight_type=quant.QuantType.QInt8)
+    quantized, got, want = quantize_and_run(
+        quant, graph, tmp_path, device, op_types_to_quantize=["Conv", "MatMul"],
+        weight_type=quant.QuantType.QInt8)
     ops = {n.op_type for n in onnx.load(str(quantized)).graph.node}
     assert {"QLinearConv", "QLinearMatMul"} <= ops, ops
-    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
-    target, dev = device
-    got = run_kiln(quantized, {"x": x}, tmp_path, target=target, device=dev)
-    want = run_reference(quantized, {"x": x})
     # One 8-bit step of the last requantization, dequantized by its scale.
     scale = max(abs(float(t.float_data[0])) if t.float_data else
                 float(numpy_helper.to_array(t)) for t in
@@ -193,32 +202,12 @@ def test_quantize_static_contrib_ops(device, tmp_path):
     graph = helper.make_graph(
         nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 1, 1])], inits)
-    fp32 = tmp_path / "fp32.onnx"
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.save(m, str(fp32))
-
-    class Reader(quant.CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}
-                                 for _ in range(4)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    quantized = tmp_path / "int8.onnx"
-    quant.quantize_static(str(fp32), str(quantized), Reader(),
-                          quant_format=quant.QuantFormat.QOperator,
-                          activation_type=quant.QuantType.QUInt8,
-                          weight_type=quant.QuantType.QUInt8)
+    quantized, got, want = quantize_and_run(
+        quant, graph, tmp_path, device, weight_type=quant.QuantType.QUInt8)
     ops = {n.op_type for n in onnx.load(str(quantized)).graph.node}
     assert {"QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearSigmoid",
             "QLinearLeakyRelu", "QLinearAveragePool",
             "QLinearGlobalAveragePool"} <= ops, ops
-    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
-    target, dev = device
-    got = run_kiln(quantized, {"x": x}, tmp_path, target=target, device=dev)
-    want = run_reference(quantized, {"x": x})
     model = onnx.load(str(quantized))
     scales = {t.name: float(numpy_helper.to_array(t)) for t in model.graph.initializer
               if t.name.endswith("_scale") and not t.dims}
