@@ -115,6 +115,18 @@ bool kiln::pairable(Value buffer, AffineMap map, unsigned inner) {
   });
 }
 
+bool kiln::staticRowLayout(Value buffer, AffineMap map, unsigned inner,
+                           SmallVectorImpl<int64_t> &strides,
+                           int64_t &offset) {
+  auto type = dyn_cast<MemRefType>(buffer.getType());
+  strides.clear();
+  if (!type || innermostLoop(map) != inner ||
+      failed(type.getStridesAndOffset(strides, offset)) || strides.empty() ||
+      strides.back() != 1 || ShapedType::isDynamic(offset))
+    return false;
+  return llvm::none_of(strides, ShapedType::isDynamic);
+}
+
 SmallVector<Value> kiln::applyEpilogue(OpBuilder &b, Location loc,
                                        linalg::GenericOp epilogue,
                                        Value temporary, ArrayRef<Value> loops,

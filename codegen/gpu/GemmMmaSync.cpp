@@ -31,6 +31,7 @@
 #include "codegen/gpu/Strategy.h"
 #include "codegen/gpu/TileIndex.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/IR/IRMapping.h"
@@ -324,6 +325,16 @@ FailureOr<MmaShape> analyze(linalg::LinalgOp op) {
       shape.extent(shape.n) < 8 || shape.extent(shape.k) < 16)
     return failure();
   return shape;
+}
+
+/// The annotation that keeps a loop rolled through LLVM and ptxas (the
+/// scf-to-cf lowering hands an scf.for's LLVM attributes to its branch;
+/// NVPTX prints `.pragma "nounroll"`).
+LLVM::LoopAnnotationAttr noUnroll(MLIRContext *context) {
+  auto unroll = LLVM::LoopUnrollAttr::get(
+      context, BoolAttr::get(context, true), {}, {}, {}, {}, {}, {});
+  return LLVM::LoopAnnotationAttr::get(context, {}, {}, {}, unroll, {}, {},
+                                       {}, {}, {}, {}, {}, {}, {}, {}, {});
 }
 
 struct KilnGpuGemmMmaSyncPass final
@@ -710,7 +721,138 @@ struct KilnGpuGemmMmaSyncPass final
               sb, loc, v, dest, destIndices(sb, loops), /*nontemporal=*/false,
               llvm::MaybeAlign(2 * destElement.getIntOrFloatBitWidth() / 8));
         }
-    for (int64_t i = 0; !pairs && i < mt; ++i)
+    // Rows contiguous along N, but no pairs (N odd: a row starts anywhere
+    // in a sector): each m16 strip of the block's tile goes through
+    // shared memory, and then each warp stores 32 adjacent columns of a row
+    // per instruction, the windows aligned to the destination's 32-byte
+    // sectors where its strides are known (a row of BN columns then costs
+    // BN/8 + 1 sectors, not the ~2 per 8 columns of fragment stores).
+    int64_t destOffset = 0;
+    SmallVector<int64_t> destStrides;
+    bool staged = !pairs && innermostLoop(outMap) == shape.n &&
+                  staticRowLayout(dest, destMap, destInner, destStrides,
+                                  destOffset);
+    if (staged) {
+      // The strip: the block's warp rows x 16 rows x BN columns of f32,
+      // rows padded by 8 floats so that a quad's 8-byte fragment stores
+      // (rows 8 apart in a 16-lane phase) hit 32 different banks. It takes
+      // B's ring, done with once the K loop is (its last copies landed and
+      // every warp past its last ldmatrix), each f32 as two 16-bit
+      // elements; no more shared memory, so the occupancy stays. A ring too
+      // short for it (a K of one or two slices) leaves it a buffer of its
+      // own.
+      int64_t stripRows = c.wm * 16, stripCols = c.bn + 8;
+      int64_t stripFloats = stripRows * stripCols;
+      bool inRing = 2 * stripFloats <= stages * ringB.rows * ringB.cols;
+      Type f32 = in.getF32Type();
+      Value strip;
+      if (inRing) {
+        nvgpu::DeviceAsyncWaitOp::create(in, loc, kLoop.getResults().back(),
+                                         in.getI32IntegerAttr(0));
+        gpu::BarrierOp::create(in, loc);
+        strip = memref::CollapseShapeOp::create(
+            in, loc, ringB.buffer,
+            ArrayRef<ReassociationIndices>{ReassociationIndices{0, 1, 2}});
+      } else {
+        strip = launch.addWorkgroupAttribution(
+            MemRefType::get({stripFloats}, f32, MemRefLayoutAttrInterface(),
+                            shared),
+            loc);
+      }
+      // Two adjacent floats at float `at` (even) of the strip, and one.
+      auto storePair = [&](OpBuilder &sb, Value at, Value pair) {
+        if (inRing) {
+          Ix sx{sb, loc};
+          pair = vector::BitCastOp::create(
+              sb, loc, VectorType::get({4}, element), pair);
+          at = sx.mul(at, 2);
+        }
+        vector::StoreOp::create(sb, loc, pair, strip, at,
+                                /*nontemporal=*/false, llvm::MaybeAlign(8));
+      };
+      auto loadOne = [&](OpBuilder &lb, Value at) -> Value {
+        if (!inRing)
+          return memref::LoadOp::create(lb, loc, strip, at);
+        Ix lx{lb, loc};
+        Value halves = vector::LoadOp::create(
+            lb, loc, VectorType::get({2}, element), strip, lx.mul(at, 2),
+            /*nontemporal=*/false, llvm::MaybeAlign(4));
+        Value one = vector::BitCastOp::create(
+            lb, loc, VectorType::get({1}, f32), halves);
+        return vector::ExtractOp::create(lb, loc, one, ArrayRef<int64_t>{0});
+      };
+      int64_t elementBytes =
+          std::max<int64_t>(1, destElement.getIntOrFloatBitWidth() / 8);
+      int64_t sector = std::max<int64_t>(1, 32 / elementBytes);
+      // Windows of 32 columns per row, the first shifted left so that it
+      // starts on a sector: BN + sector - 1 columns at most to cover.
+      int64_t windows = llvm::divideCeil(c.bn + sector - 1, kWarp);
+      int64_t warps = c.wm * c.wn, jobs = stripRows * windows;
+      Value warpRowIndex = ix.div(warp, c.wn);
+      for (int64_t i = 0; i < mt; ++i) {
+        for (int64_t j = 0; j < nt; ++j)
+          for (int64_t half = 0; half < 2; ++half) {
+            Value r = ix.add(ix.mul(warpRowIndex, 16), ix.add(group, 8 * half));
+            Value col = ix.add(warpCol, ix.add(ix.mul(inGroup, 2), j * 8));
+            SmallVector<Value> pair;
+            for (int64_t e = 0; e < 2; ++e)
+              pair.push_back(vector::ExtractOp::create(
+                  in, loc, kLoop.getResult(i * nt + j),
+                  ArrayRef<int64_t>{half, e}));
+            storePair(in, ix.add(ix.mul(r, stripCols), col),
+                      vector::FromElementsOp::create(
+                          in, loc, VectorType::get({2}, f32), pair));
+          }
+        gpu::BarrierOp::create(in, loc);
+        auto jobLoop = scf::ForOp::create(
+            in, loc, ix.c(0), ix.c(llvm::divideCeil(jobs, warps)), ix.c(1));
+        // Kept a loop: unrolled (ptxas would, 20 copies for a 128 tile),
+        // its loads and address arithmetic hoisted together take ~60 more
+        // registers than the K loop needs, which halves the occupancy.
+        jobLoop->setAttr("loop_annotation", noUnroll(in.getContext()));
+        OpBuilder jb = OpBuilder::atBlockBegin(jobLoop.getBody());
+        Ix jx{jb, loc};
+        Value job = jx.add(warp, jx.mul(jobLoop.getInductionVar(), warps));
+        OpBuilder gb = jobs % warps ? guardBelow(jb, loc, job, jx.c(jobs)) : jb;
+        Ix gx{gb, loc};
+        Value r = gx.div(job, windows), window = gx.rem(job, windows);
+        Value row = gx.add(gx.add(mBase, gx.mul(gx.div(r, 16), c.warpM())),
+                           gx.add(gx.rem(r, 16), i * 16));
+        SmallVector<Value> loops(shape.ranges.size());
+        for (auto [d, v] : llvm::zip(shape.batch, batchValues))
+          loops[d] = v;
+        assignRows(gb, loc, shape, loops, row, rowExtents);
+        // The shift: the destination element (row, nBase) within its
+        // sector.
+        loops[shape.n] = nBase;
+        Value shift = gx.c(0);
+        if (sector > 1) {
+          Value linear = gx.c(destOffset);
+          for (auto [index, stride] :
+               llvm::zip(destIndices(gb, loops), destStrides))
+            linear = gx.add(linear, gx.mul(index, stride));
+          shift = gx.rem(linear, sector);
+        }
+        // Column of the strip; below the shift it wraps around and fails
+        // the unsigned bound.
+        Value local = arith::SubIOp::create(
+            gb, loc, gx.add(gx.mul(window, kWarp), lane), shift);
+        Value colAt = gx.add(nBase, local);
+        Value inside = gx.andI(gx.andI(gx.lt(local, c.bn), gx.lt(colAt, N)),
+                               gx.ltV(row, mSize));
+        OpBuilder sb =
+            scf::IfOp::create(gb, loc, inside, false).getThenBodyBuilder();
+        Ix sx{sb, loc};
+        Value v = loadOne(sb, sx.add(sx.mul(r, stripCols), local));
+        loops[shape.n] = colAt;
+        memref::StoreOp::create(sb, loc, finish(sb, loops, {v}).front(), dest,
+                                destIndices(sb, loops));
+        // The next strip overwrites this one once every warp has read it.
+        if (i + 1 < mt)
+          gpu::BarrierOp::create(in, loc);
+      }
+    }
+    for (int64_t i = 0; !pairs && !staged && i < mt; ++i)
       for (int64_t j = 0; j < nt; ++j)
         for (int64_t e = 0; e < 4; ++e) {
           Value inside;

@@ -50,7 +50,8 @@ def KilnGpuGemmMmaSync : Pass<"kiln-gpu-gemm-mma-sync", "mlir::func::FuncOp"> {
   }];
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
                            "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
-                           "mlir::vector::VectorDialect", "mlir::nvgpu::NVGPUDialect"];
+                           "mlir::vector::VectorDialect", "mlir::nvgpu::NVGPUDialect",
+                           "mlir::LLVM::LLVMDialect"];
 }
 
 def KilnGpuFlashAttention : Pass<"kiln-gpu-flash-attention", "mlir::func::FuncOp"> {

@@ -186,6 +186,12 @@ mlir::linalg::GenericOp fusedEpilogue(mlir::linalg::LinalgOp op);
 /// move as one aligned vector: `map`'s innermost result is that loop, the
 /// innermost stride is 1, and the other strides and the offset are even.
 bool pairable(mlir::Value buffer, mlir::AffineMap map, unsigned inner);
+/// Whether `buffer` is a memref with static strides and offset whose
+/// innermost dimension is the loop `inner` (`map`'s last result) at unit
+/// stride; gives the strides and the offset (in elements).
+bool staticRowLayout(mlir::Value buffer, mlir::AffineMap map, unsigned inner,
+                     llvm::SmallVectorImpl<int64_t> &strides,
+                     int64_t &offset);
 /// The epilogue's results for the accumulators `accs` (one, or two
 /// adjacent along the output's last dim) at `loops` (the epilogue's loops,
 /// which are the output's dims, of the first): its other operands loaded

@@ -318,6 +318,39 @@ bool runFromElements(BlockRunner &runner, Operation &op, const Mask &) {
   return true;
 }
 
+/// vector.bitcast: the same bits cut into elements of another width,
+/// element 0 the lowest (the GPU is little-endian); widths that divide one
+/// another, up to 64 bits.
+bool runVectorBitcast(BlockRunner &runner, Operation &op, const Mask &) {
+  auto cast_ = cast<vector::BitCastOp>(op);
+  auto it = runner.vectors.find(cast_.getSource());
+  unsigned from = bitWidth(cast_.getSourceVectorType().getElementType());
+  unsigned to = bitWidth(cast_.getResultVectorType().getElementType());
+  if (it == runner.vectors.end() || from == 0 || to == 0 || from > 64 ||
+      to > 64 || (from % to && to % from)) {
+    runner.fail(&op, "only bitcasts of a vector the simulator built, between "
+                     "element widths that divide one another, are modelled");
+    return false;
+  }
+  const std::vector<Lanes> &source = it->second;
+  std::vector<Lanes> result(cast_.getResultVectorType().getNumElements(),
+                            Lanes(runner.threads, 0));
+  for (size_t k = 0; k < result.size(); ++k)
+    for (unsigned t = 0; t < runner.threads; ++t) {
+      uint64_t bits = 0;
+      if (to <= from) {  // a piece of one source element
+        uint64_t first = uint64_t(k) * to;
+        bits = truncTo(source[first / from][t] >> (first % from), to);
+      } else {  // several source elements, the first lowest
+        for (unsigned p = 0; p < to / from; ++p)
+          bits |= truncTo(source[k * (to / from) + p][t], from) << (p * from);
+      }
+      result[k][t] = bits;
+    }
+  runner.vectors[cast_.getResult()] = std::move(result);
+  return true;
+}
+
 bool runBroadcast(BlockRunner &runner, Operation &op, const Mask &) {
   auto splat = cast<vector::BroadcastOp>(op);
   auto type = cast<VectorType>(splat.getResult().getType());
@@ -339,6 +372,7 @@ void registerArithHandlers(HandlerTable &table) {
   table.add<vector::ShapeCastOp>(runShapeCast);
   table.add<vector::FromElementsOp>(runFromElements);
   table.add<vector::BroadcastOp>(runBroadcast);
+  table.add<vector::BitCastOp>(runVectorBitcast);
 
   // Integers.
   addUnsigned<arith::AddIOp>(table, [](auto a, auto b, unsigned w) { return truncTo(a + b, w); });

@@ -33,13 +33,19 @@ def build(kind, rng):
     """(model, inputs, reference(precision)) for one contraction shape."""
     f = TensorProto.FLOAT
     vi = helper.make_tensor_value_info
-    if kind in ("aligned", "edges", "mid", "large", "unaligned_n"):
+    if kind in ("aligned", "edges", "mid", "large", "unaligned_n", "odd_n",
+                "large_odd_n"):
         # unaligned_n: a weight whose rows (N = 100) cannot be copied in
         # 16-byte chunks; the cuda target stores it [N, K] instead. mid and
-        # large fill the SMs with 64x64 and 128x128 tiles.
+        # large fill the SMs with 64x64 and 128x128 tiles. odd_n: N odd (a
+        # vocabulary), the output rows start anywhere in a sector: the
+        # epilogue stages each strip in B's ring (odd_n, 3 slices of K) or
+        # in a buffer of its own (large_odd_n: one slice, a ring of 2 too
+        # short for the strip).
         m, k, n = {"aligned": (64, 128, 96), "edges": (40, 72, 24),
                    "mid": (704, 32, 704), "large": (1536, 32, 1536),
-                   "unaligned_n": (48, 72, 100)}[kind]
+                   "unaligned_n": (48, 72, 100), "odd_n": (40, 72, 101),
+                   "large_odd_n": (1152, 32, 1537)}[kind]
         w = rng.standard_normal((k, n)).astype(np.float32)
         graph = helper.make_graph(
             [helper.make_node("MatMul", ["x", "w"], ["y"])], kind,
@@ -105,9 +111,10 @@ def mma_kernels(artifact):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("kind", ["aligned", "edges", "trans_a", "trans_b",
                                   "batched", "broadcast", "heads",
-                                  "unaligned_n", "mid", "large"])
+                                  "unaligned_n", "odd_n", "mid", "large",
+                                  "large_odd_n"])
 def test_gemm_mma_sync_under_the_simulator(kind, precision, tmp_path):
-    if kind in ("mid", "large") and precision == "fp16":
+    if kind in ("mid", "large", "large_odd_n") and precision == "fp16":
         pytest.skip("one precision of the 64x64 and 128x128 tiles is enough")
     artifact, inputs, reference = compile_case(kind, precision, tmp_path)
     _, kernels = mma_kernels(artifact)
@@ -115,7 +122,7 @@ def test_gemm_mma_sync_under_the_simulator(kind, precision, tmp_path):
     config = kernels[0]["config"]
     # The largest tile whose blocks fill the SMs (108 on the A100, the
     # fewest of the two architectures), else the smallest.
-    tile = {"large": 128, "mid": 64}.get(kind, 32)
+    tile = {"large": 128, "large_odd_n": 128, "mid": 64}.get(kind, 32)
     assert config["tile"] == [tile, tile, 32]
     # 2x4 warps of 64x32 for the 128 tile (fewer registers per lane), else
     # 2x2.

@@ -59,6 +59,24 @@ def test_tensor_core_gemm_is_coalesced_conflict_free_and_on_tensor_cores(tmp_pat
 
 
 @needs_ptxas
+@pytest.mark.parametrize("kind", ["odd_n", "large_odd_n"])
+def test_an_odd_n_gemm_stores_whole_sectors(kind, tmp_path):
+    # N odd (GPT-2's vocabulary of 50257): the output rows start anywhere
+    # in a sector, so fragment stores (a quad's 8 columns over 2 sectors, in
+    # two instructions) would move about twice the bytes they store. The
+    # epilogue stages the tile in shared memory and stores rows in windows
+    # aligned to sectors: only a tile's two edge sectors per row are shared
+    # with its neighbours. The strip in B's ring (odd_n) or in a buffer of
+    # its own (large_odd_n), both free of bank conflicts.
+    _, rows = profile(gemm_artifact(tmp_path, kind, "bf16"))
+    (gemm,) = [r for r in rows.values() if r["strategy"] == "gemm-mma-sync"]
+    assert gemm["smem x"] == "1.00", gemm
+    # 32-column tiles (odd_n, K = 72 rows of A not sector-aligned either)
+    # pay the edges most; 128-column tiles almost nothing.
+    assert float(gemm["coal"]) <= {"odd_n": 1.35, "large_odd_n": 1.08}[kind], gemm
+
+
+@needs_ptxas
 def test_sampled_blocks_scale_to_the_grid(tmp_path):
     artifact = gemm_artifact(tmp_path, "large", "bf16")
     _, sampled = profile(artifact, "--sample-blocks", "8")

@@ -120,23 +120,41 @@ func.func @epilogue(%a: memref<96x40xbf16>, %b: memref<40x80xbf16>, %bias: memre
 
 // -----
 
-// COM: N odd: no pairs; every element is finished and stored alone,
-// COM: guarded at the edge. A fill by a non-constant leaves the product in
-// COM: memory: the epilogue stays a generic of its own.
+// COM: N odd: no pairs, and a row starts anywhere in a sector. Once the K
+// COM: loop is done (its last copies landed, every warp past its last
+// COM: ldmatrix), the accumulators go to B's ring as a strip of f32 (each
+// COM: two bf16 elements, rows of 32 + 8 floats); then each warp takes
+// COM: (row, 32-column window) jobs in a loop kept rolled, the windows
+// COM: shifted so that they start on a sector of the output (row * 25 mod
+// COM: 8), and finishes and stores one element per lane. A fill by a
+// COM: non-constant leaves the product in memory: the epilogue stays a
+// COM: generic of its own.
 // CHECK-LABEL: func.func @epilogue_odd_n
 // CHECK-NOT: memref.alloc
 // CHECK: gpu.launch
+// CHECK: %[[LOOP:.*]]:3 = scf.for
+// CHECK: nvgpu.device_async_wait %[[LOOP]]#2 {numGroups = 0 : i32}
+// CHECK-NEXT: gpu.barrier
+// CHECK-NEXT: %[[STRIP:.*]] = memref.collapse_shape %{{.*}} {{\[\[}}0, 1, 2]] : memref<3x32x32xbf16, #gpu.address_space<workgroup>> into memref<3072xbf16, #gpu.address_space<workgroup>>
+// CHECK-COUNT-4: vector.store %{{.*}}, %[[STRIP]][%{{.*}}] {alignment = 8 : i64} : memref<3072xbf16, #gpu.address_space<workgroup>>, vector<4xbf16>
+// CHECK: gpu.barrier
+// CHECK: scf.for %{{.*}} = %c0 to %c16 step %c1 {
+// CHECK: %[[SHIFT:.*]] = arith.remui %{{.*}}, %c8 : index
+// CHECK: %[[COL:.*]] = arith.subi %{{.*}}, %[[SHIFT]] : index
+// CHECK: scf.if
+// CHECK: %[[HALVES:.*]] = vector.load %[[STRIP]][%{{.*}}] {alignment = 4 : i64} : memref<3072xbf16, #gpu.address_space<workgroup>>, vector<2xbf16>
+// CHECK: vector.bitcast %[[HALVES]] : vector<2xbf16> to vector<1xf32>
 // CHECK: memref.load %arg2
 // CHECK: arith.mulf
-// CHECK: memref.store %{{.*}}, %arg3[{{.*}}] : memref<40x25xf32>
-// CHECK-NOT: vector.store
+// CHECK: memref.store %{{.*}}, %arg3[%{{.*}}, %[[COL]]] : memref<40x25xf32>
+// CHECK: } {loop_annotation = #loop_annotation}
 // CHECK-NOT: linalg.generic
 #id = affine_map<(m, n) -> (m, n)>
-func.func @epilogue_odd_n(%a: memref<40x32xbf16>, %b: memref<25x32xbf16>, %s: memref<40x25xf32>, %c: memref<40x25xf32>) attributes {kiln.kernel, kiln.config = {strategy = "gemm-mma-sync", tile = array<i64: 32, 32, 32>, warps = array<i64: 2, 2>, stages = 3 : i64}} {
+func.func @epilogue_odd_n(%a: memref<40x64xbf16>, %b: memref<25x64xbf16>, %s: memref<40x25xf32>, %c: memref<40x25xf32>) attributes {kiln.kernel, kiln.config = {strategy = "gemm-mma-sync", tile = array<i64: 32, 32, 32>, warps = array<i64: 2, 2>, stages = 3 : i64}} {
   %zero = arith.constant 0.0 : f32
   %t = memref.alloc() : memref<40x25xf32>
   linalg.fill ins(%zero : f32) outs(%t : memref<40x25xf32>)
-  linalg.matmul indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (n, k)>, affine_map<(m, n, k) -> (m, n)>] ins(%a, %b : memref<40x32xbf16>, memref<25x32xbf16>) outs(%t : memref<40x25xf32>)
+  linalg.matmul indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (n, k)>, affine_map<(m, n, k) -> (m, n)>] ins(%a, %b : memref<40x64xbf16>, memref<25x64xbf16>) outs(%t : memref<40x25xf32>)
   linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel"]} ins(%t, %s : memref<40x25xf32>, memref<40x25xf32>) outs(%c : memref<40x25xf32>) {
   ^bb0(%v: f32, %sv: f32, %o: f32):
     %m = arith.mulf %v, %sv : f32
