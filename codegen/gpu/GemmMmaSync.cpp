@@ -52,6 +52,7 @@ constexpr int64_t kChunk = 8;  // 16-byte chunks of 16-bit elements
 
 struct MmaConfig {
   int64_t bm, bn, bk, wm, wn, stages;
+  int64_t splitK = 1;
   int64_t threads() const { return kWarp * wm * wn; }
   int64_t warpM() const { return bm / wm; }
   int64_t warpN() const { return bn / wn; }
@@ -70,6 +71,14 @@ struct MmaConfig {
                                "of 8 * WN, BK of 16)";
     if (c.stages < 2)
       return config.error() << "the pipeline needs at least 2 stages";
+    if (config.attr().get("split_k")) {
+      FailureOr<int64_t> splitK = config.getInt("split_k");
+      if (failed(splitK))
+        return failure();
+      if (*splitK < 1)
+        return config.error() << "split_k must be at least 1";
+      c.splitK = *splitK;
+    }
     for (int64_t rows : {c.bm, c.bn})
       if ((rows * c.bk / kChunk) % c.threads())
         return config.error() << "every thread must copy the same number of "
@@ -456,9 +465,6 @@ struct KilnGpuGemmMmaSyncPass final
       return config.error() << "the grid of " << nTiles << " x " << mTiles
                             << " tiles x " << batchCount
                             << " batches exceeds the device's limits";
-    // Fewer slices than the ring: a shorter ring does the same.
-    int64_t stages = std::min(c.stages, kTiles + 1);
-
     Value fillValue;
     if (auto fill = dyn_cast_or_null<linalg::FillOp>(op->getPrevNode()))
       if (fill.getOutputs().front() == out->get() &&
@@ -470,6 +476,28 @@ struct KilnGpuGemmMmaSyncPass final
     // constant fill: the temporary it replaces is never read.
     linalg::GenericOp epilogue = fillValue ? fusedEpilogue(op) : nullptr;
     Value temporary = out->get();
+    // Split-K: grid z runs over (batch, split), each split sums its run of
+    // K slices into a workspace of f32 partials, and a second launch adds
+    // them up (with the fill value) and finishes them. It needs the start
+    // from a constant fill (the output's old contents would count once per
+    // split) and static rows (the workspace's size).
+    int64_t splits = 1, perSplit = kTiles;
+    if (c.splitK > 1 && fillValue && !shape.dynamicM() && !foldBatch) {
+      perSplit = llvm::divideCeil(kTiles, c.splitK);
+      splits = llvm::divideCeil(kTiles, perSplit);
+      if (batchCount * splits > kMaxGridYZ)
+        return config.error() << "split_k " << splits << " x " << batchCount
+                              << " batches exceeds the grid's z limit";
+    }
+    // Fewer slices than the ring: a shorter ring does the same.
+    int64_t stages = std::min(c.stages, perSplit + 1);
+    int64_t M = shape.dynamicM() ? 0 : shape.extent(shape.m);
+    int64_t paddedN = N + N % 2;  // pairs of partials never straddle a row
+    Value workspace;
+    if (splits > 1)
+      workspace = memref::AllocOp::create(
+          b, loc,
+          MemRefType::get({splits, batchCount, M, paddedN}, b.getF32Type()));
 
     auto shared = gpu::AddressSpaceAttr::get(
         op.getContext(), gpu::GPUDialect::getWorkgroupAddressSpace());
@@ -488,7 +516,7 @@ struct KilnGpuGemmMmaSyncPass final
         b, loc,
         {constantIndex(b, loc, foldBatch ? nTiles * batchCount : nTiles),
          mGrid,
-         constantIndex(b, loc, foldBatch ? 1 : batchCount)},
+         constantIndex(b, loc, foldBatch ? 1 : batchCount * splits)},
         {c.threads(), 1, 1}, config);
     gpu::LaunchOp launch = built.op;
     OpBuilder &in = built.body;
@@ -513,6 +541,13 @@ struct KilnGpuGemmMmaSyncPass final
     Value warpRow = ix.mul(ix.div(warp, c.wn), c.warpM());
     Value warpCol = ix.mul(ix.rem(warp, c.wn), c.warpN());
     Value nTile = launch.getBlockIds().x, batchId = launch.getBlockIds().z;
+    Value split = ix.c(0);
+    if (splits > 1) {
+      split = ix.rem(batchId, splits);
+      batchId = ix.div(batchId, splits);
+    }
+    // This block's first K slice.
+    Value kFirst = ix.mul(split, perSplit);
     if (foldBatch) {
       batchId = ix.div(nTile, nTiles);
       nTile = ix.rem(nTile, nTiles);
@@ -534,7 +569,7 @@ struct KilnGpuGemmMmaSyncPass final
     // false (past the last slice) the copies read nothing and zero-fill,
     // so every iteration commits one group and the waits count right.
     auto loadStage = [&](Ix &lx, Value kt, Value stage, Value enabled) {
-      Value kBase = lx.mul(kt, c.bk);
+      Value kBase = lx.mul(lx.add(kFirst, kt), c.bk);
       SmallVector<Value> tokens;
       for (const Ring *ring : {&ringA, &ringB}) {
         auto [rowBase, colBase] = rowColBase(*ring);
@@ -570,10 +605,13 @@ struct KilnGpuGemmMmaSyncPass final
     for (int64_t i = 0; i < mt; ++i)
       for (int64_t j = 0; j < nt; ++j) {
         if (fillValue) {
+          // Split-K: partials start at 0; the combine adds the fill once.
           auto attr = cast<FloatAttr>(
               fillValue.getDefiningOp<arith::ConstantOp>().getValue());
+          APFloat start = splits > 1 ? APFloat::getZero(attr.getValue().getSemantics())
+                                     : attr.getValue();
           inits.push_back(arith::ConstantOp::create(
-              in, loc, DenseElementsAttr::get(accType, attr.getValue())));
+              in, loc, DenseElementsAttr::get(accType, start)));
           continue;
         }
         SmallVector<Value> elements;
@@ -601,10 +639,12 @@ struct KilnGpuGemmMmaSyncPass final
     // Prologue: slices 0 .. S-2, a commit group each.
     Value token;
     for (int64_t s = 0; s + 1 < stages; ++s)
-      token = loadStage(ix, ix.c(s), ix.c(s), Value());
+      token = loadStage(ix, ix.c(s), ix.c(s),
+                        splits > 1 ? ix.lt(ix.add(kFirst, s), kTiles)
+                                   : Value());
     SmallVector<Value> carried(inits);
     carried.push_back(token);
-    auto kLoop = scf::ForOp::create(in, loc, ix.c(0), ix.c(kTiles), ix.c(1),
+    auto kLoop = scf::ForOp::create(in, loc, ix.c(0), ix.c(perSplit), ix.c(1),
                                     carried);
     {
       OpBuilder kb = OpBuilder::atBlockBegin(kLoop.getBody());
@@ -619,7 +659,10 @@ struct KilnGpuGemmMmaSyncPass final
       gpu::BarrierOp::create(kb, loc);
       Value next = kx.add(kt, stages - 1);
       Value nextToken =
-          loadStage(kx, next, kx.rem(next, stages), kx.lt(next, kTiles));
+          loadStage(kx, next, kx.rem(next, stages),
+                    splits > 1 ? kx.andI(kx.lt(next, perSplit),
+                                         kx.lt(kx.add(kFirst, next), kTiles))
+                               : kx.lt(next, kTiles));
       Value stage = kx.rem(kt, stages);
       SmallVector<Value> accs(iter.drop_back());
       for (int64_t kk = 0; kk < c.bk / 16; ++kk) {
@@ -686,7 +729,8 @@ struct KilnGpuGemmMmaSyncPass final
       destMap = epilogue.getMatchingIndexingMap(epilogue.getDpsInitOperand(0));
       destInner = outMap.getNumResults() - 1;
     }
-    bool pairs = N % 2 == 0 && innermostLoop(outMap) == shape.n &&
+    bool pairs = splits == 1 && N % 2 == 0 &&
+                 innermostLoop(outMap) == shape.n &&
                  pairable(dest, destMap, destInner);
     // The values to store for adjacent accumulator elements at `loops`
     // (the first of them).
@@ -729,7 +773,7 @@ struct KilnGpuGemmMmaSyncPass final
     // BN/8 + 1 sectors, not the ~2 per 8 columns of fragment stores).
     int64_t destOffset = 0;
     SmallVector<int64_t> destStrides;
-    bool staged = !pairs && innermostLoop(outMap) == shape.n &&
+    bool staged = splits == 1 && !pairs && innermostLoop(outMap) == shape.n &&
                   staticRowLayout(dest, destMap, destInner, destStrides,
                                   destOffset);
     if (staged) {
@@ -852,7 +896,29 @@ struct KilnGpuGemmMmaSyncPass final
           gpu::BarrierOp::create(in, loc);
       }
     }
-    for (int64_t i = 0; !pairs && !staged && i < mt; ++i)
+    // Split-K: each lane's adjacent partial sums to the workspace as one
+    // 8-byte store (its rows padded to an even length: every pair whole).
+    for (int64_t i = 0; splits > 1 && i < mt; ++i)
+      for (int64_t j = 0; j < nt; ++j)
+        for (int64_t half = 0; half < 2; ++half) {
+          Value inside;
+          SmallVector<Value> loops = outAt(ix, i, j, 2 * half, inside);
+          OpBuilder sb = scf::IfOp::create(in, loc, inside, false)
+                             .getThenBodyBuilder();
+          SmallVector<Value> accs;
+          for (int64_t e = 0; e < 2; ++e)
+            accs.push_back(vector::ExtractOp::create(
+                sb, loc, kLoop.getResult(i * nt + j),
+                ArrayRef<int64_t>{half, e}));
+          vector::StoreOp::create(
+              sb, loc,
+              vector::FromElementsOp::create(
+                  sb, loc, VectorType::get({2}, sb.getF32Type()), accs),
+              workspace,
+              ValueRange{split, batchId, loops[shape.m], loops[shape.n]},
+              /*nontemporal=*/false, llvm::MaybeAlign(8));
+        }
+    for (int64_t i = 0; splits == 1 && !pairs && !staged && i < mt; ++i)
       for (int64_t j = 0; j < nt; ++j)
         for (int64_t e = 0; e < 4; ++e) {
           Value inside;
@@ -866,6 +932,43 @@ struct KilnGpuGemmMmaSyncPass final
                                   dest, destIndices(sb, loops));
         }
     gpu::TerminatorOp::create(in, loc);
+    if (splits > 1) {
+      // The combine: a thread per output element adds the fill value and
+      // every split's partial (consecutive threads, consecutive columns),
+      // then finishes it through the epilogue.
+      constexpr int64_t kThreads = 256;
+      int64_t elements = M * N;
+      Launch combine = createLaunch(
+          b, loc,
+          {constantIndex(b, loc, llvm::divideCeil(elements, kThreads)),
+           constantIndex(b, loc, batchCount), constantIndex(b, loc, 1)},
+          {kThreads, 1, 1}, config);
+      OpBuilder &cb = combine.body;
+      Ix cx{cb, loc};
+      Value e = cx.add(cx.mul(combine.op.getBlockIds().x, kThreads),
+                       combine.op.getThreadIds().x);
+      Value batch = combine.op.getBlockIds().y;
+      OpBuilder tb = guardBelow(cb, loc, e, cx.c(elements));
+      Ix tx{tb, loc};
+      Value row = tx.div(e, N), col = tx.rem(e, N);
+      Value sum = arith::ConstantOp::create(
+          tb, loc, fillValue.getDefiningOp<arith::ConstantOp>().getValue());
+      for (int64_t s = 0; s < splits; ++s)
+        sum = arith::AddFOp::create(
+            tb, loc, sum,
+            memref::LoadOp::create(tb, loc, workspace,
+                                   ValueRange{tx.c(s), batch, row, col}));
+      SmallVector<Value> loops(shape.ranges.size());
+      for (auto [d, v] :
+           llvm::zip(shape.batch, delinearize(tb, loc, batch, batchExtents)))
+        loops[d] = v;
+      loops[shape.m] = row;
+      loops[shape.n] = col;
+      memref::StoreOp::create(tb, loc, finish(tb, loops, {sum}).front(), dest,
+                              destIndices(tb, loops));
+      gpu::TerminatorOp::create(cb, loc);
+      memref::DeallocOp::create(b, loc, workspace);
+    }
     op.erase();
     // The epilogue and the temporary go once every op of the kernel has
     // been seen (applyStrategy holds them).
@@ -886,12 +989,12 @@ struct KilnGpuGemmMmaSyncPass final
 
 } // namespace
 
-std::optional<std::array<int64_t, 3>>
+std::optional<std::array<int64_t, 4>>
 kiln::gemmMmaSyncShape(linalg::LinalgOp op) {
   FailureOr<MmaShape> shape = analyze(op);
   if (failed(shape))
     return std::nullopt;
-  return std::array<int64_t, 3>{
+  return std::array<int64_t, 4>{
       shape->dynamicM() ? ShapedType::kDynamic : shape->extent(shape->m),
-      shape->extent(shape->n), shape->batchCount()};
+      shape->extent(shape->n), shape->batchCount(), shape->extent(shape->k)};
 }

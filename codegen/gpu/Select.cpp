@@ -129,11 +129,14 @@ private:
   }
   /// Tensor-core tiles: the largest square tile of 128, 64 or 32 whose
   /// blocks fill the SMs (at least one block each), else 32 (the most
-  /// blocks), so a small output does not leave most SMs idle; 2x2 warps
-  /// (2x4 for 128) and 3 stages (the ring fits the 48 KiB of static shared
-  /// memory).
-  DictionaryAttr gemmMmaSync(std::array<int64_t, 3> shape) {
-    auto [m, n, batch] = shape;
+  /// blocks); 2x2 warps (2x4 for 128) and 3 stages (the ring fits the 48
+  /// KiB of static shared memory). Where even 32-tiles leave most SMs idle
+  /// (fewer blocks than half the SMs: a few rows against a narrow
+  /// projection) and K is long, split-K divides K among up to 16 blocks
+  /// per tile, at least 4 slices each, so that the blocks cover the SMs,
+  /// as long as its workspace traffic stays small next to the operands'.
+  DictionaryAttr gemmMmaSync(std::array<int64_t, 4> shape) {
+    auto [m, n, batch, k] = shape;
     int64_t tile = 32;
     // A symbolic M (a sequence length): the middle tile.
     if (ShapedType::isDynamic(m))
@@ -156,10 +159,25 @@ private:
     // 128 accumulators per lane and need over 200 registers, which leaves
     // an SM 2 blocks of 4 warps.
     SmallVector<int64_t, 2> warps = {2, tile == 128 ? 4 : 2};
-    return config(kGemmMmaSync,
-                  {named("tile", ArrayRef<int64_t>{tile, tile, kBk}),
-                   named("warps", ArrayRef<int64_t>(warps)),
-                   named("stages", kStages)});
+    SmallVector<NamedAttribute> entries = {
+        named("tile", ArrayRef<int64_t>{tile, tile, kBk}),
+        named("warps", ArrayRef<int64_t>(warps)), named("stages", kStages)};
+    if (!ShapedType::isDynamic(m)) {
+      int64_t blocks =
+          llvm::divideCeil(m, tile) * llvm::divideCeil(n, tile) * batch;
+      constexpr int64_t kMinSlices = 4, kMaxSplits = 16;
+      // The workspace's f32 partials, written and read back (8 bytes per
+      // split and output element), stay within a quarter of the operands'
+      // 16-bit bytes: splitting a short K would move more than it saves.
+      int64_t traffic = (m * k * batch + k * n) / (16 * m * n * batch);
+      int64_t splits = std::min<int64_t>(
+          {int64_t(llvm::divideCeil(int64_t(facts.smCount), blocks)),
+           int64_t(llvm::divideCeil(k, kBk)) / kMinSlices, kMaxSplits,
+           traffic});
+      if (2 * blocks < int64_t(facts.smCount) && splits > 1)
+        entries.push_back(named("split_k", splits));
+    }
+    return config(kGemmMmaSync, entries);
   }
   /// Hopper: 128x128x64 tiles (what the nvgpu lowering of wgmma takes)
   /// through a ring of as many stages as the shared memory holds next to

@@ -133,9 +133,9 @@ bool gemmSimtAccepts(mlir::linalg::LinalgOp op);
 /// and K loop, static loops but M (which may be symbolic: its extent is
 /// then ShapedType::kDynamic), M > 16, N >= 8, K >= 16, each operand's
 /// innermost dimension one of its two matrix loops, and layouts that allow
-/// aligned 16-byte chunks along it: its M, N and batch count (a
-/// broadcast batch counts as batch); nothing when the op does not fit.
-std::optional<std::array<int64_t, 3>>
+/// aligned 16-byte chunks along it: its M, N, batch count (a broadcast
+/// batch counts as batch) and K; nothing when the op does not fit.
+std::optional<std::array<int64_t, 4>>
 gemmMmaSyncShape(mlir::linalg::LinalgOp op);
 /// A contraction C[batch.., m, n] = A[batch.., m, k] * B[k, n] of f16 x f16
 /// or bf16 x bf16 summed in f32, static, with K and N multiples of 8 (TMA's

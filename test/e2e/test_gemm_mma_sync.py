@@ -53,6 +53,19 @@ def build(kind, rng):
             [numpy_helper.from_array(w, "w")])
         inputs = {"x": rng.standard_normal((m, k)).astype(np.float32)}
         return graph, inputs, lambda p: narrow(inputs["x"], p) @ narrow(w, p)
+    if kind in ("split_k", "split_k_batched_odd_n"):
+        # Few tiles against a long K: split-K (the blocks of one tile sum
+        # their runs of K into a workspace, a second launch adds them up).
+        # The second: a batch of 2 over a weight (broadcast), N = 71 odd.
+        x_shape, (k, n) = {"split_k": ([24, 2048], (2048, 128)),
+                           "split_k_batched_odd_n": ([2, 24, 2048], (2048, 71))}[kind]
+        w = rng.standard_normal((k, n)).astype(np.float32)
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])], kind,
+            [vi("x", f, x_shape)], [vi("y", f, x_shape[:-1] + [n])],
+            [numpy_helper.from_array(w, "w")])
+        inputs = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+        return graph, inputs, lambda p: narrow(inputs["x"], p) @ narrow(w, p)
     if kind == "trans_b":  # x @ y^T of two activations: B read K-innermost
         graph = helper.make_graph(
             [helper.make_node("Gemm", ["x", "y"], ["z"], transB=1)], kind,
@@ -112,13 +125,17 @@ def mma_kernels(artifact):
 @pytest.mark.parametrize("kind", ["aligned", "edges", "trans_a", "trans_b",
                                   "batched", "broadcast", "heads",
                                   "unaligned_n", "odd_n", "mid", "large",
-                                  "large_odd_n"])
+                                  "large_odd_n", "split_k",
+                                  "split_k_batched_odd_n"])
 def test_gemm_mma_sync_under_the_simulator(kind, precision, tmp_path):
     if kind in ("mid", "large", "large_odd_n") and precision == "fp16":
         pytest.skip("one precision of the 64x64 and 128x128 tiles is enough")
     artifact, inputs, reference = compile_case(kind, precision, tmp_path)
     _, kernels = mma_kernels(artifact)
-    assert len(kernels) == 1, "the contraction did not take gemm-mma-sync"
+    # Split-K adds its combine launch to the dispatch.
+    split = kind.startswith("split_k")
+    assert len(kernels) == (2 if split else 1), \
+        "the contraction did not take gemm-mma-sync"
     config = kernels[0]["config"]
     # The largest tile whose blocks fill the SMs (108 on the A100, the
     # fewest of the two architectures), else the smallest.
@@ -128,6 +145,11 @@ def test_gemm_mma_sync_under_the_simulator(kind, precision, tmp_path):
     # 2x2.
     assert config["warps"] == ([2, 4] if tile == 128 else [2, 2])
     assert config["stages"] == 3
+    # Split-K where 32-tiles leave most of the A100's 108 SMs idle, as far
+    # as the workspace traffic allows: 4 tiles -> 6 splits; 3 tiles x 2
+    # batches -> 4.
+    assert config.get("split_k") == {"split_k": 6,
+                                     "split_k_batched_odd_n": 4}.get(kind), config
     args = ["run", artifact, "--device", "sim", "--output-dir", str(tmp_path / "out")]
     for name, value in inputs.items():
         np.save(tmp_path / f"{name}.npy", value)
@@ -140,7 +162,13 @@ def test_gemm_mma_sync_under_the_simulator(kind, precision, tmp_path):
     # (2^-7 relative for bf16, 2^-10 for f16, at the bottom of a binade).
     want = narrow(reference(precision).astype(np.float32), precision)
     ulp = 2.0 ** -7 if precision == "bf16" else 2.0 ** -10
-    np.testing.assert_allclose(got, want, rtol=ulp, atol=ulp * 1e-3)
+    atol = ulp * 1e-3
+    if split:
+        # Each split's sum is rounded to f32 before the combine adds them:
+        # a unit of f32 roundoff of the largest result per split more,
+        # which shows where a sum cancels to nearly nothing.
+        atol += config["split_k"] * 2.0 ** -23 * float(np.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=ulp, atol=atol)
 
 
 @needs_ptxas

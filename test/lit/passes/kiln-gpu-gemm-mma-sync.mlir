@@ -219,3 +219,34 @@ func.func @symbolic_rows(%a: memref<?x?x64xbf16>, %w: memref<64x96xbf16>, %c: me
   }
   return
 }
+
+// -----
+
+// COM: Split-K (4 ways over 8 slices of 32): grid z runs over (batch,
+// COM: split); each block starts at slice split * 2, runs 2 slices with
+// COM: its loads also guarded by the last slice, from accumulators at 0
+// COM: (not the fill value), and stores its partial pairs to an f32
+// COM: workspace [split][batch][M][N rounded up to even]; a second launch of a
+// COM: thread per output element adds the fill value and the 4 partials
+// COM: and stores the sum.
+// CHECK-LABEL: func.func @split_k
+// CHECK-DAG: %[[ZERO:.*]] = arith.constant dense<0.000000e+00> : vector<2x2xf32>
+// CHECK-DAG: %[[FILL:.*]] = arith.constant 5.000000e-01 : f32
+// CHECK-DAG: %[[WORK:.*]] = memref.alloc() : memref<4x1x24x66xf32>
+// CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %c3, %{{.*}} = %c1, %{{.*}} = %c4)
+// CHECK: %[[SPLIT:.*]] = arith.remui %{{.*}}, %c4 : index
+// CHECK: scf.for %{{.*}} = %c0 to %c2 step %c1 iter_args(%{{.*}} = %[[ZERO]], %{{.*}} = %[[ZERO]],
+// CHECK: vector.store %{{.*}}, %[[WORK]][%[[SPLIT]], %{{.*}}, %{{.*}}, %{{.*}}] {alignment = 8 : i64} : memref<4x1x24x66xf32>, vector<2xf32>
+// CHECK: gpu.terminator
+// CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %c7, %{{.*}} = %c1, %{{.*}} = %c1) threads({{.*}}) in (%{{.*}} = %c256, %{{.*}} = %c1, %{{.*}} = %c1)
+// CHECK: %[[P0:.*]] = memref.load %[[WORK]][%c0, %c0, %{{.*}}, %{{.*}}] : memref<4x1x24x66xf32>
+// CHECK-NEXT: arith.addf %[[P0]], %[[FILL]] : f32
+// CHECK-COUNT-3: memref.load %[[WORK]]
+// CHECK: memref.store %{{.*}}, %arg2[%{{.*}}, %{{.*}}] : memref<24x65xf32>
+// CHECK: memref.dealloc %[[WORK]]
+func.func @split_k(%a: memref<24x256xbf16>, %b: memref<65x256xbf16>, %c: memref<24x65xf32>) attributes {kiln.kernel, kiln.config = {strategy = "gemm-mma-sync", tile = array<i64: 32, 32, 32>, warps = array<i64: 2, 2>, stages = 3 : i64, split_k = 4 : i64}} {
+  %half = arith.constant 0.5 : f32
+  linalg.fill ins(%half : f32) outs(%c : memref<24x65xf32>)
+  linalg.matmul indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (n, k)>, affine_map<(m, n, k) -> (m, n)>] ins(%a, %b : memref<24x256xbf16>, memref<65x256xbf16>) outs(%c : memref<24x65xf32>)
+  return
+}

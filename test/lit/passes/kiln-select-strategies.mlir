@@ -251,6 +251,54 @@ func.func @tensor_core_gemms(%a: tensor<512x64xbf16>, %b: tensor<64x512xbf16>, %
 
 // -----
 
+// COM: Few rows against a long K: 24x128 on 32-tiles is 4 blocks, under
+// COM: half the A100's 108 SMs, so K (64 slices) splits 6 ways: the most
+// COM: whose f32 workspace traffic (8 bytes per split and output element)
+// COM: stays within a quarter of the operands' bytes. 24x128 with K = 96
+// COM: (3 slices) cannot split; 32x768 with K = 768 (24 blocks) would move
+// COM: more through the workspace than it saves; 128x768 (96 blocks) needs
+// COM: no split.
+// CUDA-LABEL: func.func @split_k
+// CUDA: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {split_k = 6 : i64, stages = 3 : i64, strategy = "gemm-mma-sync", tile = array<i64: 32, 32, 32>, warps = array<i64: 2, 2>}}
+// CUDA-COUNT-3: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 3 : i64, strategy = "gemm-mma-sync", tile = array<i64: 32, 32, 32>, warps = array<i64: 2, 2>}}
+func.func @split_k(%a: tensor<24x2048xbf16>, %b: tensor<2048x128xbf16>, %c: tensor<24x96xbf16>, %d: tensor<96x128xbf16>, %g: tensor<32x768xbf16>, %h: tensor<768x768xbf16>, %e: tensor<128x1024xbf16>, %f: tensor<1024x768xbf16>) -> (tensor<24x128xf32>, tensor<24x128xf32>, tensor<32x768xf32>, tensor<128x768xf32>) {
+  %r = kiln.dispatch(%a, %b) : (tensor<24x2048xbf16>, tensor<2048x128xbf16>) -> tensor<24x128xf32> {
+  ^bb0(%x: tensor<24x2048xbf16>, %y: tensor<2048x128xbf16>):
+    %t = tensor.empty() : tensor<24x128xf32>
+    %zero = arith.constant 0.0 : f32
+    %z = linalg.fill ins(%zero : f32) outs(%t : tensor<24x128xf32>) -> tensor<24x128xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<24x2048xbf16>, tensor<2048x128xbf16>) outs(%z : tensor<24x128xf32>) -> tensor<24x128xf32>
+    kiln.yield %m : tensor<24x128xf32>
+  }
+  %s = kiln.dispatch(%c, %d) : (tensor<24x96xbf16>, tensor<96x128xbf16>) -> tensor<24x128xf32> {
+  ^bb0(%x: tensor<24x96xbf16>, %y: tensor<96x128xbf16>):
+    %t = tensor.empty() : tensor<24x128xf32>
+    %zero = arith.constant 0.0 : f32
+    %z = linalg.fill ins(%zero : f32) outs(%t : tensor<24x128xf32>) -> tensor<24x128xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<24x96xbf16>, tensor<96x128xbf16>) outs(%z : tensor<24x128xf32>) -> tensor<24x128xf32>
+    kiln.yield %m : tensor<24x128xf32>
+  }
+  %v = kiln.dispatch(%g, %h) : (tensor<32x768xbf16>, tensor<768x768xbf16>) -> tensor<32x768xf32> {
+  ^bb0(%x: tensor<32x768xbf16>, %y: tensor<768x768xbf16>):
+    %t = tensor.empty() : tensor<32x768xf32>
+    %zero = arith.constant 0.0 : f32
+    %z = linalg.fill ins(%zero : f32) outs(%t : tensor<32x768xf32>) -> tensor<32x768xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<32x768xbf16>, tensor<768x768xbf16>) outs(%z : tensor<32x768xf32>) -> tensor<32x768xf32>
+    kiln.yield %m : tensor<32x768xf32>
+  }
+  %u = kiln.dispatch(%e, %f) : (tensor<128x1024xbf16>, tensor<1024x768xbf16>) -> tensor<128x768xf32> {
+  ^bb0(%x: tensor<128x1024xbf16>, %y: tensor<1024x768xbf16>):
+    %t = tensor.empty() : tensor<128x768xf32>
+    %zero = arith.constant 0.0 : f32
+    %z = linalg.fill ins(%zero : f32) outs(%t : tensor<128x768xf32>) -> tensor<128x768xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<128x1024xbf16>, tensor<1024x768xbf16>) outs(%z : tensor<128x768xf32>) -> tensor<128x768xf32>
+    kiln.yield %m : tensor<128x768xf32>
+  }
+  return %r, %s, %v, %u : tensor<24x128xf32>, tensor<24x128xf32>, tensor<32x768xf32>, tensor<128x768xf32>
+}
+
+// -----
+
 // COM: At most 16 rows with both operands K-innermost and K whole 16-byte
 // COM: chunks (decoding with the weight stored [N, K]): gemm-small-m, 4
 // COM: warps of 2 columns for up to 4 rows, of 1 column for more (their
