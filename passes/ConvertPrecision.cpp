@@ -144,7 +144,7 @@ private:
           b, loc, narrowType, operands[0], operands[1], operands[2],
           op.getBias() ? operands[3] : Value(), op.getScaleAttr(),
           op.getSoftcapAttr(), op.getCausalOffsetAttr(),
-          TypeAttr::get(b.getF32Type()));
+          TypeAttr::get(b.getF32Type()), op.getCausalFromEndAttr());
       op.replaceAllUsesWith(
           convertElements(b, loc, attention, type.getElementType()));
       op.erase();

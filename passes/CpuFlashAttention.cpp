@@ -68,7 +68,8 @@ public:
     int64_t heads = qType.getDimSize(1);
     groups = heads / kType.getDimSize(1);
 
-    Value batch = dim(op.getQuery(), 0), queries = dim(op.getQuery(), 2);
+    Value batch = dim(op.getQuery(), 0);
+    queries = dim(op.getQuery(), 2);
     keys = dim(op.getKey(), 2);
     SmallVector<Value> dynamicSizes;
     for (int64_t i = 0; i < resultType.getRank(); ++i)
@@ -91,7 +92,7 @@ private:
   AttentionOp op;
   int64_t bn, d = 0, dv = 0, groups = 1;
   Type f32;
-  Value keys;
+  Value keys, queries;
 
   Value index(int64_t value) { return arith::ConstantIndexOp::create(b, loc, value); }
   Value dim(Value tensor, int64_t i) {
@@ -270,10 +271,14 @@ private:
     Value q = arith::MulFOp::create(
         b, loc, readRow(op.getQuery(), {bi, h, i, index(0)}, d),
         splat(op.getScale().convertToDouble(), d));
-    // The keys this row sees: all, or those up to i + causal_offset.
+    // The keys this row sees: all, or those up to i + causal_offset (+ the
+    // keys in front of the queries, aligned to the end).
     Value end = keys;
     if (std::optional<int64_t> offset = op.getCausalOffset()) {
       Value limit = arith::AddIOp::create(b, loc, i, index(*offset + 1));
+      if (op.getCausalFromEnd())
+        limit = arith::AddIOp::create(
+            b, loc, limit, arith::SubIOp::create(b, loc, keys, queries));
       limit = arith::MaxSIOp::create(b, loc, limit, index(0));
       end = arith::MinSIOp::create(b, loc, limit, keys);
     }

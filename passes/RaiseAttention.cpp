@@ -333,13 +333,15 @@ private:
     return std::make_pair(expand.getSrc(), rep[2]);
   }
 
-  /// What a mask term is: zeros, a causal pattern (its offset), or
-  /// anything else (neither set).
+  /// What a mask term is: zeros, a causal pattern (its offset; with
+  /// `fromEnd`, counted from the keys in front of the queries), or anything
+  /// else (neither set).
   struct MaskKind {
     bool zero = false;
     std::optional<int64_t> causal;
+    bool fromEnd = false;
     bool operator==(const MaskKind &o) const {
-      return zero == o.zero && causal == o.causal;
+      return zero == o.zero && causal == o.causal && fromEnd == o.fromEnd;
     }
   };
   static MaskKind classifyMask(const Step &s, const ConstTensor &t, int64_t sq,
@@ -361,7 +363,10 @@ private:
   /// values (a padding mask) cannot be evaluated and stays a bias. Where
   /// the samples stop short of a dim's upper bound, a term whose slice
   /// holds an integer past the samples (a window length) or a table
-  /// larger than they read must be judged at the bounds as well.
+  /// larger than they read must be judged at the bounds as well. A causal
+  /// pattern whose offset differs between samples but is the keys minus
+  /// the queries at each (a past of symbolic length in front of the
+  /// queries, GPT-2's slice of its triangle) is aligned to the end.
   std::optional<MaskKind> classifySymbolicMask(const Step &s, Value q,
                                                Value kT, int64_t rank) {
     if (!sampled) {
@@ -372,6 +377,7 @@ private:
       return std::nullopt;
     bool needsTop = boundsPastReach && hidesThreshold(s.side, reach);
     std::optional<MaskKind> agreed;
+    bool endAligned = true;
     for (Sample &sample : samples) {
       ConstantEvaluator &ev = *sample.eval;
       const ConstTensor *t = ev.evaluate(s.side);
@@ -386,10 +392,18 @@ private:
       MaskKind kind = classifyMask(s, *t, *sq, *skv);
       if (!kind.zero && !kind.causal)
         return std::nullopt;
-      if (agreed && !(*agreed == kind))
-        return std::nullopt;
-      agreed = kind;
+      endAligned &= kind.causal && *kind.causal == *skv - *sq;
+      if (agreed && !(*agreed == kind)) {
+        if (!endAligned)
+          return std::nullopt;
+        agreed = MaskKind{false, 0, true};
+        continue;
+      }
+      if (!agreed || !agreed->fromEnd)
+        agreed = kind;
     }
+    if (agreed && agreed->fromEnd && !endAligned)
+      return std::nullopt;
     return agreed;
   }
 
@@ -659,6 +673,7 @@ private:
     // the export computes from the shapes is judged at sample sizes.
     int64_t sq = qs[rank - 2], skv = kts[rank - 1];
     std::optional<int64_t> causal;
+    bool causalFromEnd = false;
     SmallVector<const Step *> kept;
     for (const Step &s : steps) {
       if (s.kind == Step::Scale || s.kind == Step::Widen ||
@@ -673,6 +688,7 @@ private:
         continue;
       if (kind && kind->causal && !causal) {
         causal = kind->causal;
+        causalFromEnd = kind->fromEnd;
         continue;
       }
       kept.push_back(&s);
@@ -769,7 +785,8 @@ private:
     auto attention = AttentionOp::create(
         b, loc, resultType, q, k, v, biasValue, b.getF64FloatAttr(scale),
         b.getF64FloatAttr(capped ? cap : 0.0), causalAttr,
-        widened ? TypeAttr::get(b.getF32Type()) : TypeAttr());
+        widened ? TypeAttr::get(b.getF32Type()) : TypeAttr(),
+        causalFromEnd ? b.getUnitAttr() : UnitAttr());
     if (failed(mlir::verify(attention))) {
       attention->erase();
       return false;

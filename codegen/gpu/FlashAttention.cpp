@@ -403,6 +403,14 @@ struct KilnGpuFlashAttentionPass final
     Value batchCount = countOf(q, 0, shape.batch);
     Value queryCount = countOf(q, 2, shape.queries);
     Value keyCount = countOf(k, 2, shape.keys);
+    // The causal limit of query i is i + shift: the offset, plus the keys
+    // in front of the queries when aligned to the end (a past whose length
+    // is known at run time).
+    Value causalShift = constantIndex(b, loc, causalOffset);
+    if (causal && op.getCausalFromEnd())
+      causalShift = arith::AddIOp::create(
+          b, loc, causalShift,
+          arith::SubIOp::create(b, loc, keyCount, queryCount));
     Value rowCount = packed ? constantIndex(b, loc, groups * shape.queries)
                             : queryCount;
     auto ceilDiv = [&](Value x, int64_t y) -> Value {
@@ -544,17 +552,13 @@ struct KilnGpuFlashAttentionPass final
     };
 
     // KV tiles this block reads: with a causal mask, up to the one holding
-    // key qBase + BM - 1 + offset (the last any of its rows sees).
+    // key qBase + BM - 1 + shift (the last any of its rows sees).
     Value kvEnd = kvTileCount;
     if (causal) {
       // ceil(max(0, qBase + BM + offset) / BN), in index arithmetic (the
       // last query, packed: any tile may hold it).
-      Value last =
-          packed ? ix.c(shape.queries + causalOffset)
-                 : arith::AddIOp::create(in, loc, qBase,
-                                         arith::ConstantIndexOp::create(
-                                             in, loc, c.bm + causalOffset))
-                       .getResult();
+      Value last = packed ? ix.add(causalShift, shape.queries)
+                          : ix.add(qBase, ix.add(causalShift, c.bm));
       Value positive = arith::MaxSIOp::create(in, loc, last, ix.c(0));
       kvEnd = arith::MinUIOp::create(
           in, loc, ix.div(ix.add(positive, c.bn - 1), c.bn), kvEnd);
@@ -679,7 +683,7 @@ struct KilnGpuFlashAttentionPass final
             if (causal)
               keep = lx.andI(keep, arith::CmpIOp::create(
                                        lb, loc, arith::CmpIPredicate::sle, key,
-                                       lx.add(query, causalOffset)));
+                                       lx.add(query, causalShift)));
             s[half].push_back(
                 arith::SelectOp::create(lb, loc, keep, x, negInf));
           }

@@ -329,6 +329,9 @@ AttentionParts decomposeAttention(OpBuilder &b, AttentionOp op) {
   if (bias)
     bias = convertElements(b, loc, bias, work);
   std::optional<int64_t> causalOffset = op.getCausalOffset();
+  // Aligned to the end: the keys in front of the queries count too.
+  if (causalOffset && op.getCausalFromEnd())
+    *causalOffset += skv - sq;
   if (causalOffset) {
     Value causal = buildIndexed(
         b, loc, full, work, [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {

@@ -204,6 +204,8 @@ LogicalResult AttentionOp::verify() {
     if (!isa<FloatType>(*softmax))
       return emitOpError() << "softmax_type must be a float type, got "
                            << *softmax;
+  if (getCausalFromEnd() && !getCausalOffset())
+    return emitOpError() << "causal_from_end needs a causal_offset";
   return success();
 }
 

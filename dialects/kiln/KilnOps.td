@@ -263,7 +263,9 @@ def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
       masks a key out.
     - `causal_offset` (optional) masks key `j` for query `i` when
       `j > i + causal_offset` (0: upper-left aligned; the past length with
-      a KV cache).
+      a KV cache). With `causal_from_end` the keys in front of the queries
+      count too: `j > i + causal_offset + (L - S)` (bottom-right aligned:
+      a past of symbolic length before the queries).
     - the softmax runs in `softmax_type` when given (else the element type)
       and gives 0, not NaN, for a row whose keys are all masked.
 
@@ -287,7 +289,8 @@ def Kiln_AttentionOp : Kiln_Op<"attention", [Pure]> {
                        Optional<Kiln_FloatTensor>:$bias, F64Attr:$scale,
                        DefaultValuedAttr<F64Attr, "0.0">:$softcap,
                        OptionalAttr<I64Attr>:$causal_offset,
-                       OptionalAttr<TypeAttr>:$softmax_type);
+                       OptionalAttr<TypeAttr>:$softmax_type,
+                       UnitAttr:$causal_from_end);
   let results = (outs Kiln_FloatTensor:$result);
   let assemblyFormat = [{
     $query `,` $key `,` $value (`,` $bias^)? attr-dict `:` type($query) `,`
