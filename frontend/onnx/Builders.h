@@ -68,6 +68,12 @@ mlir::Value buildEmptyConstant(mlir::OpBuilder &b, mlir::Location loc,
                                llvm::ArrayRef<int64_t> shape,
                                mlir::Type element);
 
+/// `inputs` (one rank and element type, equal sizes outside `axis`)
+/// joined along `axis`, which may be symbolic in any of them (a cache of
+/// past tokens and the new ones); empty inputs are dropped.
+mlir::Value buildConcat(mlir::OpBuilder &b, mlir::Location loc,
+                        llvm::ArrayRef<mlir::Value> inputs, int64_t axis);
+
 /// `value` at `index` along `axis`, that dim dropped (a slice and a
 /// collapse, both views).
 mlir::Value sliceAlong(mlir::OpBuilder &b, mlir::Location loc,

@@ -52,27 +52,7 @@ Value splitHeads(OpBuilder &b, Location loc, Value x, int64_t heads) {
 
 /// Along axis 2: [a; b].
 Value concatSeq(OpBuilder &b, Location loc, Value first, Value second) {
-  ArrayRef<int64_t> f = shapeOf(first), s = shapeOf(second);
-  SmallVector<int64_t> out = {f[0], f[1], f[2] + s[2], f[3]};
-  int64_t split = f[2];
-  return buildIndexed(
-      b, loc, out, elementTypeOf(first),
-      [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
-        Value inFirst = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::slt,
-                                              ivs[2], indexConstant(nb, nl, split));
-        Value i1 = arith::MinSIOp::create(nb, nl, ivs[2],
-                                          indexConstant(nb, nl, std::max<int64_t>(split - 1, 0)));
-        Value i2 = arith::MaxSIOp::create(
-            nb, nl, arith::SubIOp::create(nb, nl, ivs[2], indexConstant(nb, nl, split)),
-            indexConstant(nb, nl, 0));
-        Value a = split > 0 ? tensor::ExtractOp::create(
-                                  nb, nl, first, ValueRange{ivs[0], ivs[1], i1, ivs[3]})
-                                  .getResult()
-                            : Value();
-        Value c = tensor::ExtractOp::create(nb, nl, second,
-                                            ValueRange{ivs[0], ivs[1], i2, ivs[3]});
-        return a ? arith::SelectOp::create(nb, nl, inFirst, a, c).getResult() : c;
-      });
+  return buildConcat(b, loc, {first, second}, 2);
 }
 
 
@@ -112,19 +92,23 @@ LogicalResult importAttention(NodeContext &ctx) {
   // (its CPU kernel takes them); the mask, the past, padding lengths,
   // windows and the qk output are built over static shapes here.
   bool wantsQk = ctx.getNode().output_size() > 3 && !ctx.getNode().output(3).empty();
+  auto staticInput = [&](int i) {
+    return !ctx.hasInput(i) || !ctx.input(i) ||
+           cast<ShapedType>(ctx.input(i).getType()).hasStaticShape();
+  };
   bool symbolic = !cast<ShapedType>(q.getType()).hasStaticShape() ||
                   !cast<ShapedType>(k.getType()).hasStaticShape() ||
                   !cast<ShapedType>(v.getType()).hasStaticShape() ||
-                  (ctx.hasInput(3) && ctx.input(3) &&
-                   !cast<ShapedType>(ctx.input(3).getType()).hasStaticShape());
+                  !staticInput(3) || !staticInput(4) || !staticInput(5);
   if (symbolic) {
-    for (int i : {4, 5, 6})
-      if (ctx.hasInput(i))
-        return ctx.error() << "Attention with symbolic dims takes no input #"
-                           << i << " ('" << ctx.getNode().input(i)
-                           << "': past keys and values and padding lengths "
-                              "need static shapes) yet: give each dim a fixed "
-                              "value with --dim NAME=VALUE";
+    // A past (a KV cache of symbolic length) goes in front of K and V; a
+    // causal mask then counts it, aligned to the end (`causal_from_end`).
+    if (ctx.hasInput(6))
+      return ctx.error() << "Attention with symbolic dims takes no input #6 ('"
+                         << ctx.getNode().input(6)
+                         << "': padding lengths need static shapes) yet: "
+                            "give each dim a fixed value with --dim "
+                            "NAME=VALUE";
     if (rank != 4 || leftWindow >= 0 || rightWindow >= 0 || wantsQk)
       return ctx.error() << "Attention with symbolic dims takes 4-D Q, K and V "
                             "without windows or the qk output yet: give each "
@@ -147,6 +131,27 @@ LogicalResult importAttention(NodeContext &ctx) {
                            << " (the same symbolic dim or size): give the "
                               "inputs' dims one name, or fixed values with "
                               "--dim NAME=VALUE";
+    for (int i : {4, 5}) {
+      if (!ctx.hasInput(i) || !ctx.input(i))
+        continue;
+      Value past = ctx.input(i), now = i == 4 ? k : v;
+      if (shapeOf(past).size() != 4 || !sameDim(ctx, past, 0, q, 0) ||
+          !sameDim(ctx, past, 1, now, 1) || !sameDim(ctx, past, 3, now, 3))
+        return ctx.error() << "Attention's past " << past.getType()
+                           << " must be [batch, heads, past, head] with "
+                           << now.getType()
+                           << "'s batch, heads and head size (the same "
+                              "symbolic dims or sizes)";
+    }
+    // Causal with a past: key j is masked for query i past i + past; that
+    // is aligned to the end when K brings one key per query.
+    if (ctx.intAttr("is_causal", 0) && ctx.hasInput(4) &&
+        !sameDim(ctx, q, 2, k, 2))
+      return ctx.error() << "causal Attention with a past and symbolic dims "
+                            "needs as many new keys as queries (Q "
+                         << q.getType() << ", K " << k.getType()
+                         << " sharing dim 2): give the dims fixed values "
+                            "with --dim NAME=VALUE";
   }
   OpBuilder &b = ctx.b();
   Location loc = ctx.getLoc();
@@ -332,8 +337,13 @@ LogicalResult importAttention(NodeContext &ctx) {
                                 b.getF64FloatAttr(scale),
                                 b.getF64FloatAttr(ctx.floatAttr("softcap", 0.0f)),
                                 /*causal_offset=*/nullptr, /*softmax_type=*/nullptr);
-  if (causal && !causalInBias)
-    op.setCausalOffset(pastLength);
+  if (causal && !causalInBias) {
+    // A symbolic past: the keys in front of the queries, counted at run
+    // time (checked above: as many new keys as queries).
+    bool fromEnd = ShapedType::isDynamic(pastLength);
+    op.setCausalOffset(fromEnd ? 0 : pastLength);
+    op.setCausalFromEnd(fromEnd);
+  }
   if (ctx.hasAttr("softmax_precision")) {
     Type softmaxType =
         toElementType(b.getContext(), ctx.intAttr("softmax_precision", 1));

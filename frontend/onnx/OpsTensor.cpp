@@ -21,6 +21,98 @@
 
 using namespace mlir;
 
+Value kiln::onnx::buildConcat(OpBuilder &b, Location loc, ArrayRef<Value> inputs,
+                              int64_t axis) {
+  auto first = cast<RankedTensorType>(inputs.front().getType());
+  int64_t rank = first.getRank();
+  SmallVector<int64_t> shape(first.getShape());
+  shape[axis] = 0;
+  SmallVector<int64_t> offsets;
+  bool symbolicAxis = false;
+  for (Value v : inputs) {
+    auto type = cast<RankedTensorType>(v.getType());
+    if (type.isDynamicDim(axis))
+      symbolicAxis = true;
+    offsets.push_back(shape[axis]);
+    if (!symbolicAxis)
+      shape[axis] += type.getShape()[axis];
+  }
+  // Along a symbolic axis (a cache of past tokens and the new ones), the
+  // offsets and sizes of the parts are index values computed here.
+  SmallVector<Value> offsetValues, sizeValues;
+  Value total;
+  if (symbolicAxis) {
+    shape[axis] = ShapedType::kDynamic;
+    total = indexConstant(b, loc, 0);
+    for (Value v : inputs) {
+      offsetValues.push_back(total);
+      sizeValues.push_back(tensor::DimOp::create(b, loc, v, axis));
+      total = arith::AddIOp::create(b, loc, total, sizeValues.back());
+    }
+  }
+  // The other dims take input #0's sizes.
+  SmallVector<Value> dynamicSizes;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (d == axis && symbolicAxis)
+      dynamicSizes.push_back(total);
+    else if (d != axis && first.isDynamicDim(d))
+      dynamicSizes.push_back(tensor::DimOp::create(b, loc, inputs[0], d));
+  }
+  // Drop empty inputs; select the source by the position along the axis.
+  SmallVector<std::pair<Value, int64_t>> parts;
+  SmallVector<unsigned> partIndex;
+  for (auto [i, v, offset] : llvm::enumerate(inputs, offsets)) {
+    auto type = cast<RankedTensorType>(v.getType());
+    if (!type.hasStaticShape() || type.getNumElements() > 0) {
+      parts.emplace_back(v, offset);
+      partIndex.push_back(i);
+    }
+  }
+  if (parts.empty() || llvm::is_contained(shape, 0))
+    return buildEmptyConstant(b, loc, shape, first.getElementType());
+  return buildIndexed(
+      b, loc, shape, first.getElementType(),
+      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
+        auto offsetOf = [&](size_t p) -> Value {
+          return symbolicAxis ? offsetValues[partIndex[p]]
+                              : indexConstant(b, loc, parts[p].second);
+        };
+        // Every part read at a clamped (in-bounds) position; the position
+        // along the axis selects which read is the element.
+        Value result;
+        for (size_t p = parts.size(); p-- > 0;) {
+          Value last =
+              symbolicAxis
+                  ? arith::SubIOp::create(b, loc, sizeValues[partIndex[p]],
+                                          indexConstant(b, loc, 1))
+                        .getResult()
+                  : indexConstant(b, loc,
+                                  cast<RankedTensorType>(
+                                      parts[p].first.getType())
+                                          .getShape()[axis] -
+                                      1);
+          SmallVector<Value> at(ivs.begin(), ivs.end());
+          Value local = arith::SubIOp::create(b, loc, ivs[axis], offsetOf(p));
+          local = arith::MinSIOp::create(
+              b, loc,
+              arith::MaxSIOp::create(b, loc, local, indexConstant(b, loc, 0)),
+              last);
+          at[axis] = local;
+          Value v = tensor::ExtractOp::create(b, loc, parts[p].first, at);
+          if (!result) {
+            result = v;
+            continue;
+          }
+          Value inPart = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::slt, ivs[axis], offsetOf(p + 1));
+          result = arith::SelectOp::create(b, loc, inPart, v, result);
+        }
+        return result;
+      },
+      dynamicSizes);
+}
+
+
 namespace kiln::onnx {
 namespace {
 
@@ -82,10 +174,6 @@ LogicalResult importConcat(NodeContext &ctx) {
   auto axis = normalizeAxis(ctx, ctx.intAttr("axis", 0), rank);
   if (!axis)
     return failure();
-  SmallVector<int64_t> shape(first.getShape());
-  shape[*axis] = 0;
-  SmallVector<int64_t> offsets;
-  bool symbolicAxis = false;
   for (auto [i, v] : llvm::enumerate(inputs)) {
     auto type = cast<RankedTensorType>(v.getType());
     if (type.getRank() != rank || type.getElementType() != first.getElementType())
@@ -96,88 +184,8 @@ LogicalResult importConcat(NodeContext &ctx) {
         return ctx.error() << "Concat input #" << i << " " << type
                            << " differs from input #0 " << first
                            << " outside axis " << *axis;
-    if (type.isDynamicDim(*axis))
-      symbolicAxis = true;
-    offsets.push_back(shape[*axis]);
-    if (!symbolicAxis)
-      shape[*axis] += type.getShape()[*axis];
   }
-  OpBuilder &b = ctx.b();
-  Location loc = ctx.getLoc();
-  // Along a symbolic axis (a cache of past tokens and the new ones), the
-  // offsets and sizes of the parts are index values computed here.
-  SmallVector<Value> offsetValues, sizeValues;
-  Value total;
-  if (symbolicAxis) {
-    shape[*axis] = ShapedType::kDynamic;
-    total = indexConstant(b, loc, 0);
-    for (Value v : inputs) {
-      offsetValues.push_back(total);
-      sizeValues.push_back(tensor::DimOp::create(b, loc, v, *axis));
-      total = arith::AddIOp::create(b, loc, total, sizeValues.back());
-    }
-  }
-  // The other dims take input #0's sizes.
-  SmallVector<Value> dynamicSizes;
-  for (int64_t d = 0; d < rank; ++d) {
-    if (d == *axis && symbolicAxis)
-      dynamicSizes.push_back(total);
-    else if (d != *axis && first.isDynamicDim(d))
-      dynamicSizes.push_back(tensor::DimOp::create(b, loc, inputs[0], d));
-  }
-  // Drop empty inputs; select the source by the position along the axis.
-  SmallVector<std::pair<Value, int64_t>> parts;
-  SmallVector<unsigned> partIndex;
-  for (auto [i, v, offset] : llvm::enumerate(inputs, offsets)) {
-    auto type = cast<RankedTensorType>(v.getType());
-    if (!type.hasStaticShape() || type.getNumElements() > 0) {
-      parts.emplace_back(v, offset);
-      partIndex.push_back(i);
-    }
-  }
-  if (parts.empty() || llvm::is_contained(shape, 0))
-    return ctx.setOutputs(buildEmptyConstant(b, loc, shape, first.getElementType()));
-  Value out = buildIndexed(
-      b, loc, shape, first.getElementType(),
-      [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
-        auto offsetOf = [&](size_t p) -> Value {
-          return symbolicAxis ? offsetValues[partIndex[p]]
-                              : indexConstant(b, loc, parts[p].second);
-        };
-        // Every part read at a clamped (in-bounds) position; the position
-        // along the axis selects which read is the element.
-        Value result;
-        for (size_t p = parts.size(); p-- > 0;) {
-          Value last =
-              symbolicAxis
-                  ? arith::SubIOp::create(b, loc, sizeValues[partIndex[p]],
-                                          indexConstant(b, loc, 1))
-                        .getResult()
-                  : indexConstant(b, loc,
-                                  cast<RankedTensorType>(
-                                      parts[p].first.getType())
-                                          .getShape()[*axis] -
-                                      1);
-          SmallVector<Value> at(ivs.begin(), ivs.end());
-          Value local = arith::SubIOp::create(b, loc, ivs[*axis], offsetOf(p));
-          local = arith::MinSIOp::create(
-              b, loc,
-              arith::MaxSIOp::create(b, loc, local, indexConstant(b, loc, 0)),
-              last);
-          at[*axis] = local;
-          Value v = tensor::ExtractOp::create(b, loc, parts[p].first, at);
-          if (!result) {
-            result = v;
-            continue;
-          }
-          Value inPart = arith::CmpIOp::create(
-              b, loc, arith::CmpIPredicate::slt, ivs[*axis], offsetOf(p + 1));
-          result = arith::SelectOp::create(b, loc, inPart, v, result);
-        }
-        return result;
-      },
-      dynamicSizes);
-  return ctx.setOutputs(out);
+  return ctx.setOutputs(buildConcat(ctx.b(), ctx.getLoc(), inputs, *axis));
 }
 
 /// Slice with constant starts/ends/axes/steps (inputs from opset 10,
