@@ -9,7 +9,9 @@
 // along it are read once and reused, and anything else (a transposed
 // operand) is gathered element by element. The result leaves in one vector
 // store. Rows start aligned because the innermost extent is a multiple of W
-// and buffers are 64-byte aligned.
+// and buffers are 64-byte aligned. Outer loops may be symbolic (a sequence
+// length): their extents are the output's sizes, read on the host side of
+// the launch, and the grid is computed from them per run.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/Strategy.h"
@@ -50,7 +52,7 @@ bool accepts(linalg::LinalgOp op, int64_t width) {
       op.getNumParallelLoops() != op.getNumLoops() || op.getNumLoops() == 0)
     return false;
   SmallVector<int64_t> ranges = op.getStaticLoopRanges();
-  if (llvm::any_of(ranges, ShapedType::isDynamic) || ranges.back() % width ||
+  if (ShapedType::isDynamic(ranges.back()) || ranges.back() % width ||
       llvm::is_contained(ranges, 0))
     return false;
   OpOperand *out = op.getDpsInitOperand(0);
@@ -74,8 +76,7 @@ struct KilnGpuElementwisePass final
   }
 
   static bool hasIdentityLayout(Value memref) {
-    auto type = cast<MemRefType>(memref.getType());
-    return type.getLayout().isIdentity() && type.hasStaticShape();
+    return cast<MemRefType>(memref.getType()).getLayout().isIdentity();
   }
 
   FailureOr<bool> rewrite(linalg::GenericOp op, const StrategyConfig &config) {
@@ -87,9 +88,10 @@ struct KilnGpuElementwisePass final
     if (!op.hasPureBufferSemantics() || !accepts(op, kWidth))
       return false;
     SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    bool symbolic = llvm::any_of(ranges, ShapedType::isDynamic);
     int64_t count = 1;
     for (int64_t r : ranges)
-      count *= r;
+      count *= ShapedType::isDynamic(r) ? 1 : r;
     OpOperand *out = op.getDpsInitOperand(0);
     if (!hasIdentityLayout(out->get()))
       return false;
@@ -107,12 +109,26 @@ struct KilnGpuElementwisePass final
 
     Location loc = op.getLoc();
     OpBuilder b(op);
+    // Groups of W elements: each loop's extent (the output's size along it:
+    // its map is the identity), the innermost divided by W.
+    SmallVector<Value> groupExtents;
+    Value groupCount = idx(b, loc, 1);
+    for (auto [d, r] : llvm::enumerate(ranges)) {
+      Value extent = ShapedType::isDynamic(r)
+                         ? memref::DimOp::create(b, loc, out->get(), d).getResult()
+                         : idx(b, loc, d + 1 == ranges.size() ? r / kWidth : r);
+      groupExtents.push_back(extent);
+      groupCount = arith::MulIOp::create(b, loc, groupCount, extent);
+    }
     int64_t groups = count / kWidth;
-    int64_t threads = std::min<int64_t>(kBlock, llvm::alignTo(groups, 32));
+    int64_t threads = symbolic ? kBlock
+                               : std::min<int64_t>(kBlock, llvm::alignTo(groups, 32));
     Value one = idx(b, loc, 1);
-    Launch built =
-        createLaunch(b, loc, {idx(b, loc, llvm::divideCeil(groups, threads)), one, one},
-                     {threads, 1, 1}, config);
+    Value grid = symbolic ? arith::CeilDivUIOp::create(b, loc, groupCount,
+                                                       idx(b, loc, threads))
+                                .getResult()
+                          : idx(b, loc, llvm::divideCeil(groups, threads));
+    Launch built = createLaunch(b, loc, {grid, one, one}, {threads, 1, 1}, config);
     gpu::LaunchOp launch = built.op;
     OpBuilder &in = built.body;
     Value id = arith::AddIOp::create(
@@ -120,12 +136,18 @@ struct KilnGpuElementwisePass final
         arith::MulIOp::create(in, loc, launch.getBlockIds().x,
                               idx(in, loc, threads)),
         launch.getThreadIds().x);
-    OpBuilder body = guardBelow(in, loc, id, idx(in, loc, groups));
+    OpBuilder body = guardBelow(in, loc, id, symbolic ? groupCount
+                                                      : idx(in, loc, groups));
     gpu::TerminatorOp::create(in, loc);
 
-    SmallVector<int64_t> groupExtents(ranges);
-    groupExtents.back() /= kWidth;
-    SmallVector<Value> ivs = delinearize(body, loc, id, groupExtents);
+    // The group's position, innermost fastest.
+    SmallVector<Value> ivs(ranges.size());
+    Value rest = id;
+    for (size_t d = ranges.size(); d-- > 1;) {
+      ivs[d] = arith::RemUIOp::create(body, loc, rest, groupExtents[d]);
+      rest = arith::DivUIOp::create(body, loc, rest, groupExtents[d]);
+    }
+    ivs[0] = rest;
     ivs.back() = arith::MulIOp::create(body, loc, ivs.back(),
                                        idx(body, loc, kWidth));
     auto laneIvs = [&](int64_t lane) {

@@ -5,6 +5,7 @@ sequence is compiled once per target and run at several shapes against
 onnxruntime: the CPU artifact directly, the cuda one under the simulator.
 Inputs outside the bounds, or two inputs that disagree on a dim, are
 refused with an error naming the input and the dim."""
+import json
 import os
 import re
 import subprocess
@@ -84,6 +85,11 @@ def test_one_artifact_runs_every_shape_in_bounds(model, target, device,
          "--embed-kernel-ir", *BOUNDS)
     inspect = kiln("inspect", str(artifact)).stdout
     assert "f32[batch,seq,64]" in inspect and "batch" in inspect
+    if device == "sim":
+        # Elementwise steps over symbolic rows take the vector strategy (the
+        # grid computed from the sizes per run), not the generic one.
+        kernels = json.loads(kiln("inspect", str(artifact), "--json").stdout)["kernels"]
+        assert sum(k["strategy"] == "elementwise" for k in kernels) >= 4, kernels
     for batch, seq in SHAPES:
         inputs = inputs_for(batch, seq)
         run(artifact, inputs, tmp_path, device)

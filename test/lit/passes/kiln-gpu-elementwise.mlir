@@ -81,3 +81,29 @@ func.func @bool_operand(%c: memref<8xi1>, %x: memref<8xf32>, %y: memref<8xf32>) 
   }
   return
 }
+
+// -----
+
+// COM: Symbolic rows ([?, 2, 64]: a batch of sequences): the extents are the
+// COM: output's sizes, read before the launch; the grid is ceil(groups /
+// COM: 256) of them per run, the guard compares with the group count, and
+// COM: the position is split by the extents (64 / 4 = 16 groups per row).
+// CHECK-LABEL: func.func @symbolic_rows
+// CHECK: %[[ROWS:.*]] = memref.dim %arg1, %c0 : memref<?x2x64xf32>
+// CHECK: %[[GROUPS:.*]] = arith.muli %[[ROWS]], %c32 : index
+// CHECK: %[[GRID:.*]] = arith.ceildivui %[[GROUPS]], %c256 : index
+// CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %[[GRID]], {{.*}}) threads({{.*}}) in (%{{.*}} = %c256,
+// CHECK: arith.cmpi ult, %{{.*}}, %[[GROUPS]]
+// CHECK: arith.remui %{{.*}}, %c16
+// CHECK: vector.load %arg0[{{.*}}] {alignment = 16 : i64} : memref<?x2x64xf32>, vector<4xf32>
+// CHECK: vector.store %{{.*}}, %arg1[{{.*}}] {alignment = 16 : i64} : memref<?x2x64xf32>, vector<4xf32>
+#id3 = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
+func.func @symbolic_rows(%x: memref<?x2x64xf32>, %y: memref<?x2x64xf32>) attributes {kiln.kernel, kiln.config = {strategy = "elementwise", vector_width = 4, threads = 256}} {
+  linalg.generic {indexing_maps = [#id3, #id3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%x : memref<?x2x64xf32>) outs(%y : memref<?x2x64xf32>) {
+  ^bb0(%a: f32, %o: f32):
+    %r = arith.negf %a : f32
+    linalg.yield %r : f32
+  }
+  return
+}
