@@ -197,3 +197,28 @@ def test_sass_of_gemm_mma_sync(arch, tmp_path):
     stages, tile = config["stages"], config["tile"]
     assert image["shared_bytes"] == stages * (tile[0] + tile[1]) * tile[2] * 2
     assert image["registers"] <= 128  # 4 warps x 128 registers: 4 blocks/SM
+
+
+@needs_ptxas
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("kind", ["large_odd_n", "odd_n", "split_k"])
+def test_sass_of_the_staged_and_split_epilogues(kind, arch, tmp_path):
+    """The odd-N epilogue (a strip through shared memory, the window loop
+    kept rolled) and split-K (partials to a workspace, a combine launch):
+    no local memory, and the registers of the plain kernel: a 128-tile
+    within 128 (2 blocks of 256 threads per SM), the others far below."""
+    artifact, _, _ = compile_case(kind, "bf16", tmp_path)
+    _, sass = sass_by_function(artifact, arch)
+    _, kernels = mma_kernels(artifact)
+    for kernel in kernels:
+        code = sass[kernel["symbol"]]
+        assert count(code, "STL") == 0 and count(code, "LDL") == 0, kernel["symbol"]
+        image = next(i for i in kernel["images"] if i["arch"] == arch)
+        limit = 128 if kernel["config"]["tile"][0] == 128 else 64
+        assert image["registers"] <= limit, (kernel["symbol"], image["registers"])
+    main = sass[kernels[0]["symbol"]]
+    assert count(main, "HMMA.16816.F32.BF16") >= 1
+    if kind.endswith("odd_n"):
+        # The strip: 8-byte shared stores of fragment pairs, 4-byte global
+        # stores of one element per lane.
+        assert count(main, "STS.64") >= 1 and count(main, "STG.E") >= 1, main

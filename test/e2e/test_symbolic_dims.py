@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import (PRECISION_TOLERANCES, TOLERANCES, kiln, normwise_error,
                       run_reference)
+from test_sass import count, needs_ptxas, sass_by_function
 
 SHAPES = [(1, 1), (2, 5), (4, 16), (3, 7)]
 BOUNDS = ["--dim", "batch=1..4", "--dim", "seq=1..16"]
@@ -457,3 +458,23 @@ def test_attention_with_unrelated_symbolic_dims_says_so(tmp_path):
     assert "must share dim 0 and dim 0 (the same symbolic dim or size)" in \
         result.stderr, result.stderr
     assert not artifact.exists()
+
+
+@needs_ptxas
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+def test_sass_of_symbolic_flash_attention(arch, tmp_path):
+    """The flash kernel over symbolic batch, query and past counts (causal
+    from the end): tensor cores, cp.async, no local memory."""
+    model = tmp_path / "attention.onnx"
+    attention_model(str(model), past=True, keys="seq")
+    artifact = str(tmp_path / "attention.kiln")
+    kiln("compile", str(model), "-o", artifact, "--target", "cuda:sm_80,sm_90a",
+         "--precision", "bf16", "--dim", "batch=1..3", "--dim", "seq=1..40",
+         "--dim", "past=1..48")
+    info, sass = sass_by_function(artifact, arch)
+    (kernel,) = [k for k in info["kernels"]
+                 if k["strategy"] == "flash-attention-mma-sync"]
+    code = sass[kernel["symbol"]]
+    assert count(code, "HMMA.16816.F32.BF16") >= 1
+    assert count(code, "LDGSTS.E.BYPASS.128") >= 1
+    assert count(code, "STL") == 0 and count(code, "LDL") == 0
