@@ -27,8 +27,10 @@
 // - KV tiles entirely above the causal diagonal are never loaded: the
 //   loop ends at the last tile a row of this block can see;
 // - the end: l summed across the row's lanes, O / l (0 for a row with
-//   every key masked, as the op says) rounded to the result type and
-//   stored in pairs, guarded at the sequence and head edges.
+//   every key masked, as the op says) rounded to the result type, staged
+//   in K's ring and stored in 16-byte chunks of whole rows (pairs where
+//   the output's rows do not take chunks), guarded at the sequence and
+//   head edges.
 //
 // Three options of the configuration:
 // - `splits` (split-KV, for decode): grid z runs over (batch, split), a
@@ -775,7 +777,68 @@ struct KilnGpuFlashAttentionPass final
             arith::DivFOp::create(in, loc, f32c(in, 1.0), rowSums[half]));
       }
     Type stored = split_ ? f32 : element;
-    for (int64_t jd = 0; jd < oTiles; ++jd)
+    // A row's pairs leave a quad as 16 bytes, half a sector: through shared
+    // memory instead, O goes out in 16-byte chunks of whole rows. K's ring
+    // holds the tile once the loop is done (its last copies landed, every
+    // warp past its last ldmatrix), rows padded by 8 elements so that the
+    // quads' 4-byte stores are conflict-free. Only where the output's rows
+    // take 16-byte chunks and the ring is large enough.
+    int64_t oStride = dv + 8;
+    bool staged = !split_ &&
+                  (outView ? outView->alignedTo(8)
+                           : chunkable(out.getType(), 8)) &&
+                  c.bm * oStride <= stages * c.bn * dq;
+    if (staged) {
+      nvgpu::DeviceAsyncWaitOp::create(in, loc, loop.getResults().back(),
+                                       in.getI32IntegerAttr(0));
+      gpu::BarrierOp::create(in, loc);
+      Value tile = memref::CollapseShapeOp::create(
+          in, loc, kRing.buffer,
+          ArrayRef<ReassociationIndices>{ReassociationIndices{0, 1, 2}});
+      for (int64_t jd = 0; jd < oTiles; ++jd)
+        for (int64_t half = 0; half < 2; ++half) {
+          SmallVector<Value> values;
+          for (int64_t e = 0; e < 2; ++e) {
+            Value x = vector::ExtractOp::create(in, loc, loop.getResult(jd),
+                                                ArrayRef<int64_t>{half, e});
+            values.push_back(arith::TruncFOp::create(
+                in, loc, element,
+                arith::MulFOp::create(in, loc, x, inverse[half])));
+          }
+          Value r = ix.add(warpRow, ix.add(group, 8 * half));
+          Value at = ix.add(ix.mul(r, oStride),
+                            ix.add(ix.mul(inGroup, 2), jd * 8));
+          vector::StoreOp::create(
+              in, loc,
+              vector::FromElementsOp::create(
+                  in, loc, VectorType::get({2}, element), values),
+              tile, at, /*nontemporal=*/false, llvm::MaybeAlign(4));
+        }
+      gpu::BarrierOp::create(in, loc);
+      // Chunk e of the tile: row e / (dv / 8), columns 8 (e % (dv / 8)).
+      int64_t chunksPerRow = dv / 8;
+      int64_t perThread = c.bm * chunksPerRow / c.threads();
+      for (int64_t i = 0; i < perThread; ++i) {
+        Value e = ix.add(tid, i * c.threads());
+        Value r = ix.div(e, chunksPerRow);
+        Value col = ix.mul(ix.rem(e, chunksPerRow), 8);
+        Value row = ix.add(qBase, r);
+        Value inside =
+            ix.andI(ix.ltV(row, rowCount), ix.lt(col, shape.headV));
+        OpBuilder sb =
+            scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
+        Ix sx{sb, loc};
+        Value chunk = vector::LoadOp::create(
+            sb, loc, VectorType::get({8}, element), tile,
+            ValueRange{sx.add(sx.mul(r, oStride), col)},
+            /*nontemporal=*/false, llvm::MaybeAlign(16));
+        auto [rowHead, query] = headAndQuery(sx, row);
+        vector::StoreOp::create(sb, loc, chunk, out,
+                                ValueRange{batch, rowHead, query, col},
+                                /*nontemporal=*/false, llvm::MaybeAlign(16));
+      }
+    }
+    for (int64_t jd = 0; !staged && jd < oTiles; ++jd)
       for (int64_t half = 0; half < 2; ++half) {
         Value row = rowOf(half);
         Value col = ix.add(ix.mul(inGroup, 2), jd * 8);
