@@ -433,14 +433,17 @@ private:
     // Different sizes for different dims (a sum of two dims must not look
     // like one of them), at least 2 where the bounds allow (a 1 x 1 causal
     // mask masks nothing).
+    // The step between dims differs between samples too, so that the
+    // difference of two dims (the keys in front of the queries) is not the
+    // same at every sample and cannot pass for a fixed offset.
     for (int64_t base : {2, 7, 19, 48}) {
       llvm::StringMap<int64_t> sizes;
-      int64_t i = 0;
+      int64_t i = 0, step = 3 + base % 5;
       for (NamedAttribute entry : bounds) {
         auto range = cast<DenseI64ArrayAttr>(entry.getValue());
         int64_t lo = range[0], hi = range[1];
-        int64_t size =
-            std::clamp<int64_t>(std::max<int64_t>(lo, base) + 3 * i++, lo, hi);
+        int64_t size = std::clamp<int64_t>(
+            std::max<int64_t>(lo, base) + step * i++, lo, hi);
         sizes[entry.getName().getValue()] = size;
         reach = std::max(reach, size);
       }

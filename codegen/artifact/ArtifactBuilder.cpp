@@ -295,6 +295,19 @@ struct EntryBuilder {
       if (sameData.size() != data.size() ||
           !std::equal(data.begin(), data.end(), sameData.begin()))
         continue;
+      // Copies of one constant made by passes running on the entry points
+      // in parallel (a weight transposed for each) are named in whatever
+      // order the threads ran ("w.T", "w.T_1"): the stored weight keeps the
+      // least name, so that the artifact does not depend on that order.
+      if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr)) {
+        StringRef name = resource.getRawHandle().getKey();
+        artifact::TensorSpec *stored =
+            contents.manifest->mutable_weights(it->second)->mutable_spec();
+        StringRef old = stored->name();
+        if (name.size() < old.size() ||
+            (name.size() == old.size() && name < old))
+          stored->set_name(name.str());
+      }
       weightIndex[attr] = it->second;
       return it->second;
     }

@@ -318,6 +318,9 @@ FailureOr<uint32_t> DimProgram::dimOf(Value value, unsigned d) {
       // [B, Hq, S] of the query, the value's head size.
       result = d == 3 ? dimOf(attention.getValue(), 3)
                       : dimOf(attention.getQuery(), d);
+    } else if (isa<LayerNormOp, RmsNormOp>(def) && index == 0) {
+      // A norm kept whole (the row-fused kernel's): its input's shape.
+      result = dimOf(def->getOperand(0), d);
     } else {
       return def->emitError() << "cannot compute dim " << d
                               << " of this op's result from the symbolic "

@@ -548,6 +548,13 @@ struct KilnGpuGemmMmaSyncPass final
     }
     // This block's first K slice.
     Value kFirst = ix.mul(split, perSplit);
+    // Its slices: perSplit, fewer for the last split.
+    Value kCount =
+        splits > 1 ? arith::MinUIOp::create(
+                         in, loc, ix.c(perSplit),
+                         arith::SubIOp::create(in, loc, ix.c(kTiles), kFirst))
+                         .getResult()
+                   : ix.c(perSplit);
     if (foldBatch) {
       batchId = ix.div(nTile, nTiles);
       nTile = ix.rem(nTile, nTiles);
@@ -640,11 +647,10 @@ struct KilnGpuGemmMmaSyncPass final
     Value token;
     for (int64_t s = 0; s + 1 < stages; ++s)
       token = loadStage(ix, ix.c(s), ix.c(s),
-                        splits > 1 ? ix.lt(ix.add(kFirst, s), kTiles)
-                                   : Value());
+                        splits > 1 ? ix.ltV(ix.c(s), kCount) : Value());
     SmallVector<Value> carried(inits);
     carried.push_back(token);
-    auto kLoop = scf::ForOp::create(in, loc, ix.c(0), ix.c(perSplit), ix.c(1),
+    auto kLoop = scf::ForOp::create(in, loc, ix.c(0), kCount, ix.c(1),
                                     carried);
     {
       OpBuilder kb = OpBuilder::atBlockBegin(kLoop.getBody());
@@ -660,9 +666,7 @@ struct KilnGpuGemmMmaSyncPass final
       Value next = kx.add(kt, stages - 1);
       Value nextToken =
           loadStage(kx, next, kx.rem(next, stages),
-                    splits > 1 ? kx.andI(kx.lt(next, perSplit),
-                                         kx.lt(kx.add(kFirst, next), kTiles))
-                               : kx.lt(next, kTiles));
+                    splits > 1 ? kx.ltV(next, kCount) : kx.lt(next, kTiles));
       Value stage = kx.rem(kt, stages);
       SmallVector<Value> accs(iter.drop_back());
       for (int64_t kk = 0; kk < c.bk / 16; ++kk) {
@@ -798,6 +802,9 @@ struct KilnGpuGemmMmaSyncPass final
             in, loc, ringB.buffer,
             ArrayRef<ReassociationIndices>{ReassociationIndices{0, 1, 2}});
       } else {
+        // Past 48 KiB with the rings (a 128-tile of one slice: 2 x 16 KiB
+        // + 17 KiB), kiln-gpu-hopper-abi makes the buffers dynamic shared
+        // memory.
         strip = launch.addWorkgroupAttribution(
             MemRefType::get({stripFloats}, f32, MemRefLayoutAttrInterface(),
                             shared),

@@ -23,6 +23,11 @@
 //   of the row then holds the row's value, combined with the output's
 //   initial value (the fill before the reduction).
 //
+// The rows may be symbolic (a sequence length; D static): the row count
+// and each step's row extents are read from the kernel's buffers before
+// the launch, the grid is computed from them, and buffers are matched to
+// the row space by their extents but for 1s instead of their sizes.
+//
 // A kernel with anything else (a contraction, a step over another space, a
 // temporary read in another layout) is left to the generic mapping.
 //
@@ -54,11 +59,32 @@ Value rootOf(Value value) {
   return value;
 }
 
+/// The product of `values`; ShapedType::kDynamic when one is symbolic.
 int64_t product(ArrayRef<int64_t> values) {
   int64_t p = 1;
-  for (int64_t v : values)
+  for (int64_t v : values) {
+    if (ShapedType::isDynamic(v))
+      return ShapedType::kDynamic;
     p *= v;
+  }
   return p;
+}
+
+/// Whether `root` is one of the kernel's arguments (itself, or the view of
+/// symbolic shape the kernel ABI makes of it).
+bool isKernelBuffer(Value root) {
+  if (auto cast = root.getDefiningOp<memref::ReinterpretCastOp>())
+    root = cast.getSource();
+  return isa<BlockArgument>(root);
+}
+
+/// `values` without its 1s.
+SmallVector<int64_t> nonUnit(ArrayRef<int64_t> values) {
+  SmallVector<int64_t> result;
+  for (int64_t v : values)
+    if (v != 1)
+      result.push_back(v);
+  return result;
 }
 
 /// One generic of the kernel and its loops' roles.
@@ -67,6 +93,9 @@ struct Step {
   bool full = false;            // its last loop is the row's D loop
   SmallVector<unsigned> rowLoops; // the other loops (all, for a row step)
   SmallVector<int64_t> rowExtents;
+  /// With symbolic rows: the row loops' extents at run time (read before
+  /// the launch).
+  SmallVector<Value> rowExtentValues;
   std::optional<Combiner> combiner; // for a reduction over D
 };
 
@@ -108,7 +137,7 @@ public:
     for (Operation &op : func.getBody().front().without_terminator())
       if (isa<linalg::GenericOp, linalg::FillOp, memref::DeallocOp,
               memref::AllocOp, memref::ExpandShapeOp,
-              memref::CollapseShapeOp>(op))
+              memref::CollapseShapeOp, memref::DimOp>(op))
         replaced.push_back(&op);
     for (Operation *op : llvm::reverse(replaced))
       if (op->use_empty())
@@ -123,9 +152,7 @@ private:
     for (Operation &op : func.getBody().front().without_terminator()) {
       if (auto generic = dyn_cast<linalg::GenericOp>(op)) {
         if (!generic.hasPureBufferSemantics() ||
-            generic.getNumDpsInits() != 1 || !hasScalarBody(generic) ||
-            llvm::any_of(generic.getStaticLoopRanges(),
-                         ShapedType::isDynamic))
+            generic.getNumDpsInits() != 1 || !hasScalarBody(generic))
           return false;
         for (AffineMap map : generic.getIndexingMapsArray())
           for (AffineExpr e : map.getResults()) {
@@ -136,14 +163,15 @@ private:
         steps.push_back(Step{generic});
         continue;
       }
+      // memref.dim: the symbolic rows' sizes (of temporaries, too).
+      // memref.reinterpret_cast: an argument of symbolic shape as the
+      // kernel ABI passes it (a pointer and its sizes).
       if (isa<linalg::FillOp, memref::DeallocOp, memref::ExpandShapeOp,
-              memref::CollapseShapeOp, memref::GetGlobalOp>(op))
+              memref::CollapseShapeOp, memref::GetGlobalOp, memref::DimOp,
+              memref::ReinterpretCastOp>(op))
         continue;
-      if (auto alloc = dyn_cast<memref::AllocOp>(op)) {
-        if (!alloc.getType().hasStaticShape())
-          return false;
+      if (isa<memref::AllocOp>(op))
         continue;
-      }
       // Scalars (constants, index math) may stay outside the launch.
       if (isPure(&op) && llvm::none_of(op.getResultTypes(),
                                        llvm::IsaPred<ShapedType>) &&
@@ -162,24 +190,25 @@ private:
         return false;
       SmallVector<int64_t> ranges = step.op.getStaticLoopRanges();
       int64_t d = ranges.back();
-      int64_t r = product(ArrayRef<int64_t>(ranges).drop_back());
-      if (length && (length != d || rows != r))
+      ArrayRef<int64_t> rowRanges = ArrayRef<int64_t>(ranges).drop_back();
+      if (ShapedType::isDynamic(d) ||
+          (length && (length != d || !sameRows(rowRanges))))
         return false;
       length = d;
-      rows = r;
+      rows = product(rowRanges);
+      rowShape = nonUnit(rowRanges);
     }
-    if (length <= 1 || rows < 1)
+    if (length <= 1 || (!symbolicRows() && rows < 1))
       return false;
     for (Step &step : steps) {
       SmallVector<int64_t> ranges = step.op.getStaticLoopRanges();
       unsigned n = ranges.size();
       if (n && ranges.back() == length &&
-          product(ArrayRef<int64_t>(ranges).drop_back()) == rows) {
+          sameRows(ArrayRef<int64_t>(ranges).drop_back())) {
         step.full = true;
         for (unsigned d = 0; d + 1 < n; ++d)
           step.rowLoops.push_back(d);
-      } else if (product(ranges) == rows &&
-                 step.op.getNumReductionLoops() == 0) {
+      } else if (sameRows(ranges) && step.op.getNumReductionLoops() == 0) {
         for (unsigned d = 0; d < n; ++d)
           step.rowLoops.push_back(d);
       } else {
@@ -212,7 +241,8 @@ private:
     auto type = dyn_cast<MemRefType>(operand->get().getType());
     auto rootType = dyn_cast<MemRefType>(rootOf(operand->get()).getType());
     if (!type || !rootType || !type.getLayout().isIdentity() ||
-        !rootType.getLayout().isIdentity() || !rootType.hasStaticShape())
+        !rootType.getLayout().isIdentity() ||
+        (!symbolicRows() && !rootType.hasStaticShape()))
       return false;
     AffineMap map = step.op.getMatchingIndexingMap(operand);
     SmallVector<unsigned> named;
@@ -226,12 +256,11 @@ private:
     }
     SmallVector<unsigned> expected;
     for (auto [d, extent] : llvm::zip(step.rowLoops, step.rowExtents))
-      if (extent > 1)
+      if (extent != 1)  // symbolic extents included
         expected.push_back(d);
     if (full)
       expected.push_back(step.op.getNumLoops() - 1);
-    return named == expected &&
-           rootType.getNumElements() == rows * (full ? length : 1);
+    return named == expected && holdsRows(rootType, full);
   }
 
   /// The loop values of `step` for this thread's row and (full steps)
@@ -240,8 +269,20 @@ private:
                              std::optional<int64_t> slot) {
     Location loc = step.op.getLoc();
     SmallVector<Value> loops(step.op.getNumLoops());
-    SmallVector<Value> rowValues =
-        delinearize(b, loc, safeRow, step.rowExtents);
+    SmallVector<Value> rowValues;
+    if (symbolicRows()) {
+      rowValues.resize(step.rowExtentValues.size());
+      Value rest = safeRow;
+      for (size_t d = rowValues.size(); d-- > 1;) {
+        rowValues[d] =
+            arith::RemUIOp::create(b, loc, rest, step.rowExtentValues[d]);
+        rest = arith::DivUIOp::create(b, loc, rest, step.rowExtentValues[d]);
+      }
+      if (!rowValues.empty())
+        rowValues[0] = rest;
+    } else {
+      rowValues = delinearize(b, loc, safeRow, step.rowExtents);
+    }
     for (auto [d, v] : llvm::zip(step.rowLoops, rowValues))
       loops[d] = v;
     if (step.full)
@@ -308,7 +349,7 @@ private:
     if (!inRowOrder(step, operand, full))
       return false;
     held[root] = Held{full, SmallVector<Value>(values)};
-    if (!isa<BlockArgument>(root))
+    if (!isKernelBuffer(root))
       return true;
     Location loc = step.op.getLoc();
     AffineMap map = step.op.getMatchingIndexingMap(operand);
@@ -375,11 +416,32 @@ private:
   bool build() {
     Location loc = func.getLoc();
     OpBuilder b(func.getBody().front().getTerminator());
-    int64_t blocks = llvm::divideCeil(rows, rowsPerBlock);
+    // Symbolic rows: each step's row extents, and the row count, read from
+    // the buffers before the launch; the grid is computed from them.
+    Value rowCount = constantIndex(b, loc, symbolicRows() ? 1 : rows);
+    if (symbolicRows()) {
+      for (Step &step : steps) {
+        Value count = constantIndex(b, loc, 1);
+        for (auto [d, extent] : llvm::zip(step.rowLoops, step.rowExtents)) {
+          Value v = ShapedType::isDynamic(extent) ? extentOf(b, step, d)
+                                                  : constantIndex(b, loc, extent);
+          if (!v)
+            return false;
+          step.rowExtentValues.push_back(v);
+          count = arith::MulIOp::create(b, loc, count, v);
+        }
+        if (step.combiner)
+          rowCount = count;
+      }
+    }
+    Value blocks =
+        symbolicRows()
+            ? arith::CeilDivUIOp::create(b, loc, rowCount,
+                                         constantIndex(b, loc, rowsPerBlock))
+                  .getResult()
+            : constantIndex(b, loc, llvm::divideCeil(rows, rowsPerBlock));
     Launch built = createLaunch(
-        b, loc,
-        {constantIndex(b, loc, blocks), constantIndex(b, loc, 1),
-         constantIndex(b, loc, 1)},
+        b, loc, {blocks, constantIndex(b, loc, 1), constantIndex(b, loc, 1)},
         {perRow * rowsPerBlock, 1, 1}, config);
     launch = built.op;
     OpBuilder &in = built.body;
@@ -394,7 +456,7 @@ private:
                                        c(rowsPerBlock)),
         rowInBlock);
     rowValid = arith::CmpIOp::create(in, loc, arith::CmpIPredicate::ult, row,
-                                     c(rows));
+                                     symbolicRows() ? rowCount : c(rows));
     safeRow = arith::SelectOp::create(in, loc, rowValid, row, c(0));
     firstOfRow =
         arith::CmpIOp::create(in, loc, arith::CmpIPredicate::eq, t, c(0));
@@ -442,11 +504,11 @@ private:
   bool buildFill(OpBuilder &b, linalg::FillOp fill) {
     Value buffer = fill.getOutputs().front();
     auto type = dyn_cast<MemRefType>(rootOf(buffer).getType());
-    if (!type || !type.hasStaticShape())
+    if (!type || (!symbolicRows() && !type.hasStaticShape()))
       return false;
     Value value = fill.getInputs().front();
-    bool full = type.getNumElements() == rows * length;
-    if (!full && type.getNumElements() != rows)
+    bool full = holdsRows(type, /*full=*/true);
+    if (!full && !holdsRows(type, /*full=*/false))
       return false;
     Value root = rootOf(buffer);
     held[root] = Held{full, SmallVector<Value>(full ? slots : 1, value)};
@@ -486,10 +548,52 @@ private:
     return write(b, step, out, step.full, values);
   }
 
+  /// Whether the row count is symbolic (a sequence length).
+  bool symbolicRows() const { return ShapedType::isDynamic(rows); }
+  /// Whether loop extents `ranges` span the row space: as many rows when
+  /// static, the same extents but for 1s when symbolic.
+  bool sameRows(ArrayRef<int64_t> ranges) const {
+    if (!symbolicRows())
+      return product(ranges) == rows;
+    return nonUnit(ranges) == rowShape;
+  }
+  /// Whether a buffer of `type` holds the rows (and, `full`, their D
+  /// elements) in row-major order, by size.
+  bool holdsRows(MemRefType type, bool full) const {
+    if (!symbolicRows())
+      return type.hasStaticShape() &&
+             type.getNumElements() == rows * (full ? length : 1);
+    SmallVector<int64_t> expected(rowShape);
+    if (full)
+      expected.push_back(length);
+    return nonUnit(type.getShape()) == expected;
+  }
+  /// The extent of `step`'s loop `d` at run time: the size of an operand
+  /// dim that the loop walks. Null when none does.
+  Value extentOf(OpBuilder &b, const Step &step, unsigned d) {
+    // The kernel's own buffers first: a temporary measured here would
+    // outlive the steps the launch replaces.
+    for (bool argumentsOnly : {true, false})
+      for (OpOperand &operand : step.op->getOpOperands()) {
+        if (argumentsOnly && !isKernelBuffer(rootOf(operand.get())))
+          continue;
+        AffineMap map = step.op.getMatchingIndexingMap(&operand);
+        for (auto [i, e] : llvm::enumerate(map.getResults()))
+          if (auto dim = dyn_cast<AffineDimExpr>(e);
+              dim && dim.getPosition() == d)
+            return memref::DimOp::create(b, step.op.getLoc(), operand.get(),
+                                         i);
+      }
+    return nullptr;
+  }
+
   func::FuncOp func;
   const StrategyConfig &config;
   SmallVector<Step> steps;
+  /// Rows and row length; rows is kDynamic when symbolic, with rowShape
+  /// the row loops' extents but for 1s.
   int64_t rows = 0, length = 0;
+  SmallVector<int64_t> rowShape;
   int64_t warps = 1, rowsPerBlock = 1, perRow = kWarp, slots = 0;
   DenseMap<Value, Held> held;
   gpu::LaunchOp launch;

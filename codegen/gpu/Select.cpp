@@ -162,7 +162,7 @@ private:
     SmallVector<NamedAttribute> entries = {
         named("tile", ArrayRef<int64_t>{tile, tile, kBk}),
         named("warps", ArrayRef<int64_t>(warps)), named("stages", kStages)};
-    if (!ShapedType::isDynamic(m)) {
+    if (!ShapedType::isDynamic(m) && m * n * batch > 0) {
       int64_t blocks =
           llvm::divideCeil(m, tile) * llvm::divideCeil(n, tile) * batch;
       constexpr int64_t kMinSlices = 4, kMaxSplits = 16;

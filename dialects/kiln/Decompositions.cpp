@@ -191,8 +191,15 @@ bool isLastDimNorm(Operation *op) {
   if (axis != type.getRank() - 1 ||
       !(element.isF16() || element.isBF16() || element.isF32()))
     return false;
-  return llvm::all_of(op->getOperandTypes(), [](Type t) {
-    return cast<RankedTensorType>(t).hasStaticShape();
+  // The rows may be symbolic (a sequence length); the normalized dim and
+  // the scale and bias are static.
+  return llvm::all_of(op->getOperands(), [&](Value v) {
+    auto t = cast<RankedTensorType>(v.getType());
+    int64_t first = v == op->getOperand(0) ? t.getRank() - 1 : 0;
+    for (int64_t d = first; d < t.getRank(); ++d)
+      if (t.isDynamicDim(d))
+        return false;
+    return true;
   });
 }
 

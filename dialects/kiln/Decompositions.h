@@ -37,8 +37,8 @@ LayerNormParts decomposeLayerNorm(mlir::OpBuilder &b, LayerNormOp op);
 mlir::Value decomposeRmsNorm(mlir::OpBuilder &b, RmsNormOp op);
 
 /// A layer or RMS norm that a target with a row kernel can keep whole:
-/// normalized over the last dim only, every operand static, f16, bf16 or
-/// f32 elements.
+/// normalized over the last dim only, static but for the input's rows
+/// (which may be symbolic), f16, bf16 or f32 elements.
 bool isLastDimNorm(mlir::Operation *op);
 
 mlir::Value decomposeRotaryEmbedding(mlir::OpBuilder &b, RotaryEmbeddingOp op);

@@ -62,8 +62,10 @@ Value kiln::onnx::buildConcat(OpBuilder &b, Location loc, ArrayRef<Value> inputs
   SmallVector<std::pair<Value, int64_t>> parts;
   SmallVector<unsigned> partIndex;
   for (auto [i, v, offset] : llvm::enumerate(inputs, offsets)) {
+    // A part with no extent along the axis (an empty past, other dims
+    // symbolic or not) has nothing to read.
     auto type = cast<RankedTensorType>(v.getType());
-    if (!type.hasStaticShape() || type.getNumElements() > 0) {
+    if (type.isDynamicDim(axis) || type.getDimSize(axis) > 0) {
       parts.emplace_back(v, offset);
       partIndex.push_back(i);
     }

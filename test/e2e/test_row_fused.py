@@ -271,3 +271,38 @@ def test_residual_add_norm_and_cast_are_one_kernel(tmp_path):
     args = launches[0]["args"]
     assert args[:2] == ["input:x", "input:y"]
     assert sum(a.startswith("arena") for a in args) == 2  # h and n
+
+
+@pytest.mark.parametrize("norm,d", [("LayerNormalization", 768),
+                                    ("LayerNormalization", 1600)])
+def test_a_norm_over_symbolic_rows_is_one_kernel(norm, d, tmp_path):
+    """Rows of symbolic count (batch x sequence of a dynamic export or a
+    checkpoint's prefill): still one row-fused launch, the grid computed
+    from the sizes per run; one artifact runs every shape in the bounds
+    against onnxruntime, a single row and a partial last block included."""
+    rng = np.random.default_rng(d)
+    consts = [numpy_helper.from_array(
+        (1 + 0.1 * rng.standard_normal(d)).astype(np.float32), "gamma")]
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node(norm, ["x", "gamma"], ["y"], axis=-1, epsilon=1e-5)],
+        "norm", [helper.make_tensor_value_info("x", f, ["batch", "seq", d])],
+        [helper.make_tensor_value_info("y", f, ["batch", "seq", d])], consts)
+    path = tmp_path / "norm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)]),
+              str(path))
+    artifact = str(tmp_path / "norm.kiln")
+    kiln("compile", str(path), "-o", artifact, "--target", TARGET,
+         "--embed-kernel-ir", "--dim", "batch=1..3", "--dim", "seq=1..40")
+    (kernel,) = kernels_of(artifact)
+    assert kernel["strategy"] == "row-fused", kernel
+    assert len(launches_of(artifact)) == 1
+    for batch, seq in [(1, 1), (3, 37), (2, 8)]:
+        x = (3 + 2 * rng.standard_normal((batch, seq, d))).astype(np.float32)
+        np.save(tmp_path / "x.npy", x)
+        kiln("run", artifact, "--device", "sim", "--output-dir",
+             str(tmp_path / "out"), "--input", f"x=@{tmp_path / 'x.npy'}")
+        got = np.load(tmp_path / "out" / "y.npy")
+        want = run_reference(path, {"x": x})["y"]
+        np.testing.assert_allclose(got, want, err_msg=f"{batch}x{seq}",
+                                   **TOLERANCES[np.dtype(np.float32)])

@@ -223,8 +223,8 @@ func.func @symbolic_rows(%a: memref<?x?x64xbf16>, %w: memref<64x96xbf16>, %c: me
 // -----
 
 // COM: Split-K (4 ways over 8 slices of 32): grid z runs over (batch,
-// COM: split); each block starts at slice split * 2, runs 2 slices with
-// COM: its loads also guarded by the last slice, from accumulators at 0
+// COM: split); each block starts at slice split * 2, runs min(2, 8 - its
+// COM: first) slices (its loads guarded by that count), from accumulators at 0
 // COM: (not the fill value), and stores its partial pairs to an f32
 // COM: workspace [split][batch][M][N rounded up to even]; a second launch of a
 // COM: thread per output element adds the fill value and the 4 partials
@@ -235,7 +235,10 @@ func.func @symbolic_rows(%a: memref<?x?x64xbf16>, %w: memref<64x96xbf16>, %c: me
 // CHECK-DAG: %[[WORK:.*]] = memref.alloc() : memref<4x1x24x66xf32>
 // CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %c3, %{{.*}} = %c1, %{{.*}} = %c4)
 // CHECK: %[[SPLIT:.*]] = arith.remui %{{.*}}, %c4 : index
-// CHECK: scf.for %{{.*}} = %c0 to %c2 step %c1 iter_args(%{{.*}} = %[[ZERO]], %{{.*}} = %[[ZERO]],
+// CHECK: %[[FIRST:.*]] = arith.muli %[[SPLIT]], %c2 : index
+// CHECK: %[[LEFT:.*]] = arith.subi %c8, %[[FIRST]] : index
+// CHECK: %[[COUNT:.*]] = arith.minui %[[LEFT]], %c2 : index
+// CHECK: scf.for %{{.*}} = %c0 to %[[COUNT]] step %c1 iter_args(%{{.*}} = %[[ZERO]], %{{.*}} = %[[ZERO]],
 // CHECK: vector.store %{{.*}}, %[[WORK]][%[[SPLIT]], %{{.*}}, %{{.*}}, %{{.*}}] {alignment = 8 : i64} : memref<4x1x24x66xf32>, vector<2xf32>
 // CHECK: gpu.terminator
 // CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %c7, %{{.*}} = %c1, %{{.*}} = %c1) threads({{.*}}) in (%{{.*}} = %c256, %{{.*}} = %c1, %{{.*}} = %c1)
