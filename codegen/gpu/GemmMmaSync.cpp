@@ -750,25 +750,34 @@ struct KilnGpuGemmMmaSyncPass final
                       : indicesFor(sb, loc, destMap, loops);
     };
     Type destElement = getElementTypeOrSelf(dest.getType());
-    for (int64_t i = 0; pairs && i < mt; ++i)
-      for (int64_t j = 0; j < nt; ++j)
-        for (int64_t half = 0; half < 2; ++half) {
-          Value inside;
-          SmallVector<Value> loops = outAt(ix, i, j, 2 * half, inside);
-          OpBuilder sb = scf::IfOp::create(in, loc, inside, false)
-                             .getThenBodyBuilder();
-          SmallVector<Value> accs;
-          for (int64_t e = 0; e < 2; ++e)
-            accs.push_back(vector::ExtractOp::create(
-                sb, loc, kLoop.getResult(i * nt + j),
-                ArrayRef<int64_t>{half, e}));
-          SmallVector<Value> values = finish(sb, loops, accs);
-          Value v = vector::FromElementsOp::create(
-              sb, loc, VectorType::get({2}, destElement), values);
-          vector::StoreOp::create(
-              sb, loc, v, dest, destIndices(sb, loops), /*nontemporal=*/false,
-              llvm::MaybeAlign(2 * destElement.getIntOrFloatBitWidth() / 8));
-        }
+    // Each of the lane's pairs of adjacent accumulator elements inside the
+    // output, with its loops, under a guard.
+    auto forEachPair = [&](auto store) {
+      for (int64_t i = 0; i < mt; ++i)
+        for (int64_t j = 0; j < nt; ++j)
+          for (int64_t half = 0; half < 2; ++half) {
+            Value inside;
+            SmallVector<Value> loops = outAt(ix, i, j, 2 * half, inside);
+            OpBuilder sb = scf::IfOp::create(in, loc, inside, false)
+                               .getThenBodyBuilder();
+            SmallVector<Value> accs;
+            for (int64_t e = 0; e < 2; ++e)
+              accs.push_back(vector::ExtractOp::create(
+                  sb, loc, kLoop.getResult(i * nt + j),
+                  ArrayRef<int64_t>{half, e}));
+            store(sb, loops, accs);
+          }
+    };
+    if (pairs)
+      forEachPair([&](OpBuilder &sb, ArrayRef<Value> loops,
+                      SmallVector<Value> accs) {
+        Value v = vector::FromElementsOp::create(
+            sb, loc, VectorType::get({2}, destElement),
+            finish(sb, loops, accs));
+        vector::StoreOp::create(
+            sb, loc, v, dest, destIndices(sb, loops), /*nontemporal=*/false,
+            llvm::MaybeAlign(2 * destElement.getIntOrFloatBitWidth() / 8));
+      });
     // Rows contiguous along N, but no pairs (N odd: a row starts anywhere
     // in a sector): each m16 strip of the block's tile goes through
     // shared memory, and then each warp stores 32 adjacent columns of a row
@@ -905,26 +914,17 @@ struct KilnGpuGemmMmaSyncPass final
     }
     // Split-K: each lane's adjacent partial sums to the workspace as one
     // 8-byte store (its rows padded to an even length: every pair whole).
-    for (int64_t i = 0; splits > 1 && i < mt; ++i)
-      for (int64_t j = 0; j < nt; ++j)
-        for (int64_t half = 0; half < 2; ++half) {
-          Value inside;
-          SmallVector<Value> loops = outAt(ix, i, j, 2 * half, inside);
-          OpBuilder sb = scf::IfOp::create(in, loc, inside, false)
-                             .getThenBodyBuilder();
-          SmallVector<Value> accs;
-          for (int64_t e = 0; e < 2; ++e)
-            accs.push_back(vector::ExtractOp::create(
-                sb, loc, kLoop.getResult(i * nt + j),
-                ArrayRef<int64_t>{half, e}));
-          vector::StoreOp::create(
-              sb, loc,
-              vector::FromElementsOp::create(
-                  sb, loc, VectorType::get({2}, sb.getF32Type()), accs),
-              workspace,
-              ValueRange{split, batchId, loops[shape.m], loops[shape.n]},
-              /*nontemporal=*/false, llvm::MaybeAlign(8));
-        }
+    if (splits > 1)
+      forEachPair([&](OpBuilder &sb, ArrayRef<Value> loops,
+                      SmallVector<Value> accs) {
+        vector::StoreOp::create(
+            sb, loc,
+            vector::FromElementsOp::create(
+                sb, loc, VectorType::get({2}, sb.getF32Type()), accs),
+            workspace,
+            ValueRange{split, batchId, loops[shape.m], loops[shape.n]},
+            /*nontemporal=*/false, llvm::MaybeAlign(8));
+      });
     for (int64_t i = 0; splits == 1 && !pairs && !staged && i < mt; ++i)
       for (int64_t j = 0; j < nt; ++j)
         for (int64_t e = 0; e < 4; ++e) {

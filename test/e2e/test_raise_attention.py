@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import (PRECISION_TOLERANCES, TOLERANCES, kiln, normwise_error,
                       run_kiln, run_reference)
+from test_symbolic_dims import run
 
 B, H, S, D = 2, 4, 24, 32
 
@@ -216,12 +217,7 @@ def test_a_past_of_symbolic_length_is_causal_from_the_end(target, device,
              "past_k": rng.standard_normal((1, HP, past, DP)).astype(np.float32),
              "past_v": rng.standard_normal((1, HP, past, DP)).astype(np.float32)}
         want = run_reference(path, x)["y"]
-        args = ["run", str(artifact), "--device", device, "--output-dir",
-                str(tmp_path / "out")]
-        for name, value in x.items():
-            np.save(tmp_path / f"{name}.npy", value)
-            args += ["--input", f"{name}=@{tmp_path / (name + '.npy')}"]
-        kiln(*args)
+        run(artifact, x, tmp_path, device)
         got = np.load(tmp_path / "out" / "y.npy")
         assert got.shape == want.shape
         if precision == "fp32":
