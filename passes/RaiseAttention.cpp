@@ -377,7 +377,7 @@ private:
       return std::nullopt;
     bool needsTop = boundsPastReach && hidesThreshold(s.side, reach);
     std::optional<MaskKind> agreed;
-    bool endAligned = true;
+    bool same = true, endAligned = true;
     for (Sample &sample : samples) {
       ConstantEvaluator &ev = *sample.eval;
       const ConstTensor *t = ev.evaluate(s.side);
@@ -393,18 +393,14 @@ private:
       if (!kind.zero && !kind.causal)
         return std::nullopt;
       endAligned &= kind.causal && *kind.causal == *skv - *sq;
-      if (agreed && !(*agreed == kind)) {
-        if (!endAligned)
-          return std::nullopt;
-        agreed = MaskKind{false, 0, true};
-        continue;
-      }
-      if (!agreed || !agreed->fromEnd)
-        agreed = kind;
+      same &= !agreed || *agreed == kind;
+      agreed = agreed.value_or(kind);
     }
-    if (agreed && agreed->fromEnd && !endAligned)
-      return std::nullopt;
-    return agreed;
+    if (!agreed || same)
+      return agreed;
+    if (endAligned)
+      return MaskKind{false, 0, true};
+    return std::nullopt;
   }
 
   /// One sample of the function's symbolic dims, with an evaluator bound
