@@ -141,7 +141,9 @@ LogicalResult importAttention(NodeContext &ctx) {
                            << " must be [batch, heads, past, head] with "
                            << now.getType()
                            << "'s batch, heads and head size (the same "
-                              "symbolic dims or sizes)";
+                              "symbolic dims or sizes): give the inputs' dims "
+                              "one name, or fixed values with --dim "
+                              "NAME=VALUE";
     }
     // Causal with a past: key j is masked for query i past i + past; that
     // is aligned to the end when K brings one key per query.
