@@ -222,6 +222,59 @@ private:
     return std::nullopt;
   }
 
+  /// The exporters' safe softmax after `p` (torch's SDPA export):
+  /// Where(IsNaN(p), 0, p), which gives 0 for a row whose keys are all
+  /// masked, as kiln.attention does. Its result and its two ops, innermost
+  /// last; nothing if `p` is not used that way.
+  std::optional<std::pair<Value, SmallVector<Operation *>>>
+  stripSafeSoftmax(Value p) {
+    SmallVector<linalg::GenericOp> users;
+    for (OpOperand &use : p.getUses()) {
+      if (isa<tensor::DimOp>(use.getOwner()))
+        continue;
+      auto g = dyn_cast<linalg::GenericOp>(use.getOwner());
+      if (!g || use.getOperandNumber() >= g.getNumDpsInputs() ||
+          !isAllParallelElementwise(g) ||
+          !g.getMatchingIndexingMap(&use).isIdentity())
+        return std::nullopt;
+      users.push_back(g);
+    }
+    if (users.size() != 2)
+      return std::nullopt;
+    auto isNaNOf = [&](linalg::GenericOp g) {
+      auto cmp = dyn_cast_or_null<arith::CmpFOp>(soleBodyOp(g));
+      Value arg = g.getBlock()->getArgument(0);
+      return g.getNumDpsInputs() == 1 && cmp &&
+             cmp.getPredicate() == arith::CmpFPredicate::UNO &&
+             cmp.getLhs() == arg && cmp.getRhs() == arg;
+    };
+    linalg::GenericOp isNaN = users[0], where = users[1];
+    if (!isNaNOf(isNaN))
+      std::swap(isNaN, where);
+    if (!isNaNOf(isNaN) || soleUse(isNaN->getResult(0)) == nullptr ||
+        where->getResult(0).getType() != p.getType())
+      return std::nullopt;
+    auto select = dyn_cast_or_null<arith::SelectOp>(soleBodyOp(where));
+    if (!select)
+      return std::nullopt;
+    // The body argument that reads `v` through an identity map.
+    auto reads = [&](Value arg, Value v) {
+      auto a = dyn_cast<BlockArgument>(arg);
+      if (!a || a.getOwner() != where.getBlock() ||
+          a.getArgNumber() >= where.getNumDpsInputs())
+        return false;
+      OpOperand &operand = where->getOpOperand(a.getArgNumber());
+      return operand.get() == v &&
+             where.getMatchingIndexingMap(&operand).isIdentity();
+    };
+    std::optional<double> zero = scalarOperand(where, select.getTrueValue());
+    if (!reads(select.getCondition(), isNaN->getResult(0)) ||
+        !reads(select.getFalseValue(), p) || !zero || *zero != 0)
+      return std::nullopt;
+    return std::make_pair(where->getResult(0),
+                          SmallVector<Operation *>{where, isNaN});
+  }
+
   /// Whether `g` only rounds its one input to `element` (truncf).
   static bool narrowsTo(linalg::GenericOp g, Type element) {
     if (!isAllParallelElementwise(g) || g.getNumDpsInputs() != 1 ||
@@ -586,14 +639,20 @@ private:
       steps.push_back(*step);
       x = g->getResult(0);
     }
-    OpOperand *probsUse = soleUse(softmax.getResult());
+    Value probs = softmax.getResult();
+    SmallVector<Operation *> safeOps;
+    if (std::optional<std::pair<Value, SmallVector<Operation *>>> safe =
+            stripSafeSoftmax(probs)) {
+      probs = safe->first;
+      safeOps = safe->second;
+    }
+    OpOperand *probsUse = soleUse(probs);
     if (softmax.getNormalizedAxis() != rank - 1 || !probsUse)
       return false;
     // Widened scores: the probabilities are rounded back to the scores'
     // type for P V (the op's softmax_type f32 does the same).
     bool widened = llvm::any_of(
         steps, [](const Step &s) { return s.kind == Step::Widen; });
-    Value probs = softmax.getResult();
     linalg::GenericOp narrowing;
     if (widened) {
       narrowing = dyn_cast<linalg::GenericOp>(probsUse->getOwner());
@@ -623,6 +682,7 @@ private:
     SmallVector<Operation *> dead = {pv};
     if (narrowing)
       dead.push_back(narrowing);
+    dead.append(safeOps.begin(), safeOps.end());
     dead.push_back(softmax);
     for (const Step &s : llvm::reverse(steps))
       dead.push_back(s.op);

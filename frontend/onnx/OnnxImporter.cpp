@@ -515,6 +515,7 @@ static bool takesSymbolicDims(StringRef opType) {
       "Identity", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum",
       "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Tanh", "Sigmoid",
       "Relu", "LeakyRelu", "Erf", "Gelu", "Cast", "Where", "Equal", "Less",
+      "LessOrEqual", "GreaterOrEqual", "IsNaN", "IsInf",
       "Greater", "Not", "And", "Or", "Clip", "Softplus", "Swish", "HardSigmoid",
       "Floor", "Ceil", "Sin", "Cos",
       // Row-wise over static trailing dims.

@@ -293,10 +293,12 @@ LogicalResult importGather(NodeContext &ctx) {
   if (!axis)
     return failure();
   int64_t dim = type.getShape()[*axis];
-  if (ShapedType::isDynamic(dim))
-    return ctx.error() << "Gather along the symbolic dim " << *axis << " of "
-                       << type << " is not supported; give the dim a value "
-                          "with --dim NAME=VALUE";
+  // Along a symbolic dim (a mask of every key indexed by computed
+  // positions) the extent is read at run time.
+  Value extent = ShapedType::isDynamic(dim)
+                     ? tensor::DimOp::create(ctx.b(), ctx.getLoc(), data, *axis)
+                           .getResult()
+                     : Value();
   SmallVector<int64_t> shape;
   SmallVector<Value> dynamicSizes;
   auto addDim = [&](Value source, int64_t d) {
@@ -314,7 +316,7 @@ LogicalResult importGather(NodeContext &ctx) {
     addDim(data, d);
   DenseElementsAttr constIndices = denseInput(ctx, 1);
   // Constant indices are checked here, where the error can name the node.
-  if (constIndices)
+  if (constIndices && !extent)
     for (APInt v : constIndices.getValues<APInt>())
       if (v.getSExtValue() < -dim || v.getSExtValue() >= dim)
         return ctx.error() << "index " << v.getSExtValue()
@@ -331,16 +333,17 @@ LogicalResult importGather(NodeContext &ctx) {
         Value i = tensor::ExtractOp::create(b, loc, indices, indexAt);
         Value asIndex = arith::IndexCastOp::create(b, loc, b.getIndexType(), i);
         // Negative indices count from the end.
+        Value size = extent ? extent : indexConstant(b, loc, dim);
         Value negative = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
                                                asIndex, indexConstant(b, loc, 0));
         asIndex = arith::SelectOp::create(
-            b, loc, negative,
-            arith::AddIOp::create(b, loc, asIndex, indexConstant(b, loc, dim)), asIndex);
+            b, loc, negative, arith::AddIOp::create(b, loc, asIndex, size),
+            asIndex);
         // Out-of-range indices are undefined in ONNX; clamp rather than
         // read out of bounds.
         asIndex = arith::MinSIOp::create(
             b, loc, arith::MaxSIOp::create(b, loc, asIndex, indexConstant(b, loc, 0)),
-            indexConstant(b, loc, dim - 1));
+            arith::SubIOp::create(b, loc, size, indexConstant(b, loc, 1)));
         SmallVector<Value> at(ivs.begin(), ivs.begin() + *axis);
         at.push_back(asIndex);
         at.append(ivs.begin() + *axis + indexRank, ivs.end());

@@ -145,6 +145,7 @@ private:
 
   LogicalResult importShape();
   LogicalResult reshape();
+  LogicalResult flatten();
   LogicalResult expand();
   LogicalResult constantOfShape();
   LogicalResult range();
@@ -162,6 +163,8 @@ LogicalResult SymbolicImporter::run(bool &handled) {
     return importShape();
   if (op == "Reshape" && !isSymbolic(0) && (isDynamic(0) || isSymbolic(1)))
     return reshape();
+  if (op == "Flatten" && isDynamic(0))
+    return flatten();
   if (op == "Expand" && (isDynamic(0) || isSymbolic(1)))
     return expand();
   if (op == "ConstantOfShape" && isSymbolic(0))
@@ -440,6 +443,27 @@ FailureOr<Value> SymbolicImporter::reshapeTo(Value x, ArrayRef<SymPoly> in,
   if (v.getType() != target)
     v = tensor::CastOp::create(b, loc, target, v);
   return v;
+}
+
+/// Flatten: the dims before `axis` as one, the rest as another (the
+/// transformers mask's `[batch, keys] -> [batch * keys, 1]`).
+LogicalResult SymbolicImporter::flatten() {
+  Value x = ctx.input(0);
+  int64_t rank = ctx.inputType(0).getRank();
+  int64_t axis = ctx.intAttr("axis", 1);
+  if (axis < 0)
+    axis += rank;
+  if (axis < 0 || axis > rank)
+    return ctx.error() << "Flatten axis " << ctx.intAttr("axis", 1)
+                       << " is out of range for rank " << rank;
+  FailureOr<SmallVector<SymPoly>> in = dimsOf(x);
+  if (failed(in))
+    return failure();
+  SmallVector<SymPoly> out(2, SymPoly::constant(1));
+  for (int64_t d = 0; d < rank; ++d)
+    out[d < axis ? 0 : 1] = out[d < axis ? 0 : 1] * (*in)[d];
+  FailureOr<Value> result = reshapeTo(x, *in, out);
+  return failed(result) ? failure() : ctx.setOutputs(*result);
 }
 
 LogicalResult SymbolicImporter::reshape() {

@@ -173,3 +173,84 @@ func.func @symbolic_window(%q: tensor<?x2x?x8xf32> {kiln.dims = ["batch", "", "s
   %o = kiln.matmul %p, %v : tensor<?x2x?x?xf32>, tensor<?x2x?x8xf32> -> tensor<?x2x?x8xf32>
   return %o : tensor<?x2x?x8xf32>
 }
+
+// -----
+
+// COM: torch's safe softmax after the softmax (the SDPA export of
+// COM: transformers' attention): Where(IsNaN(p), 0, p) gives 0 for a row
+// COM: whose keys are all masked, as kiln.attention does; it goes with the
+// COM: chain, its tensor.dim readers too. A Where filling NaN with 1 is
+// COM: something else: the chain stays.
+#id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#scalar = affine_map<(d0, d1, d2, d3) -> (0)>
+#mask = affine_map<(d0, d1, d2, d3) -> (d0, 0, d2, d3)>
+// CHECK-LABEL: func.func @safe_softmax
+// CHECK-SAME: attributes {kiln.raised = {attention = 1 : i64}}
+// CHECK: %[[O:.*]] = kiln.attention %arg0, %arg1, %arg2, %arg3 {scale = 1.000000e+00 : f64}
+// CHECK-NOT: kiln.softmax
+// CHECK-NOT: cmpf
+// CHECK: return %[[O]]
+func.func @safe_softmax(%q: tensor<1x2x?x8xf32>, %k: tensor<1x2x?x8xf32>, %v: tensor<1x2x?x8xf32>, %m: tensor<1x1x?x?xf32>) -> tensor<1x2x?x8xf32> {
+  %c2 = arith.constant 2 : index
+  %c3 = arith.constant 3 : index
+  %zero = arith.constant dense<0.0> : tensor<1xf32>
+  %s = tensor.dim %q, %c2 : tensor<1x2x?x8xf32>
+  %l = tensor.dim %k, %c2 : tensor<1x2x?x8xf32>
+  %e0 = tensor.empty(%l) : tensor<1x2x8x?xf32>
+  %kt = linalg.transpose ins(%k : tensor<1x2x?x8xf32>) outs(%e0 : tensor<1x2x8x?xf32>) permutation = [0, 1, 3, 2]
+  %sc = kiln.matmul %q, %kt : tensor<1x2x?x8xf32>, tensor<1x2x8x?xf32> -> tensor<1x2x?x?xf32>
+  %e1 = tensor.empty(%s, %l) : tensor<1x2x?x?xf32>
+  %sm = linalg.generic {indexing_maps = [#id, #mask, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%sc, %m : tensor<1x2x?x?xf32>, tensor<1x1x?x?xf32>) outs(%e1 : tensor<1x2x?x?xf32>) {
+  ^bb0(%a: f32, %x: f32, %o: f32):
+    %r = arith.addf %a, %x : f32
+    linalg.yield %r : f32
+  } -> tensor<1x2x?x?xf32>
+  %p = kiln.softmax %sm {axis = 3 : i64} : tensor<1x2x?x?xf32>
+  %ps = tensor.dim %p, %c2 : tensor<1x2x?x?xf32>
+  %pl = tensor.dim %p, %c3 : tensor<1x2x?x?xf32>
+  %e2 = tensor.empty(%ps, %pl) : tensor<1x2x?x?xi1>
+  %nan = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%p : tensor<1x2x?x?xf32>) outs(%e2 : tensor<1x2x?x?xi1>) {
+  ^bb0(%a: f32, %o: i1):
+    %r = arith.cmpf uno, %a, %a : f32
+    linalg.yield %r : i1
+  } -> tensor<1x2x?x?xi1>
+  %e3 = tensor.empty(%ps, %pl) : tensor<1x2x?x?xf32>
+  %safe = linalg.generic {indexing_maps = [#id, #scalar, #id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%nan, %zero, %p : tensor<1x2x?x?xi1>, tensor<1xf32>, tensor<1x2x?x?xf32>) outs(%e3 : tensor<1x2x?x?xf32>) {
+  ^bb0(%c: i1, %z: f32, %a: f32, %o: f32):
+    %r = arith.select %c, %z, %a : f32
+    linalg.yield %r : f32
+  } -> tensor<1x2x?x?xf32>
+  %o = kiln.matmul %safe, %v : tensor<1x2x?x?xf32>, tensor<1x2x?x8xf32> -> tensor<1x2x?x8xf32>
+  return %o : tensor<1x2x?x8xf32>
+}
+
+// -----
+
+#id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#scalar = affine_map<(d0, d1, d2, d3) -> (0)>
+// CHECK-LABEL: func.func @nan_filled_with_one
+// CHECK-NOT: kiln.attention
+// CHECK: kiln.softmax
+func.func @nan_filled_with_one(%q: tensor<1x2x?x8xf32>, %kt: tensor<1x2x8x?xf32>, %v: tensor<1x2x?x8xf32>) -> tensor<1x2x?x8xf32> {
+  %c2 = arith.constant 2 : index
+  %c3 = arith.constant 3 : index
+  %one = arith.constant dense<1.0> : tensor<1xf32>
+  %sc = kiln.matmul %q, %kt : tensor<1x2x?x8xf32>, tensor<1x2x8x?xf32> -> tensor<1x2x?x?xf32>
+  %p = kiln.softmax %sc {axis = 3 : i64} : tensor<1x2x?x?xf32>
+  %ps = tensor.dim %p, %c2 : tensor<1x2x?x?xf32>
+  %pl = tensor.dim %p, %c3 : tensor<1x2x?x?xf32>
+  %e2 = tensor.empty(%ps, %pl) : tensor<1x2x?x?xi1>
+  %nan = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%p : tensor<1x2x?x?xf32>) outs(%e2 : tensor<1x2x?x?xi1>) {
+  ^bb0(%a: f32, %o: i1):
+    %r = arith.cmpf uno, %a, %a : f32
+    linalg.yield %r : i1
+  } -> tensor<1x2x?x?xi1>
+  %e3 = tensor.empty(%ps, %pl) : tensor<1x2x?x?xf32>
+  %safe = linalg.generic {indexing_maps = [#id, #scalar, #id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%nan, %one, %p : tensor<1x2x?x?xi1>, tensor<1xf32>, tensor<1x2x?x?xf32>) outs(%e3 : tensor<1x2x?x?xf32>) {
+  ^bb0(%c: i1, %z: f32, %a: f32, %o: f32):
+    %r = arith.select %c, %z, %a : f32
+    linalg.yield %r : f32
+  } -> tensor<1x2x?x?xf32>
+  %o = kiln.matmul %safe, %v : tensor<1x2x?x?xf32>, tensor<1x2x?x8xf32> -> tensor<1x2x?x8xf32>
+  return %o : tensor<1x2x?x8xf32>
+}
