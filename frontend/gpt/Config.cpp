@@ -338,6 +338,36 @@ std::optional<GptConfig> readConfig(StringRef dir, std::string &error) {
   return c;
 }
 
+std::optional<SpecialTokens> readSpecialTokens(StringRef dir,
+                                               std::string &error) {
+  SpecialTokens t;
+  std::vector<int64_t> bos, pad;
+  for (const char *file : {"config.json", "generation_config.json"}) {
+    SmallString<256> path(dir);
+    sys::path::append(path, file);
+    if (!sys::fs::exists(path))
+      continue;
+    std::optional<json::Value> json = readJson(path, error);
+    if (!json)
+      return std::nullopt;
+    Fields f(*json->getAsObject(), path.str().str(), error);
+    // generation_config.json's ids, read second, win.
+    if (std::vector<int64_t> ids = f.tokenIds("eos_token_id"); !ids.empty())
+      t.eosTokenIds = ids;
+    if (std::vector<int64_t> ids = f.tokenIds("bos_token_id"); !ids.empty())
+      bos = ids;
+    if (std::vector<int64_t> ids = f.tokenIds("pad_token_id"); !ids.empty())
+      pad = ids;
+    if (std::string type = f.string("model_type"); !type.empty())
+      t.modelType = type;
+    if (!error.empty())
+      return std::nullopt;
+  }
+  t.bosTokenId = bos.empty() ? -1 : bos.front();
+  t.padTokenId = pad.empty() ? -1 : pad.front();
+  return t;
+}
+
 std::vector<float> rotaryInverseFrequencies(const GptConfig &config) {
   int64_t dims = config.rotaryDims();
   const RopeConfig &rope = config.rope;

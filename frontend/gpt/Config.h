@@ -78,6 +78,17 @@ struct GptConfig {
 /// returns nullopt and sets `error` to a message naming the file and field.
 std::optional<GptConfig> readConfig(llvm::StringRef dir, std::string &error);
 
+/// A model folder's special tokens and model_type, whatever its
+/// architecture (an ONNX export's folder, as optimum writes it):
+/// config.json, then generation_config.json, each where present.
+struct SpecialTokens {
+  std::vector<int64_t> eosTokenIds;
+  int64_t bosTokenId = -1, padTokenId = -1;
+  std::string modelType;
+};
+std::optional<SpecialTokens> readSpecialTokens(llvm::StringRef dir,
+                                               std::string &error);
+
 /// The rotary inverse frequencies of `config` (`rotaryDims() / 2` of them),
 /// computed as transformers computes them (in f32), scaling included.
 std::vector<float> rotaryInverseFrequencies(const GptConfig &config);

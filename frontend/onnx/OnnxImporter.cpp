@@ -4,6 +4,7 @@
 
 #include "dialects/kiln/KilnDialect.h"
 #include "frontend/onnx/Builders.h"
+#include "frontend/onnx/DecoderCache.h"
 #include "frontend/onnx/ImportContext.h"
 #include "frontend/onnx/Tensors.h"
 
@@ -113,7 +114,23 @@ public:
         baseDir(llvm::sys::path::parent_path(path).str()) {}
 
   /// Imports `model`; frees each initializer's bytes once the IR holds them.
-  OwningOpRef<ModuleOp> import(kiln_onnx::ModelProto &model);
+  /// With `into`, adds the function to that module (and returns null).
+  OwningOpRef<ModuleOp> import(kiln_onnx::ModelProto &model,
+                               ModuleOp into = {});
+
+  /// Imports the graph as the generation entry point `prefill` or `decode`
+  /// of a decoder with a cache (DecoderCache.h): the cache is held in
+  /// states, attention_mask and position_ids are computed from the padding
+  /// and the cached count. Weights are shared through `weights`.
+  /// Whether the last import() completed.
+  bool succeeded() const { return imported; }
+
+  void setDecoderEntry(const DecoderCache &cache, bool decode,
+                       llvm::StringMap<TypedAttr> &weights) {
+    decoder = &cache;
+    decoding = decode;
+    weightCache = &weights;
+  }
 
   InFlightDiagnostic fileError() {
     return emitError(FileLineColLoc::get(&context, path, 0, 0));
@@ -236,6 +253,16 @@ private:
       const kiln_onnx::ValueInfoProto &info, StringRef role,
       SmallVectorImpl<Attribute> *dimNames = nullptr);
   bool checkSymbolicInputs(NodeContext &ctx);
+  /// The decoder entry point's arguments and the values of the graph
+  /// inputs it computes (setDecoderEntry).
+  LogicalResult buildDecoderArgs(OpBuilder &b, Location loc,
+                                 SmallVectorImpl<Type> &argTypes);
+  void setDecoderArgAttrs(func::FuncOp func);
+  LogicalResult bindDecoderInputs(OpBuilder &b, func::FuncOp func);
+  /// A node of the decoder's cache (an alias of a past input, or the
+  /// Concat writing a present one); `handled` when it was one.
+  LogicalResult importCacheNode(OpBuilder &b, const kiln_onnx::NodeProto &node,
+                                Location loc, bool &handled);
 
   MLIRContext &context;
   std::string path;
@@ -254,6 +281,17 @@ private:
   /// it imports none.
   int64_t microsoftOpset = 1;
   unsigned resourceCounter = 0;
+
+  // A decoder entry point (setDecoderEntry).
+  const DecoderCache *decoder = nullptr;
+  bool decoding = false;
+  llvm::StringMap<TypedAttr> *weightCache = nullptr;
+  /// Cached positions before the step (0 in prefill) and new positions.
+  Value pastSize, seqSize, totalSize;
+  Value paddingArg;
+  SmallVector<Value> stateArgs, stateResults, pastValues;
+  int64_t firstState = 0;
+  bool imported = false;
 };
 
 /// The If's branch `name`, checked to give the node's outputs; null after
@@ -614,6 +652,13 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
                          : node.name();
   Location loc = NameLoc::get(StringAttr::get(&context, name),
                               FileLineColLoc::get(&context, path, 0, 0));
+  if (decoder) {
+    bool handled = false;
+    if (failed(importCacheNode(b, node, loc, handled)))
+      return failure();
+    if (handled)
+      return success();
+  }
   std::string domain = node.domain().empty() ? "ai.onnx" : node.domain();
   if (domain != "ai.onnx" && domain != kMicrosoftDomain) {
     emitError(loc) << path << ": node '" << name << "' (op '" << node.op_type()
@@ -713,7 +758,8 @@ LogicalResult GraphImporter::importNode(OpBuilder &b,
   return success();
 }
 
-OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
+OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model,
+                                             ModuleOp into) {
   for (const auto &entry : model.opset_import()) {
     if (entry.domain().empty() || entry.domain() == "ai.onnx")
       opset = entry.version();
@@ -741,8 +787,13 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
   }
   const kiln_onnx::GraphProto &graph = model.graph();
   Location fileLoc = FileLineColLoc::get(&context, path, 0, 0);
-  OwningOpRef<ModuleOp> module = ModuleOp::create(fileLoc);
-  OpBuilder b(module->getBodyRegion());
+  OwningOpRef<ModuleOp> module;
+  if (!into) {
+    module = ModuleOp::create(fileLoc);
+    into = *module;
+  }
+  OpBuilder b(into.getBodyRegion());
+  b.setInsertionPointToEnd(into.getBody());
 
   llvm::StringSet<> initializerNames;
   for (const auto &init : graph.initializer())
@@ -755,8 +806,12 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
   // Inputs frozen to constants, imported like initializers below.
   std::vector<kiln_onnx::TensorProto> frozen;
   llvm::StringSet<> graphInputs;
+  if (decoder && failed(buildDecoderArgs(b, fileLoc, argTypes)))
+    return {};
   for (const auto &input : graph.input()) {
     graphInputs.insert(input.name());
+    if (decoder)
+      continue; // the entry point's own arguments, or values it computes
     if (initializerNames.contains(input.name()))
       continue; // an initializer listed as an input (IR version < 4)
     SmallVector<Attribute> dimNames;
@@ -820,8 +875,10 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
                   << ": the graph has no input of that name";
       return {};
     }
-  auto func = func::FuncOp::create(b, fileLoc, options.entryName,
-                                   b.getFunctionType(argTypes, {}));
+  auto func = func::FuncOp::create(
+      b, fileLoc,
+      decoder ? (decoding ? "decode" : "prefill") : options.entryName,
+      b.getFunctionType(argTypes, {}));
   Block *entry = func.addEntryBlock();
   for (auto [i, name] : llvm::enumerate(argNames)) {
     func.setArgAttr(i, "kiln.name", b.getStringAttr(name));
@@ -843,13 +900,34 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
     func->setAttr("kiln.dim_bounds", b.getDictionaryAttr(bounds));
     symbolic.emplace(options.dimRanges);
   }
+  if (decoder)
+    setDecoderArgAttrs(func);
   b.setInsertionPointToStart(entry);
   if (symbolic)
     symbolic->beginFunction(func, b);
+  if (decoder && failed(bindDecoderInputs(b, func)))
+    return {};
   for (auto &init : *model.mutable_graph()->mutable_initializer()) {
-    Value value = importTensor(b, fileLoc, init, "initializer");
-    if (!value)
-      return {};
+    Value value;
+    // A second entry point of the same graph takes the first one's weights.
+    if (auto it = weightCache ? weightCache->find(init.name())
+                              : llvm::StringMap<TypedAttr>::iterator();
+        weightCache && it != weightCache->end()) {
+      bool isUnsignedType = false;
+      (void)storageElementType(&context, init.data_type(), &isUnsignedType);
+      if (isUnsignedType)
+        markUnsigned(init.name());
+      if (isNarrowType(init.data_type()))
+        markNarrow(init.name(), init.data_type());
+      value = arith::ConstantOp::create(b, fileLoc, it->second);
+    } else {
+      value = importTensor(b, fileLoc, init, "initializer");
+      if (!value)
+        return {};
+      if (weightCache)
+        (*weightCache)[init.name()] =
+            value.getDefiningOp<arith::ConstantOp>().getValue();
+    }
     bind(init.name(), value);
     // The IR has its own copy now: a model's weights are held once, not
     // twice, for the rest of the import.
@@ -866,7 +944,10 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
       return {};
 
   SmallVector<Value> results;
-  for (const auto &output : graph.output()) {
+  // A decoder entry point returns the logits and the written cache.
+  int outputs = decoder ? 1 : graph.output_size();
+  for (const auto &output : llvm::make_range(graph.output().begin(),
+                                             graph.output().begin() + outputs)) {
     Value value = lookup(output.name());
     if (!value) {
       fileError() << path << ": graph output '" << output.name()
@@ -875,9 +956,21 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
     }
     results.push_back(value);
   }
+  for (auto [i, written] : llvm::enumerate(stateResults)) {
+    if (!written) {
+      fileError() << path << ": the cache output '"
+                  << decoder->pairs[i].present << "' is not computed";
+      return {};
+    }
+    results.push_back(written);
+  }
   func::ReturnOp::create(b, fileLoc, results);
   func.setType(b.getFunctionType(argTypes, ValueRange(results).getTypes()));
-  for (auto [i, output] : llvm::enumerate(graph.output())) {
+  for (size_t i = 0; i < stateResults.size(); ++i)
+    func.setResultAttr(outputs + i, "kiln.state",
+                       func.getArgAttr(firstState + i, "kiln.state"));
+  for (auto [i, output] : llvm::enumerate(llvm::make_range(
+           graph.output().begin(), graph.output().begin() + outputs))) {
     func.setResultAttr(i, "kiln.name", b.getStringAttr(output.name()));
     // The declared type decides an output's dtype.
     bool declaredUnsigned = false;
@@ -902,9 +995,206 @@ OwningOpRef<ModuleOp> GraphImporter::import(kiln_onnx::ModelProto &model) {
       func.setResultAttr(i, "kiln.dtype",
                          b.getStringAttr(narrowDTypeName(narrow)));
   }
-  if (failed(verify(*module)))
+  if (failed(verify(into)))
     return {};
+  imported = true;
   return module;
+}
+
+LogicalResult GraphImporter::buildDecoderArgs(OpBuilder &b, Location loc,
+                                              SmallVectorImpl<Type> &argTypes) {
+  int64_t batch = options.decoderBatch, n = options.decoderMaxSequence;
+  // input_ids [batch, sequence] (decode: one token per row), decode's
+  // `past` carrier (its first dim counts the cached positions; no bytes),
+  // a batch's left padding per row, then one state per cache tensor.
+  argTypes.push_back(RankedTensorType::get(
+      {batch, decoding ? 1 : ShapedType::kDynamic}, b.getI64Type()));
+  if (decoding)
+    argTypes.push_back(
+        RankedTensorType::get({ShapedType::kDynamic, 0}, b.getIntegerType(8)));
+  if (batch > 1)
+    argTypes.push_back(RankedTensorType::get({batch}, b.getI64Type()));
+  firstState = argTypes.size();
+  for (const DecoderCache::Pair &pair : decoder->pairs) {
+    bool isUnsignedType = false;
+    Type element = storageElementType(&context, pair.elemType, &isUnsignedType);
+    if (!element)
+      return emitError(loc) << path << ": the cache input '" << pair.past
+                            << "' has unsupported "
+                            << dataTypeName(pair.elemType);
+    argTypes.push_back(RankedTensorType::get(
+        {batch, pair.heads, n, pair.headDim}, element));
+  }
+  stateResults.assign(decoder->pairs.size(), Value());
+  return success();
+}
+
+void GraphImporter::setDecoderArgAttrs(func::FuncOp func) {
+  Builder b(&context);
+  int64_t batch = options.decoderBatch, n = options.decoderMaxSequence;
+  llvm::StringMap<std::pair<int64_t, int64_t>> bounds;
+  func.setArgAttr(0, "kiln.name", b.getStringAttr("input_ids"));
+  if (decoding) {
+    func.setArgAttr(1, "kiln.name", b.getStringAttr("past"));
+    func.setArgAttr(1, "kiln.dims",
+                    b.getArrayAttr({b.getStringAttr(decoder->pastDim),
+                                    b.getStringAttr("")}));
+    bounds[decoder->pastDim] = {1, n - 1};
+  } else {
+    func.setArgAttr(0, "kiln.dims",
+                    b.getArrayAttr({b.getStringAttr(""),
+                                    b.getStringAttr(decoder->seqDim)}));
+    bounds[decoder->seqDim] = {1, n};
+  }
+  if (batch > 1)
+    func.setArgAttr(decoding ? 2 : 1, "kiln.name", b.getStringAttr("padding"));
+  for (auto [i, pair] : llvm::enumerate(decoder->pairs))
+    func.setArgAttr(firstState + i, "kiln.state", b.getStringAttr(pair.past));
+  SmallVector<NamedAttribute> named;
+  for (const auto &bound : bounds)
+    named.push_back(b.getNamedAttr(
+        bound.getKey(), b.getDenseI64ArrayAttr({bound.getValue().first,
+                                                bound.getValue().second})));
+  func->setAttr("kiln.dim_bounds", b.getDictionaryAttr(named));
+  symbolic.emplace(bounds);
+}
+
+LogicalResult GraphImporter::bindDecoderInputs(OpBuilder &b,
+                                               func::FuncOp func) {
+  Block &entry = func.getBody().front();
+  Location loc = func.getLoc();
+  int64_t batch = options.decoderBatch;
+  bind("input_ids", entry.getArgument(0));
+  SymPoly past = decoding ? SymPoly::symbol(decoder->pastDim)
+                          : SymPoly::constant(0);
+  SymPoly seq = decoding ? SymPoly::constant(1)
+                         : SymPoly::symbol(decoder->seqDim);
+  pastSize = symbolic->materialize(b, loc, past);
+  seqSize = symbolic->materialize(b, loc, seq);
+  totalSize = symbolic->materialize(b, loc, past + seq);
+  paddingArg = batch > 1 ? entry.getArgument(decoding ? 2 : 1) : Value();
+  // Row `row`'s count of left-padding tokens.
+  auto padOf = [&](OpBuilder &nb, Location l, Value row) -> Value {
+    if (!paddingArg)
+      return indexConstant(nb, l, 0);
+    Value pad = tensor::ExtractOp::create(nb, l, paddingArg, ValueRange{row});
+    return arith::IndexCastOp::create(nb, l, nb.getIndexType(), pad);
+  };
+  if (!decoder->mask.empty()) {
+    // 1 over every cached and new position from the row's first token on,
+    // 0 over its left padding: [batch, past + sequence].
+    bool isUnsignedType = false;
+    Type element =
+        storageElementType(&context, decoder->maskType, &isUnsignedType);
+    if (!element || !(element.isIntOrFloat()))
+      return emitError(loc) << path << ": the input 'attention_mask' has "
+                            << "unsupported " << dataTypeName(decoder->maskType);
+    bind(decoder->mask,
+         buildIndexed(
+             b, loc, {batch, ShapedType::kDynamic}, element,
+             [&](OpBuilder &nb, Location l, ValueRange iv) -> Value {
+               Value keep = arith::CmpIOp::create(
+                   nb, l, arith::CmpIPredicate::sge, iv[1], padOf(nb, l, iv[0]));
+               return arith::SelectOp::create(
+                   nb, l, keep, scalarConstant(nb, l, element, 1),
+                   scalarConstant(nb, l, element, 0));
+             },
+             ValueRange{totalSize}));
+  }
+  if (!decoder->positions.empty()) {
+    // Positions count from the row's first token, as transformers' do from
+    // an attention mask (a padding position's is 0: nothing reads it).
+    bool isUnsignedType = false;
+    Type element =
+        storageElementType(&context, decoder->positionsType, &isUnsignedType);
+    if (!element || !element.isInteger() || element.isInteger(1))
+      return emitError(loc) << path << ": the input 'position_ids' has "
+                            << "unsupported "
+                            << dataTypeName(decoder->positionsType);
+    SmallVector<Value> sizes;
+    if (!decoding)
+      sizes.push_back(seqSize);
+    bind(decoder->positions,
+         buildIndexed(
+             b, loc, {batch, decoding ? 1 : ShapedType::kDynamic}, element,
+             [&](OpBuilder &nb, Location l, ValueRange iv) -> Value {
+               Value at = arith::AddIOp::create(nb, l, pastSize, iv[1]);
+               at = arith::SubIOp::create(nb, l, at, padOf(nb, l, iv[0]));
+               at = arith::MaxSIOp::create(nb, l, at, indexConstant(nb, l, 0));
+               return arith::IndexCastOp::create(nb, l, element, at);
+             },
+             sizes));
+  }
+  // The past: the cache's first `past` positions (decode), none (prefill).
+  for (auto [i, pair] : llvm::enumerate(decoder->pairs)) {
+    Value state = entry.getArgument(firstState + i);
+    stateArgs.push_back(state);
+    SmallVector<OpFoldResult> offsets(4, b.getIndexAttr(0)),
+        strides(4, b.getIndexAttr(1));
+    SmallVector<OpFoldResult> sizes = {
+        b.getIndexAttr(batch), b.getIndexAttr(pair.heads),
+        decoding ? OpFoldResult(pastSize) : OpFoldResult(b.getIndexAttr(0)),
+        b.getIndexAttr(pair.headDim)};
+    Value slice =
+        tensor::ExtractSliceOp::create(b, loc, state, offsets, sizes, strides);
+    pastValues.push_back(slice);
+    bind(pair.past, slice);
+  }
+  return success();
+}
+
+LogicalResult GraphImporter::importCacheNode(OpBuilder &b,
+                                             const kiln_onnx::NodeProto &node,
+                                             Location loc, bool &handled) {
+  handled = false;
+  if (node.output_size() != 1)
+    return success();
+  const std::string &out = node.output(0);
+  // An alias of a past input (Identity, one-input Concat) is the past.
+  if (decoder->pastNames.count(out)) {
+    handled = true;
+    bind(out, lookup(node.input(0)));
+    return success();
+  }
+  auto present = decoder->presentNames.find(out);
+  if (present == decoder->presentNames.end())
+    return success();
+  handled = true;
+  size_t i = present->second;
+  const DecoderCache::Pair &pair = decoder->pairs[i];
+  Value state = stateArgs[i];
+  auto stateType = cast<RankedTensorType>(state.getType());
+  Value fresh = node.input_size() == 2 ? lookup(node.input(1)) : Value();
+  auto type = fresh ? dyn_cast<RankedTensorType>(fresh.getType()) : nullptr;
+  if (!type || type.getRank() != 4 ||
+      type.getShape()[0] != stateType.getShape()[0] ||
+      type.getShape()[1] != pair.heads || type.getShape()[3] != pair.headDim ||
+      type.getElementType() != stateType.getElementType() ||
+      lookup(node.input(0)) != pastValues[i])
+    return emitError(loc) << path << ": the cache output '" << out
+                          << "' is not the past '" << pair.past
+                          << "' and new positions of the cache's type "
+                          << stateType << " (got "
+                          << (type ? Type(type) : Type()) << ")";
+  // The step's positions are written into the cache at `past`; attention
+  // reads the cache's first past + new positions in place (prefill: the
+  // new positions themselves).
+  SmallVector<OpFoldResult> offsets = {b.getIndexAttr(0), b.getIndexAttr(0),
+                                       pastSize, b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> strides(4, b.getIndexAttr(1));
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, fresh);
+  Value written = tensor::InsertSliceOp::create(b, loc, fresh, state, offsets,
+                                                sizes, strides);
+  stateResults[i] = written;
+  if (!decoding) {
+    bind(out, fresh);
+    return success();
+  }
+  sizes[2] = totalSize;
+  SmallVector<OpFoldResult> zeros(4, b.getIndexAttr(0));
+  bind(out, tensor::ExtractSliceOp::create(b, loc, written, zeros, sizes,
+                                           strides));
+  return success();
 }
 
 //===----------------------------------------------------------------------===//
@@ -1127,6 +1417,31 @@ OwningOpRef<ModuleOp> importModelFile(MLIRContext &context, StringRef path,
   if (!model.has_graph()) {
     emitError(fileLoc) << "'" << path << "' holds no graph";
     return {};
+  }
+  if (options.decoderMaxSequence > 0) {
+    std::string why;
+    std::optional<DecoderCache> cache = findDecoderCache(model.graph(), why);
+    if (!cache) {
+      emitError(fileLoc) << path << ": --max-seq-len compiles a decoder "
+                         << "exported with its KV cache (past_key_values.* "
+                         << "inputs, present.* outputs) for generation, but "
+                         << why;
+      return {};
+    }
+    // Two entry points over one graph; the second takes the first's
+    // weights (the bytes are freed as the first imports them).
+    llvm::StringMap<TypedAttr> weights;
+    GraphImporter prefill(context, path, options);
+    prefill.setDecoderEntry(*cache, /*decode=*/false, weights);
+    OwningOpRef<ModuleOp> module = prefill.import(model);
+    if (!module)
+      return {};
+    GraphImporter decode(context, path, options);
+    decode.setDecoderEntry(*cache, /*decode=*/true, weights);
+    (void)decode.import(model, *module);
+    if (!decode.succeeded())
+      return {};
+    return module;
   }
   GraphImporter importer(context, path, options);
   return importer.import(model);

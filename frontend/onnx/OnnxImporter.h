@@ -21,6 +21,14 @@ struct ImportOptions {
   llvm::StringMap<std::string> constantInputs;
   /// Name of the function the graph becomes.
   std::string entryName = "main";
+  /// A decoder exported with its KV cache (past_key_values.* inputs,
+  /// present.* outputs) compiled for generation (`--max-seq-len`): the
+  /// entry points `prefill` and `decode` over a cache of this many
+  /// positions held by the runtime (docs/kv-cache.md). 0: the graph as it
+  /// is, one entry point.
+  int64_t decoderMaxSequence = 0;
+  /// The decoder's fixed batch (`--max-batch`).
+  int64_t decoderBatch = 1;
 };
 
 /// Reads the ONNX model at `path` and builds graph IR. Every problem (an

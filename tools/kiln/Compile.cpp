@@ -19,6 +19,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -56,9 +57,14 @@ artifact (or prints an IR level).
                          artifact runs any size in the range
   --max-seq-len N        checkpoints: the longest sequence the artifact
                          runs (default: the model's positions, at most
-                         2048); the dim 'sequence' is 1..N
+                         2048); the dim 'sequence' is 1..N. An ONNX
+                         decoder exported with its KV cache
+                         (past_key_values.* in, present.* out): compile it
+                         for kiln generate, the runtime holding a cache of
+                         N positions (docs/kv-cache.md)
   --max-batch B          checkpoints: the largest batch (default 1); the
-                         dim 'batch' is 1..B
+                         dim 'batch' is 1..B. An ONNX decoder with
+                         --max-seq-len: its fixed batch
   --kv-cache on|off      checkpoints with a fixed batch (default on): the
                          session holds each layer's keys and values, and a
                          'decode' entry point runs one new token against
@@ -317,6 +323,8 @@ int runCompile(const Args &args) {
   gpt::ImportedCheckpoint weights;
   std::optional<gpt::TokenizerTables> tokenizer;
   OwningOpRef<ModuleOp> module;
+  int64_t decoderVocab = 0; // an ONNX decoder compiled for generation
+  onnx::ImportOptions decoderImport = o.import;
   if (checkpoint) {
     gpt::ImportOptions gptOptions;
     gptOptions.dims = o.import.dims;
@@ -369,11 +377,46 @@ int runCompile(const Args &args) {
                            " (--precision fp16 or bf16 takes symbolic ones)") +
                 ": give them with --dim batch=B --dim sequence=S");
   } else {
-    if (o.maxSeqLen || o.maxBatch)
-      return fail("--max-seq-len and --max-batch apply to checkpoint "
-                  "folders; for an ONNX model bound its dims with --dim "
+    if (o.maxBatch && !o.maxSeqLen)
+      return fail("--max-batch applies to checkpoint folders and, with "
+                  "--max-seq-len, to ONNX decoders exported with their KV "
+                  "cache; for other ONNX models bound the dims with --dim "
                   "NAME=MIN..MAX");
-    module = onnx::importModelFile(context, o.model, o.import);
+    // An ONNX decoder with past_key_values compiled for generation: the
+    // runtime holds its cache (docs/kv-cache.md).
+    if (o.maxSeqLen) {
+      if (o.maxSeqLen < 2)
+        return fail("--max-seq-len " + std::to_string(o.maxSeqLen) +
+                    " leaves no room for a decode step: give at least 2");
+      if (!o.import.dims.empty() || !o.import.dimRanges.empty())
+        return fail("--dim does not apply when --max-seq-len compiles an "
+                    "ONNX decoder for generation: its sequence and cache "
+                    "lengths come from --max-seq-len, its batch from "
+                    "--max-batch");
+      if (!o.kvCache)
+        return fail("--kv-cache off: an ONNX decoder exported with its "
+                    "cache runs with it; compile it without --max-seq-len "
+                    "to keep the cache as inputs and outputs");
+      if (!target->symbolicAttention(o.precision).taken)
+        return fail(o.target + " runs attention over a cache of run-time "
+                    "length only at --precision fp16 or bf16 (at " +
+                    o.precision + " its attention needs fixed sizes): "
+                    "compile with --precision fp16 or bf16");
+      decoderImport.decoderMaxSequence = o.maxSeqLen;
+      decoderImport.decoderBatch = o.maxBatch ? o.maxBatch : 1;
+    }
+    module = onnx::importModelFile(context, o.model, decoderImport);
+    if (module && decoderImport.decoderMaxSequence) {
+      auto prefill = module->lookupSymbol<func::FuncOp>("prefill");
+      auto logits = dyn_cast<RankedTensorType>(
+          prefill.getFunctionType().getResult(0));
+      if (!logits || logits.getRank() != 3 || logits.isDynamicDim(2) ||
+          !logits.getElementType().isF32())
+        return fail(o.model + ": the decoder's first output is not f32 "
+                    "logits [batch, sequence, vocab] with a fixed "
+                    "vocabulary, which generation samples from");
+      decoderVocab = logits.getShape()[2];
+    }
   }
   if (!module)
     return 1;
@@ -399,6 +442,10 @@ int runCompile(const Args &args) {
       raise.symbolicMaxHead = symbolic.maxHead;
       raise.symbolicHeadMultiple = symbolic.headMultiple;
       pm.addNestedPass<func::FuncOp>(createKilnRaiseAttention(raise));
+      // What the raising left unused (an export's repetition of grouped
+      // K/V heads) goes, so that a cache read only by the attention is seen
+      // to be (kiln-convert-precision narrows it).
+      pm.addPass(createCanonicalizerPass());
     }
     KilnConvertPrecisionOptions precision;
     precision.precision = o.precision;
@@ -459,6 +506,50 @@ int runCompile(const Args &args) {
   manifest.set_source_model(o.model);
   manifest.set_model_hash(checkpoint ? gpt::hashCheckpoint(o.model)
                                       : codegen::hashFile(o.model));
+  if (decoderVocab) {
+    // The ONNX decoder's generation: its two entry points, the vocabulary
+    // from the logits, and what its folder says (optimum writes
+    // config.json, generation_config.json and the tokenizer next to it).
+    artifact::Generation &generation = *manifest.mutable_generation();
+    generation.set_prefill_entry("prefill");
+    generation.set_decode_entry("decode");
+    generation.set_vocab_size(uint32_t(decoderVocab));
+    generation.set_max_sequence(uint32_t(decoderImport.decoderMaxSequence));
+    generation.set_bos_token_id(-1);
+    generation.set_pad_token_id(-1);
+    generation.set_model_type("onnx");
+    std::string dir = llvm::sys::path::parent_path(o.model).str();
+    if (dir.empty())
+      dir = ".";
+    std::string tokensError, tokenizerError;
+    if (std::optional<gpt::SpecialTokens> tokens =
+            gpt::readSpecialTokens(dir, tokensError)) {
+      for (int64_t id : tokens->eosTokenIds)
+        generation.add_eos_token_ids(id);
+      generation.set_bos_token_id(tokens->bosTokenId);
+      generation.set_pad_token_id(tokens->padTokenId);
+      if (!tokens->modelType.empty())
+        generation.set_model_type(tokens->modelType);
+    } else {
+      std::fprintf(stderr, "kiln: warning: %s; the artifact has no end-of-"
+                   "sequence tokens (kiln generate stops at --stop or "
+                   "--max-new-tokens)\n", tokensError.c_str());
+    }
+    if (std::optional<gpt::TokenizerTables> t =
+            gpt::readTokenizer(dir, tokenizerError)) {
+      if (t->tokens.size() <= size_t(decoderVocab))
+        tokenizerSpec(*t, *generation.mutable_tokenizer());
+      else
+        std::fprintf(stderr, "kiln: warning: %s/tokenizer.json has more "
+                     "tokens than the model's vocabulary of %lld; the "
+                     "artifact carries no tokenizer\n", dir.c_str(),
+                     (long long)decoderVocab);
+    } else if (!tokenizerError.empty()) {
+      std::fprintf(stderr, "kiln: warning: %s; the artifact carries no "
+                   "tokenizer (prompts must be token ids)\n",
+                   tokenizerError.c_str());
+    }
+  }
   if (checkpoint) {
     const gpt::GptConfig &config = weights.config;
     artifact::Generation &generation = *manifest.mutable_generation();

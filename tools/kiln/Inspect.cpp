@@ -250,6 +250,24 @@ void printJson(const runtime::Artifact &a) {
   llvm::json::Array hostFeatures;
   for (const std::string &feature : m.host_features())
     hostFeatures.push_back(feature);
+  // What a generation loop reads (null for models that are not decoders).
+  llvm::json::Value generation = nullptr;
+  if (m.has_generation()) {
+    const artifact::Generation &g = m.generation();
+    llvm::json::Array eos;
+    for (int64_t id : g.eos_token_ids())
+      eos.push_back(id);
+    generation = llvm::json::Object{
+        {"prefill_entry", g.prefill_entry()},
+        {"decode_entry", g.decode_entry()},
+        {"vocab_size", g.vocab_size()},
+        {"max_sequence", g.max_sequence()},
+        {"eos_token_ids", std::move(eos)},
+        {"bos_token_id", g.bos_token_id()},
+        {"pad_token_id", g.pad_token_id()},
+        {"model_type", g.model_type()},
+        {"tokenizer", g.has_tokenizer()}};
+  }
   llvm::json::Object root{{"file", a.origin()},
                           {"bytes", a.size()},
                           {"target", m.target()},
@@ -272,6 +290,7 @@ void printJson(const runtime::Artifact &a) {
                           {"weights", std::move(weights)},
                           {"states", std::move(states)},
                           {"decode_entry", m.generation().decode_entry()},
+                          {"generation", std::move(generation)},
                           {"entry_points", std::move(entries)}};
   llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(root)))
                << "\n";

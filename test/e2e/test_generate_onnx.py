@@ -1,0 +1,245 @@
+"""`kiln generate` on ONNX decoders exported with their KV cache: the
+fixtures test/fixtures/transformers/*/model_past.onnx (transformers' GPT-2
+and LLaMA with grouped-query heads through the TorchScript exporter), and
+a folder laid out as optimum writes one (model.onnx next to config.json,
+generation_config.json and tokenizer.json), exported here. Compiled with
+`--max-seq-len`, the cache is held by the runtime (`prefill` and `decode`
+entry points, the states written in place): greedy tokens identical to
+transformers' `generate`, each step's logits against onnxruntime running
+the export with its own past/present round trip, a batch of prompts of
+different lengths, the cuda kernels under the simulator at bf16, text in
+and text out, and the errors."""
+import json
+import os
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import transformers
+
+from conftest import (PRECISION_TOLERANCES, ROOT, kiln, normwise_error)
+
+FIXTURES = os.path.join(ROOT, "test", "fixtures", "transformers")
+sys.path.insert(0, FIXTURES)
+import export  # noqa: E402  the fixtures' models, seeds and configurations
+import export_past  # noqa: E402
+
+NAMES = ["gpt2", "llama"]
+PROMPTS = [[200, 1, 45, 77, 12, 9], [250, 3]]
+NEW = 16
+MAX_SEQ = "48"  # within the fixtures' 64 positions
+_models = {}
+
+
+def fixture(name):
+    return os.path.join(FIXTURES, name, "model_past.onnx")
+
+
+def model(name):
+    if not _models:
+        _models.update({k: m.eval() for k, (m, _) in export.models().items()})
+    return _models[name]
+
+
+def hf_greedy(m, prompt, new=NEW):
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        out = m.generate(ids, attention_mask=torch.ones_like(ids),
+                         max_new_tokens=new, do_sample=False, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+def generate(artifact, *prompts, device="cpu", cache=True, extra=()):
+    args = ["generate", str(artifact), "--json", "--device", device,
+            "--max-new-tokens", str(NEW), *extra]
+    for prompt in prompts:
+        args += ["--prompt-ids", ",".join(map(str, prompt))]
+    return json.loads(kiln(*args, env={"KILN_KV_CACHE":
+                                       "1" if cache else "0"}).stdout)
+
+
+def ort_steps(path, prompt, tokens):
+    """onnxruntime over the export with its cache fed back: the prompt with
+    an empty past, then each token but the last, one at a time; the logits
+    of each step's last position."""
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
+            for i in session.get_inputs() if i.name.startswith("past")}
+    logits, fed, cached = [], list(prompt), 0
+    for step in range(len(tokens)):
+        feeds = {"input_ids": np.array([fed], np.int64),
+                 "attention_mask": np.ones((1, cached + len(fed)), np.int64),
+                 "position_ids": np.arange(cached, cached + len(fed),
+                                           dtype=np.int64)[None],
+                 **past}
+        out = dict(zip(names, session.run(names, feeds)))
+        logits.append(out["logits"][0, -1])
+        past = {p: out["present" + p[len("past_key_values"):]] for p in past}
+        cached += len(fed)
+        fed = [tokens[step]]
+    return np.stack(logits)
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def compiled(request, tmp_path_factory):
+    name = request.param
+    artifact = tmp_path_factory.mktemp(name) / "m.kiln"
+    kiln("compile", fixture(name), "-o", str(artifact), "--max-seq-len",
+         MAX_SEQ)
+    return name, artifact
+
+
+def test_the_cache_is_held_by_the_runtime(compiled):
+    name, artifact = compiled
+    info = json.loads(kiln("inspect", str(artifact), "--json").stdout)
+    assert [e["name"] for e in info["entry_points"]] == ["prefill", "decode"]
+    assert info["generation"]["decode_entry"] == "decode"
+    assert len(info["states"]) == 4  # two layers' keys and values
+    # No cache in or out of either entry point: input_ids (and decode's
+    # count of cached positions) in, logits out.
+    for entry in info["entry_points"]:
+        assert [o["name"] for o in entry["outputs"]] == ["logits"]
+        assert not any(i["name"].startswith("past_key_values")
+                       for i in entry["inputs"])
+    assert info["raised"]["attention"] == 4  # one per layer and entry point
+
+
+def test_greedy_matches_transformers(compiled):
+    name, artifact = compiled
+    for prompt in PROMPTS:
+        want = hf_greedy(model(name), prompt)
+        assert generate(artifact, prompt)["new_ids"] == want, (name, prompt)
+        # Each step recomputing the whole sequence gives the same tokens.
+        assert generate(artifact, prompt, cache=False)["new_ids"] == want
+
+
+def test_each_step_matches_onnxruntime(compiled, tmp_path):
+    """The prefill and every decode step against onnxruntime's own round
+    trip of the cache through the export's inputs and outputs."""
+    name, artifact = compiled
+    out = tmp_path / "logits.npy"
+    got = generate(artifact, PROMPTS[0], extra=["--logits-out", str(out)])
+    want = ort_steps(fixture(name), PROMPTS[0], got["new_ids"])
+    np.testing.assert_allclose(np.load(out), want, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_batch_of_different_lengths(device, tmp_path):
+    """Two prompts in one batch, left-padded by the generator: each row's
+    tokens are transformers' for that prompt alone."""
+    artifact = tmp_path / "b.kiln"
+    extra = (["--target", "cuda:sm_80,sm_90a", "--precision", "bf16",
+              "--embed-kernel-ir"] if device == "sim" else [])
+    kiln("compile", fixture("llama"), "-o", str(artifact), "--max-seq-len",
+         MAX_SEQ, "--max-batch", "2", *extra)
+    out = tmp_path / "logits.npy"
+    got = generate(artifact, *PROMPTS, device=device,
+                   extra=["--logits-out", str(out)])
+    rows = [row["new_ids"] for row in got["rows"]]
+    if device == "cpu":
+        assert rows == [hf_greedy(model("llama"), p) for p in PROMPTS]
+    # Each row's steps against onnxruntime on that row's prompt and tokens
+    # alone (f32 on the cpu; bf16 kernels under the simulator).
+    logits = np.load(out)
+    assert logits.shape == (NEW, 2, 256)
+    for r, (prompt, row) in enumerate(zip(PROMPTS, rows)):
+        want = ort_steps(fixture("llama"), prompt, row)
+        if device == "cpu":
+            np.testing.assert_allclose(logits[:, r], want, rtol=0, atol=1e-4)
+        else:
+            for step in range(NEW):
+                error = normwise_error(logits[step, r], want[step])
+                assert error <= PRECISION_TOLERANCES["bf16"], (r, step, error)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_under_the_simulator_at_bf16(name, tmp_path):
+    """The cuda kernels (tensor-core GEMMs, flash attention for the prompt,
+    split-KV flash decode over the bf16 cache) under the simulator: each
+    step's logits within the bf16 tolerance of onnxruntime's."""
+    artifact = tmp_path / "c.kiln"
+    kiln("compile", fixture(name), "-o", str(artifact), "--max-seq-len",
+         MAX_SEQ, "--target", "cuda:sm_80,sm_90a", "--precision", "bf16",
+         "--embed-kernel-ir")
+    info = json.loads(kiln("inspect", str(artifact), "--json").stdout)
+    assert all(s["dtype"] == "bf16" for s in info["states"]), info["states"]
+    flash = [k for k in info["kernels"]
+             if k["strategy"] == "flash-attention-mma-sync"]
+    assert any(k["name"].startswith("decode") for k in flash)
+    out = tmp_path / "logits.npy"
+    got = generate(artifact, PROMPTS[0], device="sim",
+                   extra=["--logits-out", str(out)])
+    want = ort_steps(fixture(name), PROMPTS[0], got["new_ids"])
+    got_logits = np.load(out)
+    for step in range(NEW):
+        error = normwise_error(got_logits[step], want[step])
+        assert error <= PRECISION_TOLERANCES["bf16"], (step, error)
+
+
+def test_an_optimum_style_folder(tmp_path):
+    """model.onnx next to config.json, generation_config.json and
+    tokenizer.json: the artifact carries the tokenizer and the
+    end-of-sequence token; text in, text out, as transformers."""
+    from test_tokenizer import train
+    tokenizer = train("gpt2")
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    torch.manual_seed(0)
+    m = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=512, n_positions=64, n_embd=64, n_layer=2, n_head=4,
+        bos_token_id=eos, eos_token_id=eos)).eval()
+    folder = tmp_path / "export"
+    folder.mkdir()
+    m.config.save_pretrained(str(folder))
+    m.generation_config.save_pretrained(str(folder))
+    tokenizer.save(str(folder / "tokenizer.json"))
+    export_past.export(m, str(folder))
+    os.rename(folder / "model_past.onnx", folder / "model.onnx")
+    artifact = tmp_path / "m.kiln"
+    kiln("compile", str(folder / "model.onnx"), "-o", str(artifact),
+         "--max-seq-len", MAX_SEQ)
+    info = json.loads(kiln("inspect", str(artifact), "--json").stdout)
+    assert info["generation"]["eos_token_ids"] == [eos]
+    assert info["generation"]["model_type"] == "gpt2"
+    prompt = "The quick brown fox"
+    ids = tokenizer.encode(prompt).ids
+    want = hf_greedy(m, ids, 20)
+    if eos in want:
+        want = want[:want.index(eos) + 1]
+    got = json.loads(kiln("generate", str(artifact), "--prompt", prompt,
+                          "--max-new-tokens", "20", "--json").stdout)
+    assert got["prompt_ids"] == ids
+    assert got["new_ids"] == want
+    assert got["text"] == tokenizer.decode(want, skip_special_tokens=False)
+
+
+def test_errors(tmp_path):
+    out = tmp_path / "x.kiln"
+    mlp = os.path.join(ROOT, "test", "fixtures", "mlp", "model.onnx")
+    cases = [
+        ([mlp, "--max-seq-len", "32"],
+         "--max-seq-len compiles a decoder exported with its KV cache"),
+        ([fixture("gpt2"), "--max-seq-len", "32", "--target",
+          "cuda:sm_80,sm_90a"], "compile with --precision fp16 or bf16"),
+        ([fixture("gpt2"), "--max-seq-len", "32", "--dim",
+          "sequence_length=1..8"], "--dim does not apply"),
+        ([fixture("gpt2"), "--max-seq-len", "1"], "leaves no room"),
+        ([fixture("gpt2"), "--max-batch", "2"],
+         "--max-batch applies to checkpoint folders"),
+        ([fixture("gpt2"), "--max-seq-len", "32", "--kv-cache", "off"],
+         "--kv-cache off"),
+    ]
+    for args, message in cases:
+        result = kiln("compile", *args, "-o", str(out), check=False)
+        assert result.returncode == 1, args
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and not out.exists(), args
+    # A prompt longer than the compiled sequence.
+    artifact = tmp_path / "m.kiln"
+    kiln("compile", fixture("gpt2"), "-o", str(artifact), "--max-seq-len", "8")
+    result = kiln("generate", str(artifact), "--prompt-ids",
+                  ",".join(["1"] * 9), check=False)
+    assert result.returncode == 1 and "longer than" in result.stderr, \
+        result.stderr
