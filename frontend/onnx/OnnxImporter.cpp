@@ -1425,7 +1425,9 @@ OwningOpRef<ModuleOp> importModelFile(MLIRContext &context, StringRef path,
       emitError(fileLoc) << path << ": --max-seq-len compiles a decoder "
                          << "exported with its KV cache (past_key_values.* "
                          << "inputs, present.* outputs) for generation, but "
-                         << why;
+                         << why << "; compile other models without "
+                         << "--max-seq-len (bound their dims with --dim "
+                         << "NAME=MIN..MAX)";
       return {};
     }
     // Two entry points over one graph; the second takes the first's
