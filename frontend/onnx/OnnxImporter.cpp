@@ -556,6 +556,8 @@ static bool takesSymbolicDims(StringRef opType) {
       "LessOrEqual", "GreaterOrEqual", "IsNaN", "IsInf",
       "Greater", "Not", "And", "Or", "Clip", "Softplus", "Swish", "HardSigmoid",
       "Floor", "Ceil", "Sin", "Cos",
+      // Scans along an axis (symbolic or not) with sizes from the input.
+      "CumSum",
       // Row-wise over static trailing dims.
       "Softmax", "LogSoftmax", "LayerNormalization",
       "MatMul",

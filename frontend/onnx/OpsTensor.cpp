@@ -1169,9 +1169,19 @@ LogicalResult importCumulative(NodeContext &ctx, bool product) {
     return failure();
   bool exclusive = ctx.intAttr("exclusive", 0) != 0;
   bool reverse = ctx.intAttr("reverse", 0) != 0;
-  int64_t n = type.getShape()[*axis];
-  if (type.getNumElements() == 0)
+  if (type.hasStaticShape() && type.getNumElements() == 0)
     return ctx.setOutputs(x);
+  // Symbolic dims (positions counted from an attention mask over a
+  // sequence of run-time length) take their sizes from the input.
+  SmallVector<Value> sizes;
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    if (type.isDynamicDim(d))
+      sizes.push_back(tensor::DimOp::create(ctx.b(), ctx.getLoc(), x, d));
+  Value extent =
+      type.isDynamicDim(*axis)
+          ? tensor::DimOp::create(ctx.b(), ctx.getLoc(), x, *axis).getResult()
+          : Value();
+  int64_t n = type.getShape()[*axis];
   Value out = buildIndexed(
       ctx.b(), ctx.getLoc(), type.getShape(), element,
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
@@ -1183,7 +1193,7 @@ LogicalResult importCumulative(NodeContext &ctx, bool product) {
           hi = exclusive ? i : arith::AddIOp::create(b, loc, i, indexConstant(b, loc, 1)).getResult();
         } else {
           lo = exclusive ? arith::AddIOp::create(b, loc, i, indexConstant(b, loc, 1)).getResult() : i;
-          hi = indexConstant(b, loc, n);
+          hi = extent ? extent : indexConstant(b, loc, n);
         }
         Value identity = scalarConstant(b, loc, element, product ? 1 : 0);
         auto loop =
@@ -1201,7 +1211,8 @@ LogicalResult importCumulative(NodeContext &ctx, bool product) {
                                : arith::AddIOp::create(lb, loc, acc, v).getResult());
         scf::YieldOp::create(lb, loc, next);
         return loop.getResult(0);
-      });
+      },
+      sizes);
   return ctx.setOutputs(out);
 }
 

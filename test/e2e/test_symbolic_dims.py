@@ -121,19 +121,18 @@ def test_shapes_outside_the_bounds_are_refused(model, tmp_path):
 
 def test_ops_without_symbolic_support_say_so(tmp_path):
     graph = helper.make_graph(
-        [helper.make_node("CumSum", ["x", "axis"], ["y"])], "cumsum",
+        [helper.make_node("Hardmax", ["x"], ["y"])], "hardmax",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT,
                                        ["batch", 4, 2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT,
-                                       ["batch", 4, 2])],
-        [helper.make_tensor("axis", TensorProto.INT64, [], [1])])
+                                       ["batch", 4, 2])])
     path = tmp_path / "flat.onnx"
     onnx.save(helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     result = kiln("compile", str(path), "-o", str(tmp_path / "f.kiln"),
                   "--dim", "batch=1..8", check=False)
     assert result.returncode == 1
-    assert "op 'CumSum' is not supported with symbolic dims yet" in \
+    assert "op 'Hardmax' is not supported with symbolic dims yet" in \
         result.stderr
     assert not (tmp_path / "f.kiln").exists()
     # Given a value, the same model compiles.
@@ -230,6 +229,51 @@ def test_reductions_over_a_symbolic_dim(target, device, tmp_path):
             np.testing.assert_allclose(np.load(tmp_path / "out" / f"{name}.npy"),
                                        want[name], err_msg=name,
                                        **TOLERANCES[want[name].dtype])
+
+
+@pytest.mark.parametrize("target,device", [("cpu", "cpu"),
+                                           ("cuda:sm_80,sm_90a", "sim")])
+def test_cumulative_sums_over_a_symbolic_dim(target, device, tmp_path):
+    """Positions from an attention mask of run-time length, as exports of
+    decoders compute them (cumsum(mask) - 1, masked), and a reversed,
+    exclusive float scan."""
+    nodes = [
+        helper.make_node("CumSum", ["mask", "axis"], ["count"]),
+        helper.make_node("Sub", ["count", "one"], ["from0"]),
+        helper.make_node("Mul", ["from0", "mask"], ["positions"]),
+        helper.make_node("CumSum", ["x", "axis"], ["rest"], reverse=1,
+                         exclusive=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "cumsum",
+        [helper.make_tensor_value_info("mask", TensorProto.INT64,
+                                       ["batch", "keys"]),
+         helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                       ["batch", "keys"])],
+        [helper.make_tensor_value_info("positions", TensorProto.INT64,
+                                       ["batch", "keys"]),
+         helper.make_tensor_value_info("rest", TensorProto.FLOAT,
+                                       ["batch", "keys"])],
+        [numpy_helper.from_array(np.array(1, np.int64), "axis"),
+         numpy_helper.from_array(np.array(1, np.int64), "one")])
+    model = tmp_path / "cumsum.onnx"
+    onnx.save(helper.make_model(graph,
+                                opset_imports=[helper.make_opsetid("", 17)]),
+              str(model))
+    artifact = tmp_path / "cumsum.kiln"
+    kiln("compile", str(model), "-o", str(artifact), "--target", target,
+         "--embed-kernel-ir", "--dim", "batch=1..3", "--dim", "keys=1..40")
+    for batch, keys in [(1, 1), (3, 40), (2, 17)]:
+        rng = np.random.default_rng(batch * 100 + keys)
+        mask = np.ones((batch, keys), np.int64)
+        mask[0, :keys // 3] = 0  # left padding
+        x = rng.standard_normal((batch, keys)).astype(np.float32)
+        run(artifact, {"mask": mask, "x": x}, tmp_path, device)
+        want = run_reference(model, {"mask": mask, "x": x})
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "out" / "positions.npy"), want["positions"])
+        np.testing.assert_allclose(np.load(tmp_path / "out" / "rest.npy"),
+                                   want["rest"], **TOLERANCES[np.dtype(np.float32)])
 
 
 def test_the_runner_cycles_input_shapes(model, tmp_path):
