@@ -13,6 +13,7 @@
 #include "dialects/kiln/TensorBuilders.h"
 
 #include "mlir/IR/DialectResourceBlobManager.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <cstring>
 
@@ -85,6 +86,17 @@ public:
       return signalPassFailure();
     }
     narrowedWeights.clear();
+    // A state is one buffer for every entry point: it is narrowed where
+    // each of them only writes it and reads it by narrowed attention (an
+    // entry point whose attention was not raised keeps it f32 for all).
+    wideStates.clear();
+    for (auto func : getOperation().getOps<func::FuncOp>())
+      if (!func.isExternal())
+        for (BlockArgument arg : func.getBody().front().getArguments())
+          if (auto name = func.getArgAttrOfType<StringAttr>(
+                  arg.getArgNumber(), "kiln.state");
+              name && !narrowable(arg))
+            wideStates.insert(name.getValue());
     for (auto func : getOperation().getOps<func::FuncOp>())
       if (failed(convert(func)))
         return signalPassFailure();
@@ -165,6 +177,31 @@ private:
   /// values and feed narrowed attention hold the narrow type: the slices
   /// are rounded once as they are written, and attention reads the cache
   /// as it is, with no conversion of the whole cache at each step.
+  /// Whether the state argument `arg` is only written (insert_slice) and
+  /// read, whole or a prefix of it, by attention this pass narrows.
+  static bool narrowable(BlockArgument arg) {
+    auto type = dyn_cast<RankedTensorType>(arg.getType());
+    // The last dim is the attention's head size: under kMinNarrowK the
+    // attention stays f32, and so does the cache (in every entry point
+    // alike, whatever reads it there).
+    if (!type || !type.getElementType().isF32() || type.getRank() == 0 ||
+        type.getShape().back() < kMinNarrowK)
+      return false;
+    return llvm::all_of(arg.getUsers(), [&](Operation *user) {
+      auto insert = dyn_cast<tensor::InsertSliceOp>(user);
+      // Read by narrowed attention, whole or a prefix of it.
+      auto readsNarrow = [](Operation *reader) {
+        auto slice = dyn_cast<tensor::ExtractSliceOp>(reader);
+        return narrowsAttention(reader) ||
+               (slice && llvm::all_of(slice->getUsers(), narrowsAttention));
+      };
+      return insert && insert.getDest() == arg &&
+             llvm::all_of(insert->getUsers(), [&](Operation *reader) {
+               return isa<func::ReturnOp>(reader) || readsNarrow(reader);
+             });
+    });
+  }
+
   void narrowStates(func::FuncOp func) {
     if (func.isExternal())
       return;
@@ -172,27 +209,9 @@ private:
     bool changed = false;
     for (BlockArgument arg : entry.getArguments()) {
       auto type = dyn_cast<RankedTensorType>(arg.getType());
-      // The last dim is the attention's head size: under kMinNarrowK the
-      // attention stays f32, and so does the cache (in every entry point
-      // alike, whatever reads it there).
-      if (!type || !type.getElementType().isF32() ||
-          !func.getArgAttr(arg.getArgNumber(), "kiln.state") ||
-          type.getRank() == 0 || type.getShape().back() < kMinNarrowK)
-        continue;
-      bool narrowable = llvm::all_of(arg.getUsers(), [&](Operation *user) {
-        auto insert = dyn_cast<tensor::InsertSliceOp>(user);
-        // Read by narrowed attention, whole or a prefix of it.
-        auto readsNarrow = [](Operation *reader) {
-          auto slice = dyn_cast<tensor::ExtractSliceOp>(reader);
-          return narrowsAttention(reader) ||
-                 (slice && llvm::all_of(slice->getUsers(), narrowsAttention));
-        };
-        return insert && insert.getDest() == arg &&
-               llvm::all_of(insert->getUsers(), [&](Operation *reader) {
-                 return isa<func::ReturnOp>(reader) || readsNarrow(reader);
-               });
-      });
-      if (!narrowable)
+      auto name =
+          func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "kiln.state");
+      if (!name || wideStates.contains(name.getValue()) || !narrowable(arg))
         continue;
       arg.setType(RankedTensorType::get(type.getShape(), narrow));
       changed = true;
@@ -358,6 +377,8 @@ private:
   llvm::DenseMap<Value, Value> converted;
   /// Weights narrowed so far, by their f32 attribute (every function).
   llvm::DenseMap<Attribute, Attribute> narrowedWeights;
+  /// States some entry point does not narrow (runOnOperation).
+  llvm::StringSet<> wideStates;
 };
 
 } // namespace

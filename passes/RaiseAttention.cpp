@@ -330,14 +330,29 @@ private:
       if (t && t.getPermutation() == ArrayRef<int64_t>{0, 2, 1} &&
           expand.getReassociationIndices() ==
               SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}})
-        if (auto collapse = t.getInput().getDefiningOp<tensor::CollapseShapeOp>())
+        if (auto collapse = t.getInput().getDefiningOp<tensor::CollapseShapeOp>()) {
+          ArrayRef<int64_t> src = shapeOf(collapse.getSrc());
           if (collapse.getReassociationIndices() ==
                   SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}} &&
-              shapeOf(collapse.getSrc()).take_front(2) ==
-                  type.getShape().take_front(2)) {
+              src.take_front(2) == type.getShape().take_front(2)) {
             dead.append({expand, t});
             return collapse.getSrc();
           }
+          // K repeated over grouped query heads, the repetition folded into
+          // the 3-D batch too ([B, Hkv, g, L, D] to [B * Hkv * g, L, D]):
+          // [B, Hkv * g, L, D], which stripRepeat sees through.
+          if (collapse.getReassociationIndices() ==
+                  SmallVector<ReassociationIndices>{{0, 1, 2}, {3}, {4}} &&
+              src.size() == 5 && src[0] == type.getDimSize(0) &&
+              !ShapedType::isDynamic(src[1]) &&
+              !ShapedType::isDynamic(src[2]) &&
+              src[1] * src[2] == type.getDimSize(1)) {
+            dead.append({expand, t});
+            return tensor::CollapseShapeOp::create(
+                b, loc, collapse.getSrc(),
+                SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}, {4}});
+          }
+        }
     }
     return transpose(b, loc, kT, swap);
   }

@@ -566,6 +566,7 @@ static bool takesSymbolicDims(StringRef opType) {
       "ReduceLogSumExp",
       // Data movement whose sizes come from the operands.
       "Transpose", "Gather", "Unsqueeze", "Squeeze", "Split", "Trilu", "Concat",
+      "GatherND",
       // Symbolic batch, query and key counts of 4-D Q, K and V (the
       // handler says which inputs and attributes it cannot take with them).
       "Attention"};

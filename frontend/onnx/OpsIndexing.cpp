@@ -29,17 +29,22 @@ namespace {
 /// clamped into [0, size) (out-of-range indices are undefined in ONNX; a
 /// clamp keeps the read inside the buffer).
 Value readIndex(OpBuilder &b, Location loc, Value indices, ValueRange at,
-                int64_t size) {
+                Value size) {
   Value i = arith::IndexCastOp::create(
       b, loc, b.getIndexType(), tensor::ExtractOp::create(b, loc, indices, at));
   Value zero = indexConstant(b, loc, 0);
   Value negative =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, zero);
-  i = arith::SelectOp::create(
-      b, loc, negative,
-      arith::AddIOp::create(b, loc, i, indexConstant(b, loc, size)), i);
-  return arith::MinSIOp::create(b, loc, arith::MaxSIOp::create(b, loc, i, zero),
-                                indexConstant(b, loc, size - 1));
+  i = arith::SelectOp::create(b, loc, negative,
+                              arith::AddIOp::create(b, loc, i, size), i);
+  return arith::MinSIOp::create(
+      b, loc, arith::MaxSIOp::create(b, loc, i, zero),
+      arith::SubIOp::create(b, loc, size, indexConstant(b, loc, 1)));
+}
+
+Value readIndex(OpBuilder &b, Location loc, Value indices, ValueRange at,
+                int64_t size) {
+  return readIndex(b, loc, indices, at, indexConstant(b, loc, size));
 }
 
 LogicalResult importGatherND(NodeContext &ctx) {
@@ -47,8 +52,12 @@ LogicalResult importGatherND(NodeContext &ctx) {
   if (!data || !indices)
     return failure();
   RankedTensorType type = ctx.inputType(0), indexType = ctx.inputType(1);
-  if (!type.hasStaticShape() || !indexType.hasStaticShape())
-    return ctx.error() << "GatherND needs static shapes";
+  // Symbolic dims (a mask of run-time length indexed by computed
+  // positions, as the dynamo exporter writes transformers' masks): sizes
+  // from the operands; the tuples' length must be known.
+  if (indexType.getRank() < 1 || indexType.isDynamicDim(indexType.getRank() - 1))
+    return ctx.error() << "GatherND needs index tuples of a fixed length, got "
+                       << indexType;
   int64_t batchDims = ctx.intAttr("batch_dims", 0);
   int64_t r = type.getRank(), q = indexType.getRank();
   if (q < 1 || batchDims < 0 || batchDims >= std::min(r, q))
@@ -61,31 +70,52 @@ LogicalResult importGatherND(NodeContext &ctx) {
                        << " elements do not fit data " << type << " after "
                        << batchDims << " batch dims";
   for (int64_t d = 0; d < batchDims; ++d)
-    if (type.getDimSize(d) != indexType.getDimSize(d))
+    if (type.getDimSize(d) != indexType.getDimSize(d) ||
+        type.isDynamicDim(d) != indexType.isDynamicDim(d))
       return ctx.error() << "GatherND batch dim " << d << " differs: data "
                          << type << ", indices " << indexType;
+  OpBuilder &ob = ctx.b();
+  Location ol = ctx.getLoc();
   // [indices' dims but the last] + data's dims after the gathered ones.
-  SmallVector<int64_t> outShape(indexType.getShape().drop_back());
+  SmallVector<int64_t> outShape;
+  SmallVector<Value> outSizes;
+  auto addDim = [&](Value source, RankedTensorType t, int64_t d) {
+    outShape.push_back(t.getDimSize(d));
+    if (t.isDynamicDim(d))
+      outSizes.push_back(tensor::DimOp::create(ob, ol, source, d));
+  };
+  for (int64_t d = 0; d + 1 < q; ++d)
+    addDim(indices, indexType, d);
   for (int64_t d = batchDims + k; d < r; ++d)
-    outShape.push_back(type.getDimSize(d));
+    addDim(data, type, d);
   if (llvm::is_contained(outShape, 0))
-    return ctx.setOutputs(buildEmptyConstant(ctx.b(), ctx.getLoc(), outShape,
+    return ctx.setOutputs(buildEmptyConstant(ob, ol, outShape,
                                              type.getElementType()));
+  // The extent of each gathered dim, read at run time where symbolic.
+  SmallVector<Value> extents;
+  for (int64_t j = 0; j < k; ++j)
+    extents.push_back(
+        type.isDynamicDim(batchDims + j)
+            ? tensor::DimOp::create(ob, ol, data, batchDims + j).getResult()
+            : Value());
   Value out = buildIndexed(
-      ctx.b(), ctx.getLoc(), outShape, type.getElementType(),
+      ob, ol, outShape, type.getElementType(),
       [&](OpBuilder &b, Location loc, ValueRange ivs) -> Value {
         SmallVector<Value> at(ivs.begin(), ivs.begin() + batchDims);
         SmallVector<Value> tuple(ivs.begin(), ivs.begin() + (q - 1));
         tuple.push_back(Value());
         for (int64_t j = 0; j < k; ++j) {
           tuple.back() = indexConstant(b, loc, j);
-          at.push_back(readIndex(b, loc, indices, tuple,
-                                 type.getDimSize(batchDims + j)));
+          at.push_back(extents[j]
+                           ? readIndex(b, loc, indices, tuple, extents[j])
+                           : readIndex(b, loc, indices, tuple,
+                                       type.getDimSize(batchDims + j)));
         }
         for (Value iv : ivs.drop_front(q - 1))
           at.push_back(iv);
         return tensor::ExtractOp::create(b, loc, data, at);
-      });
+      },
+      outSizes);
   return ctx.setOutputs(out);
 }
 

@@ -68,8 +68,24 @@ SymPoly SymPoly::operator*(const SymPoly &other) const {
 }
 
 std::optional<SymPoly> SymPoly::divideExactly(const SymPoly &divisor) const {
-  if (divisor.terms.size() != 1)
+  if (divisor.terms.empty())
     return std::nullopt;
+  if (divisor.terms.size() > 1) {
+    // A quotient that is one monomial (`(64 + 64 p) / (16 + 16 p)` = 4):
+    // this's first term over each of the divisor's, checked by multiplying
+    // back.
+    if (terms.empty())
+      return constant(0);
+    const auto &[m0, c0] = *terms.begin();
+    for (const auto &[dm, dc] : divisor.terms) {
+      SymPoly term;
+      term.terms[dm] = dc;
+      std::optional<SymPoly> q = SymPoly{{{m0, c0}}}.divideExactly(term);
+      if (q && divisor * *q == *this)
+        return q;
+    }
+    return std::nullopt;
+  }
   const auto &[dm, dc] = *divisor.terms.begin();
   SymPoly r;
   for (const auto &[m, c] : terms) {

@@ -1,6 +1,7 @@
 """`kiln generate` on ONNX decoders exported with their KV cache: the
-fixtures test/fixtures/transformers/*/model_past.onnx (transformers' GPT-2
-and LLaMA with grouped-query heads through the TorchScript exporter), and
+fixtures test/fixtures/transformers/*/model_past*.onnx (transformers' GPT-2
+and LLaMA with grouped-query heads through the TorchScript and the dynamo
+exporters), and
 a folder laid out as optimum writes one (model.onnx next to config.json,
 generation_config.json and tokenizer.json), exported here. Compiled with
 `--max-seq-len`, the cache is held by the runtime (`prefill` and `decode`
@@ -26,15 +27,19 @@ sys.path.insert(0, FIXTURES)
 import export  # noqa: E402  the fixtures' models, seeds and configurations
 import export_past  # noqa: E402
 
-NAMES = ["gpt2", "llama"]
+# Each export: its model (export.py) and file, through the TorchScript and
+# the dynamo exporters.
+EXPORTS = {f"{name}{kind}": (name, os.path.join(
+               FIXTURES, name, f"model_past{kind.replace('-', '_')}.onnx"))
+           for name in ("gpt2", "llama") for kind in ("", "-dynamo")}
 PROMPTS = [[200, 1, 45, 77, 12, 9], [250, 3]]
 NEW = 16
 MAX_SEQ = "48"  # within the fixtures' 64 positions
 _models = {}
 
 
-def fixture(name):
-    return os.path.join(FIXTURES, name, "model_past.onnx")
+def fixture(export):
+    return EXPORTS[export][1]
 
 
 def model(name):
@@ -83,17 +88,21 @@ def ort_steps(path, prompt, tokens):
     return np.stack(logits)
 
 
-@pytest.fixture(scope="module", params=NAMES)
+@pytest.fixture(scope="module", params=sorted(EXPORTS))
 def compiled(request, tmp_path_factory):
-    name = request.param
-    artifact = tmp_path_factory.mktemp(name) / "m.kiln"
-    kiln("compile", fixture(name), "-o", str(artifact), "--max-seq-len",
+    export = request.param
+    artifact = tmp_path_factory.mktemp(export) / "m.kiln"
+    kiln("compile", fixture(export), "-o", str(artifact), "--max-seq-len",
          MAX_SEQ)
-    return name, artifact
+    return export, artifact
+
+
+def test_the_exports_are_there():
+    assert all(os.path.exists(path) for _, path in EXPORTS.values())
 
 
 def test_the_cache_is_held_by_the_runtime(compiled):
-    name, artifact = compiled
+    export, artifact = compiled
     info = json.loads(kiln("inspect", str(artifact), "--json").stdout)
     assert [e["name"] for e in info["entry_points"]] == ["prefill", "decode"]
     assert info["generation"]["decode_entry"] == "decode"
@@ -108,10 +117,10 @@ def test_the_cache_is_held_by_the_runtime(compiled):
 
 
 def test_greedy_matches_transformers(compiled):
-    name, artifact = compiled
+    export, artifact = compiled
     for prompt in PROMPTS:
-        want = hf_greedy(model(name), prompt)
-        assert generate(artifact, prompt)["new_ids"] == want, (name, prompt)
+        want = hf_greedy(model(EXPORTS[export][0]), prompt)
+        assert generate(artifact, prompt)["new_ids"] == want, (export, prompt)
         # Each step recomputing the whole sequence gives the same tokens.
         assert generate(artifact, prompt, cache=False)["new_ids"] == want
 
@@ -119,10 +128,10 @@ def test_greedy_matches_transformers(compiled):
 def test_each_step_matches_onnxruntime(compiled, tmp_path):
     """The prefill and every decode step against onnxruntime's own round
     trip of the cache through the export's inputs and outputs."""
-    name, artifact = compiled
+    export, artifact = compiled
     out = tmp_path / "logits.npy"
     got = generate(artifact, PROMPTS[0], extra=["--logits-out", str(out)])
-    want = ort_steps(fixture(name), PROMPTS[0], got["new_ids"])
+    want = ort_steps(fixture(export), PROMPTS[0], got["new_ids"])
     np.testing.assert_allclose(np.load(out), want, rtol=0, atol=1e-4)
 
 
@@ -155,7 +164,7 @@ def test_batch_of_different_lengths(device, tmp_path):
                 assert error <= PRECISION_TOLERANCES["bf16"], (r, step, error)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ["gpt2", "llama-dynamo"])
 def test_under_the_simulator_at_bf16(name, tmp_path):
     """The cuda kernels (tensor-core GEMMs, flash attention for the prompt,
     split-KV flash decode over the bf16 cache) under the simulator: each

@@ -1,5 +1,6 @@
 """Hugging Face decoder exports with a KV cache (test/fixtures/transformers/
-*/model_past.onnx, written by export_past.py: `past_key_values.L.key/value`
+*/model_past*.onnx, written by export_past.py with the TorchScript and the
+dynamo exporters: `past_key_values.L.key/value`
 in, `present.L.key/value` out, the attention mask over past and new
 positions): compiled once with symbolic past and sequence lengths, each
 layer's attention raised to one kernel (transformers' mask from index
@@ -19,7 +20,7 @@ from conftest import (PRECISION_TOLERANCES, ROOT, TOLERANCES, kiln,
 from test_symbolic_dims import run
 
 FIXTURES = os.path.join(ROOT, "test", "fixtures", "transformers")
-MODELS = sorted(glob.glob(os.path.join(FIXTURES, "*", "model_past.onnx")))
+MODELS = sorted(glob.glob(os.path.join(FIXTURES, "*", "model_past*.onnx")))
 DIMS = ["--dim", "batch_size=1", "--dim", "sequence_length=1..24",
         "--dim", "past_sequence_length=1..40",
         "--dim", "past_sequence_length + sequence_length=2..64"]
@@ -30,7 +31,7 @@ SHAPES = [(1, 7, 0), (5, 3, 0), (4, 2, 1), (24, 40, 3), (1, 1, 0)]
 
 
 def case_id(path):
-    return os.path.relpath(os.path.dirname(path), FIXTURES)
+    return os.path.relpath(path, FIXTURES)
 
 
 def inputs_for(model, seq, past, pad):
@@ -52,7 +53,9 @@ def inputs_for(model, seq, past, pad):
 
 
 def test_the_fixtures_are_there():
-    assert {case_id(p) for p in MODELS} == {"gpt2", "llama"}
+    assert {case_id(p) for p in MODELS} == {
+        f"{name}/model_past{kind}.onnx" for name in ("gpt2", "llama")
+        for kind in ("", "_dynamo")}
 
 
 @pytest.mark.parametrize("path", MODELS, ids=case_id)

@@ -118,3 +118,52 @@ func.func @attention(%q: tensor<1x4x8x64xf32>, %k: tensor<1x2x8x64xf32>,
       : tensor<1x1x4x8xf32>, tensor<1x1x4x8xf32>, tensor<1x1x4x8xf32> -> tensor<1x1x4x8xf32>
   return %y, %z : tensor<1x4x8x64xf32>, tensor<1x1x4x8xf32>
 }
+
+// -----
+
+// COM: A KV cache (a `kiln.state` argument, returned written) that each
+// COM: entry point only writes and reads by attention holds bf16: the
+// COM: written slice is rounded once, attention reads the prefix as it is.
+// CHECK-LABEL: func.func @prefill
+// CHECK-SAME: %arg1: tensor<1x2x8x16xbf16> {kiln.state = "cache"}
+// CHECK-LABEL: func.func @decode
+// CHECK-SAME: %arg1: tensor<1x2x8x16xbf16> {kiln.state = "cache"}
+// CHECK: %[[NEW:.*]] = linalg.generic {{.*}} ins(%arg2 : tensor<1x2x1x16xf32>)
+// CHECK: arith.truncf
+// CHECK: %[[W:.*]] = tensor.insert_slice %[[NEW]] into %arg1[0, 0, 3, 0]
+// CHECK: %[[K:.*]] = tensor.extract_slice %[[W]][0, 0, 0, 0] [1, 2, 4, 16]
+// CHECK: kiln.attention %{{.*}}, %[[K]], %[[K]]
+// CHECK-SAME: tensor<1x2x4x16xbf16>, tensor<1x2x4x16xbf16>
+// CHECK: return %{{.*}}, %[[W]] : tensor<1x2x1x16xf32>, tensor<1x2x8x16xbf16>
+func.func @prefill(%q: tensor<1x2x4x16xf32>, %cache: tensor<1x2x8x16xf32> {kiln.state = "cache"}, %new: tensor<1x2x4x16xf32>) -> (tensor<1x2x4x16xf32>, tensor<1x2x8x16xf32> {kiln.state = "cache"}) {
+  %w = tensor.insert_slice %new into %cache[0, 0, 0, 0] [1, 2, 4, 16] [1, 1, 1, 1] : tensor<1x2x4x16xf32> into tensor<1x2x8x16xf32>
+  %o = kiln.attention %q, %new, %new {scale = 2.500000e-01 : f64} : tensor<1x2x4x16xf32>, tensor<1x2x4x16xf32>, tensor<1x2x4x16xf32> -> tensor<1x2x4x16xf32>
+  return %o, %w : tensor<1x2x4x16xf32>, tensor<1x2x8x16xf32>
+}
+func.func @decode(%q: tensor<1x2x1x16xf32>, %cache: tensor<1x2x8x16xf32> {kiln.state = "cache"}, %new: tensor<1x2x1x16xf32>) -> (tensor<1x2x1x16xf32>, tensor<1x2x8x16xf32> {kiln.state = "cache"}) {
+  %w = tensor.insert_slice %new into %cache[0, 0, 3, 0] [1, 2, 1, 16] [1, 1, 1, 1] : tensor<1x2x1x16xf32> into tensor<1x2x8x16xf32>
+  %k = tensor.extract_slice %w[0, 0, 0, 0] [1, 2, 4, 16] [1, 1, 1, 1] : tensor<1x2x8x16xf32> to tensor<1x2x4x16xf32>
+  %o = kiln.attention %q, %k, %k {scale = 2.500000e-01 : f64} : tensor<1x2x1x16xf32>, tensor<1x2x4x16xf32>, tensor<1x2x4x16xf32> -> tensor<1x2x1x16xf32>
+  return %o, %w : tensor<1x2x1x16xf32>, tensor<1x2x8x16xf32>
+}
+
+// -----
+
+// COM: One buffer for every entry point: where one of them reads the cache
+// COM: otherwise (an attention left unraised), it stays f32 in all.
+// CHECK-LABEL: func.func @prefill
+// CHECK-SAME: %arg1: tensor<1x2x8x16xf32> {kiln.state = "cache"}
+// CHECK-LABEL: func.func @decode
+// CHECK-SAME: %arg1: tensor<1x2x8x16xf32> {kiln.state = "cache"}
+// CHECK: return %{{.*}}, %{{.*}}, %{{.*}} : tensor<1x2x1x16xf32>, tensor<1x2x4x16xf32>, tensor<1x2x8x16xf32>
+func.func @prefill(%q: tensor<1x2x4x16xf32>, %cache: tensor<1x2x8x16xf32> {kiln.state = "cache"}, %new: tensor<1x2x4x16xf32>) -> (tensor<1x2x4x16xf32>, tensor<1x2x8x16xf32> {kiln.state = "cache"}) {
+  %w = tensor.insert_slice %new into %cache[0, 0, 0, 0] [1, 2, 4, 16] [1, 1, 1, 1] : tensor<1x2x4x16xf32> into tensor<1x2x8x16xf32>
+  %o = kiln.attention %q, %new, %new {scale = 2.500000e-01 : f64} : tensor<1x2x4x16xf32>, tensor<1x2x4x16xf32>, tensor<1x2x4x16xf32> -> tensor<1x2x4x16xf32>
+  return %o, %w : tensor<1x2x4x16xf32>, tensor<1x2x8x16xf32>
+}
+func.func @decode(%q: tensor<1x2x1x16xf32>, %cache: tensor<1x2x8x16xf32> {kiln.state = "cache"}, %new: tensor<1x2x1x16xf32>) -> (tensor<1x2x1x16xf32>, tensor<1x2x4x16xf32>, tensor<1x2x8x16xf32> {kiln.state = "cache"}) {
+  %w = tensor.insert_slice %new into %cache[0, 0, 3, 0] [1, 2, 1, 16] [1, 1, 1, 1] : tensor<1x2x1x16xf32> into tensor<1x2x8x16xf32>
+  %k = tensor.extract_slice %w[0, 0, 0, 0] [1, 2, 4, 16] [1, 1, 1, 1] : tensor<1x2x8x16xf32> to tensor<1x2x4x16xf32>
+  %o = kiln.attention %q, %k, %k {scale = 2.500000e-01 : f64} : tensor<1x2x1x16xf32>, tensor<1x2x4x16xf32>, tensor<1x2x4x16xf32> -> tensor<1x2x1x16xf32>
+  return %o, %k, %w : tensor<1x2x1x16xf32>, tensor<1x2x4x16xf32>, tensor<1x2x8x16xf32>
+}

@@ -225,3 +225,42 @@ func.func @softmax_over_queries(%q: tensor<2x4x8xf32>, %kt: tensor<2x8x4xf32>, %
   %o = kiln.matmul %p, %v : tensor<2x4x4xf32>, tensor<2x4x8xf32> -> tensor<2x4x8xf32>
   return %o : tensor<2x4x8xf32>
 }
+
+// -----
+
+// COM: Grouped-query heads as the dynamo exporter writes them: K repeated
+// COM: over the query heads and the repetition folded into the batch of a
+// COM: 3-D transpose ([B, Hkv, g, L, D] -> [B*Hkv*g, L, D] -> [.., D, L] ->
+// COM: [B, H, D, L]), V repeated as usual. The op reads K and V before the
+// COM: repetition.
+#id5 = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2, d3, d4)>
+#rep = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, 0, d3, d4)>
+// CHECK-LABEL: func.func @dynamo_grouped_heads
+// CHECK-SAME: attributes {kiln.raised = {attention = 1 : i64}}
+// CHECK: %[[O:.*]] = kiln.attention %arg0, %arg1, %arg2 {scale = 1.000000e+00 : f64}
+// CHECK-SAME: tensor<1x4x3x8xf32>, tensor<1x2x5x8xf32>, tensor<1x2x5x8xf32> -> tensor<1x4x3x8xf32>
+// CHECK-NOT: linalg.transpose
+// CHECK: return %[[O]]
+func.func @dynamo_grouped_heads(%q: tensor<1x4x3x8xf32>, %k: tensor<1x2x5x8xf32>, %v: tensor<1x2x5x8xf32>) -> tensor<1x4x3x8xf32> {
+  %ke = tensor.expand_shape %k [[0], [1], [2, 3], [4]] output_shape [1, 2, 1, 5, 8] : tensor<1x2x5x8xf32> into tensor<1x2x1x5x8xf32>
+  %e0 = tensor.empty() : tensor<1x2x2x5x8xf32>
+  %kr = linalg.generic {indexing_maps = [#rep, #id5], iterator_types = ["parallel", "parallel", "parallel", "parallel", "parallel"]} ins(%ke : tensor<1x2x1x5x8xf32>) outs(%e0 : tensor<1x2x2x5x8xf32>) {
+  ^bb0(%a: f32, %o: f32):
+    linalg.yield %a : f32
+  } -> tensor<1x2x2x5x8xf32>
+  %k3 = tensor.collapse_shape %kr [[0, 1, 2], [3], [4]] : tensor<1x2x2x5x8xf32> into tensor<4x5x8xf32>
+  %e1 = tensor.empty() : tensor<4x8x5xf32>
+  %kt3 = linalg.transpose ins(%k3 : tensor<4x5x8xf32>) outs(%e1 : tensor<4x8x5xf32>) permutation = [0, 2, 1]
+  %kt = tensor.expand_shape %kt3 [[0, 1], [2], [3]] output_shape [1, 4, 8, 5] : tensor<4x8x5xf32> into tensor<1x4x8x5xf32>
+  %ve = tensor.expand_shape %v [[0], [1], [2, 3], [4]] output_shape [1, 2, 1, 5, 8] : tensor<1x2x5x8xf32> into tensor<1x2x1x5x8xf32>
+  %e2 = tensor.empty() : tensor<1x2x2x5x8xf32>
+  %vr = linalg.generic {indexing_maps = [#rep, #id5], iterator_types = ["parallel", "parallel", "parallel", "parallel", "parallel"]} ins(%ve : tensor<1x2x1x5x8xf32>) outs(%e2 : tensor<1x2x2x5x8xf32>) {
+  ^bb0(%a: f32, %o: f32):
+    linalg.yield %a : f32
+  } -> tensor<1x2x2x5x8xf32>
+  %v4 = tensor.collapse_shape %vr [[0], [1, 2], [3], [4]] : tensor<1x2x2x5x8xf32> into tensor<1x4x5x8xf32>
+  %sc = kiln.matmul %q, %kt : tensor<1x4x3x8xf32>, tensor<1x4x8x5xf32> -> tensor<1x4x3x5xf32>
+  %p = kiln.softmax %sc {axis = 3 : i64} : tensor<1x4x3x5xf32>
+  %o = kiln.matmul %p, %v4 : tensor<1x4x3x5xf32>, tensor<1x4x5x8xf32> -> tensor<1x4x3x8xf32>
+  return %o : tensor<1x4x3x8xf32>
+}
