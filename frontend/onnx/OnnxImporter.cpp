@@ -585,6 +585,18 @@ bool GraphImporter::checkSymbolicInputs(NodeContext &ctx) {
     auto type = dyn_cast<RankedTensorType>(lookup(node.input(i)).getType());
     if (!type || type.hasStaticShape())
       continue;
+    if (decoder) {
+      // Generation needs the sequence and the cached length symbolic.
+      ctx.error() << "input #" << i << " '" << node.input(i)
+                  << "' has type " << type << ", with a dim that follows "
+                  << decoder->seqDim << " or " << decoder->pastDim
+                  << "; op '" << node.op_type()
+                  << "' does not take symbolic dims yet, so this decoder "
+                     "cannot be compiled for generation (--max-seq-len); "
+                     "compile it without --max-seq-len, its dims fixed "
+                     "with --dim NAME=VALUE (see docs/onnx-coverage.md)";
+      return false;
+    }
     std::string names;
     for (const auto &range : options.dimRanges)
       names += (names.empty() ? "" : ", ") + range.getKey().str();
