@@ -123,9 +123,20 @@ findDecoderCache(const kiln_onnx::GraphProto &graph, std::string &why) {
       if (auto it = cache.pastNames.find(node->input(0));
           it != cache.pastNames.end())
         pair = it->second;
+    // onnxruntime-genai: GroupQueryAttention's present key (output 1) and
+    // value (2) from its past key (input 3) and value (4).
+    if (node && node->op_type() == "GroupQueryAttention" &&
+        node->domain() == "com.microsoft")
+      for (int j : {1, 2})
+        if (node->output_size() > j && node->output(j) == name &&
+            node->input_size() > j + 2)
+          if (auto it = cache.pastNames.find(node->input(j + 2));
+              it != cache.pastNames.end())
+            pair = it->second;
     if (!pair || !cache.pairs[*pair].present.empty()) {
       why = "its output '" + name + "' is not a cache input with the new "
-            "positions concatenated after it (Concat(past, new) along dim 2)";
+            "positions concatenated after it (Concat(past, new) along dim 2, "
+            "or GroupQueryAttention's present from its past)";
       return std::nullopt;
     }
     cache.pairs[*pair].present = name;

@@ -14,6 +14,8 @@
 
 #include "onnx.pb.h"
 
+#include "mlir/IR/Value.h"
+#include "mlir/Support/LogicalResult.h"
 #include "llvm/ADT/StringMap.h"
 
 #include <optional>
@@ -47,6 +49,29 @@ struct DecoderCache {
 /// input or output does not fit the pattern.
 std::optional<DecoderCache>
 findDecoderCache(const kiln_onnx::GraphProto &graph, std::string &why);
+
+class NodeContext;
+
+/// One step of a decoder entry point over its held cache: the states of a
+/// layer's keys and values [B, kv heads, N, D], the cached count, the new
+/// positions and their sum (index values); prefill: nothing cached.
+struct CacheStep {
+  mlir::Value keyState, valueState;
+  mlir::Value past, seq, total;
+  bool prefill = false;
+};
+
+/// A layer's attention over the held cache: its output and the states
+/// with the new keys and values written.
+struct CachedAttention {
+  mlir::Value output, key, value;
+};
+
+/// com.microsoft GroupQueryAttention (onnxruntime-genai's decoders) over
+/// the held cache: the new keys and values written at the cached count,
+/// one kiln.attention over the cache's prefix, causal from the end.
+mlir::FailureOr<CachedAttention>
+importCachedGroupQueryAttention(NodeContext &ctx, const CacheStep &step);
 
 } // namespace kiln::onnx
 

@@ -263,6 +263,10 @@ private:
   /// Concat writing a present one); `handled` when it was one.
   LogicalResult importCacheNode(OpBuilder &b, const kiln_onnx::NodeProto &node,
                                 Location loc, bool &handled);
+  /// GroupQueryAttention writing two of the cache's tensors.
+  LogicalResult importCachedAttention(OpBuilder &b,
+                                      const kiln_onnx::NodeProto &node,
+                                      Location loc);
 
   MLIRContext &context;
   std::string path;
@@ -1158,11 +1162,47 @@ LogicalResult GraphImporter::bindDecoderInputs(OpBuilder &b,
   return success();
 }
 
+LogicalResult GraphImporter::importCachedAttention(
+    OpBuilder &b, const kiln_onnx::NodeProto &node, Location loc) {
+  size_t key = decoder->presentNames.lookup(node.output(1));
+  size_t value = decoder->presentNames.lookup(node.output(2));
+  auto fail = [&]() {
+    return emitError(loc) << path << ": node '"
+                          << (node.name().empty() ? node.output(0) : node.name())
+                          << "' (GroupQueryAttention): ";
+  };
+  // onnxruntime's seqlens_k semantics (each row's own length) do not fit
+  // rows left-padded to one end.
+  if (options.decoderBatch > 1)
+    return fail() << "a decoder whose attention is GroupQueryAttention is "
+                     "compiled for generation with a batch of one (not "
+                     "--max-batch " << options.decoderBatch << ")";
+  if (node.input_size() < 5 || lookup(node.input(3)) != pastValues[key] ||
+      lookup(node.input(4)) != pastValues[value])
+    return fail() << "its past key and value are not the cache inputs of "
+                     "its present outputs";
+  NodeContext ctx(*this, node, microsoftOpset, b, loc);
+  CacheStep step;
+  step.keyState = stateArgs[key];
+  step.valueState = stateArgs[value];
+  step.past = pastSize;
+  step.seq = seqSize;
+  step.total = totalSize;
+  step.prefill = !decoding;
+  FailureOr<CachedAttention> out = importCachedGroupQueryAttention(ctx, step);
+  if (failed(out))
+    return failure();
+  stateResults[key] = out->key;
+  stateResults[value] = out->value;
+  bind(node.output(0), out->output);
+  return success();
+}
+
 LogicalResult GraphImporter::importCacheNode(OpBuilder &b,
                                              const kiln_onnx::NodeProto &node,
                                              Location loc, bool &handled) {
   handled = false;
-  if (node.output_size() != 1)
+  if (node.output_size() < 1)
     return success();
   const std::string &out = node.output(0);
   // An alias of a past input (Identity, one-input Concat) is the past.
@@ -1170,6 +1210,12 @@ LogicalResult GraphImporter::importCacheNode(OpBuilder &b,
     handled = true;
     bind(out, lookup(node.input(0)));
     return success();
+  }
+  if (node.op_type() == "GroupQueryAttention" && node.output_size() >= 3 &&
+      decoder->presentNames.count(node.output(1)) &&
+      decoder->presentNames.count(node.output(2))) {
+    handled = true;
+    return importCachedAttention(b, node, loc);
   }
   auto present = decoder->presentNames.find(out);
   if (present == decoder->presentNames.end())

@@ -15,10 +15,12 @@ import os
 import sys
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 import transformers
+from onnx import TensorProto, helper, numpy_helper
 
 from conftest import (PRECISION_TOLERANCES, ROOT, kiln, normwise_error)
 
@@ -69,17 +71,20 @@ def ort_steps(path, prompt, tokens):
     """onnxruntime over the export with its cache fed back: the prompt with
     an empty past, then each token but the last, one at a time; the logits
     of each step's last position."""
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path),
+                                   providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
+    takes = {i.name for i in session.get_inputs()}
     past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
             for i in session.get_inputs() if i.name.startswith("past")}
     logits, fed, cached = [], list(prompt), 0
     for step in range(len(tokens)):
         feeds = {"input_ids": np.array([fed], np.int64),
                  "attention_mask": np.ones((1, cached + len(fed)), np.int64),
-                 "position_ids": np.arange(cached, cached + len(fed),
-                                           dtype=np.int64)[None],
                  **past}
+        if "position_ids" in takes:
+            feeds["position_ids"] = np.arange(cached, cached + len(fed),
+                                              dtype=np.int64)[None]
         out = dict(zip(names, session.run(names, feeds)))
         logits.append(out["logits"][0, -1])
         past = {p: out["present" + p[len("past_key_values"):]] for p in past}
@@ -252,3 +257,135 @@ def test_errors(tmp_path):
                   ",".join(["1"] * 9), check=False)
     assert result.returncode == 1 and "longer than" in result.stderr, \
         result.stderr
+
+
+def genai_decoder(path, packed=False, layers=2, vocab=64, hidden=64, heads=4,
+                  kv_heads=2):
+    """A decoder laid out as onnxruntime-genai's builder writes one: each
+    layer's attention is one com.microsoft GroupQueryAttention (rotary from
+    cos/sin caches, 4 query heads over 2 key/value heads, Q, K and V apart
+    or packed) whose present outputs are the cache, and seqlens_k and
+    total_sequence_length are computed from the attention mask. Random
+    weights; the reference is onnxruntime."""
+    rng = np.random.default_rng(1 if packed else 0)
+    d = hidden // heads
+    inits, nodes = [], []
+
+    def weight(name, *shape):
+        inits.append(numpy_helper.from_array(
+            (rng.standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32),
+            name))
+        return name
+
+    angles = np.arange(128)[:, None] * (
+        10000.0 ** (-np.arange(0, d, 2) / d))[None]
+    inits += [numpy_helper.from_array(np.cos(angles).astype(np.float32),
+                                      "cos_cache"),
+              numpy_helper.from_array(np.sin(angles).astype(np.float32),
+                                      "sin_cache"),
+              numpy_helper.from_array(np.array([1], np.int64), "axes"),
+              numpy_helper.from_array(np.array(1, np.int64), "one")]
+    nodes += [
+        helper.make_node("Gather", [weight("embed", vocab, hidden),
+                                    "input_ids"], ["x0"]),
+        helper.make_node("ReduceSum", ["attention_mask", "axes"], ["count"],
+                         keepdims=0),
+        helper.make_node("Sub", ["count", "one"], ["last"]),
+        helper.make_node("Cast", ["last"], ["seqlens_k"],
+                         to=TensorProto.INT32),
+        helper.make_node("Shape", ["attention_mask"], ["mask_shape"]),
+        helper.make_node("Gather", ["mask_shape", "one"], ["total"]),
+        helper.make_node("Cast", ["total"], ["total_sequence_length"],
+                         to=TensorProto.INT32)]
+    info = helper.make_tensor_value_info
+    inputs = [info("input_ids", TensorProto.INT64, [1, "sequence_length"]),
+              info("attention_mask", TensorProto.INT64,
+                   [1, "total_sequence_length"])]
+    outputs = [info("logits", TensorProto.FLOAT,
+                    [1, "sequence_length", vocab])]
+    x = "x0"
+    for n in range(layers):
+        past = [f"past_key_values.{n}.key", f"past_key_values.{n}.value"]
+        present = [f"present.{n}.key", f"present.{n}.value"]
+        inputs += [info(p, TensorProto.FLOAT,
+                        [1, kv_heads, "past_sequence_length", d])
+                   for p in past]
+        outputs += [info(p, TensorProto.FLOAT,
+                         [1, kv_heads, "total_sequence_length", d])
+                    for p in present]
+        if packed:
+            nodes.append(helper.make_node(
+                "MatMul", [x, weight(f"wqkv{n}", hidden,
+                                     hidden + 2 * kv_heads * d)], [f"qkv{n}"]))
+            qkv = [f"qkv{n}", "", ""]
+        else:
+            nodes += [helper.make_node("MatMul", [x, weight(f"w{p}{n}", hidden,
+                                                            width)], [f"{p}{n}"])
+                      for p, width in (("q", hidden), ("k", kv_heads * d),
+                                       ("v", kv_heads * d))]
+            qkv = [f"q{n}", f"k{n}", f"v{n}"]
+        nodes += [
+            helper.make_node(
+                "GroupQueryAttention",
+                qkv + past + ["seqlens_k", "total_sequence_length",
+                              "cos_cache", "sin_cache"],
+                [f"attn{n}"] + present, domain="com.microsoft",
+                num_heads=heads, kv_num_heads=kv_heads, do_rotary=1),
+            helper.make_node("MatMul", [f"attn{n}",
+                                        weight(f"wo{n}", hidden, hidden)],
+                             [f"o{n}"]),
+            helper.make_node("Add", [x, f"o{n}"], [f"x{n + 1}"])]
+        x = f"x{n + 1}"
+    nodes.append(helper.make_node("MatMul", [x, weight("lm_head", hidden,
+                                                       vocab)], ["logits"]))
+    onnx.save(helper.make_model(
+        helper.make_graph(nodes, "genai", inputs, outputs, inits),
+        opset_imports=[helper.make_opsetid("", 17),
+                       helper.make_opsetid("com.microsoft", 1)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["qkv", "packed"])
+def test_group_query_attention_decoder(packed, tmp_path):
+    """onnxruntime-genai's layout: each layer's GroupQueryAttention writes
+    the held cache and attends over it (one kiln.attention per layer and
+    entry point, causal from the end, rotary at the cached count); the
+    greedy tokens and each step's logits as onnxruntime's with its own
+    cache round trip."""
+    path = genai_decoder(tmp_path / "genai.onnx", packed)
+    artifact = tmp_path / "g.kiln"
+    kiln("compile", str(path), "-o", str(artifact), "--max-seq-len", MAX_SEQ)
+    info = json.loads(kiln("inspect", str(artifact), "--json").stdout)
+    assert [e["name"] for e in info["entry_points"]] == ["prefill", "decode"]
+    assert len(info["states"]) == 4
+    assert any(k["strategy"] == "cpu-flash-attention" for k in info["kernels"])
+    out = tmp_path / "logits.npy"
+    prompt = [5, 9, 33, 2, 40, 17]
+    got = generate(artifact, prompt, extra=["--logits-out", str(out)])
+    want = ort_steps(path, prompt, got["new_ids"])
+    assert got["new_ids"] == [int(row.argmax()) for row in want]
+    np.testing.assert_allclose(np.load(out), want, rtol=0, atol=1e-4)
+
+
+def test_group_query_attention_decoder_under_the_simulator(tmp_path):
+    path = genai_decoder(tmp_path / "genai.onnx")
+    artifact = tmp_path / "g.kiln"
+    kiln("compile", str(path), "-o", str(artifact), "--max-seq-len", MAX_SEQ,
+         "--target", "cuda:sm_80,sm_90a", "--precision", "bf16",
+         "--embed-kernel-ir")
+    info = json.loads(kiln("inspect", str(artifact), "--json").stdout)
+    assert all(s["dtype"] == "bf16" for s in info["states"]), info["states"]
+    out = tmp_path / "logits.npy"
+    prompt = [5, 9, 33, 2, 40, 17]
+    got = generate(artifact, prompt, device="sim",
+                   extra=["--logits-out", str(out)])
+    want = ort_steps(path, prompt, got["new_ids"])
+    for step, (g, w) in enumerate(zip(np.load(out), want)):
+        error = normwise_error(g, w)
+        assert error <= PRECISION_TOLERANCES["bf16"], (step, error)
+    # seqlens_k is each row's own length in onnxruntime: a batch of rows
+    # left-padded to one end does not fit it.
+    result = kiln("compile", str(path), "-o", str(tmp_path / "b.kiln"),
+                  "--max-seq-len", MAX_SEQ, "--max-batch", "2", check=False)
+    assert result.returncode == 1 and "with a batch of one" in result.stderr
+    assert not (tmp_path / "b.kiln").exists()
