@@ -562,8 +562,12 @@ static bool takesSymbolicDims(StringRef opType) {
       "Floor", "Ceil", "Sin", "Cos",
       // Scans along an axis (symbolic or not) with sizes from the input.
       "CumSum",
-      // Row-wise over static trailing dims.
-      "Softmax", "LogSoftmax", "LayerNormalization",
+      // Row-wise over static trailing dims (onnxruntime's norms too).
+      "Softmax", "LogSoftmax", "LayerNormalization", "RMSNormalization",
+      "SimplifiedLayerNormalization", "SkipLayerNormalization",
+      "SkipSimplifiedLayerNormalization",
+      // Symbolic rows of A over block-quantized weights.
+      "MatMulNBits",
       "MatMul",
       "Gemm", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
       "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum",

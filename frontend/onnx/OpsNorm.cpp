@@ -210,6 +210,12 @@ LogicalResult importRMSNorm(NodeContext &ctx) {
     return failure();
   if (ctx.hasAttr("stash_type") && ctx.intAttr("stash_type", 1) != 1)
     return ctx.error() << "stash_type other than 1 (float) is not supported";
+  for (int64_t d = *axis; d < type.getRank(); ++d)
+    if (type.isDynamicDim(d))
+      return ctx.error() << "input " << type << " has a symbolic dim among "
+                         << "the normalized dims (from axis " << *axis
+                         << " on); only the dims before the axis may be "
+                            "symbolic: give it a value with --dim NAME=VALUE";
   return ctx.setOutputs(RmsNormOp::create(
                             ctx.b(), ctx.getLoc(), type, x, scale,
                             ctx.b().getI64IntegerAttr(*axis),

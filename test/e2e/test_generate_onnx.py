@@ -260,13 +260,15 @@ def test_errors(tmp_path):
 
 
 def genai_decoder(path, packed=False, layers=2, vocab=64, hidden=64, heads=4,
-                  kv_heads=2):
+                  kv_heads=2, norms=False):
     """A decoder laid out as onnxruntime-genai's builder writes one: each
     layer's attention is one com.microsoft GroupQueryAttention (rotary from
     cos/sin caches, 4 query heads over 2 key/value heads, Q, K and V apart
     or packed) whose present outputs are the cache, and seqlens_k and
-    total_sequence_length are computed from the attention mask. Random
-    weights; the reference is onnxruntime."""
+    total_sequence_length are computed from the attention mask; `norms`:
+    SimplifiedLayerNormalization before each attention and the residual
+    add as SkipSimplifiedLayerNormalization. Random weights; the reference
+    is onnxruntime."""
     rng = np.random.default_rng(1 if packed else 0)
     d = hidden // heads
     inits, nodes = [], []
@@ -304,8 +306,15 @@ def genai_decoder(path, packed=False, layers=2, vocab=64, hidden=64, heads=4,
     outputs = [info("logits", TensorProto.FLOAT,
                     [1, "sequence_length", vocab])]
     x = "x0"
+    if norms:
+        inits.append(numpy_helper.from_array(
+            (1 + 0.1 * rng.standard_normal(hidden)).astype(np.float32),
+            "gamma"))
+        nodes.append(helper.make_node("SimplifiedLayerNormalization",
+                                      ["x0", "gamma"], ["n0"], epsilon=1e-5))
     for n in range(layers):
         past = [f"past_key_values.{n}.key", f"past_key_values.{n}.value"]
+        source = f"n{n}" if norms else x
         present = [f"present.{n}.key", f"present.{n}.value"]
         inputs += [info(p, TensorProto.FLOAT,
                         [1, kv_heads, "past_sequence_length", d])
@@ -315,12 +324,13 @@ def genai_decoder(path, packed=False, layers=2, vocab=64, hidden=64, heads=4,
                     for p in present]
         if packed:
             nodes.append(helper.make_node(
-                "MatMul", [x, weight(f"wqkv{n}", hidden,
-                                     hidden + 2 * kv_heads * d)], [f"qkv{n}"]))
+                "MatMul", [source, weight(f"wqkv{n}", hidden,
+                                          hidden + 2 * kv_heads * d)],
+                [f"qkv{n}"]))
             qkv = [f"qkv{n}", "", ""]
         else:
-            nodes += [helper.make_node("MatMul", [x, weight(f"w{p}{n}", hidden,
-                                                            width)], [f"{p}{n}"])
+            nodes += [helper.make_node("MatMul", [source, weight(
+                          f"w{p}{n}", hidden, width)], [f"{p}{n}"])
                       for p, width in (("q", hidden), ("k", kv_heads * d),
                                        ("v", kv_heads * d))]
             qkv = [f"q{n}", f"k{n}", f"v{n}"]
@@ -333,8 +343,15 @@ def genai_decoder(path, packed=False, layers=2, vocab=64, hidden=64, heads=4,
                 num_heads=heads, kv_num_heads=kv_heads, do_rotary=1),
             helper.make_node("MatMul", [f"attn{n}",
                                         weight(f"wo{n}", hidden, hidden)],
-                             [f"o{n}"]),
-            helper.make_node("Add", [x, f"o{n}"], [f"x{n + 1}"])]
+                             [f"o{n}"])]
+        if norms:
+            # The residual sum, and its norm for the next layer.
+            nodes.append(helper.make_node(
+                "SkipSimplifiedLayerNormalization", [f"o{n}", x, "gamma"],
+                [f"n{n + 1}", "", "", f"x{n + 1}"], domain="com.microsoft",
+                epsilon=1e-5))
+        else:
+            nodes.append(helper.make_node("Add", [x, f"o{n}"], [f"x{n + 1}"]))
         x = f"x{n + 1}"
     nodes.append(helper.make_node("MatMul", [x, weight("lm_head", hidden,
                                                        vocab)], ["logits"]))
@@ -345,14 +362,26 @@ def genai_decoder(path, packed=False, layers=2, vocab=64, hidden=64, heads=4,
     return path
 
 
-@pytest.mark.parametrize("packed", [False, True], ids=["qkv", "packed"])
-def test_group_query_attention_decoder(packed, tmp_path):
+@pytest.mark.parametrize("variant", ["qkv", "packed", "norms-4bit"])
+def test_group_query_attention_decoder(variant, tmp_path):
     """onnxruntime-genai's layout: each layer's GroupQueryAttention writes
     the held cache and attends over it (one kiln.attention per layer and
-    entry point, causal from the end, rotary at the cached count); the
-    greedy tokens and each step's logits as onnxruntime's with its own
-    cache round trip."""
-    path = genai_decoder(tmp_path / "genai.onnx", packed)
+    entry point, causal from the end, rotary at the cached count); its
+    norms (SimplifiedLayerNormalization, SkipSimplifiedLayerNormalization)
+    and 4-bit weights (onnxruntime's MatMulNBitsQuantizer) over rows of
+    run-time length; the greedy tokens and each step's logits as
+    onnxruntime's with its own cache round trip."""
+    path = genai_decoder(tmp_path / "genai.onnx", variant == "packed",
+                         norms=variant == "norms-4bit")
+    if variant == "norms-4bit":
+        from onnxruntime.quantization.matmul_nbits_quantizer import \
+            MatMulNBitsQuantizer
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(path)), block_size=32,
+                                         is_symmetric=True)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(path))
+        ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+        assert {"MatMulNBits", "SkipSimplifiedLayerNormalization"} <= ops
     artifact = tmp_path / "g.kiln"
     kiln("compile", str(path), "-o", str(artifact), "--max-seq-len", MAX_SEQ)
     info = json.loads(kiln("inspect", str(artifact), "--json").stdout)
