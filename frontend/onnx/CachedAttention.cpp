@@ -69,6 +69,53 @@ Value mergeHeads(OpBuilder &b, Location loc, Value x, Value seq) {
 
 } // namespace
 
+LogicalResult rotateGroupQueryAttention(
+    NodeContext &ctx, Value &q, Value &k, ValueRange seqSizes,
+    llvm::function_ref<Value(OpBuilder &, Location, Value)> start) {
+  if (ctx.intAttr("do_rotary", 0) == 0)
+    return success();
+  auto qType = cast<RankedTensorType>(q.getType());
+  int64_t batch = qType.getDimSize(0), seq = qType.getDimSize(2);
+  int64_t width = qType.getDimSize(3);
+  Type element = qType.getElementType();
+  Value cos = ctx.hasInput(7) ? ctx.input(7) : Value();
+  Value sin = ctx.hasInput(8) ? ctx.input(8) : Value();
+  if (!cos || !sin)
+    return ctx.error() << "do_rotary needs cos_cache and sin_cache";
+  ArrayRef<int64_t> cs = shapeOf(cos);
+  if (cs.size() != 2 || shapeOf(sin) != cs || cs[1] * 2 > width ||
+      elementTypeOf(cos) != element || elementTypeOf(sin) != element)
+    return ctx.error() << "cos_cache and sin_cache must be [positions, "
+                          "rotary dim / 2] of the query's type, got "
+                       << cos.getType() << " and " << sin.getType();
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  // Row b's token i at start(b) + i, within the table.
+  auto gather = [&](Value cache) {
+    return buildIndexed(
+        b, loc, {batch, seq, cs[1]}, element,
+        [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
+          Value at = arith::AddIOp::create(nb, nl, start(nb, nl, ivs[0]),
+                                           ivs[1]);
+          at = arith::MinSIOp::create(nb, nl, at,
+                                      indexConstant(nb, nl, cs[0] - 1));
+          return tensor::ExtractOp::create(nb, nl, cache,
+                                           ValueRange{at, ivs[2]});
+        },
+        seqSizes);
+  };
+  Value cosAt = gather(cos), sinAt = gather(sin);
+  bool interleaved = ctx.intAttr("rotary_interleaved", 0) != 0;
+  auto rotate = [&](Value x) {
+    auto op = RotaryEmbeddingOp::create(b, loc, x.getType(), x, cosAt, sinAt);
+    op.setInterleaved(interleaved);
+    return op.getResult();
+  };
+  q = rotate(q);
+  k = rotate(k);
+  return success();
+}
+
 FailureOr<CachedAttention>
 importCachedGroupQueryAttention(NodeContext &ctx, const CacheStep &step) {
   const kiln_onnx::NodeProto &node = ctx.getNode();
@@ -105,7 +152,7 @@ importCachedGroupQueryAttention(NodeContext &ctx, const CacheStep &step) {
                        << heads << " heads over " << kvHeads
                        << " key/value heads) does not fit its cache "
                        << stateType;
-  int64_t batch = qType.getDimSize(0), width = qType.getDimSize(2) / parts;
+  int64_t width = qType.getDimSize(2) / parts;
   OpBuilder &b = ctx.b();
   Location loc = ctx.getLoc();
   Value q = query, k, v;
@@ -137,40 +184,11 @@ importCachedGroupQueryAttention(NodeContext &ctx, const CacheStep &step) {
   if (ShapedType::isDynamic(seqShape))
     seqSizes.push_back(step.seq);
 
-  if (ctx.intAttr("do_rotary", 0) != 0) {
-    Value cos = ctx.hasInput(7) ? ctx.input(7) : Value();
-    Value sin = ctx.hasInput(8) ? ctx.input(8) : Value();
-    if (!cos || !sin)
-      return ctx.error() << "do_rotary needs cos_cache and sin_cache";
-    ArrayRef<int64_t> cs = shapeOf(cos);
-    if (cs.size() != 2 || shapeOf(sin) != cs || cs[1] * 2 > width ||
-        elementTypeOf(cos) != element || elementTypeOf(sin) != element)
-      return ctx.error() << "cos_cache and sin_cache must be [positions, "
-                            "rotary dim / 2] of the query's type, got "
-                         << cos.getType() << " and " << sin.getType();
-    // The new tokens sit at past + i (one sequence per row, no padding).
-    auto gather = [&](Value cache) {
-      return buildIndexed(
-          b, loc, {batch, seqShape, cs[1]}, element,
-          [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
-            Value at = arith::AddIOp::create(nb, nl, step.past, ivs[1]);
-            at = arith::MinSIOp::create(nb, nl, at,
-                                        indexConstant(nb, nl, cs[0] - 1));
-            return tensor::ExtractOp::create(nb, nl, cache,
-                                             ValueRange{at, ivs[2]});
-          },
-          seqSizes);
-    };
-    Value cosAt = gather(cos), sinAt = gather(sin);
-    bool interleaved = ctx.intAttr("rotary_interleaved", 0) != 0;
-    auto rotate = [&](Value x) {
-      auto op = RotaryEmbeddingOp::create(b, loc, x.getType(), x, cosAt, sinAt);
-      op.setInterleaved(interleaved);
-      return op.getResult();
-    };
-    q = rotate(q);
-    k = rotate(k);
-  }
+  // The new tokens sit at past + i (one sequence per row, no padding).
+  if (failed(rotateGroupQueryAttention(
+          ctx, q, k, seqSizes,
+          [&](OpBuilder &, Location, Value) { return step.past; })))
+    return failure();
 
   // Written at the cached count; read, with the cached positions, in place.
   CachedAttention out;

@@ -14,8 +14,10 @@
 
 #include "onnx.pb.h"
 
+#include "mlir/IR/Builders.h"
 #include "mlir/IR/Value.h"
 #include "mlir/Support/LogicalResult.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringMap.h"
 
 #include <optional>
@@ -66,6 +68,17 @@ struct CacheStep {
 struct CachedAttention {
   mlir::Value output, key, value;
 };
+
+/// GroupQueryAttention's do_rotary: q [B, N, S, H] and k [B, kvN, S, H]
+/// rotated with its cos_cache and sin_cache (inputs 7 and 8) at positions
+/// start(row) + i; `seqSizes` gives S where it is symbolic. Nothing without
+/// do_rotary.
+mlir::LogicalResult rotateGroupQueryAttention(
+    NodeContext &ctx, mlir::Value &q, mlir::Value &k,
+    mlir::ValueRange seqSizes,
+    llvm::function_ref<mlir::Value(mlir::OpBuilder &, mlir::Location,
+                                   mlir::Value)>
+        start);
 
 /// com.microsoft GroupQueryAttention (onnxruntime-genai's decoders) over
 /// the held cache: the new keys and values written at the cached count,

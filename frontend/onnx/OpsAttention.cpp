@@ -13,6 +13,7 @@
 //===----------------------------------------------------------------------===//
 #include "dialects/kiln/Decompositions.h"
 #include "frontend/onnx/Builders.h"
+#include "frontend/onnx/DecoderCache.h"
 #include "frontend/onnx/Tensors.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -780,36 +781,8 @@ LogicalResult importGroupQueryAttention(NodeContext &ctx) {
     return arith::MinSIOp::create(nb, nl, start, indexConstant(nb, nl, past));
   };
 
-  if (ctx.intAttr("do_rotary", 0) != 0) {
-    Value cos = ctx.hasInput(7) ? ctx.input(7) : Value();
-    Value sin = ctx.hasInput(8) ? ctx.input(8) : Value();
-    if (!cos || !sin)
-      return ctx.error() << "do_rotary needs cos_cache and sin_cache";
-    ArrayRef<int64_t> cs = shapeOf(cos);
-    if (cs.size() != 2 || shapeOf(sin) != cs || cs[1] * 2 > width ||
-        elementTypeOf(cos) != element || elementTypeOf(sin) != element)
-      return ctx.error() << "cos_cache and sin_cache must be [positions, "
-                            "rotary dim / 2] of the query's type, got "
-                         << cos.getType() << " and " << sin.getType();
-    auto gather = [&](Value cache) {
-      return buildIndexed(
-          b, loc, {batch, seq, cs[1]}, element,
-          [&](OpBuilder &nb, Location nl, ValueRange ivs) -> Value {
-            Value at = arith::AddIOp::create(nb, nl, pastOf(nb, nl, ivs[0]), ivs[1]);
-            at = arith::MinSIOp::create(nb, nl, at, indexConstant(nb, nl, cs[0] - 1));
-            return tensor::ExtractOp::create(nb, nl, cache, ValueRange{at, ivs[2]});
-          });
-    };
-    Value cosAt = gather(cos), sinAt = gather(sin);
-    bool interleaved = ctx.intAttr("rotary_interleaved", 0) != 0;
-    auto rotate = [&](Value x) {
-      auto op = RotaryEmbeddingOp::create(b, loc, x.getType(), x, cosAt, sinAt);
-      op.setInterleaved(interleaved);
-      return op.getResult();
-    };
-    q = rotate(q);
-    k = rotate(k);
-  }
+  if (failed(rotateGroupQueryAttention(ctx, q, k, {}, pastOf)))
+    return failure();
 
   // The present: the past's first past_b positions, the new ones, zeros.
   auto present = [&](Value pastTensor, Value fresh) -> Value {

@@ -165,6 +165,19 @@ bool wantsOutput(NodeContext &ctx, int i) {
   return i < ctx.getNode().output_size() && !ctx.getNode().output(i).empty();
 }
 
+/// The dims a norm normalizes (from `axis` on) must be static; the ones
+/// before may be symbolic rows.
+LogicalResult checkStaticNormalizedDims(NodeContext &ctx,
+                                        RankedTensorType type, int64_t axis) {
+  for (int64_t d = axis; d < type.getRank(); ++d)
+    if (type.isDynamicDim(d))
+      return ctx.error() << "input " << type << " has a symbolic dim among "
+                         << "the normalized dims (from axis " << axis
+                         << " on); only the dims before the axis may be "
+                            "symbolic: give it a value with --dim NAME=VALUE";
+  return success();
+}
+
 /// LayerNormalization (17) as kiln.layer_norm; when the optional Mean and
 /// InvStdDev outputs are requested, the op is decomposed here for them.
 LogicalResult importLayerNorm(NodeContext &ctx) {
@@ -180,12 +193,8 @@ LogicalResult importLayerNorm(NodeContext &ctx) {
     return failure();
   if (ctx.hasAttr("stash_type") && ctx.intAttr("stash_type", 1) != 1)
     return ctx.error() << "stash_type other than 1 (float) is not supported";
-  for (int64_t d = *axis; d < type.getRank(); ++d)
-    if (type.isDynamicDim(d))
-      return ctx.error() << "input " << type << " has a symbolic dim among "
-                         << "the normalized dims (from axis " << *axis
-                         << " on); only the dims before the axis may be "
-                            "symbolic: give it a value with --dim NAME=VALUE";
+  if (failed(checkStaticNormalizedDims(ctx, type, *axis)))
+    return failure();
   if (!checkNormParam(ctx, scale, type, *axis, "Scale") ||
       (bias && !checkNormParam(ctx, bias, type, *axis, "B")))
     return failure();
@@ -210,12 +219,8 @@ LogicalResult importRMSNorm(NodeContext &ctx) {
     return failure();
   if (ctx.hasAttr("stash_type") && ctx.intAttr("stash_type", 1) != 1)
     return ctx.error() << "stash_type other than 1 (float) is not supported";
-  for (int64_t d = *axis; d < type.getRank(); ++d)
-    if (type.isDynamicDim(d))
-      return ctx.error() << "input " << type << " has a symbolic dim among "
-                         << "the normalized dims (from axis " << *axis
-                         << " on); only the dims before the axis may be "
-                            "symbolic: give it a value with --dim NAME=VALUE";
+  if (failed(checkStaticNormalizedDims(ctx, type, *axis)))
+    return failure();
   return ctx.setOutputs(RmsNormOp::create(
                             ctx.b(), ctx.getLoc(), type, x, scale,
                             ctx.b().getI64IntegerAttr(*axis),
