@@ -211,7 +211,8 @@ private:
       auto type = dyn_cast<RankedTensorType>(arg.getType());
       auto name =
           func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "kiln.state");
-      if (!name || wideStates.contains(name.getValue()) || !narrowable(arg))
+      // Narrowable here and everywhere else (runOnOperation's pre-pass).
+      if (!name || wideStates.contains(name.getValue()))
         continue;
       arg.setType(RankedTensorType::get(type.getShape(), narrow));
       changed = true;

@@ -172,6 +172,13 @@ void registerSpatialOps(OpRegistry &registry);
 void registerIndexingOps(OpRegistry &registry);
 void registerLinearAttentionOps(OpRegistry &registry);
 void registerControlFlowOps(OpRegistry &registry);
+
+/// The If's branch `name` (then_branch or else_branch), checked to give the
+/// node's outputs; null after reporting (OpsControlFlow.cpp).
+const kiln_onnx::GraphProto *branchOf(NodeContext &ctx, const char *name);
+/// An If whose condition is known only at run time: both branches run and
+/// each output selects between them (OpsControlFlow.cpp).
+mlir::LogicalResult importRuntimeIf(NodeContext &ctx);
 void registerRecurrentOps(OpRegistry &registry);
 void registerQuantIntegerOps(OpRegistry &registry);
 void registerTfIdfOps(OpRegistry &registry);

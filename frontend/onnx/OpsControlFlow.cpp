@@ -440,6 +440,73 @@ LogicalResult importLoop(NodeContext &ctx) {
 
 } // namespace
 
+/// The If's branch `name`, checked to give the node's outputs; null after
+/// reporting.
+const kiln_onnx::GraphProto *branchOf(NodeContext &ctx,
+                                             const char *name) {
+  const kiln_onnx::AttributeProto *branch = ctx.attr(name);
+  if (!branch || !branch->has_g()) {
+    ctx.error() << "missing graph attribute '" << name << "'";
+    return nullptr;
+  }
+  if (branch->g().output_size() != ctx.getNode().output_size()) {
+    ctx.error() << name << " has " << branch->g().output_size()
+                << " outputs for the node's " << ctx.getNode().output_size();
+    return nullptr;
+  }
+  return &branch->g();
+}
+
+/// If with a condition known only at run time: both branches are imported
+/// (ONNX ops have no side effects) and each output selects between them
+/// elementwise, so the branches must give outputs of one type.
+LogicalResult importRuntimeIf(NodeContext &ctx) {
+  Value cond = ctx.input(0);
+  auto condType = ctx.inputType(0);
+  if (condType.getNumElements() != 1 || !condType.getElementType().isInteger(1))
+    return ctx.error() << "the If condition must be one bool, got " << condType;
+  OpBuilder &b = ctx.b();
+  Location loc = ctx.getLoc();
+  cond = buildReshape(b, loc, cond, {});
+  SmallVector<SmallVector<NodeContext::BodyValue>> branches;
+  for (const char *name : {"then_branch", "else_branch"}) {
+    const kiln_onnx::GraphProto *graph = branchOf(ctx, name);
+    if (!graph)
+      return failure();
+    FailureOr<SmallVector<NodeContext::BodyValue>> outputs =
+        ctx.importBody(*graph, {});
+    if (failed(outputs))
+      return failure();
+    branches.push_back(*outputs);
+  }
+  SmallVector<Value> results;
+  for (auto [i, pair] : llvm::enumerate(llvm::zip(branches[0], branches[1]))) {
+    auto &[then, otherwise] = pair;
+    if (then.value.getType() != otherwise.value.getType() ||
+        then.isUnsigned != otherwise.isUnsigned ||
+        then.narrowType != otherwise.narrowType)
+      return ctx.error() << "output #" << i << " is " << then.value.getType()
+                         << " in then_branch and " << otherwise.value.getType()
+                         << " in else_branch; Kiln runs both branches of an "
+                            "If whose condition is known only at run time "
+                            "and selects their outputs, so their types must "
+                            "agree"
+                         << ctx.freezeHint(0);
+    Value out = buildElementwise(
+        ctx, {cond, then.value, otherwise.value},
+        elementTypeOf(then.value),
+        [](OpBuilder &b, Location loc, ValueRange a) -> Value {
+          return arith::SelectOp::create(b, loc, a[0], a[1], a[2]);
+        });
+    if (!out)
+      return failure();
+    results.push_back(out);
+    ctx.setOutputUnsigned(i, then.isUnsigned);
+    ctx.setOutputNarrowType(i, then.narrowType);
+  }
+  return ctx.setOutputs(results);
+}
+
 void registerControlFlowOps(OpRegistry &registry) {
   registry.on("Scan", 8, importScan8);
   registry.on("Scan", 9, importScan);
