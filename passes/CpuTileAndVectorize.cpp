@@ -187,12 +187,21 @@ struct KilnCpuTileAndVectorizePass final
     bool peel = symbolicN || (sizes[n] % 8 != 0 && ranges[n] > blockCols);
     if (peel)
       sizes[n] = blockCols;
+    // An operand decoded in this kernel (kiln-fuse-weight-decode: packed
+    // 4-bit weights) is decoded panel by panel, into a panel-sized buffer.
+    std::optional<unsigned> decoded;
+    for (OpOperand *input : op.getDpsInputOperands())
+      if (isDecodedOperand(input))
+        decoded = input->getOperandNumber();
     FailureOr<scf::SCFTilingResult> tiled =
         tileAndReplace(rewriter, op, sizes, panelOrder(dims));
     if (failed(tiled))
       return;
     for (Operation *tiledOp : tiled->tiledOps)
       tiledOp->setAttr(kPanelMark, rewriter.getUnitAttr());
+    if (decoded && !tiled->tiledOps.empty() && !tiled->loops.empty())
+      fuseDecodedPanel(rewriter, tiled->tiledOps.front()->getOpOperand(*decoded),
+                       tiled->loops);
     // The panel loop of the last N dimension is the innermost tile loop.
     if (!peel || tiled->loops.empty())
       return;
@@ -200,6 +209,38 @@ struct KilnCpuTileAndVectorizePass final
       scf::ForOp remainder;
       (void)scf::peelForLoopAndSimplifyBounds(rewriter, loop, remainder);
     }
+  }
+
+  /// Computes the slice of a decoded operand that a panel reads inside the
+  /// panel loops, in place of reading the whole decoded tensor; the
+  /// decoding of the whole tensor goes away.
+  void fuseDecodedPanel(RewriterBase &rewriter, OpOperand &operand,
+                        MutableArrayRef<LoopLikeOpInterface> loops) {
+    auto slice = operand.get().getDefiningOp<tensor::ExtractSliceOp>();
+    if (!slice)
+      return;
+    Operation *whole = slice.getSource().getDefiningOp();
+    std::optional<scf::SCFFuseProducerOfSliceResult> fused =
+        scf::tileAndFuseProducerOfSlice(rewriter, slice, loops);
+    if (!fused)
+      return;
+    if (whole && whole->use_empty())
+      rewriter.eraseOp(whole);
+    // The panel's decoding writes a tensor of its own (a panel-sized
+    // buffer), not a slice of the whole decoded weight's.
+    auto producer = fused->tiledAndFusedProducer.getDefiningOp<linalg::LinalgOp>();
+    if (!producer || producer.getNumDpsInits() != 1)
+      return;
+    OpOperand *init = producer.getDpsInitOperand(0);
+    auto initSlice = init->get().getDefiningOp<tensor::ExtractSliceOp>();
+    if (!initSlice || !initSlice.getSource().getDefiningOp<tensor::EmptyOp>())
+      return;
+    rewriter.setInsertionPoint(producer);
+    SmallVector<OpFoldResult> sizes = initSlice.getMixedSizes();
+    Value fresh = tensor::EmptyOp::create(
+        rewriter, producer.getLoc(), sizes,
+        initSlice.getResultType().getElementType());
+    rewriter.modifyOpInPlace(producer, [&] { init->set(fresh); });
   }
 
   /// Second level for a column panel: its rhs slice is copied into a
@@ -355,8 +396,9 @@ struct KilnCpuTileAndVectorizePass final
       if (!type || !type.hasStaticShape() || type.getRank() == 0)
         return;
       // A panel of a weight kiln-cpu-pack-weights stored panel by panel
-      // is contiguous already.
-      if (isContiguousSlice(input->get()))
+      // is contiguous already, and so is one decoded for this panel.
+      if (isContiguousSlice(input->get()) ||
+          input->get().getDefiningOp<linalg::GenericOp>())
         return;
       rewriter.setInsertionPoint(op);
       Location loc = op.getLoc();
@@ -475,8 +517,15 @@ struct KilnCpuTileAndVectorizePass final
 
     SmallVector<linalg::LinalgOp> ops;
     func.walk([&](linalg::LinalgOp op) { ops.push_back(op); });
+    // Decodings of a contraction's operand are tiled with its panels.
+    llvm::SmallPtrSet<Operation *, 4> decodings;
+    for (linalg::LinalgOp op : ops)
+      if (contractionRoles(op))
+        for (OpOperand *input : op.getDpsInputOperands())
+          if (linalg::GenericOp producer = decodedOperandProducer(input))
+            decodings.insert(producer);
     for (linalg::LinalgOp op : ops) {
-      if (staysScalar(op))
+      if (staysScalar(op) || decodings.contains(op))
         continue;
       std::optional<linalg::ContractionDimensions> dims = contractionRoles(op);
       if (hasStaticNonEmptyRanges(op)) {

@@ -53,6 +53,38 @@ mlir::TypedAttr permuteConstant(mlir::Attribute value,
                                 mlir::RankedTensorType resultType,
                                 llvm::StringRef keySuffix);
 
+/// Dispatches merged after selection (passes/DispatchFusion.cpp): the
+/// GPU strategies' fused epilogues, rows and attention layouts, and
+/// kiln-fuse-weight-decode on both targets.
+/// The strategy a dispatch's configuration names ("" without one).
+llvm::StringRef strategyOf(DispatchOp dispatch);
+/// A dispatch whose body is `first`'s then `second`'s, `second`'s reads of
+/// `first`'s results taking the values `first` computes. It yields
+/// `second`'s results, then `first`'s results that `keep` says others
+/// still read. Built before `at`, with `config`; returns it.
+DispatchOp mergeDispatches(DispatchOp first, DispatchOp second,
+                           mlir::Operation *at, llvm::ArrayRef<bool> keep,
+                           mlir::DictionaryAttr config);
+/// `second` absorbs `first`, whose results only `second` reads: their
+/// merged dispatch (with `config`, where `second` was) takes `second`'s
+/// uses, and both are erased; returns it.
+DispatchOp fuseDispatches(DispatchOp first, DispatchOp second,
+                          mlir::DictionaryAttr config);
+/// Whether `dispatch` only decodes weights: one all-parallel generic with
+/// static loops that writes a fresh tensor (its old values unread) from
+/// constants alone (every input of the dispatch is an `arith.constant`:
+/// packed integers, scales, zero points), with a scalar body that may
+/// read them at computed indices (`tensor.extract`, `linalg.index`). A
+/// com.microsoft MatMulNBits weight is one.
+bool isWeightDecode(DispatchOp dispatch);
+/// Whether the contraction operand `operand` is decoded where it is read:
+/// on tensors, a dispatch argument whose value is the one use of a
+/// weight-decode dispatch's result (kiln-fuse-weight-decode will move the
+/// decoding into the reader's dispatch); on buffers, a temporary that one
+/// all-parallel generic (the decoding, returned) writes earlier in the same
+/// block and that nothing else but deallocations uses.
+mlir::linalg::GenericOp decodedOperandProducer(mlir::OpOperand *operand);
+bool isDecodedOperand(mlir::OpOperand *operand);
 /// Graph IR -> optimized graph IR on linalg: lowering of the kiln ops that
 /// have no kernel strategy yet, canonicalization and elementwise fusion.
 /// `keepNorms`: last-dim layer and RMS norms stay whole (a target with a

@@ -126,6 +126,28 @@ def KilnTransposeUnalignedWeights : Pass<"kiln-transpose-unaligned-weights", "ml
                            "mlir::tensor::TensorDialect"];
 }
 
+def KilnFuseWeightDecode : Pass<"kiln-fuse-weight-decode", "mlir::func::FuncOp"> {
+  let summary = "move the decoding of packed weights into the GEMM that reads them";
+  let description = [{
+    Runs on dispatch IR after kiln-select-strategies. A dispatch that only
+    decodes weights (`isWeightDecode`: one all-parallel generic over
+    constants, such as the dequantization of a com.microsoft MatMulNBits
+    weight, `W[k][n] = (q - zero) * scale` from 4-bit integers) and whose
+    result one dispatch of the listed strategies reads once, as an operand
+    of its contraction, becomes part of that dispatch (at its place, with
+    its configuration). The strategy then decodes the weight where it reads
+    it: `cpu-gemm` per column panel (kiln-cpu-tile-and-vectorize fuses the
+    decoding into the panel loop, into a panel-sized buffer that stays in
+    cache), `gemm-small-m` in registers, element by element, as it streams
+    the packed bytes. The decoded weight never goes to memory.
+  }];
+  let options = [
+    ListOption<"strategies", "strategies", "std::string",
+               "the strategies that decode an operand where they read it">,
+  ];
+  let dependentDialects = ["kiln::KilnDialect", "mlir::linalg::LinalgDialect"];
+}
+
 def KilnCpuPackWeights : Pass<"kiln-cpu-pack-weights", "mlir::ModuleOp"> {
   let summary = "store constant GEMM weights in the column panels the CPU GEMM reads (cpu)";
   let description = [{

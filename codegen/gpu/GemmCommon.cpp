@@ -172,6 +172,34 @@ SmallVector<Value> kiln::applyEpilogue(OpBuilder &b, Location loc,
   return results;
 }
 
+Value kiln::evaluateDecoded(OpBuilder &b, Location loc,
+                            linalg::GenericOp decode, ArrayRef<Value> indices) {
+  IRMapping mapping;
+  Block *body = decode.getBlock();
+  for (OpOperand *input : decode.getDpsInputOperands())
+    mapping.map(decode.getMatchingBlockArgument(input),
+                memref::LoadOp::create(
+                    b, loc, input->get(),
+                    indicesFor(b, loc, decode.getMatchingIndexingMap(input),
+                               indices)));
+  for (Operation &bodyOp : body->without_terminator()) {
+    if (auto index = dyn_cast<linalg::IndexOp>(bodyOp)) {
+      mapping.map(index.getResult(), indices[index.getDim()]);
+      continue;
+    }
+    b.clone(bodyOp, mapping);
+  }
+  return mapping.lookup(body->getTerminator()->getOperand(0));
+}
+
+void kiln::eraseDecoded(linalg::GenericOp decode) {
+  Value temporary = decode.getDpsInitOperand(0)->get();
+  decode.erase();
+  for (Operation *user : llvm::make_early_inc_range(temporary.getUsers()))
+    user->erase(); // deallocations
+  temporary.getDefiningOp()->erase();
+}
+
 void kiln::eraseFusedEpilogue(linalg::GenericOp epilogue, Value temporary) {
   epilogue.erase();
   for (Operation *user : llvm::make_early_inc_range(temporary.getUsers()))

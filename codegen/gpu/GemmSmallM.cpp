@@ -48,6 +48,7 @@ struct SmallMShape {
   SmallVector<int64_t> ranges;
   OpOperand *a = nullptr, *b = nullptr;
   int64_t chunk = 0;  // elements per 16-byte chunk
+  bool decoded = false;  // B is decoded from packed weights as it is read
   int64_t rows() const {
     int64_t p = 1;
     for (unsigned d : mLoops)
@@ -83,9 +84,11 @@ FailureOr<SmallMShape> analyze(linalg::LinalgOp op) {
   AffineMap out = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
   if (!out.isProjectedPermutation() || out.isFunctionOfDim(shape.k))
     return failure();
-  // Both inputs K-innermost.
+  // Both inputs K-innermost, but for weights decoded as they are read
+  // (kiln-fuse-weight-decode), whose layout is the packed one.
   for (OpOperand *input : {x, y})
-    if (innermostLoop(op.getMatchingIndexingMap(input)) != shape.k)
+    if (!isDecodedOperand(input) &&
+        innermostLoop(op.getMatchingIndexingMap(input)) != shape.k)
       return failure();
   auto reads = [&](OpOperand *operand, unsigned d) {
     return op.getMatchingIndexingMap(operand).isFunctionOfDim(d);
@@ -134,9 +137,10 @@ FailureOr<SmallMShape> analyze(linalg::LinalgOp op) {
       !cType.isF32())
     return failure();
   shape.chunk = kChunkBytes / (aType.getIntOrFloatBitWidth() / 8);
-  if (shape.ranges[shape.k] % shape.chunk ||
+  shape.decoded = isDecodedOperand(shape.b);
+  if (shape.ranges[shape.k] % shape.chunk || isDecodedOperand(shape.a) ||
       !chunkable(shape.a->get().getType(), shape.chunk) ||
-      !chunkable(shape.b->get().getType(), shape.chunk))
+      (!shape.decoded && !chunkable(shape.b->get().getType(), shape.chunk)))
     return failure();
   return shape;
 }
@@ -171,6 +175,8 @@ struct KilnGpuGemmSmallMPass final
     fill.erase();
     linalg::GenericOp epilogue = fusedEpilogue(op);
     Value temporary = out->get();
+    linalg::GenericOp decode =
+        shape.decoded ? decodedOperandProducer(shape.b) : nullptr;
 
     Location loc = op.getLoc();
     OpBuilder b(op);
@@ -247,12 +253,29 @@ struct KilnGpuGemmSmallMPass final
         return element.isF32() ? v : arith::ExtFOp::create(lb, loc, f32, v);
       };
       // All loads first: the column chunks of B (the stream), then A's rows.
+      // Decoded weights: each element of the chunk from the packed bytes,
+      // its scale and zero point (the decoding's body, at its indices).
       SmallVector<Value> bChunks, aChunks;
-      for (int64_t j = 0; j < *columns; ++j)
+      SmallVector<SmallVector<Value>> bDecoded;
+      for (int64_t j = 0; j < *columns; ++j) {
+        if (decode) {
+          SmallVector<Value> values;
+          for (int64_t e = 0; e < shape.chunk; ++e) {
+            Value ke = arith::AddIOp::create(lb, loc, k, constantIndex(lb, loc, e));
+            Value v = evaluateDecoded(
+                lb, loc, decode,
+                indicesFor(lb, loc, bMap, loopsAt(lb, 0, colAddr[j], ke)));
+            values.push_back(element.isF32() ? v
+                                             : arith::ExtFOp::create(lb, loc, f32, v));
+          }
+          bDecoded.push_back(values);
+          continue;
+        }
         bChunks.push_back(vector::LoadOp::create(
             lb, loc, chunkType, shape.b->get(),
             indicesFor(lb, loc, bMap, loopsAt(lb, 0, colAddr[j], k)),
             /*nontemporal=*/false, llvm::MaybeAlign(kChunkBytes)));
+      }
       for (int64_t row = 0; row < M; ++row)
         aChunks.push_back(vector::LoadOp::create(
             lb, loc, chunkType, shape.a->get(),
@@ -264,7 +287,7 @@ struct KilnGpuGemmSmallMPass final
           Value &acc = accs[row * *columns + j];
           for (int64_t e = 0; e < shape.chunk; ++e) {
             Value x = scalar(aChunks[row], e);
-            Value y = scalar(bChunks[j], e);
+            Value y = decode ? bDecoded[j][e] : scalar(bChunks[j], e);
             acc = arith::AddFOp::create(
                 lb, loc, acc, arith::MulFOp::create(lb, loc, x, y));
           }
@@ -313,6 +336,8 @@ struct KilnGpuGemmSmallMPass final
       }
     gpu::TerminatorOp::create(in, loc);
     op.erase();
+    if (decode)
+      eraseDecoded(decode);
     if (epilogue)
       fused.push_back({epilogue, temporary});
     return true;

@@ -201,6 +201,15 @@ applyEpilogue(mlir::OpBuilder &b, mlir::Location loc,
               mlir::linalg::GenericOp epilogue, mlir::Value temporary,
               llvm::ArrayRef<mlir::Value> loops,
               llvm::ArrayRef<mlir::Value> accs);
+/// The element of a decoded operand (`decodedOperandProducer`, on
+/// buffers) at `indices`: the decoding's inputs loaded there, its body
+/// cloned with its loop indices taking `indices`.
+mlir::Value evaluateDecoded(mlir::OpBuilder &b, mlir::Location loc,
+                            mlir::linalg::GenericOp decode,
+                            llvm::ArrayRef<mlir::Value> indices);
+/// Erases a decoding that was evaluated where its result was read, its
+/// temporary and the temporary's deallocations.
+void eraseDecoded(mlir::linalg::GenericOp decode);
 /// Erases an applied epilogue, the temporary and its deallocations.
 void eraseFusedEpilogue(mlir::linalg::GenericOp epilogue,
                         mlir::Value temporary);
@@ -208,20 +217,6 @@ void eraseFusedEpilogue(mlir::linalg::GenericOp epilogue,
 /// lane holds at most 32 elements, rows per block to fill `blockThreads`.
 mlir::DictionaryAttr rowFusedConfig(mlir::Builder &b, int64_t length,
                                     int64_t warpSize, int64_t blockThreads);
-/// The strategy a dispatch's configuration names ("" without one).
-llvm::StringRef strategyOf(DispatchOp dispatch);
-/// A dispatch whose body is `first`'s then `second`'s, `second`'s reads of
-/// `first`'s results taking the values `first` computes. It yields
-/// `second`'s results, then `first`'s results that `keep` says others
-/// still read. Built before `at`, with `config`; returns it.
-DispatchOp mergeDispatches(DispatchOp first, DispatchOp second,
-                           mlir::Operation *at, llvm::ArrayRef<bool> keep,
-                           mlir::DictionaryAttr config);
-/// `second` absorbs `first`, whose results only `second` reads: their
-/// merged dispatch (with `config`, where `second` was) takes `second`'s
-/// uses, and both are erased; returns it.
-DispatchOp fuseDispatches(DispatchOp first, DispatchOp second,
-                          mlir::DictionaryAttr config);
 /// The one generic of a single-result dispatch whose body is otherwise
 /// what dispatch formation clones (no other linalg op, no regions), and
 /// whose result the dispatch yields; null otherwise. With `allowFills`, the

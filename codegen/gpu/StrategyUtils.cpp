@@ -1,9 +1,6 @@
 //===- StrategyUtils.cpp - configurations and the code strategies share ---===//
 #include "codegen/gpu/Strategy.h"
 
-#include "mlir/IR/IRMapping.h"
-#include "llvm/ADT/SetVector.h"
-
 using namespace mlir;
 
 namespace kiln {
@@ -168,68 +165,3 @@ DictionaryAttr kiln::rowFusedConfig(Builder &b, int64_t length,
        b.getNamedAttr("strategy", b.getStringAttr(kRowFused))});
 }
 
-StringRef kiln::strategyOf(DispatchOp dispatch) {
-  DictionaryAttr config = dispatch.getConfigAttr();
-  auto name = config ? config.getAs<StringAttr>("strategy") : StringAttr();
-  return name ? name.getValue() : "";
-}
-
-kiln::DispatchOp kiln::mergeDispatches(DispatchOp first, DispatchOp second,
-                                 Operation *at, ArrayRef<bool> keep,
-                                 DictionaryAttr config) {
-  llvm::SetVector<Value> inputs;
-  inputs.insert(first.getInputs().begin(), first.getInputs().end());
-  for (Value input : second.getInputs())
-    if (input.getDefiningOp() != first.getOperation())
-      inputs.insert(input);
-  SmallVector<Type> types(second->getResultTypes());
-  for (auto [result, kept] : llvm::zip(first->getResults(), keep))
-    if (kept)
-      types.push_back(result.getType());
-  OpBuilder builder(at);
-  auto merged = DispatchOp::create(builder, second.getLoc(), types,
-                                   inputs.getArrayRef(), config);
-  Block *body = builder.createBlock(&merged.getBody());
-  for (Value input : inputs)
-    body->addArgument(input.getType(), input.getLoc());
-  auto argFor = [&](Value outer) {
-    return body->getArgument(llvm::find(inputs, outer) - inputs.begin());
-  };
-  IRMapping mapping;
-  Block &firstBody = first.getBody().front();
-  for (auto [arg, outer] :
-       llvm::zip(firstBody.getArguments(), first.getInputs()))
-    mapping.map(arg, argFor(outer));
-  builder.setInsertionPointToStart(body);
-  for (Operation &op : firstBody.without_terminator())
-    builder.clone(op, mapping);
-  SmallVector<Value> firstValues;
-  for (Value v : firstBody.getTerminator()->getOperands())
-    firstValues.push_back(mapping.lookup(v));
-  Block &secondBody = second.getBody().front();
-  for (auto [arg, outer] :
-       llvm::zip(secondBody.getArguments(), second.getInputs()))
-    mapping.map(arg, outer.getDefiningOp() == first.getOperation()
-                         ? firstValues[cast<OpResult>(outer).getResultNumber()]
-                         : argFor(outer));
-  for (Operation &op : secondBody.without_terminator())
-    builder.clone(op, mapping);
-  SmallVector<Value> yields;
-  for (Value v : secondBody.getTerminator()->getOperands())
-    yields.push_back(mapping.lookup(v));
-  for (auto [value, kept] : llvm::zip(firstValues, keep))
-    if (kept)
-      yields.push_back(value);
-  YieldOp::create(builder, second.getLoc(), yields);
-  return merged;
-}
-
-kiln::DispatchOp kiln::fuseDispatches(DispatchOp first, DispatchOp second,
-                                DictionaryAttr config) {
-  SmallVector<bool> keep(first->getNumResults(), false);
-  DispatchOp merged = mergeDispatches(first, second, second, keep, config);
-  second->replaceAllUsesWith(merged->getResults());
-  second->erase();
-  first->erase();
-  return merged;
-}

@@ -61,6 +61,10 @@ public:
         },
         /*keepNorms=*/false, raiseAttentionOptions(*this));
     pm.addPass(createSelectStrategiesPass(spec(), hostCpu()));
+    // Packed weights (MatMulNBits) are decoded panel by panel in the GEMM.
+    KilnFuseWeightDecodeOptions decode;
+    decode.strategies = {"cpu-gemm"};
+    pm.addNestedPass<func::FuncOp>(createKilnFuseWeightDecode(decode));
   }
 
   /// Contractions take packed column panels and register blocks

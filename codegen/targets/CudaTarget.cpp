@@ -88,6 +88,11 @@ public:
         },
         /*keepNorms=*/true, raiseAttentionOptions(*this));
     pm.addPass(createSelectStrategiesPass(spec(), hostCpu()));
+    // Packed weights (MatMulNBits) of a few-row GEMM are decoded in
+    // registers as the GEMM streams them.
+    KilnFuseWeightDecodeOptions decode;
+    decode.strategies = {std::string(kGemmSmallM)};
+    pm.addNestedPass<func::FuncOp>(createKilnFuseWeightDecode(decode));
     // A GEMM's bias, activation, residual and cast run in its epilogue.
     pm.addNestedPass<func::FuncOp>(createKilnGpuFuseEpilogues());
     // A norm's residual add before it and cast after it, a softmax's scale
