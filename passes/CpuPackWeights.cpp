@@ -14,6 +14,8 @@
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
+#include "dialects/kiln/HalfFloat.h"
+#include "dialects/kiln/TensorBuilders.h"
 
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
@@ -29,11 +31,13 @@ namespace kiln {
 } // namespace kiln
 
 using namespace mlir;
+using kiln::kBlockQuantizedAttr;
 
 namespace {
 
 struct PackCandidate {
   unsigned weight;  // the input that is W
+  linalg::GenericOp decode;  // W decoded from block-quantized weights
   unsigned nLoop;   // the loop W's columns follow
   unsigned kLoop;
   bool transposed;  // W is stored [N, K] and read (n, k)
@@ -77,6 +81,18 @@ bool onlyContractionsRead(Value value, bool direct = true) {
   return true;
 }
 
+/// The generic that decodes block-quantized weights (kBlockQuantizedAttr)
+/// into W[K, N] = `value`, when this is its one use.
+linalg::GenericOp blockQuantizedDecode(Value value) {
+  auto generic = value.getDefiningOp<linalg::GenericOp>();
+  auto type = dyn_cast<RankedTensorType>(value.getType());
+  if (!generic || !generic->hasAttr(kBlockQuantizedAttr) ||
+      !value.hasOneUse() || !type || !type.hasStaticShape() ||
+      type.getRank() != 2 || generic.getNumDpsInputs() != 0)
+    return nullptr;
+  return generic;
+}
+
 /// Whether `value` is an empty tensor, or a reshape of one.
 bool isEmpty(Value value) {
   if (auto expand = value.getDefiningOp<tensor::ExpandShapeOp>())
@@ -111,12 +127,14 @@ std::optional<PackCandidate> candidate(linalg::LinalgOp op, int64_t panel) {
   for (unsigned i = 0; i < 2; ++i) {
     OpOperand *operand = op.getDpsInputOperand(i);
     arith::ConstantOp constant = weightConstant(operand->get());
+    linalg::GenericOp decode = blockQuantizedDecode(operand->get());
     auto type = dyn_cast<RankedTensorType>(operand->get().getType());
-    if (!constant || !type || !type.hasStaticShape() ||
-        !onlyContractionsRead(constant.getResult()))
+    if ((!constant && !decode) || !type || !type.hasStaticShape() ||
+        (constant && !onlyContractionsRead(constant.getResult())))
       continue;
     // The two dims that are not 1 are W's two, in order.
-    auto weightType = cast<RankedTensorType>(constant.getType());
+    auto weightType = cast<RankedTensorType>(
+        constant ? constant.getType() : decode->getResult(0).getType());
     SmallVector<int64_t> wide;
     for (int64_t d = 0; d < type.getRank(); ++d)
       if (type.getDimSize(d) != 1)
@@ -142,7 +160,9 @@ std::optional<PackCandidate> candidate(linalg::LinalgOp op, int64_t panel) {
           // 50,272 columns), not more (80 -> 96).
           32 * (panels * panel - columns) > columns)))
       continue;
-    return PackCandidate{i, n, k, transposed,
+    if (decode && transposed)
+      continue;
+    return PackCandidate{i, decode, n, k, transposed,
                          weightType.getDimSize(transposed ? 1 : 0), columns,
                          panels};
   }
@@ -267,6 +287,186 @@ struct KilnCpuPackWeightsPass final
   /// W's value -> W''s, so that the entry points that share a weight
   /// (prefill and decode) share its panels too.
   DenseMap<Attribute, TypedAttr> packedWeights;
+  /// Block-quantized weights' panels (integers, scales, zero points), by
+  /// the packed integers' value and role, shared the same way.
+  DenseMap<std::pair<Attribute, unsigned>, TypedAttr> packedQuantized;
+
+  /// The decoding of block-quantized weights (`c.decode`, W[K, N]) as
+  /// W'[panels, K, P], reading its integers, scales and zero points stored
+  /// panel by panel: q'[j, k / per, p] holds the `per` = 8 / bits values of
+  /// rows k.. of column j * P + p (the first in the low bits), and the
+  /// scales and zero points, in the element type, are [j, block, p]. Along
+  /// p, the vector dim of a panel's decoding, every read is contiguous.
+  /// Columns past N decode to 0. Null when the decoding is not the
+  /// importer's (kBlockQuantizedAttr).
+  Value decodePanels(IRRewriter &rewriter, Location loc, const PackCandidate &c,
+                     int64_t panel, RankedTensorType packedType) {
+    auto tag = c.decode->getAttrOfType<DictionaryAttr>(kBlockQuantizedAttr);
+    auto bitsAttr = tag ? tag.getAs<IntegerAttr>("bits") : IntegerAttr();
+    auto blockAttr = tag ? tag.getAs<IntegerAttr>("block_size") : IntegerAttr();
+    if (!bitsAttr || !blockAttr)
+      return nullptr;
+    int64_t bits = bitsAttr.getInt(), blockSize = blockAttr.getInt();
+    if (bits != 2 && bits != 4 && bits != 8)
+      return nullptr;
+    int64_t per = 8 / bits, K = c.k, N = c.n;
+    int64_t blocks = llvm::divideCeil(K, blockSize);
+    int64_t blob = blockSize * bits / 8, zeroRow = llvm::divideCeil(blocks * bits, 8);
+    // The tensors the body reads, in order: integers, scales, zero points.
+    SmallVector<arith::ConstantOp> sources;
+    linalg::GenericOp decode = c.decode;
+    for (Operation &bodyOp : *decode.getBlock())
+      if (auto extract = dyn_cast<tensor::ExtractOp>(bodyOp)) {
+        auto source = extract.getTensor().getDefiningOp<arith::ConstantOp>();
+        if (!source)
+          return nullptr;
+        if (!llvm::is_contained(sources, source))
+          sources.push_back(source);
+      }
+    Type element = packedType.getElementType();
+    if (sources.size() < 2 || sources.size() > 3 ||
+        !(element.isF32() || element.isF16() || element.isBF16()))
+      return nullptr;
+    auto typeOf = [](arith::ConstantOp constant) {
+      return cast<RankedTensorType>(constant.getType());
+    };
+    auto bytesOf = [](arith::ConstantOp constant) -> std::optional<ArrayRef<char>> {
+      Attribute value = constant.getValue();
+      if (auto dense = dyn_cast<DenseElementsAttr>(value))
+        return dense.isSplat() ? std::nullopt
+                               : std::optional<ArrayRef<char>>(dense.getRawData());
+      if (auto resource = dyn_cast<DenseResourceElementsAttr>(value))
+        if (AsmResourceBlob *blob = resource.getRawHandle().getBlob())
+          return blob->getData();
+      return std::nullopt;
+    };
+    bool floatZeros = sources.size() == 3 &&
+                      typeOf(sources[2]).getElementType() == element;
+    if (typeOf(sources[0]).getShape() != ArrayRef<int64_t>({N, blocks, blob}) ||
+        !typeOf(sources[0]).getElementType().isInteger(8) ||
+        typeOf(sources[1]).getElementType() != element ||
+        typeOf(sources[1]).getNumElements() != N * blocks ||
+        (sources.size() == 3 &&
+         typeOf(sources[2]).getNumElements() != (floatZeros ? N * blocks : N * zeroRow)))
+      return nullptr;
+    SmallVector<ArrayRef<char>> data;
+    for (arith::ConstantOp source : sources) {
+      std::optional<ArrayRef<char>> bytes = bytesOf(source);
+      if (!bytes)
+        return nullptr;
+      data.push_back(*bytes);
+    }
+    size_t size = element.getIntOrFloatBitWidth() / 8;
+    auto field = [&](ArrayRef<char> bytes, int64_t base, int64_t index) {
+      int64_t bit = index * bits;
+      return (uint8_t(bytes[base + bit / 8]) >> (bit % 8)) & ((1 << bits) - 1);
+    };
+    auto floatBytes = [&](float v, char *to) {
+      if (element.isF32()) {
+        std::memcpy(to, &v, 4);
+        return;
+      }
+      uint16_t h = element.isF16() ? kiln::toF16(v) : kiln::toBF16(v);
+      std::memcpy(to, &h, 2);
+    };
+
+    int64_t rows = llvm::divideCeil(K, per);
+    auto qType = RankedTensorType::get({c.panels, rows, panel},
+                                       rewriter.getIntegerType(8));
+    auto sType = RankedTensorType::get({c.panels, blocks, panel}, element);
+    Attribute key = sources[0].getValue();
+    std::string name = "w";
+    if (auto resource = dyn_cast<DenseResourceElementsAttr>(key))
+      name = resource.getRawHandle().getKey().str();
+    bool asResource = isa<DenseResourceElementsAttr>(key);
+    auto attrFor = [&](unsigned role, RankedTensorType type, StringRef suffix,
+                       llvm::function_ref<void(std::vector<char> &)> fill) {
+      TypedAttr &attr = packedQuantized[{key, role}];
+      if (attr)
+        return attr;
+      std::vector<char> bytes(type.getNumElements() *
+                              std::max<int64_t>(1, type.getElementTypeBitWidth() / 8), 0);
+      fill(bytes);
+      if (!asResource)
+        attr = DenseElementsAttr::getFromRawBuffer(type, bytes);
+      else
+        attr = DenseResourceElementsAttr::get(
+            type, name + suffix.str() + std::to_string(panel),
+            HeapAsmResourceBlob::allocateAndCopyWithAlign(
+                ArrayRef<char>(bytes.data(), bytes.size()), alignof(uint64_t)));
+      return attr;
+    };
+    TypedAttr qAttr = attrFor(0, qType, ".panels", [&](std::vector<char> &q) {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k) {
+          unsigned value = field(data[0], (n * blocks + k / blockSize) * blob,
+                                 k % blockSize);
+          q[((n / panel) * rows + k / per) * panel + n % panel] |=
+              char(value << ((k % per) * bits));
+        }
+    });
+    TypedAttr sAttr = attrFor(1, sType, ".scales.panels", [&](std::vector<char> &out) {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t blk = 0; blk < blocks; ++blk)
+          std::memcpy(out.data() + (((n / panel) * blocks + blk) * panel + n % panel) * size,
+                      data[1].data() + (n * blocks + blk) * size, size);
+    });
+    TypedAttr zAttr = attrFor(2, sType, ".zeros.panels", [&](std::vector<char> &out) {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t blk = 0; blk < blocks; ++blk) {
+          char *to = out.data() + (((n / panel) * blocks + blk) * panel + n % panel) * size;
+          if (floatZeros)
+            std::memcpy(to, data[2].data() + (n * blocks + blk) * size, size);
+          else
+            floatBytes(sources.size() == 3 ? float(field(data[2], n * zeroRow, blk))
+                                           : float(1 << (bits - 1)),
+                       to);
+        }
+    });
+
+    Value q = arith::ConstantOp::create(rewriter, loc, qType, qAttr);
+    Value scales = arith::ConstantOp::create(rewriter, loc, sType, sAttr);
+    Value zeros = arith::ConstantOp::create(rewriter, loc, sType, zAttr);
+    Value empty = tensor::EmptyOp::create(rewriter, loc, packedType.getShape(),
+                                          element);
+    SmallVector<AffineMap> maps = {
+        rewriter.getMultiDimIdentityMap(packedType.getRank())};
+    SmallVector<utils::IteratorType> iterators(packedType.getRank(),
+                                               utils::IteratorType::parallel);
+    auto decoded = linalg::GenericOp::create(
+        rewriter, loc, TypeRange{packedType}, ValueRange{}, ValueRange{empty},
+        maps, iterators, [&](OpBuilder &b, Location l, ValueRange) {
+          auto index = [&](int64_t v) {
+            return arith::ConstantIndexOp::create(b, l, v);
+          };
+          Value j = linalg::IndexOp::create(b, l, 0);
+          Value k = linalg::IndexOp::create(b, l, 1);
+          Value p = linalg::IndexOp::create(b, l, 2);
+          Value row = arith::DivUIOp::create(b, l, k, index(per));
+          Value shift = arith::MulIOp::create(
+              b, l, arith::RemUIOp::create(b, l, k, index(per)), index(bits));
+          Value byte = tensor::ExtractOp::create(b, l, q, ValueRange{j, row, p});
+          Value wide = arith::ExtUIOp::create(b, l, b.getI32Type(), byte);
+          Value shifted = arith::ShRUIOp::create(
+              b, l, wide,
+              arith::IndexCastOp::create(b, l, b.getI32Type(), shift));
+          Value value = arith::AndIOp::create(
+              b, l, shifted,
+              arith::ConstantOp::create(b, l, b.getI32IntegerAttr((1 << bits) - 1)));
+          Value blk = arith::DivUIOp::create(b, l, k, index(blockSize));
+          Value scale = tensor::ExtractOp::create(b, l, scales, ValueRange{j, blk, p});
+          Value zero = tensor::ExtractOp::create(b, l, zeros, ValueRange{j, blk, p});
+          Value w = arith::MulFOp::create(
+              b, l,
+              arith::SubFOp::create(b, l,
+                                    arith::UIToFPOp::create(b, l, element, value),
+                                    zero),
+              scale);
+          linalg::YieldOp::create(b, l, w);
+        });
+    decoded->setAttr(kBlockQuantizedAttr, tag);
+    return decoded->getResult(0);
+  }
 
   void runOnOperation() override {
     SmallVector<linalg::LinalgOp> ops;
@@ -299,19 +499,27 @@ struct KilnCpuPackWeightsPass final
     rewriter.setInsertionPoint(op);
 
     // W'[panels, K, P]: panel j is W's columns j * P ... j * P + P - 1.
-    arith::ConstantOp constant =
-        weightConstant(op.getDpsInputOperand(c.weight)->get());
-    auto weightType = cast<RankedTensorType>(constant.getType());
+    Value weightValue = op.getDpsInputOperand(c.weight)->get();
+    arith::ConstantOp constant = weightConstant(weightValue);
+    auto weightType = cast<RankedTensorType>(
+        c.decode ? weightValue.getType() : constant.getType());
     int64_t k = c.k;
     auto packedType = RankedTensorType::get({c.panels, k, panel},
                                             weightType.getElementType());
-    TypedAttr &value = packedWeights[constant.getValue()];
-    if (!value)
-      value = packPanels(constant.getValue(), weightType, c, panel, packedType);
-    if (!value)
-      return;
-    Value packed = arith::ConstantOp::create(rewriter, loc, packedType, value);
-    repointReads(rewriter, constant, packed, c, panel);
+    Value packed;
+    if (c.decode) {
+      packed = decodePanels(rewriter, loc, c, panel, packedType);
+      if (!packed)
+        return;
+    } else {
+      TypedAttr &value = packedWeights[constant.getValue()];
+      if (!value)
+        value = packPanels(constant.getValue(), weightType, c, panel, packedType);
+      if (!value)
+        return;
+      packed = arith::ConstantOp::create(rewriter, loc, packedType, value);
+      repointReads(rewriter, constant, packed, c, panel);
+    }
     // W read with unit dims ([1, K, 1, N]) is read [1, N / P, K, 1, P]: the
     // unit dims stay where they were, read by the same loops (a product of
     // one row keeps its shape), around the panels' bytes.
@@ -413,6 +621,8 @@ struct KilnCpuPackWeightsPass final
                                                  strides);
     }
     rewriter.replaceOp(op, collapsed);
+    if (c.decode && c.decode->use_empty())
+      rewriter.eraseOp(c.decode);
   }
 };
 

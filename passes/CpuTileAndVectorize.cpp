@@ -1,5 +1,6 @@
 //===- CpuTileAndVectorize.cpp - register tiles and vectors for CPU kernels ===//
 #include "passes/Passes.h"
+#include "dialects/kiln/TensorBuilders.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Affine/IR/AffineOps.h"
@@ -36,6 +37,10 @@ int64_t largestDivisorAtMost(int64_t extent, int64_t limit,
         return size;
   return 1;
 }
+
+/// Marks the tiled ops whose n-D `tensor.extract`s the vectorizer may turn
+/// into vector loads (a panel's decoding of block-quantized weights).
+constexpr llvm::StringLiteral kVectorizeExtractsMark = "kiln.cpu_vectorize_extracts";
 
 /// Marks the column panels of contractions (the first tiling level), which
 /// the second level packs and tiles into register blocks.
@@ -152,7 +157,8 @@ struct KilnCpuTileAndVectorizePass final
 
   /// Non-contractions: 1 on every loop but the innermost, which gets the
   /// largest divisor of its extent up to the vector width.
-  void tileForVectors(RewriterBase &rewriter, linalg::LinalgOp op) {
+  FailureOr<scf::SCFTilingResult> tileForVectors(RewriterBase &rewriter,
+                                                 linalg::LinalgOp op) {
     SmallVector<int64_t> sizes(op.getNumLoops(), 1);
     sizes.back() =
         largestDivisorAtMost(op.getStaticLoopRanges().back(), vecWidth);
@@ -161,6 +167,7 @@ struct KilnCpuTileAndVectorizePass final
     if (succeeded(tiled))
       for (Operation *tiledOp : tiled->tiledOps)
         tiledOp->setAttr(kVectorizeMark, rewriter.getUnitAttr());
+    return tiled;
   }
 
   /// First level for contractions: column panels, `n-tile` wide, batch
@@ -241,6 +248,15 @@ struct KilnCpuTileAndVectorizePass final
         rewriter, producer.getLoc(), sizes,
         initSlice.getResultType().getElementType());
     rewriter.modifyOpInPlace(producer, [&] { init->set(fresh); });
+    // Weights stored in panels (kiln-cpu-pack-weights: [panel, K, P]) are
+    // read contiguously along the panel's columns: vectors of them.
+    if (producer->hasAttr(kBlockQuantizedAttr) && producer.getNumLoops() == 3 &&
+        hasStaticNonEmptyRanges(producer)) {
+      FailureOr<scf::SCFTilingResult> tiled = tileForVectors(rewriter, producer);
+      if (succeeded(tiled))
+        for (Operation *tiledOp : tiled->tiledOps)
+          tiledOp->setAttr(kVectorizeExtractsMark, rewriter.getUnitAttr());
+    }
   }
 
   /// Second level for a column panel: its rhs slice is copied into a
@@ -397,8 +413,10 @@ struct KilnCpuTileAndVectorizePass final
         return;
       // A panel of a weight kiln-cpu-pack-weights stored panel by panel
       // is contiguous already, and so is one decoded for this panel.
+      // (the decoding's loop of vectors, or the generic that it is).
       if (isContiguousSlice(input->get()) ||
-          input->get().getDefiningOp<linalg::GenericOp>())
+          isa_and_nonnull<linalg::GenericOp, scf::ForOp>(
+              input->get().getDefiningOp()))
         return;
       rewriter.setInsertionPoint(op);
       Location loc = op.getLoc();
@@ -445,12 +463,14 @@ struct KilnCpuTileAndVectorizePass final
     });
     for (linalg::LinalgOp op : marked) {
       op->removeAttr(kVectorizeMark);
+      bool extracts = op->hasAttr(kVectorizeExtractsMark);
+      op->removeAttr(kVectorizeExtractsMark);
       if (llvm::any_of(op.getStaticLoopRanges(), ShapedType::isDynamic))
         continue; // a peeled remainder: scalar loops
       rewriter.setInsertionPoint(op);
       FailureOr<linalg::VectorizationResult> vectorized = linalg::vectorize(
           rewriter, op, /*inputVectorSizes=*/{},
-          /*inputScalableVecDims=*/{}, /*vectorizeNDExtract=*/false,
+          /*inputScalableVecDims=*/{}, /*vectorizeNDExtract=*/extracts,
           /*flatten1DDepthwiseConv=*/false,
           /*assumeDynamicDimsMatchVecSizes=*/false,
           /*createNamedContraction=*/true);

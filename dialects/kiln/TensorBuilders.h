@@ -26,6 +26,16 @@ mlir::Value buildBroadcast(mlir::OpBuilder &b, mlir::Location loc,
                            llvm::ArrayRef<int64_t> shape,
                            mlir::Type resultElementType, ScalarBodyFn body);
 
+/// On the generic that decodes block-quantized weights (com.microsoft
+/// MatMulNBits): `{bits, block_size}`. Its body reads, in this order, the
+/// packed integers (i8 [N, blocks, block bytes]), the scales ([N x blocks]
+/// of the element type) and, when there are any, the zero points (i8,
+/// packed like the weights, or [N x blocks] of the element type); it yields
+/// W[k][n] = (q - zero) * scale. kiln-cpu-pack-weights stores them again in
+/// the CPU GEMM's column panels.
+inline constexpr llvm::StringLiteral kBlockQuantizedAttr =
+    "kiln.block_quantized";
+
 /// A linalg.generic producing `shape` x `element` whose body computes each
 /// element from the output indices (linalg.index values), typically by
 /// tensor.extract from other tensors: gathers, concatenation, padding.

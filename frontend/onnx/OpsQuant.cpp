@@ -302,8 +302,9 @@ LogicalResult importDynamicQuantize(NodeContext &ctx) {
 /// scale and a zero point (2^(bits-1) unless given, packed like the weights
 /// when uint8, else one of the scales' type each):
 /// W[k][n] = (q(n, k) - zp(n, k / block_size)) * scale(n, k / block_size).
-/// The packed weights stay packed in the artifact; the dequantization is a
-/// kernel of its own that feeds the GEMM.
+/// The packed weights stay packed in the artifact; the dequantization,
+/// tagged kBlockQuantizedAttr, is decoded by the GEMM that reads it
+/// (kiln-fuse-weight-decode).
 LogicalResult importMatMulNBits(NodeContext &ctx) {
   Value a = ctx.input(0), packed = ctx.input(1), scales = ctx.input(2);
   if (!a || !packed || !scales)
@@ -402,6 +403,11 @@ LogicalResult importMatMulNBits(NodeContext &ctx) {
         return arith::MulFOp::create(nb, nl, arith::SubFOp::create(nb, nl, qf, zp),
                                      scale);
       });
+  w.getDefiningOp()->setAttr(
+      kBlockQuantizedAttr,
+      b.getDictionaryAttr({b.getNamedAttr("bits", b.getI64IntegerAttr(bits)),
+                           b.getNamedAttr("block_size",
+                                          b.getI64IntegerAttr(blockSize))}));
   Value y = buildMatmul(ctx, a, w);
   if (!y)
     return failure();

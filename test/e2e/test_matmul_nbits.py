@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import kiln, run_kiln, run_reference
+from test_profile import profile
 
 DEVICES = [("cpu", "cpu"), ("cuda:sm_80,sm_90a", "sim")]
 # The dequantized weights are exact; what differs from onnxruntime is the
@@ -81,19 +82,27 @@ def pack(q, bits):
     return out
 
 
-CASES = [  # (id, bits, K, block, zero points, bias, A's shape prefix)
-    ("4bit-default-zp", 4, 64, 32, None, False, (5,)),
-    ("4bit-packed-zp-bias", 4, 80, 32, "packed", True, (2, 3)),
-    ("4bit-float-zp", 4, 64, 16, "float", False, (4,)),
-    ("8bit-packed-zp", 8, 48, 16, "packed", True, (3,)),
+CASES = [  # (id, bits, K, block, zero points, bias, A's shape prefix, N)
+    ("4bit-default-zp", 4, 64, 32, None, False, (5,), 48),
+    ("4bit-packed-zp-bias", 4, 80, 32, "packed", True, (2, 3), 32),
+    ("4bit-float-zp", 4, 64, 16, "float", False, (4,), 32),
+    ("8bit-packed-zp", 8, 48, 16, "packed", True, (3,), 64),
+    # More than 16 rows: the GPU's decoding stays a kernel of its own.
+    ("2bit-packed-zp-rows", 2, 64, 16, "packed", False, (20,), 48),
+    # N not a multiple of the CPU's panel: decoded per panel as stored.
+    ("4bit-unpanelled", 4, 64, 32, None, True, (1,), 24),
 ]
+
+
+def kernels(artifact):
+    return json.loads(kiln("inspect", "--json", str(artifact)).stdout)[
+        "kernels"]
 
 
 @pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_node(case, device, tmp_path):
-    _, bits, k, block, zp_kind, with_bias, prefix = case
-    n = 24
+    _, bits, k, block, zp_kind, with_bias, prefix, n = case
     rng = np.random.default_rng(2)
     blocks = -(-k // block)
     q = rng.integers(0, 1 << bits, (n, blocks * block)).astype(np.uint8)
@@ -131,6 +140,23 @@ def test_node(case, device, tmp_path):
     got = run_kiln(path, feeds, tmp_path, target=device[0], device=device[1])
     want = run_reference(path, feeds)
     np.testing.assert_allclose(got["y"], want["y"], **TOL)
+    # The GEMM decodes the weights where it reads them: no kernel of their
+    # own (the CPU always; the GPU's few-row GEMM), and on the CPU stored
+    # in its column panels when N is a multiple of them.
+    found = kernels(tmp_path / "model.kiln")
+    rows = int(np.prod(prefix))
+    fused = device[1] == "cpu" or rows <= 16
+    gemms = [kn for kn in found if kn["strategy"] in ("cpu-gemm",
+                                                      "gemm-small-m")]
+    assert len(gemms) == (1 if fused else 0), found
+    if fused:  # and the bias: a kernel on the CPU, the GPU's epilogue
+        assert len(found) == 1 + (with_bias and device[1] == "cpu"), found
+    if device[1] == "cpu":
+        names = [w["name"] for w in json.loads(kiln(
+            "inspect", "--json", str(tmp_path / "model.kiln")).stdout)[
+                "weights"]]
+        assert any(name.endswith(".panels16") for name in names) == \
+            (n % 16 == 0), names
 
 
 def test_malformed_nodes_say_so(tmp_path):
@@ -152,3 +178,33 @@ def test_malformed_nodes_say_so(tmp_path):
     assert result.returncode == 1
     assert "bits 3 and block_size 32 must be positive, 2, 4 or 8 bits" in \
         result.stderr, result.stderr
+
+
+def test_decode_gemm_reads_the_packed_bytes(tmp_path):
+    """A one-row product on 4-bit weights under the simulator's profile:
+    one gemm-small-m kernel per layer that decodes the weights in
+    registers, moving about a third of the DRAM bytes of the same MLP with
+    bf16 weights (4-bit integers plus f32 scales and zero points: ~0.64
+    bytes per weight against 2)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import \
+        MatMulNBitsQuantizer
+    source = tmp_path / "mlp.onnx"
+    mlp(source, hidden=256, inner=1024, rows=1)
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), block_size=32,
+                                     is_symmetric=False)
+    quantizer.process()
+    quantized = tmp_path / "q4.onnx"
+    onnx.save(quantizer.model.model, str(quantized))
+
+    def gemm_bytes(model, name):
+        artifact = tmp_path / (name + ".kiln")
+        kiln("compile", str(model), "-o", str(artifact), "--target",
+             "cuda:sm_80,sm_90a", "--precision", "bf16", "--embed-kernel-ir")
+        _, rows = profile(str(artifact), "--gpu", "h100")
+        gemms = [row for row in rows.values()
+                 if row["strategy"] == "gemm-small-m"]
+        assert len(gemms) == 2 and len(rows) == len(kernels(artifact)), rows
+        return sum(float(row["unique MB"]) for row in gemms)
+
+    ratio = gemm_bytes(quantized, "q4") / gemm_bytes(source, "bf16")
+    assert 0.25 <= ratio <= 0.4, ratio
