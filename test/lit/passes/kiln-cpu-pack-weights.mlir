@@ -160,3 +160,67 @@ func.func @padded(%x: tensor<3x4xf32>) -> tensor<3x520xf32> {
   %y = linalg.matmul ins(%x, %w : tensor<3x4xf32>, tensor<4x520xf32>) outs(%f : tensor<3x520xf32>) -> tensor<3x520xf32>
   return %y : tensor<3x520xf32>
 }
+
+// -----
+
+// COM: Weights decoded from 4-bit integers (com.microsoft MatMulNBits, the
+// COM: importer's kiln.block_quantized generic: W[k][n] = (q - 8) * s[n],
+// COM: 16-row blocks, 32 columns): the integers, scales and zero points are
+// COM: stored again in panels ([panel, K / 2, 16] bytes, [panel, blocks,
+// COM: 16] scales and zero points), a decoding of rank 3 reads them with
+// COM: the panel's column innermost, and the contraction reads it as it
+// COM: reads a constant's panels. q(n, k) = (n + k) % 16, so panel 0's first
+// COM: bytes hold columns 0, 1, .. at rows 0 and 1: 0x10, 0x21, 0x32; column 16 starts
+// COM: panel 1 with 0x10 again; the scales of panel 1 are 17, 18, ..
+// CHECK-LABEL: func.func @block_quantized
+// CHECK-DAG: %[[Q:.*]] = arith.constant dense<"0x102132435465768798A9BACBDCEDFE0F{{[0-9A-F]*}}"> : tensor<2x8x16xi8>
+// CHECK-DAG: %[[S:.*]] = arith.constant dense<{{\[\[\[}}1.000000e+00, {{.*}}1.600000e+01]], {{\[\[}}1.700000e+01, {{.*}}> : tensor<2x1x16xf32>
+// CHECK-DAG: %[[Z:.*]] = arith.constant dense<8.000000e+00> : tensor<2x1x16xf32>
+// CHECK: %[[W:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<2x16x16xf32>) attrs = {{.*}}kiln.block_quantized = {{[{]}}bits = 4 : i64, block_size = 16 : i64}
+// CHECK: %[[J:.*]] = linalg.index 0
+// CHECK: %[[K:.*]] = linalg.index 1
+// CHECK: %[[P:.*]] = linalg.index 2
+// CHECK: %[[ROW:.*]] = arith.divui %[[K]], %c2
+// CHECK: tensor.extract %[[Q]][%[[J]], %[[ROW]], %[[P]]]
+// CHECK: %[[BLK:.*]] = arith.divui %[[K]], %c16
+// CHECK: tensor.extract %[[S]][%[[J]], %[[BLK]], %[[P]]]
+// CHECK: tensor.extract %[[Z]][%[[J]], %[[BLK]], %[[P]]]
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %[[W]] : tensor<3x16xf32>, tensor<2x16x16xf32>) outs(%{{.*}} : tensor<3x2x16xf32>)
+// CHECK-NOT: tensor<16x32xf32>
+#id = affine_map<(k, n) -> (k, n)>
+func.func @block_quantized(%x: tensor<3x16xf32>) -> tensor<3x32xf32> {
+  %packed = arith.constant dense<[[[16, 50, 84, 118, -104, -70, -36, -2]], [[33, 67, 101, -121, -87, -53, -19, 15]], [[50, 84, 118, -104, -70, -36, -2, 16]], [[67, 101, -121, -87, -53, -19, 15, 33]], [[84, 118, -104, -70, -36, -2, 16, 50]], [[101, -121, -87, -53, -19, 15, 33, 67]], [[118, -104, -70, -36, -2, 16, 50, 84]], [[-121, -87, -53, -19, 15, 33, 67, 101]], [[-104, -70, -36, -2, 16, 50, 84, 118]], [[-87, -53, -19, 15, 33, 67, 101, -121]], [[-70, -36, -2, 16, 50, 84, 118, -104]], [[-53, -19, 15, 33, 67, 101, -121, -87]], [[-36, -2, 16, 50, 84, 118, -104, -70]], [[-19, 15, 33, 67, 101, -121, -87, -53]], [[-2, 16, 50, 84, 118, -104, -70, -36]], [[15, 33, 67, 101, -121, -87, -53, -19]], [[16, 50, 84, 118, -104, -70, -36, -2]], [[33, 67, 101, -121, -87, -53, -19, 15]], [[50, 84, 118, -104, -70, -36, -2, 16]], [[67, 101, -121, -87, -53, -19, 15, 33]], [[84, 118, -104, -70, -36, -2, 16, 50]], [[101, -121, -87, -53, -19, 15, 33, 67]], [[118, -104, -70, -36, -2, 16, 50, 84]], [[-121, -87, -53, -19, 15, 33, 67, 101]], [[-104, -70, -36, -2, 16, 50, 84, 118]], [[-87, -53, -19, 15, 33, 67, 101, -121]], [[-70, -36, -2, 16, 50, 84, 118, -104]], [[-53, -19, 15, 33, 67, 101, -121, -87]], [[-36, -2, 16, 50, 84, 118, -104, -70]], [[-19, 15, 33, 67, 101, -121, -87, -53]], [[-2, 16, 50, 84, 118, -104, -70, -36]], [[15, 33, 67, 101, -121, -87, -53, -19]]]> : tensor<32x1x8xi8>
+  %scales = arith.constant dense<[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0, 25.0, 26.0, 27.0, 28.0, 29.0, 30.0, 31.0, 32.0]> : tensor<32xf32>
+  %e = tensor.empty() : tensor<16x32xf32>
+  %w = linalg.generic {indexing_maps = [#id], iterator_types = ["parallel", "parallel"]} outs(%e : tensor<16x32xf32>) attrs = {kiln.block_quantized = {bits = 4 : i64, block_size = 16 : i64}} {
+  ^bb0(%out: f32):
+    %k = linalg.index 0 : index
+    %n = linalg.index 1 : index
+    %c2 = arith.constant 2 : index
+    %c4 = arith.constant 4 : index
+    %c8 = arith.constant 8 : index
+    %c16 = arith.constant 16 : index
+    %c15 = arith.constant 15 : i32
+    %block = arith.divui %k, %c16 : index
+    %in = arith.remui %k, %c16 : index
+    %bit = arith.muli %in, %c4 : index
+    %at = arith.divui %bit, %c8 : index
+    %sh = arith.remui %bit, %c8 : index
+    %byte = tensor.extract %packed[%n, %block, %at] : tensor<32x1x8xi8>
+    %wide = arith.extui %byte : i8 to i32
+    %s = arith.index_cast %sh : index to i32
+    %shifted = arith.shrui %wide, %s : i32
+    %v = arith.andi %shifted, %c15 : i32
+    %scale = tensor.extract %scales[%n] : tensor<32xf32>
+    %f = arith.uitofp %v : i32 to f32
+    %zero = arith.constant 8.0 : f32
+    %d = arith.subf %f, %zero : f32
+    %r = arith.mulf %d, %scale : f32
+    linalg.yield %r : f32
+  } -> tensor<16x32xf32>
+  %z = arith.constant 0.0 : f32
+  %e2 = tensor.empty() : tensor<3x32xf32>
+  %fill = linalg.fill ins(%z : f32) outs(%e2 : tensor<3x32xf32>) -> tensor<3x32xf32>
+  %y = linalg.matmul ins(%x, %w : tensor<3x16xf32>, tensor<16x32xf32>) outs(%fill : tensor<3x32xf32>) -> tensor<3x32xf32>
+  return %y : tensor<3x32xf32>
+}

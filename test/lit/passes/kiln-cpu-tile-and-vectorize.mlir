@@ -175,3 +175,70 @@ func.func @matmul_transposed_rhs(%a: tensor<12x8xf32>, %w: tensor<32x8xf32>, %c:
   } -> tensor<12x32xf32>
   return %m : tensor<12x32xf32>
 }
+
+// -----
+
+// COM: A GEMM whose weights are decoded in the kernel from 4-bit integers
+// COM: stored in panels (kiln-fuse-weight-decode, kiln-cpu-pack-weights):
+// COM: each column panel decodes its own [1, K, 16] slice, a fresh tensor
+// COM: (a panel-sized buffer), one vector of 16 columns per row, with
+// COM: contiguous vector reads of the integers, scales and zero points;
+// COM: the register blocks read it without a copy. The whole [2, K, 16]
+// COM: decoding is gone.
+// CHECK-LABEL: func.func @decoded_panels
+// CHECK-SAME: %[[X:[a-z0-9]+]]: tensor<12x16xf32>, %[[Q:[a-z0-9]+]]: tensor<2x8x16xi8>, %[[S:[a-z0-9]+]]: tensor<2x1x16xf32>, %[[Z:[a-z0-9]+]]: tensor<2x1x16xf32>
+// CHECK-NOT: tensor.empty() : tensor<2x16x16xf32>
+// COM: (After the output's fill, whose inner loop starts from its outer
+// COM: loop's value, the panels' loop starts from the filled tensor.)
+// CHECK: scf.for %[[J:.*]] = %c0 to %c2 step %c1 iter_args(%{{.*}} = %{{[0-9]+}})
+// CHECK: %[[FRESH:.*]] = tensor.empty() : tensor<1x16x16xf32>
+// CHECK: %[[DEC:.*]] = scf.for %{{.*}} = %c0 to %c16 step %c1 iter_args(%{{.*}} = %[[FRESH]])
+// CHECK: vector.transfer_read %[[Q]][%[[J]], %{{.*}}, %{{.*}}]{{.*}} : tensor<2x8x16xi8>, vector<1x1x16xi8>
+// CHECK: arith.shrui %{{.*}} : vector<1x1x16xi32>
+// CHECK: vector.transfer_read %[[S]][%[[J]], %{{.*}}, %{{.*}}]{{.*}} : tensor<2x1x16xf32>, vector<1x1x16xf32>
+// CHECK: vector.transfer_read %[[Z]][%[[J]], %{{.*}}, %{{.*}}]{{.*}} : tensor<2x1x16xf32>, vector<1x1x16xf32>
+// CHECK-NOT: linalg.copy
+// CHECK: tensor.extract_slice %[[DEC]][0, %{{.*}}, 0] [1, 1, 16]
+// CHECK: vector.multi_reduction <add>
+#w3 = affine_map<(j, k, p) -> (j, k, p)>
+#xa = affine_map<(m, j, p, k) -> (m, k)>
+#wa = affine_map<(m, j, p, k) -> (j, k, p)>
+#oa = affine_map<(m, j, p, k) -> (m, j, p)>
+func.func @decoded_panels(%x: tensor<12x16xf32>, %q: tensor<2x8x16xi8>, %s: tensor<2x1x16xf32>, %z: tensor<2x1x16xf32>) -> tensor<12x2x16xf32> attributes {kiln.kernel} {
+  %e = tensor.empty() : tensor<2x16x16xf32>
+  %w = linalg.generic {indexing_maps = [#w3], iterator_types = ["parallel", "parallel", "parallel"]} outs(%e : tensor<2x16x16xf32>) attrs = {kiln.block_quantized = {bits = 4 : i64, block_size = 16 : i64}} {
+  ^bb0(%out: f32):
+    %j = linalg.index 0 : index
+    %k = linalg.index 1 : index
+    %p = linalg.index 2 : index
+    %c2 = arith.constant 2 : index
+    %c4 = arith.constant 4 : index
+    %c16 = arith.constant 16 : index
+    %c15 = arith.constant 15 : i32
+    %row = arith.divui %k, %c2 : index
+    %odd = arith.remui %k, %c2 : index
+    %bit = arith.muli %odd, %c4 : index
+    %byte = tensor.extract %q[%j, %row, %p] : tensor<2x8x16xi8>
+    %wide = arith.extui %byte : i8 to i32
+    %sh = arith.index_cast %bit : index to i32
+    %shifted = arith.shrui %wide, %sh : i32
+    %v = arith.andi %shifted, %c15 : i32
+    %blk = arith.divui %k, %c16 : index
+    %scale = tensor.extract %s[%j, %blk, %p] : tensor<2x1x16xf32>
+    %zero = tensor.extract %z[%j, %blk, %p] : tensor<2x1x16xf32>
+    %f = arith.uitofp %v : i32 to f32
+    %d = arith.subf %f, %zero : f32
+    %r = arith.mulf %d, %scale : f32
+    linalg.yield %r : f32
+  } -> tensor<2x16x16xf32>
+  %cst = arith.constant 0.0 : f32
+  %e2 = tensor.empty() : tensor<12x2x16xf32>
+  %fill = linalg.fill ins(%cst : f32) outs(%e2 : tensor<12x2x16xf32>) -> tensor<12x2x16xf32>
+  %y = linalg.generic {indexing_maps = [#xa, #wa, #oa], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%x, %w : tensor<12x16xf32>, tensor<2x16x16xf32>) outs(%fill : tensor<12x2x16xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %m = arith.mulf %a, %b : f32
+    %sum = arith.addf %acc, %m : f32
+    linalg.yield %sum : f32
+  } -> tensor<12x2x16xf32>
+  return %y : tensor<12x2x16xf32>
+}

@@ -126,3 +126,68 @@ func.func @bad_config(%a: memref<2x64xbf16>, %b: memref<40x64xbf16>, %c: memref<
   }
   return
 }
+
+// -----
+
+// COM: Weights decoded where they are read (kiln-fuse-weight-decode put a
+// COM: MatMulNBits decoding in this kernel): B is a temporary [K, N] that a
+// COM: generic writes from 4-bit integers stored [N, K / 2] and per-column
+// COM: scales. The lanes walk K in chunks of 8 (bf16) and evaluate the
+// COM: decoding's body for each element they read: a byte of the packed
+// COM: column, its nibble, the column's scale, rounded to bf16. The
+// COM: temporary, its decoding and its deallocation are gone: the packed
+// COM: bytes are all the kernel reads of B, whatever their layout.
+// CHECK-LABEL: func.func @decoded_weights
+// CHECK-NOT: memref.alloc
+// CHECK: gpu.launch
+// CHECK: scf.for %{{.*}} = %{{.*}} to %c64 step %c256
+// CHECK-COUNT-8: memref.load %arg1[{{.*}}] : memref<48x32xi8>
+// CHECK: memref.load %arg2[{{.*}}] : memref<48xf32>
+// CHECK: arith.truncf {{.*}} : f32 to bf16
+// CHECK: vector.load %arg0[{{.*}}] {alignment = 16 : i64} : memref<1x64xbf16>, vector<8xbf16>
+// CHECK: gpu.shuffle  xor
+// CHECK: memref.store %{{.*}}, %arg3[{{.*}}] : memref<1x48xf32>
+// CHECK-NOT: linalg.generic
+// CHECK-NOT: memref.dealloc
+#kn = affine_map<(k, n) -> (k, n)>
+#x = affine_map<(m, n, k) -> (m, k)>
+#w = affine_map<(m, n, k) -> (k, n)>
+#y = affine_map<(m, n, k) -> (m, n)>
+func.func @decoded_weights(%a: memref<1x64xbf16>, %packed: memref<48x32xi8>, %scales: memref<48xf32>, %c: memref<1x48xf32>) attributes {kiln.kernel, kiln.config = {strategy = "gemm-small-m", warps = 4 : i64, columns = 2 : i64}} {
+  %t = memref.alloc() : memref<64x48xbf16>
+  linalg.generic {indexing_maps = [#kn], iterator_types = ["parallel", "parallel"]} outs(%t : memref<64x48xbf16>) {
+  ^bb0(%out: bf16):
+    %k = linalg.index 0 : index
+    %n = linalg.index 1 : index
+    %c2 = arith.constant 2 : index
+    %c4 = arith.constant 4 : index
+    %c15 = arith.constant 15 : i32
+    %at = arith.divui %k, %c2 : index
+    %odd = arith.remui %k, %c2 : index
+    %bit = arith.muli %odd, %c4 : index
+    %byte = memref.load %packed[%n, %at] : memref<48x32xi8>
+    %wide = arith.extui %byte : i8 to i32
+    %s = arith.index_cast %bit : index to i32
+    %shifted = arith.shrui %wide, %s : i32
+    %q = arith.andi %shifted, %c15 : i32
+    %scale = memref.load %scales[%n] : memref<48xf32>
+    %f = arith.uitofp %q : i32 to f32
+    %eight = arith.constant 8.0 : f32
+    %d = arith.subf %f, %eight : f32
+    %r = arith.mulf %d, %scale : f32
+    %h = arith.truncf %r : f32 to bf16
+    linalg.yield %h : bf16
+  }
+  %zero = arith.constant 0.0 : f32
+  linalg.fill ins(%zero : f32) outs(%c : memref<1x48xf32>)
+  linalg.generic {indexing_maps = [#x, #w, #y], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %t : memref<1x64xbf16>, memref<64x48xbf16>) outs(%c : memref<1x48xf32>) {
+  ^bb0(%p: bf16, %q: bf16, %acc: f32):
+    %pe = arith.extf %p : bf16 to f32
+    %qe = arith.extf %q : bf16 to f32
+    %m = arith.mulf %pe, %qe : f32
+    %s = arith.addf %acc, %m : f32
+    linalg.yield %s : f32
+  }
+  memref.dealloc %t : memref<64x48xbf16>
+  return
+}
