@@ -161,6 +161,42 @@ struct KilnCpuOutlineTasksPass final
     for (func::FuncOp kernel : kernels)
       if (failed(outlineKernel(kernel)))
         return signalPassFailure();
+    // Now that the loops that run on several threads are tasks of their
+    // own, the loops left run their iterations one after the other.
+    hoistScratchBuffers(module);
+  }
+
+  /// A buffer of static shape that each iteration of a loop allocates and
+  /// frees (a panel of decoded weights, 196 KB for K = 3,072: glibc maps
+  /// and unmaps such a block at every call, with its page faults) is
+  /// allocated once before the loop and freed after it, out of every
+  /// enclosing loop of the function. Every loop here runs its iterations
+  /// in order (a task's own range included), so one buffer serves them.
+  static void hoistScratchBuffers(ModuleOp module) {
+    SmallVector<memref::AllocOp> allocs;
+    module.walk([&](memref::AllocOp alloc) {
+      if (alloc.getType().hasStaticShape() && alloc->getNumOperands() == 0 &&
+          isa<scf::ForOp>(alloc->getParentOp()))
+        allocs.push_back(alloc);
+    });
+    for (memref::AllocOp alloc : allocs) {
+      Block *block = alloc->getBlock();
+      SmallVector<Operation *> frees;
+      bool movable = true;
+      for (Operation *user : alloc->getUsers()) {
+        if (isa<memref::DeallocOp>(user)) {
+          movable &= user->getBlock() == block;
+          frees.push_back(user);
+        }
+      }
+      if (!movable || frees.size() != 1)
+        continue;
+      Operation *free = frees.front();
+      while (auto loop = dyn_cast<scf::ForOp>(alloc->getParentOp())) {
+        alloc->moveBefore(loop);
+        free->moveAfter(loop);
+      }
+    }
   }
 
   LogicalResult outlineKernel(func::FuncOp kernel) {

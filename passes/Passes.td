@@ -632,6 +632,12 @@ def KilnCpuOutlineTasks : Pass<"kiln-cpu-outline-tasks", "mlir::ModuleOp"> {
     its operations). The kernel gains a last argument, the runtime's context
     (`!llvm.ptr`), and `kiln.cpu_context`; kiln-cpu-lower-task-calls hands
     each call to the context's `parallel_for` after the LLVM conversion.
+
+    Then, with every loop left running its iterations in order, a buffer
+    of static shape that a loop's iterations each allocate and free (a
+    panel of decoded weights) is allocated once before the outermost such
+    loop of its function (a task's own range loop included: one buffer per
+    thread) and freed after it.
   }];
   let dependentDialects = ["mlir::memref::MemRefDialect",
                            "mlir::arith::ArithDialect",

@@ -144,3 +144,44 @@ func.func @nest(%x: memref<f32>, %b: index) attributes {kiln.kernel} {
   } {kiln.parallel}
   return
 }
+
+// -----
+
+// COM: A scratch buffer that each iteration allocates and frees (a panel
+// COM: of decoded weights) is allocated once per task, before the task's
+// COM: loop over its range, and freed after it: each thread has its own,
+// COM: and no iteration maps and unmaps memory. One freed in another block
+// COM: stays where it is.
+// CHECK-LABEL: func.func @scratch
+// CHECK: call @scratch_task0
+// CHECK: func.func private @scratch_task0
+// CHECK: %[[BUF:.*]] = memref.alloc() : memref<3072x16xf32>
+// CHECK-NEXT: scf.for
+// CHECK-NEXT: memref.alloc() : memref<16xf32>
+// CHECK: vector.store %{{.*}}, %[[BUF]]
+// CHECK: scf.if
+// CHECK-NEXT: memref.dealloc %{{.*}} : memref<16xf32>
+// CHECK: memref.dealloc %[[BUF]] : memref<3072x16xf32>
+// CHECK-NEXT: return
+func.func @scratch(%x: memref<256x1024xf32>, %y: memref<256x1024xf32>, %p: i1) attributes {kiln.kernel} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %c256 = arith.constant 256 : index
+  %c1024 = arith.constant 1024 : index
+  scf.for %i = %c0 to %c256 step %c1 {
+    %buf = memref.alloc() : memref<3072x16xf32>
+    %other = memref.alloc() : memref<16xf32>
+    scf.for %j = %c0 to %c1024 step %c8 {
+      %v = vector.load %x[%i, %j] : memref<256x1024xf32>, vector<8xf32>
+      vector.store %v, %buf[%j, %c0] : memref<3072x16xf32>, vector<8xf32>
+      %w = vector.load %buf[%j, %c0] : memref<3072x16xf32>, vector<8xf32>
+      vector.store %w, %y[%i, %j] : memref<256x1024xf32>, vector<8xf32>
+    }
+    scf.if %p {
+      memref.dealloc %other : memref<16xf32>
+    }
+    memref.dealloc %buf : memref<3072x16xf32>
+  } {kiln.parallel}
+  return
+}
