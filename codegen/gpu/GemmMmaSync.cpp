@@ -19,6 +19,11 @@
 //   with the row so that the 8 rows an ldmatrix reads sit in 8 different
 //   bank groups (no conflicts); `ldmatrix` (transposed where the operand's
 //   orientation needs it) fills the fragments, `mma.sync` accumulates;
+// - weights decoded where they are read (kiln-fuse-weight-decode: a
+//   MatMulNBits weight's 4-bit integers, scales and zero points) are
+//   staged by the threads themselves: each decodes its chunks of the B
+//   slice (the decoding's body per element) and stores them to the ring,
+//   where the copies would have landed;
 // - the epilogue stores the accumulators from registers, guarded at the
 //   M and N edges. A `linalg.fill` by a constant right before the
 //   contraction becomes the accumulators' initial value.
@@ -357,6 +362,9 @@ struct KilnGpuGemmMmaSyncPass final
     OpOperand *operand;
     int64_t rows, cols;
     unsigned rowLoop, colLoop;  // the loops rows and cols walk
+    /// The operand's decoding (kiln-fuse-weight-decode), whose body gives
+    /// each element; null when the operand is read from memory.
+    linalg::GenericOp decode = nullptr;
   };
 
   /// cp.async of the slice of `ring` at K offset `kBase` into `stage`:
@@ -390,28 +398,56 @@ struct KilnGpuGemmMmaSyncPass final
         inside = ix.andI(inside, enabled);
       // Outside: no bytes read (zero fill), from a clamped address.
       Value zero = ix.c(0);
-      SmallVector<Value> loops(shape.ranges.size());
-      for (auto [d, v] : llvm::zip(shape.batch, batchValues))
-        loops[d] = v;
-      for (auto [loop, value] : {std::pair{ring.rowLoop, gRow},
-                                 std::pair{ring.colLoop, gCol}}) {
-        Value clamped = ix.select(inside, value, zero);
-        if (loop == shape.m) {
-          assignRows(ix.b, ix.loc, shape, loops, clamped, rowExtents);
-          continue;
-        }
-        if (loop != shape.k) {
-          loops[loop] = clamped;
-          continue;
-        }
-        // A linearized K: one index per reduction loop.
-        for (auto [d, v] : llvm::zip(shape.kLoops,
-                                     delinearize(ix.b, ix.loc, clamped,
-                                                 shape.kExtents())))
+      // The loop values of the element at (row, column) of the operand's
+      // tile, clamped to 0 outside.
+      auto loopsAt = [&](Value row, Value col) {
+        SmallVector<Value> loops(shape.ranges.size());
+        for (auto [d, v] : llvm::zip(shape.batch, batchValues))
           loops[d] = v;
-      }
-      Value srcElements = ix.select(inside, ix.c(kChunk), zero);
+        for (auto [loop, value] :
+             {std::pair{ring.rowLoop, row}, std::pair{ring.colLoop, col}}) {
+          Value clamped = ix.select(inside, value, zero);
+          if (loop == shape.m) {
+            assignRows(ix.b, ix.loc, shape, loops, clamped, rowExtents);
+            continue;
+          }
+          if (loop != shape.k) {
+            loops[loop] = clamped;
+            continue;
+          }
+          // A linearized K: one index per reduction loop.
+          for (auto [d, v] : llvm::zip(shape.kLoops,
+                                       delinearize(ix.b, ix.loc, clamped,
+                                                   shape.kExtents())))
+            loops[d] = v;
+        }
+        return loops;
+      };
       Value physical = ix.mul(swizzle(ix, r, chunk, chunksPerRow), kChunk);
+      if (ring.decode) {
+        // Decoded weights: the chunk's 8 elements from the packed bytes
+        // (the decoding's body at each one's indices), stored to shared
+        // memory by this thread; zero outside. Ordered like the copies:
+        // the barrier after the wait publishes them.
+        auto type = cast<MemRefType>(ring.buffer.getType());
+        Value zeroValue = arith::ConstantOp::create(
+            ix.b, ix.loc, ix.b.getZeroAttr(type.getElementType()));
+        SmallVector<Value> values;
+        for (int64_t j = 0; j < kChunk; ++j) {
+          Value decoded = evaluateDecoded(
+              ix.b, ix.loc, ring.decode,
+              indicesFor(ix.b, ix.loc, map, loopsAt(gRow, ix.add(gCol, j))));
+          values.push_back(ix.select(inside, decoded, zeroValue));
+        }
+        Value chunkValue = vector::FromElementsOp::create(
+            ix.b, ix.loc, VectorType::get({kChunk}, type.getElementType()),
+            values);
+        vector::StoreOp::create(ix.b, ix.loc, chunkValue, ring.buffer,
+                                ValueRange{stage, r, physical});
+        continue;
+      }
+      SmallVector<Value> loops = loopsAt(gRow, gCol);
+      Value srcElements = ix.select(inside, ix.c(kChunk), zero);
       tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
           ix.b, ix.loc, nvgpu::DeviceAsyncTokenType::get(ix.b.getContext()),
           /*dst=*/ring.buffer, ValueRange{stage, r, physical},
@@ -529,6 +565,8 @@ struct KilnGpuGemmMmaSyncPass final
     Ring ringB{nullptr, shape.b, shape.bNInner ? c.bk : c.bn,
                shape.bNInner ? c.bn : c.bk, shape.bNInner ? shape.k : shape.n,
                shape.bNInner ? shape.n : shape.k};
+    // A B decoded from packed weights is computed where it is staged.
+    ringB.decode = decodedOperandProducer(shape.b);
     for (Ring *ring : {&ringA, &ringB})
       ring->buffer = launch.addWorkgroupAttribution(
           MemRefType::get({stages, ring->rows, ring->cols}, element,
@@ -977,6 +1015,8 @@ struct KilnGpuGemmMmaSyncPass final
       memref::DeallocOp::create(b, loc, workspace);
     }
     op.erase();
+    if (ringB.decode)
+      eraseDecoded(ringB.decode);
     // The epilogue and the temporary go once every op of the kernel has
     // been seen (applyStrategy holds them).
     if (epilogue)

@@ -88,10 +88,11 @@ public:
         },
         /*keepNorms=*/true, raiseAttentionOptions(*this));
     pm.addPass(createSelectStrategiesPass(spec(), hostCpu()));
-    // Packed weights (MatMulNBits) of a few-row GEMM are decoded in
-    // registers as the GEMM streams them.
+    // Packed weights (MatMulNBits) are decoded by the GEMM that reads
+    // them: in registers as the few-row GEMM streams them, into the shared
+    // ring of the tensor-core one.
     KilnFuseWeightDecodeOptions decode;
-    decode.strategies = {std::string(kGemmSmallM)};
+    decode.strategies = {std::string(kGemmSmallM), std::string(kGemmMmaSync)};
     pm.addNestedPass<func::FuncOp>(createKilnFuseWeightDecode(decode));
     // A GEMM's bias, activation, residual and cast run in its epilogue.
     pm.addNestedPass<func::FuncOp>(createKilnGpuFuseEpilogues());

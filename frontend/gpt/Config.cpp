@@ -360,6 +360,11 @@ std::optional<SpecialTokens> readSpecialTokens(StringRef dir,
       pad = ids;
     if (std::string type = f.string("model_type"); !type.empty())
       t.modelType = type;
+    for (const char *key : {"max_position_embeddings", "n_positions"})
+      if (int64_t n = f.integer(key, 0); n && !t.maxPositions) {
+        t.maxPositions = n;
+        t.maxPositionsField = key;
+      }
     if (!error.empty())
       return std::nullopt;
   }

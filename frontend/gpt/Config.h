@@ -85,6 +85,10 @@ struct SpecialTokens {
   std::vector<int64_t> eosTokenIds;
   int64_t bosTokenId = -1, padTokenId = -1;
   std::string modelType;
+  /// config.json's max_position_embeddings (or GPT-2's n_positions) and
+  /// which of the two it was; 0 when absent.
+  int64_t maxPositions = 0;
+  std::string maxPositionsField;
 };
 std::optional<SpecialTokens> readSpecialTokens(llvm::StringRef dir,
                                                std::string &error);

@@ -30,6 +30,47 @@ int64_t axisOf(const kiln_onnx::NodeProto &node) {
 
 } // namespace
 
+/// The smallest table of learned positions (GPT-2's wpe) that a Gather
+/// reads at position_ids, through casts and reshapes of them.
+void findPositionTable(const kiln_onnx::GraphProto &graph,
+                       DecoderCache &cache) {
+  if (cache.positions.empty())
+    return;
+  llvm::StringMap<const kiln_onnx::TensorProto *> initializers;
+  for (const auto &init : graph.initializer())
+    initializers[init.name()] = &init;
+  llvm::StringSet<> derived;
+  derived.insert(cache.positions);
+  // Nodes are in topological order (the ONNX checker's rule).
+  for (const auto &node : graph.node()) {
+    const std::string &op = node.op_type();
+    if ((op == "Cast" || op == "Unsqueeze" || op == "Reshape" ||
+         op == "Squeeze" || op == "Identity" || op == "Flatten") &&
+        node.input_size() > 0 && derived.contains(node.input(0)) &&
+        node.output_size() > 0) {
+      derived.insert(node.output(0));
+      continue;
+    }
+    if (op != "Gather" || node.input_size() != 2 ||
+        !derived.contains(node.input(1)))
+      continue;
+    auto table = initializers.find(node.input(0));
+    if (table == initializers.end() || table->second->dims_size() < 1)
+      continue;
+    int64_t axis = 0;
+    for (const auto &attr : node.attribute())
+      if (attr.name() == "axis")
+        axis = attr.i();
+    if (axis != 0)
+      continue;
+    int64_t rows = table->second->dims(0);
+    if (!cache.positionRows || rows < cache.positionRows) {
+      cache.positionRows = rows;
+      cache.positionTable = node.input(0);
+    }
+  }
+}
+
 std::optional<DecoderCache>
 findDecoderCache(const kiln_onnx::GraphProto &graph, std::string &why) {
   DecoderCache cache;
@@ -147,6 +188,7 @@ findDecoderCache(const kiln_onnx::GraphProto &graph, std::string &why) {
       why = "its cache input '" + pair.past + "' has no present output";
       return std::nullopt;
     }
+  findPositionTable(graph, cache);
   return cache;
 }
 

@@ -45,6 +45,10 @@ struct DecoderCache {
   llvm::StringMap<size_t> pastNames;
   /// Present outputs -> their pair.
   llvm::StringMap<size_t> presentNames;
+  /// A table of learned positions that a Gather reads at position_ids
+  /// (GPT-2's wpe), its rows: the most positions the model has (0: none).
+  std::string positionTable;
+  int64_t positionRows = 0;
 };
 
 /// `graph` as a decoder with a cache, or nothing with `why` saying which

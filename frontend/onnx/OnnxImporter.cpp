@@ -1428,6 +1428,16 @@ OwningOpRef<ModuleOp> importModelFile(MLIRContext &context, StringRef path,
                          << "NAME=MIN..MAX)";
       return {};
     }
+    if (cache->positionRows &&
+        options.decoderMaxSequence > cache->positionRows) {
+      emitError(fileLoc) << path << ": --max-seq-len "
+                         << options.decoderMaxSequence << " exceeds the "
+                         << cache->positionRows << " positions of the "
+                         << "model's position table '" << cache->positionTable
+                         << "' (read at position_ids); pass --max-seq-len "
+                         << cache->positionRows << " or less";
+      return {};
+    }
     // Two entry points over one graph; the second takes the first's
     // weights (the bytes are freed as the first imports them).
     llvm::StringMap<TypedAttr> weights;

@@ -12,6 +12,7 @@ different lengths, the cuda kernels under the simulator at bf16, text in
 and text out, and the errors."""
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -244,7 +245,22 @@ def test_errors(tmp_path):
          "--max-batch applies to checkpoint folders"),
         ([fixture("gpt2"), "--max-seq-len", "32", "--kv-cache", "off"],
          "--kv-cache off"),
+        # GPT-2's learned positions: a table of 64 rows read at position_ids.
+        ([fixture("gpt2"), "--max-seq-len", "65"],
+         "--max-seq-len 65 exceeds the 64 positions of the model's position "
+         "table 'model.transformer.wpe.weight' (read at position_ids); pass "
+         "--max-seq-len 64 or less"),
     ]
+    # Rotary positions have no table: the folder's config.json says.
+    folder = tmp_path / "llama"
+    folder.mkdir()
+    shutil.copy(fixture("llama"), folder / "model.onnx")
+    (folder / "config.json").write_text(json.dumps(
+        {"model_type": "llama", "max_position_embeddings": 32}))
+    cases.append(([str(folder / "model.onnx"), "--max-seq-len", "48"],
+                  "--max-seq-len 48 exceeds the 32 positions of the model "
+                  "(max_position_embeddings in " + str(folder) +
+                  "/config.json); pass --max-seq-len 32 or less"))
     for args, message in cases:
         result = kiln("compile", *args, "-o", str(out), check=False)
         assert result.returncode == 1, args

@@ -11,7 +11,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import kiln, run_kiln, run_reference
+from conftest import (PRECISION_TOLERANCES, kiln, normwise_error, run_kiln,
+                      run_reference)
 from test_profile import profile
 
 DEVICES = [("cpu", "cpu"), ("cuda:sm_80,sm_90a", "sim")]
@@ -208,3 +209,33 @@ def test_decode_gemm_reads_the_packed_bytes(tmp_path):
 
     ratio = gemm_bytes(quantized, "q4") / gemm_bytes(source, "bf16")
     assert 0.25 <= ratio <= 0.4, ratio
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("rows,strategy", [(1, "gemm-small-m"),
+                                           (40, "gemm-mma-sync")])
+def test_decoded_in_the_gpu_gemm(rows, strategy, precision, tmp_path):
+    """At --precision bf16/fp16 on the GPU the GEMM decodes the 4-bit
+    weights itself: the few-row GEMM in registers, the tensor-core GEMM
+    into its shared-memory ring (rows past a tile's edge included: 40 is
+    not a multiple of the tile). One kernel per layer, the ReLU in the
+    first one's epilogue, and the result within the precision's tolerance
+    of onnxruntime's f32."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import \
+        MatMulNBitsQuantizer
+    source = tmp_path / "mlp.onnx"
+    mlp(source, hidden=64, inner=256, rows=rows)
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), block_size=32,
+                                     is_symmetric=False)
+    quantizer.process()
+    path = tmp_path / "q4.onnx"
+    onnx.save(quantizer.model.model, str(path))
+    x = np.random.default_rng(3).standard_normal((rows, 64)).astype(np.float32)
+    got = run_kiln(path, {"x": x}, tmp_path, target="cuda:sm_80,sm_90a",
+                   device="sim", precision=precision)
+    want = run_reference(path, {"x": x})
+    assert normwise_error(got["y"], want["y"]) <= \
+        PRECISION_TOLERANCES[precision]
+    # The input's conversion to the precision, then one GEMM per layer.
+    found = [kn["strategy"] for kn in kernels(tmp_path / "model.kiln")]
+    assert found == ["elementwise"] + [strategy] * 2, found

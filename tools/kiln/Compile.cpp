@@ -416,6 +416,20 @@ int runCompile(const Args &args) {
                     "logits [batch, sequence, vocab] with a fixed "
                     "vocabulary, which generation samples from");
       decoderVocab = logits.getShape()[2];
+      // The positions the model was trained for, as its folder's config
+      // says (optimum writes config.json next to the export).
+      std::string dir = llvm::sys::path::parent_path(o.model).str();
+      std::string ignored;
+      if (std::optional<gpt::SpecialTokens> tokens =
+              gpt::readSpecialTokens(dir.empty() ? "." : dir, ignored);
+          tokens && tokens->maxPositions &&
+          o.maxSeqLen > tokens->maxPositions)
+        return fail("--max-seq-len " + std::to_string(o.maxSeqLen) +
+                    " exceeds the " + std::to_string(tokens->maxPositions) +
+                    " positions of the model (" + tokens->maxPositionsField +
+                    " in " + (dir.empty() ? "." : dir) +
+                    "/config.json); pass --max-seq-len " +
+                    std::to_string(tokens->maxPositions) + " or less");
     }
   }
   if (!module)
