@@ -120,7 +120,11 @@ def KilnTransposeUnalignedWeights : Pass<"kiln-transpose-unaligned-weights", "ml
       does not) and K is a multiple of a 16-byte chunk (f16, bf16 or f32),
       so that gemm-small-m streams each column of W along K.
     `kiln-fold-constant-transposes`, run after it, stores the transposed
-    bytes. Part of the cuda target's dispatch pipeline.
+    bytes. A W that a generic computes from its indices alone (the decoding
+    of MatMulNBits' 4-bit weights, whose packed bytes run along K) is
+    computed [N, K] instead, whatever M (its K a multiple of 8): the same
+    body with its two indices swapped, so that a chunk along K shares its
+    packed bytes. Part of the cuda target's dispatch pipeline.
   }];
   let dependentDialects = ["mlir::linalg::LinalgDialect",
                            "mlir::tensor::TensorDialect"];

@@ -14,8 +14,10 @@
 //
 // This pass rewrites `linalg.matmul(A, W)` with such a W into a
 // contraction that reads `transpose(W)` with the transposed indexing map;
-// kiln-fold-constant-transposes then stores the transposed bytes. The cuda
-// target runs it after the graph pipeline.
+// kiln-fold-constant-transposes then stores the transposed bytes. A W that
+// a generic computes from its indices alone (MatMulNBits' decoding, whose
+// packed bytes run along K) is computed [N, K] instead, its body's two
+// indices swapped. The cuda target runs it after the graph pipeline.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
@@ -54,6 +56,25 @@ int64_t rowsBesides(linalg::LinalgOp op, unsigned weight) {
   return rows;
 }
 
+/// A weight computed element by element from its indices alone (the
+/// decoding of block-quantized integers: a generic with no inputs that reads
+/// constants at computed indices), of static shape [K, N], read once.
+linalg::GenericOp indexComputed(Value value) {
+  auto generic = value.getDefiningOp<linalg::GenericOp>();
+  auto type = dyn_cast<RankedTensorType>(value.getType());
+  if (!generic || !value.hasOneUse() || !type || !type.hasStaticShape() ||
+      type.getRank() != 2 || generic.getNumDpsInputs() != 0 ||
+      generic.getNumDpsInits() != 1 ||
+      generic.getNumParallelLoops() != generic.getNumLoops() ||
+      !generic.getDpsInitOperand(0)->get().getDefiningOp<tensor::EmptyOp>() ||
+      !generic.getIndexingMapsArray().front().isIdentity())
+    return nullptr;
+  for (Operation &op : generic.getBlock()->without_terminator())
+    if (op.getNumRegions())
+      return nullptr;
+  return generic;
+}
+
 struct TransposeUnalignedWeights final
     : kiln::impl::KilnTransposeUnalignedWeightsBase<TransposeUnalignedWeights> {
   /// The input of `op` that is such a weight, read [k, n] with n innermost.
@@ -65,12 +86,26 @@ struct TransposeUnalignedWeights final
       OpOperand *operand = op.getDpsInputOperand(i);
       auto type = dyn_cast<RankedTensorType>(operand->get().getType());
       AffineMap map = op.getMatchingIndexingMap(operand);
-      if (!operand->get().getDefiningOp<arith::ConstantOp>() || !type ||
-          !type.hasStaticShape() || type.getRank() != 2 ||
+      bool decoded = indexComputed(operand->get()) != nullptr;
+      if ((!operand->get().getDefiningOp<arith::ConstantOp>() && !decoded) ||
+          !type || !type.hasStaticShape() || type.getRank() != 2 ||
           !map.isProjectedPermutation())
         continue;
       Type element = type.getElementType();
       bool narrow = element.isF16() || element.isBF16();
+      // A decoded weight (MatMulNBits) is decoded [N, K] whatever M: its
+      // packed bytes, scales and zero points run along K, so a GEMM's
+      // chunk along K shares them.
+      if (decoded && (narrow || element.isF32()) &&
+          type.getDimSize(0) % kChunkElements == 0) {
+        auto iterators = op.getIteratorTypesArray();
+        unsigned outer = cast<AffineDimExpr>(map.getResult(0)).getPosition();
+        unsigned inner = cast<AffineDimExpr>(map.getResult(1)).getPosition();
+        if (iterators[outer] == utils::IteratorType::reduction &&
+            iterators[inner] == utils::IteratorType::parallel)
+          return i;
+        continue;
+      }
       int64_t rows = rowsBesides(op, i);
       bool smallM = (narrow || element.isF32()) &&
                     !ShapedType::isDynamic(rows) && rows <= kSmallRows &&
@@ -116,9 +151,29 @@ struct TransposeUnalignedWeights final
       Value init = tensor::EmptyOp::create(
           rewriter, loc, ArrayRef<int64_t>{type.getDimSize(1), type.getDimSize(0)},
           type.getElementType());
-      Value transposed = linalg::TransposeOp::create(rewriter, loc, operand->get(),
-                                                     init, ArrayRef<int64_t>{1, 0})
-                             ->getResult(0);
+      Operation *old = operand->get().getDefiningOp();
+      Value transposed;
+      if (linalg::GenericOp decode = indexComputed(operand->get())) {
+        // Computed transposed: the same body with its two indices swapped.
+        init.getDefiningOp()->moveBefore(decode);
+        rewriter.setInsertionPoint(decode);
+        auto swapped = linalg::GenericOp::create(
+            rewriter, decode.getLoc(), TypeRange{init.getType()}, ValueRange{},
+            ValueRange{init}, decode.getIndexingMapsArray(),
+            decode.getIteratorTypesArray());
+        swapped->setDiscardableAttrs(decode->getDiscardableAttrDictionary());
+        rewriter.cloneRegionBefore(decode.getRegion(), swapped.getRegion(),
+                                   swapped.getRegion().end());
+        swapped.getRegion().walk([&](linalg::IndexOp index) {
+          index.setDim(1 - index.getDim());
+        });
+        transposed = swapped->getResult(0);
+        rewriter.setInsertionPoint(op);
+      } else {
+        transposed = linalg::TransposeOp::create(rewriter, loc, operand->get(),
+                                                 init, ArrayRef<int64_t>{1, 0})
+                         ->getResult(0);
+      }
       // The same loops read the transposed bytes: swap the map's results.
       SmallVector<AffineMap> maps = op.getIndexingMapsArray();
       AffineMap map = maps[operand->getOperandNumber()];
@@ -129,6 +184,8 @@ struct TransposeUnalignedWeights final
         operand->set(transposed);
         op.setIndexingMapsAttr(rewriter.getAffineMapArrayAttr(maps));
       });
+      if (isa<linalg::GenericOp>(old) && old->use_empty())
+        rewriter.eraseOp(old);
     }
   }
 };

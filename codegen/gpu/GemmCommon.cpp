@@ -9,7 +9,10 @@
 #include "codegen/gpu/Strategy.h"
 
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
 
 using namespace mlir;
 using namespace kiln;
@@ -187,9 +190,75 @@ Value kiln::evaluateDecoded(OpBuilder &b, Location loc,
       mapping.map(index.getResult(), indices[index.getDim()]);
       continue;
     }
+    // Index arithmetic by constants becomes affine, composed with the
+    // indices' own (alignedIndex): the elements of a chunk that share a
+    // packed byte, a scale or a zero point then compute the same address,
+    // and CSE keeps one load of it.
+    if (std::optional<AffineExpr> expr = affineIndexArithmetic(bodyOp)) {
+      SmallVector<OpFoldResult> operands;
+      for (Value operand : bodyOp.getOperands())
+        if (!matchPattern(operand, m_Constant()))
+          operands.push_back(mapping.lookupOrDefault(operand));
+      AffineMap map = AffineMap::get(operands.size(), 0, *expr);
+      mapping.map(bodyOp.getResult(0),
+                  getValueOrCreateConstantIndexOp(
+                      b, loc,
+                      affine::makeComposedFoldedAffineApply(b, loc, map,
+                                                            operands)));
+      continue;
+    }
     b.clone(bodyOp, mapping);
   }
   return mapping.lookup(body->getTerminator()->getOperand(0));
+}
+
+std::optional<AffineExpr> kiln::affineIndexArithmetic(Operation &op) {
+  if (op.getNumResults() != 1 || !op.getResult(0).getType().isIndex() ||
+      op.getNumOperands() != 2 ||
+      !isa<arith::AddIOp, arith::SubIOp, arith::MulIOp, arith::DivUIOp,
+           arith::RemUIOp>(op))
+    return std::nullopt;
+  // Operands in order; a constant is folded in, the others are dims
+  // (values of loop indices: never negative, so unsigned division is
+  // floordiv).
+  MLIRContext *ctx = op.getContext();
+  SmallVector<AffineExpr> terms;
+  unsigned dims = 0;
+  std::optional<int64_t> constantOperand;
+  for (Value operand : op.getOperands()) {
+    APInt value;
+    if (matchPattern(operand, m_ConstantInt(&value))) {
+      terms.push_back(getAffineConstantExpr(value.getSExtValue(), ctx));
+      constantOperand = value.getSExtValue();
+    } else {
+      terms.push_back(getAffineDimExpr(dims++, ctx));
+    }
+  }
+  AffineExpr x = terms[0], y = terms[1];
+  if (isa<arith::AddIOp>(op))
+    return x + y;
+  if (isa<arith::SubIOp>(op))
+    return x - y;
+  // Products, quotients and remainders by a positive constant only.
+  if (!constantOperand || *constantOperand <= 0 || dims != 1)
+    return std::nullopt;
+  if (isa<arith::MulIOp>(op))
+    return x * y;
+  if (!isa<AffineConstantExpr>(y))
+    return std::nullopt;
+  if (isa<arith::DivUIOp>(op))
+    return x.floorDiv(y);
+  return x % y;
+}
+
+Value kiln::alignedIndex(OpBuilder &b, Location loc, Value base,
+                         int64_t multiple, int64_t offset) {
+  AffineExpr d0 = getAffineDimExpr(0, b.getContext());
+  return getValueOrCreateConstantIndexOp(
+      b, loc,
+      affine::makeComposedFoldedAffineApply(
+          b, loc, AffineMap::get(1, 0, d0.floorDiv(multiple) * multiple + offset),
+          {OpFoldResult(base)}));
 }
 
 void kiln::eraseDecoded(linalg::GenericOp decode) {

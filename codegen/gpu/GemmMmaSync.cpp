@@ -400,13 +400,13 @@ struct KilnGpuGemmMmaSyncPass final
       Value zero = ix.c(0);
       // The loop values of the element at (row, column) of the operand's
       // tile, clamped to 0 outside.
-      auto loopsAt = [&](Value row, Value col) {
+      auto loopsAt = [&](Value row, Value col, bool clamp = true) {
         SmallVector<Value> loops(shape.ranges.size());
         for (auto [d, v] : llvm::zip(shape.batch, batchValues))
           loops[d] = v;
         for (auto [loop, value] :
              {std::pair{ring.rowLoop, row}, std::pair{ring.colLoop, col}}) {
-          Value clamped = ix.select(inside, value, zero);
+          Value clamped = clamp ? ix.select(inside, value, zero) : value;
           if (loop == shape.m) {
             assignRows(ix.b, ix.loc, shape, loops, clamped, rowExtents);
             continue;
@@ -433,10 +433,19 @@ struct KilnGpuGemmMmaSyncPass final
         Value zeroValue = arith::ConstantOp::create(
             ix.b, ix.loc, ix.b.getZeroAttr(type.getElementType()));
         SmallVector<Value> values;
+        // The chunk's start clamped once (a chunk inside K is whole), and
+        // its elements along K from the chunk-aligned start, so that they
+        // share their packed bytes', scales' and zero points' addresses.
+        Value rowAt = ix.select(inside, gRow, zero);
+        Value colAt = ix.select(inside, gCol, zero);
         for (int64_t j = 0; j < kChunk; ++j) {
+          Value col = ring.colLoop == shape.k
+                          ? alignedIndex(ix.b, ix.loc, colAt, kChunk, j)
+                          : ix.add(colAt, j);
           Value decoded = evaluateDecoded(
               ix.b, ix.loc, ring.decode,
-              indicesFor(ix.b, ix.loc, map, loopsAt(gRow, ix.add(gCol, j))));
+              indicesFor(ix.b, ix.loc, map,
+                         loopsAt(rowAt, col, /*clamp=*/false)));
           values.push_back(ix.select(inside, decoded, zeroValue));
         }
         Value chunkValue = vector::FromElementsOp::create(

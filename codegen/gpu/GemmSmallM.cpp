@@ -261,7 +261,7 @@ struct KilnGpuGemmSmallMPass final
         if (decode) {
           SmallVector<Value> values;
           for (int64_t e = 0; e < shape.chunk; ++e) {
-            Value ke = arith::AddIOp::create(lb, loc, k, constantIndex(lb, loc, e));
+            Value ke = alignedIndex(lb, loc, k, shape.chunk, e);
             Value v = evaluateDecoded(
                 lb, loc, decode,
                 indicesFor(lb, loc, bMap, loopsAt(lb, 0, colAddr[j], ke)));

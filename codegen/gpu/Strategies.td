@@ -48,7 +48,7 @@ def KilnGpuGemmMmaSync : Pass<"kiln-gpu-gemm-mma-sync", "mlir::func::FuncOp"> {
     registers; the epilogue stores them, guarded at the edges.
     GemmMmaSync.cpp has the details.
   }];
-  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::affine::AffineDialect", "mlir::scf::SCFDialect",
                            "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
                            "mlir::vector::VectorDialect", "mlir::nvgpu::NVGPUDialect",
                            "mlir::LLVM::LLVMDialect"];
@@ -112,7 +112,7 @@ def KilnGpuGemmSmallM : Pass<"kiln-gpu-gemm-small-m", "mlir::func::FuncOp"> {
     butterfly, and lane m stores row m, through the fused epilogue when
     there is one. GemmSmallM.cpp has the details.
   }];
-  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::affine::AffineDialect", "mlir::scf::SCFDialect",
                            "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
                            "mlir::vector::VectorDialect"];
 }

@@ -33,6 +33,7 @@
 
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/IR/BuiltinAttributes.h"
 
@@ -207,6 +208,15 @@ applyEpilogue(mlir::OpBuilder &b, mlir::Location loc,
 mlir::Value evaluateDecoded(mlir::OpBuilder &b, mlir::Location loc,
                             mlir::linalg::GenericOp decode,
                             llvm::ArrayRef<mlir::Value> indices);
+/// The affine form of index arithmetic by constants (add, sub, and mul,
+/// divui, remui by a positive constant) over the op's non-constant operands
+/// as dims, or nothing.
+std::optional<mlir::AffineExpr> affineIndexArithmetic(mlir::Operation &op);
+/// `base + offset` for a `base` known to be a multiple of `multiple`,
+/// written `(base floordiv multiple) * multiple + offset` so that affine
+/// simplification sees the alignment (the elements of a chunk).
+mlir::Value alignedIndex(mlir::OpBuilder &b, mlir::Location loc,
+                         mlir::Value base, int64_t multiple, int64_t offset);
 /// Erases a decoding that was evaluated where its result was read, its
 /// temporary and the temporary's deallocations.
 void eraseDecoded(mlir::linalg::GenericOp decode);

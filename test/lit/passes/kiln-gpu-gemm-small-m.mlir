@@ -137,12 +137,20 @@ func.func @bad_config(%a: memref<2x64xbf16>, %b: memref<40x64xbf16>, %c: memref<
 // COM: column, its nibble, the column's scale, rounded to bf16. The
 // COM: temporary, its decoding and its deallocation are gone: the packed
 // COM: bytes are all the kernel reads of B, whatever their layout.
+// COM: The 8 elements of a column's chunk share 4 bytes and one scale:
+// COM: their indices are composed as affine expressions of the chunk's
+// COM: aligned start, so each is loaded once.
 // CHECK-LABEL: func.func @decoded_weights
 // CHECK-NOT: memref.alloc
 // CHECK: gpu.launch
 // CHECK: scf.for %{{.*}} = %{{.*}} to %c64 step %c256
-// CHECK-COUNT-8: memref.load %arg1[{{.*}}] : memref<48x32xi8>
-// CHECK: memref.load %arg2[{{.*}}] : memref<48xf32>
+// CHECK: memref.load %arg1[%[[N0:.*]], %{{.*}}] : memref<48x32xi8>
+// CHECK: memref.load %arg2[%[[N0]]] : memref<48xf32>
+// CHECK-COUNT-3: memref.load %arg1[%[[N0]], %{{.*}}] : memref<48x32xi8>
+// CHECK: memref.load %arg1[%[[N1:.*]], %{{.*}}] : memref<48x32xi8>
+// CHECK: memref.load %arg2[%[[N1]]] : memref<48xf32>
+// CHECK-COUNT-3: memref.load %arg1[%[[N1]], %{{.*}}] : memref<48x32xi8>
+// CHECK-NOT: memref.load
 // CHECK: arith.truncf {{.*}} : f32 to bf16
 // CHECK: vector.load %arg0[{{.*}}] {alignment = 16 : i64} : memref<1x64xbf16>, vector<8xbf16>
 // CHECK: gpu.shuffle  xor

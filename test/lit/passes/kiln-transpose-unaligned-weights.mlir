@@ -79,3 +79,40 @@ func.func @small_m(%x: tensor<4x64xf32>, %z: tensor<2x8x64xbf16>, %u: tensor<17x
   %d = linalg.matmul ins(%v, %w4 : tensor<4x30xf32>, tensor<30x96xf32>) outs(%e1 : tensor<4x96xf32>) -> tensor<4x96xf32>
   return %a, %b, %c, %d : tensor<4x96xf32>, tensor<2x8x96xf32>, tensor<17x96xf32>, tensor<4x96xf32>
 }
+
+// -----
+
+// COM: A weight computed from its indices alone (MatMulNBits' decoding of
+// COM: 4-bit integers stored [N, K / 2]) is computed [N, K], whatever M:
+// COM: the same body with its two indices swapped, so that a GEMM's chunk
+// COM: along K reads contiguous packed bytes; the contraction reads it
+// COM: (n, k).
+// CHECK-LABEL: func.func @decoded
+// CHECK: %[[W:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<48x64xbf16>)
+// CHECK-NEXT: ^bb0
+// CHECK-NEXT: %[[K:.*]] = linalg.index 1 : index
+// CHECK-NEXT: %[[N:.*]] = linalg.index 0 : index
+// CHECK: tensor.extract %{{.*}}[%[[N]], %{{.*}}] : tensor<48x32xi8>
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %[[W]] : tensor<40x64xbf16>, tensor<48x64xbf16>)
+// CHECK-NOT: tensor<64x48xbf16>
+#kn = affine_map<(k, n) -> (k, n)>
+func.func @decoded(%x: tensor<40x64xbf16>) -> tensor<40x48xf32> {
+  %packed = arith.constant dense<17> : tensor<48x32xi8>
+  %e = tensor.empty() : tensor<64x48xbf16>
+  %w = linalg.generic {indexing_maps = [#kn], iterator_types = ["parallel", "parallel"]} outs(%e : tensor<64x48xbf16>) {
+  ^bb0(%out: bf16):
+    %k = linalg.index 0 : index
+    %n = linalg.index 1 : index
+    %c2 = arith.constant 2 : index
+    %at = arith.divui %k, %c2 : index
+    %byte = tensor.extract %packed[%n, %at] : tensor<48x32xi8>
+    %f = arith.uitofp %byte : i8 to f32
+    %h = arith.truncf %f : f32 to bf16
+    linalg.yield %h : bf16
+  } -> tensor<64x48xbf16>
+  %zero = arith.constant 0.0 : f32
+  %e2 = tensor.empty() : tensor<40x48xf32>
+  %fill = linalg.fill ins(%zero : f32) outs(%e2 : tensor<40x48xf32>) -> tensor<40x48xf32>
+  %y = linalg.matmul ins(%x, %w : tensor<40x64xbf16>, tensor<64x48xbf16>) outs(%fill : tensor<40x48xf32>) -> tensor<40x48xf32>
+  return %y : tensor<40x48xf32>
+}
