@@ -96,16 +96,8 @@ struct TransposeUnalignedWeights final
       // A decoded weight (MatMulNBits) is decoded [N, K] whatever M: its
       // packed bytes, scales and zero points run along K, so a GEMM's
       // chunk along K shares them.
-      if (decoded && (narrow || element.isF32()) &&
-          type.getDimSize(0) % kChunkElements == 0) {
-        auto iterators = op.getIteratorTypesArray();
-        unsigned outer = cast<AffineDimExpr>(map.getResult(0)).getPosition();
-        unsigned inner = cast<AffineDimExpr>(map.getResult(1)).getPosition();
-        if (iterators[outer] == utils::IteratorType::reduction &&
-            iterators[inner] == utils::IteratorType::parallel)
-          return i;
-        continue;
-      }
+      bool decodedAlongK = decoded && (narrow || element.isF32()) &&
+                           type.getDimSize(0) % kChunkElements == 0;
       int64_t rows = rowsBesides(op, i);
       bool smallM = (narrow || element.isF32()) &&
                     !ShapedType::isDynamic(rows) && rows <= kSmallRows &&
@@ -114,7 +106,7 @@ struct TransposeUnalignedWeights final
                         0;
       bool unaligned = narrow && type.getDimSize(1) % kChunkElements != 0 &&
                        type.getDimSize(0) % kChunkElements == 0;
-      if (!smallM && !unaligned)
+      if (!smallM && !unaligned && !decodedAlongK)
         continue;
       // Its outer dim is a reduction loop (K), its inner one is not.
       auto iterators = op.getIteratorTypesArray();
