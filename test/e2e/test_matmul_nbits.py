@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from conftest import (PRECISION_TOLERANCES, kiln, normwise_error, run_kiln,
                       run_reference)
 from test_profile import profile
+from test_sass import count, needs_ptxas, sass_by_function
 
 DEVICES = [("cpu", "cpu"), ("cuda:sm_80,sm_90a", "sim")]
 # The dequantized weights are exact; what differs from onnxruntime is the
@@ -246,3 +247,42 @@ def test_decoded_in_the_gpu_gemm(rows, strategy, precision, tmp_path):
     # The input's conversion to the precision, then one GEMM per layer.
     found = [kn["strategy"] for kn in kernels(tmp_path / "model.kiln")]
     assert found == ["elementwise"] + [strategy] * 2, found
+
+
+@needs_ptxas
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+def test_sass_of_the_decoding_gemms(arch, tmp_path):
+    """The SASS of the GEMMs that decode 4-bit weights: byte loads of the
+    packed weights (each shared by a chunk's elements: one per byte and
+    column, not one per element), no spills; the few-row GEMM's butterfly,
+    the tensor-core GEMM's HMMA fed by 128-bit stores of the decoded
+    chunks to its ring."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import \
+        MatMulNBitsQuantizer
+    for rows in (1, 40):
+        source = tmp_path / f"mlp{rows}.onnx"
+        mlp(source, hidden=64, inner=256, rows=rows)
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(source)),
+                                         block_size=32, is_symmetric=False)
+        quantizer.process()
+        path = tmp_path / f"q4-{rows}.onnx"
+        onnx.save(quantizer.model.model, str(path))
+        artifact = str(tmp_path / f"q4-{rows}.kiln")
+        kiln("compile", str(path), "-o", artifact, "--target",
+             "cuda:sm_80,sm_90a", "--precision", "bf16")
+        info, sass = sass_by_function(artifact, arch)
+        gemms = [kn["name"] for kn in info["kernels"]
+                 if kn["strategy"] in ("gemm-small-m", "gemm-mma-sync")]
+        assert len(gemms) == 2, info["kernels"]
+        for name in gemms:
+            code = next(text for fn, text in sass.items() if name in fn)
+            assert count(code, "STL") == 0, f"{name} spills"
+            assert count(code, "LDG.E.U8") > 0, name
+            if rows == 1:
+                assert count(code, "SHFL.BFLY") > 0, name
+                # Per step: 4 bytes of each of 2 columns and their zero
+                # points, not 8 loads per column's chunk.
+                assert count(code, "LDG.E.U8") <= 10, name
+            else:
+                assert count(code, "HMMA.16816.F32.BF16") > 0, name
+                assert count(code, "STS.128") > 0, name
