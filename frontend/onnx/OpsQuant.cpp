@@ -301,7 +301,8 @@ LogicalResult importDynamicQuantize(NodeContext &ctx) {
 /// `bits`-bit integers in blocks of `block_size` along K, each block with a
 /// scale and a zero point (2^(bits-1) unless given, packed like the weights
 /// when uint8, else one of the scales' type each):
-/// W[k][n] = (q(n, k) - zp(n, k / block_size)) * scale(n, k / block_size).
+/// W[k][n] = (q(n, k) - zp(n, g(k))) * scale(n, g(k)), g(k) = k / block_size
+/// or, with g_idx (act-order GPTQ), g_idx[k].
 /// The packed weights stay packed in the artifact; the dequantization,
 /// tagged kBlockQuantizedAttr, is decoded by the GEMM that reads it
 /// (kiln-fuse-weight-decode).
@@ -309,9 +310,6 @@ LogicalResult importMatMulNBits(NodeContext &ctx) {
   Value a = ctx.input(0), packed = ctx.input(1), scales = ctx.input(2);
   if (!a || !packed || !scales)
     return failure();
-  for (int i : {4})  // g_idx (deprecated: act-order GPTQ)
-    if (ctx.hasInput(i))
-      return ctx.error() << "g_idx is not supported";
   int64_t k = ctx.intAttr("K", 0), n = ctx.intAttr("N", 0),
           bits = ctx.intAttr("bits", 4), blockSize = ctx.intAttr("block_size", 0);
   Type element = elementTypeOf(a);
@@ -354,6 +352,22 @@ LogicalResult importMatMulNBits(NodeContext &ctx) {
                          << "] of the scales' type, got " << zeros.getType();
     zeros = buildReshape(b, loc, zeros, {count});
   }
+  // g_idx (act-order GPTQ): the group of scales and zero points of each
+  // row k, instead of k / block_size.
+  Value groups = ctx.hasInput(4) ? ctx.input(4) : Value();
+  if (ctx.hasInput(4) &&
+      (!groups || shapeOf(groups) != ArrayRef<int64_t>({k}) ||
+       !isa<IntegerType>(elementTypeOf(groups))))
+    return groups ? ctx.error() << "g_idx must be integers [K] = [" << k
+                                << "], got " << groups.getType()
+                  : failure();
+  // onnxruntime's CPU kernel (1.32) ignores the zero points when g_idx is
+  // given; the two together have no semantics to match.
+  if (groups && ctx.hasInput(3))
+    return ctx.error() << "g_idx together with zero_points is not "
+                       << "supported (onnxruntime ignores the zero points "
+                       << "then); requantize with symmetric blocks, or "
+                       << "without act-order";
   Value bias = ctx.hasInput(5) ? ctx.input(5) : Value();
   if (ctx.hasInput(5) &&
       (!bias || shapeOf(bias) != ArrayRef<int64_t>({n}) || elementTypeOf(bias) != element))
@@ -383,8 +397,14 @@ LogicalResult importMatMulNBits(NodeContext &ctx) {
         Value block = arith::DivUIOp::create(nb, nl, kk, indexConstant(nb, nl, blockSize));
         Value inBlock = arith::RemUIOp::create(nb, nl, kk, indexConstant(nb, nl, blockSize));
         Value q = field(nb, nl, packed, {nn, block}, inBlock);
+        // The row's group of scales and zero points.
+        Value group = block;
+        if (groups)
+          group = arith::IndexCastOp::create(
+              nb, nl, nb.getIndexType(),
+              tensor::ExtractOp::create(nb, nl, groups, ValueRange{kk}));
         Value at = arith::AddIOp::create(
-            nb, nl, arith::MulIOp::create(nb, nl, nn, indexConstant(nb, nl, blocks)), block);
+            nb, nl, arith::MulIOp::create(nb, nl, nn, indexConstant(nb, nl, blocks)), group);
         Value scale = tensor::ExtractOp::create(nb, nl, scales, ValueRange{at});
         Value qf = arith::UIToFPOp::create(nb, nl, element, q);
         Value zp;
@@ -394,7 +414,7 @@ LogicalResult importMatMulNBits(NodeContext &ctx) {
           // Row n's zero points start at byte n * zeroRowBytes.
           Value bitAt = arith::AddIOp::create(
               nb, nl, arith::MulIOp::create(nb, nl, nn, indexConstant(nb, nl, zeroRowBytes * 8 / bits)),
-              block);
+              group);
           zp = arith::UIToFPOp::create(nb, nl, element,
                                        field(nb, nl, zeros, {}, bitAt));
         } else {
@@ -403,11 +423,13 @@ LogicalResult importMatMulNBits(NodeContext &ctx) {
         return arith::MulFOp::create(nb, nl, arith::SubFOp::create(nb, nl, qf, zp),
                                      scale);
       });
-  w.getDefiningOp()->setAttr(
-      kBlockQuantizedAttr,
-      b.getDictionaryAttr({b.getNamedAttr("bits", b.getI64IntegerAttr(bits)),
-                           b.getNamedAttr("block_size",
-                                          b.getI64IntegerAttr(blockSize))}));
+  // The CPU's panels take the plain layout (a row's group is its block).
+  if (!groups)
+    w.getDefiningOp()->setAttr(
+        kBlockQuantizedAttr,
+        b.getDictionaryAttr(
+            {b.getNamedAttr("bits", b.getI64IntegerAttr(bits)),
+             b.getNamedAttr("block_size", b.getI64IntegerAttr(blockSize))}));
   Value y = buildMatmul(ctx, a, w);
   if (!y)
     return failure();

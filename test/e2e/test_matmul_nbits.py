@@ -168,6 +168,59 @@ def test_node(case, device, tmp_path):
             panelled, names
 
 
+@pytest.mark.parametrize("device", DEVICES, ids=[d for _, d in DEVICES])
+@pytest.mark.parametrize("zero_points", [False, True], ids=["no-zp", "zp"])
+def test_act_order_groups(zero_points, device, tmp_path):
+    """g_idx (act-order GPTQ): row k takes the scales of group g_idx[k],
+    not of its block; decoded in the GEMM all the same. With zero points
+    too it is refused: onnxruntime's CPU kernel ignores them then."""
+    n, k, block = 48, 64, 32
+    blocks = k // block
+    rng = np.random.default_rng(4)
+    q = rng.integers(0, 16, (n, k)).astype(np.uint8)
+    initializers = [
+        numpy_helper.from_array(pack(q, 4).reshape(n, blocks, block // 2),
+                                "b"),
+        numpy_helper.from_array(
+            (rng.random(n * blocks) * 0.1 + 0.01).astype(np.float32),
+            "scales"),
+        numpy_helper.from_array(
+            rng.permutation(np.arange(k) % blocks).astype(np.int32), "g_idx")]
+    names = ["a", "b", "scales", "", "g_idx"]
+    if zero_points:
+        zp = rng.integers(0, 16, (n, blocks)).astype(np.uint8)
+        initializers.append(numpy_helper.from_array(
+            pack(zp, 4).reshape(-1), "zp"))
+        names[3] = "zp"
+    node = helper.make_node("MatMulNBits", names, ["y"],
+                            domain="com.microsoft", K=k, N=n, bits=4,
+                            block_size=block)
+    graph = helper.make_graph(
+        [node], "gidx",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, (3, k))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializers)
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
+        str(path))
+    feeds = {"a": rng.standard_normal((3, k)).astype(np.float32)}
+    if zero_points:
+        # onnxruntime's CPU kernel ignores them with g_idx: refused.
+        result = kiln("compile", str(path), "-o", str(tmp_path / "m.kiln"),
+                      "--target", device[0], check=False)
+        assert result.returncode == 1 and not (tmp_path / "m.kiln").exists()
+        assert "g_idx together with zero_points is not supported" in \
+            result.stderr, result.stderr
+        return
+    got = run_kiln(path, feeds, tmp_path, target=device[0], device=device[1])
+    want = run_reference(path, feeds)
+    np.testing.assert_allclose(got["y"], want["y"], **TOL)
+    found = [kn["strategy"] for kn in kernels(tmp_path / "model.kiln")]
+    assert found == ["cpu-gemm" if device[1] == "cpu" else "gemm-small-m"], \
+        found
+
+
 def test_malformed_nodes_say_so(tmp_path):
     node = helper.make_node("MatMulNBits", ["a", "b", "scales"], ["y"],
                             domain="com.microsoft", K=64, N=8, bits=3,
