@@ -84,6 +84,24 @@ def pack(q, bits):
     return out
 
 
+def save_node(folder, names, initializers, a_shape, **attributes):
+    """A model of one MatMulNBits node (its `attributes`) reading graph
+    input `a` of `a_shape` and `initializers`, its inputs `names`; its
+    path."""
+    node = helper.make_node("MatMulNBits", names, ["y"],
+                            domain="com.microsoft", **attributes)
+    graph = helper.make_graph(
+        [node], "nbits",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, a_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializers)
+    path = folder / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
+        str(path))
+    return path
+
+
 CASES = [  # (id, bits, K, block, zero points, bias, A's shape prefix, N)
     ("4bit-default-zp", 4, 64, 32, None, False, (5,), 48),
     ("4bit-packed-zp-bias", 4, 80, 32, "packed", True, (2, 3), 32),
@@ -129,17 +147,8 @@ def test_node(case, device, tmp_path):
         initializers.append(numpy_helper.from_array(
             rng.standard_normal(n).astype(np.float32), "bias"))
         names += [""] * (5 - len(names)) + ["bias"]
-    node = helper.make_node("MatMulNBits", names, ["y"], domain="com.microsoft",
-                            K=k, N=n, bits=bits, block_size=block)
-    graph = helper.make_graph(
-        [node], "nbits",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, prefix + (k,))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        initializers)
-    path = tmp_path / "model.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[
-        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
-        str(path))
+    path = save_node(tmp_path, names, initializers, prefix + (k,), K=k, N=n,
+                     bits=bits, block_size=block)
     feeds = dict(inputs)
     got = run_kiln(path, feeds, tmp_path, target=device[0], device=device[1])
     want = run_reference(path, feeds)
@@ -192,18 +201,8 @@ def test_act_order_groups(zero_points, device, tmp_path):
         initializers.append(numpy_helper.from_array(
             pack(zp, 4).reshape(-1), "zp"))
         names[3] = "zp"
-    node = helper.make_node("MatMulNBits", names, ["y"],
-                            domain="com.microsoft", K=k, N=n, bits=4,
-                            block_size=block)
-    graph = helper.make_graph(
-        [node], "gidx",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, (3, k))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        initializers)
-    path = tmp_path / "model.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[
-        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
-        str(path))
+    path = save_node(tmp_path, names, initializers, (3, k), K=k, N=n, bits=4,
+                     block_size=block)
     feeds = {"a": rng.standard_normal((3, k)).astype(np.float32)}
     if zero_points:
         # onnxruntime's CPU kernel ignores them with g_idx: refused.
