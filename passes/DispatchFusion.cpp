@@ -227,18 +227,19 @@ struct KilnFuseWeightDecodePass final
   }
 
   void runOnOperation() override {
-    bool changed = true;
-    while (changed) {
-      changed = false;
-      SmallVector<DispatchOp> dispatches;
-      getOperation().walk([&](DispatchOp d) { dispatches.push_back(d); });
-      for (DispatchOp consumer : dispatches)
-        if (DispatchOp producer = decodeFeeding(consumer)) {
-          fuseDispatches(producer, consumer, consumer.getConfigAttr());
-          changed = true;
-          break;
-        }
-    }
+    // A decoding dispatch has one reader, so fusing it into one consumer
+    // leaves the others as they were: one walk, each consumer absorbing
+    // its decodings in turn.
+    // (A decoding is never of a listed strategy, so none that the walk
+    // holds is erased before its turn.)
+    SmallVector<DispatchOp> consumers;
+    getOperation().walk([&](DispatchOp d) {
+      if (llvm::is_contained(strategies, strategyOf(d).str()))
+        consumers.push_back(d);
+    });
+    for (DispatchOp consumer : consumers)
+      while (DispatchOp producer = decodeFeeding(consumer))
+        consumer = fuseDispatches(producer, consumer, consumer.getConfigAttr());
   }
 };
 

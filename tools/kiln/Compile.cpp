@@ -324,6 +324,10 @@ int runCompile(const Args &args) {
   std::optional<gpt::TokenizerTables> tokenizer;
   OwningOpRef<ModuleOp> module;
   int64_t decoderVocab = 0; // an ONNX decoder compiled for generation
+  // Its folder (optimum writes config.json, generation_config.json and the
+  // tokenizer next to the export) and what its configs say.
+  std::string decoderDir, decoderTokensError;
+  std::optional<gpt::SpecialTokens> decoderTokens;
   onnx::ImportOptions decoderImport = o.import;
   if (checkpoint) {
     gpt::ImportOptions gptOptions;
@@ -416,20 +420,21 @@ int runCompile(const Args &args) {
                     "logits [batch, sequence, vocab] with a fixed "
                     "vocabulary, which generation samples from");
       decoderVocab = logits.getShape()[2];
+      decoderDir = llvm::sys::path::parent_path(o.model).str();
+      if (decoderDir.empty())
+        decoderDir = ".";
+      decoderTokens = gpt::readSpecialTokens(decoderDir, decoderTokensError);
       // The positions the model was trained for, as its folder's config
-      // says (optimum writes config.json next to the export).
-      std::string dir = llvm::sys::path::parent_path(o.model).str();
-      std::string ignored;
-      if (std::optional<gpt::SpecialTokens> tokens =
-              gpt::readSpecialTokens(dir.empty() ? "." : dir, ignored);
-          tokens && tokens->maxPositions &&
-          o.maxSeqLen > tokens->maxPositions)
+      // says.
+      if (decoderTokens && decoderTokens->maxPositions &&
+          o.maxSeqLen > decoderTokens->maxPositions)
         return fail("--max-seq-len " + std::to_string(o.maxSeqLen) +
-                    " exceeds the " + std::to_string(tokens->maxPositions) +
-                    " positions of the model (" + tokens->maxPositionsField +
-                    " in " + (dir.empty() ? "." : dir) +
+                    " exceeds the " +
+                    std::to_string(decoderTokens->maxPositions) +
+                    " positions of the model (" +
+                    decoderTokens->maxPositionsField + " in " + decoderDir +
                     "/config.json); pass --max-seq-len " +
-                    std::to_string(tokens->maxPositions) + " or less");
+                    std::to_string(decoderTokens->maxPositions) + " or less");
     }
   }
   if (!module)
@@ -532,12 +537,9 @@ int runCompile(const Args &args) {
     generation.set_bos_token_id(-1);
     generation.set_pad_token_id(-1);
     generation.set_model_type("onnx");
-    std::string dir = llvm::sys::path::parent_path(o.model).str();
-    if (dir.empty())
-      dir = ".";
-    std::string tokensError, tokenizerError;
-    if (std::optional<gpt::SpecialTokens> tokens =
-            gpt::readSpecialTokens(dir, tokensError)) {
+    const std::string &dir = decoderDir;
+    std::string tokenizerError;
+    if (const std::optional<gpt::SpecialTokens> &tokens = decoderTokens) {
       for (int64_t id : tokens->eosTokenIds)
         generation.add_eos_token_ids(id);
       generation.set_bos_token_id(tokens->bosTokenId);
@@ -547,7 +549,7 @@ int runCompile(const Args &args) {
     } else {
       std::fprintf(stderr, "kiln: warning: %s; the artifact has no end-of-"
                    "sequence tokens (kiln generate stops at --stop or "
-                   "--max-new-tokens)\n", tokensError.c_str());
+                   "--max-new-tokens)\n", decoderTokensError.c_str());
     }
     if (std::optional<gpt::TokenizerTables> t =
             gpt::readTokenizer(dir, tokenizerError)) {
