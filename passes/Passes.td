@@ -107,6 +107,22 @@ def KilnLowerBf16MmaSync : Pass<"kiln-lower-bf16-mma-sync"> {
                            "mlir::vector::VectorDialect"];
 }
 
+def KilnLowerWarpgroupFragments : Pass<"kiln-lower-warpgroup-fragments"> {
+  let summary = "wgmma accumulators read and written as registers -> the NVVM struct's elements";
+  let description = [{
+    A flash kernel reads a `!nvgpu.warpgroup.accumulator`'s registers (and
+    writes them back) through `unrealized_conversion_cast` to and from its
+    f32 values per thread, in the D fragment's order; nvgpu has no op for
+    it. Right before `convert-nvgpu-to-nvvm`, which makes an accumulator of
+    M x N an LLVM struct of M/64 structs of N/2 f32, this pass rewrites each
+    such cast into `llvm.extractvalue` / `llvm.insertvalue` on that struct
+    behind a cast to the struct type, which the conversion and
+    `reconcile-unrealized-casts` fold. The kernel IR the simulator runs
+    keeps the casts.
+  }];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect"];
+}
+
 def KilnTransposeUnalignedWeights : Pass<"kiln-transpose-unaligned-weights", "mlir::func::FuncOp"> {
   let summary = "store matmul weights [N, K] where a GPU GEMM strategy reads them along K (cuda)";
   let description = [{

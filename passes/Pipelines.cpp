@@ -151,6 +151,7 @@ void buildGpuToBinaryPipeline(OpPassManager &pm, ArrayRef<std::string> chips,
   // Tensor-core collectives (ldmatrix, mma.sync, cp.async) to NVVM first,
   // on memrefs, as upstream's GPU-to-NVVM pipeline orders it.
   device.addPass(createKilnLowerBf16MmaSync());
+  device.addPass(createKilnLowerWarpgroupFragments());
   device.addPass(createConvertNVGPUToNVVMPass());
   device.addPass(memref::createExpandStridedMetadataPass());
   device.addPass(createLowerAffinePass());

@@ -370,7 +370,8 @@ struct EntryBuilder {
   /// The tensor map of `create`: its source buffer (through the cast to an
   /// unranked memref), the dims the strategy recorded (`kiln.tma_dims`,
   /// innermost first: the buffer seen as a dense row-major tensor of those
-  /// extents), the box and swizzle of its type.
+  /// extents, unless `kiln.tma_strides` and `kiln.tma_offset` place a view
+  /// in it), the box and swizzle of its type.
   FailureOr<PendingTensorMap>
   tensorMapOf(nvgpu::TmaCreateDescriptorOp create,
               const llvm::DenseMap<Value, LaunchArg> &local) {
@@ -399,11 +400,32 @@ struct EntryBuilder {
                                      "offset is not static";
       map.byteOffset = uint64_t(offset) * stride;
     }
-    for (auto [i, d] : llvm::enumerate(dims.asArrayRef())) {
-      if (i)
-        map.strides.push_back(stride);
-      map.dims.push_back(d);
-      stride *= d;
+    // Strides in elements for the dims after the first (`kiln.tma_strides`,
+    // a view's) and the view's first element (`kiln.tma_offset`), or the
+    // dims of a dense row-major tensor. `end` is the byte past the last
+    // element.
+    auto strides = create->getAttrOfType<DenseI64ArrayAttr>("kiln.tma_strides");
+    uint64_t end = stride;
+    if (strides) {
+      if (strides.size() + 1 != dims.size())
+        return create.emitError() << "kiln.tma_strides needs a stride per dim "
+                                     "after the first";
+      if (auto offset = create->getAttrOfType<IntegerAttr>("kiln.tma_offset"))
+        map.byteOffset += uint64_t(offset.getInt()) * stride;
+      for (auto [i, d] : llvm::enumerate(dims.asArrayRef())) {
+        if (i)
+          map.strides.push_back(uint64_t(strides[i - 1]) * stride);
+        map.dims.push_back(d);
+        end += uint64_t(d - 1) * (i ? map.strides.back() : stride);
+      }
+      stride = end;
+    } else {
+      for (auto [i, d] : llvm::enumerate(dims.asArrayRef())) {
+        if (i)
+          map.strides.push_back(stride);
+        map.dims.push_back(d);
+        stride *= d;
+      }
     }
     for (int64_t d = box.getRank() - 1; d >= 0; --d)
       map.box.push_back(box.getDimSize(d));

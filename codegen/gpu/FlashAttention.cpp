@@ -49,10 +49,8 @@
 // P is rounded, as the decomposition with softmax_type f32 does.
 //
 //===----------------------------------------------------------------------===//
-#include "codegen/gpu/BufferViews.h"
+#include "codegen/gpu/FlashCommon.h"
 #include "codegen/gpu/Strategy.h"
-#include "codegen/gpu/TileIndex.h"
-#include "dialects/kiln/KilnDialect.h"
 
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -161,15 +159,6 @@ struct KilnGpuFlashAttentionPass final
     : kiln::impl::KilnGpuFlashAttentionBase<KilnGpuFlashAttentionPass> {
   using Base::Base;
 
-  /// The buffer a tensor operand of the op reads: bufferization leaves
-  /// the op on tensors made of buffers (addKernelBufferization with
-  /// keepWholeOps).
-  static Value bufferOf(Value tensor) {
-    if (auto toTensor = tensor.getDefiningOp<bufferization::ToTensorOp>())
-      return toTensor.getBuffer();
-    return Value();
-  }
-
   /// A shared tile of `rows` x `width` elements in `stages` stages.
   struct Tile {
     Value buffer;
@@ -225,22 +214,6 @@ struct KilnGpuFlashAttentionPass final
       if ((i + 1) * threads <= total)
         tokens.push_back(token);
     }
-  }
-
-  /// `value` combined over the four lanes that hold a row of an mma
-  /// accumulator (xor shuffles by 1 and 2).
-  template <typename CombineOp>
-  static Value acrossRow(OpBuilder &b, Location loc, Value value) {
-    Value width = arith::ConstantIntOp::create(b, loc, kWarp, 32);
-    for (int64_t offset : {1, 2}) {
-      Value step = arith::ConstantIntOp::create(b, loc, offset, 32);
-      value =
-          CombineOp::create(b, loc, value,
-                            gpu::ShuffleOp::create(b, loc, value, step, width,
-                                                   gpu::ShuffleMode::XOR)
-                                .getShuffleResult());
-    }
-    return value;
   }
 
   Value ldmatrix(Ix &ix, const Tile &tile, Value stage, Value row, Value chunk,
@@ -378,22 +351,12 @@ struct KilnGpuFlashAttentionPass final
              << "the grid of " << qTiles << " x " << shape.heads << " x "
              << shape.batch * splits << " blocks exceeds the device's limits";
 
-    // The operands' buffers, and the step that moves the result to the
-    // kernel's output (a copy, or the permutation that merges the heads).
-    Value q = bufferOf(op.getQuery()), k = bufferOf(op.getKey()),
-          v = bufferOf(op.getValue());
-    Value bias = op.getBias() ? bufferOf(op.getBias()) : Value();
-    bufferization::ToBufferOp resultBuffer;
-    Operation *resultStep = nullptr;
-    if (op->hasOneUse())
-      resultBuffer =
-          dyn_cast<bufferization::ToBufferOp>(*op->getUsers().begin());
-    if (resultBuffer && resultBuffer->hasOneUse())
-      resultStep = *resultBuffer->getUsers().begin();
-    if (!q || !k || !v || (op.getBias() && !bias) || !resultStep)
-      return op.emitError()
-             << "flash-attention-mma-sync expects the bufferized kernel: "
-                "operands read from buffers, the result stored to one";
+    FailureOr<FlashBuffers> resolved =
+        flashBuffersOf(op, kFlashAttentionMmaSync);
+    if (failed(resolved))
+      return failure();
+    FlashBuffers &buffers = *resolved;
+    Value q = buffers.q, k = buffers.k, v = buffers.v, bias = buffers.bias;
     // The counts on the host side of the launch: constants, or the sizes
     // of the buffers (a buffer of symbolic shape is never a view, so it
     // stays).
@@ -423,54 +386,10 @@ struct KilnGpuFlashAttentionPass final
     Value kvTileCount = kvTiles ? constantIndex(b, loc, kvTiles)
                                 : ceilDiv(keyCount, c.bn);
 
-    // Operands that data movement inside the kernel wrote into temporaries
-    // (the head split of a QKV projection: gathers and transposes) are
-    // read in place, as strided views of the kernel's buffers, when their
-    // rows can still be copied in 16-byte chunks; likewise the result is
-    // written through the permutation that follows it. Otherwise the
-    // steps stay, as kernels of their own.
-    Movement movement;
-    SmallVector<std::optional<StridedView>> inputViews;
-    for (Value operand : {op.getQuery(), op.getKey(), op.getValue()}) {
-      Movement own;
-      auto toTensor = operand.getDefiningOp<bufferization::ToTensorOp>();
-      std::optional<StridedView> view =
-          sourceView(toTensor.getBuffer(), toTensor, own);
-      if (!view || own.steps.empty() || !view->alignedTo(kChunk)) {
-        inputViews.push_back(std::nullopt);
-        continue;
-      }
-      inputViews.push_back(view);
-      movement.steps.insert_range(own.steps);
-      movement.temporaries.insert_range(own.temporaries);
-    }
-    Value out;
-    std::optional<StridedView> outView;
-    if (auto copy = dyn_cast<memref::CopyOp>(resultStep);
-        copy && copy.getSource() == resultBuffer.getResult()) {
-      out = copy.getTarget();
-    } else if ((outView = targetView(resultStep, resultBuffer.getResult())) &&
-               outView->alignedTo(2)) {
-      // Pairs of elements are stored as one 4-byte word.
-    } else {
-      // The result goes to a temporary that the step then reads.
-      outView.reset();
-      auto resultType = cast<ShapedType>(op.getResult().getType());
-      SmallVector<Value> sizes;
-      if (resultType.isDynamicDim(0))
-        sizes.push_back(batchCount);
-      if (resultType.isDynamicDim(2))
-        sizes.push_back(queryCount);
-      out = memref::AllocOp::create(
-          b, loc,
-          MemRefType::get(resultType.getShape(), resultType.getElementType()),
-          sizes);
-      OpBuilder after(resultStep->getBlock()->getTerminator());
-      memref::DeallocOp::create(after, loc, out);
-      resultBuffer.getResult().replaceAllUsesWith(
-          memref::CastOp::create(b, loc, resultBuffer.getType(), out));
-      resultStep = nullptr;
-    }
+    resolveFlashViews(op, b, buffers, batchCount, queryCount, kChunk);
+    Value out = buffers.out;
+    const std::optional<StridedView> &outView = buffers.outView;
+    ArrayRef<std::optional<StridedView>> inputViews = buffers.views;
 
     // Split-KV: each split's unnormalized O, and its rows' max and sum.
     std::optional<SplitParts> split_;
@@ -561,9 +480,7 @@ struct KilnGpuFlashAttentionPass final
       // last query, packed: any tile may hold it).
       Value last = packed ? ix.add(causalShift, shape.queries)
                           : ix.add(qBase, ix.add(causalShift, c.bm));
-      Value positive = arith::MaxSIOp::create(in, loc, last, ix.c(0));
-      kvEnd = arith::MinUIOp::create(
-          in, loc, ix.div(ix.add(positive, c.bn - 1), c.bn), kvEnd);
+      kvEnd = causalTileEnd(ix, last, c.bn, kvEnd);
     }
     Value kvBegin = arith::MulIOp::create(in, loc, split, perSplit);
     kvEnd = arith::MinUIOp::create(in, loc, ix.add(kvBegin, perSplit), kvEnd);
@@ -650,71 +567,29 @@ struct KilnGpuFlashAttentionPass final
       for (Value row : rows)
         rowHeads.push_back(
             headAndQuery(lx, lx.select(lx.ltV(row, rowCount), row, lx.c(0))));
+      ScoreTerms terms{scale, softcap, bias, batch, causal.has_value(),
+                       causalShift, keyCount, negInf};
       SmallVector<SmallVector<Value>> s(2); // [half][j * 2 + e]
       for (int64_t j = 0; j < sTiles; ++j)
         for (int64_t half = 0; half < 2; ++half)
           for (int64_t e = 0; e < 2; ++e) {
             Value x = vector::ExtractOp::create(lb, loc, scores[j],
                                                 ArrayRef<int64_t>{half, e});
-            x = arith::MulFOp::create(lb, loc, x, f32c(lb, scale));
-            if (softcap > 0) {
-              Value cap = f32c(lb, softcap);
-              x = arith::MulFOp::create(
-                  lb, loc,
-                  math::TanhOp::create(lb, loc,
-                                       arith::DivFOp::create(lb, loc, x, cap)),
-                  cap);
-            }
             auto [rowHead, query] = rowHeads[half];
             Value key = lx.add(keyBase, lx.add(lx.mul(inGroup, 2), j * 8 + e));
-            Value keep = lx.ltV(key, keyCount);
-            if (bias) {
-              auto biasType = cast<MemRefType>(bias.getType());
-              Value full[4] = {batch, rowHead, query,
-                               lx.select(keep, key, lx.c(0))};
-              SmallVector<Value> indices;
-              for (int64_t d = 0; d < biasType.getRank(); ++d) {
-                int64_t fullDim = 4 - biasType.getRank() + d;
-                indices.push_back(biasType.getDimSize(d) == 1 ? lx.c(0)
-                                                              : full[fullDim]);
-              }
-              Value term = memref::LoadOp::create(lb, loc, bias, indices);
-              x = arith::AddFOp::create(
-                  lb, loc, x, arith::ExtFOp::create(lb, loc, f32, term));
-            }
-            if (causal)
-              keep = lx.andI(keep, arith::CmpIOp::create(
-                                       lb, loc, arith::CmpIPredicate::sle, key,
-                                       lx.add(query, causalShift)));
             s[half].push_back(
-                arith::SelectOp::create(lb, loc, keep, x, negInf));
+                applyScoreTerms(lx, terms, x, rowHead, query, key));
           }
 
       // Online softmax per row: the max across the row's four lanes, the
       // running max and sum rescaled, P = exp(s - m).
       SmallVector<Value> newMax(2), corr(2), sums(2);
       for (int64_t half = 0; half < 2; ++half) {
-        Value mx = s[half].front();
-        for (Value x : ArrayRef<Value>(s[half]).drop_front())
-          mx = arith::MaximumFOp::create(lb, loc, mx, x);
-        mx = acrossRow<arith::MaximumFOp>(lb, loc, mx);
-        Value oldMax = iter[oTiles + half];
-        newMax[half] = arith::MaximumFOp::create(lb, loc, oldMax, mx);
-        // A row with no key seen yet keeps m = -inf; exponents then use 0.
-        Value unseen = arith::CmpFOp::create(lb, loc, arith::CmpFPredicate::OEQ,
-                                             newMax[half], negInf);
-        Value base = arith::SelectOp::create(lb, loc, unseen, f32c(lb, 0.0),
-                                             newMax[half]);
-        corr[half] = math::ExpOp::create(
-            lb, loc, arith::SubFOp::create(lb, loc, oldMax, base));
-        Value sum =
-            arith::MulFOp::create(lb, loc, iter[oTiles + 2 + half], corr[half]);
-        for (Value &x : s[half]) {
-          x = math::ExpOp::create(lb, loc,
-                                  arith::SubFOp::create(lb, loc, x, base));
-          sum = arith::AddFOp::create(lb, loc, sum, x);
-        }
-        sums[half] = sum;
+        RowSoftmax row = onlineSoftmax(lb, loc, s[half], iter[oTiles + half],
+                                       iter[oTiles + 2 + half], negInf);
+        newMax[half] = row.max;
+        corr[half] = row.correction;
+        sums[half] = row.sum;
       }
 
       // O = O * corr + P V, P's fragments straight from the scores'.
@@ -759,8 +634,7 @@ struct KilnGpuFlashAttentionPass final
     // l summed over the row's four lanes.
     SmallVector<Value> rowSums(2);
     for (int64_t half = 0; half < 2; ++half)
-      rowSums[half] =
-          acrossRow<arith::AddFOp>(in, loc, loop.getResult(oTiles + 2 + half));
+      rowSums[half] = rowSum(in, loc, loop.getResult(oTiles + 2 + half));
     auto rowOf = [&](int64_t half) {
       return ix.add(qBase, ix.add(warpRow, ix.add(group, 8 * half)));
     };
@@ -769,13 +643,8 @@ struct KilnGpuFlashAttentionPass final
     // adjacent columns leave as one store.
     SmallVector<Value> inverse(2);
     if (!split_)
-      for (int64_t half = 0; half < 2; ++half) {
-        Value empty = arith::CmpFOp::create(in, loc, arith::CmpFPredicate::OEQ,
-                                            rowSums[half], f32c(in, 0.0));
-        inverse[half] = arith::SelectOp::create(
-            in, loc, empty, f32c(in, 0.0),
-            arith::DivFOp::create(in, loc, f32c(in, 1.0), rowSums[half]));
-      }
+      for (int64_t half = 0; half < 2; ++half)
+        inverse[half] = inverseOrZero(in, loc, rowSums[half]);
     Type stored = split_ ? f32 : element;
     // A row's pairs leave a quad as 16 bytes, half a sector: through shared
     // memory instead, O goes out in 16-byte chunks of whole rows. K's ring
@@ -891,17 +760,7 @@ struct KilnGpuFlashAttentionPass final
       memref::DeallocOp::create(b, loc, split_->partML);
     }
 
-    if (resultStep)
-      resultStep->erase();
-    resultBuffer.erase();
-    llvm::SetVector<Operation *> inputs;
-    for (Value operand : op->getOperands())
-      inputs.insert(operand.getDefiningOp());
-    op.erase();
-    for (Operation *input : inputs)
-      if (input->use_empty())
-        input->erase();
-    movement.erase();
+    eraseFlashAttention(op, buffers);
     return success();
   }
 

@@ -30,6 +30,7 @@ void buildGpuKernelPipeline(OpPassManager &pm) {
   addKernelBufferization(pm, /*keepWholeOps=*/true);
   // Attention whole (flash-attention-mma-sync), on the buffers it reads
   // and the one its result is copied to.
+  pm.addNestedPass<func::FuncOp>(createKilnGpuFlashAttentionWgmma());
   pm.addNestedPass<func::FuncOp>(createKilnGpuFlashAttention());
   // The strategies, each on the kernels whose configuration names it (its
   // own or a part's): contractions get shared-memory tiles and register

@@ -24,6 +24,10 @@ public:
 
   DictionaryAttr select(Operation *root) {
     if (isa<AttentionOp>(root)) {
+      if (facts.has(targets::MmaGeneration::Wgmma))
+        if (std::optional<FlashShape> shape = flashAttentionShape(root))
+          if (DictionaryAttr config = flashAttentionWgmma(*shape))
+            return config;
       if (facts.has(targets::MmaGeneration::MmaSync))
         if (std::optional<FlashShape> shape = flashAttentionShape(root))
           if (DictionaryAttr config = flashAttention(*shape))
@@ -249,6 +253,20 @@ private:
       return config(kFlashAttentionMmaSync, entries);
     }
     return nullptr;
+  }
+  /// Hopper prefill (static counts, at least 64 queries; decode stays on
+  /// mma.sync with split-KV): two warpgroups per block (128 query rows)
+  /// while that still makes a block per SM, else one; two stages of K and
+  /// V (up to 112 KiB with a head of 128).
+  DictionaryAttr flashAttentionWgmma(const FlashShape &shape) {
+    if (!flashWgmmaAccepts(shape) || shape.queries < 64)
+      return nullptr;
+    int64_t wide = llvm::divideCeil(shape.queries, 128) * shape.heads *
+                   shape.batch;
+    int64_t bm = wide >= int64_t(facts.smCount) ? 128 : 64;
+    return config(kFlashAttentionWgmma,
+                  {named("tile", ArrayRef<int64_t>{bm, 64}),
+                   named("stages", int64_t(2))});
   }
   /// Split-KV (decode: a few query rows against a long KV cache): when the
   /// (query tile, head, batch) blocks leave SMs idle, the key tiles are

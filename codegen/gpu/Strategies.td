@@ -78,6 +78,30 @@ def KilnGpuFlashAttention : Pass<"kiln-gpu-flash-attention", "mlir::func::FuncOp
                            "mlir::bufferization::BufferizationDialect"];
 }
 
+def KilnGpuFlashAttentionWgmma : Pass<"kiln-gpu-flash-attention-wgmma", "mlir::func::FuncOp"> {
+  let summary = "GPU attention strategy for sm_90a (flash-attention-wgmma): TMA, mbarriers and wgmma";
+  let description = [{
+    Runs on kernel functions whose `kiln.config` selects
+    `flash-attention-wgmma`, with the configuration's `tile` (64 or 128
+    query rows, a warpgroup per 64; 64 keys) and `stages`, right after
+    bufferization. A `kiln.attention` of f16 or bf16 operands with static
+    counts becomes one `gpu.launch`: thread 0 loads the Q tile and an
+    S-stage ring of K and V tiles with `nvgpu.tma.async.load` (mbarriers
+    with transaction counts, 128-byte swizzle, tensor maps over the
+    operands' buffers or the strided views they are read through);
+    S = Q Kᵀ and O += P V run on `nvgpu.warpgroup.mma` with f32
+    accumulators; the scale, softcap, bias, causal mask and online softmax
+    run on the accumulators' registers (`unrealized_conversion_cast` to
+    f32 values, see kiln-lower-warpgroup-fragments); P goes through shared
+    memory. FlashWgmma.cpp has the details.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
+                           "mlir::vector::VectorDialect", "mlir::nvgpu::NVGPUDialect",
+                           "mlir::NVVM::NVVMDialect", "mlir::math::MathDialect",
+                           "mlir::bufferization::BufferizationDialect"];
+}
+
 def KilnGpuGemmWgmma : Pass<"kiln-gpu-gemm-wgmma", "mlir::func::FuncOp"> {
   let summary = "GPU GEMM strategy for sm_90a (gemm-wgmma): TMA, mbarriers and wgmma";
   let description = [{

@@ -63,6 +63,8 @@ inline constexpr llvm::StringLiteral kGeneric = "generic";
 inline constexpr llvm::StringLiteral kAttentionFallback = "attention-fallback";
 inline constexpr llvm::StringLiteral kFlashAttentionMmaSync =
     "flash-attention-mma-sync";
+inline constexpr llvm::StringLiteral kFlashAttentionWgmma =
+    "flash-attention-wgmma";
 
 /// The kernel function attribute with the dispatch's configuration, and
 /// the launch attribute with the configuration a strategy applied.
@@ -280,6 +282,9 @@ std::optional<FlashShape> flashAttentionShape(mlir::Operation *root);
 /// and V (bn rows each), heads padded to multiples of 16.
 int64_t flashAttentionSharedBytes(const FlashShape &shape, int64_t bm,
                                   int64_t bn, int64_t stages);
+/// Whether flash-attention-wgmma takes it: static counts, heads of at most
+/// 128 elements (padded to 64 in shared memory).
+bool flashWgmmaAccepts(const FlashShape &shape);
 
 /// The configuration for a dispatch whose root is `root`, for the
 /// architectures whose common facts are `facts`.

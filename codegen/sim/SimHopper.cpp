@@ -45,8 +45,11 @@
 //                    column 8 (e / 4) + 2 (t % 4) + e % 2 (the store's
 //                    lowering uses the block's thread id as is); reading
 //                    them while a wgmma group is in flight is an error
+//   unrealized_conversion_cast between an accumulator and its registers
+//                    (the f32 values of the D fragment, in its order);
+//                    reading them while a group is in flight is an error
 //   nvgpu.tma.prefetch.descriptor, nvgpu.tma.fence.descriptor,
-//   nvvm.fence.mbarrier.init
+//   nvvm.fence.mbarrier.init, nvvm.fence.proxy
 //                    no effect on the results (the proxy fences are not
 //                    modelled: a missing one is not caught)
 //
@@ -626,8 +629,8 @@ bool runWarpgroupMma(BlockRunner &runner, Operation &operation,
       }
       if (c.readEpoch != runner.epoch) {
         c.readEpoch = runner.epoch;
-        c.reader = t0;
-      } else if (c.reader != int64_t(t0)) {
+        c.reader = ShadowCell::warpgroupReader(g);
+      } else if (c.reader != ShadowCell::warpgroupReader(g)) {
         c.reader = ShadowCell::kMany;
       }
       auto range = llvm::find_if(reads, [&](const ReadRange &r) {
@@ -787,9 +790,58 @@ bool runMmaStore(BlockRunner &runner, Operation &operation, const Mask &mask) {
   return ok;
 }
 
+/// An accumulator's registers and back (`unrealized_conversion_cast`
+/// between !nvgpu.warpgroup.accumulator and its N/2 f32 values per
+/// thread, in the D fragment's order): what kiln-lower-warpgroup-fragments
+/// lowers to the accumulator struct's elements. Reading the registers
+/// while a wgmma group is in flight is an error, as for mma.store.
+bool runFragmentCast(BlockRunner &runner, Operation &operation,
+                     const Mask &mask) {
+  auto op = cast<UnrealizedConversionCastOp>(operation);
+  auto isAccumulator = [](Type type) {
+    return isa<nvgpu::WarpgroupAccumulatorType>(type);
+  };
+  if (op.getNumOperands() == 1 && isAccumulator(op.getOperand(0).getType())) {
+    auto it = runner.vectors.find(op.getOperand(0));
+    if (it == runner.vectors.end() || it->second.size() != op.getNumResults()) {
+      runner.fail(&operation, "reads an accumulator the simulator did not "
+                              "build, or not as its registers");
+      return false;
+    }
+    std::vector<unsigned> groups;
+    if (!activeWarpgroups(runner, operation, mask, groups))
+      return false;
+    for (unsigned g : groups)
+      if (!runner.wgmmaInFlight[g].empty()) {
+        runner.fail(&operation, "reads the accumulators while a wgmma group "
+                                "of warpgroup " + std::to_string(g) +
+                                " is in flight (wait for it with "
+                                "nvvm.wgmma.wait.group.sync.aligned 0)");
+        return false;
+      }
+    std::vector<Lanes> registers = it->second;
+    for (auto [result, lanes] : llvm::zip(op.getResults(), registers)) {
+      Lanes &out = runner.def(result);
+      runner.forActive(mask, [&](unsigned t) { out[t] = lanes[t]; });
+    }
+    return true;
+  }
+  if (op.getNumResults() == 1 && isAccumulator(op.getResult(0).getType())) {
+    std::vector<Lanes> registers;
+    for (Value operand : op.getOperands())
+      registers.push_back(runner.get(operand));
+    runner.vectors[op.getResult(0)] = std::move(registers);
+    return true;
+  }
+  runner.fail(&operation, "only casts between a wgmma accumulator and its "
+                          "registers are modelled");
+  return false;
+}
+
 } // namespace
 
 void registerHopperHandlers(HandlerTable &table) {
+  table.add<UnrealizedConversionCastOp>(runFragmentCast);
   table.add<nvgpu::MBarrierCreateOp>(runMbarrierCreate);
   table.add<nvgpu::MBarrierInitOp>(runMbarrierInit);
   table.add<nvgpu::MBarrierArriveExpectTxOp>(runArriveExpectTx);
@@ -798,7 +850,7 @@ void registerHopperHandlers(HandlerTable &table) {
   table.add<nvgpu::MBarrierTryWaitParityOp>(runTryWaitParity);
   table.add<nvgpu::TmaAsyncLoadOp>(runTmaLoad);
   table.add<nvgpu::TmaPrefetchOp, nvgpu::TmaFenceOp,
-            NVVM::FenceMbarrierInitOp>(runNoEffect);
+            NVVM::FenceMbarrierInitOp, NVVM::FenceProxyOp>(runNoEffect);
   table.add<nvgpu::WarpgroupGenerateDescriptorOp>(runGenerateDescriptor);
   table.add<nvgpu::WarpgroupMmaInitAccumulatorOp>(runInitAccumulator);
   table.add<nvgpu::WarpgroupMmaOp>(runWarpgroupMma);

@@ -60,6 +60,14 @@ struct ShadowCell {
   /// kVisible: landed by an asynchronous copy (TMA) whose mbarrier phase
   /// completed; the wait made it visible to every thread.
   static constexpr int64_t kNone = -1, kMany = -2, kVisible = -3;
+  /// A reader kWarpgroup - g: the wgmma operand reads of warpgroup g (the
+  /// async proxy on its behalf); once its wait retired them, the
+  /// warpgroup's own threads may write the element.
+  static constexpr int64_t kWarpgroup = -16;
+  static int64_t warpgroupReader(unsigned g) { return kWarpgroup - g; }
+  bool readByWarpgroupOf(unsigned thread) const {
+    return reader <= kWarpgroup && uint64_t(kWarpgroup - reader) == thread / 128;
+  }
   int64_t writer = kNone;
   int64_t writeEpoch = -1;
   int64_t reader = kNone;

@@ -127,7 +127,8 @@ bool BlockRunner::checkHazard(Operation &op, const MemDesc &m,
     return report("write-after-write race", cell.writer);
   if (!checkWgmmaReads(*this, op, m.shadow, element, element))
     return false;
-  if (cell.readEpoch == epoch && cell.reader != t)
+  if (cell.readEpoch == epoch && cell.reader != t &&
+      !cell.readByWarpgroupOf(t))
     return report("write-after-read race", cell.reader);
   cell.writer = t;
   cell.writeEpoch = epoch;

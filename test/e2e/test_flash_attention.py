@@ -61,10 +61,10 @@ CASES = {
 }
 
 
-def build(name, path):
-    """An opset-23 Attention node for the case; returns its inputs and a
-    float64 NumPy reference of its output."""
-    case = CASES[name]
+def build(name, path, case=None):
+    """An opset-23 Attention node for the case (`CASES[name]` unless given);
+    returns its inputs and a float64 NumPy reference of its output."""
+    case = case or CASES[name]
     b, hq, hkv, s, past, new, d = case["shape"]
     rng = np.random.default_rng(sum(map(ord, name)))
     f = TensorProto.FLOAT

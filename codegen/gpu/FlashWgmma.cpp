@@ -1,0 +1,549 @@
+//===- FlashWgmma.cpp - attention as one TMA + wgmma kernel (sm_90a) -----===//
+//
+// The Hopper attention strategy for `kiln.attention` of f16 or bf16
+// operands with static counts, configured by `tile` (BM query rows, 64 per
+// warpgroup; BN = 64 keys per step) and `stages` (S). FlashAttention-3's
+// data path on the ops MLIR 22 has:
+//
+// - one block of BM/64 warpgroups per BM query rows of one (batch, head):
+//   grid x over query tiles, y over query heads, z over the batch; query
+//   head h reads KV head h / (Hq / Hkv) in place;
+// - thread 0 loads with TMA (`nvgpu.tma.async.load`, 128-byte swizzle):
+//   the Q tile once, then K and V tiles of BN keys into an S-stage ring,
+//   each stage completing on its mbarrier with the tile's byte count. The
+//   tensor maps see each operand as 4-D, innermost first [d, batch, head,
+//   row] with the strides of the buffer or of the strided view it is read
+//   through (the head split of a QKV projection), so a box is [64 d x 1 x
+//   1 x rows]: rows past the sequence and columns past the head read zero;
+// - S = Q Kᵀ per warpgroup on `nvgpu.warpgroup.mma` (64 x BN, f32): one
+//   k16 step per op, since K in shared memory ([key][d], d innermost) is
+//   Kᵀ K-major, whose descriptor the nvgpu lowering does not advance: each
+//   step's descriptors start 32 bytes further into the 128-byte swizzled
+//   rows of Q and K (another 64-wide box every 4 steps). The steps chain
+//   through the accumulator without waiting (wgmma orders accumulator
+//   accesses of one shape); the last waits for all;
+// - the scores leave the accumulator as its per-thread registers
+//   (`unrealized_conversion_cast` to f32 values, which
+//   kiln-lower-warpgroup-fragments turns into the accumulator struct's
+//   elements): thread t holds rows 16 (t / 32 % 4) + t % 32 / 4 (+8) and
+//   columns 8j + 2 (t % 4) (+1). Scale, softcap, bias, causal and length
+//   masks and the online softmax run there as in flash-attention-mma-sync;
+//   O's registers are rescaled the same way and go back into its
+//   accumulator;
+// - P is rounded to the operand type and stored into the warpgroup's
+//   [64][64] shared tile in the 128-byte swizzled K-major layout wgmma
+//   reads (a quad's 4-byte pairs: conflict-free), made visible to the
+//   async proxy (`fence.proxy.async`) and the block (a barrier); then
+//   O += P V is one `nvgpu.warpgroup.mma` (4 k16 steps, V N-major as
+//   TMA wrote it), left in flight while the next tile's scores start;
+// - after the barrier, every warpgroup has retired the products that read
+//   the ring's oldest stage, and thread 0 refills it with tile t + S - 1;
+// - causal blocks stop at the last tile their rows can see; the end
+//   divides O by the row sums (0 for a row that saw no key) and stores
+//   pairs of the result type, guarded at the sequence and head edges.
+//
+// Not yet: a producer warp with setmaxnreg, two consumer warpgroups
+// ping-ponging softmax and GEMMs, P kept in registers (wgmma's A from
+// registers, which nvgpu does not expose), symbolic counts (the tensor
+// maps' dims from the run), split-KV for decode (flash-attention-mma-sync
+// does it).
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/gpu/FlashCommon.h"
+#include "codegen/gpu/Strategy.h"
+
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+
+#include <cmath>
+
+namespace kiln {
+#define GEN_PASS_DEF_KILNGPUFLASHATTENTIONWGMMA
+#include "codegen/gpu/Strategies.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln;
+
+namespace {
+
+constexpr int64_t kWarpgroup = 128;
+constexpr int64_t kRows = 64; // a warpgroup's query rows (wgmma's M)
+constexpr int64_t kBn = 64;   // keys per step
+constexpr int64_t kAtom = 64; // elements of a 128-byte swizzled row
+
+int64_t roundUp(int64_t x, int64_t to) { return llvm::divideCeil(x, to) * to; }
+
+struct KilnGpuFlashAttentionWgmmaPass final
+    : kiln::impl::KilnGpuFlashAttentionWgmmaBase<
+          KilnGpuFlashAttentionWgmmaPass> {
+  using Base::Base;
+
+  LogicalResult rewrite(AttentionOp op, const StrategyConfig &config) {
+    std::optional<FlashShape> maybeShape = flashAttentionShape(op);
+    if (!maybeShape || maybeShape->symbolic() ||
+        !flashWgmmaAccepts(*maybeShape))
+      return op.emitError()
+             << "flash-attention-wgmma takes f16 or bf16 attention with "
+                "static counts and heads of at most 128 elements in "
+                "multiples of 8";
+    const FlashShape &shape = *maybeShape;
+    FailureOr<SmallVector<int64_t>> tile = config.getInts("tile", 2);
+    FailureOr<int64_t> stagesOr = config.getInt("stages");
+    if (failed(tile) || failed(stagesOr))
+      return failure();
+    int64_t bm = (*tile)[0];
+    if (bm % kRows || bm > 2 * kRows || (*tile)[1] != kBn)
+      return config.error() << "flash-attention-wgmma takes 64 or 128 query "
+                               "rows (a warpgroup per 64) and 64 keys";
+    if (*stagesOr < 2)
+      return config.error() << "the pipeline needs at least 2 stages";
+    int64_t groupsPerBlock = bm / kRows, threads = groupsPerBlock * kWarpgroup;
+    MLIRContext *ctx = op.getContext();
+    Location loc = op.getLoc();
+    OpBuilder b(op);
+    Type element = op.getQuery().getType().getElementType();
+    Type f32 = b.getF32Type();
+    int64_t dq = roundUp(shape.headQK, kAtom), dv = roundUp(shape.headV, kAtom);
+    int64_t groups = shape.heads / shape.kvHeads;
+    int64_t qTiles = llvm::divideCeil(shape.queries, bm);
+    int64_t kvTiles = llvm::divideCeil(shape.keys, kBn);
+    int64_t stages = std::min(*stagesOr, kvTiles + 1);
+    if (qTiles > 0x7fffffff || shape.heads > 65535 || shape.batch > 65535)
+      return op.emitError() << "the grid of " << qTiles << " x " << shape.heads
+                            << " x " << shape.batch
+                            << " blocks exceeds the device's limits";
+    std::optional<int64_t> causal = op.getCausalOffset();
+    int64_t causalShift = causal.value_or(0);
+    if (causal && op.getCausalFromEnd())
+      causalShift += shape.keys - shape.queries;
+
+    FailureOr<FlashBuffers> resolved = flashBuffersOf(op, kFlashAttentionWgmma);
+    if (failed(resolved))
+      return failure();
+    FlashBuffers &buffers = *resolved;
+    resolveFlashViews(op, b, buffers, constantIndex(b, loc, shape.batch),
+                      constantIndex(b, loc, shape.queries), /*chunk=*/8);
+
+    // The tensor maps, on the host side: each operand as [d, batch, head,
+    // row] (innermost first) over the buffer it lies in.
+    auto workgroup = gpu::AddressSpaceAttr::get(
+        ctx, gpu::GPUDialect::getWorkgroupAddressSpace());
+    auto mapType = nvgpu::TensorMapDescriptorType::get(
+        ctx,
+        MemRefType::get({kBn, 1, 1, kAtom}, element,
+                        MemRefLayoutAttrInterface(), b.getI64IntegerAttr(3)),
+        nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
+        nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
+        nvgpu::TensorMapOOBKind::OOB_ZERO,
+        nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
+    static_assert(kRows == kBn, "Q, K and V boxes share one shape");
+    auto tensorMap = [&](Value buffer, const std::optional<StridedView> &view,
+                         Value operand) {
+      auto type = cast<ShapedType>(operand.getType());
+      StridedView where;
+      if (view) {
+        where = *view;
+      } else {
+        // A row-major [B, H, S, D] buffer of its own.
+        where.base = buffer;
+        int64_t stride = 1;
+        where.strides.assign(4, 1);
+        for (int64_t d = 3; d >= 0; --d) {
+          where.strides[d] = stride;
+          stride *= type.getDimSize(d);
+        }
+      }
+      Value unranked = memref::CastOp::create(
+          b, loc, UnrankedMemRefType::get(element, Attribute()), where.base);
+      SmallVector<Value> box;
+      for (int64_t d : mapType.getTensor().getShape())
+        box.push_back(constantIndex(b, loc, d));
+      auto create =
+          nvgpu::TmaCreateDescriptorOp::create(b, loc, mapType, unranked, box);
+      create->setAttr("kiln.tma_dims",
+                      b.getDenseI64ArrayAttr(
+                          {type.getDimSize(3), type.getDimSize(0),
+                           type.getDimSize(1), type.getDimSize(2)}));
+      // A dim of one element may have any stride (a view's is 0, which
+      // TMA does not take): a row's 16-byte multiple.
+      SmallVector<int64_t> strides;
+      for (int64_t d = 0; d < 3; ++d)
+        strides.push_back(type.getDimSize(d) == 1
+                              ? roundUp(type.getDimSize(3), 8)
+                              : where.strides[d]);
+      create->setAttr("kiln.tma_strides", b.getDenseI64ArrayAttr(strides));
+      create->setAttr("kiln.tma_offset", b.getI64IntegerAttr(where.offset));
+      return create.getResult();
+    };
+    Value mapQ = tensorMap(buffers.q, buffers.views[0], op.getQuery());
+    Value mapK = tensorMap(buffers.k, buffers.views[1], op.getKey());
+    Value mapV = tensorMap(buffers.v, buffers.views[2], op.getValue());
+
+    Launch built = createLaunch(
+        b, loc,
+        {constantIndex(b, loc, qTiles), constantIndex(b, loc, shape.heads),
+         constantIndex(b, loc, shape.batch)},
+        {threads, 1, 1}, config);
+    gpu::LaunchOp launch = built.op;
+    OpBuilder &in = built.body;
+    Ix ix{in, loc};
+    Value out = buffers.out;
+    if (buffers.outView)
+      out = buffers.outView->build(
+          in, loc, cast<ShapedType>(op.getResult().getType()).getShape());
+    auto smem = [&](ArrayRef<int64_t> dims) {
+      return launch.addWorkgroupAttribution(
+          MemRefType::get(dims, element, MemRefLayoutAttrInterface(),
+                          workgroup),
+          loc);
+    };
+    // Each tile as 64-wide boxes of rows ([box][row][64]), each box 1 KiB
+    // aligned (8 KiB apart): TMA's and wgmma's swizzled layouts.
+    Value qTile = smem({groupsPerBlock, dq / kAtom, kRows, kAtom});
+    Value kRing = smem({stages, dq / kAtom, kBn, kAtom});
+    Value vRing = smem({stages, dv / kAtom, kBn, kAtom});
+    Value pTile = smem({groupsPerBlock, kRows, kBn});
+
+    Value tid = launch.getThreadIds().x;
+    Value lane = ix.rem(tid, 32);
+    Value warpgroup = ix.div(tid, kWarpgroup);
+    Value warpInGroup = ix.rem(ix.div(tid, 32), 4);
+    Value quad = ix.div(lane, 4), inQuad = ix.rem(lane, 4);
+    Value batch = launch.getBlockIds().z, head = launch.getBlockIds().y;
+    Value kvHead = ix.div(head, groups);
+    Value qBase = ix.mul(launch.getBlockIds().x, bm);
+    Value first =
+        arith::CmpIOp::create(in, loc, arith::CmpIPredicate::eq, tid, ix.c(0));
+    // Barriers 0 .. S-1: the ring's stages; S: the Q tile.
+    auto barType = nvgpu::MBarrierGroupType::get(ctx, workgroup, stages + 1);
+    Value bars = nvgpu::MBarrierCreateOp::create(in, loc, barType);
+    {
+      OpBuilder tb = scf::IfOp::create(in, loc, first, false).getThenBodyBuilder();
+      for (int64_t s = 0; s <= stages; ++s)
+        nvgpu::MBarrierInitOp::create(tb, loc, bars, constantIndex(tb, loc, 1),
+                                      constantIndex(tb, loc, s), Value());
+      NVVM::FenceMbarrierInitOp::create(tb, loc);
+    }
+    gpu::BarrierOp::create(in, loc);
+
+    // A box of the operand `map` into `ring`[index..] (a [64][1][1][64]
+    // view), at (d, batch, head, row).
+    auto boxView = [&](OpBuilder &lb, Value ring, Value elementOffset) {
+      auto type = MemRefType::get(
+          {kBn, 1, 1, kAtom}, element,
+          StridedLayoutAttr::get(ctx, ShapedType::kDynamic,
+                                 {kAtom, kAtom, kAtom, 1}),
+          workgroup);
+      return memref::ReinterpretCastOp::create(
+          lb, loc, type, ring, OpFoldResult(elementOffset),
+          ArrayRef<OpFoldResult>{lb.getIndexAttr(kBn), lb.getIndexAttr(1),
+                                 lb.getIndexAttr(1), lb.getIndexAttr(kAtom)},
+          ArrayRef<OpFoldResult>{lb.getIndexAttr(kAtom), lb.getIndexAttr(kAtom),
+                                 lb.getIndexAttr(kAtom), lb.getIndexAttr(1)})
+          .getResult();
+    };
+    auto loadBoxes = [&](Ix &lx, Value ring, Value map, int64_t boxes,
+                         Value boxBase, Value operandHead, Value row,
+                         Value barrier) {
+      for (int64_t a = 0; a < boxes; ++a) {
+        Value at = lx.mul(lx.add(boxBase, a), kBn * kAtom);
+        nvgpu::TmaAsyncLoadOp::create(
+            lx.b, loc, boxView(lx.b, ring, at), bars, map,
+            ValueRange{lx.c(a * kAtom), batch, operandHead, row}, barrier,
+            Value(), Value());
+      }
+    };
+    int64_t kvBytes = kBn * (dq + dv) * 2;
+    auto loadKV = [&](Ix &lx, Value t, Value stage) {
+      nvgpu::MBarrierArriveExpectTxOp::create(lx.b, loc, bars, lx.c(kvBytes),
+                                              stage, Value());
+      Value row = lx.mul(t, kBn);
+      loadBoxes(lx, kRing, mapK, dq / kAtom, lx.mul(stage, dq / kAtom), kvHead,
+                row, stage);
+      loadBoxes(lx, vRing, mapV, dv / kAtom, lx.mul(stage, dv / kAtom), kvHead,
+                row, stage);
+    };
+
+    // KV tiles this block reads: with a causal mask, up to the one holding
+    // key qBase + BM - 1 + shift (the last any of its rows sees).
+    Value kvEnd = ix.c(kvTiles);
+    if (causal)
+      kvEnd = causalTileEnd(ix, ix.add(qBase, causalShift + bm), kBn, kvEnd);
+
+    // Prologue (thread 0): the Q tile, then KV tiles 0 .. S-2.
+    {
+      OpBuilder tb = scf::IfOp::create(in, loc, first, false).getThenBodyBuilder();
+      Ix tx{tb, loc};
+      nvgpu::MBarrierArriveExpectTxOp::create(
+          tb, loc, bars, tx.c(groupsPerBlock * kRows * dq * 2), tx.c(stages),
+          Value());
+      for (int64_t w = 0; w < groupsPerBlock; ++w)
+        loadBoxes(tx, qTile, mapQ, dq / kAtom, tx.c(w * dq / kAtom), head,
+                  tx.add(qBase, w * kRows), tx.c(stages));
+    }
+    for (int64_t s = 0; s + 1 < stages; ++s) {
+      Value more = ix.andI(first, ix.ltV(ix.c(s), kvEnd));
+      OpBuilder tb = scf::IfOp::create(in, loc, more, false).getThenBodyBuilder();
+      Ix tx{tb, loc};
+      loadKV(tx, tx.c(s), tx.c(s));
+    }
+    auto i1Parity = [&](Ix &lx, Value count) {
+      return arith::TruncIOp::create(
+          lx.b, loc, lx.b.getI1Type(),
+          arith::IndexCastOp::create(lx.b, loc, lx.b.getI64Type(),
+                                     lx.rem(count, 2)));
+    };
+    nvgpu::MBarrierTryWaitParityOp::create(in, loc, bars, i1Parity(ix, ix.c(0)),
+                                           ix.c(10000000), ix.c(stages));
+
+    // wgmma operands: descriptors of shared tiles (the tensor maps only
+    // lend their swizzle and box to the encoding).
+    auto descType = [&](int64_t rows, int64_t cols) -> Type {
+      return nvgpu::WarpgroupMatrixDescriptorType::get(
+          ctx, MemRefType::get({rows, cols}, element,
+                               MemRefLayoutAttrInterface(),
+                               in.getI64IntegerAttr(3)));
+    };
+    auto descriptor = [&](OpBuilder &lb, Value buffer,
+                          ArrayRef<OpFoldResult> offsets, int64_t rows,
+                          int64_t cols, int64_t descRows, int64_t descCols,
+                          Value map) {
+      auto bufferType = cast<MemRefType>(buffer.getType());
+      SmallVector<OpFoldResult> sizes(bufferType.getRank(), lb.getIndexAttr(1));
+      sizes[sizes.size() - 2] = lb.getIndexAttr(rows);
+      sizes.back() = lb.getIndexAttr(cols);
+      SmallVector<OpFoldResult> ones(bufferType.getRank(), lb.getIndexAttr(1));
+      auto viewType = cast<MemRefType>(memref::SubViewOp::inferRankReducedResultType(
+          {rows, cols}, bufferType, offsets, sizes, ones));
+      Value view = memref::SubViewOp::create(lb, loc, viewType, buffer, offsets,
+                                             sizes, ones);
+      return nvgpu::WarpgroupGenerateDescriptorOp::create(
+                 lb, loc, descType(descRows, descCols), view, map)
+          .getResult();
+    };
+    // A value built per warpgroup from views of its own tiles (a view is
+    // the same for every thread that makes it: one branch per warpgroup).
+    Value isFirstGroup = ix.lt(warpgroup, 1);
+    auto perWarpgroup = [&](OpBuilder &lb, Type type,
+                            function_ref<Value(OpBuilder &, int64_t)> build) {
+      if (groupsPerBlock == 1)
+        return build(lb, 0);
+      auto ifOp = scf::IfOp::create(lb, loc, TypeRange{type}, isFirstGroup,
+                                    /*withElseRegion=*/true);
+      for (int64_t w = 0; w < 2; ++w) {
+        OpBuilder wb = w ? ifOp.getElseBodyBuilder() : ifOp.getThenBodyBuilder();
+        scf::YieldOp::create(wb, loc, build(wb, w));
+      }
+      return ifOp.getResult(0);
+    };
+    auto sAccType = nvgpu::WarpgroupAccumulatorType::get(
+        ctx, VectorType::get({kRows, kBn}, f32));
+    auto oAccType = nvgpu::WarpgroupAccumulatorType::get(
+        ctx, VectorType::get({kRows, dv}, f32));
+    auto f32c = [&](OpBuilder &cb, double value) {
+      return arith::ConstantOp::create(cb, loc, cb.getF32FloatAttr(value))
+          .getResult();
+    };
+    // The registers of an accumulator, and back.
+    auto registersOf = [&](OpBuilder &cb, Value acc, int64_t count) {
+      return SmallVector<Value>(
+          UnrealizedConversionCastOp::create(
+              cb, loc, SmallVector<Type>(count, f32), ValueRange{acc})
+              .getResults());
+    };
+    auto accumulatorOf = [&](OpBuilder &cb, Type type, ValueRange values) {
+      return UnrealizedConversionCastOp::create(cb, loc, TypeRange{type},
+                                                values)
+          .getResult(0);
+    };
+    // Register e of a 64-row accumulator: row 16 w + quad + 8 ((e % 4) / 2)
+    // of the warpgroup's rows, column 8 (e / 4) + 2 inQuad + e % 2.
+    Value warpRow = ix.mul(warpInGroup, 16);
+    SmallVector<Value> localRows = {ix.add(warpRow, quad),
+                                    ix.add(warpRow, ix.add(quad, 8))};
+    auto halfOf = [](int64_t e) { return e % 4 / 2; };
+    auto columnOf = [&](Ix &lx, int64_t e) {
+      return lx.add(lx.mul(inQuad, 2), 8 * (e / 4) + e % 2);
+    };
+
+    Value negInf = f32c(in, -INFINITY);
+    Value o0 = nvgpu::WarpgroupMmaInitAccumulatorOp::create(in, loc, oAccType);
+    auto loop = scf::ForOp::create(
+        in, loc, ix.c(0), kvEnd, ix.c(1),
+        ValueRange{o0, negInf, negInf, f32c(in, 0.0), f32c(in, 0.0)});
+    {
+      OpBuilder lb = OpBuilder::atBlockBegin(loop.getBody());
+      Ix lx{lb, loc};
+      Value t = loop.getInductionVar();
+      ValueRange iter = loop.getRegionIterArgs();
+      Value stage = lx.rem(t, stages);
+      nvgpu::MBarrierTryWaitParityOp::create(
+          lb, loc, bars, i1Parity(lx, lx.div(t, stages)), lx.c(10000000),
+          stage);
+
+      // S = Q Kᵀ, a k16 step per op (descriptors 32 bytes apart in a
+      // 128-byte row, another box every 4 steps).
+      Value scores =
+          nvgpu::WarpgroupMmaInitAccumulatorOp::create(lb, loc, sAccType);
+      int64_t steps = dq / 16;
+      for (int64_t kk = 0; kk < steps; ++kk) {
+        OpFoldResult box = lb.getIndexAttr(kk / 4);
+        OpFoldResult col = lb.getIndexAttr(kk % 4 * 16);
+        Value dA = perWarpgroup(lb, descType(kRows, 16),
+                                [&](OpBuilder &wb, int64_t w) {
+          return descriptor(wb, qTile,
+                            {wb.getIndexAttr(w), box, wb.getIndexAttr(0), col},
+                            kRows, 16, kRows, 16, mapQ);
+        });
+        Value dB = descriptor(lb, kRing, {stage, box, lb.getIndexAttr(0), col},
+                              kBn, 16, 16, kBn, mapK);
+        scores = nvgpu::WarpgroupMmaOp::create(
+                     lb, loc, sAccType, dA, dB,
+                     lb.getI64IntegerAttr(kk + 1 == steps ? 0 : steps + 1),
+                     /*transposeA=*/nullptr, /*transposeB=*/nullptr, scores)
+                     .getResult();
+      }
+
+      // The scores' terms and the online softmax, per register: s[half]
+      // are the lane's scores of its row `half`.
+      ScoreTerms terms{op.getScale().convertToDouble(),
+                       op.getSoftcap().convertToDouble(),
+                       buffers.bias,
+                       batch,
+                       causal.has_value(),
+                       lx.c(causalShift),
+                       lx.c(shape.keys),
+                       negInf};
+      SmallVector<Value> sRegs = registersOf(lb, scores, kBn / 2);
+      Value keyBase = lx.mul(t, kBn);
+      SmallVector<Value> queries;
+      for (Value r : localRows) {
+        Value row = lx.add(qBase, lx.add(lx.mul(warpgroup, kRows), r));
+        queries.push_back(lx.select(lx.lt(row, shape.queries), row, lx.c(0)));
+      }
+      SmallVector<SmallVector<Value>> s(2);
+      for (int64_t e = 0; e < kBn / 2; ++e)
+        s[halfOf(e)].push_back(applyScoreTerms(
+            lx, terms, sRegs[e], head, queries[halfOf(e)],
+            lx.add(keyBase, columnOf(lx, e))));
+      SmallVector<RowSoftmax> rows;
+      for (int64_t half = 0; half < 2; ++half)
+        rows.push_back(onlineSoftmax(lb, loc, s[half], iter[1 + half],
+                                     iter[3 + half], negInf));
+
+      // O's registers rescaled (the last P V retired with the scores).
+      SmallVector<Value> oRegs = registersOf(lb, iter[0], dv / 2);
+      for (int64_t e = 0; e < dv / 2; ++e)
+        oRegs[e] = arith::MulFOp::create(lb, loc, oRegs[e],
+                                         rows[halfOf(e)].correction);
+      Value o = accumulatorOf(lb, oAccType, oRegs);
+
+      // P into the warpgroup's tile: row r's 16-byte chunk c at c ^ (r % 8).
+      SmallVector<int64_t> taken(2, 0);
+      for (int64_t e = 0; e < kBn / 2; e += 2) {
+        int64_t half = halfOf(e);
+        Value pair = vector::FromElementsOp::create(
+            lb, loc, VectorType::get({2}, element),
+            ValueRange{
+                arith::TruncFOp::create(lb, loc, element, s[half][taken[half]]),
+                arith::TruncFOp::create(lb, loc, element,
+                                        s[half][taken[half] + 1])});
+        taken[half] += 2;
+        Value r = localRows[half];
+        Value chunk = lx.xorI(lx.c(e / 4), lx.rem(r, 8));
+        Value at = lx.add(lx.mul(chunk, 8), lx.mul(inQuad, 2));
+        vector::StoreOp::create(lb, loc, pair, pTile,
+                                ValueRange{warpgroup, r, at},
+                                /*nontemporal=*/false, llvm::MaybeAlign(4));
+      }
+      NVVM::FenceProxyOp::create(
+          lb, loc, NVVM::ProxyKindAttr::get(ctx, NVVM::ProxyKind::async_shared),
+          NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
+      gpu::BarrierOp::create(lb, loc);
+
+      // Every warpgroup has retired the products of tile t - 1: its stage
+      // takes tile t + S - 1.
+      Value next = lx.add(t, stages - 1);
+      {
+        OpBuilder tb = scf::IfOp::create(lb, loc,
+                                         lx.andI(first, lx.ltV(next, kvEnd)),
+                                         false)
+                           .getThenBodyBuilder();
+        Ix tx{tb, loc};
+        loadKV(tx, next, tx.rem(next, stages));
+      }
+
+      // O += P V, left in flight.
+      Value dP = perWarpgroup(lb, descType(kRows, kBn),
+                              [&](OpBuilder &wb, int64_t w) {
+        return descriptor(wb, pTile,
+                          {wb.getIndexAttr(w), wb.getIndexAttr(0),
+                           wb.getIndexAttr(0)},
+                          kRows, kBn, kRows, kBn, mapQ);
+      });
+      Value dV = descriptor(lb, vRing, {stage, lb.getIndexAttr(0),
+                                        lb.getIndexAttr(0), lb.getIndexAttr(0)},
+                            kBn, kAtom, kBn, dv, mapV);
+      o = nvgpu::WarpgroupMmaOp::create(lb, loc, oAccType, dP, dV,
+                                        lb.getI64IntegerAttr(1),
+                                        /*transposeA=*/nullptr,
+                                        /*transposeB=*/lb.getUnitAttr(), o)
+              .getResult();
+      scf::YieldOp::create(lb, loc,
+                           ValueRange{o, rows[0].max, rows[1].max, rows[0].sum,
+                                      rows[1].sum});
+    }
+
+    // O / l, rounded, stored as pairs of adjacent columns.
+    NVVM::WgmmaWaitGroupSyncOp::create(in, loc, 0);
+    SmallVector<Value> inverse;
+    for (int64_t half = 0; half < 2; ++half)
+      inverse.push_back(
+          inverseOrZero(in, loc, rowSum(in, loc, loop.getResult(3 + half))));
+    SmallVector<Value> oRegs = registersOf(in, loop.getResult(0), dv / 2);
+    for (int64_t e = 0; e < dv / 2; e += 2) {
+      int64_t half = halfOf(e);
+      Value row = ix.add(qBase, ix.add(ix.mul(warpgroup, kRows), localRows[half]));
+      Value col = columnOf(ix, e);
+      Value inside = ix.andI(ix.lt(row, shape.queries), ix.lt(col, shape.headV));
+      OpBuilder sb = scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
+      SmallVector<Value> values;
+      for (int64_t i = 0; i < 2; ++i)
+        values.push_back(arith::TruncFOp::create(
+            sb, loc, element,
+            arith::MulFOp::create(sb, loc, oRegs[e + i], inverse[half])));
+      vector::StoreOp::create(
+          sb, loc,
+          vector::FromElementsOp::create(sb, loc,
+                                         VectorType::get({2}, element), values),
+          out, ValueRange{batch, head, row, col}, /*nontemporal=*/false,
+          llvm::MaybeAlign(4));
+    }
+    gpu::TerminatorOp::create(in, loc);
+    eraseFlashAttention(op, buffers);
+    return success();
+  }
+
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    if (!func->hasAttr(kKernelAttrName))
+      return;
+    DictionaryAttr dict = configFor(func, kFlashAttentionWgmma);
+    if (!dict)
+      return;
+    SmallVector<AttentionOp> ops;
+    func.walk([&](AttentionOp op) { ops.push_back(op); });
+    for (AttentionOp op : ops)
+      if (failed(rewrite(op, StrategyConfig(dict, func))))
+        return signalPassFailure();
+  }
+};
+
+} // namespace
+
+bool kiln::flashWgmmaAccepts(const FlashShape &shape) {
+  return !shape.symbolic() && roundUp(shape.headQK, kAtom) <= 128 &&
+         roundUp(shape.headV, kAtom) <= 128;
+}
