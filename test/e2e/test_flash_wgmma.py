@@ -146,3 +146,36 @@ def test_transformer_exports_on_hopper(family, tmp_path):
     got = np.load(tmp_path / "out" / "output.npy")
     error = normwise_error(got, want)
     assert error <= PRECISION_TOLERANCES["bf16"], error
+
+
+@needs_ptxas
+def test_profile_reads_kv_once_per_query_tile(tmp_path):
+    """Without a mask, 4 query tiles of 64 rows per head: each block reads
+    its Q tile and the head's K and V once through TMA, so the launch moves
+    4 x (K + V) + Q + O, per the simulator's counters (a model of the
+    traffic, not a measurement: no score matrix in memory, no re-reads);
+    P's stores into its swizzled tile have no bank conflicts; the products
+    run on the tensor cores."""
+    case = dict(shape=(1, 2, 2, 256, 0, 256, 64), tile=[64, 64])
+    CASES["profile"] = case
+    try:
+        artifact, _, feeds, _ = compile_case("profile", "bf16", tmp_path)
+    finally:
+        del CASES["profile"]
+    args = []
+    for n, value in feeds.items():
+        np.save(tmp_path / f"{n}.npy", value)
+        args += ["--input", f"{n}=@{tmp_path / (n + '.npy')}"]
+    report = kiln("profile", artifact, "--device", "sim", "--sample-blocks",
+                  "0", *args).stdout
+    row = next(line.split() for line in report.splitlines()
+               if len(line.split()) > 5 and line.split()[1] == STRATEGY)
+    moved_mb, smem_x, tc_inst = float(row[5]), float(row[9]), int(row[10])
+    b, hq, hkv, s, _, keys, d = case["shape"]
+    kv_mb = 2 * b * hkv * keys * d * 2 / 1e6
+    q_mb = out_mb = b * hq * s * d * 2 / 1e6
+    want = s // 64 * kv_mb + q_mb + out_mb
+    assert 0.95 * want <= moved_mb <= 1.15 * want, (moved_mb, want)
+    assert smem_x == 1.0, report
+    # Per block and KV tile: 4 k16 steps of Q Kᵀ and 4 of P V.
+    assert tc_inst == 8 * 4 * (4 + 4), report

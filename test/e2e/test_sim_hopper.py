@@ -1,6 +1,7 @@
 """The simulator's sm_90a collectives (TMA tile loads, mbarriers with
 transaction counts and phases, wgmma through shared-memory descriptors with
-the 128-byte swizzle) against NumPy on random data, in
+the 128-byte swizzle, the accumulator's registers) against NumPy on
+random data, in
 `kiln-opt --kiln-test-simulate=data-dir=DIR` as test_sim_tensor_core.py does
 for sm_80. The kernel is the shape of the sm_90a GEMM: thread 0 loads each
 K slice with TMA into a stage of a ring (A as one [128][64] box, B as two
@@ -32,15 +33,52 @@ DESC_B = "!nvgpu.warpgroup.descriptor<tensor = memref<64x128xbf16, 3>>"
 M, N, K = 100, 120, 128
 
 
+def register_stores(wrong_half=False):
+    """D written from the accumulator's registers (what flash-attention-
+    wgmma reads them as): register e of thread t is row 16 (t / 32) +
+    t % 32 / 4 + 8 ((e % 4) / 2) + 64 (e / 64), column 8 (e % 64 / 4) +
+    2 (t % 4) + e % 2 (the PTX D fragment, one struct per 64 rows). With
+    `wrong_half` the two row halves of each quad are swapped."""
+    lines = [
+        f"%regs:128 = builtin.unrealized_conversion_cast %acc : {ACC} to "
+        + ", ".join(["f32"] * 128),
+        "%c32 = arith.constant 32 : index",
+        "%c4 = arith.constant 4 : index",
+        "%c16 = arith.constant 16 : index",
+        "%warp = arith.divui %tid, %c32 : index",
+        "%lane = arith.remui %tid, %c32 : index",
+        "%wrow = arith.muli %warp, %c16 : index",
+        "%quad = arith.divui %lane, %c4 : index",
+        "%brow = arith.addi %wrow, %quad : index",
+        "%inq = arith.remui %lane, %c4 : index",
+        "%bcol = arith.muli %inq, %c2 : index",
+    ]
+    for e in range(128):
+        half = e % 4 // 2
+        if wrong_half:
+            half = 1 - half
+        row = 8 * half + 64 * (e // 64)
+        col = 8 * (e % 64 // 4) + e % 2
+        lines += [f"%ro{e} = arith.constant {row} : index",
+                  f"%co{e} = arith.constant {col} : index",
+                  f"%r{e} = arith.addi %brow, %ro{e} : index",
+                  f"%k{e} = arith.addi %bcol, %co{e} : index",
+                  f"memref.store %regs#{e}, %D[%r{e}, %k{e}] : memref<128x128xf32>"]
+    return "\n      ".join(lines)
+
+
 def kernel(name, wrong_lead=False, swap_halves=False, no_wait=False,
-           tx=32768, wait_group=0, final_wait=True, overwrite=False):
+           tx=32768, wait_group=0, final_wait=True, overwrite=False,
+           registers=False, wrong_half=False):
     """D = A @ B through TMA, mbarriers and wgmma, 2 slices of K = 64.
     Planted mistakes: `wrong_lead` builds B's descriptor from A's tensor map
     (leading byte offset 16 KiB instead of 8), `swap_halves` loads B's
     column halves into each other's place, `no_wait` skips the mbarrier
     wait, `tx` expects other than the boxes' 32 KiB, `final_wait=False`
     stores the accumulators without retiring the last wgmma group,
-    `overwrite` stores into the stage a wgmma group in flight reads."""
+    `overwrite` stores into the stage a wgmma group in flight reads.
+    `registers` writes D from the accumulator's registers instead of
+    mma.store (`wrong_half`: with a wrong fragment mapping)."""
     b_map, b_map_type = ("%mA", MAP_A) if wrong_lead else ("%mB", MAP_B)
     first, second = ("%c64", "%c0") if swap_halves else ("%c0", "%c64")
     retire = "nvvm.wgmma.wait.group.sync.aligned 0" if final_wait else ""
@@ -48,6 +86,8 @@ def kernel(name, wrong_lead=False, swap_halves=False, no_wait=False,
           %z = arith.constant 0.0 : bf16
           memref.store %z, %sa[%s, %c0, %c0] : memref<2x128x64xbf16, {WG}>
         }}""" if overwrite else "")
+    store = (register_stores(wrong_half) if registers else
+             f"nvgpu.warpgroup.mma.store %acc, %D : {ACC} to memref<128x128xf32>")
     wait = "" if no_wait else (
         f"nvgpu.mbarrier.try_wait.parity %bar[%s], %false, %ticks : {BAR}")
     return f"""
@@ -121,7 +161,7 @@ def kernel(name, wrong_lead=False, swap_halves=False, no_wait=False,
         scf.yield %r : {ACC}
       }}
       {retire}
-      nvgpu.warpgroup.mma.store %acc, %D : {ACC} to memref<128x128xf32>
+      {store}
       gpu.return
     }}"""
 
@@ -149,11 +189,17 @@ def inputs(seed):
 def test_tma_mbarrier_wgmma_against_numpy(tmp_path):
     a_bits, a, b_bits, b = inputs(0)
     d = np.zeros((128, 128), np.float32)
-    names = ["wg", "wg_in_flight", "wg_swapped"]
+    names = ["wg", "wg_in_flight", "wg_swapped", "wg_registers",
+             "wg_wrong_half"]
     # wg_in_flight leaves each slice's wgmma group in flight over the next
-    # (waitGroup 1) and retires the last before the store.
+    # (waitGroup 1) and retires the last before the store. wg_registers
+    # stores D from the accumulator's registers, wg_wrong_half with a wrong
+    # fragment mapping.
     result = run(tmp_path, [kernel("wg"), kernel("wg_in_flight", wait_group=1),
-                            kernel("wg_swapped", swap_halves=True)],
+                            kernel("wg_swapped", swap_halves=True),
+                            kernel("wg_registers", registers=True),
+                            kernel("wg_wrong_half", registers=True,
+                                   wrong_half=True)],
                  {n: [a_bits, b_bits, d] for n in names})
     assert result.returncode == 0, result.stderr
     assert "error" not in result.stderr, result.stderr
@@ -164,6 +210,8 @@ def test_tma_mbarrier_wgmma_against_numpy(tmp_path):
     want[:M, :N] = a.astype(np.float64) @ b.astype(np.float64)
     np.testing.assert_allclose(out["wg"], want, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(out["wg_in_flight"], out["wg"])
+    np.testing.assert_array_equal(out["wg_registers"], out["wg"])
+    assert not np.allclose(out["wg_wrong_half"], want, atol=1e-2)
     # B's two 64-column boxes landed in each other's place: the descriptor
     # (leading byte offset 8 KiB) then reads the columns swapped, which the
     # comparison above would catch.
@@ -184,6 +232,8 @@ def test_tma_mbarrier_wgmma_against_numpy(tmp_path):
     (dict(wrong_lead=True), "while an asynchronous copy into it is in flight"),
     # Registers read before the last wgmma group retired.
     (dict(wait_group=1, final_wait=False), "while a wgmma group of warpgroup 0"),
+    (dict(wait_group=1, final_wait=False, registers=True),
+     "reads the accumulators while a wgmma group of warpgroup 0"),
     # A plain store into the stage the group in flight reads.
     (dict(wait_group=1, overwrite=True), "writes shared memory that a wgmma still reads"),
 ])
