@@ -182,6 +182,9 @@ struct EntryBuilder {
     uint64_t byteOffset = 0;
     artifact::DType dtype = artifact::DTYPE_INVALID;
     SmallVector<uint64_t> dims, strides;  // innermost first; strides bytes
+    /// Per dim / stride: 1 + its expression for the run, or 0 (static);
+    /// empty when all are static.
+    SmallVector<uint32_t> dimExprs, strideExprs;
     SmallVector<uint32_t> box;             // innermost first
     artifact::TensorMap::Swizzle swizzle = artifact::TensorMap::SWIZZLE_NONE;
   };
@@ -194,7 +197,7 @@ struct EntryBuilder {
     SmallVector<uint32_t> scalarArgs;
     SmallVector<uint32_t, 3> gridExprs;
     /// TMA descriptors, passed between the buffers and the sizes.
-    SmallVector<PendingTensorMap> tensorMaps = {};
+    SmallVector<PendingTensorMap, 3> tensorMaps = {};
     /// A STRIDED_COPY instead of a kernel: args[1]'s rows into args[0].
     bool stridedCopy = false;
     uint64_t rows = 0, rowBytes = 0, dstPitch = 0, dstOffset = 0;
@@ -368,63 +371,102 @@ struct EntryBuilder {
   }
 
   /// The tensor map of `create`: its source buffer (through the cast to an
-  /// unranked memref), the dims the strategy recorded (`kiln.tma_dims`,
-  /// innermost first: the buffer seen as a dense row-major tensor of those
-  /// extents, unless `kiln.tma_strides` and `kiln.tma_offset` place a view
-  /// in it), the box and swizzle of its type.
+  /// unranked memref), the box and swizzle of its type, and the tensor:
+  /// either the dims the strategy recorded (`kiln.tma_dims`, innermost
+  /// first: the buffer seen as a dense row-major tensor of those extents,
+  /// from a view's offset), or, without them, a `memref.reinterpret_cast`
+  /// of the buffer in the map's own order (outermost first, innermost
+  /// stride 1) whose sizes and strides are the map's, static or from the
+  /// run's dims.
   FailureOr<PendingTensorMap>
   tensorMapOf(nvgpu::TmaCreateDescriptorOp create,
               const llvm::DenseMap<Value, LaunchArg> &local) {
     auto it = local.find(create.getTensor());
     auto dims = create->getAttrOfType<DenseI64ArrayAttr>("kiln.tma_dims");
     auto type = create.getTensorMap().getType();
-    if (it == local.end() || !dims)
-      return create.emitError() << "a TMA descriptor of a buffer that is not "
-                                   "this dispatch's, or without kiln.tma_dims";
-    PendingTensorMap map;
-    map.buffer = it->second;
-    MemRefType box = type.getTensor();
-    map.dtype = toDType(box.getElementType());
-    uint64_t stride = std::max(1u, box.getElementTypeBitWidth() / 8);
-    // A view's offset (buffers map to the whole allocation): where the
-    // tensor starts.
     Value ranked = create.getTensor();
     if (auto cast = ranked.getDefiningOp<memref::CastOp>())
       ranked = cast.getSource();
-    if (auto view = dyn_cast<MemRefType>(ranked.getType())) {
+    auto view = ranked.getDefiningOp<memref::ReinterpretCastOp>();
+    MemRefType box = type.getTensor();
+    if (it == local.end() ||
+        (!dims && (!view || view.getType().getRank() != box.getRank())))
+      return create.emitError() << "a TMA descriptor of a buffer that is not "
+                                   "this dispatch's, or with neither "
+                                   "kiln.tma_dims nor a view of the box's rank";
+    PendingTensorMap map;
+    map.buffer = it->second;
+    map.dtype = toDType(box.getElementType());
+    uint64_t elementBytes = std::max(1u, box.getElementTypeBitWidth() / 8);
+    // A view's offset (buffers map to the whole allocation): where the
+    // tensor starts.
+    if (auto viewType = dyn_cast<MemRefType>(ranked.getType())) {
       SmallVector<int64_t> strides;
       int64_t offset = 0;
-      if (failed(view.getStridesAndOffset(strides, offset)) ||
+      if (failed(viewType.getStridesAndOffset(strides, offset)) ||
           ShapedType::isDynamic(offset))
         return create.emitError() << "a TMA descriptor of a view whose "
                                      "offset is not static";
-      map.byteOffset = uint64_t(offset) * stride;
+      map.byteOffset = uint64_t(offset) * elementBytes;
     }
-    // Strides in elements for the dims after the first (`kiln.tma_strides`,
-    // a view's) and the view's first element (`kiln.tma_offset`), or the
-    // dims of a dense row-major tensor. `end` is the byte past the last
-    // element.
-    auto strides = create->getAttrOfType<DenseI64ArrayAttr>("kiln.tma_strides");
-    uint64_t end = stride;
-    if (strides) {
-      if (strides.size() + 1 != dims.size())
-        return create.emitError() << "kiln.tma_strides needs a stride per dim "
-                                     "after the first";
-      if (auto offset = create->getAttrOfType<IntegerAttr>("kiln.tma_offset"))
-        map.byteOffset += uint64_t(offset.getInt()) * stride;
-      for (auto [i, d] : llvm::enumerate(dims.asArrayRef())) {
-        if (i)
-          map.strides.push_back(uint64_t(strides[i - 1]) * stride);
-        map.dims.push_back(d);
-        end += uint64_t(d - 1) * (i ? map.strides.back() : stride);
-      }
-      stride = end;
-    } else {
+    // The byte past the last element, when every dim is static.
+    uint64_t end = elementBytes;
+    bool symbolic = false;
+    if (dims) {
+      uint64_t stride = elementBytes;
       for (auto [i, d] : llvm::enumerate(dims.asArrayRef())) {
         if (i)
           map.strides.push_back(stride);
         map.dims.push_back(d);
         stride *= d;
+      }
+      end = stride;
+    } else {
+      SmallVector<OpFoldResult> sizes = view.getMixedSizes();
+      SmallVector<OpFoldResult> strides = view.getMixedStrides();
+      int64_t rank = sizes.size();
+      // A static value, or the upper bound of an expression (scaled by
+      // `scale`) and 1 + its index.
+      auto read = [&](OpFoldResult v, uint64_t scale, uint64_t &value,
+                      uint32_t &expr) -> LogicalResult {
+        if (std::optional<int64_t> c = getConstantIntValue(v)) {
+          value = uint64_t(*c) * scale;
+          expr = 0;
+          return success();
+        }
+        FailureOr<uint32_t> e = dimProgram->exprOf(cast<Value>(v));
+        if (failed(e))
+          return failure();
+        uint32_t scaled = dimProgram->mul(*e, dimProgram->constant(scale));
+        value = dimProgram->upperBound(scaled);
+        expr = scaled + 1;
+        symbolic = true;
+        return success();
+      };
+      if (getConstantIntValue(strides.back()) != 1)
+        return create.emitError() << "a TMA descriptor's view must have unit "
+                                     "innermost stride";
+      for (int64_t d = rank - 1; d >= 0; --d) {
+        uint64_t value;
+        uint32_t expr;
+        if (failed(read(sizes[d], 1, value, expr)))
+          return failure();
+        map.dims.push_back(value);
+        map.dimExprs.push_back(expr);
+        uint64_t dimValue = value;
+        if (d == rank - 1) {
+          end += (dimValue - 1) * elementBytes;
+          continue;
+        }
+        if (failed(read(strides[d], elementBytes, value, expr)))
+          return failure();
+        map.strides.push_back(value);
+        map.strideExprs.push_back(expr);
+        end += (dimValue - 1) * value;
+      }
+      if (!symbolic) {
+        map.dimExprs.clear();
+        map.strideExprs.clear();
       }
     }
     for (int64_t d = box.getRank() - 1; d >= 0; --d)
@@ -438,8 +480,9 @@ struct EntryBuilder {
       map.swizzle = artifact::TensorMap::SWIZZLE_128B; break;
     default: break;
     }
+    // With symbolic dims the runtime checks the reach for each run.
     if (map.dtype == artifact::DTYPE_INVALID || map.box.size() != map.dims.size() ||
-        map.byteOffset + stride > map.buffer.size)
+        (!symbolic && map.byteOffset + end > map.buffer.size))
       return create.emitError() << "a TMA descriptor whose tensor does not "
                                    "fit its buffer";
     return map;
@@ -500,7 +543,16 @@ struct EntryBuilder {
         continue;
       }
       if (auto cast = dyn_cast<memref::ReinterpretCastOp>(op)) {
-        if (cast.getStaticOffsets().front() != 0)
+        // A view only a TMA descriptor reads (through a cast to an unranked
+        // memref) says where its tensor starts; any other is passed whole.
+        auto forTensorMap = [](Operation *user) {
+          return isa<memref::CastOp>(user) &&
+                 llvm::all_of(user->getUsers(), [](Operation *u) {
+                   return isa<nvgpu::TmaCreateDescriptorOp>(u);
+                 });
+        };
+        if (cast.getStaticOffsets().front() != 0 &&
+            !llvm::all_of(cast->getUsers(), forTensorMap))
           return op.emitError() << "a host-side view with an offset cannot be "
                                    "passed to a GPU kernel";
       }
@@ -973,6 +1025,10 @@ struct EntryBuilder {
           map->add_dims(d);
         for (uint64_t s : t.strides)
           map->add_strides(s);
+        for (uint32_t e : t.dimExprs)
+          map->add_dim_exprs(e);
+        for (uint32_t e : t.strideExprs)
+          map->add_stride_exprs(e);
         for (uint32_t b : t.box)
           map->add_box(b);
         map->set_swizzle(t.swizzle);

@@ -1,7 +1,7 @@
 //===- FlashWgmma.cpp - attention as one TMA + wgmma kernel (sm_90a) -----===//
 //
 // The Hopper attention strategy for `kiln.attention` of f16 or bf16
-// operands with static counts, configured by `tile` (BM query rows, 64 per
+// operands with static head counts, configured by `tile` (BM query rows, 64 per
 // warpgroup; BN = 64 keys per step) and `stages` (S). FlashAttention-3's
 // data path on the ops MLIR 22 has:
 //
@@ -14,7 +14,11 @@
 //   tensor maps see each operand as 4-D, innermost first [d, batch, head,
 //   row] with the strides of the buffer or of the strided view it is read
 //   through (the head split of a QKV projection), so a box is [64 d x 1 x
-//   1 x rows]: rows past the sequence and columns past the head read zero;
+//   1 x rows]: rows past the sequence and columns past the head read zero.
+//   Each map is a `memref.reinterpret_cast` of the buffer in that order,
+//   whose sizes and strides the artifact builder turns into the manifest's
+//   (expressions of the run's dims where the batch, query or key count is
+//   symbolic: the runtime encodes the maps per run);
 // - S = Q Kᵀ per warpgroup on `nvgpu.warpgroup.mma` (64 x BN, f32): one
 //   k16 step per op, since K in shared memory ([key][d], d innermost) is
 //   Kᵀ K-major, whose descriptor the nvgpu lowering does not advance: each
@@ -44,15 +48,16 @@
 //
 // Not yet: a producer warp with setmaxnreg, two consumer warpgroups
 // ping-ponging softmax and GEMMs, P kept in registers (wgmma's A from
-// registers, which nvgpu does not expose), symbolic counts (the tensor
-// maps' dims from the run), split-KV for decode (flash-attention-mma-sync
-// does it).
+// registers, which nvgpu does not expose), split-KV for decode
+// (flash-attention-mma-sync does it).
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/FlashCommon.h"
 #include "codegen/gpu/Strategy.h"
 
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 
@@ -82,11 +87,10 @@ struct KilnGpuFlashAttentionWgmmaPass final
 
   LogicalResult rewrite(AttentionOp op, const StrategyConfig &config) {
     std::optional<FlashShape> maybeShape = flashAttentionShape(op);
-    if (!maybeShape || maybeShape->symbolic() ||
-        !flashWgmmaAccepts(*maybeShape))
+    if (!maybeShape || !flashWgmmaAccepts(*maybeShape))
       return op.emitError()
              << "flash-attention-wgmma takes f16 or bf16 attention with "
-                "static counts and heads of at most 128 elements in "
+                "static head counts and heads of at most 128 elements in "
                 "multiples of 8";
     const FlashShape &shape = *maybeShape;
     FailureOr<SmallVector<int64_t>> tile = config.getInts("tile", 2);
@@ -107,27 +111,55 @@ struct KilnGpuFlashAttentionWgmmaPass final
     Type f32 = b.getF32Type();
     int64_t dq = roundUp(shape.headQK, kAtom), dv = roundUp(shape.headV, kAtom);
     int64_t groups = shape.heads / shape.kvHeads;
-    int64_t qTiles = llvm::divideCeil(shape.queries, bm);
-    int64_t kvTiles = llvm::divideCeil(shape.keys, kBn);
-    int64_t stages = std::min(*stagesOr, kvTiles + 1);
-    if (qTiles > 0x7fffffff || shape.heads > 65535 || shape.batch > 65535)
+    auto isDynamic = [](int64_t n) { return ShapedType::isDynamic(n); };
+    // Known at compile time, or only at run time: then 0 here, and the
+    // grid limits are the runtime's to check.
+    int64_t qTiles =
+        isDynamic(shape.queries) ? 0 : llvm::divideCeil(shape.queries, bm);
+    int64_t kvTiles =
+        isDynamic(shape.keys) ? 0 : llvm::divideCeil(shape.keys, kBn);
+    int64_t stages = kvTiles ? std::min(*stagesOr, kvTiles + 1) : *stagesOr;
+    if (qTiles > 0x7fffffff || shape.heads > 65535 ||
+        (!isDynamic(shape.batch) && shape.batch > 65535))
       return op.emitError() << "the grid of " << qTiles << " x " << shape.heads
                             << " x " << shape.batch
                             << " blocks exceeds the device's limits";
-    std::optional<int64_t> causal = op.getCausalOffset();
-    int64_t causalShift = causal.value_or(0);
-    if (causal && op.getCausalFromEnd())
-      causalShift += shape.keys - shape.queries;
 
     FailureOr<FlashBuffers> resolved = flashBuffersOf(op, kFlashAttentionWgmma);
     if (failed(resolved))
       return failure();
     FlashBuffers &buffers = *resolved;
-    resolveFlashViews(op, b, buffers, constantIndex(b, loc, shape.batch),
-                      constantIndex(b, loc, shape.queries), /*chunk=*/8);
+    // The counts on the host side of the launch: constants, or the sizes
+    // of the buffers (a buffer of symbolic shape is never a view).
+    auto countOf = [&](Value buffer, unsigned d, int64_t n) -> Value {
+      if (!isDynamic(n))
+        return constantIndex(b, loc, n);
+      return memref::DimOp::create(b, loc, buffer, d);
+    };
+    Value batchCount = countOf(buffers.q, 0, shape.batch);
+    Value queryCount = countOf(buffers.q, 2, shape.queries);
+    Value keyCount = countOf(buffers.k, 2, shape.keys);
+    std::optional<int64_t> causal = op.getCausalOffset();
+    // The causal limit of query i is i + shift: the offset, plus the keys
+    // in front of the queries when aligned to the end.
+    Value causalShift = constantIndex(b, loc, causal.value_or(0));
+    if (causal && op.getCausalFromEnd())
+      causalShift = arith::AddIOp::create(
+          b, loc, causalShift,
+          arith::SubIOp::create(b, loc, keyCount, queryCount));
+    auto ceilDiv = [&](Value x, int64_t y) -> Value {
+      return arith::CeilDivUIOp::create(b, loc, x, constantIndex(b, loc, y));
+    };
+    Value qTileCount =
+        qTiles ? constantIndex(b, loc, qTiles) : ceilDiv(queryCount, bm);
+    Value kvTileCount =
+        kvTiles ? constantIndex(b, loc, kvTiles) : ceilDiv(keyCount, kBn);
+    resolveFlashViews(op, b, buffers, batchCount, queryCount, /*chunk=*/8);
 
     // The tensor maps, on the host side: each operand as [d, batch, head,
-    // row] (innermost first) over the buffer it lies in.
+    // row] (innermost first), a view in that order (outermost first: [row,
+    // head, batch, d]) of the buffer it lies in, its sizes and strides
+    // static or the run's.
     auto workgroup = gpu::AddressSpaceAttr::get(
         ctx, gpu::GPUDialect::getWorkgroupAddressSpace());
     auto mapType = nvgpu::TensorMapDescriptorType::get(
@@ -142,40 +174,66 @@ struct KilnGpuFlashAttentionWgmmaPass final
     auto tensorMap = [&](Value buffer, const std::optional<StridedView> &view,
                          Value operand) {
       auto type = cast<ShapedType>(operand.getType());
-      StridedView where;
+      // [B, H, S, D]'s sizes and strides (elements), and the first element.
+      SmallVector<OpFoldResult> sizes, strides(4);
+      for (int64_t d = 0; d < 4; ++d)
+        sizes.push_back(type.isDynamicDim(d)
+                            ? OpFoldResult(countOf(buffer, d, ShapedType::kDynamic))
+                            : OpFoldResult(b.getIndexAttr(type.getDimSize(d))));
+      Value base = buffer;
+      int64_t offset = 0;
       if (view) {
-        where = *view;
+        base = view->base;
+        offset = view->offset;
+        for (int64_t d = 0; d < 4; ++d)
+          strides[d] = b.getIndexAttr(view->strides[d]);
       } else {
-        // A row-major [B, H, S, D] buffer of its own.
-        where.base = buffer;
-        int64_t stride = 1;
-        where.strides.assign(4, 1);
+        // A row-major buffer of its own.
+        OpFoldResult stride = b.getIndexAttr(1);
         for (int64_t d = 3; d >= 0; --d) {
-          where.strides[d] = stride;
-          stride *= type.getDimSize(d);
+          strides[d] = stride;
+          if (d == 0)
+            break;
+          std::optional<int64_t> x = getConstantIntValue(stride),
+                                 y = getConstantIntValue(sizes[d]);
+          stride = x && y ? OpFoldResult(b.getIndexAttr(*x * *y))
+                          : OpFoldResult(arith::MulIOp::create(
+                                b, loc, getValueOrCreateConstantIndexOp(
+                                            b, loc, stride),
+                                getValueOrCreateConstantIndexOp(b, loc,
+                                                                sizes[d])));
         }
       }
+      // A dim of one element may have any stride (a view's is 0, which
+      // TMA does not take): a row's 16-byte multiple.
+      for (int64_t d = 0; d < 3; ++d)
+        if (!type.isDynamicDim(d) && type.getDimSize(d) == 1)
+          strides[d] = b.getIndexAttr(roundUp(type.getDimSize(3), 8));
+      SmallVector<int64_t> order = {2, 1, 0, 3};
+      SmallVector<OpFoldResult> viewSizes, viewStrides;
+      SmallVector<int64_t> staticSizes, staticStrides;
+      for (int64_t d : order) {
+        viewSizes.push_back(sizes[d]);
+        viewStrides.push_back(strides[d]);
+        staticSizes.push_back(getConstantIntValue(sizes[d]).value_or(
+            ShapedType::kDynamic));
+        staticStrides.push_back(getConstantIntValue(strides[d]).value_or(
+            ShapedType::kDynamic));
+      }
+      auto viewType = MemRefType::get(
+          staticSizes, element,
+          StridedLayoutAttr::get(ctx, offset, staticStrides));
+      Value tensor = memref::ReinterpretCastOp::create(
+          b, loc, viewType, base, b.getIndexAttr(offset), viewSizes,
+          viewStrides);
       Value unranked = memref::CastOp::create(
-          b, loc, UnrankedMemRefType::get(element, Attribute()), where.base);
+          b, loc, UnrankedMemRefType::get(element, Attribute()), tensor);
       SmallVector<Value> box;
       for (int64_t d : mapType.getTensor().getShape())
         box.push_back(constantIndex(b, loc, d));
-      auto create =
-          nvgpu::TmaCreateDescriptorOp::create(b, loc, mapType, unranked, box);
-      create->setAttr("kiln.tma_dims",
-                      b.getDenseI64ArrayAttr(
-                          {type.getDimSize(3), type.getDimSize(0),
-                           type.getDimSize(1), type.getDimSize(2)}));
-      // A dim of one element may have any stride (a view's is 0, which
-      // TMA does not take): a row's 16-byte multiple.
-      SmallVector<int64_t> strides;
-      for (int64_t d = 0; d < 3; ++d)
-        strides.push_back(type.getDimSize(d) == 1
-                              ? roundUp(type.getDimSize(3), 8)
-                              : where.strides[d]);
-      create->setAttr("kiln.tma_strides", b.getDenseI64ArrayAttr(strides));
-      create->setAttr("kiln.tma_offset", b.getI64IntegerAttr(where.offset));
-      return create.getResult();
+      return nvgpu::TmaCreateDescriptorOp::create(b, loc, mapType, unranked,
+                                                  box)
+          .getResult();
     };
     Value mapQ = tensorMap(buffers.q, buffers.views[0], op.getQuery());
     Value mapK = tensorMap(buffers.k, buffers.views[1], op.getKey());
@@ -183,8 +241,7 @@ struct KilnGpuFlashAttentionWgmmaPass final
 
     Launch built = createLaunch(
         b, loc,
-        {constantIndex(b, loc, qTiles), constantIndex(b, loc, shape.heads),
-         constantIndex(b, loc, shape.batch)},
+        {qTileCount, constantIndex(b, loc, shape.heads), batchCount},
         {threads, 1, 1}, config);
     gpu::LaunchOp launch = built.op;
     OpBuilder &in = built.body;
@@ -268,9 +325,10 @@ struct KilnGpuFlashAttentionWgmmaPass final
 
     // KV tiles this block reads: with a causal mask, up to the one holding
     // key qBase + BM - 1 + shift (the last any of its rows sees).
-    Value kvEnd = ix.c(kvTiles);
+    Value kvEnd = kvTileCount;
     if (causal)
-      kvEnd = causalTileEnd(ix, ix.add(qBase, causalShift + bm), kBn, kvEnd);
+      kvEnd = causalTileEnd(ix, ix.add(qBase, ix.add(causalShift, bm)), kBn,
+                            kvEnd);
 
     // Prologue (thread 0): the Q tile, then KV tiles 0 .. S-2.
     {
@@ -413,15 +471,16 @@ struct KilnGpuFlashAttentionWgmmaPass final
                        buffers.bias,
                        batch,
                        causal.has_value(),
-                       lx.c(causalShift),
-                       lx.c(shape.keys),
+                       causalShift,
+                       keyCount,
                        negInf};
       SmallVector<Value> sRegs = registersOf(lb, scores, kBn / 2);
       Value keyBase = lx.mul(t, kBn);
       SmallVector<Value> queries;
       for (Value r : localRows) {
         Value row = lx.add(qBase, lx.add(lx.mul(warpgroup, kRows), r));
-        queries.push_back(lx.select(lx.lt(row, shape.queries), row, lx.c(0)));
+        queries.push_back(
+            lx.select(lx.ltV(row, queryCount), row, lx.c(0)));
       }
       SmallVector<SmallVector<Value>> s(2);
       for (int64_t e = 0; e < kBn / 2; ++e)
@@ -507,7 +566,7 @@ struct KilnGpuFlashAttentionWgmmaPass final
       int64_t half = halfOf(e);
       Value row = ix.add(qBase, ix.add(ix.mul(warpgroup, kRows), localRows[half]));
       Value col = columnOf(ix, e);
-      Value inside = ix.andI(ix.lt(row, shape.queries), ix.lt(col, shape.headV));
+      Value inside = ix.andI(ix.ltV(row, queryCount), ix.lt(col, shape.headV));
       OpBuilder sb = scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
       SmallVector<Value> values;
       for (int64_t i = 0; i < 2; ++i)
@@ -544,6 +603,6 @@ struct KilnGpuFlashAttentionWgmmaPass final
 } // namespace
 
 bool kiln::flashWgmmaAccepts(const FlashShape &shape) {
-  return !shape.symbolic() && roundUp(shape.headQK, kAtom) <= 128 &&
+  return roundUp(shape.headQK, kAtom) <= 128 &&
          roundUp(shape.headV, kAtom) <= 128;
 }

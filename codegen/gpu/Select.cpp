@@ -254,16 +254,20 @@ private:
     }
     return nullptr;
   }
-  /// Hopper prefill (static counts, at least 64 queries; decode stays on
-  /// mma.sync with split-KV): two warpgroups per block (128 query rows)
-  /// while that still makes a block per SM, else one; two stages of K and
-  /// V (up to 112 KiB with a head of 128).
+  /// Hopper prefill (at least 64 queries, or a symbolic count; a static
+  /// decode stays on mma.sync with split-KV): two warpgroups per block
+  /// (128 query rows) while that still makes a block per SM, else one (and
+  /// one for symbolic counts, which may be short); two stages of K and V
+  /// (up to 112 KiB with a head of 128).
   DictionaryAttr flashAttentionWgmma(const FlashShape &shape) {
-    if (!flashWgmmaAccepts(shape) || shape.queries < 64)
+    if (!flashWgmmaAccepts(shape) ||
+        (!ShapedType::isDynamic(shape.queries) && shape.queries < 64))
       return nullptr;
-    int64_t wide = llvm::divideCeil(shape.queries, 128) * shape.heads *
-                   shape.batch;
-    int64_t bm = wide >= int64_t(facts.smCount) ? 128 : 64;
+    int64_t bm = 64;
+    if (!shape.symbolic() &&
+        llvm::divideCeil(shape.queries, 128) * shape.heads * shape.batch >=
+            int64_t(facts.smCount))
+      bm = 128;
     return config(kFlashAttentionWgmma,
                   {named("tile", ArrayRef<int64_t>{bm, 64}),
                    named("stages", int64_t(2))});

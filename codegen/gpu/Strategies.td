@@ -84,8 +84,9 @@ def KilnGpuFlashAttentionWgmma : Pass<"kiln-gpu-flash-attention-wgmma", "mlir::f
     Runs on kernel functions whose `kiln.config` selects
     `flash-attention-wgmma`, with the configuration's `tile` (64 or 128
     query rows, a warpgroup per 64; 64 keys) and `stages`, right after
-    bufferization. A `kiln.attention` of f16 or bf16 operands with static
-    counts becomes one `gpu.launch`: thread 0 loads the Q tile and an
+    bufferization. A `kiln.attention` of f16 or bf16 operands (static
+    head counts; batch, query and key counts static or symbolic) becomes
+    one `gpu.launch`: thread 0 loads the Q tile and an
     S-stage ring of K and V tiles with `nvgpu.tma.async.load` (mbarriers
     with transaction counts, 128-byte swizzle, tensor maps over the
     operands' buffers or the strided views they are read through);

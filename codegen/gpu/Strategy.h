@@ -282,8 +282,8 @@ std::optional<FlashShape> flashAttentionShape(mlir::Operation *root);
 /// and V (bn rows each), heads padded to multiples of 16.
 int64_t flashAttentionSharedBytes(const FlashShape &shape, int64_t bm,
                                   int64_t bn, int64_t stages);
-/// Whether flash-attention-wgmma takes it: static counts, heads of at most
-/// 128 elements (padded to 64 in shared memory).
+/// Whether flash-attention-wgmma takes it: heads of at most 128 elements
+/// (padded to 64 or 128 in shared memory); the counts may be symbolic.
 bool flashWgmmaAccepts(const FlashShape &shape);
 
 /// The configuration for a dispatch whose root is `root`, for the

@@ -2,19 +2,23 @@
 
 // COM: GPT-2's attention dispatch after bufferization (as in
 // COM: kiln-gpu-flash-attention.mlir), for sm_90a: the tensor maps read the
-// COM: head split in place, each operand as [d, batch, head, row] over the
-// COM: QKV projection at offsets 0, 32 and 64 with strides (batch: any, a
-// COM: dim of one; head 16; row 96); the boxes are [64 x 1 x 1 x 64] with
-// COM: the 128-byte swizzle. In the launch: Q, a 2-stage K and V ring and
+// COM: head split in place, each operand a view [row, head, batch, d] of
+// COM: the QKV projection at offsets 0, 32 and 64 with strides (row 96,
+// COM: head 16, batch: any, a dim of one); the boxes are [64 x 1 x 1 x 64]
+// COM: with the 128-byte swizzle. In the launch: Q, a 2-stage K and V ring and
 // COM: P's tile, each 64 x 64; TMA loads; Q Kᵀ as one wgmma per k16 step,
 // COM: only the last waiting; the scores as registers; P stored, fenced
 // COM: for the async proxy; P V on wgmma with V N-major; the result
 // COM: written through the output's permutation; no temporary left.
 // CHECK-LABEL: func.func @qkv_in_place
 // CHECK-NOT: memref.alloc
-// CHECK: nvgpu.tma.create.descriptor {{.*}} {kiln.tma_dims = array<i64: 16, 1, 2, 8>, kiln.tma_offset = 0 : i64, kiln.tma_strides = array<i64: 16, 16, 96>} : memref<*xbf16> -> <tensor = memref<64x1x1x64xbf16, 3>, swizzle = swizzle_128b
-// CHECK: nvgpu.tma.create.descriptor {{.*}} {kiln.tma_dims = array<i64: 16, 1, 2, 8>, kiln.tma_offset = 32 : i64, kiln.tma_strides = array<i64: 16, 16, 96>}
-// CHECK: nvgpu.tma.create.descriptor {{.*}} {kiln.tma_dims = array<i64: 16, 1, 2, 8>, kiln.tma_offset = 64 : i64, kiln.tma_strides = array<i64: 16, 16, 96>}
+// CHECK: %[[QV:.*]] = memref.reinterpret_cast %arg0 to offset: [0], sizes: [8, 2, 1, 16], strides: [96, 16, 16, 1]
+// CHECK: %[[QU:.*]] = memref.cast %[[QV]] : memref<8x2x1x16xbf16, strided<[96, 16, 16, 1]>> to memref<*xbf16>
+// CHECK: nvgpu.tma.create.descriptor %[[QU]] box[{{.*}}] : memref<*xbf16> -> <tensor = memref<64x1x1x64xbf16, 3>, swizzle = swizzle_128b
+// CHECK: memref.reinterpret_cast %arg0 to offset: [32], sizes: [8, 2, 1, 16], strides: [96, 16, 16, 1]
+// CHECK: nvgpu.tma.create.descriptor
+// CHECK: memref.reinterpret_cast %arg0 to offset: [64], sizes: [8, 2, 1, 16], strides: [96, 16, 16, 1]
+// CHECK: nvgpu.tma.create.descriptor
 // CHECK: gpu.launch
 // CHECK-SAME: threads(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c128
 // CHECK-SAME: workgroup(%{{.*}} : memref<1x1x64x64xbf16, #gpu.address_space<workgroup>>, %{{.*}} : memref<2x1x64x64xbf16, #gpu.address_space<workgroup>>, %{{.*}} : memref<2x1x64x64xbf16, #gpu.address_space<workgroup>>, %[[P:.*]] : memref<1x64x64xbf16, #gpu.address_space<workgroup>>)
@@ -110,7 +114,7 @@ func.func @qkv_in_place(%arg0: memref<1x8x96xbf16>, %arg1: memref<1x8x2x16xbf16>
 // COM: thread that makes it); a dense [B, H, S, D] operand's map has its
 // COM: row-major strides.
 // CHECK-LABEL: func.func @two_warpgroups
-// CHECK: kiln.tma_dims = array<i64: 64, 1, 2, 200>, kiln.tma_offset = 0 : i64, kiln.tma_strides = array<i64: 64, 12800, 64>
+// CHECK: memref.reinterpret_cast %arg0 to offset: [0], sizes: [200, 2, 1, 64], strides: [64, 12800, 64, 1]
 // CHECK: gpu.launch
 // CHECK-SAME: in (%{{.*}} = %c256
 // CHECK: scf.if %{{.*}} -> (!nvgpu.warpgroup.descriptor<tensor = memref<64x16xbf16, 3>>)
@@ -120,5 +124,28 @@ func.func @two_warpgroups(%arg0: memref<1x2x200x64xbf16>, %arg1: memref<1x2x200x
   %r = kiln.attention %q, %q, %q {causal_offset = 0 : i64, scale = 1.250000e-01 : f64, softmax_type = f32} : tensor<1x2x200x64xbf16>, tensor<1x2x200x64xbf16>, tensor<1x2x200x64xbf16> -> tensor<1x2x200x64xbf16>
   %rb = bufferization.to_buffer %r : tensor<1x2x200x64xbf16> to memref<1x2x200x64xbf16, strided<[?, ?, ?, ?], offset: ?>>
   memref.copy %rb, %arg1 : memref<1x2x200x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x2x200x64xbf16>
+  return
+}
+
+// -----
+
+// COM: Symbolic batch and sequence: the counts are the buffers' sizes on
+// COM: the host side (the grid's x and z from them), the tensor maps views
+// COM: whose sizes and strides are computed from them.
+// CHECK-LABEL: func.func @symbolic_counts
+// CHECK: %[[B:.*]] = memref.dim %arg0, %c0
+// CHECK: %[[S:.*]] = memref.dim %arg0, %c2
+// CHECK: arith.ceildivui %[[S]], %c64
+// CHECK: %[[B2:.*]] = memref.dim %arg0, %c0
+// CHECK: %[[S2:.*]] = memref.dim %arg0, %c2
+// CHECK: %[[SD:.*]] = arith.muli %c64{{.*}}, %[[S2]]
+// CHECK: %[[HSD:.*]] = arith.muli %[[SD]], %c2
+// CHECK: memref.reinterpret_cast %arg0 to offset: [0], sizes: [%[[S2]], 2, %[[B2]], 64], strides: [64, %[[SD]], %[[HSD]], 1]
+// CHECK: gpu.launch blocks({{.*}}) in (%{{.*}} = %{{.*}}, %{{.*}} = %c2{{.*}}, %{{.*}} = %[[B]])
+func.func @symbolic_counts(%arg0: memref<?x2x?x64xbf16>, %arg1: memref<?x2x?x64xbf16>) attributes {kiln.config = {stages = 2 : i64, strategy = "flash-attention-wgmma", tile = array<i64: 64, 64>}, kiln.kernel} {
+  %q = bufferization.to_tensor %arg0 : memref<?x2x?x64xbf16> to tensor<?x2x?x64xbf16>
+  %r = kiln.attention %q, %q, %q {causal_offset = 0 : i64, scale = 1.250000e-01 : f64, softmax_type = f32} : tensor<?x2x?x64xbf16>, tensor<?x2x?x64xbf16>, tensor<?x2x?x64xbf16> -> tensor<?x2x?x64xbf16>
+  %rb = bufferization.to_buffer %r : tensor<?x2x?x64xbf16> to memref<?x2x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>
+  memref.copy %rb, %arg1 : memref<?x2x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<?x2x?x64xbf16>
   return
 }
