@@ -140,3 +140,24 @@ def test_dynamic_export_on_tensor_cores(path, tmp_path):
         assert got.shape == want.shape, (batch, seq)
         assert normwise_error(got, want) <= PRECISION_TOLERANCES["bf16"], (
             batch, seq, normwise_error(got, want))
+
+
+def test_llama_projections_on_tensor_core_gemms(tmp_path):
+    """LLaMA's q/k/v projections, whose weights the export reshapes into
+    [K, heads, head_dim], run on the tensor-core GEMM strategies with their
+    rounding as the epilogue (kiln-gpu-collapse-contraction-loops folds the
+    two N loops into one), not on the SIMT GEMM: 12 launches per layer. The
+    only SIMT GEMM left is the rotary angles' outer product (K = 1, f32)."""
+    path = os.path.join(FIXTURES, "llama", "model.onnx")
+    artifact = tmp_path / "m.kiln"
+    kiln("compile", path, "-o", str(artifact), "--target", "cuda:sm_80,sm_90a",
+         "--precision", "bf16")
+    info = json.loads(kiln("inspect", str(artifact), "--json").stdout)
+    strategy = {k["symbol"]: k["strategy"] for k in info["kernels"]}
+    launches = [strategy[l["kernel"]] for l in info["entry_points"][0]["launches"]]
+    assert launches.count("gemm-simt") == 1, launches
+    layers = launches.count("flash-attention-mma-sync")
+    assert layers == 2
+    # Embedding, the rotary tables (angles, cos, sin), and the final norm
+    # and LM head around the layers.
+    assert len(launches) - 7 <= 12 * layers, launches
