@@ -185,26 +185,34 @@ def test_decode_step_logits(compiled, cache, tmp_path):
                 CHECKPOINT_LOGITS_ATOL)
 
 
-@pytest.mark.parametrize("precision,sequence", [
-    ("fp32", ["--dim", "sequence=24"]), ("bf16", ["--dim", "sequence=24"]),
-    ("bf16", ["--max-seq-len", "24"])])
-def test_decode_under_sim(precision, sequence, tmp_path):
+@pytest.mark.parametrize("precision,sequence,target", [
+    ("fp32", ["--dim", "sequence=24"], "cuda:sm_80,sm_90a"),
+    ("bf16", ["--dim", "sequence=24"], "cuda:sm_80,sm_90a"),
+    ("bf16", ["--max-seq-len", "24"], "cuda:sm_80,sm_90a"),
+    ("bf16", ["--max-seq-len", "24"], "cuda:sm_90a")])
+def test_decode_under_sim(precision, sequence, target, tmp_path):
     """The cuda kernels of prefill and decode over the KV cache (bf16: the
     cache holds bf16, the decode attention is flash attention over the
     cached prefix, split over the key tiles at run time; with
-    --max-seq-len the prompt's length is symbolic too), executed by the
-    simulator; each step's logits against transformers'."""
+    --max-seq-len the prompt's length is symbolic too; for sm_90a alone the
+    prefill's attention is TMA + wgmma over the symbolic counts), executed
+    by the simulator; each step's logits against transformers'."""
     from conftest import CHECKPOINT_LOGITS_ATOL, PRECISION_TOLERANCES
     path = make_checkpoint(tmp_path / "ckpt", "llama3")
     artifact = tmp_path / "m.kiln"
-    kiln("compile", str(path), "-o", str(artifact), "--target",
-         "cuda:sm_80,sm_90a", "--embed-kernel-ir", "--precision", precision,
-         "--dim", "batch=1", *sequence)
+    kiln("compile", str(path), "-o", str(artifact), "--target", target,
+         "--embed-kernel-ir", "--precision", precision, "--dim", "batch=1",
+         *sequence)
     info = json.loads(kiln("inspect", "--json", str(artifact)).stdout)
     if precision == "bf16":
         configs = [k["config"] for k in info["kernels"]
                    if k["strategy"] == "flash-attention-mma-sync"]
         assert any("splits" in c for c in configs), configs
+    if target == "cuda:sm_90a":
+        strategy = {k["symbol"]: k["strategy"] for k in info["kernels"]}
+        prefill = next(e for e in info["entry_points"] if e["name"] == "prefill")
+        assert "flash-attention-wgmma" in {
+            strategy.get(l.get("kernel")) for l in prefill["launches"]}
     state_dtypes = {state["dtype"] for state in info["states"]}
     assert state_dtypes == {"f32" if precision == "fp32" else "bf16"}
     tokens, logits = reference_steps(path, 12)
