@@ -43,8 +43,11 @@
 // - after the barrier, every warpgroup has retired the products that read
 //   the ring's oldest stage, and thread 0 refills it with tile t + S - 1;
 // - causal blocks stop at the last tile their rows can see; the end
-//   divides O by the row sums (0 for a row that saw no key) and stores
-//   pairs of the result type, guarded at the sequence and head edges.
+//   divides O by the row sums (0 for a row that saw no key), rounds it to
+//   the result type, stages each warpgroup's tile in V's ring (16-byte
+//   chunks XORed with the row) and stores it in 16-byte chunks of whole
+//   rows (pairs where the output's rows do not take chunks), guarded at
+//   the sequence and head edges.
 //
 // Not yet: a producer warp with setmaxnreg, two consumer warpgroups
 // ping-ponging softmax and GEMMs, P kept in registers (wgmma's A from
@@ -555,30 +558,80 @@ struct KilnGpuFlashAttentionWgmmaPass final
                                       rows[1].sum});
     }
 
-    // O / l, rounded, stored as pairs of adjacent columns.
+    // O / l, rounded to the result type. A quad's pairs would fill half a
+    // 32-byte sector per row: where the output's rows take 16-byte chunks,
+    // each warpgroup's tile goes through V's ring instead (free once every
+    // warpgroup has retired its last product; rows of 16-byte chunks
+    // XORed with the row, so the quads' 4-byte stores and the 16-byte
+    // reads are conflict-free) and leaves in chunks of whole rows; else as
+    // pairs of adjacent columns.
     NVVM::WgmmaWaitGroupSyncOp::create(in, loc, 0);
     SmallVector<Value> inverse;
     for (int64_t half = 0; half < 2; ++half)
       inverse.push_back(
           inverseOrZero(in, loc, rowSum(in, loc, loop.getResult(3 + half))));
     SmallVector<Value> oRegs = registersOf(in, loop.getResult(0), dv / 2);
-    for (int64_t e = 0; e < dv / 2; e += 2) {
-      int64_t half = halfOf(e);
-      Value row = ix.add(qBase, ix.add(ix.mul(warpgroup, kRows), localRows[half]));
-      Value col = columnOf(ix, e);
-      Value inside = ix.andI(ix.ltV(row, queryCount), ix.lt(col, shape.headV));
-      OpBuilder sb = scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
+    auto pairOf = [&](OpBuilder &pb, int64_t e) {
       SmallVector<Value> values;
       for (int64_t i = 0; i < 2; ++i)
         values.push_back(arith::TruncFOp::create(
-            sb, loc, element,
-            arith::MulFOp::create(sb, loc, oRegs[e + i], inverse[half])));
-      vector::StoreOp::create(
-          sb, loc,
-          vector::FromElementsOp::create(sb, loc,
-                                         VectorType::get({2}, element), values),
-          out, ValueRange{batch, head, row, col}, /*nontemporal=*/false,
-          llvm::MaybeAlign(4));
+            pb, loc, element,
+            arith::MulFOp::create(pb, loc, oRegs[e + i],
+                                  inverse[halfOf(e)])));
+      return vector::FromElementsOp::create(
+          pb, loc, VectorType::get({2}, element), values);
+    };
+    Value groupBase = ix.add(qBase, ix.mul(warpgroup, kRows));
+    bool staged = buffers.outView ? buffers.outView->alignedTo(8)
+                                  : chunkable(out.getType(), 8);
+    if (staged) {
+      gpu::BarrierOp::create(in, loc);
+      Value tile = memref::CollapseShapeOp::create(
+          in, loc, vRing,
+          ArrayRef<ReassociationIndices>{ReassociationIndices{0, 1, 2, 3}});
+      int64_t chunks = dv / 8;
+      Value own = ix.mul(warpgroup, kRows * dv);
+      auto at = [&](Ix &ax, Value r, Value chunk, Value inChunk) {
+        Value physical = ax.xorI(chunk, ax.rem(r, 8));
+        return ax.add(own, ax.add(ax.mul(r, dv),
+                                  ax.add(ax.mul(physical, 8), inChunk)));
+      };
+      for (int64_t e = 0; e < dv / 2; e += 2)
+        vector::StoreOp::create(
+            in, loc, pairOf(in, e), tile,
+            at(ix, localRows[halfOf(e)], ix.c(e / 4), ix.mul(inQuad, 2)),
+            /*nontemporal=*/false, llvm::MaybeAlign(4));
+      gpu::BarrierOp::create(in, loc);
+      Value inGroup = ix.rem(tid, kWarpgroup);
+      for (int64_t i = 0; i < kRows * chunks / kWarpgroup; ++i) {
+        Value e = ix.add(inGroup, i * kWarpgroup);
+        Value r = ix.div(e, chunks), chunk = ix.rem(e, chunks);
+        Value row = ix.add(groupBase, r);
+        Value col = ix.mul(chunk, 8);
+        Value inside = ix.andI(ix.ltV(row, queryCount), ix.lt(col, shape.headV));
+        OpBuilder sb =
+            scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
+        Ix sx{sb, loc};
+        Value values = vector::LoadOp::create(
+            sb, loc, VectorType::get({8}, element), tile,
+            at(sx, r, chunk, sx.c(0)), /*nontemporal=*/false,
+            llvm::MaybeAlign(16));
+        vector::StoreOp::create(sb, loc, values, out,
+                                ValueRange{batch, head, row, col},
+                                /*nontemporal=*/false, llvm::MaybeAlign(16));
+      }
+    } else {
+      for (int64_t e = 0; e < dv / 2; e += 2) {
+        Value row = ix.add(groupBase, localRows[halfOf(e)]);
+        Value col = columnOf(ix, e);
+        Value inside =
+            ix.andI(ix.ltV(row, queryCount), ix.lt(col, shape.headV));
+        OpBuilder sb =
+            scf::IfOp::create(in, loc, inside, false).getThenBodyBuilder();
+        vector::StoreOp::create(sb, loc, pairOf(sb, e), out,
+                                ValueRange{batch, head, row, col},
+                                /*nontemporal=*/false, llvm::MaybeAlign(4));
+      }
     }
     gpu::TerminatorOp::create(in, loc);
     eraseFlashAttention(op, buffers);
