@@ -1,6 +1,8 @@
 """The profile's bound for GPT-2 prefill with attention raised into one
 flash kernel, against the exporter's decomposed attention compiled in the
-same run (`--raise-attention off`), both at --precision bf16 for cuda.
+same run (`--raise-attention off`), both at --precision bf16 for
+cuda:sm_80,sm_90a (mma.sync), and the raised form for cuda:sm_90a alone
+(the Hopper kernels: flash-attention-wgmma, gemm-wgmma).
 
     .venv/bin/python bench/attention_profile.py [--layers 1] [--tokens 1024]
         [--gpu h100] [--sample-blocks 16]
@@ -22,9 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILN = os.environ.get("KILN_BIN", os.path.join(ROOT, "build", "bin", "kiln"))
 
 
-def profile(model, raise_attention, args, folder):
-    artifact = os.path.join(folder, f"gpt2_{raise_attention}.kiln")
-    subprocess.run([KILN, "compile", model, "--target", "cuda:sm_80,sm_90a",
+def profile(model, raise_attention, args, folder, target="cuda:sm_80,sm_90a"):
+    artifact = os.path.join(folder, f"gpt2_{raise_attention}_{target[5:]}.kiln")
+    subprocess.run([KILN, "compile", model, "--target", target,
                     "--precision", "bf16", "--embed-kernel-ir",
                     "--raise-attention", raise_attention, "-o", artifact],
                    check=True, capture_output=True)
@@ -66,17 +68,25 @@ def main():
           f"bf16, roofline of the {args.gpu} over the simulator's counters "
           f"(a model, not a measurement)")
     results = {}
-    for raise_attention in ("off", "on"):
-        results[raise_attention] = profile(model, raise_attention, args, folder)
-        bound, launches, by_strategy, total = results[raise_attention]
-        print(f"\nraise-attention {raise_attention}: {launches} launches, "
-              f"bound {bound:.1f} us")
+    for name, raise_attention, target in (
+            ("off", "off", "cuda:sm_80,sm_90a"),
+            ("on", "on", "cuda:sm_80,sm_90a"),
+            ("hopper", "on", "cuda:sm_90a")):
+        results[name] = profile(model, raise_attention, args, folder, target)
+        bound, launches, by_strategy, total = results[name]
+        print(f"\nraise-attention {raise_attention}, {target}: {launches} "
+              f"launches, bound {bound:.1f} us")
         for strategy, us in by_strategy.most_common():
             print(f"  {strategy:28s} {us:10.1f} us")
         print("  " + total)
     off, on = results["off"][0], results["on"][0]
     print(f"\nbound, decomposed / flash: {off:.1f} / {on:.1f} us = "
           f"{off / on:.2f}x")
+    mma = results["on"][2]["flash-attention-mma-sync"]
+    wgmma = results["hopper"][2]["flash-attention-wgmma"]
+    if wgmma:
+        print(f"attention's bound, mma.sync / wgmma: {mma:.1f} / {wgmma:.1f} "
+              f"us = {mma / wgmma:.2f}x")
 
 
 if __name__ == "__main__":

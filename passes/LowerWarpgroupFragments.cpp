@@ -26,8 +26,8 @@ using namespace mlir;
 
 namespace {
 
-/// The struct convert-nvgpu-to-nvvm makes of `type`, and its members per
-/// inner struct.
+/// The struct convert-nvgpu-to-nvvm makes of `type` (f32), and its members
+/// per inner struct.
 std::pair<LLVM::LLVMStructType, int64_t>
 structOf(nvgpu::WarpgroupAccumulatorType type) {
   VectorType fragmented = type.getFragmented();
@@ -63,6 +63,11 @@ struct LowerWarpgroupFragments final
                        op.getOperand(0).getType());
       auto accType = cast<nvgpu::WarpgroupAccumulatorType>(
           reads ? op.getOperand(0).getType() : op.getResult(0).getType());
+      if (!accType.getFragmented().getElementType().isF32()) {
+        op.emitError() << "only f32 accumulators are read as registers; "
+                       << accType.getFragmented() << " is not";
+        return signalPassFailure();
+      }
       auto [structType, perStruct] = structOf(accType);
       int64_t count = int64_t(structType.getBody().size()) * perStruct;
       ValueRange registers = reads ? ValueRange(op.getResults())

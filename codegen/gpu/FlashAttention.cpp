@@ -765,17 +765,12 @@ struct KilnGpuFlashAttentionPass final
   }
 
   void runOnOperation() override {
-    func::FuncOp func = getOperation();
-    if (!func->hasAttr(kKernelAttrName))
-      return;
-    DictionaryAttr dict = configFor(func, kFlashAttentionMmaSync);
-    if (!dict)
-      return;
-    SmallVector<AttentionOp> ops;
-    func.walk([&](AttentionOp op) { ops.push_back(op); });
-    for (AttentionOp op : ops)
-      if (failed(rewrite(op, StrategyConfig(dict, func))))
-        return signalPassFailure();
+    if (failed(applyFlashStrategy(
+            getOperation(), kFlashAttentionMmaSync,
+            [&](AttentionOp op, const StrategyConfig &config) {
+              return rewrite(op, config);
+            })))
+      signalPassFailure();
   }
 };
 

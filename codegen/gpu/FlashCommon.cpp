@@ -87,6 +87,18 @@ void resolveFlashViews(AttentionOp op, OpBuilder &b, FlashBuffers &buffers,
   buffers.resultStep = nullptr;
 }
 
+LogicalResult applyFlashStrategy(
+    func::FuncOp func, StringRef strategy,
+    function_ref<LogicalResult(AttentionOp, const StrategyConfig &)> rewrite) {
+  return applyStrategy<AttentionOp>(
+      func, strategy,
+      [&](AttentionOp op, const StrategyConfig &config) -> FailureOr<bool> {
+        if (failed(rewrite(op, config)))
+          return failure();
+        return true;
+      });
+}
+
 void eraseFlashAttention(AttentionOp op, FlashBuffers &buffers) {
   if (buffers.resultStep)
     buffers.resultStep->erase();

@@ -52,6 +52,14 @@ void resolveFlashViews(AttentionOp op, mlir::OpBuilder &b,
                        FlashBuffers &buffers, mlir::Value batchCount,
                        mlir::Value queryCount, int64_t chunk);
 
+/// The pass body both flash strategies share: `rewrite` on each
+/// `kiln.attention` of a kernel whose configuration names `strategy`.
+mlir::LogicalResult applyFlashStrategy(
+    mlir::func::FuncOp func, llvm::StringRef strategy,
+    llvm::function_ref<mlir::LogicalResult(AttentionOp,
+                                           const StrategyConfig &)>
+        rewrite);
+
 /// Erases `op`, the step that moved its result and the data movement its
 /// views made dead.
 void eraseFlashAttention(AttentionOp op, FlashBuffers &buffers);

@@ -21,9 +21,10 @@
 //   symbolic: the runtime encodes the maps per run);
 // - S = Q Kᵀ per warpgroup on `nvgpu.warpgroup.mma` (64 x BN, f32): one
 //   k16 step per op, since K in shared memory ([key][d], d innermost) is
-//   Kᵀ K-major, whose descriptor the nvgpu lowering does not advance: each
-//   step's descriptors start 32 bytes further into the 128-byte swizzled
-//   rows of Q and K (another 64-wide box every 4 steps). The steps chain
+//   Kᵀ K-major, and the nvgpu lowering advances B's descriptor by 16 rows
+//   (N-major's step) between k16 steps: each step's descriptors start 32
+//   bytes further into the 128-byte swizzled rows of Q and K instead
+//   (another 64-wide box every 4 steps). The steps chain
 //   through the accumulator without waiting (wgmma orders accumulator
 //   accesses of one shape); the last waits for all;
 // - the scores leave the accumulator as its per-thread registers
@@ -175,7 +176,7 @@ struct KilnGpuFlashAttentionWgmmaPass final
         nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
     static_assert(kRows == kBn, "Q, K and V boxes share one shape");
     auto tensorMap = [&](Value buffer, const std::optional<StridedView> &view,
-                         Value operand) {
+                         Value operand) -> Value {
       auto type = cast<ShapedType>(operand.getType());
       // [B, H, S, D]'s sizes and strides (elements), and the first element.
       SmallVector<OpFoldResult> sizes, strides(4);
@@ -190,6 +191,16 @@ struct KilnGpuFlashAttentionWgmmaPass final
         offset = view->offset;
         for (int64_t d = 0; d < 4; ++d)
           strides[d] = b.getIndexAttr(view->strides[d]);
+      } else if (auto bufferType = cast<MemRefType>(buffer.getType());
+                 !bufferType.getLayout().isIdentity()) {
+        // A static view of a kernel buffer (offset and strides in its type).
+        SmallVector<int64_t> own;
+        if (failed(bufferType.getStridesAndOffset(own, offset)) ||
+            ShapedType::isDynamic(offset) ||
+            llvm::any_of(own, ShapedType::isDynamic))
+          return Value();
+        for (int64_t d = 0; d < 4; ++d)
+          strides[d] = b.getIndexAttr(own[d]);
       } else {
         // A row-major buffer of its own.
         OpFoldResult stride = b.getIndexAttr(1);
@@ -241,6 +252,10 @@ struct KilnGpuFlashAttentionWgmmaPass final
     Value mapQ = tensorMap(buffers.q, buffers.views[0], op.getQuery());
     Value mapK = tensorMap(buffers.k, buffers.views[1], op.getKey());
     Value mapV = tensorMap(buffers.v, buffers.views[2], op.getValue());
+    if (!mapQ || !mapK || !mapV)
+      return op.emitError() << "flash-attention-wgmma reads its operands "
+                               "through TMA, which needs their buffers' "
+                               "offsets and strides static";
 
     Launch built = createLaunch(
         b, loc,
@@ -537,7 +552,10 @@ struct KilnGpuFlashAttentionWgmmaPass final
         loadKV(tx, next, tx.rem(next, stages));
       }
 
-      // O += P V, left in flight.
+      // O += P V, left in flight: 4 k16 steps, which the lowering takes
+      // 32 bytes apart in P's rows and 16 rows (2 KiB) apart in V's boxes
+      // of 64 columns.
+      static_assert(kBn == kAtom, "P's K is one swizzled row, V's rows 128 B");
       Value dP = perWarpgroup(lb, descType(kRows, kBn),
                               [&](OpBuilder &wb, int64_t w) {
         return descriptor(wb, pTile,
@@ -639,17 +657,12 @@ struct KilnGpuFlashAttentionWgmmaPass final
   }
 
   void runOnOperation() override {
-    func::FuncOp func = getOperation();
-    if (!func->hasAttr(kKernelAttrName))
-      return;
-    DictionaryAttr dict = configFor(func, kFlashAttentionWgmma);
-    if (!dict)
-      return;
-    SmallVector<AttentionOp> ops;
-    func.walk([&](AttentionOp op) { ops.push_back(op); });
-    for (AttentionOp op : ops)
-      if (failed(rewrite(op, StrategyConfig(dict, func))))
-        return signalPassFailure();
+    if (failed(applyFlashStrategy(
+            getOperation(), kFlashAttentionWgmma,
+            [&](AttentionOp op, const StrategyConfig &config) {
+              return rewrite(op, config);
+            })))
+      signalPassFailure();
   }
 };
 

@@ -445,7 +445,8 @@ bool runTmaLoad(BlockRunner &runner, Operation &operation, const Mask &mask) {
     for (uint64_t e = 0; e < elements && ok; ++e) {
       ShadowCell &cell = runner.shadows[dst->shadow][copy.firstElement + e];
       if (cell.pendingAsync ||
-          (cell.readEpoch == runner.epoch && cell.reader != int64_t(t))) {
+          (cell.readEpoch == runner.epoch && cell.reader != int64_t(t) &&
+           !cell.readByWarpgroupOf(t))) {
         runner.fail(&operation,
                     std::string(cell.pendingAsync
                                     ? "a second asynchronous copy in flight "
@@ -729,6 +730,25 @@ bool runWgmmaWait(BlockRunner &runner, Operation &operation,
   return true;
 }
 
+/// The accumulator registers are the wgmma's only once its group has
+/// retired: reading them while a group of the executing warpgroups is in
+/// flight is an error.
+bool accumulatorsRetired(BlockRunner &runner, Operation &operation,
+                         const Mask &mask) {
+  std::vector<unsigned> groups;
+  if (!activeWarpgroups(runner, operation, mask, groups))
+    return false;
+  for (unsigned g : groups)
+    if (!runner.wgmmaInFlight[g].empty()) {
+      runner.fail(&operation, "reads the accumulators while a wgmma group of "
+                              "warpgroup " + std::to_string(g) +
+                              " is in flight (wait for it with "
+                              "nvvm.wgmma.wait.group.sync.aligned 0)");
+      return false;
+    }
+  return true;
+}
+
 bool runMmaStore(BlockRunner &runner, Operation &operation, const Mask &mask) {
   auto op = cast<nvgpu::WarpgroupMmaStoreOp>(operation);
   const MemDesc *m = runner.memOf(operation, op.getDstMemref());
@@ -744,18 +764,8 @@ bool runMmaStore(BlockRunner &runner, Operation &operation, const Mask &mask) {
     return false;
   }
   const std::vector<Lanes> &d = it->second;
-  // The registers are the wgmma's only once its group has retired.
-  std::vector<unsigned> groups;
-  if (!activeWarpgroups(runner, operation, mask, groups))
+  if (!accumulatorsRetired(runner, operation, mask))
     return false;
-  for (unsigned g : groups)
-    if (!runner.wgmmaInFlight[g].empty()) {
-      runner.fail(&operation, "reads the accumulators while a wgmma group of "
-                              "warpgroup " + std::to_string(g) +
-                              " is in flight (wait for it with "
-                              "nvvm.wgmma.wait.group.sync.aligned 0)");
-      return false;
-    }
   bool ok = true;
   // One store instruction per element: every thread's element e (the
   // counters see each instruction's lanes together).
@@ -808,17 +818,8 @@ bool runFragmentCast(BlockRunner &runner, Operation &operation,
                               "build, or not as its registers");
       return false;
     }
-    std::vector<unsigned> groups;
-    if (!activeWarpgroups(runner, operation, mask, groups))
+    if (!accumulatorsRetired(runner, operation, mask))
       return false;
-    for (unsigned g : groups)
-      if (!runner.wgmmaInFlight[g].empty()) {
-        runner.fail(&operation, "reads the accumulators while a wgmma group "
-                                "of warpgroup " + std::to_string(g) +
-                                " is in flight (wait for it with "
-                                "nvvm.wgmma.wait.group.sync.aligned 0)");
-        return false;
-      }
     std::vector<Lanes> registers = it->second;
     for (auto [result, lanes] : llvm::zip(op.getResults(), registers)) {
       Lanes &out = runner.def(result);

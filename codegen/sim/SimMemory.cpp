@@ -98,10 +98,14 @@ bool BlockRunner::checkHazard(Operation &op, const MemDesc &m,
     return false;
   }
   auto report = [&](const std::string &what, int64_t other) {
+    std::string by =
+        other >= 0 ? " and thread " + threadText(other)
+        : other <= ShadowCell::kWarpgroup
+            ? " and the wgmma of warpgroup " +
+                  std::to_string(ShadowCell::kWarpgroup - other)
+            : std::string(" and several threads");
     fail(&op, what + " on " + m.name + " element " + std::to_string(element) +
-                  ": thread " + threadText(t) +
-                  (other >= 0 ? " and thread " + threadText(other)
-                              : std::string(" and several threads")) +
+                  ": thread " + threadText(t) + by +
                   " with no gpu.barrier in between");
     return false;
   };

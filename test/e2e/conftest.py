@@ -52,6 +52,26 @@ def kiln(*args, check=True, env=None):
     return result
 
 
+def input_args(inputs, tmp_path):
+    """Saves `inputs` (name -> array) under `tmp_path`; returns the
+    `--input` flags that pass them to `kiln run` or `kiln profile`."""
+    args = []
+    for name, value in inputs.items():
+        path = tmp_path / f"in_{name}.npy"
+        np.save(path, value)
+        args += ["--input", f"{name}=@{path}"]
+    return args
+
+
+def run_artifact(artifact, inputs, tmp_path, device="cpu"):
+    """Runs a compiled artifact on `inputs`; returns its outputs as name ->
+    array."""
+    out = tmp_path / "out"
+    kiln("run", str(artifact), "--device", device, "--output-dir", str(out),
+         *input_args(inputs, tmp_path))
+    return {p.stem: np.load(p) for p in sorted(out.glob("*.npy"))}
+
+
 def run_kiln(model_path, inputs, tmp_path, target="cpu", device="cpu",
              precision="fp32"):
     """Compiles and runs `model_path` on `inputs` (name -> array); returns
@@ -60,13 +80,8 @@ def run_kiln(model_path, inputs, tmp_path, target="cpu", device="cpu",
     extra = ["--embed-kernel-ir"] if device == "sim" else []
     kiln("compile", str(model_path), "-o", artifact, "--target", target,
          "--precision", precision, *extra)
-    args = ["run", artifact, "--device", device, "--output-dir",
-            str(tmp_path / "out")]
-    for name, value in inputs.items():
-        path = tmp_path / f"in_{name}.npy"
-        np.save(path, value)
-        args += ["--input", f"{name}=@{path}"]
-    kiln(*args)
+    kiln("run", artifact, "--device", device, "--output-dir",
+         str(tmp_path / "out"), *input_args(inputs, tmp_path))
     model = onnx.load(str(model_path))
     return {o.name: np.load(tmp_path / "out" / f"{o.name}.npy")
             for o in model.graph.output}

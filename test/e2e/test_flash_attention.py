@@ -16,8 +16,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import (F32_NORMWISE_TOLERANCE, PRECISION_TOLERANCES, kiln,
-                      normwise_error)
+from conftest import (F32_NORMWISE_TOLERANCE, PRECISION_TOLERANCES,
+                      input_args, kiln, normwise_error)
 from test_sass import count, needs_ptxas, sass_by_function
 
 TARGET = "cuda:sm_80,sm_90a"
@@ -238,12 +238,8 @@ def flash_moved_mb(name, tmp_path, column=5):
     artifact = str(tmp_path / f"{name}.kiln")
     kiln("compile", path, "--target", TARGET, "--precision", "bf16",
          "--embed-kernel-ir", "-o", artifact)
-    args = []
-    for n, value in feeds.items():
-        np.save(tmp_path / f"{n}.npy", value)
-        args += ["--input", f"{n}=@{tmp_path / (n + '.npy')}"]
     report = kiln("profile", artifact, "--device", "sim", "--sample-blocks",
-                  "0", *args).stdout
+                  "0", *input_args(feeds, tmp_path)).stdout
     row = next(line.split() for line in report.splitlines()
                if len(line.split()) > 5 and line.split()[1] == STRATEGY)
     return float(row[column])

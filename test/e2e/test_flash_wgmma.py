@@ -13,7 +13,8 @@ import os
 import numpy as np
 import pytest
 
-from conftest import PRECISION_TOLERANCES, kiln, normwise_error, run_reference
+from conftest import (PRECISION_TOLERANCES, input_args, kiln, normwise_error,
+                      run_artifact, run_reference)
 from test_flash_attention import build, run
 from test_transformers import FIXTURES, dynamic_inputs
 from test_sass import count, needs_ptxas, sass_by_function
@@ -111,6 +112,18 @@ def test_sass_of_flash_wgmma(name, tmp_path):
     assert kernel["dynamic_shared_bytes"] >= tiles, kernel
 
 
+def compile_export(family, tmp_path, *dims):
+    """The family's dynamic export compiled for sm_90a at bf16 with `dims`
+    (NAME=VALUE or NAME=MIN..MAX): its path, the artifact, its inspection."""
+    path = os.path.join(FIXTURES, family, "model_dynamic.onnx")
+    artifact = tmp_path / "m.kiln"
+    args = [arg for dim in dims for arg in ("--dim", dim)]
+    kiln("compile", path, "-o", str(artifact), "--target", TARGET,
+         "--precision", "bf16", "--embed-kernel-ir", *args)
+    return path, artifact, json.loads(
+        kiln("inspect", str(artifact), "--json").stdout)
+
+
 @needs_ptxas
 @pytest.mark.parametrize("family", ["gpt2", "bert", "llama"])
 def test_transformer_exports_on_hopper(family, tmp_path):
@@ -119,12 +132,8 @@ def test_transformer_exports_on_hopper(family, tmp_path):
     read the head split where it lies (GPT-2: Q, K and V at their offsets
     in the QKV projection's rows), under the simulator against
     onnxruntime within the bf16 tolerance."""
-    path = os.path.join(FIXTURES, family, "model_dynamic.onnx")
-    artifact = tmp_path / "m.kiln"
-    kiln("compile", path, "-o", str(artifact), "--target", TARGET,
-         "--precision", "bf16", "--embed-kernel-ir", "--dim", "batch=2",
-         "--dim", "sequence=64")
-    info = json.loads(kiln("inspect", str(artifact), "--json").stdout)
+    path, artifact, info = compile_export(family, tmp_path, "batch=2",
+                                          "sequence=64")
     flash = [k for k in info["kernels"] if k["strategy"] == STRATEGY]
     assert len(flash) == 1, [k["strategy"] for k in info["kernels"]]
     launches = [l for l in info["entry_points"][0]["launches"]
@@ -137,13 +146,7 @@ def test_transformer_exports_on_hopper(family, tmp_path):
         assert buffers == [f"arena+{base + 128 * i}" for i in range(3)], buffers
     inputs = dynamic_inputs(path, 2, 64)
     want = run_reference(path, inputs)["output"]
-    args = ["run", str(artifact), "--device", "sim", "--output-dir",
-            str(tmp_path / "out")]
-    for name, value in inputs.items():
-        np.save(tmp_path / f"{name}.npy", value)
-        args += ["--input", f"{name}=@{tmp_path / (name + '.npy')}"]
-    kiln(*args)
-    got = np.load(tmp_path / "out" / "output.npy")
+    got = run_artifact(artifact, inputs, tmp_path, "sim")["output"]
     error = normwise_error(got, want)
     assert error <= PRECISION_TOLERANCES["bf16"], error
 
@@ -162,12 +165,8 @@ def test_profile_reads_kv_once_per_query_tile(tmp_path):
         artifact, _, feeds, _ = compile_case("profile", "bf16", tmp_path)
     finally:
         del CASES["profile"]
-    args = []
-    for n, value in feeds.items():
-        np.save(tmp_path / f"{n}.npy", value)
-        args += ["--input", f"{n}=@{tmp_path / (n + '.npy')}"]
     report = kiln("profile", artifact, "--device", "sim", "--sample-blocks",
-                  "0", *args).stdout
+                  "0", *input_args(feeds, tmp_path)).stdout
     row = next(line.split() for line in report.splitlines()
                if len(line.split()) > 5 and line.split()[1] == STRATEGY)
     moved_mb, coal = float(row[5]), float(row[8])
@@ -193,23 +192,13 @@ def test_symbolic_counts_on_hopper(family, tmp_path):
     parameters and tensor maps the runtime encodes per run from the dims'
     expressions; under the simulator against onnxruntime at several shapes
     (a short one, a ragged one, the bound), within the bf16 tolerance."""
-    path = os.path.join(FIXTURES, family, "model_dynamic.onnx")
-    artifact = tmp_path / "m.kiln"
-    kiln("compile", path, "-o", str(artifact), "--target", TARGET,
-         "--precision", "bf16", "--embed-kernel-ir", "--dim", "batch=1..2",
-         "--dim", "sequence=1..64")
-    info = json.loads(kiln("inspect", str(artifact), "--json").stdout)
+    path, artifact, info = compile_export(family, tmp_path, "batch=1..2",
+                                          "sequence=1..64")
     assert STRATEGY in {k["strategy"] for k in info["kernels"]}
     for batch, seq in [(1, 3), (2, 37), (2, 64)]:
         inputs = dynamic_inputs(path, batch, seq)
         want = run_reference(path, inputs)["output"]
-        args = ["run", str(artifact), "--device", "sim", "--output-dir",
-                str(tmp_path / "out")]
-        for name, value in inputs.items():
-            np.save(tmp_path / f"{name}.npy", value)
-            args += ["--input", f"{name}=@{tmp_path / (name + '.npy')}"]
-        kiln(*args)
-        got = np.load(tmp_path / "out" / "output.npy")
+        got = run_artifact(artifact, inputs, tmp_path, "sim")["output"]
         assert got.shape == want.shape, (batch, seq)
         error = normwise_error(got, want)
         assert error <= PRECISION_TOLERANCES["bf16"], (batch, seq, error)

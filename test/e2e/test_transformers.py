@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import (PRECISION_TOLERANCES, ROOT, kiln, normwise_error,
-                      run_kiln, run_reference)
+                      run_artifact, run_kiln, run_reference)
 
 FIXTURES = os.path.join(ROOT, "test", "fixtures", "transformers")
 # Logits of a 2-layer model: f32 with reassociated sums.
@@ -103,13 +103,7 @@ def test_dynamic_export_runs_every_shape(path, target, device, tmp_path):
     for batch, seq in SHAPES:
         inputs = dynamic_inputs(path, batch, seq)
         want = run_reference(path, inputs)["output"]
-        args = ["run", str(artifact), "--device", device, "--output-dir",
-                str(tmp_path / "out")]
-        for name, value in inputs.items():
-            np.save(tmp_path / f"{name}.npy", value)
-            args += ["--input", f"{name}=@{tmp_path / (name + '.npy')}"]
-        kiln(*args)
-        got = np.load(tmp_path / "out" / "output.npy")
+        got = run_artifact(artifact, inputs, tmp_path, device)["output"]
         assert got.shape == want.shape, (batch, seq)
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL,
                                    err_msg=f"{batch}x{seq}")
@@ -130,13 +124,7 @@ def test_dynamic_export_on_tensor_cores(path, tmp_path):
     for batch, seq in SHAPES:
         inputs = dynamic_inputs(path, batch, seq)
         want = run_reference(path, inputs)["output"]
-        args = ["run", str(artifact), "--device", "sim", "--output-dir",
-                str(tmp_path / "out")]
-        for name, value in inputs.items():
-            np.save(tmp_path / f"{name}.npy", value)
-            args += ["--input", f"{name}=@{tmp_path / (name + '.npy')}"]
-        kiln(*args)
-        got = np.load(tmp_path / "out" / "output.npy")
+        got = run_artifact(artifact, inputs, tmp_path, "sim")["output"]
         assert got.shape == want.shape, (batch, seq)
         assert normwise_error(got, want) <= PRECISION_TOLERANCES["bf16"], (
             batch, seq, normwise_error(got, want))

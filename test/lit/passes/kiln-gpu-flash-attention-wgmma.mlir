@@ -149,3 +149,20 @@ func.func @symbolic_counts(%arg0: memref<?x2x?x64xbf16>, %arg1: memref<?x2x?x64x
   memref.copy %rb, %arg1 : memref<?x2x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<?x2x?x64xbf16>
   return
 }
+
+// -----
+
+// COM: An operand read through a static view of a kernel buffer (the
+// COM: second half of each row): the tensor map's view starts at the
+// COM: view's offset, with its strides.
+// CHECK-LABEL: func.func @strided_operand
+// CHECK: %[[SV:.*]] = memref.subview %arg0
+// CHECK: memref.reinterpret_cast %[[SV]] to offset: [64], sizes: [80, 2, 1, 64], strides: [128, 10240, 64, 1]
+func.func @strided_operand(%arg0: memref<1x2x80x128xbf16>, %arg1: memref<1x2x80x64xbf16>) attributes {kiln.config = {stages = 2 : i64, strategy = "flash-attention-wgmma", tile = array<i64: 64, 64>}, kiln.kernel} {
+  %s = memref.subview %arg0[0, 0, 0, 64] [1, 2, 80, 64] [1, 1, 1, 1] : memref<1x2x80x128xbf16> to memref<1x2x80x64xbf16, strided<[20480, 10240, 128, 1], offset: 64>>
+  %q = bufferization.to_tensor %s : memref<1x2x80x64xbf16, strided<[20480, 10240, 128, 1], offset: 64>> to tensor<1x2x80x64xbf16>
+  %r = kiln.attention %q, %q, %q {scale = 1.250000e-01 : f64, softmax_type = f32} : tensor<1x2x80x64xbf16>, tensor<1x2x80x64xbf16>, tensor<1x2x80x64xbf16> -> tensor<1x2x80x64xbf16>
+  %rb = bufferization.to_buffer %r : tensor<1x2x80x64xbf16> to memref<1x2x80x64xbf16, strided<[?, ?, ?, ?], offset: ?>>
+  memref.copy %rb, %arg1 : memref<1x2x80x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x2x80x64xbf16>
+  return
+}
