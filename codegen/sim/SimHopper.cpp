@@ -383,7 +383,8 @@ bool runTmaLoad(BlockRunner &runner, Operation &operation, const Mask &mask) {
     return false;
   }
   MemDesc global;
-  global.base = map.data;
+  global.base = map.space ? map.space : map.data;
+  uint64_t shift = uint64_t(map.data - global.base);
   bool ok = true;
   runner.forActive(mask, [&](unsigned t) {
     if (!ok || !predicated(runner, op.getPredicate(), t))
@@ -439,7 +440,8 @@ bool runTmaLoad(BlockRunner &runner, Operation &operation, const Mask &mask) {
         int64_t lo = std::max<int64_t>(coord[0], 0);
         int64_t hi = std::min<int64_t>(coord[0] + box[0], map.dims[0]);
         if (hi > lo)
-          runner.record(global, t, offset + lo * eb, unsigned((hi - lo) * eb));
+          runner.record(global, t, shift + offset + lo * eb,
+                        unsigned((hi - lo) * eb));
       }
     }
     for (uint64_t e = 0; e < elements && ok; ++e) {

@@ -36,6 +36,11 @@ struct SimBuffer {
 struct SimTensorMap {
   uint8_t *data = nullptr;
   uint64_t bytes = 0;  // the buffer the tensor lies in, for bounds checks
+  /// Where the tensor's allocation starts (data minus a view's offset): the
+  /// counters key its sectors there, so that maps of views into one buffer
+  /// (Q, K and V in a QKV projection's rows) count its bytes once. Null:
+  /// `data`.
+  uint8_t *space = nullptr;
   std::vector<uint64_t> dims, strides;
 };
 

@@ -136,6 +136,11 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
       sim::SimTensorMap sm;
       sm.data = resolve(map.buffer());
       sm.bytes = bytes;
+      // The allocation the view lies in: the arena (or the input, output,
+      // weight or state) from its start.
+      artifact::BufferRef start = map.buffer();
+      start.set_offset(0);
+      sm.space = resolve(start);
       sm.dims.assign(enc->dims, enc->dims + enc->rank);
       sm.strides.assign(enc->strides, enc->strides + enc->rank - 1);
       maps.push_back(std::move(sm));
@@ -182,10 +187,17 @@ std::string runOnSimulator(const std::string &path, size_t entryIndex,
       for (const sim::SimBuffer &arg : args)
         if (arg.data == base)
           scaled = std::min(scaled, double((arg.bytes + 31) / 32));
-      // Buffers a kernel reads only through TMA descriptors.
+      // Buffers a kernel reads only through TMA descriptors: at most the
+      // union of the views into the allocation.
+      uint8_t *low = nullptr, *high = nullptr;
       for (const sim::SimTensorMap &map : maps)
-        if (map.data == base)
-          scaled = std::min(scaled, double((map.bytes + 31) / 32));
+        if (map.space == base) {
+          low = low ? std::min(low, map.data) : map.data;
+          high = high ? std::max(high, map.data + map.bytes)
+                      : map.data + map.bytes;
+        }
+      if (low)
+        scaled = std::min(scaled, double((high - low + 31) / 32));
       profile->uniqueSectors += scaled;
     }
     profile->sharedRequests += scale * stats.sharedRequests;
