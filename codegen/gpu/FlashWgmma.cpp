@@ -253,9 +253,11 @@ struct KilnGpuFlashAttentionWgmmaPass final
     Value mapK = tensorMap(buffers.k, buffers.views[1], op.getKey());
     Value mapV = tensorMap(buffers.v, buffers.views[2], op.getValue());
     if (!mapQ || !mapK || !mapV)
-      return op.emitError() << "flash-attention-wgmma reads its operands "
-                               "through TMA, which needs their buffers' "
-                               "offsets and strides static";
+      return op.emitError()
+             << "flash-attention-wgmma reads its operands through TMA, which "
+                "needs their buffers' offsets and strides static; compile for "
+                "a target with sm_80 (cuda:sm_80,sm_90a) to use "
+                "flash-attention-mma-sync, which reads any layout";
 
     Launch built = createLaunch(
         b, loc,
@@ -303,8 +305,9 @@ struct KilnGpuFlashAttentionWgmmaPass final
     }
     gpu::BarrierOp::create(in, loc);
 
-    // A box of the operand `map` into `ring`[index..] (a [64][1][1][64]
-    // view), at (d, batch, head, row).
+    // The [64][1][1][64] view of `ring` at element `elementOffset` that a
+    // TMA box lands in; loadBoxes issues `boxes` of them, 64 columns apart
+    // in the operand, at (d, batch, head, row).
     auto boxView = [&](OpBuilder &lb, Value ring, Value elementOffset) {
       auto type = MemRefType::get(
           {kBn, 1, 1, kAtom}, element,
@@ -518,16 +521,16 @@ struct KilnGpuFlashAttentionWgmmaPass final
       Value o = accumulatorOf(lb, oAccType, oRegs);
 
       // P into the warpgroup's tile: row r's 16-byte chunk c at c ^ (r % 8).
-      SmallVector<int64_t> taken(2, 0);
+      // Register e is s[half][e / 4 * 2 + e % 2] (s[half] holds the
+      // registers of its row in order).
       for (int64_t e = 0; e < kBn / 2; e += 2) {
         int64_t half = halfOf(e);
         Value pair = vector::FromElementsOp::create(
             lb, loc, VectorType::get({2}, element),
             ValueRange{
-                arith::TruncFOp::create(lb, loc, element, s[half][taken[half]]),
+                arith::TruncFOp::create(lb, loc, element, s[half][e / 4 * 2]),
                 arith::TruncFOp::create(lb, loc, element,
-                                        s[half][taken[half] + 1])});
-        taken[half] += 2;
+                                        s[half][e / 4 * 2 + 1])});
         Value r = localRows[half];
         Value chunk = lx.xorI(lx.c(e / 4), lx.rem(r, 8));
         Value at = lx.add(lx.mul(chunk, 8), lx.mul(inQuad, 2));
@@ -600,8 +603,9 @@ struct KilnGpuFlashAttentionWgmmaPass final
           pb, loc, VectorType::get({2}, element), values);
     };
     Value groupBase = ix.add(qBase, ix.mul(warpgroup, kRows));
-    bool staged = buffers.outView ? buffers.outView->alignedTo(8)
-                                  : chunkable(out.getType(), 8);
+    bool staged = (buffers.outView ? buffers.outView->alignedTo(8)
+                                   : chunkable(out.getType(), 8)) &&
+                  stages >= groupsPerBlock; // a warpgroup's tile per stage
     if (staged) {
       gpu::BarrierOp::create(in, loc);
       Value tile = memref::CollapseShapeOp::create(
