@@ -37,6 +37,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/Strategy.h"
+#include "codegen/gpu/TileIndex.h"
 
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
@@ -51,8 +52,12 @@ using namespace kiln;
 
 namespace {
 
-constexpr int64_t kBm = 128, kBn = 128, kBk = 64, kThreads = 128,
-                  kTilePad = 8;
+constexpr int64_t kBm = 128, kBn = 128, kBk = 64, kWarpgroup = 128,
+                  kConsumers = 2, kRows = kBm / kConsumers,
+                  kThreads = (1 + kConsumers) * kWarpgroup;
+// setmaxnreg budgets: 40 for the producer, 232 for each consumer thread
+// (128 x 40 + 256 x 232 = 64,512 of the SM's 65,536).
+constexpr int32_t kProducerRegisters = 40, kConsumerRegisters = 232;
 
 /// The contraction's loops by role and the flattened problem.
 struct WgmmaShape {
@@ -163,7 +168,8 @@ struct KilnGpuGemmWgmmaPass final
     const WgmmaShape &shape = *analyzed;
     FailureOr<SmallVector<int64_t>> tile = config.getInts("tile", 3);
     FailureOr<int64_t> stagesOr = config.getInt("stages");
-    if (failed(tile) || failed(stagesOr))
+    FailureOr<int64_t> blocksOr = config.getInt("blocks");
+    if (failed(tile) || failed(stagesOr) || failed(blocksOr))
       return failure();
     if ((*tile)[0] != kBm || (*tile)[1] != kBn || (*tile)[2] != kBk)
       return config.error() << "gemm-wgmma builds 128x128x64 tiles only";
@@ -173,15 +179,18 @@ struct KilnGpuGemmWgmmaPass final
     int64_t stages = std::min(*stagesOr, kTiles + 1);
     int64_t mTiles = llvm::divideCeil(shape.M, kBm);
     int64_t nTiles = llvm::divideCeil(shape.N, kBn);
-    if (mTiles > 65535)
-      return config.error() << "the grid of " << nTiles << " x " << mTiles
-                            << " tiles exceeds the device's limits";
+    int64_t tiles = mTiles * nTiles;
+    if (*blocksOr < 1 || *blocksOr > 65535)
+      return config.error() << "a persistent grid of " << *blocksOr
+                            << " blocks is not launchable (1 to 65535)";
+    int64_t blocks = std::min(*blocksOr, tiles);
 
     MLIRContext *ctx = op.getContext();
     Location loc = op.getLoc();
     OpOperand *out = op.getDpsInitOperand(0);
     Value A = op.getDpsInputs()[0], B = op.getDpsInputs()[1];
     Type element = shape.element;
+    Type f32 = Float32Type::get(ctx);
     OpBuilder b(op);
 
     Value fillValue;
@@ -231,226 +240,352 @@ struct KilnGpuGemmWgmmaPass final
 
     Launch built = createLaunch(
         b, loc,
-        {constantIndex(b, loc, nTiles), constantIndex(b, loc, mTiles),
+        {constantIndex(b, loc, blocks), constantIndex(b, loc, 1),
          constantIndex(b, loc, 1)},
         {kThreads, 1, 1}, config);
     gpu::LaunchOp launch = built.op;
     OpBuilder &in = built.body;
-    auto c = [&](int64_t v) { return constantIndex(in, loc, v); };
+    Ix ix{in, loc};
     Value ringA = launch.addWorkgroupAttribution(
         smem({stages, kBm, kBk}, element), loc);
     Value ringB = launch.addWorkgroupAttribution(
         smem({stages, 2, kBk, kBn / 2}, element), loc);
-    // The epilogue tile, rows padded by 8 floats: the fragments' stores
-    // (8 rows x 4 column pairs per warp) hit 2-way bank conflicts instead
-    // of 8-way.
-    Value tilePadded = launch.addWorkgroupAttribution(
-        smem({kBm, kBn + kTilePad}, in.getF32Type()), loc);
-
-    Value tileC = memref::SubViewOp::create(
-        in, loc,
-        MemRefType::get({kBm, kBn}, in.getF32Type(),
-                        StridedLayoutAttr::get(ctx, 0, {kBn + kTilePad, 1}),
-                        workgroup),
-        tilePadded, ArrayRef<OpFoldResult>{in.getIndexAttr(0), in.getIndexAttr(0)},
-        ArrayRef<OpFoldResult>{in.getIndexAttr(kBm), in.getIndexAttr(kBn)},
-        ArrayRef<OpFoldResult>{in.getIndexAttr(1), in.getIndexAttr(1)});
     Value tid = launch.getThreadIds().x;
-    Value nBase = arith::MulIOp::create(in, loc, launch.getBlockIds().x, c(kBn));
-    Value mBase = arith::MulIOp::create(in, loc, launch.getBlockIds().y, c(kBm));
+    Value bid = launch.getBlockIds().x;
+    Value warpgroup = ix.div(tid, kWarpgroup);
     Value first = arith::CmpIOp::create(in, loc, arith::CmpIPredicate::eq, tid,
-                                        c(0));
+                                        ix.c(0));
+    // full[s]: the stage's bytes landed (the producer's expect_tx and the
+    // TMA unit's transactions); empty[s]: both consumers' wgmmas that read
+    // it retired (one arrival per consumer warpgroup).
     auto barType = nvgpu::MBarrierGroupType::get(ctx, workgroup, stages);
-    Value bars = nvgpu::MBarrierCreateOp::create(in, loc, barType);
+    Value full = nvgpu::MBarrierCreateOp::create(in, loc, barType);
+    Value empty = nvgpu::MBarrierCreateOp::create(in, loc, barType);
     {
       OpBuilder tb =
           scf::IfOp::create(in, loc, first, false).getThenBodyBuilder();
-      for (int64_t s = 0; s < stages; ++s)
-        nvgpu::MBarrierInitOp::create(tb, loc, bars, constantIndex(tb, loc, 1),
+      for (int64_t s = 0; s < stages; ++s) {
+        nvgpu::MBarrierInitOp::create(tb, loc, full, constantIndex(tb, loc, 1),
                                       constantIndex(tb, loc, s), Value());
+        nvgpu::MBarrierInitOp::create(tb, loc, empty,
+                                      constantIndex(tb, loc, kConsumers),
+                                      constantIndex(tb, loc, s), Value());
+      }
       // The initialized barriers visible to the TMA unit's transactions.
       NVVM::FenceMbarrierInitOp::create(tb, loc);
     }
     gpu::BarrierOp::create(in, loc);
 
-    // Thread 0 loads slice `kt` into `stage`: A's [128][64] box at (k, m),
-    // B's two [64][64] boxes at (n, k) and (n + 64, k).
-    int64_t stageBytes = (kBm * kBk + kBk * kBn) * 2;
-    auto load = [&](OpBuilder &lb, Value kt, Value stage) {
-      Value k0 = arith::MulIOp::create(lb, loc, kt, constantIndex(lb, loc, kBk));
-      nvgpu::MBarrierArriveExpectTxOp::create(
-          lb, loc, bars, constantIndex(lb, loc, stageBytes), stage, Value());
-      auto view = [&](Value ring, SmallVector<OpFoldResult> offsets,
-                      SmallVector<OpFoldResult> sizes, ArrayRef<int64_t> to) {
-        auto type = cast<MemRefType>(ring.getType());
-        SmallVector<OpFoldResult> ones(offsets.size(), lb.getIndexAttr(1));
-        auto result = cast<MemRefType>(memref::SubViewOp::inferRankReducedResultType(
-            to, type, offsets, sizes, ones));
-        return memref::SubViewOp::create(lb, loc, result, ring, offsets,
-                                         sizes, ones)
-            .getResult();
-      };
-      Value dA = view(ringA, {stage, lb.getIndexAttr(0), lb.getIndexAttr(0)},
-                      {lb.getIndexAttr(1), lb.getIndexAttr(kBm),
-                       lb.getIndexAttr(kBk)},
-                      {kBm, kBk});
-      nvgpu::TmaAsyncLoadOp::create(lb, loc, dA, bars, mapA,
-                                    ValueRange{k0, mBase}, stage, Value(),
-                                    Value());
-      for (int64_t half = 0; half < 2; ++half) {
-        Value dB = view(ringB,
-                        {stage, lb.getIndexAttr(half), lb.getIndexAttr(0),
-                         lb.getIndexAttr(0)},
-                        {lb.getIndexAttr(1), lb.getIndexAttr(1),
-                         lb.getIndexAttr(kBk), lb.getIndexAttr(kBn / 2)},
-                        {kBk, kBn / 2});
-        Value n0 = arith::AddIOp::create(lb, loc, nBase,
-                                         constantIndex(lb, loc, half * kBn / 2));
-        nvgpu::TmaAsyncLoadOp::create(lb, loc, dB, bars, mapB,
-                                      ValueRange{n0, k0}, stage, Value(),
-                                      Value());
-      }
+    // The block's tiles: blockIdx.x, + gridDim.x, ... (persistent); tile t
+    // is rows (t % mTiles) * 128 and columns (t / mTiles) * 128, so the
+    // blocks at work at once share B's column panels. Slice kt of the
+    // block's j-th tile is its (j * kTiles + kt)-th: stage it % S, filled
+    // for the (it / S)-th time.
+    auto tileLoop = [&](OpBuilder &lb,
+                        function_ref<void(OpBuilder &, Value, Value, Value)>
+                            body) {
+      Ix lx{lb, loc};
+      auto loop = scf::ForOp::create(lb, loc, bid, lx.c(tiles), lx.c(blocks),
+                                     ValueRange{lx.c(0)});
+      OpBuilder tb = OpBuilder::atBlockBegin(loop.getBody());
+      Ix tx{tb, loc};
+      Value t = loop.getInductionVar();
+      body(tb, tx.mul(tx.rem(t, mTiles), kBm), tx.mul(tx.div(t, mTiles), kBn),
+           loop.getRegionIterArgs()[0]);
+      scf::YieldOp::create(tb, loc,
+                           ValueRange{tx.add(loop.getRegionIterArgs()[0],
+                                             kTiles)});
     };
-    // Prologue: slices 0 .. S-2.
-    {
-      OpBuilder tb =
-          scf::IfOp::create(in, loc, first, false).getThenBodyBuilder();
-      for (int64_t s = 0; s + 1 < stages && s < kTiles; ++s)
-        load(tb, constantIndex(tb, loc, s), constantIndex(tb, loc, s));
-    }
-    auto accType = nvgpu::WarpgroupAccumulatorType::get(
-        ctx, VectorType::get({kBm, kBn}, in.getF32Type()));
-    Value acc0 = nvgpu::WarpgroupMmaInitAccumulatorOp::create(in, loc, accType);
-    auto kLoop = scf::ForOp::create(in, loc, c(0), c(kTiles), c(1),
-                                    ValueRange{acc0});
-    {
-      OpBuilder kb = OpBuilder::atBlockBegin(kLoop.getBody());
-      auto kc = [&](int64_t v) { return constantIndex(kb, loc, v); };
-      Value kt = kLoop.getInductionVar();
-      Value stage = arith::RemUIOp::create(kb, loc, kt, kc(stages));
-      // The stage's j-th fill completes phase j: wait for parity j % 2.
-      Value round = arith::DivUIOp::create(kb, loc, kt, kc(stages));
-      Value parity = arith::TruncIOp::create(
-          kb, loc, kb.getI1Type(),
-          arith::IndexCastOp::create(kb, loc, kb.getI64Type(),
-                                     arith::RemUIOp::create(kb, loc, round,
-                                                            kc(2))));
-      nvgpu::MBarrierTryWaitParityOp::create(kb, loc, bars, parity,
-                                             kc(10000000), stage);
-      auto aView = MemRefType::get(
-          {kBm, kBk}, element,
-          StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {kBk, 1}),
-          workgroup);
-      Value va = memref::SubViewOp::create(
-          kb, loc, aView, ringA,
-          SmallVector<OpFoldResult>{stage, kb.getIndexAttr(0),
-                                    kb.getIndexAttr(0)},
-          SmallVector<OpFoldResult>{kb.getIndexAttr(1), kb.getIndexAttr(kBm),
-                                    kb.getIndexAttr(kBk)},
-          SmallVector<OpFoldResult>(3, kb.getIndexAttr(1)));
-      // B's stage as one [64][128] matrix: its two boxes, 8 KiB apart,
-      // which the descriptor's leading byte offset steps over.
-      auto bView = MemRefType::get(
-          {kBk, kBn}, element,
-          StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {kBn, 1}),
-          workgroup);
-      Value bOffset = arith::MulIOp::create(kb, loc, stage, kc(kBk * kBn));
-      Value vb = memref::ReinterpretCastOp::create(
-          kb, loc, bView, ringB, OpFoldResult(bOffset),
-          ArrayRef<OpFoldResult>{kb.getIndexAttr(kBk), kb.getIndexAttr(kBn)},
-          ArrayRef<OpFoldResult>{kb.getIndexAttr(kBn), kb.getIndexAttr(1)});
-      auto descType = [&](int64_t rows, int64_t cols) {
-        return nvgpu::WarpgroupMatrixDescriptorType::get(
-            ctx, MemRefType::get({rows, cols}, element,
-                                 MemRefLayoutAttrInterface(),
-                                 kb.getI64IntegerAttr(3)));
-      };
-      Value dA = nvgpu::WarpgroupGenerateDescriptorOp::create(
-          kb, loc, descType(kBm, kBk), va, mapA);
-      Value dB = nvgpu::WarpgroupGenerateDescriptorOp::create(
-          kb, loc, descType(kBk, kBn), vb, mapB);
-      auto mma = nvgpu::WarpgroupMmaOp::create(
-          kb, loc, accType, dA, dB, kb.getI64IntegerAttr(1),
-          /*transposeA=*/nullptr, /*transposeB=*/kb.getUnitAttr(),
-          kLoop.getRegionIterArgs()[0]);
-      // The wgmma of slice kt - 1 has retired (one group stays in flight):
-      // its stage is free for slice kt + S - 1 once every thread is here.
-      gpu::BarrierOp::create(kb, loc);
-      Value next = arith::AddIOp::create(kb, loc, kt, kc(stages - 1));
-      Value more = arith::CmpIOp::create(kb, loc, arith::CmpIPredicate::ult,
-                                         next, kc(kTiles));
-      OpBuilder tb = scf::IfOp::create(
-                         kb, loc, arith::AndIOp::create(kb, loc, first, more),
-                         false)
-                         .getThenBodyBuilder();
-      load(tb, next, arith::RemUIOp::create(tb, loc, next,
-                                             constantIndex(tb, loc, stages)));
-      scf::YieldOp::create(kb, loc, mma.getResult());
-    }
-    NVVM::WgmmaWaitGroupSyncOp::create(in, loc, 0);
-    nvgpu::WarpgroupMmaStoreOp::create(in, loc, kLoop.getResult(0), tileC);
-    gpu::BarrierOp::create(in, loc);
+    auto parityOf = [&](Ix &px, Value round) {
+      return arith::TruncIOp::create(
+          px.b, loc, px.b.getI1Type(),
+          arith::IndexCastOp::create(px.b, loc, px.b.getI64Type(),
+                                     px.rem(round, 2)));
+    };
+    auto roles = scf::IfOp::create(in, loc, ix.lt(warpgroup, 1),
+                                   /*withElseRegion=*/true);
 
-    // Epilogue: thread t takes columns t of each row of the tile.
+    // The producer warpgroup: its registers handed to the consumers; thread
+    // 0 waits for a stage to be free, arms its full barrier with the
+    // slice's bytes, and issues the TMA loads (A's [128][64] box at (k, m),
+    // B's two [64][64] boxes at (n, k) and (n + 64, k)).
+    {
+      OpBuilder pb = roles.getThenBodyBuilder();
+      NVVM::SetMaxRegisterOp::create(pb, loc, kProducerRegisters,
+                                     NVVM::SetMaxRegisterAction::decrease);
+      OpBuilder tb =
+          scf::IfOp::create(pb, loc, first, false).getThenBodyBuilder();
+      int64_t stageBytes = (kBm * kBk + kBk * kBn) * 2;
+      tileLoop(tb, [&](OpBuilder &lb, Value mBase, Value nBase, Value it0) {
+        Ix lx{lb, loc};
+        auto kLoop = scf::ForOp::create(lb, loc, lx.c(0), lx.c(kTiles),
+                                        lx.c(1));
+        OpBuilder kb = OpBuilder::atBlockBegin(kLoop.getBody());
+        Ix kx{kb, loc};
+        Value kt = kLoop.getInductionVar();
+        Value it = kx.add(it0, kt);
+        Value stage = kx.rem(it, stages);
+        // The (r + 1)-th fill waits for the consumers' r-th release, which
+        // completed phase r - 1 of empty[s]; the first round passes (the
+        // phase before a barrier's first counts as completed).
+        nvgpu::MBarrierTryWaitParityOp::create(
+            kb, loc, empty, parityOf(kx, kx.add(kx.div(it, stages), 1)),
+            kx.c(10000000), stage);
+        nvgpu::MBarrierArriveExpectTxOp::create(kb, loc, full,
+                                                kx.c(stageBytes), stage,
+                                                Value());
+        Value k0 = kx.mul(kt, kBk);
+        auto view = [&](Value ring, SmallVector<OpFoldResult> offsets,
+                        SmallVector<OpFoldResult> sizes, ArrayRef<int64_t> to) {
+          auto type = cast<MemRefType>(ring.getType());
+          SmallVector<OpFoldResult> ones(offsets.size(), kb.getIndexAttr(1));
+          auto result = cast<MemRefType>(
+              memref::SubViewOp::inferRankReducedResultType(to, type, offsets,
+                                                            sizes, ones));
+          return memref::SubViewOp::create(kb, loc, result, ring, offsets,
+                                           sizes, ones)
+              .getResult();
+        };
+        Value dA = view(ringA, {stage, kb.getIndexAttr(0), kb.getIndexAttr(0)},
+                        {kb.getIndexAttr(1), kb.getIndexAttr(kBm),
+                         kb.getIndexAttr(kBk)},
+                        {kBm, kBk});
+        nvgpu::TmaAsyncLoadOp::create(kb, loc, dA, full, mapA,
+                                      ValueRange{k0, mBase}, stage, Value(),
+                                      Value());
+        for (int64_t half = 0; half < 2; ++half) {
+          Value dB = view(ringB,
+                          {stage, kb.getIndexAttr(half), kb.getIndexAttr(0),
+                           kb.getIndexAttr(0)},
+                          {kb.getIndexAttr(1), kb.getIndexAttr(1),
+                           kb.getIndexAttr(kBk), kb.getIndexAttr(kBn / 2)},
+                          {kBk, kBn / 2});
+          nvgpu::TmaAsyncLoadOp::create(kb, loc, dB, full, mapB,
+                                        ValueRange{kx.add(nBase, half * kBn / 2),
+                                                   k0},
+                                        stage, Value(), Value());
+        }
+      });
+    }
+
+    // The consumer warpgroups: warpgroup 1 + c computes rows 64c..64c+63
+    // of each tile with m64n128k16 wgmmas (B transposed), keeping one group
+    // in flight; once the group of slice kt - 1 retired, its stage is
+    // released to the producer by the warpgroup's first thread.
+    OpBuilder cb = roles.getElseBodyBuilder();
+    NVVM::SetMaxRegisterOp::create(cb, loc, kConsumerRegisters,
+                                   NVVM::SetMaxRegisterAction::increase);
+    Ix cx{cb, loc};
+    Value consumer = cx.add(warpgroup, -1);
+    Value leader = arith::CmpIOp::create(cb, loc, arith::CmpIPredicate::eq,
+                                         cx.rem(tid, kWarpgroup), cx.c(0));
+    auto release = [&](OpBuilder &rb, Value stage) {
+      OpBuilder lb =
+          scf::IfOp::create(rb, loc, leader, false).getThenBodyBuilder();
+      nvgpu::MBarrierArriveOp::create(
+          lb, loc, nvgpu::MBarrierTokenType::get(ctx), empty, stage);
+    };
+    auto accType = nvgpu::WarpgroupAccumulatorType::get(
+        ctx, VectorType::get({kRows, kBn}, f32));
+    auto descType = [&](int64_t rows, int64_t cols) {
+      return nvgpu::WarpgroupMatrixDescriptorType::get(
+          ctx, MemRefType::get({rows, cols}, element,
+                               MemRefLayoutAttrInterface(),
+                               b.getI64IntegerAttr(3)));
+    };
+    // The epilogue's pieces, shared by every tile.
     AffineMap outMap = op.getMatchingIndexingMap(out);
-    Value dest = epilogue ? epilogue.getDpsInitOperand(0)->get() : out->get();
+    Value dest = out->get();
+    AffineMap destMap = outMap;
+    unsigned destInner = shape.n;
+    if (epilogue) {
+      dest = epilogue.getDpsInitOperand(0)->get();
+      destMap = epilogue.getMatchingIndexingMap(epilogue.getDpsInitOperand(0));
+      destInner = outMap.getNumResults() - 1;
+    }
+    bool pairs = innermostLoop(outMap) == shape.n &&
+                 pairable(dest, destMap, destInner) &&
+                 (fillValue || pairable(out->get(), outMap, shape.n));
+    Type destElement = getElementTypeOrSelf(dest.getType());
     SmallVector<int64_t> mExtents(shape.batchExtents);
     mExtents.push_back(shape.rows);
-    auto rowLoop = scf::ForOp::create(in, loc, c(0), c(kBm), c(1));
-    {
-      OpBuilder rb = OpBuilder::atBlockBegin(rowLoop.getBody());
-      Value r = rowLoop.getInductionVar();
-      Value row = arith::AddIOp::create(rb, loc, mBase, r);
-      Value col = arith::AddIOp::create(rb, loc, nBase, tid);
-      Value inside = arith::AndIOp::create(
-          rb, loc,
-          arith::CmpIOp::create(rb, loc, arith::CmpIPredicate::ult, row,
-                                constantIndex(rb, loc, shape.M)),
-          arith::CmpIOp::create(rb, loc, arith::CmpIPredicate::ult, col,
-                                constantIndex(rb, loc, shape.N)));
-      OpBuilder sb = scf::IfOp::create(rb, loc, inside, false)
-                         .getThenBodyBuilder();
-      Value v = memref::LoadOp::create(sb, loc, tileC, ValueRange{r, tid});
-      SmallVector<Value> loops(op.getNumLoops());
-      SmallVector<Value> split = delinearize(sb, loc, row, mExtents);
-      for (auto [d, value] : llvm::zip(shape.batch, split))
-        loops[d] = value;
-      loops[shape.m] = split.back();
-      loops[shape.n] = col;
-      SmallVector<Value> outIndices = indicesFor(sb, loc, outMap, loops);
-      if (fillValue) {
-        auto attr = cast<FloatAttr>(
-            fillValue.getDefiningOp<arith::ConstantOp>().getValue());
-        if (!attr.getValue().isZero())
-          v = arith::AddFOp::create(
-              sb, loc, v,
-              arith::ConstantOp::create(sb, loc, sb.getF32FloatAttr(
-                                                     attr.getValueAsDouble())));
-      } else {
-        v = arith::AddFOp::create(
-            sb, loc, v, memref::LoadOp::create(sb, loc, out->get(), outIndices));
+    Value lane = cx.rem(tid, 32);
+    Value quad = cx.div(lane, 4), inQuad = cx.rem(lane, 4);
+    Value warpRow = cx.add(cx.mul(consumer, kRows),
+                           cx.mul(cx.rem(cx.div(tid, 32), 4), 16));
+
+    tileLoop(cb, [&](OpBuilder &lb, Value mBase, Value nBase, Value it0) {
+      Ix lx{lb, loc};
+      Value acc0 = nvgpu::WarpgroupMmaInitAccumulatorOp::create(lb, loc,
+                                                                accType);
+      auto kLoop = scf::ForOp::create(lb, loc, lx.c(0), lx.c(kTiles), lx.c(1),
+                                      ValueRange{acc0});
+      {
+        OpBuilder kb = OpBuilder::atBlockBegin(kLoop.getBody());
+        Ix kx{kb, loc};
+        Value kt = kLoop.getInductionVar();
+        Value it = kx.add(it0, kt);
+        Value stage = kx.rem(it, stages);
+        // The stage's r-th fill completes phase r: wait for parity r % 2.
+        nvgpu::MBarrierTryWaitParityOp::create(
+            kb, loc, full, parityOf(kx, kx.div(it, stages)), kx.c(10000000),
+            stage);
+        // Each warpgroup's descriptors from views of its own rows (a view
+        // is the same for every thread that makes it).
+        auto perConsumer = scf::IfOp::create(
+            kb, loc, TypeRange{descType(kRows, kBk)},
+            kx.lt(consumer, 1), /*withElseRegion=*/true);
+        for (int64_t c = 0; c < kConsumers; ++c) {
+          OpBuilder wb = c ? perConsumer.getElseBodyBuilder()
+                           : perConsumer.getThenBodyBuilder();
+          auto aView = MemRefType::get(
+              {kRows, kBk}, element,
+              StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {kBk, 1}),
+              workgroup);
+          Value va = memref::SubViewOp::create(
+              wb, loc, aView, ringA,
+              SmallVector<OpFoldResult>{stage, wb.getIndexAttr(c * kRows),
+                                        wb.getIndexAttr(0)},
+              SmallVector<OpFoldResult>{wb.getIndexAttr(1),
+                                        wb.getIndexAttr(kRows),
+                                        wb.getIndexAttr(kBk)},
+              SmallVector<OpFoldResult>(3, wb.getIndexAttr(1)));
+          scf::YieldOp::create(
+              wb, loc,
+              nvgpu::WarpgroupGenerateDescriptorOp::create(
+                  wb, loc, descType(kRows, kBk), va, mapA)
+                  .getResult());
+        }
+        // B's stage as one [64][128] matrix: its two boxes, 8 KiB apart,
+        // which the descriptor's leading byte offset steps over.
+        auto bView = MemRefType::get(
+            {kBk, kBn}, element,
+            StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {kBn, 1}),
+            workgroup);
+        Value vb = memref::ReinterpretCastOp::create(
+            kb, loc, bView, ringB, OpFoldResult(kx.mul(stage, kBk * kBn)),
+            ArrayRef<OpFoldResult>{kb.getIndexAttr(kBk), kb.getIndexAttr(kBn)},
+            ArrayRef<OpFoldResult>{kb.getIndexAttr(kBn), kb.getIndexAttr(1)});
+        Value dB = nvgpu::WarpgroupGenerateDescriptorOp::create(
+            kb, loc, descType(kBk, kBn), vb, mapB);
+        auto mma = nvgpu::WarpgroupMmaOp::create(
+            kb, loc, accType, perConsumer.getResult(0), dB,
+            kb.getI64IntegerAttr(1),
+            /*transposeA=*/nullptr, /*transposeB=*/kb.getUnitAttr(),
+            kLoop.getRegionIterArgs()[0]);
+        // One group stays in flight: slice kt - 1's has retired.
+        OpBuilder pb = scf::IfOp::create(
+                           kb, loc,
+                           arith::CmpIOp::create(kb, loc,
+                                                 arith::CmpIPredicate::ugt,
+                                                 kt, kx.c(0)),
+                           false)
+                           .getThenBodyBuilder();
+        Ix px{pb, loc};
+        release(pb, px.rem(px.add(it, -1), stages));
+        scf::YieldOp::create(kb, loc, mma.getResult());
       }
-      if (epilogue) {
+      NVVM::WgmmaWaitGroupSyncOp::create(lb, loc, 0);
+      release(lb, lx.rem(lx.add(it0, kTiles - 1), stages));
+
+      // Epilogue, from the registers: register e of the 64x128 fragment is
+      // row 16 (warp % 4) + quad + 8 ((e % 4) / 2) of the warpgroup's rows,
+      // column 8 (e / 4) + 2 inQuad + e % 2. A lane's two adjacent columns
+      // leave as one 8-byte (f32) or 4-byte (16-bit) store where the
+      // destination's rows are contiguous and even (N is a multiple of 8:
+      // a pair is inside or outside as a whole), and a quad of lanes
+      // covers 8 columns; the fill value, or the output's old value, is
+      // added, then the fused epilogue (bias, activation, residual, cast).
+      SmallVector<Value> regs(
+          UnrealizedConversionCastOp::create(
+              lb, loc, SmallVector<Type>(kRows * kBn / kWarpgroup, f32),
+              ValueRange{kLoop.getResult(0)})
+              .getResults());
+      for (int64_t e = 0; e < int64_t(regs.size()); e += 2) {
+        Value row = lx.add(mBase, lx.add(warpRow, lx.add(quad, 8 * (e % 4 / 2))));
+        Value col = lx.add(nBase, lx.add(lx.mul(inQuad, 2), 8 * (e / 4)));
+        Value inside = lx.andI(lx.lt(row, shape.M), lx.lt(col, shape.N));
+        OpBuilder sb =
+            scf::IfOp::create(lb, loc, inside, false).getThenBodyBuilder();
+        Ix sx{sb, loc};
+        SmallVector<Value> loops(op.getNumLoops());
+        SmallVector<Value> split = delinearize(sb, loc, row, mExtents);
+        for (auto [d, value] : llvm::zip(shape.batch, split))
+          loops[d] = value;
+        loops[shape.m] = split.back();
+        SmallVector<SmallVector<Value>> at;  // per element of the pair
+        for (int64_t i = 0; i < 2; ++i) {
+          loops[shape.n] = sx.add(col, i);
+          at.push_back(loops);
+        }
+        SmallVector<Value> values = {regs[e], regs[e + 1]};
+        if (fillValue) {
+          auto attr = cast<FloatAttr>(
+              fillValue.getDefiningOp<arith::ConstantOp>().getValue());
+          if (!attr.getValue().isZero())
+            for (Value &v : values)
+              v = arith::AddFOp::create(
+                  sb, loc, v,
+                  arith::ConstantOp::create(
+                      sb, loc, sb.getF32FloatAttr(attr.getValueAsDouble())));
+        } else if (pairs) {
+          Value old = vector::LoadOp::create(
+              sb, loc, VectorType::get({2}, f32), out->get(),
+              indicesFor(sb, loc, outMap, at[0]), /*nontemporal=*/false,
+              llvm::MaybeAlign(8));
+          for (int64_t i = 0; i < 2; ++i)
+            values[i] = arith::AddFOp::create(
+                sb, loc, values[i],
+                vector::ExtractOp::create(sb, loc, old, ArrayRef<int64_t>{i}));
+        } else {
+          for (int64_t i = 0; i < 2; ++i)
+            values[i] = arith::AddFOp::create(
+                sb, loc, values[i],
+                memref::LoadOp::create(sb, loc, out->get(),
+                                       indicesFor(sb, loc, outMap, at[i])));
+        }
         // The epilogue's loops are the output's dims, in order.
-        SmallVector<Value> eLoops;
-        for (unsigned i = 0; i < outMap.getNumResults(); ++i)
-          eLoops.push_back(loops[outMap.getDimPosition(i)]);
-        v = applyEpilogue(sb, loc, epilogue, temporary, eLoops, {v}).front();
-        AffineMap destMap =
-            epilogue.getMatchingIndexingMap(epilogue.getDpsInitOperand(0));
-        memref::StoreOp::create(sb, loc, v, dest,
-                                indicesFor(sb, loc, destMap, eLoops));
-      } else {
-        memref::StoreOp::create(sb, loc, v, dest, outIndices);
+        auto epilogueLoops = [&](ArrayRef<Value> loops) {
+          SmallVector<Value> result;
+          for (unsigned i = 0; i < outMap.getNumResults(); ++i)
+            result.push_back(loops[outMap.getDimPosition(i)]);
+          return result;
+        };
+        auto destIndices = [&](ArrayRef<Value> loops) {
+          return epilogue ? indicesFor(sb, loc, destMap, epilogueLoops(loops))
+                          : indicesFor(sb, loc, destMap, loops);
+        };
+        if (epilogue) {
+          if (pairs) {
+            values = applyEpilogue(sb, loc, epilogue, temporary,
+                                   epilogueLoops(at[0]), values);
+          } else {
+            for (int64_t i = 0; i < 2; ++i)
+              values[i] = applyEpilogue(sb, loc, epilogue, temporary,
+                                        epilogueLoops(at[i]), {values[i]})
+                              .front();
+          }
+        }
+        if (pairs) {
+          vector::StoreOp::create(
+              sb, loc,
+              vector::FromElementsOp::create(
+                  sb, loc, VectorType::get({2}, destElement), values),
+              dest, destIndices(at[0]), /*nontemporal=*/false,
+              llvm::MaybeAlign(2 * destElement.getIntOrFloatBitWidth() / 8));
+        } else {
+          for (int64_t i = 0; i < 2; ++i)
+            memref::StoreOp::create(sb, loc, values[i], dest,
+                                    destIndices(at[i]));
+        }
       }
-    }
+    });
     gpu::TerminatorOp::create(in, loc);
     op.erase();
     if (epilogue)
       fused.push_back({epilogue, temporary});
     return true;
   }
-
 
   void runOnOperation() override {
     if (failed(applyGemmStrategy(

@@ -183,25 +183,25 @@ private:
     }
     return config(kGemmMmaSync, entries);
   }
-  /// Hopper: 128x128x64 tiles (what the nvgpu lowering of wgmma takes)
-  /// through a ring of as many stages as the shared memory holds next to
-  /// the 68 KiB f32 epilogue tile (rows padded), up to 4; only where the
-  /// tiles make at least one full wave over the SMs (one block per SM: the
-  /// ring takes the shared memory) and K has a few slices; smaller products
-  /// go to mma.sync's smaller tiles, which fill the SMs.
+  /// Hopper: 128x128x64 tiles (what the nvgpu lowering of wgmma takes),
+  /// a producer and two consumer warpgroups, through a ring of as many
+  /// 32 KiB stages as the shared memory holds (the epilogue needs none),
+  /// up to 6; a persistent grid of one block per SM (the ring takes the
+  /// shared memory), only where the tiles make at least one full wave and
+  /// K has a few slices; smaller products go to mma.sync's smaller tiles,
+  /// which fill the SMs.
   DictionaryAttr gemmWgmma(std::array<int64_t, 3> shape) {
     auto [m, n, k] = shape;
-    constexpr int64_t kStageBytes = 32 * 1024, kTileBytes = 128 * 136 * 4,
-                      kAlignSlack = 3 * 1024;
+    constexpr int64_t kStageBytes = 32 * 1024, kAlignSlack = 2 * 1024;
     int64_t stages = std::min<int64_t>(
-        4, (int64_t(facts.sharedBytesPerBlock) - kTileBytes - kAlignSlack) /
-               kStageBytes);
-    int64_t blocks = llvm::divideCeil(m, 128) * llvm::divideCeil(n, 128);
-    if (stages < 2 || blocks < int64_t(facts.smCount) || k < 128)
+        6, (int64_t(facts.sharedBytesPerBlock) - kAlignSlack) / kStageBytes);
+    int64_t tiles = llvm::divideCeil(m, 128) * llvm::divideCeil(n, 128);
+    if (stages < 2 || tiles < int64_t(facts.smCount) || k < 128)
       return nullptr;
     return config(kGemmWgmma,
                   {named("tile", ArrayRef<int64_t>{128, 128, 64}),
-                   named("stages", stages)});
+                   named("stages", stages),
+                   named("blocks", int64_t(facts.smCount))});
   }
   /// Few rows: 4 warps per block; 2 columns per warp (two 16-byte loads of
   /// the weights in flight per lane) while the accumulators (rows x

@@ -67,12 +67,37 @@ bool runIf(BlockRunner &runner, Operation &op, const Mask &mask) {
     (cond[t] & 1 ? thenMask : elseMask)[t] = 1;
   });
   SmallVector<Value> thenValues, elseValues;
-  if (llvm::is_contained(thenMask, 1) &&
-      !runner.runBlock(ifOp.getThenRegion().front(), thenMask, &thenValues))
+  bool thenRuns = llvm::is_contained(thenMask, 1);
+  bool elseRuns =
+      !ifOp.getElseRegion().empty() && llvm::is_contained(elseMask, 1);
+  if (thenRuns && elseRuns) {
+    // The else-region waits its turn; should the then-region wait on it
+    // (a warp-specialized kernel's roles), it starts as a role.
+    Roles::Deferred deferred{&ifOp.getElseRegion().front(), &elseMask,
+                             &elseValues};
+    runner.roles->push(&deferred);
+    bool ok = runner.runBlock(ifOp.getThenRegion().front(), thenMask,
+                              &thenValues);
+    runner.roles->pop();
+    if (deferred.role >= 0) {
+      if (!runner.roles->join(deferred)) {
+        runner.fail(&op, "its regions wait for each other forever (a "
+                         "deadlock between the roles)");
+        return false;
+      }
+    } else if (ok) {
+      ok = runner.runBlock(*deferred.block, elseMask, &elseValues);
+    }
+    if (!ok)
+      return false;
+  } else if (thenRuns) {
+    if (!runner.runBlock(ifOp.getThenRegion().front(), thenMask, &thenValues))
+      return false;
+  } else if (elseRuns &&
+             !runner.runBlock(ifOp.getElseRegion().front(), elseMask,
+                              &elseValues)) {
     return false;
-  if (!ifOp.getElseRegion().empty() && llvm::is_contained(elseMask, 1) &&
-      !runner.runBlock(ifOp.getElseRegion().front(), elseMask, &elseValues))
-    return false;
+  }
   for (auto [i, result] : llvm::enumerate(ifOp.getResults())) {
     if (isa<VectorType>(result.getType())) {
       if (i < thenValues.size() && llvm::is_contained(thenMask, 1))

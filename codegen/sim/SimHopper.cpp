@@ -49,13 +49,22 @@
 //                    (the f32 values of the D fragment, in its order);
 //                    reading them while a group is in flight is an error
 //   nvgpu.tma.prefetch.descriptor, nvgpu.tma.fence.descriptor,
-//   nvvm.fence.mbarrier.init, nvvm.fence.proxy
+//   nvvm.fence.mbarrier.init, nvvm.fence.proxy, nvvm.setmaxregister
 //                    no effect on the results (the proxy fences are not
-//                    modelled: a missing one is not caught)
+//                    modelled: a missing one is not caught; setmaxnreg must
+//                    be executed by whole warpgroups)
+//
+// Producer/consumer kernels: a wait whose phase only a later region can
+// complete lets that region run (Roles, SimRoles.cpp). The hazard checker
+// orders through mbarriers what warp specialization needs: an arrival
+// releases the wgmma groups its thread knows retired (its own
+// warpgroup's, and what it learnt from earlier waits), a wait acquires
+// what its phase's arrivals released, and a TMA load or a store into
+// memory another warpgroup's wgmma read races unless its thread learnt so
+// of that read's retirement (or a gpu.barrier came between).
 //
 // Not modelled (an error names them): multicast, TMA stores, im2col, tf32
-// and 8-bit wgmma, operands without swizzle, producer/consumer kernels
-// whose waits depend on arrivals later in program order.
+// and 8-bit wgmma, operands without swizzle.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/sim/SimInternal.h"
@@ -138,11 +147,15 @@ bool predicated(BlockRunner &runner, Value predicate, unsigned t) {
   return !predicate || (runner.get(predicate)[t] & 1);
 }
 
-/// The phase completes when its arrivals and bytes are all in.
-void maybeComplete(Mbarrier &b) {
+/// The phase completes when its arrivals and bytes are all in; what its
+/// arrivals released is kept for its waiters.
+void maybeComplete(BlockRunner &runner, Mbarrier &b) {
   if (b.pending == 0 && b.txPending == 0 && b.copies.empty()) {
+    b.released[b.phase & 1] = b.releasing;
+    std::fill(b.releasing.begin(), b.releasing.end(), 0);
     b.phase ^= 1;
     b.pending = b.count;
+    ++runner.progress;
   }
 }
 
@@ -160,7 +173,7 @@ void land(BlockRunner &runner, Mbarrier &b) {
     b.txPending -= int64_t(copy.bytes.size());
   }
   b.copies.clear();
-  maybeComplete(b);
+  maybeComplete(runner, b);
 }
 
 /// land(), for a wait; false (the error set) when the phase can never
@@ -216,18 +229,25 @@ bool runMbarrierInit(BlockRunner &runner, Operation &operation,
     b.txPending = 0;
     b.phase = 0;
     b.copies.clear();
+    b.releasing.assign(runner.warpgroups(), 0);
+    b.released[0] = b.released[1] = b.releasing;
   });
   return ok;
 }
 
-bool arrive(BlockRunner &runner, Operation &op, Mbarrier &b, int64_t tx) {
+/// Thread `t` arrives: it releases what it knows of the wgmma groups
+/// retired.
+bool arrive(BlockRunner &runner, Operation &op, Mbarrier &b, unsigned t,
+            int64_t tx) {
   b.txPending += tx;
   if (--b.pending < 0) {
     runner.fail(&op, "more arrivals on an mbarrier than its count (" +
                          std::to_string(b.count) + ") in one phase");
     return false;
   }
-  maybeComplete(b);
+  for (unsigned g = 0; g < runner.warpgroups(); ++g)
+    b.releasing[g] = std::max(b.releasing[g], runner.knows(t, g));
+  maybeComplete(runner, b);
   return true;
 }
 
@@ -252,7 +272,7 @@ bool runArriveExpectTx(BlockRunner &runner, Operation &operation,
   return forEachBarrier(
       runner, operation, mask, op.getBarriers(), op.getMbarId(),
       op.getPredicate(), [&](Mbarrier &b, unsigned t) {
-        return arrive(runner, operation, b,
+        return arrive(runner, operation, b, t,
                       int64_t(runner.get(op.getTxcount())[t]));
       });
 }
@@ -263,7 +283,7 @@ bool runArrive(BlockRunner &runner, Operation &operation, const Mask &mask) {
   return forEachBarrier(runner, operation, mask, op.getBarriers(),
                         op.getMbarId(), Value(), [&](Mbarrier &b, unsigned t) {
                           token[t] = b.phase;  // the phase it arrives on
-                          return arrive(runner, operation, b, 0);
+                          return arrive(runner, operation, b, t, 0);
                         });
 }
 
@@ -285,13 +305,39 @@ bool runTestWait(BlockRunner &runner, Operation &operation, const Mask &mask) {
 bool runTryWaitParity(BlockRunner &runner, Operation &operation,
                       const Mask &mask) {
   auto op = cast<nvgpu::MBarrierTryWaitParityOp>(operation);
+  // The phase of that parity completed when the current one has the other.
+  // Until every thread's has, the other roles of a warp-specialized
+  // kernel run (they may be the ones to complete it).
+  Mbarrier *blocked = nullptr;
+  bool ok = runner.roles->waitUntil([&] {
+    blocked = nullptr;
+    return forEachBarrier(
+               runner, operation, mask, op.getBarriers(), op.getMbarId(),
+               Value(), [&](Mbarrier &b, unsigned t) {
+                 unsigned parity = runner.get(op.getPhaseParity())[t] & 1;
+                 if (b.phase == parity)
+                   land(runner, b);
+                 if (b.phase == parity && !blocked)
+                   blocked = &b;
+                 return true;
+               }) &&
+           !blocked;
+  });
+  if (!ok) {
+    if (blocked)
+      settle(runner, operation, *blocked);  // the deadlock's message
+    return false;
+  }
+  // Each thread learns what the arrivals of its phase released.
   return forEachBarrier(
       runner, operation, mask, op.getBarriers(), op.getMbarId(), Value(),
       [&](Mbarrier &b, unsigned t) {
-        // The phase of that parity completed: the current one has the
-        // other.
         unsigned parity = runner.get(op.getPhaseParity())[t] & 1;
-        return b.phase != parity || settle(runner, operation, b);
+        for (unsigned g = 0; g < runner.warpgroups(); ++g) {
+          uint32_t &known = runner.knownRetired[t * runner.warpgroups() + g];
+          known = std::max(known, b.released[parity][g]);
+        }
+        return true;
       });
 }
 
@@ -300,8 +346,8 @@ bool runTryWaitParity(BlockRunner &runner, Operation &operation,
 bool checkWgmmaReads(BlockRunner &runner, Operation &op, int shadow,
                      uint64_t first, uint64_t last) {
   for (const auto &groups : runner.wgmmaInFlight)
-    for (const auto &group : groups)
-      for (const ReadRange &r : group)
+    for (const WgmmaGroup &group : groups)
+      for (const ReadRange &r : group.reads)
         if (r.shadow == shadow && r.first <= last && first <= r.last) {
           runner.fail(&op, "writes shared memory that a wgmma still reads "
                            "(no wgmma wait has retired its group)");
@@ -446,9 +492,11 @@ bool runTmaLoad(BlockRunner &runner, Operation &operation, const Mask &mask) {
     }
     for (uint64_t e = 0; e < elements && ok; ++e) {
       ShadowCell &cell = runner.shadows[dst->shadow][copy.firstElement + e];
+      std::optional<unsigned> wgmma = runner.racingWgmmaReader(cell, t);
       if (cell.pendingAsync ||
-          (cell.readEpoch == runner.epoch && cell.reader != int64_t(t) &&
-           !cell.readByWarpgroupOf(t))) {
+          (cell.readEpoch == runner.epoch && cell.reader != ShadowCell::kNone &&
+           cell.reader != int64_t(t)) ||
+          wgmma) {
         runner.fail(&operation,
                     std::string(cell.pendingAsync
                                     ? "a second asynchronous copy in flight "
@@ -456,7 +504,13 @@ bool runTmaLoad(BlockRunner &runner, Operation &operation, const Mask &mask) {
                                     : "a TMA load races with a read of ") +
                         dst->name + " element " +
                         std::to_string(copy.firstElement + e) + " (thread " +
-                        runner.threadText(t) + ")");
+                        runner.threadText(t) + ")" +
+                        (wgmma && !cell.pendingAsync
+                             ? " by the wgmma of warpgroup " +
+                                   std::to_string(*wgmma) +
+                                   ", with no gpu.barrier or mbarrier wait "
+                                   "ordering its retirement first"
+                             : std::string()));
         ok = false;
       }
     }
@@ -602,6 +656,7 @@ bool runWarpgroupMma(BlockRunner &runner, Operation &operation,
         return false;
       }
     std::vector<ReadRange> reads;
+    uint32_t seq = runner.wgmmaSeq++;
     // One element of shared memory at address `a` (its cell read).
     auto load = [&](uint64_t a, double &value) {
       auto where = locate(runner, a);
@@ -630,12 +685,9 @@ bool runWarpgroupMma(BlockRunner &runner, Operation &operation,
                                 "wrote with no barrier in between");
         return false;
       }
-      if (c.readEpoch != runner.epoch) {
-        c.readEpoch = runner.epoch;
-        c.reader = ShadowCell::warpgroupReader(g);
-      } else if (c.reader != ShadowCell::warpgroupReader(g)) {
-        c.reader = ShadowCell::kMany;
-      }
+      c.startReadEpoch(runner.epoch);
+      c.wgmmaReaders |= uint8_t(1u << g);
+      c.wgmmaSeq = seq;
       auto range = llvm::find_if(reads, [&](const ReadRange &r) {
         return r.shadow == shadow;
       });
@@ -710,7 +762,7 @@ bool runWarpgroupMma(BlockRunner &runner, Operation &operation,
         }
     }
     auto &inFlight = runner.wgmmaInFlight[g];
-    inFlight.push_back(std::move(reads));
+    inFlight.push_back({seq, std::move(reads)});
     while (inFlight.size() > op.getWaitGroup())
       inFlight.erase(inFlight.begin());
   }
@@ -730,6 +782,14 @@ bool runWgmmaWait(BlockRunner &runner, Operation &operation,
       inFlight.erase(inFlight.begin());
   }
   return true;
+}
+
+/// setmaxnreg: a warpgroup-wide change of its threads' register budget,
+/// which has no effect on values; whole warpgroups must execute it.
+bool runSetMaxRegister(BlockRunner &runner, Operation &operation,
+                       const Mask &mask) {
+  std::vector<unsigned> groups;
+  return activeWarpgroups(runner, operation, mask, groups);
 }
 
 /// The accumulator registers are the wgmma's only once its group has
@@ -859,6 +919,7 @@ void registerHopperHandlers(HandlerTable &table) {
   table.add<nvgpu::WarpgroupMmaOp>(runWarpgroupMma);
   table.add<nvgpu::WarpgroupMmaStoreOp>(runMmaStore);
   table.add<NVVM::WgmmaWaitGroupSyncOp>(runWgmmaWait);
+  table.add<NVVM::SetMaxRegisterOp>(runSetMaxRegister);
 }
 
 } // namespace kiln::sim

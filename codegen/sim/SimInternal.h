@@ -28,7 +28,11 @@
 #include "mlir/Support/TypeID.h"
 #include "llvm/ADT/DenseMap.h"
 
+#include <condition_variable>
 #include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,20 +58,14 @@ struct MemDesc {
 };
 
 /// What the hazard checker knows about one element of shared memory: the
-/// last thread that wrote it and in which barrier epoch, and the thread that
-/// read it in the current epoch (kMany when several did).
+/// last thread that wrote it and in which barrier epoch, and who read it in
+/// the current epoch: a thread (kMany when several did) and the wgmma
+/// groups of some warpgroups (the async proxy on their behalf), the newest
+/// of them numbered `wgmmaSeq`.
 struct ShadowCell {
   /// kVisible: landed by an asynchronous copy (TMA) whose mbarrier phase
   /// completed; the wait made it visible to every thread.
   static constexpr int64_t kNone = -1, kMany = -2, kVisible = -3;
-  /// A reader kWarpgroup - g: the wgmma operand reads of warpgroup g (the
-  /// async proxy on its behalf); once its wait retired them, the
-  /// warpgroup's own threads may write the element.
-  static constexpr int64_t kWarpgroup = -16;
-  static int64_t warpgroupReader(unsigned g) { return kWarpgroup - g; }
-  bool readByWarpgroupOf(unsigned thread) const {
-    return reader <= kWarpgroup && uint64_t(kWarpgroup - reader) == thread / 128;
-  }
   int64_t writer = kNone;
   int64_t writeEpoch = -1;
   int64_t reader = kNone;
@@ -75,6 +73,20 @@ struct ShadowCell {
   /// cp.async copies into this element issued and not yet landed: any
   /// access before their nvgpu.device_async_wait is a hazard.
   int32_t pendingAsync = 0;
+  /// The block's sequence number of the newest wgmma group that read it.
+  uint32_t wgmmaSeq = 0;
+  /// Bit g: a wgmma group of warpgroup g read it in this epoch.
+  uint8_t wgmmaReaders = 0;
+
+  /// Forgets the reads of an earlier barrier epoch.
+  void startReadEpoch(int64_t epoch) {
+    if (readEpoch != epoch) {
+      readEpoch = epoch;
+      reader = kNone;
+      wgmmaReaders = 0;
+      wgmmaSeq = 0;
+    }
+  }
 };
 
 /// One cp.async (nvgpu.device_async_copy) in flight: its bytes, read from
@@ -90,18 +102,92 @@ struct AsyncCopy {
 /// One mbarrier object (sm_90): the arrivals its current phase still waits
 /// for, the transaction bytes it expects and has not received, the parity
 /// of that phase, and the TMA copies in flight on it (they land, and
-/// complete their bytes, when a thread waits on the phase).
+/// complete their bytes, when a thread waits on the phase). For the hazard
+/// checker it also carries what its arrivals release: per warpgroup, the
+/// wgmma groups the arriving threads knew retired (their sequence numbers
+/// below the bound), gathered over the current phase and kept, per
+/// parity, for the waiters of the phases that completed.
 struct Mbarrier {
   bool initialized = false;
   int64_t count = 0, pending = 0, txPending = 0;
   unsigned phase = 0;
   std::vector<AsyncCopy> copies;
+  std::vector<uint32_t> releasing;
+  std::vector<uint32_t> released[2];
 };
 
 /// Shared memory a wgmma read: cells [first, last] of one allocation.
 struct ReadRange {
   int shadow = -1;
   uint64_t first = 0, last = 0;
+};
+
+/// A wgmma group not yet retired: its number in the block's sequence and
+/// the shared memory it reads.
+struct WgmmaGroup {
+  uint32_t seq = 0;
+  std::vector<ReadRange> reads;
+};
+
+//===----------------------------------------------------------------------===//
+// Roles: the concurrent regions of warp-specialized kernels (SimRoles.cpp)
+//===----------------------------------------------------------------------===//
+
+class BlockRunner;
+
+/// A divergent scf.if runs its then-region and then its else-region, each
+/// for its threads. That order is one the GPU may choose, unless the
+/// regions wait on each other: a producer warp that waits for consumers to
+/// free a stage they fill. So when a region waits on an mbarrier phase
+/// that nothing run so far can complete, the else-region of an enclosing
+/// divergent scf.if starts, on a stack of its own (an OS thread, of which
+/// one runs at a time), and the regions take turns at their waits. A turn
+/// in which no region progresses is a deadlock. The scf.if that started a
+/// region waits for it to finish, so every role ends inside its scf.if.
+class Roles {
+public:
+  /// An else-region that has not run yet, pushed by the scf.if that runs
+  /// its then-region, for as long as that runs.
+  struct Deferred {
+    mlir::Block *block = nullptr;
+    const Mask *mask = nullptr;
+    llvm::SmallVectorImpl<mlir::Value> *yielded = nullptr;
+    int role = -1;  // the role running it, once started
+  };
+
+  explicit Roles(BlockRunner &runner);
+  ~Roles();
+  Roles(const Roles &) = delete;
+  Roles &operator=(const Roles &) = delete;
+
+  void push(Deferred *deferred) { roles[current]->deferred.push_back(deferred); }
+  void pop() { roles[current]->deferred.pop_back(); }
+  /// Runs the other roles until `ready()` holds; false when none of them
+  /// can make progress (a deadlock) or an error stopped them.
+  bool waitUntil(llvm::function_ref<bool()> ready);
+  /// Runs the other roles until the role of `deferred` (started) has
+  /// finished; its success.
+  bool join(Deferred &deferred);
+
+private:
+  struct Role {
+    std::thread thread;
+    bool done = false, ok = true;
+    std::vector<Deferred *> deferred;
+  };
+  Deferred *unstarted();
+  /// Starts `deferred` as a new role and gives it the turn.
+  void start(Deferred &deferred);
+  /// The next role after `from`, in turn order, that has not finished.
+  int next(int from) const;
+  /// Gives the turn to `role` and waits until it comes back.
+  void switchTo(int role);
+
+  BlockRunner &runner;
+  std::vector<std::unique_ptr<Role>> roles;  // [0]: the block's own
+  int current = 0;
+  std::mutex mutex;
+  std::condition_variable turn;
 };
 
 //===----------------------------------------------------------------------===//
@@ -266,9 +352,43 @@ public:
   const std::vector<SimTensorMap> &tensorMapArgs;
   /// mbarrier groups (nvgpu.mbarrier.create), indexed by the group value.
   std::vector<std::vector<Mbarrier>> mbarriers;
-  /// Per warpgroup, the shared memory of its wgmma groups not yet retired
-  /// by a wait, oldest first: writing there is a hazard.
-  std::vector<std::vector<std::vector<ReadRange>>> wgmmaInFlight;
+  /// Per warpgroup, its wgmma groups not yet retired by a wait, oldest
+  /// first: writing the shared memory they read is a hazard.
+  std::vector<std::vector<WgmmaGroup>> wgmmaInFlight;
+  /// The next wgmma group's number (the block's groups in issue order).
+  uint32_t wgmmaSeq = 1;
+  /// Warpgroup g's groups numbered below this have retired.
+  uint32_t retiredBelow(unsigned g) const {
+    return wgmmaInFlight[g].empty() ? wgmmaSeq : wgmmaInFlight[g].front().seq;
+  }
+  /// Per thread and warpgroup (t * warpgroups + g): the bound below which
+  /// thread t knows g's wgmma groups retired, learnt through mbarrier
+  /// phases (an arrival releases what its thread knows, a wait acquires
+  /// what the phase's arrivals released).
+  std::vector<uint32_t> knownRetired;
+  unsigned warpgroups() const { return (threads + 127) / 128; }
+  uint32_t knows(unsigned t, unsigned g) const {
+    return g == t / 128 ? retiredBelow(g) : knownRetired[t * warpgroups() + g];
+  }
+  /// Whether the wgmma reads of `cell` in this epoch are ordered before a
+  /// write by thread `t` (its own warpgroup's retire with its wait, which
+  /// checkWgmmaReads checks; another's through an mbarrier); else the
+  /// first warpgroup whose read races.
+  std::optional<unsigned> racingWgmmaReader(const ShadowCell &cell,
+                                            unsigned t) const {
+    if (cell.readEpoch != epoch)
+      return std::nullopt;
+    for (unsigned g = 0; g < 8; ++g)
+      if ((cell.wgmmaReaders >> g & 1) && g != t / 128 &&
+          knows(t, g) <= cell.wgmmaSeq)
+        return g;
+    return std::nullopt;
+  }
+  /// Bumped by every op run and every mbarrier phase completed: a region
+  /// that waits and sees no change since it last waited is deadlocked.
+  uint64_t progress = 0;
+  /// The regions of divergent scf.ifs that run as roles (SimRoles.cpp).
+  std::unique_ptr<Roles> roles;
   /// Barrier epoch: accesses in different epochs are ordered.
   int64_t epoch = 0;
   /// Per thread, the cp.async copies not yet committed to a group, then

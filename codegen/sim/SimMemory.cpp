@@ -97,16 +97,17 @@ bool BlockRunner::checkHazard(Operation &op, const MemDesc &m,
                   "(no nvgpu.device_async_wait has retired its group)");
     return false;
   }
-  auto report = [&](const std::string &what, int64_t other) {
+  auto report = [&](const std::string &what, int64_t other,
+                    std::optional<unsigned> wgmma = std::nullopt) {
     std::string by =
-        other >= 0 ? " and thread " + threadText(other)
-        : other <= ShadowCell::kWarpgroup
-            ? " and the wgmma of warpgroup " +
-                  std::to_string(ShadowCell::kWarpgroup - other)
-            : std::string(" and several threads");
+        wgmma ? " and the wgmma of warpgroup " + std::to_string(*wgmma)
+        : other >= 0 ? " and thread " + threadText(other)
+                     : std::string(" and several threads");
     fail(&op, what + " on " + m.name + " element " + std::to_string(element) +
                   ": thread " + threadText(t) + by +
-                  " with no gpu.barrier in between");
+                  (wgmma ? " with no gpu.barrier or mbarrier wait ordering "
+                           "its retirement first"
+                         : " with no gpu.barrier in between"));
     return false;
   };
   if (isLoad) {
@@ -118,12 +119,11 @@ bool BlockRunner::checkHazard(Operation &op, const MemDesc &m,
     if (cell.writeEpoch == epoch && cell.writer != t &&
         cell.writer != ShadowCell::kVisible)
       return report("read-after-write race", cell.writer);
-    if (cell.readEpoch != epoch) {
-      cell.readEpoch = epoch;
+    cell.startReadEpoch(epoch);
+    if (cell.reader == ShadowCell::kNone)
       cell.reader = t;
-    } else if (cell.reader != t) {
+    else if (cell.reader != t)
       cell.reader = ShadowCell::kMany;
-    }
     return true;
   }
   if (cell.writeEpoch == epoch && cell.writer != t &&
@@ -131,9 +131,11 @@ bool BlockRunner::checkHazard(Operation &op, const MemDesc &m,
     return report("write-after-write race", cell.writer);
   if (!checkWgmmaReads(*this, op, m.shadow, element, element))
     return false;
-  if (cell.readEpoch == epoch && cell.reader != t &&
-      !cell.readByWarpgroupOf(t))
+  if (cell.readEpoch == epoch && cell.reader != ShadowCell::kNone &&
+      cell.reader != t)
     return report("write-after-read race", cell.reader);
+  if (std::optional<unsigned> g = racingWgmmaReader(cell, t))
+    return report("write-after-read race", ShadowCell::kNone, g);
   cell.writer = t;
   cell.writeEpoch = epoch;
   return true;

@@ -345,8 +345,9 @@ bool runAsyncCopy(BlockRunner &runner, Operation &operation, const Mask &mask) {
     for (uint64_t e = 0; e < elements && ok; ++e) {
       ShadowCell &cell = runner.shadows[dst->shadow][copy.firstElement + e];
       if (cell.pendingAsync ||
-          (cell.readEpoch == runner.epoch && cell.reader != int64_t(t) &&
-           !cell.readByWarpgroupOf(t))) {
+          (cell.readEpoch == runner.epoch && cell.reader != ShadowCell::kNone &&
+           cell.reader != int64_t(t)) ||
+          runner.racingWgmmaReader(cell, t)) {
         runner.fail(&operation,
                     std::string(cell.pendingAsync
                                     ? "a second cp.async in flight into "

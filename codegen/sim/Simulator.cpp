@@ -97,7 +97,10 @@ std::string BlockRunner::run(std::array<uint32_t, 3> blockId) {
   sharedBase.clear();
   tensorMaps.clear();
   mbarriers.clear();
-  wgmmaInFlight.assign((threads + 127) / 128, {});
+  wgmmaInFlight.assign(warpgroups(), {});
+  wgmmaSeq = 1;
+  knownRetired.assign(size_t(threads) * warpgroups(), 0);
+  roles = std::make_unique<Roles>(*this);
   // The first KiB of the window is reserved on sm_90, as on the GPU.
   uint64_t sharedEnd = 1024;
   if (kernel.getNumPrivateAttributions() != 0)
@@ -158,6 +161,7 @@ std::string BlockRunner::run(std::array<uint32_t, 3> blockId) {
   }
   Mask all(threads, 1);
   runBlock(entry, all, nullptr);
+  roles.reset();
   return error;
 }
 
@@ -166,6 +170,7 @@ bool BlockRunner::runBlock(Block &block, const Mask &mask,
   for (Operation &op : block) {
     if (!error.empty())
       return false;
+    ++progress;
     if (stats) {
       uint64_t active =
           static_cast<uint64_t>(std::count(mask.begin(), mask.end(), 1));

@@ -33,7 +33,7 @@ DESC_B = "!nvgpu.warpgroup.descriptor<tensor = memref<64x128xbf16, 3>>"
 M, N, K = 100, 120, 128
 
 
-def register_stores(wrong_half=False):
+def register_stores(wrong_half=False, tid="%tid"):
     """D written from the accumulator's registers (what flash-attention-
     wgmma reads them as): register e of thread t is row 16 (t / 32) +
     t % 32 / 4 + 8 ((e % 4) / 2) + 64 (e / 64), column 8 (e % 64 / 4) +
@@ -45,8 +45,8 @@ def register_stores(wrong_half=False):
         "%c32 = arith.constant 32 : index",
         "%c4 = arith.constant 4 : index",
         "%c16 = arith.constant 16 : index",
-        "%warp = arith.divui %tid, %c32 : index",
-        "%lane = arith.remui %tid, %c32 : index",
+        f"%warp = arith.divui {tid}, %c32 : index",
+        f"%lane = arith.remui {tid}, %c32 : index",
         "%wrow = arith.muli %warp, %c16 : index",
         "%quad = arith.divui %lane, %c4 : index",
         "%brow = arith.addi %wrow, %quad : index",
@@ -240,5 +240,173 @@ def test_tma_mbarrier_wgmma_against_numpy(tmp_path):
 def test_synchronization_mistakes_are_reported(tmp_path, variant, message):
     a_bits, _, b_bits, _ = inputs(1)
     result = run(tmp_path, [kernel("bad", **variant)],
+                 {"bad": [a_bits, b_bits, np.zeros((128, 128), np.float32)]})
+    assert message in result.stderr, result.stderr
+
+
+K2 = 256  # four slices through a ring of two stages: each is refilled
+
+
+def specialized(name, release="after_retire", producer_waits=True):
+    """The warp-specialized shape of gemm-wgmma: warpgroup 0 produces
+    (thread 0 waits for a free stage on `empty`, arms `full` and issues the
+    TMA loads), warpgroup 1 consumes (waits on `full`, wgmma with one group
+    in flight, releases the stage of the group that retired). The roles
+    wait on each other, so the simulator must run them as concurrent roles.
+    Planted mistakes: `release="early"` releases the stage of the group
+    still in flight, `release=None` never releases, `producer_waits=False`
+    refills without waiting for a release."""
+    ring = f"!nvgpu.mbarrier.group<memorySpace = {WG}, num_barriers = 2>"
+    if release == "after_retire":
+        free = """%later = arith.cmpi ugt, %i, %c0 : index
+        scf.if %later {
+          scf.if %leader {
+            %ps = arith.subi %i, %c1 : index
+            %pst = arith.remui %ps, %c2 : index
+            %tok = nvgpu.mbarrier.arrive %empty[%pst] : RING -> !nvgpu.mbarrier.token
+          }
+        }"""
+    elif release == "early":
+        free = """scf.if %leader {
+          %tok = nvgpu.mbarrier.arrive %empty[%s] : RING -> !nvgpu.mbarrier.token
+        }"""
+    else:
+        free = ""
+    free = free.replace("RING", ring)
+    wait_free = (f"nvgpu.mbarrier.try_wait.parity %empty[%s], %pe, %ticks : {ring}"
+                 if producer_waits else "")
+    return f"""
+    gpu.func @{name}(%A: memref<{M}x{K2}xbf16>, %B: memref<{K2}x{N}xbf16>,
+        %D: memref<128x128xf32>,
+        %mA: {MAP_A} {{kiln.test_tma_source = 0 : i64}},
+        %mB: {MAP_B} {{kiln.test_tma_source = 1 : i64}})
+        workgroup(%sa: memref<2x128x64xbf16, {WG}>,
+                  %sb: memref<2x2x64x64xbf16, {WG}>)
+        kernel attributes {{kiln.test_launch = {{grid = array<i32: 1, 1, 1>,
+                                                block = array<i32: 256, 1, 1>}}}} {{
+      %c0 = arith.constant 0 : index
+      %c1 = arith.constant 1 : index
+      %c2 = arith.constant 2 : index
+      %c64 = arith.constant 64 : index
+      %c128 = arith.constant 128 : index
+      %slices = arith.constant 4 : index
+      %c8192 = arith.constant 8192 : index
+      %tx = arith.constant 32768 : index
+      %ticks = arith.constant 10000000 : index
+      %tid = gpu.thread_id x
+      %first = arith.cmpi eq, %tid, %c0 : index
+      %full = nvgpu.mbarrier.create -> {ring}
+      %empty = nvgpu.mbarrier.create -> {ring}
+      scf.if %first {{
+        nvgpu.mbarrier.init %full[%c0], %c1 : {ring}
+        nvgpu.mbarrier.init %full[%c1], %c1 : {ring}
+        nvgpu.mbarrier.init %empty[%c0], %c1 : {ring}
+        nvgpu.mbarrier.init %empty[%c1], %c1 : {ring}
+      }}
+      gpu.barrier
+      %producer = arith.cmpi ult, %tid, %c128 : index
+      scf.if %producer {{
+        nvvm.setmaxregister decrease 40
+        scf.if %first {{
+          scf.for %i = %c0 to %slices step %c1 {{
+            %s = arith.remui %i, %c2 : index
+            %round = arith.divui %i, %c2 : index
+            %next = arith.addi %round, %c1 : index
+            %pr = arith.remui %next, %c2 : index
+            %pi = arith.index_cast %pr : index to i64
+            %pe = arith.trunci %pi : i64 to i1
+            {wait_free}
+            %k0 = arith.muli %i, %c64 : index
+            nvgpu.mbarrier.arrive.expect_tx %full[%s], %tx : {ring}
+            %da = memref.subview %sa[%s, 0, 0] [1, 128, 64] [1, 1, 1]
+                : memref<2x128x64xbf16, {WG}>
+                to memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+            nvgpu.tma.async.load %mA[%k0, %c0], %full[%s] to %da
+                : {MAP_A}, {ring}
+                -> memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+            %db0 = memref.subview %sb[%s, 0, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1]
+                : memref<2x2x64x64xbf16, {WG}>
+                to memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+            %db1 = memref.subview %sb[%s, 1, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1]
+                : memref<2x2x64x64xbf16, {WG}>
+                to memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+            nvgpu.tma.async.load %mB[%c0, %k0], %full[%s] to %db0
+                : {MAP_B}, {ring}
+                -> memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+            nvgpu.tma.async.load %mB[%c64, %k0], %full[%s] to %db1
+                : {MAP_B}, {ring}
+                -> memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          }}
+        }}
+      }} else {{
+        nvvm.setmaxregister increase 232
+        %ctid = arith.subi %tid, %c128 : index
+        %lanes = arith.remui %ctid, %c128 : index
+        %leader = arith.cmpi eq, %lanes, %c0 : index
+        %acc0 = nvgpu.warpgroup.mma.init.accumulator -> {ACC}
+        %acc = scf.for %i = %c0 to %slices step %c1 iter_args(%acc1 = %acc0) -> ({ACC}) {{
+          %s = arith.remui %i, %c2 : index
+          %round = arith.divui %i, %c2 : index
+          %pr = arith.remui %round, %c2 : index
+          %pi = arith.index_cast %pr : index to i64
+          %pf = arith.trunci %pi : i64 to i1
+          nvgpu.mbarrier.try_wait.parity %full[%s], %pf, %ticks : {ring}
+          %va = memref.subview %sa[%s, 0, 0] [1, 128, 64] [1, 1, 1]
+              : memref<2x128x64xbf16, {WG}>
+              to memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          %off = arith.muli %s, %c8192 : index
+          %vb = memref.reinterpret_cast %sb to offset: [%off], sizes: [64, 128],
+              strides: [128, 1] : memref<2x2x64x64xbf16, {WG}>
+              to memref<64x128xbf16, strided<[128, 1], offset: ?>, {WG}>
+          %dA = nvgpu.warpgroup.generate.descriptor %va, %mA
+              : memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>, {MAP_A}
+              -> {DESC_A}
+          %dB = nvgpu.warpgroup.generate.descriptor %vb, %mB
+              : memref<64x128xbf16, strided<[128, 1], offset: ?>, {WG}>, {MAP_B}
+              -> {DESC_B}
+          %r = nvgpu.warpgroup.mma %dA, %dB, %acc1 {{transposeB, waitGroup = 1 : i64}}
+              : {DESC_A}, {DESC_B}, {ACC} -> {ACC}
+          {free}
+          scf.yield %r : {ACC}
+        }}
+        nvvm.wgmma.wait.group.sync.aligned 0
+        {register_stores(tid="%ctid")}
+      }}
+      gpu.return
+    }}"""
+
+
+def test_warp_specialized_roles_against_numpy(tmp_path):
+    rng = np.random.default_rng(5)
+    a_bits, a = bf16(rng.standard_normal((M, K2)))
+    b_bits, b = bf16(rng.standard_normal((K2, N)))
+    result = run(tmp_path, [specialized("ws")],
+                 {"ws": [a_bits, b_bits, np.zeros((128, 128), np.float32)]})
+    assert result.returncode == 0, result.stderr
+    assert "error" not in result.stderr, result.stderr
+    got = np.fromfile(tmp_path / "ws.arg2.out.bin", np.float32).reshape(128, 128)
+    want = np.zeros((128, 128))
+    want[:M, :N] = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant, message", [
+    # The stage released while the wgmma that reads it is in flight: the
+    # producer's refill is not ordered after the read.
+    (dict(release="early"), "a TMA load races with a read of shared buffer "
+                            "#0 element 0 (thread (0,0,0)) by the wgmma of "
+                            "warpgroup 1"),
+    # Nothing releases a stage: the producer waits forever.
+    (dict(release=None), "waits forever"),
+    # A refill that does not wait for the release arms the stage's full
+    # barrier again in the phase its first fill has not completed.
+    (dict(producer_waits=False), "more arrivals on an mbarrier than its "
+                                 "count (1) in one phase"),
+])
+def test_warp_specialization_mistakes_are_reported(tmp_path, variant, message):
+    rng = np.random.default_rng(6)
+    a_bits, _ = bf16(rng.standard_normal((M, K2)))
+    b_bits, _ = bf16(rng.standard_normal((K2, N)))
+    result = run(tmp_path, [specialized("bad", **variant)],
                  {"bad": [a_bits, b_bits, np.zeros((128, 128), np.float32)]})
     assert message in result.stderr, result.stderr
