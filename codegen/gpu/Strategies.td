@@ -107,19 +107,21 @@ def KilnGpuGemmWgmma : Pass<"kiln-gpu-gemm-wgmma", "mlir::func::FuncOp"> {
   let summary = "GPU GEMM strategy for sm_90a (gemm-wgmma): TMA, mbarriers and wgmma";
   let description = [{
     Runs on bufferized kernel functions whose `kiln.config` selects
-    `gemm-wgmma`, with the configuration's `tile` (128, 128, 64) and
-    `stages`. A contraction A[batch.., m, k] * B[k, n] of f16 or bf16
-    operands summed in f32, row-major, becomes a `gpu.launch` of one
-    warpgroup per 128x128 output tile: thread 0 loads 64-deep slices of A
-    and B with `nvgpu.tma.async.load` (descriptors from
-    `nvgpu.tma.create.descriptor` on the host side, 128-byte swizzle) into
-    an S-stage ring whose stages complete on mbarriers with transaction
-    counts; `nvgpu.warpgroup.mma` accumulates in registers; the epilogue
-    goes through a shared f32 tile and the fused elementwise consumer.
-    GemmWgmma.cpp has the details.
+    `gemm-wgmma`, with the configuration's `tile` (128, 128, 64),
+    `stages` and `blocks` (the persistent grid). A contraction
+    A[batch.., m, k] * B[k, n] of f16 or bf16 operands summed in f32,
+    row-major, becomes a warp-specialized `gpu.launch` of three
+    warpgroups that walk the 128x128 output tiles: a producer (thread 0
+    loads 64-deep slices of A and B with `nvgpu.tma.async.load` into an
+    S-stage ring, each stage behind a `full` and an `empty` mbarrier) and
+    two consumers (`nvgpu.warpgroup.mma` over 64 rows each, accumulating
+    in registers, releasing stages, then the epilogue and the fused
+    elementwise consumer from the registers). GemmWgmma.cpp has the
+    details.
   }];
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
                            "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
+                           "mlir::vector::VectorDialect",
                            "mlir::nvgpu::NVGPUDialect", "mlir::NVVM::NVVMDialect"];
 }
 

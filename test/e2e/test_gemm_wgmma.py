@@ -151,15 +151,24 @@ def test_sass_of_gemm_wgmma(tmp_path):
     _, sass = sass_by_function(artifact, "sm_90a")
     (kernel,) = [k for k in info["kernels"] if k["strategy"] == "gemm-wgmma"]
     code = sass[kernel["symbol"]]
-    # Per 64-deep slice: 2 (rows of 64) x 4 (k16) wgmma.m64n128k16.
+    # Per 64-deep slice, each consumer warpgroup: 4 (k16)
+    # wgmma.m64n128k16.
     hgmma = count(code, "HGMMA.64x128x16.F32.BF16")
-    assert hgmma >= 8 and hgmma % 8 == 0, hgmma
+    assert hgmma >= 4 and hgmma % 4 == 0, hgmma
+    # Warp specialization: the producer gives registers back (setmaxnreg
+    # dec), the consumers take them (inc).
+    assert count(code, "USETMAXREG.DEALLOC") == 1
+    assert count(code, "USETMAXREG.TRY_ALLOC") == 1
+    # The epilogue's f32 pairs leave as 8-byte stores from the registers.
+    assert count(code, "STG.E.64") >= 32
     assert count(code, "UTMALDG.2D") >= 3          # A and B's two boxes
     assert count(code, "SYNCS.ARRIVE.TRANS64") >= 1  # expect_tx
     assert count(code, "SYNCS.PHASECHK.TRANS64.TRYWAIT") >= 1
     assert count(code, "STL") == 0 and count(code, "LDL") == 0
+    # 384 threads: ptxas keeps the kernel within 168 registers (65,536 /
+    # 384), which setmaxnreg then moves between the roles.
     (image,) = kernel["images"]
-    assert image["registers"] <= 255
+    assert image["registers"] <= 168
     assert image["spill_store_bytes"] == 0
 
 
@@ -167,17 +176,19 @@ def test_sass_of_gemm_wgmma(tmp_path):
 def test_profile_of_gemm_wgmma(tmp_path):
     """`kiln profile`: the wgmma kernel's tensor-core work is the product's
     (2 x 64 x 128 x 16 per instruction, one instruction per 64 rows and 16
-    of K per block), its TMA loads read each operand tile once per block in
-    whole sectors, and its epilogue tile's stores have no more than 2-way
-    bank conflicts (the padded rows)."""
+    of K per tile), its TMA loads read each operand tile once per tile in
+    whole sectors, its epilogue's pair stores fill whole sectors, and no
+    thread touches shared memory."""
     from test_profile import profile
     artifact, info, *_ = compile_case("aligned", "bf16", tmp_path)
-    out, rows = profile(artifact, "--gpu", "h100", "--sample-blocks", "4")
+    # Every block: a persistent grid's blocks take unequal shares of the
+    # tiles, which a sample would scale wrongly.
+    out, rows = profile(artifact, "--gpu", "h100", "--sample-blocks", "0")
     (row,) = [r for r in rows.values() if r["strategy"] == "gemm-wgmma"]
     m, k, n = SHAPES["aligned"]
-    blocks = (m // 128) * (n // 128)
-    assert int(row["blocks"]) == blocks
-    assert float(row["TC inst"]) == blocks * 2 * (k // 16), out
+    tiles = (m // 128) * (n // 128)
+    assert int(row["blocks"]) == min(tiles, 132)
+    assert float(row["TC inst"]) == tiles * 2 * (k // 16), out
     assert abs(float(row["TC GFLOP"]) - 2 * m * n * k / 1e9) < 0.01, out
     assert float(row["coal"]) <= 1.01, out
     # Every block reads its tiles of A and B (moved), each byte of A, B
@@ -186,4 +197,6 @@ def test_profile_of_gemm_wgmma(tmp_path):
     unique = (m * k + k * n) * 2 + m * n * 4
     assert float(row["unique MB"]) <= unique * 1.01 / 1e6, out
     assert float(row["moved MB"]) > 2 * float(row["unique MB"]), out
-    assert float(row["smem x"]) <= 2.0, out
+    # The epilogue leaves from the registers: no thread touches shared
+    # memory (the TMA unit and wgmma do).
+    assert row["smem x"] == "-", out

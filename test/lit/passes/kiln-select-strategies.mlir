@@ -347,11 +347,12 @@ func.func @small_m(%a: tensor<4x64xbf16>, %b: tensor<96x64xbf16>, %c: tensor<16x
 
 // COM: On a target of sm_90a alone, the products whose 128x128 tiles make a
 // COM: full wave on its 132 SMs and whose K has a few 64-deep slices
-// COM: take gemm-wgmma (TMA, wgmma), 4 stages (128 KiB of ring next to the
-// COM: 64 KiB epilogue tile); 512x512 (16 tiles) keeps mma.sync's smaller
+// COM: take gemm-wgmma (TMA, wgmma, warp-specialized), 6 stages (192 KiB
+// COM: of ring; the epilogue needs no shared memory) and a persistent grid
+// COM: of one block per SM; 512x512 (16 tiles) keeps mma.sync's smaller
 // COM: tiles, as does a K of 64.
 // HOPPER-LABEL: func.func @hopper_gemms
-// HOPPER: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {stages = 4 : i64, strategy = "gemm-wgmma", tile = array<i64: 128, 128, 64>}}
+// HOPPER: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {blocks = 132 : i64, stages = 6 : i64, strategy = "gemm-wgmma", tile = array<i64: 128, 128, 64>}}
 // HOPPER: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {{{.*}}strategy = "gemm-mma-sync"{{.*}}}}
 // HOPPER: kiln.dispatch(%{{.*}}, %{{.*}}) {config = {{{.*}}strategy = "gemm-mma-sync"{{.*}}}}
 // CUDA-LABEL: func.func @hopper_gemms
