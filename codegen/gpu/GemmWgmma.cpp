@@ -4,36 +4,39 @@
 // f16 or bf16 operands summed in f32 with row-major buffers (A may have
 // batch dims in front, folded into M when B is shared by every batch: the
 // activations x weights products of a transformer). Configured by `tile`
-// (BM, BN, BK: 128, 128, 64, the shape MLIR 22's nvgpu lowering supports)
-// and `stages` (S):
+// (BM, BN, BK: 128, 128, 64, the shape MLIR 22's nvgpu lowering supports),
+// `stages` (S) and `blocks` (the persistent grid). Warp-specialized and
+// persistent, as the best Hopper GEMMs are:
 //
-// - one warpgroup (128 threads) per block computes a 128x128 output tile
-//   with a vector<128x128xf32> accumulator (two m64n128 fragments in
-//   registers);
-// - the K loop walks 64-deep slices through an S-stage ring in shared
-//   memory: thread 0 loads slice t + S - 1 with TMA (A as one [128][64]
-//   box, B as two [64][64] boxes, N-major, all with the 128-byte swizzle;
-//   the descriptors are built by the runtime from the manifest's tensor
-//   maps, out-of-bounds elements read as zero, so the edges need no code)
-//   and counts its bytes on the stage's mbarrier (arrive.expect_tx); every
-//   thread waits on the stage's phase (try_wait.parity), and
-//   nvgpu.warpgroup.mma (8 wgmma.m64n128k16, B transposed) accumulates,
-//   leaving one wgmma group in flight (the stage it reads is refilled only
-//   after the next slice's wgmma retired it and a barrier);
-// - the epilogue: the accumulators go to a shared f32 tile
-//   (warpgroup.mma.store), then each thread reads consecutive elements of a
-//   row (coalesced, conflict-free), applies the fused epilogue (bias,
-//   activation, residual, cast) or adds the output's old value, and stores
-//   them, guarded at the M and N edges.
+// - 384 threads: a producer warpgroup and two consumer warpgroups; the
+//   block walks the output tiles blockIdx.x, + gridDim.x, ... and the
+//   64-deep K slices of each through an S-stage ring in shared memory,
+//   every stage behind two mbarriers: `full` (its bytes landed) and
+//   `empty` (both consumers are done with it);
+// - the producer gives registers up (setmaxnreg 40); its thread 0 waits for
+//   a stage to be empty, counts the slice's bytes on its full barrier
+//   (arrive.expect_tx) and loads it with TMA (A as one [128][64] box, B as
+//   two [64][64] boxes, N-major, all with the 128-byte swizzle; the
+//   descriptors are built by the runtime from the manifest's tensor maps,
+//   out-of-bounds elements read as zero, so the edges need no code);
+// - each consumer takes registers (setmaxnreg 232) and owns 64 rows of the
+//   tile in a vector<64x128xf32> accumulator: it waits for the stage to be
+//   full (try_wait.parity), accumulates with nvgpu.warpgroup.mma (4
+//   wgmma.m64n128k16, B transposed) leaving one group in flight, and
+//   releases the stage of the group that retired (mbarrier.arrive);
+// - the epilogue runs from the accumulator's registers: each lane's pairs
+//   of adjacent columns get the fill value or the output's old value, the
+//   fused epilogue (bias, activation, residual, cast), and leave as one
+//   store, guarded at the M edge; meanwhile the producer is loading the
+//   next tile.
 //
-// Shared memory: S * 32 KiB of ring + 68 KiB of tile, more than the 48 KiB
-// of static shared memory: kiln-gpu-hopper-abi turns the workgroup
-// buffers into views of dynamic shared memory, and the manifest asks for
-// it. What is left for the best Hopper kernels (cuBLAS-class): two consumer
-// warpgroups and a producer warp (warp specialization with setmaxnreg), a
-// persistent tile scheduler, clusters with TMA multicast, a TMA store
-// epilogue, and operands other than K-major A and N-major B (the nvgpu
-// lowering advances descriptors for those two only).
+// Shared memory: S * 32 KiB of ring, more than the 48 KiB of static shared
+// memory: kiln-gpu-hopper-abi turns the workgroup buffers into views of
+// dynamic shared memory, and the manifest asks for it. What is left for
+// cuBLAS-class kernels: 128x256 tiles, clusters with TMA multicast, a TMA
+// store epilogue, ping-pong consumers, and operands other than K-major A
+// and N-major B (the nvgpu lowering advances descriptors for those two
+// only).
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/Strategy.h"
