@@ -1,6 +1,7 @@
 //===- GemmWgmma.cpp - tensor-core GEMM with TMA and wgmma (sm_90a) -------===//
 //
-// The Hopper GEMM strategy, for contractions C[m, n] = A[m, k] * B[k, n] of
+// The Hopper GEMM strategy, for contractions C[m, n] = A[m, k] * B[k, n]
+// (B N-major, or K-major: B[n, k], a transposed weight) of
 // f16 or bf16 operands summed in f32 with row-major buffers (A may have
 // batch dims in front, folded into M when B is shared by every batch: the
 // activations x weights products of a transformer). Configured by `tile`
@@ -34,9 +35,7 @@
 // memory: kiln-gpu-hopper-abi turns the workgroup buffers into views of
 // dynamic shared memory, and the manifest asks for it. What is left for
 // cuBLAS-class kernels: 128x256 tiles, clusters with TMA multicast, a TMA
-// store epilogue, ping-pong consumers, and operands other than K-major A
-// and N-major B (the nvgpu lowering advances descriptors for those two
-// only).
+// store epilogue, ping-pong consumers; and a batched B.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/Strategy.h"
@@ -70,6 +69,9 @@ struct WgmmaShape {
   int64_t M = 0, N = 0, K = 0;  // M counts the folded batch
   int64_t rows = 0;             // the M loop's own extent
   Type element;
+  /// B read [n, k] (K innermost: a transposed weight, GPT-2's lm_head)
+  /// rather than [k, n].
+  bool kMajorB = false;
 };
 
 /// Whether `value` is a row-major buffer (contiguous, offset 0 or a
@@ -123,9 +125,10 @@ FailureOr<WgmmaShape> analyze(linalg::LinalgOp op, bool needLayouts) {
   WgmmaShape shape;
   shape.m = (*a)[a->size() - 2];
   shape.k = a->back();
-  shape.n = b->back();
-  // A [batch..., m, k], B [k, n], C [batch..., m, n].
-  if ((*b)[0] != shape.k || c->back() != shape.n ||
+  // A [batch..., m, k], B [k, n] or [n, k], C [batch..., m, n].
+  shape.kMajorB = b->back() == shape.k;
+  shape.n = shape.kMajorB ? (*b)[0] : b->back();
+  if ((*b)[shape.kMajorB ? 1 : 0] != shape.k || c->back() != shape.n ||
       (*c)[c->size() - 2] != shape.m ||
       op.getIteratorTypesArray()[shape.k] != utils::IteratorType::reduction ||
       shape.m == shape.n || shape.m == shape.k || shape.n == shape.k)
@@ -148,8 +151,9 @@ FailureOr<WgmmaShape> analyze(linalg::LinalgOp op, bool needLayouts) {
       getElementTypeOrSelf(y.getType()) != shape.element ||
       !getElementTypeOrSelf(op.getDpsInits()[0].getType()).isF32())
     return failure();
-  // TMA: global strides in multiples of 16 bytes.
-  if (shape.K % 8 || shape.N % 8)
+  // TMA: global strides in multiples of 16 bytes (B's rows are N long
+  // when it is N-major, K long when K-major).
+  if (shape.K % 8 || (!shape.kMajorB && shape.N % 8))
     return failure();
   if (needLayouts && (!rowMajor(x) || !rowMajor(y) ||
                       !rowMajor(op.getDpsInits()[0])))
@@ -237,9 +241,13 @@ struct KilnGpuGemmWgmmaPass final
       create->setAttr("kiln.tma_dims", b.getDenseI64ArrayAttr(dims));
       return create.getResult();
     };
-    auto mapAType = mapType(kBm), mapBType = mapType(kBk);
+    // B N-major as two [64 k][64 n] boxes of its [K, N] rows; K-major as one
+    // [128 n][64 k] box of its [N, K] rows, as A.
+    bool kMajorB = shape.kMajorB;
+    auto mapAType = mapType(kBm), mapBType = mapType(kMajorB ? kBn : kBk);
     Value mapA = descriptor(A, mapAType, {shape.K, shape.M});
-    Value mapB = descriptor(B, mapBType, {shape.N, shape.K});
+    Value mapB = kMajorB ? descriptor(B, mapBType, {shape.K, shape.N})
+                         : descriptor(B, mapBType, {shape.N, shape.K});
 
     Launch built = createLaunch(
         b, loc,
@@ -252,7 +260,9 @@ struct KilnGpuGemmWgmmaPass final
     Value ringA = launch.addWorkgroupAttribution(
         smem({stages, kBm, kBk}, element), loc);
     Value ringB = launch.addWorkgroupAttribution(
-        smem({stages, 2, kBk, kBn / 2}, element), loc);
+        kMajorB ? smem({stages, kBn, kBk}, element)
+                : smem({stages, 2, kBk, kBn / 2}, element),
+        loc);
     Value tid = launch.getThreadIds().x;
     Value bid = launch.getBlockIds().x;
     Value warpgroup = ix.div(tid, kWarpgroup);
@@ -356,7 +366,17 @@ struct KilnGpuGemmWgmmaPass final
         nvgpu::TmaAsyncLoadOp::create(kb, loc, dA, full, mapA,
                                       ValueRange{k0, mBase}, stage, Value(),
                                       Value());
-        for (int64_t half = 0; half < 2; ++half) {
+        if (kMajorB) {
+          Value dB = view(ringB,
+                          {stage, kb.getIndexAttr(0), kb.getIndexAttr(0)},
+                          {kb.getIndexAttr(1), kb.getIndexAttr(kBn),
+                           kb.getIndexAttr(kBk)},
+                          {kBn, kBk});
+          nvgpu::TmaAsyncLoadOp::create(kb, loc, dB, full, mapB,
+                                        ValueRange{k0, nBase}, stage, Value(),
+                                        Value());
+        }
+        for (int64_t half = 0; half < 2 && !kMajorB; ++half) {
           Value dB = view(ringB,
                           {stage, kb.getIndexAttr(half), kb.getIndexAttr(0),
                            kb.getIndexAttr(0)},
@@ -406,7 +426,7 @@ struct KilnGpuGemmWgmmaPass final
       destMap = epilogue.getMatchingIndexingMap(epilogue.getDpsInitOperand(0));
       destInner = outMap.getNumResults() - 1;
     }
-    bool pairs = innermostLoop(outMap) == shape.n &&
+    bool pairs = shape.N % 2 == 0 && innermostLoop(outMap) == shape.n &&
                  pairable(dest, destMap, destInner) &&
                  (fillValue || pairable(out->get(), outMap, shape.n));
     Type destElement = getElementTypeOrSelf(dest.getType());
@@ -433,49 +453,89 @@ struct KilnGpuGemmWgmmaPass final
         nvgpu::MBarrierTryWaitParityOp::create(
             kb, loc, full, parityOf(kx, kx.div(it, stages)), kx.c(10000000),
             stage);
-        // Each warpgroup's descriptors from views of its own rows (a view
-        // is the same for every thread that makes it).
-        auto perConsumer = scf::IfOp::create(
-            kb, loc, TypeRange{descType(kRows, kBk)},
-            kx.lt(consumer, 1), /*withElseRegion=*/true);
+        // Each warpgroup's descriptors of A from views of its own rows (a
+        // view is the same for every thread that makes it): the whole
+        // [64][64] slice, or, with a K-major B, one [64][16] step per k16
+        // (descriptors 32 bytes apart in the swizzled rows).
+        int64_t steps = kMajorB ? kBk / 16 : 1, stepK = kBk / steps;
+        SmallVector<Type> aTypes(steps, descType(kRows, stepK));
+        auto perConsumer = scf::IfOp::create(kb, loc, aTypes,
+                                             kx.lt(consumer, 1),
+                                             /*withElseRegion=*/true);
         for (int64_t c = 0; c < kConsumers; ++c) {
           OpBuilder wb = c ? perConsumer.getElseBodyBuilder()
                            : perConsumer.getThenBodyBuilder();
           auto aView = MemRefType::get(
-              {kRows, kBk}, element,
+              {kRows, stepK}, element,
               StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {kBk, 1}),
               workgroup);
-          Value va = memref::SubViewOp::create(
-              wb, loc, aView, ringA,
-              SmallVector<OpFoldResult>{stage, wb.getIndexAttr(c * kRows),
-                                        wb.getIndexAttr(0)},
-              SmallVector<OpFoldResult>{wb.getIndexAttr(1),
-                                        wb.getIndexAttr(kRows),
-                                        wb.getIndexAttr(kBk)},
-              SmallVector<OpFoldResult>(3, wb.getIndexAttr(1)));
-          scf::YieldOp::create(
-              wb, loc,
-              nvgpu::WarpgroupGenerateDescriptorOp::create(
-                  wb, loc, descType(kRows, kBk), va, mapA)
-                  .getResult());
+          SmallVector<Value> descriptors;
+          for (int64_t step = 0; step < steps; ++step) {
+            Value va = memref::SubViewOp::create(
+                wb, loc, aView, ringA,
+                SmallVector<OpFoldResult>{stage, wb.getIndexAttr(c * kRows),
+                                          wb.getIndexAttr(step * stepK)},
+                SmallVector<OpFoldResult>{wb.getIndexAttr(1),
+                                          wb.getIndexAttr(kRows),
+                                          wb.getIndexAttr(stepK)},
+                SmallVector<OpFoldResult>(3, wb.getIndexAttr(1)));
+            descriptors.push_back(nvgpu::WarpgroupGenerateDescriptorOp::create(
+                wb, loc, descType(kRows, stepK), va, mapA));
+          }
+          scf::YieldOp::create(wb, loc, descriptors);
         }
-        // B's stage as one [64][128] matrix: its two boxes, 8 KiB apart,
-        // which the descriptor's leading byte offset steps over.
-        auto bView = MemRefType::get(
-            {kBk, kBn}, element,
-            StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {kBn, 1}),
-            workgroup);
-        Value vb = memref::ReinterpretCastOp::create(
-            kb, loc, bView, ringB, OpFoldResult(kx.mul(stage, kBk * kBn)),
-            ArrayRef<OpFoldResult>{kb.getIndexAttr(kBk), kb.getIndexAttr(kBn)},
-            ArrayRef<OpFoldResult>{kb.getIndexAttr(kBn), kb.getIndexAttr(1)});
-        Value dB = nvgpu::WarpgroupGenerateDescriptorOp::create(
-            kb, loc, descType(kBk, kBn), vb, mapB);
-        auto mma = nvgpu::WarpgroupMmaOp::create(
-            kb, loc, accType, perConsumer.getResult(0), dB,
-            kb.getI64IntegerAttr(1),
-            /*transposeA=*/nullptr, /*transposeB=*/kb.getUnitAttr(),
-            kLoop.getRegionIterArgs()[0]);
+        Value acc = kLoop.getRegionIterArgs()[0];
+        if (kMajorB) {
+          // B's stage is [128 n][64 k], K-major: MLIR 22's lowering would
+          // advance its descriptor by 16 rows (the N-major step), so each
+          // k16 step is its own op on a [128][16] view, chained through the
+          // accumulator without waiting; the slice's last op lets its own
+          // 4 groups stay in flight (the previous slice's retire).
+          for (int64_t step = 0; step < steps; ++step) {
+            auto bView = MemRefType::get(
+                {kBn, stepK}, element,
+                StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {kBk, 1}),
+                workgroup);
+            Value vb = memref::SubViewOp::create(
+                kb, loc, bView, ringB,
+                SmallVector<OpFoldResult>{stage, kb.getIndexAttr(0),
+                                          kb.getIndexAttr(step * stepK)},
+                SmallVector<OpFoldResult>{kb.getIndexAttr(1),
+                                          kb.getIndexAttr(kBn),
+                                          kb.getIndexAttr(stepK)},
+                SmallVector<OpFoldResult>(3, kb.getIndexAttr(1)));
+            Value dB = nvgpu::WarpgroupGenerateDescriptorOp::create(
+                kb, loc, descType(stepK, kBn), vb, mapB);
+            acc = nvgpu::WarpgroupMmaOp::create(
+                      kb, loc, accType, perConsumer.getResult(step), dB,
+                      kb.getI64IntegerAttr(step + 1 == steps ? steps
+                                                             : 2 * steps),
+                      /*transposeA=*/nullptr, /*transposeB=*/nullptr, acc)
+                      .getResult();
+          }
+        } else {
+          // B's stage as one [64][128] matrix: its two boxes, 8 KiB apart,
+          // which the descriptor's leading byte offset steps over; one op
+          // (4 wgmma), one group in flight.
+          auto bView = MemRefType::get(
+              {kBk, kBn}, element,
+              StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {kBn, 1}),
+              workgroup);
+          Value vb = memref::ReinterpretCastOp::create(
+              kb, loc, bView, ringB, OpFoldResult(kx.mul(stage, kBk * kBn)),
+              ArrayRef<OpFoldResult>{kb.getIndexAttr(kBk),
+                                     kb.getIndexAttr(kBn)},
+              ArrayRef<OpFoldResult>{kb.getIndexAttr(kBn),
+                                     kb.getIndexAttr(1)});
+          Value dB = nvgpu::WarpgroupGenerateDescriptorOp::create(
+              kb, loc, descType(kBk, kBn), vb, mapB);
+          acc = nvgpu::WarpgroupMmaOp::create(
+                    kb, loc, accType, perConsumer.getResult(0), dB,
+                    kb.getI64IntegerAttr(1),
+                    /*transposeA=*/nullptr, /*transposeB=*/kb.getUnitAttr(),
+                    acc)
+                    .getResult();
+        }
         // One group stays in flight: slice kt - 1's has retired.
         OpBuilder pb = scf::IfOp::create(
                            kb, loc,
@@ -486,7 +546,7 @@ struct KilnGpuGemmWgmmaPass final
                            .getThenBodyBuilder();
         Ix px{pb, loc};
         release(pb, px.rem(px.add(it, -1), stages));
-        scf::YieldOp::create(kb, loc, mma.getResult());
+        scf::YieldOp::create(kb, loc, acc);
       }
       NVVM::WgmmaWaitGroupSyncOp::create(lb, loc, 0);
       release(lb, lx.rem(lx.add(it0, kTiles - 1), stages));
@@ -495,10 +555,12 @@ struct KilnGpuGemmWgmmaPass final
       // row 16 (warp % 4) + quad + 8 ((e % 4) / 2) of the warpgroup's rows,
       // column 8 (e / 4) + 2 inQuad + e % 2. A lane's two adjacent columns
       // leave as one 8-byte (f32) or 4-byte (16-bit) store where the
-      // destination's rows are contiguous and even (N is a multiple of 8:
-      // a pair is inside or outside as a whole), and a quad of lanes
-      // covers 8 columns; the fill value, or the output's old value, is
-      // added, then the fused epilogue (bias, activation, residual, cast).
+      // destination's rows are contiguous and even (N is even: a pair is
+      // inside or outside as a whole), and a quad of lanes covers 8
+      // columns; else as two stores, each guarded (an odd N, as the
+      // lm_head's vocabulary). The fill value, or the output's old value,
+      // is added, then the fused epilogue (bias, activation, residual,
+      // cast).
       SmallVector<Value> regs(
           UnrealizedConversionCastOp::create(
               lb, loc, SmallVector<Type>(kRows * kBn / kWarpgroup, f32),
@@ -521,17 +583,59 @@ struct KilnGpuGemmWgmmaPass final
           loops[shape.n] = sx.add(col, i);
           at.push_back(loops);
         }
-        SmallVector<Value> values = {regs[e], regs[e + 1]};
-        if (fillValue) {
+        // The epilogue's loops are the output's dims, in order.
+        auto epilogueLoops = [&](ArrayRef<Value> loops) {
+          SmallVector<Value> result;
+          for (unsigned i = 0; i < outMap.getNumResults(); ++i)
+            result.push_back(loops[outMap.getDimPosition(i)]);
+          return result;
+        };
+        auto destIndices = [&](OpBuilder &db, ArrayRef<Value> loops) {
+          return epilogue ? indicesFor(db, loc, destMap, epilogueLoops(loops))
+                          : indicesFor(db, loc, destMap, loops);
+        };
+        // The accumulator plus the fill value, or the output's old value.
+        auto start = [&](OpBuilder &vb, Value v, ArrayRef<Value> loops) {
+          if (!fillValue)
+            return arith::AddFOp::create(
+                       vb, loc, v,
+                       memref::LoadOp::create(vb, loc, out->get(),
+                                              indicesFor(vb, loc, outMap,
+                                                         loops)))
+                .getResult();
           auto attr = cast<FloatAttr>(
               fillValue.getDefiningOp<arith::ConstantOp>().getValue());
-          if (!attr.getValue().isZero())
-            for (Value &v : values)
-              v = arith::AddFOp::create(
-                  sb, loc, v,
-                  arith::ConstantOp::create(
-                      sb, loc, sb.getF32FloatAttr(attr.getValueAsDouble())));
-        } else if (pairs) {
+          if (attr.getValue().isZero())
+            return v;
+          return arith::AddFOp::create(
+                     vb, loc, v,
+                     arith::ConstantOp::create(
+                         vb, loc,
+                         vb.getF32FloatAttr(attr.getValueAsDouble())))
+              .getResult();
+        };
+        if (!pairs) {
+          // Each element on its own: the second one guarded too.
+          for (int64_t i = 0; i < 2; ++i) {
+            OpBuilder eb = sb;
+            if (i && shape.N % 2)
+              eb = scf::IfOp::create(sb, loc, sx.lt(at[i][shape.n], shape.N),
+                                     false)
+                       .getThenBodyBuilder();
+            Value v = start(eb, regs[e + i], at[i]);
+            if (epilogue)
+              v = applyEpilogue(eb, loc, epilogue, temporary,
+                                epilogueLoops(at[i]), {v})
+                      .front();
+            memref::StoreOp::create(eb, loc, v, dest, destIndices(eb, at[i]));
+          }
+          continue;
+        }
+        SmallVector<Value> values = {regs[e], regs[e + 1]};
+        if (fillValue) {
+          for (int64_t i = 0; i < 2; ++i)
+            values[i] = start(sb, values[i], at[i]);
+        } else {
           Value old = vector::LoadOp::create(
               sb, loc, VectorType::get({2}, f32), out->get(),
               indicesFor(sb, loc, outMap, at[0]), /*nontemporal=*/false,
@@ -540,47 +644,16 @@ struct KilnGpuGemmWgmmaPass final
             values[i] = arith::AddFOp::create(
                 sb, loc, values[i],
                 vector::ExtractOp::create(sb, loc, old, ArrayRef<int64_t>{i}));
-        } else {
-          for (int64_t i = 0; i < 2; ++i)
-            values[i] = arith::AddFOp::create(
-                sb, loc, values[i],
-                memref::LoadOp::create(sb, loc, out->get(),
-                                       indicesFor(sb, loc, outMap, at[i])));
         }
-        // The epilogue's loops are the output's dims, in order.
-        auto epilogueLoops = [&](ArrayRef<Value> loops) {
-          SmallVector<Value> result;
-          for (unsigned i = 0; i < outMap.getNumResults(); ++i)
-            result.push_back(loops[outMap.getDimPosition(i)]);
-          return result;
-        };
-        auto destIndices = [&](ArrayRef<Value> loops) {
-          return epilogue ? indicesFor(sb, loc, destMap, epilogueLoops(loops))
-                          : indicesFor(sb, loc, destMap, loops);
-        };
-        if (epilogue) {
-          if (pairs) {
-            values = applyEpilogue(sb, loc, epilogue, temporary,
-                                   epilogueLoops(at[0]), values);
-          } else {
-            for (int64_t i = 0; i < 2; ++i)
-              values[i] = applyEpilogue(sb, loc, epilogue, temporary,
-                                        epilogueLoops(at[i]), {values[i]})
-                              .front();
-          }
-        }
-        if (pairs) {
-          vector::StoreOp::create(
-              sb, loc,
-              vector::FromElementsOp::create(
-                  sb, loc, VectorType::get({2}, destElement), values),
-              dest, destIndices(at[0]), /*nontemporal=*/false,
-              llvm::MaybeAlign(2 * destElement.getIntOrFloatBitWidth() / 8));
-        } else {
-          for (int64_t i = 0; i < 2; ++i)
-            memref::StoreOp::create(sb, loc, values[i], dest,
-                                    destIndices(at[i]));
-        }
+        if (epilogue)
+          values = applyEpilogue(sb, loc, epilogue, temporary,
+                                 epilogueLoops(at[0]), values);
+        vector::StoreOp::create(
+            sb, loc,
+            vector::FromElementsOp::create(
+                sb, loc, VectorType::get({2}, destElement), values),
+            dest, destIndices(sb, at[0]), /*nontemporal=*/false,
+            llvm::MaybeAlign(2 * destElement.getIntOrFloatBitWidth() / 8));
       }
     });
     gpu::TerminatorOp::create(in, loc);

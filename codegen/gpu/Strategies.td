@@ -109,7 +109,8 @@ def KilnGpuGemmWgmma : Pass<"kiln-gpu-gemm-wgmma", "mlir::func::FuncOp"> {
     Runs on bufferized kernel functions whose `kiln.config` selects
     `gemm-wgmma`, with the configuration's `tile` (128, 128, 64),
     `stages` and `blocks` (the persistent grid). A contraction
-    A[batch.., m, k] * B[k, n] of f16 or bf16 operands summed in f32,
+    A[batch.., m, k] * B[k, n] (or B[n, k]) of f16 or bf16 operands
+    summed in f32,
     row-major, becomes a warp-specialized `gpu.launch` of three
     warpgroups that walk the 128x128 output tiles: a producer (thread 0
     loads 64-deep slices of A and B with `nvgpu.tma.async.load` into an

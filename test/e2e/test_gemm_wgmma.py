@@ -18,8 +18,13 @@ from test_sass import count, needs_ptxas, sass_by_function
 
 F = TensorProto.FLOAT
 # M x N tiles of 128 that make a full wave on the H100's 132 SMs.
+# "kmajor" and "odd": N not a multiple of 8, so the weight is stored [N, K]
+# (K innermost, as GPT-2's tied lm_head) and read K-major; "odd" also
+# leaves its output's pairs straddling rows.
 SHAPES = {"aligned": (2048, 256, 1152), "edges": (2000, 200, 1160),
-          "batched": ((8, 256), 128, 1152), "gelu": (2048, 128, 1152)}
+          "batched": ((8, 256), 128, 1152), "gelu": (2048, 128, 1152),
+          "kmajor": (2048, 256, 1100), "odd": (2000, 136, 1101)}
+BIASED = ("edges", "batched", "gelu", "kmajor")
 
 
 def build(kind, rng):
@@ -33,7 +38,7 @@ def build(kind, rng):
     nodes = [helper.make_node("MatMul", ["x", "w"], ["t"])]
     inits = [numpy_helper.from_array(w, "w")]
     out = "t"
-    if kind in ("edges", "batched", "gelu"):
+    if kind in BIASED:
         nodes.append(helper.make_node("Add", ["t", "b"], ["u"]))
         inits.append(numpy_helper.from_array(b, "b"))
         out = "u"
@@ -46,7 +51,7 @@ def build(kind, rng):
 
     def reference(p):
         y = narrow(x, p) @ narrow(w, p)
-        if kind in ("edges", "batched", "gelu"):
+        if kind in BIASED:
             y = y + narrow(b, p)
         if kind == "gelu":
             from math import erf, sqrt
@@ -79,7 +84,8 @@ def strategies(info):
 @needs_ptxas
 @pytest.mark.parametrize("kind, precision", [
     ("aligned", "bf16"), ("aligned", "fp16"), ("edges", "bf16"),
-    ("batched", "bf16"), ("gelu", "fp16")])
+    ("batched", "bf16"), ("gelu", "fp16"), ("kmajor", "bf16"),
+    ("odd", "fp16")])
 def test_gemm_wgmma_under_the_simulator(kind, precision, tmp_path):
     artifact, info, inputs, reference, scale = compile_case(kind, precision,
                                                             tmp_path)
@@ -97,6 +103,15 @@ def test_gemm_wgmma_under_the_simulator(kind, precision, tmp_path):
     launch = next(l for l in info["entry_points"][0]["launches"]
                   if l.get("tensor_maps"))
     assert len(launch["tensor_maps"]) == 2
+    # B read through its [N, K] rows, K-major ([128 n][64 k] boxes), or
+    # through its [K, N] rows, N-major ([64 k][64 n] boxes).
+    m, k, n = SHAPES[kind]
+    b_map = launch["tensor_maps"][1]["tensor"]
+    if kind in ("kmajor", "odd"):
+        assert launch["tensor_maps"][1]["buffer"].endswith(".T")
+        assert f"[{n}x{k}] box [128x64]" in b_map, b_map
+    else:
+        assert f"[{k}x{n}] box [64x64]" in b_map, b_map
     args = ["run", artifact, "--device", "sim", "--output-dir",
             str(tmp_path / "out")]
     np.save(tmp_path / "x.npy", inputs["x"])
@@ -170,6 +185,19 @@ def test_sass_of_gemm_wgmma(tmp_path):
     (image,) = kernel["images"]
     assert image["registers"] <= 168
     assert image["spill_store_bytes"] == 0
+    # A K-major B: one op per k16 step, each its own wgmma group (fence,
+    # wgmma, commit), one [128][64] TMA box for B.
+    artifact, info, *_ = compile_case("kmajor", "bf16", tmp_path)
+    _, sass = sass_by_function(artifact, "sm_90a")
+    (kernel,) = [k for k in info["kernels"] if k["strategy"] == "gemm-wgmma"]
+    code = sass[kernel["symbol"]]
+    hgmma = count(code, "HGMMA.64x128x16.F32.BF16")
+    assert hgmma >= 4 and hgmma % 4 == 0, hgmma
+    assert count(code, "WARPGROUP.ARRIVE") >= 4
+    assert count(code, "UTMALDG.2D") >= 2          # A's box and B's
+    assert count(code, "STL") == 0 and count(code, "LDL") == 0
+    (image,) = kernel["images"]
+    assert image["registers"] <= 168 and image["spill_store_bytes"] == 0
 
 
 @needs_ptxas

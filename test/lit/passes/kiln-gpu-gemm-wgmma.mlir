@@ -117,11 +117,26 @@ func.func @folded_batch(%a: memref<2x96x64xf16>, %b: memref<64x128xf16>, %c: mem
 
 // -----
 
-// COM: B read K-innermost ([N, K]): not a layout the nvgpu lowering of
-// COM: wgmma advances descriptors for; left for the next strategy.
+// COM: B read K-innermost ([N, K], a transposed weight): one [128 n][64 k]
+// COM: TMA box per slice, as A's. MLIR 22's lowering would advance a K-major
+// COM: B's descriptor by 16 rows per k16 step, so each step is its own
+// COM: wgmma op on [64][16] and [128][16] views 16 elements (32 bytes) apart,
+// COM: chained without waiting; the slice's last lets its own 4 groups stay
+// COM: in flight.
 // CHECK-LABEL: func.func @k_major_b
-// CHECK-NOT: gpu.launch
-// CHECK: linalg.generic
+// CHECK: %[[MB:.*]] = nvgpu.tma.create.descriptor %{{.*}} box[%c128, %c64] {kiln.tma_dims = array<i64: 64, 256>}
+// CHECK: gpu.launch {{.*}} workgroup(%[[RA:.*]] : memref<2x128x64xbf16, #gpu.address_space<workgroup>>, %[[RB:.*]] : memref<2x128x64xbf16, #gpu.address_space<workgroup>>)
+// CHECK: nvgpu.tma.async.load %[[MB]][%c0, %{{.*}}], %{{.*}} to
+// CHECK: memref.subview %[[RA]][%{{.*}}, 0, 48] [1, 64, 16]
+// CHECK: memref.subview %[[RA]][%{{.*}}, 64, 48] [1, 64, 16]
+// CHECK: memref.subview %[[RB]][%{{.*}}, 0, 0] [1, 128, 16]
+// CHECK: nvgpu.warpgroup.mma %{{.*}}#0, %{{.*}}, %{{.*}} {waitGroup = 8 : i64} : <tensor = memref<64x16xbf16, 3>>, <tensor = memref<16x128xbf16, 3>>, <fragmented = vector<64x128xf32>>
+// CHECK: memref.subview %[[RB]][%{{.*}}, 0, 16] [1, 128, 16]
+// CHECK: nvgpu.warpgroup.mma %{{.*}}#1, {{.*}} {waitGroup = 8 : i64}
+// CHECK: memref.subview %[[RB]][%{{.*}}, 0, 48] [1, 128, 16]
+// CHECK: nvgpu.warpgroup.mma %{{.*}}#3, {{.*}} {waitGroup = 4 : i64}
+// CHECK: nvgpu.mbarrier.arrive
+// CHECK-NOT: linalg.generic
 #xk = affine_map<(m, n, k) -> (m, k)>
 #wk = affine_map<(m, n, k) -> (n, k)>
 #yk = affine_map<(m, n, k) -> (m, n)>
