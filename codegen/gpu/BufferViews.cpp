@@ -207,6 +207,27 @@ std::optional<StridedView> throughGeneric(linalg::GenericOp generic,
 
 } // namespace
 
+bool kiln::computesElements(linalg::GenericOp generic) {
+  if (generic.getNumDpsInits() != 1 ||
+      generic.getNumParallelLoops() != generic.getNumLoops() ||
+      !generic.getMatchingIndexingMap(generic.getDpsInitOperand(0))
+           .isIdentity() ||
+      !generic.getMatchingBlockArgument(generic.getDpsInitOperand(0))
+           .use_empty())
+    return false;
+  unsigned count = 0;
+  for (Operation &op : generic.getBody()->without_terminator()) {
+    if (++count > kMaxComputedOps || op.getNumRegions() ||
+        op.getNumResults() != 1 ||
+        !(isa<linalg::IndexOp, tensor::ExtractOp, memref::LoadOp,
+              affine::AffineApplyOp>(op) ||
+          op.getDialect()->getNamespace() == "arith") ||
+        !op.getResult(0).getType().isIntOrIndexOrFloat())
+      return false;
+  }
+  return true;
+}
+
 bool kiln::movesData(linalg::GenericOp generic) {
   if (generic.getNumDpsInits() != 1 ||
       generic.getNumParallelLoops() != generic.getNumLoops() ||

@@ -53,6 +53,15 @@ struct Movement {
 /// of its reads.
 bool movesData(mlir::linalg::GenericOp generic);
 
+/// Whether `generic` computes each element of its one output from reads
+/// alone, cheaply enough to be recomputed where a kernel loads it (a rotary
+/// embedding): all parallel, one init with the identity map whose element
+/// it ignores, and a body of at most `kMaxComputedOps` scalar arith ops,
+/// linalg.index and reads (tensor.extract, memref.load); no math
+/// functions, no regions.
+bool computesElements(mlir::linalg::GenericOp generic);
+inline constexpr unsigned kMaxComputedOps = 48;
+
 /// Where the elements `reader` reads from `buffer` lie: `buffer` itself
 /// when it is a kernel buffer or a static view of one; or, for a temporary
 /// that only `reader` reads and that one step before it wrote by moving

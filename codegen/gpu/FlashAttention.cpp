@@ -43,7 +43,10 @@
 // - none, but the operands: q, k, v that data movement inside the kernel
 //   wrote into temporaries (the head split kiln-gpu-fuse-attention-layouts
 //   merged in) are read in place through strided views, and the result is
-//   written through the permutation after it (BufferViews.h).
+//   written through the permutation after it (BufferViews.h); an operand
+//   that a generic computes from reads (a rotary embedding merged in the
+//   same way) is evaluated by the threads chunk by chunk where its tiles
+//   are loaded, instead of copied with cp.async.
 //
 // The scores, their softmax and the accumulators are f32 throughout; only
 // P is rounded, as the decomposition with softmax_type f32 does.
@@ -155,6 +158,32 @@ int64_t kiln::flashAttentionSharedBytes(const FlashShape &shape, int64_t bm,
 
 namespace {
 
+/// The generic that computes `buffer` when its elements can be evaluated
+/// where a tile is loaded (computesElements, reading only through
+/// tensor.extract/memref.load: a rotary embedding or a gather):
+/// `buffer` is a temporary that only it writes and only `reader` (the
+/// attention's operand) reads; null otherwise.
+linalg::GenericOp computedOperand(Value buffer, Operation *reader) {
+  if (!buffer.getDefiningOp<memref::AllocOp>())
+    return nullptr;
+  linalg::GenericOp generic;
+  for (Operation *user : buffer.getUsers()) {
+    if (user == reader || isa<memref::DeallocOp>(user))
+      continue;
+    auto g = dyn_cast<linalg::GenericOp>(user);
+    if (generic || !g || g.getNumDpsInits() != 1 || g.getNumDpsInputs() ||
+        g.getDpsInitOperand(0)->get() != buffer || !computesElements(g) ||
+        g.getNumLoops() != 4 || g->getBlock() != reader->getBlock() ||
+        !g->isBeforeInBlock(reader) ||
+        llvm::any_of(g.getDpsInputs(), [&](Value input) {
+          return input == buffer;
+        }))
+      return nullptr;
+    generic = g;
+  }
+  return generic;
+}
+
 struct KilnGpuFlashAttentionPass final
     : kiln::impl::KilnGpuFlashAttentionBase<KilnGpuFlashAttentionPass> {
   using Base::Base;
@@ -171,12 +200,18 @@ struct KilnGpuFlashAttentionPass final
   /// past `rowCount` and columns past `cols` are zero-filled (and read
   /// nothing), and every copy is skipped without `enabled`.
   /// With `rowMap`, tile row r reads row rowMap(r).second of head
-  /// rowMap(r).first instead (query heads packed into the rows).
+  /// rowMap(r).first instead (query heads packed into the rows). With
+  /// `computed`, the generic that computes `source`'s elements from reads
+  /// (a rotary embedding), the elements are evaluated instead (evaluate).
   using RowMap = std::function<std::pair<Value, Value>(Ix &, Value)>;
   void load(Ix &ix, int64_t threads, Value tid, const Tile &tile, Value stage,
             Value source, Value batch, Value head, Value rowBase,
             Value rowCount, int64_t cols, Value enabled,
-            SmallVectorImpl<Value> &tokens, const RowMap &rowMap = nullptr) {
+            SmallVectorImpl<Value> &tokens, const RowMap &rowMap = nullptr,
+            linalg::GenericOp computed = nullptr) {
+    if (computed)
+      return evaluate(ix, threads, tid, tile, stage, computed, batch, head,
+                      rowBase, rowCount, cols, enabled, rowMap);
     int64_t total = tile.rows * tile.chunks();
     auto tokenType = nvgpu::DeviceAsyncTokenType::get(ix.b.getContext());
     int64_t rounds = llvm::divideCeil(total, threads);
@@ -213,6 +248,57 @@ struct KilnGpuFlashAttentionPass final
       // every copy issued so far by this thread anyway.
       if ((i + 1) * threads <= total)
         tokens.push_back(token);
+    }
+  }
+
+  /// load() for an operand that `computed` computes: thread t evaluates
+  /// elements t, t + threads, ... of the tile in row-major order (a warp
+  /// reads consecutive columns: whole sectors) and stores each where the
+  /// chunk swizzle puts it; zero past the rows, the columns and without
+  /// `enabled`.
+  void evaluate(Ix &ix, int64_t threads, Value tid, const Tile &tile,
+                Value stage, linalg::GenericOp computed, Value batch,
+                Value head, Value rowBase, Value rowCount, int64_t cols,
+                Value enabled, const RowMap &rowMap) {
+    Type element = getElementTypeOrSelf(tile.buffer.getType());
+    int64_t total = tile.rows * tile.width;
+    for (int64_t i = 0; i < llvm::divideCeil(total, threads); ++i) {
+      Value e = ix.add(tid, i * threads);
+      OpBuilder::InsertionGuard guard(ix.b);
+      if ((i + 1) * threads > total) {
+        auto inRange = scf::IfOp::create(ix.b, ix.loc, ix.lt(e, total), false);
+        ix.b.setInsertionPoint(inRange.thenBlock()->getTerminator());
+      }
+      Value r = ix.div(e, tile.width), col = ix.rem(e, tile.width);
+      Value row = ix.add(rowBase, r);
+      Value inside = ix.andI(ix.ltV(row, rowCount), ix.lt(col, cols));
+      if (enabled)
+        inside = ix.andI(inside, enabled);
+      auto value = scf::IfOp::create(ix.b, ix.loc, TypeRange{element}, inside,
+                                     /*withElseRegion=*/true);
+      {
+        OpBuilder tb = value.getThenBodyBuilder();
+        Ix tx{tb, ix.loc};
+        Value sourceHead = head, sourceRow = row;
+        if (rowMap)
+          std::tie(sourceHead, sourceRow) = rowMap(tx, row);
+        scf::YieldOp::create(
+            tb, ix.loc,
+            evaluateDecoded(tb, ix.loc, computed,
+                            {batch, sourceHead, sourceRow, col}));
+        OpBuilder eb = value.getElseBodyBuilder();
+        scf::YieldOp::create(
+            eb, ix.loc,
+            arith::ConstantOp::create(eb, ix.loc, eb.getZeroAttr(element))
+                .getResult());
+      }
+      Value chunk = swizzle(ix, r, ix.div(col, kChunk), tile.chunks());
+      SmallVector<Value> dst = {r, ix.add(ix.mul(chunk, kChunk),
+                                          ix.rem(col, kChunk))};
+      if (stage)
+        dst.insert(dst.begin(), stage);
+      memref::StoreOp::create(ix.b, ix.loc, value.getResult(0), tile.buffer,
+                              dst);
     }
   }
 
@@ -359,10 +445,13 @@ struct KilnGpuFlashAttentionPass final
     Value q = buffers.q, k = buffers.k, v = buffers.v, bias = buffers.bias;
     // The counts on the host side of the launch: constants, or the sizes
     // of the buffers (a buffer of symbolic shape is never a view, so it
-    // stays).
+    // stays; a computed one's sizes are its allocation's).
     auto countOf = [&](Value buffer, unsigned d, int64_t n) -> Value {
       if (!isDynamic(n))
         return constantIndex(b, loc, n);
+      if (auto alloc = buffer.getDefiningOp<memref::AllocOp>())
+        return getValueOrCreateConstantIndexOp(b, loc,
+                                               alloc.getMixedSizes()[d]);
       return memref::DimOp::create(b, loc, buffer, d);
     };
     Value batchCount = countOf(q, 0, shape.batch);
@@ -390,6 +479,18 @@ struct KilnGpuFlashAttentionPass final
     Value out = buffers.out;
     const std::optional<StridedView> &outView = buffers.outView;
     ArrayRef<std::optional<StridedView>> inputViews = buffers.views;
+    // Operands a generic computes in the kernel (a rotary embedding that
+    // kiln-gpu-fuse-attention-layouts merged in), unless read as views of
+    // what it moved: evaluated where their tiles are loaded, their
+    // temporaries never written.
+    SmallVector<linalg::GenericOp, 3> computed;
+    for (auto [operand, buffer, view] :
+         llvm::zip(SmallVector<Value>{op.getQuery(), op.getKey(),
+                                      op.getValue()},
+                   SmallVector<Value>{q, k, v}, inputViews))
+      computed.push_back(view ? nullptr
+                              : computedOperand(buffer,
+                                                operand.getDefiningOp()));
 
     // Split-KV: each split's unnormalized O, and its rows' max and sum.
     std::optional<SplitParts> split_;
@@ -488,16 +589,16 @@ struct KilnGpuFlashAttentionPass final
       SmallVector<Value> tokens;
       Value rowBase = lx.mul(tile, c.bn);
       load(lx, c.threads(), tid, kRing, stage, k, batch, kvHead, rowBase,
-           keyCount, shape.headQK, enabled, tokens);
+           keyCount, shape.headQK, enabled, tokens, nullptr, computed[1]);
       load(lx, c.threads(), tid, vRing, stage, v, batch, kvHead, rowBase,
-           keyCount, shape.headV, enabled, tokens);
+           keyCount, shape.headV, enabled, tokens, nullptr, computed[2]);
       return commit(lx.b, tokens);
     };
 
     // Prologue: Q, then KV tiles 0 .. S-2 (a commit group each).
     SmallVector<Value> qTokens;
     load(ix, c.threads(), tid, qTile, Value(), q, batch, head, qBase, rowCount,
-         shape.headQK, Value(), qTokens, rowMap);
+         shape.headQK, Value(), qTokens, rowMap, computed[0]);
     Value token = commit(in, qTokens);
     for (int64_t s = 0; s + 1 < stages; ++s) {
       Value tile = ix.add(kvBegin, s);
@@ -761,6 +862,9 @@ struct KilnGpuFlashAttentionPass final
     }
 
     eraseFlashAttention(op, buffers);
+    for (linalg::GenericOp generic : computed)
+      if (generic)
+        eraseDecoded(generic);
     return success();
   }
 

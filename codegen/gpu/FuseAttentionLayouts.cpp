@@ -19,6 +19,13 @@
 // through one); where it cannot (strides it cannot copy in 16-byte
 // chunks), they stay as steps of the kernel, as correct as before.
 //
+// The mma.sync kernel loads its tiles with threads, so it can also compute
+// them: a producer whose generic computes each element from reads alone
+// (LLaMA's rotary embeddings of q and k: the projection at the element
+// and its partner, the cos and sin tables) moves in too, and the kernel
+// evaluates it where it loads a tile (FlashAttention.cpp). The Hopper
+// kernel's TMA loads cannot, so it takes movers only.
+//
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/BufferViews.h"
 #include "codegen/gpu/Strategy.h"
@@ -36,8 +43,12 @@ using namespace kiln;
 namespace {
 
 /// The one op of a single-result dispatch that moves data (besides what
-/// dispatch formation clones), yielded as its result; null otherwise.
-Operation *moverOf(DispatchOp dispatch) {
+/// dispatch formation clones), yielded as its result; null otherwise. With
+/// `computed`, also a generic that computes its elements from what it
+/// reads with tensor.extract (computesElements with no inputs: a rotary
+/// embedding; an elementwise op on whole operands, such as a cast, stays a
+/// vectorized kernel of its own).
+Operation *moverOf(DispatchOp dispatch, bool computed = false) {
   if (dispatch->getNumResults() != 1)
     return nullptr;
   Operation *mover = nullptr;
@@ -46,7 +57,10 @@ Operation *moverOf(DispatchOp dispatch) {
       continue;
     auto generic = dyn_cast<linalg::GenericOp>(op);
     if (mover ||
-        !(isa<linalg::TransposeOp>(op) || (generic && movesData(generic))))
+        !(isa<linalg::TransposeOp>(op) ||
+          (generic && (movesData(generic) ||
+                       (computed && generic.getNumDpsInputs() == 0 &&
+                        computesElements(generic))))))
       return nullptr;
     mover = &op;
   }
@@ -70,15 +84,19 @@ struct KilnGpuFuseAttentionLayoutsPass final
   }
 
   /// Merges the data-movement dispatches only `attention` reads, and those
-  /// only they read, into it; returns the dispatch doing its work.
+  /// only they read, into it; returns the dispatch doing its work. The
+  /// mma.sync kernel, which loads its tiles with threads, also takes a
+  /// producer that computes its elements (a rotary embedding of q or k):
+  /// it evaluates it where it loads a tile.
   DispatchOp fuseProducers(DispatchOp attention) {
+    bool computed = strategyOf(attention) == kFlashAttentionMmaSync;
     bool changed = true;
     while (changed) {
       changed = false;
       for (Value input : attention.getInputs()) {
         auto producer = input.getDefiningOp<DispatchOp>();
         if (!producer || producer->getBlock() != attention->getBlock() ||
-            !moverOf(producer) ||
+            !moverOf(producer, computed) ||
             llvm::any_of(input.getUsers(), [&](Operation *user) {
               return user != attention.getOperation();
             }))

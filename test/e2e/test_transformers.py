@@ -134,8 +134,11 @@ def test_llama_projections_on_tensor_core_gemms(tmp_path):
     """LLaMA's q/k/v projections, whose weights the export reshapes into
     [K, heads, head_dim], run on the tensor-core GEMM strategies with their
     rounding as the epilogue (kiln-gpu-collapse-contraction-loops folds the
-    two N loops into one), not on the SIMT GEMM: 12 launches per layer. The
-    only SIMT GEMM left is the rotary angles' outer product (K = 1, f32)."""
+    two N loops into one), not on the SIMT GEMM. The rotary embeddings of
+    q and k run inside the flash kernel, which evaluates them where it
+    loads their tiles: 10 launches per layer (norm, q, k, v, attention,
+    o + residual, norm, gate, up + SiLU x gate, down + residual). The only
+    SIMT GEMM left is the rotary angles' outer product (K = 1, f32)."""
     path = os.path.join(FIXTURES, "llama", "model.onnx")
     artifact = tmp_path / "m.kiln"
     kiln("compile", path, "-o", str(artifact), "--target", "cuda:sm_80,sm_90a",
@@ -148,4 +151,6 @@ def test_llama_projections_on_tensor_core_gemms(tmp_path):
     assert layers == 2
     # Embedding, the rotary tables (angles, cos, sin), and the final norm
     # and LM head around the layers.
-    assert len(launches) - 7 <= 12 * layers, launches
+    assert len(launches) - 7 == 10 * layers, launches
+    first = launches.index("flash-attention-mma-sync")
+    assert launches[first - 4:first] == ["row-fused"] + ["gemm-small-m"] * 3

@@ -93,24 +93,26 @@ func.func @qkv_in_place(%arg0: memref<1x8x96xbf16>, %arg1: memref<1x8x2x16xbf16>
 // -----
 
 // COM: A gather at offset 4: rows of q would start mid-chunk, so q is not
-// COM: read in place; the gather stays (a kernel of its own) and the launch
-// COM: reads its temporary. k and v are the kernel's buffers as they are;
-// COM: the result is copied to the output, which the launch writes.
-// CHECK-LABEL: func.func @unaligned_gather_stays
-// CHECK: %[[T:.*]] = memref.alloc() : memref<1x2x8x16xbf16>
-// CHECK: linalg.generic
-// CHECK: memref.load %arg0
+// COM: read in place as 16-byte copies; the launch evaluates the gather
+// COM: where it loads q's tile instead (element by element),
+// COM: and neither the gather nor its temporary stays. k and v are the
+// COM: kernel's buffers as they are; the result is copied to the output,
+// COM: which the launch writes.
+// CHECK-LABEL: func.func @unaligned_gather_evaluated
+// CHECK-NOT: memref.alloc
+// CHECK-NOT: linalg.generic
 // CHECK: gpu.launch
 // CHECK-NOT: memref.reinterpret_cast
-// CHECK: nvgpu.device_async_copy %[[T]]
+// CHECK: memref.load %arg0
+// CHECK: memref.store %{{.*}} : memref<16x16xbf16, #gpu.address_space<workgroup>>
 // CHECK: nvgpu.device_async_copy %arg1
 // CHECK: nvgpu.device_async_copy %arg2
 // CHECK: vector.store %{{.*}}, %arg3
 // CHECK: gpu.terminator
 // CHECK-NOT: memref.copy
-// CHECK: memref.dealloc %[[T]]
+// CHECK-NOT: memref.dealloc
 #id4 = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
-func.func @unaligned_gather_stays(%arg0: memref<1x8x96xbf16>, %arg1: memref<1x2x8x16xbf16>, %arg2: memref<1x2x8x16xbf16>, %arg3: memref<1x2x8x16xbf16>) attributes {kiln.config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}, kiln.kernel} {
+func.func @unaligned_gather_evaluated(%arg0: memref<1x8x96xbf16>, %arg1: memref<1x2x8x16xbf16>, %arg2: memref<1x2x8x16xbf16>, %arg3: memref<1x2x8x16xbf16>) attributes {kiln.config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}, kiln.kernel} {
   %c0 = arith.constant 0 : index
   %c4 = arith.constant 4 : index
   %c16 = arith.constant 16 : index
@@ -278,5 +280,94 @@ func.func @split_kv_symbolic_keys(%arg0: memref<1x2x1x64xbf16>, %arg1: memref<1x
   %r = kiln.attention %q, %kv, %kv {scale = 1.250000e-01 : f64, softmax_type = f32} : tensor<1x2x1x64xbf16>, tensor<1x2x?x64xbf16>, tensor<1x2x?x64xbf16> -> tensor<1x2x1x64xbf16>
   %rb = bufferization.to_buffer %r : tensor<1x2x1x64xbf16> to memref<1x2x1x64xbf16, strided<[?, ?, ?, ?], offset: ?>>
   memref.copy %rb, %arg2 : memref<1x2x1x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x2x1x64xbf16>
+  return
+}
+
+// -----
+
+// COM: Rotary embeddings of q and k computed in the kernel (what
+// COM: kiln-gpu-fuse-attention-layouts merges into it): the threads
+// COM: evaluate the generic for the tile's elements in row-major order (the
+// COM: projection read at the element and its partner, the cos and sin
+// COM: tables at the angle; zero past the edges) and store each into the
+// COM: shared tile where the chunk swizzle puts it: q's 16 x 16 tile once
+// COM: (8 per thread of the warp), k with every KV tile; v keeps its
+// COM: cp.async. The generics and their temporaries are gone.
+// CHECK-LABEL: func.func @rotary_operands
+// CHECK-NOT: memref.alloc
+// CHECK: gpu.launch
+// CHECK: %[[QV:.*]] = scf.if %{{.*}} -> (bf16) {
+// CHECK-COUNT-2: memref.load %arg0
+// CHECK: memref.load %arg2
+// CHECK: memref.load %arg3
+// CHECK: arith.truncf
+// CHECK: } else {
+// CHECK: memref.store %[[QV]], %{{.*}}[%{{.*}}, %{{.*}}] : memref<16x16xbf16, #gpu.address_space<workgroup>>
+// CHECK: memref.load %arg1
+// CHECK: memref.store %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<2x64x16xbf16, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.device_async_copy %arg4
+// CHECK: nvgpu.mma.sync
+// CHECK: gpu.terminator
+// CHECK-NOT: linalg.generic
+// CHECK-NOT: memref.dealloc
+// CHECK: return
+#rot = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+func.func @rotary_operands(%arg0: memref<1x8x2x16xf32>, %arg1: memref<1x8x2x16xf32>, %arg2: memref<1x8x8xf32>, %arg3: memref<1x8x8xf32>, %arg4: memref<1x2x8x16xbf16>, %arg5: memref<1x2x8x16xbf16>) attributes {kiln.config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}, kiln.kernel} {
+  %c0 = arith.constant 0 : index
+  %c8 = arith.constant 8 : index
+  %tq = memref.alloc() : memref<1x2x8x16xbf16>
+  %tk = memref.alloc() : memref<1x2x8x16xbf16>
+  linalg.generic {indexing_maps = [#rot], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%tq : memref<1x2x8x16xbf16>) {
+  ^bb0(%out: bf16):
+    %h = linalg.index 1 : index
+    %p = linalg.index 2 : index
+    %d = linalg.index 3 : index
+    %first = arith.cmpi ult, %d, %c8 : index
+    %up = arith.addi %d, %c8 : index
+    %down = arith.subi %d, %c8 : index
+    %partner = arith.select %first, %up, %down : index
+    %angle = arith.select %first, %d, %down : index
+    %self = memref.load %arg0[%c0, %p, %h, %d] : memref<1x8x2x16xf32>
+    %other = memref.load %arg0[%c0, %p, %h, %partner] : memref<1x8x2x16xf32>
+    %cv = memref.load %arg2[%c0, %p, %angle] : memref<1x8x8xf32>
+    %sv = memref.load %arg3[%c0, %p, %angle] : memref<1x8x8xf32>
+    %a = arith.mulf %self, %cv : f32
+    %b = arith.mulf %other, %sv : f32
+    %sub = arith.subf %a, %b : f32
+    %add = arith.addf %a, %b : f32
+    %r = arith.select %first, %sub, %add : f32
+    %t = arith.truncf %r : f32 to bf16
+    linalg.yield %t : bf16
+  }
+  linalg.generic {indexing_maps = [#rot], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%tk : memref<1x2x8x16xbf16>) {
+  ^bb0(%out: bf16):
+    %h = linalg.index 1 : index
+    %p = linalg.index 2 : index
+    %d = linalg.index 3 : index
+    %first = arith.cmpi ult, %d, %c8 : index
+    %up = arith.addi %d, %c8 : index
+    %down = arith.subi %d, %c8 : index
+    %partner = arith.select %first, %up, %down : index
+    %angle = arith.select %first, %d, %down : index
+    %self = memref.load %arg1[%c0, %p, %h, %d] : memref<1x8x2x16xf32>
+    %other = memref.load %arg1[%c0, %p, %h, %partner] : memref<1x8x2x16xf32>
+    %cv = memref.load %arg2[%c0, %p, %angle] : memref<1x8x8xf32>
+    %sv = memref.load %arg3[%c0, %p, %angle] : memref<1x8x8xf32>
+    %a = arith.mulf %self, %cv : f32
+    %b = arith.mulf %other, %sv : f32
+    %sub = arith.subf %a, %b : f32
+    %add = arith.addf %a, %b : f32
+    %r = arith.select %first, %sub, %add : f32
+    %t = arith.truncf %r : f32 to bf16
+    linalg.yield %t : bf16
+  }
+  %q = bufferization.to_tensor %tq : memref<1x2x8x16xbf16> to tensor<1x2x8x16xbf16>
+  %k = bufferization.to_tensor %tk : memref<1x2x8x16xbf16> to tensor<1x2x8x16xbf16>
+  %v = bufferization.to_tensor %arg4 : memref<1x2x8x16xbf16> to tensor<1x2x8x16xbf16>
+  %r = kiln.attention %q, %k, %v {causal_offset = 0 : i64, scale = 2.500000e-01 : f64, softmax_type = f32} : tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16> -> tensor<1x2x8x16xbf16>
+  %rb = bufferization.to_buffer %r : tensor<1x2x8x16xbf16> to memref<1x2x8x16xbf16, strided<[?, ?, ?, ?], offset: ?>>
+  memref.copy %rb, %arg5 : memref<1x2x8x16xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x2x8x16xbf16>
+  memref.dealloc %tq : memref<1x2x8x16xbf16>
+  memref.dealloc %tk : memref<1x2x8x16xbf16>
   return
 }

@@ -120,3 +120,142 @@ func.func @shared_and_computing(%x: tensor<1x8x2x16xbf16>, %kv: tensor<1x2x8x16x
   }
   return %s, %q : tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16>
 }
+
+// -----
+
+// COM: LLaMA's rotary embeddings of q and k (generics that compute each
+// COM: element from the projection and the cos/sin tables): the mma.sync
+// COM: flash kernel evaluates them where it loads its tiles, so their
+// COM: dispatches move into it; the projection and the tables, read by
+// COM: others too, stay its inputs.
+// CHECK-LABEL: func.func @rotary_into_mma_sync
+// CHECK: %[[F:.*]] = kiln.dispatch(%arg1, %arg2, %arg3, %arg0, %arg4) {config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}}
+// CHECK-COUNT-2: linalg.generic
+// CHECK: kiln.attention
+// CHECK-NOT: kiln.dispatch
+// CHECK: return %[[F]]
+#rid = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+func.func @rotary_into_mma_sync(%xq: tensor<1x8x2x16xf32>, %xk: tensor<1x8x2x16xf32>, %cos: tensor<1x8x8xf32>, %sin: tensor<1x8x8xf32>, %v: tensor<1x2x8x16xbf16>) -> tensor<1x2x8x16xbf16> {
+  %q = kiln.dispatch(%xq, %cos, %sin) {config = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}} : (tensor<1x8x2x16xf32>, tensor<1x8x8xf32>, tensor<1x8x8xf32>) -> tensor<1x2x8x16xbf16> {
+  ^bb0(%x: tensor<1x8x2x16xf32>, %c: tensor<1x8x8xf32>, %s: tensor<1x8x8xf32>):
+    %e = tensor.empty() : tensor<1x2x8x16xbf16>
+    %g = linalg.generic {indexing_maps = [#rid], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%e : tensor<1x2x8x16xbf16>) {
+    ^bb0(%out: bf16):
+      %c0 = arith.constant 0 : index
+      %c8 = arith.constant 8 : index
+      %h = linalg.index 1 : index
+      %p = linalg.index 2 : index
+      %d = linalg.index 3 : index
+      %first = arith.cmpi ult, %d, %c8 : index
+      %up = arith.addi %d, %c8 : index
+      %down = arith.subi %d, %c8 : index
+      %partner = arith.select %first, %up, %down : index
+      %angle = arith.select %first, %d, %down : index
+      %self = tensor.extract %x[%c0, %p, %h, %d] : tensor<1x8x2x16xf32>
+      %other = tensor.extract %x[%c0, %p, %h, %partner] : tensor<1x8x2x16xf32>
+      %cv = tensor.extract %c[%c0, %p, %angle] : tensor<1x8x8xf32>
+      %sv = tensor.extract %s[%c0, %p, %angle] : tensor<1x8x8xf32>
+      %a = arith.mulf %self, %cv : f32
+      %b = arith.mulf %other, %sv : f32
+      %sub = arith.subf %a, %b : f32
+      %add = arith.addf %a, %b : f32
+      %r = arith.select %first, %sub, %add : f32
+      %t = arith.truncf %r : f32 to bf16
+      linalg.yield %t : bf16
+    } -> tensor<1x2x8x16xbf16>
+    kiln.yield %g : tensor<1x2x8x16xbf16>
+  }
+  %k = kiln.dispatch(%xk, %cos, %sin) {config = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}} : (tensor<1x8x2x16xf32>, tensor<1x8x8xf32>, tensor<1x8x8xf32>) -> tensor<1x2x8x16xbf16> {
+  ^bb0(%x: tensor<1x8x2x16xf32>, %c: tensor<1x8x8xf32>, %s: tensor<1x8x8xf32>):
+    %e = tensor.empty() : tensor<1x2x8x16xbf16>
+    %g = linalg.generic {indexing_maps = [#rid], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%e : tensor<1x2x8x16xbf16>) {
+    ^bb0(%out: bf16):
+      %c0 = arith.constant 0 : index
+      %c8 = arith.constant 8 : index
+      %h = linalg.index 1 : index
+      %p = linalg.index 2 : index
+      %d = linalg.index 3 : index
+      %first = arith.cmpi ult, %d, %c8 : index
+      %up = arith.addi %d, %c8 : index
+      %down = arith.subi %d, %c8 : index
+      %partner = arith.select %first, %up, %down : index
+      %angle = arith.select %first, %d, %down : index
+      %self = tensor.extract %x[%c0, %p, %h, %d] : tensor<1x8x2x16xf32>
+      %other = tensor.extract %x[%c0, %p, %h, %partner] : tensor<1x8x2x16xf32>
+      %cv = tensor.extract %c[%c0, %p, %angle] : tensor<1x8x8xf32>
+      %sv = tensor.extract %s[%c0, %p, %angle] : tensor<1x8x8xf32>
+      %a = arith.mulf %self, %cv : f32
+      %b = arith.mulf %other, %sv : f32
+      %sub = arith.subf %a, %b : f32
+      %add = arith.addf %a, %b : f32
+      %r = arith.select %first, %sub, %add : f32
+      %t = arith.truncf %r : f32 to bf16
+      linalg.yield %t : bf16
+    } -> tensor<1x2x8x16xbf16>
+    kiln.yield %g : tensor<1x2x8x16xbf16>
+  }
+  %o = kiln.dispatch(%q, %k, %v) {config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}} : (tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16>) -> tensor<1x2x8x16xbf16> {
+  ^bb0(%a: tensor<1x2x8x16xbf16>, %b: tensor<1x2x8x16xbf16>, %c: tensor<1x2x8x16xbf16>):
+    %r = kiln.attention %a, %b, %c {scale = 2.500000e-01 : f64} : tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16>, tensor<1x2x8x16xbf16> -> tensor<1x2x8x16xbf16>
+    kiln.yield %r : tensor<1x2x8x16xbf16>
+  }
+  return %o : tensor<1x2x8x16xbf16>
+}
+
+// -----
+
+// COM: The Hopper kernel loads its tiles with TMA, which cannot compute:
+// COM: a rotary producer stays a dispatch of its own. So does, for the
+// COM: mma.sync kernel, a producer that computes with math functions (too
+// COM: costly to recompute per tile).
+// CHECK-LABEL: func.func @computed_producers_that_stay
+// CHECK: kiln.dispatch(%arg0) {config = {strategy = "elementwise"
+// CHECK: kiln.dispatch(%{{.*}}, %arg1, %arg1) {config = {{{.*}}strategy = "flash-attention-wgmma"
+// CHECK: kiln.dispatch(%arg0) {config = {strategy = "elementwise"
+// CHECK: kiln.dispatch(%{{.*}}, %arg1, %arg1) {config = {{{.*}}strategy = "flash-attention-mma-sync"
+#cid = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+func.func @computed_producers_that_stay(%x: tensor<1x2x64x64xf32>, %kv: tensor<1x2x64x64xbf16>) -> (tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>) {
+  %q = kiln.dispatch(%x) {config = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}} : (tensor<1x2x64x64xf32>) -> tensor<1x2x64x64xbf16> {
+  ^bb0(%a: tensor<1x2x64x64xf32>):
+    %e = tensor.empty() : tensor<1x2x64x64xbf16>
+    %g = linalg.generic {indexing_maps = [#cid], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%e : tensor<1x2x64x64xbf16>) {
+    ^bb0(%out: bf16):
+      %i0 = linalg.index 0 : index
+      %i1 = linalg.index 1 : index
+      %i2 = linalg.index 2 : index
+      %i3 = linalg.index 3 : index
+      %v = tensor.extract %a[%i0, %i1, %i2, %i3] : tensor<1x2x64x64xf32>
+      %w = arith.mulf %v, %v : f32
+      %t = arith.truncf %w : f32 to bf16
+      linalg.yield %t : bf16
+    } -> tensor<1x2x64x64xbf16>
+    kiln.yield %g : tensor<1x2x64x64xbf16>
+  }
+  %o = kiln.dispatch(%q, %kv, %kv) {config = {stages = 2 : i64, strategy = "flash-attention-wgmma", tile = array<i64: 64, 64>}} : (tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>) -> tensor<1x2x64x64xbf16> {
+  ^bb0(%a: tensor<1x2x64x64xbf16>, %b: tensor<1x2x64x64xbf16>, %c: tensor<1x2x64x64xbf16>):
+    %r = kiln.attention %a, %b, %c {scale = 1.250000e-01 : f64} : tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16> -> tensor<1x2x64x64xbf16>
+    kiln.yield %r : tensor<1x2x64x64xbf16>
+  }
+  %q2 = kiln.dispatch(%x) {config = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}} : (tensor<1x2x64x64xf32>) -> tensor<1x2x64x64xbf16> {
+  ^bb0(%a: tensor<1x2x64x64xf32>):
+    %e = tensor.empty() : tensor<1x2x64x64xbf16>
+    %g = linalg.generic {indexing_maps = [#cid], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%e : tensor<1x2x64x64xbf16>) {
+    ^bb0(%out: bf16):
+      %i0 = linalg.index 0 : index
+      %i1 = linalg.index 1 : index
+      %i2 = linalg.index 2 : index
+      %i3 = linalg.index 3 : index
+      %v = tensor.extract %a[%i0, %i1, %i2, %i3] : tensor<1x2x64x64xf32>
+      %w = math.exp %v : f32
+      %t = arith.truncf %w : f32 to bf16
+      linalg.yield %t : bf16
+    } -> tensor<1x2x64x64xbf16>
+    kiln.yield %g : tensor<1x2x64x64xbf16>
+  }
+  %o2 = kiln.dispatch(%q2, %kv, %kv) {config = {stages = 2 : i64, strategy = "flash-attention-mma-sync", tile = array<i64: 16, 64>}} : (tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>) -> tensor<1x2x64x64xbf16> {
+  ^bb0(%a: tensor<1x2x64x64xbf16>, %b: tensor<1x2x64x64xbf16>, %c: tensor<1x2x64x64xbf16>):
+    %r = kiln.attention %a, %b, %c {scale = 1.250000e-01 : f64} : tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16> -> tensor<1x2x64x64xbf16>
+    kiln.yield %r : tensor<1x2x64x64xbf16>
+  }
+  return %o, %o2 : tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>
+}
