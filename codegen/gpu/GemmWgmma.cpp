@@ -68,6 +68,9 @@ struct WgmmaShape {
   unsigned m = 0, n = 0, k = 0;
   int64_t M = 0, N = 0, K = 0;  // M counts the folded batch
   int64_t rows = 0;             // the M loop's own extent
+  /// M (the M loop or a folded batch loop) is known only when the kernel
+  /// runs (a prompt's length): M and rows are then ShapedType::kDynamic.
+  bool dynamicM = false;
   Type element;
   /// B read [n, k] (K innermost: a transposed weight, GPT-2's lm_head)
   /// rather than [k, n].
@@ -75,10 +78,13 @@ struct WgmmaShape {
 };
 
 /// Whether `value` is a row-major buffer (contiguous, offset 0 or a
-/// multiple of 8 elements: 16 bytes, what TMA wants of a base address).
+/// multiple of 8 elements: 16 bytes, what TMA wants of a base address); of
+/// symbolic shape, with the identity layout.
 bool rowMajor(Value value) {
   auto type = dyn_cast<MemRefType>(value.getType());
-  if (!type || !type.hasStaticShape())
+  if (type && !type.hasStaticShape())
+    return type.getLayout().isIdentity();
+  if (!type)
     return false;
   SmallVector<int64_t> strides;
   int64_t offset;
@@ -111,8 +117,6 @@ FailureOr<WgmmaShape> analyze(linalg::LinalgOp op, bool needLayouts) {
       op.getNumReductionLoops() != 1 || !isMultiplyAccumulate(op))
     return failure();
   SmallVector<int64_t> ranges = op.getStaticLoopRanges();
-  if (llvm::any_of(ranges, ShapedType::isDynamic))
-    return failure();
   FailureOr<SmallVector<unsigned>> a =
       loopsOf(op.getMatchingIndexingMap(op.getDpsInputOperand(0)));
   FailureOr<SmallVector<unsigned>> b =
@@ -142,9 +146,15 @@ FailureOr<WgmmaShape> analyze(linalg::LinalgOp op, bool needLayouts) {
   shape.rows = ranges[shape.m];
   shape.M = shape.rows;
   for (int64_t e : shape.batchExtents)
-    shape.M *= e;
+    shape.M = ShapedType::isDynamic(e) || ShapedType::isDynamic(shape.M)
+                  ? ShapedType::kDynamic
+                  : shape.M * e;
+  shape.dynamicM = ShapedType::isDynamic(shape.M);
   shape.N = ranges[shape.n];
   shape.K = ranges[shape.k];
+  // Only the rows may be symbolic.
+  if (ShapedType::isDynamic(shape.N) || ShapedType::isDynamic(shape.K))
+    return failure();
   Value x = op.getDpsInputs()[0], y = op.getDpsInputs()[1];
   shape.element = getElementTypeOrSelf(x.getType());
   if (!(shape.element.isF16() || shape.element.isBF16()) ||
@@ -184,13 +194,17 @@ struct KilnGpuGemmWgmmaPass final
       return config.error() << "the pipeline needs at least 2 stages";
     int64_t kTiles = llvm::divideCeil(shape.K, kBk);
     int64_t stages = std::min(*stagesOr, kTiles + 1);
-    int64_t mTiles = llvm::divideCeil(shape.M, kBm);
     int64_t nTiles = llvm::divideCeil(shape.N, kBn);
-    int64_t tiles = mTiles * nTiles;
     if (*blocksOr < 1 || *blocksOr > 65535)
       return config.error() << "a persistent grid of " << *blocksOr
                             << " blocks is not launchable (1 to 65535)";
-    int64_t blocks = std::min(*blocksOr, tiles);
+    // With symbolic rows, the grid is the configuration's; blocks past the
+    // tiles find none.
+    int64_t blocks =
+        shape.dynamicM
+            ? *blocksOr
+            : std::min<int64_t>(*blocksOr,
+                                llvm::divideCeil(shape.M, kBm) * nTiles);
 
     MLIRContext *ctx = op.getContext();
     Location loc = op.getLoc();
@@ -245,7 +259,43 @@ struct KilnGpuGemmWgmmaPass final
     // [128 n][64 k] box of its [N, K] rows, as A.
     bool kMajorB = shape.kMajorB;
     auto mapAType = mapType(kBm), mapBType = mapType(kMajorB ? kBn : kBk);
-    Value mapA = descriptor(A, mapAType, {shape.K, shape.M});
+    // The rows at run time: each M-side loop's extent (a constant, or A's
+    // size there), their product M, and the tiles along M.
+    SmallVector<Value> rowExtents;
+    for (auto [i, loop] : llvm::enumerate(llvm::concat<const unsigned>(
+             shape.batch, ArrayRef<unsigned>{shape.m}))) {
+      int64_t extent = i < shape.batchExtents.size() ? shape.batchExtents[i]
+                                                     : shape.rows;
+      rowExtents.push_back(ShapedType::isDynamic(extent)
+                               ? memref::DimOp::create(b, loc, A, i).getResult()
+                               : constantIndex(b, loc, extent));
+    }
+    Value mSize = rowExtents.front();
+    for (Value e : ArrayRef<Value>(rowExtents).drop_front())
+      mSize = arith::MulIOp::create(b, loc, mSize, e);
+    Value mTilesV = arith::CeilDivUIOp::create(b, loc, mSize,
+                                               constantIndex(b, loc, kBm));
+    Value tilesV = arith::MulIOp::create(b, loc, mTilesV,
+                                         constantIndex(b, loc, nTiles));
+    Value mapA;
+    if (shape.dynamicM) {
+      // A seen as [M, K]: a view whose symbolic size the artifact builder
+      // turns into the map's dim expression, encoded per run.
+      Value rows2d = memref::ReinterpretCastOp::create(
+          b, loc,
+          MemRefType::get({ShapedType::kDynamic, shape.K}, element),
+          A, OpFoldResult(b.getIndexAttr(0)),
+          ArrayRef<OpFoldResult>{mSize, b.getIndexAttr(shape.K)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(shape.K), b.getIndexAttr(1)});
+      Value unranked = memref::CastOp::create(
+          b, loc, UnrankedMemRefType::get(element, Attribute()), rows2d);
+      SmallVector<Value> box = {constantIndex(b, loc, kBm),
+                                constantIndex(b, loc, kBk)};
+      mapA = nvgpu::TmaCreateDescriptorOp::create(b, loc, mapAType, unranked,
+                                                  box);
+    } else {
+      mapA = descriptor(A, mapAType, {shape.K, shape.M});
+    }
     Value mapB = kMajorB ? descriptor(B, mapBType, {shape.K, shape.N})
                          : descriptor(B, mapBType, {shape.N, shape.K});
 
@@ -298,12 +348,14 @@ struct KilnGpuGemmWgmmaPass final
                         function_ref<void(OpBuilder &, Value, Value, Value)>
                             body) {
       Ix lx{lb, loc};
-      auto loop = scf::ForOp::create(lb, loc, bid, lx.c(tiles), lx.c(blocks),
+      auto loop = scf::ForOp::create(lb, loc, bid, tilesV, lx.c(blocks),
                                      ValueRange{lx.c(0)});
       OpBuilder tb = OpBuilder::atBlockBegin(loop.getBody());
       Ix tx{tb, loc};
       Value t = loop.getInductionVar();
-      body(tb, tx.mul(tx.rem(t, mTiles), kBm), tx.mul(tx.div(t, mTiles), kBn),
+      body(tb,
+           tx.mul(arith::RemUIOp::create(tb, loc, t, mTilesV), kBm),
+           tx.mul(arith::DivUIOp::create(tb, loc, t, mTilesV), kBn),
            loop.getRegionIterArgs()[0]);
       scf::YieldOp::create(tb, loc,
                            ValueRange{tx.add(loop.getRegionIterArgs()[0],
@@ -430,8 +482,6 @@ struct KilnGpuGemmWgmmaPass final
                  pairable(dest, destMap, destInner) &&
                  (fillValue || pairable(out->get(), outMap, shape.n));
     Type destElement = getElementTypeOrSelf(dest.getType());
-    SmallVector<int64_t> mExtents(shape.batchExtents);
-    mExtents.push_back(shape.rows);
     Value lane = cx.rem(tid, 32);
     Value quad = cx.div(lane, 4), inQuad = cx.rem(lane, 4);
     Value warpRow = cx.add(cx.mul(consumer, kRows),
@@ -569,12 +619,19 @@ struct KilnGpuGemmWgmmaPass final
       for (int64_t e = 0; e < int64_t(regs.size()); e += 2) {
         Value row = lx.add(mBase, lx.add(warpRow, lx.add(quad, 8 * (e % 4 / 2))));
         Value col = lx.add(nBase, lx.add(lx.mul(inQuad, 2), 8 * (e / 4)));
-        Value inside = lx.andI(lx.lt(row, shape.M), lx.lt(col, shape.N));
+        Value inside = lx.andI(lx.ltV(row, mSize), lx.lt(col, shape.N));
         OpBuilder sb =
             scf::IfOp::create(lb, loc, inside, false).getThenBodyBuilder();
         Ix sx{sb, loc};
         SmallVector<Value> loops(op.getNumLoops());
-        SmallVector<Value> split = delinearize(sb, loc, row, mExtents);
+        // The row's batch indices and its own (row-major over the extents).
+        SmallVector<Value> split(rowExtents.size());
+        Value rest = row;
+        for (size_t i = rowExtents.size(); i-- > 1;) {
+          split[i] = arith::RemUIOp::create(sb, loc, rest, rowExtents[i]);
+          rest = arith::DivUIOp::create(sb, loc, rest, rowExtents[i]);
+        }
+        split[0] = rest;
         for (auto [d, value] : llvm::zip(shape.batch, split))
           loops[d] = value;
         loops[shape.m] = split.back();

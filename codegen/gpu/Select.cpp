@@ -189,14 +189,19 @@ private:
   /// up to 6; a persistent grid of one block per SM (the ring takes the
   /// shared memory), only where the tiles make at least one full wave and
   /// K has a few slices; smaller products go to mma.sync's smaller tiles,
-  /// which fill the SMs.
+  /// which fill the SMs. Symbolic rows are taken as a prefill's (a
+  /// prompt of hundreds of tokens or more), given a full column tile.
   DictionaryAttr gemmWgmma(std::array<int64_t, 3> shape) {
     auto [m, n, k] = shape;
     constexpr int64_t kStageBytes = 32 * 1024, kAlignSlack = 2 * 1024;
     int64_t stages = std::min<int64_t>(
         6, (int64_t(facts.sharedBytesPerBlock) - kAlignSlack) / kStageBytes);
-    int64_t tiles = llvm::divideCeil(m, 128) * llvm::divideCeil(n, 128);
-    if (stages < 2 || tiles < int64_t(facts.smCount) || k < 128)
+    bool enough =
+        ShapedType::isDynamic(m)
+            ? n >= 128
+            : llvm::divideCeil(m, 128) * llvm::divideCeil(n, 128) >=
+                  int64_t(facts.smCount);
+    if (stages < 2 || !enough || k < 128)
       return nullptr;
     return config(kGemmWgmma,
                   {named("tile", ArrayRef<int64_t>{128, 128, 64}),

@@ -63,7 +63,8 @@ def build(kind, rng):
     return graph, {"x": x}, reference, scale
 
 
-def compile_case(kind, precision, tmp_path, target="cuda:sm_90a", graph=None):
+def compile_case(kind, precision, tmp_path, target="cuda:sm_90a", graph=None,
+                 extra=()):
     inputs = reference = scale = None
     if graph is None:
         graph, inputs, reference, scale = build(kind, np.random.default_rng(7))
@@ -72,7 +73,7 @@ def compile_case(kind, precision, tmp_path, target="cuda:sm_90a", graph=None):
     onnx.save(model, path)
     artifact = str(tmp_path / f"{kind}.kiln")
     kiln("compile", path, "--target", target, "--precision", precision,
-         "--embed-kernel-ir", "-o", artifact)
+         "--embed-kernel-ir", "-o", artifact, *extra)
     info = json.loads(kiln("inspect", artifact, "--json").stdout)
     return artifact, info, inputs, reference, scale
 
@@ -228,3 +229,44 @@ def test_profile_of_gemm_wgmma(tmp_path):
     # The epilogue leaves from the registers: no thread touches shared
     # memory (the TMA unit and wgmma do).
     assert row["smem x"] == "-", out
+
+
+@needs_ptxas
+def test_gemm_wgmma_with_symbolic_rows(tmp_path):
+    """A prefill's rows are known only when it runs (symbolic batch and
+    sequence, as a dynamic export or a checkpoint's prefill has them): the
+    grid stays the persistent one, A's tensor map takes its row count from
+    the run's dims, and the tiles and the epilogue's bounds are the run's.
+    Under the simulator at two shapes, with a bias and GELU fused."""
+    vi = helper.make_tensor_value_info
+    rng = np.random.default_rng(11)
+    k, n = 192, 264
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["t"]),
+         helper.make_node("Add", ["t", "b"], ["u"]),
+         helper.make_node("Gelu", ["u"], ["y"])], "symbolic",
+        [vi("x", F, ["batch", "seq", k])], [vi("y", F, ["batch", "seq", n])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    artifact, info, *_ = compile_case(
+        "symbolic", "bf16", tmp_path, graph=graph,
+        extra=("--dim", "batch=1..4", "--dim", "seq=1..512"))
+    (kernel,) = [k_ for k_ in info["kernels"]
+                 if k_["strategy"] == "gemm-wgmma"]
+    assert kernel["config"]["blocks"] == 132
+    from math import erf, sqrt
+    for shape in [(2, 150), (3, 47)]:
+        x = rng.standard_normal(shape + (k,)).astype(np.float32)
+        np.save(tmp_path / "x.npy", x)
+        out = tmp_path / f"out{shape[0]}"
+        kiln("run", artifact, "--device", "sim", "--output-dir", str(out),
+             "--input", f"x=@{tmp_path / 'x.npy'}")
+        got = np.load(next(out.glob("*.npy")))
+        u = narrow(x, "bf16") @ narrow(w, "bf16") + narrow(b, "bf16")
+        want = 0.5 * u * (1 + np.vectorize(erf)(u / sqrt(2)))
+        scale = (np.abs(narrow(x, "bf16")) @ np.abs(narrow(w, "bf16"))
+                 + np.abs(b))
+        assert got.shape == want.shape
+        err = np.abs(got - want) / (scale + 1e-30)
+        assert err.max() <= 2 * 2.0 ** -8, (shape, err.max())
