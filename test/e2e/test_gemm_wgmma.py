@@ -18,12 +18,16 @@ from test_sass import count, needs_ptxas, sass_by_function
 
 F = TensorProto.FLOAT
 # M x N tiles of 128 that make a full wave on the H100's 132 SMs.
+# "deep": 7 slices of K through 6 stages, and blocks with two tiles: the
+# ring wraps inside a tile and its count goes on into the next one (the
+# mbarrier parities flip across both).
 # "kmajor" and "odd": N not a multiple of 8, so the weight is stored [N, K]
 # (K innermost, as GPT-2's tied lm_head) and read K-major; "odd" also
 # leaves its output's pairs straddling rows.
 SHAPES = {"aligned": (2048, 256, 1152), "edges": (2000, 200, 1160),
           "batched": ((8, 256), 128, 1152), "gelu": (2048, 128, 1152),
-          "kmajor": (2048, 256, 1100), "odd": (2000, 136, 1101)}
+          "kmajor": (2048, 256, 1100), "odd": (2000, 136, 1101),
+          "deep": (2048, 448, 1152)}
 BIASED = ("edges", "batched", "gelu", "kmajor")
 
 
@@ -86,7 +90,7 @@ def strategies(info):
 @pytest.mark.parametrize("kind, precision", [
     ("aligned", "bf16"), ("aligned", "fp16"), ("edges", "bf16"),
     ("batched", "bf16"), ("gelu", "fp16"), ("kmajor", "bf16"),
-    ("odd", "fp16")])
+    ("odd", "fp16"), ("deep", "bf16")])
 def test_gemm_wgmma_under_the_simulator(kind, precision, tmp_path):
     artifact, info, inputs, reference, scale = compile_case(kind, precision,
                                                             tmp_path)
