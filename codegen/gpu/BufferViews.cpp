@@ -207,13 +207,21 @@ std::optional<StridedView> throughGeneric(linalg::GenericOp generic,
 
 } // namespace
 
+namespace {
+/// All parallel, one init with the identity map whose element it ignores:
+/// what movesData and computesElements both ask first.
+bool writesEachElementOnce(linalg::GenericOp generic) {
+  return generic.getNumDpsInits() == 1 &&
+         generic.getNumParallelLoops() == generic.getNumLoops() &&
+         generic.getMatchingIndexingMap(generic.getDpsInitOperand(0))
+             .isIdentity() &&
+         generic.getMatchingBlockArgument(generic.getDpsInitOperand(0))
+             .use_empty();
+}
+} // namespace
+
 bool kiln::computesElements(linalg::GenericOp generic) {
-  if (generic.getNumDpsInits() != 1 ||
-      generic.getNumParallelLoops() != generic.getNumLoops() ||
-      !generic.getMatchingIndexingMap(generic.getDpsInitOperand(0))
-           .isIdentity() ||
-      !generic.getMatchingBlockArgument(generic.getDpsInitOperand(0))
-           .use_empty())
+  if (!writesEachElementOnce(generic))
     return false;
   unsigned count = 0;
   for (Operation &op : generic.getBody()->without_terminator()) {
@@ -229,12 +237,7 @@ bool kiln::computesElements(linalg::GenericOp generic) {
 }
 
 bool kiln::movesData(linalg::GenericOp generic) {
-  if (generic.getNumDpsInits() != 1 ||
-      generic.getNumParallelLoops() != generic.getNumLoops() ||
-      !generic.getMatchingIndexingMap(generic.getDpsInitOperand(0))
-           .isIdentity() ||
-      !generic.getMatchingBlockArgument(generic.getDpsInitOperand(0))
-           .use_empty())
+  if (!writesEachElementOnce(generic))
     return false;
   Block *body = generic.getBody();
   for (Operation &op : body->without_terminator())

@@ -67,6 +67,61 @@ def register_stores(wrong_half=False, tid="%tid"):
     return "\n      ".join(lines)
 
 
+def signature(name, k, threads):
+    """The gpu.func line of the test kernels: A [M, k], B [k, N], D, the
+    two tensor maps, the A and B rings of two stages."""
+    return f"""
+    gpu.func @{name}(%A: memref<{M}x{k}xbf16>, %B: memref<{k}x{N}xbf16>,
+        %D: memref<128x128xf32>,
+        %mA: {MAP_A} {{kiln.test_tma_source = 0 : i64}},
+        %mB: {MAP_B} {{kiln.test_tma_source = 1 : i64}})
+        workgroup(%sa: memref<2x128x64xbf16, {WG}>,
+                  %sb: memref<2x2x64x64xbf16, {WG}>)
+        kernel attributes {{kiln.test_launch = {{grid = array<i32: 1, 1, 1>,
+                                                block = array<i32: {threads}, 1, 1>}}}} {{"""
+
+
+def slice_loads(bars, bar_type, first="%c0", second="%c64"):
+    """Slice %s (K offset %k0) into stage %s: A's [128][64] box and B's two
+    [64][64] boxes at columns `first` and `second`, on mbarrier %s of
+    `bars`."""
+    return f"""%da = memref.subview %sa[%s, 0, 0] [1, 128, 64] [1, 1, 1]
+              : memref<2x128x64xbf16, {WG}>
+              to memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          nvgpu.tma.async.load %mA[%k0, %c0], {bars}[%s] to %da
+              : {MAP_A}, {bar_type}
+              -> memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          %db0 = memref.subview %sb[%s, 0, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1]
+              : memref<2x2x64x64xbf16, {WG}>
+              to memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          %db1 = memref.subview %sb[%s, 1, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1]
+              : memref<2x2x64x64xbf16, {WG}>
+              to memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          nvgpu.tma.async.load %mB[{first}, %k0], {bars}[%s] to %db0
+              : {MAP_B}, {bar_type}
+              -> memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          nvgpu.tma.async.load %mB[{second}, %k0], {bars}[%s] to %db1
+              : {MAP_B}, {bar_type}
+              -> memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>"""
+
+
+def stage_views(b_map="%mB", b_map_type=MAP_B):
+    """%dA and %dB: the wgmma descriptors of stage %s."""
+    return f"""%va = memref.subview %sa[%s, 0, 0] [1, 128, 64] [1, 1, 1]
+            : memref<2x128x64xbf16, {WG}>
+            to memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+        %off = arith.muli %s, %c8192 : index
+        %vb = memref.reinterpret_cast %sb to offset: [%off], sizes: [64, 128],
+            strides: [128, 1] : memref<2x2x64x64xbf16, {WG}>
+            to memref<64x128xbf16, strided<[128, 1], offset: ?>, {WG}>
+        %dA = nvgpu.warpgroup.generate.descriptor %va, %mA
+            : memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>, {MAP_A}
+            -> {DESC_A}
+        %dB = nvgpu.warpgroup.generate.descriptor %vb, {b_map}
+            : memref<64x128xbf16, strided<[128, 1], offset: ?>, {WG}>, {b_map_type}
+            -> {DESC_B}"""
+
+
 def kernel(name, wrong_lead=False, swap_halves=False, no_wait=False,
            tx=32768, wait_group=0, final_wait=True, overwrite=False,
            registers=False, wrong_half=False):
@@ -90,15 +145,7 @@ def kernel(name, wrong_lead=False, swap_halves=False, no_wait=False,
              f"nvgpu.warpgroup.mma.store %acc, %D : {ACC} to memref<128x128xf32>")
     wait = "" if no_wait else (
         f"nvgpu.mbarrier.try_wait.parity %bar[%s], %false, %ticks : {BAR}")
-    return f"""
-    gpu.func @{name}(%A: memref<{M}x{K}xbf16>, %B: memref<{K}x{N}xbf16>,
-        %D: memref<128x128xf32>,
-        %mA: {MAP_A} {{kiln.test_tma_source = 0 : i64}},
-        %mB: {MAP_B} {{kiln.test_tma_source = 1 : i64}})
-        workgroup(%sa: memref<2x128x64xbf16, {WG}>,
-                  %sb: memref<2x2x64x64xbf16, {WG}>)
-        kernel attributes {{kiln.test_launch = {{grid = array<i32: 1, 1, 1>,
-                                                block = array<i32: 128, 1, 1>}}}} {{
+    return signature(name, K, 128) + f"""
       %c0 = arith.constant 0 : index
       %c1 = arith.constant 1 : index
       %c2 = arith.constant 2 : index
@@ -119,42 +166,13 @@ def kernel(name, wrong_lead=False, swap_halves=False, no_wait=False,
         scf.if %first {{
           %k0 = arith.muli %s, %c64 : index
           nvgpu.mbarrier.arrive.expect_tx %bar[%s], %tx : {BAR}
-          %da = memref.subview %sa[%s, 0, 0] [1, 128, 64] [1, 1, 1]
-              : memref<2x128x64xbf16, {WG}>
-              to memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-          nvgpu.tma.async.load %mA[%k0, %c0], %bar[%s] to %da
-              : {MAP_A}, {BAR}
-              -> memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-          %db0 = memref.subview %sb[%s, 0, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1]
-              : memref<2x2x64x64xbf16, {WG}>
-              to memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-          %db1 = memref.subview %sb[%s, 1, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1]
-              : memref<2x2x64x64xbf16, {WG}>
-              to memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-          nvgpu.tma.async.load %mB[{first}, %k0], %bar[%s] to %db0
-              : {MAP_B}, {BAR}
-              -> memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-          nvgpu.tma.async.load %mB[{second}, %k0], %bar[%s] to %db1
-              : {MAP_B}, {BAR}
-              -> memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+          {slice_loads("%bar", BAR, first, second)}
         }}
       }}
       %acc0 = nvgpu.warpgroup.mma.init.accumulator -> {ACC}
       %acc = scf.for %s = %c0 to %c2 step %c1 iter_args(%acc1 = %acc0) -> ({ACC}) {{
         {wait}
-        %va = memref.subview %sa[%s, 0, 0] [1, 128, 64] [1, 1, 1]
-            : memref<2x128x64xbf16, {WG}>
-            to memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-        %off = arith.muli %s, %c8192 : index
-        %vb = memref.reinterpret_cast %sb to offset: [%off], sizes: [64, 128],
-            strides: [128, 1] : memref<2x2x64x64xbf16, {WG}>
-            to memref<64x128xbf16, strided<[128, 1], offset: ?>, {WG}>
-        %dA = nvgpu.warpgroup.generate.descriptor %va, %mA
-            : memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>, {MAP_A}
-            -> {DESC_A}
-        %dB = nvgpu.warpgroup.generate.descriptor %vb, {b_map}
-            : memref<64x128xbf16, strided<[128, 1], offset: ?>, {WG}>, {b_map_type}
-            -> {DESC_B}
+        {stage_views(b_map, b_map_type)}
         %r = nvgpu.warpgroup.mma %dA, %dB, %acc1 {{transposeB, waitGroup = {wait_group} : i64}}
             : {DESC_A}, {DESC_B}, {ACC} -> {ACC}
         {clobber}
@@ -275,15 +293,7 @@ def specialized(name, release="after_retire", producer_waits=True):
     free = free.replace("RING", ring)
     wait_free = (f"nvgpu.mbarrier.try_wait.parity %empty[%s], %pe, %ticks : {ring}"
                  if producer_waits else "")
-    return f"""
-    gpu.func @{name}(%A: memref<{M}x{K2}xbf16>, %B: memref<{K2}x{N}xbf16>,
-        %D: memref<128x128xf32>,
-        %mA: {MAP_A} {{kiln.test_tma_source = 0 : i64}},
-        %mB: {MAP_B} {{kiln.test_tma_source = 1 : i64}})
-        workgroup(%sa: memref<2x128x64xbf16, {WG}>,
-                  %sb: memref<2x2x64x64xbf16, {WG}>)
-        kernel attributes {{kiln.test_launch = {{grid = array<i32: 1, 1, 1>,
-                                                block = array<i32: 256, 1, 1>}}}} {{
+    return signature(name, K2, 256) + f"""
       %c0 = arith.constant 0 : index
       %c1 = arith.constant 1 : index
       %c2 = arith.constant 2 : index
@@ -318,24 +328,7 @@ def specialized(name, release="after_retire", producer_waits=True):
             {wait_free}
             %k0 = arith.muli %i, %c64 : index
             nvgpu.mbarrier.arrive.expect_tx %full[%s], %tx : {ring}
-            %da = memref.subview %sa[%s, 0, 0] [1, 128, 64] [1, 1, 1]
-                : memref<2x128x64xbf16, {WG}>
-                to memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-            nvgpu.tma.async.load %mA[%k0, %c0], %full[%s] to %da
-                : {MAP_A}, {ring}
-                -> memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-            %db0 = memref.subview %sb[%s, 0, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1]
-                : memref<2x2x64x64xbf16, {WG}>
-                to memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-            %db1 = memref.subview %sb[%s, 1, 0, 0] [1, 1, 64, 64] [1, 1, 1, 1]
-                : memref<2x2x64x64xbf16, {WG}>
-                to memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-            nvgpu.tma.async.load %mB[%c0, %k0], %full[%s] to %db0
-                : {MAP_B}, {ring}
-                -> memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-            nvgpu.tma.async.load %mB[%c64, %k0], %full[%s] to %db1
-                : {MAP_B}, {ring}
-                -> memref<64x64xbf16, strided<[64, 1], offset: ?>, {WG}>
+            {slice_loads("%full", ring)}
           }}
         }}
       }} else {{
@@ -351,19 +344,7 @@ def specialized(name, release="after_retire", producer_waits=True):
           %pi = arith.index_cast %pr : index to i64
           %pf = arith.trunci %pi : i64 to i1
           nvgpu.mbarrier.try_wait.parity %full[%s], %pf, %ticks : {ring}
-          %va = memref.subview %sa[%s, 0, 0] [1, 128, 64] [1, 1, 1]
-              : memref<2x128x64xbf16, {WG}>
-              to memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>
-          %off = arith.muli %s, %c8192 : index
-          %vb = memref.reinterpret_cast %sb to offset: [%off], sizes: [64, 128],
-              strides: [128, 1] : memref<2x2x64x64xbf16, {WG}>
-              to memref<64x128xbf16, strided<[128, 1], offset: ?>, {WG}>
-          %dA = nvgpu.warpgroup.generate.descriptor %va, %mA
-              : memref<128x64xbf16, strided<[64, 1], offset: ?>, {WG}>, {MAP_A}
-              -> {DESC_A}
-          %dB = nvgpu.warpgroup.generate.descriptor %vb, %mB
-              : memref<64x128xbf16, strided<[128, 1], offset: ?>, {WG}>, {MAP_B}
-              -> {DESC_B}
+          {stage_views()}
           %r = nvgpu.warpgroup.mma %dA, %dB, %acc1 {{transposeB, waitGroup = 1 : i64}}
               : {DESC_A}, {DESC_B}, {ACC} -> {ACC}
           {free}
