@@ -164,7 +164,7 @@ namespace {
 /// `buffer` is a temporary that only it writes and only `reader` (the
 /// attention's operand) reads; null otherwise.
 linalg::GenericOp computedOperand(Value buffer, Operation *reader) {
-  if (!buffer.getDefiningOp<memref::AllocOp>())
+  if (!buffer.getDefiningOp<memref::AllocOp>() || !reader->hasOneUse())
     return nullptr;
   linalg::GenericOp generic;
   for (Operation *user : buffer.getUsers()) {
@@ -180,6 +180,30 @@ linalg::GenericOp computedOperand(Value buffer, Operation *reader) {
         }))
       return nullptr;
     generic = g;
+  }
+  if (!generic)
+    return nullptr;
+  // Evaluated at the launch instead of where it stands: nothing between
+  // may write what it reads.
+  llvm::SmallPtrSet<Value, 8> reads(generic.getDpsInputs().begin(),
+                                    generic.getDpsInputs().end());
+  generic.getBody()->walk([&](memref::LoadOp load) {
+    reads.insert(load.getMemRef());
+  });
+  for (Operation *op = generic->getNextNode(); op && op != reader;
+       op = op->getNextNode()) {
+    auto effects = dyn_cast<MemoryEffectOpInterface>(op);
+    if (!effects) {
+      if (op->getNumRegions())
+        return nullptr;  // effects unknown
+      continue;
+    }
+    SmallVector<MemoryEffects::EffectInstance> list;
+    effects.getEffects(list);
+    for (const auto &effect : list)
+      if (isa<MemoryEffects::Write>(effect.getEffect()) &&
+          (!effect.getValue() || reads.contains(effect.getValue())))
+        return nullptr;
   }
   return generic;
 }
@@ -862,9 +886,13 @@ struct KilnGpuFlashAttentionPass final
     }
 
     eraseFlashAttention(op, buffers);
+    // Once each (one generic may be two operands).
+    llvm::SetVector<Operation *> evaluated;
     for (linalg::GenericOp generic : computed)
       if (generic)
-        eraseDecoded(generic);
+        evaluated.insert(generic);
+    for (Operation *generic : evaluated)
+      eraseDecoded(cast<linalg::GenericOp>(generic));
     return success();
   }
 

@@ -289,7 +289,8 @@ bool runArrive(BlockRunner &runner, Operation &operation, const Mask &mask) {
 
 bool runTestWait(BlockRunner &runner, Operation &operation, const Mask &mask) {
   auto op = cast<nvgpu::MBarrierTestWaitOp>(operation);
-  const Lanes &token = runner.get(op.getToken());
+  // A copy: def() may grow the map that holds the token's lanes.
+  const Lanes token = runner.get(op.getToken());
   Lanes &done = runner.def(op.getWaitComplete());
   return forEachBarrier(runner, operation, mask, op.getBarriers(),
                         op.getMbarId(), Value(), [&](Mbarrier &b, unsigned t) {
@@ -687,7 +688,7 @@ bool runWarpgroupMma(BlockRunner &runner, Operation &operation,
       }
       c.startReadEpoch(runner.epoch);
       c.wgmmaReaders |= uint8_t(1u << g);
-      c.wgmmaSeq = seq;
+      c.wgmmaSeq[g] = seq;
       auto range = llvm::find_if(reads, [&](const ReadRange &r) {
         return r.shadow == shadow;
       });

@@ -60,8 +60,8 @@ struct MemDesc {
 /// What the hazard checker knows about one element of shared memory: the
 /// last thread that wrote it and in which barrier epoch, and who read it in
 /// the current epoch: a thread (kMany when several did) and the wgmma
-/// groups of some warpgroups (the async proxy on their behalf), the newest
-/// of them numbered `wgmmaSeq`.
+/// groups of some warpgroups (the async proxy on their behalf), per
+/// warpgroup the number of the newest such group.
 struct ShadowCell {
   /// kVisible: landed by an asynchronous copy (TMA) whose mbarrier phase
   /// completed; the wait made it visible to every thread.
@@ -73,9 +73,9 @@ struct ShadowCell {
   /// cp.async copies into this element issued and not yet landed: any
   /// access before their nvgpu.device_async_wait is a hazard.
   int32_t pendingAsync = 0;
-  /// The block's sequence number of the newest wgmma group that read it.
-  uint32_t wgmmaSeq = 0;
-  /// Bit g: a wgmma group of warpgroup g read it in this epoch.
+  /// Per warpgroup g (bit g of wgmmaReaders set): the block's sequence
+  /// number of the newest of its wgmma groups that read it in this epoch.
+  uint32_t wgmmaSeq[8] = {};
   uint8_t wgmmaReaders = 0;
 
   /// Forgets the reads of an earlier barrier epoch.
@@ -84,7 +84,6 @@ struct ShadowCell {
       readEpoch = epoch;
       reader = kNone;
       wgmmaReaders = 0;
-      wgmmaSeq = 0;
     }
   }
 };
@@ -380,7 +379,7 @@ public:
       return std::nullopt;
     for (unsigned g = 0; g < 8; ++g)
       if ((cell.wgmmaReaders >> g & 1) && g != t / 128 &&
-          knows(t, g) <= cell.wgmmaSeq)
+          knows(t, g) <= cell.wgmmaSeq[g])
         return g;
     return std::nullopt;
   }
