@@ -265,7 +265,8 @@ def test_synchronization_mistakes_are_reported(tmp_path, variant, message):
 K2 = 256  # four slices through a ring of two stages: each is refilled
 
 
-def specialized(name, release="after_retire", producer_waits=True):
+def specialized(name, release="after_retire", producer_waits=True,
+                consumers=1):
     """The warp-specialized shape of gemm-wgmma: warpgroup 0 produces
     (thread 0 waits for a free stage on `empty`, arms `full` and issues the
     TMA loads), warpgroup 1 consumes (waits on `full`, wgmma with one group
@@ -273,7 +274,9 @@ def specialized(name, release="after_retire", producer_waits=True):
     wait on each other, so the simulator must run them as concurrent roles.
     Planted mistakes: `release="early"` releases the stage of the group
     still in flight, `release=None` never releases, `producer_waits=False`
-    refills without waiting for a release."""
+    refills without waiting for a release. With `consumers=2` a second
+    consumer warpgroup (256..383, in a nested branch: a third role) reads
+    every stage too and releases it as well (it stores nothing)."""
     ring = f"!nvgpu.mbarrier.group<memorySpace = {WG}, num_barriers = 2>"
     if release == "after_retire":
         free = """%later = arith.cmpi ugt, %i, %c0 : index
@@ -293,12 +296,41 @@ def specialized(name, release="after_retire", producer_waits=True):
     free = free.replace("RING", ring)
     wait_free = (f"nvgpu.mbarrier.try_wait.parity %empty[%s], %pe, %ticks : {ring}"
                  if producer_waits else "")
-    return signature(name, K2, 256) + f"""
+
+    def consumer(base, store):
+        return f"""%ctid = arith.subi %tid, %c{base} : index
+        %lanes = arith.remui %ctid, %c128 : index
+        %leader = arith.cmpi eq, %lanes, %c0 : index
+        %acc0 = nvgpu.warpgroup.mma.init.accumulator -> {ACC}
+        %acc = scf.for %i = %c0 to %slices step %c1 iter_args(%acc1 = %acc0) -> ({ACC}) {{
+          %s = arith.remui %i, %c2 : index
+          %round = arith.divui %i, %c2 : index
+          %pr = arith.remui %round, %c2 : index
+          %pi = arith.index_cast %pr : index to i64
+          %pf = arith.trunci %pi : i64 to i1
+          nvgpu.mbarrier.try_wait.parity %full[%s], %pf, %ticks : {ring}
+          {stage_views()}
+          %r = nvgpu.warpgroup.mma %dA, %dB, %acc1 {{transposeB, waitGroup = 1 : i64}}
+              : {DESC_A}, {DESC_B}, {ACC} -> {ACC}
+          {free}
+          scf.yield %r : {ACC}
+        }}
+        nvvm.wgmma.wait.group.sync.aligned 0
+        {register_stores(tid="%ctid") if store else ""}"""
+    consumer_roles = consumer(128, True) if consumers == 1 else f"""%second = arith.cmpi uge, %tid, %c256 : index
+        scf.if %second {{
+          {consumer(256, False)}
+        }} else {{
+          {consumer(128, True)}
+        }}"""
+    return signature(name, K2, 128 * (1 + consumers)) + f"""
       %c0 = arith.constant 0 : index
       %c1 = arith.constant 1 : index
       %c2 = arith.constant 2 : index
       %c64 = arith.constant 64 : index
       %c128 = arith.constant 128 : index
+      %c256 = arith.constant 256 : index
+      %releases = arith.constant {consumers} : index
       %slices = arith.constant 4 : index
       %c8192 = arith.constant 8192 : index
       %tx = arith.constant 32768 : index
@@ -310,8 +342,8 @@ def specialized(name, release="after_retire", producer_waits=True):
       scf.if %first {{
         nvgpu.mbarrier.init %full[%c0], %c1 : {ring}
         nvgpu.mbarrier.init %full[%c1], %c1 : {ring}
-        nvgpu.mbarrier.init %empty[%c0], %c1 : {ring}
-        nvgpu.mbarrier.init %empty[%c1], %c1 : {ring}
+        nvgpu.mbarrier.init %empty[%c0], %releases : {ring}
+        nvgpu.mbarrier.init %empty[%c1], %releases : {ring}
       }}
       gpu.barrier
       %producer = arith.cmpi ult, %tid, %c128 : index
@@ -333,35 +365,21 @@ def specialized(name, release="after_retire", producer_waits=True):
         }}
       }} else {{
         nvvm.setmaxregister increase 232
-        %ctid = arith.subi %tid, %c128 : index
-        %lanes = arith.remui %ctid, %c128 : index
-        %leader = arith.cmpi eq, %lanes, %c0 : index
-        %acc0 = nvgpu.warpgroup.mma.init.accumulator -> {ACC}
-        %acc = scf.for %i = %c0 to %slices step %c1 iter_args(%acc1 = %acc0) -> ({ACC}) {{
-          %s = arith.remui %i, %c2 : index
-          %round = arith.divui %i, %c2 : index
-          %pr = arith.remui %round, %c2 : index
-          %pi = arith.index_cast %pr : index to i64
-          %pf = arith.trunci %pi : i64 to i1
-          nvgpu.mbarrier.try_wait.parity %full[%s], %pf, %ticks : {ring}
-          {stage_views()}
-          %r = nvgpu.warpgroup.mma %dA, %dB, %acc1 {{transposeB, waitGroup = 1 : i64}}
-              : {DESC_A}, {DESC_B}, {ACC} -> {ACC}
-          {free}
-          scf.yield %r : {ACC}
-        }}
-        nvvm.wgmma.wait.group.sync.aligned 0
-        {register_stores(tid="%ctid")}
+        {consumer_roles}
       }}
       gpu.return
     }}"""
 
 
-def test_warp_specialized_roles_against_numpy(tmp_path):
+@pytest.mark.parametrize("consumers", [1, 2])
+def test_warp_specialized_roles_against_numpy(tmp_path, consumers):
+    """With two consumers the roles nest (the second consumer starts when
+    the first waits) and each stage is read by two warpgroups at different
+    times before the producer refills it: ordered by both releases."""
     rng = np.random.default_rng(5)
     a_bits, a = bf16(rng.standard_normal((M, K2)))
     b_bits, b = bf16(rng.standard_normal((K2, N)))
-    result = run(tmp_path, [specialized("ws")],
+    result = run(tmp_path, [specialized("ws", consumers=consumers)],
                  {"ws": [a_bits, b_bits, np.zeros((128, 128), np.float32)]})
     assert result.returncode == 0, result.stderr
     assert "error" not in result.stderr, result.stderr
