@@ -236,15 +236,17 @@ def test_profile_of_gemm_wgmma(tmp_path):
 
 
 @needs_ptxas
-def test_gemm_wgmma_with_symbolic_rows(tmp_path):
+@pytest.mark.parametrize("n", [264, 1101])
+def test_gemm_wgmma_with_symbolic_rows(tmp_path, n):
     """A prefill's rows are known only when it runs (symbolic batch and
     sequence, as a dynamic export or a checkpoint's prefill has them): the
     grid stays the persistent one, A's tensor map takes its row count from
     the run's dims, and the tiles and the epilogue's bounds are the run's.
-    Under the simulator at two shapes, with a bias and GELU fused."""
+    Under the simulator at two shapes, with a bias and GELU fused; N = 1101
+    also reads the weight K-major (stored [N, K]) and guards each element."""
     vi = helper.make_tensor_value_info
     rng = np.random.default_rng(11)
-    k, n = 192, 264
+    k = 192
     w = rng.standard_normal((k, n)).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32)
     graph = helper.make_graph(
