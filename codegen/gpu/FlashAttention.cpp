@@ -158,56 +158,6 @@ int64_t kiln::flashAttentionSharedBytes(const FlashShape &shape, int64_t bm,
 
 namespace {
 
-/// The generic that computes `buffer` when its elements can be evaluated
-/// where a tile is loaded (computesElements, reading only through
-/// tensor.extract/memref.load: a rotary embedding or a gather):
-/// `buffer` is a temporary that only it writes and only `reader` (the
-/// attention's operand) reads; null otherwise.
-linalg::GenericOp computedOperand(Value buffer, Operation *reader) {
-  if (!buffer.getDefiningOp<memref::AllocOp>() || !reader->hasOneUse())
-    return nullptr;
-  linalg::GenericOp generic;
-  for (Operation *user : buffer.getUsers()) {
-    if (user == reader || isa<memref::DeallocOp>(user))
-      continue;
-    auto g = dyn_cast<linalg::GenericOp>(user);
-    if (generic || !g || g.getNumDpsInits() != 1 || g.getNumDpsInputs() ||
-        g.getDpsInitOperand(0)->get() != buffer || !computesElements(g) ||
-        g.getNumLoops() != 4 || g->getBlock() != reader->getBlock() ||
-        !g->isBeforeInBlock(reader) ||
-        llvm::any_of(g.getDpsInputs(), [&](Value input) {
-          return input == buffer;
-        }))
-      return nullptr;
-    generic = g;
-  }
-  if (!generic)
-    return nullptr;
-  // Evaluated at the launch instead of where it stands: nothing between
-  // may write what it reads.
-  llvm::SmallPtrSet<Value, 8> reads(generic.getDpsInputs().begin(),
-                                    generic.getDpsInputs().end());
-  generic.getBody()->walk([&](memref::LoadOp load) {
-    reads.insert(load.getMemRef());
-  });
-  for (Operation *op = generic->getNextNode(); op && op != reader;
-       op = op->getNextNode()) {
-    auto effects = dyn_cast<MemoryEffectOpInterface>(op);
-    if (!effects) {
-      if (op->getNumRegions())
-        return nullptr;  // effects unknown
-      continue;
-    }
-    SmallVector<MemoryEffects::EffectInstance> list;
-    effects.getEffects(list);
-    for (const auto &effect : list)
-      if (isa<MemoryEffects::Write>(effect.getEffect()) &&
-          (!effect.getValue() || reads.contains(effect.getValue())))
-        return nullptr;
-  }
-  return generic;
-}
-
 struct KilnGpuFlashAttentionPass final
     : kiln::impl::KilnGpuFlashAttentionBase<KilnGpuFlashAttentionPass> {
   using Base::Base;

@@ -43,6 +43,15 @@ struct FlashBuffers {
 mlir::FailureOr<FlashBuffers> flashBuffersOf(AttentionOp op,
                                              llvm::StringRef strategy);
 
+/// The generic that computes `buffer` when its elements can be evaluated
+/// where a kernel loads its tile (computesElements, reading only through
+/// tensor.extract/memref.load: a rotary embedding or a gather): `buffer` is
+/// a temporary that only it writes and only `reader` (the attention's
+/// operand, with no other use) reads, and nothing between the generic and
+/// `reader` writes what it reads; null otherwise.
+mlir::linalg::GenericOp computedOperand(mlir::Value buffer,
+                                        mlir::Operation *reader);
+
 /// Fills `views`, `out` and `outView` (builder `b` on the host side of the
 /// launch): operands whose rows stay aligned to `chunk` elements are read
 /// in place, and the result is written through the permutation that

@@ -50,6 +50,11 @@
 //   rows (pairs where the output's rows do not take chunks), guarded at
 //   the sequence and head edges.
 //
+// A Q that a generic computes in the kernel (its rotary embedding, merged
+// in by kiln-gpu-fuse-attention-layouts) has no tensor map: the threads
+// evaluate it into Q's tile at the places TMA's 128-byte swizzle would
+// use, then a proxy fence and a barrier (K and V always come by TMA).
+//
 // Not yet: a producer warp with setmaxnreg, two consumer warpgroups
 // ping-ponging softmax and GEMMs, P kept in registers (wgmma's A from
 // registers, which nvgpu does not expose), split-KV for decode
@@ -138,6 +143,10 @@ struct KilnGpuFlashAttentionWgmmaPass final
     auto countOf = [&](Value buffer, unsigned d, int64_t n) -> Value {
       if (!isDynamic(n))
         return constantIndex(b, loc, n);
+      // A temporary's sizes are its allocation's (a computed Q's goes).
+      if (auto alloc = buffer.getDefiningOp<memref::AllocOp>())
+        return getValueOrCreateConstantIndexOp(b, loc,
+                                               alloc.getMixedSizes()[d]);
       return memref::DimOp::create(b, loc, buffer, d);
     };
     Value batchCount = countOf(buffers.q, 0, shape.batch);
@@ -249,9 +258,22 @@ struct KilnGpuFlashAttentionWgmmaPass final
                                                   box)
           .getResult();
     };
-    Value mapQ = tensorMap(buffers.q, buffers.views[0], op.getQuery());
+    // A Q that a generic computes in the kernel (its rotary embedding,
+    // merged in by kiln-gpu-fuse-attention-layouts) is evaluated by the
+    // threads into Q's tile: TMA copies, it cannot compute.
+    linalg::GenericOp computedQ =
+        buffers.views[0]
+            ? nullptr
+            : computedOperand(buffers.q, op.getQuery().getDefiningOp());
+    Value mapQ = computedQ ? Value()
+                           : tensorMap(buffers.q, buffers.views[0],
+                                       op.getQuery());
     Value mapK = tensorMap(buffers.k, buffers.views[1], op.getKey());
     Value mapV = tensorMap(buffers.v, buffers.views[2], op.getValue());
+    // The tiles' swizzle and box, for the descriptors: Q's map, or K's
+    // (the same shape) when Q is computed.
+    if (computedQ)
+      mapQ = mapK;
     if (!mapQ || !mapK || !mapV)
       return op.emitError()
              << "flash-attention-wgmma reads its operands through TMA, which "
@@ -352,7 +374,7 @@ struct KilnGpuFlashAttentionWgmmaPass final
                             kvEnd);
 
     // Prologue (thread 0): the Q tile, then KV tiles 0 .. S-2.
-    {
+    if (!computedQ) {
       OpBuilder tb = scf::IfOp::create(in, loc, first, false).getThenBodyBuilder();
       Ix tx{tb, loc};
       nvgpu::MBarrierArriveExpectTxOp::create(
@@ -374,8 +396,54 @@ struct KilnGpuFlashAttentionWgmmaPass final
           arith::IndexCastOp::create(lx.b, loc, lx.b.getI64Type(),
                                      lx.rem(count, 2)));
     };
-    nvgpu::MBarrierTryWaitParityOp::create(in, loc, bars, i1Parity(ix, ix.c(0)),
-                                           ix.c(10000000), ix.c(stages));
+    if (computedQ) {
+      // Each thread evaluates elements of the Q tile in row-major order (a
+      // warp reads consecutive columns) and stores them where TMA would
+      // have: [warpgroup][box][row][64], 16-byte chunks XORed with the row
+      // (the 128-byte swizzle); zero past the queries and the head. Then
+      // the writes are made visible to the tensor cores and the block.
+      int64_t total = groupsPerBlock * kRows * dq;
+      for (int64_t i = 0; i < llvm::divideCeil(total, threads); ++i) {
+        Value e = ix.add(tid, i * threads);
+        OpBuilder::InsertionGuard guard(in);
+        if ((i + 1) * threads > total)
+          in.setInsertionPoint(
+              scf::IfOp::create(in, loc, ix.lt(e, total), false)
+                  .thenBlock()
+                  ->getTerminator());
+        Value col = ix.rem(e, dq), rowInBlock = ix.div(e, dq);
+        Value w = ix.div(rowInBlock, kRows), r = ix.rem(rowInBlock, kRows);
+        Value query = ix.add(qBase, rowInBlock);
+        Value inside = ix.andI(ix.ltV(query, queryCount),
+                               ix.lt(col, shape.headQK));
+        auto value = scf::IfOp::create(in, loc, TypeRange{element}, inside,
+                                       /*withElseRegion=*/true);
+        {
+          OpBuilder tb = value.getThenBodyBuilder();
+          scf::YieldOp::create(
+              tb, loc,
+              evaluateDecoded(tb, loc, computedQ, {batch, head, query, col}));
+          OpBuilder eb = value.getElseBodyBuilder();
+          scf::YieldOp::create(
+              eb, loc,
+              arith::ConstantOp::create(eb, loc, eb.getZeroAttr(element))
+                  .getResult());
+        }
+        Value inBox = ix.rem(col, kAtom);
+        Value chunk = ix.xorI(ix.div(inBox, 8), ix.rem(r, 8));
+        memref::StoreOp::create(
+            in, loc, value.getResult(0), qTile,
+            ValueRange{w, ix.div(col, kAtom), r,
+                       ix.add(ix.mul(chunk, 8), ix.rem(inBox, 8))});
+      }
+      NVVM::FenceProxyOp::create(
+          in, loc, NVVM::ProxyKindAttr::get(ctx, NVVM::ProxyKind::async_shared),
+          NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
+      gpu::BarrierOp::create(in, loc);
+    } else {
+      nvgpu::MBarrierTryWaitParityOp::create(
+          in, loc, bars, i1Parity(ix, ix.c(0)), ix.c(10000000), ix.c(stages));
+    }
 
     // wgmma operands: descriptors of shared tiles (the tensor maps only
     // lend their swizzle and box to the encoding).
@@ -657,6 +725,8 @@ struct KilnGpuFlashAttentionWgmmaPass final
     }
     gpu::TerminatorOp::create(in, loc);
     eraseFlashAttention(op, buffers);
+    if (computedQ)
+      eraseDecoded(computedQ);
     return success();
   }
 

@@ -24,7 +24,8 @@
 // (LLaMA's rotary embeddings of q and k: the projection at the element
 // and its partner, the cos and sin tables) moves in too, and the kernel
 // evaluates it where it loads a tile (FlashAttention.cpp). The Hopper
-// kernel's TMA loads cannot, so it takes movers only.
+// kernel's TMA loads cannot; it evaluates a computed Q with its threads
+// (Q is loaded once), and takes movers only for K and V.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/gpu/BufferViews.h"
@@ -87,14 +88,17 @@ struct KilnGpuFuseAttentionLayoutsPass final
   /// only they read, into it; returns the dispatch doing its work. The
   /// mma.sync kernel, which loads its tiles with threads, also takes a
   /// producer that computes its elements (a rotary embedding of q or k):
-  /// it evaluates it where it loads a tile.
+  /// it evaluates it where it loads a tile; the Hopper kernel does so for
+  /// q only.
   DispatchOp fuseProducers(DispatchOp attention) {
-    bool computed = strategyOf(attention) == kFlashAttentionMmaSync;
+    bool mmaSync = strategyOf(attention) == kFlashAttentionMmaSync;
     bool changed = true;
     while (changed) {
       changed = false;
-      for (Value input : attention.getInputs()) {
+      for (auto [i, input] : llvm::enumerate(attention.getInputs())) {
         auto producer = input.getDefiningOp<DispatchOp>();
+        // The Hopper kernel computes Q alone (its K and V come by TMA).
+        bool computed = mmaSync || isQueryOf(attention, i);
         if (!producer || producer->getBlock() != attention->getBlock() ||
             !moverOf(producer, computed) ||
             llvm::any_of(input.getUsers(), [&](Operation *user) {
@@ -108,6 +112,15 @@ struct KilnGpuFuseAttentionLayoutsPass final
       }
     }
     return attention;
+  }
+
+  /// Whether input `i` of the dispatch is its attention's query.
+  static bool isQueryOf(DispatchOp dispatch, size_t i) {
+    Value arg = dispatch.getBody().front().getArgument(i);
+    return llvm::any_of(arg.getUsers(), [&](Operation *user) {
+      auto attention = dyn_cast<AttentionOp>(user);
+      return attention && attention.getQuery() == arg;
+    });
   }
 
   /// Merges the dispatch that only permutes `attention`'s result, when it

@@ -166,3 +166,50 @@ func.func @strided_operand(%arg0: memref<1x2x80x128xbf16>, %arg1: memref<1x2x80x
   memref.copy %rb, %arg1 : memref<1x2x80x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x2x80x64xbf16>
   return
 }
+
+// -----
+
+// COM: Q computed in the kernel (its rotary embedding, merged in by
+// COM: kiln-gpu-fuse-attention-layouts): no tensor map for Q (K's and V's
+// COM: only) and no TMA load of it; every thread evaluates elements of the
+// COM: Q tile in row-major order and stores each at its 128-byte-swizzled
+// COM: place ([warpgroup][box][row][64], chunks XORed with the row), then
+// COM: a proxy fence and a barrier make them visible to the tensor cores.
+// COM: The generic and its temporary are gone.
+// CHECK-LABEL: func.func @computed_query
+// CHECK-NOT: memref.alloc
+// CHECK-COUNT-2: nvgpu.tma.create.descriptor
+// CHECK-NOT: nvgpu.tma.create.descriptor
+// CHECK: gpu.launch
+// CHECK: %[[QV:.*]] = scf.if %{{.*}} -> (bf16) {
+// CHECK: memref.load %arg0
+// CHECK: arith.truncf
+// CHECK: memref.store %[[QV]], %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}] : memref<1x1x64x64xbf16, #gpu.address_space<workgroup>>
+// CHECK: nvvm.fence.proxy
+// CHECK-NEXT: gpu.barrier
+// CHECK: nvgpu.warpgroup.mma
+// CHECK: gpu.terminator
+// CHECK-NOT: linalg.generic
+// CHECK: return
+#cq = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+func.func @computed_query(%arg0: memref<1x2x100x64xf32>, %arg1: memref<1x2x100x64xbf16>, %arg2: memref<1x2x100x64xbf16>) attributes {kiln.config = {stages = 2 : i64, strategy = "flash-attention-wgmma", tile = array<i64: 64, 64>}, kiln.kernel} {
+  %t = memref.alloc() : memref<1x2x100x64xbf16>
+  linalg.generic {indexing_maps = [#cq], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%t : memref<1x2x100x64xbf16>) {
+  ^bb0(%out: bf16):
+    %i0 = linalg.index 0 : index
+    %i1 = linalg.index 1 : index
+    %i2 = linalg.index 2 : index
+    %i3 = linalg.index 3 : index
+    %v = memref.load %arg0[%i0, %i1, %i2, %i3] : memref<1x2x100x64xf32>
+    %w = arith.mulf %v, %v : f32
+    %r = arith.truncf %w : f32 to bf16
+    linalg.yield %r : bf16
+  }
+  %q = bufferization.to_tensor %t : memref<1x2x100x64xbf16> to tensor<1x2x100x64xbf16>
+  %kv = bufferization.to_tensor %arg1 : memref<1x2x100x64xbf16> to tensor<1x2x100x64xbf16>
+  %r = kiln.attention %q, %kv, %kv {causal_offset = 0 : i64, scale = 1.250000e-01 : f64, softmax_type = f32} : tensor<1x2x100x64xbf16>, tensor<1x2x100x64xbf16>, tensor<1x2x100x64xbf16> -> tensor<1x2x100x64xbf16>
+  %rb = bufferization.to_buffer %r : tensor<1x2x100x64xbf16> to memref<1x2x100x64xbf16, strided<[?, ?, ?, ?], offset: ?>>
+  memref.copy %rb, %arg2 : memref<1x2x100x64xbf16, strided<[?, ?, ?, ?], offset: ?>> to memref<1x2x100x64xbf16>
+  memref.dealloc %t : memref<1x2x100x64xbf16>
+  return
+}

@@ -204,13 +204,14 @@ func.func @rotary_into_mma_sync(%xq: tensor<1x8x2x16xf32>, %xk: tensor<1x8x2x16x
 
 // -----
 
-// COM: The Hopper kernel loads its tiles with TMA, which cannot compute:
-// COM: a rotary producer stays a dispatch of its own. So does, for the
-// COM: mma.sync kernel, a producer that computes with math functions (too
-// COM: costly to recompute per tile).
+// COM: The Hopper kernel loads K and V with TMA, which cannot compute: a
+// COM: rotary producer of K stays a dispatch of its own (of Q it would
+// COM: move in: its threads load Q). So does, for the mma.sync kernel, a
+// COM: producer that computes with math functions (too costly to
+// COM: recompute per tile).
 // CHECK-LABEL: func.func @computed_producers_that_stay
 // CHECK: kiln.dispatch(%arg0) {config = {strategy = "elementwise"
-// CHECK: kiln.dispatch(%{{.*}}, %arg1, %arg1) {config = {{{.*}}strategy = "flash-attention-wgmma"
+// CHECK: kiln.dispatch(%arg1, %{{.*}}, %arg1) {config = {{{.*}}strategy = "flash-attention-wgmma"
 // CHECK: kiln.dispatch(%arg0) {config = {strategy = "elementwise"
 // CHECK: kiln.dispatch(%{{.*}}, %arg1, %arg1) {config = {{{.*}}strategy = "flash-attention-mma-sync"
 #cid = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
@@ -231,7 +232,7 @@ func.func @computed_producers_that_stay(%x: tensor<1x2x64x64xf32>, %kv: tensor<1
     } -> tensor<1x2x64x64xbf16>
     kiln.yield %g : tensor<1x2x64x64xbf16>
   }
-  %o = kiln.dispatch(%q, %kv, %kv) {config = {stages = 2 : i64, strategy = "flash-attention-wgmma", tile = array<i64: 64, 64>}} : (tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>) -> tensor<1x2x64x64xbf16> {
+  %o = kiln.dispatch(%kv, %q, %kv) {config = {stages = 2 : i64, strategy = "flash-attention-wgmma", tile = array<i64: 64, 64>}} : (tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>) -> tensor<1x2x64x64xbf16> {
   ^bb0(%a: tensor<1x2x64x64xbf16>, %b: tensor<1x2x64x64xbf16>, %c: tensor<1x2x64x64xbf16>):
     %r = kiln.attention %a, %b, %c {scale = 1.250000e-01 : f64} : tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16> -> tensor<1x2x64x64xbf16>
     kiln.yield %r : tensor<1x2x64x64xbf16>
@@ -258,4 +259,40 @@ func.func @computed_producers_that_stay(%x: tensor<1x2x64x64xf32>, %kv: tensor<1
     kiln.yield %r : tensor<1x2x64x64xbf16>
   }
   return %o, %o2 : tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>
+}
+
+// -----
+
+// COM: The Hopper kernel's threads load Q (once per block): a rotary
+// COM: producer of Q moves into its dispatch.
+// CHECK-LABEL: func.func @computed_query_into_wgmma
+// CHECK: %[[F:.*]] = kiln.dispatch(%arg0, %arg1) {config = {{{.*}}strategy = "flash-attention-wgmma"
+// CHECK: linalg.generic
+// CHECK: kiln.attention
+// CHECK-NOT: kiln.dispatch
+// CHECK: return %[[F]]
+#qid = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+func.func @computed_query_into_wgmma(%x: tensor<1x2x64x64xf32>, %kv: tensor<1x2x64x64xbf16>) -> tensor<1x2x64x64xbf16> {
+  %q = kiln.dispatch(%x) {config = {strategy = "elementwise", threads = 256 : i64, vector_width = 4 : i64}} : (tensor<1x2x64x64xf32>) -> tensor<1x2x64x64xbf16> {
+  ^bb0(%a: tensor<1x2x64x64xf32>):
+    %e = tensor.empty() : tensor<1x2x64x64xbf16>
+    %g = linalg.generic {indexing_maps = [#qid], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%e : tensor<1x2x64x64xbf16>) {
+    ^bb0(%out: bf16):
+      %i0 = linalg.index 0 : index
+      %i1 = linalg.index 1 : index
+      %i2 = linalg.index 2 : index
+      %i3 = linalg.index 3 : index
+      %v = tensor.extract %a[%i0, %i1, %i2, %i3] : tensor<1x2x64x64xf32>
+      %w = arith.mulf %v, %v : f32
+      %t = arith.truncf %w : f32 to bf16
+      linalg.yield %t : bf16
+    } -> tensor<1x2x64x64xbf16>
+    kiln.yield %g : tensor<1x2x64x64xbf16>
+  }
+  %o = kiln.dispatch(%q, %kv, %kv) {config = {stages = 2 : i64, strategy = "flash-attention-wgmma", tile = array<i64: 64, 64>}} : (tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>) -> tensor<1x2x64x64xbf16> {
+  ^bb0(%a: tensor<1x2x64x64xbf16>, %b: tensor<1x2x64x64xbf16>, %c: tensor<1x2x64x64xbf16>):
+    %r = kiln.attention %a, %b, %c {scale = 1.250000e-01 : f64} : tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16>, tensor<1x2x64x64xbf16> -> tensor<1x2x64x64xbf16>
+    kiln.yield %r : tensor<1x2x64x64xbf16>
+  }
+  return %o : tensor<1x2x64x64xbf16>
 }
