@@ -248,31 +248,18 @@ struct KilnGpuFlashAttentionPass final
       Value inside = ix.andI(ix.ltV(row, rowCount), ix.lt(col, cols));
       if (enabled)
         inside = ix.andI(inside, enabled);
-      auto value = scf::IfOp::create(ix.b, ix.loc, TypeRange{element}, inside,
-                                     /*withElseRegion=*/true);
-      {
-        OpBuilder tb = value.getThenBodyBuilder();
-        Ix tx{tb, ix.loc};
-        Value sourceHead = head, sourceRow = row;
-        if (rowMap)
-          std::tie(sourceHead, sourceRow) = rowMap(tx, row);
-        scf::YieldOp::create(
-            tb, ix.loc,
-            evaluateDecoded(tb, ix.loc, computed,
-                            {batch, sourceHead, sourceRow, col}));
-        OpBuilder eb = value.getElseBodyBuilder();
-        scf::YieldOp::create(
-            eb, ix.loc,
-            arith::ConstantOp::create(eb, ix.loc, eb.getZeroAttr(element))
-                .getResult());
-      }
+      Value sourceHead = head, sourceRow = row;
+      if (rowMap)
+        std::tie(sourceHead, sourceRow) = rowMap(ix, row);
+      Value value = evaluateOrZero(ix.b, ix.loc, computed, inside,
+                                   {batch, sourceHead, sourceRow, col},
+                                   element);
       Value chunk = swizzle(ix, r, ix.div(col, kChunk), tile.chunks());
       SmallVector<Value> dst = {r, ix.add(ix.mul(chunk, kChunk),
                                           ix.rem(col, kChunk))};
       if (stage)
         dst.insert(dst.begin(), stage);
-      memref::StoreOp::create(ix.b, ix.loc, value.getResult(0), tile.buffer,
-                              dst);
+      memref::StoreOp::create(ix.b, ix.loc, value, tile.buffer, dst);
     }
   }
 

@@ -88,6 +88,19 @@ linalg::GenericOp computedOperand(Value buffer, Operation *reader) {
   return generic;
 }
 
+Value evaluateOrZero(OpBuilder &b, Location loc, linalg::GenericOp computed,
+                     Value inside, ArrayRef<Value> indices, Type element) {
+  auto value = scf::IfOp::create(b, loc, TypeRange{element}, inside,
+                                 /*withElseRegion=*/true);
+  OpBuilder tb = value.getThenBodyBuilder();
+  scf::YieldOp::create(tb, loc, evaluateDecoded(tb, loc, computed, indices));
+  OpBuilder eb = value.getElseBodyBuilder();
+  scf::YieldOp::create(
+      eb, loc,
+      arith::ConstantOp::create(eb, loc, eb.getZeroAttr(element)).getResult());
+  return value.getResult(0);
+}
+
 void resolveFlashViews(AttentionOp op, OpBuilder &b, FlashBuffers &buffers,
                        Value batchCount, Value queryCount, int64_t chunk) {
   Location loc = op.getLoc();

@@ -52,6 +52,15 @@ mlir::FailureOr<FlashBuffers> flashBuffersOf(AttentionOp op,
 mlir::linalg::GenericOp computedOperand(mlir::Value buffer,
                                         mlir::Operation *reader);
 
+/// The element of `computed` (a computedOperand) at `indices` where
+/// `inside`, else zero of `element`: what a flash kernel stores into a
+/// tile for an operand it evaluates.
+mlir::Value evaluateOrZero(mlir::OpBuilder &b, mlir::Location loc,
+                           mlir::linalg::GenericOp computed,
+                           mlir::Value inside,
+                           llvm::ArrayRef<mlir::Value> indices,
+                           mlir::Type element);
+
 /// Fills `views`, `out` and `outView` (builder `b` on the host side of the
 /// launch): operands whose rows stay aligned to `chunk` elements are read
 /// in place, and the result is written through the permutation that

@@ -416,23 +416,12 @@ struct KilnGpuFlashAttentionWgmmaPass final
         Value query = ix.add(qBase, rowInBlock);
         Value inside = ix.andI(ix.ltV(query, queryCount),
                                ix.lt(col, shape.headQK));
-        auto value = scf::IfOp::create(in, loc, TypeRange{element}, inside,
-                                       /*withElseRegion=*/true);
-        {
-          OpBuilder tb = value.getThenBodyBuilder();
-          scf::YieldOp::create(
-              tb, loc,
-              evaluateDecoded(tb, loc, computedQ, {batch, head, query, col}));
-          OpBuilder eb = value.getElseBodyBuilder();
-          scf::YieldOp::create(
-              eb, loc,
-              arith::ConstantOp::create(eb, loc, eb.getZeroAttr(element))
-                  .getResult());
-        }
+        Value value = evaluateOrZero(in, loc, computedQ, inside,
+                                     {batch, head, query, col}, element);
         Value inBox = ix.rem(col, kAtom);
         Value chunk = ix.xorI(ix.div(inBox, 8), ix.rem(r, 8));
         memref::StoreOp::create(
-            in, loc, value.getResult(0), qTile,
+            in, loc, value, qTile,
             ValueRange{w, ix.div(col, kAtom), r,
                        ix.add(ix.mul(chunk, 8), ix.rem(inBox, 8))});
       }

@@ -195,7 +195,7 @@ struct KilnGpuGemmWgmmaPass final
     int64_t kTiles = llvm::divideCeil(shape.K, kBk);
     int64_t stages = std::min(*stagesOr, kTiles + 1);
     int64_t nTiles = llvm::divideCeil(shape.N, kBn);
-    if (*blocksOr < 1 || *blocksOr > 65535)
+    if (*blocksOr > 65535)  // getInt has refused one below 1
       return config.error() << "a persistent grid of " << *blocksOr
                             << " blocks is not launchable (1 to 65535)";
     // With symbolic rows, the grid is the configuration's; blocks past the
@@ -243,6 +243,9 @@ struct KilnGpuGemmWgmmaPass final
           nvgpu::TensorMapOOBKind::OOB_ZERO,
           nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
     };
+    // A descriptor of `buffer` seen as the dense tensor `dims` (innermost
+    // first), or, without dims, of `buffer` itself: a view whose sizes the
+    // artifact builder reads.
     auto descriptor = [&](Value buffer, nvgpu::TensorMapDescriptorType type,
                           ArrayRef<int64_t> dims) {
       Value unranked = memref::CastOp::create(
@@ -252,7 +255,8 @@ struct KilnGpuGemmWgmmaPass final
         box.push_back(constantIndex(b, loc, d));
       auto create =
           nvgpu::TmaCreateDescriptorOp::create(b, loc, type, unranked, box);
-      create->setAttr("kiln.tma_dims", b.getDenseI64ArrayAttr(dims));
+      if (!dims.empty())
+        create->setAttr("kiln.tma_dims", b.getDenseI64ArrayAttr(dims));
       return create.getResult();
     };
     // B N-major as two [64 k][64 n] boxes of its [K, N] rows; K-major as one
@@ -287,12 +291,7 @@ struct KilnGpuGemmWgmmaPass final
           A, OpFoldResult(b.getIndexAttr(0)),
           ArrayRef<OpFoldResult>{mSize, b.getIndexAttr(shape.K)},
           ArrayRef<OpFoldResult>{b.getIndexAttr(shape.K), b.getIndexAttr(1)});
-      Value unranked = memref::CastOp::create(
-          b, loc, UnrankedMemRefType::get(element, Attribute()), rows2d);
-      SmallVector<Value> box = {constantIndex(b, loc, kBm),
-                                constantIndex(b, loc, kBk)};
-      mapA = nvgpu::TmaCreateDescriptorOp::create(b, loc, mapAType, unranked,
-                                                  box);
+      mapA = descriptor(rows2d, mapAType, {});
     } else {
       mapA = descriptor(A, mapAType, {shape.K, shape.M});
     }
@@ -367,6 +366,16 @@ struct KilnGpuGemmWgmmaPass final
           arith::IndexCastOp::create(px.b, loc, px.b.getI64Type(),
                                      px.rem(round, 2)));
     };
+    // Slice `it`'s stage, once `barriers`' phase of its (round + shift)-th
+    // completion has passed (parity (it / S + shift) % 2).
+    auto awaitStage = [&](Ix &kx, Value barriers, Value it, int64_t shift) {
+      Value stage = kx.rem(it, stages);
+      nvgpu::MBarrierTryWaitParityOp::create(
+          kx.b, loc, barriers,
+          parityOf(kx, kx.add(kx.div(it, stages), shift)), kx.c(10000000),
+          stage);
+      return stage;
+    };
     auto roles = scf::IfOp::create(in, loc, ix.lt(warpgroup, 1),
                                    /*withElseRegion=*/true);
 
@@ -389,13 +398,10 @@ struct KilnGpuGemmWgmmaPass final
         Ix kx{kb, loc};
         Value kt = kLoop.getInductionVar();
         Value it = kx.add(it0, kt);
-        Value stage = kx.rem(it, stages);
         // The (r + 1)-th fill waits for the consumers' r-th release, which
         // completed phase r - 1 of empty[s]; the first round passes (the
         // phase before a barrier's first counts as completed).
-        nvgpu::MBarrierTryWaitParityOp::create(
-            kb, loc, empty, parityOf(kx, kx.add(kx.div(it, stages), 1)),
-            kx.c(10000000), stage);
+        Value stage = awaitStage(kx, empty, it, 1);
         nvgpu::MBarrierArriveExpectTxOp::create(kb, loc, full,
                                                 kx.c(stageBytes), stage,
                                                 Value());
@@ -498,11 +504,8 @@ struct KilnGpuGemmWgmmaPass final
         Ix kx{kb, loc};
         Value kt = kLoop.getInductionVar();
         Value it = kx.add(it0, kt);
-        Value stage = kx.rem(it, stages);
         // The stage's r-th fill completes phase r: wait for parity r % 2.
-        nvgpu::MBarrierTryWaitParityOp::create(
-            kb, loc, full, parityOf(kx, kx.div(it, stages)), kx.c(10000000),
-            stage);
+        Value stage = awaitStage(kx, full, it, 0);
         // Each warpgroup's descriptors of A from views of its own rows (a
         // view is the same for every thread that makes it): the whole
         // [64][64] slice, or, with a K-major B, one [64][16] step per k16
